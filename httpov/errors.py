@@ -1,0 +1,75 @@
+"""Every failure a user of httpov can meet, one class each, with the CLI exit code it maps to."""
+from __future__ import annotations
+
+
+class HttpovError(Exception):
+    """Root of httpov's errors: a one-line message a user can act on."""
+
+    exit_code = 1
+    hint: str | None = None
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class BadInputError(HttpovError):
+    """A command-line value is out of range or malformed (frames, count, slices, priority...)."""
+
+    exit_code = 2
+
+
+class SceneError(HttpovError):
+    """The scene given to submit is missing, unreadable, or names no ini/.pov."""
+
+    exit_code = 3
+
+
+class ArchiveError(SceneError):
+    """A scene archive is corrupt, hostile (absolute paths, '..', links) or past a size limit."""
+
+    exit_code = 3
+
+
+class JobNotFoundError(HttpovError):
+    """No job has the id the user named."""
+
+    exit_code = 4
+
+
+class JobStateError(HttpovError):
+    """The job is in a state that does not allow the operation (e.g. resume a finished job)."""
+
+    exit_code = 4
+
+
+class BrokerUnavailableError(HttpovError):
+    """Redis (the broker and job store) does not answer."""
+
+    exit_code = 5
+    hint = "Is redis-server running? Check HTTPOV_BROKER_URL."
+
+
+class StorageError(HttpovError):
+    """Shared storage (a directory or an S3 bucket) cannot be reached, read or written."""
+
+    exit_code = 6
+    hint = "Check HTTPOV_STORAGE and that every node can reach it."
+
+
+class RenderError(HttpovError):
+    """povray failed on a batch; `lines` holds the relevant lines of its log."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, lines: list[str] | None = None, transient: bool = False) -> None:
+        super().__init__(message)
+        self.lines = lines or []
+        self.transient = transient
+
+
+class JobFailedError(HttpovError):
+    """A job the user waited for ended failed or cancelled."""
+
+    exit_code = 8

@@ -1,0 +1,77 @@
+"""httpov's settings, resolved once from the environment and passed down as one object."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from httpov.errors import BadInputError
+
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+
+
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME", "/tmp"), ".local", "share")
+    return Path(base) / "httpov"
+
+
+def _default_cache_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME", "/tmp"), ".cache")
+    return Path(base) / "httpov"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of httpov; see README.md's "Configuration" table for the environment names."""
+
+    broker_url: str = DEFAULT_BROKER_URL
+    state_url: str = DEFAULT_BROKER_URL
+    storage: str = ""
+    prefix: str = "httpov"
+    queue: str = "httpov"
+    cache_dir: Path = field(default_factory=lambda: Path("/tmp/httpov-cache"))
+    cache_max_bytes: int = 2 * 1024**3
+    povray: str = "povray"
+    render_threads: int = 1
+    lease_seconds: float = 20.0
+    max_attempts: int = 3
+    task_time_limit: int = 6 * 3600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read HTTPOV_* variables (missing ones take their defaults)."""
+        env = os.environ if env is None else env
+        broker = env.get("HTTPOV_BROKER_URL", DEFAULT_BROKER_URL)
+        storage = env.get("HTTPOV_STORAGE") or str(_default_data_dir(env) / "storage")
+        return cls(
+            broker_url=broker,
+            state_url=env.get("HTTPOV_STATE_URL", broker),
+            storage=storage,
+            prefix=env.get("HTTPOV_PREFIX", "httpov"),
+            queue=env.get("HTTPOV_QUEUE", "httpov"),
+            cache_dir=Path(env.get("HTTPOV_CACHE_DIR") or _default_cache_dir(env)),
+            cache_max_bytes=_number(env, "HTTPOV_CACHE_MAX_BYTES", 2 * 1024**3, int),
+            povray=env.get("HTTPOV_POVRAY", "povray"),
+            render_threads=_number(env, "HTTPOV_RENDER_THREADS", 1, int),
+            lease_seconds=_number(env, "HTTPOV_LEASE_SECONDS", 20.0, float),
+            max_attempts=_number(env, "HTTPOV_MAX_ATTEMPTS", 3, int),
+            task_time_limit=_number(env, "HTTPOV_TASK_TIME_LIMIT", 6 * 3600, int),
+        )
+
+    def with_(self, **changes: object) -> "Settings":
+        """A copy with some fields changed (tests, `httpov render`)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind: type) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise BadInputError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise BadInputError(f"{name} must be greater than 0, got {raw}")
+    return value

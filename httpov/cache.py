@@ -1,0 +1,134 @@
+"""A render node's cache of extracted scenes, shared by all its worker processes and bounded in size."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from httpov.archive import extract_archive, file_sha256
+from httpov.errors import ArchiveError, StorageError
+from httpov.storage.base import Storage
+
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class SceneCache:
+    """Per-node cache of extracted scenes: each scene downloaded and extracted once per node, whatever the number
+    of worker processes (a file lock, not a race); bounded by size, least recently used evicted.
+
+    Layout under `root`: scenes/<sha>/ (extracted, read-only by convention), locks/<sha>.lock (flock: exclusive
+    while a scene is fetched or evicted, shared while it is in use), tmp/ (downloads and extractions in progress).
+    Lock files are never removed: unlinking a lock file others may have open would break the locking.
+    A scene in use is never evicted, so the cache can exceed `max_bytes` while the scenes in use alone do.
+    """
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.scenes = self.root / "scenes"
+        self.locks = self.root / "locks"
+        self.tmp = self.root / "tmp"
+
+    def get(self, storage: Storage, key: str) -> Path:
+        """The folder holding the extracted scene `key` ("scenes/<sha256>.zip"), fetched if not cached.
+
+        Nothing protects the folder once this returns; hold it with `use` while povray reads it."""
+        with self.use(storage, key) as path:
+            return path
+
+    @contextlib.contextmanager
+    def use(self, storage: Storage, key: str) -> Iterator[Path]:
+        """Yield the extracted scene's folder, holding a shared lock on it so no process evicts it meanwhile."""
+        name = _scene_name(key)
+        final = self.scenes / name
+        for folder in (self.scenes, self.locks, self.tmp):
+            folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                if final.is_dir():
+                    break
+                # Converting a flock is not atomic, so whoever holds LOCK_EX first fetches; the others then find
+                # the folder. The loop re-checks after every conversion (an eviction can slip in between).
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if not final.is_dir():
+                    self._fetch(storage, key, name, final)
+            os.utime(final)  # least recently used = oldest mtime
+            self.evict(keep=name)
+            yield final
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _fetch(self, storage: Storage, key: str, name: str, final: Path) -> None:
+        """Download and extract `key` into `final`; the caller holds the scene's exclusive lock."""
+        for stale in self.tmp.glob(f"{name}.*"):  # left by a process killed while fetching or evicting it
+            shutil.rmtree(stale, ignore_errors=True)
+        work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=self.tmp))
+        try:
+            storage.get_file(key, work / "scene.zip")  # FileNotFoundError if the scene was never stored
+            if _SHA256.fullmatch(name) and file_sha256(work / "scene.zip") != name:
+                raise ArchiveError(f"{key} does not match its SHA-256: the stored scene is damaged")
+            extract_archive(work / "scene.zip", work / "scene")
+            os.rename(work / "scene", final)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and not (work / "scene.zip").exists():
+                raise
+            raise StorageError(f"cannot cache scene {key} in {self.root}: {exc.strerror or exc}") from exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def evict(self, keep: str | None = None) -> None:
+        """Remove least recently used scenes until the cache fits in max_bytes, skipping `keep` and scenes in use."""
+        entries = []
+        for path in self.scenes.iterdir() if self.scenes.is_dir() else []:
+            with contextlib.suppress(FileNotFoundError):
+                entries.append((path.stat().st_mtime, path.name, _tree_size(path)))
+        total = sum(size for _, _, size in entries)
+        for _, name, size in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            if name != keep and self._remove_unused(name):
+                total -= size
+
+    def size(self) -> int:
+        """Bytes held by the extracted scenes."""
+        return sum(_tree_size(p) for p in self.scenes.iterdir()) if self.scenes.is_dir() else 0
+
+    def _remove_unused(self, name: str) -> bool:
+        fd = os.open(self.locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # in use, or being fetched
+            if not (self.scenes / name).is_dir():
+                return False
+            trash = Path(tempfile.mkdtemp(prefix=f"{name}.evict-", dir=self.tmp))
+            os.rename(self.scenes / name, trash / "scene")  # gone from scenes/ at once, deleted at leisure
+            shutil.rmtree(trash, ignore_errors=True)
+            return True
+        finally:
+            os.close(fd)
+
+
+def _scene_name(key: str) -> str:
+    base = key.rsplit("/", 1)[-1].removesuffix(".zip")
+    if not _NAME.fullmatch(base):
+        raise ValueError(f"not a scene key: {key!r} (expected scenes/<sha256>.zip)")
+    return base
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total

@@ -1,0 +1,181 @@
+"""The node-local scene cache against a real S3 server (moto in its own process): one download per node, LRU."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+import pytest
+
+from httpov.archive import file_sha256, pack_scene
+from httpov.cache import SceneCache
+from httpov.errors import ArchiveError
+from httpov.storage.s3 import S3Storage
+from tests.s3server import apply_env, make_bucket, moto_process, recorded_requests, s3_env, start_recording
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Each process waits for the "go" file, then asks the cache for the scene and prints the folder it got.
+WORKER = """
+import os, sys, time
+from pathlib import Path
+from httpov.cache import SceneCache
+from httpov.storage import open_storage
+root, url, key, go = sys.argv[1:5]
+storage = open_storage(url)
+cache = SceneCache(Path(root), 10**9)
+Path(go + "." + str(os.getpid())).touch()
+while not os.path.exists(go):
+    time.sleep(0.002)
+print(cache.get(storage, key))
+"""
+
+# Holds a scene in use until the "release" file appears.
+HOLDER = """
+import os, sys, time
+from pathlib import Path
+from httpov.cache import SceneCache
+from httpov.storage import open_storage
+root, url, key, max_bytes, release = sys.argv[1:6]
+with SceneCache(Path(root), int(max_bytes)).use(open_storage(url), key) as path:
+    print(path, flush=True)
+    while not os.path.exists(release):
+        time.sleep(0.01)
+"""
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with moto_process(tmp_path_factory.mktemp("moto")) as url:
+        yield url
+
+
+@pytest.fixture
+def storage(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> S3Storage:
+    apply_env(monkeypatch, endpoint)
+    bucket = "cache-" + uuid.uuid4().hex[:12]
+    make_bucket(endpoint, bucket)
+    return S3Storage(bucket, "farm")
+
+
+def _env(endpoint: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {**env, **s3_env(endpoint), "PYTHONPATH": str(REPO)}
+
+
+def _upload_scene(storage: S3Storage, tmp_path: Path, tag: str, size: int = 4000) -> tuple[str, dict[str, bytes]]:
+    """A scene of two files holding `size` random bytes in all; returns its key and its files."""
+    files = {"pov.ini": f"Input_File_Name=scene.pov\n; {tag}\n".encode(),
+             "scene.pov": b"// " + os.urandom(size // 2).hex().encode()[: size - 60] + b"\n"}
+    source = tmp_path / f"src-{tag}"
+    source.mkdir()
+    for name, data in files.items():
+        (source / name).write_bytes(data)
+    zip_path = tmp_path / f"{tag}.zip"
+    pack_scene(source, zip_path)
+    key = f"scenes/{file_sha256(zip_path)}.zip"
+    storage.put_file(key, zip_path)
+    return key, files
+
+
+def _read_tree(path: Path) -> dict[str, bytes]:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def _object_gets(endpoint: str, storage: S3Storage, key: str) -> int:
+    """GET requests the S3 server received for the object `key` (moto's own request log)."""
+    path = f"/{storage.bucket}/{storage.prefix}{key}"
+    return sum(1 for r in recorded_requests(endpoint) if r["method"] == "GET" and urlparse(r["url"]).path == path)
+
+
+def test_many_processes_download_a_scene_once(endpoint: str, storage: S3Storage, tmp_path: Path) -> None:
+    key, files = _upload_scene(storage, tmp_path, "shared")
+    root, go = tmp_path / "cache", tmp_path / "go"
+    start_recording(endpoint)
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(root), storage.url, key, str(go)],
+                              env=_env(endpoint), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("go.*"))) < len(procs) and time.monotonic() < deadline:
+        time.sleep(0.01)  # every process has imported everything and waits at the line
+    go.touch()
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err
+    folders = {out.strip() for out, _ in outputs}
+    assert folders == {str(root / "scenes" / key[len("scenes/"):-len(".zip")])}
+    assert _read_tree(Path(folders.pop())) == files
+    assert _object_gets(endpoint, storage, key) == 1
+    assert os.listdir(root / "tmp") == []
+    # Once cached, asking again costs no request at all.
+    start_recording(endpoint)
+    assert _read_tree(SceneCache(root, 10**9).get(storage, key)) == files
+    assert recorded_requests(endpoint) == []
+
+
+def test_least_recently_used_scene_is_evicted(storage: S3Storage, tmp_path: Path) -> None:
+    keys = {tag: _upload_scene(storage, tmp_path, tag)[0] for tag in "abc"}
+    cache = SceneCache(tmp_path / "cache", 0)
+    one = cache.get(storage, keys["a"])
+    cache.max_bytes = 2 * cache.size() + 100  # room for two scenes, not three
+    a = cache.get(storage, keys["a"])
+    b = cache.get(storage, keys["b"])
+    time.sleep(0.01)
+    assert cache.get(storage, keys["a"]) == a == one  # a is now more recently used than b
+    c = cache.get(storage, keys["c"])
+    assert a.is_dir() and c.is_dir() and not b.exists()
+    assert cache.size() <= cache.max_bytes
+    assert sorted(os.listdir(tmp_path / "cache" / "scenes")) == sorted([a.name, c.name])
+
+
+def test_scene_in_use_is_never_evicted(endpoint: str, storage: S3Storage, tmp_path: Path) -> None:
+    keys = {tag: _upload_scene(storage, tmp_path, tag)[0] for tag in "abcd"}
+    root, release = tmp_path / "cache", tmp_path / "release"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), storage.url, keys["a"], "1", str(release)],
+                              env=_env(endpoint), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        held = Path(holder.stdout.readline().strip())  # printed once the holder has the scene and its lock
+        assert held.is_dir(), holder.stderr.read() if holder.stderr else ""
+        held_files = _read_tree(held)
+        cache = SceneCache(root, 1)  # smaller than any scene: everything not in use must go
+        for tag in "bcd":
+            path = cache.get(storage, keys[tag])
+            assert held.is_dir() and _read_tree(held) == held_files  # the holder's scene, a, is older but in use
+            assert sorted(os.listdir(root / "scenes")) == sorted([held.name, path.name])
+        with cache.use(storage, keys["b"]) as in_use:  # fetching b evicts d
+            c = cache.get(storage, keys["c"])  # keeps b (in use here) and a (in use by the holder)
+            assert sorted(os.listdir(root / "scenes")) == sorted([held.name, in_use.name, c.name])
+            assert in_use.is_dir() and held.is_dir()
+    finally:
+        release.touch()
+        holder.wait(30)
+    assert holder.returncode == 0
+    last = cache.get(storage, keys["d"])  # nothing in use any more: only the scene just returned stays
+    assert os.listdir(root / "scenes") == [last.name]
+
+
+def test_missing_scene_raises_and_leaves_nothing(storage: S3Storage, tmp_path: Path) -> None:
+    cache = SceneCache(tmp_path / "cache", 10**6)
+    with pytest.raises(FileNotFoundError):
+        cache.get(storage, "scenes/" + "0" * 64 + ".zip")
+    assert os.listdir(tmp_path / "cache" / "scenes") == [] and os.listdir(tmp_path / "cache" / "tmp") == []
+
+
+def test_damaged_scene_is_refused(storage: S3Storage, tmp_path: Path) -> None:
+    key, _ = _upload_scene(storage, tmp_path, "good")
+    other, _ = _upload_scene(storage, tmp_path, "other")
+    storage.put_bytes(key, storage.get_bytes(other))  # a valid zip, but not the one its name promises
+    cache = SceneCache(tmp_path / "cache", 10**6)
+    with pytest.raises(ArchiveError):
+        cache.get(storage, key)
+    assert os.listdir(tmp_path / "cache" / "scenes") == [] and os.listdir(tmp_path / "cache" / "tmp") == []
+    with pytest.raises(ValueError):
+        cache.get(storage, "scenes/../x.zip")

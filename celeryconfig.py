@@ -1,0 +1,43 @@
+"""Celery settings for httpov: tasks are povray batches that run for minutes, not milliseconds.
+
+Values that depend on the site (broker URL, queue, time limit) come from the environment: see
+httpov/app.py, which applies httpov's Settings on top of this module when Celery configures the app.
+"""
+
+# json only: with pickle, anyone who can write to the broker runs code on every render node.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+
+# Ack after the batch is stored, so a batch whose worker dies is not lost (httpov's leases bring it back within
+# seconds; the broker's own redelivery is the slow safety net).
+task_acks_late = True
+# A pool child killed mid-render (OOM, crash) hands its batch back instead of dropping it; httpov counts attempts
+# per batch, so a scene that always crashes fails after HTTPOV_MAX_ATTEMPTS instead of looping forever.
+task_reject_on_worker_lost = True
+# One batch at a time per render process: a prefetched batch would wait behind a minutes-long render while
+# another node sits idle, and priorities would not apply to it.
+worker_prefetch_multiplier = 1
+
+# httpov keeps job state and results itself (Redis + storage); Celery's result backend would only duplicate it.
+task_ignore_result = True
+task_store_errors_even_if_ignored = False
+
+# Priorities on Redis: separate lists per priority, 0 first. Redis hands an unacked message back after
+# visibility_timeout even if the task still runs, so it must stay above the hard time limit
+# (app.py sets it to the time limit plus an hour).
+broker_transport_options = {"queue_order_strategy": "priority", "priority_steps": list(range(10)), "sep": ":"}
+task_queue_max_priority = 9
+task_default_priority = 4
+
+# Render nodes stay connected through Redis restarts instead of exiting.
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+
+# Flower and `celery events` see tasks as they start and finish.
+worker_send_task_events = True
+task_send_sent_event = True
+task_track_started = True
+
+# Each render process is a child; povray itself is single-threaded per process (see docs/PERFORMANCE.md).
+worker_max_tasks_per_child = 200

@@ -1,0 +1,222 @@
+"""What users do with jobs: submit, watch, fetch, control. The CLI is a thin layer over this class."""
+from __future__ import annotations
+
+import re
+import secrets
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+
+from celery import Celery
+
+from httpov import archive
+from httpov.errors import BadInputError, JobFailedError, JobStateError, SceneError
+from httpov.jobs import FINISHED, LIVE, JobStore
+from httpov.node import batch_key
+from httpov.plan import JobSpec, default_count, frame_range, image_size, split
+from httpov.reaper import reap
+from httpov.scene import SceneLayout, SceneOptions, locate_scene
+from httpov.settings import Settings
+from httpov.stitch import plan_slices
+from httpov.storage import Storage, open_storage
+from httpov.tasks import enqueue
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Submission:
+    """A job just queued, and what the user should be told about it."""
+
+    spec: JobSpec
+    uploaded: bool
+    ignored: list[str]
+
+    def describe(self) -> str:
+        s = self.spec
+        what = f"{s.frame_count} frame(s) {s.first}-{s.last}" if s.frame_count > 1 else f"frame {s.first}"
+        how = (f"{len(s.slices)} slice(s) per frame" if s.slices else f"{s.count} frame(s) per batch")
+        return f"{s.id}: {what} at {s.width}x{s.height}, {how}, {len(s.batches)} batch(es)"
+
+
+class Client:
+    """Talks to Redis (job state and queue) and storage on the user's behalf."""
+
+    def __init__(self, settings: Settings, celery: Celery, storage: Storage | None = None,
+                 store: JobStore | None = None) -> None:
+        self.settings = settings
+        self.celery = celery
+        self._storage = storage
+        self.store = store or JobStore.connect(settings.state_url, settings.prefix)
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            self._storage = open_storage(self.settings.storage)
+        return self._storage
+
+    # submit
+    def submit(self, source: Path, *, name: str | None = None, frames: int | None = None,
+               count: int | None = None, slices: int | None = None, slice_rows: int | None = None,
+               priority: int = 5, limits: archive.ArchiveLimits | None = None) -> Submission:
+        """Check the scene, store it once by content hash, record the job and queue its batches."""
+        if count is not None and count <= 0:
+            raise BadInputError(f"--count must be at least 1, got {count}")
+        if frames is not None and frames <= 0:
+            raise BadInputError(f"--frames must be at least 1, got {frames}")
+        if not 0 <= priority <= 9:
+            raise BadInputError(f"--priority must be between 0 and 9, got {priority}")
+        limits = limits or archive.ArchiveLimits()
+        with tempfile.TemporaryDirectory(prefix="httpov-submit-") as tmp:
+            zip_path, prefer = _scene_archive(Path(source), Path(tmp), limits)
+            names = archive.check_archive(zip_path, limits)
+            with zipfile.ZipFile(zip_path) as zf:
+                layout, options = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
+            spec = self._plan(layout, options, name or _default_name(Path(source), layout), frames, count,
+                              slices, slice_rows, priority)
+            self.store.ping()
+            self.storage.check()
+            spec.scene_key = f"scenes/{archive.file_sha256(zip_path)}.zip"
+            uploaded = not self.storage.exists(spec.scene_key)
+            if uploaded:
+                self.storage.put_file(spec.scene_key, zip_path)
+        self.store.create(spec)
+        enqueue(self.celery, spec, spec.batches, self.settings.queue)
+        return Submission(spec, uploaded, options.ignored)
+
+    def _plan(self, layout: SceneLayout, options: SceneOptions, name: str, frames: int | None,
+              count: int | None, slices: int | None, slice_rows: int | None, priority: int) -> JobSpec:
+        fr = frame_range(options, frames)
+        width, height = image_size(options)
+        row_slices = None
+        if slices is not None or slice_rows is not None:
+            row_slices = plan_slices(height, slices=slices, rows=slice_rows)
+        count = count or default_count(fr.count)
+        batches = split(fr, count, row_slices)
+        return JobSpec(
+            id=secrets.token_hex(5), name=name, scene_key="", root=layout.root, pov=layout.pov,
+            options=options.options, initial=fr.initial, final=fr.final, first=fr.first, last=fr.last,
+            width=width, height=height, count=count, slices=row_slices, priority=priority,
+            created=time.time(), batches=[b.id for b in batches],
+        )
+
+    # looking at jobs
+    def status(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        """One job's progress, or every job's, oldest first."""
+        ids = [job_id] if job_id else self.store.job_ids()
+        return [self.store.progress(i) for i in ids]
+
+    def wait(self, job_id: str, on_progress: Progress | None = None, poll: float = 0.5,
+             timeout: float | None = None) -> dict[str, Any]:
+        """Block until the job is finished; raise JobFailedError unless every frame rendered."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            progress = self.store.progress(job_id)
+            if on_progress:
+                on_progress(progress)
+            if progress["state"] in FINISHED:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise JobFailedError(f"job {job_id} still {progress['state']} after {timeout:.0f}s")
+            self.reap()
+            time.sleep(poll)
+        if progress["state"] != "done":
+            first = progress["errors"][0] if progress["errors"] else ""
+            raise JobFailedError(f"job {job_id} {progress['state']}: {progress['frames_failed']} frame(s) failed"
+                                 + (f": {first}" if first else ""), hint=f"`httpov status {job_id}` shows the log")
+        return progress
+
+    def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None) -> list[Path]:
+        """Download every rendered frame as a PNG into `output` and the batch logs into `output/logs`."""
+        spec = self.store.spec(job_id)
+        output = Path(output)
+        (output / "logs").mkdir(parents=True, exist_ok=True)
+        keys = self.storage.list(f"jobs/{job_id}/batches/")
+        frame_keys = self.storage.list(f"jobs/{job_id}/frames/") if spec.slices else []
+        total, images = len(keys) + len(frame_keys), []
+        with tempfile.TemporaryDirectory(prefix="httpov-fetch-") as tmp:
+            for done, key in enumerate(keys, 1):
+                local = Path(tmp) / "batch.zip"
+                self.storage.get_file(key, local)
+                with zipfile.ZipFile(local) as zf:
+                    for member in zf.namelist():
+                        safe = PurePosixPath(member).name
+                        if safe.endswith(".log"):
+                            (output / "logs" / safe).write_bytes(zf.read(member))
+                        elif not spec.slices and safe.endswith(".png"):
+                            (output / safe).write_bytes(zf.read(member))
+                            images.append(output / safe)
+                if on_file:
+                    on_file(done, total)
+            for done, key in enumerate(frame_keys, len(keys) + 1):
+                target = output / PurePosixPath(key).name
+                self.storage.get_file(key, target)
+                images.append(target)
+                if on_file:
+                    on_file(done, total)
+        return sorted(images)
+
+    # job control
+    def cancel(self, job_id: str) -> None:
+        """Queued batches are dropped when they come up; running povrays are killed within a lease tick."""
+        if self.store.transition(job_id, "cancelled", (*LIVE, "paused")) != "ok":
+            raise JobStateError(f"job {job_id} is already {self.store.state(job_id)}")
+
+    def pause(self, job_id: str) -> None:
+        """Batches not yet started are set aside; running ones finish."""
+        if self.store.transition(job_id, "paused", LIVE) != "ok":
+            raise JobStateError(f"job {job_id} is {self.store.state(job_id)}: only a queued or running job pauses")
+
+    def resume(self, job_id: str) -> int:
+        """Queue the batches set aside while paused; answers how many."""
+        if self.store.transition(job_id, "running", ("paused",)) != "ok":
+            raise JobStateError(f"job {job_id} is {self.store.state(job_id)}, not paused")
+        parked = self.store.unpark(job_id)
+        return enqueue(self.celery, self.store.spec(job_id), parked, self.settings.queue)
+
+    def retry(self, job_id: str) -> int:
+        """Re-render only the batches that failed or are missing; answers how many were queued."""
+        spec = self.store.spec(job_id)
+        if self.store.transition(job_id, "running", ("failed", "cancelled", "done")) != "ok":
+            raise JobStateError(f"job {job_id} is {self.store.state(job_id)}: wait for it to finish or cancel it")
+        batches = self.store.batches(job_id)
+        todo = [b for b in spec.batches if b not in batches["done"]]
+        self.store.reset_failures(job_id, todo)
+        self.store.unpark(job_id)
+        if not todo:
+            self.store.transition(job_id, "done", ("running",))
+        return enqueue(self.celery, spec, todo, self.settings.queue)
+
+    def reap(self) -> list[tuple[str, str]]:
+        """Requeue batches whose render node is gone (any worker or waiting client may sweep)."""
+        def requeue(job_id: str, batch_ids: list[str]) -> None:
+            enqueue(self.celery, self.store.spec(job_id), batch_ids, self.settings.queue)
+        return reap(self.store, requeue, self.settings.lease_seconds, self.settings.max_attempts)
+
+
+def _scene_archive(source: Path, tmp: Path, limits: archive.ArchiveLimits) -> tuple[Path, str | None]:
+    """A zip of the scene, and the .ini/.pov the user named when they gave a file."""
+    if not source.exists():
+        raise SceneError(f"{source}: no such file or directory")
+    if source.is_dir():
+        out = tmp / "scene.zip"
+        archive.pack_scene(source, out, limits)
+        return out, None
+    suffix = source.suffix.lower()
+    if suffix in (".ini", ".pov"):
+        out = tmp / "scene.zip"
+        archive.pack_scene(source.parent, out, limits)
+        return out, source.name
+    if suffix == ".zip" or zipfile.is_zipfile(source):
+        return source, None
+    raise SceneError(f"{source}: not a scene (give a .zip, a folder, or a .ini/.pov file)")
+
+
+def _default_name(source: Path, layout: SceneLayout) -> str:
+    stem = source.stem if source.suffix else source.name
+    if stem in ("pov", "scene", "") and layout.root:
+        stem = layout.root.rstrip("/")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "job"

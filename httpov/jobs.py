@@ -1,0 +1,298 @@
+"""Job state in Redis: jobs, per-batch completion recorded idempotently, leases on running batches."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable, TypeVar
+
+import redis
+
+from httpov.errors import BrokerUnavailableError, JobNotFoundError
+from httpov.plan import Batch, JobSpec
+
+T = TypeVar("T")
+
+STATES = ("queued", "running", "paused", "done", "failed", "cancelled")
+LIVE = ("queued", "running")  # states in which batches are handed out and rendered
+FINISHED = ("done", "failed", "cancelled")
+
+# start_batch: refuse a batch that is done, or whose lease another task holds; else take the lease.
+_START = """
+local job, lease, running, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local batch, token, ttl, info = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local state = redis.call('HGET', job, 'state')
+if not state then return 'missing' end
+if state ~= 'queued' and state ~= 'running' then return state end
+if redis.call('HEXISTS', done, batch) == 1 then return 'duplicate' end
+local holder = redis.call('GET', lease)
+if holder and holder ~= token then return 'busy' end
+redis.call('SET', lease, token, 'PX', math.floor(ttl * 1000))
+redis.call('HSET', running, batch, info)
+if state == 'queued' then
+  redis.call('HSET', job, 'state', 'running', 'started', ARGV[5])
+end
+return 'ok'
+"""
+
+# refresh: extend our lease if we still hold it; answer the job's state so the task can stop on cancel.
+_REFRESH = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[2]) * 1000))
+else
+  return 'lost'
+end
+return redis.call('HGET', KEYS[1], 'state') or 'missing'
+"""
+
+# set_state: move a job to a new state only from one of the allowed ones.
+_TRANSITION = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+for i = 2, #ARGV do
+  if state == ARGV[i] then
+    redis.call('HSET', KEYS[1], 'state', ARGV[1])
+    return 'ok'
+  end
+end
+return state
+"""
+
+
+class JobStore:
+    """All of httpov's state for jobs, under keys `<prefix>:...` of one Redis database."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "httpov") -> None:
+        self.r = client
+        self.p = prefix
+        self._start = client.register_script(_START)
+        self._refresh = client.register_script(_REFRESH)
+        self._transition = client.register_script(_TRANSITION)
+
+    @classmethod
+    def connect(cls, url: str, prefix: str = "httpov") -> "JobStore":
+        client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30)
+        return cls(client, prefix)
+
+    # keys
+    def _k(self, job_id: str, part: str = "") -> str:
+        return f"{self.p}:job:{job_id}" + (f":{part}" if part else "")
+
+    def _lease(self, job_id: str, batch_id: str) -> str:
+        return f"{self.p}:lease:{job_id}:{batch_id}"
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except redis.ConnectionError as exc:
+            raise BrokerUnavailableError(f"cannot reach Redis for job state: {exc}") from exc
+
+    def ping(self) -> None:
+        """Raise BrokerUnavailableError unless Redis answers."""
+        self._call(self.r.ping)
+
+    # jobs
+    def create(self, spec: JobSpec) -> None:
+        def run() -> None:
+            pipe = self.r.pipeline()
+            pipe.hset(self._k(spec.id), mapping={
+                "spec": json.dumps(spec.to_dict()), "state": "queued", "created": spec.created,
+                "total": len(spec.batches),
+            })
+            pipe.zadd(f"{self.p}:jobs", {spec.id: spec.created})
+            pipe.sadd(f"{self.p}:active", spec.id)
+            pipe.execute()
+        self._call(run)
+
+    def spec(self, job_id: str) -> JobSpec:
+        raw = self._call(lambda: self.r.hget(self._k(job_id), "spec"))
+        if raw is None:
+            raise JobNotFoundError(f"no job with id {job_id!r}", hint="`httpov status` lists the jobs")
+        return JobSpec.from_dict(json.loads(raw))
+
+    def state(self, job_id: str) -> str:
+        state = self._call(lambda: self.r.hget(self._k(job_id), "state"))
+        if state is None:
+            raise JobNotFoundError(f"no job with id {job_id!r}", hint="`httpov status` lists the jobs")
+        return state
+
+    def transition(self, job_id: str, new: str, allowed_from: tuple[str, ...]) -> str:
+        """Set the job's state to `new` if it is in `allowed_from`; answer 'ok' or the state it is in."""
+        result = self._call(lambda: self._transition(keys=[self._k(job_id)], args=[new, *allowed_from]))
+        if result == "missing":
+            raise JobNotFoundError(f"no job with id {job_id!r}", hint="`httpov status` lists the jobs")
+        if result == "ok":
+            if new in FINISHED:
+                self._call(lambda: self._finish(job_id))
+            elif new in LIVE:
+                self._call(lambda: self.r.sadd(f"{self.p}:active", job_id))
+        return result
+
+    def _finish(self, job_id: str) -> None:
+        pipe = self.r.pipeline()
+        pipe.hset(self._k(job_id), "finished", time.time())
+        pipe.srem(f"{self.p}:active", job_id)
+        pipe.execute()
+
+    def job_ids(self) -> list[str]:
+        """Every job, oldest first."""
+        return self._call(lambda: self.r.zrange(f"{self.p}:jobs", 0, -1))
+
+    def active_ids(self) -> list[str]:
+        return sorted(self._call(lambda: self.r.smembers(f"{self.p}:active")))
+
+    # batches
+    def start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float) -> str:
+        """Take the batch's lease: 'ok', or why not ('duplicate', 'busy', or the job's state)."""
+        info = json.dumps({"node": node, "started": time.time(), "token": token})
+        return self._call(lambda: self._start(
+            keys=[self._k(job_id), self._lease(job_id, batch_id), self._k(job_id, "running"), self._k(job_id, "done")],
+            args=[batch_id, token, lease, info, time.time()],
+        ))
+
+    def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
+        """Extend the lease; answers the job's state, or 'lost' if another task took the batch."""
+        return self._call(lambda: self._refresh(
+            keys=[self._k(job_id), self._lease(job_id, batch_id)], args=[token, lease]))
+
+    def hold_for_retry(self, job_id: str, batch_id: str, token: str, seconds: float) -> None:
+        """Keep the lease through a retry's back-off so the reaper leaves the batch to the retry."""
+        self._call(lambda: self.r.set(self._lease(job_id, batch_id), token, px=int(seconds * 1000)))
+
+    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int]) -> bool:
+        """Record the batch done (once, however often it runs) and its finished frames; True if the job is done."""
+        def run() -> bool:
+            pipe = self.r.pipeline()
+            pipe.hsetnx(self._k(job_id, "done"), batch_id, json.dumps(info))
+            if frames:
+                pipe.sadd(self._k(job_id, "frames"), *frames)
+            pipe.hdel(self._k(job_id, "running"), batch_id)
+            pipe.hdel(self._k(job_id, "failed"), batch_id)
+            pipe.delete(self._lease(job_id, batch_id))
+            pipe.hlen(self._k(job_id, "done"))
+            pipe.hget(self._k(job_id), "total")
+            *_, done, total = pipe.execute()
+            return int(done) >= int(total)
+        if self._call(run):
+            return self.transition(job_id, "done", LIVE) == "ok"
+        return False
+
+    def slice_done(self, job_id: str, frame: int, batch_id: str) -> int:
+        """Record one slice of `frame` done; answers how many distinct slices of it are done."""
+        key = self._k(job_id, f"slices:{frame}")
+        return int(self._call(lambda: self.r.pipeline().sadd(key, batch_id).scard(key).execute()[1]))
+
+    def fail_batch(self, job_id: str, batch_id: str, error: str, lines: list[str], final: bool, node: str) -> None:
+        """Record a failed attempt; a final failure fails the job (its other batches are then skipped)."""
+        def run() -> None:
+            pipe = self.r.pipeline()
+            pipe.hset(self._k(job_id, "failed"), batch_id, json.dumps(
+                {"error": error, "lines": lines[-20:], "node": node, "final": final, "at": time.time()}))
+            pipe.hdel(self._k(job_id, "running"), batch_id)
+            pipe.delete(self._lease(job_id, batch_id))
+            pipe.execute()
+        self._call(run)
+        if final:
+            self.transition(job_id, "failed", LIVE)
+
+    def release(self, job_id: str, batch_id: str) -> None:
+        """Forget that the batch is running (cancelled, or handed back to the queue)."""
+        def run() -> None:
+            pipe = self.r.pipeline()
+            pipe.hdel(self._k(job_id, "running"), batch_id)
+            pipe.delete(self._lease(job_id, batch_id))
+            pipe.execute()
+        self._call(run)
+
+    def reset_failures(self, job_id: str, batch_ids: list[str]) -> None:
+        """Forget failures and attempt counts of batches about to be rendered again (`httpov retry`)."""
+        if not batch_ids:
+            return
+        def run() -> None:
+            pipe = self.r.pipeline()
+            pipe.hdel(self._k(job_id, "failed"), *batch_ids)
+            pipe.hdel(self._k(job_id, "attempts"), *batch_ids)
+            pipe.execute()
+        self._call(run)
+
+    def add_attempt(self, job_id: str, batch_id: str) -> int:
+        return int(self._call(lambda: self.r.hincrby(self._k(job_id, "attempts"), batch_id, 1)))
+
+    def park(self, job_id: str, batch_id: str) -> None:
+        """Keep a batch of a paused job aside until resume."""
+        self._call(lambda: self.r.sadd(self._k(job_id, "parked"), batch_id))
+
+    def unpark(self, job_id: str) -> list[str]:
+        def run() -> list[str]:
+            pipe = self.r.pipeline()
+            pipe.smembers(self._k(job_id, "parked"))
+            pipe.delete(self._k(job_id, "parked"))
+            return sorted(pipe.execute()[0])
+        return self._call(run)
+
+    def running(self, job_id: str) -> dict[str, dict[str, Any]]:
+        raw = self._call(lambda: self.r.hgetall(self._k(job_id, "running")))
+        return {batch: json.loads(info) for batch, info in raw.items()}
+
+    def lost_batches(self, job_id: str) -> list[str]:
+        """Batches marked running whose lease has expired: their render node is gone."""
+        running = self.running(job_id)
+        if not running:
+            return []
+        leases = self._call(lambda: self.r.mget([self._lease(job_id, b) for b in running]))
+        return [batch for batch, holder in zip(running, leases) if holder is None]
+
+    def claim(self, name: str, seconds: float) -> bool:
+        """A cluster-wide one-shot claim (e.g. 'reissue this batch once'): True for exactly one caller."""
+        return bool(self._call(lambda: self.r.set(f"{self.p}:claim:{name}", "1", nx=True, px=int(seconds * 1000))))
+
+    def batches(self, job_id: str) -> dict[str, dict[str, Any]]:
+        """done / failed / running / parked / attempts of every batch that has any."""
+        def run() -> dict[str, Any]:
+            pipe = self.r.pipeline()
+            for part in ("done", "failed", "running", "attempts"):
+                pipe.hgetall(self._k(job_id, part))
+            pipe.smembers(self._k(job_id, "parked"))
+            pipe.smembers(self._k(job_id, "frames"))
+            done, failed, running, attempts, parked, frames = pipe.execute()
+            return {
+                "done": {k: json.loads(v) for k, v in done.items()},
+                "failed": {k: json.loads(v) for k, v in failed.items()},
+                "running": {k: json.loads(v) for k, v in running.items()},
+                "attempts": {k: int(v) for k, v in attempts.items()},
+                "parked": sorted(parked),
+                "frames": sorted(int(f) for f in frames),
+            }
+        return self._call(run)
+
+    def record(self, job_id: str) -> dict[str, str]:
+        raw = self._call(lambda: self.r.hgetall(self._k(job_id)))
+        if not raw:
+            raise JobNotFoundError(f"no job with id {job_id!r}", hint="`httpov status` lists the jobs")
+        return raw
+
+    def progress(self, job_id: str) -> dict[str, Any]:
+        """The job as `httpov status --json` shows it."""
+        record = self.record(job_id)
+        spec = JobSpec.from_dict(json.loads(record["spec"]))
+        b = self.batches(job_id)
+        final_failures = {k: v for k, v in b["failed"].items() if v.get("final")}
+        failed_frames = sorted({f for batch in final_failures for f in Batch.from_id(batch).frames}
+                               - set(b["frames"]))
+        created = float(record["created"])
+        started = float(record.get("started") or created)
+        finished = float(record["finished"]) if record.get("finished") else None
+        elapsed = (finished or time.time()) - started
+        done = len(b["frames"])
+        rate = done / elapsed if done and elapsed > 0 else 0.0
+        errors = [line for v in final_failures.values() for line in [v["error"], *v["lines"]]]
+        return {
+            "id": spec.id, "name": spec.name, "state": record["state"],
+            "frames_total": spec.frame_count, "frames_done": done, "frames_failed": len(failed_frames),
+            "first_frame": spec.first, "last_frame": spec.last,
+            "batches_total": len(spec.batches), "batches_done": len(b["done"]),
+            "batches_failed": sorted(final_failures), "batches_running": {
+                k: v["node"] for k, v in b["running"].items()},
+            "sliced": bool(spec.slices), "width": spec.width, "height": spec.height,
+            "priority": spec.priority, "created": created, "finished": finished,
+            "elapsed": round(elapsed, 3), "rate": round(rate, 4), "errors": errors[:40],
+        }

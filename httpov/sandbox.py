@@ -1,0 +1,218 @@
+"""Confine one povray run: a bubblewrap filesystem view, httpov's own povray.conf/ini, and resource limits."""
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import shutil
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from httpov.errors import RenderError
+
+GiB = 1024**3
+
+#: POV-Ray's standard include library (Debian's povray-includes); the scene may read it, nothing more.
+INCLUDE_DIR = Path("/usr/share/povray-3.7/include")
+#: The other directories Debian's own povray.ini puts on the library path.
+LIBRARY_PATHS = (Path("/usr/share/povray-3.7"), Path("/usr/share/povray-3.7/ini"), INCLUDE_DIR)
+#: Versions whose system conf (/etc/povray/V/povray.conf) and user conf (~/.povray/V/povray.conf) we replace.
+POVRAY_VERSIONS = ("3.7", "3.8")
+#: ini options that make povray run a shell command; httpov never lets one through.
+SHELLOUT_OPTIONS = (
+    "Pre_Scene_Command",
+    "Pre_Frame_Command",
+    "Post_Frame_Command",
+    "Post_Scene_Command",
+    "User_Abort_Command",
+    "Fatal_Error_Command",
+)
+#: Where prepare_sandbox looks for bwrap (not the worker's PATH, which a hostile environment could steer).
+BWRAP_SEARCH_PATH = "/usr/bin:/bin:/usr/local/bin"
+#: PATH inside the sandbox.
+SANDBOX_PATH = "/usr/bin:/bin"
+# Top-level host directories that hold programs and libraries (merged-/usr makes most of them symlinks).
+_SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class RenderLimits:
+    """Resource limits for one povray process (each also binds the bwrap process that starts it)."""
+
+    memory_bytes: int = 2 * GiB          # RLIMIT_AS: povray itself needs about 512 MiB of address space
+    output_bytes: int = 1 * GiB          # RLIMIT_FSIZE: largest file the run may write (image or #write)
+    cpu_seconds: int | None = None       # RLIMIT_CPU (soft; SIGKILL 5 s later); None = unlimited
+
+    def __post_init__(self) -> None:
+        if self.memory_bytes <= 0 or self.output_bytes <= 0:
+            raise ValueError("memory_bytes and output_bytes must be positive")
+        if self.cpu_seconds is not None and self.cpu_seconds <= 0:
+            raise ValueError("cpu_seconds must be positive or None")
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Everything needed to start povray confined: `argv()`, `env` and `preexec` for subprocess.Popen."""
+
+    scene_dir: Path
+    out_dir: Path
+    home_dir: Path
+    limits: RenderLimits
+    env: dict[str, str]
+    conf_path: Path
+    povini_path: Path
+    wrapper: tuple[str, ...] = field(repr=False)
+    _prctl: Callable[..., int] | None = field(default=None, repr=False, compare=False)
+
+    def argv(self, command: Sequence[str]) -> list[str]:
+        """`command` (povray and its arguments) wrapped in bwrap; paths in it must lie in the three dirs."""
+        if not command:
+            raise ValueError("empty command")
+        exe = command[0]
+        extra: list[str] = []
+        found = shutil.which(exe, path=self.env["PATH"]) if "/" not in exe else exe
+        if found is None:
+            raise RenderError(f"{exe!r} not found on the sandbox PATH {self.env['PATH']}")
+        real = os.path.realpath(found)
+        if not real.startswith("/usr/"):
+            extra = ["--ro-bind", real, real]  # a povray built elsewhere (e.g. /opt): show just that file
+            exe = real
+        return [*self.wrapper, *extra, "--", exe, *command[1:]]
+
+    def preexec(self) -> None:
+        """Runs in the child between fork and exec: resource limits, then die with the parent."""
+        limits = self.limits
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.output_bytes, limits.output_bytes))
+        if limits.cpu_seconds is not None:
+            resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+        if self._prctl is not None:
+            ulong = ctypes.c_ulong
+            if self._prctl(_PR_SET_PDEATHSIG, ulong(signal.SIGKILL), ulong(0), ulong(0), ulong(0)) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+    def explain_exit(self, returncode: int) -> str | None:
+        """A one-line reason for a limit-related exit status of the wrapped povray, or None."""
+        # bwrap exits 128+N when its child dies of signal N; Popen reports -N when bwrap itself does.
+        signo = returncode - 128 if returncode > 128 else -returncode if returncode < 0 else 0
+        if signo == signal.SIGXFSZ:
+            return f"povray wrote a file past the output limit of {self.limits.output_bytes} bytes"
+        if signo == signal.SIGXCPU or (signo == signal.SIGKILL and self.limits.cpu_seconds is not None):
+            return f"povray was killed (CPU limit {self.limits.cpu_seconds} s, or a kill from outside)"
+        if signo == signal.SIGKILL:
+            return "povray was killed"
+        if signo == signal.SIGSEGV:
+            return "povray crashed (segmentation fault; out of memory can cause this)"
+        return None
+
+
+def prepare_sandbox(
+    scene_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    home_dir: str | os.PathLike[str],
+    limits: RenderLimits | None = None,
+    *,
+    bwrap: str = "bwrap",
+) -> Sandbox:
+    """Write httpov's povray.conf and ini into `home_dir` and return the Sandbox for one povray run.
+
+    Inside the sandbox the scene sees: /usr (read-only, holds povray and its include library),
+    `home_dir` (read-only), `scene_dir` and `out_dir` (read-write), a minimal /dev. No /tmp, /etc
+    (but povray's conf), /proc, /home, /root or network. Raises RenderError if bwrap is missing.
+    """
+    limits = limits or RenderLimits()
+    found = shutil.which(bwrap, path=BWRAP_SEARCH_PATH) if "/" not in bwrap else (
+        bwrap if os.access(bwrap, os.X_OK) else None)
+    if found is None:
+        raise RenderError(
+            f"bubblewrap ({bwrap}) is not installed: render nodes need it to confine scenes; "
+            "install the Debian package 'bubblewrap'"
+        )
+    scene, out, home = (_existing_dir(p, name) for p, name in
+                        ((scene_dir, "scene_dir"), (out_dir, "out_dir"), (home_dir, "home_dir")))
+    for inner, outer in ((home, scene), (home, out), (scene, home), (out, home)):
+        if inner == outer or outer in inner.parents:
+            raise ValueError(f"home_dir must be apart from scene_dir and out_dir: {inner} vs {outer}")
+
+    conf_path = home / "povray.conf"
+    conf_path.write_text(povray_conf([INCLUDE_DIR], [scene, out]))
+    for version in POVRAY_VERSIONS:
+        user_conf = home / f".povray/{version}/povray.conf"
+        user_conf.parent.mkdir(parents=True, exist_ok=True)
+        user_conf.write_text(conf_path.read_text())
+    povini_path = home / "povray.ini"
+    povini_path.write_text(povray_ini())
+
+    env = {"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "HOME": str(home), "POVINI": str(povini_path)}
+    wrapper = [found, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/usr", "/usr"]
+    for name in _SYSTEM_DIRS:
+        host = Path("/", name)
+        if host.is_symlink():
+            wrapper += ["--symlink", os.readlink(host), str(host)]
+        elif host.is_dir():
+            wrapper += ["--ro-bind", str(host), str(host)]
+    wrapper += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache", "--dev", "/dev"]
+    for version in POVRAY_VERSIONS:  # the system conf povray reads is ours too
+        wrapper += ["--ro-bind", str(conf_path), f"/etc/povray/{version}/povray.conf"]
+    wrapper += ["--ro-bind", str(home), str(home)]
+    for rw in sorted({scene, out}, key=lambda p: len(p.parts)):  # parents before children
+        wrapper += ["--bind", str(rw), str(rw)]
+    wrapper += ["--chdir", str(scene), "--remount-ro", "/"]
+    return Sandbox(scene, out, home, limits, env, conf_path, povini_path, tuple(wrapper), _load_prctl())
+
+
+def povray_conf(read_dirs: Sequence[Path], write_dirs: Sequence[Path]) -> str:
+    """A povray.conf that forbids shell-outs and restricts file I/O to the given directories.
+
+    POV-Ray 3.7.0.10's parser of [File I/O Security] is broken (it never recognises the value), so the
+    path list does not confine anything on its own; the bwrap mount view does. Shell-out security works.
+    """
+    lines = ["; written by httpov for one sandboxed run", "[File I/O Security]", "restricted", "",
+             "[Shellout Security]", "forbidden", "", "[Permitted Paths]"]
+    lines += [f'read* = "{d}"' for d in read_dirs]
+    lines += [f'read+write* = "{d}"' for d in write_dirs]
+    return "\n".join(lines) + "\n"
+
+
+def povray_ini(library_paths: Sequence[Path] = LIBRARY_PATHS) -> str:
+    """The ini named by $POVINI: it stands in for the system povray.ini and any povray.ini in the scene."""
+    lines = ["; written by httpov: replaces /etc/povray/3.7/povray.ini and ./povray.ini",
+             "Display=Off", "Pause_When_Done=Off", "Output_to_File=On", "Output_File_Type=N"]
+    lines += [f'Library_Path="{p}"' for p in library_paths]
+    return "\n".join(lines) + "\n"
+
+
+def shellout_options_in(ini_text: str) -> list[str]:
+    """Names of shell-out options set in an ini text (for callers that want to reject such a scene)."""
+    found = []
+    for raw in ini_text.splitlines():
+        line = raw.split(";", 1)[0].strip()
+        name = line.split("=", 1)[0].strip().lower()
+        for option in SHELLOUT_OPTIONS:
+            if name == option.lower() and "=" in line:
+                found.append(option)
+    return found
+
+
+def _existing_dir(path: str | os.PathLike[str], name: str) -> Path:
+    resolved = Path(path).resolve()
+    if not resolved.is_dir():
+        raise ValueError(f"{name} {path} is not an existing directory")
+    system = [Path("/", name) for name in ("usr", "proc", "dev", "sys", "etc", *_SYSTEM_DIRS)]
+    if resolved == Path("/") or any(resolved == d or d in resolved.parents for d in system):
+        raise ValueError(f"{name} {resolved} is not allowed as a sandbox directory")
+    return resolved
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's prctl, loaded in the parent so the child does no dlopen between fork and exec."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # pragma: no cover - not Linux/glibc
+        return None

@@ -1,0 +1,48 @@
+"""The one Celery task, render_batch, and the function that queues it; the work itself is in httpov.node."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from celery import Celery
+
+from httpov.app import app
+from httpov.plan import Batch, JobSpec
+
+_node = None
+
+
+def render_node():  # -> RenderNode, built once per worker process from the environment
+    """The render node of this process (settings, Redis, storage and scene cache), built on first use."""
+    global _node
+    if _node is None:
+        from httpov.cache import SceneCache
+        from httpov.jobs import JobStore
+        from httpov.node import RenderNode
+        from httpov.settings import Settings
+        from httpov.storage import open_storage
+
+        settings = Settings.from_env()
+        _node = RenderNode(settings, JobStore.connect(settings.state_url, settings.prefix),
+                           open_storage(settings.storage),
+                           SceneCache(settings.cache_dir / "scenes", settings.cache_max_bytes))
+    return _node
+
+
+@app.task(name="httpov.render_batch", bind=True, max_retries=None)
+def render_batch(self, job_id: str, batch: str, label: str = "") -> str:
+    """Render one batch of a job (`label` only makes Flower readable: 'frames 1-5', 'frame 3 rows 1-32')."""
+    outcome = render_node().run(job_id, batch, token=self.request.id, node=self.request.hostname or "local")
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return f"{outcome.status}: {outcome.detail}" if outcome.detail else outcome.status
+
+
+def enqueue(celery: Celery, spec: JobSpec, batch_ids: Iterable[str], queue: str) -> int:
+    """Send one render_batch message per batch, highest priority first on Redis (0 is served first)."""
+    sent = 0
+    with celery.producer_or_acquire() as producer:
+        for batch_id in batch_ids:
+            celery.send_task("httpov.render_batch", queue=queue, priority=9 - spec.priority, producer=producer,
+                             kwargs={"job_id": spec.id, "batch": batch_id, "label": Batch.from_id(batch_id).label})
+            sent += 1
+    return sent

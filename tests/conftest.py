@@ -1,0 +1,120 @@
+"""Shared fixtures: each test run gets its own Redis key prefix and queue on the real Redis, real storage
+folders, real `celery -A httpov worker` processes, and tiny POV-Ray scenes."""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import redis
+
+from httpov.local import start_worker, stop_worker
+from httpov.settings import Settings
+
+REDIS_URL = os.environ.get("HTTPOV_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Integration tests need Redis and povray; on CI their absence is a failure, never a skip."""
+    if shutil.which("povray") is None:
+        raise pytest.UsageError("povray is not installed: apt-get install -y povray (or run .ci/run)")
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.ConnectionError:
+        raise pytest.UsageError(f"Redis does not answer at {REDIS_URL}: start redis-server (or run .ci/run)")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings private to one test: its own key prefix, queue, storage folder and node cache."""
+    tag = "httpovtest-" + secrets.token_hex(4)
+    s = Settings(broker_url=REDIS_URL, state_url=REDIS_URL, storage=str(tmp_path / "storage"), prefix=tag,
+                 queue=tag, cache_dir=tmp_path / "cache", lease_seconds=4.0, max_attempts=3,
+                 task_time_limit=600)
+    yield s
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{tag}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def client(settings: Settings):
+    from httpov.app import make_app
+    from httpov.client import Client
+
+    return Client(settings, make_app(settings))
+
+
+@pytest.fixture
+def workers(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start real render nodes: `workers(concurrency=2, name="a")`; all are killed (whole group) at teardown."""
+    started: list[subprocess.Popen] = []
+
+    def start(concurrency: int = 2, name: str | None = None, settings_: Settings | None = None) -> subprocess.Popen:
+        name = name or f"node{len(started)}"
+        proc = start_worker(settings_ or settings, concurrency, name, tmp_path / f"{name}.log")
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        stop_worker(proc, grace=5.0)
+    for log in tmp_path.glob("node*.log"):
+        text = log.read_text(errors="replace")
+        if "Traceback" in text:
+            print(f"--- {log.name} ---\n{text[-4000:]}")
+
+
+def write_scene(folder: Path, pov: str, ini: str | None = None) -> Path:
+    """A scene folder with scene.pov and (when given) pov.ini."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "scene.pov").write_text(pov)
+    if ini is not None:
+        (folder / "pov.ini").write_text("Input_File_Name=scene.pov\n" + ini)
+    return folder
+
+
+TINY_ANIMATION = """
+#version 3.7;
+#include "colors.inc"
+camera { location <0, 2, -5> look_at <0, 0, 0> }
+light_source { <-3, 6, -4> color White }
+plane { y, -1 pigment { checker color Red color White } }
+sphere { <2 * cos(2 * pi * clock), 0, 2 * sin(2 * pi * clock)>, 0.8 pigment { color rgb <0.2, 0.4, 1> } }
+"""
+
+PARSE_ERROR = """
+#version 3.7;
+camera { location <0, 0, -5> look_at <0, 0, 0> }
+sphere { <0, 0, 0>, 1 pigment { color rgb <1, 0, 0> }
+not_a_keyword
+"""
+
+
+def povray_direct(scene_dir: Path, out_dir: Path, *args: str) -> None:
+    """The reference: one plain povray process on the scene, as a user would run it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["povray", "pov.ini", "-D", "+WT1", "+FN", f"+O{out_dir}/ref", *args], cwd=scene_dir,
+                   check=True, capture_output=True, timeout=120)
+
+
+def pixels(path: Path) -> tuple:
+    """Decoded pixels of a PNG (never its bytes: povray writes time chunks)."""
+    import png
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    return width, height, tuple(tuple(row) for row in rows)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)

@@ -1,0 +1,85 @@
+"""Bad input through the real CLI (click's CliRunner): one clear line, a documented exit code, nothing queued."""
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from httpov.cli import cli
+from httpov.local import worker_env
+from tests.conftest import TINY_ANIMATION, write_scene
+
+
+def _queued(settings) -> int:
+    """Messages waiting in this test's queue, plus jobs recorded: both must stay 0 after bad input."""
+    r = redis.Redis.from_url(settings.broker_url)
+    keys = list(r.scan_iter(match=f"{settings.prefix}:*"))
+    return len(keys)
+
+
+def _run(settings, *args):
+    result = CliRunner().invoke(cli, list(args), env=worker_env(settings))
+    print(result.output)
+    return result
+
+
+@pytest.fixture
+def scene(tmp_path):
+    return write_scene(tmp_path / "ok", TINY_ANIMATION, "Width=16\nHeight=16\n+KFI1 +KFF3\n")
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--frames", "0"], 2, "--frames must be at least 1"),
+    (["--frames", "-4"], 2, "--frames must be at least 1"),
+    (["--count", "0"], 2, "--count must be at least 1"),
+    (["--priority", "12"], 2, "--priority must be between 0 and 9"),
+    (["--slices", "0"], 2, "slices"),
+    (["--slices", "17"], 2, "slices"),
+])
+def test_out_of_range_options(settings, scene, args, code, message):
+    result = _run(settings, "submit", str(scene), *args)
+    assert result.exit_code == code
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert _queued(settings) == 0
+
+
+def test_missing_scene(settings, tmp_path):
+    result = _run(settings, "submit", str(tmp_path / "nope.zip"))
+    assert result.exit_code == 3 and "no such file" in result.output
+    assert _queued(settings) == 0
+
+
+def test_zip_without_a_scene(settings, tmp_path):
+    bad = tmp_path / "empty.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    result = _run(settings, "submit", str(bad))
+    assert result.exit_code == 3 and "no .pov file" in result.output
+    assert _queued(settings) == 0
+
+
+def test_not_a_zip(settings, tmp_path):
+    bad = tmp_path / "scene.zip"
+    bad.write_text("this is not a zip")
+    result = _run(settings, "submit", str(bad))
+    assert result.exit_code == 3
+    assert _queued(settings) == 0
+
+
+@pytest.mark.parametrize("command", ["status", "fetch", "cancel", "pause", "resume", "retry"])
+def test_unknown_job_id(settings, tmp_path, command):
+    args = [command, "deadbeef00"] + (["--output", str(tmp_path / "o")] if command == "fetch" else [])
+    result = _run(settings, *args)
+    assert result.exit_code == 4
+    assert "no job with id 'deadbeef00'" in result.output
+
+
+def test_redis_down_is_said_clearly(settings, scene):
+    env = worker_env(settings)
+    env["HTTPOV_BROKER_URL"] = env["HTTPOV_STATE_URL"] = "redis://127.0.0.1:1/0"
+    result = CliRunner().invoke(cli, ["status"], env=env)
+    assert result.exit_code == 5
+    assert "cannot reach Redis" in result.output

@@ -1,0 +1,87 @@
+"""Unit tests: frame ranges as POV-Ray numbers them, and splitting jobs into batches."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from httpov.errors import BadInputError, SceneError
+from httpov.plan import Batch, default_count, frame_range, image_size, split
+from httpov.scene import parse_ini
+
+
+def test_range_comes_from_the_ini():
+    fr = frame_range(parse_ini("Initial_Frame=1\nFinal_Frame=10\n"))
+    assert (fr.initial, fr.final, fr.first, fr.last, fr.animated) == (1, 10, 1, 10, True)
+
+
+def test_still_is_one_frame_numbered_one():
+    fr = frame_range(parse_ini(""))
+    assert (fr.first, fr.last, fr.animated) == (1, 1, False)
+
+
+def test_frames_option_sets_the_animation_length_from_initial_frame():
+    fr = frame_range(parse_ini("Initial_Frame=0\n"), frames=125)
+    assert (fr.initial, fr.final, fr.count) == (0, 124, 125)
+
+
+def test_subset_keeps_the_whole_animation_for_clock_values():
+    fr = frame_range(parse_ini("+KFI1 +KFF100 +SF10 +EF19"))
+    assert (fr.initial, fr.final, fr.first, fr.last) == (1, 100, 10, 19)
+
+
+def test_fractional_subset():
+    fr = frame_range(parse_ini("+KFI1 +KFF11\nSubset_Start_Frame=0.5\n"))
+    assert (fr.first, fr.last) == (6, 11)
+
+
+@pytest.mark.parametrize("frames", [0, -3])
+def test_frames_must_be_positive(frames):
+    with pytest.raises(BadInputError, match="--frames"):
+        frame_range(parse_ini(""), frames=frames)
+
+
+def test_backwards_range_is_a_scene_error():
+    with pytest.raises(SceneError, match="Final_Frame"):
+        frame_range(parse_ini("+KFI10 +KFF2"))
+
+
+def test_image_size_defaults_to_povray_defaults():
+    assert image_size(parse_ini("")) == (320, 240)
+    assert image_size(parse_ini("+W64 +H48")) == (64, 48)
+
+
+def test_split_into_batches_of_count():
+    fr = frame_range(parse_ini("+KFI1 +KFF12"))
+    assert [(b.first, b.last) for b in split(fr, 5)] == [(1, 5), (6, 10), (11, 12)]
+
+
+def test_split_sliced_gives_one_batch_per_frame_and_slice():
+    fr = frame_range(parse_ini("+KFI1 +KFF2"))
+    batches = split(fr, 1, [(1, 32), (33, 48)])
+    assert [(b.first, b.rows) for b in batches] == [(1, (1, 32)), (1, (33, 48)), (2, (1, 32)), (2, (33, 48))]
+
+
+@pytest.mark.parametrize("count", [0, -1])
+def test_count_must_be_positive(count):
+    with pytest.raises(BadInputError, match="--count"):
+        split(frame_range(parse_ini("")), count)
+
+
+@given(first=st.integers(-50, 50), n=st.integers(1, 300), count=st.integers(1, 40))
+def test_batches_cover_every_frame_exactly_once(first, n, count):
+    fr = frame_range(parse_ini(f"+KFI{first}"), frames=n)
+    frames = [f for b in split(fr, count) for f in b.frames]
+    assert frames == list(range(first, first + n))
+
+
+@given(st.integers(0, 10**6), st.integers(0, 10**4), st.one_of(st.none(), st.tuples(st.integers(1, 9999),
+                                                                                    st.integers(1, 9999))))
+def test_batch_id_round_trips(first, extra, rows):
+    batch = Batch(first, first + extra, rows)
+    assert Batch.from_id(batch.id) == batch
+
+
+def test_default_count_is_a_few_batches_per_process():
+    assert default_count(1) == 1
+    assert default_count(24, workers=4) == 2
+    assert default_count(10_000) == 25

@@ -1,0 +1,118 @@
+"""httpov.sandbox without povray: the files it writes, its environment, limits and argument checks."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from httpov.errors import RenderError
+from httpov.sandbox import (
+    INCLUDE_DIR,
+    RenderLimits,
+    povray_conf,
+    povray_ini,
+    prepare_sandbox,
+    shellout_options_in,
+)
+
+GiB = 1024**3
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> tuple[Path, Path, Path]:
+    dirs = tmp_path / "scene", tmp_path / "out", tmp_path / "home"
+    for d in dirs:
+        d.mkdir()
+    return dirs
+
+
+def test_default_limits() -> None:
+    limits = RenderLimits()
+    assert (limits.memory_bytes, limits.output_bytes, limits.cpu_seconds) == (2 * GiB, 1 * GiB, None)
+    with pytest.raises(ValueError):
+        RenderLimits(memory_bytes=0)
+    with pytest.raises(ValueError):
+        RenderLimits(cpu_seconds=0)
+
+
+def test_conf_forbids_shellouts_and_lists_only_given_dirs() -> None:
+    text = povray_conf([INCLUDE_DIR], [Path("/s"), Path("/o")])
+    lines = [line.strip() for line in text.splitlines()]
+    assert lines[lines.index("[Shellout Security]") + 1] == "forbidden"
+    assert lines[lines.index("[File I/O Security]") + 1] == "restricted"
+    paths = lines[lines.index("[Permitted Paths]") + 1:]
+    assert [p for p in paths if p] == [f'read* = "{INCLUDE_DIR}"', 'read+write* = "/s"', 'read+write* = "/o"']
+
+
+def test_povini_puts_the_include_library_on_the_path() -> None:
+    assert f'Library_Path="{INCLUDE_DIR}"' in povray_ini().splitlines()
+    assert "Display=Off" in povray_ini().splitlines()
+
+
+def test_shellout_options_in_finds_every_form() -> None:
+    text = "; Pre_Scene_Command=commented\nWidth=16\n  post_frame_command = rm -rf /\nFATAL_ERROR_COMMAND=x ;c\n"
+    assert shellout_options_in(text) == ["Post_Frame_Command", "Fatal_Error_Command"]
+    assert shellout_options_in("Width=16\nPre_Scene_Commander=1\n") == []
+
+
+def test_prepare_writes_confs_and_a_closed_environment(three, monkeypatch: pytest.MonkeyPatch) -> None:
+    scene, out, home = three
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2")
+    monkeypatch.setenv("POVINI", "/elsewhere/evil.ini")
+    box = prepare_sandbox(scene, out, home)
+    assert box.env == {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home.resolve()),
+                       "POVINI": str(home.resolve() / "povray.ini")}
+    conf = (home / "povray.conf").read_text()
+    assert (home / ".povray/3.7/povray.conf").read_text() == conf
+    assert f'read+write* = "{scene.resolve()}"' in conf
+    assert (home / "povray.ini").read_text() == povray_ini()
+    argv = box.argv(["povray", "job.ini"])
+    assert argv[-3:] == ["--", "povray", "job.ini"]
+    assert "--die-with-parent" in argv and "--unshare-all" in argv
+
+
+def test_missing_bwrap_is_a_render_error(three) -> None:
+    with pytest.raises(RenderError, match="bubblewrap"):
+        prepare_sandbox(*three, bwrap="/nonexistent/bwrap")
+    with pytest.raises(RenderError, match="bubblewrap"):
+        prepare_sandbox(*three, bwrap="no-such-bwrap-binary")
+
+
+def test_home_dir_must_stay_apart(three) -> None:
+    scene, out, home = three
+    (scene / "h").mkdir()
+    with pytest.raises(ValueError):
+        prepare_sandbox(scene, out, scene / "h")
+    with pytest.raises(ValueError):
+        prepare_sandbox(scene, out, scene)
+    with pytest.raises(ValueError):
+        prepare_sandbox("/", out, home)
+    with pytest.raises(ValueError):
+        prepare_sandbox(scene, out, home / "missing")
+
+
+CHILD = """
+import ctypes, resource
+sig = ctypes.c_int()
+ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)
+print(resource.getrlimit(resource.RLIMIT_AS)[0], resource.getrlimit(resource.RLIMIT_FSIZE)[0],
+      resource.getrlimit(resource.RLIMIT_CPU)[0], resource.getrlimit(resource.RLIMIT_CORE)[0], sig.value)
+"""
+
+
+def test_preexec_sets_limits_and_parent_death_signal(three) -> None:
+    limits = RenderLimits(memory_bytes=3 * GiB, output_bytes=5 * 1024**2, cpu_seconds=7)
+    box = prepare_sandbox(*three, limits)
+    out = subprocess.run([sys.executable, "-c", CHILD], preexec_fn=box.preexec, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == [str(3 * GiB), str(5 * 1024**2), "7", "0", str(int(signal.SIGKILL))]
+
+
+def test_explain_exit(three) -> None:
+    box = prepare_sandbox(*three)
+    assert "output limit" in (box.explain_exit(128 + signal.SIGXFSZ) or "")
+    assert box.explain_exit(-signal.SIGXFSZ) == box.explain_exit(128 + signal.SIGXFSZ)
+    assert box.explain_exit(0) is None and box.explain_exit(1) is None

@@ -99,6 +99,11 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
         raise RenderError("render stopped: the job was cancelled or paused, or the batch was taken over",
                           transient=False)
     if returncode != 0:
+        limit = box.explain_exit(returncode)
+        if limit and "output limit" in limit:
+            raise RenderError(limit, error_lines(text), transient=False)
+        if limit:
+            raise RenderError(limit, error_lines(text), transient=True)
         raise failure(returncode, text)
     images = collect(out_dir, batch)
     missing = [f for f in batch.frames if f not in images]

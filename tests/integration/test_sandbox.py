@@ -289,7 +289,8 @@ time.sleep(600)
 """
 
 
-def processes_naming(text: str, but: int) -> list[int]:
+def processes_naming(text: str, but: int, povray_only: bool = False) -> list[int]:
+    """Pids whose command line holds `text` (bwrap and povray), or only povray's own."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != but:
@@ -297,7 +298,7 @@ def processes_naming(text: str, but: int) -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if text.encode() in cmdline:
+            if text.encode() in cmdline and (not povray_only or cmdline.startswith(b"povray\0")):
                 found.append(int(entry.name))
     return found
 
@@ -311,9 +312,9 @@ def test_povray_dies_when_the_worker_is_killed(dirs: Dirs) -> None:
     try:
         assert worker.stdout is not None and worker.stdout.readline().strip() == "started"
         deadline = time.monotonic() + 10
-        while len(processes_naming(name, worker.pid)) < 2 and time.monotonic() < deadline:  # bwrap and povray
+        while not processes_naming(name, worker.pid, povray_only=True) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert len(processes_naming(name, worker.pid)) >= 2
+        assert processes_naming(name, worker.pid, povray_only=True)
         worker.kill()
         worker.wait()
         deadline = time.monotonic() + 10
@@ -337,9 +338,9 @@ def test_killing_the_process_group_kills_povray(dirs: Dirs) -> None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
-        while len(processes_naming(name, 0)) < 2 and time.monotonic() < deadline:
+        while not processes_naming(name, 0, povray_only=True) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert len(processes_naming(name, 0)) >= 2  # bwrap and povray
+        assert processes_naming(name, 0, povray_only=True)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         deadline = time.monotonic() + 10

@@ -1,6 +1,8 @@
 """The Celery app: `celery -A httpov worker` finds it here; settings from celeryconfig.py, then the environment."""
 from __future__ import annotations
 
+import ssl
+
 from celery import Celery
 
 from httpov.settings import Settings
@@ -26,6 +28,12 @@ def apply_settings(celery: Celery, settings: Settings) -> None:
     options = dict(celery.conf.broker_transport_options or {})
     options["visibility_timeout"] = settings.task_time_limit + 3600
     options["global_keyprefix"] = f"{settings.prefix}:kombu:"
+    if settings.broker_url.startswith("rediss://"):
+        # Without explicit SSL options kombu connects to rediss:// WITHOUT checking the certificate.
+        ssl_options = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        if settings.redis_ca:
+            ssl_options["ssl_ca_certs"] = settings.redis_ca
+        celery.conf.broker_use_ssl = ssl_options
     celery.conf.update(
         broker_url=settings.broker_url,
         broker_transport_options=options,

@@ -76,6 +76,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "HTTPOV_RENDER_THREADS": str(settings.render_threads),
         "HTTPOV_TASK_TIME_LIMIT": str(settings.task_time_limit),
     })
+    if settings.redis_ca:
+        env["HTTPOV_REDIS_CA"] = settings.redis_ca
     return env
 
 

@@ -13,11 +13,13 @@ from typing import Callable
 from httpov.errors import RenderError
 from httpov.plan import Batch, JobSpec
 from httpov.sandbox import RenderLimits, prepare_sandbox
+from httpov.scene import ALLOWED_OPTIONS
 from httpov.stitch import slice_options
 
 INCLUDE_DIRS = (Path("/usr/share/povray-3.7/include"), Path("/usr/local/share/povray-3.7/include"))
 _ERROR = re.compile(r"error", re.I)
 CONTROLLED = {"Width", "Height", "Initial_Frame", "Final_Frame", "Subset_Start_Frame", "Subset_End_Frame"}
+ALLOWED = set(ALLOWED_OPTIONS.values())
 _FRAME_DIGITS = re.compile(r"(\d+)$")
 
 
@@ -40,8 +42,8 @@ def scene_ini(spec: JobSpec, scene_dir: Path) -> str:
     """The scene's allow-listed options as an ini, with paths checked to stay inside the scene."""
     lines = []
     for name, value in sorted(spec.options.items()):
-        if name in CONTROLLED:
-            continue  # passed on the command line by povray_args
+        if name in CONTROLLED or name not in ALLOWED:
+            continue  # httpov passes these itself, or a hostile job record slipped them in: never the scene's
         for item in value if isinstance(value, list) else [value]:
             if any(ord(c) < 32 for c in item):
                 raise RenderError(f"option {name} holds a control character", transient=False)

@@ -37,6 +37,7 @@ class Settings:
     lease_seconds: float = 20.0
     max_attempts: int = 3
     task_time_limit: int = 6 * 3600
+    redis_ca: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -57,6 +58,7 @@ class Settings:
             lease_seconds=_number(env, "HTTPOV_LEASE_SECONDS", 20.0, float),
             max_attempts=_number(env, "HTTPOV_MAX_ATTEMPTS", 3, int),
             task_time_limit=_number(env, "HTTPOV_TASK_TIME_LIMIT", 6 * 3600, int),
+            redis_ca=env.get("HTTPOV_REDIS_CA") or None,
         )
 
     def with_(self, **changes: object) -> "Settings":

@@ -21,34 +21,15 @@ class LocalStorage(Storage):
         return self.root / check_key(key)
 
     def put_file(self, key: str, path: Path) -> None:
-        target = self._path(key)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                    shutil.copyfileobj(src, out, 1024 * 1024)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            _atomic_copy(Path(path), self._path(key))
         except FileNotFoundError:
             raise
         except OSError as exc:
             raise StorageError(f"cannot write {key} to {self.root}: {exc.strerror or exc}") from exc
 
     def get_file(self, key: str, path: Path) -> None:
-        source = self._path(key)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-                shutil.copyfileobj(src, out, 1024 * 1024)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _atomic_copy(self._path(key), Path(path))
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -76,3 +57,16 @@ class LocalStorage(Storage):
             probe.close()
         except OSError as exc:
             raise StorageError(f"storage directory {self.root} is not writable: {exc.strerror or exc}") from exc
+
+
+def _atomic_copy(source: Path, target: Path) -> None:
+    """Copy through a temporary name in the target's folder, then rename: readers see all or nothing."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out, 1024 * 1024)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

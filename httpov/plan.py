@@ -8,7 +8,13 @@ from httpov.errors import BadInputError, SceneError
 from httpov.scene import SceneOptions
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 320, 240  # POV-Ray's own defaults when an ini names no size
-TARGET_BATCHES_PER_WORKER = 4  # default --count aims at a few batches per render process: short tail
+# Adaptive --count (docs/PERFORMANCE.md): a task should last about TARGET_TASK_SECONDS of povray, long enough to
+# amortize a task's own cost (Celery, sandbox, storage: tens of ms of CPU) and povray's start (~0.7 s idle,
+# hidden by running more render processes than cores), short enough that the tail of a job stays short.
+TARGET_TASK_SECONDS = 2.5
+POVRAY_START_SECONDS = 0.7  # povray's idle start, paid once per task; measured frame times are net of it
+MIN_BATCHES = 8  # a short job is still spread over this many tasks (a 2-core node runs 8 render processes)
+FIRST_MAX_COUNT = 4  # before a scene's frame time is known, keep tasks short: a heavy scene stays parallel
 
 
 @dataclass(frozen=True)
@@ -104,9 +110,24 @@ def image_size(options: SceneOptions) -> tuple[int, int]:
     return width, height
 
 
-def default_count(frame_count: int, workers: int = 2) -> int:
-    """Frames per batch when the user gives none: a few batches per render process, at most 25 frames each."""
-    return max(1, min(25, math.ceil(frame_count / (workers * TARGET_BATCHES_PER_WORKER))))
+def frame_seconds(seconds: float, frames: int, batches: int) -> float | None:
+    """Seconds of povray per frame, net of its start, from done batches (None when nothing was measured)."""
+    if frames <= 0 or batches <= 0:
+        return None
+    return max(0.01, (seconds - batches * POVRAY_START_SECONDS) / frames)
+
+
+def adaptive_count(frame_count: int, per_frame: float | None, target: float = TARGET_TASK_SECONDS,
+                   min_batches: int = MIN_BATCHES) -> int:
+    """Frames per task: about `target` seconds of povray each, but at least `min_batches` tasks per job.
+
+    Without a measurement (`per_frame` None) a task gets at most FIRST_MAX_COUNT frames."""
+    spread = math.ceil(frame_count / min_batches)
+    if per_frame is None:
+        wanted = FIRST_MAX_COUNT
+    else:
+        wanted = math.floor(max(target - POVRAY_START_SECONDS, per_frame) / per_frame)
+    return max(1, min(wanted, spread))
 
 
 def split(frames: FrameRange, count: int, row_slices: list[tuple[int, int]] | None = None) -> list[Batch]:

@@ -81,7 +81,7 @@ class Sandbox:
         if not real.startswith("/usr/"):
             extra = ["--ro-bind", real, real]  # a povray built elsewhere (e.g. /opt): show just that file
             exe = real
-        return [*self.wrapper, *extra, "--", exe, *command[1:]]
+        return [*self.wrapper, *extra, "--remount-ro", "/", "--", exe, *command[1:]]
 
     def preexec(self) -> None:
         """Runs in the child between fork and exec: resource limits, then die with the parent."""
@@ -162,7 +162,7 @@ def prepare_sandbox(
     wrapper += ["--ro-bind", str(home), str(home)]
     for rw in sorted({scene, out}, key=lambda p: len(p.parts)):  # parents before children
         wrapper += ["--bind", str(rw), str(rw)]
-    wrapper += ["--chdir", str(scene), "--remount-ro", "/"]
+    wrapper += ["--chdir", str(scene)]  # argv() adds its binds, then makes the root read-only
     return Sandbox(scene, out, home, limits, env, conf_path, povini_path, tuple(wrapper), _load_prctl())
 
 

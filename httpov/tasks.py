@@ -9,6 +9,8 @@ from httpov.app import app
 from httpov.plan import Batch, JobSpec
 
 _node = None
+#: Messages sent per Redis round trip (kombu pipelines the LPUSHes and task-sent events of one batch).
+PUBLISH_BATCH = 500
 
 
 def render_node():  # -> RenderNode, built once per worker process from the environment
@@ -22,7 +24,7 @@ def render_node():  # -> RenderNode, built once per worker process from the envi
         from httpov.storage import open_storage
 
         settings = Settings.from_env()
-        _node = RenderNode(settings, JobStore.connect(settings.state_url, settings.prefix),
+        _node = RenderNode(settings, JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca),
                            open_storage(settings.storage),
                            SceneCache(settings.cache_dir / "scenes", settings.cache_max_bytes))
     return _node
@@ -38,11 +40,19 @@ def render_batch(self, job_id: str, batch: str, label: str = "") -> str:
 
 
 def enqueue(celery: Celery, spec: JobSpec, batch_ids: Iterable[str], queue: str) -> int:
-    """Send one render_batch message per batch, highest priority first on Redis (0 is served first)."""
+    """Send one render_batch message per batch, highest priority first on Redis (0 is served first).
+
+    One producer for all of them; the queue is declared once, and kombu pipelines the LPUSHes (and task-sent
+    events) PUBLISH_BATCH at a time, so a 10,000-batch job costs a few dozen Redis round trips, not 20,000.
+    """
     sent = 0
     with celery.producer_or_acquire() as producer:
-        for batch_id in batch_ids:
-            celery.send_task("httpov.render_batch", queue=queue, priority=9 - spec.priority, producer=producer,
-                             kwargs={"job_id": spec.id, "batch": batch_id, "label": Batch.from_id(batch_id).label})
-            sent += 1
+        producer.maybe_declare(celery.amqp.queues[queue])
+        with producer.batch(PUBLISH_BATCH):
+            for batch_id in batch_ids:
+                label = Batch.from_id(batch_id).label
+                kwargs = {"job_id": spec.id, "batch": batch_id, "label": label}
+                celery.send_task("httpov.render_batch", queue=queue, priority=9 - spec.priority, producer=producer,
+                                 kwargs=kwargs, declare=[], argsrepr="()", kwargsrepr=repr(kwargs))
+                sent += 1
     return sent

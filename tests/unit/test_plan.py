@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from httpov.errors import BadInputError, SceneError
-from httpov.plan import Batch, default_count, frame_range, image_size, split
+from httpov.plan import Batch, adaptive_count, frame_range, frame_seconds, image_size, split
 from httpov.scene import parse_ini
 
 
@@ -81,7 +81,19 @@ def test_batch_id_round_trips(first, extra, rows):
     assert Batch.from_id(batch.id) == batch
 
 
-def test_default_count_is_a_few_batches_per_process():
-    assert default_count(1) == 1
-    assert default_count(24, workers=4) == 2
-    assert default_count(10_000) == 25
+def test_first_time_batches_stay_short_and_spread():
+    assert adaptive_count(1, None) == 1
+    assert adaptive_count(24, None) == 3  # at least 8 batches
+    assert adaptive_count(10_000, None) == 4
+
+
+def test_measured_frame_time_sets_about_target_seconds_per_batch():
+    assert adaptive_count(10_000, 0.1) == 18  # (2.5 - 0.7) / 0.1
+    assert adaptive_count(10_000, 5.0) == 1  # a slow frame is a batch of its own
+    assert adaptive_count(16, 0.01) == 2  # never fewer than 8 batches
+
+
+def test_frame_seconds_is_net_of_povray_start():
+    assert frame_seconds(0, 0, 0) is None
+    assert frame_seconds(10.0, 10, 2) == (10.0 - 1.4) / 10
+    assert frame_seconds(1.0, 10, 2) == 0.01

@@ -1,0 +1,374 @@
+"""Benchmark (not a test): httpov against povray's own threads, the CPU limit, and its orchestration cost.
+
+    python scripts/bench.py                      # everything, writes docs/PERFORMANCE.md
+    python scripts/bench.py path/to/scene.ini    # also a scene of your own (a folder, .ini or .pov)
+    python scripts/bench.py --only scenes        # or: orchestration, scale
+
+Runs on a private redis-server (httpov.local.embedded_redis), so the shared Redis and other jobs are untouched.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from httpov.app import make_app  # noqa: E402
+from httpov.client import Client  # noqa: E402
+from httpov.local import embedded_redis, start_worker, stop_worker  # noqa: E402
+from httpov.settings import Settings  # noqa: E402
+
+STUB = ROOT / "scripts" / "povray-stub.sh"
+INSTALLED: list[Path] = []  # stub copies to remove at exit
+AMBIENT = Path("/usr/share/doc/povray/examples/animations/ambient")
+TINY = """#version 3.7;
+camera { location <0, 0, -4> look_at 0 }
+light_source { <2, 4, -3> rgb 1 }
+sphere { <clock, 0, 0>, 1 pigment { rgb <1, 0.5, 0> } }
+"""
+
+
+@dataclass
+class Scene:
+    name: str
+    folder: Path  # holds pov.ini
+    frames: int = 0
+    size: str = ""
+
+
+@dataclass
+class SceneResult:
+    scene: Scene
+    a: list[float] = field(default_factory=list)  # povray +WT<cores>, whole animation
+    b: list[float] = field(default_factory=list)  # httpov, submit to last frame stored
+    counts: list[int] = field(default_factory=list)  # frames per task httpov chose
+    cpu: float = 0.0  # CPU seconds of the whole animation in one +WT1 process
+    floor: list[float] = field(default_factory=list)  # every frame its own povray, all at once
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def povray(scene: Scene, out: Path, *extra: str) -> float:
+    """One plain povray as a user runs it (HOME apart so no user ini); answers its wall time."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, HOME=str(out))
+    started = time.monotonic()
+    subprocess.run(["povray", "pov.ini", "-D", f"+O{out}/frame", *extra], cwd=scene.folder, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def frame_count(folder: Path) -> tuple[int, str]:
+    from httpov.plan import frame_range, image_size
+    from httpov.scene import SceneOptions, locate_scene
+
+    names = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    _, options = locate_scene(names, lambda n: (folder / n).read_text(errors="replace"), "pov.ini")
+    width, height = image_size(options)
+    return frame_range(options).count, f"{width}x{height}"
+
+
+def prepare_scenes(tmp: Path, extra: list[str]) -> list[Scene]:
+    """examples/spinner, Debian's `ambient` at 320x240 when povray-examples is installed, and the user's."""
+    scenes = []
+    spinner = tmp / "scenes" / "spinner"
+    shutil.copytree(ROOT / "examples" / "spinner", spinner)
+    scenes.append(Scene("spinner", spinner))
+    if AMBIENT.is_dir():
+        folder = tmp / "scenes" / "ambient"
+        shutil.copytree(AMBIENT, folder)
+        (folder / "pov.ini").write_text((folder / "ambient.ini").read_text() + "\nWidth=320\nHeight=240\n")
+        scenes.append(Scene("ambient", folder))
+    for given in extra:
+        path = Path(given).resolve()
+        source = path if path.is_dir() else path.parent
+        folder = tmp / "scenes" / (path.stem or "scene")
+        shutil.copytree(source, folder)
+        if path.suffix.lower() == ".ini" and path.name != "pov.ini":
+            (folder / "pov.ini").write_text(path.read_text())
+        elif path.suffix.lower() == ".pov":
+            (folder / "pov.ini").write_text(f"Input_File_Name={path.name}\n")
+        scenes.append(Scene(path.stem, folder))
+    for scene in scenes:
+        scene.frames, scene.size = frame_count(scene.folder)
+    return scenes
+
+
+def size_args(scene: Scene) -> list[str]:
+    w, h = scene.size.split("x")
+    return [f"+W{w}", f"+H{h}"]  # Debian's system povray.ini would otherwise say 800x600
+
+
+def run_job(client: Client, folder: Path, poll: float = 0.01, timeout: float = 900, **options) -> tuple[float, str]:
+    """Submit and wait for the job's record to say finished; answers (seconds submit->finished, job id)."""
+    t0 = time.time()
+    sub = client.submit(folder, **options)
+    deadline = time.monotonic() + timeout
+    while True:
+        record = client.store.record(sub.spec.id)
+        if record.get("finished"):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"job {sub.spec.id} not finished after {timeout}s: {record.get('state')}")
+        time.sleep(poll)
+    if record["state"] != "done":
+        raise SystemExit(f"job {sub.spec.id} ended {record['state']}: {client.status(sub.spec.id)[0]['errors']}")
+    return float(record["finished"]) - t0, sub.spec.id
+
+
+def settings_for(url: str, tmp: Path, tag: str, **changes) -> Settings:
+    return Settings(broker_url=url, state_url=url, storage=str(tmp / "storage"), prefix=tag, queue=tag,
+                    cache_dir=tmp / f"cache-{tag}", lease_seconds=20.0).with_(**changes)
+
+
+def warm_up(client: Client, tmp: Path) -> None:
+    folder = tmp / "warm"
+    folder.mkdir(exist_ok=True)
+    (folder / "scene.pov").write_text(TINY)
+    (folder / "pov.ini").write_text("Input_File_Name=scene.pov\nWidth=8\nHeight=8\n")
+    run_job(client, folder, count=1, frames=4)
+
+
+def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int, repeat: int,
+                 say) -> list[SceneResult]:
+    cores = os.cpu_count() or 1
+    settings = settings_for(url, tmp, "scenes")
+    worker = start_worker(settings, processes, "bench", tmp / "scenes-worker.log")
+    results = []
+    try:
+        client = Client(settings, make_app(settings))
+        warm_up(client, tmp)
+        for scene in scenes:
+            res = SceneResult(scene)
+            c0 = children_cpu()
+            povray(scene, tmp / "out" / scene.name / "cpu", "+WT1", *size_args(scene))
+            res.cpu = children_cpu() - c0
+            for rep in range(repeat):
+                res.a.append(povray(scene, tmp / "out" / scene.name / "a", f"+WT{cores}", *size_args(scene)))
+                b, job = run_job(client, scene.folder)
+                res.b.append(b)
+                res.counts.append(client.store.spec(job).count)
+                res.floor.append(floor(scene, tmp / "out" / scene.name / "floor"))
+                say(f"  {scene.name} run {rep + 1}: a={res.a[-1]:.2f}s b={b:.2f}s (count {res.counts[-1]}) "
+                    f"floor={res.floor[-1]:.2f}s")
+            results.append(res)
+    finally:
+        stop_worker(worker)
+    return results
+
+
+def floor(scene: Scene, out: Path) -> float:
+    """Every frame as its own bare `povray +WT1` process, all started at once."""
+    out.mkdir(parents=True, exist_ok=True)
+    first = 1
+    text = (scene.folder / "pov.ini").read_text()
+    for line in text.splitlines():
+        if line.strip().lower().startswith("initial_frame"):
+            first = int(line.split("=", 1)[1].split(";")[0])
+    env = dict(os.environ, HOME=str(out))
+    started = time.monotonic()
+    procs = [subprocess.Popen(["povray", "pov.ini", "-D", "+WT1", f"+O{out}/frame", f"+SF{f}", f"+EF{f}",
+                               *size_args(scene)], cwd=scene.folder, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for f in range(first, first + scene.frames)]
+    for p in procs:
+        p.wait()
+    return time.monotonic() - started
+
+
+def stub_copy(tmp: Path, sleep: float) -> Path:
+    """The stub renderer with its per-frame sleep written in (the sandbox passes it no environment), installed
+    under /usr/local/bin: the sandbox shows /usr whole, while a povray outside /usr cannot be mounted after its
+    `--remount-ro /` (see docs/PERFORMANCE.md). Removed when the benchmark ends."""
+    path = Path("/usr/local/bin") / f"httpov-bench-stub-{os.getpid()}-{sleep:g}"
+    path.write_text(STUB.read_text().replace("\nSLEEP=0\n", f"\nSLEEP={sleep:g}\n", 1))
+    path.chmod(0o755)
+    INSTALLED.append(path)
+    return path
+
+
+def stub_scene(tmp: Path, name: str, frames: int) -> Path:
+    folder = tmp / name
+    folder.mkdir(exist_ok=True)
+    (folder / "scene.pov").write_text(TINY)
+    (folder / "pov.ini").write_text(f"Input_File_Name=scene.pov\nWidth=8\nHeight=8\nInitial_Frame=1\n"
+                                    f"Final_Frame={frames}\n")
+    return folder
+
+
+def bench_orchestration(url: str, tmp: Path, frames: int, processes: int, say) -> dict:
+    """A job of `frames` one-frame tasks with the no-op stub: submit time, Redis bytes per task, tasks/s."""
+    settings = settings_for(url, tmp, "orch", povray=str(stub_copy(tmp, 0)))
+    client = Client(settings, make_app(settings))
+    r = redis.Redis.from_url(url)
+    folder = stub_scene(tmp, "orch", frames)
+    client.submit(folder, count=1, frames=4)  # the scene is stored and Celery's queue declared once
+    used0 = r.info("memory")["used_memory"]
+    t0 = time.monotonic()
+    sub = client.submit(folder, count=1)
+    submit_s = time.monotonic() - t0
+    per_task = (r.info("memory")["used_memory"] - used0) / len(sub.spec.batches)
+    say(f"  submit of {len(sub.spec.batches)} tasks: {submit_s:.2f}s, {per_task:.0f} bytes/task in Redis")
+    worker = start_worker(settings, processes, "orch", tmp / "orch-worker.log")
+    try:
+        deadline = time.monotonic() + 1800
+        while not client.store.record(sub.spec.id).get("finished"):
+            if time.monotonic() > deadline:
+                raise SystemExit("orchestration job did not finish in 30 minutes")
+            time.sleep(0.2)
+        record = client.store.record(sub.spec.id)
+        if record["state"] != "done":
+            raise SystemExit(f"orchestration job {record['state']}: {client.status(sub.spec.id)[0]['errors'][:6]}")
+        stored = sorted(info["finished"] for info in client.store.batches(sub.spec.id)["done"].values())
+        flow = stored[-1] - stored[0]  # first batch stored to last: the steady flow, worker start-up excluded
+    finally:
+        stop_worker(worker)
+    rate = (len(stored) - 1) / flow
+    say(f"  flowed through {processes} render processes in {flow:.1f}s: {rate:.0f} tasks/s")
+    return {"tasks": len(sub.spec.batches), "submit": submit_s, "bytes": per_task, "flow": flow, "rate": rate,
+            "processes": processes, "state": record["state"]}
+
+
+def bench_scale(url: str, tmp: Path, workers: int, per_worker: int, sleep: float, rounds: int, say) -> dict:
+    """`workers` render nodes of `per_worker` processes (each its own cache), a renderer sleeping `sleep` s/frame."""
+    processes = workers * per_worker
+    stub = stub_copy(tmp, sleep)
+    frames = processes * rounds
+    settings = settings_for(url, tmp, "scale", povray=str(stub))
+    client = Client(settings, make_app(settings))
+    folder = stub_scene(tmp, "scale", frames)
+    procs = [start_worker(settings.with_(cache_dir=tmp / f"cache-scale-{i}"), per_worker, f"scale{i}",
+                          tmp / f"scale-worker-{i}.log") for i in range(workers)]
+    try:
+        warm_up(client, tmp)
+        results = {}
+        for label, count in (("1st submit (no measurement yet)", None), ("2nd submit (adaptive)", None)):
+            seconds, job = run_job(client, folder, count=count, timeout=1800)
+            spec = client.store.spec(job)
+            tasks = len(spec.batches)
+            ideal = frames * sleep / processes
+            results[label] = {"seconds": seconds, "count": spec.count, "tasks": tasks, "ideal": ideal,
+                              "efficiency": ideal / seconds}
+            say(f"  {label}: {frames} frames x {sleep}s on {processes} processes, count {spec.count}: "
+                f"{seconds:.2f}s, ideal {ideal:.2f}s, efficiency {ideal / seconds:.3f}")
+    finally:
+        for p in procs:
+            stop_worker(p)
+    return {"processes": processes, "workers": workers, "frames": frames, "sleep": sleep, "runs": results}
+
+
+def write_report(path: Path, command: str, scenes: list[SceneResult], orch: dict | None, scale: dict | None,
+                 processes: int, load: str) -> None:
+    cores = os.cpu_count() or 1
+    lines = ["# httpov performance", "",
+             f"Measured by `{command}` on {platform.node() or 'this machine'}: {cores} cores, "
+             f"Python {platform.python_version()}, load average before the run {load}. Every figure below comes "
+             "from that one run; numbers are medians over the repetitions. Re-run the command to reproduce.", ""]
+    if scenes:
+        lines += ["## Animations: httpov against povray's own threads and the CPU limit", "",
+                  f"- **a**: one `povray +WT{cores}` renders the whole animation.",
+                  f"- **b**: httpov, {processes} render processes (`celery -A httpov worker --concurrency "
+                  f"{processes}`) already running on this machine, from `submit` to the last frame stored; "
+                  "frames per task chosen by httpov (adaptive: the first submit of a scene has no measurement).",
+                  "- **c**: the CPU limit, CPU seconds of the whole animation (one `povray +WT1`) / cores.",
+                  "- **floor**: every frame as its own bare `povray +WT1` process, all at once (no farm can "
+                  "beat povray's own sleeps by much).", "",
+                  "| scene | frames | size | a (s) | b (s) | c (s) | floor (s) | b/a | b/c | floor/c | count per run |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in scenes:
+            a, b, fl = (statistics.median(x) for x in (r.a, r.b, r.floor))
+            c = r.cpu / cores
+            lines.append(f"| {r.scene.name} | {r.scene.frames} | {r.scene.size} | {a:.2f} | {b:.2f} | {c:.2f} | "
+                         f"{fl:.2f} | {b / a:.2f} | {b / c:.2f} | {fl / c:.2f} | "
+                         f"{', '.join(map(str, r.counts))} |")
+        lines += ["", "Each run: " + "; ".join(
+            f"{r.scene.name} b = {', '.join(f'{x:.2f}' for x in r.b)} s" for r in scenes), ""]
+    if orch:
+        lines += ["## Orchestration cost (no-op renderer)", "",
+                  f"`scripts/povray-stub.sh` stands in for povray (`HTTPOV_POVRAY`): it writes a 1x1 PNG per "
+                  "frame and exits; it still runs in httpov's bubblewrap sandbox, as povray would.", "",
+                  "| figure | value |", "| --- | --- |",
+                  f"| submit of a {orch['tasks']}-frame job, one task per frame | {orch['submit']:.2f} s |",
+                  f"| Redis memory per queued task (message + job record) | {orch['bytes']:.0f} bytes |",
+                  f"| flow through {orch['processes']} render processes, first batch stored to last | "
+                  f"{orch['flow']:.1f} s |",
+                  f"| tasks per second | {orch['rate']:.0f} |", ""]
+    if scale:
+        lines += ["## Scale beyond one machine (simulated)", "",
+                  f"{scale['workers']} render nodes (`celery worker` processes with their own scene caches) of "
+                  f"{scale['processes'] // scale['workers']} processes each = {scale['processes']} render "
+                  f"processes; the stub sleeps {scale['sleep']} s per frame; {scale['frames']} frames. "
+                  "Ideal makespan = frames x seconds per frame / processes; efficiency = ideal / measured "
+                  "(submit to last frame stored).", "",
+                  "| submit | frames per task | tasks | measured (s) | ideal (s) | efficiency |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for label, run in scale["runs"].items():
+            lines.append(f"| {label} | {run['count']} | {run['tasks']} | {run['seconds']:.2f} | "
+                         f"{run['ideal']:.2f} | {run['efficiency']:.3f} |")
+        lines.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = path.read_text() if path.exists() else ""
+    marker = "<!-- notes below are kept by scripts/bench.py -->"
+    notes = existing[existing.index(marker):] if marker in existing else marker + "\n"
+    path.write_text("\n".join(lines) + "\n" + notes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenes", nargs="*", help="more povray scenes: a folder, an .ini or a .pov")
+    parser.add_argument("--only", choices=("scenes", "orchestration", "scale"), action="append")
+    parser.add_argument("--processes", type=int, default=4 * (os.cpu_count() or 1),
+                        help="render processes for the animations (default: 4 per core)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--tasks", type=int, default=10_000, help="tasks of the orchestration job")
+    parser.add_argument("--orch-processes", type=int, default=4 * (os.cpu_count() or 1))
+    parser.add_argument("--scale-workers", type=int, default=4)
+    parser.add_argument("--scale-per-worker", type=int, default=8)
+    parser.add_argument("--scale-sleep", type=float, default=1.0)
+    parser.add_argument("--scale-rounds", type=int, default=16, help="frames per render process")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "PERFORMANCE.md")
+    args = parser.parse_args()
+    only = set(args.only or ("scenes", "orchestration", "scale"))
+    command = "python scripts/bench.py " + " ".join(sys.argv[1:])
+    load = "/".join(f"{x:.2f}" for x in os.getloadavg())
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    scenes = orch = scale = None
+    with tempfile.TemporaryDirectory(prefix="httpov-bench-") as name:
+        tmp = Path(name)
+        try:
+            with embedded_redis(tmp) as url:
+                if "scenes" in only:
+                    say("animations:")
+                    scenes = bench_scenes(url, tmp, prepare_scenes(tmp, args.scenes), args.processes, args.repeat, say)
+                if "orchestration" in only:
+                    say("orchestration:")
+                    orch = bench_orchestration(url, tmp, args.tasks, args.orch_processes, say)
+                if "scale" in only:
+                    say("scale:")
+                    scale = bench_scale(url, tmp, args.scale_workers, args.scale_per_worker, args.scale_sleep,
+                                        args.scale_rounds, say)
+        finally:
+            for stub in INSTALLED:
+                stub.unlink(missing_ok=True)
+    write_report(args.output, command.strip(), scenes or [], orch, scale, args.processes, load)
+    say(f"written {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from httpov.errors import HttpovError
+from httpov.errors import BadInputError, HttpovError
 from httpov.settings import Settings
 
 
@@ -63,7 +63,7 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
     for item in sub.ignored:
         click.echo(f"warning: ignored ini option {item!r} (httpov sets it, or it is not allowed)", err=True)
     if wait:
-        client.wait(sub.spec.id, _ProgressLine())
+        client.wait(sub.spec.id, _ProgressLine(client.store))
 
 
 @cli.command()
@@ -71,46 +71,164 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object for JOB, else a list).")
 @click.pass_context
 def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
-    """All jobs as a table, or one job in detail."""
-    jobs = _client(ctx).status(job)
+    """All jobs as a table, or one job in detail (progress, ETA, who renders what, failures)."""
+    from httpov import eta
+
+    store = _client(ctx).store
+    jobs = [eta.job_view(store, job)] if job else eta.overview(store)
     if as_json:
         click.echo(json.dumps(jobs[0] if job else jobs, indent=2))
         return
     if job:
-        _show_job(jobs[0])
+        click.echo(_job_text(jobs[0]))
         return
-    click.echo(f"{'JOB':<12}{'NAME':<20}{'STATE':<11}{'FRAMES':>13}{'FAILED':>8}  CREATED")
+    if not jobs:
+        click.echo("no jobs yet: `httpov submit SCENE` queues one")
+        return
+    click.echo(f"{'JOB':<12}{'NAME':<18}{'STATE':<11}{'PROGRESS':<18}{'FRAMES':>11}{'FAILED':>8}{'FR/S':>8}"
+               f"{'ETA':>8}  CREATED")
     for j in jobs:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(j["created"]))
         frames = f"{j['frames_done']}/{j['frames_total']}"
-        click.echo(f"{j['id']:<12}{j['name'][:19]:<20}{j['state']:<11}{frames:>13}{j['frames_failed']:>8}  {created}")
-
-
-def _show_job(j: dict[str, Any]) -> None:
-    click.echo(f"job {j['id']} ({j['name']}): {j['state']}")
-    click.echo(f"  frames {j['frames_done']}/{j['frames_total']} done, {j['frames_failed']} failed; "
-               f"batches {j['batches_done']}/{j['batches_total']}")
-    for batch, node in sorted(j["batches_running"].items()):
-        click.echo(f"  running {batch} on {node}")
-    for line in j["errors"]:
-        click.echo(f"  | {line}")
+        click.echo(f"{j['id']:<12}{j['name'][:17]:<18}{j['state']:<11}{_bar(j, 10)} {_percent(j):>5} "
+                   f"{frames:>11}{j['frames_failed']:>8}{j['rate_recent']:>8.2f}{_eta(j):>8}  {created}")
 
 
 @cli.command()
 @click.argument("job")
-@click.option("--output", "-o", type=click.Path(path_type=Path), required=True, help="Folder for frames and logs.")
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between updates.")
+@click.option("--once", is_flag=True, help="Show the job once and return.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per update (JSON lines).")
 @click.pass_context
-def fetch(ctx: click.Context, job: str, output: Path) -> None:
-    """Download JOB's rendered frames (PNG) and render logs into OUTPUT."""
+def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bool) -> None:
+    """Follow JOB live until it ends: progress bar, frames done/failed/rendering, render nodes, rate and ETA."""
+    from httpov import eta
+
+    if interval <= 0:
+        raise BadInputError(f"--interval must be greater than 0, got {interval}")
+    redraw = sys.stdout.isatty() and not as_json
+    last = None
+    for view in eta.follow(_client(ctx).store, job, poll=interval, timeout=0 if once else None):
+        if as_json:
+            click.echo(json.dumps(view))
+        elif redraw:
+            click.echo("\x1b[H\x1b[J" + _job_text(view))
+        elif _changes(view) != last:  # to a file or pipe: a new view only when something happened
+            click.echo(_job_text(view) + "\n")
+        last = _changes(view)
+
+
+def _changes(v: dict[str, Any]) -> tuple:
+    return v["state"], v["frames_done"], v["frames_failed"], tuple(r["batch"] for r in v["running"])
+
+
+def _bar(j: dict[str, Any], width: int) -> str:
+    total = max(1, j["frames_total"])
+    done = int(width * j["frames_done"] / total)
+    failed = min(width - done, int(round(width * j["frames_failed"] / total)))
+    return "[" + "#" * done + "x" * failed + "." * (width - done - failed) + "]"
+
+
+def _percent(j: dict[str, Any]) -> str:
+    return f"{100 * j['frames_done'] // max(1, j['frames_total'])}%"
+
+
+def _eta(j: dict[str, Any]) -> str:
+    from httpov.eta import duration
+
+    if j["state"] in ("failed", "cancelled", "paused"):
+        return "-"
+    if j["state"] == "done":
+        return "0s"
+    if "eta_seconds" not in j:  # a plain progress record: remaining frames at the mean rate
+        rate = j.get("rate", 0.0)
+        left = j["frames_total"] - j["frames_done"] - j["frames_failed"]
+        return duration(left / rate) if rate > 0 else "?"
+    return duration(j["eta_seconds"])
+
+
+def _job_text(j: dict[str, Any]) -> str:
+    from httpov.eta import duration
+
+    lines = [f"job {j['id']} ({j['name']}): {j['state']}, {duration(j['elapsed'])} elapsed",
+             f"{_bar(j, 40)} {_percent(j)}  {j['frames_done']}/{j['frames_total']} frames done, "
+             f"{j['frames_failed']} failed, {j['frames_running']} rendering; "
+             f"batches {j['batches_done']}/{j['batches_total']}"]
+    eta_line = f"rate {j['rate_recent']:.2f} frames/s"
+    if j.get("frame_seconds") is not None:
+        eta_line += f", {j['frame_seconds']:.2f} s per frame"
+    eta_line += f", ETA {_eta(j)}"
+    if j.get("eta_at") and j["state"] in ("queued", "running"):
+        eta_line += time.strftime(" (at %H:%M:%S)", time.localtime(j["eta_at"]))
+    elif j["state"] in ("queued", "running") and not j["running"] and j["batches_queued"]:
+        eta_line += " (no render node is taking this job's batches now)"
+    lines.append(eta_line)
+    if j["nodes"]:
+        lines.append(f"  {'NODE':<30}{'BATCHES':>8}{'FRAMES':>8}  RENDERING")
+        for node, n in j["nodes"].items():
+            lines.append(f"  {node[:29]:<30}{n['batches_done']:>8}{n['frames_done']:>8g}  "
+                         f"{', '.join(n['running']) or '-'}")
+    for f in j.get("failed", []):
+        lines.append(f"  {'failed' if f['final'] else 'will retry'}: {f['label']} on {f['node']}: {f['error']}")
+        lines.extend(f"    | {line}" for line in f["lines"][-8:])
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Folder for frames and logs.")
+@click.option("--video", type=click.Path(path_type=Path), help="Encode the frames in order into out.mp4 or out.gif.")
+@click.option("--fps", type=float, default=24.0, show_default=True, help="Frames per second of --video.")
+@click.option("--contact-sheet", "sheet", type=click.Path(path_type=Path), help="Tile thumbnails into a PNG.")
+@click.option("--thumb", type=int, default=160, show_default=True, help="Thumbnail size on the contact sheet.")
+@click.pass_context
+def fetch(ctx: click.Context, job: str, output: Path | None, video: Path | None, fps: float, sheet: Path | None,
+          thumb: int) -> None:
+    """Download JOB's rendered frames (PNG) and logs into OUTPUT, and/or make a video or contact sheet of them."""
+    import tempfile
+
+    from httpov import media
+
+    if output is None and video is None and sheet is None:
+        raise BadInputError("fetch needs somewhere to put the frames",
+                            hint="give --output DIR, --video out.mp4 (or .gif), or --contact-sheet sheet.png")
+    if video is not None and video.suffix.lower() not in media.VIDEO_SUFFIXES:
+        raise BadInputError(f"--video {video.name}: the name must end in .mp4 or .gif")
     client = _client(ctx)
-    images = client.fetch(job, output, _file_progress)
-    state = client.store.state(job)
-    click.echo(f"{len(images)} frame(s) in {output}, logs in {output / 'logs'} (job {state})")
+    with tempfile.TemporaryDirectory(prefix="httpov-fetch-") as tmp:
+        folder = output or Path(tmp)
+        images = client.fetch(job, folder, _counter("downloading"))
+        if output is not None:
+            click.echo(f"{len(images)} frame(s) in {output}, logs in {output / 'logs'} "
+                       f"(job {client.store.state(job)})")
+        if video is not None:
+            media.encode(images, video, fps, _counter(f"encoding {video.name}, frame"))
+            click.echo(f"{video}: {len(images)} frame(s) at {fps:g} fps")
+        if sheet is not None:
+            media.contact_sheet(images, sheet, thumb, on_frame=_counter("contact sheet, frame"))
+            click.echo(f"{sheet}: contact sheet of {len(images)} frame(s)")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. The page has no login: keep it on loopback, or behind a proxy with one.")
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--refresh", type=int, default=3, show_default=True, help="Seconds between page reloads.")
+@click.pass_context
+def web(ctx: click.Context, host: str, port: int, refresh: int) -> None:
+    """A read-only status page: jobs, progress, ETA, failures with their log lines, each job's latest frame."""
+    from httpov import web as status_page
+
+    if not status_page.is_loopback(host):
+        click.echo(f"warning: {host} is not a loopback address and the page has no login: whoever reaches it "
+                   "sees every job", err=True)
+    status_page.serve(ctx.obj, host, port, refresh,
+                      ready=lambda url: click.echo(f"httpov status page on {url} (Ctrl-C stops it)"))
 
 
 @cli.command()
 @click.argument("scene", type=click.Path(path_type=Path))
-@click.option("--workers", type=int, help="Render processes on this machine (default: twice the cores).")
+@click.option("--workers", type=int, help="Render processes on this machine (default: 4 per core).")
 @click.option("--frames", type=int)
 @click.option("--count", type=int)
 @click.option("--slices", type=int)
@@ -163,22 +281,31 @@ def retry(ctx: click.Context, job: str) -> None:
 
 
 class _ProgressLine:
-    """A one-line progress bar on stderr: frames done/total, failures, rate, ETA."""
+    """A one-line progress bar on stderr: frames done/total, failures, rate and ETA (httpov.eta with a store)."""
+
+    def __init__(self, store: Any = None) -> None:
+        self.store = store  # a JobStore: the ETA comes from measured frame times instead of the mean rate
 
     def __call__(self, p: dict[str, Any]) -> None:
-        total = max(1, p["frames_total"])
-        width = 30
-        filled = int(width * p["frames_done"] / total)
-        eta = "?"
-        if p["rate"] > 0 and p["state"] not in ("done", "failed", "cancelled"):
-            eta = f"{(p['frames_total'] - p['frames_done'] - p['frames_failed']) / p['rate']:.0f}s"
-        line = (f"\r[{'#' * filled}{'.' * (width - filled)}] {p['frames_done']}/{p['frames_total']} frames, "
-                f"{p['frames_failed']} failed, {p['rate']:.2f} fr/s, ETA {eta}, {p['state']}   ")
-        click.echo(line, nl=p["state"] in ("done", "failed", "cancelled"), err=True)
+        from httpov import eta
+
+        view = p
+        if self.store is not None:
+            try:
+                view = eta.job_view(self.store, p["id"])
+            except HttpovError:
+                pass
+        rate = view.get("rate_recent", view["rate"])
+        line = (f"\r{_bar(view, 30)} {view['frames_done']}/{view['frames_total']} frames, "
+                f"{view['frames_failed']} failed, {rate:.2f} fr/s, ETA {_eta(view)}, {view['state']}   ")
+        click.echo(line, nl=view["state"] in ("done", "failed", "cancelled"), err=True)
 
 
-def _file_progress(done: int, total: int) -> None:
-    click.echo(f"\rdownloading {done}/{total}", nl=done == total, err=True)
+def _counter(what: str):
+    """A (done, total) progress callback that rewrites one stderr line: 'what 3/10'."""
+    def show(done: int, total: int) -> None:
+        click.echo(f"\r{what} {done}/{total}", nl=done == total, err=True)
+    return show
 
 
 def main() -> None:

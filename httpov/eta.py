@@ -1,0 +1,261 @@
+"""How far a job is and when it will end: per-frame times, throughput, ETA and who renders what."""
+from __future__ import annotations
+
+import heapq
+import time
+from typing import Any, Callable, Iterator
+
+from httpov.jobs import FINISHED, JobStore
+from httpov.plan import Batch, JobSpec
+
+#: Weight of the newest finished batch in the per-frame time: recent batches count most, because frame
+#: cost drifts through an animation (a plain mean of the early frames is what makes ETAs lie).
+SMOOTHING = 0.35
+#: Finished batches (at least) in the window the measured throughput is taken over.
+RATE_WINDOW = 6
+#: A cost trend over frame numbers is trusted from this many finished batches, if it explains this much of
+#: the spread of their per-frame times (R squared).
+TREND_MIN_BATCHES = 4
+TREND_MIN_R2 = 0.6
+
+
+def work_units(batch_id: str, height: int) -> float:
+    """A batch's work in frames: its frame count, or for a row slice the fraction of a frame it covers."""
+    batch = Batch.from_id(batch_id)
+    frames = batch.last - batch.first + 1
+    if batch.rows is None or height <= 0:
+        return float(frames)
+    return frames * (batch.rows[1] - batch.rows[0] + 1) / height
+
+
+def _samples(done: dict[str, dict[str, Any]], height: int) -> list[tuple[float, float, float, float]]:
+    """(finished, middle frame, seconds per frame, frames) of every finished batch, in the order they finished."""
+    out = []
+    for batch_id, info in done.items():
+        units = work_units(batch_id, height)
+        if units > 0 and "seconds" in info:
+            b = Batch.from_id(batch_id)
+            out.append((float(info.get("finished", 0.0)), (b.first + b.last) / 2, float(info["seconds"]) / units,
+                        units))
+    return sorted(out)
+
+
+def frame_seconds(done: dict[str, dict[str, Any]], height: int) -> float | None:
+    """Render seconds per frame, smoothed over finished batches in the order they finished (newest weighs most)."""
+    estimate: float | None = None
+    for _, _, sample, _ in _samples(done, height):
+        estimate = sample if estimate is None else SMOOTHING * sample + (1 - SMOOTHING) * estimate
+    return estimate
+
+
+def cost_model(done: dict[str, dict[str, Any]], height: int) -> Callable[[str], float] | None:
+    """Predicted render seconds of a batch, from the finished ones; None before any batch finished.
+
+    When the cost per frame follows the frame number (a scene that grows heavier through the animation),
+    a weighted straight line through (frame, seconds per frame) predicts the frames still to come; otherwise
+    the smoothed recent cost per frame does. Predictions stay within half the cheapest and twice the dearest
+    frame seen, so a noisy line cannot run away.
+    """
+    samples = _samples(done, height)
+    if not samples:
+        return None
+    recent = frame_seconds(done, height) or 0.0
+    costs = [s[2] for s in samples]
+    low, high = 0.5 * min(costs), 2.0 * max(costs)
+    line = _trend(samples)
+
+    def predict(batch_id: str) -> float:
+        units = work_units(batch_id, height)
+        if line is None:
+            return recent * units
+        b = Batch.from_id(batch_id)
+        slope, intercept = line
+        return min(high, max(low, intercept + slope * (b.first + b.last) / 2)) * units
+
+    return predict
+
+
+def _trend(samples: list[tuple[float, float, float, float]]) -> tuple[float, float] | None:
+    """(slope, intercept) of seconds per frame against frame number, if the line explains most of the spread."""
+    xs = {s[1] for s in samples}
+    if len(samples) < TREND_MIN_BATCHES or len(xs) < 3:
+        return None
+    w = sum(s[3] for s in samples)
+    mx = sum(s[1] * s[3] for s in samples) / w
+    my = sum(s[2] * s[3] for s in samples) / w
+    sxx = sum(s[3] * (s[1] - mx) ** 2 for s in samples)
+    sxy = sum(s[3] * (s[1] - mx) * (s[2] - my) for s in samples)
+    syy = sum(s[3] * (s[2] - my) ** 2 for s in samples)
+    if sxx <= 0 or syy <= 0:
+        return None
+    r2 = sxy * sxy / (sxx * syy)
+    if r2 < TREND_MIN_R2:
+        return None
+    slope = sxy / sxx
+    return slope, my - slope * mx
+
+
+def measured_rate(done: dict[str, dict[str, Any]], height: int, since: float, until: float) -> float:
+    """Frames per wall-clock second over the last few finished batches (it falls when nodes stop)."""
+    records = sorted((info.get("finished", 0.0), batch) for batch, info in done.items())
+    if not records:
+        return 0.0
+    window = records[-RATE_WINDOW:]
+    before = records[-RATE_WINDOW - 1][0] if len(records) > RATE_WINDOW else since
+    span = until - before
+    units = sum(work_units(batch, height) for _, batch in window)
+    return units / span if span > 0 else 0.0
+
+
+def overhead_factor(done: dict[str, dict[str, Any]], processes: int) -> float:
+    """How much longer a batch holds its render process than povray's own time says (scene copy, zip, upload,
+    queue), from the spacing of recent finishes: with k processes busy, n finishes a span T apart took about
+    k*T of process time for the render seconds of the last n-1. 1.0 when it cannot be told; at most 2."""
+    if processes <= 0:
+        return 1.0
+    records = sorted((float(info.get("finished", 0.0)), float(info.get("seconds", 0.0))) for info in done.values())
+    window = records[-max(RATE_WINDOW, 2 * processes + 1):]
+    if len(window) < processes + 2:
+        return 1.0
+    span = window[-1][0] - window[0][0]
+    render = sum(seconds for _, seconds in window[1:])
+    if span <= 0 or render <= 0:
+        return 1.0
+    return min(2.0, max(1.0, processes * span / render))
+
+
+def schedule(slot_free: list[float], tasks: list[float]) -> float:
+    """When the last of `tasks` (durations, in order) ends on slots free after `slot_free` seconds."""
+    if not slot_free:
+        return float("inf") if tasks else 0.0
+    heap = list(slot_free)
+    heapq.heapify(heap)
+    end = max(heap)
+    for duration in tasks:
+        start = heapq.heappop(heap)
+        heapq.heappush(heap, start + duration)
+        end = max(end, start + duration)
+    return end
+
+
+def estimate(spec: JobSpec, state: str, batches: dict[str, Any], now: float, started: float,
+             finished: float | None = None) -> dict[str, Any]:
+    """ETA, rate and per-node work of a job from JobStore.batches() records (a pure function of them).
+
+    The ETA plays the remaining batches onto the render processes working now: each running batch ends
+    when its frames' expected time has passed (expected from the smoothed per-frame time, and never less than
+    it has already run), and each queued batch goes to the process that frees first. With no finished batch
+    yet, or no process working on the job, there is no honest ETA and it is None.
+    """
+    done, running = batches.get("done", {}), batches.get("running", {})
+    final_failed = {b for b, info in batches.get("failed", {}).items() if info.get("final")}
+    height = spec.height
+    model = cost_model(done, height)
+    factor = overhead_factor(done, len(running)) if model is not None else 1.0
+    predict = (lambda b: model(b) * factor) if model is not None else None  # noqa: E731
+    rate = measured_rate(done, height, started, finished or now)
+
+    running_view = []
+    slot_free = []
+    for batch_id, info in sorted(running.items()):
+        elapsed = max(0.0, now - float(info.get("started", now)))
+        expected = predict(batch_id) if predict is not None else None
+        if expected is not None and elapsed > expected:
+            # running longer than expected: frames got heavier; assume it is at most half way
+            expected = 2 * elapsed
+        remaining = max(0.0, expected - elapsed) if expected is not None else None
+        slot_free.append(remaining if remaining is not None else 0.0)
+        running_view.append({
+            "batch": batch_id, "label": Batch.from_id(batch_id).label, "node": info.get("node", "?"),
+            "elapsed": round(elapsed, 1), "expected": round(expected, 1) if expected is not None else None,
+            "progress": round(min(0.99, elapsed / expected), 3) if expected else None,
+            "retrying": bool(info.get("retrying")),
+        })
+    queued = [b for b in spec.batches if b not in done and b not in running and b not in final_failed]
+    upcoming = queued[0] if queued else (sorted(running)[0] if running else None)
+    per_frame = (predict(upcoming) / work_units(upcoming, height) if predict is not None and upcoming
+                 else frame_seconds(done, height))
+
+    eta: float | None
+    if state == "done":
+        eta = 0.0
+    elif state in FINISHED or state == "paused" or predict is None:
+        eta = None
+    elif queued and not running:
+        eta = None  # no render process is taking this job's batches now
+    else:
+        eta = schedule(slot_free, [predict(b) for b in queued])
+
+    nodes: dict[str, dict[str, Any]] = {}
+    for batch_id, info in done.items():
+        n = nodes.setdefault(info.get("node", "?"), {"batches_done": 0, "frames_done": 0.0, "seconds": 0.0,
+                                                     "running": []})
+        n["batches_done"] += 1
+        n["frames_done"] += work_units(batch_id, height)
+        n["seconds"] += float(info.get("seconds", 0.0))
+    for item in running_view:
+        nodes.setdefault(item["node"], {"batches_done": 0, "frames_done": 0.0, "seconds": 0.0,
+                                        "running": []})["running"].append(item["label"])
+    for n in nodes.values():
+        n["frames_done"] = round(n["frames_done"], 3)
+        n["seconds"] = round(n["seconds"], 3)
+
+    frames_running = sorted({f for b in running for f in Batch.from_id(b).frames})
+    return {
+        "eta_seconds": None if eta is None else round(eta, 1),
+        "eta_at": None if eta is None else round(now + eta, 1),
+        "frame_seconds": None if per_frame is None else round(per_frame, 4),
+        "overhead_factor": round(factor, 3),
+        "rate_recent": round(rate, 4),
+        "render_processes": len(running),
+        "frames_running": len(frames_running),
+        "batches_queued": len(queued),
+        "running": running_view,
+        "nodes": dict(sorted(nodes.items())),
+    }
+
+
+def job_view(store: JobStore, job_id: str, now: float | None = None) -> dict[str, Any]:
+    """A job's progress (as `httpov status --json`) with its ETA, rate, running batches and failed batches."""
+    now = time.time() if now is None else now
+    progress = store.progress(job_id)
+    record = store.record(job_id)
+    spec = store.spec(job_id)
+    batches = store.batches(job_id)
+    started = float(record.get("started") or record["created"])
+    view = dict(progress)
+    view.update(estimate(spec, progress["state"], batches, now, started, progress["finished"]))
+    view["failed"] = [
+        {"batch": b, "label": Batch.from_id(b).label, "node": info.get("node", "?"), "error": info.get("error", ""),
+         "lines": info.get("lines", []), "final": bool(info.get("final")), "at": info.get("at")}
+        for b, info in sorted(batches["failed"].items())
+    ]
+    return view
+
+
+def overview(store: JobStore, now: float | None = None) -> list[dict[str, Any]]:
+    """job_view of every job, oldest first."""
+    return [job_view(store, job_id, now) for job_id in store.job_ids()]
+
+
+def follow(store: JobStore, job_id: str, poll: float = 1.0, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    """job_view of the job every `poll` seconds until it is finished (the last view is the finished one)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        view = job_view(store, job_id)
+        yield view
+        if view["state"] in FINISHED or (deadline is not None and time.monotonic() > deadline):
+            return
+        time.sleep(poll)
+
+
+def duration(seconds: float | None) -> str:
+    """'?' , '42s', '3m05s', '2h04m' for people."""
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

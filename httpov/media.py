@@ -1,0 +1,149 @@
+"""Rendered frames as something to look at: an MP4 or GIF in frame order, and a contact sheet of thumbnails."""
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from pathlib import Path
+from typing import Callable, Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+from httpov.errors import BadInputError, HttpovError
+
+Progress = Callable[[int, int], None]
+
+_FRAME_NUMBER = re.compile(r"(\d+)\.png$", re.IGNORECASE)
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def frame_number(path: Path) -> int:
+    """The frame number in a frame file's name (`anim_0007.png` -> 7)."""
+    match = _FRAME_NUMBER.search(Path(path).name)
+    if not match:
+        raise BadInputError(f"{Path(path).name}: not a frame file (expected <name>_<number>.png)")
+    return int(match.group(1))
+
+
+def in_frame_order(images: Sequence[Path]) -> list[Path]:
+    """Frame files sorted by their frame number (not by name: padding widths may differ)."""
+    return sorted(images, key=frame_number)
+
+
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary that the imageio-ffmpeg package ships (installs from PyPI, no system ffmpeg needed)."""
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        raise HttpovError("making a video needs the imageio-ffmpeg package",
+                         hint="pip install 'httpov[video]' (or pip install imageio-ffmpeg)") from None
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError as exc:
+        raise HttpovError(f"imageio-ffmpeg found no ffmpeg binary: {exc}",
+                         hint="reinstall imageio-ffmpeg for this platform, or set IMAGEIO_FFMPEG_EXE") from None
+
+
+def encode(images: Sequence[Path], output: Path, fps: float = 24.0, on_frame: Progress | None = None) -> Path:
+    """Encode the frames in frame order into `output`: H.264 MP4 (`.mp4`) or an animated GIF (`.gif`)."""
+    output = Path(output)
+    suffix = output.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise BadInputError(f"{output.name}: a video must end in .mp4 or .gif")
+    if not images:
+        raise BadInputError("there are no rendered frames to encode", hint="`httpov status JOB` shows why")
+    if fps <= 0:
+        raise BadInputError(f"--fps must be greater than 0, got {fps}")
+    frames = in_frame_order(images)
+    with Image.open(frames[0]) as first:
+        width, height = first.size
+    if suffix == ".mp4":
+        # yuv420p (what players accept) needs even sizes: pad by one black row/column when odd
+        codec = ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18",
+                 "-movflags", "+faststart"]
+    else:
+        codec = ["-vf", "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse=dither=none",
+                 "-loop", "0"]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    argv = [ffmpeg_exe(), "-y", "-hide_banner", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+            "-s", f"{width}x{height}", "-r", f"{fps:g}", "-i", "-", *codec, str(output)]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stdin is not None
+    try:
+        for n, path in enumerate(frames, 1):
+            with Image.open(path) as image:
+                if image.size != (width, height):
+                    raise BadInputError(f"{path.name} is {image.size[0]}x{image.size[1]}, the first frame "
+                                        f"{width}x{height}: frames of one video must have one size")
+                proc.stdin.write(_rgb(image).tobytes())
+            if on_frame:
+                on_frame(n, len(frames))
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.wait() != 0:
+        raise HttpovError(f"ffmpeg could not encode {output.name}: {err.strip().splitlines()[-1] if err.strip() else ''}",
+                         hint="run again with fewer frames or another suffix; ffmpeg's message is above")
+    return output
+
+
+def contact_sheet(images: Sequence[Path], output: Path, thumb: int = 160, columns: int | None = None,
+                  on_frame: Progress | None = None) -> Path:
+    """One PNG with a thumbnail of every frame (at most `thumb` pixels wide or high), in frame order, labelled."""
+    if not images:
+        raise BadInputError("there are no rendered frames for a contact sheet", hint="`httpov status JOB` shows why")
+    if thumb <= 0:
+        raise BadInputError(f"--thumb must be greater than 0, got {thumb}")
+    frames = in_frame_order(images)
+    thumbs = []
+    for n, path in enumerate(frames, 1):
+        with Image.open(path) as image:
+            small = _rgb(image)
+            small.thumbnail((thumb, thumb), Image.LANCZOS)
+            thumbs.append((frame_number(path), small))
+        if on_frame:
+            on_frame(n, len(frames))
+    columns = columns or max(1, math.ceil(math.sqrt(len(thumbs))))
+    rows = math.ceil(len(thumbs) / columns)
+    font = ImageFont.load_default()
+    label_h = 14
+    cell_w = max(t.size[0] for _, t in thumbs) + 8
+    cell_h = max(t.size[1] for _, t in thumbs) + 8 + label_h
+    sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), (32, 32, 32))
+    draw = ImageDraw.Draw(sheet)
+    for i, (number, small) in enumerate(thumbs):
+        x, y = (i % columns) * cell_w + 4, (i // columns) * cell_h + 4
+        sheet.paste(small, (x, y))
+        draw.text((x, y + small.size[1] + 2), str(number), fill=(230, 230, 230), font=font)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(output)
+    return output
+
+
+def thumbnail_png(image_bytes: bytes, size: int = 320) -> bytes:
+    """A PNG at most `size` pixels on a side (8-bit RGB) from a frame's PNG bytes."""
+    import io
+
+    with Image.open(io.BytesIO(image_bytes)) as image:
+        small = _rgb(image)
+        small.thumbnail((size, size), Image.LANCZOS)
+        out = io.BytesIO()
+        small.save(out, format="PNG")
+        return out.getvalue()
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB of any PNG povray writes (16-bit, grey, alpha)."""
+    if image.mode.startswith("I"):  # 16-bit grey
+        return image.convert("I").point(lambda v: v * (1 / 257)).convert("L").convert("RGB")
+    if image.mode == "RGBA":
+        background = Image.new("RGB", image.size, (0, 0, 0))
+        background.paste(image, mask=image.getchannel("A"))
+        return background
+    return image.convert("RGB")

@@ -1,0 +1,245 @@
+"""`httpov web`: a small read-only status page (jobs, progress, ETA, failures, latest frame) and its JSON."""
+from __future__ import annotations
+
+import html
+import ipaddress
+import json
+import re
+import socket
+import tempfile
+import threading
+import time
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+
+from httpov import eta
+from httpov.errors import BadInputError, HttpovError, JobNotFoundError
+from httpov.jobs import JobStore
+from httpov.media import frame_number, thumbnail_png
+from httpov.node import batch_key
+from httpov.settings import Settings
+from httpov.storage import Storage, open_storage
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+THUMB_SIZE = 320
+
+
+class StatusSource:
+    """What the page shows, read from Redis and storage; thumbnails are cached per job until a newer frame lands."""
+
+    def __init__(self, store: JobStore, storage: Storage | Callable[[], Storage]) -> None:
+        self.store = store
+        self._storage = storage
+        self._thumbs: dict[str, tuple[str, bytes]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def storage(self) -> Storage:
+        if callable(self._storage) and not isinstance(self._storage, Storage):
+            self._storage = self._storage()
+        return self._storage  # type: ignore[return-value]
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return eta.overview(self.store)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return eta.job_view(self.store, job_id)
+
+    def latest_frame(self, job_id: str) -> tuple[str, str] | None:
+        """(storage key, member name or '') of the job's most recently rendered whole frame, if any."""
+        spec = self.store.spec(job_id)
+        if spec.slices:
+            keys = [k for k in self.storage.list(f"jobs/{job_id}/frames/") if k.endswith(".png")]
+            return (max(keys, key=lambda k: frame_number(Path(k))), "") if keys else None
+        done = self.store.batches(job_id)["done"]
+        if not done:
+            return None
+        newest = max(done, key=lambda b: done[b].get("finished", 0.0))
+        return batch_key(job_id, newest), "*"
+
+    def thumbnail(self, job_id: str) -> bytes | None:
+        """A PNG of the job's latest rendered frame (at most THUMB_SIZE pixels a side), or None before any."""
+        where = self.latest_frame(job_id)
+        if where is None:
+            return None
+        key, member = where
+        with self._lock:
+            cached = self._thumbs.get(job_id)
+        if cached and cached[0] == key:
+            return cached[1]
+        with tempfile.TemporaryDirectory(prefix="httpov-web-") as tmp:
+            local = Path(tmp) / "object"
+            self.storage.get_file(key, local)
+            if member:
+                with zipfile.ZipFile(local) as zf:
+                    pngs = [n for n in zf.namelist() if n.endswith(".png")]
+                    if not pngs:
+                        return None
+                    data = zf.read(max(pngs, key=lambda n: frame_number(Path(PurePosixPath(n).name))))
+            else:
+                data = local.read_bytes()
+        png = thumbnail_png(data, THUMB_SIZE)
+        with self._lock:
+            self._thumbs[job_id] = (key, png)
+        return png
+
+
+def render_page(jobs: list[dict[str, Any]], refresh: int, now: float | None = None) -> str:
+    """The status page: one card per job, newest first, refreshing itself every `refresh` seconds."""
+    now = time.time() if now is None else now
+    cards = "\n".join(_card(j, now) for j in reversed(jobs)) or '<p class="empty">No jobs yet: `httpov submit`.</p>'
+    stamp = time.strftime("%H:%M:%S", time.localtime(now))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="{int(refresh)}">
+<title>httpov: {len(jobs)} job(s)</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 16px; background: #f4f4f4; color: #222; }}
+h1 {{ font-size: 20px; margin: 0 0 12px; }}
+.job {{ display: flex; gap: 16px; background: #fff; border: 1px solid #ccc; border-radius: 6px; padding: 12px;
+        margin-bottom: 12px; }}
+.thumb {{ width: 192px; height: 144px; object-fit: contain; image-rendering: pixelated; background: #222;
+          flex: none; }}
+.nothumb {{ width: 192px; height: 144px; background: #ddd; flex: none; display: flex; align-items: center;
+            justify-content: center; color: #777; }}
+.info {{ flex: 1; min-width: 0; }}
+.bar {{ height: 18px; background: #e2e2e2; border-radius: 3px; overflow: hidden; display: flex; margin: 6px 0; }}
+.bar .done {{ background: #1f5fbf; }} .bar .failed {{ background: #c62828; }} .bar .run {{ background: #9bb8e6; }}
+.state {{ font-weight: bold; padding: 1px 6px; border-radius: 3px; color: #fff; background: #666; }}
+.state.done {{ background: #2e7d32; }} .state.failed, .state.cancelled {{ background: #c62828; }}
+.state.running, .state.queued {{ background: #1f5fbf; }} .state.paused {{ background: #b26a00; }}
+pre {{ background: #fff3f3; border-left: 3px solid #c62828; padding: 4px 8px; margin: 4px 0; white-space: pre-wrap;
+       font-size: 12px; }}
+.muted {{ color: #666; }} table {{ border-collapse: collapse; }} td {{ padding: 0 10px 0 0; }}
+</style></head>
+<body><h1>httpov <span class="muted">{len(jobs)} job(s), updated {stamp}, refreshes every {int(refresh)} s</span></h1>
+{cards}
+</body></html>
+"""
+
+
+def _card(j: dict[str, Any], now: float) -> str:
+    e = html.escape
+    total = max(1, j["frames_total"])
+    done_pct = 100.0 * j["frames_done"] / total
+    failed_pct = 100.0 * j["frames_failed"] / total
+    run_pct = min(100.0 - done_pct - failed_pct, 100.0 * j.get("frames_running", 0) / total)
+    thumb = (f'<img class="thumb" src="/thumb/{e(j["id"])}.png?n={j["frames_done"]}" alt="latest frame of {e(j["name"])}">'
+             if j["frames_done"] or j.get("batches_done") else '<div class="nothumb">no frame yet</div>')
+    if j["state"] in ("queued", "running"):
+        eta_text = "ETA " + eta.duration(j.get("eta_seconds"))
+        if j.get("eta_at"):
+            eta_text += time.strftime(" (at %H:%M:%S)", time.localtime(j["eta_at"]))
+        elif not j.get("running") and j.get("batches_queued"):
+            eta_text += " (no render node is taking its batches)"
+    elif j["state"] == "done" and j.get("finished"):
+        eta_text = time.strftime("finished at %H:%M:%S", time.localtime(j["finished"]))
+    else:
+        eta_text = j["state"]
+    running = "".join(f"<tr><td>{e(r['label'])}</td><td>{e(r['node'])}</td><td>{eta.duration(r['elapsed'])}"
+                      f"</td></tr>" for r in j.get("running", []))
+    failures = "".join(
+        f"<div><b>{e(f['label'])}</b> on {e(f['node'])}{'' if f['final'] else ' (will retry)'}: {e(f['error'])}"
+        f"<pre>{e(chr(10).join(f['lines']))}</pre></div>" for f in j.get("failed", []))
+    return f"""<div class="job" id="job-{e(j['id'])}">
+{thumb}
+<div class="info">
+<div><b>{e(j['name'])}</b> <span class="muted">{e(j['id'])}</span> <span class="state {e(j['state'])}">{e(j['state'])}</span></div>
+<div class="bar"><div class="done" style="width:{done_pct:.2f}%"></div><div class="failed" style="width:{failed_pct:.2f}%"></div><div class="run" style="width:{max(0.0, run_pct):.2f}%"></div></div>
+<div>{j['frames_done']}/{j['frames_total']} frames done, {j['frames_failed']} failed, {j.get('frames_running', 0)} rendering;
+{j.get('rate_recent', 0.0):.2f} frames/s; {e(eta_text)}; {j['width']}x{j['height']}</div>
+{f'<table class="running">{running}</table>' if running else ''}
+{f'<div class="failures">{failures}</div>' if failures else ''}
+</div></div>"""
+
+
+def make_server(source: StatusSource, host: str = "127.0.0.1", port: int = 8080, refresh: int = 3) -> ThreadingHTTPServer:
+    """An HTTP server for the page (/), its JSON (/api/jobs, /api/jobs/JOB) and thumbnails (/thumb/JOB.png)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "httpov-web"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: a page refreshing is not news
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            path = self.path.split("?", 1)[0]
+            try:
+                if path in ("/", "/index.html"):
+                    self._send(200, "text/html; charset=utf-8", render_page(source.jobs(), refresh).encode())
+                elif path == "/api/jobs":
+                    self._json(200, source.jobs())
+                elif path.startswith("/api/jobs/"):
+                    self._json(200, source.job(_job_id(path[len("/api/jobs/"):])))
+                elif path.startswith("/thumb/") and path.endswith(".png"):
+                    png = source.thumbnail(_job_id(path[len("/thumb/"):-4]))
+                    if png is None:
+                        self._json(404, {"error": "no frame of this job is rendered yet"})
+                    else:
+                        self._send(200, "image/png", png, cache=False)
+                else:
+                    self._json(404, {"error": f"no page {path}", "hint": "try / or /api/jobs"})
+            except (JobNotFoundError, BadInputError) as exc:
+                self._json(404, {"error": str(exc), "hint": exc.hint})
+            except HttpovError as exc:
+                self._json(503, {"error": str(exc), "hint": exc.hint})
+
+        def _json(self, code: int, data: Any) -> None:
+            self._send(code, "application/json", json.dumps(data, indent=1).encode())
+
+        def _send(self, code: int, kind: str, body: bytes, cache: bool = False) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.end_headers()
+            self.wfile.write(body)
+
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
+    return Server((host, port), Handler)
+
+
+def _job_id(raw: str) -> str:
+    if not _JOB_ID.match(raw):
+        raise BadInputError(f"{raw[:40]!r} is not a job id")
+    return raw
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, refresh: int = 3,
+          ready: Callable[[str], None] | None = None) -> None:
+    """Serve the status page until interrupted; `ready` is told the page's URL once it listens."""
+    if refresh < 1:
+        raise BadInputError(f"--refresh must be at least 1 second, got {refresh}")
+    store = JobStore.connect(settings.state_url, settings.prefix)
+    store.ping()
+    source = StatusSource(store, lambda: open_storage(settings.storage))
+    try:
+        server = make_server(source, host, port, refresh)
+    except OSError as exc:
+        raise HttpovError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                          hint="pick another --port, or stop what is using this one") from None
+    shown = f"[{host}]" if ":" in host else host
+    if ready:
+        ready(f"http://{shown}:{server.server_address[1]}/")
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

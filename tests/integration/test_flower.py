@@ -1,0 +1,98 @@
+"""A real `celery -A httpov flower` next to real render nodes: a job's tasks are found, readable, through its API."""
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from httpov.local import free_port, worker_env
+from tests.conftest import TINY_ANIMATION, wait_for, write_scene
+
+AUTH = "farm:s3cret"
+
+
+def api(url: str, auth: str | None = AUTH) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture
+def flower(settings, tmp_path):
+    port = free_port()
+    log = open(tmp_path / "flower.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "httpov", "flower", "--address=127.0.0.1",
+                             f"--port={port}", f"--basic-auth={AUTH}"], env=worker_env(settings), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, (tmp_path / "flower.log").read_text()
+        try:
+            return api(url + "/healthcheck")[0] == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, 60, "flower to answer")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.seek(0)
+        print(log.read()[-3000:])
+
+
+def test_flower_lists_a_jobs_tasks_with_job_batch_and_frames(tmp_path, settings, client, workers, flower):
+    assert api(flower + "/api/tasks", auth=None)[0] == 401  # basic auth guards the API too
+    workers(concurrency=2, name="fnode")
+    # task events are on in celeryconfig (and Flower turns them on in every worker it reaches); wait until
+    # Flower knows the render node so that it is listening before the job's tasks are sent
+
+    def knows_node() -> bool:
+        status, body = api(flower + "/api/workers?refresh=1")
+        return status == 200 and any(name.startswith("fnode@") for name in json.loads(body))
+
+    wait_for(knows_node, 60, "flower to see the render node")
+
+    scene = write_scene(tmp_path / "fl", TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF4\n")
+    sub = client.submit(scene, count=2)
+    client.wait(sub.spec.id, timeout=180)
+
+    def tasks_of_job() -> list[dict]:
+        status, body = api(flower + "/api/tasks?limit=100")
+        assert status == 200, body[:500]
+        found = []
+        for task in json.loads(body).values():
+            kwargs = task.get("kwargs") or "{}"
+            kwargs = ast.literal_eval(kwargs) if isinstance(kwargs, str) else kwargs
+            if kwargs.get("job_id") == sub.spec.id:
+                found.append({**task, "kwargs": kwargs})
+        return found
+
+    wait_for(lambda: len([t for t in tasks_of_job() if t["state"] == "SUCCESS"]) == 2, 30,
+             "flower to see both batches succeed")
+    tasks = sorted(tasks_of_job(), key=lambda t: t["kwargs"]["batch"])
+    assert [t["name"] for t in tasks] == ["httpov.render_batch"] * 2
+    assert [t["kwargs"]["batch"] for t in tasks] == ["f000001-000002", "f000003-000004"]
+    assert [t["kwargs"]["label"] for t in tasks] == ["frames 1-2", "frames 3-4"]
+    assert all(t["worker"].startswith("fnode@") for t in tasks)
+    assert all(f"rendered: {t['kwargs']['label']} in" in str(t["result"]) for t in tasks), [t["result"] for t in tasks]
+
+    # one task by id, as the task page shows it
+    status, body = api(flower + f"/api/task/info/{tasks[0]['uuid']}")
+    assert status == 200 and json.loads(body)["state"] == "SUCCESS"

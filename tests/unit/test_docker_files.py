@@ -1,0 +1,44 @@
+"""docker/: the compose file parses and wires the farm together; the image installs what a render node needs."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
+
+
+def test_compose_wires_redis_nodes_flower_and_s3():
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    services = compose["services"]
+    assert {"redis", "node", "flower", "s3", "web"} <= set(services)
+    for name, service in services.items():
+        deps = service.get("depends_on", [])
+        assert set(deps) <= set(services), f"{name} depends on an unknown service"
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond this machine"
+    node = services["node"]
+    assert (DOCKER / node["build"]["context"]).resolve() == DOCKER.parent  # built from the repository root
+    assert (DOCKER.parent / node["build"]["dockerfile"]).is_file()
+    assert node["environment"]["HTTPOV_BROKER_URL"] == "redis://redis:6379/0"
+    assert node["environment"]["HTTPOV_STORAGE"].startswith("s3://")
+    assert node["environment"]["AWS_ENDPOINT_URL"] == "http://s3:9000"
+    assert "seccomp=unconfined" in node["security_opt"]
+    assert node["command"][:4] == ["celery", "-A", "httpov", "worker"]
+    flower = " ".join(services["flower"]["command"])
+    assert "celery -A httpov flower" in flower and "--basic-auth=" in flower
+    assert services["flower"]["environment"] == node["environment"]
+
+
+def test_render_node_image_has_povray_bubblewrap_and_httpov_and_drops_root():
+    text = (DOCKER / "Dockerfile").read_text()
+    assert text.startswith("#") and re.search(r"^FROM debian:", text, re.M)
+    for package in ("povray", "povray-includes", "bubblewrap", "python3"):
+        assert re.search(rf"\b{package}\b", text), package
+    assert "pip install" in text and "[s3,web]" in text
+    assert re.search(r"^USER (?!root)\w+", text, re.M)
+    for source in re.findall(r"^COPY (.+) \S+$", text, re.M):
+        for part in source.split():
+            assert (DOCKER.parent / part).exists(), f"COPY {part}: not in the repository"
+    assert 'CMD ["celery", "-A", "httpov", "worker"' in text

@@ -11,12 +11,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from celery import Celery
+from kombu.exceptions import OperationalError
 
 from httpov import archive
-from httpov.errors import BadInputError, JobFailedError, JobStateError, SceneError
+from httpov.errors import BadInputError, BrokerUnavailableError, JobFailedError, JobStateError, SceneError
 from httpov.jobs import FINISHED, LIVE, JobStore
 from httpov.node import batch_key
-from httpov.plan import JobSpec, default_count, frame_range, image_size, split
+from httpov.plan import JobSpec, adaptive_count, frame_range, frame_seconds, image_size, split
 from httpov.reaper import reap
 from httpov.scene import SceneLayout, SceneOptions, locate_scene
 from httpov.settings import Settings
@@ -50,7 +51,7 @@ class Client:
         self.settings = settings
         self.celery = celery
         self._storage = storage
-        self.store = store or JobStore.connect(settings.state_url, settings.prefix)
+        self.store = store or JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca)
 
     @property
     def storage(self) -> Storage:
@@ -75,11 +76,11 @@ class Client:
             names = archive.check_archive(zip_path, limits)
             with zipfile.ZipFile(zip_path) as zf:
                 layout, options = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
+            scene_key = f"scenes/{archive.file_sha256(zip_path)}.zip"
             spec = self._plan(layout, options, name or _default_name(Path(source), layout), frames, count,
-                              slices, slice_rows, priority)
+                              slices, slice_rows, priority, scene_key)
             self.store.ping()
             self.storage.check()
-            spec.scene_key = f"scenes/{archive.file_sha256(zip_path)}.zip"
             uploaded = not self.storage.exists(spec.scene_key)
             if uploaded:
                 self.storage.put_file(spec.scene_key, zip_path)
@@ -88,16 +89,24 @@ class Client:
         return Submission(spec, uploaded, options.ignored)
 
     def _plan(self, layout: SceneLayout, options: SceneOptions, name: str, frames: int | None,
-              count: int | None, slices: int | None, slice_rows: int | None, priority: int) -> JobSpec:
+              count: int | None, slices: int | None, slice_rows: int | None, priority: int,
+              scene_key: str = "") -> JobSpec:
+        """Split the job; without --count, frames per task follow the scene's measured frame time (adaptive_count:
+        earlier jobs of the same scene at the same size, read from their done batches)."""
         fr = frame_range(options, frames)
         width, height = image_size(options)
         row_slices = None
         if slices is not None or slice_rows is not None:
             row_slices = plan_slices(height, slices=slices, rows=slice_rows)
-        count = count or default_count(fr.count)
+        job_id = secrets.token_hex(5)
+        if row_slices:
+            count = count or 1
+        else:
+            measured = self.store.frame_times(f"{scene_key}:{width}x{height}", job_id) if scene_key else (0, 0, 0)
+            count = count or adaptive_count(fr.count, frame_seconds(*measured))
         batches = split(fr, count, row_slices)
         return JobSpec(
-            id=secrets.token_hex(5), name=name, scene_key="", root=layout.root, pov=layout.pov,
+            id=job_id, name=name, scene_key=scene_key, root=layout.root, pov=layout.pov,
             options=options.options, initial=fr.initial, final=fr.final, first=fr.first, last=fr.last,
             width=width, height=height, count=count, slices=row_slices, priority=priority,
             created=time.time(), batches=[b.id for b in batches],
@@ -166,7 +175,7 @@ class Client:
             raise JobStateError(f"job {job_id} is already {self.store.state(job_id)}")
 
     def pause(self, job_id: str) -> None:
-        """Batches not yet started are set aside; running ones finish."""
+        """Batches not yet started are set aside as they come up; running ones finish."""
         if self.store.transition(job_id, "paused", LIVE) != "ok":
             raise JobStateError(f"job {job_id} is {self.store.state(job_id)}: only a queued or running job pauses")
 
@@ -174,8 +183,11 @@ class Client:
         """Queue the batches set aside while paused; answers how many."""
         if self.store.transition(job_id, "running", ("paused",)) != "ok":
             raise JobStateError(f"job {job_id} is {self.store.state(job_id)}, not paused")
+        spec = self.store.spec(job_id)
         parked = self.store.unpark(job_id)
-        return enqueue(self.celery, self.store.spec(job_id), parked, self.settings.queue)
+        if len(self.store.batches(job_id)["done"]) >= len(spec.batches):
+            self.store.transition(job_id, "done", ("running",))  # its last batches finished while paused
+        return self._send(spec, parked)
 
     def retry(self, job_id: str) -> int:
         """Re-render only the batches that failed or are missing; answers how many were queued."""
@@ -184,17 +196,28 @@ class Client:
             raise JobStateError(f"job {job_id} is {self.store.state(job_id)}: wait for it to finish or cancel it")
         batches = self.store.batches(job_id)
         todo = [b for b in spec.batches if b not in batches["done"]]
-        self.store.reset_failures(job_id, todo)
+        self.store.reset_failures(job_id, todo)  # attempts, failures and the job's node blocklist
         self.store.unpark(job_id)
         if not todo:
             self.store.transition(job_id, "done", ("running",))
-        return enqueue(self.celery, spec, todo, self.settings.queue)
+        return self._send(spec, todo)
 
-    def reap(self) -> list[tuple[str, str]]:
-        """Requeue batches whose render node is gone (any worker or waiting client may sweep)."""
+    def reap(self, node: str | None = None) -> list[tuple[str, str]]:
+        """Requeue batches whose render node is gone (any worker or waiting client may sweep); a render node
+        passes its name, which also tells the others it is alive."""
+        if node:
+            self.store.heartbeat(node)
+
         def requeue(job_id: str, batch_ids: list[str]) -> None:
-            enqueue(self.celery, self.store.spec(job_id), batch_ids, self.settings.queue)
+            self._send(self.store.spec(job_id), batch_ids)
         return reap(self.store, requeue, self.settings.lease_seconds, self.settings.max_attempts)
+
+    def _send(self, spec: JobSpec, batch_ids: list[str]) -> int:
+        """Queue batches; a broker that does not answer is BrokerUnavailableError, not a traceback."""
+        try:
+            return enqueue(self.celery, spec, batch_ids, self.settings.queue)
+        except OperationalError as exc:
+            raise BrokerUnavailableError(f"cannot queue batches of job {spec.id}: {exc}") from exc
 
 
 def _scene_archive(source: Path, tmp: Path, limits: archive.ArchiveLimits) -> tuple[Path, str | None]:

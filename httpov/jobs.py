@@ -1,6 +1,7 @@
 """Job state in Redis: jobs, per-batch completion recorded idempotently, leases on running batches."""
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Any, Callable, TypeVar
@@ -16,22 +17,35 @@ STATES = ("queued", "running", "paused", "done", "failed", "cancelled")
 LIVE = ("queued", "running")  # states in which batches are handed out and rendered
 FINISHED = ("done", "failed", "cancelled")
 
-# start_batch: refuse a batch that is done, or whose lease another task holds; else take the lease.
+# start_batch: refuse a batch that is done, or whose lease another execution holds; else take the lease.
+# A paused job's batch is parked here, in the same step, so a resume can never miss it. The lease may also be
+# held by this task's own retry hand-off ('retry:<task id>'), which the retry takes over. ARGV[6] is the value
+# the lease is set to: the execution's token, or a hand-off when a blocked node gives the batch back.
 _START = """
-local job, lease, running, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local batch, token, ttl, info = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local job, lease, running, done, parked = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local batch, token, ttl, info, handoff, value = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[7]
 local state = redis.call('HGET', job, 'state')
 if not state then return 'missing' end
+if state == 'paused' then
+  redis.call('SADD', parked, batch)
+  return 'paused'
+end
 if state ~= 'queued' and state ~= 'running' then return state end
 if redis.call('HEXISTS', done, batch) == 1 then return 'duplicate' end
 local holder = redis.call('GET', lease)
-if holder and holder ~= token then return 'busy' end
-redis.call('SET', lease, token, 'PX', math.floor(ttl * 1000))
+if holder and holder ~= token and holder ~= handoff then return 'busy' end
+redis.call('SET', lease, value, 'PX', math.floor(ttl * 1000))
 redis.call('HSET', running, batch, info)
-if state == 'queued' then
+if state == 'queued' and value == token then
   redis.call('HSET', job, 'state', 'running', 'started', ARGV[5])
 end
 return 'ok'
+"""
+
+# reclaim: a sweeper forgets a running batch only while its lease is still gone (no task took it meanwhile).
+_RECLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+return redis.call('HDEL', KEYS[2], ARGV[1])
 """
 
 # refresh: extend our lease if we still hold it; answer the job's state so the task can stop on cancel.
@@ -67,10 +81,14 @@ class JobStore:
         self._start = client.register_script(_START)
         self._refresh = client.register_script(_REFRESH)
         self._transition = client.register_script(_TRANSITION)
+        self._reclaim = client.register_script(_RECLAIM)
 
     @classmethod
-    def connect(cls, url: str, prefix: str = "httpov") -> "JobStore":
-        client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30)
+    def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> "JobStore":
+        """`ca`: CA bundle that signs a rediss:// server's certificate (redis-py verifies it by default)."""
+        tls = {"ssl_ca_certs": ca} if ca and url.startswith("rediss://") else {}
+        client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30,
+                                      **tls)
         return cls(client, prefix)
 
     # keys
@@ -83,7 +101,15 @@ class JobStore:
     def _call(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
-        except redis.ConnectionError as exc:
+        except redis.AuthenticationError as exc:
+            raise BrokerUnavailableError(f"Redis refused the connection: wrong or missing password ({exc})",
+                                         hint="put user:password in HTTPOV_BROKER_URL / HTTPOV_STATE_URL") from exc
+        except redis.ResponseError as exc:
+            if "NOAUTH" not in str(exc) and "HELLO" not in str(exc):
+                raise
+            raise BrokerUnavailableError("Redis asks for a password and none was given",
+                                         hint="put user:password in HTTPOV_BROKER_URL / HTTPOV_STATE_URL") from exc
+        except (redis.ConnectionError, redis.TimeoutError) as exc:  # BusyLoadingError too: Redis restarting
             raise BrokerUnavailableError(f"cannot reach Redis for job state: {exc}") from exc
 
     def ping(self) -> None:
@@ -141,12 +167,18 @@ class JobStore:
         return sorted(self._call(lambda: self.r.smembers(f"{self.p}:active")))
 
     # batches
-    def start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float) -> str:
-        """Take the batch's lease: 'ok', or why not ('duplicate', 'busy', or the job's state)."""
-        info = json.dumps({"node": node, "started": time.time(), "token": token})
+    def start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float,
+                    handoff: str = "", hand_back: bool = False) -> str:
+        """Take the batch's lease: 'ok', or why not ('duplicate', 'busy', 'paused' (then parked), the job's state).
+
+        `handoff` is the lease value this task's retry may take over; with `hand_back` the lease is set to that
+        value instead of `token` (a blocked node giving the batch back keeps it visible to the sweepers)."""
+        value = handoff if hand_back else token
+        info = json.dumps({"node": node, "started": time.time(), "token": value, "handed_back": hand_back})
         return self._call(lambda: self._start(
-            keys=[self._k(job_id), self._lease(job_id, batch_id), self._k(job_id, "running"), self._k(job_id, "done")],
-            args=[batch_id, token, lease, info, time.time()],
+            keys=[self._k(job_id), self._lease(job_id, batch_id), self._k(job_id, "running"),
+                  self._k(job_id, "done"), self._k(job_id, "parked")],
+            args=[batch_id, token, lease, info, time.time(), handoff or token, value],
         ))
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
@@ -154,11 +186,19 @@ class JobStore:
         return self._call(lambda: self._refresh(
             keys=[self._k(job_id), self._lease(job_id, batch_id)], args=[token, lease]))
 
-    def hold_for_retry(self, job_id: str, batch_id: str, token: str, seconds: float) -> None:
-        """Keep the lease through a retry's back-off so the reaper leaves the batch to the retry."""
-        self._call(lambda: self.r.set(self._lease(job_id, batch_id), token, px=int(seconds * 1000)))
+    def hold_for_retry(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float) -> None:
+        """Hand the lease to this task's retry for its back-off; the batch stays 'running' so that, should the
+        retry message be lost with its node, the sweepers requeue the batch once the hand-off expires."""
+        def run() -> None:
+            pipe = self.r.pipeline()
+            pipe.set(self._lease(job_id, batch_id), handoff, px=int(seconds * 1000))
+            pipe.hset(self._k(job_id, "running"), batch_id, json.dumps(
+                {"node": node, "started": time.time(), "token": handoff, "retrying": True}))
+            pipe.execute()
+        self._call(run)
 
-    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int]) -> bool:
+    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int],
+                     token: str = "") -> bool:
         """Record the batch done (once, however often it runs) and its finished frames; True if the job is done."""
         def run() -> bool:
             pipe = self.r.pipeline()
@@ -173,7 +213,8 @@ class JobStore:
             *_, done, total = pipe.execute()
             return int(done) >= int(total)
         if self._call(run):
-            return self.transition(job_id, "done", LIVE) == "ok"
+            # a batch that was running when the job was paused still counts: the last one ends the job
+            return self.transition(job_id, "done", (*LIVE, "paused")) == "ok"
         return False
 
     def slice_done(self, job_id: str, frame: int, batch_id: str) -> int:
@@ -192,7 +233,37 @@ class JobStore:
             pipe.execute()
         self._call(run)
         if final:
-            self.transition(job_id, "failed", LIVE)
+            self.transition(job_id, "failed", (*LIVE, "paused"))
+
+    def record_failure(self, job_id: str, batch_id: str, node: str, signature: str,
+                       block_after: int) -> tuple[int, bool]:
+        """Count a failed attempt of `node` on the job: answers (distinct nodes on which this batch failed with
+        this signature, whether the node is now blocked from the job)."""
+        sig = hashlib.sha1(signature.encode()).hexdigest()[:12]
+        key = self._k(job_id, f"sig:{batch_id}:{sig}")
+        def run() -> tuple[int, bool]:
+            pipe = self.r.pipeline()
+            pipe.sadd(key, node)
+            pipe.scard(key)
+            pipe.hincrby(self._k(job_id, "node_failures"), node, 1)
+            _, nodes, count = pipe.execute()
+            blocked = int(count) >= block_after
+            if blocked:
+                self.r.sadd(self._k(job_id, "blocked"), node)
+            return int(nodes), blocked
+        return self._call(run)
+
+    def blocked(self, job_id: str) -> set[str]:
+        """Render nodes kept off this job because they kept failing its batches."""
+        return set(self._call(lambda: self.r.smembers(self._k(job_id, "blocked"))))
+
+    def heartbeat(self, node: str) -> None:
+        """A render node says it is alive (every lease sweep)."""
+        self._call(lambda: self.r.zadd(f"{self.p}:nodes", {node: time.time()}))
+
+    def live_nodes(self, within: float) -> set[str]:
+        """Render nodes seen in the last `within` seconds."""
+        return set(self._call(lambda: self.r.zrangebyscore(f"{self.p}:nodes", time.time() - within, "+inf")))
 
     def release(self, job_id: str, batch_id: str) -> None:
         """Forget that the batch is running (cancelled, or handed back to the queue)."""
@@ -203,14 +274,20 @@ class JobStore:
             pipe.execute()
         self._call(run)
 
+    def reclaim(self, job_id: str, batch_id: str) -> bool:
+        """Forget a lost batch's running entry unless a task took its lease meanwhile; True if forgotten."""
+        return bool(self._call(lambda: self._reclaim(
+            keys=[self._lease(job_id, batch_id), self._k(job_id, "running")], args=[batch_id])))
+
     def reset_failures(self, job_id: str, batch_ids: list[str]) -> None:
-        """Forget failures and attempt counts of batches about to be rendered again (`httpov retry`)."""
-        if not batch_ids:
-            return
+        """Forget failures, attempt counts and the blocklist before batches are rendered again (`httpov retry`)."""
         def run() -> None:
+            sig_keys = list(self.r.scan_iter(match=self._k(job_id, "sig:*"), count=1000))
             pipe = self.r.pipeline()
-            pipe.hdel(self._k(job_id, "failed"), *batch_ids)
-            pipe.hdel(self._k(job_id, "attempts"), *batch_ids)
+            if batch_ids:
+                pipe.hdel(self._k(job_id, "failed"), *batch_ids)
+                pipe.hdel(self._k(job_id, "attempts"), *batch_ids)
+            pipe.delete(self._k(job_id, "blocked"), self._k(job_id, "node_failures"), *sig_keys)
             pipe.execute()
         self._call(run)
 
@@ -233,13 +310,13 @@ class JobStore:
         raw = self._call(lambda: self.r.hgetall(self._k(job_id, "running")))
         return {batch: json.loads(info) for batch, info in raw.items()}
 
-    def lost_batches(self, job_id: str) -> list[str]:
-        """Batches marked running whose lease has expired: their render node is gone."""
+    def lost_batches(self, job_id: str) -> dict[str, dict[str, Any]]:
+        """Batches marked running whose lease has expired (their render node is gone), with their running info."""
         running = self.running(job_id)
         if not running:
-            return []
+            return {}
         leases = self._call(lambda: self.r.mget([self._lease(job_id, b) for b in running]))
-        return [batch for batch, holder in zip(running, leases) if holder is None]
+        return {batch: info for (batch, info), holder in zip(running.items(), leases) if holder is None}
 
     def claim(self, name: str, seconds: float) -> bool:
         """A cluster-wide one-shot claim (e.g. 'reissue this batch once'): True for exactly one caller."""
@@ -253,7 +330,8 @@ class JobStore:
                 pipe.hgetall(self._k(job_id, part))
             pipe.smembers(self._k(job_id, "parked"))
             pipe.smembers(self._k(job_id, "frames"))
-            done, failed, running, attempts, parked, frames = pipe.execute()
+            pipe.smembers(self._k(job_id, "blocked"))
+            done, failed, running, attempts, parked, frames, blocked = pipe.execute()
             return {
                 "done": {k: json.loads(v) for k, v in done.items()},
                 "failed": {k: json.loads(v) for k, v in failed.items()},
@@ -261,6 +339,7 @@ class JobStore:
                 "attempts": {k: int(v) for k, v in attempts.items()},
                 "parked": sorted(parked),
                 "frames": sorted(int(f) for f in frames),
+                "blocked": sorted(blocked),
             }
         return self._call(run)
 
@@ -295,4 +374,27 @@ class JobStore:
             "sliced": bool(spec.slices), "width": spec.width, "height": spec.height,
             "priority": spec.priority, "created": created, "finished": finished,
             "elapsed": round(elapsed, 3), "rate": round(rate, 4), "errors": errors[:40],
+            "nodes_blocked": b["blocked"],
         }
+
+    def frame_times(self, history: str, job_id: str, keep: int = 8, sample: int = 64) -> tuple[float, int, int]:
+        """Measured (seconds, frames, batches) summed over done batches of the last `keep` jobs filed under
+        `history` (e.g. one scene at one size; at most `sample` batches each), then file `job_id` there too."""
+        key = f"{self.p}:history:{history}"
+
+        def run() -> tuple[float, int, int]:
+            seconds, frames, batches = 0.0, 0, 0
+            earlier = self.r.lrange(key, 0, keep - 1)
+            if earlier:
+                pipe = self.r.pipeline()
+                for other in earlier:
+                    pipe.hrandfield(self._k(other, "done"), sample, withvalues=True)
+                for records in pipe.execute():
+                    for value in (records or [])[1::2]:
+                        info = json.loads(value)
+                        seconds += float(info.get("seconds", 0.0))
+                        frames += int(info.get("frames", 0))
+                        batches += 1
+            self.r.pipeline().lpush(key, job_id).ltrim(key, 0, keep - 1).execute()
+            return seconds, frames, batches
+        return self._call(run)

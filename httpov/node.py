@@ -1,6 +1,7 @@
 """A render node's work on one batch: lease it, render it, store its zip, record it (Celery-free)."""
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 import time
@@ -8,10 +9,11 @@ import zipfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from httpov import povray, stitch
 from httpov.cache import SceneCache
-from httpov.errors import HttpovError, RenderError, StorageError
+from httpov.errors import BrokerUnavailableError, HttpovError, RenderError, StorageError
 from httpov.jobs import LIVE, JobStore
 from httpov.plan import Batch, JobSpec
 from httpov.settings import Settings
@@ -24,6 +26,25 @@ def batch_key(job_id: str, batch_id: str) -> str:
 
 def frame_key(job_id: str, name: str) -> str:
     return f"jobs/{job_id}/frames/{name}"
+
+
+#: A batch that fails the same way on this many distinct render nodes fails its job: the scene, not a node.
+SAME_FAILURE_NODES = 2
+#: Seconds a blocked node waits before its batch goes back to the queue (so it does not spin on it).
+HAND_BACK_DELAY = 1.0
+
+
+def _through_outage(fn: Callable[[], None], seconds: float) -> None:
+    """Run fn, trying again for up to `seconds` while Redis does not answer (a restart)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fn()
+            return
+        except BrokerUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 class Stopped(Exception):
@@ -59,49 +80,93 @@ class RenderNode:
         return self._specs[job_id]
 
     def run(self, job_id: str, batch_id: str, token: str, node: str) -> Outcome:
-        """Render one batch; every outcome but 'rendered' and 'retry' leaves the queue as it found it."""
+        """Render one batch; every outcome but 'rendered', 'retry' and 'handback' leaves the queue as it found it.
+
+        `token` is the Celery task id, which a retry of the task keeps and a redelivered message repeats; each
+        execution leases the batch under its own token, so a duplicate delivery finds the batch busy instead of
+        rendering it a second time, while a retry takes over the hand-off its failed attempt left."""
         lease = self.settings.lease_seconds
-        status = self.store.start_batch(job_id, batch_id, token, node, lease)
+        handoff = f"retry:{token}"
+        execution = f"{token}/{secrets.token_hex(4)}"
+        if node in self.store.blocked(job_id):
+            return self._hand_back(job_id, batch_id, execution, handoff, node)
+        status = self.store.start_batch(job_id, batch_id, execution, node, lease, handoff)
         if status == "paused":
-            self.store.park(job_id, batch_id)
-            return Outcome("parked")
+            return Outcome("parked")  # start_batch parked it; resume queues it again
         if status != "ok":
             return Outcome(status)  # duplicate, busy elsewhere, cancelled, failed, done, missing
         attempt = self.store.add_attempt(job_id, batch_id)
         spec = self.spec(job_id)
         batch = Batch.from_id(batch_id)
         try:
-            seconds = self._render_and_store(spec, batch, token)
+            seconds = self._render_and_store(spec, batch, execution)
         except Stopped as stop:
             if stop.state != "lost":
                 self.store.release(job_id, batch_id)
-            if stop.state == "paused":
-                self.store.park(job_id, batch_id)
             return Outcome("stopped", detail=f"job {stop.state}")
         except HttpovError as exc:
-            return self._failed(spec, batch, token, node, attempt, exc)
+            return self._failed(spec, batch, handoff, node, attempt, exc)
         except Exception as exc:  # a bug or an OS error on this node: worth another try, elsewhere
-            return self._failed(spec, batch, token, node, attempt, RenderError(f"{type(exc).__name__}: {exc}",
-                                                                                transient=True))
+            if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's, raised while povray ran: it is killed
+                error = RenderError(f"the batch ran past its time limit of {self.settings.task_time_limit} s "
+                                    "(HTTPOV_TASK_TIME_LIMIT)", transient=False)
+            else:
+                error = RenderError(f"{type(exc).__name__}: {exc}", transient=True)
+            return self._failed(spec, batch, handoff, node, attempt, error)
         info = {"node": node, "seconds": round(seconds, 3), "frames": batch.last - batch.first + 1,
                 "finished": time.time(), "attempt": attempt}
-        frames = self._stitch_if_complete(spec, batch) if spec.slices else list(batch.frames)
-        self.store.finish_batch(job_id, batch_id, info, frames)
+
+        def record() -> None:
+            frames = self._stitch_if_complete(spec, batch) if spec.slices else list(batch.frames)
+            self.store.finish_batch(job_id, batch_id, info, frames)
+        # the render is stored: ride out a Redis restart rather than render it again
+        _through_outage(record, max(60.0, 3 * lease))
         return Outcome("rendered", detail=f"{batch.label} in {seconds:.1f}s")
+
+    def _hand_back(self, job_id: str, batch_id: str, execution: str, handoff: str, node: str) -> Outcome:
+        """This node is blocked from the job: give the batch back, unless no live node is left to take it."""
+        lease = self.settings.lease_seconds
+        state = self.store.state(job_id)
+        if state == "paused":
+            self.store.park(job_id, batch_id)
+            return Outcome("parked")
+        if state not in LIVE:
+            return Outcome(state)
+        blocked = self.store.blocked(job_id)
+        if not self.store.live_nodes(within=max(3 * lease, 10.0)) - blocked:
+            failed = self.store.batches(job_id)["failed"]
+            last = max(failed.values(), key=lambda f: f.get("at", 0), default={"error": "", "lines": []})
+            message = (f"every live render node has failed this job repeatedly ({', '.join(sorted(blocked))}); "
+                       f"last error: {last['error']}")
+            self.store.fail_batch(job_id, batch_id, message, last.get("lines", []), final=True, node=node)
+            return Outcome("failed", detail=message)
+        status = self.store.start_batch(job_id, batch_id, execution, node, HAND_BACK_DELAY + lease, handoff,
+                                        hand_back=True)
+        if status == "paused":
+            return Outcome("parked")
+        if status != "ok":
+            return Outcome(status)
+        return Outcome("handback", retry_in=HAND_BACK_DELAY, detail=f"{node} is blocked from job {job_id}")
 
     def _render_and_store(self, spec: JobSpec, batch: Batch, token: str) -> float:
         last_refresh = [time.monotonic()]
         stopped: list[str] = []
 
         def keep_going() -> bool:
-            if time.monotonic() - last_refresh[0] < self.settings.lease_seconds / 4:
+            now = time.monotonic()
+            if now - last_refresh[0] < self.settings.lease_seconds / 4:
                 return True
-            last_refresh[0] = time.monotonic()
-            state = self.store.refresh(spec.id, batch.id, token, self.settings.lease_seconds)
-            if state not in LIVE:
-                stopped.append(state)
-                return False
-            return True
+            try:
+                state = self.store.refresh(spec.id, batch.id, token, self.settings.lease_seconds)
+            except BrokerUnavailableError:
+                # Redis restarting or out of reach: keep rendering. Should the lease run out meanwhile, another
+                # node may render the batch too, which is harmless: outputs and completion are idempotent.
+                return True
+            last_refresh[0] = now
+            if state in LIVE or state == "paused":  # a paused job's running batches finish
+                return True
+            stopped.append(state)  # cancelled, failed, done elsewhere, or 'lost' to another task
+            return False
 
         work_root = self.settings.cache_dir / "work"
         work_root.mkdir(parents=True, exist_ok=True)
@@ -124,18 +189,33 @@ class RenderNode:
             self.storage.put_file(batch_key(spec.id, batch.id), archive)
             return output.seconds
 
-    def _failed(self, spec: JobSpec, batch: Batch, token: str, node: str, attempt: int,
+    def _failed(self, spec: JobSpec, batch: Batch, handoff: str, node: str, attempt: int,
                 exc: HttpovError) -> Outcome:
+        """A transient failure is retried with back-off, unless the batch failed the same way on several nodes
+        or used up its attempts; each one counts against this node, which is blocked from the job after a few."""
         lines = getattr(exc, "lines", [])
         transient = isinstance(exc, StorageError) or getattr(exc, "transient", False)
-        if transient and attempt < self.settings.max_attempts:
-            backoff = min(60.0, 2.0 ** attempt)
-            self.store.fail_batch(spec.id, batch.id, str(exc), lines, final=False, node=node)
-            self.store.hold_for_retry(spec.id, batch.id, token, backoff + self.settings.lease_seconds)
-            return Outcome("retry", retry_in=backoff, detail=str(exc))
-        message = str(exc) if not transient else f"{exc} (failed {attempt} times)"
+        if not transient:
+            message = str(exc)
+        else:
+            nodes, _ = self.store.record_failure(spec.id, batch.id, node, str(exc), self.block_after)
+            if nodes >= SAME_FAILURE_NODES:
+                message = f"{exc} (the same failure on {nodes} render nodes)"
+            elif attempt < self.settings.max_attempts:
+                backoff = min(60.0, 2.0 ** attempt)
+                self.store.fail_batch(spec.id, batch.id, str(exc), lines, final=False, node=node)
+                self.store.hold_for_retry(spec.id, batch.id, handoff, node, backoff + self.settings.lease_seconds)
+                return Outcome("retry", retry_in=backoff, detail=str(exc))
+            else:
+                message = f"{exc} (failed {attempt} times)"
         self.store.fail_batch(spec.id, batch.id, message, lines, final=True, node=node)
         return Outcome("failed", detail=message)
+
+    @property
+    def block_after(self) -> int:
+        """Failures of one node on one job that keep it off the job: one fewer than a batch's attempts, so a
+        single bad node can never use up a batch's attempts alone."""
+        return max(1, self.settings.max_attempts - 1)
 
     def _stitch_if_complete(self, spec: JobSpec, batch: Batch) -> list[int]:
         """After a slice is stored: if it was the frame's last, stitch the frame and answer [frame]."""

@@ -16,24 +16,26 @@ def reap(store: JobStore, requeue: Callable[[str, list[str]], None], lease_secon
     """Requeue each running batch whose lease expired; a batch lost too often fails its job."""
     reissued = []
     for job_id in store.active_ids():
-        for batch_id in store.lost_batches(job_id):
+        for batch_id, info in store.lost_batches(job_id).items():
+            # one sweeper wins per lost execution (its lease token), however many workers sweep at once
+            if not store.claim(f"reissue:{job_id}:{batch_id}:{info.get('token', '')}", lease_seconds * 10):
+                continue
             attempts = store.batches(job_id)["attempts"].get(batch_id, 0)
-            # one sweeper wins per (batch, attempt), however many workers sweep at once
-            if not store.claim(f"reissue:{job_id}:{batch_id}:{attempts}", lease_seconds * 10):
+            if attempts >= max_attempts and not info.get("retrying") and not info.get("handed_back"):
+                store.fail_batch(job_id, batch_id, f"render node lost {attempts} times (last: {info.get('node')})",
+                                 [], final=True, node="reaper")
                 continue
-            if attempts >= max_attempts:
-                store.fail_batch(job_id, batch_id, f"render node lost {attempts} times", [], final=True,
-                                 node="reaper")
-                continue
-            store.release(job_id, batch_id)
+            if not store.reclaim(job_id, batch_id):
+                continue  # a task (its retry, or a redelivery) took the batch while we looked
             requeue(job_id, [batch_id])
             reissued.append((job_id, batch_id))
-            log.warning("httpov: batch %s of job %s lost its render node; requeued", batch_id, job_id)
+            log.warning("httpov: batch %s of job %s lost its render node %s; requeued", batch_id, job_id,
+                        info.get("node"))
     return reissued
 
 
 class Reaper(bootsteps.StartStopStep):
-    """A worker bootstep: sweep every lease/4 seconds from the worker's timer."""
+    """A worker bootstep: every lease/4 seconds, say this node is alive and sweep from the worker's timer."""
 
     requires = {"celery.worker.components:Timer"}
 
@@ -50,11 +52,11 @@ class Reaper(bootsteps.StartStopStep):
         settings = Settings.from_env()
         client = Client(settings, make_app(settings))
         interval = max(1.0, client.settings.lease_seconds / 4)
-        self.tref = worker.timer.call_repeatedly(interval, self._sweep, (client,), priority=10)
+        self.tref = worker.timer.call_repeatedly(interval, self._sweep, (client, worker.hostname), priority=10)
 
-    def _sweep(self, client) -> None:
+    def _sweep(self, client, node: str) -> None:
         try:
-            client.reap()
+            client.reap(node)
         except Exception as exc:  # Redis down for a moment: the next sweep tries again
             log.warning("httpov: lease sweep failed: %s", exc)
 

@@ -1,0 +1,100 @@
+"""`httpov cancel / pause / resume / retry` and `--priority`, through the CLI, on real workers and povray."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from httpov.cli import cli
+from httpov.local import worker_env
+from tests.conftest import TINY_ANIMATION, wait_for, write_scene
+from tests.integration.faults import crash_script, frames_in_results, povray_pids, slow_scene
+
+
+def _cli(settings, *args: str):
+    result = CliRunner().invoke(cli, list(args), env=worker_env(settings))
+    print(result.output)
+    return result
+
+
+def test_cancel_drops_queued_batches_and_kills_running_povray(tmp_path, settings, client, workers):
+    sub = client.submit(slow_scene(tmp_path / "c", 8), count=2)
+    workers(concurrency=2)
+    wait_for(lambda: povray_pids(str(settings.cache_dir)), 60, "povray to start")
+    assert _cli(settings, "cancel", sub.spec.id).exit_code == 0
+    cancelled = time.monotonic()
+    wait_for(lambda: not povray_pids(str(settings.cache_dir)), 10, "every povray of the job to be killed")
+    print(f"povray gone {time.monotonic() - cancelled:.2f}s after cancel (lease tick {settings.lease_seconds / 4}s)")
+    before = client.store.batches(sub.spec.id)
+    time.sleep(3)  # the queued batches come up and are dropped, none starts
+    after = client.store.batches(sub.spec.id)
+    assert after["attempts"] == before["attempts"] and not after["running"]
+    assert len(after["done"]) < 4 and client.store.state(sub.spec.id) == "cancelled"
+    assert not povray_pids(str(settings.cache_dir))
+    assert _cli(settings, "cancel", sub.spec.id).exit_code == 4  # already cancelled
+
+
+def test_pause_lets_running_batches_finish_and_resume_renders_the_rest(tmp_path, settings, client, workers):
+    sub = client.submit(slow_scene(tmp_path / "p", 5), count=1)
+    workers(concurrency=1)
+    wait_for(lambda: client.store.running(sub.spec.id), 60, "a batch to start")
+    assert _cli(settings, "pause", sub.spec.id).exit_code == 0
+    wait_for(lambda: len(client.store.batches(sub.spec.id)["parked"]) >= 3, 30, "queued batches to be parked")
+    wait_for(lambda: not client.store.running(sub.spec.id), 30, "the running batch to finish")
+    time.sleep(2)
+    paused = client.store.batches(sub.spec.id)
+    assert client.store.state(sub.spec.id) == "paused"
+    assert len(paused["done"]) + len(paused["parked"]) == 5, paused
+    assert 1 <= len(paused["done"]) <= 2, "the batch running at pause finished, nothing new started"
+    resumed = _cli(settings, "resume", sub.spec.id)
+    assert resumed.exit_code == 0 and f"({len(paused['parked'])} batch(es) requeued)" in resumed.output
+    final = client.wait(sub.spec.id, timeout=120)
+    assert (final["state"], final["frames_done"]) == ("done", 5)
+    assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"p_{n:04d}.png" for n in range(1, 6)]
+    assert _cli(settings, "resume", sub.spec.id).exit_code == 4  # not paused
+
+
+def test_retry_renders_only_missing_and_failed_batches(tmp_path, settings, client, workers):
+    sub = client.submit(slow_scene(tmp_path / "r", 4), count=1)
+    good = workers(concurrency=1, name="good")
+    wait_for(lambda: len(client.store.batches(sub.spec.id)["done"]) >= 1, 60, "a batch to be done")
+    assert _cli(settings, "cancel", sub.spec.id).exit_code == 0
+    wait_for(lambda: not client.store.running(sub.spec.id), 20, "running batches to stop")
+    first = client.store.batches(sub.spec.id)["done"]
+    assert 1 <= len(first) < 4
+
+    result = _cli(settings, "retry", sub.spec.id)
+    assert result.exit_code == 0 and f"{4 - len(first)} batch(es) queued again" in result.output
+    final = client.wait(sub.spec.id, timeout=120)
+    assert (final["state"], final["frames_done"]) == ("done", 4)
+    assert {b: client.store.batches(sub.spec.id)["done"][b] for b in first} == first, "done batches kept"
+    assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"r_{n:04d}.png" for n in range(1, 5)]
+
+    # a job failed by a broken node: retried once the node is replaced, every batch renders
+    from httpov.local import stop_worker
+    stop_worker(good)
+    bad = crash_script(tmp_path / "crashing-povray")
+    failed = client.submit(write_scene(tmp_path / "f", TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF3\n"),
+                           count=1)
+    broken = workers(concurrency=1, name="broken", settings_=settings.with_(povray=str(bad)))
+    wait_for(lambda: client.store.state(failed.spec.id) == "failed", 60, "the broken node to fail the job")
+    stop_worker(broken)
+    workers(concurrency=1, name="fixed")
+    assert _cli(settings, "retry", failed.spec.id).exit_code == 0
+    final = client.wait(failed.spec.id, timeout=120)
+    assert (final["state"], final["frames_done"], final["nodes_blocked"]) == ("done", 3, [])
+
+
+def test_high_priority_job_goes_before_a_low_one_already_queued(tmp_path, settings, client, workers):
+    scene = write_scene(tmp_path / "pr", TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF4\n")
+    low = client.submit(scene, count=1, priority=1, name="low")
+    high = _cli(settings, "submit", str(scene), "--count", "1", "--priority", "8", "--name", "high")
+    assert high.exit_code == 0
+    high_id = high.output.split()[1].rstrip(":")
+    workers(concurrency=1)
+    client.wait(low.spec.id, timeout=120)
+    client.wait(high_id, timeout=120)
+    started = sorted([(info["finished"], "high") for info in client.store.batches(high_id)["done"].values()]
+                     + [(info["finished"], "low") for info in client.store.batches(low.spec.id)["done"].values()])
+    assert [who for _, who in started] == ["high"] * 4 + ["low"] * 4

@@ -1,0 +1,124 @@
+"""Sliced jobs on real render nodes: slices of a still or of each animation frame stitch to one povray's pixels."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import png
+import pytest
+from click.testing import CliRunner
+
+from httpov.cli import cli
+from httpov.local import worker_env
+from httpov.node import frame_key
+from tests.conftest import pixels, write_scene
+
+pytestmark = pytest.mark.integration
+
+# Shiny spheres on a checkered plane: with antialiasing method 1 at +A0.3 many pixels sit near the threshold, so
+# slices cut off povray's 32-row block grid would differ from a whole render (tests/integration/test_stitch_povray).
+# No background: with Output_Alpha the sky is transparent, so the alpha channel carries information.
+SCENE = """#version 3.7;
+global_settings { assumed_gamma 1.0 }
+camera { location <0, 2.5, -6> look_at <0, 0.5, 0> }
+light_source { <4, 8, -6> color rgb 1 }
+plane { y, 0 pigment { checker color rgb 0 color rgb 1 scale 0.5 } }
+sphere { <-1 + 2 * clock, 0.8, 0>, 0.8 pigment { color rgb <1, 0.2, 0.2> } finish { specular 0.6 reflection 0.3 } }
+sphere { <1.2, 0.6, 1>, 0.6 pigment { color rgb <0.2, 0.4, 1> } finish { phong 0.8 } }
+sphere { <0.3, 0.3, -1.5>, 0.3 pigment { checker color rgb <0, 1, 0> color rgb 1 scale 0.1 } }
+"""
+
+STILL_INI = "Width=40\nHeight=80\nAntialias=on\nAntialias_Threshold=0.3\nOutput_Alpha=on\nBits_Per_Color=16\n"
+ANIM_INI = "Width=32\nHeight=70\nAntialias=on\nAntialias_Threshold=0.3\nInitial_Frame=1\nFinal_Frame=2\n"
+
+
+def povray_reference(scene: Path, out: Path) -> None:
+    """One plain povray process on the scene's own ini, as a user would run it (Debian's default: PNG)."""
+    out.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["povray", "pov.ini", "-D", "+WT1", f"+O{out}/ref"], cwd=scene, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def png_info(path: Path) -> dict:
+    return png.Reader(filename=str(path)).read()[3]
+
+
+def test_sliced_still_keeps_alpha_and_16_bits_and_matches_one_povray(tmp_path, settings, client, workers):
+    scene = write_scene(tmp_path / "still", SCENE, STILL_INI)
+    workers(concurrency=2)
+    sub = client.submit(scene, slices=3)
+    assert sub.spec.slices == [(1, 32), (33, 64), (65, 80)]
+    assert sub.spec.batches == ["f000001-000001-r00001-00032", "f000001-000001-r00033-00064",
+                                "f000001-000001-r00065-00080"]
+    final = client.wait(sub.spec.id, timeout=180)
+    assert (final["state"], final["frames_done"], final["frames_total"]) == ("done", 1, 1)
+
+    # The whole frame is stored beside the batch zips, and fetch hands out whole frames only.
+    assert sorted(client.storage.list(f"jobs/{sub.spec.id}/frames/")) == [frame_key(sub.spec.id, "still_0001.png")]
+    assert len(client.storage.list(f"jobs/{sub.spec.id}/batches/")) == 3
+    images = client.fetch(sub.spec.id, tmp_path / "fetched")
+    assert [p.name for p in images] == ["still_0001.png"]
+    assert sorted(p.name for p in (tmp_path / "fetched").iterdir()) == ["logs", "still_0001.png"]
+    assert len(list((tmp_path / "fetched" / "logs").glob("*.log"))) == 3
+
+    povray_reference(scene, tmp_path / "ref")
+    reference = tmp_path / "ref" / "ref.png"
+    info, ref_info = png_info(images[0]), png_info(reference)
+    assert (info["bitdepth"], info["alpha"], info["size"]) == (16, True, (40, 80))
+    assert (ref_info["bitdepth"], ref_info["alpha"]) == (16, True)
+    width, height, rows = pixels(images[0])
+    assert (width, height, rows) == pixels(reference), "the stitched still differs from one povray render"
+    assert any(row[3::4] != (65535,) * width for row in rows), "the sky should be transparent: no alpha?"
+
+
+def test_sliced_animation_through_the_cli_matches_one_povray(tmp_path, settings, workers):
+    """Two frames, each cut into 32-row slices; every frame is stitched, and fetch returns whole frames."""
+    scene = write_scene(tmp_path / "anim", SCENE, ANIM_INI)
+    workers(concurrency=2)
+    env = worker_env(settings)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["submit", str(scene), "--slice-rows", "32", "--wait"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "3 slice(s) per frame, 6 batch(es)" in result.output
+    job_id = result.output.split()[1].rstrip(":")
+
+    fetched = runner.invoke(cli, ["fetch", job_id, "--output", str(tmp_path / "out")], env=env)
+    assert fetched.exit_code == 0, fetched.output
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["anim_0001.png", "anim_0002.png"]
+
+    povray_reference(scene, tmp_path / "ref")
+    for n in (1, 2):
+        assert pixels(tmp_path / "out" / f"anim_{n:04d}.png") == pixels(tmp_path / "ref" / f"ref{n}.png"), \
+            f"stitched frame {n} differs from one povray render of the animation"
+    assert pixels(tmp_path / "out" / "anim_0001.png") != pixels(tmp_path / "out" / "anim_0002.png")
+
+
+def test_a_frame_is_stitched_as_soon_as_its_slices_are_in(tmp_path, settings, client, workers):
+    """One render process takes the batches in queue order: frame 1 is whole before frame 2's slices finish."""
+    scene = write_scene(tmp_path / "early", SCENE, ANIM_INI.replace("Height=70", "Height=64"))
+    workers(concurrency=1)
+    sub = client.submit(scene, slices=2)
+    client.wait(sub.spec.id, timeout=180)
+    done = client.store.batches(sub.spec.id)["done"]
+    finished = {batch: info["finished"] for batch, info in done.items()}
+    frame1 = Path(settings.storage) / frame_key(sub.spec.id, "early_0001.png")
+    frame2_slices = [finished[b] for b in finished if b.startswith("f000002")]
+    assert len(frame2_slices) == 2
+    assert frame1.stat().st_mtime < min(frame2_slices), "frame 1 was stitched only after frame 2's slices"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--slices", "81"], "slices must be at most the height"),
+    (["--slices", "0"], "slices"),
+    (["--slices", "-2"], "slices"),
+    (["--slice-rows", "0"], "rows"),
+    (["--slices", "2", "--slice-rows", "32"], "exactly one"),
+])
+def test_bad_slice_counts_are_refused_before_anything_is_queued(tmp_path, settings, client, args, message):
+    scene = write_scene(tmp_path / "bad", SCENE, STILL_INI)
+    result = CliRunner().invoke(cli, ["submit", str(scene), *args], env=worker_env(settings))
+    assert result.exit_code == 2, result.output
+    assert "httpov: error:" in result.output and message in result.output
+    assert client.store.job_ids() == []
+    assert not (Path(settings.storage) / "scenes").exists()

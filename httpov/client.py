@@ -17,7 +17,7 @@ from httpov import archive
 from httpov.errors import BadInputError, BrokerUnavailableError, JobFailedError, JobStateError, SceneError
 from httpov.jobs import FINISHED, LIVE, JobStore
 from httpov.node import batch_key
-from httpov.plan import JobSpec, adaptive_count, frame_range, frame_seconds, image_size, split
+from httpov.plan import JobSpec, adaptive_count, history_key, frame_range, frame_seconds, image_size, split
 from httpov.reaper import reap
 from httpov.scene import SceneLayout, SceneOptions, locate_scene
 from httpov.settings import Settings
@@ -77,10 +77,10 @@ class Client:
             with zipfile.ZipFile(zip_path) as zf:
                 layout, options = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
             scene_key = f"scenes/{archive.file_sha256(zip_path)}.zip"
-            spec = self._plan(layout, options, name or _default_name(Path(source), layout), frames, count,
-                              slices, slice_rows, priority, scene_key)
             self.store.ping()
             self.storage.check()
+            spec = self._plan(layout, options, name or _default_name(Path(source), layout), frames, count,
+                              slices, slice_rows, priority, scene_key)
             uploaded = not self.storage.exists(spec.scene_key)
             if uploaded:
                 self.storage.put_file(spec.scene_key, zip_path)
@@ -102,7 +102,7 @@ class Client:
         if row_slices:
             count = count or 1
         else:
-            measured = self.store.frame_times(f"{scene_key}:{width}x{height}", job_id) if scene_key else (0, 0, 0)
+            measured = self.store.frame_times(history_key(scene_key, width, height)) if scene_key else (0, 0, 0)
             count = count or adaptive_count(fr.count, frame_seconds(*measured))
         batches = split(fr, count, row_slices)
         return JobSpec(

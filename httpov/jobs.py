@@ -126,6 +126,9 @@ class JobStore:
             })
             pipe.zadd(f"{self.p}:jobs", {spec.id: spec.created})
             pipe.sadd(f"{self.p}:active", spec.id)
+            if not spec.slices:  # whole-frame batches measure frame times for later jobs of this scene
+                history = f"{self.p}:history:{spec.history}"
+                pipe.lpush(history, spec.id).ltrim(history, 0, 7)
             pipe.execute()
         self._call(run)
 
@@ -318,6 +321,18 @@ class JobStore:
         leases = self._call(lambda: self.r.mget([self._lease(job_id, b) for b in running]))
         return {batch: info for (batch, info), holder in zip(running.items(), leases) if holder is None}
 
+    def unattended(self, job_id: str, batch_id: str) -> bool:
+        """True if nothing will render this batch on its own: its job is live, and it is not done, leased or parked."""
+        def run() -> bool:
+            pipe = self.r.pipeline()
+            pipe.hget(self._k(job_id), "state")
+            pipe.hexists(self._k(job_id, "done"), batch_id)
+            pipe.exists(self._lease(job_id, batch_id))
+            pipe.sismember(self._k(job_id, "parked"), batch_id)
+            state, done, leased, parked = pipe.execute()
+            return state in LIVE and not (done or leased or parked)
+        return self._call(run)
+
     def claim(self, name: str, seconds: float) -> bool:
         """A cluster-wide one-shot claim (e.g. 'reissue this batch once'): True for exactly one caller."""
         return bool(self._call(lambda: self.r.set(f"{self.p}:claim:{name}", "1", nx=True, px=int(seconds * 1000))))
@@ -377,9 +392,9 @@ class JobStore:
             "nodes_blocked": b["blocked"],
         }
 
-    def frame_times(self, history: str, job_id: str, keep: int = 8, sample: int = 64) -> tuple[float, int, int]:
+    def frame_times(self, history: str, keep: int = 8, sample: int = 64) -> tuple[float, int, int]:
         """Measured (seconds, frames, batches) summed over done batches of the last `keep` jobs filed under
-        `history` (e.g. one scene at one size; at most `sample` batches each), then file `job_id` there too."""
+        `history` (one scene at one size, see JobSpec.history; at most `sample` batches each)."""
         key = f"{self.p}:history:{history}"
 
         def run() -> tuple[float, int, int]:
@@ -395,6 +410,5 @@ class JobStore:
                         seconds += float(info.get("seconds", 0.0))
                         frames += int(info.get("frames", 0))
                         batches += 1
-            self.r.pipeline().lpush(key, job_id).ltrim(key, 0, keep - 1).execute()
             return seconds, frames, batches
         return self._call(run)

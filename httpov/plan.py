@@ -142,6 +142,11 @@ def split(frames: FrameRange, count: int, row_slices: list[tuple[int, int]] | No
     ]
 
 
+def history_key(scene_key: str, width: int, height: int) -> str:
+    """Jobs of one scene at one size share their measured frame times."""
+    return f"{scene_key}:{width}x{height}"
+
+
 @dataclass
 class JobSpec:
     """Everything a render node needs to render any batch of a job; stored once in Redis as JSON."""
@@ -167,6 +172,11 @@ class JobSpec:
     @property
     def frames(self) -> FrameRange:
         return FrameRange(self.initial, self.final, self.first, self.last)
+
+    @property
+    def history(self) -> str:
+        """Jobs of one scene at one size share measured frame times (adaptive batch size)."""
+        return history_key(self.scene_key, self.width, self.height)
 
     @property
     def frame_count(self) -> int:

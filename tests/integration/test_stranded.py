@@ -1,0 +1,43 @@
+"""A worker that dies after taking a message but before leasing its batch: recovered in seconds, not hours."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import redis
+
+from tests.conftest import TINY_ANIMATION, write_scene
+
+TAKE_AND_DIE = """
+import os, signal, sys
+from httpov.app import make_app
+from httpov.settings import Settings
+settings = Settings.from_env()
+app = make_app(settings)
+with app.connection_for_read() as conn:
+    message = conn.default_channel.basic_get(queue=settings.queue, no_ack=False)
+    assert message is not None, "no message to take"
+    print("took", message.headers["task"], flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no ack, no requeue: the message stays in Redis's unacked table
+"""
+
+
+def test_message_taken_by_a_dying_worker_is_requeued(tmp_path, settings, client, workers):
+    from httpov.local import worker_env
+
+    fast = settings.with_(lease_seconds=2.0)
+    scene = write_scene(tmp_path / "one", TINY_ANIMATION, "Width=8\nHeight=8\n")
+    sub = client.submit(scene)
+    taker = subprocess.run([sys.executable, "-c", TAKE_AND_DIE], env=worker_env(fast), capture_output=True,
+                           text=True, timeout=60)
+    assert taker.returncode == -9 and "took httpov.render_batch" in taker.stdout, taker.stderr
+    r = redis.Redis.from_url(settings.broker_url)
+    assert r.hlen(f"{settings.prefix}:kombu:unacked") == 1, "the message should sit unacked"
+
+    started = time.monotonic()
+    workers(concurrency=1, settings_=fast)  # visibility timeout is over an hour: only httpov's sweep can help
+    final = client.wait(sub.spec.id, timeout=60)
+    assert final["state"] == "done" and final["frames_done"] == 1
+    assert time.monotonic() - started < 30
+    assert r.hlen(f"{settings.prefix}:kombu:unacked") == 0

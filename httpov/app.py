@@ -4,6 +4,7 @@ from __future__ import annotations
 import ssl
 
 from celery import Celery
+from celery.signals import celeryd_after_setup
 
 from httpov.settings import Settings
 
@@ -41,6 +42,14 @@ def apply_settings(celery: Celery, settings: Settings) -> None:
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=max(1, settings.task_time_limit - 30),
     )
+
+
+@celeryd_after_setup.connect
+def _consume_own_queue(sender: str, instance, **_: object) -> None:
+    """Each render node also consumes a queue of its own, for batches handed to it by name (see node.py)."""
+    from httpov.tasks import node_queue
+
+    instance.app.amqp.queues.select_add(node_queue(instance.app.conf.task_default_queue, sender))
 
 
 # The render nodes' app (`celery -A httpov worker`); clients build their own with make_app(settings).

@@ -1,6 +1,7 @@
 """A render node's work on one batch: lease it, render it, store its zip, record it (Celery-free)."""
 from __future__ import annotations
 
+import random
 import secrets
 import shutil
 import tempfile
@@ -31,7 +32,7 @@ def frame_key(job_id: str, name: str) -> str:
 #: A batch that fails the same way on this many distinct render nodes fails its job: the scene, not a node.
 SAME_FAILURE_NODES = 2
 #: Seconds a blocked node waits before its batch goes back to the queue (so it does not spin on it).
-HAND_BACK_DELAY = 1.0
+HAND_BACK_LEASES = 3  # a handed-back batch waits this many leases for its new node before the sweep requeues it
 
 
 def _through_outage(fn: Callable[[], None], seconds: float) -> None:
@@ -57,11 +58,13 @@ class Stopped(Exception):
 
 @dataclass
 class Outcome:
-    """What became of one delivery of a batch; `retry_in` set means: send it again after that many seconds."""
+    """What became of one delivery of a batch: `retry_in`, send it again after that many seconds; `send_to`, send
+    it to that render node."""
 
     status: str
     retry_in: float | None = None
     detail: str = ""
+    send_to: str | None = None  # queue the batch on this render node's own queue
 
 
 class RenderNode:
@@ -133,20 +136,25 @@ class RenderNode:
         if state not in LIVE:
             return Outcome(state)
         blocked = self.store.blocked(job_id)
-        if not self.store.live_nodes(within=max(3 * lease, 10.0)) - blocked:
+        live = self.store.live_nodes(within=max(3 * lease, 10.0))
+        if not live - blocked:
             failed = self.store.batches(job_id)["failed"]
             last = max(failed.values(), key=lambda f: f.get("at", 0), default={"error": "", "lines": []})
             message = (f"every live render node has failed this job repeatedly ({', '.join(sorted(blocked))}); "
                        f"last error: {last['error']}")
             self.store.fail_batch(job_id, batch_id, message, last.get("lines", []), final=True, node=node)
             return Outcome("failed", detail=message)
-        status = self.store.start_batch(job_id, batch_id, execution, node, HAND_BACK_DELAY + lease, handoff,
+        # Send the batch straight to a node that may render it: put back on the shared queue, it would most
+        # likely come straight back to this idle node. Should that node die first, the lease runs out and the
+        # sweepers requeue the batch as for any lost node.
+        target = random.choice(sorted(live - blocked))
+        status = self.store.start_batch(job_id, batch_id, execution, node, HAND_BACK_LEASES * lease, handoff,
                                         hand_back=True)
         if status == "paused":
             return Outcome("parked")
         if status != "ok":
             return Outcome(status)
-        return Outcome("handback", retry_in=HAND_BACK_DELAY, detail=f"{node} is blocked from job {job_id}")
+        return Outcome("handback", send_to=target, detail=f"{node} is blocked from job {job_id}: sent to {target}")
 
     def _render_and_store(self, spec: JobSpec, batch: Batch, token: str) -> float:
         last_refresh = [time.monotonic()]

@@ -33,10 +33,20 @@ def render_node():  # -> RenderNode, built once per worker process from the envi
 @app.task(name="httpov.render_batch", bind=True, max_retries=None)
 def render_batch(self, job_id: str, batch: str, label: str = "") -> str:
     """Render one batch of a job (`label` only makes Flower readable: 'frames 1-5', 'frame 3 rows 1-32')."""
-    outcome = render_node().run(job_id, batch, token=self.request.id, node=self.request.hostname or "local")
+    node = render_node()
+    outcome = node.run(job_id, batch, token=self.request.id, node=self.request.hostname or "local")
+    if outcome.send_to is not None:  # same task id: the new node takes over the hand-off lease left for it
+        self.apply_async(kwargs={"job_id": job_id, "batch": batch, "label": label}, task_id=self.request.id,
+                         queue=node_queue(node.settings.queue, outcome.send_to),
+                         priority=9 - node.spec(job_id).priority)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return f"{outcome.status}: {outcome.detail}" if outcome.detail else outcome.status
+
+
+def node_queue(queue: str, node: str) -> str:
+    """The queue only render node `node` (its Celery hostname) consumes, besides the shared one."""
+    return f"{queue}.node.{node}"
 
 
 def enqueue(celery: Celery, spec: JobSpec, batch_ids: Iterable[str], queue: str) -> int:

@@ -34,9 +34,11 @@ task_default_priority = 4
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None
 
-# Flower and `celery events` see tasks as they start and finish.
+# Flower and `celery events` see tasks when a worker receives, starts and finishes them. No "sent" events: one
+# per batch doubles the messages a 10,000-batch submit writes (measured 2.4 s -> 1.5 s), and the job's own state
+# in Redis already says what is queued.
 worker_send_task_events = True
-task_send_sent_event = True
+task_send_sent_event = False
 task_track_started = True
 
 # Each render process is a child; povray itself is single-threaded per process (see docs/PERFORMANCE.md).

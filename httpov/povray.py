@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import subprocess
 import time
@@ -114,19 +115,32 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     return RenderOutput(images, text, seconds)
 
 
-def _wait(proc: subprocess.Popen, keep_going: Callable[[], bool]) -> int | None:
-    """Wait for povray; kill its whole process group when told to stop or when we are interrupted."""
+def _wait(proc: subprocess.Popen, keep_going: Callable[[], bool], tick: float = 0.5) -> int | None:
+    """Wait for povray, waking the moment it exits (a pidfd), and at least every `tick` seconds to ask
+    `keep_going`; kill its whole process group when told to stop or when we are interrupted."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # no pidfd (old kernel): Popen's polling wait
+        pidfd = None
     try:
         while True:
-            try:
-                return proc.wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                if not keep_going():
-                    kill_group(proc)
-                    return None
+            if pidfd is not None:
+                if select.select([pidfd], [], [], tick)[0]:
+                    return proc.wait()
+            else:
+                try:
+                    return proc.wait(timeout=tick)
+                except subprocess.TimeoutExpired:
+                    pass
+            if not keep_going():
+                kill_group(proc)
+                return None
     except BaseException:
         kill_group(proc)
         raise
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import resource
 import shutil
@@ -204,11 +205,12 @@ def _existing_dir(path: str | os.PathLike[str], name: str) -> Path:
     if not resolved.is_dir():
         raise ValueError(f"{name} {path} is not an existing directory")
     system = [Path("/", name) for name in ("usr", "proc", "dev", "sys", "etc", *_SYSTEM_DIRS)]
-    if resolved == Path("/") or any(resolved == d or d in resolved.parents for d in system):
+    if resolved == Path("/") or any(resolved.is_relative_to(d) for d in system):
         raise ValueError(f"{name} {resolved} is not allowed as a sandbox directory")
     return resolved
 
 
+@functools.cache
 def _load_prctl() -> Callable[..., int] | None:
     """libc's prctl, loaded in the parent so the child does no dlopen between fork and exec."""
     try:

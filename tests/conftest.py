@@ -89,6 +89,19 @@ plane { y, -1 pigment { checker color Red color White } }
 sphere { <2 * cos(2 * pi * clock), 0, 2 * sin(2 * pi * clock)>, 0.8 pigment { color rgb <0.2, 0.4, 1> } }
 """
 
+# Shiny spheres on a checkered plane: with antialiasing method 1 at +A0.3 many pixels sit near the threshold, so
+# slices cut off povray's 32-row render-block grid differ from a whole render (POV-Ray issue #377). No background:
+# with Output_Alpha the sky is transparent, so the alpha channel carries information.
+AA_SENSITIVE = """#version 3.7;
+global_settings { assumed_gamma 1.0 }
+camera { location <0, 2.5, -6> look_at <0, 0.5, 0> }
+light_source { <4, 8, -6> color rgb 1 }
+plane { y, 0 pigment { checker color rgb 0 color rgb 1 scale 0.5 } }
+sphere { <-1 + 2 * clock, 0.8, 0>, 0.8 pigment { color rgb <1, 0.2, 0.2> } finish { specular 0.6 reflection 0.3 } }
+sphere { <1.2, 0.6, 1>, 0.6 pigment { color rgb <0.2, 0.4, 1> } finish { phong 0.8 } }
+sphere { <0.3, 0.3, -1.5>, 0.3 pigment { checker color rgb <0, 1, 0> color rgb 1 scale 0.1 } }
+"""
+
 PARSE_ERROR = """
 #version 3.7;
 camera { location <0, 0, -5> look_at <0, 0, 0> }

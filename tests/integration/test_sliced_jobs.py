@@ -11,22 +11,11 @@ from click.testing import CliRunner
 from httpov.cli import cli
 from httpov.local import worker_env
 from httpov.node import frame_key
-from tests.conftest import pixels, write_scene
+from tests.conftest import AA_SENSITIVE, pixels, write_scene
 
 pytestmark = pytest.mark.integration
 
-# Shiny spheres on a checkered plane: with antialiasing method 1 at +A0.3 many pixels sit near the threshold, so
-# slices cut off povray's 32-row block grid would differ from a whole render (tests/integration/test_stitch_povray).
-# No background: with Output_Alpha the sky is transparent, so the alpha channel carries information.
-SCENE = """#version 3.7;
-global_settings { assumed_gamma 1.0 }
-camera { location <0, 2.5, -6> look_at <0, 0.5, 0> }
-light_source { <4, 8, -6> color rgb 1 }
-plane { y, 0 pigment { checker color rgb 0 color rgb 1 scale 0.5 } }
-sphere { <-1 + 2 * clock, 0.8, 0>, 0.8 pigment { color rgb <1, 0.2, 0.2> } finish { specular 0.6 reflection 0.3 } }
-sphere { <1.2, 0.6, 1>, 0.6 pigment { color rgb <0.2, 0.4, 1> } finish { phong 0.8 } }
-sphere { <0.3, 0.3, -1.5>, 0.3 pigment { checker color rgb <0, 1, 0> color rgb 1 scale 0.1 } }
-"""
+SCENE = AA_SENSITIVE  # tests/conftest.py: slices off the 32-row grid would show
 
 STILL_INI = "Width=40\nHeight=80\nAntialias=on\nAntialias_Threshold=0.3\nOutput_Alpha=on\nBits_Per_Color=16\n"
 ANIM_INI = "Width=32\nHeight=70\nAntialias=on\nAntialias_Threshold=0.3\nInitial_Frame=1\nFinal_Frame=2\n"

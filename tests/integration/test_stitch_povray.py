@@ -10,20 +10,11 @@ import png
 import pytest
 
 from httpov.stitch import plan_slices, slice_options, stitch
+from tests.conftest import AA_SENSITIVE
 
 pytestmark = pytest.mark.integration
 
-# A checkered plane and shiny spheres: with antialiasing method 1 at +A0.3, many pixels sit near the
-# threshold, so a slice edge that is not on povray's 32-row block grid changes pixels (POV-Ray issue #377).
-SCENE = """#version 3.7;
-global_settings { assumed_gamma 1.0 }
-camera { location <0, 2.5, -6> look_at <0, 0.5, 0> }
-light_source { <4, 8, -6> color rgb 1 }
-plane { y, 0 pigment { checker color rgb 0 color rgb 1 scale 0.5 } }
-sphere { <-1 + 2 * clock, 0.8, 0>, 0.8 pigment { color rgb <1, 0.2, 0.2> } finish { specular 0.6 reflection 0.3 } }
-sphere { <1.2, 0.6, 1>, 0.6 pigment { color rgb <0.2, 0.4, 1> } finish { phong 0.8 } }
-sphere { <0.3, 0.3, -1.5>, 0.3 pigment { checker color rgb <0, 1, 0> color rgb 1 scale 0.1 } }
-"""
+SCENE = AA_SENSITIVE  # tests/conftest.py: slices off the 32-row grid would show
 
 WIDTH, HEIGHT = 48, 80
 AA = ["+A0.3"]

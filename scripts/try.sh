@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Set up httpov on a fresh Debian machine and render the example animation on this machine alone.
+# Installs povray, bubblewrap and redis-server from Debian, httpov into ./.venv, then runs
+# `httpov render examples/spinner`: frames land in ./out/spinner/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -8,9 +10,12 @@ missing=()
 command -v povray >/dev/null || missing+=(povray povray-includes)
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v redis-server >/dev/null || missing+=(redis-server)
+python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check -e .
-exec python3 -m httpov.cli render examples/spinner "$@"
+# A virtual environment: Debian's own python3 refuses system-wide pip installs (PEP 668).
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e .
+exec .venv/bin/httpov render examples/spinner "$@"

@@ -16,7 +16,6 @@ from kombu.exceptions import OperationalError
 from httpov import archive
 from httpov.errors import BadInputError, BrokerUnavailableError, JobFailedError, JobStateError, SceneError
 from httpov.jobs import FINISHED, LIVE, JobStore
-from httpov.node import batch_key
 from httpov.plan import JobSpec, adaptive_count, history_key, frame_range, frame_seconds, image_size, split
 from httpov.reaper import reap
 from httpov.scene import SceneLayout, SceneOptions, locate_scene
@@ -85,7 +84,7 @@ class Client:
             if uploaded:
                 self.storage.put_file(spec.scene_key, zip_path)
         self.store.create(spec)
-        enqueue(self.celery, spec, spec.batches, self.settings.queue)
+        self._send(spec, spec.batches)
         return Submission(spec, uploaded, options.ignored)
 
     def _plan(self, layout: SceneLayout, options: SceneOptions, name: str, frames: int | None,

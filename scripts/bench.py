@@ -32,7 +32,6 @@ from httpov.local import embedded_redis, start_worker, stop_worker  # noqa: E402
 from httpov.settings import Settings  # noqa: E402
 
 STUB = ROOT / "scripts" / "povray-stub.sh"
-INSTALLED: list[Path] = []  # stub copies to remove at exit
 AMBIENT = Path("/usr/share/doc/povray/examples/animations/ambient")
 TINY = """#version 3.7;
 camera { location <0, 0, -4> look_at 0 }
@@ -76,7 +75,7 @@ def povray(scene: Scene, out: Path, *extra: str) -> float:
 
 def frame_count(folder: Path) -> tuple[int, str]:
     from httpov.plan import frame_range, image_size
-    from httpov.scene import SceneOptions, locate_scene
+    from httpov.scene import locate_scene
 
     names = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
     _, options = locate_scene(names, lambda n: (folder / n).read_text(errors="replace"), "pov.ini")
@@ -193,13 +192,11 @@ def floor(scene: Scene, out: Path) -> float:
 
 
 def stub_copy(tmp: Path, sleep: float) -> Path:
-    """The stub renderer with its per-frame sleep written in (the sandbox passes it no environment), installed
-    under /usr/local/bin: the sandbox shows /usr whole, while a povray outside /usr cannot be mounted after its
-    `--remount-ro /` (see docs/PERFORMANCE.md). Removed when the benchmark ends."""
-    path = Path("/usr/local/bin") / f"httpov-bench-stub-{os.getpid()}-{sleep:g}"
+    """The stub renderer with its per-frame sleep written in (the sandbox passes it no environment); the
+    sandbox shows a renderer outside /usr read-only, as it would a povray built elsewhere."""
+    path = tmp / f"httpov-bench-stub-{sleep:g}"
     path.write_text(STUB.read_text().replace("\nSLEEP=0\n", f"\nSLEEP={sleep:g}\n", 1))
     path.chmod(0o755)
-    INSTALLED.append(path)
     return path
 
 
@@ -301,7 +298,7 @@ def write_report(path: Path, command: str, scenes: list[SceneResult], orch: dict
             f"{r.scene.name} b = {', '.join(f'{x:.2f}' for x in r.b)} s" for r in scenes), ""]
     if orch:
         lines += ["## Orchestration cost (no-op renderer)", "",
-                  f"`scripts/povray-stub.sh` stands in for povray (`HTTPOV_POVRAY`): it writes a 1x1 PNG per "
+                  "`scripts/povray-stub.sh` stands in for povray (`HTTPOV_POVRAY`): it writes a 1x1 PNG per "
                   "frame and exits; it still runs in httpov's bubblewrap sandbox, as povray would.", "",
                   "| figure | value |", "| --- | --- |",
                   f"| submit of a {orch['tasks']}-frame job, one task per frame | {orch['submit']:.2f} s |",
@@ -351,21 +348,17 @@ def main() -> None:
     scenes = orch = scale = None
     with tempfile.TemporaryDirectory(prefix="httpov-bench-") as name:
         tmp = Path(name)
-        try:
-            with embedded_redis(tmp) as url:
-                if "scenes" in only:
-                    say("animations:")
-                    scenes = bench_scenes(url, tmp, prepare_scenes(tmp, args.scenes), args.processes, args.repeat, say)
-                if "orchestration" in only:
-                    say("orchestration:")
-                    orch = bench_orchestration(url, tmp, args.tasks, args.orch_processes, say)
-                if "scale" in only:
-                    say("scale:")
-                    scale = bench_scale(url, tmp, args.scale_workers, args.scale_per_worker, args.scale_sleep,
-                                        args.scale_rounds, say)
-        finally:
-            for stub in INSTALLED:
-                stub.unlink(missing_ok=True)
+        with embedded_redis(tmp) as url:
+            if "scenes" in only:
+                say("animations:")
+                scenes = bench_scenes(url, tmp, prepare_scenes(tmp, args.scenes), args.processes, args.repeat, say)
+            if "orchestration" in only:
+                say("orchestration:")
+                orch = bench_orchestration(url, tmp, args.tasks, args.orch_processes, say)
+            if "scale" in only:
+                say("scale:")
+                scale = bench_scale(url, tmp, args.scale_workers, args.scale_per_worker, args.scale_sleep,
+                                    args.scale_rounds, say)
     write_report(args.output, command.strip(), scenes or [], orch, scale, args.processes, load)
     say(f"written {args.output}")
 

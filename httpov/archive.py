@@ -98,8 +98,9 @@ def extract_archive(path: Path, dest: Path, limits: ArchiveLimits = ArchiveLimit
             raise
 
 
-def pack_scene(source: Path, out: Path, limits: ArchiveLimits = ArchiveLimits()) -> None:
-    """Zip the scene folder `source` into `out` so that the same content always gives the same bytes.
+def pack_scene(source: Path, out: Path, limits: ArchiveLimits = ArchiveLimits()) -> list[str]:
+    """Zip the scene folder `source` into `out` so that the same content always gives the same bytes, and
+    answer the zip's file names (it is checked like any archive: check_archive).
 
     `source` is a folder, or a .ini/.pov file whose folder is packed. Names are relative to that folder and
     sorted; every folder gets an entry; timestamps are 1980-01-01 00:00:00, files are stored as 0o644 and
@@ -133,10 +134,11 @@ def pack_scene(source: Path, out: Path, limits: ArchiveLimits = ArchiveLimits())
                     _write_file_entry(zf, name, root / name, size, source)
         os.chmod(tmp, FILE_MODE)
         try:
-            check_archive(tmp, limits)
+            names = check_archive(tmp, limits)
         except ArchiveError as exc:  # name the archive the user asked for, not the temporary one
             raise ArchiveError(str(exc).replace(str(tmp), str(out))) from None
         os.replace(tmp, out)
+        return names
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):

@@ -14,7 +14,6 @@ from httpov.archive import extract_archive, file_sha256
 from httpov.errors import ArchiveError, StorageError
 from httpov.storage.base import Storage
 
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -34,6 +33,8 @@ class SceneCache:
         self.scenes = self.root / "scenes"
         self.locks = self.root / "locks"
         self.tmp = self.root / "tmp"
+        for folder in (self.scenes, self.locks, self.tmp):
+            folder.mkdir(parents=True, exist_ok=True)
 
     def get(self, storage: Storage, key: str) -> Path:
         """The folder holding the extracted scene `key` ("scenes/<sha256>.zip"), fetched if not cached.
@@ -47,9 +48,8 @@ class SceneCache:
         """Yield the extracted scene's folder, holding a shared lock on it so no process evicts it meanwhile."""
         name = _scene_name(key)
         final = self.scenes / name
-        for folder in (self.scenes, self.locks, self.tmp):
-            folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fetched = False
         try:
             while True:
                 fcntl.flock(fd, fcntl.LOCK_SH)
@@ -60,8 +60,10 @@ class SceneCache:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 if not final.is_dir():
                     self._fetch(storage, key, name, final)
+                    fetched = True
             os.utime(final)  # least recently used = oldest mtime
-            self.evict(keep=name)
+            if fetched:  # only a new scene can push the cache past its bound
+                self.evict(keep=name)
             yield final
         finally:
             os.close(fd)  # releases the lock
@@ -73,7 +75,7 @@ class SceneCache:
         work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=self.tmp))
         try:
             storage.get_file(key, work / "scene.zip")  # FileNotFoundError if the scene was never stored
-            if _SHA256.fullmatch(name) and file_sha256(work / "scene.zip") != name:
+            if file_sha256(work / "scene.zip") != name:
                 raise ArchiveError(f"{key} does not match its SHA-256: the stored scene is damaged")
             extract_archive(work / "scene.zip", work / "scene")
             os.rename(work / "scene", final)
@@ -120,7 +122,7 @@ class SceneCache:
 
 def _scene_name(key: str) -> str:
     base = key.rsplit("/", 1)[-1].removesuffix(".zip")
-    if not _NAME.fullmatch(base):
+    if not _SHA256.fullmatch(base):
         raise ValueError(f"not a scene key: {key!r} (expected scenes/<sha256>.zip)")
     return base
 

@@ -63,7 +63,7 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
     for item in sub.ignored:
         click.echo(f"warning: ignored ini option {item!r} (httpov sets it, or it is not allowed)", err=True)
     if wait:
-        client.wait(sub.spec.id, _ProgressLine(client.store))
+        client.wait(sub.spec.id, _ProgressLine())
 
 
 @cli.command()
@@ -281,23 +281,11 @@ def retry(ctx: click.Context, job: str) -> None:
 
 
 class _ProgressLine:
-    """A one-line progress bar on stderr: frames done/total, failures, rate and ETA (httpov.eta with a store)."""
+    """A one-line progress bar on stderr from a job view: frames done/total, failures, rate and ETA."""
 
-    def __init__(self, store: Any = None) -> None:
-        self.store = store  # a JobStore: the ETA comes from measured frame times instead of the mean rate
-
-    def __call__(self, p: dict[str, Any]) -> None:
-        from httpov import eta
-
-        view = p
-        if self.store is not None:
-            try:
-                view = eta.job_view(self.store, p["id"])
-            except HttpovError:
-                pass
-        rate = view.get("rate_recent", view["rate"])
+    def __call__(self, view: dict[str, Any]) -> None:
         line = (f"\r{_bar(view, 30)} {view['frames_done']}/{view['frames_total']} frames, "
-                f"{view['frames_failed']} failed, {rate:.2f} fr/s, ETA {_eta(view)}, {view['state']}   ")
+                f"{view['frames_failed']} failed, {view['rate_recent']:.2f} fr/s, ETA {_eta(view)}, {view['state']}   ")
         click.echo(line, nl=view["state"] in ("done", "failed", "cancelled"), err=True)
 
 

@@ -15,6 +15,7 @@ from kombu.exceptions import OperationalError
 
 from httpov import archive
 from httpov.errors import BadInputError, BrokerUnavailableError, JobFailedError, JobStateError, SceneError
+from httpov.eta import job_view
 from httpov.jobs import FINISHED, LIVE, JobStore
 from httpov.plan import JobSpec, adaptive_count, history_key, frame_range, frame_seconds, image_size, split
 from httpov.reaper import reap
@@ -71,8 +72,7 @@ class Client:
             raise BadInputError(f"--priority must be between 0 and 9, got {priority}")
         limits = limits or archive.ArchiveLimits()
         with tempfile.TemporaryDirectory(prefix="httpov-submit-") as tmp:
-            zip_path, prefer = _scene_archive(Path(source), Path(tmp), limits)
-            names = archive.check_archive(zip_path, limits)
+            zip_path, prefer, names = _scene_archive(Path(source), Path(tmp), limits)
             with zipfile.ZipFile(zip_path) as zf:
                 layout, options = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
             scene_key = f"scenes/{archive.file_sha256(zip_path)}.zip"
@@ -119,17 +119,21 @@ class Client:
 
     def wait(self, job_id: str, on_progress: Progress | None = None, poll: float = 0.5,
              timeout: float | None = None) -> dict[str, Any]:
-        """Block until the job is finished; raise JobFailedError unless every frame rendered."""
+        """Block until the job is finished, telling `on_progress` its view (httpov.eta.job_view: progress and ETA)
+        at each poll; raise JobFailedError unless every frame rendered."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        sweep_every, last_sweep = max(1.0, self.settings.lease_seconds / 4), time.monotonic()
         while True:
-            progress = self.store.progress(job_id)
+            progress = job_view(self.store, job_id)
             if on_progress:
                 on_progress(progress)
             if progress["state"] in FINISHED:
                 break
             if deadline is not None and time.monotonic() > deadline:
                 raise JobFailedError(f"job {job_id} still {progress['state']} after {timeout:.0f}s")
-            self.reap()
+            if time.monotonic() - last_sweep >= sweep_every:  # as often as a worker sweeps, no more
+                self.reap()
+                last_sweep = time.monotonic()
             time.sleep(poll)
         if progress["state"] != "done":
             first = progress["errors"][0] if progress["errors"] else ""
@@ -219,21 +223,18 @@ class Client:
             raise BrokerUnavailableError(f"cannot queue batches of job {spec.id}: {exc}") from exc
 
 
-def _scene_archive(source: Path, tmp: Path, limits: archive.ArchiveLimits) -> tuple[Path, str | None]:
-    """A zip of the scene, and the .ini/.pov the user named when they gave a file."""
+def _scene_archive(source: Path, tmp: Path,
+                   limits: archive.ArchiveLimits) -> tuple[Path, str | None, list[str]]:
+    """A checked zip of the scene, the .ini/.pov the user named when they gave a file, and the zip's files."""
     if not source.exists():
         raise SceneError(f"{source}: no such file or directory")
-    if source.is_dir():
-        out = tmp / "scene.zip"
-        archive.pack_scene(source, out, limits)
-        return out, None
     suffix = source.suffix.lower()
-    if suffix in (".ini", ".pov"):
+    if source.is_dir() or suffix in (".ini", ".pov"):
         out = tmp / "scene.zip"
-        archive.pack_scene(source.parent, out, limits)
-        return out, source.name
+        names = archive.pack_scene(source, out, limits)  # packs a file's folder, and checks the zip
+        return out, None if source.is_dir() else source.name, names
     if suffix == ".zip" or zipfile.is_zipfile(source):
-        return source, None
+        return source, None, archive.check_archive(source, limits)
     raise SceneError(f"{source}: not a scene (give a .zip, a folder, or a .ini/.pov file)")
 
 

@@ -5,7 +5,7 @@ import heapq
 import time
 from typing import Any, Callable, Iterator
 
-from httpov.jobs import FINISHED, JobStore
+from httpov.jobs import FINISHED, JobStore, summarize
 from httpov.plan import Batch, JobSpec
 
 #: Weight of the newest finished batch in the per-frame time: recent batches count most, because frame
@@ -40,7 +40,7 @@ def _samples(done: dict[str, dict[str, Any]], height: int) -> list[tuple[float, 
     return sorted(out)
 
 
-def frame_seconds(done: dict[str, dict[str, Any]], height: int) -> float | None:
+def smoothed_frame_seconds(done: dict[str, dict[str, Any]], height: int) -> float | None:
     """Render seconds per frame, smoothed over finished batches in the order they finished (newest weighs most)."""
     estimate: float | None = None
     for _, _, sample, _ in _samples(done, height):
@@ -59,7 +59,7 @@ def cost_model(done: dict[str, dict[str, Any]], height: int) -> Callable[[str], 
     samples = _samples(done, height)
     if not samples:
         return None
-    recent = frame_seconds(done, height) or 0.0
+    recent = smoothed_frame_seconds(done, height) or 0.0
     costs = [s[2] for s in samples]
     low, high = 0.5 * min(costs), 2.0 * max(costs)
     line = _trend(samples)
@@ -174,7 +174,7 @@ def estimate(spec: JobSpec, state: str, batches: dict[str, Any], now: float, sta
     queued = [b for b in spec.batches if b not in done and b not in running and b not in final_failed]
     upcoming = queued[0] if queued else (sorted(running)[0] if running else None)
     per_frame = (predict(upcoming) / work_units(upcoming, height) if predict is not None and upcoming
-                 else frame_seconds(done, height))
+                 else smoothed_frame_seconds(done, height))
 
     eta: float | None
     if state == "done":
@@ -218,10 +218,8 @@ def estimate(spec: JobSpec, state: str, batches: dict[str, Any], now: float, sta
 def job_view(store: JobStore, job_id: str, now: float | None = None) -> dict[str, Any]:
     """A job's progress (as `httpov status --json`) with its ETA, rate, running batches and failed batches."""
     now = time.time() if now is None else now
-    progress = store.progress(job_id)
-    record = store.record(job_id)
-    spec = store.spec(job_id)
-    batches = store.batches(job_id)
+    record, spec, batches = store.snapshot(job_id)
+    progress = summarize(record, spec, batches)
     started = float(record.get("started") or record["created"])
     view = dict(progress)
     view.update(estimate(spec, progress["state"], batches, now, started, progress["finished"]))

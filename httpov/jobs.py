@@ -13,7 +13,6 @@ from httpov.plan import Batch, JobSpec
 
 T = TypeVar("T")
 
-STATES = ("queued", "running", "paused", "done", "failed", "cancelled")
 LIVE = ("queued", "running")  # states in which batches are handed out and rendered
 FINISHED = ("done", "failed", "cancelled")
 
@@ -200,8 +199,7 @@ class JobStore:
             pipe.execute()
         self._call(run)
 
-    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int],
-                     token: str = "") -> bool:
+    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int]) -> bool:
         """Record the batch done (once, however often it runs) and its finished frames; True if the job is done."""
         def run() -> bool:
             pipe = self.r.pipeline()
@@ -294,6 +292,10 @@ class JobStore:
             pipe.execute()
         self._call(run)
 
+    def attempts(self, job_id: str, batch_id: str) -> int:
+        """How often the batch has been started."""
+        return int(self._call(lambda: self.r.hget(self._k(job_id, "attempts"), batch_id)) or 0)
+
     def add_attempt(self, job_id: str, batch_id: str) -> int:
         return int(self._call(lambda: self.r.hincrby(self._k(job_id, "attempts"), batch_id, 1)))
 
@@ -364,33 +366,14 @@ class JobStore:
             raise JobNotFoundError(f"no job with id {job_id!r}", hint="`httpov status` lists the jobs")
         return raw
 
-    def progress(self, job_id: str) -> dict[str, Any]:
-        """The job as `httpov status --json` shows it."""
+    def snapshot(self, job_id: str) -> tuple[dict[str, str], JobSpec, dict[str, Any]]:
+        """The job's record, spec and batches, read once (status views are built from these)."""
         record = self.record(job_id)
-        spec = JobSpec.from_dict(json.loads(record["spec"]))
-        b = self.batches(job_id)
-        final_failures = {k: v for k, v in b["failed"].items() if v.get("final")}
-        failed_frames = sorted({f for batch in final_failures for f in Batch.from_id(batch).frames}
-                               - set(b["frames"]))
-        created = float(record["created"])
-        started = float(record.get("started") or created)
-        finished = float(record["finished"]) if record.get("finished") else None
-        elapsed = (finished or time.time()) - started
-        done = len(b["frames"])
-        rate = done / elapsed if done and elapsed > 0 else 0.0
-        errors = [line for v in final_failures.values() for line in [v["error"], *v["lines"]]]
-        return {
-            "id": spec.id, "name": spec.name, "state": record["state"],
-            "frames_total": spec.frame_count, "frames_done": done, "frames_failed": len(failed_frames),
-            "first_frame": spec.first, "last_frame": spec.last,
-            "batches_total": len(spec.batches), "batches_done": len(b["done"]),
-            "batches_failed": sorted(final_failures), "batches_running": {
-                k: v["node"] for k, v in b["running"].items()},
-            "sliced": bool(spec.slices), "width": spec.width, "height": spec.height,
-            "priority": spec.priority, "created": created, "finished": finished,
-            "elapsed": round(elapsed, 3), "rate": round(rate, 4), "errors": errors[:40],
-            "nodes_blocked": b["blocked"],
-        }
+        return record, JobSpec.from_dict(json.loads(record["spec"])), self.batches(job_id)
+
+    def progress(self, job_id: str) -> dict[str, Any]:
+        """The job as `httpov status --json` shows it (without the ETA: see httpov.eta)."""
+        return summarize(*self.snapshot(job_id))
 
     def frame_times(self, history: str, keep: int = 8, sample: int = 64) -> tuple[float, int, int]:
         """Measured (seconds, frames, batches) summed over done batches of the last `keep` jobs filed under
@@ -412,3 +395,29 @@ class JobStore:
                         batches += 1
             return seconds, frames, batches
         return self._call(run)
+
+
+def summarize(record: dict[str, str], spec: JobSpec, b: dict[str, Any]) -> dict[str, Any]:
+    """A job's progress from its record, spec and batches (JobStore.snapshot)."""
+    final_failures = {k: v for k, v in b["failed"].items() if v.get("final")}
+    failed_frames = sorted({f for batch in final_failures for f in Batch.from_id(batch).frames}
+                           - set(b["frames"]))
+    created = float(record["created"])
+    started = float(record.get("started") or created)
+    finished = float(record["finished"]) if record.get("finished") else None
+    elapsed = (finished or time.time()) - started
+    done = len(b["frames"])
+    rate = done / elapsed if done and elapsed > 0 else 0.0
+    errors = [line for v in final_failures.values() for line in [v["error"], *v["lines"]]]
+    return {
+        "id": spec.id, "name": spec.name, "state": record["state"],
+        "frames_total": spec.frame_count, "frames_done": done, "frames_failed": len(failed_frames),
+        "first_frame": spec.first, "last_frame": spec.last,
+        "batches_total": len(spec.batches), "batches_done": len(b["done"]),
+        "batches_failed": sorted(final_failures), "batches_running": {
+            k: v["node"] for k, v in b["running"].items()},
+        "sliced": bool(spec.slices), "width": spec.width, "height": spec.height,
+        "priority": spec.priority, "created": created, "finished": finished,
+        "elapsed": round(elapsed, 3), "rate": round(rate, 4), "errors": errors[:40],
+        "nodes_blocked": b["blocked"],
+    }

@@ -17,7 +17,7 @@ _FRAME_NUMBER = re.compile(r"(\d+)\.png$", re.IGNORECASE)
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
-def frame_number(path: Path) -> int:
+def frame_number(path: Path | str) -> int:
     """The frame number in a frame file's name (`anim_0007.png` -> 7)."""
     match = _FRAME_NUMBER.search(Path(path).name)
     if not match:

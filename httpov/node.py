@@ -7,7 +7,6 @@ import shutil
 import tempfile
 import time
 import zipfile
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,8 +30,8 @@ def frame_key(job_id: str, name: str) -> str:
 
 #: A batch that fails the same way on this many distinct render nodes fails its job: the scene, not a node.
 SAME_FAILURE_NODES = 2
-#: Seconds a blocked node waits before its batch goes back to the queue (so it does not spin on it).
-HAND_BACK_LEASES = 3  # a handed-back batch waits this many leases for its new node before the sweep requeues it
+#: Leases a batch handed to another node waits for it before the sweepers requeue it on the shared queue.
+HAND_BACK_LEASES = 3
 
 
 def _through_outage(fn: Callable[[], None], seconds: float) -> None:
@@ -91,8 +90,9 @@ class RenderNode:
         lease = self.settings.lease_seconds
         handoff = f"retry:{token}"
         execution = f"{token}/{secrets.token_hex(4)}"
-        if node in self.store.blocked(job_id):
-            return self._hand_back(job_id, batch_id, execution, handoff, node)
+        blocked = self.store.blocked(job_id)
+        if node in blocked:
+            return self._hand_back(job_id, batch_id, execution, handoff, node, blocked)
         status = self.store.start_batch(job_id, batch_id, execution, node, lease, handoff)
         if status == "paused":
             return Outcome("parked")  # start_batch parked it; resume queues it again
@@ -126,7 +126,8 @@ class RenderNode:
         _through_outage(record, max(60.0, 3 * lease))
         return Outcome("rendered", detail=f"{batch.label} in {seconds:.1f}s")
 
-    def _hand_back(self, job_id: str, batch_id: str, execution: str, handoff: str, node: str) -> Outcome:
+    def _hand_back(self, job_id: str, batch_id: str, execution: str, handoff: str, node: str,
+                   blocked: set[str]) -> Outcome:
         """This node is blocked from the job: give the batch back, unless no live node is left to take it."""
         lease = self.settings.lease_seconds
         state = self.store.state(job_id)
@@ -135,7 +136,6 @@ class RenderNode:
             return Outcome("parked")
         if state not in LIVE:
             return Outcome(state)
-        blocked = self.store.blocked(job_id)
         live = self.store.live_nodes(within=max(3 * lease, 10.0))
         if not live - blocked:
             failed = self.store.batches(job_id)["failed"]
@@ -178,8 +178,8 @@ class RenderNode:
 
         work_root = self.settings.cache_dir / "work"
         work_root.mkdir(parents=True, exist_ok=True)
-        with ExitStack() as stack:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{spec.id}-", dir=work_root)))
+        with tempfile.TemporaryDirectory(prefix=f"{spec.id}-", dir=work_root) as tmp:
+            workdir = Path(tmp)
             with self.cache.use(self.storage, spec.scene_key) as scene:
                 shutil.copytree(scene / spec.root if spec.root else scene, workdir / "scene", symlinks=False)
             try:

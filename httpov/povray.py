@@ -17,7 +17,6 @@ from httpov.sandbox import RenderLimits, prepare_sandbox
 from httpov.scene import ALLOWED_OPTIONS
 from httpov.stitch import slice_options
 
-INCLUDE_DIRS = (Path("/usr/share/povray-3.7/include"), Path("/usr/local/share/povray-3.7/include"))
 _ERROR = re.compile(r"error", re.I)
 CONTROLLED = {"Width", "Height", "Initial_Frame", "Final_Frame", "Subset_Start_Frame", "Subset_End_Frame"}
 ALLOWED = set(ALLOWED_OPTIONS.values())
@@ -40,7 +39,8 @@ def frame_file(name: str, frame: int, final: int) -> str:
 
 
 def scene_ini(spec: JobSpec, scene_dir: Path) -> str:
-    """The scene's allow-listed options as an ini, with paths checked to stay inside the scene."""
+    """The scene's allow-listed options as an ini, with paths checked to stay inside the scene (POV-Ray's include
+    library is on the library path of the sandbox's own ini, sandbox.povray_ini)."""
     lines = []
     for name, value in sorted(spec.options.items()):
         if name in CONTROLLED or name not in ALLOWED:
@@ -51,9 +51,6 @@ def scene_ini(spec: JobSpec, scene_dir: Path) -> str:
             if name in ("Input_File_Name", "Library_Path"):
                 item = str(_inside(scene_dir, item, name))
             lines.append(f"{name}={item}")
-    for include in INCLUDE_DIRS:
-        if include.is_dir():
-            lines.append(f"Library_Path={include}")
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,6 @@ import time
 from typing import Callable
 
 import redis
-
 from celery import bootsteps
 
 from httpov.jobs import JobStore
@@ -25,7 +24,7 @@ def reap(store: JobStore, requeue: Callable[[str, list[str]], None], lease_secon
             # one sweeper wins per lost execution (its lease token), however many workers sweep at once
             if not store.claim(f"reissue:{job_id}:{batch_id}:{info.get('token', '')}", lease_seconds * 10):
                 continue
-            attempts = store.batches(job_id)["attempts"].get(batch_id, 0)
+            attempts = store.attempts(job_id, batch_id)
             if attempts >= max_attempts and not info.get("retrying") and not info.get("handed_back"):
                 store.fail_batch(job_id, batch_id, f"render node lost {attempts} times (last: {info.get('node')})",
                                  [], final=True, node="reaper")

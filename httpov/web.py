@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import html
 import ipaddress
+import io
 import json
 import re
 import socket
-import tempfile
 import threading
 import time
 import zipfile
@@ -69,17 +69,13 @@ class StatusSource:
             cached = self._thumbs.get(job_id)
         if cached and cached[0] == key:
             return cached[1]
-        with tempfile.TemporaryDirectory(prefix="httpov-web-") as tmp:
-            local = Path(tmp) / "object"
-            self.storage.get_file(key, local)
-            if member:
-                with zipfile.ZipFile(local) as zf:
-                    pngs = [n for n in zf.namelist() if n.endswith(".png")]
-                    if not pngs:
-                        return None
-                    data = zf.read(max(pngs, key=lambda n: frame_number(Path(PurePosixPath(n).name))))
-            else:
-                data = local.read_bytes()
+        data = self.storage.get_bytes(key)
+        if member:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                pngs = [n for n in zf.namelist() if n.endswith(".png")]
+                if not pngs:
+                    return None
+                data = zf.read(max(pngs, key=lambda n: frame_number(PurePosixPath(n).name)))
         png = thumbnail_png(data, THUMB_SIZE)
         with self._lock:
             self._thumbs[job_id] = (key, png)
@@ -178,7 +174,7 @@ def make_server(source: StatusSource, host: str = "127.0.0.1", port: int = 8080,
                     if png is None:
                         self._json(404, {"error": "no frame of this job is rendered yet"})
                     else:
-                        self._send(200, "image/png", png, cache=False)
+                        self._send(200, "image/png", png)
                 else:
                     self._json(404, {"error": f"no page {path}", "hint": "try / or /api/jobs"})
             except (JobNotFoundError, BadInputError) as exc:
@@ -189,7 +185,7 @@ def make_server(source: StatusSource, host: str = "127.0.0.1", port: int = 8080,
         def _json(self, code: int, data: Any) -> None:
             self._send(code, "application/json", json.dumps(data, indent=1).encode())
 
-        def _send(self, code: int, kind: str, body: bytes, cache: bool = False) -> None:
+        def _send(self, code: int, kind: str, body: bytes) -> None:
             self.send_response(code)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))

@@ -21,24 +21,29 @@ class LocalStorage(Storage):
         return self.root / check_key(key)
 
     def put_file(self, key: str, path: Path) -> None:
+        self._copy(Path(path), self._path(key), f"write {key} to")
+
+    def get_file(self, key: str, path: Path) -> None:
+        self._copy(self._path(key), Path(path), f"read {key} from")
+
+    def _copy(self, source: Path, target: Path, doing: str) -> None:
         try:
-            _atomic_copy(Path(path), self._path(key))
+            _atomic_copy(source, target)
         except FileNotFoundError:
             raise
         except OSError as exc:
-            raise StorageError(f"cannot write {key} to {self.root}: {exc.strerror or exc}") from exc
-
-    def get_file(self, key: str, path: Path) -> None:
-        _atomic_copy(self._path(key), Path(path))
+            raise StorageError(f"cannot {doing} {self.root}: {exc.strerror or exc}") from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
     def list(self, prefix: str) -> list[str]:
-        if not self.root.is_dir():
+        folder = prefix.rpartition("/")[0]  # only the folder the prefix names can hold its keys
+        start = self.root / check_key(folder) if folder else self.root
+        if not start.is_dir():
             return []
         keys = []
-        for dirpath, _dirs, files in os.walk(self.root):
+        for dirpath, _dirs, files in os.walk(start):
             for name in files:
                 if name.startswith(".tmp-"):
                     continue

@@ -97,7 +97,7 @@ def test_job_in_s3_renders_like_povray_and_each_node_downloads_the_scene_once(tm
     assert _object_requests(endpoint, "PUT", storage, sub.spec.scene_key) == 1
     assert _object_requests(endpoint, "GET", storage, sub.spec.scene_key) == len(nodes), \
         "each render node must download the scene once, whatever its number of processes"
-    assert len(list((tmp_path / f"cache-{next(iter(nodes))}" / "scenes" / "scenes").iterdir())) == 1
+    assert len(list((tmp_path / f"cache-{next(iter(nodes))}" / "scenes").iterdir())) == 1
     assert not Path(s3_settings.storage).exists() and not (tmp_path / "storage").exists()
 
     result = CliRunner().invoke(cli, ["fetch", sub.spec.id, "--output", str(tmp_path / "out")],

@@ -29,6 +29,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"Redis does not answer at {REDIS_URL}: start redis-server (or run .ci/run)")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration/ starts real services: mark it so `-m "not integration"` leaves it out."""
+    for item in items:
+        if "integration" in item.path.parts:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
     """Settings private to one test: its own key prefix, queue, storage folder and node cache."""
@@ -54,19 +61,20 @@ def client(settings: Settings):
 @pytest.fixture
 def workers(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
     """Start real render nodes: `workers(concurrency=2, name="a")`; all are killed (whole group) at teardown."""
-    started: list[subprocess.Popen] = []
+    started: list[tuple[subprocess.Popen, Path]] = []
 
     def start(concurrency: int = 2, name: str | None = None, settings_: Settings | None = None) -> subprocess.Popen:
         name = name or f"node{len(started)}"
-        proc = start_worker(settings_ or settings, concurrency, name, tmp_path / f"{name}.log")
-        started.append(proc)
+        log = tmp_path / f"{name}.log"
+        proc = start_worker(settings_ or settings, concurrency, name, log)
+        started.append((proc, log))
         return proc
 
     yield start
-    for proc in started:
+    for proc, _ in started:
         stop_worker(proc, grace=5.0)
-    for log in tmp_path.glob("node*.log"):
-        text = log.read_text(errors="replace")
+    for _, log in started:  # a worker's traceback is shown with the test that provoked it
+        text = log.read_text(errors="replace") if log.exists() else ""
         if "Traceback" in text:
             print(f"--- {log.name} ---\n{text[-4000:]}")
 
@@ -123,6 +131,13 @@ def pixels(path: Path) -> tuple:
 
     width, height, rows, info = png.Reader(filename=str(path)).asDirect()
     return width, height, tuple(tuple(row) for row in rows)
+
+
+def queue_drained(settings: Settings) -> bool:
+    """True when no message of this test's queue waits in Redis or is held by a worker (kombu's unacked)."""
+    r = redis.Redis.from_url(settings.broker_url)
+    waiting = sum(r.llen(key) for key in r.scan_iter(match=f"{settings.prefix}:kombu:{settings.queue}*"))
+    return waiting + r.hlen(f"{settings.prefix}:kombu:unacked") == 0
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

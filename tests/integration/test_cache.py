@@ -142,8 +142,9 @@ def test_scene_in_use_is_never_evicted(endpoint: str, storage: S3Storage, tmp_pa
                               env=_env(endpoint), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None
-        held = Path(holder.stdout.readline().strip())  # printed once the holder has the scene and its lock
-        assert held.is_dir(), holder.stderr.read() if holder.stderr else ""
+        line = holder.stdout.readline().strip()  # printed once the holder has the scene and its lock
+        held = Path(line)
+        assert line and held.is_dir(), holder.stderr.read() if holder.stderr else ""
         held_files = _read_tree(held)
         cache = SceneCache(root, 1)  # smaller than any scene: everything not in use must go
         for tag in "bcd":

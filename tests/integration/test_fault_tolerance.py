@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local import free_port, worker_env
-from tests.conftest import pixels, povray_direct, wait_for
+from tests.conftest import pixels, povray_direct, queue_drained, wait_for
 from tests.integration.faults import crash_script, frames_in_results, povray_pids, slow_scene
 
 
@@ -81,7 +81,7 @@ def test_duplicate_and_redelivered_messages_render_nothing_twice(tmp_path, setti
     assert (final["state"], final["frames_done"], final["batches_done"]) == ("done", 4, 4)
     batches = client.store.batches(sub.spec.id)
     assert batches["attempts"] == {b: 1 for b in sub.spec.batches}, "a duplicate delivery rendered a batch again"
-    time.sleep(2)  # the duplicates that come up after the job is done are dropped too
+    wait_for(lambda: queue_drained(settings), 30, "the duplicates to come up and be dropped")
     assert client.store.batches(sub.spec.id)["attempts"] == {b: 1 for b in sub.spec.batches}
     assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"dup_{n:04d}.png" for n in range(1, 5)]
 

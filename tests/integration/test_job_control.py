@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local import worker_env
-from tests.conftest import TINY_ANIMATION, wait_for, write_scene
+from tests.conftest import TINY_ANIMATION, queue_drained, wait_for, write_scene
 from tests.integration.faults import crash_script, frames_in_results, povray_pids, slow_scene
 
 
@@ -27,7 +27,7 @@ def test_cancel_drops_queued_batches_and_kills_running_povray(tmp_path, settings
     wait_for(lambda: not povray_pids(str(settings.cache_dir)), 10, "every povray of the job to be killed")
     print(f"povray gone {time.monotonic() - cancelled:.2f}s after cancel (lease tick {settings.lease_seconds / 4}s)")
     before = client.store.batches(sub.spec.id)
-    time.sleep(3)  # the queued batches come up and are dropped, none starts
+    wait_for(lambda: queue_drained(settings), 30, "the queued batches to come up and be dropped")
     after = client.store.batches(sub.spec.id)
     assert after["attempts"] == before["attempts"] and not after["running"]
     assert len(after["done"]) < 4 and client.store.state(sub.spec.id) == "cancelled"

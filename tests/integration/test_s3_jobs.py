@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from httpov.app import make_app
 from httpov.cli import cli
 from httpov.client import Client
-from httpov.local import worker_env
+from httpov.local import free_port, worker_env
 from httpov.settings import Settings
 from httpov.storage.s3 import S3Storage
 from tests.conftest import REDIS_URL, TINY_ANIMATION, pixels, povray_direct, write_scene
-from tests.s3server import apply_env, free_port, make_bucket, moto_process, recorded_requests, start_recording
+from tests.s3server import apply_env, make_bucket, moto_process, recorded_requests, start_recording
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ def test_job_in_s3_renders_like_povray_and_each_node_downloads_the_scene_once(tm
     assert _object_requests(endpoint, "GET", storage, sub.spec.scene_key) == len(nodes), \
         "each render node must download the scene once, whatever its number of processes"
     assert len(list((tmp_path / f"cache-{next(iter(nodes))}" / "scenes").iterdir())) == 1
-    assert not Path(s3_settings.storage).exists() and not (tmp_path / "storage").exists()
+    assert not (tmp_path / "storage").exists(), "nothing may go to a local storage folder in S3 mode"
 
     result = CliRunner().invoke(cli, ["fetch", sub.spec.id, "--output", str(tmp_path / "out")],
                                 env=worker_env(s3_settings))

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
+import redis
 from click.testing import CliRunner
 
 from httpov.cli import cli
@@ -129,10 +129,20 @@ def tls_redis(tmp_path):
          "--tls-ca-cert-file", str(files["ca.crt"]), "--tls-auth-clients", "no", "--requirepass", "s3cret",
          "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    time.sleep(0.5)
-    assert proc.poll() is None, "redis-server could not start with TLS"
-    yield port, files["ca.crt"]
-    proc.kill()
+    url = f"rediss://:s3cret@127.0.0.1:{port}/0?ssl_ca_certs={files['ca.crt']}"
+
+    def answers() -> bool:
+        assert proc.poll() is None, "redis-server could not start with TLS"
+        try:
+            return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        wait_for(answers, 20, "the TLS redis-server to answer")
+        yield port, files["ca.crt"]
+    finally:
+        proc.kill()
     proc.wait()
 
 

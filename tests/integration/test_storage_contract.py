@@ -13,11 +13,12 @@ from typing import Iterator
 import pytest
 
 from httpov.errors import StorageError
+from httpov.local import free_port
 from httpov.storage import open_storage
 from httpov.storage.base import Storage
 from httpov.storage.local import LocalStorage
 from httpov.storage.s3 import S3Storage
-from tests.s3server import apply_env, free_port, make_bucket, moto_thread
+from tests.s3server import apply_env, make_bucket, moto_thread
 
 pytestmark = pytest.mark.integration
 

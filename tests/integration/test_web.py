@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from httpov.local import free_port, worker_env
+from httpov.local import free_port, stop_worker, worker_env
 from tests.conftest import PARSE_ERROR, wait_for, write_scene
 
 GREEN = """
@@ -75,12 +75,13 @@ def web_server(settings, tmp_path):
         except OSError:
             return False
 
-    wait_for(up, 20, "httpov web to answer")
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.seek(0)
-    print(log.read())
+    try:
+        wait_for(up, 20, "httpov web to answer")
+        yield url
+    finally:
+        stop_worker(proc, grace=10.0)  # the whole process group, killed if it does not stop
+        log.seek(0)
+        print(log.read())
 
 
 def test_status_page_shows_jobs_progress_failures_and_the_latest_frame(tmp_path, settings, client, workers,

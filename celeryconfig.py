@@ -1,7 +1,8 @@
 """Celery settings for httpov: tasks are povray batches that run for minutes, not milliseconds.
 
-Values that depend on the site (broker URL, queue, time limit) come from the environment: see
-httpov/app.py, which applies httpov's Settings on top of this module when Celery configures the app.
+httpov/app.py loads this file by its path (never a `celeryconfig` that happens to be first on sys.path), then a
+site's module named by HTTPOV_CELERY_CONFIG, then httpov's Settings (broker URL, queue, time limit, render
+processes), and last puts back the invariants below that no configuration may change (app.INVARIANTS).
 """
 
 # json only: with pickle, anyone who can write to the broker runs code on every render node.

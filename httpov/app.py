@@ -1,7 +1,11 @@
 """The Celery app: `celery -A httpov worker` finds it here; settings from celeryconfig.py, then the environment."""
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import ssl
+from pathlib import Path
+from types import ModuleType
 
 from celery import Celery
 from celery.signals import celeryd_after_setup
@@ -12,7 +16,7 @@ from httpov.settings import Settings
 def make_app(settings: Settings | None = None) -> Celery:
     """A Celery app configured by celeryconfig.py, then by `settings` (or the environment, read at configure)."""
     celery = Celery("httpov", include=["httpov.tasks"])
-    celery.config_from_object("celeryconfig")
+    celery.config_from_object(_public(_own_config()))
     if settings is not None:
         apply_settings(celery, settings)
     else:
@@ -24,8 +28,36 @@ def make_app(settings: Settings | None = None) -> Celery:
     return celery
 
 
+#: What no configuration may change: pickle would let anyone who can write to the broker run code on every
+#: render node; late ack and one prefetched task per process are what leases and priorities rely on.
+INVARIANTS = {
+    "task_serializer": "json", "result_serializer": "json", "event_serializer": "json",
+    "accept_content": ["json"], "result_accept_content": ["json"],
+    "task_acks_late": True, "worker_prefetch_multiplier": 1,
+}
+
+
+def _own_config() -> ModuleType:
+    """httpov's celeryconfig.py, loaded by its path beside the package (the repository root, or site-packages
+    when installed): a `celeryconfig` elsewhere on sys.path, e.g. in the current folder, is never read."""
+    path = Path(__file__).resolve().parent.parent / "celeryconfig.py"
+    spec = importlib.util.spec_from_file_location("httpov._celeryconfig", path)
+    if spec is None or spec.loader is None or not path.exists():
+        raise ImportError(f"httpov's Celery configuration {path} is missing: reinstall httpov")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _public(module: ModuleType) -> dict[str, object]:
+    return {k: v for k, v in vars(module).items() if not k.startswith("_") and k.islower()}
+
+
 def apply_settings(celery: Celery, settings: Settings) -> None:
-    """Point Celery at httpov's broker and queue, and keep Redis's redelivery behind the hard time limit."""
+    """Point Celery at httpov's broker and queue, keep Redis's redelivery behind the hard time limit, size the
+    worker's pool, and put back the security invariants whatever a configuration said."""
+    if settings.celery_config:  # a site's own tunables, named explicitly (HTTPOV_CELERY_CONFIG=module)
+        celery.conf.update(_public(importlib.import_module(settings.celery_config)))
     options = dict(celery.conf.broker_transport_options or {})
     options["visibility_timeout"] = settings.task_time_limit + 3600
     options["global_keyprefix"] = f"{settings.prefix}:kombu:"
@@ -41,6 +73,8 @@ def apply_settings(celery: Celery, settings: Settings) -> None:
         task_default_queue=settings.queue,
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=max(1, settings.task_time_limit - 30),
+        worker_concurrency=settings.render_processes,  # `celery worker --concurrency N` still wins
+        **INVARIANTS,
     )
 
 

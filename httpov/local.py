@@ -111,7 +111,7 @@ def render_locally(settings: Settings, scene: Path, *, workers: int | None = Non
     from httpov.app import make_app
     from httpov.client import Client
 
-    workers = workers or 4 * (os.cpu_count() or 1)  # povray idles: more processes than cores (PERFORMANCE.md)
+    workers = workers or settings.render_processes  # povray idles: more processes than cores (PERFORMANCE.md)
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="httpov-local-")))
         if redis_answers(settings.broker_url):

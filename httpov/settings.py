@@ -38,6 +38,8 @@ class Settings:
     max_attempts: int = 3
     task_time_limit: int = 6 * 3600
     redis_ca: str | None = None
+    render_processes: int = field(default_factory=lambda: default_render_processes(1))
+    celery_config: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -59,11 +61,20 @@ class Settings:
             max_attempts=_number(env, "HTTPOV_MAX_ATTEMPTS", 3, int),
             task_time_limit=_number(env, "HTTPOV_TASK_TIME_LIMIT", 6 * 3600, int),
             redis_ca=env.get("HTTPOV_REDIS_CA") or None,
+            render_processes=_number(env, "HTTPOV_RENDER_PROCESSES",
+                                     default_render_processes(_number(env, "HTTPOV_RENDER_THREADS", 1, int)), int),
+            celery_config=env.get("HTTPOV_CELERY_CONFIG") or None,
         )
 
     def with_(self, **changes: object) -> "Settings":
         """A copy with some fields changed (tests, `httpov render`)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def default_render_processes(threads: int) -> int:
+    """4 render processes per core, fewer when each povray runs several threads: povray idles about 0.25 s a
+    frame and 0.7 s at start, so more processes than cores keep the cores busy (docs/PERFORMANCE.md)."""
+    return max(1, 4 * (os.cpu_count() or 1) // max(1, threads))
 
 
 def _number(env: Mapping[str, str], name: str, default: float, kind: type) -> float:

@@ -1,0 +1,108 @@
+"""A render node's health check: povray renders in its sandbox, Redis and storage answer, the worker replies.
+
+Run as `python -m httpov.health [--worker celery@HOST]` (workers/httpov-healthcheck wraps it): one line per
+check, exit 0 when all pass, 1 otherwise. It uses the node's own settings (HTTPOV_* or its environment file).
+"""
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from httpov.errors import HttpovError
+from httpov.settings import Settings
+
+#: An 8x8 scene that needs nothing but povray itself.
+_SCENE = "camera { location <0, 0, -3> look_at 0 } light_source { <2, 4, -3> rgb 1 } sphere { 0, 1 pigment { rgb 1 } }\n"
+
+
+@dataclass
+class Check:
+    """One check's outcome: its name, whether it passed, and what it saw."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def _povray(settings: Settings) -> str:
+    """Render a tiny frame exactly as a batch is rendered: the same povray, sandbox and output checks."""
+    from httpov import povray
+    from httpov.plan import Batch, JobSpec
+
+    spec = JobSpec(id="health", name="health", scene_key="", root="", pov="check.pov",
+                   options={"Input_File_Name": "check.pov"}, initial=1, final=1, first=1, last=1,
+                   width=8, height=8, count=1, batches=["f000001-000001"])
+    with tempfile.TemporaryDirectory(prefix="httpov-health-") as tmp:
+        (Path(tmp) / "scene").mkdir()
+        (Path(tmp) / "scene" / "check.pov").write_text(_SCENE)
+        output = povray.render(settings.povray, spec, Batch(1, 1), Path(tmp), 1, lambda: True)
+    return f"rendered an 8x8 frame in its sandbox in {output.seconds:.2f} s"
+
+
+def _redis(settings: Settings) -> str:
+    from httpov.jobs import JobStore
+
+    JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca).ping()
+    return "job state answers"
+
+
+def _storage(settings: Settings) -> str:
+    from httpov.storage import open_storage
+
+    open_storage(settings.storage).check()
+    return f"{settings.storage} is reachable"
+
+
+def _worker(settings: Settings, name: str) -> Callable[[], str]:
+    def ping() -> str:
+        from httpov.app import make_app
+
+        replies = make_app(settings).control.ping(destination=[name], timeout=3.0)
+        if not any(name in reply for reply in replies):
+            raise HttpovError(f"worker {name} did not answer a ping within 3 s")
+        return f"worker {name} answers"
+    return ping
+
+
+def check_node(settings: Settings, worker: str | None = None) -> list[Check]:
+    """Every check, in order; a failing check does not stop the others."""
+    steps: list[tuple[str, Callable[[], str]]] = [
+        ("povray", lambda: _povray(settings)), ("redis", lambda: _redis(settings)),
+        ("storage", lambda: _storage(settings))]
+    if worker:
+        steps.append(("worker", _worker(settings, worker)))
+    checks = []
+    for name, step in steps:
+        started = time.monotonic()
+        try:
+            checks.append(Check(name, True, step()))
+        except Exception as exc:  # a health check reports every failure, whatever its kind
+            checks.append(Check(name, False, f"{type(exc).__name__}: {exc} ({time.monotonic() - started:.1f} s)"))
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="httpov-healthcheck", description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", nargs="?", const=f"celery@{socket.gethostname()}", default=None,
+                        help="also ping this Celery worker (default with no value: celery@<this host>)")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except HttpovError as exc:
+        print(f"FAIL settings: {exc}")
+        return 1
+    checks = check_node(settings, args.worker)
+    for check in checks:
+        detail = check.detail.encode("unicode_escape").decode("ascii")  # povray's words are data: no raw controls
+        print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {detail}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

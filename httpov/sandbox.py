@@ -19,6 +19,8 @@ GiB = 1024**3
 INCLUDE_DIR = Path("/usr/share/povray-3.7/include")
 #: The other directories Debian's own povray.ini puts on the library path.
 LIBRARY_PATHS = (Path("/usr/share/povray-3.7"), Path("/usr/share/povray-3.7/ini"), INCLUDE_DIR)
+#: What the sandbox shows of /usr besides povray and its shared libraries: include library, ini, fonts.
+SHARED_DIRS = (Path("/usr/share/povray-3.7"), Path("/usr/share/fonts"))
 #: Versions whose system conf (/etc/povray/V/povray.conf) and user conf (~/.povray/V/povray.conf) we replace.
 POVRAY_VERSIONS = ("3.7", "3.8")
 #: ini options that make povray run a shell command; httpov never lets one through.
@@ -45,12 +47,13 @@ class RenderLimits:
     """Resource limits for one povray process (each also binds the bwrap process that starts it)."""
 
     memory_bytes: int = 2 * GiB          # RLIMIT_AS: povray itself needs about 512 MiB of address space
-    output_bytes: int = 1 * GiB          # RLIMIT_FSIZE: largest file the run may write (image or #write)
+    output_bytes: int = 1 * GiB          # bytes the whole run may write (images and #write); RLIMIT_FSIZE per file
+    output_files: int = 1000             # files the whole run may create (povray.OutputUsage checks both totals)
     cpu_seconds: int | None = None       # RLIMIT_CPU (soft; SIGKILL 5 s later); None = unlimited
 
     def __post_init__(self) -> None:
-        if self.memory_bytes <= 0 or self.output_bytes <= 0:
-            raise ValueError("memory_bytes and output_bytes must be positive")
+        if self.memory_bytes <= 0 or self.output_bytes <= 0 or self.output_files <= 0:
+            raise ValueError("memory_bytes, output_bytes and output_files must be positive")
         if self.cpu_seconds is not None and self.cpu_seconds <= 0:
             raise ValueError("cpu_seconds must be positive or None")
 
@@ -79,9 +82,9 @@ class Sandbox:
         if found is None:
             raise RenderError(f"{exe!r} not found on the sandbox PATH {self.env['PATH']}")
         real = os.path.realpath(found)
-        if not real.startswith("/usr/"):
-            extra = ["--ro-bind", real, real]  # a povray built elsewhere (e.g. /opt): show just that file
-            exe = real
+        extra = ["--ro-bind", real, found]  # just the program, where the sandbox's PATH (or its path) finds it
+        for folder in library_dirs(real):
+            extra += ["--ro-bind", folder, folder]
         return [*self.wrapper, *extra, "--remount-ro", "/", "--", exe, *command[1:]]
 
     def preexec(self) -> None:
@@ -102,7 +105,8 @@ class Sandbox:
         # bwrap exits 128+N when its child dies of signal N; Popen reports -N when bwrap itself does.
         signo = returncode - 128 if returncode > 128 else -returncode if returncode < 0 else 0
         if signo == signal.SIGXFSZ:
-            return f"povray wrote a file past the output limit of {self.limits.output_bytes} bytes"
+            return (f"povray wrote a file past the output limit of {self.limits.output_bytes} bytes "
+                    "(HTTPOV_BATCH_MAX_BYTES)")
         if signo == signal.SIGXCPU or (signo == signal.SIGKILL and self.limits.cpu_seconds is not None):
             return f"povray was killed (CPU limit {self.limits.cpu_seconds} s, or a kill from outside)"
         if signo == signal.SIGKILL:
@@ -122,7 +126,8 @@ def prepare_sandbox(
 ) -> Sandbox:
     """Write httpov's povray.conf and ini into `home_dir` and return the Sandbox for one povray run.
 
-    Inside the sandbox the scene sees: /usr (read-only, holds povray and its include library),
+    Inside the sandbox the scene sees, read-only, of /usr only povray (added by argv()), the folders of its shared
+    libraries, its include library and fonts (SHARED_DIRS);
     `home_dir` (read-only), `scene_dir` and `out_dir` (read-write), a minimal /dev. No /tmp, /etc
     (but povray's conf), /proc, /home, /root or network. Raises RenderError if bwrap is missing.
     """
@@ -150,7 +155,9 @@ def prepare_sandbox(
     povini_path.write_text(povray_ini())
 
     env = {"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "HOME": str(home), "POVINI": str(povini_path)}
-    wrapper = [found, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/usr", "/usr"]
+    wrapper = [found, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
+    for shared in SHARED_DIRS:
+        wrapper += ["--ro-bind-try", str(shared), str(shared)]
     for name in _SYSTEM_DIRS:
         host = Path("/", name)
         if host.is_symlink():
@@ -208,6 +215,26 @@ def _existing_dir(path: str | os.PathLike[str], name: str) -> Path:
     if resolved == Path("/") or any(resolved.is_relative_to(d) for d in system):
         raise ValueError(f"{name} {resolved} is not allowed as a sandbox directory")
     return resolved
+
+
+@functools.cache
+def library_dirs(program: str) -> tuple[str, ...]:
+    """The folders holding the shared libraries `program` loads (from ldd), outermost only, real paths."""
+    import subprocess
+
+    try:
+        listing = subprocess.run(["ldd", program], capture_output=True, text=True, timeout=30,
+                                 env={"PATH": BWRAP_SEARCH_PATH, "LANG": "C"}).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RenderError(f"cannot list the libraries of {program}: {exc}", transient=True) from None
+    found = set()
+    for line in listing.splitlines():
+        path = line.split("=>", 1)[-1].strip().split(" (", 1)[0].strip()
+        if path.startswith("/"):
+            found.add(os.path.realpath(os.path.dirname(path)))
+            found.add(os.path.dirname(os.path.realpath(path)))
+    folders = sorted(found, key=len)
+    return tuple(f for i, f in enumerate(folders) if not any(f.startswith(o + "/") for o in folders[:i]))
 
 
 @functools.cache

@@ -8,7 +8,7 @@ import sys
 import textwrap
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -168,6 +168,19 @@ def test_include_of_absolute_path_outside_fails(dirs: Dirs) -> None:
     assert not (dirs.out / "image.png").exists()
 
 
+@pytest.mark.parametrize("path", ["/usr/lib/os-release", "/usr/share/doc/povray/copyright", "/usr/bin/env"])
+def test_the_sandbox_shows_only_what_povray_needs_of_usr(dirs: Dirs, path: str) -> None:
+    """Including a host file leaks its first word through the parse error: such files must not be there."""
+    assert Path(path).exists()
+    scene = write_scene(dirs, f'#include "{path}"\nbackground {{ color rgb 1 }}\n')
+    box = prepare_sandbox(dirs.scene, dirs.out, dirs.home)
+    proc = render(box, scene)
+    assert proc.returncode != 0, proc.stdout
+    assert "Cannot open include file" in proc.stdout
+    first_word = Path(path).read_bytes()[:12].decode("latin-1").split("=")[0].split()[0]
+    assert first_word not in proc.stdout
+
+
 # --- shell-outs -------------------------------------------------------------------------------
 
 def shellout_ini(dirs: Dirs) -> tuple[str, list[Path]]:
@@ -184,6 +197,8 @@ def test_control_shellout_ini_runs_when_shellouts_are_allowed(dirs: Dirs) -> Non
     ini = dirs.home / "job.ini"
     ini.write_text(text)
     box = prepare_sandbox(dirs.scene, dirs.out, dirs.home)
+    # the sandbox has no shell at all: show it the host's programs so that only povray.conf decides
+    box = replace(box, wrapper=(*box.wrapper, "--ro-bind", "/usr/bin", "/usr/bin"))
     allowed = box.conf_path.read_text().replace("forbidden", "allowed")
     for conf in [box.conf_path, *dirs.home.glob(".povray/*/povray.conf")]:
         conf.write_text(allowed)

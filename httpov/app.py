@@ -72,7 +72,7 @@ def apply_settings(celery: Celery, settings: Settings) -> None:
         broker_transport_options=options,
         task_default_queue=settings.queue,
         task_time_limit=settings.task_time_limit,
-        task_soft_time_limit=max(1, settings.task_time_limit - 30),
+        task_soft_time_limit=settings.soft_time_limit,
         worker_concurrency=settings.render_processes,  # `celery worker --concurrency N` still wins
         **INVARIANTS,
     )

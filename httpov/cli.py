@@ -48,16 +48,17 @@ def cli(ctx: click.Context) -> None:
 @click.option("--count", type=int, help="Frames per batch (one task each); default: a few batches per node.")
 @click.option("--slices", type=int, help="Split each frame into this many row slices, stitched afterwards.")
 @click.option("--slice-rows", type=int, help="Rows per slice, instead of --slices.")
-@click.option("--name", help="Job name (default: the scene's name).")
+@click.option("--name", help="Job name, display text only (default: the scene's name).")
+@click.option("--time-limit", type=int, help="Seconds a batch may run (at most HTTPOV_TASK_TIME_LIMIT).")
 @click.option("--priority", type=int, default=5, show_default=True, help="0 (lowest) to 9 (highest).")
 @click.option("--wait", is_flag=True, help="Show progress until the job ends; exit 0 only if every frame rendered.")
 @click.pass_context
 def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | None, slices: int | None,
-           slice_rows: int | None, name: str | None, priority: int, wait: bool) -> None:
+           slice_rows: int | None, name: str | None, time_limit: int | None, priority: int, wait: bool) -> None:
     """Queue SCENE (a .zip, a folder, or a .ini/.pov file) for rendering."""
     client = _client(ctx)
     sub = client.submit(scene, name=name, frames=frames, count=count, slices=slices, slice_rows=slice_rows,
-                        priority=priority)
+                        priority=priority, time_limit=time_limit)
     click.echo(f"job {sub.describe()}")
     click.echo(f"scene {'uploaded' if sub.uploaded else 'already stored'} as {sub.spec.scene_key}")
     for item in sub.ignored:

@@ -1,7 +1,6 @@
 """What users do with jobs: submit, watch, fetch, control. The CLI is a thin layer over this class."""
 from __future__ import annotations
 
-import re
 import secrets
 import tempfile
 import time
@@ -17,7 +16,7 @@ from httpov import archive
 from httpov.errors import BadInputError, BrokerUnavailableError, JobFailedError, JobStateError, SceneError
 from httpov.eta import job_view
 from httpov.jobs import FINISHED, LIVE, JobStore
-from httpov.plan import JobSpec, adaptive_count, history_key, frame_range, frame_seconds, image_size, split
+from httpov.plan import JobSpec, adaptive_count, check_name, check_spec, safe_name, history_key, frame_range, frame_seconds, image_size, split
 from httpov.reaper import reap
 from httpov.scene import SceneLayout, SceneOptions, locate_scene
 from httpov.settings import Settings
@@ -62,8 +61,16 @@ class Client:
     # submit
     def submit(self, source: Path, *, name: str | None = None, frames: int | None = None,
                count: int | None = None, slices: int | None = None, slice_rows: int | None = None,
-               priority: int = 5, limits: archive.ArchiveLimits | None = None) -> Submission:
-        """Check the scene, store it once by content hash, record the job and queue its batches."""
+               priority: int = 5, limits: archive.ArchiveLimits | None = None,
+               time_limit: int | None = None) -> Submission:
+        """Check the scene, store it once by content hash, record the job and queue its batches.
+
+        `time_limit`: seconds a batch may run, at most the operator's HTTPOV_TASK_TIME_LIMIT."""
+        if name is not None:
+            check_name(name)
+        if time_limit is not None and not 0 < time_limit <= self.settings.task_time_limit:
+            raise BadInputError(f"--time-limit must be between 1 and {self.settings.task_time_limit} s "
+                                f"(HTTPOV_TASK_TIME_LIMIT), got {time_limit}")
         if count is not None and count <= 0:
             raise BadInputError(f"--count must be at least 1, got {count}")
         if frames is not None and frames <= 0:
@@ -80,6 +87,8 @@ class Client:
             self.storage.check()
             spec = self._plan(layout, options, name or _default_name(Path(source), layout), frames, count,
                               slices, slice_rows, priority, scene_key)
+            spec.time_limit = time_limit
+            check_spec(spec)  # what a render node will check again: refuse here, before anything is stored
             uploaded = not self.storage.exists(spec.scene_key)
             if uploaded:
                 self.storage.put_file(spec.scene_key, zip_path)
@@ -242,4 +251,4 @@ def _default_name(source: Path, layout: SceneLayout) -> str:
     stem = source.stem if source.suffix else source.name
     if stem in ("pov", "scene", "") and layout.root:
         stem = layout.root.rstrip("/")
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._") or "job"
+    return safe_name(stem)

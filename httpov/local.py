@@ -75,6 +75,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "HTTPOV_LEASE_SECONDS": str(settings.lease_seconds), "HTTPOV_MAX_ATTEMPTS": str(settings.max_attempts),
         "HTTPOV_RENDER_THREADS": str(settings.render_threads),
         "HTTPOV_TASK_TIME_LIMIT": str(settings.task_time_limit),
+        "HTTPOV_BATCH_MAX_BYTES": str(settings.batch_max_bytes),
+        "HTTPOV_BATCH_MAX_FILES": str(settings.batch_max_files),
     })
     if settings.redis_ca:
         env["HTTPOV_REDIS_CA"] = settings.redis_ca

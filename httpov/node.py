@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import re
 import secrets
 import shutil
 import tempfile
@@ -13,9 +14,11 @@ from typing import Callable
 
 from httpov import povray, stitch
 from httpov.cache import SceneCache
-from httpov.errors import BrokerUnavailableError, HttpovError, RenderError, StorageError
+from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError, RenderError,
+                           SceneError, StorageError)
 from httpov.jobs import LIVE, JobStore
-from httpov.plan import Batch, JobSpec
+from httpov.plan import Batch, JobSpec, check_batch, check_spec
+from httpov.sandbox import RenderLimits
 from httpov.settings import Settings
 from httpov.storage import Storage
 
@@ -28,6 +31,7 @@ def frame_key(job_id: str, name: str) -> str:
     return f"jobs/{job_id}/frames/{name}"
 
 
+_BATCH_ID = re.compile(r"^f\d{6,}-\d{6,}(-r\d{5,}-\d{5,})?$")
 #: A batch that fails the same way on this many distinct render nodes fails its job: the scene, not a node.
 SAME_FAILURE_NODES = 2
 #: Leases a batch handed to another node waits for it before the sweepers requeue it on the shared queue.
@@ -77,8 +81,13 @@ class RenderNode:
         self._specs: dict[str, JobSpec] = {}
 
     def spec(self, job_id: str) -> JobSpec:
+        """The job's record, checked (plan.check_spec) before any use: Redis may hold a forged one."""
         if job_id not in self._specs:
-            self._specs[job_id] = self.store.spec(job_id)
+            spec = self.store.spec(job_id)
+            check_spec(spec)
+            if spec.id != job_id:
+                raise SceneError(f"the record of job {job_id!r} names job {spec.id!r}")
+            self._specs[job_id] = spec
         return self._specs[job_id]
 
     def run(self, job_id: str, batch_id: str, token: str, node: str) -> Outcome:
@@ -90,6 +99,16 @@ class RenderNode:
         lease = self.settings.lease_seconds
         handoff = f"retry:{token}"
         execution = f"{token}/{secrets.token_hex(4)}"
+        try:  # before any lease or file: every field of the record and the message this node acts on
+            spec = self.spec(job_id)
+        except JobNotFoundError:
+            return Outcome("missing")
+        except (SceneError, BadInputError) as exc:
+            return self._refuse_job(job_id, batch_id, node, exc)
+        try:
+            batch = check_batch(spec, batch_id)
+        except BadInputError as exc:
+            return Outcome("refused", detail=str(exc))  # a message no one planned: dropped, the job goes on
         blocked = self.store.blocked(job_id)
         if node in blocked:
             return self._hand_back(job_id, batch_id, execution, handoff, node, blocked)
@@ -99,8 +118,6 @@ class RenderNode:
         if status != "ok":
             return Outcome(status)  # duplicate, busy elsewhere, cancelled, failed, done, missing
         attempt = self.store.add_attempt(job_id, batch_id)
-        spec = self.spec(job_id)
-        batch = Batch.from_id(batch_id)
         try:
             seconds = self._render_and_store(spec, batch, execution)
         except Stopped as stop:
@@ -111,8 +128,9 @@ class RenderNode:
             return self._failed(spec, batch, handoff, node, attempt, exc)
         except Exception as exc:  # a bug or an OS error on this node: worth another try, elsewhere
             if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's, raised while povray ran: it is killed
-                error = RenderError(f"the batch ran past its time limit of {self.settings.task_time_limit} s "
-                                    "(HTTPOV_TASK_TIME_LIMIT)", transient=False)
+                error = RenderError(f"the batch ran past the render node's time limit of "
+                                    f"{self.settings.soft_time_limit} s (HTTPOV_TASK_TIME_LIMIT less 30 s); "
+                                    "povray was stopped", transient=False)
             else:
                 error = RenderError(f"{type(exc).__name__}: {exc}", transient=True)
             return self._failed(spec, batch, handoff, node, attempt, error)
@@ -125,6 +143,13 @@ class RenderNode:
         # the render is stored: ride out a Redis restart rather than render it again
         _through_outage(record, max(60.0, 3 * lease))
         return Outcome("rendered", detail=f"{batch.label} in {seconds:.1f}s")
+
+    def _refuse_job(self, job_id: str, batch_id: str, node: str, exc: HttpovError) -> Outcome:
+        """A job record that httpov did not write (or a corrupt one) fails its job, without a lease or a file."""
+        message = f"the job record is not valid, nothing was rendered: {exc}"
+        where = batch_id if isinstance(batch_id, str) and _BATCH_ID.match(batch_id) else "record"
+        self.store.fail_batch(job_id, where, message, [], final=True, node=node)
+        return Outcome("failed", detail=message)
 
     def _hand_back(self, job_id: str, batch_id: str, execution: str, handoff: str, node: str,
                    blocked: set[str]) -> Outcome:
@@ -184,7 +209,7 @@ class RenderNode:
                 shutil.copytree(scene / spec.root if spec.root else scene, workdir / "scene", symlinks=False)
             try:
                 output = povray.render(self.settings.povray, spec, batch, workdir, self.settings.render_threads,
-                                       keep_going)
+                                       keep_going, self.limits, spec.time_limit)
             except RenderError:
                 if stopped:
                     raise Stopped(stopped[0]) from None
@@ -218,6 +243,11 @@ class RenderNode:
                 message = f"{exc} (failed {attempt} times)"
         self.store.fail_batch(spec.id, batch.id, message, lines, final=True, node=node)
         return Outcome("failed", detail=message)
+
+    @property
+    def limits(self) -> RenderLimits:
+        """What one batch may write: HTTPOV_BATCH_MAX_BYTES and HTTPOV_BATCH_MAX_FILES."""
+        return RenderLimits(output_bytes=self.settings.batch_max_bytes, output_files=self.settings.batch_max_files)
 
     @property
     def block_after(self) -> int:

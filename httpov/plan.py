@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
 
 from httpov.errors import BadInputError, SceneError
 from httpov.scene import SceneOptions
@@ -15,6 +17,11 @@ TARGET_TASK_SECONDS = 2.5
 POVRAY_START_SECONDS = 0.7  # povray's idle start, paid once per task; measured frame times are net of it
 MIN_BATCHES = 8  # a short job is still spread over this many tasks (a 2-core node runs 8 render processes)
 FIRST_MAX_COUNT = 4  # before a scene's frame time is known, keep tasks short: a heavy scene stays parallel
+SCENE_KEY = re.compile(r"^scenes/[0-9a-f]{64}\.zip$")  # a scene is stored under its content hash
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Options whose values are paths inside the scene.
+PATH_OPTIONS = ("Input_File_Name", "Library_Path")
+MAX_NAME = 200
 
 
 @dataclass(frozen=True)
@@ -168,6 +175,7 @@ class JobSpec:
     priority: int = 5
     created: float = 0.0
     batches: list[str] = field(default_factory=list)
+    time_limit: int | None = None  # seconds a batch may run (submit --time-limit), within the node's own limit
 
     @property
     def frames(self) -> FrameRange:
@@ -187,7 +195,77 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "JobSpec":
-        data = dict(data)
-        if data.get("slices"):
-            data["slices"] = [tuple(s) for s in data["slices"]]
-        return cls(**data)
+        try:
+            data = dict(data)
+            if data.get("slices"):
+                data["slices"] = [tuple(s) for s in data["slices"]]
+            return cls(**data)
+        except (TypeError, ValueError) as exc:
+            raise SceneError(f"the job record is malformed: {exc}") from None
+
+
+def safe_name(name: str) -> str:
+    """A job name reduced to [A-Za-z0-9_.-] for file names; a job name is display text, never a path."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:MAX_NAME] or "job"
+
+
+def check_name(name: object) -> None:
+    """Refuse a job name with control characters or path separators (BadInputError, exit 2)."""
+    if not isinstance(name, str) or not name.strip():
+        raise BadInputError("the job name is empty")
+    if len(name) > MAX_NAME:
+        raise BadInputError(f"the job name is {len(name)} characters long: at most {MAX_NAME}")
+    if any(ord(c) < 32 or ord(c) == 127 or c in "/\\" for c in name):
+        raise BadInputError(f"the job name {name!r} holds a control character or a path separator",
+                            hint="a name is display text: use letters, digits, spaces, '_', '-', '.'")
+
+
+def inside_path(value: str, what: str) -> str:
+    """`value` as a relative path that stays inside the scene (SceneError otherwise); answers it normalised."""
+    path = PurePosixPath(value)
+    if (not value or any(ord(c) < 32 for c in value) or path.is_absolute() or ".." in path.parts
+            or "\\" in value):
+        raise SceneError(f"{what}={value!r} points outside the scene: give a path relative to the scene's folder")
+    return path.as_posix()
+
+
+def check_spec(spec: JobSpec) -> None:
+    """Every field a render node acts on, checked before it touches files or takes a lease (a job record in Redis
+    may be forged); also run at submit. Raises BadInputError (name) or SceneError (scene, paths, frames)."""
+    check_name(spec.name)
+    if not isinstance(spec.id, str) or not JOB_ID.match(spec.id):
+        raise SceneError(f"job id {spec.id!r} is not a job id")
+    if not isinstance(spec.scene_key, str) or not SCENE_KEY.match(spec.scene_key):
+        raise SceneError(f"scene key {spec.scene_key!r} is not scenes/<sha256>.zip")
+    if not isinstance(spec.root, str) or (spec.root and (inside_path(spec.root, "root") + "/" != spec.root)):
+        raise SceneError(f"scene root {spec.root!r} is not one folder inside the scene")
+    if not isinstance(spec.pov, str):
+        raise SceneError("the job's .pov is not a file name")
+    inside_path(spec.pov, "Input_File_Name")
+    if not isinstance(spec.options, dict):
+        raise SceneError("the job's options are not a table")
+    for option in PATH_OPTIONS:
+        value = spec.options.get(option)
+        for item in value if isinstance(value, list) else [] if value is None else [value]:
+            if not isinstance(item, str):
+                raise SceneError(f"{option} is not text")
+            inside_path(item.strip().strip('"'), option)
+    numbers = (spec.initial, spec.final, spec.first, spec.last, spec.width, spec.height, spec.count)
+    if any(type(n) is not int for n in numbers):
+        raise SceneError("the job's frames, size or count are not whole numbers")
+    if not (spec.initial <= spec.first <= spec.last <= spec.final) or spec.width <= 0 or spec.height <= 0:
+        raise SceneError(f"frames {spec.first}-{spec.last} of {spec.initial}-{spec.final} at "
+                         f"{spec.width}x{spec.height} is not a job povray can render")
+    if spec.time_limit is not None and (type(spec.time_limit) is not int or spec.time_limit <= 0):
+        raise SceneError(f"time limit {spec.time_limit!r} is not a number of seconds")
+
+
+def check_batch(spec: JobSpec, batch_id: object) -> Batch:
+    """The batch, if it is one the job planned (a forged message may name any frames); BadInputError otherwise."""
+    if not isinstance(batch_id, str) or not isinstance(spec.batches, list) or batch_id not in spec.batches:
+        raise BadInputError(f"batch {batch_id!r} is not one job {spec.id} planned")
+    batch = Batch.from_id(batch_id)
+    rows_ok = batch.rows is None or 1 <= batch.rows[0] <= batch.rows[1] <= spec.height
+    if not (spec.first <= batch.first <= batch.last <= spec.last) or not rows_ok:
+        raise BadInputError(f"batch {batch_id!r} lies outside job {spec.id}'s frames or rows")
+    return batch

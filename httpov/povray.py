@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import select
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable
 
 from httpov.errors import RenderError
-from httpov.plan import Batch, JobSpec
+from httpov.plan import PATH_OPTIONS, Batch, JobSpec, inside_path, safe_name
 from httpov.sandbox import RenderLimits, prepare_sandbox
 from httpov.scene import ALLOWED_OPTIONS
 from httpov.stitch import slice_options
@@ -20,7 +21,7 @@ from httpov.stitch import slice_options
 _ERROR = re.compile(r"error", re.I)
 CONTROLLED = {"Width", "Height", "Initial_Frame", "Final_Frame", "Subset_Start_Frame", "Subset_End_Frame"}
 ALLOWED = set(ALLOWED_OPTIONS.values())
-_FRAME_DIGITS = re.compile(r"(\d+)$")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass
@@ -33,9 +34,10 @@ class RenderOutput:
 
 
 def frame_file(name: str, frame: int, final: int) -> str:
-    """The file name a frame carries in results: '<name>_0007.png' (padding follows Final_Frame, at least 4)."""
+    """The file name a frame carries in results: '<name>_0007.png', the job name reduced to safe characters
+    (plan.safe_name: a name is never a path), padding following Final_Frame (at least 4 digits)."""
     width = max(4, len(str(final)))
-    return f"{name}_{frame:0{width}d}.png"
+    return f"{safe_name(name)}_{frame:0{width}d}.png"
 
 
 def scene_ini(spec: JobSpec, scene_dir: Path) -> str:
@@ -48,17 +50,10 @@ def scene_ini(spec: JobSpec, scene_dir: Path) -> str:
         for item in value if isinstance(value, list) else [value]:
             if any(ord(c) < 32 for c in item):
                 raise RenderError(f"option {name} holds a control character", transient=False)
-            if name in ("Input_File_Name", "Library_Path"):
-                item = str(_inside(scene_dir, item, name))
+            if name in PATH_OPTIONS:
+                item = str(scene_dir / inside_path(item, name))
             lines.append(f"{name}={item}")
     return "\n".join(lines) + "\n"
-
-
-def _inside(scene_dir: Path, relative: str, what: str) -> Path:
-    path = PurePosixPath(relative)
-    if path.is_absolute() or ".." in path.parts:
-        raise RenderError(f"{what}={relative!r} points outside the scene", transient=False)
-    return scene_dir / path
 
 
 def povray_args(spec: JobSpec, batch: Batch, ini: Path, out_dir: Path, threads: int) -> list[str]:
@@ -75,16 +70,36 @@ def povray_args(spec: JobSpec, batch: Batch, ini: Path, out_dir: Path, threads: 
 
 
 def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int,
-           keep_going: Callable[[], bool], limits: RenderLimits | None = None) -> RenderOutput:
-    """Render `batch` with the scene copied in workdir/scene; raise RenderError with the log's error lines."""
-    scene_dir, out_dir, home = workdir / "scene", workdir / "out", workdir / "home"
+           keep_going: Callable[[], bool], limits: RenderLimits | None = None,
+           time_limit: float | None = None) -> RenderOutput:
+    """Render `batch` with the scene copied in workdir/scene; raise RenderError with the log's error lines.
+
+    povray writes into a folder of its own whose name the scene cannot guess; only the frames of the batch are
+    taken from it, each checked to be a PNG of the job's size. `limits` bound the bytes and files the whole run
+    (the scene's #write included) may write; `time_limit` (seconds) stops a batch that runs longer."""
+    limits = limits or RenderLimits()
+    scene_dir, out_dir, home = workdir / "scene", workdir / f"out-{secrets.token_hex(8)}", workdir / "home"
     out_dir.mkdir()
     home.mkdir()
     ini = home / "httpov.ini"
     ini.write_text(scene_ini(spec, scene_dir))
-    box = prepare_sandbox(scene_dir, out_dir, home, limits or RenderLimits())
+    box = prepare_sandbox(scene_dir, out_dir, home, limits)
+    usage = OutputUsage(limits, (scene_dir, out_dir))
     log_path = workdir / "render.log"
     started = time.monotonic()
+    why: list[str] = []
+
+    def watch() -> bool:
+        if time_limit is not None and time.monotonic() - started > time_limit:
+            why.append(f"the batch ran past the job's time limit of {time_limit:g} s (submit --time-limit); "
+                       "povray was stopped")
+            return False
+        over = usage.over()
+        if over:
+            why.append(over)
+            return False
+        return keep_going()
+
     with open(log_path, "wb") as log:
         try:
             proc = subprocess.Popen(box.argv([povray, *povray_args(spec, batch, ini, out_dir, threads)]),
@@ -92,24 +107,62 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         except FileNotFoundError:
             raise RenderError(f"povray executable {povray!r} not found on this node", transient=True) from None
-        returncode = _wait(proc, keep_going)
+        returncode = _wait(proc, watch)
     text = log_path.read_text(errors="replace")
     seconds = time.monotonic() - started
-    if returncode is None:
+    if why or returncode is None:
+        if why:  # a limit of the batch: the same scene would meet it again, so final
+            raise RenderError(why[0], error_lines(text), transient=False)
         raise RenderError("render stopped: the job was cancelled or paused, or the batch was taken over",
                           transient=False)
+    limit = box.explain_exit(returncode) if returncode != 0 else None
+    over = usage.over()
+    if over or (limit and "output limit" in limit):
+        raise RenderError(over or limit or "", error_lines(text), transient=False)
     if returncode != 0:
-        limit = box.explain_exit(returncode)
-        if limit and "output limit" in limit:
-            raise RenderError(limit, error_lines(text), transient=False)
         if limit:
             raise RenderError(limit, error_lines(text), transient=True)
         raise failure(returncode, text)
-    images = collect(out_dir, batch)
+    images = collect(out_dir, spec, batch)
     missing = [f for f in batch.frames if f not in images]
     if missing:
         raise RenderError(f"povray exited 0 but wrote no image for frame(s) {missing}", error_lines(text), True)
+    for frame, image in images.items():
+        check_png(image, spec.width, spec.height, frame)
     return RenderOutput(images, text, seconds)
+
+
+class OutputUsage:
+    """Bytes and files a run added to its writable folders, against RenderLimits' totals for the batch."""
+
+    def __init__(self, limits: RenderLimits, folders: tuple[Path, ...]) -> None:
+        self.limits = limits
+        self.folders = folders
+        self.base = self._measure()
+
+    def _measure(self) -> tuple[int, int]:
+        size = files = 0
+        for folder in self.folders:
+            for root, _, names in os.walk(folder):
+                for name in names:
+                    try:
+                        size += os.lstat(os.path.join(root, name)).st_size
+                    except OSError:
+                        continue
+                    files += 1
+        return size, files
+
+    def over(self) -> str | None:
+        """Why the run is past a limit, or None."""
+        size, files = self._measure()
+        added, made = size - self.base[0], files - self.base[1]
+        if added > self.limits.output_bytes:
+            return (f"the batch wrote {added} bytes, more than its limit of {self.limits.output_bytes} "
+                    "(HTTPOV_BATCH_MAX_BYTES)")
+        if made > self.limits.output_files:
+            return (f"the batch wrote {made} files, more than its limit of {self.limits.output_files} "
+                    "(HTTPOV_BATCH_MAX_FILES)")
+        return None
 
 
 def _wait(proc: subprocess.Popen, keep_going: Callable[[], bool], tick: float = 0.5) -> int | None:
@@ -154,17 +207,30 @@ def kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def collect(out_dir: Path, batch: Batch) -> dict[int, Path]:
-    """Map each image povray wrote to its frame: a number at the end of the name, or the batch's only frame."""
-    files = sorted(p for p in out_dir.iterdir() if p.suffix.lower() == ".png")
-    if len(files) == 1 and batch.first == batch.last:
-        return {batch.first: files[0]}
+def collect(out_dir: Path, spec: JobSpec, batch: Batch) -> dict[int, Path]:
+    """The image povray wrote for each frame of the batch, by the exact name it gives it ('frame07.png', padded
+    like Final_Frame; 'frame.png' for a still); any other file in the folder is ignored."""
+    width = len(str(spec.final))
     images = {}
-    for path in files:
-        match = _FRAME_DIGITS.search(path.stem)
-        if match:
-            images[int(match.group(1))] = path
+    for frame in batch.frames:
+        for name in (f"frame{frame:0{width}d}.png", "frame.png" if batch.first == batch.last else ""):
+            path = out_dir / name
+            if name and path.is_file() and not path.is_symlink():
+                images[frame] = path
+                break
     return images
+
+
+def check_png(path: Path, width: int, height: int, frame: int) -> None:
+    """A frame must be a whole PNG of the job's size: a scene's #write can reach povray's output (one process)."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+        f.seek(max(0, path.stat().st_size - 12))
+        tail = f.read(12)
+    size = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) if len(head) == 24 else None
+    if head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR" or size != (width, height) or tail[4:8] != b"IEND":
+        raise RenderError(f"the image of frame {frame} is not the {width}x{height} PNG povray renders: "
+                          "the scene overwrote it", transient=False)
 
 
 def failure(returncode: int, log: str) -> RenderError:

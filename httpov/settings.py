@@ -40,6 +40,8 @@ class Settings:
     redis_ca: str | None = None
     render_processes: int = field(default_factory=lambda: default_render_processes(1))
     celery_config: str | None = None
+    batch_max_bytes: int = 1024**3  # bytes one batch may write (its frames and the scene's #write together)
+    batch_max_files: int = 1000  # files one batch may create
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -64,7 +66,15 @@ class Settings:
             render_processes=_number(env, "HTTPOV_RENDER_PROCESSES",
                                      default_render_processes(_number(env, "HTTPOV_RENDER_THREADS", 1, int)), int),
             celery_config=env.get("HTTPOV_CELERY_CONFIG") or None,
+            batch_max_bytes=_number(env, "HTTPOV_BATCH_MAX_BYTES", 1024**3, int),
+            batch_max_files=_number(env, "HTTPOV_BATCH_MAX_FILES", 1000, int),
         )
+
+    @property
+    def soft_time_limit(self) -> int:
+        """Celery's soft time limit: a batch is stopped (povray killed) this long after it started, 30 s before
+        the hard limit (HTTPOV_TASK_TIME_LIMIT) would kill its render process."""
+        return max(1, self.task_time_limit - 30)
 
     def with_(self, **changes: object) -> "Settings":
         """A copy with some fields changed (tests, `httpov render`)."""

@@ -14,8 +14,8 @@ import redis
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.local import free_port, worker_env
-from tests.conftest import TINY_ANIMATION, pixels, povray_direct, wait_for, write_scene
+from httpov.local import free_port, stop_worker, worker_env
+from tests.conftest import TINY_ANIMATION, pixels, povray_direct, queue_drained, wait_for, write_scene
 
 
 def test_scene_ini_cannot_override_what_httpov_sets(tmp_path, client, workers):
@@ -165,3 +165,168 @@ def test_redis_with_tls_and_password(tmp_path, settings, tls_redis, workers):
                        HTTPOV_STATE_URL=f"rediss://127.0.0.1:{port}/0")
     denied = CliRunner().invoke(cli, ["status"], env=no_password)
     assert denied.exit_code == 5 and "password" in denied.output
+
+
+# --- job names, forged records and messages, outputs, limits (issue #11) ---------------------------------------
+
+def _forge(client, settings, job_id: str, **fields) -> None:
+    """Overwrite fields of a job's record in Redis, as someone with write access to it could."""
+    key = f"{settings.prefix}:job:{job_id}"
+    spec = json.loads(client.store.r.hget(key, "spec"))
+    spec.update(fields)
+    client.store.r.hset(key, "spec", json.dumps(spec))
+
+
+def test_a_name_with_a_path_is_refused_at_submit(tmp_path, settings):
+    scene = write_scene(tmp_path / "named", TINY_ANIMATION, "Width=8\nHeight=8\n")
+    for name in ("../../../../x/jobs/y/frames/z", "a\\b", "bell\a"):
+        result = CliRunner().invoke(cli, ["submit", str(scene), "--slices", "2", "--name", name],
+                                    env=worker_env(settings))
+        assert result.exit_code == 2, result.output
+        assert "path separator" in result.output
+    assert not Path(settings.storage).exists() or not any(Path(settings.storage).rglob("*.zip"))
+
+
+def test_a_forged_name_never_becomes_a_path_on_the_node(tmp_path, settings, client, workers):
+    """A job record whose name points at another job's stitched frame: that frame stays as it was."""
+    first = workers(concurrency=2)
+    scene = write_scene(tmp_path / "victim", TINY_ANIMATION, "Width=16\nHeight=12\n")
+    victim = client.submit(scene, slices=2)
+    client.wait(victim.spec.id, timeout=90)
+    frames = Path(settings.storage) / "jobs" / victim.spec.id / "frames"
+    [stitched] = list(frames.iterdir())
+    before = pixels(stitched)
+    stop_worker(first)  # a fresh node reads the forged record (nodes keep the records they read)
+    attacker = client.submit(write_scene(tmp_path / "attacker", TINY_ANIMATION.replace("0.4, 1", "1, 0"),
+                                         "Width=16\nHeight=12\n"), slices=2)
+    _forge(client, settings, attacker.spec.id, name="../" * 12 + f"{str(frames)[1:]}/{stitched.name[:-len('_0001.png')]}")
+    workers(concurrency=2, name="second")
+    wait_for(lambda: client.store.state(attacker.spec.id) in ("failed", "done"), 60, "the forged job to end")
+    assert pixels(stitched) == before, "the forged job replaced another job's frame"
+    assert sorted(p.name for p in frames.iterdir()) == [stitched.name]
+    progress = client.status(attacker.spec.id)[0]
+    assert progress["state"] == "failed"
+    assert any("path separator" in line for line in progress["errors"])
+
+
+def test_a_forged_root_is_refused_before_any_lease_or_copy(tmp_path, settings, client, workers):
+    """root '../' would copy every cached scene into the sandbox, where the scene could read other jobs' files."""
+    secret = write_scene(tmp_path / "secret", TINY_ANIMATION + "// the other job's secret\n", "Width=8\nHeight=8\n")
+    first = workers(concurrency=1)
+    client.wait(client.submit(secret).spec.id, timeout=90)  # its scene is now in the node's cache
+    stop_worker(first)
+    sub = client.submit(write_scene(tmp_path / "forged", TINY_ANIMATION, "Width=8\nHeight=8\n"))
+    _forge(client, settings, sub.spec.id, root="../")
+    workers(concurrency=1, name="second")
+    wait_for(lambda: client.store.state(sub.spec.id) in ("failed", "done"), 60, "the forged job to end")
+    progress = client.status(sub.spec.id)[0]
+    assert progress["state"] == "failed"
+    assert any("root='../' points outside the scene" in line for line in progress["errors"])
+    assert client.store.attempts(sub.spec.id, sub.spec.batches[0]) == 0, "the node leased a forged job's batch"
+
+
+def test_forged_batch_messages_are_dropped_and_the_job_goes_on(tmp_path, settings, client, workers):
+    scene = write_scene(tmp_path / "live", TINY_ANIMATION, "Width=8\nHeight=8\n+KFI1 +KFF2\n")
+    sub = client.submit(scene, count=2)
+    forged = ["f000001-999999", "../../x", "f000001-000002-r00001-00008"]
+    for batch in forged:
+        client.celery.send_task("httpov.render_batch", kwargs={"job_id": sub.spec.id, "batch": batch},
+                                queue=settings.queue)
+    workers(concurrency=1)
+    assert client.wait(sub.spec.id, timeout=90)["state"] == "done"
+    wait_for(lambda: queue_drained(settings), 60, "the forged messages to be consumed")
+    batches = client.store.batches(sub.spec.id)
+    for batch in forged:
+        assert client.store.attempts(sub.spec.id, batch) == 0, f"the node took a lease on {batch}"
+        assert batch not in batches["done"] and batch not in batches["failed"]
+    assert not client.store.r.keys(f"{settings.prefix}:lease:*")
+
+
+def test_a_scene_cannot_replace_or_add_outputs(tmp_path, settings, client, workers):
+    """Frame 2's parse writes text over frame 1's image and adds an image of its own, wherever it finds povray's
+    output: frame 1 keeps its pixels and no extra frame appears."""
+    pov = TINY_ANIMATION + """
+#if (frame_number = 2 & file_exists("../out/frame1.png"))
+  #fopen F "../out/frame1.png" write #write (F, "not a png\\n") #fclose F
+  #fopen G "../out/sneaky_0003.png" write #write (G, "extra\\n") #fclose G
+#end
+"""
+    scene = write_scene(tmp_path / "sneaky", pov, "Width=16\nHeight=12\n+KFI1 +KFF2\n")
+    workers(concurrency=1)
+    sub = client.submit(scene, count=2)
+    assert client.wait(sub.spec.id, timeout=90)["state"] == "done"
+    images = client.fetch(sub.spec.id, tmp_path / "out")
+    assert [p.name for p in images] == ["sneaky_0001.png", "sneaky_0002.png"]
+    povray_direct(write_scene(tmp_path / "clean", TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF2\n"),
+                  tmp_path / "ref")
+    assert pixels(images[0]) == pixels(tmp_path / "ref" / "ref1.png"), "the scene replaced its frame"
+
+
+@pytest.mark.parametrize("limit, body, words", [
+    ({"batch_max_bytes": 200_000}, '#for (I, 1, 3) #fopen F concat("big", str(I, 0, 0), ".txt") write '
+                                   '#for (J, 1, 2500) #write (F, "0123456789012345678901234567890123456789\\n") '
+                                   '#end #fclose F #end', "HTTPOV_BATCH_MAX_BYTES"),
+    ({"batch_max_files": 20}, '#for (I, 1, 60) #fopen F concat("f", str(I, 0, 0), ".txt") write '
+                              '#write (F, "x\\n") #fclose F #end', "HTTPOV_BATCH_MAX_FILES"),
+])
+def test_a_batch_may_write_only_so_much(tmp_path, settings, client, workers, limit, body, words):
+    """Three 80 kB files pass a per-file limit but not the batch's total; 60 files pass no count today."""
+    scene = write_scene(tmp_path / "writer", TINY_ANIMATION + body + "\n", "Width=8\nHeight=8\n")
+    workers(concurrency=1, settings_=settings.with_(**limit))
+    sub = client.submit(scene)
+    wait_for(lambda: client.store.state(sub.spec.id) in ("failed", "done"), 90, "the job to end")
+    progress = client.status(sub.spec.id)[0]
+    assert progress["state"] == "failed"
+    assert any(words in line for line in progress["errors"]), progress["errors"]
+    assert client.store.attempts(sub.spec.id, sub.spec.batches[0]) == 1, "a limit is final, not retried"
+
+
+def test_library_path_outside_the_scene_is_refused_at_submit(tmp_path, settings):
+    scene = write_scene(tmp_path / "lib", TINY_ANIMATION, "Width=8\nHeight=8\nLibrary_Path=/\n")
+    result = CliRunner().invoke(cli, ["submit", str(scene)], env=worker_env(settings))
+    assert result.exit_code == 3, result.output
+    assert "Library_Path='/' points outside the scene" in result.output
+    assert not Path(settings.storage).exists() or not any(Path(settings.storage).rglob("*.zip"))
+
+
+def _povray_of(job_id: str) -> list[int]:
+    """Processes whose command line names the job (povray runs in a work folder named after it)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and job_id.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+ENDLESS = "#version 3.7;\n#while (true) #end\nbackground { color rgb 1 }\n"
+
+
+def test_a_job_time_limit_stops_an_endless_parse(tmp_path, settings, client, workers):
+    scene = write_scene(tmp_path / "endless", ENDLESS, "Width=8\nHeight=8\n")
+    env = worker_env(settings)
+    refused = CliRunner().invoke(cli, ["submit", str(scene), "--time-limit", str(settings.task_time_limit + 1)],
+                                 env=env)
+    assert refused.exit_code == 2 and "HTTPOV_TASK_TIME_LIMIT" in refused.output
+    workers(concurrency=1)
+    result = CliRunner().invoke(cli, ["submit", str(scene), "--time-limit", "2"], env=env)
+    assert result.exit_code == 0, result.output
+    job_id = client.store.job_ids()[-1]
+    wait_for(lambda: client.store.state(job_id) in ("failed", "done"), 60, "the time limit to stop the job")
+    progress = client.status(job_id)[0]
+    assert progress["state"] == "failed"
+    assert any("time limit of 2 s" in line for line in progress["errors"]), progress["errors"]
+    assert client.store.attempts(job_id, client.store.spec(job_id).batches[0]) == 1, "a limit is final"
+    wait_for(lambda: not _povray_of(job_id), 10, "povray to be gone")
+
+
+def test_the_node_time_limit_message_names_the_soft_limit(tmp_path, settings, client, workers):
+    workers(concurrency=1, settings_=settings.with_(task_time_limit=32))  # soft limit: 2 s
+    sub = client.submit(write_scene(tmp_path / "endless", ENDLESS, "Width=8\nHeight=8\n"))
+    wait_for(lambda: client.store.state(sub.spec.id) in ("failed", "done"), 60, "the soft time limit")
+    progress = client.status(sub.spec.id)[0]
+    assert progress["state"] == "failed"
+    assert any("time limit of 2 s" in line for line in progress["errors"]), progress["errors"]
+    wait_for(lambda: not _povray_of(sub.spec.id), 10, "povray to be gone")

@@ -225,7 +225,9 @@ def inside_path(value: str, what: str) -> str:
     path = PurePosixPath(value)
     if (not value or any(ord(c) < 32 for c in value) or path.is_absolute() or ".." in path.parts
             or "\\" in value):
-        raise SceneError(f"{what}={value!r} points outside the scene: give a path relative to the scene's folder")
+        hint = " (POV-Ray's include library is always on the path)" if what == "Library_Path" else ""
+        raise SceneError(f"{what}={value!r} points outside the scene: give a path relative to the scene's "
+                         f"folder{hint}")
     return path.as_posix()
 
 
@@ -256,6 +258,11 @@ def check_spec(spec: JobSpec) -> None:
     if not (spec.initial <= spec.first <= spec.last <= spec.final) or spec.width <= 0 or spec.height <= 0:
         raise SceneError(f"frames {spec.first}-{spec.last} of {spec.initial}-{spec.final} at "
                          f"{spec.width}x{spec.height} is not a job povray can render")
+    if type(spec.priority) is not int or not 0 <= spec.priority <= 9:
+        raise SceneError(f"priority {spec.priority!r} is not 0-9")
+    for rows in spec.slices or []:
+        if len(rows) != 2 or any(type(r) is not int for r in rows) or not 1 <= rows[0] <= rows[1] <= spec.height:
+            raise SceneError(f"slice {rows!r} is not a row range of the {spec.height}-row image")
     if spec.time_limit is not None and (type(spec.time_limit) is not int or spec.time_limit <= 0):
         raise SceneError(f"time limit {spec.time_limit!r} is not a number of seconds")
 

@@ -22,7 +22,7 @@ def spec(**changes: object) -> JobSpec:
 
 def test_a_record_as_submit_writes_it_passes():
     check_spec(spec())
-    check_spec(spec(root="scene/", pov="sub/scene.pov", time_limit=60))
+    check_spec(spec(root="scene/", pov="sub/scene.pov", time_limit=60, slices=[(1, 12), (13, 24)]))
 
 
 @pytest.mark.parametrize("changes, words", [
@@ -42,6 +42,8 @@ def test_a_record_as_submit_writes_it_passes():
     ({"first": 0}, "not a job povray can render"),
     ({"height": 0}, "not a job povray can render"),
     ({"time_limit": -1}, "time limit"),
+    ({"priority": "9; evil"}, "priority"),
+    ({"slices": [(1, 12), (13, 999)]}, "slice"),
 ])
 def test_forged_records_are_refused(changes, words):
     with pytest.raises(SceneError, match=words.replace("(", r"\(").replace("[", r"\[")):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -65,9 +66,18 @@ class LocalStorage(Storage):
 
 
 def _atomic_copy(source: Path, target: Path) -> None:
-    """Copy through a temporary name in the target's folder, then rename: readers see all or nothing."""
+    """Copy through a temporary name in the target's folder, then rename: readers see all or nothing.
+
+    The file is created with mode 0666 less the umask, like any file a program writes (mkstemp's 0600 would hide
+    results from the other users of a shared folder whatever their umask)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+    while True:
+        tmp = target.parent / f".tmp-{secrets.token_hex(8)}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
             shutil.copyfileobj(src, out, 1024 * 1024)

@@ -49,25 +49,45 @@ return redis.call('HDEL', KEYS[2], ARGV[1])
 
 # refresh: extend our lease if we still hold it; answer the job's state so the task can stop on cancel.
 _REFRESH = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[2]) * 1000))
 else
   return 'lost'
 end
-return redis.call('HGET', KEYS[1], 'state') or 'missing'
+return state
 """
 
-# set_state: move a job to a new state only from one of the allowed ones.
+# set_state: move a job (id ARGV[4]) to a new state only from one of the allowed ones, in the same step taking a
+# finished job out of the active set (ARGV[2] 'finish', at time ARGV[3]) or putting a live one in (ARGV[2] 'live').
 _TRANSITION = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
-for i = 2, #ARGV do
+for i = 5, #ARGV do
   if state == ARGV[i] then
     redis.call('HSET', KEYS[1], 'state', ARGV[1])
+    if ARGV[2] == 'finish' then
+      redis.call('HSET', KEYS[1], 'finished', ARGV[3])
+      redis.call('SREM', KEYS[2], ARGV[4])
+    elseif ARGV[2] == 'live' then
+      redis.call('SADD', KEYS[2], ARGV[4])
+    end
     return 'ok'
   end
 end
 return state
+"""
+
+# guarded: run a job's writes (a JSON list of commands) only while its record exists, so that a job deleted, or
+# lost with a Redis restarted empty, never comes back as stray keys without expiry; 'missing' if it is gone.
+_GUARDED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+local replies = {}
+for i, command in ipairs(cjson.decode(ARGV[1])) do
+  replies[i] = redis.call(unpack(command))
+end
+return replies
 """
 
 
@@ -81,6 +101,7 @@ class JobStore:
         self._refresh = client.register_script(_REFRESH)
         self._transition = client.register_script(_TRANSITION)
         self._reclaim = client.register_script(_RECLAIM)
+        self._guard = client.register_script(_GUARDED)
 
     @classmethod
     def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> "JobStore":
@@ -134,32 +155,31 @@ class JobStore:
     def spec(self, job_id: str) -> JobSpec:
         raw = self._call(lambda: self.r.hget(self._k(job_id), "spec"))
         if raw is None:
-            raise JobNotFoundError(f"no job with id {job_id!r}", hint="`httpov status` lists the jobs")
+            raise _missing(job_id)
         return JobSpec.from_dict(json.loads(raw))
 
     def state(self, job_id: str) -> str:
         state = self._call(lambda: self.r.hget(self._k(job_id), "state"))
         if state is None:
-            raise JobNotFoundError(f"no job with id {job_id!r}", hint="`httpov status` lists the jobs")
+            raise _missing(job_id)
         return state
 
     def transition(self, job_id: str, new: str, allowed_from: tuple[str, ...]) -> str:
         """Set the job's state to `new` if it is in `allowed_from`; answer 'ok' or the state it is in."""
-        result = self._call(lambda: self._transition(keys=[self._k(job_id)], args=[new, *allowed_from]))
+        mode = "finish" if new in FINISHED else "live" if new in LIVE else ""
+        result = self._call(lambda: self._transition(keys=[self._k(job_id), f"{self.p}:active"],
+                                                     args=[new, mode, time.time(), job_id, *allowed_from]))
         if result == "missing":
-            raise JobNotFoundError(f"no job with id {job_id!r}", hint="`httpov status` lists the jobs")
-        if result == "ok":
-            if new in FINISHED:
-                self._call(lambda: self._finish(job_id))
-            elif new in LIVE:
-                self._call(lambda: self.r.sadd(f"{self.p}:active", job_id))
+            raise _missing(job_id)
         return result
 
-    def _finish(self, job_id: str) -> None:
-        pipe = self.r.pipeline()
-        pipe.hset(self._k(job_id), "finished", time.time())
-        pipe.srem(f"{self.p}:active", job_id)
-        pipe.execute()
+    def _guarded(self, job_id: str, *commands: list[Any]) -> list[Any]:
+        """Run Redis commands (lists of words) at once, only if the job's record exists; JobNotFoundError if not."""
+        words = [[str(word) for word in command] for command in commands]
+        replies = self._call(lambda: self._guard(keys=[self._k(job_id)], args=[json.dumps(words)]))
+        if replies == "missing":
+            raise _missing(job_id)
+        return replies
 
     def job_ids(self) -> list[str]:
         """Every job, oldest first."""
@@ -191,29 +211,20 @@ class JobStore:
     def hold_for_retry(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float) -> None:
         """Hand the lease to this task's retry for its back-off; the batch stays 'running' so that, should the
         retry message be lost with its node, the sweepers requeue the batch once the hand-off expires."""
-        def run() -> None:
-            pipe = self.r.pipeline()
-            pipe.set(self._lease(job_id, batch_id), handoff, px=int(seconds * 1000))
-            pipe.hset(self._k(job_id, "running"), batch_id, json.dumps(
-                {"node": node, "started": time.time(), "token": handoff, "retrying": True}))
-            pipe.execute()
-        self._call(run)
+        self._guarded(job_id, ["SET", self._lease(job_id, batch_id), handoff, "PX", int(seconds * 1000)],
+                      ["HSET", self._k(job_id, "running"), batch_id, json.dumps(
+                          {"node": node, "started": time.time(), "token": handoff, "retrying": True})])
 
     def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int]) -> bool:
-        """Record the batch done (once, however often it runs) and its finished frames; True if the job is done."""
-        def run() -> bool:
-            pipe = self.r.pipeline()
-            pipe.hsetnx(self._k(job_id, "done"), batch_id, json.dumps(info))
-            if frames:
-                pipe.sadd(self._k(job_id, "frames"), *frames)
-            pipe.hdel(self._k(job_id, "running"), batch_id)
-            pipe.hdel(self._k(job_id, "failed"), batch_id)
-            pipe.delete(self._lease(job_id, batch_id))
-            pipe.hlen(self._k(job_id, "done"))
-            pipe.hget(self._k(job_id), "total")
-            *_, done, total = pipe.execute()
-            return int(done) >= int(total)
-        if self._call(run):
+        """Record the batch done (once, however often it runs) and its finished frames; True if the job is done.
+        JobNotFoundError, writing nothing, if the job's record is gone."""
+        *_, done, total = self._guarded(
+            job_id, ["HSETNX", self._k(job_id, "done"), batch_id, json.dumps(info)],
+            *([["SADD", self._k(job_id, "frames"), *frames]] if frames else []),
+            ["HDEL", self._k(job_id, "running"), batch_id], ["HDEL", self._k(job_id, "failed"), batch_id],
+            ["DEL", self._lease(job_id, batch_id)], ["HLEN", self._k(job_id, "done")],
+            ["HGET", self._k(job_id), "total"])
+        if int(done) >= int(total):
             # a batch that was running when the job was paused still counts: the last one ends the job
             return self.transition(job_id, "done", (*LIVE, "paused")) == "ok"
         return False
@@ -221,18 +232,13 @@ class JobStore:
     def slice_done(self, job_id: str, frame: int, batch_id: str) -> int:
         """Record one slice of `frame` done; answers how many distinct slices of it are done."""
         key = self._k(job_id, f"slices:{frame}")
-        return int(self._call(lambda: self.r.pipeline().sadd(key, batch_id).scard(key).execute()[1]))
+        return int(self._guarded(job_id, ["SADD", key, batch_id], ["SCARD", key])[1])
 
     def fail_batch(self, job_id: str, batch_id: str, error: str, lines: list[str], final: bool, node: str) -> None:
         """Record a failed attempt; a final failure fails the job (its other batches are then skipped)."""
-        def run() -> None:
-            pipe = self.r.pipeline()
-            pipe.hset(self._k(job_id, "failed"), batch_id, json.dumps(
-                {"error": error, "lines": lines[-20:], "node": node, "final": final, "at": time.time()}))
-            pipe.hdel(self._k(job_id, "running"), batch_id)
-            pipe.delete(self._lease(job_id, batch_id))
-            pipe.execute()
-        self._call(run)
+        self._guarded(job_id, ["HSET", self._k(job_id, "failed"), batch_id, json.dumps(
+            {"error": error, "lines": lines[-20:], "node": node, "final": final, "at": time.time()})],
+                      ["HDEL", self._k(job_id, "running"), batch_id], ["DEL", self._lease(job_id, batch_id)])
         if final:
             self.transition(job_id, "failed", (*LIVE, "paused"))
 
@@ -242,17 +248,12 @@ class JobStore:
         this signature, whether the node is now blocked from the job)."""
         sig = hashlib.sha1(signature.encode()).hexdigest()[:12]
         key = self._k(job_id, f"sig:{batch_id}:{sig}")
-        def run() -> tuple[int, bool]:
-            pipe = self.r.pipeline()
-            pipe.sadd(key, node)
-            pipe.scard(key)
-            pipe.hincrby(self._k(job_id, "node_failures"), node, 1)
-            _, nodes, count = pipe.execute()
-            blocked = int(count) >= block_after
-            if blocked:
-                self.r.sadd(self._k(job_id, "blocked"), node)
-            return int(nodes), blocked
-        return self._call(run)
+        _, nodes, count = self._guarded(job_id, ["SADD", key, node], ["SCARD", key],
+                                        ["HINCRBY", self._k(job_id, "node_failures"), node, 1])
+        blocked = int(count) >= block_after
+        if blocked:
+            self._guarded(job_id, ["SADD", self._k(job_id, "blocked"), node])
+        return int(nodes), blocked
 
     def blocked(self, job_id: str) -> set[str]:
         """Render nodes kept off this job because they kept failing its batches."""
@@ -297,11 +298,11 @@ class JobStore:
         return int(self._call(lambda: self.r.hget(self._k(job_id, "attempts"), batch_id)) or 0)
 
     def add_attempt(self, job_id: str, batch_id: str) -> int:
-        return int(self._call(lambda: self.r.hincrby(self._k(job_id, "attempts"), batch_id, 1)))
+        return int(self._guarded(job_id, ["HINCRBY", self._k(job_id, "attempts"), batch_id, 1])[0])
 
     def park(self, job_id: str, batch_id: str) -> None:
         """Keep a batch of a paused job aside until resume."""
-        self._call(lambda: self.r.sadd(self._k(job_id, "parked"), batch_id))
+        self._guarded(job_id, ["SADD", self._k(job_id, "parked"), batch_id])
 
     def unpark(self, job_id: str) -> list[str]:
         def run() -> list[str]:
@@ -363,7 +364,7 @@ class JobStore:
     def record(self, job_id: str) -> dict[str, str]:
         raw = self._call(lambda: self.r.hgetall(self._k(job_id)))
         if not raw:
-            raise JobNotFoundError(f"no job with id {job_id!r}", hint="`httpov status` lists the jobs")
+            raise _missing(job_id)
         return raw
 
     def snapshot(self, job_id: str) -> tuple[dict[str, str], JobSpec, dict[str, Any]]:
@@ -421,3 +422,7 @@ def summarize(record: dict[str, str], spec: JobSpec, b: dict[str, Any]) -> dict[
         "elapsed": round(elapsed, 3), "rate": round(rate, 4), "errors": errors[:40],
         "nodes_blocked": b["blocked"],
     }
+
+
+def _missing(job_id: str) -> JobNotFoundError:
+    return JobNotFoundError(f"no job with id {job_id!r}", hint="`httpov status` lists the jobs")

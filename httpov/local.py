@@ -77,6 +77,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "HTTPOV_TASK_TIME_LIMIT": str(settings.task_time_limit),
         "HTTPOV_BATCH_MAX_BYTES": str(settings.batch_max_bytes),
         "HTTPOV_BATCH_MAX_FILES": str(settings.batch_max_files),
+        "HTTPOV_OUTAGE_SECONDS": str(settings.outage_seconds),
     })
     if settings.redis_ca:
         env["HTTPOV_REDIS_CA"] = settings.redis_ca

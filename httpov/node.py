@@ -1,6 +1,7 @@
 """A render node's work on one batch: lease it, render it, store its zip, record it (Celery-free)."""
 from __future__ import annotations
 
+import logging
 import random
 import re
 import secrets
@@ -10,17 +11,20 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from httpov import povray, stitch
 from httpov.cache import SceneCache
 from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError, RenderError,
                            SceneError, StorageError)
 from httpov.jobs import LIVE, JobStore
+from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, check_batch, check_spec
 from httpov.sandbox import RenderLimits
 from httpov.settings import Settings
 from httpov.storage import Storage
+
+
+log = logging.getLogger(__name__)
 
 
 def batch_key(job_id: str, batch_id: str) -> str:
@@ -36,19 +40,6 @@ _BATCH_ID = re.compile(r"^f\d{6,}-\d{6,}(-r\d{5,}-\d{5,})?$")
 SAME_FAILURE_NODES = 2
 #: Leases a batch handed to another node waits for it before the sweepers requeue it on the shared queue.
 HAND_BACK_LEASES = 3
-
-
-def _through_outage(fn: Callable[[], None], seconds: float) -> None:
-    """Run fn, trying again for up to `seconds` while Redis does not answer (a restart)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            fn()
-            return
-        except BrokerUnavailableError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(1.0)
 
 
 class Stopped(Exception):
@@ -79,6 +70,7 @@ class RenderNode:
         self.storage = storage
         self.cache = cache
         self._specs: dict[str, JobSpec] = {}
+        self._gone: set[str] = set()  # jobs found gone from Redis, said once each
 
     def spec(self, job_id: str) -> JobSpec:
         """The job's record, checked (plan.check_spec) before any use: Redis may hold a forged one."""
@@ -95,7 +87,22 @@ class RenderNode:
 
         `token` is the Celery task id, which a retry of the task keeps and a redelivered message repeats; each
         execution leases the batch under its own token, so a duplicate delivery finds the batch busy instead of
-        rendering it a second time, while a retry takes over the hand-off its failed attempt left."""
+        rendering it a second time, while a retry takes over the hand-off its failed attempt left.
+        A job whose record is gone (deleted, or lost with a Redis restarted empty) is dropped: 'missing', said once
+        per job in the log, and nothing written to Redis."""
+        try:
+            outcome = self._run(job_id, batch_id, token, node)
+        except JobNotFoundError:
+            outcome = Outcome("missing")
+        if outcome.status == "missing":
+            self._specs.pop(job_id, None)
+            if job_id not in self._gone:
+                self._gone.add(job_id)
+                log.warning("httpov: job %s is gone from Redis (deleted, or Redis restarted without its data): "
+                            "its batches are dropped", job_id)
+        return outcome
+
+    def _run(self, job_id: str, batch_id: str, token: str, node: str) -> Outcome:
         lease = self.settings.lease_seconds
         handoff = f"retry:{token}"
         execution = f"{token}/{secrets.token_hex(4)}"
@@ -121,6 +128,8 @@ class RenderNode:
         try:
             seconds = self._render_and_store(spec, batch, execution)
         except Stopped as stop:
+            if stop.state == "missing":
+                return Outcome("missing")
             if stop.state != "lost":
                 self.store.release(job_id, batch_id)
             return Outcome("stopped", detail=f"job {stop.state}")
@@ -141,7 +150,7 @@ class RenderNode:
             frames = self._stitch_if_complete(spec, batch) if spec.slices else list(batch.frames)
             self.store.finish_batch(job_id, batch_id, info, frames)
         # the render is stored: ride out a Redis restart rather than render it again
-        _through_outage(record, max(60.0, 3 * lease))
+        through_outage(record, max(self.settings.outage_seconds, 3 * lease))
         return Outcome("rendered", detail=f"{batch.label} in {seconds:.1f}s")
 
     def _refuse_job(self, job_id: str, batch_id: str, node: str, exc: HttpovError) -> Outcome:

@@ -42,6 +42,7 @@ class Settings:
     celery_config: str | None = None
     batch_max_bytes: int = 1024**3  # bytes one batch may write (its frames and the scene's #write together)
     batch_max_files: int = 1000  # files one batch may create
+    outage_seconds: float = 120.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -68,6 +69,7 @@ class Settings:
             celery_config=env.get("HTTPOV_CELERY_CONFIG") or None,
             batch_max_bytes=_number(env, "HTTPOV_BATCH_MAX_BYTES", 1024**3, int),
             batch_max_files=_number(env, "HTTPOV_BATCH_MAX_FILES", 1000, int),
+            outage_seconds=_number(env, "HTTPOV_OUTAGE_SECONDS", 120.0, float),
         )
 
     @property

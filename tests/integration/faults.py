@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import zipfile
 from pathlib import Path
 
-from tests.conftest import write_scene
+from httpov.local import redis_answers
+from tests.conftest import wait_for, write_scene
 
 # ~1-1.5 s a frame at 64x48 on one core (focal blur, reflections, forty spheres): slow enough to kill mid-render.
 SLOW_SCENE = """
@@ -62,3 +64,13 @@ def crash_script(path: Path, when: str = "*") -> Path:
                     'exec /usr/bin/povray "$@"\n')
     path.chmod(0o755)
     return path
+
+
+def redis_server(folder: Path, port: int, persist: bool) -> subprocess.Popen:
+    """A private redis-server on `port` with its files in `folder`: with `persist` it keeps an append-only file
+    (a restart brings the data back), without it a restart comes back empty."""
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+                             "--appendonly", "yes" if persist else "no", "--save", ""], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for(lambda: redis_answers(f"redis://127.0.0.1:{port}/0"), 20, "redis-server to start")
+    return proc

@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
-import redis
 from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local import free_port, worker_env
 from tests.conftest import pixels, povray_direct, queue_drained, wait_for
-from tests.integration.faults import crash_script, frames_in_results, povray_pids, slow_scene
+from tests.integration.faults import crash_script, frames_in_results, povray_pids, redis_server, slow_scene
 
 
 def _running_on(client, job_id: str) -> dict[str, str]:
@@ -133,22 +131,6 @@ def test_same_failure_on_two_nodes_fails_the_job_with_the_log(tmp_path, settings
     assert 2 <= attempts["f000001-000001"] <= 3
 
 
-def _redis_server(folder: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
-                             "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_for(lambda: _answers(url), 20, "redis-server to start")
-    return proc
-
-
-def _answers(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except (redis.ConnectionError, redis.TimeoutError):
-        return False
-
-
 def test_redis_restart_mid_job_loses_nothing(tmp_path, settings, workers):
     from httpov.app import make_app
     from httpov.client import Client
@@ -156,7 +138,7 @@ def test_redis_restart_mid_job_loses_nothing(tmp_path, settings, workers):
     port = free_port()
     data = tmp_path / "redis"
     data.mkdir()
-    server = _redis_server(data, port)
+    server = redis_server(data, port, persist=True)
     try:
         url = f"redis://127.0.0.1:{port}/0"
         settings = settings.with_(broker_url=url, state_url=url, lease_seconds=3.0)
@@ -171,7 +153,7 @@ def test_redis_restart_mid_job_loses_nothing(tmp_path, settings, workers):
         assert down.exit_code == 5, down.output
         assert "cannot reach Redis" in down.output and "redis-server" in down.output
         time.sleep(4)  # longer than a lease: leases of running batches may expire while Redis is down
-        server = _redis_server(data, port)
+        server = redis_server(data, port, persist=True)
 
         final = client.wait(sub.spec.id, timeout=180)
         assert (final["state"], final["frames_done"], final["batches_done"]) == ("done", 8, 8)

@@ -1,0 +1,35 @@
+"""Riding out a Redis outage (a restart): call again for a while, say so once, then give up."""
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+
+import redis
+
+from httpov.errors import BrokerUnavailableError
+
+T = TypeVar("T")
+
+#: What a client that rides out an outage says, once per outage.
+NOTICE = "Redis unreachable, retrying"
+
+
+def through_outage(fn: Callable[[], T], seconds: float, on_outage: Callable[[str], None] | None = None,
+                   pause: float = 1.0) -> T:
+    """fn(), called again every `pause` seconds while Redis does not answer, for up to `seconds` from the first
+    failure (then its BrokerUnavailableError goes up); `on_outage` is told once, at the first failure."""
+    deadline = None
+    while True:
+        try:
+            return fn()
+        except (BrokerUnavailableError, redis.ConnectionError, redis.TimeoutError) as exc:  # BusyLoadingError too
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + seconds
+                if on_outage is not None:
+                    on_outage(f"{NOTICE} for up to {seconds:g} s ({exc})")
+            if now >= deadline:
+                if isinstance(exc, BrokerUnavailableError):
+                    raise
+                raise BrokerUnavailableError(f"cannot reach Redis: {exc}") from exc
+        time.sleep(pause)

@@ -27,11 +27,9 @@ class _Group(click.Group):
 
 
 def _client(ctx: click.Context):
-    from httpov.app import make_app
     from httpov.client import Client
 
-    settings: Settings = ctx.obj
-    return Client(settings, make_app(settings))
+    return Client(ctx.obj)  # its Celery app is built only by the commands that queue batches
 
 
 @click.group(cls=_Group)

@@ -7,22 +7,20 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
-
-from celery import Celery
-from kombu.exceptions import OperationalError
+from typing import TYPE_CHECKING, Any, Callable
 
 from httpov import archive
 from httpov.errors import BadInputError, BrokerUnavailableError, JobFailedError, JobStateError, SceneError
 from httpov.eta import job_view
 from httpov.jobs import FINISHED, LIVE, JobStore
 from httpov.plan import JobSpec, adaptive_count, check_name, check_spec, safe_name, history_key, frame_range, frame_seconds, image_size, split
-from httpov.reaper import reap
 from httpov.scene import SceneLayout, SceneOptions, locate_scene
 from httpov.settings import Settings
 from httpov.stitch import plan_slices
 from httpov.storage import Storage, open_storage
-from httpov.tasks import enqueue
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -45,12 +43,21 @@ class Submission:
 class Client:
     """Talks to Redis (job state and queue) and storage on the user's behalf."""
 
-    def __init__(self, settings: Settings, celery: Celery, storage: Storage | None = None,
+    def __init__(self, settings: Settings, celery: Celery | None = None, storage: Storage | None = None,
                  store: JobStore | None = None) -> None:
         self.settings = settings
-        self.celery = celery
+        self._celery = celery
         self._storage = storage
         self.store = store or JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca)
+
+    @property
+    def celery(self) -> Celery:
+        """The Celery app that queues batches, built on first use: cancel, pause and status never import Celery."""
+        if self._celery is None:
+            from httpov.app import make_app
+
+            self._celery = make_app(self.settings)
+        return self._celery
 
     @property
     def storage(self) -> Storage:
@@ -217,6 +224,8 @@ class Client:
     def reap(self, node: str | None = None) -> list[tuple[str, str]]:
         """Requeue batches whose render node is gone (any worker or waiting client may sweep); a render node
         passes its name, which also tells the others it is alive."""
+        from httpov.reaper import reap
+
         if node:
             self.store.heartbeat(node)
 
@@ -226,6 +235,10 @@ class Client:
 
     def _send(self, spec: JobSpec, batch_ids: list[str]) -> int:
         """Queue batches; a broker that does not answer is BrokerUnavailableError, not a traceback."""
+        from kombu.exceptions import OperationalError
+
+        from httpov.tasks import enqueue
+
         try:
             return enqueue(self.celery, spec, batch_ids, self.settings.queue)
         except OperationalError as exc:

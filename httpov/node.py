@@ -194,17 +194,20 @@ class RenderNode:
         last_refresh = [time.monotonic()]
         stopped: list[str] = []
 
-        def keep_going() -> bool:
+        def keep_going() -> bool:  # asked every povray tick (half a second)
             now = time.monotonic()
-            if now - last_refresh[0] < self.settings.lease_seconds / 4:
-                return True
             try:
-                state = self.store.refresh(spec.id, batch.id, token, self.settings.lease_seconds)
+                if now - last_refresh[0] >= self.settings.lease_seconds / 4:
+                    state = self.store.refresh(spec.id, batch.id, token, self.settings.lease_seconds)
+                    last_refresh[0] = now
+                else:  # between refreshes one HGET of the job's state, so that a cancel kills povray at once
+                    state = self.store.state(spec.id)
+            except JobNotFoundError:
+                state = "missing"
             except BrokerUnavailableError:
                 # Redis restarting or out of reach: keep rendering. Should the lease run out meanwhile, another
                 # node may render the batch too, which is harmless: outputs and completion are idempotent.
                 return True
-            last_refresh[0] = now
             if state in LIVE or state == "paused":  # a paused job's running batches finish
                 return True
             stopped.append(state)  # cancelled, failed, done elsewhere, or 'lost' to another task

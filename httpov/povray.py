@@ -194,17 +194,15 @@ def _wait(proc: subprocess.Popen, keep_going: Callable[[], bool], tick: float = 
 
 
 def kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM povray's process group, SIGKILL it after two seconds."""
-    for sig, grace in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """SIGKILL povray's process group at once (a stopped render has nothing to save) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=5.0)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def collect(out_dir: Path, spec: JobSpec, batch: Batch) -> dict[int, Path]:

@@ -1,6 +1,8 @@
 """`httpov cancel / pause / resume / retry` and `--priority`, through the CLI, on real workers and povray."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -98,3 +100,32 @@ def test_high_priority_job_goes_before_a_low_one_already_queued(tmp_path, settin
     started = sorted([(info["finished"], "high") for info in client.store.batches(high_id)["done"].values()]
                      + [(info["finished"], "low") for info in client.store.batches(low.spec.id)["done"].values()])
     assert [who for _, who in started] == ["high"] * 4 + ["low"] * 4
+
+
+def test_cancel_kills_povray_at_the_next_tick_not_the_next_lease_refresh(tmp_path, settings, client, workers):
+    # a long lease: its first refresh comes 30 s into the batch, so only the per-tick look at the job's state can
+    # stop povray within the bound below (the figures: scripts/bench_cancel.py)
+    settings = settings.with_(lease_seconds=120.0)
+    sub = client.submit(slow_scene(tmp_path / "k", 40), count=20)
+    workers(concurrency=2, settings_=settings)
+    wait_for(lambda: len(client.store.running(sub.spec.id)) == 2 and povray_pids(str(settings.cache_dir)), 60,
+             "two batches to be rendering")
+    cancel = subprocess.run([sys.executable, "-m", "httpov.cli", "cancel", sub.spec.id], env=worker_env(settings),
+                            capture_output=True, text=True, timeout=60)
+    assert cancel.returncode == 0 and f"job {sub.spec.id} cancelled" in cancel.stdout, cancel.stderr
+    wait_for(lambda: not povray_pids(str(settings.cache_dir)), 10, "every povray of the job to be killed")
+    wait_for(lambda: not client.store.running(sub.spec.id), 10, "the running batches to be released")
+    assert client.store.batches(sub.spec.id)["done"] == {}
+
+
+def test_cancel_pause_and_status_never_import_celery(settings, client):
+    """What a control command costs is mostly imports: the ones that only touch job state need no Celery."""
+    job = client.submit(write_scene(settings.cache_dir / "s", TINY_ANIMATION, "Width=8\nHeight=6\n"), count=1)
+    probe = ("import sys\nfrom httpov.cli import cli\n"
+             "for args in (['status', sys.argv[1]], ['pause', sys.argv[1]], ['cancel', sys.argv[1]]):\n"
+             "    cli(args, standalone_mode=False)\n"
+             "print('celery imported' if 'celery' in sys.modules else 'no celery')\n")
+    run = subprocess.run([sys.executable, "-c", probe, job.spec.id], env=worker_env(settings), capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "no celery" and client.store.state(job.spec.id) == "cancelled"

@@ -62,7 +62,7 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
     for item in sub.ignored:
         click.echo(f"warning: ignored ini option {item!r} (httpov sets it, or it is not allowed)", err=True)
     if wait:
-        client.wait(sub.spec.id, _ProgressLine())
+        client.wait(sub.spec.id, _ProgressLine(), on_outage=_outage)
 
 
 @cli.command()
@@ -107,7 +107,8 @@ def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bo
         raise BadInputError(f"--interval must be greater than 0, got {interval}")
     redraw = sys.stdout.isatty() and not as_json
     last = None
-    for view in eta.follow(_client(ctx).store, job, poll=interval, timeout=0 if once else None):
+    for view in eta.follow(_client(ctx).store, job, poll=interval, timeout=0 if once else None,
+                           outage=ctx.obj.outage_seconds, on_outage=_outage):
         if as_json:
             click.echo(json.dumps(view))
         elif redraw:
@@ -239,7 +240,7 @@ def render(ctx: click.Context, scene: Path, workers: int | None, frames: int | N
     from httpov.local import render_locally
 
     result = render_locally(ctx.obj, scene, workers=workers, frames=frames, count=count, slices=slices,
-                            output=output, on_progress=_ProgressLine(), say=click.echo)
+                            output=output, on_progress=_ProgressLine(), say=click.echo, on_outage=_outage)
     click.echo(f"{len(result)} frame(s) rendered into {result[0].parent if result else output}")
 
 
@@ -286,6 +287,11 @@ class _ProgressLine:
         line = (f"\r{_bar(view, 30)} {view['frames_done']}/{view['frames_total']} frames, "
                 f"{view['frames_failed']} failed, {view['rate_recent']:.2f} fr/s, ETA {_eta(view)}, {view['state']}   ")
         click.echo(line, nl=view["state"] in ("done", "failed", "cancelled"), err=True)
+
+
+def _outage(message: str) -> None:
+    """Said once per Redis outage by the commands that wait it out (HTTPOV_OUTAGE_SECONDS)."""
+    click.echo(f"\nhttpov: {message}", err=True)
 
 
 def _counter(what: str):

@@ -13,6 +13,7 @@ from httpov import archive
 from httpov.errors import BadInputError, BrokerUnavailableError, JobFailedError, JobStateError, SceneError
 from httpov.eta import job_view
 from httpov.jobs import FINISHED, LIVE, JobStore
+from httpov.outage import through_outage
 from httpov.plan import JobSpec, adaptive_count, check_name, check_spec, safe_name, history_key, frame_range, frame_seconds, image_size, split
 from httpov.scene import SceneLayout, SceneOptions, locate_scene
 from httpov.settings import Settings
@@ -134,13 +135,14 @@ class Client:
         return [self.store.progress(i) for i in ids]
 
     def wait(self, job_id: str, on_progress: Progress | None = None, poll: float = 0.5,
-             timeout: float | None = None) -> dict[str, Any]:
+             timeout: float | None = None, on_outage: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Block until the job is finished, telling `on_progress` its view (httpov.eta.job_view: progress and ETA)
-        at each poll; raise JobFailedError unless every frame rendered."""
+        at each poll; raise JobFailedError unless every frame rendered. While Redis does not answer (a restart) it
+        keeps trying for up to settings.outage_seconds, telling `on_outage` once per outage."""
         deadline = None if timeout is None else time.monotonic() + timeout
         sweep_every, last_sweep = max(1.0, self.settings.lease_seconds / 4), time.monotonic()
         while True:
-            progress = job_view(self.store, job_id)
+            progress = through_outage(lambda: job_view(self.store, job_id), self.settings.outage_seconds, on_outage)
             if on_progress:
                 on_progress(progress)
             if progress["state"] in FINISHED:
@@ -148,7 +150,7 @@ class Client:
             if deadline is not None and time.monotonic() > deadline:
                 raise JobFailedError(f"job {job_id} still {progress['state']} after {timeout:.0f}s")
             if time.monotonic() - last_sweep >= sweep_every:  # as often as a worker sweeps, no more
-                self.reap()
+                through_outage(self.reap, self.settings.outage_seconds, on_outage)
                 last_sweep = time.monotonic()
             time.sleep(poll)
         if progress["state"] != "done":

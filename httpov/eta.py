@@ -6,6 +6,7 @@ import time
 from typing import Any, Callable, Iterator
 
 from httpov.jobs import FINISHED, JobStore, summarize
+from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec
 
 #: Weight of the newest finished batch in the per-frame time: recent batches count most, because frame
@@ -236,11 +237,13 @@ def overview(store: JobStore, now: float | None = None) -> list[dict[str, Any]]:
     return [job_view(store, job_id, now) for job_id in store.job_ids()]
 
 
-def follow(store: JobStore, job_id: str, poll: float = 1.0, timeout: float | None = None) -> Iterator[dict[str, Any]]:
-    """job_view of the job every `poll` seconds until it is finished (the last view is the finished one)."""
+def follow(store: JobStore, job_id: str, poll: float = 1.0, timeout: float | None = None, outage: float = 0.0,
+           on_outage: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
+    """job_view of the job every `poll` seconds until it is finished (the last view is the finished one), riding
+    out a Redis outage (a restart) of up to `outage` seconds and telling `on_outage` once per outage."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        view = job_view(store, job_id)
+        view = through_outage(lambda: job_view(store, job_id), outage, on_outage)
         yield view
         if view["state"] in FINISHED or (deadline is not None and time.monotonic() > deadline):
             return

@@ -109,7 +109,8 @@ def stop_worker(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float 
 
 def render_locally(settings: Settings, scene: Path, *, workers: int | None = None, frames: int | None = None,
                    count: int | None = None, slices: int | None = None, output: Path | None = None,
-                   on_progress: Callable | None = None, say: Callable[[str], None] = print) -> list[Path]:
+                   on_progress: Callable | None = None, say: Callable[[str], None] = print,
+                   on_outage: Callable[[str], None] | None = None) -> list[Path]:
     """Submit, render on local render processes, wait, fetch into ./out/<name>/, stop what was started."""
     from httpov.app import make_app
     from httpov.client import Client
@@ -131,6 +132,6 @@ def render_locally(settings: Settings, scene: Path, *, workers: int | None = Non
         proc = start_worker(settings, workers, f"local{os.getpid()}", tmp / "worker.log")
         stack.callback(stop_worker, proc)
         say(f"rendering with {workers} local render process(es)")
-        client.wait(sub.spec.id, on_progress)
+        client.wait(sub.spec.id, on_progress, on_outage=on_outage)
         target = output or Path("out") / sub.spec.name
         return client.fetch(sub.spec.id, target)

@@ -26,7 +26,7 @@ def through_outage(fn: Callable[[], T], seconds: float, on_outage: Callable[[str
             now = time.monotonic()
             if deadline is None:
                 deadline = now + seconds
-                if on_outage is not None:
+                if on_outage is not None and seconds > 0:
                     on_outage(f"{NOTICE} for up to {seconds:g} s ({exc})")
             if now >= deadline:
                 if isinstance(exc, BrokerUnavailableError):

@@ -15,10 +15,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from httpov import eta
-from httpov.errors import BadInputError, HttpovError, JobNotFoundError
+from httpov.errors import BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError
 from httpov.jobs import JobStore
 from httpov.media import frame_number, thumbnail_png
 from httpov.node import batch_key
+from httpov.outage import NOTICE
 from httpov.settings import Settings
 from httpov.storage import Storage, open_storage
 
@@ -82,10 +83,13 @@ class StatusSource:
         return png
 
 
-def render_page(jobs: list[dict[str, Any]], refresh: int, now: float | None = None) -> str:
-    """The status page: one card per job, newest first, refreshing itself every `refresh` seconds."""
+def render_page(jobs: list[dict[str, Any]], refresh: int, now: float | None = None, notice: str = "") -> str:
+    """The status page: one card per job, newest first, refreshing itself every `refresh` seconds; `notice`
+    (Redis unreachable) stands in for the cards."""
     now = time.time() if now is None else now
     cards = "\n".join(_card(j, now) for j in reversed(jobs)) or '<p class="empty">No jobs yet: `httpov submit`.</p>'
+    if notice:
+        cards = f'<p class="notice">{html.escape(notice)}</p>'
     stamp = time.strftime("%H:%M:%S", time.localtime(now))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -108,7 +112,7 @@ h1 {{ font-size: 20px; margin: 0 0 12px; }}
 .state.running, .state.queued {{ background: #1f5fbf; }} .state.paused {{ background: #b26a00; }}
 pre {{ background: #fff3f3; border-left: 3px solid #c62828; padding: 4px 8px; margin: 4px 0; white-space: pre-wrap;
        font-size: 12px; }}
-.muted {{ color: #666; }} table {{ border-collapse: collapse; }} td {{ padding: 0 10px 0 0; }}
+.notice {{ background: #fff3cd; border-left: 3px solid #b26a00; padding: 8px; }} .muted {{ color: #666; }} table {{ border-collapse: collapse; }} td {{ padding: 0 10px 0 0; }}
 </style></head>
 <body><h1>httpov <span class="muted">{len(jobs)} job(s), updated {stamp}, refreshes every {int(refresh)} s</span></h1>
 {cards}
@@ -179,6 +183,12 @@ def make_server(source: StatusSource, host: str = "127.0.0.1", port: int = 8080,
                     self._json(404, {"error": f"no page {path}", "hint": "try / or /api/jobs"})
             except (JobNotFoundError, BadInputError) as exc:
                 self._json(404, {"error": str(exc), "hint": exc.hint})
+            except BrokerUnavailableError as exc:  # a Redis restart: the page keeps reloading until it is back
+                message = f"{NOTICE} every {refresh} s: {exc}"
+                if path in ("/", "/index.html"):
+                    self._send(503, "text/html; charset=utf-8", render_page([], refresh, notice=message).encode())
+                else:
+                    self._json(503, {"error": message, "hint": exc.hint})
             except HttpovError as exc:
                 self._json(503, {"error": str(exc), "hint": exc.hint})
 

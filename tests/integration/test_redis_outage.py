@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 import redis
 
-from httpov.local import free_port
+from httpov.local import free_port, worker_env
 from tests.conftest import wait_for
 from tests.integration.faults import povray_pids, redis_server, slow_scene
 
@@ -45,5 +51,78 @@ def test_a_job_lost_with_an_empty_redis_restart_is_dropped_and_nothing_recreated
         said = re.findall(r"\[[^]]*/([^]]+)\] httpov: job \S+ is gone from Redis", text)
         assert said and len(said) == len(set(said)), f"said once per render process: {said}"
     finally:
+        server.terminate()
+        server.wait(20)
+
+
+def _cli(settings, log: Path, *args: str) -> subprocess.Popen:
+    """`httpov ARGS` as a real process (stdout to log.out, stderr to log.err)."""
+    return subprocess.Popen([sys.executable, "-m", "httpov.cli", *args], env=worker_env(settings),
+                            stdout=open(log.with_suffix(".out"), "wb"), stderr=open(log.with_suffix(".err"), "wb"),
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_waiting_commands_and_the_page_ride_out_a_redis_restart(tmp_path, settings, workers):
+    from httpov.app import make_app
+    from httpov.client import Client
+
+    port = free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+    server = redis_server(data, port, persist=True)  # append-only file: the jobs come back with Redis
+    url = f"redis://127.0.0.1:{port}/0"
+    settings = settings.with_(broker_url=url, state_url=url, lease_seconds=3.0, outage_seconds=60.0)
+    client = Client(settings, make_app(settings))
+    out = tmp_path / "logs"
+    out.mkdir()
+    procs: list[subprocess.Popen] = []
+    try:
+        submit = _cli(settings, out / "submit", "submit", str(slow_scene(tmp_path / "w", 8)), "--count", "1", "--wait")
+        render = _cli(settings, out / "render", "render", str(slow_scene(tmp_path / "r", 6)), "--count", "1",
+                      "--workers", "1", "--output", str(tmp_path / "rendered"))
+        web_port = free_port()
+        web = _cli(settings, out / "web", "web", "--port", str(web_port), "--refresh", "1")
+        procs += [submit, render, web]
+        wait_for(lambda: (out / "submit.out").read_text().startswith("job "), 60, "submit to queue its job")
+        job = (out / "submit.out").read_text().split()[1].rstrip(":")
+        watch = _cli(settings, out / "watch", "watch", job, "--interval", "0.5")
+        procs.append(watch)
+        workers(concurrency=2, settings_=settings)
+        wait_for(lambda: client.status(job)[0]["batches_done"] >= 2, 90, "two batches done")
+        wait_for(lambda: "rendering with" in (out / "render.out").read_text(), 30, "render to start its node")
+
+        server.terminate()  # SHUTDOWN: the append-only file is flushed
+        server.wait(20)
+        status, page = _get(f"http://127.0.0.1:{web_port}/")
+        assert status == 503 and "Redis unreachable, retrying" in page and 'http-equiv="refresh"' in page, page
+        time.sleep(5)  # longer than a lease, and than a poll of every waiting command
+        assert submit.poll() is None and watch.poll() is None and render.poll() is None, "they wait it out"
+        server = redis_server(data, port, persist=True)
+
+        for name, proc in (("submit", submit), ("watch", watch), ("render", render)):
+            assert proc.wait(180) == 0, (out / f"{name}.err").read_text()[-2000:]
+            said = (out / f"{name}.err").read_text().count("Redis unreachable, retrying")
+            assert said == 1, f"{name} said it {said} times: {(out / f'{name}.err').read_text()[-2000:]}"
+        assert client.status(job)[0]["frames_done"] == 8
+        assert "done" in (out / "watch.out").read_text().split("\n\n")[-2]  # its last view
+        assert len(list((tmp_path / "rendered").glob("*.png"))) == 6
+        status, page = _get(f"http://127.0.0.1:{web_port}/")
+        assert status == 200 and f"job-{job}" in page and "Redis unreachable" not in page
+    finally:
+        for proc in procs:  # Ctrl-C: render stops the render node it started
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         server.terminate()
         server.wait(20)

@@ -118,9 +118,9 @@ def test_cancel_kills_povray_at_the_next_tick_not_the_next_lease_refresh(tmp_pat
     assert client.store.batches(sub.spec.id)["done"] == {}
 
 
-def test_cancel_pause_and_status_never_import_celery(settings, client):
+def test_cancel_pause_and_status_never_import_celery(tmp_path, settings, client):
     """What a control command costs is mostly imports: the ones that only touch job state need no Celery."""
-    job = client.submit(write_scene(settings.cache_dir / "s", TINY_ANIMATION, "Width=8\nHeight=6\n"), count=1)
+    job = client.submit(write_scene(tmp_path / "s", TINY_ANIMATION, "Width=8\nHeight=6\n"), count=1)
     probe = ("import sys\nfrom httpov.cli import cli\n"
              "for args in (['status', sys.argv[1]], ['pause', sys.argv[1]], ['cancel', sys.argv[1]]):\n"
              "    cli(args, standalone_mode=False)\n"

@@ -35,6 +35,7 @@ MULTI_VALUED = {"Library_Path", "Declare"}
 BOOL_WORDS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 
 _SWITCH = re.compile(r"^[+-]([a-zA-Z]+)(.*)$")
+_KEY_VALUE = re.compile(r"^([A-Za-z_]\w*)\s*=\s*(.*)$")
 
 
 @dataclass
@@ -74,7 +75,11 @@ class SceneOptions:
 
 
 def parse_ini(text: str) -> SceneOptions:
-    """Parse a POV-Ray ini: `Key=Value` lines and `+X` switches before the first [section] (as povray does)."""
+    """Parse a POV-Ray ini: `Key=Value` lines and `+X` switches before the first [section] (as povray does).
+
+    As in povray, a `Key=Value` word, even after switches on a line (`+KFF120 declare=fp=1`), takes the rest of
+    the line as its value. Several Declares of one name are kept in order: povray uses the first one.
+    """
     result = SceneOptions()
     for raw in text.splitlines():
         line = raw.split(";", 1)[0].strip()
@@ -82,12 +87,14 @@ def parse_ini(text: str) -> SceneOptions:
             continue
         if line.startswith("["):
             break
-        if "=" in line and not line.startswith(("+", "-")):
-            key, value = (part.strip() for part in line.split("=", 1))
-            _take(result, key, _unquote(value), raw.strip())
-            continue
-        for word in line.split():
+        while line:
+            option = _KEY_VALUE.match(line)
+            if option:
+                _take(result, option.group(1), _unquote(option.group(2)), line)
+                break
+            word, *rest = line.split(None, 1)
             _take_word(result, word)
+            line = rest[0] if rest else ""
     return result
 
 

@@ -91,3 +91,21 @@ def test_user_choice_of_ini_wins():
     files = {"pov.ini": "Input_File_Name=a.pov\n", "other.ini": "Input_File_Name=b.pov\n", "a.pov": "", "b.pov": ""}
     layout, _ = locate_scene(list(files), _reader(files), prefer="other.ini")
     assert layout.pov == "b.pov"
+
+
+def test_declare_on_a_switch_line_is_kept_in_order_with_declare_lines():
+    # povray (3.7.0.10, measured): `declare=fp=1` on a switch line declares fp; with a `Declare=fp=2` line too,
+    # the first in the file wins, so httpov keeps every Declare in file order and passes them on in that order
+    opts = parse_ini("+kff120 +kc declare=fp=1\nDeclare=fp=2\n")
+    assert opts.ignored == []
+    assert opts.options["Declare"] == ["fp=1", "fp=2"]
+    assert opts.options["Final_Frame"] == "120" and opts.flag("Cyclic_Animation")
+    assert parse_ini("Declare=fp=2\n+W8 declare=fp=1\n").options["Declare"] == ["fp=2", "fp=1"]
+
+
+def test_a_key_value_word_takes_the_rest_of_its_line_as_povray_does():
+    # povray reads `+W8 declare=q=3 +H16` as Declare="q=3 +H16": the +H16 is not a switch (measured)
+    opts = parse_ini("+W8 declare=q=3 +H16\n+W8 Height=16\n")
+    assert opts.options["Declare"] == ["q=3 +H16"]
+    assert opts.options["Width"] == "8" and opts.options["Height"] == "16"
+    assert parse_ini("+W8 Pre_Scene_Command=sh\n").ignored == ["Pre_Scene_Command=sh"]

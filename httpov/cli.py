@@ -147,8 +147,12 @@ def _eta(j: dict[str, Any]) -> str:
     return duration(j["eta_seconds"])
 
 
+def _some(items: list[str], shown: int = 3) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
 def _job_text(j: dict[str, Any]) -> str:
-    from httpov.eta import duration
+    from httpov.eta import duration, failure_groups
 
     lines = [f"job {j['id']} ({j['name']}): {j['state']}, {duration(j['elapsed'])} elapsed",
              f"{_bar(j, 40)} {_percent(j)}  {j['frames_done']}/{j['frames_total']} frames done, "
@@ -168,8 +172,9 @@ def _job_text(j: dict[str, Any]) -> str:
         for node, n in j["nodes"].items():
             lines.append(f"  {node[:29]:<30}{n['batches_done']:>8}{n['frames_done']:>8g}  "
                          f"{', '.join(n['running']) or '-'}")
-    for f in j.get("failed", []):
-        lines.append(f"  {'failed' if f['final'] else 'will retry'}: {f['label']} on {f['node']}: {f['error']}")
+    for f in failure_groups(j.get("failed", [])):
+        what = f["labels"][0] if f["count"] == 1 else f"{f['count']} batches ({_some(f['labels'])})"
+        lines.append(f"  {'failed' if f['final'] else 'will retry'}: {what} on {_some(f['nodes'])}: {f['error']}")
         lines.extend(f"    | {line}" for line in f["lines"][-8:])
     return "\n".join(lines)
 

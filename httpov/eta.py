@@ -232,6 +232,20 @@ def job_view(store: JobStore, job_id: str, now: float | None = None) -> dict[str
     return view
 
 
+def failure_groups(failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """job_view's failed batches grouped by their error, in the order first seen: the same error from several
+    slices or batches is one entry with the count, their labels and nodes, and the log lines of the first."""
+    groups: dict[tuple[bool, str], dict[str, Any]] = {}
+    for f in failed:
+        group = groups.setdefault((f["final"], f["error"]), {
+            "error": f["error"], "final": f["final"], "lines": f["lines"], "count": 0, "labels": [], "nodes": []})
+        group["count"] += 1
+        group["labels"].append(f["label"])
+        if f["node"] not in group["nodes"]:
+            group["nodes"].append(f["node"])
+    return list(groups.values())
+
+
 def overview(store: JobStore, now: float | None = None) -> list[dict[str, Any]]:
     """job_view of every job, oldest first."""
     return [job_view(store, job_id, now) for job_id in store.job_ids()]

@@ -19,6 +19,9 @@ from httpov.scene import ALLOWED_OPTIONS
 from httpov.stitch import slice_options
 
 _ERROR = re.compile(r"error", re.I)
+_WARNING = re.compile(r"Possible Parse Error|warning", re.I)
+_WHERE = re.compile(r"File '[^']*' line \d+:")
+_CONTINUED = re.compile(r"^ \S")
 CONTROLLED = {"Width", "Height", "Initial_Frame", "Final_Frame", "Subset_Start_Frame", "Subset_End_Frame"}
 ALLOWED = set(ALLOWED_OPTIONS.values())
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -42,7 +45,8 @@ def frame_file(name: str, frame: int, final: int) -> str:
 
 def scene_ini(spec: JobSpec, scene_dir: Path) -> str:
     """The scene's allow-listed options as an ini, with paths checked to stay inside the scene (POV-Ray's include
-    library is on the library path of the sandbox's own ini, sandbox.povray_ini)."""
+    library is on the library path of the sandbox's own ini, sandbox.povray_ini). Paths stay relative to the scene,
+    povray's working folder, so its messages name files as the scene does (`File 'sub/main.pov' line 7`)."""
     lines = []
     for name, value in sorted(spec.options.items()):
         if name in CONTROLLED or name not in ALLOWED:
@@ -51,7 +55,7 @@ def scene_ini(spec: JobSpec, scene_dir: Path) -> str:
             if any(ord(c) < 32 for c in item):
                 raise RenderError(f"option {name} holds a control character", transient=False)
             if name in PATH_OPTIONS:
-                item = str(scene_dir / inside_path(item, name))
+                item = inside_path(item, name)  # relative: povray runs in the scene
             lines.append(f"{name}={item}")
     return "\n".join(lines) + "\n"
 
@@ -112,21 +116,22 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     seconds = time.monotonic() - started
     if why or returncode is None:
         if why:  # a limit of the batch: the same scene would meet it again, so final
-            raise RenderError(why[0], error_lines(text), transient=False)
+            raise RenderError(why[0], error_lines(text, scene_dir), transient=False)
         raise RenderError("render stopped: the job was cancelled or paused, or the batch was taken over",
                           transient=False)
     limit = box.explain_exit(returncode) if returncode != 0 else None
     over = usage.over()
     if over or (limit and "output limit" in limit):
-        raise RenderError(over or limit or "", error_lines(text), transient=False)
+        raise RenderError(over or limit or "", error_lines(text, scene_dir), transient=False)
     if returncode != 0:
         if limit:
-            raise RenderError(limit, error_lines(text), transient=True)
-        raise failure(returncode, text)
+            raise RenderError(limit, error_lines(text, scene_dir), transient=True)
+        raise failure(returncode, text, scene_dir)
     images = collect(out_dir, spec, batch)
     missing = [f for f in batch.frames if f not in images]
     if missing:
-        raise RenderError(f"povray exited 0 but wrote no image for frame(s) {missing}", error_lines(text), True)
+        raise RenderError(f"povray exited 0 but wrote no image for frame(s) {missing}",
+                          error_lines(text, scene_dir), True)
     for frame, image in images.items():
         check_png(image, spec.width, spec.height, frame)
     return RenderOutput(images, text, seconds)
@@ -231,23 +236,41 @@ def check_png(path: Path, width: int, height: int, frame: int) -> None:
                           "the scene overwrote it", transient=False)
 
 
-def failure(returncode: int, log: str) -> RenderError:
-    """A scene error (parse error, missing include...) is final; a crash or a kill may pass on another try."""
-    lines = error_lines(log)
+def failure(returncode: int, log: str, scene_dir: Path | None = None) -> RenderError:
+    """A scene error (parse error, missing include...) is final; a crash or a kill may pass on another try.
+
+    The headline is povray's first error, not a warning ("Possible Parse Error" is one): the fatal line, with
+    the file and line of the message before it when it names none ("Fatal error in parser: Cannot open file.")."""
+    said = messages(log, scene_dir)
+    lines = error_lines(log, scene_dir)
     if returncode < 0:
         return RenderError(f"povray was killed by signal {-returncode}", lines, transient=True)
-    first = next((line for line in lines if _ERROR.search(line)), None)
-    if first is not None:
-        return RenderError(f"povray failed: {first.strip()}", lines, transient=False)
+    for i, message in enumerate(said):
+        if _ERROR.search(message) and not _WARNING.search(message):
+            where = next((m.group(0) for m in map(_WHERE.match, reversed(said[:i])) if m), "")
+            if where and not _WHERE.match(message):
+                message = f"{where} {message}"
+            return RenderError(f"povray failed: {message}", lines, transient=False)
     return RenderError(f"povray exited with status {returncode}", lines, transient=True)
 
 
-def error_lines(log: str, context: int = 3) -> list[str]:
-    """The log's error lines with a few lines of povray's source context before each, at most 20."""
-    lines = log.splitlines()
-    keep: list[int] = []
-    for i, line in enumerate(lines):
-        if _ERROR.search(line):
-            keep.extend(range(max(0, i - context), i + 1))
-    picked = [lines[i].rstrip() for i in sorted(set(keep))]
-    return picked[-20:] if picked else [l.rstrip() for l in lines[-10:]]
+def messages(log: str, scene_dir: Path | None = None) -> list[str]:
+    """povray's log as whole messages: its 80-column wrapping undone (a wrapped message goes on in a line that
+    starts with one space), and the node's scene folder cut from file names."""
+    if scene_dir is not None:
+        log = log.replace(f"{scene_dir}/", "")
+    said: list[str] = []
+    for line in log.splitlines():
+        line = line.rstrip()
+        if said and said[-1] and _CONTINUED.match(line):
+            said[-1] += line
+        else:
+            said.append(line)
+    return said
+
+
+def error_lines(log: str, scene_dir: Path | None = None) -> list[str]:
+    """povray's error and warning messages, whole (at most the last 20), else the log's last 10 lines."""
+    said = messages(log, scene_dir)
+    picked = [m for m in said if _ERROR.search(m)]
+    return picked[-20:] if picked else said[-10:]

@@ -31,3 +31,26 @@ def test_declare_on_a_switch_line_and_a_declare_line_render_as_povray_does(tmp_p
     for n, image in enumerate(images, 1):
         assert pixels(image) == pixels(tmp_path / "ref" / f"ref{n}.png")
     assert sub.ignored == []
+
+
+MISSING_IMAGE = """#version 3.7;
+global_settings { assumed_gamma 1 }
+camera { location <0, 0, -3> look_at 0 }
+plane { z, 1 pigment { image_map { png "missing_texture_with_a_long_name.png" } } }
+"""
+
+
+def test_a_missing_image_file_fails_with_the_fatal_error_named_from_the_scene(tmp_path, settings, client, workers):
+    scene = tmp_path / "img"
+    (scene / "sub").mkdir(parents=True)
+    (scene / "sub" / "main.pov").write_text(MISSING_IMAGE)
+    (scene / "pov.ini").write_text("Input_File_Name=sub/main.pov\nWidth=16\nHeight=64\n")
+    sub = client.submit(scene, slices=2)
+    workers(concurrency=2)
+    result = CliRunner().invoke(cli, ["watch", sub.spec.id, "--interval", "0.2"], env=worker_env(settings))
+    print(result.output)
+    headline = next(line for line in result.output.splitlines() if line.startswith("  failed: "))
+    assert headline.endswith(": povray failed: File 'sub/main.pov' line 4: Fatal error in parser: Cannot open file.")
+    assert ("    | File 'sub/main.pov' line 4: Possible Parse Error: Cannot find file "
+            "'missing_texture_with_a_long_name.png', even after trying to append file type extension.") in result.output
+    assert str(settings.cache_dir) not in result.output  # the node's work path is nobody's business

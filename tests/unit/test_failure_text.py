@@ -1,0 +1,57 @@
+"""Unit tests: what a user reads about a failed render (povray's log as messages, failures grouped in status)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from httpov.cli import _job_text
+from httpov.eta import failure_groups
+from httpov.povray import error_lines, failure
+
+# povray 3.7.0.10's log for a scene whose image_map file is missing, with the scene named by the node's work path
+MISSING_IMAGE = """==== [Parsing...] ==========================================================
+File '/n/work/ab12-x/scene/sub/main.pov' line 4: Possible Parse Error: Cannot find file
+ 'missing_texture_with_a_long_name.png', even after trying to append file type
+ extension.
+File '/n/work/ab12-x/scene/sub/main.pov' line 4: Possible Parse Error: Cannot find image file.
+Fatal error in parser: Cannot open file.
+Render failed
+"""
+
+
+def test_the_fatal_error_is_the_headline_not_a_warning_and_files_are_named_from_the_scene():
+    error = failure(1, MISSING_IMAGE, Path("/n/work/ab12-x/scene"))
+    assert str(error) == "povray failed: File 'sub/main.pov' line 4: Fatal error in parser: Cannot open file."
+    assert not error.transient
+    assert error.lines[0] == ("File 'sub/main.pov' line 4: Possible Parse Error: Cannot find file "
+                              "'missing_texture_with_a_long_name.png', even after trying to append file type extension.")
+    assert not any("/n/work" in line for line in error.lines)
+
+
+def test_a_parse_error_with_its_own_location_is_the_headline_whole():
+    log = ("File 'inc.pov' line 2: Possible Parse Error: Cannot find file 'nope.inc', even\n"
+           " after trying to append file type extension.\n"
+           "File 'inc.pov' line 2: Parse Error: Cannot open include file nope.inc.\n"
+           "Fatal error in parser: Cannot parse input.\nRender failed\n")
+    assert str(failure(1, log)) == "povray failed: File 'inc.pov' line 2: Parse Error: Cannot open include file nope.inc."
+    assert error_lines("  Input file: x.pov\nall went well\n") == ["  Input file: x.pov", "all went well"]
+
+
+def _failed(label, node, error="povray failed: Parse Error: x", final=True):
+    return {"batch": label, "label": label, "node": node, "error": error, "lines": ["Parse Error: x"],
+            "final": final, "at": 0}
+
+
+def test_one_error_from_several_slices_shows_once_with_the_count():
+    failed = [_failed("frame 1 rows 1-32", "a@h"), _failed("frame 1 rows 33-64", "b@h"),
+              _failed("frame 1 rows 65-96", "a@h"), _failed("frame 2 rows 1-32", "a@h", "other", final=False)]
+    groups = failure_groups(failed)
+    assert [(g["count"], g["nodes"]) for g in groups] == [(3, ["a@h", "b@h"]), (1, ["a@h"])]
+    view = {"id": "j1", "name": "n", "state": "failed", "elapsed": 3.0, "frames_total": 2, "frames_done": 0,
+            "frames_failed": 2, "frames_running": 0, "batches_done": 0, "batches_total": 6, "rate_recent": 0.0,
+            "frame_seconds": None, "eta_at": None, "eta_seconds": None, "running": [], "batches_queued": 0,
+            "nodes": {}, "failed": failed}
+    text = _job_text(view)
+    assert text.count("Parse Error: x\n") == 1 + 1  # the headline once, and its log line once
+    assert ("failed: 3 batches (frame 1 rows 1-32, frame 1 rows 33-64, frame 1 rows 65-96) on a@h, b@h: "
+            "povray failed: Parse Error: x") in text
+    assert "will retry: frame 2 rows 1-32 on a@h: other" in text

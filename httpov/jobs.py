@@ -70,8 +70,9 @@ for i = 5, #ARGV do
     if ARGV[2] == 'finish' then
       redis.call('HSET', KEYS[1], 'finished', ARGV[3])
       redis.call('SREM', KEYS[2], ARGV[4])
-    elseif ARGV[2] == 'live' then
+    elseif ARGV[2] == 'live' then  -- live again (retry): its clock runs again
       redis.call('SADD', KEYS[2], ARGV[4])
+      redis.call('HDEL', KEYS[1], 'finished')
     end
     return 'ok'
   end

@@ -154,7 +154,11 @@ def estimate(spec: JobSpec, state: str, batches: dict[str, Any], now: float, sta
     model = cost_model(done, height)
     factor = overhead_factor(done, len(running)) if model is not None else 1.0
     predict = (lambda b: model(b) * factor) if model is not None else None  # noqa: E731
-    rate = measured_rate(done, height, started, finished or now)
+    if state in FINISHED and finished is not None:  # a finished job: its frames over its whole time
+        span = finished - started
+        rate = sum(work_units(b, height) for b in done) / span if span > 0 else 0.0
+    else:  # frames are still coming: the recent rate, which falls when nodes stop
+        rate = measured_rate(done, height, started, now)
 
     running_view = []
     slot_free = []

@@ -138,3 +138,16 @@ def test_time_outside_povray_is_measured_from_the_spacing_of_finishes():
     result = estimate(spec_for(batches), "running", records, now=1020.0, started=1000.0)
     assert 1.3 < result["overhead_factor"] < 1.7
     assert 0.9 * truth <= result["eta_seconds"] <= 1.1 * truth, (result["eta_seconds"], truth)
+
+
+def test_a_finished_job_shows_its_frames_over_its_whole_time_not_its_last_burst():
+    # 20 frames: 14 trickled in over 90 s, then a burst of 6 in the last second
+    batches = frames(20)
+    done = {b.id: {"node": "n", "seconds": 0.1, "frames": 1,
+                   "finished": 1000.0 + (6.0 * i if i < 14 else 89.0 + (i - 14) * 0.2)}
+            for i, b in enumerate(batches)}
+    records = {"done": done, "running": {}, "failed": {}}
+    result = estimate(spec_for(batches), "done", records, now=5000.0, started=1000.0, finished=1090.0)
+    assert result["rate_recent"] == round(20 / 90.0, 4)
+    live = estimate(spec_for(batches), "running", records, now=1090.0, started=1000.0)
+    assert live["rate_recent"] > 2 * result["rate_recent"]  # while it runs: the recent rate

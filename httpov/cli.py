@@ -116,6 +116,10 @@ def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bo
         elif _changes(view) != last:  # to a file or pipe: a new view only when something happened
             click.echo(_job_text(view) + "\n")
         last = _changes(view)
+    if view["state"] in ("failed", "cancelled"):  # as `submit --wait` does: exit 0 only if every frame rendered
+        from httpov.client import job_failed
+
+        raise job_failed(view)
 
 
 def _changes(v: dict[str, Any]) -> tuple:

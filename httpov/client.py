@@ -154,9 +154,7 @@ class Client:
                 last_sweep = time.monotonic()
             time.sleep(poll)
         if progress["state"] != "done":
-            first = progress["errors"][0] if progress["errors"] else ""
-            raise JobFailedError(f"job {job_id} {progress['state']}: {progress['frames_failed']} frame(s) failed"
-                                 + (f": {first}" if first else ""), hint=f"`httpov status {job_id}` shows the log")
+            raise job_failed(progress)
         return progress
 
     def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None) -> list[Path]:
@@ -245,6 +243,13 @@ class Client:
             return enqueue(self.celery, spec, batch_ids, self.settings.queue)
         except OperationalError as exc:
             raise BrokerUnavailableError(f"cannot queue batches of job {spec.id}: {exc}") from exc
+
+
+def job_failed(view: dict[str, Any]) -> JobFailedError:
+    """The error for a job that ended without every frame (`submit --wait`, `watch`: exit code 8)."""
+    first = view["errors"][0] if view["errors"] else ""
+    return JobFailedError(f"job {view['id']} {view['state']}: {view['frames_failed']} frame(s) failed"
+                          + (f": {first}" if first else ""), hint=f"`httpov status {view['id']}` shows the log")
 
 
 def _scene_archive(source: Path, tmp: Path,

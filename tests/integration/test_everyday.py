@@ -54,3 +54,23 @@ def test_a_missing_image_file_fails_with_the_fatal_error_named_from_the_scene(tm
     assert ("    | File 'sub/main.pov' line 4: Possible Parse Error: Cannot find file "
             "'missing_texture_with_a_long_name.png', even after trying to append file type extension.") in result.output
     assert str(settings.cache_dir) not in result.output  # the node's work path is nobody's business
+
+
+def test_watch_of_a_cancelled_job_exits_8_and_retry_starts_its_clock_again(tmp_path, settings, client, workers):
+    scene = write_scene(tmp_path / "c", DECLARED, "Width=16\nHeight=12\n+KFI1 +KFF4\n")
+    sub = client.submit(scene, count=1)
+    client.cancel(sub.spec.id)
+    env = worker_env(settings)
+    watched = CliRunner().invoke(cli, ["watch", sub.spec.id, "--once"], env=env)
+    assert watched.exit_code == 8, watched.output  # `submit --wait` exits 8 for it too
+    assert f"job {sub.spec.id} cancelled" in watched.output
+    assert client.store.progress(sub.spec.id)["finished"] is not None
+
+    client.retry(sub.spec.id)
+    running = client.store.progress(sub.spec.id)
+    assert running["state"] == "running" and running["finished"] is None
+    workers(concurrency=2)
+    done = client.wait(sub.spec.id, timeout=120)
+    assert done["frames_done"] == 4 and done["finished"] is not None and done["rate"] > 0
+    watched = CliRunner().invoke(cli, ["watch", sub.spec.id, "--once"], env=env)
+    assert watched.exit_code == 0, watched.output

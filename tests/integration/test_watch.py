@@ -59,7 +59,7 @@ def test_watch_shows_a_failed_batch_with_its_log_lines(tmp_path, settings, clien
     sub = client.submit(scene, count=2)
     workers(concurrency=1)
     result = CliRunner().invoke(cli, ["watch", sub.spec.id, "--interval", "0.2"], env=worker_env(settings))
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 8, result.output  # as `submit --wait`: a failed job is exit code 8
     assert f"job {sub.spec.id} (bad): failed" in result.output
     assert "failed: frames 1-2 on node0@" in result.output
     assert "    | " in result.output  # povray's error lines follow

@@ -9,6 +9,9 @@ from typing import Mapping
 from httpov.errors import BadInputError
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+#: URL schemes of each Redis setting: Celery's broker takes redis:// and rediss://; job state (redis-py) a unix
+#: socket too.
+URL_SCHEMES = {"HTTPOV_BROKER_URL": ("redis", "rediss"), "HTTPOV_STATE_URL": ("redis", "rediss", "unix")}
 
 
 def _default_data_dir(env: Mapping[str, str]) -> Path:
@@ -43,6 +46,14 @@ class Settings:
     batch_max_bytes: int = 1024**3  # bytes one batch may write (its frames and the scene's #write together)
     batch_max_files: int = 1000  # files one batch may create
     outage_seconds: float = 120.0
+
+    def __post_init__(self) -> None:
+        for name, url in (("HTTPOV_BROKER_URL", self.broker_url), ("HTTPOV_STATE_URL", self.state_url)):
+            scheme = url.split("://", 1)[0] if "://" in url else ""
+            if scheme.lower() not in URL_SCHEMES[name]:  # only the scheme is shown: the URL may hold a password
+                *others, last = (f"{s}://" for s in URL_SCHEMES[name])
+                raise BadInputError(f"{name} must be a Redis URL starting with {', '.join(others)} or {last}, "
+                                    f"not {scheme + '://' if scheme else 'no scheme'!r}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

@@ -201,8 +201,10 @@ def fetch(ctx: click.Context, job: str, output: Path | None, video: Path | None,
     if output is None and video is None and sheet is None:
         raise BadInputError("fetch needs somewhere to put the frames",
                             hint="give --output DIR, --video out.mp4 (or .gif), or --contact-sheet sheet.png")
-    if video is not None and video.suffix.lower() not in media.VIDEO_SUFFIXES:
-        raise BadInputError(f"--video {video.name}: the name must end in .mp4 or .gif")
+    if video is not None:
+        if video.suffix.lower() not in media.VIDEO_SUFFIXES:
+            raise BadInputError(f"--video {video.name}: the name must end in .mp4 or .gif")
+        media.ffmpeg_exe()  # before downloading anything: without imageio-ffmpeg there is no video
     client = _client(ctx)
     with tempfile.TemporaryDirectory(prefix="httpov-fetch-") as tmp:
         folder = output or Path(tmp)

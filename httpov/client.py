@@ -158,12 +158,15 @@ class Client:
         return progress
 
     def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None) -> list[Path]:
-        """Download every rendered frame as a PNG into `output` and the batch logs into `output/logs`."""
+        """Download every rendered frame as a PNG into `output` and the batch logs (failed batches' too) into
+        `output/logs`; a job with no rendered frame is JobFailedError (failed, cancelled) or JobStateError."""
         spec = self.store.spec(job_id)
         output = Path(output)
         (output / "logs").mkdir(parents=True, exist_ok=True)
         keys = self.storage.list(f"jobs/{job_id}/batches/")
         frame_keys = self.storage.list(f"jobs/{job_id}/frames/") if spec.slices else []
+        for key in self.storage.list(f"jobs/{job_id}/logs/"):  # povray's logs of failed attempts
+            self.storage.get_file(key, output / "logs" / PurePosixPath(key).name)
         total, images = len(keys) + len(frame_keys), []
         with tempfile.TemporaryDirectory(prefix="httpov-fetch-") as tmp:
             for done, key in enumerate(keys, 1):
@@ -185,6 +188,11 @@ class Client:
                 images.append(target)
                 if on_file:
                     on_file(done, total)
+        if not images:
+            state = self.store.state(job_id)
+            error = JobFailedError if state in ("failed", "cancelled") else JobStateError
+            raise error(f"job {job_id} is {state} and has no rendered frame",
+                        hint=f"`httpov status {job_id}` shows why; `httpov fetch {job_id} --output DIR` keeps its logs")
         return sorted(images)
 
     # job control

@@ -35,6 +35,11 @@ def frame_key(job_id: str, name: str) -> str:
     return f"jobs/{job_id}/frames/{name}"
 
 
+def failed_log_key(job_id: str, batch_id: str) -> str:
+    """povray's log of a batch's last failed attempt (a rendered batch's log is in its zip)."""
+    return f"jobs/{job_id}/logs/{batch_id}.failed.log"
+
+
 _BATCH_ID = re.compile(r"^f\d{6,}-\d{6,}(-r\d{5,}-\d{5,})?$")
 #: A batch that fails the same way on this many distinct render nodes fails its job: the scene, not a node.
 SAME_FAILURE_NODES = 2
@@ -225,6 +230,7 @@ class RenderNode:
             except RenderError:
                 if stopped:
                     raise Stopped(stopped[0]) from None
+                self._keep_failed_log(spec, batch, workdir / "render.log")
                 raise
             archive = workdir / f"{batch.id}.zip"
             with zipfile.ZipFile(archive, "w") as zf:
@@ -233,6 +239,14 @@ class RenderNode:
                 zf.writestr(f"{batch.id}.log", output.log, zipfile.ZIP_DEFLATED)
             self.storage.put_file(batch_key(spec.id, batch.id), archive)
             return output.seconds
+
+    def _keep_failed_log(self, spec: JobSpec, batch: Batch, log: Path) -> None:
+        """Store povray's log of a failed attempt for `httpov fetch`; the render error matters more than this."""
+        if log.exists():
+            try:
+                self.storage.put_file(failed_log_key(spec.id, batch.id), log)
+            except StorageError:
+                pass  # the batch fails with povray's error lines in Redis all the same
 
     def _failed(self, spec: JobSpec, batch: Batch, handoff: str, node: str, attempt: int,
                 exc: HttpovError) -> Outcome:

@@ -2,11 +2,14 @@
 failed batches, retried jobs' clocks, and `httpov render` leaving nothing in a shared Redis."""
 from __future__ import annotations
 
+import sys
+
 from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local import worker_env
-from tests.conftest import pixels, povray_direct, write_scene
+from httpov.plan import Batch
+from tests.conftest import PARSE_ERROR, pixels, povray_direct, wait_for, write_scene
 
 DECLARED = """#version 3.7;
 global_settings { assumed_gamma 1 }
@@ -74,3 +77,36 @@ def test_watch_of_a_cancelled_job_exits_8_and_retry_starts_its_clock_again(tmp_p
     assert done["frames_done"] == 4 and done["finished"] is not None and done["rate"] > 0
     watched = CliRunner().invoke(cli, ["watch", sub.spec.id, "--once"], env=env)
     assert watched.exit_code == 0, watched.output
+
+
+def test_a_failed_job_fetches_its_logs_and_has_no_frames_to_show(tmp_path, settings, client, workers):
+    scene = write_scene(tmp_path / "bad", PARSE_ERROR, "Width=16\nHeight=16\n+KFI1 +KFF2\n")
+    sub = client.submit(scene, count=2)
+    workers(concurrency=1)
+    env = worker_env(settings)
+    wait_for(lambda: client.store.state(sub.spec.id) == "failed", 120, "the job to fail")
+    for args in (["--output", str(tmp_path / "out")], ["--contact-sheet", str(tmp_path / "s.png")],
+                 ["--video", str(tmp_path / "v.gif")]):
+        result = CliRunner().invoke(cli, ["fetch", sub.spec.id, *args], env=env)
+        print(result.output)
+        assert result.exit_code == 8, result.output
+        assert f"job {sub.spec.id} is failed and has no rendered frame" in result.output
+        assert f"hint: `httpov status {sub.spec.id}` shows why" in result.output
+    logs = list((tmp_path / "out" / "logs").iterdir())
+    assert [p.name for p in logs] == [f"{Batch(1, 2).id}.failed.log"]
+    assert "Parse Error" in logs[0].read_text()
+
+
+def test_fetch_video_without_imageio_ffmpeg_says_so_before_downloading(tmp_path, settings, client, workers,
+                                                                       monkeypatch):
+    scene = write_scene(tmp_path / "v", DECLARED, "Width=16\nHeight=12\n+KFI1 +KFF2\n")
+    sub = client.submit(scene, count=1)
+    workers(concurrency=2)
+    client.wait(sub.spec.id, timeout=120)
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # `import imageio_ffmpeg` now fails
+    result = CliRunner().invoke(cli, ["fetch", sub.spec.id, "--video", str(tmp_path / "v.mp4"), "--output",
+                                      str(tmp_path / "out")], env=worker_env(settings))
+    print(result.output)
+    assert result.exit_code == 1
+    assert "making a video needs the imageio-ffmpeg package" in result.output
+    assert "downloading" not in result.output and not (tmp_path / "out").exists()

@@ -61,6 +61,8 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
     click.echo(f"scene {'uploaded' if sub.uploaded else 'already stored'} as {sub.spec.scene_key}")
     for item in sub.ignored:
         click.echo(f"warning: ignored ini option {item!r} (httpov sets it, or it is not allowed)", err=True)
+    for note in sub.notes:
+        click.echo(f"note: {note}", err=True)
     if wait:
         client.wait(sub.spec.id, _ProgressLine(), on_outage=_outage)
 

@@ -5,7 +5,7 @@ import secrets
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -33,6 +33,7 @@ class Submission:
     spec: JobSpec
     uploaded: bool
     ignored: list[str]
+    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         s = self.spec
@@ -102,7 +103,7 @@ class Client:
                 self.storage.put_file(spec.scene_key, zip_path)
         self.store.create(spec)
         self._send(spec, spec.batches)
-        return Submission(spec, uploaded, options.ignored)
+        return Submission(spec, uploaded, options.ignored, _choices(layout, spec))
 
     def _plan(self, layout: SceneLayout, options: SceneOptions, name: str, frames: int | None,
               count: int | None, slices: int | None, slice_rows: int | None, priority: int,
@@ -273,6 +274,14 @@ def _scene_archive(source: Path, tmp: Path,
     if suffix == ".zip" or zipfile.is_zipfile(source):
         return source, None, archive.check_archive(source, limits)
     raise SceneError(f"{source}: not a scene (give a .zip, a folder, or a .ini/.pov file)")
+
+
+def _choices(layout: SceneLayout, spec: JobSpec) -> list[str]:
+    """What httpov chose for a scene that has no ini, so that the user is not surprised by it."""
+    if layout.ini is not None:
+        return []
+    return [f"the scene has no ini: rendering {layout.pov!r} at {spec.width}x{spec.height} (POV-Ray's default "
+            f"size), {spec.frame_count} frame(s); a pov.ini sets Input_File_Name, Width, Height and the frames"]
 
 
 def _default_name(source: Path, layout: SceneLayout) -> str:

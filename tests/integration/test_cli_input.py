@@ -83,3 +83,22 @@ def test_redis_down_is_said_clearly(settings, scene):
     result = CliRunner().invoke(cli, ["status"], env=env)
     assert result.exit_code == 5
     assert "cannot reach Redis" in result.output
+
+
+def test_a_zip_without_ini_says_what_it_renders_and_several_povs_are_listed(settings, tmp_path):
+    one = tmp_path / "one.zip"
+    with zipfile.ZipFile(one, "w") as zf:
+        zf.writestr("scene.pov", TINY_ANIMATION)
+    result = _run(settings, "submit", str(one))
+    assert result.exit_code == 0
+    assert ("note: the scene has no ini: rendering 'scene.pov' at 320x240 (POV-Ray's default size), 1 frame(s); "
+            "a pov.ini sets Input_File_Name, Width, Height and the frames") in result.output
+    several = tmp_path / "several.zip"
+    with zipfile.ZipFile(several, "w") as zf:
+        zf.writestr("a.pov", TINY_ANIMATION)
+        zf.writestr("b.pov", TINY_ANIMATION)
+    before = _queued(settings)
+    result = _run(settings, "submit", str(several))
+    assert result.exit_code == 3
+    assert "several .pov files (a.pov, b.pov): add a pov.ini with Input_File_Name" in result.output
+    assert _queued(settings) == before

@@ -43,7 +43,8 @@ def cli(ctx: click.Context) -> None:
 @cli.command()
 @click.argument("scene", type=click.Path(path_type=Path))
 @click.option("--frames", type=int, help="Frames in the animation (sets Final_Frame); default: the ini's range.")
-@click.option("--count", type=int, help="Frames per batch (one task each); default: a few batches per node.")
+@click.option("--count", type=int, help="Frames per batch (one task each); default: adaptive, about 2.5 s of "
+              "rendering per batch from this scene's measured frame times (at most 4 for a new scene).")
 @click.option("--slices", type=int, help="Split each frame into this many row slices, stitched afterwards.")
 @click.option("--slice-rows", type=int, help="Rows per slice, instead of --slices.")
 @click.option("--name", help="Job name, display text only (default: the scene's name).")
@@ -195,7 +196,7 @@ def _job_text(j: dict[str, Any]) -> str:
 @click.pass_context
 def fetch(ctx: click.Context, job: str, output: Path | None, video: Path | None, fps: float, sheet: Path | None,
           thumb: int) -> None:
-    """Download JOB's rendered frames (PNG) and logs into OUTPUT, and/or make a video or contact sheet of them."""
+    """Download JOB's rendered frames (PNG) and logs into --output, and/or make a video or contact sheet of them."""
     import tempfile
 
     from httpov import media
@@ -225,7 +226,7 @@ def fetch(ctx: click.Context, job: str, output: Path | None, video: Path | None,
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. The page has no login: keep it on loopback, or behind a proxy with one.")
-@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True, help="TCP port to listen on.")
 @click.option("--refresh", type=int, default=3, show_default=True, help="Seconds between page reloads.")
 @click.pass_context
 def web(ctx: click.Context, host: str, port: int, refresh: int) -> None:
@@ -242,9 +243,9 @@ def web(ctx: click.Context, host: str, port: int, refresh: int) -> None:
 @cli.command()
 @click.argument("scene", type=click.Path(path_type=Path))
 @click.option("--workers", type=int, help="Render processes on this machine (default: 4 per core).")
-@click.option("--frames", type=int)
-@click.option("--count", type=int)
-@click.option("--slices", type=int)
+@click.option("--frames", type=int, help="Frames in the animation (sets Final_Frame); default: the ini's range.")
+@click.option("--count", type=int, help="Frames per batch; default: adaptive, as for submit.")
+@click.option("--slices", type=int, help="Split each frame into this many row slices, stitched afterwards.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Default: ./out/<name>/")
 @click.pass_context
 def render(ctx: click.Context, scene: Path, workers: int | None, frames: int | None, count: int | None,

@@ -53,12 +53,12 @@ def plan_slices(
     if block < MIN_RENDER_BLOCK_SIZE:
         raise BadInputError(f"render block size must be at least {MIN_RENDER_BLOCK_SIZE} (povray's minimum), got {block}")
     if (slices is None) == (rows is None):
-        raise BadInputError("give exactly one of slices or rows to plan a still's slices")
+        raise BadInputError("give exactly one of --slices and --slice-rows")
     blocks = -(-height // block)  # ceil: the last block may be short
     if slices is not None:
-        _check_positive_int("slices", slices)
+        _check_positive_int("--slices", slices)
         if slices > height:
-            raise BadInputError(f"cannot cut {height} rows into {slices} slices: slices must be at most the height")
+            raise BadInputError(f"cannot cut {height} rows into {slices} slices: --slices must be at most the height")
         count = min(slices, blocks)
         ends: list[int] = []
         previous = 0
@@ -69,7 +69,7 @@ def plan_slices(
             previous = k
     else:
         assert rows is not None
-        _check_positive_int("rows", rows)
+        _check_positive_int("--slice-rows", rows)
         step = max(1, (2 * rows + block) // (2 * block)) * block  # round(rows / block) blocks, at least one
         ends = list(range(step, height, step))
     ends.append(height)

@@ -5,6 +5,8 @@ import pytest
 from click.testing import CliRunner
 
 from httpov.cli import cli
+from httpov.errors import BadInputError
+from httpov.stitch import plan_slices
 
 
 @pytest.mark.parametrize("variable, value, accepted", [
@@ -18,3 +20,31 @@ def test_a_url_of_the_wrong_scheme_is_one_line_and_exit_2(variable, value, accep
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
     assert f"{variable} must be a Redis URL starting with {accepted}" in result.output
     assert "secret" not in result.output  # the URL may hold a password: only its scheme is said
+
+
+def _help(*command: str) -> str:
+    result = CliRunner().invoke(cli, [*command, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())  # click wraps: compare words
+
+
+def test_help_texts_say_what_each_option_does():
+    assert "a few batches per node" not in _help("submit")
+    assert "--count INTEGER Frames per batch (one task each); default: adaptive" in _help("submit")
+    assert "into OUTPUT" not in _help("fetch") and "into --output" in _help("fetch")
+    render = _help("render")
+    for option in ("--frames INTEGER Frames in the animation", "--count INTEGER Frames per batch",
+                   "--slices INTEGER Split each frame"):
+        assert option in render
+    assert "--port INTEGER TCP port to listen on." in _help("web")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"slices": 0}, "--slices must be at least 1, got 0"),
+    ({"rows": 0}, "--slice-rows must be at least 1, got 0"),
+    ({"slices": 2, "rows": 32}, "give exactly one of --slices and --slice-rows"),
+    ({"slices": 99}, "--slices must be at most the height"),
+])
+def test_messages_name_options_as_they_are_typed(kwargs, message):
+    with pytest.raises(BadInputError, match=message):
+        plan_slices(64, **kwargs)

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import redis
 
-from httpov.errors import BrokerUnavailableError
+from httpov.errors import BadInputError, BrokerUnavailableError
 from httpov.settings import Settings
 
 
@@ -107,6 +107,15 @@ def stop_worker(proc: subprocess.Popen, sig: int = signal.SIGTERM, grace: float 
             continue
 
 
+def forget(settings: Settings) -> None:
+    """Delete every Redis key under the settings' prefix (job state and Celery's queues), on both Redis URLs."""
+    for url in {settings.broker_url, settings.state_url}:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5)
+        keys = list(client.scan_iter(match=f"{settings.prefix}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start:start + 1000])
+
+
 def render_locally(settings: Settings, scene: Path, *, workers: int | None = None, frames: int | None = None,
                    count: int | None = None, slices: int | None = None, output: Path | None = None,
                    on_progress: Callable | None = None, say: Callable[[str], None] = print,
@@ -115,17 +124,22 @@ def render_locally(settings: Settings, scene: Path, *, workers: int | None = Non
     from httpov.app import make_app
     from httpov.client import Client
 
+    if workers is not None and workers <= 0:
+        raise BadInputError(f"--workers must be at least 1, got {workers}")
     workers = workers or settings.render_processes  # povray idles: more processes than cores (PERFORMANCE.md)
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="httpov-local-")))
+        # Private keys, queue and storage: a farm sharing this Redis neither takes our batches nor sees our job
+        # in `httpov status`, and nothing of the run is left behind once the frames are in the output folder.
+        private = f"{settings.prefix}-local-{os.getpid()}"
+        settings = settings.with_(prefix=private, queue=private, storage=str(tmp / "storage"))
         if redis_answers(settings.broker_url):
-            say(f"using Redis at {settings.broker_url}")
+            say(f"using Redis at {settings.broker_url} (keys {private}:*, removed at the end)")
+            stack.callback(forget, settings)
         else:
             url = stack.enter_context(embedded_redis(tmp))
             say(f"no Redis at {settings.broker_url}; started one at {url}")
             settings = settings.with_(broker_url=url, state_url=url)
-        # a private queue: a farm sharing this Redis does not take our batches, nor we theirs
-        settings = settings.with_(queue=f"{settings.queue}-local-{os.getpid()}")
         client = Client(settings, make_app(settings))
         sub = client.submit(scene, frames=frames, count=count, slices=slices)
         say(f"job {sub.describe()}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import redis
 from click.testing import CliRunner
 
 from httpov.cli import cli
@@ -110,3 +111,19 @@ def test_fetch_video_without_imageio_ffmpeg_says_so_before_downloading(tmp_path,
     assert result.exit_code == 1
     assert "making a video needs the imageio-ffmpeg package" in result.output
     assert "downloading" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_render_on_a_shared_redis_leaves_no_job_and_no_key_behind(tmp_path, settings):
+    scene = write_scene(tmp_path / "loc", DECLARED, "Width=16\nHeight=12\n+KFI1 +KFF2\n")
+    env = worker_env(settings)  # the shared Redis answers: render uses it, under keys of its own
+    result = CliRunner().invoke(cli, ["render", str(scene), "--workers", "2", "--output", str(tmp_path / "out")],
+                                env=env)
+    print(result.output)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["loc_0001.png", "loc_0002.png"]
+    shared = redis.Redis.from_url(settings.state_url)
+    assert list(shared.scan_iter(match=f"{settings.prefix}*")) == []
+    listed = CliRunner().invoke(cli, ["status"], env=env)
+    assert listed.exit_code == 0 and "no jobs yet" in listed.output
+    assert not (tmp_path / "storage" / "jobs").exists()
+    assert CliRunner().invoke(cli, ["render", str(scene), "--workers", "0"], env=env).exit_code == 2

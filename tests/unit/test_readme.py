@@ -1,0 +1,30 @@
+"""The README stays true to the code: every command listed, every extra it names installable, every exit code."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from httpov import errors
+from httpov.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def test_every_command_is_in_the_readme():
+    assert sorted(name for name in cli.commands if f"httpov {name}" not in README) == []
+
+
+def test_every_extra_the_readme_names_exists_and_flower_is_installable():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    named = set(re.findall(r"httpov\[(\w+)\]", README))
+    assert named and named <= set(extras), named - set(extras)
+    assert any(dep.startswith("flower") for dep in extras["flower"]) and "flower" in named
+
+
+def test_the_exit_code_table_has_every_error_code():
+    table = set(int(code) for code in re.findall(r"^\| (\d) \|", README, re.M))
+    codes = {cls.exit_code for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, Exception)
+             and hasattr(cls, "exit_code")}
+    assert codes <= table

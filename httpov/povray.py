@@ -240,16 +240,17 @@ def failure(returncode: int, log: str, scene_dir: Path | None = None) -> RenderE
     """A scene error (parse error, missing include...) is final; a crash or a kill may pass on another try.
 
     The headline is povray's first error, not a warning ("Possible Parse Error" is one): the fatal line, with
-    the file and line of the message before it when it names none ("Fatal error in parser: Cannot open file.")."""
+    the file and line of the message just before it when it names none ("Fatal error in parser: Cannot open
+    file." after the warning that says which file is missing)."""
     said = messages(log, scene_dir)
     lines = error_lines(log, scene_dir)
     if returncode < 0:
         return RenderError(f"povray was killed by signal {-returncode}", lines, transient=True)
     for i, message in enumerate(said):
         if _ERROR.search(message) and not _WARNING.search(message):
-            where = next((m.group(0) for m in map(_WHERE.match, reversed(said[:i])) if m), "")
+            where = _WHERE.match(said[i - 1]) if i else None  # the message just before says where
             if where and not _WHERE.match(message):
-                message = f"{where} {message}"
+                message = f"{where.group(0)} {message}"
             return RenderError(f"povray failed: {message}", lines, transient=False)
     return RenderError(f"povray exited with status {returncode}", lines, transient=True)
 

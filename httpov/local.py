@@ -143,6 +143,8 @@ def render_locally(settings: Settings, scene: Path, *, workers: int | None = Non
         client = Client(settings, make_app(settings))
         sub = client.submit(scene, frames=frames, count=count, slices=slices)
         say(f"job {sub.describe()}")
+        for note in sub.notes:
+            say(f"note: {note}")
         proc = start_worker(settings, workers, f"local{os.getpid()}", tmp / "worker.log")
         stack.callback(stop_worker, proc)
         say(f"rendering with {workers} local render process(es)")

@@ -154,10 +154,6 @@ def _eta(j: dict[str, Any]) -> str:
     return duration(j["eta_seconds"])
 
 
-def _some(items: list[str], shown: int = 3) -> str:
-    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
-
-
 def _job_text(j: dict[str, Any]) -> str:
     from httpov.eta import duration, failure_groups
 
@@ -180,8 +176,7 @@ def _job_text(j: dict[str, Any]) -> str:
             lines.append(f"  {node[:29]:<30}{n['batches_done']:>8}{n['frames_done']:>8g}  "
                          f"{', '.join(n['running']) or '-'}")
     for f in failure_groups(j.get("failed", [])):
-        what = f["labels"][0] if f["count"] == 1 else f"{f['count']} batches ({_some(f['labels'])})"
-        lines.append(f"  {'failed' if f['final'] else 'will retry'}: {what} on {_some(f['nodes'])}: {f['error']}")
+        lines.append(f"  {'failed' if f['final'] else 'will retry'}: {f['what']} on {f['where']}: {f['error']}")
         lines.extend(f"    | {line}" for line in f["lines"][-8:])
     return "\n".join(lines)
 

@@ -247,7 +247,15 @@ def failure_groups(failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
         group["labels"].append(f["label"])
         if f["node"] not in group["nodes"]:
             group["nodes"].append(f["node"])
+    for group in groups.values():  # for people: 'frames 1-2', '3 batches (frame 1 rows 1-32, ...)'
+        labels = group["labels"]
+        group["what"] = labels[0] if len(labels) == 1 else f"{len(labels)} batches ({_some(labels)})"
+        group["where"] = _some(group["nodes"])
     return list(groups.values())
+
+
+def _some(items: list[str], shown: int = 3) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
 def overview(store: JobStore, now: float | None = None) -> list[dict[str, Any]]:

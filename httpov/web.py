@@ -141,8 +141,8 @@ def _card(j: dict[str, Any], now: float) -> str:
     running = "".join(f"<tr><td>{e(r['label'])}</td><td>{e(r['node'])}</td><td>{eta.duration(r['elapsed'])}"
                       f"</td></tr>" for r in j.get("running", []))
     failures = "".join(
-        f"<div><b>{e(f['label'])}</b> on {e(f['node'])}{'' if f['final'] else ' (will retry)'}: {e(f['error'])}"
-        f"<pre>{e(chr(10).join(f['lines']))}</pre></div>" for f in j.get("failed", []))
+        f"<div><b>{e(f['what'])}</b> on {e(f['where'])}{'' if f['final'] else ' (will retry)'}: {e(f['error'])}"
+        f"<pre>{e(chr(10).join(f['lines']))}</pre></div>" for f in eta.failure_groups(j.get("failed", [])))
     return f"""<div class="job" id="job-{e(j['id'])}">
 {thumb}
 <div class="info">

@@ -6,6 +6,7 @@ from pathlib import Path
 from httpov.cli import _job_text
 from httpov.eta import failure_groups
 from httpov.povray import error_lines, failure
+from httpov.web import render_page
 
 # povray 3.7.0.10's log for a scene whose image_map file is missing, with the scene named by the node's work path
 MISSING_IMAGE = """==== [Parsing...] ==========================================================
@@ -55,3 +56,6 @@ def test_one_error_from_several_slices_shows_once_with_the_count():
     assert ("failed: 3 batches (frame 1 rows 1-32, frame 1 rows 33-64, frame 1 rows 65-96) on a@h, b@h: "
             "povray failed: Parse Error: x") in text
     assert "will retry: frame 2 rows 1-32 on a@h: other" in text
+    page = render_page([dict(view, width=16, height=96, created=0.0, finished=3.0)], refresh=3)
+    assert page.count("povray failed: Parse Error: x") == 1
+    assert "<b>3 batches (frame 1 rows 1-32, frame 1 rows 33-64, frame 1 rows 65-96)</b> on a@h, b@h" in page

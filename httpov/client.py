@@ -256,6 +256,9 @@ class Client:
 
 def job_failed(view: dict[str, Any]) -> JobFailedError:
     """The error for a job that ended without every frame (`submit --wait`, `watch`: exit code 8)."""
+    if view["state"] == "cancelled":
+        return JobFailedError(f"job {view['id']} cancelled with {view['frames_done']}/{view['frames_total']} "
+                              "frame(s) rendered", hint=f"`httpov retry {view['id']}` renders the rest")
     first = view["errors"][0] if view["errors"] else ""
     return JobFailedError(f"job {view['id']} {view['state']}: {view['frames_failed']} frame(s) failed"
                           + (f": {first}" if first else ""), hint=f"`httpov status {view['id']}` shows the log")

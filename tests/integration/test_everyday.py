@@ -67,7 +67,8 @@ def test_watch_of_a_cancelled_job_exits_8_and_retry_starts_its_clock_again(tmp_p
     env = worker_env(settings)
     watched = CliRunner().invoke(cli, ["watch", sub.spec.id, "--once"], env=env)
     assert watched.exit_code == 8, watched.output  # `submit --wait` exits 8 for it too
-    assert f"job {sub.spec.id} cancelled" in watched.output
+    assert f"httpov: error: job {sub.spec.id} cancelled with 0/4 frame(s) rendered" in watched.output
+    assert f"hint: `httpov retry {sub.spec.id}` renders the rest" in watched.output
     assert client.store.progress(sub.spec.id)["finished"] is not None
 
     client.retry(sub.spec.id)

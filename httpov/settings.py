@@ -52,8 +52,9 @@ class Settings:
             scheme = url.split("://", 1)[0] if "://" in url else ""
             if scheme.lower() not in URL_SCHEMES[name]:  # only the scheme is shown: the URL may hold a password
                 *others, last = (f"{s}://" for s in URL_SCHEMES[name])
-                raise BadInputError(f"{name} must be a Redis URL starting with {', '.join(others)} or {last}, "
-                                    f"not {scheme + '://' if scheme else 'no scheme'!r}")
+                given = f"got {scheme + '://'!r}" if scheme else "it has no scheme"
+                raise BadInputError(f"{name} must be a Redis URL starting with {', '.join(others)} or {last}; "
+                                    + given)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

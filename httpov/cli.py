@@ -11,6 +11,7 @@ import click
 
 from httpov.errors import BadInputError, HttpovError
 from httpov.settings import Settings
+from httpov.text import shown
 
 
 class _Group(click.Group):
@@ -20,9 +21,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except HttpovError as exc:
-            click.echo(f"httpov: error: {exc}", err=True)
+            click.echo(f"httpov: error: {shown(exc)}", err=True)
             if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
+                click.echo(f"hint: {shown(exc.hint)}", err=True)
             ctx.exit(exc.exit_code)
 
 
@@ -61,9 +62,9 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
     click.echo(f"job {sub.describe()}")
     click.echo(f"scene {'uploaded' if sub.uploaded else 'already stored'} as {sub.spec.scene_key}")
     for item in sub.ignored:
-        click.echo(f"warning: ignored ini option {item!r} (httpov sets it, or it is not allowed)", err=True)
+        click.echo(f"warning: ignored ini option {shown(repr(item))} (httpov sets it, or it is not allowed)", err=True)
     for note in sub.notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {shown(note)}", err=True)
     if wait:
         client.wait(sub.spec.id, _ProgressLine(), on_outage=_outage)
 
@@ -92,7 +93,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
     for j in jobs:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(j["created"]))
         frames = f"{j['frames_done']}/{j['frames_total']}"
-        click.echo(f"{j['id']:<12}{j['name'][:17]:<18}{j['state']:<11}{_bar(j, 10)} {_percent(j):>5} "
+        click.echo(f"{shown(j['id']):<12}{shown(j['name'])[:17]:<18}{j['state']:<11}{_bar(j, 10)} {_percent(j):>5} "
                    f"{frames:>11}{j['frames_failed']:>8}{j['rate_recent']:>8.2f}{_eta(j):>8}  {created}")
 
 
@@ -157,7 +158,7 @@ def _eta(j: dict[str, Any]) -> str:
 def _job_text(j: dict[str, Any]) -> str:
     from httpov.eta import duration, failure_groups
 
-    lines = [f"job {j['id']} ({j['name']}): {j['state']}, {duration(j['elapsed'])} elapsed",
+    lines = [f"job {shown(j['id'])} ({shown(j['name'])}): {j['state']}, {duration(j['elapsed'])} elapsed",
              f"{_bar(j, 40)} {_percent(j)}  {j['frames_done']}/{j['frames_total']} frames done, "
              f"{j['frames_failed']} failed, {j['frames_running']} rendering; "
              f"batches {j['batches_done']}/{j['batches_total']}"]
@@ -173,11 +174,12 @@ def _job_text(j: dict[str, Any]) -> str:
     if j["nodes"]:
         lines.append(f"  {'NODE':<30}{'BATCHES':>8}{'FRAMES':>8}  RENDERING")
         for node, n in j["nodes"].items():
-            lines.append(f"  {node[:29]:<30}{n['batches_done']:>8}{n['frames_done']:>8g}  "
-                         f"{', '.join(n['running']) or '-'}")
+            lines.append(f"  {shown(node)[:29]:<30}{n['batches_done']:>8}{n['frames_done']:>8g}  "
+                         f"{shown(', '.join(n['running'])) or '-'}")
     for f in failure_groups(j.get("failed", [])):
-        lines.append(f"  {'failed' if f['final'] else 'will retry'}: {f['what']} on {f['where']}: {f['error']}")
-        lines.extend(f"    | {line}" for line in f["lines"][-8:])
+        lines.append(f"  {'failed' if f['final'] else 'will retry'}: {shown(f['what'])} on {shown(f['where'])}: "
+                     f"{shown(f['error'])}")
+        lines.extend(f"    | {shown(line)}" for line in f["lines"][-8:])
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ from httpov.node import batch_key
 from httpov.outage import NOTICE
 from httpov.settings import Settings
 from httpov.storage import Storage, open_storage
+from httpov.text import shown
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 THUMB_SIZE = 320
@@ -120,8 +121,13 @@ pre {{ background: #fff3f3; border-left: 3px solid #c62828; padding: 4px 8px; ma
 """
 
 
+def _e(text: object) -> str:
+    """Untrusted text for HTML: control characters made visible (httpov.text.shown), then escaped."""
+    return html.escape(shown(text))
+
+
 def _card(j: dict[str, Any], now: float) -> str:
-    e = html.escape
+    e = _e
     total = max(1, j["frames_total"])
     done_pct = 100.0 * j["frames_done"] / total
     failed_pct = 100.0 * j["frames_failed"] / total
@@ -142,7 +148,8 @@ def _card(j: dict[str, Any], now: float) -> str:
                       f"</td></tr>" for r in j.get("running", []))
     failures = "".join(
         f"<div><b>{e(f['what'])}</b> on {e(f['where'])}{'' if f['final'] else ' (will retry)'}: {e(f['error'])}"
-        f"<pre>{e(chr(10).join(f['lines']))}</pre></div>" for f in eta.failure_groups(j.get("failed", [])))
+        f"<pre>{chr(10).join(e(line) for line in f['lines'])}</pre></div>"
+        for f in eta.failure_groups(j.get("failed", [])))
     return f"""<div class="job" id="job-{e(j['id'])}">
 {thumb}
 <div class="info">

@@ -330,3 +330,42 @@ def test_the_node_time_limit_message_names_the_soft_limit(tmp_path, settings, cl
     assert progress["state"] == "failed"
     assert any("time limit of 2 s" in line for line in progress["errors"]), progress["errors"]
     wait_for(lambda: not _povray_of(sub.spec.id), 10, "povray to be gone")
+
+
+# --- control sequences from names and povray messages never reach a terminal or page raw -------------------
+
+TITLE_ATTACK = "\x1b]0;pwned\x07"  # OSC: sets the terminal's window title (click lets OSC through)
+CLEAR_ATTACK = "\x1b[2J"  # CSI: clears the screen
+
+
+def test_control_sequences_from_names_and_povray_are_shown_escaped(tmp_path, settings, client, workers):
+    """A scene whose #error prints an OSC, and a job name holding CSI/OSC (written straight into Redis, as any
+    older client or anyone with Redis access could): every CLI view and the web page show them as \\x1b...,
+    `--json` keeps the raw characters as data."""
+    from httpov import eta, web
+
+    evil = write_scene(tmp_path / "evil", '#version 3.7;\n#error concat(chr(27), "]0;pwned", chr(7))\n',
+                       "Width=8\nHeight=8\n")
+    workers(concurrency=1)
+    env = worker_env(settings)
+    waited = CliRunner().invoke(cli, ["submit", str(evil), "--wait"], env=env)
+    assert waited.exit_code == 8, waited.output
+    job = client.store.job_ids()[-1]
+    key = f"{settings.prefix}:job:{job}"
+    spec = json.loads(client.store.r.hget(key, "spec"))
+    spec["name"] = f"n{CLEAR_ATTACK}{TITLE_ATTACK}"
+    client.store.r.hset(key, "spec", json.dumps(spec))
+    runs = {"submit --wait": waited}
+    for what, args in (("status", ["status"]), ("status JOB", ["status", job]), ("watch", ["watch", job, "--once"])):
+        runs[what] = CliRunner().invoke(cli, args, env=env)
+    for what, result in runs.items():
+        assert "\x1b" not in result.output and "\x07" not in result.output, f"{what} printed a raw control: {result.output!r}"
+    for what in ("status JOB", "watch"):
+        assert "\\x1b]0;pwned\\x07" in runs[what].output, f"{what} hid povray's message: {runs[what].output!r}"
+    for what in ("status", "status JOB", "watch"):
+        assert "n\\x1b[2J" in runs[what].output, f"{what} hid the name: {runs[what].output!r}"
+    page = web.render_page([eta.job_view(client.store, job)], 3)
+    assert "\x1b" not in page and "\x07" not in page and "\\x1b]0;pwned\\x07" in page
+    raw = json.loads(CliRunner().invoke(cli, ["status", job, "--json"], env=env).output)
+    assert raw["name"] == f"n{CLEAR_ATTACK}{TITLE_ATTACK}"
+    assert any(TITLE_ATTACK in line for line in raw["errors"])

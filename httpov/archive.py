@@ -33,8 +33,9 @@ class ArchiveLimits:
     """Bounds on a scene archive; the defaults fit any sane POV-Ray scene."""
 
     max_entries: int = 10_000
-    max_total_bytes: int = 2 * 1024**3  # sum of uncompressed file_size
-    max_file_bytes: int = 1024**3
+    max_total_bytes: int = 512 * 1024**2  # sum of uncompressed file_size: what a node's cache and each batch hold
+    max_file_bytes: int = 512 * 1024**2
+    max_depth: int = 32  # path parts of a member name ('a/b/c.inc' is 3)
     max_ratio: float = 200.0  # total uncompressed / compressed (zip bombs)
     # The ratio is only enforced once the total passes this: a small archive cannot be a bomb, and a
     # few kilobytes of blank lines legitimately compress more than 200:1.
@@ -204,6 +205,9 @@ def _check_structure(zf: zipfile.ZipFile, path: Path, limits: ArchiveLimits) -> 
             raise ArchiveError(f"{path}: member {name!r} appears more than once")
         seen.add(key)
         parts = key.split("/")
+        if len(parts) > limits.max_depth:
+            raise ArchiveError(f"{path}: member {name!r} is {len(parts)} levels deep, more than the limit of "
+                               f"{limits.max_depth}")
         folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
         if info.is_dir():
             folders.add(key)

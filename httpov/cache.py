@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from httpov.archive import extract_archive, file_sha256
+from httpov.archive import ArchiveLimits, extract_archive, file_sha256
 from httpov.errors import ArchiveError, StorageError
 from httpov.storage.base import Storage
 
@@ -27,9 +27,10 @@ class SceneCache:
     A scene in use is never evicted, so the cache can exceed `max_bytes` while the scenes in use alone do.
     """
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, limits: ArchiveLimits = ArchiveLimits()) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
+        self.limits = limits  # a scene past them is refused before it is extracted
         self.scenes = self.root / "scenes"
         self.locks = self.root / "locks"
         self.tmp = self.root / "tmp"
@@ -77,7 +78,7 @@ class SceneCache:
             storage.get_file(key, work / "scene.zip")  # FileNotFoundError if the scene was never stored
             if file_sha256(work / "scene.zip") != name:
                 raise ArchiveError(f"{key} does not match its SHA-256: the stored scene is damaged")
-            extract_archive(work / "scene.zip", work / "scene")
+            extract_archive(work / "scene.zip", work / "scene", self.limits)
             os.rename(work / "scene", final)
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and not (work / "scene.zip").exists():

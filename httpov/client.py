@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable
 
-from httpov import archive
+from httpov import archive, limits as job_limits
 from httpov.errors import BadInputError, BrokerUnavailableError, JobFailedError, JobStateError, SceneError
 from httpov.eta import job_view
 from httpov.jobs import FINISHED, LIVE, JobStore
@@ -86,7 +86,7 @@ class Client:
             raise BadInputError(f"--frames must be at least 1, got {frames}")
         if not 0 <= priority <= 9:
             raise BadInputError(f"--priority must be between 0 and 9, got {priority}")
-        limits = limits or archive.ArchiveLimits()
+        limits = limits or self.settings.archive_limits()
         with tempfile.TemporaryDirectory(prefix="httpov-submit-") as tmp:
             zip_path, prefer, names = _scene_archive(Path(source), Path(tmp), limits)
             with zipfile.ZipFile(zip_path) as zf:
@@ -112,6 +112,8 @@ class Client:
         earlier jobs of the same scene at the same size, read from their done batches)."""
         fr = frame_range(options, frames)
         width, height = image_size(options)
+        job_limits.check_image(width, height, self.settings)
+        job_limits.check_work(fr.count, 0, self.settings)
         row_slices = None
         if slices is not None or slice_rows is not None:
             row_slices = plan_slices(height, slices=slices, rows=slice_rows)
@@ -121,6 +123,8 @@ class Client:
         else:
             measured = self.store.frame_times(history_key(scene_key, width, height)) if scene_key else (0, 0, 0)
             count = count or adaptive_count(fr.count, frame_seconds(*measured))
+        job_limits.check_work(fr.count, job_limits.planned_batches(fr.count, count, len(row_slices or [])),
+                              self.settings)
         batches = split(fr, count, row_slices)
         return JobSpec(
             id=job_id, name=name, scene_key=scene_key, root=layout.root, pov=layout.pov,

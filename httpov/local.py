@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import redis
 
 from httpov.errors import BadInputError, BrokerUnavailableError
-from httpov.settings import Settings
+from httpov.settings import LIMITS, Settings
 
 
 def redis_answers(url: str) -> bool:
@@ -78,6 +78,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "HTTPOV_BATCH_MAX_BYTES": str(settings.batch_max_bytes),
         "HTTPOV_BATCH_MAX_FILES": str(settings.batch_max_files),
         "HTTPOV_OUTAGE_SECONDS": str(settings.outage_seconds),
+        **{name: str(getattr(settings, attr)) for attr, name in LIMITS.items()},
     })
     if settings.redis_ca:
         env["HTTPOV_REDIS_CA"] = settings.redis_ca

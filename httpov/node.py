@@ -12,7 +12,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from httpov import povray, stitch
+from httpov import limits, povray, stitch
 from httpov.cache import SceneCache
 from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError, RenderError,
                            SceneError, StorageError)
@@ -82,6 +82,7 @@ class RenderNode:
         if job_id not in self._specs:
             spec = self.store.spec(job_id)
             check_spec(spec)
+            limits.check_image(spec.width, spec.height, self.settings)  # this node's own limits
             if spec.id != job_id:
                 raise SceneError(f"the record of job {job_id!r} names job {spec.id!r}")
             self._specs[job_id] = spec

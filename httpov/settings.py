@@ -6,12 +6,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
+from httpov.archive import ArchiveLimits
 from httpov.errors import BadInputError
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 #: URL schemes of each Redis setting: Celery's broker takes redis:// and rediss://; job state (redis-py) a unix
 #: socket too.
 URL_SCHEMES = {"HTTPOV_BROKER_URL": ("redis", "rediss"), "HTTPOV_STATE_URL": ("redis", "rediss", "unix")}
+
+#: Bounds on the work one job may ask for (Settings field: environment name), checked at submit and on the node.
+LIMITS = {
+    "max_width": "HTTPOV_MAX_WIDTH", "max_height": "HTTPOV_MAX_HEIGHT", "max_pixels": "HTTPOV_MAX_PIXELS",
+    "max_frames": "HTTPOV_MAX_FRAMES", "max_batches": "HTTPOV_MAX_BATCHES",
+    "max_scene_bytes": "HTTPOV_MAX_SCENE_BYTES", "max_scene_files": "HTTPOV_MAX_SCENE_FILES",
+    "max_scene_depth": "HTTPOV_MAX_SCENE_DEPTH",
+}
 
 
 def _default_data_dir(env: Mapping[str, str]) -> Path:
@@ -46,6 +55,14 @@ class Settings:
     batch_max_bytes: int = 1024**3  # bytes one batch may write (its frames and the scene's #write together)
     batch_max_files: int = 1000  # files one batch may create
     outage_seconds: float = 120.0
+    max_width: int = 16384
+    max_height: int = 16384
+    max_pixels: int = 64 * 1024**2  # 8192 x 8192
+    max_frames: int = 100_000
+    max_batches: int = 10_000
+    max_scene_bytes: int = ArchiveLimits.max_total_bytes
+    max_scene_files: int = ArchiveLimits.max_entries
+    max_scene_depth: int = ArchiveLimits.max_depth
 
     def __post_init__(self) -> None:
         for name, url in (("HTTPOV_BROKER_URL", self.broker_url), ("HTTPOV_STATE_URL", self.state_url)):
@@ -82,6 +99,7 @@ class Settings:
             batch_max_bytes=_number(env, "HTTPOV_BATCH_MAX_BYTES", 1024**3, int),
             batch_max_files=_number(env, "HTTPOV_BATCH_MAX_FILES", 1000, int),
             outage_seconds=_number(env, "HTTPOV_OUTAGE_SECONDS", 120.0, float),
+            **{attr: _number(env, name, getattr(cls, attr), int) for attr, name in LIMITS.items()},
         )
 
     @property
@@ -89,6 +107,11 @@ class Settings:
         """Celery's soft time limit: a batch is stopped (povray killed) this long after it started, 30 s before
         the hard limit (HTTPOV_TASK_TIME_LIMIT) would kill its render process."""
         return max(1, self.task_time_limit - 30)
+
+    def archive_limits(self) -> ArchiveLimits:
+        """The bounds on a scene archive, unpacked, that these settings allow."""
+        return ArchiveLimits(max_entries=self.max_scene_files, max_total_bytes=self.max_scene_bytes,
+                             max_file_bytes=self.max_scene_bytes, max_depth=self.max_scene_depth)
 
     def with_(self, **changes: object) -> "Settings":
         """A copy with some fields changed (tests, `httpov render`)."""

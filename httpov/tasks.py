@@ -26,7 +26,7 @@ def render_node():  # -> RenderNode, built once per worker process from the envi
         settings = Settings.from_env()
         _node = RenderNode(settings, JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca),
                            open_storage(settings.storage),
-                           SceneCache(settings.cache_dir, settings.cache_max_bytes))
+                           SceneCache(settings.cache_dir, settings.cache_max_bytes, settings.archive_limits()))
     return _node
 
 

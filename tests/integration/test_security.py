@@ -369,3 +369,73 @@ def test_control_sequences_from_names_and_povray_are_shown_escaped(tmp_path, set
     raw = json.loads(CliRunner().invoke(cli, ["status", job, "--json"], env=env).output)
     assert raw["name"] == f"n{CLEAR_ATTACK}{TITLE_ATTACK}"
     assert any(TITLE_ATTACK in line for line in raw["errors"])
+
+
+# --- bounded work per job: refused at submit (nothing stored or queued), and again on the node --------------
+
+def _nothing_stored(settings) -> bool:
+    keys = list(redis.Redis.from_url(settings.broker_url).scan_iter(match=f"{settings.prefix}:*"))
+    storage = Path(settings.storage)
+    return not keys and not (storage.exists() and any(p.is_file() for p in storage.rglob("*")))
+
+
+def _deep_scene(folder: Path, depth: int) -> Path:
+    scene = write_scene(folder, TINY_ANIMATION, "Width=8\nHeight=8\n")
+    deep = scene.joinpath(*["d"] * depth)
+    deep.mkdir(parents=True)
+    (deep / "x.inc").write_text("// deep\n")
+    return scene
+
+
+@pytest.mark.parametrize("ini, args, env, code, message", [
+    ("Width=100000\nHeight=8\n", [], {}, 3, "width 100000, more than the limit of 16384"),
+    ("Width=12000\nHeight=12000\n", [], {}, 3, "pixels, more than the limit"),
+    ("Width=8\nHeight=8\n", ["--frames", "100000000"], {}, 2, "100000000 frames, more than the limit"),
+    ("Width=8\nHeight=8\n", ["--frames", "50000", "--count", "1"], {}, 2, "50000 batches, more than the limit"),
+    ("Width=64\nHeight=64\n", ["--frames", "3", "--slices", "2"], {"HTTPOV_MAX_BATCHES": "5"}, 2, "6 batches"),
+    ("Width=8\nHeight=8\n", [], {"HTTPOV_MAX_WIDTH": "4"}, 3, "width 8, more than the limit of 4"),
+    ("Width=8\nHeight=8\n", [], {"HTTPOV_MAX_SCENE_BYTES": "100"}, 3, "more than the limit of 100"),
+    ("Width=8\nHeight=8\n", [], {"HTTPOV_MAX_SCENE_FILES": "1"}, 3, "more than the limit of 1"),
+])
+def test_submit_refuses_work_past_the_limits(tmp_path, settings, ini, args, env, code, message):
+    scene = write_scene(tmp_path / "big", TINY_ANIMATION, ini)
+    result = CliRunner().invoke(cli, ["submit", str(scene), *args], env={**worker_env(settings), **env})
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert _nothing_stored(settings)
+
+
+def test_submit_refuses_a_scene_too_deep(tmp_path, settings):
+    result = CliRunner().invoke(cli, ["submit", str(_deep_scene(tmp_path / "deep", 40))], env=worker_env(settings))
+    assert result.exit_code == 3, result.output
+    assert "levels deep, more than the limit of 32" in result.output
+    assert _nothing_stored(settings)
+
+
+def test_node_rechecks_limits_and_fails_the_job_at_once(tmp_path, settings, workers):
+    """A client with looser limits (or a forged job record) gets past submit: the node refuses the scene before
+    extracting it, and the image before rendering, as final failures (one attempt, no retries)."""
+    from httpov.app import make_app
+    from httpov.client import Client
+
+    loose = Client(settings.with_(max_scene_depth=100), make_app(settings))
+    deep = loose.submit(_deep_scene(tmp_path / "deep", 40))
+    big = write_scene(tmp_path / "big", TINY_ANIMATION, "Width=8\nHeight=8\n")
+    (big / "data.inc").write_text("// padding\n" * 20_000)
+    heavy = loose.submit(big)
+    wide = loose.submit(write_scene(tmp_path / "wide", TINY_ANIMATION, "Width=8\nHeight=8\n"))
+    key = f"{settings.prefix}:job:{wide.spec.id}"
+    spec = json.loads(loose.store.r.hget(key, "spec"))
+    spec["width"] = 100_000
+    loose.store.r.hset(key, "spec", json.dumps(spec))
+    workers(concurrency=2, settings_=settings.with_(max_scene_bytes=100_000))
+    expected = {deep.spec.id: "levels deep, more than the limit of 32",
+                heavy.spec.id: "bytes, more than the limit of 100000",
+                wide.spec.id: "width 100000, more than the limit of 16384"}
+    for job, message in expected.items():
+        wait_for(lambda: loose.store.state(job) in ("failed", "done"), 90, "the job to end")
+        progress = loose.status(job)[0]
+        assert progress["state"] == "failed"
+        assert any(message in line for line in progress["errors"]), progress["errors"]
+        assert set(loose.store.batches(job)["attempts"].values()) <= {1}, "a limit is not worth a retry"
+    assert not list(settings.cache_dir.rglob("x.inc")) and not list(settings.cache_dir.rglob("data.inc"))

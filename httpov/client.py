@@ -1,6 +1,8 @@
 """What users do with jobs: submit, watch, fetch, control. The CLI is a thin layer over this class."""
 from __future__ import annotations
 
+import contextlib
+import re
 import secrets
 import tempfile
 import time
@@ -101,9 +103,26 @@ class Client:
             uploaded = not self.storage.exists(spec.scene_key)
             if uploaded:
                 self.storage.put_file(spec.scene_key, zip_path)
-        self.store.create(spec)
-        self._send(spec, spec.batches)
+        self._queue_job(spec)
         return Submission(spec, uploaded, options.ignored, _choices(layout, spec))
+
+    def _queue_job(self, spec: JobSpec) -> None:
+        """Record the job unlisted, queue its batches, then list it; an interrupted submit (Ctrl-C, an error)
+        fails the job so nodes drop what was queued, and a client that dies lets its submit lease run out."""
+        self.store.create(spec)
+        sent = [0]
+
+        def sending(count: int) -> None:
+            sent[0] = count
+            self.store.keep_submitting(spec.id)
+        try:
+            sent[0] = self._send(spec, spec.batches, sending)
+            self.store.publish(spec.id)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # Redis gone too: the submit lease runs out instead
+                self.store.abandon(spec.id, f"the submit was interrupted ({type(exc).__name__}) after about "
+                                            f"{sent[0]} of {len(spec.batches)} batches were queued")
+            raise
 
     def _plan(self, layout: SceneLayout, options: SceneOptions, name: str, frames: int | None,
               count: int | None, slices: int | None, slice_rows: int | None, priority: int,
@@ -246,14 +265,14 @@ class Client:
             self._send(self.store.spec(job_id), batch_ids)
         return reap(self.store, requeue, self.settings.lease_seconds, self.settings.max_attempts)
 
-    def _send(self, spec: JobSpec, batch_ids: list[str]) -> int:
+    def _send(self, spec: JobSpec, batch_ids: list[str], on_sent: Callable[[int], None] | None = None) -> int:
         """Queue batches; a broker that does not answer is BrokerUnavailableError, not a traceback."""
         from kombu.exceptions import OperationalError
 
         from httpov.tasks import enqueue
 
         try:
-            return enqueue(self.celery, spec, batch_ids, self.settings.queue)
+            return enqueue(self.celery, spec, batch_ids, self.settings.queue, on_sent)
         except OperationalError as exc:
             raise BrokerUnavailableError(f"cannot queue batches of job {spec.id}: {exc}") from exc
 

@@ -13,23 +13,35 @@ from httpov.plan import Batch, JobSpec
 
 T = TypeVar("T")
 
-LIVE = ("queued", "running")  # states in which batches are handed out and rendered
+# States in which batches are handed out and rendered. A job is 'submitting' while its client queues its batches:
+# listed nowhere yet, but its first batches may already render (see JobStore.create and publish).
+LIVE = ("submitting", "queued", "running")
 FINISHED = ("done", "failed", "cancelled")
+#: A submitting client renews its job's submit lease this often (in batches queued) and for this long.
+SUBMIT_LEASE_SECONDS = 60.0
+_GONE = "the submit stopped before every batch was queued (the client was interrupted or died)"
 
 # start_batch: refuse a batch that is done, or whose lease another execution holds; else take the lease.
 # A paused job's batch is parked here, in the same step, so a resume can never miss it. The lease may also be
 # held by this task's own retry hand-off ('retry:<task id>'), which the retry takes over. ARGV[6] is the value
 # the lease is set to: the execution's token, or a hand-off when a blocked node gives the batch back.
 _START = """
-local job, lease, running, done, parked = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local job, lease, running, done, parked, submit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local batch, token, ttl, info, handoff, value = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[7]
 local state = redis.call('HGET', job, 'state')
 if not state then return 'missing' end
+if state == 'submitting' then
+  if redis.call('EXISTS', submit) == 0 then  -- its client died mid-submit: the job can never finish
+    redis.call('HSET', job, 'state', 'failed', 'finished', ARGV[5], 'error', ARGV[8])
+    return 'failed'
+  end
+  redis.call('HSETNX', job, 'started', ARGV[5])
+end
 if state == 'paused' then
   redis.call('SADD', parked, batch)
   return 'paused'
 end
-if state ~= 'queued' and state ~= 'running' then return state end
+if state ~= 'queued' and state ~= 'running' and state ~= 'submitting' then return state end
 if redis.call('HEXISTS', done, batch) == 1 then return 'duplicate' end
 local holder = redis.call('GET', lease)
 if holder and holder ~= token and holder ~= handoff then return 'busy' end
@@ -37,6 +49,33 @@ redis.call('SET', lease, value, 'PX', math.floor(ttl * 1000))
 redis.call('HSET', running, batch, info)
 if state == 'queued' and value == token then
   redis.call('HSET', job, 'state', 'running', 'started', ARGV[5])
+end
+return 'ok'
+"""
+
+# publish: a job whose batches are all queued becomes visible (listed, swept); 'submitting' becomes 'running' if a
+# batch started meanwhile, else 'queued'. Answers the state the job was in.
+_PUBLISH = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if state == 'submitting' then
+  local next = redis.call('HEXISTS', KEYS[1], 'started') == 1 and 'running' or 'queued'
+  redis.call('HSET', KEYS[1], 'state', next)
+end
+if state ~= 'done' and state ~= 'failed' and state ~= 'cancelled' then redis.call('SADD', KEYS[3], ARGV[1]) end
+redis.call('DEL', KEYS[4])
+return state
+"""
+
+# abandon: an interrupted submit fails its job, unless it got further than 'submitting'; its keys expire later.
+_ABANDON = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'submitting' then return state or 'missing' end
+redis.call('HSET', KEYS[1], 'state', 'failed', 'finished', ARGV[1], 'error', ARGV[2])
+redis.call('DEL', KEYS[2])
+for i = 1, #KEYS do
+  if i ~= 2 then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[3])) end
 end
 return 'ok'
 """
@@ -103,6 +142,8 @@ class JobStore:
         self._transition = client.register_script(_TRANSITION)
         self._reclaim = client.register_script(_RECLAIM)
         self._guard = client.register_script(_GUARDED)
+        self._publish = client.register_script(_PUBLISH)
+        self._abandon = client.register_script(_ABANDON)
 
     @classmethod
     def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> "JobStore":
@@ -118,6 +159,9 @@ class JobStore:
 
     def _lease(self, job_id: str, batch_id: str) -> str:
         return f"{self.p}:lease:{job_id}:{batch_id}"
+
+    def _submit_lease(self, job_id: str) -> str:
+        return f"{self.p}:submitting:{job_id}"
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
@@ -139,19 +183,38 @@ class JobStore:
 
     # jobs
     def create(self, spec: JobSpec) -> None:
+        """Record a job in state 'submitting': listed nowhere until `publish`, and failed by the first node that
+        meets one of its batches once its submit lease (renewed by `keep_submitting`) has run out."""
         def run() -> None:
             pipe = self.r.pipeline()
             pipe.hset(self._k(spec.id), mapping={
-                "spec": json.dumps(spec.to_dict()), "state": "queued", "created": spec.created,
+                "spec": json.dumps(spec.to_dict()), "state": "submitting", "created": spec.created,
                 "total": len(spec.batches),
             })
-            pipe.zadd(f"{self.p}:jobs", {spec.id: spec.created})
-            pipe.sadd(f"{self.p}:active", spec.id)
+            pipe.set(self._submit_lease(spec.id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000))
             if not spec.slices:  # whole-frame batches measure frame times for later jobs of this scene
                 history = f"{self.p}:history:{spec.history}"
                 pipe.lpush(history, spec.id).ltrim(history, 0, 7)
             pipe.execute()
         self._call(run)
+
+    def keep_submitting(self, job_id: str) -> None:
+        """Renew the submit lease of a job whose batches are still being queued."""
+        self._call(lambda: self.r.set(self._submit_lease(job_id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000)))
+
+    def publish(self, job_id: str) -> str:
+        """Every batch is queued: list the job and let the sweepers watch it; answers the state it was in."""
+        created = self._call(lambda: self.r.hget(self._k(job_id), "created")) or time.time()
+        return self._call(lambda: self._publish(
+            keys=[self._k(job_id), f"{self.p}:jobs", f"{self.p}:active", self._submit_lease(job_id)],
+            args=[job_id, created]))
+
+    def abandon(self, job_id: str, reason: str, keep_seconds: int = 86400) -> str:
+        """Fail a job whose submit was interrupted, so nodes drop its queued batches; its keys expire after
+        `keep_seconds`. Answers 'ok', or the state of a job that got past 'submitting' (left alone)."""
+        keys = [self._k(job_id), self._submit_lease(job_id)]
+        keys += [self._k(job_id, part) for part in ("done", "running", "failed", "attempts", "parked", "frames")]
+        return self._call(lambda: self._abandon(keys=keys, args=[time.time(), reason, keep_seconds]))
 
     def spec(self, job_id: str) -> JobSpec:
         raw = self._call(lambda: self.r.hget(self._k(job_id), "spec"))
@@ -200,8 +263,8 @@ class JobStore:
         info = json.dumps({"node": node, "started": time.time(), "token": value, "handed_back": hand_back})
         return self._call(lambda: self._start(
             keys=[self._k(job_id), self._lease(job_id, batch_id), self._k(job_id, "running"),
-                  self._k(job_id, "done"), self._k(job_id, "parked")],
-            args=[batch_id, token, lease, info, time.time(), handoff or token, value],
+                  self._k(job_id, "done"), self._k(job_id, "parked"), self._submit_lease(job_id)],
+            args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE],
         ))
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
@@ -410,7 +473,8 @@ def summarize(record: dict[str, str], spec: JobSpec, b: dict[str, Any]) -> dict[
     elapsed = (finished or time.time()) - started
     done = len(b["frames"])
     rate = done / elapsed if done and elapsed > 0 else 0.0
-    errors = [line for v in final_failures.values() for line in [v["error"], *v["lines"]]]
+    errors = [record["error"]] if record.get("error") else []
+    errors += [line for v in final_failures.values() for line in [v["error"], *v["lines"]]]
     return {
         "id": spec.id, "name": spec.name, "state": record["state"],
         "frames_total": spec.frame_count, "frames_done": done, "frames_failed": len(failed_frames),

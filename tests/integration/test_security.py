@@ -439,3 +439,77 @@ def test_node_rechecks_limits_and_fails_the_job_at_once(tmp_path, settings, work
         assert any(message in line for line in progress["errors"]), progress["errors"]
         assert set(loose.store.batches(job)["attempts"].values()) <= {1}, "a limit is not worth a retry"
     assert not list(settings.cache_dir.rglob("x.inc")) and not list(settings.cache_dir.rglob("data.inc"))
+
+
+# --- an interrupted submit leaves no job that can never finish ---------------------------------------------
+
+def _interrupted_client(settings, after: int, error: type[BaseException] = KeyboardInterrupt):
+    """A client whose queueing stops with `error` once `after` batches are in the real queue (Ctrl-C mid-submit)."""
+    from httpov.app import make_app
+    from httpov.client import Client
+
+    class Interrupted(Client):
+        def _send(self, spec, batch_ids, on_sent=None):
+            super()._send(spec, batch_ids[:after], on_sent)
+            raise error()
+
+    return Interrupted(settings, make_app(settings))
+
+
+def _job_of(settings) -> str:
+    keys = redis.Redis.from_url(settings.broker_url, decode_responses=True).keys(f"{settings.prefix}:job:*")
+    return sorted(k.split(":")[2] for k in keys)[0]
+
+
+def test_interrupted_submit_fails_its_job_and_nodes_drop_its_batches(tmp_path, settings, client, workers):
+    interrupted = _interrupted_client(settings, after=3)
+    scene = write_scene(tmp_path / "half", TINY_ANIMATION, "Width=8\nHeight=8\n")
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.submit(scene, frames=12, count=1)
+    job = _job_of(settings)
+    assert client.store.state(job) == "failed"
+    assert client.store.job_ids() == [] and client.store.active_ids() == []  # never listed
+    assert "interrupted" in client.status(job)[0]["errors"][0]
+    listing = CliRunner().invoke(cli, ["status"], env=worker_env(settings))
+    assert "no jobs yet" in listing.output, listing.output
+    assert client.store.r.ttl(f"{settings.prefix}:job:{job}") > 0  # cleaned up later
+    workers(concurrency=1)
+    wait_for(lambda: queue_drained(settings), 60, "the node to drop the 3 queued batches")
+    assert not (Path(settings.storage) / "jobs" / job).exists(), "a batch of the interrupted job was rendered"
+    assert client.store.batches(job)["done"] == {}
+
+
+def test_a_client_dying_mid_submit_lets_its_job_fail(tmp_path, settings, client, workers):
+    """SIGKILL: no cleanup ran. Once the submit lease is gone, the first node to meet a batch fails the job."""
+    dying = _interrupted_client(settings, after=2, error=SystemExit)
+    dying.store.abandon = lambda *a, **k: "ok"  # a killed client cleans nothing up
+    with pytest.raises(SystemExit):
+        dying.submit(write_scene(tmp_path / "dead", TINY_ANIMATION, "Width=8\nHeight=8\n"), frames=6, count=1)
+    job = _job_of(settings)
+    assert client.store.state(job) == "submitting" and client.store.job_ids() == []
+    client.store.r.delete(f"{settings.prefix}:submitting:{job}")  # what SUBMIT_LEASE_SECONDS later brings
+    workers(concurrency=1)
+    wait_for(lambda: client.store.state(job) == "failed", 60, "the node to fail the orphaned job")
+    assert "before every batch was queued" in client.status(job)[0]["errors"][0]
+    wait_for(lambda: queue_drained(settings), 60, "the node to drop its batches")
+    assert client.store.batches(job)["done"] == {}
+
+
+def test_batches_may_render_before_the_last_is_queued(tmp_path, settings, client, workers):
+    """A big submit: nodes start on the first batches while the client still queues; the job still ends done."""
+    from httpov.app import make_app
+    from httpov.client import Client
+
+    class Slow(Client):
+        def _send(self, spec, batch_ids, on_sent=None):
+            sent = super()._send(spec, batch_ids[:2], on_sent)
+            wait_for(lambda: len(self.store.batches(spec.id)["done"]) == 2, 60, "the first batches to render")
+            assert self.store.state(spec.id) == "submitting" and self.store.job_ids() == []
+            return sent + super()._send(spec, batch_ids[2:], on_sent)
+
+    workers(concurrency=2)
+    slow = Slow(settings, make_app(settings))
+    sub = slow.submit(write_scene(tmp_path / "early", TINY_ANIMATION, "Width=8\nHeight=8\n"), frames=4, count=1)
+    assert client.store.job_ids() == [sub.spec.id]
+    assert client.wait(sub.spec.id, timeout=90)["state"] == "done"
+    assert len(client.fetch(sub.spec.id, tmp_path / "out")) == 4

@@ -330,6 +330,15 @@ def _stream_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, sink:
         raise ArchiveError(f"{path}: member {info.filename!r} holds {written} bytes, not the declared {budget}")
 
 
+def copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, sink: BinaryIO, path: Path | str, budget: int) -> None:
+    """Copy one member of an untrusted zip (`path` names it in errors) into `sink`, refusing it before reading
+    if it declares more than `budget` bytes; it is streamed, held to its declared size and its CRC checked."""
+    if info.file_size > budget:
+        raise ArchiveError(f"{path}: member {info.filename!r} would unpack to {info.file_size} bytes, more than "
+                           f"the {budget} it may hold")
+    _stream_member(zf, info, Path(path), sink)
+
+
 # --- extracting ---------------------------------------------------------------------------------------
 
 

@@ -213,10 +213,11 @@ def fetch(ctx: click.Context, job: str, output: Path | None, video: Path | None,
             click.echo(f"{len(images)} frame(s) in {output}, logs in {output / 'logs'} "
                        f"(job {client.store.state(job)})")
         if video is not None:
-            media.encode(images, video, fps, _counter(f"encoding {video.name}, frame"))
+            media.encode(images, video, fps, _counter(f"encoding {video.name}, frame"), ctx.obj.max_pixels)
             click.echo(f"{video}: {len(images)} frame(s) at {fps:g} fps")
         if sheet is not None:
-            media.contact_sheet(images, sheet, thumb, on_frame=_counter("contact sheet, frame"))
+            media.contact_sheet(images, sheet, thumb, on_frame=_counter("contact sheet, frame"),
+                                max_pixels=ctx.obj.max_pixels)
             click.echo(f"{sheet}: contact sheet of {len(images)} frame(s)")
 
 

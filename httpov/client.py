@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import secrets
 import tempfile
 import time
@@ -12,15 +11,17 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable
 
 from httpov import archive, limits as job_limits
-from httpov.errors import BadInputError, BrokerUnavailableError, JobFailedError, JobStateError, SceneError
+from httpov.errors import (ArchiveError, BadInputError, BrokerUnavailableError, JobFailedError, JobStateError,
+                            ResultError, SceneError)
 from httpov.eta import job_view
 from httpov.jobs import FINISHED, LIVE, JobStore
 from httpov.outage import through_outage
-from httpov.plan import JobSpec, adaptive_count, check_name, check_spec, safe_name, history_key, frame_range, frame_seconds, image_size, split
+from httpov.plan import Batch, JobSpec, adaptive_count, check_name, check_spec, safe_name, history_key, frame_range, frame_seconds, image_size, split
 from httpov.scene import SceneLayout, SceneOptions, locate_scene
 from httpov.settings import Settings
 from httpov.stitch import plan_slices
 from httpov.storage import Storage, open_storage
+from httpov.text import shown
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -183,7 +184,13 @@ class Client:
 
     def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None) -> list[Path]:
         """Download every rendered frame as a PNG into `output` and the batch logs (failed batches' too) into
-        `output/logs`; a job with no rendered frame is JobFailedError (failed, cancelled) or JobStateError."""
+        `output/logs`; a job with no rendered frame is JobFailedError (failed, cancelled) or JobStateError.
+
+        Results come from other machines: a batch zip holding more files than its frames and log, a member
+        larger than a frame of the job can be, or a PNG not of the job's size is refused (ResultError) before
+        it is unpacked or decoded."""
+        from httpov import media
+
         spec = self.store.spec(job_id)
         output = Path(output)
         (output / "logs").mkdir(parents=True, exist_ok=True)
@@ -196,19 +203,17 @@ class Client:
             for done, key in enumerate(keys, 1):
                 local = Path(tmp) / "batch.zip"
                 self.storage.get_file(key, local)
-                with zipfile.ZipFile(local) as zf:
-                    for member in zf.namelist():
-                        safe = PurePosixPath(member).name
-                        if safe.endswith(".log"):
-                            (output / "logs" / safe).write_bytes(zf.read(member))
-                        elif not spec.slices and safe.endswith(".png"):
-                            (output / safe).write_bytes(zf.read(member))
-                            images.append(output / safe)
+                images += _unpack_batch(local, key, spec, output)
                 if on_file:
                     on_file(done, total)
             for done, key in enumerate(frame_keys, len(keys) + 1):
                 target = output / PurePosixPath(key).name
                 self.storage.get_file(key, target)
+                with open(target, "rb") as f:
+                    media.check_frame(f.read(24), key, spec.width, spec.height)
+                if target.stat().st_size > media.frame_bytes(spec.width, spec.height):
+                    raise ResultError(f"result {shown(key)} is {target.stat().st_size} bytes, more than a "
+                                      f"{spec.width}x{spec.height} frame can be: refused")
                 images.append(target)
                 if on_file:
                     on_file(done, total)
@@ -285,6 +290,44 @@ def job_failed(view: dict[str, Any]) -> JobFailedError:
     first = view["errors"][0] if view["errors"] else ""
     return JobFailedError(f"job {view['id']} {view['state']}: {view['frames_failed']} frame(s) failed"
                           + (f": {first}" if first else ""), hint=f"`httpov status {view['id']}` shows the log")
+
+
+def _unpack_batch(zip_path: Path, key: str, spec: JobSpec, output: Path) -> list[Path]:
+    """The frames (into `output`) and log (into `output/logs`) of one batch's result zip, each member checked
+    against what the batch can hold before it is unpacked; answers the frame files."""
+    from httpov import media
+
+    batch = Batch.from_id(PurePosixPath(key).stem)
+    frames = batch.last - batch.first + 1
+    images: list[Path] = []
+    target: Path | None = None
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            infos = zf.infolist()
+            if len(infos) > frames + 1:
+                raise ResultError(f"result {shown(key)} holds {len(infos)} files, more than its {frames} frame(s) "
+                                  "and log: refused")
+            for info in infos:
+                safe = PurePosixPath(info.filename).name
+                if safe.endswith(".log"):
+                    target, budget = output / "logs" / safe, media.LOG_MAX_BYTES
+                elif not spec.slices and safe.endswith(".png"):
+                    target, budget = output / safe, media.frame_bytes(spec.width, spec.height)
+                else:
+                    continue
+                with open(target, "wb") as sink:
+                    archive.copy_member(zf, info, sink, key, budget)
+                if safe.endswith(".png"):
+                    with open(target, "rb") as f:
+                        media.check_frame(f.read(24), f"{key}:{info.filename}", spec.width, spec.height)
+                    images.append(target)
+                target = None
+    except (ArchiveError, zipfile.BadZipFile) as exc:
+        raise ResultError(f"result refused: {shown(exc)}") from None
+    finally:
+        if target is not None:  # a member refused half way is not left behind
+            target.unlink(missing_ok=True)
+    return images
 
 
 def _scene_archive(source: Path, tmp: Path,

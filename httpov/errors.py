@@ -69,6 +69,13 @@ class RenderError(HttpovError):
         self.transient = transient
 
 
+class ResultError(HttpovError):
+    """A rendered result in storage is damaged, or larger than its job's frames can be (a decompression bomb)."""
+
+    exit_code = 9
+    hint = "results come from render nodes: `httpov retry JOB` renders the batch again"
+
+
 class JobFailedError(HttpovError):
     """A job the user waited for ended failed or cancelled."""
 

@@ -1,20 +1,68 @@
 """Rendered frames as something to look at: an MP4 or GIF in frame order, and a contact sheet of thumbnails."""
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import struct
 import subprocess
+import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from httpov.errors import BadInputError, HttpovError
+from httpov.errors import BadInputError, HttpovError, ResultError
+from httpov.text import shown
 
 Progress = Callable[[int, int], None]
 
 _FRAME_NUMBER = re.compile(r"(\d+)\.png$", re.IGNORECASE)
 VIDEO_SUFFIXES = (".mp4", ".gif")
+#: The most pixels a frame opened here may have (HTTPOV_MAX_PIXELS' default): frames come from other machines.
+MAX_PIXELS = 64 * 1024**2
+#: The most bytes of one batch's povray log accepted from storage.
+LOG_MAX_BYTES = 16 * 1024**2
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def frame_bytes(width: int, height: int) -> int:
+    """The most bytes a width x height PNG from povray can hold: 16-bit RGBA stored uncompressed, plus slack."""
+    raw = height * (1 + width * 8)
+    return raw + raw // 64 + 64 * 1024
+
+
+def png_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first 24 bytes of a PNG (its IHDR chunk), or None if they are not a PNG's."""
+    if len(head) < 24 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", head[16:24])
+
+
+def check_frame(head: bytes, name: str, width: int, height: int) -> None:
+    """Raise ResultError unless `head` starts a PNG of exactly width x height (read before anything decodes it)."""
+    size = png_size(head)
+    if size != (width, height):
+        found = "not a PNG" if size is None else f"{size[0]}x{size[1]}"
+        raise ResultError(f"result {shown(name)} is {found}, not a {width}x{height} frame of its job: refused")
+
+
+@contextlib.contextmanager
+def open_frame(source: Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image]:
+    """Open a frame for decoding, after checking from its header that it has at most `max_pixels`."""
+    label = shown(Path(source).name) if isinstance(source, (str, Path)) else "frame"
+    try:
+        with warnings.catch_warnings():  # Pillow warns past 89 megapixels; the size is checked right below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)
+    except (Image.DecompressionBombError, OSError) as exc:  # UnidentifiedImageError is an OSError
+        raise ResultError(f"{label} cannot be read as a frame: {shown(exc)}") from None
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ResultError(f"{label} is {width}x{height}, more than {max_pixels} pixels: refused "
+                              "(a frame bigger than its job planned)")
+        yield image
 
 
 def frame_number(path: Path | str) -> int:
@@ -44,8 +92,10 @@ def ffmpeg_exe() -> str:
                          hint="reinstall imageio-ffmpeg for this platform, or set IMAGEIO_FFMPEG_EXE") from None
 
 
-def encode(images: Sequence[Path], output: Path, fps: float = 24.0, on_frame: Progress | None = None) -> Path:
-    """Encode the frames in frame order into `output`: H.264 MP4 (`.mp4`) or an animated GIF (`.gif`)."""
+def encode(images: Sequence[Path], output: Path, fps: float = 24.0, on_frame: Progress | None = None,
+           max_pixels: int = MAX_PIXELS) -> Path:
+    """Encode the frames in frame order into `output`: H.264 MP4 (`.mp4`) or an animated GIF (`.gif`); a frame of
+    more than `max_pixels` is refused (ResultError) before it is decoded."""
     output = Path(output)
     suffix = output.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
@@ -55,7 +105,7 @@ def encode(images: Sequence[Path], output: Path, fps: float = 24.0, on_frame: Pr
     if fps <= 0:
         raise BadInputError(f"--fps must be greater than 0, got {fps}")
     frames = in_frame_order(images)
-    with Image.open(frames[0]) as first:
+    with open_frame(frames[0], max_pixels) as first:
         width, height = first.size
     if suffix == ".mp4":
         # yuv420p (what players accept) needs even sizes: pad by one black row/column when odd
@@ -71,7 +121,7 @@ def encode(images: Sequence[Path], output: Path, fps: float = 24.0, on_frame: Pr
     assert proc.stdin is not None
     try:
         for n, path in enumerate(frames, 1):
-            with Image.open(path) as image:
+            with open_frame(path, max_pixels) as image:
                 if image.size != (width, height):
                     raise BadInputError(f"{path.name} is {image.size[0]}x{image.size[1]}, the first frame "
                                         f"{width}x{height}: frames of one video must have one size")
@@ -93,8 +143,9 @@ def encode(images: Sequence[Path], output: Path, fps: float = 24.0, on_frame: Pr
 
 
 def contact_sheet(images: Sequence[Path], output: Path, thumb: int = 160, columns: int | None = None,
-                  on_frame: Progress | None = None) -> Path:
-    """One PNG with a thumbnail of every frame (at most `thumb` pixels wide or high), in frame order, labelled."""
+                  on_frame: Progress | None = None, max_pixels: int = MAX_PIXELS) -> Path:
+    """One PNG with a thumbnail of every frame (at most `thumb` pixels wide or high), in frame order, labelled;
+    a frame of more than `max_pixels` is refused (ResultError) before it is decoded."""
     if not images:
         raise BadInputError("there are no rendered frames for a contact sheet", hint="`httpov status JOB` shows why")
     if thumb <= 0:
@@ -102,7 +153,7 @@ def contact_sheet(images: Sequence[Path], output: Path, thumb: int = 160, column
     frames = in_frame_order(images)
     thumbs = []
     for n, path in enumerate(frames, 1):
-        with Image.open(path) as image:
+        with open_frame(path, max_pixels) as image:
             small = _rgb(image)
             small.thumbnail((thumb, thumb), Image.LANCZOS)
             thumbs.append((frame_number(path), small))
@@ -126,11 +177,11 @@ def contact_sheet(images: Sequence[Path], output: Path, thumb: int = 160, column
     return output
 
 
-def thumbnail_png(image_bytes: bytes, size: int = 320) -> bytes:
-    """A PNG at most `size` pixels on a side (8-bit RGB) from a frame's PNG bytes."""
+def thumbnail_png(image_bytes: bytes, size: int = 320, max_pixels: int = MAX_PIXELS) -> bytes:
+    """A PNG at most `size` pixels on a side (8-bit RGB) from a frame's PNG bytes (at most `max_pixels`)."""
     import io
 
-    with Image.open(io.BytesIO(image_bytes)) as image:
+    with open_frame(io.BytesIO(image_bytes), max_pixels) as image:
         small = _rgb(image)
         small.thumbnail((size, size), Image.LANCZOS)
         out = io.BytesIO()

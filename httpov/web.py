@@ -15,9 +15,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from httpov import eta
-from httpov.errors import BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError
+from httpov.archive import copy_member
+from httpov.errors import (ArchiveError, BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError,
+                           ResultError)
 from httpov.jobs import JobStore
-from httpov.media import frame_number, thumbnail_png
+from httpov.media import check_frame, frame_bytes, frame_number, thumbnail_png
 from httpov.node import batch_key
 from httpov.outage import NOTICE
 from httpov.settings import Settings
@@ -34,7 +36,7 @@ class StatusSource:
     def __init__(self, store: JobStore, storage: Storage | Callable[[], Storage]) -> None:
         self.store = store
         self._storage = storage
-        self._thumbs: dict[str, tuple[str, bytes]] = {}
+        self._thumbs: dict[str, tuple[str, bytes | ResultError]] = {}  # job: (result key, thumbnail or why not)
         self._lock = threading.Lock()
 
     @property
@@ -62,7 +64,10 @@ class StatusSource:
         return batch_key(job_id, newest), "*"
 
     def thumbnail(self, job_id: str) -> bytes | None:
-        """A PNG of the job's latest rendered frame (at most THUMB_SIZE pixels a side), or None before any."""
+        """A PNG of the job's latest rendered frame (at most THUMB_SIZE pixels a side), or None before any.
+
+        A result that is refused (ResultError: larger than the job's frames, not a PNG) is remembered, so the
+        page's refreshes do not download and unpack it again; a newer frame of the job is tried afresh."""
         where = self.latest_frame(job_id)
         if where is None:
             return None
@@ -70,18 +75,39 @@ class StatusSource:
         with self._lock:
             cached = self._thumbs.get(job_id)
         if cached and cached[0] == key:
+            if isinstance(cached[1], ResultError):
+                raise cached[1]
             return cached[1]
-        data = self.storage.get_bytes(key)
-        if member:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                pngs = [n for n in zf.namelist() if n.endswith(".png")]
-                if not pngs:
-                    return None
-                data = zf.read(max(pngs, key=lambda n: frame_number(PurePosixPath(n).name)))
-        png = thumbnail_png(data, THUMB_SIZE)
+        try:
+            png: bytes | ResultError = self._frame_thumbnail(job_id, key, member)
+        except ResultError as exc:
+            png = exc
         with self._lock:
             self._thumbs[job_id] = (key, png)
+        if isinstance(png, ResultError):
+            raise png
         return png
+
+    def _frame_thumbnail(self, job_id: str, key: str, member: str) -> bytes:
+        spec = self.store.spec(job_id)
+        budget = frame_bytes(spec.width, spec.height)
+        data = self.storage.get_bytes(key)
+        if member:
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                    pngs = [i for i in zf.infolist() if i.filename.endswith(".png")]
+                    if not pngs:
+                        raise ResultError(f"result {key} holds no frame")
+                    newest = max(pngs, key=lambda i: frame_number(PurePosixPath(i.filename).name))
+                    out = io.BytesIO()
+                    copy_member(zf, newest, out, key, budget)
+                    data = out.getvalue()
+            except (ArchiveError, zipfile.BadZipFile) as exc:
+                raise ResultError(f"result refused: {shown(exc)}") from None
+        elif len(data) > budget:
+            raise ResultError(f"result {shown(key)} is {len(data)} bytes, more than a frame of its job can be")
+        check_frame(data[:24], key, spec.width, spec.height)
+        return thumbnail_png(data, THUMB_SIZE, spec.width * spec.height)
 
 
 def render_page(jobs: list[dict[str, Any]], refresh: int, now: float | None = None, notice: str = "") -> str:
@@ -196,6 +222,8 @@ def make_server(source: StatusSource, host: str = "127.0.0.1", port: int = 8080,
                     self._send(503, "text/html; charset=utf-8", render_page([], refresh, notice=message).encode())
                 else:
                     self._json(503, {"error": message, "hint": exc.hint})
+            except ResultError as exc:  # a hostile or damaged frame: refused, and remembered (StatusSource.thumbnail)
+                self._json(422, {"error": str(exc), "hint": exc.hint})
             except HttpovError as exc:
                 self._json(503, {"error": str(exc), "hint": exc.hint})
 

@@ -513,3 +513,113 @@ def test_batches_may_render_before_the_last_is_queued(tmp_path, settings, client
     assert client.store.job_ids() == [sub.spec.id]
     assert client.wait(sub.spec.id, timeout=90)["state"] == "done"
     assert len(client.fetch(sub.spec.id, tmp_path / "out")) == 4
+
+
+# --- results are data from other machines: decompression bombs are refused before they are unpacked ------
+
+def _bomb_png(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of width x height, all black: a few hundred KB that decode to width*height pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(9)
+    row = bytes(1 + (width + 7) // 8)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def _swap_result(settings, job: str, member: str, data: bytes, compress: int = zipfile.ZIP_DEFLATED) -> str:
+    """Replace the job's only batch zip in storage by one holding `data` as `member` (what a hostile node stores)."""
+    [key] = (Path(settings.storage) / "jobs" / job / "batches").glob("*.zip")
+    with zipfile.ZipFile(key, "w", compress) as zf:
+        zf.writestr(member, data)
+    return key.name
+
+
+@pytest.fixture
+def rendered(tmp_path, settings, client, workers):
+    """A finished one-frame 64x48 job."""
+    workers(concurrency=1)
+    sub = client.submit(write_scene(tmp_path / "bombed", TINY_ANIMATION, "Width=64\nHeight=48\n"))
+    assert client.wait(sub.spec.id, timeout=90)["state"] == "done"
+    return sub.spec.id
+
+
+def test_fetch_refuses_a_member_bigger_than_a_frame(tmp_path, settings, rendered):
+    _swap_result(settings, rendered, "bombed_0001.png", bytes(64 * 1024**2))  # 64 MiB of zeros, a 64 KB zip
+    result = CliRunner().invoke(cli, ["fetch", rendered, "-o", str(tmp_path / "out")], env=worker_env(settings))
+    assert result.exit_code == 9, result.output
+    assert "would unpack to 67108864 bytes, more than the" in result.output
+    assert not (tmp_path / "out" / "bombed_0001.png").exists()
+
+
+def test_fetch_refuses_too_many_members(tmp_path, settings, rendered):
+    [key] = (Path(settings.storage) / "jobs" / rendered / "batches").glob("*.zip")
+    with zipfile.ZipFile(key, "w") as zf:
+        for n in range(50):
+            zf.writestr(f"x{n}.log", "")
+    result = CliRunner().invoke(cli, ["fetch", rendered, "-o", str(tmp_path / "out")], env=worker_env(settings))
+    assert result.exit_code == 9 and "holds 50 files, more than its 1 frame(s)" in result.output, result.output
+
+
+@pytest.mark.parametrize("args", [["--contact-sheet", "sheet.png"], ["--video", "v.gif"], ["-o", "out"]])
+def test_fetch_and_media_refuse_a_png_bigger_than_the_job_planned(tmp_path, settings, rendered, args):
+    """A 400-megapixel PNG of 50 KB (it crashed the contact sheet with a traceback)."""
+    _swap_result(settings, rendered, "bombed_0001.png", _bomb_png(20_000, 20_000), zipfile.ZIP_STORED)
+    args = [a if not a.endswith((".png", ".gif", "out")) else str(tmp_path / a) for a in args]
+    result = CliRunner().invoke(cli, ["fetch", rendered, *args], env=worker_env(settings))
+    assert result.exit_code == 9, result.output
+    assert "is 20000x20000, not a 64x48 frame of its job: refused" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "sheet.png").exists() and not (tmp_path / "v.gif").exists()
+
+
+def test_media_checks_png_size_before_decoding(tmp_path):
+    from httpov import media
+    from httpov.errors import ResultError
+
+    frame = tmp_path / "big_0001.png"
+    frame.write_bytes(_bomb_png(13_000, 13_000))  # 169 megapixels
+    with pytest.raises(ResultError, match="13000x13000, more than 67108864 pixels"):
+        media.contact_sheet([frame], tmp_path / "sheet.png")
+    with pytest.raises(ResultError, match="13000x13000, more than 1000 pixels"):
+        media.encode([frame], tmp_path / "v.gif", max_pixels=1000)
+
+
+def test_web_thumbnail_refuses_a_bomb_once_and_remembers(tmp_path, settings, client, rendered):
+    from httpov import web
+    from httpov.errors import ResultError
+    from httpov.storage import open_storage
+
+    _swap_result(settings, rendered, "bombed_0001.png", _bomb_png(20_000, 20_000), zipfile.ZIP_STORED)
+
+    class Counting(type(open_storage(settings.storage))):  # the real local storage, counting downloads
+        downloads = 0
+
+        def get_bytes(self, key):
+            Counting.downloads += 1
+            return super().get_bytes(key)
+
+    source = web.StatusSource(client.store, Counting(settings.storage))
+    for _ in range(3):  # three page refreshes
+        with pytest.raises(ResultError, match="20000x20000"):
+            source.thumbnail(rendered)
+    assert Counting.downloads == 1
+    server = web.make_server(source, "127.0.0.1", 0)
+    import threading
+    import urllib.error
+    import urllib.request
+
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/thumb/{rendered}.png", timeout=10)
+        assert err.value.code == 422 and b"refused" in err.value.read()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert Counting.downloads == 1

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from httpov.local import free_port, worker_env
 from tests.conftest import TINY_ANIMATION, wait_for, write_scene
 
 AUTH = "farm:s3cret"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def api(url: str, auth: str | None = AUTH) -> tuple[int, bytes]:
@@ -28,13 +30,46 @@ def api(url: str, auth: str | None = AUTH) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def _flower_env(settings, **flower: str) -> dict[str, str]:
+    env = {k: v for k, v in worker_env(settings).items() if not k.startswith("FLOWER_")}
+    return {**env, **flower}
+
+
+def _start_flower(env: dict[str, str], log_path):
+    """The README's command, `celery -A httpov flower`, in the project folder (where flowerconfig.py is)."""
+    log = open(log_path, "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "httpov", "flower"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    return proc, log
+
+
+def _stop(proc, log) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.seek(0)
+    print(log.read()[-3000:])
+
+
+def _listening(port: int) -> list[str]:
+    """Local addresses (hex, as /proc/net/tcp* writes them) listening on `port`."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:
+                found.append(address)
+    return found
+
+
 @pytest.fixture
 def flower(settings, tmp_path):
     port = free_port()
-    log = open(tmp_path / "flower.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "httpov", "flower", "--address=127.0.0.1",
-                             f"--port={port}", f"--basic-auth={AUTH}"], env=worker_env(settings), stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc, log = _start_flower(_flower_env(settings, FLOWER_BASIC_AUTH=AUTH, FLOWER_PORT=str(port)),
+                              tmp_path / "flower.log")
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -48,13 +83,27 @@ def flower(settings, tmp_path):
         wait_for(up, 60, "flower to answer")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc, log)
+
+
+def test_the_documented_flower_command_listens_on_loopback_with_a_login(settings, flower):
+    port = int(flower.rsplit(":", 1)[1])
+    assert _listening(port) == ["0100007F"], "Flower listens beyond 127.0.0.1"
+    assert api(flower + "/api/workers", auth=None)[0] == 401
+    assert api(flower + "/api/workers", auth="farm:wrong")[0] == 401
+    assert api(flower + "/api/workers")[0] == 200
+
+
+def test_flower_refuses_to_start_without_a_login(settings, tmp_path):
+    port = free_port()
+    proc, log = _start_flower(_flower_env(settings, FLOWER_PORT=str(port)), tmp_path / "flower.log")
+    try:
+        assert proc.wait(60) != 0
         log.seek(0)
-        print(log.read()[-3000:])
+        assert "Flower needs a login" in log.read()
+        assert _listening(port) == []
+    finally:
+        _stop(proc, log)
 
 
 def test_flower_lists_a_jobs_tasks_with_job_batch_and_frames(tmp_path, settings, client, workers, flower):

@@ -449,8 +449,8 @@ def _interrupted_client(settings, after: int, error: type[BaseException] = Keybo
     from httpov.client import Client
 
     class Interrupted(Client):
-        def _send(self, spec, batch_ids, on_sent=None):
-            super()._send(spec, batch_ids[:after], on_sent)
+        def _send(self, spec, batch_ids, *rest):
+            super()._send(spec, batch_ids[:after], *rest)
             raise error()
 
     return Interrupted(settings, make_app(settings))
@@ -501,11 +501,11 @@ def test_batches_may_render_before_the_last_is_queued(tmp_path, settings, client
     from httpov.client import Client
 
     class Slow(Client):
-        def _send(self, spec, batch_ids, on_sent=None):
-            sent = super()._send(spec, batch_ids[:2], on_sent)
+        def _send(self, spec, batch_ids, *rest):
+            sent = super()._send(spec, batch_ids[:2], *rest)
             wait_for(lambda: len(self.store.batches(spec.id)["done"]) == 2, 60, "the first batches to render")
             assert self.store.state(spec.id) == "submitting" and self.store.job_ids() == []
-            return sent + super()._send(spec, batch_ids[2:], on_sent)
+            return sent + super()._send(spec, batch_ids[2:], *rest)
 
     workers(concurrency=2)
     slow = Slow(settings, make_app(settings))

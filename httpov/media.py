@@ -51,17 +51,28 @@ def check_frame(head: bytes, name: str, width: int, height: int) -> None:
 def open_frame(source: Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image]:
     """Open a frame for decoding, after checking from its header that it has at most `max_pixels`."""
     label = shown(Path(source).name) if isinstance(source, (str, Path)) else "frame"
+    image = None
     try:
-        with warnings.catch_warnings():  # Pillow warns past 89 megapixels; the size is checked right below
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(source)
+        if isinstance(source, (str, Path)):
+            with open(source, "rb") as f:
+                head = f.read(24)
+        else:
+            head = source.read(24)
+            source.seek(0)
+        width, height = png_size(head) or (0, 0)  # other formats: Pillow reads their size below
+        if width * height <= max_pixels:
+            with warnings.catch_warnings():  # Pillow warns past 89 megapixels; the size is checked right below
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(source)
+            width, height = image.size
     except (Image.DecompressionBombError, OSError) as exc:  # UnidentifiedImageError is an OSError
         raise ResultError(f"{label} cannot be read as a frame: {shown(exc)}") from None
+    if image is None or width * height > max_pixels:
+        if image is not None:
+            image.close()
+        raise ResultError(f"{label} is {width}x{height}, more than {max_pixels} pixels: refused "
+                          "(a frame bigger than its job planned)")
     with image:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ResultError(f"{label} is {width}x{height}, more than {max_pixels} pixels: refused "
-                              "(a frame bigger than its job planned)")
         yield image
 
 

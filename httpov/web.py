@@ -275,9 +275,9 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, refresh
     except OSError as exc:
         raise HttpovError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                           hint="pick another --port, or stop what is using this one") from None
-    shown = f"[{host}]" if ":" in host else host
+    address = f"[{host}]" if ":" in host else host
     if ready:
-        ready(f"http://{shown}:{server.server_address[1]}/")
+        ready(f"http://{address}:{server.server_address[1]}/")
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:

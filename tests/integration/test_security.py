@@ -359,7 +359,8 @@ def test_control_sequences_from_names_and_povray_are_shown_escaped(tmp_path, set
     for what, args in (("status", ["status"]), ("status JOB", ["status", job]), ("watch", ["watch", job, "--once"])):
         runs[what] = CliRunner().invoke(cli, args, env=env)
     for what, result in runs.items():
-        assert "\x1b" not in result.output and "\x07" not in result.output, f"{what} printed a raw control: {result.output!r}"
+        leaked = "\x1b" in result.output or "\x07" in result.output
+        assert not leaked, f"{what} printed a raw control: {result.output!r}"
     for what in ("status JOB", "watch"):
         assert "\\x1b]0;pwned\\x07" in runs[what].output, f"{what} hid povray's message: {runs[what].output!r}"
     for what in ("status", "status JOB", "watch"):

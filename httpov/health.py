@@ -16,6 +16,7 @@ from typing import Callable
 
 from httpov.errors import HttpovError
 from httpov.settings import Settings
+from httpov.text import shown
 
 #: An 8x8 scene that needs nothing but povray itself.
 _SCENE = "camera { location <0, 0, -3> look_at 0 } light_source { <2, 4, -3> rgb 1 } sphere { 0, 1 pigment { rgb 1 } }\n"
@@ -99,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     checks = check_node(settings, args.worker)
     for check in checks:
-        detail = check.detail.encode("unicode_escape").decode("ascii")  # povray's words are data: no raw controls
-        print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {detail}")
+        print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {shown(check.detail)}")  # povray's words are data
     return 0 if all(c.ok for c in checks) else 1
 
 

@@ -165,7 +165,7 @@ class Client:
         at each poll; raise JobFailedError unless every frame rendered. While Redis does not answer (a restart) it
         keeps trying for up to settings.outage_seconds, telling `on_outage` once per outage."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        sweep_every, last_sweep = max(1.0, self.settings.lease_seconds / 4), time.monotonic()
+        sweep_every, last_sweep = self.settings.sweep_seconds, time.monotonic()
         while True:
             progress = through_outage(lambda: job_view(self.store, job_id), self.settings.outage_seconds, on_outage)
             if on_progress:
@@ -267,17 +267,19 @@ class Client:
             self.store.heartbeat(node)
 
         def requeue(job_id: str, batch_ids: list[str]) -> None:
-            self._send(self.store.spec(job_id), batch_ids)
+            self._send(self.store.spec(job_id), batch_ids, None, True)  # requeued: ahead of the job's others
         return reap(self.store, requeue, self.settings.lease_seconds, self.settings.max_attempts)
 
-    def _send(self, spec: JobSpec, batch_ids: list[str], on_sent: Callable[[int], None] | None = None) -> int:
-        """Queue batches; a broker that does not answer is BrokerUnavailableError, not a traceback."""
+    def _send(self, spec: JobSpec, batch_ids: list[str], on_sent: Callable[[int], None] | None = None,
+              requeued: bool = False) -> int:
+        """Queue batches (`requeued`: ahead of the job's others); a broker that does not answer is
+        BrokerUnavailableError, not a traceback."""
         from kombu.exceptions import OperationalError
 
         from httpov.tasks import enqueue
 
         try:
-            return enqueue(self.celery, spec, batch_ids, self.settings.queue, on_sent)
+            return enqueue(self.celery, spec, batch_ids, self.settings.queue, on_sent, requeued)
         except OperationalError as exc:
             raise BrokerUnavailableError(f"cannot queue batches of job {spec.id}: {exc}") from exc
 

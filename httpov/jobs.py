@@ -86,24 +86,29 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 return redis.call('HDEL', KEYS[2], ARGV[1])
 """
 
-# refresh: extend our lease if we still hold it; answer the job's state so the task can stop on cancel.
+# refresh: extend our lease if we still hold it; answer the job's state so the task can stop on cancel (a finished
+# job's leases are gone with its running batches: its state, not 'lost', says why).
 _REFRESH = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[2]) * 1000))
-else
-  return 'lost'
+  return state
 end
+if state == 'queued' or state == 'running' or state == 'paused' then return 'lost' end
 return state
 """
 
 # set_state: move a job (id ARGV[4]) to a new state only from one of the allowed ones, in the same step taking a
 # finished job out of the active set (ARGV[2] 'finish', at time ARGV[3]) or putting a live one in (ARGV[2] 'live').
+# A job that leaves or re-enters its finished states (ARGV[6]) also forgets its running batches and their leases
+# (ARGV[5] .. batch): no stale 'running' entry outlives a failed or cancelled job, and `retry` starts with none for
+# the sweepers to requeue. A job reopened by `retry` notes when: older messages of its batches are stale.
 _TRANSITION = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
-for i = 5, #ARGV do
+local function finished(s) return string.find(ARGV[6], ' ' .. s .. ' ', 1, true) ~= nil end
+for i = 7, #ARGV do
   if state == ARGV[i] then
     redis.call('HSET', KEYS[1], 'state', ARGV[1])
     if ARGV[2] == 'finish' then
@@ -112,6 +117,13 @@ for i = 5, #ARGV do
     elseif ARGV[2] == 'live' then  -- live again (retry): its clock runs again
       redis.call('SADD', KEYS[2], ARGV[4])
       redis.call('HDEL', KEYS[1], 'finished')
+    end
+    if finished(state) then redis.call('HSET', KEYS[1], 'reopened', ARGV[3]) end
+    if finished(ARGV[1]) or finished(state) then
+      for _, batch in ipairs(redis.call('HKEYS', KEYS[3])) do
+        redis.call('DEL', ARGV[5] .. batch)
+      end
+      redis.call('DEL', KEYS[3])
     end
     return 'ok'
   end
@@ -231,8 +243,9 @@ class JobStore:
     def transition(self, job_id: str, new: str, allowed_from: tuple[str, ...]) -> str:
         """Set the job's state to `new` if it is in `allowed_from`; answer 'ok' or the state it is in."""
         mode = "finish" if new in FINISHED else "live" if new in LIVE else ""
-        result = self._call(lambda: self._transition(keys=[self._k(job_id), f"{self.p}:active"],
-                                                     args=[new, mode, time.time(), job_id, *allowed_from]))
+        keys = [self._k(job_id), f"{self.p}:active", self._k(job_id, "running")]
+        args = [new, mode, time.time(), job_id, self._lease(job_id, ""), f" {' '.join(FINISHED)} ", *allowed_from]
+        result = self._call(lambda: self._transition(keys=keys, args=args))
         if result == "missing":
             raise _missing(job_id)
         return result
@@ -388,37 +401,58 @@ class JobStore:
         leases = self._call(lambda: self.r.mget([self._lease(job_id, b) for b in running]))
         return {batch: info for (batch, info), holder in zip(running.items(), leases) if holder is None}
 
-    def unattended(self, job_id: str, batch_id: str) -> bool:
-        """True if nothing will render this batch on its own: its job is live, and it is not done, leased or parked."""
-        def run() -> bool:
+    def stranded_fate(self, job_id: str, batch_id: str, task_id: str, taken: float) -> str:
+        """What becomes of a batch's message that a worker took at `taken` and never acked (it died): 'requeue' it
+        (nothing else will render the batch), 'park' it (its job is paused), 'drop' it (its job is finished or
+        gone, or was retried since; the batch is done or parked; or the lease sweep already requeued this task's
+        batch), or 'keep' it (the batch is leased or running, maybe under this very message)."""
+        def run() -> str:
             pipe = self.r.pipeline()
-            pipe.hget(self._k(job_id), "state")
+            pipe.hmget(self._k(job_id), "state", "reopened")
             pipe.hexists(self._k(job_id, "done"), batch_id)
-            pipe.exists(self._lease(job_id, batch_id))
+            pipe.exists(self._requeued(job_id, batch_id, task_id))
             pipe.sismember(self._k(job_id, "parked"), batch_id)
-            state, done, leased, parked = pipe.execute()
-            return state in LIVE and not (done or leased or parked)
+            pipe.exists(self._lease(job_id, batch_id))
+            pipe.hexists(self._k(job_id, "running"), batch_id)
+            (state, reopened), done, requeued, parked, leased, running = pipe.execute()
+            if state is None or state in FINISHED or taken < float(reopened or 0) or done or requeued or parked:
+                return "drop"
+            if leased or running:  # a running entry without a lease is the lease sweep's to requeue
+                return "keep"
+            return "park" if state == "paused" else "requeue"
         return self._call(run)
+
+    def mark_requeued(self, job_id: str, batch_id: str, task_id: str, seconds: float) -> None:
+        """The lease sweep is requeueing the batch that task `task_id` lost: its old message is not stranded."""
+        self._call(lambda: self.r.set(self._requeued(job_id, batch_id, task_id), "1", px=int(seconds * 1000)))
+
+    def count_requeue(self, job_id: str, batch_id: str) -> None:
+        """One more requeue of a batch whose render node was lost (shown as `requeued`)."""
+        self._guarded(job_id, ["HINCRBY", self._k(job_id, "requeued"), batch_id, 1])
+
+    def _requeued(self, job_id: str, batch_id: str, task_id: str) -> str:
+        return f"{self.p}:requeued:{job_id}:{batch_id}:{task_id}"
 
     def claim(self, name: str, seconds: float) -> bool:
         """A cluster-wide one-shot claim (e.g. 'reissue this batch once'): True for exactly one caller."""
         return bool(self._call(lambda: self.r.set(f"{self.p}:claim:{name}", "1", nx=True, px=int(seconds * 1000))))
 
     def batches(self, job_id: str) -> dict[str, dict[str, Any]]:
-        """done / failed / running / parked / attempts of every batch that has any."""
+        """done / failed / running / parked / attempts / requeued of every batch that has any."""
         def run() -> dict[str, Any]:
             pipe = self.r.pipeline()
-            for part in ("done", "failed", "running", "attempts"):
+            for part in ("done", "failed", "running", "attempts", "requeued"):
                 pipe.hgetall(self._k(job_id, part))
             pipe.smembers(self._k(job_id, "parked"))
             pipe.smembers(self._k(job_id, "frames"))
             pipe.smembers(self._k(job_id, "blocked"))
-            done, failed, running, attempts, parked, frames, blocked = pipe.execute()
+            done, failed, running, attempts, requeued, parked, frames, blocked = pipe.execute()
             return {
                 "done": {k: json.loads(v) for k, v in done.items()},
                 "failed": {k: json.loads(v) for k, v in failed.items()},
                 "running": {k: json.loads(v) for k, v in running.items()},
                 "attempts": {k: int(v) for k, v in attempts.items()},
+                "requeued": {k: int(v) for k, v in requeued.items()},
                 "parked": sorted(parked),
                 "frames": sorted(int(f) for f in frames),
                 "blocked": sorted(blocked),
@@ -434,7 +468,10 @@ class JobStore:
     def snapshot(self, job_id: str) -> tuple[dict[str, str], JobSpec, dict[str, Any]]:
         """The job's record, spec and batches, read once (status views are built from these)."""
         record = self.record(job_id)
-        return record, JobSpec.from_dict(json.loads(record["spec"])), self.batches(job_id)
+        batches = self.batches(job_id)
+        if record["state"] in FINISHED:  # a render that outlived its job's end is no longer the job's
+            batches["running"] = {}
+        return record, JobSpec.from_dict(json.loads(record["spec"])), batches
 
     def progress(self, job_id: str) -> dict[str, Any]:
         """The job as `httpov status --json` shows it (without the ETA: see httpov.eta)."""
@@ -480,7 +517,8 @@ def summarize(record: dict[str, str], spec: JobSpec, b: dict[str, Any]) -> dict[
         "frames_total": spec.frame_count, "frames_done": done, "frames_failed": len(failed_frames),
         "first_frame": spec.first, "last_frame": spec.last,
         "batches_total": len(spec.batches), "batches_done": len(b["done"]),
-        "batches_failed": sorted(final_failures), "batches_running": {
+        "batches_failed": sorted(final_failures), "batches_requeued": sum(b.get("requeued", {}).values()),
+        "batches_running": {
             k: v["node"] for k, v in b["running"].items()},
         "sliced": bool(spec.slices), "width": spec.width, "height": spec.height,
         "priority": spec.priority, "created": created, "finished": finished,

@@ -17,6 +17,7 @@ from httpov.cache import SceneCache
 from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError, RenderError,
                            SceneError, StorageError)
 from httpov.jobs import LIVE, JobStore
+from httpov.lease import LeaseKeeper
 from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, check_batch, check_spec
 from httpov.sandbox import RenderLimits
@@ -132,7 +133,8 @@ class RenderNode:
             return Outcome(status)  # duplicate, busy elsewhere, cancelled, failed, done, missing
         attempt = self.store.add_attempt(job_id, batch_id)
         try:
-            seconds = self._render_and_store(spec, batch, execution)
+            with LeaseKeeper(self.store, job_id, batch_id, execution, lease) as keeper:
+                seconds = self._render_and_store(spec, batch, keeper)
         except Stopped as stop:
             if stop.state == "missing":
                 return Outcome("missing")
@@ -196,27 +198,21 @@ class RenderNode:
             return Outcome(status)
         return Outcome("handback", send_to=target, detail=f"{node} is blocked from job {job_id}: sent to {target}")
 
-    def _render_and_store(self, spec: JobSpec, batch: Batch, token: str) -> float:
-        last_refresh = [time.monotonic()]
+    def _render_and_store(self, spec: JobSpec, batch: Batch, lease: LeaseKeeper) -> float:
         stopped: list[str] = []
 
         def keep_going() -> bool:  # asked every povray tick (half a second)
-            now = time.monotonic()
-            try:
-                if now - last_refresh[0] >= self.settings.lease_seconds / 4:
-                    state = self.store.refresh(spec.id, batch.id, token, self.settings.lease_seconds)
-                    last_refresh[0] = now
-                else:  # between refreshes one HGET of the job's state, so that a cancel kills povray at once
+            state = lease.state  # at the last renewal, or 'lost' if another task took the batch
+            if lease.live:
+                try:  # between renewals one HGET of the job's state, so that a cancel kills povray at once
                     state = self.store.state(spec.id)
-            except JobNotFoundError:
-                state = "missing"
-            except BrokerUnavailableError:
-                # Redis restarting or out of reach: keep rendering. Should the lease run out meanwhile, another
-                # node may render the batch too, which is harmless: outputs and completion are idempotent.
-                return True
-            if state in LIVE or state == "paused":  # a paused job's running batches finish
-                return True
-            stopped.append(state)  # cancelled, failed, done elsewhere, or 'lost' to another task
+                except JobNotFoundError:
+                    state = "missing"
+                except BrokerUnavailableError:
+                    return True  # Redis restarting: keep rendering (see LeaseKeeper)
+                if state in LIVE or state == "paused":  # a paused job's running batches finish
+                    return True
+            stopped.append(state)  # cancelled, failed, done elsewhere, gone, or 'lost' to another task
             return False
 
         work_root = self.settings.cache_dir / "work"

@@ -7,7 +7,6 @@ import logging
 import time
 from typing import Callable
 
-import redis
 from celery import bootsteps
 
 from httpov.jobs import JobStore
@@ -17,64 +16,82 @@ log = logging.getLogger(__name__)
 
 def reap(store: JobStore, requeue: Callable[[str, list[str]], None], lease_seconds: float,
          max_attempts: int) -> list[tuple[str, str]]:
-    """Requeue each running batch whose lease expired; a batch lost too often fails its job."""
+    """Requeue each running batch whose lease expired (a batch lost too often fails its job), then, once per lease
+    across the cluster, settle the messages of workers that died holding them (see `stranded`)."""
     reissued = []
     for job_id in store.active_ids():
         for batch_id, info in store.lost_batches(job_id).items():
+            token = info.get("token", "")
             # one sweeper wins per lost execution (its lease token), however many workers sweep at once
-            if not store.claim(f"reissue:{job_id}:{batch_id}:{info.get('token', '')}", lease_seconds * 10):
+            if not store.claim(f"reissue:{job_id}:{batch_id}:{token}", lease_seconds * 10):
                 continue
             attempts = store.attempts(job_id, batch_id)
             if attempts >= max_attempts and not info.get("retrying") and not info.get("handed_back"):
                 store.fail_batch(job_id, batch_id, f"render node lost {attempts} times (last: {info.get('node')})",
                                  [], final=True, node="reaper")
                 continue
+            # before the running entry goes: the lost task's message, still in kombu's unacked table, is then
+            # never taken for a stranded one and queued a second time
+            store.mark_requeued(job_id, batch_id, task_of(token), lease_seconds * 10)
             if not store.reclaim(job_id, batch_id):
                 continue  # a task (its retry, or a redelivery) took the batch while we looked
             requeue(job_id, [batch_id])
+            store.count_requeue(job_id, batch_id)
             reissued.append((job_id, batch_id))
             log.warning("httpov: batch %s of job %s lost its render node %s; requeued", batch_id, job_id,
                         info.get("node"))
-    for job_id, batch_id in stranded(store, min_age=2 * lease_seconds):
-        requeue(job_id, [batch_id])
-        reissued.append((job_id, batch_id))
-        log.warning("httpov: batch %s of job %s was taken by a worker that died before starting it; requeued",
-                    batch_id, job_id)
+    if store.claim("sweep:stranded", lease_seconds):
+        for job_id, batch_id in stranded(store, min_age=2 * lease_seconds):
+            requeue(job_id, [batch_id])
+            store.count_requeue(job_id, batch_id)
+            reissued.append((job_id, batch_id))
+            log.warning("httpov: batch %s of job %s was taken by a worker that died before starting it; requeued",
+                        batch_id, job_id)
     return reissued
 
 
-def stranded(store: JobStore, min_age: float, limit: int = 100) -> list[tuple[str, str]]:
+def task_of(token: str) -> str:
+    """The Celery task id in a lease token: '<task id>/<execution>' or a hand-off 'retry:<task id>'."""
+    return token.removeprefix("retry:").split("/")[0]
+
+
+def stranded(store: JobStore, min_age: float, chunk: int = 500) -> list[tuple[str, str]]:
     """Batches whose message a worker took more than `min_age` seconds ago and never leased: it died in between.
 
-    Redis keeps such a message in kombu's unacked table until the visibility timeout (hours). A sweeper that
-    finds one whose batch is unattended takes it out of the table (one sweeper wins: the removal is atomic) and
-    answers the batch, to be queued again; should the old message ever come back, it finds the batch done or busy.
+    Redis keeps such a message in kombu's unacked table until the visibility timeout (hours). Each one old enough
+    is looked at (JobStore.stranded_fate): a message whose batch nothing else will render is taken out of the table
+    and its batch answered, to be queued again; one of a finished or vanished job, of a done batch, or of a batch
+    the lease sweep already requeued is taken out and forgotten; one of a paused job is parked. Removal is atomic,
+    so one sweeper wins; should an old message ever come back, it finds the batch done or busy.
     """
     table, index = f"{store.p}:kombu:unacked", f"{store.p}:kombu:unacked_index"
-    tags = store.r.zrangebyscore(index, 0, time.time() - min_age, start=0, num=limit)
+    taken = store.r.zrangebyscore(index, 0, time.time() - min_age, withscores=True)
     found = []
-    for tag in tags:
-        raw = store.r.hget(table, tag)
-        batch = _batch_of(raw) if raw else None
-        if batch is None or not store.unattended(*batch):
-            continue
-        with store.r.pipeline() as pipe:
-            try:
-                pipe.watch(table)
-                if pipe.hget(table, tag) != raw:
-                    continue
-                pipe.multi()
-                pipe.zrem(index, tag)
-                pipe.hdel(table, tag)
-                pipe.execute()
-            except redis.WatchError:
-                continue  # another sweeper (or the worker's ack) got there first
-        found.append(batch)
+    for start in range(0, len(taken), chunk):
+        part = taken[start:start + chunk]
+        for (tag, at), raw in zip(part, store.r.hmget(table, [tag for tag, _ in part])):
+            message = _batch_of(raw) if raw else None
+            if message is None:
+                continue
+            job_id, batch_id, task_id = message
+            fate = store.stranded_fate(job_id, batch_id, task_id, at)
+            if fate == "keep" or not _take(store, table, index, tag):
+                continue
+            if fate == "park":
+                store.park(job_id, batch_id)
+            elif fate == "requeue":
+                found.append((job_id, batch_id))
     return found
 
 
-def _batch_of(raw: str) -> tuple[str, str] | None:
-    """(job id, batch id) of an unacked render_batch message as kombu stores it, or None for anything else."""
+def _take(store: JobStore, table: str, index: str, tag: str) -> bool:
+    """Remove one message from kombu's unacked table; False if it was gone (acked, or another sweeper took it)."""
+    return bool(store.r.pipeline().zrem(index, tag).hdel(table, tag).execute()[1])
+
+
+def _batch_of(raw: str) -> tuple[str, str, str] | None:
+    """(job id, batch id, task id) of an unacked render_batch message as kombu stores it, or None for anything
+    else."""
     try:
         message = json.loads(raw)[0]
         if message.get("headers", {}).get("task") != "httpov.render_batch":
@@ -83,13 +100,13 @@ def _batch_of(raw: str) -> tuple[str, str] | None:
         if message.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
         kwargs = json.loads(body)[1]
-        return str(kwargs["job_id"]), str(kwargs["batch"])
+        return str(kwargs["job_id"]), str(kwargs["batch"]), str(message["headers"].get("id", ""))
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return None
 
 
 class Reaper(bootsteps.StartStopStep):
-    """A worker bootstep: every lease/4 seconds, say this node is alive and sweep from the worker's timer."""
+    """A worker bootstep: every Settings.sweep_seconds, say this node is alive and sweep from the worker's timer."""
 
     requires = {"celery.worker.components:Timer"}
 
@@ -104,8 +121,8 @@ class Reaper(bootsteps.StartStopStep):
 
         settings = Settings.from_env()
         client = Client(settings, make_app(settings))
-        interval = max(1.0, client.settings.lease_seconds / 4)
-        self.tref = worker.timer.call_repeatedly(interval, self._sweep, (client, worker.hostname), priority=10)
+        self.tref = worker.timer.call_repeatedly(settings.sweep_seconds, self._sweep, (client, worker.hostname),
+                                                 priority=10)
 
     def _sweep(self, client, node: str) -> None:
         try:

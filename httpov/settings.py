@@ -46,7 +46,7 @@ class Settings:
     cache_max_bytes: int = 2 * 1024**3
     povray: str = "povray"
     render_threads: int = 1
-    lease_seconds: float = 20.0
+    lease_seconds: float = 8.0
     max_attempts: int = 3
     task_time_limit: int = 6 * 3600
     redis_ca: str | None = None
@@ -89,7 +89,7 @@ class Settings:
             cache_max_bytes=_number(env, "HTTPOV_CACHE_MAX_BYTES", 2 * 1024**3, int),
             povray=env.get("HTTPOV_POVRAY", "povray"),
             render_threads=_number(env, "HTTPOV_RENDER_THREADS", 1, int),
-            lease_seconds=_number(env, "HTTPOV_LEASE_SECONDS", 20.0, float),
+            lease_seconds=_number(env, "HTTPOV_LEASE_SECONDS", 8.0, float),
             max_attempts=_number(env, "HTTPOV_MAX_ATTEMPTS", 3, int),
             task_time_limit=_number(env, "HTTPOV_TASK_TIME_LIMIT", 6 * 3600, int),
             redis_ca=env.get("HTTPOV_REDIS_CA") or None,
@@ -112,6 +112,12 @@ class Settings:
         """The bounds on a scene archive, unpacked, that these settings allow."""
         return ArchiveLimits(max_entries=self.max_scene_files, max_total_bytes=self.max_scene_bytes,
                              max_file_bytes=self.max_scene_bytes, max_depth=self.max_scene_depth)
+
+    @property
+    def sweep_seconds(self) -> float:
+        """How often render nodes (and waiting clients) sweep for lost batches. A running batch's lease is renewed
+        every lease / 4, so a lost node's batches are requeued lease - lease / 4 to lease + this after its death."""
+        return max(0.5, self.lease_seconds / 8)
 
     def with_(self, **changes: object) -> "Settings":
         """A copy with some fields changed (tests, `httpov render`)."""

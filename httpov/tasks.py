@@ -38,7 +38,7 @@ def render_batch(self, job_id: str, batch: str, label: str = "") -> str:
     if outcome.send_to is not None:  # same task id: the new node takes over the hand-off lease left for it
         self.apply_async(kwargs={"job_id": job_id, "batch": batch, "label": label}, task_id=self.request.id,
                          queue=node_queue(node.settings.queue, outcome.send_to),
-                         priority=9 - node.spec(job_id).priority)
+                         priority=celery_priority(node.spec(job_id)))
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return f"{outcome.status}: {outcome.detail}" if outcome.detail else outcome.status
@@ -49,22 +49,29 @@ def node_queue(queue: str, node: str) -> str:
     return f"{queue}.node.{node}"
 
 
+def celery_priority(spec: JobSpec, requeued: bool = False) -> int:
+    """The Celery priority of a job's batches on Redis (0 is served first, 9 last; a job's priority 9 is served
+    first). A batch requeued after its render node was lost goes one step ahead of its job's batches not yet
+    started, so it is the next of the job's batches a render process takes."""
+    return max(0, 9 - spec.priority - (1 if requeued else 0))
+
+
 def enqueue(celery: Celery, spec: JobSpec, batch_ids: Iterable[str], queue: str,
-            on_sent: Callable[[int], None] | None = None) -> int:
-    """Send one render_batch message per batch, highest priority first on Redis (0 is served first).
+            on_sent: Callable[[int], None] | None = None, requeued: bool = False) -> int:
+    """Send one render_batch message per batch at the job's priority (see celery_priority).
 
     One producer for all of them; the queue is declared once, and kombu pipelines the LPUSHes (and task-sent
     events) PUBLISH_BATCH at a time, so a 10,000-batch job costs a few dozen Redis round trips, not 20,000.
     `on_sent` is told how many were sent after every PUBLISH_BATCH of them.
     """
-    sent = 0
+    sent, priority = 0, celery_priority(spec, requeued)
     with celery.producer_or_acquire() as producer:
         producer.maybe_declare(celery.amqp.queues[queue])
         with producer.batch(PUBLISH_BATCH):
             for batch_id in batch_ids:
                 label = Batch.from_id(batch_id).label
                 kwargs = {"job_id": spec.id, "batch": batch_id, "label": label}
-                celery.send_task("httpov.render_batch", queue=queue, priority=9 - spec.priority, producer=producer,
+                celery.send_task("httpov.render_batch", queue=queue, priority=priority, producer=producer,
                                  kwargs=kwargs, declare=[], argsrepr="()", kwargsrepr=repr(kwargs))
                 sent += 1
                 if on_sent is not None and sent % PUBLISH_BATCH == 0:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -161,3 +162,124 @@ def test_redis_restart_mid_job_loses_nothing(tmp_path, settings, workers):
     finally:
         server.terminate()
         server.wait(20)
+
+
+def _unacked_of(settings, job_id: str) -> int:
+    """Messages of the job held in kombu's unacked table (taken by a worker, never acked)."""
+    r = redis.Redis.from_url(settings.broker_url, decode_responses=True)
+    return sum(job_id in raw for raw in r.hvals(f"{settings.prefix}:kombu:unacked"))
+
+
+def test_a_lost_batch_is_requeued_once_however_long_it_waits(tmp_path, settings, client, workers, caplog):
+    settings = settings.with_(lease_seconds=2.0)
+    sub = client.submit(slow_scene(tmp_path / "once", 9), count=3)  # three batches of ~4 s
+    victim = workers(concurrency=2, name="victim", settings_=settings.with_(cache_dir=tmp_path / "victimcache"))
+    wait_for(lambda: len(_running_on(client, sub.spec.id)) == 2, 60, "the victim to render two batches")
+    rescuer = workers(concurrency=1, name="rescuer", settings_=settings)
+    wait_for(lambda: len(_running_on(client, sub.spec.id)) == 3, 60, "the rescuer to take the third batch")
+    lost = {b for b, node in _running_on(client, sub.spec.id).items() if node.startswith("victim@")}
+    os.killpg(victim.pid, signal.SIGKILL)
+    # The rescuer renders one lost batch after its own and the other after that: the last one waits in the queue
+    # for many leases while the victim's message for it sits in kombu's unacked table, older than two leases.
+    final = client.wait(sub.spec.id, timeout=180)
+    assert (final["state"], final["frames_done"]) == ("done", 9)
+    log = (tmp_path / "rescuer.log").read_text() + caplog.text
+    assert "died before starting it" not in log, "a batch the lease sweep requeued was queued a second time"
+    assert client.store.batches(sub.spec.id)["requeued"] == {b: 1 for b in lost}
+    assert final["batches_requeued"] == len(lost)
+    assert client.store.batches(sub.spec.id)["attempts"] == {b: 2 if b in lost else 1 for b in sub.spec.batches}
+    wait_for(lambda: _unacked_of(settings, sub.spec.id) == 0, 30, "the victim's messages to leave kombu's table")
+    assert client.store.batches(sub.spec.id)["requeued"] == {b: 1 for b in lost}
+    assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"once_{n:04d}.png" for n in range(1, 10)]
+    assert rescuer.poll() is None
+
+
+def test_a_finished_job_shows_no_running_batches_and_retry_requeues_none(tmp_path, settings, client, workers):
+    from httpov.eta import job_view
+
+    settings = settings.with_(lease_seconds=2.0)
+    sub = client.submit(slow_scene(tmp_path / "stale", 4), count=1)
+    victim = workers(concurrency=2, name="victim", settings_=settings)
+    wait_for(lambda: len(_running_on(client, sub.spec.id)) == 2, 60, "two batches to run")
+    os.killpg(victim.pid, signal.SIGKILL)  # a dead node: nothing of its own will ever release its batches
+    client.cancel(sub.spec.id)
+    assert client.store.running(sub.spec.id) == {}
+    assert not list(client.store.r.scan_iter(match=f"{settings.prefix}:lease:{sub.spec.id}:*"))
+    view = job_view(client.store, sub.spec.id)
+    assert (view["batches_running"], view["running"], view["frames_running"]) == ({}, [], 0)
+    shown = CliRunner().invoke(cli, ["status", sub.spec.id], env=worker_env(settings))
+    assert shown.exit_code == 0 and " 0 rendering" in shown.output, shown.output
+
+    client.retry(sub.spec.id)
+    workers(concurrency=2, name="after", settings_=settings)
+    final = client.wait(sub.spec.id, timeout=120)
+    assert (final["state"], final["frames_done"]) == ("done", 4)
+    batches = client.store.batches(sub.spec.id)
+    assert batches["requeued"] == {}, "retry queued every missing batch: none was also requeued as lost"
+    assert batches["attempts"] == {b: 1 for b in sub.spec.batches}
+    wait_for(lambda: _unacked_of(settings, sub.spec.id) == 0, 30, "the victim's messages to leave kombu's table")
+    assert client.store.batches(sub.spec.id)["requeued"] == {}
+
+
+def test_a_requeued_batch_goes_ahead_of_its_jobs_queued_batches(tmp_path, settings, client, workers):
+    settings = settings.with_(lease_seconds=2.0)
+    sub = client.submit(slow_scene(tmp_path / "ahead", 14), count=2)  # seven batches of ~2.5 s
+    victim = workers(concurrency=1, name="victim", settings_=settings.with_(cache_dir=tmp_path / "victimcache"))
+    wait_for(lambda: len(_running_on(client, sub.spec.id)) == 1, 60, "the victim to take a batch")
+    workers(concurrency=1, name="rescuer", settings_=settings)
+    wait_for(lambda: len(_running_on(client, sub.spec.id)) == 2, 60, "every render process to be busy")
+    (lost,) = [b for b, node in _running_on(client, sub.spec.id).items() if node.startswith("victim@")]
+    os.killpg(victim.pid, signal.SIGKILL)
+    wait_for(lambda: not _running_on(client, sub.spec.id).get(lost, "").startswith("victim@"), 60,
+             "the sweep to requeue the lost batch")
+    batches = client.store.batches(sub.spec.id)
+    waiting = [b for b in sub.spec.batches if b != lost and b not in batches["done"] and b not in batches["running"]]
+    assert len(waiting) >= 3, batches
+    final = client.wait(sub.spec.id, timeout=180)
+    assert (final["state"], final["frames_done"]) == ("done", 14)
+    done = client.store.batches(sub.spec.id)["done"]
+    after = [b for b in waiting if done[b]["finished"] > done[lost]["finished"]]
+    # the rescuer may have taken one of them the moment before the requeue; every other one comes after
+    assert len(after) >= len(waiting) - 1, (lost, waiting, {b: done[b]["finished"] for b in done})
+    assert client.store.batches(sub.spec.id)["requeued"] == {lost: 1}
+
+
+class _SlowUpload:
+    """Real local storage whose uploads take several leases (a big result on a slow link)."""
+
+    def __init__(self, storage, seconds: float) -> None:
+        self._storage, self._seconds = storage, seconds
+
+    def put_file(self, key: str, path: Path) -> None:
+        time.sleep(self._seconds)
+        self._storage.put_file(key, path)
+
+    def __getattr__(self, name: str):
+        return getattr(self._storage, name)
+
+
+def test_a_live_batch_keeps_its_lease_outside_povray(tmp_path, settings, client):
+    from httpov.cache import SceneCache
+    from httpov.node import RenderNode
+    from tests.conftest import TINY_ANIMATION, write_scene
+
+    settings = settings.with_(lease_seconds=1.0)
+    sub = client.submit(write_scene(tmp_path / "up", TINY_ANIMATION, "Width=8\nHeight=8\n"))
+    node = RenderNode(settings, client.store, _SlowUpload(client.storage, 4.0),
+                      SceneCache(settings.cache_dir, settings.cache_max_bytes))
+    reaped: list = []
+    stop = threading.Event()
+
+    def sweep() -> None:  # what every other render node does meanwhile
+        while not stop.wait(settings.sweep_seconds):
+            reaped.extend(client.reap("other@host"))
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    try:
+        outcome = node.run(sub.spec.id, sub.spec.batches[0], token="t1", node="busy@host")
+    finally:
+        stop.set()
+        sweeper.join()
+    assert outcome.status == "rendered", outcome
+    assert reaped == [], "a batch whose node was alive and uploading was requeued"
+    assert client.store.batches(sub.spec.id)["requeued"] == {}

@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from tests.conftest import TINY_ANIMATION, write_scene
+from tests.conftest import TINY_ANIMATION, wait_for, write_scene
 
 TAKE_AND_DIE = """
 import os, signal, sys
@@ -41,3 +41,23 @@ def test_message_taken_by_a_dying_worker_is_requeued(tmp_path, settings, client,
     assert final["state"] == "done" and final["frames_done"] == 1
     assert time.monotonic() - started < 30
     assert r.hlen(f"{settings.prefix}:kombu:unacked") == 0
+
+
+def test_messages_of_finished_jobs_leave_the_unacked_table(tmp_path, settings, client, workers):
+    from httpov.local import worker_env
+
+    fast = settings.with_(lease_seconds=2.0)
+    cancelled = client.submit(write_scene(tmp_path / "a", TINY_ANIMATION, "Width=8\nHeight=8\n"))
+    taker = subprocess.run([sys.executable, "-c", TAKE_AND_DIE], env=worker_env(fast), capture_output=True,
+                           text=True, timeout=60)
+    assert taker.returncode == -9, taker.stderr
+    client.cancel(cancelled.spec.id)
+    r = redis.Redis.from_url(settings.broker_url)
+    assert r.hlen(f"{settings.prefix}:kombu:unacked") == 1
+
+    workers(concurrency=1, settings_=fast)
+    wait_for(lambda: r.hlen(f"{settings.prefix}:kombu:unacked") == 0, 30,
+             "the sweep to drop the message of the cancelled job")
+    assert r.zcard(f"{settings.prefix}:kombu:unacked_index") == 0
+    assert client.store.state(cancelled.spec.id) == "cancelled"
+    assert client.store.batches(cancelled.spec.id)["attempts"] == {}, "the cancelled job's batch never ran"

@@ -268,7 +268,8 @@ class Client:
 
         def requeue(job_id: str, batch_ids: list[str]) -> None:
             self._send(self.store.spec(job_id), batch_ids, None, True)  # requeued: ahead of the job's others
-        return reap(self.store, requeue, self.settings.lease_seconds, self.settings.max_attempts)
+        return reap(self.store, requeue, self.settings.lease_seconds, self.settings.max_attempts,
+                    every=self.settings.sweep_seconds)
 
     def _send(self, spec: JobSpec, batch_ids: list[str], on_sent: Callable[[int], None] | None = None,
               requeued: bool = False) -> int:

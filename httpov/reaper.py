@@ -15,11 +15,13 @@ log = logging.getLogger(__name__)
 
 
 def reap(store: JobStore, requeue: Callable[[str, list[str]], None], lease_seconds: float,
-         max_attempts: int) -> list[tuple[str, str]]:
-    """Requeue each running batch whose lease expired (a batch lost too often fails its job), then, once per lease
-    across the cluster, settle the messages of workers that died holding them (see `stranded`)."""
-    reissued = []
-    for job_id in store.active_ids():
+         max_attempts: int, every: float = 0.0) -> list[tuple[str, str]]:
+    """Requeue each running batch whose lease expired (a batch lost too often fails its job), then, once per lease,
+    settle the messages of workers that died holding them (see `stranded`). Whoever sweeps first in each `every`
+    seconds does the lease sweep for the whole cluster: its cost does not grow with the number of render nodes."""
+    reissued: list[tuple[str, str]] = []
+    ours = not every or store.claim("sweep:leases", every * 0.8)
+    for job_id in store.active_ids() if ours else []:
         for batch_id, info in store.lost_batches(job_id).items():
             token = info.get("token", "")
             # one sweeper wins per lost execution (its lease token), however many workers sweep at once

@@ -4,7 +4,7 @@ For each lease setting: a victim node takes both batches of a slow job, an idle 
 process group is SIGKILLed mid-render, and we time kill -> every lost batch running on the rescuer, and
 kill -> job done. Uses the Redis on HTTPOV_BROKER_URL (default 127.0.0.1:6379) under a private key prefix.
 
-    python scripts/recovery.py [--leases 2 4 8] [--repeat 2]
+    python scripts/recovery.py [--leases 8] [--repeat 2]      (default: HTTPOV_LEASE_SECONDS's default)
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def trial(base: Settings, lease: float, work: Path) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--leases", type=float, nargs="+", default=[2.0, 4.0, 8.0])
+    parser.add_argument("--leases", type=float, nargs="+", default=[Settings().lease_seconds])
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     base = Settings.from_env()
@@ -77,7 +77,8 @@ def main() -> None:
         for lease in args.leases:
             results = [trial(base, lease, Path(tmp)) for _ in range(args.repeat)]
             backs = [r[0] for r in results]
-            print(f"{lease:>8.1f} {max(1.0, lease / 4):>8.2f} {' '.join(f'{b:.2f}' for b in backs):>22} "
+            sweep = base.with_(lease_seconds=lease).sweep_seconds
+            print(f"{lease:>8.1f} {sweep:>8.2f} {' '.join(f'{b:.2f}' for b in backs):>22} "
                   f"{statistics.mean(backs):>10.2f} {statistics.mean(r[1] for r in results):>10.2f}", flush=True)
 
 

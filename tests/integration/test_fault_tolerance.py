@@ -49,7 +49,7 @@ def test_sigkilled_worker_batches_render_elsewhere_exactly_once(tmp_path, settin
             restarted.setdefault(batch, time.monotonic() - killed)
         return set(restarted) == lost
     wait_for(lost_batches_back, 60, "the lost batches to be rendered elsewhere")
-    # lease 2 s + a sweep every second + a free render process (the rescuer's own batch takes ~2.5 s)
+    # lease 2 s + a sweep every half second + a free render process (the rescuer's own batch takes ~2.5 s)
     assert max(restarted.values()) < 10, f"recovery took {restarted}"
 
     final = client.wait(sub.spec.id, timeout=120)

@@ -13,6 +13,11 @@ from httpov.jobs import JobStore
 
 log = logging.getLogger(__name__)
 
+#: How long the stranded sweep remembers that a lost task's batch was requeued: longer than Redis may keep the
+#: task's message unacked (the visibility timeout: the task's time limit plus an hour, 7 h by default), even if
+#: no render node sweeps for a while.
+REQUEUED_MEMORY = 24 * 3600.0
+
 
 def reap(store: JobStore, requeue: Callable[[str, list[str]], None], lease_seconds: float,
          max_attempts: int, every: float = 0.0) -> list[tuple[str, str]]:
@@ -34,7 +39,7 @@ def reap(store: JobStore, requeue: Callable[[str, list[str]], None], lease_secon
                 continue
             # before the running entry goes: the lost task's message, still in kombu's unacked table, is then
             # never taken for a stranded one and queued a second time
-            store.mark_requeued(job_id, batch_id, task_of(token), lease_seconds * 10)
+            store.mark_requeued(job_id, batch_id, task_of(token), REQUEUED_MEMORY)
             if not store.reclaim(job_id, batch_id):
                 continue  # a task (its retry, or a redelivery) took the batch while we looked
             requeue(job_id, [batch_id])

@@ -172,7 +172,7 @@ def _unacked_of(settings, job_id: str) -> int:
 
 def test_a_lost_batch_is_requeued_once_however_long_it_waits(tmp_path, settings, client, workers, caplog):
     settings = settings.with_(lease_seconds=2.0)
-    sub = client.submit(slow_scene(tmp_path / "once", 9), count=3)  # three batches of ~4 s
+    sub = client.submit(slow_scene(tmp_path / "once", 12), count=4)  # three batches of ~5 s
     victim = workers(concurrency=2, name="victim", settings_=settings.with_(cache_dir=tmp_path / "victimcache"))
     wait_for(lambda: len(_running_on(client, sub.spec.id)) == 2, 60, "the victim to render two batches")
     rescuer = workers(concurrency=1, name="rescuer", settings_=settings)
@@ -182,7 +182,7 @@ def test_a_lost_batch_is_requeued_once_however_long_it_waits(tmp_path, settings,
     # The rescuer renders one lost batch after its own and the other after that: the last one waits in the queue
     # for many leases while the victim's message for it sits in kombu's unacked table, older than two leases.
     final = client.wait(sub.spec.id, timeout=180)
-    assert (final["state"], final["frames_done"]) == ("done", 9)
+    assert (final["state"], final["frames_done"]) == ("done", 12)
     log = (tmp_path / "rescuer.log").read_text() + caplog.text
     assert "died before starting it" not in log, "a batch the lease sweep requeued was queued a second time"
     assert client.store.batches(sub.spec.id)["requeued"] == {b: 1 for b in lost}
@@ -190,7 +190,7 @@ def test_a_lost_batch_is_requeued_once_however_long_it_waits(tmp_path, settings,
     assert client.store.batches(sub.spec.id)["attempts"] == {b: 2 if b in lost else 1 for b in sub.spec.batches}
     wait_for(lambda: _unacked_of(settings, sub.spec.id) == 0, 30, "the victim's messages to leave kombu's table")
     assert client.store.batches(sub.spec.id)["requeued"] == {b: 1 for b in lost}
-    assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"once_{n:04d}.png" for n in range(1, 10)]
+    assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"once_{n:04d}.png" for n in range(1, 13)]
     assert rescuer.poll() is None
 
 
@@ -223,11 +223,11 @@ def test_a_finished_job_shows_no_running_batches_and_retry_requeues_none(tmp_pat
 
 def test_a_requeued_batch_goes_ahead_of_its_jobs_queued_batches(tmp_path, settings, client, workers):
     settings = settings.with_(lease_seconds=2.0)
-    sub = client.submit(slow_scene(tmp_path / "ahead", 14), count=2)  # seven batches of ~2.5 s
+    sub = client.submit(slow_scene(tmp_path / "ahead", 16), count=2)  # eight batches of ~2.5 s
     victim = workers(concurrency=1, name="victim", settings_=settings.with_(cache_dir=tmp_path / "victimcache"))
-    wait_for(lambda: len(_running_on(client, sub.spec.id)) == 1, 60, "the victim to take a batch")
     workers(concurrency=1, name="rescuer", settings_=settings)
-    wait_for(lambda: len(_running_on(client, sub.spec.id)) == 2, 60, "every render process to be busy")
+    wait_for(lambda: sorted(n.split("@")[0] for n in _running_on(client, sub.spec.id).values()) == ["rescuer",
+             "victim"], 60, "every render process to be busy")
     (lost,) = [b for b, node in _running_on(client, sub.spec.id).items() if node.startswith("victim@")]
     os.killpg(victim.pid, signal.SIGKILL)
     wait_for(lambda: not _running_on(client, sub.spec.id).get(lost, "").startswith("victim@"), 60,
@@ -236,7 +236,7 @@ def test_a_requeued_batch_goes_ahead_of_its_jobs_queued_batches(tmp_path, settin
     waiting = [b for b in sub.spec.batches if b != lost and b not in batches["done"] and b not in batches["running"]]
     assert len(waiting) >= 3, batches
     final = client.wait(sub.spec.id, timeout=180)
-    assert (final["state"], final["frames_done"]) == ("done", 14)
+    assert (final["state"], final["frames_done"]) == ("done", 16)
     done = client.store.batches(sub.spec.id)["done"]
     after = [b for b in waiting if done[b]["finished"] > done[lost]["finished"]]
     # the rescuer may have taken one of them the moment before the requeue; every other one comes after

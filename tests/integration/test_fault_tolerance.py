@@ -194,6 +194,33 @@ def test_a_lost_batch_is_requeued_once_however_long_it_waits(tmp_path, settings,
     assert rescuer.poll() is None
 
 
+def test_a_frozen_nodes_batches_are_requeued_once_and_its_thaw_changes_nothing(tmp_path, settings, client, workers,
+                                                                              caplog):
+    settings = settings.with_(lease_seconds=2.0)
+    sub = client.submit(slow_scene(tmp_path / "frozen", 12), count=4)  # three batches of ~5 s
+    victim = workers(concurrency=2, name="victim", settings_=settings.with_(cache_dir=tmp_path / "victimcache"))
+    wait_for(lambda: len(_running_on(client, sub.spec.id)) == 2, 60, "the victim to render two batches")
+    workers(concurrency=1, name="rescuer", settings_=settings)
+    wait_for(lambda: len(_running_on(client, sub.spec.id)) == 3, 60, "the rescuer to take the third batch")
+    lost = {b for b, node in _running_on(client, sub.spec.id).items() if node.startswith("victim@")}
+    os.killpg(victim.pid, signal.SIGSTOP)  # frozen, not dead: its messages stay taken, its leases run out
+    try:
+        final = client.wait(sub.spec.id, timeout=180)
+        assert (final["state"], final["frames_done"]) == ("done", 12)
+        wait_for(lambda: _unacked_of(settings, sub.spec.id) == 0, 30, "the frozen node's messages to be dropped")
+    finally:
+        os.killpg(victim.pid, signal.SIGCONT)
+    victim_log = tmp_path / "victim.log"
+    wait_for(lambda: victim_log.read_text().count("succeeded in") >= 2, 60, "the thawed node to end its tasks")
+    log = (tmp_path / "rescuer.log").read_text() + caplog.text
+    assert "died before starting it" not in log, "a batch the lease sweep requeued was queued a second time"
+    batches = client.store.batches(sub.spec.id)
+    assert batches["requeued"] == {b: 1 for b in lost}
+    assert all(batches["done"][b]["node"].startswith("rescuer@") for b in lost)
+    names = frames_in_results(Path(settings.storage), sub.spec.id)
+    assert names == [f"frozen_{n:04d}.png" for n in range(1, 13)], "each frame exactly once in the results"
+
+
 def test_a_finished_job_shows_no_running_batches_and_retry_requeues_none(tmp_path, settings, client, workers):
     from httpov.eta import job_view
 

@@ -401,26 +401,24 @@ class JobStore:
         leases = self._call(lambda: self.r.mget([self._lease(job_id, b) for b in running]))
         return {batch: info for (batch, info), holder in zip(running.items(), leases) if holder is None}
 
-    def stranded_fate(self, job_id: str, batch_id: str, task_id: str, taken: float) -> str:
-        """What becomes of a batch's message that a worker took at `taken` and never acked (it died): 'requeue' it
-        (nothing else will render the batch), 'park' it (its job is paused), 'drop' it (its job is finished or
-        gone, or was retried since; the batch is done or parked; or the lease sweep already requeued this task's
-        batch), or 'keep' it (the batch is leased or running, maybe under this very message)."""
-        def run() -> str:
+    def stranded_fates(self, messages: list[tuple[str, str, str, float]]) -> list[str]:
+        """What becomes of each (job id, batch id, task id, taken at) message that a worker took and never acked (it
+        died), read in one round trip: 'requeue' it (nothing else will render the batch), 'park' it (its job is
+        paused), 'drop' it (its job is finished or gone, or was retried since it was taken; the batch is done or
+        parked; or the lease sweep already requeued this task's batch), or 'keep' it (the batch is leased or
+        running, maybe under this very message)."""
+        def run() -> list[str]:
             pipe = self.r.pipeline()
-            pipe.hmget(self._k(job_id), "state", "reopened")
-            pipe.hexists(self._k(job_id, "done"), batch_id)
-            pipe.exists(self._requeued(job_id, batch_id, task_id))
-            pipe.sismember(self._k(job_id, "parked"), batch_id)
-            pipe.exists(self._lease(job_id, batch_id))
-            pipe.hexists(self._k(job_id, "running"), batch_id)
-            (state, reopened), done, requeued, parked, leased, running = pipe.execute()
-            if state is None or state in FINISHED or taken < float(reopened or 0) or done or requeued or parked:
-                return "drop"
-            if leased or running:  # a running entry without a lease is the lease sweep's to requeue
-                return "keep"
-            return "park" if state == "paused" else "requeue"
-        return self._call(run)
+            for job_id, batch_id, task_id, _ in messages:
+                pipe.hmget(self._k(job_id), "state", "reopened")
+                pipe.hexists(self._k(job_id, "done"), batch_id)
+                pipe.exists(self._requeued(job_id, batch_id, task_id))
+                pipe.sismember(self._k(job_id, "parked"), batch_id)
+                pipe.exists(self._lease(job_id, batch_id))
+                pipe.hexists(self._k(job_id, "running"), batch_id)
+            replies = pipe.execute()
+            return [_fate(*replies[6 * i:6 * i + 6], taken) for i, (*_, taken) in enumerate(messages)]
+        return self._call(run) if messages else []
 
     def mark_requeued(self, job_id: str, batch_id: str, task_id: str, seconds: float) -> None:
         """The lease sweep is requeueing the batch that task `task_id` lost: its old message is not stranded."""
@@ -497,6 +495,17 @@ class JobStore:
                         batches += 1
             return seconds, frames, batches
         return self._call(run)
+
+
+def _fate(record: list[str | None], done: int, requeued: int, parked: int, leased: int, running: int,
+          taken: float) -> str:
+    """JobStore.stranded_fates for one message, from what Redis answered about its job and batch."""
+    state, reopened = record
+    if state is None or state in FINISHED or taken < float(reopened or 0) or done or requeued or parked:
+        return "drop"
+    if leased or running:  # a running entry without a lease is the lease sweep's to requeue
+        return "keep"
+    return "park" if state == "paused" else "requeue"
 
 
 def summarize(record: dict[str, str], spec: JobSpec, b: dict[str, Any]) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def stranded(store: JobStore, min_age: float, chunk: int = 500) -> list[tuple[st
     """Batches whose message a worker took more than `min_age` seconds ago and never leased: it died in between.
 
     Redis keeps such a message in kombu's unacked table until the visibility timeout (hours). Each one old enough
-    is looked at (JobStore.stranded_fate): a message whose batch nothing else will render is taken out of the table
+    is looked at (JobStore.stranded_fates): a message whose batch nothing else will render is taken out of the table
     and its batch answered, to be queued again; one of a finished or vanished job, of a done batch, or of a batch
     the lease sweep already requeued is taken out and forgotten; one of a paused job is parked. Removal is atomic,
     so one sweeper wins; should an old message ever come back, it finds the batch done or busy.
@@ -76,12 +76,13 @@ def stranded(store: JobStore, min_age: float, chunk: int = 500) -> list[tuple[st
     found = []
     for start in range(0, len(taken), chunk):
         part = taken[start:start + chunk]
+        messages = []
         for (tag, at), raw in zip(part, store.r.hmget(table, [tag for tag, _ in part])):
-            message = _batch_of(raw) if raw else None
-            if message is None:
-                continue
-            job_id, batch_id, task_id = message
-            fate = store.stranded_fate(job_id, batch_id, task_id, at)
+            batch = _batch_of(raw) if raw else None
+            if batch is not None:
+                messages.append((tag, (*batch, at)))
+        fates = store.stranded_fates([message for _, message in messages])
+        for (tag, (job_id, batch_id, _, _)), fate in zip(messages, fates):
             if fate == "keep" or not _take(store, table, index, tag):
                 continue
             if fate == "park":

@@ -310,3 +310,19 @@ def test_a_live_batch_keeps_its_lease_outside_povray(tmp_path, settings, client)
     assert outcome.status == "rendered", outcome
     assert reaped == [], "a batch whose node was alive and uploading was requeued"
     assert client.store.batches(sub.spec.id)["requeued"] == {}
+
+
+def test_a_failed_job_forgets_its_running_batches_in_the_same_step(tmp_path, settings, client):
+    from tests.conftest import TINY_ANIMATION, write_scene
+
+    sub = client.submit(write_scene(tmp_path / "f", TINY_ANIMATION, "Width=8\nHeight=8\nFinal_Frame=3\n"))
+    first, second, third = sub.spec.batches
+    for batch in (first, second):
+        assert client.store.start_batch(sub.spec.id, batch, f"{batch}-task/1", "gone@host", 60) == "ok"
+    client.store.fail_batch(sub.spec.id, third, "parse error", ["line 1"], final=True, node="n@host")
+    assert client.store.state(sub.spec.id) == "failed"
+    assert client.store.running(sub.spec.id) == {}
+    assert not list(client.store.r.scan_iter(match=f"{settings.prefix}:lease:{sub.spec.id}:*"))
+    # a render still running when its job failed stops on its next renewal, told why
+    assert client.store.refresh(sub.spec.id, first, f"{first}-task/1", 60) == "failed"
+    assert client.status(sub.spec.id)[0]["batches_running"] == {}

@@ -2,8 +2,9 @@
 
 A private redis-server holds one job with one running batch per simulated render process, and that batch's
 message in kombu's unacked table (a worker holds it while it renders). For --seconds, the script then does what
-the cluster does: every process renews its lease every lease / 4 (JobStore.refresh: one EVALSHA), and every render
-node (--per-node processes each) says it is alive and sweeps every Settings.sweep_seconds (Client.reap's path:
+the cluster does: every process renews its lease every lease / 4 (JobStore.refresh: one EVALSHA) and reads its job's
+state every povray tick (half a second: one HGET, so that a cancel stops povray at once), and every render node
+(--per-node processes each) says it is alive and sweeps every Settings.sweep_seconds (Client.reap's path:
 heartbeat, then reap()). Redis's INFO commandstats and CPU time are read before and after. If this machine cannot
 drive the full rate, the per-renewal and per-sweep costs measured are scaled to it (both are shown).
 
@@ -31,6 +32,7 @@ from httpov.reaper import reap  # noqa: E402
 from httpov.settings import Settings  # noqa: E402
 
 PREFIX = "bench"
+TICK = 0.5  # povray._wait asks keep_going this often; RenderNode's keep_going reads the job's state each time
 
 
 def setup(store: JobStore, processes: int, lease: float) -> tuple[str, list[tuple[str, str]]]:
@@ -93,12 +95,15 @@ def run(url: str, processes: int, per_node: int, lease: float, seconds: float, t
         return once
 
     refreshes = [refresher(b, t) for b, t in tokens]
+    checks = [lambda: store.state(job_id)] * processes
     sweeps = [sweeper(f"node{n}@bench") for n in range(nodes)]
-    counts = [[0] for _ in range(threads + 1)]
+    counts = [[0] for _ in range(2 * threads + 1)]
     stop = threading.Event()
     workers = [threading.Thread(target=paced, args=(refreshes[i::threads], renew, stop, counts[i]))
                for i in range(threads)]
-    workers.append(threading.Thread(target=paced, args=(sweeps, sweep, stop, counts[threads])))
+    workers += [threading.Thread(target=paced, args=(checks[i::threads], TICK, stop, counts[threads + i]))
+                for i in range(threads)]
+    workers.append(threading.Thread(target=paced, args=(sweeps, sweep, stop, counts[-1])))
     before, cpu0 = commandstats(store.r)
     began = time.monotonic()
     for t in workers:
@@ -110,23 +115,26 @@ def run(url: str, processes: int, per_node: int, lease: float, seconds: float, t
     elapsed = time.monotonic() - began
     after, cpu1 = commandstats(store.r)
     lost = store.lost_batches(job_id)
-    done_refreshes, done_sweeps = sum(c[0] for c in counts[:threads]), counts[threads][0]
+    done_refreshes, done_checks = sum(c[0] for c in counts[:threads]), sum(c[0] for c in counts[threads:-1])
+    done_sweeps = counts[-1][0]
     calls = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
     calls.pop("info", None)
 
-    want_refresh, want_sweep = processes / renew, nodes / sweep
-    got_refresh, got_sweep = done_refreshes / elapsed, done_sweeps / elapsed
+    want_refresh, want_check, want_sweep = processes / renew, processes / TICK, nodes / sweep
+    got_refresh, got_check, got_sweep = done_refreshes / elapsed, done_checks / elapsed, done_sweeps / elapsed
     total = sum(calls.values()) / elapsed
-    scale = want_refresh / got_refresh if got_refresh else 0.0
+    wanted, driven = want_refresh + want_check + want_sweep, got_refresh + got_check + got_sweep
+    scale = wanted / driven if driven else 0.0
     print(f"{processes} render processes on {nodes} nodes, lease {lease:g} s: renewal every {renew:g} s, "
           f"sweep every {sweep:g} s, {elapsed:.1f} s measured")
     print(f"  renewals/s  wanted {want_refresh:8.1f}  driven {got_refresh:8.1f}")
+    print(f"  state reads/s wanted {want_check:6.1f}  driven {got_check:8.1f}")
     print(f"  sweeps/s    wanted {want_sweep:8.1f}  driven {got_sweep:8.1f}")
     print("  Redis commands/s by command (commands run inside a Lua script are counted too):")
     for name, n in sorted(calls.items(), key=lambda kv: -kv[1]):
         print(f"    {name:<16}{n / elapsed:10.1f}")
     print(f"  Redis commands/s total {total:.0f}; Redis CPU {100 * (cpu1 - cpu0) / elapsed:.1f}% of one core")
-    if got_refresh and abs(scale - 1) > 0.05:
+    if driven and abs(scale - 1) > 0.05:
         print(f"  scaled to the wanted rate ({scale:.2f}x): about {total * scale:.0f} commands/s, "
               f"{100 * (cpu1 - cpu0) / elapsed * scale:.1f}% of one core")
     print(f"  batches the sweeps took for lost while every lease was renewed: {len(lost)} (must be 0)")
@@ -138,7 +146,7 @@ def main() -> None:
     parser.add_argument("--per-node", type=int, default=8, help="render processes per render node")
     parser.add_argument("--lease", type=float, default=Settings().lease_seconds)
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--threads", type=int, default=4, help="threads driving the renewals")
+    parser.add_argument("--threads", type=int, default=4, help="threads driving the renewals (and the state reads)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="httpov-bench-leases-") as tmp, embedded_redis(Path(tmp)) as url:
         run(url, args.processes, args.per_node, args.lease, args.seconds, args.threads)

@@ -7,6 +7,7 @@ import threading
 import time
 from pathlib import Path
 
+import redis
 from click.testing import CliRunner
 
 from httpov.cli import cli

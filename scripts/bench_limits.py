@@ -10,26 +10,14 @@ from __future__ import annotations
 
 import multiprocessing
 import resource
-import struct
 import tempfile
 import time
 import zipfile
-import zlib
 from pathlib import Path
 from typing import Callable
 
 from httpov.errors import HttpovError
-
-
-def _bomb_png(width: int, height: int) -> bytes:
-    """A valid all-black 1-bit PNG of width x height: kilobytes that decode to width*height pixels."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    z = zlib.compressobj(9)
-    row = bytes(1 + (width + 7) // 8)
-    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+from tests.bombs import bomb_png
 
 
 def _submit(url: str, tmp: Path, **options: int) -> Callable[[], object]:
@@ -68,7 +56,7 @@ def _contact_sheet(tmp: Path, side: int) -> Callable[[], object]:
     from httpov import media
 
     frame = tmp / "big_0001.png"
-    frame.write_bytes(_bomb_png(side, side))
+    frame.write_bytes(bomb_png(side, side))
     return lambda: media.contact_sheet([frame], tmp / "sheet.png")
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from httpov.local import worker_env
+from httpov.local import stop_worker, worker_env
 from httpov.settings import Settings, default_render_processes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,9 +74,4 @@ def test_a_bare_worker_runs_the_default_number_of_render_processes(settings: Set
         assert stats, "the bare worker never answered"
         assert stats[name]["pool"]["max-concurrency"] == 3
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_worker(proc)

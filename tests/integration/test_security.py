@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local import free_port, stop_worker, worker_env
+from tests.bombs import bomb_png
 from tests.conftest import TINY_ANIMATION, pixels, povray_direct, queue_drained, wait_for, write_scene
 
 
@@ -518,21 +519,6 @@ def test_batches_may_render_before_the_last_is_queued(tmp_path, settings, client
 
 # --- results are data from other machines: decompression bombs are refused before they are unpacked ------
 
-def _bomb_png(width: int, height: int) -> bytes:
-    """A valid 1-bit PNG of width x height, all black: a few hundred KB that decode to width*height pixels."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    z = zlib.compressobj(9)
-    row = bytes(1 + (width + 7) // 8)
-    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
-
-
 def _swap_result(settings, job: str, member: str, data: bytes, compress: int = zipfile.ZIP_DEFLATED) -> str:
     """Replace the job's only batch zip in storage by one holding `data` as `member` (what a hostile node stores)."""
     [key] = (Path(settings.storage) / "jobs" / job / "batches").glob("*.zip")
@@ -570,7 +556,7 @@ def test_fetch_refuses_too_many_members(tmp_path, settings, rendered):
 @pytest.mark.parametrize("args", [["--contact-sheet", "sheet.png"], ["--video", "v.gif"], ["-o", "out"]])
 def test_fetch_and_media_refuse_a_png_bigger_than_the_job_planned(tmp_path, settings, rendered, args):
     """A 400-megapixel PNG of 50 KB (it crashed the contact sheet with a traceback)."""
-    _swap_result(settings, rendered, "bombed_0001.png", _bomb_png(20_000, 20_000), zipfile.ZIP_STORED)
+    _swap_result(settings, rendered, "bombed_0001.png", bomb_png(20_000, 20_000), zipfile.ZIP_STORED)
     args = [a if not a.endswith((".png", ".gif", "out")) else str(tmp_path / a) for a in args]
     result = CliRunner().invoke(cli, ["fetch", rendered, *args], env=worker_env(settings))
     assert result.exit_code == 9, result.output
@@ -584,7 +570,7 @@ def test_media_checks_png_size_before_decoding(tmp_path):
     from httpov.errors import ResultError
 
     frame = tmp_path / "big_0001.png"
-    frame.write_bytes(_bomb_png(13_000, 13_000))  # 169 megapixels
+    frame.write_bytes(bomb_png(13_000, 13_000))  # 169 megapixels
     with pytest.raises(ResultError, match="13000x13000, more than 67108864 pixels"):
         media.contact_sheet([frame], tmp_path / "sheet.png")
     with pytest.raises(ResultError, match="13000x13000, more than 1000 pixels"):
@@ -596,7 +582,7 @@ def test_web_thumbnail_refuses_a_bomb_once_and_remembers(tmp_path, settings, cli
     from httpov.errors import ResultError
     from httpov.storage import open_storage
 
-    _swap_result(settings, rendered, "bombed_0001.png", _bomb_png(20_000, 20_000), zipfile.ZIP_STORED)
+    _swap_result(settings, rendered, "bombed_0001.png", bomb_png(20_000, 20_000), zipfile.ZIP_STORED)
 
     class Counting(type(open_storage(settings.storage))):  # the real local storage, counting downloads
         downloads = 0

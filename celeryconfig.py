@@ -1,6 +1,6 @@
 """Celery settings for httpov: tasks are povray batches that run for minutes, not milliseconds.
 
-httpov/app.py loads this file by its path (never a `celeryconfig` that happens to be first on sys.path), then a
+httpov/celery.py loads this file by its path (never a `celeryconfig` that happens to be first on sys.path), then a
 site's module named by HTTPOV_CELERY_CONFIG, then httpov's Settings (broker URL, queue, time limit, render
 processes), and last puts back the invariants below that no configuration may change (app.INVARIANTS).
 """

@@ -10,16 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable
 
-from httpov import archive, limits as job_limits
+from httpov import archive, keys as storage_keys, limits as job_limits
 from httpov.errors import (ArchiveError, BadInputError, BrokerUnavailableError, JobFailedError, JobStateError,
                             ResultError, SceneError)
 from httpov.eta import job_view
 from httpov.jobs import FINISHED, LIVE, JobStore
 from httpov.outage import through_outage
-from httpov.plan import Batch, JobSpec, adaptive_count, check_name, check_spec, safe_name, history_key, frame_range, frame_seconds, image_size, split
+from httpov.plan import Batch, JobSpec, adaptive_count, check_name, check_spec, safe_name, history_key, frame_range, frame_seconds, image_size, split, plan_slices
 from httpov.scene import SceneLayout, SceneOptions, locate_scene
 from httpov.settings import Settings
-from httpov.stitch import plan_slices
 from httpov.storage import Storage, open_storage
 from httpov.text import shown
 
@@ -59,7 +58,7 @@ class Client:
     def celery(self) -> Celery:
         """The Celery app that queues batches, built on first use: cancel, pause and status never import Celery."""
         if self._celery is None:
-            from httpov.app import make_app
+            from httpov.celery import make_app
 
             self._celery = make_app(self.settings)
         return self._celery
@@ -94,7 +93,7 @@ class Client:
             zip_path, prefer, names = _scene_archive(Path(source), Path(tmp), limits)
             with zipfile.ZipFile(zip_path) as zf:
                 layout, options = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
-            scene_key = f"scenes/{archive.file_sha256(zip_path)}.zip"
+            scene_key = storage_keys.scene_key(archive.file_sha256(zip_path))
             self.store.ping()
             self.storage.check()
             spec = self._plan(layout, options, name or _default_name(Path(source), layout), frames, count,
@@ -194,9 +193,9 @@ class Client:
         spec = self.store.spec(job_id)
         output = Path(output)
         (output / "logs").mkdir(parents=True, exist_ok=True)
-        keys = self.storage.list(f"jobs/{job_id}/batches/")
-        frame_keys = self.storage.list(f"jobs/{job_id}/frames/") if spec.slices else []
-        for key in self.storage.list(f"jobs/{job_id}/logs/"):  # povray's logs of failed attempts
+        keys = self.storage.list(storage_keys.batches_prefix(job_id))
+        frame_keys = self.storage.list(storage_keys.frames_prefix(job_id)) if spec.slices else []
+        for key in self.storage.list(storage_keys.logs_prefix(job_id)):  # povray's logs of failed attempts
             self.storage.get_file(key, output / "logs" / PurePosixPath(key).name)
         total, images = len(keys) + len(frame_keys), []
         with tempfile.TemporaryDirectory(prefix="httpov-fetch-") as tmp:
@@ -261,15 +260,10 @@ class Client:
     def reap(self, node: str | None = None) -> list[tuple[str, str]]:
         """Requeue batches whose render node is gone (any worker or waiting client may sweep); a render node
         passes its name, which also tells the others it is alive."""
-        from httpov.reaper import reap
+        from httpov.dispatch import sweep
 
-        if node:
-            self.store.heartbeat(node)
-
-        def requeue(job_id: str, batch_ids: list[str]) -> None:
-            self._send(self.store.spec(job_id), batch_ids, None, True)  # requeued: ahead of the job's others
-        return reap(self.store, requeue, self.settings.lease_seconds, self.settings.max_attempts,
-                    every=self.settings.sweep_seconds)
+        return sweep(self.celery, self.store, self.settings.queue, self.settings.lease_seconds,
+                     self.settings.max_attempts, self.settings.sweep_seconds, node)
 
     def _send(self, spec: JobSpec, batch_ids: list[str], on_sent: Callable[[int], None] | None = None,
               requeued: bool = False) -> int:
@@ -277,7 +271,7 @@ class Client:
         BrokerUnavailableError, not a traceback."""
         from kombu.exceptions import OperationalError
 
-        from httpov.tasks import enqueue
+        from httpov.dispatch import enqueue
 
         try:
             return enqueue(self.celery, spec, batch_ids, self.settings.queue, on_sent, requeued)

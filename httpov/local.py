@@ -122,7 +122,7 @@ def render_locally(settings: Settings, scene: Path, *, workers: int | None = Non
                    on_progress: Callable | None = None, say: Callable[[str], None] = print,
                    on_outage: Callable[[str], None] | None = None) -> list[Path]:
     """Submit, render on local render processes, wait, fetch into ./out/<name>/, stop what was started."""
-    from httpov.app import make_app
+    from httpov.celery import make_app
     from httpov.client import Client
 
     if workers is not None and workers <= 0:

@@ -19,8 +19,8 @@ from httpov.archive import copy_member
 from httpov.errors import (ArchiveError, BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError,
                            ResultError)
 from httpov.jobs import JobStore
+from httpov.keys import batch_key, frames_prefix
 from httpov.media import check_frame, frame_bytes, frame_number, thumbnail_png
-from httpov.node import batch_key
 from httpov.outage import NOTICE
 from httpov.settings import Settings
 from httpov.storage import Storage, open_storage
@@ -55,7 +55,7 @@ class StatusSource:
         """(storage key, member name or '') of the job's most recently rendered whole frame, if any."""
         spec = self.store.spec(job_id)
         if spec.slices:
-            keys = [k for k in self.storage.list(f"jobs/{job_id}/frames/") if k.endswith(".png")]
+            keys = [k for k in self.storage.list(frames_prefix(job_id)) if k.endswith(".png")]
             return (max(keys, key=lambda k: frame_number(Path(k))), "") if keys else None
         done = self.store.batches(job_id)["done"]
         if not done:

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from httpov.app import make_app  # noqa: E402
+from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
 from httpov.local import embedded_redis, start_worker, stop_worker  # noqa: E402
 from httpov.settings import Settings  # noqa: E402

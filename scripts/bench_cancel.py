@@ -30,7 +30,7 @@ ROOT = ARGS.repo.resolve()
 os.chdir(ROOT)  # `python -m celery -A httpov` and `python -m httpov.cli` import httpov from the working directory
 sys.path.insert(0, str(ROOT))
 
-from httpov.app import make_app  # noqa: E402
+from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
 from httpov.local import embedded_redis, start_worker, stop_worker, worker_env  # noqa: E402
 from httpov.settings import Settings  # noqa: E402

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import redis
 
-from httpov.app import make_app
+from httpov.celery import make_app
 from httpov.local import embedded_redis, start_worker, stop_worker
 from httpov.plan import Batch, JobSpec
 from httpov.settings import Settings
-from httpov.tasks import enqueue
+from httpov.dispatch import enqueue
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from tests.bombs import bomb_png
 
 
 def _submit(url: str, tmp: Path, **options: int) -> Callable[[], object]:
-    from httpov.app import make_app
+    from httpov.celery import make_app
     from httpov.client import Client
     from httpov.settings import Settings
 

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from httpov.app import make_app  # noqa: E402
+from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
 from httpov.local import embedded_redis, redis_answers, start_worker, stop_worker  # noqa: E402
 from httpov.settings import Settings  # noqa: E402

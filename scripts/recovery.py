@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from httpov.app import make_app  # noqa: E402
+from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
 from httpov.local import start_worker, stop_worker  # noqa: E402
 from httpov.settings import Settings  # noqa: E402

@@ -52,7 +52,7 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
 
 @pytest.fixture
 def client(settings: Settings):
-    from httpov.app import make_app
+    from httpov.celery import make_app
     from httpov.client import Client
 
     return Client(settings, make_app(settings))

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import pytest
 
 from httpov.archive import file_sha256, pack_scene
-from httpov.cache import SceneCache
+from httpov.worker.cache import SceneCache
 from httpov.errors import ArchiveError
 from httpov.storage.s3 import S3Storage
 from tests.s3server import apply_env, make_bucket, moto_process, recorded_requests, s3_env, start_recording
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORKER = """
 import os, sys, time
 from pathlib import Path
-from httpov.cache import SceneCache
+from httpov.worker.cache import SceneCache
 from httpov.storage import open_storage
 root, url, key, go = sys.argv[1:5]
 storage = open_storage(url)
@@ -41,7 +41,7 @@ print(cache.get(storage, key))
 HOLDER = """
 import os, sys, time
 from pathlib import Path
-from httpov.cache import SceneCache
+from httpov.worker.cache import SceneCache
 from httpov.storage import open_storage
 root, url, key, max_bytes, release = sys.argv[1:6]
 with SceneCache(Path(root), int(max_bytes)).use(open_storage(url), key) as path:

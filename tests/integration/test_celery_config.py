@@ -15,7 +15,7 @@ from httpov.settings import Settings, default_render_processes
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "task_serializer = 'pickle'\naccept_content = ['pickle', 'json']\nworker_prefetch_multiplier = 64\n" \
           "task_acks_late = False\nworker_max_tasks_per_child = 7\n"
-SHOW = ("from httpov import app; c = app.conf; import json; print(json.dumps([c.task_serializer, "
+SHOW = ("from httpov.celery import app; c = app.conf; import json; print(json.dumps([c.task_serializer, "
         "list(c.accept_content), c.worker_prefetch_multiplier, c.task_acks_late, c.worker_max_tasks_per_child, "
         "c.worker_concurrency]))")
 
@@ -64,7 +64,7 @@ def test_a_bare_worker_runs_the_default_number_of_render_processes(settings: Set
                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        from httpov.app import make_app
+        from httpov.celery import make_app
 
         app = make_app(settings)
         stats = None

@@ -134,7 +134,7 @@ def test_same_failure_on_two_nodes_fails_the_job_with_the_log(tmp_path, settings
 
 
 def test_redis_restart_mid_job_loses_nothing(tmp_path, settings, workers):
-    from httpov.app import make_app
+    from httpov.celery import make_app
     from httpov.client import Client
 
     port = free_port()
@@ -287,8 +287,8 @@ class _SlowUpload:
 
 
 def test_a_live_batch_keeps_its_lease_outside_povray(tmp_path, settings, client):
-    from httpov.cache import SceneCache
-    from httpov.node import RenderNode
+    from httpov.worker.cache import SceneCache
+    from httpov.worker.node import RenderNode
     from tests.conftest import TINY_ANIMATION, write_scene
 
     settings = settings.with_(lease_seconds=1.0)

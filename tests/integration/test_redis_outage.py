@@ -20,7 +20,7 @@ from tests.integration.faults import povray_pids, redis_server, slow_scene
 
 @pytest.mark.parametrize("split", [{"count": 1}, {"slices": 2}], ids=["frames", "slices"])
 def test_a_job_lost_with_an_empty_redis_restart_is_dropped_and_nothing_recreated(tmp_path, settings, workers, split):
-    from httpov.app import make_app
+    from httpov.celery import make_app
     from httpov.client import Client
 
     port = free_port()
@@ -71,7 +71,7 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def test_waiting_commands_and_the_page_ride_out_a_redis_restart(tmp_path, settings, workers):
-    from httpov.app import make_app
+    from httpov.celery import make_app
     from httpov.client import Client
 
     port = free_port()

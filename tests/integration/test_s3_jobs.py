@@ -13,7 +13,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from httpov.app import make_app
+from httpov.celery import make_app
 from httpov.cli import cli
 from httpov.client import Client
 from httpov.local import free_port, worker_env

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from httpov.sandbox import SHELLOUT_OPTIONS, RenderLimits, Sandbox, prepare_sandbox
+from httpov.worker.sandbox import SHELLOUT_OPTIONS, RenderLimits, Sandbox, prepare_sandbox
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -293,7 +293,7 @@ def test_cpu_limit_kills_an_endless_parse(dirs: Dirs) -> None:
 
 WORKER = """
 import subprocess, sys, time
-from httpov.sandbox import prepare_sandbox
+from httpov.worker.sandbox import prepare_sandbox
 scene, out, home, name = sys.argv[1:5]
 box = prepare_sandbox(scene, out, home)
 subprocess.Popen(box.argv(["povray", "-D", "+W16", "+H16", name, "+O" + out + "/image.png"]),

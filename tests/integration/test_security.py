@@ -417,7 +417,7 @@ def test_submit_refuses_a_scene_too_deep(tmp_path, settings):
 def test_node_rechecks_limits_and_fails_the_job_at_once(tmp_path, settings, workers):
     """A client with looser limits (or a forged job record) gets past submit: the node refuses the scene before
     extracting it, and the image before rendering, as final failures (one attempt, no retries)."""
-    from httpov.app import make_app
+    from httpov.celery import make_app
     from httpov.client import Client
 
     loose = Client(settings.with_(max_scene_depth=100), make_app(settings))
@@ -447,7 +447,7 @@ def test_node_rechecks_limits_and_fails_the_job_at_once(tmp_path, settings, work
 
 def _interrupted_client(settings, after: int, error: type[BaseException] = KeyboardInterrupt):
     """A client whose queueing stops with `error` once `after` batches are in the real queue (Ctrl-C mid-submit)."""
-    from httpov.app import make_app
+    from httpov.celery import make_app
     from httpov.client import Client
 
     class Interrupted(Client):
@@ -499,7 +499,7 @@ def test_a_client_dying_mid_submit_lets_its_job_fail(tmp_path, settings, client,
 
 def test_batches_may_render_before_the_last_is_queued(tmp_path, settings, client, workers):
     """A big submit: nodes start on the first batches while the client still queues; the job still ends done."""
-    from httpov.app import make_app
+    from httpov.celery import make_app
     from httpov.client import Client
 
     class Slow(Client):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local import worker_env
-from httpov.node import frame_key
+from httpov.keys import frame_key
 from tests.conftest import AA_SENSITIVE, pixels, write_scene
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,8 @@ from typing import Any
 import png
 import pytest
 
-from httpov.stitch import plan_slices, slice_options, stitch
+from httpov.plan import plan_slices, slice_options
+from httpov.worker.stitch import stitch
 from tests.conftest import AA_SENSITIVE
 
 pytestmark = pytest.mark.integration

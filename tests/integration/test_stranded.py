@@ -11,7 +11,7 @@ from tests.conftest import TINY_ANIMATION, wait_for, write_scene
 
 TAKE_AND_DIE = """
 import os, signal, sys
-from httpov.app import make_app
+from httpov.celery import make_app
 from httpov.settings import Settings
 settings = Settings.from_env()
 app = make_app(settings)

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.errors import BadInputError
-from httpov.stitch import plan_slices
+from httpov.plan import plan_slices
 
 
 @pytest.mark.parametrize("variable, value, accepted", [

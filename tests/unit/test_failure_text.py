@@ -5,7 +5,7 @@ from pathlib import Path
 
 from httpov.cli import _job_text
 from httpov.eta import failure_groups
-from httpov.povray import error_lines, failure
+from httpov.worker.povray import error_lines, failure
 from httpov.web import render_page
 
 # povray 3.7.0.10's log for a scene whose image_map file is missing, with the scene named by the node's work path

@@ -7,7 +7,7 @@ import pytest
 
 from httpov.errors import BadInputError, SceneError
 from httpov.plan import JobSpec, check_batch, check_name, check_spec, safe_name
-from httpov.povray import frame_file
+from httpov.worker.povray import frame_file
 
 KEY = "scenes/" + "ab" * 32 + ".zip"
 
@@ -90,7 +90,7 @@ def _png(path, width: int, height: int) -> None:
 def test_only_the_batch_frames_are_collected_and_each_must_be_the_planned_png(tmp_path):
     from httpov.errors import RenderError
     from httpov.plan import Batch
-    from httpov.povray import check_png, collect
+    from httpov.worker.povray import check_png, collect
 
     job = spec(final=10, width=4, height=3)
     for name in ("frame09.png", "frame10.png", "frame.png", "sneaky_0009.png", "frame9.png"):

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from httpov.plan import JobSpec
-from httpov.reaper import task_of
+from httpov.sweep import task_of
 from httpov.settings import Settings
-from httpov.tasks import celery_priority
+from httpov.dispatch import celery_priority
 
 
 def test_by_default_a_lost_nodes_batches_come_back_within_ten_seconds():

@@ -1,4 +1,4 @@
-"""httpov.sandbox without povray: the files it writes, its environment, limits and argument checks."""
+"""httpov.worker.sandbox without povray: the files it writes, its environment, limits and argument checks."""
 from __future__ import annotations
 
 import signal
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from httpov.errors import RenderError
-from httpov.sandbox import (
+from httpov.worker.sandbox import (
     INCLUDE_DIR,
     RenderLimits,
     povray_conf,

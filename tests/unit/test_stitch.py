@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from httpov.errors import BadInputError, RenderError
-from httpov.stitch import is_exact_slice, plan_slices, slice_options, stitch
+from httpov.plan import is_exact_slice, plan_slices, slice_options
+from httpov.worker.stitch import stitch
 
 
 # --- plan_slices -------------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from typing import Callable
 
 from httpov.errors import RenderError
 from httpov.plan import PATH_OPTIONS, Batch, JobSpec, inside_path, safe_name
-from httpov.sandbox import RenderLimits, prepare_sandbox
+from httpov.worker.sandbox import RenderLimits, prepare_sandbox
 from httpov.scene import ALLOWED_OPTIONS
-from httpov.stitch import slice_options
+from httpov.plan import slice_options
 
 _ERROR = re.compile(r"error", re.I)
 _WARNING = re.compile(r"Possible Parse Error|warning", re.I)

@@ -1,4 +1,4 @@
-"""Plan a still's row slices on povray's render-block grid and stitch the rendered slices into one PNG."""
+"""Stitch a still's rendered row slices (planned by httpov.plan.plan_slices) into one PNG."""
 from __future__ import annotations
 
 import itertools
@@ -13,89 +13,12 @@ from typing import Any, BinaryIO
 
 import png
 
-from httpov.errors import BadInputError, RenderError
-
-# povray 3.7 renders in square blocks of Render_Block_Size (+BS) pixels, 32 by default, 4 at least. With
-# antialiasing method 1 (the default) the pixels on a block's edges depend on where the block ends, and the
-# block grid starts at the render window's first row/column (+SR/+SC), not at row 1 of the image (POV-Ray
-# issue #377). A slice therefore stitches pixel-identical to a whole render only when it starts one row
-# after a multiple of the block size and ends on a multiple of it (or on the last row of the image).
-# Measured with 3.7.0.10: the same holds for columns (+SC/+EC); +BS changes the pixels of a whole render too, so
-# slices must use the scene's block size; without antialiasing or with +AM2 any boundary is exact, but +AM2
-# gives other pixels than +AM1, so httpov cannot switch to it behind the user's back.
-RENDER_BLOCK_SIZE = 32
-MIN_RENDER_BLOCK_SIZE = 4
+from httpov.errors import RenderError
 
 # PNG colour types: samples per pixel and a name for messages.
 _COLOUR_TYPES = {0: (1, "grey"), 2: (3, "RGB"), 3: (1, "palette"), 4: (2, "grey+alpha"), 6: (4, "RGBA")}
 # Chunks of a part that are not copied to the stitched image: the pixel data (rebuilt) and the render time.
 _SKIPPED_CHUNKS = {b"IDAT", b"IEND", b"tIME"}
-
-
-def plan_slices(
-    height: int,
-    *,
-    slices: int | None = None,
-    rows: int | None = None,
-    block: int = RENDER_BLOCK_SIZE,
-) -> list[tuple[int, int]]:
-    """Split rows 1..height into 1-based inclusive (first, last) slices that stitch pixel-identical.
-
-    Give exactly one of `slices` (how many slices) or `rows` (rows per slice). Every boundary between two
-    slices falls on a multiple of `block`, povray's Render_Block_Size (pass the scene's +BS if it sets one).
-    So an image of height H has at most ceil(H / block) slices: asking for more returns that many (a 1080-row
-    frame gives at most 34 slices). `rows` is rounded to the nearest multiple of `block`, at least one block;
-    the last slice holds whatever rows remain. Boundaries for `slices` are the multiples of `block` nearest to
-    an even split, so slices differ in size by about one block at most.
-    """
-    _check_positive_int("height", height)
-    _check_positive_int("block", block)
-    if block < MIN_RENDER_BLOCK_SIZE:
-        raise BadInputError(f"render block size must be at least {MIN_RENDER_BLOCK_SIZE} (povray's minimum), got {block}")
-    if (slices is None) == (rows is None):
-        raise BadInputError("give exactly one of --slices and --slice-rows")
-    blocks = -(-height // block)  # ceil: the last block may be short
-    if slices is not None:
-        _check_positive_int("--slices", slices)
-        if slices > height:
-            raise BadInputError(f"cannot cut {height} rows into {slices} slices: --slices must be at most the height")
-        count = min(slices, blocks)
-        ends: list[int] = []
-        previous = 0
-        for i in range(1, count):
-            nearest = (2 * i * height + count * block) // (2 * count * block)  # round(i*height / count / block)
-            k = max(previous + 1, min(nearest, blocks - count + i))
-            ends.append(k * block)
-            previous = k
-    else:
-        assert rows is not None
-        _check_positive_int("--slice-rows", rows)
-        step = max(1, (2 * rows + block) // (2 * block)) * block  # round(rows / block) blocks, at least one
-        ends = list(range(step, height, step))
-    ends.append(height)
-    starts = [1] + [end + 1 for end in ends[:-1]]
-    return list(zip(starts, ends))
-
-
-def is_exact_slice(first: int, last: int, height: int, *, block: int = RENDER_BLOCK_SIZE) -> bool:
-    """Whether a slice rendered with +SR<first> +ER<last> matches the same rows of a whole render."""
-    return 1 <= first <= last <= height and (first - 1) % block == 0 and (last % block == 0 or last == height)
-
-
-def slice_options(first: int, last: int, height: int) -> list[str]:
-    """povray options that render rows first..last (1-based, inclusive) of an image `height` rows high.
-
-    Returns no options for the whole image. povray reads a value of 1.0 or less as a fraction of the image, so
-    +ER1 means the last row: a slice ending at row 1 of a taller image cannot be asked for. +SR past +ER
-    makes povray hang; both are refused here.
-    """
-    if not 1 <= first <= last <= height:
-        raise BadInputError(f"slice rows {first}..{last} are not inside an image of {height} rows")
-    if first == 1 and last == height:
-        return []
-    if last == 1:
-        raise BadInputError("povray reads +ER1 as 'the last row': a slice cannot end at row 1 of a taller image")
-    return [f"+SR{first}", f"+ER{last}"]
 
 
 def stitch(parts: Sequence[tuple[Path, int, int]], out: Path) -> None:
@@ -158,13 +81,6 @@ def _check_coverage(ordered: Sequence[tuple[Path, int, int]], height: int) -> No
         raise RenderError(f"rows {expected_first}..{height} are covered by no slice")
     if expected_first > height + 1:
         raise RenderError(f"slices reach row {expected_first - 1} but the image has only {height} rows")
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadInputError(f"{name} must be a whole number, got {value!r}")
-    if value <= 0:
-        raise BadInputError(f"{name} must be at least 1, got {value}")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Bringing back batches of lost render nodes: every worker sweeps for expired leases, so none is special."""
+"""The lease sweep: batches of lost render nodes back on the queue (every worker and waiting client sweeps)."""
 from __future__ import annotations
 
 import base64
@@ -6,8 +6,6 @@ import json
 import logging
 import time
 from typing import Callable
-
-from celery import bootsteps
 
 from httpov.jobs import JobStore
 
@@ -111,33 +109,3 @@ def _batch_of(raw: str) -> tuple[str, str, str] | None:
         return str(kwargs["job_id"]), str(kwargs["batch"]), str(message["headers"].get("id", ""))
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return None
-
-
-class Reaper(bootsteps.StartStopStep):
-    """A worker bootstep: every Settings.sweep_seconds, say this node is alive and sweep from the worker's timer."""
-
-    requires = {"celery.worker.components:Timer"}
-
-    def __init__(self, worker, **kwargs):
-        super().__init__(worker, **kwargs)
-        self.tref = None
-
-    def start(self, worker):
-        from httpov.app import make_app
-        from httpov.client import Client
-        from httpov.settings import Settings
-
-        settings = Settings.from_env()
-        client = Client(settings, make_app(settings))
-        self.tref = worker.timer.call_repeatedly(settings.sweep_seconds, self._sweep, (client, worker.hostname),
-                                                 priority=10)
-
-    def _sweep(self, client, node: str) -> None:
-        try:
-            client.reap(node)
-        except Exception as exc:  # Redis down for a moment: the next sweep tries again
-            log.warning("httpov: lease sweep failed: %s", exc)
-
-    def stop(self, worker):
-        if self.tref is not None:
-            self.tref.cancel()

@@ -12,33 +12,22 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from httpov import limits, povray, stitch
-from httpov.cache import SceneCache
+from httpov import limits
+from httpov.worker import povray, stitch
+from httpov.worker.cache import SceneCache
 from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError, RenderError,
                            SceneError, StorageError)
 from httpov.jobs import LIVE, JobStore
-from httpov.lease import LeaseKeeper
+from httpov.worker.lease import LeaseKeeper
+from httpov.keys import batch_key, failed_log_key, frame_key
 from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, check_batch, check_spec
-from httpov.sandbox import RenderLimits
+from httpov.worker.sandbox import RenderLimits
 from httpov.settings import Settings
 from httpov.storage import Storage
 
 
 log = logging.getLogger(__name__)
-
-
-def batch_key(job_id: str, batch_id: str) -> str:
-    return f"jobs/{job_id}/batches/{batch_id}.zip"
-
-
-def frame_key(job_id: str, name: str) -> str:
-    return f"jobs/{job_id}/frames/{name}"
-
-
-def failed_log_key(job_id: str, batch_id: str) -> str:
-    """povray's log of a batch's last failed attempt (a rendered batch's log is in its zip)."""
-    return f"jobs/{job_id}/logs/{batch_id}.failed.log"
 
 
 _BATCH_ID = re.compile(r"^f\d{6,}-\d{6,}(-r\d{5,}-\d{5,})?$")
@@ -64,7 +53,7 @@ class Outcome:
     status: str
     retry_in: float | None = None
     detail: str = ""
-    send_to: str | None = None  # queue the batch on this render node's own queue
+    send_to: str | None = None  # queue the batch on this render node's own queue (Celery's worker_direct)
 
 
 class RenderNode:

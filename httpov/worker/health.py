@@ -1,6 +1,6 @@
 """A render node's health check: povray renders in its sandbox, Redis and storage answer, the worker replies.
 
-Run as `python -m httpov.health [--worker celery@HOST]` (workers/httpov-healthcheck wraps it): one line per
+Run as `python -m httpov.worker.health [--worker celery@HOST]` (workers/httpov-healthcheck wraps it): one line per
 check, exit 0 when all pass, 1 otherwise. It uses the node's own settings (HTTPOV_* or its environment file).
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Check:
 
 def _povray(settings: Settings) -> str:
     """Render a tiny frame exactly as a batch is rendered: the same povray, sandbox and output checks."""
-    from httpov import povray
+    from httpov.worker import povray
     from httpov.plan import Batch, JobSpec
 
     spec = JobSpec(id="health", name="health", scene_key="", root="", pov="check.pov",
@@ -62,7 +62,7 @@ def _storage(settings: Settings) -> str:
 
 def _worker(settings: Settings, name: str) -> Callable[[], str]:
     def ping() -> str:
-        from httpov.app import make_app
+        from httpov.celery import make_app
 
         replies = make_app(settings).control.ping(destination=[name], timeout=3.0)
         if not any(name in reply for reply in replies):

@@ -1,4 +1,4 @@
-"""The Celery app: `celery -A httpov worker` finds it here; settings from celeryconfig.py, then the environment."""
+"""The Celery app: `celery -A httpov worker` finds httpov.celery.app; celeryconfig.py, then Settings, applied once."""
 from __future__ import annotations
 
 import importlib
@@ -8,23 +8,20 @@ from pathlib import Path
 from types import ModuleType
 
 from celery import Celery
-from celery.signals import celeryd_after_setup
 
 from httpov.settings import Settings
 
 
 def make_app(settings: Settings | None = None) -> Celery:
     """A Celery app configured by celeryconfig.py, then by `settings` (or the environment, read at configure)."""
-    celery = Celery("httpov", include=["httpov.tasks"])
+    celery = Celery("httpov", include=["httpov.worker.tasks"])
     celery.config_from_object(_public(_own_config()))
     if settings is not None:
         apply_settings(celery, settings)
     else:
         celery.on_after_configure.connect(
             lambda sender, **_: apply_settings(sender, Settings.from_env()), weak=False)
-    from httpov.reaper import Reaper
-
-    celery.steps["worker"].add(Reaper)
+    celery.steps["worker"].add("httpov.worker.reaper:Reaper")  # by name: a client's app never imports the worker
     return celery
 
 
@@ -74,16 +71,9 @@ def apply_settings(celery: Celery, settings: Settings) -> None:
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=settings.soft_time_limit,
         worker_concurrency=settings.render_processes,  # `celery worker --concurrency N` still wins
+        worker_direct=True,  # each node also consumes <hostname>.dq2: batches handed to it by name (node.py)
         **INVARIANTS,
     )
-
-
-@celeryd_after_setup.connect
-def _consume_own_queue(sender: str, instance, **_: object) -> None:
-    """Each render node also consumes a queue of its own, for batches handed to it by name (see node.py)."""
-    from httpov.tasks import node_queue
-
-    instance.app.amqp.queues.select_add(node_queue(instance.app.conf.task_default_queue, sender))
 
 
 # The render nodes' app (`celery -A httpov worker`); clients build their own with make_app(settings).

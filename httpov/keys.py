@@ -1,0 +1,34 @@
+"""Where things live in storage: every storage key httpov reads or writes is built here."""
+from __future__ import annotations
+
+
+def scene_key(sha256: str) -> str:
+    """A scene archive, stored once by its content hash."""
+    return f"scenes/{sha256}.zip"
+
+
+def batches_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/batches/"
+
+
+def frames_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/frames/"
+
+
+def logs_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/logs/"
+
+
+def batch_key(job_id: str, batch_id: str) -> str:
+    """A rendered batch's zip: its frames (or slice) and povray's log."""
+    return f"{batches_prefix(job_id)}{batch_id}.zip"
+
+
+def frame_key(job_id: str, name: str) -> str:
+    """A stitched frame of a sliced job."""
+    return f"{frames_prefix(job_id)}{name}"
+
+
+def failed_log_key(job_id: str, batch_id: str) -> str:
+    """povray's log of a batch's last failed attempt (a rendered batch's log is in its zip)."""
+    return f"{logs_prefix(job_id)}{batch_id}.failed.log"

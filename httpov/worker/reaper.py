@@ -1,0 +1,40 @@
+"""The worker's lease sweeper: every worker sweeps for expired leases (httpov.dispatch.sweep), so none is special."""
+from __future__ import annotations
+
+import logging
+
+from celery import bootsteps
+
+from httpov.dispatch import sweep
+from httpov.jobs import JobStore
+from httpov.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Reaper(bootsteps.StartStopStep):
+    """A worker bootstep: every Settings.sweep_seconds, say this node is alive and sweep from the worker's timer, queueing
+    through the worker's own Celery app."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.tref = None
+
+    def start(self, worker):
+        settings = Settings.from_env()
+        store = JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca)
+        self.tref = worker.timer.call_repeatedly(settings.sweep_seconds, self._sweep,
+                                                 (worker.app, store, settings, worker.hostname), priority=10)
+
+    def _sweep(self, celery, store: JobStore, settings: Settings, node: str) -> None:
+        try:
+            sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
+                  settings.sweep_seconds, node)
+        except Exception as exc:  # Redis down for a moment: the next sweep tries again
+            log.warning("httpov: lease sweep failed: %s", exc)
+
+    def stop(self, worker):
+        if self.tref is not None:
+            self.tref.cancel()

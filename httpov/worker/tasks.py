@@ -1,0 +1,40 @@
+"""The one Celery task, render_batch; the work itself is in httpov.worker.node."""
+from __future__ import annotations
+
+from functools import cached_property
+
+from celery import Task
+from celery.utils import worker_direct
+
+from httpov.celery import app
+from httpov.dispatch import celery_priority
+from httpov.jobs import JobStore
+from httpov.settings import Settings
+from httpov.storage import open_storage
+from httpov.worker.cache import SceneCache
+from httpov.worker.node import RenderNode
+
+
+class NodeTask(Task):
+    """A task that holds its worker process's render node (settings, Redis, storage, scene cache), built on first
+    use: Celery makes one task instance per process."""
+
+    @cached_property
+    def node(self) -> RenderNode:
+        settings = Settings.from_env()
+        return RenderNode(settings, JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca),
+                          open_storage(settings.storage),
+                          SceneCache(settings.cache_dir, settings.cache_max_bytes, settings.archive_limits()))
+
+
+@app.task(name="httpov.render_batch", base=NodeTask, bind=True, max_retries=None)
+def render_batch(self: NodeTask, job_id: str, batch: str, label: str = "") -> str:
+    """Render one batch of a job (`label` only makes Flower readable: 'frames 1-5', 'frame 3 rows 1-32')."""
+    node = self.node
+    outcome = node.run(job_id, batch, token=self.request.id, node=self.request.hostname or "local")
+    if outcome.send_to is not None:  # same task id: the new node takes over the hand-off lease left for it
+        self.apply_async(kwargs={"job_id": job_id, "batch": batch, "label": label}, task_id=self.request.id,
+                         queue=worker_direct(outcome.send_to), priority=celery_priority(node.spec(job_id)))
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return f"{outcome.status}: {outcome.detail}" if outcome.detail else outcome.status

@@ -1,0 +1,99 @@
+"""httpov's import rule, over every import of every module (function-level included): no cycles; the client side
+(client, eta, media, local, web, cli) and the render node (httpov.worker) both import the core, never each other;
+the core imports neither; pure modules load nothing of Celery, kombu or redis."""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpov
+
+PACKAGE = Path(httpov.__file__).parent
+CLIENT = {"httpov.client", "httpov.eta", "httpov.media", "httpov.local", "httpov.web", "httpov.cli"}
+PURE = ["httpov.errors", "httpov.text", "httpov.settings", "httpov.limits", "httpov.keys", "httpov.scene",
+        "httpov.plan", "httpov.archive", "httpov.worker.stitch"]
+BROKER_LIBRARIES = ("celery", "kombu", "redis")
+
+
+def _name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def _imports(module: str) -> set[str]:
+    """Every module `module` imports anywhere in its body (a `from httpov import x` counts as httpov.x)."""
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[module].read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert not node.level, f"{module}: httpov imports by absolute name"
+            base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in MODULES)
+    return found
+
+
+def _own(module: str) -> set[str]:
+    return {name for name in _imports(module) if name in MODULES and name != module}
+
+
+def _side(module: str) -> str:
+    if module == "httpov.worker" or module.startswith("httpov.worker."):
+        return "worker"
+    return "client" if module in CLIENT else "core"
+
+
+def test_the_rule_sees_every_module() -> None:
+    assert {"httpov.celery", "httpov.dispatch", "httpov.worker.tasks", "httpov.worker.reaper", "httpov.cli"} <= set(MODULES)
+    assert "httpov.worker.node" in _own("httpov.worker.tasks")
+    assert "httpov.dispatch" in _own("httpov.client")  # a function-level import
+
+
+def test_no_import_cycles() -> None:
+    graph = {module: _own(module) for module in MODULES}
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(module):] + [module]))
+        if module in done:
+            return
+        for imported in sorted(graph[module]):
+            visit(imported, path + [module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+
+
+def test_client_side_and_worker_import_only_the_core_and_their_own_side() -> None:
+    allowed = {"core": {"core"}, "client": {"core", "client"}, "worker": {"core", "worker"}}
+    wrong = [f"{module} imports {imported}" for module in sorted(MODULES) for imported in sorted(_own(module))
+             if _side(imported) not in allowed[_side(module)]]
+    assert wrong == []
+
+
+def test_pure_modules_import_no_broker_library() -> None:
+    wrong = [f"{module} imports {name}" for module in PURE for name in sorted(_imports(module))
+             if name.split(".")[0] in BROKER_LIBRARIES]
+    assert wrong == []
+    for module in PURE:  # what they import in turn, too
+        code = (f"import sys, json; import {module}; "
+                f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {BROKER_LIBRARIES!r})))")
+        loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                cwd=PACKAGE.parent)
+        assert json.loads(loaded.stdout) == [], module
+
+
+def test_httpov_itself_loads_nothing() -> None:
+    code = "import sys, httpov; print(sorted(m for m in sys.modules if m.startswith('httpov')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=PACKAGE.parent)
+    assert loaded.stdout.strip() == "['httpov']"

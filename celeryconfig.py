@@ -26,7 +26,7 @@ task_store_errors_even_if_ignored = False
 
 # Priorities on Redis: separate lists per priority, 0 first. Redis hands an unacked message back after
 # visibility_timeout even if the task still runs, so it must stay above the hard time limit
-# (app.py sets it to the time limit plus an hour).
+# (httpov/celery.py sets it to the time limit plus an hour).
 broker_transport_options = {"queue_order_strategy": "priority", "priority_steps": list(range(10)), "sep": ":"}
 task_queue_max_priority = 9
 task_default_priority = 4

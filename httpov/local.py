@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import redis
 
 from httpov.errors import BadInputError, BrokerUnavailableError
-from httpov.settings import LIMITS, Settings
+from httpov.settings import Settings
 
 
 def redis_answers(url: str) -> bool:
@@ -67,22 +67,7 @@ def embedded_redis(workdir: Path, persist: bool = False) -> Iterator[str]:
 
 def worker_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a `celery -A httpov worker` use these settings."""
-    env = dict(os.environ)
-    env.update({
-        "HTTPOV_BROKER_URL": settings.broker_url, "HTTPOV_STATE_URL": settings.state_url,
-        "HTTPOV_STORAGE": settings.storage, "HTTPOV_PREFIX": settings.prefix, "HTTPOV_QUEUE": settings.queue,
-        "HTTPOV_CACHE_DIR": str(settings.cache_dir), "HTTPOV_POVRAY": settings.povray,
-        "HTTPOV_LEASE_SECONDS": str(settings.lease_seconds), "HTTPOV_MAX_ATTEMPTS": str(settings.max_attempts),
-        "HTTPOV_RENDER_THREADS": str(settings.render_threads),
-        "HTTPOV_TASK_TIME_LIMIT": str(settings.task_time_limit),
-        "HTTPOV_BATCH_MAX_BYTES": str(settings.batch_max_bytes),
-        "HTTPOV_BATCH_MAX_FILES": str(settings.batch_max_files),
-        "HTTPOV_OUTAGE_SECONDS": str(settings.outage_seconds),
-        **{name: str(getattr(settings, attr)) for attr, name in LIMITS.items()},
-    })
-    if settings.redis_ca:
-        env["HTTPOV_REDIS_CA"] = settings.redis_ca
-    return env
+    return {**os.environ, **settings.to_env()}
 
 
 def start_worker(settings: Settings, concurrency: int, name: str, log: Path | None = None) -> subprocess.Popen:

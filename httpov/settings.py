@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -119,9 +119,18 @@ class Settings:
         every lease / 4, so a lost node's batches are requeued lease - lease / 4 to lease + this after its death."""
         return max(0.5, self.lease_seconds / 8)
 
+    def to_env(self) -> dict[str, str]:
+        """The HTTPOV_* variables that make from_env give back these settings (a worker started with them)."""
+        return {env_name(f.name): str(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
+
     def with_(self, **changes: object) -> "Settings":
         """A copy with some fields changed (tests, `httpov render`)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a Settings field: HTTPOV_ and its name in capitals."""
+    return f"HTTPOV_{field_name.upper()}"
 
 
 def default_render_processes(threads: int) -> int:

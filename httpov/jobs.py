@@ -58,7 +58,7 @@ return 'ok'
 _PUBLISH = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[2], redis.call('HGET', KEYS[1], 'created'), ARGV[1])
 if state == 'submitting' then
   local next = redis.call('HEXISTS', KEYS[1], 'started') == 1 and 'running' or 'queued'
   redis.call('HSET', KEYS[1], 'state', next)
@@ -132,9 +132,12 @@ return state
 """
 
 # guarded: run a job's writes (a JSON list of commands) only while its record exists, so that a job deleted, or
-# lost with a Redis restarted empty, never comes back as stray keys without expiry; 'missing' if it is gone.
+# lost with a Redis restarted empty, never comes back as stray keys without expiry; 'missing' if it is gone. With
+# ARGV[2] (' state state '), only while the job is in one of those states: 'skipped' otherwise.
 _GUARDED = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if ARGV[2] ~= '' and not string.find(ARGV[2], ' ' .. state .. ' ', 1, true) then return 'skipped' end
 local replies = {}
 for i, command in ipairs(cjson.decode(ARGV[1])) do
   replies[i] = redis.call(unpack(command))
@@ -216,10 +219,9 @@ class JobStore:
 
     def publish(self, job_id: str) -> str:
         """Every batch is queued: list the job and let the sweepers watch it; answers the state it was in."""
-        created = self._call(lambda: self.r.hget(self._k(job_id), "created")) or time.time()
         return self._call(lambda: self._publish(
             keys=[self._k(job_id), f"{self.p}:jobs", f"{self.p}:active", self._submit_lease(job_id)],
-            args=[job_id, created]))
+            args=[job_id]))
 
     def abandon(self, job_id: str, reason: str, keep_seconds: int = 86400) -> str:
         """Fail a job whose submit was interrupted, so nodes drop its queued batches; its keys expire after
@@ -250,13 +252,15 @@ class JobStore:
             raise _missing(job_id)
         return result
 
-    def _guarded(self, job_id: str, *commands: list[Any]) -> list[Any]:
-        """Run Redis commands (lists of words) at once, only if the job's record exists; JobNotFoundError if not."""
+    def _guarded(self, job_id: str, *commands: list[Any], while_in: tuple[str, ...] = ()) -> list[Any]:
+        """Run Redis commands (lists of words) at once, only if the job's record exists (JobNotFoundError if not)
+        and, given `while_in`, only while the job is in one of those states (answers [] if not)."""
         words = [[str(word) for word in command] for command in commands]
-        replies = self._call(lambda: self._guard(keys=[self._k(job_id)], args=[json.dumps(words)]))
+        states = f" {' '.join(while_in)} " if while_in else ""
+        replies = self._call(lambda: self._guard(keys=[self._k(job_id)], args=[json.dumps(words), states]))
         if replies == "missing":
             raise _missing(job_id)
-        return replies
+        return [] if replies == "skipped" else replies
 
     def job_ids(self) -> list[str]:
         """Every job, oldest first."""
@@ -287,10 +291,12 @@ class JobStore:
 
     def hold_for_retry(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float) -> None:
         """Hand the lease to this task's retry for its back-off; the batch stays 'running' so that, should the
-        retry message be lost with its node, the sweepers requeue the batch once the hand-off expires."""
+        retry message be lost with its node, the sweepers requeue the batch once the hand-off expires. Only while
+        the job is live or paused: a finished job keeps no running batch (its transition cleared them)."""
         self._guarded(job_id, ["SET", self._lease(job_id, batch_id), handoff, "PX", int(seconds * 1000)],
                       ["HSET", self._k(job_id, "running"), batch_id, json.dumps(
-                          {"node": node, "started": time.time(), "token": handoff, "retrying": True})])
+                          {"node": node, "started": time.time(), "token": handoff, "retrying": True})],
+                      while_in=(*LIVE, "paused"))
 
     def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int]) -> bool:
         """Record the batch done (once, however often it runs) and its finished frames; True if the job is done.
@@ -466,10 +472,7 @@ class JobStore:
     def snapshot(self, job_id: str) -> tuple[dict[str, str], JobSpec, dict[str, Any]]:
         """The job's record, spec and batches, read once (status views are built from these)."""
         record = self.record(job_id)
-        batches = self.batches(job_id)
-        if record["state"] in FINISHED:  # a render that outlived its job's end is no longer the job's
-            batches["running"] = {}
-        return record, JobSpec.from_dict(json.loads(record["spec"])), batches
+        return record, JobSpec.from_dict(json.loads(record["spec"])), self.batches(job_id)
 
     def progress(self, job_id: str) -> dict[str, Any]:
         """The job as `httpov status --json` shows it (without the ETA: see httpov.eta)."""

@@ -70,10 +70,12 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings.to_env()}
 
 
-def start_worker(settings: Settings, concurrency: int, name: str, log: Path | None = None) -> subprocess.Popen:
-    """A real `celery -A httpov worker` in its own process group (stop it with stop_worker)."""
+def start_worker(settings: Settings, concurrency: int | None, name: str, log: Path | None = None) -> subprocess.Popen:
+    """A real `celery -A httpov worker` in its own process group (stop it with stop_worker); `concurrency` None
+    starts it as a user types it, with the settings' render processes (HTTPOV_RENDER_PROCESSES)."""
     out = open(log, "ab") if log else subprocess.DEVNULL
-    argv = [sys.executable, "-m", "celery", "-A", "httpov", "worker", "--concurrency", str(concurrency),
+    argv = [sys.executable, "-m", "celery", "-A", "httpov", "worker",
+            *(["--concurrency", str(concurrency)] if concurrency is not None else []),
             "--loglevel", "INFO", "-Q", settings.queue, "-n", f"{name}@%h", "--without-gossip", "--without-mingle"]
     return subprocess.Popen(argv, env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)

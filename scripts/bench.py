@@ -29,7 +29,7 @@ import redis  # noqa: E402
 from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
 from httpov.local import embedded_redis, start_worker, stop_worker  # noqa: E402
-from httpov.settings import Settings  # noqa: E402
+from httpov.settings import Settings, default_render_processes  # noqa: E402
 
 STUB = ROOT / "scripts" / "povray-stub.sh"
 AMBIENT = Path("/usr/share/doc/povray/examples/animations/ambient")
@@ -53,6 +53,7 @@ class SceneResult:
     scene: Scene
     a: list[float] = field(default_factory=list)  # povray +WT<cores>, whole animation
     b: list[float] = field(default_factory=list)  # httpov, submit to last frame stored
+    b1: list[float] = field(default_factory=list)  # the same with one render process per core
     counts: list[int] = field(default_factory=list)  # frames per task httpov chose
     cpu: float = 0.0  # CPU seconds of the whole animation in one +WT1 process
     floor: list[float] = field(default_factory=list)  # every frame its own povray, all at once
@@ -127,7 +128,7 @@ def run_job(client: Client, folder: Path, poll: float = 0.01, timeout: float = 9
             raise SystemExit(f"job {sub.spec.id} not finished after {timeout}s: {record.get('state')}")
         time.sleep(poll)
     if record["state"] != "done":
-        raise SystemExit(f"job {sub.spec.id} ended {record['state']}: {client.status(sub.spec.id)[0]['errors']}")
+        raise SystemExit(f"job {sub.spec.id} ended {record['state']}: {record.get('error', '')}")
     return float(record["finished"]) - t0, sub.spec.id
 
 
@@ -144,31 +145,39 @@ def warm_up(client: Client, tmp: Path) -> None:
     run_job(client, folder, count=1, frames=4)
 
 
-def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int, repeat: int,
+def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None, repeat: int,
                  say) -> list[SceneResult]:
+    """a, c and floor of each scene, b with `processes` render processes (None: a bare `celery -A httpov worker`,
+    as users type it) and b1 with one process per core (Celery's own default, what a bare worker ran before
+    HTTPOV_RENDER_PROCESSES), the two workers taking turns in the same run."""
     cores = os.cpu_count() or 1
-    settings = settings_for(url, tmp, "scenes")
-    worker = start_worker(settings, processes, "bench", tmp / "scenes-worker.log")
-    results = []
-    try:
-        client = Client(settings, make_app(settings))
-        warm_up(client, tmp)
-        for scene in scenes:
-            res = SceneResult(scene)
-            c0 = children_cpu()
-            povray(scene, tmp / "out" / scene.name / "cpu", "+WT1", *size_args(scene))
-            res.cpu = children_cpu() - c0
-            for rep in range(repeat):
-                res.a.append(povray(scene, tmp / "out" / scene.name / "a", f"+WT{cores}", *size_args(scene)))
-                b, job = run_job(client, scene.folder)
-                res.b.append(b)
-                res.counts.append(client.store.spec(job).count)
-                res.floor.append(floor(scene, tmp / "out" / scene.name / "floor"))
-                say(f"  {scene.name} run {rep + 1}: a={res.a[-1]:.2f}s b={b:.2f}s (count {res.counts[-1]}) "
-                    f"floor={res.floor[-1]:.2f}s")
-            results.append(res)
-    finally:
-        stop_worker(worker)
+    results = [SceneResult(scene) for scene in scenes]
+    for res in results:
+        c0 = children_cpu()
+        povray(res.scene, tmp / "out" / res.scene.name / "cpu", "+WT1", *size_args(res.scene))
+        res.cpu = children_cpu() - c0
+    for rep in range(repeat):
+        for label, concurrency in (("b", processes), ("b1", cores)):
+            settings = settings_for(url, tmp, f"scenes-{label}")
+            worker = start_worker(settings, concurrency, f"bench-{label}", tmp / f"scenes-{label}-worker.log")
+            try:
+                client = Client(settings, make_app(settings))
+                warm_up(client, tmp)
+                for res in results:
+                    seconds, job = run_job(client, res.scene.folder)
+                    if label == "b":
+                        res.b.append(seconds)
+                        res.counts.append(client.store.spec(job).count)
+                    else:
+                        res.b1.append(seconds)
+            finally:
+                stop_worker(worker)
+        for res in results:
+            scene = res.scene
+            res.a.append(povray(scene, tmp / "out" / scene.name / "a", f"+WT{cores}", *size_args(scene)))
+            res.floor.append(floor(scene, tmp / "out" / scene.name / "floor"))
+            say(f"  {scene.name} run {rep + 1}: a={res.a[-1]:.2f}s b={res.b[-1]:.2f}s (count {res.counts[-1]}) "
+                f"b1={res.b1[-1]:.2f}s floor={res.floor[-1]:.2f}s")
     return results
 
 
@@ -231,7 +240,7 @@ def bench_orchestration(url: str, tmp: Path, frames: int, processes: int, say) -
             time.sleep(0.2)
         record = client.store.record(sub.spec.id)
         if record["state"] != "done":
-            raise SystemExit(f"orchestration job {record['state']}: {client.status(sub.spec.id)[0]['errors'][:6]}")
+            raise SystemExit(f"orchestration job {record['state']}: {record.get('error', '')}")
         stored = sorted(info["finished"] for info in client.store.batches(sub.spec.id)["done"].values())
         flow = stored[-1] - stored[0]  # first batch stored to last: the steady flow, worker start-up excluded
     finally:
@@ -271,7 +280,7 @@ def bench_scale(url: str, tmp: Path, workers: int, per_worker: int, sleep: float
 
 
 def write_report(path: Path, command: str, scenes: list[SceneResult], orch: dict | None, scale: dict | None,
-                 processes: int, load: str) -> None:
+                 processes: int | None, load: str) -> None:
     cores = os.cpu_count() or 1
     lines = ["# httpov performance", "",
              f"Measured by `{command}` on {platform.node() or 'this machine'}: {cores} cores, "
@@ -280,22 +289,30 @@ def write_report(path: Path, command: str, scenes: list[SceneResult], orch: dict
     if scenes:
         lines += ["## Animations: httpov against povray's own threads and the CPU limit", "",
                   f"- **a**: one `povray +WT{cores}` renders the whole animation.",
-                  f"- **b**: httpov, {processes} render processes (`celery -A httpov worker --concurrency "
-                  f"{processes}`) already running on this machine, from `submit` to the last frame stored; "
-                  "frames per task chosen by httpov (adaptive: the first submit of a scene has no measurement).",
+                  (f"- **b**: httpov, a bare `celery -A httpov worker` (no --concurrency: HTTPOV_RENDER_PROCESSES, "
+                   f"default 4 per core = {default_render_processes(1)} render processes here)"
+                   if processes is None else
+                   f"- **b**: httpov, `celery -A httpov worker --concurrency {processes}`")
+                  + " already running on this machine, from `submit` to the last frame stored; frames per task "
+                  "chosen by httpov (adaptive: the first submit of a scene has no measurement).",
+                  f"- **b1**: the same with `--concurrency {cores}`, one render process per core: Celery's own "
+                  "default, which a bare worker ran before HTTPOV_RENDER_PROCESSES. b and b1 take turns in each "
+                  "repetition.",
                   "- **c**: the CPU limit, CPU seconds of the whole animation (one `povray +WT1`) / cores.",
                   "- **floor**: every frame as its own bare `povray +WT1` process, all at once (no farm can "
                   "beat povray's own sleeps by much).", "",
-                  "| scene | frames | size | a (s) | b (s) | c (s) | floor (s) | b/a | b/c | floor/c | count per run |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| scene | frames | size | a (s) | b (s) | b1 (s) | c (s) | floor (s) | b/a | b1/a | b/c | floor/c "
+                  "| count per run |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in scenes:
-            a, b, fl = (statistics.median(x) for x in (r.a, r.b, r.floor))
+            a, b, b1, fl = (statistics.median(x) for x in (r.a, r.b, r.b1, r.floor))
             c = r.cpu / cores
-            lines.append(f"| {r.scene.name} | {r.scene.frames} | {r.scene.size} | {a:.2f} | {b:.2f} | {c:.2f} | "
-                         f"{fl:.2f} | {b / a:.2f} | {b / c:.2f} | {fl / c:.2f} | "
+            lines.append(f"| {r.scene.name} | {r.scene.frames} | {r.scene.size} | {a:.2f} | {b:.2f} | {b1:.2f} | "
+                         f"{c:.2f} | {fl:.2f} | {b / a:.2f} | {b1 / a:.2f} | {b / c:.2f} | {fl / c:.2f} | "
                          f"{', '.join(map(str, r.counts))} |")
         lines += ["", "Each run: " + "; ".join(
-            f"{r.scene.name} b = {', '.join(f'{x:.2f}' for x in r.b)} s" for r in scenes), ""]
+            f"{r.scene.name} b = {', '.join(f'{x:.2f}' for x in r.b)} s, b1 = {', '.join(f'{x:.2f}' for x in r.b1)} s"
+            for r in scenes), ""]
     if orch:
         lines += ["## Orchestration cost (no-op renderer)", "",
                   "`scripts/povray-stub.sh` stands in for povray (`HTTPOV_POVRAY`): it writes a 1x1 PNG per "
@@ -330,8 +347,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenes", nargs="*", help="more povray scenes: a folder, an .ini or a .pov")
     parser.add_argument("--only", choices=("scenes", "orchestration", "scale"), action="append")
-    parser.add_argument("--processes", type=int, default=4 * (os.cpu_count() or 1),
-                        help="render processes for the animations (default: 4 per core)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="render processes for the animations (default: a bare worker, HTTPOV_RENDER_PROCESSES)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks of the orchestration job")
     parser.add_argument("--orch-processes", type=int, default=4 * (os.cpu_count() or 1))

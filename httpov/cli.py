@@ -52,13 +52,18 @@ def cli(ctx: click.Context) -> None:
 @click.option("--time-limit", type=int, help="Seconds a batch may run (at most HTTPOV_TASK_TIME_LIMIT).")
 @click.option("--priority", type=int, default=5, show_default=True, help="0 (lowest) to 9 (highest).")
 @click.option("--wait", is_flag=True, help="Show progress until the job ends; exit 0 only if every frame rendered.")
+@click.option("--radiosity-cache", type=click.Choice(["auto", "off", "shared"]), default="auto", show_default=True,
+              help="auto: a sliced radiosity frame gets one pre-pass whose cache all its slices load (no bands at "
+              "slice edges); shared: one cache for every frame of an animation whose geometry and lights do not "
+              "move (less flicker, less time); off: none.")
 @click.pass_context
 def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | None, slices: int | None,
-           slice_rows: int | None, name: str | None, time_limit: int | None, priority: int, wait: bool) -> None:
+           slice_rows: int | None, name: str | None, time_limit: int | None, priority: int, wait: bool,
+           radiosity_cache: str) -> None:
     """Queue SCENE (a .zip, a folder, or a .ini/.pov file) for rendering."""
     client = _client(ctx)
     sub = client.submit(scene, name=name, frames=frames, count=count, slices=slices, slice_rows=slice_rows,
-                        priority=priority, time_limit=time_limit)
+                        priority=priority, time_limit=time_limit, radiosity_cache=radiosity_cache)
     click.echo(f"job {sub.describe()}")
     click.echo(f"scene {'uploaded' if sub.uploaded else 'already stored'} as {sub.spec.scene_key}")
     for item in sub.ignored:
@@ -127,7 +132,8 @@ def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bo
 
 
 def _changes(v: dict[str, Any]) -> tuple:
-    return v["state"], v["frames_done"], v["frames_failed"], tuple(r["batch"] for r in v["running"])
+    return (v["state"], v["frames_done"], v["frames_failed"], tuple(r["batch"] for r in v["running"]),
+            (v.get("prepass") or {}).get("done"))
 
 
 def _bar(j: dict[str, Any], width: int) -> str:
@@ -155,6 +161,12 @@ def _eta(j: dict[str, Any]) -> str:
     return duration(j["eta_seconds"])
 
 
+def prepass_text(p: dict[str, Any]) -> str:
+    """A job's pre-pass stage in one line: 'pre-pass: radiosity 0/1 (1 rendering)'."""
+    more = [f"{p[k]} {word}" for k, word in (("running", "rendering"), ("failed", "failed")) if p.get(k)]
+    return f"pre-pass: {p['kind']} {p['done']}/{p['total']}" + (f" ({', '.join(more)})" if more else "")
+
+
 def _job_text(j: dict[str, Any]) -> str:
     from httpov.eta import duration, failure_groups
 
@@ -171,6 +183,8 @@ def _job_text(j: dict[str, Any]) -> str:
     elif j["state"] in ("queued", "running") and not j["running"] and j["batches_queued"]:
         eta_line += " (no render node is taking this job's batches now)"
     lines.append(eta_line)
+    if j.get("prepass"):
+        lines.append(prepass_text(j["prepass"]))
     if j["nodes"]:
         lines.append(f"  {'NODE':<30}{'BATCHES':>8}{'FRAMES':>8}  RENDERING")
         for node, n in j["nodes"].items():
@@ -297,7 +311,8 @@ class _ProgressLine:
 
     def __call__(self, view: dict[str, Any]) -> None:
         line = (f"\r{_bar(view, 30)} {view['frames_done']}/{view['frames_total']} frames, "
-                f"{view['frames_failed']} failed, {view['rate_recent']:.2f} fr/s, ETA {_eta(view)}, {view['state']}   ")
+                f"{view['frames_failed']} failed, {view['rate_recent']:.2f} fr/s, ETA {_eta(view)}, {view['state']}"
+                + (f", {prepass_text(view['prepass'])}" if view.get("prepass") else "") + "   ")
         click.echo(line, nl=view["state"] in ("done", "failed", "cancelled"), err=True)
 
 

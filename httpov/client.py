@@ -17,7 +17,8 @@ from httpov.eta import job_view
 from httpov.jobs import FINISHED, LIVE, JobStore
 from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, adaptive_count, check_name, check_spec, safe_name, history_key, frame_range, frame_seconds, image_size, split, plan_slices
-from httpov.scene import SceneLayout, SceneOptions, locate_scene
+from httpov.plan import RADIOSITY_MODES, radiosity_digest, waiting_for_prepass, wrappable
+from httpov.scene import SceneLayout, SceneOptions, locate_scene, mentions_radiosity
 from httpov.settings import Settings
 from httpov.storage import Storage, open_storage
 from httpov.text import shown
@@ -73,10 +74,16 @@ class Client:
     def submit(self, source: Path, *, name: str | None = None, frames: int | None = None,
                count: int | None = None, slices: int | None = None, slice_rows: int | None = None,
                priority: int = 5, limits: archive.ArchiveLimits | None = None,
-               time_limit: int | None = None) -> Submission:
+               time_limit: int | None = None, radiosity_cache: str = "auto") -> Submission:
         """Check the scene, store it once by content hash, record the job and queue its batches.
 
-        `time_limit`: seconds a batch may run, at most the operator's HTTPOV_TASK_TIME_LIMIT."""
+        `time_limit`: seconds a batch may run, at most the operator's HTTPOV_TASK_TIME_LIMIT.
+        `radiosity_cache` (RADIOSITY_MODES): 'auto' gives each frame of a sliced job whose scene names radiosity a
+        pre-pass whose cache every slice loads; 'shared', one cache for every frame of an animation whose geometry
+        and lights do not move; 'off', none."""
+        if radiosity_cache not in RADIOSITY_MODES:
+            raise BadInputError(f"--radiosity-cache must be one of {', '.join(RADIOSITY_MODES)}, "
+                                f"got {radiosity_cache!r}")
         if name is not None:
             check_name(name)
         if time_limit is not None and not 0 < time_limit <= self.settings.task_time_limit:
@@ -93,18 +100,42 @@ class Client:
             zip_path, prefer, names = _scene_archive(Path(source), Path(tmp), limits)
             with zipfile.ZipFile(zip_path) as zf:
                 layout, options = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
+                radiosity = radiosity_cache != "off" and mentions_radiosity(names, zf.read)
             scene_key = storage_keys.scene_key(archive.file_sha256(zip_path))
             self.store.ping()
             self.storage.check()
             spec = self._plan(layout, options, name or _default_name(Path(source), layout), frames, count,
                               slices, slice_rows, priority, scene_key)
             spec.time_limit = time_limit
+            notes = self._plan_radiosity(spec, radiosity_cache if radiosity else "off")
             check_spec(spec)  # what a render node will check again: refuse here, before anything is stored
             uploaded = not self.storage.exists(spec.scene_key)
             if uploaded:
                 self.storage.put_file(spec.scene_key, zip_path)
         self._queue_job(spec)
-        return Submission(spec, uploaded, options.ignored, _choices(layout, spec))
+        return Submission(spec, uploaded, options.ignored, _choices(layout, spec) + notes)
+
+    def _plan_radiosity(self, spec: JobSpec, mode: str) -> list[str]:
+        """Give a sliced radiosity job one pre-pass per frame (mode 'shared': one for the whole job) ahead of its
+        batches, unless its cache is stored already (an earlier job of the same scene, options and size); answers
+        notes for the user. A render node's probe still decides: a scene that renders without radiosity gets an
+        empty cache and its slices render as they would without one."""
+        if mode == "off" or not wrappable(spec.pov) or (mode == "auto" and not spec.slices):
+            return []
+        if mode == "shared" and spec.frame_count > 1:
+            spec.radiosity, frames = "shared", [spec.first]
+        elif spec.slices:
+            spec.radiosity, frames = "prepass", list(range(spec.first, spec.last + 1))
+        else:
+            return ["--radiosity-cache shared: a single whole frame has no radiosity to share"]
+        todo = [f for f in frames
+                if not self.storage.exists(storage_keys.radiosity_key(radiosity_digest(spec, f)))]
+        spec.batches = [Batch(f, f, prepass=True).id for f in todo] + spec.batches
+        shared = "one radiosity cache computed on frame %d and loaded by every frame" % spec.first
+        what = shared if spec.radiosity == "shared" else "one radiosity pre-pass per frame, loaded by its slices"
+        reused = len(frames) - len(todo)
+        return [f"{what}" + (f" ({reused} cache(s) stored by an earlier job reused)" if reused else "")
+                + " (--radiosity-cache off: none)"]
 
     def _queue_job(self, spec: JobSpec) -> None:
         """Record the job unlisted, queue its batches, then list it; an interrupted submit (Ctrl-C, an error)
@@ -273,6 +304,7 @@ class Client:
 
         from httpov.dispatch import enqueue
 
+        batch_ids = waiting_for_prepass(spec, batch_ids)  # a pre-pass queues the slices that load its cache
         try:
             return enqueue(self.celery, spec, batch_ids, self.settings.queue, on_sent, requeued)
         except OperationalError as exc:

@@ -23,6 +23,8 @@ TREND_MIN_R2 = 0.6
 def work_units(batch_id: str, height: int) -> float:
     """A batch's work in frames: its frame count, or for a row slice the fraction of a frame it covers."""
     batch = Batch.from_id(batch_id)
+    if batch.prepass:  # renders no frame of the job (its time shows in the slices' wait)
+        return 0.0
     frames = batch.last - batch.first + 1
     if batch.rows is None or height <= 0:
         return float(frames)
@@ -177,7 +179,8 @@ def estimate(spec: JobSpec, state: str, batches: dict[str, Any], now: float, sta
             "retrying": bool(info.get("retrying")),
         })
     queued = [b for b in spec.batches if b not in done and b not in running and b not in final_failed]
-    upcoming = queued[0] if queued else (sorted(running)[0] if running else None)
+    framed = [b for b in queued if work_units(b, height) > 0] or sorted(b for b in running if work_units(b, height) > 0)
+    upcoming = framed[0] if framed else None
     per_frame = (predict(upcoming) / work_units(upcoming, height) if predict is not None and upcoming
                  else smoothed_frame_seconds(done, height))
 

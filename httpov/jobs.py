@@ -9,7 +9,7 @@ from typing import Any, Callable, TypeVar
 import redis
 
 from httpov.errors import BrokerUnavailableError, JobNotFoundError
-from httpov.plan import Batch, JobSpec
+from httpov.plan import Batch, JobSpec, prepass_ids
 
 T = TypeVar("T")
 
@@ -536,7 +536,18 @@ def summarize(record: dict[str, str], spec: JobSpec, b: dict[str, Any]) -> dict[
         "priority": spec.priority, "created": created, "finished": finished,
         "elapsed": round(elapsed, 3), "rate": round(rate, 4), "errors": errors[:40],
         "nodes_blocked": b["blocked"],
+        "radiosity_cache": spec.radiosity, "prepass": _prepass(spec, b),
     }
+
+
+def _prepass(spec: JobSpec, b: dict[str, Any]) -> dict[str, Any] | None:
+    """The job's pre-pass stage (`pre-pass: radiosity 0/1`), None when it has none."""
+    ids = prepass_ids(spec)
+    if not ids:
+        return None
+    return {"kind": "radiosity", "total": len(ids), "done": sum(1 for i in ids if i in b["done"]),
+            "running": sum(1 for i in ids if i in b["running"]),
+            "failed": sum(1 for i in ids if b["failed"].get(i, {}).get("final"))}
 
 
 def _missing(job_id: str) -> JobNotFoundError:

@@ -32,3 +32,9 @@ def frame_key(job_id: str, name: str) -> str:
 def failed_log_key(job_id: str, batch_id: str) -> str:
     """povray's log of a batch's last failed attempt (a rendered batch's log is in its zip)."""
     return f"{logs_prefix(job_id)}{batch_id}.failed.log"
+
+
+def radiosity_key(digest: str) -> str:
+    """A radiosity pre-pass's cache (povray's Radiosity_File_Name file), stored once per scene, options, size and
+    frame (plan.radiosity_digest); an empty file says the scene renders without radiosity."""
+    return f"radiosity/{digest}.rca"

@@ -1,6 +1,8 @@
 """Splitting a job into batches: frame ranges of an animation, row slices of each frame."""
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -23,6 +25,17 @@ JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Options whose values are paths inside the scene.
 PATH_OPTIONS = ("Input_File_Name", "Library_Path")
 MAX_NAME = 200
+#: The batch id of a frame's radiosity pre-pass ends in this ('f000001-000001-pre').
+PREPASS_SUFFIX = "pre"
+#: submit --radiosity-cache: 'auto' gives a sliced radiosity job one pre-pass per frame, shared by its slices;
+#: 'off' renders every slice with its own radiosity (bands at the slice edges); 'shared' computes one cache for a
+#: whole animation whose geometry and lights do not move (a camera fly-through), loaded by every frame.
+RADIOSITY_MODES = ("auto", "off", "shared")
+#: How a job's slices or frames get their radiosity, as recorded in its spec: 'off', 'prepass' (per frame) or
+#: 'shared' (one cache for every frame).
+RADIOSITY_PLANS = ("off", "prepass", "shared")
+#: Bumped whenever the pre-pass recipe changes, so a stored radiosity cache of an older recipe is not reused.
+PREPASS_RECIPE = "rfo-as_off-noaa/1"
 
 
 @dataclass(frozen=True)
@@ -45,21 +58,27 @@ class FrameRange:
 
 @dataclass(frozen=True)
 class Batch:
-    """One task: frames first..last, and for a sliced job rows row_first..row_last (1-based, inclusive)."""
+    """One task: frames first..last, and for a sliced job rows row_first..row_last (1-based, inclusive); or the
+    pre-pass of one frame of a sliced radiosity job (`prepass`), which computes what every slice of it loads."""
 
     first: int
     last: int
     rows: tuple[int, int] | None = None
+    prepass: bool = False
 
     @property
     def id(self) -> str:
         frames = f"f{self.first:06d}-{self.last:06d}"
+        if self.prepass:
+            return f"{frames}-{PREPASS_SUFFIX}"
         return frames if self.rows is None else f"{frames}-r{self.rows[0]:05d}-{self.rows[1]:05d}"
 
     @property
     def label(self) -> str:
         """Human-readable, for Flower and logs."""
         frames = f"frame {self.first}" if self.first == self.last else f"frames {self.first}-{self.last}"
+        if self.prepass:
+            return f"{frames} radiosity pre-pass"
         return frames if self.rows is None else f"{frames} rows {self.rows[0]}-{self.rows[1]}"
 
     @property
@@ -71,6 +90,10 @@ class Batch:
         parts = batch_id.split("-")
         try:
             first, last = int(parts[0][1:]), int(parts[1])
+            if len(parts) == 3 and parts[2] == PREPASS_SUFFIX:
+                return cls(first, last, prepass=True)
+            if len(parts) not in (2, 4):
+                raise ValueError(batch_id)
             rows = (int(parts[2][1:]), int(parts[3])) if len(parts) == 4 else None
         except (IndexError, ValueError):
             raise BadInputError(f"{batch_id!r} is not a batch id") from None
@@ -177,6 +200,7 @@ class JobSpec:
     created: float = 0.0
     batches: list[str] = field(default_factory=list)
     time_limit: int | None = None  # seconds a batch may run (submit --time-limit), within the node's own limit
+    radiosity: str = "off"  # RADIOSITY_PLANS: whether slices (or frames) load a radiosity pre-pass's cache
 
     @property
     def frames(self) -> FrameRange:
@@ -266,6 +290,10 @@ def check_spec(spec: JobSpec) -> None:
             raise SceneError(f"slice {rows!r} is not a row range of the {spec.height}-row image")
     if spec.time_limit is not None and (type(spec.time_limit) is not int or spec.time_limit <= 0):
         raise SceneError(f"time limit {spec.time_limit!r} is not a number of seconds")
+    if spec.radiosity not in RADIOSITY_PLANS:
+        raise SceneError(f"radiosity plan {spec.radiosity!r} is not one of {', '.join(RADIOSITY_PLANS)}")
+    if spec.radiosity != "off" and not wrappable(spec.pov):
+        raise SceneError(f"the scene file name {spec.pov!r} cannot be included by a radiosity wrapper")
 
 
 def check_batch(spec: JobSpec, batch_id: object) -> Batch:
@@ -273,6 +301,8 @@ def check_batch(spec: JobSpec, batch_id: object) -> Batch:
     if not isinstance(batch_id, str) or not isinstance(spec.batches, list) or batch_id not in spec.batches:
         raise BadInputError(f"batch {batch_id!r} is not one job {spec.id} planned")
     batch = Batch.from_id(batch_id)
+    if batch.prepass and (spec.radiosity == "off" or batch.first != batch.last):
+        raise BadInputError(f"batch {batch_id!r}: job {spec.id} has no radiosity pre-pass of that kind")
     rows_ok = batch.rows is None or 1 <= batch.rows[0] <= batch.rows[1] <= spec.height
     if not (spec.first <= batch.first <= batch.last <= spec.last) or not rows_ok:
         raise BadInputError(f"batch {batch_id!r} lies outside job {spec.id}'s frames or rows")
@@ -362,3 +392,50 @@ def _check_positive_int(name: str, value: Any) -> None:
         raise BadInputError(f"{name} must be a whole number, got {value!r}")
     if value <= 0:
         raise BadInputError(f"{name} must be at least 1, got {value}")
+
+
+# Radiosity pre-pass (docs/RADIOSITY.md). A sliced radiosity frame rendered slice by slice runs povray's pretrace
+# over each slice's rows only, so the indirect light differs from slice to slice and the edges show as bands.
+# Instead one pre-pass batch per frame renders the whole image once (no AA) with Radiosity_File_Name=... +RFO,
+# and every slice loads that file (+RFI) with its own pretrace reduced to one pass (a footer that merges with
+# the scene's radiosity block): the stitched frame is then within noise of a single render.
+
+
+def wrappable(pov: str) -> bool:
+    """Whether a wrapper scene can `#include` this .pov by name (a POV-Ray string: no quote, no backslash)."""
+    return isinstance(pov, str) and '"' not in pov and "\\" not in pov and not any(ord(c) < 32 for c in pov)
+
+
+def prepass_ids(spec: JobSpec) -> list[str]:
+    """The job's pre-pass batches."""
+    return [b for b in spec.batches if b.endswith(f"-{PREPASS_SUFFIX}")]
+
+
+def waiting_for_prepass(spec: JobSpec, batch_ids: list[str]) -> list[str]:
+    """The batches of `batch_ids` to queue now: a slice whose frame's pre-pass is among them waits, since that
+    pre-pass queues every slice of its frame when it has stored its cache (a shared pre-pass: every batch)."""
+    pending = {Batch.from_id(b) for b in batch_ids if b.endswith(f"-{PREPASS_SUFFIX}")}
+    if not pending:
+        return list(batch_ids)
+    shared = spec.radiosity == "shared"
+    frames = {f for p in pending for f in p.frames}
+    return [b for b in batch_ids if Batch.from_id(b) in pending
+            or not (shared or Batch.from_id(b).first in frames)]
+
+
+def released_by(spec: JobSpec, prepass: Batch) -> list[str]:
+    """The batches a finished pre-pass queues: its frame's slices (a shared pre-pass: every other batch)."""
+    return [b for b in spec.batches if not b.endswith(f"-{PREPASS_SUFFIX}")
+            and (spec.radiosity == "shared" or Batch.from_id(b).first == prepass.first)]
+
+
+def radiosity_digest(spec: JobSpec, frame: int) -> str:
+    """What the radiosity cache a batch of `frame` loads depends on: the scene, its options, size and clock (the
+    frame; for a cache shared by every frame, the frame its pre-pass rendered), and the pre-pass recipe. Jobs
+    that agree on all of it share the stored cache."""
+    if spec.radiosity == "shared":
+        frame = spec.first
+    what = {"scene": spec.scene_key, "root": spec.root, "pov": spec.pov, "options": spec.options,
+            "size": [spec.width, spec.height], "animation": [spec.initial, spec.final], "frame": frame,
+            "shared": spec.radiosity == "shared", "recipe": PREPASS_RECIPE}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()

@@ -196,3 +196,10 @@ def _root(files: list[str]) -> str:
     if len(tops) == 1 and all("/" in n for n in files):
         return tops.pop() + "/"
     return ""
+
+
+def mentions_radiosity(names: list[str], read: Callable[[str], bytes]) -> bool:
+    """Whether any file of the scene holds the word 'radiosity' (any case): without it no scene can turn radiosity
+    on (the keyword, or a macro of POV-Ray's rad_def.inc, whose arguments name it too). A render node's probe
+    settles the rest: a mention in a comment, `#if`, or Quality below 9 all render without radiosity."""
+    return any(b"radiosity" in read(name).lower() for name in names if not name.endswith("/"))

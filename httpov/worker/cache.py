@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -23,6 +24,8 @@ class SceneCache:
 
     Layout under `root`: scenes/<sha>/ (extracted, read-only by convention), locks/<sha>.lock (flock: exclusive
     while a scene is fetched or evicted, shared while it is in use), tmp/ (downloads and extractions in progress).
+    Other stored files every batch of a job reads (a radiosity pre-pass's cache) are kept the same way, each in a
+    folder scenes/<sha256 of its key>/ holding the one file, evicted with the scenes.
     Lock files are never removed: unlinking a lock file others may have open would break the locking.
     A scene in use is never evicted, so the cache can exceed `max_bytes` while the scenes in use alone do.
     """
@@ -68,6 +71,42 @@ class SceneCache:
             yield final
         finally:
             os.close(fd)  # releases the lock
+
+    @contextlib.contextmanager
+    def use_file(self, storage: Storage, key: str) -> Iterator[Path]:
+        """Yield a stored file (any key: 'radiosity/<digest>.rca'), downloaded once per node whatever the number of
+        render processes, held against eviction while in use; FileNotFoundError if it is not stored."""
+        name = hashlib.sha256(key.encode()).hexdigest()
+        final = self.scenes / name
+        fd = os.open(self.locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fetched = False
+        try:
+            while True:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                if final.is_dir():
+                    break
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if not final.is_dir():
+                    for stale in self.tmp.glob(f"{name}.*"):
+                        shutil.rmtree(stale, ignore_errors=True)
+                    work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=self.tmp))
+                    try:
+                        (work / "file").mkdir()
+                        storage.get_file(key, work / "file" / "data")
+                        os.rename(work / "file", final)
+                    except OSError as exc:
+                        if isinstance(exc, FileNotFoundError) and not (work / "file" / "data").exists():
+                            raise
+                        raise StorageError(f"cannot cache {key} in {self.root}: {exc.strerror or exc}") from exc
+                    finally:
+                        shutil.rmtree(work, ignore_errors=True)
+                    fetched = True
+            os.utime(final)
+            if fetched:
+                self.evict(keep=name)
+            yield final / "data"
+        finally:
+            os.close(fd)
 
     def _fetch(self, storage: Storage, key: str, name: str, final: Path) -> None:
         """Download and extract `key` into `final`; the caller holds the scene's exclusive lock."""

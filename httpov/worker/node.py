@@ -11,17 +11,18 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from httpov import limits
-from httpov.worker import povray, stitch
+from httpov.worker import povray, radiosity, stitch
 from httpov.worker.cache import SceneCache
 from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError, RenderError,
                            SceneError, StorageError)
 from httpov.jobs import LIVE, JobStore
 from httpov.worker.lease import LeaseKeeper
-from httpov.keys import batch_key, failed_log_key, frame_key
+from httpov.keys import batch_key, failed_log_key, frame_key, radiosity_key
 from httpov.outage import through_outage
-from httpov.plan import Batch, JobSpec, check_batch, check_spec
+from httpov.plan import Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by
 from httpov.worker.sandbox import RenderLimits
 from httpov.settings import Settings
 from httpov.storage import Storage
@@ -30,7 +31,7 @@ from httpov.storage import Storage
 log = logging.getLogger(__name__)
 
 
-_BATCH_ID = re.compile(r"^f\d{6,}-\d{6,}(-r\d{5,}-\d{5,})?$")
+_BATCH_ID = re.compile(r"^f\d{6,}-\d{6,}(-r\d{5,}-\d{5,}|-pre)?$")
 #: A batch that fails the same way on this many distinct render nodes fails its job: the scene, not a node.
 SAME_FAILURE_NODES = 2
 #: Leases a batch handed to another node waits for it before the sweepers requeue it on the shared queue.
@@ -59,11 +60,13 @@ class Outcome:
 class RenderNode:
     """Everything one render process needs, built once per process and reused for every batch."""
 
-    def __init__(self, settings: Settings, store: JobStore, storage: Storage, cache: SceneCache) -> None:
+    def __init__(self, settings: Settings, store: JobStore, storage: Storage, cache: SceneCache,
+                 release: Callable[[JobSpec, list[str]], None] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.storage = storage
         self.cache = cache
+        self.release = release  # queues batches (dispatch.enqueue): a finished pre-pass's slices
         self._specs: dict[str, JobSpec] = {}
         self._gone: set[str] = set()  # jobs found gone from Redis, said once each
 
@@ -124,6 +127,8 @@ class RenderNode:
         try:
             with LeaseKeeper(self.store, job_id, batch_id, execution, lease) as keeper:
                 seconds = self._render_and_store(spec, batch, keeper)
+                if batch.prepass:  # queued before it is recorded done: a node lost in between leaves it to redo
+                    self._release(spec, batch)
         except Stopped as stop:
             if stop.state == "missing":
                 return Outcome("missing")
@@ -140,11 +145,14 @@ class RenderNode:
             else:
                 error = RenderError(f"{type(exc).__name__}: {exc}", transient=True)
             return self._failed(spec, batch, handoff, node, attempt, error)
-        info = {"node": node, "seconds": round(seconds, 3), "frames": batch.last - batch.first + 1,
+        info = {"node": node, "seconds": round(seconds, 3), "frames": 0 if batch.prepass else batch.last - batch.first + 1,
                 "finished": time.time(), "attempt": attempt}
 
         def record() -> None:
-            frames = self._stitch_if_complete(spec, batch) if spec.slices else list(batch.frames)
+            if batch.prepass:
+                frames: list[int] = []
+            else:
+                frames = self._stitch_if_complete(spec, batch) if spec.slices else list(batch.frames)
             self.store.finish_batch(job_id, batch_id, info, frames)
         # the render is stored: ride out a Redis restart rather than render it again
         through_outage(record, max(self.settings.outage_seconds, 3 * lease))
@@ -210,14 +218,22 @@ class RenderNode:
             workdir = Path(tmp)
             with self.cache.use(self.storage, spec.scene_key) as scene:
                 shutil.copytree(scene / spec.root if spec.root else scene, workdir / "scene", symlinks=False)
-            try:
-                output = povray.render(self.settings.povray, spec, batch, workdir, self.settings.render_threads,
-                                       keep_going, self.limits, spec.time_limit)
-            except RenderError:
-                if stopped:
-                    raise Stopped(stopped[0]) from None
-                self._keep_failed_log(spec, batch, workdir / "render.log")
-                raise
+
+            def render(extra: list[str] | None = None, size: tuple[int, int] | None = None) -> povray.RenderOutput:
+                try:
+                    return povray.render(self.settings.povray, spec, batch, workdir, self.settings.render_threads,
+                                         keep_going, self.limits, spec.time_limit, extra, size)
+                except RenderError:
+                    if stopped:
+                        raise Stopped(stopped[0]) from None
+                    self._keep_failed_log(spec, batch, workdir / "render.log")
+                    raise
+            if batch.prepass:
+                return self._prepass(spec, batch, workdir / "scene", render)
+            extra = None
+            if spec.radiosity != "off" and (spec.slices or spec.radiosity == "shared"):
+                extra = self._load_radiosity(spec, batch, workdir / "scene")
+            output = render(extra)
             archive = workdir / f"{batch.id}.zip"
             with zipfile.ZipFile(archive, "w") as zf:
                 for frame, image in sorted(output.images.items()):
@@ -225,6 +241,55 @@ class RenderNode:
                 zf.writestr(f"{batch.id}.log", output.log, zipfile.ZIP_DEFLATED)
             self.storage.put_file(batch_key(spec.id, batch.id), archive)
             return output.seconds
+
+    def _prepass(self, spec: JobSpec, batch: Batch, scene_dir: Path,
+                 render: Callable[..., povray.RenderOutput]) -> float:
+        """A frame's radiosity pre-pass: a probe at 8x6 with the scene's own settings says whether radiosity is on;
+        if so the whole image without AA saves povray's radiosity cache, stored for every slice to load, else an
+        empty file is stored (the slices then render as without a pre-pass). A cache already stored (an earlier
+        job, or this batch's own run on a node lost before it was recorded) is reused. Answers povray's seconds."""
+        key = radiosity_key(radiosity_digest(spec, batch.first))
+        if self.storage.exists(key):
+            return 0.0
+        probe = render(radiosity.probe_options(), radiosity.PROBE_SIZE)
+        seconds = probe.seconds
+        found = radiosity.uses_radiosity(probe.log)
+        if found is None:
+            raise RenderError("the radiosity probe's povray log has no render statistics", transient=True)
+        cache = scene_dir / radiosity.cache_name()
+        if found:
+            output = render(radiosity.prepass_options(scene_dir, spec, cache.name))
+            seconds += output.seconds
+            if not cache.is_file():
+                cache.write_bytes(b"")  # radiosity on, yet no sample saved: nothing to load
+        else:
+            cache.write_bytes(b"")
+        self.storage.put_file(key, cache)
+        return seconds
+
+    def _load_radiosity(self, spec: JobSpec, batch: Batch, scene_dir: Path) -> list[str] | None:
+        """povray options that load the frame's radiosity cache (fetched once per node), or None when its pre-pass
+        found the scene renders without radiosity."""
+        key = radiosity_key(radiosity_digest(spec, batch.first))
+        try:
+            with self.cache.use_file(self.storage, key) as stored:
+                if stored.stat().st_size == 0:
+                    return None
+                cache = scene_dir / radiosity.cache_name()
+                shutil.copyfile(stored, cache)
+        except FileNotFoundError:
+            raise RenderError(f"the radiosity cache of {batch.label} is not in storage ({key}): its pre-pass "
+                              "did not store it", transient=True) from None
+        return radiosity.loading_options(scene_dir, spec, cache.name)
+
+    def _release(self, spec: JobSpec, batch: Batch) -> None:
+        """Queue the batches a finished pre-pass was holding back (a redelivered one is dropped as a duplicate)."""
+        if self.release is None:
+            raise RenderError("this render process cannot queue batches: a pre-pass needs its Celery app",
+                              transient=True)
+        waiting = released_by(spec, batch)
+        done = self.store.batches(spec.id)["done"]
+        self.release(spec, [b for b in waiting if b not in done])
 
     def _keep_failed_log(self, spec: JobSpec, batch: Batch, log: Path) -> None:
         """Store povray's log of a failed attempt for `httpov fetch`; the render error matters more than this."""

@@ -75,16 +75,19 @@ def povray_args(spec: JobSpec, batch: Batch, ini: Path, out_dir: Path, threads: 
 
 def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int,
            keep_going: Callable[[], bool], limits: RenderLimits | None = None,
-           time_limit: float | None = None) -> RenderOutput:
+           time_limit: float | None = None, extra: list[str] | None = None,
+           size: tuple[int, int] | None = None) -> RenderOutput:
     """Render `batch` with the scene copied in workdir/scene; raise RenderError with the log's error lines.
 
     povray writes into a folder of its own whose name the scene cannot guess; only the frames of the batch are
     taken from it, each checked to be a PNG of the job's size. `limits` bound the bytes and files the whole run
-    (the scene's #write included) may write; `time_limit` (seconds) stops a batch that runs longer."""
+    (the scene's #write included) may write; `time_limit` (seconds) stops a batch that runs longer. `extra`
+    options come last (httpov's own: a radiosity wrapper scene and file), `size` is the image size they ask for
+    when it is not the job's (a probe)."""
     limits = limits or RenderLimits()
     scene_dir, out_dir, home = workdir / "scene", workdir / f"out-{secrets.token_hex(8)}", workdir / "home"
     out_dir.mkdir()
-    home.mkdir()
+    home.mkdir(exist_ok=True)  # a pre-pass runs povray twice in one work folder (probe, then the pass)
     ini = home / "httpov.ini"
     ini.write_text(scene_ini(spec, scene_dir))
     box = prepare_sandbox(scene_dir, out_dir, home, limits)
@@ -106,7 +109,8 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
 
     with open(log_path, "wb") as log:
         try:
-            proc = subprocess.Popen(box.argv([povray, *povray_args(spec, batch, ini, out_dir, threads)]),
+            args = [*povray_args(spec, batch, ini, out_dir, threads), *(extra or [])]
+            proc = subprocess.Popen(box.argv([povray, *args]),
                                     cwd=scene_dir, env=box.env, preexec_fn=box.preexec, start_new_session=True,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         except FileNotFoundError:
@@ -132,8 +136,9 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     if missing:
         raise RenderError(f"povray exited 0 but wrote no image for frame(s) {missing}",
                           error_lines(text, scene_dir), True)
+    width, height = size or (spec.width, spec.height)
     for frame, image in images.items():
-        check_png(image, spec.width, spec.height, frame)
+        check_png(image, width, height, frame)
     return RenderOutput(images, text, seconds)
 
 

@@ -7,8 +7,9 @@ from celery import Task
 from celery.utils import worker_direct
 
 from httpov.celery import app
-from httpov.dispatch import celery_priority
+from httpov.dispatch import celery_priority, enqueue
 from httpov.jobs import JobStore
+from httpov.plan import JobSpec
 from httpov.settings import Settings
 from httpov.storage import open_storage
 from httpov.worker.cache import SceneCache
@@ -22,9 +23,13 @@ class NodeTask(Task):
     @cached_property
     def node(self) -> RenderNode:
         settings = Settings.from_env()
+
+        def release(spec: JobSpec, batch_ids: list[str]) -> None:  # a finished pre-pass queues its slices
+            enqueue(self.app, spec, batch_ids, settings.queue)
         return RenderNode(settings, JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca),
                           open_storage(settings.storage),
-                          SceneCache(settings.cache_dir, settings.cache_max_bytes, settings.archive_limits()))
+                          SceneCache(settings.cache_dir, settings.cache_max_bytes, settings.archive_limits()),
+                          release)
 
 
 @app.task(name="httpov.render_batch", base=NodeTask, bind=True, max_retries=None)

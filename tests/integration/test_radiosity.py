@@ -1,0 +1,200 @@
+"""The radiosity pre-pass on real render nodes: sliced radiosity frames against one povray's render, a lost
+pre-pass node, cancel and pause during the pre-pass, reuse by a re-submit; photon slices stay pixel-identical."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from httpov.cli import cli
+from httpov.local import worker_env
+from httpov.plan import radiosity_digest
+from httpov.keys import radiosity_key
+from tests.conftest import AA_SENSITIVE, pixels, povray_direct, queue_drained, wait_for, write_scene
+from tests.integration.faults import povray_pids
+
+pytestmark = pytest.mark.integration
+
+RESEARCH = Path(__file__).resolve().parents[2] / "scripts" / "research" / "scenes"
+ROOM = (RESEARCH / "room.pov").read_text()  # a room lit through a window: radiosity only, no ambient
+CAUSTICS = (RESEARCH / "caustics.pov").read_text()  # glass casting caustics: photons only
+# 160x120 cut into slices of rows 1-32, 33-64, 65-96, 97-120: without a pre-pass the stitched room is ~40 dB
+# from a single render with edge jumps up to ~13x the single render's (docs/RADIOSITY.md), so the bars below
+# tell the two apart.
+ROOM_INI = "Width=160\nHeight=120\nAntialias=on\nAntialias_Threshold=0.3\n"
+EDGES = (32, 64, 96)  # 0-based first rows of the 2nd, 3rd and 4th slice
+
+
+def rgb(path: Path) -> tuple[int, bytes]:
+    """(width, 8-bit RGB samples row by row)."""
+    image = Image.open(path).convert("RGB")
+    return image.width, image.tobytes()
+
+
+def psnr(a: Path, b: Path) -> float:
+    (_, pa), (_, pb) = rgb(a), rgb(b)
+    assert len(pa) == len(pb)
+    mse = sum((x - y) ** 2 for x, y in zip(pa, pb)) / len(pa)
+    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+def row_jump(path: Path, row: int) -> float:
+    """Mean |pixel(row) - pixel(row - 1)| over the columns and channels: a slice edge that shows is a jump."""
+    width, px = rgb(path)
+    line = 3 * width
+    above, below = px[(row - 1) * line:row * line], px[row * line:(row + 1) * line]
+    return sum(abs(x - y) for x, y in zip(above, below)) / line
+
+
+def jump_ratios(stitched: Path, single: Path) -> list[float]:
+    return [row_jump(stitched, r) / max(row_jump(single, r), 1e-9) for r in EDGES]
+
+
+def room(tmp_path: Path) -> Path:
+    return write_scene(tmp_path / "room", ROOM, ROOM_INI)
+
+
+def _running(client, job_id: str) -> dict[str, str]:
+    return {b: info["node"] for b, info in client.store.running(job_id).items()}
+
+
+def test_sliced_radiosity_still_matches_a_single_render_only_with_the_pre_pass(tmp_path, settings, client, workers):
+    scene = room(tmp_path)
+    workers(concurrency=2)
+    povray_direct(scene, tmp_path / "ref")
+    single = tmp_path / "ref" / "ref.png"
+
+    cached = client.submit(scene, slices=4)
+    assert cached.spec.batches[0] == "f000001-000001-pre" and cached.spec.radiosity == "prepass"
+    view = client.wait(cached.spec.id, timeout=180)
+    assert view["prepass"] == {"kind": "radiosity", "total": 1, "done": 1, "running": 0, "failed": 0}
+    with_prepass = client.fetch(cached.spec.id, tmp_path / "cached")[0]
+
+    plain = client.submit(scene, slices=4, radiosity_cache="off")
+    assert not any(b.endswith("-pre") for b in plain.spec.batches) and plain.spec.radiosity == "off"
+    client.wait(plain.spec.id, timeout=180)
+    without = client.fetch(plain.spec.id, tmp_path / "plain")[0]
+
+    # the bars of issue #14, and proof that they discriminate: today's slices fail both
+    assert psnr(with_prepass, single) >= 42, psnr(with_prepass, single)
+    assert max(jump_ratios(with_prepass, single)) <= 1.5, jump_ratios(with_prepass, single)
+    assert psnr(without, single) < 42 and max(jump_ratios(without, single)) > 1.5
+
+    stored = Path(settings.storage) / radiosity_key(radiosity_digest(cached.spec, 1))
+    assert stored.stat().st_size > 10_000, "the pre-pass stored povray's radiosity samples"
+
+    # status and watch show the stage
+    env = worker_env(settings)
+    result = CliRunner().invoke(cli, ["status", cached.spec.id], env=env)
+    assert result.exit_code == 0, result.output
+    assert "pre-pass: radiosity 1/1" in result.output
+
+    # a re-submit of the same scene at the same size and options reuses the stored cache: no pre-pass, same pixels
+    again = client.submit(scene, slices=4)
+    assert not any(b.endswith("-pre") for b in again.spec.batches) and again.spec.radiosity == "prepass"
+    assert any("reused" in note for note in again.notes)
+    client.wait(again.spec.id, timeout=180)
+    assert pixels(client.fetch(again.spec.id, tmp_path / "again")[0]) == pixels(with_prepass)
+
+
+def test_a_sliced_radiosity_animation_gets_one_pre_pass_per_frame(tmp_path, settings, client, workers):
+    scene = write_scene(tmp_path / "fly", ROOM, "Width=96\nHeight=64\nAntialias=off\nInitial_Frame=1\n"
+                                                "Final_Frame=2\n")
+    workers(concurrency=2)
+    sub = client.submit(scene, slices=2)
+    assert [b for b in sub.spec.batches if b.endswith("-pre")] == ["f000001-000001-pre", "f000002-000002-pre"]
+    client.wait(sub.spec.id, timeout=180)
+    frames = client.fetch(sub.spec.id, tmp_path / "out")
+    povray_direct(scene, tmp_path / "ref")
+    for n, frame in enumerate(frames, 1):
+        single = tmp_path / "ref" / f"ref{n}.png"
+        assert psnr(frame, single) >= 42, (n, psnr(frame, single))
+        assert row_jump(frame, 32) <= 1.5 * row_jump(single, 32), n  # without the pre-pass: 39 dB, jumps 2.2-4.6x
+
+
+def test_a_pre_pass_node_killed_mid_pass_does_not_hang_the_job(tmp_path, settings, client, workers):
+    settings = settings.with_(lease_seconds=2.0)
+    scene = room(tmp_path)
+    victim = workers(concurrency=1, name="victim", settings_=settings.with_(cache_dir=tmp_path / "victimcache"))
+    sub = client.submit(scene, slices=4)
+    wait_for(lambda: "f000001-000001-pre" in _running(client, sub.spec.id), 60, "the pre-pass to start")
+    os.killpg(victim.pid, signal.SIGKILL)
+    assert "f000001-000001-pre" not in client.store.batches(sub.spec.id)["done"], "killed after the pre-pass"
+    workers(concurrency=2, name="rescuer", settings_=settings)
+
+    view = client.wait(sub.spec.id, timeout=180)
+    assert view["state"] == "done" and view["batches_requeued"] >= 1
+    done = client.store.batches(sub.spec.id)["done"]
+    assert done["f000001-000001-pre"]["node"].startswith("rescuer@")
+    povray_direct(scene, tmp_path / "ref")
+    frame = client.fetch(sub.spec.id, tmp_path / "out")[0]
+    assert psnr(frame, tmp_path / "ref" / "ref.png") >= 42
+
+
+def test_cancel_during_the_pre_pass_kills_it_and_queues_no_slice(tmp_path, settings, client, workers):
+    scene = room(tmp_path)
+    workers(concurrency=2, settings_=settings.with_(cache_dir=tmp_path / "nodecache"))
+    sub = client.submit(scene, slices=4)
+    wait_for(lambda: bool(povray_pids(str(tmp_path / "nodecache"))), 60, "the pre-pass's povray to start")
+    client.cancel(sub.spec.id)
+    wait_for(lambda: not povray_pids(str(tmp_path / "nodecache")), 10, "the pre-pass's povray to be killed")
+    wait_for(lambda: queue_drained(settings), 30, "the queue to drain")
+    time.sleep(1.0)
+    batches = client.store.batches(sub.spec.id)
+    assert client.store.state(sub.spec.id) == "cancelled"
+    assert batches["done"] == {} and batches["running"] == {}
+    assert set(batches["attempts"]) == {"f000001-000001-pre"}, "no slice was started"
+    assert not (Path(settings.storage) / "jobs" / sub.spec.id / "batches").exists()
+
+
+def test_pause_during_the_pre_pass_parks_its_slices_until_resume(tmp_path, settings, client, workers):
+    scene = room(tmp_path)
+    workers(concurrency=2)
+    sub = client.submit(scene, slices=4)
+    wait_for(lambda: "f000001-000001-pre" in _running(client, sub.spec.id), 60, "the pre-pass to start")
+    client.pause(sub.spec.id)
+    slices = [b for b in sub.spec.batches if not b.endswith("-pre")]
+    # the running pre-pass finishes; the slices it queues are set aside, not rendered
+    wait_for(lambda: sorted(client.store.batches(sub.spec.id)["parked"]) == slices, 60, "the slices to be parked")
+    batches = client.store.batches(sub.spec.id)
+    assert list(batches["done"]) == ["f000001-000001-pre"] and client.store.state(sub.spec.id) == "paused"
+    assert client.resume(sub.spec.id) == 4
+    view = client.wait(sub.spec.id, timeout=180)
+    assert view["state"] == "done" and view["frames_done"] == 1
+
+
+def test_a_scene_that_only_mentions_radiosity_renders_as_without_a_pre_pass(tmp_path, settings, client, workers):
+    """The submit's text check plans a pre-pass; the node's probe finds radiosity off: pixel-identical slices."""
+    scene = write_scene(tmp_path / "mention", "// no radiosity { } here\n" + AA_SENSITIVE,
+                        "Width=40\nHeight=80\nAntialias=on\nAntialias_Threshold=0.3\n")
+    workers(concurrency=2)
+    sub = client.submit(scene, slices=3)
+    assert sub.spec.batches[0] == "f000001-000001-pre"
+    client.wait(sub.spec.id, timeout=120)
+    povray_direct(scene, tmp_path / "ref")
+    assert pixels(client.fetch(sub.spec.id, tmp_path / "out")[0]) == pixels(tmp_path / "ref" / "ref.png")
+    assert (Path(settings.storage) / radiosity_key(radiosity_digest(sub.spec, 1))).stat().st_size == 0
+
+
+def test_sliced_photon_still_stays_pixel_identical(tmp_path, settings, client, workers):
+    scene = write_scene(tmp_path / "caustics", CAUSTICS, "Width=64\nHeight=64\nAntialias=on\n"
+                                                         "Antialias_Threshold=0.3\n")
+    workers(concurrency=2)
+    sub = client.submit(scene, slices=2)
+    assert sub.spec.radiosity == "off" and not any(b.endswith("-pre") for b in sub.spec.batches)
+    client.wait(sub.spec.id, timeout=180)
+    povray_direct(scene, tmp_path / "ref")
+    assert pixels(client.fetch(sub.spec.id, tmp_path / "out")[0]) == pixels(tmp_path / "ref" / "ref.png")
+
+
+def test_a_bad_radiosity_cache_mode_is_refused(tmp_path, settings):
+    scene = room(tmp_path)
+    result = CliRunner().invoke(cli, ["submit", str(scene), "--radiosity-cache", "sometimes"],
+                                env=worker_env(settings))
+    assert result.exit_code == 2 and "sometimes" in result.output

@@ -176,6 +176,8 @@ def _card(j: dict[str, Any], now: float) -> str:
         f"<div><b>{e(f['what'])}</b> on {e(f['where'])}{'' if f['final'] else ' (will retry)'}: {e(f['error'])}"
         f"<pre>{chr(10).join(e(line) for line in f['lines'])}</pre></div>"
         for f in eta.failure_groups(j.get("failed", [])))
+    stage = j.get("prepass")
+    prepass = f"<div>pre-pass: {e(stage['kind'])} {stage['done']}/{stage['total']}</div>" if stage else ""
     return f"""<div class="job" id="job-{e(j['id'])}">
 {thumb}
 <div class="info">
@@ -183,6 +185,7 @@ def _card(j: dict[str, Any], now: float) -> str:
 <div class="bar"><div class="done" style="width:{done_pct:.2f}%"></div><div class="failed" style="width:{failed_pct:.2f}%"></div><div class="run" style="width:{max(0.0, run_pct):.2f}%"></div></div>
 <div>{j['frames_done']}/{j['frames_total']} frames done, {j['frames_failed']} failed, {j.get('frames_running', 0)} rendering;
 {j.get('rate_recent', 0.0):.2f} frames/s; {e(eta_text)}; {j['width']}x{j['height']}</div>
+{prepass}
 {f'<table class="running">{running}</table>' if running else ''}
 {f'<div class="failures">{failures}</div>' if failures else ''}
 </div></div>"""

@@ -3,6 +3,7 @@ pre-pass node, cancel and pause during the pre-pass, reuse by a re-submit; photo
 from __future__ import annotations
 
 import math
+import re
 import os
 import signal
 import time
@@ -198,3 +199,30 @@ def test_a_bad_radiosity_cache_mode_is_refused(tmp_path, settings):
     result = CliRunner().invoke(cli, ["submit", str(scene), "--radiosity-cache", "sometimes"],
                                 env=worker_env(settings))
     assert result.exit_code == 2 and "sometimes" in result.output
+
+
+def _samples_calculated(log: str) -> int:
+    return int(re.search(r"Radiosity samples calculated:\s+(\d+)", log).group(1))
+
+
+def test_a_shared_cache_is_computed_once_and_loaded_by_every_frame(tmp_path, settings, client, workers):
+    """A camera fly-through (only the camera moves): one pre-pass on the first frame, every frame loads its cache
+    and so computes almost no radiosity samples of its own; without it each frame computes thousands."""
+    scene = write_scene(tmp_path / "fly", ROOM, "Width=64\nHeight=48\nAntialias=off\nInitial_Frame=1\n"
+                                                "Final_Frame=4\nInitial_Clock=0\nFinal_Clock=1\n")
+    workers(concurrency=2)
+    shared = client.submit(scene, count=2, radiosity_cache="shared")
+    assert [b for b in shared.spec.batches if b.endswith("-pre")] == ["f000001-000001-pre"]
+    per_frame = client.submit(scene, count=2, radiosity_cache="auto")  # not sliced: nothing to share
+    assert per_frame.spec.radiosity == "off" and len(per_frame.spec.batches) == 2
+    for sub in (shared, per_frame):
+        client.wait(sub.spec.id, timeout=180)
+    out_shared = client.fetch(shared.spec.id, tmp_path / "shared")
+    out_plain = client.fetch(per_frame.spec.id, tmp_path / "plain")
+    assert len(out_shared) == 4
+    logs = {name: sorted((tmp_path / name / "logs").glob("*.log")) for name in ("shared", "plain")}
+    assert len(logs["shared"]) == len(logs["plain"]) == 2
+    for a, b in zip(logs["shared"], logs["plain"]):
+        assert _samples_calculated(a.read_text()) * 20 < _samples_calculated(b.read_text()), (a.name, b.name)
+    for a, b in zip(out_shared, out_plain):  # the same lighting, within radiosity's noise
+        assert psnr(a, b) >= 35, (a.name, psnr(a, b))

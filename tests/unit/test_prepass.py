@@ -1,0 +1,113 @@
+"""The radiosity pre-pass's pure parts: batch ids, which batches wait for it, the cache's key, the probe's reading."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from httpov.cli import prepass_text
+from httpov.errors import BadInputError, SceneError
+from httpov.eta import estimate, work_units
+from httpov.jobs import summarize
+from httpov.plan import (Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by, waiting_for_prepass,
+                         wrappable)
+from httpov.scene import mentions_radiosity
+from httpov.worker.radiosity import uses_radiosity
+
+SCENE_KEY = "scenes/" + "a" * 64 + ".zip"
+
+
+def spec(frames: int = 1, slices: int = 2, radiosity: str = "prepass", pre: list[int] | None = None,
+         **fields) -> JobSpec:
+    rows = [(1, 32), (33, 48)][:slices] if slices else None
+    batches = [Batch(f, f, prepass=True).id for f in (pre if pre is not None else range(1, frames + 1))]
+    if rows:
+        batches += [Batch(f, f, r).id for f in range(1, frames + 1) for r in rows]
+    else:
+        batches += [Batch(f, f).id for f in range(1, frames + 1)]
+    values = dict(id="j1", name="t", scene_key=SCENE_KEY, root="", pov="scene.pov", options={"Quality": "9"},
+                  initial=1, final=frames, first=1, last=frames, width=64, height=48, count=1, slices=rows,
+                  created=time.time(), batches=batches, radiosity=radiosity)
+    values.update(fields)
+    return JobSpec(**values)
+
+
+def test_a_pre_pass_batch_id_round_trips_and_says_what_it_is():
+    batch = Batch(7, 7, prepass=True)
+    assert batch.id == "f000007-000007-pre" and Batch.from_id(batch.id) == batch
+    assert batch.label == "frame 7 radiosity pre-pass"
+    assert Batch.from_id("f000007-000007-r00001-00032") == Batch(7, 7, (1, 32))
+    for bad in ("f000007-000007-post", "f000007-000007-r00001", "f000007-000007-pre-x"):
+        with pytest.raises(BadInputError):
+            Batch.from_id(bad)
+
+
+def test_slices_wait_for_their_frames_pre_pass_and_are_released_by_it():
+    s = spec(frames=2)
+    assert waiting_for_prepass(s, s.batches) == ["f000001-000001-pre", "f000002-000002-pre"]
+    # frame 1's pre-pass is done (a retry): its slices go at once, frame 2's still wait
+    todo = [b for b in s.batches if b != "f000001-000001-pre"]
+    assert waiting_for_prepass(s, todo) == ["f000002-000002-pre", "f000001-000001-r00001-00032",
+                                            "f000001-000001-r00033-00048"]
+    assert released_by(s, Batch(2, 2, prepass=True)) == ["f000002-000002-r00001-00032",
+                                                         "f000002-000002-r00033-00048"]
+    plain = spec(frames=2, radiosity="off", pre=[])
+    assert waiting_for_prepass(plain, plain.batches) == plain.batches
+
+
+def test_a_shared_pre_pass_holds_back_every_batch():
+    s = spec(frames=3, slices=0, radiosity="shared", pre=[1])
+    assert waiting_for_prepass(s, s.batches) == ["f000001-000001-pre"]
+    assert released_by(s, Batch(1, 1, prepass=True)) == ["f000001-000001", "f000002-000002", "f000003-000003"]
+
+
+def test_the_cache_key_follows_what_radiosity_depends_on():
+    s = spec(frames=2)
+    assert radiosity_digest(s, 1) == radiosity_digest(spec(frames=2), 1)  # another job, same scene and settings
+    assert len({radiosity_digest(s, 1), radiosity_digest(s, 2), radiosity_digest(spec(frames=2, width=32), 1),
+                radiosity_digest(spec(frames=2, options={"Quality": "8"}), 1),
+                radiosity_digest(spec(frames=3), 1)}) == 5
+    shared = spec(frames=2, slices=0, radiosity="shared", pre=[1])
+    assert radiosity_digest(shared, 1) == radiosity_digest(shared, 2) != radiosity_digest(s, 1)
+
+
+def test_the_job_record_check_refuses_a_forged_plan_or_pre_pass():
+    check_spec(spec())
+    with pytest.raises(SceneError, match="radiosity plan"):
+        check_spec(spec(radiosity="always"))
+    with pytest.raises(SceneError, match="wrapper"):
+        check_spec(spec(pov='x.pov" #declare'))
+    assert not wrappable('a"b.pov') and not wrappable("a\\b.pov") and wrappable("sub/main.pov")
+    off = spec(radiosity="off")
+    with pytest.raises(BadInputError):
+        check_batch(off, "f000001-000001-pre")
+
+
+def test_the_probe_reads_povrays_render_statistics():
+    assert uses_radiosity("Render Time:\n  Photon Time:      No photons\n  Radiosity Time:   No radiosity\n") is False
+    assert uses_radiosity("  Radiosity Time:   0 hours  0 minutes  0 seconds (0.028 seconds)\n") is True
+    assert uses_radiosity("Parse Error: something\n") is None
+
+
+def test_submit_looks_for_the_word_radiosity_in_any_file():
+    files = {"scene.pov": b"#include \"light.inc\"\n", "light.inc": b"global_settings { Radiosity { } }",
+             "pov.ini": b"Input_File_Name=scene.pov"}
+    assert mentions_radiosity(list(files), files.__getitem__)
+    assert not mentions_radiosity(["scene.pov", "pov.ini"], files.__getitem__)
+
+
+def test_the_pre_pass_counts_no_frame_and_status_shows_its_stage():
+    s = spec()
+    assert work_units("f000001-000001-pre", 48) == 0.0
+    batches = {"done": {}, "running": {}, "failed": {}, "attempts": {}, "requeued": {}, "parked": [], "frames": [],
+               "blocked": []}
+    now = time.time()
+    view = summarize({"state": "queued", "created": str(now)}, s, batches)
+    assert view["prepass"] == {"kind": "radiosity", "total": 1, "done": 0, "running": 0, "failed": 0}
+    assert prepass_text(view["prepass"]) == "pre-pass: radiosity 0/1"
+    done = {"f000001-000001-pre": {"node": "a", "seconds": 2.0, "frames": 0, "finished": now}}
+    running = {"f000001-000001-r00001-00032": {"node": "a", "started": now - 1}}
+    estimate(s, "running", {**batches, "done": done, "running": running}, now, now - 3)  # no division by zero
+    view = summarize({"state": "running", "created": str(now)}, s, {**batches, "done": done})
+    assert prepass_text(view["prepass"]) == "pre-pass: radiosity 1/1"
+    assert summarize({"state": "queued", "created": str(now)}, spec(radiosity="off", pre=[]), batches)["prepass"] is None

@@ -252,7 +252,7 @@ class RenderNode:
         if self.storage.exists(key):
             return 0.0
         probe = render(radiosity.probe_options(), radiosity.PROBE_SIZE)
-        seconds = probe.seconds
+        seconds, logs = probe.seconds, [probe.log]
         found = radiosity.uses_radiosity(probe.log)
         if found is None:
             raise RenderError("the radiosity probe's povray log has no render statistics", transient=True)
@@ -260,11 +260,16 @@ class RenderNode:
         if found:
             output = render(radiosity.prepass_options(scene_dir, spec, cache.name))
             seconds += output.seconds
+            logs.append(output.log)
             if not cache.is_file():
                 cache.write_bytes(b"")  # radiosity on, yet no sample saved: nothing to load
         else:
             cache.write_bytes(b"")
         self.storage.put_file(key, cache)
+        archive = scene_dir.parent / f"{batch.id}.zip"  # povray's logs, fetched with the others
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr(f"{batch.id}.log", "\n".join(logs), zipfile.ZIP_DEFLATED)
+        self.storage.put_file(batch_key(spec.id, batch.id), archive)
         return seconds
 
     def _load_radiosity(self, spec: JobSpec, batch: Batch, scene_dir: Path) -> list[str] | None:

@@ -1,0 +1,175 @@
+"""Benchmark: sliced radiosity stills with and without the pre-pass, against one povray render of the whole image.
+
+    python scripts/bench_radiosity.py [--sizes 160x120,320x240 --slices 4 --concurrency 4 --repeat 3 --json out.json]
+
+Scene: scripts/research/scenes/room.pov (a room lit through a window, radiosity only), +A0.3. For each size and
+repetition it runs, in turn:
+  single      `povray -D +WT1` on the whole image, outside httpov: the reference image, its wall and CPU time;
+  farm whole  one httpov job, no slices (one batch);
+  today       the image in --slices row slices, --radiosity-cache off (each slice its own pretrace);
+  pre-pass    the same slices, --radiosity-cache auto, cache not stored yet (pre-pass, then slices);
+  reused      the same again, the cache stored by the previous job (slices only).
+Farm runs use one real `celery -A httpov worker` (--concurrency render processes, started and warmed up before the
+clock runs); wall time runs from submit to the stitched frame being stored. CPU is povray's own, summed over
+every povray run of the job (probe, pre-pass, slices) from the "using N thread(s) with X CPU-seconds total"
+lines of their logs (photon, radiosity and trace phases; parsing and povray's start are not in it, and the
+sandbox hides povray from rusage). PSNR (8-bit RGB) and edge jumps (mean |row r - row r-1| at each slice
+edge, sliced / single) are against the single render. Each repetition submits a copy of the scene with a
+different comment, so its pre-pass is never reused from an earlier repetition. Uses the Redis on
+HTTPOV_BROKER_URL (default 127.0.0.1:6379) with a private key prefix and queue, or starts its own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from PIL import Image  # noqa: E402
+
+from httpov.celery import make_app  # noqa: E402
+from httpov.client import Client  # noqa: E402
+from httpov.local import embedded_redis, redis_answers, start_worker, stop_worker  # noqa: E402
+from httpov.settings import Settings  # noqa: E402
+
+ROOM = REPO / "scripts" / "research" / "scenes" / "room.pov"
+MODES = ("farm whole", "today", "pre-pass", "reused")
+CPU_LINE = re.compile(r"using \d+ thread\(s\) with ([\d.]+) CPU-seconds total")
+
+
+def povray_cpu(log: str) -> float:
+    """CPU seconds povray reports for its photon, radiosity and trace phases."""
+    return sum(float(v) for v in CPU_LINE.findall(log))
+
+
+def rgb(path: Path) -> tuple[int, bytes]:
+    image = Image.open(path).convert("RGB")
+    return image.width, image.tobytes()
+
+
+def psnr(a: Path, b: Path) -> float:
+    (_, pa), (_, pb) = rgb(a), rgb(b)
+    mse = sum((x - y) ** 2 for x, y in zip(pa, pb)) / len(pa)
+    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+def row_jump(path: Path, row: int) -> float:
+    width, px = rgb(path)
+    line = 3 * width
+    return sum(abs(x - y) for x, y in zip(px[(row - 1) * line:row * line], px[row * line:(row + 1) * line])) / line
+
+
+def single_render(scene: Path, out: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (as povray reports them) of one `povray +WT1` on the whole image."""
+    started = time.perf_counter()
+    done = subprocess.run(["povray", "pov.ini", "-D", "+WT1", "+FN", f"+O{out}"], cwd=scene, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise SystemExit(f"povray failed on {scene}")
+    return time.perf_counter() - started, povray_cpu(done.stdout + done.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="160x120,320x240")
+    parser.add_argument("--slices", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=4, help="render processes on the node")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="write every measurement here")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # still stop the worker when killed
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    results: list[dict] = []
+
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="httpov-bench-rad-")))
+        url = os.environ.get("HTTPOV_BROKER_URL", "redis://127.0.0.1:6379/0")
+        if not redis_answers(url):
+            url = stack.enter_context(embedded_redis(tmp))
+        tag = "httpovbench-" + secrets.token_hex(4)
+        settings = Settings(broker_url=url, state_url=url, storage=str(tmp / "storage"), prefix=tag, queue=tag,
+                            cache_dir=tmp / "cache", render_threads=1)
+        worker = start_worker(settings, args.concurrency, tag, tmp / "worker.log")
+        stack.callback(stop_worker, worker)
+        client = Client(settings, make_app(settings))
+        stack.callback(_forget, client, tag)
+        warm = _scene(tmp / "warm", 32, 32, "warm-up")
+        client.wait(client.submit(warm, slices=1, name="warmup").spec.id, timeout=600)
+
+        for width, height in sizes:
+            for rep in range(args.repeat):
+                scene = _scene(tmp / f"room{width}x{height}-{rep}", width, height, f"rep {rep} {secrets.token_hex(4)}")
+                single = tmp / f"single{width}x{height}-{rep}.png"
+                wall, cpu = single_render(scene, single)
+                row = {"size": f"{width}x{height}", "rep": rep, "single": {"wall": wall, "cpu": cpu}}
+                for mode in MODES:
+                    slices = None if mode == "farm whole" else args.slices
+                    cache = "off" if mode == "today" else "auto"
+                    started = time.perf_counter()
+                    sub = client.submit(scene, slices=slices, radiosity_cache=cache, name=mode.replace(" ", "-"))
+                    client.wait(sub.spec.id, poll=0.05, timeout=3600)
+                    wall = time.perf_counter() - started
+                    out = tmp / f"out-{sub.spec.id}"
+                    image = client.fetch(sub.spec.id, out)[0]
+                    cpu = sum(povray_cpu(log.read_text()) for log in (out / "logs").glob("*.log"))
+                    edges = [end for _, end in (sub.spec.slices or [])[:-1]]
+                    jumps = [row_jump(image, e) / max(row_jump(single, e), 1e-9) for e in edges]
+                    row[mode] = {"wall": wall, "cpu": cpu, "psnr": psnr(image, single),
+                                 "max_jump_ratio": max(jumps) if jumps else 1.0, "jump_ratios": jumps,
+                                 "prepass_batches": sum(b.endswith("-pre") for b in sub.spec.batches)}
+                results.append(row)
+                print(json.dumps(row), flush=True)
+
+    print(f"\nroom.pov, +A0.3, {args.slices} slices, one node of {args.concurrency} render processes, "
+          f"{args.repeat} repetitions (median; min-max)\n")
+    print("| size | run | wall s | CPU s | CPU / today's slices | PSNR vs single dB | max edge jump ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for width, height in sizes:
+        rows = [r for r in results if r["size"] == f"{width}x{height}"]
+        today_cpu = [r["today"]["cpu"] for r in rows]
+        for mode in ("single", *MODES):
+            wall = [r[mode]["wall"] for r in rows]
+            cpu = [r[mode]["cpu"] for r in rows]
+            ratio = statistics.median(c / t for c, t in zip(cpu, today_cpu))
+            quality = ("reference", "1.00") if mode == "single" else (
+                f"{statistics.median(r[mode]['psnr'] for r in rows):.1f}",
+                f"{statistics.median(r[mode]['max_jump_ratio'] for r in rows):.2f}")
+            print(f"| {width}x{height} | {mode} | {_spread(wall)} | {_spread(cpu)} | {ratio:.2f} | {quality[0]} "
+                  f"| {quality[1]} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def _scene(folder: Path, width: int, height: int, comment: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "room.pov").write_text(f"// {comment}\n" + ROOM.read_text())
+    (folder / "pov.ini").write_text(f"Input_File_Name=room.pov\nWidth={width}\nHeight={height}\n"
+                                    "Antialias=on\nAntialias_Threshold=0.3\n")
+    return folder
+
+
+def _forget(client: Client, tag: str) -> None:
+    keys = list(client.store.r.scan_iter(match=f"{tag}:*", count=1000))
+    if keys:
+        client.store.r.delete(*keys)
+
+
+if __name__ == "__main__":
+    main()

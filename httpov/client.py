@@ -108,6 +108,8 @@ class Client:
                               slices, slice_rows, priority, scene_key)
             spec.time_limit = time_limit
             notes = self._plan_radiosity(spec, radiosity_cache if radiosity else "off")
+            if radiosity_cache == "shared" and not radiosity:
+                notes.append("--radiosity-cache shared: no file of the scene names radiosity, nothing to share")
             check_spec(spec)  # what a render node will check again: refuse here, before anything is stored
             uploaded = not self.storage.exists(spec.scene_key)
             if uploaded:

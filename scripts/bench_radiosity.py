@@ -1,6 +1,7 @@
 """Benchmark: sliced radiosity stills with and without the pre-pass, against one povray render of the whole image.
 
     python scripts/bench_radiosity.py [--sizes 160x120,320x240 --slices 4 --concurrency 4 --repeat 3 --json out.json]
+    python scripts/bench_radiosity.py --fly 10 [--repeat 2]     # --radiosity-cache shared on a camera fly-through
 
 Scene: scripts/research/scenes/room.pov (a room lit through a window, radiosity only), +A0.3. For each size and
 repetition it runs, in turn:
@@ -89,6 +90,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="render processes on the node")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write every measurement here")
+    parser.add_argument("--fly", type=int, help="instead: a fly-through of this many frames at 160x120, per-frame "
+                        "radiosity against --radiosity-cache shared (flicker, wall, CPU)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # still stop the worker when killed
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
@@ -108,6 +111,8 @@ def main() -> None:
         stack.callback(_forget, client, tag)
         warm = _scene(tmp / "warm", 32, 32, "warm-up")
         client.wait(client.submit(warm, slices=1, name="warmup").spec.id, timeout=600)
+        if args.fly:
+            return fly(args, client, tmp)
 
         for width, height in sizes:
             for rep in range(args.repeat):
@@ -151,6 +156,72 @@ def main() -> None:
                   f"| {quality[1]} |")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+
+
+def fly(args: argparse.Namespace, client: Client, tmp: Path) -> None:
+    """A camera fly-through of the static room (research section 5): per-frame radiosity against one shared cache.
+
+    Flicker is measured where the scene does not change from frame to frame: pixel p is static between frames i
+    and i+1 if a well-converged reference sequence (radiosity count 200, nearest_count 10, rendered here by plain
+    povray) changes there by at most 2/255 in every channel; flicker = mean |F(i+1) - F(i)| over static pixels
+    and channels, averaged over the frame pairs."""
+    frames, width, height = args.fly, 160, 120
+    ini = (f"Width={width}\nHeight={height}\nAntialias=on\nAntialias_Threshold=0.3\nInitial_Frame=1\n"
+           f"Final_Frame={frames}\nInitial_Clock=0\nFinal_Clock=1\n")
+    ref = tmp / "fly-ref"
+    ref.mkdir()
+    (ref / "room.pov").write_text(ROOM.read_text())
+    (ref / "conv.pov").write_text('#include "room.pov"\nglobal_settings { radiosity { count 200 nearest_count 10 } }\n')
+    (ref / "pov.ini").write_text("Input_File_Name=conv.pov\n" + ini)
+    half = (frames + 1) // 2
+    procs = [subprocess.Popen(["povray", "pov.ini", "-D", "+WT1", "+FN", f"+O{ref}/r", f"+SF{a}", f"+EF{b}"], cwd=ref,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for a, b in ((1, half),
+                                                                                                 (half + 1, frames))]
+    if any(p.wait() for p in procs):
+        raise SystemExit("the converged reference failed")
+    reference = sorted(ref.glob("r*.png"))
+    results = []
+    for rep in range(args.repeat):
+        scene = tmp / f"fly-{rep}"
+        scene.mkdir()
+        (scene / "room.pov").write_text(f"// rep {rep} {secrets.token_hex(4)}\n" + ROOM.read_text())
+        (scene / "pov.ini").write_text("Input_File_Name=room.pov\n" + ini)
+        for mode in ("off", "shared"):
+            started = time.perf_counter()
+            sub = client.submit(scene, count=half, radiosity_cache=mode, name=f"fly-{mode}")
+            client.wait(sub.spec.id, poll=0.05, timeout=3600)
+            wall = time.perf_counter() - started
+            out = tmp / f"out-{sub.spec.id}"
+            images = client.fetch(sub.spec.id, out)
+            cpu = sum(povray_cpu(log.read_text()) for log in (out / "logs").glob("*.log"))
+            row = {"mode": mode, "rep": rep, "wall": wall, "cpu": cpu, "flicker": flicker(images, reference)}
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\nroom.pov fly-through, {frames} frames at {width}x{height} +A0.3, batches of {half} frames, one node of "
+          f"{args.concurrency} render processes, {args.repeat} repetitions (median; min-max)\n")
+    print("| radiosity | wall s | povray CPU s | flicker in static regions |")
+    print("|---|---|---|---|")
+    for mode, label in (("off", "per frame (today)"), ("shared", "--radiosity-cache shared")):
+        rows = [r for r in results if r["mode"] == mode]
+        print(f"| {label} | {_spread([r['wall'] for r in rows])} | {_spread([r['cpu'] for r in rows])} | "
+              f"{statistics.median(r['flicker'] for r in rows):.3f} |")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+def flicker(images: list[Path], reference: list[Path]) -> float:
+    """Mean frame-to-frame change over the pixels the converged reference keeps (nearly) still."""
+    pairs = []
+    for i in range(len(images) - 1):
+        a, b = rgb(images[i])[1], rgb(images[i + 1])[1]
+        ra, rb = rgb(reference[i])[1], rgb(reference[i + 1])[1]
+        total = count = 0
+        for p in range(0, len(a), 3):
+            if all(abs(ra[p + c] - rb[p + c]) <= 2 for c in range(3)):
+                total += sum(abs(a[p + c] - b[p + c]) for c in range(3))
+                count += 3
+        pairs.append(total / count if count else 0.0)
+    return statistics.mean(pairs)
 
 
 def _spread(values: list[float]) -> str:

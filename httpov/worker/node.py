@@ -145,8 +145,9 @@ class RenderNode:
             else:
                 error = RenderError(f"{type(exc).__name__}: {exc}", transient=True)
             return self._failed(spec, batch, handoff, node, attempt, error)
-        info = {"node": node, "seconds": round(seconds, 3), "frames": 0 if batch.prepass else batch.last - batch.first + 1,
-                "finished": time.time(), "attempt": attempt}
+        frames_done = 0 if batch.prepass else batch.last - batch.first + 1  # a pre-pass renders no frame of the job
+        info = {"node": node, "seconds": round(seconds, 3), "frames": frames_done, "finished": time.time(),
+                "attempt": attempt}
 
         def record() -> None:
             if batch.prepass:

@@ -159,6 +159,7 @@ def test_pause_during_the_pre_pass_parks_its_slices_until_resume(tmp_path, setti
     workers(concurrency=2)
     sub = client.submit(scene, slices=4)
     wait_for(lambda: "f000001-000001-pre" in _running(client, sub.spec.id), 60, "the pre-pass to start")
+    assert client.store.progress(sub.spec.id)["prepass"]["running"] == 1  # status --json shows the stage
     client.pause(sub.spec.id)
     slices = [b for b in sub.spec.batches if not b.endswith("-pre")]
     # the running pre-pass finishes; the slices it queues are set aside, not rendered

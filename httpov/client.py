@@ -14,7 +14,7 @@ from httpov import archive, keys as storage_keys, limits as job_limits
 from httpov.errors import (ArchiveError, BadInputError, BrokerUnavailableError, JobFailedError, JobStateError,
                             ResultError, SceneError)
 from httpov.eta import job_view
-from httpov.jobs import FINISHED, LIVE, JobStore
+from httpov.jobs import FINISHED, LIVE, JobStore, open_store
 from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, adaptive_count, check_name, check_spec, safe_name, history_key, frame_range, frame_seconds, image_size, split, plan_slices
 from httpov.plan import RADIOSITY_MODES, radiosity_digest, waiting_for_prepass, wrappable
@@ -53,7 +53,7 @@ class Client:
         self.settings = settings
         self._celery = celery
         self._storage = storage
-        self.store = store or JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca)
+        self.store = store or open_store(settings)
 
     @property
     def celery(self) -> Celery:

@@ -4,12 +4,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import redis
 
 from httpov.errors import BrokerUnavailableError, JobNotFoundError
 from httpov.plan import Batch, JobSpec, prepass_ids
+
+if TYPE_CHECKING:
+    from httpov.settings import Settings
 
 T = TypeVar("T")
 
@@ -509,6 +512,12 @@ def _fate(record: list[str | None], done: int, requeued: int, parked: int, lease
     if leased or running:  # a running entry without a lease is the lease sweep's to requeue
         return "keep"
     return "park" if state == "paused" else "requeue"
+
+
+def open_store(settings: Settings) -> JobStore:
+    """The JobStore the settings name: their state URL and key prefix, and the CA of a private-CA rediss:// server.
+    Everything that reads or writes job state opens it here, so no caller can forget a setting."""
+    return JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca)
 
 
 def summarize(record: dict[str, str], spec: JobSpec, b: dict[str, Any]) -> dict[str, Any]:

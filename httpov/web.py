@@ -18,7 +18,7 @@ from httpov import eta
 from httpov.archive import copy_member
 from httpov.errors import (ArchiveError, BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError,
                            ResultError)
-from httpov.jobs import JobStore
+from httpov.jobs import JobStore, open_store
 from httpov.keys import batch_key, frames_prefix
 from httpov.media import check_frame, frame_bytes, frame_number, thumbnail_png
 from httpov.outage import NOTICE
@@ -270,7 +270,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080, refresh
     """Serve the status page until interrupted; `ready` is told the page's URL once it listens."""
     if refresh < 1:
         raise BadInputError(f"--refresh must be at least 1 second, got {refresh}")
-    store = JobStore.connect(settings.state_url, settings.prefix)
+    store = open_store(settings)
     store.ping()
     source = StatusSource(store, lambda: open_storage(settings.storage))
     try:

@@ -47,9 +47,9 @@ def _povray(settings: Settings) -> str:
 
 
 def _redis(settings: Settings) -> str:
-    from httpov.jobs import JobStore
+    from httpov.jobs import open_store
 
-    JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca).ping()
+    open_store(settings).ping()
     return "job state answers"
 
 

@@ -6,7 +6,7 @@ import logging
 from celery import bootsteps
 
 from httpov.dispatch import sweep
-from httpov.jobs import JobStore
+from httpov.jobs import JobStore, open_store
 from httpov.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class Reaper(bootsteps.StartStopStep):
 
     def start(self, worker):
         settings = Settings.from_env()
-        store = JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca)
+        store = open_store(settings)
         self.tref = worker.timer.call_repeatedly(settings.sweep_seconds, self._sweep,
                                                  (worker.app, store, settings, worker.hostname), priority=10)
 

@@ -8,7 +8,7 @@ from celery.utils import worker_direct
 
 from httpov.celery import app
 from httpov.dispatch import celery_priority, enqueue
-from httpov.jobs import JobStore
+from httpov.jobs import open_store
 from httpov.plan import JobSpec
 from httpov.settings import Settings
 from httpov.storage import open_storage
@@ -26,7 +26,7 @@ class NodeTask(Task):
 
         def release(spec: JobSpec, batch_ids: list[str]) -> None:  # a finished pre-pass queues its slices
             enqueue(self.app, spec, batch_ids, settings.queue)
-        return RenderNode(settings, JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca),
+        return RenderNode(settings, open_store(settings),
                           open_storage(settings.storage),
                           SceneCache(settings.cache_dir, settings.cache_max_bytes, settings.archive_limits()),
                           release)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -156,6 +158,18 @@ def test_redis_with_tls_and_password(tmp_path, settings, tls_redis, workers):
     env = worker_env(secure)
     done = CliRunner().invoke(cli, ["submit", str(scene), "--wait"], env=env)
     assert done.exit_code == 0, done.output
+    job = done.output.split()[1].rstrip(":")
+
+    # `httpov web` opens its store as submit does: with the CA (it once dropped HTTPOV_REDIS_CA and could not start)
+    port_ = free_port()
+    page = subprocess.Popen([sys.executable, "-m", "httpov.cli", "web", "--port", str(port_)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert "httpov status page on" in page.stdout.readline()  # said once it listens, after its Redis answered
+        with urllib.request.urlopen(f"http://127.0.0.1:{port_}/api/jobs/{job}", timeout=10) as answer:
+            assert json.loads(answer.read())["state"] == "done"
+    finally:
+        stop_worker(page, grace=10.0)
 
     unverified = dict(env)
     del unverified["HTTPOV_REDIS_CA"]  # the system CAs do not know our test CA: verification must fail

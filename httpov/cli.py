@@ -5,13 +5,16 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from httpov.errors import BadInputError, HttpovError
 from httpov.settings import Settings
 from httpov.text import shown
+
+if TYPE_CHECKING:
+    from httpov.view import JobView
 
 
 class _Group(click.Group):
@@ -80,12 +83,12 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
 @click.pass_context
 def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
     """All jobs as a table, or one job in detail (progress, ETA, who renders what, failures)."""
-    from httpov import eta
+    from httpov import view
 
     store = _client(ctx).store
-    jobs = [eta.job_view(store, job)] if job else eta.overview(store)
+    jobs = [view.job_view(store, job)] if job else view.overview(store)
     if as_json:
-        click.echo(json.dumps(jobs[0] if job else jobs, indent=2))
+        click.echo(json.dumps(jobs[0].to_json() if job else [j.to_json() for j in jobs], indent=2))
         return
     if job:
         click.echo(_job_text(jobs[0]))
@@ -96,10 +99,10 @@ def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
     click.echo(f"{'JOB':<12}{'NAME':<18}{'STATE':<11}{'PROGRESS':<18}{'FRAMES':>11}{'FAILED':>8}{'FR/S':>8}"
                f"{'ETA':>8}  CREATED")
     for j in jobs:
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(j["created"]))
-        frames = f"{j['frames_done']}/{j['frames_total']}"
-        click.echo(f"{shown(j['id']):<12}{shown(j['name'])[:17]:<18}{j['state']:<11}{_bar(j, 10)} {_percent(j):>5} "
-                   f"{frames:>11}{j['frames_failed']:>8}{j['rate_recent']:>8.2f}{_eta(j):>8}  {created}")
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created))
+        frames = f"{j.frames_done}/{j.frames_total}"
+        click.echo(f"{shown(j.id):<12}{shown(j.name)[:17]:<18}{j.state:<11}{_bar(j, 10)} {j.percent:>4}% "
+                   f"{frames:>11}{j.frames_failed:>8}{j.rate_recent:>8.2f}{j.eta_text:>8}  {created}")
 
 
 @cli.command()
@@ -110,90 +113,65 @@ def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
 @click.pass_context
 def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bool) -> None:
     """Follow JOB live until it ends: progress bar, frames done/failed/rendering, render nodes, rate and ETA."""
-    from httpov import eta
+    from httpov import view as views
 
     if interval <= 0:
         raise BadInputError(f"--interval must be greater than 0, got {interval}")
     redraw = sys.stdout.isatty() and not as_json
     last = None
-    for view in eta.follow(_client(ctx).store, job, poll=interval, timeout=0 if once else None,
+    for view in views.follow(_client(ctx).store, job, poll=interval, timeout=0 if once else None,
                            outage=ctx.obj.outage_seconds, on_outage=_outage):
         if as_json:
-            click.echo(json.dumps(view))
+            click.echo(json.dumps(view.to_json()))
         elif redraw:
             click.echo("\x1b[H\x1b[J" + _job_text(view))
         elif _changes(view) != last:  # to a file or pipe: a new view only when something happened
             click.echo(_job_text(view) + "\n")
         last = _changes(view)
-    if view["state"] in ("failed", "cancelled"):  # as `submit --wait` does: exit 0 only if every frame rendered
+    if view.state in ("failed", "cancelled"):  # as `submit --wait` does: exit 0 only if every frame rendered
         from httpov.client import job_failed
 
         raise job_failed(view)
 
 
-def _changes(v: dict[str, Any]) -> tuple:
-    return (v["state"], v["frames_done"], v["frames_failed"], tuple(r["batch"] for r in v["running"]),
-            (v.get("prepass") or {}).get("done"))
+def _changes(v: JobView) -> tuple:
+    return (v.state, v.frames_done, v.frames_failed, tuple(r.batch for r in v.running),
+            v.prepass.done if v.prepass else None)
 
 
-def _bar(j: dict[str, Any], width: int) -> str:
-    total = max(1, j["frames_total"])
-    done = int(width * j["frames_done"] / total)
-    failed = min(width - done, int(round(width * j["frames_failed"] / total)))
+def _bar(j: JobView, width: int) -> str:
+    total = max(1, j.frames_total)
+    done = int(width * j.frames_done / total)
+    failed = min(width - done, int(round(width * j.frames_failed / total)))
     return "[" + "#" * done + "x" * failed + "." * (width - done - failed) + "]"
 
 
-def _percent(j: dict[str, Any]) -> str:
-    return f"{100 * j['frames_done'] // max(1, j['frames_total'])}%"
-
-
-def _eta(j: dict[str, Any]) -> str:
+def _job_text(j: JobView) -> str:
     from httpov.eta import duration
 
-    if j["state"] in ("failed", "cancelled", "paused"):
-        return "-"
-    if j["state"] == "done":
-        return "0s"
-    if "eta_seconds" not in j:  # a plain progress record: remaining frames at the mean rate
-        rate = j.get("rate", 0.0)
-        left = j["frames_total"] - j["frames_done"] - j["frames_failed"]
-        return duration(left / rate) if rate > 0 else "?"
-    return duration(j["eta_seconds"])
-
-
-def prepass_text(p: dict[str, Any]) -> str:
-    """A job's pre-pass stage in one line: 'pre-pass: radiosity 0/1 (1 rendering)'."""
-    more = [f"{p[k]} {word}" for k, word in (("running", "rendering"), ("failed", "failed")) if p.get(k)]
-    return f"pre-pass: {p['kind']} {p['done']}/{p['total']}" + (f" ({', '.join(more)})" if more else "")
-
-
-def _job_text(j: dict[str, Any]) -> str:
-    from httpov.eta import duration, failure_groups
-
-    lines = [f"job {shown(j['id'])} ({shown(j['name'])}): {j['state']}, {duration(j['elapsed'])} elapsed",
-             f"{_bar(j, 40)} {_percent(j)}  {j['frames_done']}/{j['frames_total']} frames done, "
-             f"{j['frames_failed']} failed, {j['frames_running']} rendering; "
-             f"batches {j['batches_done']}/{j['batches_total']}"]
-    eta_line = f"rate {j['rate_recent']:.2f} frames/s"
-    if j.get("frame_seconds") is not None:
-        eta_line += f", {j['frame_seconds']:.2f} s per frame"
-    eta_line += f", ETA {_eta(j)}"
-    if j.get("eta_at") and j["state"] in ("queued", "running"):
-        eta_line += time.strftime(" (at %H:%M:%S)", time.localtime(j["eta_at"]))
-    elif j["state"] in ("queued", "running") and not j["running"] and j["batches_queued"]:
+    lines = [f"job {shown(j.id)} ({shown(j.name)}): {j.state}, {duration(j.elapsed)} elapsed",
+             f"{_bar(j, 40)} {j.percent}%  {j.frames_done}/{j.frames_total} frames done, "
+             f"{j.frames_failed} failed, {j.frames_running} rendering; batches {j.batches_done}/{j.batches_total}"]
+    eta_line = f"rate {j.rate_recent:.2f} frames/s"
+    if j.frame_seconds is not None:
+        eta_line += f", {j.frame_seconds:.2f} s per frame"
+    eta_line += f", ETA {j.eta_text}"
+    if j.eta_at and j.state in ("queued", "running"):
+        eta_line += time.strftime(" (at %H:%M:%S)", time.localtime(j.eta_at))
+    elif j.idle:
         eta_line += " (no render node is taking this job's batches now)"
     lines.append(eta_line)
-    if j.get("prepass"):
-        lines.append(prepass_text(j["prepass"]))
-    if j["nodes"]:
+    if j.prepass:
+        lines.append(j.prepass.text)
+    if j.nodes:
         lines.append(f"  {'NODE':<30}{'BATCHES':>8}{'FRAMES':>8}  RENDERING")
-        for node, n in j["nodes"].items():
-            lines.append(f"  {shown(node)[:29]:<30}{n['batches_done']:>8}{n['frames_done']:>8g}  "
-                         f"{shown(', '.join(n['running'])) or '-'}")
-    for f in failure_groups(j.get("failed", [])):
-        lines.append(f"  {'failed' if f['final'] else 'will retry'}: {shown(f['what'])} on {shown(f['where'])}: "
-                     f"{shown(f['error'])}")
-        lines.extend(f"    | {shown(line)}" for line in f["lines"][-8:])
+        for node, n in j.nodes.items():
+            lines.append(f"  {shown(node)[:29]:<30}{n.batches_done:>8}{n.frames_done:>8g}  "
+                         f"{shown(', '.join(n.running)) or '-'}")
+    for f in j.failure_groups():
+        lines.append(f"  {'failed' if f.final else 'will retry'}: {shown(f.what)} on {shown(f.where)}: "
+                     f"{shown(f.error)}")
+        lines.extend(f"    | {shown(line)}" for line in f.lines[-8:])
     return "\n".join(lines)
 
 
@@ -309,11 +287,11 @@ def retry(ctx: click.Context, job: str) -> None:
 class _ProgressLine:
     """A one-line progress bar on stderr from a job view: frames done/total, failures, rate and ETA."""
 
-    def __call__(self, view: dict[str, Any]) -> None:
-        line = (f"\r{_bar(view, 30)} {view['frames_done']}/{view['frames_total']} frames, "
-                f"{view['frames_failed']} failed, {view['rate_recent']:.2f} fr/s, ETA {_eta(view)}, {view['state']}"
-                + (f", {prepass_text(view['prepass'])}" if view.get("prepass") else "") + "   ")
-        click.echo(line, nl=view["state"] in ("done", "failed", "cancelled"), err=True)
+    def __call__(self, view: JobView) -> None:
+        line = (f"\r{_bar(view, 30)} {view.frames_done}/{view.frames_total} frames, "
+                f"{view.frames_failed} failed, {view.rate_recent:.2f} fr/s, ETA {view.eta_text}, {view.state}"
+                + (f", {view.prepass.text}" if view.prepass else "") + "   ")
+        click.echo(line, nl=view.ended, err=True)
 
 
 def _outage(message: str) -> None:

@@ -8,13 +8,12 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from httpov import archive, keys as storage_keys, limits as job_limits
 from httpov.errors import (ArchiveError, BadInputError, BrokerUnavailableError, JobFailedError, JobStateError,
                             ResultError, SceneError)
-from httpov.eta import job_view
-from httpov.jobs import FINISHED, LIVE, JobStore, open_store
+from httpov.jobs import LIVE, JobStore, open_store
 from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, adaptive_count, check_name, check_spec, safe_name, history_key, frame_range, frame_seconds, image_size, split, plan_slices
 from httpov.plan import RADIOSITY_MODES, radiosity_digest, waiting_for_prepass, wrappable
@@ -22,11 +21,12 @@ from httpov.scene import SceneLayout, SceneOptions, locate_scene, mentions_radio
 from httpov.settings import Settings
 from httpov.storage import Storage, open_storage
 from httpov.text import shown
+from httpov.view import JobView, job_view
 
 if TYPE_CHECKING:
     from celery import Celery
 
-Progress = Callable[[dict[str, Any]], None]
+Progress = Callable[[JobView], None]
 
 
 @dataclass
@@ -186,14 +186,9 @@ class Client:
         )
 
     # looking at jobs
-    def status(self, job_id: str | None = None) -> list[dict[str, Any]]:
-        """One job's progress, or every job's, oldest first."""
-        ids = [job_id] if job_id else self.store.job_ids()
-        return [self.store.progress(i) for i in ids]
-
     def wait(self, job_id: str, on_progress: Progress | None = None, poll: float = 0.5,
-             timeout: float | None = None, on_outage: Callable[[str], None] | None = None) -> dict[str, Any]:
-        """Block until the job is finished, telling `on_progress` its view (httpov.eta.job_view: progress and ETA)
+             timeout: float | None = None, on_outage: Callable[[str], None] | None = None) -> JobView:
+        """Block until the job is finished, telling `on_progress` its view (httpov.view.JobView: progress and ETA)
         at each poll; raise JobFailedError unless every frame rendered. While Redis does not answer (a restart) it
         keeps trying for up to settings.outage_seconds, telling `on_outage` once per outage."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -202,15 +197,15 @@ class Client:
             progress = through_outage(lambda: job_view(self.store, job_id), self.settings.outage_seconds, on_outage)
             if on_progress:
                 on_progress(progress)
-            if progress["state"] in FINISHED:
+            if progress.ended:
                 break
             if deadline is not None and time.monotonic() > deadline:
-                raise JobFailedError(f"job {job_id} still {progress['state']} after {timeout:.0f}s")
+                raise JobFailedError(f"job {job_id} still {progress.state} after {timeout:.0f}s")
             if time.monotonic() - last_sweep >= sweep_every:  # as often as a worker sweeps, no more
                 through_outage(self.reap, self.settings.outage_seconds, on_outage)
                 last_sweep = time.monotonic()
             time.sleep(poll)
-        if progress["state"] != "done":
+        if progress.state != "done":
             raise job_failed(progress)
         return progress
 
@@ -313,14 +308,14 @@ class Client:
             raise BrokerUnavailableError(f"cannot queue batches of job {spec.id}: {exc}") from exc
 
 
-def job_failed(view: dict[str, Any]) -> JobFailedError:
+def job_failed(view: JobView) -> JobFailedError:
     """The error for a job that ended without every frame (`submit --wait`, `watch`: exit code 8)."""
-    if view["state"] == "cancelled":
-        return JobFailedError(f"job {view['id']} cancelled with {view['frames_done']}/{view['frames_total']} "
-                              "frame(s) rendered", hint=f"`httpov retry {view['id']}` renders the rest")
-    first = view["errors"][0] if view["errors"] else ""
-    return JobFailedError(f"job {view['id']} {view['state']}: {view['frames_failed']} frame(s) failed"
-                          + (f": {first}" if first else ""), hint=f"`httpov status {view['id']}` shows the log")
+    if view.state == "cancelled":
+        return JobFailedError(f"job {view.id} cancelled with {view.frames_done}/{view.frames_total} "
+                              "frame(s) rendered", hint=f"`httpov retry {view.id}` renders the rest")
+    first = view.errors[0] if view.errors else ""
+    return JobFailedError(f"job {view.id} {view.state}: {view.frames_failed} frame(s) failed"
+                          + (f": {first}" if first else ""), hint=f"`httpov status {view.id}` shows the log")
 
 
 def _unpack_batch(zip_path: Path, key: str, spec: JobSpec, output: Path) -> list[Path]:

@@ -1,13 +1,11 @@
-"""How far a job is and when it will end: per-frame times, throughput, ETA and who renders what."""
+"""How far a job is and when it will end, as pure maths on batch records: per-frame times, throughput, ETA and
+who renders what (httpov.view builds a job's view from it)."""
 from __future__ import annotations
 
 import heapq
-import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from httpov.jobs import FINISHED, JobStore, summarize
-from httpov.outage import through_outage
-from httpov.plan import Batch, JobSpec
+from httpov.plan import FINISHED, Batch, JobSpec
 
 #: Weight of the newest finished batch in the per-frame time: recent batches count most, because frame
 #: cost drifts through an animation (a plain mean of the early frames is what makes ETAs lie).
@@ -221,62 +219,6 @@ def estimate(spec: JobSpec, state: str, batches: dict[str, Any], now: float, sta
         "running": running_view,
         "nodes": dict(sorted(nodes.items())),
     }
-
-
-def job_view(store: JobStore, job_id: str, now: float | None = None) -> dict[str, Any]:
-    """A job's progress (as `httpov status --json`) with its ETA, rate, running batches and failed batches."""
-    now = time.time() if now is None else now
-    record, spec, batches = store.snapshot(job_id)
-    progress = summarize(record, spec, batches)
-    started = float(record.get("started") or record["created"])
-    view = dict(progress)
-    view.update(estimate(spec, progress["state"], batches, now, started, progress["finished"]))
-    view["failed"] = [
-        {"batch": b, "label": Batch.from_id(b).label, "node": info.get("node", "?"), "error": info.get("error", ""),
-         "lines": info.get("lines", []), "final": bool(info.get("final")), "at": info.get("at")}
-        for b, info in sorted(batches["failed"].items())
-    ]
-    return view
-
-
-def failure_groups(failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """job_view's failed batches grouped by their error, in the order first seen: the same error from several
-    slices or batches is one entry with the count, their labels and nodes, and the log lines of the first."""
-    groups: dict[tuple[bool, str], dict[str, Any]] = {}
-    for f in failed:
-        group = groups.setdefault((f["final"], f["error"]), {
-            "error": f["error"], "final": f["final"], "lines": f["lines"], "count": 0, "labels": [], "nodes": []})
-        group["count"] += 1
-        group["labels"].append(f["label"])
-        if f["node"] not in group["nodes"]:
-            group["nodes"].append(f["node"])
-    for group in groups.values():  # for people: 'frames 1-2', '3 batches (frame 1 rows 1-32, ...)'
-        labels = group["labels"]
-        group["what"] = labels[0] if len(labels) == 1 else f"{len(labels)} batches ({_some(labels)})"
-        group["where"] = _some(group["nodes"])
-    return list(groups.values())
-
-
-def _some(items: list[str], shown: int = 3) -> str:
-    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
-
-
-def overview(store: JobStore, now: float | None = None) -> list[dict[str, Any]]:
-    """job_view of every job, oldest first."""
-    return [job_view(store, job_id, now) for job_id in store.job_ids()]
-
-
-def follow(store: JobStore, job_id: str, poll: float = 1.0, timeout: float | None = None, outage: float = 0.0,
-           on_outage: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
-    """job_view of the job every `poll` seconds until it is finished (the last view is the finished one), riding
-    out a Redis outage (a restart) of up to `outage` seconds and telling `on_outage` once per outage."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        view = through_outage(lambda: job_view(store, job_id), outage, on_outage)
-        yield view
-        if view["state"] in FINISHED or (deadline is not None and time.monotonic() > deadline):
-            return
-        time.sleep(poll)
 
 
 def duration(seconds: float | None) -> str:

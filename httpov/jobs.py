@@ -9,17 +9,14 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 import redis
 
 from httpov.errors import BrokerUnavailableError, JobNotFoundError
-from httpov.plan import Batch, JobSpec, prepass_ids
+from httpov.plan import FINISHED, LIVE, JobSpec
 
 if TYPE_CHECKING:
     from httpov.settings import Settings
 
 T = TypeVar("T")
 
-# States in which batches are handed out and rendered. A job is 'submitting' while its client queues its batches:
-# listed nowhere yet, but its first batches may already render (see JobStore.create and publish).
-LIVE = ("submitting", "queued", "running")
-FINISHED = ("done", "failed", "cancelled")
+# A job's states (LIVE, FINISHED) are in httpov.plan, where the pure ETA maths reads them too.
 #: A submitting client renews its job's submit lease this often (in batches queued) and for this long.
 SUBMIT_LEASE_SECONDS = 60.0
 _GONE = "the submit stopped before every batch was queued (the client was interrupted or died)"
@@ -477,10 +474,6 @@ class JobStore:
         record = self.record(job_id)
         return record, JobSpec.from_dict(json.loads(record["spec"])), self.batches(job_id)
 
-    def progress(self, job_id: str) -> dict[str, Any]:
-        """The job as `httpov status --json` shows it (without the ETA: see httpov.eta)."""
-        return summarize(*self.snapshot(job_id))
-
     def frame_times(self, history: str, keep: int = 8, sample: int = 64) -> tuple[float, int, int]:
         """Measured (seconds, frames, batches) summed over done batches of the last `keep` jobs filed under
         `history` (one scene at one size, see JobSpec.history; at most `sample` batches each)."""
@@ -518,45 +511,6 @@ def open_store(settings: Settings) -> JobStore:
     """The JobStore the settings name: their state URL and key prefix, and the CA of a private-CA rediss:// server.
     Everything that reads or writes job state opens it here, so no caller can forget a setting."""
     return JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca)
-
-
-def summarize(record: dict[str, str], spec: JobSpec, b: dict[str, Any]) -> dict[str, Any]:
-    """A job's progress from its record, spec and batches (JobStore.snapshot)."""
-    final_failures = {k: v for k, v in b["failed"].items() if v.get("final")}
-    failed_frames = sorted({f for batch in final_failures for f in Batch.from_id(batch).frames}
-                           - set(b["frames"]))
-    created = float(record["created"])
-    started = float(record.get("started") or created)
-    finished = float(record["finished"]) if record.get("finished") else None
-    elapsed = (finished or time.time()) - started
-    done = len(b["frames"])
-    rate = done / elapsed if done and elapsed > 0 else 0.0
-    errors = [record["error"]] if record.get("error") else []
-    errors += [line for v in final_failures.values() for line in [v["error"], *v["lines"]]]
-    return {
-        "id": spec.id, "name": spec.name, "state": record["state"],
-        "frames_total": spec.frame_count, "frames_done": done, "frames_failed": len(failed_frames),
-        "first_frame": spec.first, "last_frame": spec.last,
-        "batches_total": len(spec.batches), "batches_done": len(b["done"]),
-        "batches_failed": sorted(final_failures), "batches_requeued": sum(b.get("requeued", {}).values()),
-        "batches_running": {
-            k: v["node"] for k, v in b["running"].items()},
-        "sliced": bool(spec.slices), "width": spec.width, "height": spec.height,
-        "priority": spec.priority, "created": created, "finished": finished,
-        "elapsed": round(elapsed, 3), "rate": round(rate, 4), "errors": errors[:40],
-        "nodes_blocked": b["blocked"],
-        "radiosity_cache": spec.radiosity, "prepass": _prepass(spec, b),
-    }
-
-
-def _prepass(spec: JobSpec, b: dict[str, Any]) -> dict[str, Any] | None:
-    """The job's pre-pass stage (`pre-pass: radiosity 0/1`), None when it has none."""
-    ids = prepass_ids(spec)
-    if not ids:
-        return None
-    return {"kind": "radiosity", "total": len(ids), "done": sum(1 for i in ids if i in b["done"]),
-            "running": sum(1 for i in ids if i in b["running"]),
-            "failed": sum(1 for i in ids if b["failed"].get(i, {}).get("final"))}
 
 
 def _missing(job_id: str) -> JobNotFoundError:

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from httpov import eta
+from httpov.eta import duration
 from httpov.archive import copy_member
 from httpov.errors import (ArchiveError, BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError,
                            ResultError)
@@ -25,6 +25,7 @@ from httpov.outage import NOTICE
 from httpov.settings import Settings
 from httpov.storage import Storage, open_storage
 from httpov.text import shown
+from httpov.view import JobView, job_view, overview
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 THUMB_SIZE = 320
@@ -45,11 +46,11 @@ class StatusSource:
             self._storage = self._storage()
         return self._storage  # type: ignore[return-value]
 
-    def jobs(self) -> list[dict[str, Any]]:
-        return eta.overview(self.store)
+    def jobs(self) -> list[JobView]:
+        return overview(self.store)
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        return eta.job_view(self.store, job_id)
+    def job(self, job_id: str) -> JobView:
+        return job_view(self.store, job_id)
 
     def latest_frame(self, job_id: str) -> tuple[str, str] | None:
         """(storage key, member name or '') of the job's most recently rendered whole frame, if any."""
@@ -110,7 +111,7 @@ class StatusSource:
         return thumbnail_png(data, THUMB_SIZE, spec.width * spec.height)
 
 
-def render_page(jobs: list[dict[str, Any]], refresh: int, now: float | None = None, notice: str = "") -> str:
+def render_page(jobs: list[JobView], refresh: int, now: float | None = None, notice: str = "") -> str:
     """The status page: one card per job, newest first, refreshing itself every `refresh` seconds; `notice`
     (Redis unreachable) stands in for the cards."""
     now = time.time() if now is None else now
@@ -152,39 +153,38 @@ def _e(text: object) -> str:
     return html.escape(shown(text))
 
 
-def _card(j: dict[str, Any], now: float) -> str:
+def _card(j: JobView, now: float) -> str:
     e = _e
-    total = max(1, j["frames_total"])
-    done_pct = 100.0 * j["frames_done"] / total
-    failed_pct = 100.0 * j["frames_failed"] / total
-    run_pct = min(100.0 - done_pct - failed_pct, 100.0 * j.get("frames_running", 0) / total)
-    thumb = (f'<img class="thumb" src="/thumb/{e(j["id"])}.png?n={j["frames_done"]}" alt="latest frame of {e(j["name"])}">'
-             if j["frames_done"] or j.get("batches_done") else '<div class="nothumb">no frame yet</div>')
-    if j["state"] in ("queued", "running"):
-        eta_text = "ETA " + eta.duration(j.get("eta_seconds"))
-        if j.get("eta_at"):
-            eta_text += time.strftime(" (at %H:%M:%S)", time.localtime(j["eta_at"]))
-        elif not j.get("running") and j.get("batches_queued"):
+    total = max(1, j.frames_total)
+    done_pct = 100.0 * j.frames_done / total
+    failed_pct = 100.0 * j.frames_failed / total
+    run_pct = min(100.0 - done_pct - failed_pct, 100.0 * j.frames_running / total)
+    thumb = (f'<img class="thumb" src="/thumb/{e(j.id)}.png?n={j.frames_done}" alt="latest frame of {e(j.name)}">'
+             if j.frames_done or j.batches_done else '<div class="nothumb">no frame yet</div>')
+    if j.state in ("queued", "running"):
+        eta_text = "ETA " + duration(j.eta_seconds)
+        if j.eta_at:
+            eta_text += time.strftime(" (at %H:%M:%S)", time.localtime(j.eta_at))
+        elif j.idle:
             eta_text += " (no render node is taking its batches)"
-    elif j["state"] == "done" and j.get("finished"):
-        eta_text = time.strftime("finished at %H:%M:%S", time.localtime(j["finished"]))
+    elif j.state == "done" and j.finished:
+        eta_text = time.strftime("finished at %H:%M:%S", time.localtime(j.finished))
     else:
-        eta_text = j["state"]
-    running = "".join(f"<tr><td>{e(r['label'])}</td><td>{e(r['node'])}</td><td>{eta.duration(r['elapsed'])}"
-                      f"</td></tr>" for r in j.get("running", []))
+        eta_text = j.state
+    running = "".join(f"<tr><td>{e(r.label)}</td><td>{e(r.node)}</td><td>{duration(r.elapsed)}"
+                      f"</td></tr>" for r in j.running)
     failures = "".join(
-        f"<div><b>{e(f['what'])}</b> on {e(f['where'])}{'' if f['final'] else ' (will retry)'}: {e(f['error'])}"
-        f"<pre>{chr(10).join(e(line) for line in f['lines'])}</pre></div>"
-        for f in eta.failure_groups(j.get("failed", [])))
-    stage = j.get("prepass")
-    prepass = f"<div>pre-pass: {e(stage['kind'])} {stage['done']}/{stage['total']}</div>" if stage else ""
-    return f"""<div class="job" id="job-{e(j['id'])}">
+        f"<div><b>{e(f.what)}</b> on {e(f.where)}{'' if f.final else ' (will retry)'}: {e(f.error)}"
+        f"<pre>{chr(10).join(e(line) for line in f.lines)}</pre></div>"
+        for f in j.failure_groups())
+    prepass = f"<div>pre-pass: {e(j.prepass.kind)} {j.prepass.done}/{j.prepass.total}</div>" if j.prepass else ""
+    return f"""<div class="job" id="job-{e(j.id)}">
 {thumb}
 <div class="info">
-<div><b>{e(j['name'])}</b> <span class="muted">{e(j['id'])}</span> <span class="state {e(j['state'])}">{e(j['state'])}</span></div>
+<div><b>{e(j.name)}</b> <span class="muted">{e(j.id)}</span> <span class="state {e(j.state)}">{e(j.state)}</span></div>
 <div class="bar"><div class="done" style="width:{done_pct:.2f}%"></div><div class="failed" style="width:{failed_pct:.2f}%"></div><div class="run" style="width:{max(0.0, run_pct):.2f}%"></div></div>
-<div>{j['frames_done']}/{j['frames_total']} frames done, {j['frames_failed']} failed, {j.get('frames_running', 0)} rendering;
-{j.get('rate_recent', 0.0):.2f} frames/s; {e(eta_text)}; {j['width']}x{j['height']}</div>
+<div>{j.frames_done}/{j.frames_total} frames done, {j.frames_failed} failed, {j.frames_running} rendering;
+{j.rate_recent:.2f} frames/s; {e(eta_text)}; {j.width}x{j.height}</div>
 {prepass}
 {f'<table class="running">{running}</table>' if running else ''}
 {f'<div class="failures">{failures}</div>' if failures else ''}
@@ -206,9 +206,9 @@ def make_server(source: StatusSource, host: str = "127.0.0.1", port: int = 8080,
                 if path in ("/", "/index.html"):
                     self._send(200, "text/html; charset=utf-8", render_page(source.jobs(), refresh).encode())
                 elif path == "/api/jobs":
-                    self._json(200, source.jobs())
+                    self._json(200, [j.to_json() for j in source.jobs()])
                 elif path.startswith("/api/jobs/"):
-                    self._json(200, source.job(_job_id(path[len("/api/jobs/"):])))
+                    self._json(200, source.job(_job_id(path[len("/api/jobs/"):])).to_json())
                 elif path.startswith("/thumb/") and path.endswith(".png"):
                     png = source.thumbnail(_job_id(path[len("/thumb/"):-4]))
                     if png is None:

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local import worker_env
+from httpov.view import job_view
 from tests.conftest import PARSE_ERROR, TINY_ANIMATION, pixels, povray_direct, write_scene
 
 ANIM_INI = "Width=32\nHeight=24\nAntialias=on\nAntialias_Threshold=0.3\nInitial_Frame=1\nFinal_Frame=6\n"
@@ -18,8 +19,8 @@ def test_animation_renders_every_frame_identical_to_povray(tmp_path, client, wor
     sub = client.submit(scene, count=2)
     assert sub.spec.batches == ["f000001-000002", "f000003-000004", "f000005-000006"]
     final = client.wait(sub.spec.id, timeout=180)
-    assert final["state"] == "done"
-    assert (final["frames_done"], final["frames_total"], final["frames_failed"]) == (6, 6, 0)
+    assert final.state == "done"
+    assert (final.frames_done, final.frames_total, final.frames_failed) == (6, 6, 0)
 
     images = client.fetch(sub.spec.id, tmp_path / "fetched")
     assert [p.name for p in images] == [f"anim_{n:04d}.png" for n in range(1, 7)]
@@ -54,9 +55,9 @@ def test_parse_error_fails_the_job_once_with_the_error_shown(tmp_path, settings,
     assert result.exit_code == 8, result.output
     assert "failed" in result.output
 
-    progress = client.status(sub.spec.id)[0]
-    assert progress["state"] == "failed"
-    assert any("Parse Error" in line for line in progress["errors"])
+    progress = job_view(client.store, sub.spec.id)
+    assert progress.state == "failed"
+    assert any("Parse Error" in line for line in progress.errors)
     batches = client.store.batches(sub.spec.id)
     assert all(n == 1 for n in batches["attempts"].values()), "a scene error must not be retried"
 

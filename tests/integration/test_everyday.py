@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from httpov.cli import cli
 from httpov.local import worker_env
 from httpov.plan import Batch
+from httpov.view import job_view
 from tests.conftest import PARSE_ERROR, pixels, povray_direct, wait_for, write_scene
 
 DECLARED = """#version 3.7;
@@ -69,14 +70,14 @@ def test_watch_of_a_cancelled_job_exits_8_and_retry_starts_its_clock_again(tmp_p
     assert watched.exit_code == 8, watched.output  # `submit --wait` exits 8 for it too
     assert f"httpov: error: job {sub.spec.id} cancelled with 0/4 frame(s) rendered" in watched.output
     assert f"hint: `httpov retry {sub.spec.id}` renders the rest" in watched.output
-    assert client.store.progress(sub.spec.id)["finished"] is not None
+    assert job_view(client.store, sub.spec.id).finished is not None
 
     client.retry(sub.spec.id)
-    running = client.store.progress(sub.spec.id)
-    assert running["state"] == "running" and running["finished"] is None
+    running = job_view(client.store, sub.spec.id)
+    assert running.state == "running" and running.finished is None
     workers(concurrency=2)
     done = client.wait(sub.spec.id, timeout=120)
-    assert done["frames_done"] == 4 and done["finished"] is not None and done["rate"] > 0
+    assert done.frames_done == 4 and done.finished is not None and done.rate > 0
     watched = CliRunner().invoke(cli, ["watch", sub.spec.id, "--once"], env=env)
     assert watched.exit_code == 0, watched.output
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local import free_port, worker_env
+from httpov.view import job_view
 from tests.conftest import pixels, povray_direct, queue_drained, wait_for
 from tests.integration.faults import crash_script, frames_in_results, povray_pids, redis_server, slow_scene
 
@@ -54,7 +55,7 @@ def test_sigkilled_worker_batches_render_elsewhere_exactly_once(tmp_path, settin
     assert max(restarted.values()) < 10, f"recovery took {restarted}"
 
     final = client.wait(sub.spec.id, timeout=120)
-    assert (final["state"], final["frames_done"], final["batches_done"]) == ("done", 6, 3)
+    assert (final.state, final.frames_done, final.batches_done) == ("done", 6, 3)
     names = frames_in_results(Path(settings.storage), sub.spec.id)
     assert names == [f"slow_{n:04d}.png" for n in range(1, 7)], "each frame exactly once in the results"
     done = client.store.batches(sub.spec.id)["done"]
@@ -78,7 +79,7 @@ def test_duplicate_and_redelivered_messages_render_nothing_twice(tmp_path, setti
                             kwargs={"job_id": sub.spec.id, "batch": batch})
     client._send(sub.spec, sub.spec.batches)
     final = client.wait(sub.spec.id, timeout=120)
-    assert (final["state"], final["frames_done"], final["batches_done"]) == ("done", 4, 4)
+    assert (final.state, final.frames_done, final.batches_done) == ("done", 4, 4)
     batches = client.store.batches(sub.spec.id)
     assert batches["attempts"] == {b: 1 for b in sub.spec.batches}, "a duplicate delivery rendered a batch again"
     wait_for(lambda: queue_drained(settings), 30, "the duplicates to come up and be dropped")
@@ -91,9 +92,9 @@ def test_time_limit_kills_povray_and_fails_the_batch(tmp_path, settings, client,
     scene = slow_scene(tmp_path / "tl", 4)
     sub = client.submit(scene, count=4)
     workers(concurrency=1, settings_=settings)
-    wait_for(lambda: client.status(sub.spec.id)[0]["state"] == "failed", 60, "the job to fail on its time limit")
-    final = client.status(sub.spec.id)[0]
-    assert any("time limit" in line for line in final["errors"]), final["errors"]
+    wait_for(lambda: job_view(client.store, sub.spec.id).state == "failed", 60, "the job to fail on its time limit")
+    final = job_view(client.store, sub.spec.id)
+    assert any("time limit" in line for line in final.errors), final.errors
     wait_for(lambda: not povray_pids(str(settings.cache_dir)), 5, "povray to be killed")
     assert client.store.batches(sub.spec.id)["attempts"] == {"f000001-000004": 1}
 
@@ -106,8 +107,8 @@ def test_blocklisted_node_hands_batches_back_and_the_job_completes(tmp_path, set
     wait_for(lambda: _node_ready(client, "bad") and _node_ready(client, "good"), 30, "both nodes to start")
     sub = client.submit(scene, count=1)
     final = client.wait(sub.spec.id, timeout=180)
-    assert (final["state"], final["frames_done"]) == ("done", 6)
-    assert [n.split("@")[0] for n in final["nodes_blocked"]] == ["bad"]
+    assert (final.state, final.frames_done) == ("done", 6)
+    assert [n.split("@")[0] for n in final.nodes_blocked] == ["bad"]
     batches = client.store.batches(sub.spec.id)
     assert all(info["node"].startswith("good@") for info in batches["done"].values())
     failures = client.store.r.hgetall(f"{settings.prefix}:job:{sub.spec.id}:node_failures")
@@ -122,7 +123,7 @@ def test_same_failure_on_two_nodes_fails_the_job_with_the_log(tmp_path, settings
         workers(concurrency=1, name=name, settings_=settings.with_(povray=str(bad)))
     wait_for(lambda: _node_ready(client, "x") and _node_ready(client, "y"), 30, "both nodes to start")
     sub = client.submit(scene)
-    wait_for(lambda: client.status(sub.spec.id)[0]["state"] == "failed", 60, "the job to fail")
+    wait_for(lambda: job_view(client.store, sub.spec.id).state == "failed", 60, "the job to fail")
     result = CliRunner().invoke(cli, ["status", sub.spec.id], env=worker_env(settings))
     print(result.output)
     assert "the same failure on 2 render nodes" in result.output
@@ -147,7 +148,7 @@ def test_redis_restart_mid_job_loses_nothing(tmp_path, settings, workers):
         client = Client(settings, make_app(settings))
         sub = client.submit(slow_scene(tmp_path / "rr", 8), count=1)
         workers(concurrency=2, settings_=settings)
-        wait_for(lambda: client.status(sub.spec.id)[0]["batches_done"] >= 2, 90, "two batches done")
+        wait_for(lambda: job_view(client.store, sub.spec.id).batches_done >= 2, 90, "two batches done")
 
         server.terminate()  # SHUTDOWN: the append-only file is flushed
         server.wait(20)
@@ -158,7 +159,7 @@ def test_redis_restart_mid_job_loses_nothing(tmp_path, settings, workers):
         server = redis_server(data, port, persist=True)
 
         final = client.wait(sub.spec.id, timeout=180)
-        assert (final["state"], final["frames_done"], final["batches_done"]) == ("done", 8, 8)
+        assert (final.state, final.frames_done, final.batches_done) == ("done", 8, 8)
         assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"rr_{n:04d}.png" for n in range(1, 9)]
     finally:
         server.terminate()
@@ -183,11 +184,11 @@ def test_a_lost_batch_is_requeued_once_however_long_it_waits(tmp_path, settings,
     # The rescuer renders one lost batch after its own and the other after that: the last one waits in the queue
     # for many leases while the victim's message for it sits in kombu's unacked table, older than two leases.
     final = client.wait(sub.spec.id, timeout=180)
-    assert (final["state"], final["frames_done"]) == ("done", 12)
+    assert (final.state, final.frames_done) == ("done", 12)
     log = (tmp_path / "rescuer.log").read_text() + caplog.text
     assert "died before starting it" not in log, "a batch the lease sweep requeued was queued a second time"
     assert client.store.batches(sub.spec.id)["requeued"] == {b: 1 for b in lost}
-    assert final["batches_requeued"] == len(lost)
+    assert final.batches_requeued == len(lost)
     assert client.store.batches(sub.spec.id)["attempts"] == {b: 2 if b in lost else 1 for b in sub.spec.batches}
     wait_for(lambda: _unacked_of(settings, sub.spec.id) == 0, 30, "the victim's messages to leave kombu's table")
     assert client.store.batches(sub.spec.id)["requeued"] == {b: 1 for b in lost}
@@ -207,7 +208,7 @@ def test_a_frozen_nodes_batches_are_requeued_once_and_its_thaw_changes_nothing(t
     os.killpg(victim.pid, signal.SIGSTOP)  # frozen, not dead: its messages stay taken, its leases run out
     try:
         final = client.wait(sub.spec.id, timeout=180)
-        assert (final["state"], final["frames_done"]) == ("done", 12)
+        assert (final.state, final.frames_done) == ("done", 12)
         wait_for(lambda: _unacked_of(settings, sub.spec.id) == 0, 30, "the frozen node's messages to be dropped")
     finally:
         os.killpg(victim.pid, signal.SIGCONT)
@@ -223,8 +224,6 @@ def test_a_frozen_nodes_batches_are_requeued_once_and_its_thaw_changes_nothing(t
 
 
 def test_a_finished_job_shows_no_running_batches_and_retry_requeues_none(tmp_path, settings, client, workers):
-    from httpov.eta import job_view
-
     settings = settings.with_(lease_seconds=2.0)
     sub = client.submit(slow_scene(tmp_path / "stale", 4), count=1)
     victim = workers(concurrency=2, name="victim", settings_=settings)
@@ -234,14 +233,14 @@ def test_a_finished_job_shows_no_running_batches_and_retry_requeues_none(tmp_pat
     assert client.store.running(sub.spec.id) == {}
     assert not list(client.store.r.scan_iter(match=f"{settings.prefix}:lease:{sub.spec.id}:*"))
     view = job_view(client.store, sub.spec.id)
-    assert (view["batches_running"], view["running"], view["frames_running"]) == ({}, [], 0)
+    assert (view.batches_running, view.running, view.frames_running) == ({}, [], 0)
     shown = CliRunner().invoke(cli, ["status", sub.spec.id], env=worker_env(settings))
     assert shown.exit_code == 0 and " 0 rendering" in shown.output, shown.output
 
     client.retry(sub.spec.id)
     workers(concurrency=2, name="after", settings_=settings)
     final = client.wait(sub.spec.id, timeout=120)
-    assert (final["state"], final["frames_done"]) == ("done", 4)
+    assert (final.state, final.frames_done) == ("done", 4)
     batches = client.store.batches(sub.spec.id)
     assert batches["requeued"] == {}, "retry queued every missing batch: none was also requeued as lost"
     assert batches["attempts"] == {b: 1 for b in sub.spec.batches}
@@ -264,7 +263,7 @@ def test_a_requeued_batch_goes_ahead_of_its_jobs_queued_batches(tmp_path, settin
     waiting = [b for b in sub.spec.batches if b != lost and b not in batches["done"] and b not in batches["running"]]
     assert len(waiting) >= 3, batches
     final = client.wait(sub.spec.id, timeout=180)
-    assert (final["state"], final["frames_done"]) == ("done", 16)
+    assert (final.state, final.frames_done) == ("done", 16)
     done = client.store.batches(sub.spec.id)["done"]
     after = [b for b in waiting if done[b]["finished"] > done[lost]["finished"]]
     # the rescuer may have taken one of them the moment before the requeue; every other one comes after
@@ -326,4 +325,4 @@ def test_a_failed_job_forgets_its_running_batches_in_the_same_step(tmp_path, set
     assert not list(client.store.r.scan_iter(match=f"{settings.prefix}:lease:{sub.spec.id}:*"))
     # a render still running when its job failed stops on its next renewal, told why
     assert client.store.refresh(sub.spec.id, first, f"{first}-task/1", 60) == "failed"
-    assert client.status(sub.spec.id)[0]["batches_running"] == {}
+    assert job_view(client.store, sub.spec.id).batches_running == {}

@@ -52,7 +52,7 @@ def test_pause_lets_running_batches_finish_and_resume_renders_the_rest(tmp_path,
     resumed = _cli(settings, "resume", sub.spec.id)
     assert resumed.exit_code == 0 and f"({len(paused['parked'])} batch(es) requeued)" in resumed.output
     final = client.wait(sub.spec.id, timeout=120)
-    assert (final["state"], final["frames_done"]) == ("done", 5)
+    assert (final.state, final.frames_done) == ("done", 5)
     assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"p_{n:04d}.png" for n in range(1, 6)]
     assert _cli(settings, "resume", sub.spec.id).exit_code == 4  # not paused
 
@@ -69,7 +69,7 @@ def test_retry_renders_only_missing_and_failed_batches(tmp_path, settings, clien
     result = _cli(settings, "retry", sub.spec.id)
     assert result.exit_code == 0 and f"{4 - len(first)} batch(es) queued again" in result.output
     final = client.wait(sub.spec.id, timeout=120)
-    assert (final["state"], final["frames_done"]) == ("done", 4)
+    assert (final.state, final.frames_done) == ("done", 4)
     assert {b: client.store.batches(sub.spec.id)["done"][b] for b in first} == first, "done batches kept"
     assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"r_{n:04d}.png" for n in range(1, 5)]
 
@@ -85,7 +85,7 @@ def test_retry_renders_only_missing_and_failed_batches(tmp_path, settings, clien
     workers(concurrency=1, name="fixed")
     assert _cli(settings, "retry", failed.spec.id).exit_code == 0
     final = client.wait(failed.spec.id, timeout=120)
-    assert (final["state"], final["frames_done"], final["nodes_blocked"]) == ("done", 3, [])
+    assert (final.state, final.frames_done, final.nodes_blocked) == ("done", 3, [])
 
 
 def test_high_priority_job_goes_before_a_low_one_already_queued(tmp_path, settings, client, workers):

@@ -16,6 +16,7 @@ from PIL import Image
 from httpov.cli import cli
 from httpov.local import worker_env
 from httpov.plan import radiosity_digest
+from httpov.view import job_view
 from httpov.keys import radiosity_key
 from tests.conftest import AA_SENSITIVE, pixels, povray_direct, queue_drained, wait_for, write_scene
 from tests.integration.faults import povray_pids
@@ -74,7 +75,7 @@ def test_sliced_radiosity_still_matches_a_single_render_only_with_the_pre_pass(t
     cached = client.submit(scene, slices=4)
     assert cached.spec.batches[0] == "f000001-000001-pre" and cached.spec.radiosity == "prepass"
     view = client.wait(cached.spec.id, timeout=180)
-    assert view["prepass"] == {"kind": "radiosity", "total": 1, "done": 1, "running": 0, "failed": 0}
+    assert view.to_json()["prepass"] == {"kind": "radiosity", "total": 1, "done": 1, "running": 0, "failed": 0}
     with_prepass = client.fetch(cached.spec.id, tmp_path / "cached")[0]
 
     plain = client.submit(scene, slices=4, radiosity_cache="off")
@@ -159,7 +160,7 @@ def test_pause_during_the_pre_pass_parks_its_slices_until_resume(tmp_path, setti
     workers(concurrency=2)
     sub = client.submit(scene, slices=4)
     wait_for(lambda: "f000001-000001-pre" in _running(client, sub.spec.id), 60, "the pre-pass to start")
-    assert client.store.progress(sub.spec.id)["prepass"]["running"] == 1  # status --json shows the stage
+    assert job_view(client.store, sub.spec.id).to_json()["prepass"]["running"] == 1  # status --json shows the stage
     client.pause(sub.spec.id)
     slices = [b for b in sub.spec.batches if not b.endswith("-pre")]
     # the running pre-pass finishes; the slices it queues are set aside, not rendered

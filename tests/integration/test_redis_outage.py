@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from httpov.local import free_port, worker_env
+from httpov.view import job_view
 from tests.conftest import wait_for
 from tests.integration.faults import povray_pids, redis_server, slow_scene
 
@@ -96,7 +97,7 @@ def test_waiting_commands_and_the_page_ride_out_a_redis_restart(tmp_path, settin
         watch = _cli(settings, out / "watch", "watch", job, "--interval", "0.5")
         procs.append(watch)
         workers(concurrency=2, settings_=settings)
-        wait_for(lambda: client.status(job)[0]["batches_done"] >= 2, 90, "two batches done")
+        wait_for(lambda: job_view(client.store, job).batches_done >= 2, 90, "two batches done")
         wait_for(lambda: "rendering with" in (out / "render.out").read_text(), 30, "render to start its node")
 
         server.terminate()  # SHUTDOWN: the append-only file is flushed
@@ -111,7 +112,7 @@ def test_waiting_commands_and_the_page_ride_out_a_redis_restart(tmp_path, settin
             assert proc.wait(180) == 0, (out / f"{name}.err").read_text()[-2000:]
             said = (out / f"{name}.err").read_text().count("Redis unreachable, retrying")
             assert said == 1, f"{name} said it {said} times: {(out / f'{name}.err').read_text()[-2000:]}"
-        assert client.status(job)[0]["frames_done"] == 8
+        assert job_view(client.store, job).frames_done == 8
         assert "done" in (out / "watch.out").read_text().split("\n\n")[-2]  # its last view
         assert len(list((tmp_path / "rendered").glob("*.png"))) == 6
         status, page = _get(f"http://127.0.0.1:{web_port}/")

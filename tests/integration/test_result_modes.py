@@ -42,7 +42,7 @@ def test_scene_and_batch_zips_of_a_job_are_group_readable_under_umask_002(tmp_pa
     umask(0o002)  # a shared folder's usual umask: group members read and write each other's files
     sub = client.submit(write_scene(tmp_path / "m", TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF2\n"), count=1)
     workers(concurrency=1)  # inherits the umask, as a render node started from a login shell would
-    assert client.wait(sub.spec.id, timeout=120)["state"] == "done"
+    assert client.wait(sub.spec.id, timeout=120).state == "done"
     root = Path(settings.storage)
     stored = [root / sub.spec.scene_key, *sorted((root / "jobs" / sub.spec.id / "batches").glob("*.zip"))]
     assert len(stored) == 3

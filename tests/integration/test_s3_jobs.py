@@ -88,7 +88,7 @@ def test_job_in_s3_renders_like_povray_and_each_node_downloads_the_scene_once(tm
     for name in ("s3a", "s3b"):
         workers(concurrency=2, name=name, settings_=s3_settings.with_(cache_dir=tmp_path / f"cache-{name}"))
     final = client.wait(sub.spec.id, timeout=180)
-    assert (final["state"], final["frames_done"]) == ("done", 4)
+    assert (final.state, final.frames_done) == ("done", 4)
 
     storage = client.storage
     assert isinstance(storage, S3Storage)
@@ -232,7 +232,7 @@ def test_a_worker_retries_transient_network_errors_with_backoff(tmp_path, endpoi
         final = client.wait(sub.spec.id, timeout=120)
     finally:
         proxy.close()
-    assert final["state"] == "done"
+    assert final.state == "done"
     assert proxy.connections > 4
     batches = client.store.batches(sub.spec.id)
     assert batches["attempts"] == {"f000001-000001": 2}

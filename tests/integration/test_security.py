@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local import free_port, stop_worker, worker_env
+from httpov.view import job_view
 from tests.bombs import bomb_png
 from tests.conftest import TINY_ANIMATION, pixels, povray_direct, queue_drained, wait_for, write_scene
 
@@ -55,9 +56,9 @@ def test_node_does_not_trust_a_forged_job_record(tmp_path, settings, client, wor
     client.store.r.hset(key, "spec", json.dumps(spec))
     workers(concurrency=1)
     wait_for(lambda: client.store.state(sub.spec.id) in ("failed", "done"), 60, "the forged job to end")
-    progress = client.status(sub.spec.id)[0]
-    assert progress["state"] == "failed"
-    assert any("outside the scene" in line for line in progress["errors"])
+    progress = job_view(client.store, sub.spec.id)
+    assert progress.state == "failed"
+    assert any("outside the scene" in line for line in progress.errors)
     assert not marker.exists() and not (tmp_path / "o.png").exists()
 
 
@@ -103,7 +104,7 @@ def test_pickled_messages_never_run_on_a_node(tmp_path, settings, client, worker
                             serializer="pickle")
     scene = write_scene(tmp_path / "after", TINY_ANIMATION, "Width=8\nHeight=8\n")
     sub = client.submit(scene)
-    assert client.wait(sub.spec.id, timeout=90)["state"] == "done"
+    assert client.wait(sub.spec.id, timeout=90).state == "done"
     assert not marker.exists()
 
 
@@ -219,9 +220,9 @@ def test_a_forged_name_never_becomes_a_path_on_the_node(tmp_path, settings, clie
     wait_for(lambda: client.store.state(attacker.spec.id) in ("failed", "done"), 60, "the forged job to end")
     assert pixels(stitched) == before, "the forged job replaced another job's frame"
     assert sorted(p.name for p in frames.iterdir()) == [stitched.name]
-    progress = client.status(attacker.spec.id)[0]
-    assert progress["state"] == "failed"
-    assert any("path separator" in line for line in progress["errors"])
+    progress = job_view(client.store, attacker.spec.id)
+    assert progress.state == "failed"
+    assert any("path separator" in line for line in progress.errors)
 
 
 def test_a_forged_root_is_refused_before_any_lease_or_copy(tmp_path, settings, client, workers):
@@ -234,9 +235,9 @@ def test_a_forged_root_is_refused_before_any_lease_or_copy(tmp_path, settings, c
     _forge(client, settings, sub.spec.id, root="../")
     workers(concurrency=1, name="second")
     wait_for(lambda: client.store.state(sub.spec.id) in ("failed", "done"), 60, "the forged job to end")
-    progress = client.status(sub.spec.id)[0]
-    assert progress["state"] == "failed"
-    assert any("root='../' points outside the scene" in line for line in progress["errors"])
+    progress = job_view(client.store, sub.spec.id)
+    assert progress.state == "failed"
+    assert any("root='../' points outside the scene" in line for line in progress.errors)
     assert client.store.attempts(sub.spec.id, sub.spec.batches[0]) == 0, "the node leased a forged job's batch"
 
 
@@ -248,7 +249,7 @@ def test_forged_batch_messages_are_dropped_and_the_job_goes_on(tmp_path, setting
         client.celery.send_task("httpov.render_batch", kwargs={"job_id": sub.spec.id, "batch": batch},
                                 queue=settings.queue)
     workers(concurrency=1)
-    assert client.wait(sub.spec.id, timeout=90)["state"] == "done"
+    assert client.wait(sub.spec.id, timeout=90).state == "done"
     wait_for(lambda: queue_drained(settings), 60, "the forged messages to be consumed")
     batches = client.store.batches(sub.spec.id)
     for batch in forged:
@@ -269,7 +270,7 @@ def test_a_scene_cannot_replace_or_add_outputs(tmp_path, settings, client, worke
     scene = write_scene(tmp_path / "sneaky", pov, "Width=16\nHeight=12\n+KFI1 +KFF2\n")
     workers(concurrency=1)
     sub = client.submit(scene, count=2)
-    assert client.wait(sub.spec.id, timeout=90)["state"] == "done"
+    assert client.wait(sub.spec.id, timeout=90).state == "done"
     images = client.fetch(sub.spec.id, tmp_path / "out")
     assert [p.name for p in images] == ["sneaky_0001.png", "sneaky_0002.png"]
     povray_direct(write_scene(tmp_path / "clean", TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF2\n"),
@@ -290,9 +291,9 @@ def test_a_batch_may_write_only_so_much(tmp_path, settings, client, workers, lim
     workers(concurrency=1, settings_=settings.with_(**limit))
     sub = client.submit(scene)
     wait_for(lambda: client.store.state(sub.spec.id) in ("failed", "done"), 90, "the job to end")
-    progress = client.status(sub.spec.id)[0]
-    assert progress["state"] == "failed"
-    assert any(words in line for line in progress["errors"]), progress["errors"]
+    progress = job_view(client.store, sub.spec.id)
+    assert progress.state == "failed"
+    assert any(words in line for line in progress.errors), progress.errors
     assert client.store.attempts(sub.spec.id, sub.spec.batches[0]) == 1, "a limit is final, not retried"
 
 
@@ -330,9 +331,9 @@ def test_a_job_time_limit_stops_an_endless_parse(tmp_path, settings, client, wor
     assert result.exit_code == 0, result.output
     job_id = client.store.job_ids()[-1]
     wait_for(lambda: client.store.state(job_id) in ("failed", "done"), 60, "the time limit to stop the job")
-    progress = client.status(job_id)[0]
-    assert progress["state"] == "failed"
-    assert any("time limit of 2 s" in line for line in progress["errors"]), progress["errors"]
+    progress = job_view(client.store, job_id)
+    assert progress.state == "failed"
+    assert any("time limit of 2 s" in line for line in progress.errors), progress.errors
     assert client.store.attempts(job_id, client.store.spec(job_id).batches[0]) == 1, "a limit is final"
     wait_for(lambda: not _povray_of(job_id), 10, "povray to be gone")
 
@@ -341,9 +342,9 @@ def test_the_node_time_limit_message_names_the_soft_limit(tmp_path, settings, cl
     workers(concurrency=1, settings_=settings.with_(task_time_limit=32))  # soft limit: 2 s
     sub = client.submit(write_scene(tmp_path / "endless", ENDLESS, "Width=8\nHeight=8\n"))
     wait_for(lambda: client.store.state(sub.spec.id) in ("failed", "done"), 60, "the soft time limit")
-    progress = client.status(sub.spec.id)[0]
-    assert progress["state"] == "failed"
-    assert any("time limit of 2 s" in line for line in progress["errors"]), progress["errors"]
+    progress = job_view(client.store, sub.spec.id)
+    assert progress.state == "failed"
+    assert any("time limit of 2 s" in line for line in progress.errors), progress.errors
     wait_for(lambda: not _povray_of(sub.spec.id), 10, "povray to be gone")
 
 
@@ -357,7 +358,7 @@ def test_control_sequences_from_names_and_povray_are_shown_escaped(tmp_path, set
     """A scene whose #error prints an OSC, and a job name holding CSI/OSC (written straight into Redis, as any
     older client or anyone with Redis access could): every CLI view and the web page show them as \\x1b...,
     `--json` keeps the raw characters as data."""
-    from httpov import eta, web
+    from httpov import web
 
     evil = write_scene(tmp_path / "evil", '#version 3.7;\n#error concat(chr(27), "]0;pwned", chr(7))\n',
                        "Width=8\nHeight=8\n")
@@ -380,7 +381,7 @@ def test_control_sequences_from_names_and_povray_are_shown_escaped(tmp_path, set
         assert "\\x1b]0;pwned\\x07" in runs[what].output, f"{what} hid povray's message: {runs[what].output!r}"
     for what in ("status", "status JOB", "watch"):
         assert "n\\x1b[2J" in runs[what].output, f"{what} hid the name: {runs[what].output!r}"
-    page = web.render_page([eta.job_view(client.store, job)], 3)
+    page = web.render_page([job_view(client.store, job)], 3)
     assert "\x1b" not in page and "\x07" not in page and "\\x1b]0;pwned\\x07" in page
     raw = json.loads(CliRunner().invoke(cli, ["status", job, "--json"], env=env).output)
     assert raw["name"] == f"n{CLEAR_ATTACK}{TITLE_ATTACK}"
@@ -450,9 +451,9 @@ def test_node_rechecks_limits_and_fails_the_job_at_once(tmp_path, settings, work
                 wide.spec.id: "width 100000, more than the limit of 16384"}
     for job, message in expected.items():
         wait_for(lambda: loose.store.state(job) in ("failed", "done"), 90, "the job to end")
-        progress = loose.status(job)[0]
-        assert progress["state"] == "failed"
-        assert any(message in line for line in progress["errors"]), progress["errors"]
+        progress = job_view(loose.store, job)
+        assert progress.state == "failed"
+        assert any(message in line for line in progress.errors), progress.errors
         assert set(loose.store.batches(job)["attempts"].values()) <= {1}, "a limit is not worth a retry"
     assert not list(settings.cache_dir.rglob("x.inc")) and not list(settings.cache_dir.rglob("data.inc"))
 
@@ -485,7 +486,7 @@ def test_interrupted_submit_fails_its_job_and_nodes_drop_its_batches(tmp_path, s
     job = _job_of(settings)
     assert client.store.state(job) == "failed"
     assert client.store.job_ids() == [] and client.store.active_ids() == []  # never listed
-    assert "interrupted" in client.status(job)[0]["errors"][0]
+    assert "interrupted" in job_view(client.store, job).errors[0]
     listing = CliRunner().invoke(cli, ["status"], env=worker_env(settings))
     assert "no jobs yet" in listing.output, listing.output
     assert client.store.r.ttl(f"{settings.prefix}:job:{job}") > 0  # cleaned up later
@@ -506,7 +507,7 @@ def test_a_client_dying_mid_submit_lets_its_job_fail(tmp_path, settings, client,
     client.store.r.delete(f"{settings.prefix}:submitting:{job}")  # what SUBMIT_LEASE_SECONDS later brings
     workers(concurrency=1)
     wait_for(lambda: client.store.state(job) == "failed", 60, "the node to fail the orphaned job")
-    assert "before every batch was queued" in client.status(job)[0]["errors"][0]
+    assert "before every batch was queued" in job_view(client.store, job).errors[0]
     wait_for(lambda: queue_drained(settings), 60, "the node to drop its batches")
     assert client.store.batches(job)["done"] == {}
 
@@ -527,7 +528,7 @@ def test_batches_may_render_before_the_last_is_queued(tmp_path, settings, client
     slow = Slow(settings, make_app(settings))
     sub = slow.submit(write_scene(tmp_path / "early", TINY_ANIMATION, "Width=8\nHeight=8\n"), frames=4, count=1)
     assert client.store.job_ids() == [sub.spec.id]
-    assert client.wait(sub.spec.id, timeout=90)["state"] == "done"
+    assert client.wait(sub.spec.id, timeout=90).state == "done"
     assert len(client.fetch(sub.spec.id, tmp_path / "out")) == 4
 
 
@@ -546,7 +547,7 @@ def rendered(tmp_path, settings, client, workers):
     """A finished one-frame 64x48 job."""
     workers(concurrency=1)
     sub = client.submit(write_scene(tmp_path / "bombed", TINY_ANIMATION, "Width=64\nHeight=48\n"))
-    assert client.wait(sub.spec.id, timeout=90)["state"] == "done"
+    assert client.wait(sub.spec.id, timeout=90).state == "done"
     return sub.spec.id
 
 

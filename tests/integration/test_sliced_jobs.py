@@ -41,7 +41,7 @@ def test_sliced_still_keeps_alpha_and_16_bits_and_matches_one_povray(tmp_path, s
     assert sub.spec.batches == ["f000001-000001-r00001-00032", "f000001-000001-r00033-00064",
                                 "f000001-000001-r00065-00080"]
     final = client.wait(sub.spec.id, timeout=180)
-    assert (final["state"], final["frames_done"], final["frames_total"]) == ("done", 1, 1)
+    assert (final.state, final.frames_done, final.frames_total) == ("done", 1, 1)
 
     # The whole frame is stored beside the batch zips, and fetch hands out whole frames only.
     assert sorted(client.storage.list(f"jobs/{sub.spec.id}/frames/")) == [frame_key(sub.spec.id, "still_0001.png")]

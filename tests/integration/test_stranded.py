@@ -38,7 +38,7 @@ def test_message_taken_by_a_dying_worker_is_requeued(tmp_path, settings, client,
     started = time.monotonic()
     workers(concurrency=1, settings_=fast)  # visibility timeout is over an hour: only httpov's sweep can help
     final = client.wait(sub.spec.id, timeout=60)
-    assert final["state"] == "done" and final["frames_done"] == 1
+    assert final.state == "done" and final.frames_done == 1
     assert time.monotonic() - started < 30
     assert r.hlen(f"{settings.prefix}:kombu:unacked") == 0
 

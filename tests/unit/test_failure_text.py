@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from httpov.cli import _job_text
-from httpov.eta import failure_groups
 from httpov.worker.povray import error_lines, failure
+from httpov.view import FailedBatch, JobView, failure_groups
 from httpov.web import render_page
 
 # povray 3.7.0.10's log for a scene whose image_map file is missing, with the scene named by the node's work path
@@ -38,24 +38,26 @@ def test_a_parse_error_with_its_own_location_is_the_headline_whole():
 
 
 def _failed(label, node, error="povray failed: Parse Error: x", final=True):
-    return {"batch": label, "label": label, "node": node, "error": error, "lines": ["Parse Error: x"],
-            "final": final, "at": 0}
+    return FailedBatch(batch=label, label=label, node=node, error=error, lines=["Parse Error: x"], final=final, at=0)
 
 
 def test_one_error_from_several_slices_shows_once_with_the_count():
     failed = [_failed("frame 1 rows 1-32", "a@h"), _failed("frame 1 rows 33-64", "b@h"),
               _failed("frame 1 rows 65-96", "a@h"), _failed("frame 2 rows 1-32", "a@h", "other", final=False)]
     groups = failure_groups(failed)
-    assert [(g["count"], g["nodes"]) for g in groups] == [(3, ["a@h", "b@h"]), (1, ["a@h"])]
-    view = {"id": "j1", "name": "n", "state": "failed", "elapsed": 3.0, "frames_total": 2, "frames_done": 0,
-            "frames_failed": 2, "frames_running": 0, "batches_done": 0, "batches_total": 6, "rate_recent": 0.0,
-            "frame_seconds": None, "eta_at": None, "eta_seconds": None, "running": [], "batches_queued": 0,
-            "nodes": {}, "failed": failed}
+    assert [(g.count, g.nodes) for g in groups] == [(3, ["a@h", "b@h"]), (1, ["a@h"])]
+    view = JobView(id="j1", name="n", state="failed", frames_total=2, frames_done=0, frames_failed=2, first_frame=1,
+                   last_frame=2, batches_total=6, batches_done=0, batches_failed=[], batches_requeued=0,
+                   batches_running={}, sliced=True, width=16, height=96, priority=5, created=0.0, finished=3.0,
+                   elapsed=3.0, rate=0.0, errors=[], nodes_blocked=[], radiosity_cache="off", prepass=None,
+                   eta_seconds=None, eta_at=None,
+                   frame_seconds=None, overhead_factor=1.0, rate_recent=0.0, render_processes=0, frames_running=0,
+                   batches_queued=0, running=[], nodes={}, failed=failed)
     text = _job_text(view)
     assert text.count("Parse Error: x\n") == 1 + 1  # the headline once, and its log line once
     assert ("failed: 3 batches (frame 1 rows 1-32, frame 1 rows 33-64, frame 1 rows 65-96) on a@h, b@h: "
             "povray failed: Parse Error: x") in text
     assert "will retry: frame 2 rows 1-32 on a@h: other" in text
-    page = render_page([dict(view, width=16, height=96, created=0.0, finished=3.0)], refresh=3)
+    page = render_page([view], refresh=3)
     assert page.count("povray failed: Parse Error: x") == 1
     assert "<b>3 batches (frame 1 rows 1-32, frame 1 rows 33-64, frame 1 rows 65-96)</b> on a@h, b@h" in page

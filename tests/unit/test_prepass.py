@@ -5,10 +5,9 @@ import time
 
 import pytest
 
-from httpov.cli import prepass_text
 from httpov.errors import BadInputError, SceneError
 from httpov.eta import estimate, work_units
-from httpov.jobs import summarize
+from httpov.view import Prepass, from_snapshot
 from httpov.plan import (Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by, waiting_for_prepass,
                          wrappable)
 from httpov.scene import mentions_radiosity
@@ -102,12 +101,13 @@ def test_the_pre_pass_counts_no_frame_and_status_shows_its_stage():
     batches = {"done": {}, "running": {}, "failed": {}, "attempts": {}, "requeued": {}, "parked": [], "frames": [],
                "blocked": []}
     now = time.time()
-    view = summarize({"state": "queued", "created": str(now)}, s, batches)
-    assert view["prepass"] == {"kind": "radiosity", "total": 1, "done": 0, "running": 0, "failed": 0}
-    assert prepass_text(view["prepass"]) == "pre-pass: radiosity 0/1"
+    view = from_snapshot({"state": "queued", "created": str(now)}, s, batches, now)
+    assert view.prepass == Prepass(kind="radiosity", total=1, done=0, running=0, failed=0)
+    assert view.prepass.text == "pre-pass: radiosity 0/1"
     done = {"f000001-000001-pre": {"node": "a", "seconds": 2.0, "frames": 0, "finished": now}}
     running = {"f000001-000001-r00001-00032": {"node": "a", "started": now - 1}}
     estimate(s, "running", {**batches, "done": done, "running": running}, now, now - 3)  # no division by zero
-    view = summarize({"state": "running", "created": str(now)}, s, {**batches, "done": done})
-    assert prepass_text(view["prepass"]) == "pre-pass: radiosity 1/1"
-    assert summarize({"state": "queued", "created": str(now)}, spec(radiosity="off", pre=[]), batches)["prepass"] is None
+    view = from_snapshot({"state": "running", "created": str(now)}, s, {**batches, "done": done}, now)
+    assert view.prepass is not None and view.prepass.text == "pre-pass: radiosity 1/1"
+    assert from_snapshot({"state": "queued", "created": str(now)}, spec(radiosity="off", pre=[]), batches,
+                         now).prepass is None

@@ -1,0 +1,242 @@
+"""What a user sees of a job: one typed JobView, built in one place from a JobStore snapshot, for status, watch,
+submit --wait, render and the web page (`to_json()` is `httpov status --json`)."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator
+
+from httpov import eta
+from httpov.jobs import JobStore
+from httpov.outage import through_outage
+from httpov.plan import FINISHED, Batch, JobSpec, prepass_ids
+
+
+@dataclass
+class RunningBatch:
+    """A batch a render process is rendering now, and how far it is expected to be."""
+
+    batch: str
+    label: str
+    node: str
+    elapsed: float
+    expected: float | None
+    progress: float | None
+    retrying: bool
+
+
+@dataclass
+class NodeWork:
+    """What one render node did for the job, and what it renders now (batch labels)."""
+
+    batches_done: int
+    frames_done: float
+    seconds: float
+    running: list[str]
+
+
+@dataclass
+class FailedBatch:
+    """A batch whose last attempt failed; `final` when it will not be tried again."""
+
+    batch: str
+    label: str
+    node: str
+    error: str
+    lines: list[str]
+    final: bool
+    at: float | None
+
+
+@dataclass
+class FailureGroup:
+    """Failed batches with the same error: one entry with the count, their labels and nodes, the first's log lines."""
+
+    error: str
+    final: bool
+    lines: list[str]
+    count: int
+    labels: list[str]
+    nodes: list[str]
+
+    @property
+    def what(self) -> str:
+        """For people: 'frames 1-2', or '3 batches (frame 1 rows 1-32, ...)'."""
+        return self.labels[0] if len(self.labels) == 1 else f"{len(self.labels)} batches ({_some(self.labels)})"
+
+    @property
+    def where(self) -> str:
+        return _some(self.nodes)
+
+
+@dataclass
+class Prepass:
+    """A job's pre-pass stage (one radiosity pass per frame, or one for the job, ahead of its slices)."""
+
+    kind: str
+    total: int
+    done: int
+    running: int
+    failed: int
+
+    @property
+    def text(self) -> str:
+        """In one line: 'pre-pass: radiosity 0/1 (1 rendering)'."""
+        more = [f"{n} {word}" for n, word in ((self.running, "rendering"), (self.failed, "failed")) if n]
+        return f"pre-pass: {self.kind} {self.done}/{self.total}" + (f" ({', '.join(more)})" if more else "")
+
+
+@dataclass
+class JobView:
+    """A job's progress, ETA, running and failed batches and per-node work, at one moment."""
+
+    id: str
+    name: str
+    state: str
+    frames_total: int
+    frames_done: int
+    frames_failed: int
+    first_frame: int
+    last_frame: int
+    batches_total: int
+    batches_done: int
+    batches_failed: list[str]
+    batches_requeued: int
+    batches_running: dict[str, str]
+    sliced: bool
+    width: int
+    height: int
+    priority: int
+    created: float
+    finished: float | None
+    elapsed: float
+    rate: float
+    errors: list[str]
+    nodes_blocked: list[str]
+    radiosity_cache: str
+    prepass: Prepass | None
+    eta_seconds: float | None
+    eta_at: float | None
+    frame_seconds: float | None
+    overhead_factor: float
+    rate_recent: float
+    render_processes: int
+    frames_running: int
+    batches_queued: int
+    running: list[RunningBatch]
+    nodes: dict[str, NodeWork]
+    failed: list[FailedBatch]
+
+    def to_json(self) -> dict[str, Any]:
+        """The view as `httpov status --json` and the page's /api/jobs print it."""
+        return asdict(self)
+
+    @property
+    def ended(self) -> bool:
+        return self.state in FINISHED
+
+    @property
+    def percent(self) -> int:
+        return 100 * self.frames_done // max(1, self.frames_total)
+
+    @property
+    def eta_text(self) -> str:
+        """'-' for a job that will not end by itself, '0s' when done, else the ETA ('?' when there is no honest one)."""
+        if self.state in ("failed", "cancelled", "paused"):
+            return "-"
+        if self.state == "done":
+            return "0s"
+        return eta.duration(self.eta_seconds)
+
+    @property
+    def idle(self) -> bool:
+        """Batches wait but no render process is taking this job's batches now (why there is no ETA)."""
+        return self.state in ("queued", "running") and not self.running and self.batches_queued > 0
+
+    def failure_groups(self) -> list[FailureGroup]:
+        return failure_groups(self.failed)
+
+
+def from_snapshot(record: dict[str, str], spec: JobSpec, batches: dict[str, Any], now: float) -> JobView:
+    """The view of a job from its record, spec and batches (JobStore.snapshot) at `now`: no I/O."""
+    final_failures = {k: v for k, v in batches["failed"].items() if v.get("final")}
+    failed_frames = {f for batch in final_failures for f in Batch.from_id(batch).frames} - set(batches["frames"])
+    created = float(record["created"])
+    started = float(record.get("started") or created)
+    finished = float(record["finished"]) if record.get("finished") else None
+    elapsed = (finished or now) - started
+    done = len(batches["frames"])
+    errors = [record["error"]] if record.get("error") else []
+    errors += [line for v in final_failures.values() for line in [v["error"], *v["lines"]]]
+    estimate = eta.estimate(spec, record["state"], batches, now, started, finished)
+    return JobView(
+        id=spec.id, name=spec.name, state=record["state"],
+        frames_total=spec.frame_count, frames_done=done, frames_failed=len(failed_frames),
+        first_frame=spec.first, last_frame=spec.last,
+        batches_total=len(spec.batches), batches_done=len(batches["done"]),
+        batches_failed=sorted(final_failures), batches_requeued=sum(batches.get("requeued", {}).values()),
+        batches_running={k: v["node"] for k, v in batches["running"].items()},
+        sliced=bool(spec.slices), width=spec.width, height=spec.height, priority=spec.priority,
+        created=created, finished=finished, elapsed=round(elapsed, 3),
+        rate=round(done / elapsed, 4) if done and elapsed > 0 else 0.0, errors=errors[:40],
+        nodes_blocked=batches["blocked"], radiosity_cache=spec.radiosity, prepass=_prepass(spec, batches),
+        eta_seconds=estimate["eta_seconds"], eta_at=estimate["eta_at"], frame_seconds=estimate["frame_seconds"],
+        overhead_factor=estimate["overhead_factor"], rate_recent=estimate["rate_recent"],
+        render_processes=estimate["render_processes"], frames_running=estimate["frames_running"],
+        batches_queued=estimate["batches_queued"],
+        running=[RunningBatch(**item) for item in estimate["running"]],
+        nodes={node: NodeWork(**work) for node, work in estimate["nodes"].items()},
+        failed=[FailedBatch(batch=b, label=Batch.from_id(b).label, node=info.get("node", "?"),
+                            error=info.get("error", ""), lines=info.get("lines", []), final=bool(info.get("final")),
+                            at=info.get("at"))
+                for b, info in sorted(batches["failed"].items())],
+    )
+
+
+def _prepass(spec: JobSpec, batches: dict[str, Any]) -> Prepass | None:
+    ids = prepass_ids(spec)
+    if not ids:
+        return None
+    return Prepass(kind="radiosity", total=len(ids), done=sum(1 for i in ids if i in batches["done"]),
+                   running=sum(1 for i in ids if i in batches["running"]),
+                   failed=sum(1 for i in ids if batches["failed"].get(i, {}).get("final")))
+
+
+def job_view(store: JobStore, job_id: str, now: float | None = None) -> JobView:
+    """The job as it is now, read from Redis in one snapshot."""
+    return from_snapshot(*store.snapshot(job_id), now=time.time() if now is None else now)
+
+
+def overview(store: JobStore, now: float | None = None) -> list[JobView]:
+    """job_view of every job, oldest first."""
+    return [job_view(store, job_id, now) for job_id in store.job_ids()]
+
+
+def follow(store: JobStore, job_id: str, poll: float = 1.0, timeout: float | None = None, outage: float = 0.0,
+           on_outage: Callable[[str], None] | None = None) -> Iterator[JobView]:
+    """job_view of the job every `poll` seconds until it is finished (the last view is the finished one), riding
+    out a Redis outage (a restart) of up to `outage` seconds and telling `on_outage` once per outage."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        view = through_outage(lambda: job_view(store, job_id), outage, on_outage)
+        yield view
+        if view.ended or (deadline is not None and time.monotonic() > deadline):
+            return
+        time.sleep(poll)
+
+
+def failure_groups(failed: list[FailedBatch]) -> list[FailureGroup]:
+    """Failed batches grouped by their error, in the order first seen: the same error from several slices or
+    batches is one entry with the count, their labels and nodes, and the log lines of the first."""
+    groups: dict[tuple[bool, str], FailureGroup] = {}
+    for f in failed:
+        group = groups.setdefault((f.final, f.error), FailureGroup(f.error, f.final, f.lines, 0, [], []))
+        group.count += 1
+        group.labels.append(f.label)
+        if f.node not in group.nodes:
+            group.nodes.append(f.node)
+    return list(groups.values())
+
+
+def _some(items: list[str], shown: int = 3) -> str:
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")

@@ -1,0 +1,55 @@
+"""The one job view: built from a JobStore snapshot with no I/O, typed, and `status --json` keeps its keys."""
+from __future__ import annotations
+
+import json
+
+from httpov.client import job_failed
+from httpov.plan import Batch, JobSpec
+from httpov.view import FailedBatch, NodeWork, RunningBatch, from_snapshot
+
+#: `httpov status --json`'s keys, in order: scripts read these.
+STATUS_KEYS = [
+    "id", "name", "state", "frames_total", "frames_done", "frames_failed", "first_frame", "last_frame",
+    "batches_total", "batches_done", "batches_failed", "batches_requeued", "batches_running", "sliced", "width",
+    "height", "priority", "created", "finished", "elapsed", "rate", "errors", "nodes_blocked", "radiosity_cache",
+    "prepass", "eta_seconds", "eta_at", "frame_seconds", "overhead_factor", "rate_recent", "render_processes", "frames_running",
+    "batches_queued", "running", "nodes", "failed",
+]
+
+
+def _snapshot(state: str = "running"):
+    batches = [Batch(f, f) for f in range(1, 5)]
+    spec = JobSpec(id="j1", name="[bold]x[/]", scene_key="", root="", pov="scene.pov", options={}, initial=1,
+                   final=4, first=1, last=4, width=8, height=8, count=1, batches=[b.id for b in batches])
+    record = {"state": state, "created": "1000", "started": "1000", "spec": "", "error": ""}
+    records = {
+        "done": {batches[0].id: {"node": "a@h", "seconds": 1.0, "finished": 1001.0}},
+        "running": {batches[1].id: {"node": "b@h", "started": 1001.0}},
+        "failed": {batches[2].id: {"node": "a@h", "error": "povray failed: x", "lines": ["x"], "final": True,
+                                   "at": 1001.5}},
+        "frames": [1], "requeued": {batches[1].id: 1}, "blocked": [],
+    }
+    return record, spec, records
+
+
+def test_the_view_is_typed_and_its_json_has_the_status_keys():
+    view = from_snapshot(*_snapshot(), now=1001.5)
+    assert (view.frames_done, view.frames_failed, view.batches_requeued) == (1, 1, 1)
+    assert view.running == [RunningBatch(batch="f000002-000002", label="frame 2", node="b@h", elapsed=0.5,
+                                         expected=1.0, progress=0.5, retrying=False)]
+    assert view.nodes["a@h"] == NodeWork(batches_done=1, frames_done=1.0, seconds=1.0, running=[])
+    assert view.failed[0] == FailedBatch(batch="f000003-000003", label="frame 3", node="a@h",
+                                         error="povray failed: x", lines=["x"], final=True, at=1001.5)
+    data = json.loads(json.dumps(view.to_json()))
+    assert list(data) == STATUS_KEYS
+    assert data["running"][0]["node"] == "b@h" and data["nodes"]["a@h"]["batches_done"] == 1
+    assert data["failed"][0]["label"] == "frame 3" and data["batches_failed"] == ["f000003-000003"]
+    assert view.errors == ["povray failed: x", "x"] and view.elapsed == 1.5
+
+
+def test_job_failed_reads_a_view():
+    failed = from_snapshot(*_snapshot("failed"), now=1002.0)
+    assert str(job_failed(failed)) == "job j1 failed: 1 frame(s) failed: povray failed: x"
+    assert failed.eta_text == "-" and failed.ended
+    cancelled = from_snapshot(*_snapshot("cancelled"), now=1002.0)
+    assert job_failed(cancelled).hint == "`httpov retry j1` renders the rest"

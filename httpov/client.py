@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import secrets
 import tempfile
 import time
 import zipfile
@@ -10,13 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable
 
-from httpov import archive, keys as storage_keys, limits as job_limits
+from httpov import archive, keys as storage_keys
 from httpov.errors import (ArchiveError, BadInputError, BrokerUnavailableError, JobFailedError, JobStateError,
                             ResultError, SceneError)
 from httpov.jobs import LIVE, JobStore, open_store
 from httpov.outage import through_outage
-from httpov.plan import Batch, JobSpec, adaptive_count, check_name, check_spec, safe_name, history_key, frame_range, frame_seconds, image_size, split, plan_slices
-from httpov.plan import RADIOSITY_MODES, radiosity_digest, waiting_for_prepass, wrappable
+from httpov.plan import (RADIOSITY_MODES, Batch, JobSpec, check_name, check_spec, history_key, image_size, plan_job,
+                         radiosity_digest, safe_name, waiting_for_prepass, wrappable)
 from httpov.scene import SceneLayout, SceneOptions, locate_scene, mentions_radiosity
 from httpov.settings import Settings
 from httpov.storage import Storage, open_storage
@@ -160,30 +159,13 @@ class Client:
     def _plan(self, layout: SceneLayout, options: SceneOptions, name: str, frames: int | None,
               count: int | None, slices: int | None, slice_rows: int | None, priority: int,
               scene_key: str = "") -> JobSpec:
-        """Split the job; without --count, frames per task follow the scene's measured frame time (adaptive_count:
-        earlier jobs of the same scene at the same size, read from their done batches)."""
-        fr = frame_range(options, frames)
-        width, height = image_size(options)
-        job_limits.check_image(width, height, self.settings)
-        job_limits.check_work(fr.count, 0, self.settings)
-        row_slices = None
-        if slices is not None or slice_rows is not None:
-            row_slices = plan_slices(height, slices=slices, rows=slice_rows)
-        job_id = secrets.token_hex(5)
-        if row_slices:
-            count = count or 1
-        else:
-            measured = self.store.frame_times(history_key(scene_key, width, height)) if scene_key else (0, 0, 0)
-            count = count or adaptive_count(fr.count, frame_seconds(*measured))
-        job_limits.check_work(fr.count, job_limits.planned_batches(fr.count, count, len(row_slices or [])),
-                              self.settings)
-        batches = split(fr, count, row_slices)
-        return JobSpec(
-            id=job_id, name=name, scene_key=scene_key, root=layout.root, pov=layout.pov,
-            options=options.options, initial=fr.initial, final=fr.final, first=fr.first, last=fr.last,
-            width=width, height=height, count=count, slices=row_slices, priority=priority,
-            created=time.time(), batches=[b.id for b in batches],
-        )
+        """plan_job, with the scene's measured frame time (earlier jobs of the same scene at the same size, read from
+        their done batches) when frames per batch are to follow it."""
+        measured = (0.0, 0, 0)
+        if scene_key and count is None and slices is None and slice_rows is None:
+            measured = self.store.frame_times(history_key(scene_key, *image_size(options)))
+        return plan_job(layout, options, self.settings, name=name, scene_key=scene_key, frames=frames, count=count,
+                        slices=slices, slice_rows=slice_rows, priority=priority, measured=measured)
 
     # looking at jobs
     def wait(self, job_id: str, on_progress: Progress | None = None, poll: float = 0.5,

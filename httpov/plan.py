@@ -5,12 +5,17 @@ import hashlib
 import json
 import math
 import re
+import secrets
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from httpov.errors import BadInputError, SceneError
-from httpov.scene import SceneOptions
+from httpov.scene import SceneLayout, SceneOptions
+
+if TYPE_CHECKING:
+    from httpov.settings import Settings
 
 # A job's states. Batches are handed out and rendered in the LIVE ones; a job is 'submitting' while its client
 # queues its batches: listed nowhere yet, but its first batches may already render (see JobStore.create and publish).
@@ -444,3 +449,33 @@ def radiosity_digest(spec: JobSpec, frame: int) -> str:
             "size": [spec.width, spec.height], "animation": [spec.initial, spec.final], "frame": frame,
             "shared": spec.radiosity == "shared", "recipe": PREPASS_RECIPE}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+
+def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, name: str, scene_key: str = "",
+             frames: int | None = None, count: int | None = None, slices: int | None = None,
+             slice_rows: int | None = None, priority: int = 5, measured: tuple[float, int, int] = (0.0, 0, 0),
+             job_id: str | None = None, created: float | None = None) -> JobSpec:
+    """A job split into batches, checked against the farm's limits: its frame range (`frames` sets Final_Frame),
+    image size, row slices (`slices` or `slice_rows`), and frames per batch. Without `count`, frames per batch
+    follow the scene's measured frame time (`measured`: JobStore.frame_times of history_key(scene_key, w, h))."""
+    from httpov import limits
+
+    fr = frame_range(options, frames)
+    width, height = image_size(options)
+    limits.check_image(width, height, settings)
+    limits.check_work(fr.count, 0, settings)
+    row_slices = None
+    if slices is not None or slice_rows is not None:
+        row_slices = plan_slices(height, slices=slices, rows=slice_rows)
+    if row_slices:
+        count = count or 1
+    else:
+        count = count or adaptive_count(fr.count, frame_seconds(*measured))
+    limits.check_work(fr.count, limits.planned_batches(fr.count, count, len(row_slices or [])), settings)
+    batches = split(fr, count, row_slices)
+    return JobSpec(
+        id=job_id or secrets.token_hex(5), name=name, scene_key=scene_key, root=layout.root, pov=layout.pov,
+        options=options.options, initial=fr.initial, final=fr.final, first=fr.first, last=fr.last,
+        width=width, height=height, count=count, slices=row_slices, priority=priority,
+        created=time.time() if created is None else created, batches=[b.id for b in batches],
+    )

@@ -97,3 +97,21 @@ def test_frame_seconds_is_net_of_povray_start():
     assert frame_seconds(0, 0, 0) is None
     assert frame_seconds(10.0, 10, 2) == (10.0 - 1.4) / 10
     assert frame_seconds(1.0, 10, 2) == 0.01
+
+
+def test_plan_job_splits_checks_and_adapts_to_measured_frame_times():
+    from httpov.errors import BadInputError
+    from httpov.plan import plan_job
+    from httpov.scene import SceneLayout
+    from httpov.settings import Settings
+
+    layout, settings = SceneLayout(root="", ini="scene.ini", pov="scene.pov"), Settings()
+    options = parse_ini("Width=32\nHeight=64\nInitial_Frame=1\nFinal_Frame=40\n")
+    unknown = plan_job(layout, options, settings, name="s", job_id="j1", created=5.0)
+    assert (unknown.id, unknown.created, unknown.count) == ("j1", 5.0, adaptive_count(40, None))
+    cheap = plan_job(layout, options, settings, name="s", measured=(4.0, 400, 10))  # 10 ms a frame
+    assert cheap.count > unknown.count and cheap.batches == [b.id for b in split(frame_range(options), cheap.count)]
+    sliced = plan_job(layout, parse_ini("Width=32\nHeight=64\n"), settings, name="s", slices=2)
+    assert (sliced.count, sliced.slices, len(sliced.batches)) == (1, [(1, 32), (33, 64)], 2)
+    with pytest.raises(BadInputError, match="more than the limit of 10"):
+        plan_job(layout, options, settings.with_(max_frames=10), name="s")

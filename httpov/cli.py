@@ -1,9 +1,9 @@
 """The `httpov` command: parse options, make one library call, print the result."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +74,10 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
     for note in sub.notes:
         click.echo(f"note: {shown(note)}", err=True)
     if wait:
-        client.wait(sub.spec.id, _ProgressLine(), on_outage=_outage)
+        from httpov.terminal import JobProgress
+
+        with JobProgress() as progress:
+            client.wait(sub.spec.id, progress, on_outage=_outage)
 
 
 @cli.command()
@@ -90,19 +93,16 @@ def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(jobs[0].to_json() if job else [j.to_json() for j in jobs], indent=2))
         return
+    from httpov import terminal
+
+    out = terminal.console()
     if job:
-        click.echo(_job_text(jobs[0]))
+        out.print(terminal.job_panel(jobs[0]))
         return
     if not jobs:
         click.echo("no jobs yet: `httpov submit SCENE` queues one")
         return
-    click.echo(f"{'JOB':<12}{'NAME':<18}{'STATE':<11}{'PROGRESS':<18}{'FRAMES':>11}{'FAILED':>8}{'FR/S':>8}"
-               f"{'ETA':>8}  CREATED")
-    for j in jobs:
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created))
-        frames = f"{j.frames_done}/{j.frames_total}"
-        click.echo(f"{shown(j.id):<12}{shown(j.name)[:17]:<18}{j.state:<11}{_bar(j, 10)} {j.percent:>4}% "
-                   f"{frames:>11}{j.frames_failed:>8}{j.rate_recent:>8.2f}{j.eta_text:>8}  {created}")
+    out.print(terminal.status_table(jobs))
 
 
 @cli.command()
@@ -117,17 +117,22 @@ def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bo
 
     if interval <= 0:
         raise BadInputError(f"--interval must be greater than 0, got {interval}")
-    redraw = sys.stdout.isatty() and not as_json
+    from httpov import terminal
+
+    out = terminal.console()
     last = None
-    for view in views.follow(_client(ctx).store, job, poll=interval, timeout=0 if once else None,
-                           outage=ctx.obj.outage_seconds, on_outage=_outage):
-        if as_json:
-            click.echo(json.dumps(view.to_json()))
-        elif redraw:
-            click.echo("\x1b[H\x1b[J" + _job_text(view))
-        elif _changes(view) != last:  # to a file or pipe: a new view only when something happened
-            click.echo(_job_text(view) + "\n")
-        last = _changes(view)
+    with contextlib.ExitStack() as stack:
+        live = stack.enter_context(terminal.watch_live(out)) if out.is_terminal and not as_json else None
+        for view in views.follow(_client(ctx).store, job, poll=interval, timeout=0 if once else None,
+                                 outage=ctx.obj.outage_seconds, on_outage=_outage):
+            if as_json:
+                click.echo(json.dumps(view.to_json()))
+            elif live is not None:
+                live.update(terminal.job_panel(view), refresh=True)
+            elif _changes(view) != last:  # to a file or pipe: a new view only when something happened
+                out.print(terminal.job_panel(view))
+                out.print()
+            last = _changes(view)
     if view.state in ("failed", "cancelled"):  # as `submit --wait` does: exit 0 only if every frame rendered
         from httpov.client import job_failed
 
@@ -137,42 +142,6 @@ def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bo
 def _changes(v: JobView) -> tuple:
     return (v.state, v.frames_done, v.frames_failed, tuple(r.batch for r in v.running),
             v.prepass.done if v.prepass else None)
-
-
-def _bar(j: JobView, width: int) -> str:
-    total = max(1, j.frames_total)
-    done = int(width * j.frames_done / total)
-    failed = min(width - done, int(round(width * j.frames_failed / total)))
-    return "[" + "#" * done + "x" * failed + "." * (width - done - failed) + "]"
-
-
-def _job_text(j: JobView) -> str:
-    from httpov.eta import duration
-
-    lines = [f"job {shown(j.id)} ({shown(j.name)}): {j.state}, {duration(j.elapsed)} elapsed",
-             f"{_bar(j, 40)} {j.percent}%  {j.frames_done}/{j.frames_total} frames done, "
-             f"{j.frames_failed} failed, {j.frames_running} rendering; batches {j.batches_done}/{j.batches_total}"]
-    eta_line = f"rate {j.rate_recent:.2f} frames/s"
-    if j.frame_seconds is not None:
-        eta_line += f", {j.frame_seconds:.2f} s per frame"
-    eta_line += f", ETA {j.eta_text}"
-    if j.eta_at and j.state in ("queued", "running"):
-        eta_line += time.strftime(" (at %H:%M:%S)", time.localtime(j.eta_at))
-    elif j.idle:
-        eta_line += " (no render node is taking this job's batches now)"
-    lines.append(eta_line)
-    if j.prepass:
-        lines.append(j.prepass.text)
-    if j.nodes:
-        lines.append(f"  {'NODE':<30}{'BATCHES':>8}{'FRAMES':>8}  RENDERING")
-        for node, n in j.nodes.items():
-            lines.append(f"  {shown(node)[:29]:<30}{n.batches_done:>8}{n.frames_done:>8g}  "
-                         f"{shown(', '.join(n.running)) or '-'}")
-    for f in j.failure_groups():
-        lines.append(f"  {'failed' if f.final else 'will retry'}: {shown(f.what)} on {shown(f.where)}: "
-                     f"{shown(f.error)}")
-        lines.extend(f"    | {shown(line)}" for line in f.lines[-8:])
-    return "\n".join(lines)
 
 
 @cli.command()
@@ -243,8 +212,11 @@ def render(ctx: click.Context, scene: Path, workers: int | None, frames: int | N
     """Render SCENE on this machine alone: Redis, render nodes and all, started and stopped for you."""
     from httpov.local import render_locally
 
-    result = render_locally(ctx.obj, scene, workers=workers, frames=frames, count=count, slices=slices,
-                            output=output, on_progress=_ProgressLine(), say=click.echo, on_outage=_outage)
+    from httpov.terminal import JobProgress
+
+    with JobProgress() as progress:
+        result = render_locally(ctx.obj, scene, workers=workers, frames=frames, count=count, slices=slices,
+                                output=output, on_progress=progress, say=click.echo, on_outage=_outage)
     click.echo(f"{len(result)} frame(s) rendered into {result[0].parent if result else output}")
 
 
@@ -284,26 +256,17 @@ def retry(ctx: click.Context, job: str) -> None:
     click.echo(f"job {job}: {n} batch(es) queued again")
 
 
-class _ProgressLine:
-    """A one-line progress bar on stderr from a job view: frames done/total, failures, rate and ETA."""
-
-    def __call__(self, view: JobView) -> None:
-        line = (f"\r{_bar(view, 30)} {view.frames_done}/{view.frames_total} frames, "
-                f"{view.frames_failed} failed, {view.rate_recent:.2f} fr/s, ETA {view.eta_text}, {view.state}"
-                + (f", {view.prepass.text}" if view.prepass else "") + "   ")
-        click.echo(line, nl=view.ended, err=True)
-
-
 def _outage(message: str) -> None:
     """Said once per Redis outage by the commands that wait it out (HTTPOV_OUTAGE_SECONDS)."""
-    click.echo(f"\nhttpov: {message}", err=True)
+    # on a terminal, below the progress line it interrupts; off one, lines are whole already
+    click.echo(f"{chr(10) if sys.stderr.isatty() else ''}httpov: {message}", err=True)
 
 
 def _counter(what: str):
-    """A (done, total) progress callback that rewrites one stderr line: 'what 3/10'."""
-    def show(done: int, total: int) -> None:
-        click.echo(f"\r{what} {done}/{total}", nl=done == total, err=True)
-    return show
+    """A (done, total) progress callback: 'what 3/10' (httpov.terminal.Counter)."""
+    from httpov.terminal import Counter
+
+    return Counter(what)
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ def test_watch_follows_a_job_to_its_end_with_nodes_rate_and_eta(tmp_path, settin
     header, row = table.output.splitlines()[:2]
     assert "ETA" in header and "PROGRESS" in header
     assert row.startswith(sub.spec.id) and "[##########]" in row and "100%" in row and "8/8" in row
+    assert "\x1b" not in once.output + table.output  # off a terminal: plain text, no escape codes
 
 
 def test_watch_shows_a_failed_batch_with_its_log_lines(tmp_path, settings, client, workers):

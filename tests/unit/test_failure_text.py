@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from httpov.cli import _job_text
 from httpov.worker.povray import error_lines, failure
+from httpov.terminal import job_text
 from httpov.view import FailedBatch, JobView, failure_groups
 from httpov.web import render_page
 
@@ -53,7 +53,7 @@ def test_one_error_from_several_slices_shows_once_with_the_count():
                    eta_seconds=None, eta_at=None,
                    frame_seconds=None, overhead_factor=1.0, rate_recent=0.0, render_processes=0, frames_running=0,
                    batches_queued=0, running=[], nodes={}, failed=failed)
-    text = _job_text(view)
+    text = job_text(view)
     assert text.count("Parse Error: x\n") == 1 + 1  # the headline once, and its log line once
     assert ("failed: 3 batches (frame 1 rows 1-32, frame 1 rows 33-64, frame 1 rows 65-96) on a@h, b@h: "
             "povray failed: Parse Error: x") in text

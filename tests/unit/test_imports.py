@@ -1,5 +1,5 @@
 """httpov's import rule, over every import of every module (function-level included): no cycles; the client side
-(client, view, eta, media, local, web, cli) and the render node (httpov.worker) both import the core, never each other;
+(client, view, terminal, eta, media, local, web, cli) and the render node (httpov.worker) both import the core, never each other;
 the core imports neither; pure modules load nothing of Celery, kombu or redis."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import httpov
 
 PACKAGE = Path(httpov.__file__).parent
-CLIENT = {"httpov.client", "httpov.view", "httpov.eta", "httpov.media", "httpov.local", "httpov.web", "httpov.cli"}
+CLIENT = {"httpov.client", "httpov.view", "httpov.terminal", "httpov.eta", "httpov.media", "httpov.local", "httpov.web", "httpov.cli"}
 PURE = ["httpov.errors", "httpov.text", "httpov.settings", "httpov.limits", "httpov.keys", "httpov.scene",
         "httpov.plan", "httpov.archive", "httpov.worker.stitch", "httpov.eta"]
 BROKER_LIBRARIES = ("celery", "kombu", "redis")

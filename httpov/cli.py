@@ -86,15 +86,13 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
 @click.pass_context
 def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
     """All jobs as a table, or one job in detail (progress, ETA, who renders what, failures)."""
-    from httpov import view
+    from httpov import terminal, view
 
     store = _client(ctx).store
     jobs = [view.job_view(store, job)] if job else view.overview(store)
     if as_json:
         click.echo(json.dumps(jobs[0].to_json() if job else [j.to_json() for j in jobs], indent=2))
         return
-    from httpov import terminal
-
     out = terminal.console()
     if job:
         out.print(terminal.job_panel(jobs[0]))
@@ -113,12 +111,10 @@ def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
 @click.pass_context
 def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bool) -> None:
     """Follow JOB live until it ends: progress bar, frames done/failed/rendering, render nodes, rate and ETA."""
-    from httpov import view as views
+    from httpov import terminal, view as views
 
     if interval <= 0:
         raise BadInputError(f"--interval must be greater than 0, got {interval}")
-    from httpov import terminal
-
     out = terminal.console()
     last = None
     with contextlib.ExitStack() as stack:

@@ -131,7 +131,7 @@ def test_a_pre_pass_node_killed_mid_pass_does_not_hang_the_job(tmp_path, setting
     workers(concurrency=2, name="rescuer", settings_=settings)
 
     view = client.wait(sub.spec.id, timeout=180)
-    assert view["state"] == "done" and view["batches_requeued"] >= 1
+    assert view.state == "done" and view.batches_requeued >= 1
     done = client.store.batches(sub.spec.id)["done"]
     assert done["f000001-000001-pre"]["node"].startswith("rescuer@")
     povray_direct(scene, tmp_path / "ref")
@@ -169,7 +169,7 @@ def test_pause_during_the_pre_pass_parks_its_slices_until_resume(tmp_path, setti
     assert list(batches["done"]) == ["f000001-000001-pre"] and client.store.state(sub.spec.id) == "paused"
     assert client.resume(sub.spec.id) == 4
     view = client.wait(sub.spec.id, timeout=180)
-    assert view["state"] == "done" and view["frames_done"] == 1
+    assert view.state == "done" and view.frames_done == 1
 
 
 def test_a_scene_that_only_mentions_radiosity_renders_as_without_a_pre_pass(tmp_path, settings, client, workers):

@@ -178,21 +178,75 @@ def fetch(ctx: click.Context, job: str, output: Path | None, video: Path | None,
             click.echo(f"{sheet}: contact sheet of {len(images)} frame(s)")
 
 
+def _accounts_default() -> Path:
+    import os
+
+    from httpov.settings import _default_data_dir
+
+    return _default_data_dir(os.environ) / "web-accounts"
+
+
+_ACCOUNTS = click.option("--accounts", type=click.Path(path_type=Path), envvar="HTTPOV_WEB_ACCOUNTS",
+                         default=_accounts_default, show_default="$XDG_DATA_HOME/httpov/web-accounts",
+                         help="The accounts file (name:argon2 hash lines), written by `httpov web-user add`.")
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. The page has no login: keep it on loopback, or behind a proxy with one.")
+              help="Address to listen on; put a TLS proxy in front of anything but loopback.")
 @click.option("--port", type=int, default=8080, show_default=True, help="TCP port to listen on.")
-@click.option("--refresh", type=int, default=3, show_default=True, help="Seconds between page reloads.")
+@click.option("--refresh", type=int, default=3, show_default=True, help="Seconds between the pages' updates.")
+@_ACCOUNTS
+@click.option("--tokens", "token_file", type=click.Path(path_type=Path), envvar="HTTPOV_WEB_TOKEN_FILE",
+              help="A file of bearer tokens for scripts, one a line (also: HTTPOV_WEB_TOKENS).")
+@click.option("--public-read", is_flag=True, help="Let anyone who reaches the page read it; control still needs "
+              "a signed-in user or a token.")
 @click.pass_context
-def web(ctx: click.Context, host: str, port: int, refresh: int) -> None:
-    """A read-only status page: jobs, progress, ETA, failures with their log lines, each job's latest frame."""
-    from httpov import web as status_page
+def web(ctx: click.Context, host: str, port: int, refresh: int, accounts: Path, token_file: Path | None,
+        public_read: bool) -> None:
+    """The farm in a browser, behind a login: jobs, frames, logs, submit and control, and its JSON API."""
+    import os
 
-    if not status_page.is_loopback(host):
-        click.echo(f"warning: {host} is not a loopback address and the page has no login: whoever reaches it "
-                   "sees every job", err=True)
-    status_page.serve(ctx.obj, host, port, refresh,
-                      ready=lambda url: click.echo(f"httpov status page on {url} (Ctrl-C stops it)"))
+    _need_web_extra()
+    from httpov import web as web_ui
+    from httpov.web.auth import Gate, read_tokens
+
+    gate = Gate(accounts, read_tokens(os.environ.get("HTTPOV_WEB_TOKENS"), token_file), public_read)
+    if public_read and not web_ui.is_loopback(host):
+        click.echo(f"warning: --public-read on {host}, not a loopback address: whoever reaches it sees every job",
+                   err=True)
+    web_ui.serve(ctx.obj, gate, host, port, refresh,
+                 ready=lambda url: click.echo(f"httpov web on {url} (Ctrl-C stops it)"))
+
+
+def _need_web_extra() -> None:
+    try:
+        import argon2, flask, flask_wtf, waitress  # noqa: F401, E401
+    except ImportError as exc:
+        raise HttpovError(f"httpov web needs {exc.name}", hint="pip install 'httpov[web]'") from None
+
+
+@cli.group("web-user")
+def web_user() -> None:
+    """Accounts of `httpov web` (a file the operator manages)."""
+
+
+@web_user.command("add")
+@click.argument("name")
+@_ACCOUNTS
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+def web_user_add(name: str, accounts: Path, password_stdin: bool) -> None:
+    """Add user NAME to the accounts file, or set their password (argon2id hash; asked twice, not echoed)."""
+    _need_web_extra()
+    from httpov.web.auth import add_user, check_user_name
+
+    check_user_name(name)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    new = add_user(accounts, name, password)
+    click.echo(f"{'added' if new else 'changed the password of'} {name} in {accounts}")
 
 
 @cli.command()

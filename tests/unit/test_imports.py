@@ -47,7 +47,7 @@ def _own(module: str) -> set[str]:
 def _side(module: str) -> str:
     if module == "httpov.worker" or module.startswith("httpov.worker."):
         return "worker"
-    return "client" if module in CLIENT else "core"
+    return "client" if module in CLIENT or module.startswith("httpov.web.") else "core"
 
 
 def test_the_rule_sees_every_module() -> None:

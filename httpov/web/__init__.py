@@ -1,0 +1,35 @@
+"""`httpov web`: the farm in a browser (jobs, frames, submit, control) and its JSON API, behind a login."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from httpov.errors import BadInputError
+from httpov.settings import Settings
+from httpov.web.app import Web, create_app, is_loopback, serve as _serve
+from httpov.web.auth import Gate
+from httpov.web.source import StatusSource
+
+__all__ = ["Gate", "StatusSource", "Web", "create_app", "is_loopback", "open_web", "serve"]
+
+
+def open_web(settings: Settings, gate: Gate, refresh: int = 3) -> Web:
+    """The app's collaborators from the settings: one Client (its JobStore honours HTTPOV_REDIS_CA) and its views."""
+    from httpov.client import Client
+
+    if refresh < 1:
+        raise BadInputError(f"--refresh must be at least 1 second, got {refresh}")
+    client = Client(settings)
+    client.store.ping()
+    return Web(client=client, source=StatusSource(client.store, lambda: client.storage), gate=gate, refresh=refresh)
+
+
+def serve(settings: Settings, gate: Gate, host: str = "127.0.0.1", port: int = 8080, refresh: int = 3,
+          ready: Callable[[str], None] | None = None) -> None:
+    """Serve the web interface until interrupted; `ready` is told its URL once it listens."""
+    if not gate.public_read and not gate.anyone_can_sign_in:
+        where = gate.accounts_file or Path("ACCOUNTS")
+        raise BadInputError("nobody could use this page: there is no account, no web token and no --public-read",
+                            hint=f"add a user with `httpov web-user add NAME --accounts {where}`, set "
+                                 "HTTPOV_WEB_TOKENS, or pass --public-read for a read-only page")
+    _serve(open_web(settings, gate, refresh), host, port, settings.max_scene_bytes, ready)

@@ -1,0 +1,145 @@
+"""The JSON API that the pages and scripts share: each endpoint is the library call the CLI command makes."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any, Mapping
+
+from flask import Blueprint, current_app, jsonify, request
+
+from httpov.errors import BadInputError, HttpovError, SceneError
+from httpov.plan import check_name, safe_name
+from httpov.web.source import job_id
+
+api = Blueprint("api", __name__, url_prefix="/api")
+
+CONTROLS = ("cancel", "pause", "resume", "retry")
+#: Submit's options, as on the CLI: (field, smallest value); the scene zip comes in the field `scene`.
+INT_FIELDS = {"frames": 1, "count": 1, "slices": 1, "priority": 0}
+
+
+class FieldError(BadInputError):
+    """A submitted field is missing or malformed: the API answers 400 naming it, the form shows it inline."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {text}" for name, text in errors.items()))
+        self.errors = errors
+
+
+class NotYetError(HttpovError):
+    """An endpoint whose library call has not landed yet (delete, nodes): 501."""
+
+
+def web() -> Any:
+    return current_app.extensions["httpov"]
+
+
+def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
+    """Client.submit of an uploaded scene zip with the CLI's options from form fields; FieldError names the field."""
+    errors: dict[str, str] = {}
+    options: dict[str, Any] = {}
+    for name, least in INT_FIELDS.items():
+        raw = (form.get(name) or "").strip()
+        if not raw:
+            continue
+        try:
+            options[name] = int(raw)
+        except ValueError:
+            errors[name] = f"{name} must be a whole number, got {raw[:40]!r}"
+            continue
+        if options[name] < least:
+            errors[name] = f"{name} must be at least {least}, got {options[name]}"
+    if options.get("priority", 5) > 9:
+        errors["priority"] = f"priority must be between 0 and 9, got {options['priority']}"
+    name = form.get("name") or None
+    if name is not None:
+        try:
+            check_name(name)
+        except BadInputError as exc:
+            errors["name"] = str(exc)
+    if upload is None or not upload.filename:
+        errors["scene"] = "choose a scene zip (the field `scene`)"
+    if errors:
+        raise FieldError(errors)
+    if name is None:  # the upload's file name, as the CLI names a job after its scene: reduced to safe characters
+        name = safe_name(PurePosixPath(upload.filename.replace("\\", "/")).stem)
+    with tempfile.TemporaryDirectory(prefix="httpov-upload-") as tmp:
+        path = Path(tmp) / "scene.zip"  # never the uploaded name: that is data, not a path
+        upload.save(path)
+        try:
+            return web().client.submit(path, name=name, **options)
+        except SceneError as exc:  # ArchiveError too: the zip is the problem
+            raise FieldError({"scene": str(exc)}) from None
+        except BadInputError as exc:  # the CLI's messages name the option: --frames, --count ...
+            field = next((f for f in INT_FIELDS if str(exc).startswith(f"--{f}")), "scene")
+            raise FieldError({field: str(exc)}) from None
+
+
+def control(action: str, job: str) -> dict[str, Any]:
+    """The CLI's cancel/pause/resume/retry on one job; answers what was done."""
+    client = web().client
+    job = job_id(job)
+    if action not in CONTROLS:
+        raise BadInputError(f"{action!r} is not one of {', '.join(CONTROLS)}")
+    result = getattr(client, action)(job)
+    answer: dict[str, Any] = {"id": job, "action": action, "state": client.store.state(job)}
+    if isinstance(result, int):
+        answer["batches_queued"] = result
+    return answer
+
+
+def delete(job: str) -> dict[str, Any]:
+    """`httpov delete`'s library call, once it exists (issue 15); 501 until then."""
+    client = web().client
+    if not hasattr(client, "delete"):
+        raise NotYetError("deleting a job is not available yet: this httpov has no Client.delete",
+                          hint="cancel the job instead; delete comes with issue 15")
+    client.delete(job_id(job))
+    return {"id": job, "action": "delete"}
+
+
+def nodes() -> Any:
+    """`httpov nodes`' library call, once it exists (issue 15); 501 until then."""
+    client = web().client
+    if not hasattr(client, "nodes"):
+        raise NotYetError("listing render nodes is not available yet: this httpov has no Client.nodes",
+                          hint="each job's page shows the nodes that rendered it")
+    return client.nodes()
+
+
+@api.get("/jobs")
+def list_jobs():
+    return jsonify(web().source.jobs(request.args.get("state") or None))
+
+
+@api.get("/jobs/<job>")
+def show_job(job: str):
+    return jsonify(web().source.job(job))
+
+
+@api.get("/jobs/<job>/frames")
+def list_frames(job: str):
+    return jsonify(web().source.frames(job))
+
+
+@api.post("/jobs")
+def submit_job():
+    submission = submit_upload(request.files.get("scene"), request.form)
+    spec = submission.spec
+    return jsonify({"id": spec.id, "name": spec.name, "batches": len(spec.batches), "ignored": submission.ignored,
+                    "notes": submission.notes, "description": submission.describe()}), 201
+
+
+@api.post("/jobs/<job>/<action>")
+def control_job(job: str, action: str):
+    return jsonify(control(action, job))
+
+
+@api.delete("/jobs/<job>")
+def delete_job(job: str):
+    return jsonify(delete(job))
+
+
+@api.get("/nodes")
+def list_nodes():
+    return jsonify(nodes())

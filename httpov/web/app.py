@@ -1,0 +1,196 @@
+"""The Flask app of `httpov web`: who may do what (login, bearer tokens, CSRF), errors as pages or JSON, and the
+waitress server that runs it."""
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError, JobStateError,
+                           ResultError)
+from httpov.eta import duration
+from httpov.outage import NOTICE
+from httpov.text import shown
+from httpov.web.api import FieldError, NotYetError, api
+from httpov.web.auth import Gate
+from httpov.web.pages import pages
+from httpov.web.source import StatusSource
+
+#: Reached without signing in: the login form itself and the stylesheet and script it loads.
+OPEN = ("pages.login", "static")
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+       "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+
+
+@dataclass
+class Web:
+    """What the views use: the client (the library calls the CLI makes), its job views and frames, the gate."""
+
+    client: Any
+    source: StatusSource
+    gate: Gate
+    refresh: int = 3
+
+
+def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 * 1024**2) -> Flask:
+    app = Flask("httpov.web", root_path=__file__.rsplit("/", 1)[0])
+    app.config.update(
+        SECRET_KEY=secret_key or secrets.token_bytes(32),  # a new one each start: a restart signs everyone out
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_NAME="httpov_session",
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked below, for cookie sessions only (a bearer token is not ambient)
+        WTF_CSRF_TIME_LIMIT=None, MAX_CONTENT_LENGTH=max_upload, JSON_SORT_KEYS=False,
+    )
+    app.extensions["httpov"] = web
+    app.jinja_env.globals["eta_text"] = eta_text
+    csrf = CSRFProtect(app)
+    app.register_blueprint(api)
+    app.register_blueprint(pages)
+
+    @app.before_request
+    def check_access() -> Any:
+        g.user = session.get("user")
+        if g.user is not None and g.user not in web.gate.accounts():  # removed from the file: signed out
+            session.clear()
+            g.user = None
+        g.bearer = False
+        header = request.headers.get("Authorization")
+        if header is not None:
+            if not web.gate.token_ok(header):
+                return _refuse(401, "the bearer token is not one this server knows")
+            g.bearer, g.user = True, "token"
+        if request.endpoint in OPEN:
+            if request.method == "POST":
+                csrf.protect()
+            return None
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            if g.user is None:
+                return _refuse(401, "sign in first: submitting and job control need a signed-in user")
+            if not g.bearer:
+                csrf.protect()  # raises CSRFError: answered 403 below, nothing changed
+            return None
+        if g.user is None and not web.gate.public_read:
+            if _wants_json():
+                return _refuse(401, "sign in first, or send Authorization: Bearer TOKEN")
+            return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
+        return None
+
+    @app.after_request
+    def headers(response: Any) -> Any:
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    @app.context_processor
+    def context() -> dict[str, Any]:
+        return {"user": g.get("user"), "refresh": web.refresh, "public_read": web.gate.public_read}
+
+    @app.errorhandler(CSRFError)
+    def csrf_refused(exc: CSRFError) -> Any:
+        return _refuse(403, f"refused: {exc.description} (reload the page and try again)")
+
+    @app.errorhandler(FieldError)
+    def field_error(exc: FieldError) -> Any:
+        field = next(iter(exc.errors))
+        return jsonify({"error": str(exc), "field": field, "errors": exc.errors}), 400
+
+    @app.errorhandler(413)
+    def too_large(exc: Any) -> Any:
+        errors = {"scene": f"the upload is larger than {max_upload} bytes (HTTPOV_MAX_SCENE_BYTES)"}
+        return jsonify({"error": errors["scene"], "field": "scene", "errors": errors}), 413
+
+    @app.errorhandler(404)
+    def not_found(exc: Any) -> Any:
+        return _refuse(404, f"no page {request.path}")
+
+    @app.errorhandler(HttpovError)
+    def httpov_error(exc: HttpovError) -> Any:
+        if isinstance(exc, BrokerUnavailableError):  # a Redis restart: the page keeps reloading until it is back
+            message = f"{NOTICE} every {web.refresh} s: {exc}"
+            if not _wants_json():
+                return render_template("outage.html", message=message), 503
+            return _refuse(503, message, exc.hint)
+        code = 503
+        if isinstance(exc, JobNotFoundError):
+            code = 404
+        elif isinstance(exc, (BadInputError)):
+            code = 400
+        elif isinstance(exc, JobStateError):
+            code = 409
+        elif isinstance(exc, ResultError):  # a hostile or damaged result: refused, and remembered
+            code = 422
+        elif isinstance(exc, NotYetError):
+            code = 501
+        return _refuse(code, str(exc), exc.hint)
+
+    return app
+
+
+def eta_text(j: Any) -> str:
+    """'ETA 3m05s (at 10:42:00)', 'finished at 10:42:00', or the state: one phrase for a job's card."""
+    if j["state"] in ("queued", "running"):
+        text = "ETA " + duration(j.get("eta_seconds"))
+        if j.get("eta_at"):
+            text += time.strftime(" (at %H:%M:%S)", time.localtime(j["eta_at"]))
+        elif not j.get("running") and j.get("batches_queued"):
+            text += " (no render node is taking its batches)"
+        return text
+    if j["state"] == "done" and j.get("finished"):
+        return time.strftime("finished at %H:%M:%S", time.localtime(j["finished"]))
+    return str(j["state"])
+
+
+def _wants_json() -> bool:
+    """API calls, images and scripts get JSON errors; a browser asking for a page gets a page."""
+    path = request.path
+    return (path.startswith("/api/") or path.endswith(".png") or path.endswith(".zip") or path.endswith(".mp4")
+            or "text/html" not in request.headers.get("Accept", ""))
+
+
+def _refuse(code: int, message: str, hint: str | None = None) -> Any:
+    if _wants_json():
+        body: dict[str, Any] = {"error": shown(message)}
+        if hint:
+            body["hint"] = shown(hint)
+        return jsonify(body), code
+    return render_template("error.html", code=code, message=message, hint=hint or ""), code
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int = 512 * 1024**2,
+          ready: Callable[[str], None] | None = None, threads: int = 8) -> None:
+    """Serve the app with waitress until interrupted; `ready` is told the URL once it listens."""
+    from waitress.server import create_server
+
+    app = create_app(web, max_upload=max_upload)
+    try:
+        server = create_server(app, host=host, port=port, threads=threads, ident="httpov-web",
+                               max_request_body_size=max_upload + 1024**2, clear_untrusted_proxy_headers=True)
+    except OSError as exc:
+        raise HttpovError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                          hint="pick another --port, or stop what is using this one") from None
+    address = f"[{host}]" if ":" in host else host
+    if ready:
+        ready(f"http://{address}:{server.effective_port}/")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()

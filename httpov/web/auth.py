@@ -1,0 +1,126 @@
+"""Who may use the web interface: accounts in a file the operator manages (argon2 password hashes, written by
+`httpov web-user add`), bearer tokens for scripts (HTTPOV_WEB_TOKENS or a token file), and the check on each request."""
+from __future__ import annotations
+
+import hmac
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from httpov.errors import BadInputError
+
+_USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+MIN_PASSWORD = 8
+MIN_TOKEN = 16
+
+
+def _hasher():
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+def check_user_name(name: str) -> str:
+    if not _USER.match(name or ""):
+        raise BadInputError(f"{name[:70]!r} is not a user name: 1-64 letters, digits, '_', '.', '@' or '-'")
+    return name
+
+
+def read_accounts(path: Path) -> dict[str, str]:
+    """{user: argon2 hash} from an accounts file (`name:hash` lines, '#' comments); {} when there is none."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise BadInputError(f"cannot read the accounts file {path}: {exc.strerror or exc}") from None
+    accounts = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, hashed = line.partition(":")
+        if not sep or not _USER.match(name) or not hashed.startswith("$argon2"):
+            raise BadInputError(f"{path}:{n}: not a `name:argon2-hash` line",
+                                hint="write accounts with `httpov web-user add NAME --accounts FILE`")
+        accounts[name] = hashed
+    return accounts
+
+
+def add_user(path: Path, name: str, password: str) -> bool:
+    """Hash `password` (argon2id) and write it for `name` into the accounts file (created 0600, replaced
+    atomically); answers True when the user was new, False when their password was changed."""
+    check_user_name(name)
+    if len(password) < MIN_PASSWORD:
+        raise BadInputError(f"the password is {len(password)} characters long: at least {MIN_PASSWORD}")
+    path = Path(path)
+    accounts = read_accounts(path)
+    new = name not in accounts
+    accounts[name] = _hasher().hash(password)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".accounts-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("# httpov web accounts: name:argon2 hash (`httpov web-user add NAME` writes them)\n")
+            f.writelines(f"{user}:{hashed}\n" for user, hashed in sorted(accounts.items()))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return new
+
+
+def read_tokens(env_value: str | None, path: Path | None) -> list[str]:
+    """Bearer tokens from HTTPOV_WEB_TOKENS (comma or whitespace separated) and a token file (one a line)."""
+    tokens = re.split(r"[\s,]+", env_value or "")
+    if path is not None:
+        try:
+            tokens += [line.strip() for line in Path(path).read_text().splitlines()
+                       if line.strip() and not line.lstrip().startswith("#")]
+        except OSError as exc:
+            raise BadInputError(f"cannot read the token file {path}: {exc.strerror or exc}") from None
+    tokens = [t for t in tokens if t]
+    short = [t for t in tokens if len(t) < MIN_TOKEN]
+    if short:
+        raise BadInputError(f"{len(short)} web token(s) shorter than {MIN_TOKEN} characters",
+                            hint="make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    return tokens
+
+
+@dataclass
+class Gate:
+    """Accounts, tokens and whether reading is public: what each request is checked against."""
+
+    accounts_file: Path | None = None
+    tokens: list[str] = field(default_factory=list)
+    public_read: bool = False
+
+    def accounts(self) -> dict[str, str]:
+        """Read on each login, so users the operator adds or removes count without a restart."""
+        return read_accounts(self.accounts_file) if self.accounts_file else {}
+
+    def login(self, name: str, password: str) -> bool:
+        from argon2.exceptions import InvalidHashError, VerificationError
+
+        hashed = self.accounts().get(name)
+        if hashed is None:
+            _hasher().hash(password or "x")  # the same work as a wrong password: no timing hint of who exists
+            return False
+        try:
+            return _hasher().verify(hashed, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def token_ok(self, header: str | None) -> bool:
+        """True for `Authorization: Bearer TOKEN` with a configured token (compared in constant time)."""
+        if not header or not header.startswith("Bearer "):
+            return False
+        given = header[len("Bearer "):].strip().encode()
+        return any(hmac.compare_digest(given, token.encode()) for token in self.tokens)
+
+    @property
+    def anyone_can_sign_in(self) -> bool:
+        return bool(self.tokens) or bool(self.accounts())

@@ -1,0 +1,153 @@
+"""The pages: jobs, one job (frames, failures with povray's log, nodes, downloads), submit, login; frames and
+thumbnails as images. Templates escape every value; the pages' script only ever sets text, never markup."""
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from pathlib import Path
+from flask import (Blueprint, Response, abort, flash, redirect, render_template, request, send_file, session,
+                   url_for)
+
+from httpov.errors import JobStateError
+from httpov.web.api import CONTROLS, FieldError, NotYetError, control, delete, submit_upload, web
+from httpov.web.source import GRID_THUMB_SIZE, job_id
+
+pages = Blueprint("pages", __name__)
+STATES = ("queued", "running", "paused", "done", "failed", "cancelled")
+
+
+def png(data: bytes | None) -> Response:
+    if data is None:
+        return Response('{"error": "no frame of this job is rendered yet"}', 404, mimetype="application/json")
+    return Response(data, mimetype="image/png")
+
+
+@pages.get("/")
+def jobs():
+    state = request.args.get("state") or ""
+    if state and state not in STATES:
+        state = ""
+    views = web().source.jobs(state or None)
+    return render_template("jobs.html", jobs=list(reversed(views)), state=state, states=STATES)
+
+
+@pages.get("/jobs/<job>")
+def job(job: str):
+    source = web().source
+    view = source.job(job)
+    return render_template("job.html", job=view, frames=source.frames(job), failures=source.failure_groups(view),
+                           video=_video_available())
+
+
+@pages.post("/jobs/<job>/<action>")
+def control_job(job: str, action: str):
+    try:
+        if action == "delete":
+            delete(job)
+            flash(f"job {job} deleted")
+            return redirect(url_for("pages.jobs"))
+        if action not in CONTROLS:
+            abort(404)
+        done = control(action, job)
+        flash(f"job {job}: {action} done, now {done['state']}")
+    except (JobStateError, NotYetError) as exc:  # said on the page the user came from
+        flash(str(exc), "error")
+    return redirect(url_for("pages.job", job=job_id(job)))
+
+
+@pages.route("/submit", methods=["GET", "POST"])
+def submit():
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            submission = submit_upload(request.files.get("scene"), request.form)
+        except FieldError as exc:
+            errors = exc.errors
+        else:
+            flash(f"job {submission.describe()}")
+            return redirect(url_for("pages.job", job=submission.spec.id))
+    return render_template("submit.html", errors=errors, form=request.form), 400 if errors else 200
+
+
+@pages.route("/login", methods=["GET", "POST"])
+def login():
+    gate = web().gate
+    error = ""
+    if request.method == "POST":
+        name = request.form.get("user", "")
+        if gate.login(name, request.form.get("password", "")):
+            session.clear()
+            session["user"] = name
+            return redirect(_local(request.args.get("next")))
+        error = "wrong user name or password"
+    return render_template("login.html", error=error), 401 if error else 200
+
+
+@pages.post("/logout")
+def logout():
+    session.clear()
+    return redirect(url_for("pages.login"))
+
+
+def _local(target: str | None) -> str:
+    """Only a path on this site (no scheme, no host, no '//'): a login link cannot send the user elsewhere."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("pages.jobs")
+
+
+# images and downloads
+@pages.get("/thumb/<job>.png")
+def latest_thumbnail(job: str):
+    return png(web().source.thumbnail(job))
+
+
+@pages.get("/jobs/<job>/thumbs/<int:frame>.png")
+def frame_thumbnail(job: str, frame: int):
+    return png(web().source.thumbnail(job, frame, GRID_THUMB_SIZE))
+
+
+@pages.get("/jobs/<job>/frames/<int:frame>.png")
+def frame(job: str, frame: int):
+    return png(web().source.frame_png(job, frame))
+
+
+@pages.get("/jobs/<job>/download/<what>")
+def download(job: str, what: str):
+    """All frames as one zip, a contact sheet or a video: Client.fetch (each result checked), then media."""
+    from httpov import media
+
+    job = job_id(job)
+    kinds = {"frames.zip": "application/zip", "contact-sheet.png": "image/png", "video.mp4": "video/mp4"}
+    if what not in kinds:
+        abort(404)
+    if what == "video.mp4":
+        media.ffmpeg_exe()  # before downloading anything: no ffmpeg, no video (HttpovError)
+    settings = web().client.settings
+    with tempfile.TemporaryDirectory(prefix="httpov-web-") as tmp:
+        images = web().client.fetch(job, Path(tmp) / "frames")
+        out = tempfile.TemporaryFile()  # closed (and so removed) by the response
+        if what == "frames.zip":
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
+                for image in images:
+                    zf.write(image, image.name)
+        else:
+            made = Path(tmp) / what
+            if what == "video.mp4":
+                media.encode(images, made, max_pixels=settings.max_pixels)
+            else:
+                media.contact_sheet(images, made, max_pixels=settings.max_pixels)
+            out.write(made.read_bytes())
+        out.seek(0)
+    return send_file(out, mimetype=kinds[what], as_attachment=True, download_name=f"{job}-{what}")
+
+
+def _video_available() -> bool:
+    from httpov import media
+    from httpov.errors import HttpovError
+
+    try:
+        media.ffmpeg_exe()
+        return True
+    except HttpovError:
+        return False

@@ -1,0 +1,144 @@
+"""What the web interface shows, read from Redis and storage: job views, rendered frames and their thumbnails,
+each result checked before it is unpacked or decoded (a refused one is remembered, not downloaded again)."""
+from __future__ import annotations
+
+import io
+import re
+import threading
+import zipfile
+from collections import OrderedDict
+from pathlib import PurePosixPath
+from typing import Any, Callable
+
+from httpov import eta
+from httpov.archive import copy_member
+from httpov.errors import ArchiveError, JobNotFoundError, ResultError
+from httpov.jobs import JobStore
+from httpov.keys import batch_key, frames_prefix
+from httpov.media import check_frame, frame_bytes, frame_number, thumbnail_png
+from httpov.plan import Batch
+from httpov.storage import Storage
+from httpov.text import shown
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+THUMB_SIZE = 320
+GRID_THUMB_SIZE = 160
+_CACHED = 4096  # thumbnails (or refusals) kept in memory
+
+
+def job_id(raw: str) -> str:
+    """`raw` if it can be a job id (JobNotFoundError otherwise): never a path, never sent to Redis unchecked."""
+    if not _JOB_ID.match(raw):
+        raise JobNotFoundError(f"{shown(raw[:40])!r} is not a job id")
+    return raw
+
+
+class StatusSource:
+    """Job views (the same as `httpov status --json`), frames and thumbnails for the pages and the API."""
+
+    def __init__(self, store: JobStore, storage: Storage | Callable[[], Storage]) -> None:
+        self.store = store
+        self._storage = storage
+        # (job, frame or None for the latest, size): (result key, PNG or why it was refused)
+        self._thumbs: OrderedDict[tuple[str, int | None, int], tuple[str, bytes | ResultError]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def storage(self) -> Storage:
+        if callable(self._storage) and not isinstance(self._storage, Storage):
+            self._storage = self._storage()
+        return self._storage  # type: ignore[return-value]
+
+    # job views: the one place the web reads them (httpov.eta today; the JSON is `httpov status --json`'s)
+    def jobs(self, state: str | None = None) -> list[dict[str, Any]]:
+        views = eta.overview(self.store)
+        return [v for v in views if state in (None, "", v["state"])]
+
+    def job(self, job: str) -> dict[str, Any]:
+        return eta.job_view(self.store, job_id(job))
+
+    @staticmethod
+    def failure_groups(view: dict[str, Any]) -> list[dict[str, Any]]:
+        return eta.failure_groups(view.get("failed", []))
+
+    # frames
+    def frames(self, job: str) -> list[int]:
+        """The job's rendered frame numbers, in order."""
+        return sorted(self.store.batches(job_id(job))["frames"])
+
+    def _where(self, job: str, frame: int | None) -> tuple[str, str | int] | None:
+        """(storage key, '' for a stitched frame or the frame number inside a batch zip, or '*' for its newest)."""
+        spec = self.store.spec(job)
+        if spec.slices:
+            keys = [k for k in self.storage.list(frames_prefix(job)) if k.endswith(".png")]
+            if frame is not None:
+                keys = [k for k in keys if frame_number(PurePosixPath(k).name) == frame]
+            return (max(keys, key=lambda k: frame_number(PurePosixPath(k).name)), "") if keys else None
+        done = self.store.batches(job)["done"]
+        if frame is None:
+            if not done:
+                return None
+            newest = max(done, key=lambda b: done[b].get("finished", 0.0))
+            return batch_key(job, newest), "*"
+        holding = [b for b in done if frame in Batch.from_id(b).frames]
+        return (batch_key(job, holding[0]), frame) if holding else None
+
+    def frame_png(self, job: str, frame: int) -> bytes:
+        """The full PNG of one rendered frame (JobNotFoundError when it is not rendered), checked first."""
+        where = self._where(job_id(job), frame)
+        if where is None:
+            raise JobNotFoundError(f"frame {frame} of job {job} is not rendered")
+        return self._read_frame(job, *where)
+
+    def thumbnail(self, job: str, frame: int | None = None, size: int = THUMB_SIZE) -> bytes | None:
+        """A PNG at most `size` pixels a side of one frame, or of the newest rendered (`frame` None); None before any.
+
+        A result that is refused (ResultError: larger than the job's frames, not a PNG) is remembered, so the
+        page's refreshes do not download and unpack it again; a newer result of the job is tried afresh."""
+        where = self._where(job_id(job), frame)
+        if where is None:
+            return None
+        cache_key = (job, frame, size)
+        with self._lock:
+            cached = self._thumbs.get(cache_key)
+        if cached and cached[0] == where[0]:
+            if isinstance(cached[1], ResultError):
+                raise cached[1]
+            return cached[1]
+        spec = self.store.spec(job)
+        try:
+            png: bytes | ResultError = thumbnail_png(self._read_frame(job, *where), size, spec.width * spec.height)
+        except ResultError as exc:
+            png = exc
+        with self._lock:
+            self._thumbs[cache_key] = (where[0], png)
+            while len(self._thumbs) > _CACHED:
+                self._thumbs.popitem(last=False)
+        if isinstance(png, ResultError):
+            raise png
+        return png
+
+    def _read_frame(self, job: str, key: str, member: str | int) -> bytes:
+        """A frame's PNG bytes from a stitched frame or a batch zip, refused (ResultError) before it is unpacked
+        or decoded when it is larger than a frame of the job can be or is not a PNG of the job's size."""
+        spec = self.store.spec(job)
+        budget = frame_bytes(spec.width, spec.height)
+        data = self.storage.get_bytes(key)
+        if member != "":
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                    pngs = [i for i in zf.infolist() if i.filename.endswith(".png")]
+                    if member != "*":
+                        pngs = [i for i in pngs if frame_number(PurePosixPath(i.filename).name) == member]
+                    if not pngs:
+                        raise ResultError(f"result {shown(key)} holds no such frame")
+                    chosen = max(pngs, key=lambda i: frame_number(PurePosixPath(i.filename).name))
+                    out = io.BytesIO()
+                    copy_member(zf, chosen, out, key, budget)
+                    data = out.getvalue()
+            except (ArchiveError, zipfile.BadZipFile) as exc:
+                raise ResultError(f"result refused: {shown(exc)}") from None
+        elif len(data) > budget:
+            raise ResultError(f"result {shown(key)} is {len(data)} bytes, more than a frame of its job can be")
+        check_frame(data[:24], key, spec.width, spec.height)
+        return data

@@ -1,0 +1,150 @@
+// Live updates of the jobs page and a job's page by polling the JSON API (GET /api/jobs, /api/jobs/ID).
+// Every value from the API is set as text (textContent) or as an attribute: never parsed as markup.
+"use strict";
+
+function duration(s) {
+  if (s === null || s === undefined) return "?";
+  s = Math.round(s);
+  if (s < 60) return s + "s";
+  if (s < 3600) return Math.floor(s / 60) + "m" + String(s % 60).padStart(2, "0") + "s";
+  return Math.floor(s / 3600) + "h" + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + "m";
+}
+
+function clock(t) { return new Date(t * 1000).toTimeString().slice(0, 8); }
+
+function etaText(j) {  // as the page's eta_text
+  if (j.state === "queued" || j.state === "running") {
+    let text = "ETA " + duration(j.eta_seconds);
+    if (j.eta_at) text += " (at " + clock(j.eta_at) + ")";
+    else if (!(j.running || []).length && j.batches_queued) text += " (no render node is taking its batches)";
+    return text;
+  }
+  if (j.state === "done" && j.finished) return "finished at " + clock(j.finished);
+  return j.state;
+}
+
+function setText(root, selector, text) {
+  const el = root.querySelector(selector);
+  if (el && el.textContent !== text) el.textContent = text;
+}
+
+function update(root, j) {
+  const total = Math.max(1, j.frames_total);
+  const done = 100 * j.frames_done / total, failed = 100 * j.frames_failed / total;
+  const run = Math.max(0, Math.min(100 - done - failed, 100 * (j.frames_running || 0) / total));
+  root.querySelector(".bar .done").style.width = done.toFixed(2) + "%";
+  root.querySelector(".bar .failed").style.width = failed.toFixed(2) + "%";
+  root.querySelector(".bar .run").style.width = run.toFixed(2) + "%";
+  setText(root, ".counts", j.frames_done + "/" + j.frames_total + " frames done, " + j.frames_failed + " failed, "
+          + (j.frames_running || 0) + " rendering");
+  setText(root, ".rate", (j.rate_recent || 0).toFixed(2) + " frames/s");
+  setText(root, ".eta", etaText(j));
+  setText(root, ".batches", j.batches_done + "/" + j.batches_total);
+  const state = root.querySelector(".state");
+  if (state) { state.textContent = j.state; state.className = "state " + j.state; }
+}
+
+async function getJSON(url) {
+  const response = await fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}});
+  if (!response.ok) throw new Error(url + ": " + response.status);
+  return response.json();
+}
+
+async function pollJobs(box) {
+  const state = box.dataset.state;
+  const jobs = await getJSON("/api/jobs" + (state ? "?state=" + encodeURIComponent(state) : ""));
+  const ids = new Set(jobs.map((j) => j.id));
+  const shown = new Set(Array.from(box.querySelectorAll("[data-job]"), (el) => el.dataset.job));
+  if (ids.size !== shown.size || [...ids].some((id) => !shown.has(id))) {
+    location.reload();  // a job came or went: the server lays out the cards
+    return;
+  }
+  for (const j of jobs) {
+    const card = document.getElementById("job-" + j.id);
+    update(card, j);
+    if (String(j.frames_done) !== card.dataset.frames && (j.frames_done || j.batches_done)) {
+      card.dataset.frames = String(j.frames_done);
+      const link = card.querySelector(".thumbbox");
+      let img = link.querySelector("img");
+      if (!img) {
+        link.replaceChildren();
+        img = document.createElement("img");
+        img.className = "thumb";
+        img.alt = "latest frame of " + j.name;
+        link.appendChild(img);
+      }
+      img.src = "/thumb/" + encodeURIComponent(j.id) + ".png?n=" + j.frames_done;
+    }
+  }
+}
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  row.appendChild(td);
+}
+
+async function pollJob(box) {
+  const id = box.dataset.job;
+  const j = await getJSON("/api/jobs/" + encodeURIComponent(id));
+  update(box, j);
+  const nodes = document.getElementById("nodes");
+  const rows = Object.entries(j.nodes || {}).map(([node, n]) => {
+    const tr = document.createElement("tr");
+    [node, n.batches_done, n.frames_done, (n.running || []).join(", ") || "-"].forEach((v) => cell(tr, String(v)));
+    return tr;
+  });
+  nodes.replaceChildren(...rows);
+  if (String(j.frames_done) !== box.dataset.frames) {
+    box.dataset.frames = String(j.frames_done);
+    const frames = await getJSON("/api/jobs/" + encodeURIComponent(id) + "/frames");
+    const grid = document.getElementById("frames");
+    for (const n of frames) {
+      if (document.getElementById("frame-" + n)) continue;
+      const a = document.createElement("a");
+      a.className = "frame";
+      a.id = "frame-" + n;
+      a.href = "/jobs/" + encodeURIComponent(id) + "/frames/" + n + ".png";
+      const img = document.createElement("img");
+      img.src = "/jobs/" + encodeURIComponent(id) + "/thumbs/" + n + ".png";
+      img.alt = "frame " + n;
+      const label = document.createElement("span");
+      label.textContent = String(n);
+      a.append(img, label);
+      grid.appendChild(a);
+    }
+  }
+  if (j.state !== box.dataset.state) {
+    box.dataset.state = j.state;
+    const failures = document.getElementById("failures");
+    failures.replaceChildren(...(j.failed || []).map((f) => {
+      const div = document.createElement("div");
+      div.className = "failure";
+      const what = document.createElement("b");
+      what.textContent = f.label;
+      const error = document.createElement("span");
+      error.className = "error";
+      error.textContent = f.error;
+      const log = document.createElement("pre");
+      log.className = "log";
+      log.textContent = (f.lines || []).join("\n");
+      div.append(what, " on " + f.node + (f.final ? "" : " (will retry)") + ": ", error, log);
+      return div;
+    }));
+  }
+}
+
+function start() {
+  const every = 1000 * Math.max(1, Number(document.body.dataset.refresh) || 3);
+  const jobs = document.querySelector("[data-live=jobs]");
+  const job = document.querySelector("[data-live=job]");
+  const poll = jobs ? () => pollJobs(jobs) : job ? () => pollJob(job) : null;
+  if (!poll) return;
+  const tick = async () => {
+    try { await poll(); } catch (e) { /* an outage or a restart: the next tick tries again */ }
+    setTimeout(tick, every);
+  };
+  setTimeout(tick, every);
+}
+
+document.addEventListener("DOMContentLoaded", start);

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from markupsafe import Markup
 
 from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError, JobStateError,
                            ResultError)
@@ -47,6 +48,9 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
     )
     app.extensions["httpov"] = web
     app.jinja_env.globals["eta_text"] = eta_text
+    # every value a template prints: control characters written out (httpov.text.shown), then HTML-escaped
+    app.jinja_env.finalize = lambda value: value if isinstance(value, Markup) or not isinstance(value, str) \
+        else shown(value)
     csrf = CSRFProtect(app)
     app.register_blueprint(api)
     app.register_blueprint(pages)

@@ -358,7 +358,7 @@ def test_control_sequences_from_names_and_povray_are_shown_escaped(tmp_path, set
     """A scene whose #error prints an OSC, and a job name holding CSI/OSC (written straight into Redis, as any
     older client or anyone with Redis access could): every CLI view and the web page show them as \\x1b...,
     `--json` keeps the raw characters as data."""
-    from httpov import web
+    from tests.webapp import page
 
     evil = write_scene(tmp_path / "evil", '#version 3.7;\n#error concat(chr(27), "]0;pwned", chr(7))\n',
                        "Width=8\nHeight=8\n")
@@ -381,8 +381,10 @@ def test_control_sequences_from_names_and_povray_are_shown_escaped(tmp_path, set
         assert "\\x1b]0;pwned\\x07" in runs[what].output, f"{what} hid povray's message: {runs[what].output!r}"
     for what in ("status", "status JOB", "watch"):
         assert "n\\x1b[2J" in runs[what].output, f"{what} hid the name: {runs[what].output!r}"
-    page = web.render_page([job_view(client.store, job)], 3)
-    assert "\x1b" not in page and "\x07" not in page and "\\x1b]0;pwned\\x07" in page
+    for path in ("/", f"/jobs/{job}"):
+        status, html = page(client, path)
+        assert status == 200 and "\x1b" not in html and "\x07" not in html and "n\\x1b[2J" in html, path
+    assert "\\x1b]0;pwned\\x07" in page(client, f"/jobs/{job}")[1]
     raw = json.loads(CliRunner().invoke(cli, ["status", job, "--json"], env=env).output)
     assert raw["name"] == f"n{CLEAR_ATTACK}{TITLE_ATTACK}"
     assert any(TITLE_ATTACK in line for line in raw["errors"])
@@ -611,17 +613,11 @@ def test_web_thumbnail_refuses_a_bomb_once_and_remembers(tmp_path, settings, cli
         with pytest.raises(ResultError, match="20000x20000"):
             source.thumbnail(rendered)
     assert Counting.downloads == 1
-    server = web.make_server(source, "127.0.0.1", 0)
-    import threading
-    import urllib.error
-    import urllib.request
+    from tests.webapp import web_app
 
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/thumb/{rendered}.png", timeout=10)
-        assert err.value.code == 422 and b"refused" in err.value.read()
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert Counting.downloads == 1
+    browser = web_app(client, source).test_client()
+    for path in (f"/thumb/{rendered}.png", f"/jobs/{rendered}/thumbs/1.png"):
+        response = browser.get(path)
+        assert response.status_code == 422 and b"refused" in response.data, path
+    assert Counting.downloads == 2  # the latest frame's thumbnail, and frame 1's in the grid: each refused once
+    assert browser.get(f"/thumb/{rendered}.png").status_code == 422 and Counting.downloads == 2

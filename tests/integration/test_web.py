@@ -1,28 +1,39 @@
-"""`httpov web` as a real process, looked at by headless Chromium: the screenshot must show the frame and the bar."""
+"""`httpov web` as a real process (waitress), a real render node and povray, driven by the system's Chromium through
+Playwright: one browser session for the whole module. Log in, submit, watch a job finish live, open a frame, cancel
+another job; control without a login or without the CSRF token changes nothing; hostile names and logs stay inert."""
 from __future__ import annotations
 
+import http.client
 import io
-from html import escape as html_escape
 import json
+import secrets
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
-from httpov.local import free_port, stop_worker, worker_env
-from tests.conftest import PARSE_ERROR, wait_for, write_scene
+from httpov.archive import ArchiveLimits, pack_scene
+from httpov.local import free_port, start_worker, stop_worker, worker_env
+from httpov.settings import Settings
+from tests.conftest import REDIS_URL, wait_for, write_scene
+from tests.integration.faults import SLOW_SCENE
 
 GREEN = """
 #version 3.7;
 camera { location <0, 0, -5> look_at <0, 0, 0> }
 background { color rgb <0, 1, 0> }
 """
-BAR_BLUE = (0x1F, 0x5F, 0xBF)  # .bar .done in httpov/web.py
+BAR_BLUE = (0x1F, 0x5F, 0xBF)  # .bar .done in httpov/web/static/style.css
+PASSWORD = "correct horse battery"
+# plan.check_name refuses '/' and '\\' and control characters, not markup: a name may be any of this
+HOSTILE_NAME = '<img src=x onerror="window.pwned=1"> & <b>bold'
+DIALOGS: list[str] = []
+HOSTILE_LOG = "<img src=x onerror=window.pwned=2><script>window.pwned=3</script>"
 
 
 def chromium() -> str:
@@ -32,99 +43,328 @@ def chromium() -> str:
     return found
 
 
-def get(url: str) -> tuple[int, str, bytes]:
+def scene_zip(folder: Path, pov: str, ini: str) -> Path:
+    write_scene(folder, pov, ini)
+    out = folder.with_suffix(".zip")
+    pack_scene(folder, out, ArchiveLimits())
+    return out
+
+
+class Farm:
+    """The module's Redis prefix, render node, web server, and what the tests share."""
+
+    def __init__(self, tmp: Path) -> None:
+        from httpov.celery import make_app
+        from httpov.client import Client
+        from httpov.web.auth import add_user
+
+        tag = "httpovtest-" + secrets.token_hex(4)
+        self.tmp = tmp
+        self.settings = Settings(broker_url=REDIS_URL, state_url=REDIS_URL, storage=str(tmp / "storage"),
+                                 prefix=tag, queue=tag, cache_dir=tmp / "cache", lease_seconds=4.0,
+                                 max_attempts=2, task_time_limit=600)
+        self.client = Client(self.settings, make_app(self.settings))
+        self.accounts = tmp / "accounts"
+        add_user(self.accounts, "alice", PASSWORD)
+        self.token = secrets.token_urlsafe(24)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.jobs: dict[str, str] = {}  # what each test left for the next: green, slow, ...
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        self.procs.append(start_worker(self.settings, 2, "webnode", self.tmp / "node.log"))
+        env = {**worker_env(self.settings), "HTTPOV_WEB_TOKENS": self.token}
+        self.log = self.tmp / "web.log"
+        web = subprocess.Popen([sys.executable, "-m", "httpov.cli", "web", "--port", str(self.port), "--refresh", "1",
+                                "--accounts", str(self.accounts)], env=env, stdout=open(self.log, "wb"),
+                               stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(web)
+
+        def up() -> bool:
+            assert web.poll() is None, self.log.read_text()
+            try:
+                return self.http("GET", "/api/jobs")[0] == 401
+            except OSError:
+                return False
+        wait_for(up, 30, "httpov web to answer")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            stop_worker(proc, grace=10.0)
+        print(self.log.read_text(errors="replace")[-3000:])
+        import redis
+
+        r = redis.Redis.from_url(REDIS_URL)
+        keys = list(r.scan_iter(match=f"{self.settings.prefix}:*", count=1000))
+        if keys:
+            r.delete(*keys)
+
+    def http(self, method: str, path: str, headers: dict[str, str] | None = None,
+             body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+        """One request, no redirect followed, no cookie: what a script or another site's page can send."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def state(self, job: str) -> str:
+        return self.client.store.state(job)
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory):
+    farm = Farm(tmp_path_factory.mktemp("web"))
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.headers["Content-Type"], response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers["Content-Type"], exc.read()
+        farm.start()
+        yield farm
+    finally:
+        farm.stop()
 
 
-def screenshot(url: str, out: Path, tmp: Path) -> Image.Image:
-    argv = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp / 'chromium-profile'}", f"--screenshot={out}", "--window-size=1000,700",
-            "--hide-scrollbars", url]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert out.exists(), f"chromium wrote no screenshot: {result.stderr[-2000:]}"
-    with Image.open(out) as image:
-        return image.convert("RGB")
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            yield p, browser
+        finally:
+            browser.close()
 
 
-def rgb_pixels(image: Image.Image) -> list[tuple[int, int, int]]:
-    raw = image.convert("RGB").tobytes()
-    return [tuple(raw[i:i + 3]) for i in range(0, len(raw), 3)]
+@pytest.fixture(scope="module")
+def page(browser, farm):
+    """The one browser session of the module (signed in by the first test)."""
+    _, b = browser
+    context = b.new_context(base_url=farm.url, viewport={"width": 1000, "height": 700})
+    page = context.new_page()
+    page.on("dialog", lambda d: (DIALOGS.append(d.message), d.dismiss()))  # an alert() would be a script run
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def api(browser, farm):
+    """A script with the bearer token (no cookie)."""
+    p, _ = browser
+    context = p.request.new_context(base_url=farm.url, extra_http_headers={"Authorization": f"Bearer {farm.token}"})
+    yield context
+    context.dispose()
+
+
+def not_blank(shot: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(shot)).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20) or []
+    assert len(colours) > 20, f"the screenshot is blank: {len(colours)} colours"
+    return image
 
 
 def count(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 6) -> int:
-    return sum(1 for px in rgb_pixels(image) if all(abs(a - b) <= tolerance for a, b in zip(px, colour)))
+    raw = image.tobytes()
+    return sum(1 for i in range(0, len(raw), 3) if all(abs(raw[i + k] - colour[k]) <= tolerance for k in range(3)))
 
 
-@pytest.fixture
-def web_server(settings, tmp_path):
-    port = free_port()
-    log = open(tmp_path / "web.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "httpov.cli", "web", "--port", str(port), "--refresh", "2"],
-                            env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/"
+def inert(page: Any) -> None:
+    """Nothing a name or a log holds became an element or ran."""
+    assert page.locator("img[src='x']").count() == 0
+    assert page.locator("main script").count() == 0 and page.locator("main b", has_text="bold").count() == 0
+    assert page.evaluate("window.pwned") is None
+    assert DIALOGS == []
 
-    def up() -> bool:
-        assert proc.poll() is None, (tmp_path / "web.log").read_text()
-        try:
-            return get(url + "api/jobs")[0] == 200
-        except OSError:
-            return False
 
+def test_reading_needs_a_login_and_a_bad_token_is_refused(farm):
+    assert "httpov web on http://127.0.0.1:" in farm.log.read_text()  # loopback by default
+    status, _, body = farm.http("GET", "/api/jobs")
+    assert status == 401 and "sign in" in json.loads(body)["error"]
+    status, headers, _ = farm.http("GET", "/", {"Accept": "text/html"})
+    assert status == 302 and headers["Location"].startswith("/login")
+    assert farm.http("GET", "/api/jobs", {"Authorization": "Bearer not-the-token-at-all"})[0] == 401
+    status, _, body = farm.http("GET", "/api/jobs", {"Authorization": f"Bearer {farm.token}"})
+    assert status == 200 and json.loads(body) == []
+
+
+def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_path):
+    page.goto("/")
+    assert "/login" in page.url
+    page.fill("#user", "alice")
+    page.fill("#password", "not the password")
+    page.click("#signin")
+    assert page.inner_text("#login-error") == "wrong user name or password"
+    page.fill("#user", "alice")
+    page.fill("#password", PASSWORD)
+    page.click("#signin")
+    assert page.url == farm.url + "/" and "signed in as alice" in page.inner_text("header")
+
+    page.goto("/submit")
+    page.set_input_files("#scene", str(scene_zip(tmp_path / "green", GREEN, "Width=32\nHeight=24\n+KFI1 +KFF3\n")))
+    page.fill("#name", HOSTILE_NAME)
+    page.fill("#count", "1")
+    page.click("#submit")
+    assert "/jobs/" in page.url, page.content()
+    job = page.url.rsplit("/", 1)[1]
+    farm.jobs["green"] = job
+    assert page.inner_text("h1 .name") == HOSTILE_NAME
+    # the job's page follows it by polling the API: no reload, the state and the frame grid change in place
+    page.evaluate("window.sameDocument = true")
+    page.wait_for_selector("#job .state.done", timeout=180_000)
+    page.wait_for_function("document.querySelectorAll('#frames a.frame').length === 3", timeout=30_000)
+    assert page.evaluate("window.sameDocument") is True, "the page reloaded"
+    assert "3/3 frames done" in page.inner_text("#job .counts")
+    inert(page)
+    shot = not_blank(page.screenshot(full_page=True))
+    assert count(shot, (0, 255, 0)) >= 3 * 120 * 90, "the frame thumbnails are not on the page"
+    assert page.get_by_text(HOSTILE_NAME, exact=True).first.is_visible()
+
+    with page.expect_navigation():
+        page.click("#frame-2")
+    assert page.url.endswith(f"/jobs/{job}/frames/2.png")
+    frame = page.context.request.get(f"/jobs/{job}/frames/2.png")
+    with Image.open(io.BytesIO(frame.body())) as image:
+        assert frame.headers["content-type"] == "image/png" and image.size == (32, 24)
+        assert [c for _, c in image.convert("RGB").getcolors()] == [(0, 255, 0)]
+
+    page.goto("/")
+    page.wait_for_selector(f"#job-{job} img.thumb")
+    page.wait_for_function(f"document.querySelector('#job-{job} img.thumb').naturalWidth > 0")
+    shot = not_blank(page.screenshot())
+    assert page.get_by_text(HOSTILE_NAME, exact=True).first.is_visible()
+    assert count(shot, (0, 255, 0)) >= 0.9 * 192 * 144, "the latest frame's thumbnail is not on the jobs page"
+    assert count(shot, BAR_BLUE) >= 18 * 300, "the full progress bar of the finished job is not on the page"
+    inert(page)
+
+    downloads = page.context.request.get(f"/jobs/{job}/download/frames.zip")
+    with zipfile.ZipFile(io.BytesIO(downloads.body())) as zf:
+        assert len([n for n in zf.namelist() if n.endswith(".png")]) == 3
+    sheet = page.context.request.get(f"/jobs/{job}/download/contact-sheet.png")
+    assert sheet.ok and Image.open(io.BytesIO(sheet.body())).size[0] >= 2 * 32
+
+
+def test_the_submit_form_shows_each_error_beside_its_field_and_queues_nothing(farm, page):
+    before = farm.client.store.job_ids()
+    page.goto("/submit")
+    page.fill("#frames", "three")
+    page.fill("#priority", "12")
+    page.click("#submit")
+    assert "must be a whole number" in page.inner_text("#frames-error")
+    assert "between 0 and 9" in page.inner_text("#priority-error")
+    assert "choose a scene zip" in page.inner_text("#scene-error")
+    assert page.input_value("#frames") == "three"  # what the user typed is kept
+    not_blank(page.screenshot())
+    assert farm.client.store.job_ids() == before
+
+
+def test_the_api_submits_and_reads_with_a_token_and_names_bad_fields(farm, api, tmp_path):
+    scene = scene_zip(tmp_path / "slow", SLOW_SCENE, "Width=64\nHeight=48\nAntialias=on\nAntialias_Threshold=0.05\n"
+                                                      "Initial_Frame=1\nFinal_Frame=60\n")
+    bad = api.post("/api/jobs", multipart={"scene": {"name": "slow.zip", "mimeType": "application/zip",
+                                                    "buffer": scene.read_bytes()}, "frames": "0"})
+    assert bad.status == 400 and bad.json()["field"] == "frames"
+    broken = api.post("/api/jobs", multipart={"scene": {"name": "x.zip", "mimeType": "application/zip",
+                                                       "buffer": b"not a zip"}})
+    assert broken.status == 400 and broken.json()["field"] == "scene"
+    made = api.post("/api/jobs", multipart={"scene": {"name": "slow.zip", "mimeType": "application/zip",
+                                                     "buffer": scene.read_bytes()},
+                                           "name": "slow one", "count": "1", "priority": "3"})
+    assert made.status == 201, made.text()
+    job = made.json()["id"]
+    farm.jobs["slow"] = job
+    view = api.get(f"/api/jobs/{job}").json()
+    assert view["name"] == "slow one" and view["priority"] == 3 and view["frames_total"] == 60
+    assert job in [j["id"] for j in api.get("/api/jobs").json()]
+    assert [j["id"] for j in api.get("/api/jobs?state=done").json()] == [farm.jobs["green"]]
+    assert api.get("/api/jobs/nosuchjob").status == 404
+    assert api.get(f"/api/jobs/{farm.jobs['green']}/frames").json() == [1, 2, 3]
+    # delete and nodes come with issue 15's library calls: until then a clear 501, and nothing deleted
+    gone = api.delete(f"/api/jobs/{farm.jobs['green']}")
+    assert gone.status == 501 and "delete" in gone.json()["error"]
+    assert farm.state(farm.jobs["green"]) == "done"
+    assert api.get("/api/nodes").status == 501
+
+
+def test_every_control_endpoint_without_a_login_answers_401_and_changes_nothing(farm, tmp_path):
+    job = farm.jobs["slow"]
+    ids = farm.client.store.job_ids()
+    record = {k: v for k, v in farm.client.store.record(job).items() if k in ("state", "spec")}
+    boundary = "b0undary"
+    upload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"scene\"; filename=\"s.zip\"\r\n"
+              f"Content-Type: application/zip\r\n\r\n").encode() + scene_zip(
+        tmp_path / "g", GREEN, "Width=8\nHeight=8\n").read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    multipart = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    calls = [("POST", "/api/jobs", multipart, upload), ("POST", "/submit", multipart, upload),
+             ("DELETE", f"/api/jobs/{job}", {}, None)]
+    for action in ("cancel", "pause", "resume", "retry"):
+        calls.append(("POST", f"/api/jobs/{job}/{action}", {}, None))
+    for action in ("cancel", "pause", "resume", "retry", "delete"):
+        calls.append(("POST", f"/jobs/{job}/{action}", {"Content-Type": "application/x-www-form-urlencoded"},
+                      b"action=" + action.encode()))
+    for method, path, headers, body in calls:
+        for extra in ({}, {"Accept": "text/html"}, {"Authorization": "Bearer wrong-token-of-some-length"}):
+            status = farm.http(method, path, {**headers, **extra}, body)[0]
+            assert status in (401, 403), f"{method} {path} {extra}: {status}"
+    assert farm.client.store.job_ids() == ids
+    after = {k: v for k, v in farm.client.store.record(job).items() if k in ("state", "spec")}
+    assert after == record and after["state"] in ("queued", "running")
+
+
+def test_a_post_without_the_csrf_token_is_refused(farm, page):
+    job = farm.jobs["slow"]
+    state = farm.state(job)
+    assert state in ("queued", "running")
+    request = page.context.request  # the signed-in session's cookie, as a form on another site would send it
+    for path, data in ((f"/api/jobs/{job}/pause", None), (f"/jobs/{job}/pause", {"action": "pause"}),
+                       (f"/jobs/{job}/cancel", {"csrf_token": "forged"})):
+        refused = request.post(path, form=data) if data else request.post(path)
+        assert refused.status == 403 and "CSRF" in refused.text(), (path, refused.status)
+    assert farm.state(job) == state
+    page.goto(f"/jobs/{job}")
+    token = page.get_attribute("body", "data-csrf")
+    done = request.post(f"/api/jobs/{job}/pause", headers={"X-CSRFToken": token})
+    assert done.status == 200 and done.json()["state"] == "paused"
+    assert farm.state(job) == "paused"
+
+
+def test_cancel_a_job_in_the_browser(farm, page):
+    job = farm.jobs["slow"]
+    page.goto(f"/jobs/{job}")
+    assert page.inner_text("h1 .name") == "slow one"
+    not_blank(page.screenshot())
+    page.click("#cancel")
+    page.wait_for_selector("#job .state.cancelled")
+    assert "cancel done, now cancelled" in page.inner_text(".flash")
+    assert farm.state(job) == "cancelled"
+    page.click("#resume")  # not allowed from cancelled: said on the page, nothing changed
+    assert "not paused" in page.inner_text(".flash.error")
+    assert farm.state(job) == "cancelled"
+
+
+def test_a_hostile_povray_log_stays_inert_text(farm, page, api, tmp_path):
+    pov = f'#version 3.7;\n#error "{HOSTILE_LOG}"\n'
+    scene = scene_zip(tmp_path / "evil", pov, "Width=8\nHeight=8\n")
+    made = api.post("/api/jobs", multipart={"scene": {"name": "evil.zip", "mimeType": "application/zip",
+                                                     "buffer": scene.read_bytes()}, "name": "evil log"})
+    job = made.json()["id"]
+    wait_for(lambda: farm.state(job) == "failed", 120, "the hostile scene to fail")
+    page.goto(f"/jobs/{job}")
+    logs = page.locator("#failures").inner_text()
+    assert HOSTILE_LOG in logs, logs
+    inert(page)
+    not_blank(page.screenshot())
+    assert page.get_by_text("evil log", exact=True).first.is_visible()
+
+
+def test_the_login_and_jobs_pages_are_drawn(farm, browser):
+    _, b = browser
+    context = b.new_context(base_url=farm.url)
     try:
-        wait_for(up, 20, "httpov web to answer")
-        yield url
+        anonymous = context.new_page()
+        anonymous.goto("/")
+        assert "/login" in anonymous.url
+        not_blank(anonymous.screenshot())
+        assert anonymous.locator("#signin").is_visible()
     finally:
-        stop_worker(proc, grace=10.0)  # the whole process group, killed if it does not stop
-        log.seek(0)
-        print(log.read())
-
-
-def test_status_page_shows_jobs_progress_failures_and_the_latest_frame(tmp_path, settings, client, workers,
-                                                                       web_server):
-    url = web_server
-    assert f"httpov status page on {url}" in (tmp_path / "web.log").read_text()  # loopback by default
-    good = client.submit(write_scene(tmp_path / "green", GREEN, "Width=32\nHeight=24\n+KFI1 +KFF3\n"), count=1)
-    bad = client.submit(write_scene(tmp_path / "broken", PARSE_ERROR, "Width=16\nHeight=16\n"), name="broken")
-    workers(concurrency=2)
-    client.wait(good.spec.id, timeout=180)
-    wait_for(lambda: client.store.state(bad.spec.id) == "failed", 120, "the broken job to fail")
-
-    status, kind, body = get(url + "api/jobs")
-    assert status == 200 and kind == "application/json"
-    jobs = {j["id"]: j for j in json.loads(body)}
-    assert jobs[good.spec.id]["state"] == "done" and jobs[good.spec.id]["frames_done"] == 3
-    assert jobs[bad.spec.id]["state"] == "failed" and jobs[bad.spec.id]["failed"][0]["lines"]
-
-    status, kind, body = get(url + f"thumb/{good.spec.id}.png")
-    assert status == 200 and kind == "image/png"
-    with Image.open(io.BytesIO(body)) as thumb:
-        assert thumb.size == (32, 24) and set(rgb_pixels(thumb)) == {(0, 255, 0)}
-    assert get(url + f"thumb/{bad.spec.id}.png")[0] == 404  # nothing rendered
-    assert get(url + "api/jobs/nosuchjob")[0] == 404
-    assert get(url + "api/jobs/..%2F..%2Fetc")[0] == 404
-
-    status, kind, page = get(url)
-    html = page.decode()
-    assert status == 200 and kind.startswith("text/html")
-    assert '<meta http-equiv="refresh" content="2">' in html
-    assert "3/3 frames done" in html and "broken" in html
-    error_lines = jobs[bad.spec.id]["failed"][0]["lines"]
-    assert any(line and html_escape(line) in html for line in error_lines), "povray's error lines are on the page"
-
-    shot = screenshot(url, tmp_path / "page.png", tmp_path)
-    green = count(shot, (0, 255, 0))
-    blue = count(shot, BAR_BLUE)
-    print(f"screenshot {shot.size}: {green} frame-green pixels, {blue} progress-bar pixels")
-    assert green >= 0.9 * 192 * 144, "the latest frame's thumbnail is not on the page"
-    assert blue >= 18 * 300, "the full progress bar of the finished job is not on the page"
-    # the thumbnail is drawn where its job's card is: left of the bar, in the same band of rows
-    greens = [i for i, px in enumerate(rgb_pixels(shot)) if px == (0, 255, 0)]
-    blues = [i for i, px in enumerate(rgb_pixels(shot)) if all(abs(a - b) <= 6 for a, b in zip(px, BAR_BLUE))]
-    w = shot.size[0]
-    assert max(i % w for i in greens) < min(i % w for i in blues)
-    assert min(i // w for i in greens) <= min(i // w for i in blues) <= max(i // w for i in greens)
+        context.close()

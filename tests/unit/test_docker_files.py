@@ -36,7 +36,7 @@ def test_render_node_image_has_povray_bubblewrap_and_httpov_and_drops_root():
     assert text.startswith("#") and re.search(r"^FROM debian:", text, re.M)
     for package in ("povray", "povray-includes", "bubblewrap", "python3"):
         assert re.search(rf"(?<![\w-]){package}(?![\w-])", text), package
-    assert "pip install" in text and "[s3,flower]" in text
+    assert "pip install" in text and "[s3,flower,web]" in text
     assert re.search(r"^USER (?!root)\w+", text, re.M)
     for source in re.findall(r"^COPY (.+) \S+$", text, re.M):
         for part in source.split():

@@ -6,7 +6,6 @@ from pathlib import Path
 from httpov.worker.povray import error_lines, failure
 from httpov.terminal import job_text
 from httpov.view import FailedBatch, JobView, failure_groups
-from httpov.web import render_page
 
 # povray 3.7.0.10's log for a scene whose image_map file is missing, with the scene named by the node's work path
 MISSING_IMAGE = """==== [Parsing...] ==========================================================
@@ -58,6 +57,17 @@ def test_one_error_from_several_slices_shows_once_with_the_count():
     assert ("failed: 3 batches (frame 1 rows 1-32, frame 1 rows 33-64, frame 1 rows 65-96) on a@h, b@h: "
             "povray failed: Parse Error: x") in text
     assert "will retry: frame 2 rows 1-32 on a@h: other" in text
-    page = render_page([view], refresh=3)
+    page = _job_page(view)
     assert page.count("povray failed: Parse Error: x") == 1
     assert "<b>3 batches (frame 1 rows 1-32, frame 1 rows 33-64, frame 1 rows 65-96)</b> on a@h, b@h" in page
+
+
+def _job_page(view: JobView) -> str:
+    """The web interface's job page for a view, rendered by its real template (no Redis: the view is given)."""
+    from flask import render_template
+
+    from httpov.web import Gate, Web, create_app
+
+    app = create_app(Web(client=None, source=None, gate=Gate(public_read=True)))  # type: ignore[arg-type]
+    with app.test_request_context("/"):
+        return render_template("job.html", job=view, frames=[], failures=view.failure_groups(), video=False)

@@ -135,6 +135,7 @@ async function pollJob(box) {
 }
 
 function start() {
+  for (const part of document.querySelectorAll(".bar [data-w]")) part.style.width = part.dataset.w + "%";
   const every = 1000 * Math.max(1, Number(document.body.dataset.refresh) || 3);
   const jobs = document.querySelector("[data-live=jobs]");
   const job = document.querySelector("[data-live=job]");

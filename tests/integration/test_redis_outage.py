@@ -65,7 +65,7 @@ def _cli(settings, log: Path, *args: str) -> subprocess.Popen:
 
 def _get(url: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "text/html"}), timeout=10) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -90,7 +90,7 @@ def test_waiting_commands_and_the_page_ride_out_a_redis_restart(tmp_path, settin
         render = _cli(settings, out / "render", "render", str(slow_scene(tmp_path / "r", 6)), "--count", "1",
                       "--workers", "1", "--output", str(tmp_path / "rendered"))
         web_port = free_port()
-        web = _cli(settings, out / "web", "web", "--port", str(web_port), "--refresh", "1")
+        web = _cli(settings, out / "web", "web", "--port", str(web_port), "--refresh", "1", "--public-read")
         procs += [submit, render, web]
         wait_for(lambda: (out / "submit.out").read_text().startswith("job "), 60, "submit to queue its job")
         job = (out / "submit.out").read_text().split()[1].rstrip(":")

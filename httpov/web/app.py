@@ -12,8 +12,8 @@ from flask import Flask, g, jsonify, redirect, render_template, request, session
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
 
-from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError, JobStateError,
-                           ResultError)
+from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobFailedError, JobNotFoundError,
+                           JobStateError, ResultError)
 from httpov.eta import duration
 from httpov.outage import NOTICE
 from httpov.text import shown
@@ -124,9 +124,9 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
         code = 503
         if isinstance(exc, JobNotFoundError):
             code = 404
-        elif isinstance(exc, (BadInputError)):
+        elif isinstance(exc, BadInputError):
             code = 400
-        elif isinstance(exc, JobStateError):
+        elif isinstance(exc, (JobStateError, JobFailedError)):  # e.g. frames of a job that rendered none
             code = 409
         elif isinstance(exc, ResultError):  # a hostile or damaged result: refused, and remembered
             code = 422

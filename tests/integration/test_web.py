@@ -157,7 +157,12 @@ def api(browser, farm):
     context.dispose()
 
 
-def not_blank(shot: bytes) -> Image.Image:
+SHOTS = Path(__import__("tempfile").gettempdir()) / "httpov-web-shots"  # kept for a person to look at
+
+
+def not_blank(shot: bytes, name: str) -> Image.Image:
+    SHOTS.mkdir(exist_ok=True)
+    (SHOTS / f"{name}.png").write_bytes(shot)
     image = Image.open(io.BytesIO(shot)).convert("RGB")
     colours = image.getcolors(maxcolors=1 << 20) or []
     assert len(colours) > 20, f"the screenshot is blank: {len(colours)} colours"
@@ -216,7 +221,7 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
     assert page.evaluate("window.sameDocument") is True, "the page reloaded"
     assert "3/3 frames done" in page.inner_text("#job .counts")
     inert(page)
-    shot = not_blank(page.screenshot(full_page=True))
+    shot = not_blank(page.screenshot(full_page=True), "job")
     assert count(shot, (0, 255, 0)) >= 3 * 120 * 90, "the frame thumbnails are not on the page"
     assert page.get_by_text(HOSTILE_NAME, exact=True).first.is_visible()
 
@@ -231,7 +236,7 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
     page.goto("/")
     page.wait_for_selector(f"#job-{job} img.thumb")
     page.wait_for_function(f"document.querySelector('#job-{job} img.thumb').naturalWidth > 0")
-    shot = not_blank(page.screenshot())
+    shot = not_blank(page.screenshot(), "jobs")
     assert page.get_by_text(HOSTILE_NAME, exact=True).first.is_visible()
     assert count(shot, (0, 255, 0)) >= 0.9 * 192 * 144, "the latest frame's thumbnail is not on the jobs page"
     assert count(shot, BAR_BLUE) >= 18 * 300, "the full progress bar of the finished job is not on the page"
@@ -242,6 +247,8 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
         assert len([n for n in zf.namelist() if n.endswith(".png")]) == 3
     sheet = page.context.request.get(f"/jobs/{job}/download/contact-sheet.png")
     assert sheet.ok and Image.open(io.BytesIO(sheet.body())).size[0] >= 2 * 32
+    video = page.context.request.get(f"/jobs/{job}/download/video.mp4")
+    assert video.ok and video.body()[4:8] == b"ftyp", video.text()[:200]  # an MP4 (imageio-ffmpeg is in the test extra)
 
 
 def test_the_submit_form_shows_each_error_beside_its_field_and_queues_nothing(farm, page):
@@ -254,7 +261,7 @@ def test_the_submit_form_shows_each_error_beside_its_field_and_queues_nothing(fa
     assert "between 0 and 9" in page.inner_text("#priority-error")
     assert "choose a scene zip" in page.inner_text("#scene-error")
     assert page.input_value("#frames") == "three"  # what the user typed is kept
-    not_blank(page.screenshot())
+    not_blank(page.screenshot(), "submit-errors")
     assert farm.client.store.job_ids() == before
 
 
@@ -332,7 +339,7 @@ def test_cancel_a_job_in_the_browser(farm, page):
     job = farm.jobs["slow"]
     page.goto(f"/jobs/{job}")
     assert page.inner_text("h1 .name") == "slow one"
-    not_blank(page.screenshot())
+    not_blank(page.screenshot(), "job-cancel")
     page.click("#cancel")
     page.wait_for_selector("#job .state.cancelled")
     assert "cancel done, now cancelled" in page.inner_text(".flash")
@@ -353,7 +360,7 @@ def test_a_hostile_povray_log_stays_inert_text(farm, page, api, tmp_path):
     logs = page.locator("#failures").inner_text()
     assert HOSTILE_LOG in logs, logs
     inert(page)
-    not_blank(page.screenshot())
+    not_blank(page.screenshot(), "job-failed")
     assert page.get_by_text("evil log", exact=True).first.is_visible()
 
 
@@ -364,7 +371,7 @@ def test_the_login_and_jobs_pages_are_drawn(farm, browser):
         anonymous = context.new_page()
         anonymous.goto("/")
         assert "/login" in anonymous.url
-        not_blank(anonymous.screenshot())
+        not_blank(anonymous.screenshot(), "login")
         assert anonymous.locator("#signin").is_visible()
     finally:
         context.close()

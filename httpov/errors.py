@@ -20,6 +20,18 @@ class BadInputError(HttpovError):
     exit_code = 2
 
 
+class FieldError(BadInputError):
+    """Fields of a web form or API request are missing or malformed; `errors` maps each field to its message."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {text}" for name, text in errors.items()))
+        self.errors = errors
+
+
+class NotAvailableError(HttpovError):
+    """An operation whose library call this httpov does not have yet (the web API answers 501)."""
+
+
 class SceneError(HttpovError):
     """The scene given to submit is missing, unreadable, or names no ini/.pov."""
 

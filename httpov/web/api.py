@@ -1,13 +1,14 @@
 """The JSON API that the pages and scripts share: each endpoint is the library call the CLI command makes."""
 from __future__ import annotations
 
+import inspect
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from flask import Blueprint, current_app, jsonify, request
 
-from httpov.errors import BadInputError, HttpovError, SceneError
+from httpov.errors import BadInputError, FieldError, NotAvailableError, SceneError
 from httpov.plan import check_name, safe_name
 from httpov.web.source import job_id
 
@@ -16,18 +17,6 @@ api = Blueprint("api", __name__, url_prefix="/api")
 CONTROLS = ("cancel", "pause", "resume", "retry")
 #: Submit's options, as on the CLI: (field, smallest value); the scene zip comes in the field `scene`.
 INT_FIELDS = {"frames": 1, "count": 1, "slices": 1, "priority": 0}
-
-
-class FieldError(BadInputError):
-    """A submitted field is missing or malformed: the API answers 400 naming it, the form shows it inline."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{name}: {text}" for name, text in errors.items()))
-        self.errors = errors
-
-
-class NotYetError(HttpovError):
-    """An endpoint whose library call has not landed yet (delete, nodes): 501."""
 
 
 def web() -> Any:
@@ -75,36 +64,59 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
             raise FieldError({field: str(exc)}) from None
 
 
-def control(action: str, job: str) -> dict[str, Any]:
-    """The CLI's cancel/pause/resume/retry on one job; answers what was done."""
+def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
+    """The CLI's cancel/pause/resume/retry on one job; answers what was done. `frames` (retry of chosen frames,
+    `httpov retry JOB --frames 5-9`) needs that library call (issue 15): 501 until it exists."""
     client = web().client
     job = job_id(job)
     if action not in CONTROLS:
         raise BadInputError(f"{action!r} is not one of {', '.join(CONTROLS)}")
-    result = getattr(client, action)(job)
+    if frames:
+        if action != "retry":
+            raise FieldError({"frames": f"only retry takes frames, not {action}"})
+        if "frames" not in inspect.signature(client.retry).parameters:
+            raise NotAvailableError("retrying chosen frames is not available yet: Client.retry takes no frames",
+                              hint="retry the whole job (its failed and missing batches); chosen frames come with issue 15")
+        result = client.retry(job, frames=frames)
+    else:
+        result = getattr(client, action)(job)
     answer: dict[str, Any] = {"id": job, "action": action, "state": client.store.state(job)}
     if isinstance(result, int):
         answer["batches_queued"] = result
     return answer
 
 
+# Seams for the library calls of issue 15 (httpov delete, nodes, priority): each endpoint calls the Client method
+# the CLI command will call, and answers 501 naming it until that method exists.
+def _pending(name: str, what: str) -> Any:
+    method = getattr(web().client, name, None)
+    if method is None:
+        raise NotAvailableError(f"{what} is not available yet: this httpov has no Client.{name}",
+                          hint="it comes with issue 15 (`httpov delete`, `httpov nodes`, `httpov priority`)")
+    return method
+
+
 def delete(job: str) -> dict[str, Any]:
-    """`httpov delete`'s library call, once it exists (issue 15); 501 until then."""
-    client = web().client
-    if not hasattr(client, "delete"):
-        raise NotYetError("deleting a job is not available yet: this httpov has no Client.delete",
-                          hint="cancel the job instead; delete comes with issue 15")
-    client.delete(job_id(job))
+    """`httpov delete JOB`'s library call."""
+    _pending("delete", "deleting a job")(job_id(job))
     return {"id": job, "action": "delete"}
 
 
 def nodes() -> Any:
-    """`httpov nodes`' library call, once it exists (issue 15); 501 until then."""
-    client = web().client
-    if not hasattr(client, "nodes"):
-        raise NotYetError("listing render nodes is not available yet: this httpov has no Client.nodes",
-                          hint="each job's page shows the nodes that rendered it")
-    return client.nodes()
+    """`httpov nodes --json`'s library call."""
+    return _pending("nodes", "listing render nodes")()
+
+
+def set_priority(job: str, raw: str | None) -> dict[str, Any]:
+    """`httpov priority JOB N`'s library call."""
+    try:
+        priority = int((raw or "").strip())
+    except ValueError:
+        raise FieldError({"priority": f"priority must be a whole number from 0 to 9, got {(raw or '')[:40]!r}"}) from None
+    if not 0 <= priority <= 9:
+        raise FieldError({"priority": f"priority must be between 0 and 9, got {priority}"})
+    _pending("priority", "changing a job's priority")(job_id(job), priority)
+    return {"id": job, "action": "priority", "priority": priority}
 
 
 @api.get("/jobs")
@@ -130,9 +142,14 @@ def submit_job():
                     "notes": submission.notes, "description": submission.describe()}), 201
 
 
+@api.post("/jobs/<job>/priority")
+def priority_job(job: str):
+    return jsonify(set_priority(job, request.form.get("priority")))
+
+
 @api.post("/jobs/<job>/<action>")
 def control_job(job: str, action: str):
-    return jsonify(control(action, job))
+    return jsonify(control(action, job, request.form.get("frames") or None))
 
 
 @api.delete("/jobs/<job>")

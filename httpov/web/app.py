@@ -13,11 +13,11 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
 
 from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobFailedError, JobNotFoundError,
-                           JobStateError, ResultError)
+                           JobStateError, ResultError, FieldError, NotAvailableError)
 from httpov.eta import duration
 from httpov.outage import NOTICE
 from httpov.text import shown
-from httpov.web.api import FieldError, NotYetError, api
+from httpov.web.api import api
 from httpov.web.auth import Gate
 from httpov.web.pages import pages
 from httpov.web.source import StatusSource
@@ -130,7 +130,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
             code = 409
         elif isinstance(exc, ResultError):  # a hostile or damaged result: refused, and remembered
             code = 422
-        elif isinstance(exc, NotYetError):
+        elif isinstance(exc, NotAvailableError):
             code = 501
         return _refuse(code, str(exc), exc.hint)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from flask import (Blueprint, Response, abort, flash, redirect, render_template, request, send_file, session,
                    url_for)
 
-from httpov.errors import JobStateError
-from httpov.web.api import CONTROLS, FieldError, NotYetError, control, delete, submit_upload, web
+from httpov.errors import FieldError, JobStateError, NotAvailableError
+from httpov.web.api import CONTROLS, control, delete, set_priority, submit_upload, web
 from httpov.web.source import GRID_THUMB_SIZE, job_id
 
 pages = Blueprint("pages", __name__)
@@ -41,16 +41,21 @@ def job(job: str):
 
 @pages.post("/jobs/<job>/<action>")
 def control_job(job: str, action: str):
+    """The job page's buttons: the API's calls, then back to the page with what happened (or why not)."""
     try:
         if action == "delete":
             delete(job)
             flash(f"job {job} deleted")
             return redirect(url_for("pages.jobs"))
-        if action not in CONTROLS:
+        if action == "priority":
+            done = set_priority(job, request.form.get("priority"))
+            flash(f"job {job}: priority {done['priority']}")
+        elif action in CONTROLS:
+            done = control(action, job, request.form.get("frames") or None)
+            flash(f"job {job}: {action} done, now {done['state']}")
+        else:
             abort(404)
-        done = control(action, job)
-        flash(f"job {job}: {action} done, now {done['state']}")
-    except (JobStateError, NotYetError) as exc:  # said on the page the user came from
+    except (JobStateError, NotAvailableError, FieldError) as exc:  # said on the page the user came from
         flash(str(exc), "error")
     return redirect(url_for("pages.job", job=job_id(job)))
 

@@ -291,6 +291,11 @@ def test_the_api_submits_and_reads_with_a_token_and_names_bad_fields(farm, api, 
     assert gone.status == 501 and "delete" in gone.json()["error"]
     assert farm.state(farm.jobs["green"]) == "done"
     assert api.get("/api/nodes").status == 501
+    assert api.post(f"/api/jobs/{job}/priority", form={"priority": "11"}).json()["field"] == "priority"
+    assert api.post(f"/api/jobs/{job}/priority", form={"priority": "7"}).status == 501
+    chosen = api.post(f"/api/jobs/{farm.jobs['green']}/retry", form={"frames": "2-3"})
+    assert chosen.status == 501 and "frames" in chosen.json()["error"]
+    assert farm.state(farm.jobs["green"]) == "done" and api.get(f"/api/jobs/{job}").json()["priority"] == 3
 
 
 def test_every_control_endpoint_without_a_login_answers_401_and_changes_nothing(farm, tmp_path):
@@ -304,9 +309,9 @@ def test_every_control_endpoint_without_a_login_answers_401_and_changes_nothing(
     multipart = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     calls = [("POST", "/api/jobs", multipart, upload), ("POST", "/submit", multipart, upload),
              ("DELETE", f"/api/jobs/{job}", {}, None)]
-    for action in ("cancel", "pause", "resume", "retry"):
+    for action in ("cancel", "pause", "resume", "retry", "priority"):
         calls.append(("POST", f"/api/jobs/{job}/{action}", {}, None))
-    for action in ("cancel", "pause", "resume", "retry", "delete"):
+    for action in ("cancel", "pause", "resume", "retry", "delete", "priority"):
         calls.append(("POST", f"/jobs/{job}/{action}", {"Content-Type": "application/x-www-form-urlencoded"},
                       b"action=" + action.encode()))
     for method, path, headers, body in calls:

@@ -285,6 +285,7 @@ def test_the_api_submits_and_reads_with_a_token_and_names_bad_fields(farm, api, 
     assert job in [j["id"] for j in api.get("/api/jobs").json()]
     assert [j["id"] for j in api.get("/api/jobs?state=done").json()] == [farm.jobs["green"]]
     assert api.get("/api/jobs/nosuchjob").status == 404
+    assert api.get("/api/jobs/..%2F..%2Fetc").status == 404 and api.get("/jobs/..%2F..%2Fetc").status == 404
     assert api.get(f"/api/jobs/{farm.jobs['green']}/frames").json() == [1, 2, 3]
     # delete and nodes come with issue 15's library calls: until then a clear 501, and nothing deleted
     gone = api.delete(f"/api/jobs/{farm.jobs['green']}")
@@ -361,6 +362,8 @@ def test_a_hostile_povray_log_stays_inert_text(farm, page, api, tmp_path):
                                                      "buffer": scene.read_bytes()}, "name": "evil log"})
     job = made.json()["id"]
     wait_for(lambda: farm.state(job) == "failed", 120, "the hostile scene to fail")
+    assert api.get(f"/thumb/{job}.png").status == 404 and api.get(f"/jobs/{job}/frames/1.png").status == 404
+    assert api.get(f"/jobs/{job}/download/frames.zip").status == 409  # nothing rendered: said, not a 500
     page.goto(f"/jobs/{job}")
     logs = page.locator("#failures").inner_text()
     assert HOSTILE_LOG in logs, logs

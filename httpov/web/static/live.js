@@ -62,7 +62,7 @@ async function pollJobs(box) {
   for (const j of jobs) {
     const card = document.getElementById("job-" + j.id);
     update(card, j);
-    if (String(j.frames_done) !== card.dataset.frames && (j.frames_done || j.batches_done)) {
+    if (String(j.frames_done) !== card.dataset.frames && j.frames_done) {
       card.dataset.frames = String(j.frames_done);
       const link = card.querySelector(".thumbbox");
       let img = link.querySelector("img");

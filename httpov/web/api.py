@@ -9,13 +9,14 @@ from typing import Any, Mapping
 from flask import Blueprint, current_app, jsonify, request
 
 from httpov.errors import BadInputError, FieldError, NotAvailableError, SceneError
-from httpov.plan import check_name, safe_name
+from httpov.plan import RADIOSITY_MODES, check_name, safe_name
 from httpov.web.source import job_id
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
 CONTROLS = ("cancel", "pause", "resume", "retry")
-#: Submit's options, as on the CLI: (field, smallest value); the scene zip comes in the field `scene`.
+#: Submit's whole-number options, as on the CLI: (field, smallest value); the scene zip comes in the field `scene`,
+#: and `name` and `radiosity_cache` (auto, off, shared) are text.
 INT_FIELDS = {"frames": 1, "count": 1, "slices": 1, "priority": 0}
 
 
@@ -40,6 +41,11 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
             errors[name] = f"{name} must be at least {least}, got {options[name]}"
     if options.get("priority", 5) > 9:
         errors["priority"] = f"priority must be between 0 and 9, got {options['priority']}"
+    radiosity = (form.get("radiosity_cache") or "").strip()
+    if radiosity:
+        if radiosity not in RADIOSITY_MODES:
+            errors["radiosity_cache"] = f"radiosity_cache must be one of {', '.join(RADIOSITY_MODES)}, got {radiosity[:20]!r}"
+        options["radiosity_cache"] = radiosity
     name = form.get("name") or None
     if name is not None:
         try:
@@ -60,7 +66,8 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
         except SceneError as exc:  # ArchiveError too: the zip is the problem
             raise FieldError({"scene": str(exc)}) from None
         except BadInputError as exc:  # the CLI's messages name the option: --frames, --count ...
-            field = next((f for f in INT_FIELDS if str(exc).startswith(f"--{f}")), "scene")
+            field = next((f for f in (*INT_FIELDS, "radiosity-cache") if str(exc).startswith(f"--{f}")), "scene")
+            field = field.replace("-", "_")
             raise FieldError({field: str(exc)}) from None
 
 

@@ -74,7 +74,8 @@ class StatusSource:
             if frame is not None:
                 keys = [k for k in keys if frame_number(PurePosixPath(k).name) == frame]
             return (max(keys, key=lambda k: frame_number(PurePosixPath(k).name)), "") if keys else None
-        done = self.store.batches(job)["done"]
+        done = {b: info for b, info in self.store.batches(job)["done"].items()
+                if not Batch.from_id(b).prepass}  # a radiosity pre-pass renders no frame of the job
         if frame is None:
             if not done:
                 return None

@@ -271,6 +271,9 @@ def test_the_api_submits_and_reads_with_a_token_and_names_bad_fields(farm, api, 
     bad = api.post("/api/jobs", multipart={"scene": {"name": "slow.zip", "mimeType": "application/zip",
                                                     "buffer": scene.read_bytes()}, "frames": "0"})
     assert bad.status == 400 and bad.json()["field"] == "frames"
+    bad = api.post("/api/jobs", multipart={"scene": {"name": "slow.zip", "mimeType": "application/zip",
+                                                    "buffer": scene.read_bytes()}, "radiosity_cache": "always"})
+    assert bad.status == 400 and bad.json()["field"] == "radiosity_cache"
     broken = api.post("/api/jobs", multipart={"scene": {"name": "x.zip", "mimeType": "application/zip",
                                                        "buffer": b"not a zip"}})
     assert broken.status == 400 and broken.json()["field"] == "scene"

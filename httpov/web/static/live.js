@@ -23,6 +23,14 @@ function etaText(j) {  // as the page's eta_text
   return j.state;
 }
 
+function prepassText(p) {  // as the page's prepass macro and `httpov status`
+  if (!p) return "";
+  let text = "pre-pass: " + p.kind + " " + p.done + "/" + p.total;
+  if (p.running) text += " (" + p.running + " rendering)";
+  if (p.failed) text += " (" + p.failed + " failed)";
+  return text;
+}
+
 function setText(root, selector, text) {
   const el = root.querySelector(selector);
   if (el && el.textContent !== text) el.textContent = text;
@@ -40,6 +48,7 @@ function update(root, j) {
   setText(root, ".rate", (j.rate_recent || 0).toFixed(2) + " frames/s");
   setText(root, ".eta", etaText(j));
   setText(root, ".batches", j.batches_done + "/" + j.batches_total);
+  setText(root, ".prepass", prepassText(j.prepass));
   const state = root.querySelector(".state");
   if (state) { state.textContent = j.state; state.className = "state " + j.state; }
 }

@@ -26,3 +26,9 @@ def test_both_pages_show_the_pre_pass_stage_as_status_does_and_escape_the_name()
         assert "ETA ? (no render node is taking its batches)" in html
     plain = dict(VIEW, prepass=None)
     assert "pre-pass" not in _render("job.html", job=plain, frames=[], failures=[], video=False)
+
+
+def test_a_reader_who_is_not_signed_in_sees_no_control_and_no_submit_link():
+    html = _render("job.html", job=VIEW, frames=[], failures=[], video=False)  # --public-read, nobody signed in
+    assert 'id="cancel"' not in html and 'action="/submit"' not in html and 'href="/submit"' not in html
+    assert 'href="/login"' in html

@@ -128,12 +128,12 @@ def set_priority(job: str, raw: str | None) -> dict[str, Any]:
 
 @api.get("/jobs")
 def list_jobs():
-    return jsonify(web().source.jobs(request.args.get("state") or None))
+    return jsonify([view.to_json() for view in web().source.jobs(request.args.get("state") or None)])
 
 
 @api.get("/jobs/<job>")
 def show_job(job: str):
-    return jsonify(web().source.job(job))
+    return jsonify(web().source.job(job).to_json())
 
 
 @api.get("/jobs/<job>/frames")

@@ -14,9 +14,9 @@ from markupsafe import Markup
 
 from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobFailedError, JobNotFoundError,
                            JobStateError, ResultError, FieldError, NotAvailableError)
-from httpov.eta import duration
 from httpov.outage import NOTICE
 from httpov.text import shown
+from httpov.view import JobView
 from httpov.web.api import api
 from httpov.web.auth import Gate
 from httpov.web.pages import pages
@@ -137,18 +137,18 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
     return app
 
 
-def eta_text(j: Any) -> str:
+def eta_text(j: JobView) -> str:
     """'ETA 3m05s (at 10:42:00)', 'finished at 10:42:00', or the state: one phrase for a job's card."""
-    if j["state"] in ("queued", "running"):
-        text = "ETA " + duration(j.get("eta_seconds"))
-        if j.get("eta_at"):
-            text += time.strftime(" (at %H:%M:%S)", time.localtime(j["eta_at"]))
-        elif not j.get("running") and j.get("batches_queued"):
+    if j.state in ("queued", "running"):
+        text = f"ETA {j.eta_text}"
+        if j.eta_at:
+            text += time.strftime(" (at %H:%M:%S)", time.localtime(j.eta_at))
+        elif j.idle:
             text += " (no render node is taking its batches)"
         return text
-    if j["state"] == "done" and j.get("finished"):
-        return time.strftime("finished at %H:%M:%S", time.localtime(j["finished"]))
-    return str(j["state"])
+    if j.state == "done" and j.finished:
+        return time.strftime("finished at %H:%M:%S", time.localtime(j.finished))
+    return j.state
 
 
 def _wants_json() -> bool:

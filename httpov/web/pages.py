@@ -35,7 +35,7 @@ def jobs():
 def job(job: str):
     source = web().source
     view = source.job(job)
-    return render_template("job.html", job=view, frames=source.frames(job), failures=source.failure_groups(view),
+    return render_template("job.html", job=view, frames=source.frames(job), failures=view.failure_groups(),
                            video=_video_available())
 
 

@@ -8,9 +8,8 @@ import threading
 import zipfile
 from collections import OrderedDict
 from pathlib import PurePosixPath
-from typing import Any, Callable
+from typing import Callable
 
-from httpov import eta
 from httpov.archive import copy_member
 from httpov.errors import ArchiveError, JobNotFoundError, ResultError
 from httpov.jobs import JobStore
@@ -19,6 +18,7 @@ from httpov.media import check_frame, frame_bytes, frame_number, thumbnail_png
 from httpov.plan import Batch
 from httpov.storage import Storage
 from httpov.text import shown
+from httpov.view import JobView, job_view, overview
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 THUMB_SIZE = 320
@@ -49,17 +49,12 @@ class StatusSource:
             self._storage = self._storage()
         return self._storage  # type: ignore[return-value]
 
-    # job views: the one place the web reads them (httpov.eta today; the JSON is `httpov status --json`'s)
-    def jobs(self, state: str | None = None) -> list[dict[str, Any]]:
-        views = eta.overview(self.store)
-        return [v for v in views if state in (None, "", v["state"])]
+    # job views: the same JobView as `httpov status` (its to_json() is `status --json` and the API's)
+    def jobs(self, state: str | None = None) -> list[JobView]:
+        return [v for v in overview(self.store) if state in (None, "", v.state)]
 
-    def job(self, job: str) -> dict[str, Any]:
-        return eta.job_view(self.store, job_id(job))
-
-    @staticmethod
-    def failure_groups(view: dict[str, Any]) -> list[dict[str, Any]]:
-        return eta.failure_groups(view.get("failed", []))
+    def job(self, job: str) -> JobView:
+        return job_view(self.store, job_id(job))
 
     # frames
     def frames(self, job: str) -> list[int]:

@@ -1,15 +1,20 @@
-"""The web pages' templates on a given job view (no Redis): the pre-pass stage, escaping, the ETA phrase."""
+"""The web pages' templates on a given JobView (no Redis): the pre-pass stage, escaping, the ETA phrase, controls."""
 from __future__ import annotations
+
+from dataclasses import replace
 
 from flask import render_template
 
+from httpov.view import JobView, Prepass
 from httpov.web import Gate, Web, create_app
 
-VIEW = {"id": "j1", "name": "sliced <radiosity>", "state": "running", "frames_total": 2, "frames_done": 0,
-        "frames_failed": 0, "frames_running": 0, "batches_done": 1, "batches_total": 10, "rate_recent": 0.0,
-        "eta_seconds": None, "eta_at": None, "running": [], "batches_queued": 8, "nodes": {}, "failed": [],
-        "width": 64, "height": 64, "priority": 5, "sliced": True,
-        "prepass": {"kind": "radiosity", "done": 1, "total": 2, "running": 1, "failed": 0}}
+VIEW = JobView(id="j1", name="sliced <radiosity>", state="running", frames_total=2, frames_done=0, frames_failed=0,
+               first_frame=1, last_frame=2, batches_total=10, batches_done=1, batches_failed=[], batches_requeued=0,
+               batches_running={}, sliced=True, width=64, height=64, priority=5, created=0.0, finished=None,
+               elapsed=3.0, rate=0.0, errors=[], nodes_blocked=[], radiosity_cache="prepass",
+               prepass=Prepass(kind="radiosity", total=2, done=1, running=1, failed=0), eta_seconds=None, eta_at=None,
+               frame_seconds=None, overhead_factor=1.0, rate_recent=0.0, render_processes=0, frames_running=0,
+               batches_queued=8, running=[], nodes={}, failed=[])
 
 
 def _render(template: str, **context) -> str:
@@ -21,10 +26,11 @@ def _render(template: str, **context) -> str:
 def test_both_pages_show_the_pre_pass_stage_as_status_does_and_escape_the_name():
     for html in (_render("jobs.html", jobs=[VIEW], state="", states=()),
                  _render("job.html", job=VIEW, frames=[], failures=[], video=False)):
+        assert VIEW.prepass is not None and f"{VIEW.prepass.text}</span>" in html
         assert "pre-pass: radiosity 1/2 (1 rendering)" in html
         assert "sliced &lt;radiosity&gt;" in html and "<radiosity>" not in html
         assert "ETA ? (no render node is taking its batches)" in html
-    plain = dict(VIEW, prepass=None)
+    plain = replace(VIEW, prepass=None)
     assert "pre-pass" not in _render("job.html", job=plain, frames=[], failures=[], video=False)
 
 

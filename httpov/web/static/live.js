@@ -23,12 +23,12 @@ function etaText(j) {  // as the page's eta_text
   return j.state;
 }
 
-function prepassText(p) {  // as the page's prepass macro and `httpov status`
+function prepassText(p) {  // as JobView's Prepass.text (`httpov status`)
   if (!p) return "";
-  let text = "pre-pass: " + p.kind + " " + p.done + "/" + p.total;
-  if (p.running) text += " (" + p.running + " rendering)";
-  if (p.failed) text += " (" + p.failed + " failed)";
-  return text;
+  const more = [];
+  if (p.running) more.push(p.running + " rendering");
+  if (p.failed) more.push(p.failed + " failed");
+  return "pre-pass: " + p.kind + " " + p.done + "/" + p.total + (more.length ? " (" + more.join(", ") + ")" : "");
 }
 
 function setText(root, selector, text) {

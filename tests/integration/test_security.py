@@ -163,11 +163,15 @@ def test_redis_with_tls_and_password(tmp_path, settings, tls_redis, workers):
 
     # `httpov web` opens its store as submit does: with the CA (it once dropped HTTPOV_REDIS_CA and could not start)
     port_ = free_port()
-    page = subprocess.Popen([sys.executable, "-m", "httpov.cli", "web", "--port", str(port_)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    token = "t" * 32
+    page = subprocess.Popen([sys.executable, "-m", "httpov.cli", "web", "--port", str(port_)],
+                            env=dict(env, HTTPOV_WEB_TOKENS=token), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
     try:
-        assert "httpov status page on" in page.stdout.readline()  # said once it listens, after its Redis answered
-        with urllib.request.urlopen(f"http://127.0.0.1:{port_}/api/jobs/{job}", timeout=10) as answer:
+        assert "httpov web on" in page.stdout.readline()  # said once it listens, after its Redis answered
+        request = urllib.request.Request(f"http://127.0.0.1:{port_}/api/jobs/{job}",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
             assert json.loads(answer.read())["state"] == "done"
     finally:
         stop_worker(page, grace=10.0)

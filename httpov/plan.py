@@ -58,10 +58,6 @@ class FrameRange:
     last: int
 
     @property
-    def animated(self) -> bool:
-        return self.final > self.initial
-
-    @property
     def count(self) -> int:
         return self.last - self.first + 1
 
@@ -211,10 +207,6 @@ class JobSpec:
     batches: list[str] = field(default_factory=list)
     time_limit: int | None = None  # seconds a batch may run (submit --time-limit), within the node's own limit
     radiosity: str = "off"  # RADIOSITY_PLANS: whether slices (or frames) load a radiosity pre-pass's cache
-
-    @property
-    def frames(self) -> FrameRange:
-        return FrameRange(self.initial, self.final, self.first, self.last)
 
     @property
     def history(self) -> str:
@@ -374,11 +366,6 @@ def plan_slices(
     ends.append(height)
     starts = [1] + [end + 1 for end in ends[:-1]]
     return list(zip(starts, ends))
-
-
-def is_exact_slice(first: int, last: int, height: int, *, block: int = RENDER_BLOCK_SIZE) -> bool:
-    """Whether a slice rendered with +SR<first> +ER<last> matches the same rows of a whole render."""
-    return 1 <= first <= last <= height and (first - 1) % block == 0 and (last % block == 0 or last == height)
 
 
 def slice_options(first: int, last: int, height: int) -> list[str]:

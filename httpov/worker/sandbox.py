@@ -195,18 +195,6 @@ def povray_ini(library_paths: Sequence[Path] = LIBRARY_PATHS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def shellout_options_in(ini_text: str) -> list[str]:
-    """Names of shell-out options set in an ini text (for callers that want to reject such a scene)."""
-    found = []
-    for raw in ini_text.splitlines():
-        line = raw.split(";", 1)[0].strip()
-        name = line.split("=", 1)[0].strip().lower()
-        for option in SHELLOUT_OPTIONS:
-            if name == option.lower() and "=" in line:
-                found.append(option)
-    return found
-
-
 def _existing_dir(path: str | os.PathLike[str], name: str) -> Path:
     resolved = Path(path).resolve()
     if not resolved.is_dir():

@@ -11,12 +11,12 @@ from httpov.scene import parse_ini
 
 def test_range_comes_from_the_ini():
     fr = frame_range(parse_ini("Initial_Frame=1\nFinal_Frame=10\n"))
-    assert (fr.initial, fr.final, fr.first, fr.last, fr.animated) == (1, 10, 1, 10, True)
+    assert (fr.initial, fr.final, fr.first, fr.last) == (1, 10, 1, 10)
 
 
 def test_still_is_one_frame_numbered_one():
     fr = frame_range(parse_ini(""))
-    assert (fr.first, fr.last, fr.animated) == (1, 1, False)
+    assert (fr.initial, fr.final, fr.first, fr.last) == (1, 1, 1, 1)
 
 
 def test_frames_option_sets_the_animation_length_from_initial_frame():

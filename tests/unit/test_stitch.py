@@ -14,11 +14,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from httpov.errors import BadInputError, RenderError
-from httpov.plan import is_exact_slice, plan_slices, slice_options
+from httpov.plan import RENDER_BLOCK_SIZE, plan_slices, slice_options
 from httpov.worker.stitch import stitch
 
 
 # --- plan_slices -------------------------------------------------------------------------------------------
+
+
+def is_exact_slice(first: int, last: int, height: int, *, block: int = RENDER_BLOCK_SIZE) -> bool:
+    """Whether a slice rendered with +SR<first> +ER<last> matches the same rows of a whole render: it starts on
+    povray's render-block grid and ends on it or at the image's last row (docs: the measured slices)."""
+    return 1 <= first <= last <= height and (first - 1) % block == 0 and (last % block == 0 or last == height)
+
+
+def test_is_exact_slice() -> None:
+    assert is_exact_slice(1, 32, 80) and is_exact_slice(33, 80, 80) and is_exact_slice(17, 32, 80, block=16)
+    assert not is_exact_slice(1, 20, 80) and not is_exact_slice(34, 80, 80) and not is_exact_slice(33, 81, 80)
 
 
 def _check_plan(plan: list[tuple[int, int]], height: int, block: int = 32) -> None:
@@ -101,16 +112,6 @@ def test_plan_by_rows_properties(height: int, rows: int) -> None:
 def test_plan_rejects_bad_input(height: int, kwargs: dict[str, Any], words: str) -> None:
     with pytest.raises(BadInputError, match=words):
         plan_slices(height, **kwargs)
-
-
-def test_is_exact_slice() -> None:
-    assert is_exact_slice(1, 32, 80)
-    assert is_exact_slice(33, 80, 80)
-    assert is_exact_slice(33, 64, 80)
-    assert not is_exact_slice(1, 20, 80)
-    assert not is_exact_slice(34, 80, 80)
-    assert not is_exact_slice(33, 81, 80)
-    assert is_exact_slice(17, 32, 80, block=16)
 
 
 def test_slice_options() -> None:

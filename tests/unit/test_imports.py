@@ -14,7 +14,7 @@ import httpov
 PACKAGE = Path(httpov.__file__).parent
 CLIENT = {"httpov.client", "httpov.view", "httpov.terminal", "httpov.eta", "httpov.media", "httpov.local", "httpov.web", "httpov.cli"}
 PURE = ["httpov.errors", "httpov.text", "httpov.settings", "httpov.limits", "httpov.keys", "httpov.scene",
-        "httpov.plan", "httpov.archive", "httpov.worker.stitch", "httpov.eta"]
+        "httpov.plan", "httpov.archive", "httpov.files", "httpov.worker.stitch", "httpov.eta"]
 BROKER_LIBRARIES = ("celery", "kombu", "redis")
 
 

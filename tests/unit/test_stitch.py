@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from httpov.errors import BadInputError, RenderError
+from httpov.files import TMP_PREFIX
 from httpov.plan import RENDER_BLOCK_SIZE, plan_slices, slice_options
 from httpov.worker.stitch import stitch
 
@@ -324,7 +325,7 @@ def test_stitch_refuses_a_truncated_part_and_cleans_up(tmp_path: Path) -> None:
         stitch([(good, 1, 32), (cut, 33, 40)], out)
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.png", "good.png"]
-    assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+    assert not any(name.startswith(TMP_PREFIX) for name in os.listdir(tmp_path))
 
 
 def test_stitch_refuses_a_different_palette(tmp_path: Path) -> None:

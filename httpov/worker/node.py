@@ -61,12 +61,14 @@ class RenderNode:
     """Everything one render process needs, built once per process and reused for every batch."""
 
     def __init__(self, settings: Settings, store: JobStore, storage: Storage, cache: SceneCache,
-                 release: Callable[[JobSpec, list[str]], None] | None = None) -> None:
+                 release: Callable[[JobSpec, list[str]], None] | None = None,
+                 povray_render: Callable[..., povray.RenderOutput] = povray.render) -> None:
         self.settings = settings
         self.store = store
         self.storage = storage
         self.cache = cache
         self.release = release  # queues batches (dispatch.enqueue): a finished pre-pass's slices
+        self.povray_render = povray_render  # povray.render; unit tests pass a stand-in with its signature
         self._specs: dict[str, JobSpec] = {}
         self._gone: set[str] = set()  # jobs found gone from Redis, said once each
 
@@ -222,8 +224,9 @@ class RenderNode:
 
             def render(extra: list[str] | None = None, size: tuple[int, int] | None = None) -> povray.RenderOutput:
                 try:
-                    return povray.render(self.settings.povray, spec, batch, workdir, self.settings.render_threads,
-                                         keep_going, self.limits, spec.time_limit, extra, size)
+                    return self.povray_render(self.settings.povray, spec, batch, workdir,
+                                              self.settings.render_threads, keep_going, self.limits,
+                                              spec.time_limit, extra, size)
                 except RenderError:
                     if stopped:
                         raise Stopped(stopped[0]) from None

@@ -1,4 +1,5 @@
-"""A render node's work on one batch: lease it, render it, store its zip, record it (Celery-free)."""
+"""A render node's work on one batch: lease it, render it, store its zip, record it (no Celery task or app:
+only Celery's back-off helper)."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from celery.utils.time import get_exponential_backoff_interval
 
 from httpov import limits
 from httpov.worker import povray, radiosity, stitch
@@ -36,6 +39,8 @@ _BATCH_ID = re.compile(r"^f\d{6,}-\d{6,}(-r\d{5,}-\d{5,}|-pre)?$")
 SAME_FAILURE_NODES = 2
 #: Leases a batch handed to another node waits for it before the sweepers requeue it on the shared queue.
 HAND_BACK_LEASES = 3
+#: The longest back-off before a retry of a batch that failed on a transient error, in seconds.
+RETRY_BACKOFF_MAX = 60
 
 
 class Stopped(Exception):
@@ -321,7 +326,7 @@ class RenderNode:
             if nodes >= SAME_FAILURE_NODES:
                 message = f"{exc} (the same failure on {nodes} render nodes)"
             elif attempt < self.settings.max_attempts:
-                backoff = min(60.0, 2.0 ** attempt)
+                backoff = get_exponential_backoff_interval(factor=1, retries=attempt, maximum=RETRY_BACKOFF_MAX)
                 self.store.fail_batch(spec.id, batch.id, str(exc), lines, final=False, node=node)
                 self.store.hold_for_retry(spec.id, batch.id, handoff, node, backoff + self.settings.lease_seconds)
                 return Outcome("retry", retry_in=backoff, detail=str(exc))

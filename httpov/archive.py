@@ -287,7 +287,7 @@ def _check_overlaps(zf: zipfile.ZipFile, path: Path, infos: list[zipfile.ZipInfo
         ((i.header_offset, i.header_offset + _LOCAL_HEADER_SIZE + i.compress_size, i) for i in infos),
         key=lambda span: span[:2],
     )
-    for (start, end, info), (next_start, _, other) in zip(spans, spans[1:]):
+    for (_start, end, info), (next_start, _, other) in zip(spans, spans[1:]):
         if next_start < end:
             raise ArchiveError(f"{path}: members {info.filename!r} and {other.filename!r} overlap")
     if spans and end_of_data is not None and spans[-1][1] > end_of_data:

@@ -111,7 +111,8 @@ def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
 @click.pass_context
 def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bool) -> None:
     """Follow JOB live until it ends: progress bar, frames done/failed/rendering, render nodes, rate and ETA."""
-    from httpov import terminal, view as views
+    from httpov import terminal
+    from httpov import view as views
 
     if interval <= 0:
         raise BadInputError(f"--interval must be greater than 0, got {interval}")
@@ -207,7 +208,6 @@ def render(ctx: click.Context, scene: Path, workers: int | None, frames: int | N
            slices: int | None, output: Path | None) -> None:
     """Render SCENE on this machine alone: Redis, render nodes and all, started and stopped for you."""
     from httpov.local import render_locally
-
     from httpov.terminal import JobProgress
 
     with JobProgress() as progress:
@@ -270,4 +270,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

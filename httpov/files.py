@@ -4,8 +4,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 #: How the temporary files of atomic_write begin: a listing of stored keys leaves them out.
 TMP_PREFIX = ".tmp-"

@@ -4,7 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -168,7 +169,7 @@ class JobStore:
         self._abandon = client.register_script(_ABANDON)
 
     @classmethod
-    def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> "JobStore":
+    def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> JobStore:
         """`ca`: CA bundle that signs a rediss:// server's certificate (redis-py verifies it by default). Commands
         are retried on connection errors and timeouts (REDIS_RETRIES): the Lua scripts and writes are idempotent,
         but for attempt and failure counters, which a retried reply lost in transit may count twice."""
@@ -433,7 +434,11 @@ class JobStore:
                 pipe.exists(self._lease(job_id, batch_id))
                 pipe.hexists(self._k(job_id, "running"), batch_id)
             replies = pipe.execute()
-            return [_fate(*replies[6 * i:6 * i + 6], taken) for i, (*_, taken) in enumerate(messages)]
+            fates = []
+            for i, (*_, taken) in enumerate(messages):
+                record, done, requeued, parked, leased, running = replies[6 * i:6 * i + 6]
+                fates.append(_fate(record, done, requeued, parked, leased, running, taken))
+            return fates
         return self._call(run) if messages else []
 
     def mark_requeued(self, job_id: str, batch_id: str, task_id: str, seconds: float) -> None:

@@ -92,7 +92,7 @@ class Batch:
         return range(self.first, self.last + 1)
 
     @classmethod
-    def from_id(cls, batch_id: str) -> "Batch":
+    def from_id(cls, batch_id: str) -> Batch:
         parts = batch_id.split("-")
         try:
             first, last = int(parts[0][1:]), int(parts[1])
@@ -221,7 +221,7 @@ class JobSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "JobSpec":
+    def from_dict(cls, data: dict) -> JobSpec:
         try:
             data = dict(data)
             if data.get("slices"):
@@ -342,7 +342,8 @@ def plan_slices(
     _check_positive_int("height", height)
     _check_positive_int("block", block)
     if block < MIN_RENDER_BLOCK_SIZE:
-        raise BadInputError(f"render block size must be at least {MIN_RENDER_BLOCK_SIZE} (povray's minimum), got {block}")
+        raise BadInputError(f"render block size must be at least {MIN_RENDER_BLOCK_SIZE} (povray's minimum), "
+                            f"got {block}")
     if (slices is None) == (rows is None):
         raise BadInputError("give exactly one of --slices and --slice-rows")
     blocks = -(-height // block)  # ceil: the last block may be short

@@ -2,22 +2,29 @@
 from __future__ import annotations
 
 import html
-import ipaddress
 import io
+import ipaddress
 import json
 import re
 import socket
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any
 
-from httpov.eta import duration
 from httpov.archive import copy_member
-from httpov.errors import (ArchiveError, BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError,
-                           ResultError)
+from httpov.errors import (
+    ArchiveError,
+    BadInputError,
+    BrokerUnavailableError,
+    HttpovError,
+    JobNotFoundError,
+    ResultError,
+)
+from httpov.eta import duration
 from httpov.jobs import JobStore, open_store
 from httpov.keys import batch_key, frames_prefix
 from httpov.media import check_frame, frame_bytes, frame_number, thumbnail_png
@@ -44,7 +51,7 @@ class StatusSource:
     def storage(self) -> Storage:
         if callable(self._storage) and not isinstance(self._storage, Storage):
             self._storage = self._storage()
-        return self._storage  # type: ignore[return-value]
+        return self._storage
 
     def jobs(self) -> list[JobView]:
         return overview(self.store)

@@ -48,7 +48,7 @@ class S3Storage(Storage):
         return self._client
 
     @classmethod
-    def from_url(cls, url: str) -> "S3Storage":
+    def from_url(cls, url: str) -> S3Storage:
         """`s3://bucket/some/prefix` -> keys stored under `some/prefix/`."""
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         return cls(bucket, prefix)

@@ -8,8 +8,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from httpov.archive import ArchiveLimits, extract_archive, file_sha256
 from httpov.errors import ArchiveError, StorageError

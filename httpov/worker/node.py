@@ -10,26 +10,32 @@ import shutil
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from celery.utils.time import get_exponential_backoff_interval
 
 from httpov import limits
-from httpov.worker import povray, radiosity, stitch
-from httpov.worker.cache import SceneCache
-from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError, RenderError,
-                           SceneError, StorageError)
+from httpov.errors import (
+    BadInputError,
+    BrokerUnavailableError,
+    HttpovError,
+    JobNotFoundError,
+    RenderError,
+    SceneError,
+    StorageError,
+)
 from httpov.jobs import LIVE, JobStore
-from httpov.worker.lease import LeaseKeeper
 from httpov.keys import batch_key, failed_log_key, frame_key, radiosity_key
 from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by
-from httpov.worker.sandbox import RenderLimits
 from httpov.settings import Settings
 from httpov.storage import Storage
-
+from httpov.worker import povray, radiosity, stitch
+from httpov.worker.cache import SceneCache
+from httpov.worker.lease import LeaseKeeper
+from httpov.worker.sandbox import RenderLimits
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +195,7 @@ class RenderNode:
             last = max(failed.values(), key=lambda f: f.get("at", 0), default={"error": "", "lines": []})
             message = (f"every live render node has failed this job repeatedly ({', '.join(sorted(blocked))}); "
                        f"last error: {last['error']}")
-            self.store.fail_batch(job_id, batch_id, message, last.get("lines", []), final=True, node=node)
+            self.store.fail_batch(job_id, batch_id, message, list(last.get("lines") or []), final=True, node=node)
             return Outcome("failed", detail=message)
         # Send the batch straight to a node that may render it: put back on the shared queue, it would most
         # likely come straight back to this idle node. Should that node die first, the lease runs out and the

@@ -7,9 +7,9 @@ import os
 import resource
 import shutil
 import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from httpov.errors import RenderError
 
@@ -230,6 +230,6 @@ def _load_prctl() -> Callable[..., int] | None:
     """libc's prctl, loaded in the parent so the child does no dlopen between fork and exec."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl  # type: ignore[no-any-return]
+        return libc.prctl
     except (OSError, AttributeError):  # pragma: no cover - not Linux/glibc
         return None

@@ -236,7 +236,8 @@ def _undo_filter(kind: int, line: bytes, previous: bytes, unit: int) -> bytes:
             up = previous[i]
             up_left = previous[i - unit] if i >= unit else 0
             estimate = left + up - up_left
-            distance_left, distance_up, distance_up_left = abs(estimate - left), abs(estimate - up), abs(estimate - up_left)
+            distance_left, distance_up = abs(estimate - left), abs(estimate - up)
+            distance_up_left = abs(estimate - up_left)
             if distance_left <= distance_up and distance_left <= distance_up_left:
                 predictor = left
             elif distance_up <= distance_up_left:

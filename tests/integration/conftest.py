@@ -6,8 +6,8 @@ from __future__ import annotations
 import secrets
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 import redis
@@ -24,7 +24,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except redis.ConnectionError:
-        raise pytest.UsageError(f"Redis does not answer at {REDIS_URL}: start redis-server (or run .ci/run)")
+        raise pytest.UsageError(f"Redis does not answer at {REDIS_URL}: start redis-server (or run .ci/run)") from None
 
 
 @pytest.fixture

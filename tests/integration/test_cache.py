@@ -6,16 +6,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlparse
 
 import pytest
 
 from httpov.archive import file_sha256, pack_scene
-from httpov.worker.cache import SceneCache
 from httpov.errors import ArchiveError
 from httpov.storage.s3 import S3Storage
+from httpov.worker.cache import SceneCache
 from tests.s3server import apply_env, make_bucket, moto_process, recorded_requests, s3_env, start_recording
 
 pytestmark = pytest.mark.integration
@@ -108,7 +108,7 @@ def test_many_processes_download_a_scene_once(endpoint: str, storage: S3Storage,
         time.sleep(0.01)  # every process has imported everything and waits at the line
     go.touch()
     outputs = [p.communicate(timeout=120) for p in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (_out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err
     folders = {out.strip() for out, _ in outputs}
     assert folders == {str(root / "scenes" / key[len("scenes/"):-len(".zip")])}

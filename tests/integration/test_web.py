@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import io
-from html import escape as html_escape
 import json
 import shutil
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest

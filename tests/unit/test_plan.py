@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from httpov.errors import BadInputError, SceneError
 from httpov.plan import Batch, adaptive_count, frame_range, frame_seconds, image_size, split

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -169,7 +170,7 @@ def test_a_transient_failure_is_retried_with_back_off_until_the_attempts_run_out
     node, store, fake, _ = farm
     fake.error = RenderError("povray was killed", transient=True)
     waits = []
-    for attempt in (1, 2):
+    for _attempt in (1, 2):
         outcome = _run(node, name=NODE)
         assert outcome.status == "retry" and store.failed[BATCH]["final"] is False
         assert store.calls[-1][:3] == ("hold_for_retry", BATCH, "retry:task-1")  # the retry's hand-off

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from httpov.errors import SceneError
 from httpov.scene import ALLOWED_OPTIONS, locate_scene, parse_ini

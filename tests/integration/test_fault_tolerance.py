@@ -135,7 +135,7 @@ def test_a_handed_back_batch_reaches_the_named_nodes_own_queue(tmp_path, setting
     wait_for(lambda: _node_ready(client, "good"), 30, "the good node to start")
     workers(concurrency=1, name="bad", settings_=settings)  # the only consumer of the job's queue: blocked
     final = client.wait(sub.spec.id, timeout=120)
-    assert (final["state"], final["frames_done"]) == ("done", 3)
+    assert (final.state, final.frames_done) == ("done", 3)
     done = client.store.batches(sub.spec.id)["done"]
     assert sorted(info["node"] for info in done.values()) == [f"good@{host}"] * 3
     assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"direct_{n:04d}.png" for n in range(1, 4)]

@@ -6,13 +6,13 @@ import os
 import re
 import shutil
 import stat
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from httpov.errors import ArchiveError, SceneError
+from httpov.files import atomic_write
 
 CHUNK = 1024 * 1024
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
@@ -122,29 +122,23 @@ def pack_scene(source: Path, out: Path, limits: ArchiveLimits = ArchiveLimits())
         raise ArchiveError(f"cannot write the scene archive {out} inside the scene folder {source}")
     dirs, files = _walk_scene(root, source)
     _check_tree_limits(source, dirs, files, limits)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w") as zf:
-            entries = [(name + "/", None) for name in dirs] + [(name, size) for name, size in files]
-            for name, size in sorted(entries):
-                if size is None:
-                    _write_dir_entry(zf, name)
-                else:
-                    _write_file_entry(zf, name, root / name, size, source)
-        os.chmod(tmp, FILE_MODE)
-        try:
-            names = check_archive(tmp, limits)
-        except ArchiveError as exc:  # name the archive the user asked for, not the temporary one
-            raise ArchiveError(str(exc).replace(str(tmp), str(out))) from None
-        os.replace(tmp, out)
+        with atomic_write(out) as tmp:
+            with open(tmp, "wb") as raw, zipfile.ZipFile(raw, "w") as zf:
+                entries = [(name + "/", None) for name in dirs] + [(name, size) for name, size in files]
+                for name, size in sorted(entries):
+                    if size is None:
+                        _write_dir_entry(zf, name)
+                    else:
+                        _write_file_entry(zf, name, root / name, size, source)
+            os.chmod(tmp, FILE_MODE)
+            try:
+                names = check_archive(tmp, limits)
+            except ArchiveError as exc:  # name the archive the user asked for, not the temporary one
+                raise ArchiveError(str(exc).replace(str(tmp), str(out))) from None
         return names
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ArchiveError(f"cannot pack {source} into {out}: {exc}") from None
-        raise
+    except OSError as exc:
+        raise ArchiveError(f"cannot pack {source} into {out}: {exc}") from None
 
 
 # --- checking -----------------------------------------------------------------------------------------
@@ -293,7 +287,7 @@ def _check_overlaps(zf: zipfile.ZipFile, path: Path, infos: list[zipfile.ZipInfo
         ((i.header_offset, i.header_offset + _LOCAL_HEADER_SIZE + i.compress_size, i) for i in infos),
         key=lambda span: span[:2],
     )
-    for (start, end, info), (next_start, _, other) in zip(spans, spans[1:]):
+    for (_start, end, info), (next_start, _, other) in zip(spans, spans[1:]):
         if next_start < end:
             raise ArchiveError(f"{path}: members {info.filename!r} and {other.filename!r} overlap")
     if spans and end_of_data is not None and spans[-1][1] > end_of_data:

@@ -6,6 +6,7 @@ import importlib.util
 import ssl
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from celery import Celery
 
@@ -60,7 +61,7 @@ def apply_settings(celery: Celery, settings: Settings) -> None:
     options["global_keyprefix"] = f"{settings.prefix}:kombu:"
     if settings.broker_url.startswith("rediss://"):
         # Without explicit SSL options kombu connects to rediss:// WITHOUT checking the certificate.
-        ssl_options = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        ssl_options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
         if settings.redis_ca:
             ssl_options["ssl_ca_certs"] = settings.redis_ca
         celery.conf.broker_use_ssl = ssl_options

@@ -111,7 +111,8 @@ def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
 @click.pass_context
 def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bool) -> None:
     """Follow JOB live until it ends: progress bar, frames done/failed/rendering, render nodes, rate and ETA."""
-    from httpov import terminal, view as views
+    from httpov import terminal
+    from httpov import view as views
 
     if interval <= 0:
         raise BadInputError(f"--interval must be greater than 0, got {interval}")
@@ -220,10 +221,11 @@ def web(ctx: click.Context, host: str, port: int, refresh: int, accounts: Path, 
 
 
 def _need_web_extra() -> None:
-    try:
-        import argon2, flask, flask_wtf, waitress  # noqa: F401, E401
-    except ImportError as exc:
-        raise HttpovError(f"httpov web needs {exc.name}", hint="pip install 'httpov[web]'") from None
+    import importlib.util
+
+    for module in ("argon2", "flask", "flask_wtf", "waitress"):
+        if importlib.util.find_spec(module) is None:
+            raise HttpovError(f"httpov web needs {module}", hint="pip install 'httpov[web]'")
 
 
 @cli.group("web-user")
@@ -261,7 +263,6 @@ def render(ctx: click.Context, scene: Path, workers: int | None, frames: int | N
            slices: int | None, output: Path | None) -> None:
     """Render SCENE on this machine alone: Redis, render nodes and all, started and stopped for you."""
     from httpov.local import render_locally
-
     from httpov.terminal import JobProgress
 
     with JobProgress() as progress:
@@ -324,4 +325,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -5,17 +5,38 @@ import contextlib
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
-from httpov import archive, keys as storage_keys
-from httpov.errors import (ArchiveError, BadInputError, BrokerUnavailableError, JobFailedError, JobStateError,
-                            ResultError, SceneError)
+from httpov import archive
+from httpov import keys as storage_keys
+from httpov.errors import (
+    ArchiveError,
+    BadInputError,
+    BrokerUnavailableError,
+    JobFailedError,
+    JobStateError,
+    ResultError,
+    SceneError,
+)
 from httpov.jobs import LIVE, JobStore, open_store
 from httpov.outage import through_outage
-from httpov.plan import (RADIOSITY_MODES, Batch, JobSpec, check_name, check_spec, history_key, image_size, plan_job,
-                         radiosity_digest, safe_name, waiting_for_prepass, wrappable)
+from httpov.plan import (
+    RADIOSITY_MODES,
+    Batch,
+    JobSpec,
+    check_name,
+    check_spec,
+    history_key,
+    image_size,
+    plan_job,
+    radiosity_digest,
+    safe_name,
+    waiting_for_prepass,
+    wrappable,
+)
 from httpov.scene import SceneLayout, SceneOptions, locate_scene, mentions_radiosity
 from httpov.settings import Settings
 from httpov.storage import Storage, open_storage
@@ -132,7 +153,7 @@ class Client:
         todo = [f for f in frames
                 if not self.storage.exists(storage_keys.radiosity_key(radiosity_digest(spec, f)))]
         spec.batches = [Batch(f, f, prepass=True).id for f in todo] + spec.batches
-        shared = "one radiosity cache computed on frame %d and loaded by every frame" % spec.first
+        shared = f"one radiosity cache computed on frame {spec.first} and loaded by every frame"
         what = shared if spec.radiosity == "shared" else "one radiosity pre-pass per frame, loaded by its slices"
         reused = len(frames) - len(todo)
         return [f"{what}" + (f" ({reused} cache(s) stored by an earlier job reused)" if reused else "")

@@ -1,7 +1,8 @@
 """Putting batches on the queue: a job's first send, a retry's, and the lease sweep's requeue of lost ones."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from httpov.jobs import JobStore
 from httpov.plan import Batch, JobSpec

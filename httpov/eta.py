@@ -3,7 +3,8 @@ who renders what (httpov.view builds a job's view from it)."""
 from __future__ import annotations
 
 import heapq
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from httpov.plan import FINISHED, Batch, JobSpec
 

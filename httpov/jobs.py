@@ -4,9 +4,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from httpov.errors import BrokerUnavailableError, JobNotFoundError
 from httpov.plan import FINISHED, LIVE, JobSpec
@@ -17,6 +20,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 # A job's states (LIVE, FINISHED) are in httpov.plan, where the pure ETA maths reads them too.
+#: Each Redis command is tried again this many times on a dropped connection or a timeout, 0.2, 0.4 then 0.8 s
+#: apart (redis-py's Retry): a blip (an idle connection closed, a failover) never reaches httpov's code. Longer
+#: outages are ridden out by the commands that wait (httpov.outage, HTTPOV_OUTAGE_SECONDS).
+REDIS_RETRIES = 3
+REDIS_BACKOFF = ExponentialBackoff(cap=1.0, base=0.1)
 #: A submitting client renews its job's submit lease this often (in batches queued) and for this long.
 SUBMIT_LEASE_SECONDS = 60.0
 _GONE = "the submit stopped before every batch was queued (the client was interrupted or died)"
@@ -161,11 +169,14 @@ class JobStore:
         self._abandon = client.register_script(_ABANDON)
 
     @classmethod
-    def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> "JobStore":
-        """`ca`: CA bundle that signs a rediss:// server's certificate (redis-py verifies it by default)."""
+    def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> JobStore:
+        """`ca`: CA bundle that signs a rediss:// server's certificate (redis-py verifies it by default). Commands
+        are retried on connection errors and timeouts (REDIS_RETRIES): the Lua scripts and writes are idempotent,
+        but for attempt and failure counters, which a retried reply lost in transit may count twice."""
         tls = {"ssl_ca_certs": ca} if ca and url.startswith("rediss://") else {}
         client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30,
-                                      **tls)
+                                      retry=Retry(REDIS_BACKOFF, REDIS_RETRIES),
+                                      retry_on_error=[redis.ConnectionError, redis.TimeoutError], **tls)
         return cls(client, prefix)
 
     # keys
@@ -423,7 +434,11 @@ class JobStore:
                 pipe.exists(self._lease(job_id, batch_id))
                 pipe.hexists(self._k(job_id, "running"), batch_id)
             replies = pipe.execute()
-            return [_fate(*replies[6 * i:6 * i + 6], taken) for i, (*_, taken) in enumerate(messages)]
+            fates = []
+            for i, (*_, taken) in enumerate(messages):
+                record, done, requeued, parked, leased, running = replies[6 * i:6 * i + 6]
+                fates.append(_fate(record, done, requeued, parked, leased, running, taken))
+            return fates
         return self._call(run) if messages else []
 
     def mark_requeued(self, job_id: str, batch_id: str, task_id: str, seconds: float) -> None:

@@ -7,8 +7,9 @@ import re
 import struct
 import subprocess
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Sequence
+from typing import BinaryIO
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -148,8 +149,9 @@ def encode(images: Sequence[Path], output: Path, fps: float = 24.0, on_frame: Pr
         raise
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.wait() != 0:
-        raise HttpovError(f"ffmpeg could not encode {output.name}: {err.strip().splitlines()[-1] if err.strip() else ''}",
-                         hint="run again with fewer frames or another suffix; ffmpeg's message is above")
+        last = err.strip().splitlines()[-1] if err.strip() else ""
+        raise HttpovError(f"ffmpeg could not encode {output.name}: {last}",
+                          hint="run again with fewer frames or another suffix; ffmpeg's message is above")
     return output
 
 
@@ -166,7 +168,7 @@ def contact_sheet(images: Sequence[Path], output: Path, thumb: int = 160, column
     for n, path in enumerate(frames, 1):
         with open_frame(path, max_pixels) as image:
             small = _rgb(image)
-            small.thumbnail((thumb, thumb), Image.LANCZOS)
+            small.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
             thumbs.append((frame_number(path), small))
         if on_frame:
             on_frame(n, len(frames))
@@ -194,7 +196,7 @@ def thumbnail_png(image_bytes: bytes, size: int = 320, max_pixels: int = MAX_PIX
 
     with open_frame(io.BytesIO(image_bytes), max_pixels) as image:
         small = _rgb(image)
-        small.thumbnail((size, size), Image.LANCZOS)
+        small.thumbnail((size, size), Image.Resampling.LANCZOS)
         out = io.BytesIO()
         small.save(out, format="PNG")
         return out.getvalue()

@@ -58,10 +58,6 @@ class FrameRange:
     last: int
 
     @property
-    def animated(self) -> bool:
-        return self.final > self.initial
-
-    @property
     def count(self) -> int:
         return self.last - self.first + 1
 
@@ -96,7 +92,7 @@ class Batch:
         return range(self.first, self.last + 1)
 
     @classmethod
-    def from_id(cls, batch_id: str) -> "Batch":
+    def from_id(cls, batch_id: str) -> Batch:
         parts = batch_id.split("-")
         try:
             first, last = int(parts[0][1:]), int(parts[1])
@@ -213,10 +209,6 @@ class JobSpec:
     radiosity: str = "off"  # RADIOSITY_PLANS: whether slices (or frames) load a radiosity pre-pass's cache
 
     @property
-    def frames(self) -> FrameRange:
-        return FrameRange(self.initial, self.final, self.first, self.last)
-
-    @property
     def history(self) -> str:
         """Jobs of one scene at one size share measured frame times (adaptive batch size)."""
         return history_key(self.scene_key, self.width, self.height)
@@ -229,7 +221,7 @@ class JobSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "JobSpec":
+    def from_dict(cls, data: dict) -> JobSpec:
         try:
             data = dict(data)
             if data.get("slices"):
@@ -350,7 +342,8 @@ def plan_slices(
     _check_positive_int("height", height)
     _check_positive_int("block", block)
     if block < MIN_RENDER_BLOCK_SIZE:
-        raise BadInputError(f"render block size must be at least {MIN_RENDER_BLOCK_SIZE} (povray's minimum), got {block}")
+        raise BadInputError(f"render block size must be at least {MIN_RENDER_BLOCK_SIZE} (povray's minimum), "
+                            f"got {block}")
     if (slices is None) == (rows is None):
         raise BadInputError("give exactly one of --slices and --slice-rows")
     blocks = -(-height // block)  # ceil: the last block may be short
@@ -374,11 +367,6 @@ def plan_slices(
     ends.append(height)
     starts = [1] + [end + 1 for end in ends[:-1]]
     return list(zip(starts, ends))
-
-
-def is_exact_slice(first: int, last: int, height: int, *, block: int = RENDER_BLOCK_SIZE) -> bool:
-    """Whether a slice rendered with +SR<first> +ER<last> matches the same rows of a whole render."""
-    return 1 <= first <= last <= height and (first - 1) % block == 0 and (last % block == 0 or last == height)
 
 
 def slice_options(first: int, last: int, height: int) -> list[str]:

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Callable
 
 from httpov.errors import SceneError
 
@@ -32,7 +32,6 @@ SWITCHES = {
     "mb": "Bounding_Threshold", "ag": "Antialias_Gamma",
 }
 MULTI_VALUED = {"Library_Path", "Declare"}
-BOOL_WORDS = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 
 _SWITCH = re.compile(r"^[+-]([a-zA-Z]+)(.*)$")
 _KEY_VALUE = re.compile(r"^([A-Za-z_]\w*)\s*=\s*(.*)$")
@@ -50,12 +49,6 @@ class SceneOptions:
         if isinstance(value, list):
             return value[-1] if value else default
         return default if value is None else value
-
-    def flag(self, name: str, default: bool = False) -> bool:
-        value = self.get(name)
-        if value is None:
-            return default
-        return BOOL_WORDS.get(value.strip().lower(), default)
 
     def integer(self, name: str, default: int) -> int:
         value = self.get(name)

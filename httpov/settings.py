@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
+from typing import TypeVar
 
 from httpov.archive import ArchiveLimits
 from httpov.errors import BadInputError
+
+N = TypeVar("N", int, float)
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 #: URL schemes of each Redis setting: Celery's broker takes redis:// and rediss://; job state (redis-py) a unix
@@ -74,7 +77,7 @@ class Settings:
                                     + given)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read HTTPOV_* variables (missing ones take their defaults)."""
         env = os.environ if env is None else env
         broker = env.get("HTTPOV_BROKER_URL", DEFAULT_BROKER_URL)
@@ -123,7 +126,7 @@ class Settings:
         """The HTTPOV_* variables that make from_env give back these settings (a worker started with them)."""
         return {env_name(f.name): str(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
 
-    def with_(self, **changes: object) -> "Settings":
+    def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests, `httpov render`)."""
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -139,7 +142,7 @@ def default_render_processes(threads: int) -> int:
     return max(1, 4 * (os.cpu_count() or 1) // max(1, threads))
 
 
-def _number(env: Mapping[str, str], name: str, default: float, kind: type) -> float:
+def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
     raw = env.get(name)
     if raw is None or raw == "":
         return default

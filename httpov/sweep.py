@@ -5,7 +5,7 @@ import base64
 import json
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from httpov.jobs import JobStore
 

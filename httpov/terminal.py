@@ -128,7 +128,8 @@ class JobProgress:
 
     def __call__(self, view: JobView) -> None:
         state = view.state + (f", {view.prepass.text}" if view.prepass else "")
-        fields = {"failed": view.frames_failed, "rate": view.rate_recent, "eta": view.eta_text, "state": state}
+        fields: dict[str, Any] = {"failed": view.frames_failed, "rate": view.rate_recent, "eta": view.eta_text,
+                                  "state": state}
         if not self.out.is_terminal:
             changed = (state, view.frames_done, view.frames_failed)
             if changed != self._last:

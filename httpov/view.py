@@ -3,8 +3,9 @@ submit --wait, render and the web page (`to_json()` is `httpov status --json`)."
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from httpov import eta
 from httpov.jobs import JobStore

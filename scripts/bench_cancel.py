@@ -74,7 +74,8 @@ def main() -> None:
             results = [trial(client, work, n) for n in range(ARGS.trials)]
         finally:
             stop_worker(worker)
-    print(f"httpov from {ROOT}, {ARGS.trials} trials, lease {settings.lease_seconds:g} s, load {os.getloadavg()[0]:.1f}")
+    print(f"httpov from {ROOT}, {ARGS.trials} trials, lease {settings.lease_seconds:g} s, "
+          f"load {os.getloadavg()[0]:.1f}")
     for label, values in (("cancel command returns", [r for r, _, _ in results]),
                           ("cancel command CPU time", [c for _, _, c in results]),
                           ("povray gone after command start", [g for _, g, _ in results]),

@@ -16,10 +16,10 @@ from pathlib import Path
 import redis
 
 from httpov.celery import make_app
+from httpov.dispatch import enqueue
 from httpov.local import embedded_redis, start_worker, stop_worker
 from httpov.plan import Batch, JobSpec
 from httpov.settings import Settings
-from httpov.dispatch import enqueue
 
 
 def main() -> None:

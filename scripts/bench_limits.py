@@ -13,8 +13,8 @@ import resource
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from httpov.errors import HttpovError
 from tests.bombs import bomb_png

@@ -103,7 +103,8 @@ def main() -> None:
         best_povray, best_sliced = min(povray_times), min(sliced_times)
         paired = statistics.median(s / p for p, s in zip(povray_times, sliced_times))
         print(f"{args.width}x{args.height}, {args.slices} slices requested: povray +WT2 {best_povray:.2f}s, "
-              f"sliced on one node {best_sliced:.2f}s (best of {args.repeat} each), ratio {best_sliced / best_povray:.3f}, "
+              f"sliced on one node {best_sliced:.2f}s (best of {args.repeat} each), "
+              f"ratio {best_sliced / best_povray:.3f}, "
               f"median of paired runs {paired:.3f} (target <= 1.1); "
               f"stitched pixels {'identical to' if same else 'DIFFERENT from'} povray's")
 

@@ -1,32 +1,20 @@
-"""Shared fixtures: each test run gets its own Redis key prefix and queue on the real Redis, real storage
-folders, real `celery -A httpov worker` processes, and tiny POV-Ray scenes."""
+"""Shared helpers: the Redis URL tests use, tiny POV-Ray scenes, pixel comparison and waiting. Nothing here needs
+Redis or povray to import: their checks and the fixtures that use them are in tests/integration/conftest.py, so
+`pytest tests/unit` runs without either."""
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 import redis
 
-from httpov.local import start_worker, stop_worker
 from httpov.settings import Settings
 
 REDIS_URL = os.environ.get("HTTPOV_TEST_REDIS", "redis://127.0.0.1:6379/0")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Integration tests need Redis and povray; on CI their absence is a failure, never a skip."""
-    if shutil.which("povray") is None:
-        raise pytest.UsageError("povray is not installed: apt-get install -y povray (or run .ci/run)")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.ConnectionError:
-        raise pytest.UsageError(f"Redis does not answer at {REDIS_URL}: start redis-server (or run .ci/run)")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -34,49 +22,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Iterator[Settings]:
-    """Settings private to one test: its own key prefix, queue, storage folder and node cache."""
-    tag = "httpovtest-" + secrets.token_hex(4)
-    s = Settings(broker_url=REDIS_URL, state_url=REDIS_URL, storage=str(tmp_path / "storage"), prefix=tag,
-                 queue=tag, cache_dir=tmp_path / "cache", lease_seconds=4.0, max_attempts=3,
-                 task_time_limit=600)
-    yield s
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{tag}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-
-
-@pytest.fixture
-def client(settings: Settings):
-    from httpov.celery import make_app
-    from httpov.client import Client
-
-    return Client(settings, make_app(settings))
-
-
-@pytest.fixture
-def workers(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start real render nodes: `workers(concurrency=2, name="a")`; all are killed (whole group) at teardown."""
-    started: list[tuple[subprocess.Popen, Path]] = []
-
-    def start(concurrency: int = 2, name: str | None = None, settings_: Settings | None = None) -> subprocess.Popen:
-        name = name or f"node{len(started)}"
-        log = tmp_path / f"{name}.log"
-        proc = start_worker(settings_ or settings, concurrency, name, log)
-        started.append((proc, log))
-        return proc
-
-    yield start
-    for proc, _ in started:
-        stop_worker(proc, grace=5.0)
-    for _, log in started:  # a worker's traceback is shown with the test that provoked it
-        text = log.read_text(errors="replace") if log.exists() else ""
-        if "Traceback" in text:
-            print(f"--- {log.name} ---\n{text[-4000:]}")
 
 
 def write_scene(folder: Path, pov: str, ini: str | None = None) -> Path:

@@ -34,7 +34,7 @@ class Storage(ABC):
     def delete(self, key: str) -> None:
         """Remove `key`; removing a missing key is not an error."""
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 (a hook: a store with nothing to check passes)
         """Raise StorageError unless the store can be written and read (used before queueing)."""
 
     def put_bytes(self, key: str, data: bytes) -> None:

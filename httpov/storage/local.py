@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import tempfile
 from pathlib import Path
 
 from httpov.errors import StorageError
+from httpov.files import TMP_PREFIX, atomic_write
 from httpov.storage.base import Storage, check_key
 
 
@@ -29,7 +29,8 @@ class LocalStorage(Storage):
 
     def _copy(self, source: Path, target: Path, doing: str) -> None:
         try:
-            _atomic_copy(source, target)
+            with atomic_write(target, fsync=True) as tmp, open(tmp, "wb") as out, open(source, "rb") as src:
+                shutil.copyfileobj(src, out, 1024 * 1024)
         except FileNotFoundError:
             raise
         except OSError as exc:
@@ -46,7 +47,7 @@ class LocalStorage(Storage):
         keys = []
         for dirpath, _dirs, files in os.walk(start):
             for name in files:
-                if name.startswith(".tmp-"):
+                if name.startswith(TMP_PREFIX):
                     continue
                 key = os.path.relpath(os.path.join(dirpath, name), self.root).replace(os.sep, "/")
                 if key.startswith(prefix):
@@ -59,29 +60,7 @@ class LocalStorage(Storage):
     def check(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(prefix=".tmp-check-", dir=self.root)
+            probe = tempfile.NamedTemporaryFile(prefix=f"{TMP_PREFIX}check-", dir=self.root)
             probe.close()
         except OSError as exc:
             raise StorageError(f"storage directory {self.root} is not writable: {exc.strerror or exc}") from exc
-
-
-def _atomic_copy(source: Path, target: Path) -> None:
-    """Copy through a temporary name in the target's folder, then rename: readers see all or nothing.
-
-    The file is created with mode 0666 less the umask, like any file a program writes (mkstemp's 0600 would hide
-    results from the other users of a shared folder whatever their umask)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = target.parent / f".tmp-{secrets.token_hex(8)}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out, 1024 * 1024)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

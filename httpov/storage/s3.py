@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from httpov.errors import StorageError
+from httpov.files import atomic_write
 from httpov.storage.base import Storage, check_key
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -47,7 +48,7 @@ class S3Storage(Storage):
         return self._client
 
     @classmethod
-    def from_url(cls, url: str) -> "S3Storage":
+    def from_url(cls, url: str) -> S3Storage:
         """`s3://bucket/some/prefix` -> keys stored under `some/prefix/`."""
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         return cls(bucket, prefix)
@@ -96,8 +97,7 @@ class S3Storage(Storage):
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
-        try:
+        with atomic_write(path) as tmp:
             for attempt in (1, 2, 3):  # a ranged download stops (HTTP 412) if the object is replaced meanwhile
                 try:
                     self._call(self.client.download_file, self.bucket, self._key(key), str(tmp), key=key)
@@ -105,9 +105,6 @@ class S3Storage(Storage):
                 except S3DownloadFailedError as exc:
                     if attempt == 3:
                         raise StorageError(f"{self.url}{key} kept changing while it was downloaded") from exc
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def exists(self, key: str) -> bool:
         try:

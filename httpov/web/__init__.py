@@ -1,12 +1,13 @@
 """`httpov web`: the farm in a browser (jobs, frames, submit, control) and its JSON API, behind a login."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from httpov.errors import BadInputError
 from httpov.settings import Settings
-from httpov.web.app import Web, create_app, is_loopback, serve as _serve
+from httpov.web.app import Web, create_app, is_loopback
+from httpov.web.app import serve as _serve
 from httpov.web.auth import Gate
 from httpov.web.source import StatusSource
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import inspect
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
@@ -28,23 +29,24 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
     """Client.submit of an uploaded scene zip with the CLI's options from form fields; FieldError names the field."""
     errors: dict[str, str] = {}
     options: dict[str, Any] = {}
-    for name, least in INT_FIELDS.items():
-        raw = (form.get(name) or "").strip()
+    for field, least in INT_FIELDS.items():
+        raw = (form.get(field) or "").strip()
         if not raw:
             continue
         try:
-            options[name] = int(raw)
+            options[field] = int(raw)
         except ValueError:
-            errors[name] = f"{name} must be a whole number, got {raw[:40]!r}"
+            errors[field] = f"{field} must be a whole number, got {raw[:40]!r}"
             continue
-        if options[name] < least:
-            errors[name] = f"{name} must be at least {least}, got {options[name]}"
+        if options[field] < least:
+            errors[field] = f"{field} must be at least {least}, got {options[field]}"
     if options.get("priority", 5) > 9:
         errors["priority"] = f"priority must be between 0 and 9, got {options['priority']}"
     radiosity = (form.get("radiosity_cache") or "").strip()
     if radiosity:
         if radiosity not in RADIOSITY_MODES:
-            errors["radiosity_cache"] = f"radiosity_cache must be one of {', '.join(RADIOSITY_MODES)}, got {radiosity[:20]!r}"
+            errors["radiosity_cache"] = (f"radiosity_cache must be one of {', '.join(RADIOSITY_MODES)}, "
+                                         f"got {radiosity[:20]!r}")
         options["radiosity_cache"] = radiosity
     name = form.get("name") or None
     if name is not None:
@@ -83,7 +85,8 @@ def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
             raise FieldError({"frames": f"only retry takes frames, not {action}"})
         if "frames" not in inspect.signature(client.retry).parameters:
             raise NotAvailableError("retrying chosen frames is not available yet: Client.retry takes no frames",
-                              hint="retry the whole job (its failed and missing batches); chosen frames come with issue 15")
+                                    hint="retry the whole job (its failed and missing batches); chosen frames "
+                                         "come with issue 15")
         result = client.retry(job, frames=frames)
     else:
         result = getattr(client, action)(job)
@@ -119,7 +122,8 @@ def set_priority(job: str, raw: str | None) -> dict[str, Any]:
     try:
         priority = int((raw or "").strip())
     except ValueError:
-        raise FieldError({"priority": f"priority must be a whole number from 0 to 9, got {(raw or '')[:40]!r}"}) from None
+        raise FieldError(
+            {"priority": f"priority must be a whole number from 0 to 9, got {(raw or '')[:40]!r}"}) from None
     if not 0 <= priority <= 9:
         raise FieldError({"priority": f"priority must be between 0 and 9, got {priority}"})
     _pending("priority", "changing a job's priority")(job_id(job), priority)

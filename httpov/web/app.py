@@ -5,15 +5,25 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
 
-from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobFailedError, JobNotFoundError,
-                           JobStateError, ResultError, FieldError, NotAvailableError)
+from httpov.errors import (
+    BadInputError,
+    BrokerUnavailableError,
+    FieldError,
+    HttpovError,
+    JobFailedError,
+    JobNotFoundError,
+    JobStateError,
+    NotAvailableError,
+    ResultError,
+)
 from httpov.outage import NOTICE
 from httpov.text import shown
 from httpov.view import JobView

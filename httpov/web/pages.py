@@ -5,8 +5,8 @@ from __future__ import annotations
 import tempfile
 import zipfile
 from pathlib import Path
-from flask import (Blueprint, Response, abort, flash, redirect, render_template, request, send_file, session,
-                   url_for)
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, session, url_for
 
 from httpov.errors import FieldError, JobStateError, NotAvailableError
 from httpov.web.api import CONTROLS, control, delete, set_priority, submit_upload, web

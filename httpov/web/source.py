@@ -7,8 +7,8 @@ import re
 import threading
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Callable
 
 from httpov.archive import copy_member
 from httpov.errors import ArchiveError, JobNotFoundError, ResultError
@@ -47,7 +47,7 @@ class StatusSource:
     def storage(self) -> Storage:
         if callable(self._storage) and not isinstance(self._storage, Storage):
             self._storage = self._storage()
-        return self._storage  # type: ignore[return-value]
+        return self._storage
 
     # job views: the same JobView as `httpov status` (its to_json() is `status --json` and the API's)
     def jobs(self, state: str | None = None) -> list[JobView]:
@@ -59,7 +59,7 @@ class StatusSource:
     # frames
     def frames(self, job: str) -> list[int]:
         """The job's rendered frame numbers, in order."""
-        return sorted(self.store.batches(job_id(job))["frames"])
+        return [int(f) for f in self.store.batches(job_id(job))["frames"]]
 
     def _where(self, job: str, frame: int | None) -> tuple[str, str | int] | None:
         """(storage key, '' for a stitched frame or the frame number inside a batch zip, or '*' for its newest)."""

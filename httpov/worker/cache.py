@@ -8,8 +8,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from httpov.archive import ArchiveLimits, extract_archive, file_sha256
 from httpov.errors import ArchiveError, StorageError
@@ -39,13 +39,6 @@ class SceneCache:
         self.tmp = self.root / "tmp"
         for folder in (self.scenes, self.locks, self.tmp):
             folder.mkdir(parents=True, exist_ok=True)
-
-    def get(self, storage: Storage, key: str) -> Path:
-        """The folder holding the extracted scene `key` ("scenes/<sha256>.zip"), fetched if not cached.
-
-        Nothing protects the folder once this returns; hold it with `use` while povray reads it."""
-        with self.use(storage, key) as path:
-            return path
 
     @contextlib.contextmanager
     def use(self, storage: Storage, key: str) -> Iterator[Path]:
@@ -138,10 +131,6 @@ class SceneCache:
                 break
             if name != keep and self._remove_unused(name):
                 total -= size
-
-    def size(self) -> int:
-        """Bytes held by the extracted scenes."""
-        return sum(_tree_size(p) for p in self.scenes.iterdir()) if self.scenes.is_dir() else 0
 
     def _remove_unused(self, name: str) -> bool:
         fd = os.open(self.locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)

@@ -10,16 +10,17 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from httpov.errors import HttpovError
 from httpov.settings import Settings
 from httpov.text import shown
 
 #: An 8x8 scene that needs nothing but povray itself.
-_SCENE = "camera { location <0, 0, -3> look_at 0 } light_source { <2, 4, -3> rgb 1 } sphere { 0, 1 pigment { rgb 1 } }\n"
+_SCENE = ("camera { location <0, 0, -3> look_at 0 } light_source { <2, 4, -3> rgb 1 } "
+          "sphere { 0, 1 pigment { rgb 1 } }\n")
 
 
 @dataclass
@@ -33,8 +34,8 @@ class Check:
 
 def _povray(settings: Settings) -> str:
     """Render a tiny frame exactly as a batch is rendered: the same povray, sandbox and output checks."""
-    from httpov.worker import povray
     from httpov.plan import Batch, JobSpec
+    from httpov.worker import povray
 
     spec = JobSpec(id="health", name="health", scene_key="", root="", pov="check.pov",
                    options={"Input_File_Name": "check.pov"}, initial=1, final=1, first=1, last=1,

@@ -33,7 +33,7 @@ class LeaseKeeper:
                 # node may render the batch too, which is harmless: outputs and completion are idempotent.
                 continue
 
-    def __enter__(self) -> "LeaseKeeper":
+    def __enter__(self) -> LeaseKeeper:
         self._thread.start()
         return self
 

@@ -1,4 +1,5 @@
-"""A render node's work on one batch: lease it, render it, store its zip, record it (Celery-free)."""
+"""A render node's work on one batch: lease it, render it, store its zip, record it (no Celery task or app:
+only Celery's back-off helper)."""
 from __future__ import annotations
 
 import logging
@@ -9,24 +10,32 @@ import shutil
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+
+from celery.utils.time import get_exponential_backoff_interval
 
 from httpov import limits
-from httpov.worker import povray, radiosity, stitch
-from httpov.worker.cache import SceneCache
-from httpov.errors import (BadInputError, BrokerUnavailableError, HttpovError, JobNotFoundError, RenderError,
-                           SceneError, StorageError)
+from httpov.errors import (
+    BadInputError,
+    BrokerUnavailableError,
+    HttpovError,
+    JobNotFoundError,
+    RenderError,
+    SceneError,
+    StorageError,
+)
 from httpov.jobs import LIVE, JobStore
-from httpov.worker.lease import LeaseKeeper
 from httpov.keys import batch_key, failed_log_key, frame_key, radiosity_key
 from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by
-from httpov.worker.sandbox import RenderLimits
 from httpov.settings import Settings
 from httpov.storage import Storage
-
+from httpov.worker import povray, radiosity, stitch
+from httpov.worker.cache import SceneCache
+from httpov.worker.lease import LeaseKeeper
+from httpov.worker.sandbox import RenderLimits
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +45,8 @@ _BATCH_ID = re.compile(r"^f\d{6,}-\d{6,}(-r\d{5,}-\d{5,}|-pre)?$")
 SAME_FAILURE_NODES = 2
 #: Leases a batch handed to another node waits for it before the sweepers requeue it on the shared queue.
 HAND_BACK_LEASES = 3
+#: The longest back-off before a retry of a batch that failed on a transient error, in seconds.
+RETRY_BACKOFF_MAX = 60
 
 
 class Stopped(Exception):
@@ -61,12 +72,14 @@ class RenderNode:
     """Everything one render process needs, built once per process and reused for every batch."""
 
     def __init__(self, settings: Settings, store: JobStore, storage: Storage, cache: SceneCache,
-                 release: Callable[[JobSpec, list[str]], None] | None = None) -> None:
+                 release: Callable[[JobSpec, list[str]], None] | None = None,
+                 povray_render: Callable[..., povray.RenderOutput] = povray.render) -> None:
         self.settings = settings
         self.store = store
         self.storage = storage
         self.cache = cache
         self.release = release  # queues batches (dispatch.enqueue): a finished pre-pass's slices
+        self.povray_render = povray_render  # povray.render; unit tests pass a stand-in with its signature
         self._specs: dict[str, JobSpec] = {}
         self._gone: set[str] = set()  # jobs found gone from Redis, said once each
 
@@ -182,7 +195,7 @@ class RenderNode:
             last = max(failed.values(), key=lambda f: f.get("at", 0), default={"error": "", "lines": []})
             message = (f"every live render node has failed this job repeatedly ({', '.join(sorted(blocked))}); "
                        f"last error: {last['error']}")
-            self.store.fail_batch(job_id, batch_id, message, last.get("lines", []), final=True, node=node)
+            self.store.fail_batch(job_id, batch_id, message, list(last.get("lines") or []), final=True, node=node)
             return Outcome("failed", detail=message)
         # Send the batch straight to a node that may render it: put back on the shared queue, it would most
         # likely come straight back to this idle node. Should that node die first, the lease runs out and the
@@ -222,8 +235,9 @@ class RenderNode:
 
             def render(extra: list[str] | None = None, size: tuple[int, int] | None = None) -> povray.RenderOutput:
                 try:
-                    return povray.render(self.settings.povray, spec, batch, workdir, self.settings.render_threads,
-                                         keep_going, self.limits, spec.time_limit, extra, size)
+                    return self.povray_render(self.settings.povray, spec, batch, workdir,
+                                              self.settings.render_threads, keep_going, self.limits,
+                                              spec.time_limit, extra, size)
                 except RenderError:
                     if stopped:
                         raise Stopped(stopped[0]) from None
@@ -318,7 +332,7 @@ class RenderNode:
             if nodes >= SAME_FAILURE_NODES:
                 message = f"{exc} (the same failure on {nodes} render nodes)"
             elif attempt < self.settings.max_attempts:
-                backoff = min(60.0, 2.0 ** attempt)
+                backoff = get_exponential_backoff_interval(factor=1, retries=attempt, maximum=RETRY_BACKOFF_MAX)
                 self.store.fail_batch(spec.id, batch.id, str(exc), lines, final=False, node=node)
                 self.store.hold_for_retry(spec.id, batch.id, handoff, node, backoff + self.settings.lease_seconds)
                 return Outcome("retry", retry_in=backoff, detail=str(exc))

@@ -8,15 +8,14 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from httpov.errors import RenderError
-from httpov.plan import PATH_OPTIONS, Batch, JobSpec, inside_path, safe_name
-from httpov.worker.sandbox import RenderLimits, prepare_sandbox
+from httpov.plan import PATH_OPTIONS, Batch, JobSpec, inside_path, safe_name, slice_options
 from httpov.scene import ALLOWED_OPTIONS
-from httpov.plan import slice_options
+from httpov.worker.sandbox import RenderLimits, prepare_sandbox
 
 _ERROR = re.compile(r"error", re.I)
 _WARNING = re.compile(r"Possible Parse Error|warning", re.I)
@@ -62,7 +61,7 @@ def scene_ini(spec: JobSpec, scene_dir: Path) -> str:
 
 def povray_args(spec: JobSpec, batch: Batch, ini: Path, out_dir: Path, threads: int) -> list[str]:
     """Options httpov controls come after the scene's ini, so the scene cannot override them."""
-    args = [str(ini), "-D", "-P", "+O" + str(out_dir / "frame"), "+WT%d" % threads,
+    args = [str(ini), "-D", "-P", "+O" + str(out_dir / "frame"), f"+WT{threads}",
             f"+W{spec.width}", f"+H{spec.height}", f"+KFI{spec.initial}", f"+KFF{spec.final}"]
     bits = spec.options.get("Bits_Per_Color")
     args.append("+FN16" if bits == "16" else "+FN")

@@ -13,8 +13,8 @@ log = logging.getLogger(__name__)
 
 
 class Reaper(bootsteps.StartStopStep):
-    """A worker bootstep: every Settings.sweep_seconds, say this node is alive and sweep from the worker's timer, queueing
-    through the worker's own Celery app."""
+    """A worker bootstep: every Settings.sweep_seconds, say this node is alive and sweep from the worker's timer,
+    queueing through the worker's own Celery app."""
 
     requires = {"celery.worker.components:Timer"}
 

@@ -7,9 +7,9 @@ import os
 import resource
 import shutil
 import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from httpov.errors import RenderError
 
@@ -195,18 +195,6 @@ def povray_ini(library_paths: Sequence[Path] = LIBRARY_PATHS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def shellout_options_in(ini_text: str) -> list[str]:
-    """Names of shell-out options set in an ini text (for callers that want to reject such a scene)."""
-    found = []
-    for raw in ini_text.splitlines():
-        line = raw.split(";", 1)[0].strip()
-        name = line.split("=", 1)[0].strip().lower()
-        for option in SHELLOUT_OPTIONS:
-            if name == option.lower() and "=" in line:
-                found.append(option)
-    return found
-
-
 def _existing_dir(path: str | os.PathLike[str], name: str) -> Path:
     resolved = Path(path).resolve()
     if not resolved.is_dir():
@@ -242,6 +230,6 @@ def _load_prctl() -> Callable[..., int] | None:
     """libc's prctl, loaded in the parent so the child does no dlopen between fork and exec."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl  # type: ignore[no-any-return]
+        return libc.prctl
     except (OSError, AttributeError):  # pragma: no cover - not Linux/glibc
         return None

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import itertools
-import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +12,7 @@ from typing import Any, BinaryIO
 import png
 
 from httpov.errors import RenderError
+from httpov.files import atomic_write
 
 # PNG colour types: samples per pixel and a name for messages.
 _COLOUR_TYPES = {0: (1, "grey"), 2: (3, "RGB"), 3: (1, "palette"), 4: (2, "grey+alpha"), 6: (4, "RGBA")}
@@ -22,7 +21,7 @@ _SKIPPED_CHUNKS = {b"IDAT", b"IEND", b"tIME"}
 
 
 def stitch(parts: Sequence[tuple[Path, int, int]], out: Path) -> None:
-    """Write to `out` one PNG made of rows first..last of each part, atomically (temp file + os.replace).
+    """Write to `out` one PNG made of rows first..last of each part, atomically (files.atomic_write).
 
     Each part is a full-size PNG that povray rendered with +SR<first> +ER<last>. Bit depth, colour type, alpha,
     palette and gamma of the parts are kept. Raises RenderError when a part is unreadable, the parts disagree
@@ -50,20 +49,11 @@ def stitch(parts: Sequence[tuple[Path, int, int]], out: Path) -> None:
     _check_coverage(ordered, reference.height)
 
     out = Path(out)
-    fd, temp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            if any(image.interlaced for image in images):
-                _write_decoded(stream, ordered)
-            else:
-                _write_scanlines(stream, ordered, images)
-        os.replace(temp_name, out)
-    except BaseException:
-        try:
-            os.unlink(temp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(out) as tmp, open(tmp, "wb") as stream:
+        if any(image.interlaced for image in images):
+            _write_decoded(stream, ordered)
+        else:
+            _write_scanlines(stream, ordered, images)
 
 
 def _check_coverage(ordered: Sequence[tuple[Path, int, int]], height: int) -> None:
@@ -246,7 +236,8 @@ def _undo_filter(kind: int, line: bytes, previous: bytes, unit: int) -> bytes:
             up = previous[i]
             up_left = previous[i - unit] if i >= unit else 0
             estimate = left + up - up_left
-            distance_left, distance_up, distance_up_left = abs(estimate - left), abs(estimate - up), abs(estimate - up_left)
+            distance_left, distance_up = abs(estimate - left), abs(estimate - up)
+            distance_up_left = abs(estimate - up_left)
             if distance_left <= distance_up and distance_left <= distance_up_left:
                 predictor = left
             elif distance_up <= distance_up_left:

@@ -13,7 +13,7 @@ Usage: python scripts/research/flythrough.py [workdir]
 import sys
 from pathlib import Path
 
-from common import BASE, SCENES, W, H, dump, load, parallel, run, wrapper
+from common import BASE, SCENES, H, W, dump, load, parallel, run, wrapper
 
 WD = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/httpov-research/fly")
 WD.mkdir(parents=True, exist_ok=True)

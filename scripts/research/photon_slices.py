@@ -12,8 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from common import (BASE, SCENES, SLICES, diff_pixels, dump, load, parallel, psnr, run,
-                    stitch, wrapper)
+from common import BASE, SCENES, SLICES, diff_pixels, dump, load, parallel, psnr, run, stitch, wrapper
 
 WD = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/httpov-research/photons")
 REPS = int(sys.argv[2]) if len(sys.argv) > 2 else 3

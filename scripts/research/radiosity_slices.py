@@ -8,8 +8,7 @@ Writes <workdir>/results.json and prints the tables.
 import sys
 from pathlib import Path
 
-from common import (BASE, SCENES, SLICES, compare, dump, load, parallel, run, save,
-                    stitch, wrapper)
+from common import BASE, SCENES, SLICES, compare, dump, load, parallel, run, save, stitch, wrapper
 
 WD = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/httpov-research/slices")
 WD.mkdir(parents=True, exist_ok=True)

@@ -6,16 +6,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlparse
 
 import pytest
 
 from httpov.archive import file_sha256, pack_scene
-from httpov.worker.cache import SceneCache
 from httpov.errors import ArchiveError
 from httpov.storage.s3 import S3Storage
+from httpov.worker.cache import SceneCache
 from tests.s3server import apply_env, make_bucket, moto_process, recorded_requests, s3_env, start_recording
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,8 @@ cache = SceneCache(Path(root), 10**9)
 Path(go + "." + str(os.getpid())).touch()
 while not os.path.exists(go):
     time.sleep(0.002)
-print(cache.get(storage, key))
+with cache.use(storage, key) as path:
+    print(path)
 """
 
 # Holds a scene in use until the "release" file appears.
@@ -107,7 +108,7 @@ def test_many_processes_download_a_scene_once(endpoint: str, storage: S3Storage,
         time.sleep(0.01)  # every process has imported everything and waits at the line
     go.touch()
     outputs = [p.communicate(timeout=120) for p in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (_out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err
     folders = {out.strip() for out, _ in outputs}
     assert folders == {str(root / "scenes" / key[len("scenes/"):-len(".zip")])}
@@ -116,22 +117,33 @@ def test_many_processes_download_a_scene_once(endpoint: str, storage: S3Storage,
     assert os.listdir(root / "tmp") == []
     # Once cached, asking again costs no request at all.
     start_recording(endpoint)
-    assert _read_tree(SceneCache(root, 10**9).get(storage, key)) == files
+    assert _read_tree(_get(SceneCache(root, 10**9), storage, key)) == files
     assert recorded_requests(endpoint) == []
+
+
+def _get(cache: SceneCache, storage: S3Storage, key: str) -> Path:
+    """The scene's folder, fetched if not cached, and no longer held once this returns."""
+    with cache.use(storage, key) as path:
+        return path
+
+
+def _size(cache: SceneCache) -> int:
+    """Bytes of the extracted scenes in the cache."""
+    return sum(f.stat().st_size for f in cache.scenes.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def test_least_recently_used_scene_is_evicted(storage: S3Storage, tmp_path: Path) -> None:
     keys = {tag: _upload_scene(storage, tmp_path, tag)[0] for tag in "abc"}
     cache = SceneCache(tmp_path / "cache", 0)
-    one = cache.get(storage, keys["a"])
-    cache.max_bytes = 2 * cache.size() + 100  # room for two scenes, not three
-    a = cache.get(storage, keys["a"])
-    b = cache.get(storage, keys["b"])
+    one = _get(cache, storage, keys["a"])
+    cache.max_bytes = 2 * _size(cache) + 100  # room for two scenes, not three
+    a = _get(cache, storage, keys["a"])
+    b = _get(cache, storage, keys["b"])
     time.sleep(0.01)
-    assert cache.get(storage, keys["a"]) == a == one  # a is now more recently used than b
-    c = cache.get(storage, keys["c"])
+    assert _get(cache, storage, keys["a"]) == a == one  # a is now more recently used than b
+    c = _get(cache, storage, keys["c"])
     assert a.is_dir() and c.is_dir() and not b.exists()
-    assert cache.size() <= cache.max_bytes
+    assert _size(cache) <= cache.max_bytes
     assert sorted(os.listdir(tmp_path / "cache" / "scenes")) == sorted([a.name, c.name])
 
 
@@ -148,25 +160,25 @@ def test_scene_in_use_is_never_evicted(endpoint: str, storage: S3Storage, tmp_pa
         held_files = _read_tree(held)
         cache = SceneCache(root, 1)  # smaller than any scene: everything not in use must go
         for tag in "bcd":
-            path = cache.get(storage, keys[tag])
+            path = _get(cache, storage, keys[tag])
             assert held.is_dir() and _read_tree(held) == held_files  # the holder's scene, a, is older but in use
             assert sorted(os.listdir(root / "scenes")) == sorted([held.name, path.name])
         with cache.use(storage, keys["b"]) as in_use:  # fetching b evicts d
-            c = cache.get(storage, keys["c"])  # keeps b (in use here) and a (in use by the holder)
+            c = _get(cache, storage, keys["c"])  # keeps b (in use here) and a (in use by the holder)
             assert sorted(os.listdir(root / "scenes")) == sorted([held.name, in_use.name, c.name])
             assert in_use.is_dir() and held.is_dir()
     finally:
         release.touch()
         holder.wait(30)
     assert holder.returncode == 0
-    last = cache.get(storage, keys["d"])  # nothing in use any more: only the scene just returned stays
+    last = _get(cache, storage, keys["d"])  # nothing in use any more: only the scene just returned stays
     assert os.listdir(root / "scenes") == [last.name]
 
 
 def test_missing_scene_raises_and_leaves_nothing(storage: S3Storage, tmp_path: Path) -> None:
     cache = SceneCache(tmp_path / "cache", 10**6)
     with pytest.raises(FileNotFoundError):
-        cache.get(storage, "scenes/" + "0" * 64 + ".zip")
+        _get(cache, storage, "scenes/" + "0" * 64 + ".zip")
     assert os.listdir(tmp_path / "cache" / "scenes") == [] and os.listdir(tmp_path / "cache" / "tmp") == []
 
 
@@ -176,7 +188,7 @@ def test_damaged_scene_is_refused(storage: S3Storage, tmp_path: Path) -> None:
     storage.put_bytes(key, storage.get_bytes(other))  # a valid zip, but not the one its name promises
     cache = SceneCache(tmp_path / "cache", 10**6)
     with pytest.raises(ArchiveError):
-        cache.get(storage, key)
+        _get(cache, storage, key)
     assert os.listdir(tmp_path / "cache" / "scenes") == [] and os.listdir(tmp_path / "cache" / "tmp") == []
     with pytest.raises(ValueError):
-        cache.get(storage, "scenes/../x.zip")
+        _get(cache, storage, "scenes/../x.zip")

@@ -116,6 +116,31 @@ def test_blocklisted_node_hands_batches_back_and_the_job_completes(tmp_path, set
     assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"bl_{n:04d}.png" for n in range(1, 7)]
 
 
+def test_a_handed_back_batch_reaches_the_named_nodes_own_queue(tmp_path, settings, workers):
+    """worker_direct: a blocked node sends each batch to `<node>.dq2`, the queue only the named node consumes. Here
+    the chosen node does not consume the job's queue at all, so every frame it renders came through its own."""
+    import socket
+
+    from httpov.celery import make_app
+    from httpov.client import Client
+    from tests.conftest import TINY_ANIMATION, write_scene
+
+    settings = settings.with_(lease_seconds=30.0)  # no lease runs out meanwhile: nothing is requeued by a sweep
+    client = Client(settings, make_app(settings))
+    scene = write_scene(tmp_path / "direct", TINY_ANIMATION, "Width=16\nHeight=12\nInitial_Frame=1\nFinal_Frame=3\n")
+    sub = client.submit(scene, count=1)  # three batches on the job's queue, no node running yet
+    host = socket.gethostname()
+    client.store.r.sadd(f"{settings.prefix}:job:{sub.spec.id}:blocked", f"bad@{host}")
+    workers(concurrency=1, name="good", settings_=settings.with_(queue=settings.queue + "-elsewhere"))
+    wait_for(lambda: _node_ready(client, "good"), 30, "the good node to start")
+    workers(concurrency=1, name="bad", settings_=settings)  # the only consumer of the job's queue: blocked
+    final = client.wait(sub.spec.id, timeout=120)
+    assert (final.state, final.frames_done) == ("done", 3)
+    done = client.store.batches(sub.spec.id)["done"]
+    assert sorted(info["node"] for info in done.values()) == [f"good@{host}"] * 3
+    assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"direct_{n:04d}.png" for n in range(1, 4)]
+
+
 def test_same_failure_on_two_nodes_fails_the_job_with_the_log(tmp_path, settings, client, workers):
     bad = crash_script(tmp_path / "crashing-povray")
     scene = slow_scene(tmp_path / "sf", 1)

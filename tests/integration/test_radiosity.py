@@ -3,8 +3,8 @@ pre-pass node, cancel and pause during the pre-pass, reuse by a re-submit; photo
 from __future__ import annotations
 
 import math
-import re
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from httpov.cli import cli
+from httpov.keys import radiosity_key
 from httpov.local import worker_env
 from httpov.plan import radiosity_digest
 from httpov.view import job_view
-from httpov.keys import radiosity_key
 from tests.conftest import AA_SENSITIVE, pixels, povray_direct, queue_drained, wait_for, write_scene
 from tests.integration.faults import povray_pids
 

@@ -65,7 +65,8 @@ def _cli(settings, log: Path, *args: str) -> subprocess.Popen:
 
 def _get(url: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "text/html"}), timeout=10) as response:
+        request = urllib.request.Request(url, headers={"Accept": "text/html"})
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -127,3 +128,32 @@ def test_waiting_commands_and_the_page_ride_out_a_redis_restart(tmp_path, settin
                 proc.kill()
         server.terminate()
         server.wait(20)
+
+
+
+def test_a_connection_dropped_mid_command_is_absorbed_by_the_store_client(settings):
+    """A blip (Redis closing the store's connection while a command waits for its reply) is retried inside
+    redis-py: the caller gets its answer, no ConnectionError."""
+    import threading
+
+    from httpov.jobs import JobStore
+
+    store = JobStore.connect(settings.state_url, settings.prefix)
+    other = redis.Redis.from_url(settings.state_url)
+    key = f"{settings.prefix}:blip"
+    victim = store.r.client_id()  # the pool's one connection, which the BLPOP below uses again
+    killed: list[int] = []
+
+    def drop_then_push() -> None:
+        wait_for(lambda: any(c["id"] == str(victim) and c["cmd"] == "blpop" for c in other.client_list()), 10,
+                 "the store's BLPOP waiting")
+        killed.append(other.client_kill_filter(_id=victim))
+        other.rpush(key, "ok")
+
+    thread = threading.Thread(target=drop_then_push)
+    thread.start()
+    try:
+        assert tuple(store.r.blpop([key], timeout=10)) == (key, "ok")
+    finally:
+        thread.join(20)
+    assert killed == [1]

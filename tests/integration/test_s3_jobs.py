@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlparse
 
 import pytest

@@ -219,7 +219,8 @@ def test_a_forged_name_never_becomes_a_path_on_the_node(tmp_path, settings, clie
     stop_worker(first)  # a fresh node reads the forged record (nodes keep the records they read)
     attacker = client.submit(write_scene(tmp_path / "attacker", TINY_ANIMATION.replace("0.4, 1", "1, 0"),
                                          "Width=16\nHeight=12\n"), slices=2)
-    _forge(client, settings, attacker.spec.id, name="../" * 12 + f"{str(frames)[1:]}/{stitched.name[:-len('_0001.png')]}")
+    escape = "../" * 12 + f"{str(frames)[1:]}/{stitched.name[:-len('_0001.png')]}"
+    _forge(client, settings, attacker.spec.id, name=escape)
     workers(concurrency=2, name="second")
     wait_for(lambda: client.store.state(attacker.spec.id) in ("failed", "done"), 60, "the forged job to end")
     assert pixels(stitched) == before, "the forged job replaced another job's frame"
@@ -456,7 +457,7 @@ def test_node_rechecks_limits_and_fails_the_job_at_once(tmp_path, settings, work
                 heavy.spec.id: "bytes, more than the limit of 100000",
                 wide.spec.id: "width 100000, more than the limit of 16384"}
     for job, message in expected.items():
-        wait_for(lambda: loose.store.state(job) in ("failed", "done"), 90, "the job to end")
+        wait_for(lambda job=job: loose.store.state(job) in ("failed", "done"), 90, "the job to end")
         progress = job_view(loose.store, job)
         assert progress.state == "failed"
         assert any(message in line for line in progress.errors), progress.errors

@@ -23,6 +23,7 @@ from httpov.archive import (
     pack_scene,
 )
 from httpov.errors import ArchiveError, SceneError
+from httpov.files import TMP_PREFIX
 
 # --- helpers ------------------------------------------------------------------------------------------
 
@@ -203,7 +204,7 @@ def test_pack_refuses_links_and_special_files(tmp_path: Path, kind: str) -> None
     with pytest.raises(ArchiveError, match="symlink|special"):
         pack_scene(src, out)
     assert not out.exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(TMP_PREFIX)] == []
 
 
 def test_pack_refuses_names_nodes_would_refuse(tmp_path: Path) -> None:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from httpov.worker.povray import error_lines, failure
 from httpov.terminal import job_text
 from httpov.view import FailedBatch, JobView, failure_groups
+from httpov.worker.povray import error_lines, failure
 
 # povray 3.7.0.10's log for a scene whose image_map file is missing, with the scene named by the node's work path
 MISSING_IMAGE = """==== [Parsing...] ==========================================================
@@ -23,7 +23,8 @@ def test_the_fatal_error_is_the_headline_not_a_warning_and_files_are_named_from_
     assert str(error) == "povray failed: File 'sub/main.pov' line 4: Fatal error in parser: Cannot open file."
     assert not error.transient
     assert error.lines[0] == ("File 'sub/main.pov' line 4: Possible Parse Error: Cannot find file "
-                              "'missing_texture_with_a_long_name.png', even after trying to append file type extension.")
+                              "'missing_texture_with_a_long_name.png', even after trying to append file type "
+                              "extension.")
     assert not any("/n/work" in line for line in error.lines)
 
 
@@ -32,7 +33,8 @@ def test_a_parse_error_with_its_own_location_is_the_headline_whole():
            " after trying to append file type extension.\n"
            "File 'inc.pov' line 2: Parse Error: Cannot open include file nope.inc.\n"
            "Fatal error in parser: Cannot parse input.\nRender failed\n")
-    assert str(failure(1, log)) == "povray failed: File 'inc.pov' line 2: Parse Error: Cannot open include file nope.inc."
+    assert str(failure(1, log)) == ("povray failed: File 'inc.pov' line 2: Parse Error: Cannot open include file "
+                                    "nope.inc.")
     assert error_lines("  Input file: x.pov\nall went well\n") == ["  Input file: x.pov", "all went well"]
 
 

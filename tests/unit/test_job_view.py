@@ -12,7 +12,8 @@ STATUS_KEYS = [
     "id", "name", "state", "frames_total", "frames_done", "frames_failed", "first_frame", "last_frame",
     "batches_total", "batches_done", "batches_failed", "batches_requeued", "batches_running", "sliced", "width",
     "height", "priority", "created", "finished", "elapsed", "rate", "errors", "nodes_blocked", "radiosity_cache",
-    "prepass", "eta_seconds", "eta_at", "frame_seconds", "overhead_factor", "rate_recent", "render_processes", "frames_running",
+    "prepass", "eta_seconds", "eta_at", "frame_seconds", "overhead_factor", "rate_recent", "render_processes",
+    "frames_running",
     "batches_queued", "running", "nodes", "failed",
 ]
 

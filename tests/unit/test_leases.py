@@ -1,10 +1,10 @@
 """Defaults of leases and sweeps, and where a requeued batch goes in the queue."""
 from __future__ import annotations
 
-from httpov.plan import JobSpec
-from httpov.sweep import task_of
-from httpov.settings import Settings
 from httpov.dispatch import celery_priority
+from httpov.plan import JobSpec
+from httpov.settings import Settings
+from httpov.sweep import task_of
 
 
 def test_by_default_a_lost_nodes_batches_come_back_within_ten_seconds():

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from httpov.errors import BadInputError, SceneError
 from httpov.plan import Batch, adaptive_count, frame_range, frame_seconds, image_size, split
@@ -11,12 +12,12 @@ from httpov.scene import parse_ini
 
 def test_range_comes_from_the_ini():
     fr = frame_range(parse_ini("Initial_Frame=1\nFinal_Frame=10\n"))
-    assert (fr.initial, fr.final, fr.first, fr.last, fr.animated) == (1, 10, 1, 10, True)
+    assert (fr.initial, fr.final, fr.first, fr.last) == (1, 10, 1, 10)
 
 
 def test_still_is_one_frame_numbered_one():
     fr = frame_range(parse_ini(""))
-    assert (fr.first, fr.last, fr.animated) == (1, 1, False)
+    assert (fr.initial, fr.final, fr.first, fr.last) == (1, 1, 1, 1)
 
 
 def test_frames_option_sets_the_animation_length_from_initial_frame():

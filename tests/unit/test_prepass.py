@@ -7,10 +7,18 @@ import pytest
 
 from httpov.errors import BadInputError, SceneError
 from httpov.eta import estimate, work_units
-from httpov.view import Prepass, from_snapshot
-from httpov.plan import (Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by, waiting_for_prepass,
-                         wrappable)
+from httpov.plan import (
+    Batch,
+    JobSpec,
+    check_batch,
+    check_spec,
+    radiosity_digest,
+    released_by,
+    waiting_for_prepass,
+    wrappable,
+)
 from httpov.scene import mentions_radiosity
+from httpov.view import Prepass, from_snapshot
 from httpov.worker.radiosity import uses_radiosity
 
 SCENE_KEY = "scenes/" + "a" * 64 + ".zip"

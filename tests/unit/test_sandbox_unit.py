@@ -15,7 +15,6 @@ from httpov.worker.sandbox import (
     povray_conf,
     povray_ini,
     prepare_sandbox,
-    shellout_options_in,
 )
 
 GiB = 1024**3
@@ -50,12 +49,6 @@ def test_conf_forbids_shellouts_and_lists_only_given_dirs() -> None:
 def test_povini_puts_the_include_library_on_the_path() -> None:
     assert f'Library_Path="{INCLUDE_DIR}"' in povray_ini().splitlines()
     assert "Display=Off" in povray_ini().splitlines()
-
-
-def test_shellout_options_in_finds_every_form() -> None:
-    text = "; Pre_Scene_Command=commented\nWidth=16\n  post_frame_command = rm -rf /\nFATAL_ERROR_COMMAND=x ;c\n"
-    assert shellout_options_in(text) == ["Post_Frame_Command", "Fatal_Error_Command"]
-    assert shellout_options_in("Width=16\nPre_Scene_Commander=1\n") == []
 
 
 def test_prepare_writes_confs_and_a_closed_environment(three, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from httpov.errors import SceneError
 from httpov.scene import ALLOWED_OPTIONS, locate_scene, parse_ini
@@ -21,8 +22,7 @@ def test_switches_map_to_canonical_options():
     assert opts.options["Initial_Frame"] == "1" and opts.options["Final_Frame"] == "25"
     assert opts.options["Antialias"] == "on" and opts.options["Antialias_Threshold"] == "0.3"
     assert opts.options["Sampling_Method"] == "2"
-    assert opts.flag("Output_Alpha") is True
-    assert opts.flag("Jitter", True) is False
+    assert opts.options["Output_Alpha"] == "on" and opts.options["Jitter"] == "off"
 
 
 def test_only_lines_before_the_first_section_count():
@@ -99,7 +99,7 @@ def test_declare_on_a_switch_line_is_kept_in_order_with_declare_lines():
     opts = parse_ini("+kff120 +kc declare=fp=1\nDeclare=fp=2\n")
     assert opts.ignored == []
     assert opts.options["Declare"] == ["fp=1", "fp=2"]
-    assert opts.options["Final_Frame"] == "120" and opts.flag("Cyclic_Animation")
+    assert opts.options["Final_Frame"] == "120" and opts.options["Cyclic_Animation"] == "on"
     assert parse_ini("Declare=fp=2\n+W8 declare=fp=1\n").options["Declare"] == ["fp=2", "fp=1"]
 
 

@@ -9,22 +9,33 @@ from typing import Any
 
 import png
 import pytest
-from PIL import Image
 from hypothesis import given
 from hypothesis import strategies as st
+from PIL import Image
 
 from httpov.errors import BadInputError, RenderError
-from httpov.plan import is_exact_slice, plan_slices, slice_options
+from httpov.files import TMP_PREFIX
+from httpov.plan import RENDER_BLOCK_SIZE, plan_slices, slice_options
 from httpov.worker.stitch import stitch
 
-
 # --- plan_slices -------------------------------------------------------------------------------------------
+
+
+def is_exact_slice(first: int, last: int, height: int, *, block: int = RENDER_BLOCK_SIZE) -> bool:
+    """Whether a slice rendered with +SR<first> +ER<last> matches the same rows of a whole render: it starts on
+    povray's render-block grid and ends on it or at the image's last row (docs: the measured slices)."""
+    return 1 <= first <= last <= height and (first - 1) % block == 0 and (last % block == 0 or last == height)
+
+
+def test_is_exact_slice() -> None:
+    assert is_exact_slice(1, 32, 80) and is_exact_slice(33, 80, 80) and is_exact_slice(17, 32, 80, block=16)
+    assert not is_exact_slice(1, 20, 80) and not is_exact_slice(34, 80, 80) and not is_exact_slice(33, 81, 80)
 
 
 def _check_plan(plan: list[tuple[int, int]], height: int, block: int = 32) -> None:
     assert plan[0][0] == 1
     assert plan[-1][1] == height
-    for (first, last), (next_first, _next_last) in zip(plan, plan[1:]):
+    for (_first, last), (next_first, _next_last) in zip(plan, plan[1:]):
         assert next_first == last + 1
     for first, last in plan:
         assert first <= last
@@ -103,16 +114,6 @@ def test_plan_rejects_bad_input(height: int, kwargs: dict[str, Any], words: str)
         plan_slices(height, **kwargs)
 
 
-def test_is_exact_slice() -> None:
-    assert is_exact_slice(1, 32, 80)
-    assert is_exact_slice(33, 80, 80)
-    assert is_exact_slice(33, 64, 80)
-    assert not is_exact_slice(1, 20, 80)
-    assert not is_exact_slice(34, 80, 80)
-    assert not is_exact_slice(33, 81, 80)
-    assert is_exact_slice(17, 32, 80, block=16)
-
-
 def test_slice_options() -> None:
     assert slice_options(1, 80, 80) == []
     assert slice_options(1, 1, 1) == []
@@ -148,7 +149,8 @@ def _image(width: int, height: int, greyscale: bool, alpha: bool, bitdepth: int)
     ]
 
 
-def _write(path: Path, pixels: list[list[int]], width: int, greyscale: bool, alpha: bool, bitdepth: int, **extra: Any) -> None:
+def _write(path: Path, pixels: list[list[int]], width: int, greyscale: bool, alpha: bool, bitdepth: int,
+           **extra: Any) -> None:
     writer = png.Writer(width, len(pixels), greyscale=greyscale, alpha=alpha, bitdepth=bitdepth, **extra)
     with open(path, "wb") as stream:
         writer.write(stream, pixels)
@@ -160,7 +162,8 @@ def _read(path: Path) -> tuple[int, int, list[list[int]], dict[str, Any]]:
 
 
 def _parts(
-    tmp_path: Path, pixels: list[list[int]], width: int, fmt: tuple[bool, bool, int], ranges: list[tuple[int, int]], **extra: Any
+    tmp_path: Path, pixels: list[list[int]], width: int, fmt: tuple[bool, bool, int], ranges: list[tuple[int, int]],
+    **extra: Any
 ) -> list[tuple[Path, int, int]]:
     """Write one full-size PNG per range with the rows outside it black, as povray 3.7 does."""
     parts = []
@@ -282,7 +285,8 @@ def test_stitch_refuses_no_parts(tmp_path: Path) -> None:
         ((4, 40, FORMATS["grey8"]), "b.png has 8-bit grey, expected 8-bit RGB"),
     ],
 )
-def test_stitch_refuses_parts_that_disagree(tmp_path: Path, other: tuple[int, int, tuple[bool, bool, int]], words: str) -> None:
+def test_stitch_refuses_parts_that_disagree(tmp_path: Path, other: tuple[int, int, tuple[bool, bool, int]],
+                                            words: str) -> None:
     fmt = FORMATS["rgb8"]
     first = tmp_path / "a.png"
     second = tmp_path / "b.png"
@@ -323,13 +327,14 @@ def test_stitch_refuses_a_truncated_part_and_cleans_up(tmp_path: Path) -> None:
         stitch([(good, 1, 32), (cut, 33, 40)], out)
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.png", "good.png"]
-    assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+    assert not any(name.startswith(TMP_PREFIX) for name in os.listdir(tmp_path))
 
 
 def test_stitch_refuses_a_different_palette(tmp_path: Path) -> None:
     pixels = [[(x + y) % 4 for x in range(6)] for y in range(5)]
     paths = []
-    for name, palette in (("a.png", [(0, 0, 0), (9, 9, 9), (1, 2, 3), (4, 5, 6)]), ("b.png", [(0, 0, 0), (8, 8, 8), (1, 2, 3), (4, 5, 6)])):
+    for name, palette in (("a.png", [(0, 0, 0), (9, 9, 9), (1, 2, 3), (4, 5, 6)]),
+                          ("b.png", [(0, 0, 0), (8, 8, 8), (1, 2, 3), (4, 5, 6)])):
         with open(tmp_path / name, "wb") as stream:
             png.Writer(6, 5, palette=palette, bitdepth=2).write(stream, pixels)
         paths.append(tmp_path / name)
@@ -426,7 +431,8 @@ def test_stitch_parts_with_every_filter_type(tmp_path: Path, name: str, pattern:
     parts = []
     for index, (first, last) in enumerate(ranges):
         # Outside its range a part holds other pixels, so a wrong row above a boundary shows in the result.
-        rows = [row if first <= y + 1 <= last else [(top - value) // 2 for value in row] for y, row in enumerate(pixels)]
+        rows = [row if first <= y + 1 <= last else [(top - value) // 2 for value in row]
+                for y, row in enumerate(pixels)]
         path = tmp_path / f"part{index}.png"
         _encode(path, rows, width, bitdepth, colour_type, filters)
         assert _read(path)[2] == rows  # the test's encoder is right: pypng decodes what it wrote

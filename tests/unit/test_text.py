@@ -1,7 +1,8 @@
 """httpov.text.shown: untrusted text with control characters made visible."""
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from httpov.text import shown
 

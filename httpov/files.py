@@ -1,0 +1,48 @@
+"""Writing a file atomically: readers of its name see the old file or the whole new one, never a part."""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+#: How the temporary files of atomic_write begin: a listing of stored keys leaves them out.
+TMP_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_write(target: str | os.PathLike[str], *, fsync: bool = False) -> Iterator[Path]:
+    """Yield a fresh empty file in `target`'s folder to write (by name: open it, or hand the name to a library);
+    on a normal exit it replaces `target` in one rename, on an exception it is deleted and `target` untouched.
+
+    The file is created with mode 0666 less the umask, like any file a program writes (mkstemp's 0600 would hide
+    results from the other users of a shared folder whatever their umask). With `fsync`, its bytes and then the
+    rename are flushed to disk before this returns: for results that exist nowhere else."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        tmp = target.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+            break
+        except FileExistsError:
+            continue
+    try:
+        yield tmp
+        if fsync:
+            _fsync(tmp, os.O_RDONLY)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        _fsync(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,258 @@
+"""RenderNode's decisions on failures and hand-backs, against an in-memory job store and a stand-in for povray:
+no Redis, no povray. What Redis does with these calls (the Lua scripts) is tested by the integration tests."""
+from __future__ import annotations
+
+import contextlib
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from httpov.errors import JobNotFoundError, RenderError
+from httpov.keys import batch_key, failed_log_key
+from httpov.plan import Batch, JobSpec
+from httpov.settings import Settings
+from httpov.storage.local import LocalStorage
+from httpov.worker.node import SAME_FAILURE_NODES, RenderNode
+from httpov.worker.povray import RenderOutput, frame_file
+
+JOB = "job1"
+BATCH = "f000001-000002"
+NODE = "celery@a"
+SCENE = "scenes/" + "0" * 64 + ".zip"
+
+
+class FakeStore:
+    """The JobStore calls a render node makes, answered from memory; every write is recorded in `calls`."""
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.spec_ = spec
+        self.job_state = "queued"
+        self.start_answer = "ok"
+        self.blocked_nodes: set[str] = set()
+        self.live: set[str] = {NODE}
+        self.attempt = 0
+        self.failed_on: dict[str, set[str]] = {}  # signature: nodes
+        self.failed: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[Any, ...]] = []
+
+    def spec(self, job_id: str) -> JobSpec:
+        if job_id != self.spec_.id:
+            raise JobNotFoundError(job_id)
+        return self.spec_
+
+    def state(self, job_id: str) -> str:
+        return self.job_state
+
+    def blocked(self, job_id: str) -> set[str]:
+        return set(self.blocked_nodes)
+
+    def live_nodes(self, within: float) -> set[str]:
+        return set(self.live)
+
+    def start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
+                    hand_back: bool = False) -> str:
+        self.calls.append(("start_batch", batch_id, node, hand_back))
+        return self.start_answer
+
+    def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
+        return self.job_state
+
+    def add_attempt(self, job_id: str, batch_id: str) -> int:
+        self.attempt += 1
+        return self.attempt
+
+    def record_failure(self, job_id: str, batch_id: str, node: str, signature: str,
+                       block_after: int) -> tuple[int, bool]:
+        nodes = self.failed_on.setdefault(signature, set())
+        nodes.add(node)
+        self.calls.append(("record_failure", batch_id, node))
+        return len(nodes), False
+
+    def fail_batch(self, job_id: str, batch_id: str, error: str, lines: list[str], final: bool, node: str) -> None:
+        self.failed[batch_id] = {"error": error, "lines": lines, "final": final, "node": node, "at": 1.0}
+        self.calls.append(("fail_batch", batch_id, final))
+
+    def hold_for_retry(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float) -> None:
+        self.calls.append(("hold_for_retry", batch_id, handoff, seconds))
+
+    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int]) -> bool:
+        self.calls.append(("finish_batch", batch_id, frames))
+        return True
+
+    def release(self, job_id: str, batch_id: str) -> None:
+        self.calls.append(("release", batch_id))
+
+    def park(self, job_id: str, batch_id: str) -> None:
+        self.calls.append(("park", batch_id))
+
+    def batches(self, job_id: str) -> dict[str, dict[str, Any]]:
+        return {"failed": dict(self.failed)}
+
+    def written(self) -> list[str]:
+        return [call[0] for call in self.calls]
+
+
+class FakeCache:
+    """A scene cache holding one scene folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @contextlib.contextmanager
+    def use(self, storage: object, key: str) -> Iterator[Path]:
+        yield self.folder
+
+
+class FakePovray:
+    """Stands in for povray.render: raises `error` (after writing a log, as povray does), else writes the frames."""
+
+    def __init__(self) -> None:
+        self.error: RenderError | None = None
+        self.runs = 0
+
+    def __call__(self, povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int, keep_going: Any,
+                 limits: Any = None, time_limit: float | None = None, extra: list[str] | None = None,
+                 size: tuple[int, int] | None = None) -> RenderOutput:
+        self.runs += 1
+        assert (workdir / "scene" / "scene.pov").read_text() == "// a scene"
+        (workdir / "render.log").write_text("povray's log\n")
+        if self.error is not None:
+            raise self.error
+        images = {}
+        for frame in batch.frames:
+            images[frame] = workdir / f"{frame}.png"
+            images[frame].write_bytes(b"png of frame %d" % frame)
+        return RenderOutput(images=images, log="povray's log\n", seconds=0.5)
+
+
+@pytest.fixture
+def farm(tmp_path: Path) -> tuple[RenderNode, FakeStore, FakePovray, LocalStorage]:
+    spec = JobSpec(id=JOB, name="anim", scene_key=SCENE, root="", pov="scene.pov", options={}, initial=1, final=4,
+                   first=1, last=4, width=8, height=8, count=2, batches=[BATCH, "f000003-000004"])
+    settings = Settings(storage=str(tmp_path / "store"), cache_dir=tmp_path / "cache", lease_seconds=4.0,
+                        max_attempts=3)
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    (scene / "scene.pov").write_text("// a scene")
+    store, fake, storage = FakeStore(spec), FakePovray(), LocalStorage(tmp_path / "store")
+    node = RenderNode(settings, store, storage, FakeCache(scene), povray_render=fake)  # type: ignore[arg-type]
+    return node, store, fake, storage
+
+
+def _run(node: RenderNode, name: str = NODE):
+    return node.run(JOB, BATCH, token="task-1", node=name)
+
+
+def test_a_rendered_batch_is_stored_and_recorded(farm):
+    node, store, fake, storage = farm
+    outcome = _run(node)
+    assert outcome.status == "rendered" and fake.runs == 1
+    assert store.calls[-1] == ("finish_batch", BATCH, [1, 2])
+    with zipfile.ZipFile(storage.root / batch_key(JOB, BATCH)) as zf:
+        assert zf.read(frame_file("anim", 1, 4)) == b"png of frame 1" and f"{BATCH}.log" in zf.namelist()
+
+
+def test_a_scene_error_fails_the_job_at_once_and_keeps_povrays_log(farm):
+    node, store, fake, storage = farm
+    fake.error = RenderError("povray failed: Parse Error: x", lines=["Parse Error: x"])
+    outcome = _run(node)
+    assert outcome.status == "failed" and outcome.retry_in is None
+    assert store.failed[BATCH] == {"error": "povray failed: Parse Error: x", "lines": ["Parse Error: x"],
+                                   "final": True, "node": NODE, "at": 1.0}
+    assert "record_failure" not in store.written()  # the scene's fault, not the node's
+    assert (storage.root / failed_log_key(JOB, BATCH)).read_text() == "povray's log\n"
+
+
+def test_a_transient_failure_is_retried_with_back_off_until_the_attempts_run_out(farm):
+    node, store, fake, _ = farm
+    fake.error = RenderError("povray was killed", transient=True)
+    waits = []
+    for _attempt in (1, 2):
+        outcome = _run(node, name=NODE)
+        assert outcome.status == "retry" and store.failed[BATCH]["final"] is False
+        assert store.calls[-1][:3] == ("hold_for_retry", BATCH, "retry:task-1")  # the retry's hand-off
+        assert store.calls[-1][3] == outcome.retry_in + node.settings.lease_seconds
+        waits.append(outcome.retry_in)
+    assert 0 < waits[0] < waits[1] <= 60  # exponential, bounded
+    outcome = _run(node)  # attempt 3 of max_attempts 3
+    assert outcome.status == "failed" and outcome.retry_in is None
+    assert store.failed[BATCH]["final"] is True and store.failed[BATCH]["error"].endswith("(failed 3 times)")
+
+
+def test_the_same_failure_on_several_nodes_fails_the_job_before_its_attempts_run_out(farm):
+    node, store, fake, _ = farm
+    fake.error = RenderError("povray was killed", transient=True)
+    assert _run(node, name="celery@a").status == "retry"
+    outcome = _run(node, name="celery@b")  # attempt 2 of 3, but a second node saw the same failure
+    assert SAME_FAILURE_NODES == 2 and outcome.status == "failed"
+    assert store.failed[BATCH]["final"] is True and "on 2 render nodes" in store.failed[BATCH]["error"]
+
+
+def test_an_unexpected_exception_on_the_node_counts_as_transient(farm):
+    node, store, fake, _ = farm
+    fake.error = OSError("No space left on device")  # type: ignore[assignment]
+    outcome = _run(node)
+    assert outcome.status == "retry" and "OSError: No space left on device" in store.failed[BATCH]["error"]
+
+
+def test_a_blocked_node_hands_the_batch_to_a_live_node_that_is_not(farm):
+    node, store, fake, _ = farm
+    store.blocked_nodes = {NODE}
+    store.live = {NODE, "celery@b"}
+    outcome = _run(node)
+    assert outcome.status == "handback" and outcome.send_to == "celery@b"
+    assert store.calls == [("start_batch", BATCH, NODE, True)]  # the lease left for the hand-off, nothing else
+    assert fake.runs == 0 and store.attempt == 0
+
+
+def test_a_blocked_node_with_no_other_live_node_fails_the_job(farm):
+    node, store, fake, _ = farm
+    store.blocked_nodes = {NODE}
+    store.failed = {"f000003-000004": {"error": "povray was killed", "lines": ["killed"], "at": 5.0}}
+    outcome = _run(node)
+    assert outcome.status == "failed" and fake.runs == 0
+    assert store.failed[BATCH]["final"] is True and store.failed[BATCH]["lines"] == ["killed"]
+    assert "every live render node has failed this job" in store.failed[BATCH]["error"]
+
+
+def test_a_blocked_node_parks_a_paused_jobs_batch_and_leaves_a_finished_job_alone(farm):
+    node, store, fake, _ = farm
+    store.blocked_nodes = {NODE}
+    store.job_state = "paused"
+    assert _run(node).status == "parked" and store.calls == [("park", BATCH)]
+    store.calls.clear()
+    store.job_state = "cancelled"
+    assert _run(node).status == "cancelled" and store.calls == [] and fake.runs == 0
+
+
+@pytest.mark.parametrize(("answer", "status"), [("paused", "parked"), ("cancelled", "cancelled"),
+                                                 ("duplicate", "duplicate"), ("busy", "busy"), ("done", "done")])
+def test_a_batch_that_cannot_start_is_not_rendered_or_counted(farm, answer, status):
+    node, store, fake, _ = farm
+    store.start_answer = answer
+    outcome = _run(node)
+    assert outcome.status == status and outcome.retry_in is None and outcome.send_to is None
+    assert fake.runs == 0 and store.attempt == 0 and store.written() == ["start_batch"]
+
+
+def test_a_job_gone_from_redis_is_dropped(farm):
+    node, store, fake, _ = farm
+    outcome = node.run("gone", BATCH, token="task-1", node=NODE)
+    assert outcome.status == "missing" and store.calls == [] and fake.runs == 0
+
+
+def test_a_job_cancelled_while_povray_runs_is_stopped_and_released(farm):
+    node, store, fake, _ = farm
+
+    def cancel_then_fail(*args: Any, **kwargs: Any) -> RenderOutput:
+        keep_going = args[5]
+        store.job_state = "cancelled"
+        assert keep_going() is False  # povray is asked to stop at its next tick
+        raise RenderError("povray was stopped", transient=True)
+    node.povray_render = cancel_then_fail
+    outcome = _run(node)
+    assert outcome.status == "stopped" and outcome.detail == "job cancelled"
+    assert store.written() == ["start_batch", "release"]  # no failure recorded against the node or the batch

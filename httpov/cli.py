@@ -59,14 +59,17 @@ def cli(ctx: click.Context) -> None:
               help="auto: a sliced radiosity frame gets one pre-pass whose cache all its slices load (no bands at "
               "slice edges); shared: one cache for every frame of an animation whose geometry and lights do not "
               "move (less flicker, less time); off: none.")
+@click.option("--any-povray", is_flag=True, help="Let nodes with any povray version render the job (default: only "
+              "the version of the first node that starts it, so that every frame comes from one build).")
 @click.pass_context
 def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | None, slices: int | None,
            slice_rows: int | None, name: str | None, time_limit: int | None, priority: int, wait: bool,
-           radiosity_cache: str) -> None:
+           radiosity_cache: str, any_povray: bool) -> None:
     """Queue SCENE (a .zip, a folder, or a .ini/.pov file) for rendering."""
     client = _client(ctx)
     sub = client.submit(scene, name=name, frames=frames, count=count, slices=slices, slice_rows=slice_rows,
-                        priority=priority, time_limit=time_limit, radiosity_cache=radiosity_cache)
+                        priority=priority, time_limit=time_limit, radiosity_cache=radiosity_cache,
+                        any_povray=any_povray)
     click.echo(f"job {sub.describe()}")
     click.echo(f"scene {'uploaded' if sub.uploaded else 'already stored'} as {sub.spec.scene_key}")
     for item in sub.ignored:
@@ -272,39 +275,175 @@ def render(ctx: click.Context, scene: Path, workers: int | None, frames: int | N
 
 
 @cli.command()
-@click.argument("job")
+@click.argument("jobs", nargs=-1, required=True)
 @click.pass_context
-def cancel(ctx: click.Context, job: str) -> None:
-    """Drop JOB's queued batches and kill its running povrays."""
-    _client(ctx).cancel(job)
-    click.echo(f"job {job} cancelled")
+def cancel(ctx: click.Context, jobs: tuple[str, ...]) -> None:
+    """Drop JOBS' queued batches and kill their running povrays."""
+    client = _client(ctx)
+    _each(ctx, jobs, lambda job: (client.cancel(job), f"job {shown(job)} cancelled")[1])
+
+
+@cli.command()
+@click.argument("jobs", nargs=-1, required=True)
+@click.pass_context
+def pause(ctx: click.Context, jobs: tuple[str, ...]) -> None:
+    """Stop handing out JOBS' batches (running ones finish)."""
+    client = _client(ctx)
+    _each(ctx, jobs, lambda job: (client.pause(job), f"job {shown(job)} paused")[1])
+
+
+@cli.command()
+@click.argument("jobs", nargs=-1, required=True)
+@click.pass_context
+def resume(ctx: click.Context, jobs: tuple[str, ...]) -> None:
+    """Hand out paused JOBS' batches again."""
+    client = _client(ctx)
+    _each(ctx, jobs, lambda job: f"job {shown(job)} resumed ({client.resume(job)} batch(es) requeued)")
+
+
+def _each(ctx: click.Context, jobs: tuple[str, ...], act) -> None:
+    """Do `act` (answering what to say) for each job; one failing does not stop the others, and the exit code is
+    the first failure's."""
+    failed: HttpovError | None = None
+    for job in jobs:
+        try:
+            click.echo(act(job))
+        except HttpovError as exc:
+            click.echo(f"httpov: error: {shown(exc)}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {shown(exc.hint)}", err=True)
+            failed = failed or exc
+    if failed is not None:
+        ctx.exit(failed.exit_code)
 
 
 @cli.command()
 @click.argument("job")
+@click.option("--frames", "frames", help="Render these frames again, done or not: 5-9, or 7 (a sliced frame's "
+              "slices); the new frames replace the old ones.")
 @click.pass_context
-def pause(ctx: click.Context, job: str) -> None:
-    """Stop handing out JOB's batches (running ones finish)."""
-    _client(ctx).pause(job)
-    click.echo(f"job {job} paused")
+def retry(ctx: click.Context, job: str, frames: str | None) -> None:
+    """Re-render only JOB's failed or missing batches (or, with --frames, those frames)."""
+    from httpov.plan import parse_frame_range
 
-
-@cli.command()
-@click.argument("job")
-@click.pass_context
-def resume(ctx: click.Context, job: str) -> None:
-    """Hand out a paused JOB's batches again."""
-    n = _client(ctx).resume(job)
-    click.echo(f"job {job} resumed ({n} batch(es) requeued)")
-
-
-@cli.command()
-@click.argument("job")
-@click.pass_context
-def retry(ctx: click.Context, job: str) -> None:
-    """Re-render only JOB's failed or missing batches."""
-    n = _client(ctx).retry(job)
+    n = _client(ctx).retry(job, parse_frame_range(frames) if frames is not None else None)
     click.echo(f"job {job}: {n} batch(es) queued again")
+
+
+@cli.command()
+@click.argument("jobs", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Cancel a live or paused job first (else it is refused).")
+@click.pass_context
+def delete(ctx: click.Context, jobs: tuple[str, ...], force: bool) -> None:
+    """Delete finished JOBS: their Redis keys, stored results and logs, and their scene once no job uses it."""
+    client = _client(ctx)
+
+    def delete_one(job: str) -> str:
+        done = client.delete(job, force=force)
+        return (f"job {shown(job)} deleted ({done.state}): {done.objects} stored object(s), {done.redis_keys} Redis "
+                f"key(s), {'scene deleted' if done.scene_deleted else 'scene kept'}")
+    _each(ctx, jobs, delete_one)
+
+
+@cli.command()
+@click.option("--older-than", "older_than", required=True, help="Age since a job finished: 30d, 12h, 90m, 2w.")
+@click.option("--state", "states", default="done,failed,cancelled", show_default=True,
+              help="Comma-separated finished states to prune.")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted, delete nothing.")
+@click.pass_context
+def prune(ctx: click.Context, older_than: str, states: str, dry_run: bool) -> None:
+    """Delete every finished job older than --older-than (as `httpov delete` does)."""
+    from httpov.retention import parse_age
+
+    chosen = tuple(state.strip() for state in states.split(",") if state.strip())
+    found = _client(ctx).prune(parse_age(older_than), chosen, dry_run=dry_run)
+    for job in found:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.finished)) if job.finished else "-"
+        click.echo(f"{'would delete' if dry_run else 'deleted'} {shown(job.job_id)} {shown(job.name)[:30]} "
+                   f"{job.state} finished {when}")
+    click.echo(f"{len(found)} job(s) {'would be ' if dry_run else ''}deleted")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_context
+def nodes(ctx: click.Context, as_json: bool) -> None:
+    """The render nodes: up or lost, host, processes, cores, versions, what each renders, its last hour."""
+    from httpov.nodes import farm_nodes
+
+    found = farm_nodes(_client(ctx).store, ctx.obj.lease_seconds)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        click.echo("no render node seen in the last hour: start one with `celery -A httpov worker`")
+        return
+    now = time.time()
+    click.echo(f"{'NODE':<28}{'STATE':<7}{'HOST':<18}{'PROCS':>6}{'CORES':>6}  {'POVRAY':<20}{'HTTPOV':<9}"
+               f"{'DONE/1H':>8}{'FAILED/1H':>10}{'SEEN':>8}  RENDERING")
+    for n in found:
+        rendering = ", ".join(f"{r['job']} {r['batch']} ({now - (r['since'] or now):.0f}s)" for r in n["rendering"])
+        click.echo(f"{shown(n['node'])[:27]:<28}{n['state']:<7}{shown(n['host'] or '?')[:17]:<18}"
+                   f"{n['processes'] or '?':>6}{n['cores'] or '?':>6}  {shown(n['povray'] or '?')[:19]:<20}"
+                   f"{shown(n['httpov'] or '?')[:8]:<9}{n['done_last_hour']:>8}{n['failed_last_hour']:>10}"
+                   f"{now - n['last_seen']:>7.0f}s  {shown(rendering) or '-'}")
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--frame", type=int, help="Only the batches holding this frame (every slice of a sliced frame).")
+@click.option("--failed", is_flag=True, help="Only the logs of failed attempts.")
+@click.pass_context
+def logs(ctx: click.Context, job: str, frame: int | None, failed: bool) -> None:
+    """povray's log of each of JOB's batches, failed attempts included, downloading only those batches."""
+    found = _client(ctx).logs(job, frame=frame, failed=failed)
+    if not found:
+        click.echo("no log: " + ("no batch failed" if failed else "no batch rendered or failed yet"), err=True)
+    for entry in found:
+        click.echo(f"== {entry.batch} ({entry.label}): {entry.kind}"
+                   + (f": {shown(entry.error)}" if entry.error else "") + " ==")
+        for line in entry.text.splitlines():
+            click.echo(shown(line))
+
+
+@cli.command()
+@click.argument("job")
+@click.argument("priority", type=int)
+@click.pass_context
+def priority(ctx: click.Context, job: str, priority: int) -> None:
+    """Set JOB's PRIORITY (0 lowest to 9 highest): its batches still queued move to it."""
+    moved = _client(ctx).set_priority(job, priority)
+    click.echo(f"job {shown(job)}: priority {priority}, {moved} queued batch(es) moved")
+
+
+@cli.command("config")
+@click.pass_context
+def config_command(ctx: click.Context) -> None:
+    """Print the settings in effect and where each came from (environment, config file, default); passwords
+    in URLs are masked."""
+    import os
+
+    from httpov.settings import default_config_path, env_name, masked, resolve
+
+    found = resolve()
+    if found.config is None:
+        click.echo(f"config file: none ({shown(str(default_config_path(os.environ)))} does not exist)")
+    else:
+        click.echo(f"config file: {shown(str(found.config))}")
+    for name, origin in found.origins.items():
+        value = getattr(found.settings, name)
+        value = "none" if value is None else masked(value)
+        click.echo(f"{name:<18}{env_name(name):<26}{shown(value):<44} {shown(origin)}")
+
+
+class _ProgressLine:
+    """A one-line progress bar on stderr from a job view: frames done/total, failures, rate and ETA."""
+
+    def __call__(self, view: dict[str, Any]) -> None:
+        line = (f"\r{_bar(view, 30)} {view['frames_done']}/{view['frames_total']} frames, "
+                f"{view['frames_failed']} failed, {view['rate_recent']:.2f} fr/s, ETA {_eta(view)}, {view['state']}"
+                + (f", {prepass_text(view['prepass'])}" if view.get("prepass") else "") + "   ")
+        click.echo(line, nl=view["state"] in ("done", "failed", "cancelled"), err=True)
 
 
 def _outage(message: str) -> None:

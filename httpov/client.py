@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import tempfile
 import time
 import zipfile
@@ -22,6 +23,8 @@ from httpov.errors import (
     SceneError,
 )
 from httpov.jobs import LIVE, JobStore, open_store
+from httpov.plan import FINISHED
+from httpov.retention import shared_keys, use_shared
 from httpov.outage import through_outage
 from httpov.plan import (
     RADIOSITY_MODES,
@@ -45,6 +48,8 @@ from httpov.view import JobView, job_view
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from httpov.retention import Deleted
 
 Progress = Callable[[JobView], None]
 
@@ -94,7 +99,8 @@ class Client:
     def submit(self, source: Path, *, name: str | None = None, frames: int | None = None,
                count: int | None = None, slices: int | None = None, slice_rows: int | None = None,
                priority: int = 5, limits: archive.ArchiveLimits | None = None,
-               time_limit: int | None = None, radiosity_cache: str = "auto") -> Submission:
+               time_limit: int | None = None, radiosity_cache: str = "auto",
+               any_povray: bool = False) -> Submission:
         """Check the scene, store it once by content hash, record the job and queue its batches.
 
         `time_limit`: seconds a batch may run, at most the operator's HTTPOV_TASK_TIME_LIMIT.
@@ -127,13 +133,23 @@ class Client:
             spec = self._plan(layout, options, name or _default_name(Path(source), layout), frames, count,
                               slices, slice_rows, priority, scene_key)
             spec.time_limit = time_limit
+            spec.any_povray = any_povray
             notes = self._plan_radiosity(spec, radiosity_cache if radiosity else "off")
             if radiosity_cache == "shared" and not radiosity:
                 notes.append("--radiosity-cache shared: no file of the scene names radiosity, nothing to share")
             check_spec(spec)  # what a render node will check again: refuse here, before anything is stored
-            uploaded = not self.storage.exists(spec.scene_key)
-            if uploaded:
-                self.storage.put_file(spec.scene_key, zip_path)
+            self.store.use_scene(spec.scene_key, spec.id)  # before trusting a stored zip: see retention.py
+            try:
+                use_shared(self.store, spec)  # its radiosity caches
+                uploaded = not self.storage.exists(spec.scene_key)
+                if uploaded:
+                    self.storage.put_file(spec.scene_key, zip_path)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    for key in shared_keys(spec):  # nothing was stored for this job: let go of it all
+                        self.store.drop_scene(key, spec.id)
+                        self.store.scene_deleted(key)
+                raise
         self._queue_job(spec)
         return Submission(spec, uploaded, options.ignored, _choices(layout, spec) + notes)
 
@@ -173,8 +189,11 @@ class Client:
             self.store.publish(spec.id)
         except BaseException as exc:
             with contextlib.suppress(Exception):  # Redis gone too: the submit lease runs out instead
-                self.store.abandon(spec.id, f"the submit was interrupted ({type(exc).__name__}) after about "
-                                            f"{sent[0]} of {len(spec.batches)} batches were queued")
+                if self.store.abandon(spec.id, f"the submit was interrupted ({type(exc).__name__}) after about "
+                                               f"{sent[0]} of {len(spec.batches)} batches were queued") == "ok":
+                    from httpov.retention import drop_scene
+
+                    drop_scene(self.store, self.storage, spec)  # its record expires: it keeps no scene forever
             raise
 
     def _plan(self, layout: SceneLayout, options: SceneOptions, name: str, frames: int | None,
@@ -254,6 +273,42 @@ class Client:
                         hint=f"`httpov status {job_id}` shows why; `httpov fetch {job_id} --output DIR` keeps its logs")
         return sorted(images)
 
+    def logs(self, job_id: str, frame: int | None = None, failed: bool = False) -> list[BatchLog]:
+        """povray's logs of the job's batches, in batch order: of every batch, or of those holding `frame` (a sliced
+        frame's slices); for a failed batch its last failed attempt's. With `failed`, only failed attempts' logs
+        (of batches rendered after failing too). Only the chosen batches' zips are downloaded."""
+        from httpov import media
+
+        spec = self.store.spec(job_id)
+        if frame is not None and not spec.first <= frame <= spec.last:
+            raise BadInputError(f"--frame {frame}: job {job_id} renders frames {spec.first}-{spec.last}")
+        chosen = [b for b in spec.batches if frame is None or frame in Batch.from_id(b).frames]
+        failures = self.store.batches(job_id)["failed"]
+        found: list[BatchLog] = []
+        with tempfile.TemporaryDirectory(prefix="httpov-logs-") as tmp:
+            for batch_id in chosen:
+                label = Batch.from_id(batch_id).label
+                failed_key = storage_keys.failed_log_key(job_id, batch_id)
+                if batch_id in failures or failed:
+                    try:
+                        text = self.storage.get_bytes(failed_key) if self.storage.exists(failed_key) else b""
+                    except FileNotFoundError:
+                        text = b""
+                    if text or batch_id in failures:
+                        error = failures.get(batch_id, {}).get("error", "")
+                        found.append(BatchLog(batch_id, label, "failed", text[-media.LOG_MAX_BYTES:].decode(
+                            "utf-8", "replace") or "(no log stored)", error))
+                if failed:
+                    continue
+                local = Path(tmp) / "batch.zip"
+                key = storage_keys.batch_key(job_id, batch_id)
+                try:
+                    self.storage.get_file(key, local)
+                except FileNotFoundError:
+                    continue  # not rendered (yet)
+                found.append(BatchLog(batch_id, label, "rendered", _batch_log(local, key, batch_id)))
+        return found
+
     # job control
     def cancel(self, job_id: str) -> None:
         """Queued batches are dropped when they come up; running povrays are killed within a lease tick."""
@@ -275,18 +330,60 @@ class Client:
             self.store.transition(job_id, "done", ("running",))  # its last batches finished while paused
         return self._send(spec, parked)
 
-    def retry(self, job_id: str) -> int:
-        """Re-render only the batches that failed or are missing; answers how many were queued."""
+    def retry(self, job_id: str, frames: tuple[int, int] | None = None) -> int:
+        """Re-render only the batches that failed or are missing, or with `frames` (first, last) every batch holding
+        one of those frames (a sliced frame's slices), done ones too: their new results replace the old ones
+        object by object (each store is atomic) and the job's history says what was rendered again. Answers how
+        many batches were queued."""
         spec = self.store.spec(job_id)
+        if frames is not None and not spec.first <= frames[0] <= frames[1] <= spec.last:
+            raise BadInputError(f"--frames {frames[0]}-{frames[1]}: job {job_id} renders frames "
+                                f"{spec.first}-{spec.last}")
         if self.store.transition(job_id, "running", ("failed", "cancelled", "done")) != "ok":
             raise JobStateError(f"job {job_id} is {self.store.state(job_id)}: wait for it to finish or cancel it")
         batches = self.store.batches(job_id)
-        todo = [b for b in spec.batches if b not in batches["done"]]
+        pinned = self.store.record(job_id).get("povray")
+        if pinned and not any(info.get("povray") == pinned for info in batches["done"].values()):
+            self.store.unpin_povray(job_id)  # nothing rendered with it (a broken node started the job): choose again
+        if frames is None:
+            todo = [b for b in spec.batches if b not in batches["done"]]
+        else:
+            wanted = set(range(frames[0], frames[1] + 1))
+            todo = [b for b in spec.batches if wanted & set(Batch.from_id(b).frames)]
+            self.store.render_again(job_id, todo, sorted(wanted), bool(spec.slices))
+            what = f"frame {frames[0]}" if frames[0] == frames[1] else f"frames {frames[0]}-{frames[1]}"
+            self.store.note(job_id, f"{what} rendered again ({len(todo)} batch(es))")
         self.store.reset_failures(job_id, todo)  # attempts, failures and the job's node blocklist
         self.store.unpark(job_id)
         if not todo:
             self.store.transition(job_id, "done", ("running",))
         return self._send(spec, todo)
+
+    def delete(self, job_id: str, force: bool = False) -> "Deleted":
+        """Delete a finished job's Redis keys, stored results and logs, and its scene once no job uses it; a live
+        or paused job is JobStateError unless `force`, which cancels it first (httpov.retention.delete_job)."""
+        from httpov.retention import delete_job
+
+        state = self.store.state(job_id)
+        if state in (*LIVE, "paused"):
+            if not force:
+                raise JobStateError(f"job {job_id} is {state}: cancel it first, or delete it with --force")
+            with contextlib.suppress(JobStateError):  # finished meanwhile
+                self.cancel(job_id)
+        return delete_job(self.store, self.storage, job_id)
+
+    def prune(self, older_than: float, states: tuple[str, ...] = FINISHED, dry_run: bool = False) -> list["Deleted"]:
+        """Delete (or list, with `dry_run`) the finished jobs older than `older_than` seconds."""
+        from httpov.retention import prune
+
+        return prune(self.store, self.storage, older_than, states, dry_run)
+
+    def set_priority(self, job_id: str, priority: int) -> int:
+        """Change a queued (or running, or paused) job's priority; its batches still queued follow. Answers how
+        many batches were queued again at the new priority."""
+        from httpov.dispatch import reprioritize
+
+        return reprioritize(self.celery, self.store, job_id, self.settings.queue, priority)
 
     def reap(self, node: str | None = None) -> list[tuple[str, str]]:
         """Requeue batches whose render node is gone (any worker or waiting client may sweep); a render node
@@ -309,6 +406,33 @@ class Client:
             return enqueue(self.celery, spec, batch_ids, self.settings.queue, on_sent, requeued)
         except OperationalError as exc:
             raise BrokerUnavailableError(f"cannot queue batches of job {spec.id}: {exc}") from exc
+
+
+@dataclass
+class BatchLog:
+    """povray's log of one batch: of its rendered result, or of its last failed attempt (with the error)."""
+
+    batch: str
+    label: str
+    kind: str  # 'rendered' or 'failed'
+    text: str
+    error: str = ""
+
+
+def _batch_log(zip_path: Path, key: str, batch_id: str) -> str:
+    """The log inside a batch's result zip, checked as fetch checks results (a bounded, sane member)."""
+    from httpov import media
+
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            info = zf.getinfo(f"{batch_id}.log")
+            sink = io.BytesIO()
+            archive.copy_member(zf, info, sink, key, media.LOG_MAX_BYTES)
+    except KeyError:
+        raise ResultError(f"result {shown(key)} holds no log") from None
+    except (ArchiveError, zipfile.BadZipFile) as exc:
+        raise ResultError(f"result refused: {shown(exc)}") from None
+    return sink.getvalue().decode("utf-8", "replace")
 
 
 def job_failed(view: JobView) -> JobFailedError:

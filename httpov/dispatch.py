@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from httpov.jobs import JobStore
 from httpov.plan import Batch, JobSpec
-from httpov.sweep import reap
+from httpov.sweep import reap, take_queued
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -46,12 +46,23 @@ def enqueue(celery: Celery, spec: JobSpec, batch_ids: Iterable[str], queue: str,
 
 
 def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max_attempts: int, every: float,
-          node: str | None = None) -> list[tuple[str, str]]:
-    """Requeue batches whose render node is gone; a render node passes its name, which also tells the others
-    it is alive. Used by the worker's reaper (with the worker's own app) and by waiting clients."""
+          node: str | None = None, info: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """Requeue batches whose render node is gone; a render node passes its name (and its record, `httpov nodes`),
+    which also tells the others it is alive. Used by the worker's reaper (with the worker's own app) and by
+    waiting clients."""
     if node:
-        store.heartbeat(node)
+        store.heartbeat(node, info)
 
     def requeue(job_id: str, batch_ids: list[str]) -> None:
         enqueue(celery, store.spec(job_id), batch_ids, queue, requeued=True)  # ahead of the job's others
     return reap(store, requeue, lease_seconds, max_attempts, every=every)
+
+
+def reprioritize(celery: Celery, store: JobStore, job_id: str, queue: str, priority: int) -> int:
+    """Give a live or paused job a new priority: its waiting messages are taken off the queue and sent again at
+    that priority (set-aside batches of a paused job go at it on resume); answers how many batches moved."""
+    spec = store.set_priority(job_id, priority)
+    options = celery.conf.broker_transport_options or {}
+    sep, steps = options.get("sep", "\x06\x16"), options.get("priority_steps", [0, 3, 6, 9])
+    lists = [f"{queue}{sep}{step}" if step else queue for step in steps]  # kombu's list of each priority level
+    return enqueue(celery, spec, take_queued(store, lists, job_id), queue)

@@ -28,6 +28,8 @@ def atomic_write(target: str | os.PathLike[str], *, fsync: bool = False) -> Iter
             break
         except FileExistsError:
             continue
+        except FileNotFoundError:  # a storage delete removed the folder, empty, meanwhile
+            target.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield tmp
         if fsync:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -154,6 +155,28 @@ return replies
 """
 
 
+# Scene archives are content-addressed and shared by jobs: each holds a reference (its id in the scene's set).
+# use_scene: a submit takes its reference, unless the scene's last reference is being dropped and its zip deleted
+# (then it waits and asks again, so that it never counts on a zip about to vanish).
+_USE_SCENE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SETNX', KEYS[3], ARGV[2])  -- since when jobs hold references: older ones are looked for in drop_scene
+return 1
+"""
+
+# drop_scene: a job lets go of its scene; answers 1 if it was the last one, and then marks the scene as being
+# deleted (until `scene_deleted`, or ARGV[2] ms) so that no submit takes a reference meanwhile.
+_DROP_SCENE = """
+redis.call('SREM', KEYS[1], ARGV[1])
+if redis.call('SCARD', KEYS[1]) > 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+#: How long a scene stays marked as being deleted if its deleter dies before it is done.
+SCENE_DELETE_SECONDS = 60.0
+
+
 class JobStore:
     """All of httpov's state for jobs, under keys `<prefix>:...` of one Redis database."""
 
@@ -167,6 +190,8 @@ class JobStore:
         self._guard = client.register_script(_GUARDED)
         self._publish = client.register_script(_PUBLISH)
         self._abandon = client.register_script(_ABANDON)
+        self._use_scene = client.register_script(_USE_SCENE)
+        self._drop_scene = client.register_script(_DROP_SCENE)
 
     @classmethod
     def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> JobStore:
@@ -273,12 +298,86 @@ class JobStore:
             raise _missing(job_id)
         return [] if replies == "skipped" else replies
 
-    def job_ids(self) -> list[str]:
-        """Every job, oldest first."""
+    def job_ids(self, created_before: float | None = None) -> list[str]:
+        """Every job (created before `created_before`), oldest first."""
+        if created_before is not None:
+            return self._call(lambda: self.r.zrangebyscore(f"{self.p}:jobs", "-inf", created_before))
         return self._call(lambda: self.r.zrange(f"{self.p}:jobs", 0, -1))
 
     def active_ids(self) -> list[str]:
         return sorted(self._call(lambda: self.r.smembers(f"{self.p}:active")))
+
+    # scenes and deletion
+    def use_scene(self, scene_key: str, job_id: str, wait: float = SCENE_DELETE_SECONDS) -> None:
+        """Take `job_id`'s reference to a scene before relying on its zip being stored (see _USE_SCENE)."""
+        keys = [f"{self.p}:scene:{scene_key}", f"{self.p}:scene-deleting:{scene_key}", f"{self.p}:scene-refs-since"]
+        deadline = time.monotonic() + wait
+        while not self._call(lambda: self._use_scene(keys=keys, args=[job_id, time.time()])):
+            if time.monotonic() > deadline:  # the marker expires by itself: a deleter died
+                raise BrokerUnavailableError(f"scene {scene_key} has been marked as being deleted for {wait:.0f} s")
+            time.sleep(0.1)
+
+    def drop_scene(self, scene_key: str, job_id: str, uses: Callable[[JobSpec], bool] | None = None) -> bool:
+        """Let go of `job_id`'s reference to a shared stored object (a scene, a radiosity cache); True if no job uses
+        it any more: delete it, then call `scene_deleted`. Jobs recorded before references existed are looked for
+        among the listed jobs too (`uses` says whether a job uses it; by default, whether it is the job's scene)."""
+        keys = [f"{self.p}:scene:{scene_key}", f"{self.p}:scene-deleting:{scene_key}"]
+        last = bool(self._call(lambda: self._drop_scene(keys=keys, args=[job_id, int(SCENE_DELETE_SECONDS * 1000)])))
+        if not last:
+            return False
+        since = self._call(lambda: self.r.get(f"{self.p}:scene-refs-since")) or "+inf"
+        older = self._call(lambda: self.r.zrangebyscore(f"{self.p}:jobs", "-inf", f"({since}"))
+        uses = uses or (lambda spec: spec.scene_key == scene_key)
+        users = [spec.id for spec in self._specs(older) if uses(spec) and spec.id != job_id]
+        if users:  # jobs recorded before references existed use it: give them references, keep the zip
+            self.scene_deleted(scene_key)
+            for user in users:
+                self.use_scene(scene_key, user)
+            return False
+        return True
+
+    def scene_deleted(self, scene_key: str) -> None:
+        """The scene's zip is gone: submits may take references to it again (and store it anew)."""
+        self._call(lambda: self.r.delete(f"{self.p}:scene-deleting:{scene_key}"))
+
+    def _specs(self, job_ids: list[str]) -> list[JobSpec]:
+        def run() -> list[str | None]:
+            pipe = self.r.pipeline()
+            for job_id in job_ids:
+                pipe.hget(self._k(job_id), "spec")
+            return pipe.execute()
+        return [JobSpec.from_dict(json.loads(raw)) for raw in (self._call(run) if job_ids else []) if raw]
+
+    def drop_jobs(self, specs: list[JobSpec]) -> dict[str, int]:
+        """Remove every Redis key of these jobs (record, batches, slices, failure signatures, leases, submit lease,
+        requeue marks, claims), their entries in the job lists and frame-time histories, in one transaction after
+        one scan of the prefix; answers how many keys went, by job. Their scene references are dropped separately
+        (drop_scene)."""
+        ids = {spec.id for spec in specs}
+        if not ids:
+            return {}
+        def run() -> dict[str, int]:
+            found, counts = [], dict.fromkeys(ids, 0)
+            for key in self.r.scan_iter(match=f"{self.p}:*", count=1000):
+                kind, _, rest = key[len(self.p) + 1:].partition(":")
+                if kind == "claim" and rest.startswith("reissue:"):
+                    rest = rest[len("reissue:"):]
+                elif kind not in ("job", "lease", "submitting", "requeued"):
+                    continue
+                owner = rest.split(":", 1)[0]
+                if owner in ids:
+                    found.append(key)
+                    counts[owner] += 1
+            pipe = self.r.pipeline()  # MULTI/EXEC: a publish racing this sees the whole job or none of it
+            for start in range(0, len(found), 1000):
+                pipe.delete(*found[start:start + 1000])
+            pipe.zrem(f"{self.p}:jobs", *ids)
+            pipe.srem(f"{self.p}:active", *ids)
+            for spec in specs:
+                pipe.lrem(f"{self.p}:history:{spec.history}", 0, spec.id)
+            pipe.execute()
+            return counts
+        return self._call(run)
 
     # batches
     def start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float,
@@ -349,13 +448,94 @@ class JobStore:
             self._guarded(job_id, ["SADD", self._k(job_id, "blocked"), node])
         return int(nodes), blocked
 
+    def unpin_povray(self, job_id: str) -> None:
+        """Let the next node to start one of the job's batches choose its povray version again."""
+        self._guarded(job_id, ["HDEL", self._k(job_id), "povray"])
+
+    def set_priority(self, job_id: str, priority: int) -> JobSpec:
+        """Record a live or paused job's new priority (0-9) in its spec; answers the spec as it is now. JobStateError
+        for a finished job (its batches are no longer queued)."""
+        from httpov.errors import BadInputError, JobStateError
+
+        if type(priority) is not int or not 0 <= priority <= 9:
+            raise BadInputError(f"priority {priority!r} is not 0 (lowest) to 9 (highest)")
+        spec = self.spec(job_id)
+        spec.priority = priority
+        if not self._guarded(job_id, ["HSET", self._k(job_id), "spec", json.dumps(spec.to_dict())],
+                             while_in=(*LIVE, "paused")):
+            raise JobStateError(f"job {job_id} is {self.state(job_id)}: only a queued, running or paused job's "
+                                "priority changes")
+        return spec
+
+    def pin_povray(self, job_id: str, version: str) -> str | None:
+        """The povray version the job is rendered with: the first node's to ask (`version`) from then on. None
+        for a job that is not live (start_batch then says what became of it)."""
+        replies = self._guarded(job_id, ["HSETNX", self._k(job_id), "povray", version],
+                                ["HGET", self._k(job_id), "povray"], while_in=LIVE)
+        return str(replies[1]) if replies else None
+
     def blocked(self, job_id: str) -> set[str]:
         """Render nodes kept off this job because they kept failing its batches."""
         return set(self._call(lambda: self.r.smembers(self._k(job_id, "blocked"))))
 
-    def heartbeat(self, node: str) -> None:
-        """A render node says it is alive (every lease sweep)."""
-        self._call(lambda: self.r.zadd(f"{self.p}:nodes", {node: time.time()}))
+    def heartbeat(self, node: str, info: dict[str, Any] | None = None) -> None:
+        """A render node says it is alive (every lease sweep), with its record (host, render processes, cores,
+        povray and httpov versions) when given."""
+        def run() -> None:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zadd(f"{self.p}:nodes", {node: time.time()})
+            if info is not None:
+                pipe.hset(f"{self.p}:node-info", node, json.dumps(info))
+            pipe.execute()
+        self._call(run)
+
+    def nodes(self) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+        """Every render node that ever said it is alive: when it was last seen, and its record."""
+        def run() -> tuple[list[tuple[str, float]], dict[str, str]]:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zrange(f"{self.p}:nodes", 0, -1, withscores=True)
+            pipe.hgetall(f"{self.p}:node-info")
+            seen, info = pipe.execute()
+            return seen, info
+        seen, info = self._call(run)
+        return dict(seen), {node: json.loads(raw) for node, raw in info.items()}
+
+    def forget_nodes(self, not_seen_for: float) -> list[str]:
+        """Drop the records of render nodes not seen for `not_seen_for` seconds (the sweep does)."""
+        def run() -> list[str]:
+            gone = self.r.zrangebyscore(f"{self.p}:nodes", "-inf", time.time() - not_seen_for)
+            if gone:
+                pipe = self.r.pipeline()
+                pipe.zrem(f"{self.p}:nodes", *gone)
+                pipe.hdel(f"{self.p}:node-info", *gone)
+                pipe.delete(*(f"{self.p}:node-batches:{node}" for node in gone))
+                pipe.execute()
+            return gone
+        return self._call(run)
+
+    def count_batch(self, node: str, outcome: str, window: float = 3600.0) -> None:
+        """Note that `node` finished a batch ('done' or 'failed') now; kept for `window` seconds (`httpov nodes`)."""
+        key, now = f"{self.p}:node-batches:{node}", time.time()
+        def run() -> None:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zadd(key, {f"{outcome}:{now}:{secrets.token_hex(4)}": now})
+            pipe.zremrangebyscore(key, "-inf", now - window)
+            pipe.expire(key, int(window) + 60)
+            pipe.execute()
+        self._call(run)
+
+    def node_batches(self, nodes: list[str], window: float = 3600.0) -> dict[str, dict[str, int]]:
+        """Batches each node finished in the last `window` seconds: {'done': n, 'failed': n}."""
+        def run() -> list[list[str]]:
+            pipe = self.r.pipeline(transaction=False)
+            for node in nodes:
+                pipe.zrangebyscore(f"{self.p}:node-batches:{node}", time.time() - window, "+inf")
+            return pipe.execute()
+        counts = {}
+        for node, events in zip(nodes, self._call(run) if nodes else []):
+            kinds = [event.split(":", 1)[0] for event in events]
+            counts[node] = {"done": kinds.count("done"), "failed": kinds.count("failed")}
+        return counts
 
     def live_nodes(self, within: float) -> set[str]:
         """Render nodes seen in the last `within` seconds."""
@@ -386,6 +566,17 @@ class JobStore:
             pipe.delete(self._k(job_id, "blocked"), self._k(job_id, "node_failures"), *sig_keys)
             pipe.execute()
         self._call(run)
+
+    def render_again(self, job_id: str, batch_ids: list[str], frames: list[int], sliced: bool) -> None:
+        """Forget that these batches and frames are done (`httpov retry --frames`), so that they render again and
+        the job is done once they have; a sliced frame forgets its done slices, to be stitched anew."""
+        self._guarded(job_id, *([["HDEL", self._k(job_id, "done"), *batch_ids]] if batch_ids else []),
+                      ["SREM", self._k(job_id, "frames"), *frames],
+                      *([["DEL", *(self._k(job_id, f"slices:{f}") for f in frames)]] if sliced else []))
+
+    def note(self, job_id: str, text: str) -> None:
+        """Add a line to the job's history (shown by `httpov status JOB`)."""
+        self._guarded(job_id, ["RPUSH", self._k(job_id, "history"), json.dumps({"at": time.time(), "what": text})])
 
     def attempts(self, job_id: str, batch_id: str) -> int:
         """How often the batch has been started."""
@@ -465,7 +656,8 @@ class JobStore:
             pipe.smembers(self._k(job_id, "parked"))
             pipe.smembers(self._k(job_id, "frames"))
             pipe.smembers(self._k(job_id, "blocked"))
-            done, failed, running, attempts, requeued, parked, frames, blocked = pipe.execute()
+            pipe.lrange(self._k(job_id, "history"), 0, -1)
+            done, failed, running, attempts, requeued, parked, frames, blocked, history = pipe.execute()
             return {
                 "done": {k: json.loads(v) for k, v in done.items()},
                 "failed": {k: json.loads(v) for k, v in failed.items()},
@@ -475,6 +667,7 @@ class JobStore:
                 "parked": sorted(parked),
                 "frames": sorted(int(f) for f in frames),
                 "blocked": sorted(blocked),
+                "history": [json.loads(line) for line in history],
             }
         return self._call(run)
 

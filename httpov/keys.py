@@ -7,6 +7,11 @@ def scene_key(sha256: str) -> str:
     return f"scenes/{sha256}.zip"
 
 
+def job_prefix(job_id: str) -> str:
+    """Everything stored for one job: its batches, stitched frames and failed logs."""
+    return f"jobs/{job_id}/"
+
+
 def batches_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/batches/"
 

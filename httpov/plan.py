@@ -106,6 +106,18 @@ class Batch:
         return cls(first, last, rows)
 
 
+def parse_frame_range(text: str) -> tuple[int, int]:
+    """'5-9' -> (5, 9), '7' -> (7, 7) (`retry --frames`); BadInputError for anything else."""
+    first, sep, last = text.strip().partition("-")
+    try:
+        span = (int(first), int(last) if sep else int(first))
+    except ValueError:
+        raise BadInputError(f"--frames {text!r}: give a frame (7) or a range (5-9)") from None
+    if span[0] > span[1]:
+        raise BadInputError(f"--frames {text!r}: the first frame comes after the last")
+    return span
+
+
 def frame_range(options: SceneOptions, frames: int | None = None) -> FrameRange:
     """The frames a job renders: the ini's animation (and subset), or `frames` frames from Initial_Frame."""
     initial = options.integer("Initial_Frame", 1)
@@ -207,6 +219,7 @@ class JobSpec:
     batches: list[str] = field(default_factory=list)
     time_limit: int | None = None  # seconds a batch may run (submit --time-limit), within the node's own limit
     radiosity: str = "off"  # RADIOSITY_PLANS: whether slices (or frames) load a radiosity pre-pass's cache
+    any_povray: bool = False  # False: every batch rendered by the povray version of the first node (its pixels)
 
     @property
     def history(self) -> str:
@@ -262,6 +275,8 @@ def check_spec(spec: JobSpec) -> None:
     """Every field a render node acts on, checked before it touches files or takes a lease (a job record in Redis
     may be forged); also run at submit. Raises BadInputError (name) or SceneError (scene, paths, frames)."""
     check_name(spec.name)
+    if not isinstance(spec.any_povray, bool):
+        raise SceneError(f"any_povray {spec.any_povray!r} is not true or false")
     if not isinstance(spec.id, str) or not JOB_ID.match(spec.id):
         raise SceneError(f"job id {spec.id!r} is not a job id")
     if not isinstance(spec.scene_key, str) or not SCENE_KEY.match(spec.scene_key):

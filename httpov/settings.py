@@ -1,29 +1,28 @@
-"""httpov's settings, resolved once from the environment and passed down as one object."""
+"""httpov's settings, resolved once from the environment over a config file, and passed down as one object."""
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Callable, Mapping
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from httpov.archive import ArchiveLimits
 from httpov.errors import BadInputError
 
-N = TypeVar("N", int, float)
-
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 #: URL schemes of each Redis setting: Celery's broker takes redis:// and rediss://; job state (redis-py) a unix
 #: socket too.
-URL_SCHEMES = {"HTTPOV_BROKER_URL": ("redis", "rediss"), "HTTPOV_STATE_URL": ("redis", "rediss", "unix")}
+URL_SCHEMES = {"broker_url": ("redis", "rediss"), "state_url": ("redis", "rediss", "unix")}
 
-#: Bounds on the work one job may ask for (Settings field: environment name), checked at submit and on the node.
-LIMITS = {
-    "max_width": "HTTPOV_MAX_WIDTH", "max_height": "HTTPOV_MAX_HEIGHT", "max_pixels": "HTTPOV_MAX_PIXELS",
-    "max_frames": "HTTPOV_MAX_FRAMES", "max_batches": "HTTPOV_MAX_BATCHES",
-    "max_scene_bytes": "HTTPOV_MAX_SCENE_BYTES", "max_scene_files": "HTTPOV_MAX_SCENE_FILES",
-    "max_scene_depth": "HTTPOV_MAX_SCENE_DEPTH",
-}
+#: Bounds on the work one job may ask for (Settings fields), checked at submit and on the node.
+LIMITS = ("max_width", "max_height", "max_pixels", "max_frames", "max_batches", "max_scene_bytes",
+          "max_scene_files", "max_scene_depth")
+#: The environment variable naming the config file (the default is `default_config_path`).
+CONFIG_ENV = "HTTPOV_CONFIG"
 
 
 def _default_data_dir(env: Mapping[str, str]) -> Path:
@@ -66,44 +65,16 @@ class Settings:
     max_scene_bytes: int = ArchiveLimits.max_total_bytes
     max_scene_files: int = ArchiveLimits.max_entries
     max_scene_depth: int = ArchiveLimits.max_depth
+    keep_days: float | None = None  # finished jobs older than this are deleted by the render nodes' sweep
 
     def __post_init__(self) -> None:
-        for name, url in (("HTTPOV_BROKER_URL", self.broker_url), ("HTTPOV_STATE_URL", self.state_url)):
-            scheme = url.split("://", 1)[0] if "://" in url else ""
-            if scheme.lower() not in URL_SCHEMES[name]:  # only the scheme is shown: the URL may hold a password
-                *others, last = (f"{s}://" for s in URL_SCHEMES[name])
-                given = f"got {scheme + '://'!r}" if scheme else "it has no scheme"
-                raise BadInputError(f"{name} must be a Redis URL starting with {', '.join(others)} or {last}; "
-                                    + given)
+        for name in URL_SCHEMES:
+            _check_url(env_name(name), name, getattr(self, name))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read HTTPOV_* variables (missing ones take their defaults)."""
-        env = os.environ if env is None else env
-        broker = env.get("HTTPOV_BROKER_URL", DEFAULT_BROKER_URL)
-        storage = env.get("HTTPOV_STORAGE") or str(_default_data_dir(env) / "storage")
-        return cls(
-            broker_url=broker,
-            state_url=env.get("HTTPOV_STATE_URL", broker),
-            storage=storage,
-            prefix=env.get("HTTPOV_PREFIX", "httpov"),
-            queue=env.get("HTTPOV_QUEUE", "httpov"),
-            cache_dir=Path(env.get("HTTPOV_CACHE_DIR") or _default_cache_dir(env)),
-            cache_max_bytes=_number(env, "HTTPOV_CACHE_MAX_BYTES", 2 * 1024**3, int),
-            povray=env.get("HTTPOV_POVRAY", "povray"),
-            render_threads=_number(env, "HTTPOV_RENDER_THREADS", 1, int),
-            lease_seconds=_number(env, "HTTPOV_LEASE_SECONDS", 8.0, float),
-            max_attempts=_number(env, "HTTPOV_MAX_ATTEMPTS", 3, int),
-            task_time_limit=_number(env, "HTTPOV_TASK_TIME_LIMIT", 6 * 3600, int),
-            redis_ca=env.get("HTTPOV_REDIS_CA") or None,
-            render_processes=_number(env, "HTTPOV_RENDER_PROCESSES",
-                                     default_render_processes(_number(env, "HTTPOV_RENDER_THREADS", 1, int)), int),
-            celery_config=env.get("HTTPOV_CELERY_CONFIG") or None,
-            batch_max_bytes=_number(env, "HTTPOV_BATCH_MAX_BYTES", 1024**3, int),
-            batch_max_files=_number(env, "HTTPOV_BATCH_MAX_FILES", 1000, int),
-            outage_seconds=_number(env, "HTTPOV_OUTAGE_SECONDS", 120.0, float),
-            **{attr: _number(env, name, getattr(cls, attr), int) for attr, name in LIMITS.items()},
-        )
+        """Read HTTPOV_* variables over the config file (see `config_path`); missing ones take their defaults."""
+        return resolve(env).settings
 
     @property
     def soft_time_limit(self) -> int:
@@ -142,14 +113,127 @@ def default_render_processes(threads: int) -> int:
     return max(1, 4 * (os.cpu_count() or 1) // max(1, threads))
 
 
-def _number(env: Mapping[str, str], name: str, default: N, kind: Callable[[str], N]) -> N:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def default_config_path(env: Mapping[str, str]) -> Path:
+    """~/.config/httpov/config.toml, or under $XDG_CONFIG_HOME."""
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME", "/tmp"), ".config")
+    return Path(base) / "httpov" / "config.toml"
+
+
+def config_path(env: Mapping[str, str]) -> Path | None:
+    """The config file to read: $HTTPOV_CONFIG (which must exist), else the default one if it exists."""
+    named = env.get(CONFIG_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise BadInputError(f"{CONFIG_ENV}={named!r}: no such file")
+        return path
+    path = default_config_path(env)
+    return path if path.is_file() else None
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The settings of a TOML config file, keys named like the Settings fields; anything else is BadInputError."""
     try:
-        value = kind(raw)
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInputError(f"config file {path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise BadInputError(f"config file {path}: cannot be read: {exc.strerror or exc}") from None
+    known = [f.name for f in fields(Settings)]
+    for key in data:
+        if key not in known:
+            guess = key.lower().removeprefix("httpov_") if key.lower().removeprefix("httpov_") in known else None
+            guess = guess or next(iter(difflib.get_close_matches(key, known, 1)), None)
+            raise BadInputError(f"config file {path}: unknown setting {key!r}"
+                                + (f" (did you mean {guess!r}?)" if guess else ""),
+                                hint="the keys are the settings' names in lower case, without HTTPOV_ "
+                                     "(README.md, Configuration)")
+    return data
+
+
+class Resolved(NamedTuple):
+    """Settings and where each one came from: 'default', 'environment HTTPOV_X', or the config file's path."""
+
+    settings: Settings
+    origins: dict[str, str]
+    config: Path | None
+
+
+def resolve(env: Mapping[str, str] | None = None) -> Resolved:
+    """Each setting from the environment (HTTPOV_ and its name in capitals), else the config file, else its
+    default; a bad value is BadInputError naming the variable, or the file and key, it came from."""
+    env = os.environ if env is None else env
+    path = config_path(env)
+    config = read_config(path) if path else {}
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for f in fields(Settings):
+        name = env_name(f.name)
+        if env.get(name, "") != "":
+            where, raw = name, env[name]
+            origins[f.name] = f"environment {name}"
+        elif f.name in config:
+            where, raw = f"config file {path}: {f.name}", config[f.name]
+            origins[f.name] = str(path)
+        else:
+            continue
+        values[f.name] = _parse(str(f.type), raw, where)
+        if f.name in URL_SCHEMES:
+            _check_url(where, f.name, values[f.name])
+    derived = {"state_url": values.get("broker_url", DEFAULT_BROKER_URL),
+               "storage": str(_default_data_dir(env) / "storage"), "cache_dir": _default_cache_dir(env),
+               "render_processes": default_render_processes(values.get("render_threads", 1))}
+    for name, value in derived.items():
+        if name not in values:
+            values[name] = value
+    origins = {f.name: origins.get(f.name, "default") for f in fields(Settings)}
+    if origins["state_url"] == "default":
+        origins["state_url"] = "default (the broker URL)"
+    return Resolved(Settings(**values), origins, path)
+
+
+def _parse(kind: str, raw: Any, where: str) -> Any:
+    """A setting's value from a string (environment) or a TOML value, by the type of its Settings field."""
+    optional = kind.endswith("| None")
+    kind = kind.removesuffix("| None").strip()
+    if kind in ("str", "Path"):
+        if not isinstance(raw, str):
+            raise BadInputError(f"{where} must be a string, got {raw!r}")
+        return Path(raw).expanduser() if kind == "Path" else raw
+    number = int if kind == "int" else float
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)) or (number is int and isinstance(raw, float)):
+        raise BadInputError(f"{where} must be {'a whole number' if number is int else 'a number'}, got {raw!r}")
+    try:
+        value = number(raw)
     except ValueError:
-        raise BadInputError(f"{name}={raw!r} is not a number") from None
+        raise BadInputError(f"{where}={raw!r} is not a number") from None
     if value <= 0:
-        raise BadInputError(f"{name} must be greater than 0, got {raw}")
-    return value
+        raise BadInputError(f"{where} must be greater than 0, got {raw}")
+    return value if not optional or value else None
+
+
+def _check_url(where: str, name: str, url: str) -> None:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme.lower() not in URL_SCHEMES[name]:  # only the scheme is shown: the URL may hold a password
+        *others, last = (f"{s}://" for s in URL_SCHEMES[name])
+        given = f"got {scheme + '://'!r}" if scheme else "it has no scheme"
+        raise BadInputError(f"{where} must be a Redis URL starting with {', '.join(others)} or {last}; " + given)
+
+
+def masked(value: object) -> str:
+    """A setting as `httpov config` prints it: the password of a URL (user:password@, ?password=) as ***."""
+    text = str(value)
+    if "://" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+        netloc = parts.netloc
+        if parts.password is not None:
+            user, _, host = netloc.rpartition("@")
+            netloc = f"{user.split(':', 1)[0]}:***@{host}"
+        query = urlencode([(k, "***" if k.lower() in ("password", "secret", "token") else v)
+                           for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    except ValueError:
+        return text.split("://", 1)[0] + "://***"  # unparseable: show nothing that may be a secret

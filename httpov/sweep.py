@@ -90,16 +90,32 @@ def stranded(store: JobStore, min_age: float, chunk: int = 500) -> list[tuple[st
     return found
 
 
+def take_queued(store: JobStore, lists: list[str], job_id: str) -> list[str]:
+    """Take the job's messages waiting in a queue's Redis lists (kombu's, one per priority level, named without
+    the key prefix) out of Redis; answers their batches. A message a worker takes meanwhile stays with it; each
+    batch is answered once, however many messages it had."""
+    taken: list[str] = []
+    for key in (f"{store.p}:kombu:{name}" for name in lists):
+        for raw in store.r.lrange(key, 0, -1):
+            batch = _batch_of(raw)
+            if batch is not None and batch[0] == job_id and store.r.lrem(key, 1, raw):
+                if batch[1] not in taken:
+                    taken.append(batch[1])
+    return taken
+
+
 def _take(store: JobStore, table: str, index: str, tag: str) -> bool:
     """Remove one message from kombu's unacked table; False if it was gone (acked, or another sweeper took it)."""
     return bool(store.r.pipeline().zrem(index, tag).hdel(table, tag).execute()[1])
 
 
 def _batch_of(raw: str) -> tuple[str, str, str] | None:
-    """(job id, batch id, task id) of an unacked render_batch message as kombu stores it, or None for anything
-    else."""
+    """(job id, batch id, task id) of a render_batch message as kombu stores it (queued, or in its unacked table),
+    or None for anything else."""
     try:
-        message = json.loads(raw)[0]
+        message = json.loads(raw)
+        if isinstance(message, list):  # kombu's unacked table holds [message, exchange, routing key]
+            message = message[0]
         if message.get("headers", {}).get("task") != "httpov.render_batch":
             return None
         body = message["body"]

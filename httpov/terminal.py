@@ -65,6 +65,11 @@ def job_panel(j: JobView) -> RenderableType:
     ]
     if j.prepass:
         parts.append(Text(j.prepass.text))
+    if j.versions or j.povray:
+        pinned = "any povray" if j.any_povray else f"povray {j.povray or 'of the first node'}"
+        parts.append(Text(shown(f"versions: renders with {pinned}")))
+        parts.extend(Text(shown(f"  rendered by povray {v['povray']} with httpov {v['httpov']}: {v['batches']} "
+                                "batch(es)")) for v in j.versions)
     if j.nodes:
         nodes = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
         nodes.add_column("  NODE", no_wrap=True)
@@ -75,6 +80,9 @@ def job_panel(j: JobView) -> RenderableType:
             nodes.add_row(Text("  " + shown(node)[:29]), str(n.batches_done), f"{n.frames_done:g}",
                           Text(shown(", ".join(n.running)) or "-"))
         parts.append(nodes)
+    for event in j.history:  # what was rendered again (retry --frames), and when
+        parts.append(Text(f"  {time.strftime('%Y-%m-%d %H:%M', time.localtime(event['at']))} "
+                          f"{shown(event['what'])}"))
     for f in j.failure_groups():
         parts.append(Text.assemble("  ", ("failed" if f.final else "will retry", "red" if f.final else "yellow"),
                                    f": {shown(f.what)} on {shown(f.where)}: {shown(f.error)}"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from httpov import eta
@@ -127,6 +127,10 @@ class JobView:
     running: list[RunningBatch]
     nodes: dict[str, NodeWork]
     failed: list[FailedBatch]
+    povray: str | None = None  # the povray version the job renders with (the first node's), None with any_povray
+    any_povray: bool = False
+    versions: list[dict[str, Any]] = field(default_factory=list)  # povray/httpov versions of its done batches
+    history: list[dict[str, Any]] = field(default_factory=list)  # what was rendered again, and when
 
     def to_json(self) -> dict[str, Any]:
         """The view as `httpov status --json` and the page's /api/jobs print it."""
@@ -191,7 +195,18 @@ def from_snapshot(record: dict[str, str], spec: JobSpec, batches: dict[str, Any]
                             error=info.get("error", ""), lines=info.get("lines", []), final=bool(info.get("final")),
                             at=info.get("at"))
                 for b, info in sorted(batches["failed"].items())],
+        povray=record.get("povray"), any_povray=spec.any_povray, versions=_versions(batches["done"]),
+        history=batches.get("history", []),
     )
+
+
+def _versions(done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The povray and httpov versions that rendered a job's done batches, with how many batches each."""
+    counts: dict[tuple[str, str], int] = {}
+    for info in done.values():
+        key = (str(info.get("povray", "unknown")), str(info.get("httpov", "unknown")))
+        counts[key] = counts.get(key, 0) + 1
+    return [{"povray": p, "httpov": h, "batches": n} for (p, h), n in sorted(counts.items())]
 
 
 def _prepass(spec: JobSpec, batches: dict[str, Any]) -> Prepass | None:

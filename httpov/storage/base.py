@@ -34,6 +34,19 @@ class Storage(ABC):
     def delete(self, key: str) -> None:
         """Remove `key`; removing a missing key is not an error."""
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key that starts with `prefix` (a folder: ends in '/'); answers how many were removed."""
+        if not prefix.endswith("/"):
+            raise ValueError(f"delete_prefix takes a folder ending in '/', not {prefix!r}")
+        keys = self.list(prefix)
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def size(self, prefix: str = "") -> int:
+        """Bytes stored under `prefix` (a job's results, the whole store)."""
+        raise NotImplementedError
+
     def check(self) -> None:  # noqa: B027 (a hook: a store with nothing to check passes)
         """Raise StorageError unless the store can be written and read (used before queueing)."""
 

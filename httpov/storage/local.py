@@ -55,7 +55,20 @@ class LocalStorage(Storage):
         return sorted(keys)
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+            for folder in path.parents:  # no empty folders left behind (jobs/<id>/batches/, ...)
+                if folder == self.root or self.root not in folder.parents:
+                    break
+                folder.rmdir()
+        except OSError as exc:
+            if not path.exists():  # a folder not empty (or in use): the object itself is gone
+                return
+            raise StorageError(f"cannot delete {key} from {self.root}: {exc.strerror or exc}") from exc
+
+    def size(self, prefix: str = "") -> int:
+        return sum(self._path(key).stat().st_size for key in self.list(prefix))
 
     def check(self) -> None:
         try:

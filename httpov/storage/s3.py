@@ -121,6 +121,25 @@ class S3Storage(Storage):
     def delete(self, key: str) -> None:
         self._call(self.client.delete_object, Bucket=self.bucket, Key=self._key(key))
 
+    def delete_prefix(self, prefix: str) -> int:
+        """DeleteObjects, a thousand keys a request."""
+        if not prefix.endswith("/"):
+            raise ValueError(f"delete_prefix takes a folder ending in '/', not {prefix!r}")
+        keys = self.list(prefix)
+        for start in range(0, len(keys), 1000):
+            chunk = [{"Key": self._key(k)} for k in keys[start:start + 1000]]
+            answer = self._call(self.client.delete_objects, Bucket=self.bucket,
+                                Delete={"Objects": chunk, "Quiet": True})
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise StorageError(f"cannot delete {first.get('Key')} from bucket {self.bucket!r}: "
+                                   f"{first.get('Code')} {first.get('Message')}")
+        return len(keys)
+
+    def size(self, prefix: str = "") -> int:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
+        return int(self._call(lambda: sum(o["Size"] for page in pages for o in page.get("Contents", []))))
+
     def check(self) -> None:
         self._call(self.client.head_bucket, Bucket=self.bucket)
         probe = f"{self.prefix}.httpov-check-{uuid.uuid4().hex}"

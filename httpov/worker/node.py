@@ -2,6 +2,7 @@
 only Celery's back-off helper)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import re
@@ -12,6 +13,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from celery.utils.time import get_exponential_backoff_interval
@@ -36,8 +38,11 @@ from httpov.worker import povray, radiosity, stitch
 from httpov.worker.cache import SceneCache
 from httpov.worker.lease import LeaseKeeper
 from httpov.worker.sandbox import RenderLimits
+from httpov.text import shown
 
 log = logging.getLogger(__name__)
+#: One INFO line per batch a node handles (job, batch, frames, seconds, node): what the node's journal says it did.
+batch_log = logging.getLogger("httpov.batches")
 
 
 _BATCH_ID = re.compile(r"^f\d{6,}-\d{6,}(-r\d{5,}-\d{5,}|-pre)?$")
@@ -82,6 +87,7 @@ class RenderNode:
         self.povray_render = povray_render  # povray.render; unit tests pass a stand-in with its signature
         self._specs: dict[str, JobSpec] = {}
         self._gone: set[str] = set()  # jobs found gone from Redis, said once each
+        self._ours: set[str] = set()  # jobs rendered with this node's povray version
 
     def spec(self, job_id: str) -> JobSpec:
         """The job's record, checked (plan.check_spec) before any use: Redis may hold a forged one."""
@@ -102,10 +108,18 @@ class RenderNode:
         rendering it a second time, while a retry takes over the hand-off its failed attempt left.
         A job whose record is gone (deleted, or lost with a Redis restarted empty) is dropped: 'missing', said once
         per job in the log, and nothing written to Redis."""
+        started = time.monotonic()
         try:
             outcome = self._run(job_id, batch_id, token, node)
         except JobNotFoundError:
             outcome = Outcome("missing")
+        if outcome.status in ("rendered", "failed", "retry"):  # `httpov nodes`: batches done and failed lately
+            with contextlib.suppress(HttpovError):
+                self.store.count_batch(node, "done" if outcome.status == "rendered" else "failed")
+        if outcome.status != "missing":  # a deleted job's batches are said once per job, below
+            batch_log.info("httpov: batch %s: job=%s batch=%s frames=%s seconds=%.2f node=%s%s", outcome.status,
+                           shown(str(job_id)), shown(str(batch_id)), _frames(batch_id), time.monotonic() - started,
+                           shown(node), f" ({shown(outcome.detail)})" if outcome.status not in ("rendered", "handback") else "")
         if outcome.status == "missing":
             self._specs.pop(job_id, None)
             if job_id not in self._gone:
@@ -131,6 +145,12 @@ class RenderNode:
         blocked = self.store.blocked(job_id)
         if node in blocked:
             return self._hand_back(job_id, batch_id, execution, handoff, node, blocked)
+        if not spec.any_povray and job_id not in self._ours and self.povray_version != "unknown":
+            pinned = self.store.pin_povray(job_id, self.povray_version)
+            if pinned == self.povray_version:
+                self._ours.add(job_id)  # a job's version never changes: asked once per job and process
+            elif pinned is not None:  # its pixels would differ: a node with the job's povray renders it
+                return self._hand_back(job_id, batch_id, execution, handoff, node, blocked, povray_version=pinned)
         status = self.store.start_batch(job_id, batch_id, execution, node, lease, handoff)
         if status == "paused":
             return Outcome("parked")  # start_batch parked it; resume queues it again
@@ -160,16 +180,23 @@ class RenderNode:
             return self._failed(spec, batch, handoff, node, attempt, error)
         frames_done = 0 if batch.prepass else batch.last - batch.first + 1  # a pre-pass renders no frame of the job
         info = {"node": node, "seconds": round(seconds, 3), "frames": frames_done, "finished": time.time(),
-                "attempt": attempt}
+                "attempt": attempt, "povray": self.povray_version, "httpov": povray.httpov_version()}
+
+        stored = [batch_key(job_id, batch_id)]
 
         def record() -> None:
             if batch.prepass:
                 frames: list[int] = []
             else:
                 frames = self._stitch_if_complete(spec, batch) if spec.slices else list(batch.frames)
+            stored.extend(frame_key(job_id, povray.frame_file(spec.name, f, spec.final)) for f in frames if spec.slices)
             self.store.finish_batch(job_id, batch_id, info, frames)
-        # the render is stored: ride out a Redis restart rather than render it again
-        through_outage(record, max(self.settings.outage_seconds, 3 * lease))
+        try:  # the render is stored: ride out a Redis restart rather than render it again
+            through_outage(record, max(self.settings.outage_seconds, 3 * lease))
+        except JobNotFoundError:  # the job was deleted while this batch rendered: nothing of it may stay behind
+            for key in stored:
+                self.storage.delete(key)
+            raise
         return Outcome("rendered", detail=f"{batch.label} in {seconds:.1f}s")
 
     def _refuse_job(self, job_id: str, batch_id: str, node: str, exc: HttpovError) -> Outcome:
@@ -180,8 +207,9 @@ class RenderNode:
         return Outcome("failed", detail=message)
 
     def _hand_back(self, job_id: str, batch_id: str, execution: str, handoff: str, node: str,
-                   blocked: set[str]) -> Outcome:
-        """This node is blocked from the job: give the batch back, unless no live node is left to take it."""
+                   blocked: set[str], povray_version: str | None = None) -> Outcome:
+        """This node is blocked from the job, or (`povray_version`) the job renders with another povray: give the
+        batch to a live node that may render it, or fail the job if none is left."""
         lease = self.settings.lease_seconds
         state = self.store.state(job_id)
         if state == "paused":
@@ -189,8 +217,17 @@ class RenderNode:
             return Outcome("parked")
         if state not in LIVE:
             return Outcome(state)
-        live = self.store.live_nodes(within=max(3 * lease, 10.0))
-        if not live - blocked:
+        targets = self.store.live_nodes(within=max(3 * lease, 10.0)) - blocked
+        if povray_version is not None:
+            _, records = self.store.nodes()
+            targets = {n for n in targets if records.get(n, {}).get("povray") == povray_version}
+        if not targets and povray_version is not None:
+            message = (f"no live render node has povray {povray_version}, the version this job renders with (the "
+                       f"first node's; this node has {self.povray_version}); `submit --any-povray` lets any "
+                       "version render a job")
+            self.store.fail_batch(job_id, batch_id, message, [], final=True, node=node)
+            return Outcome("failed", detail=message)
+        if not targets:
             failed = self.store.batches(job_id)["failed"]
             last = max(failed.values(), key=lambda f: f.get("at", 0), default={"error": "", "lines": []})
             message = (f"every live render node has failed this job repeatedly ({', '.join(sorted(blocked))}); "
@@ -200,14 +237,16 @@ class RenderNode:
         # Send the batch straight to a node that may render it: put back on the shared queue, it would most
         # likely come straight back to this idle node. Should that node die first, the lease runs out and the
         # sweepers requeue the batch as for any lost node.
-        target = random.choice(sorted(live - blocked))
+        target = random.choice(sorted(targets))
         status = self.store.start_batch(job_id, batch_id, execution, node, HAND_BACK_LEASES * lease, handoff,
                                         hand_back=True)
         if status == "paused":
             return Outcome("parked")
         if status != "ok":
             return Outcome(status)
-        return Outcome("handback", send_to=target, detail=f"{node} is blocked from job {job_id}: sent to {target}")
+        why = (f"{node} has povray {self.povray_version}, job {job_id} renders with {povray_version}"
+               if povray_version is not None else f"{node} is blocked from job {job_id}")
+        return Outcome("handback", send_to=target, detail=f"{why}: sent to {target}")
 
     def _render_and_store(self, spec: JobSpec, batch: Batch, lease: LeaseKeeper) -> float:
         stopped: list[str] = []
@@ -341,6 +380,11 @@ class RenderNode:
         self.store.fail_batch(spec.id, batch.id, message, lines, final=True, node=node)
         return Outcome("failed", detail=message)
 
+    @cached_property
+    def povray_version(self) -> str:
+        """This node's povray version (asked once per render process)."""
+        return povray.version(self.settings.povray)
+
     @property
     def limits(self) -> RenderLimits:
         """What one batch may write: HTTPOV_BATCH_MAX_BYTES and HTTPOV_BATCH_MAX_FILES."""
@@ -372,3 +416,12 @@ class RenderNode:
             stitch.stitch(parts, whole)
             self.storage.put_file(frame_key(spec.id, name), whole)
         return [frame]
+
+
+def _frames(batch_id: str) -> str:
+    """'1-4' (or '3' for a slice of frame 3) from a batch id; '?' for one no one planned."""
+    try:
+        batch = Batch.from_id(batch_id)
+    except (BadInputError, ValueError, TypeError, AttributeError):
+        return "?"
+    return str(batch.first) if batch.first == batch.last else f"{batch.first}-{batch.last}"

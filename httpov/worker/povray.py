@@ -35,6 +35,26 @@ class RenderOutput:
     seconds: float
 
 
+def version(executable: str) -> str:
+    """povray's version as it says it ('3.7.0.10.unofficial'), or 'unknown' if it does not say."""
+    try:
+        done = subprocess.run([executable, "--version"], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    found = re.search(rb"POV-Ray\s+v?(\d[\w.+-]*)", done.stdout + b"\n" + done.stderr)
+    return found.group(1).decode("ascii", "replace")[:64] if found else "unknown"
+
+
+def httpov_version() -> str:
+    """The installed httpov's version."""
+    from importlib.metadata import PackageNotFoundError, version as installed
+
+    try:
+        return installed("httpov")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def frame_file(name: str, frame: int, final: int) -> str:
     """The file name a frame carries in results: '<name>_0007.png', the job name reduced to safe characters
     (plan.safe_name: a name is never a path), padding following Final_Frame (at least 4 digits)."""

@@ -2,14 +2,25 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
 
 from celery import bootsteps
 
 from httpov.dispatch import sweep
 from httpov.jobs import JobStore, open_store
+from httpov.retention import apply_retention
 from httpov.settings import Settings
+from httpov.storage import Storage, open_storage
+from httpov.worker import povray
 
 log = logging.getLogger(__name__)
+
+#: A render node not seen for this long is dropped from `httpov nodes` (it shows as lost until then, for an hour).
+NODES_FORGOTTEN = 86400.0
+#: Seconds between two retention sweeps of the farm (HTTPOV_KEEP_DAYS): one node does each.
+RETENTION_EVERY = 600.0
 
 
 class Reaper(bootsteps.StartStopStep):
@@ -21,19 +32,31 @@ class Reaper(bootsteps.StartStopStep):
     def __init__(self, worker, **kwargs):
         super().__init__(worker, **kwargs)
         self.tref = None
+        self.storage: Storage | None = None
 
     def start(self, worker):
         settings = Settings.from_env()
         store = open_store(settings)
+        info = {"host": socket.gethostname(), "processes": worker.concurrency, "cores": os.cpu_count(),
+                "povray": povray.version(settings.povray), "httpov": povray.httpov_version(), "started": time.time()}
         self.tref = worker.timer.call_repeatedly(settings.sweep_seconds, self._sweep,
-                                                 (worker.app, store, settings, worker.hostname), priority=10)
+                                                 (worker.app, store, settings, worker.hostname, info), priority=10)
 
-    def _sweep(self, celery, store: JobStore, settings: Settings, node: str) -> None:
+    def _sweep(self, celery, store: JobStore, settings: Settings, node: str, info: dict) -> None:
         try:
             sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
-                  settings.sweep_seconds, node)
+                  settings.sweep_seconds, node, info)
+            if store.claim("sweep:nodes", 60.0):
+                store.forget_nodes(NODES_FORGOTTEN)
         except Exception as exc:  # Redis down for a moment: the next sweep tries again
             log.warning("httpov: lease sweep failed: %s", exc)
+        if settings.keep_days:
+            try:
+                if self.storage is None:
+                    self.storage = open_storage(settings.storage)
+                apply_retention(store, self.storage, settings.keep_days, every=RETENTION_EVERY)
+            except Exception as exc:
+                log.warning("httpov: deleting jobs older than HTTPOV_KEEP_DAYS failed: %s", exc)
 
     def stop(self, worker):
         if self.tref is not None:

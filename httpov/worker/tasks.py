@@ -1,6 +1,7 @@
 """The one Celery task, render_batch; the work itself is in httpov.worker.node."""
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 
 from celery import Task
@@ -13,7 +14,7 @@ from httpov.plan import JobSpec
 from httpov.settings import Settings
 from httpov.storage import open_storage
 from httpov.worker.cache import SceneCache
-from httpov.worker.node import RenderNode
+from httpov.worker.node import RenderNode, batch_log
 
 
 class NodeTask(Task):
@@ -22,6 +23,10 @@ class NodeTask(Task):
 
     @cached_property
     def node(self) -> RenderNode:
+        if logging.getLogger().getEffectiveLevel() == logging.WARNING:
+            # a bare `celery -A httpov worker` logs at WARNING: its journal still says what it did, one line a
+            # batch (an explicit --loglevel ERROR silences these too)
+            batch_log.setLevel(logging.INFO)
         settings = Settings.from_env()
 
         def release(spec: JobSpec, batch_ids: list[str]) -> None:  # a finished pre-pass queues its slices

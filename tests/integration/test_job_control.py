@@ -129,3 +129,63 @@ def test_cancel_pause_and_status_never_import_celery(tmp_path, settings, client)
                          text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1] == "no celery" and client.store.state(job.spec.id) == "cancelled"
+
+
+def test_priority_moves_a_queued_jobs_batches_up_or_down(tmp_path, settings, client, workers):
+    scene = write_scene(tmp_path / "pq", TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF3\n")
+    first, second, third = (client.submit(scene, count=1, name=name) for name in ("first", "second", "third"))
+    lowered = _cli(settings, "priority", first.spec.id, "1")
+    assert lowered.exit_code == 0 and "3 queued batch(es) moved" in lowered.output
+    assert _cli(settings, "priority", third.spec.id, "9").exit_code == 0
+    assert _cli(settings, "priority", second.spec.id, "10").exit_code == 2
+    assert client.store.spec(first.spec.id).priority == 1
+    workers(concurrency=1)
+    for sub in (first, second, third):
+        client.wait(sub.spec.id, timeout=120)
+    order = sorted((info["finished"], name) for sub, name in ((first, "first"), (second, "second"), (third, "third"))
+                   for info in client.store.batches(sub.spec.id)["done"].values())
+    assert [name for _, name in order] == ["third"] * 3 + ["second"] * 3 + ["first"] * 3
+    assert _cli(settings, "priority", first.spec.id, "5").exit_code == 4  # done: nothing queued any more
+
+
+def test_retry_frames_renders_those_frames_again_and_the_history_says_so(tmp_path, settings, client, workers):
+    scene = write_scene(tmp_path / "rf", TINY_ANIMATION, "Width=24\nHeight=64\n+KFI1 +KFF4\n")  # 2 slices of 32
+    whole = client.submit(scene, count=1)
+    sliced = client.submit(scene, slices=2)
+    workers(concurrency=2)
+    for sub in (whole, sliced):
+        client.wait(sub.spec.id, timeout=120)
+    before = {sub.spec.id: client.store.batches(sub.spec.id)["done"] for sub in (whole, sliced)}
+    frames_before = frames_in_results(Path(settings.storage), whole.spec.id)
+
+    assert _cli(settings, "retry", whole.spec.id, "--frames", "9").exit_code == 2
+    assert _cli(settings, "retry", whole.spec.id, "--frames", "3-2").exit_code == 2
+    result = _cli(settings, "retry", whole.spec.id, "--frames", "2-3")
+    assert result.exit_code == 0 and "2 batch(es) queued again" in result.output
+    assert "2 batch(es) queued again" in _cli(settings, "retry", sliced.spec.id, "--frames", "4").output
+    for sub in (whole, sliced):
+        final = client.wait(sub.spec.id, timeout=120)
+        assert (final.state, final.frames_done) == ("done", 4)
+    after = client.store.batches(whole.spec.id)["done"]
+    again = {b for b in after if after[b]["finished"] != before[whole.spec.id][b]["finished"]}
+    assert again == {"f000002-000002", "f000003-000003"}
+    after = client.store.batches(sliced.spec.id)["done"]
+    again = {b for b in after if after[b]["finished"] != before[sliced.spec.id][b]["finished"]}
+    assert {b[:14] for b in again} == {"f000004-000004"} and len(again) == 2
+    assert frames_in_results(Path(settings.storage), whole.spec.id) == frames_before
+    status = _cli(settings, "status", whole.spec.id)
+    assert "frames 2-3 rendered again (2 batch(es))" in status.output
+    assert client.store.batches(sliced.spec.id)["history"][0]["what"] == "frame 4 rendered again (2 batch(es))"
+
+
+def test_cancel_pause_and_resume_take_several_jobs(tmp_path, settings, client):
+    scene = write_scene(tmp_path / "m", TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF2\n")
+    a, b = (client.submit(scene, count=1).spec.id for _ in range(2))
+    assert _cli(settings, "pause", a, b).exit_code == 0
+    assert [client.store.state(j) for j in (a, b)] == ["paused", "paused"]
+    result = _cli(settings, "resume", a, "nosuchjob", b)
+    assert result.exit_code == 4 and f"job {a} resumed" in result.output and f"job {b} resumed" in result.output
+    assert [client.store.state(j) for j in (a, b)] == ["running", "running"]
+    assert _cli(settings, "cancel", a, b).exit_code == 0
+    assert [client.store.state(j) for j in (a, b)] == ["cancelled", "cancelled"]
+    assert _cli(settings, "cancel", a).exit_code == 4

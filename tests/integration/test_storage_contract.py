@@ -96,6 +96,27 @@ def test_delete_is_idempotent(storage: Storage) -> None:
     assert storage.list("k/") == []
 
 
+def test_delete_prefix_removes_a_folder_and_nothing_else(storage: Storage, tmp_path: Path) -> None:
+    keys = ["jobs/j1/batches/1.zip", "jobs/j1/logs/1.failed.log", "jobs/j1/frames/a.png", "jobs/j10/batches/1.zip",
+            "scenes/s.zip"]
+    for key in keys:
+        storage.put_bytes(key, key.encode())
+    assert storage.size() == sum(len(k) for k in keys)
+    assert storage.size("jobs/j1/") == sum(len(k) for k in keys[:3])
+    assert storage.delete_prefix("jobs/j1/") == 3
+    assert storage.list("") == ["jobs/j10/batches/1.zip", "scenes/s.zip"]
+    assert storage.delete_prefix("jobs/j1/") == 0
+    with pytest.raises(ValueError):
+        storage.delete_prefix("jobs/j1")  # would take jobs/j10 too
+    storage.delete("jobs/j10/batches/1.zip")
+    storage.delete("scenes/s.zip")
+    assert storage.size() == 0
+    if isinstance(storage, LocalStorage):  # no empty folders left behind
+        assert list(storage.root.iterdir()) == []
+        storage.put_bytes("jobs/j2/batches/1.zip", b"again")  # and a folder removed is made again
+        assert storage.get_bytes("jobs/j2/batches/1.zip") == b"again"
+
+
 def test_put_bytes_get_bytes(storage: Storage) -> None:
     storage.put_bytes("small/obj", b"hello \x00 world")
     assert storage.get_bytes("small/obj") == b"hello \x00 world"

@@ -9,11 +9,11 @@ from httpov.archive import ArchiveLimits, check_archive
 from httpov.errors import ArchiveError, BadInputError, SceneError
 from httpov.limits import check_image, check_work, planned_batches
 from httpov.plan import FrameRange, split
-from httpov.settings import LIMITS, Settings
+from httpov.settings import LIMITS, Settings, env_name
 
 
 def test_every_limit_is_settable_from_the_environment():
-    env = {name: str(7 + i) for i, name in enumerate(LIMITS.values())}
+    env = {env_name(name): str(7 + i) for i, name in enumerate(LIMITS)}
     settings = Settings.from_env(env)
     assert [getattr(settings, field) for field in LIMITS] == [7 + i for i in range(len(LIMITS))]
     assert settings.archive_limits() == ArchiveLimits(max_entries=13, max_total_bytes=12, max_file_bytes=12,

@@ -1,0 +1,43 @@
+"""The farm's render nodes in httpov's terms (`httpov nodes`): record, what each renders now, recent batches."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from httpov.jobs import JobStore
+
+#: A node not seen for this long is shown as lost, then no more (the sweep forgets it after a day).
+LOST_SHOWN = 3600.0
+
+
+def live_within(lease_seconds: float) -> float:
+    """A node seen this recently is up: it says so every sweep (lease / 8); three leases allow for a busy host."""
+    return max(3 * lease_seconds, 10.0)
+
+
+def farm_nodes(store: JobStore, lease_seconds: float, now: float | None = None) -> list[dict[str, Any]]:
+    """Every render node seen in the last hour, by name: 'up' or 'lost', its record (host, render processes,
+    cores, povray and httpov versions), the batches it renders now (from the running batches of live jobs), the
+    batches it finished and failed in the last hour, and when it was last seen."""
+    now = time.time() if now is None else now
+    seen, info = store.nodes()
+    shown = sorted(node for node, last in seen.items() if now - last <= LOST_SHOWN)
+    rendering: dict[str, list[dict[str, Any]]] = {}
+    for job_id in store.active_ids():
+        for batch, running in store.running(job_id).items():
+            if not running.get("retrying") and not running.get("handed_back"):
+                rendering.setdefault(running.get("node", ""), []).append(
+                    {"job": job_id, "batch": batch, "since": running.get("started")})
+    counts = store.node_batches(shown)
+    nodes = []
+    for node in shown:
+        record = info.get(node, {})
+        nodes.append({
+            "node": node, "state": "up" if now - seen[node] <= live_within(lease_seconds) else "lost",
+            "host": record.get("host"), "processes": record.get("processes"), "cores": record.get("cores"),
+            "povray": record.get("povray"), "httpov": record.get("httpov"), "started": record.get("started"),
+            "last_seen": seen[node], "rendering": sorted(rendering.get(node, []), key=lambda r: r["since"] or 0),
+            "done_last_hour": counts.get(node, {}).get("done", 0),
+            "failed_last_hour": counts.get(node, {}).get("failed", 0),
+        })
+    return nodes

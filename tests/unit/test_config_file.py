@@ -1,0 +1,117 @@
+"""Settings from a config file under the environment: keys named like the fields, clear refusals, `httpov config`."""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from httpov.cli import cli
+from httpov.errors import BadInputError
+from httpov.settings import Settings, env_name, masked, resolve
+
+
+def _config(folder: Path, text: str) -> dict[str, str]:
+    """An environment whose default config file ($XDG_CONFIG_HOME/httpov/config.toml) holds `text`."""
+    (folder / "httpov").mkdir(parents=True, exist_ok=True)
+    (folder / "httpov" / "config.toml").write_text(text)
+    return {"XDG_CONFIG_HOME": str(folder), "HOME": str(folder / "home")}
+
+
+def test_the_file_sets_what_the_environment_does_not(tmp_path: Path) -> None:
+    env = _config(tmp_path, 'broker_url = "redis://farm2:6379/1"\nstorage = "s3://renders/farm2"\n'
+                            "lease_seconds = 4\nmax_frames = 500\nkeep_days = 30\n")
+    env["HTTPOV_MAX_FRAMES"] = "700"
+    found = resolve(env)
+    s = found.settings
+    assert (s.broker_url, s.state_url, s.storage) == ("redis://farm2:6379/1", "redis://farm2:6379/1",
+                                                      "s3://renders/farm2")
+    assert (s.lease_seconds, s.max_frames, s.keep_days) == (4.0, 700, 30.0)  # the environment wins
+    path = str(tmp_path / "httpov" / "config.toml")
+    assert found.origins["storage"] == path and found.origins["max_frames"] == "environment HTTPOV_MAX_FRAMES"
+    assert found.origins["state_url"] == "default (the broker URL)" and found.origins["queue"] == "default"
+    assert Settings.from_env(env) == s
+
+
+def test_httpov_config_names_another_file_and_it_must_exist(tmp_path: Path) -> None:
+    other = tmp_path / "farm2.toml"
+    other.write_text('prefix = "farm2"\n')
+    env = _config(tmp_path, 'prefix = "farm1"\n')
+    assert Settings.from_env(env).prefix == "farm1"
+    assert Settings.from_env({**env, "HTTPOV_CONFIG": str(other)}).prefix == "farm2"
+    with pytest.raises(BadInputError, match="HTTPOV_CONFIG='/nowhere.toml': no such file"):
+        Settings.from_env({**env, "HTTPOV_CONFIG": "/nowhere.toml"})
+
+
+def test_without_xdg_config_home_the_file_is_under_home(tmp_path: Path) -> None:
+    (tmp_path / ".config" / "httpov").mkdir(parents=True)
+    (tmp_path / ".config" / "httpov" / "config.toml").write_text("max_attempts = 5\n")
+    assert Settings.from_env({"HOME": str(tmp_path)}).max_attempts == 5
+
+
+@pytest.mark.parametrize("text, message", [
+    ('HTTPOV_STORAGE = "/srv"\n', "unknown setting 'HTTPOV_STORAGE' (did you mean 'storage'?)"),
+    ("lease_secs = 3\n", "unknown setting 'lease_secs' (did you mean 'lease_seconds'?)"),
+    ('lease_seconds = "soon"\n', "lease_seconds='soon' is not a number"),
+    ("max_frames = 2.5\n", "max_frames must be a whole number, got 2.5"),
+    ("max_frames = -1\n", "max_frames must be greater than 0"),
+    ("storage = 3\n", "storage must be a string, got 3"),
+    ('broker_url = "http://u:pw@farm/"\n', "broker_url must be a Redis URL starting with redis://"),
+    ("storage = \n", "not valid TOML"),
+])
+def test_a_bad_file_is_bad_input_naming_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    env = _config(tmp_path, text)
+    with pytest.raises(BadInputError) as caught:
+        Settings.from_env(env)
+    assert str(tmp_path / "httpov" / "config.toml") in str(caught.value)
+    assert message in str(caught.value)
+    assert "pw" not in str(caught.value)
+
+
+def test_every_setting_can_come_from_the_file(tmp_path: Path) -> None:
+    changed = Settings(broker_url="redis://10.0.0.1:6380/2", state_url="unix:///run/redis.sock", storage="/st",
+                       prefix="p", queue="q", cache_dir=Path("/srv/cache"), cache_max_bytes=5, povray="/opt/pov",
+                       render_threads=2, lease_seconds=7.5, max_attempts=4, task_time_limit=99, redis_ca="/ca.pem",
+                       render_processes=3, celery_config="site.celery", batch_max_bytes=6, batch_max_files=7,
+                       outage_seconds=8.0, max_width=9, max_height=10, max_pixels=11, max_frames=12,
+                       max_batches=13, max_scene_bytes=14, max_scene_files=15, max_scene_depth=16, keep_days=2.5)
+    lines = []
+    for f in fields(Settings):
+        value = getattr(changed, f.name)
+        lines.append(f"{f.name} = {value!r}" if isinstance(value, (int, float)) else f'{f.name} = "{value}"')
+    env = _config(tmp_path, "\n".join(lines) + "\n")
+    assert Settings.from_env(env) == changed
+    assert set(resolve(env).origins.values()) == {str(tmp_path / "httpov" / "config.toml")}
+    assert {env_name(f.name) for f in fields(Settings)} == set(changed.to_env())
+
+
+def test_secrets_are_masked() -> None:
+    assert masked("redis://:hunter2@farm:6379/0") == "redis://:***@farm:6379/0"
+    assert masked("rediss://render:hunter2@farm:6380/1") == "rediss://render:***@farm:6380/1"
+    assert masked("redis://farm/0?password=hunter2&db=1") == "redis://farm/0?password=***&db=1"
+    assert masked("redis://farm:6379/0") == "redis://farm:6379/0" and masked("/srv/storage") == "/srv/storage"
+
+
+def test_httpov_config_prints_each_setting_its_origin_and_no_password(tmp_path: Path) -> None:
+    env = _config(tmp_path, 'broker_url = "redis://:hunter2@farm2:6379/0"\nkeep_days = 30\n')
+    env["HTTPOV_QUEUE"] = "farm2-queue"
+    result = CliRunner().invoke(cli, ["config"], env=env, terminal_width=200)
+    print(result.output)
+    assert result.exit_code == 0
+    assert "hunter2" not in result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert set(lines) == {f.name for f in fields(Settings)}
+    assert lines["broker_url"].split()[1:] == ["HTTPOV_BROKER_URL", "redis://:***@farm2:6379/0",
+                                               str(tmp_path / "httpov" / "config.toml")]
+    assert lines["queue"].split()[2:] == ["farm2-queue", "environment", "HTTPOV_QUEUE"]
+    assert lines["keep_days"].split()[2] == "30.0" and lines["max_attempts"].split()[2:] == ["3", "default"]
+    assert result.output.splitlines()[0] == f"config file: {tmp_path / 'httpov' / 'config.toml'}"
+
+
+def test_a_bad_config_file_stops_every_command_with_exit_2(tmp_path: Path) -> None:
+    env = _config(tmp_path, "lease_secs = 3\n")
+    result = CliRunner().invoke(cli, ["status"], env=env)
+    print(result.output)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "unknown setting 'lease_secs'" in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -434,16 +435,6 @@ def config_command(ctx: click.Context) -> None:
         value = getattr(found.settings, name)
         value = "none" if value is None else masked(value)
         click.echo(f"{name:<18}{env_name(name):<26}{shown(value):<44} {shown(origin)}")
-
-
-class _ProgressLine:
-    """A one-line progress bar on stderr from a job view: frames done/total, failures, rate and ETA."""
-
-    def __call__(self, view: dict[str, Any]) -> None:
-        line = (f"\r{_bar(view, 30)} {view['frames_done']}/{view['frames_total']} frames, "
-                f"{view['frames_failed']} failed, {view['rate_recent']:.2f} fr/s, ETA {_eta(view)}, {view['state']}"
-                + (f", {prepass_text(view['prepass'])}" if view.get("prepass") else "") + "   ")
-        click.echo(line, nl=view["state"] in ("done", "failed", "cancelled"), err=True)
 
 
 def _outage(message: str) -> None:

@@ -23,10 +23,9 @@ from httpov.errors import (
     SceneError,
 )
 from httpov.jobs import LIVE, JobStore, open_store
-from httpov.plan import FINISHED
-from httpov.retention import shared_keys, use_shared
 from httpov.outage import through_outage
 from httpov.plan import (
+    FINISHED,
     RADIOSITY_MODES,
     Batch,
     JobSpec,
@@ -40,6 +39,7 @@ from httpov.plan import (
     waiting_for_prepass,
     wrappable,
 )
+from httpov.retention import shared_keys, use_shared
 from httpov.scene import SceneLayout, SceneOptions, locate_scene, mentions_radiosity
 from httpov.settings import Settings
 from httpov.storage import Storage, open_storage
@@ -359,7 +359,7 @@ class Client:
             self.store.transition(job_id, "done", ("running",))
         return self._send(spec, todo)
 
-    def delete(self, job_id: str, force: bool = False) -> "Deleted":
+    def delete(self, job_id: str, force: bool = False) -> Deleted:
         """Delete a finished job's Redis keys, stored results and logs, and its scene once no job uses it; a live
         or paused job is JobStateError unless `force`, which cancels it first (httpov.retention.delete_job)."""
         from httpov.retention import delete_job
@@ -372,7 +372,7 @@ class Client:
                 self.cancel(job_id)
         return delete_job(self.store, self.storage, job_id)
 
-    def prune(self, older_than: float, states: tuple[str, ...] = FINISHED, dry_run: bool = False) -> list["Deleted"]:
+    def prune(self, older_than: float, states: tuple[str, ...] = FINISHED, dry_run: bool = False) -> list[Deleted]:
         """Delete (or list, with `dry_run`) the finished jobs older than `older_than` seconds."""
         from httpov.retention import prune
 

@@ -1,6 +1,7 @@
 """Deleting finished jobs: their Redis keys, stored results and logs, and their scene once no job uses it."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -61,7 +62,8 @@ def delete_jobs(store: JobStore, storage: Storage, job_ids: list[str]) -> list[D
         if store.transition(job_id, DELETING, (*FINISHED, DELETING)) != "ok":
             raise JobStateError(f"job {job_id} is {store.state(job_id)}: only a finished job is deleted",
                                 hint=f"`httpov delete --force {job_id}` cancels it first")
-        gone = Deleted(job_id, spec.name, record["state"], float(record["finished"]) if record.get("finished") else None)
+        finished = float(record["finished"]) if record.get("finished") else None
+        gone = Deleted(job_id, spec.name, record["state"], finished)
         gone.objects = storage.delete_prefix(storage_keys.job_prefix(job_id))
         gone.scene_deleted = drop_scene(store, storage, spec)
         done.append(gone)
@@ -89,6 +91,10 @@ def use_shared(store: JobStore, spec: JobSpec) -> None:
         store.use_scene(key, spec.id)
 
 
+def _uses(key: str, spec: JobSpec) -> bool:
+    return key in shared_keys(spec)
+
+
 def drop_scene(store: JobStore, storage: Storage, spec: JobSpec) -> bool:
     """Let go of the job's scene and radiosity caches, deleting each that no other job uses; True if the scene zip
     was deleted.
@@ -99,7 +105,7 @@ def drop_scene(store: JobStore, storage: Storage, spec: JobSpec) -> bool:
     about to vanish (jobs.py: _USE_SCENE, _DROP_SCENE)."""
     deleted = []
     for key in shared_keys(spec):
-        if not store.drop_scene(key, spec.id, uses=lambda other, key=key: key in shared_keys(other)):
+        if not store.drop_scene(key, spec.id, uses=functools.partial(_uses, key)):
             continue
         try:
             storage.delete(key)

@@ -34,11 +34,11 @@ from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by
 from httpov.settings import Settings
 from httpov.storage import Storage
+from httpov.text import shown
 from httpov.worker import povray, radiosity, stitch
 from httpov.worker.cache import SceneCache
 from httpov.worker.lease import LeaseKeeper
 from httpov.worker.sandbox import RenderLimits
-from httpov.text import shown
 
 log = logging.getLogger(__name__)
 #: One INFO line per batch a node handles (job, batch, frames, seconds, node): what the node's journal says it did.
@@ -117,9 +117,10 @@ class RenderNode:
             with contextlib.suppress(HttpovError):
                 self.store.count_batch(node, "done" if outcome.status == "rendered" else "failed")
         if outcome.status != "missing":  # a deleted job's batches are said once per job, below
+            why = f" ({shown(outcome.detail)})" if outcome.status not in ("rendered", "handback") else ""
             batch_log.info("httpov: batch %s: job=%s batch=%s frames=%s seconds=%.2f node=%s%s", outcome.status,
                            shown(str(job_id)), shown(str(batch_id)), _frames(batch_id), time.monotonic() - started,
-                           shown(node), f" ({shown(outcome.detail)})" if outcome.status not in ("rendered", "handback") else "")
+                           shown(node), why)
         if outcome.status == "missing":
             self._specs.pop(job_id, None)
             if job_id not in self._gone:

@@ -47,7 +47,8 @@ def version(executable: str) -> str:
 
 def httpov_version() -> str:
     """The installed httpov's version."""
-    from importlib.metadata import PackageNotFoundError, version as installed
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
 
     try:
         return installed("httpov")

@@ -52,6 +52,13 @@ class FakeStore:
     def live_nodes(self, within: float) -> set[str]:
         return set(self.live)
 
+    def pin_povray(self, job_id: str, version: str) -> str | None:
+        self.povray = getattr(self, "povray", None) or version  # the first node's version
+        return self.povray
+
+    def count_batch(self, node: str, outcome: str) -> None:
+        self.counted = [*getattr(self, "counted", []), outcome]  # `httpov nodes`, not part of `calls`
+
     def start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
                     hand_back: bool = False) -> str:
         self.calls.append(("start_batch", batch_id, node, hand_back))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -66,6 +67,7 @@ class Settings:
     max_scene_bytes: int = ArchiveLimits.max_total_bytes
     max_scene_files: int = ArchiveLimits.max_entries
     max_scene_depth: int = ArchiveLimits.max_depth
+    pools: str = ""  # render pools this node joins, comma-separated: it also takes batches of `submit --pool`
 
     def __post_init__(self) -> None:
         for name, url in (("HTTPOV_BROKER_URL", self.broker_url), ("HTTPOV_STATE_URL", self.state_url)):
@@ -75,6 +77,8 @@ class Settings:
                 given = f"got {scheme + '://'!r}" if scheme else "it has no scheme"
                 raise BadInputError(f"{name} must be a Redis URL starting with {', '.join(others)} or {last}; "
                                     + given)
+        for pool in self.pool_names:
+            check_pool(pool, "HTTPOV_POOLS")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -102,6 +106,7 @@ class Settings:
             batch_max_bytes=_number(env, "HTTPOV_BATCH_MAX_BYTES", 1024**3, int),
             batch_max_files=_number(env, "HTTPOV_BATCH_MAX_FILES", 1000, int),
             outage_seconds=_number(env, "HTTPOV_OUTAGE_SECONDS", 120.0, float),
+            pools=env.get("HTTPOV_POOLS", ""),
             **{attr: _number(env, name, getattr(cls, attr), int) for attr, name in LIMITS.items()},
         )
 
@@ -122,6 +127,15 @@ class Settings:
         every lease / 4, so a lost node's batches are requeued lease - lease / 4 to lease + this after its death."""
         return max(0.5, self.lease_seconds / 8)
 
+    @property
+    def pool_names(self) -> list[str]:
+        """The render pools of HTTPOV_POOLS."""
+        return [p.strip() for p in self.pools.split(",") if p.strip()]
+
+    def pool_queue(self, pool: str) -> str:
+        """The Celery queue of a render pool: `<queue>.pool.<name>`."""
+        return f"{self.queue}.pool.{pool}"
+
     def to_env(self) -> dict[str, str]:
         """The HTTPOV_* variables that make from_env give back these settings (a worker started with them)."""
         return {env_name(f.name): str(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
@@ -129,6 +143,15 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests, `httpov render`)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def check_pool(pool: str, where: str = "--pool") -> None:
+    """A render pool's name: 1-64 letters, digits, '_' or '-' (it becomes part of a queue name)."""
+    if not _POOL.match(pool):
+        raise BadInputError(f"{where}: a pool name is 1-64 letters, digits, '_' or '-', got {pool[:80]!r}")
 
 
 def env_name(field_name: str) -> str:

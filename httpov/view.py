@@ -127,6 +127,9 @@ class JobView:
     running: list[RunningBatch]
     nodes: dict[str, NodeWork]
     failed: list[FailedBatch]
+    user: str = ""  # whose job it is (submit --user)
+    max_processes: int | None = None  # submit --max-processes
+    queue: str = ""  # the Celery queue of submit --pool; '' for the default one
 
     def to_json(self) -> dict[str, Any]:
         """The view as `httpov status --json` and the page's /api/jobs print it."""
@@ -191,6 +194,8 @@ def from_snapshot(record: dict[str, str], spec: JobSpec, batches: dict[str, Any]
                             error=info.get("error", ""), lines=info.get("lines", []), final=bool(info.get("final")),
                             at=info.get("at"))
                 for b, info in sorted(batches["failed"].items())],
+        user=record.get("user", ""), max_processes=int(record.get("max_processes") or 0) or None,
+        queue=record.get("queue", ""),
     )
 
 

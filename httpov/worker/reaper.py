@@ -25,13 +25,25 @@ class Reaper(bootsteps.StartStopStep):
     def start(self, worker):
         settings = Settings.from_env()
         store = open_store(settings)
-        self.tref = worker.timer.call_repeatedly(settings.sweep_seconds, self._sweep,
-                                                 (worker.app, store, settings, worker.hostname), priority=10)
+        node = (worker.app, store, settings, worker.hostname, int(worker.concurrency or 0),
+                self._pools(worker, settings))
+        self.tref = worker.timer.call_repeatedly(settings.sweep_seconds, self._sweep, node, priority=10)
 
-    def _sweep(self, celery, store: JobStore, settings: Settings, node: str) -> None:
+    @staticmethod
+    def _pools(worker, settings: Settings) -> list[str]:
+        """The render pools whose queues this worker consumes (HTTPOV_POOLS, or Celery's -Q)."""
+        mark = f"{settings.queue}.pool."
+        try:
+            names = list(worker.app.amqp.queues.consume_from)
+        except Exception:  # no consumer set up yet: what the settings say
+            return settings.pool_names
+        return sorted({name[len(mark):] for name in names if name.startswith(mark)} | set(settings.pool_names))
+
+    def _sweep(self, celery, store: JobStore, settings: Settings, node: str, processes: int,
+               pools: list[str]) -> None:
         try:
             sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
-                  settings.sweep_seconds, node)
+                  settings.sweep_seconds, node, processes, pools)
         except Exception as exc:  # Redis down for a moment: the next sweep tries again
             log.warning("httpov: lease sweep failed: %s", exc)
 

@@ -311,7 +311,8 @@ class Client:
         todo = [b for b in spec.batches if b not in batches["done"]]
         self.store.reset_failures(job_id, todo)  # attempts, failures and the job's node blocklist
         self.store.unpark(job_id)
-        self.store.pend(job_id, waiting_for_prepass(spec, todo), replace=True)  # a fresh window: older messages of the job are stale
+        # a fresh window: older messages of the job are stale
+        self.store.pend(job_id, waiting_for_prepass(spec, todo), replace=True)
         if not todo:
             self.store.transition(job_id, "done", ("running",))
         self._top_up(spec)

@@ -75,6 +75,10 @@ def apply_settings(celery: Celery, settings: Settings) -> None:
         worker_direct=True,  # each node also consumes <hostname>.dq2: batches handed to it by name (node.py)
         **INVARIANTS,
     )
+    if settings.pool_names:  # a render node in pools also consumes `<queue>.pool.<name>` (submit --pool)
+        from kombu import Queue
+
+        celery.conf.task_queues = [Queue(settings.queue)] + [Queue(settings.pool_queue(p)) for p in settings.pool_names]
 
 
 # The render nodes' app (`celery -A httpov worker`); clients build their own with make_app(settings).

@@ -62,21 +62,27 @@ def cli(ctx: click.Context) -> None:
               "move (less flicker, less time); off: none.")
 @click.option("--any-povray", is_flag=True, help="Let nodes with any povray version render the job (default: only "
               "the version of the first node that starts it, so that every frame comes from one build).")
+@click.option("--user", help="Whose job this is (default: your login name).")
+@click.option("--max-processes", type=int, help="At most this many render processes on the job at once.")
+@click.option("--pool", help="Render only on nodes of this render pool (HTTPOV_POOLS on the node).")
 @click.pass_context
 def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | None, slices: int | None,
            slice_rows: int | None, name: str | None, time_limit: int | None, priority: int, wait: bool,
-           radiosity_cache: str, any_povray: bool) -> None:
+           radiosity_cache: str, any_povray: bool, user: str | None, max_processes: int | None,
+           pool: str | None) -> None:
     """Queue SCENE (a .zip, a folder, or a .ini/.pov file) for rendering."""
     client = _client(ctx)
     sub = client.submit(scene, name=name, frames=frames, count=count, slices=slices, slice_rows=slice_rows,
                         priority=priority, time_limit=time_limit, radiosity_cache=radiosity_cache,
-                        any_povray=any_povray)
+                        any_povray=any_povray, user=user, max_processes=max_processes, pool=pool)
     click.echo(f"job {sub.describe()}")
     click.echo(f"scene {'uploaded' if sub.uploaded else 'already stored'} as {sub.spec.scene_key}")
     for item in sub.ignored:
         click.echo(f"warning: ignored ini option {shown(repr(item))} (httpov sets it, or it is not allowed)", err=True)
     for note in sub.notes:
         click.echo(f"note: {shown(note)}", err=True)
+    for warning in sub.warnings:
+        click.echo(f"warning: {shown(warning)}", err=True)
     if wait:
         from httpov.terminal import JobProgress
 
@@ -87,13 +93,16 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
 @cli.command()
 @click.argument("job", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object for JOB, else a list).")
+@click.option("--user", help="Only the jobs of this user (submit --user).")
 @click.pass_context
-def status(ctx: click.Context, job: str | None, as_json: bool) -> None:
+def status(ctx: click.Context, job: str | None, as_json: bool, user: str | None) -> None:
     """All jobs as a table, or one job in detail (progress, ETA, who renders what, failures)."""
     from httpov import terminal, view
 
     store = _client(ctx).store
     jobs = [view.job_view(store, job)] if job else view.overview(store)
+    if user is not None and not job:
+        jobs = [j for j in jobs if j.user == user]
     if as_json:
         click.echo(json.dumps(jobs[0].to_json() if job else [j.to_json() for j in jobs], indent=2))
         return

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import io
+import re
 import tempfile
 import time
 import zipfile
@@ -62,6 +64,7 @@ class Submission:
     uploaded: bool
     ignored: list[str]
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         s = self.spec
@@ -99,14 +102,23 @@ class Client:
     def submit(self, source: Path, *, name: str | None = None, frames: int | None = None,
                count: int | None = None, slices: int | None = None, slice_rows: int | None = None,
                priority: int = 5, limits: archive.ArchiveLimits | None = None,
-               time_limit: int | None = None, radiosity_cache: str = "auto",
-               any_povray: bool = False) -> Submission:
+               time_limit: int | None = None, radiosity_cache: str = "auto", any_povray: bool = False,
+               user: str | None = None, max_processes: int | None = None, pool: str | None = None) -> Submission:
         """Check the scene, store it once by content hash, record the job and queue its batches.
 
         `time_limit`: seconds a batch may run, at most the operator's HTTPOV_TASK_TIME_LIMIT.
         `radiosity_cache` (RADIOSITY_MODES): 'auto' gives each frame of a sliced job whose scene names radiosity a
         pre-pass whose cache every slice loads; 'shared', one cache for every frame of an animation whose geometry
-        and lights do not move; 'off', none."""
+        and lights do not move; 'off', none. `user`: whose job it is (default: the login name). `max_processes`: at
+        most this many of its batches render at once. `pool`: only render nodes of that pool (HTTPOV_POOLS) take its
+        batches."""
+        from httpov.settings import check_pool
+
+        user = _user(user)
+        if pool is not None:
+            check_pool(pool)
+        if max_processes is not None and max_processes <= 0:
+            raise BadInputError(f"--max-processes must be at least 1, got {max_processes}")
         if radiosity_cache not in RADIOSITY_MODES:
             raise BadInputError(f"--radiosity-cache must be one of {', '.join(RADIOSITY_MODES)}, "
                                 f"got {radiosity_cache!r}")
@@ -150,8 +162,13 @@ class Client:
                         self.store.drop_scene(key, spec.id)
                         self.store.scene_deleted(key)
                 raise
-        self._queue_job(spec)
-        return Submission(spec, uploaded, options.ignored, _choices(layout, spec) + notes)
+        queue = self.settings.pool_queue(pool) if pool else ""
+        self._queue_job(spec, user=user, queue=queue, max_processes=max_processes or 0)
+        warnings = []
+        if pool and pool not in self.store.live_pools(within=max(3 * self.settings.lease_seconds, 10.0)):
+            warnings.append(f"no live render node is in pool {pool!r}: the job waits until one joins "
+                            f"(HTTPOV_POOLS={pool} on a render node)")
+        return Submission(spec, uploaded, options.ignored, _choices(layout, spec) + notes, warnings)
 
     def _plan_radiosity(self, spec: JobSpec, mode: str) -> list[str]:
         """Give a sliced radiosity job one pre-pass per frame (mode 'shared': one for the whole job) ahead of its
@@ -175,17 +192,23 @@ class Client:
         return [f"{what}" + (f" ({reused} cache(s) stored by an earlier job reused)" if reused else "")
                 + " (--radiosity-cache off: none)"]
 
-    def _queue_job(self, spec: JobSpec) -> None:
-        """Record the job unlisted, queue its batches, then list it; an interrupted submit (Ctrl-C, an error)
-        fails the job so nodes drop what was queued, and a client that dies lets its submit lease run out."""
-        self.store.create(spec)
+    def _queue_job(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0) -> None:
+        """Record the job unlisted with its batches pending, queue its first window of them (the render nodes top it
+        up as batches end: httpov.dispatch), then list it; an interrupted submit (Ctrl-C, an error) fails the job
+        so nodes drop what was queued, and a client that dies lets its submit lease run out."""
+        from httpov.dispatch import window
+
+        # a slice waiting for its frame's radiosity pre-pass is put on the pending list by that pre-pass
+        self.store.create(spec, user=user, queue=queue, max_processes=max_processes,
+                          pending=waiting_for_prepass(spec, spec.batches))
         sent = [0]
 
         def sending(count: int) -> None:
             sent[0] = count
             self.store.keep_submitting(spec.id)
         try:
-            sent[0] = self._send(spec, spec.batches, sending)
+            _, first = self.store.top_up(spec.id, window(self.store, self.settings.lease_seconds))
+            sent[0] = self._send(spec, first, sending)
             self.store.publish(spec.id)
         except BaseException as exc:
             with contextlib.suppress(Exception):  # Redis gone too: the submit lease runs out instead
@@ -316,9 +339,10 @@ class Client:
             raise JobStateError(f"job {job_id} is already {self.store.state(job_id)}")
 
     def pause(self, job_id: str) -> None:
-        """Batches not yet started are set aside as they come up; running ones finish."""
+        """Batches not yet sent are set aside at once, queued ones as they come up; running ones finish."""
         if self.store.transition(job_id, "paused", LIVE) != "ok":
             raise JobStateError(f"job {job_id} is {self.store.state(job_id)}: only a queued or running job pauses")
+        self.store.park_pending(job_id)  # what was never sent is set aside at once
 
     def resume(self, job_id: str) -> int:
         """Queue the batches set aside while paused; answers how many."""
@@ -328,7 +352,9 @@ class Client:
         parked = self.store.unpark(job_id)
         if len(self.store.batches(job_id)["done"]) >= len(spec.batches):
             self.store.transition(job_id, "done", ("running",))  # its last batches finished while paused
-        return self._send(spec, parked)
+        self.store.pend(job_id, waiting_for_prepass(spec, parked))  # first in line again, sent as the window allows
+        self._top_up(spec)
+        return len(parked)
 
     def retry(self, job_id: str, frames: tuple[int, int] | None = None) -> int:
         """Re-render only the batches that failed or are missing, or with `frames` (first, last) every batch holding
@@ -355,9 +381,12 @@ class Client:
             self.store.note(job_id, f"{what} rendered again ({len(todo)} batch(es))")
         self.store.reset_failures(job_id, todo)  # attempts, failures and the job's node blocklist
         self.store.unpark(job_id)
+        # a fresh window: older messages of the job are stale
+        self.store.pend(job_id, waiting_for_prepass(spec, todo), replace=True)
         if not todo:
             self.store.transition(job_id, "done", ("running",))
-        return self._send(spec, todo)
+        self._top_up(spec)
+        return len(todo)
 
     def delete(self, job_id: str, force: bool = False) -> Deleted:
         """Delete a finished job's Redis keys, stored results and logs, and its scene once no job uses it; a live
@@ -393,6 +422,13 @@ class Client:
         return sweep(self.celery, self.store, self.settings.queue, self.settings.lease_seconds,
                      self.settings.max_attempts, self.settings.sweep_seconds, node)
 
+    def _top_up(self, spec: JobSpec) -> int:
+        """Send the job's next pending batches until its window is full; answers how many were sent."""
+        from httpov.dispatch import window
+
+        _, batch_ids = self.store.top_up(spec.id, window(self.store, self.settings.lease_seconds))
+        return self._send(spec, batch_ids)
+
     def _send(self, spec: JobSpec, batch_ids: list[str], on_sent: Callable[[int], None] | None = None,
               requeued: bool = False) -> int:
         """Queue batches (`requeued`: ahead of the job's others); a broker that does not answer is
@@ -402,8 +438,11 @@ class Client:
         from httpov.dispatch import enqueue
 
         batch_ids = waiting_for_prepass(spec, batch_ids)  # a pre-pass queues the slices that load its cache
+        if not batch_ids:
+            return 0
+        queue = self.store.queue_of(spec.id) or self.settings.queue
         try:
-            return enqueue(self.celery, spec, batch_ids, self.settings.queue, on_sent, requeued)
+            return enqueue(self.celery, spec, batch_ids, queue, on_sent, requeued)
         except OperationalError as exc:
             raise BrokerUnavailableError(f"cannot queue batches of job {spec.id}: {exc}") from exc
 
@@ -433,6 +472,22 @@ def _batch_log(zip_path: Path, key: str, batch_id: str) -> str:
     except (ArchiveError, zipfile.BadZipFile) as exc:
         raise ResultError(f"result refused: {shown(exc)}") from None
     return sink.getvalue().decode("utf-8", "replace")
+
+
+_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
+def _user(user: str | None) -> str:
+    """The job's user: the given name, or the login name; refused unless it is a plain name."""
+    if user is None:
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):  # no login name (a container without a passwd entry)
+            return "unknown"
+        return user if _USER.match(user) else "unknown"
+    if not _USER.match(user):
+        raise BadInputError(f"--user must be 1-64 letters, digits, '.', '_', '@' or '-', got {shown(repr(user))}")
+    return user
 
 
 def job_failed(view: JobView) -> JobFailedError:

@@ -1,16 +1,32 @@
-"""Putting batches on the queue: a job's first send, a retry's, and the lease sweep's requeue of lost ones."""
+"""Putting batches on the queue: a job's window of batches topped up, and the lease sweep's requeue of lost ones.
+
+Fair share: a job keeps only a small window of its batches in Celery's queue (WINDOW_FACTOR x the render processes
+of the live nodes, or its --max-processes); the rest wait on its pending list in Redis. The render process that
+finishes a batch tops its job's window up in the same step, and every sweep tops up every live job. Jobs at the same
+priority then take turns in the queue instead of the first one holding every render process until it ends.
+"""
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from httpov.jobs import JobStore
 from httpov.plan import Batch, JobSpec
-from httpov.sweep import reap, take_queued
+from httpov.sweep import reap, take_queued, unsent
 
 if TYPE_CHECKING:
     from celery import Celery
 
+log = logging.getLogger(__name__)
+
+#: A job's window: this many times the live render processes, so one job alone still keeps every process busy, with
+#: slack for batches held in a retry's back-off. Measured (docs/PERFORMANCE.md): with 2x, a 4-batch job behind a
+#: 200-batch one took 2.9x its time alone, with 1x 1.7x; one job's throughput was the same with either.
+WINDOW_FACTOR = 1.5
+#: Render processes assumed while no render node has said how many it runs (the sweeps top up as nodes appear).
+MIN_PROCESSES = 2
 #: Messages sent per Redis round trip (kombu pipelines the LPUSHes and task-sent events of one batch).
 PUBLISH_BATCH = 500
 
@@ -45,24 +61,57 @@ def enqueue(celery: Celery, spec: JobSpec, batch_ids: Iterable[str], queue: str,
     return sent
 
 
-def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max_attempts: int, every: float,
-          node: str | None = None, info: dict[str, Any] | None = None) -> list[tuple[str, str]]:
-    """Requeue batches whose render node is gone; a render node passes its name (and its record, `httpov nodes`),
-    which also tells the others it is alive. Used by the worker's reaper (with the worker's own app) and by
-    waiting clients."""
-    if node:
-        store.heartbeat(node, info)
+def window(store: JobStore, lease_seconds: float) -> int:
+    """How many of a job's batches may be queued or running at once: WINDOW_FACTOR x the render processes of the
+    nodes seen in the last three leases."""
+    return math.ceil(WINDOW_FACTOR * max(MIN_PROCESSES, store.live_processes(within=max(3 * lease_seconds, 10.0))))
 
-    def requeue(job_id: str, batch_ids: list[str]) -> None:
-        enqueue(celery, store.spec(job_id), batch_ids, queue, requeued=True)  # ahead of the job's others
-    return reap(store, requeue, lease_seconds, max_attempts, every=every)
+
+def top_up(celery: Celery, store: JobStore, job_id: str, queue: str, lease_seconds: float,
+           spec: JobSpec | None = None, limit: int | None = None) -> int:
+    """Send the next batches of a live job's pending list until its window is full (JobStore.top_up, atomic);
+    answers how many were sent. `queue` is the default queue, for jobs sent to no pool."""
+    own, batch_ids = store.top_up(job_id, window(store, lease_seconds) if limit is None else limit)
+    if not batch_ids:
+        return 0
+    return enqueue(celery, spec or store.spec(job_id), batch_ids, own or queue)
+
+
+def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max_attempts: int, every: float,
+          node: str | None = None, processes: int = 0, pools: list[str] | None = None,
+          info: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """Requeue batches whose render node is gone, then top up every live job's window; a render node passes its
+    name, render processes, pools and record (`httpov nodes`), which also tells the others it is alive. Used by the
+    worker's reaper (with the worker's own app) and by waiting clients."""
+    if node:
+        store.heartbeat(node, processes, pools, info)
+
+    def requeue(job_id: str, batch_ids: list[str]) -> None:  # still in the job's window: sent as they are
+        enqueue(celery, store.spec(job_id), batch_ids, store.queue_of(job_id) or queue,
+                requeued=True)  # ahead of the job's others
+    reissued = reap(store, requeue, lease_seconds, max_attempts, every=every)
+    if not every or store.claim("sweep:top-up", every * 0.8):  # one sweeper per `every` fills the windows
+        limit = window(store, lease_seconds)
+        for job_id in store.active_ids():
+            top_up(celery, store, job_id, queue, lease_seconds, limit=limit)
+    if store.claim("sweep:unsent", lease_seconds):  # a top-up whose sender died before sending: send it now
+        jobs = store.active_ids()
+        queues = sorted({queue} | {store.queue_of(job_id) for job_id in jobs} - {""})
+        for job_id, batch_id in unsent(store, queues, min_age=2 * lease_seconds):
+            requeue(job_id, [batch_id])
+            reissued.append((job_id, batch_id))
+            log.warning("httpov: batch %s of job %s was taken for its window and never sent; sent now", batch_id,
+                        job_id)
+    return reissued
 
 
 def reprioritize(celery: Celery, store: JobStore, job_id: str, queue: str, priority: int) -> int:
-    """Give a live or paused job a new priority: its waiting messages are taken off the queue and sent again at
-    that priority (set-aside batches of a paused job go at it on resume); answers how many batches moved."""
+    """Give a live or paused job a new priority: its queued messages (its window) are taken off the queue and sent
+    again at that priority; its pending batches go at it when topped up, set-aside ones on resume. Answers how many
+    batches moved."""
     spec = store.set_priority(job_id, priority)
+    own = store.queue_of(job_id) or queue
     options = celery.conf.broker_transport_options or {}
     sep, steps = options.get("sep", "\x06\x16"), options.get("priority_steps", [0, 3, 6, 9])
-    lists = [f"{queue}{sep}{step}" if step else queue for step in steps]  # kombu's list of each priority level
-    return enqueue(celery, spec, take_queued(store, lists, job_id), queue)
+    lists = [f"{own}{sep}{step}" if step else own for step in steps]  # kombu's list of each priority level
+    return enqueue(celery, spec, take_queued(store, lists, job_id), own)

@@ -36,6 +36,7 @@ _GONE = "the submit stopped before every batch was queued (the client was interr
 # the lease is set to: the execution's token, or a hand-off when a blocked node gives the batch back.
 _START = """
 local job, lease, running, done, parked, submit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local pending, window = KEYS[7], KEYS[8]
 local batch, token, ttl, info, handoff, value = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[7]
 local state = redis.call('HGET', job, 'state')
 if not state then return 'missing' end
@@ -48,12 +49,22 @@ if state == 'submitting' then
 end
 if state == 'paused' then
   redis.call('SADD', parked, batch)
+  redis.call('ZREM', window, batch)
   return 'paused'
 end
 if state ~= 'queued' and state ~= 'running' and state ~= 'submitting' then return state end
 if redis.call('HEXISTS', done, batch) == 1 then return 'duplicate' end
 local holder = redis.call('GET', lease)
 if holder and holder ~= token and holder ~= handoff then return 'busy' end
+local cap = tonumber(redis.call('HGET', job, 'max_processes') or '0') or 0
+if not holder and cap > 0 and redis.call('HEXISTS', running, batch) == 0 and redis.call('HLEN', running) >= cap then
+  -- the job already runs as many batches as it may (--max-processes): back to the front of its pending list,
+  -- sent again by a top-up when one of them ends
+  redis.call('ZREM', window, batch)
+  redis.call('LREM', pending, 0, batch)
+  redis.call('LPUSH', pending, batch)
+  return 'deferred'
+end
 redis.call('SET', lease, value, 'PX', math.floor(ttl * 1000))
 redis.call('HSET', running, batch, info)
 if state == 'queued' and value == token then
@@ -75,6 +86,41 @@ end
 if state ~= 'done' and state ~= 'failed' and state ~= 'cancelled' then redis.call('SADD', KEYS[3], ARGV[1]) end
 redis.call('DEL', KEYS[4])
 return state
+"""
+
+# top_up: move batches from the front of a live job's pending list into its window (sent, not yet done or parked)
+# until the window holds ARGV[1] batches, or the job's --max-processes if lower; answers the job's queue followed by
+# the batches the caller must now send. Atomic: two render nodes topping up the same job never over-fill it.
+_TOP_UP = """
+local job, pending, window, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local state = redis.call('HGET', job, 'state')
+if state ~= 'submitting' and state ~= 'queued' and state ~= 'running' then return {} end
+local limit = tonumber(ARGV[1])
+local cap = tonumber(redis.call('HGET', job, 'max_processes') or '0') or 0
+if cap > 0 and cap < limit then limit = cap end
+local n = redis.call('ZCARD', window)
+local out = {redis.call('HGET', job, 'queue') or ''}
+while n < limit do
+  local batch = redis.call('LPOP', pending)
+  if not batch then break end
+  if redis.call('HEXISTS', done, batch) == 0 and not redis.call('ZSCORE', window, batch) then
+    redis.call('ZADD', window, ARGV[2], batch)
+    n = n + 1
+    out[#out + 1] = batch
+  end
+end
+return out
+"""
+
+# park_pending: a paused job's batches not yet sent are set aside with those parked as they came up (while paused).
+_PARK_PENDING = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return 0 end
+local batches = redis.call('LRANGE', KEYS[2], 0, -1)
+for i = 1, #batches, 1000 do
+  redis.call('SADD', KEYS[3], unpack(batches, i, math.min(i + 999, #batches)))
+end
+redis.call('DEL', KEYS[2])
+return #batches
 """
 
 # abandon: an interrupted submit fails its job, unless it got further than 'submitting'; its keys expire later.
@@ -192,6 +238,8 @@ class JobStore:
         self._abandon = client.register_script(_ABANDON)
         self._use_scene = client.register_script(_USE_SCENE)
         self._drop_scene = client.register_script(_DROP_SCENE)
+        self._top_up = client.register_script(_TOP_UP)
+        self._park_pending = client.register_script(_PARK_PENDING)
 
     @classmethod
     def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> JobStore:
@@ -233,15 +281,23 @@ class JobStore:
         self._call(self.r.ping)
 
     # jobs
-    def create(self, spec: JobSpec) -> None:
-        """Record a job in state 'submitting': listed nowhere until `publish`, and failed by the first node that
-        meets one of its batches once its submit lease (renewed by `keep_submitting`) has run out."""
+    def create(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,
+               pending: list[str] | None = None) -> None:
+        """Record a job in state 'submitting', every batch on its pending list (see top_up): listed nowhere until
+        `publish`, and failed by the first node that meets one of its batches once its submit lease (renewed by
+        `keep_submitting`) has run out. `queue`: the Celery queue its batches go to ('' for the default one);
+        `max_processes`: at most this many of its batches queued or running at once (0: no limit); `pending`: the
+        batches to put on its pending list (default: all of them)."""
+        pending = spec.batches if pending is None else pending
         def run() -> None:
             pipe = self.r.pipeline()
             pipe.hset(self._k(spec.id), mapping={
                 "spec": json.dumps(spec.to_dict()), "state": "submitting", "created": spec.created,
-                "total": len(spec.batches),
+                "total": len(spec.batches), "user": user, "queue": queue, "max_processes": max_processes,
             })
+            pipe.delete(self._k(spec.id, "pending"), self._k(spec.id, "window"))
+            for start in range(0, len(pending), 1000):
+                pipe.rpush(self._k(spec.id, "pending"), *pending[start:start + 1000])
             pipe.set(self._submit_lease(spec.id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000))
             if not spec.slices:  # whole-frame batches measure frame times for later jobs of this scene
                 history = f"{self.p}:history:{spec.history}"
@@ -263,7 +319,8 @@ class JobStore:
         """Fail a job whose submit was interrupted, so nodes drop its queued batches; its keys expire after
         `keep_seconds`. Answers 'ok', or the state of a job that got past 'submitting' (left alone)."""
         keys = [self._k(job_id), self._submit_lease(job_id)]
-        keys += [self._k(job_id, part) for part in ("done", "running", "failed", "attempts", "parked", "frames")]
+        keys += [self._k(job_id, part) for part in ("done", "running", "failed", "attempts", "parked", "frames",
+                                                     "pending", "window")]
         return self._call(lambda: self._abandon(keys=keys, args=[time.time(), reason, keep_seconds]))
 
     def spec(self, job_id: str) -> JobSpec:
@@ -390,7 +447,8 @@ class JobStore:
         info = json.dumps({"node": node, "started": time.time(), "token": value, "handed_back": hand_back})
         return self._call(lambda: self._start(
             keys=[self._k(job_id), self._lease(job_id, batch_id), self._k(job_id, "running"),
-                  self._k(job_id, "done"), self._k(job_id, "parked"), self._submit_lease(job_id)],
+                  self._k(job_id, "done"), self._k(job_id, "parked"), self._submit_lease(job_id),
+                  self._k(job_id, "pending"), self._k(job_id, "window")],
             args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE],
         ))
 
@@ -415,7 +473,8 @@ class JobStore:
             job_id, ["HSETNX", self._k(job_id, "done"), batch_id, json.dumps(info)],
             *([["SADD", self._k(job_id, "frames"), *frames]] if frames else []),
             ["HDEL", self._k(job_id, "running"), batch_id], ["HDEL", self._k(job_id, "failed"), batch_id],
-            ["DEL", self._lease(job_id, batch_id)], ["HLEN", self._k(job_id, "done")],
+            ["DEL", self._lease(job_id, batch_id)], ["ZREM", self._k(job_id, "window"), batch_id],
+            ["HLEN", self._k(job_id, "done")],
             ["HGET", self._k(job_id), "total"])
         if int(done) >= int(total):
             # a batch that was running when the job was paused still counts: the last one ends the job
@@ -478,12 +537,17 @@ class JobStore:
         """Render nodes kept off this job because they kept failing its batches."""
         return set(self._call(lambda: self.r.smembers(self._k(job_id, "blocked"))))
 
-    def heartbeat(self, node: str, info: dict[str, Any] | None = None) -> None:
-        """A render node says it is alive (every lease sweep), with its record (host, render processes, cores,
-        povray and httpov versions) when given."""
+    def heartbeat(self, node: str, processes: int = 0, pools: list[str] | None = None,
+                  info: dict[str, Any] | None = None) -> None:
+        """A render node says it is alive (every lease sweep), how many render processes it runs, the render
+        pools it takes batches of, and its record (host, cores, povray and httpov versions: `httpov nodes`)."""
         def run() -> None:
-            pipe = self.r.pipeline(transaction=False)
+            pipe = self.r.pipeline()
             pipe.zadd(f"{self.p}:nodes", {node: time.time()})
+            if processes:
+                pipe.hset(f"{self.p}:node_processes", node, processes)
+            if pools is not None:
+                pipe.hset(f"{self.p}:node_pools", node, ",".join(pools))
             if info is not None:
                 pipe.hset(f"{self.p}:node-info", node, json.dumps(info))
             pipe.execute()
@@ -508,6 +572,8 @@ class JobStore:
                 pipe = self.r.pipeline()
                 pipe.zrem(f"{self.p}:nodes", *gone)
                 pipe.hdel(f"{self.p}:node-info", *gone)
+                pipe.hdel(f"{self.p}:node_processes", *gone)
+                pipe.hdel(f"{self.p}:node_pools", *gone)
                 pipe.delete(*(f"{self.p}:node-batches:{node}" for node in gone))
                 pipe.execute()
             return gone
@@ -536,6 +602,66 @@ class JobStore:
             kinds = [event.split(":", 1)[0] for event in events]
             counts[node] = {"done": kinds.count("done"), "failed": kinds.count("failed")}
         return counts
+
+    def live_pools(self, within: float) -> set[str]:
+        """The render pools of the render nodes seen in the last `within` seconds."""
+        def run() -> set[str]:
+            nodes = self.r.zrangebyscore(f"{self.p}:nodes", time.time() - within, "+inf")
+            listed = self.r.hmget(f"{self.p}:node_pools", nodes) if nodes else []
+            return {pool for pools in listed if pools for pool in pools.split(",") if pool}
+        return self._call(run)
+
+    def live_processes(self, within: float) -> int:
+        """Render processes of the render nodes seen in the last `within` seconds (as they said at heartbeat)."""
+        def run() -> int:
+            nodes = self.r.zrangebyscore(f"{self.p}:nodes", time.time() - within, "+inf")
+            counts = self.r.hmget(f"{self.p}:node_processes", nodes) if nodes else []
+            return sum(int(c) for c in counts if c)
+        return self._call(run)
+
+    def top_up(self, job_id: str, limit: int) -> tuple[str, list[str]]:
+        """Move batches of a live job from its pending list into its window, up to `limit` (or its --max-processes)
+        queued or running at once; answers the job's queue ('' for the default) and the batches to send now."""
+        reply = self._call(lambda: self._top_up(
+            keys=[self._k(job_id), self._k(job_id, "pending"), self._k(job_id, "window"), self._k(job_id, "done")],
+            args=[limit, time.time()]))
+        return (reply[0], list(reply[1:])) if reply else ("", [])
+
+    def pend(self, job_id: str, batch_ids: list[str], front: bool = True, replace: bool = False) -> None:
+        """Put batches on the job's pending list (at the front, in order), to be sent by the next top-up; with
+        `replace`, they become the whole list and the window is emptied (`retry`: older messages are stale)."""
+        pending, window = self._k(job_id, "pending"), self._k(job_id, "window")
+        commands: list[list[Any]] = [["DEL", pending, window]] if replace else []
+        chunks = [batch_ids[i:i + 1000] for i in range(0, len(batch_ids), 1000)]  # Lua's unpack has a limit
+        if front and not replace:  # the last chunk first, each reversed: the list starts with batch_ids in order
+            commands += [["LPUSH", pending, *reversed(chunk)] for chunk in reversed(chunks)]
+        else:
+            commands += [["RPUSH", pending, *chunk] for chunk in chunks]
+        if commands:
+            self._guarded(job_id, *commands)
+
+    def idle_in_window(self, job_id: str, min_age: float) -> list[str]:
+        """Batches in the job's window for more than `min_age` seconds that are neither running, done nor parked."""
+        def run() -> list[str]:
+            old = self.r.zrangebyscore(self._k(job_id, "window"), 0, time.time() - min_age)
+            if not old:
+                return []
+            pipe = self.r.pipeline()
+            for batch_id in old:
+                pipe.hexists(self._k(job_id, "running"), batch_id)
+                pipe.hexists(self._k(job_id, "done"), batch_id)
+                pipe.sismember(self._k(job_id, "parked"), batch_id)
+            replies = pipe.execute()
+            return [b for i, b in enumerate(old) if not any(replies[3 * i:3 * i + 3])]
+        return self._call(run)
+
+    def touch_window(self, job_id: str, batch_id: str) -> None:
+        """A batch of the window was (re)sent now."""
+        self._guarded(job_id, ["ZADD", self._k(job_id, "window"), "XX", time.time(), batch_id])
+
+    def queue_of(self, job_id: str) -> str:
+        """The Celery queue a job's batches go to ('' for the default one)."""
+        return self._call(lambda: self.r.hget(self._k(job_id), "queue")) or ""
 
     def live_nodes(self, within: float) -> set[str]:
         """Render nodes seen in the last `within` seconds."""
@@ -586,8 +712,14 @@ class JobStore:
         return int(self._guarded(job_id, ["HINCRBY", self._k(job_id, "attempts"), batch_id, 1])[0])
 
     def park(self, job_id: str, batch_id: str) -> None:
-        """Keep a batch of a paused job aside until resume."""
-        self._guarded(job_id, ["SADD", self._k(job_id, "parked"), batch_id])
+        """Keep a batch of a paused job aside until resume (out of its window: it is no longer queued)."""
+        self._guarded(job_id, ["SADD", self._k(job_id, "parked"), batch_id],
+                      ["ZREM", self._k(job_id, "window"), batch_id])
+
+    def park_pending(self, job_id: str) -> int:
+        """A paused job's batches not yet sent join its parked ones (resume sends them all); answers how many."""
+        return int(self._call(lambda: self._park_pending(
+            keys=[self._k(job_id), self._k(job_id, "pending"), self._k(job_id, "parked")])))
 
     def unpark(self, job_id: str) -> list[str]:
         def run() -> list[str]:

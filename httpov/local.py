@@ -76,7 +76,8 @@ def start_worker(settings: Settings, concurrency: int | None, name: str, log: Pa
     out = open(log, "ab") if log else subprocess.DEVNULL
     argv = [sys.executable, "-m", "celery", "-A", "httpov", "worker",
             *(["--concurrency", str(concurrency)] if concurrency is not None else []),
-            "--loglevel", "INFO", "-Q", settings.queue, "-n", f"{name}@%h", "--without-gossip", "--without-mingle"]
+            "--loglevel", "INFO", "-Q", ",".join([settings.queue, *map(settings.pool_queue, settings.pool_names)]),
+            "-n", f"{name}@%h", "--without-gossip", "--without-mingle"]
     return subprocess.Popen(argv, env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
 

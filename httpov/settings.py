@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -66,10 +67,13 @@ class Settings:
     max_scene_files: int = ArchiveLimits.max_entries
     max_scene_depth: int = ArchiveLimits.max_depth
     keep_days: float | None = None  # finished jobs older than this are deleted by the render nodes' sweep
+    pools: str = ""  # render pools this node joins, comma-separated: it also takes batches of `submit --pool`
 
     def __post_init__(self) -> None:
         for name in URL_SCHEMES:
             _check_url(env_name(name), name, getattr(self, name))
+        for pool in self.pool_names:
+            check_pool(pool, "HTTPOV_POOLS")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +97,15 @@ class Settings:
         every lease / 4, so a lost node's batches are requeued lease - lease / 4 to lease + this after its death."""
         return max(0.5, self.lease_seconds / 8)
 
+    @property
+    def pool_names(self) -> list[str]:
+        """The render pools of HTTPOV_POOLS."""
+        return [p.strip() for p in self.pools.split(",") if p.strip()]
+
+    def pool_queue(self, pool: str) -> str:
+        """The Celery queue of a render pool: `<queue>.pool.<name>`."""
+        return f"{self.queue}.pool.{pool}"
+
     def to_env(self) -> dict[str, str]:
         """The HTTPOV_* variables that make from_env give back these settings (a worker started with them)."""
         return {env_name(f.name): str(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
@@ -100,6 +113,15 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests, `httpov render`)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def check_pool(pool: str, where: str = "--pool") -> None:
+    """A render pool's name: 1-64 letters, digits, '_' or '-' (it becomes part of a queue name)."""
+    if not _POOL.match(pool):
+        raise BadInputError(f"{where}: a pool name is 1-64 letters, digits, '_' or '-', got {pool[:80]!r}")
 
 
 def env_name(field_name: str) -> str:

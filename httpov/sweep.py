@@ -90,6 +90,39 @@ def stranded(store: JobStore, min_age: float, chunk: int = 500) -> list[tuple[st
     return found
 
 
+def unsent(store: JobStore, queues: list[str], min_age: float) -> list[tuple[str, str]]:
+    """Batches in a live job's window for more than `min_age` seconds that nothing will render: not running, not
+    done, not parked, and no message of theirs waits in `queues` (every priority list) or in kombu's unacked table.
+    That is a top-up whose sender died between taking the batches (JobStore.top_up) and sending them; each such
+    batch is moved to the front of its window's clock so that it is answered once, and returned to be sent.
+    A message read while a worker moves it from its list to the unacked table may be missed: the batch is then sent
+    twice, which is harmless (the second delivery finds it busy or done)."""
+    candidates: list[tuple[str, str]] = []
+    for job_id in store.active_ids():
+        candidates += [(job_id, batch_id) for batch_id in store.idle_in_window(job_id, min_age)]
+    if not candidates:
+        return []
+    seen: set[tuple[str, str]] = set()
+    lists = [f"{store.p}:kombu:{queue}{f':{step}' if step else ''}" for queue in queues for step in range(10)]
+    pipe = store.r.pipeline()
+    for name in lists:
+        pipe.lrange(name, 0, -1)
+    pipe.hvals(f"{store.p}:kombu:unacked")
+    *waiting, taken = pipe.execute()
+    for raw in [m for messages in waiting for m in messages]:
+        batch = _batch_of(f"[{raw}]")
+        if batch is not None:
+            seen.add(batch[:2])
+    for raw in taken:
+        batch = _batch_of(raw)
+        if batch is not None:
+            seen.add(batch[:2])
+    lost = [c for c in candidates if c not in seen]
+    for job_id, batch_id in lost:
+        store.touch_window(job_id, batch_id)
+    return lost
+
+
 def take_queued(store: JobStore, lists: list[str], job_id: str) -> list[str]:
     """Take the job's messages waiting in a queue's Redis lists (kombu's, one per priority level, named without
     the key prefix) out of Redis; answers their batches. A message a worker takes meanwhile stays with it; each

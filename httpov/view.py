@@ -131,6 +131,9 @@ class JobView:
     any_povray: bool = False
     versions: list[dict[str, Any]] = field(default_factory=list)  # povray/httpov versions of its done batches
     history: list[dict[str, Any]] = field(default_factory=list)  # what was rendered again, and when
+    user: str = ""  # whose job it is (submit --user)
+    max_processes: int | None = None  # submit --max-processes
+    queue: str = ""  # the Celery queue of submit --pool; '' for the default one
 
     def to_json(self) -> dict[str, Any]:
         """The view as `httpov status --json` and the page's /api/jobs print it."""
@@ -197,6 +200,8 @@ def from_snapshot(record: dict[str, str], spec: JobSpec, batches: dict[str, Any]
                 for b, info in sorted(batches["failed"].items())],
         povray=record.get("povray"), any_povray=spec.any_povray, versions=_versions(batches["done"]),
         history=batches.get("history", []),
+        user=record.get("user", ""), max_processes=int(record.get("max_processes") or 0) or None,
+        queue=record.get("queue", ""),
     )
 
 

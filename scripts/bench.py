@@ -213,7 +213,7 @@ def stub_scene(tmp: Path, name: str, frames: int) -> Path:
     folder = tmp / name
     folder.mkdir(exist_ok=True)
     (folder / "scene.pov").write_text(TINY)
-    (folder / "pov.ini").write_text(f"Input_File_Name=scene.pov\nWidth=8\nHeight=8\nInitial_Frame=1\n"
+    (folder / "pov.ini").write_text(f"Input_File_Name=scene.pov\nWidth=1\nHeight=1\nInitial_Frame=1\n"
                                     f"Final_Frame={frames}\n")
     return folder
 

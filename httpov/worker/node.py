@@ -155,6 +155,8 @@ class RenderNode:
         status = self.store.start_batch(job_id, batch_id, execution, node, lease, handoff)
         if status == "paused":
             return Outcome("parked")  # start_batch parked it; resume queues it again
+        if status == "deferred":  # --max-processes reached: back on its pending list, sent when one of them ends
+            return Outcome("deferred")
         if status != "ok":
             return Outcome(status)  # duplicate, busy elsewhere, cancelled, failed, done, missing
         attempt = self.store.add_attempt(job_id, batch_id)

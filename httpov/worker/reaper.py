@@ -39,13 +39,25 @@ class Reaper(bootsteps.StartStopStep):
         store = open_store(settings)
         info = {"host": socket.gethostname(), "processes": worker.concurrency, "cores": os.cpu_count(),
                 "povray": povray.version(settings.povray), "httpov": povray.httpov_version(), "started": time.time()}
-        self.tref = worker.timer.call_repeatedly(settings.sweep_seconds, self._sweep,
-                                                 (worker.app, store, settings, worker.hostname, info), priority=10)
+        node = (worker.app, store, settings, worker.hostname, int(worker.concurrency or 0),
+                self._pools(worker, settings), info)
+        self.tref = worker.timer.call_repeatedly(settings.sweep_seconds, self._sweep, node, priority=10)
 
-    def _sweep(self, celery, store: JobStore, settings: Settings, node: str, info: dict) -> None:
+    @staticmethod
+    def _pools(worker, settings: Settings) -> list[str]:
+        """The render pools whose queues this worker consumes (HTTPOV_POOLS, or Celery's -Q)."""
+        mark = f"{settings.queue}.pool."
+        try:
+            names = list(worker.app.amqp.queues.consume_from)
+        except Exception:  # no consumer set up yet: what the settings say
+            return settings.pool_names
+        return sorted({name[len(mark):] for name in names if name.startswith(mark)} | set(settings.pool_names))
+
+    def _sweep(self, celery, store: JobStore, settings: Settings, node: str, processes: int,
+               pools: list[str], info: dict) -> None:
         try:
             sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
-                  settings.sweep_seconds, node, info)
+                  settings.sweep_seconds, node, processes, pools, info)
             if store.claim("sweep:nodes", 60.0):
                 store.forget_nodes(NODES_FORGOTTEN)
         except Exception as exc:  # Redis down for a moment: the next sweep tries again

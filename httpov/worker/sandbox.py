@@ -83,7 +83,13 @@ class Sandbox:
             raise RenderError(f"{exe!r} not found on the sandbox PATH {self.env['PATH']}")
         real = os.path.realpath(found)
         extra = ["--ro-bind", real, found]  # just the program, where the sandbox's PATH (or its path) finds it
-        for folder in library_dirs(real):
+        programs = [real]
+        interpreter = script_interpreter(real)
+        if interpreter is not None:  # a renderer that is a script (a stand-in for povray): its #! program too
+            inner = os.path.join(os.path.realpath(os.path.dirname(interpreter)), os.path.basename(interpreter))
+            extra += ["--ro-bind", os.path.realpath(interpreter), inner]
+            programs.append(os.path.realpath(interpreter))
+        for folder in sorted({folder for program in programs for folder in library_dirs(program)}, key=len):
             extra += ["--ro-bind", folder, folder]
         return [*self.wrapper, *extra, "--remount-ro", "/", "--", exe, *command[1:]]
 
@@ -206,6 +212,19 @@ def _existing_dir(path: str | os.PathLike[str], name: str) -> Path:
 
 
 @functools.cache
+def script_interpreter(program: str) -> str | None:
+    """The absolute interpreter path on a script's #! line, or None for a binary (or anything unreadable)."""
+    try:
+        with open(program, "rb") as f:
+            head = f.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].split()
+    return words[0].decode("utf-8", "replace") if words and words[0].startswith(b"/") else None
+
+
 def library_dirs(program: str) -> tuple[str, ...]:
     """The folders holding the shared libraries `program` loads (from ldd), outermost only, real paths."""
     import subprocess

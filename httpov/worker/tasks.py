@@ -8,13 +8,15 @@ from celery import Task
 from celery.utils import worker_direct
 
 from httpov.celery import app
-from httpov.dispatch import celery_priority, enqueue
+from httpov.dispatch import celery_priority, top_up
 from httpov.jobs import open_store
 from httpov.plan import JobSpec
 from httpov.settings import Settings
 from httpov.storage import open_storage
 from httpov.worker.cache import SceneCache
 from httpov.worker.node import RenderNode, batch_log
+
+log = logging.getLogger(__name__)
 
 
 class NodeTask(Task):
@@ -29,9 +31,12 @@ class NodeTask(Task):
             batch_log.setLevel(logging.INFO)
         settings = Settings.from_env()
 
-        def release(spec: JobSpec, batch_ids: list[str]) -> None:  # a finished pre-pass queues its slices
-            enqueue(self.app, spec, batch_ids, settings.queue)
-        return RenderNode(settings, open_store(settings),
+        def release(spec: JobSpec, batch_ids: list[str]) -> None:  # a finished pre-pass queues its slices:
+            store.pend(spec.id, batch_ids)  # first on its pending list, sent as its window allows
+            store.park_pending(spec.id)  # set aside at once if the job was paused meanwhile
+            top_up(self.app, store, spec.id, settings.queue, settings.lease_seconds, spec)
+        store = open_store(settings)
+        return RenderNode(settings, store,
                           open_storage(settings.storage),
                           SceneCache(settings.cache_dir, settings.cache_max_bytes, settings.archive_limits()),
                           release)
@@ -42,6 +47,11 @@ def render_batch(self: NodeTask, job_id: str, batch: str, label: str = "") -> st
     """Render one batch of a job (`label` only makes Flower readable: 'frames 1-5', 'frame 3 rows 1-32')."""
     node = self.node
     outcome = node.run(job_id, batch, token=self.request.id, node=self.request.hostname or "local")
+    if outcome.status == "rendered":  # the job's next batch goes on the queue before this process asks for one
+        try:
+            top_up(self.app, node.store, job_id, node.settings.queue, node.settings.lease_seconds, node.spec(job_id))
+        except Exception as exc:  # the batch is stored and recorded; the next sweep tops the job up instead
+            log.warning("httpov: could not top up job %s after batch %s: %s", job_id, batch, exc)
     if outcome.send_to is not None:  # same task id: the new node takes over the hand-off lease left for it
         self.apply_async(kwargs={"job_id": job_id, "batch": batch, "label": label}, task_id=self.request.id,
                          queue=worker_direct(outcome.send_to), priority=celery_priority(node.spec(job_id)))

@@ -14,7 +14,8 @@ STATUS_KEYS = [
     "height", "priority", "created", "finished", "elapsed", "rate", "errors", "nodes_blocked", "radiosity_cache",
     "prepass", "eta_seconds", "eta_at", "frame_seconds", "overhead_factor", "rate_recent", "render_processes",
     "frames_running",
-    "batches_queued", "running", "nodes", "failed", "povray", "any_povray", "versions", "history",
+    "batches_queued", "running", "nodes", "failed", "povray", "any_povray", "versions", "history", "user",
+    "max_processes", "queue",
 ]
 
 

@@ -15,7 +15,7 @@ def test_to_env_gives_back_every_setting() -> None:
                        render_processes=3, celery_config="site.celery", batch_max_bytes=6, batch_max_files=7,
                        outage_seconds=8.0, max_width=9, max_height=10, max_pixels=11, max_frames=12,
                        max_batches=13, max_scene_bytes=14, max_scene_files=15, max_scene_depth=16,
-                       keep_days=30.0)
+                       keep_days=30.0, pools="big,gpu")
     assert all(getattr(changed, f.name) != getattr(Settings(), f.name) for f in fields(Settings))
     assert Settings.from_env(changed.to_env()) == changed
 

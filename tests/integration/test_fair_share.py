@@ -1,0 +1,156 @@
+"""Jobs share render nodes: a small job is not stuck behind a big one at the same priority, --max-processes caps a
+job's render processes, a higher priority still goes first, and the user is recorded. Real Redis, real
+`celery worker` processes, real povray on tiny scenes."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from click.testing import CliRunner
+
+from httpov.cli import cli
+from httpov.local import worker_env
+from tests.conftest import TINY_ANIMATION, wait_for, write_scene
+
+TINY = "Width=8\nHeight=6\n"
+
+
+def _nodes_seen(client, settings, processes: int) -> None:
+    """Wait until the render nodes have said how many processes they run (their first sweep), so that windows are
+    sized for them."""
+    wait_for(lambda: client.store.live_processes(within=30) >= processes, 60, "the render nodes' first heartbeat")
+
+
+def test_a_small_job_is_not_stuck_behind_a_big_one_at_the_same_priority(tmp_path, settings, client, workers):
+    workers(concurrency=2)
+    _nodes_seen(client, settings, 2)
+    big = client.submit(write_scene(tmp_path / "big", TINY_ANIMATION, TINY), frames=40, count=1, name="big")
+    wait_for(lambda: len(client.store.batches(big.spec.id)["done"]) >= 2, 60, "the big job to be rendering")
+    small = client.submit(write_scene(tmp_path / "small", TINY_ANIMATION, TINY), frames=2, count=1, name="small")
+    assert client.wait(small.spec.id, timeout=120).state == "done"
+    big_done = len(client.store.batches(big.spec.id)["done"])
+    assert client.store.state(big.spec.id) in ("queued", "running"), "the big job ended first"
+    assert big_done < 20, f"the small job waited for {big_done} of the big job's 40 batches"
+    assert client.wait(big.spec.id, timeout=180).frames_done == 40
+    # the big job's queue held a window, not all of its batches: nothing left pending or in flight once it is done
+    assert client.store.r.llen(f"{settings.prefix}:job:{big.spec.id}:pending") == 0
+    assert client.store.r.zcard(f"{settings.prefix}:job:{big.spec.id}:window") == 0
+
+
+def test_max_processes_1_never_runs_two_batches_of_the_job(tmp_path, settings, client, workers):
+    workers(concurrency=2, name="a")
+    workers(concurrency=2, name="b")
+    _nodes_seen(client, settings, 4)
+    result = CliRunner().invoke(cli, ["submit", str(write_scene(tmp_path / "one", TINY_ANIMATION, TINY)),
+                                      "--frames", "6", "--count", "1", "--max-processes", "1"],
+                                env=worker_env(settings))
+    assert result.exit_code == 0, result.output
+    job = result.output.split()[1].rstrip(":")
+    most, samples, stop = [0], [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            most[0] = max(most[0], len(client.store.running(job)))
+            samples[0] += 1
+            time.sleep(0.1)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        final = client.wait(job, timeout=180)
+    finally:
+        stop.set()
+        sampler.join()
+    assert final.frames_done == 6 and final.max_processes == 1
+    assert most[0] == 1, f"{most[0]} batches of the job ran at once (sampled {samples[0]} times)"
+    assert client.store.r.zcard(f"{settings.prefix}:job:{job}:window") == 0
+
+
+def test_a_higher_priority_still_goes_first_with_windows(tmp_path, settings, client, workers):
+    workers(concurrency=1)
+    _nodes_seen(client, settings, 1)
+    scene = write_scene(tmp_path / "pr", TINY_ANIMATION, TINY)
+    low = client.submit(scene, frames=12, count=1, priority=1, name="low")
+    wait_for(lambda: len(client.store.batches(low.spec.id)["done"]) >= 1, 60, "the low job to be rendering")
+    high = client.submit(scene, frames=12, count=1, priority=8, name="high")
+    low_at_submit = len(client.store.batches(low.spec.id)["done"])
+    client.wait(high.spec.id, timeout=180)
+    low_at_high_end = len(client.store.batches(low.spec.id)["done"])
+    # one low batch may have been running (and one prefetched) when the high job came: no more
+    assert low_at_high_end <= low_at_submit + 2, (low_at_submit, low_at_high_end)
+    assert client.wait(low.spec.id, timeout=180).frames_done == 12
+
+
+def test_the_user_is_recorded_and_shown(tmp_path, settings, client):
+    import getpass
+
+    scene = write_scene(tmp_path / "u", TINY_ANIMATION, TINY)
+    named = CliRunner().invoke(cli, ["submit", str(scene), "--frames", "2", "--user", "alice"],
+                               env=worker_env(settings))
+    assert named.exit_code == 0, named.output
+    default = client.submit(scene, frames=2)
+    status = CliRunner().invoke(cli, ["status", "--json"], env=worker_env(settings))
+    users = {j["id"]: j["user"] for j in json.loads(status.output)}
+    assert users == {named.output.split()[1].rstrip(":"): "alice", default.spec.id: getpass.getuser()}
+    alices = CliRunner().invoke(cli, ["status", "--json", "--user", "alice"], env=worker_env(settings))
+    assert [j["user"] for j in json.loads(alices.output)] == ["alice"]
+    bad = CliRunner().invoke(cli, ["submit", str(scene), "--user", "x/../y"], env=worker_env(settings))
+    assert bad.exit_code != 0 and "--user" in bad.output
+    zero = CliRunner().invoke(cli, ["submit", str(scene), "--max-processes", "0"], env=worker_env(settings))
+    assert zero.exit_code != 0 and "--max-processes" in zero.output
+    assert len(client.store.job_ids()) == 2, "a refused submit stores no job"
+
+
+def test_batches_taken_for_a_window_but_never_sent_are_sent_by_the_sweep(tmp_path, settings, workers):
+    """A client (or node) that dies between taking batches into the window and sending them: the job still ends."""
+    from httpov.celery import make_app
+    from httpov.client import Client
+
+    class Dropping(Client):
+        def _send(self, spec, batch_ids, *rest):
+            return super()._send(spec, batch_ids[1:], *rest)  # the first batch's message is never sent
+
+    dropping = Dropping(settings, make_app(settings))
+    sub = dropping.submit(write_scene(tmp_path / "lost", TINY_ANIMATION, TINY), frames=3, count=1)
+    workers(concurrency=1)
+    final = dropping.wait(sub.spec.id, timeout=120)
+    assert final.frames_done == 3
+    assert sub.spec.batches[0] in dropping.store.batches(sub.spec.id)["done"]
+
+
+def test_a_pool_job_renders_only_on_nodes_of_its_pool(tmp_path, settings, client, workers):
+    workers(concurrency=1, name="plain")
+    _nodes_seen(client, settings, 1)
+    scene = write_scene(tmp_path / "pool", TINY_ANIMATION, TINY)
+    submitted = CliRunner().invoke(cli, ["submit", str(scene), "--frames", "3", "--count", "1", "--pool", "big"],
+                                   env=worker_env(settings))
+    assert submitted.exit_code == 0, submitted.output
+    assert "no live render node is in pool 'big'" in submitted.output
+    job = submitted.output.split()[1].rstrip(":")
+    plain = client.submit(scene, frames=2, count=1)  # the plain node is up and renders plain jobs meanwhile
+    assert client.wait(plain.spec.id, timeout=120).state == "done"
+    assert client.store.batches(job)["done"] == {} and client.store.state(job) == "queued"
+    workers(concurrency=1, name="bignode", settings_=settings.with_(pools="big,other"))
+    assert client.wait(job, timeout=120).frames_done == 3
+    assert {info["node"].split("@")[0] for info in client.store.batches(job)["done"].values()} == {"bignode"}
+    assert client.store.live_pools(within=30) == {"big", "other"}
+    bad = CliRunner().invoke(cli, ["submit", str(scene), "--pool", "a b"], env=worker_env(settings))
+    assert bad.exit_code != 0 and "--pool" in bad.output
+
+
+def test_concurrent_top_ups_never_over_fill_a_window(tmp_path, settings, client):
+    """Twenty render processes topping up one job at once: the window holds exactly its size, each batch sent once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from httpov.jobs import JobStore
+
+    scene = write_scene(tmp_path / "w", TINY_ANIMATION, TINY)
+    job = client.submit(scene, frames=40, count=1).spec.id  # no render node: the first window is 3 batches
+    stores = [JobStore.connect(settings.state_url, settings.prefix) for _ in range(20)]
+    with ThreadPoolExecutor(20) as pool:
+        sent = [b for _, batches in pool.map(lambda s: s.top_up(job, 9), stores) for b in batches]
+    window = client.store.r.zrange(f"{settings.prefix}:job:{job}:window", 0, -1)
+    assert len(window) == 9 and len(sent) == 6 and len(set(sent)) == 6 and set(sent) <= set(window)
+    client.pause(job)
+    assert client.store.top_up(job, 20) == ("", []), "a paused job sends nothing"
+    assert len(client.store.batches(job)["parked"]) == 31, "the batches never sent are set aside at once"

@@ -1,16 +1,15 @@
 """The JSON API that the pages and scripts share: each endpoint is the library call the CLI command makes."""
 from __future__ import annotations
 
-import inspect
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 
-from httpov.errors import BadInputError, FieldError, NotAvailableError, SceneError
-from httpov.plan import RADIOSITY_MODES, check_name, safe_name
+from httpov.errors import BadInputError, FieldError, SceneError
+from httpov.plan import RADIOSITY_MODES, check_name, parse_frame_range, safe_name
 from httpov.web.source import job_id
 
 api = Blueprint("api", __name__, url_prefix="/api")
@@ -54,6 +53,8 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
             check_name(name)
         except BadInputError as exc:
             errors["name"] = str(exc)
+    # the job is the signed-in user's; a script with a bearer token may name its user (default: the server's login)
+    options["user"] = (form.get("user") or None) if g.get("bearer") else g.get("user")
     if upload is None or not upload.filename:
         errors["scene"] = "choose a scene zip (the field `scene`)"
     if errors:
@@ -68,14 +69,15 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
         except SceneError as exc:  # ArchiveError too: the zip is the problem
             raise FieldError({"scene": str(exc)}) from None
         except BadInputError as exc:  # the CLI's messages name the option: --frames, --count ...
-            field = next((f for f in (*INT_FIELDS, "radiosity-cache") if str(exc).startswith(f"--{f}")), "scene")
+            named = (*INT_FIELDS, "radiosity-cache", "user")
+            field = next((f for f in named if str(exc).startswith(f"--{f}")), "scene")
             field = field.replace("-", "_")
             raise FieldError({field: str(exc)}) from None
 
 
 def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
-    """The CLI's cancel/pause/resume/retry on one job; answers what was done. `frames` (retry of chosen frames,
-    `httpov retry JOB --frames 5-9`) needs that library call (issue 15): 501 until it exists."""
+    """The CLI's cancel/pause/resume/retry on one job; answers what was done. `frames` ('5-9' or '7') retries those
+    frames, done or not, as `httpov retry JOB --frames 5-9` does."""
     client = web().client
     job = job_id(job)
     if action not in CONTROLS:
@@ -83,11 +85,11 @@ def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
     if frames:
         if action != "retry":
             raise FieldError({"frames": f"only retry takes frames, not {action}"})
-        if "frames" not in inspect.signature(client.retry).parameters:
-            raise NotAvailableError("retrying chosen frames is not available yet: Client.retry takes no frames",
-                                    hint="retry the whole job (its failed and missing batches); chosen frames "
-                                         "come with issue 15")
-        result = client.retry(job, frames=frames)
+        try:
+            span = parse_frame_range(frames)
+        except BadInputError as exc:
+            raise FieldError({"frames": str(exc)}) from None
+        result = client.retry(job, frames=span)
     else:
         result = getattr(client, action)(job)
     answer: dict[str, Any] = {"id": job, "action": action, "state": client.store.state(job)}
@@ -96,25 +98,19 @@ def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
     return answer
 
 
-# Seams for the library calls of issue 15 (httpov delete, nodes, priority): each endpoint calls the Client method
-# the CLI command will call, and answers 501 naming it until that method exists.
-def _pending(name: str, what: str) -> Any:
-    method = getattr(web().client, name, None)
-    if method is None:
-        raise NotAvailableError(f"{what} is not available yet: this httpov has no Client.{name}",
-                          hint="it comes with issue 15 (`httpov delete`, `httpov nodes`, `httpov priority`)")
-    return method
-
-
 def delete(job: str) -> dict[str, Any]:
-    """`httpov delete JOB`'s library call."""
-    _pending("delete", "deleting a job")(job_id(job))
-    return {"id": job, "action": "delete"}
+    """`httpov delete JOB`'s library call: a live job is refused (409), as the CLI refuses it without --force."""
+    deleted = web().client.delete(job_id(job))
+    return {"id": deleted.job_id, "action": "delete", "objects": deleted.objects, "redis_keys": deleted.redis_keys,
+            "scene_deleted": deleted.scene_deleted}
 
 
 def nodes() -> Any:
     """`httpov nodes --json`'s library call."""
-    return _pending("nodes", "listing render nodes")()
+    from httpov.nodes import farm_nodes
+
+    client = web().client
+    return farm_nodes(client.store, client.settings.lease_seconds)
 
 
 def set_priority(job: str, raw: str | None) -> dict[str, Any]:
@@ -126,7 +122,7 @@ def set_priority(job: str, raw: str | None) -> dict[str, Any]:
             {"priority": f"priority must be a whole number from 0 to 9, got {(raw or '')[:40]!r}"}) from None
     if not 0 <= priority <= 9:
         raise FieldError({"priority": f"priority must be between 0 and 9, got {priority}"})
-    _pending("priority", "changing a job's priority")(job_id(job), priority)
+    web().client.set_priority(job_id(job), priority)
     return {"id": job, "action": "priority", "priority": priority}
 
 

@@ -290,16 +290,20 @@ def test_the_api_submits_and_reads_with_a_token_and_names_bad_fields(farm, api, 
     assert api.get("/api/jobs/nosuchjob").status == 404
     assert api.get("/api/jobs/..%2F..%2Fetc").status == 404 and api.get("/jobs/..%2F..%2Fetc").status == 404
     assert api.get(f"/api/jobs/{farm.jobs['green']}/frames").json() == [1, 2, 3]
-    # delete and nodes come with issue 15's library calls: until then a clear 501, and nothing deleted
-    gone = api.delete(f"/api/jobs/{farm.jobs['green']}")
-    assert gone.status == 501 and "delete" in gone.json()["error"]
-    assert farm.state(farm.jobs["green"]) == "done"
-    assert api.get("/api/nodes").status == 501
+    # delete, nodes, priority and retry of chosen frames: the CLI's library calls
+    assert api.delete(f"/api/jobs/{job}").status == 409  # live: refused, as `httpov delete` without --force is
+    assert farm.state(job) in ("queued", "running") and job in farm.client.store.job_ids()
+    assert [n["state"] for n in api.get("/api/nodes").json() if n["node"].startswith("webnode@")] == ["up"]
     assert api.post(f"/api/jobs/{job}/priority", form={"priority": "11"}).json()["field"] == "priority"
-    assert api.post(f"/api/jobs/{job}/priority", form={"priority": "7"}).status == 501
-    chosen = api.post(f"/api/jobs/{farm.jobs['green']}/retry", form={"frames": "2-3"})
-    assert chosen.status == 501 and "frames" in chosen.json()["error"]
-    assert farm.state(farm.jobs["green"]) == "done" and api.get(f"/api/jobs/{job}").json()["priority"] == 3
+    assert api.post(f"/api/jobs/{job}/priority", form={"priority": "2"}).status == 200  # below green's 5
+    assert api.get(f"/api/jobs/{job}").json()["priority"] == 2
+    green = farm.jobs["green"]
+    assert api.post(f"/api/jobs/{green}/retry", form={"frames": "two"}).json()["field"] == "frames"
+    chosen = api.post(f"/api/jobs/{green}/retry", form={"frames": "2-3"})
+    assert chosen.status == 200 and chosen.json()["batches_queued"] >= 1, chosen.text()
+    wait_for(lambda: farm.state(green) == "done", 120, "frames 2-3 of the green job rendered again")
+    assert api.get(f"/api/jobs/{green}/frames").json() == [1, 2, 3]
+    assert any("rendered again" in str(h) for h in api.get(f"/api/jobs/{green}").json()["history"])
 
 
 def test_every_control_endpoint_without_a_login_answers_401_and_changes_nothing(farm, tmp_path):

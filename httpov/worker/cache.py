@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from httpov.archive import ArchiveLimits, extract_archive, file_sha256
@@ -44,6 +44,25 @@ class SceneCache:
     def use(self, storage: Storage, key: str) -> Iterator[Path]:
         """Yield the extracted scene's folder, holding a shared lock on it so no process evicts it meanwhile."""
         name = _scene_name(key)
+        def extract(zip_path: Path, into: Path) -> None:
+            if file_sha256(zip_path) != name:
+                raise ArchiveError(f"{key} does not match its SHA-256: the stored scene is damaged")
+            extract_archive(zip_path, into, self.limits)
+        with self._held(name, lambda final: self._fetch(storage, key, name, final, extract)) as final:
+            yield final
+
+    @contextlib.contextmanager
+    def use_file(self, storage: Storage, key: str) -> Iterator[Path]:
+        """Yield a stored file (any key: 'radiosity/<digest>.rca'), downloaded once per node whatever the number of
+        render processes, held against eviction while in use; FileNotFoundError if it is not stored."""
+        name = hashlib.sha256(key.encode()).hexdigest()
+        with self._held(name, lambda final: self._fetch(storage, key, name, final, None)) as final:
+            yield final / "data"
+
+    @contextlib.contextmanager
+    def _held(self, name: str, fetch: Callable[[Path], None]) -> Iterator[Path]:
+        """Yield the cache entry `name`, fetched into place by `fetch(final)` by the first process that needs it,
+        under a shared lock that keeps it from eviction while in use."""
         final = self.scenes / name
         fd = os.open(self.locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         fetched = False
@@ -56,66 +75,35 @@ class SceneCache:
                 # the folder. The loop re-checks after every conversion (an eviction can slip in between).
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 if not final.is_dir():
-                    self._fetch(storage, key, name, final)
+                    fetch(final)
                     fetched = True
             os.utime(final)  # least recently used = oldest mtime
-            if fetched:  # only a new scene can push the cache past its bound
+            if fetched:  # only a new entry can push the cache past its bound
                 self.evict(keep=name)
             yield final
         finally:
             os.close(fd)  # releases the lock
 
-    @contextlib.contextmanager
-    def use_file(self, storage: Storage, key: str) -> Iterator[Path]:
-        """Yield a stored file (any key: 'radiosity/<digest>.rca'), downloaded once per node whatever the number of
-        render processes, held against eviction while in use; FileNotFoundError if it is not stored."""
-        name = hashlib.sha256(key.encode()).hexdigest()
-        final = self.scenes / name
-        fd = os.open(self.locks / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        fetched = False
-        try:
-            while True:
-                fcntl.flock(fd, fcntl.LOCK_SH)
-                if final.is_dir():
-                    break
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                if not final.is_dir():
-                    for stale in self.tmp.glob(f"{name}.*"):
-                        shutil.rmtree(stale, ignore_errors=True)
-                    work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=self.tmp))
-                    try:
-                        (work / "file").mkdir()
-                        storage.get_file(key, work / "file" / "data")
-                        os.rename(work / "file", final)
-                    except OSError as exc:
-                        if isinstance(exc, FileNotFoundError) and not (work / "file" / "data").exists():
-                            raise
-                        raise StorageError(f"cannot cache {key} in {self.root}: {exc.strerror or exc}") from exc
-                    finally:
-                        shutil.rmtree(work, ignore_errors=True)
-                    fetched = True
-            os.utime(final)
-            if fetched:
-                self.evict(keep=name)
-            yield final / "data"
-        finally:
-            os.close(fd)
-
-    def _fetch(self, storage: Storage, key: str, name: str, final: Path) -> None:
-        """Download and extract `key` into `final`; the caller holds the scene's exclusive lock."""
+    def _fetch(self, storage: Storage, key: str, name: str, final: Path,
+               extract: Callable[[Path, Path], None] | None) -> None:
+        """Download `key` into `final` (a scene zip extracted by `extract`, any other file as final/data); the
+        caller holds the entry's exclusive lock."""
         for stale in self.tmp.glob(f"{name}.*"):  # left by a process killed while fetching or evicting it
             shutil.rmtree(stale, ignore_errors=True)
         work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=self.tmp))
+        download = work / "download"
         try:
-            storage.get_file(key, work / "scene.zip")  # FileNotFoundError if the scene was never stored
-            if file_sha256(work / "scene.zip") != name:
-                raise ArchiveError(f"{key} does not match its SHA-256: the stored scene is damaged")
-            extract_archive(work / "scene.zip", work / "scene", self.limits)
-            os.rename(work / "scene", final)
+            storage.get_file(key, download)  # FileNotFoundError if it was never stored
+            if extract is None:
+                (work / "entry").mkdir()
+                os.rename(download, work / "entry" / "data")
+            else:
+                extract(download, work / "entry")
+            os.rename(work / "entry", final)
         except OSError as exc:
-            if isinstance(exc, FileNotFoundError) and not (work / "scene.zip").exists():
+            if isinstance(exc, FileNotFoundError) and not download.exists() and not (work / "entry").exists():
                 raise
-            raise StorageError(f"cannot cache scene {key} in {self.root}: {exc.strerror or exc}") from exc
+            raise StorageError(f"cannot cache {key} in {self.root}: {exc.strerror or exc}") from exc
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

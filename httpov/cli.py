@@ -90,30 +90,53 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
             client.wait(sub.spec.id, progress, on_outage=_outage)
 
 
+#: What `httpov status` lists without --limit or --all: the newest jobs, newest last.
+STATUS_LIMIT = 20
+JOB_STATES = ("submitting", "queued", "running", "paused", "done", "failed", "cancelled")
+
+
 @cli.command()
 @click.argument("job", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object for JOB, else a list).")
+@click.option("--state", "states", help=f"Only jobs in these states, comma-separated ({', '.join(JOB_STATES)}).")
+@click.option("--name", help="Only jobs whose name matches this shell-style pattern, e.g. 'shot-*'.")
 @click.option("--user", help="Only the jobs of this user (submit --user).")
+@click.option("--limit", type=int, help=f"The newest N matching jobs, newest last (default {STATUS_LIMIT}).")
+@click.option("--all", "every", is_flag=True, help="Every matching job, however many.")
 @click.pass_context
-def status(ctx: click.Context, job: str | None, as_json: bool, user: str | None) -> None:
-    """All jobs as a table, or one job in detail (progress, ETA, who renders what, failures)."""
+def status(ctx: click.Context, job: str | None, as_json: bool, states: str | None, name: str | None,
+           user: str | None, limit: int | None, every: bool) -> None:
+    """The newest jobs as a table, or one job in detail (progress, ETA, who renders what, failures)."""
     from httpov import terminal, view
 
     store = _client(ctx).store
-    jobs = [view.job_view(store, job)] if job else view.overview(store)
-    if user is not None and not job:
-        jobs = [j for j in jobs if j.user == user]
-    if as_json:
-        click.echo(json.dumps(jobs[0].to_json() if job else [j.to_json() for j in jobs], indent=2))
-        return
-    out = terminal.console()
     if job:
-        out.print(terminal.job_panel(jobs[0]))
+        one = view.job_view(store, job)
+        if as_json:
+            click.echo(json.dumps(one.to_json(), indent=2))
+        else:
+            terminal.console().print(terminal.job_panel(one))
+        return
+    wanted = [s.strip() for s in states.split(",") if s.strip()] if states else None
+    for state in wanted or []:
+        if state not in JOB_STATES:
+            raise BadInputError(f"--state {shown(state)!r} is not a job state: {', '.join(JOB_STATES)}")
+    if limit is not None and limit <= 0:
+        raise BadInputError(f"--limit must be at least 1, got {limit}")
+    if every and limit is not None:
+        raise BadInputError("give --limit N or --all, not both")
+    cap = None if every else (limit or STATUS_LIMIT)
+    jobs = view.overview(store, states=wanted, name=name, user=user, limit=cap)
+    if as_json:
+        click.echo(json.dumps([j.to_json() for j in jobs], indent=2))
         return
     if not jobs:
-        click.echo("no jobs yet: `httpov submit SCENE` queues one")
+        filtered = wanted or name is not None or user is not None
+        click.echo("no job matches" if filtered else "no jobs yet: `httpov submit SCENE` queues one")
         return
-    out.print(terminal.status_table(jobs))
+    terminal.console().print(terminal.status_table(jobs))
+    if cap is not None and len(jobs) == cap and len(store.job_ids()) > cap:
+        click.echo(f"(the newest {cap} shown: --limit N or --all for more)", err=True)
 
 
 @cli.command()

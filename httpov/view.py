@@ -2,12 +2,14 @@
 submit --wait, render and the web page (`to_json()` is `httpov status --json`)."""
 from __future__ import annotations
 
+import fnmatch
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from httpov import eta
+from httpov.errors import JobNotFoundError
 from httpov.jobs import JobStore
 from httpov.outage import through_outage
 from httpov.plan import FINISHED, Batch, JobSpec, prepass_ids
@@ -228,9 +230,23 @@ def job_view(store: JobStore, job_id: str, now: float | None = None) -> JobView:
     return from_snapshot(*store.snapshot(job_id), now=time.time() if now is None else now)
 
 
-def overview(store: JobStore, now: float | None = None) -> list[JobView]:
-    """job_view of every job, oldest first."""
-    return [job_view(store, job_id, now) for job_id in store.job_ids()]
+def overview(store: JobStore, now: float | None = None, *, states: Collection[str] | None = None,
+             name: str | None = None, user: str | None = None, limit: int | None = None) -> list[JobView]:
+    """job_view of the jobs in `states`, whose name matches the shell-style pattern `name` and of `user`: the newest
+    `limit` of them (None: all), oldest first. Only as many views are built as it takes to find them."""
+    chosen: list[JobView] = []
+    for job_id in reversed(store.job_ids()):
+        if limit is not None and len(chosen) >= limit:
+            break
+        try:
+            view = job_view(store, job_id, now)
+        except JobNotFoundError:  # deleted meanwhile
+            continue
+        if (states and view.state not in states) or (user is not None and view.user != user) or \
+                (name is not None and not fnmatch.fnmatchcase(view.name, name)):
+            continue
+        chosen.append(view)
+    return chosen[::-1]
 
 
 def follow(store: JobStore, job_id: str, poll: float = 1.0, timeout: float | None = None, outage: float = 0.0,

@@ -2,6 +2,7 @@
 failed batches, retried jobs' clocks, and `httpov render` leaving nothing in a shared Redis."""
 from __future__ import annotations
 
+import json
 import sys
 
 import redis
@@ -129,3 +130,30 @@ def test_render_on_a_shared_redis_leaves_no_job_and_no_key_behind(tmp_path, sett
     assert listed.exit_code == 0 and "no jobs yet" in listed.output
     assert not (tmp_path / "storage" / "jobs").exists()
     assert CliRunner().invoke(cli, ["render", str(scene), "--workers", "0"], env=env).exit_code == 2
+
+
+def test_status_lists_the_newest_jobs_and_filters_by_state_name_and_user(tmp_path, settings, client):
+    """No render node: the jobs stay queued, one is cancelled; status picks by state, name pattern, user and count."""
+    scene = tmp_path / "scene"
+    write_scene(scene, "camera { location <0, 0, -3> look_at 0 } sphere { 0, 1 pigment { rgb 1 } }",
+                "Width=8\nHeight=6\n")
+    made = [client.submit(scene, name=f"shot-{i}", user="ann" if i < 2 else "bob").spec.id for i in range(3)]
+    client.submit(scene, name="preview", user="bob")
+    client.cancel(made[0])
+    env = worker_env(settings)
+
+    def listed(*args: str) -> list[str]:
+        result = CliRunner().invoke(cli, ["status", "--json", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return [j["name"] for j in json.loads(result.output)]
+
+    assert listed() == ["shot-0", "shot-1", "shot-2", "preview"]
+    assert listed("--limit", "2") == ["shot-2", "preview"]  # the newest, newest last
+    assert listed("--state", "cancelled") == ["shot-0"]
+    assert listed("--state", "queued", "--name", "shot-*") == ["shot-1", "shot-2"]
+    assert listed("--user", "bob", "--limit", "1") == ["preview"]
+    assert listed("--all", "--name", "nothing*") == []
+    bad = CliRunner().invoke(cli, ["status", "--state", "lost"], env=env)
+    assert bad.exit_code == 2 and "not a job state" in bad.output
+    table = CliRunner().invoke(cli, ["status", "--limit", "1"], env=env)
+    assert table.exit_code == 0 and "preview" in table.output and "shot-2" not in table.output

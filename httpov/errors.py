@@ -28,10 +28,6 @@ class FieldError(BadInputError):
         self.errors = errors
 
 
-class NotAvailableError(HttpovError):
-    """An operation whose library call this httpov does not have yet (the web API answers 501)."""
-
-
 class SceneError(HttpovError):
     """The scene given to submit is missing, unreadable, or names no ini/.pov."""
 

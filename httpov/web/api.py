@@ -128,7 +128,8 @@ def set_priority(job: str, raw: str | None) -> dict[str, Any]:
 
 @api.get("/jobs")
 def list_jobs():
-    return jsonify([view.to_json() for view in web().source.jobs(request.args.get("state") or None)])
+    views = web().source.jobs(request.args.get("state") or None, request.args.get("user") or None)
+    return jsonify([view.to_json() for view in views])
 
 
 @api.get("/jobs/<job>")

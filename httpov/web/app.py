@@ -21,7 +21,6 @@ from httpov.errors import (
     JobFailedError,
     JobNotFoundError,
     JobStateError,
-    NotAvailableError,
     ResultError,
 )
 from httpov.outage import NOTICE
@@ -140,8 +139,6 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
             code = 409
         elif isinstance(exc, ResultError):  # a hostile or damaged result: refused, and remembered
             code = 422
-        elif isinstance(exc, NotAvailableError):
-            code = 501
         return _refuse(code, str(exc), exc.hint)
 
     return app

@@ -3,12 +3,13 @@ thumbnails as images. Templates escape every value; the pages' script only ever 
 from __future__ import annotations
 
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, session, url_for
 
-from httpov.errors import FieldError, JobStateError, NotAvailableError
+from httpov.errors import FieldError, JobStateError
 from httpov.web.api import CONTROLS, control, delete, set_priority, submit_upload, web
 from httpov.web.source import GRID_THUMB_SIZE, job_id
 
@@ -27,8 +28,17 @@ def jobs():
     state = request.args.get("state") or ""
     if state and state not in STATES:
         state = ""
-    views = web().source.jobs(state or None)
-    return render_template("jobs.html", jobs=list(reversed(views)), state=state, states=STATES)
+    user = (request.args.get("user") or "").strip()[:64]
+    views = web().source.jobs(state or None, user or None)
+    return render_template("jobs.html", jobs=list(reversed(views)), state=state, states=STATES, user_filter=user)
+
+
+@pages.get("/nodes")
+def nodes():
+    """The render nodes, as `httpov nodes` lists them."""
+    from httpov.web.api import nodes as farm_nodes
+
+    return render_template("nodes.html", nodes=farm_nodes(), now=time.time())
 
 
 @pages.get("/jobs/<job>")
@@ -55,7 +65,7 @@ def control_job(job: str, action: str):
             flash(f"job {job}: {action} done, now {done['state']}")
         else:
             abort(404)
-    except (JobStateError, NotAvailableError, FieldError) as exc:  # said on the page the user came from
+    except (JobStateError, FieldError) as exc:  # said on the page the user came from
         flash(str(exc), "error")
     return redirect(url_for("pages.job", job=job_id(job)))
 

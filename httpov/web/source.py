@@ -50,8 +50,9 @@ class StatusSource:
         return self._storage
 
     # job views: the same JobView as `httpov status` (its to_json() is `status --json` and the API's)
-    def jobs(self, state: str | None = None) -> list[JobView]:
-        return [v for v in overview(self.store) if state in (None, "", v.state)]
+    def jobs(self, state: str | None = None, user: str | None = None) -> list[JobView]:
+        """Every job, oldest first; only those in `state` and of `user` when given."""
+        return overview(self.store, states=[state] if state else None, user=user or None)
 
     def job(self, job: str) -> JobView:
         return job_view(self.store, job_id(job))

@@ -379,6 +379,20 @@ def test_a_hostile_povray_log_stays_inert_text(farm, page, api, tmp_path):
     assert page.get_by_text("evil log", exact=True).first.is_visible()
 
 
+def test_the_nodes_page_and_the_user_filter(farm, page, api):
+    page.goto("/nodes")
+    row = page.locator("#nodes tr.node").first
+    assert row.locator(".name").inner_text().startswith("webnode@") and row.locator(".state").inner_text() == "up"
+    not_blank(page.screenshot(), "nodes")
+    mine = api.get("/api/jobs?user=alice").json()  # jobs submitted in the browser are the signed-in user's
+    assert mine and {j["user"] for j in mine} == {"alice"}
+    assert api.get("/api/jobs?user=nobody").json() == []
+    page.goto("/?user=nobody")
+    assert page.locator("#jobs .job").count() == 0 and page.input_value("#user-filter") == "nobody"
+    page.goto("/?user=alice")
+    assert page.locator("#jobs .job").count() == len(mine)
+
+
 def test_the_login_and_jobs_pages_are_drawn(farm, browser):
     _, b = browser
     context = b.new_context(base_url=farm.url)

@@ -60,8 +60,10 @@ async function getJSON(url) {
 }
 
 async function pollJobs(box) {
-  const state = box.dataset.state;
-  const jobs = await getJSON("/api/jobs" + (state ? "?state=" + encodeURIComponent(state) : ""));
+  const query = new URLSearchParams();
+  if (box.dataset.state) query.set("state", box.dataset.state);
+  if (box.dataset.user) query.set("user", box.dataset.user);
+  const jobs = await getJSON("/api/jobs" + (query.toString() ? "?" + query.toString() : ""));
   const ids = new Set(jobs.map((j) => j.id));
   const shown = new Set(Array.from(box.querySelectorAll("[data-job]"), (el) => el.dataset.job));
   if (ids.size !== shown.size || [...ids].some((id) => !shown.has(id))) {

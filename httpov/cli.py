@@ -64,17 +64,19 @@ def cli(ctx: click.Context) -> None:
               "the version of the first node that starts it, so that every frame comes from one build).")
 @click.option("--user", help="Whose job this is (default: your login name).")
 @click.option("--max-processes", type=int, help="At most this many render processes on the job at once.")
+@click.option("--max-nodes", type=int, help="At most this many render nodes on the job at once.")
 @click.option("--pool", help="Render only on nodes of this render pool (HTTPOV_POOLS on the node).")
 @click.pass_context
 def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | None, slices: int | None,
            slice_rows: int | None, name: str | None, time_limit: int | None, priority: int, wait: bool,
            radiosity_cache: str, any_povray: bool, user: str | None, max_processes: int | None,
-           pool: str | None) -> None:
+           max_nodes: int | None, pool: str | None) -> None:
     """Queue SCENE (a .zip, a folder, or a .ini/.pov file) for rendering."""
     client = _client(ctx)
     sub = client.submit(scene, name=name, frames=frames, count=count, slices=slices, slice_rows=slice_rows,
                         priority=priority, time_limit=time_limit, radiosity_cache=radiosity_cache,
-                        any_povray=any_povray, user=user, max_processes=max_processes, pool=pool)
+                        any_povray=any_povray, user=user, max_processes=max_processes, pool=pool,
+                        max_nodes=max_nodes)
     click.echo(f"job {sub.describe()}")
     click.echo(f"scene {'uploaded' if sub.uploaded else 'already stored'} as {sub.spec.scene_key}")
     for item in sub.ignored:

@@ -103,15 +103,16 @@ class Client:
                count: int | None = None, slices: int | None = None, slice_rows: int | None = None,
                priority: int = 5, limits: archive.ArchiveLimits | None = None,
                time_limit: int | None = None, radiosity_cache: str = "auto", any_povray: bool = False,
-               user: str | None = None, max_processes: int | None = None, pool: str | None = None) -> Submission:
+               user: str | None = None, max_processes: int | None = None, pool: str | None = None,
+               max_nodes: int | None = None) -> Submission:
         """Check the scene, store it once by content hash, record the job and queue its batches.
 
         `time_limit`: seconds a batch may run, at most the operator's HTTPOV_TASK_TIME_LIMIT.
         `radiosity_cache` (RADIOSITY_MODES): 'auto' gives each frame of a sliced job whose scene names radiosity a
         pre-pass whose cache every slice loads; 'shared', one cache for every frame of an animation whose geometry
         and lights do not move; 'off', none. `user`: whose job it is (default: the login name). `max_processes`: at
-        most this many of its batches render at once. `pool`: only render nodes of that pool (HTTPOV_POOLS) take its
-        batches."""
+        most this many of its batches render at once; `max_nodes`: on at most this many render nodes at once. `pool`:
+        only render nodes of that pool (HTTPOV_POOLS) take its batches."""
         from httpov.settings import check_pool
 
         user = _user(user)
@@ -119,6 +120,8 @@ class Client:
             check_pool(pool)
         if max_processes is not None and max_processes <= 0:
             raise BadInputError(f"--max-processes must be at least 1, got {max_processes}")
+        if max_nodes is not None and max_nodes <= 0:
+            raise BadInputError(f"--max-nodes must be at least 1, got {max_nodes}")
         if radiosity_cache not in RADIOSITY_MODES:
             raise BadInputError(f"--radiosity-cache must be one of {', '.join(RADIOSITY_MODES)}, "
                                 f"got {radiosity_cache!r}")
@@ -163,7 +166,7 @@ class Client:
                         self.store.scene_deleted(key)
                 raise
         queue = self.settings.pool_queue(pool) if pool else ""
-        self._queue_job(spec, user=user, queue=queue, max_processes=max_processes or 0)
+        self._queue_job(spec, user=user, queue=queue, max_processes=max_processes or 0, max_nodes=max_nodes or 0)
         warnings = []
         if pool and pool not in self.store.live_pools(within=max(3 * self.settings.lease_seconds, 10.0)):
             warnings.append(f"no live render node is in pool {pool!r}: the job waits until one joins "
@@ -192,7 +195,8 @@ class Client:
         return [f"{what}" + (f" ({reused} cache(s) stored by an earlier job reused)" if reused else "")
                 + " (--radiosity-cache off: none)"]
 
-    def _queue_job(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0) -> None:
+    def _queue_job(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,
+                   max_nodes: int = 0) -> None:
         """Record the job unlisted with its batches pending, queue its first window of them (the render nodes top it
         up as batches end: httpov.dispatch), then list it; an interrupted submit (Ctrl-C, an error) fails the job
         so nodes drop what was queued, and a client that dies lets its submit lease run out."""
@@ -200,7 +204,7 @@ class Client:
 
         # a slice waiting for its frame's radiosity pre-pass is put on the pending list by that pre-pass
         self.store.create(spec, user=user, queue=queue, max_processes=max_processes,
-                          pending=waiting_for_prepass(spec, spec.batches))
+                          pending=waiting_for_prepass(spec, spec.batches), max_nodes=max_nodes)
         sent = [0]
 
         def sending(count: int) -> None:

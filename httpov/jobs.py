@@ -65,6 +65,23 @@ if not holder and cap > 0 and redis.call('HEXISTS', running, batch) == 0 and red
   redis.call('LPUSH', pending, batch)
   return 'deferred'
 end
+local node_cap = tonumber(redis.call('HGET', job, 'max_nodes') or '0') or 0
+if not holder and node_cap > 0 and redis.call('HEXISTS', running, batch) == 0 then
+  -- --max-nodes: a node that renders none of the job's batches takes one only while fewer nodes do
+  local me, seen, count, here = cjson.decode(info)['node'], {}, 0, false
+  for _, raw in ipairs(redis.call('HVALS', running)) do
+    local ok, record = pcall(cjson.decode, raw)
+    local other = ok and record['node'] or ''
+    if other == me then here = true end
+    if not seen[other] then seen[other] = true; count = count + 1 end
+  end
+  if not here and count >= node_cap then
+    redis.call('ZREM', window, batch)
+    redis.call('LREM', pending, 0, batch)
+    redis.call('LPUSH', pending, batch)
+    return 'deferred'
+  end
+end
 redis.call('SET', lease, value, 'PX', math.floor(ttl * 1000))
 redis.call('HSET', running, batch, info)
 if state == 'queued' and value == token then
@@ -282,18 +299,20 @@ class JobStore:
 
     # jobs
     def create(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,
-               pending: list[str] | None = None) -> None:
+               pending: list[str] | None = None, max_nodes: int = 0) -> None:
         """Record a job in state 'submitting', every batch on its pending list (see top_up): listed nowhere until
         `publish`, and failed by the first node that meets one of its batches once its submit lease (renewed by
         `keep_submitting`) has run out. `queue`: the Celery queue its batches go to ('' for the default one);
-        `max_processes`: at most this many of its batches queued or running at once (0: no limit); `pending`: the
-        batches to put on its pending list (default: all of them)."""
+        `max_processes`: at most this many of its batches queued or running at once (0: no limit); `max_nodes`: at
+        most this many render nodes render it at once (0: no limit); `pending`: the batches to put on its pending
+        list (default: all of them)."""
         pending = spec.batches if pending is None else pending
         def run() -> None:
             pipe = self.r.pipeline()
             pipe.hset(self._k(spec.id), mapping={
                 "spec": json.dumps(spec.to_dict()), "state": "submitting", "created": spec.created,
                 "total": len(spec.batches), "user": user, "queue": queue, "max_processes": max_processes,
+                "max_nodes": max_nodes,
             })
             pipe.delete(self._k(spec.id, "pending"), self._k(spec.id, "window"))
             for start in range(0, len(pending), 1000):

@@ -135,6 +135,7 @@ class JobView:
     history: list[dict[str, Any]] = field(default_factory=list)  # what was rendered again, and when
     user: str = ""  # whose job it is (submit --user)
     max_processes: int | None = None  # submit --max-processes
+    max_nodes: int | None = None  # submit --max-nodes
     queue: str = ""  # the Celery queue of submit --pool; '' for the default one
 
     def to_json(self) -> dict[str, Any]:
@@ -203,6 +204,7 @@ def from_snapshot(record: dict[str, str], spec: JobSpec, batches: dict[str, Any]
         povray=record.get("povray"), any_povray=spec.any_povray, versions=_versions(batches["done"]),
         history=batches.get("history", []),
         user=record.get("user", ""), max_processes=int(record.get("max_processes") or 0) or None,
+        max_nodes=int(record.get("max_nodes") or 0) or None,
         queue=record.get("queue", ""),
     )
 

@@ -66,6 +66,33 @@ def test_max_processes_1_never_runs_two_batches_of_the_job(tmp_path, settings, c
     assert client.store.r.zcard(f"{settings.prefix}:job:{job}:window") == 0
 
 
+def test_max_nodes_1_never_renders_the_job_on_two_nodes_at_once(tmp_path, settings, client, workers):
+    workers(concurrency=2, name="a")
+    workers(concurrency=2, name="b")
+    _nodes_seen(client, settings, 4)
+    sub = client.submit(write_scene(tmp_path / "one", TINY_ANIMATION, TINY), frames=8, count=1, max_nodes=1)
+    most, together, stop = [0], [0], threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            running = client.store.running(sub.spec.id)
+            most[0] = max(most[0], len({info.get("node") for info in running.values()}))
+            together[0] = max(together[0], len(running))
+            time.sleep(0.1)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        final = client.wait(sub.spec.id, timeout=180)
+    finally:
+        stop.set()
+        sampler.join()
+    assert final.frames_done == 8 and final.max_nodes == 1
+    assert most[0] == 1, f"{most[0]} render nodes rendered the job at once"
+    assert together[0] >= 2, "one node's two render processes never rendered the job together"
+    bad = CliRunner().invoke(cli, ["submit", str(tmp_path / "one"), "--max-nodes", "0"], env=worker_env(settings))
+    assert bad.exit_code == 2 and "--max-nodes must be at least 1" in bad.output
+
+
 def test_a_higher_priority_still_goes_first_with_windows(tmp_path, settings, client, workers):
     workers(concurrency=1)
     _nodes_seen(client, settings, 1)

@@ -137,6 +137,9 @@ def status(ctx: click.Context, job: str | None, as_json: bool, states: str | Non
         click.echo("no job matches" if filtered else "no jobs yet: `httpov submit SCENE` queues one")
         return
     terminal.console().print(terminal.status_table(jobs))
+    for j in jobs:
+        if j.pool_live is False:
+            click.echo(f"warning: job {shown(j.id)} waits: no live render node is in pool {shown(j.pool)}", err=True)
     if cap is not None and len(jobs) == cap and len(store.job_ids()) > cap:
         click.echo(f"(the newest {cap} shown: --limit N or --all for more)", err=True)
 

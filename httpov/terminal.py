@@ -65,6 +65,9 @@ def job_panel(j: JobView) -> RenderableType:
     ]
     if j.prepass:
         parts.append(Text(j.prepass.text))
+    if j.pool:
+        parts.append(Text(shown(f"pool {j.pool}") + (": no live render node is in it, the job waits until one joins"
+                                                       if j.pool_live is False else "")))
     if j.versions or j.povray:
         pinned = "any povray" if j.any_povray else f"povray {j.povray or 'of the first node'}"
         parts.append(Text(shown(f"versions: renders with {pinned}")))

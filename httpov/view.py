@@ -137,6 +137,8 @@ class JobView:
     max_processes: int | None = None  # submit --max-processes
     max_nodes: int | None = None  # submit --max-nodes
     queue: str = ""  # the Celery queue of submit --pool; '' for the default one
+    pool: str = ""  # submit --pool
+    pool_live: bool | None = None  # whether a live render node is in that pool (None: no pool, or finished)
 
     def to_json(self) -> dict[str, Any]:
         """The view as `httpov status --json` and the page's /api/jobs print it."""
@@ -205,7 +207,7 @@ def from_snapshot(record: dict[str, str], spec: JobSpec, batches: dict[str, Any]
         history=batches.get("history", []),
         user=record.get("user", ""), max_processes=int(record.get("max_processes") or 0) or None,
         max_nodes=int(record.get("max_nodes") or 0) or None,
-        queue=record.get("queue", ""),
+        queue=record.get("queue", ""), pool=record.get("queue", "").partition(".pool.")[2],
     )
 
 
@@ -227,9 +229,17 @@ def _prepass(spec: JobSpec, batches: dict[str, Any]) -> Prepass | None:
                    failed=sum(1 for i in ids if batches["failed"].get(i, {}).get("final")))
 
 
+#: A render node that said it is alive within this many seconds counts as live for a pool (nodes say so every sweep).
+POOL_LIVE_SECONDS = 30.0
+
+
 def job_view(store: JobStore, job_id: str, now: float | None = None) -> JobView:
-    """The job as it is now, read from Redis in one snapshot."""
-    return from_snapshot(*store.snapshot(job_id), now=time.time() if now is None else now)
+    """The job as it is now, read from Redis in one snapshot; for a live job sent to a render pool, whether any
+    live render node is in that pool."""
+    view = from_snapshot(*store.snapshot(job_id), now=time.time() if now is None else now)
+    if view.pool and not view.ended:
+        view.pool_live = view.pool in store.live_pools(within=POOL_LIVE_SECONDS)
+    return view
 
 
 def overview(store: JobStore, now: float | None = None, *, states: Collection[str] | None = None,

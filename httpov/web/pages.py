@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, session, url_for
 
-from httpov.errors import FieldError, JobStateError
+from httpov.errors import BadInputError, FieldError, JobStateError
 from httpov.web.api import CONTROLS, control, delete, set_priority, submit_upload, web
 from httpov.web.source import GRID_THUMB_SIZE, job_id
 
@@ -65,7 +65,7 @@ def control_job(job: str, action: str):
             flash(f"job {job}: {action} done, now {done['state']}")
         else:
             abort(404)
-    except (JobStateError, FieldError) as exc:  # said on the page the user came from
+    except (JobStateError, BadInputError) as exc:  # said on the page the user came from (FieldError too)
         flash(str(exc), "error")
     return redirect(url_for("pages.job", job=job_id(job)))
 

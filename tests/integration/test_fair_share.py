@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local import worker_env
+from httpov.view import job_view
 from tests.conftest import TINY_ANIMATION, wait_for, write_scene
 
 TINY = "Width=8\nHeight=6\n"
@@ -157,7 +158,16 @@ def test_a_pool_job_renders_only_on_nodes_of_its_pool(tmp_path, settings, client
     plain = client.submit(scene, frames=2, count=1)  # the plain node is up and renders plain jobs meanwhile
     assert client.wait(plain.spec.id, timeout=120).state == "done"
     assert client.store.batches(job)["done"] == {} and client.store.state(job) == "queued"
+    shown = CliRunner().invoke(cli, ["status", job], env=worker_env(settings))
+    assert shown.exit_code == 0 and "pool big: no live render node is in it" in shown.output, shown.output
+    listed = CliRunner().invoke(cli, ["status"], env=worker_env(settings))
+    assert f"job {job} waits: no live render node is in pool big" in listed.output
+    assert json.loads(CliRunner().invoke(cli, ["status", job, "--json"], env=worker_env(settings)).output)[
+        "pool_live"] is False
     workers(concurrency=1, name="bignode", settings_=settings.with_(pools="big,other"))
+    wait_for(lambda: client.store.live_pools(within=30) == {"big", "other"}, 60, "the pool node's heartbeat")
+    now = job_view(client.store, job)
+    assert now.pool_live is True or now.ended  # a finished job asks no more
     assert client.wait(job, timeout=120).frames_done == 3
     assert {info["node"].split("@")[0] for info in client.store.batches(job)["done"].values()} == {"bignode"}
     assert client.store.live_pools(within=30) == {"big", "other"}

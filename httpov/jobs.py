@@ -56,26 +56,24 @@ if state ~= 'queued' and state ~= 'running' and state ~= 'submitting' then retur
 if redis.call('HEXISTS', done, batch) == 1 then return 'duplicate' end
 local holder = redis.call('GET', lease)
 if holder and holder ~= token and holder ~= handoff then return 'busy' end
-local cap = tonumber(redis.call('HGET', job, 'max_processes') or '0') or 0
-if not holder and cap > 0 and redis.call('HEXISTS', running, batch) == 0 and redis.call('HLEN', running) >= cap then
-  -- the job already runs as many batches as it may (--max-processes): back to the front of its pending list,
-  -- sent again by a top-up when one of them ends
-  redis.call('ZREM', window, batch)
-  redis.call('LREM', pending, 0, batch)
-  redis.call('LPUSH', pending, batch)
-  return 'deferred'
-end
-local node_cap = tonumber(redis.call('HGET', job, 'max_nodes') or '0') or 0
-if not holder and node_cap > 0 and redis.call('HEXISTS', running, batch) == 0 then
-  -- --max-nodes: a node that renders none of the job's batches takes one only while fewer nodes do
-  local me, seen, count, here = cjson.decode(info)['node'], {}, 0, false
-  for _, raw in ipairs(redis.call('HVALS', running)) do
-    local ok, record = pcall(cjson.decode, raw)
-    local other = ok and record['node'] or ''
-    if other == me then here = true end
-    if not seen[other] then seen[other] = true; count = count + 1 end
+-- --max-processes: the job already runs as many batches as it may; --max-nodes: a node that renders none of the
+-- job's batches takes one only while fewer nodes do. Either way the batch goes back to the front of its pending
+-- list, sent again by a top-up when one of the running batches ends.
+if not holder and redis.call('HEXISTS', running, batch) == 0 then
+  local cap = tonumber(redis.call('HGET', job, 'max_processes') or '0') or 0
+  local deferred = cap > 0 and redis.call('HLEN', running) >= cap
+  local node_cap = tonumber(redis.call('HGET', job, 'max_nodes') or '0') or 0
+  if not deferred and node_cap > 0 then
+    local me, seen, count, here = cjson.decode(info)['node'], {}, 0, false
+    for _, raw in ipairs(redis.call('HVALS', running)) do
+      local ok, record = pcall(cjson.decode, raw)
+      local other = ok and record['node'] or ''
+      if other == me then here = true end
+      if not seen[other] then seen[other] = true; count = count + 1 end
+    end
+    deferred = not here and count >= node_cap
   end
-  if not here and count >= node_cap then
+  if deferred then
     redis.call('ZREM', window, batch)
     redis.call('LREM', pending, 0, batch)
     redis.call('LPUSH', pending, batch)

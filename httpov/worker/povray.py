@@ -273,7 +273,10 @@ def failure(returncode: int, log: str, scene_dir: Path | None = None) -> RenderE
         return RenderError(f"povray was killed by signal {-returncode}", lines, transient=True)
     for i, message in enumerate(said):
         if _ERROR.search(message) and not _WARNING.search(message):
-            where = _WHERE.match(said[i - 1]) if i else None  # the message just before says where
+            # the warning just before says where; other output (a blank line, a statistics line) may come
+            # between them, as povray's two streams interleave
+            before = [m for m in said[:i] if _ERROR.search(m)]
+            where = _WHERE.match(before[-1]) if before else None
             if where and not _WHERE.match(message):
                 message = f"{where.group(0)} {message}"
             return RenderError(f"povray failed: {message}", lines, transient=False)

@@ -73,3 +73,10 @@ def _job_page(view: JobView) -> str:
     app = create_app(Web(client=None, source=None, gate=Gate(public_read=True)))  # type: ignore[arg-type]
     with app.test_request_context("/"):
         return render_template("job.html", job=view, frames=[], failures=view.failure_groups(), video=False)
+
+
+def test_output_between_the_warning_and_the_fatal_error_does_not_lose_where_it_happened():
+    # povray's stdout and stderr share the log file, so a line of the other stream can fall between them
+    log = MISSING_IMAGE.replace("Fatal error in parser", "\nParser Time\nFatal error in parser")
+    assert str(failure(1, log, Path("/n/work/ab12-x/scene"))) == (
+        "povray failed: File 'sub/main.pov' line 4: Fatal error in parser: Cannot open file.")

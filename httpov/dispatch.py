@@ -1,14 +1,19 @@
 """Putting batches on the queue: a job's window of batches topped up, and the lease sweep's requeue of lost ones.
 
-Fair share: a job keeps only a small window of its batches in Celery's queue (WINDOW_FACTOR x the render processes
-of the live nodes, or its --max-processes); the rest wait on its pending list in Redis. The render process that
-finishes a batch tops its job's window up in the same step, and every sweep tops up every live job. Jobs at the same
-priority then take turns in the queue instead of the first one holding every render process until it ends.
+Fair share: a job keeps only a small window of its batches in Celery's queue; the rest wait on its pending list in
+Redis. The render process that finishes a batch tops its job's window up in the same step, and every sweep tops up
+every live job. Jobs at the same priority then take turns in the queue instead of the first one holding every render
+process until it ends, and each takes render processes in proportion to its window (batches are served in the order
+they were queued, and each one done is replaced at the back of the queue). The windows share between users first,
+then between their jobs: at each priority every user with live jobs gets the same budget (WINDOW_FACTOR x the render
+processes of the live nodes), split between that user's jobs there, a job's --max-processes leaving the rest of its
+part to the user's other jobs.
 """
 from __future__ import annotations
 
 import logging
 import math
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -67,11 +72,53 @@ def window(store: JobStore, lease_seconds: float) -> int:
     return math.ceil(WINDOW_FACTOR * max(MIN_PROCESSES, store.live_processes(within=max(3 * lease_seconds, 10.0))))
 
 
+def split(budget: int, caps: list[int]) -> list[int]:
+    """`budget` window slots shared between jobs (oldest first) as evenly as their caps allow (0: no cap): a job
+    capped below its part leaves the rest to the others, the oldest get the remainder, and each gets at least 1."""
+    parts, left, open_ = [0] * len(caps), budget, list(range(len(caps)))
+    while open_:
+        share = left // len(open_)
+        capped = [i for i in open_ if caps[i] and caps[i] <= share]
+        if not capped:
+            for n, i in enumerate(open_):
+                parts[i] = share + (1 if n < left % len(open_) else 0)
+            break
+        for i in capped:
+            parts[i], left = caps[i], left - caps[i]
+            open_.remove(i)
+    return [max(1, part) for part in parts]
+
+
+def windows(store: JobStore, lease_seconds: float, also: str | None = None) -> dict[str, int]:
+    """Every live job's window (and job `also`'s, not yet listed while it is submitted): at each priority, each
+    user's budget split between the user's jobs (see the module's docstring). The budget grows to the most jobs one
+    user has at one priority, so each job keeps at least one batch queued."""
+    ids = store.active_ids()
+    if also is not None and also not in ids:
+        ids.append(also)
+    shares = store.shares(ids)
+    groups: dict[tuple[int, str], list[str]] = defaultdict(list)
+    for job_id in sorted(shares, key=lambda j: shares[j][2]):
+        user, priority, _, _ = shares[job_id]
+        groups[(priority, user)].append(job_id)
+    budget = max([window(store, lease_seconds), *map(len, groups.values())])
+    out: dict[str, int] = {}
+    for jobs in groups.values():
+        out.update(zip(jobs, split(budget, [shares[job_id][3] for job_id in jobs])))
+    return out
+
+
+def job_window(store: JobStore, lease_seconds: float, job_id: str) -> int:
+    """One job's window as windows() shares them (0 for a job gone)."""
+    return windows(store, lease_seconds, also=job_id).get(job_id, 0)
+
+
 def top_up(celery: Celery, store: JobStore, job_id: str, queue: str, lease_seconds: float,
            spec: JobSpec | None = None, limit: int | None = None) -> int:
-    """Send the next batches of a live job's pending list until its window is full (JobStore.top_up, atomic);
-    answers how many were sent. `queue` is the default queue, for jobs sent to no pool."""
-    own, batch_ids = store.top_up(job_id, window(store, lease_seconds) if limit is None else limit)
+    """Send the next batches of a live job's pending list until its window (default: its share, see windows) is
+    full (JobStore.top_up, atomic); answers how many were sent. `queue` is the default queue, for jobs sent to no
+    pool."""
+    own, batch_ids = store.top_up(job_id, job_window(store, lease_seconds, job_id) if limit is None else limit)
     if not batch_ids:
         return 0
     return enqueue(celery, spec or store.spec(job_id), batch_ids, own or queue)
@@ -91,8 +138,7 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
                 requeued=True)  # ahead of the job's others
     reissued = reap(store, requeue, lease_seconds, max_attempts, every=every)
     if not every or store.claim("sweep:top-up", every * 0.8):  # one sweeper per `every` fills the windows
-        limit = window(store, lease_seconds)
-        for job_id in store.active_ids():
+        for job_id, limit in windows(store, lease_seconds).items():
             top_up(celery, store, job_id, queue, lease_seconds, limit=limit)
     if store.claim("sweep:unsent", lease_seconds):  # a top-up whose sender died before sending: send it now
         jobs = store.active_ids()

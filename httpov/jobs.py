@@ -310,7 +310,7 @@ class JobStore:
             pipe.hset(self._k(spec.id), mapping={
                 "spec": json.dumps(spec.to_dict()), "state": "submitting", "created": spec.created,
                 "total": len(spec.batches), "user": user, "queue": queue, "max_processes": max_processes,
-                "max_nodes": max_nodes,
+                "max_nodes": max_nodes, "priority": spec.priority,
             })
             pipe.delete(self._k(spec.id, "pending"), self._k(spec.id, "window"))
             for start in range(0, len(pending), 1000):
@@ -537,8 +537,8 @@ class JobStore:
             raise BadInputError(f"priority {priority!r} is not 0 (lowest) to 9 (highest)")
         spec = self.spec(job_id)
         spec.priority = priority
-        if not self._guarded(job_id, ["HSET", self._k(job_id), "spec", json.dumps(spec.to_dict())],
-                             while_in=(*LIVE, "paused")):
+        record = ["HSET", self._k(job_id), "spec", json.dumps(spec.to_dict()), "priority", priority]
+        if not self._guarded(job_id, record, while_in=(*LIVE, "paused")):
             raise JobStateError(f"job {job_id} is {self.state(job_id)}: only a queued, running or paused job's "
                                 "priority changes")
         return spec
@@ -635,6 +635,19 @@ class JobStore:
             counts = self.r.hmget(f"{self.p}:node_processes", nodes) if nodes else []
             return sum(int(c) for c in counts if c)
         return self._call(run)
+
+    def shares(self, job_ids: list[str]) -> dict[str, tuple[str, int, float, int]]:
+        """What fair share needs of each job: (user, priority, created, --max-processes); jobs gone are left out."""
+        def run() -> list[Any]:
+            pipe = self.r.pipeline()
+            for job_id in job_ids:
+                pipe.hmget(self._k(job_id), "user", "priority", "created", "max_processes")
+            return pipe.execute()
+        out: dict[str, tuple[str, int, float, int]] = {}
+        for job_id, (user, priority, created, cap) in zip(job_ids, self._call(run)):
+            if created is not None:  # (a record from before it held its priority shares at priority 0)
+                out[job_id] = (user or "", int(priority or 0), float(created), int(cap or 0))
+        return out
 
     def top_up(self, job_id: str, limit: int) -> tuple[str, list[str]]:
         """Move batches of a live job from its pending list into its window, up to `limit` (or its --max-processes)

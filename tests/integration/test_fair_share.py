@@ -109,6 +109,46 @@ def test_a_higher_priority_still_goes_first_with_windows(tmp_path, settings, cli
     assert client.wait(low.spec.id, timeout=180).frames_done == 12
 
 
+def test_users_share_before_their_jobs(tmp_path, settings, client, workers):
+    """alice's three jobs and bob's one, at the same priority: bob gets about half of the render processes, not a
+    quarter, so his job ends while alice's have done about as many batches between them."""
+    workers(concurrency=2)
+    _nodes_seen(client, settings, 2)
+    scene = write_scene(tmp_path / "us", TINY_ANIMATION, TINY)
+    alices = [client.submit(scene, frames=12, count=1, user="alice", name=f"a{i}").spec.id for i in range(3)]
+    bob = client.submit(scene, frames=12, count=1, user="bob", name="b").spec.id
+    assert client.wait(bob, timeout=180).frames_done == 12
+    alice_done = sum(len(client.store.batches(job_id)["done"]) for job_id in alices)
+    # a share per job would have given bob a quarter: alice's jobs would be (nearly) all done, 36 batches
+    assert alice_done <= 20, f"alice's jobs did {alice_done} batches while bob's did 12"
+    for job_id in alices:
+        assert client.wait(job_id, timeout=180).frames_done == 12
+
+
+def test_windows_split_each_users_budget_between_their_jobs_at_each_priority(tmp_path, settings, client):
+    from httpov.dispatch import windows
+
+    scene = write_scene(tmp_path / "w", TINY_ANIMATION, TINY)
+
+    def submit(user: str, priority: int = 5, max_processes: int | None = None) -> str:
+        return client.submit(scene, frames=9, count=1, user=user, priority=priority,
+                             max_processes=max_processes).spec.id
+    # no render node has said how many processes it runs: a budget of 1.5 x 2 = 3 window slots per user
+    a1, a2, a3 = submit("alice"), submit("alice"), submit("alice", priority=8)
+    b1 = submit("bob")
+    assert windows(client.store, settings.lease_seconds) == {a1: 2, a2: 1, a3: 3, b1: 3}
+    c1, c2 = submit("carol", max_processes=1), submit("carol")  # a capped job leaves the rest to the others
+    assert {j: w for j, w in windows(client.store, settings.lease_seconds).items() if j in (c1, c2)} == {c1: 1, c2: 2}
+    client.set_priority(a2, 8)  # a job that moves to another priority shares there
+    assert {j: w for j, w in windows(client.store, settings.lease_seconds).items() if j in (a1, a2, a3)} == {
+        a1: 3, a2: 2, a3: 1}
+    for _ in range(4):  # one user with more jobs than the budget: each keeps one slot, and so does every user
+        submit("dave")
+    shares = windows(client.store, settings.lease_seconds)
+    assert sorted(w for j, w in shares.items() if client.store.record(j)["user"] == "dave") == [1, 1, 1, 1]
+    assert shares[b1] == 4
+
+
 def test_the_user_is_recorded_and_shown(tmp_path, settings, client):
     import getpass
 

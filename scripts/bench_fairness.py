@@ -7,14 +7,27 @@ Runs on a private redis-server (httpov.local.embedded_redis) with the stub rende
 sleeping --sleep seconds per frame), so it measures scheduling, not povray. Three runs on the same nodes:
   alone   the small job (--small one-frame batches) by itself: its time from submit to done;
   single  the big job (--big one-frame batches) by itself: batches per second from submit to done;
-  mixed   the big job, then --delay s later the small job at the same priority: the small job's time from
-          its submit to done, against its time alone, and when the big job ended;
+  mixed   the big job, then --delay s later the small job at the same priority (by the same user, or by
+          --small-user): the small job's time from its submit to done, against its time alone, and when the big
+          job ended;
   share   (--share-jobs N) N jobs of --share-batches batches submitted together: each one's batches done when the
           first of them ends, against an equal share.
+  users   (--users-jobs N) user alice's N jobs and user bob's one, --share-batches batches each, submitted together:
+          each user's batches done when bob's job ends, against an equal share between the two users.
+
+    python scripts/bench_fairness.py --baseline ee51abf --turns 3   # one job's throughput, this code against REV
+
+With --baseline REV, only the single run, from a checkout of REV (a git worktree, given this folder's bench scripts
+and this checkout's sandbox.py, which runs the stub renderer since 732577c) and from this checkout, taking turns
+--turns times: one job's throughput before and after, measured in the same run.
 """
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,6 +85,52 @@ def share(client: Client, scene: Path, jobs: int) -> None:
     wait_done(client, ids)
 
 
+def users(client: Client, scene: Path, jobs: int) -> None:
+    """alice's `jobs` jobs and bob's one, submitted together: each user's batches done when bob's job ends."""
+    alices = [client.submit(scene, count=1, name=f"alice{i}", user="alice").spec.id for i in range(jobs)]
+    bob = client.submit(scene, count=1, name="bob", user="bob").spec.id
+    wait_done(client, [bob])
+    alice = [len(client.store.batches(job_id)["done"]) for job_id in alices]
+    bob_done = len(client.store.batches(bob)["done"])
+    mean = (sum(alice) + bob_done) / 2
+    print(f"users: when bob's job ended, alice's {jobs} jobs had {sum(alice)} batches done ({alice}), bob's "
+          f"{bob_done}; each user {100 * abs(bob_done - mean) / mean:.0f}% from an equal share "
+          f"(a share per job would give bob 1/{jobs + 1})", flush=True)
+    wait_done(client, alices)
+
+
+def baseline(args: argparse.Namespace) -> None:
+    """The single run from a checkout of args.baseline and from this one, taking turns (see the docstring)."""
+    here = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory(prefix="httpov-baseline-") as tmp_name:
+        tree = Path(tmp_name) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree), args.baseline],
+                       check=True)
+        try:
+            for name in ("bench_fairness.py", "bench.py", "povray-stub.sh"):
+                shutil.copy2(here / name, tree / "scripts" / name)
+            # the sandbox that runs the stub renderer (a script: its #! interpreter bound too, since 732577c)
+            shutil.copy2(ROOT / "httpov" / "worker" / "sandbox.py", tree / "httpov" / "worker" / "sandbox.py")
+            rates: dict[str, list[float]] = {args.baseline: [], "this checkout": []}
+            command = ["--skip", "alone", "mixed", "--nodes", str(args.nodes), "--processes", str(args.processes),
+                       "--big", str(args.big), "--sleep", str(args.sleep)]
+            for turn in range(args.turns):
+                for label, root in ((args.baseline, tree), ("this checkout", ROOT)):
+                    done = subprocess.run([sys.executable, str(root / "scripts" / "bench_fairness.py"), *command],
+                                          cwd=root, capture_output=True, text=True)
+                    found = re.search(r"single: .* ([\d.]+) batches/s", done.stdout)
+                    if done.returncode or not found:
+                        raise SystemExit(f"{label}: the single run failed:\n{done.stdout}{done.stderr}")
+                    rates[label].append(float(found.group(1)))
+                    print(f"turn {turn + 1}, {label}: {found.group(1)} batches/s", flush=True)
+            ideal = args.nodes * args.processes / args.sleep
+            for label, values in rates.items():
+                print(f"{label}: median {statistics.median(values):.2f} batches/s of {ideal:.2f} ideal "
+                      f"({', '.join(f'{v:.2f}' for v in values)})", flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=2)
@@ -82,8 +141,15 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=1.0, help="seconds per batch (the stub's sleep)")
     parser.add_argument("--share-jobs", type=int, default=0, help="jobs submitted together for the share run")
     parser.add_argument("--share-batches", type=int, default=100)
+    parser.add_argument("--small-user", help="the small job's user in the mixed run (default: the big job's, yours)")
+    parser.add_argument("--users-jobs", type=int, default=0, help="alice's jobs in the users run (bob has one)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["alone", "single", "mixed"])
+    parser.add_argument("--baseline", metavar="REV", help="compare one job's throughput with this git revision")
+    parser.add_argument("--turns", type=int, default=3, help="turns of each checkout with --baseline")
     args = parser.parse_args()
+    if args.baseline:
+        baseline(args)
+        return
     with tempfile.TemporaryDirectory(prefix="httpov-fair-") as tmp_name:
         tmp = Path(tmp_name)
         with embedded_redis(tmp) as url:
@@ -115,7 +181,7 @@ def main() -> None:
                     big_id = client.submit(big, count=1, name="big").spec.id
                     time.sleep(args.delay)
                     t1 = time.monotonic()
-                    small_id = client.submit(small, count=1, name="small").spec.id
+                    small_id = client.submit(small, count=1, name="small", user=args.small_user).spec.id
                     ended = wait_done(client, [big_id, small_id])
                     mixed_s = ended[small_id] - t1
                     ratio = f" ({mixed_s / alone_s:.1f}x alone)" if alone_s else ""
@@ -124,6 +190,8 @@ def main() -> None:
                           f"{ended[big_id] - ended[small_id]:.2f} s after the small one", flush=True)
                 if args.share_jobs:
                     share(client, stub_scene(tmp, "share", args.share_batches), args.share_jobs)
+                if args.users_jobs:
+                    users(client, stub_scene(tmp, "users", args.share_batches), args.users_jobs)
             finally:
                 for node in nodes:
                     stop_worker(node)

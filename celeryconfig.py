@@ -34,6 +34,9 @@ task_default_priority = 4
 # Render nodes stay connected through Redis restarts instead of exiting.
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None
+# Celery's consumer on a Redis channel that, once its connection is gone, fails as a lost connection (which Celery
+# rides out) rather than with AttributeError (which stops the worker): see httpov/worker/consumer.py.
+worker_consumer = "httpov.worker.consumer:Consumer"
 
 # Flower and `celery events` see tasks when a worker receives, starts and finishes them. No "sent" events: one
 # per batch doubles the messages a 10,000-batch submit writes (measured 2.4 s -> 1.5 s), and the job's own state

@@ -56,6 +56,58 @@ def test_a_job_lost_with_an_empty_redis_restart_is_dropped_and_nothing_recreated
         server.wait(20)
 
 
+def _waiting_in_brpop(url: str) -> bool:
+    """A render node's consumer is blocked in BRPOP: it has a free render process and waits for a batch."""
+    clients = redis.Redis.from_url(url, decode_responses=True).client_list()
+    return any(c["cmd"] == "brpop" and "b" in c["flags"] for c in clients)
+
+
+def test_a_render_node_waiting_for_a_batch_survives_a_redis_restart(tmp_path, settings, workers):
+    """Redis stops while one batch renders and the node's consumer waits in BRPOP for the next one (a render
+    process free): kombu closes that channel twice, the second time after its connection forgot the broker
+    (seen in CI as a job that never finished: the render node had exited on "Unrecoverable error"). The node
+    rides it out: the batch in flight is recorded, its message settled, and a job sent after the restart renders."""
+    from httpov.celery import make_app
+    from httpov.client import Client
+
+    port = free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+    server = redis_server(data, port, persist=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        settings = settings.with_(broker_url=url, state_url=url, lease_seconds=3.0)
+        client = Client(settings, make_app(settings))
+        node = workers(concurrency=2, name="node", settings_=settings)
+        first = client.submit(slow_scene(tmp_path / "long", 4), count=4)  # one batch: a render process stays free
+        wait_for(lambda: len(client.store.running(first.spec.id)) == 1 and _waiting_in_brpop(url), 60,
+                 "one batch rendering while the node waits in BRPOP for another")
+
+        server.terminate()  # SHUTDOWN: the append-only file is flushed
+        server.wait(20)
+        log = tmp_path / "node.log"
+        # Redis stays away until the node has seen it gone (at once, nearly always), so that its channel cannot hand
+        # the message back; should its event loop be held up elsewhere, Redis comes back after a while all the same
+        gone_until = time.monotonic() + 15
+        while "Connection to broker lost" not in log.read_text(errors="replace") and time.monotonic() < gone_until:
+            time.sleep(0.1)
+        server = redis_server(data, port, persist=True)
+
+        second = client.submit(slow_scene(tmp_path / "after", 2), count=1)
+        for sub, frames in ((first, 4), (second, 2)):
+            final = client.wait(sub.spec.id, timeout=60)
+            assert (final.state, final.frames_done) == ("done", frames)
+        text = log.read_text(errors="replace")
+        assert node.poll() is None and "Unrecoverable error" not in text, text[-3000:]
+        # the first batch's message, taken before the restart, leaves kombu's table: acked, or dropped by the sweep
+        table = redis.Redis.from_url(url, decode_responses=True)
+        wait_for(lambda: not any(first.spec.id in raw for raw in table.hvals(f"{settings.prefix}:kombu:unacked")),
+                 30, "the first batch's message to leave kombu's unacked table")
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
 def _cli(settings, log: Path, *args: str) -> subprocess.Popen:
     """`httpov ARGS` as a real process (stdout to log.out, stderr to log.err)."""
     return subprocess.Popen([sys.executable, "-m", "httpov.cli", *args], env=worker_env(settings),

@@ -200,7 +200,7 @@ class Client:
         """Record the job unlisted with its batches pending, queue its first window of them (the render nodes top it
         up as batches end: httpov.dispatch), then list it; an interrupted submit (Ctrl-C, an error) fails the job
         so nodes drop what was queued, and a client that dies lets its submit lease run out."""
-        from httpov.dispatch import job_window
+        from httpov.dispatch import job_window, make_room
 
         # a slice waiting for its frame's radiosity pre-pass is put on the pending list by that pre-pass
         self.store.create(spec, user=user, queue=queue, max_processes=max_processes,
@@ -211,6 +211,7 @@ class Client:
             sent[0] = count
             self.store.keep_submitting(spec.id)
         try:
+            make_room(self.celery, self.store, spec.id, self.settings.queue, self.settings.lease_seconds)
             _, first = self.store.top_up(spec.id, job_window(self.store, self.settings.lease_seconds, spec.id))
             sent[0] = self._send(spec, first, sending)
             self.store.publish(spec.id)
@@ -428,8 +429,9 @@ class Client:
 
     def _top_up(self, spec: JobSpec) -> int:
         """Send the job's next pending batches until its window is full; answers how many were sent."""
-        from httpov.dispatch import job_window
+        from httpov.dispatch import job_window, make_room
 
+        make_room(self.celery, self.store, spec.id, self.settings.queue, self.settings.lease_seconds)
         _, batch_ids = self.store.top_up(spec.id, job_window(self.store, self.settings.lease_seconds, spec.id))
         return self._send(spec, batch_ids)
 

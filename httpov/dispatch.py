@@ -74,13 +74,14 @@ def window(store: JobStore, lease_seconds: float) -> int:
 
 def split(budget: int, caps: list[int]) -> list[int]:
     """`budget` window slots shared between jobs (oldest first) as evenly as their caps allow (0: no cap): a job
-    capped below its part leaves the rest to the others, the oldest get the remainder, and each gets at least 1."""
+    capped below its part leaves the rest to the others, the newest get the remainder (a preview behind a long job
+    of the same user), and each gets at least 1."""
     parts, left, open_ = [0] * len(caps), budget, list(range(len(caps)))
     while open_:
         share = left // len(open_)
         capped = [i for i in open_ if caps[i] and caps[i] <= share]
         if not capped:
-            for n, i in enumerate(open_):
+            for n, i in enumerate(reversed(open_)):
                 parts[i] = share + (1 if n < left % len(open_) else 0)
             break
         for i in capped:
@@ -157,7 +158,33 @@ def reprioritize(celery: Celery, store: JobStore, job_id: str, queue: str, prior
     batches moved."""
     spec = store.set_priority(job_id, priority)
     own = store.queue_of(job_id) or queue
+    return enqueue(celery, spec, take_queued(store, _priority_lists(celery, own), job_id), own)
+
+
+def make_room(celery: Celery, store: JobStore, job_id: str, queue: str, lease_seconds: float) -> int:
+    """A job joins its user's jobs at its priority (submitted, resumed, retried): their parts of the user's budget
+    shrink, so each of them whose window now holds more than its part takes its last queued messages back (to the
+    front of its pending list), and the joining job's first batches are not queued behind them. Without this, one
+    user's 4-batch preview behind their own 200-batch job waited for the big job's surplus (docs/PERFORMANCE.md).
+    Answers how many batches were taken back."""
+    shares = windows(store, lease_seconds, also=job_id)
+    info = store.shares(list(shares))
+    if job_id not in info:
+        return 0
+    taken = 0
+    for other, part in shares.items():
+        if other == job_id or other not in info or info[other][:2] != info[job_id][:2]:
+            continue
+        surplus = store.window_size(other) - part
+        if surplus > 0:
+            batch_ids = take_queued(store, _priority_lists(celery, store.queue_of(other) or queue), other, surplus)
+            store.unsend(other, batch_ids)
+            taken += len(batch_ids)
+    return taken
+
+
+def _priority_lists(celery: Celery, queue: str) -> list[str]:
+    """kombu's Redis lists of a queue, one per priority level (named without the key prefix)."""
     options = celery.conf.broker_transport_options or {}
     sep, steps = options.get("sep", "\x06\x16"), options.get("priority_steps", [0, 3, 6, 9])
-    lists = [f"{own}{sep}{step}" if step else own for step in steps]  # kombu's list of each priority level
-    return enqueue(celery, spec, take_queued(store, lists, job_id), own)
+    return [f"{queue}{sep}{step}" if step else queue for step in steps]

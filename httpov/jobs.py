@@ -670,6 +670,17 @@ class JobStore:
         if commands:
             self._guarded(job_id, *commands)
 
+    def window_size(self, job_id: str) -> int:
+        """Batches of the job sent and not yet done or parked (queued or running)."""
+        return int(self._call(lambda: self.r.zcard(self._k(job_id, "window"))))
+
+    def unsend(self, job_id: str, batch_ids: list[str]) -> None:
+        """Batches whose messages were taken off the queue, the last queued first (sweep.take_queued): out of the
+        window and back to the front of the pending list in their order, sent again by a later top-up."""
+        if batch_ids:
+            self._guarded(job_id, ["ZREM", self._k(job_id, "window"), *batch_ids],
+                          ["LPUSH", self._k(job_id, "pending"), *batch_ids])
+
     def idle_in_window(self, job_id: str, min_age: float) -> list[str]:
         """Batches in the job's window for more than `min_age` seconds that are neither running, done nor parked."""
         def run() -> list[str]:

@@ -123,13 +123,15 @@ def unsent(store: JobStore, queues: list[str], min_age: float) -> list[tuple[str
     return lost
 
 
-def take_queued(store: JobStore, lists: list[str], job_id: str) -> list[str]:
+def take_queued(store: JobStore, lists: list[str], job_id: str, most: int | None = None) -> list[str]:
     """Take the job's messages waiting in a queue's Redis lists (kombu's, one per priority level, named without
-    the key prefix) out of Redis; answers their batches. A message a worker takes meanwhile stays with it; each
-    batch is answered once, however many messages it had."""
+    the key prefix) out of Redis, the last queued first (at most `most` batches); answers their batches. A message a
+    worker takes meanwhile stays with it; each batch is answered once, however many messages it had."""
     taken: list[str] = []
     for key in (f"{store.p}:kombu:{name}" for name in lists):
-        for raw in store.r.lrange(key, 0, -1):
+        for raw in store.r.lrange(key, 0, -1):  # kombu pushes on the left and pops on the right
+            if most is not None and len(taken) >= most:
+                return taken
             batch = _batch_of(raw)
             if batch is not None and batch[0] == job_id and store.r.lrem(key, 1, raw):
                 if batch[1] not in taken:

@@ -136,17 +136,48 @@ def test_windows_split_each_users_budget_between_their_jobs_at_each_priority(tmp
     # no render node has said how many processes it runs: a budget of 1.5 x 2 = 3 window slots per user
     a1, a2, a3 = submit("alice"), submit("alice"), submit("alice", priority=8)
     b1 = submit("bob")
-    assert windows(client.store, settings.lease_seconds) == {a1: 2, a2: 1, a3: 3, b1: 3}
+    assert windows(client.store, settings.lease_seconds) == {a1: 1, a2: 2, a3: 3, b1: 3}
     c1, c2 = submit("carol", max_processes=1), submit("carol")  # a capped job leaves the rest to the others
     assert {j: w for j, w in windows(client.store, settings.lease_seconds).items() if j in (c1, c2)} == {c1: 1, c2: 2}
     client.set_priority(a2, 8)  # a job that moves to another priority shares there
     assert {j: w for j, w in windows(client.store, settings.lease_seconds).items() if j in (a1, a2, a3)} == {
-        a1: 3, a2: 2, a3: 1}
+        a1: 3, a2: 1, a3: 2}
     for _ in range(4):  # one user with more jobs than the budget: each keeps one slot, and so does every user
         submit("dave")
     shares = windows(client.store, settings.lease_seconds)
     assert sorted(w for j, w in shares.items() if client.store.record(j)["user"] == "dave") == [1, 1, 1, 1]
     assert shares[b1] == 4
+
+
+def _queued(client, settings) -> dict[str, list[str]]:
+    """Each job's batches waiting in Celery's queue (kombu's Redis lists), the next to be taken first."""
+    from httpov.dispatch import _priority_lists
+    from httpov.sweep import _batch_of
+
+    found: dict[str, list[str]] = {}
+    for name in _priority_lists(client.celery, settings.queue):
+        for raw in reversed(client.store.r.lrange(f"{settings.prefix}:kombu:{name}", 0, -1)):
+            job_id, batch_id, _ = _batch_of(raw)
+            found.setdefault(job_id, []).append(batch_id)
+    return found
+
+
+def test_a_users_new_job_takes_back_the_surplus_their_older_job_had_queued(tmp_path, settings, client, workers):
+    """No render node yet, so windows are sized for 2 processes: a budget of 3. The big job has its 3 queued; the
+    user's preview makes its part 1, so its last 2 messages go back to its pending list and the preview's 2 are
+    queued right behind its first."""
+    scene = write_scene(tmp_path / "mr", TINY_ANIMATION, TINY)
+    big = client.submit(scene, frames=10, count=1, user="alice", name="big").spec
+    assert _queued(client, settings) == {big.id: big.batches[:3]}
+    small = client.submit(scene, frames=3, count=1, user="alice", name="small").spec
+    assert _queued(client, settings) == {big.id: big.batches[:1], small.id: small.batches[:2]}
+    assert client.store.r.lrange(f"{settings.prefix}:job:{big.id}:pending", 0, -1) == big.batches[1:]
+    other = client.submit(scene, frames=3, count=1, user="bob", name="other").spec  # another user takes nothing
+    assert _queued(client, settings)[big.id] == big.batches[:1]
+    workers(concurrency=2)
+    for job in (big, small, other):
+        assert client.wait(job.id, timeout=180).frames_done == len(job.batches)
+        assert set(client.store.batches(job.id)["attempts"].values()) == {1}, "a batch was rendered twice"
 
 
 def test_the_user_is_recorded_and_shown(tmp_path, settings, client):

@@ -243,17 +243,24 @@ _ACCOUNTS = click.option("--accounts", type=click.Path(path_type=Path), envvar="
               help="A file of bearer tokens for scripts, one a line (also: HTTPOV_WEB_TOKENS).")
 @click.option("--public-read", is_flag=True, help="Let anyone who reaches the page read it; control still needs "
               "a signed-in user or a token.")
+@click.option("--sign-in-attempts", type=click.IntRange(min=1), default=5, show_default=True,
+              envvar="HTTPOV_WEB_SIGN_IN_ATTEMPTS",
+              help="Failed sign-ins for one user or from one address, within --sign-in-window, after which "
+              "further ones are refused (429) until the window has passed.")
+@click.option("--sign-in-window", type=click.IntRange(min=1), default=600, show_default=True,
+              envvar="HTTPOV_WEB_SIGN_IN_WINDOW", help="Seconds the failed sign-ins are counted over.")
 @click.pass_context
 def web(ctx: click.Context, host: str, port: int, refresh: int, accounts: Path, token_file: Path | None,
-        public_read: bool) -> None:
+        public_read: bool, sign_in_attempts: int, sign_in_window: int) -> None:
     """The farm in a browser, behind a login: jobs, frames, logs, submit and control, and its JSON API."""
     import os
 
     _need_web_extra()
     from httpov import web as web_ui
-    from httpov.web.auth import Gate, read_tokens
+    from httpov.web.auth import Gate, SignInLimit, read_tokens
 
-    gate = Gate(accounts, read_tokens(os.environ.get("HTTPOV_WEB_TOKENS"), token_file), public_read)
+    gate = Gate(accounts, read_tokens(os.environ.get("HTTPOV_WEB_TOKENS"), token_file), public_read,
+                SignInLimit(sign_in_attempts, sign_in_window))
     if public_read and not web_ui.is_loopback(host):
         click.echo(f"warning: --public-read on {host}, not a loopback address: whoever reaches it sees every job",
                    err=True)

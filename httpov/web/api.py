@@ -24,6 +24,13 @@ def web() -> Any:
     return current_app.extensions["httpov"]
 
 
+def wants_json() -> bool:
+    """API calls, images and scripts get JSON errors; a browser asking for a page gets a page."""
+    path = request.path
+    return (path.startswith("/api/") or path.endswith(".png") or path.endswith(".zip") or path.endswith(".mp4")
+            or "text/html" not in request.headers.get("Accept", ""))
+
+
 def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
     """Client.submit of an uploaded scene zip with the CLI's options from form fields; FieldError names the field."""
     errors: dict[str, str] = {}

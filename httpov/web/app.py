@@ -3,7 +3,9 @@ waitress server that runs it."""
 from __future__ import annotations
 
 import ipaddress
+import logging
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from httpov.errors import (
 from httpov.outage import NOTICE
 from httpov.text import shown
 from httpov.view import JobView
-from httpov.web.api import api
+from httpov.web.api import api, wants_json
 from httpov.web.auth import Gate
 from httpov.web.pages import pages
 from httpov.web.source import StatusSource
@@ -87,7 +89,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
                 csrf.protect()  # raises CSRFError: answered 403 below, nothing changed
             return None
         if g.user is None and not web.gate.public_read:
-            if _wants_json():
+            if wants_json():
                 return _refuse(401, "sign in first, or send Authorization: Bearer TOKEN")
             return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
         return None
@@ -127,7 +129,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
     def httpov_error(exc: HttpovError) -> Any:
         if isinstance(exc, BrokerUnavailableError):  # a Redis restart: the page keeps reloading until it is back
             message = f"{NOTICE} every {web.refresh} s: {exc}"
-            if not _wants_json():
+            if not wants_json():
                 return render_template("outage.html", message=message), 503
             return _refuse(503, message, exc.hint)
         code = 503
@@ -158,15 +160,8 @@ def eta_text(j: JobView) -> str:
     return j.state
 
 
-def _wants_json() -> bool:
-    """API calls, images and scripts get JSON errors; a browser asking for a page gets a page."""
-    path = request.path
-    return (path.startswith("/api/") or path.endswith(".png") or path.endswith(".zip") or path.endswith(".mp4")
-            or "text/html" not in request.headers.get("Accept", ""))
-
-
 def _refuse(code: int, message: str, hint: str | None = None) -> Any:
-    if _wants_json():
+    if wants_json():
         body: dict[str, Any] = {"error": shown(message)}
         if hint:
             body["hint"] = shown(hint)
@@ -184,11 +179,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _log_to_stderr() -> None:
+    """httpov.web's log lines (failed sign-ins) on stderr, with the time, as the server's other output."""
+    log = logging.getLogger("httpov.web")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s httpov web: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
 def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int = 512 * 1024**2,
           ready: Callable[[str], None] | None = None, threads: int = 8) -> None:
     """Serve the app with waitress until interrupted; `ready` is told the URL once it listens."""
     from waitress.server import create_server
 
+    _log_to_stderr()
     app = create_app(web, max_upload=max_upload)
     try:
         server = create_server(app, host=host, port=port, threads=threads, ident="httpov-web",

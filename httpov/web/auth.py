@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hmac
+import math
 import os
 import re
 import tempfile
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +19,9 @@ from httpov.errors import BadInputError
 _USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
 MIN_TOKEN = 16
+#: The sign-in limit's defaults (--sign-in-attempts, --sign-in-window): fail2ban's, 5 failures in 10 minutes.
+SIGN_IN_ATTEMPTS = 5
+SIGN_IN_WINDOW = 600
 
 
 def _hasher():
@@ -91,12 +99,96 @@ def read_tokens(env_value: str | None, path: Path | None) -> list[str]:
 
 
 @dataclass
+class Attempt:
+    """One sign-in attempt as the limit saw it: `wait` > 0 seconds when it is refused, else allowed and counted."""
+
+    wait: float
+    keys: tuple[str, ...] = ()
+    stamp: float = 0.0
+    failures: int = 0  # the most failures of any of its keys, this one included
+
+    @property
+    def retry_after(self) -> int:
+        return max(1, math.ceil(self.wait))
+
+
+class SignInLimit:
+    """At most `attempts` failed sign-ins for one account name and from one client address in any `window`
+    seconds: further attempts are refused, their password not checked, until the oldest of those failures is
+    `window` seconds old. A successful sign-in clears its account's count, not its address's (signing in to one's
+    own account buys no more guesses at another's). Kept in this process, behind a lock: waitress serves each
+    request on one of several threads, and the sessions are this process's too (its key is made at each start)."""
+
+    def __init__(self, attempts: int = SIGN_IN_ATTEMPTS, window: float = SIGN_IN_WINDOW,
+                 clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000) -> None:
+        if attempts < 1:
+            raise BadInputError(f"--sign-in-attempts must be at least 1, got {attempts}")
+        if window <= 0:
+            raise BadInputError(f"--sign-in-window must be more than 0 seconds, got {window}")
+        self.attempts, self.window, self.clock, self.max_keys = attempts, window, clock, max_keys
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()  # key -> times, least recent key first
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def keys(name: str, address: str | None) -> tuple[str, ...]:
+        """The counts an attempt is checked against: its account name (only a name that could be an account) and
+        its client address."""
+        keys = [f"address:{(address or '-')[:100]}"]
+        if _USER.match(name or ""):
+            keys.append(f"user:{name}")
+        return tuple(keys)
+
+    def _recent(self, key: str, now: float) -> deque[float] | None:
+        stamps = self._failures.get(key)
+        if stamps is None:
+            return None
+        while stamps and stamps[0] <= now - self.window:
+            stamps.popleft()
+        if not stamps:
+            del self._failures[key]
+            return None
+        return stamps
+
+    def attempt(self, keys: tuple[str, ...]) -> Attempt:
+        """Refused (`wait` > 0) when any key has its `attempts` failures in the window; else allowed and counted as
+        a failure right away, so that threads checking passwords at once cannot together pass the limit
+        (`succeeded` takes it back)."""
+        with self._lock:
+            now = self.clock()
+            recent = {key: self._recent(key, now) for key in keys}
+            wait = max((stamps[0] + self.window - now for stamps in recent.values()
+                        if stamps is not None and len(stamps) >= self.attempts), default=0.0)
+            if wait > 0:
+                return Attempt(wait, keys)
+            failures = 0
+            for key in keys:
+                stamps = self._failures.setdefault(key, deque())
+                stamps.append(now)
+                self._failures.move_to_end(key)
+                failures = max(failures, len(stamps))
+            while len(self._failures) > self.max_keys:  # a flood of names or addresses: forget the least recent
+                self._failures.popitem(last=False)
+            return Attempt(0.0, keys, now, failures)
+
+    def succeeded(self, attempt: Attempt) -> None:
+        """The password was right: the attempt is no failure, and its account's count starts again."""
+        with self._lock:
+            for key in attempt.keys:
+                stamps = self._failures.get(key)
+                if key.startswith("user:"):
+                    self._failures.pop(key, None)
+                elif stamps is not None and attempt.stamp in stamps:
+                    stamps.remove(attempt.stamp)
+
+
+@dataclass
 class Gate:
     """Accounts, tokens and whether reading is public: what each request is checked against."""
 
     accounts_file: Path | None = None
     tokens: list[str] = field(default_factory=list)
     public_read: bool = False
+    limit: SignInLimit = field(default_factory=SignInLimit)
 
     def accounts(self) -> dict[str, str]:
         """Read on each login, so users the operator adds or removes count without a restart."""

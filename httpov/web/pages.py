@@ -2,18 +2,33 @@
 thumbnails as images. Templates escape every value; the pages' script only ever sets text, never markup."""
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, send_file, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    session,
+    url_for,
+)
 
 from httpov.errors import BadInputError, FieldError, JobStateError
-from httpov.web.api import CONTROLS, control, delete, set_priority, submit_upload, web
+from httpov.text import shown
+from httpov.web.api import CONTROLS, control, delete, set_priority, submit_upload, wants_json, web
 from httpov.web.source import GRID_THUMB_SIZE, job_id
 
 pages = Blueprint("pages", __name__)
+log = logging.getLogger("httpov.web")
 STATES = ("queued", "running", "paused", "done", "failed", "cancelled")
 
 
@@ -90,12 +105,33 @@ def login():
     error = ""
     if request.method == "POST":
         name = request.form.get("user", "")
+        address = request.remote_addr or "-"
+        attempt = gate.limit.attempt(gate.limit.keys(name, address))
+        if attempt.wait:  # refused before the password is looked at, right or wrong
+            return _too_many(attempt.retry_after)
         if gate.login(name, request.form.get("password", "")):
+            gate.limit.succeeded(attempt)
             session.clear()
             session["user"] = name
             return redirect(_local(request.args.get("next")))
+        # the name is data: repr() writes out quotes and control characters, so one line stays one line
+        limit = gate.limit
+        log.warning("failed sign-in as %s from %s (%d of %d in %g s%s)", shown(repr(name[:80])), shown(address),
+                    attempt.failures, limit.attempts, limit.window,
+                    "; the next ones are refused" if attempt.failures >= limit.attempts else "")
         error = "wrong user name or password"
     return render_template("login.html", error=error), 401 if error else 200
+
+
+def _too_many(retry_after: int) -> tuple[Response | str, int, dict[str, str]]:
+    """429 with when to try again: the sign-in page for a browser, JSON for a script."""
+    at = time.strftime("%H:%M:%S", time.localtime(time.time() + retry_after))
+    error = (f"too many failed sign-ins for this user or from this address: try again in {retry_after} s "
+             f"(at {at})")
+    headers = {"Retry-After": str(retry_after)}
+    if wants_json():
+        return jsonify({"error": error, "retry_after": retry_after}), 429, headers
+    return render_template("login.html", error=error), 429, headers
 
 
 @pages.post("/logout")

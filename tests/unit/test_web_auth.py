@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.errors import BadInputError
-from httpov.web.auth import Gate, read_accounts, read_tokens
+from httpov.web.auth import Gate, SignInLimit, read_accounts, read_tokens
 
 
 def test_web_user_add_writes_an_argon2_hash_that_signs_in_and_changes_a_password(tmp_path):
@@ -45,3 +47,78 @@ def test_bad_names_passwords_lines_and_tokens_are_refused(tmp_path):
     gate = Gate(None, read_tokens(f"{token}, ", tmp_path / "tokens"))
     assert gate.token_ok(f"Bearer {token}") and gate.token_ok(f"Bearer {'u' * 20}")
     assert not gate.token_ok(f"Bearer {token}x") and not gate.token_ok(token) and not gate.token_ok(None)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_sign_in_limit_refuses_the_sixth_failure_until_the_window_passes():
+    clock = Clock()
+    limit = SignInLimit(5, 600, clock)
+    alice = limit.keys("alice", "192.0.2.1")
+    for n in range(1, 6):
+        attempt = limit.attempt(alice)
+        assert attempt.wait == 0 and attempt.failures == n
+        clock.now += 10
+    refused = limit.attempt(alice)
+    assert refused.wait == 600 - 50 and refused.retry_after == 550
+    assert limit.attempt(limit.keys("alice", "192.0.2.2")).wait == 550  # the account, from another address
+    assert limit.attempt(limit.keys("bob", "192.0.2.1")).wait == 550  # the address, for another account
+    assert limit.attempt(limit.keys("bob", "192.0.2.2")).wait == 0
+    clock.now += 550  # the first failure is 600 s old: one more attempt, refused again until the second is
+    assert limit.attempt(alice).wait == 0
+    assert limit.attempt(alice).wait == 10
+    clock.now += 600
+    assert limit.attempt(alice).failures == 1  # all forgotten
+
+
+def test_a_successful_sign_in_clears_its_accounts_count_but_not_its_addresss():
+    clock = Clock()
+    limit = SignInLimit(3, 600, clock)
+    for address in ("192.0.2.1", "192.0.2.2"):
+        limit.attempt(limit.keys("alice", address))
+    good = limit.attempt(limit.keys("alice", "192.0.2.3"))
+    assert good.failures == 3
+    limit.succeeded(good)
+    assert limit.attempt(limit.keys("alice", "192.0.2.4")).failures == 1
+    own = limit.attempt(limit.keys("mallory", "192.0.2.9"))
+    limit.attempt(limit.keys("bob", "192.0.2.9"))
+    limit.succeeded(own)  # mallory's own account: her address keeps the failure at bob's
+    assert limit.attempt(limit.keys("carol", "192.0.2.9")).failures == 2
+    assert limit.attempt(limit.keys("dave", "192.0.2.9")).failures == 3
+    assert limit.attempt(limit.keys("erin", "192.0.2.9")).wait > 0
+
+
+def test_threads_signing_in_at_once_get_no_more_attempts_than_the_limit():
+    limit = SignInLimit(5, 600)
+    barrier = threading.Barrier(40)
+
+    def one(_: int) -> bool:
+        barrier.wait()
+        return limit.attempt(limit.keys("alice", "192.0.2.1")).wait == 0
+
+    with ThreadPoolExecutor(40) as pool:
+        allowed = list(pool.map(one, range(40)))
+    assert allowed.count(True) == 5
+
+
+def test_names_that_cannot_be_accounts_count_only_against_their_address_and_the_table_is_bounded():
+    limit = SignInLimit(5, 600, Clock(), max_keys=100)
+    assert limit.keys("x" * 65, "192.0.2.1") == ("address:192.0.2.1",)
+    assert limit.keys("alice", "a" * 500) == ("address:" + "a" * 100, "user:alice")
+    for n in range(300):
+        limit.attempt(limit.keys(f"user{n}", f"192.0.2.{n}"))
+    assert len(limit._failures) == 100
+    with pytest.raises(BadInputError, match="at least 1"):
+        SignInLimit(0, 600)
+
+
+def test_the_cli_defaults_are_the_limits():
+    params = {p.name: p.default for p in cli.commands["web"].params}
+    limit = SignInLimit()
+    assert (params["sign_in_attempts"], params["sign_in_window"]) == (limit.attempts, limit.window)

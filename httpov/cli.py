@@ -243,6 +243,10 @@ _ACCOUNTS = click.option("--accounts", type=click.Path(path_type=Path), envvar="
               help="A file of bearer tokens for scripts, one a line (also: HTTPOV_WEB_TOKENS).")
 @click.option("--public-read", is_flag=True, help="Let anyone who reaches the page read it; control still needs "
               "a signed-in user or a token.")
+@click.option("--behind-proxy", is_flag=True, envvar="HTTPOV_WEB_BEHIND_PROXY",
+              help="A TLS proxy (nginx, caddy) is in front: trust its X-Forwarded-For, -Proto and -Host (the "
+              "client's address for the sign-in limit; https makes the session cookie Secure). Without it they are "
+              "ignored. Let only the proxy reach the port.")
 @click.option("--sign-in-attempts", type=click.IntRange(min=1), default=5, show_default=True,
               envvar="HTTPOV_WEB_SIGN_IN_ATTEMPTS",
               help="Failed sign-ins for one user or from one address, within --sign-in-window, after which "
@@ -251,7 +255,7 @@ _ACCOUNTS = click.option("--accounts", type=click.Path(path_type=Path), envvar="
               envvar="HTTPOV_WEB_SIGN_IN_WINDOW", help="Seconds the failed sign-ins are counted over.")
 @click.pass_context
 def web(ctx: click.Context, host: str, port: int, refresh: int, accounts: Path, token_file: Path | None,
-        public_read: bool, sign_in_attempts: int, sign_in_window: int) -> None:
+        public_read: bool, behind_proxy: bool, sign_in_attempts: int, sign_in_window: int) -> None:
     """The farm in a browser, behind a login: jobs, frames, logs, submit and control, and its JSON API."""
     import os
 
@@ -264,7 +268,10 @@ def web(ctx: click.Context, host: str, port: int, refresh: int, accounts: Path, 
     if public_read and not web_ui.is_loopback(host):
         click.echo(f"warning: --public-read on {host}, not a loopback address: whoever reaches it sees every job",
                    err=True)
-    web_ui.serve(ctx.obj, gate, host, port, refresh,
+    if behind_proxy and not web_ui.is_loopback(host):
+        click.echo(f"warning: --behind-proxy on {host}, not a loopback address: whoever reaches this port without "
+                   "the proxy can choose the address the sign-in limit counts; let only the proxy reach it", err=True)
+    web_ui.serve(ctx.obj, gate, host, port, refresh, behind_proxy=behind_proxy,
                  ready=lambda url: click.echo(f"httpov web on {url} (Ctrl-C stops it)"))
 
 

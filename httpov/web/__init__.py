@@ -14,7 +14,7 @@ from httpov.web.source import StatusSource
 __all__ = ["Gate", "StatusSource", "Web", "create_app", "is_loopback", "open_web", "serve"]
 
 
-def open_web(settings: Settings, gate: Gate, refresh: int = 3) -> Web:
+def open_web(settings: Settings, gate: Gate, refresh: int = 3, behind_proxy: bool = False) -> Web:
     """The app's collaborators from the settings: one Client (its JobStore honours HTTPOV_REDIS_CA) and its views."""
     from httpov.client import Client
 
@@ -22,15 +22,16 @@ def open_web(settings: Settings, gate: Gate, refresh: int = 3) -> Web:
         raise BadInputError(f"--refresh must be at least 1 second, got {refresh}")
     client = Client(settings)
     client.store.ping()
-    return Web(client=client, source=StatusSource(client.store, lambda: client.storage), gate=gate, refresh=refresh)
+    return Web(client=client, source=StatusSource(client.store, lambda: client.storage), gate=gate, refresh=refresh,
+               behind_proxy=behind_proxy)
 
 
 def serve(settings: Settings, gate: Gate, host: str = "127.0.0.1", port: int = 8080, refresh: int = 3,
-          ready: Callable[[str], None] | None = None) -> None:
+          ready: Callable[[str], None] | None = None, behind_proxy: bool = False) -> None:
     """Serve the web interface until interrupted; `ready` is told its URL once it listens."""
     if not gate.public_read and not gate.anyone_can_sign_in:
         where = gate.accounts_file or Path("ACCOUNTS")
         raise BadInputError("nobody could use this page: there is no account, no web token and no --public-read",
                             hint=f"add a user with `httpov web-user add NAME --accounts {where}`, set "
                                  "HTTPOV_WEB_TOKENS, or pass --public-read for a read-only page")
-    _serve(open_web(settings, gate, refresh), host, port, settings.max_scene_bytes, ready)
+    _serve(open_web(settings, gate, refresh, behind_proxy), host, port, settings.max_scene_bytes, ready)

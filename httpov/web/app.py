@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
 
@@ -47,6 +48,15 @@ class Web:
     source: StatusSource
     gate: Gate
     refresh: int = 3
+    behind_proxy: bool = False  # trust one proxy's X-Forwarded-For, -Proto and -Host (see `serve`)
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """The session cookie is Secure whenever the request came over https (a TLS proxy's X-Forwarded-Proto, when
+    `--behind-proxy` trusts it): a browser then never sends it over plain http. Over plain http it cannot be."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
 
 
 def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 * 1024**2) -> Flask:
@@ -57,6 +67,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
         WTF_CSRF_CHECK_DEFAULT=False,  # checked below, for cookie sessions only (a bearer token is not ambient)
         WTF_CSRF_TIME_LIMIT=None, MAX_CONTENT_LENGTH=max_upload, JSON_SORT_KEYS=False,
     )
+    app.session_interface = _SessionInterface()
     app.extensions["httpov"] = web
     app.jinja_env.globals["eta_text"] = eta_text
     # every value a template prints: control characters written out (httpov.text.shown), then HTML-escaped
@@ -179,6 +190,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: What `--behind-proxy` trusts of the one proxy in front: the client's address, the scheme and the host it asked for.
+PROXY_HEADERS = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+
+
 def _log_to_stderr() -> None:
     """httpov.web's log lines (failed sign-ins) on stderr, with the time, as the server's other output."""
     log = logging.getLogger("httpov.web")
@@ -192,14 +207,22 @@ def _log_to_stderr() -> None:
 
 def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int = 512 * 1024**2,
           ready: Callable[[str], None] | None = None, threads: int = 8) -> None:
-    """Serve the app with waitress until interrupted; `ready` is told the URL once it listens."""
+    """Serve the app with waitress until interrupted; `ready` is told the URL once it listens.
+
+    Waitress drops every X-Forwarded-* and Forwarded header, so a client cannot choose the address the sign-in
+    limit counts; with `web.behind_proxy` it takes the client's address, scheme and host from the last hop of the
+    PROXY_HEADERS (what the one proxy in front added) and drops the rest."""
     from waitress.server import create_server
 
     _log_to_stderr()
     app = create_app(web, max_upload=max_upload)
+    proxy: dict[str, Any] = {}
+    if web.behind_proxy:
+        proxy = {"trusted_proxy": "*", "trusted_proxy_count": 1, "trusted_proxy_headers": PROXY_HEADERS}
     try:
         server = create_server(app, host=host, port=port, threads=threads, ident="httpov-web",
-                               max_request_body_size=max_upload + 1024**2, clear_untrusted_proxy_headers=True)
+                               max_request_body_size=max_upload + 1024**2, clear_untrusted_proxy_headers=True,
+                               **proxy)
     except OSError as exc:
         raise HttpovError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                           hint="pick another --port, or stop what is using this one") from None

@@ -1,0 +1,191 @@
+"""`httpov web`'s sign-in limit and `--behind-proxy`, against a real server process (waitress) and plain HTTP
+requests: the sixth failed sign-in is refused even with the right password, until the window has passed; the address
+counted is the connection's unless a proxy is trusted, and then only the hop the proxy added; over https the session
+cookie is Secure."""
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from httpov.local import free_port, stop_worker, worker_env
+from httpov.settings import Settings
+from tests.conftest import wait_for
+
+PASSWORD = "correct horse battery"
+# a name is data: quotes, a newline and a terminal escape must not forge or colour a log line
+HOSTILE = "evil' from 10.9.9.9 (1 of 5 in 600 s)\nforged line \x1b[31mred"
+
+
+class Server:
+    """One `httpov web` process (its own accounts file, with alice) and requests to it, no cookie jar."""
+
+    def __init__(self, tmp: Path, settings: Settings, *args: str) -> None:
+        from httpov.web.auth import add_user
+
+        self.accounts = tmp / "accounts"
+        add_user(self.accounts, "alice", PASSWORD)
+        self.port = free_port()
+        self.log = tmp / f"web-{self.port}.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "httpov.cli", "web", "--port", str(self.port),
+                                      "--accounts", str(self.accounts), *args], env=worker_env(settings),
+                                     stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+        def up() -> bool:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                return self.http("GET", "/login")[0] == 200
+            except OSError:
+                return False
+        wait_for(up, 30, "httpov web to answer")
+
+    def stop(self) -> None:
+        stop_worker(self.proc, grace=10.0)
+        print(self.log.read_text(errors="replace")[-3000:])
+
+    def http(self, method: str, path: str, headers: dict[str, str] | None = None,
+             body: bytes | None = None) -> tuple[int, http.client.HTTPMessage, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.headers, response.read().decode()
+        finally:
+            conn.close()
+
+    def sign_in(self, name: str, password: str, headers: dict[str, str] | None = None,
+                html: bool = True) -> tuple[int, http.client.HTTPMessage, str]:
+        """The sign-in form as a browser (or a script) sends it: the page for its cookie and CSRF token, then the
+        POST; `headers` go with both (X-Forwarded-* as a proxy adds them)."""
+        headers = dict(headers or {})
+        status, got, page = self.http("GET", "/login", headers)
+        assert status == 200, page
+        cookie = got["Set-Cookie"].split(";")[0]
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert token, page
+        form = f"csrf_token={token.group(1)}&user={_quote(name)}&password={_quote(password)}".encode()
+        headers.update({"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+        if html:
+            headers["Accept"] = "text/html"
+        return self.http("POST", "/login", headers, form)
+
+    def log_lines(self) -> list[str]:
+        return self.log.read_text(errors="replace").splitlines()
+
+
+def _quote(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="")
+
+
+def cookie_flags(headers: http.client.HTTPMessage) -> set[str]:
+    """The attributes of the session cookie a response sets: {'httponly', 'samesite=lax', ...}."""
+    cookie = headers["Set-Cookie"]
+    assert cookie and cookie.startswith("httpov_session="), cookie
+    return {part.strip().lower() for part in cookie.split(";")[1:]}
+
+
+@pytest.fixture
+def start(tmp_path: Path, settings: Settings) -> Iterator:
+    servers: list[Server] = []
+
+    def start(*args: str) -> Server:
+        folder = tmp_path / f"server{len(servers)}"
+        folder.mkdir()
+        servers.append(Server(folder, settings, *args))
+        return servers[-1]
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_the_sixth_sign_in_is_refused_even_with_the_right_password_until_the_window_has_passed(start):
+    server = start("--sign-in-window", "10")
+    for _ in range(5):
+        status, _, page = server.sign_in("alice", "not the password")
+        assert status == 401 and "wrong user name or password" in page
+    status, headers, page = server.sign_in("alice", PASSWORD)  # right, and refused: the password is not checked
+    assert status == 429, page
+    retry = int(headers["Retry-After"])
+    assert 1 <= retry <= 10
+    assert re.search(r'id="login-error">too many failed sign-ins for this user or from this address: '
+                     rf"try again in {retry} s \(at \d\d:\d\d:\d\d\)<", page), page
+    status, headers, body = server.sign_in("alice", PASSWORD, html=False)  # a script is answered JSON
+    assert status == 429 and headers["Content-Type"] == "application/json"
+    answer = json.loads(body)
+    assert "try again in" in answer["error"] and 1 <= answer["retry_after"] <= 10
+    assert server.sign_in("bob", "not the password")[0] == 429  # the address too, whatever the name
+    failures = [line for line in server.log_lines() if "failed sign-in" in line]
+    assert len(failures) == 5 and "as 'alice' from 127.0.0.1 (5 of 5 in 10 s; the next ones are refused)" \
+        in failures[-1], failures
+
+    time.sleep(answer["retry_after"])  # the server's own word for when the window has passed
+    status, headers, _ = server.sign_in("alice", PASSWORD)
+    assert status == 302 and headers["Location"] == "/"
+    signed_in = {"Cookie": headers["Set-Cookie"].split(";")[0], "Accept": "application/json"}
+    assert server.http("GET", "/api/jobs", signed_in)[0] == 200
+
+
+def test_a_forged_x_forwarded_for_is_ignored_without_behind_proxy(start):
+    server = start()
+    for n in range(5):  # five addresses a client claims, five names: still one connection's address
+        forged = {"X-Forwarded-For": f"198.51.100.{n}", "Forwarded": f"for=198.51.100.{n}",
+                  "X-Real-IP": f"198.51.100.{n}"}
+        assert server.sign_in(f"user{n}", "not the password", forged)[0] == 401
+    status, _, page = server.sign_in("alice", PASSWORD, {"X-Forwarded-For": "198.51.100.99"})
+    assert status == 429 and "too many failed sign-ins" in page
+    failures = [line for line in server.log_lines() if "failed sign-in" in line]
+    assert len(failures) == 5 and all(" from 127.0.0.1 " in line for line in failures), failures
+    # and a forwarded https does not make the cookie Secure (the request was plain http); its other flags hold
+    status, headers, _ = server.http("GET", "/login", {"X-Forwarded-Proto": "https"})
+    assert status == 200 and cookie_flags(headers) == {"httponly", "path=/", "samesite=lax"}
+
+
+def test_behind_proxy_counts_the_address_the_proxy_added_and_a_good_sign_in_clears_its_account(start):
+    server = start("--behind-proxy")
+    for n in range(5):  # whatever a client sends first, the proxy's own hop (the last one) is the address
+        hop = {"X-Forwarded-For": f"198.51.100.{n}, 203.0.113.7"}
+        assert server.sign_in(HOSTILE if n == 0 else f"user{n}", "not the password", hop)[0] == 401
+    status, _, page = server.sign_in("alice", PASSWORD, {"X-Forwarded-For": "198.51.100.9, 203.0.113.7"})
+    assert status == 429 and "too many failed sign-ins" in page
+    assert server.sign_in("alice", PASSWORD, {"X-Forwarded-For": "203.0.113.8"})[0] == 302  # another client
+
+    def at(n: int) -> dict[str, str]:
+        return {"X-Forwarded-For": f"192.0.2.{n}"}  # one address each: only the account's count adds up
+    for n in range(4):
+        assert server.sign_in("alice", "not the password", at(n))[0] == 401
+    assert server.sign_in("alice", PASSWORD, at(4))[0] == 302  # clears alice's four failures
+    for n in range(5, 10):
+        assert server.sign_in("alice", "not the password", at(n))[0] == 401
+    assert server.sign_in("alice", PASSWORD, at(10))[0] == 429  # five new failures: alice is refused again
+
+    log = server.log_lines()
+    failures = [line for line in log if "failed sign-in" in line]
+    assert len(failures) == 5 + 4 + 5 and all(" from 203.0.113.7 " in line for line in failures[:5]), failures
+    assert "failed sign-in as \"evil' from 10.9.9.9 (1 of 5 in 600 s)\\nforged line \\x1b[31mred\" from " \
+        "203.0.113.7 (1 of 5 in 600 s)" in failures[0], failures[0]
+    assert not any(line.startswith("forged") for line in log) and "\x1b" not in server.log.read_text()
+
+
+def test_behind_proxy_over_https_makes_the_session_cookie_secure(start):
+    server = start("--behind-proxy")
+    https = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "farm.example", "X-Forwarded-For": "203.0.113.9",
+             "Referer": "https://farm.example/login"}  # Flask-WTF checks an https POST comes from this site
+    status, headers, _ = server.http("GET", "/login", https)
+    assert status == 200 and cookie_flags(headers) == {"secure", "httponly", "path=/", "samesite=lax"}
+    status, headers, page = server.sign_in("alice", PASSWORD, https)
+    assert status == 302, page
+    assert cookie_flags(headers) == {"secure", "httponly", "path=/", "samesite=lax"}
+    signed_in = {**https, "Cookie": headers["Set-Cookie"].split(";")[0], "Accept": "application/json"}
+    assert server.http("GET", "/api/jobs", signed_in)[0] == 200
+    # the proxy says plain http: the browser would drop a Secure cookie, so it is not one
+    status, headers, _ = server.http("GET", "/login", {"X-Forwarded-Proto": "http"})
+    assert status == 200 and cookie_flags(headers) == {"httponly", "path=/", "samesite=lax"}

@@ -133,7 +133,9 @@ def test_cancel_pause_and_status_never_import_celery(tmp_path, settings, client)
 
 def test_priority_moves_a_queued_jobs_batches_up_or_down(tmp_path, settings, client, workers):
     scene = write_scene(tmp_path / "pq", TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF3\n")
-    first, second, third = (client.submit(scene, count=1, name=name) for name in ("first", "second", "third"))
+    # three users, so each job keeps its whole window (one user's jobs would split theirs: test_fair_share.py)
+    first, second, third = (client.submit(scene, count=1, name=name, user=name)
+                            for name in ("first", "second", "third"))
     lowered = _cli(settings, "priority", first.spec.id, "1")
     assert lowered.exit_code == 0 and "3 queued batch(es) moved" in lowered.output
     assert _cli(settings, "priority", third.spec.id, "9").exit_code == 0

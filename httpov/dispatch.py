@@ -5,8 +5,9 @@ Redis. The render process that finishes a batch tops its job's window up in the 
 every live job. Jobs at the same priority then take turns in the queue instead of the first one holding every render
 process until it ends, and each takes render processes in proportion to its window (batches are served in the order
 they were queued, and each one done is replaced at the back of the queue). The windows share between users first,
-then between their jobs: at each priority every user with live jobs gets the same budget (WINDOW_FACTOR x the render
-processes of the live nodes), split between that user's jobs there, a job's --max-processes leaving the rest of its
+then between their jobs: on each queue and at each priority every user with live jobs gets the same budget
+(WINDOW_FACTOR x the render processes that take that queue's batches: every live node's for the default queue, its
+nodes' for a render pool's), split between that user's jobs there, a job's --max-processes leaving the rest of its
 part to the user's other jobs.
 """
 from __future__ import annotations
@@ -66,10 +67,10 @@ def enqueue(celery: Celery, spec: JobSpec, batch_ids: Iterable[str], queue: str,
     return sent
 
 
-def window(store: JobStore, lease_seconds: float) -> int:
-    """How many of a job's batches may be queued or running at once: WINDOW_FACTOR x the render processes of the
-    nodes seen in the last three leases."""
-    return math.ceil(WINDOW_FACTOR * max(MIN_PROCESSES, store.live_processes(within=max(3 * lease_seconds, 10.0))))
+def budget(processes: int) -> int:
+    """One user's window slots at one priority on a queue served by `processes` render processes: WINDOW_FACTOR x
+    them (MIN_PROCESSES while no render node has said how many it runs)."""
+    return math.ceil(WINDOW_FACTOR * max(MIN_PROCESSES, processes))
 
 
 def split(budget: int, caps: list[int]) -> list[int]:
@@ -91,21 +92,29 @@ def split(budget: int, caps: list[int]) -> list[int]:
 
 
 def windows(store: JobStore, lease_seconds: float, also: str | None = None) -> dict[str, int]:
-    """Every live job's window (and job `also`'s, not yet listed while it is submitted): at each priority, each
-    user's budget split between the user's jobs (see the module's docstring). The budget grows to the most jobs one
-    user has at one priority, so each job keeps at least one batch queued."""
+    """Every live job's window (and job `also`'s, not yet listed while it is submitted): on each queue (the default
+    one, or a render pool's) and at each priority, each user's budget split between the user's jobs (see the
+    module's docstring). The budget counts the render processes that take the queue's batches (every node takes the
+    default queue's; a pool's, only its nodes), and grows to the most jobs one user has there, so each job keeps at
+    least one batch queued."""
     ids = store.active_ids()
     if also is not None and also not in ids:
         ids.append(also)
     shares = store.shares(ids)
-    groups: dict[tuple[int, str], list[str]] = defaultdict(list)
-    for job_id in sorted(shares, key=lambda j: shares[j][2]):
-        user, priority, _, _ = shares[job_id]
-        groups[(priority, user)].append(job_id)
-    budget = max([window(store, lease_seconds), *map(len, groups.values())])
+    groups: dict[tuple[str, int, str], list[str]] = defaultdict(list)
+    for job_id in sorted(shares, key=lambda j: shares[j].created):
+        share = shares[job_id]
+        groups[(share.queue, share.priority, share.user)].append(job_id)
+    within = max(3 * lease_seconds, 10.0)
+    everyone = store.live_processes(within)
+    pools = store.pool_processes(within) if any(queue for queue, _, _ in groups) else {}
+    most: dict[str, int] = defaultdict(int)
+    for (queue, _, _), jobs in groups.items():
+        most[queue] = max(most[queue], len(jobs))
     out: dict[str, int] = {}
-    for jobs in groups.values():
-        out.update(zip(jobs, split(budget, [shares[job_id][3] for job_id in jobs])))
+    for (queue, _, _), jobs in groups.items():
+        processes = pools.get(queue.rpartition(".pool.")[2], 0) if queue else everyone
+        out.update(zip(jobs, split(max(budget(processes), most[queue]), [shares[j].max_processes for j in jobs])))
     return out
 
 
@@ -173,7 +182,9 @@ def make_room(celery: Celery, store: JobStore, job_id: str, queue: str, lease_se
         return 0
     taken = 0
     for other, part in shares.items():
-        if other == job_id or other not in info or info[other][:2] != info[job_id][:2]:
+        mine = info[job_id]
+        if other == job_id or other not in info or (info[other].user, info[other].priority, info[other].queue) != (
+                mine.user, mine.priority, mine.queue):
             continue
         surplus = store.window_size(other) - part
         if surplus > 0:

@@ -5,8 +5,9 @@ import hashlib
 import json
 import secrets
 import time
+from collections import defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -236,6 +237,17 @@ return 1
 """
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
+
+
+class Share(NamedTuple):
+    """What fair share reads of a job (httpov.dispatch.windows)."""
+
+    user: str
+    priority: int
+    created: float
+    max_processes: int  # 0: no cap
+    queue: str  # '' for the default queue, else its render pool's
+
 
 
 class JobStore:
@@ -636,17 +648,33 @@ class JobStore:
             return sum(int(c) for c in counts if c)
         return self._call(run)
 
-    def shares(self, job_ids: list[str]) -> dict[str, tuple[str, int, float, int]]:
-        """What fair share needs of each job: (user, priority, created, --max-processes); jobs gone are left out."""
+    def pool_processes(self, within: float) -> dict[str, int]:
+        """Render processes of each render pool's nodes seen in the last `within` seconds."""
+        def run() -> dict[str, int]:
+            nodes = self.r.zrangebyscore(f"{self.p}:nodes", time.time() - within, "+inf")
+            if not nodes:
+                return {}
+            counts = self.r.hmget(f"{self.p}:node_processes", nodes)
+            pools = self.r.hmget(f"{self.p}:node_pools", nodes)
+            out: dict[str, int] = defaultdict(int)
+            for count, listed in zip(counts, pools):
+                for pool in (listed or "").split(","):
+                    if pool and count:
+                        out[pool] += int(count)
+            return dict(out)
+        return self._call(run)
+
+    def shares(self, job_ids: list[str]) -> dict[str, Share]:
+        """What fair share needs of each live job (see Share); jobs gone are left out."""
         def run() -> list[Any]:
             pipe = self.r.pipeline()
             for job_id in job_ids:
-                pipe.hmget(self._k(job_id), "user", "priority", "created", "max_processes")
+                pipe.hmget(self._k(job_id), "user", "priority", "created", "max_processes", "queue")
             return pipe.execute()
-        out: dict[str, tuple[str, int, float, int]] = {}
-        for job_id, (user, priority, created, cap) in zip(job_ids, self._call(run)):
+        out: dict[str, Share] = {}
+        for job_id, (user, priority, created, cap, queue) in zip(job_ids, self._call(run)):
             if created is not None:  # (a record from before it held its priority shares at priority 0)
-                out[job_id] = (user or "", int(priority or 0), float(created), int(cap or 0))
+                out[job_id] = Share(user or "", int(priority or 0), float(created), int(cap or 0), queue or "")
         return out
 
     def top_up(self, job_id: str, limit: int) -> tuple[str, list[str]]:

@@ -149,6 +149,20 @@ def test_windows_split_each_users_budget_between_their_jobs_at_each_priority(tmp
     assert shares[b1] == 4
 
 
+def test_a_pool_jobs_window_counts_the_render_processes_of_its_pool_only(tmp_path, settings, client):
+    from httpov.dispatch import windows
+
+    client.store.heartbeat("plain@a", 2, [])
+    client.store.heartbeat("big@b", 20, ["big"])  # takes the default queue's batches too
+    scene = write_scene(tmp_path / "pw", TINY_ANIMATION, TINY)
+    anywhere = client.submit(scene, frames=40, count=1).spec.id
+    big = client.submit(scene, frames=40, count=1, pool="big").spec.id
+    small = client.submit(scene, frames=40, count=1, pool="small").spec.id  # no live node: the minimum
+    assert windows(client.store, settings.lease_seconds) == {anywhere: 33, big: 30, small: 3}
+    big2 = client.submit(scene, frames=40, count=1, pool="big").spec.id  # same user and pool: the pool's budget split
+    assert windows(client.store, settings.lease_seconds) == {anywhere: 33, big: 15, big2: 15, small: 3}
+
+
 def _queued(client, settings) -> dict[str, list[str]]:
     """Each job's batches waiting in Celery's queue (kombu's Redis lists), the next to be taken first."""
     from httpov.dispatch import _priority_lists

@@ -200,8 +200,6 @@ class Client:
         """Record the job unlisted with its batches pending, queue its first window of them (the render nodes top it
         up as batches end: httpov.dispatch), then list it; an interrupted submit (Ctrl-C, an error) fails the job
         so nodes drop what was queued, and a client that dies lets its submit lease run out."""
-        from httpov.dispatch import job_window, make_room
-
         # a slice waiting for its frame's radiosity pre-pass is put on the pending list by that pre-pass
         self.store.create(spec, user=user, queue=queue, max_processes=max_processes,
                           pending=waiting_for_prepass(spec, spec.batches), max_nodes=max_nodes)
@@ -211,9 +209,7 @@ class Client:
             sent[0] = count
             self.store.keep_submitting(spec.id)
         try:
-            make_room(self.celery, self.store, spec.id, self.settings.queue, self.settings.lease_seconds)
-            _, first = self.store.top_up(spec.id, job_window(self.store, self.settings.lease_seconds, spec.id))
-            sent[0] = self._send(spec, first, sending)
+            sent[0] = self._top_up(spec, sending)
             self.store.publish(spec.id)
         except BaseException as exc:
             with contextlib.suppress(Exception):  # Redis gone too: the submit lease runs out instead
@@ -427,13 +423,14 @@ class Client:
         return sweep(self.celery, self.store, self.settings.queue, self.settings.lease_seconds,
                      self.settings.max_attempts, self.settings.sweep_seconds, node)
 
-    def _top_up(self, spec: JobSpec) -> int:
-        """Send the job's next pending batches until its window is full; answers how many were sent."""
-        from httpov.dispatch import job_window, make_room
+    def _top_up(self, spec: JobSpec, on_sent: Callable[[int], None] | None = None) -> int:
+        """The job joins its user's jobs (dispatch.make_room): send its next pending batches until its window is
+        full; answers how many were sent."""
+        from httpov.dispatch import make_room
 
-        make_room(self.celery, self.store, spec.id, self.settings.queue, self.settings.lease_seconds)
-        _, batch_ids = self.store.top_up(spec.id, job_window(self.store, self.settings.lease_seconds, spec.id))
-        return self._send(spec, batch_ids)
+        part = make_room(self.celery, self.store, spec.id, self.settings.queue, self.settings.lease_seconds)
+        _, batch_ids = self.store.top_up(spec.id, part)
+        return self._send(spec, batch_ids, on_sent)
 
     def _send(self, spec: JobSpec, batch_ids: list[str], on_sent: Callable[[int], None] | None = None,
               requeued: bool = False) -> int:

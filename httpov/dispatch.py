@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from httpov.jobs import JobStore
+from httpov.jobs import JobStore, Share
 from httpov.plan import Batch, JobSpec
 from httpov.sweep import reap, take_queued, unsent
 
@@ -97,17 +97,24 @@ def windows(store: JobStore, lease_seconds: float, also: str | None = None) -> d
     module's docstring). The budget counts the render processes that take the queue's batches (every node takes the
     default queue's; a pool's, only its nodes), and grows to the most jobs one user has there, so each job keeps at
     least one batch queued."""
+    return _windows(store, lease_seconds, also)[1]
+
+
+def _group(share: Share) -> tuple[str, int, str]:
+    """The jobs that split one budget: one user's, on one queue, at one priority."""
+    return share.queue, share.priority, share.user
+
+
+def _windows(store: JobStore, lease_seconds: float, also: str | None) -> tuple[dict[str, Share], dict[str, int]]:
+    """windows(), with the shares it read."""
     ids = store.active_ids()
     if also is not None and also not in ids:
         ids.append(also)
     shares = store.shares(ids)
     groups: dict[tuple[str, int, str], list[str]] = defaultdict(list)
     for job_id in sorted(shares, key=lambda j: shares[j].created):
-        share = shares[job_id]
-        groups[(share.queue, share.priority, share.user)].append(job_id)
-    within = max(3 * lease_seconds, 10.0)
-    everyone = store.live_processes(within)
-    pools = store.pool_processes(within) if any(queue for queue, _, _ in groups) else {}
+        groups[_group(shares[job_id])].append(job_id)
+    everyone, pools = store.render_processes(within=max(3 * lease_seconds, 10.0))
     most: dict[str, int] = defaultdict(int)
     for (queue, _, _), jobs in groups.items():
         most[queue] = max(most[queue], len(jobs))
@@ -115,7 +122,7 @@ def windows(store: JobStore, lease_seconds: float, also: str | None = None) -> d
     for (queue, _, _), jobs in groups.items():
         processes = pools.get(queue.rpartition(".pool.")[2], 0) if queue else everyone
         out.update(zip(jobs, split(max(budget(processes), most[queue]), [shares[j].max_processes for j in jobs])))
-    return out
+    return shares, out
 
 
 def job_window(store: JobStore, lease_seconds: float, job_id: str) -> int:
@@ -153,7 +160,8 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
     if store.claim("sweep:unsent", lease_seconds):  # a top-up whose sender died before sending: send it now
         jobs = store.active_ids()
         queues = sorted({queue} | {store.queue_of(job_id) for job_id in jobs} - {""})
-        for job_id, batch_id in unsent(store, queues, min_age=2 * lease_seconds):
+        lists = [name for own in queues for name in _priority_lists(celery, own)]
+        for job_id, batch_id in unsent(store, lists, min_age=2 * lease_seconds):
             requeue(job_id, [batch_id])
             reissued.append((job_id, batch_id))
             log.warning("httpov: batch %s of job %s was taken for its window and never sent; sent now", batch_id,
@@ -175,23 +183,18 @@ def make_room(celery: Celery, store: JobStore, job_id: str, queue: str, lease_se
     shrink, so each of them whose window now holds more than its part takes its last queued messages back (to the
     front of its pending list), and the joining job's first batches are not queued behind them. Without this, one
     user's 4-batch preview behind their own 200-batch job waited for the big job's surplus (docs/PERFORMANCE.md).
-    Answers how many batches were taken back."""
-    shares = windows(store, lease_seconds, also=job_id)
-    info = store.shares(list(shares))
-    if job_id not in info:
+    Answers the joining job's window (0 for a job gone)."""
+    shares, parts = _windows(store, lease_seconds, also=job_id)
+    if job_id not in shares:
         return 0
-    taken = 0
-    for other, part in shares.items():
-        mine = info[job_id]
-        if other == job_id or other not in info or (info[other].user, info[other].priority, info[other].queue) != (
-                mine.user, mine.priority, mine.queue):
+    for other, part in parts.items():
+        if other == job_id or _group(shares[other]) != _group(shares[job_id]):
             continue
         surplus = store.window_size(other) - part
         if surplus > 0:
-            batch_ids = take_queued(store, _priority_lists(celery, store.queue_of(other) or queue), other, surplus)
-            store.unsend(other, batch_ids)
-            taken += len(batch_ids)
-    return taken
+            lists = _priority_lists(celery, shares[other].queue or queue)
+            store.unsend(other, take_queued(store, lists, other, surplus))
+    return parts[job_id]
 
 
 def _priority_lists(celery: Celery, queue: str) -> list[str]:

@@ -634,35 +634,27 @@ class JobStore:
 
     def live_pools(self, within: float) -> set[str]:
         """The render pools of the render nodes seen in the last `within` seconds."""
-        def run() -> set[str]:
-            nodes = self.r.zrangebyscore(f"{self.p}:nodes", time.time() - within, "+inf")
-            listed = self.r.hmget(f"{self.p}:node_pools", nodes) if nodes else []
-            return {pool for pools in listed if pools for pool in pools.split(",") if pool}
-        return self._call(run)
+        return set(self.render_processes(within)[1])
 
-    def live_processes(self, within: float) -> int:
-        """Render processes of the render nodes seen in the last `within` seconds (as they said at heartbeat)."""
-        def run() -> int:
-            nodes = self.r.zrangebyscore(f"{self.p}:nodes", time.time() - within, "+inf")
-            counts = self.r.hmget(f"{self.p}:node_processes", nodes) if nodes else []
-            return sum(int(c) for c in counts if c)
-        return self._call(run)
-
-    def pool_processes(self, within: float) -> dict[str, int]:
-        """Render processes of each render pool's nodes seen in the last `within` seconds."""
-        def run() -> dict[str, int]:
+    def render_processes(self, within: float) -> tuple[int, dict[str, int]]:
+        """Render processes of the render nodes seen in the last `within` seconds (as they said at heartbeat): all
+        of them, and those of each render pool's nodes (every pool of a live node is listed)."""
+        def run() -> tuple[list[str], list[str]]:
             nodes = self.r.zrangebyscore(f"{self.p}:nodes", time.time() - within, "+inf")
             if not nodes:
-                return {}
-            counts = self.r.hmget(f"{self.p}:node_processes", nodes)
-            pools = self.r.hmget(f"{self.p}:node_pools", nodes)
-            out: dict[str, int] = defaultdict(int)
-            for count, listed in zip(counts, pools):
-                for pool in (listed or "").split(","):
-                    if pool and count:
-                        out[pool] += int(count)
-            return dict(out)
-        return self._call(run)
+                return [], []
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hmget(f"{self.p}:node_processes", nodes)
+            pipe.hmget(f"{self.p}:node_pools", nodes)
+            counts, pools = pipe.execute()
+            return counts, pools
+        counts, listed = self._call(run)
+        by_pool: dict[str, int] = defaultdict(int)
+        for count, pools in zip(counts, listed):
+            for pool in (pools or "").split(","):
+                if pool:
+                    by_pool[pool] += int(count or 0)
+        return sum(int(c) for c in counts if c), dict(by_pool)
 
     def shares(self, job_ids: list[str]) -> dict[str, Share]:
         """What fair share needs of each live job (see Share); jobs gone are left out."""

@@ -90,9 +90,10 @@ def stranded(store: JobStore, min_age: float, chunk: int = 500) -> list[tuple[st
     return found
 
 
-def unsent(store: JobStore, queues: list[str], min_age: float) -> list[tuple[str, str]]:
+def unsent(store: JobStore, lists: list[str], min_age: float) -> list[tuple[str, str]]:
     """Batches in a live job's window for more than `min_age` seconds that nothing will render: not running, not
-    done, not parked, and no message of theirs waits in `queues` (every priority list) or in kombu's unacked table.
+    done, not parked, and no message of theirs waits in the queues' Redis `lists` (kombu's, one per priority level,
+    named without the key prefix) or in kombu's unacked table.
     That is a top-up whose sender died between taking the batches (JobStore.top_up) and sending them; each such
     batch is moved to the front of its window's clock so that it is answered once, and returned to be sent.
     A message read while a worker moves it from its list to the unacked table may be missed: the batch is then sent
@@ -102,21 +103,11 @@ def unsent(store: JobStore, queues: list[str], min_age: float) -> list[tuple[str
         candidates += [(job_id, batch_id) for batch_id in store.idle_in_window(job_id, min_age)]
     if not candidates:
         return []
-    seen: set[tuple[str, str]] = set()
-    lists = [f"{store.p}:kombu:{queue}{f':{step}' if step else ''}" for queue in queues for step in range(10)]
     pipe = store.r.pipeline()
     for name in lists:
-        pipe.lrange(name, 0, -1)
+        pipe.lrange(f"{store.p}:kombu:{name}", 0, -1)
     pipe.hvals(f"{store.p}:kombu:unacked")
-    *waiting, taken = pipe.execute()
-    for raw in [m for messages in waiting for m in messages]:
-        batch = _batch_of(f"[{raw}]")
-        if batch is not None:
-            seen.add(batch[:2])
-    for raw in taken:
-        batch = _batch_of(raw)
-        if batch is not None:
-            seen.add(batch[:2])
+    seen = {batch[:2] for messages in pipe.execute() for batch in map(_batch_of, messages) if batch is not None}
     lost = [c for c in candidates if c not in seen]
     for job_id, batch_id in lost:
         store.touch_window(job_id, batch_id)

@@ -210,6 +210,7 @@ def stub_copy(tmp: Path, sleep: float) -> Path:
 
 
 def stub_scene(tmp: Path, name: str, frames: int) -> Path:
+    """A scene of `frames` frames at 1x1, the size of the PNG the stub writes (nodes check each frame's size)."""
     folder = tmp / name
     folder.mkdir(exist_ok=True)
     (folder / "scene.pov").write_text(TINY)

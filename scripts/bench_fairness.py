@@ -42,17 +42,7 @@ from httpov.local import embedded_redis, start_worker, stop_worker  # noqa: E402
 from httpov.settings import Settings  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench import TINY, stub_copy  # noqa: E402
-
-
-def stub_scene(tmp: Path, name: str, frames: int) -> Path:
-    """A scene of `frames` frames at 1x1, the size of the PNG the stub writes (nodes check each frame's size)."""
-    folder = tmp / name
-    folder.mkdir(exist_ok=True)
-    (folder / "scene.pov").write_text(TINY)
-    (folder / "pov.ini").write_text(f"Input_File_Name=scene.pov\nWidth=1\nHeight=1\nInitial_Frame=1\n"
-                                    f"Final_Frame={frames}\n")
-    return folder
+from bench import stub_copy, stub_scene  # noqa: E402
 
 
 def wait_done(client: Client, job_ids: list[str], timeout: float = 1800) -> dict[str, float]:

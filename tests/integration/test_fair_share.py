@@ -20,7 +20,7 @@ TINY = "Width=8\nHeight=6\n"
 def _nodes_seen(client, settings, processes: int) -> None:
     """Wait until the render nodes have said how many processes they run (their first sweep), so that windows are
     sized for them."""
-    wait_for(lambda: client.store.live_processes(within=30) >= processes, 60, "the render nodes' first heartbeat")
+    wait_for(lambda: client.store.render_processes(within=30)[0] >= processes, 60, "the render nodes' first heartbeat")
 
 
 def test_a_small_job_is_not_stuck_behind_a_big_one_at_the_same_priority(tmp_path, settings, client, workers):

@@ -100,13 +100,10 @@ class Client:
                limits: archive.ArchiveLimits | None = None, **given: object) -> Submission:
         """Check the scene, store it once by content hash, record the job and queue its batches.
 
-        `options` (SubmitOptions.parse, where every option is checked and each surface words its errors); a library
-        caller may give them as keywords instead (`count=1, slices=4`), checked the same way (OptionError).
-        `radiosity_cache` (RADIOSITY_MODES): 'auto' gives each frame of a sliced job whose scene names radiosity a
-        pre-pass whose cache every slice loads; 'shared', one cache for every frame of an animation whose geometry
-        and lights do not move; 'off', none. `user`: whose job it is (default: the login name). `max_processes`: at
-        most this many of its batches render at once; `max_nodes`: on at most this many render nodes at once. `pool`:
-        only render nodes of that pool (HTTPOV_POOLS) take its batches."""
+        `options`: how to render it (httpov.options.SubmitOptions, built by SubmitOptions.parse, which checks every
+        option and lets each surface word its errors); a library caller may give them as keywords instead
+        (`count=1, slices=4`), checked by the same parse (OptionError). What the scene alone decides (slices past
+        its height, the farm's limits on frames and batches) is checked here, by plan_job."""
         if given and options is not None:
             raise TypeError("give the submit options as a SubmitOptions or as keywords, not both")
         if options is None:

@@ -57,9 +57,14 @@ class _Refused(Exception):
         self.text, self.hint = text, hint
 
 
+def _literal(text: str) -> str:
+    """`text` as it reads inside a Problem's format template."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def _q(value: object) -> str:
-    """A value as a message quotes it (repr, control characters written out), safe inside a format template."""
-    return shown(repr(value)[:60]).replace("{", "{{").replace("}", "}}")
+    """A value as a message quotes it (repr, control characters written out), for a Problem's template."""
+    return _literal(shown(repr(value)[:60]))
 
 
 def _whole(value: object) -> int:
@@ -114,7 +119,7 @@ def _name(value: object, settings: Settings) -> str:
     try:
         check_name(value)  # the rule a render node applies to the job record too
     except BadInputError as exc:
-        raise _Refused(str(exc).replace("{", "{{").replace("}", "}}"), exc.hint) from None
+        raise _Refused(_literal(str(exc)), exc.hint) from None
     assert isinstance(value, str)
     return value
 
@@ -131,14 +136,15 @@ def _pool(value: object, settings: Settings) -> str:
     try:
         check_pool(value, where="")  # the rule HTTPOV_POOLS follows on the render nodes
     except BadInputError as exc:
-        raise _Refused("{0}" + str(exc).replace("{", "{{").replace("}", "}}")) from None
+        raise _Refused("{0}" + _literal(str(exc))) from None  # '--pool: a pool name is ...', as HTTPOV_POOLS says
     return value
 
 
 @dataclass(frozen=True)
 class SubmitOptions:
     """How a job is to be rendered, as `httpov submit`'s options say it. Build one with `parse`, which checks every
-    rule; None means the default (frames: the ini's range; count: adaptive; user: the login name)."""
+    rule (the constructor checks none); None means the default (frames: the ini's range; count: adaptive, from the
+    scene's measured frame time; name: the scene's; user: the login name)."""
 
     name: str | None = None  # display text only (default: the scene's name)
     frames: int | None = None  # frames in the animation (sets Final_Frame)
@@ -147,7 +153,7 @@ class SubmitOptions:
     slice_rows: int | None = None  # ... or rows per slice
     priority: int = 5  # 0 (lowest) to 9 (highest)
     time_limit: int | None = None  # seconds a batch may run, at most HTTPOV_TASK_TIME_LIMIT
-    radiosity_cache: str = "auto"  # RADIOSITY_MODES
+    radiosity_cache: str = "auto"  # RADIOSITY_MODES: auto (a pre-pass per sliced frame), shared, off
     any_povray: bool = False  # any node's povray version may render it (default: the first node's only)
     user: str | None = None  # whose job it is
     pool: str | None = None  # only render nodes of this pool (HTTPOV_POOLS) take its batches
@@ -190,8 +196,8 @@ _BLANK_IS_UNSET = {"frames", "count", "slices", "slice_rows", "priority", "time_
 
 
 def parse_priority(value: object) -> int:
-    """A job's priority, from a number or its text (`httpov priority`, the API's priority call), by submit's rule;
-    OptionError (field `priority`) otherwise."""
+    """A job's new priority, from a number or its text (the API's priority call), by submit's rule; OptionError
+    (field `priority`) otherwise."""
     try:
         return _priority(value)
     except _Refused as exc:

@@ -15,6 +15,7 @@ from httpov.settings import Settings
 from httpov.text import shown
 
 if TYPE_CHECKING:
+    from httpov.options import SubmitOptions
     from httpov.view import JobView
 
 
@@ -56,7 +57,7 @@ def cli(ctx: click.Context) -> None:
 @click.option("--time-limit", type=int, help="Seconds a batch may run (at most HTTPOV_TASK_TIME_LIMIT).")
 @click.option("--priority", type=int, default=5, show_default=True, help="0 (lowest) to 9 (highest).")
 @click.option("--wait", is_flag=True, help="Show progress until the job ends; exit 0 only if every frame rendered.")
-@click.option("--radiosity-cache", type=click.Choice(["auto", "off", "shared"]), default="auto", show_default=True,
+@click.option("--radiosity-cache", metavar="[auto|off|shared]", default="auto", show_default=True,
               help="auto: a sliced radiosity frame gets one pre-pass whose cache all its slices load (no bands at "
               "slice edges); shared: one cache for every frame of an animation whose geometry and lights do not "
               "move (less flicker, less time); off: none.")
@@ -72,11 +73,12 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
            radiosity_cache: str, any_povray: bool, user: str | None, max_processes: int | None,
            max_nodes: int | None, pool: str | None) -> None:
     """Queue SCENE (a .zip, a folder, or a .ini/.pov file) for rendering."""
+    options = _submit_options(ctx.obj, name=name, frames=frames, count=count, slices=slices, slice_rows=slice_rows,
+                              priority=priority, time_limit=time_limit, radiosity_cache=radiosity_cache,
+                              any_povray=any_povray, user=user, max_processes=max_processes, pool=pool,
+                              max_nodes=max_nodes)
     client = _client(ctx)
-    sub = client.submit(scene, name=name, frames=frames, count=count, slices=slices, slice_rows=slice_rows,
-                        priority=priority, time_limit=time_limit, radiosity_cache=radiosity_cache,
-                        any_povray=any_povray, user=user, max_processes=max_processes, pool=pool,
-                        max_nodes=max_nodes)
+    sub = client.submit(scene, options)
     click.echo(f"job {sub.describe()}")
     click.echo(f"scene {'uploaded' if sub.uploaded else 'already stored'} as {sub.spec.scene_key}")
     for item in sub.ignored:
@@ -90,6 +92,16 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
 
         with JobProgress() as progress:
             client.wait(sub.spec.id, progress, on_outage=_outage)
+
+
+def _submit_options(settings: Settings, **given: object) -> SubmitOptions:
+    """SubmitOptions.parse (where every submit option is checked), its errors said with the flags as typed."""
+    from httpov.options import OptionError, SubmitOptions
+
+    try:
+        return SubmitOptions.parse(given, settings)
+    except OptionError as exc:
+        raise BadInputError(exc.said(lambda field: "--" + field.replace("_", "-")), exc.hint) from None
 
 
 #: What `httpov status` lists without --limit or --all: the newest jobs, newest last.
@@ -320,9 +332,10 @@ def render(ctx: click.Context, scene: Path, workers: int | None, frames: int | N
     from httpov.local import render_locally
     from httpov.terminal import JobProgress
 
+    options = _submit_options(ctx.obj, frames=frames, count=count, slices=slices)
     with JobProgress() as progress:
-        result = render_locally(ctx.obj, scene, workers=workers, frames=frames, count=count, slices=slices,
-                                output=output, on_progress=progress, say=click.echo, on_outage=_outage)
+        result = render_locally(ctx.obj, scene, options, workers=workers, output=output, on_progress=progress,
+                                say=click.echo, on_outage=_outage)
     click.echo(f"{len(result)} frame(s) rendered into {result[0].parent if result else output}")
 
 

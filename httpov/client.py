@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-import getpass
 import io
-import re
 import tempfile
 import time
 import zipfile
@@ -25,13 +23,12 @@ from httpov.errors import (
     SceneError,
 )
 from httpov.jobs import LIVE, JobStore, open_store
+from httpov.options import SubmitOptions, login_name
 from httpov.outage import through_outage
 from httpov.plan import (
     FINISHED,
-    RADIOSITY_MODES,
     Batch,
     JobSpec,
-    check_name,
     check_spec,
     history_key,
     image_size,
@@ -99,56 +96,31 @@ class Client:
         return self._storage
 
     # submit
-    def submit(self, source: Path, *, name: str | None = None, frames: int | None = None,
-               count: int | None = None, slices: int | None = None, slice_rows: int | None = None,
-               priority: int = 5, limits: archive.ArchiveLimits | None = None,
-               time_limit: int | None = None, radiosity_cache: str = "auto", any_povray: bool = False,
-               user: str | None = None, max_processes: int | None = None, pool: str | None = None,
-               max_nodes: int | None = None) -> Submission:
+    def submit(self, source: Path, options: SubmitOptions | None = None, *,
+               limits: archive.ArchiveLimits | None = None, **given: object) -> Submission:
         """Check the scene, store it once by content hash, record the job and queue its batches.
 
-        `time_limit`: seconds a batch may run, at most the operator's HTTPOV_TASK_TIME_LIMIT.
-        `radiosity_cache` (RADIOSITY_MODES): 'auto' gives each frame of a sliced job whose scene names radiosity a
-        pre-pass whose cache every slice loads; 'shared', one cache for every frame of an animation whose geometry
-        and lights do not move; 'off', none. `user`: whose job it is (default: the login name). `max_processes`: at
-        most this many of its batches render at once; `max_nodes`: on at most this many render nodes at once. `pool`:
-        only render nodes of that pool (HTTPOV_POOLS) take its batches."""
-        from httpov.settings import check_pool
-
-        user = _user(user)
-        if pool is not None:
-            check_pool(pool)
-        if max_processes is not None and max_processes <= 0:
-            raise BadInputError(f"--max-processes must be at least 1, got {max_processes}")
-        if max_nodes is not None and max_nodes <= 0:
-            raise BadInputError(f"--max-nodes must be at least 1, got {max_nodes}")
-        if radiosity_cache not in RADIOSITY_MODES:
-            raise BadInputError(f"--radiosity-cache must be one of {', '.join(RADIOSITY_MODES)}, "
-                                f"got {radiosity_cache!r}")
-        if name is not None:
-            check_name(name)
-        if time_limit is not None and not 0 < time_limit <= self.settings.task_time_limit:
-            raise BadInputError(f"--time-limit must be between 1 and {self.settings.task_time_limit} s "
-                                f"(HTTPOV_TASK_TIME_LIMIT), got {time_limit}")
-        if count is not None and count <= 0:
-            raise BadInputError(f"--count must be at least 1, got {count}")
-        if frames is not None and frames <= 0:
-            raise BadInputError(f"--frames must be at least 1, got {frames}")
-        if not 0 <= priority <= 9:
-            raise BadInputError(f"--priority must be between 0 and 9, got {priority}")
+        `options`: how to render it (httpov.options.SubmitOptions, built by SubmitOptions.parse, which checks every
+        option and lets each surface word its errors); a library caller may give them as keywords instead
+        (`count=1, slices=4`), checked by the same parse (OptionError). What the scene alone decides (slices past
+        its height, the farm's limits on frames and batches) is checked here, by plan_job."""
+        if given and options is not None:
+            raise TypeError("give the submit options as a SubmitOptions or as keywords, not both")
+        if options is None:
+            options = SubmitOptions.parse(given, self.settings)
+        pool, radiosity_cache = options.pool, options.radiosity_cache
         limits = limits or self.settings.archive_limits()
         with tempfile.TemporaryDirectory(prefix="httpov-submit-") as tmp:
             zip_path, prefer, names = _scene_archive(Path(source), Path(tmp), limits)
             with zipfile.ZipFile(zip_path) as zf:
-                layout, options = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
+                layout, scene = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
                 radiosity = radiosity_cache != "off" and mentions_radiosity(names, zf.read)
             scene_key = storage_keys.scene_key(archive.file_sha256(zip_path))
             self.store.ping()
             self.storage.check()
-            spec = self._plan(layout, options, name or _default_name(Path(source), layout), frames, count,
-                              slices, slice_rows, priority, scene_key)
-            spec.time_limit = time_limit
-            spec.any_povray = any_povray
+            spec = self._plan(layout, scene, options.name or _default_name(Path(source), layout), options, scene_key)
+            spec.time_limit = options.time_limit
+            spec.any_povray = options.any_povray
             notes = self._plan_radiosity(spec, radiosity_cache if radiosity else "off")
             if radiosity_cache == "shared" and not radiosity:
                 notes.append("--radiosity-cache shared: no file of the scene names radiosity, nothing to share")
@@ -166,12 +138,13 @@ class Client:
                         self.store.scene_deleted(key)
                 raise
         queue = self.settings.pool_queue(pool) if pool else ""
-        self._queue_job(spec, user=user, queue=queue, max_processes=max_processes or 0, max_nodes=max_nodes or 0)
+        self._queue_job(spec, user=options.user or login_name(), queue=queue,
+                        max_processes=options.max_processes or 0, max_nodes=options.max_nodes or 0)
         warnings = []
         if pool and pool not in self.store.live_pools(within=max(3 * self.settings.lease_seconds, 10.0)):
             warnings.append(f"no live render node is in pool {pool!r}: the job waits until one joins "
                             f"(HTTPOV_POOLS={pool} on a render node)")
-        return Submission(spec, uploaded, options.ignored, _choices(layout, spec) + notes, warnings)
+        return Submission(spec, uploaded, scene.ignored, _choices(layout, spec) + notes, warnings)
 
     def _plan_radiosity(self, spec: JobSpec, mode: str) -> list[str]:
         """Give a sliced radiosity job one pre-pass per frame (mode 'shared': one for the whole job) ahead of its
@@ -220,16 +193,16 @@ class Client:
                     drop_scene(self.store, self.storage, spec)  # its record expires: it keeps no scene forever
             raise
 
-    def _plan(self, layout: SceneLayout, options: SceneOptions, name: str, frames: int | None,
-              count: int | None, slices: int | None, slice_rows: int | None, priority: int,
+    def _plan(self, layout: SceneLayout, scene: SceneOptions, name: str, options: SubmitOptions,
               scene_key: str = "") -> JobSpec:
         """plan_job, with the scene's measured frame time (earlier jobs of the same scene at the same size, read from
         their done batches) when frames per batch are to follow it."""
         measured = (0.0, 0, 0)
-        if scene_key and count is None and slices is None and slice_rows is None:
-            measured = self.store.frame_times(history_key(scene_key, *image_size(options)))
-        return plan_job(layout, options, self.settings, name=name, scene_key=scene_key, frames=frames, count=count,
-                        slices=slices, slice_rows=slice_rows, priority=priority, measured=measured)
+        if scene_key and options.count is None and options.slices is None and options.slice_rows is None:
+            measured = self.store.frame_times(history_key(scene_key, *image_size(scene)))
+        return plan_job(layout, scene, self.settings, name=name, scene_key=scene_key, frames=options.frames,
+                        count=options.count, slices=options.slices, slice_rows=options.slice_rows,
+                        priority=options.priority, measured=measured)
 
     # looking at jobs
     def wait(self, job_id: str, on_progress: Progress | None = None, poll: float = 0.5,
@@ -475,22 +448,6 @@ def _batch_log(zip_path: Path, key: str, batch_id: str) -> str:
     except (ArchiveError, zipfile.BadZipFile) as exc:
         raise ResultError(f"result refused: {shown(exc)}") from None
     return sink.getvalue().decode("utf-8", "replace")
-
-
-_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-
-
-def _user(user: str | None) -> str:
-    """The job's user: the given name, or the login name; refused unless it is a plain name."""
-    if user is None:
-        try:
-            user = getpass.getuser()
-        except (OSError, KeyError):  # no login name (a container without a passwd entry)
-            return "unknown"
-        return user if _USER.match(user) else "unknown"
-    if not _USER.match(user):
-        raise BadInputError(f"--user must be 1-64 letters, digits, '.', '_', '@' or '-', got {shown(repr(user))}")
-    return user
 
 
 def job_failed(view: JobView) -> JobFailedError:

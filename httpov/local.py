@@ -12,11 +12,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 
 from httpov.errors import BadInputError, BrokerUnavailableError
 from httpov.settings import Settings
+
+if TYPE_CHECKING:
+    from httpov.options import SubmitOptions
 
 
 def redis_answers(url: str) -> bool:
@@ -105,11 +109,11 @@ def forget(settings: Settings) -> None:
             client.delete(*keys[start:start + 1000])
 
 
-def render_locally(settings: Settings, scene: Path, *, workers: int | None = None, frames: int | None = None,
-                   count: int | None = None, slices: int | None = None, output: Path | None = None,
-                   on_progress: Callable | None = None, say: Callable[[str], None] = print,
-                   on_outage: Callable[[str], None] | None = None) -> list[Path]:
-    """Submit, render on local render processes, wait, fetch into ./out/<name>/, stop what was started."""
+def render_locally(settings: Settings, scene: Path, options: SubmitOptions | None = None, *,
+                   workers: int | None = None, output: Path | None = None, on_progress: Callable | None = None,
+                   say: Callable[[str], None] = print, on_outage: Callable[[str], None] | None = None) -> list[Path]:
+    """Submit with `options` (SubmitOptions.parse), render on local render processes, wait, fetch into
+    ./out/<name>/, stop what was started."""
     from httpov.celery import make_app
     from httpov.client import Client
 
@@ -130,7 +134,7 @@ def render_locally(settings: Settings, scene: Path, *, workers: int | None = Non
             say(f"no Redis at {settings.broker_url}; started one at {url}")
             settings = settings.with_(broker_url=url, state_url=url)
         client = Client(settings, make_app(settings))
-        sub = client.submit(scene, frames=frames, count=count, slices=slices)
+        sub = client.submit(scene, options)
         say(f"job {sub.describe()}")
         for note in sub.notes:
             say(f"note: {note}")

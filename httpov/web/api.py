@@ -3,21 +3,23 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 
 from httpov.errors import BadInputError, FieldError, SceneError
-from httpov.plan import RADIOSITY_MODES, check_name, parse_frame_range, safe_name
+from httpov.options import OptionError, SubmitOptions, parse_priority
+from httpov.plan import parse_frame_range, safe_name
 from httpov.web.source import job_id
 
 api = Blueprint("api", __name__, url_prefix="/api")
 
 CONTROLS = ("cancel", "pause", "resume", "retry")
-#: Submit's whole-number options, as on the CLI: (field, smallest value); the scene zip comes in the field `scene`,
-#: and `name` and `radiosity_cache` (auto, off, shared) are text.
-INT_FIELDS = {"frames": 1, "count": 1, "slices": 1, "priority": 0}
+#: Submit's options a form or a script may send, as text (SubmitOptions' names, as the CLI's flags without the
+#: dashes); the scene zip comes in the field `scene`, and `user` is taken from a bearer token's request only.
+SUBMIT_FIELDS = ("name", "frames", "count", "slices", "priority", "radiosity_cache")
 
 
 def web() -> Any:
@@ -33,52 +35,30 @@ def wants_json() -> bool:
 
 def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
     """Client.submit of an uploaded scene zip with the CLI's options from form fields; FieldError names the field."""
-    errors: dict[str, str] = {}
-    options: dict[str, Any] = {}
-    for field, least in INT_FIELDS.items():
-        raw = (form.get(field) or "").strip()
-        if not raw:
-            continue
-        try:
-            options[field] = int(raw)
-        except ValueError:
-            errors[field] = f"{field} must be a whole number, got {raw[:40]!r}"
-            continue
-        if options[field] < least:
-            errors[field] = f"{field} must be at least {least}, got {options[field]}"
-    if options.get("priority", 5) > 9:
-        errors["priority"] = f"priority must be between 0 and 9, got {options['priority']}"
-    radiosity = (form.get("radiosity_cache") or "").strip()
-    if radiosity:
-        if radiosity not in RADIOSITY_MODES:
-            errors["radiosity_cache"] = (f"radiosity_cache must be one of {', '.join(RADIOSITY_MODES)}, "
-                                         f"got {radiosity[:20]!r}")
-        options["radiosity_cache"] = radiosity
-    name = form.get("name") or None
-    if name is not None:
-        try:
-            check_name(name)
-        except BadInputError as exc:
-            errors["name"] = str(exc)
+    client = web().client
+    given: dict[str, object] = {field: form[field] for field in SUBMIT_FIELDS if form.get(field)}  # empty: not given
     # the job is the signed-in user's; a script with a bearer token may name its user (default: the server's login)
-    options["user"] = (form.get("user") or None) if g.get("bearer") else g.get("user")
+    given["user"] = (form.get("user") or None) if g.get("bearer") else g.get("user")
+    errors: dict[str, str] = {}
+    try:
+        options = SubmitOptions.parse(given, client.settings)
+    except OptionError as exc:  # said with the form's field names
+        errors = dict(exc.errors)
     if upload is None or not upload.filename:
         errors["scene"] = "choose a scene zip (the field `scene`)"
     if errors:
         raise FieldError(errors)
-    if name is None:  # the upload's file name, as the CLI names a job after its scene: reduced to safe characters
-        name = safe_name(PurePosixPath(upload.filename.replace("\\", "/")).stem)
+    if options.name is None:  # the upload's file name, as the CLI names a job after its scene, made safe
+        options = replace(options, name=safe_name(PurePosixPath(upload.filename.replace("\\", "/")).stem))
     with tempfile.TemporaryDirectory(prefix="httpov-upload-") as tmp:
         path = Path(tmp) / "scene.zip"  # never the uploaded name: that is data, not a path
         upload.save(path)
         try:
-            return web().client.submit(path, name=name, **options)
+            return client.submit(path, options)
         except SceneError as exc:  # ArchiveError too: the zip is the problem
             raise FieldError({"scene": str(exc)}) from None
-        except BadInputError as exc:  # the CLI's messages name the option: --frames, --count ...
-            named = (*INT_FIELDS, "radiosity-cache", "user")
-            field = next((f for f in named if str(exc).startswith(f"--{f}")), "scene")
-            field = field.replace("-", "_")
+        except BadInputError as exc:  # what only the scene decides (--slices past its height): said as the CLI says it
+            field = next((f for f in SUBMIT_FIELDS if str(exc).startswith(f"--{f.replace('_', '-')}")), "scene")
             raise FieldError({field: str(exc)}) from None
 
 
@@ -122,13 +102,7 @@ def nodes() -> Any:
 
 def set_priority(job: str, raw: str | None) -> dict[str, Any]:
     """`httpov priority JOB N`'s library call."""
-    try:
-        priority = int((raw or "").strip())
-    except ValueError:
-        raise FieldError(
-            {"priority": f"priority must be a whole number from 0 to 9, got {(raw or '')[:40]!r}"}) from None
-    if not 0 <= priority <= 9:
-        raise FieldError({"priority": f"priority must be between 0 and 9, got {priority}"})
+    priority = parse_priority(raw or "")
     web().client.set_priority(job_id(job), priority)
     return {"id": job, "action": "priority", "priority": priority}
 

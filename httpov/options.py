@@ -1,0 +1,213 @@
+"""Submit options (frames, batch size, slices, priority, name, user, pool, caps, time limit, radiosity cache): one
+typed object, checked in one place for the CLI, the web form, the JSON API and `httpov render`."""
+from __future__ import annotations
+
+import getpass
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from httpov.errors import BadInputError, FieldError
+from httpov.plan import RADIOSITY_MODES, check_name
+from httpov.settings import Settings, check_pool
+from httpov.text import shown
+
+#: A job's user (submit --user): a plain name, as it shows in `httpov status` and keys the fair share.
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+PRIORITIES = (0, 9)  # lowest, highest
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the options. `text` is a str.format template whose {0}, {1}... are the names of
+    `fields` (the first is the field it is said beside); each surface names fields its own way: `--max-nodes` on
+    the command line, `max_nodes` in the web form and the API. Values in `text` have their braces doubled."""
+
+    fields: tuple[str, ...]
+    text: str
+    hint: str | None = None
+
+    @property
+    def field(self) -> str:
+        return self.fields[0]
+
+    def said(self, name: Callable[[str], str] = str) -> str:
+        return self.text.format(*map(name, self.fields))
+
+
+class OptionError(FieldError):
+    """Submit options out of range or malformed: every problem found, each naming its field."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = tuple(problems)
+        BadInputError.__init__(self, self.said(), next((p.hint for p in problems if p.hint), None))
+        self.errors = {p.field: p.said() for p in problems}
+
+    def said(self, name: Callable[[str], str] = str) -> str:
+        """Every problem in one line, each field named by `name`."""
+        return "; ".join(p.said(name) for p in self.problems)
+
+
+class _Refused(Exception):
+    """A rule's refusal of one field's value: a Problem's text and hint."""
+
+    def __init__(self, text: str, hint: str | None = None) -> None:
+        super().__init__(text)
+        self.text, self.hint = text, hint
+
+
+def _literal(text: str) -> str:
+    """`text` as it reads inside a Problem's format template."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _q(value: object) -> str:
+    """A value as a message quotes it (repr, control characters written out), for a Problem's template."""
+    return _literal(shown(repr(value)[:60]))
+
+
+def _whole(value: object) -> int:
+    """An int, or text of one (a form field); anything else is refused."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise _Refused(f"{{0}} must be a whole number, got {_q(value)}")
+
+
+def _at_least_1(value: object, settings: Settings) -> int:
+    number = _whole(value)
+    if number < 1:
+        raise _Refused(f"{{0}} must be at least 1, got {number}")
+    return number
+
+
+def _priority(value: object, settings: Settings | None = None) -> int:
+    number = _whole(value)
+    low, high = PRIORITIES
+    if not low <= number <= high:
+        raise _Refused(f"{{0}} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _time_limit(value: object, settings: Settings) -> int:
+    number = _whole(value)
+    if not 0 < number <= settings.task_time_limit:
+        raise _Refused(f"{{0}} must be between 1 and {settings.task_time_limit} s (HTTPOV_TASK_TIME_LIMIT), "
+                       f"got {number}")
+    return number
+
+
+def _radiosity_cache(value: object, settings: Settings) -> str:
+    mode = value.strip() if isinstance(value, str) else value
+    if mode not in RADIOSITY_MODES:
+        raise _Refused(f"{{0}} must be one of {', '.join(RADIOSITY_MODES)}, got {_q(value)}")
+    return str(mode)
+
+
+def _any_povray(value: object, settings: Settings) -> bool:
+    if not isinstance(value, bool):
+        raise _Refused(f"{{0}} must be true or false, got {_q(value)}")
+    return value
+
+
+def _name(value: object, settings: Settings) -> str:
+    try:
+        check_name(value)  # the rule a render node applies to the job record too
+    except BadInputError as exc:
+        raise _Refused(_literal(str(exc)), exc.hint) from None
+    assert isinstance(value, str)
+    return value
+
+
+def _user(value: object, settings: Settings) -> str:
+    if not isinstance(value, str) or not USER_NAME.match(value):
+        raise _Refused(f"{{0}} must be 1-64 letters, digits, '.', '_', '@' or '-', got {_q(value)}")
+    return value
+
+
+def _pool(value: object, settings: Settings) -> str:
+    if not isinstance(value, str):
+        raise _Refused(f"{{0}}: a pool name is text, got {_q(value)}")
+    try:
+        check_pool(value, where="")  # the rule HTTPOV_POOLS follows on the render nodes
+    except BadInputError as exc:
+        raise _Refused("{0}" + _literal(str(exc))) from None  # '--pool: a pool name is ...', as HTTPOV_POOLS says
+    return value
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    """How a job is to be rendered, as `httpov submit`'s options say it. Build one with `parse`, which checks every
+    rule (the constructor checks none); None means the default (frames: the ini's range; count: adaptive, from the
+    scene's measured frame time; name: the scene's; user: the login name)."""
+
+    name: str | None = None  # display text only (default: the scene's name)
+    frames: int | None = None  # frames in the animation (sets Final_Frame)
+    count: int | None = None  # frames per batch
+    slices: int | None = None  # row slices per frame ...
+    slice_rows: int | None = None  # ... or rows per slice
+    priority: int = 5  # 0 (lowest) to 9 (highest)
+    time_limit: int | None = None  # seconds a batch may run, at most HTTPOV_TASK_TIME_LIMIT
+    radiosity_cache: str = "auto"  # RADIOSITY_MODES: auto (a pre-pass per sliced frame), shared, off
+    any_povray: bool = False  # any node's povray version may render it (default: the first node's only)
+    user: str | None = None  # whose job it is
+    pool: str | None = None  # only render nodes of this pool (HTTPOV_POOLS) take its batches
+    max_processes: int | None = None  # at most this many of its batches render at once
+    max_nodes: int | None = None  # on at most this many render nodes at once
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, object], settings: Settings) -> SubmitOptions:
+        """The options from `raw` (values typed, or text as a form sends them: numbers and the radiosity mode are
+        stripped, blank is not given; None is not given), every rule checked against the farm's `settings`.
+        Raises OptionError naming every field in the wrong; a key that is no option is a TypeError (a bug)."""
+        unknown = sorted(set(raw) - set(_RULES))
+        if unknown:
+            raise TypeError(f"not a submit option: {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        problems: list[Problem] = []
+        for field in fields(cls):
+            value = raw.get(field.name)
+            if value is None or (field.name in _BLANK_IS_UNSET and isinstance(value, str) and not value.strip()):
+                continue
+            try:
+                values[field.name] = _RULES[field.name](value, settings)
+            except _Refused as exc:
+                problems.append(Problem((field.name,), exc.text, exc.hint))
+        if values.get("slices") is not None and values.get("slice_rows") is not None:
+            problems.append(Problem(("slice_rows", "slices"), "give exactly one of {1} and {0}"))
+        if problems:
+            raise OptionError(problems)
+        return cls(**values)
+
+
+_RULES: dict[str, Callable[[object, Settings], object]] = {
+    "name": _name, "frames": _at_least_1, "count": _at_least_1, "slices": _at_least_1, "slice_rows": _at_least_1,
+    "priority": _priority, "time_limit": _time_limit, "radiosity_cache": _radiosity_cache, "any_povray": _any_povray,
+    "user": _user, "pool": _pool, "max_processes": _at_least_1, "max_nodes": _at_least_1,
+}
+#: Fields a form sends as text, where an empty field means "not given".
+_BLANK_IS_UNSET = {"frames", "count", "slices", "slice_rows", "priority", "time_limit", "radiosity_cache",
+                   "max_processes", "max_nodes"}
+
+
+def parse_priority(value: object) -> int:
+    """A job's new priority, from a number or its text (the API's priority call), by submit's rule; OptionError
+    (field `priority`) otherwise."""
+    try:
+        return _priority(value)
+    except _Refused as exc:
+        raise OptionError([Problem(("priority",), exc.text)]) from None
+
+
+def login_name() -> str:
+    """The default user of a job: the login name, or 'unknown' (no passwd entry, or not a plain name)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # a container without a passwd entry
+        return "unknown"
+    return user if USER_NAME.match(user) else "unknown"

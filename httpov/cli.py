@@ -113,7 +113,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool, states: str | Non
 
     store = _client(ctx).store
     if job:
-        one = view.job_view(store, job)
+        one = view.job_view(store, job, live_within=ctx.obj.live_node_seconds)
         if as_json:
             click.echo(json.dumps(one.to_json(), indent=2))
         else:
@@ -128,7 +128,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool, states: str | Non
     if every and limit is not None:
         raise BadInputError("give --limit N or --all, not both")
     cap = None if every else (limit or STATUS_LIMIT)
-    jobs = view.overview(store, states=wanted, name=name, user=user, limit=cap)
+    jobs = view.overview(store, states=wanted, name=name, user=user, limit=cap, live_within=ctx.obj.live_node_seconds)
     if as_json:
         click.echo(json.dumps([j.to_json() for j in jobs], indent=2))
         return
@@ -162,7 +162,8 @@ def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bo
     with contextlib.ExitStack() as stack:
         live = stack.enter_context(terminal.watch_live(out)) if out.is_terminal and not as_json else None
         for view in views.follow(_client(ctx).store, job, poll=interval, timeout=0 if once else None,
-                                 outage=ctx.obj.outage_seconds, on_outage=_outage):
+                                 outage=ctx.obj.outage_seconds, on_outage=_outage,
+                                 live_within=ctx.obj.live_node_seconds):
             if as_json:
                 click.echo(json.dumps(view.to_json()))
             elif live is not None:

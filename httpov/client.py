@@ -168,7 +168,7 @@ class Client:
         queue = self.settings.pool_queue(pool) if pool else ""
         self._queue_job(spec, user=user, queue=queue, max_processes=max_processes or 0, max_nodes=max_nodes or 0)
         warnings = []
-        if pool and pool not in self.store.live_pools(within=max(3 * self.settings.lease_seconds, 10.0)):
+        if pool and pool not in self.store.live_pools(within=self.settings.live_node_seconds):
             warnings.append(f"no live render node is in pool {pool!r}: the job waits until one joins "
                             f"(HTTPOV_POOLS={pool} on a render node)")
         return Submission(spec, uploaded, options.ignored, _choices(layout, spec) + notes, warnings)
@@ -240,7 +240,8 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         sweep_every, last_sweep = self.settings.sweep_seconds, time.monotonic()
         while True:
-            progress = through_outage(lambda: job_view(self.store, job_id), self.settings.outage_seconds, on_outage)
+            progress = through_outage(lambda: job_view(self.store, job_id, live_within=self.settings.live_node_seconds),
+                                      self.settings.outage_seconds, on_outage)
             if on_progress:
                 on_progress(progress)
             if progress.ended:

@@ -98,6 +98,11 @@ class Settings:
         return max(0.5, self.lease_seconds / 8)
 
     @property
+    def live_node_seconds(self) -> float:
+        """How recently a render node must have said it is alive to count as live (live_node_window of the lease)."""
+        return live_node_window(self.lease_seconds)
+
+    @property
     def pool_names(self) -> list[str]:
         """The render pools of HTTPOV_POOLS."""
         return [p.strip() for p in self.pools.split(",") if p.strip()]
@@ -113,6 +118,14 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests, `httpov render`)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def live_node_window(lease_seconds: float) -> float:
+    """Seconds within which a render node's last heartbeat (it sends one every sweep, lease / 8) makes it live:
+    three leases allow for a busy host, 10 s at least. The one rule for every reader of the farm's nodes: the
+    dispatcher's windows, a pool's check at submit, the job view's `pool_live`, `httpov nodes` and a blocked node
+    handing a batch on. A node last seen at `now - window` or later is live (Redis' inclusive ZRANGEBYSCORE)."""
+    return max(3 * lease_seconds, 10.0)
 
 
 _POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

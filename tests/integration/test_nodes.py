@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.dispatch import windows
+from httpov.dispatch import budget, windows
 from httpov.local import stop_worker, worker_env
 from httpov.nodes import farm_nodes
 from httpov.settings import Settings, live_node_window
@@ -69,8 +69,8 @@ def test_nodes_shows_records_current_batches_last_hour_and_lost_nodes(tmp_path: 
 def test_the_view_the_dispatcher_and_httpov_nodes_agree_which_nodes_are_live(tmp_path: Path, settings: Settings,
                                                                                client, monkeypatch) -> None:
     """One window decides (Settings.live_node_seconds): a node last seen exactly that long ago is live for the
-    job view's pool_live, the dispatcher's window, `httpov nodes` and a blocked node handing a batch on; a moment
-    later it is live for none of them."""
+    job view's pool_live (`httpov status`), the dispatcher's window, `httpov nodes` and a blocked node handing a
+    batch on; a moment later it is live for none of them."""
     window = settings.live_node_seconds
     assert window == live_node_window(settings.lease_seconds) == max(3 * settings.lease_seconds, 10.0)
     job = client.submit(write_scene(tmp_path / "pool", TINY_ANIMATION, "+W32 +H24\n"), frames=2, count=1,
@@ -79,13 +79,15 @@ def test_the_view_the_dispatcher_and_httpov_nodes_agree_which_nodes_are_live(tmp
     monkeypatch.setattr(time, "time", lambda: clock[0])
     client.store.heartbeat("edge@host", 8, ["big"], {"host": "host"})
 
-    def seen_live() -> tuple[bool | None, int, str, set[str]]:
-        return (job_view(client.store, job, live_within=window).pool_live,
-                windows(client.store, settings.lease_seconds)[job],
+    def seen_live() -> tuple[bool | None, bool | None, int, str, str, set[str]]:
+        status = CliRunner().invoke(cli, ["status", job, "--json"], env=worker_env(settings))
+        return (json.loads(status.output)["pool_live"], job_view(client.store, job, live_within=window).pool_live,
+                windows(client.store, settings.lease_seconds)[job], _nodes(settings)["edge"]["state"],
                 {n["node"]: n["state"] for n in farm_nodes(client.store, settings.lease_seconds)}["edge@host"],
                 client.store.live_nodes(within=window))
 
+    assert budget(8) > budget(0)  # a pool job's window counts the live render processes of its pool
     clock[0] += window  # at the edge of the window: live for all
-    assert seen_live() == (True, 12, "up", {"edge@host"})  # 1.5 x its 8 render processes
+    assert seen_live() == (True, True, budget(8), "up", "up", {"edge@host"})
     clock[0] += 0.001  # past it: live for none
-    assert seen_live() == (False, 3, "lost", set())  # the window of a pool with no render process known
+    assert seen_live() == (False, False, budget(0), "lost", "lost", set())

@@ -1,10 +1,9 @@
-"""The Celery app: `celery -A httpov worker` finds httpov.celery.app; celeryconfig.py, then Settings, applied once."""
+"""The Celery app: `celery -A httpov worker` finds httpov.celery.app; httpov.celeryconfig, then Settings, applied
+once."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import ssl
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -14,7 +13,7 @@ from httpov.settings import Settings
 
 
 def make_app(settings: Settings | None = None) -> Celery:
-    """A Celery app configured by celeryconfig.py, then by `settings` (or the environment, read at configure)."""
+    """A Celery app configured by httpov.celeryconfig, then by `settings` (or the environment, read at configure)."""
     celery = Celery("httpov", include=["httpov.worker.tasks"])
     celery.config_from_object(_public(_own_config()))
     if settings is not None:
@@ -36,15 +35,9 @@ INVARIANTS = {
 
 
 def _own_config() -> ModuleType:
-    """httpov's celeryconfig.py, loaded by its path beside the package (the repository root, or site-packages
-    when installed): a `celeryconfig` elsewhere on sys.path, e.g. in the current folder, is never read."""
-    path = Path(__file__).resolve().parent.parent / "celeryconfig.py"
-    spec = importlib.util.spec_from_file_location("httpov._celeryconfig", path)
-    if spec is None or spec.loader is None or not path.exists():
-        raise ImportError(f"httpov's Celery configuration {path} is missing: reinstall httpov")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """httpov's Celery tunables, httpov.celeryconfig, loaded by its package name: a top-level `celeryconfig` on
+    sys.path, e.g. in the current folder, is never read."""
+    return importlib.import_module("httpov.celeryconfig")
 
 
 def _public(module: ModuleType) -> dict[str, object]:

@@ -125,7 +125,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool, states: str | Non
 
     store = _client(ctx).store
     if job:
-        one = view.job_view(store, job)
+        one = view.job_view(store, job, live_within=ctx.obj.live_node_seconds)
         if as_json:
             click.echo(json.dumps(one.to_json(), indent=2))
         else:
@@ -140,7 +140,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool, states: str | Non
     if every and limit is not None:
         raise BadInputError("give --limit N or --all, not both")
     cap = None if every else (limit or STATUS_LIMIT)
-    jobs = view.overview(store, states=wanted, name=name, user=user, limit=cap)
+    jobs = view.overview(store, states=wanted, name=name, user=user, limit=cap, live_within=ctx.obj.live_node_seconds)
     if as_json:
         click.echo(json.dumps([j.to_json() for j in jobs], indent=2))
         return
@@ -174,7 +174,8 @@ def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bo
     with contextlib.ExitStack() as stack:
         live = stack.enter_context(terminal.watch_live(out)) if out.is_terminal and not as_json else None
         for view in views.follow(_client(ctx).store, job, poll=interval, timeout=0 if once else None,
-                                 outage=ctx.obj.outage_seconds, on_outage=_outage):
+                                 outage=ctx.obj.outage_seconds, on_outage=_outage,
+                                 live_within=ctx.obj.live_node_seconds):
             if as_json:
                 click.echo(json.dumps(view.to_json()))
             elif live is not None:
@@ -232,17 +233,14 @@ def fetch(ctx: click.Context, job: str, output: Path | None, video: Path | None,
             click.echo(f"{sheet}: contact sheet of {len(images)} frame(s)")
 
 
-def _accounts_default() -> Path:
-    import os
-
-    from httpov.settings import _default_data_dir
-
-    return _default_data_dir(os.environ) / "web-accounts"
-
-
-_ACCOUNTS = click.option("--accounts", type=click.Path(path_type=Path), envvar="HTTPOV_WEB_ACCOUNTS",
-                         default=_accounts_default, show_default="$XDG_DATA_HOME/httpov/web-accounts",
+_ACCOUNTS = click.option("--accounts", type=click.Path(path_type=Path),
+                         show_default="HTTPOV_WEB_ACCOUNTS, else $XDG_DATA_HOME/httpov/web-accounts",
                          help="The accounts file (name:argon2 hash lines), written by `httpov web-user add`.")
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether option `name` was given on the command line (else its setting, HTTPOV_WEB_..., applies)."""
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
 
 
 @cli.command()
@@ -251,32 +249,36 @@ _ACCOUNTS = click.option("--accounts", type=click.Path(path_type=Path), envvar="
 @click.option("--port", type=int, default=8080, show_default=True, help="TCP port to listen on.")
 @click.option("--refresh", type=int, default=3, show_default=True, help="Seconds between the pages' updates.")
 @_ACCOUNTS
-@click.option("--tokens", "token_file", type=click.Path(path_type=Path), envvar="HTTPOV_WEB_TOKEN_FILE",
-              help="A file of bearer tokens for scripts, one a line (also: HTTPOV_WEB_TOKENS).")
+@click.option("--tokens", "token_file", type=click.Path(path_type=Path),
+              help="A file of bearer tokens for scripts, one a line (default: HTTPOV_WEB_TOKEN_FILE; tokens may also "
+              "be given in HTTPOV_WEB_TOKENS).")
 @click.option("--public-read", is_flag=True, help="Let anyone who reaches the page read it; control still needs "
               "a signed-in user or a token.")
-@click.option("--behind-proxy", is_flag=True, envvar="HTTPOV_WEB_BEHIND_PROXY",
+@click.option("--behind-proxy", is_flag=True,
               help="A TLS proxy (nginx, caddy) is in front: trust its X-Forwarded-For, -Proto and -Host (the "
               "client's address for the sign-in limit; https makes the session cookie Secure). Without it they are "
-              "ignored. Let only the proxy reach the port.")
-@click.option("--sign-in-attempts", type=click.IntRange(min=1), default=5, show_default=True,
-              envvar="HTTPOV_WEB_SIGN_IN_ATTEMPTS",
+              "ignored. Let only the proxy reach the port. Also: HTTPOV_WEB_BEHIND_PROXY=1.")
+@click.option("--sign-in-attempts", type=click.IntRange(min=1), default=Settings.web_sign_in_attempts,
+              show_default="HTTPOV_WEB_SIGN_IN_ATTEMPTS, else 5",
               help="Failed sign-ins for one user or from one address, within --sign-in-window, after which "
               "further ones are refused (429) until the window has passed.")
-@click.option("--sign-in-window", type=click.IntRange(min=1), default=600, show_default=True,
-              envvar="HTTPOV_WEB_SIGN_IN_WINDOW", help="Seconds the failed sign-ins are counted over.")
+@click.option("--sign-in-window", type=click.IntRange(min=1), default=Settings.web_sign_in_window,
+              show_default="HTTPOV_WEB_SIGN_IN_WINDOW, else 600", help="Seconds the failed sign-ins are counted over.")
 @click.pass_context
-def web(ctx: click.Context, host: str, port: int, refresh: int, accounts: Path, token_file: Path | None,
+def web(ctx: click.Context, host: str, port: int, refresh: int, accounts: Path | None, token_file: Path | None,
         public_read: bool, behind_proxy: bool, sign_in_attempts: int, sign_in_window: int) -> None:
     """The farm in a browser, behind a login: jobs, frames, logs, submit and control, and its JSON API."""
-    import os
-
     _need_web_extra()
     from httpov import web as web_ui
     from httpov.web.auth import Gate, SignInLimit, read_tokens
 
-    gate = Gate(accounts, read_tokens(os.environ.get("HTTPOV_WEB_TOKENS"), token_file), public_read,
-                SignInLimit(sign_in_attempts, sign_in_window))
+    settings: Settings = ctx.obj  # an option given on the command line wins over its HTTPOV_WEB_* setting
+    accounts = accounts or settings.web_accounts
+    token_file = token_file or settings.web_token_file
+    behind_proxy = behind_proxy or settings.web_behind_proxy
+    attempts = sign_in_attempts if _given(ctx, "sign_in_attempts") else settings.web_sign_in_attempts
+    window = sign_in_window if _given(ctx, "sign_in_window") else settings.web_sign_in_window
+    gate = Gate(accounts, read_tokens(settings.web_tokens, token_file), public_read, SignInLimit(attempts, window))
     if public_read and not web_ui.is_loopback(host):
         click.echo(f"warning: --public-read on {host}, not a loopback address: whoever reaches it sees every job",
                    err=True)
@@ -304,10 +306,13 @@ def web_user() -> None:
 @click.argument("name")
 @_ACCOUNTS
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
-def web_user_add(name: str, accounts: Path, password_stdin: bool) -> None:
+@click.pass_context
+def web_user_add(ctx: click.Context, name: str, accounts: Path | None, password_stdin: bool) -> None:
     """Add user NAME to the accounts file, or set their password (argon2id hash; asked twice, not echoed)."""
     _need_web_extra()
     from httpov.web.auth import add_user, check_user_name
+
+    accounts = accounts or ctx.obj.web_accounts
 
     check_user_name(name)
     if password_stdin:
@@ -486,19 +491,18 @@ def priority(ctx: click.Context, job: str, priority: int) -> None:
 def config_command(ctx: click.Context) -> None:
     """Print the settings in effect and where each came from (environment, config file, default); passwords
     in URLs are masked."""
-    import os
-
-    from httpov.settings import default_config_path, env_name, masked, resolve
+    from httpov.settings import SECRETS, default_config_path, env_name, masked, resolve
 
     found = resolve()
     if found.config is None:
-        click.echo(f"config file: none ({shown(str(default_config_path(os.environ)))} does not exist)")
+        click.echo(f"config file: none ({shown(str(default_config_path()))} does not exist)")
     else:
         click.echo(f"config file: {shown(str(found.config))}")
+    wide = max(len(name) for name in found.origins) + 2
     for name, origin in found.origins.items():
         value = getattr(found.settings, name)
-        value = "none" if value is None else masked(value)
-        click.echo(f"{name:<18}{env_name(name):<26}{shown(value):<44} {shown(origin)}")
+        value = "none" if value is None else masked(value, secret=name in SECRETS)
+        click.echo(f"{name:<{wide}}{env_name(name):<{wide + 7}}{shown(value):<44} {shown(origin)}")
 
 
 def _outage(message: str) -> None:

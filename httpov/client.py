@@ -141,7 +141,7 @@ class Client:
         self._queue_job(spec, user=options.user or login_name(), queue=queue,
                         max_processes=options.max_processes or 0, max_nodes=options.max_nodes or 0)
         warnings = []
-        if pool and pool not in self.store.live_pools(within=max(3 * self.settings.lease_seconds, 10.0)):
+        if pool and pool not in self.store.live_pools(within=self.settings.live_node_seconds):
             warnings.append(f"no live render node is in pool {pool!r}: the job waits until one joins "
                             f"(HTTPOV_POOLS={pool} on a render node)")
         return Submission(spec, uploaded, scene.ignored, _choices(layout, spec) + notes, warnings)
@@ -213,7 +213,8 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         sweep_every, last_sweep = self.settings.sweep_seconds, time.monotonic()
         while True:
-            progress = through_outage(lambda: job_view(self.store, job_id), self.settings.outage_seconds, on_outage)
+            progress = through_outage(lambda: job_view(self.store, job_id, live_within=self.settings.live_node_seconds),
+                                      self.settings.outage_seconds, on_outage)
             if on_progress:
                 on_progress(progress)
             if progress.ended:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from httpov.jobs import JobStore, Share
 from httpov.plan import Batch, JobSpec
+from httpov.settings import live_node_window
 from httpov.sweep import reap, take_queued, unsent
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def _windows(store: JobStore, lease_seconds: float, also: str | None) -> tuple[d
     groups: dict[tuple[str, int, str], list[str]] = defaultdict(list)
     for job_id in sorted(shares, key=lambda j: shares[j].created):
         groups[_group(shares[job_id])].append(job_id)
-    everyone, pools = store.render_processes(within=max(3 * lease_seconds, 10.0))
+    everyone, pools = store.render_processes(within=live_node_window(lease_seconds))
     most: dict[str, int] = defaultdict(int)
     for (queue, _, _), jobs in groups.items():
         most[queue] = max(most[queue], len(jobs))

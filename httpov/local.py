@@ -11,13 +11,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
 
 from httpov.errors import BadInputError, BrokerUnavailableError
-from httpov.settings import Settings
+from httpov.settings import Settings, env_name
 
 if TYPE_CHECKING:
     from httpov.options import SubmitOptions
@@ -70,8 +71,10 @@ def embedded_redis(workdir: Path, persist: bool = False) -> Iterator[str]:
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a `celery -A httpov worker` use these settings."""
-    return {**os.environ, **settings.to_env()}
+    """The environment that makes a `celery -A httpov worker` use these settings: this process's environment
+    without its own HTTPOV_* settings (one these settings leave unset stays unset there), and these settings."""
+    own = {env_name(f.name) for f in fields(Settings)}
+    return {**{k: v for k, v in os.environ.items() if k not in own}, **settings.to_env()}
 
 
 def start_worker(settings: Settings, concurrency: int | None, name: str, log: Path | None = None) -> subprocess.Popen:

@@ -5,14 +5,10 @@ import time
 from typing import Any
 
 from httpov.jobs import JobStore
+from httpov.settings import live_node_window
 
 #: A node not seen for this long is shown as lost, then no more (the sweep forgets it after a day).
 LOST_SHOWN = 3600.0
-
-
-def live_within(lease_seconds: float) -> float:
-    """A node seen this recently is up: it says so every sweep (lease / 8); three leases allow for a busy host."""
-    return max(3 * lease_seconds, 10.0)
 
 
 def farm_nodes(store: JobStore, lease_seconds: float, now: float | None = None) -> list[dict[str, Any]]:
@@ -21,6 +17,7 @@ def farm_nodes(store: JobStore, lease_seconds: float, now: float | None = None) 
     batches it finished and failed in the last hour, and when it was last seen."""
     now = time.time() if now is None else now
     seen, info = store.nodes()
+    live_since = now - live_node_window(lease_seconds)  # as the store's live_nodes and render_processes compare
     shown = sorted(node for node, last in seen.items() if now - last <= LOST_SHOWN)
     rendering: dict[str, list[dict[str, Any]]] = {}
     for job_id in store.active_ids():
@@ -33,7 +30,7 @@ def farm_nodes(store: JobStore, lease_seconds: float, now: float | None = None) 
     for node in shown:
         record = info.get(node, {})
         nodes.append({
-            "node": node, "state": "up" if now - seen[node] <= live_within(lease_seconds) else "lost",
+            "node": node, "state": "up" if seen[node] >= live_since else "lost",
             "host": record.get("host"), "processes": record.get("processes"), "cores": record.get("cores"),
             "povray": record.get("povray"), "httpov": record.get("httpov"), "started": record.get("started"),
             "last_seen": seen[node], "rendering": sorted(rendering.get(node, []), key=lambda r: r["since"] or 0),

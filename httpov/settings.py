@@ -24,6 +24,11 @@ LIMITS = ("max_width", "max_height", "max_pixels", "max_frames", "max_batches", 
           "max_scene_files", "max_scene_depth")
 #: The environment variable naming the config file (the default is `default_config_path`).
 CONFIG_ENV = "HTTPOV_CONFIG"
+#: Settings that are secrets as a whole: `httpov config` shows them as ***, and Settings' repr leaves them out.
+SECRETS = ("web_tokens",)
+#: How a yes/no setting may be written in the environment (click's words; any case); TOML takes true and false.
+_BOOLEANS = {"1": True, "yes": True, "true": True, "on": True, "t": True, "y": True,
+             "0": False, "no": False, "false": False, "off": False, "f": False, "n": False}
 
 
 def _default_data_dir(env: Mapping[str, str]) -> Path:
@@ -68,6 +73,13 @@ class Settings:
     max_scene_depth: int = ArchiveLimits.max_depth
     keep_days: float | None = None  # finished jobs older than this are deleted by the render nodes' sweep
     pools: str = ""  # render pools this node joins, comma-separated: it also takes batches of `submit --pool`
+    # `httpov web` and `httpov web-user` (their options, when given, win over these)
+    web_accounts: Path = field(default_factory=lambda: _default_data_dir(os.environ) / "web-accounts")
+    web_token_file: Path | None = None  # bearer tokens for scripts, one a line
+    web_tokens: str | None = field(default=None, repr=False)  # bearer tokens, comma or whitespace separated
+    web_behind_proxy: bool = False  # trust a TLS proxy's X-Forwarded-For, -Proto and -Host
+    web_sign_in_attempts: int = 5  # failed sign-ins for one user or from one address within the window
+    web_sign_in_window: int = 600  # seconds the failed sign-ins are counted over
 
     def __post_init__(self) -> None:
         for name in URL_SCHEMES:
@@ -98,6 +110,11 @@ class Settings:
         return max(0.5, self.lease_seconds / 8)
 
     @property
+    def live_node_seconds(self) -> float:
+        """How recently a render node must have said it is alive to count as live (live_node_window of the lease)."""
+        return live_node_window(self.lease_seconds)
+
+    @property
     def pool_names(self) -> list[str]:
         """The render pools of HTTPOV_POOLS."""
         return [p.strip() for p in self.pools.split(",") if p.strip()]
@@ -113,6 +130,14 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests, `httpov render`)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def live_node_window(lease_seconds: float) -> float:
+    """Seconds within which a render node's last heartbeat (it sends one every sweep, lease / 8) makes it live:
+    three leases allow for a busy host, 10 s at least. The one rule for every reader of the farm's nodes: the
+    dispatcher's windows, a pool's check at submit, the job view's `pool_live`, `httpov nodes` and a blocked node
+    handing a batch on. A node last seen at `now - window` or later is live (Redis' inclusive ZRANGEBYSCORE)."""
+    return max(3 * lease_seconds, 10.0)
 
 
 _POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -135,8 +160,9 @@ def default_render_processes(threads: int) -> int:
     return max(1, 4 * (os.cpu_count() or 1) // max(1, threads))
 
 
-def default_config_path(env: Mapping[str, str]) -> Path:
-    """~/.config/httpov/config.toml, or under $XDG_CONFIG_HOME."""
+def default_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """~/.config/httpov/config.toml, or under $XDG_CONFIG_HOME (of `env`, else of the process)."""
+    env = os.environ if env is None else env
     base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME", "/tmp"), ".config")
     return Path(base) / "httpov" / "config.toml"
 
@@ -205,6 +231,7 @@ def resolve(env: Mapping[str, str] | None = None) -> Resolved:
             _check_url(where, f.name, values[f.name])
     derived = {"state_url": values.get("broker_url", DEFAULT_BROKER_URL),
                "storage": str(_default_data_dir(env) / "storage"), "cache_dir": _default_cache_dir(env),
+               "web_accounts": _default_data_dir(env) / "web-accounts",
                "render_processes": default_render_processes(values.get("render_threads", 1))}
     for name, value in derived.items():
         if name not in values:
@@ -219,6 +246,11 @@ def _parse(kind: str, raw: Any, where: str) -> Any:
     """A setting's value from a string (environment) or a TOML value, by the type of its Settings field."""
     optional = kind.endswith("| None")
     kind = kind.removesuffix("| None").strip()
+    if kind == "bool":
+        answer = raw if isinstance(raw, bool) else _BOOLEANS.get(raw.strip().lower()) if isinstance(raw, str) else None
+        if answer is None:
+            raise BadInputError(f"{where} must be yes or no (1/0, true/false, on/off), got {raw!r}")
+        return answer
     if kind in ("str", "Path"):
         if not isinstance(raw, str):
             raise BadInputError(f"{where} must be a string, got {raw!r}")
@@ -243,8 +275,11 @@ def _check_url(where: str, name: str, url: str) -> None:
         raise BadInputError(f"{where} must be a Redis URL starting with {', '.join(others)} or {last}; " + given)
 
 
-def masked(value: object) -> str:
-    """A setting as `httpov config` prints it: the password of a URL (user:password@, ?password=) as ***."""
+def masked(value: object, secret: bool = False) -> str:
+    """A setting as `httpov config` prints it: a `secret` one (SECRETS) as ***, the password of a URL
+    (user:password@, ?password=) as ***."""
+    if secret:
+        return "***"
     text = str(value)
     if "://" not in text:
         return text

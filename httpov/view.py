@@ -13,6 +13,7 @@ from httpov.errors import JobNotFoundError
 from httpov.jobs import JobStore
 from httpov.outage import through_outage
 from httpov.plan import FINISHED, Batch, JobSpec, prepass_ids
+from httpov.settings import Settings, live_node_window
 
 
 @dataclass
@@ -229,21 +230,20 @@ def _prepass(spec: JobSpec, batches: dict[str, Any]) -> Prepass | None:
                    failed=sum(1 for i in ids if batches["failed"].get(i, {}).get("final")))
 
 
-#: A render node that said it is alive within this many seconds counts as live for a pool (nodes say so every sweep).
-POOL_LIVE_SECONDS = 30.0
-
-
-def job_view(store: JobStore, job_id: str, now: float | None = None) -> JobView:
+def job_view(store: JobStore, job_id: str, now: float | None = None, *, live_within: float | None = None) -> JobView:
     """The job as it is now, read from Redis in one snapshot; for a live job sent to a render pool, whether any
-    live render node is in that pool."""
+    live render node is in that pool. `live_within`: the farm's Settings.live_node_seconds (None: the default
+    lease's), the same window the dispatcher counts render processes in."""
     view = from_snapshot(*store.snapshot(job_id), now=time.time() if now is None else now)
     if view.pool and not view.ended:
-        view.pool_live = view.pool in store.live_pools(within=POOL_LIVE_SECONDS)
+        within = live_node_window(Settings.lease_seconds) if live_within is None else live_within
+        view.pool_live = view.pool in store.live_pools(within=within)
     return view
 
 
 def overview(store: JobStore, now: float | None = None, *, states: Collection[str] | None = None,
-             name: str | None = None, user: str | None = None, limit: int | None = None) -> list[JobView]:
+             name: str | None = None, user: str | None = None, limit: int | None = None,
+             live_within: float | None = None) -> list[JobView]:
     """job_view of the jobs in `states`, whose name matches the shell-style pattern `name` and of `user`: the newest
     `limit` of them (None: all), oldest first. Only as many views are built as it takes to find them."""
     chosen: list[JobView] = []
@@ -251,7 +251,7 @@ def overview(store: JobStore, now: float | None = None, *, states: Collection[st
         if limit is not None and len(chosen) >= limit:
             break
         try:
-            view = job_view(store, job_id, now)
+            view = job_view(store, job_id, now, live_within=live_within)
         except JobNotFoundError:  # deleted meanwhile
             continue
         if (states and view.state not in states) or (user is not None and view.user != user) or \
@@ -262,12 +262,12 @@ def overview(store: JobStore, now: float | None = None, *, states: Collection[st
 
 
 def follow(store: JobStore, job_id: str, poll: float = 1.0, timeout: float | None = None, outage: float = 0.0,
-           on_outage: Callable[[str], None] | None = None) -> Iterator[JobView]:
+           on_outage: Callable[[str], None] | None = None, live_within: float | None = None) -> Iterator[JobView]:
     """job_view of the job every `poll` seconds until it is finished (the last view is the finished one), riding
     out a Redis outage (a restart) of up to `outage` seconds and telling `on_outage` once per outage."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        view = through_outage(lambda: job_view(store, job_id), outage, on_outage)
+        view = through_outage(lambda: job_view(store, job_id, live_within=live_within), outage, on_outage)
         yield view
         if view.ended or (deadline is not None and time.monotonic() > deadline):
             return

@@ -24,6 +24,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.fixture(autouse=True)
+def _no_httpov_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests are hermetic: the caller's HTTPOV_* variables (a farm's settings, HTTPOV_CONFIG) never reach the code
+    under test, CliRunner's env= (which adds to os.environ) or the workers tests start. HTTPOV_TEST_* are the
+    suite's own (the Redis it uses) and stay."""
+    for name in [n for n in os.environ if n.startswith("HTTPOV_") and not n.startswith("HTTPOV_TEST_")]:
+        monkeypatch.delenv(name)
+
+
 def write_scene(folder: Path, pov: str, ini: str | None = None) -> Path:
     """A scene folder with scene.pov and (when given) pov.ini."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from typing import Any
 def web_app(client: Any, source: Any = None, public_read: bool = True, tokens: tuple[str, ...] = ()):
     from httpov.web import Gate, StatusSource, Web, create_app
 
-    source = source or StatusSource(client.store, lambda: client.storage)
+    source = source or StatusSource(client.store, lambda: client.storage, client.settings.live_node_seconds)
     app = create_app(Web(client=client, source=source, gate=Gate(None, list(tokens), public_read)))
     return app
 

@@ -22,8 +22,8 @@ def open_web(settings: Settings, gate: Gate, refresh: int = 3, behind_proxy: boo
         raise BadInputError(f"--refresh must be at least 1 second, got {refresh}")
     client = Client(settings)
     client.store.ping()
-    return Web(client=client, source=StatusSource(client.store, lambda: client.storage), gate=gate, refresh=refresh,
-               behind_proxy=behind_proxy)
+    return Web(client=client, source=StatusSource(client.store, lambda: client.storage, settings.live_node_seconds),
+               gate=gate, refresh=refresh, behind_proxy=behind_proxy)
 
 
 def serve(settings: Settings, gate: Gate, host: str = "127.0.0.1", port: int = 8080, refresh: int = 3,

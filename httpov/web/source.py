@@ -36,8 +36,10 @@ def job_id(raw: str) -> str:
 class StatusSource:
     """Job views (the same as `httpov status --json`), frames and thumbnails for the pages and the API."""
 
-    def __init__(self, store: JobStore, storage: Storage | Callable[[], Storage]) -> None:
+    def __init__(self, store: JobStore, storage: Storage | Callable[[], Storage],
+                 live_within: float | None = None) -> None:
         self.store = store
+        self.live_within = live_within  # the farm's Settings.live_node_seconds (None: the default lease's)
         self._storage = storage
         # (job, frame or None for the latest, size): (result key, PNG or why it was refused)
         self._thumbs: OrderedDict[tuple[str, int | None, int], tuple[str, bytes | ResultError]] = OrderedDict()
@@ -52,10 +54,11 @@ class StatusSource:
     # job views: the same JobView as `httpov status` (its to_json() is `status --json` and the API's)
     def jobs(self, state: str | None = None, user: str | None = None) -> list[JobView]:
         """Every job, oldest first; only those in `state` and of `user` when given."""
-        return overview(self.store, states=[state] if state else None, user=user or None)
+        return overview(self.store, states=[state] if state else None, user=user or None,
+                        live_within=self.live_within)
 
     def job(self, job: str) -> JobView:
-        return job_view(self.store, job_id(job))
+        return job_view(self.store, job_id(job), live_within=self.live_within)
 
     # frames
     def frames(self, job: str) -> list[int]:

@@ -220,7 +220,7 @@ class RenderNode:
             return Outcome("parked")
         if state not in LIVE:
             return Outcome(state)
-        targets = self.store.live_nodes(within=max(3 * lease, 10.0)) - blocked
+        targets = self.store.live_nodes(within=self.settings.live_node_seconds) - blocked
         if povray_version is not None:
             _, records = self.store.nodes()
             targets = {n for n in targets if records.get(n, {}).get("povray") == povray_version}

@@ -2,6 +2,7 @@
 the systemd unit verifies, and the health check fails clearly when something is wrong."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -57,6 +58,18 @@ def test_the_unit_verifies_and_restarts_with_a_stop_timeout_longer_than_a_lease(
     assert stop > Settings().lease_seconds
     env = (node / "root" / "etc" / "httpov" / "worker.env")
     assert env.read_text() == (KIT / "worker.env.example").read_text() and (env.stat().st_mode & 0o777) == 0o640
+
+
+def test_the_installed_package_has_no_top_level_celeryconfig(node: Path) -> None:
+    """pip installs httpov as one top-level package: its Celery tunables are httpov.celeryconfig, so a user's own
+    `celeryconfig` neither shadows them nor is shadowed by them."""
+    show = ("import importlib.metadata as m, json; from httpov.celery import app; "
+            "print(json.dumps([sorted({f.parts[0] for f in m.files('httpov')}), app.conf.worker_max_tasks_per_child]))")
+    out = subprocess.run([str(node / "opt" / "bin" / "python"), "-c", show], capture_output=True, text=True, cwd=node,
+                         env={"PATH": os.environ["PATH"], "HOME": str(node)}, check=True, timeout=60).stdout
+    top, per_child = json.loads(out)
+    assert [name for name in top if not name.endswith(".dist-info") and name != ".."] == ["httpov"], top
+    assert "celeryconfig.py" not in top and per_child == 200  # httpov.celeryconfig was read
 
 
 def test_the_installed_node_is_healthy_and_its_worker_answers(node: Path, settings: Settings,

@@ -75,11 +75,16 @@ def test_every_setting_can_come_from_the_file(tmp_path: Path) -> None:
                        render_threads=2, lease_seconds=7.5, max_attempts=4, task_time_limit=99, redis_ca="/ca.pem",
                        render_processes=3, celery_config="site.celery", batch_max_bytes=6, batch_max_files=7,
                        outage_seconds=8.0, max_width=9, max_height=10, max_pixels=11, max_frames=12,
-                       max_batches=13, max_scene_bytes=14, max_scene_files=15, max_scene_depth=16, keep_days=2.5)
+                       max_batches=13, max_scene_bytes=14, max_scene_files=15, max_scene_depth=16, keep_days=2.5,
+                       web_accounts=Path("/srv/accounts"), web_token_file=Path("/srv/tokens"), web_tokens="a" * 16,
+                       web_behind_proxy=True, web_sign_in_attempts=3, web_sign_in_window=60)
     lines = []
     for f in fields(Settings):
         value = getattr(changed, f.name)
-        lines.append(f"{f.name} = {value!r}" if isinstance(value, (int, float)) else f'{f.name} = "{value}"')
+        if isinstance(value, bool):
+            lines.append(f"{f.name} = {str(value).lower()}")
+        else:
+            lines.append(f"{f.name} = {value!r}" if isinstance(value, (int, float)) else f'{f.name} = "{value}"')
     env = _config(tmp_path, "\n".join(lines) + "\n")
     assert Settings.from_env(env) == changed
     assert set(resolve(env).origins.values()) == {str(tmp_path / "httpov" / "config.toml")}
@@ -115,3 +120,42 @@ def test_a_bad_config_file_stops_every_command_with_exit_2(tmp_path: Path) -> No
     print(result.output)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "unknown setting 'lease_secs'" in result.output
+
+
+def test_httpov_config_masks_the_web_tokens(tmp_path: Path) -> None:
+    env = _config(tmp_path, 'web_token_file = "/srv/tokens"\n')
+    env["HTTPOV_WEB_TOKENS"] = "s3cret-" + "x" * 16
+    result = CliRunner().invoke(cli, ["config"], env=env, terminal_width=200)
+    assert result.exit_code == 0 and "s3cret" not in result.output, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert lines["web_tokens"].split()[1:] == ["HTTPOV_WEB_TOKENS", "***", "environment", "HTTPOV_WEB_TOKENS"]
+    assert lines["web_token_file"].split()[1:3] == ["HTTPOV_WEB_TOKEN_FILE", "/srv/tokens"]
+    assert "s3cret" not in repr(Settings.from_env(env))
+
+
+def test_a_yes_or_no_setting_takes_clicks_words_and_toml_booleans(tmp_path: Path) -> None:
+    for raw, value in (("1", True), ("Yes", True), ("on", True), ("off", False), ("False", False), ("0", False)):
+        assert Settings.from_env({"HOME": str(tmp_path), "HTTPOV_WEB_BEHIND_PROXY": raw}).web_behind_proxy is value
+    assert Settings.from_env(_config(tmp_path, "web_behind_proxy = true\n")).web_behind_proxy is True
+    with pytest.raises(BadInputError, match="HTTPOV_WEB_BEHIND_PROXY must be yes or no"):
+        Settings.from_env({"HOME": str(tmp_path), "HTTPOV_WEB_BEHIND_PROXY": "maybe"})
+    with pytest.raises(BadInputError, match="web_behind_proxy must be yes or no"):
+        Settings.from_env(_config(tmp_path, "web_behind_proxy = 1\n"))
+
+
+def test_httpov_web_takes_its_settings_and_its_options_win(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpov.web
+
+    served: list[tuple] = []
+    monkeypatch.setattr(httpov.web, "serve", lambda settings, gate, *args, behind_proxy=False, **kwargs: served.append(
+        (gate.accounts_file, gate.tokens, gate.limit.attempts, gate.limit.window, behind_proxy)))
+    env = _config(tmp_path, "web_sign_in_window = 60\nweb_behind_proxy = true\n")
+    env.update(HTTPOV_WEB_TOKENS="t" * 16, HTTPOV_WEB_SIGN_IN_ATTEMPTS="3", HTTPOV_WEB_ACCOUNTS=str(tmp_path / "a"))
+    result = CliRunner().invoke(cli, ["web"], env=env)
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["web", "--accounts", str(tmp_path / "b"), "--sign-in-attempts", "7",
+                                      "--sign-in-window", "600"], env=env)
+    assert result.exit_code == 0, result.output
+    assert served == [(tmp_path / "a", ["t" * 16], 3, 60, True), (tmp_path / "b", ["t" * 16], 7, 600, True)]
+    added = CliRunner().invoke(cli, ["web-user", "add", "alice", "--password-stdin"], env=env, input="long enough\n")
+    assert added.exit_code == 0 and "\nalice:" in (tmp_path / "a").read_text(), added.output

@@ -28,3 +28,12 @@ def test_the_exit_code_table_has_every_error_code():
     codes = {cls.exit_code for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, Exception)
              and hasattr(cls, "exit_code")}
     assert codes <= table
+
+
+def test_the_configuration_table_names_every_setting():
+    from dataclasses import fields
+
+    from httpov.settings import CONFIG_ENV, Settings, env_name
+
+    table = set(re.findall(r"^\| `(HTTPOV_\w+)` \|", README, re.M))
+    assert {env_name(f.name) for f in fields(Settings)} | {CONFIG_ENV} == table

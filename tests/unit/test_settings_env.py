@@ -1,9 +1,11 @@
 """Settings.to_env: every setting a worker needs, under the one name from_env reads."""
 from __future__ import annotations
 
+import ast
 from dataclasses import fields
 from pathlib import Path
 
+import httpov
 from httpov.local import worker_env
 from httpov.settings import Settings
 
@@ -15,7 +17,9 @@ def test_to_env_gives_back_every_setting() -> None:
                        render_processes=3, celery_config="site.celery", batch_max_bytes=6, batch_max_files=7,
                        outage_seconds=8.0, max_width=9, max_height=10, max_pixels=11, max_frames=12,
                        max_batches=13, max_scene_bytes=14, max_scene_files=15, max_scene_depth=16,
-                       keep_days=30.0, pools="big,gpu")
+                       keep_days=30.0, pools="big,gpu", web_accounts=Path("/srv/accounts"),
+                       web_token_file=Path("/srv/tokens"), web_tokens="a" * 16 + ",b" * 16, web_behind_proxy=True,
+                       web_sign_in_attempts=3, web_sign_in_window=60)
     assert all(getattr(changed, f.name) != getattr(Settings(), f.name) for f in fields(Settings))
     assert Settings.from_env(changed.to_env()) == changed
 
@@ -23,3 +27,35 @@ def test_to_env_gives_back_every_setting() -> None:
 def test_a_local_worker_gets_the_settings_of_its_client() -> None:
     settings = Settings(storage="/srv/st", prefix="mine", cache_max_bytes=123, max_frames=4)
     assert Settings.from_env(worker_env(settings)) == settings
+
+
+#: Where httpov may touch os.environ outside settings.py, and why.
+ENVIRONMENT_ALLOWED = {
+    "httpov/local.py": "worker_env: the environment a worker it starts inherits, its HTTPOV_* replaced by to_env()",
+}
+
+
+def _environment_reads(path: Path) -> list[str]:
+    """Each os.environ / getenv / click envvar= in a module, as 'line: text'."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "environb", "getenv", "getenvb", "putenv"):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" and \
+                {a.name for a in node.names} & {"environ", "environb", "getenv", "getenvb"}:
+            found.append(f"{node.lineno}: from os import ...")
+        elif isinstance(node, ast.keyword) and node.arg in ("envvar", "auto_envvar_prefix"):
+            found.append(f"{node.lineno}: {node.arg}={ast.unparse(node.value)}")
+    return found
+
+
+def test_only_settings_reads_the_environment() -> None:
+    """Every HTTPOV_* variable is resolved once, by httpov.settings, into Settings that are passed down (README,
+    Configuration): nothing else reads os.environ, getenv or a click envvar."""
+    root = Path(httpov.__file__).resolve().parent.parent
+    reads = {str(path.relative_to(root)): _environment_reads(path) for path in sorted((root / "httpov").rglob("*.py"))}
+    assert reads["httpov/settings.py"], "the check finds nothing: it has gone blind"
+    wrong = {name: lines for name, lines in reads.items()
+             if lines and name != "httpov/settings.py" and name not in ENVIRONMENT_ALLOWED}
+    assert wrong == {}, f"read the environment outside httpov/settings.py (put it in Settings): {wrong}"
+    assert all(len(reads[name]) == 1 for name in ENVIRONMENT_ALLOWED)

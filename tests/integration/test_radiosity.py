@@ -163,8 +163,12 @@ def test_pause_during_the_pre_pass_parks_its_slices_until_resume(tmp_path, setti
     assert job_view(client.store, sub.spec.id).to_json()["prepass"]["running"] == 1  # status --json shows the stage
     client.pause(sub.spec.id)
     slices = [b for b in sub.spec.batches if not b.endswith("-pre")]
-    # the running pre-pass finishes; the slices it queues are set aside, not rendered
-    wait_for(lambda: sorted(client.store.batches(sub.spec.id)["parked"]) == slices, 60, "the slices to be parked")
+    # the running pre-pass finishes; the slices it queues are set aside, not rendered (the slices not yet sent are
+    # parked at once by the pause: wait for the pre-pass too, which may still be rendering on a busy machine)
+    def parked_after_the_pre_pass() -> bool:
+        batches = client.store.batches(sub.spec.id)
+        return "f000001-000001-pre" in batches["done"] and sorted(batches["parked"]) == slices
+    wait_for(parked_after_the_pre_pass, 60, "the pre-pass to finish and the slices to be parked")
     batches = client.store.batches(sub.spec.id)
     assert list(batches["done"]) == ["f000001-000001-pre"] and client.store.state(sub.spec.id) == "paused"
     assert client.resume(sub.spec.id) == 4

@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import Celery
 
+from httpov.broker import key_prefix
 from httpov.settings import Settings
 
 
@@ -51,7 +52,7 @@ def apply_settings(celery: Celery, settings: Settings) -> None:
         celery.conf.update(_public(importlib.import_module(settings.celery_config)))
     options = dict(celery.conf.broker_transport_options or {})
     options["visibility_timeout"] = settings.task_time_limit + 3600
-    options["global_keyprefix"] = f"{settings.prefix}:kombu:"
+    options["global_keyprefix"] = key_prefix(settings.prefix)
     if settings.broker_url.startswith("rediss://"):
         # Without explicit SSL options kombu connects to rediss:// WITHOUT checking the certificate.
         ssl_options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}

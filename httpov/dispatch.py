@@ -18,10 +18,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from httpov.broker import QueueLayout, take_queued
 from httpov.jobs import JobStore, Share
 from httpov.plan import Batch, JobSpec
 from httpov.settings import live_node_window
-from httpov.sweep import reap, take_queued, unsent
+from httpov.sweep import reap, unsent
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -154,15 +155,15 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
     def requeue(job_id: str, batch_ids: list[str]) -> None:  # still in the job's window: sent as they are
         enqueue(celery, store.spec(job_id), batch_ids, store.queue_of(job_id) or queue,
                 requeued=True)  # ahead of the job's others
-    reissued = reap(store, requeue, lease_seconds, max_attempts, every=every)
+    layout = QueueLayout.of(celery)
+    reissued = reap(store, layout, requeue, lease_seconds, max_attempts, every=every)
     if not every or store.claim("sweep:top-up", every * 0.8):  # one sweeper per `every` fills the windows
         for job_id, limit in windows(store, lease_seconds).items():
             top_up(celery, store, job_id, queue, lease_seconds, limit=limit)
     if store.claim("sweep:unsent", lease_seconds):  # a top-up whose sender died before sending: send it now
         jobs = store.active_ids()
         queues = sorted({queue} | {store.queue_of(job_id) for job_id in jobs} - {""})
-        lists = [name for own in queues for name in _priority_lists(celery, own)]
-        for job_id, batch_id in unsent(store, lists, min_age=2 * lease_seconds):
+        for job_id, batch_id in unsent(store, layout, queues, min_age=2 * lease_seconds):
             requeue(job_id, [batch_id])
             reissued.append((job_id, batch_id))
             log.warning("httpov: batch %s of job %s was taken for its window and never sent; sent now", batch_id,
@@ -176,7 +177,7 @@ def reprioritize(celery: Celery, store: JobStore, job_id: str, queue: str, prior
     batches moved."""
     spec = store.set_priority(job_id, priority)
     own = store.queue_of(job_id) or queue
-    return enqueue(celery, spec, take_queued(store, _priority_lists(celery, own), job_id), own)
+    return enqueue(celery, spec, take_queued(store.r, QueueLayout.of(celery), own, job_id), own)
 
 
 def make_room(celery: Celery, store: JobStore, job_id: str, queue: str, lease_seconds: float) -> int:
@@ -188,18 +189,13 @@ def make_room(celery: Celery, store: JobStore, job_id: str, queue: str, lease_se
     shares, parts = _windows(store, lease_seconds, also=job_id)
     if job_id not in shares:
         return 0
+    layout = QueueLayout.of(celery)
     for other, part in parts.items():
         if other == job_id or _group(shares[other]) != _group(shares[job_id]):
             continue
         surplus = store.window_size(other) - part
         if surplus > 0:
-            lists = _priority_lists(celery, shares[other].queue or queue)
-            store.unsend(other, take_queued(store, lists, other, surplus))
+            taken = take_queued(store.r, layout, shares[other].queue or queue, other, surplus)
+            store.unsend(other, taken)
     return parts[job_id]
 
-
-def _priority_lists(celery: Celery, queue: str) -> list[str]:
-    """kombu's Redis lists of a queue, one per priority level (named without the key prefix)."""
-    options = celery.conf.broker_transport_options or {}
-    sep, steps = options.get("sep", "\x06\x16"), options.get("priority_steps", [0, 3, 6, 9])
-    return [f"{queue}{sep}{step}" if step else queue for step in steps]

@@ -1,12 +1,11 @@
 """The lease sweep: batches of lost render nodes back on the queue (every worker and waiting client sweeps)."""
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import time
 from collections.abc import Callable
 
+from httpov.broker import QueueLayout, held_before, queued_or_held, release
 from httpov.jobs import JobStore
 
 log = logging.getLogger(__name__)
@@ -17,11 +16,12 @@ log = logging.getLogger(__name__)
 REQUEUED_MEMORY = 24 * 3600.0
 
 
-def reap(store: JobStore, requeue: Callable[[str, list[str]], None], lease_seconds: float,
+def reap(store: JobStore, layout: QueueLayout, requeue: Callable[[str, list[str]], None], lease_seconds: float,
          max_attempts: int, every: float = 0.0) -> list[tuple[str, str]]:
     """Requeue each running batch whose lease expired (a batch lost too often fails its job), then, once per lease,
-    settle the messages of workers that died holding them (see `stranded`). Whoever sweeps first in each `every`
-    seconds does the lease sweep for the whole cluster: its cost does not grow with the number of render nodes."""
+    settle the messages of workers that died holding them (see `stranded`; `layout`: where kombu keeps them).
+    Whoever sweeps first in each `every` seconds does the lease sweep for the whole cluster: its cost does not grow
+    with the number of render nodes."""
     reissued: list[tuple[str, str]] = []
     ours = not every or store.claim("sweep:leases", every * 0.8)
     for job_id in store.active_ids() if ours else []:
@@ -46,7 +46,7 @@ def reap(store: JobStore, requeue: Callable[[str, list[str]], None], lease_secon
             log.warning("httpov: batch %s of job %s lost its render node %s; requeued", batch_id, job_id,
                         info.get("node"))
     if store.claim("sweep:stranded", lease_seconds):
-        for job_id, batch_id in stranded(store, min_age=2 * lease_seconds):
+        for job_id, batch_id in stranded(store, layout, min_age=2 * lease_seconds):
             requeue(job_id, [batch_id])
             store.count_requeue(job_id, batch_id)
             reissued.append((job_id, batch_id))
@@ -60,7 +60,7 @@ def task_of(token: str) -> str:
     return token.removeprefix("retry:").split("/")[0]
 
 
-def stranded(store: JobStore, min_age: float, chunk: int = 500) -> list[tuple[str, str]]:
+def stranded(store: JobStore, layout: QueueLayout, min_age: float, chunk: int = 500) -> list[tuple[str, str]]:
     """Batches whose message a worker took more than `min_age` seconds ago and never leased: it died in between.
 
     Redis keeps such a message in kombu's unacked table until the visibility timeout (hours). Each one old enough
@@ -69,20 +69,13 @@ def stranded(store: JobStore, min_age: float, chunk: int = 500) -> list[tuple[st
     the lease sweep already requeued is taken out and forgotten; one of a paused job is parked. Removal is atomic,
     so one sweeper wins; should an old message ever come back, it finds the batch done or busy.
     """
-    table, index = f"{store.p}:kombu:unacked", f"{store.p}:kombu:unacked_index"
-    taken = store.r.zrangebyscore(index, 0, time.time() - min_age, withscores=True)
     found = []
-    for start in range(0, len(taken), chunk):
-        part = taken[start:start + chunk]
-        messages = []
-        for (tag, at), raw in zip(part, store.r.hmget(table, [tag for tag, _ in part])):
-            batch = _batch_of(raw) if raw else None
-            if batch is not None:
-                messages.append((tag, (*batch, at)))
-        fates = store.stranded_fates([message for _, message in messages])
-        for (tag, (job_id, batch_id, _, _)), fate in zip(messages, fates):
-            if fate == "keep" or not _take(store, table, index, tag):
+    for held in held_before(store.r, layout, time.time() - min_age, chunk):
+        fates = store.stranded_fates([(*one.message, one.taken) for one in held])
+        for one, fate in zip(held, fates):
+            if fate == "keep" or not release(store.r, layout, one.tag):
                 continue
+            job_id, batch_id = one.message.job_id, one.message.batch_id
             if fate == "park":
                 store.park(job_id, batch_id)
             elif fate == "requeue":
@@ -90,10 +83,10 @@ def stranded(store: JobStore, min_age: float, chunk: int = 500) -> list[tuple[st
     return found
 
 
-def unsent(store: JobStore, lists: list[str], min_age: float) -> list[tuple[str, str]]:
+def unsent(store: JobStore, layout: QueueLayout, queues: list[str], min_age: float) -> list[tuple[str, str]]:
     """Batches in a live job's window for more than `min_age` seconds that nothing will render: not running, not
-    done, not parked, and no message of theirs waits in the queues' Redis `lists` (kombu's, one per priority level,
-    named without the key prefix) or in kombu's unacked table.
+    done, not parked, and no message of theirs waits in the `queues` or in kombu's unacked table
+    (broker.queued_or_held).
     That is a top-up whose sender died between taking the batches (JobStore.top_up) and sending them; each such
     batch is moved to the front of its window's clock so that it is answered once, and returned to be sent.
     A message read while a worker moves it from its list to the unacked table may be missed: the batch is then sent
@@ -103,51 +96,8 @@ def unsent(store: JobStore, lists: list[str], min_age: float) -> list[tuple[str,
         candidates += [(job_id, batch_id) for batch_id in store.idle_in_window(job_id, min_age)]
     if not candidates:
         return []
-    pipe = store.r.pipeline()
-    for name in lists:
-        pipe.lrange(f"{store.p}:kombu:{name}", 0, -1)
-    pipe.hvals(f"{store.p}:kombu:unacked")
-    seen = {batch[:2] for messages in pipe.execute() for batch in map(_batch_of, messages) if batch is not None}
+    seen = queued_or_held(store.r, layout, queues)
     lost = [c for c in candidates if c not in seen]
     for job_id, batch_id in lost:
         store.touch_window(job_id, batch_id)
     return lost
-
-
-def take_queued(store: JobStore, lists: list[str], job_id: str, most: int | None = None) -> list[str]:
-    """Take the job's messages waiting in a queue's Redis lists (kombu's, one per priority level, named without
-    the key prefix) out of Redis, the last queued first (at most `most` batches); answers their batches. A message a
-    worker takes meanwhile stays with it; each batch is answered once, however many messages it had."""
-    taken: list[str] = []
-    for key in (f"{store.p}:kombu:{name}" for name in lists):
-        for raw in store.r.lrange(key, 0, -1):  # kombu pushes on the left and pops on the right
-            if most is not None and len(taken) >= most:
-                return taken
-            batch = _batch_of(raw)
-            if batch is not None and batch[0] == job_id and store.r.lrem(key, 1, raw):
-                if batch[1] not in taken:
-                    taken.append(batch[1])
-    return taken
-
-
-def _take(store: JobStore, table: str, index: str, tag: str) -> bool:
-    """Remove one message from kombu's unacked table; False if it was gone (acked, or another sweeper took it)."""
-    return bool(store.r.pipeline().zrem(index, tag).hdel(table, tag).execute()[1])
-
-
-def _batch_of(raw: str) -> tuple[str, str, str] | None:
-    """(job id, batch id, task id) of a render_batch message as kombu stores it (queued, or in its unacked table),
-    or None for anything else."""
-    try:
-        message = json.loads(raw)
-        if isinstance(message, list):  # kombu's unacked table holds [message, exchange, routing key]
-            message = message[0]
-        if message.get("headers", {}).get("task") != "httpov.render_batch":
-            return None
-        body = message["body"]
-        if message.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        kwargs = json.loads(body)[1]
-        return str(kwargs["job_id"]), str(kwargs["batch"]), str(message["headers"].get("id", ""))
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return None

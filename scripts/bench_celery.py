@@ -15,6 +15,7 @@ from pathlib import Path
 
 import redis
 
+from httpov.broker import QueueLayout
 from httpov.celery import make_app
 from httpov.dispatch import enqueue
 from httpov.local import embedded_redis, start_worker, stop_worker
@@ -32,12 +33,13 @@ def main() -> None:
                             prefix="bench", queue="bench")
         spec = JobSpec(id="no-such-job", name="x", scene_key="", root="", pov="x.pov", options={}, initial=1,
                        final=args.tasks, first=1, last=args.tasks, width=1, height=1, count=1)
-        enqueue(make_app(settings), spec, [Batch(n, n).id for n in range(1, args.tasks + 1)], settings.queue)
+        app = make_app(settings)
+        layout = QueueLayout.of(app)
+        enqueue(app, spec, [Batch(n, n).id for n in range(1, args.tasks + 1)], settings.queue)
         r = redis.Redis.from_url(url)
 
         def left() -> int:
-            lists = sum(r.llen(k) for k in r.scan_iter(match=f"bench:kombu:{settings.queue}*"))
-            return lists + r.hlen("bench:kombu:unacked")
+            return sum(r.llen(key) for key in layout.lists(settings.queue)) + r.hlen(layout.unacked)
 
         log = Path(name) / "worker.log"
         worker = start_worker(settings, args.processes, "bench", log)

@@ -25,6 +25,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from httpov.broker import QueueLayout, key_prefix  # noqa: E402
 from httpov.jobs import JobStore  # noqa: E402
 from httpov.local import embedded_redis  # noqa: E402
 from httpov.plan import Batch, JobSpec  # noqa: E402
@@ -32,6 +33,7 @@ from httpov.settings import Settings  # noqa: E402
 from httpov.sweep import reap  # noqa: E402
 
 PREFIX = "bench"
+LAYOUT = QueueLayout(key_prefix(PREFIX))  # kombu's keys as httpov.celery configures them
 TICK = 0.5  # povray._wait asks keep_going this often; RenderNode's keep_going reads the job's state each time
 
 
@@ -48,12 +50,13 @@ def setup(store: JobStore, processes: int, lease: float) -> tuple[str, list[tupl
         token = f"{task}/0000"
         assert store.start_batch(spec.id, batch, token, f"node{n // 8}@bench", lease) == "ok"
         body = base64.b64encode(json.dumps([[], {"job_id": spec.id, "batch": batch}, {}]).encode()).decode()
+        # a render_batch message as kombu keeps it in its unacked table (httpov.broker.render_message reads it)
         message = {"body": body, "headers": {"task": "httpov.render_batch", "id": task},
                    "properties": {"body_encoding": "base64", "delivery_tag": task}}
         table[task] = json.dumps([message, "", PREFIX])
         tokens.append((batch, token))
-    store.r.hset(f"{PREFIX}:kombu:unacked", mapping=table)
-    store.r.zadd(f"{PREFIX}:kombu:unacked_index", {tag: time.time() - 3600 for tag in table})  # rendering for 1 h
+    store.r.hset(LAYOUT.unacked, mapping=table)
+    store.r.zadd(LAYOUT.unacked_index, {tag: time.time() - 3600 for tag in table})  # rendering for 1 h
     return spec.id, tokens
 
 
@@ -91,7 +94,7 @@ def run(url: str, processes: int, per_node: int, lease: float, seconds: float, t
     def sweeper(node: str):
         def once() -> None:
             store.heartbeat(node)
-            reap(store, lambda *_: None, lease, settings.max_attempts, every=sweep)
+            reap(store, LAYOUT, lambda *_: None, lease, settings.max_attempts, every=sweep)
         return once
 
     refreshes = [refresher(b, t) for b, t in tokens]

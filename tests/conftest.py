@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from httpov.broker import QueueLayout, key_prefix
 from httpov.settings import Settings
 
 REDIS_URL = os.environ.get("HTTPOV_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -89,9 +90,15 @@ def pixels(path: Path) -> tuple:
 
 def queue_drained(settings: Settings) -> bool:
     """True when no message of this test's queue waits in Redis or is held by a worker (kombu's unacked)."""
-    r = redis.Redis.from_url(settings.broker_url)
-    waiting = sum(r.llen(key) for key in r.scan_iter(match=f"{settings.prefix}:kombu:{settings.queue}*"))
-    return waiting + r.hlen(f"{settings.prefix}:kombu:unacked") == 0
+    r, layout = redis.Redis.from_url(settings.broker_url), kombu_layout(settings)
+    waiting = sum(r.llen(key) for key in r.scan_iter(match=layout.key(settings.queue) + "*"))
+    return waiting + r.hlen(layout.unacked) == 0
+
+
+def kombu_layout(settings: Settings) -> QueueLayout:
+    """Where kombu keeps the messages of an app made with `settings`: its key prefix and unacked table (a queue's
+    lists are named after the app's transport options: QueueLayout.of(app).lists)."""
+    return QueueLayout(key_prefix(settings.prefix))
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

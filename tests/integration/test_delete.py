@@ -11,6 +11,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from httpov.broker import key_prefix
 from httpov.celery import make_app
 from httpov.cli import cli
 from httpov.client import Client
@@ -66,7 +67,8 @@ def _redis_state(prefix: str) -> dict[str, Any]:
         elif kind == "set":
             state[key] = sorted(r.smembers(key))
         elif kind == "zset":
-            timed = key.endswith(":nodes") or ":kombu:" in key  # heartbeats, kombu's binding deadlines
+            # heartbeats, kombu's binding deadlines
+            timed = key.endswith(":nodes") or key.startswith(key_prefix(prefix))
             state[key] = r.zrange(key, 0, -1, withscores=not timed)
         else:
             state[key] = r.get(key)

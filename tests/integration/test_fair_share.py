@@ -165,13 +165,12 @@ def test_a_pool_jobs_window_counts_the_render_processes_of_its_pool_only(tmp_pat
 
 def _queued(client, settings) -> dict[str, list[str]]:
     """Each job's batches waiting in Celery's queue (kombu's Redis lists), the next to be taken first."""
-    from httpov.dispatch import _priority_lists
-    from httpov.sweep import _batch_of
+    from httpov.broker import QueueLayout, render_message
 
     found: dict[str, list[str]] = {}
-    for name in _priority_lists(client.celery, settings.queue):
-        for raw in reversed(client.store.r.lrange(f"{settings.prefix}:kombu:{name}", 0, -1)):
-            job_id, batch_id, _ = _batch_of(raw)
+    for key in QueueLayout.of(client.celery).lists(settings.queue):
+        for raw in reversed(client.store.r.lrange(key, 0, -1)):
+            job_id, batch_id, _ = render_message(raw)
             found.setdefault(job_id, []).append(batch_id)
     return found
 

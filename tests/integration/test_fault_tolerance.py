@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from httpov.cli import cli
 from httpov.local import free_port, worker_env
 from httpov.view import job_view
-from tests.conftest import pixels, povray_direct, queue_drained, wait_for
+from tests.conftest import kombu_layout, pixels, povray_direct, queue_drained, wait_for
 from tests.integration.faults import crash_script, frames_in_results, povray_pids, redis_server, slow_scene
 
 
@@ -194,7 +194,7 @@ def test_redis_restart_mid_job_loses_nothing(tmp_path, settings, workers):
 def _unacked_of(settings, job_id: str) -> int:
     """Messages of the job held in kombu's unacked table (taken by a worker, never acked)."""
     r = redis.Redis.from_url(settings.broker_url, decode_responses=True)
-    return sum(job_id in raw for raw in r.hvals(f"{settings.prefix}:kombu:unacked"))
+    return sum(job_id in raw for raw in r.hvals(kombu_layout(settings).unacked))
 
 
 def test_a_lost_batch_is_requeued_once_however_long_it_waits(tmp_path, settings, client, workers, caplog):

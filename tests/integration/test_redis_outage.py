@@ -15,7 +15,7 @@ import redis
 
 from httpov.local import free_port, worker_env
 from httpov.view import job_view
-from tests.conftest import wait_for
+from tests.conftest import kombu_layout, wait_for
 from tests.integration.faults import povray_pids, redis_server, slow_scene
 
 
@@ -101,7 +101,7 @@ def test_a_render_node_waiting_for_a_batch_survives_a_redis_restart(tmp_path, se
         assert node.poll() is None and "Unrecoverable error" not in text, text[-3000:]
         # the first batch's message, taken before the restart, leaves kombu's table: acked, or dropped by the sweep
         table = redis.Redis.from_url(url, decode_responses=True)
-        wait_for(lambda: not any(first.spec.id in raw for raw in table.hvals(f"{settings.prefix}:kombu:unacked")),
+        wait_for(lambda: not any(first.spec.id in raw for raw in table.hvals(kombu_layout(settings).unacked)),
                  30, "the first batch's message to leave kombu's unacked table")
     finally:
         server.terminate()

@@ -13,6 +13,7 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from httpov.broker import key_prefix
 from httpov.celery import make_app
 from httpov.cli import cli
 from httpov.client import Client
@@ -134,8 +135,9 @@ def _assert_refused(settings: Settings, scene: Path, *expected: str) -> str:
     for text in expected:
         assert text in result.output
     r = redis.Redis.from_url(REDIS_URL)
-    for pattern in ("job:*", "jobs", "active", "kombu:*"):  # no job recorded, no Celery message queued
-        assert list(r.scan_iter(match=f"{settings.prefix}:{pattern}")) == [], f"found {pattern} after a refusal"
+    ours = [f"{settings.prefix}:{name}" for name in ("job:*", "jobs", "active")]
+    for pattern in [*ours, f"{key_prefix(settings.prefix)}*"]:  # no job recorded, no Celery message queued
+        assert list(r.scan_iter(match=pattern)) == [], f"found {pattern} after a refusal"
     return result.output
 
 

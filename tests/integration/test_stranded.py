@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from tests.conftest import TINY_ANIMATION, wait_for, write_scene
+from tests.conftest import TINY_ANIMATION, kombu_layout, wait_for, write_scene
 
 TAKE_AND_DIE = """
 import os, signal, sys
@@ -32,15 +32,15 @@ def test_message_taken_by_a_dying_worker_is_requeued(tmp_path, settings, client,
     taker = subprocess.run([sys.executable, "-c", TAKE_AND_DIE], env=worker_env(fast), capture_output=True,
                            text=True, timeout=60)
     assert taker.returncode == -9 and "took httpov.render_batch" in taker.stdout, taker.stderr
-    r = redis.Redis.from_url(settings.broker_url)
-    assert r.hlen(f"{settings.prefix}:kombu:unacked") == 1, "the message should sit unacked"
+    r, unacked = redis.Redis.from_url(settings.broker_url), kombu_layout(settings).unacked
+    assert r.hlen(unacked) == 1, "the message should sit unacked"
 
     started = time.monotonic()
     workers(concurrency=1, settings_=fast)  # visibility timeout is over an hour: only httpov's sweep can help
     final = client.wait(sub.spec.id, timeout=60)
     assert final.state == "done" and final.frames_done == 1
     assert time.monotonic() - started < 30
-    assert r.hlen(f"{settings.prefix}:kombu:unacked") == 0
+    assert r.hlen(unacked) == 0
 
 
 def test_messages_of_finished_jobs_leave_the_unacked_table(tmp_path, settings, client, workers):
@@ -52,12 +52,12 @@ def test_messages_of_finished_jobs_leave_the_unacked_table(tmp_path, settings, c
                            text=True, timeout=60)
     assert taker.returncode == -9, taker.stderr
     client.cancel(cancelled.spec.id)
-    r = redis.Redis.from_url(settings.broker_url)
-    assert r.hlen(f"{settings.prefix}:kombu:unacked") == 1
+    r, layout = redis.Redis.from_url(settings.broker_url), kombu_layout(settings)
+    assert r.hlen(layout.unacked) == 1
 
     workers(concurrency=1, settings_=fast)
-    wait_for(lambda: r.hlen(f"{settings.prefix}:kombu:unacked") == 0, 30,
+    wait_for(lambda: r.hlen(layout.unacked) == 0, 30,
              "the sweep to drop the message of the cancelled job")
-    assert r.zcard(f"{settings.prefix}:kombu:unacked_index") == 0
+    assert r.zcard(layout.unacked_index) == 0
     assert client.store.state(cancelled.spec.id) == "cancelled"
     assert client.store.batches(cancelled.spec.id)["attempts"] == {}, "the cancelled job's batch never ran"

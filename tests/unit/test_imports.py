@@ -1,6 +1,7 @@
 """httpov's import rule, over every import of every module (function-level included): no cycles; the client side
 (client, view, terminal, eta, media, local, web, cli) and the render node (httpov.worker) both import the core,
-never each other; the core imports neither; pure modules load nothing of Celery, kombu or redis."""
+never each other; the core imports neither; pure modules load nothing of Celery, kombu or redis; only the broker
+adapter (httpov.broker, a core module) imports kombu's transport or spells its Redis keys."""
 from __future__ import annotations
 
 import ast
@@ -17,6 +18,9 @@ CLIENT = {"httpov.client", "httpov.view", "httpov.terminal", "httpov.eta", "http
 PURE = ["httpov.errors", "httpov.text", "httpov.settings", "httpov.limits", "httpov.keys", "httpov.scene",
         "httpov.plan", "httpov.archive", "httpov.files", "httpov.worker.stitch", "httpov.eta", "httpov.options"]
 BROKER_LIBRARIES = ("celery", "kombu", "redis")
+#: What code spelling one of kombu's Redis keys would contain (httpov.broker builds them all).
+KOMBU_WORDS = (":kombu:", "unacked", "\x06\x16", "priority_steps")
+DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 def _name(path: Path) -> str:
@@ -52,9 +56,11 @@ def _side(module: str) -> str:
 
 
 def test_the_rule_sees_every_module() -> None:
-    expected = {"httpov.celery", "httpov.dispatch", "httpov.worker.tasks", "httpov.worker.reaper", "httpov.cli"}
+    expected = {"httpov.celery", "httpov.dispatch", "httpov.worker.tasks", "httpov.worker.reaper", "httpov.cli",
+                "httpov.broker"}
     assert expected <= set(MODULES)
     assert "httpov.worker.node" in _own("httpov.worker.tasks")
+    assert "httpov.broker" in _own("httpov.worker.consumer")
     assert "httpov.dispatch" in _own("httpov.client")  # a function-level import
 
 
@@ -99,3 +105,19 @@ def test_httpov_itself_loads_nothing() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=PACKAGE.parent)
     assert loaded.stdout.strip() == "['httpov']"
+
+
+def test_only_the_broker_adapter_knows_kombus_redis_layout() -> None:
+    """kombu's Redis transport and the names of its keys are httpov.broker's alone (its contract test checks them);
+    httpov.celeryconfig sets the transport's options, which the same contract test reads back."""
+    wrong = []
+    for module in sorted(set(MODULES) - {"httpov.broker", "httpov.celeryconfig"}):
+        wrong += [f"{module} imports {name}" for name in sorted(_imports(module)) if name.startswith("kombu.transport")]
+        tree = ast.parse(MODULES[module].read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree) if isinstance(node, DOCUMENTED) and node.body
+                      and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                if any(word in node.value for word in KOMBU_WORDS):
+                    wrong.append(f"{module} spells kombu's key {node.value!r}")
+    assert wrong == []

@@ -1,0 +1,214 @@
+"""The broker adapter: every assumption httpov makes about kombu's Redis transport and Celery's task messages.
+
+httpov reads and edits kombu's Redis keys itself: the stranded and unsent sweeps look for a batch's message in a
+queue's lists and in the table of messages taken and not acked, a priority change or a joining job takes queued
+messages back, and a render node opens kombu channels with one private method overridden. None of that is kombu's
+or Celery's public API. Each assumption is written here once, as an `ASSUMPTION <name>:` comment, and checked against
+the installed releases by tests/integration/test_broker_contract.py (one test per name); pyproject.toml pins the
+releases that test covers. The rest of httpov calls the functions below and never spells a kombu key.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import redis
+from kombu.transport import redis as kombu_redis
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from kombu import Connection
+
+#: The releases the contract test was run against: (lowest, first untested) for kombu and for Celery. pyproject.toml
+#: pins the same ranges; widen both only after tests/integration/test_broker_contract.py passed on the new release.
+KOMBU_TESTED = ((5, 7), (5, 8))
+CELERY_TESTED = ((5, 7), (5, 8))
+
+# ASSUMPTION transport-options: kombu's Redis channel takes `global_keyprefix`, `sep`, `priority_steps`, `unacked_key`
+# and `unacked_index_key` from Celery's broker_transport_options, with the defaults below when they are not given
+# (kombu.transport.redis.Channel's class attributes of the same names).
+KOMBU_SEP = "\x06\x16"
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
+KOMBU_UNACKED = "unacked"
+KOMBU_UNACKED_INDEX = "unacked_index"
+
+#: The task whose messages httpov looks for in kombu's keys (httpov.worker.tasks.render_batch) and the names of the
+#: keyword arguments dispatch.enqueue gives it.
+RENDER_TASK = "httpov.render_batch"
+
+
+def key_prefix(prefix: str) -> str:
+    """kombu's global_keyprefix for httpov's Redis key prefix: kombu's keys sit beside httpov's, under
+    '<prefix>:kombu:' (httpov.celery sets it)."""
+    # ASSUMPTION key-prefix: kombu puts its global_keyprefix in front of every Redis key it writes (queue lists, the
+    # unacked table and its index), as it is, with no separator of its own.
+    return f"{prefix}:kombu:"
+
+
+@dataclass(frozen=True)
+class QueueLayout:
+    """Where kombu keeps one Celery app's messages in Redis: full key names, the app's key prefix included."""
+
+    prefix: str = ""
+    sep: str = KOMBU_SEP
+    priority_steps: tuple[int, ...] = KOMBU_PRIORITY_STEPS
+    unacked_key: str = KOMBU_UNACKED
+    unacked_index_key: str = KOMBU_UNACKED_INDEX
+
+    @classmethod
+    def of(cls, celery: Celery) -> QueueLayout:
+        """The layout the app's broker_transport_options give kombu (see ASSUMPTION transport-options)."""
+        options = celery.conf.broker_transport_options or {}
+        return cls(prefix=options.get("global_keyprefix", ""), sep=options.get("sep", KOMBU_SEP),
+                   priority_steps=tuple(options.get("priority_steps", KOMBU_PRIORITY_STEPS)),
+                   unacked_key=options.get("unacked_key", KOMBU_UNACKED),
+                   unacked_index_key=options.get("unacked_index_key", KOMBU_UNACKED_INDEX))
+
+    def key(self, name: str) -> str:
+        """The Redis key kombu writes for its key `name` (see ASSUMPTION key-prefix)."""
+        return self.prefix + name
+
+    def lists(self, queue: str) -> list[str]:
+        """The Redis lists of a queue, one per priority step, the one served first first."""
+        # ASSUMPTION priority-lists: with queue_order_strategy "priority", kombu keeps a message of priority p in the
+        # list of the highest priority step s <= p: the queue's own name for step 0, '<queue><sep><s>' for the
+        # others, e.g. '<queue>\x06\x163' with kombu's defaults, '<queue>:3' with celeryconfig's sep.
+        return [self.key(f"{queue}{self.sep}{step}" if step else queue) for step in self.priority_steps]
+
+    @property
+    def unacked(self) -> str:
+        """The hash of messages taken by a consumer and not yet acked (see ASSUMPTION unacked-table)."""
+        return self.key(self.unacked_key)
+
+    @property
+    def unacked_index(self) -> str:
+        """The sorted set of those messages' delivery tags, each scored with the time it was taken."""
+        return self.key(self.unacked_index_key)
+
+
+class RenderMessage(NamedTuple):
+    """What httpov reads from a render_batch message: its job, its batch and the Celery task id."""
+
+    job_id: str
+    batch_id: str
+    task_id: str
+
+
+def render_message(raw: str) -> RenderMessage | None:
+    """The job, batch and task id of a render_batch message as kombu stores it (queued, or in its unacked table), or
+    None for anything else."""
+    try:
+        message = json.loads(raw)
+        # ASSUMPTION unacked-table: kombu's unacked table holds each taken message as [message, exchange, routing key]
+        if isinstance(message, list):
+            message = message[0]
+        # ASSUMPTION message-layout: a queued message is kombu's JSON envelope: Celery's protocol 2 puts the task name
+        # and id in headers 'task' and 'id', and the body, base64-encoded when properties.body_encoding says so, is
+        # the JSON [args, kwargs, embed]; dispatch.enqueue sends render_batch with kwargs job_id and batch.
+        if message.get("headers", {}).get("task") != RENDER_TASK:
+            return None
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        kwargs = json.loads(body)[1]
+        return RenderMessage(str(kwargs["job_id"]), str(kwargs["batch"]), str(message["headers"].get("id", "")))
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+class HeldMessage(NamedTuple):
+    """A render_batch message in kombu's unacked table: its delivery tag, what it asks, and when it was taken."""
+
+    tag: str
+    message: RenderMessage
+    taken: float
+
+
+def held_before(r: redis.Redis, layout: QueueLayout, before: float, chunk: int = 500) -> Iterator[list[HeldMessage]]:
+    """The render_batch messages a consumer took before time `before` and has not acked, `chunk` at a time (each
+    chunk read when asked for)."""
+    # ASSUMPTION unacked-table: a message a consumer takes (a worker with acks_late, or basic_get without no_ack)
+    # stays in the unacked hash under its delivery tag until acked, and its tag in the unacked index, scored with the
+    # time.time() it was taken; an ack removes both, and so may httpov (release).
+    taken = r.zrangebyscore(layout.unacked_index, 0, before, withscores=True)
+    for start in range(0, len(taken), chunk):
+        part = taken[start:start + chunk]
+        held = []
+        for (tag, at), raw in zip(part, r.hmget(layout.unacked, [tag for tag, _ in part])):
+            message = render_message(raw) if raw else None
+            if message is not None:
+                held.append(HeldMessage(tag, message, at))
+        yield held
+
+
+def release(r: redis.Redis, layout: QueueLayout, tag: str) -> bool:
+    """Remove one message from kombu's unacked table, atomically; False if it was gone (acked, or another sweeper took
+    it). kombu then never hands it back: it restores a message from the table's hash only."""
+    return bool(r.pipeline().zrem(layout.unacked_index, tag).hdel(layout.unacked, tag).execute()[1])
+
+
+def queued_or_held(r: redis.Redis, layout: QueueLayout, queues: Iterable[str]) -> set[tuple[str, str]]:
+    """(job id, batch id) of every render_batch message waiting in the queues' lists or held in kombu's unacked
+    table, read in one round trip. A message a worker moves from a list to the table meanwhile may be missed."""
+    pipe = r.pipeline()
+    for queue in queues:
+        for key in layout.lists(queue):
+            pipe.lrange(key, 0, -1)
+    pipe.hvals(layout.unacked)
+    return {message[:2] for raws in pipe.execute() for message in map(render_message, raws) if message is not None}
+
+
+def take_queued(r: redis.Redis, layout: QueueLayout, queue: str, job_id: str, most: int | None = None) -> list[str]:
+    """Take the job's messages waiting in a queue's lists out of Redis, the last queued first (at most `most`
+    batches); answers their batches. A message a worker takes meanwhile stays with it; each batch is answered once,
+    however many messages it had."""
+    taken: list[str] = []
+    for key in layout.lists(queue):
+        # ASSUMPTION list-order: kombu LPUSHes a message and its consumers BRPOP: the last queued is at index 0
+        for raw in r.lrange(key, 0, -1):
+            if most is not None and len(taken) >= most:
+                return taken
+            message = render_message(raw)
+            if message is not None and message.job_id == job_id and r.lrem(key, 1, raw):
+                if message.batch_id not in taken:
+                    taken.append(message.batch_id)
+    return taken
+
+
+class Channel(kombu_redis.Channel):
+    """kombu's Redis channel, except that once its broker connection is closed, asking it for a new connection pool
+    raises a connection error instead of AttributeError.
+
+    When Redis goes away while a batch renders and the consumer waits in BRPOP for the next one, kombu closes the
+    consumer's channel twice: the first close fails in the BRPOP, the second comes after Celery has collected the
+    connection (its transport no longer knows the broker's address), so handing the running batch's message back
+    (restore_unacked) fails in `_connparams` with AttributeError. Celery ignores only connection and channel errors
+    there: the worker stopped with "Unrecoverable error", and so would the late ack of that batch on the old channel.
+    As a connection error, Celery reconnects, and the ack is logged as "Couldn't ack"; the message stays in kombu's
+    unacked table, where the stranded sweep settles it (httpov.sweep.stranded: dropped once its batch is done).
+    """
+
+    # ASSUMPTION connparams: kombu's Redis channel builds every connection pool's parameters in the private method
+    # `_connparams(self, asynchronous=False)`, which returns a dict and reads the broker's address through
+    # `self.connection.client` (None once Celery has collected the connection).
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection is None or self.connection.client is None:
+            raise redis.ConnectionError("this broker channel's connection is closed (Redis went away)")
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)
+        return params
+
+
+def open_restart_safe_channels(connection: Connection) -> None:
+    """Have a broker connection, not yet connected, open `Channel`s when it is kombu's Redis transport (the render
+    node's consumer, httpov.worker.consumer); any other transport is left as it is."""
+    # ASSUMPTION consumer-connection: Celery's worker consumer (celery.worker.consumer.Consumer, which celeryconfig's
+    # worker_consumer replaces by httpov.worker.consumer.Consumer) opens its broker connection in
+    # `connection_for_read(heartbeat=None)` and connects it with `ensure_connected(connection)`; httpov's override
+    # calls this function between the two.
+    # ASSUMPTION transport-channel: kombu's Redis Transport opens every channel, its first one included, from its
+    # `Channel` attribute, so setting it on the connection's transport before connecting is enough.
+    if type(connection.transport) is kombu_redis.Transport:
+        connection.transport.Channel = Channel

@@ -12,6 +12,7 @@ import click
 
 from httpov.errors import BadInputError, HttpovError
 from httpov.settings import Settings
+from httpov.states import JobState
 from httpov.text import shown
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | Non
 
 #: What `httpov status` lists without --limit or --all: the newest jobs, newest last.
 STATUS_LIMIT = 20
-JOB_STATES = ("submitting", "queued", "running", "paused", "done", "failed", "cancelled")
+JOB_STATES = tuple(state.value for state in JobState if state != JobState.DELETING)
 
 
 @cli.command()

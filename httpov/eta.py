@@ -6,7 +6,8 @@ import heapq
 from collections.abc import Callable
 from typing import Any
 
-from httpov.plan import FINISHED, Batch, JobSpec
+from httpov.plan import Batch, JobSpec
+from httpov.states import FINISHED, JobState
 
 #: Weight of the newest finished batch in the per-frame time: recent batches count most, because frame
 #: cost drifts through an animation (a plain mean of the early frames is what makes ETAs lie).
@@ -184,9 +185,9 @@ def estimate(spec: JobSpec, state: str, batches: dict[str, Any], now: float, sta
                  else smoothed_frame_seconds(done, height))
 
     eta: float | None
-    if state == "done":
+    if state == JobState.DONE:
         eta = 0.0
-    elif state in FINISHED or state == "paused" or predict is None:
+    elif state in FINISHED or state == JobState.PAUSED or predict is None:
         eta = None
     elif queued and not running:
         eta = None  # no render process is taking this job's batches now

@@ -1,6 +1,7 @@
 """Job state in Redis: jobs, per-batch completion recorded idempotently, leases on running batches."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -14,14 +15,14 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from httpov.errors import BrokerUnavailableError, JobNotFoundError
-from httpov.plan import FINISHED, LIVE, JobSpec
+from httpov.plan import JobSpec
+from httpov.states import FINISHED, LIVE, JobState, TransitionRefused, allowed_from
 
 if TYPE_CHECKING:
     from httpov.settings import Settings
 
 T = TypeVar("T")
 
-# A job's states (LIVE, FINISHED) are in httpov.plan, where the pure ETA maths reads them too.
 #: Each Redis command is tried again this many times on a dropped connection or a timeout, 0.2, 0.4 then 0.8 s
 #: apart (redis-py's Retry): a blip (an idle connection closed, a failover) never reaches httpov's code. Longer
 #: outages are ridden out by the commands that wait (httpov.outage, HTTPOV_OUTAGE_SECONDS).
@@ -30,6 +31,13 @@ REDIS_BACKOFF = ExponentialBackoff(cap=1.0, base=0.1)
 #: A submitting client renews its job's submit lease this often (in batches queued) and for this long.
 SUBMIT_LEASE_SECONDS = 60.0
 _GONE = "the submit stopped before every batch was queued (the client was interrupted or died)"
+# The moves the Lua scripts make by themselves, narrowed from httpov.states.JOB_MOVES (a ValueError at import if the
+# table does not allow one): a submit that stopped fails its job (start_batch, abandon); a node's first start moves
+# a queued job to running; publish moves a submitting job to queued or running.
+_GONE_FROM = allowed_from(JobState.FAILED, only=(JobState.SUBMITTING,))
+_STARTED_FROM = allowed_from(JobState.RUNNING, only=(JobState.QUEUED,))
+_PUBLISHED_FROM = allowed_from(JobState.QUEUED, only=(JobState.SUBMITTING,))
+assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTING,))
 
 # start_batch: refuse a batch that is done, or whose lease another execution holds; else take the lease.
 # A paused job's batch is parked here, in the same step, so a resume can never miss it. The lease may also be
@@ -41,8 +49,9 @@ local pending, window = KEYS[7], KEYS[8]
 local batch, token, ttl, info, handoff, value = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[7]
 local state = redis.call('HGET', job, 'state')
 if not state then return 'missing' end
+local function among(words, s) return string.find(words, ' ' .. s .. ' ', 1, true) ~= nil end
 if state == 'submitting' then
-  if redis.call('EXISTS', submit) == 0 then  -- its client died mid-submit: the job can never finish
+  if redis.call('EXISTS', submit) == 0 and among(ARGV[9], state) then  -- its client died mid-submit: it never ends
     redis.call('HSET', job, 'state', 'failed', 'finished', ARGV[5], 'error', ARGV[8])
     return 'failed'
   end
@@ -83,7 +92,7 @@ if not holder and redis.call('HEXISTS', running, batch) == 0 then
 end
 redis.call('SET', lease, value, 'PX', math.floor(ttl * 1000))
 redis.call('HSET', running, batch, info)
-if state == 'queued' and value == token then
+if value == token and among(ARGV[10], state) then
   redis.call('HSET', job, 'state', 'running', 'started', ARGV[5])
 end
 return 'ok'
@@ -95,11 +104,11 @@ _PUBLISH = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
 redis.call('ZADD', KEYS[2], redis.call('HGET', KEYS[1], 'created'), ARGV[1])
-if state == 'submitting' then
+if string.find(ARGV[2], ' ' .. state .. ' ', 1, true) then
   local next = redis.call('HEXISTS', KEYS[1], 'started') == 1 and 'running' or 'queued'
   redis.call('HSET', KEYS[1], 'state', next)
 end
-if state ~= 'done' and state ~= 'failed' and state ~= 'cancelled' then redis.call('SADD', KEYS[3], ARGV[1]) end
+if not string.find(ARGV[3], ' ' .. state .. ' ', 1, true) then redis.call('SADD', KEYS[3], ARGV[1]) end
 redis.call('DEL', KEYS[4])
 return state
 """
@@ -142,7 +151,8 @@ return #batches
 # abandon: an interrupted submit fails its job, unless it got further than 'submitting'; its keys expire later.
 _ABANDON = """
 local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'submitting' then return state or 'missing' end
+if not state then return 'missing' end
+if not string.find(ARGV[4], ' ' .. state .. ' ', 1, true) then return state end
 redis.call('HSET', KEYS[1], 'state', 'failed', 'finished', ARGV[1], 'error', ARGV[2])
 redis.call('DEL', KEYS[2])
 for i = 1, #KEYS do
@@ -320,7 +330,7 @@ class JobStore:
         def run() -> None:
             pipe = self.r.pipeline()
             pipe.hset(self._k(spec.id), mapping={
-                "spec": json.dumps(spec.to_dict()), "state": "submitting", "created": spec.created,
+                "spec": json.dumps(spec.to_dict()), "state": JobState.SUBMITTING, "created": spec.created,
                 "total": len(spec.batches), "user": user, "queue": queue, "max_processes": max_processes,
                 "max_nodes": max_nodes, "priority": spec.priority,
             })
@@ -342,7 +352,7 @@ class JobStore:
         """Every batch is queued: list the job and let the sweepers watch it; answers the state it was in."""
         return self._call(lambda: self._publish(
             keys=[self._k(job_id), f"{self.p}:jobs", f"{self.p}:active", self._submit_lease(job_id)],
-            args=[job_id]))
+            args=[job_id, _words(_PUBLISHED_FROM), _words(FINISHED)]))
 
     def abandon(self, job_id: str, reason: str, keep_seconds: int = 86400) -> str:
         """Fail a job whose submit was interrupted, so nodes drop its queued batches; its keys expire after
@@ -350,7 +360,8 @@ class JobStore:
         keys = [self._k(job_id), self._submit_lease(job_id)]
         keys += [self._k(job_id, part) for part in ("done", "running", "failed", "attempts", "parked", "frames",
                                                      "pending", "window")]
-        return self._call(lambda: self._abandon(keys=keys, args=[time.time(), reason, keep_seconds]))
+        return self._call(lambda: self._abandon(keys=keys, args=[time.time(), reason, keep_seconds,
+                                                                   _words(_GONE_FROM)]))
 
     def spec(self, job_id: str) -> JobSpec:
         raw = self._call(lambda: self.r.hget(self._k(job_id), "spec"))
@@ -364,15 +375,19 @@ class JobStore:
             raise _missing(job_id)
         return state
 
-    def transition(self, job_id: str, new: str, allowed_from: tuple[str, ...]) -> str:
-        """Set the job's state to `new` if it is in `allowed_from`; answer 'ok' or the state it is in."""
+    def transition(self, job_id: str, new: JobState, only_from: tuple[JobState, ...] | None = None) -> None:
+        """Move the job to state `new` if httpov.states.JOB_MOVES allows it from the state it is in (narrowed to
+        `only_from`: resume moves a job to 'running' only from 'paused'); TransitionRefused, naming both states and
+        changing nothing, if not."""
         mode = "finish" if new in FINISHED else "live" if new in LIVE else ""
         keys = [self._k(job_id), f"{self.p}:active", self._k(job_id, "running")]
-        args = [new, mode, time.time(), job_id, self._lease(job_id, ""), f" {' '.join(FINISHED)} ", *allowed_from]
+        args = [new, mode, time.time(), job_id, self._lease(job_id, ""), _words(FINISHED),
+                *allowed_from(new, only_from)]
         result = self._call(lambda: self._transition(keys=keys, args=args))
         if result == "missing":
             raise _missing(job_id)
-        return result
+        if result != "ok":
+            raise TransitionRefused(job_id, result, new)
 
     def _guarded(self, job_id: str, *commands: list[Any], while_in: tuple[str, ...] = ()) -> list[Any]:
         """Run Redis commands (lists of words) at once, only if the job's record exists (JobNotFoundError if not)
@@ -478,7 +493,8 @@ class JobStore:
             keys=[self._k(job_id), self._lease(job_id, batch_id), self._k(job_id, "running"),
                   self._k(job_id, "done"), self._k(job_id, "parked"), self._submit_lease(job_id),
                   self._k(job_id, "pending"), self._k(job_id, "window")],
-            args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE],
+            args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE, _words(_GONE_FROM),
+                  _words(_STARTED_FROM)],
         ))
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
@@ -493,7 +509,7 @@ class JobStore:
         self._guarded(job_id, ["SET", self._lease(job_id, batch_id), handoff, "PX", int(seconds * 1000)],
                       ["HSET", self._k(job_id, "running"), batch_id, json.dumps(
                           {"node": node, "started": time.time(), "token": handoff, "retrying": True})],
-                      while_in=(*LIVE, "paused"))
+                      while_in=(*LIVE, JobState.PAUSED))
 
     def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int]) -> bool:
         """Record the batch done (once, however often it runs) and its finished frames; True if the job is done.
@@ -507,7 +523,11 @@ class JobStore:
             ["HGET", self._k(job_id), "total"])
         if int(done) >= int(total):
             # a batch that was running when the job was paused still counts: the last one ends the job
-            return self.transition(job_id, "done", (*LIVE, "paused")) == "ok"
+            try:
+                self.transition(job_id, JobState.DONE)
+            except TransitionRefused:  # failed, cancelled or done meanwhile
+                return False
+            return True
         return False
 
     def slice_done(self, job_id: str, frame: int, batch_id: str) -> int:
@@ -521,7 +541,8 @@ class JobStore:
             {"error": error, "lines": lines[-20:], "node": node, "final": final, "at": time.time()})],
                       ["HDEL", self._k(job_id, "running"), batch_id], ["DEL", self._lease(job_id, batch_id)])
         if final:
-            self.transition(job_id, "failed", (*LIVE, "paused"))
+            with contextlib.suppress(TransitionRefused):  # finished meanwhile
+                self.transition(job_id, JobState.FAILED)
 
     def record_failure(self, job_id: str, batch_id: str, node: str, signature: str,
                        block_after: int) -> tuple[int, bool]:
@@ -550,7 +571,7 @@ class JobStore:
         spec = self.spec(job_id)
         spec.priority = priority
         record = ["HSET", self._k(job_id), "spec", json.dumps(spec.to_dict()), "priority", priority]
-        if not self._guarded(job_id, record, while_in=(*LIVE, "paused")):
+        if not self._guarded(job_id, record, while_in=(*LIVE, JobState.PAUSED)):
             raise JobStateError(f"job {job_id} is {self.state(job_id)}: only a queued, running or paused job's "
                                 "priority changes")
         return spec
@@ -905,7 +926,12 @@ def _fate(record: list[str | None], done: int, requeued: int, parked: int, lease
         return "drop"
     if leased or running:  # a running entry without a lease is the lease sweep's to requeue
         return "keep"
-    return "park" if state == "paused" else "requeue"
+    return "park" if state == JobState.PAUSED else "requeue"
+
+
+def _words(states: tuple[str, ...]) -> str:
+    """States as the Lua scripts look them up: ' done failed cancelled '."""
+    return f" {' '.join(states)} "
 
 
 def open_store(settings: Settings) -> JobStore:

@@ -12,7 +12,8 @@ from httpov import eta
 from httpov.errors import JobNotFoundError
 from httpov.jobs import JobStore
 from httpov.outage import through_outage
-from httpov.plan import FINISHED, Batch, JobSpec, prepass_ids
+from httpov.plan import Batch, JobSpec, prepass_ids
+from httpov.states import FINISHED, JobState
 
 
 @dataclass
@@ -155,16 +156,16 @@ class JobView:
     @property
     def eta_text(self) -> str:
         """'-' for a job that will not end by itself, '0s' when done, else the ETA ('?' when there is no honest one)."""
-        if self.state in ("failed", "cancelled", "paused"):
+        if self.state in (JobState.FAILED, JobState.CANCELLED, JobState.PAUSED):
             return "-"
-        if self.state == "done":
+        if self.state == JobState.DONE:
             return "0s"
         return eta.duration(self.eta_seconds)
 
     @property
     def idle(self) -> bool:
         """Batches wait but no render process is taking this job's batches now (why there is no ETA)."""
-        return self.state in ("queued", "running") and not self.running and self.batches_queued > 0
+        return self.state in (JobState.QUEUED, JobState.RUNNING) and not self.running and self.batches_queued > 0
 
     def failure_groups(self) -> list[FailureGroup]:
         return failure_groups(self.failed)

@@ -28,11 +28,12 @@ from httpov.errors import (
     SceneError,
     StorageError,
 )
-from httpov.jobs import LIVE, JobStore
+from httpov.jobs import JobStore
 from httpov.keys import batch_key, failed_log_key, frame_key, radiosity_key
 from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by
 from httpov.settings import Settings
+from httpov.states import LIVE, JobState
 from httpov.storage import Storage
 from httpov.text import shown
 from httpov.worker import povray, radiosity, stitch
@@ -215,7 +216,7 @@ class RenderNode:
         batch to a live node that may render it, or fail the job if none is left."""
         lease = self.settings.lease_seconds
         state = self.store.state(job_id)
-        if state == "paused":
+        if state == JobState.PAUSED:
             self.store.park(job_id, batch_id)
             return Outcome("parked")
         if state not in LIVE:
@@ -263,7 +264,7 @@ class RenderNode:
                     state = "missing"
                 except BrokerUnavailableError:
                     return True  # Redis restarting: keep rendering (see LeaseKeeper)
-                if state in LIVE or state == "paused":  # a paused job's running batches finish
+                if state in LIVE or state == JobState.PAUSED:  # a paused job's running batches finish
                     return True
             stopped.append(state)  # cancelled, failed, done elsewhere, gone, or 'lost' to another task
             return False

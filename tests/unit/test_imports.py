@@ -15,7 +15,7 @@ PACKAGE = Path(httpov.__file__).parent
 CLIENT = {"httpov.client", "httpov.view", "httpov.terminal", "httpov.eta", "httpov.media", "httpov.local", "httpov.web",
           "httpov.cli"}
 PURE = ["httpov.errors", "httpov.text", "httpov.settings", "httpov.limits", "httpov.keys", "httpov.scene",
-        "httpov.plan", "httpov.archive", "httpov.files", "httpov.worker.stitch", "httpov.eta"]
+        "httpov.plan", "httpov.archive", "httpov.files", "httpov.worker.stitch", "httpov.eta", "httpov.states"]
 BROKER_LIBRARIES = ("celery", "kombu", "redis")
 
 

@@ -24,7 +24,6 @@ from httpov.errors import (
     ResultError,
     SceneError,
 )
-from httpov.jobs import JobStore, open_store
 from httpov.outage import through_outage
 from httpov.plan import (
     RADIOSITY_MODES,
@@ -45,6 +44,7 @@ from httpov.scene import SceneLayout, SceneOptions, locate_scene, mentions_radio
 from httpov.settings import Settings
 from httpov.states import FINISHED, LIVE, JobState, TransitionRefused
 from httpov.storage import Storage, open_storage
+from httpov.store import JobStore, open_store
 from httpov.text import shown
 from httpov.view import JobView, job_view
 

@@ -18,8 +18,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from httpov.jobs import JobStore, Share
 from httpov.plan import Batch, JobSpec
+from httpov.store import JobStore, Share
 from httpov.sweep import reap, take_queued, unsent
 
 if TYPE_CHECKING:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from httpov import keys as storage_keys
 from httpov.errors import BadInputError, JobNotFoundError, JobStateError
-from httpov.jobs import JobStore
 from httpov.plan import JobSpec, radiosity_digest
 from httpov.states import FINISHED, JobState, TransitionRefused
 from httpov.storage import Storage
+from httpov.store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def drop_scene(store: JobStore, storage: Storage, spec: JobSpec) -> bool:
     Reference counting, not mark and sweep: a Redis set of the job ids using each scene, changed atomically with
     a 'being deleted' mark, makes a delete cost one scene's references instead of a scan of every job and every
     stored scene, and a submit of the same scene at the same moment waits for the mark instead of trusting a zip
-    about to vanish (jobs.py: _USE_SCENE, _DROP_SCENE)."""
+    about to vanish (httpov/store/scripts: use_scene.lua, drop_scene.lua)."""
     deleted = []
     for key in shared_keys(spec):
         if not store.drop_scene(key, spec.id, uses=functools.partial(_uses, key)):

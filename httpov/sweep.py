@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from httpov.jobs import JobStore
+from httpov.store import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from httpov import eta
 from httpov.errors import JobNotFoundError
-from httpov.jobs import JobStore
 from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, prepass_ids
 from httpov.states import FINISHED, JobState
+from httpov.store import JobStore
 
 
 @dataclass

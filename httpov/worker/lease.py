@@ -4,8 +4,8 @@ from __future__ import annotations
 import threading
 
 from httpov.errors import BrokerUnavailableError
-from httpov.jobs import JobStore
 from httpov.states import LIVE, JobState
+from httpov.store import JobStore
 
 
 class LeaseKeeper:

@@ -28,13 +28,13 @@ from httpov.errors import (
     SceneError,
     StorageError,
 )
-from httpov.jobs import JobStore
 from httpov.keys import batch_key, failed_log_key, frame_key, radiosity_key
 from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by
 from httpov.settings import Settings
 from httpov.states import LIVE, JobState
 from httpov.storage import Storage
+from httpov.store import JobStore
 from httpov.text import shown
 from httpov.worker import povray, radiosity, stitch
 from httpov.worker.cache import SceneCache

@@ -264,7 +264,7 @@ def test_concurrent_top_ups_never_over_fill_a_window(tmp_path, settings, client)
     """Twenty render processes topping up one job at once: the window holds exactly its size, each batch sent once."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from httpov.jobs import JobStore
+    from httpov.store import JobStore
 
     scene = write_scene(tmp_path / "w", TINY_ANIMATION, TINY)
     job = client.submit(scene, frames=40, count=1).spec.id  # no render node: the first window is 3 batches

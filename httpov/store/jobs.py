@@ -1,4 +1,4 @@
-"""Job state in Redis: jobs, per-batch completion recorded idempotently, leases on running batches."""
+"""The JobStore: jobs, per-batch completion recorded idempotently, leases on running batches, render nodes."""
 from __future__ import annotations
 
 import contextlib
@@ -8,6 +8,7 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from importlib import resources
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import redis
@@ -38,213 +39,10 @@ _GONE_FROM = allowed_from(JobState.FAILED, only=(JobState.SUBMITTING,))
 _STARTED_FROM = allowed_from(JobState.RUNNING, only=(JobState.QUEUED,))
 _PUBLISHED_FROM = allowed_from(JobState.QUEUED, only=(JobState.SUBMITTING,))
 assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTING,))
-
-# start_batch: refuse a batch that is done, or whose lease another execution holds; else take the lease.
-# A paused job's batch is parked here, in the same step, so a resume can never miss it. The lease may also be
-# held by this task's own retry hand-off ('retry:<task id>'), which the retry takes over. ARGV[6] is the value
-# the lease is set to: the execution's token, or a hand-off when a blocked node gives the batch back.
-_START = """
-local job, lease, running, done, parked, submit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local pending, window = KEYS[7], KEYS[8]
-local batch, token, ttl, info, handoff, value = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[7]
-local state = redis.call('HGET', job, 'state')
-if not state then return 'missing' end
-local function among(words, s) return string.find(words, ' ' .. s .. ' ', 1, true) ~= nil end
-if state == 'submitting' then
-  if redis.call('EXISTS', submit) == 0 and among(ARGV[9], state) then  -- its client died mid-submit: it never ends
-    redis.call('HSET', job, 'state', 'failed', 'finished', ARGV[5], 'error', ARGV[8])
-    return 'failed'
-  end
-  redis.call('HSETNX', job, 'started', ARGV[5])
-end
-if state == 'paused' then
-  redis.call('SADD', parked, batch)
-  redis.call('ZREM', window, batch)
-  return 'paused'
-end
-if state ~= 'queued' and state ~= 'running' and state ~= 'submitting' then return state end
-if redis.call('HEXISTS', done, batch) == 1 then return 'duplicate' end
-local holder = redis.call('GET', lease)
-if holder and holder ~= token and holder ~= handoff then return 'busy' end
--- --max-processes: the job already runs as many batches as it may; --max-nodes: a node that renders none of the
--- job's batches takes one only while fewer nodes do. Either way the batch goes back to the front of its pending
--- list, sent again by a top-up when one of the running batches ends.
-if not holder and redis.call('HEXISTS', running, batch) == 0 then
-  local cap = tonumber(redis.call('HGET', job, 'max_processes') or '0') or 0
-  local deferred = cap > 0 and redis.call('HLEN', running) >= cap
-  local node_cap = tonumber(redis.call('HGET', job, 'max_nodes') or '0') or 0
-  if not deferred and node_cap > 0 then
-    local me, seen, count, here = cjson.decode(info)['node'], {}, 0, false
-    for _, raw in ipairs(redis.call('HVALS', running)) do
-      local ok, record = pcall(cjson.decode, raw)
-      local other = ok and record['node'] or ''
-      if other == me then here = true end
-      if not seen[other] then seen[other] = true; count = count + 1 end
-    end
-    deferred = not here and count >= node_cap
-  end
-  if deferred then
-    redis.call('ZREM', window, batch)
-    redis.call('LREM', pending, 0, batch)
-    redis.call('LPUSH', pending, batch)
-    return 'deferred'
-  end
-end
-redis.call('SET', lease, value, 'PX', math.floor(ttl * 1000))
-redis.call('HSET', running, batch, info)
-if value == token and among(ARGV[10], state) then
-  redis.call('HSET', job, 'state', 'running', 'started', ARGV[5])
-end
-return 'ok'
-"""
-
-# publish: a job whose batches are all queued becomes visible (listed, swept); 'submitting' becomes 'running' if a
-# batch started meanwhile, else 'queued'. Answers the state the job was in.
-_PUBLISH = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-redis.call('ZADD', KEYS[2], redis.call('HGET', KEYS[1], 'created'), ARGV[1])
-if string.find(ARGV[2], ' ' .. state .. ' ', 1, true) then
-  local next = redis.call('HEXISTS', KEYS[1], 'started') == 1 and 'running' or 'queued'
-  redis.call('HSET', KEYS[1], 'state', next)
-end
-if not string.find(ARGV[3], ' ' .. state .. ' ', 1, true) then redis.call('SADD', KEYS[3], ARGV[1]) end
-redis.call('DEL', KEYS[4])
-return state
-"""
-
-# top_up: move batches from the front of a live job's pending list into its window (sent, not yet done or parked)
-# until the window holds ARGV[1] batches, or the job's --max-processes if lower; answers the job's queue followed by
-# the batches the caller must now send. Atomic: two render nodes topping up the same job never over-fill it.
-_TOP_UP = """
-local job, pending, window, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local state = redis.call('HGET', job, 'state')
-if state ~= 'submitting' and state ~= 'queued' and state ~= 'running' then return {} end
-local limit = tonumber(ARGV[1])
-local cap = tonumber(redis.call('HGET', job, 'max_processes') or '0') or 0
-if cap > 0 and cap < limit then limit = cap end
-local n = redis.call('ZCARD', window)
-local out = {redis.call('HGET', job, 'queue') or ''}
-while n < limit do
-  local batch = redis.call('LPOP', pending)
-  if not batch then break end
-  if redis.call('HEXISTS', done, batch) == 0 and not redis.call('ZSCORE', window, batch) then
-    redis.call('ZADD', window, ARGV[2], batch)
-    n = n + 1
-    out[#out + 1] = batch
-  end
-end
-return out
-"""
-
-# park_pending: a paused job's batches not yet sent are set aside with those parked as they came up (while paused).
-_PARK_PENDING = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return 0 end
-local batches = redis.call('LRANGE', KEYS[2], 0, -1)
-for i = 1, #batches, 1000 do
-  redis.call('SADD', KEYS[3], unpack(batches, i, math.min(i + 999, #batches)))
-end
-redis.call('DEL', KEYS[2])
-return #batches
-"""
-
-# abandon: an interrupted submit fails its job, unless it got further than 'submitting'; its keys expire later.
-_ABANDON = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-if not string.find(ARGV[4], ' ' .. state .. ' ', 1, true) then return state end
-redis.call('HSET', KEYS[1], 'state', 'failed', 'finished', ARGV[1], 'error', ARGV[2])
-redis.call('DEL', KEYS[2])
-for i = 1, #KEYS do
-  if i ~= 2 then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[3])) end
-end
-return 'ok'
-"""
-
-# reclaim: a sweeper forgets a running batch only while its lease is still gone (no task took it meanwhile).
-_RECLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-return redis.call('HDEL', KEYS[2], ARGV[1])
-"""
-
-# refresh: extend our lease if we still hold it; answer the job's state so the task can stop on cancel (a finished
-# job's leases are gone with its running batches: its state, not 'lost', says why).
-_REFRESH = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[2]) * 1000))
-  return state
-end
-if state == 'queued' or state == 'running' or state == 'paused' then return 'lost' end
-return state
-"""
-
-# set_state: move a job (id ARGV[4]) to a new state only from one of the allowed ones, in the same step taking a
-# finished job out of the active set (ARGV[2] 'finish', at time ARGV[3]) or putting a live one in (ARGV[2] 'live').
-# A job that leaves or re-enters its finished states (ARGV[6]) also forgets its running batches and their leases
-# (ARGV[5] .. batch): no stale 'running' entry outlives a failed or cancelled job, and `retry` starts with none for
-# the sweepers to requeue. A job reopened by `retry` notes when: older messages of its batches are stale.
-_TRANSITION = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-local function finished(s) return string.find(ARGV[6], ' ' .. s .. ' ', 1, true) ~= nil end
-for i = 7, #ARGV do
-  if state == ARGV[i] then
-    redis.call('HSET', KEYS[1], 'state', ARGV[1])
-    if ARGV[2] == 'finish' then
-      redis.call('HSET', KEYS[1], 'finished', ARGV[3])
-      redis.call('SREM', KEYS[2], ARGV[4])
-    elseif ARGV[2] == 'live' then  -- live again (retry): its clock runs again
-      redis.call('SADD', KEYS[2], ARGV[4])
-      redis.call('HDEL', KEYS[1], 'finished')
-    end
-    if finished(state) then redis.call('HSET', KEYS[1], 'reopened', ARGV[3]) end
-    if finished(ARGV[1]) or finished(state) then
-      for _, batch in ipairs(redis.call('HKEYS', KEYS[3])) do
-        redis.call('DEL', ARGV[5] .. batch)
-      end
-      redis.call('DEL', KEYS[3])
-    end
-    return 'ok'
-  end
-end
-return state
-"""
-
-# guarded: run a job's writes (a JSON list of commands) only while its record exists, so that a job deleted, or
-# lost with a Redis restarted empty, never comes back as stray keys without expiry; 'missing' if it is gone. With
-# ARGV[2] (' state state '), only while the job is in one of those states: 'skipped' otherwise.
-_GUARDED = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-if ARGV[2] ~= '' and not string.find(ARGV[2], ' ' .. state .. ' ', 1, true) then return 'skipped' end
-local replies = {}
-for i, command in ipairs(cjson.decode(ARGV[1])) do
-  replies[i] = redis.call(unpack(command))
-end
-return replies
-"""
-
-
-# Scene archives are content-addressed and shared by jobs: each holds a reference (its id in the scene's set).
-# use_scene: a submit takes its reference, unless the scene's last reference is being dropped and its zip deleted
-# (then it waits and asks again, so that it never counts on a zip about to vanish).
-_USE_SCENE = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('SETNX', KEYS[3], ARGV[2])  -- since when jobs hold references: older ones are looked for in drop_scene
-return 1
-"""
-
-# drop_scene: a job lets go of its scene; answers 1 if it was the last one, and then marks the scene as being
-# deleted (until `scene_deleted`, or ARGV[2] ms) so that no submit takes a reference meanwhile.
-_DROP_SCENE = """
-redis.call('SREM', KEYS[1], ARGV[1])
-if redis.call('SCARD', KEYS[1]) > 0 then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
+#: The Lua scripts (httpov/store/scripts/<name>.lua, each saying what its KEYS and ARGV are), read once at import.
+SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua").read_text()
+           for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
+                        "transition", "guarded", "use_scene", "drop_scene")}
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
 
@@ -259,24 +57,23 @@ class Share(NamedTuple):
     queue: str  # '' for the default queue, else its render pool's
 
 
-
 class JobStore:
     """All of httpov's state for jobs, under keys `<prefix>:...` of one Redis database."""
 
     def __init__(self, client: redis.Redis, prefix: str = "httpov") -> None:
         self.r = client
         self.p = prefix
-        self._start = client.register_script(_START)
-        self._refresh = client.register_script(_REFRESH)
-        self._transition = client.register_script(_TRANSITION)
-        self._reclaim = client.register_script(_RECLAIM)
-        self._guard = client.register_script(_GUARDED)
-        self._publish = client.register_script(_PUBLISH)
-        self._abandon = client.register_script(_ABANDON)
-        self._use_scene = client.register_script(_USE_SCENE)
-        self._drop_scene = client.register_script(_DROP_SCENE)
-        self._top_up = client.register_script(_TOP_UP)
-        self._park_pending = client.register_script(_PARK_PENDING)
+        self._start = client.register_script(SCRIPTS["start_batch"])
+        self._refresh = client.register_script(SCRIPTS["refresh"])
+        self._transition = client.register_script(SCRIPTS["transition"])
+        self._reclaim = client.register_script(SCRIPTS["reclaim"])
+        self._guard = client.register_script(SCRIPTS["guarded"])
+        self._publish = client.register_script(SCRIPTS["publish"])
+        self._abandon = client.register_script(SCRIPTS["abandon"])
+        self._use_scene = client.register_script(SCRIPTS["use_scene"])
+        self._drop_scene = client.register_script(SCRIPTS["drop_scene"])
+        self._top_up = client.register_script(SCRIPTS["top_up"])
+        self._park_pending = client.register_script(SCRIPTS["park_pending"])
 
     @classmethod
     def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> JobStore:
@@ -410,7 +207,7 @@ class JobStore:
 
     # scenes and deletion
     def use_scene(self, scene_key: str, job_id: str, wait: float = SCENE_DELETE_SECONDS) -> None:
-        """Take `job_id`'s reference to a scene before relying on its zip being stored (see _USE_SCENE)."""
+        """Take `job_id`'s reference to a scene before relying on its zip being stored (see scripts/use_scene.lua)."""
         keys = [f"{self.p}:scene:{scene_key}", f"{self.p}:scene-deleting:{scene_key}", f"{self.p}:scene-refs-since"]
         deadline = time.monotonic() + wait
         while not self._call(lambda: self._use_scene(keys=keys, args=[job_id, time.time()])):

@@ -18,6 +18,7 @@ from redis.retry import Retry
 from httpov.errors import BrokerUnavailableError, JobNotFoundError
 from httpov.plan import JobSpec
 from httpov.states import FINISHED, LIVE, JobState, TransitionRefused, allowed_from
+from httpov.store.keys import Keys
 
 if TYPE_CHECKING:
     from httpov.settings import Settings
@@ -62,7 +63,8 @@ class JobStore:
 
     def __init__(self, client: redis.Redis, prefix: str = "httpov") -> None:
         self.r = client
-        self.p = prefix
+        self.p = prefix  # (Celery's list names under it are httpov.broker's)
+        self.keys = Keys(prefix)
         self._start = client.register_script(SCRIPTS["start_batch"])
         self._refresh = client.register_script(SCRIPTS["refresh"])
         self._transition = client.register_script(SCRIPTS["transition"])
@@ -85,16 +87,6 @@ class JobStore:
                                       retry=Retry(REDIS_BACKOFF, REDIS_RETRIES),
                                       retry_on_error=[redis.ConnectionError, redis.TimeoutError], **tls)
         return cls(client, prefix)
-
-    # keys
-    def _k(self, job_id: str, part: str = "") -> str:
-        return f"{self.p}:job:{job_id}" + (f":{part}" if part else "")
-
-    def _lease(self, job_id: str, batch_id: str) -> str:
-        return f"{self.p}:lease:{job_id}:{batch_id}"
-
-    def _submit_lease(self, job_id: str) -> str:
-        return f"{self.p}:submitting:{job_id}"
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
@@ -126,48 +118,48 @@ class JobStore:
         pending = spec.batches if pending is None else pending
         def run() -> None:
             pipe = self.r.pipeline()
-            pipe.hset(self._k(spec.id), mapping={
+            pipe.hset(self.keys.job(spec.id), mapping={
                 "spec": json.dumps(spec.to_dict()), "state": JobState.SUBMITTING, "created": spec.created,
                 "total": len(spec.batches), "user": user, "queue": queue, "max_processes": max_processes,
                 "max_nodes": max_nodes, "priority": spec.priority,
             })
-            pipe.delete(self._k(spec.id, "pending"), self._k(spec.id, "window"))
+            pipe.delete(self.keys.pending(spec.id), self.keys.window(spec.id))
             for start in range(0, len(pending), 1000):
-                pipe.rpush(self._k(spec.id, "pending"), *pending[start:start + 1000])
-            pipe.set(self._submit_lease(spec.id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000))
+                pipe.rpush(self.keys.pending(spec.id), *pending[start:start + 1000])
+            pipe.set(self.keys.submit_lease(spec.id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000))
             if not spec.slices:  # whole-frame batches measure frame times for later jobs of this scene
-                history = f"{self.p}:history:{spec.history}"
+                history = self.keys.frame_history(spec.history)
                 pipe.lpush(history, spec.id).ltrim(history, 0, 7)
             pipe.execute()
         self._call(run)
 
     def keep_submitting(self, job_id: str) -> None:
         """Renew the submit lease of a job whose batches are still being queued."""
-        self._call(lambda: self.r.set(self._submit_lease(job_id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000)))
+        self._call(lambda: self.r.set(self.keys.submit_lease(job_id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000)))
 
     def publish(self, job_id: str) -> str:
         """Every batch is queued: list the job and let the sweepers watch it; answers the state it was in."""
         return self._call(lambda: self._publish(
-            keys=[self._k(job_id), f"{self.p}:jobs", f"{self.p}:active", self._submit_lease(job_id)],
+            keys=[self.keys.job(job_id), self.keys.jobs(), self.keys.active(), self.keys.submit_lease(job_id)],
             args=[job_id, _words(_PUBLISHED_FROM), _words(FINISHED)]))
 
     def abandon(self, job_id: str, reason: str, keep_seconds: int = 86400) -> str:
         """Fail a job whose submit was interrupted, so nodes drop its queued batches; its keys expire after
         `keep_seconds`. Answers 'ok', or the state of a job that got past 'submitting' (left alone)."""
-        keys = [self._k(job_id), self._submit_lease(job_id)]
-        keys += [self._k(job_id, part) for part in ("done", "running", "failed", "attempts", "parked", "frames",
-                                                     "pending", "window")]
+        keys = [self.keys.job(job_id), self.keys.submit_lease(job_id)]
+        keys += [self.keys.job_part(job_id, part)
+                 for part in ("done", "running", "failed", "attempts", "parked", "frames", "pending", "window")]
         return self._call(lambda: self._abandon(keys=keys, args=[time.time(), reason, keep_seconds,
                                                                    _words(_GONE_FROM)]))
 
     def spec(self, job_id: str) -> JobSpec:
-        raw = self._call(lambda: self.r.hget(self._k(job_id), "spec"))
+        raw = self._call(lambda: self.r.hget(self.keys.job(job_id), "spec"))
         if raw is None:
             raise _missing(job_id)
         return JobSpec.from_dict(json.loads(raw))
 
     def state(self, job_id: str) -> str:
-        state = self._call(lambda: self.r.hget(self._k(job_id), "state"))
+        state = self._call(lambda: self.r.hget(self.keys.job(job_id), "state"))
         if state is None:
             raise _missing(job_id)
         return state
@@ -177,8 +169,8 @@ class JobStore:
         `only_from`: resume moves a job to 'running' only from 'paused'); TransitionRefused, naming both states and
         changing nothing, if not."""
         mode = "finish" if new in FINISHED else "live" if new in LIVE else ""
-        keys = [self._k(job_id), f"{self.p}:active", self._k(job_id, "running")]
-        args = [new, mode, time.time(), job_id, self._lease(job_id, ""), _words(FINISHED),
+        keys = [self.keys.job(job_id), self.keys.active(), self.keys.running(job_id)]
+        args = [new, mode, time.time(), job_id, self.keys.lease_prefix(job_id), _words(FINISHED),
                 *allowed_from(new, only_from)]
         result = self._call(lambda: self._transition(keys=keys, args=args))
         if result == "missing":
@@ -191,7 +183,7 @@ class JobStore:
         and, given `while_in`, only while the job is in one of those states (answers [] if not)."""
         words = [[str(word) for word in command] for command in commands]
         states = f" {' '.join(while_in)} " if while_in else ""
-        replies = self._call(lambda: self._guard(keys=[self._k(job_id)], args=[json.dumps(words), states]))
+        replies = self._call(lambda: self._guard(keys=[self.keys.job(job_id)], args=[json.dumps(words), states]))
         if replies == "missing":
             raise _missing(job_id)
         return [] if replies == "skipped" else replies
@@ -199,16 +191,16 @@ class JobStore:
     def job_ids(self, created_before: float | None = None) -> list[str]:
         """Every job (created before `created_before`), oldest first."""
         if created_before is not None:
-            return self._call(lambda: self.r.zrangebyscore(f"{self.p}:jobs", "-inf", created_before))
-        return self._call(lambda: self.r.zrange(f"{self.p}:jobs", 0, -1))
+            return self._call(lambda: self.r.zrangebyscore(self.keys.jobs(), "-inf", created_before))
+        return self._call(lambda: self.r.zrange(self.keys.jobs(), 0, -1))
 
     def active_ids(self) -> list[str]:
-        return sorted(self._call(lambda: self.r.smembers(f"{self.p}:active")))
+        return sorted(self._call(lambda: self.r.smembers(self.keys.active())))
 
     # scenes and deletion
     def use_scene(self, scene_key: str, job_id: str, wait: float = SCENE_DELETE_SECONDS) -> None:
         """Take `job_id`'s reference to a scene before relying on its zip being stored (see scripts/use_scene.lua)."""
-        keys = [f"{self.p}:scene:{scene_key}", f"{self.p}:scene-deleting:{scene_key}", f"{self.p}:scene-refs-since"]
+        keys = [self.keys.scene_refs(scene_key), self.keys.scene_deleting(scene_key), self.keys.scene_refs_since()]
         deadline = time.monotonic() + wait
         while not self._call(lambda: self._use_scene(keys=keys, args=[job_id, time.time()])):
             if time.monotonic() > deadline:  # the marker expires by itself: a deleter died
@@ -219,12 +211,12 @@ class JobStore:
         """Let go of `job_id`'s reference to a shared stored object (a scene, a radiosity cache); True if no job uses
         it any more: delete it, then call `scene_deleted`. Jobs recorded before references existed are looked for
         among the listed jobs too (`uses` says whether a job uses it; by default, whether it is the job's scene)."""
-        keys = [f"{self.p}:scene:{scene_key}", f"{self.p}:scene-deleting:{scene_key}"]
+        keys = [self.keys.scene_refs(scene_key), self.keys.scene_deleting(scene_key)]
         last = bool(self._call(lambda: self._drop_scene(keys=keys, args=[job_id, int(SCENE_DELETE_SECONDS * 1000)])))
         if not last:
             return False
-        since = self._call(lambda: self.r.get(f"{self.p}:scene-refs-since")) or "+inf"
-        older = self._call(lambda: self.r.zrangebyscore(f"{self.p}:jobs", "-inf", f"({since}"))
+        since = self._call(lambda: self.r.get(self.keys.scene_refs_since())) or "+inf"
+        older = self._call(lambda: self.r.zrangebyscore(self.keys.jobs(), "-inf", f"({since}"))
         uses = uses or (lambda spec: spec.scene_key == scene_key)
         users = [spec.id for spec in self._specs(older) if uses(spec) and spec.id != job_id]
         if users:  # jobs recorded before references existed use it: give them references, keep the zip
@@ -236,13 +228,13 @@ class JobStore:
 
     def scene_deleted(self, scene_key: str) -> None:
         """The scene's zip is gone: submits may take references to it again (and store it anew)."""
-        self._call(lambda: self.r.delete(f"{self.p}:scene-deleting:{scene_key}"))
+        self._call(lambda: self.r.delete(self.keys.scene_deleting(scene_key)))
 
     def _specs(self, job_ids: list[str]) -> list[JobSpec]:
         def run() -> list[str | None]:
             pipe = self.r.pipeline()
             for job_id in job_ids:
-                pipe.hget(self._k(job_id), "spec")
+                pipe.hget(self.keys.job(job_id), "spec")
             return pipe.execute()
         return [JobSpec.from_dict(json.loads(raw)) for raw in (self._call(run) if job_ids else []) if raw]
 
@@ -256,23 +248,18 @@ class JobStore:
             return {}
         def run() -> dict[str, int]:
             found, counts = [], dict.fromkeys(ids, 0)
-            for key in self.r.scan_iter(match=f"{self.p}:*", count=1000):
-                kind, _, rest = key[len(self.p) + 1:].partition(":")
-                if kind == "claim" and rest.startswith("reissue:"):
-                    rest = rest[len("reissue:"):]
-                elif kind not in ("job", "lease", "submitting", "requeued"):
-                    continue
-                owner = rest.split(":", 1)[0]
+            for key in self.r.scan_iter(match=self.keys.everything(), count=1000):
+                owner = self.keys.owner(key)
                 if owner in ids:
                     found.append(key)
                     counts[owner] += 1
             pipe = self.r.pipeline()  # MULTI/EXEC: a publish racing this sees the whole job or none of it
             for start in range(0, len(found), 1000):
                 pipe.delete(*found[start:start + 1000])
-            pipe.zrem(f"{self.p}:jobs", *ids)
-            pipe.srem(f"{self.p}:active", *ids)
+            pipe.zrem(self.keys.jobs(), *ids)
+            pipe.srem(self.keys.active(), *ids)
             for spec in specs:
-                pipe.lrem(f"{self.p}:history:{spec.history}", 0, spec.id)
+                pipe.lrem(self.keys.frame_history(spec.history), 0, spec.id)
             pipe.execute()
             return counts
         return self._call(run)
@@ -287,9 +274,9 @@ class JobStore:
         value = handoff if hand_back else token
         info = json.dumps({"node": node, "started": time.time(), "token": value, "handed_back": hand_back})
         return self._call(lambda: self._start(
-            keys=[self._k(job_id), self._lease(job_id, batch_id), self._k(job_id, "running"),
-                  self._k(job_id, "done"), self._k(job_id, "parked"), self._submit_lease(job_id),
-                  self._k(job_id, "pending"), self._k(job_id, "window")],
+            keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id),
+                  self.keys.done(job_id), self.keys.parked(job_id), self.keys.submit_lease(job_id),
+                  self.keys.pending(job_id), self.keys.window(job_id)],
             args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE, _words(_GONE_FROM),
                   _words(_STARTED_FROM)],
         ))
@@ -297,14 +284,14 @@ class JobStore:
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
         """Extend the lease; answers the job's state, or 'lost' if another task took the batch."""
         return self._call(lambda: self._refresh(
-            keys=[self._k(job_id), self._lease(job_id, batch_id)], args=[token, lease]))
+            keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id)], args=[token, lease]))
 
     def hold_for_retry(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float) -> None:
         """Hand the lease to this task's retry for its back-off; the batch stays 'running' so that, should the
         retry message be lost with its node, the sweepers requeue the batch once the hand-off expires. Only while
         the job is live or paused: a finished job keeps no running batch (its transition cleared them)."""
-        self._guarded(job_id, ["SET", self._lease(job_id, batch_id), handoff, "PX", int(seconds * 1000)],
-                      ["HSET", self._k(job_id, "running"), batch_id, json.dumps(
+        self._guarded(job_id, ["SET", self.keys.lease(job_id, batch_id), handoff, "PX", int(seconds * 1000)],
+                      ["HSET", self.keys.running(job_id), batch_id, json.dumps(
                           {"node": node, "started": time.time(), "token": handoff, "retrying": True})],
                       while_in=(*LIVE, JobState.PAUSED))
 
@@ -312,12 +299,12 @@ class JobStore:
         """Record the batch done (once, however often it runs) and its finished frames; True if the job is done.
         JobNotFoundError, writing nothing, if the job's record is gone."""
         *_, done, total = self._guarded(
-            job_id, ["HSETNX", self._k(job_id, "done"), batch_id, json.dumps(info)],
-            *([["SADD", self._k(job_id, "frames"), *frames]] if frames else []),
-            ["HDEL", self._k(job_id, "running"), batch_id], ["HDEL", self._k(job_id, "failed"), batch_id],
-            ["DEL", self._lease(job_id, batch_id)], ["ZREM", self._k(job_id, "window"), batch_id],
-            ["HLEN", self._k(job_id, "done")],
-            ["HGET", self._k(job_id), "total"])
+            job_id, ["HSETNX", self.keys.done(job_id), batch_id, json.dumps(info)],
+            *([["SADD", self.keys.frames(job_id), *frames]] if frames else []),
+            ["HDEL", self.keys.running(job_id), batch_id], ["HDEL", self.keys.failed(job_id), batch_id],
+            ["DEL", self.keys.lease(job_id, batch_id)], ["ZREM", self.keys.window(job_id), batch_id],
+            ["HLEN", self.keys.done(job_id)],
+            ["HGET", self.keys.job(job_id), "total"])
         if int(done) >= int(total):
             # a batch that was running when the job was paused still counts: the last one ends the job
             try:
@@ -329,14 +316,14 @@ class JobStore:
 
     def slice_done(self, job_id: str, frame: int, batch_id: str) -> int:
         """Record one slice of `frame` done; answers how many distinct slices of it are done."""
-        key = self._k(job_id, f"slices:{frame}")
+        key = self.keys.slices(job_id, frame)
         return int(self._guarded(job_id, ["SADD", key, batch_id], ["SCARD", key])[1])
 
     def fail_batch(self, job_id: str, batch_id: str, error: str, lines: list[str], final: bool, node: str) -> None:
         """Record a failed attempt; a final failure fails the job (its other batches are then skipped)."""
-        self._guarded(job_id, ["HSET", self._k(job_id, "failed"), batch_id, json.dumps(
+        self._guarded(job_id, ["HSET", self.keys.failed(job_id), batch_id, json.dumps(
             {"error": error, "lines": lines[-20:], "node": node, "final": final, "at": time.time()})],
-                      ["HDEL", self._k(job_id, "running"), batch_id], ["DEL", self._lease(job_id, batch_id)])
+                      ["HDEL", self.keys.running(job_id), batch_id], ["DEL", self.keys.lease(job_id, batch_id)])
         if final:
             with contextlib.suppress(TransitionRefused):  # finished meanwhile
                 self.transition(job_id, JobState.FAILED)
@@ -346,17 +333,17 @@ class JobStore:
         """Count a failed attempt of `node` on the job: answers (distinct nodes on which this batch failed with
         this signature, whether the node is now blocked from the job)."""
         sig = hashlib.sha1(signature.encode()).hexdigest()[:12]
-        key = self._k(job_id, f"sig:{batch_id}:{sig}")
+        key = self.keys.signature(job_id, batch_id, sig)
         _, nodes, count = self._guarded(job_id, ["SADD", key, node], ["SCARD", key],
-                                        ["HINCRBY", self._k(job_id, "node_failures"), node, 1])
+                                        ["HINCRBY", self.keys.node_failures(job_id), node, 1])
         blocked = int(count) >= block_after
         if blocked:
-            self._guarded(job_id, ["SADD", self._k(job_id, "blocked"), node])
+            self._guarded(job_id, ["SADD", self.keys.blocked(job_id), node])
         return int(nodes), blocked
 
     def unpin_povray(self, job_id: str) -> None:
         """Let the next node to start one of the job's batches choose its povray version again."""
-        self._guarded(job_id, ["HDEL", self._k(job_id), "povray"])
+        self._guarded(job_id, ["HDEL", self.keys.job(job_id), "povray"])
 
     def set_priority(self, job_id: str, priority: int) -> JobSpec:
         """Record a live or paused job's new priority (0-9) in its spec; answers the spec as it is now. JobStateError
@@ -367,7 +354,7 @@ class JobStore:
             raise BadInputError(f"priority {priority!r} is not 0 (lowest) to 9 (highest)")
         spec = self.spec(job_id)
         spec.priority = priority
-        record = ["HSET", self._k(job_id), "spec", json.dumps(spec.to_dict()), "priority", priority]
+        record = ["HSET", self.keys.job(job_id), "spec", json.dumps(spec.to_dict()), "priority", priority]
         if not self._guarded(job_id, record, while_in=(*LIVE, JobState.PAUSED)):
             raise JobStateError(f"job {job_id} is {self.state(job_id)}: only a queued, running or paused job's "
                                 "priority changes")
@@ -376,13 +363,13 @@ class JobStore:
     def pin_povray(self, job_id: str, version: str) -> str | None:
         """The povray version the job is rendered with: the first node's to ask (`version`) from then on. None
         for a job that is not live (start_batch then says what became of it)."""
-        replies = self._guarded(job_id, ["HSETNX", self._k(job_id), "povray", version],
-                                ["HGET", self._k(job_id), "povray"], while_in=LIVE)
+        replies = self._guarded(job_id, ["HSETNX", self.keys.job(job_id), "povray", version],
+                                ["HGET", self.keys.job(job_id), "povray"], while_in=LIVE)
         return str(replies[1]) if replies else None
 
     def blocked(self, job_id: str) -> set[str]:
         """Render nodes kept off this job because they kept failing its batches."""
-        return set(self._call(lambda: self.r.smembers(self._k(job_id, "blocked"))))
+        return set(self._call(lambda: self.r.smembers(self.keys.blocked(job_id))))
 
     def heartbeat(self, node: str, processes: int = 0, pools: list[str] | None = None,
                   info: dict[str, Any] | None = None) -> None:
@@ -390,13 +377,13 @@ class JobStore:
         pools it takes batches of, and its record (host, cores, povray and httpov versions: `httpov nodes`)."""
         def run() -> None:
             pipe = self.r.pipeline()
-            pipe.zadd(f"{self.p}:nodes", {node: time.time()})
+            pipe.zadd(self.keys.nodes(), {node: time.time()})
             if processes:
-                pipe.hset(f"{self.p}:node_processes", node, processes)
+                pipe.hset(self.keys.node_processes(), node, processes)
             if pools is not None:
-                pipe.hset(f"{self.p}:node_pools", node, ",".join(pools))
+                pipe.hset(self.keys.node_pools(), node, ",".join(pools))
             if info is not None:
-                pipe.hset(f"{self.p}:node-info", node, json.dumps(info))
+                pipe.hset(self.keys.node_info(), node, json.dumps(info))
             pipe.execute()
         self._call(run)
 
@@ -404,8 +391,8 @@ class JobStore:
         """Every render node that ever said it is alive: when it was last seen, and its record."""
         def run() -> tuple[list[tuple[str, float]], dict[str, str]]:
             pipe = self.r.pipeline(transaction=False)
-            pipe.zrange(f"{self.p}:nodes", 0, -1, withscores=True)
-            pipe.hgetall(f"{self.p}:node-info")
+            pipe.zrange(self.keys.nodes(), 0, -1, withscores=True)
+            pipe.hgetall(self.keys.node_info())
             seen, info = pipe.execute()
             return seen, info
         seen, info = self._call(run)
@@ -414,21 +401,21 @@ class JobStore:
     def forget_nodes(self, not_seen_for: float) -> list[str]:
         """Drop the records of render nodes not seen for `not_seen_for` seconds (the sweep does)."""
         def run() -> list[str]:
-            gone = self.r.zrangebyscore(f"{self.p}:nodes", "-inf", time.time() - not_seen_for)
+            gone = self.r.zrangebyscore(self.keys.nodes(), "-inf", time.time() - not_seen_for)
             if gone:
                 pipe = self.r.pipeline()
-                pipe.zrem(f"{self.p}:nodes", *gone)
-                pipe.hdel(f"{self.p}:node-info", *gone)
-                pipe.hdel(f"{self.p}:node_processes", *gone)
-                pipe.hdel(f"{self.p}:node_pools", *gone)
-                pipe.delete(*(f"{self.p}:node-batches:{node}" for node in gone))
+                pipe.zrem(self.keys.nodes(), *gone)
+                pipe.hdel(self.keys.node_info(), *gone)
+                pipe.hdel(self.keys.node_processes(), *gone)
+                pipe.hdel(self.keys.node_pools(), *gone)
+                pipe.delete(*(self.keys.node_batches(node) for node in gone))
                 pipe.execute()
             return gone
         return self._call(run)
 
     def count_batch(self, node: str, outcome: str, window: float = 3600.0) -> None:
         """Note that `node` finished a batch ('done' or 'failed') now; kept for `window` seconds (`httpov nodes`)."""
-        key, now = f"{self.p}:node-batches:{node}", time.time()
+        key, now = self.keys.node_batches(node), time.time()
         def run() -> None:
             pipe = self.r.pipeline(transaction=False)
             pipe.zadd(key, {f"{outcome}:{now}:{secrets.token_hex(4)}": now})
@@ -442,7 +429,7 @@ class JobStore:
         def run() -> list[list[str]]:
             pipe = self.r.pipeline(transaction=False)
             for node in nodes:
-                pipe.zrangebyscore(f"{self.p}:node-batches:{node}", time.time() - window, "+inf")
+                pipe.zrangebyscore(self.keys.node_batches(node), time.time() - window, "+inf")
             return pipe.execute()
         counts = {}
         for node, events in zip(nodes, self._call(run) if nodes else []):
@@ -458,12 +445,12 @@ class JobStore:
         """Render processes of the render nodes seen in the last `within` seconds (as they said at heartbeat): all
         of them, and those of each render pool's nodes (every pool of a live node is listed)."""
         def run() -> tuple[list[str], list[str]]:
-            nodes = self.r.zrangebyscore(f"{self.p}:nodes", time.time() - within, "+inf")
+            nodes = self.r.zrangebyscore(self.keys.nodes(), time.time() - within, "+inf")
             if not nodes:
                 return [], []
             pipe = self.r.pipeline(transaction=False)
-            pipe.hmget(f"{self.p}:node_processes", nodes)
-            pipe.hmget(f"{self.p}:node_pools", nodes)
+            pipe.hmget(self.keys.node_processes(), nodes)
+            pipe.hmget(self.keys.node_pools(), nodes)
             counts, pools = pipe.execute()
             return counts, pools
         counts, listed = self._call(run)
@@ -479,7 +466,7 @@ class JobStore:
         def run() -> list[Any]:
             pipe = self.r.pipeline()
             for job_id in job_ids:
-                pipe.hmget(self._k(job_id), "user", "priority", "created", "max_processes", "queue")
+                pipe.hmget(self.keys.job(job_id), "user", "priority", "created", "max_processes", "queue")
             return pipe.execute()
         out: dict[str, Share] = {}
         for job_id, (user, priority, created, cap, queue) in zip(job_ids, self._call(run)):
@@ -491,14 +478,14 @@ class JobStore:
         """Move batches of a live job from its pending list into its window, up to `limit` (or its --max-processes)
         queued or running at once; answers the job's queue ('' for the default) and the batches to send now."""
         reply = self._call(lambda: self._top_up(
-            keys=[self._k(job_id), self._k(job_id, "pending"), self._k(job_id, "window"), self._k(job_id, "done")],
+            keys=[self.keys.job(job_id), self.keys.pending(job_id), self.keys.window(job_id), self.keys.done(job_id)],
             args=[limit, time.time()]))
         return (reply[0], list(reply[1:])) if reply else ("", [])
 
     def pend(self, job_id: str, batch_ids: list[str], front: bool = True, replace: bool = False) -> None:
         """Put batches on the job's pending list (at the front, in order), to be sent by the next top-up; with
         `replace`, they become the whole list and the window is emptied (`retry`: older messages are stale)."""
-        pending, window = self._k(job_id, "pending"), self._k(job_id, "window")
+        pending, window = self.keys.pending(job_id), self.keys.window(job_id)
         commands: list[list[Any]] = [["DEL", pending, window]] if replace else []
         chunks = [batch_ids[i:i + 1000] for i in range(0, len(batch_ids), 1000)]  # Lua's unpack has a limit
         if front and not replace:  # the last chunk first, each reversed: the list starts with batch_ids in order
@@ -510,106 +497,106 @@ class JobStore:
 
     def window_size(self, job_id: str) -> int:
         """Batches of the job sent and not yet done or parked (queued or running)."""
-        return int(self._call(lambda: self.r.zcard(self._k(job_id, "window"))))
+        return int(self._call(lambda: self.r.zcard(self.keys.window(job_id))))
 
     def unsend(self, job_id: str, batch_ids: list[str]) -> None:
         """Batches whose messages were taken off the queue, the last queued first (sweep.take_queued): out of the
         window and back to the front of the pending list in their order, sent again by a later top-up."""
         if batch_ids:
-            self._guarded(job_id, ["ZREM", self._k(job_id, "window"), *batch_ids],
-                          ["LPUSH", self._k(job_id, "pending"), *batch_ids])
+            self._guarded(job_id, ["ZREM", self.keys.window(job_id), *batch_ids],
+                          ["LPUSH", self.keys.pending(job_id), *batch_ids])
 
     def idle_in_window(self, job_id: str, min_age: float) -> list[str]:
         """Batches in the job's window for more than `min_age` seconds that are neither running, done nor parked."""
         def run() -> list[str]:
-            old = self.r.zrangebyscore(self._k(job_id, "window"), 0, time.time() - min_age)
+            old = self.r.zrangebyscore(self.keys.window(job_id), 0, time.time() - min_age)
             if not old:
                 return []
             pipe = self.r.pipeline()
             for batch_id in old:
-                pipe.hexists(self._k(job_id, "running"), batch_id)
-                pipe.hexists(self._k(job_id, "done"), batch_id)
-                pipe.sismember(self._k(job_id, "parked"), batch_id)
+                pipe.hexists(self.keys.running(job_id), batch_id)
+                pipe.hexists(self.keys.done(job_id), batch_id)
+                pipe.sismember(self.keys.parked(job_id), batch_id)
             replies = pipe.execute()
             return [b for i, b in enumerate(old) if not any(replies[3 * i:3 * i + 3])]
         return self._call(run)
 
     def touch_window(self, job_id: str, batch_id: str) -> None:
         """A batch of the window was (re)sent now."""
-        self._guarded(job_id, ["ZADD", self._k(job_id, "window"), "XX", time.time(), batch_id])
+        self._guarded(job_id, ["ZADD", self.keys.window(job_id), "XX", time.time(), batch_id])
 
     def queue_of(self, job_id: str) -> str:
         """The Celery queue a job's batches go to ('' for the default one)."""
-        return self._call(lambda: self.r.hget(self._k(job_id), "queue")) or ""
+        return self._call(lambda: self.r.hget(self.keys.job(job_id), "queue")) or ""
 
     def live_nodes(self, within: float) -> set[str]:
         """Render nodes seen in the last `within` seconds."""
-        return set(self._call(lambda: self.r.zrangebyscore(f"{self.p}:nodes", time.time() - within, "+inf")))
+        return set(self._call(lambda: self.r.zrangebyscore(self.keys.nodes(), time.time() - within, "+inf")))
 
     def release(self, job_id: str, batch_id: str) -> None:
         """Forget that the batch is running (cancelled, or handed back to the queue)."""
         def run() -> None:
             pipe = self.r.pipeline()
-            pipe.hdel(self._k(job_id, "running"), batch_id)
-            pipe.delete(self._lease(job_id, batch_id))
+            pipe.hdel(self.keys.running(job_id), batch_id)
+            pipe.delete(self.keys.lease(job_id, batch_id))
             pipe.execute()
         self._call(run)
 
     def reclaim(self, job_id: str, batch_id: str) -> bool:
         """Forget a lost batch's running entry unless a task took its lease meanwhile; True if forgotten."""
         return bool(self._call(lambda: self._reclaim(
-            keys=[self._lease(job_id, batch_id), self._k(job_id, "running")], args=[batch_id])))
+            keys=[self.keys.lease(job_id, batch_id), self.keys.running(job_id)], args=[batch_id])))
 
     def reset_failures(self, job_id: str, batch_ids: list[str]) -> None:
         """Forget failures, attempt counts and the blocklist before batches are rendered again (`httpov retry`)."""
         def run() -> None:
-            sig_keys = list(self.r.scan_iter(match=self._k(job_id, "sig:*"), count=1000))
+            sig_keys = list(self.r.scan_iter(match=self.keys.signatures(job_id), count=1000))
             pipe = self.r.pipeline()
             if batch_ids:
-                pipe.hdel(self._k(job_id, "failed"), *batch_ids)
-                pipe.hdel(self._k(job_id, "attempts"), *batch_ids)
-            pipe.delete(self._k(job_id, "blocked"), self._k(job_id, "node_failures"), *sig_keys)
+                pipe.hdel(self.keys.failed(job_id), *batch_ids)
+                pipe.hdel(self.keys.attempts(job_id), *batch_ids)
+            pipe.delete(self.keys.blocked(job_id), self.keys.node_failures(job_id), *sig_keys)
             pipe.execute()
         self._call(run)
 
     def render_again(self, job_id: str, batch_ids: list[str], frames: list[int], sliced: bool) -> None:
         """Forget that these batches and frames are done (`httpov retry --frames`), so that they render again and
         the job is done once they have; a sliced frame forgets its done slices, to be stitched anew."""
-        self._guarded(job_id, *([["HDEL", self._k(job_id, "done"), *batch_ids]] if batch_ids else []),
-                      ["SREM", self._k(job_id, "frames"), *frames],
-                      *([["DEL", *(self._k(job_id, f"slices:{f}") for f in frames)]] if sliced else []))
+        self._guarded(job_id, *([["HDEL", self.keys.done(job_id), *batch_ids]] if batch_ids else []),
+                      ["SREM", self.keys.frames(job_id), *frames],
+                      *([["DEL", *(self.keys.slices(job_id, f) for f in frames)]] if sliced else []))
 
     def note(self, job_id: str, text: str) -> None:
         """Add a line to the job's history (shown by `httpov status JOB`)."""
-        self._guarded(job_id, ["RPUSH", self._k(job_id, "history"), json.dumps({"at": time.time(), "what": text})])
+        self._guarded(job_id, ["RPUSH", self.keys.history(job_id), json.dumps({"at": time.time(), "what": text})])
 
     def attempts(self, job_id: str, batch_id: str) -> int:
         """How often the batch has been started."""
-        return int(self._call(lambda: self.r.hget(self._k(job_id, "attempts"), batch_id)) or 0)
+        return int(self._call(lambda: self.r.hget(self.keys.attempts(job_id), batch_id)) or 0)
 
     def add_attempt(self, job_id: str, batch_id: str) -> int:
-        return int(self._guarded(job_id, ["HINCRBY", self._k(job_id, "attempts"), batch_id, 1])[0])
+        return int(self._guarded(job_id, ["HINCRBY", self.keys.attempts(job_id), batch_id, 1])[0])
 
     def park(self, job_id: str, batch_id: str) -> None:
         """Keep a batch of a paused job aside until resume (out of its window: it is no longer queued)."""
-        self._guarded(job_id, ["SADD", self._k(job_id, "parked"), batch_id],
-                      ["ZREM", self._k(job_id, "window"), batch_id])
+        self._guarded(job_id, ["SADD", self.keys.parked(job_id), batch_id],
+                      ["ZREM", self.keys.window(job_id), batch_id])
 
     def park_pending(self, job_id: str) -> int:
         """A paused job's batches not yet sent join its parked ones (resume sends them all); answers how many."""
         return int(self._call(lambda: self._park_pending(
-            keys=[self._k(job_id), self._k(job_id, "pending"), self._k(job_id, "parked")])))
+            keys=[self.keys.job(job_id), self.keys.pending(job_id), self.keys.parked(job_id)])))
 
     def unpark(self, job_id: str) -> list[str]:
         def run() -> list[str]:
             pipe = self.r.pipeline()
-            pipe.smembers(self._k(job_id, "parked"))
-            pipe.delete(self._k(job_id, "parked"))
+            pipe.smembers(self.keys.parked(job_id))
+            pipe.delete(self.keys.parked(job_id))
             return sorted(pipe.execute()[0])
         return self._call(run)
 
     def running(self, job_id: str) -> dict[str, dict[str, Any]]:
-        raw = self._call(lambda: self.r.hgetall(self._k(job_id, "running")))
+        raw = self._call(lambda: self.r.hgetall(self.keys.running(job_id)))
         return {batch: json.loads(info) for batch, info in raw.items()}
 
     def lost_batches(self, job_id: str) -> dict[str, dict[str, Any]]:
@@ -617,7 +604,7 @@ class JobStore:
         running = self.running(job_id)
         if not running:
             return {}
-        leases = self._call(lambda: self.r.mget([self._lease(job_id, b) for b in running]))
+        leases = self._call(lambda: self.r.mget([self.keys.lease(job_id, b) for b in running]))
         return {batch: info for (batch, info), holder in zip(running.items(), leases) if holder is None}
 
     def stranded_fates(self, messages: list[tuple[str, str, str, float]]) -> list[str]:
@@ -629,12 +616,12 @@ class JobStore:
         def run() -> list[str]:
             pipe = self.r.pipeline()
             for job_id, batch_id, task_id, _ in messages:
-                pipe.hmget(self._k(job_id), "state", "reopened")
-                pipe.hexists(self._k(job_id, "done"), batch_id)
-                pipe.exists(self._requeued(job_id, batch_id, task_id))
-                pipe.sismember(self._k(job_id, "parked"), batch_id)
-                pipe.exists(self._lease(job_id, batch_id))
-                pipe.hexists(self._k(job_id, "running"), batch_id)
+                pipe.hmget(self.keys.job(job_id), "state", "reopened")
+                pipe.hexists(self.keys.done(job_id), batch_id)
+                pipe.exists(self.keys.requeued_mark(job_id, batch_id, task_id))
+                pipe.sismember(self.keys.parked(job_id), batch_id)
+                pipe.exists(self.keys.lease(job_id, batch_id))
+                pipe.hexists(self.keys.running(job_id), batch_id)
             replies = pipe.execute()
             fates = []
             for i, (*_, taken) in enumerate(messages):
@@ -645,29 +632,26 @@ class JobStore:
 
     def mark_requeued(self, job_id: str, batch_id: str, task_id: str, seconds: float) -> None:
         """The lease sweep is requeueing the batch that task `task_id` lost: its old message is not stranded."""
-        self._call(lambda: self.r.set(self._requeued(job_id, batch_id, task_id), "1", px=int(seconds * 1000)))
+        self._call(lambda: self.r.set(self.keys.requeued_mark(job_id, batch_id, task_id), "1", px=int(seconds * 1000)))
 
     def count_requeue(self, job_id: str, batch_id: str) -> None:
         """One more requeue of a batch whose render node was lost (shown as `requeued`)."""
-        self._guarded(job_id, ["HINCRBY", self._k(job_id, "requeued"), batch_id, 1])
-
-    def _requeued(self, job_id: str, batch_id: str, task_id: str) -> str:
-        return f"{self.p}:requeued:{job_id}:{batch_id}:{task_id}"
+        self._guarded(job_id, ["HINCRBY", self.keys.requeued(job_id), batch_id, 1])
 
     def claim(self, name: str, seconds: float) -> bool:
         """A cluster-wide one-shot claim (e.g. 'reissue this batch once'): True for exactly one caller."""
-        return bool(self._call(lambda: self.r.set(f"{self.p}:claim:{name}", "1", nx=True, px=int(seconds * 1000))))
+        return bool(self._call(lambda: self.r.set(self.keys.claim(name), "1", nx=True, px=int(seconds * 1000))))
 
     def batches(self, job_id: str) -> dict[str, dict[str, Any]]:
         """done / failed / running / parked / attempts / requeued of every batch that has any."""
         def run() -> dict[str, Any]:
             pipe = self.r.pipeline()
             for part in ("done", "failed", "running", "attempts", "requeued"):
-                pipe.hgetall(self._k(job_id, part))
-            pipe.smembers(self._k(job_id, "parked"))
-            pipe.smembers(self._k(job_id, "frames"))
-            pipe.smembers(self._k(job_id, "blocked"))
-            pipe.lrange(self._k(job_id, "history"), 0, -1)
+                pipe.hgetall(self.keys.job_part(job_id, part))
+            pipe.smembers(self.keys.parked(job_id))
+            pipe.smembers(self.keys.frames(job_id))
+            pipe.smembers(self.keys.blocked(job_id))
+            pipe.lrange(self.keys.history(job_id), 0, -1)
             done, failed, running, attempts, requeued, parked, frames, blocked, history = pipe.execute()
             return {
                 "done": {k: json.loads(v) for k, v in done.items()},
@@ -683,7 +667,7 @@ class JobStore:
         return self._call(run)
 
     def record(self, job_id: str) -> dict[str, str]:
-        raw = self._call(lambda: self.r.hgetall(self._k(job_id)))
+        raw = self._call(lambda: self.r.hgetall(self.keys.job(job_id)))
         if not raw:
             raise _missing(job_id)
         return raw
@@ -696,7 +680,7 @@ class JobStore:
     def frame_times(self, history: str, keep: int = 8, sample: int = 64) -> tuple[float, int, int]:
         """Measured (seconds, frames, batches) summed over done batches of the last `keep` jobs filed under
         `history` (one scene at one size, see JobSpec.history; at most `sample` batches each)."""
-        key = f"{self.p}:history:{history}"
+        key = self.keys.frame_history(history)
 
         def run() -> tuple[float, int, int]:
             seconds, frames, batches = 0.0, 0, 0
@@ -704,7 +688,7 @@ class JobStore:
             if earlier:
                 pipe = self.r.pipeline()
                 for other in earlier:
-                    pipe.hrandfield(self._k(other, "done"), sample, withvalues=True)
+                    pipe.hrandfield(self.keys.done(other), sample, withvalues=True)
                 for records in pipe.execute():
                     for value in (records or [])[1::2]:
                         info = json.loads(value)

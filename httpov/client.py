@@ -319,7 +319,7 @@ class Client:
                     except FileNotFoundError:
                         text = b""
                     if text or batch_id in failures:
-                        error = failures.get(batch_id, {}).get("error", "")
+                        error = failures[batch_id].get("error", "") if batch_id in failures else ""
                         found.append(BatchLog(batch_id, label, "failed", text[-media.LOG_MAX_BYTES:].decode(
                             "utf-8", "replace") or "(no log stored)", error))
                 if failed:

@@ -3,7 +3,7 @@ who renders what (httpov.view builds a job's view from it)."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from httpov.plan import Batch, JobSpec
@@ -141,7 +141,7 @@ def schedule(slot_free: list[float], tasks: list[float]) -> float:
     return end
 
 
-def estimate(spec: JobSpec, state: str, batches: dict[str, Any], now: float, started: float,
+def estimate(spec: JobSpec, state: str, batches: Mapping[str, Any], now: float, started: float,
              finished: float | None = None) -> dict[str, Any]:
     """ETA, rate and per-node work of a job from JobStore.batches() records (a pure function of them).
 

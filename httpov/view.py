@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,6 +14,7 @@ from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, prepass_ids
 from httpov.states import FINISHED, JobState
 from httpov.store import JobStore
+from httpov.store.records import Batches, DoneInfo, HistoryLine, JobRecord
 
 
 @dataclass
@@ -133,7 +134,7 @@ class JobView:
     povray: str | None = None  # the povray version the job renders with (the first node's), None with any_povray
     any_povray: bool = False
     versions: list[dict[str, Any]] = field(default_factory=list)  # povray/httpov versions of its done batches
-    history: list[dict[str, Any]] = field(default_factory=list)  # what was rendered again, and when
+    history: list[HistoryLine] = field(default_factory=list)  # what was rendered again, and when
     user: str = ""  # whose job it is (submit --user)
     max_processes: int | None = None  # submit --max-processes
     max_nodes: int | None = None  # submit --max-nodes
@@ -171,7 +172,7 @@ class JobView:
         return failure_groups(self.failed)
 
 
-def from_snapshot(record: dict[str, str], spec: JobSpec, batches: dict[str, Any], now: float) -> JobView:
+def from_snapshot(record: JobRecord, spec: JobSpec, batches: Batches, now: float) -> JobView:
     """The view of a job from its record, spec and batches (JobStore.snapshot) at `now`: no I/O."""
     final_failures = {k: v for k, v in batches["failed"].items() if v.get("final")}
     failed_frames = {f for batch in final_failures for f in Batch.from_id(batch).frames} - set(batches["frames"])
@@ -212,7 +213,7 @@ def from_snapshot(record: dict[str, str], spec: JobSpec, batches: dict[str, Any]
     )
 
 
-def _versions(done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _versions(done: Mapping[str, DoneInfo]) -> list[dict[str, Any]]:
     """The povray and httpov versions that rendered a job's done batches, with how many batches each."""
     counts: dict[tuple[str, str], int] = {}
     for info in done.values():
@@ -221,13 +222,13 @@ def _versions(done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"povray": p, "httpov": h, "batches": n} for (p, h), n in sorted(counts.items())]
 
 
-def _prepass(spec: JobSpec, batches: dict[str, Any]) -> Prepass | None:
+def _prepass(spec: JobSpec, batches: Batches) -> Prepass | None:
     ids = prepass_ids(spec)
     if not ids:
         return None
     return Prepass(kind="radiosity", total=len(ids), done=sum(1 for i in ids if i in batches["done"]),
                    running=sum(1 for i in ids if i in batches["running"]),
-                   failed=sum(1 for i in ids if batches["failed"].get(i, {}).get("final")))
+                   failed=sum(1 for i in ids if i in batches["failed"] and batches["failed"][i].get("final")))
 
 
 #: A render node that said it is alive within this many seconds counts as live for a pool (nodes say so every sweep).

@@ -9,7 +9,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -19,6 +19,7 @@ from httpov.errors import BrokerUnavailableError, JobNotFoundError
 from httpov.plan import JobSpec
 from httpov.states import FINISHED, LIVE, JobState, TransitionRefused, allowed_from
 from httpov.store.keys import Keys
+from httpov.store.records import Batches, DoneInfo, FailedInfo, JobRecord, NodeInfo, RunningInfo, Share
 
 if TYPE_CHECKING:
     from httpov.settings import Settings
@@ -46,16 +47,6 @@ SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua")
                         "transition", "guarded", "use_scene", "drop_scene")}
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
-
-
-class Share(NamedTuple):
-    """What fair share reads of a job (httpov.dispatch.windows)."""
-
-    user: str
-    priority: int
-    created: float
-    max_processes: int  # 0: no cap
-    queue: str  # '' for the default queue, else its render pool's
 
 
 class JobStore:
@@ -272,7 +263,7 @@ class JobStore:
         `handoff` is the lease value this task's retry may take over; with `hand_back` the lease is set to that
         value instead of `token` (a blocked node giving the batch back keeps it visible to the sweepers)."""
         value = handoff if hand_back else token
-        info = json.dumps({"node": node, "started": time.time(), "token": value, "handed_back": hand_back})
+        info = json.dumps(RunningInfo(node=node, started=time.time(), token=value, handed_back=hand_back))
         return self._call(lambda: self._start(
             keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id),
                   self.keys.done(job_id), self.keys.parked(job_id), self.keys.submit_lease(job_id),
@@ -292,10 +283,10 @@ class JobStore:
         the job is live or paused: a finished job keeps no running batch (its transition cleared them)."""
         self._guarded(job_id, ["SET", self.keys.lease(job_id, batch_id), handoff, "PX", int(seconds * 1000)],
                       ["HSET", self.keys.running(job_id), batch_id, json.dumps(
-                          {"node": node, "started": time.time(), "token": handoff, "retrying": True})],
+                          RunningInfo(node=node, started=time.time(), token=handoff, retrying=True))],
                       while_in=(*LIVE, JobState.PAUSED))
 
-    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int]) -> bool:
+    def finish_batch(self, job_id: str, batch_id: str, info: DoneInfo, frames: list[int]) -> bool:
         """Record the batch done (once, however often it runs) and its finished frames; True if the job is done.
         JobNotFoundError, writing nothing, if the job's record is gone."""
         *_, done, total = self._guarded(
@@ -321,8 +312,8 @@ class JobStore:
 
     def fail_batch(self, job_id: str, batch_id: str, error: str, lines: list[str], final: bool, node: str) -> None:
         """Record a failed attempt; a final failure fails the job (its other batches are then skipped)."""
-        self._guarded(job_id, ["HSET", self.keys.failed(job_id), batch_id, json.dumps(
-            {"error": error, "lines": lines[-20:], "node": node, "final": final, "at": time.time()})],
+        failure = FailedInfo(error=error, lines=lines[-20:], node=node, final=final, at=time.time())
+        self._guarded(job_id, ["HSET", self.keys.failed(job_id), batch_id, json.dumps(failure)],
                       ["HDEL", self.keys.running(job_id), batch_id], ["DEL", self.keys.lease(job_id, batch_id)])
         if final:
             with contextlib.suppress(TransitionRefused):  # finished meanwhile
@@ -387,7 +378,7 @@ class JobStore:
             pipe.execute()
         self._call(run)
 
-    def nodes(self) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    def nodes(self) -> tuple[dict[str, float], dict[str, NodeInfo]]:
         """Every render node that ever said it is alive: when it was last seen, and its record."""
         def run() -> tuple[list[tuple[str, float]], dict[str, str]]:
             pipe = self.r.pipeline(transaction=False)
@@ -595,11 +586,11 @@ class JobStore:
             return sorted(pipe.execute()[0])
         return self._call(run)
 
-    def running(self, job_id: str) -> dict[str, dict[str, Any]]:
+    def running(self, job_id: str) -> dict[str, RunningInfo]:
         raw = self._call(lambda: self.r.hgetall(self.keys.running(job_id)))
         return {batch: json.loads(info) for batch, info in raw.items()}
 
-    def lost_batches(self, job_id: str) -> dict[str, dict[str, Any]]:
+    def lost_batches(self, job_id: str) -> dict[str, RunningInfo]:
         """Batches marked running whose lease has expired (their render node is gone), with their running info."""
         running = self.running(job_id)
         if not running:
@@ -642,9 +633,9 @@ class JobStore:
         """A cluster-wide one-shot claim (e.g. 'reissue this batch once'): True for exactly one caller."""
         return bool(self._call(lambda: self.r.set(self.keys.claim(name), "1", nx=True, px=int(seconds * 1000))))
 
-    def batches(self, job_id: str) -> dict[str, dict[str, Any]]:
+    def batches(self, job_id: str) -> Batches:
         """done / failed / running / parked / attempts / requeued of every batch that has any."""
-        def run() -> dict[str, Any]:
+        def run() -> Batches:
             pipe = self.r.pipeline()
             for part in ("done", "failed", "running", "attempts", "requeued"):
                 pipe.hgetall(self.keys.job_part(job_id, part))
@@ -666,13 +657,13 @@ class JobStore:
             }
         return self._call(run)
 
-    def record(self, job_id: str) -> dict[str, str]:
+    def record(self, job_id: str) -> JobRecord:
         raw = self._call(lambda: self.r.hgetall(self.keys.job(job_id)))
         if not raw:
             raise _missing(job_id)
-        return raw
+        return cast(JobRecord, raw)
 
-    def snapshot(self, job_id: str) -> tuple[dict[str, str], JobSpec, dict[str, Any]]:
+    def snapshot(self, job_id: str) -> tuple[JobRecord, JobSpec, Batches]:
         """The job's record, spec and batches, read once (status views are built from these)."""
         record = self.record(job_id)
         return record, JobSpec.from_dict(json.loads(record["spec"])), self.batches(job_id)

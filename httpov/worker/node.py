@@ -35,6 +35,7 @@ from httpov.settings import Settings
 from httpov.states import LIVE, JobState
 from httpov.storage import Storage
 from httpov.store import JobStore
+from httpov.store.records import DoneInfo
 from httpov.text import shown
 from httpov.worker import povray, radiosity, stitch
 from httpov.worker.cache import SceneCache
@@ -183,8 +184,8 @@ class RenderNode:
                 error = RenderError(f"{type(exc).__name__}: {exc}", transient=True)
             return self._failed(spec, batch, handoff, node, attempt, error)
         frames_done = 0 if batch.prepass else batch.last - batch.first + 1  # a pre-pass renders no frame of the job
-        info = {"node": node, "seconds": round(seconds, 3), "frames": frames_done, "finished": time.time(),
-                "attempt": attempt, "povray": self.povray_version, "httpov": povray.httpov_version()}
+        info = DoneInfo(node=node, seconds=round(seconds, 3), frames=frames_done, finished=time.time(), attempt=attempt,
+                        povray=self.povray_version, httpov=povray.httpov_version())
 
         stored = [batch_key(job_id, batch_id)]
 

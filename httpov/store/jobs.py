@@ -20,6 +20,8 @@ from httpov.plan import JobSpec
 from httpov.states import FINISHED, LIVE, JobState, TransitionRefused, allowed_from
 from httpov.store.keys import Keys
 from httpov.store.records import Batches, DoneInfo, FailedInfo, JobRecord, NodeInfo, RunningInfo, Share
+from httpov.store.version import ensure as ensure_schema
+from httpov.store.version import record as record_schema
 
 if TYPE_CHECKING:
     from httpov.settings import Settings
@@ -93,6 +95,11 @@ class JobStore:
         except (redis.ConnectionError, redis.TimeoutError) as exc:  # BusyLoadingError too: Redis restarting
             raise BrokerUnavailableError(f"cannot reach Redis for job state: {exc}") from exc
 
+    def upgrade(self) -> int | None:
+        """Check the schema version this Redis holds and upgrade an older one (httpov.store.version); answers it
+        (None for a Redis with none of httpov's keys yet). SchemaVersionError, writing nothing, for a newer one."""
+        return self._call(lambda: ensure_schema(self.r, self.keys))
+
     def ping(self) -> None:
         """Raise BrokerUnavailableError unless Redis answers."""
         self._call(self.r.ping)
@@ -118,6 +125,7 @@ class JobStore:
             for start in range(0, len(pending), 1000):
                 pipe.rpush(self.keys.pending(spec.id), *pending[start:start + 1000])
             pipe.set(self.keys.submit_lease(spec.id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000))
+            record_schema(pipe, self.keys)  # a new farm's first job
             if not spec.slices:  # whole-frame batches measure frame times for later jobs of this scene
                 history = self.keys.frame_history(spec.history)
                 pipe.lpush(history, spec.id).ltrim(history, 0, 7)
@@ -369,6 +377,7 @@ class JobStore:
         def run() -> None:
             pipe = self.r.pipeline()
             pipe.zadd(self.keys.nodes(), {node: time.time()})
+            record_schema(pipe, self.keys)  # a new farm's first node
             if processes:
                 pipe.hset(self.keys.node_processes(), node, processes)
             if pools is not None:
@@ -709,7 +718,9 @@ def _words(states: tuple[str, ...]) -> str:
 def open_store(settings: Settings) -> JobStore:
     """The JobStore the settings name: their state URL and key prefix, and the CA of a private-CA rediss:// server.
     Everything that reads or writes job state opens it here, so no caller can forget a setting."""
-    return JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca)
+    store = JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca)
+    store.upgrade()
+    return store
 
 
 def _missing(job_id: str) -> JobNotFoundError:

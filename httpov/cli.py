@@ -172,7 +172,7 @@ def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bo
                 out.print(terminal.job_panel(view))
                 out.print()
             last = _changes(view)
-    if view.state in ("failed", "cancelled"):  # as `submit --wait` does: exit 0 only if every frame rendered
+    if view.state in (JobState.FAILED, JobState.CANCELLED):  # as `submit --wait`: exit 0 only if every frame rendered
         from httpov.client import job_failed
 
         raise job_failed(view)

@@ -155,7 +155,7 @@ class RenderNode:
             elif pinned is not None:  # its pixels would differ: a node with the job's povray renders it
                 return self._hand_back(job_id, batch_id, execution, handoff, node, blocked, povray_version=pinned)
         status = self.store.start_batch(job_id, batch_id, execution, node, lease, handoff)
-        if status == "paused":
+        if status == JobState.PAUSED:
             return Outcome("parked")  # start_batch parked it; resume queues it again
         if status == "deferred":  # --max-processes reached: back on its pending list, sent when one of them ends
             return Outcome("deferred")
@@ -245,7 +245,7 @@ class RenderNode:
         target = random.choice(sorted(targets))
         status = self.store.start_batch(job_id, batch_id, execution, node, HAND_BACK_LEASES * lease, handoff,
                                         hand_back=True)
-        if status == "paused":
+        if status == JobState.PAUSED:
             return Outcome("parked")
         if status != "ok":
             return Outcome(status)

@@ -12,6 +12,7 @@ import click
 
 from httpov.errors import BadInputError, HttpovError
 from httpov.settings import Settings
+from httpov.states import JobState
 from httpov.text import shown
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ def _submit_options(settings: Settings, **given: object) -> SubmitOptions:
 
 #: What `httpov status` lists without --limit or --all: the newest jobs, newest last.
 STATUS_LIMIT = 20
-JOB_STATES = ("submitting", "queued", "running", "paused", "done", "failed", "cancelled")
+JOB_STATES = tuple(state.value for state in JobState if state != JobState.DELETING)
 
 
 @cli.command()
@@ -184,7 +185,7 @@ def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bo
                 out.print(terminal.job_panel(view))
                 out.print()
             last = _changes(view)
-    if view.state in ("failed", "cancelled"):  # as `submit --wait` does: exit 0 only if every frame rendered
+    if view.state in (JobState.FAILED, JobState.CANCELLED):  # as `submit --wait`: exit 0 only if every frame rendered
         from httpov.client import job_failed
 
         raise job_failed(view)

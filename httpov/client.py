@@ -22,11 +22,9 @@ from httpov.errors import (
     ResultError,
     SceneError,
 )
-from httpov.jobs import LIVE, JobStore, open_store
 from httpov.options import SubmitOptions, login_name
 from httpov.outage import through_outage
 from httpov.plan import (
-    FINISHED,
     Batch,
     JobSpec,
     check_spec,
@@ -41,7 +39,9 @@ from httpov.plan import (
 from httpov.retention import shared_keys, use_shared
 from httpov.scene import SceneLayout, SceneOptions, locate_scene, mentions_radiosity
 from httpov.settings import Settings
+from httpov.states import FINISHED, LIVE, JobState, TransitionRefused
 from httpov.storage import Storage, open_storage
+from httpov.store import JobStore, open_store
 from httpov.text import shown
 from httpov.view import JobView, job_view
 
@@ -225,7 +225,7 @@ class Client:
                 through_outage(self.reap, self.settings.outage_seconds, on_outage)
                 last_sweep = time.monotonic()
             time.sleep(poll)
-        if progress.state != "done":
+        if progress.state != JobState.DONE:
             raise job_failed(progress)
         return progress
 
@@ -266,7 +266,7 @@ class Client:
                     on_file(done, total)
         if not images:
             state = self.store.state(job_id)
-            error = JobFailedError if state in ("failed", "cancelled") else JobStateError
+            error = JobFailedError if state in (JobState.FAILED, JobState.CANCELLED) else JobStateError
             raise error(f"job {job_id} is {state} and has no rendered frame",
                         hint=f"`httpov status {job_id}` shows why; `httpov fetch {job_id} --output DIR` keeps its logs")
         return sorted(images)
@@ -293,7 +293,7 @@ class Client:
                     except FileNotFoundError:
                         text = b""
                     if text or batch_id in failures:
-                        error = failures.get(batch_id, {}).get("error", "")
+                        error = failures[batch_id].get("error", "") if batch_id in failures else ""
                         found.append(BatchLog(batch_id, label, "failed", text[-media.LOG_MAX_BYTES:].decode(
                             "utf-8", "replace") or "(no log stored)", error))
                 if failed:
@@ -310,23 +310,30 @@ class Client:
     # job control
     def cancel(self, job_id: str) -> None:
         """Queued batches are dropped when they come up; running povrays are killed within a lease tick."""
-        if self.store.transition(job_id, "cancelled", (*LIVE, "paused")) != "ok":
-            raise JobStateError(f"job {job_id} is already {self.store.state(job_id)}")
+        try:
+            self.store.transition(job_id, JobState.CANCELLED)
+        except TransitionRefused as exc:
+            raise JobStateError(f"job {job_id} is already {exc.current}") from exc
 
     def pause(self, job_id: str) -> None:
         """Batches not yet sent are set aside at once, queued ones as they come up; running ones finish."""
-        if self.store.transition(job_id, "paused", LIVE) != "ok":
-            raise JobStateError(f"job {job_id} is {self.store.state(job_id)}: only a queued or running job pauses")
+        try:
+            self.store.transition(job_id, JobState.PAUSED)
+        except TransitionRefused as exc:
+            raise JobStateError(f"job {job_id} is {exc.current}: only a queued or running job pauses") from exc
         self.store.park_pending(job_id)  # what was never sent is set aside at once
 
     def resume(self, job_id: str) -> int:
         """Queue the batches set aside while paused; answers how many."""
-        if self.store.transition(job_id, "running", ("paused",)) != "ok":
-            raise JobStateError(f"job {job_id} is {self.store.state(job_id)}, not paused")
+        try:
+            self.store.transition(job_id, JobState.RUNNING, only_from=(JobState.PAUSED,))
+        except TransitionRefused as exc:
+            raise JobStateError(f"job {job_id} is {exc.current}, not paused") from exc
         spec = self.store.spec(job_id)
         parked = self.store.unpark(job_id)
-        if len(self.store.batches(job_id)["done"]) >= len(spec.batches):
-            self.store.transition(job_id, "done", ("running",))  # its last batches finished while paused
+        if len(self.store.batches(job_id)["done"]) >= len(spec.batches):  # its last batches finished while paused
+            with contextlib.suppress(TransitionRefused):
+                self.store.transition(job_id, JobState.DONE, only_from=(JobState.RUNNING,))
         self.store.pend(job_id, waiting_for_prepass(spec, parked))  # first in line again, sent as the window allows
         self._top_up(spec)
         return len(parked)
@@ -340,8 +347,10 @@ class Client:
         if frames is not None and not spec.first <= frames[0] <= frames[1] <= spec.last:
             raise BadInputError(f"--frames {frames[0]}-{frames[1]}: job {job_id} renders frames "
                                 f"{spec.first}-{spec.last}")
-        if self.store.transition(job_id, "running", ("failed", "cancelled", "done")) != "ok":
-            raise JobStateError(f"job {job_id} is {self.store.state(job_id)}: wait for it to finish or cancel it")
+        try:
+            self.store.transition(job_id, JobState.RUNNING, only_from=FINISHED)
+        except TransitionRefused as exc:
+            raise JobStateError(f"job {job_id} is {exc.current}: wait for it to finish or cancel it") from exc
         batches = self.store.batches(job_id)
         pinned = self.store.record(job_id).get("povray")
         if pinned and not any(info.get("povray") == pinned for info in batches["done"].values()):
@@ -359,7 +368,8 @@ class Client:
         # a fresh window: older messages of the job are stale
         self.store.pend(job_id, waiting_for_prepass(spec, todo), replace=True)
         if not todo:
-            self.store.transition(job_id, "done", ("running",))
+            with contextlib.suppress(TransitionRefused):
+                self.store.transition(job_id, JobState.DONE, only_from=(JobState.RUNNING,))
         self._top_up(spec)
         return len(todo)
 
@@ -369,7 +379,7 @@ class Client:
         from httpov.retention import delete_job
 
         state = self.store.state(job_id)
-        if state in (*LIVE, "paused"):
+        if state in (*LIVE, JobState.PAUSED):
             if not force:
                 raise JobStateError(f"job {job_id} is {state}: cancel it first, or delete it with --force")
             with contextlib.suppress(JobStateError):  # finished meanwhile
@@ -453,7 +463,7 @@ def _batch_log(zip_path: Path, key: str, batch_id: str) -> str:
 
 def job_failed(view: JobView) -> JobFailedError:
     """The error for a job that ended without every frame (`submit --wait`, `watch`: exit code 8)."""
-    if view.state == "cancelled":
+    if view.state == JobState.CANCELLED:
         return JobFailedError(f"job {view.id} cancelled with {view.frames_done}/{view.frames_total} "
                               "frame(s) rendered", hint=f"`httpov retry {view.id}` renders the rest")
     first = view.errors[0] if view.errors else ""

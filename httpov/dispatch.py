@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from httpov.broker import QueueLayout, take_queued
-from httpov.jobs import JobStore, Share
 from httpov.plan import Batch, JobSpec
 from httpov.settings import live_node_window
+from httpov.store import JobStore, Share
 from httpov.sweep import reap, unsent
 
 if TYPE_CHECKING:

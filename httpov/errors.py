@@ -84,6 +84,10 @@ class ResultError(HttpovError):
     hint = "results come from render nodes: `httpov retry JOB` renders the batch again"
 
 
+class SchemaVersionError(HttpovError):
+    """Redis holds a newer layout of httpov's state than this httpov knows (or one it cannot upgrade now)."""
+
+
 class JobFailedError(HttpovError):
     """A job the user waited for ended failed or cancelled."""
 

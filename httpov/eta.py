@@ -3,10 +3,11 @@ who renders what (httpov.view builds a job's view from it)."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from httpov.plan import FINISHED, Batch, JobSpec
+from httpov.plan import Batch, JobSpec
+from httpov.states import FINISHED, JobState
 
 #: Weight of the newest finished batch in the per-frame time: recent batches count most, because frame
 #: cost drifts through an animation (a plain mean of the early frames is what makes ETAs lie).
@@ -140,7 +141,7 @@ def schedule(slot_free: list[float], tasks: list[float]) -> float:
     return end
 
 
-def estimate(spec: JobSpec, state: str, batches: dict[str, Any], now: float, started: float,
+def estimate(spec: JobSpec, state: str, batches: Mapping[str, Any], now: float, started: float,
              finished: float | None = None) -> dict[str, Any]:
     """ETA, rate and per-node work of a job from JobStore.batches() records (a pure function of them).
 
@@ -184,9 +185,9 @@ def estimate(spec: JobSpec, state: str, batches: dict[str, Any], now: float, sta
                  else smoothed_frame_seconds(done, height))
 
     eta: float | None
-    if state == "done":
+    if state == JobState.DONE:
         eta = 0.0
-    elif state in FINISHED or state == "paused" or predict is None:
+    elif state in FINISHED or state == JobState.PAUSED or predict is None:
         eta = None
     elif queued and not running:
         eta = None  # no render process is taking this job's batches now

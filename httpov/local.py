@@ -19,6 +19,7 @@ import redis
 
 from httpov.errors import BadInputError, BrokerUnavailableError
 from httpov.settings import Settings, env_name
+from httpov.store.keys import Keys
 
 if TYPE_CHECKING:
     from httpov.options import SubmitOptions
@@ -107,7 +108,7 @@ def forget(settings: Settings) -> None:
     """Delete every Redis key under the settings' prefix (job state and Celery's queues), on both Redis URLs."""
     for url in {settings.broker_url, settings.state_url}:
         client = redis.Redis.from_url(url, socket_connect_timeout=5)
-        keys = list(client.scan_iter(match=f"{settings.prefix}:*", count=1000))
+        keys = list(client.scan_iter(match=Keys(settings.prefix).everything(), count=1000))
         for start in range(0, len(keys), 1000):
             client.delete(*keys[start:start + 1000])
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from httpov.jobs import JobStore
 from httpov.settings import live_node_window
+from httpov.store import JobStore
 
 #: A node not seen for this long is shown as lost, then no more (the sweep forgets it after a day).
 LOST_SHOWN = 3600.0

@@ -2,8 +2,8 @@
 
 Two layers, each for its own length of trouble. A blip (a connection dropped, a reply that timed out, a failover)
 lasts well under a second: the JobStore's redis-py client absorbs it by itself, each command retried with
-exponential back-off (Retry(ExponentialBackoff()), httpov.jobs.REDIS_RETRIES, about 1.5 s in all), so no caller
-ever sees it. A restart lasts seconds to minutes, longer than a single command should block: only the commands
+exponential back-off (Retry(ExponentialBackoff()), httpov.store.jobs.REDIS_RETRIES, about 1.5 s in all), so no
+caller ever sees it. A restart lasts seconds to minutes, longer than a single command should block: only the commands
 that wait anyway ride it out, here, for up to HTTPOV_OUTAGE_SECONDS (`wait`, `watch`, the status page, and a
 render node recording a batch it already stored); every other command fails at once with a clear
 BrokerUnavailableError."""

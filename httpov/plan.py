@@ -17,11 +17,6 @@ from httpov.scene import SceneLayout, SceneOptions
 if TYPE_CHECKING:
     from httpov.settings import Settings
 
-# A job's states. Batches are handed out and rendered in the LIVE ones; a job is 'submitting' while its client
-# queues its batches: listed nowhere yet, but its first batches may already render (see JobStore.create and publish).
-LIVE = ("submitting", "queued", "running")
-FINISHED = ("done", "failed", "cancelled")
-
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 320, 240  # POV-Ray's own defaults when an ini names no size
 # Adaptive --count (docs/PERFORMANCE.md): a task should last about TARGET_TASK_SECONDS of povray, long enough to
 # amortize a task's own cost (Celery, sandbox, storage: tens of ms of CPU) and povray's start (~0.7 s idle,

@@ -10,14 +10,15 @@ from dataclasses import dataclass
 
 from httpov import keys as storage_keys
 from httpov.errors import BadInputError, JobNotFoundError, JobStateError
-from httpov.jobs import FINISHED, JobStore
 from httpov.plan import JobSpec, radiosity_digest
+from httpov.states import FINISHED, JobState, TransitionRefused
 from httpov.storage import Storage
+from httpov.store import JobStore
 
 log = logging.getLogger(__name__)
 
 #: A job being deleted: listed with this state until its keys are gone; `delete` run again finishes the work.
-DELETING = "deleting"
+DELETING = JobState.DELETING
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 
@@ -59,9 +60,11 @@ def delete_jobs(store: JobStore, storage: Storage, job_ids: list[str]) -> list[D
     for job_id in job_ids:
         spec = store.spec(job_id)
         record = store.record(job_id)
-        if store.transition(job_id, DELETING, (*FINISHED, DELETING)) != "ok":
-            raise JobStateError(f"job {job_id} is {store.state(job_id)}: only a finished job is deleted",
-                                hint=f"`httpov delete --force {job_id}` cancels it first")
+        try:
+            store.transition(job_id, DELETING)
+        except TransitionRefused as exc:
+            raise JobStateError(f"job {job_id} is {exc.current}: only a finished job is deleted",
+                                hint=f"`httpov delete --force {job_id}` cancels it first") from exc
         finished = float(record["finished"]) if record.get("finished") else None
         gone = Deleted(job_id, spec.name, record["state"], finished)
         gone.objects = storage.delete_prefix(storage_keys.job_prefix(job_id))
@@ -102,7 +105,7 @@ def drop_scene(store: JobStore, storage: Storage, spec: JobSpec) -> bool:
     Reference counting, not mark and sweep: a Redis set of the job ids using each scene, changed atomically with
     a 'being deleted' mark, makes a delete cost one scene's references instead of a scan of every job and every
     stored scene, and a submit of the same scene at the same moment waits for the mark instead of trusting a zip
-    about to vanish (jobs.py: _USE_SCENE, _DROP_SCENE)."""
+    about to vanish (httpov/store/scripts: use_scene.lua, drop_scene.lua)."""
     deleted = []
     for key in shared_keys(spec):
         if not store.drop_scene(key, spec.id, uses=functools.partial(_uses, key)):

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from httpov.broker import QueueLayout, held_before, queued_or_held, release
-from httpov.jobs import JobStore
+from httpov.store import JobStore
 
 log = logging.getLogger(__name__)
 

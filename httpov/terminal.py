@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from httpov.eta import duration
+from httpov.states import JobState
 from httpov.text import shown
 from httpov.view import JobView
 
@@ -107,7 +108,7 @@ def _eta_line(j: JobView) -> str:
     if j.frame_seconds is not None:
         line += f", {j.frame_seconds:.2f} s per frame"
     line += f", ETA {j.eta_text}"
-    if j.eta_at and j.state in ("queued", "running"):
+    if j.eta_at and j.state in (JobState.QUEUED, JobState.RUNNING):
         line += time.strftime(" (at %H:%M:%S)", time.localtime(j.eta_at))
     elif j.idle:
         line += " (no render node is taking this job's batches now)"
@@ -115,7 +116,8 @@ def _eta_line(j: JobView) -> str:
 
 
 def _state_style(state: str) -> str:
-    return {"done": "green", "failed": "red", "cancelled": "red", "paused": "yellow"}.get(state, "blue")
+    colours = {JobState.DONE: "green", JobState.FAILED: "red", JobState.CANCELLED: "red", JobState.PAUSED: "yellow"}
+    return colours.get(state, "blue")  # type: ignore[call-overload]
 
 
 class JobProgress:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from httpov import eta
 from httpov.errors import JobNotFoundError
-from httpov.jobs import JobStore
 from httpov.outage import through_outage
-from httpov.plan import FINISHED, Batch, JobSpec, prepass_ids
+from httpov.plan import Batch, JobSpec, prepass_ids
 from httpov.settings import Settings, live_node_window
+from httpov.states import FINISHED, JobState
+from httpov.store import JobStore
+from httpov.store.records import Batches, DoneInfo, HistoryLine, JobRecord
 
 
 @dataclass
@@ -133,7 +135,7 @@ class JobView:
     povray: str | None = None  # the povray version the job renders with (the first node's), None with any_povray
     any_povray: bool = False
     versions: list[dict[str, Any]] = field(default_factory=list)  # povray/httpov versions of its done batches
-    history: list[dict[str, Any]] = field(default_factory=list)  # what was rendered again, and when
+    history: list[HistoryLine] = field(default_factory=list)  # what was rendered again, and when
     user: str = ""  # whose job it is (submit --user)
     max_processes: int | None = None  # submit --max-processes
     max_nodes: int | None = None  # submit --max-nodes
@@ -156,22 +158,22 @@ class JobView:
     @property
     def eta_text(self) -> str:
         """'-' for a job that will not end by itself, '0s' when done, else the ETA ('?' when there is no honest one)."""
-        if self.state in ("failed", "cancelled", "paused"):
+        if self.state in (JobState.FAILED, JobState.CANCELLED, JobState.PAUSED):
             return "-"
-        if self.state == "done":
+        if self.state == JobState.DONE:
             return "0s"
         return eta.duration(self.eta_seconds)
 
     @property
     def idle(self) -> bool:
         """Batches wait but no render process is taking this job's batches now (why there is no ETA)."""
-        return self.state in ("queued", "running") and not self.running and self.batches_queued > 0
+        return self.state in (JobState.QUEUED, JobState.RUNNING) and not self.running and self.batches_queued > 0
 
     def failure_groups(self) -> list[FailureGroup]:
         return failure_groups(self.failed)
 
 
-def from_snapshot(record: dict[str, str], spec: JobSpec, batches: dict[str, Any], now: float) -> JobView:
+def from_snapshot(record: JobRecord, spec: JobSpec, batches: Batches, now: float) -> JobView:
     """The view of a job from its record, spec and batches (JobStore.snapshot) at `now`: no I/O."""
     final_failures = {k: v for k, v in batches["failed"].items() if v.get("final")}
     failed_frames = {f for batch in final_failures for f in Batch.from_id(batch).frames} - set(batches["frames"])
@@ -212,7 +214,7 @@ def from_snapshot(record: dict[str, str], spec: JobSpec, batches: dict[str, Any]
     )
 
 
-def _versions(done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _versions(done: Mapping[str, DoneInfo]) -> list[dict[str, Any]]:
     """The povray and httpov versions that rendered a job's done batches, with how many batches each."""
     counts: dict[tuple[str, str], int] = {}
     for info in done.values():
@@ -221,13 +223,13 @@ def _versions(done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"povray": p, "httpov": h, "batches": n} for (p, h), n in sorted(counts.items())]
 
 
-def _prepass(spec: JobSpec, batches: dict[str, Any]) -> Prepass | None:
+def _prepass(spec: JobSpec, batches: Batches) -> Prepass | None:
     ids = prepass_ids(spec)
     if not ids:
         return None
     return Prepass(kind="radiosity", total=len(ids), done=sum(1 for i in ids if i in batches["done"]),
                    running=sum(1 for i in ids if i in batches["running"]),
-                   failed=sum(1 for i in ids if batches["failed"].get(i, {}).get("final")))
+                   failed=sum(1 for i in ids if i in batches["failed"] and batches["failed"][i].get("final")))
 
 
 def job_view(store: JobStore, job_id: str, now: float | None = None, *, live_within: float | None = None) -> JobView:

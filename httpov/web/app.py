@@ -27,6 +27,7 @@ from httpov.errors import (
     ResultError,
 )
 from httpov.outage import NOTICE
+from httpov.states import JobState
 from httpov.text import shown
 from httpov.view import JobView
 from httpov.web.api import api, wants_json
@@ -159,14 +160,14 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
 
 def eta_text(j: JobView) -> str:
     """'ETA 3m05s (at 10:42:00)', 'finished at 10:42:00', or the state: one phrase for a job's card."""
-    if j.state in ("queued", "running"):
+    if j.state in (JobState.QUEUED, JobState.RUNNING):
         text = f"ETA {j.eta_text}"
         if j.eta_at:
             text += time.strftime(" (at %H:%M:%S)", time.localtime(j.eta_at))
         elif j.idle:
             text += " (no render node is taking its batches)"
         return text
-    if j.state == "done" and j.finished:
+    if j.state == JobState.DONE and j.finished:
         return time.strftime("finished at %H:%M:%S", time.localtime(j.finished))
     return j.state
 

@@ -23,13 +23,14 @@ from flask import (
 )
 
 from httpov.errors import BadInputError, FieldError, JobStateError
+from httpov.states import JobState
 from httpov.text import shown
 from httpov.web.api import CONTROLS, control, delete, set_priority, submit_upload, wants_json, web
 from httpov.web.source import GRID_THUMB_SIZE, job_id
 
 pages = Blueprint("pages", __name__)
 log = logging.getLogger("httpov.web")
-STATES = ("queued", "running", "paused", "done", "failed", "cancelled")
+STATES = tuple(state.value for state in JobState if state not in (JobState.SUBMITTING, JobState.DELETING))
 
 
 def png(data: bytes | None) -> Response:

@@ -12,11 +12,11 @@ from pathlib import PurePosixPath
 
 from httpov.archive import copy_member
 from httpov.errors import ArchiveError, JobNotFoundError, ResultError
-from httpov.jobs import JobStore
 from httpov.keys import batch_key, frames_prefix
 from httpov.media import check_frame, frame_bytes, frame_number, thumbnail_png
 from httpov.plan import Batch
 from httpov.storage import Storage
+from httpov.store import JobStore
 from httpov.text import shown
 from httpov.view import JobView, job_view, overview
 

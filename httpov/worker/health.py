@@ -48,7 +48,7 @@ def _povray(settings: Settings) -> str:
 
 
 def _redis(settings: Settings) -> str:
-    from httpov.jobs import open_store
+    from httpov.store import open_store
 
     open_store(settings).ping()
     return "job state answers"

@@ -4,7 +4,8 @@ from __future__ import annotations
 import threading
 
 from httpov.errors import BrokerUnavailableError
-from httpov.jobs import LIVE, JobStore
+from httpov.states import LIVE, JobState
+from httpov.store import JobStore
 
 
 class LeaseKeeper:
@@ -13,7 +14,7 @@ class LeaseKeeper:
     the last refresh, or 'lost' once another execution took the batch. Use as a context manager."""
 
     def __init__(self, store: JobStore, job_id: str, batch_id: str, token: str, lease: float) -> None:
-        self.state = "running"
+        self.state: str = JobState.RUNNING
         self._refresh = lambda: store.refresh(job_id, batch_id, token, lease)
         self._every = lease / 4
         self._stop = threading.Event()
@@ -22,7 +23,7 @@ class LeaseKeeper:
     @property
     def live(self) -> bool:
         """True while the render should go on: the job is live or paused (a paused job's running batches finish)."""
-        return self.state in LIVE or self.state == "paused"
+        return self.state in LIVE or self.state == JobState.PAUSED
 
     def _run(self) -> None:
         while self.live and not self._stop.wait(self._every):

@@ -28,12 +28,14 @@ from httpov.errors import (
     SceneError,
     StorageError,
 )
-from httpov.jobs import LIVE, JobStore
 from httpov.keys import batch_key, failed_log_key, frame_key, radiosity_key
 from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by
 from httpov.settings import Settings
+from httpov.states import LIVE, JobState
 from httpov.storage import Storage
+from httpov.store import JobStore
+from httpov.store.records import DoneInfo
 from httpov.text import shown
 from httpov.worker import povray, radiosity, stitch
 from httpov.worker.cache import SceneCache
@@ -153,7 +155,7 @@ class RenderNode:
             elif pinned is not None:  # its pixels would differ: a node with the job's povray renders it
                 return self._hand_back(job_id, batch_id, execution, handoff, node, blocked, povray_version=pinned)
         status = self.store.start_batch(job_id, batch_id, execution, node, lease, handoff)
-        if status == "paused":
+        if status == JobState.PAUSED:
             return Outcome("parked")  # start_batch parked it; resume queues it again
         if status == "deferred":  # --max-processes reached: back on its pending list, sent when one of them ends
             return Outcome("deferred")
@@ -182,8 +184,8 @@ class RenderNode:
                 error = RenderError(f"{type(exc).__name__}: {exc}", transient=True)
             return self._failed(spec, batch, handoff, node, attempt, error)
         frames_done = 0 if batch.prepass else batch.last - batch.first + 1  # a pre-pass renders no frame of the job
-        info = {"node": node, "seconds": round(seconds, 3), "frames": frames_done, "finished": time.time(),
-                "attempt": attempt, "povray": self.povray_version, "httpov": povray.httpov_version()}
+        info = DoneInfo(node=node, seconds=round(seconds, 3), frames=frames_done, finished=time.time(), attempt=attempt,
+                        povray=self.povray_version, httpov=povray.httpov_version())
 
         stored = [batch_key(job_id, batch_id)]
 
@@ -215,7 +217,7 @@ class RenderNode:
         batch to a live node that may render it, or fail the job if none is left."""
         lease = self.settings.lease_seconds
         state = self.store.state(job_id)
-        if state == "paused":
+        if state == JobState.PAUSED:
             self.store.park(job_id, batch_id)
             return Outcome("parked")
         if state not in LIVE:
@@ -243,7 +245,7 @@ class RenderNode:
         target = random.choice(sorted(targets))
         status = self.store.start_batch(job_id, batch_id, execution, node, HAND_BACK_LEASES * lease, handoff,
                                         hand_back=True)
-        if status == "paused":
+        if status == JobState.PAUSED:
             return Outcome("parked")
         if status != "ok":
             return Outcome(status)
@@ -263,7 +265,7 @@ class RenderNode:
                     state = "missing"
                 except BrokerUnavailableError:
                     return True  # Redis restarting: keep rendering (see LeaseKeeper)
-                if state in LIVE or state == "paused":  # a paused job's running batches finish
+                if state in LIVE or state == JobState.PAUSED:  # a paused job's running batches finish
                     return True
             stopped.append(state)  # cancelled, failed, done elsewhere, gone, or 'lost' to another task
             return False

@@ -9,10 +9,10 @@ import time
 from celery import bootsteps
 
 from httpov.dispatch import sweep
-from httpov.jobs import JobStore, open_store
 from httpov.retention import apply_retention
 from httpov.settings import Settings
 from httpov.storage import Storage, open_storage
+from httpov.store import JobStore, open_store
 from httpov.worker import povray
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,10 @@ from celery.utils import worker_direct
 
 from httpov.celery import app
 from httpov.dispatch import celery_priority, top_up
-from httpov.jobs import open_store
 from httpov.plan import JobSpec
 from httpov.settings import Settings
 from httpov.storage import open_storage
+from httpov.store import open_store
 from httpov.worker.cache import SceneCache
 from httpov.worker.node import RenderNode, batch_log
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local import worker_env
+from httpov.store.keys import Keys
 from httpov.view import job_view
 from tests.conftest import TINY_ANIMATION, wait_for, write_scene
 
@@ -35,8 +36,8 @@ def test_a_small_job_is_not_stuck_behind_a_big_one_at_the_same_priority(tmp_path
     assert big_done < 20, f"the small job waited for {big_done} of the big job's 40 batches"
     assert client.wait(big.spec.id, timeout=180).frames_done == 40
     # the big job's queue held a window, not all of its batches: nothing left pending or in flight once it is done
-    assert client.store.r.llen(f"{settings.prefix}:job:{big.spec.id}:pending") == 0
-    assert client.store.r.zcard(f"{settings.prefix}:job:{big.spec.id}:window") == 0
+    assert client.store.r.llen(Keys(settings.prefix).pending(big.spec.id)) == 0
+    assert client.store.r.zcard(Keys(settings.prefix).window(big.spec.id)) == 0
 
 
 def test_max_processes_1_never_runs_two_batches_of_the_job(tmp_path, settings, client, workers):
@@ -64,7 +65,7 @@ def test_max_processes_1_never_runs_two_batches_of_the_job(tmp_path, settings, c
         sampler.join()
     assert final.frames_done == 6 and final.max_processes == 1
     assert most[0] == 1, f"{most[0]} batches of the job ran at once (sampled {samples[0]} times)"
-    assert client.store.r.zcard(f"{settings.prefix}:job:{job}:window") == 0
+    assert client.store.r.zcard(Keys(settings.prefix).window(job)) == 0
 
 
 def test_max_nodes_1_never_renders_the_job_on_two_nodes_at_once(tmp_path, settings, client, workers):
@@ -184,7 +185,7 @@ def test_a_users_new_job_takes_back_the_surplus_their_older_job_had_queued(tmp_p
     assert _queued(client, settings) == {big.id: big.batches[:3]}
     small = client.submit(scene, frames=3, count=1, user="alice", name="small").spec
     assert _queued(client, settings) == {big.id: big.batches[:1], small.id: small.batches[:2]}
-    assert client.store.r.lrange(f"{settings.prefix}:job:{big.id}:pending", 0, -1) == big.batches[1:]
+    assert client.store.r.lrange(Keys(settings.prefix).pending(big.id), 0, -1) == big.batches[1:]
     other = client.submit(scene, frames=3, count=1, user="bob", name="other").spec  # another user takes nothing
     assert _queued(client, settings)[big.id] == big.batches[:1]
     workers(concurrency=2)
@@ -263,14 +264,14 @@ def test_concurrent_top_ups_never_over_fill_a_window(tmp_path, settings, client)
     """Twenty render processes topping up one job at once: the window holds exactly its size, each batch sent once."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from httpov.jobs import JobStore
+    from httpov.store import JobStore
 
     scene = write_scene(tmp_path / "w", TINY_ANIMATION, TINY)
     job = client.submit(scene, frames=40, count=1).spec.id  # no render node: the first window is 3 batches
     stores = [JobStore.connect(settings.state_url, settings.prefix) for _ in range(20)]
     with ThreadPoolExecutor(20) as pool:
         sent = [b for _, batches in pool.map(lambda s: s.top_up(job, 9), stores) for b in batches]
-    window = client.store.r.zrange(f"{settings.prefix}:job:{job}:window", 0, -1)
+    window = client.store.r.zrange(Keys(settings.prefix).window(job), 0, -1)
     assert len(window) == 9 and len(sent) == 6 and len(set(sent)) == 6 and set(sent) <= set(window)
     client.pause(job)
     assert client.store.top_up(job, 20) == ("", []), "a paused job sends nothing"

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local import free_port, worker_env
+from httpov.store.keys import Keys
 from httpov.view import job_view
 from tests.conftest import kombu_layout, pixels, povray_direct, queue_drained, wait_for
 from tests.integration.faults import crash_script, frames_in_results, povray_pids, redis_server, slow_scene
@@ -111,7 +112,7 @@ def test_blocklisted_node_hands_batches_back_and_the_job_completes(tmp_path, set
     assert [n.split("@")[0] for n in final.nodes_blocked] == ["bad"]
     batches = client.store.batches(sub.spec.id)
     assert all(info["node"].startswith("good@") for info in batches["done"].values())
-    failures = client.store.r.hgetall(f"{settings.prefix}:job:{sub.spec.id}:node_failures")
+    failures = client.store.r.hgetall(Keys(settings.prefix).node_failures(sub.spec.id))
     assert {k.split("@")[0]: int(v) for k, v in failures.items()} == {"bad": 2}, "blocked after 2 failures"
     assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"bl_{n:04d}.png" for n in range(1, 7)]
 
@@ -130,7 +131,7 @@ def test_a_handed_back_batch_reaches_the_named_nodes_own_queue(tmp_path, setting
     scene = write_scene(tmp_path / "direct", TINY_ANIMATION, "Width=16\nHeight=12\nInitial_Frame=1\nFinal_Frame=3\n")
     sub = client.submit(scene, count=1)  # three batches on the job's queue, no node running yet
     host = socket.gethostname()
-    client.store.r.sadd(f"{settings.prefix}:job:{sub.spec.id}:blocked", f"bad@{host}")
+    client.store.r.sadd(Keys(settings.prefix).blocked(sub.spec.id), f"bad@{host}")
     workers(concurrency=1, name="good", settings_=settings.with_(queue=settings.queue + "-elsewhere"))
     wait_for(lambda: _node_ready(client, "good"), 30, "the good node to start")
     workers(concurrency=1, name="bad", settings_=settings)  # the only consumer of the job's queue: blocked
@@ -256,7 +257,7 @@ def test_a_finished_job_shows_no_running_batches_and_retry_requeues_none(tmp_pat
     os.killpg(victim.pid, signal.SIGKILL)  # a dead node: nothing of its own will ever release its batches
     client.cancel(sub.spec.id)
     assert client.store.running(sub.spec.id) == {}
-    assert not list(client.store.r.scan_iter(match=f"{settings.prefix}:lease:{sub.spec.id}:*"))
+    assert not list(client.store.r.scan_iter(match=Keys(settings.prefix).lease_prefix(sub.spec.id) + "*"))
     view = job_view(client.store, sub.spec.id)
     assert (view.batches_running, view.running, view.frames_running) == ({}, [], 0)
     shown = CliRunner().invoke(cli, ["status", sub.spec.id], env=worker_env(settings))
@@ -347,7 +348,7 @@ def test_a_failed_job_forgets_its_running_batches_in_the_same_step(tmp_path, set
     client.store.fail_batch(sub.spec.id, third, "parse error", ["line 1"], final=True, node="n@host")
     assert client.store.state(sub.spec.id) == "failed"
     assert client.store.running(sub.spec.id) == {}
-    assert not list(client.store.r.scan_iter(match=f"{settings.prefix}:lease:{sub.spec.id}:*"))
+    assert not list(client.store.r.scan_iter(match=Keys(settings.prefix).lease_prefix(sub.spec.id) + "*"))
     # a render still running when its job failed stops on its next renewal, told why
     assert client.store.refresh(sub.spec.id, first, f"{first}-task/1", 60) == "failed"
     assert job_view(client.store, sub.spec.id).batches_running == {}

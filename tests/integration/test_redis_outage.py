@@ -188,7 +188,7 @@ def test_a_connection_dropped_mid_command_is_absorbed_by_the_store_client(settin
     redis-py: the caller gets its answer, no ConnectionError."""
     import threading
 
-    from httpov.jobs import JobStore
+    from httpov.store import JobStore
 
     store = JobStore.connect(settings.state_url, settings.prefix)
     other = redis.Redis.from_url(settings.state_url)

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local import free_port, stop_worker, worker_env
+from httpov.store.keys import Keys
 from httpov.view import job_view
 from tests.bombs import bomb_png
 from tests.conftest import TINY_ANIMATION, pixels, povray_direct, queue_drained, wait_for, write_scene
@@ -49,7 +50,7 @@ def test_node_does_not_trust_a_forged_job_record(tmp_path, settings, client, wor
     marker = tmp_path / "forged-ran"
     scene = write_scene(tmp_path / "forged", TINY_ANIMATION, "Width=16\nHeight=12\n")
     sub = client.submit(scene)
-    key = f"{settings.prefix}:job:{sub.spec.id}"
+    key = Keys(settings.prefix).job(sub.spec.id)
     spec = json.loads(client.store.r.hget(key, "spec"))
     spec["options"].update({"Pre_Scene_Command": f"touch {marker}", "Output_File_Name": str(tmp_path / "o.png"),
                             "Input_File_Name": "../../../../etc/hostname"})
@@ -191,7 +192,7 @@ def test_redis_with_tls_and_password(tmp_path, settings, tls_redis, workers):
 
 def _forge(client, settings, job_id: str, **fields) -> None:
     """Overwrite fields of a job's record in Redis, as someone with write access to it could."""
-    key = f"{settings.prefix}:job:{job_id}"
+    key = Keys(settings.prefix).job(job_id)
     spec = json.loads(client.store.r.hget(key, "spec"))
     spec.update(fields)
     client.store.r.hset(key, "spec", json.dumps(spec))
@@ -372,7 +373,7 @@ def test_control_sequences_from_names_and_povray_are_shown_escaped(tmp_path, set
     waited = CliRunner().invoke(cli, ["submit", str(evil), "--wait"], env=env)
     assert waited.exit_code == 8, waited.output
     job = client.store.job_ids()[-1]
-    key = f"{settings.prefix}:job:{job}"
+    key = Keys(settings.prefix).job(job)
     spec = json.loads(client.store.r.hget(key, "spec"))
     spec["name"] = f"n{CLEAR_ATTACK}{TITLE_ATTACK}"
     client.store.r.hset(key, "spec", json.dumps(spec))
@@ -448,7 +449,7 @@ def test_node_rechecks_limits_and_fails_the_job_at_once(tmp_path, settings, work
     (big / "data.inc").write_text("// padding\n" * 20_000)
     heavy = loose.submit(big)
     wide = loose.submit(write_scene(tmp_path / "wide", TINY_ANIMATION, "Width=8\nHeight=8\n"))
-    key = f"{settings.prefix}:job:{wide.spec.id}"
+    key = Keys(settings.prefix).job(wide.spec.id)
     spec = json.loads(loose.store.r.hget(key, "spec"))
     spec["width"] = 100_000
     loose.store.r.hset(key, "spec", json.dumps(spec))
@@ -496,7 +497,7 @@ def test_interrupted_submit_fails_its_job_and_nodes_drop_its_batches(tmp_path, s
     assert "interrupted" in job_view(client.store, job).errors[0]
     listing = CliRunner().invoke(cli, ["status"], env=worker_env(settings))
     assert "no jobs yet" in listing.output, listing.output
-    assert client.store.r.ttl(f"{settings.prefix}:job:{job}") > 0  # cleaned up later
+    assert client.store.r.ttl(Keys(settings.prefix).job(job)) > 0  # cleaned up later
     workers(concurrency=1)
     wait_for(lambda: queue_drained(settings), 60, "the node to drop the 3 queued batches")
     assert not (Path(settings.storage) / "jobs" / job).exists(), "a batch of the interrupted job was rendered"
@@ -511,7 +512,7 @@ def test_a_client_dying_mid_submit_lets_its_job_fail(tmp_path, settings, client,
         dying.submit(write_scene(tmp_path / "dead", TINY_ANIMATION, "Width=8\nHeight=8\n"), frames=6, count=1)
     job = _job_of(settings)
     assert client.store.state(job) == "submitting" and client.store.job_ids() == []
-    client.store.r.delete(f"{settings.prefix}:submitting:{job}")  # what SUBMIT_LEASE_SECONDS later brings
+    client.store.r.delete(Keys(settings.prefix).submit_lease(job))  # what SUBMIT_LEASE_SECONDS later brings
     workers(concurrency=1)
     wait_for(lambda: client.store.state(job) == "failed", 60, "the node to fail the orphaned job")
     assert "before every batch was queued" in job_view(client.store, job).errors[0]

@@ -16,7 +16,8 @@ PACKAGE = Path(httpov.__file__).parent
 CLIENT = {"httpov.client", "httpov.view", "httpov.terminal", "httpov.eta", "httpov.media", "httpov.local", "httpov.web",
           "httpov.cli"}
 PURE = ["httpov.errors", "httpov.text", "httpov.settings", "httpov.limits", "httpov.keys", "httpov.scene",
-        "httpov.plan", "httpov.archive", "httpov.files", "httpov.worker.stitch", "httpov.eta", "httpov.options"]
+        "httpov.plan", "httpov.archive", "httpov.files", "httpov.worker.stitch", "httpov.eta", "httpov.options",
+        "httpov.states"]
 BROKER_LIBRARIES = ("celery", "kombu", "redis")
 #: What code spelling one of kombu's Redis keys would contain (httpov.broker builds them all).
 KOMBU_WORDS = (":kombu:", "unacked", "\x06\x16", "priority_steps")
@@ -57,8 +58,10 @@ def _side(module: str) -> str:
 
 def test_the_rule_sees_every_module() -> None:
     expected = {"httpov.celery", "httpov.dispatch", "httpov.worker.tasks", "httpov.worker.reaper", "httpov.cli",
-                "httpov.broker"}
+                "httpov.broker", "httpov.states", "httpov.store", "httpov.store.jobs", "httpov.store.keys",
+                "httpov.store.version"}
     assert expected <= set(MODULES)
+    assert {_side(module) for module in MODULES if module.startswith("httpov.store")} == {"core"}
     assert "httpov.worker.node" in _own("httpov.worker.tasks")
     assert "httpov.broker" in _own("httpov.worker.consumer")
     assert "httpov.dispatch" in _own("httpov.client")  # a function-level import

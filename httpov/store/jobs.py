@@ -1,27 +1,33 @@
-"""Job state in Redis: jobs, per-batch completion recorded idempotently, leases on running batches."""
+"""The JobStore: jobs, per-batch completion recorded idempotently, leases on running batches, render nodes."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from importlib import resources
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from httpov.errors import BrokerUnavailableError, JobNotFoundError
-from httpov.plan import FINISHED, LIVE, JobSpec
+from httpov.plan import JobSpec
+from httpov.states import FINISHED, LIVE, JobState, TransitionRefused, allowed_from
+from httpov.store.keys import Keys
+from httpov.store.records import Batches, DoneInfo, FailedInfo, JobRecord, NodeInfo, RunningInfo, Share
+from httpov.store.version import ensure as ensure_schema
+from httpov.store.version import record as record_schema
 
 if TYPE_CHECKING:
     from httpov.settings import Settings
 
 T = TypeVar("T")
 
-# A job's states (LIVE, FINISHED) are in httpov.plan, where the pure ETA maths reads them too.
 #: Each Redis command is tried again this many times on a dropped connection or a timeout, 0.2, 0.4 then 0.8 s
 #: apart (redis-py's Retry): a blip (an idle connection closed, a failover) never reaches httpov's code. Longer
 #: outages are ridden out by the commands that wait (httpov.outage, HTTPOV_OUTAGE_SECONDS).
@@ -30,224 +36,19 @@ REDIS_BACKOFF = ExponentialBackoff(cap=1.0, base=0.1)
 #: A submitting client renews its job's submit lease this often (in batches queued) and for this long.
 SUBMIT_LEASE_SECONDS = 60.0
 _GONE = "the submit stopped before every batch was queued (the client was interrupted or died)"
-
-# start_batch: refuse a batch that is done, or whose lease another execution holds; else take the lease.
-# A paused job's batch is parked here, in the same step, so a resume can never miss it. The lease may also be
-# held by this task's own retry hand-off ('retry:<task id>'), which the retry takes over. ARGV[6] is the value
-# the lease is set to: the execution's token, or a hand-off when a blocked node gives the batch back.
-_START = """
-local job, lease, running, done, parked, submit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local pending, window = KEYS[7], KEYS[8]
-local batch, token, ttl, info, handoff, value = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[7]
-local state = redis.call('HGET', job, 'state')
-if not state then return 'missing' end
-if state == 'submitting' then
-  if redis.call('EXISTS', submit) == 0 then  -- its client died mid-submit: the job can never finish
-    redis.call('HSET', job, 'state', 'failed', 'finished', ARGV[5], 'error', ARGV[8])
-    return 'failed'
-  end
-  redis.call('HSETNX', job, 'started', ARGV[5])
-end
-if state == 'paused' then
-  redis.call('SADD', parked, batch)
-  redis.call('ZREM', window, batch)
-  return 'paused'
-end
-if state ~= 'queued' and state ~= 'running' and state ~= 'submitting' then return state end
-if redis.call('HEXISTS', done, batch) == 1 then return 'duplicate' end
-local holder = redis.call('GET', lease)
-if holder and holder ~= token and holder ~= handoff then return 'busy' end
--- --max-processes: the job already runs as many batches as it may; --max-nodes: a node that renders none of the
--- job's batches takes one only while fewer nodes do. Either way the batch goes back to the front of its pending
--- list, sent again by a top-up when one of the running batches ends.
-if not holder and redis.call('HEXISTS', running, batch) == 0 then
-  local cap = tonumber(redis.call('HGET', job, 'max_processes') or '0') or 0
-  local deferred = cap > 0 and redis.call('HLEN', running) >= cap
-  local node_cap = tonumber(redis.call('HGET', job, 'max_nodes') or '0') or 0
-  if not deferred and node_cap > 0 then
-    local me, seen, count, here = cjson.decode(info)['node'], {}, 0, false
-    for _, raw in ipairs(redis.call('HVALS', running)) do
-      local ok, record = pcall(cjson.decode, raw)
-      local other = ok and record['node'] or ''
-      if other == me then here = true end
-      if not seen[other] then seen[other] = true; count = count + 1 end
-    end
-    deferred = not here and count >= node_cap
-  end
-  if deferred then
-    redis.call('ZREM', window, batch)
-    redis.call('LREM', pending, 0, batch)
-    redis.call('LPUSH', pending, batch)
-    return 'deferred'
-  end
-end
-redis.call('SET', lease, value, 'PX', math.floor(ttl * 1000))
-redis.call('HSET', running, batch, info)
-if state == 'queued' and value == token then
-  redis.call('HSET', job, 'state', 'running', 'started', ARGV[5])
-end
-return 'ok'
-"""
-
-# publish: a job whose batches are all queued becomes visible (listed, swept); 'submitting' becomes 'running' if a
-# batch started meanwhile, else 'queued'. Answers the state the job was in.
-_PUBLISH = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-redis.call('ZADD', KEYS[2], redis.call('HGET', KEYS[1], 'created'), ARGV[1])
-if state == 'submitting' then
-  local next = redis.call('HEXISTS', KEYS[1], 'started') == 1 and 'running' or 'queued'
-  redis.call('HSET', KEYS[1], 'state', next)
-end
-if state ~= 'done' and state ~= 'failed' and state ~= 'cancelled' then redis.call('SADD', KEYS[3], ARGV[1]) end
-redis.call('DEL', KEYS[4])
-return state
-"""
-
-# top_up: move batches from the front of a live job's pending list into its window (sent, not yet done or parked)
-# until the window holds ARGV[1] batches, or the job's --max-processes if lower; answers the job's queue followed by
-# the batches the caller must now send. Atomic: two render nodes topping up the same job never over-fill it.
-_TOP_UP = """
-local job, pending, window, done = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local state = redis.call('HGET', job, 'state')
-if state ~= 'submitting' and state ~= 'queued' and state ~= 'running' then return {} end
-local limit = tonumber(ARGV[1])
-local cap = tonumber(redis.call('HGET', job, 'max_processes') or '0') or 0
-if cap > 0 and cap < limit then limit = cap end
-local n = redis.call('ZCARD', window)
-local out = {redis.call('HGET', job, 'queue') or ''}
-while n < limit do
-  local batch = redis.call('LPOP', pending)
-  if not batch then break end
-  if redis.call('HEXISTS', done, batch) == 0 and not redis.call('ZSCORE', window, batch) then
-    redis.call('ZADD', window, ARGV[2], batch)
-    n = n + 1
-    out[#out + 1] = batch
-  end
-end
-return out
-"""
-
-# park_pending: a paused job's batches not yet sent are set aside with those parked as they came up (while paused).
-_PARK_PENDING = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'paused' then return 0 end
-local batches = redis.call('LRANGE', KEYS[2], 0, -1)
-for i = 1, #batches, 1000 do
-  redis.call('SADD', KEYS[3], unpack(batches, i, math.min(i + 999, #batches)))
-end
-redis.call('DEL', KEYS[2])
-return #batches
-"""
-
-# abandon: an interrupted submit fails its job, unless it got further than 'submitting'; its keys expire later.
-_ABANDON = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'submitting' then return state or 'missing' end
-redis.call('HSET', KEYS[1], 'state', 'failed', 'finished', ARGV[1], 'error', ARGV[2])
-redis.call('DEL', KEYS[2])
-for i = 1, #KEYS do
-  if i ~= 2 then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[3])) end
-end
-return 'ok'
-"""
-
-# reclaim: a sweeper forgets a running batch only while its lease is still gone (no task took it meanwhile).
-_RECLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-return redis.call('HDEL', KEYS[2], ARGV[1])
-"""
-
-# refresh: extend our lease if we still hold it; answer the job's state so the task can stop on cancel (a finished
-# job's leases are gone with its running batches: its state, not 'lost', says why).
-_REFRESH = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[2], math.floor(tonumber(ARGV[2]) * 1000))
-  return state
-end
-if state == 'queued' or state == 'running' or state == 'paused' then return 'lost' end
-return state
-"""
-
-# set_state: move a job (id ARGV[4]) to a new state only from one of the allowed ones, in the same step taking a
-# finished job out of the active set (ARGV[2] 'finish', at time ARGV[3]) or putting a live one in (ARGV[2] 'live').
-# A job that leaves or re-enters its finished states (ARGV[6]) also forgets its running batches and their leases
-# (ARGV[5] .. batch): no stale 'running' entry outlives a failed or cancelled job, and `retry` starts with none for
-# the sweepers to requeue. A job reopened by `retry` notes when: older messages of its batches are stale.
-_TRANSITION = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-local function finished(s) return string.find(ARGV[6], ' ' .. s .. ' ', 1, true) ~= nil end
-for i = 7, #ARGV do
-  if state == ARGV[i] then
-    redis.call('HSET', KEYS[1], 'state', ARGV[1])
-    if ARGV[2] == 'finish' then
-      redis.call('HSET', KEYS[1], 'finished', ARGV[3])
-      redis.call('SREM', KEYS[2], ARGV[4])
-    elseif ARGV[2] == 'live' then  -- live again (retry): its clock runs again
-      redis.call('SADD', KEYS[2], ARGV[4])
-      redis.call('HDEL', KEYS[1], 'finished')
-    end
-    if finished(state) then redis.call('HSET', KEYS[1], 'reopened', ARGV[3]) end
-    if finished(ARGV[1]) or finished(state) then
-      for _, batch in ipairs(redis.call('HKEYS', KEYS[3])) do
-        redis.call('DEL', ARGV[5] .. batch)
-      end
-      redis.call('DEL', KEYS[3])
-    end
-    return 'ok'
-  end
-end
-return state
-"""
-
-# guarded: run a job's writes (a JSON list of commands) only while its record exists, so that a job deleted, or
-# lost with a Redis restarted empty, never comes back as stray keys without expiry; 'missing' if it is gone. With
-# ARGV[2] (' state state '), only while the job is in one of those states: 'skipped' otherwise.
-_GUARDED = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-if ARGV[2] ~= '' and not string.find(ARGV[2], ' ' .. state .. ' ', 1, true) then return 'skipped' end
-local replies = {}
-for i, command in ipairs(cjson.decode(ARGV[1])) do
-  replies[i] = redis.call(unpack(command))
-end
-return replies
-"""
-
-
-# Scene archives are content-addressed and shared by jobs: each holds a reference (its id in the scene's set).
-# use_scene: a submit takes its reference, unless the scene's last reference is being dropped and its zip deleted
-# (then it waits and asks again, so that it never counts on a zip about to vanish).
-_USE_SCENE = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('SETNX', KEYS[3], ARGV[2])  -- since when jobs hold references: older ones are looked for in drop_scene
-return 1
-"""
-
-# drop_scene: a job lets go of its scene; answers 1 if it was the last one, and then marks the scene as being
-# deleted (until `scene_deleted`, or ARGV[2] ms) so that no submit takes a reference meanwhile.
-_DROP_SCENE = """
-redis.call('SREM', KEYS[1], ARGV[1])
-if redis.call('SCARD', KEYS[1]) > 0 then return 0 end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
+# The moves the Lua scripts make by themselves, narrowed from httpov.states.JOB_MOVES (a ValueError at import if the
+# table does not allow one): a submit that stopped fails its job (start_batch, abandon); a node's first start moves
+# a queued job to running; publish moves a submitting job to queued or running.
+_GONE_FROM = allowed_from(JobState.FAILED, only=(JobState.SUBMITTING,))
+_STARTED_FROM = allowed_from(JobState.RUNNING, only=(JobState.QUEUED,))
+_PUBLISHED_FROM = allowed_from(JobState.QUEUED, only=(JobState.SUBMITTING,))
+assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTING,))
+#: The Lua scripts (httpov/store/scripts/<name>.lua, each saying what its KEYS and ARGV are), read once at import.
+SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua").read_text()
+           for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
+                        "transition", "guarded", "use_scene", "drop_scene")}
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
-
-
-class Share(NamedTuple):
-    """What fair share reads of a job (httpov.dispatch.windows)."""
-
-    user: str
-    priority: int
-    created: float
-    max_processes: int  # 0: no cap
-    queue: str  # '' for the default queue, else its render pool's
-
 
 
 class JobStore:
@@ -255,18 +56,19 @@ class JobStore:
 
     def __init__(self, client: redis.Redis, prefix: str = "httpov") -> None:
         self.r = client
-        self.p = prefix
-        self._start = client.register_script(_START)
-        self._refresh = client.register_script(_REFRESH)
-        self._transition = client.register_script(_TRANSITION)
-        self._reclaim = client.register_script(_RECLAIM)
-        self._guard = client.register_script(_GUARDED)
-        self._publish = client.register_script(_PUBLISH)
-        self._abandon = client.register_script(_ABANDON)
-        self._use_scene = client.register_script(_USE_SCENE)
-        self._drop_scene = client.register_script(_DROP_SCENE)
-        self._top_up = client.register_script(_TOP_UP)
-        self._park_pending = client.register_script(_PARK_PENDING)
+        self.p = prefix  # (Celery's list names under it are httpov.broker's)
+        self.keys = Keys(prefix)
+        self._start = client.register_script(SCRIPTS["start_batch"])
+        self._refresh = client.register_script(SCRIPTS["refresh"])
+        self._transition = client.register_script(SCRIPTS["transition"])
+        self._reclaim = client.register_script(SCRIPTS["reclaim"])
+        self._guard = client.register_script(SCRIPTS["guarded"])
+        self._publish = client.register_script(SCRIPTS["publish"])
+        self._abandon = client.register_script(SCRIPTS["abandon"])
+        self._use_scene = client.register_script(SCRIPTS["use_scene"])
+        self._drop_scene = client.register_script(SCRIPTS["drop_scene"])
+        self._top_up = client.register_script(SCRIPTS["top_up"])
+        self._park_pending = client.register_script(SCRIPTS["park_pending"])
 
     @classmethod
     def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> JobStore:
@@ -278,16 +80,6 @@ class JobStore:
                                       retry=Retry(REDIS_BACKOFF, REDIS_RETRIES),
                                       retry_on_error=[redis.ConnectionError, redis.TimeoutError], **tls)
         return cls(client, prefix)
-
-    # keys
-    def _k(self, job_id: str, part: str = "") -> str:
-        return f"{self.p}:job:{job_id}" + (f":{part}" if part else "")
-
-    def _lease(self, job_id: str, batch_id: str) -> str:
-        return f"{self.p}:lease:{job_id}:{batch_id}"
-
-    def _submit_lease(self, job_id: str) -> str:
-        return f"{self.p}:submitting:{job_id}"
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
@@ -302,6 +94,11 @@ class JobStore:
                                          hint="put user:password in HTTPOV_BROKER_URL / HTTPOV_STATE_URL") from exc
         except (redis.ConnectionError, redis.TimeoutError) as exc:  # BusyLoadingError too: Redis restarting
             raise BrokerUnavailableError(f"cannot reach Redis for job state: {exc}") from exc
+
+    def upgrade(self) -> int | None:
+        """Check the schema version this Redis holds and upgrade an older one (httpov.store.version); answers it
+        (None for a Redis with none of httpov's keys yet). SchemaVersionError, writing nothing, for a newer one."""
+        return self._call(lambda: ensure_schema(self.r, self.keys))
 
     def ping(self) -> None:
         """Raise BrokerUnavailableError unless Redis answers."""
@@ -319,67 +116,73 @@ class JobStore:
         pending = spec.batches if pending is None else pending
         def run() -> None:
             pipe = self.r.pipeline()
-            pipe.hset(self._k(spec.id), mapping={
-                "spec": json.dumps(spec.to_dict()), "state": "submitting", "created": spec.created,
+            pipe.hset(self.keys.job(spec.id), mapping={
+                "spec": json.dumps(spec.to_dict()), "state": JobState.SUBMITTING, "created": spec.created,
                 "total": len(spec.batches), "user": user, "queue": queue, "max_processes": max_processes,
                 "max_nodes": max_nodes, "priority": spec.priority,
             })
-            pipe.delete(self._k(spec.id, "pending"), self._k(spec.id, "window"))
+            pipe.delete(self.keys.pending(spec.id), self.keys.window(spec.id))
             for start in range(0, len(pending), 1000):
-                pipe.rpush(self._k(spec.id, "pending"), *pending[start:start + 1000])
-            pipe.set(self._submit_lease(spec.id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000))
+                pipe.rpush(self.keys.pending(spec.id), *pending[start:start + 1000])
+            pipe.set(self.keys.submit_lease(spec.id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000))
+            record_schema(pipe, self.keys)  # a new farm's first job
             if not spec.slices:  # whole-frame batches measure frame times for later jobs of this scene
-                history = f"{self.p}:history:{spec.history}"
+                history = self.keys.frame_history(spec.history)
                 pipe.lpush(history, spec.id).ltrim(history, 0, 7)
             pipe.execute()
         self._call(run)
 
     def keep_submitting(self, job_id: str) -> None:
         """Renew the submit lease of a job whose batches are still being queued."""
-        self._call(lambda: self.r.set(self._submit_lease(job_id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000)))
+        self._call(lambda: self.r.set(self.keys.submit_lease(job_id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000)))
 
     def publish(self, job_id: str) -> str:
         """Every batch is queued: list the job and let the sweepers watch it; answers the state it was in."""
         return self._call(lambda: self._publish(
-            keys=[self._k(job_id), f"{self.p}:jobs", f"{self.p}:active", self._submit_lease(job_id)],
-            args=[job_id]))
+            keys=[self.keys.job(job_id), self.keys.jobs(), self.keys.active(), self.keys.submit_lease(job_id)],
+            args=[job_id, _words(_PUBLISHED_FROM), _words(FINISHED)]))
 
     def abandon(self, job_id: str, reason: str, keep_seconds: int = 86400) -> str:
         """Fail a job whose submit was interrupted, so nodes drop its queued batches; its keys expire after
         `keep_seconds`. Answers 'ok', or the state of a job that got past 'submitting' (left alone)."""
-        keys = [self._k(job_id), self._submit_lease(job_id)]
-        keys += [self._k(job_id, part) for part in ("done", "running", "failed", "attempts", "parked", "frames",
-                                                     "pending", "window")]
-        return self._call(lambda: self._abandon(keys=keys, args=[time.time(), reason, keep_seconds]))
+        keys = [self.keys.job(job_id), self.keys.submit_lease(job_id)]
+        keys += [self.keys.job_part(job_id, part)
+                 for part in ("done", "running", "failed", "attempts", "parked", "frames", "pending", "window")]
+        return self._call(lambda: self._abandon(keys=keys, args=[time.time(), reason, keep_seconds,
+                                                                   _words(_GONE_FROM)]))
 
     def spec(self, job_id: str) -> JobSpec:
-        raw = self._call(lambda: self.r.hget(self._k(job_id), "spec"))
+        raw = self._call(lambda: self.r.hget(self.keys.job(job_id), "spec"))
         if raw is None:
             raise _missing(job_id)
         return JobSpec.from_dict(json.loads(raw))
 
     def state(self, job_id: str) -> str:
-        state = self._call(lambda: self.r.hget(self._k(job_id), "state"))
+        state = self._call(lambda: self.r.hget(self.keys.job(job_id), "state"))
         if state is None:
             raise _missing(job_id)
         return state
 
-    def transition(self, job_id: str, new: str, allowed_from: tuple[str, ...]) -> str:
-        """Set the job's state to `new` if it is in `allowed_from`; answer 'ok' or the state it is in."""
+    def transition(self, job_id: str, new: JobState, only_from: tuple[JobState, ...] | None = None) -> None:
+        """Move the job to state `new` if httpov.states.JOB_MOVES allows it from the state it is in (narrowed to
+        `only_from`: resume moves a job to 'running' only from 'paused'); TransitionRefused, naming both states and
+        changing nothing, if not."""
         mode = "finish" if new in FINISHED else "live" if new in LIVE else ""
-        keys = [self._k(job_id), f"{self.p}:active", self._k(job_id, "running")]
-        args = [new, mode, time.time(), job_id, self._lease(job_id, ""), f" {' '.join(FINISHED)} ", *allowed_from]
+        keys = [self.keys.job(job_id), self.keys.active(), self.keys.running(job_id)]
+        args = [new, mode, time.time(), job_id, self.keys.lease_prefix(job_id), _words(FINISHED),
+                *allowed_from(new, only_from)]
         result = self._call(lambda: self._transition(keys=keys, args=args))
         if result == "missing":
             raise _missing(job_id)
-        return result
+        if result != "ok":
+            raise TransitionRefused(job_id, result, new)
 
     def _guarded(self, job_id: str, *commands: list[Any], while_in: tuple[str, ...] = ()) -> list[Any]:
         """Run Redis commands (lists of words) at once, only if the job's record exists (JobNotFoundError if not)
         and, given `while_in`, only while the job is in one of those states (answers [] if not)."""
         words = [[str(word) for word in command] for command in commands]
         states = f" {' '.join(while_in)} " if while_in else ""
-        replies = self._call(lambda: self._guard(keys=[self._k(job_id)], args=[json.dumps(words), states]))
+        replies = self._call(lambda: self._guard(keys=[self.keys.job(job_id)], args=[json.dumps(words), states]))
         if replies == "missing":
             raise _missing(job_id)
         return [] if replies == "skipped" else replies
@@ -387,16 +190,16 @@ class JobStore:
     def job_ids(self, created_before: float | None = None) -> list[str]:
         """Every job (created before `created_before`), oldest first."""
         if created_before is not None:
-            return self._call(lambda: self.r.zrangebyscore(f"{self.p}:jobs", "-inf", created_before))
-        return self._call(lambda: self.r.zrange(f"{self.p}:jobs", 0, -1))
+            return self._call(lambda: self.r.zrangebyscore(self.keys.jobs(), "-inf", created_before))
+        return self._call(lambda: self.r.zrange(self.keys.jobs(), 0, -1))
 
     def active_ids(self) -> list[str]:
-        return sorted(self._call(lambda: self.r.smembers(f"{self.p}:active")))
+        return sorted(self._call(lambda: self.r.smembers(self.keys.active())))
 
     # scenes and deletion
     def use_scene(self, scene_key: str, job_id: str, wait: float = SCENE_DELETE_SECONDS) -> None:
-        """Take `job_id`'s reference to a scene before relying on its zip being stored (see _USE_SCENE)."""
-        keys = [f"{self.p}:scene:{scene_key}", f"{self.p}:scene-deleting:{scene_key}", f"{self.p}:scene-refs-since"]
+        """Take `job_id`'s reference to a scene before relying on its zip being stored (see scripts/use_scene.lua)."""
+        keys = [self.keys.scene_refs(scene_key), self.keys.scene_deleting(scene_key), self.keys.scene_refs_since()]
         deadline = time.monotonic() + wait
         while not self._call(lambda: self._use_scene(keys=keys, args=[job_id, time.time()])):
             if time.monotonic() > deadline:  # the marker expires by itself: a deleter died
@@ -407,12 +210,12 @@ class JobStore:
         """Let go of `job_id`'s reference to a shared stored object (a scene, a radiosity cache); True if no job uses
         it any more: delete it, then call `scene_deleted`. Jobs recorded before references existed are looked for
         among the listed jobs too (`uses` says whether a job uses it; by default, whether it is the job's scene)."""
-        keys = [f"{self.p}:scene:{scene_key}", f"{self.p}:scene-deleting:{scene_key}"]
+        keys = [self.keys.scene_refs(scene_key), self.keys.scene_deleting(scene_key)]
         last = bool(self._call(lambda: self._drop_scene(keys=keys, args=[job_id, int(SCENE_DELETE_SECONDS * 1000)])))
         if not last:
             return False
-        since = self._call(lambda: self.r.get(f"{self.p}:scene-refs-since")) or "+inf"
-        older = self._call(lambda: self.r.zrangebyscore(f"{self.p}:jobs", "-inf", f"({since}"))
+        since = self._call(lambda: self.r.get(self.keys.scene_refs_since())) or "+inf"
+        older = self._call(lambda: self.r.zrangebyscore(self.keys.jobs(), "-inf", f"({since}"))
         uses = uses or (lambda spec: spec.scene_key == scene_key)
         users = [spec.id for spec in self._specs(older) if uses(spec) and spec.id != job_id]
         if users:  # jobs recorded before references existed use it: give them references, keep the zip
@@ -424,13 +227,13 @@ class JobStore:
 
     def scene_deleted(self, scene_key: str) -> None:
         """The scene's zip is gone: submits may take references to it again (and store it anew)."""
-        self._call(lambda: self.r.delete(f"{self.p}:scene-deleting:{scene_key}"))
+        self._call(lambda: self.r.delete(self.keys.scene_deleting(scene_key)))
 
     def _specs(self, job_ids: list[str]) -> list[JobSpec]:
         def run() -> list[str | None]:
             pipe = self.r.pipeline()
             for job_id in job_ids:
-                pipe.hget(self._k(job_id), "spec")
+                pipe.hget(self.keys.job(job_id), "spec")
             return pipe.execute()
         return [JobSpec.from_dict(json.loads(raw)) for raw in (self._call(run) if job_ids else []) if raw]
 
@@ -444,23 +247,18 @@ class JobStore:
             return {}
         def run() -> dict[str, int]:
             found, counts = [], dict.fromkeys(ids, 0)
-            for key in self.r.scan_iter(match=f"{self.p}:*", count=1000):
-                kind, _, rest = key[len(self.p) + 1:].partition(":")
-                if kind == "claim" and rest.startswith("reissue:"):
-                    rest = rest[len("reissue:"):]
-                elif kind not in ("job", "lease", "submitting", "requeued"):
-                    continue
-                owner = rest.split(":", 1)[0]
+            for key in self.r.scan_iter(match=self.keys.everything(), count=1000):
+                owner = self.keys.owner(key)
                 if owner in ids:
                     found.append(key)
                     counts[owner] += 1
             pipe = self.r.pipeline()  # MULTI/EXEC: a publish racing this sees the whole job or none of it
             for start in range(0, len(found), 1000):
                 pipe.delete(*found[start:start + 1000])
-            pipe.zrem(f"{self.p}:jobs", *ids)
-            pipe.srem(f"{self.p}:active", *ids)
+            pipe.zrem(self.keys.jobs(), *ids)
+            pipe.srem(self.keys.active(), *ids)
             for spec in specs:
-                pipe.lrem(f"{self.p}:history:{spec.history}", 0, spec.id)
+                pipe.lrem(self.keys.frame_history(spec.history), 0, spec.id)
             pipe.execute()
             return counts
         return self._call(run)
@@ -473,72 +271,78 @@ class JobStore:
         `handoff` is the lease value this task's retry may take over; with `hand_back` the lease is set to that
         value instead of `token` (a blocked node giving the batch back keeps it visible to the sweepers)."""
         value = handoff if hand_back else token
-        info = json.dumps({"node": node, "started": time.time(), "token": value, "handed_back": hand_back})
+        info = json.dumps(RunningInfo(node=node, started=time.time(), token=value, handed_back=hand_back))
         return self._call(lambda: self._start(
-            keys=[self._k(job_id), self._lease(job_id, batch_id), self._k(job_id, "running"),
-                  self._k(job_id, "done"), self._k(job_id, "parked"), self._submit_lease(job_id),
-                  self._k(job_id, "pending"), self._k(job_id, "window")],
-            args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE],
+            keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id),
+                  self.keys.done(job_id), self.keys.parked(job_id), self.keys.submit_lease(job_id),
+                  self.keys.pending(job_id), self.keys.window(job_id)],
+            args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE, _words(_GONE_FROM),
+                  _words(_STARTED_FROM)],
         ))
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
         """Extend the lease; answers the job's state, or 'lost' if another task took the batch."""
         return self._call(lambda: self._refresh(
-            keys=[self._k(job_id), self._lease(job_id, batch_id)], args=[token, lease]))
+            keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id)], args=[token, lease]))
 
     def hold_for_retry(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float) -> None:
         """Hand the lease to this task's retry for its back-off; the batch stays 'running' so that, should the
         retry message be lost with its node, the sweepers requeue the batch once the hand-off expires. Only while
         the job is live or paused: a finished job keeps no running batch (its transition cleared them)."""
-        self._guarded(job_id, ["SET", self._lease(job_id, batch_id), handoff, "PX", int(seconds * 1000)],
-                      ["HSET", self._k(job_id, "running"), batch_id, json.dumps(
-                          {"node": node, "started": time.time(), "token": handoff, "retrying": True})],
-                      while_in=(*LIVE, "paused"))
+        self._guarded(job_id, ["SET", self.keys.lease(job_id, batch_id), handoff, "PX", int(seconds * 1000)],
+                      ["HSET", self.keys.running(job_id), batch_id, json.dumps(
+                          RunningInfo(node=node, started=time.time(), token=handoff, retrying=True))],
+                      while_in=(*LIVE, JobState.PAUSED))
 
-    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int]) -> bool:
+    def finish_batch(self, job_id: str, batch_id: str, info: DoneInfo, frames: list[int]) -> bool:
         """Record the batch done (once, however often it runs) and its finished frames; True if the job is done.
         JobNotFoundError, writing nothing, if the job's record is gone."""
         *_, done, total = self._guarded(
-            job_id, ["HSETNX", self._k(job_id, "done"), batch_id, json.dumps(info)],
-            *([["SADD", self._k(job_id, "frames"), *frames]] if frames else []),
-            ["HDEL", self._k(job_id, "running"), batch_id], ["HDEL", self._k(job_id, "failed"), batch_id],
-            ["DEL", self._lease(job_id, batch_id)], ["ZREM", self._k(job_id, "window"), batch_id],
-            ["HLEN", self._k(job_id, "done")],
-            ["HGET", self._k(job_id), "total"])
+            job_id, ["HSETNX", self.keys.done(job_id), batch_id, json.dumps(info)],
+            *([["SADD", self.keys.frames(job_id), *frames]] if frames else []),
+            ["HDEL", self.keys.running(job_id), batch_id], ["HDEL", self.keys.failed(job_id), batch_id],
+            ["DEL", self.keys.lease(job_id, batch_id)], ["ZREM", self.keys.window(job_id), batch_id],
+            ["HLEN", self.keys.done(job_id)],
+            ["HGET", self.keys.job(job_id), "total"])
         if int(done) >= int(total):
             # a batch that was running when the job was paused still counts: the last one ends the job
-            return self.transition(job_id, "done", (*LIVE, "paused")) == "ok"
+            try:
+                self.transition(job_id, JobState.DONE)
+            except TransitionRefused:  # failed, cancelled or done meanwhile
+                return False
+            return True
         return False
 
     def slice_done(self, job_id: str, frame: int, batch_id: str) -> int:
         """Record one slice of `frame` done; answers how many distinct slices of it are done."""
-        key = self._k(job_id, f"slices:{frame}")
+        key = self.keys.slices(job_id, frame)
         return int(self._guarded(job_id, ["SADD", key, batch_id], ["SCARD", key])[1])
 
     def fail_batch(self, job_id: str, batch_id: str, error: str, lines: list[str], final: bool, node: str) -> None:
         """Record a failed attempt; a final failure fails the job (its other batches are then skipped)."""
-        self._guarded(job_id, ["HSET", self._k(job_id, "failed"), batch_id, json.dumps(
-            {"error": error, "lines": lines[-20:], "node": node, "final": final, "at": time.time()})],
-                      ["HDEL", self._k(job_id, "running"), batch_id], ["DEL", self._lease(job_id, batch_id)])
+        failure = FailedInfo(error=error, lines=lines[-20:], node=node, final=final, at=time.time())
+        self._guarded(job_id, ["HSET", self.keys.failed(job_id), batch_id, json.dumps(failure)],
+                      ["HDEL", self.keys.running(job_id), batch_id], ["DEL", self.keys.lease(job_id, batch_id)])
         if final:
-            self.transition(job_id, "failed", (*LIVE, "paused"))
+            with contextlib.suppress(TransitionRefused):  # finished meanwhile
+                self.transition(job_id, JobState.FAILED)
 
     def record_failure(self, job_id: str, batch_id: str, node: str, signature: str,
                        block_after: int) -> tuple[int, bool]:
         """Count a failed attempt of `node` on the job: answers (distinct nodes on which this batch failed with
         this signature, whether the node is now blocked from the job)."""
         sig = hashlib.sha1(signature.encode()).hexdigest()[:12]
-        key = self._k(job_id, f"sig:{batch_id}:{sig}")
+        key = self.keys.signature(job_id, batch_id, sig)
         _, nodes, count = self._guarded(job_id, ["SADD", key, node], ["SCARD", key],
-                                        ["HINCRBY", self._k(job_id, "node_failures"), node, 1])
+                                        ["HINCRBY", self.keys.node_failures(job_id), node, 1])
         blocked = int(count) >= block_after
         if blocked:
-            self._guarded(job_id, ["SADD", self._k(job_id, "blocked"), node])
+            self._guarded(job_id, ["SADD", self.keys.blocked(job_id), node])
         return int(nodes), blocked
 
     def unpin_povray(self, job_id: str) -> None:
         """Let the next node to start one of the job's batches choose its povray version again."""
-        self._guarded(job_id, ["HDEL", self._k(job_id), "povray"])
+        self._guarded(job_id, ["HDEL", self.keys.job(job_id), "povray"])
 
     def set_priority(self, job_id: str, priority: int) -> JobSpec:
         """Record a live or paused job's new priority (0-9) in its spec; answers the spec as it is now. JobStateError
@@ -549,8 +353,8 @@ class JobStore:
             raise BadInputError(f"priority {priority!r} is not 0 (lowest) to 9 (highest)")
         spec = self.spec(job_id)
         spec.priority = priority
-        record = ["HSET", self._k(job_id), "spec", json.dumps(spec.to_dict()), "priority", priority]
-        if not self._guarded(job_id, record, while_in=(*LIVE, "paused")):
+        record = ["HSET", self.keys.job(job_id), "spec", json.dumps(spec.to_dict()), "priority", priority]
+        if not self._guarded(job_id, record, while_in=(*LIVE, JobState.PAUSED)):
             raise JobStateError(f"job {job_id} is {self.state(job_id)}: only a queued, running or paused job's "
                                 "priority changes")
         return spec
@@ -558,13 +362,13 @@ class JobStore:
     def pin_povray(self, job_id: str, version: str) -> str | None:
         """The povray version the job is rendered with: the first node's to ask (`version`) from then on. None
         for a job that is not live (start_batch then says what became of it)."""
-        replies = self._guarded(job_id, ["HSETNX", self._k(job_id), "povray", version],
-                                ["HGET", self._k(job_id), "povray"], while_in=LIVE)
+        replies = self._guarded(job_id, ["HSETNX", self.keys.job(job_id), "povray", version],
+                                ["HGET", self.keys.job(job_id), "povray"], while_in=LIVE)
         return str(replies[1]) if replies else None
 
     def blocked(self, job_id: str) -> set[str]:
         """Render nodes kept off this job because they kept failing its batches."""
-        return set(self._call(lambda: self.r.smembers(self._k(job_id, "blocked"))))
+        return set(self._call(lambda: self.r.smembers(self.keys.blocked(job_id))))
 
     def heartbeat(self, node: str, processes: int = 0, pools: list[str] | None = None,
                   info: dict[str, Any] | None = None) -> None:
@@ -572,22 +376,23 @@ class JobStore:
         pools it takes batches of, and its record (host, cores, povray and httpov versions: `httpov nodes`)."""
         def run() -> None:
             pipe = self.r.pipeline()
-            pipe.zadd(f"{self.p}:nodes", {node: time.time()})
+            pipe.zadd(self.keys.nodes(), {node: time.time()})
+            record_schema(pipe, self.keys)  # a new farm's first node
             if processes:
-                pipe.hset(f"{self.p}:node_processes", node, processes)
+                pipe.hset(self.keys.node_processes(), node, processes)
             if pools is not None:
-                pipe.hset(f"{self.p}:node_pools", node, ",".join(pools))
+                pipe.hset(self.keys.node_pools(), node, ",".join(pools))
             if info is not None:
-                pipe.hset(f"{self.p}:node-info", node, json.dumps(info))
+                pipe.hset(self.keys.node_info(), node, json.dumps(info))
             pipe.execute()
         self._call(run)
 
-    def nodes(self) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    def nodes(self) -> tuple[dict[str, float], dict[str, NodeInfo]]:
         """Every render node that ever said it is alive: when it was last seen, and its record."""
         def run() -> tuple[list[tuple[str, float]], dict[str, str]]:
             pipe = self.r.pipeline(transaction=False)
-            pipe.zrange(f"{self.p}:nodes", 0, -1, withscores=True)
-            pipe.hgetall(f"{self.p}:node-info")
+            pipe.zrange(self.keys.nodes(), 0, -1, withscores=True)
+            pipe.hgetall(self.keys.node_info())
             seen, info = pipe.execute()
             return seen, info
         seen, info = self._call(run)
@@ -596,21 +401,21 @@ class JobStore:
     def forget_nodes(self, not_seen_for: float) -> list[str]:
         """Drop the records of render nodes not seen for `not_seen_for` seconds (the sweep does)."""
         def run() -> list[str]:
-            gone = self.r.zrangebyscore(f"{self.p}:nodes", "-inf", time.time() - not_seen_for)
+            gone = self.r.zrangebyscore(self.keys.nodes(), "-inf", time.time() - not_seen_for)
             if gone:
                 pipe = self.r.pipeline()
-                pipe.zrem(f"{self.p}:nodes", *gone)
-                pipe.hdel(f"{self.p}:node-info", *gone)
-                pipe.hdel(f"{self.p}:node_processes", *gone)
-                pipe.hdel(f"{self.p}:node_pools", *gone)
-                pipe.delete(*(f"{self.p}:node-batches:{node}" for node in gone))
+                pipe.zrem(self.keys.nodes(), *gone)
+                pipe.hdel(self.keys.node_info(), *gone)
+                pipe.hdel(self.keys.node_processes(), *gone)
+                pipe.hdel(self.keys.node_pools(), *gone)
+                pipe.delete(*(self.keys.node_batches(node) for node in gone))
                 pipe.execute()
             return gone
         return self._call(run)
 
     def count_batch(self, node: str, outcome: str, window: float = 3600.0) -> None:
         """Note that `node` finished a batch ('done' or 'failed') now; kept for `window` seconds (`httpov nodes`)."""
-        key, now = f"{self.p}:node-batches:{node}", time.time()
+        key, now = self.keys.node_batches(node), time.time()
         def run() -> None:
             pipe = self.r.pipeline(transaction=False)
             pipe.zadd(key, {f"{outcome}:{now}:{secrets.token_hex(4)}": now})
@@ -624,7 +429,7 @@ class JobStore:
         def run() -> list[list[str]]:
             pipe = self.r.pipeline(transaction=False)
             for node in nodes:
-                pipe.zrangebyscore(f"{self.p}:node-batches:{node}", time.time() - window, "+inf")
+                pipe.zrangebyscore(self.keys.node_batches(node), time.time() - window, "+inf")
             return pipe.execute()
         counts = {}
         for node, events in zip(nodes, self._call(run) if nodes else []):
@@ -640,12 +445,12 @@ class JobStore:
         """Render processes of the render nodes seen in the last `within` seconds (as they said at heartbeat): all
         of them, and those of each render pool's nodes (every pool of a live node is listed)."""
         def run() -> tuple[list[str], list[str]]:
-            nodes = self.r.zrangebyscore(f"{self.p}:nodes", time.time() - within, "+inf")
+            nodes = self.r.zrangebyscore(self.keys.nodes(), time.time() - within, "+inf")
             if not nodes:
                 return [], []
             pipe = self.r.pipeline(transaction=False)
-            pipe.hmget(f"{self.p}:node_processes", nodes)
-            pipe.hmget(f"{self.p}:node_pools", nodes)
+            pipe.hmget(self.keys.node_processes(), nodes)
+            pipe.hmget(self.keys.node_pools(), nodes)
             counts, pools = pipe.execute()
             return counts, pools
         counts, listed = self._call(run)
@@ -661,7 +466,7 @@ class JobStore:
         def run() -> list[Any]:
             pipe = self.r.pipeline()
             for job_id in job_ids:
-                pipe.hmget(self._k(job_id), "user", "priority", "created", "max_processes", "queue")
+                pipe.hmget(self.keys.job(job_id), "user", "priority", "created", "max_processes", "queue")
             return pipe.execute()
         out: dict[str, Share] = {}
         for job_id, (user, priority, created, cap, queue) in zip(job_ids, self._call(run)):
@@ -673,14 +478,14 @@ class JobStore:
         """Move batches of a live job from its pending list into its window, up to `limit` (or its --max-processes)
         queued or running at once; answers the job's queue ('' for the default) and the batches to send now."""
         reply = self._call(lambda: self._top_up(
-            keys=[self._k(job_id), self._k(job_id, "pending"), self._k(job_id, "window"), self._k(job_id, "done")],
+            keys=[self.keys.job(job_id), self.keys.pending(job_id), self.keys.window(job_id), self.keys.done(job_id)],
             args=[limit, time.time()]))
         return (reply[0], list(reply[1:])) if reply else ("", [])
 
     def pend(self, job_id: str, batch_ids: list[str], front: bool = True, replace: bool = False) -> None:
         """Put batches on the job's pending list (at the front, in order), to be sent by the next top-up; with
         `replace`, they become the whole list and the window is emptied (`retry`: older messages are stale)."""
-        pending, window = self._k(job_id, "pending"), self._k(job_id, "window")
+        pending, window = self.keys.pending(job_id), self.keys.window(job_id)
         commands: list[list[Any]] = [["DEL", pending, window]] if replace else []
         chunks = [batch_ids[i:i + 1000] for i in range(0, len(batch_ids), 1000)]  # Lua's unpack has a limit
         if front and not replace:  # the last chunk first, each reversed: the list starts with batch_ids in order
@@ -692,114 +497,114 @@ class JobStore:
 
     def window_size(self, job_id: str) -> int:
         """Batches of the job sent and not yet done or parked (queued or running)."""
-        return int(self._call(lambda: self.r.zcard(self._k(job_id, "window"))))
+        return int(self._call(lambda: self.r.zcard(self.keys.window(job_id))))
 
     def unsend(self, job_id: str, batch_ids: list[str]) -> None:
         """Batches whose messages were taken off the queue, the last queued first (sweep.take_queued): out of the
         window and back to the front of the pending list in their order, sent again by a later top-up."""
         if batch_ids:
-            self._guarded(job_id, ["ZREM", self._k(job_id, "window"), *batch_ids],
-                          ["LPUSH", self._k(job_id, "pending"), *batch_ids])
+            self._guarded(job_id, ["ZREM", self.keys.window(job_id), *batch_ids],
+                          ["LPUSH", self.keys.pending(job_id), *batch_ids])
 
     def idle_in_window(self, job_id: str, min_age: float) -> list[str]:
         """Batches in the job's window for more than `min_age` seconds that are neither running, done nor parked."""
         def run() -> list[str]:
-            old = self.r.zrangebyscore(self._k(job_id, "window"), 0, time.time() - min_age)
+            old = self.r.zrangebyscore(self.keys.window(job_id), 0, time.time() - min_age)
             if not old:
                 return []
             pipe = self.r.pipeline()
             for batch_id in old:
-                pipe.hexists(self._k(job_id, "running"), batch_id)
-                pipe.hexists(self._k(job_id, "done"), batch_id)
-                pipe.sismember(self._k(job_id, "parked"), batch_id)
+                pipe.hexists(self.keys.running(job_id), batch_id)
+                pipe.hexists(self.keys.done(job_id), batch_id)
+                pipe.sismember(self.keys.parked(job_id), batch_id)
             replies = pipe.execute()
             return [b for i, b in enumerate(old) if not any(replies[3 * i:3 * i + 3])]
         return self._call(run)
 
     def touch_window(self, job_id: str, batch_id: str) -> None:
         """A batch of the window was (re)sent now."""
-        self._guarded(job_id, ["ZADD", self._k(job_id, "window"), "XX", time.time(), batch_id])
+        self._guarded(job_id, ["ZADD", self.keys.window(job_id), "XX", time.time(), batch_id])
 
     def queue_of(self, job_id: str) -> str:
         """The Celery queue a job's batches go to ('' for the default one)."""
-        return self._call(lambda: self.r.hget(self._k(job_id), "queue")) or ""
+        return self._call(lambda: self.r.hget(self.keys.job(job_id), "queue")) or ""
 
     def live_nodes(self, within: float) -> set[str]:
         """Render nodes seen in the last `within` seconds."""
-        return set(self._call(lambda: self.r.zrangebyscore(f"{self.p}:nodes", time.time() - within, "+inf")))
+        return set(self._call(lambda: self.r.zrangebyscore(self.keys.nodes(), time.time() - within, "+inf")))
 
     def release(self, job_id: str, batch_id: str) -> None:
         """Forget that the batch is running (cancelled, or handed back to the queue)."""
         def run() -> None:
             pipe = self.r.pipeline()
-            pipe.hdel(self._k(job_id, "running"), batch_id)
-            pipe.delete(self._lease(job_id, batch_id))
+            pipe.hdel(self.keys.running(job_id), batch_id)
+            pipe.delete(self.keys.lease(job_id, batch_id))
             pipe.execute()
         self._call(run)
 
     def reclaim(self, job_id: str, batch_id: str) -> bool:
         """Forget a lost batch's running entry unless a task took its lease meanwhile; True if forgotten."""
         return bool(self._call(lambda: self._reclaim(
-            keys=[self._lease(job_id, batch_id), self._k(job_id, "running")], args=[batch_id])))
+            keys=[self.keys.lease(job_id, batch_id), self.keys.running(job_id)], args=[batch_id])))
 
     def reset_failures(self, job_id: str, batch_ids: list[str]) -> None:
         """Forget failures, attempt counts and the blocklist before batches are rendered again (`httpov retry`)."""
         def run() -> None:
-            sig_keys = list(self.r.scan_iter(match=self._k(job_id, "sig:*"), count=1000))
+            sig_keys = list(self.r.scan_iter(match=self.keys.signatures(job_id), count=1000))
             pipe = self.r.pipeline()
             if batch_ids:
-                pipe.hdel(self._k(job_id, "failed"), *batch_ids)
-                pipe.hdel(self._k(job_id, "attempts"), *batch_ids)
-            pipe.delete(self._k(job_id, "blocked"), self._k(job_id, "node_failures"), *sig_keys)
+                pipe.hdel(self.keys.failed(job_id), *batch_ids)
+                pipe.hdel(self.keys.attempts(job_id), *batch_ids)
+            pipe.delete(self.keys.blocked(job_id), self.keys.node_failures(job_id), *sig_keys)
             pipe.execute()
         self._call(run)
 
     def render_again(self, job_id: str, batch_ids: list[str], frames: list[int], sliced: bool) -> None:
         """Forget that these batches and frames are done (`httpov retry --frames`), so that they render again and
         the job is done once they have; a sliced frame forgets its done slices, to be stitched anew."""
-        self._guarded(job_id, *([["HDEL", self._k(job_id, "done"), *batch_ids]] if batch_ids else []),
-                      ["SREM", self._k(job_id, "frames"), *frames],
-                      *([["DEL", *(self._k(job_id, f"slices:{f}") for f in frames)]] if sliced else []))
+        self._guarded(job_id, *([["HDEL", self.keys.done(job_id), *batch_ids]] if batch_ids else []),
+                      ["SREM", self.keys.frames(job_id), *frames],
+                      *([["DEL", *(self.keys.slices(job_id, f) for f in frames)]] if sliced else []))
 
     def note(self, job_id: str, text: str) -> None:
         """Add a line to the job's history (shown by `httpov status JOB`)."""
-        self._guarded(job_id, ["RPUSH", self._k(job_id, "history"), json.dumps({"at": time.time(), "what": text})])
+        self._guarded(job_id, ["RPUSH", self.keys.history(job_id), json.dumps({"at": time.time(), "what": text})])
 
     def attempts(self, job_id: str, batch_id: str) -> int:
         """How often the batch has been started."""
-        return int(self._call(lambda: self.r.hget(self._k(job_id, "attempts"), batch_id)) or 0)
+        return int(self._call(lambda: self.r.hget(self.keys.attempts(job_id), batch_id)) or 0)
 
     def add_attempt(self, job_id: str, batch_id: str) -> int:
-        return int(self._guarded(job_id, ["HINCRBY", self._k(job_id, "attempts"), batch_id, 1])[0])
+        return int(self._guarded(job_id, ["HINCRBY", self.keys.attempts(job_id), batch_id, 1])[0])
 
     def park(self, job_id: str, batch_id: str) -> None:
         """Keep a batch of a paused job aside until resume (out of its window: it is no longer queued)."""
-        self._guarded(job_id, ["SADD", self._k(job_id, "parked"), batch_id],
-                      ["ZREM", self._k(job_id, "window"), batch_id])
+        self._guarded(job_id, ["SADD", self.keys.parked(job_id), batch_id],
+                      ["ZREM", self.keys.window(job_id), batch_id])
 
     def park_pending(self, job_id: str) -> int:
         """A paused job's batches not yet sent join its parked ones (resume sends them all); answers how many."""
         return int(self._call(lambda: self._park_pending(
-            keys=[self._k(job_id), self._k(job_id, "pending"), self._k(job_id, "parked")])))
+            keys=[self.keys.job(job_id), self.keys.pending(job_id), self.keys.parked(job_id)])))
 
     def unpark(self, job_id: str) -> list[str]:
         def run() -> list[str]:
             pipe = self.r.pipeline()
-            pipe.smembers(self._k(job_id, "parked"))
-            pipe.delete(self._k(job_id, "parked"))
+            pipe.smembers(self.keys.parked(job_id))
+            pipe.delete(self.keys.parked(job_id))
             return sorted(pipe.execute()[0])
         return self._call(run)
 
-    def running(self, job_id: str) -> dict[str, dict[str, Any]]:
-        raw = self._call(lambda: self.r.hgetall(self._k(job_id, "running")))
+    def running(self, job_id: str) -> dict[str, RunningInfo]:
+        raw = self._call(lambda: self.r.hgetall(self.keys.running(job_id)))
         return {batch: json.loads(info) for batch, info in raw.items()}
 
-    def lost_batches(self, job_id: str) -> dict[str, dict[str, Any]]:
+    def lost_batches(self, job_id: str) -> dict[str, RunningInfo]:
         """Batches marked running whose lease has expired (their render node is gone), with their running info."""
         running = self.running(job_id)
         if not running:
             return {}
-        leases = self._call(lambda: self.r.mget([self._lease(job_id, b) for b in running]))
+        leases = self._call(lambda: self.r.mget([self.keys.lease(job_id, b) for b in running]))
         return {batch: info for (batch, info), holder in zip(running.items(), leases) if holder is None}
 
     def stranded_fates(self, messages: list[tuple[str, str, str, float]]) -> list[str]:
@@ -811,12 +616,12 @@ class JobStore:
         def run() -> list[str]:
             pipe = self.r.pipeline()
             for job_id, batch_id, task_id, _ in messages:
-                pipe.hmget(self._k(job_id), "state", "reopened")
-                pipe.hexists(self._k(job_id, "done"), batch_id)
-                pipe.exists(self._requeued(job_id, batch_id, task_id))
-                pipe.sismember(self._k(job_id, "parked"), batch_id)
-                pipe.exists(self._lease(job_id, batch_id))
-                pipe.hexists(self._k(job_id, "running"), batch_id)
+                pipe.hmget(self.keys.job(job_id), "state", "reopened")
+                pipe.hexists(self.keys.done(job_id), batch_id)
+                pipe.exists(self.keys.requeued_mark(job_id, batch_id, task_id))
+                pipe.sismember(self.keys.parked(job_id), batch_id)
+                pipe.exists(self.keys.lease(job_id, batch_id))
+                pipe.hexists(self.keys.running(job_id), batch_id)
             replies = pipe.execute()
             fates = []
             for i, (*_, taken) in enumerate(messages):
@@ -827,29 +632,26 @@ class JobStore:
 
     def mark_requeued(self, job_id: str, batch_id: str, task_id: str, seconds: float) -> None:
         """The lease sweep is requeueing the batch that task `task_id` lost: its old message is not stranded."""
-        self._call(lambda: self.r.set(self._requeued(job_id, batch_id, task_id), "1", px=int(seconds * 1000)))
+        self._call(lambda: self.r.set(self.keys.requeued_mark(job_id, batch_id, task_id), "1", px=int(seconds * 1000)))
 
     def count_requeue(self, job_id: str, batch_id: str) -> None:
         """One more requeue of a batch whose render node was lost (shown as `requeued`)."""
-        self._guarded(job_id, ["HINCRBY", self._k(job_id, "requeued"), batch_id, 1])
-
-    def _requeued(self, job_id: str, batch_id: str, task_id: str) -> str:
-        return f"{self.p}:requeued:{job_id}:{batch_id}:{task_id}"
+        self._guarded(job_id, ["HINCRBY", self.keys.requeued(job_id), batch_id, 1])
 
     def claim(self, name: str, seconds: float) -> bool:
         """A cluster-wide one-shot claim (e.g. 'reissue this batch once'): True for exactly one caller."""
-        return bool(self._call(lambda: self.r.set(f"{self.p}:claim:{name}", "1", nx=True, px=int(seconds * 1000))))
+        return bool(self._call(lambda: self.r.set(self.keys.claim(name), "1", nx=True, px=int(seconds * 1000))))
 
-    def batches(self, job_id: str) -> dict[str, dict[str, Any]]:
+    def batches(self, job_id: str) -> Batches:
         """done / failed / running / parked / attempts / requeued of every batch that has any."""
-        def run() -> dict[str, Any]:
+        def run() -> Batches:
             pipe = self.r.pipeline()
             for part in ("done", "failed", "running", "attempts", "requeued"):
-                pipe.hgetall(self._k(job_id, part))
-            pipe.smembers(self._k(job_id, "parked"))
-            pipe.smembers(self._k(job_id, "frames"))
-            pipe.smembers(self._k(job_id, "blocked"))
-            pipe.lrange(self._k(job_id, "history"), 0, -1)
+                pipe.hgetall(self.keys.job_part(job_id, part))
+            pipe.smembers(self.keys.parked(job_id))
+            pipe.smembers(self.keys.frames(job_id))
+            pipe.smembers(self.keys.blocked(job_id))
+            pipe.lrange(self.keys.history(job_id), 0, -1)
             done, failed, running, attempts, requeued, parked, frames, blocked, history = pipe.execute()
             return {
                 "done": {k: json.loads(v) for k, v in done.items()},
@@ -864,13 +666,13 @@ class JobStore:
             }
         return self._call(run)
 
-    def record(self, job_id: str) -> dict[str, str]:
-        raw = self._call(lambda: self.r.hgetall(self._k(job_id)))
+    def record(self, job_id: str) -> JobRecord:
+        raw = self._call(lambda: self.r.hgetall(self.keys.job(job_id)))
         if not raw:
             raise _missing(job_id)
-        return raw
+        return cast(JobRecord, raw)
 
-    def snapshot(self, job_id: str) -> tuple[dict[str, str], JobSpec, dict[str, Any]]:
+    def snapshot(self, job_id: str) -> tuple[JobRecord, JobSpec, Batches]:
         """The job's record, spec and batches, read once (status views are built from these)."""
         record = self.record(job_id)
         return record, JobSpec.from_dict(json.loads(record["spec"])), self.batches(job_id)
@@ -878,7 +680,7 @@ class JobStore:
     def frame_times(self, history: str, keep: int = 8, sample: int = 64) -> tuple[float, int, int]:
         """Measured (seconds, frames, batches) summed over done batches of the last `keep` jobs filed under
         `history` (one scene at one size, see JobSpec.history; at most `sample` batches each)."""
-        key = f"{self.p}:history:{history}"
+        key = self.keys.frame_history(history)
 
         def run() -> tuple[float, int, int]:
             seconds, frames, batches = 0.0, 0, 0
@@ -886,7 +688,7 @@ class JobStore:
             if earlier:
                 pipe = self.r.pipeline()
                 for other in earlier:
-                    pipe.hrandfield(self._k(other, "done"), sample, withvalues=True)
+                    pipe.hrandfield(self.keys.done(other), sample, withvalues=True)
                 for records in pipe.execute():
                     for value in (records or [])[1::2]:
                         info = json.loads(value)
@@ -905,13 +707,20 @@ def _fate(record: list[str | None], done: int, requeued: int, parked: int, lease
         return "drop"
     if leased or running:  # a running entry without a lease is the lease sweep's to requeue
         return "keep"
-    return "park" if state == "paused" else "requeue"
+    return "park" if state == JobState.PAUSED else "requeue"
+
+
+def _words(states: tuple[str, ...]) -> str:
+    """States as the Lua scripts look them up: ' done failed cancelled '."""
+    return f" {' '.join(states)} "
 
 
 def open_store(settings: Settings) -> JobStore:
     """The JobStore the settings name: their state URL and key prefix, and the CA of a private-CA rediss:// server.
     Everything that reads or writes job state opens it here, so no caller can forget a setting."""
-    return JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca)
+    store = JobStore.connect(settings.state_url, settings.prefix, settings.redis_ca)
+    store.upgrade()
+    return store
 
 
 def _missing(job_id: str) -> JobNotFoundError:

@@ -1,0 +1,187 @@
+"""The Redis key schema: one builder per key family, the only place that spells a key of httpov's job state.
+
+Every key is `<prefix>:<family>...` (HTTPOV_PREFIX, 'httpov' by default). The strings are those of the first
+release, byte for byte, so a farm's live data stays readable; docs/ARCHITECTURE.md says for each family its type,
+who writes and reads it and how long it lives. Celery's own keys (`<prefix>:kombu:...`) are httpov.broker's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: The parts of a job that are keys of their own (`<prefix>:job:<id>:<part>`), with their Redis types.
+JOB_PARTS = {
+    "pending": "list", "window": "zset", "done": "hash", "failed": "hash", "running": "hash", "attempts": "hash",
+    "requeued": "hash", "parked": "set", "frames": "set", "blocked": "set", "node_failures": "hash",
+    "history": "list",
+}
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The keys of one farm, under `prefix`."""
+
+    prefix: str = "httpov"
+
+    def everything(self) -> str:
+        """A SCAN pattern for every key under the prefix (Celery's included)."""
+        return f"{self.prefix}:*"
+
+    # the schema
+    def schema(self) -> str:
+        """String: the version of the layout this Redis holds (httpov.store.version); absent before version 2."""
+        return f"{self.prefix}:schema"
+
+    def schema_lock(self) -> str:
+        """String with an expiry: held by the node or client upgrading the layout."""
+        return f"{self.prefix}:schema-lock"
+
+    # farm-wide job lists
+    def jobs(self) -> str:
+        """Sorted set: every published job id, scored by its creation time."""
+        return f"{self.prefix}:jobs"
+
+    def active(self) -> str:
+        """Set: the published jobs that are not finished (the sweepers look only at these)."""
+        return f"{self.prefix}:active"
+
+    # one job
+    def job(self, job_id: str) -> str:
+        """Hash: the job's record (state, spec, created, total, user, queue, caps, priority, povray...)."""
+        return f"{self.prefix}:job:{job_id}"
+
+    def job_part(self, job_id: str, part: str) -> str:
+        """One of the job's own keys (JOB_PARTS)."""
+        if part not in JOB_PARTS:
+            raise ValueError(f"a job has no key {part!r}: {', '.join(JOB_PARTS)}")
+        return f"{self.prefix}:job:{job_id}:{part}"
+
+    def pending(self, job_id: str) -> str:
+        """List: batches not yet sent, in the order they go."""
+        return self.job_part(job_id, "pending")
+
+    def window(self, job_id: str) -> str:
+        """Sorted set: batches sent and not yet done or parked, scored by when they were (re)sent."""
+        return self.job_part(job_id, "window")
+
+    def done(self, job_id: str) -> str:
+        """Hash: batch id -> its done info (JSON, httpov.store.records.DoneInfo)."""
+        return self.job_part(job_id, "done")
+
+    def failed(self, job_id: str) -> str:
+        """Hash: batch id -> its last failure (JSON, httpov.store.records.FailedInfo)."""
+        return self.job_part(job_id, "failed")
+
+    def running(self, job_id: str) -> str:
+        """Hash: batch id -> its running info (JSON, httpov.store.records.RunningInfo)."""
+        return self.job_part(job_id, "running")
+
+    def attempts(self, job_id: str) -> str:
+        """Hash: batch id -> how often it was started."""
+        return self.job_part(job_id, "attempts")
+
+    def requeued(self, job_id: str) -> str:
+        """Hash: batch id -> how often the lease sweep requeued it."""
+        return self.job_part(job_id, "requeued")
+
+    def parked(self, job_id: str) -> str:
+        """Set: batches set aside while the job is paused."""
+        return self.job_part(job_id, "parked")
+
+    def frames(self, job_id: str) -> str:
+        """Set: frames finished (every slice stitched)."""
+        return self.job_part(job_id, "frames")
+
+    def blocked(self, job_id: str) -> str:
+        """Set: render nodes kept off the job after repeated failures."""
+        return self.job_part(job_id, "blocked")
+
+    def node_failures(self, job_id: str) -> str:
+        """Hash: render node -> failed attempts on the job."""
+        return self.job_part(job_id, "node_failures")
+
+    def history(self, job_id: str) -> str:
+        """List: the job's history lines (JSON {'at', 'what'}), shown by `httpov status JOB`."""
+        return self.job_part(job_id, "history")
+
+    def slices(self, job_id: str, frame: int | str) -> str:
+        """Set: the batch ids of a sliced frame's slices that are done."""
+        return f"{self.prefix}:job:{job_id}:slices:{frame}"
+
+    def signature(self, job_id: str, batch_id: str, digest: str) -> str:
+        """Set: the render nodes on which a batch failed with one error signature."""
+        return f"{self.prefix}:job:{job_id}:sig:{batch_id}:{digest}"
+
+    def signatures(self, job_id: str) -> str:
+        """A SCAN pattern for every signature set of a job."""
+        return f"{self.prefix}:job:{job_id}:sig:*"
+
+    def lease(self, job_id: str, batch_id: str) -> str:
+        """String with an expiry: the token of the execution rendering a batch (or its retry's hand-off)."""
+        return self.lease_prefix(job_id) + batch_id
+
+    def lease_prefix(self, job_id: str) -> str:
+        """What a job's leases start with (the transition script appends the batch id)."""
+        return f"{self.prefix}:lease:{job_id}:"
+
+    def submit_lease(self, job_id: str) -> str:
+        """String with an expiry: its client is still queueing the job's batches."""
+        return f"{self.prefix}:submitting:{job_id}"
+
+    def requeued_mark(self, job_id: str, batch_id: str, task_id: str) -> str:
+        """String with an expiry: the lease sweep requeued the batch task `task_id` lost (its message is stale)."""
+        return f"{self.prefix}:requeued:{job_id}:{batch_id}:{task_id}"
+
+    def owner(self, key: str) -> str | None:
+        """The job a key belongs to (its record, parts, leases, submit lease, requeue marks, reissue claims), or None
+        for a farm-wide key."""
+        if not key.startswith(f"{self.prefix}:"):
+            return None
+        kind, _, rest = key[len(self.prefix) + 1:].partition(":")
+        if kind == "claim" and rest.startswith("reissue:"):
+            rest = rest[len("reissue:"):]
+        elif kind not in ("job", "lease", "submitting", "requeued"):
+            return None
+        return rest.split(":", 1)[0]
+
+    # claims and frame-time histories
+    def claim(self, name: str) -> str:
+        """String with an expiry: a one-shot claim, e.g. 'sweep:leases' or 'reissue:<job>:<batch>:<token>'."""
+        return f"{self.prefix}:claim:{name}"
+
+    def frame_history(self, history: str) -> str:
+        """List: the last 8 jobs of one scene at one size (JobSpec.history), whose done batches time later jobs."""
+        return f"{self.prefix}:history:{history}"
+
+    # shared scenes
+    def scene_refs(self, scene_key: str) -> str:
+        """Set: the jobs holding a reference to a stored scene zip (or radiosity cache)."""
+        return f"{self.prefix}:scene:{scene_key}"
+
+    def scene_deleting(self, scene_key: str) -> str:
+        """String with an expiry: the scene's last reference is gone and its zip is being deleted."""
+        return f"{self.prefix}:scene-deleting:{scene_key}"
+
+    def scene_refs_since(self) -> str:
+        """String: since when jobs hold scene references (older jobs are looked for by their spec)."""
+        return f"{self.prefix}:scene-refs-since"
+
+    # render nodes
+    def nodes(self) -> str:
+        """Sorted set: render node -> when it was last seen."""
+        return f"{self.prefix}:nodes"
+
+    def node_processes(self) -> str:
+        """Hash: render node -> its render processes."""
+        return f"{self.prefix}:node_processes"
+
+    def node_pools(self) -> str:
+        """Hash: render node -> its render pools, comma-separated."""
+        return f"{self.prefix}:node_pools"
+
+    def node_info(self) -> str:
+        """Hash: render node -> its record (JSON: host, cores, povray and httpov versions)."""
+        return f"{self.prefix}:node-info"
+
+    def node_batches(self, node: str) -> str:
+        """Sorted set with an expiry: the batches a render node finished in the last hour ('done:<at>:<nonce>')."""
+        return f"{self.prefix}:node-batches:{node}"

@@ -1,0 +1,101 @@
+"""What the store's records hold, typed: a job's record, the infos of its done, failed and running batches, its
+batches read at once, a render node's record, and what fair share reads of a job. Pure: no Redis here.
+
+A job record is a Redis hash, so its values are strings as stored; the batch infos are JSON. Records written by an
+older release may lack the fields added since: readers use `.get` for those that are not Required."""
+from __future__ import annotations
+
+from typing import NamedTuple, Required, TypedDict
+
+
+class JobRecord(TypedDict, total=False):
+    """The hash `<prefix>:job:<id>` (Keys.job)."""
+
+    spec: Required[str]  # the JobSpec, JSON
+    state: Required[str]  # a httpov.states.JobState
+    created: Required[str]  # epoch seconds
+    total: str  # how many batches
+    user: str
+    queue: str  # '' for the default queue, else its render pool's
+    max_processes: str  # '0': no cap
+    max_nodes: str  # '0': no cap
+    priority: str  # 0-9
+    started: str  # when its first batch started
+    finished: str  # when it became done, failed or cancelled (gone again on retry)
+    reopened: str  # when `httpov retry` reopened it: messages of its batches taken before are stale
+    error: str  # why it failed, when a batch did not say (an interrupted submit)
+    povray: str  # the povray version it is rendered with (the first node's)
+
+
+class RunningInfo(TypedDict, total=False):
+    """A value of the hash `<prefix>:job:<id>:running` (Keys.running)."""
+
+    node: Required[str]  # the render node (celery's node name)
+    started: Required[float]
+    token: Required[str]  # the lease's value: the execution's token, or a retry's hand-off ('retry:<task id>')
+    handed_back: bool  # a node blocked from the job gave the batch back
+    retrying: bool  # held for the task's retry (hold_for_retry)
+
+
+class DoneInfo(TypedDict, total=False):
+    """A value of the hash `<prefix>:job:<id>:done` (Keys.done)."""
+
+    node: str
+    seconds: float  # povray's time on the batch
+    frames: int  # frames it rendered (0 for a radiosity pre-pass)
+    finished: float
+    attempt: int
+    povray: str | None  # the povray version that rendered it
+    httpov: str  # the render node's httpov version
+
+
+class FailedInfo(TypedDict, total=False):
+    """A value of the hash `<prefix>:job:<id>:failed` (Keys.failed): the batch's last failure."""
+
+    error: Required[str]
+    lines: list[str]  # the last lines of povray's log that say why
+    node: str
+    final: bool  # the job failed with it (no attempt left, or an error that retrying cannot mend)
+    at: float
+
+
+class HistoryLine(TypedDict):
+    """A line of the list `<prefix>:job:<id>:history` (Keys.history)."""
+
+    at: float
+    what: str
+
+
+class Batches(TypedDict):
+    """Every batch of a job that has any record, read at once (JobStore.batches)."""
+
+    done: dict[str, DoneInfo]
+    failed: dict[str, FailedInfo]
+    running: dict[str, RunningInfo]
+    attempts: dict[str, int]
+    requeued: dict[str, int]
+    parked: list[str]
+    frames: list[int]
+    blocked: list[str]
+    history: list[HistoryLine]
+
+
+class NodeInfo(TypedDict, total=False):
+    """A value of the hash `<prefix>:node-info` (Keys.node_info): what a render node says of itself."""
+
+    host: str
+    processes: int
+    cores: int
+    povray: str | None
+    httpov: str
+    started: float
+
+
+class Share(NamedTuple):
+    """What fair share reads of a job (httpov.dispatch.windows)."""
+
+    user: str
+    priority: int
+    created: float
+    max_processes: int  # 0: no cap
+    queue: str  # '' for the default queue, else its render pool's

@@ -1,0 +1,61 @@
+-- start_batch: refuse a batch that is done, or whose lease another execution holds; else take the lease.
+-- A paused job's batch is parked here, in the same step, so a resume can never miss it. The lease may also be
+-- held by this task's own retry hand-off ('retry:<task id>'), which the retry takes over.
+-- KEYS: 1 job record, 2 the batch's lease, 3 running, 4 done, 5 parked, 6 submit lease, 7 pending, 8 window.
+-- ARGV: 1 batch id, 2 the execution's token, 3 lease seconds, 4 running info (JSON), 5 now, 6 the hand-off the
+-- lease may hold, 7 the value the lease is set to (the token, or the hand-off when a blocked node gives the batch
+-- back), 8 the error of a job whose submit stopped, 9 states (' a b ') from which such a job fails, 10 states from
+-- which the first start makes the job 'running' (both from httpov.states.JOB_MOVES).
+-- Answers 'ok', 'missing', 'failed', 'paused' (then parked), 'duplicate', 'busy', 'deferred' or the job's state.
+local job, lease, running, done, parked, submit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local pending, window = KEYS[7], KEYS[8]
+local batch, token, ttl, info, handoff, value = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[7]
+local state = redis.call('HGET', job, 'state')
+if not state then return 'missing' end
+local function among(words, s) return string.find(words, ' ' .. s .. ' ', 1, true) ~= nil end
+if state == 'submitting' then
+  if redis.call('EXISTS', submit) == 0 and among(ARGV[9], state) then  -- its client died mid-submit: it never ends
+    redis.call('HSET', job, 'state', 'failed', 'finished', ARGV[5], 'error', ARGV[8])
+    return 'failed'
+  end
+  redis.call('HSETNX', job, 'started', ARGV[5])
+end
+if state == 'paused' then
+  redis.call('SADD', parked, batch)
+  redis.call('ZREM', window, batch)
+  return 'paused'
+end
+if state ~= 'queued' and state ~= 'running' and state ~= 'submitting' then return state end
+if redis.call('HEXISTS', done, batch) == 1 then return 'duplicate' end
+local holder = redis.call('GET', lease)
+if holder and holder ~= token and holder ~= handoff then return 'busy' end
+-- --max-processes: the job already runs as many batches as it may; --max-nodes: a node that renders none of the
+-- job's batches takes one only while fewer nodes do. Either way the batch goes back to the front of its pending
+-- list, sent again by a top-up when one of the running batches ends.
+if not holder and redis.call('HEXISTS', running, batch) == 0 then
+  local cap = tonumber(redis.call('HGET', job, 'max_processes') or '0') or 0
+  local deferred = cap > 0 and redis.call('HLEN', running) >= cap
+  local node_cap = tonumber(redis.call('HGET', job, 'max_nodes') or '0') or 0
+  if not deferred and node_cap > 0 then
+    local me, seen, count, here = cjson.decode(info)['node'], {}, 0, false
+    for _, raw in ipairs(redis.call('HVALS', running)) do
+      local ok, record = pcall(cjson.decode, raw)
+      local other = ok and record['node'] or ''
+      if other == me then here = true end
+      if not seen[other] then seen[other] = true; count = count + 1 end
+    end
+    deferred = not here and count >= node_cap
+  end
+  if deferred then
+    redis.call('ZREM', window, batch)
+    redis.call('LREM', pending, 0, batch)
+    redis.call('LPUSH', pending, batch)
+    return 'deferred'
+  end
+end
+redis.call('SET', lease, value, 'PX', math.floor(ttl * 1000))
+redis.call('HSET', running, batch, info)
+if value == token and among(ARGV[10], state) then
+  redis.call('HSET', job, 'state', 'running', 'started', ARGV[5])
+end
+return 'ok'

@@ -1,0 +1,31 @@
+-- transition: move a job (id ARGV[4]) to state ARGV[1] only from one of the states ARGV[7..] (httpov.states.JOB_MOVES),
+-- in the same step taking a finished job out of the active set (ARGV[2] 'finish', at time ARGV[3]) or putting a live
+-- one in (ARGV[2] 'live'). A job that leaves or enters its finished states (ARGV[6], ' a b ') also forgets its
+-- running batches and their leases (ARGV[5] .. batch): no stale 'running' entry outlives a failed or cancelled job,
+-- and `retry` starts with none for the sweepers to requeue. A job reopened by `retry` notes when: older messages
+-- of its batches are stale.
+-- KEYS: 1 job record, 2 the active set, 3 running. Answers 'ok', 'missing', or the state the job stays in.
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+local function finished(s) return string.find(ARGV[6], ' ' .. s .. ' ', 1, true) ~= nil end
+for i = 7, #ARGV do
+  if state == ARGV[i] then
+    redis.call('HSET', KEYS[1], 'state', ARGV[1])
+    if ARGV[2] == 'finish' then
+      redis.call('HSET', KEYS[1], 'finished', ARGV[3])
+      redis.call('SREM', KEYS[2], ARGV[4])
+    elseif ARGV[2] == 'live' then  -- live again (retry): its clock runs again
+      redis.call('SADD', KEYS[2], ARGV[4])
+      redis.call('HDEL', KEYS[1], 'finished')
+    end
+    if finished(state) then redis.call('HSET', KEYS[1], 'reopened', ARGV[3]) end
+    if finished(ARGV[1]) or finished(state) then
+      for _, batch in ipairs(redis.call('HKEYS', KEYS[3])) do
+        redis.call('DEL', ARGV[5] .. batch)
+      end
+      redis.call('DEL', KEYS[3])
+    end
+    return 'ok'
+  end
+end
+return state

@@ -1,0 +1,126 @@
+"""The store on a real Redis: a refused state move changes nothing, and the schema version is checked, recorded
+and upgraded (httpov.store.version). No workers, no povray: each test has its own key prefix."""
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from httpov.errors import SchemaVersionError
+from httpov.plan import JobSpec
+from httpov.states import JOB_MOVES, JobState, TransitionRefused
+from httpov.store import JobStore, Keys
+from httpov.store import version as schema
+from tests.conftest import REDIS_URL
+
+
+@pytest.fixture
+def store() -> Iterator[JobStore]:
+    prefix = "httpovtest-" + secrets.token_hex(4)
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    yield JobStore(client, prefix)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+def _spec(job_id: str = "j1") -> JobSpec:
+    return JobSpec(id=job_id, name="n", scene_key="k", root="", pov="p.pov", options={}, initial=1, final=2, first=1,
+                   last=2, width=8, height=8, count=1, batches=["f000001-000001", "f000002-000002"])
+
+
+def _everything(store: JobStore) -> dict[str, Any]:
+    """Every key under the store's prefix with its value (leases with their holder)."""
+    out: dict[str, Any] = {}
+    for key in store.r.scan_iter(match=store.keys.everything(), count=1000):
+        kind = store.r.type(key)
+        out[key] = {"hash": store.r.hgetall, "list": lambda k: store.r.lrange(k, 0, -1), "set": store.r.smembers,
+                    "zset": lambda k: store.r.zrange(k, 0, -1, withscores=True), "string": store.r.get}[kind](key)
+    return out
+
+
+def test_a_refused_move_leaves_the_job_as_it_was(store: JobStore):
+    store.create(_spec())
+    store.publish("j1")
+    assert store.start_batch("j1", "f000001-000001", "tok", "node@h", 30.0) == "ok"  # a running batch and its lease
+    for old in JobState:
+        store.r.hset(store.keys.job("j1"), "state", old)
+        for new in JobState:
+            if new in JOB_MOVES[old]:
+                continue
+            before = _everything(store)
+            with pytest.raises(TransitionRefused) as refused:
+                store.transition("j1", new)
+            assert (refused.value.current, refused.value.new) == (old, new)
+            assert f"job j1 is {old.value}: it cannot become {new.value}" == str(refused.value)
+            assert _everything(store) == before, f"{old} -> {new} changed the store"
+
+
+def test_an_allowed_move_goes_through_the_table(store: JobStore):
+    store.create(_spec())
+    store.publish("j1")
+    store.transition("j1", JobState.PAUSED)
+    with pytest.raises(TransitionRefused):  # resume only from paused, retry only from a finished state
+        store.transition("j1", JobState.RUNNING, only_from=(JobState.DONE,))
+    store.transition("j1", JobState.RUNNING, only_from=(JobState.PAUSED,))
+    store.transition("j1", JobState.CANCELLED)
+    assert store.state("j1") == "cancelled" and "j1" not in store.active_ids()
+
+
+def test_a_new_farm_records_the_version_at_its_first_write_only(store: JobStore):
+    assert store.upgrade() is None
+    assert _everything(store) == {}  # a client that only looked (or refused bad input) leaves Redis empty
+    store.create(_spec())
+    assert store.r.get(store.keys.schema()) == str(schema.VERSION)
+    assert store.upgrade() == schema.VERSION
+
+
+def test_the_first_releases_data_is_version_1_and_upgraded(store: JobStore):
+    store.r.zadd(store.keys.nodes(), {"old@h": 1.0})  # what a node of the first release leaves: no version key
+    assert schema.stored_version(store.r, store.keys) == 1
+    assert store.upgrade() == 2
+    assert store.r.get(store.keys.schema()) == "2"
+    assert not store.r.exists(store.keys.schema_lock())
+
+
+def test_a_newer_version_is_refused_naming_both_and_nothing_is_written(store: JobStore):
+    store.r.set(store.keys.schema(), 3)
+    before = _everything(store)
+    with pytest.raises(SchemaVersionError, match="schema version 3; this httpov knows versions up to 2"):
+        store.upgrade()
+    assert _everything(store) == before
+
+
+def test_upgrade_steps_run_in_order_once_under_a_lock(store: JobStore, monkeypatch):
+    """Several nodes meeting an old version at once: each step runs once, and a step cut short is run again."""
+    ran: list[int] = []
+    fail_once = [True]
+
+    def step(to: int):
+        def run(r: redis.Redis, keys: Keys) -> None:
+            if to == 3 and fail_once[0]:
+                fail_once[0] = False
+                raise RuntimeError("cut short")
+            r.incr(keys.claim(f"step{to}"))  # a step's own write, to count it
+            ran.append(to)
+        return run
+
+    monkeypatch.setattr(schema, "VERSION", 4)
+    steps = [schema.Step(n, f"step {n}", step(n)) for n in (2, 3, 4)]
+    store.r.zadd(store.keys.jobs(), {"old": 1.0})
+    with pytest.raises(RuntimeError):
+        schema.ensure(store.r, store.keys, steps)
+    assert store.r.get(store.keys.schema()) == "2" and ran == [2]  # the version says how far it got
+    results: list[int | None] = []
+    threads = [threading.Thread(target=lambda: results.append(schema.ensure(store.r, store.keys, steps)))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == [4] * 4 and ran == [2, 3, 4]
+    assert store.r.get(store.keys.schema()) == "4"

@@ -335,7 +335,7 @@ def web_user_add(ctx: click.Context, name: str, accounts: Path | None, password_
 def render(ctx: click.Context, scene: Path, workers: int | None, frames: int | None, count: int | None,
            slices: int | None, output: Path | None) -> None:
     """Render SCENE on this machine alone: Redis, render nodes and all, started and stopped for you."""
-    from httpov.local import render_locally
+    from httpov.local_farm import render_locally
     from httpov.terminal import JobProgress
 
     options = _submit_options(ctx.obj, frames=frames, count=count, slices=slices)

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from httpov import archive
-from httpov import keys as storage_keys
+from httpov import archive, paths
 from httpov.errors import (
     ArchiveError,
     BadInputError,
@@ -36,7 +35,7 @@ from httpov.plan import (
     waiting_for_prepass,
     wrappable,
 )
-from httpov.retention import shared_keys, use_shared
+from httpov.references import shared_keys, use_shared
 from httpov.scene import SceneLayout, SceneOptions, locate_scene, mentions_radiosity
 from httpov.settings import Settings
 from httpov.states import FINISHED, LIVE, JobState, TransitionRefused
@@ -115,7 +114,7 @@ class Client:
             with zipfile.ZipFile(zip_path) as zf:
                 layout, scene = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
                 radiosity = radiosity_cache != "off" and mentions_radiosity(names, zf.read)
-            scene_key = storage_keys.scene_key(archive.file_sha256(zip_path))
+            scene_key = paths.scene_key(archive.file_sha256(zip_path))
             self.store.ping()
             self.storage.check()
             spec = self._plan(layout, scene, options.name or _default_name(Path(source), layout), options, scene_key)
@@ -125,7 +124,7 @@ class Client:
             if radiosity_cache == "shared" and not radiosity:
                 notes.append("--radiosity-cache shared: no file of the scene names radiosity, nothing to share")
             check_spec(spec)  # what a render node will check again: refuse here, before anything is stored
-            self.store.use_scene(spec.scene_key, spec.id)  # before trusting a stored zip: see retention.py
+            self.store.use_scene(spec.scene_key, spec.id)  # before trusting a stored zip: see references.py
             try:
                 use_shared(self.store, spec)  # its radiosity caches
                 uploaded = not self.storage.exists(spec.scene_key)
@@ -160,7 +159,7 @@ class Client:
         else:
             return ["--radiosity-cache shared: a single whole frame has no radiosity to share"]
         todo = [f for f in frames
-                if not self.storage.exists(storage_keys.radiosity_key(radiosity_digest(spec, f)))]
+                if not self.storage.exists(paths.radiosity_key(radiosity_digest(spec, f)))]
         spec.batches = [Batch(f, f, prepass=True).id for f in todo] + spec.batches
         shared = f"one radiosity cache computed on frame {spec.first} and loaded by every frame"
         what = shared if spec.radiosity == "shared" else "one radiosity pre-pass per frame, loaded by its slices"
@@ -188,7 +187,7 @@ class Client:
             with contextlib.suppress(Exception):  # Redis gone too: the submit lease runs out instead
                 if self.store.abandon(spec.id, f"the submit was interrupted ({type(exc).__name__}) after about "
                                                f"{sent[0]} of {len(spec.batches)} batches were queued") == "ok":
-                    from httpov.retention import drop_scene
+                    from httpov.references import drop_scene
 
                     drop_scene(self.store, self.storage, spec)  # its record expires: it keeps no scene forever
             raise
@@ -241,9 +240,9 @@ class Client:
         spec = self.store.spec(job_id)
         output = Path(output)
         (output / "logs").mkdir(parents=True, exist_ok=True)
-        keys = self.storage.list(storage_keys.batches_prefix(job_id))
-        frame_keys = self.storage.list(storage_keys.frames_prefix(job_id)) if spec.slices else []
-        for key in self.storage.list(storage_keys.logs_prefix(job_id)):  # povray's logs of failed attempts
+        keys = self.storage.list(paths.batches_prefix(job_id))
+        frame_keys = self.storage.list(paths.frames_prefix(job_id)) if spec.slices else []
+        for key in self.storage.list(paths.logs_prefix(job_id)):  # povray's logs of failed attempts
             self.storage.get_file(key, output / "logs" / PurePosixPath(key).name)
         total, images = len(keys) + len(frame_keys), []
         with tempfile.TemporaryDirectory(prefix="httpov-fetch-") as tmp:
@@ -286,7 +285,7 @@ class Client:
         with tempfile.TemporaryDirectory(prefix="httpov-logs-") as tmp:
             for batch_id in chosen:
                 label = Batch.from_id(batch_id).label
-                failed_key = storage_keys.failed_log_key(job_id, batch_id)
+                failed_key = paths.failed_log_key(job_id, batch_id)
                 if batch_id in failures or failed:
                     try:
                         text = self.storage.get_bytes(failed_key) if self.storage.exists(failed_key) else b""
@@ -299,7 +298,7 @@ class Client:
                 if failed:
                     continue
                 local = Path(tmp) / "batch.zip"
-                key = storage_keys.batch_key(job_id, batch_id)
+                key = paths.batch_key(job_id, batch_id)
                 try:
                     self.storage.get_file(key, local)
                 except FileNotFoundError:

@@ -1,16 +1,16 @@
 """Deleting finished jobs: their Redis keys, stored results and logs, and their scene once no job uses it."""
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
 import time
 from dataclasses import dataclass
 
-from httpov import keys as storage_keys
+from httpov import paths
 from httpov.errors import BadInputError, JobNotFoundError, JobStateError
-from httpov.plan import JobSpec, radiosity_digest
+from httpov.plan import JobSpec
+from httpov.references import drop_scene
 from httpov.states import FINISHED, JobState, TransitionRefused
 from httpov.storage import Storage
 from httpov.store import JobStore
@@ -67,55 +67,15 @@ def delete_jobs(store: JobStore, storage: Storage, job_ids: list[str]) -> list[D
                                 hint=f"`httpov delete --force {job_id}` cancels it first") from exc
         finished = float(record["finished"]) if record.get("finished") else None
         gone = Deleted(job_id, spec.name, record["state"], finished)
-        gone.objects = storage.delete_prefix(storage_keys.job_prefix(job_id))
+        gone.objects = storage.delete_prefix(paths.job_prefix(job_id))
         gone.scene_deleted = drop_scene(store, storage, spec)
         done.append(gone)
         specs.append(spec)
     keys = store.drop_jobs(specs)
     for gone in done:
         gone.redis_keys = keys.get(gone.job_id, 0)
-        gone.objects += storage.delete_prefix(storage_keys.job_prefix(gone.job_id))
+        gone.objects += storage.delete_prefix(paths.job_prefix(gone.job_id))
     return done
-
-
-def shared_keys(spec: JobSpec) -> list[str]:
-    """The stored objects a job shares with other jobs: its scene zip, and the radiosity caches its pre-passes
-    store (content-addressed by scene, options, size and frame)."""
-    keys = [spec.scene_key] if spec.scene_key else []
-    if spec.radiosity != "off":
-        frames = [spec.first] if spec.radiosity == "shared" else range(spec.first, spec.last + 1)
-        keys += sorted({storage_keys.radiosity_key(radiosity_digest(spec, frame)) for frame in frames})
-    return keys
-
-
-def use_shared(store: JobStore, spec: JobSpec) -> None:
-    """Take the job's references to its radiosity caches (its scene's is taken before its zip is stored)."""
-    for key in shared_keys(spec)[1:]:
-        store.use_scene(key, spec.id)
-
-
-def _uses(key: str, spec: JobSpec) -> bool:
-    return key in shared_keys(spec)
-
-
-def drop_scene(store: JobStore, storage: Storage, spec: JobSpec) -> bool:
-    """Let go of the job's scene and radiosity caches, deleting each that no other job uses; True if the scene zip
-    was deleted.
-
-    Reference counting, not mark and sweep: a Redis set of the job ids using each scene, changed atomically with
-    a 'being deleted' mark, makes a delete cost one scene's references instead of a scan of every job and every
-    stored scene, and a submit of the same scene at the same moment waits for the mark instead of trusting a zip
-    about to vanish (httpov/store/scripts: use_scene.lua, drop_scene.lua)."""
-    deleted = []
-    for key in shared_keys(spec):
-        if not store.drop_scene(key, spec.id, uses=functools.partial(_uses, key)):
-            continue
-        try:
-            storage.delete(key)
-        finally:
-            store.scene_deleted(key)
-        deleted.append(key)
-    return spec.scene_key in deleted
 
 
 def expired(store: JobStore, older_than: float, states: tuple[str, ...] = FINISHED,

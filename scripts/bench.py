@@ -4,7 +4,7 @@
     python scripts/bench.py path/to/scene.ini    # also a scene of your own (a folder, .ini or .pov)
     python scripts/bench.py --only scenes        # or: orchestration, scale
 
-Runs on a private redis-server (httpov.local.embedded_redis), so the shared Redis and other jobs are untouched.
+Runs on a private redis-server (httpov.local_farm.embedded_redis), so the shared Redis and other jobs are untouched.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import redis  # noqa: E402
 
 from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
-from httpov.local import embedded_redis, start_worker, stop_worker  # noqa: E402
+from httpov.local_farm import embedded_redis, start_worker, stop_worker  # noqa: E402
 from httpov.settings import Settings, default_render_processes  # noqa: E402
 
 STUB = ROOT / "scripts" / "povray-stub.sh"

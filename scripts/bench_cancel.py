@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
-from httpov.local import embedded_redis, start_worker, stop_worker, worker_env  # noqa: E402
+from httpov.local_farm import embedded_redis, start_worker, stop_worker, worker_env  # noqa: E402
 from httpov.settings import Settings  # noqa: E402
 from tests.integration.faults import povray_pids, slow_scene  # noqa: E402
 

@@ -18,7 +18,7 @@ import redis
 from httpov.broker import QueueLayout
 from httpov.celery import make_app
 from httpov.dispatch import enqueue
-from httpov.local import embedded_redis, start_worker, stop_worker
+from httpov.local_farm import embedded_redis, start_worker, stop_worker
 from httpov.plan import Batch, JobSpec
 from httpov.settings import Settings
 

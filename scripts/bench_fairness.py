@@ -3,7 +3,7 @@
     python scripts/bench_fairness.py               # 2 nodes x 2 render processes, 1 s batches
     python scripts/bench_fairness.py --big 200 --small 4 --delay 5 --sleep 1
 
-Runs on a private redis-server (httpov.local.embedded_redis) with the stub renderer (scripts/povray-stub.sh,
+Runs on a private redis-server (httpov.local_farm.embedded_redis) with the stub renderer (scripts/povray-stub.sh,
 sleeping --sleep seconds per frame), so it measures scheduling, not povray. Three runs on the same nodes:
   alone   the small job (--small one-frame batches) by itself: its time from submit to done;
   single  the big job (--big one-frame batches) by itself: batches per second from submit to done;
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
-from httpov.local import embedded_redis, start_worker, stop_worker  # noqa: E402
+from httpov.local_farm import embedded_redis, start_worker, stop_worker  # noqa: E402
 from httpov.settings import Settings  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))

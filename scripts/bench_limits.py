@@ -75,7 +75,7 @@ def _measure(name: str, attack: Callable[[Path], Callable[[], object]], queue: m
 
 
 def main() -> None:
-    from httpov.local import embedded_redis
+    from httpov.local_farm import embedded_redis
 
     with tempfile.TemporaryDirectory(prefix="httpov-bench-limits-redis-") as name, embedded_redis(Path(name)) as url:
         attacks: dict[str, Callable[[Path], Callable[[], object]]] = {

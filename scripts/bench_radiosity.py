@@ -43,7 +43,7 @@ from PIL import Image  # noqa: E402
 
 from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
-from httpov.local import embedded_redis, redis_answers, start_worker, stop_worker  # noqa: E402
+from httpov.local_farm import embedded_redis, redis_answers, start_worker, stop_worker  # noqa: E402
 from httpov.settings import Settings  # noqa: E402
 
 ROOM = REPO / "scripts" / "research" / "scenes" / "room.pov"

@@ -26,7 +26,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from httpov.broker import QueueLayout, key_prefix  # noqa: E402
-from httpov.local import embedded_redis  # noqa: E402
+from httpov.local_farm import embedded_redis  # noqa: E402
 from httpov.plan import Batch, JobSpec  # noqa: E402
 from httpov.settings import Settings  # noqa: E402
 from httpov.store import JobStore  # noqa: E402

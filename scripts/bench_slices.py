@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
-from httpov.local import embedded_redis, redis_answers, start_worker, stop_worker  # noqa: E402
+from httpov.local_farm import embedded_redis, redis_answers, start_worker, stop_worker  # noqa: E402
 from httpov.settings import Settings  # noqa: E402
 
 SCENE = """#version 3.7;

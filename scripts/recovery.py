@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
-from httpov.local import start_worker, stop_worker  # noqa: E402
+from httpov.local_farm import start_worker, stop_worker  # noqa: E402
 from httpov.settings import Settings  # noqa: E402
 from tests.integration.faults import slow_scene  # noqa: E402
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from httpov.local import free_port
+from httpov.local_farm import free_port
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",

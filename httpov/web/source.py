@@ -12,8 +12,8 @@ from pathlib import PurePosixPath
 
 from httpov.archive import copy_member
 from httpov.errors import ArchiveError, JobNotFoundError, ResultError
-from httpov.keys import batch_key, frames_prefix
 from httpov.media import check_frame, frame_bytes, frame_number, thumbnail_png
+from httpov.paths import batch_key, frames_prefix
 from httpov.plan import Batch
 from httpov.storage import Storage
 from httpov.store import JobStore

@@ -1,4 +1,4 @@
-"""The one Celery task, render_batch; the work itself is in httpov.worker.node."""
+"""The one Celery task, render_batch; the work itself is in httpov.worker.batch."""
 from __future__ import annotations
 
 import logging
@@ -13,8 +13,8 @@ from httpov.plan import JobSpec
 from httpov.settings import Settings
 from httpov.storage import open_storage
 from httpov.store import open_store
+from httpov.worker.batch import RenderNode, batch_log
 from httpov.worker.cache import SceneCache
-from httpov.worker.node import RenderNode, batch_log
 
 log = logging.getLogger(__name__)
 

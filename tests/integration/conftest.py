@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from httpov.local import start_worker, stop_worker
+from httpov.local_farm import start_worker, stop_worker
 from httpov.settings import Settings
 from tests.conftest import REDIS_URL
 

@@ -6,7 +6,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from httpov.local import redis_answers
+from httpov.local_farm import redis_answers
 from tests.conftest import wait_for, write_scene
 
 # ~1-1.5 s a frame at 64x48 on one core (focal blur, reflections, forty spheres): slow enough to kill mid-render.

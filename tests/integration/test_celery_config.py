@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from httpov.local import stop_worker, worker_env
+from httpov.local_farm import stop_worker, worker_env
 from httpov.settings import Settings, default_render_processes
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import redis
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.local import worker_env
+from httpov.local_farm import worker_env
 from tests.conftest import TINY_ANIMATION, write_scene
 
 

@@ -15,7 +15,7 @@ from httpov.broker import key_prefix
 from httpov.celery import make_app
 from httpov.cli import cli
 from httpov.client import Client
-from httpov.local import worker_env
+from httpov.local_farm import worker_env
 from httpov.settings import Settings
 from tests.conftest import PARSE_ERROR, REDIS_URL, TINY_ANIMATION, queue_drained, wait_for, write_scene
 from tests.integration.faults import povray_pids, slow_scene

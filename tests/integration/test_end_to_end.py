@@ -6,7 +6,7 @@ import json
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.local import worker_env
+from httpov.local_farm import worker_env
 from httpov.view import job_view
 from tests.conftest import PARSE_ERROR, TINY_ANIMATION, pixels, povray_direct, write_scene
 

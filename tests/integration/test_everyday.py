@@ -9,7 +9,7 @@ import redis
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.local import worker_env
+from httpov.local_farm import worker_env
 from httpov.plan import Batch
 from httpov.view import job_view
 from tests.conftest import PARSE_ERROR, pixels, povray_direct, wait_for, write_scene

@@ -10,7 +10,7 @@ import time
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.local import worker_env
+from httpov.local_farm import worker_env
 from httpov.store.keys import Keys
 from httpov.view import job_view
 from tests.conftest import TINY_ANIMATION, wait_for, write_scene

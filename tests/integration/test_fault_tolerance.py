@@ -11,7 +11,7 @@ import redis
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.local import free_port, worker_env
+from httpov.local_farm import free_port, worker_env
 from httpov.store.keys import Keys
 from httpov.view import job_view
 from tests.conftest import kombu_layout, pixels, povray_direct, queue_drained, wait_for
@@ -312,8 +312,8 @@ class _SlowUpload:
 
 
 def test_a_live_batch_keeps_its_lease_outside_povray(tmp_path, settings, client):
+    from httpov.worker.batch import RenderNode
     from httpov.worker.cache import SceneCache
-    from httpov.worker.node import RenderNode
     from tests.conftest import TINY_ANIMATION, write_scene
 
     settings = settings.with_(lease_seconds=1.0)

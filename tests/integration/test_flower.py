@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from httpov.local import free_port, worker_env
+from httpov.local_farm import free_port, worker_env
 from tests.conftest import TINY_ANIMATION, wait_for, write_scene
 
 AUTH = "farm:s3cret"

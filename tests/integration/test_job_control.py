@@ -9,7 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.local import worker_env
+from httpov.local_farm import worker_env
 from tests.conftest import TINY_ANIMATION, queue_drained, wait_for, write_scene
 from tests.integration.faults import crash_script, frames_in_results, povray_pids, slow_scene
 
@@ -74,7 +74,7 @@ def test_retry_renders_only_missing_and_failed_batches(tmp_path, settings, clien
     assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"r_{n:04d}.png" for n in range(1, 5)]
 
     # a job failed by a broken node: retried once the node is replaced, every batch renders
-    from httpov.local import stop_worker
+    from httpov.local_farm import stop_worker
     stop_worker(good)
     bad = crash_script(tmp_path / "crashing-povray")
     failed = client.submit(write_scene(tmp_path / "f", TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF3\n"),

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.local import worker_env
+from httpov.local_farm import worker_env
 from httpov.settings import Settings
 from tests.conftest import TINY_ANIMATION, queue_drained, wait_for, write_scene
 

@@ -12,7 +12,7 @@ from PIL import Image
 from httpov import media
 from httpov.cli import cli
 from httpov.errors import BadInputError
-from httpov.local import worker_env
+from httpov.local_farm import worker_env
 from tests.conftest import write_scene
 
 # Each frame is one flat colour: frame n of 5 has red n/5 and blue 1-n/5, so frame order shows in the colours.

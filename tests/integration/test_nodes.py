@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.dispatch import budget, windows
-from httpov.local import stop_worker, worker_env
+from httpov.local_farm import stop_worker, worker_env
 from httpov.nodes import farm_nodes
 from httpov.settings import Settings, live_node_window
 from httpov.view import job_view

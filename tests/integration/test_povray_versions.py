@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.local import worker_env
+from httpov.local_farm import worker_env
 from httpov.settings import Settings
 from tests.conftest import TINY_ANIMATION, wait_for, write_scene
 from tests.integration.faults import slow_scene

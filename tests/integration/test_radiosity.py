@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from httpov.cli import cli
-from httpov.keys import radiosity_key
-from httpov.local import worker_env
+from httpov.local_farm import worker_env
+from httpov.paths import radiosity_key
 from httpov.plan import radiosity_digest
 from httpov.view import job_view
 from tests.conftest import AA_SENSITIVE, pixels, povray_direct, queue_drained, wait_for, write_scene

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from httpov.local import free_port, worker_env
+from httpov.local_farm import free_port, worker_env
 from httpov.view import job_view
 from tests.conftest import kombu_layout, wait_for
 from tests.integration.faults import povray_pids, redis_server, slow_scene

@@ -4,7 +4,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.local import free_port, redis_answers, worker_env
+from httpov.local_farm import free_port, redis_answers, worker_env
 from tests.conftest import TINY_ANIMATION, pixels, povray_direct, write_scene
 
 

@@ -17,7 +17,7 @@ from httpov.broker import key_prefix
 from httpov.celery import make_app
 from httpov.cli import cli
 from httpov.client import Client
-from httpov.local import free_port, worker_env
+from httpov.local_farm import free_port, worker_env
 from httpov.settings import Settings
 from httpov.storage.s3 import S3Storage
 from tests.conftest import REDIS_URL, TINY_ANIMATION, pixels, povray_direct, write_scene

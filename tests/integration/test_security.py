@@ -16,7 +16,7 @@ import redis
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.local import free_port, stop_worker, worker_env
+from httpov.local_farm import free_port, stop_worker, worker_env
 from httpov.store.keys import Keys
 from httpov.view import job_view
 from tests.bombs import bomb_png

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.keys import frame_key
-from httpov.local import worker_env
+from httpov.local_farm import worker_env
+from httpov.paths import frame_key
 from tests.conftest import AA_SENSITIVE, pixels, write_scene
 
 pytestmark = pytest.mark.integration

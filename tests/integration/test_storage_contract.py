@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from httpov.errors import StorageError
-from httpov.local import free_port
+from httpov.local_farm import free_port
 from httpov.storage import open_storage
 from httpov.storage.base import Storage
 from httpov.storage.local import LocalStorage

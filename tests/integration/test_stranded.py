@@ -24,7 +24,7 @@ with app.connection_for_read() as conn:
 
 
 def test_message_taken_by_a_dying_worker_is_requeued(tmp_path, settings, client, workers):
-    from httpov.local import worker_env
+    from httpov.local_farm import worker_env
 
     fast = settings.with_(lease_seconds=2.0)
     scene = write_scene(tmp_path / "one", TINY_ANIMATION, "Width=8\nHeight=8\n")
@@ -44,7 +44,7 @@ def test_message_taken_by_a_dying_worker_is_requeued(tmp_path, settings, client,
 
 
 def test_messages_of_finished_jobs_leave_the_unacked_table(tmp_path, settings, client, workers):
-    from httpov.local import worker_env
+    from httpov.local_farm import worker_env
 
     fast = settings.with_(lease_seconds=2.0)
     cancelled = client.submit(write_scene(tmp_path / "a", TINY_ANIMATION, "Width=8\nHeight=8\n"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from httpov.local import stop_worker, worker_env
+from httpov.local_farm import stop_worker, worker_env
 from httpov.settings import Settings
 from httpov.store import JobStore, Keys
 from httpov.store import version as schema

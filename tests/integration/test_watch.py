@@ -8,7 +8,7 @@ import sys
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.local import worker_env
+from httpov.local_farm import worker_env
 from tests.conftest import PARSE_ERROR, TINY_ANIMATION, write_scene
 
 INI = "Width=24\nHeight=16\nInitial_Frame=1\nFinal_Frame=8\n"

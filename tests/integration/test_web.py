@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from httpov.archive import ArchiveLimits, pack_scene
-from httpov.local import free_port, start_worker, stop_worker, worker_env
+from httpov.local_farm import free_port, start_worker, stop_worker, worker_env
 from httpov.settings import Settings
 from tests.conftest import REDIS_URL, wait_for, write_scene
 from tests.integration.faults import SLOW_SCENE

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from httpov.local import free_port, stop_worker, worker_env
+from httpov.local_farm import free_port, stop_worker, worker_env
 from httpov.settings import Settings
 from tests.conftest import wait_for
 

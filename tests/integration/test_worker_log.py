@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from httpov.local import stop_worker, worker_env
+from httpov.local_farm import stop_worker, worker_env
 from httpov.settings import Settings
 from tests.conftest import TINY_ANIMATION, write_scene
 

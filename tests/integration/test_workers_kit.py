@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from httpov.local import free_port
+from httpov.local_farm import free_port
 from httpov.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

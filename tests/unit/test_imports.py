@@ -13,9 +13,9 @@ from pathlib import Path
 import httpov
 
 PACKAGE = Path(httpov.__file__).parent
-CLIENT = {"httpov.client", "httpov.view", "httpov.terminal", "httpov.eta", "httpov.media", "httpov.local", "httpov.web",
-          "httpov.cli"}
-PURE = ["httpov.errors", "httpov.text", "httpov.settings", "httpov.limits", "httpov.keys", "httpov.scene",
+CLIENT = {"httpov.client", "httpov.view", "httpov.terminal", "httpov.eta", "httpov.media", "httpov.local_farm",
+          "httpov.web", "httpov.cli"}
+PURE = ["httpov.errors", "httpov.text", "httpov.settings", "httpov.limits", "httpov.paths", "httpov.scene",
         "httpov.plan", "httpov.archive", "httpov.files", "httpov.worker.stitch", "httpov.eta", "httpov.options",
         "httpov.states"]
 BROKER_LIBRARIES = ("celery", "kombu", "redis")
@@ -62,7 +62,7 @@ def test_the_rule_sees_every_module() -> None:
                 "httpov.store.version"}
     assert expected <= set(MODULES)
     assert {_side(module) for module in MODULES if module.startswith("httpov.store")} == {"core"}
-    assert "httpov.worker.node" in _own("httpov.worker.tasks")
+    assert "httpov.worker.batch" in _own("httpov.worker.tasks")
     assert "httpov.broker" in _own("httpov.worker.consumer")
     assert "httpov.dispatch" in _own("httpov.client")  # a function-level import
 

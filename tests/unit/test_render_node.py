@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from httpov.errors import JobNotFoundError, RenderError
-from httpov.keys import batch_key, failed_log_key
+from httpov.paths import batch_key, failed_log_key
 from httpov.plan import Batch, JobSpec
 from httpov.settings import Settings
 from httpov.storage.local import LocalStorage
-from httpov.worker.node import SAME_FAILURE_NODES, RenderNode
+from httpov.worker.batch import SAME_FAILURE_NODES, RenderNode
 from httpov.worker.povray import RenderOutput, frame_file
 
 JOB = "job1"

@@ -6,7 +6,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import httpov
-from httpov.local import worker_env
+from httpov.local_farm import worker_env
 from httpov.settings import Settings
 
 
@@ -31,7 +31,7 @@ def test_a_local_worker_gets_the_settings_of_its_client() -> None:
 
 #: Where httpov may touch os.environ outside settings.py, and why.
 ENVIRONMENT_ALLOWED = {
-    "httpov/local.py": "worker_env: the environment a worker it starts inherits, its HTTPOV_* replaced by to_env()",
+    "httpov/local_farm.py": "worker_env: the environment of a worker it starts, its HTTPOV_* replaced by to_env()",
 }
 
 

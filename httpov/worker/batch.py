@@ -28,8 +28,8 @@ from httpov.errors import (
     SceneError,
     StorageError,
 )
-from httpov.keys import batch_key, failed_log_key, frame_key, radiosity_key
 from httpov.outage import through_outage
+from httpov.paths import batch_key, failed_log_key, frame_key, radiosity_key
 from httpov.plan import Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by
 from httpov.settings import Settings
 from httpov.states import LIVE, JobState

@@ -92,3 +92,9 @@ class JobFailedError(HttpovError):
     """A job the user waited for ended failed or cancelled."""
 
     exit_code = 8
+
+
+class ForbiddenError(HttpovError):
+    """The identity asking may not do this (its role, or the job is someone else's): nothing was changed."""
+
+    exit_code = 10

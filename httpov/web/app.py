@@ -20,6 +20,7 @@ from httpov.errors import (
     BadInputError,
     BrokerUnavailableError,
     FieldError,
+    ForbiddenError,
     HttpovError,
     JobFailedError,
     JobNotFoundError,
@@ -151,6 +152,8 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
             code = 400
         elif isinstance(exc, (JobStateError, JobFailedError)):  # e.g. frames of a job that rendered none
             code = 409
+        elif isinstance(exc, ForbiddenError):  # nothing was changed
+            code = 403
         elif isinstance(exc, ResultError):  # a hostile or damaged result: refused, and remembered
             code = 422
         return _refuse(code, str(exc), exc.hint)

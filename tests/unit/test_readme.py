@@ -24,7 +24,7 @@ def test_every_extra_the_readme_names_exists_and_flower_is_installable():
 
 
 def test_the_exit_code_table_has_every_error_code():
-    table = set(int(code) for code in re.findall(r"^\| (\d) \|", README, re.M))
+    table = set(int(code) for code in re.findall(r"^\| (\d+) \|", README, re.M))
     codes = {cls.exit_code for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, Exception)
              and hasattr(cls, "exit_code")}
     assert codes <= table

@@ -343,7 +343,8 @@ def web_user_add(ctx: click.Context, name: str, accounts: Path | None, password_
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     new = add_user(accounts, name, password)
-    click.echo(f"{'added' if new else 'changed the password of'} {name} in {accounts}")
+    click.echo(f"{'added' if new else 'changed the password of'} {name} in {accounts}"
+               + ("" if new else f": {name}'s signed-in sessions end"))
 
 
 @cli.command()

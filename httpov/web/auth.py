@@ -92,8 +92,12 @@ def signing_key(accounts: Path) -> bytes:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".web-key-")  # mode 0600
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".web-key-")  # mode 0600
+        except OSError as exc:
+            raise BadInputError(f"cannot make the session key {path}: {exc.strerror or exc}",
+                                hint="let httpov web write beside its accounts file (--accounts)") from None
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32) + "\n")

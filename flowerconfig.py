@@ -1,17 +1,8 @@
-"""Flower's settings for httpov: `celery -A httpov flower`, started in this folder, reads this file (Flower's
-default `--conf`).
+"""`celery -A httpov flower` started in this folder reads this file (Flower's default `--conf`): httpov's own Flower
+configuration, the one `httpov flower` uses wherever it is started (httpov/flowerconfig.py): listen on 127.0.0.1
+unless told otherwise, and refuse to start without a login."""
+from pathlib import Path
 
-Flower shows every task's arguments and can revoke tasks and shut render nodes down, and by itself it listens on
-every address without a login. Here it listens on 127.0.0.1 unless `--address` (or FLOWER_ADDRESS) says
-otherwise, and it refuses to start without a login: FLOWER_BASIC_AUTH=user:password (or `--basic-auth`, or
-OAuth with `--auth`).
-"""
-import sys
+import httpov
 
-from tornado.options import options as _given  # what the environment and command line set, read before this file
-
-address = _given.address or "127.0.0.1"
-
-if not (_given.basic_auth or _given.auth):
-    sys.exit("flowerconfig.py: Flower needs a login, it shows and controls every render task: "
-             "set FLOWER_BASIC_AUTH=user:password (or pass --basic-auth=user:password, or OAuth with --auth)")
+exec(compile((Path(httpov.__file__).parent / "flowerconfig.py").read_text(), "httpov/flowerconfig.py", "exec"))

@@ -290,6 +290,29 @@ def web(ctx: click.Context, host: str, port: int, refresh: int, accounts: Path |
                  ready=lambda url: click.echo(f"httpov web on {url} (Ctrl-C stops it)"))
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("flower_options", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def flower(ctx: click.Context, flower_options: tuple[str, ...]) -> None:
+    """Celery's monitor (Flower) for this farm, behind a login wherever it is started: 127.0.0.1:5555 unless
+    --address/--port say otherwise; it refuses to start without FLOWER_BASIC_AUTH=user:password (or
+    --basic-auth=user:password, or OAuth with --auth). Other options go to Flower as they are (--port=5556)."""
+    import importlib.util
+    import os
+
+    from httpov.local_farm import worker_env
+
+    if importlib.util.find_spec("flower") is None:
+        raise HttpovError("httpov flower needs Flower", hint="pip install 'httpov[flower]'")
+    if any(option.lstrip("-").replace("_", "-").split("=")[0] == "conf" for option in flower_options):
+        raise BadInputError("httpov flower runs Flower with httpov's own configuration (its login): no --conf",
+                            hint="give Flower's options on the command line or as FLOWER_* variables")
+    conf = Path(__file__).with_name("flowerconfig.py")
+    argv = [sys.executable, "-m", "celery", "-A", "httpov", "flower", f"--conf={conf}", *flower_options]
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, worker_env(ctx.obj))  # Flower is this process: signals reach it directly
+
+
 def _need_web_extra() -> None:
     import importlib.util
 
@@ -321,7 +344,8 @@ def web_user_add(ctx: click.Context, name: str, accounts: Path | None, password_
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     new = add_user(accounts, name, password)
-    click.echo(f"{'added' if new else 'changed the password of'} {name} in {accounts}")
+    click.echo(f"{'added' if new else 'changed the password of'} {name} in {accounts}"
+               + ("" if new else f": {name}'s signed-in sessions end"))
 
 
 @cli.command()

@@ -185,3 +185,12 @@ class Keys:
     def node_batches(self, node: str) -> str:
         """Sorted set with an expiry: the batches a render node finished in the last hour ('done:<at>:<nonce>')."""
         return f"{self.prefix}:node-batches:{node}"
+
+    # the web interface
+    def web_session(self, sid: str) -> str:
+        """String (JSON) with an idle expiry: a signed-in browser session (httpov.web.sessions)."""
+        return f"{self.prefix}:web:session:{sid}"
+
+    def web_sign_in(self, who: str) -> str:
+        """Sorted set with the limit's window as expiry: failed sign-in times for one account name or address."""
+        return f"{self.prefix}:web:sign-in:{who}"

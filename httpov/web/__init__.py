@@ -8,22 +8,27 @@ from httpov.errors import BadInputError
 from httpov.settings import Settings
 from httpov.web.app import Web, create_app, is_loopback
 from httpov.web.app import serve as _serve
-from httpov.web.auth import Gate
+from httpov.web.auth import Gate, SharedSignInLimit
+from httpov.web.sessions import Sessions
 from httpov.web.source import StatusSource
 
 __all__ = ["Gate", "StatusSource", "Web", "create_app", "is_loopback", "open_web", "serve"]
 
 
 def open_web(settings: Settings, gate: Gate, refresh: int = 3, behind_proxy: bool = False) -> Web:
-    """The app's collaborators from the settings: one Client (its JobStore honours HTTPOV_REDIS_CA) and its views."""
+    """The app's collaborators from the settings: one Client (its JobStore honours HTTPOV_REDIS_CA) and its views;
+    sessions and the sign-in limit's counts in the same Redis, under the settings' prefix, so that every `httpov web`
+    process on the farm shares them."""
     from httpov.client import Client
 
     if refresh < 1:
         raise BadInputError(f"--refresh must be at least 1 second, got {refresh}")
     client = Client(settings)
     client.store.ping()
-    return Web(client=client, source=StatusSource(client.store, lambda: client.storage, settings.live_node_seconds),
-               gate=gate, refresh=refresh, behind_proxy=behind_proxy)
+    gate.limit = SharedSignInLimit(client.store.r, settings.prefix, gate.limit.attempts, gate.limit.window)
+    source = StatusSource(client.store, lambda: client.storage, settings.live_node_seconds)
+    return Web(client=client, source=source, gate=gate, refresh=refresh, behind_proxy=behind_proxy,
+               sessions=Sessions(client.store.r, settings.prefix))
 
 
 def serve(settings: Settings, gate: Gate, host: str = "127.0.0.1", port: int = 8080, refresh: int = 3,

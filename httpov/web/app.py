@@ -1,5 +1,5 @@
-"""The Flask app of `httpov web`: who may do what (login, bearer tokens, CSRF), errors as pages or JSON, and the
-waitress server that runs it."""
+"""The Flask app of `httpov web`: who may do what (login and its server-side sessions, bearer tokens, CSRF), errors
+as pages or JSON, and the waitress server that runs it."""
 from __future__ import annotations
 
 import ipaddress
@@ -32,8 +32,9 @@ from httpov.states import JobState
 from httpov.text import shown
 from httpov.view import JobView
 from httpov.web.api import api, wants_json
-from httpov.web.auth import Gate
+from httpov.web.auth import Gate, signing_key
 from httpov.web.pages import pages
+from httpov.web.sessions import Sessions
 from httpov.web.source import StatusSource
 
 #: Reached without signing in: the login form itself and the stylesheet and script it loads.
@@ -51,6 +52,7 @@ class Web:
     gate: Gate
     refresh: int = 3
     behind_proxy: bool = False  # trust one proxy's X-Forwarded-For, -Proto and -Host (see `serve`)
+    sessions: Sessions | None = None  # signed-in browsers (Redis); made from the client's store when not given
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -62,9 +64,16 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 
 def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 * 1024**2) -> Flask:
+    """The app; its cookies are signed with `secret_key`, else the key beside the accounts file (kept across
+    restarts), else (no accounts file: nobody signs in) a key of this process's own."""
+    if secret_key is None and web.gate.accounts_file is not None:
+        secret_key = signing_key(web.gate.accounts_file)
+    store = getattr(web.client, "store", None)  # None: a test's stand-in client, where nobody signs in
+    if web.sessions is None and store is not None:
+        web.sessions = Sessions(store.r, store.p)
     app = Flask("httpov.web", root_path=__file__.rsplit("/", 1)[0])
     app.config.update(
-        SECRET_KEY=secret_key or secrets.token_bytes(32),  # a new one each start: a restart signs everyone out
+        SECRET_KEY=secret_key or secrets.token_bytes(32),
         SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_NAME="httpov_session",
         WTF_CSRF_CHECK_DEFAULT=False,  # checked below, for cookie sessions only (a bearer token is not ambient)
         WTF_CSRF_TIME_LIMIT=None, MAX_CONTENT_LENGTH=max_upload, JSON_SORT_KEYS=False,
@@ -81,10 +90,11 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
 
     @app.before_request
     def check_access() -> Any:
-        g.user = session.get("user")
-        if g.user is not None and g.user not in web.gate.accounts():  # removed from the file: signed out
-            session.clear()
-            g.user = None
+        g.user = None
+        if "sid" in session:  # a session Redis still holds, of an account that still has the same password
+            g.user = web.sessions.user(session["sid"], web.gate.accounts()) if web.sessions else None
+            if g.user is None:
+                session.clear()  # signed out, a new password, the account removed, or expired
         g.bearer = False
         header = request.headers.get("Authorization")
         if header is not None:

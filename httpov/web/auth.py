@@ -1,11 +1,13 @@
 """Who may use the web interface: accounts in a file the operator manages (argon2 password hashes, written by
-`httpov web-user add`), bearer tokens for scripts (HTTPOV_WEB_TOKENS or a token file), and the check on each request."""
+`httpov web-user add`) and the session signing key beside it, bearer tokens for scripts (HTTPOV_WEB_TOKENS or a token
+file), the sign-in limit, and the check on each request."""
 from __future__ import annotations
 
 import hmac
 import math
 import os
 import re
+import secrets
 import tempfile
 import threading
 import time
@@ -13,8 +15,10 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from httpov.errors import BadInputError
+from httpov.errors import BadInputError, BrokerUnavailableError
+from httpov.store.keys import Keys
 
 _USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
@@ -81,6 +85,44 @@ def add_user(path: Path, name: str, password: str) -> bool:
     return new
 
 
+def signing_key(accounts: Path) -> bytes:
+    """The key that signs session cookies and CSRF tokens, kept in ACCOUNTS.key beside the accounts file (0600,
+    made on the first start): a restart, or another `httpov web` process reading the same files, keeps everyone's
+    sessions. A key that others can read is refused, as ssh refuses such a private key."""
+    path = Path(f"{accounts}.key")
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".web-key-")  # mode 0600
+        except OSError as exc:
+            raise BadInputError(f"cannot make the session key {path}: {exc.strerror or exc}",
+                                hint="let httpov web write beside its accounts file (--accounts)") from None
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32) + "\n")
+            os.link(tmp, path)  # atomic, and fails if another process made it first: then theirs is used
+        except FileExistsError:
+            pass
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise BadInputError(f"cannot read the session key {path}: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        raise BadInputError(f"the session key {path} can be read by others (mode {mode & 0o777:o})",
+                            hint=f"chmod 600 {path}, or remove it to make a new one (everyone signs in again)")
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError):
+        key = b""
+    if len(key) < 32:
+        raise BadInputError(f"{path} is not a session key (64 hex digits)",
+                            hint="remove it: `httpov web` makes a new one (everyone signs in again)")
+    return key
+
+
 def read_tokens(env_value: str | None, path: Path | None) -> list[str]:
     """Bearer tokens from HTTPOV_WEB_TOKENS (comma or whitespace separated) and a token file (one a line)."""
     tokens = re.split(r"[\s,]+", env_value or "")
@@ -106,6 +148,7 @@ class Attempt:
     keys: tuple[str, ...] = ()
     stamp: float = 0.0
     failures: int = 0  # the most failures of any of its keys, this one included
+    member: str = ""  # its entry in SharedSignInLimit's counts
 
     @property
     def retry_after(self) -> int:
@@ -116,8 +159,13 @@ class SignInLimit:
     """At most `attempts` failed sign-ins for one account name and from one client address in any `window`
     seconds: further attempts are refused, their password not checked, until the oldest of those failures is
     `window` seconds old. A successful sign-in clears its account's count, not its address's (signing in to one's
-    own account buys no more guesses at another's). Kept in this process, behind a lock: waitress serves each
-    request on one of several threads, and the sessions are this process's too (its key is made at each start)."""
+    own account buys no more guesses at another's).
+
+    This one counts in this process, behind a lock (waitress serves each request on one of several threads), in a
+    table of at most `max_keys` names and addresses. A flood of other names cannot push a count out: only counts
+    whose failures have all left the window are forgotten, and while the table is full of live ones an attempt
+    with a name or address it does not hold yet is refused (429 until the oldest count expires), never let through
+    uncounted. `httpov web` uses SharedSignInLimit, the same rule in Redis, where nothing needs evicting."""
 
     def __init__(self, attempts: int = SIGN_IN_ATTEMPTS, window: float = SIGN_IN_WINDOW,
                  clock: Callable[[], float] = time.monotonic, max_keys: int = 10_000) -> None:
@@ -160,15 +208,28 @@ class SignInLimit:
                         if stamps is not None and len(stamps) >= self.attempts), default=0.0)
             if wait > 0:
                 return Attempt(wait, keys)
+            new = [key for key in keys if recent[key] is None]
+            if len(self._failures) + len(new) > self.max_keys:
+                self._forget_expired(now)
+                if len(self._failures) + len(new) > self.max_keys:  # full of live counts: no key goes uncounted
+                    oldest = next(iter(self._failures.values()))
+                    return Attempt(max(oldest[-1] + self.window - now, 1.0), keys)
             failures = 0
             for key in keys:
                 stamps = self._failures.setdefault(key, deque())
                 stamps.append(now)
                 self._failures.move_to_end(key)
                 failures = max(failures, len(stamps))
-            while len(self._failures) > self.max_keys:  # a flood of names or addresses: forget the least recent
-                self._failures.popitem(last=False)
             return Attempt(0.0, keys, now, failures)
+
+    def _forget_expired(self, now: float) -> None:
+        """Drop the counts whose every failure has left the window: least recently failed first, so the first
+        one still live ends the search."""
+        while self._failures:
+            key, stamps = next(iter(self._failures.items()))
+            if stamps[-1] > now - self.window:
+                return
+            del self._failures[key]
 
     def succeeded(self, attempt: Attempt) -> None:
         """The password was right: the attempt is no failure, and its account's count starts again."""
@@ -179,6 +240,75 @@ class SignInLimit:
                     self._failures.pop(key, None)
                 elif stamps is not None and attempt.stamp in stamps:
                     stamps.remove(attempt.stamp)
+
+
+#: One failed sign-in on each of the counts KEYS (sorted sets of failure times), unless one of them has ARGV[3]
+#: failures in the ARGV[2] seconds before ARGV[1]: then {seconds to wait, 0}, nothing counted. Else {0, the most
+#: failures of any count}. Each count expires with its newest failure's window.
+_ATTEMPT = """
+local now, window, attempts = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local wait = 0
+for _, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= attempts then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    wait = math.max(wait, tonumber(oldest[2]) + window - now)
+  end
+end
+if wait > 0 then return {tostring(wait), 0} end
+local failures = 0
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[4])
+  redis.call('EXPIRE', key, math.ceil(window))
+  failures = math.max(failures, redis.call('ZCARD', key))
+end
+return {'0', failures}
+"""
+
+
+class SharedSignInLimit(SignInLimit):
+    """The sign-in limit in Redis, under `<prefix>:web:sign-in:`: one sorted set of failure times per account name
+    and per address, each expiring with its window. Every `httpov web` process on the farm's Redis counts the same
+    failures, a restart forgets none, and a flood of other names only adds keys that expire: it evicts nothing."""
+
+    def __init__(self, redis: Any, prefix: str, attempts: int = SIGN_IN_ATTEMPTS, window: float = SIGN_IN_WINDOW,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(attempts, window, clock)
+        self.redis, self.prefix = redis, prefix
+        self._attempt = redis.register_script(_ATTEMPT)
+
+    def _key(self, key: str) -> str:
+        return Keys(self.prefix).web_sign_in(key)
+
+    def attempt(self, keys: tuple[str, ...]) -> Attempt:
+        now = self.clock()
+        member = f"{now:.6f}:{secrets.token_hex(4)}"
+        wait, failures = redis_call(lambda: self._attempt([self._key(k) for k in keys],
+                                                           [now, self.window, self.attempts, member]))
+        if float(wait) > 0:
+            return Attempt(float(wait), keys)
+        return Attempt(0.0, keys, now, int(failures), member)
+
+    def succeeded(self, attempt: Attempt) -> None:
+        def clear() -> None:
+            with self.redis.pipeline() as pipe:
+                for key in attempt.keys:
+                    if key.startswith("user:"):
+                        pipe.delete(self._key(key))
+                    else:
+                        pipe.zrem(self._key(key), attempt.member)
+                pipe.execute()
+        redis_call(clear)
+
+
+def redis_call(fn: Callable[[], Any]) -> Any:
+    """Redis errors as the outage they are (BrokerUnavailableError: the page says it and keeps trying)."""
+    import redis
+
+    try:
+        return fn()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise BrokerUnavailableError(f"cannot reach Redis for sign-ins: {exc}") from exc
 
 
 @dataclass
@@ -195,16 +325,21 @@ class Gate:
         return read_accounts(self.accounts_file) if self.accounts_file else {}
 
     def login(self, name: str, password: str) -> bool:
+        return self.verify(name, password) is not None
+
+    def verify(self, name: str, password: str) -> str | None:
+        """The account's hash when `password` is its password (a session is bound to it: a new password ends the
+        sessions made with the old one), else None."""
         from argon2.exceptions import InvalidHashError, VerificationError
 
         hashed = self.accounts().get(name)
         if hashed is None:
             _hasher().hash(password or "x")  # the same work as a wrong password: no timing hint of who exists
-            return False
+            return None
         try:
-            return _hasher().verify(hashed, password)
+            return hashed if _hasher().verify(hashed, password) else None
         except (VerificationError, InvalidHashError):
-            return False
+            return None
 
     def token_ok(self, header: str | None) -> bool:
         """True for `Authorization: Bearer TOKEN` with a configured token (compared in constant time)."""

@@ -110,10 +110,11 @@ def login():
         attempt = gate.limit.attempt(gate.limit.keys(name, address))
         if attempt.wait:  # refused before the password is looked at, right or wrong
             return _too_many(attempt.retry_after)
-        if gate.login(name, request.form.get("password", "")):
+        hashed = gate.verify(name, request.form.get("password", ""))
+        if hashed is not None and web().sessions is not None:
             gate.limit.succeeded(attempt)
             session.clear()
-            session["user"] = name
+            session["sid"] = web().sessions.start(name, hashed)
             return redirect(_local(request.args.get("next")))
         # the name is data: repr() writes out quotes and control characters, so one line stays one line
         limit = gate.limit
@@ -137,14 +138,24 @@ def _too_many(retry_after: int) -> tuple[Response | str, int, dict[str, str]]:
 
 @pages.post("/logout")
 def logout():
+    """Ends this session server-side: its cookie, copied and replayed, signs nobody in."""
+    if web().sessions is not None:
+        web().sessions.end(session.get("sid"))
     session.clear()
     return redirect(url_for("pages.login"))
 
 
 def _local(target: str | None) -> str:
-    """Only a path on this site (no scheme, no host, no '//'): a login link cannot send the user elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
+    """Only a path on this site, else the jobs page: a login link cannot send the user elsewhere. A path starts
+    with one '/' and has no backslash, no control character and no space (browsers drop a tab or newline, so
+    `/<tab>/evil.example` would be `//evil.example`: another host), and parses with no scheme and no host."""
+    from urllib.parse import urlsplit
+
+    if (target and target.startswith("/") and not target.startswith("//") and "\\" not in target
+            and target.isprintable() and " " not in target):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
     return url_for("pages.jobs")
 
 

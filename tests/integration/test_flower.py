@@ -1,4 +1,5 @@
-"""A real `celery -A httpov flower` next to real render nodes: a job's tasks are found, readable, through its API."""
+"""A real Flower next to real render nodes, started as README says (`httpov flower`) from a folder outside the
+checkout: it needs a login there too; a job's tasks are found, readable, through its API."""
 from __future__ import annotations
 
 import ast
@@ -35,11 +36,18 @@ def _flower_env(settings, **flower: str) -> dict[str, str]:
     return {**env, **flower}
 
 
-def _start_flower(env: dict[str, str], log_path):
-    """The README's command, `celery -A httpov flower`, in the project folder (where flowerconfig.py is)."""
+HTTPOV_FLOWER = [sys.executable, "-m", "httpov.cli", "flower"]  # the README's `httpov flower`
+CELERY_FLOWER = [sys.executable, "-m", "celery", "-A", "httpov", "flower"]
+
+
+def _start_flower(env: dict[str, str], log_path, argv: list[str] = HTTPOV_FLOWER, cwd: Path | None = None):
+    """`argv` (the README's command, `httpov flower`, unless told) in `cwd`, by default a folder of its own outside
+    the checkout: no flowerconfig.py there to lean on."""
+    if cwd is None:
+        cwd = Path(log_path).parent / "elsewhere"
+        cwd.mkdir(exist_ok=True)
     log = open(log_path, "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "httpov", "flower"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
     return proc, log
 
 
@@ -94,9 +102,14 @@ def test_the_documented_flower_command_listens_on_loopback_with_a_login(settings
     assert api(flower + "/api/workers")[0] == 200
 
 
-def test_flower_refuses_to_start_without_a_login(settings, tmp_path):
+@pytest.mark.parametrize("how", ["httpov flower elsewhere", "celery -A httpov flower in the checkout",
+                                 "httpov flower on loopback, elsewhere"])
+def test_flower_refuses_to_start_without_a_login(settings, tmp_path, how):
     port = free_port()
-    proc, log = _start_flower(_flower_env(settings, FLOWER_PORT=str(port)), tmp_path / "flower.log")
+    argv, cwd = (CELERY_FLOWER, ROOT) if how.startswith("celery") else (HTTPOV_FLOWER, None)
+    if "loopback" in how:
+        argv = [*argv, "--address=127.0.0.1"]
+    proc, log = _start_flower(_flower_env(settings, FLOWER_PORT=str(port)), tmp_path / "flower.log", argv, cwd)
     try:
         assert proc.wait(60) != 0
         log.seek(0)
@@ -104,6 +117,14 @@ def test_flower_refuses_to_start_without_a_login(settings, tmp_path):
         assert _listening(port) == []
     finally:
         _stop(proc, log)
+
+
+def test_httpov_flower_keeps_its_login_against_a_conf_of_ones_own(settings, tmp_path):
+    own = tmp_path / "open.py"
+    own.write_text("basic_auth = []\naddress = '0.0.0.0'\n")
+    result = subprocess.run([*HTTPOV_FLOWER, f"--conf={own}"], env=_flower_env(settings), capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and "no --conf" in result.stderr, result.stderr
 
 
 def test_flower_lists_a_jobs_tasks_with_job_batch_and_frames(tmp_path, settings, client, workers, flower):

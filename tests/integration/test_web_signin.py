@@ -1,12 +1,14 @@
-"""`httpov web`'s sign-in limit and `--behind-proxy`, against a real server process (waitress) and plain HTTP
-requests: the sixth failed sign-in is refused even with the right password, until the window has passed; the address
-counted is the connection's unless a proxy is trusted, and then only the hop the proxy added; over https the session
-cookie is Secure."""
+"""`httpov web`'s sign-in limit, sessions and `--behind-proxy`, against a real server process (waitress) and plain
+HTTP requests: the sixth failed sign-in is refused even with the right password, until the window has passed, however
+many other names flood it and in every process on the farm's Redis; the address counted is the connection's unless a
+proxy is trusted, and then only the hop the proxy added; over https the session cookie is Secure. Sessions end
+server-side at sign-out, a new password or the account's removal, and outlive a restart; `next` stays on the site."""
 from __future__ import annotations
 
 import http.client
 import json
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -31,7 +33,8 @@ class Server:
         from httpov.web.auth import add_user
 
         self.accounts = tmp / "accounts"
-        add_user(self.accounts, "alice", PASSWORD)
+        if not self.accounts.exists():  # a restart in the same folder keeps the accounts (and the session key)
+            add_user(self.accounts, "alice", PASSWORD)
         self.port = free_port()
         self.log = tmp / f"web-{self.port}.log"
         self.proc = subprocess.Popen([sys.executable, "-m", "httpov.cli", "web", "--port", str(self.port),
@@ -61,7 +64,7 @@ class Server:
             conn.close()
 
     def sign_in(self, name: str, password: str, headers: dict[str, str] | None = None,
-                html: bool = True) -> tuple[int, http.client.HTTPMessage, str]:
+                html: bool = True, path: str = "/login") -> tuple[int, http.client.HTTPMessage, str]:
         """The sign-in form as a browser (or a script) sends it: the page for its cookie and CSRF token, then the
         POST; `headers` go with both (X-Forwarded-* as a proxy adds them)."""
         headers = dict(headers or {})
@@ -74,7 +77,22 @@ class Server:
         headers.update({"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
         if html:
             headers["Accept"] = "text/html"
-        return self.http("POST", "/login", headers, form)
+        return self.http("POST", path, headers, form)
+
+    def session(self, name: str = "alice", password: str = PASSWORD) -> str:
+        """A signed-in session's cookie (`httpov_session=...`)."""
+        status, headers, page = self.sign_in(name, password)
+        assert status == 302, page
+        return headers["Set-Cookie"].split(";")[0]
+
+    def api_status(self, cookie: str) -> int:
+        """What the API answers a script replaying `cookie`: 200 signed in, 401 not."""
+        return self.http("GET", "/api/jobs", {"Cookie": cookie, "Accept": "application/json"})[0]
+
+    def page_status(self, cookie: str) -> tuple[int, str]:
+        """What a browser replaying `cookie` gets for the jobs page: (200, '') or (302, where to)."""
+        status, headers, _ = self.http("GET", "/", {"Cookie": cookie, "Accept": "text/html"})
+        return status, headers.get("Location", "")
 
     def log_lines(self) -> list[str]:
         return self.log.read_text(errors="replace").splitlines()
@@ -97,9 +115,11 @@ def cookie_flags(headers: http.client.HTTPMessage) -> set[str]:
 def start(tmp_path: Path, settings: Settings) -> Iterator:
     servers: list[Server] = []
 
-    def start(*args: str) -> Server:
-        folder = tmp_path / f"server{len(servers)}"
-        folder.mkdir()
+    def start(*args: str, folder: Path | None = None) -> Server:
+        """A server in a new folder, or in `folder` (another's: its accounts file and session key)."""
+        if folder is None:
+            folder = tmp_path / f"server{len(servers)}"
+            folder.mkdir()
         servers.append(Server(folder, settings, *args))
         return servers[-1]
     yield start
@@ -189,3 +209,87 @@ def test_behind_proxy_over_https_makes_the_session_cookie_secure(start):
     # the proxy says plain http: the browser would drop a Secure cookie, so it is not one
     status, headers, _ = server.http("GET", "/login", {"X-Forwarded-Proto": "http"})
     assert status == 200 and cookie_flags(headers) == {"httponly", "path=/", "samesite=lax"}
+
+
+def test_signing_out_ends_the_session_server_side(start):
+    server = start()
+    cookie = server.session()
+    status, headers, page = server.http("GET", "/", {"Cookie": cookie, "Accept": "text/html"})
+    assert status == 200, page
+    browser = headers["Set-Cookie"].split(";")[0] if headers["Set-Cookie"] else cookie  # now with a CSRF token
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token, page
+    other = server.session()  # the same account in another browser
+    status, headers, _ = server.http("POST", "/logout", {"Cookie": browser, "Accept": "text/html",
+                                                         "Content-Type": "application/x-www-form-urlencoded"},
+                                     f"csrf_token={token.group(1)}".encode())
+    assert status == 302 and headers["Location"] == "/login"
+    for replayed in (cookie, browser):  # a copy of the cookie, kept from before the sign-out, signs nobody in
+        assert server.api_status(replayed) == 401
+        assert server.page_status(replayed) == (302, "/login?next=/")
+    assert server.api_status(other) == 200  # signing out here is not signing out there
+
+
+def test_a_new_password_or_the_accounts_removal_ends_its_sessions_at_once(start):
+    from httpov.web.auth import add_user
+
+    server = start()
+    add_user(server.accounts, "bob", PASSWORD)
+    alice = [server.session(), server.session()]
+    bob = server.session("bob")
+    assert [server.api_status(c) for c in (*alice, bob)] == [200, 200, 200]
+    add_user(server.accounts, "alice", "a new password")  # `httpov web-user add alice` again
+    assert [server.api_status(c) for c in alice] == [401, 401]
+    assert server.page_status(alice[0]) == (302, "/login?next=/")
+    assert server.api_status(bob) == 200
+    assert server.api_status(server.session("alice", "a new password")) == 200
+    assert server.sign_in("alice", PASSWORD)[0] == 401
+
+    lines = [line for line in server.accounts.read_text().splitlines() if not line.startswith("bob:")]
+    server.accounts.write_text("\n".join(lines) + "\n")  # bob's account removed
+    assert server.api_status(bob) == 401 and server.page_status(bob) == (302, "/login?next=/")
+    add_user(server.accounts, "bob", PASSWORD)  # and made again: the old session stays ended
+    assert server.api_status(bob) == 401
+
+
+def test_a_restart_keeps_the_sessions_and_the_key_is_kept_beside_the_accounts(start):
+    first = start()
+    cookie = first.session()
+    key = Path(f"{first.accounts}.key")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    made = key.read_text()
+    first.stop()
+    again = start(folder=first.accounts.parent)  # the same accounts, the same Redis: a restart
+    assert again.api_status(cookie) == 200 and again.page_status(cookie) == (200, "")
+    assert key.read_text() == made
+
+
+@pytest.mark.parametrize("target", ["/%09/evil.example", "//evil.example", "/%5Cevil.example", "/%5C/evil.example",
+                                    "https://evil.example", "https:evil.example", "/%0a/evil.example",
+                                    "/%0d%0aSet-Cookie:%20x=1", "%2F%2Fevil.example", "/%20/evil.example"])
+def test_next_sends_a_signed_in_user_only_to_a_path_on_this_site(start, target):
+    server = start()
+    status, headers, page = server.sign_in("alice", PASSWORD, path=f"/login?next={target}")
+    assert status == 302 and headers["Location"] == "/", (status, headers["Location"], page[:300])
+
+
+def test_next_keeps_a_path_on_this_site(start):
+    server = start()
+    status, headers, _ = server.sign_in("alice", PASSWORD, path="/login?next=/jobs/abc%3Fx%3D1")
+    assert status == 302 and headers["Location"] == "/jobs/abc?x=1"
+
+
+def test_a_flood_of_other_names_and_addresses_leaves_the_attacked_account_counted_in_every_process(start):
+    server = start("--behind-proxy")
+    for n in range(5):  # someone guesses alice's password from five addresses
+        assert server.sign_in("alice", "not the password", {"X-Forwarded-For": f"192.0.2.{n}"})[0] == 401
+    for n in range(40):  # then fails with forty other names from forty other addresses
+        hop = {"X-Forwarded-For": f"198.51.{n // 250}.{n % 250 + 1}"}
+        assert server.sign_in(f"flood{n}", "not the password", hop)[0] == 401
+    assert server.sign_in("alice", PASSWORD, {"X-Forwarded-For": "203.0.113.1"})[0] == 429
+    server.stop()
+    again = start("--behind-proxy", folder=server.accounts.parent)  # a restart, or the next process behind the proxy
+    status, headers, body = again.sign_in("alice", PASSWORD, {"X-Forwarded-For": "203.0.113.2"}, html=False)
+    assert status == 429 and headers["Content-Type"] == "application/json"
+    assert 1 <= json.loads(body)["retry_after"] <= 600 and int(headers["Retry-After"]) >= 1
+    assert again.sign_in("flood0", "not the password", {"X-Forwarded-For": "198.51.0.1"})[0] == 401  # 2 of 5

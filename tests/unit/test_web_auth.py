@@ -122,3 +122,54 @@ def test_the_cli_defaults_are_the_limits():
     params = {p.name: p.default for p in cli.commands["web"].params}
     limit = SignInLimit()
     assert (params["sign_in_attempts"], params["sign_in_window"]) == (limit.attempts, limit.window)
+
+
+def test_a_flood_of_other_names_cannot_push_out_a_count_and_only_expired_counts_are_forgotten():
+    clock = Clock()
+    limit = SignInLimit(5, 600, clock, max_keys=100)
+    alice = limit.keys("alice", "192.0.2.1")
+    for _ in range(5):
+        limit.attempt(alice)
+    for n in range(300):  # 49 more pairs fit; then new names and addresses are refused, never let in uncounted
+        clock.now += 1
+        limit.attempt(limit.keys(f"user{n}", f"198.51.100.{n}"))
+    assert len(limit._failures) == 100
+    assert limit.attempt(limit.keys("alice", "203.0.113.1")).wait == 600 - 300  # still counted
+    refused = limit.attempt(limit.keys("carol", "203.0.113.2"))  # the table is full of live counts
+    assert refused.wait > 0 and refused.keys == limit.keys("carol", "203.0.113.2")
+    assert limit.attempt(limit.keys("user0", "198.51.100.0")).wait == 0  # a count it holds goes on counting
+    clock.now += 600  # alice's and the first flood's failures have left the window: their room is free again
+    assert limit.attempt(limit.keys("carol", "203.0.113.2")).failures == 1
+    assert limit.attempt(alice).failures == 1
+
+
+def test_the_session_key_is_made_once_0600_and_refused_when_others_can_read_it(tmp_path):
+    from httpov.web.auth import signing_key
+
+    accounts = tmp_path / "conf" / "web-accounts"
+    key = signing_key(accounts)
+    path = tmp_path / "conf" / "web-accounts.key"
+    assert len(key) == 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert signing_key(accounts) == key  # kept: a restart signs nobody out
+    path.chmod(0o644)
+    with pytest.raises(BadInputError, match="can be read by others"):
+        signing_key(accounts)
+    path.chmod(0o600)
+    path.write_text("short\n")
+    with pytest.raises(BadInputError, match="not a session key"):
+        signing_key(accounts)
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    ("/jobs/abc?x=1", "/jobs/abc?x=1"), ("/", "/"), (None, "/"), ("", "/"), ("jobs", "/"),
+    ("/\t/evil.example", "/"), ("//evil.example", "/"), ("/\\evil.example", "/"), ("https://evil.example", "/"),
+    ("/\n/evil.example", "/"), ("/ /evil.example", "/"), ("/\x7f/x", "/"), ("/\u2028/x", "/")])
+def test_next_is_only_a_path_on_this_site(target, expected):
+    from flask import Flask
+
+    from httpov.web.pages import _local
+
+    app = Flask("t")
+    app.add_url_rule("/", "pages.jobs")
+    with app.test_request_context():
+        assert _local(target) == expected

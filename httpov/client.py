@@ -6,22 +6,24 @@ import io
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from httpov import archive, paths
+from httpov.access import Action, Identity, check_name, local_operator, require
 from httpov.errors import (
     ArchiveError,
     BadInputError,
     BrokerUnavailableError,
+    ForbiddenError,
     JobFailedError,
     JobStateError,
     ResultError,
     SceneError,
 )
-from httpov.options import SubmitOptions, login_name
+from httpov.options import SubmitOptions
 from httpov.outage import through_outage
 from httpov.plan import (
     Batch,
@@ -42,7 +44,7 @@ from httpov.states import FINISHED, LIVE, JobState, TransitionRefused
 from httpov.storage import Storage, open_storage
 from httpov.store import JobStore, open_store
 from httpov.text import shown
-from httpov.view import JobView, job_view
+from httpov.view import JobView, follow, job_view, overview
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -50,6 +52,15 @@ if TYPE_CHECKING:
     from httpov.retention import Deleted
 
 Progress = Callable[[JobView], None]
+
+
+def authorize(store: JobStore, who: Identity | None, action: Action, job_id: str) -> str:
+    """The job's owner, once `who` (None: the local operator) may do `action` to it: ForbiddenError otherwise,
+    nothing done; JobNotFoundError when there is no such job. Every method below that acts on a job asks it first,
+    and so does the web's source of frames and thumbnails: this is where authorization is applied."""
+    owner = store.owner(job_id)
+    require(who or local_operator(), action, owner, job_id)
+    return owner
 
 
 @dataclass
@@ -96,8 +107,13 @@ class Client:
 
     # submit
     def submit(self, source: Path, options: SubmitOptions | None = None, *,
-               limits: archive.ArchiveLimits | None = None, **given: object) -> Submission:
+               limits: archive.ArchiveLimits | None = None, who: Identity | None = None,
+               **given: object) -> Submission:
         """Check the scene, store it once by content hash, record the job and queue its batches.
+
+        The job is owned by `who` (None: the local operator, named by the login name), or by `options.user` when
+        `who` is an admin (the record keeps who submitted it for them); anyone else naming another owner is
+        ForbiddenError before anything is read or stored.
 
         `options`: how to render it (httpov.options.SubmitOptions, built by SubmitOptions.parse, which checks every
         option and lets each surface word its errors); a library caller may give them as keywords instead
@@ -107,6 +123,13 @@ class Client:
             raise TypeError("give the submit options as a SubmitOptions or as keywords, not both")
         if options is None:
             options = SubmitOptions.parse(given, self.settings)
+        who = who or local_operator()
+        require(who, Action.SUBMIT)
+        owner = options.user or who.name
+        if owner != who.name and not who.admin:
+            raise ForbiddenError(f"{shown(who.name)} ({who.role}) may not submit a job for {shown(owner)}: only an "
+                                 "admin may name another owner", hint="leave the user out: the job is yours")
+        check_name(owner, "job owner")  # an account named before the one name rule (`_ops`) cannot own jobs
         pool, radiosity_cache = options.pool, options.radiosity_cache
         limits = limits or self.settings.archive_limits()
         with tempfile.TemporaryDirectory(prefix="httpov-submit-") as tmp:
@@ -137,8 +160,8 @@ class Client:
                         self.store.scene_deleted(key)
                 raise
         queue = self.settings.pool_queue(pool) if pool else ""
-        self._queue_job(spec, user=options.user or login_name(), queue=queue,
-                        max_processes=options.max_processes or 0, max_nodes=options.max_nodes or 0)
+        self._queue_job(spec, user=owner, queue=queue, max_processes=options.max_processes or 0,
+                        max_nodes=options.max_nodes or 0, submitted_by=who.name, operator=who.operator)
         warnings = []
         if pool and pool not in self.store.live_pools(within=self.settings.live_node_seconds):
             warnings.append(f"no live render node is in pool {pool!r}: the job waits until one joins "
@@ -168,13 +191,14 @@ class Client:
                 + " (--radiosity-cache off: none)"]
 
     def _queue_job(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,
-                   max_nodes: int = 0) -> None:
+                   max_nodes: int = 0, submitted_by: str = "", operator: bool = False) -> None:
         """Record the job unlisted with its batches pending, queue its first window of them (the render nodes top it
         up as batches end: httpov.dispatch), then list it; an interrupted submit (Ctrl-C, an error) fails the job
         so nodes drop what was queued, and a client that dies lets its submit lease run out."""
         # a slice waiting for its frame's radiosity pre-pass is put on the pending list by that pre-pass
         self.store.create(spec, user=user, queue=queue, max_processes=max_processes,
-                          pending=waiting_for_prepass(spec, spec.batches), max_nodes=max_nodes)
+                          pending=waiting_for_prepass(spec, spec.batches), max_nodes=max_nodes,
+                          submitted_by=submitted_by, operator=operator)
         sent = [0]
 
         def sending(count: int) -> None:
@@ -204,11 +228,34 @@ class Client:
                         priority=options.priority, measured=measured)
 
     # looking at jobs
+    def view(self, job_id: str, who: Identity | None = None) -> JobView:
+        """The job as it is now (`httpov status JOB`): anyone who may VIEW sees any job's progress."""
+        authorize(self.store, who, Action.VIEW, job_id)
+        return job_view(self.store, job_id, live_within=self.settings.live_node_seconds)
+
+    def jobs(self, who: Identity | None = None, *, states: list[str] | None = None, name: str | None = None,
+             user: str | None = None, limit: int | None = None) -> list[JobView]:
+        """The newest `limit` jobs (None: all) in `states`, whose name matches `name`, of `user`, oldest first
+        (`httpov status`): everyone's, for anyone who may VIEW."""
+        require(who or local_operator(), Action.VIEW)
+        return overview(self.store, states=states, name=name, user=user, limit=limit,
+                        live_within=self.settings.live_node_seconds)
+
+    def follow(self, job_id: str, who: Identity | None = None, poll: float = 1.0, timeout: float | None = None,
+               on_outage: Callable[[str], None] | None = None) -> Iterator[JobView]:
+        """The job's view every `poll` seconds until it ends (`httpov watch`), riding out a Redis outage."""
+        authorize(self.store, who, Action.VIEW, job_id)
+        return follow(self.store, job_id, poll=poll, timeout=timeout, outage=self.settings.outage_seconds,
+                      on_outage=on_outage, live_within=self.settings.live_node_seconds)
+
     def wait(self, job_id: str, on_progress: Progress | None = None, poll: float = 0.5,
-             timeout: float | None = None, on_outage: Callable[[str], None] | None = None) -> JobView:
+             timeout: float | None = None, on_outage: Callable[[str], None] | None = None,
+             who: Identity | None = None) -> JobView:
         """Block until the job is finished, telling `on_progress` its view (httpov.view.JobView: progress and ETA)
         at each poll; raise JobFailedError unless every frame rendered. While Redis does not answer (a restart) it
         keeps trying for up to settings.outage_seconds, telling `on_outage` once per outage."""
+        through_outage(lambda: authorize(self.store, who, Action.VIEW, job_id), self.settings.outage_seconds,
+                       on_outage)
         deadline = None if timeout is None else time.monotonic() + timeout
         sweep_every, last_sweep = self.settings.sweep_seconds, time.monotonic()
         while True:
@@ -228,7 +275,8 @@ class Client:
             raise job_failed(progress)
         return progress
 
-    def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None) -> list[Path]:
+    def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None,
+              who: Identity | None = None) -> list[Path]:
         """Download every rendered frame as a PNG into `output` and the batch logs (failed batches' too) into
         `output/logs`; a job with no rendered frame is JobFailedError (failed, cancelled) or JobStateError.
 
@@ -237,6 +285,7 @@ class Client:
         it is unpacked or decoded."""
         from httpov import media
 
+        authorize(self.store, who, Action.DOWNLOAD, job_id)
         spec = self.store.spec(job_id)
         output = Path(output)
         (output / "logs").mkdir(parents=True, exist_ok=True)
@@ -270,12 +319,14 @@ class Client:
                         hint=f"`httpov status {job_id}` shows why; `httpov fetch {job_id} --output DIR` keeps its logs")
         return sorted(images)
 
-    def logs(self, job_id: str, frame: int | None = None, failed: bool = False) -> list[BatchLog]:
+    def logs(self, job_id: str, frame: int | None = None, failed: bool = False,
+             who: Identity | None = None) -> list[BatchLog]:
         """povray's logs of the job's batches, in batch order: of every batch, or of those holding `frame` (a sliced
         frame's slices); for a failed batch its last failed attempt's. With `failed`, only failed attempts' logs
         (of batches rendered after failing too). Only the chosen batches' zips are downloaded."""
         from httpov import media
 
+        authorize(self.store, who, Action.DOWNLOAD, job_id)
         spec = self.store.spec(job_id)
         if frame is not None and not spec.first <= frame <= spec.last:
             raise BadInputError(f"--frame {frame}: job {job_id} renders frames {spec.first}-{spec.last}")
@@ -307,23 +358,26 @@ class Client:
         return found
 
     # job control
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, who: Identity | None = None) -> None:
         """Queued batches are dropped when they come up; running povrays are killed within a lease tick."""
+        authorize(self.store, who, Action.CONTROL, job_id)
         try:
             self.store.transition(job_id, JobState.CANCELLED)
         except TransitionRefused as exc:
             raise JobStateError(f"job {job_id} is already {exc.current}") from exc
 
-    def pause(self, job_id: str) -> None:
+    def pause(self, job_id: str, who: Identity | None = None) -> None:
         """Batches not yet sent are set aside at once, queued ones as they come up; running ones finish."""
+        authorize(self.store, who, Action.CONTROL, job_id)
         try:
             self.store.transition(job_id, JobState.PAUSED)
         except TransitionRefused as exc:
             raise JobStateError(f"job {job_id} is {exc.current}: only a queued or running job pauses") from exc
         self.store.park_pending(job_id)  # what was never sent is set aside at once
 
-    def resume(self, job_id: str) -> int:
+    def resume(self, job_id: str, who: Identity | None = None) -> int:
         """Queue the batches set aside while paused; answers how many."""
+        authorize(self.store, who, Action.CONTROL, job_id)
         try:
             self.store.transition(job_id, JobState.RUNNING, only_from=(JobState.PAUSED,))
         except TransitionRefused as exc:
@@ -337,11 +391,12 @@ class Client:
         self._top_up(spec)
         return len(parked)
 
-    def retry(self, job_id: str, frames: tuple[int, int] | None = None) -> int:
+    def retry(self, job_id: str, frames: tuple[int, int] | None = None, who: Identity | None = None) -> int:
         """Re-render only the batches that failed or are missing, or with `frames` (first, last) every batch holding
         one of those frames (a sliced frame's slices), done ones too: their new results replace the old ones
         object by object (each store is atomic) and the job's history says what was rendered again. Answers how
         many batches were queued."""
+        authorize(self.store, who, Action.CONTROL, job_id)
         spec = self.store.spec(job_id)
         if frames is not None and not spec.first <= frames[0] <= frames[1] <= spec.last:
             raise BadInputError(f"--frames {frames[0]}-{frames[1]}: job {job_id} renders frames "
@@ -372,30 +427,36 @@ class Client:
         self._top_up(spec)
         return len(todo)
 
-    def delete(self, job_id: str, force: bool = False) -> Deleted:
+    def delete(self, job_id: str, force: bool = False, who: Identity | None = None) -> Deleted:
         """Delete a finished job's Redis keys, stored results and logs, and its scene once no job uses it; a live
         or paused job is JobStateError unless `force`, which cancels it first (httpov.retention.delete_job)."""
         from httpov.retention import delete_job
 
+        authorize(self.store, who, Action.DELETE, job_id)
         state = self.store.state(job_id)
         if state in (*LIVE, JobState.PAUSED):
             if not force:
                 raise JobStateError(f"job {job_id} is {state}: cancel it first, or delete it with --force")
             with contextlib.suppress(JobStateError):  # finished meanwhile
-                self.cancel(job_id)
+                self.cancel(job_id, who)
         return delete_job(self.store, self.storage, job_id)
 
-    def prune(self, older_than: float, states: tuple[str, ...] = FINISHED, dry_run: bool = False) -> list[Deleted]:
-        """Delete (or list, with `dry_run`) the finished jobs older than `older_than` seconds."""
+    def prune(self, older_than: float, states: tuple[str, ...] = FINISHED, dry_run: bool = False,
+              who: Identity | None = None) -> list[Deleted]:
+        """Delete (or list, with `dry_run`) the finished jobs older than `older_than` seconds: everyone's, so an
+        admin's (or the local operator's) to do."""
         from httpov.retention import prune
+
+        require(who or local_operator(), Action.DELETE)
 
         return prune(self.store, self.storage, older_than, states, dry_run)
 
-    def set_priority(self, job_id: str, priority: int) -> int:
+    def set_priority(self, job_id: str, priority: int, who: Identity | None = None) -> int:
         """Change a queued (or running, or paused) job's priority; its batches still queued follow. Answers how
         many batches were queued again at the new priority."""
         from httpov.dispatch import reprioritize
 
+        authorize(self.store, who, Action.CONTROL, job_id)
         return reprioritize(self.celery, self.store, job_id, self.settings.queue, priority)
 
     def reap(self, node: str | None = None) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from httpov.access import Action, Identity, Role, require
 from httpov.errors import BadInputError, FieldError, SceneError
 from httpov.options import OptionError, SubmitOptions, parse_priority
 from httpov.plan import parse_frame_range, safe_name
@@ -18,12 +19,21 @@ api = Blueprint("api", __name__, url_prefix="/api")
 
 CONTROLS = ("cancel", "pause", "resume", "retry")
 #: Submit's options a form or a script may send, as text (SubmitOptions' names, as the CLI's flags without the
-#: dashes); the scene zip comes in the field `scene`, and `user` is taken from a bearer token's request only.
+#: dashes); the scene zip comes in the field `scene`. The field `user` (the job's owner) is the signed-in account's
+#: own name unless an admin names another.
 SUBMIT_FIELDS = ("name", "frames", "count", "slices", "priority", "radiosity_cache")
+#: Who a reader of a `--public-read` page is, signed in as nobody: a viewer no account can be (not a name).
+PUBLIC = Identity("(public)", Role.VIEWER)
 
 
 def web() -> Any:
     return current_app.extensions["httpov"]
+
+
+def who() -> Identity:
+    """The identity this request acts as (set by the app's check on each request): a signed-in account with its
+    role, a bearer token's, or PUBLIC."""
+    return g.get("identity") or PUBLIC
 
 
 def wants_json() -> bool:
@@ -37,8 +47,8 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
     """Client.submit of an uploaded scene zip with the CLI's options from form fields; FieldError names the field."""
     client = web().client
     given: dict[str, object] = {field: form[field] for field in SUBMIT_FIELDS if form.get(field)}  # empty: not given
-    # the job is the signed-in user's; a script with a bearer token may name its user (default: the server's login)
-    given["user"] = (form.get("user") or None) if g.get("bearer") else g.get("user")
+    # the job is the signed-in account's; an admin may name another owner (Client.submit refuses anyone else)
+    given["user"] = form.get("user") or who().name
     errors: dict[str, str] = {}
     try:
         options = SubmitOptions.parse(given, client.settings)
@@ -54,7 +64,7 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
         path = Path(tmp) / "scene.zip"  # never the uploaded name: that is data, not a path
         upload.save(path)
         try:
-            return client.submit(path, options)
+            return client.submit(path, options, who=who())
         except SceneError as exc:  # ArchiveError too: the zip is the problem
             raise FieldError({"scene": str(exc)}) from None
         except BadInputError as exc:  # what only the scene decides (--slices past its height): said as the CLI says it
@@ -76,9 +86,9 @@ def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
             span = parse_frame_range(frames)
         except BadInputError as exc:
             raise FieldError({"frames": str(exc)}) from None
-        result = client.retry(job, frames=span)
+        result = client.retry(job, frames=span, who=who())
     else:
-        result = getattr(client, action)(job)
+        result = getattr(client, action)(job, who=who())
     answer: dict[str, Any] = {"id": job, "action": action, "state": client.store.state(job)}
     if isinstance(result, int):
         answer["batches_queued"] = result
@@ -87,7 +97,7 @@ def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
 
 def delete(job: str) -> dict[str, Any]:
     """`httpov delete JOB`'s library call: a live job is refused (409), as the CLI refuses it without --force."""
-    deleted = web().client.delete(job_id(job))
+    deleted = web().client.delete(job_id(job), who=who())
     return {"id": deleted.job_id, "action": "delete", "objects": deleted.objects, "redis_keys": deleted.redis_keys,
             "scene_deleted": deleted.scene_deleted}
 
@@ -96,6 +106,7 @@ def nodes() -> Any:
     """`httpov nodes --json`'s library call."""
     from httpov.nodes import farm_nodes
 
+    require(who(), Action.NODES)
     client = web().client
     return farm_nodes(client.store, client.settings.lease_seconds)
 
@@ -103,24 +114,24 @@ def nodes() -> Any:
 def set_priority(job: str, raw: str | None) -> dict[str, Any]:
     """`httpov priority JOB N`'s library call."""
     priority = parse_priority(raw or "")
-    web().client.set_priority(job_id(job), priority)
+    web().client.set_priority(job_id(job), priority, who=who())
     return {"id": job, "action": "priority", "priority": priority}
 
 
 @api.get("/jobs")
 def list_jobs():
-    views = web().source.jobs(request.args.get("state") or None, request.args.get("user") or None)
+    views = web().source.jobs(request.args.get("state") or None, request.args.get("user") or None, who=who())
     return jsonify([view.to_json() for view in views])
 
 
 @api.get("/jobs/<job>")
 def show_job(job: str):
-    return jsonify(web().source.job(job).to_json())
+    return jsonify(web().source.job(job, who=who()).to_json())
 
 
 @api.get("/jobs/<job>/frames")
 def list_frames(job: str):
-    return jsonify(web().source.frames(job))
+    return jsonify(web().source.frames(job, who=who()))
 
 
 @api.post("/jobs")

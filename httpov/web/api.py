@@ -45,6 +45,7 @@ def wants_json() -> bool:
 
 def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
     """Client.submit of an uploaded scene zip with the CLI's options from form fields; FieldError names the field."""
+    require(who(), Action.SUBMIT)  # a viewer: 403 before the upload is looked at
     client = web().client
     given: dict[str, object] = {field: form[field] for field in SUBMIT_FIELDS if form.get(field)}  # empty: not given
     # the job is the signed-in account's; an admin may name another owner (Client.submit refuses anyone else)

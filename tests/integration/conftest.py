@@ -1,52 +1,16 @@
-"""Integration tests start real services: Redis and povray must be there (a usage error, never a skip), and each
-test gets its own Redis key prefix and queue on the real Redis, real storage folders and real `celery -A httpov
-worker` processes."""
+"""Integration tests start real services: each test gets its own Redis key prefix and queue on the real Redis
+(`settings` and `client` in tests/conftest.py), real storage folders and real `celery -A httpov worker` processes.
+Their needs (Redis, povray) are checked in tests/conftest.py: missing ones are a usage error, never a skip."""
 from __future__ import annotations
 
-import secrets
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from httpov.local import start_worker, stop_worker
 from httpov.settings import Settings
-from tests.conftest import REDIS_URL
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Integration tests need Redis and povray; on CI their absence is a failure, never a skip."""
-    if shutil.which("povray") is None:
-        raise pytest.UsageError("povray is not installed: apt-get install -y povray (or run .ci/run)")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.ConnectionError:
-        raise pytest.UsageError(f"Redis does not answer at {REDIS_URL}: start redis-server (or run .ci/run)") from None
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Iterator[Settings]:
-    """Settings private to one test: its own key prefix, queue, storage folder and node cache."""
-    tag = "httpovtest-" + secrets.token_hex(4)
-    s = Settings(broker_url=REDIS_URL, state_url=REDIS_URL, storage=str(tmp_path / "storage"), prefix=tag,
-                 queue=tag, cache_dir=tmp_path / "cache", lease_seconds=4.0, max_attempts=3,
-                 task_time_limit=600)
-    yield s
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{tag}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-
-
-@pytest.fixture
-def client(settings: Settings):
-    from httpov.celery import make_app
-    from httpov.client import Client
-
-    return Client(settings, make_app(settings))
 
 
 @pytest.fixture

@@ -172,9 +172,23 @@ def queue_drained(settings: Settings) -> bool:
     return waiting + r.hlen(f"{settings.prefix}:kombu:unacked") == 0
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_until(predicate: Callable[[], object], timeout: float) -> bool:
+    """Poll `predicate` every 0.1 s until it holds (True) or `timeout` seconds have passed (False)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            return False
         time.sleep(0.1)
+    return True
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Wait until `predicate` holds; past `timeout` seconds, fail naming `what` was awaited."""
+    if not wait_until(predicate, timeout):
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def outlived(since: float, seconds: float) -> Callable[[], bool]:
+    """A condition for wait_for: `seconds` have passed since the monotonic time `since` (a lease held then has run
+    out). For waits whose point is time itself passing; anything else waits for what it needs."""
+    return lambda: time.monotonic() - since > seconds

@@ -105,10 +105,16 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
 
 @pytest.fixture
 def client(settings: Settings):
+    """A Client of the test's settings whose `wait` looks every 0.1 s (a user's looks every 0.5 s): a test's
+    tiny job is seen done at once."""
     from httpov.celery import make_app
     from httpov.client import Client
 
-    return Client(settings, make_app(settings))
+    class QuickClient(Client):
+        def wait(self, job_id, on_progress=None, poll=0.1, timeout=None, on_outage=None):
+            return super().wait(job_id, on_progress, poll, timeout, on_outage)
+
+    return QuickClient(settings, make_app(settings))
 
 
 def write_scene(folder: Path, pov: str, ini: str | None = None) -> Path:

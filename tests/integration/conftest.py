@@ -3,6 +3,9 @@
 Their needs (Redis, povray) are checked in tests/conftest.py: missing ones are a usage error, never a skip."""
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +18,8 @@ from httpov.settings import Settings
 
 @pytest.fixture
 def workers(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start real render nodes: `workers(concurrency=2, name="a")`; all are killed (whole group) at teardown."""
+    """Start real render nodes: `workers(concurrency=2, name="a")`; all are killed (whole group) at teardown, at
+    once and without a warm shutdown (Celery's takes a second a node; the test is over, its keys are deleted next)."""
     started: list[tuple[subprocess.Popen, Path]] = []
 
     def start(concurrency: int = 2, name: str | None = None, settings_: Settings | None = None) -> subprocess.Popen:
@@ -27,7 +31,10 @@ def workers(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., subpro
 
     yield start
     for proc, _ in started:
-        stop_worker(proc, grace=5.0)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    for proc, _ in started:
+        stop_worker(proc, grace=5.0)  # already gone: reaped at once
     for _, log in started:  # a worker's traceback is shown with the test that provoked it
         text = log.read_text(errors="replace") if log.exists() else ""
         if "Traceback" in text:

@@ -57,12 +57,28 @@ def missing_for(layer: str) -> list[str]:
     return missing
 
 
+def _missing_for_layers(layers: set[str]) -> str:
+    return "\n".join(dict.fromkeys(line for layer in LAYERS if layer in layers for line in missing_for(layer)))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """The layers about to run need their services: a missing one is a usage error (exit 4), never a skip."""
-    layers = {layer for item in session.items for layer in LAYERS if item.get_closest_marker(layer)}
-    missing = [line for layer in LAYERS if layer in layers for line in missing_for(layer)]
+    if hasattr(session.config, "workerinput"):
+        return  # a pytest-xdist worker: its controller checks (below), where the message can be shown
+    missing = _missing_for_layers({layer for item in session.items for layer in LAYERS
+                                   if item.get_closest_marker(layer)})
     if missing:
-        raise pytest.UsageError("\n".join(dict.fromkeys(missing)))
+        raise pytest.UsageError(missing)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """With pytest-xdist (`-n 2`, as .ci/run runs): the same check, in the controller, on the tests a worker has
+    collected (their folder is their layer)."""
+    parts = [nodeid.split("::")[0].split("/") for nodeid in ids]
+    missing = _missing_for_layers({p[1] for p in parts if len(p) > 2 and p[0] == "tests" and p[1] in LAYERS})
+    if missing:
+        pytest.exit(f"ERROR: {missing}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _without_httpov_variables(mp: pytest.MonkeyPatch, config_home: Path) -> None:

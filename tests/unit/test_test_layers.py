@@ -25,11 +25,25 @@ def _collected(result: subprocess.CompletedProcess) -> list[str]:
     return [line for line in result.stdout.splitlines() if "::" in line]
 
 
+def test_a_test_and_the_processes_it_starts_see_none_of_the_callers_settings() -> None:
+    """Run by the test below with the caller's settings set: they are gone, the config file too."""
+    from httpov.settings import Settings
+
+    assert [name for name in os.environ if name.startswith("HTTPOV_") and not name.startswith("HTTPOV_TEST_")] == []
+    child = subprocess.run([sys.executable, "-c", "import os; print(' '.join(os.environ))"], capture_output=True,
+                           text=True, check=True)
+    assert [name for name in child.stdout.split() if name.startswith("HTTPOV_") and "_TEST_" not in name] == []
+    got, default = Settings.from_env(), Settings()  # neither variables nor a config file: the defaults
+    assert [getattr(got, f) for f in ("broker_url", "state_url", "prefix", "queue", "lease_seconds")] == \
+        [getattr(default, f) for f in ("broker_url", "state_url", "prefix", "queue", "lease_seconds")]
+
+
 def test_unit_tests_need_neither_redis_nor_povray_nor_the_callers_settings(tmp_path: Path) -> None:
     result = _pytest(tmp_path, "tests/unit/test_text.py", "tests/unit/test_config_file.py",
-                     "tests/unit/test_settings_env.py")
+                     "tests/unit/test_settings_env.py", f"{Path(__file__).relative_to(ROOT)}::"
+                     "test_a_test_and_the_processes_it_starts_see_none_of_the_callers_settings")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert " passed" in result.stdout
+    assert " passed" in result.stdout and "deselected" not in result.stdout
 
 
 def test_the_unit_marker_selects_the_unit_folder_and_needs_nothing_either(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from httpov.access import Action, Identity, Role, allowed, require
+from httpov.access import Action, Identity, Role, allowed
 from httpov.errors import BadInputError, FieldError, ForbiddenError, SceneError
 from httpov.options import OptionError, SubmitOptions, parse_priority
 from httpov.plan import parse_frame_range, safe_name
@@ -141,8 +141,9 @@ def create_token(label: str | None, account: str | None = None) -> tuple[str, An
     row). The account must be in the accounts file: a farm-wide token, an admin of no account, names one."""
     who = _signed_in()
     account = (account or "").strip() or who.name
-    if account != who.name:
-        require(who, Action.ADMIN)
+    if account != who.name and not allowed(who, Action.ADMIN):
+        raise ForbiddenError(f"{shown(who.name)} may not make a token for {shown(account)}: only for themselves",
+                             hint="an admin can make anyone's (`httpov web-token add NAME`)")
     if account not in web().gate.accounts():
         raise FieldError({"account": f"{account!r} is not an account of this server: tokens belong to accounts"})
     try:

@@ -21,7 +21,7 @@ from httpov.cli import cli
 from httpov.local_farm import worker_env
 from httpov.settings import Settings
 from tests.conftest import REDIS_URL, write_scene
-from tests.integration.test_web_signin import PASSWORD, Server
+from tests.store.test_web_signin import PASSWORD, Server
 
 FARM_TOKEN = "farm-wide-" + secrets.token_urlsafe(24)
 SCENE = """

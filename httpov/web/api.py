@@ -1,6 +1,7 @@
 """The JSON API that the pages and scripts share: each endpoint is the library call the CLI command makes."""
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
@@ -9,18 +10,20 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 
-from httpov.access import Action, Identity, Role, require
-from httpov.errors import BadInputError, FieldError, SceneError
+from httpov.access import Action, Identity, Role, allowed, require
+from httpov.errors import BadInputError, FieldError, ForbiddenError, SceneError
 from httpov.options import OptionError, SubmitOptions, parse_priority
 from httpov.plan import parse_frame_range, safe_name
+from httpov.text import shown
 from httpov.web.source import job_id
 
 api = Blueprint("api", __name__, url_prefix="/api")
+log = logging.getLogger("httpov.web")
 
 CONTROLS = ("cancel", "pause", "resume", "retry")
 #: Submit's options a form or a script may send, as text (SubmitOptions' names, as the CLI's flags without the
 #: dashes); the scene zip comes in the field `scene`. The field `user` (the job's owner) is the signed-in account's
-#: own name unless an admin names another.
+#: (or the token's account's) own name unless an admin names another.
 SUBMIT_FIELDS = ("name", "frames", "count", "slices", "priority", "radiosity_cache")
 #: Who a reader of a `--public-read` page is, signed in as nobody: a viewer no account can be (not a name).
 PUBLIC = Identity("(public)", Role.VIEWER)
@@ -48,7 +51,8 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
     require(who(), Action.SUBMIT)  # a viewer: 403 before the upload is looked at
     client = web().client
     given: dict[str, object] = {field: form[field] for field in SUBMIT_FIELDS if form.get(field)}  # empty: not given
-    # the job is the signed-in account's; an admin may name another owner (Client.submit refuses anyone else)
+    # the job is the signed-in account's or the token's account's (a farm-wide token's: `token`'s); an admin may
+    # name another owner (Client.submit refuses anyone else)
     given["user"] = form.get("user") or who().name
     errors: dict[str, str] = {}
     try:
@@ -119,6 +123,55 @@ def set_priority(job: str, raw: str | None) -> dict[str, Any]:
     return {"id": job, "action": "priority", "priority": priority}
 
 
+def requester() -> Identity | None:
+    """Who the request acts as when someone signed in or sent a token (its identity, with the account's role);
+    None for nobody (a --public-read reader)."""
+    return who() if g.get("user") is not None else None
+
+
+def _signed_in() -> Identity:
+    who = requester()
+    if who is None:
+        raise ForbiddenError("sign in first: API tokens belong to an account")
+    return who
+
+
+def account_tokens() -> list[Any]:
+    """The requester's own tokens; an admin's list has everyone's."""
+    who = _signed_in()
+    return web().tokens.list(None if allowed(who, Action.ADMIN) else who.name)
+
+
+def create_token(label: str | None, account: str | None = None) -> tuple[str, Any]:
+    """A new token for the requester's account (an admin may name another `account`): (the token, shown once; its
+    row). The account must be in the accounts file: a farm-wide token, an admin of no account, names one."""
+    who = _signed_in()
+    account = (account or "").strip() or who.name
+    if account != who.name and not allowed(who, Action.ADMIN):
+        raise ForbiddenError(f"{shown(who.name)} may not make a token for {shown(account)}: only for themselves",
+                             hint="an admin can make anyone's (`httpov web-token add NAME`)")
+    if account not in web().gate.accounts():
+        raise FieldError({"account": f"{account!r} is not an account of this server: tokens belong to accounts"})
+    try:
+        token, made = web().tokens.create(account, label)
+    except BadInputError as exc:
+        raise FieldError({"label": str(exc)}) from None
+    log.info("%s made API token %s for %s", shown(who.name), made.id, shown(account))
+    return token, made
+
+
+def revoke_token(token_id: str) -> Any:
+    """Revoke the requester's own token `token_id`; an admin may revoke anyone's (ForbiddenError: nothing revoked)."""
+    who = _signed_in()
+    found = web().tokens.find(token_id)
+    if found.account != who.name and not allowed(who, Action.ADMIN):
+        raise ForbiddenError(f"{shown(who.name)} may not revoke token {found.id}: it is another account's",
+                             hint="revoke your own tokens; an admin can revoke anyone's")
+    web().tokens.revoke(found)
+    log.info("%s revoked API token %s of %s", shown(who.name), found.id, shown(found.account))
+    return found
+
+
 @api.get("/jobs")
 def list_jobs():
     views = web().source.jobs(request.args.get("state") or None, request.args.get("user") or None, who=who())
@@ -161,3 +214,19 @@ def delete_job(job: str):
 @api.get("/nodes")
 def list_nodes():
     return jsonify(nodes())
+
+
+@api.get("/tokens")
+def list_tokens():
+    return jsonify([t.to_json() for t in account_tokens()])
+
+
+@api.post("/tokens")
+def create_api_token():
+    token, made = create_token(request.form.get("label"), request.form.get("account"))
+    return jsonify({"token": token, **made.to_json()}), 201
+
+
+@api.delete("/tokens/<token_id>")
+def revoke_api_token(token_id: str):
+    return jsonify({**revoke_token(token_id).to_json(), "action": "revoke"})

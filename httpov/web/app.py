@@ -27,6 +27,7 @@ from httpov.errors import (
     JobNotFoundError,
     JobStateError,
     ResultError,
+    TokenNotFoundError,
 )
 from httpov.outage import NOTICE
 from httpov.states import JobState
@@ -37,9 +38,14 @@ from httpov.web.auth import Gate, signing_key
 from httpov.web.pages import pages
 from httpov.web.sessions import Sessions
 from httpov.web.source import StatusSource
+from httpov.web.tokens import Tokens, bearer
 
 #: Reached without signing in: the login form itself and the stylesheet and script it loads.
 OPEN = ("pages.login", "static")
+#: Read only by a signed-in account (or a token), even with --public-read: its API tokens.
+SIGNED_IN = ("pages.tokens", "api.list_tokens")
+#: Who a request with a farm-wide token (HTTPOV_WEB_TOKENS, --tokens; deprecated) acts as: an admin of no account.
+FARM_TOKEN_USER = "token"  # Gate.token_identity
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
@@ -54,6 +60,7 @@ class Web:
     refresh: int = 3
     behind_proxy: bool = False  # trust one proxy's X-Forwarded-For, -Proto and -Host (see `serve`)
     sessions: Sessions | None = None  # signed-in browsers (Redis); made from the client's store when not given
+    tokens: Tokens | None = None  # accounts' API tokens (Redis); made from the client's store when not given
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -72,6 +79,8 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
     store = getattr(web.client, "store", None)  # None: a test's stand-in client, where nobody signs in
     if web.sessions is None and store is not None:
         web.sessions = Sessions(store.r, store.p)
+    if web.tokens is None and store is not None:
+        web.tokens = Tokens(store.r, store.p)
     app = Flask("httpov.web", root_path=__file__.rsplit("/", 1)[0])
     app.config.update(
         SECRET_KEY=secret_key or secrets.token_bytes(32),
@@ -102,13 +111,20 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
                 session.clear()  # signed out, a new password or role, the account removed, or expired
             else:
                 g.identity = Identity(g.user, accounts[g.user].role, address=address)
-        g.bearer = False
+        g.bearer = g.farm_token = False
         header = request.headers.get("Authorization")
-        if header is not None:
-            if not web.gate.token_ok(header):
-                return _refuse(401, "the bearer token is not one this server knows")
-            g.bearer, g.identity = True, web.gate.token_identity(address)
-            g.user = g.identity.name
+        if header is not None:  # an account's token acts as its account, with its role; a farm-wide one as `token`
+            token = bearer(header)
+            accounts = web.gate.accounts()
+            account = web.tokens.account(token, accounts) if web.tokens and token else None
+            if account is not None:
+                g.bearer, g.user = True, account
+                g.identity = Identity(account, accounts[account].role, address=address)
+            elif web.gate.token_ok(header):
+                g.bearer, g.farm_token, g.identity = True, True, web.gate.token_identity(address)
+                g.user = g.identity.name
+            else:
+                return _refuse(401, "the bearer token is not one this server knows (revoked, or its account is gone)")
         if g.identity is None and web.gate.public_read:
             g.identity = PUBLIC
         if request.endpoint in OPEN:
@@ -121,7 +137,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
             if not g.bearer:
                 csrf.protect()  # raises CSRFError: answered 403 below, nothing changed
             return None
-        if g.user is None and not web.gate.public_read:
+        if g.user is None and (not web.gate.public_read or request.endpoint in SIGNED_IN):
             if wants_json():
                 return _refuse(401, "sign in first, or send Authorization: Bearer TOKEN")
             return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
@@ -172,7 +188,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
                 return render_template("outage.html", message=message), 503
             return _refuse(503, message, exc.hint)
         code = 503
-        if isinstance(exc, JobNotFoundError):
+        if isinstance(exc, (JobNotFoundError, TokenNotFoundError)):
             code = 404
         elif isinstance(exc, BadInputError):
             code = 400

@@ -284,6 +284,22 @@ def test_a_web_submit_is_owned_by_the_signed_in_account_and_an_admin_may_submit_
     assert 'href="/submit"' not in farm.sessions["vic"].get(f"{farm.url}/", headers={"Accept": "text/html"}).text
 
 
+def test_an_accounts_token_acts_with_its_accounts_role(farm):
+    from httpov.web.tokens import Tokens
+
+    token, _ = Tokens(farm.client.store.r, farm.settings.prefix).create("uma", "script")
+    bearer = {"Authorization": f"Bearer {token}"}
+    own, others = farm.job("uma"), farm.job("bob")
+    before = farm.record(others)
+    refused = requests.post(f"{farm.url}/api/jobs/{others}/cancel", headers=bearer, timeout=30)
+    assert refused.status_code == 403 and "uma (user) may not control" in refused.json()["error"]
+    assert farm.record(others) == before
+    assert requests.post(f"{farm.url}/api/jobs/{own}/cancel", headers=bearer, timeout=30).status_code == 200
+    assert farm.client.store.state(own) == "cancelled"
+    picture = f"{farm.url}/jobs/{farm.rendered['bob']}/frames/1.png"
+    assert requests.get(picture, headers=bearer, timeout=30).status_code == 403
+
+
 def test_a_farm_wide_token_acts_as_an_admin_and_nodes_are_seen_by_every_role(farm):
     job = farm.job("bob")
     bearer = {"Authorization": f"Bearer {farm.token}"}

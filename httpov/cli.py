@@ -252,8 +252,8 @@ def _given(ctx: click.Context, name: str) -> bool:
 @click.option("--tokens", "token_file", type=click.Path(path_type=Path),
               help="Deprecated: a file of farm-wide bearer tokens, one a line, each acting as an admin of no account "
               "(default: HTTPOV_WEB_TOKEN_FILE; also HTTPOV_WEB_TOKENS). Use `httpov web-token add NAME` instead.")
-@click.option("--public-read", is_flag=True, help="Let anyone who reaches the page read it; control still needs "
-              "a signed-in user or a token.")
+@click.option("--public-read", is_flag=True, help="Let anyone who reaches the page read it as a viewer (every "
+              "job's progress, no pictures or downloads); control still needs a signed-in user or a token.")
 @click.option("--behind-proxy", is_flag=True,
               help="A TLS proxy (nginx, caddy) is in front: trust its X-Forwarded-For, -Proto and -Host (the "
               "client's address for the sign-in limit; https makes the session cookie Secure). Without it they are "

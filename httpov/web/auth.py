@@ -1,6 +1,6 @@
-"""Who may use the web interface: accounts in a file the operator manages (argon2 password hashes, written by
-`httpov web-user add`) and the session signing key beside it, bearer tokens for scripts (HTTPOV_WEB_TOKENS or a token
-file), the sign-in limit, and the check on each request."""
+"""Who may use the web interface: accounts in a file the operator manages (a role and an argon2 password hash each,
+written by `httpov web-user add`; an older file without roles is given them) and the session signing key beside it,
+bearer tokens for scripts (HTTPOV_WEB_TOKENS or a token file), the sign-in limit, and the check on each request."""
 from __future__ import annotations
 
 import contextlib

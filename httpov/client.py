@@ -6,7 +6,7 @@ import io
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -227,6 +227,39 @@ class Client:
         if progress.state != JobState.DONE:
             raise job_failed(progress)
         return progress
+
+    def view(self, job_id: str) -> JobView:
+        """`httpov status JOB`: the job as it is now."""
+        return job_view(self.store, job_id, live_within=self.settings.live_node_seconds)
+
+    def views(self, states: list[str] | None = None, name: str | None = None, user: str | None = None,
+              limit: int | None = None) -> list[JobView]:
+        """`httpov status`: the newest `limit` jobs (None: all) in `states`, named like `name`, of `user`."""
+        from httpov.view import overview
+
+        return overview(self.store, states=states, name=name, user=user, limit=limit,
+                        live_within=self.settings.live_node_seconds)
+
+    def job_count(self) -> int:
+        """How many jobs the farm lists."""
+        return len(self.store.job_ids())
+
+    def state(self, job_id: str) -> str:
+        return self.store.state(job_id)
+
+    def follow(self, job_id: str, poll: float = 1.0, timeout: float | None = None,
+               on_outage: Callable[[str], None] | None = None) -> Iterator[JobView]:
+        """`httpov watch`: the job's view every `poll` seconds until it ends (httpov.view.follow)."""
+        from httpov.view import follow
+
+        return follow(self.store, job_id, poll=poll, timeout=timeout, outage=self.settings.outage_seconds,
+                      on_outage=on_outage, live_within=self.settings.live_node_seconds)
+
+    def nodes(self) -> list[dict]:
+        """`httpov nodes --json`: the render nodes seen in the last hour."""
+        from httpov.nodes import farm_nodes
+
+        return farm_nodes(self.store, self.settings.lease_seconds)
 
     def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None) -> list[Path]:
         """Download every rendered frame as a PNG into `output` and the batch logs (failed batches' too) into

@@ -40,7 +40,10 @@ def _client(ctx: click.Context) -> Any:
         from httpov.remote import RemoteClient
         from httpov.terminal import Transfer
 
-        return RemoteClient(ctx.obj, Transfer)
+        client = RemoteClient(ctx.obj, Transfer)
+        if client.token_in_clear:
+            click.echo(f"warning: the token goes unencrypted to {shown(client.server)}: use https://", err=True)
+        return client
     from httpov.client import Client
 
     return Client(ctx.obj)  # its Celery app is built only by the commands that queue batches

@@ -5,6 +5,7 @@ chunks, never whole in memory. Only the standard library speaks HTTP here."""
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import secrets
 import ssl
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 
 #: Bytes read from a file or the network at a time: what an upload or download holds in memory.
 CHUNK = 256 * 1024
+#: Seconds a socket operation may take: a quick call, and one whose answer waits for the server's own transfers.
+QUICK, SLOW = 60.0, 900.0
 #: A transfer's progress, told (bytes done, bytes in all or None when the server did not say).
 Transfer = Callable[[int, "int | None"], None]
 
@@ -121,15 +124,27 @@ class RemoteClient:
         self._last_headers: dict[str, str] = {}
 
     # HTTP
+    @property
+    def token_in_clear(self) -> bool:
+        """Whether the token would cross a network unencrypted: http:// to a host other than this machine."""
+        if self._https or not self.settings.token:
+            return False
+        if self._host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(self._host).is_loopback
+        except ValueError:
+            return True
+
     def _send(self, method: str, path: str, body: bytes | Iterable[bytes] | None = None,
-              headers: Mapping[str, str] | None = None) -> tuple[http.client.HTTPConnection,
-                                                                  http.client.HTTPResponse]:
+              headers: Mapping[str, str] | None = None, timeout: float = QUICK) -> tuple[http.client.HTTPConnection,
+                                                                                         http.client.HTTPResponse]:
         """One request; answers the connection and its response, a 2xx one (anything else is raised as httpov's
-        error). The caller closes the connection."""
+        error). The caller closes the connection. `timeout`: for each socket operation (the server's answer
+        to a submit or a results download comes once it has stored or gathered everything)."""
         sent = {"Accept": "application/json", "User-Agent": "httpov-cli", **(headers or {})}
         if self.settings.token:
             sent["Authorization"] = f"Bearer {self.settings.token}"
-        timeout = 60.0
         conn: http.client.HTTPConnection
         if self._https:
             conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
@@ -176,7 +191,7 @@ class RemoteClient:
 
     def _download(self, path: str, target: Path, what: str) -> dict[str, str]:
         """GET `path` into the file `target`, CHUNK bytes at a time; answers the response's headers."""
-        conn, response = self._send("GET", path)
+        conn, response = self._send("GET", path, timeout=SLOW)
         shown_progress = self._transfer(what) if self._transfer else None
         length = response.getheader("Content-Length")
         total = int(length) if length and length.isdigit() else None
@@ -229,7 +244,7 @@ class RemoteClient:
             body = _chained([head], file_chunks(zip_path, progress), [tail])
             conn, response = self._send("POST", "/api/jobs", body, {
                 "Content-Type": f"multipart/form-data; boundary={boundary}",
-                "Content-Length": str(len(head) + size + len(tail))})
+                "Content-Length": str(len(head) + size + len(tail))}, timeout=SLOW)
             try:
                 answer = json.loads(response.read())
             finally:

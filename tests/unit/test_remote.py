@@ -94,3 +94,14 @@ def test_commands_that_act_on_the_farm_directly_are_refused_with_a_server(tmp_pa
         result = CliRunner().invoke(cli, ["--server", "http://127.0.0.1:9", command, "--help"], env=env)
         assert result.exit_code == 2, command
         assert f"`httpov {command}` acts on the farm directly" in result.output
+
+
+def test_a_token_over_plain_http_to_another_host_is_warned_of() -> None:
+    from httpov.remote import RemoteClient
+
+    def clear(url: str, token: str | None = "t" * 16) -> bool:
+        return RemoteClient(Settings(server=url, token=token)).token_in_clear
+    assert clear("http://farm.example.com:8080") and clear("http://10.0.0.5")
+    assert not clear("https://farm.example.com") and not clear("http://127.0.0.1:8080")
+    assert not clear("http://localhost:8080") and not clear("http://[::1]:8080")
+    assert not clear("http://farm.example.com", token=None)

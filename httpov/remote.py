@@ -237,6 +237,8 @@ class RemoteClient:
                     fields[key] = str(value)
             if options.any_povray:
                 fields["any_povray"] = "1"
+            if prefer is not None:  # the .ini or .pov the user named, among the folder's others
+                fields["scene_file"] = prefer
             boundary = "httpov-" + secrets.token_hex(16)
             head, tail = multipart(fields, "scene", "scene.zip", boundary)
             size = zip_path.stat().st_size

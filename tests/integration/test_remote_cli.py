@@ -196,3 +196,13 @@ def test_an_upload_is_sent_from_its_file_in_chunks(farm: Farm, tmp_path: Path) -
     # bound that does not grow with the scene (8 or 32 MB alike), far below the scene's size
     assert CHUNK <= archive.CHUNK and peak < 6 * archive.CHUNK < size / 2, f"the submit held {peak} bytes at once"
     assert client.view(submission.spec.id).id == submission.spec.id
+
+
+def test_the_ini_the_user_names_is_the_one_rendered(farm: Farm, tmp_path: Path) -> None:
+    scene = write_scene(tmp_path / "two", TINY_ANIMATION, "Width=16\nHeight=16\n")
+    (scene / "wide.ini").write_text("Input_File_Name=scene.pov\nWidth=40\nHeight=8\n")
+    submitted = farm.remote("submit", str(scene / "wide.ini"), "--name", "wide")
+    assert submitted.exit_code == 0 and " at 40x8, " in submitted.stdout
+    job = submitted.stdout.split()[1].rstrip(":")
+    assert json.loads(farm.direct("status", job, "--json").stdout)["width"] == 40
+    assert farm.remote("delete", job, "--force").exit_code == 0

@@ -105,3 +105,18 @@ def test_a_token_over_plain_http_to_another_host_is_warned_of() -> None:
     assert not clear("https://farm.example.com") and not clear("http://127.0.0.1:8080")
     assert not clear("http://localhost:8080") and not clear("http://[::1]:8080")
     assert not clear("http://farm.example.com", token=None)
+
+
+def test_a_transfer_shows_a_bar_on_a_terminal_and_nothing_off_one() -> None:
+    from rich.console import Console
+
+    from httpov.terminal import Transfer
+
+    plain, tty = io.StringIO(), io.StringIO()
+    for out, terminal in ((plain, False), (tty, True)):
+        bar = Transfer("uploading shot", Console(file=out, force_terminal=terminal, width=80))
+        for done in (0, CHUNK, 2 * CHUNK):
+            bar(done, 2 * CHUNK)
+        bar(2 * CHUNK, 2 * CHUNK)  # told again once closed: nothing more
+    assert plain.getvalue() == ""
+    assert "uploading shot" in tty.getvalue() and "524.3/524.3 kB" in tty.getvalue()

@@ -278,8 +278,8 @@ def _given(ctx: click.Context, name: str) -> bool:
 @click.option("--refresh", type=int, default=3, show_default=True, help="Seconds between the pages' updates.")
 @_ACCOUNTS
 @click.option("--tokens", "token_file", type=click.Path(path_type=Path),
-              help="A file of bearer tokens for scripts, one a line (default: HTTPOV_WEB_TOKEN_FILE; tokens may also "
-              "be given in HTTPOV_WEB_TOKENS).")
+              help="Deprecated: a file of farm-wide bearer tokens, one a line, each acting as an admin of no account "
+              "(default: HTTPOV_WEB_TOKEN_FILE; also HTTPOV_WEB_TOKENS). Use `httpov web-token add NAME` instead.")
 @click.option("--public-read", is_flag=True, help="Let anyone who reaches the page read it; control still needs "
               "a signed-in user or a token.")
 @click.option("--behind-proxy", is_flag=True,
@@ -307,6 +307,10 @@ def web(ctx: click.Context, host: str, port: int, refresh: int, accounts: Path |
     attempts = sign_in_attempts if _given(ctx, "sign_in_attempts") else settings.web_sign_in_attempts
     window = sign_in_window if _given(ctx, "sign_in_window") else settings.web_sign_in_window
     gate = Gate(accounts, read_tokens(settings.web_tokens, token_file), public_read, SignInLimit(attempts, window))
+    if gate.tokens:
+        click.echo(f"warning: {len(gate.tokens)} farm-wide token(s) (HTTPOV_WEB_TOKENS, --tokens) act as an admin of "
+                   "no account and are deprecated: give each script its account's own token with `httpov web-token "
+                   "add NAME`, then drop them", err=True)
     if public_read and not web_ui.is_loopback(host):
         click.echo(f"warning: --public-read on {host}, not a loopback address: whoever reaches it sees every job",
                    err=True)
@@ -373,6 +377,75 @@ def web_user_add(ctx: click.Context, name: str, accounts: Path | None, password_
     new = add_user(accounts, name, password)
     click.echo(f"{'added' if new else 'changed the password of'} {name} in {accounts}"
                + ("" if new else f": {name}'s signed-in sessions end"))
+
+
+@cli.group("web-token")
+def web_token() -> None:
+    """API tokens of `httpov web` accounts: a script sends `Authorization: Bearer TOKEN` and acts as the account."""
+
+
+def _tokens(ctx: click.Context):
+    from httpov.web.tokens import Tokens
+
+    store = _client(ctx).store
+    return Tokens(store.r, store.p)
+
+
+@web_token.command("add")
+@click.argument("name")
+@_ACCOUNTS
+@click.option("--label", default="", help="What the token is for (the script, the machine it lives on).")
+@click.pass_context
+def web_token_add(ctx: click.Context, name: str, accounts: Path | None, label: str) -> None:
+    """Make an API token for account NAME and print it, this once: only its digest is kept."""
+    _need_web_extra()
+    from httpov.web.auth import read_accounts
+
+    accounts = accounts or ctx.obj.web_accounts
+    if name not in read_accounts(accounts):
+        raise BadInputError(f"{shown(name)} is not an account in {accounts}: tokens belong to accounts",
+                            hint=f"add it first: httpov web-user add {shown(name)} --accounts {accounts}")
+    token, made = _tokens(ctx).create(name, label)
+    click.echo(f"token {made.id} for {shown(name)}{f' ({shown(made.label)})' if made.label else ''}; shown only "
+               "this once, keep it secret:", err=True)
+    click.echo(token)
+
+
+@web_token.command("list")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@click.pass_context
+def web_token_list(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """Every account's API tokens, or NAME's: id, account, label, created, last used (never the token)."""
+    import json
+
+    _need_web_extra()
+    from httpov.web.tokens import when
+
+    found = _tokens(ctx).list(name)
+    if as_json:
+        click.echo(json.dumps([t.to_json() for t in found], indent=2))
+        return
+    if not found:
+        click.echo(f"no API token{f' of {shown(name)}' if name else ''}")
+        return
+    rows = [("ID", "ACCOUNT", "LABEL", "CREATED", "LAST USED")]
+    rows += [(t.id, shown(t.account), shown(t.label) or "-", when(t.created), when(t.last_used)) for t in found]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@web_token.command("remove")
+@click.argument("token_id", metavar="ID")
+@click.pass_context
+def web_token_remove(ctx: click.Context, token_id: str) -> None:
+    """Revoke the API token ID (as `list` shows it): it stops working at once, in every `httpov web`."""
+    _need_web_extra()
+    tokens = _tokens(ctx)
+    found = tokens.find(token_id)
+    tokens.revoke(found)
+    click.echo(f"token {found.id} of {shown(found.account)} revoked")
 
 
 @cli.command()

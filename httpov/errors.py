@@ -46,6 +46,12 @@ class JobNotFoundError(HttpovError):
     exit_code = 4
 
 
+class TokenNotFoundError(HttpovError):
+    """No API token has the id the user named (revoked already, or a typo)."""
+
+    exit_code = 4
+
+
 class JobStateError(HttpovError):
     """The job is in a state that does not allow the operation (e.g. resume a finished job)."""
 

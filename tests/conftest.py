@@ -1,12 +1,19 @@
-"""Shared helpers: the Redis URL tests use, tiny POV-Ray scenes, pixel comparison and waiting. Nothing here needs
-Redis or povray to import: their checks and the fixtures that use them are in tests/integration/conftest.py, so
-`pytest tests/unit` runs without either."""
+"""Shared helpers: the Redis URL tests use, tiny POV-Ray scenes, pixel comparison and waiting; the test layers
+and what each needs; a clean environment for every test.
+
+The layers, one folder and one marker each (`pytest -m unit`, `-m "not browser"`): unit (tests/unit/, neither Redis
+nor povray), store (tests/store/, a real Redis only), integration (tests/integration/, Redis, celery workers, povray,
+S3 servers) and browser (tests/browser/, all that and Chromium through Playwright). A layer's needs are checked once
+the tests to run are known: missing ones are a usage error (exit 4), never a skip, so `pytest -m unit` runs anywhere.
+Nothing here needs Redis or povray to import, and the fixtures that use Redis only touch it when a test asks."""
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,20 +25,113 @@ from httpov.settings import Settings
 REDIS_URL = os.environ.get("HTTPOV_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
+LAYERS = ("unit", "store", "integration", "browser")
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Everything under tests/integration/ starts real services: mark it so `-m "not integration"` leaves it out."""
+    """Each test gets its folder's layer as a marker: `-m unit` runs the tests that need neither Redis nor povray."""
     for item in items:
-        if "integration" in item.path.parts:
-            item.add_marker(pytest.mark.integration)
+        folder = item.path.resolve().relative_to(TESTS).parts[0]
+        if folder in LAYERS:
+            item.add_marker(folder)
+
+
+def redis_answers(url: str) -> bool:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.ConnectionError:
+        return False
+    return True
+
+
+def missing_for(layer: str) -> list[str]:
+    """What a layer needs that this machine lacks, each as a line saying how to get it."""
+    missing = []
+    if layer in ("integration", "browser") and shutil.which("povray") is None:
+        missing.append("povray is not installed: apt-get install -y povray (or run .ci/run)")
+    if layer in ("store", "integration", "browser") and not redis_answers(REDIS_URL):
+        missing.append(f"Redis does not answer at {REDIS_URL}: start redis-server (or run .ci/run)")
+    if layer == "browser" and shutil.which("chromium") is None and shutil.which("chromium-browser") is None:
+        missing.append("chromium is not installed: apt-get install -y chromium (or run .ci/run)")
+    return missing
+
+
+def _missing_for_layers(layers: set[str]) -> str:
+    return "\n".join(dict.fromkeys(line for layer in LAYERS if layer in layers for line in missing_for(layer)))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The layers about to run need their services: a missing one is a usage error (exit 4), never a skip."""
+    if hasattr(session.config, "workerinput"):
+        return  # a pytest-xdist worker: its controller checks (below), where the message can be shown
+    missing = _missing_for_layers({layer for item in session.items for layer in LAYERS
+                                   if item.get_closest_marker(layer)})
+    if missing:
+        raise pytest.UsageError(missing)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """With pytest-xdist (`-n 2`, as .ci/run runs): the same check, in the controller, on the tests a worker has
+    collected (their folder is their layer)."""
+    parts = [nodeid.split("::")[0].split("/") for nodeid in ids]
+    missing = _missing_for_layers({p[1] for p in parts if len(p) > 2 and p[0] == "tests" and p[1] in LAYERS})
+    if missing:
+        pytest.exit(f"ERROR: {missing}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def _without_httpov_variables(mp: pytest.MonkeyPatch, config_home: Path) -> None:
+    """Remove the caller's HTTPOV_* variables (not HTTPOV_TEST_*, the suite's own) and hide their config file."""
+    for name in list(os.environ):
+        if name.startswith("HTTPOV_") and not name.startswith("HTTPOV_TEST_"):
+            mp.delenv(name)
+    mp.setenv("XDG_CONFIG_HOME", str(config_home))  # ~/.config/httpov/config.toml is the caller's too
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Module fixtures start servers and render nodes before any test's own fixture runs: clean for them too."""
+    config_home = tmp_path_factory.mktemp("xdg-config")
+    with pytest.MonkeyPatch.context() as mp:
+        _without_httpov_variables(mp, config_home)
+        yield config_home
 
 
 @pytest.fixture(autouse=True)
-def _no_httpov_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests are hermetic: the caller's HTTPOV_* variables (a farm's settings, HTTPOV_CONFIG) never reach the code
-    under test, CliRunner's env= (which adds to os.environ) or the workers tests start. HTTPOV_TEST_* are the
-    suite's own (the Redis it uses) and stay."""
-    for name in [n for n in os.environ if n.startswith("HTTPOV_") and not n.startswith("HTTPOV_TEST_")]:
-        monkeypatch.delenv(name)
+def _hermetic(monkeypatch: pytest.MonkeyPatch, _hermetic_session: Path) -> None:
+    """Every test starts without the caller's settings, whatever an earlier test left in os.environ; child
+    processes (render nodes, `httpov web`, CLI runs) inherit the clean environment."""
+    _without_httpov_variables(monkeypatch, _hermetic_session)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings private to one test: its own key prefix, queue, storage folder and node cache."""
+    tag = "httpovtest-" + secrets.token_hex(4)
+    s = Settings(broker_url=REDIS_URL, state_url=REDIS_URL, storage=str(tmp_path / "storage"), prefix=tag,
+                 queue=tag, cache_dir=tmp_path / "cache", lease_seconds=4.0, max_attempts=3,
+                 task_time_limit=600)
+    yield s
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{tag}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def client(settings: Settings):
+    """A Client of the test's settings whose `wait` looks every 0.1 s (a user's looks every 0.5 s): a test's
+    tiny job is seen done at once."""
+    from httpov.celery import make_app
+    from httpov.client import Client
+
+    class QuickClient(Client):
+        def wait(self, job_id, on_progress=None, poll=0.1, timeout=None, on_outage=None):
+            return super().wait(job_id, on_progress, poll, timeout, on_outage)
+
+    return QuickClient(settings, make_app(settings))
 
 
 def write_scene(folder: Path, pov: str, ini: str | None = None) -> Path:
@@ -101,9 +201,23 @@ def kombu_layout(settings: Settings) -> QueueLayout:
     return QueueLayout(key_prefix(settings.prefix))
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_until(predicate: Callable[[], object], timeout: float) -> bool:
+    """Poll `predicate` every 0.1 s until it holds (True) or `timeout` seconds have passed (False)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            return False
         time.sleep(0.1)
+    return True
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Wait until `predicate` holds; past `timeout` seconds, fail naming `what` was awaited."""
+    if not wait_until(predicate, timeout):
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def outlived(since: float, seconds: float) -> Callable[[], bool]:
+    """A condition for wait_for: `seconds` have passed since the monotonic time `since` (a lease held then has run
+    out). For waits whose point is time itself passing; anything else waits for what it needs."""
+    return lambda: time.monotonic() - since > seconds

@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from httpov.local_farm import free_port
+from tests.conftest import wait_until
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -74,18 +74,18 @@ def moto_process(workdir: Path, timeout: float = 30.0) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     endpoint = f"http://127.0.0.1:{port}"
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto server exited: {(workdir / 'moto.log').read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1).read()
+        except OSError:
+            return False
+        return True
+
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"moto server exited: {(workdir / 'moto.log').read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not answer on {endpoint}") from None
-                time.sleep(0.1)
+        if not wait_until(answers, timeout):
+            raise RuntimeError(f"moto server did not answer on {endpoint}")
         yield endpoint
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -194,3 +194,15 @@ class Keys:
     def web_sign_in(self, who: str) -> str:
         """Sorted set with the limit's window as expiry: failed sign-in times for one account name or address."""
         return f"{self.prefix}:web:sign-in:{who}"
+
+    def web_token(self, digest: str) -> str:
+        """Hash: an account's API token by its SHA-256 (account, label, created, used; httpov.web.tokens)."""
+        return f"{self.prefix}:web:token:{digest}"
+
+    def web_tokens(self) -> str:
+        """Set: the digest of every account's API token (an admin's list)."""
+        return f"{self.prefix}:web:tokens"
+
+    def web_tokens_of(self, account: str) -> str:
+        """Set: the digests of one account's API tokens."""
+        return f"{self.prefix}:web:tokens:{account}"

@@ -1,6 +1,7 @@
 """The JSON API that the pages and scripts share: each endpoint is the library call the CLI command makes."""
 from __future__ import annotations
 
+import logging
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -10,16 +11,19 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request, send_file
 
-from httpov.errors import BadInputError, FieldError, SceneError
+from httpov.access import Action, Identity, Role, allowed
+from httpov.errors import BadInputError, FieldError, ForbiddenError, SceneError
 from httpov.options import OptionError, SubmitOptions, parse_priority
 from httpov.plan import parse_frame_range, safe_name
+from httpov.text import shown
 from httpov.web.source import job_id
 
 api = Blueprint("api", __name__, url_prefix="/api")
+log = logging.getLogger("httpov.web")
 
 CONTROLS = ("cancel", "pause", "resume", "retry")
 #: Submit's options a form or a script may send, as text (SubmitOptions' names, as the CLI's flags without the
-#: dashes); the scene zip comes in the field `scene`, and `user` is taken from a bearer token's request only.
+#: dashes); the scene zip comes in the field `scene`, and `user` is taken from a farm-wide token's request only.
 SUBMIT_FIELDS = ("name", "frames", "count", "slices", "priority", "radiosity_cache", "slice_rows", "time_limit",
                  "max_processes", "max_nodes", "pool", "any_povray")
 #: How a form or script says yes to a flag (any_povray).
@@ -43,8 +47,9 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
     given: dict[str, object] = {field: form[field] for field in SUBMIT_FIELDS if form.get(field)}  # empty: not given
     if "any_povray" in given:
         given["any_povray"] = str(given["any_povray"]).strip().lower() in YES
-    # the job is the signed-in user's; a script with a bearer token may name its user (default: the server's login)
-    given["user"] = (form.get("user") or None) if g.get("bearer") else g.get("user")
+    # the job is the signed-in user's or the token's account's; a script with a farm-wide token (an admin of no
+    # account) may name its user (default: the server's login)
+    given["user"] = (form.get("user") or None) if g.get("farm_token") else g.get("user")
     errors: dict[str, str] = {}
     try:
         options = SubmitOptions.parse(given, client.settings)
@@ -114,6 +119,60 @@ def set_priority(job: str, raw: str | None) -> dict[str, Any]:
     return {"id": job, "action": "priority", "priority": priority, "batches_moved": moved}
 
 
+def requester() -> Identity | None:
+    """Who the request acts as: the identity the request carries once accounts have roles, else an admin for a
+    farm-wide token and a user for an account's session or token; None when nobody signed in."""
+    who = g.get("identity")
+    if isinstance(who, Identity):
+        return who
+    if g.get("user") is None:
+        return None
+    return Identity(g.user, Role.ADMIN if g.get("farm_token") else Role.USER, address=request.remote_addr or "")
+
+
+def _signed_in() -> Identity:
+    who = requester()
+    if who is None:
+        raise ForbiddenError("sign in first: API tokens belong to an account")
+    return who
+
+
+def account_tokens() -> list[Any]:
+    """The requester's own tokens; an admin's list has everyone's."""
+    who = _signed_in()
+    return web().tokens.list(None if allowed(who, Action.ADMIN) else who.name)
+
+
+def create_token(label: str | None, account: str | None = None) -> tuple[str, Any]:
+    """A new token for the requester's account (an admin may name another `account`): (the token, shown once; its
+    row). The account must be in the accounts file: a farm-wide token, an admin of no account, names one."""
+    who = _signed_in()
+    account = (account or "").strip() or who.name
+    if account != who.name and not allowed(who, Action.ADMIN):
+        raise ForbiddenError(f"{shown(who.name)} may not make a token for {shown(account)}: only for themselves",
+                             hint="an admin can make anyone's (`httpov web-token add NAME`)")
+    if account not in web().gate.accounts():
+        raise FieldError({"account": f"{account!r} is not an account of this server: tokens belong to accounts"})
+    try:
+        token, made = web().tokens.create(account, label)
+    except BadInputError as exc:
+        raise FieldError({"label": str(exc)}) from None
+    log.info("%s made API token %s for %s", shown(who.name), made.id, shown(account))
+    return token, made
+
+
+def revoke_token(token_id: str) -> Any:
+    """Revoke the requester's own token `token_id`; an admin may revoke anyone's (ForbiddenError: nothing revoked)."""
+    who = _signed_in()
+    found = web().tokens.find(token_id)
+    if found.account != who.name and not allowed(who, Action.ADMIN):
+        raise ForbiddenError(f"{shown(who.name)} may not revoke token {found.id}: it is another account's",
+                             hint="revoke your own tokens; an admin can revoke anyone's")
+    web().tokens.revoke(found)
+    log.info("%s revoked API token %s of %s", shown(who.name), found.id, shown(found.account))
+    return found
+
+
 @api.get("/jobs")
 def list_jobs():
     """`httpov status --json`: every job (or the newest `limit`), oldest first; `state` may list several states,
@@ -152,8 +211,8 @@ def download_results(job: str):
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
             for image in images:
                 zf.write(image, image.name)
-            for log in sorted((folder / "logs").iterdir()):
-                zf.write(log, f"logs/{log.name}")
+            for entry in sorted((folder / "logs").iterdir()):
+                zf.write(entry, f"logs/{entry.name}")
         size = out.tell()
         out.seek(0)
     response = send_file(out, mimetype="application/zip", as_attachment=True, download_name=f"{job}-results.zip")
@@ -189,3 +248,19 @@ def delete_job(job: str):
 @api.get("/nodes")
 def list_nodes():
     return jsonify(nodes())
+
+
+@api.get("/tokens")
+def list_tokens():
+    return jsonify([t.to_json() for t in account_tokens()])
+
+
+@api.post("/tokens")
+def create_api_token():
+    token, made = create_token(request.form.get("label"), request.form.get("account"))
+    return jsonify({"token": token, **made.to_json()}), 201
+
+
+@api.delete("/tokens/<token_id>")
+def revoke_api_token(token_id: str):
+    return jsonify({**revoke_token(token_id).to_json(), "action": "revoke"})

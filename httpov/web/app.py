@@ -26,6 +26,7 @@ from httpov.errors import (
     JobNotFoundError,
     JobStateError,
     ResultError,
+    TokenNotFoundError,
 )
 from httpov.outage import NOTICE
 from httpov.states import JobState
@@ -36,9 +37,14 @@ from httpov.web.auth import Gate, signing_key
 from httpov.web.pages import pages
 from httpov.web.sessions import Sessions
 from httpov.web.source import StatusSource
+from httpov.web.tokens import Tokens, bearer
 
 #: Reached without signing in: the login form itself and the stylesheet and script it loads.
 OPEN = ("pages.login", "static")
+#: Read only by a signed-in account (or a token), even with --public-read: its API tokens.
+SIGNED_IN = ("pages.tokens", "api.list_tokens")
+#: Who a request with a farm-wide token (HTTPOV_WEB_TOKENS, --tokens; deprecated) acts as: an admin of no account.
+FARM_TOKEN_USER = "token"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
@@ -53,6 +59,7 @@ class Web:
     refresh: int = 3
     behind_proxy: bool = False  # trust one proxy's X-Forwarded-For, -Proto and -Host (see `serve`)
     sessions: Sessions | None = None  # signed-in browsers (Redis); made from the client's store when not given
+    tokens: Tokens | None = None  # accounts' API tokens (Redis); made from the client's store when not given
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -71,6 +78,8 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
     store = getattr(web.client, "store", None)  # None: a test's stand-in client, where nobody signs in
     if web.sessions is None and store is not None:
         web.sessions = Sessions(store.r, store.p)
+    if web.tokens is None and store is not None:
+        web.tokens = Tokens(store.r, store.p)
     app = Flask("httpov.web", root_path=__file__.rsplit("/", 1)[0])
     app.config.update(
         SECRET_KEY=secret_key or secrets.token_bytes(32),
@@ -95,12 +104,17 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
             g.user = web.sessions.user(session["sid"], web.gate.accounts()) if web.sessions else None
             if g.user is None:
                 session.clear()  # signed out, a new password, the account removed, or expired
-        g.bearer = False
+        g.bearer = g.farm_token = False
         header = request.headers.get("Authorization")
-        if header is not None:
-            if not web.gate.token_ok(header):
-                return _refuse(401, "the bearer token is not one this server knows")
-            g.bearer, g.user = True, "token"
+        if header is not None:  # an account's token acts as its account; a farm-wide one as the admin `token`
+            token = bearer(header)
+            account = web.tokens.account(token, web.gate.accounts()) if web.tokens and token else None
+            if account is not None:
+                g.bearer, g.user = True, account
+            elif web.gate.token_ok(header):
+                g.bearer, g.farm_token, g.user = True, True, FARM_TOKEN_USER
+            else:
+                return _refuse(401, "the bearer token is not one this server knows (revoked, or its account is gone)")
         if request.endpoint in OPEN:
             if request.method == "POST":
                 csrf.protect()
@@ -111,7 +125,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
             if not g.bearer:
                 csrf.protect()  # raises CSRFError: answered 403 below, nothing changed
             return None
-        if g.user is None and not web.gate.public_read:
+        if g.user is None and (not web.gate.public_read or request.endpoint in SIGNED_IN):
             if wants_json():
                 return _refuse(401, "sign in first, or send Authorization: Bearer TOKEN")
             return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
@@ -156,7 +170,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
                 return render_template("outage.html", message=message), 503
             return _refuse(503, message, exc.hint, kind=type(exc).__name__)
         code = 503
-        if isinstance(exc, JobNotFoundError):
+        if isinstance(exc, (JobNotFoundError, TokenNotFoundError)):
             code = 404
         elif isinstance(exc, BadInputError):
             code = 400

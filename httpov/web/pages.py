@@ -22,10 +22,22 @@ from flask import (
     url_for,
 )
 
-from httpov.errors import BadInputError, FieldError, JobStateError
+from httpov.errors import BadInputError, FieldError, JobStateError, TokenNotFoundError
 from httpov.states import JobState
 from httpov.text import shown
-from httpov.web.api import CONTROLS, control, delete, set_priority, submit_upload, wants_json, web
+from httpov.web.api import (
+    CONTROLS,
+    account_tokens,
+    control,
+    create_token,
+    delete,
+    requester,
+    revoke_token,
+    set_priority,
+    submit_upload,
+    wants_json,
+    web,
+)
 from httpov.web.source import GRID_THUMB_SIZE, job_id
 
 pages = Blueprint("pages", __name__)
@@ -98,6 +110,35 @@ def submit():
             flash(f"job {submission.describe()}")
             return redirect(url_for("pages.job", job=submission.spec.id))
     return render_template("submit.html", errors=errors, form=request.form), 400 if errors else 200
+
+
+@pages.route("/tokens", methods=["GET", "POST"])
+def tokens():
+    """The signed-in account's API tokens (an admin's page lists everyone's): make one, shown on this page once, or
+    revoke one."""
+    from httpov.access import Action, allowed
+    from httpov.web.tokens import when
+
+    made, errors, code = None, {}, 200
+    if request.method == "POST":
+        try:
+            made = create_token(request.form.get("label"), request.form.get("account"))
+        except FieldError as exc:
+            errors, code = exc.errors, 400
+    who = requester()
+    admin = who is not None and allowed(who, Action.ADMIN)
+    return render_template("tokens.html", tokens=account_tokens(), made=made, errors=errors, admin=admin,
+                           when=when, form=request.form), code
+
+
+@pages.post("/tokens/<token_id>/revoke")
+def revoke(token_id: str):
+    try:
+        found = revoke_token(token_id)
+        flash(f"token {found.id} ({found.label or 'no label'}) of {found.account} revoked")
+    except (BadInputError, TokenNotFoundError) as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("pages.tokens"))
 
 
 @pages.route("/login", methods=["GET", "POST"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,15 +15,17 @@ from httpov.archive import file_sha256, pack_scene
 from httpov.errors import ArchiveError
 from httpov.storage.s3 import S3Storage
 from httpov.worker.cache import SceneCache
+from tests.conftest import wait_for
 from tests.s3server import apply_env, make_bucket, moto_process, recorded_requests, s3_env, start_recording
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Each process waits for the "go" file, then asks the cache for the scene and prints the folder it got.
+# Each process says it is ready (a "go.<pid>" file), waits for a line on its stdin, then asks the cache for the scene
+# and prints the folder it got.
 WORKER = """
-import os, sys, time
+import os, sys
 from pathlib import Path
 from httpov.worker.cache import SceneCache
 from httpov.storage import open_storage
@@ -32,23 +33,21 @@ root, url, key, go = sys.argv[1:5]
 storage = open_storage(url)
 cache = SceneCache(Path(root), 10**9)
 Path(go + "." + str(os.getpid())).touch()
-while not os.path.exists(go):
-    time.sleep(0.002)
+sys.stdin.readline()
 with cache.use(storage, key) as path:
     print(path)
 """
 
-# Holds a scene in use until the "release" file appears.
+# Holds a scene in use until its stdin closes.
 HOLDER = """
-import os, sys, time
+import sys
 from pathlib import Path
 from httpov.worker.cache import SceneCache
 from httpov.storage import open_storage
-root, url, key, max_bytes, release = sys.argv[1:6]
+root, url, key, max_bytes = sys.argv[1:5]
 with SceneCache(Path(root), int(max_bytes)).use(open_storage(url), key) as path:
     print(path, flush=True)
-    while not os.path.exists(release):
-        time.sleep(0.01)
+    sys.stdin.read()
 """
 
 
@@ -101,12 +100,15 @@ def test_many_processes_download_a_scene_once(endpoint: str, storage: S3Storage,
     root, go = tmp_path / "cache", tmp_path / "go"
     start_recording(endpoint)
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(root), storage.url, key, str(go)],
-                              env=_env(endpoint), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              env=_env(endpoint), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
              for _ in range(6)]
-    deadline = time.monotonic() + 60
-    while len(list(tmp_path.glob("go.*"))) < len(procs) and time.monotonic() < deadline:
-        time.sleep(0.01)  # every process has imported everything and waits at the line
-    go.touch()
+    wait_for(lambda: len(list(tmp_path.glob("go.*"))) == len(procs), 60,
+             "every process to have imported everything and wait at the line")
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     outputs = [p.communicate(timeout=120) for p in procs]
     for proc, (_out, err) in zip(procs, outputs):
         assert proc.returncode == 0, err
@@ -127,6 +129,14 @@ def _get(cache: SceneCache, storage: S3Storage, key: str) -> Path:
         return path
 
 
+def _now_on_disk(folder: Path) -> int:
+    """The file system's clock now, in ns: the mtime a file touched now gets (coarser than time.time_ns())."""
+    probe = folder / "clock-probe"
+    probe.touch()
+    os.utime(probe)
+    return probe.stat().st_mtime_ns
+
+
 def _size(cache: SceneCache) -> int:
     """Bytes of the extracted scenes in the cache."""
     return sum(f.stat().st_size for f in cache.scenes.rglob("*") if f.is_file() and not f.is_symlink())
@@ -139,7 +149,7 @@ def test_least_recently_used_scene_is_evicted(storage: S3Storage, tmp_path: Path
     cache.max_bytes = 2 * _size(cache) + 100  # room for two scenes, not three
     a = _get(cache, storage, keys["a"])
     b = _get(cache, storage, keys["b"])
-    time.sleep(0.01)
+    wait_for(lambda: _now_on_disk(tmp_path) > b.stat().st_mtime_ns, 10, "a use now to be stamped later than b's")
     assert _get(cache, storage, keys["a"]) == a == one  # a is now more recently used than b
     c = _get(cache, storage, keys["c"])
     assert a.is_dir() and c.is_dir() and not b.exists()
@@ -149,9 +159,10 @@ def test_least_recently_used_scene_is_evicted(storage: S3Storage, tmp_path: Path
 
 def test_scene_in_use_is_never_evicted(endpoint: str, storage: S3Storage, tmp_path: Path) -> None:
     keys = {tag: _upload_scene(storage, tmp_path, tag)[0] for tag in "abcd"}
-    root, release = tmp_path / "cache", tmp_path / "release"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), storage.url, keys["a"], "1", str(release)],
-                              env=_env(endpoint), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root = tmp_path / "cache"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(root), storage.url, keys["a"], "1"],
+                              env=_env(endpoint), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None
         line = holder.stdout.readline().strip()  # printed once the holder has the scene and its lock
@@ -168,7 +179,8 @@ def test_scene_in_use_is_never_evicted(endpoint: str, storage: S3Storage, tmp_pa
             assert sorted(os.listdir(root / "scenes")) == sorted([held.name, in_use.name, c.name])
             assert in_use.is_dir() and held.is_dir()
     finally:
-        release.touch()
+        assert holder.stdin is not None
+        holder.stdin.close()  # release
         holder.wait(30)
     assert holder.returncode == 0
     last = _get(cache, storage, keys["d"])  # nothing in use any more: only the scene just returned stays

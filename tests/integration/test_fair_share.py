@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 from click.testing import CliRunner
 
@@ -55,7 +54,7 @@ def test_max_processes_1_never_runs_two_batches_of_the_job(tmp_path, settings, c
         while not stop.is_set():
             most[0] = max(most[0], len(client.store.running(job)))
             samples[0] += 1
-            time.sleep(0.1)
+            stop.wait(0.1)
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
@@ -80,7 +79,7 @@ def test_max_nodes_1_never_renders_the_job_on_two_nodes_at_once(tmp_path, settin
             running = client.store.running(sub.spec.id)
             most[0] = max(most[0], len({info.get("node") for info in running.values()}))
             together[0] = max(together[0], len(running))
-            time.sleep(0.1)
+            stop.wait(0.1)
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:

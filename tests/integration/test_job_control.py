@@ -44,8 +44,10 @@ def test_pause_lets_running_batches_finish_and_resume_renders_the_rest(tmp_path,
     assert _cli(settings, "pause", sub.spec.id).exit_code == 0
     wait_for(lambda: len(client.store.batches(sub.spec.id)["parked"]) >= 3, 30, "queued batches to be parked")
     wait_for(lambda: not client.store.running(sub.spec.id), 30, "the running batch to finish")
-    time.sleep(2)
+    # no message left to take and none held: nothing can start any more, whatever the node does next
+    wait_for(lambda: queue_drained(settings), 30, "every message of the job to be taken and parked")
     paused = client.store.batches(sub.spec.id)
+    assert not client.store.running(sub.spec.id)
     assert client.store.state(sub.spec.id) == "paused"
     assert len(paused["done"]) + len(paused["parked"]) == 5, paused
     assert 1 <= len(paused["done"]) <= 2, "the batch running at pause finished, nothing new started"

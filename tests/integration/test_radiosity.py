@@ -6,7 +6,6 @@ import math
 import os
 import re
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -146,8 +145,10 @@ def test_cancel_during_the_pre_pass_kills_it_and_queues_no_slice(tmp_path, setti
     wait_for(lambda: bool(povray_pids(str(tmp_path / "nodecache"))), 60, "the pre-pass's povray to start")
     client.cancel(sub.spec.id)
     wait_for(lambda: not povray_pids(str(tmp_path / "nodecache")), 10, "the pre-pass's povray to be killed")
+    log = tmp_path / "node0.log"  # the pre-pass's task has returned: it queued whatever it was going to
+    wait_for(lambda: re.search(r"render_batch\[\S+\] (succeeded|raised|ignored|rejected)",
+                               log.read_text(errors="replace")), 30, "the pre-pass's task to return")
     wait_for(lambda: queue_drained(settings), 30, "the queue to drain")
-    time.sleep(1.0)
     batches = client.store.batches(sub.spec.id)
     assert client.store.state(sub.spec.id) == "cancelled"
     assert batches["done"] == {} and batches["running"] == {}

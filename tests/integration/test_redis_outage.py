@@ -15,7 +15,7 @@ import redis
 
 from httpov.local_farm import free_port, worker_env
 from httpov.view import job_view
-from tests.conftest import kombu_layout, wait_for
+from tests.conftest import kombu_layout, outlived, wait_for, wait_until
 from tests.integration.faults import povray_pids, redis_server, slow_scene
 
 
@@ -88,9 +88,7 @@ def test_a_render_node_waiting_for_a_batch_survives_a_redis_restart(tmp_path, se
         log = tmp_path / "node.log"
         # Redis stays away until the node has seen it gone (at once, nearly always), so that its channel cannot hand
         # the message back; should its event loop be held up elsewhere, Redis comes back after a while all the same
-        gone_until = time.monotonic() + 15
-        while "Connection to broker lost" not in log.read_text(errors="replace") and time.monotonic() < gone_until:
-            time.sleep(0.1)
+        wait_until(lambda: "Connection to broker lost" in log.read_text(errors="replace"), 15)
         server = redis_server(data, port, persist=True)
 
         second = client.submit(slow_scene(tmp_path / "after", 2), count=1)
@@ -155,9 +153,13 @@ def test_waiting_commands_and_the_page_ride_out_a_redis_restart(tmp_path, settin
 
         server.terminate()  # SHUTDOWN: the append-only file is flushed
         server.wait(20)
+        down = time.monotonic()
         status, page = _get(f"http://127.0.0.1:{web_port}/")
         assert status == 503 and "Redis unreachable, retrying" in page and 'http-equiv="refresh"' in page, page
-        time.sleep(5)  # longer than a lease, and than a poll of every waiting command
+        # every waiting command has polled into the outage and said so, and the leases held at the stop ran out
+        wait_for(lambda: all("Redis unreachable, retrying" in (out / f"{name}.err").read_text(errors="replace")
+                             for name in ("submit", "watch", "render")), 30, "the waiting commands to meet the outage")
+        wait_for(outlived(down, settings.lease_seconds), 30, "a lease to pass with Redis down")
         assert submit.poll() is None and watch.poll() is None and render.poll() is None, "they wait it out"
         server = redis_server(data, port, persist=True)
 

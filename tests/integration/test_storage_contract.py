@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from httpov.storage import open_storage
 from httpov.storage.base import Storage
 from httpov.storage.local import LocalStorage
 from httpov.storage.s3 import S3Storage
+from tests.conftest import wait_for
 from tests.s3server import apply_env, make_bucket, moto_thread
 
 pytestmark = pytest.mark.integration
@@ -176,7 +176,8 @@ def test_local_write_in_progress_is_invisible(tmp_path: Path) -> None:
     with open(fifo, "wb") as feed:
         feed.write(b"n" * 1_000_000)
         feed.flush()
-        time.sleep(0.2)  # put_file has read part of the new object by now
+        wait_for(lambda: [p for p in (tmp_path / "store" / "scenes").iterdir() if p.name.startswith(".tmp-")], 10,
+                 "put_file to be writing the new object")  # it reads the pipe in 1 MiB chunks: still reading
         assert storage.get_bytes("scenes/s.zip") == b"old" * 1000
         assert storage.list("") == ["scenes/s.zip"]
         assert [p.name for p in (tmp_path / "store" / "scenes").iterdir() if p.name.startswith(".tmp-")]
@@ -274,15 +275,18 @@ def test_s3_unreachable_endpoint_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp
     apply_env(monkeypatch, endpoint)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     storage = S3Storage.from_url("s3://some-bucket")
-    start = time.monotonic()
+    sent: list[str] = []  # each HTTP attempt botocore makes: fast means one per call, no retry, no back-off
+    storage.client.meta.events.register("before-send.s3", lambda request, **_: sent.append(request.method))
     with pytest.raises(StorageError) as info:
         storage.check()
     assert endpoint in str(info.value) and "some-bucket" in str(info.value)
+    assert len(sent) == 1, sent
     with pytest.raises(StorageError):
         storage.put_file("k", _file(tmp_path / "f", b"x"))
+    assert len(sent) == 2, sent
     with pytest.raises(StorageError):
         storage.get_file("k", tmp_path / "g")
-    assert time.monotonic() - start < 10
+    assert len(sent) == 3, sent
 
 
 def test_s3_no_credentials(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

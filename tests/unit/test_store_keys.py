@@ -34,3 +34,10 @@ def test_the_job_a_key_belongs_to():
     assert {K.owner(key) for key in owned} == {"j1"}
     shared = [K.jobs(), K.nodes(), K.claim("sweep:leases"), K.frame_history("j1"), K.scene_refs("j1"), "other:job:j1"]
     assert [K.owner(key) for key in shared] == [None] * len(shared)
+
+
+def test_the_web_interfaces_keys():
+    assert [K.web_session("s"), K.web_sign_in("user:a"), K.web_token("ab12"), K.web_tokens(),
+            K.web_tokens_of("alice")] == ["httpov:web:session:s", "httpov:web:sign-in:user:a", "httpov:web:token:ab12",
+                                          "httpov:web:tokens", "httpov:web:tokens:alice"]
+    assert K.owner(K.web_token("ab12")) is None and K.owner(K.web_tokens_of("alice")) is None

@@ -7,7 +7,6 @@ import http.client
 import io
 import json
 import secrets
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -34,13 +33,6 @@ PASSWORD = "correct horse battery"
 HOSTILE_NAME = '<img src=x onerror="window.pwned=1"> & <b>bold'
 DIALOGS: list[str] = []
 HOSTILE_LOG = "<img src=x onerror=window.pwned=2><script>window.pwned=3</script>"
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        raise pytest.UsageError("chromium is not installed: apt-get install -y chromium (or run .ci/run)")
-    return found
 
 
 def scene_zip(folder: Path, pov: str, ini: str) -> Path:
@@ -123,18 +115,6 @@ def farm(tmp_path_factory):
         yield farm
     finally:
         farm.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
-        try:
-            yield p, browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")

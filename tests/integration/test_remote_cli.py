@@ -29,7 +29,7 @@ TIME_DEPENDENT = {"elapsed", "rate", "eta_seconds", "eta_at", "rate_recent", "fr
 
 
 class Farm:
-    """The module's farm: Redis prefix, one render node, `httpov web` with one (farm-wide) token."""
+    """The module's farm: Redis prefix, one render node, `httpov web` with account alice and her API token."""
 
     def __init__(self, tmp: Path) -> None:
         tag = "httpovtest-" + secrets.token_hex(4)
@@ -37,21 +37,28 @@ class Farm:
         self.settings = Settings(broker_url=REDIS_URL, state_url=REDIS_URL, storage=str(tmp / "storage"),
                                  prefix=tag, queue=tag, cache_dir=tmp / "cache", lease_seconds=4.0, max_attempts=2,
                                  task_time_limit=600)
-        self.token = secrets.token_urlsafe(24)
+        self.token = ""
         self.url = f"http://127.0.0.1:{free_port()}"
         self.procs: list[subprocess.Popen] = []
         self.home = tmp / "home"  # no config file of the machine's user is read
         self.home.mkdir()
 
     def start(self) -> None:
+        from httpov.web.auth import add_user
+
         self.procs.append(start_worker(self.settings, 2, "remotenode", self.tmp / "node.log"))
-        env = {**worker_env(self.settings), "HTTPOV_WEB_TOKENS": self.token, "XDG_CONFIG_HOME": str(self.home)}
+        accounts = self.tmp / "accounts"
+        add_user(accounts, "alice", secrets.token_urlsafe(12))
+        made = self.direct("web-token", "add", "alice", "--accounts", str(accounts))  # the operator makes it
+        assert made.exit_code == 0
+        self.token = made.stdout.strip()  # all alice needs: no broker URL, no password
+        env = {**worker_env(self.settings), "XDG_CONFIG_HOME": str(self.home)}
         env.pop("HTTPOV_CONFIG", None)
         self.log = self.tmp / "web.log"
         port = self.url.rsplit(":", 1)[1]
-        web = subprocess.Popen([sys.executable, "-m", "httpov.cli", "web", "--port", port,
-                                "--accounts", str(self.tmp / "accounts")], env=env, stdout=open(self.log, "wb"),
-                               stderr=subprocess.STDOUT, start_new_session=True)
+        web = subprocess.Popen([sys.executable, "-m", "httpov.cli", "web", "--port", port, "--accounts",
+                                str(accounts)], env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
+                               start_new_session=True)
         self.procs.append(web)
 
         def up() -> bool:
@@ -112,7 +119,7 @@ def test_submit_wait_status_and_fetch_as_with_redis(farm: Farm, tmp_path: Path) 
     assert remote.exit_code == direct.exit_code == 0
     mine, theirs = json.loads(remote.stdout), json.loads(direct.stdout)
     assert mine.keys() == theirs.keys() and _stable(mine) == _stable(theirs)
-    assert mine["state"] == "done" and mine["frames_done"] == 3
+    assert mine["state"] == "done" and mine["frames_done"] == 3 and mine["user"] == "alice"  # the token's account
     listed = farm.remote("status", "--json", "--state", "done", "--limit", "5")
     assert [_stable(j) for j in json.loads(listed.stdout)] == \
         [_stable(j) for j in json.loads(farm.direct("status", "--json", "--state", "done", "--limit", "5").stdout)]

@@ -6,7 +6,7 @@ import io
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -96,13 +96,15 @@ class Client:
 
     # submit
     def submit(self, source: Path, options: SubmitOptions | None = None, *,
-               limits: archive.ArchiveLimits | None = None, **given: object) -> Submission:
+               limits: archive.ArchiveLimits | None = None, scene_file: str | None = None,
+               **given: object) -> Submission:
         """Check the scene, store it once by content hash, record the job and queue its batches.
 
         `options`: how to render it (httpov.options.SubmitOptions, built by SubmitOptions.parse, which checks every
         option and lets each surface word its errors); a library caller may give them as keywords instead
         (`count=1, slices=4`), checked by the same parse (OptionError). What the scene alone decides (slices past
-        its height, the farm's limits on frames and batches) is checked here, by plan_job."""
+        its height, the farm's limits on frames and batches) is checked here, by plan_job. `scene_file`: the .ini
+        or .pov of a zip to render, as when a user names one file of a folder (`httpov --server` sends it so)."""
         if given and options is not None:
             raise TypeError("give the submit options as a SubmitOptions or as keywords, not both")
         if options is None:
@@ -111,6 +113,8 @@ class Client:
         limits = limits or self.settings.archive_limits()
         with tempfile.TemporaryDirectory(prefix="httpov-submit-") as tmp:
             zip_path, prefer, names = _scene_archive(Path(source), Path(tmp), limits)
+            if scene_file is not None:
+                prefer = _scene_file(scene_file, names)
             with zipfile.ZipFile(zip_path) as zf:
                 layout, scene = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
                 radiosity = radiosity_cache != "off" and mentions_radiosity(names, zf.read)
@@ -227,6 +231,39 @@ class Client:
         if progress.state != JobState.DONE:
             raise job_failed(progress)
         return progress
+
+    def view(self, job_id: str) -> JobView:
+        """`httpov status JOB`: the job as it is now."""
+        return job_view(self.store, job_id, live_within=self.settings.live_node_seconds)
+
+    def views(self, states: list[str] | None = None, name: str | None = None, user: str | None = None,
+              limit: int | None = None) -> list[JobView]:
+        """`httpov status`: the newest `limit` jobs (None: all) in `states`, named like `name`, of `user`."""
+        from httpov.view import overview
+
+        return overview(self.store, states=states, name=name, user=user, limit=limit,
+                        live_within=self.settings.live_node_seconds)
+
+    def job_count(self) -> int:
+        """How many jobs the farm lists."""
+        return len(self.store.job_ids())
+
+    def state(self, job_id: str) -> str:
+        return self.store.state(job_id)
+
+    def follow(self, job_id: str, poll: float = 1.0, timeout: float | None = None,
+               on_outage: Callable[[str], None] | None = None) -> Iterator[JobView]:
+        """`httpov watch`: the job's view every `poll` seconds until it ends (httpov.view.follow)."""
+        from httpov.view import follow
+
+        return follow(self.store, job_id, poll=poll, timeout=timeout, outage=self.settings.outage_seconds,
+                      on_outage=on_outage, live_within=self.settings.live_node_seconds)
+
+    def nodes(self) -> list[dict]:
+        """`httpov nodes --json`: the render nodes seen in the last hour."""
+        from httpov.nodes import farm_nodes
+
+        return farm_nodes(self.store, self.settings.lease_seconds)
 
     def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None) -> list[Path]:
         """Download every rendered frame as a PNG into `output` and the batch logs (failed batches' too) into
@@ -521,6 +558,14 @@ def _scene_archive(source: Path, tmp: Path,
     if suffix == ".zip" or zipfile.is_zipfile(source):
         return source, None, archive.check_archive(source, limits)
     raise SceneError(f"{source}: not a scene (give a .zip, a folder, or a .ini/.pov file)")
+
+
+def _scene_file(name: str, names: list[str]) -> str:
+    """`name` if it is an .ini or .pov at the top of the scene zip (at its root or in its one top folder)."""
+    if "/" in name or "\\" in name or not name.lower().endswith((".ini", ".pov")) or \
+            not any(n == name or n.count("/") == 1 and n.endswith("/" + name) for n in names):
+        raise SceneError(f"the scene has no {shown(name)!r} at its top to render (an .ini or .pov file)")
+    return name
 
 
 def _choices(layout: SceneLayout, spec: JobSpec) -> list[str]:

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request, send_file
 
 from httpov.access import Action, Identity, Role, allowed
 from httpov.errors import BadInputError, FieldError, ForbiddenError, SceneError
@@ -23,7 +24,10 @@ log = logging.getLogger("httpov.web")
 CONTROLS = ("cancel", "pause", "resume", "retry")
 #: Submit's options a form or a script may send, as text (SubmitOptions' names, as the CLI's flags without the
 #: dashes); the scene zip comes in the field `scene`, and `user` is taken from a farm-wide token's request only.
-SUBMIT_FIELDS = ("name", "frames", "count", "slices", "priority", "radiosity_cache")
+SUBMIT_FIELDS = ("name", "frames", "count", "slices", "priority", "radiosity_cache", "slice_rows", "time_limit",
+                 "max_processes", "max_nodes", "pool", "any_povray")
+#: How a form or script says yes to a flag (any_povray).
+YES = ("1", "true", "yes", "on")
 
 
 def web() -> Any:
@@ -41,6 +45,8 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
     """Client.submit of an uploaded scene zip with the CLI's options from form fields; FieldError names the field."""
     client = web().client
     given: dict[str, object] = {field: form[field] for field in SUBMIT_FIELDS if form.get(field)}  # empty: not given
+    if "any_povray" in given:
+        given["any_povray"] = str(given["any_povray"]).strip().lower() in YES
     # the job is the signed-in user's or the token's account's; a script with a farm-wide token (an admin of no
     # account) may name its user (default: the server's login)
     given["user"] = (form.get("user") or None) if g.get("farm_token") else g.get("user")
@@ -59,7 +65,7 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
         path = Path(tmp) / "scene.zip"  # never the uploaded name: that is data, not a path
         upload.save(path)
         try:
-            return client.submit(path, options)
+            return client.submit(path, options, scene_file=form.get("scene_file") or None)
         except SceneError as exc:  # ArchiveError too: the zip is the problem
             raise FieldError({"scene": str(exc)}) from None
         except BadInputError as exc:  # what only the scene decides (--slices past its height): said as the CLI says it
@@ -90,11 +96,12 @@ def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
     return answer
 
 
-def delete(job: str) -> dict[str, Any]:
+def delete(job: str, force: bool = False) -> dict[str, Any]:
     """`httpov delete JOB`'s library call: a live job is refused (409), as the CLI refuses it without --force."""
-    deleted = web().client.delete(job_id(job))
+    deleted = web().client.delete(job_id(job), force=force)
     return {"id": deleted.job_id, "action": "delete", "objects": deleted.objects, "redis_keys": deleted.redis_keys,
-            "scene_deleted": deleted.scene_deleted}
+            "scene_deleted": deleted.scene_deleted, "state": deleted.state, "name": deleted.name,
+            "finished": deleted.finished}
 
 
 def nodes() -> Any:
@@ -108,8 +115,8 @@ def nodes() -> Any:
 def set_priority(job: str, raw: str | None) -> dict[str, Any]:
     """`httpov priority JOB N`'s library call."""
     priority = parse_priority(raw or "")
-    web().client.set_priority(job_id(job), priority)
-    return {"id": job, "action": "priority", "priority": priority}
+    moved = web().client.set_priority(job_id(job), priority)
+    return {"id": job, "action": "priority", "priority": priority, "batches_moved": moved}
 
 
 def requester() -> Identity | None:
@@ -168,8 +175,18 @@ def revoke_token(token_id: str) -> Any:
 
 @api.get("/jobs")
 def list_jobs():
-    views = web().source.jobs(request.args.get("state") or None, request.args.get("user") or None)
-    return jsonify([view.to_json() for view in views])
+    """`httpov status --json`: every job (or the newest `limit`), oldest first; `state` may list several states,
+    comma-separated, `name` is a shell-style pattern. X-Httpov-Jobs says how many jobs the farm lists in all."""
+    client = web().client
+    states = [s.strip() for s in (request.args.get("state") or "").split(",") if s.strip()] or None
+    limit = request.args.get("limit") or None
+    if limit is not None and (not limit.isdigit() or int(limit) < 1):
+        raise FieldError({"limit": f"must be a whole number of at least 1, got {limit[:20]!r}"})
+    views = client.views(states, request.args.get("name") or None, request.args.get("user") or None,
+                         int(limit) if limit else None)
+    response = jsonify([view.to_json() for view in views])
+    response.headers["X-Httpov-Jobs"] = str(client.job_count())
+    return response
 
 
 @api.get("/jobs/<job>")
@@ -182,12 +199,35 @@ def list_frames(job: str):
     return jsonify(web().source.frames(job))
 
 
+@api.get("/jobs/<job>/results.zip")
+def download_results(job: str):
+    """`httpov fetch JOB --output DIR`'s library call (Client.fetch, every result checked): the frames at the top
+    of one zip (stored, PNGs are compressed already) and the batch logs under logs/, sent from a temporary file."""
+    job = job_id(job)
+    with tempfile.TemporaryDirectory(prefix="httpov-results-") as tmp:
+        folder = Path(tmp) / "results"
+        images = web().client.fetch(job, folder)
+        out = tempfile.TemporaryFile()  # closed (and so removed) by the response
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+            for image in images:
+                zf.write(image, image.name)
+            for entry in sorted((folder / "logs").iterdir()):
+                zf.write(entry, f"logs/{entry.name}")
+        size = out.tell()
+        out.seek(0)
+    response = send_file(out, mimetype="application/zip", as_attachment=True, download_name=f"{job}-results.zip")
+    response.headers["Content-Length"] = str(size)
+    response.headers["X-Httpov-Frames"] = str(len(images))
+    return response
+
+
 @api.post("/jobs")
 def submit_job():
     submission = submit_upload(request.files.get("scene"), request.form)
     spec = submission.spec
     return jsonify({"id": spec.id, "name": spec.name, "batches": len(spec.batches), "ignored": submission.ignored,
-                    "notes": submission.notes, "description": submission.describe()}), 201
+                    "notes": submission.notes, "warnings": submission.warnings, "uploaded": submission.uploaded,
+                    "description": submission.describe(), "spec": spec.to_dict()}), 201
 
 
 @api.post("/jobs/<job>/priority")
@@ -202,7 +242,7 @@ def control_job(job: str, action: str):
 
 @api.delete("/jobs/<job>")
 def delete_job(job: str):
-    return jsonify(delete(job))
+    return jsonify(delete(job, force=(request.args.get("force") or "").lower() in YES))
 
 
 @api.get("/nodes")

@@ -456,7 +456,7 @@ class Client:
 
         return sweep(self.celery, self.store, self.settings.queue, self.settings.lease_seconds,
                      self.settings.max_attempts, self.settings.sweep_seconds, node,
-                     user_cap=self.settings.user_max_processes)
+                     user_cap=self.settings.user_max_processes or 0)
 
     def _top_up(self, spec: JobSpec, on_sent: Callable[[int], None] | None = None) -> int:
         """The job joins its user's jobs (dispatch.make_room): send its next pending batches until its window is
@@ -464,7 +464,7 @@ class Client:
         from httpov.dispatch import make_room
 
         part = make_room(self.celery, self.store, spec.id, self.settings.queue, self.settings.lease_seconds,
-                         self.settings.user_max_processes)
+                         self.settings.user_max_processes or 0)
         _, batch_ids = self.store.top_up(spec.id, part)
         return self._send(spec, batch_ids, on_sent)
 

@@ -79,7 +79,7 @@ class Limits:
 
 
 def farm_defaults(settings: Settings) -> UserLimits:
-    return UserLimits(max_processes=settings.user_max_processes, max_jobs=settings.user_max_jobs,
+    return UserLimits(max_processes=settings.user_max_processes or 0, max_jobs=settings.user_max_jobs or 0,
                       max_priority=settings.user_max_priority, weight=1.0)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from httpov.access import Identity, Role
 from httpov.errors import BadInputError, FieldError, SceneError
 from httpov.options import OptionError, SubmitOptions, parse_priority
 from httpov.plan import parse_frame_range, safe_name
@@ -24,6 +25,15 @@ SUBMIT_FIELDS = ("name", "frames", "count", "slices", "priority", "radiosity_cac
 
 def web() -> Any:
     return current_app.extensions["httpov"]
+
+
+def identity() -> Identity:
+    """Who asks: today every signed-in account and bearer token acts as an admin, anyone else (public read) as a
+    viewer. (The identity work of issue #24 replaces this with each account's own role.)"""
+    user = g.get("user")
+    if user is None:
+        return Identity("anonymous", Role.VIEWER, address=request.remote_addr or "")
+    return Identity(user, Role.ADMIN, address=request.remote_addr or "")
 
 
 def wants_json() -> bool:
@@ -54,7 +64,7 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
         path = Path(tmp) / "scene.zip"  # never the uploaded name: that is data, not a path
         upload.save(path)
         try:
-            return client.submit(path, options)
+            return client.submit(path, options, who=identity())
         except SceneError as exc:  # ArchiveError too: the zip is the problem
             raise FieldError({"scene": str(exc)}) from None
         except BadInputError as exc:  # what only the scene decides (--slices past its height): said as the CLI says it
@@ -103,7 +113,7 @@ def nodes() -> Any:
 def set_priority(job: str, raw: str | None) -> dict[str, Any]:
     """`httpov priority JOB N`'s library call."""
     priority = parse_priority(raw or "")
-    web().client.set_priority(job_id(job), priority)
+    web().client.set_priority(job_id(job), priority, who=identity())
     return {"id": job, "action": "priority", "priority": priority}
 
 
@@ -149,3 +159,42 @@ def delete_job(job: str):
 @api.get("/nodes")
 def list_nodes():
     return jsonify(nodes())
+
+
+#: The limits an admin may set (httpov.user_limits.UserLimits), and how their text is read from a form.
+LIMIT_FIELDS = {"max_processes": int, "max_jobs": int, "max_priority": int, "weight": float}
+
+
+@api.get("/limits")
+def list_limits():
+    return jsonify(web().client.list_limits(who=identity()))
+
+
+@api.put("/limits/<name>")
+def set_limits(name: str):
+    """Set some of a user's (or `*`'s) limits from a JSON object or form fields (admins); answers the entry."""
+    body = request.get_json(silent=True)
+    given = body if isinstance(body, dict) else request.form.to_dict()
+    unknown = sorted(set(given) - set(LIMIT_FIELDS))
+    if unknown:
+        raise FieldError({unknown[0]: f"no such limit (the limits: {', '.join(LIMIT_FIELDS)})"})
+    values: dict[str, int | float | None] = {}
+    for field, kind in LIMIT_FIELDS.items():
+        value = given.get(field)
+        if isinstance(value, str):
+            try:
+                value = kind(value) if value.strip() else None
+            except ValueError:
+                raise FieldError({field: f"{field} must be a number"}) from None
+        values[field] = value
+    try:
+        entry = web().client.set_limits(name, who=identity(), **values)
+    except BadInputError as exc:
+        field = next((f for f in LIMIT_FIELDS if str(exc).startswith(f.replace("_", " "))), "name")
+        raise FieldError({field: str(exc)}) from None
+    return jsonify({"name": name, "limits": entry})
+
+
+@api.delete("/limits/<name>")
+def clear_limits(name: str):
+    return jsonify({"name": name, "removed": web().client.clear_limits(name, who=identity())})

@@ -155,7 +155,7 @@ class RenderNode:
             elif pinned is not None:  # its pixels would differ: a node with the job's povray renders it
                 return self._hand_back(job_id, batch_id, execution, handoff, node, blocked, povray_version=pinned)
         status = self.store.start_batch(job_id, batch_id, execution, node, lease, handoff,
-                                        user_max_processes=self.settings.user_max_processes)
+                                        user_max_processes=self.settings.user_max_processes or 0)
         if status == JobState.PAUSED:
             return Outcome("parked")  # start_batch parked it; resume queues it again
         if status == "deferred":  # --max-processes (the job's or its owner's) reached: back on its pending list,
@@ -246,7 +246,7 @@ class RenderNode:
         # sweepers requeue the batch as for any lost node.
         target = random.choice(sorted(targets))
         status = self.store.start_batch(job_id, batch_id, execution, node, HAND_BACK_LEASES * lease, handoff,
-                                        hand_back=True, user_max_processes=self.settings.user_max_processes)
+                                        hand_back=True, user_max_processes=self.settings.user_max_processes or 0)
         if status == JobState.PAUSED:
             return Outcome("parked")
         if status != "ok":

@@ -609,6 +609,55 @@ def priority(ctx: click.Context, job: str, priority: int) -> None:
     click.echo(f"job {shown(job)}: priority {priority}, {moved} queued batch(es) moved")
 
 
+@cli.group("limits", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def limits(ctx: click.Context, as_json: bool) -> None:
+    """Per-user limits (admins): list them; `limits set NAME|*` and `limits clear NAME` change them."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = _client(ctx).list_limits()
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    columns = ("max_processes", "max_jobs", "max_priority", "weight")
+    click.echo(f"{'USER':<28}{'PROCESSES':>10}{'JOBS':>6}{'PRIORITY':>9}{'WEIGHT':>8}")
+
+    def row(name: str, entry: dict[str, Any]) -> str:
+        cells = ["-" if entry.get(c) is None else ("no limit" if entry[c] == 0 and c in columns[:2] else entry[c])
+                 for c in columns]
+        return f"{shown(name)[:27]:<28}{cells[0]!s:>10}{cells[1]!s:>6}{cells[2]!s:>9}{cells[3]!s:>8}"
+    click.echo(row("(farm settings)", found["defaults"]))
+    for name, entry in found["users"].items():
+        click.echo(row(name, entry))
+    click.echo("('-': from the * entry, else the farm settings; 'no limit': 0)")
+
+
+@limits.command("set")
+@click.argument("name")
+@click.option("--max-processes", type=int, help="Render processes on the user's batches at once (0: no limit).")
+@click.option("--max-jobs", type=int, help="Live jobs the user may have at once (0: no limit).")
+@click.option("--max-priority", type=int, help="Highest priority the user may give a job (0-9).")
+@click.option("--weight", type=float, help="The user's fair share relative to others' (default 1).")
+@click.pass_context
+def limits_set(ctx: click.Context, name: str, max_processes: int | None, max_jobs: int | None,
+               max_priority: int | None, weight: float | None) -> None:
+    """Set some of NAME's limits (NAME `*`: everyone without an entry of their own); the others stay."""
+    entry = _client(ctx).set_limits(name, max_processes=max_processes, max_jobs=max_jobs, max_priority=max_priority,
+                                    weight=weight)
+    said = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in entry.items())
+    click.echo(f"{shown(name)}: {said or 'no limit set'}")
+
+
+@limits.command("clear")
+@click.argument("name")
+@click.pass_context
+def limits_clear(ctx: click.Context, name: str) -> None:
+    """Remove NAME's entry: the * entry and the farm settings apply to them again."""
+    had = _client(ctx).clear_limits(name)
+    click.echo(f"{shown(name)}: " + ("entry removed" if had else "had no entry"))
+
+
 @cli.command("config")
 @click.pass_context
 def config_command(ctx: click.Context) -> None:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from httpov import archive, paths
+from httpov import archive, paths, user_limits
+from httpov.access import Action, Identity, local_operator, require
 from httpov.errors import (
     ArchiveError,
     BadInputError,
@@ -97,6 +98,7 @@ class Client:
     # submit
     def submit(self, source: Path, options: SubmitOptions | None = None, *,
                limits: archive.ArchiveLimits | None = None, scene_file: str | None = None,
+               who: Identity | None = None,
                **given: object) -> Submission:
         """Check the scene, store it once by content hash, record the job and queue its batches.
 
@@ -104,12 +106,16 @@ class Client:
         option and lets each surface word its errors); a library caller may give them as keywords instead
         (`count=1, slices=4`), checked by the same parse (OptionError). What the scene alone decides (slices past
         its height, the farm's limits on frames and batches) is checked here, by plan_job. `scene_file`: the .ini
-        or .pov of a zip to render, as when a user names one file of a folder (`httpov --server` sends it so)."""
+        or .pov of a zip to render, as when a user names one file of a folder (`httpov --server` sends it so).
+        The owner's limits (httpov.user_limits: max jobs, max priority) are checked first: ForbiddenError naming the
+        limit. `who`: who submits (None: the local operator)."""
         if given and options is not None:
             raise TypeError("give the submit options as a SubmitOptions or as keywords, not both")
         if options is None:
             options = SubmitOptions.parse(given, self.settings)
         pool, radiosity_cache = options.pool, options.radiosity_cache
+        owner = options.user or login_name()
+        self.check_user_limits(owner, options.priority, who or local_operator())
         limits = limits or self.settings.archive_limits()
         with tempfile.TemporaryDirectory(prefix="httpov-submit-") as tmp:
             zip_path, prefer, names = _scene_archive(Path(source), Path(tmp), limits)
@@ -141,7 +147,7 @@ class Client:
                         self.store.scene_deleted(key)
                 raise
         queue = self.settings.pool_queue(pool) if pool else ""
-        self._queue_job(spec, user=options.user or login_name(), queue=queue,
+        self._queue_job(spec, user=owner, queue=queue,
                         max_processes=options.max_processes or 0, max_nodes=options.max_nodes or 0)
         warnings = []
         if pool and pool not in self.store.live_pools(within=self.settings.live_node_seconds):
@@ -428,12 +434,57 @@ class Client:
 
         return prune(self.store, self.storage, older_than, states, dry_run)
 
-    def set_priority(self, job_id: str, priority: int) -> int:
+    def set_priority(self, job_id: str, priority: int, who: Identity | None = None) -> int:
         """Change a queued (or running, or paused) job's priority; its batches still queued follow. Answers how
-        many batches were queued again at the new priority."""
+        many batches were queued again at the new priority. A priority above the owner's max priority is
+        ForbiddenError, but for an admin (`who`; None: the local operator)."""
         from httpov.dispatch import reprioritize
 
+        share = self.store.shares([job_id]).get(job_id)
+        if share is not None:  # (a job gone: reprioritize says so)
+            user_limits.check_priority(self.user_limits_of(share.user), priority, share.user, who or local_operator(),
+                                       what=f"job {job_id}")
+
         return reprioritize(self.celery, self.store, job_id, self.settings.queue, priority)
+
+    # per-user limits (admins set them; submit and set_priority check them, render nodes and fair share follow them)
+    def user_limits_of(self, user: str) -> user_limits.Limits:
+        """The limits that bind `user`: their entry over the `*` entry over the farm's settings."""
+        return user_limits.resolve(self.store.user_limits(), user, user_limits.farm_defaults(self.settings))
+
+    def check_user_limits(self, owner: str, priority: int, who: Identity) -> None:
+        """ForbiddenError naming the limit if a new job of `owner` at `priority` is past their limits."""
+        limits = self.user_limits_of(owner)
+        user_limits.check_priority(limits, priority, owner, who)
+        if limits.max_jobs:
+            user_limits.check_jobs(limits, self.store.live_jobs_of(owner), owner)
+
+    def list_limits(self, who: Identity | None = None) -> dict[str, dict[str, object]]:
+        """Every stored entry (name or `*` -> the fields it sets), and `defaults`: the farm's settings (admins)."""
+        require(who or local_operator(), Action.ADMIN)
+        stored = {name: {k: v for k, v in vars(user_limits.UserLimits.from_json(raw)).items() if v is not None}
+                  for name, raw in sorted(self.store.user_limits().items())}
+        return {"defaults": vars(user_limits.farm_defaults(self.settings)), "users": stored}
+
+    def set_limits(self, name: str, who: Identity | None = None, **given: int | float | None) -> dict[str, object]:
+        """Set some of a user's (or `*`'s) limits (admins): max_processes, max_jobs, max_priority, weight; the
+        others stay as stored. Answers the entry now."""
+        require(who or local_operator(), Action.ADMIN)
+        name = user_limits.check_entry_name(name)
+        unknown = sorted(set(given) - {"max_processes", "max_jobs", "max_priority", "weight"})
+        if unknown:
+            raise BadInputError(f"no such limit: {', '.join(unknown)}")
+        entry = user_limits.UserLimits.from_json(self.store.user_limits().get(name)).changed(**given)
+        self.store.set_user_limits(name, entry.to_json())
+        return {k: v for k, v in vars(entry).items() if v is not None}
+
+    def clear_limits(self, name: str, who: Identity | None = None) -> bool:
+        """Remove a user's (or `*`'s) entry (admins): the defaults apply again. Answers whether there was one."""
+        require(who or local_operator(), Action.ADMIN)
+        name = user_limits.check_entry_name(name)
+        had = name in self.store.user_limits()
+        self.store.set_user_limits(name, None)
+        return had
 
     def reap(self, node: str | None = None) -> list[tuple[str, str]]:
         """Requeue batches whose render node is gone (any worker or waiting client may sweep); a render node
@@ -441,14 +492,16 @@ class Client:
         from httpov.dispatch import sweep
 
         return sweep(self.celery, self.store, self.settings.queue, self.settings.lease_seconds,
-                     self.settings.max_attempts, self.settings.sweep_seconds, node)
+                     self.settings.max_attempts, self.settings.sweep_seconds, node,
+                     user_cap=self.settings.user_max_processes or 0)
 
     def _top_up(self, spec: JobSpec, on_sent: Callable[[int], None] | None = None) -> int:
         """The job joins its user's jobs (dispatch.make_room): send its next pending batches until its window is
         full; answers how many were sent."""
         from httpov.dispatch import make_room
 
-        part = make_room(self.celery, self.store, spec.id, self.settings.queue, self.settings.lease_seconds)
+        part = make_room(self.celery, self.store, spec.id, self.settings.queue, self.settings.lease_seconds,
+                         self.settings.user_max_processes or 0)
         _, batch_ids = self.store.top_up(spec.id, part)
         return self._send(spec, batch_ids, on_sent)
 

@@ -72,6 +72,10 @@ class Settings:
     max_scene_files: int = ArchiveLimits.max_entries
     max_scene_depth: int = ArchiveLimits.max_depth
     keep_days: float | None = None  # finished jobs older than this are deleted by the render nodes' sweep
+    # per-user limits' farm defaults, for users with no entry of their own and no `*` entry (httpov.user_limits)
+    user_max_processes: int | None = None  # render processes on one user's batches at once (None: no limit)
+    user_max_jobs: int | None = None  # live jobs one user may have at once (None: no limit)
+    user_max_priority: int = 8  # the highest priority a user may give (9 is the admins')
     pools: str = ""  # render pools this node joins, comma-separated: it also takes batches of `submit --pool`
     # `httpov web` and `httpov web-user` (their options, when given, win over these)
     web_accounts: Path = field(default_factory=lambda: _default_data_dir(os.environ) / "web-accounts")

@@ -34,6 +34,11 @@ def web() -> Any:
     return current_app.extensions["httpov"]
 
 
+def identity() -> Identity:
+    """Who asks (`requester`), or an anonymous viewer (public read)."""
+    return requester() or Identity("anonymous", Role.VIEWER, address=request.remote_addr or "")
+
+
 def wants_json() -> bool:
     """API calls, images and scripts get JSON errors; a browser asking for a page gets a page."""
     path = request.path
@@ -66,6 +71,9 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
         upload.save(path)
         try:
             return client.submit(path, options, scene_file=form.get("scene_file") or None)
+
+
+            return client.submit(path, options, who=identity())
         except SceneError as exc:  # ArchiveError too: the zip is the problem
             raise FieldError({"scene": str(exc)}) from None
         except BadInputError as exc:  # what only the scene decides (--slices past its height): said as the CLI says it
@@ -115,7 +123,7 @@ def nodes() -> Any:
 def set_priority(job: str, raw: str | None) -> dict[str, Any]:
     """`httpov priority JOB N`'s library call."""
     priority = parse_priority(raw or "")
-    moved = web().client.set_priority(job_id(job), priority)
+    moved = web().client.set_priority(job_id(job), priority, who=identity())
     return {"id": job, "action": "priority", "priority": priority, "batches_moved": moved}
 
 
@@ -264,3 +272,42 @@ def create_api_token():
 @api.delete("/tokens/<token_id>")
 def revoke_api_token(token_id: str):
     return jsonify({**revoke_token(token_id).to_json(), "action": "revoke"})
+
+
+#: The limits an admin may set (httpov.user_limits.UserLimits), and how their text is read from a form.
+LIMIT_FIELDS = {"max_processes": int, "max_jobs": int, "max_priority": int, "weight": float}
+
+
+@api.get("/limits")
+def list_limits():
+    return jsonify(web().client.list_limits(who=identity()))
+
+
+@api.put("/limits/<name>")
+def set_limits(name: str):
+    """Set some of a user's (or `*`'s) limits from a JSON object or form fields (admins); answers the entry."""
+    body = request.get_json(silent=True)
+    given = body if isinstance(body, dict) else request.form.to_dict()
+    unknown = sorted(set(given) - set(LIMIT_FIELDS))
+    if unknown:
+        raise FieldError({unknown[0]: f"no such limit (the limits: {', '.join(LIMIT_FIELDS)})"})
+    values: dict[str, int | float | None] = {}
+    for field, kind in LIMIT_FIELDS.items():
+        value = given.get(field)
+        if isinstance(value, str):
+            try:
+                value = kind(value) if value.strip() else None
+            except ValueError:
+                raise FieldError({field: f"{field} must be a number"}) from None
+        values[field] = value
+    try:
+        entry = web().client.set_limits(name, who=identity(), **values)
+    except BadInputError as exc:
+        field = next((f for f in LIMIT_FIELDS if str(exc).startswith(f.replace("_", " "))), "name")
+        raise FieldError({field: str(exc)}) from None
+    return jsonify({"name": name, "limits": entry})
+
+
+@api.delete("/limits/<name>")
+def clear_limits(name: str):
+    return jsonify({"name": name, "removed": web().client.clear_limits(name, who=identity())})

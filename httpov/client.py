@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from httpov import archive, paths
-from httpov.access import Identity
+from httpov.access import Identity, local_operator
 from httpov.audit import AuditLog, Entry, age, audited
 from httpov.errors import (
     ArchiveError,
@@ -61,7 +61,7 @@ def _submitted(given: Mapping[str, Any], submission: Submission, entry: Entry) -
     owner = options.user if options is not None else given.get("given", {}).get("user")
     entry.job = s.id
     entry.done = (f"{s.name}: {s.frame_count} frame(s) {s.first}-{s.last}, priority {s.priority}"
-                  + (f", for {owner}" if owner else ""))
+                  + (f", for {owner}" if owner and owner != (given.get("who") or local_operator()).name else ""))
 
 
 def _frames(given: Mapping[str, Any]) -> str:

@@ -55,6 +55,23 @@ if TYPE_CHECKING:
 Progress = Callable[[JobView], None]
 
 
+@dataclass
+class Submission:
+    """A job just queued, and what the user should be told about it."""
+
+    spec: JobSpec
+    uploaded: bool
+    ignored: list[str]
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        s = self.spec
+        what = f"{s.frame_count} frame(s) {s.first}-{s.last}" if s.frame_count > 1 else f"frame {s.first}"
+        how = (f"{len(s.slices)} slice(s) per frame" if s.slices else f"{s.count} frame(s) per batch")
+        return f"{s.id}: {what} at {s.width}x{s.height}, {how}, {len(s.batches)} batch(es)"
+
+
 # what the audit log says of each action (httpov.audit.audited): asked, from a call's arguments; done, from its result
 def _submitted(given: Mapping[str, Any], submission: Submission, entry: Entry) -> None:
     s, options = submission.spec, given.get("options")
@@ -101,23 +118,6 @@ def _prune_asked(given: Mapping[str, Any]) -> str:
 def _pruned(given: Mapping[str, Any], deleted: list[Deleted], entry: Entry) -> None:
     entry.skip = bool(given.get("dry_run"))  # a dry run changes nothing
     entry.jobs, entry.done = [d.job_id for d in deleted], f"{len(deleted)} job(s) deleted"
-
-
-@dataclass
-class Submission:
-    """A job just queued, and what the user should be told about it."""
-
-    spec: JobSpec
-    uploaded: bool
-    ignored: list[str]
-    notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def describe(self) -> str:
-        s = self.spec
-        what = f"{s.frame_count} frame(s) {s.first}-{s.last}" if s.frame_count > 1 else f"frame {s.first}"
-        how = (f"{len(s.slices)} slice(s) per frame" if s.slices else f"{s.count} frame(s) per batch")
-        return f"{s.id}: {what} at {s.width}x{s.height}, {how}, {len(s.batches)} batch(es)"
 
 
 class Client:

@@ -33,18 +33,48 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
 
 
-def _client(ctx: click.Context):
+def _client(ctx: click.Context) -> Any:
+    """The one place the CLI chooses how it reaches the farm: through its web API with a token when a server is
+    set (--server, HTTPOV_SERVER, `server` in the config file), else Redis and storage directly (an operator's)."""
+    if ctx.obj.server:
+        from httpov.remote import RemoteClient
+        from httpov.terminal import Transfer
+
+        client = RemoteClient(ctx.obj, Transfer)
+        if client.token_in_clear:
+            click.echo(f"warning: the token goes unencrypted to {shown(client.server)}: use https://", err=True)
+        return client
     from httpov.client import Client
 
     return Client(ctx.obj)  # its Celery app is built only by the commands that queue batches
 
 
+#: The commands that run through a farm's web API with --server; every other one acts on the farm directly (Redis,
+#: its files, its processes) and is refused with --server.
+REMOTE_COMMANDS = ("submit", "status", "watch", "fetch", "cancel", "pause", "resume", "retry", "priority", "delete",
+                   "nodes", "config")
+
+
 @click.group(cls=_Group)
 @click.version_option(package_name="httpov")
+@click.option("--server", metavar="URL", help="Reach the farm through its `httpov web` at URL with the token in "
+              "HTTPOV_TOKEN (no broker password needed); also HTTPOV_SERVER, or `server` in the config file.")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, server: str | None) -> None:
     """Distributed POV-Ray rendering: submit scenes, render nodes run `celery -A httpov worker`."""
-    ctx.obj = Settings.from_env()
+    from httpov.settings import check_server
+
+    settings = Settings.from_env()
+    if server is not None:
+        check_server(server)
+        settings = settings.with_(server=server)
+    ctx.obj = settings
+    command = ctx.invoked_subcommand
+    if settings.server and command is not None and command not in REMOTE_COMMANDS:
+        raise BadInputError(f"`httpov {command}` acts on the farm directly (Redis, its storage and files): it does "
+                            f"not run with --server {shown(settings.server)}",
+                            hint=f"with --server: {', '.join(REMOTE_COMMANDS)}; `{command}` runs on the operator's "
+                                 "machine, without --server and HTTPOV_SERVER")
 
 
 @cli.command()
@@ -122,11 +152,11 @@ JOB_STATES = tuple(state.value for state in JobState if state != JobState.DELETI
 def status(ctx: click.Context, job: str | None, as_json: bool, states: str | None, name: str | None,
            user: str | None, limit: int | None, every: bool) -> None:
     """The newest jobs as a table, or one job in detail (progress, ETA, who renders what, failures)."""
-    from httpov import terminal, view
+    from httpov import terminal
 
-    store = _client(ctx).store
+    client = _client(ctx)
     if job:
-        one = view.job_view(store, job, live_within=ctx.obj.live_node_seconds)
+        one = client.view(job)
         if as_json:
             click.echo(json.dumps(one.to_json(), indent=2))
         else:
@@ -141,7 +171,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool, states: str | Non
     if every and limit is not None:
         raise BadInputError("give --limit N or --all, not both")
     cap = None if every else (limit or STATUS_LIMIT)
-    jobs = view.overview(store, states=wanted, name=name, user=user, limit=cap, live_within=ctx.obj.live_node_seconds)
+    jobs = client.views(wanted, name, user, cap)
     if as_json:
         click.echo(json.dumps([j.to_json() for j in jobs], indent=2))
         return
@@ -153,7 +183,7 @@ def status(ctx: click.Context, job: str | None, as_json: bool, states: str | Non
     for j in jobs:
         if j.pool_live is False:
             click.echo(f"warning: job {shown(j.id)} waits: no live render node is in pool {shown(j.pool)}", err=True)
-    if cap is not None and len(jobs) == cap and len(store.job_ids()) > cap:
+    if cap is not None and len(jobs) == cap and client.job_count() > cap:
         click.echo(f"(the newest {cap} shown: --limit N or --all for more)", err=True)
 
 
@@ -166,7 +196,6 @@ def status(ctx: click.Context, job: str | None, as_json: bool, states: str | Non
 def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bool) -> None:
     """Follow JOB live until it ends: progress bar, frames done/failed/rendering, render nodes, rate and ETA."""
     from httpov import terminal
-    from httpov import view as views
 
     if interval <= 0:
         raise BadInputError(f"--interval must be greater than 0, got {interval}")
@@ -174,9 +203,7 @@ def watch(ctx: click.Context, job: str, interval: float, once: bool, as_json: bo
     last = None
     with contextlib.ExitStack() as stack:
         live = stack.enter_context(terminal.watch_live(out)) if out.is_terminal and not as_json else None
-        for view in views.follow(_client(ctx).store, job, poll=interval, timeout=0 if once else None,
-                                 outage=ctx.obj.outage_seconds, on_outage=_outage,
-                                 live_within=ctx.obj.live_node_seconds):
+        for view in _client(ctx).follow(job, poll=interval, timeout=0 if once else None, on_outage=_outage):
             if as_json:
                 click.echo(json.dumps(view.to_json()))
             elif live is not None:
@@ -224,7 +251,7 @@ def fetch(ctx: click.Context, job: str, output: Path | None, video: Path | None,
         images = client.fetch(job, folder, _counter("downloading"))
         if output is not None:
             click.echo(f"{len(images)} frame(s) in {output}, logs in {output / 'logs'} "
-                       f"(job {client.store.state(job)})")
+                       f"(job {client.state(job)})")
         if video is not None:
             media.encode(images, video, fps, _counter(f"encoding {video.name}, frame"), ctx.obj.max_pixels)
             click.echo(f"{video}: {len(images)} frame(s) at {fps:g} fps")
@@ -551,9 +578,7 @@ def prune(ctx: click.Context, older_than: str, states: str, dry_run: bool) -> No
 @click.pass_context
 def nodes(ctx: click.Context, as_json: bool) -> None:
     """The render nodes: up or lost, host, processes, cores, versions, what each renders, its last hour."""
-    from httpov.nodes import farm_nodes
-
-    found = farm_nodes(_client(ctx).store, ctx.obj.lease_seconds)
+    found = _client(ctx).nodes()
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
@@ -596,6 +621,55 @@ def priority(ctx: click.Context, job: str, priority: int) -> None:
     """Set JOB's PRIORITY (0 lowest to 9 highest): its batches still queued move to it."""
     moved = _client(ctx).set_priority(job, priority)
     click.echo(f"job {shown(job)}: priority {priority}, {moved} queued batch(es) moved")
+
+
+@cli.group("limits", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def limits(ctx: click.Context, as_json: bool) -> None:
+    """Per-user limits (admins): list them; `limits set NAME|*` and `limits clear NAME` change them."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = _client(ctx).list_limits()
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    columns = ("max_processes", "max_jobs", "max_priority", "weight")
+    click.echo(f"{'USER':<28}{'PROCESSES':>10}{'JOBS':>6}{'PRIORITY':>9}{'WEIGHT':>8}")
+
+    def row(name: str, entry: dict[str, Any]) -> str:
+        cells = ["-" if entry.get(c) is None else ("no limit" if entry[c] == 0 and c in columns[:2] else entry[c])
+                 for c in columns]
+        return f"{shown(name)[:27]:<28}{cells[0]!s:>10}{cells[1]!s:>6}{cells[2]!s:>9}{cells[3]!s:>8}"
+    click.echo(row("(farm settings)", found["defaults"]))
+    for name, entry in found["users"].items():
+        click.echo(row(name, entry))
+    click.echo("('-': from the * entry, else the farm settings; 'no limit': 0)")
+
+
+@limits.command("set")
+@click.argument("name")
+@click.option("--max-processes", type=int, help="Render processes on the user's batches at once (0: no limit).")
+@click.option("--max-jobs", type=int, help="Live jobs the user may have at once (0: no limit).")
+@click.option("--max-priority", type=int, help="Highest priority the user may give a job (0-9).")
+@click.option("--weight", type=float, help="The user's fair share relative to others' (default 1).")
+@click.pass_context
+def limits_set(ctx: click.Context, name: str, max_processes: int | None, max_jobs: int | None,
+               max_priority: int | None, weight: float | None) -> None:
+    """Set some of NAME's limits (NAME `*`: everyone without an entry of their own); the others stay."""
+    entry = _client(ctx).set_limits(name, max_processes=max_processes, max_jobs=max_jobs, max_priority=max_priority,
+                                    weight=weight)
+    said = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in entry.items())
+    click.echo(f"{shown(name)}: {said or 'no limit set'}")
+
+
+@limits.command("clear")
+@click.argument("name")
+@click.pass_context
+def limits_clear(ctx: click.Context, name: str) -> None:
+    """Remove NAME's entry: the * entry and the farm settings apply to them again."""
+    had = _client(ctx).clear_limits(name)
+    click.echo(f"{shown(name)}: " + ("entry removed" if had else "had no entry"))
 
 
 @cli.command()

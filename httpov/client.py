@@ -7,13 +7,13 @@ import io
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from httpov import archive, paths
-from httpov.access import Identity, local_operator
+from httpov import archive, paths, user_limits
+from httpov.access import Action, Identity, local_operator, require
 from httpov.audit import AuditLog, Entry, age, audited
 from httpov.errors import (
     ArchiveError,
@@ -120,6 +120,15 @@ def _pruned(given: Mapping[str, Any], deleted: list[Deleted], entry: Entry) -> N
     entry.jobs, entry.done = [d.job_id for d in deleted], f"{len(deleted)} job(s) deleted"
 
 
+def _limits_asked(given: Mapping[str, Any]) -> str:
+    changes = ", ".join(f"{k} {v}" for k, v in (given.get("given") or {}).items() if v is not None)
+    return f"{given['name']}" + (f": {changes}" if changes else "")
+
+
+def _limits_now(given: Mapping[str, Any], entry_now: dict[str, object], entry: Entry) -> None:
+    entry.done = "now " + (", ".join(f"{k} {v}" for k, v in entry_now.items()) or "no limit set")
+
+
 class Client:
     """Talks to Redis (job state and queue) and storage on the user's behalf. The methods that act take the keyword
     `who` (httpov.access.Identity; None: the local operator) and are recorded in the audit log as it (httpov.audit)."""
@@ -156,22 +165,30 @@ class Client:
     # submit
     @audited("submit", done=_submitted)
     def submit(self, source: Path, options: SubmitOptions | None = None, *,
-               limits: archive.ArchiveLimits | None = None, who: Identity | None = None,
+               limits: archive.ArchiveLimits | None = None, scene_file: str | None = None,
+               who: Identity | None = None,
                **given: object) -> Submission:
         """Check the scene, store it once by content hash, record the job and queue its batches.
 
         `options`: how to render it (httpov.options.SubmitOptions, built by SubmitOptions.parse, which checks every
         option and lets each surface word its errors); a library caller may give them as keywords instead
         (`count=1, slices=4`), checked by the same parse (OptionError). What the scene alone decides (slices past
-        its height, the farm's limits on frames and batches) is checked here, by plan_job."""
+        its height, the farm's limits on frames and batches) is checked here, by plan_job. `scene_file`: the .ini
+        or .pov of a zip to render, as when a user names one file of a folder (`httpov --server` sends it so).
+        The owner's limits (httpov.user_limits: max jobs, max priority) are checked first: ForbiddenError naming the
+        limit. `who`: who submits (None: the local operator)."""
         if given and options is not None:
             raise TypeError("give the submit options as a SubmitOptions or as keywords, not both")
         if options is None:
             options = SubmitOptions.parse(given, self.settings)
         pool, radiosity_cache = options.pool, options.radiosity_cache
+        owner = options.user or login_name()
+        self.check_user_limits(owner, options.priority, who or local_operator())
         limits = limits or self.settings.archive_limits()
         with tempfile.TemporaryDirectory(prefix="httpov-submit-") as tmp:
             zip_path, prefer, names = _scene_archive(Path(source), Path(tmp), limits)
+            if scene_file is not None:
+                prefer = _scene_file(scene_file, names)
             with zipfile.ZipFile(zip_path) as zf:
                 layout, scene = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
                 radiosity = radiosity_cache != "off" and mentions_radiosity(names, zf.read)
@@ -198,7 +215,7 @@ class Client:
                         self.store.scene_deleted(key)
                 raise
         queue = self.settings.pool_queue(pool) if pool else ""
-        self._queue_job(spec, user=options.user or login_name(), queue=queue,
+        self._queue_job(spec, user=owner, queue=queue,
                         max_processes=options.max_processes or 0, max_nodes=options.max_nodes or 0)
         warnings = []
         if pool and pool not in self.store.live_pools(within=self.settings.live_node_seconds):
@@ -288,6 +305,39 @@ class Client:
         if progress.state != JobState.DONE:
             raise job_failed(progress)
         return progress
+
+    def view(self, job_id: str) -> JobView:
+        """`httpov status JOB`: the job as it is now."""
+        return job_view(self.store, job_id, live_within=self.settings.live_node_seconds)
+
+    def views(self, states: list[str] | None = None, name: str | None = None, user: str | None = None,
+              limit: int | None = None) -> list[JobView]:
+        """`httpov status`: the newest `limit` jobs (None: all) in `states`, named like `name`, of `user`."""
+        from httpov.view import overview
+
+        return overview(self.store, states=states, name=name, user=user, limit=limit,
+                        live_within=self.settings.live_node_seconds)
+
+    def job_count(self) -> int:
+        """How many jobs the farm lists."""
+        return len(self.store.job_ids())
+
+    def state(self, job_id: str) -> str:
+        return self.store.state(job_id)
+
+    def follow(self, job_id: str, poll: float = 1.0, timeout: float | None = None,
+               on_outage: Callable[[str], None] | None = None) -> Iterator[JobView]:
+        """`httpov watch`: the job's view every `poll` seconds until it ends (httpov.view.follow)."""
+        from httpov.view import follow
+
+        return follow(self.store, job_id, poll=poll, timeout=timeout, outage=self.settings.outage_seconds,
+                      on_outage=on_outage, live_within=self.settings.live_node_seconds)
+
+    def nodes(self) -> list[dict]:
+        """`httpov nodes --json`: the render nodes seen in the last hour."""
+        from httpov.nodes import farm_nodes
+
+        return farm_nodes(self.store, self.settings.lease_seconds)
 
     def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None) -> list[Path]:
         """Download every rendered frame as a PNG into `output` and the batch logs (failed batches' too) into
@@ -462,10 +512,57 @@ class Client:
     @audited("priority", _priority, _moved)
     def set_priority(self, job_id: str, priority: int, who: Identity | None = None) -> int:
         """Change a queued (or running, or paused) job's priority; its batches still queued follow. Answers how
-        many batches were queued again at the new priority."""
+        many batches were queued again at the new priority. A priority above the owner's max priority is
+        ForbiddenError, but for an admin (`who`; None: the local operator)."""
         from httpov.dispatch import reprioritize
 
+        share = self.store.shares([job_id]).get(job_id)
+        if share is not None:  # (a job gone: reprioritize says so)
+            user_limits.check_priority(self.user_limits_of(share.user), priority, share.user, who or local_operator(),
+                                       what=f"job {job_id}")
+
         return reprioritize(self.celery, self.store, job_id, self.settings.queue, priority)
+
+    # per-user limits (admins set them; submit and set_priority check them, render nodes and fair share follow them)
+    def user_limits_of(self, user: str) -> user_limits.Limits:
+        """The limits that bind `user`: their entry over the `*` entry over the farm's settings."""
+        return user_limits.resolve(self.store.user_limits(), user, user_limits.farm_defaults(self.settings))
+
+    def check_user_limits(self, owner: str, priority: int, who: Identity) -> None:
+        """ForbiddenError naming the limit if a new job of `owner` at `priority` is past their limits."""
+        limits = self.user_limits_of(owner)
+        user_limits.check_priority(limits, priority, owner, who)
+        if limits.max_jobs:
+            user_limits.check_jobs(limits, self.store.live_jobs_of(owner), owner)
+
+    def list_limits(self, who: Identity | None = None) -> dict[str, dict[str, object]]:
+        """Every stored entry (name or `*` -> the fields it sets), and `defaults`: the farm's settings (admins)."""
+        require(who or local_operator(), Action.ADMIN)
+        stored = {name: {k: v for k, v in vars(user_limits.UserLimits.from_json(raw)).items() if v is not None}
+                  for name, raw in sorted(self.store.user_limits().items())}
+        return {"defaults": vars(user_limits.farm_defaults(self.settings)), "users": stored}
+
+    @audited("limits.set", _limits_asked, _limits_now)
+    def set_limits(self, name: str, who: Identity | None = None, **given: int | float | None) -> dict[str, object]:
+        """Set some of a user's (or `*`'s) limits (admins): max_processes, max_jobs, max_priority, weight; the
+        others stay as stored. Answers the entry now."""
+        require(who or local_operator(), Action.ADMIN)
+        name = user_limits.check_entry_name(name)
+        unknown = sorted(set(given) - {"max_processes", "max_jobs", "max_priority", "weight"})
+        if unknown:
+            raise BadInputError(f"no such limit: {', '.join(unknown)}")
+        entry = user_limits.UserLimits.from_json(self.store.user_limits().get(name)).changed(**given)
+        self.store.set_user_limits(name, entry.to_json())
+        return {k: v for k, v in vars(entry).items() if v is not None}
+
+    @audited("limits.clear", _limits_asked)
+    def clear_limits(self, name: str, who: Identity | None = None) -> bool:
+        """Remove a user's (or `*`'s) entry (admins): the defaults apply again. Answers whether there was one."""
+        require(who or local_operator(), Action.ADMIN)
+        name = user_limits.check_entry_name(name)
+        had = name in self.store.user_limits()
+        self.store.set_user_limits(name, None)
+        return had
 
     def reap(self, node: str | None = None) -> list[tuple[str, str]]:
         """Requeue batches whose render node is gone (any worker or waiting client may sweep); a render node
@@ -473,14 +570,16 @@ class Client:
         from httpov.dispatch import sweep
 
         return sweep(self.celery, self.store, self.settings.queue, self.settings.lease_seconds,
-                     self.settings.max_attempts, self.settings.sweep_seconds, node)
+                     self.settings.max_attempts, self.settings.sweep_seconds, node,
+                     user_cap=self.settings.user_max_processes or 0)
 
     def _top_up(self, spec: JobSpec, on_sent: Callable[[int], None] | None = None) -> int:
         """The job joins its user's jobs (dispatch.make_room): send its next pending batches until its window is
         full; answers how many were sent."""
         from httpov.dispatch import make_room
 
-        part = make_room(self.celery, self.store, spec.id, self.settings.queue, self.settings.lease_seconds)
+        part = make_room(self.celery, self.store, spec.id, self.settings.queue, self.settings.lease_seconds,
+                         self.settings.user_max_processes or 0)
         _, batch_ids = self.store.top_up(spec.id, part)
         return self._send(spec, batch_ids, on_sent)
 
@@ -590,6 +689,14 @@ def _scene_archive(source: Path, tmp: Path,
     if suffix == ".zip" or zipfile.is_zipfile(source):
         return source, None, archive.check_archive(source, limits)
     raise SceneError(f"{source}: not a scene (give a .zip, a folder, or a .ini/.pov file)")
+
+
+def _scene_file(name: str, names: list[str]) -> str:
+    """`name` if it is an .ini or .pov at the top of the scene zip (at its root or in its one top folder)."""
+    if "/" in name or "\\" in name or not name.lower().endswith((".ini", ".pov")) or \
+            not any(n == name or n.count("/") == 1 and n.endswith("/" + name) for n in names):
+        raise SceneError(f"the scene has no {shown(name)!r} at its top to render (an .ini or .pov file)")
+    return name
 
 
 def _choices(layout: SceneLayout, spec: JobSpec) -> list[str]:

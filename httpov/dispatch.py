@@ -9,6 +9,12 @@ then between their jobs: on each queue and at each priority every user with live
 (WINDOW_FACTOR x the render processes that take that queue's batches: every live node's for the default queue, its
 nodes' for a render pool's), split between that user's jobs there, a job's --max-processes leaving the rest of its
 part to the user's other jobs.
+
+Per-user limits (httpov.user_limits, set by admins): a user's budget scales with their fair-share weight (the
+heaviest weight among the users there gets the whole budget, the others in proportion), and is cut to their max
+processes. That cut only keeps batches that would have to wait off the queue: the cap itself is enforced exactly by
+the render node's start_batch, which counts the owner's running batches over all their jobs in the step that adds
+one (a window cannot: a batch running when a window shrinks stays running, and a job keeps a window of one).
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from httpov.plan import Batch, JobSpec
 from httpov.settings import live_node_window
 from httpov.store import JobStore, Share
 from httpov.sweep import reap, unsent
+from httpov.user_limits import Limits, UserLimits, resolve, user_budgets
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -93,13 +100,14 @@ def split(budget: int, caps: list[int]) -> list[int]:
     return [max(1, part) for part in parts]
 
 
-def windows(store: JobStore, lease_seconds: float, also: str | None = None) -> dict[str, int]:
+def windows(store: JobStore, lease_seconds: float, also: str | None = None, user_cap: int = 0) -> dict[str, int]:
     """Every live job's window (and job `also`'s, not yet listed while it is submitted): on each queue (the default
     one, or a render pool's) and at each priority, each user's budget split between the user's jobs (see the
     module's docstring). The budget counts the render processes that take the queue's batches (every node takes the
     default queue's; a pool's, only its nodes), and grows to the most jobs one user has there, so each job keeps at
-    least one batch queued."""
-    return _windows(store, lease_seconds, also)[1]
+    least one batch queued; each user's part of it follows their limits (`user_cap`: the farm's default max
+    processes, HTTPOV_USER_MAX_PROCESSES)."""
+    return _windows(store, lease_seconds, also, user_cap)[1]
 
 
 def _group(share: Share) -> tuple[str, int, str]:
@@ -107,7 +115,8 @@ def _group(share: Share) -> tuple[str, int, str]:
     return share.queue, share.priority, share.user
 
 
-def _windows(store: JobStore, lease_seconds: float, also: str | None) -> tuple[dict[str, Share], dict[str, int]]:
+def _windows(store: JobStore, lease_seconds: float, also: str | None,
+             user_cap: int = 0) -> tuple[dict[str, Share], dict[str, int]]:
     """windows(), with the shares it read."""
     ids = store.active_ids()
     if also is not None and also not in ids:
@@ -118,26 +127,35 @@ def _windows(store: JobStore, lease_seconds: float, also: str | None) -> tuple[d
         groups[_group(shares[job_id])].append(job_id)
     everyone, pools = store.render_processes(within=live_node_window(lease_seconds))
     most: dict[str, int] = defaultdict(int)
-    for (queue, _, _), jobs in groups.items():
+    competing: dict[tuple[str, int], dict[str, Limits]] = defaultdict(dict)  # queue, priority -> its users' limits
+    entries = store.user_limits() if groups else {}
+    defaults = UserLimits(max_processes=user_cap, weight=1.0)
+    for (queue, priority, user), jobs in groups.items():
         most[queue] = max(most[queue], len(jobs))
-    out: dict[str, int] = {}
-    for (queue, _, _), jobs in groups.items():
+        competing[queue, priority][user] = resolve(entries, user, defaults)
+    parts: dict[tuple[str, int, str], int] = {}
+    for (queue, priority), users in competing.items():
         processes = pools.get(queue.rpartition(".pool.")[2], 0) if queue else everyone
-        out.update(zip(jobs, split(max(budget(processes), most[queue]), [shares[j].max_processes for j in jobs])))
+        for user, part in user_budgets(max(budget(processes), most[queue]), users).items():
+            parts[queue, priority, user] = part
+    out: dict[str, int] = {}
+    for group, jobs in groups.items():
+        out.update(zip(jobs, split(parts[group], [shares[j].max_processes for j in jobs])))
     return shares, out
 
 
-def job_window(store: JobStore, lease_seconds: float, job_id: str) -> int:
+def job_window(store: JobStore, lease_seconds: float, job_id: str, user_cap: int = 0) -> int:
     """One job's window as windows() shares them (0 for a job gone)."""
-    return windows(store, lease_seconds, also=job_id).get(job_id, 0)
+    return windows(store, lease_seconds, also=job_id, user_cap=user_cap).get(job_id, 0)
 
 
 def top_up(celery: Celery, store: JobStore, job_id: str, queue: str, lease_seconds: float,
-           spec: JobSpec | None = None, limit: int | None = None) -> int:
+           spec: JobSpec | None = None, limit: int | None = None, user_cap: int = 0) -> int:
     """Send the next batches of a live job's pending list until its window (default: its share, see windows) is
     full (JobStore.top_up, atomic); answers how many were sent. `queue` is the default queue, for jobs sent to no
-    pool."""
-    own, batch_ids = store.top_up(job_id, job_window(store, lease_seconds, job_id) if limit is None else limit)
+    pool; `user_cap` as for windows."""
+    own, batch_ids = store.top_up(job_id, job_window(store, lease_seconds, job_id, user_cap) if limit is None
+                                  else limit)
     if not batch_ids:
         return 0
     return enqueue(celery, spec or store.spec(job_id), batch_ids, own or queue)
@@ -145,10 +163,10 @@ def top_up(celery: Celery, store: JobStore, job_id: str, queue: str, lease_secon
 
 def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max_attempts: int, every: float,
           node: str | None = None, processes: int = 0, pools: list[str] | None = None,
-          info: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+          info: dict[str, Any] | None = None, user_cap: int = 0) -> list[tuple[str, str]]:
     """Requeue batches whose render node is gone, then top up every live job's window; a render node passes its
     name, render processes, pools and record (`httpov nodes`), which also tells the others it is alive. Used by the
-    worker's reaper (with the worker's own app) and by waiting clients."""
+    worker's reaper (with the worker's own app) and by waiting clients; `user_cap` as for windows."""
     if node:
         store.heartbeat(node, processes, pools, info)
 
@@ -158,7 +176,7 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
     layout = QueueLayout.of(celery)
     reissued = reap(store, layout, requeue, lease_seconds, max_attempts, every=every)
     if not every or store.claim("sweep:top-up", every * 0.8):  # one sweeper per `every` fills the windows
-        for job_id, limit in windows(store, lease_seconds).items():
+        for job_id, limit in windows(store, lease_seconds, user_cap=user_cap).items():
             top_up(celery, store, job_id, queue, lease_seconds, limit=limit)
     if store.claim("sweep:unsent", lease_seconds):  # a top-up whose sender died before sending: send it now
         jobs = store.active_ids()
@@ -180,13 +198,14 @@ def reprioritize(celery: Celery, store: JobStore, job_id: str, queue: str, prior
     return enqueue(celery, spec, take_queued(store.r, QueueLayout.of(celery), own, job_id), own)
 
 
-def make_room(celery: Celery, store: JobStore, job_id: str, queue: str, lease_seconds: float) -> int:
+def make_room(celery: Celery, store: JobStore, job_id: str, queue: str, lease_seconds: float,
+              user_cap: int = 0) -> int:
     """A job joins its user's jobs at its priority (submitted, resumed, retried): their parts of the user's budget
     shrink, so each of them whose window now holds more than its part takes its last queued messages back (to the
     front of its pending list), and the joining job's first batches are not queued behind them. Without this, one
     user's 4-batch preview behind their own 200-batch job waited for the big job's surplus (docs/PERFORMANCE.md).
     Answers the joining job's window (0 for a job gone)."""
-    shares, parts = _windows(store, lease_seconds, also=job_id)
+    shares, parts = _windows(store, lease_seconds, job_id, user_cap)
     if job_id not in shares:
         return 0
     layout = QueueLayout.of(celery)

@@ -83,6 +83,20 @@ class RenderError(HttpovError):
         self.transient = transient
 
 
+class ServerUnavailableError(HttpovError):
+    """The farm's web server named by --server (HTTPOV_SERVER) cannot be reached."""
+
+    exit_code = 5
+    hint = "Is `httpov web` running there? Check --server / HTTPOV_SERVER."
+
+
+class TokenRefusedError(HttpovError):
+    """The farm's web server refused the token (HTTPOV_TOKEN): missing, mistyped or revoked."""
+
+    exit_code = 11
+    hint = "set HTTPOV_TOKEN to a token of your account (ask the farm's operator for one)"
+
+
 class ResultError(HttpovError):
     """A rendered result in storage is damaged, or larger than its job's frames can be (a decompression bomb)."""
 

@@ -25,7 +25,7 @@ LIMITS = ("max_width", "max_height", "max_pixels", "max_frames", "max_batches", 
 #: The environment variable naming the config file (the default is `default_config_path`).
 CONFIG_ENV = "HTTPOV_CONFIG"
 #: Settings that are secrets as a whole: `httpov config` shows them as ***, and Settings' repr leaves them out.
-SECRETS = ("web_tokens",)
+SECRETS = ("web_tokens", "token")
 #: How a yes/no setting may be written in the environment (click's words; any case); TOML takes true and false.
 _BOOLEANS = {"1": True, "yes": True, "true": True, "on": True, "t": True, "y": True,
              "0": False, "no": False, "false": False, "off": False, "f": False, "n": False}
@@ -72,6 +72,10 @@ class Settings:
     max_scene_files: int = ArchiveLimits.max_entries
     max_scene_depth: int = ArchiveLimits.max_depth
     keep_days: float | None = None  # finished jobs older than this are deleted by the render nodes' sweep
+    # per-user limits' farm defaults, for users with no entry of their own and no `*` entry (httpov.user_limits)
+    user_max_processes: int | None = None  # render processes on one user's batches at once (None: no limit)
+    user_max_jobs: int | None = None  # live jobs one user may have at once (None: no limit)
+    user_max_priority: int = 8  # the highest priority a user may give (9 is the admins')
     pools: str = ""  # render pools this node joins, comma-separated: it also takes batches of `submit --pool`
     # `httpov web` and `httpov web-user` (their options, when given, win over these)
     web_accounts: Path = field(default_factory=lambda: _default_data_dir(os.environ) / "web-accounts")
@@ -80,12 +84,17 @@ class Settings:
     web_behind_proxy: bool = False  # trust a TLS proxy's X-Forwarded-For, -Proto and -Host
     web_sign_in_attempts: int = 5  # failed sign-ins for one user or from one address within the window
     web_sign_in_window: int = 600  # seconds the failed sign-ins are counted over
+    # `httpov --server URL`: the CLI through a farm's web API with an account's token, no broker password
+    server: str | None = None  # the URL of `httpov web` (http:// or https://)
+    token: str | None = field(default=None, repr=False)  # the bearer token sent to it (HTTPOV_TOKEN)
 
     def __post_init__(self) -> None:
         for name in URL_SCHEMES:
             _check_url(env_name(name), name, getattr(self, name))
         for pool in self.pool_names:
             check_pool(pool, "HTTPOV_POOLS")
+        if self.server is not None:
+            check_server(self.server, "HTTPOV_SERVER")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -147,6 +156,19 @@ def check_pool(pool: str, where: str = "--pool") -> None:
     """A render pool's name: 1-64 letters, digits, '_' or '-' (it becomes part of a queue name)."""
     if not _POOL.match(pool):
         raise BadInputError(f"{where}: a pool name is 1-64 letters, digits, '_' or '-', got {pool[:80]!r}")
+
+
+def check_server(url: str, where: str = "--server") -> None:
+    """The URL of a farm's `httpov web`: http:// or https:// and a host (only the scheme is said back: a URL may
+    hold a password)."""
+    try:
+        parts = urlsplit(url) if "://" in url else None
+        port_ok = parts is None or parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or not port_ok or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise BadInputError(f"{where} must be the URL of a farm's `httpov web`, http://HOST:PORT or https://HOST",
+                            hint="e.g. --server https://farm.example.com (the token goes in HTTPOV_TOKEN)")
 
 
 def env_name(field_name: str) -> str:
@@ -229,6 +251,8 @@ def resolve(env: Mapping[str, str] | None = None) -> Resolved:
         values[f.name] = _parse(str(f.type), raw, where)
         if f.name in URL_SCHEMES:
             _check_url(where, f.name, values[f.name])
+        if f.name == "server":
+            check_server(values[f.name], where)
     derived = {"state_url": values.get("broker_url", DEFAULT_BROKER_URL),
                "storage": str(_default_data_dir(env) / "storage"), "cache_dir": _default_cache_dir(env),
                "web_accounts": _default_data_dir(env) / "web-accounts",

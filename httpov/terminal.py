@@ -9,7 +9,15 @@ from typing import IO, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -201,6 +209,34 @@ class Counter:
         if done >= total:
             self._progress.stop()
             self._progress = None
+
+
+class Transfer:
+    """A (bytes done, bytes in all or None) progress callback of an upload or download (`httpov --server`): a bar
+    with the size and speed on a terminal, nothing off one. It closes itself when the last byte is told."""
+
+    def __init__(self, what: str, out: Console | None = None) -> None:
+        self.what = shown(what)
+        self.out = out or console(err=True)
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._closed = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.out.is_terminal or self._closed:
+            return
+        if self._progress is None:
+            self._progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
+                                      TransferSpeedColumn(), console=self.out, auto_refresh=False,
+                                      redirect_stdout=False, redirect_stderr=False)
+            self._progress.start()
+            self._task = self._progress.add_task(self.what, total=total)
+        assert self._task is not None
+        self._progress.update(self._task, completed=done, total=total)
+        self._progress.refresh()
+        if total is not None and done >= total:
+            self._progress.stop()
+            self._progress, self._closed = None, True
 
 
 def watch_live(out: Console) -> Live:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from httpov import eta
@@ -147,6 +147,19 @@ class JobView:
         """The view as `httpov status --json` and the page's /api/jobs print it."""
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobView:
+        """The view back from its to_json() (the API's answer, for `httpov --server`): unknown keys (a newer
+        server's) are left out, the nested parts rebuilt."""
+        known = {f.name for f in fields(cls)}
+        given = {k: v for k, v in data.items() if k in known}
+        prepass = given.get("prepass")
+        given["prepass"] = Prepass(**_known(Prepass, prepass)) if prepass else None
+        given["running"] = [RunningBatch(**_known(RunningBatch, r)) for r in given.get("running", [])]
+        given["nodes"] = {node: NodeWork(**_known(NodeWork, w)) for node, w in given.get("nodes", {}).items()}
+        given["failed"] = [FailedBatch(**_known(FailedBatch, f)) for f in given.get("failed", [])]
+        return cls(**given)
+
     @property
     def ended(self) -> bool:
         return self.state in FINISHED
@@ -212,6 +225,11 @@ def from_snapshot(record: JobRecord, spec: JobSpec, batches: Batches, now: float
         max_nodes=int(record.get("max_nodes") or 0) or None,
         queue=record.get("queue", ""), pool=record.get("queue", "").partition(".pool.")[2],
     )
+
+
+def _known(kind: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(kind)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def _versions(done: Mapping[str, DoneInfo]) -> list[dict[str, Any]]:

@@ -14,6 +14,13 @@ sleeping --sleep seconds per frame), so it measures scheduling, not povray. Thre
           first of them ends, against an equal share.
   users   (--users-jobs N) user alice's N jobs and user bob's one, --share-batches batches each, submitted together:
           each user's batches done when bob's job ends, against an equal share between the two users.
+  names   (--users-names N) issue #24's attack: mallory submits N jobs of 2 x --share-batches batches, victim one of
+          --share-batches, together; victim's share of the batches done (of the render processes' time) when their
+          job ends. Twice: with the N jobs under N invented names (what a free-text `user` allowed), and owned by
+          mallory's account, as the owner of a job is now (the local operator names it here: the library stands in
+          for a web API token, whose jobs are the account's whatever `user` they send), and a third time with one
+          owner and victim's fair-share weight 2 (`httpov limits set victim --weight 2`). Mallory's jobs are
+          cancelled after each.
 
     python scripts/bench_fairness.py --baseline ee51abf --turns 3   # one job's throughput, this code against REV
 
@@ -89,6 +96,26 @@ def users(client: Client, scene: Path, jobs: int) -> None:
     wait_done(client, alices)
 
 
+def names(client: Client, scene: Path, big: Path, jobs: int) -> None:
+    """issue #24's attack, with invented names and by owner (see the docstring): victim's share of the processes."""
+    for mode in ("invented names", "one owner", "one owner, victim's weight 2"):
+        users = [f"mallory{i}" if mode == "invented names" else "mallory" for i in range(jobs)]
+        if "weight" in mode:
+            client.set_limits("victim", weight=2)
+        mallory = [client.submit(big, count=1, name=f"mallory{i}", user=user).spec.id for i, user in enumerate(users)]
+        victim = client.submit(scene, count=1, name="victim", user="victim").spec.id
+        wait_done(client, [victim])
+        theirs = sum(len(client.store.batches(job_id)["done"]) for job_id in mallory)
+        mine = len(client.store.batches(victim)["done"])
+        print(f"names: {jobs} jobs under {mode}: when victim's job ended, victim had {mine} batches done, mallory "
+              f"{theirs}: victim's share of the render processes {100 * mine / (mine + theirs):.0f}%", flush=True)
+        for job_id in mallory:
+            client.cancel(job_id)
+        deadline = time.monotonic() + 60
+        while any(client.store.running(job_id) for job_id in mallory) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 def baseline(args: argparse.Namespace) -> None:
     """The single run from a checkout of args.baseline and from this one, taking turns (see the docstring)."""
     here = Path(__file__).resolve().parent
@@ -133,6 +160,8 @@ def main() -> None:
     parser.add_argument("--share-batches", type=int, default=100)
     parser.add_argument("--small-user", help="the small job's user in the mixed run (default: the big job's, yours)")
     parser.add_argument("--users-jobs", type=int, default=0, help="alice's jobs in the users run (bob has one)")
+    parser.add_argument("--users-names", type=int, default=0,
+                        help="mallory's jobs in the names run (victim has one): invented names, then one owner")
     parser.add_argument("--skip", nargs="*", default=[], choices=["alone", "single", "mixed"])
     parser.add_argument("--baseline", metavar="REV", help="compare one job's throughput with this git revision")
     parser.add_argument("--turns", type=int, default=3, help="turns of each checkout with --baseline")
@@ -182,6 +211,9 @@ def main() -> None:
                     share(client, stub_scene(tmp, "share", args.share_batches), args.share_jobs)
                 if args.users_jobs:
                     users(client, stub_scene(tmp, "users", args.share_batches), args.users_jobs)
+                if args.users_names:
+                    names(client, stub_scene(tmp, "victim", args.share_batches),
+                          stub_scene(tmp, "mallory", 2 * args.share_batches), args.users_names)
             finally:
                 for node in nodes:
                     stop_worker(node)

@@ -196,6 +196,20 @@ class JobStore:
     def active_ids(self) -> list[str]:
         return sorted(self._call(lambda: self.r.smembers(self.keys.active())))
 
+    # per-user limits (httpov.user_limits)
+    def user_limits(self) -> dict[str, str]:
+        """Every stored entry: user name (or '*') -> its JSON."""
+        return self._call(lambda: self.r.hgetall(self.keys.user_limits()))
+
+    def set_user_limits(self, name: str, entry: str | None) -> None:
+        """Store a user's (or '*''s) entry; None removes it."""
+        key = self.keys.user_limits()
+        self._call(lambda: self.r.hdel(key, name) if entry is None else self.r.hset(key, name, entry))
+
+    def live_jobs_of(self, user: str) -> int:
+        """How many active (queued, running or paused) jobs `user` owns."""
+        return sum(1 for share in self.shares(self.active_ids()).values() if share.user == user)
+
     # scenes and deletion
     def use_scene(self, scene_key: str, job_id: str, wait: float = SCENE_DELETE_SECONDS) -> None:
         """Take `job_id`'s reference to a scene before relying on its zip being stored (see scripts/use_scene.lua)."""
@@ -265,19 +279,22 @@ class JobStore:
 
     # batches
     def start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float,
-                    handoff: str = "", hand_back: bool = False) -> str:
-        """Take the batch's lease: 'ok', or why not ('duplicate', 'busy', 'paused' (then parked), the job's state).
+                    handoff: str = "", hand_back: bool = False, user_max_processes: int = 0) -> str:
+        """Take the batch's lease: 'ok', or why not ('duplicate', 'busy', 'paused' (then parked), 'deferred' (the
+        job's --max-processes or --max-nodes, or its owner's max processes, reached), the job's state).
 
         `handoff` is the lease value this task's retry may take over; with `hand_back` the lease is set to that
-        value instead of `token` (a blocked node giving the batch back keeps it visible to the sweepers)."""
+        value instead of `token` (a blocked node giving the batch back keeps it visible to the sweepers).
+        `user_max_processes`: the farm's default per-user cap (HTTPOV_USER_MAX_PROCESSES) for owners whose limits
+        (httpov.user_limits) do not set one."""
         value = handoff if hand_back else token
         info = json.dumps(RunningInfo(node=node, started=time.time(), token=value, handed_back=hand_back))
         return self._call(lambda: self._start(
             keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id),
                   self.keys.done(job_id), self.keys.parked(job_id), self.keys.submit_lease(job_id),
-                  self.keys.pending(job_id), self.keys.window(job_id)],
+                  self.keys.pending(job_id), self.keys.window(job_id), self.keys.user_limits(), self.keys.active()],
             args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE, _words(_GONE_FROM),
-                  _words(_STARTED_FROM)],
+                  _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}")],
         ))
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:

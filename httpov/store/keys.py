@@ -186,6 +186,11 @@ class Keys:
         """Sorted set with an expiry: the batches a render node finished in the last hour ('done:<at>:<nonce>')."""
         return f"{self.prefix}:node-batches:{node}"
 
+    # per-user limits
+    def user_limits(self) -> str:
+        """Hash: user name (or '*', everyone without one) -> their limits (JSON, httpov.user_limits.UserLimits)."""
+        return f"{self.prefix}:user-limits"
+
     # the web interface
     def web_session(self, sid: str) -> str:
         """String (JSON) with an idle expiry: a signed-in browser session (httpov.web.sessions)."""

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request, send_file
 
 from httpov.access import Action, Identity, Role, allowed, require
 from httpov.audit import DEFAULT_LIMIT, MAX_LIMIT, Record, recording
@@ -24,17 +25,19 @@ log = logging.getLogger("httpov.web")
 CONTROLS = ("cancel", "pause", "resume", "retry")
 #: Submit's options a form or a script may send, as text (SubmitOptions' names, as the CLI's flags without the
 #: dashes); the scene zip comes in the field `scene`, and `user` is taken from a farm-wide token's request only.
-SUBMIT_FIELDS = ("name", "frames", "count", "slices", "priority", "radiosity_cache")
+SUBMIT_FIELDS = ("name", "frames", "count", "slices", "priority", "radiosity_cache", "slice_rows", "time_limit",
+                 "max_processes", "max_nodes", "pool", "any_povray")
+#: How a form or script says yes to a flag (any_povray).
+YES = ("1", "true", "yes", "on")
 
 
 def web() -> Any:
     return current_app.extensions["httpov"]
 
 
-def who() -> Identity:
-    """The identity this request acts as, for the Client's methods (which record it in the audit log): the requester,
-    or a viewer of no account (a --public-read reader, who cannot act)."""
-    return requester() or Identity("(public)", Role.VIEWER, address=request.remote_addr or "")
+def identity() -> Identity:
+    """Who asks (`requester`), or an anonymous viewer (public read)."""
+    return requester() or Identity("anonymous", Role.VIEWER, address=request.remote_addr or "")
 
 
 def wants_json() -> bool:
@@ -48,6 +51,8 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
     """Client.submit of an uploaded scene zip with the CLI's options from form fields; FieldError names the field."""
     client = web().client
     given: dict[str, object] = {field: form[field] for field in SUBMIT_FIELDS if form.get(field)}  # empty: not given
+    if "any_povray" in given:
+        given["any_povray"] = str(given["any_povray"]).strip().lower() in YES
     # the job is the signed-in user's or the token's account's; a script with a farm-wide token (an admin of no
     # account) may name its user (default: the server's login)
     given["user"] = (form.get("user") or None) if g.get("farm_token") else g.get("user")
@@ -66,7 +71,7 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
         path = Path(tmp) / "scene.zip"  # never the uploaded name: that is data, not a path
         upload.save(path)
         try:
-            return client.submit(path, options, who=who())
+            return client.submit(path, options, scene_file=form.get("scene_file") or None, who=identity())
         except SceneError as exc:  # ArchiveError too: the zip is the problem
             raise FieldError({"scene": str(exc)}) from None
         except BadInputError as exc:  # what only the scene decides (--slices past its height): said as the CLI says it
@@ -88,20 +93,21 @@ def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
             span = parse_frame_range(frames)
         except BadInputError as exc:
             raise FieldError({"frames": str(exc)}) from None
-        result = client.retry(job, frames=span, who=who())
+        result = client.retry(job, frames=span, who=identity())
     else:
-        result = getattr(client, action)(job, who=who())
+        result = getattr(client, action)(job, who=identity())
     answer: dict[str, Any] = {"id": job, "action": action, "state": client.store.state(job)}
     if isinstance(result, int):
         answer["batches_queued"] = result
     return answer
 
 
-def delete(job: str) -> dict[str, Any]:
+def delete(job: str, force: bool = False) -> dict[str, Any]:
     """`httpov delete JOB`'s library call: a live job is refused (409), as the CLI refuses it without --force."""
-    deleted = web().client.delete(job_id(job), who=who())
+    deleted = web().client.delete(job_id(job), force=force, who=identity())
     return {"id": deleted.job_id, "action": "delete", "objects": deleted.objects, "redis_keys": deleted.redis_keys,
-            "scene_deleted": deleted.scene_deleted}
+            "scene_deleted": deleted.scene_deleted, "state": deleted.state, "name": deleted.name,
+            "finished": deleted.finished}
 
 
 def nodes() -> Any:
@@ -115,8 +121,8 @@ def nodes() -> Any:
 def set_priority(job: str, raw: str | None) -> dict[str, Any]:
     """`httpov priority JOB N`'s library call."""
     priority = parse_priority(raw or "")
-    web().client.set_priority(job_id(job), priority, who=who())
-    return {"id": job, "action": "priority", "priority": priority}
+    moved = web().client.set_priority(job_id(job), priority, who=identity())
+    return {"id": job, "action": "priority", "priority": priority, "batches_moved": moved}
 
 
 def requester() -> Identity | None:
@@ -203,8 +209,18 @@ def audit_records(args: Mapping[str, str]) -> list[Record]:
 
 @api.get("/jobs")
 def list_jobs():
-    views = web().source.jobs(request.args.get("state") or None, request.args.get("user") or None)
-    return jsonify([view.to_json() for view in views])
+    """`httpov status --json`: every job (or the newest `limit`), oldest first; `state` may list several states,
+    comma-separated, `name` is a shell-style pattern. X-Httpov-Jobs says how many jobs the farm lists in all."""
+    client = web().client
+    states = [s.strip() for s in (request.args.get("state") or "").split(",") if s.strip()] or None
+    limit = request.args.get("limit") or None
+    if limit is not None and (not limit.isdigit() or int(limit) < 1):
+        raise FieldError({"limit": f"must be a whole number of at least 1, got {limit[:20]!r}"})
+    views = client.views(states, request.args.get("name") or None, request.args.get("user") or None,
+                         int(limit) if limit else None)
+    response = jsonify([view.to_json() for view in views])
+    response.headers["X-Httpov-Jobs"] = str(client.job_count())
+    return response
 
 
 @api.get("/jobs/<job>")
@@ -217,12 +233,35 @@ def list_frames(job: str):
     return jsonify(web().source.frames(job))
 
 
+@api.get("/jobs/<job>/results.zip")
+def download_results(job: str):
+    """`httpov fetch JOB --output DIR`'s library call (Client.fetch, every result checked): the frames at the top
+    of one zip (stored, PNGs are compressed already) and the batch logs under logs/, sent from a temporary file."""
+    job = job_id(job)
+    with tempfile.TemporaryDirectory(prefix="httpov-results-") as tmp:
+        folder = Path(tmp) / "results"
+        images = web().client.fetch(job, folder)
+        out = tempfile.TemporaryFile()  # closed (and so removed) by the response
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+            for image in images:
+                zf.write(image, image.name)
+            for entry in sorted((folder / "logs").iterdir()):
+                zf.write(entry, f"logs/{entry.name}")
+        size = out.tell()
+        out.seek(0)
+    response = send_file(out, mimetype="application/zip", as_attachment=True, download_name=f"{job}-results.zip")
+    response.headers["Content-Length"] = str(size)
+    response.headers["X-Httpov-Frames"] = str(len(images))
+    return response
+
+
 @api.post("/jobs")
 def submit_job():
     submission = submit_upload(request.files.get("scene"), request.form)
     spec = submission.spec
     return jsonify({"id": spec.id, "name": spec.name, "batches": len(spec.batches), "ignored": submission.ignored,
-                    "notes": submission.notes, "description": submission.describe()}), 201
+                    "notes": submission.notes, "warnings": submission.warnings, "uploaded": submission.uploaded,
+                    "description": submission.describe(), "spec": spec.to_dict()}), 201
 
 
 @api.post("/jobs/<job>/priority")
@@ -237,7 +276,7 @@ def control_job(job: str, action: str):
 
 @api.delete("/jobs/<job>")
 def delete_job(job: str):
-    return jsonify(delete(job))
+    return jsonify(delete(job, force=(request.args.get("force") or "").lower() in YES))
 
 
 @api.get("/nodes")
@@ -259,6 +298,45 @@ def create_api_token():
 @api.delete("/tokens/<token_id>")
 def revoke_api_token(token_id: str):
     return jsonify({**revoke_token(token_id).to_json(), "action": "revoke"})
+
+
+#: The limits an admin may set (httpov.user_limits.UserLimits), and how their text is read from a form.
+LIMIT_FIELDS = {"max_processes": int, "max_jobs": int, "max_priority": int, "weight": float}
+
+
+@api.get("/limits")
+def list_limits():
+    return jsonify(web().client.list_limits(who=identity()))
+
+
+@api.put("/limits/<name>")
+def set_limits(name: str):
+    """Set some of a user's (or `*`'s) limits from a JSON object or form fields (admins); answers the entry."""
+    body = request.get_json(silent=True)
+    given = body if isinstance(body, dict) else request.form.to_dict()
+    unknown = sorted(set(given) - set(LIMIT_FIELDS))
+    if unknown:
+        raise FieldError({unknown[0]: f"no such limit (the limits: {', '.join(LIMIT_FIELDS)})"})
+    values: dict[str, int | float | None] = {}
+    for field, kind in LIMIT_FIELDS.items():
+        value = given.get(field)
+        if isinstance(value, str):
+            try:
+                value = kind(value) if value.strip() else None
+            except ValueError:
+                raise FieldError({field: f"{field} must be a number"}) from None
+        values[field] = value
+    try:
+        entry = web().client.set_limits(name, who=identity(), **values)
+    except BadInputError as exc:
+        field = next((f for f in LIMIT_FIELDS if str(exc).startswith(f.replace("_", " "))), "name")
+        raise FieldError({field: str(exc)}) from None
+    return jsonify({"name": name, "limits": entry})
+
+
+@api.delete("/limits/<name>")
+def clear_limits(name: str):
+    return jsonify({"name": name, "removed": web().client.clear_limits(name, who=identity())})
 
 
 @api.get("/audit")

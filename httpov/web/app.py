@@ -168,7 +168,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
             message = f"{NOTICE} every {web.refresh} s: {exc}"
             if not wants_json():
                 return render_template("outage.html", message=message), 503
-            return _refuse(503, message, exc.hint)
+            return _refuse(503, message, exc.hint, kind=type(exc).__name__)
         code = 503
         if isinstance(exc, (JobNotFoundError, TokenNotFoundError)):
             code = 404
@@ -180,7 +180,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
             code = 403
         elif isinstance(exc, ResultError):  # a hostile or damaged result: refused, and remembered
             code = 422
-        return _refuse(code, str(exc), exc.hint)
+        return _refuse(code, str(exc), exc.hint, kind=type(exc).__name__)
 
     return app
 
@@ -199,11 +199,15 @@ def eta_text(j: JobView) -> str:
     return j.state
 
 
-def _refuse(code: int, message: str, hint: str | None = None) -> Any:
+def _refuse(code: int, message: str, hint: str | None = None, kind: str | None = None) -> Any:
+    """The error as JSON (API calls, images, scripts) or a page; `kind` names httpov's error class, so that
+    `httpov --server` exits with the code the same error has on the farm's own CLI."""
     if wants_json():
         body: dict[str, Any] = {"error": shown(message)}
         if hint:
             body["hint"] = shown(hint)
+        if kind:
+            body["kind"] = kind
         return jsonify(body), code
     return render_template("error.html", code=code, message=message, hint=hint or ""), code
 

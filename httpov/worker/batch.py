@@ -154,10 +154,12 @@ class RenderNode:
                 self._ours.add(job_id)  # a job's version never changes: asked once per job and process
             elif pinned is not None:  # its pixels would differ: a node with the job's povray renders it
                 return self._hand_back(job_id, batch_id, execution, handoff, node, blocked, povray_version=pinned)
-        status = self.store.start_batch(job_id, batch_id, execution, node, lease, handoff)
+        status = self.store.start_batch(job_id, batch_id, execution, node, lease, handoff,
+                                        user_max_processes=self.settings.user_max_processes or 0)
         if status == JobState.PAUSED:
             return Outcome("parked")  # start_batch parked it; resume queues it again
-        if status == "deferred":  # --max-processes reached: back on its pending list, sent when one of them ends
+        if status == "deferred":  # --max-processes (the job's or its owner's) reached: back on its pending list,
+            # sent when one of them ends
             return Outcome("deferred")
         if status != "ok":
             return Outcome(status)  # duplicate, busy elsewhere, cancelled, failed, done, missing
@@ -244,7 +246,7 @@ class RenderNode:
         # sweepers requeue the batch as for any lost node.
         target = random.choice(sorted(targets))
         status = self.store.start_batch(job_id, batch_id, execution, node, HAND_BACK_LEASES * lease, handoff,
-                                        hand_back=True)
+                                        hand_back=True, user_max_processes=self.settings.user_max_processes or 0)
         if status == JobState.PAUSED:
             return Outcome("parked")
         if status != "ok":

@@ -57,7 +57,7 @@ class Reaper(bootsteps.StartStopStep):
                pools: list[str], info: dict) -> None:
         try:
             sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
-                  settings.sweep_seconds, node, processes, pools, info)
+                  settings.sweep_seconds, node, processes, pools, info, user_cap=settings.user_max_processes or 0)
             if store.claim("sweep:nodes", 60.0):
                 store.forget_nodes(NODES_FORGOTTEN)
         except Exception as exc:  # Redis down for a moment: the next sweep tries again

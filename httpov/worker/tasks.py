@@ -34,7 +34,8 @@ class NodeTask(Task):
         def release(spec: JobSpec, batch_ids: list[str]) -> None:  # a finished pre-pass queues its slices:
             store.pend(spec.id, batch_ids)  # first on its pending list, sent as its window allows
             store.park_pending(spec.id)  # set aside at once if the job was paused meanwhile
-            top_up(self.app, store, spec.id, settings.queue, settings.lease_seconds, spec)
+            top_up(self.app, store, spec.id, settings.queue, settings.lease_seconds, spec,
+                   user_cap=settings.user_max_processes or 0)
         store = open_store(settings)
         return RenderNode(settings, store,
                           open_storage(settings.storage),
@@ -49,7 +50,8 @@ def render_batch(self: NodeTask, job_id: str, batch: str, label: str = "") -> st
     outcome = node.run(job_id, batch, token=self.request.id, node=self.request.hostname or "local")
     if outcome.status == "rendered":  # the job's next batch goes on the queue before this process asks for one
         try:
-            top_up(self.app, node.store, job_id, node.settings.queue, node.settings.lease_seconds, node.spec(job_id))
+            top_up(self.app, node.store, job_id, node.settings.queue, node.settings.lease_seconds, node.spec(job_id),
+                   user_cap=node.settings.user_max_processes or 0)
         except Exception as exc:  # the batch is stored and recorded; the next sweep tops the job up instead
             log.warning("httpov: could not top up job %s after batch %s: %s", job_id, batch, exc)
     if outcome.send_to is not None:  # same task id: the new node takes over the hand-off lease left for it

@@ -1,7 +1,8 @@
 """The audit log in a real Redis, through the real CLI (click's CliRunner) and the Client every surface uses: a submit
-and a cancel are recorded with who, when, from where and what; a refused action as refused, with the reason; token
-and account changes; `httpov audit` filters by user, job and age; records older than HTTPOV_KEEP_DAYS are trimmed
-and the stream's length is capped; a hostile name is shown escaped, and given unchanged as JSON."""
+and a cancel are recorded with who, when, from where and what; a refused action as refused, with the reason; token,
+account and per-user limits changes; `httpov audit` filters by user, job and age; records older than
+HTTPOV_KEEP_DAYS are trimmed and the stream's length is capped; a hostile name is shown escaped, and given unchanged
+as JSON."""
 from __future__ import annotations
 
 import dataclasses
@@ -160,6 +161,17 @@ def test_token_and_account_changes_are_recorded(settings, tmp_path):
     assert "is not an account" in records[3]["reason"] and "no token has the id" in records[5]["reason"]
     assert {(r["name"], r["address"], r["operator"]) for r in records} == {(local_operator().name, "local", True)}
     assert made.stdout.strip() not in json.dumps(records)  # never the token itself
+
+
+def test_per_user_limits_changes_are_recorded(settings):
+    assert run(settings, "limits", "set", "bob", "--max-priority", "6", "--weight", "2").exit_code == 0
+    assert run(settings, "limits", "clear", "bob").exit_code == 0
+    assert run(settings, "limits", "set", "--max-jobs", "1", "--", "bad name").exit_code == 2
+    assert [(r["action"], r["outcome"], r["detail"]) for r in audit(settings)] == [
+        ("limits.set", "done", "bob: max_priority 6, weight 2.0: now max_priority 6, weight 2.0"),
+        ("limits.clear", "done", "bob"),
+        ("limits.set", "refused", "bad name: max_jobs 1"),
+    ]
 
 
 def test_a_hostile_name_is_shown_escaped_and_given_unchanged_as_json(settings, tmp_path):

@@ -77,7 +77,9 @@ def test_every_setting_can_come_from_the_file(tmp_path: Path) -> None:
                        outage_seconds=8.0, max_width=9, max_height=10, max_pixels=11, max_frames=12,
                        max_batches=13, max_scene_bytes=14, max_scene_files=15, max_scene_depth=16, keep_days=2.5,
                        web_accounts=Path("/srv/accounts"), web_token_file=Path("/srv/tokens"), web_tokens="a" * 16,
-                       web_behind_proxy=True, web_sign_in_attempts=3, web_sign_in_window=60)
+                       web_behind_proxy=True, web_sign_in_attempts=3, web_sign_in_window=60,
+                       server="https://farm.example.com:8443/httpov", token="t" * 16,
+                       user_max_processes=4, user_max_jobs=5, user_max_priority=6)
     lines = []
     for f in fields(Settings):
         value = getattr(changed, f.name)

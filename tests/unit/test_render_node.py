@@ -60,7 +60,7 @@ class FakeStore:
         self.counted = [*getattr(self, "counted", []), outcome]  # `httpov nodes`, not part of `calls`
 
     def start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
-                    hand_back: bool = False) -> str:
+                    hand_back: bool = False, user_max_processes: int = 0) -> str:
         self.calls.append(("start_batch", batch_id, node, hand_back))
         return self.start_answer
 

@@ -1,14 +1,16 @@
 -- start_batch: refuse a batch that is done, or whose lease another execution holds; else take the lease.
 -- A paused job's batch is parked here, in the same step, so a resume can never miss it. The lease may also be
 -- held by this task's own retry hand-off ('retry:<task id>'), which the retry takes over.
--- KEYS: 1 job record, 2 the batch's lease, 3 running, 4 done, 5 parked, 6 submit lease, 7 pending, 8 window.
+-- KEYS: 1 job record, 2 the batch's lease, 3 running, 4 done, 5 parked, 6 submit lease, 7 pending, 8 window,
+-- 9 the per-user limits (hash), 10 the active jobs (set).
 -- ARGV: 1 batch id, 2 the execution's token, 3 lease seconds, 4 running info (JSON), 5 now, 6 the hand-off the
 -- lease may hold, 7 the value the lease is set to (the token, or the hand-off when a blocked node gives the batch
 -- back), 8 the error of a job whose submit stopped, 9 states (' a b ') from which such a job fails, 10 states from
--- which the first start makes the job 'running' (both from httpov.states.JOB_MOVES).
+-- which the first start makes the job 'running' (both from httpov.states.JOB_MOVES), 11 the farm's default max
+-- processes per user (HTTPOV_USER_MAX_PROCESSES), 12 and 13 a job's record and running keys with '{job}' for its id.
 -- Answers 'ok', 'missing', 'failed', 'paused' (then parked), 'duplicate', 'busy', 'deferred' or the job's state.
 local job, lease, running, done, parked, submit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local pending, window = KEYS[7], KEYS[8]
+local pending, window, limits, active = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local batch, token, ttl, info, handoff, value = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[7]
 local state = redis.call('HGET', job, 'state')
 if not state then return 'missing' end
@@ -45,6 +47,44 @@ if not holder and redis.call('HEXISTS', running, batch) == 0 then
       if not seen[other] then seen[other] = true; count = count + 1 end
     end
     deferred = not here and count >= node_cap
+  end
+  -- The owner's max processes (httpov.user_limits: their entry, else '*', else the farm's setting), over all of
+  -- their jobs. Counted here, in the step that adds the running entry, so that no two starts can both pass: exact.
+  -- It reads the running hashes of the active jobs the owner has: a few commands per active job, only for a user
+  -- with a cap. (A per-user running counter would be O(1) but must be kept by every script and command that
+  -- removes a running entry -- finish, fail, release, reclaim, transitions, delete -- and one missed path would
+  -- leak the count and lock the user out; this needs no state of its own.)
+  if not deferred then
+    local user = redis.call('HGET', job, 'user') or ''
+    local user_cap = nil
+    for _, who in ipairs({user, '*'}) do
+      local raw = redis.call('HGET', limits, who)
+      if raw and user_cap == nil then
+        local ok, entry = pcall(cjson.decode, raw)
+        if ok and type(entry) == 'table' and type(entry['max_processes']) == 'number' then
+          user_cap = entry['max_processes']
+        end
+      end
+    end
+    user_cap = user_cap or tonumber(ARGV[11]) or 0
+    if user_cap > 0 then
+      local function key(template, id)
+        local a, b = string.find(template, '{job}', 1, true)
+        return string.sub(template, 1, a - 1) .. id .. string.sub(template, b + 1)
+      end
+      local count, counted = 0, false
+      for _, id in ipairs(redis.call('SMEMBERS', active)) do
+        local record = key(ARGV[12], id)
+        if record == job then counted = true end
+        if redis.call('HGET', record, 'user') == user then
+          count = count + redis.call('HLEN', key(ARGV[13], id))
+        end
+      end
+      -- a job is listed as active once its first window is queued: until then its own batches count here (another
+      -- job of the user, within those few milliseconds of its submit, does not)
+      if not counted then count = count + redis.call('HLEN', running) end
+      deferred = count >= user_cap
+    end
   end
   if deferred then
     redis.call('ZREM', window, batch)

@@ -352,6 +352,15 @@ def _need_web_extra() -> None:
             raise HttpovError(f"httpov web needs {module}", hint="pip install 'httpov[web]'")
 
 
+def _audit(ctx: click.Context, action: str, detail: str = ""):
+    """Record the token or account change made inside the block in the audit log, as the local operator: done, or
+    refused with the reason (httpov.audit.recording; Client's methods record job actions themselves)."""
+    from httpov.access import local_operator
+    from httpov.audit import recording
+
+    return recording(_client(ctx).audit, local_operator(), action, detail=detail)
+
+
 @cli.group("web-user")
 def web_user() -> None:
     """Accounts of `httpov web` (a file the operator manages)."""
@@ -383,15 +392,6 @@ def web_user_add(ctx: click.Context, name: str, accounts: Path | None, password_
 @cli.group("web-token")
 def web_token() -> None:
     """API tokens of `httpov web` accounts: a script sends `Authorization: Bearer TOKEN` and acts as the account."""
-
-
-def _audit(ctx: click.Context, action: str, detail: str = ""):
-    """Record the token or account change made inside the block in the audit log, as the local operator: done, or
-    refused with the reason (httpov.audit.recording; Client's methods record job actions themselves)."""
-    from httpov.access import local_operator
-    from httpov.audit import recording
-
-    return recording(_client(ctx).audit, local_operator(), action, detail=detail)
 
 
 def _tokens(ctx: click.Context):
@@ -681,8 +681,8 @@ def limits_clear(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def audit(ctx: click.Context, user: str | None, job: str | None, since: str | None, limit: int | None,
           as_json: bool) -> None:
-    """The audit log: who submitted, controlled, deleted or pruned which job and who changed which token or
-    account, when, from where, done or refused (kept HTTPOV_KEEP_DAYS days)."""
+    """The audit log: who submitted, controlled, deleted or pruned which job and who changed which token, account or
+    limits, when, from where, done or refused (kept HTTPOV_KEEP_DAYS days)."""
     from httpov.audit import DEFAULT_LIMIT, MAX_LIMIT
     from httpov.retention import parse_age
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request, send_file
 
-from httpov.access import Action, Identity, Role, allowed
+from httpov.access import Action, Identity, Role, allowed, require
+from httpov.audit import DEFAULT_LIMIT, MAX_LIMIT, Record, recording
 from httpov.errors import BadInputError, FieldError, ForbiddenError, SceneError
 from httpov.options import OptionError, SubmitOptions, parse_priority
 from httpov.plan import parse_frame_range, safe_name
@@ -70,10 +71,7 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
         path = Path(tmp) / "scene.zip"  # never the uploaded name: that is data, not a path
         upload.save(path)
         try:
-            return client.submit(path, options, scene_file=form.get("scene_file") or None)
-
-
-            return client.submit(path, options, who=identity())
+            return client.submit(path, options, scene_file=form.get("scene_file") or None, who=identity())
         except SceneError as exc:  # ArchiveError too: the zip is the problem
             raise FieldError({"scene": str(exc)}) from None
         except BadInputError as exc:  # what only the scene decides (--slices past its height): said as the CLI says it
@@ -95,9 +93,9 @@ def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
             span = parse_frame_range(frames)
         except BadInputError as exc:
             raise FieldError({"frames": str(exc)}) from None
-        result = client.retry(job, frames=span)
+        result = client.retry(job, frames=span, who=identity())
     else:
-        result = getattr(client, action)(job)
+        result = getattr(client, action)(job, who=identity())
     answer: dict[str, Any] = {"id": job, "action": action, "state": client.store.state(job)}
     if isinstance(result, int):
         answer["batches_queued"] = result
@@ -106,7 +104,7 @@ def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
 
 def delete(job: str, force: bool = False) -> dict[str, Any]:
     """`httpov delete JOB`'s library call: a live job is refused (409), as the CLI refuses it without --force."""
-    deleted = web().client.delete(job_id(job), force=force)
+    deleted = web().client.delete(job_id(job), force=force, who=identity())
     return {"id": deleted.job_id, "action": "delete", "objects": deleted.objects, "redis_keys": deleted.redis_keys,
             "scene_deleted": deleted.scene_deleted, "state": deleted.state, "name": deleted.name,
             "finished": deleted.finished}
@@ -156,15 +154,17 @@ def create_token(label: str | None, account: str | None = None) -> tuple[str, An
     row). The account must be in the accounts file: a farm-wide token, an admin of no account, names one."""
     who = _signed_in()
     account = (account or "").strip() or who.name
-    if account != who.name and not allowed(who, Action.ADMIN):
-        raise ForbiddenError(f"{shown(who.name)} may not make a token for {shown(account)}: only for themselves",
-                             hint="an admin can make anyone's (`httpov web-token add NAME`)")
-    if account not in web().gate.accounts():
-        raise FieldError({"account": f"{account!r} is not an account of this server: tokens belong to accounts"})
-    try:
-        token, made = web().tokens.create(account, label)
-    except BadInputError as exc:
-        raise FieldError({"label": str(exc)}) from None
+    with recording(web().client.audit, who, "token.add", detail=f"for {account}") as entry:
+        if account != who.name and not allowed(who, Action.ADMIN):
+            raise ForbiddenError(f"{shown(who.name)} may not make a token for {shown(account)}: only for themselves",
+                                 hint="an admin can make anyone's (`httpov web-token add NAME`)")
+        if account not in web().gate.accounts():
+            raise FieldError({"account": f"{account!r} is not an account of this server: tokens belong to accounts"})
+        try:
+            token, made = web().tokens.create(account, label)
+        except BadInputError as exc:
+            raise FieldError({"label": str(exc)}) from None
+        entry.done = made.described
     log.info("%s made API token %s for %s", shown(who.name), made.id, shown(account))
     return token, made
 
@@ -172,13 +172,39 @@ def create_token(label: str | None, account: str | None = None) -> tuple[str, An
 def revoke_token(token_id: str) -> Any:
     """Revoke the requester's own token `token_id`; an admin may revoke anyone's (ForbiddenError: nothing revoked)."""
     who = _signed_in()
-    found = web().tokens.find(token_id)
-    if found.account != who.name and not allowed(who, Action.ADMIN):
-        raise ForbiddenError(f"{shown(who.name)} may not revoke token {found.id}: it is another account's",
-                             hint="revoke your own tokens; an admin can revoke anyone's")
-    web().tokens.revoke(found)
+    with recording(web().client.audit, who, "token.remove", detail=f"token {token_id}") as entry:
+        found = web().tokens.find(token_id)
+        entry.detail = found.described
+        if found.account != who.name and not allowed(who, Action.ADMIN):
+            raise ForbiddenError(f"{shown(who.name)} may not revoke token {found.id}: it is another account's",
+                                 hint="revoke your own tokens; an admin can revoke anyone's")
+        web().tokens.revoke(found)
     log.info("%s revoked API token %s of %s", shown(who.name), found.id, shown(found.account))
     return found
+
+
+def audit_records(args: Mapping[str, str]) -> list[Record]:
+    """`httpov audit`'s library call, for admins only (ForbiddenError: 403): the records of the filters `user`, `job`,
+    `since` (an age: 30d, 12h, 90m) and `limit`, oldest first."""
+    from httpov.retention import parse_age
+
+    require(_signed_in(), Action.ADMIN)
+    errors: dict[str, str] = {}
+    since = limit = None
+    try:
+        since = parse_age(args["since"]) if args.get("since") else None
+    except BadInputError:
+        errors["since"] = f"{args['since'][:40]!r}: give an age such as 30d, 12h or 90m"
+    try:
+        limit = int(args.get("limit") or DEFAULT_LIMIT)
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError
+    except ValueError:
+        errors["limit"] = f"{(args.get('limit') or '')[:40]!r}: give a number of records, 1 to {MAX_LIMIT}"
+    if errors:
+        raise FieldError(errors)
+    return web().client.audit.records(user=args.get("user") or None, job=args.get("job") or None, since=since,
+                                      limit=limit or DEFAULT_LIMIT)
 
 
 @api.get("/jobs")
@@ -311,3 +337,9 @@ def set_limits(name: str):
 @api.delete("/limits/<name>")
 def clear_limits(name: str):
     return jsonify({"name": name, "removed": web().client.clear_limits(name, who=identity())})
+
+
+@api.get("/audit")
+def audit():
+    """The audit log, for admins: ?user=NAME&job=ID&since=7d&limit=N, oldest first."""
+    return jsonify([r.to_json() for r in audit_records(request.args)])

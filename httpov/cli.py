@@ -353,6 +353,15 @@ def _need_web_extra() -> None:
             raise HttpovError(f"httpov web needs {module}", hint="pip install 'httpov[web]'")
 
 
+def _audit(ctx: click.Context, action: str, detail: str = ""):
+    """Record the token or account change made inside the block in the audit log, as the local operator: done, or
+    refused with the reason (httpov.audit.recording; Client's methods record job actions themselves)."""
+    from httpov.access import local_operator
+    from httpov.audit import recording
+
+    return recording(_client(ctx).audit, local_operator(), action, detail=detail)
+
+
 @cli.group("web-user")
 def web_user() -> None:
     """Accounts of `httpov web` (a file the operator manages)."""
@@ -392,7 +401,9 @@ def web_user_add(ctx: click.Context, name: str, accounts: Path | None, role: str
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    new = add_user(accounts, name, password, role)
+    action = "account.password" if name in load_accounts(accounts) else "account.add"
+    with _audit(ctx, action, f"{name} ({role})" if role else name):
+        new = add_user(accounts, name, password, role)
     now = load_accounts(accounts)[name].role
     click.echo(f"{'added' if new else 'changed the password of'} {shown(name)} ({now}) in {accounts}"
                + ("" if new else f": {shown(name)}'s signed-in sessions end"))
@@ -425,7 +436,8 @@ def web_user_role(ctx: click.Context, name: str, role: str, accounts: Path | Non
     accounts = _accounts_file(ctx, accounts)
     from httpov.web.auth import set_role
 
-    old = set_role(accounts, name, role)
+    with _audit(ctx, "account.role", f"{name} -> {role}"):
+        old = set_role(accounts, name, role)
     click.echo(f"{shown(name)}: {old} -> {role} in {accounts}: {shown(name)}'s signed-in sessions end")
 
 
@@ -438,7 +450,8 @@ def web_user_remove(ctx: click.Context, name: str, accounts: Path | None) -> Non
     accounts = _accounts_file(ctx, accounts)
     from httpov.web.auth import remove_user
 
-    remove_user(accounts, name)
+    with _audit(ctx, "account.remove", name):
+        remove_user(accounts, name)
     click.echo(f"removed {shown(name)} from {accounts}: {shown(name)}'s signed-in sessions end")
 
 
@@ -465,10 +478,12 @@ def web_token_add(ctx: click.Context, name: str, accounts: Path | None, label: s
     from httpov.web.auth import read_accounts
 
     accounts = accounts or ctx.obj.web_accounts
-    if name not in read_accounts(accounts):
-        raise BadInputError(f"{shown(name)} is not an account in {accounts}: tokens belong to accounts",
-                            hint=f"add it first: httpov web-user add {shown(name)} --accounts {accounts}")
-    token, made = _tokens(ctx).create(name, label)
+    with _audit(ctx, "token.add", f"for {name}") as entry:
+        if name not in read_accounts(accounts):
+            raise BadInputError(f"{shown(name)} is not an account in {accounts}: tokens belong to accounts",
+                                hint=f"add it first: httpov web-user add {shown(name)} --accounts {accounts}")
+        token, made = _tokens(ctx).create(name, label)
+        entry.done = made.described
     click.echo(f"token {made.id} for {shown(name)}{f' ({shown(made.label)})' if made.label else ''}; shown only "
                "this once, keep it secret:", err=True)
     click.echo(token)
@@ -506,8 +521,10 @@ def web_token_remove(ctx: click.Context, token_id: str) -> None:
     """Revoke the API token ID (as `list` shows it): it stops working at once, in every `httpov web`."""
     _need_web_extra()
     tokens = _tokens(ctx)
-    found = tokens.find(token_id)
-    tokens.revoke(found)
+    with _audit(ctx, "token.remove", f"token {token_id}") as entry:
+        found = tokens.find(token_id)
+        entry.detail = found.described
+        tokens.revoke(found)
     click.echo(f"token {found.id} of {shown(found.account)} revoked")
 
 
@@ -719,6 +736,44 @@ def limits_clear(ctx: click.Context, name: str) -> None:
     """Remove NAME's entry: the * entry and the farm settings apply to them again."""
     had = _client(ctx).clear_limits(name)
     click.echo(f"{shown(name)}: " + ("entry removed" if had else "had no entry"))
+
+
+@cli.command()
+@click.option("--user", help="Only what this account (or operator) did.")
+@click.option("--job", help="Only what was done to this job.")
+@click.option("--since", help="Only the records of this last while: 7d, 12h, 90m, 2w.")
+@click.option("--limit", type=click.IntRange(min=1), help="The newest N matching records, newest last (default 50).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, newest last.")
+@click.pass_context
+def audit(ctx: click.Context, user: str | None, job: str | None, since: str | None, limit: int | None,
+          as_json: bool) -> None:
+    """The audit log: who submitted, controlled, deleted or pruned which job and who changed which token, account or
+    limits, when, from where, done or refused (kept HTTPOV_KEEP_DAYS days)."""
+    from httpov.audit import DEFAULT_LIMIT, MAX_LIMIT
+    from httpov.retention import parse_age
+
+    if limit is not None and limit > MAX_LIMIT:
+        raise BadInputError(f"--limit {limit}: at most {MAX_LIMIT}")
+    try:
+        age = parse_age(since) if since is not None else None
+    except BadInputError:
+        raise BadInputError(f"--since {shown(repr(since))}: give an age such as 7d, 12h, 90m or 2w") from None
+    found = _client(ctx).audit.records(user=user, job=job, since=age, limit=limit or DEFAULT_LIMIT)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in found], indent=2))
+        return
+    if not found:
+        filtered = user is not None or job is not None or since is not None
+        click.echo("no record matches" if filtered else "the audit log is empty")
+        return
+    rows = [("WHEN", "WHO", "FROM", "ACTION", "JOB", "OUTCOME")]
+    rows += [(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.at)), shown(r.who), shown(r.address) or "-",
+              shown(r.action), shown(r.job) or "-", r.outcome) for r in found]
+    details = ["DETAIL"] + [shown(r.detail) + (f"{'; ' if r.detail else ''}why: {shown(r.reason)}" if r.reason else "")
+                            for r in found]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row, detail in zip(rows, details, strict=True):
+        click.echo("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=True)), detail]).rstrip())
 
 
 @cli.command("config")

@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from httpov import archive, paths, user_limits
 from httpov.access import Action, Identity, check_name, local_operator, require
+from httpov.audit import AuditLog, Entry, age, audited
 from httpov.errors import (
     ArchiveError,
     BadInputError,
@@ -80,8 +82,66 @@ class Submission:
         return f"{s.id}: {what} at {s.width}x{s.height}, {how}, {len(s.batches)} batch(es)"
 
 
+# what the audit log says of each action (httpov.audit.audited): asked, from a call's arguments; done, from its result
+def _submitted(given: Mapping[str, Any], submission: Submission, entry: Entry) -> None:
+    s, options = submission.spec, given.get("options")
+    owner = options.user if options is not None else given.get("given", {}).get("user")
+    entry.job = s.id
+    entry.done = (f"{s.name}: {s.frame_count} frame(s) {s.first}-{s.last}, priority {s.priority}"
+                  + (f", for {owner}" if owner and owner != (given.get("who") or local_operator()).name else ""))
+
+
+def _frames(given: Mapping[str, Any]) -> str:
+    frames = given.get("frames")
+    return f"frames {frames[0]}-{frames[1]}" if frames else ""
+
+
+def _queued(given: Mapping[str, Any], queued: int, entry: Entry) -> None:
+    entry.done = f"{queued} batch(es) queued"
+
+
+def _requeued(given: Mapping[str, Any], requeued: int, entry: Entry) -> None:
+    entry.done = f"{requeued} batch(es) requeued"
+
+
+def _priority(given: Mapping[str, Any]) -> str:
+    return f"priority {given['priority']}"
+
+
+def _moved(given: Mapping[str, Any], moved: int, entry: Entry) -> None:
+    entry.done = f"{moved} queued batch(es) moved"
+
+
+def _force(given: Mapping[str, Any]) -> str:
+    return "--force" if given.get("force") else ""
+
+
+def _deleted(given: Mapping[str, Any], deleted: Deleted, entry: Entry) -> None:
+    entry.done = (f"{deleted.objects} stored object(s), {deleted.redis_keys} Redis key(s), scene "
+                  f"{'deleted' if deleted.scene_deleted else 'kept'}")
+
+
+def _prune_asked(given: Mapping[str, Any]) -> str:
+    return f"finished more than {age(given['older_than'])} ago, {','.join(given.get('states') or FINISHED)}"
+
+
+def _pruned(given: Mapping[str, Any], deleted: list[Deleted], entry: Entry) -> None:
+    entry.skip = bool(given.get("dry_run"))  # a dry run changes nothing
+    entry.jobs, entry.done = [d.job_id for d in deleted], f"{len(deleted)} job(s) deleted"
+
+
+def _limits_asked(given: Mapping[str, Any]) -> str:
+    changes = ", ".join(f"{k} {v}" for k, v in (given.get("given") or {}).items() if v is not None)
+    return f"{given['name']}" + (f": {changes}" if changes else "")
+
+
+def _limits_now(given: Mapping[str, Any], entry_now: dict[str, object], entry: Entry) -> None:
+    entry.done = "now " + (", ".join(f"{k} {v}" for k, v in entry_now.items()) or "no limit set")
+
+
 class Client:
-    """Talks to Redis (job state and queue) and storage on the user's behalf."""
+    """Talks to Redis (job state and queue) and storage on the user's behalf. The methods that act take the keyword
+    `who` (httpov.access.Identity; None: the local operator) and are recorded in the audit log as it (httpov.audit)."""
 
     def __init__(self, settings: Settings, celery: Celery | None = None, storage: Storage | None = None,
                  store: JobStore | None = None) -> None:
@@ -99,6 +159,13 @@ class Client:
             self._celery = make_app(self.settings)
         return self._celery
 
+    @functools.cached_property
+    def audit(self) -> AuditLog | None:
+        """The audit log that the methods which act write to (httpov.audit), in the job store's Redis; HTTPOV_KEEP_DAYS
+        bounds it."""
+        redis = getattr(self.store, "r", None)  # None: a test's stand-in store
+        return AuditLog(redis, self.store.p, self.settings.keep_days) if redis is not None else None
+
     @property
     def storage(self) -> Storage:
         if self._storage is None:
@@ -106,6 +173,7 @@ class Client:
         return self._storage
 
     # submit
+    @audited("submit", done=_submitted)
     def submit(self, source: Path, options: SubmitOptions | None = None, *,
                limits: archive.ArchiveLimits | None = None, scene_file: str | None = None,
                who: Identity | None = None,
@@ -382,6 +450,7 @@ class Client:
         return found
 
     # job control
+    @audited("cancel")
     def cancel(self, job_id: str, who: Identity | None = None) -> None:
         """Queued batches are dropped when they come up; running povrays are killed within a lease tick."""
         authorize(self.store, who, Action.CONTROL, job_id)
@@ -390,6 +459,7 @@ class Client:
         except TransitionRefused as exc:
             raise JobStateError(f"job {job_id} is already {exc.current}") from exc
 
+    @audited("pause")
     def pause(self, job_id: str, who: Identity | None = None) -> None:
         """Batches not yet sent are set aside at once, queued ones as they come up; running ones finish."""
         authorize(self.store, who, Action.CONTROL, job_id)
@@ -399,6 +469,7 @@ class Client:
             raise JobStateError(f"job {job_id} is {exc.current}: only a queued or running job pauses") from exc
         self.store.park_pending(job_id)  # what was never sent is set aside at once
 
+    @audited("resume", done=_requeued)
     def resume(self, job_id: str, who: Identity | None = None) -> int:
         """Queue the batches set aside while paused; answers how many."""
         authorize(self.store, who, Action.CONTROL, job_id)
@@ -415,6 +486,7 @@ class Client:
         self._top_up(spec)
         return len(parked)
 
+    @audited("retry", _frames, _queued)
     def retry(self, job_id: str, frames: tuple[int, int] | None = None, who: Identity | None = None) -> int:
         """Re-render only the batches that failed or are missing, or with `frames` (first, last) every batch holding
         one of those frames (a sliced frame's slices), done ones too: their new results replace the old ones
@@ -451,6 +523,7 @@ class Client:
         self._top_up(spec)
         return len(todo)
 
+    @audited("delete", _force, _deleted)
     def delete(self, job_id: str, force: bool = False, who: Identity | None = None) -> Deleted:
         """Delete a finished job's Redis keys, stored results and logs, and its scene once no job uses it; a live
         or paused job is JobStateError unless `force`, which cancels it first (httpov.retention.delete_job)."""
@@ -465,6 +538,7 @@ class Client:
                 self.cancel(job_id, who)
         return delete_job(self.store, self.storage, job_id)
 
+    @audited("prune", _prune_asked, _pruned)
     def prune(self, older_than: float, states: tuple[str, ...] = FINISHED, dry_run: bool = False,
               who: Identity | None = None) -> list[Deleted]:
         """Delete (or list, with `dry_run`) the finished jobs older than `older_than` seconds: everyone's, so an
@@ -472,9 +546,9 @@ class Client:
         from httpov.retention import prune
 
         require(who or local_operator(), Action.DELETE)
-
         return prune(self.store, self.storage, older_than, states, dry_run)
 
+    @audited("priority", _priority, _moved)
     def set_priority(self, job_id: str, priority: int, who: Identity | None = None) -> int:
         """Change a queued (or running, or paused) job's priority; its batches still queued follow. Answers how
         many batches were queued again at the new priority. A priority above the owner's max priority is
@@ -505,6 +579,7 @@ class Client:
                   for name, raw in sorted(self.store.user_limits().items())}
         return {"defaults": vars(user_limits.farm_defaults(self.settings)), "users": stored}
 
+    @audited("limits.set", _limits_asked, _limits_now)
     def set_limits(self, name: str, who: Identity | None = None, **given: int | float | None) -> dict[str, object]:
         """Set some of a user's (or `*`'s) limits (admins): max_processes, max_jobs, max_priority, weight; the
         others stay as stored. Answers the entry now."""
@@ -517,6 +592,7 @@ class Client:
         self.store.set_user_limits(name, entry.to_json())
         return {k: v for k, v in vars(entry).items() if v is not None}
 
+    @audited("limits.clear", _limits_asked)
     def clear_limits(self, name: str, who: Identity | None = None) -> bool:
         """Remove a user's (or `*`'s) entry (admins): the defaults apply again. Answers whether there was one."""
         require(who or local_operator(), Action.ADMIN)

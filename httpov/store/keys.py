@@ -211,3 +211,8 @@ class Keys:
     def web_tokens_of(self, account: str) -> str:
         """Set: the digests of one account's API tokens."""
         return f"{self.prefix}:web:tokens:{account}"
+
+    # the audit log
+    def audit(self) -> str:
+        """Stream: who did what to which job, token or account, when, from where, done or refused (httpov.audit)."""
+        return f"{self.prefix}:audit"

@@ -12,6 +12,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request, send_file
 
 from httpov.access import Action, Identity, Role, allowed, require
+from httpov.audit import DEFAULT_LIMIT, MAX_LIMIT, Record, recording
 from httpov.errors import BadInputError, FieldError, ForbiddenError, SceneError
 from httpov.options import OptionError, SubmitOptions, parse_priority
 from httpov.plan import parse_frame_range, safe_name
@@ -158,15 +159,17 @@ def create_token(label: str | None, account: str | None = None) -> tuple[str, An
     row). The account must be in the accounts file: a farm-wide token, an admin of no account, names one."""
     who = _signed_in()
     account = (account or "").strip() or who.name
-    if account != who.name and not allowed(who, Action.ADMIN):
-        raise ForbiddenError(f"{shown(who.name)} may not make a token for {shown(account)}: only for themselves",
-                             hint="an admin can make anyone's (`httpov web-token add NAME`)")
-    if account not in web().gate.accounts():
-        raise FieldError({"account": f"{account!r} is not an account of this server: tokens belong to accounts"})
-    try:
-        token, made = web().tokens.create(account, label)
-    except BadInputError as exc:
-        raise FieldError({"label": str(exc)}) from None
+    with recording(web().client.audit, who, "token.add", detail=f"for {account}") as entry:
+        if account != who.name and not allowed(who, Action.ADMIN):
+            raise ForbiddenError(f"{shown(who.name)} may not make a token for {shown(account)}: only for themselves",
+                                 hint="an admin can make anyone's (`httpov web-token add NAME`)")
+        if account not in web().gate.accounts():
+            raise FieldError({"account": f"{account!r} is not an account of this server: tokens belong to accounts"})
+        try:
+            token, made = web().tokens.create(account, label)
+        except BadInputError as exc:
+            raise FieldError({"label": str(exc)}) from None
+        entry.done = made.described
     log.info("%s made API token %s for %s", shown(who.name), made.id, shown(account))
     return token, made
 
@@ -174,13 +177,39 @@ def create_token(label: str | None, account: str | None = None) -> tuple[str, An
 def revoke_token(token_id: str) -> Any:
     """Revoke the requester's own token `token_id`; an admin may revoke anyone's (ForbiddenError: nothing revoked)."""
     who = _signed_in()
-    found = web().tokens.find(token_id)
-    if found.account != who.name and not allowed(who, Action.ADMIN):
-        raise ForbiddenError(f"{shown(who.name)} may not revoke token {found.id}: it is another account's",
-                             hint="revoke your own tokens; an admin can revoke anyone's")
-    web().tokens.revoke(found)
+    with recording(web().client.audit, who, "token.remove", detail=f"token {token_id}") as entry:
+        found = web().tokens.find(token_id)
+        entry.detail = found.described
+        if found.account != who.name and not allowed(who, Action.ADMIN):
+            raise ForbiddenError(f"{shown(who.name)} may not revoke token {found.id}: it is another account's",
+                                 hint="revoke your own tokens; an admin can revoke anyone's")
+        web().tokens.revoke(found)
     log.info("%s revoked API token %s of %s", shown(who.name), found.id, shown(found.account))
     return found
+
+
+def audit_records(args: Mapping[str, str]) -> list[Record]:
+    """`httpov audit`'s library call, for admins only (ForbiddenError: 403): the records of the filters `user`, `job`,
+    `since` (an age: 30d, 12h, 90m) and `limit`, oldest first."""
+    from httpov.retention import parse_age
+
+    require(_signed_in(), Action.ADMIN)
+    errors: dict[str, str] = {}
+    since = limit = None
+    try:
+        since = parse_age(args["since"]) if args.get("since") else None
+    except BadInputError:
+        errors["since"] = f"{args['since'][:40]!r}: give an age such as 30d, 12h or 90m"
+    try:
+        limit = int(args.get("limit") or DEFAULT_LIMIT)
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError
+    except ValueError:
+        errors["limit"] = f"{(args.get('limit') or '')[:40]!r}: give a number of records, 1 to {MAX_LIMIT}"
+    if errors:
+        raise FieldError(errors)
+    return web().client.audit.records(user=args.get("user") or None, job=args.get("job") or None, since=since,
+                                      limit=limit or DEFAULT_LIMIT)
 
 
 @api.get("/jobs")
@@ -313,3 +342,9 @@ def set_limits(name: str):
 @api.delete("/limits/<name>")
 def clear_limits(name: str):
     return jsonify({"name": name, "removed": web().client.clear_limits(name, who=identity())})
+
+
+@api.get("/audit")
+def audit():
+    """The audit log, for admins: ?user=NAME&job=ID&since=7d&limit=N, oldest first."""
+    return jsonify([r.to_json() for r in audit_records(request.args)])

@@ -31,6 +31,7 @@ from httpov.text import shown
 from httpov.web.api import (
     CONTROLS,
     account_tokens,
+    audit_records,
     control,
     create_token,
     delete,
@@ -148,6 +149,31 @@ def revoke(token_id: str):
     except (BadInputError, TokenNotFoundError) as exc:
         flash(str(exc), "error")
     return redirect(url_for("pages.tokens"))
+
+
+@pages.get("/audit")
+def audit():
+    """The audit log, for admins (403 for anyone else): who did what to which job, token or account, when, from where,
+    done or refused; newest first, filtered as `httpov audit` filters it."""
+    errors: dict[str, str] = {}
+    try:
+        records = audit_records(request.args)
+    except FieldError as exc:
+        records, errors = [], exc.errors
+    return render_template("audit.html", records=list(reversed(records)), errors=errors, form=request.args,
+                           when=lambda at: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))), \
+        400 if errors else 200
+
+
+@pages.app_context_processor
+def audit_link() -> dict[str, bool]:
+    """The Audit link is offered to admins only (the page asks httpov.access again)."""
+    from flask import has_request_context
+
+    from httpov.access import Action, allowed
+
+    who = requester() if has_request_context() else None
+    return {"audit_link": who is not None and allowed(who, Action.ADMIN)}
 
 
 @pages.route("/login", methods=["GET", "POST"])

@@ -62,6 +62,11 @@ class Token:
     def id(self) -> str:
         return self.digest[:ID_LENGTH]
 
+    @property
+    def described(self) -> str:
+        """As the audit log names it: 'token 1a2b3c4d5e6f of bob (render script)'."""
+        return f"token {self.id} of {self.account}" + (f" ({self.label})" if self.label else "")
+
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "account": self.account, "label": self.label, "created": self.created,
                 "last_used": self.last_used}

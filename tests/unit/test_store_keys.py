@@ -41,3 +41,7 @@ def test_the_web_interfaces_keys():
             K.web_tokens_of("alice")] == ["httpov:web:session:s", "httpov:web:sign-in:user:a", "httpov:web:token:ab12",
                                           "httpov:web:tokens", "httpov:web:tokens:alice"]
     assert K.owner(K.web_token("ab12")) is None and K.owner(K.web_tokens_of("alice")) is None
+
+
+def test_the_audit_log_is_one_farm_wide_stream():
+    assert K.audit() == "httpov:audit" and K.owner(K.audit()) is None

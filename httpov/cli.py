@@ -94,7 +94,8 @@ def cli(ctx: click.Context, server: str | None) -> None:
               "move (less flicker, less time); off: none.")
 @click.option("--any-povray", is_flag=True, help="Let nodes with any povray version render the job (default: only "
               "the version of the first node that starts it, so that every frame comes from one build).")
-@click.option("--user", help="Whose job this is (default: your login name).")
+@click.option("--user", help="Whose job this is (default: your login name); the record says an operator submitted "
+              "it for them.")
 @click.option("--max-processes", type=int, help="At most this many render processes on the job at once.")
 @click.option("--max-nodes", type=int, help="At most this many render nodes on the job at once.")
 @click.option("--pool", help="Render only on nodes of this render pool (HTTPOV_POOLS on the node).")
@@ -145,7 +146,7 @@ JOB_STATES = tuple(state.value for state in JobState if state != JobState.DELETI
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object for JOB, else a list).")
 @click.option("--state", "states", help=f"Only jobs in these states, comma-separated ({', '.join(JOB_STATES)}).")
 @click.option("--name", help="Only jobs whose name matches this shell-style pattern, e.g. 'shot-*'.")
-@click.option("--user", help="Only the jobs of this user (submit --user).")
+@click.option("--user", help="Only the jobs of this owner (submit --user).")
 @click.option("--limit", type=int, help=f"The newest N matching jobs, newest last (default {STATUS_LIMIT}).")
 @click.option("--all", "every", is_flag=True, help="Every matching job, however many.")
 @click.pass_context
@@ -280,8 +281,8 @@ def _given(ctx: click.Context, name: str) -> bool:
 @click.option("--tokens", "token_file", type=click.Path(path_type=Path),
               help="Deprecated: a file of farm-wide bearer tokens, one a line, each acting as an admin of no account "
               "(default: HTTPOV_WEB_TOKEN_FILE; also HTTPOV_WEB_TOKENS). Use `httpov web-token add NAME` instead.")
-@click.option("--public-read", is_flag=True, help="Let anyone who reaches the page read it; control still needs "
-              "a signed-in user or a token.")
+@click.option("--public-read", is_flag=True, help="Let anyone who reaches the page read it as a viewer (every "
+              "job's progress, no pictures or downloads); control still needs a signed-in user or a token.")
 @click.option("--behind-proxy", is_flag=True,
               help="A TLS proxy (nginx, caddy) is in front: trust its X-Forwarded-For, -Proto and -Host (the "
               "client's address for the sign-in limit; https makes the session cookie Secure). Without it they are "
@@ -366,27 +367,92 @@ def web_user() -> None:
     """Accounts of `httpov web` (a file the operator manages)."""
 
 
+def _accounts_file(ctx: click.Context, accounts: Path | None) -> Path:
+    """The accounts file a `web-user` command works on, given roles first if it was written before them."""
+    _need_web_extra()
+    from httpov.web.auth import migrate_accounts
+
+    accounts = accounts or ctx.obj.web_accounts
+    note = migrate_accounts(accounts)
+    if note:
+        click.echo(f"httpov: {note}", err=True)
+    return accounts
+
+
+_ROLE = click.Choice(["admin", "user", "viewer"])
+
+
 @web_user.command("add")
 @click.argument("name")
 @_ACCOUNTS
+@click.option("--role", type=_ROLE, help="What the account may do (README: who may do what); default: user for a "
+              "new account, an existing one keeps its role.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 @click.pass_context
-def web_user_add(ctx: click.Context, name: str, accounts: Path | None, password_stdin: bool) -> None:
+def web_user_add(ctx: click.Context, name: str, accounts: Path | None, role: str | None,
+                 password_stdin: bool) -> None:
     """Add user NAME to the accounts file, or set their password (argon2id hash; asked twice, not echoed)."""
-    _need_web_extra()
-    from httpov.web.auth import add_user, check_user_name, read_accounts
+    accounts = _accounts_file(ctx, accounts)
+    from httpov.web.auth import add_user, check_user_name, load_accounts
 
-    accounts = accounts or ctx.obj.web_accounts
-
-    check_user_name(name)
+    if name not in load_accounts(accounts):
+        check_user_name(name)  # before asking for a password
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    with _audit(ctx, "account.password" if name in read_accounts(accounts) else "account.add", name):
-        new = add_user(accounts, name, password)
-    click.echo(f"{'added' if new else 'changed the password of'} {name} in {accounts}"
-               + ("" if new else f": {name}'s signed-in sessions end"))
+    action = "account.password" if name in load_accounts(accounts) else "account.add"
+    with _audit(ctx, action, f"{name} ({role})" if role else name):
+        new = add_user(accounts, name, password, role)
+    now = load_accounts(accounts)[name].role
+    click.echo(f"{'added' if new else 'changed the password of'} {shown(name)} ({now}) in {accounts}"
+               + ("" if new else f": {shown(name)}'s signed-in sessions end"))
+
+
+@web_user.command("list")
+@_ACCOUNTS
+@click.pass_context
+def web_user_list(ctx: click.Context, accounts: Path | None) -> None:
+    """The accounts and their roles (no hashes); names from before the one name rule are marked for a rename."""
+    accounts = _accounts_file(ctx, accounts)
+    from httpov.access import NAME_RULE
+    from httpov.web.auth import load_accounts, needs_rename
+
+    found = load_accounts(accounts)
+    if not found:
+        click.echo(f"no account in {accounts}: `httpov web-user add NAME --role admin` makes one")
+    for name, account in sorted(found.items()):
+        flag = f"  needs a rename ({NAME_RULE}): it signs in but cannot own jobs" if needs_rename(name) else ""
+        click.echo(f"{shown(name):<24} {account.role}{flag}")
+
+
+@web_user.command("role")
+@click.argument("name")
+@click.argument("role", type=_ROLE)
+@_ACCOUNTS
+@click.pass_context
+def web_user_role(ctx: click.Context, name: str, role: str, accounts: Path | None) -> None:
+    """Give account NAME another ROLE, keeping its password; its signed-in sessions end."""
+    accounts = _accounts_file(ctx, accounts)
+    from httpov.web.auth import set_role
+
+    with _audit(ctx, "account.role", f"{name} -> {role}"):
+        old = set_role(accounts, name, role)
+    click.echo(f"{shown(name)}: {old} -> {role} in {accounts}: {shown(name)}'s signed-in sessions end")
+
+
+@web_user.command("remove")
+@click.argument("name")
+@_ACCOUNTS
+@click.pass_context
+def web_user_remove(ctx: click.Context, name: str, accounts: Path | None) -> None:
+    """Remove account NAME; its signed-in sessions end (its jobs stay, owned by the name)."""
+    accounts = _accounts_file(ctx, accounts)
+    from httpov.web.auth import remove_user
+
+    with _audit(ctx, "account.remove", name):
+        remove_user(accounts, name)
+    click.echo(f"removed {shown(name)} from {accounts}: {shown(name)}'s signed-in sessions end")
 
 
 @cli.group("web-token")

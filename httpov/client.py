@@ -13,18 +13,19 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from httpov import archive, paths, user_limits
-from httpov.access import Action, Identity, local_operator, require
+from httpov.access import Action, Identity, check_name, local_operator, require
 from httpov.audit import AuditLog, Entry, age, audited
 from httpov.errors import (
     ArchiveError,
     BadInputError,
     BrokerUnavailableError,
+    ForbiddenError,
     JobFailedError,
     JobStateError,
     ResultError,
     SceneError,
 )
-from httpov.options import SubmitOptions, login_name
+from httpov.options import SubmitOptions
 from httpov.outage import through_outage
 from httpov.plan import (
     Batch,
@@ -45,7 +46,7 @@ from httpov.states import FINISHED, LIVE, JobState, TransitionRefused
 from httpov.storage import Storage, open_storage
 from httpov.store import JobStore, open_store
 from httpov.text import shown
-from httpov.view import JobView, job_view
+from httpov.view import JobView, follow, job_view, overview
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -53,6 +54,15 @@ if TYPE_CHECKING:
     from httpov.retention import Deleted
 
 Progress = Callable[[JobView], None]
+
+
+def authorize(store: JobStore, who: Identity | None, action: Action, job_id: str) -> str:
+    """The job's owner, once `who` (None: the local operator) may do `action` to it: ForbiddenError otherwise,
+    nothing done; JobNotFoundError when there is no such job. Every method below that acts on a job asks it first,
+    and so does the web's source of frames and thumbnails: this is where authorization is applied."""
+    owner = store.owner(job_id)
+    require(who or local_operator(), action, owner, job_id)
+    return owner
 
 
 @dataclass
@@ -170,6 +180,10 @@ class Client:
                **given: object) -> Submission:
         """Check the scene, store it once by content hash, record the job and queue its batches.
 
+        The job is owned by `who` (None: the local operator, named by the login name), or by `options.user` when
+        `who` is an admin (the record keeps who submitted it for them); anyone else naming another owner is
+        ForbiddenError before anything is read or stored.
+
         `options`: how to render it (httpov.options.SubmitOptions, built by SubmitOptions.parse, which checks every
         option and lets each surface word its errors); a library caller may give them as keywords instead
         (`count=1, slices=4`), checked by the same parse (OptionError). What the scene alone decides (slices past
@@ -181,9 +195,15 @@ class Client:
             raise TypeError("give the submit options as a SubmitOptions or as keywords, not both")
         if options is None:
             options = SubmitOptions.parse(given, self.settings)
+        who = who or local_operator()
+        require(who, Action.SUBMIT)
+        owner = options.user or who.name
+        if owner != who.name and not who.admin:
+            raise ForbiddenError(f"{shown(who.name)} ({who.role}) may not submit a job for {shown(owner)}: only an "
+                                 "admin may name another owner", hint="leave the user out: the job is yours")
+        check_name(owner, "job owner")  # an account named before the one name rule (`_ops`) cannot own jobs
         pool, radiosity_cache = options.pool, options.radiosity_cache
-        owner = options.user or login_name()
-        self.check_user_limits(owner, options.priority, who or local_operator())
+        self.check_user_limits(owner, options.priority, who)
         limits = limits or self.settings.archive_limits()
         with tempfile.TemporaryDirectory(prefix="httpov-submit-") as tmp:
             zip_path, prefer, names = _scene_archive(Path(source), Path(tmp), limits)
@@ -215,8 +235,8 @@ class Client:
                         self.store.scene_deleted(key)
                 raise
         queue = self.settings.pool_queue(pool) if pool else ""
-        self._queue_job(spec, user=owner, queue=queue,
-                        max_processes=options.max_processes or 0, max_nodes=options.max_nodes or 0)
+        self._queue_job(spec, user=owner, queue=queue, max_processes=options.max_processes or 0,
+                        max_nodes=options.max_nodes or 0, submitted_by=who.name, operator=who.operator)
         warnings = []
         if pool and pool not in self.store.live_pools(within=self.settings.live_node_seconds):
             warnings.append(f"no live render node is in pool {pool!r}: the job waits until one joins "
@@ -246,13 +266,14 @@ class Client:
                 + " (--radiosity-cache off: none)"]
 
     def _queue_job(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,
-                   max_nodes: int = 0) -> None:
+                   max_nodes: int = 0, submitted_by: str = "", operator: bool = False) -> None:
         """Record the job unlisted with its batches pending, queue its first window of them (the render nodes top it
         up as batches end: httpov.dispatch), then list it; an interrupted submit (Ctrl-C, an error) fails the job
         so nodes drop what was queued, and a client that dies lets its submit lease run out."""
         # a slice waiting for its frame's radiosity pre-pass is put on the pending list by that pre-pass
         self.store.create(spec, user=user, queue=queue, max_processes=max_processes,
-                          pending=waiting_for_prepass(spec, spec.batches), max_nodes=max_nodes)
+                          pending=waiting_for_prepass(spec, spec.batches), max_nodes=max_nodes,
+                          submitted_by=submitted_by, operator=operator)
         sent = [0]
 
         def sending(count: int) -> None:
@@ -283,10 +304,13 @@ class Client:
 
     # looking at jobs
     def wait(self, job_id: str, on_progress: Progress | None = None, poll: float = 0.5,
-             timeout: float | None = None, on_outage: Callable[[str], None] | None = None) -> JobView:
+             timeout: float | None = None, on_outage: Callable[[str], None] | None = None,
+             who: Identity | None = None) -> JobView:
         """Block until the job is finished, telling `on_progress` its view (httpov.view.JobView: progress and ETA)
         at each poll; raise JobFailedError unless every frame rendered. While Redis does not answer (a restart) it
         keeps trying for up to settings.outage_seconds, telling `on_outage` once per outage."""
+        through_outage(lambda: authorize(self.store, who, Action.VIEW, job_id), self.settings.outage_seconds,
+                       on_outage)
         deadline = None if timeout is None else time.monotonic() + timeout
         sweep_every, last_sweep = self.settings.sweep_seconds, time.monotonic()
         while True:
@@ -306,40 +330,45 @@ class Client:
             raise job_failed(progress)
         return progress
 
-    def view(self, job_id: str) -> JobView:
-        """`httpov status JOB`: the job as it is now."""
+    def view(self, job_id: str, who: Identity | None = None) -> JobView:
+        """`httpov status JOB`: the job as it is now (anyone who may VIEW sees any job's progress)."""
+        authorize(self.store, who, Action.VIEW, job_id)
         return job_view(self.store, job_id, live_within=self.settings.live_node_seconds)
 
     def views(self, states: list[str] | None = None, name: str | None = None, user: str | None = None,
-              limit: int | None = None) -> list[JobView]:
-        """`httpov status`: the newest `limit` jobs (None: all) in `states`, named like `name`, of `user`."""
-        from httpov.view import overview
-
+              limit: int | None = None, who: Identity | None = None) -> list[JobView]:
+        """`httpov status`: the newest `limit` jobs (None: all) in `states`, named like `name`, of `user`, oldest
+        first: everyone's, for anyone who may VIEW."""
+        require(who or local_operator(), Action.VIEW)
         return overview(self.store, states=states, name=name, user=user, limit=limit,
                         live_within=self.settings.live_node_seconds)
 
-    def job_count(self) -> int:
+    def job_count(self, who: Identity | None = None) -> int:
         """How many jobs the farm lists."""
+        require(who or local_operator(), Action.VIEW)
         return len(self.store.job_ids())
 
-    def state(self, job_id: str) -> str:
+    def state(self, job_id: str, who: Identity | None = None) -> str:
+        authorize(self.store, who, Action.VIEW, job_id)
         return self.store.state(job_id)
 
     def follow(self, job_id: str, poll: float = 1.0, timeout: float | None = None,
-               on_outage: Callable[[str], None] | None = None) -> Iterator[JobView]:
-        """`httpov watch`: the job's view every `poll` seconds until it ends (httpov.view.follow)."""
-        from httpov.view import follow
-
+               on_outage: Callable[[str], None] | None = None, who: Identity | None = None) -> Iterator[JobView]:
+        """`httpov watch`: the job's view every `poll` seconds until it ends (httpov.view.follow), riding out a
+        Redis outage."""
+        authorize(self.store, who, Action.VIEW, job_id)
         return follow(self.store, job_id, poll=poll, timeout=timeout, outage=self.settings.outage_seconds,
                       on_outage=on_outage, live_within=self.settings.live_node_seconds)
 
-    def nodes(self) -> list[dict]:
+    def nodes(self, who: Identity | None = None) -> list[dict]:
         """`httpov nodes --json`: the render nodes seen in the last hour."""
         from httpov.nodes import farm_nodes
 
+        require(who or local_operator(), Action.NODES)
         return farm_nodes(self.store, self.settings.lease_seconds)
 
-    def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None) -> list[Path]:
+    def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None,
+              who: Identity | None = None) -> list[Path]:
         """Download every rendered frame as a PNG into `output` and the batch logs (failed batches' too) into
         `output/logs`; a job with no rendered frame is JobFailedError (failed, cancelled) or JobStateError.
 
@@ -348,6 +377,7 @@ class Client:
         it is unpacked or decoded."""
         from httpov import media
 
+        authorize(self.store, who, Action.DOWNLOAD, job_id)
         spec = self.store.spec(job_id)
         output = Path(output)
         (output / "logs").mkdir(parents=True, exist_ok=True)
@@ -381,12 +411,14 @@ class Client:
                         hint=f"`httpov status {job_id}` shows why; `httpov fetch {job_id} --output DIR` keeps its logs")
         return sorted(images)
 
-    def logs(self, job_id: str, frame: int | None = None, failed: bool = False) -> list[BatchLog]:
+    def logs(self, job_id: str, frame: int | None = None, failed: bool = False,
+             who: Identity | None = None) -> list[BatchLog]:
         """povray's logs of the job's batches, in batch order: of every batch, or of those holding `frame` (a sliced
         frame's slices); for a failed batch its last failed attempt's. With `failed`, only failed attempts' logs
         (of batches rendered after failing too). Only the chosen batches' zips are downloaded."""
         from httpov import media
 
+        authorize(self.store, who, Action.DOWNLOAD, job_id)
         spec = self.store.spec(job_id)
         if frame is not None and not spec.first <= frame <= spec.last:
             raise BadInputError(f"--frame {frame}: job {job_id} renders frames {spec.first}-{spec.last}")
@@ -421,6 +453,7 @@ class Client:
     @audited("cancel")
     def cancel(self, job_id: str, who: Identity | None = None) -> None:
         """Queued batches are dropped when they come up; running povrays are killed within a lease tick."""
+        authorize(self.store, who, Action.CONTROL, job_id)
         try:
             self.store.transition(job_id, JobState.CANCELLED)
         except TransitionRefused as exc:
@@ -429,6 +462,7 @@ class Client:
     @audited("pause")
     def pause(self, job_id: str, who: Identity | None = None) -> None:
         """Batches not yet sent are set aside at once, queued ones as they come up; running ones finish."""
+        authorize(self.store, who, Action.CONTROL, job_id)
         try:
             self.store.transition(job_id, JobState.PAUSED)
         except TransitionRefused as exc:
@@ -438,6 +472,7 @@ class Client:
     @audited("resume", done=_requeued)
     def resume(self, job_id: str, who: Identity | None = None) -> int:
         """Queue the batches set aside while paused; answers how many."""
+        authorize(self.store, who, Action.CONTROL, job_id)
         try:
             self.store.transition(job_id, JobState.RUNNING, only_from=(JobState.PAUSED,))
         except TransitionRefused as exc:
@@ -457,6 +492,7 @@ class Client:
         one of those frames (a sliced frame's slices), done ones too: their new results replace the old ones
         object by object (each store is atomic) and the job's history says what was rendered again. Answers how
         many batches were queued."""
+        authorize(self.store, who, Action.CONTROL, job_id)
         spec = self.store.spec(job_id)
         if frames is not None and not spec.first <= frames[0] <= frames[1] <= spec.last:
             raise BadInputError(f"--frames {frames[0]}-{frames[1]}: job {job_id} renders frames "
@@ -493,6 +529,7 @@ class Client:
         or paused job is JobStateError unless `force`, which cancels it first (httpov.retention.delete_job)."""
         from httpov.retention import delete_job
 
+        authorize(self.store, who, Action.DELETE, job_id)
         state = self.store.state(job_id)
         if state in (*LIVE, JobState.PAUSED):
             if not force:
@@ -504,9 +541,11 @@ class Client:
     @audited("prune", _prune_asked, _pruned)
     def prune(self, older_than: float, states: tuple[str, ...] = FINISHED, dry_run: bool = False,
               who: Identity | None = None) -> list[Deleted]:
-        """Delete (or list, with `dry_run`) the finished jobs older than `older_than` seconds."""
+        """Delete (or list, with `dry_run`) the finished jobs older than `older_than` seconds: everyone's, so an
+        admin's (or the local operator's) to do."""
         from httpov.retention import prune
 
+        require(who or local_operator(), Action.DELETE)
         return prune(self.store, self.storage, older_than, states, dry_run)
 
     @audited("priority", _priority, _moved)
@@ -516,11 +555,9 @@ class Client:
         ForbiddenError, but for an admin (`who`; None: the local operator)."""
         from httpov.dispatch import reprioritize
 
-        share = self.store.shares([job_id]).get(job_id)
-        if share is not None:  # (a job gone: reprioritize says so)
-            user_limits.check_priority(self.user_limits_of(share.user), priority, share.user, who or local_operator(),
-                                       what=f"job {job_id}")
-
+        owner = authorize(self.store, who, Action.CONTROL, job_id)
+        user_limits.check_priority(self.user_limits_of(owner), priority, owner, who or local_operator(),
+                                   what=f"job {job_id}")
         return reprioritize(self.celery, self.store, job_id, self.settings.queue, priority)
 
     # per-user limits (admins set them; submit and set_priority check them, render nodes and fair share follow them)

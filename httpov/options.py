@@ -2,19 +2,19 @@
 typed object, checked in one place for the CLI, the web form, the JSON API and `httpov render`."""
 from __future__ import annotations
 
-import getpass
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from httpov.access import NAME, NAME_RULE
 from httpov.errors import BadInputError, FieldError
 from httpov.plan import RADIOSITY_MODES, check_name
 from httpov.settings import Settings, check_pool
 from httpov.text import shown
 
-#: A job's user (submit --user): a plain name, as it shows in `httpov status` and keys the fair share.
-USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+#: A job's owner (submit --user): the one name rule of accounts and owners, as it shows in `httpov status` and keys
+#: the fair share.
+USER_NAME = NAME
 PRIORITIES = (0, 9)  # lowest, highest
 
 
@@ -126,7 +126,7 @@ def _name(value: object, settings: Settings) -> str:
 
 def _user(value: object, settings: Settings) -> str:
     if not isinstance(value, str) or not USER_NAME.match(value):
-        raise _Refused(f"{{0}} must be 1-64 letters, digits, '.', '_', '@' or '-', got {_q(value)}")
+        raise _Refused(f"{{0}} must be {_literal(NAME_RULE)}, got {_q(value)}")
     return value
 
 
@@ -144,7 +144,7 @@ def _pool(value: object, settings: Settings) -> str:
 class SubmitOptions:
     """How a job is to be rendered, as `httpov submit`'s options say it. Build one with `parse`, which checks every
     rule (the constructor checks none); None means the default (frames: the ini's range; count: adaptive, from the
-    scene's measured frame time; name: the scene's; user: the login name)."""
+    scene's measured frame time; name: the scene's; user: whoever submits it)."""
 
     name: str | None = None  # display text only (default: the scene's name)
     frames: int | None = None  # frames in the animation (sets Final_Frame)
@@ -202,12 +202,3 @@ def parse_priority(value: object) -> int:
         return _priority(value)
     except _Refused as exc:
         raise OptionError([Problem(("priority",), exc.text)]) from None
-
-
-def login_name() -> str:
-    """The default user of a job: the login name, or 'unknown' (no passwd entry, or not a plain name)."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # a container without a passwd entry
-        return "unknown"
-    return user if USER_NAME.match(user) else "unknown"

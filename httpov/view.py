@@ -136,12 +136,14 @@ class JobView:
     any_povray: bool = False
     versions: list[dict[str, Any]] = field(default_factory=list)  # povray/httpov versions of its done batches
     history: list[HistoryLine] = field(default_factory=list)  # what was rendered again, and when
-    user: str = ""  # whose job it is (submit --user)
+    user: str = ""  # whose job it is: its owner (the account that submitted it, or submit --user)
     max_processes: int | None = None  # submit --max-processes
     max_nodes: int | None = None  # submit --max-nodes
     queue: str = ""  # the Celery queue of submit --pool; '' for the default one
     pool: str = ""  # submit --pool
     pool_live: bool | None = None  # whether a live render node is in that pool (None: no pool, or finished)
+    submitted_by: str = ""  # who submitted it (an admin or operator for `user`); '' for jobs of older releases
+    submitted_by_operator: bool = False  # by the CLI with direct Redis access
 
     def to_json(self) -> dict[str, Any]:
         """The view as `httpov status --json` and the page's /api/jobs print it."""
@@ -221,7 +223,9 @@ def from_snapshot(record: JobRecord, spec: JobSpec, batches: Batches, now: float
                 for b, info in sorted(batches["failed"].items())],
         povray=record.get("povray"), any_povray=spec.any_povray, versions=_versions(batches["done"]),
         history=batches.get("history", []),
-        user=record.get("user", ""), max_processes=int(record.get("max_processes") or 0) or None,
+        user=record.get("user", ""), submitted_by=record.get("submitted_by", ""),
+        submitted_by_operator=record.get("operator") == "1",
+        max_processes=int(record.get("max_processes") or 0) or None,
         max_nodes=int(record.get("max_nodes") or 0) or None,
         queue=record.get("queue", ""), pool=record.get("queue", "").partition(".pool.")[2],
     )

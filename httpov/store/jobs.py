@@ -106,20 +106,23 @@ class JobStore:
 
     # jobs
     def create(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,
-               pending: list[str] | None = None, max_nodes: int = 0) -> None:
+               pending: list[str] | None = None, max_nodes: int = 0, submitted_by: str = "",
+               operator: bool = False) -> None:
         """Record a job in state 'submitting', every batch on its pending list (see top_up): listed nowhere until
         `publish`, and failed by the first node that meets one of its batches once its submit lease (renewed by
         `keep_submitting`) has run out. `queue`: the Celery queue its batches go to ('' for the default one);
         `max_processes`: at most this many of its batches queued or running at once (0: no limit); `max_nodes`: at
         most this many render nodes render it at once (0: no limit); `pending`: the batches to put on its pending
-        list (default: all of them)."""
+        list (default: all of them); `user`: its owner; `submitted_by`: who submitted it (an admin for `user`, or
+        with `operator` the CLI with direct Redis access)."""
         pending = spec.batches if pending is None else pending
         def run() -> None:
             pipe = self.r.pipeline()
             pipe.hset(self.keys.job(spec.id), mapping={
                 "spec": json.dumps(spec.to_dict()), "state": JobState.SUBMITTING, "created": spec.created,
                 "total": len(spec.batches), "user": user, "queue": queue, "max_processes": max_processes,
-                "max_nodes": max_nodes, "priority": spec.priority,
+                "max_nodes": max_nodes, "priority": spec.priority, "submitted_by": submitted_by,
+                "operator": int(operator),
             })
             pipe.delete(self.keys.pending(spec.id), self.keys.window(spec.id))
             for start in range(0, len(pending), 1000):
@@ -156,6 +159,13 @@ class JobStore:
         if raw is None:
             raise _missing(job_id)
         return JobSpec.from_dict(json.loads(raw))
+
+    def owner(self, job_id: str) -> str:
+        """Whose job it is (its record's `user`; '' for a job recorded without one); JobNotFoundError if none."""
+        state, user = self._call(lambda: self.r.hmget(self.keys.job(job_id), "state", "user"))
+        if state is None:
+            raise _missing(job_id)
+        return str(user or "")
 
     def state(self, job_id: str) -> str:
         state = self._call(lambda: self.r.hget(self.keys.job(job_id), "state"))

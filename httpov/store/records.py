@@ -15,7 +15,9 @@ class JobRecord(TypedDict, total=False):
     state: Required[str]  # a httpov.states.JobState
     created: Required[str]  # epoch seconds
     total: str  # how many batches
-    user: str
+    user: str  # its owner: the account (or, from the CLI, the login name or --user) it belongs to
+    submitted_by: str  # who submitted it: its owner, an admin for them, or an operator (with `operator`)
+    operator: str  # '1' when submitted by the CLI with direct Redis access (an operator), else '0'
     queue: str  # '' for the default queue, else its render pool's
     max_processes: str  # '0': no cap
     max_nodes: str  # '0': no cap

@@ -8,7 +8,7 @@ from httpov.errors import BadInputError
 from httpov.settings import Settings
 from httpov.web.app import Web, create_app, is_loopback
 from httpov.web.app import serve as _serve
-from httpov.web.auth import Gate, SharedSignInLimit
+from httpov.web.auth import Gate, SharedSignInLimit, migrate_accounts
 from httpov.web.sessions import Sessions
 from httpov.web.source import StatusSource
 
@@ -33,7 +33,16 @@ def open_web(settings: Settings, gate: Gate, refresh: int = 3, behind_proxy: boo
 
 def serve(settings: Settings, gate: Gate, host: str = "127.0.0.1", port: int = 8080, refresh: int = 3,
           ready: Callable[[str], None] | None = None, behind_proxy: bool = False) -> None:
-    """Serve the web interface until interrupted; `ready` is told its URL once it listens."""
+    """Serve the web interface until interrupted; `ready` is told its URL once it listens. An accounts file written
+    before roles is given them first (one line in the log says what was done)."""
+    import logging
+
+    from httpov.web.app import log_to_stderr
+
+    log_to_stderr()
+    note = migrate_accounts(gate.accounts_file)
+    if note:
+        logging.getLogger("httpov.web").warning("%s", note)
     if not gate.public_read and not gate.anyone_can_sign_in:
         where = gate.accounts_file or Path("ACCOUNTS")
         raise BadInputError("nobody could use this page: there is no account, no web token and no --public-read",

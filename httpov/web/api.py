@@ -24,20 +24,28 @@ log = logging.getLogger("httpov.web")
 
 CONTROLS = ("cancel", "pause", "resume", "retry")
 #: Submit's options a form or a script may send, as text (SubmitOptions' names, as the CLI's flags without the
-#: dashes); the scene zip comes in the field `scene`, and `user` is taken from a farm-wide token's request only.
+#: dashes); the scene zip comes in the field `scene`. The field `user` (the job's owner) is the signed-in account's
+#: (or the token's account's) own name unless an admin names another.
 SUBMIT_FIELDS = ("name", "frames", "count", "slices", "priority", "radiosity_cache", "slice_rows", "time_limit",
                  "max_processes", "max_nodes", "pool", "any_povray")
 #: How a form or script says yes to a flag (any_povray).
 YES = ("1", "true", "yes", "on")
+#: Who a reader of a `--public-read` page is, signed in as nobody: a viewer no account can be (not a name).
+PUBLIC = Identity("(public)", Role.VIEWER)
 
 
 def web() -> Any:
     return current_app.extensions["httpov"]
 
 
-def identity() -> Identity:
-    """Who asks (`requester`), or an anonymous viewer (public read)."""
-    return requester() or Identity("anonymous", Role.VIEWER, address=request.remote_addr or "")
+def who() -> Identity:
+    """The identity this request acts as (set by the app's check on each request): a signed-in account with its
+    role, a bearer token's, or PUBLIC."""
+    return g.get("identity") or PUBLIC
+
+
+#: The limits' name for `who` (the same identity).
+identity = who
 
 
 def wants_json() -> bool:
@@ -49,13 +57,14 @@ def wants_json() -> bool:
 
 def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
     """Client.submit of an uploaded scene zip with the CLI's options from form fields; FieldError names the field."""
+    require(who(), Action.SUBMIT)  # a viewer: 403 before the upload is looked at
     client = web().client
     given: dict[str, object] = {field: form[field] for field in SUBMIT_FIELDS if form.get(field)}  # empty: not given
     if "any_povray" in given:
         given["any_povray"] = str(given["any_povray"]).strip().lower() in YES
-    # the job is the signed-in user's or the token's account's; a script with a farm-wide token (an admin of no
-    # account) may name its user (default: the server's login)
-    given["user"] = (form.get("user") or None) if g.get("farm_token") else g.get("user")
+    # the job is the signed-in account's or the token's account's (a farm-wide token's: `token`'s); an admin may
+    # name another owner (Client.submit refuses anyone else)
+    given["user"] = form.get("user") or who().name
     errors: dict[str, str] = {}
     try:
         options = SubmitOptions.parse(given, client.settings)
@@ -71,7 +80,7 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
         path = Path(tmp) / "scene.zip"  # never the uploaded name: that is data, not a path
         upload.save(path)
         try:
-            return client.submit(path, options, scene_file=form.get("scene_file") or None, who=identity())
+            return client.submit(path, options, scene_file=form.get("scene_file") or None, who=who())
         except SceneError as exc:  # ArchiveError too: the zip is the problem
             raise FieldError({"scene": str(exc)}) from None
         except BadInputError as exc:  # what only the scene decides (--slices past its height): said as the CLI says it
@@ -93,9 +102,9 @@ def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
             span = parse_frame_range(frames)
         except BadInputError as exc:
             raise FieldError({"frames": str(exc)}) from None
-        result = client.retry(job, frames=span, who=identity())
+        result = client.retry(job, frames=span, who=who())
     else:
-        result = getattr(client, action)(job, who=identity())
+        result = getattr(client, action)(job, who=who())
     answer: dict[str, Any] = {"id": job, "action": action, "state": client.store.state(job)}
     if isinstance(result, int):
         answer["batches_queued"] = result
@@ -104,7 +113,7 @@ def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
 
 def delete(job: str, force: bool = False) -> dict[str, Any]:
     """`httpov delete JOB`'s library call: a live job is refused (409), as the CLI refuses it without --force."""
-    deleted = web().client.delete(job_id(job), force=force, who=identity())
+    deleted = web().client.delete(job_id(job), force=force, who=who())
     return {"id": deleted.job_id, "action": "delete", "objects": deleted.objects, "redis_keys": deleted.redis_keys,
             "scene_deleted": deleted.scene_deleted, "state": deleted.state, "name": deleted.name,
             "finished": deleted.finished}
@@ -114,6 +123,7 @@ def nodes() -> Any:
     """`httpov nodes --json`'s library call."""
     from httpov.nodes import farm_nodes
 
+    require(who(), Action.NODES)
     client = web().client
     return farm_nodes(client.store, client.settings.lease_seconds)
 
@@ -121,19 +131,14 @@ def nodes() -> Any:
 def set_priority(job: str, raw: str | None) -> dict[str, Any]:
     """`httpov priority JOB N`'s library call."""
     priority = parse_priority(raw or "")
-    moved = web().client.set_priority(job_id(job), priority, who=identity())
+    moved = web().client.set_priority(job_id(job), priority, who=who())
     return {"id": job, "action": "priority", "priority": priority, "batches_moved": moved}
 
 
 def requester() -> Identity | None:
-    """Who the request acts as: the identity the request carries once accounts have roles, else an admin for a
-    farm-wide token and a user for an account's session or token; None when nobody signed in."""
-    who = g.get("identity")
-    if isinstance(who, Identity):
-        return who
-    if g.get("user") is None:
-        return None
-    return Identity(g.user, Role.ADMIN if g.get("farm_token") else Role.USER, address=request.remote_addr or "")
+    """Who the request acts as when someone signed in or sent a token (its identity, with the account's role);
+    None for nobody (a --public-read reader)."""
+    return who() if g.get("user") is not None else None
 
 
 def _signed_in() -> Identity:
@@ -217,20 +222,20 @@ def list_jobs():
     if limit is not None and (not limit.isdigit() or int(limit) < 1):
         raise FieldError({"limit": f"must be a whole number of at least 1, got {limit[:20]!r}"})
     views = client.views(states, request.args.get("name") or None, request.args.get("user") or None,
-                         int(limit) if limit else None)
+                         int(limit) if limit else None, who=who())
     response = jsonify([view.to_json() for view in views])
-    response.headers["X-Httpov-Jobs"] = str(client.job_count())
+    response.headers["X-Httpov-Jobs"] = str(client.job_count(who=who()))
     return response
 
 
 @api.get("/jobs/<job>")
 def show_job(job: str):
-    return jsonify(web().source.job(job).to_json())
+    return jsonify(web().source.job(job, who=who()).to_json())
 
 
 @api.get("/jobs/<job>/frames")
 def list_frames(job: str):
-    return jsonify(web().source.frames(job))
+    return jsonify(web().source.frames(job, who=who()))
 
 
 @api.get("/jobs/<job>/results.zip")
@@ -240,7 +245,7 @@ def download_results(job: str):
     job = job_id(job)
     with tempfile.TemporaryDirectory(prefix="httpov-results-") as tmp:
         folder = Path(tmp) / "results"
-        images = web().client.fetch(job, folder)
+        images = web().client.fetch(job, folder, who=who())
         out = tempfile.TemporaryFile()  # closed (and so removed) by the response
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
             for image in images:

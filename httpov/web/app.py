@@ -16,6 +16,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
 
+from httpov.access import Action, Identity, allowed
 from httpov.errors import (
     BadInputError,
     BrokerUnavailableError,
@@ -32,7 +33,7 @@ from httpov.outage import NOTICE
 from httpov.states import JobState
 from httpov.text import shown
 from httpov.view import JobView
-from httpov.web.api import api, wants_json
+from httpov.web.api import PUBLIC, api, wants_json
 from httpov.web.auth import Gate, signing_key
 from httpov.web.pages import pages
 from httpov.web.sessions import Sessions
@@ -44,7 +45,7 @@ OPEN = ("pages.login", "static")
 #: Read only by a signed-in account (or a token), even with --public-read: its API tokens; the audit log (admins).
 SIGNED_IN = ("pages.tokens", "api.list_tokens", "pages.audit", "api.audit")
 #: Who a request with a farm-wide token (HTTPOV_WEB_TOKENS, --tokens; deprecated) acts as: an admin of no account.
-FARM_TOKEN_USER = "token"
+FARM_TOKEN_USER = "token"  # Gate.token_identity
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
@@ -99,22 +100,33 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
 
     @app.before_request
     def check_access() -> Any:
-        g.user = None
-        if "sid" in session:  # a session Redis still holds, of an account that still has the same password
-            g.user = web.sessions.user(session["sid"], web.gate.accounts()) if web.sessions else None
+        """Who the request is (g.identity, httpov.access.Identity; g.user its name when signed in or a token):
+        what each view then asks httpov.access about, through the Client and the StatusSource."""
+        g.user, g.identity = None, None
+        address = request.remote_addr or ""
+        if "sid" in session:  # a session Redis still holds, of an account with the same password and role
+            accounts = web.gate.accounts()
+            g.user = web.sessions.user(session["sid"], accounts) if web.sessions else None
             if g.user is None:
-                session.clear()  # signed out, a new password, the account removed, or expired
+                session.clear()  # signed out, a new password or role, the account removed, or expired
+            else:
+                g.identity = Identity(g.user, accounts[g.user].role, address=address)
         g.bearer = g.farm_token = False
         header = request.headers.get("Authorization")
-        if header is not None:  # an account's token acts as its account; a farm-wide one as the admin `token`
+        if header is not None:  # an account's token acts as its account, with its role; a farm-wide one as `token`
             token = bearer(header)
-            account = web.tokens.account(token, web.gate.accounts()) if web.tokens and token else None
+            accounts = web.gate.accounts()
+            account = web.tokens.account(token, accounts) if web.tokens and token else None
             if account is not None:
                 g.bearer, g.user = True, account
+                g.identity = Identity(account, accounts[account].role, address=address)
             elif web.gate.token_ok(header):
-                g.bearer, g.farm_token, g.user = True, True, FARM_TOKEN_USER
+                g.bearer, g.farm_token, g.identity = True, True, web.gate.token_identity(address)
+                g.user = g.identity.name
             else:
                 return _refuse(401, "the bearer token is not one this server knows (revoked, or its account is gone)")
+        if g.identity is None and web.gate.public_read:
+            g.identity = PUBLIC
         if request.endpoint in OPEN:
             if request.method == "POST":
                 csrf.protect()
@@ -142,7 +154,13 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
 
     @app.context_processor
     def context() -> dict[str, Any]:
-        return {"user": g.get("user"), "refresh": web.refresh, "public_read": web.gate.public_read}
+        identity = g.get("identity") or PUBLIC
+
+        def may(action: str, owner: str | None = None) -> bool:
+            """What the page offers: only what httpov.access allows (the views check again)."""
+            return allowed(identity, Action(action), owner)
+        return {"user": g.get("user"), "role": identity.role if g.get("user") else "", "may": may,
+                "refresh": web.refresh, "public_read": web.gate.public_read}
 
     @app.errorhandler(CSRFError)
     def csrf_refused(exc: CSRFError) -> Any:
@@ -226,7 +244,7 @@ def is_loopback(host: str) -> bool:
 PROXY_HEADERS = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
 
 
-def _log_to_stderr() -> None:
+def log_to_stderr() -> None:
     """httpov.web's log lines (failed sign-ins) on stderr, with the time, as the server's other output."""
     log = logging.getLogger("httpov.web")
     if not log.handlers:
@@ -246,7 +264,7 @@ def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int =
     PROXY_HEADERS (what the one proxy in front added) and drops the rest."""
     from waitress.server import create_server
 
-    _log_to_stderr()
+    log_to_stderr()
     app = create_app(web, max_upload=max_upload)
     proxy: dict[str, Any] = {}
     if web.behind_proxy:

@@ -1,8 +1,9 @@
-"""Who may use the web interface: accounts in a file the operator manages (argon2 password hashes, written by
-`httpov web-user add`) and the session signing key beside it, bearer tokens for scripts (HTTPOV_WEB_TOKENS or a token
-file), the sign-in limit, and the check on each request."""
+"""Who may use the web interface: accounts in a file the operator manages (a role and an argon2 password hash each,
+written by `httpov web-user add`; an older file without roles is given them) and the session signing key beside it,
+bearer tokens for scripts (HTTPOV_WEB_TOKENS or a token file), the sign-in limit, and the check on each request."""
 from __future__ import annotations
 
+import contextlib
 import hmac
 import math
 import os
@@ -12,20 +13,28 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from httpov.access import NAME, Identity, Role, check_name
 from httpov.errors import BadInputError, BrokerUnavailableError
 from httpov.store.keys import Keys
+from httpov.text import shown
 
-_USER = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+#: The name rule of accounts made before one rule held for accounts and job owners (httpov.access.NAME): such an
+#: account (`_ops`) still signs in, and `httpov web-user list` says it needs a rename; no new account may have one.
+_LEGACY_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
 MIN_TOKEN = 16
 #: The sign-in limit's defaults (--sign-in-attempts, --sign-in-window): fail2ban's, 5 failures in 10 minutes.
 SIGN_IN_ATTEMPTS = 5
 SIGN_IN_WINDOW = 600
+_HEADER = ("# httpov web accounts: name:role:argon2 hash, role admin, user or viewer "
+           "(`httpov web-user add NAME --role ROLE` writes them)\n")
+
+ROLES = tuple(role.value for role in Role)
 
 
 def _hasher():
@@ -34,55 +43,164 @@ def _hasher():
     return PasswordHasher()
 
 
+class Account(NamedTuple):
+    """One line of the accounts file: what its user may do, and their password's argon2 hash."""
+
+    role: Role
+    hashed: str
+
+
+def needs_rename(name: str) -> bool:
+    """An account made under the older name rule (`_ops`): it signs in, but its name cannot own jobs."""
+    return not NAME.match(name)
+
+
 def check_user_name(name: str) -> str:
-    if not _USER.match(name or ""):
-        raise BadInputError(f"{name[:70]!r} is not a user name: 1-64 letters, digits, '_', '.', '@' or '-'")
-    return name
+    """`name` if a new account may have it: the one rule for accounts and job owners (httpov.access.check_name)."""
+    return check_name(name, "user name")
 
 
-def read_accounts(path: Path) -> dict[str, str]:
-    """{user: argon2 hash} from an accounts file (`name:hash` lines, '#' comments); {} when there is none."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise BadInputError(f"cannot read the accounts file {path}: {exc.strerror or exc}") from None
-    accounts = {}
+def _parse(path: Path, text: str) -> tuple[dict[str, Account], int]:
+    """The accounts in `text` (`name:role:hash` lines; '#' comments), and how many had no role: lines written
+    before roles (`name:hash`) are role `user`, except in a file of one account, which is its farm's `admin`."""
+    lines: dict[str, tuple[str | None, str]] = {}
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        name, sep, hashed = line.partition(":")
-        if not sep or not _USER.match(name) or not hashed.startswith("$argon2"):
-            raise BadInputError(f"{path}:{n}: not a `name:argon2-hash` line",
+        name, _, rest = line.partition(":")
+        role: str | None = None
+        if not rest.startswith("$argon2"):
+            role, _, rest = rest.partition(":")
+        if not _LEGACY_NAME.match(name) or not rest.startswith("$argon2") or (role is not None and role not in ROLES):
+            raise BadInputError(f"{path}:{n}: not a `name:argon2-hash` line (nor `name:role:argon2-hash`, the role "
+                                f"one of {', '.join(ROLES)})",
                                 hint="write accounts with `httpov web-user add NAME --accounts FILE`")
-        accounts[name] = hashed
-    return accounts
+        lines[name] = (role, rest)
+    unset = Role.ADMIN if len(lines) == 1 else Role.USER
+    roleless = sum(1 for role, _ in lines.values() if role is None)
+    return {name: Account(Role(role) if role else unset, hashed) for name, (role, hashed) in lines.items()}, roleless
 
 
-def add_user(path: Path, name: str, password: str) -> bool:
-    """Hash `password` (argon2id) and write it for `name` into the accounts file (created 0600, replaced
-    atomically); answers True when the user was new, False when their password was changed."""
-    check_user_name(name)
-    if len(password) < MIN_PASSWORD:
-        raise BadInputError(f"the password is {len(password)} characters long: at least {MIN_PASSWORD}")
-    path = Path(path)
-    accounts = read_accounts(path)
-    new = name not in accounts
-    accounts[name] = _hasher().hash(password)
+def _read(path: Path) -> str | None:
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BadInputError(f"cannot read the accounts file {path}: {exc.strerror or exc}") from None
+
+
+def load_accounts(path: Path) -> dict[str, Account]:
+    """{user: Account} from an accounts file; {} when there is none. A file written before roles reads as
+    `migrate_accounts` would write it."""
+    text = _read(path)
+    return {} if text is None else _parse(path, text)[0]
+
+
+def read_accounts(path: Path) -> dict[str, str]:
+    """{user: argon2 hash} from an accounts file; {} when there is none."""
+    return {name: account.hashed for name, account in load_accounts(path).items()}
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One writer of the accounts file at a time (`web-user` commands and `httpov web`'s migration at once):
+    an flock on ACCOUNTS.lock beside it."""
+    import fcntl
+
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, accounts: dict[str, Account]) -> None:
+    """The accounts file as `accounts` say, replaced atomically (a temp file, mode 0600, then os.replace)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".accounts-")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write("# httpov web accounts: name:argon2 hash (`httpov web-user add NAME` writes them)\n")
-            f.writelines(f"{user}:{hashed}\n" for user, hashed in sorted(accounts.items()))
+            f.write(_HEADER)
+            f.writelines(f"{user}:{account.role}:{account.hashed}\n" for user, account in sorted(accounts.items()))
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def migrate_accounts(path: Path | None) -> str | None:
+    """Give each account of a file written before roles its role, in place (atomically, nothing else changed):
+    `user`, or `admin` for the only account of a one-person farm. Answers what was done, None when nothing was to
+    do."""
+    if path is None:
+        return None
+    path = Path(path)
+    with _locked(path):
+        text = _read(path)
+        if text is None:
+            return None
+        accounts, roleless = _parse(path, text)
+        if not roleless:
+            return None
+        _write(path, accounts)
+    if len(accounts) == 1:
+        name = next(iter(accounts))
+        return f"accounts file {path} given roles: its only account {shown(name)} is admin"
+    return (f"accounts file {path} given roles: {roleless} account(s) without one are now role user (admins: "
+            "`httpov web-user role NAME admin`)")
+
+
+def add_user(path: Path, name: str, password: str, role: Role | str | None = None) -> bool:
+    """Hash `password` (argon2id) and write it for `name` into the accounts file (created 0600, replaced
+    atomically), with `role` (None: `user` for a new account, an existing one keeps its own); answers True when the
+    user was new, False when their password (and role) was changed: either ends their sessions. A new account's name
+    follows the one name rule (httpov.access.check_name); an older account named otherwise may still be changed."""
+    if len(password) < MIN_PASSWORD:
+        raise BadInputError(f"the password is {len(password)} characters long: at least {MIN_PASSWORD}")
+    path = Path(path)
+    with _locked(path):
+        accounts = load_accounts(path)
+        new = name not in accounts
+        if new:
+            check_user_name(name)
+        given = _role(role) if role is not None else None
+        accounts[name] = Account(given or (Role.USER if new else accounts[name].role), _hasher().hash(password))
+        _write(path, accounts)
     return new
+
+
+def set_role(path: Path, name: str, role: Role | str) -> Role:
+    """Give account `name` a new role (its sessions end: they were opened with the old one); answers the old one."""
+    path = Path(path)
+    with _locked(path):
+        accounts = load_accounts(path)
+        if name not in accounts:
+            raise BadInputError(f"no account {shown(name)!r} in {path}", hint="`httpov web-user list` lists them")
+        old = accounts[name].role
+        accounts[name] = accounts[name]._replace(role=_role(role))
+        _write(path, accounts)
+    return old
+
+
+def remove_user(path: Path, name: str) -> None:
+    """Remove account `name` from the accounts file: its sessions end at their next request."""
+    path = Path(path)
+    with _locked(path):
+        accounts = load_accounts(path)
+        if name not in accounts:
+            raise BadInputError(f"no account {shown(name)!r} in {path}", hint="`httpov web-user list` lists them")
+        del accounts[name]
+        _write(path, accounts)
+
+
+def _role(role: Role | str) -> Role:
+    if role not in ROLES:
+        raise BadInputError(f"{shown(repr(role))} is not a role: {', '.join(ROLES)}")
+    return Role(role)
 
 
 def signing_key(accounts: Path) -> bytes:
@@ -182,7 +300,7 @@ class SignInLimit:
         """The counts an attempt is checked against: its account name (only a name that could be an account) and
         its client address."""
         keys = [f"address:{(address or '-')[:100]}"]
-        if _USER.match(name or ""):
+        if _LEGACY_NAME.match(name or ""):
             keys.append(f"user:{name}")
         return tuple(keys)
 
@@ -320,24 +438,25 @@ class Gate:
     public_read: bool = False
     limit: SignInLimit = field(default_factory=SignInLimit)
 
-    def accounts(self) -> dict[str, str]:
-        """Read on each login, so users the operator adds or removes count without a restart."""
-        return read_accounts(self.accounts_file) if self.accounts_file else {}
+    def accounts(self) -> dict[str, Account]:
+        """Read on each request, so users the operator adds, removes or gives another role count without a
+        restart."""
+        return load_accounts(self.accounts_file) if self.accounts_file else {}
 
     def login(self, name: str, password: str) -> bool:
         return self.verify(name, password) is not None
 
-    def verify(self, name: str, password: str) -> str | None:
-        """The account's hash when `password` is its password (a session is bound to it: a new password ends the
-        sessions made with the old one), else None."""
+    def verify(self, name: str, password: str) -> Account | None:
+        """The account (its role and hash) when `password` is its password (a session is bound to both: a new
+        password or another role ends the sessions made before), else None."""
         from argon2.exceptions import InvalidHashError, VerificationError
 
-        hashed = self.accounts().get(name)
-        if hashed is None:
+        account = self.accounts().get(name)
+        if account is None:
             _hasher().hash(password or "x")  # the same work as a wrong password: no timing hint of who exists
             return None
         try:
-            return hashed if _hasher().verify(hashed, password) else None
+            return account if _hasher().verify(account.hashed, password) else None
         except (VerificationError, InvalidHashError):
             return None
 
@@ -347,6 +466,11 @@ class Gate:
             return False
         given = header[len("Bearer "):].strip().encode()
         return any(hmac.compare_digest(given, token.encode()) for token in self.tokens)
+
+    @staticmethod
+    def token_identity(address: str = "") -> Identity:
+        """Who a token of the farm-wide list (HTTPOV_WEB_TOKENS, --tokens) acts as: an admin named `token`."""
+        return Identity("token", Role.ADMIN, address=address)
 
     @property
     def anyone_can_sign_in(self) -> bool:

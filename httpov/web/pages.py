@@ -13,6 +13,7 @@ from flask import (
     Response,
     abort,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -22,6 +23,8 @@ from flask import (
     url_for,
 )
 
+from httpov.access import Action, allowed, require
+from httpov.client import authorize
 from httpov.errors import BadInputError, FieldError, JobStateError, TokenNotFoundError
 from httpov.states import JobState
 from httpov.text import shown
@@ -38,6 +41,7 @@ from httpov.web.api import (
     submit_upload,
     wants_json,
     web,
+    who,
 )
 from httpov.web.source import GRID_THUMB_SIZE, job_id
 
@@ -58,7 +62,7 @@ def jobs():
     if state and state not in STATES:
         state = ""
     user = (request.args.get("user") or "").strip()[:64]
-    views = web().source.jobs(state or None, user or None)
+    views = web().source.jobs(state or None, user or None, who=who())
     return render_template("jobs.html", jobs=list(reversed(views)), state=state, states=STATES, user_filter=user)
 
 
@@ -67,15 +71,17 @@ def nodes():
     """The render nodes, as `httpov nodes` lists them."""
     from httpov.web.api import nodes as farm_nodes
 
-    return render_template("nodes.html", nodes=farm_nodes(), now=time.time())
+    return render_template("nodes.html", nodes=farm_nodes(), now=time.time())  # NODES: checked by farm_nodes
 
 
 @pages.get("/jobs/<job>")
 def job(job: str):
     source = web().source
-    view = source.job(job)
-    return render_template("job.html", job=view, frames=source.frames(job), failures=view.failure_groups(),
-                           video=_video_available())
+    view = source.job(job, who=who())
+    # another's job: its progress only, no pictures (DOWNLOAD is the owner's and the admins')
+    pictures = allowed(who(), Action.DOWNLOAD, view.user)
+    return render_template("job.html", job=view, frames=source.frames(job, who=who()) if pictures else [],
+                           failures=view.failure_groups(), video=pictures and _video_available(), pictures=pictures)
 
 
 @pages.post("/jobs/<job>/<action>")
@@ -101,6 +107,9 @@ def control_job(job: str, action: str):
 
 @pages.route("/submit", methods=["GET", "POST"])
 def submit():
+    if g.get("user") is None:  # a --public-read reader: signing in comes first
+        return redirect(url_for("pages.login", next=request.path))
+    require(who(), Action.SUBMIT)  # a viewer: 403
     errors: dict[str, str] = {}
     if request.method == "POST":
         try:
@@ -177,11 +186,11 @@ def login():
         attempt = gate.limit.attempt(gate.limit.keys(name, address))
         if attempt.wait:  # refused before the password is looked at, right or wrong
             return _too_many(attempt.retry_after)
-        hashed = gate.verify(name, request.form.get("password", ""))
-        if hashed is not None and web().sessions is not None:
+        account = gate.verify(name, request.form.get("password", ""))
+        if account is not None and web().sessions is not None:
             gate.limit.succeeded(attempt)
             session.clear()
-            session["sid"] = web().sessions.start(name, hashed)
+            session["sid"] = web().sessions.start(name, account)
             return redirect(_local(request.args.get("next")))
         # the name is data: repr() writes out quotes and control characters, so one line stays one line
         limit = gate.limit
@@ -229,17 +238,17 @@ def _local(target: str | None) -> str:
 # images and downloads
 @pages.get("/thumb/<job>.png")
 def latest_thumbnail(job: str):
-    return png(web().source.thumbnail(job))
+    return png(web().source.thumbnail(job, who=who()))
 
 
 @pages.get("/jobs/<job>/thumbs/<int:frame>.png")
 def frame_thumbnail(job: str, frame: int):
-    return png(web().source.thumbnail(job, frame, GRID_THUMB_SIZE))
+    return png(web().source.thumbnail(job, frame, GRID_THUMB_SIZE, who=who()))
 
 
 @pages.get("/jobs/<job>/frames/<int:frame>.png")
 def frame(job: str, frame: int):
-    return png(web().source.frame_png(job, frame))
+    return png(web().source.frame_png(job, frame, who=who()))
 
 
 @pages.get("/jobs/<job>/download/<what>")
@@ -251,11 +260,12 @@ def download(job: str, what: str):
     kinds = {"frames.zip": "application/zip", "contact-sheet.png": "image/png", "video.mp4": "video/mp4"}
     if what not in kinds:
         abort(404)
+    authorize(web().client.store, who(), Action.DOWNLOAD, job)  # before anything else is said of it
     if what == "video.mp4":
         media.ffmpeg_exe()  # before downloading anything: no ffmpeg, no video (HttpovError)
     settings = web().client.settings
     with tempfile.TemporaryDirectory(prefix="httpov-web-") as tmp:
-        images = web().client.fetch(job, Path(tmp) / "frames")
+        images = web().client.fetch(job, Path(tmp) / "frames", who=who())
         out = tempfile.TemporaryFile()  # closed (and so removed) by the response
         if what == "frames.zip":
             with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already

@@ -1,5 +1,7 @@
 """What the web interface shows, read from Redis and storage: job views, rendered frames and their thumbnails,
-each result checked before it is unpacked or decoded (a refused one is remembered, not downloaded again)."""
+each result checked before it is unpacked or decoded (a refused one is remembered, not downloaded again). Each
+method asks httpov.client.authorize first, as the Client's do: a job's progress for whoever may VIEW, its pictures
+for whoever may DOWNLOAD them (a user: only of their own jobs)."""
 from __future__ import annotations
 
 import io
@@ -10,7 +12,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
+from httpov.access import Action, Identity, local_operator, require
 from httpov.archive import copy_member
+from httpov.client import authorize
 from httpov.errors import ArchiveError, JobNotFoundError, ResultError
 from httpov.media import check_frame, frame_bytes, frame_number, thumbnail_png
 from httpov.paths import batch_key, frames_prefix
@@ -52,17 +56,20 @@ class StatusSource:
         return self._storage
 
     # job views: the same JobView as `httpov status` (its to_json() is `status --json` and the API's)
-    def jobs(self, state: str | None = None, user: str | None = None) -> list[JobView]:
+    def jobs(self, state: str | None = None, user: str | None = None, who: Identity | None = None) -> list[JobView]:
         """Every job, oldest first; only those in `state` and of `user` when given."""
+        require(who or local_operator(), Action.VIEW)
         return overview(self.store, states=[state] if state else None, user=user or None,
                         live_within=self.live_within)
 
-    def job(self, job: str) -> JobView:
+    def job(self, job: str, who: Identity | None = None) -> JobView:
+        authorize(self.store, who, Action.VIEW, job_id(job))
         return job_view(self.store, job_id(job), live_within=self.live_within)
 
     # frames
-    def frames(self, job: str) -> list[int]:
-        """The job's rendered frame numbers, in order."""
+    def frames(self, job: str, who: Identity | None = None) -> list[int]:
+        """The job's rendered frame numbers, in order (progress: what is done, not the pictures)."""
+        authorize(self.store, who, Action.VIEW, job_id(job))
         return [int(f) for f in self.store.batches(job_id(job))["frames"]]
 
     def _where(self, job: str, frame: int | None) -> tuple[str, str | int] | None:
@@ -83,18 +90,21 @@ class StatusSource:
         holding = [b for b in done if frame in Batch.from_id(b).frames]
         return (batch_key(job, holding[0]), frame) if holding else None
 
-    def frame_png(self, job: str, frame: int) -> bytes:
+    def frame_png(self, job: str, frame: int, who: Identity | None = None) -> bytes:
         """The full PNG of one rendered frame (JobNotFoundError when it is not rendered), checked first."""
+        authorize(self.store, who, Action.DOWNLOAD, job_id(job))
         where = self._where(job_id(job), frame)
         if where is None:
             raise JobNotFoundError(f"frame {frame} of job {job} is not rendered")
         return self._read_frame(job, *where)
 
-    def thumbnail(self, job: str, frame: int | None = None, size: int = THUMB_SIZE) -> bytes | None:
+    def thumbnail(self, job: str, frame: int | None = None, size: int = THUMB_SIZE,
+                  who: Identity | None = None) -> bytes | None:
         """A PNG at most `size` pixels a side of one frame, or of the newest rendered (`frame` None); None before any.
 
         A result that is refused (ResultError: larger than the job's frames, not a PNG) is remembered, so the
         page's refreshes do not download and unpack it again; a newer result of the job is tried afresh."""
+        authorize(self.store, who, Action.DOWNLOAD, job_id(job))
         where = self._where(job_id(job), frame)
         if where is None:
             return None

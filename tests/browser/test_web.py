@@ -259,7 +259,10 @@ def test_the_api_submits_and_reads_with_a_token_and_names_bad_fields(farm, api, 
     assert broken.status == 400 and broken.json()["field"] == "scene"
     made = api.post("/api/jobs", multipart={"scene": {"name": "slow.zip", "mimeType": "application/zip",
                                                      "buffer": scene.read_bytes()},
-                                           "name": "slow one", "count": "1", "priority": "3"})
+                                           "name": "slow one", "count": "1", "priority": "3",
+                                           # the token (an admin) submits it for alice, who controls it below:
+                                           # a user controls only their own jobs (#24)
+                                           "user": "alice"})
     assert made.status == 201, made.text()
     job = made.json()["id"]
     farm.jobs["slow"] = job

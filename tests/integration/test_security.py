@@ -621,9 +621,12 @@ def test_web_thumbnail_refuses_a_bomb_once_and_remembers(tmp_path, settings, cli
     assert Counting.downloads == 1
     from tests.webapp import web_app
 
-    browser = web_app(client, source).test_client()
+    # with a token (an admin): a --public-read reader is a viewer, who may see no job's pictures (#24)
+    token = "t" * 20
+    bearer = {"Authorization": f"Bearer {token}"}
+    browser = web_app(client, source, tokens=(token,)).test_client()
     for path in (f"/thumb/{rendered}.png", f"/jobs/{rendered}/thumbs/1.png"):
-        response = browser.get(path)
+        response = browser.get(path, headers=bearer)
         assert response.status_code == 422 and b"refused" in response.data, path
     assert Counting.downloads == 2  # the latest frame's thumbnail, and frame 1's in the grid: each refused once
-    assert browser.get(f"/thumb/{rendered}.png").status_code == 422 and Counting.downloads == 2
+    assert browser.get(f"/thumb/{rendered}.png", headers=bearer).status_code == 422 and Counting.downloads == 2

@@ -100,8 +100,12 @@ def test_a_token_acts_as_its_account_and_redis_keeps_only_its_digest(settings, s
     assert call(server, "GET", "/api/jobs", token)[0] == 200
     folder = write_scene(tmp_path / "green", SCENE, "Width=16\nHeight=16\nInitial_Frame=1\nFinal_Frame=2\n")
     pack_scene(folder, tmp_path / "green.zip", ArchiveLimits())
-    # the job is bob's, whatever user the script names
+    # the job is bob's: a user's token naming another owner is refused, not quietly changed (#24: only an admin
+    # may submit for another user)
     body, kind = multipart({"name": "bobs", "user": "carol"}, tmp_path / "green.zip")
+    status, refused = call(server, "POST", "/api/jobs", token, body, {"Content-Type": kind})
+    assert status == 403 and "bob (user) may not submit a job for carol" in refused["error"], refused
+    body, kind = multipart({"name": "bobs"}, tmp_path / "green.zip")
     status, made = call(server, "POST", "/api/jobs", token, body, {"Content-Type": kind})
     assert status == 201, made
     assert isinstance(made, dict)

@@ -1,6 +1,7 @@
 """The web interface's accounts file (argon2 hashes), tokens, and the `httpov web-user add` command."""
 from __future__ import annotations
 
+import re
 import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -173,3 +174,54 @@ def test_next_is_only_a_path_on_this_site(target, expected):
     app.add_url_rule("/", "pages.jobs")
     with app.test_request_context():
         assert _local(target) == expected
+
+
+def _old_file(path, *names: str) -> None:
+    """An accounts file as releases before roles wrote it: `name:hash` lines."""
+    from argon2 import PasswordHasher
+
+    hashed = PasswordHasher().hash("long enough")
+    path.write_text("# httpov web accounts: name:argon2 hash\n" + "".join(f"{n}:{hashed}\n" for n in names))
+
+
+def test_an_old_accounts_file_of_one_account_makes_it_admin_and_of_more_makes_them_users(tmp_path):
+    from httpov.web.auth import load_accounts, migrate_accounts
+
+    one, many = tmp_path / "one", tmp_path / "many"
+    _old_file(one, "ada")
+    _old_file(many, "ada", "bob", "_ops")
+    assert load_accounts(one)["ada"].role == "admin"  # read as the migration will write it
+    assert "its only account ada is admin" in migrate_accounts(one)
+    assert "3 account(s) without one are now role user" in migrate_accounts(many)
+    assert {n: a.role for n, a in load_accounts(many).items()} == {"ada": "user", "bob": "user", "_ops": "user"}
+    for path in (one, many):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and migrate_accounts(path) is None  # done once
+        assert Gate(path).login("ada", "long enough")  # every password kept
+    assert not list(tmp_path.glob(".accounts-*"))  # no temp file left
+
+
+def test_web_user_list_role_remove_and_the_one_name_rule(tmp_path):
+    accounts = tmp_path / "accounts"
+    _old_file(accounts, "ada", "_ops")
+    run = CliRunner()
+    listed = run.invoke(cli, ["web-user", "list", "--accounts", str(accounts)])
+    assert listed.exit_code == 0 and "given roles" in listed.output, listed.output
+    assert "$argon2" not in listed.output and re.search(r"^ada\s+user$", listed.output, re.M)
+    assert re.search(r"^_ops\s+user\s+needs a rename \(1-64 letters", listed.output, re.M)
+    refused = run.invoke(cli, ["web-user", "add", "_new", "--accounts", str(accounts), "--password-stdin"],
+                         input="long enough\n")
+    assert refused.exit_code == 2 and "starting with a letter or digit" in refused.output, refused.output
+    assert Gate(accounts).login("_ops", "long enough")  # an older name still signs in
+    made = run.invoke(cli, ["web-user", "add", "vic", "--role", "viewer", "--accounts", str(accounts),
+                            "--password-stdin"], input="long enough\n")
+    assert made.exit_code == 0 and "added vic (viewer)" in made.output, made.output
+    changed = run.invoke(cli, ["web-user", "add", "vic", "--accounts", str(accounts), "--password-stdin"],
+                         input="another password\n")
+    assert "changed the password of vic (viewer)" in changed.output  # the role is kept
+    assert run.invoke(cli, ["web-user", "role", "ada", "admin", "--accounts", str(accounts)]).exit_code == 0
+    assert run.invoke(cli, ["web-user", "remove", "_ops", "--accounts", str(accounts)]).exit_code == 0
+    gone = run.invoke(cli, ["web-user", "remove", "_ops", "--accounts", str(accounts)])
+    assert gone.exit_code == 2 and "no account '_ops'" in gone.output
+    assert run.invoke(cli, ["web-user", "role", "ada", "root", "--accounts", str(accounts)]).exit_code == 2
+    listed = run.invoke(cli, ["web-user", "list", "--accounts", str(accounts)]).output
+    assert re.findall(r"^(\S+)\s+(\S+)$", listed, re.M) == [("ada", "admin"), ("vic", "viewer")]

@@ -73,7 +73,7 @@ async function pollJobs(box) {
   for (const j of jobs) {
     const card = document.getElementById("job-" + j.id);
     update(card, j);
-    if (String(j.frames_done) !== card.dataset.frames && j.frames_done) {
+    if (String(j.frames_done) !== card.dataset.frames && j.frames_done && card.dataset.pictures) {
       card.dataset.frames = String(j.frames_done);
       const link = card.querySelector(".thumbbox");
       let img = link.querySelector("img");
@@ -106,7 +106,7 @@ async function pollJob(box) {
     return tr;
   });
   nodes.replaceChildren(...rows);
-  if (String(j.frames_done) !== box.dataset.frames) {
+  if (String(j.frames_done) !== box.dataset.frames && box.dataset.pictures) {
     box.dataset.frames = String(j.frames_done);
     const frames = await getJSON("/api/jobs/" + encodeURIComponent(id) + "/frames");
     const grid = document.getElementById("frames");

@@ -14,6 +14,13 @@ from httpov.errors import BadInputError
 from httpov.web.auth import Gate, SignInLimit, read_accounts, read_tokens
 
 
+@pytest.fixture(autouse=True)
+def _no_farm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`web-user` records account changes in the farm's audit log: here no Redis answers, so the record is lost
+    with a warning and never lands in a real farm's log (these tests need no Redis)."""
+    monkeypatch.setenv("HTTPOV_STATE_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("HTTPOV_BROKER_URL", "redis://127.0.0.1:1/0")
+
 def test_web_user_add_writes_an_argon2_hash_that_signs_in_and_changes_a_password(tmp_path):
     accounts = tmp_path / "accounts"
     result = CliRunner().invoke(cli, ["web-user", "add", "alice", "--accounts", str(accounts), "--password-stdin"],

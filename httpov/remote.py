@@ -311,11 +311,11 @@ class RemoteClient:
 
         view = self.view(job_id)
         output = Path(output)
-        (output / "logs").mkdir(parents=True, exist_ok=True)
         images: list[Path] = []
         with tempfile.TemporaryDirectory(prefix="httpov-fetch-") as tmp:
             local = Path(tmp) / "results.zip"
             self._download(f"/api/jobs/{self._job(job_id)}/results.zip", local, f"downloading job {job_id}")
+            (output / "logs").mkdir(parents=True, exist_ok=True)  # only once the server has let us download
             key = f"{job_id}-results.zip"
             target: Path | None = None
             try:

@@ -29,7 +29,8 @@ TIME_DEPENDENT = {"elapsed", "rate", "eta_seconds", "eta_at", "rate_recent", "fr
 
 
 class Farm:
-    """The module's farm: Redis prefix, one render node, `httpov web` with account alice and her API token."""
+    """The module's farm: Redis prefix, one render node, `httpov web` with accounts alice and bob (users) and their
+    API tokens."""
 
     def __init__(self, tmp: Path) -> None:
         tag = "httpovtest-" + secrets.token_hex(4)
@@ -37,7 +38,7 @@ class Farm:
         self.settings = Settings(broker_url=REDIS_URL, state_url=REDIS_URL, storage=str(tmp / "storage"),
                                  prefix=tag, queue=tag, cache_dir=tmp / "cache", lease_seconds=4.0, max_attempts=2,
                                  task_time_limit=600)
-        self.token = ""
+        self.token = self.bob = ""
         self.url = f"http://127.0.0.1:{free_port()}"
         self.procs: list[subprocess.Popen] = []
         self.home = tmp / "home"  # no config file of the machine's user is read
@@ -52,6 +53,8 @@ class Farm:
         made = self.direct("web-token", "add", "alice", "--accounts", str(accounts))  # the operator makes it
         assert made.exit_code == 0
         self.token = made.stdout.strip()  # all alice needs: no broker URL, no password
+        add_user(accounts, "bob", secrets.token_urlsafe(12))
+        self.bob = self.direct("web-token", "add", "bob", "--accounts", str(accounts)).stdout.strip()
         env = {**worker_env(self.settings), "XDG_CONFIG_HOME": str(self.home)}
         env.pop("HTTPOV_CONFIG", None)
         self.log = self.tmp / "web.log"
@@ -153,6 +156,14 @@ def test_control_and_exit_codes_as_with_redis(farm: Farm, tmp_path: Path) -> Non
 
     paused = farm.remote("pause", job)
     assert (paused.exit_code, paused.stdout) == (0, f"job {job} paused\n")
+    # another user sees alice's job's progress, and may act on none of it: exit 10, nothing changed
+    assert json.loads(farm.remote("status", job, "--json", token=farm.bob).stdout)["user"] == "alice"
+    for command in (["cancel", job], ["resume", job], ["priority", job, "5"], ["retry", job],
+                    ["delete", job, "--force"], ["fetch", job, "--output", str(tmp_path / "bobs")]):
+        theirs = farm.remote(*command, token=farm.bob)
+        assert theirs.exit_code == 10 and "bob (user) may not" in theirs.stderr, command
+    after = json.loads(farm.direct("status", job, "--json").stdout)
+    assert (after["state"], after["priority"]) == ("paused", 2) and not (tmp_path / "bobs").exists()
     assert farm.direct("status", job, "--json").stdout.count('"state": "paused"') == 1
     again = farm.remote("pause", job)  # the same refusal, said the same way, with the same exit code
     assert again.exit_code == farm.direct("pause", job).exit_code == 4

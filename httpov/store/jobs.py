@@ -319,6 +319,7 @@ class JobStore:
             *([["SADD", self.keys.frames(job_id), *frames]] if frames else []),
             ["HDEL", self.keys.running(job_id), batch_id], ["HDEL", self.keys.failed(job_id), batch_id],
             ["DEL", self.keys.lease(job_id, batch_id)], ["ZREM", self.keys.window(job_id), batch_id],
+            ["HDEL", self.keys.job(job_id), "waiting"],  # a batch was stored: storage is back
             ["HLEN", self.keys.done(job_id)],
             ["HGET", self.keys.job(job_id), "total"])
         if int(done) >= int(total):
@@ -329,6 +330,17 @@ class JobStore:
                 return False
             return True
         return False
+
+    def wait_for_storage(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float,
+                         reason: str) -> None:
+        """The farm's storage failed the batch: say so on the job's record (`waiting`, shown by status and the job
+        page until a batch is stored again) and hold the batch for its task's retry, as hold_for_retry does. No
+        failure is recorded: storage is the farm's, neither the batch's nor the node's."""
+        self._guarded(job_id, ["HSET", self.keys.job(job_id), "waiting", f"waiting for storage: {reason}"],
+                      ["SET", self.keys.lease(job_id, batch_id), handoff, "PX", int(seconds * 1000)],
+                      ["HSET", self.keys.running(job_id), batch_id, json.dumps(
+                          RunningInfo(node=node, started=time.time(), token=handoff, retrying=True))],
+                      while_in=(*LIVE, JobState.PAUSED))
 
     def slice_done(self, job_id: str, frame: int, batch_id: str) -> int:
         """Record one slice of `frame` done; answers how many distinct slices of it are done."""

@@ -1,6 +1,7 @@
 """Unit tests: what a user reads about a failed render (povray's log as messages, failures grouped in status)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from httpov.terminal import job_text
@@ -58,8 +59,12 @@ def test_one_error_from_several_slices_shows_once_with_the_count():
     assert text.count("Parse Error: x\n") == 1 + 1  # the headline once, and its log line once
     assert ("failed: 3 batches (frame 1 rows 1-32, frame 1 rows 33-64, frame 1 rows 65-96) on a@h, b@h: "
             "povray failed: Parse Error: x") in text
-    assert "will retry: frame 2 rows 1-32 on a@h: other" in text
+    assert "will retry" not in text  # issue #31: a failed job retries nothing
+    assert "failed: frame 2 rows 1-32 on a@h: other" in text
+    assert "will retry: frame 2 rows 1-32 on a@h: other" in job_text(dataclasses.replace(view, state="running"))
     page = _job_page(view)
+    assert "will retry" not in page
+    assert "(will retry)" in _job_page(dataclasses.replace(view, state="running"))
     assert page.count("povray failed: Parse Error: x") == 1
     assert "<b>3 batches (frame 1 rows 1-32, frame 1 rows 33-64, frame 1 rows 65-96)</b> on a@h, b@h" in page
 

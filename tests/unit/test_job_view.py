@@ -15,7 +15,7 @@ STATUS_KEYS = [
     "prepass", "eta_seconds", "eta_at", "frame_seconds", "overhead_factor", "rate_recent", "render_processes",
     "frames_running",
     "batches_queued", "running", "nodes", "failed", "povray", "any_povray", "versions", "history", "user",
-    "max_processes", "max_nodes", "queue", "pool", "pool_live",
+    "max_processes", "max_nodes", "queue", "pool", "pool_live", "notes",
 ]
 
 

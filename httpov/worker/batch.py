@@ -186,7 +186,7 @@ class RenderNode:
             fault = room.own_fault(exc, self.settings.cache_dir, self.settings.min_free_mb)
             if fault:  # not the scene's failure: another node renders it, this one waits for room
                 return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
-                                       fault=fault, attempt=attempt)
+                                       fault=fault, attempt=attempt, started=True)
             if isinstance(exc, StorageError):  # the farm's storage: the job waits for it, no node is to blame
                 return self._wait_for_storage(spec, batch, handoff, node, attempt, exc)
             if isinstance(exc, HttpovError):
@@ -228,16 +228,16 @@ class RenderNode:
 
     def _hand_back(self, job_id: str, batch_id: str, execution: str, handoff: str, node: str,
                    blocked: set[str], povray_version: str | None = None, fault: str | None = None,
-                   attempt: int = 0) -> Outcome:
+                   attempt: int = 0, started: bool = False) -> Outcome:
         """This node is blocked from the job, (`povray_version`) the job renders with another povray, or (`fault`)
         this node has no room for it (its disk full, out of memory: a node-local fault, httpov.worker.room): give
         the batch to a live node that may render it; if none is left, fail the job, or for a node-local fault
-        keep the batch for this node's next try (its disk may have room by then). The batch may be running here
-        already (a render that failed for want of room): this execution's lease is handed over."""
+        keep the batch for this node's next try (its disk may have room by then). `started`: this execution holds
+        the batch's lease (a render that failed for want of room), which is handed over."""
         lease = self.settings.lease_seconds
         state = self.store.state(job_id)
         if state == JobState.PAUSED:
-            if fault:
+            if started:
                 self.store.release(job_id, batch_id)
             self.store.park(job_id, batch_id)
             return Outcome("parked")
@@ -250,7 +250,14 @@ class RenderNode:
             targets = {n for n in targets if records.get(n, {}).get("povray") == povray_version}
         if not targets and fault:
             wait = self._wait_seconds(attempt)
-            self.store.hold_for_retry(job_id, batch_id, handoff, node, wait + lease)
+            if started:
+                self.store.hold_for_retry(job_id, batch_id, handoff, node, wait + lease)
+            else:  # the lease for this task's retry, unless another execution holds it (or the job moved on)
+                status = self.store.start_batch(job_id, batch_id, execution, node, wait + lease, handoff,
+                                                hand_back=True,
+                                                user_max_processes=self.settings.user_max_processes or 0)
+                if status != "ok":
+                    return Outcome("parked" if status == JobState.PAUSED else status)
             log.warning("httpov: %s: %s; no other live node has room for batch %s of job %s: tried again here in "
                         "%.0f s", node, fault, batch_id, job_id, wait)
             return Outcome("waiting", retry_in=wait, detail=f"{node}: {fault}")

@@ -603,8 +603,10 @@ class JobStore:
         """How often the batch has been started."""
         return int(self._call(lambda: self.r.hget(self.keys.attempts(job_id), batch_id)) or 0)
 
-    def add_attempt(self, job_id: str, batch_id: str) -> int:
-        return int(self._guarded(job_id, ["HINCRBY", self.keys.attempts(job_id), batch_id, 1])[0])
+    def add_attempt(self, job_id: str, batch_id: str, by: int = 1) -> int:
+        """Count a start of the batch (`by` -1: give back one that was no attempt of its own, the node's fault or
+        the storage's); answers the count."""
+        return int(self._guarded(job_id, ["HINCRBY", self.keys.attempts(job_id), batch_id, by])[0])
 
     def park(self, job_id: str, batch_id: str) -> None:
         """Keep a batch of a paused job aside until resume (out of its window: it is no longer queued)."""

@@ -93,6 +93,8 @@ class RenderNode:
         self._specs: dict[str, JobSpec] = {}
         self._gone: set[str] = set()  # jobs found gone from Redis, said once each
         self._ours: set[str] = set()  # jobs rendered with this node's povray version
+        self._waits = 0  # batches this process held for storage or room in a row (their back-off)
+        self._storage_failed = False  # the farm's storage failed this process's last upload or download
 
     def spec(self, job_id: str) -> JobSpec:
         """The job's record, checked (plan.check_spec) before any use: Redis may hold a forged one."""
@@ -153,8 +155,7 @@ class RenderNode:
             return self._hand_back(job_id, batch_id, execution, handoff, node, blocked)
         fault = room.disk_fault(self.settings.cache_dir, self.settings.min_free_mb)
         if fault:  # no room for a frame here: before any lease, the batch goes to a node that has some
-            return self._hand_back(job_id, batch_id, execution, handoff, node, blocked, fault=fault,
-                                   attempt=self.store.attempts(job_id, batch_id))
+            return self._hand_back(job_id, batch_id, execution, handoff, node, blocked, fault=fault)
         if not spec.any_povray and job_id not in self._ours and self.povray_version != "unknown":
             pinned = self.store.pin_povray(job_id, self.povray_version)
             if pinned == self.povray_version:
@@ -173,6 +174,9 @@ class RenderNode:
         attempt = self.store.add_attempt(job_id, batch_id)
         try:
             with LeaseKeeper(self.store, job_id, batch_id, execution, lease) as keeper:
+                if self._storage_failed:  # one probe rather than a render whose result cannot be stored
+                    self.storage.check()
+                    self._storage_failed = False
                 seconds = self._render_and_store(spec, batch, keeper)
                 if batch.prepass:  # queued before it is recorded done: a node lost in between leaves it to redo
                     self._release(spec, batch)
@@ -185,10 +189,12 @@ class RenderNode:
         except Exception as exc:  # the node's own faults first, whatever their kind
             fault = room.own_fault(exc, self.settings.cache_dir, self.settings.min_free_mb)
             if fault:  # not the scene's failure: another node renders it, this one waits for room
+                self.store.add_attempt(job_id, batch_id, -1)  # not an attempt of the batch: given back
                 return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
-                                       fault=fault, attempt=attempt, started=True)
+                                       fault=fault, started=True)
             if isinstance(exc, StorageError):  # the farm's storage: the job waits for it, no node is to blame
-                return self._wait_for_storage(spec, batch, handoff, node, attempt, exc)
+                self.store.add_attempt(job_id, batch_id, -1)
+                return self._wait_for_storage(spec, batch, handoff, node, exc)
             if isinstance(exc, HttpovError):
                 return self._failed(spec, batch, handoff, node, attempt, exc)
             if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's, raised while povray ran: it is killed
@@ -198,6 +204,7 @@ class RenderNode:
             else:
                 error = RenderError(f"{type(exc).__name__}: {exc}", transient=True)
             return self._failed(spec, batch, handoff, node, attempt, error)
+        self._waits, self._storage_failed = 0, False
         frames_done = 0 if batch.prepass else batch.last - batch.first + 1  # a pre-pass renders no frame of the job
         info = DoneInfo(node=node, seconds=round(seconds, 3), frames=frames_done, finished=time.time(), attempt=attempt,
                         povray=self.povray_version, httpov=povray.httpov_version())
@@ -228,7 +235,7 @@ class RenderNode:
 
     def _hand_back(self, job_id: str, batch_id: str, execution: str, handoff: str, node: str,
                    blocked: set[str], povray_version: str | None = None, fault: str | None = None,
-                   attempt: int = 0, started: bool = False) -> Outcome:
+                   started: bool = False) -> Outcome:
         """This node is blocked from the job, (`povray_version`) the job renders with another povray, or (`fault`)
         this node has no room for it (its disk full, out of memory: a node-local fault, httpov.worker.room): give
         the batch to a live node that may render it; if none is left, fail the job, or for a node-local fault
@@ -249,7 +256,7 @@ class RenderNode:
         if povray_version is not None:
             targets = {n for n in targets if records.get(n, {}).get("povray") == povray_version}
         if not targets and fault:
-            wait = self._wait_seconds(attempt)
+            wait = self._wait_seconds()
             if started:
                 self.store.hold_for_retry(job_id, batch_id, handoff, node, wait + lease)
             else:  # the lease for this task's retry, unless another execution holds it (or the job moved on)
@@ -293,18 +300,20 @@ class RenderNode:
             why = f"{node} is blocked from job {job_id}"
         return Outcome("handback", send_to=target, detail=f"{why}: sent to {target}")
 
-    def _wait_seconds(self, attempt: int) -> float:
-        """Back-off before the next try of a batch held for storage or for room: 2, 4, 8... seconds, at most
-        WAIT_LEASES_MAX leases (the farm notices storage is back within that)."""
+    def _wait_seconds(self) -> float:
+        """Back-off before the next try of a batch held for storage or for room: 2, 4, 8... seconds as this render
+        process keeps waiting, at most WAIT_LEASES_MAX leases (the farm notices storage is back within that)."""
+        self._waits += 1
         longest = max(2.0, WAIT_LEASES_MAX * self.settings.lease_seconds)
-        return float(get_exponential_backoff_interval(factor=1, retries=max(1, attempt), maximum=int(longest)))
+        return float(get_exponential_backoff_interval(factor=1, retries=self._waits, maximum=int(longest)))
 
-    def _wait_for_storage(self, spec: JobSpec, batch: Batch, handoff: str, node: str, attempt: int,
+    def _wait_for_storage(self, spec: JobSpec, batch: Batch, handoff: str, node: str,
                           exc: StorageError) -> Outcome:
         """The farm's storage failed (full, unreachable): the job waits for it, saying why on its record, and the
         batch is tried again after a back-off. Neither a failure of the batch nor of the node: nothing counts
         toward the blocklist or the batch's attempts."""
-        wait = self._wait_seconds(attempt)
+        wait = self._wait_seconds()
+        self._storage_failed = True  # until it answers again, probed before a batch is rendered for nothing
         self.store.wait_for_storage(spec.id, batch.id, handoff, node, wait + self.settings.lease_seconds, str(exc))
         return Outcome("waiting", retry_in=wait, detail=f"waiting for storage: {exc}")
 

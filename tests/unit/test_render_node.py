@@ -69,8 +69,8 @@ class FakeStore:
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
         return self.job_state
 
-    def add_attempt(self, job_id: str, batch_id: str) -> int:
-        self.attempt += 1
+    def add_attempt(self, job_id: str, batch_id: str, by: int = 1) -> int:
+        self.attempt += by
         return self.attempt
 
     def record_failure(self, job_id: str, batch_id: str, node: str, signature: str,
@@ -292,7 +292,7 @@ def test_a_render_that_fills_the_nodes_disk_goes_to_another_node_and_counts_agai
     assert outcome.status == "handback" and outcome.send_to == "celery@b"
     assert "disk full (cache folder, 3 MiB free)" in outcome.detail
     assert store.written() == ["start_batch", "start_batch"]  # its own lease handed over: no failure recorded
-    assert store.calls[-1] == ("start_batch", BATCH, NODE, True) and not store.failed
+    assert store.calls[-1] == ("start_batch", BATCH, NODE, True) and not store.failed and store.attempt == 0
     assert getattr(store, "counted", []) == []  # not a failed batch of this node in `httpov nodes`
 
 
@@ -327,6 +327,9 @@ class FullStorage(LocalStorage):
         raise StorageError(f"cannot write {key} to {self.root}: No space left on device") from OSError(
             errno.ENOSPC, "No space left on device")
 
+    def check(self) -> None:
+        raise StorageError(f"storage directory {self.root} is not writable: No space left on device")
+
 
 def test_full_storage_holds_the_batch_and_blames_no_node(farm, tmp_path):
     node, store, fake, _ = farm
@@ -334,9 +337,13 @@ def test_full_storage_holds_the_batch_and_blames_no_node(farm, tmp_path):
     waits = []
     for name in (NODE, "celery@b", NODE, "celery@b"):  # however often, on whichever node
         outcome = _run(node, name=name)
-        assert outcome.status == "waiting" and outcome.detail.startswith("waiting for storage: cannot write")
+        assert outcome.status == "waiting" and outcome.detail.startswith("waiting for storage: ")
         assert store.calls[-1][0] == "wait_for_storage" and "No space left" in store.calls[-1][3]
         waits.append(outcome.retry_in)
     assert "record_failure" not in store.written() and not store.failed  # no blocklist, no failed attempt
-    assert 0 < waits[0] <= waits[-1] <= 2 * node.settings.lease_seconds  # back-off, bounded by two leases
-    assert getattr(store, "counted", []) == []
+    assert 0 < waits[0] < waits[-1] <= 2 * node.settings.lease_seconds  # back-off, bounded by two leases
+    assert getattr(store, "counted", []) == [] and store.attempt == 0  # no attempt of the batch used up
+    assert fake.runs == 1  # then storage is probed first: nothing is rendered for naught
+    renders = fake.runs
+    node.storage = LocalStorage(tmp_path / "store")  # storage is back
+    assert _run(node).status == "rendered" and fake.runs == renders + 1

@@ -665,6 +665,9 @@ def nodes(ctx: click.Context, as_json: bool) -> None:
                    f"{n['processes'] or '?':>6}{n['cores'] or '?':>6}  {shown(n['povray'] or '?')[:19]:<20}"
                    f"{shown(n['httpov'] or '?')[:8]:<9}{n['done_last_hour']:>8}{n['failed_last_hour']:>10}"
                    f"{now - n['last_seen']:>7.0f}s  {shown(rendering) or '-'}")
+    for n in found:
+        if n.get("fault"):
+            click.echo(f"node {shown(n['node'])}: {shown(n['fault'])}")
 
 
 @cli.command()

@@ -72,6 +72,13 @@ class StorageError(HttpovError):
     hint = "Check HTTPOV_STORAGE and that every node can reach it."
 
 
+class NodeFaultError(HttpovError):
+    """A render node's own fault (its disk full, out of memory), not the job's: the batch goes to another node."""
+
+    exit_code = 6
+    hint = "Free space in the node's HTTPOV_CACHE_DIR (or lower HTTPOV_MIN_FREE_MB), or give it more memory."
+
+
 class RenderError(HttpovError):
     """povray failed on a batch; `lines` holds the relevant lines of its log."""
 

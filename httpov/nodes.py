@@ -36,5 +36,7 @@ def farm_nodes(store: JobStore, lease_seconds: float, now: float | None = None) 
             "last_seen": seen[node], "rendering": sorted(rendering.get(node, []), key=lambda r: r["since"] or 0),
             "done_last_hour": counts.get(node, {}).get("done", 0),
             "failed_last_hour": counts.get(node, {}).get("failed", 0),
+            # why it takes no batch now: 'disk full (cache folder, N MiB free)' (httpov.worker.room), else None
+            "fault": record.get("fault") if seen[node] >= live_since else None,
         })
     return nodes

@@ -52,6 +52,9 @@ class Settings:
     queue: str = "httpov"
     cache_dir: Path = field(default_factory=lambda: Path("/tmp/httpov-cache"))
     cache_max_bytes: int = 2 * 1024**3
+    # MiB the cache folder's filesystem must have free for the node to take a batch (povray's frame and its
+    # state file: a 4K frame needs about 100 MiB); below it the node hands batches back (httpov.worker.room)
+    min_free_mb: int = 256
     povray: str = "povray"
     render_threads: int = 1
     lease_seconds: float = 8.0

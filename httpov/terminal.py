@@ -99,8 +99,10 @@ def job_panel(j: JobView) -> RenderableType:
     for event in j.history:  # what was rendered again (retry --frames), and when
         parts.append(Text(f"  {time.strftime('%Y-%m-%d %H:%M', time.localtime(event['at']))} "
                           f"{shown(event['what'])}"))
+    parts.extend(Text(shown(note), style="yellow") for note in j.notes)
     for f in j.failure_groups():
-        parts.append(Text.assemble("  ", ("failed" if f.final else "will retry", "red" if f.final else "yellow"),
+        retried = not f.final and not j.ended  # a finished job retries nothing
+        parts.append(Text.assemble("  ", ("will retry" if retried else "failed", "yellow" if retried else "red"),
                                    f": {shown(f.what)} on {shown(f.where)}: {shown(f.error)}"))
         parts.extend(Text(f"    | {shown(line)}", style="dim") for line in f.lines[-8:])
     return Group(*parts)

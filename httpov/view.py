@@ -144,6 +144,9 @@ class JobView:
     pool_live: bool | None = None  # whether a live render node is in that pool (None: no pool, or finished)
     submitted_by: str = ""  # who submitted it (an admin or operator for `user`); '' for jobs of older releases
     submitted_by_operator: bool = False  # by the CLI with direct Redis access
+    # why a live job waits: 'waiting for storage: <why>' (the farm's storage failed its batches), and 'node X: disk
+    # full (cache folder, N MiB free)' for each live node that hands batches back for want of room
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The view as `httpov status --json` and the page's /api/jobs print it."""
@@ -228,6 +231,7 @@ def from_snapshot(record: JobRecord, spec: JobSpec, batches: Batches, now: float
         max_processes=int(record.get("max_processes") or 0) or None,
         max_nodes=int(record.get("max_nodes") or 0) or None,
         queue=record.get("queue", ""), pool=record.get("queue", "").partition(".pool.")[2],
+        notes=[record["waiting"]] if record.get("waiting") and record["state"] not in FINISHED else [],
     )
 
 
@@ -259,10 +263,21 @@ def job_view(store: JobStore, job_id: str, now: float | None = None, *, live_wit
     live render node is in that pool. `live_within`: the farm's Settings.live_node_seconds (None: the default
     lease's), the same window the dispatcher counts render processes in."""
     view = from_snapshot(*store.snapshot(job_id), now=time.time() if now is None else now)
+    within = live_node_window(Settings.lease_seconds) if live_within is None else live_within
     if view.pool and not view.ended:
-        within = live_node_window(Settings.lease_seconds) if live_within is None else live_within
         view.pool_live = view.pool in store.live_pools(within=within)
+    if not view.ended:
+        view.notes += node_faults(store, within)
     return view
+
+
+def node_faults(store: JobStore, within: float, now: float | None = None) -> list[str]:
+    """'node X: disk full (cache folder, N MiB free)' for each live render node whose last heartbeat said it has no
+    room for a batch (httpov.worker.room)."""
+    now = time.time() if now is None else now
+    seen, records = store.nodes()
+    return [f"node {node}: {records[node]['fault']}" for node in sorted(records)
+            if records[node].get("fault") and seen.get(node, 0) >= now - within]
 
 
 def overview(store: JobStore, now: float | None = None, *, states: Collection[str] | None = None,

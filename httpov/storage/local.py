@@ -73,7 +73,9 @@ class LocalStorage(Storage):
     def check(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(prefix=f"{TMP_PREFIX}check-", dir=self.root)
-            probe.close()
+            with tempfile.NamedTemporaryFile(prefix=f"{TMP_PREFIX}check-", dir=self.root) as probe:
+                probe.write(b"ok")  # a byte written, not just a name: a full filesystem still makes empty files
+                probe.flush()
+                os.fsync(probe.fileno())
         except OSError as exc:
             raise StorageError(f"storage directory {self.root} is not writable: {exc.strerror or exc}") from exc

@@ -329,6 +329,7 @@ class JobStore:
             *([["SADD", self.keys.frames(job_id), *frames]] if frames else []),
             ["HDEL", self.keys.running(job_id), batch_id], ["HDEL", self.keys.failed(job_id), batch_id],
             ["DEL", self.keys.lease(job_id, batch_id)], ["ZREM", self.keys.window(job_id), batch_id],
+            ["HDEL", self.keys.job(job_id), "waiting"],  # a batch was stored: storage is back
             ["HLEN", self.keys.done(job_id)],
             ["HGET", self.keys.job(job_id), "total"])
         if int(done) >= int(total):
@@ -339,6 +340,17 @@ class JobStore:
                 return False
             return True
         return False
+
+    def wait_for_storage(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float,
+                         reason: str) -> None:
+        """The farm's storage failed the batch: say so on the job's record (`waiting`, shown by status and the job
+        page until a batch is stored again) and hold the batch for its task's retry, as hold_for_retry does. No
+        failure is recorded: storage is the farm's, neither the batch's nor the node's."""
+        self._guarded(job_id, ["HSET", self.keys.job(job_id), "waiting", f"waiting for storage: {reason}"],
+                      ["SET", self.keys.lease(job_id, batch_id), handoff, "PX", int(seconds * 1000)],
+                      ["HSET", self.keys.running(job_id), batch_id, json.dumps(
+                          RunningInfo(node=node, started=time.time(), token=handoff, retrying=True))],
+                      while_in=(*LIVE, JobState.PAUSED))
 
     def slice_done(self, job_id: str, frame: int, batch_id: str) -> int:
         """Record one slice of `frame` done; answers how many distinct slices of it are done."""
@@ -601,8 +613,10 @@ class JobStore:
         """How often the batch has been started."""
         return int(self._call(lambda: self.r.hget(self.keys.attempts(job_id), batch_id)) or 0)
 
-    def add_attempt(self, job_id: str, batch_id: str) -> int:
-        return int(self._guarded(job_id, ["HINCRBY", self.keys.attempts(job_id), batch_id, 1])[0])
+    def add_attempt(self, job_id: str, batch_id: str, by: int = 1) -> int:
+        """Count a start of the batch (`by` -1: give back one that was no attempt of its own, the node's fault or
+        the storage's); answers the count."""
+        return int(self._guarded(job_id, ["HINCRBY", self.keys.attempts(job_id), batch_id, by])[0])
 
     def park(self, job_id: str, batch_id: str) -> None:
         """Keep a batch of a paused job aside until resume (out of its window: it is no longer queued)."""

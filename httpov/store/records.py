@@ -27,6 +27,7 @@ class JobRecord(TypedDict, total=False):
     reopened: str  # when `httpov retry` reopened it: messages of its batches taken before are stale
     error: str  # why it failed, when a batch did not say (an interrupted submit)
     povray: str  # the povray version it is rendered with (the first node's)
+    waiting: str  # 'waiting for storage: <why>' while the farm's storage fails its batches (gone once one is stored)
 
 
 class RunningInfo(TypedDict, total=False):
@@ -91,6 +92,7 @@ class NodeInfo(TypedDict, total=False):
     povray: str | None
     httpov: str
     started: float
+    fault: str  # 'disk full (cache folder, N MiB free)' while the node hands batches back (httpov.worker.room)
 
 
 class Share(NamedTuple):

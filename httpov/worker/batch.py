@@ -24,6 +24,7 @@ from httpov.errors import (
     BrokerUnavailableError,
     HttpovError,
     JobNotFoundError,
+    NodeFaultError,
     RenderError,
     SceneError,
     StorageError,
@@ -37,7 +38,7 @@ from httpov.storage import Storage
 from httpov.store import JobStore
 from httpov.store.records import DoneInfo
 from httpov.text import shown
-from httpov.worker import povray, radiosity, stitch
+from httpov.worker import povray, radiosity, room, stitch
 from httpov.worker.cache import SceneCache
 from httpov.worker.lease import LeaseKeeper
 from httpov.worker.sandbox import RenderLimits
@@ -54,6 +55,8 @@ SAME_FAILURE_NODES = 2
 HAND_BACK_LEASES = 3
 #: The longest back-off before a retry of a batch that failed on a transient error, in seconds.
 RETRY_BACKOFF_MAX = 60
+#: The longest wait, in leases, between two tries of a batch held for the farm's storage or for a node's room.
+WAIT_LEASES_MAX = 2
 
 
 class Stopped(Exception):
@@ -90,6 +93,8 @@ class RenderNode:
         self._specs: dict[str, JobSpec] = {}
         self._gone: set[str] = set()  # jobs found gone from Redis, said once each
         self._ours: set[str] = set()  # jobs rendered with this node's povray version
+        self._waits = 0  # batches this process held for storage or room in a row (their back-off)
+        self._storage_failed = False  # the farm's storage failed this process's last upload or download
 
     def spec(self, job_id: str) -> JobSpec:
         """The job's record, checked (plan.check_spec) before any use: Redis may hold a forged one."""
@@ -148,6 +153,9 @@ class RenderNode:
         blocked = self.store.blocked(job_id)
         if node in blocked:
             return self._hand_back(job_id, batch_id, execution, handoff, node, blocked)
+        fault = room.disk_fault(self.settings.cache_dir, self.settings.min_free_mb)
+        if fault:  # no room for a frame here: before any lease, the batch goes to a node that has some
+            return self._hand_back(job_id, batch_id, execution, handoff, node, blocked, fault=fault)
         if not spec.any_povray and job_id not in self._ours and self.povray_version != "unknown":
             pinned = self.store.pin_povray(job_id, self.povray_version)
             if pinned == self.povray_version:
@@ -166,6 +174,9 @@ class RenderNode:
         attempt = self.store.add_attempt(job_id, batch_id)
         try:
             with LeaseKeeper(self.store, job_id, batch_id, execution, lease) as keeper:
+                if self._storage_failed:  # one probe rather than a render whose result cannot be stored
+                    self.storage.check()
+                    self._storage_failed = False
                 seconds = self._render_and_store(spec, batch, keeper)
                 if batch.prepass:  # queued before it is recorded done: a node lost in between leaves it to redo
                     self._release(spec, batch)
@@ -175,9 +186,17 @@ class RenderNode:
             if stop.state != "lost":
                 self.store.release(job_id, batch_id)
             return Outcome("stopped", detail=f"job {stop.state}")
-        except HttpovError as exc:
-            return self._failed(spec, batch, handoff, node, attempt, exc)
-        except Exception as exc:  # a bug or an OS error on this node: worth another try, elsewhere
+        except Exception as exc:  # the node's own faults first, whatever their kind
+            fault = room.own_fault(exc, self.settings.cache_dir, self.settings.min_free_mb)
+            if fault:  # not the scene's failure: another node renders it, this one waits for room
+                self.store.add_attempt(job_id, batch_id, -1)  # not an attempt of the batch: given back
+                return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
+                                       fault=fault, started=True)
+            if isinstance(exc, StorageError):  # the farm's storage: the job waits for it, no node is to blame
+                self.store.add_attempt(job_id, batch_id, -1)
+                return self._wait_for_storage(spec, batch, handoff, node, exc)
+            if isinstance(exc, HttpovError):
+                return self._failed(spec, batch, handoff, node, attempt, exc)
             if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's, raised while povray ran: it is killed
                 error = RenderError(f"the batch ran past the render node's time limit of "
                                     f"{self.settings.soft_time_limit} s (HTTPOV_TASK_TIME_LIMIT less 30 s); "
@@ -185,6 +204,7 @@ class RenderNode:
             else:
                 error = RenderError(f"{type(exc).__name__}: {exc}", transient=True)
             return self._failed(spec, batch, handoff, node, attempt, error)
+        self._waits, self._storage_failed = 0, False
         frames_done = 0 if batch.prepass else batch.last - batch.first + 1  # a pre-pass renders no frame of the job
         info = DoneInfo(node=node, seconds=round(seconds, 3), frames=frames_done, finished=time.time(), attempt=attempt,
                         povray=self.povray_version, httpov=povray.httpov_version())
@@ -214,20 +234,40 @@ class RenderNode:
         return Outcome("failed", detail=message)
 
     def _hand_back(self, job_id: str, batch_id: str, execution: str, handoff: str, node: str,
-                   blocked: set[str], povray_version: str | None = None) -> Outcome:
-        """This node is blocked from the job, or (`povray_version`) the job renders with another povray: give the
-        batch to a live node that may render it, or fail the job if none is left."""
+                   blocked: set[str], povray_version: str | None = None, fault: str | None = None,
+                   started: bool = False) -> Outcome:
+        """This node is blocked from the job, (`povray_version`) the job renders with another povray, or (`fault`)
+        this node has no room for it (its disk full, out of memory: a node-local fault, httpov.worker.room): give
+        the batch to a live node that may render it; if none is left, fail the job, or for a node-local fault
+        keep the batch for this node's next try (its disk may have room by then). `started`: this execution holds
+        the batch's lease (a render that failed for want of room), which is handed over."""
         lease = self.settings.lease_seconds
         state = self.store.state(job_id)
         if state == JobState.PAUSED:
+            if started:
+                self.store.release(job_id, batch_id)
             self.store.park(job_id, batch_id)
             return Outcome("parked")
         if state not in LIVE:
             return Outcome(state)
-        targets = self.store.live_nodes(within=self.settings.live_node_seconds) - blocked
+        targets = self.store.live_nodes(within=self.settings.live_node_seconds) - blocked - {node}
+        _, records = self.store.nodes()
+        targets = {n for n in targets if not records.get(n, {}).get("fault")}  # nodes that said they have no room
         if povray_version is not None:
-            _, records = self.store.nodes()
             targets = {n for n in targets if records.get(n, {}).get("povray") == povray_version}
+        if not targets and fault:
+            wait = self._wait_seconds()
+            if started:
+                self.store.hold_for_retry(job_id, batch_id, handoff, node, wait + lease)
+            else:  # the lease for this task's retry, unless another execution holds it (or the job moved on)
+                status = self.store.start_batch(job_id, batch_id, execution, node, wait + lease, handoff,
+                                                hand_back=True,
+                                                user_max_processes=self.settings.user_max_processes or 0)
+                if status != "ok":
+                    return Outcome("parked" if status == JobState.PAUSED else status)
+            log.warning("httpov: %s: %s; no other live node has room for batch %s of job %s: tried again here in "
+                        "%.0f s", node, fault, batch_id, job_id, wait)
+            return Outcome("waiting", retry_in=wait, detail=f"{node}: {fault}")
         if not targets and povray_version is not None:
             message = (f"no live render node has povray {povray_version}, the version this job renders with (the "
                        f"first node's; this node has {self.povray_version}); `submit --any-povray` lets any "
@@ -251,9 +291,31 @@ class RenderNode:
             return Outcome("parked")
         if status != "ok":
             return Outcome(status)
-        why = (f"{node} has povray {self.povray_version}, job {job_id} renders with {povray_version}"
-               if povray_version is not None else f"{node} is blocked from job {job_id}")
+        if fault:
+            why = f"{node}: {fault}"
+            log.warning("httpov: %s: batch %s of job %s sent to %s", why, batch_id, job_id, target)
+        elif povray_version is not None:
+            why = f"{node} has povray {self.povray_version}, job {job_id} renders with {povray_version}"
+        else:
+            why = f"{node} is blocked from job {job_id}"
         return Outcome("handback", send_to=target, detail=f"{why}: sent to {target}")
+
+    def _wait_seconds(self) -> float:
+        """Back-off before the next try of a batch held for storage or for room: 2, 4, 8... seconds as this render
+        process keeps waiting, at most WAIT_LEASES_MAX leases (the farm notices storage is back within that)."""
+        self._waits += 1
+        longest = max(2.0, WAIT_LEASES_MAX * self.settings.lease_seconds)
+        return float(get_exponential_backoff_interval(factor=1, retries=self._waits, maximum=int(longest)))
+
+    def _wait_for_storage(self, spec: JobSpec, batch: Batch, handoff: str, node: str,
+                          exc: StorageError) -> Outcome:
+        """The farm's storage failed (full, unreachable): the job waits for it, saying why on its record, and the
+        batch is tried again after a back-off. Neither a failure of the batch nor of the node: nothing counts
+        toward the blocklist or the batch's attempts."""
+        wait = self._wait_seconds()
+        self._storage_failed = True  # until it answers again, probed before a batch is rendered for nothing
+        self.store.wait_for_storage(spec.id, batch.id, handoff, node, wait + self.settings.lease_seconds, str(exc))
+        return Outcome("waiting", retry_in=wait, detail=f"waiting for storage: {exc}")
 
     def _render_and_store(self, spec: JobSpec, batch: Batch, lease: LeaseKeeper) -> float:
         stopped: list[str] = []
@@ -276,32 +338,41 @@ class RenderNode:
         work_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"{spec.id}-", dir=work_root) as tmp:
             workdir = Path(tmp)
-            with self.cache.use(self.storage, spec.scene_key) as scene:
-                shutil.copytree(scene / spec.root if spec.root else scene, workdir / "scene", symlinks=False)
+            try:
+                with self.cache.use(self.storage, spec.scene_key) as scene:
+                    shutil.copytree(scene / spec.root if spec.root else scene, workdir / "scene", symlinks=False)
 
-            def render(extra: list[str] | None = None, size: tuple[int, int] | None = None) -> povray.RenderOutput:
-                try:
-                    return self.povray_render(self.settings.povray, spec, batch, workdir,
-                                              self.settings.render_threads, keep_going, self.limits,
-                                              spec.time_limit, extra, size)
-                except RenderError:
-                    if stopped:
-                        raise Stopped(stopped[0]) from None
-                    self._keep_failed_log(spec, batch, workdir / "render.log")
-                    raise
-            if batch.prepass:
-                return self._prepass(spec, batch, workdir / "scene", render)
-            extra = None
-            if spec.radiosity != "off" and (spec.slices or spec.radiosity == "shared"):
-                extra = self._load_radiosity(spec, batch, workdir / "scene")
-            output = render(extra)
-            archive = workdir / f"{batch.id}.zip"
-            with zipfile.ZipFile(archive, "w") as zf:
-                for frame, image in sorted(output.images.items()):
-                    zf.write(image, povray.frame_file(spec.name, frame, spec.final), zipfile.ZIP_STORED)
-                zf.writestr(f"{batch.id}.log", output.log, zipfile.ZIP_DEFLATED)
-            self.storage.put_file(batch_key(spec.id, batch.id), archive)
-            return output.seconds
+                def render(extra: list[str] | None = None,
+                           size: tuple[int, int] | None = None) -> povray.RenderOutput:
+                    try:
+                        return self.povray_render(self.settings.povray, spec, batch, workdir,
+                                                  self.settings.render_threads, keep_going, self.limits,
+                                                  spec.time_limit, extra, size)
+                    except RenderError:
+                        if stopped:
+                            raise Stopped(stopped[0]) from None
+                        self._keep_failed_log(spec, batch, workdir / "render.log")
+                        raise
+                if batch.prepass:
+                    return self._prepass(spec, batch, workdir / "scene", render)
+                extra = None
+                if spec.radiosity != "off" and (spec.slices or spec.radiosity == "shared"):
+                    extra = self._load_radiosity(spec, batch, workdir / "scene")
+                output = render(extra)
+                archive = workdir / f"{batch.id}.zip"
+                with zipfile.ZipFile(archive, "w") as zf:
+                    for frame, image in sorted(output.images.items()):
+                        zf.write(image, povray.frame_file(spec.name, frame, spec.final), zipfile.ZIP_STORED)
+                    zf.writestr(f"{batch.id}.log", output.log, zipfile.ZIP_DEFLATED)
+                self.storage.put_file(batch_key(spec.id, batch.id), archive)
+                return output.seconds
+            except (Stopped, NodeFaultError):
+                raise
+            except Exception as exc:  # measured now, before the work folder is removed
+                fault = room.own_fault(exc, work_root, self.settings.min_free_mb)
+                if fault:
+                    raise NodeFaultError(fault) from exc
+                raise
 
     def _prepass(self, spec: JobSpec, batch: Batch, scene_dir: Path,
                  render: Callable[..., povray.RenderOutput]) -> float:

@@ -13,7 +13,7 @@ from httpov.retention import apply_retention
 from httpov.settings import Settings
 from httpov.storage import Storage, open_storage
 from httpov.store import JobStore, open_store
-from httpov.worker import povray
+from httpov.worker import povray, room
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class Reaper(bootsteps.StartStopStep):
 
     def _sweep(self, celery, store: JobStore, settings: Settings, node: str, processes: int,
                pools: list[str], info: dict) -> None:
+        fault = room.disk_fault(settings.cache_dir, settings.min_free_mb)  # said with every heartbeat while true
+        info = {**info, "fault": fault} if fault else info
         try:
             sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
                   settings.sweep_seconds, node, processes, pools, info, user_cap=settings.user_max_processes or 0)

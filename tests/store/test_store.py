@@ -124,3 +124,23 @@ def test_upgrade_steps_run_in_order_once_under_a_lock(store: JobStore, monkeypat
         thread.join(30)
     assert results == [4] * 4 and ran == [2, 3, 4]
     assert store.r.get(store.keys.schema()) == "4"
+
+
+def test_a_job_waiting_for_storage_says_so_until_a_batch_is_stored_or_it_ends(store: JobStore):
+    from httpov.store.records import DoneInfo
+
+    for job in ("j1", "j2"):
+        store.create(_spec(job))
+        store.publish(job)
+        assert store.start_batch(job, "f000001-000001", "tok", "node@h", 30.0) == "ok"
+        store.wait_for_storage(job, "f000001-000001", "retry:t", "node@h", 10.0, "cannot write: No space left")
+        assert store.r.hget(store.keys.job(job), "waiting") == "waiting for storage: cannot write: No space left"
+        assert store.r.get(store.keys.lease(job, "f000001-000001")) == "retry:t"  # held for the task's retry
+        assert store.running(job)["f000001-000001"]["retrying"] is True
+        assert store.blocked(job) == set() and store.batches(job)["failed"] == {}  # no one is blamed
+    store.finish_batch("j1", "f000001-000001", DoneInfo(node="node@h"), [1])
+    assert store.r.hget(store.keys.job("j1"), "waiting") is None  # storage is back
+    store.transition("j2", JobState.CANCELLED)
+    assert store.r.hget(store.keys.job("j2"), "waiting") is None  # a finished job waits for nothing
+    store.wait_for_storage("j2", "f000002-000002", "retry:u", "node@h", 10.0, "late")
+    assert store.r.hget(store.keys.job("j2"), "waiting") is None  # and a late node does not bring it back

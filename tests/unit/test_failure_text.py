@@ -1,6 +1,7 @@
 """Unit tests: what a user reads about a failed render (povray's log as messages, failures grouped in status)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from httpov.terminal import job_text
@@ -58,8 +59,12 @@ def test_one_error_from_several_slices_shows_once_with_the_count():
     assert text.count("Parse Error: x\n") == 1 + 1  # the headline once, and its log line once
     assert ("failed: 3 batches (frame 1 rows 1-32, frame 1 rows 33-64, frame 1 rows 65-96) on a@h, b@h: "
             "povray failed: Parse Error: x") in text
-    assert "will retry: frame 2 rows 1-32 on a@h: other" in text
+    assert "will retry" not in text  # issue #31: a failed job retries nothing
+    assert "failed: frame 2 rows 1-32 on a@h: other" in text
+    assert "will retry: frame 2 rows 1-32 on a@h: other" in job_text(dataclasses.replace(view, state="running"))
     page = _job_page(view)
+    assert "will retry" not in page
+    assert "(will retry)" in _job_page(dataclasses.replace(view, state="running"))
     assert page.count("povray failed: Parse Error: x") == 1
     assert "<b>3 batches (frame 1 rows 1-32, frame 1 rows 33-64, frame 1 rows 65-96)</b> on a@h, b@h" in page
 
@@ -80,3 +85,19 @@ def test_output_between_the_warning_and_the_fatal_error_does_not_lose_where_it_h
     log = MISSING_IMAGE.replace("Fatal error in parser", "\nParser Time\nFatal error in parser")
     assert str(failure(1, log, Path("/n/work/ab12-x/scene"))) == (
         "povray failed: File 'sub/main.pov' line 4: Fatal error in parser: Cannot open file.")
+
+
+def test_why_a_live_job_waits_is_in_its_status_and_page():
+    notes = ["waiting for storage: cannot write jobs/j1/batches/f1.zip: No space left on device",
+             "node full@h: disk full (cache folder, 3 MiB free)"]
+    view = JobView(id="j1", name="n", state="running", frames_total=2, frames_done=0, frames_failed=0, first_frame=1,
+                   last_frame=2, batches_total=2, batches_done=0, batches_failed=[], batches_requeued=0,
+                   batches_running={}, sliced=False, width=16, height=16, priority=5, created=0.0, finished=None,
+                   elapsed=3.0, rate=0.0, errors=[], nodes_blocked=[], radiosity_cache="off", prepass=None,
+                   eta_seconds=None, eta_at=None, frame_seconds=None, overhead_factor=1.0, rate_recent=0.0,
+                   render_processes=0, frames_running=0, batches_queued=2, running=[], nodes={}, failed=[],
+                   notes=notes)
+    text = job_text(view)
+    assert all(note in text for note in notes)
+    page = _job_page(view)
+    assert all(note in page for note in notes)

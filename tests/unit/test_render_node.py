@@ -3,6 +3,7 @@ no Redis, no povray. What Redis does with these calls (the Lua scripts) is teste
 from __future__ import annotations
 
 import contextlib
+import errno
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from httpov.errors import JobNotFoundError, RenderError
+from httpov.errors import JobNotFoundError, RenderError, StorageError
 from httpov.paths import batch_key, failed_log_key
 from httpov.plan import Batch, JobSpec
 from httpov.settings import Settings
 from httpov.storage.local import LocalStorage
+from httpov.worker import room
 from httpov.worker.batch import SAME_FAILURE_NODES, RenderNode
 from httpov.worker.povray import RenderOutput, frame_file
 
@@ -67,8 +69,8 @@ class FakeStore:
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
         return self.job_state
 
-    def add_attempt(self, job_id: str, batch_id: str) -> int:
-        self.attempt += 1
+    def add_attempt(self, job_id: str, batch_id: str, by: int = 1) -> int:
+        self.attempt += by
         return self.attempt
 
     def record_failure(self, job_id: str, batch_id: str, node: str, signature: str,
@@ -97,6 +99,16 @@ class FakeStore:
 
     def batches(self, job_id: str) -> dict[str, dict[str, Any]]:
         return {"failed": dict(self.failed)}
+
+    def nodes(self) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+        return {n: 1.0 for n in self.live}, dict(getattr(self, "records", {}))
+
+    def attempts(self, job_id: str, batch_id: str) -> int:
+        return self.attempt
+
+    def wait_for_storage(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float,
+                         reason: str) -> None:
+        self.calls.append(("wait_for_storage", batch_id, handoff, reason))
 
     def written(self) -> list[str]:
         return [call[0] for call in self.calls]
@@ -263,3 +275,75 @@ def test_a_job_cancelled_while_povray_runs_is_stopped_and_released(farm):
     outcome = _run(node)
     assert outcome.status == "stopped" and outcome.detail == "job cancelled"
     assert store.written() == ["start_batch", "release"]  # no failure recorded against the node or the batch
+
+
+def _full_after_povray(monkeypatch: pytest.MonkeyPatch, fake: FakePovray, free: int = 3) -> None:
+    """The cache folder's filesystem has `free` MiB left once povray has run (it filled the disk)."""
+    real = room.free_mib
+    monkeypatch.setattr(room, "free_mib", lambda folder: free if fake.runs else real(folder))
+
+
+def test_a_render_that_fills_the_nodes_disk_goes_to_another_node_and_counts_against_nothing(farm, monkeypatch):
+    node, store, fake, _ = farm
+    store.live = {NODE, "celery@b"}
+    fake.error = RenderError("povray failed: Fatal error in renderer: Frontend halted render.")
+    _full_after_povray(monkeypatch, fake)
+    outcome = _run(node)
+    assert outcome.status == "handback" and outcome.send_to == "celery@b"
+    assert "disk full (cache folder, 3 MiB free)" in outcome.detail
+    assert store.written() == ["start_batch", "start_batch"]  # its own lease handed over: no failure recorded
+    assert store.calls[-1] == ("start_batch", BATCH, NODE, True) and not store.failed and store.attempt == 0
+    assert getattr(store, "counted", []) == []  # not a failed batch of this node in `httpov nodes`
+
+
+def test_a_node_short_of_room_takes_no_batch_and_with_no_other_node_waits(farm):
+    node, store, fake, _ = farm
+    node.settings = node.settings.with_(min_free_mb=10**9)  # more than any disk here
+    store.live = {NODE, "celery@b"}
+    outcome = _run(node)
+    assert outcome.status == "handback" and outcome.send_to == "celery@b" and fake.runs == 0
+    assert store.calls == [("start_batch", BATCH, NODE, True)]
+    store.calls.clear()
+    store.records = {"celery@b": {"fault": "disk full (cache folder, 1 MiB free)"}}  # b has no room either
+    outcome = _run(node)
+    assert outcome.status == "waiting" and outcome.retry_in and fake.runs == 0
+    assert store.calls == [("start_batch", BATCH, NODE, True)]  # the lease left for its own retry, taken only if free
+    assert not store.failed and outcome.detail.startswith(f"{NODE}: disk")
+
+
+@pytest.mark.parametrize("error", [MemoryError(), OSError(errno.ENOSPC, "No space left on device"),
+                                   OSError(errno.EDQUOT, "Disk quota exceeded")])
+def test_out_of_memory_or_space_on_the_node_is_the_nodes_fault(farm, error):
+    node, store, fake, _ = farm
+    store.live = {NODE, "celery@b"}
+    fake.error = error  # type: ignore[assignment]
+    outcome = _run(node)
+    assert outcome.status == "handback" and outcome.send_to == "celery@b"
+    assert "record_failure" not in store.written() and not store.failed
+
+
+class FullStorage(LocalStorage):
+    def put_file(self, key: str, path: Path) -> None:
+        raise StorageError(f"cannot write {key} to {self.root}: No space left on device") from OSError(
+            errno.ENOSPC, "No space left on device")
+
+    def check(self) -> None:
+        raise StorageError(f"storage directory {self.root} is not writable: No space left on device")
+
+
+def test_full_storage_holds_the_batch_and_blames_no_node(farm, tmp_path):
+    node, store, fake, _ = farm
+    node.storage = FullStorage(tmp_path / "store")
+    waits = []
+    for name in (NODE, "celery@b", NODE, "celery@b"):  # however often, on whichever node
+        outcome = _run(node, name=name)
+        assert outcome.status == "waiting" and outcome.detail.startswith("waiting for storage: ")
+        assert store.calls[-1][0] == "wait_for_storage" and "No space left" in store.calls[-1][3]
+        waits.append(outcome.retry_in)
+    assert "record_failure" not in store.written() and not store.failed  # no blocklist, no failed attempt
+    assert 0 < waits[0] < waits[-1] <= 2 * node.settings.lease_seconds  # back-off, bounded by two leases
+    assert getattr(store, "counted", []) == [] and store.attempt == 0  # no attempt of the batch used up
+    assert fake.runs == 1  # then storage is probed first: nothing is rendered for naught
+    renders = fake.runs
+    node.storage = LocalStorage(tmp_path / "store")  # storage is back
+    assert _run(node).status == "rendered" and fake.runs == renders + 1

@@ -2,8 +2,8 @@
 -- in the same step taking a finished job out of the active set (ARGV[2] 'finish', at time ARGV[3]) or putting a live
 -- one in (ARGV[2] 'live'). A job that leaves or enters its finished states (ARGV[6], ' a b ') also forgets its
 -- running batches and their leases (ARGV[5] .. batch): no stale 'running' entry outlives a failed or cancelled job,
--- and `retry` starts with none for the sweepers to requeue. A job reopened by `retry` notes when: older messages
--- of its batches are stale.
+-- and `retry` starts with none for the sweepers to requeue, nor a stale 'waiting for storage' note. A job reopened
+-- by `retry` notes when: older messages of its batches are stale.
 -- KEYS: 1 job record, 2 the active set, 3 running. Answers 'ok', 'missing', or the state the job stays in.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
@@ -24,6 +24,7 @@ for i = 7, #ARGV do
         redis.call('DEL', ARGV[5] .. batch)
       end
       redis.call('DEL', KEYS[3])
+      redis.call('HDEL', KEYS[1], 'waiting')  -- no job waits for storage once it ends, nor when it starts again
     end
     return 'ok'
   end

@@ -49,6 +49,7 @@ function update(root, j) {
   setText(root, ".eta", etaText(j));
   setText(root, ".batches", j.batches_done + "/" + j.batches_total);
   setText(root, ".prepass", prepassText(j.prepass));
+  setText(root, ".notes", (j.notes || []).join(" · "));
   const state = root.querySelector(".state");
   if (state) { state.textContent = j.state; state.className = "state " + j.state; }
 }
@@ -139,7 +140,8 @@ async function pollJob(box) {
       const log = document.createElement("pre");
       log.className = "log";
       log.textContent = (f.lines || []).join("\n");
-      div.append(what, " on " + f.node + (f.final ? "" : " (will retry)") + ": ", error, log);
+      const ended = j.state === "done" || j.state === "failed" || j.state === "cancelled";
+      div.append(what, " on " + f.node + (f.final || ended ? "" : " (will retry)") + ": ", error, log);
       return div;
     }));
   }

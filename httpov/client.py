@@ -283,7 +283,8 @@ class Client:
         spec = self.store.spec(job_id)
         output = Path(output)
         (output / "logs").mkdir(parents=True, exist_ok=True)
-        keys = self.storage.list(paths.batches_prefix(job_id))
+        records = self.store.batches(job_id)["done"]  # each done batch's result, as its record names it
+        keys = sorted(paths.batch_key(job_id, b, info.get("result", "")) for b, info in records.items())
         frame_keys = self.storage.list(paths.frames_prefix(job_id)) if spec.slices else []
         for key in self.storage.list(paths.logs_prefix(job_id)):  # povray's logs of failed attempts
             self.storage.get_file(key, output / "logs" / PurePosixPath(key).name)
@@ -291,7 +292,10 @@ class Client:
         with tempfile.TemporaryDirectory(prefix="httpov-fetch-") as tmp:
             for done, key in enumerate(keys, 1):
                 local = Path(tmp) / "batch.zip"
-                self.storage.get_file(key, local)
+                try:
+                    self.storage.get_file(key, local)
+                except FileNotFoundError:  # recorded, then deleted with its job meanwhile
+                    continue
                 images += _unpack_batch(local, key, spec, output)
                 if on_file:
                     on_file(done, total)
@@ -323,7 +327,8 @@ class Client:
         if frame is not None and not spec.first <= frame <= spec.last:
             raise BadInputError(f"--frame {frame}: job {job_id} renders frames {spec.first}-{spec.last}")
         chosen = [b for b in spec.batches if frame is None or frame in Batch.from_id(b).frames]
-        failures = self.store.batches(job_id)["failed"]
+        recorded = self.store.batches(job_id)
+        failures, done = recorded["failed"], recorded["done"]
         found: list[BatchLog] = []
         with tempfile.TemporaryDirectory(prefix="httpov-logs-") as tmp:
             for batch_id in chosen:
@@ -341,7 +346,7 @@ class Client:
                 if failed:
                     continue
                 local = Path(tmp) / "batch.zip"
-                key = paths.batch_key(job_id, batch_id)
+                key = paths.batch_key(job_id, batch_id, done.get(batch_id, {}).get("result", ""))
                 try:
                     self.storage.get_file(key, local)
                 except FileNotFoundError:
@@ -565,7 +570,7 @@ def _unpack_batch(zip_path: Path, key: str, spec: JobSpec, output: Path) -> list
     against what the batch can hold before it is unpacked; answers the frame files."""
     from httpov import media
 
-    batch = Batch.from_id(PurePosixPath(key).stem)
+    batch = Batch.from_id(paths.batch_of(key))
     frames = batch.last - batch.first + 1
     images: list[Path] = []
     target: Path | None = None

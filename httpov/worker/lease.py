@@ -1,23 +1,35 @@
-"""Keeping a running batch's lease alive from a thread, whatever the render process is busy with."""
+"""Keeping a running batch's lease alive from a thread, whatever the render process is busy with, and hearing at
+once when its job is stopped."""
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
+import time
 
 from httpov.errors import BrokerUnavailableError
 from httpov.states import LIVE, JobState
 from httpov.store import JobStore
 
+#: The longest the keeper's thread waits for a stop message between two checks of its own stop (its exit).
+LISTEN_SLICE = 1.0
+
 
 class LeaseKeeper:
     """Refreshes one execution's lease every `lease / 4` seconds (one Redis call) while the scene downloads, povray
     runs and the zip uploads, so a short lease never runs out under a live render; `state` is the job's state at
-    the last refresh, or 'lost' once another execution took the batch. Use as a context manager."""
+    the last refresh, or 'lost' once another execution took the batch. Between refreshes it listens on the stops
+    channel (JobStore.listen_for_stop): when the job is cancelled (or failed) its `fileno()` becomes readable, so
+    whoever waits on povray asks at once whether to go on (httpov.worker.povray._wait). Use as a context manager."""
 
     def __init__(self, store: JobStore, job_id: str, batch_id: str, token: str, lease: float) -> None:
         self.state: str = JobState.RUNNING
         self._refresh = lambda: store.refresh(job_id, batch_id, token, lease)
+        self._listen = lambda: store.listen_for_stop(job_id)
         self._every = lease / 4
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
         self._thread = threading.Thread(target=self._run, name=f"lease {batch_id}", daemon=True)
 
     @property
@@ -25,19 +37,53 @@ class LeaseKeeper:
         """True while the render should go on: the job is live or paused (a paused job's running batches finish)."""
         return self.state in LIVE or self.state == JobState.PAUSED
 
+    def fileno(self) -> int:
+        """A file descriptor that becomes readable when the job's stop was announced (see `woken`)."""
+        return self._wake_r
+
+    def woken(self) -> bool:
+        """Whether a stop was announced since the last call (and forget it): the caller then checks the job."""
+        try:
+            return bool(os.read(self._wake_r, 64))
+        except (BlockingIOError, OSError):
+            return False
+
     def _run(self) -> None:
-        while self.live and not self._stop.wait(self._every):
-            try:
-                self.state = self._refresh()
-            except BrokerUnavailableError:
-                # Redis restarting or out of reach: keep rendering. Should the lease run out meanwhile, another
-                # node may render the batch too, which is harmless: outputs and completion are idempotent.
-                continue
+        try:
+            listener = self._listen()
+        except (BrokerUnavailableError, AttributeError):  # Redis out of reach (or a store without pub/sub): poll
+            listener = None
+        try:
+            due = time.monotonic() + self._every
+            while self.live and not self._stop.is_set():
+                left = due - time.monotonic()
+                if left <= 0:
+                    due = time.monotonic() + self._every
+                    try:
+                        self.state = self._refresh()
+                    except BrokerUnavailableError:
+                        # Redis restarting or out of reach: keep rendering. Should the lease run out meanwhile,
+                        # another node may take the batch: its result is then fenced off (finish_batch).
+                        continue
+                elif listener is None:
+                    self._stop.wait(left)
+                else:
+                    try:
+                        if listener.wait(min(left, LISTEN_SLICE)):
+                            with contextlib.suppress(OSError):
+                                os.write(self._wake_w, b"!")
+                    except BrokerUnavailableError:  # the half-second poll of the job's state stays
+                        listener.close()
+                        listener = None
+        finally:  # the read end is the render's, closed by __exit__
+            if listener is not None:
+                listener.close()
+            os.close(self._wake_w)
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self._every)
+        self._stop.set()  # the thread ends within LISTEN_SLICE; nothing waits for it (a late refresh is a no-op)
+        os.close(self._wake_r)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local_farm import free_port, worker_env
+from httpov.paths import batch_key
 from httpov.store.keys import Keys
 from httpov.view import job_view
 from tests.conftest import kombu_layout, outlived, pixels, povray_direct, queue_drained, wait_for
@@ -239,7 +240,8 @@ def test_a_frozen_nodes_batches_are_requeued_once_and_its_thaw_changes_nothing(t
         assert (final.state, final.frames_done) == ("done", 12)
         wait_for(lambda: _unacked_of(settings, sub.spec.id) == 0, 30, "the frozen node's messages to be dropped")
     finally:
-        os.killpg(victim.pid, signal.SIGCONT)
+        thawed = time.time()
+        os.killpg(victim.pid, signal.SIGCONT)  # its povrays ran on meanwhile: it wakes holding finished renders
     victim_log = tmp_path / "victim.log"
     wait_for(lambda: victim_log.read_text().count("succeeded in") >= 2, 60, "the thawed node to end its tasks")
     log = (tmp_path / "rescuer.log").read_text() + caplog.text
@@ -247,6 +249,12 @@ def test_a_frozen_nodes_batches_are_requeued_once_and_its_thaw_changes_nothing(t
     batches = client.store.batches(sub.spec.id)
     assert batches["requeued"] == {b: 1 for b in lost}
     assert all(batches["done"][b]["node"].startswith("rescuer@") for b in lost)
+    # the stored result of each lost batch is the one its done record names, written before the thaw: the woken
+    # node's output replaced nothing (today's fence: its lease was taken over), it was discarded, and it says so
+    for b in lost:
+        result = Path(settings.storage) / batch_key(sub.spec.id, b, batches["done"][b].get("result", ""))
+        assert result.stat().st_mtime < thawed, f"batch {b}'s stored result was written by the thawed node"
+    assert victim_log.read_text().count("discarded") >= len(lost), "the woken node says its output was discarded"
     names = frames_in_results(Path(settings.storage), sub.spec.id)
     assert names == [f"frozen_{n:04d}.png" for n in range(1, 13)], "each frame exactly once in the results"
 

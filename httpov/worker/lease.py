@@ -30,6 +30,8 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._users, self._lock = 2, threading.Lock()  # the read end is closed by the later of the thread and exit
         self._thread = threading.Thread(target=self._run, name=f"lease {batch_id}", daemon=True)
 
     @property
@@ -49,11 +51,12 @@ class LeaseKeeper:
             return False
 
     def _run(self) -> None:
+        listener = None
         try:
-            listener = self._listen()
-        except (BrokerUnavailableError, AttributeError):  # Redis out of reach (or a store without pub/sub): poll
-            listener = None
-        try:
+            try:
+                listener = self._listen()
+            except (BrokerUnavailableError, AttributeError):  # Redis out of reach (or a store without pub/sub): poll
+                pass
             due = time.monotonic() + self._every
             while self.live and not self._stop.is_set():
                 left = due - time.monotonic()
@@ -70,15 +73,27 @@ class LeaseKeeper:
                 else:
                     try:
                         if listener.wait(min(left, LISTEN_SLICE)):
-                            with contextlib.suppress(OSError):
-                                os.write(self._wake_w, b"!")
+                            self._wake()
                     except BrokerUnavailableError:  # the half-second poll of the job's state stays
                         listener.close()
                         listener = None
-        finally:  # the read end is the render's, closed by __exit__
+            if not self.live:  # cancelled, failed or taken over, as the refresh said: wake the render now too
+                self._wake()
+        finally:
             if listener is not None:
                 listener.close()
             os.close(self._wake_w)
+            self._let_go()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # (a full pipe already wakes the render)
+            os.write(self._wake_w, b"!")
+
+    def _let_go(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                os.close(self._wake_r)
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()
@@ -86,4 +101,4 @@ class LeaseKeeper:
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()  # the thread ends within LISTEN_SLICE; nothing waits for it (a late refresh is a no-op)
-        os.close(self._wake_r)
+        self._let_go()

@@ -433,7 +433,7 @@ class RenderNode:
         if not self.store.owns(spec.id, batch.id, execution, result):  # a stale slice never replaces the frame
             raise _Lost()
         pieces = [Batch(frame, frame, rows).id for rows in spec.slices or []]
-        deadline = time.monotonic() + self.settings.lease_seconds
+        deadline = time.monotonic() + self.settings.lease_seconds / 2  # well before this execution's lease runs out
         while True:  # another slice's node may be between its slice_done and its finish_batch: a moment
             done = self.store.done_infos(spec.id, [p for p in pieces if p != batch.id])
             if all(done.values()):

@@ -356,7 +356,8 @@ class Client:
 
     # job control
     def cancel(self, job_id: str) -> None:
-        """Queued batches are dropped when they come up; running povrays are killed within a lease tick."""
+        """Queued batches are dropped when they come up; running povrays are killed the moment their nodes hear of
+        it (the transition publishes the stop; HTTPOV_STOP_POLL_SECONDS is the fallback)."""
         try:
             self.store.transition(job_id, JobState.CANCELLED)
         except TransitionRefused as exc:

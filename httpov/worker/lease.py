@@ -74,7 +74,7 @@ class LeaseKeeper:
                     try:
                         if listener.wait(min(left, LISTEN_SLICE)):
                             self._wake()
-                    except BrokerUnavailableError:  # the half-second poll of the job's state stays
+                    except BrokerUnavailableError:  # the poll of the job's state (HTTPOV_STOP_POLL_SECONDS) stays
                         listener.close()
                         listener = None
             if not self.live:  # cancelled, failed or taken over, as the refresh said: wake the render now too

@@ -88,7 +88,7 @@ class FakeStore:
     def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int], token: str) -> str:
         self.calls.append(("finish_batch", batch_id, frames))
         self.result = info["result"]
-        return "done"
+        return getattr(self, "finish_answer", "done")
 
     def release(self, job_id: str, batch_id: str) -> None:
         self.calls.append(("release", batch_id))
@@ -161,6 +161,18 @@ def test_a_rendered_batch_is_stored_and_recorded(farm):
     assert store.calls[-1] == ("finish_batch", BATCH, [1, 2])
     with zipfile.ZipFile(storage.root / batch_key(JOB, BATCH, store.result)) as zf:
         assert zf.read(frame_file("anim", 1, 4)) == b"png of frame 1" and f"{BATCH}.log" in zf.namelist()
+
+
+def test_an_execution_that_lost_its_lease_discards_its_output_and_replaces_nothing(farm):
+    node, store, fake, storage = farm
+    committed = storage.root / batch_key(JOB, BATCH, "other")  # the execution that took the batch over stored this
+    committed.parent.mkdir(parents=True)
+    committed.write_bytes(b"the batch's result")
+    store.finish_answer = "lost"
+    outcome = _run(node)
+    assert outcome.status == "discarded" and "discarded" in outcome.detail
+    assert [p.name for p in committed.parent.iterdir()] == [committed.name]  # its own zip deleted, no other touched
+    assert committed.read_bytes() == b"the batch's result"
 
 
 def test_a_scene_error_fails_the_job_at_once_and_keeps_povrays_log(farm):

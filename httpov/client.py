@@ -381,7 +381,8 @@ class Client:
         spec = self.store.spec(job_id)
         output = Path(output)
         (output / "logs").mkdir(parents=True, exist_ok=True)
-        keys = self.storage.list(paths.batches_prefix(job_id))
+        records = self.store.batches(job_id)["done"]  # each done batch's result, as its record names it
+        keys = sorted(paths.batch_key(job_id, b, info.get("result", "")) for b, info in records.items())
         frame_keys = self.storage.list(paths.frames_prefix(job_id)) if spec.slices else []
         for key in self.storage.list(paths.logs_prefix(job_id)):  # povray's logs of failed attempts
             self.storage.get_file(key, output / "logs" / PurePosixPath(key).name)
@@ -389,7 +390,10 @@ class Client:
         with tempfile.TemporaryDirectory(prefix="httpov-fetch-") as tmp:
             for done, key in enumerate(keys, 1):
                 local = Path(tmp) / "batch.zip"
-                self.storage.get_file(key, local)
+                try:
+                    self.storage.get_file(key, local)
+                except FileNotFoundError:  # recorded, then deleted with its job meanwhile
+                    continue
                 images += _unpack_batch(local, key, spec, output)
                 if on_file:
                     on_file(done, total)
@@ -423,7 +427,8 @@ class Client:
         if frame is not None and not spec.first <= frame <= spec.last:
             raise BadInputError(f"--frame {frame}: job {job_id} renders frames {spec.first}-{spec.last}")
         chosen = [b for b in spec.batches if frame is None or frame in Batch.from_id(b).frames]
-        failures = self.store.batches(job_id)["failed"]
+        recorded = self.store.batches(job_id)
+        failures, done = recorded["failed"], recorded["done"]
         found: list[BatchLog] = []
         with tempfile.TemporaryDirectory(prefix="httpov-logs-") as tmp:
             for batch_id in chosen:
@@ -441,7 +446,7 @@ class Client:
                 if failed:
                     continue
                 local = Path(tmp) / "batch.zip"
-                key = paths.batch_key(job_id, batch_id)
+                key = paths.batch_key(job_id, batch_id, done.get(batch_id, {}).get("result", ""))
                 try:
                     self.storage.get_file(key, local)
                 except FileNotFoundError:
@@ -452,7 +457,8 @@ class Client:
     # job control
     @audited("cancel")
     def cancel(self, job_id: str, who: Identity | None = None) -> None:
-        """Queued batches are dropped when they come up; running povrays are killed within a lease tick."""
+        """Queued batches are dropped when they come up; running povrays are killed the moment their nodes hear of
+        it (the transition publishes the stop; HTTPOV_STOP_POLL_SECONDS is the fallback)."""
         authorize(self.store, who, Action.CONTROL, job_id)
         try:
             self.store.transition(job_id, JobState.CANCELLED)
@@ -511,6 +517,9 @@ class Client:
             wanted = set(range(frames[0], frames[1] + 1))
             todo = [b for b in spec.batches if wanted & set(Batch.from_id(b).frames)]
             self.store.render_again(job_id, todo, sorted(wanted), bool(spec.slices))
+            for batch_id in todo:  # no record names these results now: each new one is stored under its own name
+                if batch_id in batches["done"]:
+                    self.storage.delete(paths.batch_key(job_id, batch_id, batches["done"][batch_id].get("result", "")))
             what = f"frame {frames[0]}" if frames[0] == frames[1] else f"frames {frames[0]}-{frames[1]}"
             self.store.note(job_id, f"{what} rendered again ({len(todo)} batch(es))")
         self.store.reset_failures(job_id, todo)  # attempts, failures and the job's node blocklist
@@ -680,7 +689,7 @@ def _unpack_batch(zip_path: Path, key: str, spec: JobSpec, output: Path) -> list
     against what the batch can hold before it is unpacked; answers the frame files."""
     from httpov import media
 
-    batch = Batch.from_id(PurePosixPath(key).stem)
+    batch = Batch.from_id(paths.batch_of(key))
     frames = batch.last - batch.first + 1
     images: list[Path] = []
     target: Path | None = None

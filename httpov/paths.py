@@ -24,9 +24,16 @@ def logs_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/logs/"
 
 
-def batch_key(job_id: str, batch_id: str) -> str:
-    """A rendered batch's zip: its frames (or slice) and povray's log."""
-    return f"{batches_prefix(job_id)}{batch_id}.zip"
+def batch_key(job_id: str, batch_id: str, result: str = "") -> str:
+    """A rendered batch's zip: its frames (or slice) and povray's log. `result` names the execution that stored it
+    (each execution writes its own, and the batch's done record names the one that counts: DoneInfo.result); ''
+    for the fixed name of results recorded before executions had their own."""
+    return f"{batches_prefix(job_id)}{batch_id}{'.' + result if result else ''}.zip"
+
+
+def batch_of(key: str) -> str:
+    """The batch id in a batch zip's key (either form of batch_key)."""
+    return key.rsplit("/", 1)[-1].split(".", 1)[0]
 
 
 def frame_key(job_id: str, name: str) -> str:

@@ -58,6 +58,7 @@ class Settings:
     povray: str = "povray"
     render_threads: int = 1
     lease_seconds: float = 8.0
+    stop_poll_seconds: float = 0.5  # a rendering node reads its job's state this often, should a stop message be missed
     max_attempts: int = 3
     task_time_limit: int = 6 * 3600
     redis_ca: str | None = None

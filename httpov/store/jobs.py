@@ -46,7 +46,7 @@ assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTI
 #: The Lua scripts (httpov/store/scripts/<name>.lua, each saying what its KEYS and ARGV are), read once at import.
 SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua").read_text()
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
-                        "transition", "guarded", "use_scene", "drop_scene")}
+                        "transition", "guarded", "use_scene", "drop_scene", "finish_batch")}
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
 
@@ -69,6 +69,7 @@ class JobStore:
         self._drop_scene = client.register_script(SCRIPTS["drop_scene"])
         self._top_up = client.register_script(SCRIPTS["top_up"])
         self._park_pending = client.register_script(SCRIPTS["park_pending"])
+        self._finish = client.register_script(SCRIPTS["finish_batch"])
 
     @classmethod
     def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> JobStore:
@@ -178,7 +179,7 @@ class JobStore:
         `only_from`: resume moves a job to 'running' only from 'paused'); TransitionRefused, naming both states and
         changing nothing, if not."""
         mode = "finish" if new in FINISHED else "live" if new in LIVE else ""
-        keys = [self.keys.job(job_id), self.keys.active(), self.keys.running(job_id)]
+        keys = [self.keys.job(job_id), self.keys.active(), self.keys.running(job_id), self.keys.stops()]
         args = [new, mode, time.time(), job_id, self.keys.lease_prefix(job_id), _words(FINISHED),
                 *allowed_from(new, only_from)]
         result = self._call(lambda: self._transition(keys=keys, args=args))
@@ -312,6 +313,17 @@ class JobStore:
         return self._call(lambda: self._refresh(
             keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id)], args=[token, lease]))
 
+    def listen_for_stop(self, job_id: str) -> StopListener:
+        """Subscribe to the stops channel (Keys.stops) for `job_id`: a job moved to a finished state is announced
+        there the moment it happens. BrokerUnavailableError if Redis does not answer."""
+        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        try:
+            self._call(lambda: pubsub.subscribe(self.keys.stops()))
+        except BrokerUnavailableError:
+            pubsub.close()
+            raise
+        return StopListener(self, pubsub, job_id)
+
     def hold_for_retry(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float) -> None:
         """Hand the lease to this task's retry for its back-off; the batch stays 'running' so that, should the
         retry message be lost with its node, the sweepers requeue the batch once the hand-off expires. Only while
@@ -321,25 +333,43 @@ class JobStore:
                           RunningInfo(node=node, started=time.time(), token=handoff, retrying=True))],
                       while_in=(*LIVE, JobState.PAUSED))
 
-    def finish_batch(self, job_id: str, batch_id: str, info: DoneInfo, frames: list[int]) -> bool:
-        """Record the batch done (once, however often it runs) and its finished frames; True if the job is done.
-        JobNotFoundError, writing nothing, if the job's record is gone."""
-        *_, done, total = self._guarded(
-            job_id, ["HSETNX", self.keys.done(job_id), batch_id, json.dumps(info)],
-            *([["SADD", self.keys.frames(job_id), *frames]] if frames else []),
-            ["HDEL", self.keys.running(job_id), batch_id], ["HDEL", self.keys.failed(job_id), batch_id],
-            ["DEL", self.keys.lease(job_id, batch_id)], ["ZREM", self.keys.window(job_id), batch_id],
-            ["HDEL", self.keys.job(job_id), "waiting"],  # a batch was stored: storage is back
-            ["HLEN", self.keys.done(job_id)],
-            ["HGET", self.keys.job(job_id), "total"])
+    def finish_batch(self, job_id: str, batch_id: str, info: DoneInfo, frames: list[int], token: str) -> str:
+        """Record the batch done by execution `token` (its zip is the one `info['result']` names) and its finished
+        frames, only while that execution still owns the batch (scripts/finish_batch.lua): 'done' (the job is done
+        with it), 'ok', or 'lost' (another execution took the batch over, or finished it: nothing is recorded and
+        this execution's zip must go). JobNotFoundError, writing nothing, if the job's record is gone."""
+        reply = self._fence(job_id, batch_id, token, info, "record", frames)
+        if reply[0] == "missing":
+            raise _missing(job_id)
+        if reply[0] == "lost":
+            return "lost"
+        done, total = reply[1:]
         if int(done) >= int(total):
             # a batch that was running when the job was paused still counts: the last one ends the job
             try:
                 self.transition(job_id, JobState.DONE)
             except TransitionRefused:  # failed, cancelled or done meanwhile
-                return False
-            return True
-        return False
+                return "ok"
+            return "done"
+        return "ok"
+
+    def owns(self, job_id: str, batch_id: str, token: str, result: str) -> bool:
+        """Whether execution `token` (its result `result`) still owns the batch, as finish_batch would judge it now."""
+        reply = self._fence(job_id, batch_id, token, DoneInfo(result=result), "check", [])
+        if reply[0] == "missing":
+            raise _missing(job_id)
+        return reply[0] != "lost"
+
+    def _fence(self, job_id: str, batch_id: str, token: str, info: DoneInfo, mode: str, frames: list[int]) -> list:
+        keys = [self.keys.job(job_id), self.keys.lease(job_id, batch_id)]
+        keys += [self.keys.job_part(job_id, part) for part in ("running", "done", "frames", "failed", "window")]
+        args = [batch_id, token, json.dumps(info), info.get("result", ""), _words(FINISHED), mode, *frames]
+        return self._call(lambda: self._finish(keys=keys, args=args))
+
+    def done_infos(self, job_id: str, batch_ids: list[str]) -> dict[str, DoneInfo | None]:
+        """The done records of these batches (None for one not done), in one HMGET."""
+        raw = self._call(lambda: self.r.hmget(self.keys.done(job_id), batch_ids)) if batch_ids else []
+        return {b: (json.loads(v) if v else None) for b, v in zip(batch_ids, raw)}
 
     def wait_for_storage(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float,
                          reason: str) -> None:
@@ -738,6 +768,27 @@ class JobStore:
                         batches += 1
             return seconds, frames, batches
         return self._call(run)
+
+
+class StopListener:
+    """A subscription to the stops channel for one job (JobStore.listen_for_stop); close it when done."""
+
+    def __init__(self, store: JobStore, pubsub: redis.client.PubSub, job_id: str) -> None:
+        self._store, self._pubsub, self._job_id = store, pubsub, job_id
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the job's stop: True the moment it is announced, False if it was not.
+        BrokerUnavailableError if the subscription is lost (messages may have been missed meanwhile)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            message = self._store._call(lambda: self._pubsub.get_message(timeout=left))
+            if message is not None and message.get("data") == self._job_id:
+                return True
+        return False
+
+    def close(self) -> None:
+        with contextlib.suppress(redis.RedisError, OSError):
+            self._pubsub.close()
 
 
 def _fate(record: list[str | None], done: int, requeued: int, parked: int, leased: int, running: int,

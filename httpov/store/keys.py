@@ -44,6 +44,11 @@ class Keys:
         """Set: the published jobs that are not finished (the sweepers look only at these)."""
         return f"{self.prefix}:active"
 
+    def stops(self) -> str:
+        """Pub/sub channel: a job id, published when the job moves to a finished state (cancel, delete --force, a
+        final failure), so render nodes stop its povrays at once (worker/lease.py; their poll is the fallback)."""
+        return f"{self.prefix}:stops"
+
     # one job
     def job(self, job_id: str) -> str:
         """Hash: the job's record (state, spec, created, total, user, queue, caps, priority, povray...)."""

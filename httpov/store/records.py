@@ -50,6 +50,7 @@ class DoneInfo(TypedDict, total=False):
     attempt: int
     povray: str | None  # the povray version that rendered it
     httpov: str  # the render node's httpov version
+    result: str  # which execution's zip is the batch's result (paths.batch_key); absent: the fixed name
 
 
 class FailedInfo(TypedDict, total=False):

@@ -86,9 +86,9 @@ class StatusSource:
             if not done:
                 return None
             newest = max(done, key=lambda b: done[b].get("finished", 0.0))
-            return batch_key(job, newest), "*"
+            return batch_key(job, newest, done[newest].get("result", "")), "*"
         holding = [b for b in done if frame in Batch.from_id(b).frames]
-        return (batch_key(job, holding[0]), frame) if holding else None
+        return (batch_key(job, holding[0], done[holding[0]].get("result", "")), frame) if holding else None
 
     def frame_png(self, job: str, frame: int, who: Identity | None = None) -> bytes:
         """The full PNG of one rendered frame (JobNotFoundError when it is not rendered), checked first."""

@@ -139,7 +139,8 @@ class RenderNode:
     def _run(self, job_id: str, batch_id: str, token: str, node: str) -> Outcome:
         lease = self.settings.lease_seconds
         handoff = f"retry:{token}"
-        execution = f"{token}/{secrets.token_hex(4)}"
+        result = secrets.token_hex(4)  # this execution's own name for its zip: never a name another one wrote
+        execution = f"{token}/{result}"  # its lease's value, the fence its result is recorded behind
         try:  # before any lease or file: every field of the record and the message this node acts on
             spec = self.spec(job_id)
         except JobNotFoundError:
@@ -177,7 +178,7 @@ class RenderNode:
                 if self._storage_failed:  # one probe rather than a render whose result cannot be stored
                     self.storage.check()
                     self._storage_failed = False
-                seconds = self._render_and_store(spec, batch, keeper)
+                seconds = self._render_and_store(spec, batch, keeper, result)
                 if batch.prepass:  # queued before it is recorded done: a node lost in between leaves it to redo
                     self._release(spec, batch)
         except Stopped as stop:
@@ -207,23 +208,34 @@ class RenderNode:
         self._waits, self._storage_failed = 0, False
         frames_done = 0 if batch.prepass else batch.last - batch.first + 1  # a pre-pass renders no frame of the job
         info = DoneInfo(node=node, seconds=round(seconds, 3), frames=frames_done, finished=time.time(), attempt=attempt,
-                        povray=self.povray_version, httpov=povray.httpov_version())
+                        povray=self.povray_version, httpov=povray.httpov_version(), result=result)
 
-        stored = [batch_key(job_id, batch_id)]
+        stored = [batch_key(job_id, batch_id, result)]
 
-        def record() -> None:
+        def record() -> str:
             if batch.prepass:
                 frames: list[int] = []
             else:
-                frames = self._stitch_if_complete(spec, batch) if spec.slices else list(batch.frames)
+                frames = (self._stitch_if_complete(spec, batch, execution, result) if spec.slices
+                          else list(batch.frames))
             stored.extend(frame_key(job_id, povray.frame_file(spec.name, f, spec.final)) for f in frames if spec.slices)
-            self.store.finish_batch(job_id, batch_id, info, frames)
+            return self.store.finish_batch(job_id, batch_id, info, frames, execution)
         try:  # the render is stored: ride out a Redis restart rather than render it again
-            through_outage(record, max(self.settings.outage_seconds, 3 * lease))
+            recorded = through_outage(record, max(self.settings.outage_seconds, 3 * lease))
         except JobNotFoundError:  # the job was deleted while this batch rendered: nothing of it may stay behind
             for key in stored:
                 self.storage.delete(key)
             raise
+        except _Lost:
+            recorded = "lost"
+        except RenderError as exc:  # the frame could not be stitched yet
+            self.storage.delete(stored[0])
+            return self._failed(spec, batch, handoff, node, attempt, exc)
+        if recorded == "lost":  # its lease was taken over: the batch's result is another execution's, left alone
+            self.storage.delete(stored[0])
+            return Outcome("discarded", detail=f"{batch.label}: this execution lost its lease (its node was frozen "
+                                               "or cut off past it) and the batch was taken over; its output is "
+                                               "discarded, the stored result is the other execution's")
         return Outcome("rendered", detail=f"{batch.label} in {seconds:.1f}s")
 
     def _refuse_job(self, job_id: str, batch_id: str, node: str, exc: HttpovError) -> Outcome:
@@ -317,10 +329,18 @@ class RenderNode:
         self.store.wait_for_storage(spec.id, batch.id, handoff, node, wait + self.settings.lease_seconds, str(exc))
         return Outcome("waiting", retry_in=wait, detail=f"waiting for storage: {exc}")
 
-    def _render_and_store(self, spec: JobSpec, batch: Batch, lease: LeaseKeeper) -> float:
+    def _render_and_store(self, spec: JobSpec, batch: Batch, lease: LeaseKeeper, result: str) -> float:
         stopped: list[str] = []
 
-        def keep_going() -> bool:  # asked every povray tick (half a second)
+        class KeepGoing:  # asked every povray tick (half a second), and at once when the job's stop is announced
+            fileno = staticmethod(lease.fileno)  # readable when it is (povray._wait selects on it)
+            tick = self.settings.stop_poll_seconds  # and between messages, this often
+
+            def __call__(self) -> bool:
+                lease.woken()  # the message only wakes the render up: the job's state, read now, decides
+                return keep_going()
+
+        def keep_going() -> bool:
             state = lease.state  # at the last renewal, or 'lost' if another task took the batch
             if lease.live:
                 try:  # between renewals one HGET of the job's state, so that a cancel kills povray at once
@@ -346,7 +366,7 @@ class RenderNode:
                            size: tuple[int, int] | None = None) -> povray.RenderOutput:
                     try:
                         return self.povray_render(self.settings.povray, spec, batch, workdir,
-                                                  self.settings.render_threads, keep_going, self.limits,
+                                                  self.settings.render_threads, KeepGoing(), self.limits,
                                                   spec.time_limit, extra, size)
                     except RenderError:
                         if stopped:
@@ -354,7 +374,7 @@ class RenderNode:
                         self._keep_failed_log(spec, batch, workdir / "render.log")
                         raise
                 if batch.prepass:
-                    return self._prepass(spec, batch, workdir / "scene", render)
+                    return self._prepass(spec, batch, workdir / "scene", render, result)
                 extra = None
                 if spec.radiosity != "off" and (spec.slices or spec.radiosity == "shared"):
                     extra = self._load_radiosity(spec, batch, workdir / "scene")
@@ -364,7 +384,7 @@ class RenderNode:
                     for frame, image in sorted(output.images.items()):
                         zf.write(image, povray.frame_file(spec.name, frame, spec.final), zipfile.ZIP_STORED)
                     zf.writestr(f"{batch.id}.log", output.log, zipfile.ZIP_DEFLATED)
-                self.storage.put_file(batch_key(spec.id, batch.id), archive)
+                self.storage.put_file(batch_key(spec.id, batch.id, result), archive)
                 return output.seconds
             except (Stopped, NodeFaultError):
                 raise
@@ -375,7 +395,7 @@ class RenderNode:
                 raise
 
     def _prepass(self, spec: JobSpec, batch: Batch, scene_dir: Path,
-                 render: Callable[..., povray.RenderOutput]) -> float:
+                 render: Callable[..., povray.RenderOutput], result: str) -> float:
         """A frame's radiosity pre-pass: a probe at 8x6 with the scene's own settings says whether radiosity is on;
         if so the whole image without AA saves povray's radiosity cache, stored for every slice to load, else an
         empty file is stored (the slices then render as without a pre-pass). A cache already stored (an earlier
@@ -401,7 +421,7 @@ class RenderNode:
         archive = scene_dir.parent / f"{batch.id}.zip"  # povray's logs, fetched with the others
         with zipfile.ZipFile(archive, "w") as zf:
             zf.writestr(f"{batch.id}.log", "\n".join(logs), zipfile.ZIP_DEFLATED)
-        self.storage.put_file(batch_key(spec.id, batch.id), archive)
+        self.storage.put_file(batch_key(spec.id, batch.id, result), archive)
         return seconds
 
     def _load_radiosity(self, spec: JobSpec, batch: Batch, scene_dir: Path) -> list[str] | None:
@@ -474,18 +494,32 @@ class RenderNode:
         single bad node can never use up a batch's attempts alone."""
         return max(1, self.settings.max_attempts - 1)
 
-    def _stitch_if_complete(self, spec: JobSpec, batch: Batch) -> list[int]:
-        """After a slice is stored: if it was the frame's last, stitch the frame and answer [frame]."""
+    def _stitch_if_complete(self, spec: JobSpec, batch: Batch, execution: str, result: str) -> list[int]:
+        """After a slice is stored (as `result`): if it was the frame's last, stitch the frame from the slices' results
+        (the other slices' as their done records name them) and answer [frame]; _Lost, stitching nothing, if this
+        execution no longer owns its batch."""
         frame = batch.first
         if self.store.slice_done(spec.id, frame, batch.id) < len(spec.slices or []):
             return []
+        if not self.store.owns(spec.id, batch.id, execution, result):  # a stale slice never replaces the frame
+            raise _Lost()
+        pieces = [Batch(frame, frame, rows).id for rows in spec.slices or []]
+        deadline = time.monotonic() + self.settings.lease_seconds / 2  # well before this execution's lease runs out
+        while True:  # another slice's node may be between its slice_done and its finish_batch: a moment
+            done = self.store.done_infos(spec.id, [p for p in pieces if p != batch.id])
+            if all(done.values()):
+                break
+            if time.monotonic() > deadline:  # its node died in between: this one's retry stitches the frame
+                raise RenderError(f"a slice of frame {frame} was stored but never recorded done", transient=True)
+            time.sleep(0.05)
         name = povray.frame_file(spec.name, frame, spec.final)
         with tempfile.TemporaryDirectory(prefix="httpov-stitch-") as tmp:
             parts = []
             for rows in spec.slices or []:
                 piece = Batch(frame, frame, rows)
                 archive = Path(tmp) / f"{piece.id}.zip"
-                self.storage.get_file(batch_key(spec.id, piece.id), archive)
+                stored = result if piece.id == batch.id else (done[piece.id] or {}).get("result", "")
+                self.storage.get_file(batch_key(spec.id, piece.id, stored), archive)
                 with zipfile.ZipFile(archive) as zf:
                     target = Path(tmp) / f"{piece.id}.png"
                     target.write_bytes(zf.read(name))
@@ -494,6 +528,10 @@ class RenderNode:
             stitch.stitch(parts, whole)
             self.storage.put_file(frame_key(spec.id, name), whole)
         return [frame]
+
+
+class _Lost(Exception):
+    """This execution's lease was taken over: what it rendered is not the batch's result."""
 
 
 def _frames(batch_id: str) -> str:

@@ -1,23 +1,37 @@
-"""Keeping a running batch's lease alive from a thread, whatever the render process is busy with."""
+"""Keeping a running batch's lease alive from a thread, whatever the render process is busy with, and hearing at
+once when its job is stopped."""
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
+import time
 
 from httpov.errors import BrokerUnavailableError
 from httpov.states import LIVE, JobState
 from httpov.store import JobStore
 
+#: The longest the keeper's thread waits for a stop message between two checks of its own stop (its exit).
+LISTEN_SLICE = 1.0
+
 
 class LeaseKeeper:
     """Refreshes one execution's lease every `lease / 4` seconds (one Redis call) while the scene downloads, povray
     runs and the zip uploads, so a short lease never runs out under a live render; `state` is the job's state at
-    the last refresh, or 'lost' once another execution took the batch. Use as a context manager."""
+    the last refresh, or 'lost' once another execution took the batch. Between refreshes it listens on the stops
+    channel (JobStore.listen_for_stop): when the job is cancelled (or failed) its `fileno()` becomes readable, so
+    whoever waits on povray asks at once whether to go on (httpov.worker.povray._wait). Use as a context manager."""
 
     def __init__(self, store: JobStore, job_id: str, batch_id: str, token: str, lease: float) -> None:
         self.state: str = JobState.RUNNING
         self._refresh = lambda: store.refresh(job_id, batch_id, token, lease)
+        self._listen = lambda: store.listen_for_stop(job_id)
         self._every = lease / 4
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._users, self._lock = 2, threading.Lock()  # the read end is closed by the later of the thread and exit
         self._thread = threading.Thread(target=self._run, name=f"lease {batch_id}", daemon=True)
 
     @property
@@ -25,19 +39,66 @@ class LeaseKeeper:
         """True while the render should go on: the job is live or paused (a paused job's running batches finish)."""
         return self.state in LIVE or self.state == JobState.PAUSED
 
+    def fileno(self) -> int:
+        """A file descriptor that becomes readable when the job's stop was announced (see `woken`)."""
+        return self._wake_r
+
+    def woken(self) -> bool:
+        """Whether a stop was announced since the last call (and forget it): the caller then checks the job."""
+        try:
+            return bool(os.read(self._wake_r, 64))
+        except (BlockingIOError, OSError):
+            return False
+
     def _run(self) -> None:
-        while self.live and not self._stop.wait(self._every):
+        listener = None
+        try:
             try:
-                self.state = self._refresh()
-            except BrokerUnavailableError:
-                # Redis restarting or out of reach: keep rendering. Should the lease run out meanwhile, another
-                # node may render the batch too, which is harmless: outputs and completion are idempotent.
-                continue
+                listener = self._listen()
+            except (BrokerUnavailableError, AttributeError):  # Redis out of reach (or a store without pub/sub): poll
+                pass
+            due = time.monotonic() + self._every
+            while self.live and not self._stop.is_set():
+                left = due - time.monotonic()
+                if left <= 0:
+                    due = time.monotonic() + self._every
+                    try:
+                        self.state = self._refresh()
+                    except BrokerUnavailableError:
+                        # Redis restarting or out of reach: keep rendering. Should the lease run out meanwhile,
+                        # another node may take the batch: its result is then fenced off (finish_batch).
+                        continue
+                elif listener is None:
+                    self._stop.wait(left)
+                else:
+                    try:
+                        if listener.wait(min(left, LISTEN_SLICE)):
+                            self._wake()
+                    except BrokerUnavailableError:  # the poll of the job's state (HTTPOV_STOP_POLL_SECONDS) stays
+                        listener.close()
+                        listener = None
+            if not self.live:  # cancelled, failed or taken over, as the refresh said: wake the render now too
+                self._wake()
+        finally:
+            if listener is not None:
+                listener.close()
+            os.close(self._wake_w)
+            self._let_go()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # (a full pipe already wakes the render)
+            os.write(self._wake_w, b"!")
+
+    def _let_go(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                os.close(self._wake_r)
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self._every)
+        self._stop.set()  # the thread ends within LISTEN_SLICE; nothing waits for it (a late refresh is a no-op)
+        self._let_go()

@@ -135,7 +135,7 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         except FileNotFoundError:
             raise RenderError(f"povray executable {povray!r} not found on this node", transient=True) from None
-        returncode = _wait(proc, watch)
+        returncode = _wait(proc, watch, tick=getattr(keep_going, "tick", 0.5), wake=getattr(keep_going, "fileno", None))
     text = log_path.read_text(errors="replace")
     seconds = time.monotonic() - started
     if why or returncode is None:
@@ -195,17 +195,20 @@ class OutputUsage:
         return None
 
 
-def _wait(proc: subprocess.Popen, keep_going: Callable[[], bool], tick: float = 0.5) -> int | None:
-    """Wait for povray, waking the moment it exits (a pidfd), and at least every `tick` seconds to ask
+def _wait(proc: subprocess.Popen, keep_going: Callable[[], bool], tick: float = 0.5,
+          wake: Callable[[], int] | None = None) -> int | None:
+    """Wait for povray, waking the moment it exits (a pidfd), the moment `wake()` (a file descriptor: the lease
+    keeper's, readable when the job's stop is announced) is readable, and at least every `tick` seconds to ask
     `keep_going`; kill its whole process group when told to stop or when we are interrupted."""
     try:
         pidfd = os.pidfd_open(proc.pid)
     except OSError:  # no pidfd (old kernel): Popen's polling wait
         pidfd = None
+    waits = [fd for fd in (pidfd, wake() if wake is not None else None) if fd is not None]
     try:
         while True:
             if pidfd is not None:
-                if select.select([pidfd], [], [], tick)[0]:
+                if pidfd in select.select(waits, [], [], tick)[0]:
                     return proc.wait()
             else:
                 try:

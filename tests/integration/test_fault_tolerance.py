@@ -13,10 +13,18 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local_farm import free_port, worker_env
+from httpov.paths import batch_key
 from httpov.store.keys import Keys
 from httpov.view import job_view
-from tests.conftest import kombu_layout, outlived, pixels, povray_direct, queue_drained, wait_for
-from tests.integration.faults import crash_script, frames_in_results, povray_pids, redis_server, slow_scene
+from tests.conftest import kombu_layout, outlived, pixels, povray_direct, queue_drained, wait_for, write_scene
+from tests.integration.faults import (
+    SLOW_SCENE,
+    crash_script,
+    frames_in_results,
+    povray_pids,
+    redis_server,
+    slow_scene,
+)
 
 
 def _running_on(client, job_id: str) -> dict[str, str]:
@@ -239,7 +247,8 @@ def test_a_frozen_nodes_batches_are_requeued_once_and_its_thaw_changes_nothing(t
         assert (final.state, final.frames_done) == ("done", 12)
         wait_for(lambda: _unacked_of(settings, sub.spec.id) == 0, 30, "the frozen node's messages to be dropped")
     finally:
-        os.killpg(victim.pid, signal.SIGCONT)
+        thawed = time.time()
+        os.killpg(victim.pid, signal.SIGCONT)  # its povrays ran on meanwhile: it wakes holding finished renders
     victim_log = tmp_path / "victim.log"
     wait_for(lambda: victim_log.read_text().count("succeeded in") >= 2, 60, "the thawed node to end its tasks")
     log = (tmp_path / "rescuer.log").read_text() + caplog.text
@@ -247,8 +256,40 @@ def test_a_frozen_nodes_batches_are_requeued_once_and_its_thaw_changes_nothing(t
     batches = client.store.batches(sub.spec.id)
     assert batches["requeued"] == {b: 1 for b in lost}
     assert all(batches["done"][b]["node"].startswith("rescuer@") for b in lost)
+    # the stored result of each lost batch is the one its done record names, written before the thaw: the woken
+    # node's output replaced nothing (today's fence: its lease was taken over), it was discarded, and it says so
+    for b in lost:
+        result = Path(settings.storage) / batch_key(sub.spec.id, b, batches["done"][b].get("result", ""))
+        assert result.stat().st_mtime < thawed, f"batch {b}'s stored result was written by the thawed node"
+    assert victim_log.read_text().count("discarded") >= len(lost), "the woken node says its output was discarded"
     names = frames_in_results(Path(settings.storage), sub.spec.id)
     assert names == [f"frozen_{n:04d}.png" for n in range(1, 13)], "each frame exactly once in the results"
+
+
+def test_a_frozen_nodes_slices_stitch_nothing_on_thaw(tmp_path, settings, client, workers):
+    """A stale slice neither records itself nor stitches its frame over the one its job's live node stitched."""
+    settings = settings.with_(lease_seconds=2.0)
+    ini = "Width=192\nHeight=144\nAntialias=on\nAntialias_Threshold=0.05\nInitial_Frame=1\nFinal_Frame=1\n"
+    sub = client.submit(write_scene(tmp_path / "still", SLOW_SCENE, ini), slices=2)  # two slices of ~5 s
+    victim = workers(concurrency=2, name="victim", settings_=settings.with_(cache_dir=tmp_path / "victimcache"))
+    wait_for(lambda: len(povray_pids(str(tmp_path / "victimcache"))) >= 2, 60, "the victim to render both slices")
+    os.killpg(victim.pid, signal.SIGSTOP)  # its povrays run on: it wakes holding finished slices
+    try:
+        workers(concurrency=2, name="rescuer", settings_=settings)
+        final = client.wait(sub.spec.id, timeout=120)
+        assert final.state == "done"
+        wait_for(lambda: not povray_pids(str(tmp_path / "victimcache")), 60, "the frozen node's povrays to end")
+    finally:
+        thawed = time.time()
+        os.killpg(victim.pid, signal.SIGCONT)
+    victim_log = tmp_path / "victim.log"
+    wait_for(lambda: victim_log.read_text().count("succeeded in") >= 2, 60, "the thawed node to end its tasks")
+    done = client.store.batches(sub.spec.id)["done"]
+    assert all(info["node"].startswith("rescuer@") for info in done.values())
+    frames = list((Path(settings.storage) / "jobs" / sub.spec.id / "frames").iterdir())
+    assert len(frames) == 1 and frames[0].stat().st_mtime < thawed, "the thawed node stitched the frame again"
+    assert victim_log.read_text().count("discarded") >= 2
+    assert len(list((Path(settings.storage) / "jobs" / sub.spec.id / "batches").iterdir())) == 2
 
 
 def test_a_finished_job_shows_no_running_batches_and_retry_requeues_none(tmp_path, settings, client, workers):

@@ -120,6 +120,20 @@ def test_cancel_kills_povray_at_the_next_tick_not_the_next_lease_refresh(tmp_pat
     assert client.store.batches(sub.spec.id)["done"] == {}
 
 
+def test_cancel_stops_povray_by_its_message_not_by_a_poll(tmp_path, settings, client, workers):
+    # the node's own looks at the job's state are a minute apart (a 2-minute lease refreshed every 30 s, the state
+    # read every 60 s): povray gone within seconds can only be the stop message `cancel` publishes
+    settings = settings.with_(lease_seconds=120.0, stop_poll_seconds=60.0)
+    sub = client.submit(slow_scene(tmp_path / "m", 40), count=20)
+    workers(concurrency=2, settings_=settings)
+    wait_for(lambda: len(client.store.running(sub.spec.id)) == 2 and len(povray_pids(str(settings.cache_dir))) >= 2,
+             60, "two batches to be rendering")
+    assert _cli(settings, "cancel", sub.spec.id).exit_code == 0
+    wait_for(lambda: not povray_pids(str(settings.cache_dir)), 5, "every povray of the job to be killed")
+    wait_for(lambda: not client.store.running(sub.spec.id), 10, "the running batches to be released")
+    assert client.store.batches(sub.spec.id)["done"] == {}
+
+
 def test_cancel_pause_and_status_never_import_celery(tmp_path, settings, client):
     """What a control command costs is mostly imports: the ones that only touch job state need no Celery."""
     job = client.submit(write_scene(tmp_path / "s", TINY_ANIMATION, "Width=8\nHeight=6\n"), count=1)

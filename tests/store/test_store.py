@@ -138,9 +138,53 @@ def test_a_job_waiting_for_storage_says_so_until_a_batch_is_stored_or_it_ends(st
         assert store.r.get(store.keys.lease(job, "f000001-000001")) == "retry:t"  # held for the task's retry
         assert store.running(job)["f000001-000001"]["retrying"] is True
         assert store.blocked(job) == set() and store.batches(job)["failed"] == {}  # no one is blamed
-    store.finish_batch("j1", "f000001-000001", DoneInfo(node="node@h"), [1])
+    store.finish_batch("j1", "f000001-000001", DoneInfo(node="node@h"), [1], "retry:t")  # the retry holds it
     assert store.r.hget(store.keys.job("j1"), "waiting") is None  # storage is back
     store.transition("j2", JobState.CANCELLED)
     assert store.r.hget(store.keys.job("j2"), "waiting") is None  # a finished job waits for nothing
     store.wait_for_storage("j2", "f000002-000002", "retry:u", "node@h", 10.0, "late")
     assert store.r.hget(store.keys.job("j2"), "waiting") is None  # and a late node does not bring it back
+
+
+def _started(store: JobStore, token: str, batch: str = "f000001-000001") -> None:
+    store.create(_spec())
+    store.publish("j1")
+    assert store.start_batch("j1", batch, token, "a@host", 60.0) == "ok"
+
+
+def test_an_execution_that_lost_its_lease_records_nothing(store: JobStore):
+    """The fence (scripts/finish_batch.lua): the batch taken over by another execution, the first one's commit is
+    refused and the record stays the one that owns the batch; a repeated commit of the owner answers as the first."""
+    batch = "f000001-000001"
+    _started(store, "stale/1")
+    store.r.delete(store.keys.lease("j1", batch))  # its lease ran out; the sweep gave the batch to another node
+    store.r.hdel(store.keys.running("j1"), batch)
+    assert store.start_batch("j1", batch, "fresh/2", "b@host", 60.0) == "ok"
+    assert store.finish_batch("j1", batch, {"node": "a@host", "result": "1"}, [1], "stale/1") == "lost"
+    assert store.batches("j1")["done"] == {} and store.r.get(store.keys.lease("j1", batch)) == "fresh/2"
+    assert store.finish_batch("j1", batch, {"node": "b@host", "result": "2"}, [1], "fresh/2") == "ok"
+    assert store.finish_batch("j1", batch, {"node": "b@host", "result": "2"}, [1], "fresh/2") == "ok"  # a retried call
+    assert store.finish_batch("j1", batch, {"node": "a@host", "result": "1"}, [1], "stale/1") == "lost"
+    assert store.batches("j1")["done"][batch] == {"node": "b@host", "result": "2"}
+    assert not store.owns("j1", batch, "stale/1", "1")
+
+
+def test_an_execution_whose_lease_ran_out_unclaimed_still_records(store: JobStore):
+    """A lease that expired while no one took the batch (Redis out of reach a while): still the execution's."""
+    batch = "f000001-000001"
+    _started(store, "slow/1")
+    store.r.delete(store.keys.lease("j1", batch))
+    assert store.owns("j1", batch, "slow/1", "1")
+    assert store.finish_batch("j1", batch, {"node": "a@host", "result": "1"}, [1], "slow/1") == "ok"
+    assert store.batches("j1")["done"][batch]["result"] == "1" and store.batches("j1")["running"] == {}
+
+
+def test_a_finishing_transition_announces_the_jobs_stop(store: JobStore):
+    _started(store, "t/1")
+    listener = store.listen_for_stop("j1")
+    try:
+        assert not listener.wait(0.05)
+        store.transition("j1", JobState.CANCELLED)
+        assert listener.wait(5.0)
+    finally:
+        listener.close()

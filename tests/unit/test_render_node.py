@@ -87,9 +87,10 @@ class FakeStore:
     def hold_for_retry(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float) -> None:
         self.calls.append(("hold_for_retry", batch_id, handoff, seconds))
 
-    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int]) -> bool:
+    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int], token: str) -> str:
         self.calls.append(("finish_batch", batch_id, frames))
-        return True
+        self.result = info["result"]
+        return getattr(self, "finish_answer", "done")
 
     def release(self, job_id: str, batch_id: str) -> None:
         self.calls.append(("release", batch_id))
@@ -170,8 +171,20 @@ def test_a_rendered_batch_is_stored_and_recorded(farm):
     outcome = _run(node)
     assert outcome.status == "rendered" and fake.runs == 1
     assert store.calls[-1] == ("finish_batch", BATCH, [1, 2])
-    with zipfile.ZipFile(storage.root / batch_key(JOB, BATCH)) as zf:
+    with zipfile.ZipFile(storage.root / batch_key(JOB, BATCH, store.result)) as zf:
         assert zf.read(frame_file("anim", 1, 4)) == b"png of frame 1" and f"{BATCH}.log" in zf.namelist()
+
+
+def test_an_execution_that_lost_its_lease_discards_its_output_and_replaces_nothing(farm):
+    node, store, fake, storage = farm
+    committed = storage.root / batch_key(JOB, BATCH, "other")  # the execution that took the batch over stored this
+    committed.parent.mkdir(parents=True)
+    committed.write_bytes(b"the batch's result")
+    store.finish_answer = "lost"
+    outcome = _run(node)
+    assert outcome.status == "discarded" and "discarded" in outcome.detail
+    assert [p.name for p in committed.parent.iterdir()] == [committed.name]  # its own zip deleted, no other touched
+    assert committed.read_bytes() == b"the batch's result"
 
 
 def test_a_scene_error_fails_the_job_at_once_and_keeps_povrays_log(farm):

@@ -3,8 +3,10 @@
 -- one in (ARGV[2] 'live'). A job that leaves or enters its finished states (ARGV[6], ' a b ') also forgets its
 -- running batches and their leases (ARGV[5] .. batch): no stale 'running' entry outlives a failed or cancelled job,
 -- and `retry` starts with none for the sweepers to requeue, nor a stale 'waiting for storage' note. A job reopened
--- by `retry` notes when: older messages of its batches are stale.
--- KEYS: 1 job record, 2 the active set, 3 running. Answers 'ok', 'missing', or the state the job stays in.
+-- by `retry` notes when: older messages of its batches are stale. A job that moves to a finished state is announced
+-- on the stops channel (KEYS[4], the job id): render nodes rendering its batches stop their povrays at once.
+-- KEYS: 1 job record, 2 the active set, 3 running, 4 the stops channel. Answers 'ok', 'missing', or the state the
+-- job stays in.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
 local function finished(s) return string.find(ARGV[6], ' ' .. s .. ' ', 1, true) ~= nil end
@@ -26,6 +28,7 @@ for i = 7, #ARGV do
       redis.call('DEL', KEYS[3])
       redis.call('HDEL', KEYS[1], 'waiting')  -- no job waits for storage once it ends, nor when it starts again
     end
+    if finished(ARGV[1]) then redis.call('PUBLISH', KEYS[4], ARGV[4]) end
     return 'ok'
   end
 end

@@ -1,0 +1,43 @@
+-- finish_batch: record a batch done by the execution holding token ARGV[2], only while that execution still owns the
+-- batch (the fence): its lease holds the token, or the lease ran out with no one else taking the batch (the running
+-- entry still names the token), or the job finished meanwhile (cancelled, failed: it forgot its running batches)
+-- and the batch is not done. An execution whose lease was taken over (its node frozen past it, then woken; or the
+-- batch rendered again by `retry --frames`) records nothing: 'lost', and its zip is not the batch's result. A done
+-- record naming this execution's result already (this call retried after a lost reply) answers as a first call.
+-- KEYS: 1 job record, 2 the batch's lease, 3 running, 4 done, 5 frames, 6 failed, 7 window.
+-- ARGV: 1 batch id, 2 token, 3 DoneInfo (JSON), 4 its result name, 5 finished states (' a b '), 6 'check' (only say
+-- whether the batch is still ours: {'ours'}, writing nothing) or 'record', 7.. frames done.
+-- Answers {'missing'}, {'lost'}, {'ours'} or {'ok', batches done, total}.
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing'} end
+local batch, token = ARGV[1], ARGV[2]
+local function field(raw, name)
+  local ok, value = pcall(cjson.decode, raw)
+  if ok and type(value) == 'table' then return value[name] end
+  return nil
+end
+local done = redis.call('HGET', KEYS[4], batch)
+if done and field(done, 'result') == ARGV[4] then
+  return {'ok', redis.call('HLEN', KEYS[4]), redis.call('HGET', KEYS[1], 'total')}
+end
+if done then return {'lost'} end
+local lease = redis.call('GET', KEYS[2])
+local ours = lease == token
+if not lease then
+  local running = redis.call('HGET', KEYS[3], batch)
+  if running then
+    ours = field(running, 'token') == token
+  else
+    ours = string.find(ARGV[5], ' ' .. state .. ' ', 1, true) ~= nil
+  end
+end
+if not ours then return {'lost'} end
+if ARGV[6] == 'check' then return {'ours'} end
+redis.call('HSET', KEYS[4], batch, ARGV[3])
+for i = 7, #ARGV do redis.call('SADD', KEYS[5], ARGV[i]) end
+redis.call('HDEL', KEYS[3], batch)
+redis.call('HDEL', KEYS[6], batch)
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[7], batch)
+redis.call('HDEL', KEYS[1], 'waiting')  -- a batch was stored: the farm's storage is back
+return {'ok', redis.call('HLEN', KEYS[4]), redis.call('HGET', KEYS[1], 'total')}

@@ -46,7 +46,8 @@ assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTI
 #: The Lua scripts (httpov/store/scripts/<name>.lua, each saying what its KEYS and ARGV are), read once at import.
 SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua").read_text()
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
-                        "transition", "guarded", "use_scene", "drop_scene")}
+                        "transition", "guarded", "use_scene", "drop_scene", "idle_in_window", "unsent",
+                        "held_since")}
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
 
@@ -69,6 +70,9 @@ class JobStore:
         self._drop_scene = client.register_script(SCRIPTS["drop_scene"])
         self._top_up = client.register_script(SCRIPTS["top_up"])
         self._park_pending = client.register_script(SCRIPTS["park_pending"])
+        self._idle = client.register_script(SCRIPTS["idle_in_window"])
+        self._unsent = client.register_script(SCRIPTS["unsent"])
+        self._held_since = client.register_script(SCRIPTS["held_since"])
 
     @classmethod
     def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> JobStore:
@@ -470,13 +474,32 @@ class JobStore:
             pipe.hmget(self.keys.node_pools(), nodes)
             counts, pools = pipe.execute()
             return counts, pools
-        counts, listed = self._call(run)
-        by_pool: dict[str, int] = defaultdict(int)
-        for count, pools in zip(counts, listed):
-            for pool in (pools or "").split(","):
-                if pool:
-                    by_pool[pool] += int(count or 0)
-        return sum(int(c) for c in counts if c), dict(by_pool)
+        return _processes(*self._call(run))
+
+    def fair_share(self, also: str | None, within: float) -> tuple[dict[str, Share], tuple[int, dict[str, int]],
+                                                                   dict[str, str]]:
+        """What fair share reads (httpov.dispatch.windows) in two round trips, not five: the shares of the active jobs
+        and of job `also`, render_processes(within), and the per-user limits (user_limits)."""
+        def run() -> tuple[list[str], list[Any], list[str], list[str], dict[str, str]]:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.smembers(self.keys.active())
+            pipe.zrangebyscore(self.keys.nodes(), time.time() - within, "+inf")
+            pipe.hgetall(self.keys.user_limits())
+            active, nodes, entries = pipe.execute()
+            ids = sorted(active)
+            if also is not None and also not in active:
+                ids.append(also)
+            pipe = self.r.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(self.keys.job(job_id), "user", "priority", "created", "max_processes", "queue")
+            if nodes:
+                pipe.hmget(self.keys.node_processes(), nodes)
+                pipe.hmget(self.keys.node_pools(), nodes)
+            replies = pipe.execute()
+            counts, listed = (replies[-2], replies[-1]) if nodes else ([], [])
+            return ids, replies[:len(ids)], counts, listed, entries
+        ids, records, counts, listed, entries = self._call(run)
+        return _shares(ids, records), _processes(counts, listed), entries
 
     def shares(self, job_ids: list[str]) -> dict[str, Share]:
         """What fair share needs of each live job (see Share); jobs gone are left out."""
@@ -485,18 +508,15 @@ class JobStore:
             for job_id in job_ids:
                 pipe.hmget(self.keys.job(job_id), "user", "priority", "created", "max_processes", "queue")
             return pipe.execute()
-        out: dict[str, Share] = {}
-        for job_id, (user, priority, created, cap, queue) in zip(job_ids, self._call(run)):
-            if created is not None:  # (a record from before it held its priority shares at priority 0)
-                out[job_id] = Share(user or "", int(priority or 0), float(created), int(cap or 0), queue or "")
-        return out
+        return _shares(job_ids, self._call(run))
 
     def top_up(self, job_id: str, limit: int) -> tuple[str, list[str]]:
         """Move batches of a live job from its pending list into its window, up to `limit` (or its --max-processes)
-        queued or running at once; answers the job's queue ('' for the default) and the batches to send now."""
+        queued or running at once, stamped with Redis's clock; answers the job's queue ('' for the default) and the
+        batches to send now."""
         reply = self._call(lambda: self._top_up(
             keys=[self.keys.job(job_id), self.keys.pending(job_id), self.keys.window(job_id), self.keys.done(job_id)],
-            args=[limit, time.time()]))
+            args=[limit]))
         return (reply[0], list(reply[1:])) if reply else ("", [])
 
     def pend(self, job_id: str, batch_ids: list[str], front: bool = True, replace: bool = False) -> None:
@@ -524,23 +544,27 @@ class JobStore:
                           ["LPUSH", self.keys.pending(job_id), *batch_ids])
 
     def idle_in_window(self, job_id: str, min_age: float) -> list[str]:
-        """Batches in the job's window for more than `min_age` seconds that are neither running, done nor parked."""
-        def run() -> list[str]:
-            old = self.r.zrangebyscore(self.keys.window(job_id), 0, time.time() - min_age)
-            if not old:
-                return []
-            pipe = self.r.pipeline()
-            for batch_id in old:
-                pipe.hexists(self.keys.running(job_id), batch_id)
-                pipe.hexists(self.keys.done(job_id), batch_id)
-                pipe.sismember(self.keys.parked(job_id), batch_id)
-            replies = pipe.execute()
-            return [b for i, b in enumerate(old) if not any(replies[3 * i:3 * i + 3])]
-        return self._call(run)
+        """Batches in the job's window for more than `min_age` seconds (Redis's clock) that are neither running,
+        done nor parked; one round trip (scripts/idle_in_window.lua)."""
+        return list(self._call(lambda: self._idle(keys=self._window_keys(job_id), args=[min_age])))
 
-    def touch_window(self, job_id: str, batch_id: str) -> None:
-        """A batch of the window was (re)sent now."""
-        self._guarded(job_id, ["ZADD", self.keys.window(job_id), "XX", time.time(), batch_id])
+    def unsent(self, job_id: str, idle: dict[str, bool], confirm: float) -> list[str]:
+        """Of the job's idle batches (idle_in_window) with whether their message was seen, those out of sight at two
+        looks at least `confirm` seconds apart (Redis's clock): they were never sent, and are stamped as sent now
+        (scripts/unsent.lua). One round trip."""
+        args: list[Any] = [confirm]
+        for batch_id, seen in idle.items():
+            args += [batch_id, int(seen)]
+        return list(self._call(lambda: self._unsent(keys=[*self._window_keys(job_id), self.keys.unseen(job_id)],
+                                                    args=args)))
+
+    def _window_keys(self, job_id: str) -> list[str]:
+        return [self.keys.window(job_id), self.keys.running(job_id), self.keys.done(job_id), self.keys.parked(job_id)]
+
+    def held_since(self, index: str, min_age: float) -> list[str]:
+        """The delivery tags in kombu's unacked index (`index`, named by httpov.broker) held for `min_age` seconds or
+        more by Redis's clock, counted from when a sweep first saw each (scripts/held_since.lua)."""
+        return list(self._call(lambda: self._held_since(keys=[index, self.keys.held_seen()], args=[min_age])))
 
     def queue_of(self, job_id: str) -> str:
         """The Celery queue a job's batches go to ('' for the default one)."""
@@ -714,6 +738,25 @@ class JobStore:
                         batches += 1
             return seconds, frames, batches
         return self._call(run)
+
+
+def _shares(job_ids: list[str], records: list[Any]) -> dict[str, Share]:
+    """JobStore.shares from each job's HMGET of user, priority, created, max_processes and queue."""
+    out: dict[str, Share] = {}
+    for job_id, (user, priority, created, cap, queue) in zip(job_ids, records):
+        if created is not None:  # (a record from before it held its priority shares at priority 0)
+            out[job_id] = Share(user or "", int(priority or 0), float(created), int(cap or 0), queue or "")
+    return out
+
+
+def _processes(counts: list[Any], listed: list[Any]) -> tuple[int, dict[str, int]]:
+    """JobStore.render_processes from the live nodes' processes and pools."""
+    by_pool: dict[str, int] = defaultdict(int)
+    for count, pools in zip(counts, listed):
+        for pool in (pools or "").split(","):
+            if pool:
+                by_pool[pool] += int(count or 0)
+    return sum(int(c) for c in counts if c), dict(by_pool)
 
 
 def _fate(record: list[str | None], done: int, requeued: int, parked: int, leased: int, running: int,

@@ -1,0 +1,44 @@
+"""A slow link between the render nodes and Redis (250 ms each way, a node in another region): the sweeps judge by
+Redis's clock and by leases, so no batch is requeued or delivered twice, and the job finishes."""
+from __future__ import annotations
+
+import re
+
+from httpov.local_farm import free_port
+from tests.conftest import TINY_ANIMATION, wait_for, write_scene
+from tests.integration.faults import DelayProxy, redis_server
+
+
+def test_a_job_on_a_slow_link_finishes_with_no_requeue_and_each_batch_rendered_once(tmp_path, settings, workers):
+    from httpov.celery import make_app
+    from httpov.client import Client
+
+    port = free_port()
+    (tmp_path / "redis").mkdir()
+    server = redis_server(tmp_path / "redis", port, persist=False)
+    direct = f"redis://127.0.0.1:{port}/0"
+    try:
+        with DelayProxy(port, 0.25) as proxy:
+            here = settings.with_(broker_url=direct, state_url=direct)  # the user's client, next to Redis
+            client = Client(here, make_app(here))
+            workers(concurrency=2, name="far", settings_=here.with_(broker_url=proxy.url, state_url=proxy.url))
+            sub = client.submit(write_scene(tmp_path / "scene", TINY_ANIMATION,
+                                            "Width=16\nHeight=12\nInitial_Frame=1\nFinal_Frame=8\n"), count=1)
+            final = client.wait(sub.spec.id, timeout=120)
+            assert (final.state, final.frames_done) == ("done", 8)
+            batches = client.store.batches(sub.spec.id)
+            assert batches["requeued"] == {}, "no render node died: nothing may be requeued"
+            assert batches["attempts"] == dict.fromkeys(sub.spec.batches, 1), "each batch started once"
+        log = tmp_path / "far.log"
+
+        def handled() -> list[tuple[str, str]]:
+            return re.findall(r"httpov: batch (\w+): job=\S+ batch=(\S+)", log.read_text(errors="replace"))
+        # a batch is recorded done before its node logs it
+        wait_for(lambda: len(handled()) >= len(sub.spec.batches), 30, "every batch's line in the node's log")
+        text, handled_ = log.read_text(errors="replace"), handled()
+        assert sorted(b for outcome, b in handled_ if outcome == "rendered") == sorted(sub.spec.batches)
+        assert [(o, b) for o, b in handled_ if o != "rendered"] == [], "a batch was delivered twice"
+        assert "never sent" not in text and "died before starting" not in text
+    finally:
+        server.terminate()
+        server.wait(20)

@@ -77,9 +77,11 @@ def run(work: Path, port: int, delay_ms: int, n: int) -> dict[str, float]:
         logs = [work / f"{tag}-node{i}.log" for i in range(2)]
         procs = [start_worker(nodes, 2, f"{tag}n{i}", log) for i, log in enumerate(logs)]
         try:
-            # both nodes said they are alive: the job's window is sized for them, and start-up is not timed
+            # both nodes said they are alive (the job's window is sized for them) and wait for batches in BRPOP:
+            # start-up is not timed
             deadline = time.monotonic() + 120
-            while len(client.store.live_nodes(within=60)) < 2:
+            while len(client.store.live_nodes(within=60)) < 2 or sum(
+                    c["cmd"] == "brpop" for c in redis.Redis.from_url(direct).client_list()) < 2:
                 if time.monotonic() > deadline:
                     raise TimeoutError("render nodes did not start")
                 time.sleep(0.2)

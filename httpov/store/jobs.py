@@ -47,7 +47,7 @@ assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTI
 SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua").read_text()
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
                         "transition", "guarded", "use_scene", "drop_scene", "idle_in_window", "unsent",
-                        "held_since")}
+                        "held_since", "fair_share")}
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
 
@@ -73,6 +73,7 @@ class JobStore:
         self._idle = client.register_script(SCRIPTS["idle_in_window"])
         self._unsent = client.register_script(SCRIPTS["unsent"])
         self._held_since = client.register_script(SCRIPTS["held_since"])
+        self._fair_share = client.register_script(SCRIPTS["fair_share"])
 
     @classmethod
     def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> JobStore:
@@ -103,6 +104,16 @@ class JobStore:
         """Check the schema version this Redis holds and upgrade an older one (httpov.store.version); answers it
         (None for a Redis with none of httpov's keys yet). SchemaVersionError, writing nothing, for a newer one."""
         return self._call(lambda: ensure_schema(self.r, self.keys))
+
+    def load_scripts(self) -> None:
+        """Load every Lua script into Redis in one round trip (a render node at start): a script's first use then
+        costs one round trip, not three (EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA again)."""
+        def run() -> None:
+            pipe = self.r.pipeline(transaction=False)
+            for text in SCRIPTS.values():
+                pipe.script_load(text)
+            pipe.execute()
+        self._call(run)
 
     def ping(self) -> None:
         """Raise BrokerUnavailableError unless Redis answers."""
@@ -291,15 +302,31 @@ class JobStore:
         value instead of `token` (a blocked node giving the batch back keeps it visible to the sweepers).
         `user_max_processes`: the farm's default per-user cap (HTTPOV_USER_MAX_PROCESSES) for owners whose limits
         (httpov.user_limits) do not set one."""
+        return self._start_batch(job_id, batch_id, token, node, lease, handoff, hand_back, user_max_processes)
+
+    def take_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
+                   user_max_processes: int = 0) -> tuple[str, int]:
+        """start_batch for a render node about to render the batch, in the same round trip refused ('blocked') if
+        the node is blocked from the job, and counting the attempt: answers the status and, for 'ok', the attempt."""
+        status = self._start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes,
+                                   check_node=node, count=True)
+        if status.startswith("ok:"):
+            return "ok", int(status[3:])
+        return status, 0
+
+    def _start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str,
+                     hand_back: bool, user_max_processes: int, check_node: str = "", count: bool = False) -> str:
         value = handoff if hand_back else token
         info = json.dumps(RunningInfo(node=node, started=time.time(), token=value, handed_back=hand_back))
-        return self._call(lambda: self._start(
+        return str(self._call(lambda: self._start(
             keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id),
                   self.keys.done(job_id), self.keys.parked(job_id), self.keys.submit_lease(job_id),
-                  self.keys.pending(job_id), self.keys.window(job_id), self.keys.user_limits(), self.keys.active()],
+                  self.keys.pending(job_id), self.keys.window(job_id), self.keys.user_limits(), self.keys.active(),
+                  self.keys.blocked(job_id), self.keys.attempts(job_id)],
             args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE, _words(_GONE_FROM),
-                  _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}")],
-        ))
+                  _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}"),
+                  check_node, "1" if count else ""],
+        )))
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
         """Extend the lease; answers the job's state, or 'lost' if another task took the batch."""
@@ -315,11 +342,14 @@ class JobStore:
                           RunningInfo(node=node, started=time.time(), token=handoff, retrying=True))],
                       while_in=(*LIVE, JobState.PAUSED))
 
-    def finish_batch(self, job_id: str, batch_id: str, info: DoneInfo, frames: list[int]) -> bool:
+    def finish_batch(self, job_id: str, batch_id: str, info: DoneInfo, frames: list[int],
+                     count_node: bool = False) -> bool:
         """Record the batch done (once, however often it runs) and its finished frames; True if the job is done.
-        JobNotFoundError, writing nothing, if the job's record is gone."""
+        With `count_node`, also count_batch(info's node, 'done') in the same round trip. JobNotFoundError, writing
+        nothing, if the job's record is gone."""
         *_, done, total = self._guarded(
-            job_id, ["HSETNX", self.keys.done(job_id), batch_id, json.dumps(info)],
+            job_id, *(self._counting(info["node"], "done") if count_node else []),
+            ["HSETNX", self.keys.done(job_id), batch_id, json.dumps(info)],
             *([["SADD", self.keys.frames(job_id), *frames]] if frames else []),
             ["HDEL", self.keys.running(job_id), batch_id], ["HDEL", self.keys.failed(job_id), batch_id],
             ["DEL", self.keys.lease(job_id, batch_id)], ["ZREM", self.keys.window(job_id), batch_id],
@@ -436,14 +466,18 @@ class JobStore:
 
     def count_batch(self, node: str, outcome: str, window: float = 3600.0) -> None:
         """Note that `node` finished a batch ('done' or 'failed') now; kept for `window` seconds (`httpov nodes`)."""
-        key, now = self.keys.node_batches(node), time.time()
         def run() -> None:
             pipe = self.r.pipeline(transaction=False)
-            pipe.zadd(key, {f"{outcome}:{now}:{secrets.token_hex(4)}": now})
-            pipe.zremrangebyscore(key, "-inf", now - window)
-            pipe.expire(key, int(window) + 60)
+            for command in self._counting(node, outcome, window):
+                pipe.execute_command(*command)
             pipe.execute()
         self._call(run)
+
+    def _counting(self, node: str, outcome: str, window: float = 3600.0) -> list[list[Any]]:
+        """count_batch's commands."""
+        key, now = self.keys.node_batches(node), time.time()
+        return [["ZADD", key, now, f"{outcome}:{now}:{secrets.token_hex(4)}"],
+                ["ZREMRANGEBYSCORE", key, "-inf", now - window], ["EXPIRE", key, int(window) + 60]]
 
     def node_batches(self, nodes: list[str], window: float = 3600.0) -> dict[str, dict[str, int]]:
         """Batches each node finished in the last `window` seconds: {'done': n, 'failed': n}."""
@@ -478,28 +512,14 @@ class JobStore:
 
     def fair_share(self, also: str | None, within: float) -> tuple[dict[str, Share], tuple[int, dict[str, int]],
                                                                    dict[str, str]]:
-        """What fair share reads (httpov.dispatch.windows) in two round trips, not five: the shares of the active jobs
-        and of job `also`, render_processes(within), and the per-user limits (user_limits)."""
-        def run() -> tuple[list[str], list[Any], list[str], list[str], dict[str, str]]:
-            pipe = self.r.pipeline(transaction=False)
-            pipe.smembers(self.keys.active())
-            pipe.zrangebyscore(self.keys.nodes(), time.time() - within, "+inf")
-            pipe.hgetall(self.keys.user_limits())
-            active, nodes, entries = pipe.execute()
-            ids = sorted(active)
-            if also is not None and also not in active:
-                ids.append(also)
-            pipe = self.r.pipeline(transaction=False)
-            for job_id in ids:
-                pipe.hmget(self.keys.job(job_id), "user", "priority", "created", "max_processes", "queue")
-            if nodes:
-                pipe.hmget(self.keys.node_processes(), nodes)
-                pipe.hmget(self.keys.node_pools(), nodes)
-            replies = pipe.execute()
-            counts, listed = (replies[-2], replies[-1]) if nodes else ([], [])
-            return ids, replies[:len(ids)], counts, listed, entries
-        ids, records, counts, listed, entries = self._call(run)
-        return _shares(ids, records), _processes(counts, listed), entries
+        """What fair share reads (httpov.dispatch.windows) in one round trip, not five (scripts/fair_share.lua): the
+        shares of the active jobs and of job `also`, render_processes(within), and the per-user limits."""
+        keys = [self.keys.active(), self.keys.nodes(), self.keys.user_limits(), self.keys.node_processes(),
+                self.keys.node_pools()]
+        ids, fields, counts, listed, entries = self._call(lambda: self._fair_share(
+            keys=keys, args=[time.time() - within, self.keys.job("{job}"), also or ""]))
+        records = [fields[i:i + 5] for i in range(0, len(fields), 5)]
+        return _shares(ids, records), _processes(counts, listed), dict(zip(entries[::2], entries[1::2]))
 
     def shares(self, job_ids: list[str]) -> dict[str, Share]:
         """What fair share needs of each live job (see Share); jobs gone are left out."""

@@ -115,9 +115,9 @@ class RenderNode:
             outcome = self._run(job_id, batch_id, token, node)
         except JobNotFoundError:
             outcome = Outcome("missing")
-        if outcome.status in ("rendered", "failed", "retry"):  # `httpov nodes`: batches done and failed lately
+        if outcome.status in ("failed", "retry"):  # `httpov nodes`: batches done (counted by finish_batch) and failed
             with contextlib.suppress(HttpovError):
-                self.store.count_batch(node, "done" if outcome.status == "rendered" else "failed")
+                self.store.count_batch(node, "failed")
         if outcome.status != "missing":  # a deleted job's batches are said once per job, below
             why = f" ({shown(outcome.detail)})" if outcome.status not in ("rendered", "handback") else ""
             batch_log.info("httpov: batch %s: job=%s batch=%s frames=%s seconds=%.2f node=%s%s", outcome.status,
@@ -145,17 +145,18 @@ class RenderNode:
             batch = check_batch(spec, batch_id)
         except BadInputError as exc:
             return Outcome("refused", detail=str(exc))  # a message no one planned: dropped, the job goes on
-        blocked = self.store.blocked(job_id)
-        if node in blocked:
-            return self._hand_back(job_id, batch_id, execution, handoff, node, blocked)
         if not spec.any_povray and job_id not in self._ours and self.povray_version != "unknown":
             pinned = self.store.pin_povray(job_id, self.povray_version)
             if pinned == self.povray_version:
                 self._ours.add(job_id)  # a job's version never changes: asked once per job and process
             elif pinned is not None:  # its pixels would differ: a node with the job's povray renders it
-                return self._hand_back(job_id, batch_id, execution, handoff, node, blocked, povray_version=pinned)
-        status = self.store.start_batch(job_id, batch_id, execution, node, lease, handoff,
-                                        user_max_processes=self.settings.user_max_processes or 0)
+                return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
+                                       povray_version=pinned)
+        # one round trip: refused if this node is blocked from the job, else the lease taken and the attempt counted
+        status, attempt = self.store.take_batch(job_id, batch_id, execution, node, lease, handoff,
+                                                user_max_processes=self.settings.user_max_processes or 0)
+        if status == "blocked":
+            return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id))
         if status == JobState.PAUSED:
             return Outcome("parked")  # start_batch parked it; resume queues it again
         if status == "deferred":  # --max-processes (the job's or its owner's) reached: back on its pending list,
@@ -163,7 +164,6 @@ class RenderNode:
             return Outcome("deferred")
         if status != "ok":
             return Outcome(status)  # duplicate, busy elsewhere, cancelled, failed, done, missing
-        attempt = self.store.add_attempt(job_id, batch_id)
         try:
             with LeaseKeeper(self.store, job_id, batch_id, execution, lease) as keeper:
                 seconds = self._render_and_store(spec, batch, keeper)
@@ -197,7 +197,7 @@ class RenderNode:
             else:
                 frames = self._stitch_if_complete(spec, batch) if spec.slices else list(batch.frames)
             stored.extend(frame_key(job_id, povray.frame_file(spec.name, f, spec.final)) for f in frames if spec.slices)
-            self.store.finish_batch(job_id, batch_id, info, frames)
+            self.store.finish_batch(job_id, batch_id, info, frames, count_node=True)  # `httpov nodes` too
         try:  # the render is stored: ride out a Redis restart rather than render it again
             through_outage(record, max(self.settings.outage_seconds, 3 * lease))
         except JobNotFoundError:  # the job was deleted while this batch rendered: nothing of it may stay behind

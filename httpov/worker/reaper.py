@@ -41,6 +41,10 @@ class Reaper(bootsteps.StartStopStep):
     def start(self, worker):
         settings = Settings.from_env()
         store = open_store(settings)
+        try:
+            store.load_scripts()
+        except Exception as exc:  # Redis away: each script is loaded at its first use instead
+            log.warning("httpov: could not load the Lua scripts into Redis: %s", exc)
         info = {"host": socket.gethostname(), "processes": worker.concurrency, "cores": os.cpu_count(),
                 "povray": povray.version(settings.povray), "httpov": povray.httpov_version(), "started": time.time()}
         node = (worker.app, store, settings, worker.hostname, int(worker.concurrency or 0),

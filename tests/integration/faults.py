@@ -82,7 +82,8 @@ def redis_server(folder: Path, port: int, persist: bool) -> subprocess.Popen:
 class DelayProxy:
     """A TCP proxy on 127.0.0.1 that holds every chunk `delay` seconds before passing it on, each way: a slow link
     (a render node in another building or region) in front of a private redis-server. Chunks keep their order and
-    the link its bandwidth: only latency is added. Runs its asyncio loop in a thread; `url` is where to connect."""
+    the link its bandwidth: only latency is added. Runs its asyncio loop in a thread; `url` is where to connect.
+    `delay` may be changed at any time (a chunk keeps the delay it arrived under)."""
 
     def __init__(self, target_port: int, delay: float, port: int | None = None) -> None:
         from httpov.local_farm import free_port

@@ -8,7 +8,7 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
@@ -43,8 +43,9 @@ _GONE_FROM = allowed_from(JobState.FAILED, only=(JobState.SUBMITTING,))
 _STARTED_FROM = allowed_from(JobState.RUNNING, only=(JobState.QUEUED,))
 _PUBLISHED_FROM = allowed_from(JobState.QUEUED, only=(JobState.SUBMITTING,))
 assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTING,))
-#: The Lua scripts (httpov/store/scripts/<name>.lua, each saying what its KEYS and ARGV are), read once at import.
-SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua").read_text()
+#: The Lua scripts (httpov/store/scripts/<name>.lua, each saying what its KEYS and ARGV are), read once at import
+#: (beside this module: importlib.resources would add its own import to every command).
+SCRIPTS = {name: (Path(__file__).parent / "scripts" / f"{name}.lua").read_text()
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
                         "transition", "guarded", "use_scene", "drop_scene", "idle_in_window", "unsent",
                         "held_since", "fair_share")}
@@ -707,25 +708,18 @@ class JobStore:
         """done / failed / running / parked / attempts / requeued of every batch that has any."""
         def run() -> Batches:
             pipe = self.r.pipeline()
-            for part in ("done", "failed", "running", "attempts", "requeued"):
-                pipe.hgetall(self.keys.job_part(job_id, part))
-            pipe.smembers(self.keys.parked(job_id))
-            pipe.smembers(self.keys.frames(job_id))
-            pipe.smembers(self.keys.blocked(job_id))
-            pipe.lrange(self.keys.history(job_id), 0, -1)
-            done, failed, running, attempts, requeued, parked, frames, blocked, history = pipe.execute()
-            return {
-                "done": {k: json.loads(v) for k, v in done.items()},
-                "failed": {k: json.loads(v) for k, v in failed.items()},
-                "running": {k: json.loads(v) for k, v in running.items()},
-                "attempts": {k: int(v) for k, v in attempts.items()},
-                "requeued": {k: int(v) for k, v in requeued.items()},
-                "parked": sorted(parked),
-                "frames": sorted(int(f) for f in frames),
-                "blocked": sorted(blocked),
-                "history": [json.loads(line) for line in history],
-            }
+            self._read_batches(pipe, job_id)
+            return _batches(pipe.execute())
         return self._call(run)
+
+    def _read_batches(self, pipe: Any, job_id: str) -> None:
+        """Queue the reads of batches() on a pipeline (BATCH_READS replies, read by _batches)."""
+        for part in ("done", "failed", "running", "attempts", "requeued"):
+            pipe.hgetall(self.keys.job_part(job_id, part))
+        pipe.smembers(self.keys.parked(job_id))
+        pipe.smembers(self.keys.frames(job_id))
+        pipe.smembers(self.keys.blocked(job_id))
+        pipe.lrange(self.keys.history(job_id), 0, -1)
 
     def record(self, job_id: str) -> JobRecord:
         raw = self._call(lambda: self.r.hgetall(self.keys.job(job_id)))
@@ -737,6 +731,23 @@ class JobStore:
         """The job's record, spec and batches, read once (status views are built from these)."""
         record = self.record(job_id)
         return record, JobSpec.from_dict(json.loads(record["spec"])), self.batches(job_id)
+
+    def snapshots(self, job_ids: list[str]) -> dict[str, tuple[JobRecord, JobSpec, Batches]]:
+        """snapshot() of several jobs in one round trip (`httpov status`: the newest jobs); jobs gone are left out."""
+        def run() -> list[Any]:
+            pipe = self.r.pipeline()  # MULTI/EXEC: each job's record and batches as of one moment
+            for job_id in job_ids:
+                pipe.hgetall(self.keys.job(job_id))
+                self._read_batches(pipe, job_id)
+            return pipe.execute()
+        replies = self._call(run) if job_ids else []
+        out: dict[str, tuple[JobRecord, JobSpec, Batches]] = {}
+        step = 1 + BATCH_READS
+        for n, job_id in enumerate(job_ids):
+            record, *parts = replies[n * step:(n + 1) * step]
+            if record:
+                out[job_id] = (cast(JobRecord, record), JobSpec.from_dict(json.loads(record["spec"])), _batches(parts))
+        return out
 
     def frame_times(self, history: str, keep: int = 8, sample: int = 64) -> tuple[float, int, int]:
         """Measured (seconds, frames, batches) summed over done batches of the last `keep` jobs filed under
@@ -758,6 +769,26 @@ class JobStore:
                         batches += 1
             return seconds, frames, batches
         return self._call(run)
+
+
+#: Replies of JobStore._read_batches.
+BATCH_READS = 9
+
+
+def _batches(replies: list[Any]) -> Batches:
+    """batches() from the replies of JobStore._read_batches."""
+    done, failed, running, attempts, requeued, parked, frames, blocked, history = replies
+    return {
+        "done": {k: json.loads(v) for k, v in done.items()},
+        "failed": {k: json.loads(v) for k, v in failed.items()},
+        "running": {k: json.loads(v) for k, v in running.items()},
+        "attempts": {k: int(v) for k, v in attempts.items()},
+        "requeued": {k: int(v) for k, v in requeued.items()},
+        "parked": sorted(parked),
+        "frames": sorted(int(f) for f in frames),
+        "blocked": sorted(blocked),
+        "history": [json.loads(line) for line in history],
+    }
 
 
 def _shares(job_ids: list[str], records: list[Any]) -> dict[str, Share]:

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +28,8 @@ parser.add_argument("--delays", default="0,100,250", help="milliseconds added ea
 parser.add_argument("--runs", type=int, default=1, help="jobs per delay (the median is reported)")
 parser.add_argument("--frames", type=int, default=30)
 parser.add_argument("--timeout", type=float, default=900.0)
+parser.add_argument("--gossip", action="store_true",
+                    help="start the render nodes with Celery's gossip and mingle (as a bare `celery worker` does)")
 parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent,
                     help="the checkout whose httpov (CLI and render node) is measured")
 ARGS = parser.parse_args()
@@ -39,7 +42,7 @@ import redis  # noqa: E402
 
 from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
-from httpov.local_farm import free_port, start_worker, stop_worker  # noqa: E402
+from httpov.local_farm import free_port, start_worker, stop_worker, worker_env  # noqa: E402
 from httpov.settings import Settings  # noqa: E402
 from tests.conftest import TINY_ANIMATION, write_scene  # noqa: E402
 from tests.integration.faults import DelayProxy, redis_server  # noqa: E402
@@ -61,6 +64,16 @@ logging.getLogger("httpov").addHandler(SAID)
 logging.getLogger("httpov").propagate = False
 
 
+def start(settings: Settings, name: str, log: Path) -> subprocess.Popen:
+    """A render node of 2 processes as httpov.local_farm starts one (without gossip and mingle), or with them."""
+    if not ARGS.gossip:
+        return start_worker(settings, 2, name, log)
+    argv = [sys.executable, "-m", "celery", "-A", "httpov", "worker", "--concurrency", "2", "--loglevel", "INFO",
+            "-Q", settings.queue, "-n", f"{name}@%h"]
+    return subprocess.Popen(argv, env=worker_env(settings), stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+
+
 def commands(url: str) -> int:
     stats = redis.Redis.from_url(url).info("commandstats")
     return sum(int(v["calls"]) for v in stats.values())
@@ -75,7 +88,7 @@ def run(work: Path, port: int, delay_ms: int, n: int) -> dict[str, float]:
         nodes = base.with_(broker_url=proxy.url, state_url=proxy.url)
         client = Client(base, make_app(base))
         logs = [work / f"{tag}-node{i}.log" for i in range(2)]
-        procs = [start_worker(nodes, 2, f"{tag}n{i}", log) for i, log in enumerate(logs)]
+        procs = [start(nodes, f"{tag}n{i}", log) for i, log in enumerate(logs)]
         try:
             # both nodes said they are alive (the job's window is sized for them) and wait for batches in BRPOP:
             # start-up is not timed

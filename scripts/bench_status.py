@@ -5,7 +5,7 @@ command, `python -m httpov.cli status`, runs N times as a user types it; the med
 are reported, on a quiet farm and while a client keeps submitting 600-frame jobs (one after another) to the same
 Redis. Its output is checked to list the jobs.
 
-    python scripts/bench_status.py [--runs 15] [--repo /work/main]
+    python scripts/bench_status.py [--runs 15] [--repo /work/main] [--compare /work/main]
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--runs", type=int, default=15)
 parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent,
                     help="the checkout whose httpov is measured")
+parser.add_argument("--compare", type=Path, help="another checkout (e.g. main's) whose `httpov status` runs in turn "
+                    "with this one's on the same Redis, so that both meet the same load")
 ARGS = parser.parse_args()
 ROOT = ARGS.repo.resolve()
 os.chdir(ROOT)  # `python -m httpov.cli` imports httpov from the working directory
@@ -34,21 +36,25 @@ from httpov.local_farm import embedded_redis, worker_env  # noqa: E402
 from httpov.settings import Settings  # noqa: E402
 from tests.conftest import TINY_ANIMATION, write_scene  # noqa: E402
 
+CHECKOUTS = [ROOT, *([ARGS.compare.resolve()] if ARGS.compare else [])]
 
-def timed(settings: Settings, runs: int) -> list[float]:
-    times = []
+
+def timed(settings: Settings, runs: int) -> dict[Path, list[float]]:
+    times: dict[Path, list[float]] = {root: [] for root in CHECKOUTS}
     for _ in range(runs):
-        started = time.monotonic()
-        out = subprocess.run([sys.executable, "-m", "httpov.cli", "status"], env=worker_env(settings),
-                             capture_output=True, text=True, check=True).stdout
-        times.append(time.monotonic() - started)
-        assert out.count("queued") >= 20, out
+        for root in CHECKOUTS:
+            started = time.monotonic()
+            out = subprocess.run([sys.executable, "-m", "httpov.cli", "status"], env=worker_env(settings), cwd=root,
+                                 capture_output=True, text=True, check=True).stdout
+            times[root].append(time.monotonic() - started)
+            assert out.count("queued") >= 20, out
     return times
 
 
-def say(label: str, times: list[float]) -> None:
-    print(f"{label}: median {statistics.median(times):.3f} s (min {min(times):.3f}, max {max(times):.3f}, "
-          f"{len(times)} runs)", flush=True)
+def say(label: str, times: dict[Path, list[float]]) -> None:
+    for root, seen in times.items():
+        print(f"{label} ({root}): median {statistics.median(seen):.3f} s (min {min(seen):.3f}, max {max(seen):.3f}, "
+              f"{len(seen)} runs)", flush=True)
 
 
 def main() -> None:

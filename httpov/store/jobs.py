@@ -571,9 +571,9 @@ class JobStore:
 
     def unsent(self, job_id: str, idle: dict[str, bool], confirm: float) -> list[str]:
         """Of the job's idle batches (idle_in_window) with whether their message was seen, those out of sight at two
-        looks at least `confirm` seconds apart (Redis's clock): they were never sent, and are stamped as sent now
-        (scripts/unsent.lua). One round trip."""
-        args: list[Any] = [confirm]
+        looks at least `confirm` seconds apart, and at most 8 x `confirm` (Redis's clock): they were never sent,
+        and are stamped as sent now (scripts/unsent.lua). One round trip."""
+        args: list[Any] = [confirm, 8 * confirm]
         for batch_id, seen in idle.items():
             args += [batch_id, int(seen)]
         return list(self._call(lambda: self._unsent(keys=[*self._window_keys(job_id), self.keys.unseen(job_id)],

@@ -128,8 +128,9 @@ class Farm:
                 zf.writestr(f"{batch}.log", "povray's log\n")
             self.client.storage.put_bytes(paths.batch_key(job, batch), result.getvalue())
             self.client.store.transition(job, JobState.RUNNING)
+            assert self.client.store.start_batch(job, batch, "tok", "n@h", 60.0) == "ok"  # the execution's lease
             self.client.store.finish_batch(job, batch, {"node": "n@h", "seconds": 0.1, "frames": 1,
-                                                        "finished": time.time()}, [1])
+                                                        "finished": time.time()}, [1], "tok")
             assert self.client.store.state(job) == "done"
         return job
 

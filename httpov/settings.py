@@ -4,6 +4,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -206,8 +207,6 @@ def config_path(env: Mapping[str, str]) -> Path | None:
 
 def read_config(path: Path) -> dict[str, Any]:
     """The settings of a TOML config file, keys named like the Settings fields; anything else is BadInputError."""
-    import tomllib  # here: a command run without a config file does not pay for the parser
-
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -15,10 +25,6 @@ from httpov.eta import duration
 from httpov.states import JobState
 from httpov.text import shown
 from httpov.view import JobView
-
-if TYPE_CHECKING:  # rich.live and rich.progress are imported by the commands that draw them: `status` does not
-    from rich.live import Live
-    from rich.progress import Progress, TaskID
 
 #: Off a terminal nothing is wrapped or cut: a line is as long as it is (a terminal's own width applies on one).
 PLAIN_WIDTH = 1000
@@ -160,13 +166,6 @@ class JobProgress:
             self._last = changed
             return
         if self._progress is None:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-            )
-
             self._progress = Progress(
                 BarColumn(bar_width=30), MofNCompleteColumn(),
                 TextColumn("frames, {task.fields[failed]} failed, {task.fields[rate]:.2f} fr/s, "
@@ -205,13 +204,6 @@ class Counter:
                 self.out.print(Text(f"{self.what} {done}/{total}"), soft_wrap=True)
             return
         if self._progress is None:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-            )
-
             self._progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                                       console=self.out, auto_refresh=False, redirect_stdout=False,
                                       redirect_stderr=False)
@@ -240,14 +232,6 @@ class Transfer:
         if not self.out.is_terminal or self._closed:
             return
         if self._progress is None:
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TransferSpeedColumn,
-            )
-
             self._progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
                                       TransferSpeedColumn(), console=self.out, auto_refresh=False,
                                       redirect_stdout=False, redirect_stderr=False)
@@ -263,7 +247,5 @@ class Transfer:
 
 def watch_live(out: Console) -> Live:
     """The in-place view `httpov watch` redraws on a terminal (redrawn when told, by no thread of its own)."""
-    from rich.live import Live
-
     return Live(console=out, auto_refresh=False, vertical_overflow="visible", redirect_stdout=False,
                 redirect_stderr=False)

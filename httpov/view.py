@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from httpov import eta
+from httpov.errors import JobNotFoundError
 from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, prepass_ids
 from httpov.settings import Settings, live_node_window
@@ -283,33 +284,19 @@ def overview(store: JobStore, now: float | None = None, *, states: Collection[st
              name: str | None = None, user: str | None = None, limit: int | None = None,
              live_within: float | None = None) -> list[JobView]:
     """job_view of the jobs in `states`, whose name matches the shell-style pattern `name` and of `user`: the newest
-    `limit` of them (None: all), oldest first. The jobs are read newest first, `limit` (at least 20) per round trip
-    (JobStore.snapshots), only as many as it takes to find them."""
+    `limit` of them (None: all), oldest first. Only as many views are built as it takes to find them."""
     chosen: list[JobView] = []
-    ids = store.job_ids()[::-1]
-    step = max(limit or 0, 20)
-    at = time.time() if now is None else now
-    for start in range(0, len(ids), step):
+    for job_id in reversed(store.job_ids()):
         if limit is not None and len(chosen) >= limit:
             break
-        part = ids[start:start + step]
-        snapshots = store.snapshots(part)
-        for job_id in part:
-            if limit is not None and len(chosen) >= limit:
-                break
-            if job_id not in snapshots:  # deleted meanwhile
-                continue
-            view = from_snapshot(*snapshots[job_id], now=at)
-            if (states and view.state not in states) or (user is not None and view.user != user) or \
-                    (name is not None and not fnmatch.fnmatchcase(view.name, name)):
-                continue
-            chosen.append(view)
-    pooled = [view for view in chosen if view.pool and not view.ended]
-    if pooled:  # as job_view says it, read once for all of them
-        pools = store.live_pools(within=live_node_window(Settings.lease_seconds) if live_within is None
-                                 else live_within)
-        for view in pooled:
-            view.pool_live = view.pool in pools
+        try:
+            view = job_view(store, job_id, now, live_within=live_within)
+        except JobNotFoundError:  # deleted meanwhile
+            continue
+        if (states and view.state not in states) or (user is not None and view.user != user) or \
+                (name is not None and not fnmatch.fnmatchcase(view.name, name)):
+            continue
+        chosen.append(view)
     return chosen[::-1]
 
 

@@ -8,7 +8,7 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
+from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis
@@ -43,12 +43,10 @@ _GONE_FROM = allowed_from(JobState.FAILED, only=(JobState.SUBMITTING,))
 _STARTED_FROM = allowed_from(JobState.RUNNING, only=(JobState.QUEUED,))
 _PUBLISHED_FROM = allowed_from(JobState.QUEUED, only=(JobState.SUBMITTING,))
 assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTING,))
-#: The Lua scripts (httpov/store/scripts/<name>.lua, each saying what its KEYS and ARGV are), read once at import
-#: (beside this module: importlib.resources would add its own import to every command).
-SCRIPTS = {name: (Path(__file__).parent / "scripts" / f"{name}.lua").read_text()
+#: The Lua scripts (httpov/store/scripts/<name>.lua, each saying what its KEYS and ARGV are), read once at import.
+SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua").read_text()
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
-                        "transition", "guarded", "use_scene", "drop_scene", "finish_batch", "idle_in_window",
-                        "unsent", "held_since", "fair_share")}
+                        "transition", "guarded", "use_scene", "drop_scene", "finish_batch")}
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
 
@@ -72,10 +70,6 @@ class JobStore:
         self._top_up = client.register_script(SCRIPTS["top_up"])
         self._park_pending = client.register_script(SCRIPTS["park_pending"])
         self._finish = client.register_script(SCRIPTS["finish_batch"])
-        self._idle = client.register_script(SCRIPTS["idle_in_window"])
-        self._unsent = client.register_script(SCRIPTS["unsent"])
-        self._held_since = client.register_script(SCRIPTS["held_since"])
-        self._fair_share = client.register_script(SCRIPTS["fair_share"])
 
     @classmethod
     def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> JobStore:
@@ -106,16 +100,6 @@ class JobStore:
         """Check the schema version this Redis holds and upgrade an older one (httpov.store.version); answers it
         (None for a Redis with none of httpov's keys yet). SchemaVersionError, writing nothing, for a newer one."""
         return self._call(lambda: ensure_schema(self.r, self.keys))
-
-    def load_scripts(self) -> None:
-        """Load every Lua script into Redis in one round trip (a render node at start): a script's first use then
-        costs one round trip, not three (EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA again)."""
-        def run() -> None:
-            pipe = self.r.pipeline(transaction=False)
-            for text in SCRIPTS.values():
-                pipe.script_load(text)
-            pipe.execute()
-        self._call(run)
 
     def ping(self) -> None:
         """Raise BrokerUnavailableError unless Redis answers."""
@@ -314,31 +298,15 @@ class JobStore:
         value instead of `token` (a blocked node giving the batch back keeps it visible to the sweepers).
         `user_max_processes`: the farm's default per-user cap (HTTPOV_USER_MAX_PROCESSES) for owners whose limits
         (httpov.user_limits) do not set one."""
-        return self._start_batch(job_id, batch_id, token, node, lease, handoff, hand_back, user_max_processes)
-
-    def take_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
-                   user_max_processes: int = 0) -> tuple[str, int]:
-        """start_batch for a render node about to render the batch, in the same round trip refused ('blocked') if
-        the node is blocked from the job, and counting the attempt: answers the status and, for 'ok', the attempt."""
-        status = self._start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes,
-                                   check_node=node, count=True)
-        if status.startswith("ok:"):
-            return "ok", int(status[3:])
-        return status, 0
-
-    def _start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str,
-                     hand_back: bool, user_max_processes: int, check_node: str = "", count: bool = False) -> str:
         value = handoff if hand_back else token
         info = json.dumps(RunningInfo(node=node, started=time.time(), token=value, handed_back=hand_back))
-        return str(self._call(lambda: self._start(
+        return self._call(lambda: self._start(
             keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id),
                   self.keys.done(job_id), self.keys.parked(job_id), self.keys.submit_lease(job_id),
-                  self.keys.pending(job_id), self.keys.window(job_id), self.keys.user_limits(), self.keys.active(),
-                  self.keys.blocked(job_id), self.keys.attempts(job_id)],
+                  self.keys.pending(job_id), self.keys.window(job_id), self.keys.user_limits(), self.keys.active()],
             args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE, _words(_GONE_FROM),
-                  _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}"),
-                  check_node, "1" if count else ""],
-        )))
+                  _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}")],
+        ))
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
         """Extend the lease; answers the job's state, or 'lost' if another task took the batch."""
@@ -516,18 +484,14 @@ class JobStore:
 
     def count_batch(self, node: str, outcome: str, window: float = 3600.0) -> None:
         """Note that `node` finished a batch ('done' or 'failed') now; kept for `window` seconds (`httpov nodes`)."""
+        key, now = self.keys.node_batches(node), time.time()
         def run() -> None:
             pipe = self.r.pipeline(transaction=False)
-            for command in self._counting(node, outcome, window):
-                pipe.execute_command(*command)
+            pipe.zadd(key, {f"{outcome}:{now}:{secrets.token_hex(4)}": now})
+            pipe.zremrangebyscore(key, "-inf", now - window)
+            pipe.expire(key, int(window) + 60)
             pipe.execute()
         self._call(run)
-
-    def _counting(self, node: str, outcome: str, window: float = 3600.0) -> list[list[Any]]:
-        """count_batch's commands."""
-        key, now = self.keys.node_batches(node), time.time()
-        return [["ZADD", key, now, f"{outcome}:{now}:{secrets.token_hex(4)}"],
-                ["ZREMRANGEBYSCORE", key, "-inf", now - window], ["EXPIRE", key, int(window) + 60]]
 
     def node_batches(self, nodes: list[str], window: float = 3600.0) -> dict[str, dict[str, int]]:
         """Batches each node finished in the last `window` seconds: {'done': n, 'failed': n}."""
@@ -558,18 +522,13 @@ class JobStore:
             pipe.hmget(self.keys.node_pools(), nodes)
             counts, pools = pipe.execute()
             return counts, pools
-        return _processes(*self._call(run))
-
-    def fair_share(self, also: str | None, within: float) -> tuple[dict[str, Share], tuple[int, dict[str, int]],
-                                                                   dict[str, str]]:
-        """What fair share reads (httpov.dispatch.windows) in one round trip, not five (scripts/fair_share.lua): the
-        shares of the active jobs and of job `also`, render_processes(within), and the per-user limits."""
-        keys = [self.keys.active(), self.keys.nodes(), self.keys.user_limits(), self.keys.node_processes(),
-                self.keys.node_pools()]
-        ids, fields, counts, listed, entries = self._call(lambda: self._fair_share(
-            keys=keys, args=[time.time() - within, self.keys.job("{job}"), also or ""]))
-        records = [fields[i:i + 5] for i in range(0, len(fields), 5)]
-        return _shares(ids, records), _processes(counts, listed), dict(zip(entries[::2], entries[1::2]))
+        counts, listed = self._call(run)
+        by_pool: dict[str, int] = defaultdict(int)
+        for count, pools in zip(counts, listed):
+            for pool in (pools or "").split(","):
+                if pool:
+                    by_pool[pool] += int(count or 0)
+        return sum(int(c) for c in counts if c), dict(by_pool)
 
     def shares(self, job_ids: list[str]) -> dict[str, Share]:
         """What fair share needs of each live job (see Share); jobs gone are left out."""
@@ -578,15 +537,18 @@ class JobStore:
             for job_id in job_ids:
                 pipe.hmget(self.keys.job(job_id), "user", "priority", "created", "max_processes", "queue")
             return pipe.execute()
-        return _shares(job_ids, self._call(run))
+        out: dict[str, Share] = {}
+        for job_id, (user, priority, created, cap, queue) in zip(job_ids, self._call(run)):
+            if created is not None:  # (a record from before it held its priority shares at priority 0)
+                out[job_id] = Share(user or "", int(priority or 0), float(created), int(cap or 0), queue or "")
+        return out
 
     def top_up(self, job_id: str, limit: int) -> tuple[str, list[str]]:
         """Move batches of a live job from its pending list into its window, up to `limit` (or its --max-processes)
-        queued or running at once, stamped with Redis's clock; answers the job's queue ('' for the default) and the
-        batches to send now."""
+        queued or running at once; answers the job's queue ('' for the default) and the batches to send now."""
         reply = self._call(lambda: self._top_up(
             keys=[self.keys.job(job_id), self.keys.pending(job_id), self.keys.window(job_id), self.keys.done(job_id)],
-            args=[limit]))
+            args=[limit, time.time()]))
         return (reply[0], list(reply[1:])) if reply else ("", [])
 
     def pend(self, job_id: str, batch_ids: list[str], front: bool = True, replace: bool = False) -> None:
@@ -614,27 +576,23 @@ class JobStore:
                           ["LPUSH", self.keys.pending(job_id), *batch_ids])
 
     def idle_in_window(self, job_id: str, min_age: float) -> list[str]:
-        """Batches in the job's window for more than `min_age` seconds (Redis's clock) that are neither running,
-        done nor parked; one round trip (scripts/idle_in_window.lua)."""
-        return list(self._call(lambda: self._idle(keys=self._window_keys(job_id), args=[min_age])))
+        """Batches in the job's window for more than `min_age` seconds that are neither running, done nor parked."""
+        def run() -> list[str]:
+            old = self.r.zrangebyscore(self.keys.window(job_id), 0, time.time() - min_age)
+            if not old:
+                return []
+            pipe = self.r.pipeline()
+            for batch_id in old:
+                pipe.hexists(self.keys.running(job_id), batch_id)
+                pipe.hexists(self.keys.done(job_id), batch_id)
+                pipe.sismember(self.keys.parked(job_id), batch_id)
+            replies = pipe.execute()
+            return [b for i, b in enumerate(old) if not any(replies[3 * i:3 * i + 3])]
+        return self._call(run)
 
-    def unsent(self, job_id: str, idle: dict[str, bool], confirm: float) -> list[str]:
-        """Of the job's idle batches (idle_in_window) with whether their message was seen, those out of sight at two
-        looks at least `confirm` seconds apart, and at most 8 x `confirm` (Redis's clock): they were never sent,
-        and are stamped as sent now (scripts/unsent.lua). One round trip."""
-        args: list[Any] = [confirm, 8 * confirm]
-        for batch_id, seen in idle.items():
-            args += [batch_id, int(seen)]
-        return list(self._call(lambda: self._unsent(keys=[*self._window_keys(job_id), self.keys.unseen(job_id)],
-                                                    args=args)))
-
-    def _window_keys(self, job_id: str) -> list[str]:
-        return [self.keys.window(job_id), self.keys.running(job_id), self.keys.done(job_id), self.keys.parked(job_id)]
-
-    def held_since(self, index: str, min_age: float) -> list[str]:
-        """The delivery tags in kombu's unacked index (`index`, named by httpov.broker) held for `min_age` seconds or
-        more by Redis's clock, counted from when a sweep first saw each (scripts/held_since.lua)."""
-        return list(self._call(lambda: self._held_since(keys=[index, self.keys.held_seen()], args=[min_age])))
+    def touch_window(self, job_id: str, batch_id: str) -> None:
+        """A batch of the window was (re)sent now."""
+        self._guarded(job_id, ["ZADD", self.keys.window(job_id), "XX", time.time(), batch_id])
 
     def queue_of(self, job_id: str) -> str:
         """The Celery queue a job's batches go to ('' for the default one)."""
@@ -759,18 +717,25 @@ class JobStore:
         """done / failed / running / parked / attempts / requeued of every batch that has any."""
         def run() -> Batches:
             pipe = self.r.pipeline()
-            self._read_batches(pipe, job_id)
-            return _batches(pipe.execute())
+            for part in ("done", "failed", "running", "attempts", "requeued"):
+                pipe.hgetall(self.keys.job_part(job_id, part))
+            pipe.smembers(self.keys.parked(job_id))
+            pipe.smembers(self.keys.frames(job_id))
+            pipe.smembers(self.keys.blocked(job_id))
+            pipe.lrange(self.keys.history(job_id), 0, -1)
+            done, failed, running, attempts, requeued, parked, frames, blocked, history = pipe.execute()
+            return {
+                "done": {k: json.loads(v) for k, v in done.items()},
+                "failed": {k: json.loads(v) for k, v in failed.items()},
+                "running": {k: json.loads(v) for k, v in running.items()},
+                "attempts": {k: int(v) for k, v in attempts.items()},
+                "requeued": {k: int(v) for k, v in requeued.items()},
+                "parked": sorted(parked),
+                "frames": sorted(int(f) for f in frames),
+                "blocked": sorted(blocked),
+                "history": [json.loads(line) for line in history],
+            }
         return self._call(run)
-
-    def _read_batches(self, pipe: Any, job_id: str) -> None:
-        """Queue the reads of batches() on a pipeline (BATCH_READS replies, read by _batches)."""
-        for part in ("done", "failed", "running", "attempts", "requeued"):
-            pipe.hgetall(self.keys.job_part(job_id, part))
-        pipe.smembers(self.keys.parked(job_id))
-        pipe.smembers(self.keys.frames(job_id))
-        pipe.smembers(self.keys.blocked(job_id))
-        pipe.lrange(self.keys.history(job_id), 0, -1)
 
     def record(self, job_id: str) -> JobRecord:
         raw = self._call(lambda: self.r.hgetall(self.keys.job(job_id)))
@@ -782,23 +747,6 @@ class JobStore:
         """The job's record, spec and batches, read once (status views are built from these)."""
         record = self.record(job_id)
         return record, JobSpec.from_dict(json.loads(record["spec"])), self.batches(job_id)
-
-    def snapshots(self, job_ids: list[str]) -> dict[str, tuple[JobRecord, JobSpec, Batches]]:
-        """snapshot() of several jobs in one round trip (`httpov status`: the newest jobs); jobs gone are left out."""
-        def run() -> list[Any]:
-            pipe = self.r.pipeline()  # MULTI/EXEC: each job's record and batches as of one moment
-            for job_id in job_ids:
-                pipe.hgetall(self.keys.job(job_id))
-                self._read_batches(pipe, job_id)
-            return pipe.execute()
-        replies = self._call(run) if job_ids else []
-        out: dict[str, tuple[JobRecord, JobSpec, Batches]] = {}
-        step = 1 + BATCH_READS
-        for n, job_id in enumerate(job_ids):
-            record, *parts = replies[n * step:(n + 1) * step]
-            if record:
-                out[job_id] = (cast(JobRecord, record), JobSpec.from_dict(json.loads(record["spec"])), _batches(parts))
-        return out
 
     def frame_times(self, history: str, keep: int = 8, sample: int = 64) -> tuple[float, int, int]:
         """Measured (seconds, frames, batches) summed over done batches of the last `keep` jobs filed under
@@ -841,45 +789,6 @@ class StopListener:
     def close(self) -> None:
         with contextlib.suppress(redis.RedisError, OSError):
             self._pubsub.close()
-
-
-#: Replies of JobStore._read_batches.
-BATCH_READS = 9
-
-
-def _batches(replies: list[Any]) -> Batches:
-    """batches() from the replies of JobStore._read_batches."""
-    done, failed, running, attempts, requeued, parked, frames, blocked, history = replies
-    return {
-        "done": {k: json.loads(v) for k, v in done.items()},
-        "failed": {k: json.loads(v) for k, v in failed.items()},
-        "running": {k: json.loads(v) for k, v in running.items()},
-        "attempts": {k: int(v) for k, v in attempts.items()},
-        "requeued": {k: int(v) for k, v in requeued.items()},
-        "parked": sorted(parked),
-        "frames": sorted(int(f) for f in frames),
-        "blocked": sorted(blocked),
-        "history": [json.loads(line) for line in history],
-    }
-
-
-def _shares(job_ids: list[str], records: list[Any]) -> dict[str, Share]:
-    """JobStore.shares from each job's HMGET of user, priority, created, max_processes and queue."""
-    out: dict[str, Share] = {}
-    for job_id, (user, priority, created, cap, queue) in zip(job_ids, records):
-        if created is not None:  # (a record from before it held its priority shares at priority 0)
-            out[job_id] = Share(user or "", int(priority or 0), float(created), int(cap or 0), queue or "")
-    return out
-
-
-def _processes(counts: list[Any], listed: list[Any]) -> tuple[int, dict[str, int]]:
-    """JobStore.render_processes from the live nodes' processes and pools."""
-    by_pool: dict[str, int] = defaultdict(int)
-    for count, pools in zip(counts, listed):
-        for pool in (pools or "").split(","):
-            if pool:
-                by_pool[pool] += int(count or 0)
-    return sum(int(c) for c in counts if c), dict(by_pool)
 
 
 def _fate(record: list[str | None], done: int, requeued: int, parked: int, leased: int, running: int,

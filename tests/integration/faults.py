@@ -1,11 +1,8 @@
-"""Helpers shared by the fault-tolerance and job-control tests: a slow scene, povray process lookup, waits, a
-private redis-server and a delaying proxy in front of it."""
+"""Helpers shared by the fault-tolerance and job-control tests: a slow scene, povray process lookup, waits."""
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
-import threading
 import zipfile
 from pathlib import Path
 
@@ -77,88 +74,3 @@ def redis_server(folder: Path, port: int, persist: bool) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, start_new_session=True)
     wait_for(lambda: redis_answers(f"redis://127.0.0.1:{port}/0"), 20, "redis-server to start")
     return proc
-
-
-class DelayProxy:
-    """A TCP proxy on 127.0.0.1 that holds every chunk `delay` seconds before passing it on, each way: a slow link
-    (a render node in another building or region) in front of a private redis-server. Chunks keep their order and
-    the link its bandwidth: only latency is added. Runs its asyncio loop in a thread; `url` is where to connect.
-    `delay` may be changed at any time (a chunk keeps the delay it arrived under)."""
-
-    def __init__(self, target_port: int, delay: float, port: int | None = None) -> None:
-        from httpov.local_farm import free_port
-
-        self.target_port, self.delay = target_port, delay
-        self.port = port or free_port()
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="delay-proxy", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def __enter__(self) -> DelayProxy:
-        self._thread.start()
-        if not self._started.wait(10):
-            raise RuntimeError("the delaying proxy did not start")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        async def stop() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._loop.stop()
-        asyncio.run_coroutine_threadsafe(stop(), self._loop)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port))
-        self._started.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            server.close()
-            self._loop.close()
-
-    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        try:
-            server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            client_w.close()
-            return
-        try:
-            await asyncio.gather(self._pipe(client_r, server_w), self._pipe(server_r, client_w),
-                                 return_exceptions=True)
-        except asyncio.CancelledError:  # the proxy stops
-            for writer in (client_w, server_w):
-                writer.close()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-        async def deliver() -> None:
-            while True:
-                due, chunk = await held.get()
-                if not chunk:
-                    break
-                wait = due - self._loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                writer.write(chunk)
-                await writer.drain()
-            writer.close()
-
-        sender = asyncio.ensure_future(deliver())
-        try:
-            while True:
-                chunk = await reader.read(65536)
-                held.put_nowait((self._loop.time() + self.delay, chunk))
-                if not chunk:
-                    break
-        except OSError:
-            held.put_nowait((0.0, b""))
-        await sender

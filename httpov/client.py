@@ -692,7 +692,6 @@ def _unpack_batch(zip_path: Path, key: str, spec: JobSpec, output: Path) -> list
     batch = Batch.from_id(paths.batch_of(key))
     frames = batch.last - batch.first + 1
     images: list[Path] = []
-    target: Path | None = None
     try:
         with zipfile.ZipFile(zip_path) as zf:
             infos = zf.infolist()
@@ -707,18 +706,10 @@ def _unpack_batch(zip_path: Path, key: str, spec: JobSpec, output: Path) -> list
                     target, budget = output / safe, media.frame_bytes(spec.width, spec.height)
                 else:
                     continue
-                with open(target, "wb") as sink:
-                    archive.copy_member(zf, info, sink, key, budget)
-                if safe.endswith(".png"):
-                    with open(target, "rb") as f:
-                        media.check_frame(f.read(24), f"{key}:{info.filename}", spec.width, spec.height)
+                if media.unpack_member(zf, info, target, budget, key, spec.width, spec.height):
                     images.append(target)
-                target = None
     except (ArchiveError, zipfile.BadZipFile) as exc:
         raise ResultError(f"result refused: {shown(exc)}") from None
-    finally:
-        if target is not None:  # a member refused half way is not left behind
-            target.unlink(missing_ok=True)
     return images
 
 

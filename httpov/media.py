@@ -7,12 +7,14 @@ import re
 import struct
 import subprocess
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from PIL import Image, ImageDraw, ImageFont
 
+from httpov.archive import copy_member
 from httpov.errors import BadInputError, HttpovError, ResultError
 from httpov.text import shown
 
@@ -75,6 +77,23 @@ def open_frame(source: Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> Iterato
                           "(a frame bigger than its job planned)")
     with image:
         yield image
+
+
+def unpack_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int, key: str, width: int,
+                  height: int) -> bool:
+    """One member of a result zip into `target`: at most `budget` bytes (archive.copy_member), and a PNG's header
+    checked against the job's frame size; True if it is a frame. A member refused half way is not left behind."""
+    try:
+        with open(target, "wb") as sink:
+            copy_member(zf, info, sink, key, budget)
+        if target.suffix != ".png":
+            return False
+        with open(target, "rb") as f:
+            check_frame(f.read(24), f"{key}:{info.filename}", width, height)
+        return True
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
 
 
 def frame_number(path: Path | str) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from httpov import archive, errors
+from httpov import errors
 from httpov.errors import (
     ArchiveError,
     BadInputError,
@@ -317,7 +317,6 @@ class RemoteClient:
             self._download(f"/api/jobs/{self._job(job_id)}/results.zip", local, f"downloading job {job_id}")
             (output / "logs").mkdir(parents=True, exist_ok=True)  # only once the server has let us download
             key = f"{job_id}-results.zip"
-            target: Path | None = None
             try:
                 with zipfile.ZipFile(local) as zf:
                     infos = zf.infolist()
@@ -331,18 +330,10 @@ class RemoteClient:
                             target, budget = output / name.name, media.frame_bytes(view.width, view.height)
                         else:
                             raise ResultError(f"{shown(key)} holds {shown(info.filename)!r}: refused")
-                        with open(target, "wb") as sink:
-                            archive.copy_member(zf, info, sink, key, budget)
-                        if name.suffix == ".png":
-                            with open(target, "rb") as f:
-                                media.check_frame(f.read(24), f"{key}:{info.filename}", view.width, view.height)
+                        if media.unpack_member(zf, info, target, budget, key, view.width, view.height):
                             images.append(target)
-                        target = None
             except (ArchiveError, zipfile.BadZipFile) as exc:
                 raise ResultError(f"{shown(key)} refused: {shown(exc)}") from None
-            finally:
-                if target is not None:
-                    target.unlink(missing_ok=True)
         if on_file:
             on_file(len(images), len(images))
         return sorted(images)

@@ -8,6 +8,7 @@ the tests to run are known: missing ones are a usage error (exit 4), never a ski
 Nothing here needs Redis or povray to import, and the fixtures that use Redis only touch it when a test asks."""
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -106,18 +107,24 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch, _hermetic_session: Path) -> None:
     _without_httpov_variables(monkeypatch, _hermetic_session)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Iterator[Settings]:
-    """Settings private to one test: its own key prefix, queue, storage folder and node cache."""
+@contextlib.contextmanager
+def private_settings(folder: Path, **overrides: object) -> Iterator[Settings]:
+    """Settings of their own: a key prefix and queue no other test or farm uses, storage and node cache in `folder`;
+    every key under the prefix is removed afterwards."""
     tag = "httpovtest-" + secrets.token_hex(4)
-    s = Settings(broker_url=REDIS_URL, state_url=REDIS_URL, storage=str(tmp_path / "storage"), prefix=tag,
-                 queue=tag, cache_dir=tmp_path / "cache", lease_seconds=4.0, max_attempts=3,
-                 task_time_limit=600)
-    yield s
+    yield Settings(broker_url=REDIS_URL, state_url=REDIS_URL, storage=str(folder / "storage"), prefix=tag,
+                   queue=tag, cache_dir=folder / "cache", **overrides)
     client = redis.Redis.from_url(REDIS_URL)
     keys = list(client.scan_iter(match=f"{tag}:*", count=1000))
     if keys:
         client.delete(*keys)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings private to one test: its own key prefix, queue, storage folder and node cache."""
+    with private_settings(tmp_path, lease_seconds=4.0, max_attempts=3, task_time_limit=600) as s:
+        yield s
 
 
 @pytest.fixture

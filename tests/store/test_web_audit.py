@@ -18,7 +18,7 @@ from httpov.access import Identity, Role
 from httpov.archive import ArchiveLimits, pack_scene
 from httpov.audit import AuditLog
 from httpov.settings import Settings
-from tests.conftest import REDIS_URL, write_scene
+from tests.conftest import REDIS_URL, private_settings, write_scene
 from tests.store.test_web_signin import PASSWORD, Server
 from tests.store.test_web_tokens import SCENE, add, call, multipart
 
@@ -28,14 +28,8 @@ HOSTILE = "<script>alert(1)</script>\x1b[31m\nforged"
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory) -> Iterator[Settings]:
-    tmp = tmp_path_factory.mktemp("audit")
-    tag = "httpovtest-" + secrets.token_hex(4)
-    yield Settings(broker_url=REDIS_URL, state_url=REDIS_URL, storage=str(tmp / "storage"), prefix=tag, queue=tag,
-                   cache_dir=tmp / "cache")
-    r = redis.Redis.from_url(REDIS_URL)
-    keys = list(r.scan_iter(match=f"{tag}:*", count=1000))
-    if keys:
-        r.delete(*keys)
+    with private_settings(tmp_path_factory.mktemp("audit")) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

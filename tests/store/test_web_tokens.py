@@ -20,7 +20,7 @@ from httpov.archive import ArchiveLimits, pack_scene
 from httpov.cli import cli
 from httpov.local_farm import worker_env
 from httpov.settings import Settings
-from tests.conftest import REDIS_URL, write_scene
+from tests.conftest import REDIS_URL, private_settings, write_scene
 from tests.store.test_web_signin import PASSWORD, Server
 
 FARM_TOKEN = "farm-wide-" + secrets.token_urlsafe(24)
@@ -34,14 +34,8 @@ background { color rgb <0, 1, 0> }
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory) -> Iterator[Settings]:
     """The module's own key prefix and queue (one server for every test: each test uses accounts of its own)."""
-    tmp = tmp_path_factory.mktemp("tokens")
-    tag = "httpovtest-" + secrets.token_hex(4)
-    yield Settings(broker_url=REDIS_URL, state_url=REDIS_URL, storage=str(tmp / "storage"), prefix=tag, queue=tag,
-                   cache_dir=tmp / "cache")
-    r = redis.Redis.from_url(REDIS_URL)
-    keys = list(r.scan_iter(match=f"{tag}:*", count=1000))
-    if keys:
-        r.delete(*keys)
+    with private_settings(tmp_path_factory.mktemp("tokens")) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

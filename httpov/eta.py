@@ -51,6 +51,20 @@ def smoothed_frame_seconds(done: dict[str, dict[str, Any]], height: int) -> floa
     return estimate
 
 
+def batch_time_limit(done: dict[str, dict[str, Any]], height: int, batch_id: str, factor: float,
+                     floor: float) -> float | None:
+    """A batch's own time limit from the job's measured frame times: `factor` times the median seconds per frame of
+    its finished batches, times the batch's frames (a slice: its share of a frame), at least `floor` seconds. None
+    before any batch of the job finished, and for a pre-pass (it renders no frame of the job)."""
+    units = work_units(batch_id, height)
+    costs = sorted(sample for _, _, sample, _ in _samples(done, height))
+    if not costs or units <= 0:
+        return None
+    middle = len(costs) // 2
+    median = costs[middle] if len(costs) % 2 else (costs[middle - 1] + costs[middle]) / 2
+    return max(floor, factor * median * units)
+
+
 def cost_model(done: dict[str, dict[str, Any]], height: int) -> Callable[[str], float] | None:
     """Predicted render seconds of a batch, from the finished ones; None before any batch finished.
 

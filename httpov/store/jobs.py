@@ -497,7 +497,7 @@ class JobStore:
         return self._call(run)
 
     def count_batch(self, node: str, outcome: str, window: float = 3600.0) -> None:
-        """Note that `node` finished a batch ('done' or 'failed') now; kept for `window` seconds (`httpov nodes`)."""
+        """Note that `node` finished a batch ('done' or 'failed'; 'hung' besides 'failed') now; kept for `window` seconds (`httpov nodes`)."""
         key, now = self.keys.node_batches(node), time.time()
         def run() -> None:
             pipe = self.r.pipeline(transaction=False)
@@ -508,7 +508,8 @@ class JobStore:
         self._call(run)
 
     def node_batches(self, nodes: list[str], window: float = 3600.0) -> dict[str, dict[str, int]]:
-        """Batches each node finished in the last `window` seconds: {'done': n, 'failed': n}."""
+        """Batches each node finished in the last `window` seconds: {'done': n, 'failed': n, 'hung': n} (a hung
+        batch also counts as failed)."""
         def run() -> list[list[str]]:
             pipe = self.r.pipeline(transaction=False)
             for node in nodes:
@@ -517,7 +518,7 @@ class JobStore:
         counts = {}
         for node, events in zip(nodes, self._call(run) if nodes else []):
             kinds = [event.split(":", 1)[0] for event in events]
-            counts[node] = {"done": kinds.count("done"), "failed": kinds.count("failed")}
+            counts[node] = {"done": kinds.count("done"), "failed": kinds.count("failed"), "hung": kinds.count("hung")}
         return counts
 
     def live_pools(self, within: float) -> set[str]:

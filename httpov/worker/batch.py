@@ -482,11 +482,12 @@ class RenderNode:
         with the reason. Each hang counts against this node like any failure, and goes in the job's history."""
         lines = list(exc.lines)
         before = self.store.failure(spec.id, batch.id)
-        hangs = (before or {}).get("hangs", 0) + 1
+        hangs = (before.get("hangs", 0) if before else 0) + 1
+        earlier = before.get("node", "?") if before else "?"
         self.store.record_failure(spec.id, batch.id, node, "hung", self.block_after)
         self.store.note(spec.id, f"{batch.label} hung on {node}: {exc}", kind="hang")
         if hangs > 1:
-            message = f"{exc} (the batch hung {hangs} times, last on {node}, before on {(before or {}).get('node', '?')})"
+            message = f"{exc} (the batch hung {hangs} times, last on {node}, before on {earlier})"
             self.store.fail_batch(spec.id, batch.id, message, lines, final=True, node=node, hangs=hangs)
             return Outcome("failed", detail=message, hung=True)
         self.store.fail_batch(spec.id, batch.id, str(exc), lines, final=False, node=node, hangs=hangs)

@@ -497,7 +497,8 @@ class JobStore:
         return self._call(run)
 
     def count_batch(self, node: str, outcome: str, window: float = 3600.0) -> None:
-        """Note that `node` finished a batch ('done' or 'failed'; 'hung' besides 'failed') now; kept for `window` seconds (`httpov nodes`)."""
+        """Note that `node` finished a batch ('done' or 'failed'; 'hung' besides 'failed') now; kept for `window`
+        seconds (`httpov nodes`)."""
         key, now = self.keys.node_batches(node), time.time()
         def run() -> None:
             pipe = self.r.pipeline(transaction=False)

@@ -217,19 +217,21 @@ class OutputUsage:
 class Progress:
     """Whether a povray run still gets on: the CPU time of its session (the sandbox and povray in it: povray runs in
     a session of its own, whose id is the first process's pid) and what it wrote (log and output bytes). It has
-    stalled when none of these changed for `window` seconds: a stopped, deadlocked or blocked povray."""
+    stalled when none of these changed for `window` seconds: a stopped, deadlocked or blocked povray. Samples more
+    than half a window apart (the watcher itself was stopped: a frozen node) start the count again."""
 
     def __init__(self, session: int, window: float, now: float) -> None:
         self.session = session
         self.window = window
         self.seen: tuple[object, ...] = ()
-        self.since = now
+        self.since = self.last = now
 
     def stalled(self, written: object, now: float) -> bool:
         """Take a sample (`written`: what the run wrote so far, any comparable value); True once nothing moved
         for the window."""
         sample = (session_cpu_ticks(self.session), written)
-        if sample != self.seen:
+        gap, self.last = now - self.last, now
+        if sample != self.seen or gap > self.window / 2:
             self.seen, self.since = sample, now
             return False
         return now - self.since >= self.window

@@ -6,7 +6,7 @@ import heapq
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from httpov.plan import Batch, JobSpec
+from httpov.plan import Batch, JobSpec, work_units
 from httpov.states import FINISHED, JobState
 
 #: Weight of the newest finished batch in the per-frame time: recent batches count most, because frame
@@ -18,17 +18,6 @@ RATE_WINDOW = 6
 #: the spread of their per-frame times (R squared).
 TREND_MIN_BATCHES = 4
 TREND_MIN_R2 = 0.6
-
-
-def work_units(batch_id: str, height: int) -> float:
-    """A batch's work in frames: its frame count, or for a row slice the fraction of a frame it covers."""
-    batch = Batch.from_id(batch_id)
-    if batch.prepass:  # renders no frame of the job (its time shows in the slices' wait)
-        return 0.0
-    frames = batch.last - batch.first + 1
-    if batch.rows is None or height <= 0:
-        return float(frames)
-    return frames * (batch.rows[1] - batch.rows[0] + 1) / height
 
 
 def _samples(done: dict[str, dict[str, Any]], height: int) -> list[tuple[float, float, float, float]]:
@@ -49,20 +38,6 @@ def smoothed_frame_seconds(done: dict[str, dict[str, Any]], height: int) -> floa
     for _, _, sample, _ in _samples(done, height):
         estimate = sample if estimate is None else SMOOTHING * sample + (1 - SMOOTHING) * estimate
     return estimate
-
-
-def batch_time_limit(done: dict[str, dict[str, Any]], height: int, batch_id: str, factor: float,
-                     floor: float) -> float | None:
-    """A batch's own time limit from the job's measured frame times: `factor` times the median seconds per frame of
-    its finished batches, times the batch's frames (a slice: its share of a frame), at least `floor` seconds. None
-    before any batch of the job finished, and for a pre-pass (it renders no frame of the job)."""
-    units = work_units(batch_id, height)
-    costs = sorted(sample for _, _, sample, _ in _samples(done, height))
-    if not costs or units <= 0:
-        return None
-    middle = len(costs) // 2
-    median = costs[middle] if len(costs) % 2 else (costs[middle - 1] + costs[middle]) / 2
-    return max(floor, factor * median * units)
 
 
 def cost_model(done: dict[str, dict[str, Any]], height: int) -> Callable[[str], float] | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from celery.utils.time import get_exponential_backoff_interval
 
-from httpov import eta, limits
+from httpov import limits
 from httpov.errors import (
     BadInputError,
     BrokerUnavailableError,
@@ -32,7 +32,7 @@ from httpov.errors import (
 )
 from httpov.outage import through_outage
 from httpov.paths import batch_key, failed_log_key, frame_key, radiosity_key
-from httpov.plan import Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by
+from httpov.plan import Batch, JobSpec, batch_time_limit, check_batch, check_spec, radiosity_digest, released_by
 from httpov.settings import Settings
 from httpov.states import LIVE, JobState
 from httpov.storage import Storage
@@ -465,9 +465,9 @@ class RenderNode:
                 pass  # the batch fails with povray's error lines in Redis all the same
 
     def _hang_limit(self, spec: JobSpec, batch: Batch) -> tuple[float, str] | None:
-        """The batch's own time limit, from a sample of the job's finished batches (eta.batch_time_limit), with
+        """The batch's own time limit, from a sample of the job's finished batches (batch_time_limit), with
         the settings that make it; None before any batch of the job finished (the node's limit applies)."""
-        seconds = eta.batch_time_limit(self.store.done_sample(spec.id), spec.height, batch.id,
+        seconds = batch_time_limit(self.store.done_sample(spec.id), spec.height, batch.id,
                                        self.settings.batch_time_factor, self.settings.batch_time_floor)
         if seconds is None:
             return None

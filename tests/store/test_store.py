@@ -193,9 +193,9 @@ def test_a_finishing_transition_announces_the_jobs_stop(store: JobStore):
 def test_a_hang_is_kept_with_its_batch_in_the_jobs_history_and_on_its_nodes_count(store: JobStore):
     """What RenderNode._hung writes, read back from Redis: the batch's failure with its hang count, the job's history
     line of kind 'hang' (the job page's Hangs), the node's hung batches of the last hour (the nodes page); and the
-    job's measured frame times that a batch's derived time limit comes from (eta.batch_time_limit)."""
-    from httpov import eta
+    job's measured frame times that a batch's derived time limit comes from (plan.batch_time_limit)."""
     from httpov.nodes import farm_nodes
+    from httpov.plan import batch_time_limit
     from httpov.store.records import DoneInfo
     from httpov.view import job_view
 
@@ -217,4 +217,4 @@ def test_a_hang_is_kept_with_its_batch_in_the_jobs_history_and_on_its_nodes_coun
     assert (node["failed_last_hour"], node["hung_last_hour"], node["done_last_hour"]) == (1, 1, 0)
     sample = store.done_sample("j1")
     assert list(sample) == ["f000001-000001"]
-    assert eta.batch_time_limit(sample, 8, batch, factor=20, floor=30) == 60.0  # 20 x 3 s, above the floor
+    assert batch_time_limit(sample, 8, batch, factor=20, floor=30) == 60.0  # 20 x 3 s, above the floor

@@ -4,7 +4,7 @@ from __future__ import annotations
 import heapq
 import random
 
-from httpov.eta import batch_time_limit, cost_model, duration, estimate, measured_rate, schedule, work_units
+from httpov.eta import cost_model, duration, estimate, measured_rate, schedule, work_units
 from httpov.plan import Batch, JobSpec
 
 
@@ -152,13 +152,3 @@ def test_a_finished_job_shows_its_frames_over_its_whole_time_not_its_last_burst(
     live = estimate(spec_for(batches), "running", records, now=1090.0, started=1000.0)
     assert live["rate_recent"] > 2 * result["rate_recent"]  # while it runs: the recent rate
 
-
-def test_a_batch_time_limit_is_a_multiple_of_the_jobs_median_frame_time_with_a_floor():
-    done = {Batch(1, 2).id: {"seconds": 4.0}, Batch(3, 3).id: {"seconds": 3.0}, Batch(4, 4).id: {"seconds": 500.0},
-            Batch(5, 5).id: {"seconds": 1.0}, Batch(9, 9, prepass=True).id: {"seconds": 900.0}}  # 2, 3, 500, 1 s a
-    # frame (a pre-pass renders no frame: not a sample)
-    assert batch_time_limit(done, 48, Batch(6, 8).id, factor=20, floor=10) == 20 * 2.5 * 3  # median 2.5, 3 frames
-    assert batch_time_limit(done, 48, Batch(6, 6).id, factor=20, floor=600) == 600  # the floor
-    assert batch_time_limit(done, 48, Batch(6, 6, (1, 12)).id, factor=20, floor=1) == 20 * 2.5 / 4  # a quarter
-    assert batch_time_limit({}, 48, Batch(6, 6).id, factor=20, floor=1) is None  # nothing measured yet
-    assert batch_time_limit(done, 48, Batch(6, 6, prepass=True).id, factor=20, floor=1) is None

@@ -468,7 +468,7 @@ class RenderNode:
         """The batch's own time limit, from a sample of the job's finished batches (batch_time_limit), with
         the settings that make it; None before any batch of the job finished (the node's limit applies)."""
         seconds = batch_time_limit(self.store.done_sample(spec.id), spec.height, batch.id,
-                                       self.settings.batch_time_factor, self.settings.batch_time_floor)
+                                   self.settings.batch_time_factor, self.settings.batch_time_floor)
         if seconds is None:
             return None
         return seconds, (f"{self.settings.batch_time_factor:g} times the job's median measured time per frame, at "

@@ -218,7 +218,7 @@ class Progress:
     """Whether a povray run still gets on: the CPU time of its session (the sandbox and povray in it: povray runs in
     a session of its own, whose id is the first process's pid) and what it wrote (log and output bytes). It has
     stalled when none of these changed for `window` seconds: a stopped, deadlocked or blocked povray. Samples more
-    than half a window apart (the watcher itself was stopped: a frozen node) start the count again."""
+    than half a window (and 5 s) apart start the count again: the watcher itself was stopped (a frozen node)."""
 
     def __init__(self, session: int, window: float, now: float) -> None:
         self.session = session
@@ -231,7 +231,7 @@ class Progress:
         for the window."""
         sample = (session_cpu_ticks(self.session), written)
         gap, self.last = now - self.last, now
-        if sample != self.seen or gap > self.window / 2:
+        if sample != self.seen or gap > max(self.window / 2, 5.0):
             self.seen, self.since = sample, now
             return False
         return now - self.since >= self.window

@@ -122,7 +122,8 @@ def test_progress_stalls_only_when_cpu_and_output_stand_still_for_the_window():
     assert watched.stalled(5, 2.5)  # nothing moved since 0.5
     assert not watched.stalled(6, 3.0)  # it wrote: the count starts again
     assert not any(watched.stalled(6, t) for t in (3.5, 4.0, 4.5)) and watched.stalled(6, 5.0)
-    assert not watched.stalled(6, 9.0), "a watcher frozen past half a window starts counting again"
+    assert not watched.stalled(6, 11.0), "a watcher frozen past half a window (and 5 s) starts counting again"
+    assert watched.stalled(6, 13.0)
     busy = Progress(os.getsid(0), 2.0, now=0.0)  # this test's own session: its CPU moves as it runs
     assert not busy.stalled(1, 0.5)
     for now in (1.0, 1.5, 2.0, 2.5, 3.0):

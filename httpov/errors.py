@@ -90,6 +90,14 @@ class RenderError(HttpovError):
         self.transient = transient
 
 
+class RenderHungError(RenderError):
+    """povray made no progress (no CPU, no output) for HTTPOV_NO_PROGRESS_SECONDS, or ran past the batch's time
+    limit derived from the job's measured frame times: killed, the batch is tried once more on another node."""
+
+    def __init__(self, message: str, lines: list[str] | None = None) -> None:
+        super().__init__(message, lines, transient=True)
+
+
 class ServerUnavailableError(HttpovError):
     """The farm's web server named by --server (HTTPOV_SERVER) cannot be reached."""
 

@@ -6,7 +6,7 @@ import heapq
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from httpov.plan import Batch, JobSpec
+from httpov.plan import Batch, JobSpec, work_units
 from httpov.states import FINISHED, JobState
 
 #: Weight of the newest finished batch in the per-frame time: recent batches count most, because frame
@@ -18,17 +18,6 @@ RATE_WINDOW = 6
 #: the spread of their per-frame times (R squared).
 TREND_MIN_BATCHES = 4
 TREND_MIN_R2 = 0.6
-
-
-def work_units(batch_id: str, height: int) -> float:
-    """A batch's work in frames: its frame count, or for a row slice the fraction of a frame it covers."""
-    batch = Batch.from_id(batch_id)
-    if batch.prepass:  # renders no frame of the job (its time shows in the slices' wait)
-        return 0.0
-    frames = batch.last - batch.first + 1
-    if batch.rows is None or height <= 0:
-        return float(frames)
-    return frames * (batch.rows[1] - batch.rows[0] + 1) / height
 
 
 def _samples(done: dict[str, dict[str, Any]], height: int) -> list[tuple[float, float, float, float]]:

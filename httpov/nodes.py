@@ -14,7 +14,7 @@ LOST_SHOWN = 3600.0
 def farm_nodes(store: JobStore, lease_seconds: float, now: float | None = None) -> list[dict[str, Any]]:
     """Every render node seen in the last hour, by name: 'up' or 'lost', its record (host, render processes,
     cores, povray and httpov versions), the batches it renders now (from the running batches of live jobs), the
-    batches it finished and failed in the last hour, and when it was last seen."""
+    batches it finished, failed and (of those failed) hung in the last hour, and when it was last seen."""
     now = time.time() if now is None else now
     seen, info = store.nodes()
     live_since = now - live_node_window(lease_seconds)  # as the store's live_nodes and render_processes compare
@@ -36,6 +36,8 @@ def farm_nodes(store: JobStore, lease_seconds: float, now: float | None = None) 
             "last_seen": seen[node], "rendering": sorted(rendering.get(node, []), key=lambda r: r["since"] or 0),
             "done_last_hour": counts.get(node, {}).get("done", 0),
             "failed_last_hour": counts.get(node, {}).get("failed", 0),
+            # of those, batches whose povray hung (no progress, or past the batch's derived time limit): killed
+            "hung_last_hour": counts.get(node, {}).get("hung", 0),
             # why it takes no batch now: 'disk full (cache folder, N MiB free)' (httpov.worker.room), else None
             "fault": record.get("fault") if seen[node] >= live_since else None,
         })

@@ -477,3 +477,29 @@ def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, 
         width=width, height=height, count=count, slices=row_slices, priority=priority,
         created=time.time() if created is None else created, batches=[b.id for b in batches],
     )
+
+
+def work_units(batch_id: str, height: int) -> float:
+    """A batch's work in frames: its frame count, or for a row slice the fraction of a frame it covers."""
+    batch = Batch.from_id(batch_id)
+    if batch.prepass:  # renders no frame of the job (its time shows in the slices' wait)
+        return 0.0
+    frames = batch.last - batch.first + 1
+    if batch.rows is None or height <= 0:
+        return float(frames)
+    return frames * (batch.rows[1] - batch.rows[0] + 1) / height
+
+
+def batch_time_limit(done: dict[str, dict[str, Any]], height: int, batch_id: str, factor: float,
+                     floor: float) -> float | None:
+    """A batch's own time limit from the job's measured frame times: `factor` times the median seconds per frame of
+    its finished batches, times the batch's frames (a slice: its share of a frame), at least `floor` seconds. None
+    before any batch of the job finished, and for a pre-pass (it renders no frame of the job)."""
+    units = work_units(batch_id, height)
+    costs = sorted(float(info["seconds"]) / work_units(b, height) for b, info in done.items()
+                   if "seconds" in info and work_units(b, height) > 0)
+    if not costs or units <= 0:
+        return None
+    middle = len(costs) // 2
+    median = costs[middle] if len(costs) % 2 else (costs[middle - 1] + costs[middle]) / 2
+    return max(floor, factor * median * units)

@@ -61,6 +61,12 @@ class Settings:
     stop_poll_seconds: float = 0.5  # a rendering node reads its job's state this often, should a stop message be missed
     max_attempts: int = 3
     task_time_limit: int = 6 * 3600
+    # a povray whose CPU time, log and output all stood still this long is killed as hung (httpov.worker.povray)
+    no_progress_seconds: float = 120.0
+    # a batch's own time limit: this many times the job's median measured seconds per frame (times its frames),
+    # at least batch_time_floor seconds; before any batch of the job finished, only task_time_limit applies
+    batch_time_factor: float = 20.0
+    batch_time_floor: float = 600.0
     redis_ca: str | None = None
     render_processes: int = field(default_factory=lambda: default_render_processes(1))
     celery_config: str | None = None

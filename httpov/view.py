@@ -187,6 +187,11 @@ class JobView:
         """Batches wait but no render process is taking this job's batches now (why there is no ETA)."""
         return self.state in (JobState.QUEUED, JobState.RUNNING) and not self.running and self.batches_queued > 0
 
+    @property
+    def hangs(self) -> list[HistoryLine]:
+        """The job's hung batches (RenderNode._hung): which, on which node, and why povray was killed."""
+        return [line for line in self.history if line.get("kind") == "hang"]
+
     def failure_groups(self) -> list[FailureGroup]:
         return failure_groups(self.failed)
 

@@ -387,14 +387,28 @@ class JobStore:
         key = self.keys.slices(job_id, frame)
         return int(self._guarded(job_id, ["SADD", key, batch_id], ["SCARD", key])[1])
 
-    def fail_batch(self, job_id: str, batch_id: str, error: str, lines: list[str], final: bool, node: str) -> None:
-        """Record a failed attempt; a final failure fails the job (its other batches are then skipped)."""
+    def fail_batch(self, job_id: str, batch_id: str, error: str, lines: list[str], final: bool, node: str,
+                   hangs: int = 0) -> None:
+        """Record a failed attempt; a final failure fails the job (its other batches are then skipped). `hangs`:
+        the times the batch hung so far, kept with it (RenderNode._hung tries a batch that hung once more)."""
         failure = FailedInfo(error=error, lines=lines[-20:], node=node, final=final, at=time.time())
+        if hangs:
+            failure["hangs"] = hangs
         self._guarded(job_id, ["HSET", self.keys.failed(job_id), batch_id, json.dumps(failure)],
                       ["HDEL", self.keys.running(job_id), batch_id], ["DEL", self.keys.lease(job_id, batch_id)])
         if final:
             with contextlib.suppress(TransitionRefused):  # finished meanwhile
                 self.transition(job_id, JobState.FAILED)
+
+    def failure(self, job_id: str, batch_id: str) -> FailedInfo | None:
+        """The batch's last failure, if it has one (it is forgotten once the batch is done)."""
+        raw = self._call(lambda: self.r.hget(self.keys.failed(job_id), batch_id))
+        return json.loads(raw) if raw else None
+
+    def done_sample(self, job_id: str, sample: int = 64) -> dict[str, dict[str, Any]]:
+        """Up to `sample` of the job's done batch records, picked at random (bounded work on a big job)."""
+        flat = self._call(lambda: self.r.hrandfield(self.keys.done(job_id), sample, withvalues=True)) or []
+        return {batch: json.loads(value) for batch, value in zip(flat[0::2], flat[1::2])}
 
     def record_failure(self, job_id: str, batch_id: str, node: str, signature: str,
                        block_after: int) -> tuple[int, bool]:
@@ -483,7 +497,8 @@ class JobStore:
         return self._call(run)
 
     def count_batch(self, node: str, outcome: str, window: float = 3600.0) -> None:
-        """Note that `node` finished a batch ('done' or 'failed') now; kept for `window` seconds (`httpov nodes`)."""
+        """Note that `node` finished a batch ('done' or 'failed'; 'hung' besides 'failed') now; kept for `window`
+        seconds (`httpov nodes`)."""
         key, now = self.keys.node_batches(node), time.time()
         def run() -> None:
             pipe = self.r.pipeline(transaction=False)
@@ -494,7 +509,8 @@ class JobStore:
         self._call(run)
 
     def node_batches(self, nodes: list[str], window: float = 3600.0) -> dict[str, dict[str, int]]:
-        """Batches each node finished in the last `window` seconds: {'done': n, 'failed': n}."""
+        """Batches each node finished in the last `window` seconds: {'done': n, 'failed': n, 'hung': n} (a hung
+        batch also counts as failed)."""
         def run() -> list[list[str]]:
             pipe = self.r.pipeline(transaction=False)
             for node in nodes:
@@ -503,7 +519,7 @@ class JobStore:
         counts = {}
         for node, events in zip(nodes, self._call(run) if nodes else []):
             kinds = [event.split(":", 1)[0] for event in events]
-            counts[node] = {"done": kinds.count("done"), "failed": kinds.count("failed")}
+            counts[node] = {"done": kinds.count("done"), "failed": kinds.count("failed"), "hung": kinds.count("hung")}
         return counts
 
     def live_pools(self, within: float) -> set[str]:
@@ -635,9 +651,10 @@ class JobStore:
                       ["SREM", self.keys.frames(job_id), *frames],
                       *([["DEL", *(self.keys.slices(job_id, f) for f in frames)]] if sliced else []))
 
-    def note(self, job_id: str, text: str) -> None:
-        """Add a line to the job's history (shown by `httpov status JOB`)."""
-        self._guarded(job_id, ["RPUSH", self.keys.history(job_id), json.dumps({"at": time.time(), "what": text})])
+    def note(self, job_id: str, text: str, kind: str | None = None) -> None:
+        """Add a line to the job's history (shown by `httpov status JOB`); `kind` 'hang' marks a hung batch."""
+        line: dict[str, Any] = {"at": time.time(), "what": text, **({"kind": kind} if kind else {})}
+        self._guarded(job_id, ["RPUSH", self.keys.history(job_id), json.dumps(line)])
 
     def attempts(self, job_id: str, batch_id: str) -> int:
         """How often the batch has been started."""

@@ -5,7 +5,7 @@ A job record is a Redis hash, so its values are strings as stored; the batch inf
 older release may lack the fields added since: readers use `.get` for those that are not Required."""
 from __future__ import annotations
 
-from typing import NamedTuple, Required, TypedDict
+from typing import NamedTuple, NotRequired, Required, TypedDict
 
 
 class JobRecord(TypedDict, total=False):
@@ -61,6 +61,7 @@ class FailedInfo(TypedDict, total=False):
     node: str
     final: bool  # the job failed with it (no attempt left, or an error that retrying cannot mend)
     at: float
+    hangs: int  # times the batch hung (povray killed for no progress or past its derived time limit)
 
 
 class HistoryLine(TypedDict):
@@ -68,6 +69,7 @@ class HistoryLine(TypedDict):
 
     at: float
     what: str
+    kind: NotRequired[str]  # 'hang': a batch hung and its povray was killed (shown on the job's page)
 
 
 class Batches(TypedDict):

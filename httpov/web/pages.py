@@ -81,7 +81,9 @@ def job(job: str):
     # another's job: its progress only, no pictures (DOWNLOAD is the owner's and the admins')
     pictures = allowed(who(), Action.DOWNLOAD, view.user)
     return render_template("job.html", job=view, frames=source.frames(job, who=who()) if pictures else [],
-                           failures=view.failure_groups(), video=pictures and _video_available(), pictures=pictures)
+                           failures=view.failure_groups(), video=pictures and _video_available(), pictures=pictures,
+                           hangs=[(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(h["at"])), h["what"])
+                                  for h in view.hangs])
 
 
 @pages.post("/jobs/<job>/<action>")

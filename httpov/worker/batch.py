@@ -26,12 +26,13 @@ from httpov.errors import (
     JobNotFoundError,
     NodeFaultError,
     RenderError,
+    RenderHungError,
     SceneError,
     StorageError,
 )
 from httpov.outage import through_outage
 from httpov.paths import batch_key, failed_log_key, frame_key, radiosity_key
-from httpov.plan import Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by
+from httpov.plan import Batch, JobSpec, batch_time_limit, check_batch, check_spec, radiosity_digest, released_by
 from httpov.settings import Settings
 from httpov.states import LIVE, JobState
 from httpov.storage import Storage
@@ -76,6 +77,7 @@ class Outcome:
     retry_in: float | None = None
     detail: str = ""
     send_to: str | None = None  # queue the batch on this render node's own queue (Celery's worker_direct)
+    hung: bool = False  # povray hung (no progress, or past the batch's derived time limit) and was killed
 
 
 class RenderNode:
@@ -123,6 +125,8 @@ class RenderNode:
         if outcome.status in ("rendered", "failed", "retry"):  # `httpov nodes`: batches done and failed lately
             with contextlib.suppress(HttpovError):
                 self.store.count_batch(node, "done" if outcome.status == "rendered" else "failed")
+                if outcome.hung:
+                    self.store.count_batch(node, "hung")
         if outcome.status != "missing":  # a deleted job's batches are said once per job, below
             why = f" ({shown(outcome.detail)})" if outcome.status not in ("rendered", "handback") else ""
             batch_log.info("httpov: batch %s: job=%s batch=%s frames=%s seconds=%.2f node=%s%s", outcome.status,
@@ -196,6 +200,8 @@ class RenderNode:
             if isinstance(exc, StorageError):  # the farm's storage: the job waits for it, no node is to blame
                 self.store.add_attempt(job_id, batch_id, -1)
                 return self._wait_for_storage(spec, batch, handoff, node, exc)
+            if isinstance(exc, RenderHungError):
+                return self._hung(spec, batch, execution, handoff, node, exc)
             if isinstance(exc, HttpovError):
                 return self._failed(spec, batch, handoff, node, attempt, exc)
             if type(exc).__name__ == "SoftTimeLimitExceeded":  # Celery's, raised while povray ran: it is killed
@@ -354,6 +360,7 @@ class RenderNode:
             stopped.append(state)  # cancelled, failed, done elsewhere, gone, or 'lost' to another task
             return False
 
+        hang_limit = None if batch.prepass or spec.time_limit is not None else self._hang_limit(spec, batch)
         work_root = self.settings.cache_dir / "work"
         work_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"{spec.id}-", dir=work_root) as tmp:
@@ -367,7 +374,8 @@ class RenderNode:
                     try:
                         return self.povray_render(self.settings.povray, spec, batch, workdir,
                                                   self.settings.render_threads, KeepGoing(), self.limits,
-                                                  spec.time_limit, extra, size)
+                                                  spec.time_limit, extra, size, self.settings.no_progress_seconds,
+                                                  hang_limit)
                     except RenderError:
                         if stopped:
                             raise Stopped(stopped[0]) from None
@@ -455,6 +463,48 @@ class RenderNode:
                 self.storage.put_file(failed_log_key(spec.id, batch.id), log)
             except StorageError:
                 pass  # the batch fails with povray's error lines in Redis all the same
+
+    def _hang_limit(self, spec: JobSpec, batch: Batch) -> tuple[float, str] | None:
+        """The batch's own time limit, from a sample of the job's finished batches (batch_time_limit), with
+        the settings that make it; None before any batch of the job finished (the node's limit applies)."""
+        seconds = batch_time_limit(self.store.done_sample(spec.id), spec.height, batch.id,
+                                   self.settings.batch_time_factor, self.settings.batch_time_floor)
+        if seconds is None:
+            return None
+        return seconds, (f"{self.settings.batch_time_factor:g} times the job's median measured time per frame, at "
+                         f"least {self.settings.batch_time_floor:g} s: HTTPOV_BATCH_TIME_FACTOR, "
+                         "HTTPOV_BATCH_TIME_FLOOR")
+
+    def _hung(self, spec: JobSpec, batch: Batch, execution: str, handoff: str, node: str,
+              exc: RenderHungError) -> Outcome:
+        """povray hung and was killed: the batch is tried once more, on another live node that may render the job
+        (this one may be the cause: a stopped process, a starved machine), else here; a second hang fails the job
+        with the reason. Each hang counts against this node like any failure, and goes in the job's history."""
+        lines = list(exc.lines)
+        before = self.store.failure(spec.id, batch.id)
+        hangs = (before.get("hangs", 0) if before else 0) + 1
+        earlier = before.get("node", "?") if before else "?"
+        self.store.record_failure(spec.id, batch.id, node, "hung", self.block_after)
+        self.store.note(spec.id, f"{batch.label} hung on {node}: {exc}", kind="hang")
+        if hangs > 1:
+            message = f"{exc} (the batch hung {hangs} times, last on {node}, before on {earlier})"
+            self.store.fail_batch(spec.id, batch.id, message, lines, final=True, node=node, hangs=hangs)
+            return Outcome("failed", detail=message, hung=True)
+        self.store.fail_batch(spec.id, batch.id, str(exc), lines, final=False, node=node, hangs=hangs)
+        _, records = self.store.nodes()
+        targets = {n for n in self.store.live_nodes(within=self.settings.live_node_seconds)
+                   - self.store.blocked(spec.id) - {node} if not records.get(n, {}).get("fault")}
+        if not targets:  # this node is the farm: tried again here, after a lease
+            wait = self.settings.lease_seconds
+            self.store.hold_for_retry(spec.id, batch.id, handoff, node, 2 * wait)
+            return Outcome("retry", retry_in=wait, detail=f"{exc}; no other live node: tried again here", hung=True)
+        target = random.choice(sorted(targets))
+        status = self.store.start_batch(spec.id, batch.id, execution, node,
+                                        HAND_BACK_LEASES * self.settings.lease_seconds, handoff, hand_back=True,
+                                        user_max_processes=self.settings.user_max_processes or 0)
+        if status != "ok":
+            return Outcome("parked" if status == JobState.PAUSED else status, hung=True)
+        return Outcome("retry", send_to=target, detail=f"{exc}; sent to {target}", hung=True)
 
     def _failed(self, spec: JobSpec, batch: Batch, handoff: str, node: str, attempt: int,
                 exc: HttpovError) -> Outcome:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from httpov.errors import RenderError
+from httpov.errors import RenderError, RenderHungError
 from httpov.plan import PATH_OPTIONS, Batch, JobSpec, inside_path, safe_name, slice_options
 from httpov.scene import ALLOWED_OPTIONS
 from httpov.worker.sandbox import RenderLimits, prepare_sandbox
@@ -96,14 +96,17 @@ def povray_args(spec: JobSpec, batch: Batch, ini: Path, out_dir: Path, threads: 
 def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int,
            keep_going: Callable[[], bool], limits: RenderLimits | None = None,
            time_limit: float | None = None, extra: list[str] | None = None,
-           size: tuple[int, int] | None = None) -> RenderOutput:
+           size: tuple[int, int] | None = None, no_progress: float | None = None,
+           hang_limit: tuple[float, str] | None = None) -> RenderOutput:
     """Render `batch` with the scene copied in workdir/scene; raise RenderError with the log's error lines.
 
     povray writes into a folder of its own whose name the scene cannot guess; only the frames of the batch are
     taken from it, each checked to be a PNG of the job's size. `limits` bound the bytes and files the whole run
     (the scene's #write included) may write; `time_limit` (seconds) stops a batch that runs longer. `extra`
     options come last (httpov's own: a radiosity wrapper scene and file), `size` is the image size they ask for
-    when it is not the job's (a probe)."""
+    when it is not the job's (a probe). `no_progress` (seconds): povray is killed as hung when its CPU time, its
+    log and its output all stood still that long (RenderHungError); `hang_limit` (seconds, why): a time limit
+    past which the batch is taken for hung too (one derived from the job's measured frame times)."""
     limits = limits or RenderLimits()
     scene_dir, out_dir, home = workdir / "scene", workdir / f"out-{secrets.token_hex(8)}", workdir / "home"
     out_dir.mkdir()
@@ -115,15 +118,26 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     log_path = workdir / "render.log"
     started = time.monotonic()
     why: list[str] = []
+    hung: list[str] = []
+    progress: Progress | None = None
 
     def watch() -> bool:
-        if time_limit is not None and time.monotonic() - started > time_limit:
+        now = time.monotonic()
+        if time_limit is not None and now - started > time_limit:
             why.append(f"the batch ran past the job's time limit of {time_limit:g} s (submit --time-limit); "
                        "povray was stopped")
+            return False
+        if hang_limit is not None and now - started > hang_limit[0]:
+            hung.append(f"the batch ran past its time limit of {hang_limit[0]:.0f} s ({hang_limit[1]}); "
+                        "povray was killed")
             return False
         over = usage.over()
         if over:
             why.append(over)
+            return False
+        if progress is not None and progress.stalled((usage.last, _size(log_path)), now):
+            hung.append(f"no progress for {no_progress:g} s: povray used no CPU and wrote nothing "
+                        "(HTTPOV_NO_PROGRESS_SECONDS); it was killed")
             return False
         return keep_going()
 
@@ -135,9 +149,13 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         except FileNotFoundError:
             raise RenderError(f"povray executable {povray!r} not found on this node", transient=True) from None
+        if no_progress is not None:
+            progress = Progress(proc.pid, no_progress, started)
         returncode = _wait(proc, watch, tick=getattr(keep_going, "tick", 0.5), wake=getattr(keep_going, "fileno", None))
     text = log_path.read_text(errors="replace")
     seconds = time.monotonic() - started
+    if hung:  # a hang may be this node's (a stopped or starved process) or the scene's: tried once elsewhere
+        raise RenderHungError(hung[0], error_lines(text, scene_dir))
     if why or returncode is None:
         if why:  # a limit of the batch: the same scene would meet it again, so final
             raise RenderError(why[0], error_lines(text, scene_dir), transient=False)
@@ -169,6 +187,7 @@ class OutputUsage:
         self.limits = limits
         self.folders = folders
         self.base = self._measure()
+        self.last = self.base
 
     def _measure(self) -> tuple[int, int]:
         size = files = 0
@@ -184,7 +203,7 @@ class OutputUsage:
 
     def over(self) -> str | None:
         """Why the run is past a limit, or None."""
-        size, files = self._measure()
+        size, files = self.last = self._measure()
         added, made = size - self.base[0], files - self.base[1]
         if added > self.limits.output_bytes:
             return (f"the batch wrote {added} bytes, more than its limit of {self.limits.output_bytes} "
@@ -193,6 +212,54 @@ class OutputUsage:
             return (f"the batch wrote {made} files, more than its limit of {self.limits.output_files} "
                     "(HTTPOV_BATCH_MAX_FILES)")
         return None
+
+
+class Progress:
+    """Whether a povray run still gets on: the CPU time of its session (the sandbox and povray in it: povray runs in
+    a session of its own, whose id is the first process's pid) and what it wrote (log and output bytes). It has
+    stalled when none of these changed for `window` seconds: a stopped, deadlocked or blocked povray. Samples more
+    than half a window (and 5 s) apart start the count again: the watcher itself was stopped (a frozen node)."""
+
+    def __init__(self, session: int, window: float, now: float) -> None:
+        self.session = session
+        self.window = window
+        self.seen: tuple[object, ...] = ()
+        self.since = self.last = now
+
+    def stalled(self, written: object, now: float) -> bool:
+        """Take a sample (`written`: what the run wrote so far, any comparable value); True once nothing moved
+        for the window."""
+        sample = (session_cpu_ticks(self.session), written)
+        gap, self.last = now - self.last, now
+        if sample != self.seen or gap > max(self.window / 2, 5.0):
+            self.seen, self.since = sample, now
+            return False
+        return now - self.since >= self.window
+
+
+def session_cpu_ticks(session: int) -> int:
+    """Clock ticks of CPU used by the processes of `session` (user and system, with their reaped children's), read
+    from /proc/<pid>/stat; a process that ends meanwhile is skipped."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 14 and int(fields[3]) == session:
+            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return total
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _wait(proc: subprocess.Popen, keep_going: Callable[[], bool], tick: float = 0.5,

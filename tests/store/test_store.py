@@ -188,3 +188,33 @@ def test_a_finishing_transition_announces_the_jobs_stop(store: JobStore):
         assert listener.wait(5.0)
     finally:
         listener.close()
+
+
+def test_a_hang_is_kept_with_its_batch_in_the_jobs_history_and_on_its_nodes_count(store: JobStore):
+    """What RenderNode._hung writes, read back from Redis: the batch's failure with its hang count, the job's history
+    line of kind 'hang' (the job page's Hangs), the node's hung batches of the last hour (the nodes page); and the
+    job's measured frame times that a batch's derived time limit comes from (plan.batch_time_limit)."""
+    from httpov.nodes import farm_nodes
+    from httpov.plan import batch_time_limit
+    from httpov.store.records import DoneInfo
+    from httpov.view import job_view
+
+    batch = "f000002-000002"
+    _started(store, "t/1")
+    store.finish_batch("j1", "f000001-000001", DoneInfo(node="a@host", seconds=3.0, frames=1), [1], "t/1")
+    assert store.start_batch("j1", batch, "t/2", "a@host", 60.0) == "ok"
+    assert store.failure("j1", batch) is None
+    store.fail_batch("j1", batch, "no progress for 2 s", ["l"], final=False, node="a@host", hangs=1)
+    store.note("j1", "frame 2 hung on a@host: no progress for 2 s", kind="hang")
+    store.note("j1", "frames 1 rendered again")
+    store.heartbeat("a@host")
+    store.count_batch("a@host", "failed")
+    store.count_batch("a@host", "hung")
+    assert store.failure("j1", batch) == {"error": "no progress for 2 s", "lines": ["l"], "node": "a@host",
+                                          "final": False, "at": store.failure("j1", batch)["at"], "hangs": 1}
+    assert [h["what"] for h in job_view(store, "j1").hangs] == ["frame 2 hung on a@host: no progress for 2 s"]
+    [node] = farm_nodes(store, 8.0)
+    assert (node["failed_last_hour"], node["hung_last_hour"], node["done_last_hour"]) == (1, 1, 0)
+    sample = store.done_sample("j1")
+    assert list(sample) == ["f000001-000001"]
+    assert batch_time_limit(sample, 8, batch, factor=20, floor=30) == 60.0  # 20 x 3 s, above the floor

@@ -151,3 +151,4 @@ def test_a_finished_job_shows_its_frames_over_its_whole_time_not_its_last_burst(
     assert result["rate_recent"] == round(20 / 90.0, 4)
     live = estimate(spec_for(batches), "running", records, now=1090.0, started=1000.0)
     assert live["rate_recent"] > 2 * result["rate_recent"]  # while it runs: the recent rate
+

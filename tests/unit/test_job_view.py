@@ -57,3 +57,16 @@ def test_job_failed_reads_a_view():
     assert failed.eta_text == "-" and failed.ended
     cancelled = from_snapshot(*_snapshot("cancelled"), now=1002.0)
     assert job_failed(cancelled).hint == "`httpov retry j1` renders the rest"
+
+
+def test_a_hung_batch_shows_in_the_view_and_in_status():
+    from httpov.terminal import job_text
+    from httpov.view import JobView
+
+    record, spec, records = _snapshot()
+    records["history"] = [{"at": 1001.0, "what": "frame 3 hung on a@h: no progress for 120 s", "kind": "hang"},
+                          {"at": 1001.2, "what": "frames 1 rendered again"}]
+    view = from_snapshot(record, spec, records, now=1001.5)
+    assert [h["what"] for h in view.hangs] == ["frame 3 hung on a@h: no progress for 120 s"]
+    assert JobView.from_json(json.loads(json.dumps(view.to_json()))).hangs == view.hangs  # `httpov --server`
+    assert "frame 3 hung on a@h: no progress for 120 s" in job_text(view)

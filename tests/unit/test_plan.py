@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from httpov.errors import BadInputError, SceneError
-from httpov.plan import Batch, adaptive_count, frame_range, frame_seconds, image_size, split
+from httpov.plan import Batch, adaptive_count, batch_time_limit, frame_range, frame_seconds, image_size, split
 from httpov.scene import parse_ini
 
 
@@ -116,3 +116,14 @@ def test_plan_job_splits_checks_and_adapts_to_measured_frame_times():
     assert (sliced.count, sliced.slices, len(sliced.batches)) == (1, [(1, 32), (33, 64)], 2)
     with pytest.raises(BadInputError, match="more than the limit of 10"):
         plan_job(layout, options, settings.with_(max_frames=10), name="s")
+
+
+def test_a_batch_time_limit_is_a_multiple_of_the_jobs_median_frame_time_with_a_floor():
+    done = {Batch(1, 2).id: {"seconds": 4.0}, Batch(3, 3).id: {"seconds": 3.0}, Batch(4, 4).id: {"seconds": 500.0},
+            Batch(5, 5).id: {"seconds": 1.0}, Batch(9, 9, prepass=True).id: {"seconds": 900.0}}  # 2, 3, 500, 1 s a
+    # frame (a pre-pass renders no frame: not a sample)
+    assert batch_time_limit(done, 48, Batch(6, 8).id, factor=20, floor=10) == 20 * 2.5 * 3  # median 2.5, 3 frames
+    assert batch_time_limit(done, 48, Batch(6, 6).id, factor=20, floor=600) == 600  # the floor
+    assert batch_time_limit(done, 48, Batch(6, 6, (1, 12)).id, factor=20, floor=1) == 20 * 2.5 / 4  # a quarter
+    assert batch_time_limit({}, 48, Batch(6, 6).id, factor=20, floor=1) is None  # nothing measured yet
+    assert batch_time_limit(done, 48, Batch(6, 6, prepass=True).id, factor=20, floor=1) is None

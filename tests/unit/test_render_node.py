@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from httpov.errors import JobNotFoundError, RenderError, StorageError
+from httpov.errors import JobNotFoundError, RenderError, RenderHungError, StorageError
 from httpov.paths import batch_key, failed_log_key
 from httpov.plan import Batch, JobSpec
 from httpov.settings import Settings
@@ -80,9 +80,20 @@ class FakeStore:
         self.calls.append(("record_failure", batch_id, node))
         return len(nodes), False
 
-    def fail_batch(self, job_id: str, batch_id: str, error: str, lines: list[str], final: bool, node: str) -> None:
-        self.failed[batch_id] = {"error": error, "lines": lines, "final": final, "node": node, "at": 1.0}
+    def fail_batch(self, job_id: str, batch_id: str, error: str, lines: list[str], final: bool, node: str,
+                   hangs: int = 0) -> None:
+        self.failed[batch_id] = {"error": error, "lines": lines, "final": final, "node": node, "at": 1.0,
+                                 **({"hangs": hangs} if hangs else {})}
         self.calls.append(("fail_batch", batch_id, final))
+
+    def failure(self, job_id: str, batch_id: str) -> dict[str, Any] | None:
+        return self.failed.get(batch_id)
+
+    def done_sample(self, job_id: str, sample: int = 64) -> dict[str, dict[str, Any]]:
+        return dict(getattr(self, "done", {}))
+
+    def note(self, job_id: str, text: str, kind: str | None = None) -> None:
+        self.history = [*getattr(self, "history", []), {"what": text, "kind": kind}]
 
     def hold_for_retry(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float) -> None:
         self.calls.append(("hold_for_retry", batch_id, handoff, seconds))
@@ -135,8 +146,10 @@ class FakePovray:
 
     def __call__(self, povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int, keep_going: Any,
                  limits: Any = None, time_limit: float | None = None, extra: list[str] | None = None,
-                 size: tuple[int, int] | None = None) -> RenderOutput:
+                 size: tuple[int, int] | None = None, no_progress: float | None = None,
+                 hang_limit: tuple[float, str] | None = None) -> RenderOutput:
         self.runs += 1
+        self.watch = (no_progress, hang_limit)
         assert (workdir / "scene" / "scene.pov").read_text() == "// a scene"
         (workdir / "render.log").write_text("povray's log\n")
         if self.error is not None:
@@ -360,3 +373,45 @@ def test_full_storage_holds_the_batch_and_blames_no_node(farm, tmp_path):
     renders = fake.runs
     node.storage = LocalStorage(tmp_path / "store")  # storage is back
     assert _run(node).status == "rendered" and fake.runs == renders + 1
+
+
+HUNG = "no progress for 120 s: povray used no CPU and wrote nothing (HTTPOV_NO_PROGRESS_SECONDS); it was killed"
+
+
+def test_a_hung_batch_goes_to_another_live_node_and_a_second_hang_fails_the_job(farm):
+    node, store, fake, _ = farm
+    store.live = {NODE, "celery@b"}
+    fake.error = RenderHungError(HUNG, ["a line"])
+    outcome = _run(node)
+    assert (outcome.status, outcome.send_to, outcome.hung, outcome.retry_in) == ("retry", "celery@b", True, None)
+    assert store.failed[BATCH] == {"error": HUNG, "lines": ["a line"], "final": False, "node": NODE, "at": 1.0,
+                                   "hangs": 1}
+    assert store.calls[-1] == ("start_batch", BATCH, NODE, True)  # the lease left for the other node's hand-off
+    assert store.history == [{"what": f"frames 1-2 hung on {NODE}: {HUNG}", "kind": "hang"}]
+    assert store.counted == ["failed", "hung"]  # `httpov nodes` and the nodes page
+    outcome = _run(node, name="celery@b")  # hangs there too: the scene's, not a node's
+    assert (outcome.status, outcome.hung) == ("failed", True)
+    assert store.failed[BATCH]["final"] is True and store.failed[BATCH]["hangs"] == 2
+    assert store.failed[BATCH]["error"] == f"{HUNG} (the batch hung 2 times, last on celery@b, before on {NODE})"
+
+
+def test_a_hung_batch_on_a_farm_of_one_node_is_tried_again_there(farm):
+    node, store, fake, _ = farm
+    fake.error = RenderHungError(HUNG)
+    outcome = _run(node)
+    assert (outcome.status, outcome.send_to, outcome.retry_in) == ("retry", None, node.settings.lease_seconds)
+    assert store.calls[-1][:3] == ("hold_for_retry", BATCH, "retry:task-1")
+    assert _run(node).status == "failed" and store.failed[BATCH]["final"] is True
+
+
+def test_povray_is_watched_with_the_no_progress_window_and_a_limit_from_the_jobs_frame_times(farm):
+    node, store, fake, _ = farm
+    assert _run(node).status == "rendered"
+    assert fake.watch == (120.0, None)  # no batch of the job measured yet: only the node's own limit
+    store.done = {"f000003-000004": {"seconds": 40.0, "frames": 2}, "f000005-000005": {"seconds": 30.0},
+                  "f000006-000006": {"seconds": 10.0}}  # 20, 30 and 10 s a frame: median 20
+    assert _run(node).status == "rendered"
+    limit, why = fake.watch[1]
+    assert limit == 20.0 * 20 * 2 and "HTTPOV_BATCH_TIME_FACTOR" in why  # 20 times the median, two frames
+    store.spec_.time_limit = 30  # submit --time-limit: the user's limit, no derived one
+    assert _run(node).status == "rendered" and fake.watch[1] is None

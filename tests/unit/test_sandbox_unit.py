@@ -1,9 +1,11 @@
 """httpov.worker.sandbox without povray: the files it writes, its environment, limits and argument checks."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,23 @@ def test_explain_exit(three) -> None:
     assert "output limit" in (box.explain_exit(128 + signal.SIGXFSZ) or "")
     assert box.explain_exit(-signal.SIGXFSZ) == box.explain_exit(128 + signal.SIGXFSZ)
     assert box.explain_exit(0) is None and box.explain_exit(1) is None
+
+
+def test_progress_stalls_only_when_cpu_and_output_stand_still_for_the_window():
+    from httpov.worker.povray import Progress
+
+    watched = Progress(2**22 + 1, 2.0, now=0.0)  # above any pid: a session with no process, no CPU
+    assert not watched.stalled(5, 0.5)
+    assert not watched.stalled(5, 1.0) and not watched.stalled(5, 1.5) and not watched.stalled(5, 2.0)
+    assert watched.stalled(5, 2.5)  # nothing moved since 0.5
+    assert not watched.stalled(6, 3.0)  # it wrote: the count starts again
+    assert not any(watched.stalled(6, t) for t in (3.5, 4.0, 4.5)) and watched.stalled(6, 5.0)
+    assert not watched.stalled(6, 11.0), "a watcher frozen past half a window (and 5 s) starts counting again"
+    assert watched.stalled(6, 13.0)
+    busy = Progress(os.getsid(0), 2.0, now=0.0)  # this test's own session: its CPU moves as it runs
+    assert not busy.stalled(1, 0.5)
+    for now in (1.0, 1.5, 2.0, 2.5, 3.0):
+        start = time.process_time()
+        while time.process_time() - start < 0.03:  # a few clock ticks of CPU between samples
+            pass
+        assert not busy.stalled(1, now), "a busy process is never stalled"

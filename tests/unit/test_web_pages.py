@@ -38,3 +38,19 @@ def test_a_reader_who_is_not_signed_in_sees_no_control_and_no_submit_link():
     html = _render("job.html", job=VIEW, frames=[], failures=[], video=False)  # --public-read, nobody signed in
     assert 'id="cancel"' not in html and 'action="/submit"' not in html and 'href="/submit"' not in html
     assert 'href="/login"' in html
+
+
+def test_the_job_page_shows_its_hangs_and_the_nodes_page_each_nodes_hung_batches():
+    hung = "frame 2 hung on <b>@h: no progress for 120 s: povray used no CPU and wrote nothing"
+    view = replace(VIEW, history=[{"at": 0.0, "what": "frames 1 rendered again"},
+                                  {"at": 60.0, "what": hung, "kind": "hang"}])
+    html = _render("job.html", job=view, frames=[], failures=[], video=False,
+                   hangs=[("1970-01-01 00:01:00 UTC", h["what"]) for h in view.hangs])
+    assert '<h2>Hangs</h2>' in html and "no progress for 120 s" in html and "rendered again" not in html
+    assert "hung on &lt;b&gt;@h" in html  # a node's name is data
+    assert "<h2>Hangs</h2>" not in _render("job.html", job=VIEW, frames=[], failures=[], video=False, hangs=[])
+    node = {"node": "a@h", "state": "up", "host": "h", "processes": 1, "cores": 2, "povray": "3.7", "httpov": "1",
+            "started": 0.0, "last_seen": 0.0, "rendering": [], "done_last_hour": 3, "failed_last_hour": 2,
+            "hung_last_hour": 1, "fault": None}
+    html = _render("nodes.html", nodes=[node], now=1.0)
+    assert "<th>Hung (1 h)</th>" in html and '<td class="hung">1</td>' in html

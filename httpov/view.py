@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from httpov import eta
-from httpov.errors import JobNotFoundError
 from httpov.outage import through_outage
 from httpov.plan import Batch, JobSpec, prepass_ids
 from httpov.settings import Settings, live_node_window
@@ -268,12 +267,23 @@ def job_view(store: JobStore, job_id: str, now: float | None = None, *, live_wit
     live render node is in that pool. `live_within`: the farm's Settings.live_node_seconds (None: the default
     lease's), the same window the dispatcher counts render processes in."""
     view = from_snapshot(*store.snapshot(job_id), now=time.time() if now is None else now)
-    within = live_node_window(Settings.lease_seconds) if live_within is None else live_within
-    if view.pool and not view.ended:
-        view.pool_live = view.pool in store.live_pools(within=within)
-    if not view.ended:
-        view.notes += node_faults(store, within)
+    _add_farm_notes(store, [view], live_within)
     return view
+
+
+def _add_farm_notes(store: JobStore, views: list[JobView], live_within: float | None) -> None:
+    """What the farm says about live jobs, read once for all `views`: whether a live render node is in the
+    job's render pool, and the faults of live render nodes (a full disk)."""
+    live = [view for view in views if not view.ended]
+    if not live:
+        return
+    within = live_node_window(Settings.lease_seconds) if live_within is None else live_within
+    pools = store.live_pools(within=within) if any(view.pool for view in live) else set()
+    faults = node_faults(store, within)
+    for view in live:
+        if view.pool:
+            view.pool_live = view.pool in pools
+        view.notes += faults
 
 
 def node_faults(store: JobStore, within: float, now: float | None = None) -> list[str]:
@@ -289,20 +299,33 @@ def overview(store: JobStore, now: float | None = None, *, states: Collection[st
              name: str | None = None, user: str | None = None, limit: int | None = None,
              live_within: float | None = None) -> list[JobView]:
     """job_view of the jobs in `states`, whose name matches the shell-style pattern `name` and of `user`: the newest
-    `limit` of them (None: all), oldest first. Only as many views are built as it takes to find them."""
+    `limit` of them (None: all), oldest first. Jobs are read newest first, as many at once as are still wanted
+    (one round trip for an unfiltered `httpov status`), until enough are found."""
+    now = time.time() if now is None else now
+    newest_first = store.job_ids()[::-1]
     chosen: list[JobView] = []
-    for job_id in reversed(store.job_ids()):
-        if limit is not None and len(chosen) >= limit:
-            break
-        try:
-            view = job_view(store, job_id, now, live_within=live_within)
-        except JobNotFoundError:  # deleted meanwhile
-            continue
-        if (states and view.state not in states) or (user is not None and view.user != user) or \
-                (name is not None and not fnmatch.fnmatchcase(view.name, name)):
-            continue
-        chosen.append(view)
+    start = 0
+    while start < len(newest_first) and (limit is None or len(chosen) < limit):
+        wanted = len(newest_first) if limit is None else max(limit - len(chosen), _OVERVIEW_READ)
+        ids = newest_first[start:start + wanted]
+        start += len(ids)
+        snapshots = store.snapshots(ids)
+        for job_id in ids:
+            if job_id not in snapshots:  # deleted meanwhile
+                continue
+            view = from_snapshot(*snapshots[job_id], now=now)
+            if (states and view.state not in states) or (user is not None and view.user != user) or \
+                    (name is not None and not fnmatch.fnmatchcase(view.name, name)):
+                continue
+            chosen.append(view)
+            if limit is not None and len(chosen) >= limit:
+                break
+    _add_farm_notes(store, chosen, live_within)
     return chosen[::-1]
+
+
+#: Jobs overview reads at least at once while looking for the jobs a filter wants.
+_OVERVIEW_READ = 20
 
 
 def follow(store: JobStore, job_id: str, poll: float = 1.0, timeout: float | None = None, outage: float = 0.0,

@@ -734,25 +734,18 @@ class JobStore:
         """done / failed / running / parked / attempts / requeued of every batch that has any."""
         def run() -> Batches:
             pipe = self.r.pipeline()
-            for part in ("done", "failed", "running", "attempts", "requeued"):
-                pipe.hgetall(self.keys.job_part(job_id, part))
-            pipe.smembers(self.keys.parked(job_id))
-            pipe.smembers(self.keys.frames(job_id))
-            pipe.smembers(self.keys.blocked(job_id))
-            pipe.lrange(self.keys.history(job_id), 0, -1)
-            done, failed, running, attempts, requeued, parked, frames, blocked, history = pipe.execute()
-            return {
-                "done": {k: json.loads(v) for k, v in done.items()},
-                "failed": {k: json.loads(v) for k, v in failed.items()},
-                "running": {k: json.loads(v) for k, v in running.items()},
-                "attempts": {k: int(v) for k, v in attempts.items()},
-                "requeued": {k: int(v) for k, v in requeued.items()},
-                "parked": sorted(parked),
-                "frames": sorted(int(f) for f in frames),
-                "blocked": sorted(blocked),
-                "history": [json.loads(line) for line in history],
-            }
+            self._queue_batches(pipe, job_id)
+            return _batches(pipe.execute())
         return self._call(run)
+
+    def _queue_batches(self, pipe: redis.client.Pipeline, job_id: str) -> None:
+        """The reads `_batches` turns into a job's Batches, added to `pipe`."""
+        for part in ("done", "failed", "running", "attempts", "requeued"):
+            pipe.hgetall(self.keys.job_part(job_id, part))
+        pipe.smembers(self.keys.parked(job_id))
+        pipe.smembers(self.keys.frames(job_id))
+        pipe.smembers(self.keys.blocked(job_id))
+        pipe.lrange(self.keys.history(job_id), 0, -1)
 
     def record(self, job_id: str) -> JobRecord:
         raw = self._call(lambda: self.r.hgetall(self.keys.job(job_id)))
@@ -764,6 +757,24 @@ class JobStore:
         """The job's record, spec and batches, read once (status views are built from these)."""
         record = self.record(job_id)
         return record, JobSpec.from_dict(json.loads(record["spec"])), self.batches(job_id)
+
+    def snapshots(self, job_ids: list[str]) -> dict[str, tuple[JobRecord, JobSpec, Batches]]:
+        """snapshot of each of `job_ids` in one round trip (`httpov status`, the jobs page); a job deleted
+        meanwhile is left out."""
+        def run() -> list[Any]:
+            pipe = self.r.pipeline(transaction=False)
+            for job_id in job_ids:
+                pipe.hgetall(self.keys.job(job_id))
+                self._queue_batches(pipe, job_id)
+            return pipe.execute()
+        replies = self._call(run) if job_ids else []
+        found: dict[str, tuple[JobRecord, JobSpec, Batches]] = {}
+        for n, job_id in enumerate(job_ids):
+            record, *parts = replies[n * (1 + _BATCH_READS):(n + 1) * (1 + _BATCH_READS)]
+            if record:
+                found[job_id] = (cast(JobRecord, record), JobSpec.from_dict(json.loads(record["spec"])),
+                                 _batches(parts))
+        return found
 
     def frame_times(self, history: str, keep: int = 8, sample: int = 64) -> tuple[float, int, int]:
         """Measured (seconds, frames, batches) summed over done batches of the last `keep` jobs filed under
@@ -785,6 +796,26 @@ class JobStore:
                         batches += 1
             return seconds, frames, batches
         return self._call(run)
+
+
+#: How many replies JobStore._queue_batches adds to a pipeline.
+_BATCH_READS = 9
+
+
+def _batches(replies: list[Any]) -> Batches:
+    """A job's Batches from the replies of JobStore._queue_batches's reads."""
+    done, failed, running, attempts, requeued, parked, frames, blocked, history = replies
+    return {
+        "done": {k: json.loads(v) for k, v in done.items()},
+        "failed": {k: json.loads(v) for k, v in failed.items()},
+        "running": {k: json.loads(v) for k, v in running.items()},
+        "attempts": {k: int(v) for k, v in attempts.items()},
+        "requeued": {k: int(v) for k, v in requeued.items()},
+        "parked": sorted(parked),
+        "frames": sorted(int(f) for f in frames),
+        "blocked": sorted(blocked),
+        "history": [json.loads(line) for line in history],
+    }
 
 
 class StopListener:

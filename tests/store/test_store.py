@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -218,3 +219,44 @@ def test_a_hang_is_kept_with_its_batch_in_the_jobs_history_and_on_its_nodes_coun
     sample = store.done_sample("j1")
     assert list(sample) == ["f000001-000001"]
     assert batch_time_limit(sample, 8, batch, factor=20, floor=30) == 60.0  # 20 x 3 s, above the floor
+
+
+def test_the_jobs_overview_reads_them_in_a_few_round_trips_and_filters_like_one_view_each(store: JobStore,
+                                                                                          monkeypatch):
+    from httpov.view import job_view, overview
+
+    for n in range(45):
+        spec = _spec(f"j{n:02d}")
+        spec.name = f"shot-{n}" if n % 3 else f"preview-{n}"
+        store.create(spec, user="ann" if n % 2 else "bob")
+        store.publish(spec.id)
+        if n % 5 == 0:
+            store.transition(spec.id, JobState.CANCELLED)
+    now = time.time()
+    every = [job_view(store, job_id, now) for job_id in store.job_ids()]
+    newest = every[::-1]
+
+    def expected(limit: int | None, keep) -> list[str]:
+        return [v.id for v in newest if keep(v)][:limit][::-1]
+
+    trips = []
+    monkeypatch.setattr(redis.Redis, "execute_command", _counting(redis.Redis.execute_command, trips, "command"))
+    monkeypatch.setattr(redis.client.Pipeline, "execute", _counting(redis.client.Pipeline.execute, trips, "pipeline"))
+    listed = overview(store, now, limit=20)
+    assert [v.id for v in listed] == expected(20, lambda v: True)
+    assert len(trips) <= 4, trips  # the ids, one pipeline of 20 snapshots, the live nodes (pools and faults)
+    assert [v.to_json() for v in listed] == [v.to_json() for v in every[-20:]]
+    for limit, filters, keep in [
+            (None, {}, lambda v: True),
+            (7, {"states": ["cancelled"]}, lambda v: v.state == "cancelled"),
+            (5, {"user": "bob", "name": "shot-*"}, lambda v: v.user == "bob" and v.name.startswith("shot-")),
+            (3, {"user": "nobody"}, lambda v: False)]:
+        assert [v.id for v in overview(store, limit=limit, **filters)] == expected(limit, keep), filters
+
+
+def _counting(method, calls: list[str], what: str):
+    def counted(self, *args, **kwargs):
+        if what == "pipeline" or not isinstance(self, redis.client.Pipeline):
+            calls.append(f"{what} {args[0] if args and what == 'command' else ''}")
+        return method(self, *args, **kwargs)
+    return counted

@@ -15,8 +15,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from httpov.errors import BrokerUnavailableError, JobNotFoundError
-from httpov.plan import JobSpec
+from httpov.errors import BrokerUnavailableError, HttpovError, JobNotFoundError
+from httpov.plan import JobSpec, check_record
 from httpov.states import FINISHED, LIVE, JobState, TransitionRefused, allowed_from
 from httpov.store.keys import Keys
 from httpov.store.records import Batches, DoneInfo, FailedInfo, JobRecord, NodeInfo, RunningInfo, Share
@@ -260,14 +260,20 @@ class JobStore:
             for job_id in job_ids:
                 pipe.hget(self.keys.job(job_id), "spec")
             return pipe.execute()
-        return [JobSpec.from_dict(json.loads(raw)) for raw in (self._call(run) if job_ids else []) if raw]
+        specs = []
+        for job_id, raw in zip(job_ids, self._call(run) if job_ids else []):
+            if raw:  # only records a render node would render (check_record): a forged one holds nothing
+                with contextlib.suppress(ValueError, HttpovError):
+                    specs.append(check_record(job_id, JobSpec.from_dict(json.loads(raw))))
+        return specs
 
-    def drop_jobs(self, specs: list[JobSpec]) -> dict[str, int]:
+    def drop_jobs(self, job_ids: list[str], histories: dict[str, str] | None = None) -> dict[str, int]:
         """Remove every Redis key of these jobs (record, batches, slices, failure signatures, leases, submit lease,
-        requeue marks, claims), their entries in the job lists and frame-time histories, in one transaction after
-        one scan of the prefix; answers how many keys went, by job. Their scene references are dropped separately
-        (drop_scene)."""
-        ids = {spec.id for spec in specs}
+        requeue marks, claims), their entries in the job lists and in the frame-time histories they were counted in
+        (`histories`: job id -> JobSpec.history), in one transaction after one scan of the prefix; answers how many
+        keys went, by job. A key goes only if it is one of these ids' own (Keys.owner), whatever their records say.
+        Their scene references are dropped separately (drop_scene)."""
+        ids = set(job_ids)
         if not ids:
             return {}
         def run() -> dict[str, int]:
@@ -282,8 +288,8 @@ class JobStore:
                 pipe.delete(*found[start:start + 1000])
             pipe.zrem(self.keys.jobs(), *ids)
             pipe.srem(self.keys.active(), *ids)
-            for spec in specs:
-                pipe.lrem(self.keys.frame_history(spec.history), 0, spec.id)
+            for job_id, history in (histories or {}).items():
+                pipe.lrem(self.keys.frame_history(history), 0, job_id)
             pipe.execute()
             return counts
         return self._call(run)

@@ -31,7 +31,7 @@ from httpov.errors import (
 )
 from httpov.outage import through_outage
 from httpov.paths import batch_key, failed_log_key, frame_key, radiosity_key
-from httpov.plan import Batch, JobSpec, check_batch, check_spec, radiosity_digest, released_by
+from httpov.plan import Batch, JobSpec, check_batch, check_record, radiosity_digest, released_by
 from httpov.settings import Settings
 from httpov.states import LIVE, JobState
 from httpov.storage import Storage
@@ -97,13 +97,10 @@ class RenderNode:
         self._storage_failed = False  # the farm's storage failed this process's last upload or download
 
     def spec(self, job_id: str) -> JobSpec:
-        """The job's record, checked (plan.check_spec) before any use: Redis may hold a forged one."""
+        """The job's record, checked (plan.check_record) before any use: Redis may hold a forged one."""
         if job_id not in self._specs:
-            spec = self.store.spec(job_id)
-            check_spec(spec)
+            spec = check_record(job_id, self.store.spec(job_id))
             limits.check_image(spec.width, spec.height, self.settings)  # this node's own limits
-            if spec.id != job_id:
-                raise SceneError(f"the record of job {job_id!r} names job {spec.id!r}")
             self._specs[job_id] = spec
         return self._specs[job_id]
 

@@ -256,8 +256,10 @@ class Client:
             spec.radiosity, frames = "prepass", list(range(spec.first, spec.last + 1))
         else:
             return ["--radiosity-cache shared: a single whole frame has no radiosity to share"]
-        todo = [f for f in frames
-                if not self.storage.exists(paths.radiosity_key(radiosity_digest(spec, f)))]
+        def stored(frame: int) -> bool:  # by a pre-pass of this farm, which recorded its hash: a file planted
+            key = paths.radiosity_key(radiosity_digest(spec, frame))  # under the key alone gets a pre-pass anew
+            return self.store.cache_sha256(key) is not None and self.storage.exists(key)
+        todo = [f for f in frames if not stored(f)]
         spec.batches = [Batch(f, f, prepass=True).id for f in todo] + spec.batches
         shared = f"one radiosity cache computed on frame {spec.first} and loaded by every frame"
         what = shared if spec.radiosity == "shared" else "one radiosity pre-pass per frame, loaded by its slices"

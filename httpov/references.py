@@ -46,6 +46,8 @@ def drop_scene(store: JobStore, storage: Storage, spec: JobSpec) -> bool:
         if not store.drop_scene(key, spec.id, uses=functools.partial(_uses, key)):
             continue
         try:
+            if paths.RADIOSITY_KEY.match(key):
+                store.forget_cache(key)
             storage.delete(key)
         finally:
             store.scene_deleted(key)

@@ -250,6 +250,18 @@ class JobStore:
             return False
         return True
 
+    def record_cache(self, key: str, sha256: str) -> None:
+        """A radiosity pre-pass stored `key` with this content hash: the only content a render node will load."""
+        self._call(lambda: self.r.hset(self.keys.radiosity_sha256(), key, sha256))
+
+    def cache_sha256(self, key: str) -> str | None:
+        """The content hash a pre-pass of this farm recorded for the stored radiosity cache `key`, or None."""
+        return self._call(lambda: self.r.hget(self.keys.radiosity_sha256(), key))
+
+    def forget_cache(self, key: str) -> None:
+        """The radiosity cache `key` is being deleted: its hash goes first, so no submit reuses it meanwhile."""
+        self._call(lambda: self.r.hdel(self.keys.radiosity_sha256(), key))
+
     def scene_deleted(self, scene_key: str) -> None:
         """The scene's zip is gone: submits may take references to it again (and store it anew)."""
         self._call(lambda: self.r.delete(self.keys.scene_deleting(scene_key)))

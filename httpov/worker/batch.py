@@ -448,24 +448,14 @@ class RenderNode:
         without it, running its own radiosity pretrace (the frame still right, its slice edges may show), and says
         so in its log, the job's history and the node's log."""
         key = radiosity_key(radiosity_digest(spec, batch.first))
-        sha256 = self.store.cache_sha256(key)
         cache = scene_dir / radiosity.cache_name()
         try:
-            if sha256 is None:
-                raise ArchiveError("no pre-pass of this farm recorded its SHA-256")
-            with self.cache.use_file(self.storage, key, sha256) as stored:
-                shutil.copyfile(stored, cache)
-            if file_sha256(cache) != sha256:  # the copy povray reads, after the node's cache
-                raise ArchiveError("the copy does not match the SHA-256 its pre-pass recorded")
-            if cache.stat().st_size == 0:
-                cache.unlink()
+            if not radiosity.fetch_checked(self.cache, self.storage, key, self.store.cache_sha256(key), cache):
                 return None, ""
-            radiosity.check_cache(cache)
         except FileNotFoundError:
             raise RenderError(f"the radiosity cache of {batch.label} is not in storage ({key}): its pre-pass "
                               "did not store it", transient=True) from None
-        except (ArchiveError, radiosity.BadCache) as exc:
-            cache.unlink(missing_ok=True)
+        except radiosity.BadCache as exc:
             why = (f"the radiosity cache {key} was refused ({exc}): {batch.label} ran its own radiosity pretrace "
                    "instead")
             log.warning("httpov: job %s: %s", spec.id, why)

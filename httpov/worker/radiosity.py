@@ -5,9 +5,17 @@ from __future__ import annotations
 import math
 import re
 import secrets
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from httpov.archive import file_sha256
+from httpov.errors import ArchiveError
 from httpov.plan import JobSpec
+
+if TYPE_CHECKING:
+    from httpov.storage import Storage
+    from httpov.worker.cache import SceneCache
 
 #: Footer of the pre-pass's wrapper scene: a second radiosity block merges with the scene's own, changing only the
 #: fields it names. With always_sample off the final pass adds few samples of its own to the saved cache.
@@ -67,7 +75,31 @@ _DEPTH = re.compile(r"^C(\d{1,2})$")
 
 
 class BadCache(ValueError):
-    """A radiosity cache file that is not what povray's pre-pass writes."""
+    """A radiosity cache file that is not what the farm's pre-pass wrote."""
+
+
+def fetch_checked(cache: SceneCache, storage: Storage, key: str, sha256: str | None, target: Path) -> bool:
+    """Put the stored radiosity cache `key` at `target` (the copy povray reads) through the node's cache, if it is
+    the content the farm's pre-pass recorded (`sha256`) and well formed (check_cache); False, nothing at `target`,
+    for an empty cache (the pre-pass found no radiosity). BadCache on any doubt, FileNotFoundError if not stored."""
+    try:
+        if sha256 is None:
+            raise BadCache("no pre-pass of this farm recorded its SHA-256")
+        try:
+            with cache.use_file(storage, key, sha256) as stored:
+                shutil.copyfile(stored, target)
+        except ArchiveError as exc:
+            raise BadCache(str(exc)) from None
+        if file_sha256(target) != sha256:  # the copy povray reads, after the node's cache
+            raise BadCache("the copy does not match the SHA-256 its pre-pass recorded")
+        if target.stat().st_size == 0:
+            target.unlink()
+            return False
+        check_cache(target)
+        return True
+    except BadCache:
+        target.unlink(missing_ok=True)
+        raise
 
 
 def check_cache(path: Path) -> int:

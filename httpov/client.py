@@ -521,7 +521,7 @@ class Client:
             self.store.render_again(job_id, todo, sorted(wanted), bool(spec.slices))
             for batch_id in todo:  # no record names these results now: each new one is stored under its own name
                 if batch_id in batches["done"]:
-                    with contextlib.suppress(ValueError):  # a result that is not one name: nothing of the job's
+                    with contextlib.suppress(ResultError):  # a result that is not one name: nothing of the job's
                         self.storage.delete(paths.batch_key(job_id, batch_id,
                                                             batches["done"][batch_id].get("result", "")))
             what = f"frame {frames[0]}" if frames[0] == frames[1] else f"frames {frames[0]}-{frames[1]}"

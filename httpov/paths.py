@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from httpov.errors import ResultError
+
 #: A job id as httpov makes them (plan_job: 10 hex digits; any of these characters in older farms and tests).
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: A scene stored under its content hash, and a radiosity cache under its digest: the objects jobs share.
@@ -53,11 +55,12 @@ def is_shared(key: str) -> bool:
 def batch_key(job_id: str, batch_id: str, result: str = "") -> str:
     """A rendered batch's zip: its frames (or slice) and povray's log. `result` names the execution that stored it
     (each execution writes its own, and the batch's done record names the one that counts: DoneInfo.result); ''
-    for the fixed name of results recorded before executions had their own. ValueError if either is not one name
+    for the fixed name of results recorded before executions had their own. ResultError if either is not one name
     (a forged done record may name '../../other/frames/...'): the key always stays in the job's batches."""
     if not isinstance(batch_id, str) or not batch_id or not _NAME.match(batch_id) or not isinstance(result, str) \
             or not _NAME.match(result):
-        raise ValueError(f"batch {batch_id!r} result {result!r} is not a batch's stored name")
+        raise ResultError(f"the done record of batch {batch_id!r} of job {job_id} names result {result!r}, which is "
+                          "not a stored result's name: the record is not one httpov wrote")
     return f"{batches_prefix(job_id)}{batch_id}{'.' + result if result else ''}.zip"
 
 

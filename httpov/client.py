@@ -256,8 +256,10 @@ class Client:
             spec.radiosity, frames = "prepass", list(range(spec.first, spec.last + 1))
         else:
             return ["--radiosity-cache shared: a single whole frame has no radiosity to share"]
-        todo = [f for f in frames
-                if not self.storage.exists(paths.radiosity_key(radiosity_digest(spec, f)))]
+        def stored(frame: int) -> bool:  # by a pre-pass of this farm, which recorded its hash: a file planted
+            key = paths.radiosity_key(radiosity_digest(spec, frame))  # under the key alone gets a pre-pass anew
+            return self.store.cache_sha256(key) is not None and self.storage.exists(key)
+        todo = [f for f in frames if not stored(f)]
         spec.batches = [Batch(f, f, prepass=True).id for f in todo] + spec.batches
         shared = f"one radiosity cache computed on frame {spec.first} and loaded by every frame"
         what = shared if spec.radiosity == "shared" else "one radiosity pre-pass per frame, loaded by its slices"
@@ -519,7 +521,9 @@ class Client:
             self.store.render_again(job_id, todo, sorted(wanted), bool(spec.slices))
             for batch_id in todo:  # no record names these results now: each new one is stored under its own name
                 if batch_id in batches["done"]:
-                    self.storage.delete(paths.batch_key(job_id, batch_id, batches["done"][batch_id].get("result", "")))
+                    with contextlib.suppress(ResultError):  # a result that is not one name: nothing of the job's
+                        self.storage.delete(paths.batch_key(job_id, batch_id,
+                                                            batches["done"][batch_id].get("result", "")))
             what = f"frame {frames[0]}" if frames[0] == frames[1] else f"frames {frames[0]}-{frames[1]}"
             self.store.note(job_id, f"{what} rendered again ({len(todo)} batch(es))")
         self.store.reset_failures(job_id, todo)  # attempts, failures and the job's node blocklist

@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from httpov.errors import BadInputError, SceneError
+from httpov.paths import JOB_ID, SCENE_KEY  # noqa: F401 (plan.JOB_ID, plan.SCENE_KEY: where they were first)
 from httpov.scene import SceneLayout, SceneOptions
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ TARGET_TASK_SECONDS = 2.5
 POVRAY_START_SECONDS = 0.7  # povray's idle start, paid once per task; measured frame times are net of it
 MIN_BATCHES = 8  # a short job is still spread over this many tasks (a 2-core node runs 8 render processes)
 FIRST_MAX_COUNT = 4  # before a scene's frame time is known, keep tasks short: a heavy scene stays parallel
-SCENE_KEY = re.compile(r"^scenes/[0-9a-f]{64}\.zip$")  # a scene is stored under its content hash
-JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Options whose values are paths inside the scene.
 PATH_OPTIONS = ("Input_File_Name", "Library_Path")
 MAX_NAME = 200
@@ -306,6 +305,15 @@ def check_spec(spec: JobSpec) -> None:
         raise SceneError(f"radiosity plan {spec.radiosity!r} is not one of {', '.join(RADIOSITY_PLANS)}")
     if spec.radiosity != "off" and not wrappable(spec.pov):
         raise SceneError(f"the scene file name {spec.pov!r} cannot be included by a radiosity wrapper")
+
+
+def check_record(job_id: str, spec: JobSpec) -> JobSpec:
+    """The spec read from job `job_id`'s record, checked as a render node checks it before rendering and a delete
+    before deleting (check_spec, and the record names its own job): SceneError otherwise."""
+    check_spec(spec)
+    if spec.id != job_id:
+        raise SceneError(f"the record of job {job_id!r} names job {spec.id!r}")
+    return spec
 
 
 def check_batch(spec: JobSpec, batch_id: object) -> Batch:

@@ -37,12 +37,17 @@ def drop_scene(store: JobStore, storage: Storage, spec: JobSpec) -> bool:
     Reference counting, not mark and sweep: a Redis set of the job ids using each scene, changed atomically with
     a 'being deleted' mark, makes a delete cost one scene's references instead of a scan of every job and every
     stored scene, and a submit of the same scene at the same moment waits for the mark instead of trusting a zip
-    about to vanish (httpov/store/scripts: use_scene.lua, drop_scene.lua)."""
+    about to vanish (httpov/store/scripts: use_scene.lua, drop_scene.lua). Only keys shaped as shared objects are
+    ever deleted here (paths.is_shared); the caller has checked the spec (plan.check_record)."""
     deleted = []
     for key in shared_keys(spec):
+        if not paths.is_shared(key):  # the caller checked the record (plan.check_record): a second guard
+            continue
         if not store.drop_scene(key, spec.id, uses=functools.partial(_uses, key)):
             continue
         try:
+            if paths.RADIOSITY_KEY.match(key):
+                store.forget_cache(key)
             storage.delete(key)
         finally:
             store.scene_deleted(key)

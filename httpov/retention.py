@@ -8,12 +8,13 @@ import time
 from dataclasses import dataclass
 
 from httpov import paths
-from httpov.errors import BadInputError, JobNotFoundError, JobStateError
-from httpov.plan import JobSpec
+from httpov.errors import BadInputError, JobNotFoundError, JobStateError, SceneError
+from httpov.plan import JobSpec, check_record
 from httpov.references import drop_scene
 from httpov.states import FINISHED, JobState, TransitionRefused
 from httpov.storage import Storage
 from httpov.store import JobStore
+from httpov.text import shown
 
 log = logging.getLogger(__name__)
 
@@ -54,28 +55,70 @@ def delete_jobs(store: JobStore, storage: Storage, job_ids: list[str]) -> list[D
     delete cut short can be run again; then go its stored batches, frames and logs and its scene if no other job
     uses it; then the Redis keys of them all (one scan of the prefix, however many jobs); and last anything a
     render node stored meanwhile (a node also removes what it stored for a job it finds gone). A live or paused
-    job is JobStateError, before anything of it is touched: cancel it first (`httpov delete --force` does)."""
+    job is JobStateError, before anything of it is touched: cancel it first (`httpov delete --force` does).
+
+    Nothing a record names is deleted on its word: in storage only the keys under the job's own prefix, built from
+    its id (paths.job_prefix), and its shared objects (scene, radiosity caches) only through their references, and
+    only when its record passes the checks a render node makes before rendering (plan.check_record). A record that
+    fails them (forged, or corrupt) loses its own keys and objects all the same; the shared objects it names are
+    left alone (their reference to it stays: the object is kept, not lost)."""
     done: list[Deleted] = []
-    specs = []
+    histories: dict[str, str] = {}
     for job_id in job_ids:
-        spec = store.spec(job_id)
         record = store.record(job_id)
+        spec, why = _trusted(store, job_id)
         try:
             store.transition(job_id, DELETING)
         except TransitionRefused as exc:
             raise JobStateError(f"job {job_id} is {exc.current}: only a finished job is deleted",
                                 hint=f"`httpov delete --force {job_id}` cancels it first") from exc
-        finished = float(record["finished"]) if record.get("finished") else None
-        gone = Deleted(job_id, spec.name, record["state"], finished)
-        gone.objects = storage.delete_prefix(paths.job_prefix(job_id))
-        gone.scene_deleted = drop_scene(store, storage, spec)
+        gone = Deleted(job_id, spec.name if spec else NOT_VALID, str(record.get("state", "")),
+                       _seconds(record.get("finished")))
+        gone.objects = _delete_own(storage, job_id)
+        if spec is None:
+            log.warning("httpov: job %s: its record is not one httpov wrote (%s): only its own keys and stored "
+                        "objects are deleted, nothing it names", shown(str(job_id)), shown(why))
+        else:
+            gone.scene_deleted = drop_scene(store, storage, spec)
+            histories[job_id] = spec.history
         done.append(gone)
-        specs.append(spec)
-    keys = store.drop_jobs(specs)
+    keys = store.drop_jobs([gone.job_id for gone in done], histories)
     for gone in done:
         gone.redis_keys = keys.get(gone.job_id, 0)
-        gone.objects += storage.delete_prefix(paths.job_prefix(gone.job_id))
+        gone.objects += _delete_own(storage, gone.job_id)
     return done
+
+
+#: The name listed for a job whose record is not one httpov wrote.
+NOT_VALID = "(not a valid job record)"
+
+
+def _trusted(store: JobStore, job_id: str) -> tuple[JobSpec | None, str]:
+    """The job's spec if its record passes a render node's checks (plan.check_record), else None and why."""
+    try:
+        return check_record(job_id, store.spec(job_id)), ""
+    except (SceneError, BadInputError, ValueError) as exc:  # ValueError: not JSON
+        return None, str(exc)
+
+
+def _delete_own(storage: Storage, job_id: str) -> int:
+    """Delete the objects under the job's own prefix; none for an id that is not a job id (it has no prefix: a
+    forged 'other/frames' must not become 'jobs/other/frames/')."""
+    try:
+        prefix = paths.job_prefix(job_id)
+    except ValueError:
+        return 0
+    keys = [key for key in storage.list(prefix) if paths.is_own(job_id, key)]
+    for key in keys:
+        storage.delete(key)
+    return len(keys)
+
+
+def _seconds(value: object) -> float | None:
+    try:
+        return float(value) if value else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def expired(store: JobStore, older_than: float, states: tuple[str, ...] = FINISHED,
@@ -93,10 +136,14 @@ def expired(store: JobStore, older_than: float, states: tuple[str, ...] = FINISH
             record = store.record(job_id)
         except JobNotFoundError:  # deleted meanwhile
             continue
-        finished = float(record.get("finished") or record.get("created") or 0)
-        if record["state"] == DELETING or (record["state"] in states and finished <= cutoff):
-            name = JobSpec.from_dict(json.loads(record["spec"])).name
-            found.append(Deleted(job_id, name, record["state"], finished))
+        finished = _seconds(record.get("finished")) or _seconds(record.get("created")) or 0.0
+        state = str(record.get("state", ""))
+        if state == DELETING or (state in states and finished <= cutoff):
+            try:  # a record that is not valid is listed (and deleted) all the same: it lasts no longer than others
+                name = JobSpec.from_dict(json.loads(record["spec"])).name
+            except (KeyError, ValueError, SceneError):
+                name = NOT_VALID
+            found.append(Deleted(job_id, name, state, finished))
     return found
 
 

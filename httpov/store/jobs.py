@@ -15,8 +15,8 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from httpov.errors import BrokerUnavailableError, JobNotFoundError
-from httpov.plan import JobSpec
+from httpov.errors import BrokerUnavailableError, HttpovError, JobNotFoundError
+from httpov.plan import JobSpec, check_record
 from httpov.states import FINISHED, LIVE, JobState, TransitionRefused, allowed_from
 from httpov.store.keys import Keys
 from httpov.store.records import Batches, DoneInfo, FailedInfo, JobRecord, NodeInfo, RunningInfo, Share
@@ -250,6 +250,18 @@ class JobStore:
             return False
         return True
 
+    def record_cache(self, key: str, sha256: str) -> None:
+        """A radiosity pre-pass stored `key` with this content hash: the only content a render node will load."""
+        self._call(lambda: self.r.hset(self.keys.radiosity_sha256(), key, sha256))
+
+    def cache_sha256(self, key: str) -> str | None:
+        """The content hash a pre-pass of this farm recorded for the stored radiosity cache `key`, or None."""
+        return self._call(lambda: self.r.hget(self.keys.radiosity_sha256(), key))
+
+    def forget_cache(self, key: str) -> None:
+        """The radiosity cache `key` is being deleted: its hash goes first, so no submit reuses it meanwhile."""
+        self._call(lambda: self.r.hdel(self.keys.radiosity_sha256(), key))
+
     def scene_deleted(self, scene_key: str) -> None:
         """The scene's zip is gone: submits may take references to it again (and store it anew)."""
         self._call(lambda: self.r.delete(self.keys.scene_deleting(scene_key)))
@@ -260,14 +272,20 @@ class JobStore:
             for job_id in job_ids:
                 pipe.hget(self.keys.job(job_id), "spec")
             return pipe.execute()
-        return [JobSpec.from_dict(json.loads(raw)) for raw in (self._call(run) if job_ids else []) if raw]
+        specs = []
+        for job_id, raw in zip(job_ids, self._call(run) if job_ids else []):
+            if raw:  # only records a render node would render (check_record): a forged one holds nothing
+                with contextlib.suppress(ValueError, HttpovError):
+                    specs.append(check_record(job_id, JobSpec.from_dict(json.loads(raw))))
+        return specs
 
-    def drop_jobs(self, specs: list[JobSpec]) -> dict[str, int]:
+    def drop_jobs(self, job_ids: list[str], histories: dict[str, str] | None = None) -> dict[str, int]:
         """Remove every Redis key of these jobs (record, batches, slices, failure signatures, leases, submit lease,
-        requeue marks, claims), their entries in the job lists and frame-time histories, in one transaction after
-        one scan of the prefix; answers how many keys went, by job. Their scene references are dropped separately
-        (drop_scene)."""
-        ids = {spec.id for spec in specs}
+        requeue marks, claims), their entries in the job lists and in the frame-time histories they were counted in
+        (`histories`: job id -> JobSpec.history), in one transaction after one scan of the prefix; answers how many
+        keys went, by job. A key goes only if it is one of these ids' own (Keys.owner), whatever their records say.
+        Their scene references are dropped separately (drop_scene)."""
+        ids = set(job_ids)
         if not ids:
             return {}
         def run() -> dict[str, int]:
@@ -282,8 +300,8 @@ class JobStore:
                 pipe.delete(*found[start:start + 1000])
             pipe.zrem(self.keys.jobs(), *ids)
             pipe.srem(self.keys.active(), *ids)
-            for spec in specs:
-                pipe.lrem(self.keys.frame_history(spec.history), 0, spec.id)
+            for job_id, history in (histories or {}).items():
+                pipe.lrem(self.keys.frame_history(history), 0, job_id)
             pipe.execute()
             return counts
         return self._call(run)

@@ -166,6 +166,11 @@ class Keys:
         """String with an expiry: the scene's last reference is gone and its zip is being deleted."""
         return f"{self.prefix}:scene-deleting:{scene_key}"
 
+    def radiosity_sha256(self) -> str:
+        """Hash: radiosity cache's storage key -> SHA-256 of the file the farm's own pre-pass stored there; a render
+        node loads a cache only if the file it downloaded has it (a file planted under the key is refused)."""
+        return f"{self.prefix}:radiosity-sha256"
+
     def scene_refs_since(self) -> str:
         """String: since when jobs hold scene references (older jobs are looked for by their spec)."""
         return f"{self.prefix}:scene-refs-since"

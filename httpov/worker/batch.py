@@ -19,7 +19,9 @@ from pathlib import Path
 from celery.utils.time import get_exponential_backoff_interval
 
 from httpov import limits
+from httpov.archive import file_sha256
 from httpov.errors import (
+    ArchiveError,
     BadInputError,
     BrokerUnavailableError,
     HttpovError,
@@ -32,7 +34,7 @@ from httpov.errors import (
 )
 from httpov.outage import through_outage
 from httpov.paths import batch_key, failed_log_key, frame_key, radiosity_key
-from httpov.plan import Batch, JobSpec, batch_time_limit, check_batch, check_spec, radiosity_digest, released_by
+from httpov.plan import Batch, JobSpec, batch_time_limit, check_batch, check_record, radiosity_digest, released_by
 from httpov.settings import Settings
 from httpov.states import LIVE, JobState
 from httpov.storage import Storage
@@ -99,13 +101,10 @@ class RenderNode:
         self._storage_failed = False  # the farm's storage failed this process's last upload or download
 
     def spec(self, job_id: str) -> JobSpec:
-        """The job's record, checked (plan.check_spec) before any use: Redis may hold a forged one."""
+        """The job's record, checked (plan.check_record) before any use: Redis may hold a forged one."""
         if job_id not in self._specs:
-            spec = self.store.spec(job_id)
-            check_spec(spec)
+            spec = check_record(job_id, self.store.spec(job_id))
             limits.check_image(spec.width, spec.height, self.settings)  # this node's own limits
-            if spec.id != job_id:
-                raise SceneError(f"the record of job {job_id!r} names job {spec.id!r}")
             self._specs[job_id] = spec
         return self._specs[job_id]
 
@@ -383,15 +382,16 @@ class RenderNode:
                         raise
                 if batch.prepass:
                     return self._prepass(spec, batch, workdir / "scene", render, result)
-                extra = None
+                extra, refused = None, ""
                 if spec.radiosity != "off" and (spec.slices or spec.radiosity == "shared"):
-                    extra = self._load_radiosity(spec, batch, workdir / "scene")
+                    extra, refused = self._load_radiosity(spec, batch, workdir / "scene")
                 output = render(extra)
                 archive = workdir / f"{batch.id}.zip"
                 with zipfile.ZipFile(archive, "w") as zf:
                     for frame, image in sorted(output.images.items()):
                         zf.write(image, povray.frame_file(spec.name, frame, spec.final), zipfile.ZIP_STORED)
-                    zf.writestr(f"{batch.id}.log", output.log, zipfile.ZIP_DEFLATED)
+                    zf.writestr(f"{batch.id}.log", (f"httpov: {refused}\n" if refused else "") + output.log,
+                                zipfile.ZIP_DEFLATED)
                 self.storage.put_file(batch_key(spec.id, batch.id, result), archive)
                 return output.seconds
             except (Stopped, NodeFaultError):
@@ -406,10 +406,12 @@ class RenderNode:
                  render: Callable[..., povray.RenderOutput], result: str) -> float:
         """A frame's radiosity pre-pass: a probe at 8x6 with the scene's own settings says whether radiosity is on;
         if so the whole image without AA saves povray's radiosity cache, stored for every slice to load, else an
-        empty file is stored (the slices then render as without a pre-pass). A cache already stored (an earlier
-        job, or this batch's own run on a node lost before it was recorded) is reused. Answers povray's seconds."""
+        empty file is stored (the slices then render as without a pre-pass); the stored file's SHA-256 is recorded
+        in Redis, the only content a slice loads. A cache a pre-pass of this farm stored already (an earlier job, or
+        this batch's own run on a node lost before it was recorded) is reused if it still has its recorded hash; a
+        file under the key without one (planted) is rendered over. Answers povray's seconds."""
         key = radiosity_key(radiosity_digest(spec, batch.first))
-        if self.storage.exists(key):
+        if self._stored_cache(key):
             return 0.0
         probe = render(radiosity.probe_options(), radiosity.PROBE_SIZE)
         seconds, logs = probe.seconds, [probe.log]
@@ -426,26 +428,49 @@ class RenderNode:
         else:
             cache.write_bytes(b"")
         self.storage.put_file(key, cache)
+        self.store.record_cache(key, file_sha256(cache))
         archive = scene_dir.parent / f"{batch.id}.zip"  # povray's logs, fetched with the others
         with zipfile.ZipFile(archive, "w") as zf:
             zf.writestr(f"{batch.id}.log", "\n".join(logs), zipfile.ZIP_DEFLATED)
         self.storage.put_file(batch_key(spec.id, batch.id, result), archive)
         return seconds
 
-    def _load_radiosity(self, spec: JobSpec, batch: Batch, scene_dir: Path) -> list[str] | None:
-        """povray options that load the frame's radiosity cache (fetched once per node), or None when its pre-pass
-        found the scene renders without radiosity."""
-        key = radiosity_key(radiosity_digest(spec, batch.first))
+    def _stored_cache(self, key: str) -> bool:
+        """Whether `key` holds the radiosity cache a pre-pass of this farm recorded (fetched into the node's cache,
+        where the slices on this node then find it)."""
+        sha256 = self.store.cache_sha256(key)
+        if sha256 is None:
+            return False
         try:
-            with self.cache.use_file(self.storage, key) as stored:
-                if stored.stat().st_size == 0:
-                    return None
-                cache = scene_dir / radiosity.cache_name()
-                shutil.copyfile(stored, cache)
+            with self.cache.use_file(self.storage, key, sha256):
+                return True
+        except (FileNotFoundError, ArchiveError):
+            return False
+
+    def _load_radiosity(self, spec: JobSpec, batch: Batch, scene_dir: Path) -> tuple[list[str] | None, str]:
+        """povray options that load the frame's radiosity cache (fetched once per node), or None when its pre-pass
+        found the scene renders without radiosity; and why the cache was refused ('' if it was not).
+
+        Only the content a pre-pass of this farm stored is loaded: the file povray will read must have the SHA-256
+        that pre-pass recorded, and be a well-formed cache (radiosity.check_cache). On any doubt the batch renders
+        without it, running its own radiosity pretrace (the frame still right, its slice edges may show), and says
+        so in its log, the job's history and the node's log."""
+        key = radiosity_key(radiosity_digest(spec, batch.first))
+        cache = scene_dir / radiosity.cache_name()
+        try:
+            if not radiosity.fetch_checked(self.cache, self.storage, key, self.store.cache_sha256(key), cache):
+                return None, ""
         except FileNotFoundError:
             raise RenderError(f"the radiosity cache of {batch.label} is not in storage ({key}): its pre-pass "
                               "did not store it", transient=True) from None
-        return radiosity.loading_options(scene_dir, spec, cache.name)
+        except radiosity.BadCache as exc:
+            why = (f"the radiosity cache {key} was refused ({exc}): {batch.label} ran its own radiosity pretrace "
+                   "instead")
+            log.warning("httpov: job %s: %s", spec.id, why)
+            with contextlib.suppress(HttpovError):
+                self.store.note(spec.id, why)
+            return None, why
+        return radiosity.loading_options(scene_dir, spec, cache.name), ""
 
     def _release(self, spec: JobSpec, batch: Batch) -> None:
         """Queue the batches a finished pre-pass was holding back (a redelivered one is dropped as a duplicate)."""

@@ -52,11 +52,19 @@ class SceneCache:
             yield final
 
     @contextlib.contextmanager
-    def use_file(self, storage: Storage, key: str) -> Iterator[Path]:
-        """Yield a stored file (any key: 'radiosity/<digest>.rca'), downloaded once per node whatever the number of
-        render processes, held against eviction while in use; FileNotFoundError if it is not stored."""
-        name = hashlib.sha256(key.encode()).hexdigest()
-        with self._held(name, lambda final: self._fetch(storage, key, name, final, None)) as final:
+    def use_file(self, storage: Storage, key: str, sha256: str) -> Iterator[Path]:
+        """Yield a stored file (any key: 'radiosity/<digest>.rca') whose content has the hash `sha256`, downloaded
+        once per node whatever the number of render processes, held against eviction while in use;
+        FileNotFoundError if it is not stored, ArchiveError if what is stored has another hash (it is not kept).
+        The entry is named by key and hash: a file stored anew under the key is another entry."""
+        name = hashlib.sha256(f"{key}\n{sha256}".encode()).hexdigest()
+
+        def keep(download: Path, into: Path) -> None:
+            if file_sha256(download) != sha256:
+                raise ArchiveError(f"{key} does not match the SHA-256 its pre-pass recorded")
+            into.mkdir()
+            os.rename(download, into / "data")
+        with self._held(name, lambda final: self._fetch(storage, key, name, final, keep)) as final:
             yield final / "data"
 
     @contextlib.contextmanager
@@ -85,20 +93,16 @@ class SceneCache:
             os.close(fd)  # releases the lock
 
     def _fetch(self, storage: Storage, key: str, name: str, final: Path,
-               extract: Callable[[Path, Path], None] | None) -> None:
-        """Download `key` into `final` (a scene zip extracted by `extract`, any other file as final/data); the
-        caller holds the entry's exclusive lock."""
+               extract: Callable[[Path, Path], None]) -> None:
+        """Download `key` and put it into `final` with `extract(download, final)` (a scene zip extracted, a file
+        checked and kept as final/data); the caller holds the entry's exclusive lock."""
         for stale in self.tmp.glob(f"{name}.*"):  # left by a process killed while fetching or evicting it
             shutil.rmtree(stale, ignore_errors=True)
         work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=self.tmp))
         download = work / "download"
         try:
             storage.get_file(key, download)  # FileNotFoundError if it was never stored
-            if extract is None:
-                (work / "entry").mkdir()
-                os.rename(download, work / "entry" / "data")
-            else:
-                extract(download, work / "entry")
+            extract(download, work / "entry")
             os.rename(work / "entry", final)
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and not download.exists() and not (work / "entry").exists():

@@ -2,11 +2,20 @@
 the options with which a slice (or frame) loads it. Measured in docs/RADIOSITY.md."""
 from __future__ import annotations
 
+import math
 import re
 import secrets
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from httpov.archive import file_sha256
+from httpov.errors import ArchiveError
 from httpov.plan import JobSpec
+
+if TYPE_CHECKING:
+    from httpov.storage import Storage
+    from httpov.worker.cache import SceneCache
 
 #: Footer of the pre-pass's wrapper scene: a second radiosity block merges with the scene's own, changing only the
 #: fields it names. With always_sample off the final pass adds few samples of its own to the saved cache.
@@ -53,3 +62,82 @@ def prepass_options(scene_dir: Path, spec: JobSpec, rca: str) -> list[str]:
 def loading_options(scene_dir: Path, spec: JobSpec, rca: str) -> list[str]:
     """A slice (or frame) loading the pre-pass's cache `rca`, its own pretrace cut to one pass."""
     return [f"+I{write_wrapper(scene_dir, spec, LOADING_FOOTER)}", f"Radiosity_File_Name={rca}", "+RFI"]
+
+
+#: POV-Ray's radiosity recursion_limit is 1-20; a sample's depth in the file (1-based) is within it. povray indexes
+#: its per-depth settings by the depth it reads, unchecked: a larger one made it abort (issue #25).
+MAX_DEPTH = 20
+#: povray reads a cache file line by line into a 100-byte buffer (getline(line, 99)): a longer line is split.
+MAX_LINE = 98
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")  # what povray's own writer prints: no nan, inf
+_HEX6 = re.compile(r"^[0-9a-fA-F]{6}$")
+_DEPTH = re.compile(r"^C(\d{1,2})$")
+
+
+class BadCache(ValueError):
+    """A radiosity cache file that is not what the farm's pre-pass wrote."""
+
+
+def fetch_checked(cache: SceneCache, storage: Storage, key: str, sha256: str | None, target: Path) -> bool:
+    """Put the stored radiosity cache `key` at `target` (the copy povray reads) through the node's cache, if it is
+    the content the farm's pre-pass recorded (`sha256`) and well formed (check_cache); False, nothing at `target`,
+    for an empty cache (the pre-pass found no radiosity). BadCache on any doubt, FileNotFoundError if not stored."""
+    try:
+        if sha256 is None:
+            raise BadCache("no pre-pass of this farm recorded its SHA-256")
+        try:
+            with cache.use_file(storage, key, sha256) as stored:
+                shutil.copyfile(stored, target)
+        except ArchiveError as exc:
+            raise BadCache(str(exc)) from None
+        if file_sha256(target) != sha256:  # the copy povray reads, after the node's cache
+            raise BadCache("the copy does not match the SHA-256 its pre-pass recorded")
+        if target.stat().st_size == 0:
+            target.unlink()
+            return False
+        check_cache(target)
+        return True
+    except BadCache:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def check_cache(path: Path) -> int:
+    """Check a radiosity cache file against the text format povray 3.7 writes (RadiosityCache::Load reads): lines
+    'C<depth> x y z <normal hex> r g b <harmonic mean distance> <nearest distance> <to-nearest hex>' and the
+    optional 'B<brightness>' and 'P' lines; every number finite (a NaN sample hung povray for 26 minutes), the
+    depth 1-MAX_DEPTH, the distances positive. Answers the number of samples; BadCache says the first fault."""
+    samples = 0
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("ascii").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise BadCache(f"line {number} is not text") from None
+            if len(line) > MAX_LINE:
+                raise BadCache(f"line {number} is longer than povray reads ({MAX_LINE} characters)")
+            if line == "P" or (line.startswith("B") and _finite(line[1:].strip()) is not None):
+                continue
+            fields = line.split()
+            depth = _DEPTH.match(fields[0]) if fields else None
+            if len(fields) != 11 or depth is None:
+                raise BadCache(f"line {number} is not a radiosity sample")
+            if not 1 <= int(depth.group(1)) <= MAX_DEPTH:
+                raise BadCache(f"line {number}: depth {depth.group(1)} is not 1-{MAX_DEPTH}")
+            values = [_finite(fields[i]) for i in (1, 2, 3, 5, 6, 7, 8, 9)]
+            if any(v is None for v in values):
+                raise BadCache(f"line {number}: a number that is not finite (NaN, infinity, or no number)")
+            if not _HEX6.match(fields[4]) or not _HEX6.match(fields[10]):
+                raise BadCache(f"line {number}: a direction that is not six hex digits")
+            harmonic, nearest = values[6], values[7]
+            if not (harmonic and harmonic > 0 and nearest is not None and nearest >= 0):
+                raise BadCache(f"line {number}: a sample's distances are not positive")
+            samples += 1
+    return samples
+
+
+def _finite(text: str) -> float | None:
+    if not _NUMBER.match(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None

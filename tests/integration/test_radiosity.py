@@ -1,7 +1,9 @@
 """The radiosity pre-pass on real render nodes: sliced radiosity frames against one povray's render, a lost
-pre-pass node, cancel and pause during the pre-pass, reuse by a re-submit; photon slices stay pixel-identical."""
+pre-pass node, cancel and pause during the pre-pass, reuse by a re-submit; photon slices stay pixel-identical; a
+cache file planted under a cache's key is never loaded (issue #25)."""
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -17,6 +19,7 @@ from httpov.local_farm import worker_env
 from httpov.paths import radiosity_key
 from httpov.plan import radiosity_digest
 from httpov.view import job_view
+from httpov.worker.radiosity import check_cache
 from tests.conftest import AA_SENSITIVE, pixels, povray_direct, queue_drained, wait_for, write_scene
 from tests.integration.faults import povray_pids
 
@@ -87,8 +90,11 @@ def test_sliced_radiosity_still_matches_a_single_render_only_with_the_pre_pass(t
     assert max(jump_ratios(with_prepass, single)) <= 1.5, jump_ratios(with_prepass, single)
     assert psnr(without, single) < 42 and max(jump_ratios(without, single)) > 1.5
 
-    stored = Path(settings.storage) / radiosity_key(radiosity_digest(cached.spec, 1))
+    key = radiosity_key(radiosity_digest(cached.spec, 1))
+    stored = Path(settings.storage) / key
     assert stored.stat().st_size > 10_000, "the pre-pass stored povray's radiosity samples"
+    assert client.store.cache_sha256(key) == hashlib.sha256(stored.read_bytes()).hexdigest(), "and its hash"
+    assert check_cache(stored) > 100, "a cache as povray writes it passes the check slices make"
 
     # status and watch show the stage
     env = worker_env(settings)
@@ -235,3 +241,68 @@ def test_a_shared_cache_is_computed_once_and_loaded_by_every_frame(tmp_path, set
         assert _samples_calculated(a.read_text()) * 20 < _samples_calculated(b.read_text()), (a.name, b.name)
     for a, b in zip(out_shared, out_plain):  # the same lighting, within radiosity's noise
         assert psnr(a, b) >= 35, (a.name, psnr(a, b))
+
+
+# A small room in two 32-row slices: its pre-pass and slices take about a second each.
+SMALL_ROOM_INI = "Width=48\nHeight=64\nAntialias=off\n"
+#: Samples as povray writes them (a pre-pass of the room), and the same with a NaN: povray hung on one for 26 min.
+SAMPLES = ("C2\t-2.2578\t3\t-1.26548\t7f007f\t0.0975\t0.0894\t0.0731\t0.845094\t0.773322\t055c7a\n"
+           "C1\t1.72453\t-2.22045e-16\t-0.37736\t7ffe7f\t0.0113\t0.0093\t0.0073\t0.179018\t0.0347149\tdc972c\n")
+NAN_SAMPLES = SAMPLES + "C1\tnan\tnan\tnan\t7ffe7f\tnan\tnan\tnan\tnan\tnan\tdc972c\n"
+
+
+def _cache_key(client, scene: Path) -> str:
+    """The storage key of the radiosity cache a 2-slice submit of `scene` loads: anyone who knows the scene can
+    compute it (here: a submit, cancelled before any render node runs)."""
+    probe = client.submit(scene, slices=2)
+    client.cancel(probe.spec.id)
+    return radiosity_key(radiosity_digest(probe.spec, 1))
+
+
+def test_a_cache_planted_before_any_pre_pass_is_rendered_over(tmp_path, settings, client, workers):
+    scene = write_scene(tmp_path / "room", ROOM, SMALL_ROOM_INI)
+    key = _cache_key(client, scene)
+    planted = Path(settings.storage) / key
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.write_text(NAN_SAMPLES)
+    sub = client.submit(scene, slices=2)
+    assert sub.spec.batches[0] == "f000001-000001-pre", "no pre-pass of this farm stored it: no reuse"
+    assert not any("reused" in note for note in sub.notes)
+    workers(concurrency=2)
+    assert client.wait(sub.spec.id, timeout=120).state == "done"
+    stored = planted.read_bytes()
+    assert b"nan" not in stored and check_cache(planted) > 0, "the pre-pass stored its own cache over it"
+    assert client.store.cache_sha256(key) == hashlib.sha256(stored).hexdigest()
+    client.fetch(sub.spec.id, tmp_path / "out")
+    assert not any("refused" in log.read_text() for log in (tmp_path / "out" / "logs").glob("*.log"))
+
+
+def _refusals(client, job_id: str, out: Path) -> list[str]:
+    """The slices' log lines and the job's history lines that say the cache was refused."""
+    client.fetch(job_id, out)
+    lines = [line for log in sorted((out / "logs").glob("*-r*.log")) for line in log.read_text().splitlines()
+             if line.startswith("httpov: the radiosity cache")]
+    history = [h["what"] for h in client.store.batches(job_id)["history"] if "radiosity cache" in h["what"]]
+    return lines + history
+
+
+def test_a_slice_refuses_a_cache_that_is_not_what_the_pre_pass_stored(tmp_path, settings, client, workers):
+    """The hash in Redis is the pre-pass's; the file under the key is another (valid samples, or NaN samples whose
+    own hash was recorded: the format check): the slices run their own pretrace, say so, and the job is done."""
+    scene = write_scene(tmp_path / "room", ROOM, SMALL_ROOM_INI)
+    key = _cache_key(client, scene)
+    workers(concurrency=2)
+    planted = Path(settings.storage) / key
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    for n, (content, recorded, why) in enumerate([
+            (SAMPLES, hashlib.sha256(b"what the pre-pass stored").hexdigest(), "does not match the SHA-256"),
+            (NAN_SAMPLES, hashlib.sha256(NAN_SAMPLES.encode()).hexdigest(), "not finite")]):
+        planted.write_text(content)
+        client.store.record_cache(key, recorded)
+        sub = client.submit(scene, slices=2)
+        assert not any(b.endswith("-pre") for b in sub.spec.batches), "a recorded cache is reused: no pre-pass"
+        view = client.wait(sub.spec.id, timeout=60)  # a NaN cache loaded would hang povray far longer
+        assert view.state == "done" and view.frames_done == 1
+        refusals = _refusals(client, sub.spec.id, tmp_path / f"out{n}")
+        assert len(refusals) == 4, refusals  # each slice's log and the job's history
+        assert all(key in line and why in line and "own radiosity pretrace" in line for line in refusals), refusals

@@ -19,6 +19,8 @@ from httpov.storage.local import LocalStorage
 from httpov.storage.s3 import S3Storage
 from tests.conftest import wait_for
 from tests.s3server import apply_env, make_bucket, moto_thread
+from tests.store.test_retention import check_forged_sweep
+from tests.store.test_retention import store as store  # noqa: F401 (the fixture: a JobStore of its own prefix)
 
 pytestmark = pytest.mark.integration
 
@@ -327,3 +329,9 @@ def test_s3_storage_works_after_fork(s3_storage: S3Storage) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert s3_storage.get_bytes("child") == b"pc"
+
+
+def test_a_forged_job_record_deletes_nothing_of_another_job_in_s3(s3_storage: S3Storage, store) -> None:
+    """Issue #25 item 4 on S3 (the local folder: tests/store/test_retention.py): S3 lists by prefix, so a forged
+    id 'victim/frames' would have deleted the victim's frames."""
+    check_forged_sweep(store, s3_storage)

@@ -1,4 +1,5 @@
-"""The radiosity pre-pass's pure parts: batch ids, which batches wait for it, the cache's key, the probe's reading."""
+"""The radiosity pre-pass's pure parts: batch ids, which batches wait for it, the cache's key, the probe's reading,
+the check of a cache file before povray reads it."""
 from __future__ import annotations
 
 import time
@@ -19,7 +20,7 @@ from httpov.plan import (
 )
 from httpov.scene import mentions_radiosity
 from httpov.view import Prepass, from_snapshot
-from httpov.worker.radiosity import uses_radiosity
+from httpov.worker.radiosity import BadCache, check_cache, uses_radiosity
 
 SCENE_KEY = "scenes/" + "a" * 64 + ".zip"
 
@@ -119,3 +120,35 @@ def test_the_pre_pass_counts_no_frame_and_status_shows_its_stage():
     assert view.prepass is not None and view.prepass.text == "pre-pass: radiosity 1/1"
     assert from_snapshot({"state": "queued", "created": str(now)}, spec(radiosity="off", pre=[]), batches,
                          now).prepass is None
+
+
+#: Two samples as povray 3.7.0.10 wrote them in a pre-pass of scripts/research/scenes/room.pov (tab-separated).
+SAMPLES = ("C2\t-2.2578\t3\t-1.26548\t7f007f\t0.0975\t0.0894\t0.0731\t0.845094\t0.773322\t055c7a\n"
+           "C1\t1.72453\t-2.22045e-16\t-0.37736\t7ffe7f\t0.0113\t0.0093\t0.0073\t0.179018\t0.0347149\tdc972c\n")
+
+
+def test_a_cache_as_povray_writes_it_passes(tmp_path):
+    path = tmp_path / "ok.rca"
+    path.write_text(SAMPLES + "P\nB1.0\n")
+    assert check_cache(path) == 2
+
+
+@pytest.mark.parametrize("line, why", [
+    ("C2\tnan\t3\t-1.2\t7f007f\t0.1\t0.1\t0.1\t0.8\t0.7\t055c7a", "not finite"),
+    ("C2\t-2.2\t3\t-1.2\t7f007f\t0.1\tinf\t0.1\t0.8\t0.7\t055c7a", "not finite"),
+    ("C2\t-2.2\t3\t-1.2\t7f007f\t0.1\t0.1\t0.1\t1e999\t0.7\t055c7a", "not finite"),
+    ("C2\t-2.2\t3\t-1.2\t7f007f\t0.1\t0.1\t0.1\t-NaN\t0.7\t055c7a", "not finite"),
+    ("C99\t-2.2\t3\t-1.2\t7f007f\t0.1\t0.1\t0.1\t0.8\t0.7\t055c7a", "depth 99"),
+    ("C0\t-2.2\t3\t-1.2\t7f007f\t0.1\t0.1\t0.1\t0.8\t0.7\t055c7a", "depth 0"),
+    ("C2\t-2.2\t3\t-1.2\t7f007f\t0.1\t0.1\t0.1\t0\t0.7\t055c7a", "distances"),
+    ("C2\t-2.2\t3\t-1.2\tzzzzzz\t0.1\t0.1\t0.1\t0.8\t0.7\t055c7a", "hex"),
+    ("C2\t-2.2\t3\t-1.2\t7f007f\t0.1\t0.1\t0.1\t0.8\t0.7", "not a radiosity sample"),
+    ("C2 " + "1" * 120 + " 3 -1.2 7f007f 0.1 0.1 0.1 0.8 0.7 055c7a", "longer than"),
+    ("#include \"evil.inc\"", "not a radiosity sample"),
+])
+def test_a_cache_povray_could_choke_on_is_refused(tmp_path, line, why):
+    path = tmp_path / "bad.rca"
+    path.write_text(SAMPLES + line + "\n")
+    with pytest.raises(BadCache, match=why) as refused:
+        check_cache(path)
+    assert "line 3" in str(refused.value)

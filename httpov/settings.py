@@ -22,6 +22,9 @@ URL_SCHEMES = {"broker_url": ("redis", "rediss"), "state_url": ("redis", "rediss
 #: Bounds on the work one job may ask for (Settings fields), checked at submit and on the node.
 LIMITS = ("max_width", "max_height", "max_pixels", "max_frames", "max_batches", "max_scene_bytes",
           "max_scene_files", "max_scene_depth")
+#: The least HTTPOV_BATCH_MAX_MEMORY_MB: povray 3.7 needs about 400 MiB of address space to start at all (measured;
+#: below that it fails in odd ways, "Attempt to free NULL pointer" or an abort, on any scene).
+MIN_BATCH_MEMORY_MB = 512
 #: The environment variable naming the config file (the default is `default_config_path`).
 CONFIG_ENV = "HTTPOV_CONFIG"
 #: Settings that are secrets as a whole: `httpov config` shows them as ***, and Settings' repr leaves them out.
@@ -66,6 +69,8 @@ class Settings:
     celery_config: str | None = None
     batch_max_bytes: int = 1024**3  # bytes one batch may write (its frames and the scene's #write together)
     batch_max_files: int = 1000  # files one batch may create
+    # MiB of memory one batch's povray may use: its address space (RLIMIT_AS); the sandbox has no writable tmpfs
+    batch_max_memory_mb: int = 2048
     outage_seconds: float = 120.0
     max_width: int = 16384
     max_height: int = 16384
@@ -99,6 +104,9 @@ class Settings:
             check_pool(pool, "HTTPOV_POOLS")
         if self.server is not None:
             check_server(self.server, "HTTPOV_SERVER")
+        if self.batch_max_memory_mb < MIN_BATCH_MEMORY_MB:
+            raise BadInputError(f"HTTPOV_BATCH_MAX_MEMORY_MB must be at least {MIN_BATCH_MEMORY_MB} (povray needs "
+                                f"about 400 MiB of address space to start), got {self.batch_max_memory_mb}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -74,6 +74,7 @@ def test_every_setting_can_come_from_the_file(tmp_path: Path) -> None:
                        prefix="p", queue="q", cache_dir=Path("/srv/cache"), cache_max_bytes=5, povray="/opt/pov",
                        render_threads=2, lease_seconds=7.5, max_attempts=4, task_time_limit=99, redis_ca="/ca.pem",
                        render_processes=3, celery_config="site.celery", batch_max_bytes=6, batch_max_files=7,
+                       batch_max_memory_mb=600,
                        outage_seconds=8.0, max_width=9, max_height=10, max_pixels=11, max_frames=12,
                        max_batches=13, max_scene_bytes=14, max_scene_files=15, max_scene_depth=16, keep_days=2.5,
                        web_accounts=Path("/srv/accounts"), web_token_file=Path("/srv/tokens"), web_tokens="a" * 16,

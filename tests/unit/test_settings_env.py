@@ -15,6 +15,7 @@ def test_to_env_gives_back_every_setting() -> None:
                        prefix="p", queue="q", cache_dir=Path("/srv/cache"), cache_max_bytes=5, povray="/opt/povray",
                        render_threads=2, lease_seconds=7.5, max_attempts=4, task_time_limit=99, redis_ca="/ca.pem",
                        render_processes=3, celery_config="site.celery", batch_max_bytes=6, batch_max_files=7,
+                       batch_max_memory_mb=600,
                        min_free_mb=17, outage_seconds=8.0, max_width=9, max_height=10, max_pixels=11, max_frames=12,
                        max_batches=13, max_scene_bytes=14, max_scene_files=15, max_scene_depth=16,
                        keep_days=30.0, pools="big,gpu", web_accounts=Path("/srv/accounts"),

@@ -47,9 +47,10 @@ def test_a_site_config_tunes_celery_but_cannot_turn_pickle_back_on(tmp_path: Pat
 
 def test_render_processes_default_to_four_per_core_over_threads(tmp_path: Path) -> None:
     cores = os.cpu_count() or 1
-    assert Settings.from_env({}).render_processes == 4 * cores
-    assert Settings.from_env({"HTTPOV_RENDER_THREADS": "2"}).render_processes == max(1, 2 * cores)
-    assert Settings.from_env({"HTTPOV_RENDER_PROCESSES": "3"}).render_processes == 3
+    home = {"HOME": str(tmp_path)}
+    assert Settings.from_env(home).render_processes == 4 * cores
+    assert Settings.from_env({**home, "HTTPOV_RENDER_THREADS": "2"}).render_processes == max(1, 2 * cores)
+    assert Settings.from_env({**home, "HTTPOV_RENDER_PROCESSES": "3"}).render_processes == 3
     assert default_render_processes(64 * cores) == 1
     assert _conf(tmp_path)[5] == 4 * cores
     assert _conf(tmp_path, HTTPOV_RENDER_PROCESSES="5")[5] == 5

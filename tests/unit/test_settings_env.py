@@ -10,7 +10,7 @@ from httpov.local_farm import worker_env
 from httpov.settings import Settings
 
 
-def test_to_env_gives_back_every_setting() -> None:
+def test_to_env_gives_back_every_setting(tmp_path: Path) -> None:
     changed = Settings(broker_url="redis://10.0.0.1:6380/2", state_url="redis://10.0.0.2/1", storage="/srv/st",
                        prefix="p", queue="q", cache_dir=Path("/srv/cache"), cache_max_bytes=5, povray="/opt/povray",
                        render_threads=2, lease_seconds=7.5, max_attempts=4, task_time_limit=99, redis_ca="/ca.pem",
@@ -24,7 +24,7 @@ def test_to_env_gives_back_every_setting() -> None:
                        token="t" * 16, user_max_processes=4, user_max_jobs=5, user_max_priority=6,
                        stop_poll_seconds=0.25)
     assert all(getattr(changed, f.name) != getattr(Settings(), f.name) for f in fields(Settings))
-    assert Settings.from_env(changed.to_env()) == changed
+    assert Settings.from_env(changed.to_env() | {"HOME": str(tmp_path)}) == changed
 
 
 def test_a_local_worker_gets_the_settings_of_its_client() -> None:

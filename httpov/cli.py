@@ -332,6 +332,7 @@ def flower(ctx: click.Context, flower_options: tuple[str, ...]) -> None:
     import importlib.util
     import os
 
+    from httpov.celery_main import ARGV as CELERY
     from httpov.local_farm import worker_env
 
     if importlib.util.find_spec("flower") is None:
@@ -340,7 +341,7 @@ def flower(ctx: click.Context, flower_options: tuple[str, ...]) -> None:
         raise BadInputError("httpov flower runs Flower with httpov's own configuration (its login): no --conf",
                             hint="give Flower's options on the command line or as FLOWER_* variables")
     conf = Path(__file__).with_name("flowerconfig.py")
-    argv = [sys.executable, "-m", "celery", "-A", "httpov", "flower", f"--conf={conf}", *flower_options]
+    argv = [*CELERY, "-A", "httpov", "flower", f"--conf={conf}", *flower_options]  # nothing from the current folder
     sys.stdout.flush()
     os.execve(sys.executable, argv, worker_env(ctx.obj))  # Flower is this process: signals reach it directly
 

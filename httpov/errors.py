@@ -20,6 +20,13 @@ class BadInputError(HttpovError):
     exit_code = 2
 
 
+class HomeUnsetError(BadInputError):
+    """HOME is unset (or not an absolute path) and a default folder of httpov's (config, data, cache) lives under it."""
+
+    hint = ("set HOME, or XDG_CONFIG_HOME / XDG_DATA_HOME / XDG_CACHE_HOME, or name the file or folder itself "
+            "(HTTPOV_CONFIG, HTTPOV_STORAGE, HTTPOV_WEB_ACCOUNTS, HTTPOV_CACHE_DIR)")
+
+
 class FieldError(BadInputError):
     """Fields of a web form or API request are missing or malformed; `errors` maps each field to its message."""
 

@@ -6,7 +6,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from httpov.celery_main import ARGV as CELERY
 from httpov.errors import BadInputError, BrokerUnavailableError
 from httpov.settings import Settings, env_name
 from httpov.store.keys import Keys
@@ -79,10 +79,11 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 def start_worker(settings: Settings, concurrency: int | None, name: str, log: Path | None = None) -> subprocess.Popen:
-    """A real `celery -A httpov worker` in its own process group (stop it with stop_worker); `concurrency` None
-    starts it as a user types it, with the settings' render processes (HTTPOV_RENDER_PROCESSES)."""
+    """A real `celery -A httpov worker` in its own process group (stop it with stop_worker), which imports nothing
+    from the current folder (httpov.celery_main); `concurrency` None starts it as a user types it, with the
+    settings' render processes (HTTPOV_RENDER_PROCESSES)."""
     out = open(log, "ab") if log else subprocess.DEVNULL
-    argv = [sys.executable, "-m", "celery", "-A", "httpov", "worker",
+    argv = [*CELERY, "-A", "httpov", "worker",
             *(["--concurrency", str(concurrency)] if concurrency is not None else []),
             "--loglevel", "INFO", "-Q", ",".join([settings.queue, *map(settings.pool_queue, settings.pool_names)]),
             "-n", f"{name}@%h", "--without-gossip", "--without-mingle"]

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from httpov.archive import ArchiveLimits
-from httpov.errors import BadInputError
+from httpov.errors import BadInputError, HomeUnsetError
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 #: URL schemes of each Redis setting: Celery's broker takes redis:// and rediss://; job state (redis-py) a unix
@@ -22,6 +22,9 @@ URL_SCHEMES = {"broker_url": ("redis", "rediss"), "state_url": ("redis", "rediss
 #: Bounds on the work one job may ask for (Settings fields), checked at submit and on the node.
 LIMITS = ("max_width", "max_height", "max_pixels", "max_frames", "max_batches", "max_scene_bytes",
           "max_scene_files", "max_scene_depth")
+#: The least HTTPOV_BATCH_MAX_MEMORY_MB: povray 3.7 needs about 400 MiB of address space to start at all (measured;
+#: below that it fails in odd ways, "Attempt to free NULL pointer" or an abort, on any scene).
+MIN_BATCH_MEMORY_MB = 512
 #: The environment variable naming the config file (the default is `default_config_path`).
 CONFIG_ENV = "HTTPOV_CONFIG"
 #: Settings that are secrets as a whole: `httpov config` shows them as ***, and Settings' repr leaves them out.
@@ -31,14 +34,22 @@ _BOOLEANS = {"1": True, "yes": True, "true": True, "on": True, "t": True, "y": T
              "0": False, "no": False, "false": False, "off": False, "f": False, "n": False}
 
 
-def _default_data_dir(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_DATA_HOME") or os.path.join(env.get("HOME", "/tmp"), ".local", "share")
-    return Path(base) / "httpov"
+def _base_dir(env: Mapping[str, str], xdg: str, under_home: str, what: str) -> Path:
+    """$`xdg` if it is an absolute path (the XDG rule: a relative one is ignored), else $HOME/`under_home`; with
+    neither, HomeUnsetError: never a shared folder such as /tmp, where another user could plant `what`."""
+    for value, tail in ((env.get(xdg, ""), ""), (env.get("HOME", ""), under_home)):
+        if os.path.isabs(value):
+            return Path(value, tail)
+    raise HomeUnsetError(f"HOME is not set (nor {xdg}): httpov has no folder for its {what}, and it never "
+                         "falls back to /tmp, where another user could plant one")
+
+
+def _default_data_dir(env: Mapping[str, str], what: str = "data") -> Path:
+    return _base_dir(env, "XDG_DATA_HOME", ".local/share", what) / "httpov"
 
 
 def _default_cache_dir(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CACHE_HOME") or os.path.join(env.get("HOME", "/tmp"), ".cache")
-    return Path(base) / "httpov"
+    return _base_dir(env, "XDG_CACHE_HOME", ".cache", "scene cache") / "httpov"
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,8 @@ class Settings:
     celery_config: str | None = None
     batch_max_bytes: int = 1024**3  # bytes one batch may write (its frames and the scene's #write together)
     batch_max_files: int = 1000  # files one batch may create
+    # MiB of memory one batch's povray may use: its address space (RLIMIT_AS); the sandbox has no writable tmpfs
+    batch_max_memory_mb: int = 2048
     outage_seconds: float = 120.0
     max_width: int = 16384
     max_height: int = 16384
@@ -88,7 +101,7 @@ class Settings:
     user_max_priority: int = 8  # the highest priority a user may give (9 is the admins')
     pools: str = ""  # render pools this node joins, comma-separated: it also takes batches of `submit --pool`
     # `httpov web` and `httpov web-user` (their options, when given, win over these)
-    web_accounts: Path = field(default_factory=lambda: _default_data_dir(os.environ) / "web-accounts")
+    web_accounts: Path = field(default_factory=lambda: _default_data_dir(os.environ, "web accounts") / "web-accounts")
     web_token_file: Path | None = None  # bearer tokens for scripts, one a line
     web_tokens: str | None = field(default=None, repr=False)  # bearer tokens, comma or whitespace separated
     web_behind_proxy: bool = False  # trust a TLS proxy's X-Forwarded-For, -Proto and -Host
@@ -105,6 +118,9 @@ class Settings:
             check_pool(pool, "HTTPOV_POOLS")
         if self.server is not None:
             check_server(self.server, "HTTPOV_SERVER")
+        if self.batch_max_memory_mb < MIN_BATCH_MEMORY_MB:
+            raise BadInputError(f"HTTPOV_BATCH_MAX_MEMORY_MB must be at least {MIN_BATCH_MEMORY_MB} (povray needs "
+                                f"about 400 MiB of address space to start), got {self.batch_max_memory_mb}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -193,10 +209,10 @@ def default_render_processes(threads: int) -> int:
 
 
 def default_config_path(env: Mapping[str, str] | None = None) -> Path:
-    """~/.config/httpov/config.toml, or under $XDG_CONFIG_HOME (of `env`, else of the process)."""
+    """~/.config/httpov/config.toml, or under $XDG_CONFIG_HOME (of `env`, else of the process); HomeUnsetError
+    without either."""
     env = os.environ if env is None else env
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(env.get("HOME", "/tmp"), ".config")
-    return Path(base) / "httpov" / "config.toml"
+    return _base_dir(env, "XDG_CONFIG_HOME", ".config", "config file") / "httpov" / "config.toml"
 
 
 def config_path(env: Mapping[str, str]) -> Path | None:
@@ -263,13 +279,14 @@ def resolve(env: Mapping[str, str] | None = None) -> Resolved:
             _check_url(where, f.name, values[f.name])
         if f.name == "server":
             check_server(values[f.name], where)
-    derived = {"state_url": values.get("broker_url", DEFAULT_BROKER_URL),
-               "storage": str(_default_data_dir(env) / "storage"), "cache_dir": _default_cache_dir(env),
-               "web_accounts": _default_data_dir(env) / "web-accounts",
-               "render_processes": default_render_processes(values.get("render_threads", 1))}
+    derived = {"state_url": lambda: values.get("broker_url", DEFAULT_BROKER_URL),  # each only when not given
+               "storage": lambda: str(_default_data_dir(env, "storage") / "storage"),
+               "cache_dir": lambda: _default_cache_dir(env),
+               "web_accounts": lambda: _default_data_dir(env, "web accounts") / "web-accounts",
+               "render_processes": lambda: default_render_processes(values.get("render_threads", 1))}
     for name, value in derived.items():
         if name not in values:
-            values[name] = value
+            values[name] = value()
     origins = {f.name: origins.get(f.name, "default") for f in fields(Settings)}
     if origins["state_url"] == "default":
         origins["state_url"] = "default (the broker URL)"

@@ -560,8 +560,8 @@ class RenderNode:
 
     @property
     def limits(self) -> RenderLimits:
-        """What one batch may write: HTTPOV_BATCH_MAX_BYTES and HTTPOV_BATCH_MAX_FILES."""
-        return RenderLimits(output_bytes=self.settings.batch_max_bytes, output_files=self.settings.batch_max_files)
+        """What one batch may use and write: HTTPOV_BATCH_MAX_MEMORY_MB, _BYTES and _FILES."""
+        return RenderLimits.from_settings(self.settings)
 
     @property
     def block_after(self) -> int:

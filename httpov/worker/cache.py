@@ -7,12 +7,13 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from httpov.archive import ArchiveLimits, extract_archive, file_sha256
-from httpov.errors import ArchiveError, StorageError
+from httpov.errors import ArchiveError, NodeFaultError, StorageError
 from httpov.storage.base import Storage
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -23,7 +24,11 @@ class SceneCache:
     of worker processes (a file lock, not a race); bounded by size, least recently used evicted.
 
     Layout under `root`: scenes/<sha>/ (extracted, read-only by convention), locks/<sha>.lock (flock: exclusive
-    while a scene is fetched or evicted, shared while it is in use), tmp/ (downloads and extractions in progress).
+    while a scene is fetched or evicted, shared while it is in use), tmp/ (downloads and extractions in progress),
+    verified/<sha> (the node's own mark of an entry it fetched and checked: the device and inode of its folder).
+    Nothing found in scenes/ is trusted on sight: an entry is used only if it is a folder of this node's user that
+    its mark names; anything else (a folder planted by someone who could write there, or left half-made) is
+    discarded and fetched again. `root` is made private (0700) and must belong to the node's user.
     Other stored files every batch of a job reads (a radiosity pre-pass's cache) are kept the same way, each in a
     folder scenes/<sha256 of its key>/ holding the one file, evicted with the scenes.
     Lock files are never removed: unlinking a lock file others may have open would break the locking.
@@ -37,8 +42,16 @@ class SceneCache:
         self.scenes = self.root / "scenes"
         self.locks = self.root / "locks"
         self.tmp = self.root / "tmp"
-        for folder in (self.scenes, self.locks, self.tmp):
-            folder.mkdir(parents=True, exist_ok=True)
+        self.verified = self.root / "verified"
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _own_private(self.root)
+        for folder in (self.scenes, self.locks, self.tmp, self.verified):
+            found = os.lstat(folder) if os.path.lexists(folder) else None
+            if found is not None and not (stat.S_ISDIR(found.st_mode) and _ours(found)):  # someone else's: away
+                aside = Path(tempfile.mkdtemp(prefix=f"planted-{folder.name}.", dir=self.root))
+                os.rename(folder, aside / "x")
+                shutil.rmtree(aside, ignore_errors=True)
+            folder.mkdir(mode=0o700, exist_ok=True)
 
     @contextlib.contextmanager
     def use(self, storage: Storage, key: str) -> Iterator[Path]:
@@ -77,13 +90,15 @@ class SceneCache:
         try:
             while True:
                 fcntl.flock(fd, fcntl.LOCK_SH)
-                if final.is_dir():
+                if self._trusted(name):
                     break
                 # Converting a flock is not atomic, so whoever holds LOCK_EX first fetches; the others then find
                 # the folder. The loop re-checks after every conversion (an eviction can slip in between).
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                if not final.is_dir():
+                if not self._trusted(name):
+                    self._discard(name)  # a planted or half-made entry: never used
                     fetch(final)
+                    self._mark(name)
                     fetched = True
             os.utime(final)  # least recently used = oldest mtime
             if fetched:  # only a new entry can push the cache past its bound
@@ -91,6 +106,30 @@ class SceneCache:
             yield final
         finally:
             os.close(fd)  # releases the lock
+
+    def _trusted(self, name: str) -> bool:
+        """Whether scenes/`name` is the folder this node fetched and marked (its mark names its device and inode)."""
+        try:
+            found = os.lstat(self.scenes / name)
+            mark = (self.verified / name).read_text()
+        except FileNotFoundError:
+            return False
+        return stat.S_ISDIR(found.st_mode) and _ours(found) and mark == _identity(found)
+
+    def _mark(self, name: str) -> None:
+        """Record scenes/`name`, just fetched and checked, as this node's own (under the entry's exclusive lock)."""
+        part = self.verified / f".{name}.part"
+        part.write_text(_identity(os.lstat(self.scenes / name)))
+        os.replace(part, self.verified / name)
+
+    def _discard(self, name: str) -> None:
+        """Remove scenes/`name` and its mark, whatever they are (under the entry's exclusive lock)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.verified / name)
+        if os.path.lexists(self.scenes / name):
+            trash = Path(tempfile.mkdtemp(prefix=f"{name}.discard-", dir=self.tmp))
+            os.rename(self.scenes / name, trash / "entry")
+            shutil.rmtree(trash, ignore_errors=True)
 
     def _fetch(self, storage: Storage, key: str, name: str, final: Path,
                extract: Callable[[Path, Path], None]) -> None:
@@ -135,10 +174,32 @@ class SceneCache:
                 return False
             trash = Path(tempfile.mkdtemp(prefix=f"{name}.evict-", dir=self.tmp))
             os.rename(self.scenes / name, trash / "scene")  # gone from scenes/ at once, deleted at leisure
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.verified / name)
             shutil.rmtree(trash, ignore_errors=True)
             return True
         finally:
             os.close(fd)
+
+
+def _ours(found: os.stat_result) -> bool:
+    return found.st_uid == os.geteuid()
+
+
+def _identity(found: os.stat_result) -> str:
+    return f"{found.st_dev}:{found.st_ino}"
+
+
+def _own_private(root: Path) -> None:
+    """`root` must be a folder of the node's user (or a link to one); it is made 0700, so no one else can plant
+    anything in it."""
+    found = os.stat(root)
+    if not stat.S_ISDIR(found.st_mode) or not _ours(found):
+        raise NodeFaultError(f"the scene cache folder {root} is not a folder of this node's user (uid "
+                             f"{os.geteuid()}): another user could plant scenes in it",
+                             hint="set HTTPOV_CACHE_DIR to a folder of the render node's own user")
+    if stat.S_IMODE(found.st_mode) != 0o700:
+        os.chmod(root, 0o700)
 
 
 def _scene_name(key: str) -> str:

@@ -36,6 +36,7 @@ def _povray(settings: Settings) -> str:
     """Render a tiny frame exactly as a batch is rendered: the same povray, sandbox and output checks."""
     from httpov.plan import Batch, JobSpec
     from httpov.worker import povray
+    from httpov.worker.sandbox import RenderLimits
 
     spec = JobSpec(id="health", name="health", scene_key="", root="", pov="check.pov",
                    options={"Input_File_Name": "check.pov"}, initial=1, final=1, first=1, last=1,
@@ -43,7 +44,8 @@ def _povray(settings: Settings) -> str:
     with tempfile.TemporaryDirectory(prefix="httpov-health-") as tmp:
         (Path(tmp) / "scene").mkdir()
         (Path(tmp) / "scene" / "check.pov").write_text(_SCENE)
-        output = povray.render(settings.povray, spec, Batch(1, 1), Path(tmp), 1, lambda: True)
+        output = povray.render(settings.povray, spec, Batch(1, 1), Path(tmp), 1, lambda: True,
+                               RenderLimits.from_settings(settings))
     return f"rendered an 8x8 frame in its sandbox in {output.seconds:.2f} s"
 
 

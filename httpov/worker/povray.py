@@ -21,6 +21,8 @@ _ERROR = re.compile(r"error", re.I)
 _WARNING = re.compile(r"Possible Parse Error|warning", re.I)
 _WHERE = re.compile(r"File '[^']*' line \d+:")
 _CONTINUED = re.compile(r"^ \S")
+#: povray's words when an allocation failed: C++'s bad_alloc (a parse error), a thread it could not start, its own.
+_OUT_OF_MEMORY = re.compile(r"bad_alloc|thread_resource_error|out of memory", re.I)
 CONTROLLED = {"Width", "Height", "Initial_Frame", "Final_Frame", "Subset_Start_Frame", "Subset_End_Frame"}
 ALLOWED = set(ALLOWED_OPTIONS.values())
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -101,12 +103,13 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     """Render `batch` with the scene copied in workdir/scene; raise RenderError with the log's error lines.
 
     povray writes into a folder of its own whose name the scene cannot guess; only the frames of the batch are
-    taken from it, each checked to be a PNG of the job's size. `limits` bound the bytes and files the whole run
-    (the scene's #write included) may write; `time_limit` (seconds) stops a batch that runs longer. `extra`
-    options come last (httpov's own: a radiosity wrapper scene and file), `size` is the image size they ask for
-    when it is not the job's (a probe). `no_progress` (seconds): povray is killed as hung when its CPU time, its
-    log and its output all stood still that long (RenderHungError); `hang_limit` (seconds, why): a time limit
-    past which the batch is taken for hung too (one derived from the job's measured frame times)."""
+    taken from it, each checked to be a PNG of the job's size. `limits` bound the memory of the run and the bytes
+    and files it may write (the scene's #write included: it can write nowhere else); `time_limit` (seconds) stops
+    a batch that runs longer. `extra` options come last (httpov's own: a radiosity wrapper scene and file), `size`
+    is the image size they ask for when it is not the job's (a probe). `no_progress` (seconds): povray is killed
+    as hung when its CPU time, its log and its output all stood still that long (RenderHungError); `hang_limit`
+    (seconds, why): a time limit past which the batch is taken for hung too (one derived from the job's measured
+    frame times)."""
     limits = limits or RenderLimits()
     scene_dir, out_dir, home = workdir / "scene", workdir / f"out-{secrets.token_hex(8)}", workdir / "home"
     out_dir.mkdir()
@@ -166,6 +169,8 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     if over or (limit and "output limit" in limit):
         raise RenderError(over or limit or "", error_lines(text, scene_dir), transient=False)
     if returncode != 0:
+        if _OUT_OF_MEMORY.search(text):  # a limit of the batch, like the bytes: final
+            raise RenderError(limits.out_of_memory(), error_lines(text, scene_dir), transient=False)
         if limit:
             raise RenderError(limit, error_lines(text, scene_dir), transient=True)
         raise failure(returncode, text, scene_dir)

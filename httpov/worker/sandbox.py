@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from httpov.errors import RenderError
+from httpov.settings import Settings
 
+MiB = 1024**2
 GiB = 1024**3
 
 #: POV-Ray's standard include library (Debian's povray-includes); the scene may read it, nothing more.
@@ -36,6 +38,11 @@ SHELLOUT_OPTIONS = (
 BWRAP_SEARCH_PATH = "/usr/bin:/bin:/usr/local/bin"
 #: PATH inside the sandbox.
 SANDBOX_PATH = "/usr/bin:/bin"
+#: The device nodes the sandbox's /dev holds (povray opens none of them; they are there for its libraries). The
+#: folder is a tmpfs made read-only once they are bound in: no /dev/shm, no ptmx or pts, no tty, nothing a scene
+#: can write into (bwrap's own --dev leaves /dev and /dev/shm writable, RAM outside RLIMIT_AS, and a writable
+#: /dev/ptmx on which a scene's #write blocks for ever).
+DEVICES = ("null", "zero", "full", "random", "urandom")
 # Top-level host directories that hold programs and libraries (merged-/usr makes most of them symlinks).
 _SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
@@ -46,7 +53,7 @@ _PR_SET_PDEATHSIG = 1
 class RenderLimits:
     """Resource limits for one povray process (each also binds the bwrap process that starts it)."""
 
-    memory_bytes: int = 2 * GiB          # RLIMIT_AS: povray itself needs about 512 MiB of address space
+    memory_bytes: int = 2 * GiB          # RLIMIT_AS: povray itself needs about 400 MiB of address space
     output_bytes: int = 1 * GiB          # bytes the whole run may write (images and #write); RLIMIT_FSIZE per file
     output_files: int = 1000             # files the whole run may create (povray.OutputUsage checks both totals)
     cpu_seconds: int | None = None       # RLIMIT_CPU (soft; SIGKILL 5 s later); None = unlimited
@@ -56,6 +63,17 @@ class RenderLimits:
             raise ValueError("memory_bytes, output_bytes and output_files must be positive")
         if self.cpu_seconds is not None and self.cpu_seconds <= 0:
             raise ValueError("cpu_seconds must be positive or None")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RenderLimits:
+        """A render node's limits on one batch: HTTPOV_BATCH_MAX_MEMORY_MB, _BYTES and _FILES."""
+        return cls(memory_bytes=settings.batch_max_memory_mb * MiB, output_bytes=settings.batch_max_bytes,
+                   output_files=settings.batch_max_files)
+
+    def out_of_memory(self) -> str:
+        """The reason a batch gives when povray ran out of its address space."""
+        return (f"povray ran out of memory: a batch may use {self.memory_bytes // MiB} MiB "
+                "(HTTPOV_BATCH_MAX_MEMORY_MB)")
 
 
 @dataclass(frozen=True)
@@ -117,8 +135,10 @@ class Sandbox:
             return f"povray was killed (CPU limit {self.limits.cpu_seconds} s, or a kill from outside)"
         if signo == signal.SIGKILL:
             return "povray was killed"
-        if signo == signal.SIGSEGV:
-            return "povray crashed (segmentation fault; out of memory can cause this)"
+        if signo in (signal.SIGSEGV, signal.SIGABRT):
+            name = "segmentation fault" if signo == signal.SIGSEGV else "aborted"
+            return (f"povray crashed ({name}; running out of the batch's {self.limits.memory_bytes // MiB} MiB "
+                    "of memory, HTTPOV_BATCH_MAX_MEMORY_MB, can cause this)")
         return None
 
 
@@ -134,8 +154,9 @@ def prepare_sandbox(
 
     Inside the sandbox the scene sees, read-only, of /usr only povray (added by argv()), the folders of its shared
     libraries, its include library and fonts (SHARED_DIRS);
-    `home_dir` (read-only), `scene_dir` and `out_dir` (read-write), a minimal /dev. No /tmp, /etc
-    (but povray's conf), /proc, /home, /root or network. Raises RenderError if bwrap is missing.
+    `home_dir` (read-only), `scene_dir` and `out_dir` (read-write), a read-only /dev of a few device nodes
+    (DEVICES). Nothing else is writable, so the batch's byte limit counts all it writes: no tmpfs, no /dev/shm.
+    No /tmp, /etc (but povray's conf), /proc, /home, /root or network. Raises RenderError if bwrap is missing.
     """
     limits = limits or RenderLimits()
     found = shutil.which(bwrap, path=BWRAP_SEARCH_PATH) if "/" not in bwrap else (
@@ -170,7 +191,10 @@ def prepare_sandbox(
             wrapper += ["--symlink", os.readlink(host), str(host)]
         elif host.is_dir():
             wrapper += ["--ro-bind", str(host), str(host)]
-    wrapper += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache", "--dev", "/dev"]
+    wrapper += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache", "--tmpfs", "/dev"]
+    for device in DEVICES:
+        wrapper += ["--dev-bind", f"/dev/{device}", f"/dev/{device}"]
+    wrapper += ["--remount-ro", "/dev"]
     for version in POVRAY_VERSIONS:  # the system conf povray reads is ours too
         wrapper += ["--ro-bind", str(conf_path), f"/etc/povray/{version}/povray.conf"]
     wrapper += ["--ro-bind", str(home), str(home)]

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 import pytest
 
 from httpov.archive import file_sha256, pack_scene
-from httpov.errors import ArchiveError
+from httpov.errors import ArchiveError, NodeFaultError
 from httpov.storage.s3 import S3Storage
 from httpov.worker.cache import SceneCache
 from tests.conftest import wait_for
@@ -204,3 +204,50 @@ def test_damaged_scene_is_refused(storage: S3Storage, tmp_path: Path) -> None:
     assert os.listdir(tmp_path / "cache" / "scenes") == [] and os.listdir(tmp_path / "cache" / "tmp") == []
     with pytest.raises(ValueError):
         _get(cache, storage, "scenes/../x.zip")
+
+
+PLANTED = {"pov.ini": b"Input_File_Name=scene.pov\n", "scene.pov": b"// planted: not the scene its key names\n"}
+
+
+def _plant(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    for name, data in PLANTED.items():
+        (folder / name).write_bytes(data)
+
+
+@pytest.mark.parametrize("when", ["before_the_node_fetched_it", "in_place_of_the_fetched_one"])
+def test_a_planted_scene_folder_is_discarded_and_fetched_again(endpoint: str, storage: S3Storage, tmp_path: Path,
+                                                              when: str) -> None:
+    """Someone who can write in the cache folder puts a folder under a scene's name: the node uses only folders it
+    fetched and marked itself (their device and inode, in its own 0700 `verified/`), so it fetches the real one."""
+    key, files = _upload_scene(storage, tmp_path, "real")
+    start_recording(endpoint)
+    root = tmp_path / "cache"
+    entry = root / "scenes" / key[len("scenes/"):-len(".zip")]
+    if when == "before_the_node_fetched_it":
+        root.mkdir(mode=0o777)
+        os.chmod(root, 0o777)  # a cache folder anyone could write to, as /tmp/httpov-cache once was
+        _plant(entry)
+        gets = 1
+    else:
+        assert _read_tree(_get(SceneCache(root, 10**9), storage, key)) == files
+        os.rename(entry, tmp_path / "moved-away")
+        _plant(entry)
+        gets = 2
+    cache = SceneCache(root, 10**9)
+    assert _read_tree(_get(cache, storage, key)) == files
+    assert os.stat(root).st_mode & 0o777 == 0o700 and os.stat(cache.verified).st_mode & 0o777 == 0o700
+    assert _object_gets(endpoint, storage, key) == gets
+    assert os.listdir(root / "tmp") == []
+    start_recording(endpoint)
+    assert _read_tree(_get(SceneCache(root, 10**9), storage, key)) == files  # now the node's own: no request
+    assert recorded_requests(endpoint) == []
+
+
+def test_a_cache_folder_of_another_user_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache folder someone else made (say /tmp/httpov-cache, made first by another user) is theirs to fill."""
+    SceneCache(tmp_path / "cache", 10**6)
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(tmp_path).st_uid + 1)  # as if the node were another user
+    with pytest.raises(NodeFaultError, match="is not a folder of this node's user") as caught:
+        SceneCache(tmp_path / "cache", 10**6)
+    assert "HTTPOV_CACHE_DIR" in (caught.value.hint or "")

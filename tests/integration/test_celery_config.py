@@ -47,9 +47,10 @@ def test_a_site_config_tunes_celery_but_cannot_turn_pickle_back_on(tmp_path: Pat
 
 def test_render_processes_default_to_four_per_core_over_threads(tmp_path: Path) -> None:
     cores = os.cpu_count() or 1
-    assert Settings.from_env({}).render_processes == 4 * cores
-    assert Settings.from_env({"HTTPOV_RENDER_THREADS": "2"}).render_processes == max(1, 2 * cores)
-    assert Settings.from_env({"HTTPOV_RENDER_PROCESSES": "3"}).render_processes == 3
+    home = {"HOME": str(tmp_path)}
+    assert Settings.from_env(home).render_processes == 4 * cores
+    assert Settings.from_env({**home, "HTTPOV_RENDER_THREADS": "2"}).render_processes == max(1, 2 * cores)
+    assert Settings.from_env({**home, "HTTPOV_RENDER_PROCESSES": "3"}).render_processes == 3
     assert default_render_processes(64 * cores) == 1
     assert _conf(tmp_path)[5] == 4 * cores
     assert _conf(tmp_path, HTTPOV_RENDER_PROCESSES="5")[5] == 5
@@ -75,3 +76,56 @@ def test_a_bare_worker_runs_the_default_number_of_render_processes(settings: Set
         assert stats[name]["pool"]["max-concurrency"] == 3
     finally:
         stop_worker(proc)
+
+
+PLANTED = "import pathlib\npathlib.Path(__file__).with_name('ran-' + __name__).touch()\n"
+
+
+def _planted_folder(tmp_path: Path) -> Path:
+    """A folder (a scene's, say) holding an httpov.py and a celeryconfig.py that leave a mark when imported."""
+    folder = tmp_path / "scene-folder"
+    folder.mkdir()
+    for name in ("httpov.py", "celeryconfig.py"):
+        (folder / name).write_text(PLANTED)
+    return folder
+
+
+def test_celery_started_by_httpov_imports_nothing_from_the_current_folder(tmp_path: Path) -> None:
+    """`celery -A httpov` loads the app with the current folder first on sys.path (Celery's import_from_cwd, the
+    ASSUMPTION cwd-in-path of httpov.celery_main): in a folder holding an httpov.py it runs that file. httpov starts
+    Celery (`httpov render`'s nodes, `httpov flower`) through httpov.celery_main, which runs neither file."""
+    from httpov.celery_main import ARGV
+
+    folder = _planted_folder(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    bare = subprocess.run([sys.executable, "-m", "celery", "-A", "httpov", "report"], cwd=folder, env=env,
+                          capture_output=True, text=True)
+    assert (folder / "ran-httpov").exists(), "Celery no longer imports from the current folder: see celery_main"
+    (folder / "ran-httpov").unlink()
+    assert bare.returncode != 0
+    guarded = subprocess.run([*ARGV, "-A", "httpov", "report"], cwd=folder, env=env, capture_output=True, text=True)
+    assert guarded.returncode == 0, guarded.stderr
+    assert "task_serializer: 'json'" in guarded.stdout
+    assert sorted(p.name for p in folder.iterdir()) == ["celeryconfig.py", "httpov.py"], "a planted file ran"
+
+
+def test_httpov_render_and_flower_start_celery_through_the_guard(tmp_path: Path, monkeypatch) -> None:
+    """The render nodes of `httpov render` and `httpov flower` (the `httpov` script itself never has the current
+    folder on sys.path: a console script's sys.path[0] is its own bin folder)."""
+    from click.testing import CliRunner
+
+    import httpov.local_farm as local_farm
+    from httpov.celery_main import ARGV
+    from httpov.cli import cli
+
+    folder = _planted_folder(tmp_path)
+    script = subprocess.run([str(Path(sys.executable).with_name("httpov")), "--help"], cwd=folder,
+                            capture_output=True, text=True)
+    assert script.returncode == 0 and sorted(p.name for p in folder.iterdir()) == ["celeryconfig.py", "httpov.py"]
+    started: list[list[str]] = []
+    monkeypatch.setattr(local_farm.subprocess, "Popen", lambda argv, **_: started.append(argv))
+    local_farm.start_worker(Settings.from_env({"HOME": str(tmp_path)}), 1, "n")
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: started.append(argv))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+    assert CliRunner().invoke(cli, ["flower"], env={"HOME": str(tmp_path)}).exit_code == 0
+    assert [argv[:4] for argv in started] == [list(ARGV), list(ARGV)]

@@ -13,6 +13,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from httpov.errors import RenderError
+from httpov.plan import Batch, JobSpec
+from httpov.settings import Settings
+from httpov.worker import povray
 from httpov.worker.sandbox import SHELLOUT_OPTIONS, RenderLimits, Sandbox, prepare_sandbox
 from tests.conftest import wait_for
 
@@ -248,6 +252,58 @@ def test_memory_limit_fails_the_scene_not_the_node(dirs: Dirs) -> None:
     assert 0 < proc.returncode < 128, "povray failed the scene itself: no signal, no kill by the kernel"
     assert "bad_alloc" in proc.stdout
     assert not (dirs.out / "image.png").exists()
+
+
+#: Three files of 512 KiB by #write (64-byte lines): each under the 1 MiB per-file limit (RLIMIT_FSIZE) the tests
+#: below set, together past the batch's 1 MiB (the attack of issue 25: 3 x 900 MiB under the 1 GiB default).
+THREE_FILES = """
+    #for (N, 1, 3)
+      #fopen F concat("{target}", str(N, 0, 0)) write
+      #for (I, 1, 8192) #write (F, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\\n") #end
+      #fclose F
+    #end
+    background {{ color rgb 1 }}
+"""
+
+
+def render_batch(dirs: Dirs, scene: str, limits: RenderLimits) -> povray.RenderOutput:
+    """One still batch of a 16x16 job through the node's own povray.render (its log read, its limits named)."""
+    spec = JobSpec(id="j", name="still", scene_key="scenes/" + "0" * 64 + ".zip", root="", pov=scene,
+                   options={"Input_File_Name": scene}, initial=1, final=1, first=1, last=1, width=16, height=16,
+                   count=1)
+    return povray.render("povray", spec, Batch(1, 1), dirs.root, 1, lambda: True, limits, time_limit=30)
+
+
+@pytest.mark.parametrize("target", ["/dev/shm/held", "/dev/held"])
+def test_a_scene_cannot_write_into_dev(dirs: Dirs, target: str) -> None:
+    """bwrap's --dev /dev is a tmpfs with /dev/shm in it: RAM outside RLIMIT_AS and outside the batch's byte count
+    (HTTPOV_BATCH_MAX_BYTES, 1 MiB here), held until the sandbox ends. The sandbox's /dev is read-only with a few
+    device nodes: the scene is refused at its first #fopen, so not one byte lands in RAM, and the batch fails
+    naming the file."""
+    scene = write_scene(dirs, THREE_FILES.format(target=target))
+    limits = RenderLimits.from_settings(Settings(batch_max_bytes=MiB))
+    with pytest.raises(RenderError) as caught:
+        render_batch(dirs, scene, limits)
+    assert f"Cannot open user file {target}1" in str(caught.value), caught.value
+    assert not caught.value.transient
+
+
+def test_an_ordinary_scene_renders_and_a_greedy_one_meets_the_memory_setting(dirs: Dirs) -> None:
+    """HTTPOV_BATCH_MAX_MEMORY_MB is povray's address space (the sandbox holds no writable tmpfs to count beside
+    it): at its least, 512 MiB, a plain scene renders; one that builds a 256 MiB string fails naming the setting."""
+    limits = RenderLimits.from_settings(Settings(batch_max_memory_mb=512))
+    assert limits.memory_bytes == 512 * MiB
+    ok = write_scene(dirs, "background { color rgb <0, 1, 0> }\n#fopen F \"/dev/null\" write #fclose F\n", "ok.pov")
+    output = render_batch(dirs, ok, limits)
+    assert pixel(output.images[1]) == (0, 255, 0)
+    greedy = write_scene(dirs, '#declare S = "0123456789abcdef";\n'
+                               '#for (I, 1, 24) #declare S = concat(S, S); #end\n'
+                               'background { color rgb 1 }\n', "greedy.pov")
+    with pytest.raises(RenderError) as caught:
+        render_batch(dirs, greedy, limits)
+    assert str(caught.value) == "povray ran out of memory: a batch may use 512 MiB (HTTPOV_BATCH_MAX_MEMORY_MB)"
+    assert not caught.value.transient, "a limit of the batch is final"
+    assert any("bad_alloc" in line for line in caught.value.lines), caught.value.lines
 
 
 def test_output_size_limit_stops_a_runaway_writer(dirs: Dirs) -> None:

@@ -291,9 +291,12 @@ def test_a_scene_cannot_replace_or_add_outputs(tmp_path, settings, client, worke
                                    '#end #fclose F #end', "HTTPOV_BATCH_MAX_BYTES"),
     ({"batch_max_files": 20}, '#for (I, 1, 60) #fopen F concat("f", str(I, 0, 0), ".txt") write '
                               '#write (F, "x\\n") #fclose F #end', "HTTPOV_BATCH_MAX_FILES"),
+    ({"batch_max_memory_mb": 512}, '#declare S = "0123456789abcdef"; #for (I, 1, 24) #declare S = concat(S, S); #end',
+     "a batch may use 512 MiB (HTTPOV_BATCH_MAX_MEMORY_MB)"),
 ])
 def test_a_batch_may_write_only_so_much(tmp_path, settings, client, workers, limit, body, words):
-    """Three 80 kB files pass a per-file limit but not the batch's total; 60 files pass no count today."""
+    """Three 80 kB files pass a per-file limit but not the batch's total; 60 files pass no count today; a 256 MiB
+    string (three copies of it) is past the node's memory setting, which reaches the worker's povray."""
     scene = write_scene(tmp_path / "writer", TINY_ANIMATION + body + "\n", "Width=8\nHeight=8\n")
     workers(concurrency=1, settings_=settings.with_(**limit))
     sub = client.submit(scene)

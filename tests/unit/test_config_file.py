@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.errors import BadInputError
+from httpov.errors import BadInputError, HomeUnsetError
 from httpov.settings import Settings, env_name, masked, resolve
 
 
@@ -74,6 +74,7 @@ def test_every_setting_can_come_from_the_file(tmp_path: Path) -> None:
                        prefix="p", queue="q", cache_dir=Path("/srv/cache"), cache_max_bytes=5, povray="/opt/pov",
                        render_threads=2, lease_seconds=7.5, max_attempts=4, task_time_limit=99, redis_ca="/ca.pem",
                        render_processes=3, celery_config="site.celery", batch_max_bytes=6, batch_max_files=7,
+                       batch_max_memory_mb=600,
                        outage_seconds=8.0, max_width=9, max_height=10, max_pixels=11, max_frames=12,
                        max_batches=13, max_scene_bytes=14, max_scene_files=15, max_scene_depth=16, keep_days=2.5,
                        web_accounts=Path("/srv/accounts"), web_token_file=Path("/srv/tokens"), web_tokens="a" * 16,
@@ -162,3 +163,33 @@ def test_httpov_web_takes_its_settings_and_its_options_win(tmp_path: Path, monke
     env.update(HTTPOV_STATE_URL="redis://127.0.0.1:1/0")  # its audit record is lost: no real farm's log gets it
     added = CliRunner().invoke(cli, ["web-user", "add", "alice", "--password-stdin"], env=env, input="long enough\n")
     assert added.exit_code == 0 and "\nalice:" in (tmp_path / "a").read_text(), added.output
+
+
+def test_without_home_nothing_is_read_from_tmp_it_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HOME unset used to put the config file, web accounts, storage and cache under /tmp, where any local user
+    can plant them; now the folder each default needs is refused, naming what it was for."""
+    for home in ({}, {"HOME": ""}, {"HOME": "relative/home"}):
+        with pytest.raises(HomeUnsetError, match="HOME is not set .*config file.* never falls back to /tmp") as caught:
+            Settings.from_env(home)
+        assert caught.value.exit_code == 2 and "XDG_CONFIG_HOME" in (caught.value.hint or "")
+    given = {"XDG_CONFIG_HOME": str(tmp_path), "HTTPOV_STORAGE": str(tmp_path / "st"),
+             "HTTPOV_CACHE_DIR": str(tmp_path / "cache")}
+    with pytest.raises(HomeUnsetError, match="web accounts"):
+        Settings.from_env(given)
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    with pytest.raises(HomeUnsetError, match="web accounts"):
+        Settings()  # the library's own default, from the process's environment
+    settings = Settings.from_env({**given, "HTTPOV_WEB_ACCOUNTS": str(tmp_path / "accounts")})
+    assert settings.web_accounts == tmp_path / "accounts" and settings.storage == str(tmp_path / "st")
+    xdg = Settings.from_env({name: str(tmp_path / name) for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME",
+                                                                     "XDG_CACHE_HOME")})
+    assert xdg.web_accounts == tmp_path / "XDG_DATA_HOME" / "httpov" / "web-accounts"
+    assert xdg.cache_dir == tmp_path / "XDG_CACHE_HOME" / "httpov"
+
+
+def test_the_cli_without_home_exits_with_the_reason(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["config"], env={"HOME": None, "XDG_CONFIG_HOME": None, "HTTPOV_CONFIG": None})
+    assert result.exit_code == 2, result.output
+    assert "httpov: error: HOME is not set (nor XDG_CONFIG_HOME)" in result.output
+    assert "hint: set HOME" in result.output and "Traceback" not in result.output

@@ -7,11 +7,11 @@ from httpov.settings import Settings
 from httpov.sweep import task_of
 
 
-def test_by_default_a_lost_nodes_batches_come_back_within_ten_seconds():
-    s = Settings.from_env({})
+def test_by_default_a_lost_nodes_batches_come_back_within_ten_seconds(tmp_path):
+    s = Settings.from_env({"HOME": str(tmp_path)})
     # the lease runs out at most one lease after the node's death; a sweep finds it within sweep_seconds
     assert s.lease_seconds + s.sweep_seconds < 10
-    assert Settings.from_env({"HTTPOV_LEASE_SECONDS": "2"}).sweep_seconds == 0.5
+    assert Settings.from_env({"HOME": str(tmp_path), "HTTPOV_LEASE_SECONDS": "2"}).sweep_seconds == 0.5
 
 
 def _spec(priority: int) -> JobSpec:

@@ -12,14 +12,14 @@ from httpov.plan import FrameRange, split
 from httpov.settings import LIMITS, Settings, env_name
 
 
-def test_every_limit_is_settable_from_the_environment():
-    env = {env_name(name): str(7 + i) for i, name in enumerate(LIMITS)}
+def test_every_limit_is_settable_from_the_environment(tmp_path):
+    env = {env_name(name): str(7 + i) for i, name in enumerate(LIMITS)} | {"HOME": str(tmp_path)}
     settings = Settings.from_env(env)
     assert [getattr(settings, field) for field in LIMITS] == [7 + i for i in range(len(LIMITS))]
     assert settings.archive_limits() == ArchiveLimits(max_entries=13, max_total_bytes=12, max_file_bytes=12,
                                                       max_depth=14)
     with pytest.raises(BadInputError, match="HTTPOV_MAX_FRAMES"):
-        Settings.from_env({"HTTPOV_MAX_FRAMES": "lots"})
+        Settings.from_env({"HOME": str(tmp_path), "HTTPOV_MAX_FRAMES": "lots"})
 
 
 def test_defaults_refuse_what_issue_11_saw():

@@ -77,7 +77,7 @@ def test_the_token_is_masked_and_the_server_checked(tmp_path: Path) -> None:
     config = tmp_path / "httpov" / "config.toml"
     config.parent.mkdir()
     config.write_text('server = "https://farm.example.com:8443"\ntoken = "from-the-file"\n')
-    profile = Settings.from_env({"XDG_CONFIG_HOME": str(tmp_path)})
+    profile = Settings.from_env({"XDG_CONFIG_HOME": str(tmp_path), "HOME": str(tmp_path)})
     assert (profile.server, profile.token) == ("https://farm.example.com:8443", "from-the-file")
     for bad in ("farm.example.com", "redis://farm:6379", "http://"):
         result = CliRunner().invoke(cli, ["--server", bad, "status"], env={"XDG_CONFIG_HOME": str(tmp_path)})

@@ -111,6 +111,8 @@ def test_explain_exit(three) -> None:
     assert "output limit" in (box.explain_exit(128 + signal.SIGXFSZ) or "")
     assert box.explain_exit(-signal.SIGXFSZ) == box.explain_exit(128 + signal.SIGXFSZ)
     assert box.explain_exit(0) is None and box.explain_exit(1) is None
+    assert "HTTPOV_BATCH_MAX_MEMORY_MB" in (box.explain_exit(128 + signal.SIGABRT) or "")
+    assert "2048 MiB" in (box.explain_exit(-signal.SIGSEGV) or "")
 
 
 def test_progress_stalls_only_when_cpu_and_output_stand_still_for_the_window():
@@ -131,3 +133,28 @@ def test_progress_stalls_only_when_cpu_and_output_stand_still_for_the_window():
         while time.process_time() - start < 0.03:  # a few clock ticks of CPU between samples
             pass
         assert not busy.stalled(1, now), "a busy process is never stalled"
+
+
+def test_limits_come_from_the_settings_memory_one_setting() -> None:
+    from httpov.errors import BadInputError
+    from httpov.settings import Settings
+
+    limits = RenderLimits.from_settings(Settings(batch_max_memory_mb=600, batch_max_bytes=5, batch_max_files=6))
+    assert (limits.memory_bytes, limits.output_bytes, limits.output_files) == (600 * 1024**2, 5, 6)
+    assert RenderLimits.from_settings(Settings()).memory_bytes == 2 * GiB
+    assert "(HTTPOV_BATCH_MAX_MEMORY_MB)" in limits.out_of_memory()
+    with pytest.raises(BadInputError, match="HTTPOV_BATCH_MAX_MEMORY_MB must be at least 512"):
+        Settings.from_env({"HTTPOV_BATCH_MAX_MEMORY_MB": "256", "HOME": "/nonexistent"})
+
+
+def test_dev_is_read_only_with_device_nodes_only(three) -> None:
+    """No tmpfs the scene can write (bwrap's --dev leaves /dev and /dev/shm writable: RAM outside every limit)."""
+    argv = prepare_sandbox(*three).argv(["povray"])
+    assert "--dev" not in argv
+    tmpfs = [argv[i + 1] for i, word in enumerate(argv) if word == "--tmpfs"]
+    assert tmpfs == ["/dev"]
+    binds = [argv[i + 1] for i, word in enumerate(argv) if word == "--dev-bind"]
+    assert binds == ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
+    remount = [argv[i + 1] for i, word in enumerate(argv) if word == "--remount-ro"]
+    assert remount == ["/dev", "/"]
+    assert argv.index("--remount-ro") > max(i for i, word in enumerate(argv) if word == "--dev-bind")

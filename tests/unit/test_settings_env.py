@@ -10,11 +10,12 @@ from httpov.local_farm import worker_env
 from httpov.settings import Settings
 
 
-def test_to_env_gives_back_every_setting() -> None:
+def test_to_env_gives_back_every_setting(tmp_path: Path) -> None:
     changed = Settings(broker_url="redis://10.0.0.1:6380/2", state_url="redis://10.0.0.2/1", storage="/srv/st",
                        prefix="p", queue="q", cache_dir=Path("/srv/cache"), cache_max_bytes=5, povray="/opt/povray",
                        render_threads=2, lease_seconds=7.5, max_attempts=4, task_time_limit=99, redis_ca="/ca.pem",
                        render_processes=3, celery_config="site.celery", batch_max_bytes=6, batch_max_files=7,
+                       batch_max_memory_mb=600,
                        min_free_mb=17, outage_seconds=8.0, max_width=9, max_height=10, max_pixels=11, max_frames=12,
                        max_batches=13, max_scene_bytes=14, max_scene_files=15, max_scene_depth=16,
                        keep_days=30.0, pools="big,gpu", web_accounts=Path("/srv/accounts"),
@@ -24,7 +25,7 @@ def test_to_env_gives_back_every_setting() -> None:
                        stop_poll_seconds=0.25, no_progress_seconds=30.0, batch_time_factor=5.0,
                        batch_time_floor=60.0)
     assert all(getattr(changed, f.name) != getattr(Settings(), f.name) for f in fields(Settings))
-    assert Settings.from_env(changed.to_env()) == changed
+    assert Settings.from_env(changed.to_env() | {"HOME": str(tmp_path)}) == changed
 
 
 def test_a_local_worker_gets_the_settings_of_its_client() -> None:

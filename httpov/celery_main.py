@@ -1,0 +1,41 @@
+"""Celery's command line as httpov starts it (`httpov render`'s render nodes, `httpov flower`): no module is ever
+imported from the current folder.
+
+`celery -A httpov ...` puts the current folder first on sys.path while it loads the app (celery.utils.imports
+`import_from_cwd`), and `python -m` puts it there for good: started in a folder holding a `httpov.py` (a scene's
+folder, say), Celery would run that file instead of httpov. httpov therefore starts Celery as
+`python -P -m httpov.celery_main ARGS` (-P: no current folder on sys.path), with Celery's own addition turned off.
+A `celery -A httpov worker` typed by hand is Celery's, not httpov's: run it in a folder no one else can write to
+(README, Security; the node kit's unit sets its own working directory).
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+
+#: How httpov starts Celery's command line: the arguments go after these.
+ARGV = (sys.executable, "-P", "-m", "httpov.celery_main")
+
+
+def no_import_from_cwd() -> None:
+    """Turn off Celery's import from the current folder."""
+    from celery.utils import imports
+
+    # ASSUMPTION cwd-in-path: Celery's import_from_cwd and find_module (app, loader and task module imports) enter
+    # celery.utils.imports.cwd_in_path(), looked up when they run; checked by tests/integration/test_celery_config.py.
+    imports.cwd_in_path = contextlib.nullcontext
+
+
+def main() -> None:
+    """Celery's `celery` command, without the current folder on sys.path."""
+    if sys.path and sys.path[0] in ("", "."):  # run without -P: take the current folder off the path all the same
+        del sys.path[0]
+    no_import_from_cwd()
+    from celery.__main__ import main as celery_main
+
+    sys.argv[0] = "celery"
+    celery_main()
+
+
+if __name__ == "__main__":
+    main()

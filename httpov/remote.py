@@ -307,7 +307,7 @@ class RemoteClient:
     def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None) -> list[Path]:
         """The job's frames into `output` and its logs into `output/logs`, as Client.fetch: one zip of them
         downloaded to disk in chunks, each member checked against the job's frame size before it is unpacked."""
-        from httpov import media
+        from httpov import results
 
         view = self.view(job_id)
         output = Path(output)
@@ -325,12 +325,12 @@ class RemoteClient:
                     for info in infos:
                         name = PurePosixPath(info.filename)
                         if len(name.parts) == 2 and name.parts[0] == "logs" and name.suffix == ".log":
-                            target, budget = output / "logs" / name.name, media.LOG_MAX_BYTES
+                            target, budget = output / "logs" / name.name, results.LOG_MAX_BYTES
                         elif len(name.parts) == 1 and name.suffix == ".png":
-                            target, budget = output / name.name, media.frame_bytes(view.width, view.height)
+                            target, budget = output / name.name, results.frame_bytes(view.width, view.height)
                         else:
                             raise ResultError(f"{shown(key)} holds {shown(info.filename)!r}: refused")
-                        if media.unpack_member(zf, info, target, budget, key, view.width, view.height):
+                        if results.unpack_member(zf, info, target, budget, key, view.width, view.height):
                             images.append(target)
             except (ArchiveError, zipfile.BadZipFile) as exc:
                 raise ResultError(f"{shown(key)} refused: {shown(exc)}") from None

@@ -88,6 +88,7 @@ class Settings:
     web_behind_proxy: bool = False  # trust a TLS proxy's X-Forwarded-For, -Proto and -Host
     web_sign_in_attempts: int = 5  # failed sign-ins for one user or from one address within the window
     web_sign_in_window: int = 600  # seconds the failed sign-ins are counted over
+    web_builds: int = 2  # downloads (frames zip, contact sheet, video) `httpov web` builds at once
     # `httpov --server URL`: the CLI through a farm's web API with an account's token, no broker password
     server: str | None = None  # the URL of `httpov web` (http:// or https://)
     token: str | None = field(default=None, repr=False)  # the bearer token sent to it (HTTPOV_TOKEN)
@@ -99,6 +100,8 @@ class Settings:
             check_pool(pool, "HTTPOV_POOLS")
         if self.server is not None:
             check_server(self.server, "HTTPOV_SERVER")
+        if self.web_builds < 1:
+            raise BadInputError(f"HTTPOV_WEB_BUILDS must be at least 1, got {self.web_builds}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

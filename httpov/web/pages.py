@@ -3,10 +3,7 @@ thumbnails as images. Templates escape every value; the pages' script only ever 
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
-import zipfile
-from pathlib import Path
 
 from flask import (
     Blueprint,
@@ -25,7 +22,7 @@ from flask import (
 
 from httpov.access import Action, allowed, require
 from httpov.client import authorize
-from httpov.errors import BadInputError, FieldError, JobStateError, TokenNotFoundError
+from httpov.errors import BadInputError, FieldError, JobStateError, ServerBusyError, TokenNotFoundError
 from httpov.states import JobState
 from httpov.text import shown
 from httpov.web.api import (
@@ -253,33 +250,38 @@ def frame(job: str, frame: int):
 
 @pages.get("/jobs/<job>/download/<what>")
 def download(job: str, what: str):
-    """All frames as one zip, a contact sheet or a video: Client.fetch (each result checked), then media."""
+    """All frames as one zip, a contact sheet or a video: built once per job state by the web server's builders
+    (httpov.web.downloads: Client.fetch, each result checked, then media), never on this request's thread, and sent
+    from storage; while it is being built, 202 and a page that reloads (503 when the builders' queue is full)."""
     from httpov import media
+    from httpov.web.downloads import KINDS
 
     job = job_id(job)
-    kinds = {"frames.zip": "application/zip", "contact-sheet.png": "image/png", "video.mp4": "video/mp4"}
-    if what not in kinds:
+    if what not in KINDS:
         abort(404)
     authorize(web().client.store, who(), Action.DOWNLOAD, job)  # before anything else is said of it
     if what == "video.mp4":
-        media.ffmpeg_exe()  # before downloading anything: no ffmpeg, no video (HttpovError)
-    settings = web().client.settings
-    with tempfile.TemporaryDirectory(prefix="httpov-web-") as tmp:
-        images = web().client.fetch(job, Path(tmp) / "frames", who=who())
-        out = tempfile.TemporaryFile()  # closed (and so removed) by the response
-        if what == "frames.zip":
-            with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
-                for image in images:
-                    zf.write(image, image.name)
-        else:
-            made = Path(tmp) / what
-            if what == "video.mp4":
-                media.encode(images, made, max_pixels=settings.max_pixels)
-            else:
-                media.contact_sheet(images, made, max_pixels=settings.max_pixels)
-            out.write(made.read_bytes())
-        out.seek(0)
-    return send_file(out, mimetype=kinds[what], as_attachment=True, download_name=f"{job}-{what}")
+        media.ffmpeg_exe()  # before building anything: no ffmpeg, no video (HttpovError)
+    downloads = web().downloads
+    assert downloads is not None
+    try:
+        ready = downloads.get(job, what, who())
+    except ServerBusyError as exc:
+        return _building(job, what, str(exc), 503)
+    stream = downloads.open(ready) if ready is not None else None
+    if ready is None or stream is None:
+        return _building(job, what, f"{what} of job {job} is being built", 202)
+    return send_file(stream, mimetype=ready.mimetype, as_attachment=True, download_name=ready.name)
+
+
+def _building(job: str, what: str, message: str, code: int) -> tuple[Response | str, int, dict[str, str]]:
+    """A download not ready yet: `code` with Retry-After, as JSON for a script or a page that reloads itself."""
+    retry_after = web().refresh
+    headers = {"Retry-After": str(retry_after)}
+    if wants_json():
+        return jsonify({"building": what, "job": job, "message": message, "retry_after": retry_after}), code, headers
+    return render_template("building.html", job=job, what=what, message=message, retry_after=retry_after), code, \
+        headers
 
 
 def _video_available() -> bool:

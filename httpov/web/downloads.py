@@ -1,0 +1,149 @@
+"""A job's downloads on the web (all frames as a zip, a contact sheet, a video): built once per job state, by a
+few threads of their own (never a request's), and kept in storage under the job's prefix until the job changes or
+is deleted."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import threading
+import time
+import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from httpov import paths
+from httpov.access import Identity
+from httpov.errors import JobNotFoundError, ServerBusyError
+from httpov.states import JobState
+
+log = logging.getLogger("httpov.web")
+
+#: What a job offers, and its content type.
+KINDS = {"frames.zip": "application/zip", "contact-sheet.png": "image/png", "video.mp4": "video/mp4"}
+#: The longest a request waits for a build before it is answered 202 (only as many requests wait at once as builds
+#: run: the others, and the pages, keep the web server's threads).
+WAIT_SECONDS = 2.0
+#: Builds that may wait for a free builder, per builder (HTTPOV_WEB_BUILDS); past them a request is answered 503.
+QUEUED_PER_BUILDER = 8
+#: How long a failed build's error is answered without building again (a refused result stays refused).
+FAILED_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Download:
+    """A download that is ready: its storage key and content type, and its name for the browser."""
+
+    key: str
+    mimetype: str
+    name: str
+
+
+class Downloads:
+    """Builds a job's downloads at most `builders` at a time and answers them from storage once built. Requests for
+    a download being built share its build; a download is named by a digest of the job's done records
+    (paths.download_key), so a job rendered further, or again, builds anew and the older build is deleted."""
+
+    def __init__(self, client: Any, builders: int, max_pixels: int) -> None:
+        self.client = client
+        self.builders = builders
+        self.max_pixels = max_pixels
+        self.pool = ThreadPoolExecutor(max_workers=builders, thread_name_prefix="httpov-web-build")
+        self.lock = threading.Lock()
+        self.building: dict[str, Future[Download]] = {}
+        self.failed: dict[str, tuple[float, BaseException]] = {}
+        self.waiting = threading.BoundedSemaphore(builders)
+        self.builds = 0  # builds started, for tests and `bench_downloads.py`
+
+    def version(self, job_id: str) -> str:
+        """A digest of the job's done records: the batches whose results a download is made of, and which results."""
+        done = self.client.store.batches(job_id)["done"]
+        records = sorted((batch, info.get("result", ""), info.get("finished")) for batch, info in done.items())
+        return hashlib.sha256(json.dumps(records).encode()).hexdigest()[:24]
+
+    def get(self, job_id: str, what: str, who: Identity | None) -> Download | None:
+        """The download if it is built (building it now if it is not, and waiting up to WAIT_SECONDS for it when a
+        waiting slot is free), else None: it is being built. Whoever asks must have been let download the job."""
+        key = paths.download_key(job_id, self.version(job_id), what)
+        ready = Download(key, KINDS[what], f"{job_id}-{what}")
+        if self.client.storage.exists(key):
+            return ready
+        with self.lock:
+            now = time.monotonic()
+            for old in [k for k, (at, _) in self.failed.items() if now - at > FAILED_SECONDS]:
+                del self.failed[old]
+            if key in self.failed:
+                raise self.failed[key][1]
+            future = self.building.get(key)
+            if future is None:
+                if len(self.building) >= self.builders * (1 + QUEUED_PER_BUILDER):
+                    raise ServerBusyError(f"the server is building {len(self.building)} downloads already: try again "
+                                       f"in a minute (HTTPOV_WEB_BUILDS={self.builders} at once)")
+                future = self.pool.submit(self._build, job_id, what, ready, who)
+                self.building[key] = future
+                self.builds += 1
+                future.add_done_callback(lambda done: self._finished(key, done))
+        if self.waiting.acquire(blocking=False):
+            try:
+                wait([future], timeout=WAIT_SECONDS)
+            finally:
+                self.waiting.release()
+        if not future.done():
+            return None
+        error = future.exception()
+        if error is not None:
+            raise error
+        return ready
+
+    def _finished(self, key: str, future: Future[Download]) -> None:
+        with self.lock:
+            self.building.pop(key, None)
+            error = future.exception()
+            if error is not None:
+                self.failed[key] = (time.monotonic(), error)
+
+    def _build(self, job_id: str, what: str, ready: Download, who: Identity | None) -> Download:
+        """Fetch the job's frames (each result checked), make the download, store it, then delete its older builds;
+        a job deleted meanwhile keeps nothing of it."""
+        from httpov import media
+
+        started = time.monotonic()
+        storage = self.client.storage
+        with tempfile.TemporaryDirectory(prefix="httpov-web-build-") as tmp:
+            images = self.client.fetch(job_id, Path(tmp) / "frames", who=who)
+            made = Path(tmp) / what
+            if what == "frames.zip":
+                with zipfile.ZipFile(made, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
+                    for image in images:
+                        zf.write(image, image.name)
+            elif what == "video.mp4":
+                media.encode(images, made, max_pixels=self.max_pixels)
+            else:
+                media.contact_sheet(images, made, max_pixels=self.max_pixels)
+            storage.put_file(ready.key, made)
+        for old in storage.list(paths.downloads_prefix(job_id)):
+            if old != ready.key and old.endswith("-" + what):
+                storage.delete(old)
+        try:
+            gone = self.client.store.state(job_id) == JobState.DELETING
+        except JobNotFoundError:
+            gone = True
+        if gone:
+            storage.delete(ready.key)
+            raise JobNotFoundError(f"job {job_id} was deleted")
+        log.info("built %s of job %s in %.1f s", what, job_id, time.monotonic() - started)
+        return ready
+
+    def open(self, download: Download) -> IO[bytes] | None:
+        """The stored download as an open file (its name already removed: closing it frees it), or None if it was
+        deleted meanwhile (its job changed or was deleted)."""
+        with tempfile.TemporaryDirectory(prefix="httpov-web-send-") as tmp:
+            local = Path(tmp) / "download"
+            try:
+                self.client.storage.get_file(download.key, local)
+            except FileNotFoundError:
+                return None
+            return open(local, "rb")  # noqa: SIM115 (closed by the response)

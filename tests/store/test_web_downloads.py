@@ -1,0 +1,177 @@
+"""A job's downloads on one real `httpov web --public-read` process (waitress, real Redis, local storage): built once
+per job state off the request thread and kept under the job's prefix in storage (a second request builds nothing and
+gets the same bytes; many at once share one build), built anew once the job is rendered again, deleted with the job;
+another user and an anonymous reader are refused (403) and build nothing. No render node: the frames are stored and
+recorded as a render node would."""
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from httpov import paths
+from httpov.settings import Settings
+from tests.conftest import private_settings, wait_for, write_scene
+from tests.store.test_web_signin import PASSWORD, Server
+
+SIDE = 8  # pixels: the frames
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> Iterator[Settings]:
+    with private_settings(tmp_path_factory.mktemp("downloads")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings):
+    from httpov.celery import make_app
+    from httpov.client import Client
+
+    return Client(settings, make_app(settings))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, settings: Settings) -> Iterator[Server]:
+    from httpov.web.auth import add_user
+
+    folder = tmp_path_factory.mktemp("downloads-web")
+    for name in ("bob", "carol"):
+        add_user(folder / "accounts", name, PASSWORD, "user")
+    started = Server(folder, settings, "--public-read")
+    started.cookies = {name: started.session(name) for name in ("bob", "carol")}  # type: ignore[attr-defined]
+    yield started
+    started.stop()
+
+
+def _png(colour: tuple[int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (SIDE, SIDE), colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def _render(client, job: str, colour: tuple[int, int, int], result: str) -> None:
+    """Store and record the job's one batch as a render node does (its own result name), in `colour`."""
+    batch = client.store.spec(job).batches[0]
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("scene_1.png", _png(colour))
+        zf.writestr(f"{batch}.log", "povray's log\n")
+    client.storage.put_bytes(paths.batch_key(job, batch, result), zipped.getvalue())
+    if client.store.state(job) != "running":
+        client.store.transition(job, "running")
+    assert client.store.start_batch(job, batch, result, "n@h", 60.0) == "ok"
+    client.store.finish_batch(job, batch, {"node": "n@h", "seconds": 0.1, "frames": 1, "finished": time.time(),
+                                           "result": result}, [1], result)
+    assert client.store.state(job) == "done"
+
+
+@pytest.fixture
+def job(client, tmp_path) -> str:
+    """A finished one-frame job of bob's, green."""
+    scene = write_scene(tmp_path / "scene", "#version 3.7;\nbackground { color rgb <0, 1, 0> }\n",
+                        f"Width={SIDE}\nHeight={SIDE}\n")
+    made = client.submit(scene, user="bob", count=1).spec.id
+    _render(client, made, (0, 200, 0), "first")
+    return made
+
+
+def get(server: Server, path: str, who: str | None) -> tuple[int, dict[str, str], bytes]:
+    """One GET as a script sends it (JSON errors), as `who` (None: anonymous)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    headers = {"Accept": "application/json"}
+    if who:
+        headers["Cookie"] = server.cookies[who]  # type: ignore[attr-defined]
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return response.status, dict(response.headers), response.read()
+    finally:
+        conn.close()
+
+
+def download(server: Server, job: str, what: str, who: str = "bob") -> bytes:
+    """The download once it is built: 202 (with Retry-After) while it is being built, then 200."""
+    answers: list[tuple[int, dict[str, str], bytes]] = []
+
+    def ready() -> bool:
+        answers.append(get(server, f"/jobs/{job}/download/{what}", who))
+        status, headers, body = answers[-1]
+        assert status in (200, 202), (status, body[:300])
+        if status == 202:
+            assert int(headers["Retry-After"]) >= 1 and b"being built" in body
+        return status == 200
+    wait_for(ready, 60, f"{what} of job {job} to be built")
+    return answers[-1][2]
+
+
+def stored(client, job: str) -> dict[str, int]:
+    """The job's stored downloads: key -> the inode and change time of its file (a new build is a new file)."""
+    found = {}
+    for key in client.storage.list(paths.downloads_prefix(job)):
+        status = (Path(client.settings.storage) / key).stat()
+        found[key] = (status.st_ino, status.st_mtime_ns)
+    return found
+
+
+def builds(server: Server, job: str, what: str) -> int:
+    return sum(f"built {what} of job {job}" in line for line in server.log_lines())
+
+
+def test_a_download_is_built_once_and_then_served_from_storage(server, client, job):
+    first = download(server, job, "frames.zip")
+    with zipfile.ZipFile(io.BytesIO(first)) as zf:
+        assert zf.namelist() == ["scene_1.png"]
+    objects = stored(client, job)
+    assert len(objects) == 1 and next(iter(objects)).endswith("-frames.zip")
+    assert builds(server, job, "frames.zip") == 1
+    second = get(server, f"/jobs/{job}/download/frames.zip", "bob")
+    assert second[0] == 200 and second[2] == first  # at once, the same bytes
+    assert stored(client, job) == objects and builds(server, job, "frames.zip") == 1  # nothing built again
+
+
+def test_requests_at_once_share_one_build(server, client, job):
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        bodies = list(pool.map(lambda _: download(server, job, "contact-sheet.png"), range(8)))
+    assert len(set(bodies)) == 1 and Image.open(io.BytesIO(bodies[0])).size[0] >= SIDE
+    assert builds(server, job, "contact-sheet.png") == 1 and len(stored(client, job)) == 1
+
+
+def test_a_job_rendered_again_builds_anew_and_drops_the_old_build(server, client, job):
+    green = download(server, job, "contact-sheet.png")
+    before = stored(client, job)
+    client.retry(job, frames=(1, 1))
+    _render(client, job, (200, 0, 0), "second")  # the batch rendered again: red
+    red = download(server, job, "contact-sheet.png")
+    assert red != green
+    colours = {colour for _, colour in Image.open(io.BytesIO(red)).convert("RGB").getcolors(10_000)}
+    assert (200, 0, 0) in colours and (0, 200, 0) not in colours
+    after = stored(client, job)
+    assert len(after) == 1 and set(after) != set(before)  # built anew, the old build deleted
+    assert builds(server, job, "contact-sheet.png") == 2
+
+
+def test_delete_removes_the_jobs_downloads(server, client, job):
+    download(server, job, "frames.zip")
+    download(server, job, "contact-sheet.png")
+    assert len(stored(client, job)) == 2
+    client.delete(job)
+    assert client.storage.list(paths.job_prefix(job)) == []
+    assert get(server, f"/jobs/{job}/download/frames.zip", "bob")[0] == 404
+
+
+@pytest.mark.parametrize("who", ["carol", None])
+def test_another_user_and_an_anonymous_reader_are_refused_and_build_nothing(server, client, job, who):
+    status, _, body = get(server, f"/jobs/{job}/download/frames.zip", who)
+    asking = "carol (user)" if who else "(public) (viewer)"
+    assert status == 403, body[:300]
+    assert f"{asking} may not download job {job} (owned by bob)".encode() in body, body
+    assert stored(client, job) == {} and builds(server, job, "frames.zip") == 0

@@ -363,7 +363,7 @@ def test_full_storage_holds_the_batch_and_blames_no_node(farm, tmp_path):
 
 
 def test_a_forged_slice_zip_fails_the_stitching_batch_with_the_bound_named(tmp_path):
-    """The frame's last slice is stitched with a slice another node stored: a zip whose frame unpacks to 256 MiB
+    """The frame's last slice is stitched with a slice another node stored: a zip whose frame unpacks to 64 MiB
     (the stitch step read it whole and took 4 GiB of RSS: issue #25). The batch fails, once and for good, naming
     the bound; the node carries on; no frame is stored."""
     import io
@@ -380,7 +380,7 @@ def test_a_forged_slice_zip_fails_the_stitching_batch_with_the_bound_named(tmp_p
     storage = LocalStorage(tmp_path / "store")
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(frame, bytes(256 * 1024**2), compresslevel=1)
+        zf.writestr(frame, bytes(64 * 1024**2), compresslevel=1)
     storage.put_bytes(batch_key(JOB, ids[0], "other"), bomb.getvalue())
 
     class SlicedStore(FakeStore):
@@ -407,5 +407,5 @@ def test_a_forged_slice_zip_fails_the_stitching_batch_with_the_bound_named(tmp_p
     assert outcome.status == "failed" and outcome.retry_in is None, outcome
     error = store.failed[ids[1]]["error"]
     assert error.startswith(f"cannot stitch {frame}: result refused: {batch_key(JOB, ids[0], 'other')}: member "), error
-    assert "would unpack to 268435456 bytes, more than the" in error and store.failed[ids[1]]["final"]
+    assert "would unpack to 67108864 bytes, more than the" in error and store.failed[ids[1]]["final"]
     assert not storage.exists(frame_key(JOB, frame)) and "finish_batch" not in store.written()

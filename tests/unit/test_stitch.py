@@ -472,9 +472,22 @@ print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
 
-def _slice_zips(folder: Path, forged: dict[str, Any] | None = None) -> list[tuple[Path, str, int, int]]:
-    """Two slices' result zips of a 16x40 still, as render nodes store them; the second replaced by `forged`
-    (member name: bytes, or a (ZipInfo, bytes) pair), what a hostile node stores."""
+def _zeros(zf: Any, name: str, size: int) -> None:
+    """A member of `size` zero bytes, deflated (1 MiB of zeros is about 1 KB), written a few MiB at a time."""
+    import zipfile
+
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info._compresslevel = 1  # type: ignore[attr-defined]  # zipfile's own field: the fastest deflate
+    block = bytes(4 * 1024**2)
+    with zf.open(info, "w", force_zip64=True) as member:
+        for _ in range(size // len(block)):
+            member.write(block)
+
+
+def _slice_zips(folder: Path, forged: Any = None) -> list[tuple[Path, str, int, int]]:
+    """Two slices' result zips of a 16x40 still, as render nodes store them; the second one's members written by
+    `forged(zipfile)` instead: what a hostile node stores."""
     import zipfile
 
     fmt = FORMATS["rgb8"]
@@ -485,13 +498,23 @@ def _slice_zips(folder: Path, forged: dict[str, Any] | None = None) -> list[tupl
         path = folder / f"{n}.zip"
         with zipfile.ZipFile(path, "w") as zf:
             if n == 1 and forged is not None:
-                for member, data in forged.items():
-                    zf.writestr(member, data, zipfile.ZIP_DEFLATED, 1)
+                forged(zf)
             else:
                 zf.write(png_path, FRAME, zipfile.ZIP_STORED)
                 zf.writestr(f"{batch}.log", "povray's log\n")
         slices.append((path, f"jobs/j/batches/{batch}.zip", first, last))
     return slices
+
+
+def _huge_header(zf: Any) -> None:
+    from tests.bombs import bomb_png
+
+    zf.writestr(FRAME, bomb_png(20_000, 20_000))
+
+
+def _many(zf: Any) -> None:
+    for n in range(50):
+        zf.writestr(f"x{n}.log", b"")
 
 
 def test_stitch_results_stitches_checked_slices(tmp_path: Path) -> None:
@@ -503,10 +526,10 @@ def test_stitch_results_stitches_checked_slices(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("forged, words", [
-    ({FRAME: "bomb"}, "would unpack to 536870912 bytes, more than the"),  # a zip bomb: 512 MiB of zeros in 0.5 MB
-    ({FRAME: "huge"}, "is 20000x20000, not a 16x40 frame of its job: refused"),  # 400 megapixels in its header
-    ({f"x{n}.log": b"" for n in range(50)}, "holds 50 files, more than its 1 frame(s) and log: refused"),
-])
+    (lambda zf: _zeros(zf, FRAME, 512 * 1024**2), "would unpack to 536870912 bytes, more than the"),  # a zip bomb
+    (_huge_header, "is 20000x20000, not a 16x40 frame of its job: refused"),  # 400 megapixels in its header
+    (_many, "holds 50 files, more than its 1 frame(s) and log: refused"),
+], ids=["zip bomb", "huge PNG header", "50 members"])
 def test_stitch_results_refuses_a_forged_slice_before_unpacking_it_in_little_memory(tmp_path: Path, forged, words):
     """The stitch runs in a process limited to 300 MiB of address space: a slice zip whose frame unpacks to 512 MiB,
     or whose PNG header claims 20000x20000, is refused with the bound named, before it is decompressed (the
@@ -514,11 +537,7 @@ def test_stitch_results_refuses_a_forged_slice_before_unpacking_it_in_little_mem
     import subprocess
     import sys
 
-    from tests.bombs import bomb_png
-
-    payloads = {"bomb": bytes(512 * 1024**2), "huge": bomb_png(20_000, 20_000)}
-    _slice_zips(tmp_path, {name: payloads.get(data, data) if isinstance(data, str) else data
-                           for name, data in forged.items()})
+    _slice_zips(tmp_path, forged)
     done = subprocess.run([sys.executable, "-c", STITCH_IN_A_SMALL_PROCESS, str(tmp_path)], capture_output=True,
                           text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]

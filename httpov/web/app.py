@@ -289,3 +289,5 @@ def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int =
         pass
     finally:
         server.close()
+        if web.downloads is not None:
+            web.downloads.close()

@@ -47,10 +47,11 @@ class Downloads:
     a download being built share its build; a download is named by a digest of the job's done records
     (paths.download_key), so a job rendered further, or again, builds anew and the older build is deleted."""
 
-    def __init__(self, client: Any, builders: int, max_pixels: int) -> None:
+    def __init__(self, client: Any, builders: int, max_pixels: int, wait: float = WAIT_SECONDS) -> None:
         self.client = client
         self.builders = builders
         self.max_pixels = max_pixels
+        self.wait = wait
         self.pool = ThreadPoolExecutor(max_workers=builders, thread_name_prefix="httpov-web-build")
         self.lock = threading.Lock()
         self.building: dict[str, Future[Download]] = {}
@@ -65,7 +66,7 @@ class Downloads:
         return hashlib.sha256(json.dumps(records).encode()).hexdigest()[:24]
 
     def get(self, job_id: str, what: str, who: Identity | None) -> Download | None:
-        """The download if it is built (building it now if it is not, and waiting up to WAIT_SECONDS for it when a
+        """The download if it is built (building it now if it is not, and waiting up to `wait` seconds for it when a
         waiting slot is free), else None: it is being built. Whoever asks must have been let download the job."""
         key = paths.download_key(job_id, self.version(job_id), what)
         ready = Download(key, KINDS[what], f"{job_id}-{what}")
@@ -78,6 +79,8 @@ class Downloads:
             if key in self.failed:
                 raise self.failed[key][1]
             future = self.building.get(key)
+            if future is None and self.client.storage.exists(key):  # built since it was looked for above
+                return ready
             if future is None:
                 if len(self.building) >= self.builders * (1 + QUEUED_PER_BUILDER):
                     raise ServerBusyError(f"the server is building {len(self.building)} downloads already: try again "
@@ -88,7 +91,7 @@ class Downloads:
                 future.add_done_callback(lambda done: self._finished(key, done))
         if self.waiting.acquire(blocking=False):
             try:
-                wait([future], timeout=WAIT_SECONDS)
+                wait([future], timeout=self.wait)
             finally:
                 self.waiting.release()
         if not future.done():
@@ -98,10 +101,14 @@ class Downloads:
             raise error
         return ready
 
+    def close(self) -> None:
+        """Cancel the builds still in line (the server is stopping); those running end on their own."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
     def _finished(self, key: str, future: Future[Download]) -> None:
         with self.lock:
             self.building.pop(key, None)
-            error = future.exception()
+            error = None if future.cancelled() else future.exception()
             if error is not None:
                 self.failed[key] = (time.monotonic(), error)
 

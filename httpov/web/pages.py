@@ -275,10 +275,11 @@ def download(job: str, what: str):
 
 
 def _building(job: str, what: str, message: str, code: int) -> tuple[Response | str, int, dict[str, str]]:
-    """A download not ready yet: `code` with Retry-After, as JSON for a script or a page that reloads itself."""
+    """A download not ready yet: `code` with Retry-After, as a page that reloads itself for a browser (a link
+    followed: it asks for text/html), else as JSON."""
     retry_after = web().refresh
     headers = {"Retry-After": str(retry_after)}
-    if wants_json():
+    if "text/html" not in request.headers.get("Accept", ""):
         return jsonify({"building": what, "job": job, "message": message, "retry_after": retry_after}), code, headers
     return render_template("building.html", job=job, what=what, message=message, retry_after=retry_after), code, \
         headers

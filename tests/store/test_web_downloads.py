@@ -175,3 +175,76 @@ def test_another_user_and_an_anonymous_reader_are_refused_and_build_nothing(serv
     assert status == 403, body[:300]
     assert f"{asking} may not download job {job} (owned by bob)".encode() in body, body
     assert stored(client, job) == {} and builds(server, job, "frames.zip") == 0
+
+
+# --- the builders, in this process: a build held on purpose shows what a request gets meanwhile ----------------
+
+class HeldClient:
+    """The module's real client (Redis, storage), whose fetch waits for `release` and counts its calls."""
+
+    def __init__(self, real) -> None:
+        import threading
+
+        self.real, self.store, self.storage, self.settings = real, real.store, real.storage, real.settings
+        self.release = threading.Event()
+        self.fetches = 0
+        self.error: Exception | None = None
+
+    def fetch(self, *args, **kwargs):
+        self.fetches += 1
+        assert self.release.wait(30)
+        if self.error is not None:
+            raise self.error
+        return self.real.fetch(*args, **kwargs)
+
+
+def test_a_download_being_built_is_answered_at_once_with_202_and_a_page_that_reloads(client, job):
+    from httpov.web import Gate, StatusSource, Web, create_app
+    from httpov.web.downloads import Downloads
+
+    held = HeldClient(client)
+    downloads = Downloads(held, 1, client.settings.max_pixels, wait=0.05)
+    token = "t" * 24
+    source = StatusSource(client.store, lambda: client.storage, client.settings.live_node_seconds)
+    app = create_app(Web(client=client, source=source, gate=Gate(None, [token], True), downloads=downloads))
+    browser = app.test_client()
+    path = f"/jobs/{job}/download/frames.zip"
+    bearer = {"Authorization": f"Bearer {token}"}
+    started = time.monotonic()
+    page = browser.get(path, headers={**bearer, "Accept": "text/html"})
+    assert time.monotonic() - started < 1.0
+    text = page.get_data(as_text=True)
+    assert page.status_code == 202 and page.headers["Retry-After"] == "3"
+    assert '<meta http-equiv="refresh" content="3">' in text and f"frames.zip of job {job} is being built" in text
+    answer = browser.get(path, headers={**bearer, "Accept": "application/json"})
+    assert answer.status_code == 202 and answer.json == {"building": "frames.zip", "job": job, "retry_after": 3,
+                                                         "message": f"frames.zip of job {job} is being built"}
+    held.release.set()
+    wait_for(lambda: browser.get(path, headers=bearer).status_code == 200, 30, "the zip to be built")
+    assert held.fetches == 1 and downloads.builds == 1
+
+
+def test_builds_queue_up_to_a_bound_and_a_refused_result_is_not_built_again(client, tmp_path):
+    from httpov.errors import ResultError, ServerBusyError
+    from httpov.web.downloads import QUEUED_PER_BUILDER, Downloads
+
+    held = HeldClient(client)
+    downloads = Downloads(held, 1, client.settings.max_pixels, wait=0.0)
+    scene = write_scene(tmp_path / "scene", "#version 3.7;\n", f"Width={SIDE}\nHeight={SIDE}\n")
+    jobs = []
+    for n in range(1 + QUEUED_PER_BUILDER):  # one building, the others in line
+        jobs.append(client.submit(scene, user="bob", count=1).spec.id)
+        _render(client, jobs[-1], (0, 0, 200), f"r{n}")
+        assert downloads.get(jobs[-1], "frames.zip", None) is None
+    extra = client.submit(scene, user="bob", count=1).spec.id
+    _render(client, extra, (0, 0, 200), "extra")
+    with pytest.raises(ServerBusyError, match=r"building 9 downloads already.*HTTPOV_WEB_BUILDS=1"):
+        downloads.get(extra, "frames.zip", None)
+    assert downloads.get(jobs[0], "frames.zip", None) is None  # the same download: joins its build, refused nothing
+    held.error = ResultError("result x is 20000x20000, not a 8x8 frame of its job: refused")
+    held.release.set()
+    wait_for(lambda: not downloads.building, 30, "the builds to end")
+    for _ in range(3):
+        with pytest.raises(ResultError, match="20000x20000"):
+            downloads.get(jobs[0], "frames.zip", None)
+    assert held.fetches == 1 + QUEUED_PER_BUILDER  # one per download: the refusal is remembered, not built again

@@ -190,8 +190,18 @@ class RemoteClient:
             raise HttpovError(f"the server {self.server} did not answer JSON: is it `httpov web`?") from None
 
     def _download(self, path: str, target: Path, what: str) -> dict[str, str]:
-        """GET `path` into the file `target`, CHUNK bytes at a time; answers the response's headers."""
-        conn, response = self._send("GET", path, timeout=SLOW)
+        """GET `path` into the file `target`, CHUNK bytes at a time; answers the response's headers. While the server
+        builds it (202), ask again after its Retry-After (1 to 30 s)."""
+        while True:
+            conn, response = self._send("GET", path, timeout=SLOW)
+            if response.status != 202:
+                break
+            try:
+                wait = min(30.0, max(1.0, float(response.getheader("Retry-After") or 1)))
+            except ValueError:
+                wait = 1.0
+            conn.close()
+            time.sleep(wait)
         shown_progress = self._transfer(what) if self._transfer else None
         length = response.getheader("Content-Length")
         total = int(length) if length and length.isdigit() else None

@@ -132,6 +132,15 @@ def main() -> None:
                     page_times.append(time.monotonic() - started)
                     time.sleep(0.1)
 
+            quiet = []
+            for _ in range(30):  # the page with no download asked for: what this machine's load alone costs
+                begun = time.monotonic()
+                assert _get(port, "/", {"Accept": "text/html"})[0] == 200
+                quiet.append(time.monotonic() - begun)
+                time.sleep(0.1)
+            quiet.sort()
+            print(f"jobs page alone ({len(quiet)} loads): median {statistics.median(quiet):.3f} s, "
+                  f"p95 {quiet[int(0.95 * (len(quiet) - 1))]:.3f} s, max {quiet[-1]:.3f} s")
             reader = threading.Thread(target=pages)
             started = time.monotonic()
             reader.start()

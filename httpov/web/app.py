@@ -84,7 +84,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
     if web.tokens is None and store is not None:
         web.tokens = Tokens(store.r, store.p)
     if web.downloads is None and store is not None:
-        web.downloads = Downloads(web.client, web.client.settings.web_builds, web.client.settings.max_pixels)
+        web.downloads = Downloads(web.client, web.client.settings.web_builds)
     app = Flask("httpov.web", root_path=__file__.rsplit("/", 1)[0])
     app.config.update(
         SECRET_KEY=secret_key or secrets.token_bytes(32),

@@ -1,15 +1,17 @@
 """A job's downloads on the web (all frames as a zip, a contact sheet, a video): built once per job state, by a
-few threads of their own (never a request's), and kept in storage under the job's prefix until the job changes or
-is deleted."""
+few threads of their own (never a request's) each running the build in a process of its own (httpov.web.build),
+and kept in storage under the job's prefix until the job changes or is deleted."""
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-import zipfile
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,18 +19,22 @@ from typing import IO, Any
 
 from httpov import paths
 from httpov.access import Identity
-from httpov.errors import JobNotFoundError, ServerBusyError
+from httpov.errors import HttpovError, JobNotFoundError, ServerBusyError
 from httpov.states import JobState
 
 log = logging.getLogger("httpov.web")
 
-#: What a job offers, and its content type.
-KINDS = {"frames.zip": "application/zip", "contact-sheet.png": "image/png", "video.mp4": "video/mp4"}
+#: What a job's page offers, and its content type.
+PAGE_KINDS = {"frames.zip": "application/zip", "contact-sheet.png": "image/png", "video.mp4": "video/mp4"}
+#: ... and the API (`httpov --server URL fetch`): the frames and, under logs/, the batch logs.
+KINDS = {**PAGE_KINDS, "results.zip": "application/zip"}
 #: The longest a request waits for a build before it is answered 202 (only as many requests wait at once as builds
 #: run: the others, and the pages, keep the web server's threads).
 WAIT_SECONDS = 2.0
 #: Builds that may wait for a free builder, per builder (HTTPOV_WEB_BUILDS); past them a request is answered 503.
 QUEUED_PER_BUILDER = 8
+#: Builds a download of a job under a storage key, as an identity allowed to download it.
+Make = Callable[[str, str, str, Identity | None], None]
 #: How long a failed build's error is answered without building again (a refused result stays refused).
 FAILED_SECONDS = 60.0
 
@@ -47,11 +53,11 @@ class Downloads:
     a download being built share its build; a download is named by a digest of the job's done records
     (paths.download_key), so a job rendered further, or again, builds anew and the older build is deleted."""
 
-    def __init__(self, client: Any, builders: int, max_pixels: int, wait: float = WAIT_SECONDS) -> None:
+    def __init__(self, client: Any, builders: int, wait: float = WAIT_SECONDS, make: Make | None = None) -> None:
         self.client = client
         self.builders = builders
-        self.max_pixels = max_pixels
         self.wait = wait
+        self.make: Make = make or self._in_child  # (job, what, key, who): build it and store it under key
         self.pool = ThreadPoolExecutor(max_workers=builders, thread_name_prefix="httpov-web-build")
         self.lock = threading.Lock()
         self.building: dict[str, Future[Download]] = {}
@@ -60,10 +66,13 @@ class Downloads:
         self.builds = 0  # builds started, for tests and `bench_downloads.py`
 
     def version(self, job_id: str) -> str:
-        """A digest of the job's done records: the batches whose results a download is made of, and which results."""
-        done = self.client.store.batches(job_id)["done"]
-        records = sorted((batch, info.get("result", ""), info.get("finished")) for batch, info in done.items())
-        return hashlib.sha256(json.dumps(records).encode()).hexdigest()[:24]
+        """A digest of the job's done records (the batches whose results a download is made of, and which results)
+        and failed ones (whose logs results.zip holds)."""
+        batches = self.client.store.batches(job_id)
+        records = sorted((batch, info.get("result", ""), info.get("finished")) for batch, info in
+                         batches["done"].items())
+        failures = sorted((batch, info.get("at")) for batch, info in batches["failed"].items())  # their logs
+        return hashlib.sha256(json.dumps([records, failures]).encode()).hexdigest()[:24]
 
     def get(self, job_id: str, what: str, who: Identity | None) -> Download | None:
         """The download if it is built (building it now if it is not, and waiting up to `wait` seconds for it when a
@@ -113,24 +122,11 @@ class Downloads:
                 self.failed[key] = (time.monotonic(), error)
 
     def _build(self, job_id: str, what: str, ready: Download, who: Identity | None) -> Download:
-        """Fetch the job's frames (each result checked), make the download, store it, then delete its older builds;
-        a job deleted meanwhile keeps nothing of it."""
-        from httpov import media
-
+        """Build the download (`make`: in a process of its own), then delete its older builds; a job deleted
+        meanwhile keeps nothing of it."""
         started = time.monotonic()
         storage = self.client.storage
-        with tempfile.TemporaryDirectory(prefix="httpov-web-build-") as tmp:
-            images = self.client.fetch(job_id, Path(tmp) / "frames", who=who)
-            made = Path(tmp) / what
-            if what == "frames.zip":
-                with zipfile.ZipFile(made, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
-                    for image in images:
-                        zf.write(image, image.name)
-            elif what == "video.mp4":
-                media.encode(images, made, max_pixels=self.max_pixels)
-            else:
-                media.contact_sheet(images, made, max_pixels=self.max_pixels)
-            storage.put_file(ready.key, made)
+        self.make(job_id, what, ready.key, who)
         for old in storage.list(paths.downloads_prefix(job_id)):
             if old != ready.key and old.endswith("-" + what):
                 storage.delete(old)
@@ -143,6 +139,24 @@ class Downloads:
             raise JobNotFoundError(f"job {job_id} was deleted")
         log.info("built %s of job %s in %.1f s", what, job_id, time.monotonic() - started)
         return ready
+
+    def _in_child(self, job_id: str, what: str, key: str, who: Identity | None) -> None:
+        """httpov.web.build in a process of its own, at a lower CPU priority, with this server's settings; its
+        httpov error is raised here as it was there."""
+        from httpov.local_farm import worker_env
+        from httpov.remote import server_error
+        from httpov.web.build import identity_text
+
+        done = subprocess.run([sys.executable, "-m", "httpov.web.build", job_id, what, key, identity_text(who)],
+                              env=worker_env(self.client.settings), capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        try:
+            body = json.loads(done.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise HttpovError(f"building {what} of job {job_id} failed: {last}") from None
+        raise server_error("the web server", 500, body)
 
     def open(self, download: Download) -> IO[bytes] | None:
         """The stored download as an open file (its name already removed: closing it frees it), or None if it was

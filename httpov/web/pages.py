@@ -15,14 +15,13 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     session,
     url_for,
 )
 
 from httpov.access import Action, allowed, require
 from httpov.client import authorize
-from httpov.errors import BadInputError, FieldError, JobStateError, ServerBusyError, TokenNotFoundError
+from httpov.errors import BadInputError, FieldError, JobStateError, TokenNotFoundError
 from httpov.states import JobState
 from httpov.text import shown
 from httpov.web.api import (
@@ -34,6 +33,7 @@ from httpov.web.api import (
     delete,
     requester,
     revoke_token,
+    serve_download,
     set_priority,
     submit_upload,
     wants_json,
@@ -254,35 +254,15 @@ def download(job: str, what: str):
     (httpov.web.downloads: Client.fetch, each result checked, then media), never on this request's thread, and sent
     from storage; while it is being built, 202 and a page that reloads (503 when the builders' queue is full)."""
     from httpov import media
-    from httpov.web.downloads import KINDS
+    from httpov.web.downloads import PAGE_KINDS
 
     job = job_id(job)
-    if what not in KINDS:
+    if what not in PAGE_KINDS:
         abort(404)
     authorize(web().client.store, who(), Action.DOWNLOAD, job)  # before anything else is said of it
     if what == "video.mp4":
         media.ffmpeg_exe()  # before building anything: no ffmpeg, no video (HttpovError)
-    downloads = web().downloads
-    assert downloads is not None
-    try:
-        ready = downloads.get(job, what, who())
-    except ServerBusyError as exc:
-        return _building(job, what, str(exc), 503)
-    stream = downloads.open(ready) if ready is not None else None
-    if ready is None or stream is None:
-        return _building(job, what, f"{what} of job {job} is being built", 202)
-    return send_file(stream, mimetype=ready.mimetype, as_attachment=True, download_name=ready.name)
-
-
-def _building(job: str, what: str, message: str, code: int) -> tuple[Response | str, int, dict[str, str]]:
-    """A download not ready yet: `code` with Retry-After, as a page that reloads itself for a browser (a link
-    followed: it asks for text/html), else as JSON."""
-    retry_after = web().refresh
-    headers = {"Retry-After": str(retry_after)}
-    if "text/html" not in request.headers.get("Accept", ""):
-        return jsonify({"building": what, "job": job, "message": message, "retry_after": retry_after}), code, headers
-    return render_template("building.html", job=job, what=what, message=message, retry_after=retry_after), code, \
-        headers
+    return serve_download(job, what)
 
 
 def _video_available() -> bool:

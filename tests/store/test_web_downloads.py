@@ -138,6 +138,18 @@ def test_a_download_is_built_once_and_then_served_from_storage(server, client, j
     assert stored(client, job) == objects and builds(server, job, "frames.zip") == 1  # nothing built again
 
 
+def test_the_apis_results_zip_is_built_once_too_with_the_logs(server, client, job):
+    """`httpov --server URL fetch`'s download: the frames and the batch logs, built once, refused to another user."""
+    path = f"/api/jobs/{job}/results.zip"
+    wait_for(lambda: get(server, path, "bob")[0] == 200, 30, "results.zip to be built")
+    status, _, first = get(server, path, "bob")
+    with zipfile.ZipFile(io.BytesIO(first)) as zf:
+        batch = client.store.spec(job).batches[0]
+        assert sorted(zf.namelist()) == sorted(["scene_1.png", f"logs/{batch}.log"])
+    assert get(server, path, "bob")[2] == first and builds(server, job, "results.zip") == 1
+    assert get(server, path, "carol")[0] == 403 and get(server, path, None)[0] == 403
+
+
 def test_requests_at_once_share_one_build(server, client, job):
     with ThreadPoolExecutor(max_workers=8) as pool:
         bodies = list(pool.map(lambda _: download(server, job, "contact-sheet.png"), range(8)))
@@ -180,7 +192,8 @@ def test_another_user_and_an_anonymous_reader_are_refused_and_build_nothing(serv
 # --- the builders, in this process: a build held on purpose shows what a request gets meanwhile ----------------
 
 class HeldClient:
-    """The module's real client (Redis, storage), whose fetch waits for `release` and counts its calls."""
+    """The module's real client (Redis, storage), whose fetch waits for `release` and counts its calls; its builds
+    run in this process."""
 
     def __init__(self, real) -> None:
         import threading
@@ -189,6 +202,12 @@ class HeldClient:
         self.release = threading.Event()
         self.fetches = 0
         self.error: Exception | None = None
+
+    def make(self, job: str, what: str, key: str, who) -> None:
+        """The build in this process (the server runs it in a process of its own)."""
+        from httpov.web.build import build_download
+
+        build_download(self, job, what, key, who)
 
     def fetch(self, *args, **kwargs):
         self.fetches += 1
@@ -203,7 +222,7 @@ def test_a_download_being_built_is_answered_at_once_with_202_and_a_page_that_rel
     from httpov.web.downloads import Downloads
 
     held = HeldClient(client)
-    downloads = Downloads(held, 1, client.settings.max_pixels, wait=0.05)
+    downloads = Downloads(held, 1, wait=0.05, make=held.make)
     token = "t" * 24
     source = StatusSource(client.store, lambda: client.storage, client.settings.live_node_seconds)
     app = create_app(Web(client=client, source=source, gate=Gate(None, [token], True), downloads=downloads))
@@ -229,7 +248,7 @@ def test_builds_queue_up_to_a_bound_and_a_refused_result_is_not_built_again(clie
     from httpov.web.downloads import QUEUED_PER_BUILDER, Downloads
 
     held = HeldClient(client)
-    downloads = Downloads(held, 1, client.settings.max_pixels, wait=0.0)
+    downloads = Downloads(held, 1, wait=0.0, make=held.make)
     scene = write_scene(tmp_path / "scene", "#version 3.7;\n", f"Width={SIDE}\nHeight={SIDE}\n")
     jobs = []
     for n in range(1 + QUEUED_PER_BUILDER):  # one building, the others in line

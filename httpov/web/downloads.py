@@ -93,7 +93,7 @@ class Downloads:
             if future is None:
                 if len(self.building) >= self.builders * (1 + QUEUED_PER_BUILDER):
                     raise ServerBusyError(f"the server is building {len(self.building)} downloads already: try again "
-                                       f"in a minute (HTTPOV_WEB_BUILDS={self.builders} at once)")
+                                       f"shortly (HTTPOV_WEB_BUILDS={self.builders} at once)")
                 future = self.pool.submit(self._build, job_id, what, ready, who)
                 self.building[key] = future
                 self.builds += 1

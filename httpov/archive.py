@@ -24,7 +24,7 @@ MAX_PART_BYTES = 255  # one path component (NAME_MAX on Linux)
 _SUPPORTED_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 _ENCRYPTED_FLAGS = 0x1 | 0x40  # traditional PKWARE encryption, strong encryption
 _LOCAL_HEADER_SIZE = 30
-_MAX_CENTRAL_RECORD = 46 + MAX_NAME_BYTES + 1024  # fixed part, name, generous extra field and comment
+MAX_CENTRAL_RECORD = 46 + MAX_NAME_BYTES + 1024  # fixed part, name, generous extra field and comment
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -163,18 +163,28 @@ def _check_end_record(path: Path, limits: ArchiveLimits) -> None:
 
     Uses zipfile's own end-of-archive reader (a private helper: skipped if a future Python drops it).
     """
+    directory = central_directory(path)
+    if directory is None:
+        return  # zipfile.ZipFile reports "not a zip"
+    entries, size = directory
+    if entries > limits.max_entries:
+        raise ArchiveError(f"{path} has {entries} entries, more than the limit of {limits.max_entries}")
+    if size > limits.max_entries * MAX_CENTRAL_RECORD:
+        raise ArchiveError(f"{path} has a {size}-byte central directory, too large for {limits.max_entries} entries")
+
+
+def central_directory(path: Path) -> tuple[int, int] | None:
+    """(entries, bytes) of the zip's central directory as its end record declares them, read before zipfile parses
+    the directory into memory; None when there is no end record (not a zip) or Python's zipfile no longer has the
+    private helper this uses."""
     end_rec_data = getattr(zipfile, "_EndRecData", None)
     if end_rec_data is None:
-        return
+        return None
     with open(path, "rb") as f:
         record = end_rec_data(f)
     if not record:
-        return  # zipfile.ZipFile reports "not a zip"
-    entries, size = record[4], record[5]  # _ECD_ENTRIES_TOTAL, _ECD_SIZE
-    if entries > limits.max_entries:
-        raise ArchiveError(f"{path} has {entries} entries, more than the limit of {limits.max_entries}")
-    if size > limits.max_entries * _MAX_CENTRAL_RECORD:
-        raise ArchiveError(f"{path} has a {size}-byte central directory, too large for {limits.max_entries} entries")
+        return None
+    return record[4], record[5]  # _ECD_ENTRIES_TOTAL, _ECD_SIZE
 
 
 def _check_structure(zf: zipfile.ZipFile, path: Path, limits: ArchiveLimits) -> list[zipfile.ZipInfo]:

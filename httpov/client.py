@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from httpov import archive, paths, user_limits
+from httpov import archive, paths, results, user_limits
 from httpov.access import Action, Identity, check_name, local_operator, require
 from httpov.audit import AuditLog, Entry, age, audited
 from httpov.errors import (
@@ -377,8 +377,6 @@ class Client:
         Results come from other machines: a batch zip holding more files than its frames and log, a member
         larger than a frame of the job can be, or a PNG not of the job's size is refused (ResultError) before
         it is unpacked or decoded."""
-        from httpov import media
-
         authorize(self.store, who, Action.DOWNLOAD, job_id)
         spec = self.store.spec(job_id)
         output = Path(output)
@@ -396,15 +394,16 @@ class Client:
                     self.storage.get_file(key, local)
                 except FileNotFoundError:  # recorded, then deleted with its job meanwhile
                     continue
-                images += _unpack_batch(local, key, spec, output)
+                images += results.unpack_batch(local, key, spec.width, spec.height, output, output / "logs",
+                                               frames=not spec.slices)  # a sliced job's frames: stitched below
                 if on_file:
                     on_file(done, total)
             for done, key in enumerate(frame_keys, len(keys) + 1):
                 target = output / PurePosixPath(key).name
                 self.storage.get_file(key, target)
                 with open(target, "rb") as f:
-                    media.check_frame(f.read(24), key, spec.width, spec.height)
-                if target.stat().st_size > media.frame_bytes(spec.width, spec.height):
+                    results.check_frame(f.read(24), key, spec.width, spec.height)
+                if target.stat().st_size > results.frame_bytes(spec.width, spec.height):
                     raise ResultError(f"result {shown(key)} is {target.stat().st_size} bytes, more than a "
                                       f"{spec.width}x{spec.height} frame can be: refused")
                 images.append(target)
@@ -422,8 +421,6 @@ class Client:
         """povray's logs of the job's batches, in batch order: of every batch, or of those holding `frame` (a sliced
         frame's slices); for a failed batch its last failed attempt's. With `failed`, only failed attempts' logs
         (of batches rendered after failing too). Only the chosen batches' zips are downloaded."""
-        from httpov import media
-
         authorize(self.store, who, Action.DOWNLOAD, job_id)
         spec = self.store.spec(job_id)
         if frame is not None and not spec.first <= frame <= spec.last:
@@ -443,7 +440,7 @@ class Client:
                         text = b""
                     if text or batch_id in failures:
                         error = failures[batch_id].get("error", "") if batch_id in failures else ""
-                        found.append(BatchLog(batch_id, label, "failed", text[-media.LOG_MAX_BYTES:].decode(
+                        found.append(BatchLog(batch_id, label, "failed", text[-results.LOG_MAX_BYTES:].decode(
                             "utf-8", "replace") or "(no log stored)", error))
                 if failed:
                     continue
@@ -664,13 +661,11 @@ class BatchLog:
 
 def _batch_log(zip_path: Path, key: str, batch_id: str) -> str:
     """The log inside a batch's result zip, checked as fetch checks results (a bounded, sane member)."""
-    from httpov import media
-
     try:
         with zipfile.ZipFile(zip_path) as zf:
             info = zf.getinfo(f"{batch_id}.log")
             sink = io.BytesIO()
-            archive.copy_member(zf, info, sink, key, media.LOG_MAX_BYTES)
+            archive.copy_member(zf, info, sink, key, results.LOG_MAX_BYTES)
     except KeyError:
         raise ResultError(f"result {shown(key)} holds no log") from None
     except (ArchiveError, zipfile.BadZipFile) as exc:
@@ -686,35 +681,6 @@ def job_failed(view: JobView) -> JobFailedError:
     first = view.errors[0] if view.errors else ""
     return JobFailedError(f"job {view.id} {view.state}: {view.frames_failed} frame(s) failed"
                           + (f": {first}" if first else ""), hint=f"`httpov status {view.id}` shows the log")
-
-
-def _unpack_batch(zip_path: Path, key: str, spec: JobSpec, output: Path) -> list[Path]:
-    """The frames (into `output`) and log (into `output/logs`) of one batch's result zip, each member checked
-    against what the batch can hold before it is unpacked; answers the frame files."""
-    from httpov import media
-
-    batch = Batch.from_id(paths.batch_of(key))
-    frames = batch.last - batch.first + 1
-    images: list[Path] = []
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
-            infos = zf.infolist()
-            if len(infos) > frames + 1:
-                raise ResultError(f"result {shown(key)} holds {len(infos)} files, more than its {frames} frame(s) "
-                                  "and log: refused")
-            for info in infos:
-                safe = PurePosixPath(info.filename).name
-                if safe.endswith(".log"):
-                    target, budget = output / "logs" / safe, media.LOG_MAX_BYTES
-                elif not spec.slices and safe.endswith(".png"):
-                    target, budget = output / safe, media.frame_bytes(spec.width, spec.height)
-                else:
-                    continue
-                if media.unpack_member(zf, info, target, budget, key, spec.width, spec.height):
-                    images.append(target)
-    except (ArchiveError, zipfile.BadZipFile) as exc:
-        raise ResultError(f"result refused: {shown(exc)}") from None
-    return images
 
 
 def _scene_archive(source: Path, tmp: Path,

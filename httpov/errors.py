@@ -112,6 +112,12 @@ class ServerUnavailableError(HttpovError):
     hint = "Is `httpov web` running there? Check --server / HTTPOV_SERVER."
 
 
+class ServerBusyError(HttpovError):
+    """The web server is already doing as much of this work as it may at once (HTTPOV_WEB_BUILDS): try again later."""
+
+    exit_code = 5
+
+
 class TokenRefusedError(HttpovError):
     """The farm's web server refused the token (HTTPOV_TOKEN): missing, mistyped or revoked."""
 

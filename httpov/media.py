@@ -4,18 +4,22 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import struct
 import subprocess
 import warnings
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from PIL import Image, ImageDraw, ImageFont
 
-from httpov.archive import copy_member
 from httpov.errors import BadInputError, HttpovError, ResultError
+from httpov.results import (  # the core's checks on results (render nodes stitch with them), named here as before
+    LOG_MAX_BYTES,  # noqa: F401
+    check_frame,  # noqa: F401
+    frame_bytes,  # noqa: F401
+    png_size,
+    unpack_member,  # noqa: F401
+)
 from httpov.text import shown
 
 Progress = Callable[[int, int], None]
@@ -24,30 +28,6 @@ _FRAME_NUMBER = re.compile(r"(\d+)\.png$", re.IGNORECASE)
 VIDEO_SUFFIXES = (".mp4", ".gif")
 #: The most pixels a frame opened here may have (HTTPOV_MAX_PIXELS' default): frames come from other machines.
 MAX_PIXELS = 64 * 1024**2
-#: The most bytes of one batch's povray log accepted from storage.
-LOG_MAX_BYTES = 16 * 1024**2
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def frame_bytes(width: int, height: int) -> int:
-    """The most bytes a width x height PNG from povray can hold: 16-bit RGBA stored uncompressed, plus slack."""
-    raw = height * (1 + width * 8)
-    return raw + raw // 64 + 64 * 1024
-
-
-def png_size(head: bytes) -> tuple[int, int] | None:
-    """(width, height) from the first 24 bytes of a PNG (its IHDR chunk), or None if they are not a PNG's."""
-    if len(head) < 24 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
-        return None
-    return struct.unpack(">II", head[16:24])
-
-
-def check_frame(head: bytes, name: str, width: int, height: int) -> None:
-    """Raise ResultError unless `head` starts a PNG of exactly width x height (read before anything decodes it)."""
-    size = png_size(head)
-    if size != (width, height):
-        found = "not a PNG" if size is None else f"{size[0]}x{size[1]}"
-        raise ResultError(f"result {shown(name)} is {found}, not a {width}x{height} frame of its job: refused")
 
 
 @contextlib.contextmanager
@@ -77,23 +57,6 @@ def open_frame(source: Path | BinaryIO, max_pixels: int = MAX_PIXELS) -> Iterato
                           "(a frame bigger than its job planned)")
     with image:
         yield image
-
-
-def unpack_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, budget: int, key: str, width: int,
-                  height: int) -> bool:
-    """One member of a result zip into `target`: at most `budget` bytes (archive.copy_member), and a PNG's header
-    checked against the job's frame size; True if it is a frame. A member refused half way is not left behind."""
-    try:
-        with open(target, "wb") as sink:
-            copy_member(zf, info, sink, key, budget)
-        if target.suffix != ".png":
-            return False
-        with open(target, "rb") as f:
-            check_frame(f.read(24), f"{key}:{info.filename}", width, height)
-        return True
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
 
 
 def frame_number(path: Path | str) -> int:

@@ -52,6 +52,17 @@ def is_shared(key: str) -> bool:
     return isinstance(key, str) and bool(SCENE_KEY.match(key) or RADIOSITY_KEY.match(key))
 
 
+def downloads_prefix(job_id: str) -> str:
+    """The web's downloads of a job (all frames as a zip, a contact sheet, a video), built once per job state."""
+    return f"jobs/{job_id}/downloads/"
+
+
+def download_key(job_id: str, version: str, what: str) -> str:
+    """One download of a job (`what`: frames.zip, contact-sheet.png, video.mp4) as built from the results its done
+    records named; `version` is a digest of those records, so a job rendered further or again builds anew."""
+    return f"{downloads_prefix(job_id)}{version}-{what}"
+
+
 def batch_key(job_id: str, batch_id: str, result: str = "") -> str:
     """A rendered batch's zip: its frames (or slice) and povray's log. `result` names the execution that stored it
     (each execution writes its own, and the batch's done record names the one that counts: DoneInfo.result); ''

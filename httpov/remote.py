@@ -190,8 +190,18 @@ class RemoteClient:
             raise HttpovError(f"the server {self.server} did not answer JSON: is it `httpov web`?") from None
 
     def _download(self, path: str, target: Path, what: str) -> dict[str, str]:
-        """GET `path` into the file `target`, CHUNK bytes at a time; answers the response's headers."""
-        conn, response = self._send("GET", path, timeout=SLOW)
+        """GET `path` into the file `target`, CHUNK bytes at a time; answers the response's headers. While the server
+        builds it (202), ask again after its Retry-After (1 to 30 s)."""
+        while True:
+            conn, response = self._send("GET", path, timeout=SLOW)
+            if response.status != 202:
+                break
+            try:
+                wait = min(30.0, max(1.0, float(response.getheader("Retry-After") or 1)))
+            except ValueError:
+                wait = 1.0
+            conn.close()
+            time.sleep(wait)
         shown_progress = self._transfer(what) if self._transfer else None
         length = response.getheader("Content-Length")
         total = int(length) if length and length.isdigit() else None
@@ -307,7 +317,7 @@ class RemoteClient:
     def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None) -> list[Path]:
         """The job's frames into `output` and its logs into `output/logs`, as Client.fetch: one zip of them
         downloaded to disk in chunks, each member checked against the job's frame size before it is unpacked."""
-        from httpov import media
+        from httpov import results
 
         view = self.view(job_id)
         output = Path(output)
@@ -325,12 +335,12 @@ class RemoteClient:
                     for info in infos:
                         name = PurePosixPath(info.filename)
                         if len(name.parts) == 2 and name.parts[0] == "logs" and name.suffix == ".log":
-                            target, budget = output / "logs" / name.name, media.LOG_MAX_BYTES
+                            target, budget = output / "logs" / name.name, results.LOG_MAX_BYTES
                         elif len(name.parts) == 1 and name.suffix == ".png":
-                            target, budget = output / name.name, media.frame_bytes(view.width, view.height)
+                            target, budget = output / name.name, results.frame_bytes(view.width, view.height)
                         else:
                             raise ResultError(f"{shown(key)} holds {shown(info.filename)!r}: refused")
-                        if media.unpack_member(zf, info, target, budget, key, view.width, view.height):
+                        if results.unpack_member(zf, info, target, budget, key, view.width, view.height):
                             images.append(target)
             except (ArchiveError, zipfile.BadZipFile) as exc:
                 raise ResultError(f"{shown(key)} refused: {shown(exc)}") from None

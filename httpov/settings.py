@@ -107,6 +107,7 @@ class Settings:
     web_behind_proxy: bool = False  # trust a TLS proxy's X-Forwarded-For, -Proto and -Host
     web_sign_in_attempts: int = 5  # failed sign-ins for one user or from one address within the window
     web_sign_in_window: int = 600  # seconds the failed sign-ins are counted over
+    web_builds: int = 2  # downloads (frames zip, contact sheet, video) `httpov web` builds at once
     # `httpov --server URL`: the CLI through a farm's web API with an account's token, no broker password
     server: str | None = None  # the URL of `httpov web` (http:// or https://)
     token: str | None = field(default=None, repr=False)  # the bearer token sent to it (HTTPOV_TOKEN)
@@ -121,6 +122,8 @@ class Settings:
         if self.batch_max_memory_mb < MIN_BATCH_MEMORY_MB:
             raise BadInputError(f"HTTPOV_BATCH_MAX_MEMORY_MB must be at least {MIN_BATCH_MEMORY_MB} (povray needs "
                                 f"about 400 MiB of address space to start), got {self.batch_max_memory_mb}")
+        if self.web_builds < 1:
+            raise BadInputError(f"HTTPOV_WEB_BUILDS must be at least 1, got {self.web_builds}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -36,8 +36,7 @@ def _submit(url: str, tmp: Path, **options: int) -> Callable[[], object]:
 
 def _fetch_zip_bomb(tmp: Path) -> Callable[[], object]:
     """A 3 MB batch zip whose frame member unpacks to 3 GiB (fetch took 6.3 GB before)."""
-    from httpov.client import _unpack_batch
-    from httpov.plan import JobSpec
+    from httpov.results import unpack_batch
 
     bomb = tmp / "f000001-000001.zip"
     info = zipfile.ZipInfo("bomb_0001.png")
@@ -46,10 +45,8 @@ def _fetch_zip_bomb(tmp: Path) -> Callable[[], object]:
         block = bytes(64 * 1024**2)
         for _ in range(48):
             member.write(block)
-    spec = JobSpec(id="x", name="bomb", scene_key="", root="", pov="scene.pov", options={}, initial=1, final=1,
-                   first=1, last=1, width=320, height=240, count=1)
     (tmp / "out" / "logs").mkdir(parents=True)
-    return lambda: _unpack_batch(bomb, "jobs/x/batches/f000001-000001.zip", spec, tmp / "out")
+    return lambda: unpack_batch(bomb, "jobs/x/batches/f000001-000001.zip", 320, 240, tmp / "out", tmp / "out" / "logs")
 
 
 def _contact_sheet(tmp: Path, side: int) -> Callable[[], object]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -240,24 +239,43 @@ def list_frames(job: str):
 
 @api.get("/jobs/<job>/results.zip")
 def download_results(job: str):
-    """`httpov fetch JOB --output DIR`'s library call (Client.fetch, every result checked): the frames at the top
-    of one zip (stored, PNGs are compressed already) and the batch logs under logs/, sent from a temporary file."""
+    """`httpov fetch JOB --output DIR`'s download: the frames at the top of one zip (stored, PNGs are compressed
+    already) and the batch logs under logs/, built as the pages' downloads are (Client.fetch, every result checked;
+    once per job state, off the request thread: 202 with Retry-After while it is being built)."""
+    from httpov.client import authorize
+
     job = job_id(job)
-    with tempfile.TemporaryDirectory(prefix="httpov-results-") as tmp:
-        folder = Path(tmp) / "results"
-        images = web().client.fetch(job, folder, who=who())
-        out = tempfile.TemporaryFile()  # closed (and so removed) by the response
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
-            for image in images:
-                zf.write(image, image.name)
-            for entry in sorted((folder / "logs").iterdir()):
-                zf.write(entry, f"logs/{entry.name}")
-        size = out.tell()
-        out.seek(0)
-    response = send_file(out, mimetype="application/zip", as_attachment=True, download_name=f"{job}-results.zip")
-    response.headers["Content-Length"] = str(size)
-    response.headers["X-Httpov-Frames"] = str(len(images))
-    return response
+    authorize(web().client.store, who(), Action.DOWNLOAD, job)  # before anything else is said of it
+    return serve_download(job, "results.zip")
+
+
+def serve_download(job: str, what: str) -> Any:
+    """A job's download (httpov.web.downloads), sent from storage once it is built; while it is being built, 202 with
+    Retry-After (503 when the builders' queue is full), as a page that reloads itself for a browser following a
+    link (it asks for text/html), else as JSON. The caller has checked that the requester may download the job."""
+    from httpov.errors import ServerBusyError
+
+    downloads = web().downloads
+    assert downloads is not None
+    try:
+        ready = downloads.get(job, what, who())
+    except ServerBusyError as exc:
+        return _building(job, what, str(exc), 503)
+    stream = downloads.open(ready) if ready is not None else None
+    if ready is None or stream is None:
+        return _building(job, what, f"{what} of job {job} is being built", 202)
+    return send_file(stream, mimetype=ready.mimetype, as_attachment=True, download_name=ready.name)
+
+
+def _building(job: str, what: str, message: str, code: int) -> tuple[Any, int, dict[str, str]]:
+    from flask import render_template
+
+    retry_after = web().refresh
+    headers = {"Retry-After": str(retry_after)}
+    if "text/html" not in request.headers.get("Accept", ""):
+        return jsonify({"building": what, "job": job, "message": message, "retry_after": retry_after}), code, headers
+    return render_template("building.html", job=job, what=what, message=message, retry_after=retry_after), code, \
+        headers
 
 
 @api.post("/jobs")

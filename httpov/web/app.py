@@ -35,6 +35,7 @@ from httpov.text import shown
 from httpov.view import JobView
 from httpov.web.api import PUBLIC, api, wants_json
 from httpov.web.auth import Gate, signing_key
+from httpov.web.downloads import Downloads
 from httpov.web.pages import pages
 from httpov.web.sessions import Sessions
 from httpov.web.source import StatusSource
@@ -61,6 +62,7 @@ class Web:
     behind_proxy: bool = False  # trust one proxy's X-Forwarded-For, -Proto and -Host (see `serve`)
     sessions: Sessions | None = None  # signed-in browsers (Redis); made from the client's store when not given
     tokens: Tokens | None = None  # accounts' API tokens (Redis); made from the client's store when not given
+    downloads: Downloads | None = None  # the jobs' downloads and their builders; made from the client when not given
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -81,6 +83,8 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
         web.sessions = Sessions(store.r, store.p)
     if web.tokens is None and store is not None:
         web.tokens = Tokens(store.r, store.p)
+    if web.downloads is None and store is not None:
+        web.downloads = Downloads(web.client, web.client.settings.web_builds)
     app = Flask("httpov.web", root_path=__file__.rsplit("/", 1)[0])
     app.config.update(
         SECRET_KEY=secret_key or secrets.token_bytes(32),
@@ -285,3 +289,5 @@ def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int =
         pass
     finally:
         server.close()
+        if web.downloads is not None:
+            web.downloads.close()

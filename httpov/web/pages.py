@@ -3,10 +3,7 @@ thumbnails as images. Templates escape every value; the pages' script only ever 
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
-import zipfile
-from pathlib import Path
 
 from flask import (
     Blueprint,
@@ -18,7 +15,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_file,
     session,
     url_for,
 )
@@ -37,6 +33,7 @@ from httpov.web.api import (
     delete,
     requester,
     revoke_token,
+    serve_download,
     set_priority,
     submit_upload,
     wants_json,
@@ -255,33 +252,19 @@ def frame(job: str, frame: int):
 
 @pages.get("/jobs/<job>/download/<what>")
 def download(job: str, what: str):
-    """All frames as one zip, a contact sheet or a video: Client.fetch (each result checked), then media."""
+    """All frames as one zip, a contact sheet or a video: built once per job state by the web server's builders
+    (httpov.web.downloads: Client.fetch, each result checked, then media), never on this request's thread, and sent
+    from storage; while it is being built, 202 and a page that reloads (503 when the builders' queue is full)."""
     from httpov import media
+    from httpov.web.downloads import PAGE_KINDS
 
     job = job_id(job)
-    kinds = {"frames.zip": "application/zip", "contact-sheet.png": "image/png", "video.mp4": "video/mp4"}
-    if what not in kinds:
+    if what not in PAGE_KINDS:
         abort(404)
     authorize(web().client.store, who(), Action.DOWNLOAD, job)  # before anything else is said of it
     if what == "video.mp4":
-        media.ffmpeg_exe()  # before downloading anything: no ffmpeg, no video (HttpovError)
-    settings = web().client.settings
-    with tempfile.TemporaryDirectory(prefix="httpov-web-") as tmp:
-        images = web().client.fetch(job, Path(tmp) / "frames", who=who())
-        out = tempfile.TemporaryFile()  # closed (and so removed) by the response
-        if what == "frames.zip":
-            with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
-                for image in images:
-                    zf.write(image, image.name)
-        else:
-            made = Path(tmp) / what
-            if what == "video.mp4":
-                media.encode(images, made, max_pixels=settings.max_pixels)
-            else:
-                media.contact_sheet(images, made, max_pixels=settings.max_pixels)
-            out.write(made.read_bytes())
-        out.seek(0)
-    return send_file(out, mimetype=kinds[what], as_attachment=True, download_name=f"{job}-{what}")
+        media.ffmpeg_exe()  # before building anything: no ffmpeg, no video (HttpovError)
+    return serve_download(job, what)
 
 
 def _video_available() -> bool:

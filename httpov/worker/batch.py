@@ -589,18 +589,16 @@ class RenderNode:
             time.sleep(0.05)
         name = povray.frame_file(spec.name, frame, spec.final)
         with tempfile.TemporaryDirectory(prefix="httpov-stitch-") as tmp:
-            parts = []
+            slices = []
             for rows in spec.slices or []:
                 piece = Batch(frame, frame, rows)
-                archive = Path(tmp) / f"{piece.id}.zip"
                 stored = result if piece.id == batch.id else (done[piece.id] or {}).get("result", "")
-                self.storage.get_file(batch_key(spec.id, piece.id, stored), archive)
-                with zipfile.ZipFile(archive) as zf:
-                    target = Path(tmp) / f"{piece.id}.png"
-                    target.write_bytes(zf.read(name))
-                parts.append((target, rows[0], rows[1]))
+                key = batch_key(spec.id, piece.id, stored)
+                archive = Path(tmp) / f"{piece.id}.zip"
+                self.storage.get_file(key, archive)
+                slices.append((archive, key, rows[0], rows[1]))
             whole = Path(tmp) / name
-            stitch.stitch(parts, whole)
+            stitch.stitch_results(slices, name, spec.width, spec.height, whole)  # each zip checked as fetch does
             self.storage.put_file(frame_key(spec.id, name), whole)
         return [frame]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import struct
+import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,8 +12,9 @@ from typing import Any, BinaryIO
 
 import png
 
-from httpov.errors import RenderError
+from httpov.errors import RenderError, ResultError
 from httpov.files import atomic_write
+from httpov.results import unpack_batch
 
 # PNG colour types: samples per pixel and a name for messages.
 _COLOUR_TYPES = {0: (1, "grey"), 2: (3, "RGB"), 3: (1, "palette"), 4: (2, "grey+alpha"), 6: (4, "RGBA")}
@@ -54,6 +56,29 @@ def stitch(parts: Sequence[tuple[Path, int, int]], out: Path) -> None:
             _write_decoded(stream, ordered)
         else:
             _write_scanlines(stream, ordered, images)
+
+
+def stitch_results(slices: Sequence[tuple[Path, str, int, int]], name: str, width: int, height: int,
+                   out: Path) -> None:
+    """Write to `out` the frame `name` stitched from its slices' result zips, given as (zip, storage key, first row,
+    last row). The zips come from other render nodes: each is checked as fetch checks results (httpov.results
+    .unpack_batch: a member count, each member's size, the PNG's header exactly width x height) before anything of
+    it is unpacked or decoded; a refused one is RenderError naming the bound (not transient: a retry meets the
+    same zip)."""
+    with tempfile.TemporaryDirectory(prefix="httpov-stitch-") as tmp:
+        parts = []
+        for n, (zip_path, key, first, last) in enumerate(slices):
+            folder = Path(tmp) / str(n)
+            folder.mkdir()
+            try:
+                images = unpack_batch(zip_path, key, width, height, folder, None)
+            except ResultError as exc:
+                raise RenderError(f"cannot stitch {name}: {exc}") from None
+            found = [image for image in images if image.name == name]
+            if not found:
+                raise RenderError(f"cannot stitch {name}: the slice result {key} holds no {name}")
+            parts.append((found[0], first, last))
+        stitch(parts, out)
 
 
 def _check_coverage(ordered: Sequence[tuple[Path, int, int]], height: int) -> None:

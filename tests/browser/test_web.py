@@ -222,12 +222,23 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
     assert count(shot, BAR_BLUE) >= 18 * 300, "the full progress bar of the finished job is not on the page"
     inert(page)
 
-    downloads = page.context.request.get(f"/jobs/{job}/download/frames.zip")
+    def download(what: str) -> Any:
+        """A download once built (202 with a page that reloads itself while it is being built)."""
+        answers = []
+
+        def built() -> bool:
+            answers.append(page.context.request.get(f"/jobs/{job}/download/{what}"))
+            assert answers[-1].status in (200, 202), answers[-1].text()[:300]
+            return answers[-1].status == 200
+        wait_for(built, 60, f"the job's {what} to be built")
+        return answers[-1]
+
+    downloads = download("frames.zip")
     with zipfile.ZipFile(io.BytesIO(downloads.body())) as zf:
         assert len([n for n in zf.namelist() if n.endswith(".png")]) == 3
-    sheet = page.context.request.get(f"/jobs/{job}/download/contact-sheet.png")
+    sheet = download("contact-sheet.png")
     assert sheet.ok and Image.open(io.BytesIO(sheet.body())).size[0] >= 2 * 32
-    video = page.context.request.get(f"/jobs/{job}/download/video.mp4")
+    video = download("video.mp4")
     assert video.ok and video.body()[4:8] == b"ftyp", video.text()[:200]  # an MP4 (imageio-ffmpeg is in the test extra)
 
 
@@ -353,7 +364,10 @@ def test_a_hostile_povray_log_stays_inert_text(farm, page, api, tmp_path):
     job = made.json()["id"]
     wait_for(lambda: farm.state(job) == "failed", 120, "the hostile scene to fail")
     assert api.get(f"/thumb/{job}.png").status == 404 and api.get(f"/jobs/{job}/frames/1.png").status == 404
-    assert api.get(f"/jobs/{job}/download/frames.zip").status == 409  # nothing rendered: said, not a 500
+    answers = []
+    wait_for(lambda: answers.append(api.get(f"/jobs/{job}/download/frames.zip")) or answers[-1].status != 202, 60,
+             "the zip's build to end")  # built off the request: 202 with Retry-After until then
+    assert answers[-1].status == 409  # nothing rendered: said, not a 500
     page.goto(f"/jobs/{job}")
     logs = page.locator("#failures").inner_text()
     assert HOSTILE_LOG in logs, logs

@@ -177,7 +177,13 @@ def test_reads(farm, name, what, whose):
     path, kind = READS[what]
     job = farm.rendered[OWNERS[whose]]
     html = {"Accept": "text/html"} if what == "job page" else {}
-    answer = farm.sessions[name].get(farm.url + path.format(job=job), headers=html, timeout=30)
+    answers = []
+
+    def answered() -> bool:  # a download is built once, off the request: 202 with Retry-After until it is
+        answers.append(farm.sessions[name].get(farm.url + path.format(job=job), headers=html, timeout=30))
+        return answers[-1].status_code != 202 or "download" not in path
+    wait_for(answered, 60, f"{what} to be built")
+    answer = answers[-1]
     assert answer.status_code == _expected(name, kind, whose), (name, what, whose, answer.text[:300])
     if answer.status_code == 403:
         assert f"{name} ({ROLES[name]}) may not download job {job} (owned by {OWNERS[whose]})" in answer.json()["error"]

@@ -16,8 +16,8 @@ PACKAGE = Path(httpov.__file__).parent
 CLIENT = {"httpov.client", "httpov.view", "httpov.terminal", "httpov.eta", "httpov.media", "httpov.local_farm",
           "httpov.web", "httpov.cli", "httpov.remote"}
 PURE = ["httpov.errors", "httpov.text", "httpov.settings", "httpov.limits", "httpov.paths", "httpov.scene",
-        "httpov.plan", "httpov.archive", "httpov.files", "httpov.worker.stitch", "httpov.eta", "httpov.options",
-        "httpov.states", "httpov.access", "httpov.user_limits"]
+        "httpov.plan", "httpov.archive", "httpov.files", "httpov.results", "httpov.worker.stitch", "httpov.eta",
+        "httpov.options", "httpov.states", "httpov.access", "httpov.user_limits"]
 BROKER_LIBRARIES = ("celery", "kombu", "redis")
 #: What code spelling one of kombu's Redis keys would contain (httpov.broker builds them all).
 KOMBU_WORDS = (":kombu:", "unacked", "\x06\x16", "priority_steps")

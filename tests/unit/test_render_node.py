@@ -415,3 +415,52 @@ def test_povray_is_watched_with_the_no_progress_window_and_a_limit_from_the_jobs
     assert limit == 20.0 * 20 * 2 and "HTTPOV_BATCH_TIME_FACTOR" in why  # 20 times the median, two frames
     store.spec_.time_limit = 30  # submit --time-limit: the user's limit, no derived one
     assert _run(node).status == "rendered" and fake.watch[1] is None
+
+
+def test_a_forged_slice_zip_fails_the_stitching_batch_with_the_bound_named(tmp_path):
+    """The frame's last slice is stitched with a slice another node stored: a zip whose frame unpacks to 64 MiB
+    (the stitch step read it whole and took 4 GiB of RSS: issue #25). The batch fails, once and for good, naming
+    the bound; the node carries on; no frame is stored."""
+    import io
+
+    from PIL import Image
+
+    from httpov.paths import frame_key
+
+    slices = [(1, 8), (9, 16)]
+    ids = [Batch(1, 1, rows).id for rows in slices]
+    spec = JobSpec(id=JOB, name="still", scene_key=SCENE, root="", pov="scene.pov", options={}, initial=1, final=1,
+                   first=1, last=1, width=8, height=16, count=1, batches=ids, slices=slices)
+    frame = frame_file("still", 1, 1)
+    storage = LocalStorage(tmp_path / "store")
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(frame, bytes(64 * 1024**2), compresslevel=1)
+    storage.put_bytes(batch_key(JOB, ids[0], "other"), bomb.getvalue())
+
+    class SlicedStore(FakeStore):
+        def slice_done(self, job_id: str, frame: int, batch_id: str) -> int:
+            return len(slices)
+
+        def owns(self, *args: Any) -> bool:
+            return True
+
+        def done_infos(self, job_id: str, batch_ids: list[str]) -> dict[str, Any]:
+            return {b: {"result": "other"} for b in batch_ids}
+
+    def povray_render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, *args: Any,
+                      **kwargs: Any) -> RenderOutput:
+        Image.new("RGB", (8, 16), (0, 200, 0)).save(workdir / "1.png")
+        return RenderOutput(images={1: workdir / "1.png"}, log="povray's log\n", seconds=0.5)
+
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    settings = Settings(storage=str(tmp_path / "store"), cache_dir=tmp_path / "cache", lease_seconds=4.0)
+    store = SlicedStore(spec)
+    node = RenderNode(settings, store, storage, FakeCache(scene), povray_render=povray_render)  # type: ignore[arg-type]
+    outcome = node.run(JOB, ids[1], token="task-1", node=NODE)
+    assert outcome.status == "failed" and outcome.retry_in is None, outcome
+    error = store.failed[ids[1]]["error"]
+    assert error.startswith(f"cannot stitch {frame}: result refused: {batch_key(JOB, ids[0], 'other')}: member "), error
+    assert "would unpack to 67108864 bytes, more than the" in error and store.failed[ids[1]]["final"]
+    assert not storage.exists(frame_key(JOB, frame)) and "finish_batch" not in store.written()

@@ -448,3 +448,101 @@ def test_stitch_parts_with_every_filter_type(tmp_path: Path, name: str, pattern:
         with Image.open(out) as image:
             image.load()
             assert image.size == (width, height)
+
+
+# --- stitch_results: slices' zips from other render nodes, checked as fetch checks results (issue #25) -------
+
+FRAME = "still_1.png"
+SLICES = [(1, 32), (33, 40)]
+STITCH_IN_A_SMALL_PROCESS = """
+import resource, sys
+from pathlib import Path
+resource.setrlimit(resource.RLIMIT_AS, (300 * 1024**2, 300 * 1024**2))
+from httpov.errors import RenderError
+from httpov.worker.stitch import stitch_results
+folder = Path(sys.argv[1])
+slices = [(folder / f"{n}.zip", f"jobs/j/batches/f000001-000001-r{first:05d}-{last:05d}.zip", first, last)
+          for n, (first, last) in enumerate([(1, 32), (33, 40)])]
+try:
+    stitch_results(slices, "still_1.png", 16, 40, folder / "out.png")
+    print("STITCHED")
+except RenderError as exc:
+    print("REFUSED", exc)
+print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def _zeros(zf: Any, name: str, size: int) -> None:
+    """A member of `size` zero bytes, deflated (1 MiB of zeros is about 1 KB), written a few MiB at a time."""
+    import zipfile
+
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info._compresslevel = 1  # type: ignore[attr-defined]  # zipfile's own field: the fastest deflate
+    block = bytes(4 * 1024**2)
+    with zf.open(info, "w", force_zip64=True) as member:
+        for _ in range(size // len(block)):
+            member.write(block)
+
+
+def _slice_zips(folder: Path, forged: Any = None) -> list[tuple[Path, str, int, int]]:
+    """Two slices' result zips of a 16x40 still, as render nodes store them; the second one's members written by
+    `forged(zipfile)` instead: what a hostile node stores."""
+    import zipfile
+
+    fmt = FORMATS["rgb8"]
+    parts = _parts(folder, _image(16, 40, *fmt), 16, fmt, SLICES)
+    slices = []
+    for n, (png_path, first, last) in enumerate(parts):
+        batch = f"f000001-000001-r{first:05d}-{last:05d}"
+        path = folder / f"{n}.zip"
+        with zipfile.ZipFile(path, "w") as zf:
+            if n == 1 and forged is not None:
+                forged(zf)
+            else:
+                zf.write(png_path, FRAME, zipfile.ZIP_STORED)
+                zf.writestr(f"{batch}.log", "povray's log\n")
+        slices.append((path, f"jobs/j/batches/{batch}.zip", first, last))
+    return slices
+
+
+def _huge_header(zf: Any) -> None:
+    from tests.bombs import bomb_png
+
+    zf.writestr(FRAME, bomb_png(20_000, 20_000))
+
+
+def _many(zf: Any) -> None:
+    for n in range(50):
+        zf.writestr(f"x{n}.log", b"")
+
+
+def test_stitch_results_stitches_checked_slices(tmp_path: Path) -> None:
+    from httpov.worker.stitch import stitch_results
+
+    slices = _slice_zips(tmp_path)
+    stitch_results(slices, FRAME, 16, 40, tmp_path / "out.png")
+    assert _read(tmp_path / "out.png")[2] == _image(16, 40, *FORMATS["rgb8"])
+
+
+@pytest.mark.parametrize("forged, words", [
+    (lambda zf: _zeros(zf, FRAME, 512 * 1024**2), "would unpack to 536870912 bytes, more than the"),  # a zip bomb
+    (_huge_header, "is 20000x20000, not a 16x40 frame of its job: refused"),  # 400 megapixels in its header
+    (_many, "holds 50 files, more than its 1 frame(s) and log: refused"),
+], ids=["zip bomb", "huge PNG header", "50 members"])
+def test_stitch_results_refuses_a_forged_slice_before_unpacking_it_in_little_memory(tmp_path: Path, forged, words):
+    """The stitch runs in a process limited to 300 MiB of address space: a slice zip whose frame unpacks to 512 MiB,
+    or whose PNG header claims 20000x20000, is refused with the bound named, before it is decompressed (the
+    stitch step read the whole member into memory and took 4 GiB: issue #25)."""
+    import subprocess
+    import sys
+
+    _slice_zips(tmp_path, forged)
+    done = subprocess.run([sys.executable, "-c", STITCH_IN_A_SMALL_PROCESS, str(tmp_path)], capture_output=True,
+                          text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    print(done.stdout)
+    assert done.stdout.startswith(f"REFUSED cannot stitch {FRAME}: result"), done.stdout
+    assert words in done.stdout, done.stdout
+    assert int(done.stdout.split("PEAK")[1]) < 200, done.stdout  # MiB: nothing of the bomb was decompressed
+    assert not (tmp_path / "out.png").exists()

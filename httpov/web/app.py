@@ -308,7 +308,7 @@ def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int =
     log_to_stderr()
     app = create_app(web, max_upload=max_upload)
     try:
-        server = make_server(app, host, port, bounds or Bounds(), threads, max_upload + 1024**2, web.behind_proxy)
+        server = make_server(app, host, port, bounds or Bounds(), threads, web.behind_proxy)
     except OSError as exc:
         raise HttpovError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                           hint="pick another --port, or stop what is using this one") from None

@@ -211,7 +211,7 @@ class Server(cheroot_wsgi.Server):
     watchdog: Watchdog
 
 
-def make_server(app: Callable[..., Any], host: str, port: int, bounds: Bounds, threads: int, max_body: int,
+def make_server(app: Callable[..., Any], host: str, port: int, bounds: Bounds, threads: int,
                 behind_proxy: bool = False) -> Server:
     """A cheroot server of `app` on host:port (bound and listening: see its `bind_addr`), with its watchdog."""
     server = Server((host, port), guarded(app, bounds, behind_proxy), numthreads=threads,
@@ -219,7 +219,7 @@ def make_server(app: Callable[..., Any], host: str, port: int, bounds: Bounds, t
                                  request_queue_size=64)
     server.gateway = _Gateway
     server.max_request_header_size = bounds.header_bytes
-    server.max_request_body_size = max_body
+    server.max_request_body_size = 0  # the app decides from the headers, after who is asking (uploads.body_refusal)
     server.watchdog = Watchdog(bounds)
     server.prepare()
     server.watchdog.start()

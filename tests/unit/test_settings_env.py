@@ -21,7 +21,8 @@ def test_to_env_gives_back_every_setting() -> None:
                        web_token_file=Path("/srv/tokens"), web_tokens="a" * 16 + ",b" * 16, web_behind_proxy=True,
                        web_sign_in_attempts=3, web_sign_in_window=60, server="https://farm.example.com",
                        token="t" * 16, user_max_processes=4, user_max_jobs=5, user_max_priority=6,
-                       stop_poll_seconds=0.25)
+                       stop_poll_seconds=0.25, web_uploads_per_account=3, web_request_seconds=4.5,
+                       web_upload_min_rate=1000)
     assert all(getattr(changed, f.name) != getattr(Settings(), f.name) for f in fields(Settings))
     assert Settings.from_env(changed.to_env()) == changed
 

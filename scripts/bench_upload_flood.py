@@ -2,9 +2,11 @@
 
 One `httpov web` (its own accounts file and a farm-wide token, on a private redis-server) and 8 connections at once:
 4 signed in as nobody, each announcing --mib MiB and sending it as fast as it can; 2 with the token, trickling
-2 KiB/s (slow senders); then 2 more with the token at full speed (past the account's 2 uploads at once). Reports what
-each connection got and the server's RSS and the bytes it holds in open temporary files (spooled bodies) before,
-at the peak during, and after the flood. `--repo` measures another checkout (e.g. main's) with the same procedure.
+2 KiB/s (slow senders); then 2 more with the token at full speed (past the account's 2 uploads at once). Then one
+welcome upload: the token's, a well-formed form whose file part is --mib MiB (not a zip: refused once read).
+Reports what each connection got and the server's RSS and the bytes it holds in open temporary files (spooled
+bodies) before, at the peak during, and after the flood, and at the peak of the welcome upload. `--repo` measures
+another checkout (e.g. main's) with the same procedure.
 
     python scripts/bench_upload_flood.py [--mib 400] [--repo /work/main]
 """
@@ -54,9 +56,14 @@ def held(pid: int) -> tuple[int, int]:
     return rss, spooled
 
 
-def hostile(port: int, length: int, token: str | None, rate: float | None, outcome: list[str], i: int) -> None:
-    """One upload of `length` bytes, at full speed or `rate` bytes/s; its outcome: the status, or how it ended."""
+def hostile(port: int, length: int, token: str | None, rate: float | None, outcome: list[str], i: int,
+            form: bool = False) -> None:
+    """One upload of `length` bytes, at full speed or `rate` bytes/s (`form`: a file part of that many, in a
+    well-formed form); its outcome: the status, or how it ended."""
     started, sent = time.monotonic(), 0
+    opening = b'--flood\r\nContent-Disposition: form-data; name="scene"; filename="big.zip"\r\n\r\n' if form else b""
+    closing = b"\r\n--flood--\r\n" if form else b""
+    length += len(opening) + len(closing)
     head = ["POST /api/jobs HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {length}", "Accept: application/json",
             "Content-Type: multipart/form-data; boundary=flood"]
     if token:
@@ -64,15 +71,18 @@ def hostile(port: int, length: int, token: str | None, rate: float | None, outco
     ended = ""
     with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
         try:
-            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + opening)
+            sent = len(opening)
             block = b"\0" * CHUNK
-            while sent < length and time.monotonic() - started < 60:
+            while sent < length - len(closing) and time.monotonic() - started < 60:
                 piece = block if rate is None else block[:max(1, int(rate / 4))]
-                piece = piece[:length - sent]
+                piece = piece[:length - len(closing) - sent]
                 sock.sendall(piece)
                 sent += len(piece)
                 if rate is not None:
                     time.sleep(0.25)
+            sock.sendall(closing)
+            sent += len(closing)
             sock.shutdown(socket.SHUT_WR)
         except OSError as exc:  # the server stopped reading: its answer may be waiting all the same
             ended = f"{type(exc).__name__} "
@@ -124,15 +134,25 @@ def main() -> None:
             took = time.monotonic() - started
             time.sleep(3)
             after = held(proc.pid)
+            welcome = threading.Thread(target=hostile, args=(port, length, TOKEN, None, outcome, 8, True))
+            outcome.append("?")
+            welcome.start()
+            peak_welcome = after
+            while welcome.is_alive():
+                now = held(proc.pid)
+                peak_welcome = (max(peak_welcome[0], now[0]), max(peak_welcome[1], now[1]))
+                time.sleep(0.1)
         finally:
             stop_worker(proc, grace=5)
             log.close()
     mib = 1024**2
     print(f"httpov web of {ROOT}: 8 hostile uploads of {ARGS.mib} MiB each, {took:.1f} s")
-    kinds = ["nobody, full speed"] * 4 + ["token, 2 KiB/s"] * 2 + ["token, full speed (3rd/4th)"] * 2
+    kinds = ["nobody, full speed"] * 4 + ["token, 2 KiB/s"] * 2 + ["token, full speed (3rd/4th)"] * 2 + \
+        ["then a welcome upload (token)"]
     for kind, got in zip(kinds, outcome):
         print(f"  {kind:30} {got}")
-    for name, (rss, spool) in (("before", before), ("peak during", peak), ("after", after)):
+    for name, (rss, spool) in (("before", before), ("peak during", peak), ("after", after),
+                               ("welcome peak", peak_welcome)):
         print(f"  {name:12} RSS {rss / mib:7.1f} MiB   held in temporary files {spool / mib:8.1f} MiB")
 
 

@@ -253,7 +253,9 @@ def eta_text(j: JobView) -> str:
 
 
 def _upload_refused(code: int, message: str) -> Any:
-    """An upload refused before its body was read, said as a form error of the field `scene` (JSON)."""
+    """An upload refused before its body was read: a form error of the field `scene` (JSON), or a page."""
+    if not wants_json():
+        return _refuse(code, message)
     errors = {"scene": shown(message)}
     return jsonify({"error": errors["scene"], "field": "scene", "errors": errors}), code
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import secrets
 import sys
 import time
@@ -283,10 +284,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-#: What `--behind-proxy` trusts of the one proxy in front: the client's address, the scheme and the host it asked for.
-PROXY_HEADERS = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
-
-
 def log_to_stderr() -> None:
     """httpov.web's log lines (failed sign-ins) on stderr, with the time, as the server's other output."""
     log = logging.getLogger("httpov.web")
@@ -306,13 +303,14 @@ def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int =
     body is read (an upload's file goes to a temporary file as it arrives, never whole into memory); clients too
     slow to send are cut off (`bounds`). Every X-Forwarded-* and Forwarded header is dropped, so a client cannot
     choose the address the sign-in limit counts; with `web.behind_proxy` the client's address, scheme and host are
-    taken from the last hop of the PROXY_HEADERS (what the one proxy in front added) and the rest dropped."""
+    taken from the last hop of httpov.web.server.TRUSTED (what the one proxy in front added) and the rest dropped."""
     log_to_stderr()
     app = create_app(web, max_upload=max_upload)
     try:
         server = make_server(app, host, port, bounds or Bounds(), threads, web.behind_proxy)
     except OSError as exc:
-        raise HttpovError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+        said = re.findall(r"\[Errno \d+\] ([^)]*)", str(exc))  # cheroot's message holds each address's error
+        raise HttpovError(f"cannot listen on {host}:{port}: {exc.strerror or (said[-1] if said else exc)}",
                           hint="pick another --port, or stop what is using this one") from None
     address = f"[{host}]" if ":" in host else host
     if ready:

@@ -20,6 +20,8 @@ WATCH_KEY = "httpov.watch"
 FORWARDED = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
              "HTTP_X_FORWARDED_PORT", "HTTP_X_FORWARDED_PREFIX", "HTTP_X_FORWARDED_BY", "HTTP_X_FORWARDED_SCHEME",
              "HTTP_X_FORWARDED_SSL", "HTTP_X_REAL_IP")
+#: What `--behind-proxy` trusts of the one proxy in front: the client's address, the scheme and the host it asked for.
+TRUSTED = ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST")
 
 
 @dataclass(frozen=True)
@@ -196,8 +198,7 @@ def guarded(app: Callable[..., Any], bounds: Bounds, behind_proxy: bool) -> Call
 
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         for key in FORWARDED:
-            if not behind_proxy or key not in ("HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO",
-                                               "HTTP_X_FORWARDED_HOST"):
+            if not behind_proxy or key not in TRUSTED:
                 environ.pop(key, None)
         environ["wsgi.input"] = _Input(environ["wsgi.input"], environ.get(WATCH_KEY), bounds)
         return inner(environ, start_response)

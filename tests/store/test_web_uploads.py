@@ -90,6 +90,13 @@ def test_an_upload_past_the_size_limit_is_refused_from_its_content_length(server
     status, body = answer(sock)
     assert status == 413 and "the most a form here takes" in body, body
     sock.close()
+    # a body of no announced length (chunked) is not taken at all
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=15)
+    sock.sendall(f"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer "
+                 f"{tokens['alice']}\r\nContent-Type: multipart/form-data; boundary=x\r\n\r\n5\r\nhello\r\n".encode())
+    status, body = answer(sock)
+    assert status == 411 and "Content-Length" in body, body
+    sock.close()
 
 
 def test_an_accounts_third_upload_at_once_is_refused_and_anothers_goes_through(server, tokens, tmp_path):

@@ -349,7 +349,7 @@ def flower(ctx: click.Context, flower_options: tuple[str, ...]) -> None:
 def _need_web_extra() -> None:
     import importlib.util
 
-    for module in ("argon2", "flask", "flask_wtf", "waitress"):
+    for module in ("argon2", "flask", "flask_wtf", "cheroot"):
         if importlib.util.find_spec(module) is None:
             raise HttpovError(f"httpov web needs {module}", hint="pip install 'httpov[web]'")
 

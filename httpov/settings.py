@@ -108,6 +108,11 @@ class Settings:
     web_sign_in_attempts: int = 5  # failed sign-ins for one user or from one address within the window
     web_sign_in_window: int = 600  # seconds the failed sign-ins are counted over
     web_builds: int = 2  # downloads (frames zip, contact sheet, video) `httpov web` builds at once
+    web_uploads_per_account: int = 2  # scene uploads one account may have under way at once (429 past it)
+    # seconds a client has to send a request's headers, and a body's grace before HTTPOV_WEB_UPLOAD_MIN_RATE holds
+    # (also the longest silence while a request comes in)
+    web_request_seconds: float = 10.0
+    web_upload_min_rate: int = 64 * 1024  # bytes per second a request's body must average (else cut off, 408)
     # `httpov --server URL`: the CLI through a farm's web API with an account's token, no broker password
     server: str | None = None  # the URL of `httpov web` (http:// or https://)
     token: str | None = field(default=None, repr=False)  # the bearer token sent to it (HTTPOV_TOKEN)

@@ -9,6 +9,7 @@ from httpov.settings import Settings
 from httpov.web.app import Web, create_app, is_loopback
 from httpov.web.app import serve as _serve
 from httpov.web.auth import Gate, SharedSignInLimit, migrate_accounts
+from httpov.web.server import Bounds
 from httpov.web.sessions import Sessions
 from httpov.web.source import StatusSource
 
@@ -28,7 +29,8 @@ def open_web(settings: Settings, gate: Gate, refresh: int = 3, behind_proxy: boo
     gate.limit = SharedSignInLimit(client.store.r, settings.prefix, gate.limit.attempts, gate.limit.window)
     source = StatusSource(client.store, lambda: client.storage, settings.live_node_seconds)
     return Web(client=client, source=source, gate=gate, refresh=refresh, behind_proxy=behind_proxy,
-               sessions=Sessions(client.store.r, settings.prefix))
+               sessions=Sessions(client.store.r, settings.prefix),
+               uploads_per_account=settings.web_uploads_per_account)
 
 
 def serve(settings: Settings, gate: Gate, host: str = "127.0.0.1", port: int = 8080, refresh: int = 3,
@@ -48,4 +50,6 @@ def serve(settings: Settings, gate: Gate, host: str = "127.0.0.1", port: int = 8
         raise BadInputError("nobody could use this page: there is no account, no web token and no --public-read",
                             hint=f"add a user with `httpov web-user add NAME --accounts {where}`, set "
                                  "HTTPOV_WEB_TOKENS, or pass --public-read for a read-only page")
-    _serve(open_web(settings, gate, refresh, behind_proxy), host, port, settings.max_scene_bytes, ready)
+    bounds = Bounds(request_seconds=settings.web_request_seconds, min_rate=settings.web_upload_min_rate)
+    _serve(open_web(settings, gate, refresh, behind_proxy), host, port, settings.max_scene_bytes, ready,
+           bounds=bounds)

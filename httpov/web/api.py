@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import replace
@@ -81,10 +82,21 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
         try:
             return client.submit(path, options, scene_file=form.get("scene_file") or None, who=who())
         except SceneError as exc:  # ArchiveError too: the zip is the problem
-            raise FieldError({"scene": str(exc)}) from None
+            raise FieldError({"scene": as_sent(str(exc), path, upload.filename)}) from None
         except BadInputError as exc:  # what only the scene decides (--slices past its height): said as the CLI says it
             field = next((f for f in SUBMIT_FIELDS if str(exc).startswith(f"--{f.replace('_', '-')}")), "scene")
-            raise FieldError({field: str(exc)}) from None
+            raise FieldError({field: as_sent(str(exc), path, upload.filename)}) from None
+
+
+#: The server's temporary folder and anything under it, as an error message may name them.
+_TEMPORARY = re.compile(re.escape(tempfile.gettempdir().rstrip("/")) + r"/[^\s:'\"]*")
+
+
+def as_sent(message: str, saved: Path, filename: str) -> str:
+    """An error about the upload saved at `saved`, naming instead the file the user sent (its last part, shown
+    safely, at most 100 characters); any other path of the server's temporary folder is left out."""
+    name = shown(PurePosixPath(filename.replace("\\", "/")).name[:100]) or "the upload"
+    return _TEMPORARY.sub("(a temporary file)", message.replace(str(saved), name))
 
 
 def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:

@@ -1,9 +1,10 @@
-"""The Flask app of `httpov web`: who may do what (login and its server-side sessions, bearer tokens, CSRF), errors
-as pages or JSON, and the waitress server that runs it."""
+"""The Flask app of `httpov web`: who may do what (login and its server-side sessions, bearer tokens, CSRF), what a
+request may send (decided from its headers), errors as pages or JSON, and the server that runs it."""
 from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import secrets
 import sys
 import time
@@ -37,9 +38,11 @@ from httpov.web.api import PUBLIC, api, wants_json
 from httpov.web.auth import Gate, signing_key
 from httpov.web.downloads import Downloads
 from httpov.web.pages import pages
+from httpov.web.server import Bounds, TooSlow, make_server
 from httpov.web.sessions import Sessions
 from httpov.web.source import StatusSource
 from httpov.web.tokens import Tokens, bearer
+from httpov.web.uploads import UPLOADS, UploadSlots, body_refusal, too_many
 
 #: Reached without signing in: the login form itself and the stylesheet and script it loads.
 OPEN = ("pages.login", "static")
@@ -63,6 +66,7 @@ class Web:
     sessions: Sessions | None = None  # signed-in browsers (Redis); made from the client's store when not given
     tokens: Tokens | None = None  # accounts' API tokens (Redis); made from the client's store when not given
     downloads: Downloads | None = None  # the jobs' downloads and their builders; made from the client when not given
+    uploads_per_account: int = 2  # scene uploads one account may have under way at once (429 past it)
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -101,6 +105,29 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
     csrf = CSRFProtect(app)
     app.register_blueprint(api)
     app.register_blueprint(pages)
+    slots = UploadSlots(web.uploads_per_account)
+
+    def check_body() -> Any:
+        """Refuse the body from the headers, before a byte of it is read: chunked, too large, or a further upload
+        of an account that has its share under way (its slot is given back when the request ends)."""
+        refused = body_refusal(request.endpoint, request.content_length,
+                               "chunked" in request.headers.get("Transfer-Encoding", "").lower(), max_upload)
+        if refused is not None:
+            code, message = refused
+            if code == 413 and request.endpoint in UPLOADS:
+                return _upload_refused(413, message)
+            return _refuse(code, message)
+        if request.endpoint in UPLOADS and request.content_length and g.user is not None:
+            if not slots.take(g.user):
+                return _upload_refused(429, too_many(g.user, slots.per_account))
+            g.upload_slot = g.user
+        return None
+
+    @app.teardown_request
+    def give_slot(exc: BaseException | None) -> None:
+        account = g.pop("upload_slot", None)
+        if account is not None:
+            slots.give(account)
 
     @app.before_request
     def check_access() -> Any:
@@ -133,11 +160,17 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
             g.identity = PUBLIC
         if request.endpoint in OPEN:
             if request.method == "POST":
+                refused = check_body()
+                if refused is not None:
+                    return refused
                 csrf.protect()
             return None
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             if g.user is None:
                 return _refuse(401, "sign in first: submitting and job control need a signed-in user")
+            refused = check_body()
+            if refused is not None:
+                return refused
             if not g.bearer:
                 csrf.protect()  # raises CSRFError: answered 403 below, nothing changed
             return None
@@ -177,8 +210,11 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
 
     @app.errorhandler(413)
     def too_large(exc: Any) -> Any:
-        errors = {"scene": f"the upload is larger than {max_upload} bytes (HTTPOV_MAX_SCENE_BYTES)"}
-        return jsonify({"error": errors["scene"], "field": "scene", "errors": errors}), 413
+        return _upload_refused(413, f"the upload is larger than {max_upload} bytes (HTTPOV_MAX_SCENE_BYTES)")
+
+    @app.errorhandler(TooSlow)
+    def too_slow(exc: TooSlow) -> Any:  # the connection is closed after it (httpov.web.server)
+        return _refuse(408, str(exc.description))
 
     @app.errorhandler(404)
     def not_found(exc: Any) -> Any:
@@ -221,6 +257,14 @@ def eta_text(j: JobView) -> str:
     return j.state
 
 
+def _upload_refused(code: int, message: str) -> Any:
+    """An upload refused before its body was read: a form error of the field `scene` (JSON), or a page."""
+    if not wants_json():
+        return _refuse(code, message)
+    errors = {"scene": shown(message)}
+    return jsonify({"error": errors["scene"], "field": "scene", "errors": errors}), code
+
+
 def _refuse(code: int, message: str, hint: str | None = None, kind: str | None = None) -> Any:
     """The error as JSON (API calls, images, scripts) or a page; `kind` names httpov's error class, so that
     `httpov --server` exits with the code the same error has on the farm's own CLI."""
@@ -244,10 +288,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-#: What `--behind-proxy` trusts of the one proxy in front: the client's address, the scheme and the host it asked for.
-PROXY_HEADERS = {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
-
-
 def log_to_stderr() -> None:
     """httpov.web's log lines (failed sign-ins) on stderr, with the time, as the server's other output."""
     log = logging.getLogger("httpov.web")
@@ -260,34 +300,31 @@ def log_to_stderr() -> None:
 
 
 def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int = 512 * 1024**2,
-          ready: Callable[[str], None] | None = None, threads: int = 8) -> None:
-    """Serve the app with waitress until interrupted; `ready` is told the URL once it listens.
+          ready: Callable[[str], None] | None = None, threads: int = 8, bounds: Bounds | None = None) -> None:
+    """Serve the app with cheroot (httpov.web.server) until interrupted; `ready` is told the URL once it listens.
 
-    Waitress drops every X-Forwarded-* and Forwarded header, so a client cannot choose the address the sign-in
-    limit counts; with `web.behind_proxy` it takes the client's address, scheme and host from the last hop of the
-    PROXY_HEADERS (what the one proxy in front added) and drops the rest."""
-    from waitress.server import create_server
-
+    Request bodies stream to the app, so who asks and how much they send are decided from the headers before a
+    body is read (an upload's file goes to a temporary file as it arrives, never whole into memory); clients too
+    slow to send are cut off (`bounds`). Every X-Forwarded-* and Forwarded header is dropped, so a client cannot
+    choose the address the sign-in limit counts; with `web.behind_proxy` the client's address, scheme and host are
+    taken from the last hop of httpov.web.server.TRUSTED (what the one proxy in front added) and the rest dropped."""
     log_to_stderr()
     app = create_app(web, max_upload=max_upload)
-    proxy: dict[str, Any] = {}
-    if web.behind_proxy:
-        proxy = {"trusted_proxy": "*", "trusted_proxy_count": 1, "trusted_proxy_headers": PROXY_HEADERS}
     try:
-        server = create_server(app, host=host, port=port, threads=threads, ident="httpov-web",
-                               max_request_body_size=max_upload + 1024**2, clear_untrusted_proxy_headers=True,
-                               **proxy)
+        server = make_server(app, host, port, bounds or Bounds(), threads, web.behind_proxy)
     except OSError as exc:
-        raise HttpovError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+        said = re.findall(r"\[Errno \d+\] ([^)]*)", str(exc))  # cheroot's message holds each address's error
+        raise HttpovError(f"cannot listen on {host}:{port}: {exc.strerror or (said[-1] if said else exc)}",
                           hint="pick another --port, or stop what is using this one") from None
     address = f"[{host}]" if ":" in host else host
     if ready:
-        ready(f"http://{address}:{server.effective_port}/")
+        ready(f"http://{address}:{server.bind_addr[1]}/")
     try:
-        server.run()
+        server.serve()
     except KeyboardInterrupt:
         pass
     finally:
-        server.close()
+        server.watchdog.stop()
+        server.stop()
         if web.downloads is not None:
             web.downloads.close()

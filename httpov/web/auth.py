@@ -279,7 +279,7 @@ class SignInLimit:
     `window` seconds old. A successful sign-in clears its account's count, not its address's (signing in to one's
     own account buys no more guesses at another's).
 
-    This one counts in this process, behind a lock (waitress serves each request on one of several threads), in a
+    This one counts in this process, behind a lock (the server answers each request on one of several threads), in a
     table of at most `max_keys` names and addresses. A flood of other names cannot push a count out: only counts
     whose failures have all left the window are forgotten, and while the table is full of live ones an attempt
     with a name or address it does not hold yet is refused (429 until the oldest count expires), never let through

@@ -1,4 +1,4 @@
-"""`httpov web` as a real process (waitress), a real render node and povray, driven by the system's Chromium through
+"""`httpov web` as a real process (cheroot), a real render node and povray, driven by the system's Chromium through
 Playwright: one browser session for the whole module. Log in, submit, watch a job finish live, open a frame, cancel
 another job; control without a login or without the CSRF token changes nothing; hostile names and logs stay inert."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Who may do what, as one real `httpov web` server (waitress, real Redis) answers it: each role (admin, user,
+"""Who may do what, as one real `httpov web` server (cheroot, real Redis) answers it: each role (admin, user,
 viewer) x each page and endpoint that touches a job x the caller's own job and another's. Every refused write
 changes nothing (the job's record in Redis is the same, byte for byte). No render node: the jobs are submitted with
 nobody to render them, and one rendered frame per owner is put in storage as a render node would put it.

@@ -1,4 +1,4 @@
-"""The audit log of one real `httpov web` process (waitress): a submit and a control through the API are recorded with
+"""The audit log of one real `httpov web` process (cheroot): a submit and a control through the API are recorded with
 the account, its role and the request's address; another account's action on the job is recorded as it was answered,
 a refused one with the reason; only admins read the log (`/audit`, `GET /api/audit`: 403 for anyone else, 401 for
 nobody) and the page escapes a hostile name. The farm-wide token is this branch's admin (an admin of no account)."""

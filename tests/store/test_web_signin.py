@@ -1,4 +1,4 @@
-"""`httpov web`'s sign-in limit, sessions and `--behind-proxy`, against a real server process (waitress) and plain
+"""`httpov web`'s sign-in limit, sessions and `--behind-proxy`, against a real server process (cheroot) and plain
 HTTP requests: the sixth failed sign-in is refused even with the right password, until the window has passed, however
 many other names flood it and in every process on the farm's Redis; the address counted is the connection's unless a
 proxy is trusted, and then only the hop the proxy added; over https the session cookie is Secure. Sessions end

@@ -1,4 +1,4 @@
-"""Accounts' API tokens against one real `httpov web` process (waitress) and the real CLI: a token made with
+"""Accounts' API tokens against one real `httpov web` process (cheroot) and the real CLI: a token made with
 `httpov web-token add` acts as its account (its jobs are that account's), `list` shows its last use and never the
 token, Redis keeps only its digest; revoking it (CLI, API, page) or removing its account stops it at the next request;
 another account's token cannot revoke it (403, it still works); the farm-wide token is an admin of no account."""

@@ -1,5 +1,6 @@
 """Benchmark (not a test): the jobs page's response time while 16 downloads (videos and zips of frames) are asked for
-at once, on a real `httpov web --public-read` process (waitress) over a private redis-server and local storage.
+at once, on a real `httpov web --public-read` process over a private redis-server and local storage (measured on
+waitress; cheroot serves it since #25 item 5).
 
 Four finished jobs of 600 frames of 96x72 each are stored as render nodes store them (nothing is rendered); 16
 threads ask for the video (real ffmpeg, from imageio-ffmpeg) and the zip of frames of those jobs, each asking again

@@ -1,4 +1,4 @@
-"""A job's downloads on one real `httpov web --public-read` process (waitress, real Redis, local storage): built once
+"""A job's downloads on one real `httpov web --public-read` process (cheroot, real Redis, local storage): built once
 per job state off the request thread and kept under the job's prefix in storage (a second request builds nothing and
 gets the same bytes; many at once share one build), built anew once the job is rendered again, deleted with the job;
 another user and an anonymous reader are refused (403) and build nothing. No render node: the frames are stored and

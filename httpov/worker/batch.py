@@ -19,9 +19,7 @@ from pathlib import Path
 from celery.utils.time import get_exponential_backoff_interval
 
 from httpov import limits
-from httpov.archive import file_sha256
 from httpov.errors import (
-    ArchiveError,
     BadInputError,
     BrokerUnavailableError,
     HttpovError,
@@ -33,8 +31,8 @@ from httpov.errors import (
     StorageError,
 )
 from httpov.outage import through_outage
-from httpov.paths import batch_key, failed_log_key, frame_key, radiosity_key
-from httpov.plan import Batch, JobSpec, batch_time_limit, check_batch, check_record, radiosity_digest, released_by
+from httpov.paths import batch_key, failed_log_key, frame_key
+from httpov.plan import Batch, JobSpec, batch_time_limit, check_batch, check_record, released_by
 from httpov.settings import Settings
 from httpov.states import LIVE, JobState
 from httpov.storage import Storage
@@ -380,11 +378,12 @@ class RenderNode:
                             raise Stopped(stopped[0]) from None
                         self._keep_failed_log(spec, batch, workdir / "render.log")
                         raise
+                farm = radiosity.Farm(self.store, self.storage, self.cache)
                 if batch.prepass:
-                    return self._prepass(spec, batch, workdir / "scene", render, result)
+                    return farm.prepass(spec, batch, workdir / "scene", render, result)
                 extra, refused = None, ""
                 if spec.radiosity != "off" and (spec.slices or spec.radiosity == "shared"):
-                    extra, refused = self._load_radiosity(spec, batch, workdir / "scene")
+                    extra, refused = farm.load(spec, batch, workdir / "scene")
                 output = render(extra)
                 archive = workdir / f"{batch.id}.zip"
                 with zipfile.ZipFile(archive, "w") as zf:
@@ -401,76 +400,6 @@ class RenderNode:
                 if fault:
                     raise NodeFaultError(fault) from exc
                 raise
-
-    def _prepass(self, spec: JobSpec, batch: Batch, scene_dir: Path,
-                 render: Callable[..., povray.RenderOutput], result: str) -> float:
-        """A frame's radiosity pre-pass: a probe at 8x6 with the scene's own settings says whether radiosity is on;
-        if so the whole image without AA saves povray's radiosity cache, stored for every slice to load, else an
-        empty file is stored (the slices then render as without a pre-pass); the stored file's SHA-256 is recorded
-        in Redis, the only content a slice loads. A cache a pre-pass of this farm stored already (an earlier job, or
-        this batch's own run on a node lost before it was recorded) is reused if it still has its recorded hash; a
-        file under the key without one (planted) is rendered over. Answers povray's seconds."""
-        key = radiosity_key(radiosity_digest(spec, batch.first))
-        if self._stored_cache(key):
-            return 0.0
-        probe = render(radiosity.probe_options(), radiosity.PROBE_SIZE)
-        seconds, logs = probe.seconds, [probe.log]
-        found = radiosity.uses_radiosity(probe.log)
-        if found is None:
-            raise RenderError("the radiosity probe's povray log has no render statistics", transient=True)
-        cache = scene_dir / radiosity.cache_name()
-        if found:
-            output = render(radiosity.prepass_options(scene_dir, spec, cache.name))
-            seconds += output.seconds
-            logs.append(output.log)
-            if not cache.is_file():
-                cache.write_bytes(b"")  # radiosity on, yet no sample saved: nothing to load
-        else:
-            cache.write_bytes(b"")
-        self.storage.put_file(key, cache)
-        self.store.record_cache(key, file_sha256(cache))
-        archive = scene_dir.parent / f"{batch.id}.zip"  # povray's logs, fetched with the others
-        with zipfile.ZipFile(archive, "w") as zf:
-            zf.writestr(f"{batch.id}.log", "\n".join(logs), zipfile.ZIP_DEFLATED)
-        self.storage.put_file(batch_key(spec.id, batch.id, result), archive)
-        return seconds
-
-    def _stored_cache(self, key: str) -> bool:
-        """Whether `key` holds the radiosity cache a pre-pass of this farm recorded (fetched into the node's cache,
-        where the slices on this node then find it)."""
-        sha256 = self.store.cache_sha256(key)
-        if sha256 is None:
-            return False
-        try:
-            with self.cache.use_file(self.storage, key, sha256):
-                return True
-        except (FileNotFoundError, ArchiveError):
-            return False
-
-    def _load_radiosity(self, spec: JobSpec, batch: Batch, scene_dir: Path) -> tuple[list[str] | None, str]:
-        """povray options that load the frame's radiosity cache (fetched once per node), or None when its pre-pass
-        found the scene renders without radiosity; and why the cache was refused ('' if it was not).
-
-        Only the content a pre-pass of this farm stored is loaded: the file povray will read must have the SHA-256
-        that pre-pass recorded, and be a well-formed cache (radiosity.check_cache). On any doubt the batch renders
-        without it, running its own radiosity pretrace (the frame still right, its slice edges may show), and says
-        so in its log, the job's history and the node's log."""
-        key = radiosity_key(radiosity_digest(spec, batch.first))
-        cache = scene_dir / radiosity.cache_name()
-        try:
-            if not radiosity.fetch_checked(self.cache, self.storage, key, self.store.cache_sha256(key), cache):
-                return None, ""
-        except FileNotFoundError:
-            raise RenderError(f"the radiosity cache of {batch.label} is not in storage ({key}): its pre-pass "
-                              "did not store it", transient=True) from None
-        except radiosity.BadCache as exc:
-            why = (f"the radiosity cache {key} was refused ({exc}): {batch.label} ran its own radiosity pretrace "
-                   "instead")
-            log.warning("httpov: job %s: %s", spec.id, why)
-            with contextlib.suppress(HttpovError):
-                self.store.note(spec.id, why)
-            return None, why
-        return radiosity.loading_options(scene_dir, spec, cache.name), ""
 
     def _release(self, spec: JobSpec, batch: Batch) -> None:
         """Queue the batches a finished pre-pass was holding back (a redelivered one is dropped as a duplicate)."""

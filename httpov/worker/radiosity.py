@@ -1,21 +1,31 @@
 """A radiosity pre-pass on a render node: the probe, the whole-image pass that saves povray's radiosity cache, and
-the options with which a slice (or frame) loads it. Measured in docs/RADIOSITY.md."""
+the options with which a slice (or frame) loads it, once checked. Measured in docs/RADIOSITY.md."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import re
 import secrets
 import shutil
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from httpov.archive import file_sha256
-from httpov.errors import ArchiveError
-from httpov.plan import JobSpec
+from httpov.errors import ArchiveError, HttpovError, RenderError
+from httpov.paths import batch_key, radiosity_key
+from httpov.plan import Batch, JobSpec, radiosity_digest
 
 if TYPE_CHECKING:
     from httpov.storage import Storage
+    from httpov.store import JobStore
     from httpov.worker.cache import SceneCache
+    from httpov.worker.povray import RenderOutput
+
+log = logging.getLogger(__name__)
 
 #: Footer of the pre-pass's wrapper scene: a second radiosity block merges with the scene's own, changing only the
 #: fields it names. With always_sample off the final pass adds few samples of its own to the saved cache.
@@ -141,3 +151,83 @@ def _finite(text: str) -> float | None:
         return None
     value = float(text)
     return value if math.isfinite(value) else None
+
+
+@dataclass
+class Farm:
+    """What a render node's batch reads and writes of the farm's radiosity caches: Redis holds each stored cache's
+    SHA-256 (the only content a slice loads), storage the cache, the node's cache a checked copy."""
+
+    store: JobStore
+    storage: Storage
+    cache: SceneCache
+
+    def prepass(self, spec: JobSpec, batch: Batch, scene_dir: Path, render: Callable[..., RenderOutput],
+                result: str) -> float:
+        """A frame's radiosity pre-pass: a probe at 8x6 with the scene's own settings says whether radiosity is on;
+        if so the whole image without AA saves povray's radiosity cache, stored for every slice to load, else an
+        empty file is stored (the slices then render as without a pre-pass); the stored file's SHA-256 is recorded
+        in Redis, the only content a slice loads. A cache a pre-pass of this farm stored already (an earlier job, or
+        this batch's own run on a node lost before it was recorded) is reused if it still has its recorded hash; a
+        file under the key without one (planted) is rendered over. Answers povray's seconds."""
+        key = radiosity_key(radiosity_digest(spec, batch.first))
+        if self._stored(key):
+            return 0.0
+        probe = render(probe_options(), PROBE_SIZE)
+        seconds, logs = probe.seconds, [probe.log]
+        found = uses_radiosity(probe.log)
+        if found is None:
+            raise RenderError("the radiosity probe's povray log has no render statistics", transient=True)
+        cache = scene_dir / cache_name()
+        if found:
+            output = render(prepass_options(scene_dir, spec, cache.name))
+            seconds += output.seconds
+            logs.append(output.log)
+            if not cache.is_file():
+                cache.write_bytes(b"")  # radiosity on, yet no sample saved: nothing to load
+        else:
+            cache.write_bytes(b"")
+        self.storage.put_file(key, cache)
+        self.store.record_cache(key, file_sha256(cache))
+        archive = scene_dir.parent / f"{batch.id}.zip"  # povray's logs, fetched with the others
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr(f"{batch.id}.log", "\n".join(logs), zipfile.ZIP_DEFLATED)
+        self.storage.put_file(batch_key(spec.id, batch.id, result), archive)
+        return seconds
+
+    def _stored(self, key: str) -> bool:
+        """Whether `key` holds the radiosity cache a pre-pass of this farm recorded (fetched into the node's cache,
+        where the slices on this node then find it)."""
+        sha256 = self.store.cache_sha256(key)
+        if sha256 is None:
+            return False
+        try:
+            with self.cache.use_file(self.storage, key, sha256):
+                return True
+        except (FileNotFoundError, ArchiveError):
+            return False
+
+    def load(self, spec: JobSpec, batch: Batch, scene_dir: Path) -> tuple[list[str] | None, str]:
+        """povray options that load the frame's radiosity cache (fetched once per node), or None when its pre-pass
+        found the scene renders without radiosity; and why the cache was refused ('' if it was not).
+
+        Only the content a pre-pass of this farm stored is loaded: the file povray will read must have the SHA-256
+        that pre-pass recorded, and be a well-formed cache (check_cache). On any doubt the batch renders without
+        it, running its own radiosity pretrace (the frame still right, its slice edges may show), and says so in
+        its log, the job's history and the node's log."""
+        key = radiosity_key(radiosity_digest(spec, batch.first))
+        cache = scene_dir / cache_name()
+        try:
+            if not fetch_checked(self.cache, self.storage, key, self.store.cache_sha256(key), cache):
+                return None, ""
+        except FileNotFoundError:
+            raise RenderError(f"the radiosity cache of {batch.label} is not in storage ({key}): its pre-pass "
+                              "did not store it", transient=True) from None
+        except BadCache as exc:
+            why = (f"the radiosity cache {key} was refused ({exc}): {batch.label} ran its own radiosity pretrace "
+                   "instead")
+            log.warning("httpov: job %s: %s", spec.id, why)
+            with contextlib.suppress(HttpovError):
+                self.store.note(spec.id, why)
+            return None, why
+        return loading_options(scene_dir, spec, cache.name), ""

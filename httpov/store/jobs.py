@@ -46,7 +46,8 @@ assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTI
 #: The Lua scripts (httpov/store/scripts/<name>.lua, each saying what its KEYS and ARGV are), read once at import.
 SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua").read_text()
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
-                        "transition", "guarded", "use_scene", "drop_scene", "finish_batch")}
+                        "transition", "guarded", "use_scene", "drop_scene", "finish_batch", "idle_in_window", "unsent",
+                        "held_since", "fair_share")}
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
 
@@ -70,6 +71,20 @@ class JobStore:
         self._top_up = client.register_script(SCRIPTS["top_up"])
         self._park_pending = client.register_script(SCRIPTS["park_pending"])
         self._finish = client.register_script(SCRIPTS["finish_batch"])
+        self._idle = client.register_script(SCRIPTS["idle_in_window"])
+        self._unsent = client.register_script(SCRIPTS["unsent"])
+        self._held_since = client.register_script(SCRIPTS["held_since"])
+        self._fair_share = client.register_script(SCRIPTS["fair_share"])
+
+    def load_scripts(self) -> None:
+        """Load every Lua script into Redis in one round trip (a render node does at start): a script's first call
+        from each render process is then one EVALSHA, not a refused one, a SCRIPT LOAD and the call again."""
+        def run() -> None:
+            pipe = self.r.pipeline(transaction=False)
+            for text in SCRIPTS.values():
+                pipe.script_load(text)
+            pipe.execute()
+        self._call(run)
 
     @classmethod
     def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> JobStore:
@@ -298,14 +313,31 @@ class JobStore:
         value instead of `token` (a blocked node giving the batch back keeps it visible to the sweepers).
         `user_max_processes`: the farm's default per-user cap (HTTPOV_USER_MAX_PROCESSES) for owners whose limits
         (httpov.user_limits) do not set one."""
+        return self._start_batch(job_id, batch_id, token, node, lease, handoff, hand_back, user_max_processes)
+
+    def take_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
+                   user_max_processes: int = 0) -> tuple[str, int]:
+        """start_batch for a render node about to render the batch, in the same round trip: 'blocked' (nothing
+        taken) if the node is blocked from the job, and on 'ok' the start counted in the batch's attempts.
+        Answers (status, attempts: 0 unless 'ok')."""
+        reply = self._start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes,
+                                  check_node=True)
+        if reply.startswith("ok:"):
+            return "ok", int(reply[3:])
+        return reply, 0
+
+    def _start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str,
+                     hand_back: bool, user_max_processes: int, check_node: bool = False) -> str:
         value = handoff if hand_back else token
         info = json.dumps(RunningInfo(node=node, started=time.time(), token=value, handed_back=hand_back))
         return self._call(lambda: self._start(
             keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id),
                   self.keys.done(job_id), self.keys.parked(job_id), self.keys.submit_lease(job_id),
-                  self.keys.pending(job_id), self.keys.window(job_id), self.keys.user_limits(), self.keys.active()],
+                  self.keys.pending(job_id), self.keys.window(job_id), self.keys.user_limits(), self.keys.active(),
+                  self.keys.blocked(job_id), self.keys.attempts(job_id)],
             args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE, _words(_GONE_FROM),
-                  _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}")],
+                  _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}"),
+                  node if check_node else "", "1" if check_node else "0"],
         ))
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
@@ -522,13 +554,7 @@ class JobStore:
             pipe.hmget(self.keys.node_pools(), nodes)
             counts, pools = pipe.execute()
             return counts, pools
-        counts, listed = self._call(run)
-        by_pool: dict[str, int] = defaultdict(int)
-        for count, pools in zip(counts, listed):
-            for pool in (pools or "").split(","):
-                if pool:
-                    by_pool[pool] += int(count or 0)
-        return sum(int(c) for c in counts if c), dict(by_pool)
+        return _processes(*self._call(run))
 
     def shares(self, job_ids: list[str]) -> dict[str, Share]:
         """What fair share needs of each live job (see Share); jobs gone are left out."""
@@ -548,7 +574,7 @@ class JobStore:
         queued or running at once; answers the job's queue ('' for the default) and the batches to send now."""
         reply = self._call(lambda: self._top_up(
             keys=[self.keys.job(job_id), self.keys.pending(job_id), self.keys.window(job_id), self.keys.done(job_id)],
-            args=[limit, time.time()]))
+            args=[limit]))
         return (reply[0], list(reply[1:])) if reply else ("", [])
 
     def pend(self, job_id: str, batch_ids: list[str], front: bool = True, replace: bool = False) -> None:
@@ -576,23 +602,46 @@ class JobStore:
                           ["LPUSH", self.keys.pending(job_id), *batch_ids])
 
     def idle_in_window(self, job_id: str, min_age: float) -> list[str]:
-        """Batches in the job's window for more than `min_age` seconds that are neither running, done nor parked."""
-        def run() -> list[str]:
-            old = self.r.zrangebyscore(self.keys.window(job_id), 0, time.time() - min_age)
-            if not old:
-                return []
-            pipe = self.r.pipeline()
-            for batch_id in old:
-                pipe.hexists(self.keys.running(job_id), batch_id)
-                pipe.hexists(self.keys.done(job_id), batch_id)
-                pipe.sismember(self.keys.parked(job_id), batch_id)
-            replies = pipe.execute()
-            return [b for i, b in enumerate(old) if not any(replies[3 * i:3 * i + 3])]
-        return self._call(run)
+        """Batches in the job's window for `min_age` seconds or more by Redis's clock that are neither running, done
+        nor parked (scripts/idle_in_window.lua)."""
+        keys = [self.keys.window(job_id), self.keys.running(job_id), self.keys.done(job_id), self.keys.parked(job_id)]
+        return list(self._call(lambda: self._idle(keys=keys, args=[min_age])))
 
-    def touch_window(self, job_id: str, batch_id: str) -> None:
-        """A batch of the window was (re)sent now."""
-        self._guarded(job_id, ["ZADD", self.keys.window(job_id), "XX", time.time(), batch_id])
+    def unsent(self, job_id: str, seen: dict[str, bool], confirm: float, forget: float) -> list[str]:
+        """Of the job's idle batches, whether each one's message was `seen` (queued or held by a worker): those
+        still idle now and out of sight at two looks at least `confirm` seconds apart by Redis's clock, stamped as
+        sent now (scripts/unsent.lua). A first look older than `forget` seconds counts as a first look again."""
+        if not seen:
+            return []
+        keys = [self.keys.window(job_id), self.keys.running(job_id), self.keys.done(job_id),
+                self.keys.parked(job_id), self.keys.unseen(job_id)]
+        args: list[Any] = [confirm, forget]
+        for batch_id, found in seen.items():
+            args += [batch_id, "1" if found else "0"]
+        return list(self._call(lambda: self._unsent(keys=keys, args=args)))
+
+    def held_since(self, unacked_index: str, min_age: float) -> list[str]:
+        """Delivery tags of messages held in kombu's unacked table (its index: `unacked_index`) for `min_age`
+        seconds or more by Redis's clock, counted from when a sweep first saw each (scripts/held_since.lua)."""
+        return list(self._call(lambda: self._held_since(keys=[unacked_index, self.keys.held_seen()],
+                                                        args=[min_age, max(10 * min_age, 60.0)])))
+
+    def fair_share(self, also: str | None, within: float) -> tuple[dict[str, Share], tuple[int, dict[str, int]],
+                                                                     dict[str, str]]:
+        """What fair share reads, in one round trip (scripts/fair_share.lua): the shares of the active jobs (and of
+        `also`, not yet listed) as `shares` answers them, the render processes as `render_processes` does, and the
+        per-user limits as `user_limits` does."""
+        keys = [self.keys.active(), self.keys.nodes(), self.keys.user_limits(), self.keys.node_processes(),
+                self.keys.node_pools()]
+        ids, fields, counts, listed, limits = self._call(lambda: self._fair_share(
+            keys=keys, args=[time.time() - within, self.keys.job("{job}"), also or ""]))
+        shares: dict[str, Share] = {}
+        for n, job_id in enumerate(ids):
+            user, priority, created, cap, queue = fields[5 * n:5 * n + 5]
+            if created:
+                shares[job_id] = Share(user or "", int(priority or 0), float(created), int(cap or 0), queue or "")
+        entries = dict(zip(limits[::2], limits[1::2]))
+        return shares, _processes(counts, listed), entries
 
     def queue_of(self, job_id: str) -> str:
         """The Celery queue a job's batches go to ('' for the default one)."""
@@ -820,6 +869,16 @@ class StopListener:
     def close(self) -> None:
         with contextlib.suppress(redis.RedisError, OSError):
             self._pubsub.close()
+
+
+def _processes(counts: list[Any], listed: list[Any]) -> tuple[int, dict[str, int]]:
+    """The render processes of every live node and of each pool's, from their HMGET replies (render_processes)."""
+    by_pool: dict[str, int] = defaultdict(int)
+    for count, pools in zip(counts, listed):
+        for pool in (pools or "").split(","):
+            if pool:
+                by_pool[pool] += int(count or 0)
+    return sum(int(c) for c in counts if c), dict(by_pool)
 
 
 def _fate(record: list[str | None], done: int, requeued: int, parked: int, leased: int, running: int,

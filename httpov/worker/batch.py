@@ -151,20 +151,22 @@ class RenderNode:
             batch = check_batch(spec, batch_id)
         except BadInputError as exc:
             return Outcome("refused", detail=str(exc))  # a message no one planned: dropped, the job goes on
-        blocked = self.store.blocked(job_id)
-        if node in blocked:
-            return self._hand_back(job_id, batch_id, execution, handoff, node, blocked)
         fault = room.disk_fault(self.settings.cache_dir, self.settings.min_free_mb)
         if fault:  # no room for a frame here: before any lease, the batch goes to a node that has some
-            return self._hand_back(job_id, batch_id, execution, handoff, node, blocked, fault=fault)
+            return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
+                                   fault=fault)
         if not spec.any_povray and job_id not in self._ours and self.povray_version != "unknown":
             pinned = self.store.pin_povray(job_id, self.povray_version)
             if pinned == self.povray_version:
                 self._ours.add(job_id)  # a job's version never changes: asked once per job and process
             elif pinned is not None:  # its pixels would differ: a node with the job's povray renders it
-                return self._hand_back(job_id, batch_id, execution, handoff, node, blocked, povray_version=pinned)
-        status = self.store.start_batch(job_id, batch_id, execution, node, lease, handoff,
-                                        user_max_processes=self.settings.user_max_processes or 0)
+                return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
+                                       povray_version=pinned)
+        # one round trip: refused if this node is blocked from the job, else the lease taken and the start counted
+        status, attempt = self.store.take_batch(job_id, batch_id, execution, node, lease, handoff,
+                                                user_max_processes=self.settings.user_max_processes or 0)
+        if status == "blocked":
+            return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id))
         if status == JobState.PAUSED:
             return Outcome("parked")  # start_batch parked it; resume queues it again
         if status == "deferred":  # --max-processes (the job's or its owner's) reached: back on its pending list,
@@ -172,7 +174,6 @@ class RenderNode:
             return Outcome("deferred")
         if status != "ok":
             return Outcome(status)  # duplicate, busy elsewhere, cancelled, failed, done, missing
-        attempt = self.store.add_attempt(job_id, batch_id)
         try:
             with LeaseKeeper(self.store, job_id, batch_id, execution, lease) as keeper:
                 if self._storage_failed:  # one probe rather than a render whose result cannot be stored

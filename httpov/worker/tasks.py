@@ -1,10 +1,13 @@
 """The one Celery task, render_batch; the work itself is in httpov.worker.batch."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from functools import cached_property
 
 from celery import Task
+from celery.signals import worker_process_init
 from celery.utils import worker_direct
 
 from httpov.celery import app
@@ -60,3 +63,15 @@ def render_batch(self: NodeTask, job_id: str, batch: str, label: str = "") -> st
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return f"{outcome.status}: {outcome.detail}" if outcome.detail else outcome.status
+
+
+@worker_process_init.connect
+def _warm_up(**_: object) -> None:
+    """Build a new render process's node (settings, Redis connection, schema check, povray version) in the
+    background as the process starts, not when its first batch arrives: on a slow link to Redis that is several
+    round trips the first batch would wait for. (Not in the signal itself: Celery gives a starting process only a
+    few seconds.)"""
+    def build() -> None:
+        with contextlib.suppress(Exception):  # Redis away: built at the first batch, which says why
+            _ = render_batch.node.povray_version
+    threading.Thread(target=build, name="httpov warm-up", daemon=True).start()

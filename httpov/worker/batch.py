@@ -175,7 +175,8 @@ class RenderNode:
         if status != "ok":
             return Outcome(status)  # duplicate, busy elsewhere, cancelled, failed, done, missing
         try:
-            with LeaseKeeper(self.store, job_id, batch_id, execution, lease) as keeper:
+            with LeaseKeeper(self.store, job_id, batch_id, execution, lease,
+                             poll=self.settings.stop_poll_seconds) as keeper:
                 if self._storage_failed:  # one probe rather than a render whose result cannot be stored
                     self.storage.check()
                     self._storage_failed = False
@@ -338,8 +339,12 @@ class RenderNode:
             tick = self.settings.stop_poll_seconds  # and between messages, this often
 
             def __call__(self) -> bool:
-                lease.woken()  # the message only wakes the render up: the job's state, read now, decides
-                return keep_going()
+                if lease.woken():  # the message only wakes the render up: the job's state, read now, decides
+                    return keep_going()
+                if lease.live:  # as the keeper's thread last read it (its refresh and its poll of the state)
+                    return True
+                stopped.append(lease.state)
+                return False
 
         def keep_going() -> bool:
             state = lease.state  # at the last renewal, or 'lost' if another task took the batch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -289,7 +290,12 @@ def test_a_job_cancelled_while_povray_runs_is_stopped_and_released(farm):
     def cancel_then_fail(*args: Any, **kwargs: Any) -> RenderOutput:
         keep_going = args[5]
         store.job_state = "cancelled"
-        assert keep_going() is False  # povray is asked to stop at its next tick
+        # povray is asked to stop at its next tick once the lease keeper's thread has read the state (its poll,
+        # HTTPOV_STOP_POLL_SECONDS; the stop message wakes it at once, see tests/integration/test_job_control.py)
+        deadline = time.monotonic() + 5
+        while keep_going() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert keep_going() is False
         raise RenderError("povray was stopped", transient=True)
     node.povray_render = cancel_then_fail
     outcome = _run(node)

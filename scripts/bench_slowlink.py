@@ -2,16 +2,17 @@
 or region), against the same job with no delay.
 
 A private redis-server; a delaying TCP proxy in front of it (tests/latency.py: `delay` ms added each way, latency
-only); two real render nodes (`celery -A httpov worker`, 2 render processes each) that reach Redis only through the
-proxy; the user's client next to Redis. For each delay (0, 100 and 250 ms each way by default) the nodes start,
-wait for batches, then the example scene at 32x24 is submitted (`--count` frames a batch) and timed until it is
-done (the client only reads the job's state: every sweep is the nodes'). Reports the wall time and its ratio to the
-first delay's, the requeue warnings in the node logs ("never sent", "died before starting", "lost its render node"),
-the batches rendered twice and the deliveries that found their batch taken (duplicate, busy, discarded), and the
-Redis commands per batch (INFO commandstats over the job, the nodes' idle waits included).
+only); two real render nodes (`celery -A httpov worker`) that reach Redis only through the proxy, `--processes`
+render processes each (by default as a user starts one: HTTPOV_RENDER_PROCESSES); the user's client next to Redis.
+For each delay (0, 100 and 250 ms each way by default) the nodes start, wait for batches, then the example scene
+at 32x24 is submitted (`--count` frames a batch) and timed until it is done (the client only reads the job's
+state: every sweep is the nodes'). Reports the wall time and its ratio to the first delay's, the requeue warnings
+in the node logs ("never sent", "died before starting", "lost its render node"), the batches rendered twice and
+the deliveries that found their batch taken (duplicate, busy, discarded), and the Redis commands per batch (INFO
+commandstats over the job, the nodes' idle waits included).
 `--repo` measures another checkout (e.g. main's) with the same procedure.
 
-    python scripts/bench_slowlink.py [--delays 0,100,250] [--count 2] [--trials 1] [--repo /work/main]
+    python scripts/bench_slowlink.py [--delays 0,100,250] [--count 2] [--processes N] [--trials 1] [--repo /work/main]
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from pathlib import Path
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--delays", default="0,100,250", help="ms added each way, comma-separated; the first is the base")
 parser.add_argument("--count", type=int, default=2, help="frames a batch")
+parser.add_argument("--processes", type=int, default=None,
+                    help="render processes a node (default: as a user starts one, HTTPOV_RENDER_PROCESSES)")
 parser.add_argument("--frames", type=int, default=30)
 parser.add_argument("--trials", type=int, default=1)
 parser.add_argument("--timeout", type=float, default=600.0, help="seconds a job may take before it is given up")
@@ -83,7 +86,7 @@ def run(url: str, tmp: Path, delay_ms: float, trial: int) -> dict:
     logs = [tmp / f"{name}-node{n}.log" for n in range(2)]
     with DelayProxy(port, delay_ms / 1000) as proxy:
         far = here.with_(broker_url=proxy.url, state_url=proxy.url)
-        nodes = [start_worker(far.with_(cache_dir=tmp / f"cache{n}"), 2, f"node{n}-{name}", log)
+        nodes = [start_worker(far.with_(cache_dir=tmp / f"cache{n}"), ARGS.processes, f"node{n}-{name}", log)
                  for n, log in enumerate(logs)]
         try:
             until(lambda: len(client.store.live_nodes(within=60)) == 2, 180, "both nodes' heartbeats")
@@ -122,7 +125,8 @@ def main() -> None:
                       f"{one['requeues']} requeue warnings, {one['twice']} rendered twice, {one['taken']} found "
                       f"taken, {one['commands'] / one['batches']:.0f} commands a batch", flush=True)
     base = statistics.median(r["seconds"] for r in results[delays[0]])
-    print(f"{ARGS.frames} frames at 32x24, {ARGS.count} a batch, 2 nodes x 2 processes ({ROOT}):")
+    processes = ARGS.processes or Settings.from_env({}).render_processes  # (the nodes' default)
+    print(f"{ARGS.frames} frames at 32x24, {ARGS.count} a batch, 2 nodes x {processes} render processes ({ROOT}):")
     for delay, runs in results.items():
         median = statistics.median(r["seconds"] for r in runs)
         print(f"{delay:5g} ms each way: median {median:6.1f} s ({median / base:4.1f}x)   requeue warnings "

@@ -48,6 +48,8 @@ SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua")
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
                         "transition", "guarded", "use_scene", "drop_scene", "finish_batch", "idle_in_window", "unsent",
                         "held_since", "fair_share")}
+#: How long a node's finished batches are counted (`httpov nodes`: the last hour's).
+NODE_BATCHES_SECONDS = 3600.0
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
 
@@ -365,12 +367,14 @@ class JobStore:
                           RunningInfo(node=node, started=time.time(), token=handoff, retrying=True))],
                       while_in=(*LIVE, JobState.PAUSED))
 
-    def finish_batch(self, job_id: str, batch_id: str, info: DoneInfo, frames: list[int], token: str) -> str:
+    def finish_batch(self, job_id: str, batch_id: str, info: DoneInfo, frames: list[int], token: str,
+                     node: str = "") -> str:
         """Record the batch done by execution `token` (its zip is the one `info['result']` names) and its finished
         frames, only while that execution still owns the batch (scripts/finish_batch.lua): 'done' (the job is done
         with it), 'ok', or 'lost' (another execution took the batch over, or finished it: nothing is recorded and
-        this execution's zip must go). JobNotFoundError, writing nothing, if the job's record is gone."""
-        reply = self._fence(job_id, batch_id, token, info, "record", frames)
+        this execution's zip must go). Given `node`, a recorded batch is counted as that node's (count_batch), in
+        the same round trip. JobNotFoundError, writing nothing, if the job's record is gone."""
+        reply = self._fence(job_id, batch_id, token, info, "record", frames, node)
         if reply[0] == "missing":
             raise _missing(job_id)
         if reply[0] == "lost":
@@ -392,10 +396,15 @@ class JobStore:
             raise _missing(job_id)
         return reply[0] != "lost"
 
-    def _fence(self, job_id: str, batch_id: str, token: str, info: DoneInfo, mode: str, frames: list[int]) -> list:
+    def _fence(self, job_id: str, batch_id: str, token: str, info: DoneInfo, mode: str, frames: list[int],
+               node: str = "") -> list:
         keys = [self.keys.job(job_id), self.keys.lease(job_id, batch_id)]
         keys += [self.keys.job_part(job_id, part) for part in ("running", "done", "frames", "failed", "window")]
-        args = [batch_id, token, json.dumps(info), info.get("result", ""), _words(FINISHED), mode, *frames]
+        keys.append(self.keys.node_batches(node))
+        now = time.time()
+        entry = f"done:{now}:{secrets.token_hex(4)}" if node else ""
+        args = [batch_id, token, json.dumps(info), info.get("result", ""), _words(FINISHED), mode, entry, now,
+                NODE_BATCHES_SECONDS, *frames]
         return self._call(lambda: self._finish(keys=keys, args=args))
 
     def done_infos(self, job_id: str, batch_ids: list[str]) -> dict[str, DoneInfo | None]:
@@ -514,7 +523,7 @@ class JobStore:
             return gone
         return self._call(run)
 
-    def count_batch(self, node: str, outcome: str, window: float = 3600.0) -> None:
+    def count_batch(self, node: str, outcome: str, window: float = NODE_BATCHES_SECONDS) -> None:
         """Note that `node` finished a batch ('done' or 'failed') now; kept for `window` seconds (`httpov nodes`)."""
         key, now = self.keys.node_batches(node), time.time()
         def run() -> None:

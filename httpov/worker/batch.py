@@ -120,7 +120,7 @@ class RenderNode:
             outcome = self._run(job_id, batch_id, token, node)
         except JobNotFoundError:
             outcome = Outcome("missing")
-        if outcome.status in ("rendered", "failed", "retry"):  # `httpov nodes`: batches done and failed lately
+        if outcome.status in ("failed", "retry"):  # `httpov nodes`: batches failed lately (finish_batch counts done)
             with contextlib.suppress(HttpovError):
                 self.store.count_batch(node, "done" if outcome.status == "rendered" else "failed")
         if outcome.status != "missing":  # a deleted job's batches are said once per job, below
@@ -221,7 +221,7 @@ class RenderNode:
                 frames = (self._stitch_if_complete(spec, batch, execution, result) if spec.slices
                           else list(batch.frames))
             stored.extend(frame_key(job_id, povray.frame_file(spec.name, f, spec.final)) for f in frames if spec.slices)
-            return self.store.finish_batch(job_id, batch_id, info, frames, execution)
+            return self.store.finish_batch(job_id, batch_id, info, frames, execution, node=node)
         try:  # the render is stored: ride out a Redis restart rather than render it again
             recorded = through_outage(record, max(self.settings.outage_seconds, 3 * lease))
         except JobNotFoundError:  # the job was deleted while this batch rendered: nothing of it may stay behind

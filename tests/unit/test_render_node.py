@@ -95,7 +95,8 @@ class FakeStore:
     def hold_for_retry(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float) -> None:
         self.calls.append(("hold_for_retry", batch_id, handoff, seconds))
 
-    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int], token: str) -> str:
+    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int], token: str,
+                     node: str = "") -> str:
         self.calls.append(("finish_batch", batch_id, frames))
         self.result = info["result"]
         return getattr(self, "finish_answer", "done")

@@ -12,7 +12,7 @@ the deliveries that found their batch taken (duplicate, busy, discarded), and th
 commandstats over the job, the nodes' idle waits included).
 `--repo` measures another checkout (e.g. main's) with the same procedure.
 
-    python scripts/bench_slowlink.py [--delays 0,100,250] [--count 2] [--processes N] [--trials 1] [--repo /work/main]
+    python scripts/bench_slowlink.py [--delays 0,100,250] [--count N] [--processes N] [--trials 1] [--repo /work/main]
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--delays", default="0,100,250", help="ms added each way, comma-separated; the first is the base")
-parser.add_argument("--count", type=int, default=2, help="frames a batch")
+parser.add_argument("--count", type=int, default=None, help="frames a batch (default: httpov's adaptive count)")
 parser.add_argument("--processes", type=int, default=None,
                     help="render processes a node (default: as a user starts one, HTTPOV_RENDER_PROCESSES)")
 parser.add_argument("--frames", type=int, default=30)
@@ -93,7 +93,8 @@ def run(url: str, tmp: Path, delay_ms: float, trial: int) -> dict:
             until(lambda: sum(c["cmd"] == "brpop" for c in r.client_list()) >= 2, 180, "both nodes to take batches")
             before = commands(r)
             started = time.monotonic()
-            sub = client.submit(scene(tmp / f"scene-{name}"), frames=ARGS.frames, count=ARGS.count)
+            options = {"count": ARGS.count} if ARGS.count else {}
+            sub = client.submit(scene(tmp / f"scene-{name}"), frames=ARGS.frames, **options)
             until(lambda: client.store.state(sub.spec.id) in ("done", "failed", "cancelled"), ARGS.timeout,
                   "the job to finish")
             seconds = time.monotonic() - started
@@ -126,7 +127,8 @@ def main() -> None:
                       f"taken, {one['commands'] / one['batches']:.0f} commands a batch", flush=True)
     base = statistics.median(r["seconds"] for r in results[delays[0]])
     processes = ARGS.processes or Settings.from_env({}).render_processes  # (the nodes' default)
-    print(f"{ARGS.frames} frames at 32x24, {ARGS.count} a batch, 2 nodes x {processes} render processes ({ROOT}):")
+    print(f"{ARGS.frames} frames at 32x24 in {results[delays[0]][0]['batches']} batches, 2 nodes x {processes} render "
+          f"processes ({ROOT}):")
     for delay, runs in results.items():
         median = statistics.median(r["seconds"] for r in runs)
         print(f"{delay:5g} ms each way: median {median:6.1f} s ({median / base:4.1f}x)   requeue warnings "

@@ -318,18 +318,19 @@ class JobStore:
         return self._start_batch(job_id, batch_id, token, node, lease, handoff, hand_back, user_max_processes)
 
     def take_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
-                   user_max_processes: int = 0) -> tuple[str, int]:
+                   user_max_processes: int = 0, povray: str = "") -> tuple[str, int]:
         """start_batch for a render node about to render the batch, in the same round trip: 'blocked' (nothing
-        taken) if the node is blocked from the job, and on 'ok' the start counted in the batch's attempts.
-        Answers (status, attempts: 0 unless 'ok')."""
+        taken) if the node is blocked from the job; given `povray`, the job pinned to that version if it has none
+        yet (as pin_povray), or 'povray:<the job's version>' (nothing taken) for another; and on 'ok' the start
+        counted in the batch's attempts. Answers (status, attempts: 0 unless 'ok')."""
         reply = self._start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes,
-                                  check_node=True)
+                                  check_node=True, povray=povray)
         if reply.startswith("ok:"):
             return "ok", int(reply[3:])
         return reply, 0
 
     def _start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str,
-                     hand_back: bool, user_max_processes: int, check_node: bool = False) -> str:
+                     hand_back: bool, user_max_processes: int, check_node: bool = False, povray: str = "") -> str:
         value = handoff if hand_back else token
         info = json.dumps(RunningInfo(node=node, started=time.time(), token=value, handed_back=hand_back))
         return self._call(lambda: self._start(
@@ -339,7 +340,7 @@ class JobStore:
                   self.keys.blocked(job_id), self.keys.attempts(job_id)],
             args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE, _words(_GONE_FROM),
                   _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}"),
-                  node if check_node else "", "1" if check_node else "0"],
+                  node if check_node else "", "1" if check_node else "0", povray],
         ))
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:

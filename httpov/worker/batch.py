@@ -155,18 +155,19 @@ class RenderNode:
         if fault:  # no room for a frame here: before any lease, the batch goes to a node that has some
             return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
                                    fault=fault)
-        if not spec.any_povray and job_id not in self._ours and self.povray_version != "unknown":
-            pinned = self.store.pin_povray(job_id, self.povray_version)
-            if pinned == self.povray_version:
-                self._ours.add(job_id)  # a job's version never changes: asked once per job and process
-            elif pinned is not None:  # its pixels would differ: a node with the job's povray renders it
-                return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
-                                       povray_version=pinned)
-        # one round trip: refused if this node is blocked from the job, else the lease taken and the start counted
+        pin = (self.povray_version if not spec.any_povray and job_id not in self._ours
+               and self.povray_version != "unknown" else "")
+        # one round trip: refused if this node is blocked from the job or (`pin`) the job renders with another
+        # povray, else the job pinned to this node's povray if it has none yet, the lease taken and the start counted
         status, attempt = self.store.take_batch(job_id, batch_id, execution, node, lease, handoff,
-                                                user_max_processes=self.settings.user_max_processes or 0)
+                                                user_max_processes=self.settings.user_max_processes or 0, povray=pin)
         if status == "blocked":
             return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id))
+        if status.startswith("povray:"):  # its pixels would differ: a node with the job's povray renders it
+            return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
+                                   povray_version=status.removeprefix("povray:"))
+        if status == "ok" and pin:
+            self._ours.add(job_id)  # a job's version never changes: pinned once per job and process
         if status == JobState.PAUSED:
             return Outcome("parked")  # start_batch parked it; resume queues it again
         if status == "deferred":  # --max-processes (the job's or its owner's) reached: back on its pending list,

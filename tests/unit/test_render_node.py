@@ -68,9 +68,11 @@ class FakeStore:
         return self.start_answer
 
     def take_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
-                   user_max_processes: int = 0) -> tuple[str, int]:
+                   user_max_processes: int = 0, povray: str = "") -> tuple[str, int]:
         if node in self.blocked_nodes:  # as scripts/start_batch.lua: refused before anything is taken
             return "blocked", 0
+        if povray and self.pin_povray(job_id, povray) != povray:
+            return f"povray:{self.povray}", 0
         status = self.start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes)
         return (status, self.add_attempt(job_id, batch_id)) if status == "ok" else (status, 0)
 

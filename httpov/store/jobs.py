@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import secrets
 import time
@@ -33,6 +34,13 @@ T = TypeVar("T")
 #: outages are ridden out by the commands that wait (httpov.outage, HTTPOV_OUTAGE_SECONDS).
 REDIS_RETRIES = 3
 REDIS_BACKOFF = ExponentialBackoff(cap=1.0, base=0.1)
+#: A new connection does not tell Redis the client library's name and version (CLIENT SETINFO, redis-py 5 and
+#: later): on a slow link that was one more round trip for each connection a render process opens.
+_CONNECTION_PARAMETERS = inspect.signature(redis.connection.AbstractConnection.__init__).parameters \
+    if hasattr(redis.connection, "AbstractConnection") else {}
+_NO_CLIENT_INFO: dict[str, Any] = ({"driver_info": None} if "driver_info" in _CONNECTION_PARAMETERS
+                                   else {"lib_name": None, "lib_version": None} if "lib_name" in _CONNECTION_PARAMETERS
+                                   else {})
 #: A submitting client renews its job's submit lease this often (in batches queued) and for this long.
 SUBMIT_LEASE_SECONDS = 60.0
 _GONE = "the submit stopped before every batch was queued (the client was interrupted or died)"
@@ -96,7 +104,8 @@ class JobStore:
         tls = {"ssl_ca_certs": ca} if ca and url.startswith("rediss://") else {}
         client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30,
                                       retry=Retry(REDIS_BACKOFF, REDIS_RETRIES),
-                                      retry_on_error=[redis.ConnectionError, redis.TimeoutError], **tls)
+                                      retry_on_error=[redis.ConnectionError, redis.TimeoutError], **tls,
+                                      **_NO_CLIENT_INFO)
         return cls(client, prefix)
 
     def _call(self, fn: Callable[[], T]) -> T:
@@ -121,6 +130,24 @@ class JobStore:
     def ping(self) -> None:
         """Raise BrokerUnavailableError unless Redis answers."""
         self._call(self.r.ping)
+
+    def warm_up(self, connections: int) -> None:
+        """Open `connections` connections to Redis now, each checked with a PING, and keep them in the client's pool
+        (a render process as it starts: its lease keeper, its reads while povray runs and its own calls each use
+        one, and on a slow link each new one costs round trips the batch would wait for)."""
+        pool = self.r.connection_pool
+        opened = []
+        try:
+            for _ in range(connections):
+                connection = pool.get_connection()
+                opened.append(connection)
+                connection.send_command("PING")
+                connection.read_response()
+        except (redis.RedisError, OSError) as exc:
+            raise BrokerUnavailableError(f"cannot reach Redis for job state: {exc}") from exc
+        finally:
+            for connection in opened:
+                pool.release(connection)
 
     # jobs
     def create(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,

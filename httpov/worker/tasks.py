@@ -21,6 +21,9 @@ from httpov.worker.batch import RenderNode, batch_log
 from httpov.worker.cache import SceneCache
 
 log = logging.getLogger(__name__)
+#: Connections to Redis a render process opens as it starts: its own calls, its lease keeper's refresh and stop
+#: subscription, and its reads while povray runs.
+WARM_CONNECTIONS = 4
 
 
 class NodeTask(Task):
@@ -87,4 +90,5 @@ def _warm_up(**_: object) -> None:
     def build() -> None:
         with contextlib.suppress(Exception):  # Redis away: built at the first batch, which says why
             _ = render_batch.node.povray_version
+            render_batch.node.store.warm_up(WARM_CONNECTIONS)
     threading.Thread(target=build, name="httpov warm-up", daemon=True).start()

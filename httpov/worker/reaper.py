@@ -54,7 +54,10 @@ class Reaper(bootsteps.StartStopStep):
             began = time.monotonic()
             while not self.stopping.wait(max(0.0, settings.sweep_seconds - (time.monotonic() - began))):
                 began = time.monotonic()
-                self._sweep(*node)
+                try:
+                    self._sweep(*node)
+                except Exception:  # the sweep says what failed itself; this one must never end the thread
+                    log.exception("httpov: sweep failed")
         self.thread = threading.Thread(target=run, name="httpov sweep", daemon=True)
         self.thread.start()
 

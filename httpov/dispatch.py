@@ -118,17 +118,12 @@ def _group(share: Share) -> tuple[str, int, str]:
 def _windows(store: JobStore, lease_seconds: float, also: str | None,
              user_cap: int = 0) -> tuple[dict[str, Share], dict[str, int]]:
     """windows(), with the shares it read."""
-    ids = store.active_ids()
-    if also is not None and also not in ids:
-        ids.append(also)
-    shares = store.shares(ids)
+    shares, (everyone, pools), entries = store.fair_share(also, within=live_node_window(lease_seconds))
     groups: dict[tuple[str, int, str], list[str]] = defaultdict(list)
     for job_id in sorted(shares, key=lambda j: shares[j].created):
         groups[_group(shares[job_id])].append(job_id)
-    everyone, pools = store.render_processes(within=live_node_window(lease_seconds))
     most: dict[str, int] = defaultdict(int)
     competing: dict[tuple[str, int], dict[str, Limits]] = defaultdict(dict)  # queue, priority -> its users' limits
-    entries = store.user_limits() if groups else {}
     defaults = UserLimits(max_processes=user_cap, weight=1.0)
     for (queue, priority, user), jobs in groups.items():
         most[queue] = max(most[queue], len(jobs))
@@ -181,7 +176,7 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
     if store.claim("sweep:unsent", lease_seconds):  # a top-up whose sender died before sending: send it now
         jobs = store.active_ids()
         queues = sorted({queue} | {store.queue_of(job_id) for job_id in jobs} - {""})
-        for job_id, batch_id in unsent(store, layout, queues, min_age=2 * lease_seconds):
+        for job_id, batch_id in unsent(store, layout, queues, min_age=2 * lease_seconds, confirm=lease_seconds / 2):
             requeue(job_id, [batch_id])
             reissued.append((job_id, batch_id))
             log.warning("httpov: batch %s of job %s was taken for its window and never sent; sent now", batch_id,

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
-from httpov.broker import QueueLayout, held_before, queued_or_held, release
+from httpov.broker import QueueLayout, held_messages, queued_or_held, release
 from httpov.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -61,16 +60,20 @@ def task_of(token: str) -> str:
 
 
 def stranded(store: JobStore, layout: QueueLayout, min_age: float, chunk: int = 500) -> list[tuple[str, str]]:
-    """Batches whose message a worker took more than `min_age` seconds ago and never leased: it died in between.
+    """Batches whose message a worker took at least `min_age` seconds ago and never leased: it died in between.
 
-    Redis keeps such a message in kombu's unacked table until the visibility timeout (hours). Each one old enough
-    is looked at (JobStore.stranded_fates): a message whose batch nothing else will render is taken out of the table
+    Redis keeps such a message in kombu's unacked table until the visibility timeout (hours). Its age is counted by
+    Redis's own clock from when a sweep first saw it there (JobStore.held_since), never by comparing this machine's
+    clock with the taking worker's (another machine's, whose stamp a slow link delays too). Each one old enough is
+    looked at (JobStore.stranded_fates): a message whose batch nothing else will render is taken out of the table
     and its batch answered, to be queued again; one of a finished or vanished job, of a done batch, or of a batch
     the lease sweep already requeued is taken out and forgotten; one of a paused job is parked. Removal is atomic,
     so one sweeper wins; should an old message ever come back, it finds the batch done or busy.
     """
     found = []
-    for held in held_before(store.r, layout, time.time() - min_age, chunk):
+    tags = store.held_since(layout.unacked_index, min_age)
+    for start in range(0, len(tags), chunk):
+        held = held_messages(store.r, layout, tags[start:start + chunk])
         fates = store.stranded_fates([(*one.message, one.taken) for one in held])
         for one, fate in zip(held, fates):
             if fate == "keep" or not release(store.r, layout, one.tag):
@@ -83,21 +86,23 @@ def stranded(store: JobStore, layout: QueueLayout, min_age: float, chunk: int = 
     return found
 
 
-def unsent(store: JobStore, layout: QueueLayout, queues: list[str], min_age: float) -> list[tuple[str, str]]:
-    """Batches in a live job's window for more than `min_age` seconds that nothing will render: not running, not
-    done, not parked, and no message of theirs waits in the `queues` or in kombu's unacked table
-    (broker.queued_or_held).
+def unsent(store: JobStore, layout: QueueLayout, queues: list[str], min_age: float,
+           confirm: float) -> list[tuple[str, str]]:
+    """Batches in a live job's window for `min_age` seconds or more (Redis's clock) that nothing will render: not
+    running, not done, not parked, and no message of theirs waits in the `queues` or in kombu's unacked table
+    (broker.queued_or_held) at two looks at least `confirm` seconds apart (Redis's clock, JobStore.unsent).
     That is a top-up whose sender died between taking the batches (JobStore.top_up) and sending them; each such
-    batch is moved to the front of its window's clock so that it is answered once, and returned to be sent.
-    A message read while a worker moves it from its list to the unacked table may be missed: the batch is then sent
-    twice, which is harmless (the second delivery finds it busy or done)."""
-    candidates: list[tuple[str, str]] = []
-    for job_id in store.active_ids():
-        candidates += [(job_id, batch_id) for batch_id in store.idle_in_window(job_id, min_age)]
-    if not candidates:
+    batch is stamped as sent now, so that it is answered once, and returned to be sent.
+    A message is out of sight for a moment while a worker moves it from its list to the unacked table (a round trip
+    or more on a slow link), and a batch found idle may start and end before its messages are looked for: one look
+    could take it for unsent, two looks apart with the batch idle at the verdict do not."""
+    idle = {job_id: found for job_id in store.active_ids() if (found := store.idle_in_window(job_id, min_age))}
+    if not idle:
         return []
     seen = queued_or_held(store.r, layout, queues)
-    lost = [c for c in candidates if c not in seen]
-    for job_id, batch_id in lost:
-        store.touch_window(job_id, batch_id)
+    lost: list[tuple[str, str]] = []
+    for job_id, batch_ids in idle.items():
+        verdict = store.unsent(job_id, {batch_id: (job_id, batch_id) in seen for batch_id in batch_ids}, confirm,
+                               forget=min_age + 4 * confirm)
+        lost += [(job_id, batch_id) for batch_id in verdict]
     return lost

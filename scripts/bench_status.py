@@ -11,14 +11,11 @@ the median and the worst wall time of each, and the Redis commands one status se
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,37 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from httpov.local_farm import embedded_redis, free_port  # noqa: E402
+from httpov.local_farm import embedded_redis  # noqa: E402
+from tests.latency import delaying_proxy  # noqa: E402
 
 SCENE = ROOT / "examples" / "spinner"
-
-
-def delaying_proxy(target_port: int, delay: float) -> int:
-    """A loopback TCP proxy to `target_port` that holds every chunk `delay` seconds each way; answers its port."""
-    port = free_port()
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await reader.read(65536):
-                await asyncio.sleep(delay)
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-    async def serve(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", target_port)
-        await asyncio.gather(pipe(client_r, server_w), pipe(server_r, client_w))
-
-    async def main(ready: threading.Event) -> None:
-        server = await asyncio.start_server(serve, "127.0.0.1", port)
-        ready.set()
-        async with server:
-            await server.serve_forever()
-
-    ready = threading.Event()
-    threading.Thread(target=lambda: asyncio.run(main(ready)), daemon=True).start()
-    ready.wait(10)
-    return port
 
 
 def env_for(url: str, storage: Path) -> dict[str, str]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import secrets
 import time
@@ -33,6 +34,13 @@ T = TypeVar("T")
 #: outages are ridden out by the commands that wait (httpov.outage, HTTPOV_OUTAGE_SECONDS).
 REDIS_RETRIES = 3
 REDIS_BACKOFF = ExponentialBackoff(cap=1.0, base=0.1)
+#: A new connection does not tell Redis the client library's name and version (CLIENT SETINFO, redis-py 5 and
+#: later): on a slow link that was one more round trip for each connection a render process opens.
+_CONNECTION_PARAMETERS = inspect.signature(redis.connection.AbstractConnection.__init__).parameters \
+    if hasattr(redis.connection, "AbstractConnection") else {}
+_NO_CLIENT_INFO: dict[str, Any] = ({"driver_info": None} if "driver_info" in _CONNECTION_PARAMETERS
+                                   else {"lib_name": None, "lib_version": None} if "lib_name" in _CONNECTION_PARAMETERS
+                                   else {})
 #: A submitting client renews its job's submit lease this often (in batches queued) and for this long.
 SUBMIT_LEASE_SECONDS = 60.0
 _GONE = "the submit stopped before every batch was queued (the client was interrupted or died)"
@@ -46,7 +54,10 @@ assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTI
 #: The Lua scripts (httpov/store/scripts/<name>.lua, each saying what its KEYS and ARGV are), read once at import.
 SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua").read_text()
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
-                        "transition", "guarded", "use_scene", "drop_scene", "finish_batch")}
+                        "transition", "guarded", "use_scene", "drop_scene", "finish_batch", "idle_in_window", "unsent",
+                        "held_since", "fair_share")}
+#: How long a node's finished batches are counted (`httpov nodes`: the last hour's).
+NODE_BATCHES_SECONDS = 3600.0
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
 
@@ -70,6 +81,20 @@ class JobStore:
         self._top_up = client.register_script(SCRIPTS["top_up"])
         self._park_pending = client.register_script(SCRIPTS["park_pending"])
         self._finish = client.register_script(SCRIPTS["finish_batch"])
+        self._idle = client.register_script(SCRIPTS["idle_in_window"])
+        self._unsent = client.register_script(SCRIPTS["unsent"])
+        self._held_since = client.register_script(SCRIPTS["held_since"])
+        self._fair_share = client.register_script(SCRIPTS["fair_share"])
+
+    def load_scripts(self) -> None:
+        """Load every Lua script into Redis in one round trip (a render node does at start): a script's first call
+        from each render process is then one EVALSHA, not a refused one, a SCRIPT LOAD and the call again."""
+        def run() -> None:
+            pipe = self.r.pipeline(transaction=False)
+            for text in SCRIPTS.values():
+                pipe.script_load(text)
+            pipe.execute()
+        self._call(run)
 
     @classmethod
     def connect(cls, url: str, prefix: str = "httpov", ca: str | None = None) -> JobStore:
@@ -79,7 +104,8 @@ class JobStore:
         tls = {"ssl_ca_certs": ca} if ca and url.startswith("rediss://") else {}
         client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30,
                                       retry=Retry(REDIS_BACKOFF, REDIS_RETRIES),
-                                      retry_on_error=[redis.ConnectionError, redis.TimeoutError], **tls)
+                                      retry_on_error=[redis.ConnectionError, redis.TimeoutError], **tls,
+                                      **_NO_CLIENT_INFO)
         return cls(client, prefix)
 
     def _call(self, fn: Callable[[], T]) -> T:
@@ -104,6 +130,24 @@ class JobStore:
     def ping(self) -> None:
         """Raise BrokerUnavailableError unless Redis answers."""
         self._call(self.r.ping)
+
+    def warm_up(self, connections: int) -> None:
+        """Open `connections` connections to Redis now, each checked with a PING, and keep them in the client's pool
+        (a render process as it starts: its lease keeper, its reads while povray runs and its own calls each use
+        one, and on a slow link each new one costs round trips the batch would wait for)."""
+        pool = self.r.connection_pool
+        opened = []
+        try:
+            for _ in range(connections):
+                connection = pool.get_connection()
+                opened.append(connection)
+                connection.send_command("PING")
+                connection.read_response()
+        except (redis.RedisError, OSError) as exc:
+            raise BrokerUnavailableError(f"cannot reach Redis for job state: {exc}") from exc
+        finally:
+            for connection in opened:
+                pool.release(connection)
 
     # jobs
     def create(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,
@@ -316,14 +360,32 @@ class JobStore:
         value instead of `token` (a blocked node giving the batch back keeps it visible to the sweepers).
         `user_max_processes`: the farm's default per-user cap (HTTPOV_USER_MAX_PROCESSES) for owners whose limits
         (httpov.user_limits) do not set one."""
+        return self._start_batch(job_id, batch_id, token, node, lease, handoff, hand_back, user_max_processes)
+
+    def take_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
+                   user_max_processes: int = 0, povray: str = "") -> tuple[str, int]:
+        """start_batch for a render node about to render the batch, in the same round trip: 'blocked' (nothing
+        taken) if the node is blocked from the job; given `povray`, the job pinned to that version if it has none
+        yet (as pin_povray), or 'povray:<the job's version>' (nothing taken) for another; and on 'ok' the start
+        counted in the batch's attempts. Answers (status, attempts: 0 unless 'ok')."""
+        reply = self._start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes,
+                                  check_node=True, povray=povray)
+        if reply.startswith("ok:"):
+            return "ok", int(reply[3:])
+        return reply, 0
+
+    def _start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str,
+                     hand_back: bool, user_max_processes: int, check_node: bool = False, povray: str = "") -> str:
         value = handoff if hand_back else token
         info = json.dumps(RunningInfo(node=node, started=time.time(), token=value, handed_back=hand_back))
         return self._call(lambda: self._start(
             keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id),
                   self.keys.done(job_id), self.keys.parked(job_id), self.keys.submit_lease(job_id),
-                  self.keys.pending(job_id), self.keys.window(job_id), self.keys.user_limits(), self.keys.active()],
+                  self.keys.pending(job_id), self.keys.window(job_id), self.keys.user_limits(), self.keys.active(),
+                  self.keys.blocked(job_id), self.keys.attempts(job_id)],
             args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE, _words(_GONE_FROM),
-                  _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}")],
+                  _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}"),
+                  node if check_node else "", "1" if check_node else "0", povray],
         ))
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
@@ -351,12 +413,14 @@ class JobStore:
                           RunningInfo(node=node, started=time.time(), token=handoff, retrying=True))],
                       while_in=(*LIVE, JobState.PAUSED))
 
-    def finish_batch(self, job_id: str, batch_id: str, info: DoneInfo, frames: list[int], token: str) -> str:
+    def finish_batch(self, job_id: str, batch_id: str, info: DoneInfo, frames: list[int], token: str,
+                     node: str = "") -> str:
         """Record the batch done by execution `token` (its zip is the one `info['result']` names) and its finished
         frames, only while that execution still owns the batch (scripts/finish_batch.lua): 'done' (the job is done
         with it), 'ok', or 'lost' (another execution took the batch over, or finished it: nothing is recorded and
-        this execution's zip must go). JobNotFoundError, writing nothing, if the job's record is gone."""
-        reply = self._fence(job_id, batch_id, token, info, "record", frames)
+        this execution's zip must go). Given `node`, a recorded batch is counted as that node's (count_batch), in
+        the same round trip. JobNotFoundError, writing nothing, if the job's record is gone."""
+        reply = self._fence(job_id, batch_id, token, info, "record", frames, node)
         if reply[0] == "missing":
             raise _missing(job_id)
         if reply[0] == "lost":
@@ -378,10 +442,15 @@ class JobStore:
             raise _missing(job_id)
         return reply[0] != "lost"
 
-    def _fence(self, job_id: str, batch_id: str, token: str, info: DoneInfo, mode: str, frames: list[int]) -> list:
+    def _fence(self, job_id: str, batch_id: str, token: str, info: DoneInfo, mode: str, frames: list[int],
+               node: str = "") -> list:
         keys = [self.keys.job(job_id), self.keys.lease(job_id, batch_id)]
         keys += [self.keys.job_part(job_id, part) for part in ("running", "done", "frames", "failed", "window")]
-        args = [batch_id, token, json.dumps(info), info.get("result", ""), _words(FINISHED), mode, *frames]
+        keys.append(self.keys.node_batches(node))
+        now = time.time()
+        entry = f"done:{now}:{secrets.token_hex(4)}" if node else ""
+        args = [batch_id, token, json.dumps(info), info.get("result", ""), _words(FINISHED), mode, entry, now,
+                NODE_BATCHES_SECONDS, *frames]
         return self._call(lambda: self._finish(keys=keys, args=args))
 
     def done_infos(self, job_id: str, batch_ids: list[str]) -> dict[str, DoneInfo | None]:
@@ -514,9 +583,9 @@ class JobStore:
             return gone
         return self._call(run)
 
-    def count_batch(self, node: str, outcome: str, window: float = 3600.0) -> None:
-        """Note that `node` finished a batch ('done' or 'failed'; 'hung' besides 'failed') now; kept for `window`
-        seconds (`httpov nodes`)."""
+    def count_batch(self, node: str, outcome: str, window: float = NODE_BATCHES_SECONDS) -> None:
+        """Note that `node` finished a batch ('failed'; 'hung' besides 'failed'; finish_batch counts 'done') now;
+        kept for `window` seconds (`httpov nodes`)."""
         key, now = self.keys.node_batches(node), time.time()
         def run() -> None:
             pipe = self.r.pipeline(transaction=False)
@@ -556,13 +625,7 @@ class JobStore:
             pipe.hmget(self.keys.node_pools(), nodes)
             counts, pools = pipe.execute()
             return counts, pools
-        counts, listed = self._call(run)
-        by_pool: dict[str, int] = defaultdict(int)
-        for count, pools in zip(counts, listed):
-            for pool in (pools or "").split(","):
-                if pool:
-                    by_pool[pool] += int(count or 0)
-        return sum(int(c) for c in counts if c), dict(by_pool)
+        return _processes(*self._call(run))
 
     def shares(self, job_ids: list[str]) -> dict[str, Share]:
         """What fair share needs of each live job (see Share); jobs gone are left out."""
@@ -582,7 +645,7 @@ class JobStore:
         queued or running at once; answers the job's queue ('' for the default) and the batches to send now."""
         reply = self._call(lambda: self._top_up(
             keys=[self.keys.job(job_id), self.keys.pending(job_id), self.keys.window(job_id), self.keys.done(job_id)],
-            args=[limit, time.time()]))
+            args=[limit]))
         return (reply[0], list(reply[1:])) if reply else ("", [])
 
     def pend(self, job_id: str, batch_ids: list[str], front: bool = True, replace: bool = False) -> None:
@@ -610,23 +673,46 @@ class JobStore:
                           ["LPUSH", self.keys.pending(job_id), *batch_ids])
 
     def idle_in_window(self, job_id: str, min_age: float) -> list[str]:
-        """Batches in the job's window for more than `min_age` seconds that are neither running, done nor parked."""
-        def run() -> list[str]:
-            old = self.r.zrangebyscore(self.keys.window(job_id), 0, time.time() - min_age)
-            if not old:
-                return []
-            pipe = self.r.pipeline()
-            for batch_id in old:
-                pipe.hexists(self.keys.running(job_id), batch_id)
-                pipe.hexists(self.keys.done(job_id), batch_id)
-                pipe.sismember(self.keys.parked(job_id), batch_id)
-            replies = pipe.execute()
-            return [b for i, b in enumerate(old) if not any(replies[3 * i:3 * i + 3])]
-        return self._call(run)
+        """Batches in the job's window for `min_age` seconds or more by Redis's clock that are neither running, done
+        nor parked (scripts/idle_in_window.lua)."""
+        keys = [self.keys.window(job_id), self.keys.running(job_id), self.keys.done(job_id), self.keys.parked(job_id)]
+        return list(self._call(lambda: self._idle(keys=keys, args=[min_age])))
 
-    def touch_window(self, job_id: str, batch_id: str) -> None:
-        """A batch of the window was (re)sent now."""
-        self._guarded(job_id, ["ZADD", self.keys.window(job_id), "XX", time.time(), batch_id])
+    def unsent(self, job_id: str, seen: dict[str, bool], confirm: float, forget: float) -> list[str]:
+        """Of the job's idle batches, whether each one's message was `seen` (queued or held by a worker): those
+        still idle now and out of sight at two looks at least `confirm` seconds apart by Redis's clock, stamped as
+        sent now (scripts/unsent.lua). A first look older than `forget` seconds counts as a first look again."""
+        if not seen:
+            return []
+        keys = [self.keys.window(job_id), self.keys.running(job_id), self.keys.done(job_id),
+                self.keys.parked(job_id), self.keys.unseen(job_id)]
+        args: list[Any] = [confirm, forget]
+        for batch_id, found in seen.items():
+            args += [batch_id, "1" if found else "0"]
+        return list(self._call(lambda: self._unsent(keys=keys, args=args)))
+
+    def held_since(self, unacked_index: str, min_age: float) -> list[str]:
+        """Delivery tags of messages held in kombu's unacked table (its index: `unacked_index`) for `min_age`
+        seconds or more by Redis's clock, counted from when a sweep first saw each (scripts/held_since.lua)."""
+        return list(self._call(lambda: self._held_since(keys=[unacked_index, self.keys.held_seen()],
+                                                        args=[min_age, max(10 * min_age, 60.0)])))
+
+    def fair_share(self, also: str | None, within: float) -> tuple[dict[str, Share], tuple[int, dict[str, int]],
+                                                                     dict[str, str]]:
+        """What fair share reads, in one round trip (scripts/fair_share.lua): the shares of the active jobs (and of
+        `also`, not yet listed) as `shares` answers them, the render processes as `render_processes` does, and the
+        per-user limits as `user_limits` does."""
+        keys = [self.keys.active(), self.keys.nodes(), self.keys.user_limits(), self.keys.node_processes(),
+                self.keys.node_pools()]
+        ids, fields, counts, listed, limits = self._call(lambda: self._fair_share(
+            keys=keys, args=[time.time() - within, self.keys.job("{job}"), also or ""]))
+        shares: dict[str, Share] = {}
+        for n, job_id in enumerate(ids):
+            user, priority, created, cap, queue = fields[5 * n:5 * n + 5]
+            if created:
+                shares[job_id] = Share(user or "", int(priority or 0), float(created), int(cap or 0), queue or "")
+        entries = dict(zip(limits[::2], limits[1::2]))
+        return shares, _processes(counts, listed), entries
 
     def queue_of(self, job_id: str) -> str:
         """The Celery queue a job's batches go to ('' for the default one)."""
@@ -855,6 +941,16 @@ class StopListener:
     def close(self) -> None:
         with contextlib.suppress(redis.RedisError, OSError):
             self._pubsub.close()
+
+
+def _processes(counts: list[Any], listed: list[Any]) -> tuple[int, dict[str, int]]:
+    """The render processes of every live node and of each pool's, from their HMGET replies (render_processes)."""
+    by_pool: dict[str, int] = defaultdict(int)
+    for count, pools in zip(counts, listed):
+        for pool in (pools or "").split(","):
+            if pool:
+                by_pool[pool] += int(count or 0)
+    return sum(int(c) for c in counts if c), dict(by_pool)
 
 
 def _fate(record: list[str | None], done: int, requeued: int, parked: int, leased: int, running: int,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 JOB_PARTS = {
     "pending": "list", "window": "zset", "done": "hash", "failed": "hash", "running": "hash", "attempts": "hash",
     "requeued": "hash", "parked": "set", "frames": "set", "blocked": "set", "node_failures": "hash",
-    "history": "list",
+    "history": "list", "unseen": "hash",
 }
 
 
@@ -108,6 +108,11 @@ class Keys:
         """List: the job's history lines (JSON {'at', 'what'}), shown by `httpov status JOB`."""
         return self.job_part(job_id, "history")
 
+    def unseen(self, job_id: str) -> str:
+        """Hash with an expiry: batch id -> when (Redis's clock) the unsent sweep first found it idle in the window
+        with its message nowhere (confirmed unsent at a later look, scripts/unsent.lua)."""
+        return self.job_part(job_id, "unseen")
+
     def slices(self, job_id: str, frame: int | str) -> str:
         """Set: the batch ids of a sliced frame's slices that are done."""
         return f"{self.prefix}:job:{job_id}:slices:{frame}"
@@ -131,6 +136,11 @@ class Keys:
     def submit_lease(self, job_id: str) -> str:
         """String with an expiry: its client is still queueing the job's batches."""
         return f"{self.prefix}:submitting:{job_id}"
+
+    def held_seen(self) -> str:
+        """Sorted set with an expiry: delivery tags of kombu's taken, unacked messages -> when (Redis's clock) the
+        stranded sweep first saw each (scripts/held_since.lua); a tag leaves it when it leaves kombu's table."""
+        return f"{self.prefix}:held-seen"
 
     def requeued_mark(self, job_id: str, batch_id: str, task_id: str) -> str:
         """String with an expiry: the lease sweep requeued the batch task `task_id` lost (its message is stale)."""

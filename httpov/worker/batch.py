@@ -119,7 +119,7 @@ class RenderNode:
             outcome = self._run(job_id, batch_id, token, node)
         except JobNotFoundError:
             outcome = Outcome("missing")
-        if outcome.status in ("rendered", "failed", "retry"):  # `httpov nodes`: batches done and failed lately
+        if outcome.status in ("failed", "retry"):  # `httpov nodes`: batches failed lately (finish_batch counts done)
             with contextlib.suppress(HttpovError):
                 self.store.count_batch(node, "done" if outcome.status == "rendered" else "failed")
                 if outcome.hung:
@@ -152,20 +152,23 @@ class RenderNode:
             batch = check_batch(spec, batch_id)
         except BadInputError as exc:
             return Outcome("refused", detail=str(exc))  # a message no one planned: dropped, the job goes on
-        blocked = self.store.blocked(job_id)
-        if node in blocked:
-            return self._hand_back(job_id, batch_id, execution, handoff, node, blocked)
         fault = room.disk_fault(self.settings.cache_dir, self.settings.min_free_mb)
         if fault:  # no room for a frame here: before any lease, the batch goes to a node that has some
-            return self._hand_back(job_id, batch_id, execution, handoff, node, blocked, fault=fault)
-        if not spec.any_povray and job_id not in self._ours and self.povray_version != "unknown":
-            pinned = self.store.pin_povray(job_id, self.povray_version)
-            if pinned == self.povray_version:
-                self._ours.add(job_id)  # a job's version never changes: asked once per job and process
-            elif pinned is not None:  # its pixels would differ: a node with the job's povray renders it
-                return self._hand_back(job_id, batch_id, execution, handoff, node, blocked, povray_version=pinned)
-        status = self.store.start_batch(job_id, batch_id, execution, node, lease, handoff,
-                                        user_max_processes=self.settings.user_max_processes or 0)
+            return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
+                                   fault=fault)
+        pin = (self.povray_version if not spec.any_povray and job_id not in self._ours
+               and self.povray_version != "unknown" else "")
+        # one round trip: refused if this node is blocked from the job or (`pin`) the job renders with another
+        # povray, else the job pinned to this node's povray if it has none yet, the lease taken and the start counted
+        status, attempt = self.store.take_batch(job_id, batch_id, execution, node, lease, handoff,
+                                                user_max_processes=self.settings.user_max_processes or 0, povray=pin)
+        if status == "blocked":
+            return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id))
+        if status.startswith("povray:"):  # its pixels would differ: a node with the job's povray renders it
+            return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
+                                   povray_version=status.removeprefix("povray:"))
+        if status == "ok" and pin:
+            self._ours.add(job_id)  # a job's version never changes: pinned once per job and process
         if status == JobState.PAUSED:
             return Outcome("parked")  # start_batch parked it; resume queues it again
         if status == "deferred":  # --max-processes (the job's or its owner's) reached: back on its pending list,
@@ -173,9 +176,9 @@ class RenderNode:
             return Outcome("deferred")
         if status != "ok":
             return Outcome(status)  # duplicate, busy elsewhere, cancelled, failed, done, missing
-        attempt = self.store.add_attempt(job_id, batch_id)
         try:
-            with LeaseKeeper(self.store, job_id, batch_id, execution, lease) as keeper:
+            with LeaseKeeper(self.store, job_id, batch_id, execution, lease,
+                             poll=self.settings.stop_poll_seconds) as keeper:
                 if self._storage_failed:  # one probe rather than a render whose result cannot be stored
                     self.storage.check()
                     self._storage_failed = False
@@ -222,7 +225,7 @@ class RenderNode:
                 frames = (self._stitch_if_complete(spec, batch, execution, result) if spec.slices
                           else list(batch.frames))
             stored.extend(frame_key(job_id, povray.frame_file(spec.name, f, spec.final)) for f in frames if spec.slices)
-            return self.store.finish_batch(job_id, batch_id, info, frames, execution)
+            return self.store.finish_batch(job_id, batch_id, info, frames, execution, node=node)
         try:  # the render is stored: ride out a Redis restart rather than render it again
             recorded = through_outage(record, max(self.settings.outage_seconds, 3 * lease))
         except JobNotFoundError:  # the job was deleted while this batch rendered: nothing of it may stay behind
@@ -340,8 +343,12 @@ class RenderNode:
             tick = self.settings.stop_poll_seconds  # and between messages, this often
 
             def __call__(self) -> bool:
-                lease.woken()  # the message only wakes the render up: the job's state, read now, decides
-                return keep_going()
+                if lease.woken():  # the message only wakes the render up: the job's state, read now, decides
+                    return keep_going()
+                if lease.live:  # as the keeper's thread last read it (its refresh and its poll of the state)
+                    return True
+                stopped.append(lease.state)
+                return False
 
         def keep_going() -> bool:
             state = lease.state  # at the last renewal, or 'lost' if another task took the batch

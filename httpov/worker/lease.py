@@ -7,7 +7,7 @@ import os
 import threading
 import time
 
-from httpov.errors import BrokerUnavailableError
+from httpov.errors import BrokerUnavailableError, JobNotFoundError
 from httpov.states import LIVE, JobState
 from httpov.store import JobStore
 
@@ -22,11 +22,14 @@ class LeaseKeeper:
     channel (JobStore.listen_for_stop): when the job is cancelled (or failed) its `fileno()` becomes readable, so
     whoever waits on povray asks at once whether to go on (httpov.worker.povray._wait). Use as a context manager."""
 
-    def __init__(self, store: JobStore, job_id: str, batch_id: str, token: str, lease: float) -> None:
+    def __init__(self, store: JobStore, job_id: str, batch_id: str, token: str, lease: float,
+                 poll: float | None = None) -> None:
         self.state: str = JobState.RUNNING
         self._refresh = lambda: store.refresh(job_id, batch_id, token, lease)
         self._listen = lambda: store.listen_for_stop(job_id)
+        self._read_state = lambda: store.state(job_id)
         self._every = lease / 4
+        self._poll = poll  # between refreshes, read the job's state this often (should a stop message be missed)
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -58,6 +61,7 @@ class LeaseKeeper:
             except (BrokerUnavailableError, AttributeError):  # Redis out of reach (or a store without pub/sub): poll
                 pass
             due = time.monotonic() + self._every
+            poll_due = time.monotonic() + (self._poll or self._every)
             while self.live and not self._stop.is_set():
                 left = due - time.monotonic()
                 if left <= 0:
@@ -68,9 +72,15 @@ class LeaseKeeper:
                         # Redis restarting or out of reach: keep rendering. Should the lease run out meanwhile,
                         # another node may take the batch: its result is then fenced off (finish_batch).
                         continue
+                elif self._poll and poll_due - time.monotonic() <= 0:
+                    # here, not in the render's wait: on a slow link a read there held up the notice of povray's end
+                    poll_due = time.monotonic() + self._poll
+                    self._look()
                 elif listener is None:
-                    self._stop.wait(left)
+                    self._stop.wait(min(left, poll_due - time.monotonic()) if self._poll else left)
                 else:
+                    if self._poll:
+                        left = min(left, poll_due - time.monotonic())
                     try:
                         if listener.wait(min(left, LISTEN_SLICE)):
                             self._wake()
@@ -84,6 +94,17 @@ class LeaseKeeper:
                 listener.close()
             os.close(self._wake_w)
             self._let_go()
+
+    def _look(self) -> None:
+        """Read the job's state (the poll): a job stopped, or gone, ends the keeper and wakes the render."""
+        try:
+            state = self._read_state()
+        except JobNotFoundError:
+            state = "missing"
+        except BrokerUnavailableError:  # Redis restarting: keep rendering (see the refresh)
+            return
+        if state not in LIVE and state != JobState.PAUSED:
+            self.state = state
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):  # (a full pipe already wakes the render)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 
 from celery import bootsteps
@@ -24,24 +25,41 @@ RETENTION_EVERY = 600.0
 
 
 class Reaper(bootsteps.StartStopStep):
-    """A worker bootstep: every Settings.sweep_seconds, say this node is alive and sweep from the worker's timer,
-    queueing through the worker's own Celery app."""
+    """A worker bootstep: every Settings.sweep_seconds, say this node is alive and sweep, queueing through the
+    worker's own Celery app. The sweep runs in a thread of its own, never on the worker's event loop: a sweep is a
+    dozen Redis round trips, and on a slow link (250 ms each way) it held up the loop that takes and acks messages
+    for seconds at every period. As on the worker's timer before, the first sweep comes one period after start."""
 
     requires = {"celery.worker.components:Timer"}
 
     def __init__(self, worker, **kwargs):
         super().__init__(worker, **kwargs)
-        self.tref = None
+        self.thread: threading.Thread | None = None
+        self.stopping = threading.Event()
         self.storage: Storage | None = None
 
     def start(self, worker):
         settings = Settings.from_env()
         store = open_store(settings)
+        try:
+            store.load_scripts()
+        except Exception as exc:  # Redis away: each script is loaded at its first use instead
+            log.warning("httpov: could not load the Lua scripts into Redis: %s", exc)
         info = {"host": socket.gethostname(), "processes": worker.concurrency, "cores": os.cpu_count(),
                 "povray": povray.version(settings.povray), "httpov": povray.httpov_version(), "started": time.time()}
         node = (worker.app, store, settings, worker.hostname, int(worker.concurrency or 0),
                 self._pools(worker, settings), info)
-        self.tref = worker.timer.call_repeatedly(settings.sweep_seconds, self._sweep, node, priority=10)
+
+        def run() -> None:  # one sweep at a time, each a period after the last began (a slow one is not run twice)
+            began = time.monotonic()
+            while not self.stopping.wait(max(0.0, settings.sweep_seconds - (time.monotonic() - began))):
+                began = time.monotonic()
+                try:
+                    self._sweep(*node)
+                except Exception:  # the sweep says what failed itself; this one must never end the thread
+                    log.exception("httpov: sweep failed")
+        self.thread = threading.Thread(target=run, name="httpov sweep", daemon=True)
+        self.thread.start()
 
     @staticmethod
     def _pools(worker, settings: Settings) -> list[str]:
@@ -73,5 +91,6 @@ class Reaper(bootsteps.StartStopStep):
                 log.warning("httpov: deleting jobs older than HTTPOV_KEEP_DAYS failed: %s", exc)
 
     def stop(self, worker):
-        if self.tref is not None:
-            self.tref.cancel()
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=1.0)

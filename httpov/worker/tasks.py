@@ -1,14 +1,18 @@
 """The one Celery task, render_batch; the work itself is in httpov.worker.batch."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 
 from celery import Task
+from celery.signals import worker_process_init
 from celery.utils import worker_direct
 
 from httpov.celery import app
-from httpov.dispatch import celery_priority, top_up
+from httpov.dispatch import celery_priority, job_window, top_up
 from httpov.plan import JobSpec
 from httpov.settings import Settings
 from httpov.storage import open_storage
@@ -17,11 +21,19 @@ from httpov.worker.batch import RenderNode, batch_log
 from httpov.worker.cache import SceneCache
 
 log = logging.getLogger(__name__)
+#: Connections to Redis a render process opens as it starts: its own calls, its lease keeper's refresh and stop
+#: subscription, and its reads while povray runs.
+WARM_CONNECTIONS = 4
 
 
 class NodeTask(Task):
     """A task that holds its worker process's render node (settings, Redis, storage, scene cache), built on first
     use: Celery makes one task instance per process."""
+
+    @cached_property
+    def reader(self) -> ThreadPoolExecutor:
+        """A thread of this render process for Redis reads made while a batch renders."""
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="httpov read")
 
     @cached_property
     def node(self) -> RenderNode:
@@ -47,11 +59,18 @@ class NodeTask(Task):
 def render_batch(self: NodeTask, job_id: str, batch: str, label: str = "") -> str:
     """Render one batch of a job (`label` only makes Flower readable: 'frames 1-5', 'frame 3 rows 1-32')."""
     node = self.node
+    user_cap = node.settings.user_max_processes or 0
+    # the job's window (fair share's reads, one round trip) is read while the batch renders, not after it
+    window: Future[int] = self.reader.submit(job_window, node.store, node.settings.lease_seconds, job_id, user_cap)
     outcome = node.run(job_id, batch, token=self.request.id, node=self.request.hostname or "local")
     if outcome.status == "rendered":  # the job's next batch goes on the queue before this process asks for one
         try:
+            try:
+                limit: int | None = window.result()
+            except Exception:  # read again below
+                limit = None
             top_up(self.app, node.store, job_id, node.settings.queue, node.settings.lease_seconds, node.spec(job_id),
-                   user_cap=node.settings.user_max_processes or 0)
+                   limit=limit, user_cap=user_cap)
         except Exception as exc:  # the batch is stored and recorded; the next sweep tops the job up instead
             log.warning("httpov: could not top up job %s after batch %s: %s", job_id, batch, exc)
     if outcome.send_to is not None:  # same task id: the new node takes over the hand-off lease left for it
@@ -60,3 +79,16 @@ def render_batch(self: NodeTask, job_id: str, batch: str, label: str = "") -> st
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return f"{outcome.status}: {outcome.detail}" if outcome.detail else outcome.status
+
+
+@worker_process_init.connect
+def _warm_up(**_: object) -> None:
+    """Build a new render process's node (settings, Redis connection, schema check, povray version) in the
+    background as the process starts, not when its first batch arrives: on a slow link to Redis that is several
+    round trips the first batch would wait for. (Not in the signal itself: Celery gives a starting process only a
+    few seconds.)"""
+    def build() -> None:
+        with contextlib.suppress(Exception):  # Redis away: built at the first batch, which says why
+            _ = render_batch.node.povray_version
+            render_batch.node.store.warm_up(WARM_CONNECTIONS)
+    threading.Thread(target=build, name="httpov warm-up", daemon=True).start()

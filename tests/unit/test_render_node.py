@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,15 @@ class FakeStore:
         self.calls.append(("start_batch", batch_id, node, hand_back))
         return self.start_answer
 
+    def take_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
+                   user_max_processes: int = 0, povray: str = "") -> tuple[str, int]:
+        if node in self.blocked_nodes:  # as scripts/start_batch.lua: refused before anything is taken
+            return "blocked", 0
+        if povray and self.pin_povray(job_id, povray) != povray:
+            return f"povray:{self.povray}", 0
+        status = self.start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes)
+        return (status, self.add_attempt(job_id, batch_id)) if status == "ok" else (status, 0)
+
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
         return self.job_state
 
@@ -98,7 +108,8 @@ class FakeStore:
     def hold_for_retry(self, job_id: str, batch_id: str, handoff: str, node: str, seconds: float) -> None:
         self.calls.append(("hold_for_retry", batch_id, handoff, seconds))
 
-    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int], token: str) -> str:
+    def finish_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int], token: str,
+                     node: str = "") -> str:
         self.calls.append(("finish_batch", batch_id, frames))
         self.result = info["result"]
         return getattr(self, "finish_answer", "done")
@@ -295,7 +306,12 @@ def test_a_job_cancelled_while_povray_runs_is_stopped_and_released(farm):
     def cancel_then_fail(*args: Any, **kwargs: Any) -> RenderOutput:
         keep_going = args[5]
         store.job_state = "cancelled"
-        assert keep_going() is False  # povray is asked to stop at its next tick
+        # povray is asked to stop at its next tick once the lease keeper's thread has read the state (its poll,
+        # HTTPOV_STOP_POLL_SECONDS; the stop message wakes it at once, see tests/integration/test_job_control.py)
+        deadline = time.monotonic() + 5
+        while keep_going() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert keep_going() is False
         raise RenderError("povray was stopped", transient=True)
     node.povray_render = cancel_then_fail
     outcome = _run(node)

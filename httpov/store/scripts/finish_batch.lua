@@ -4,9 +4,12 @@
 -- and the batch is not done. An execution whose lease was taken over (its node frozen past it, then woken; or the
 -- batch rendered again by `retry --frames`) records nothing: 'lost', and its zip is not the batch's result. A done
 -- record naming this execution's result already (this call retried after a lost reply) answers as a first call.
--- KEYS: 1 job record, 2 the batch's lease, 3 running, 4 done, 5 frames, 6 failed, 7 window.
+-- A recorded batch is also counted in its node's batches of the last hour (`httpov nodes`), in the same round trip.
+-- KEYS: 1 job record, 2 the batch's lease, 3 running, 4 done, 5 frames, 6 failed, 7 window, 8 the node's batches
+-- (zset; JobStore.count_batch's).
 -- ARGV: 1 batch id, 2 token, 3 DoneInfo (JSON), 4 its result name, 5 finished states (' a b '), 6 'check' (only say
--- whether the batch is still ours: {'ours'}, writing nothing) or 'record', 7.. frames done.
+-- whether the batch is still ours: {'ours'}, writing nothing) or 'record', 7 the node's count entry ('' for none),
+-- 8 now, 9 seconds the count is kept, 10.. frames done.
 -- Answers {'missing'}, {'lost'}, {'ours'} or {'ok', batches done, total}.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing'} end
@@ -34,10 +37,16 @@ end
 if not ours then return {'lost'} end
 if ARGV[6] == 'check' then return {'ours'} end
 redis.call('HSET', KEYS[4], batch, ARGV[3])
-for i = 7, #ARGV do redis.call('SADD', KEYS[5], ARGV[i]) end
+for i = 10, #ARGV do redis.call('SADD', KEYS[5], ARGV[i]) end
 redis.call('HDEL', KEYS[3], batch)
 redis.call('HDEL', KEYS[6], batch)
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[7], batch)
 redis.call('HDEL', KEYS[1], 'waiting')  -- a batch was stored: the farm's storage is back
+if ARGV[7] ~= '' then
+  local now, keep = tonumber(ARGV[8]), tonumber(ARGV[9])
+  redis.call('ZADD', KEYS[8], now, ARGV[7])
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now - keep)
+  redis.call('EXPIRE', KEYS[8], math.floor(keep) + 60)
+end
 return {'ok', redis.call('HLEN', KEYS[4]), redis.call('HGET', KEYS[1], 'total')}

@@ -2,13 +2,18 @@
 -- A paused job's batch is parked here, in the same step, so a resume can never miss it. The lease may also be
 -- held by this task's own retry hand-off ('retry:<task id>'), which the retry takes over.
 -- KEYS: 1 job record, 2 the batch's lease, 3 running, 4 done, 5 parked, 6 submit lease, 7 pending, 8 window,
--- 9 the per-user limits (hash), 10 the active jobs (set).
+-- 9 the per-user limits (hash), 10 the active jobs (set), 11 the job's blocked nodes (set), 12 attempts (hash).
 -- ARGV: 1 batch id, 2 the execution's token, 3 lease seconds, 4 running info (JSON), 5 now, 6 the hand-off the
 -- lease may hold, 7 the value the lease is set to (the token, or the hand-off when a blocked node gives the batch
 -- back), 8 the error of a job whose submit stopped, 9 states (' a b ') from which such a job fails, 10 states from
 -- which the first start makes the job 'running' (both from httpov.states.JOB_MOVES), 11 the farm's default max
--- processes per user (HTTPOV_USER_MAX_PROCESSES), 12 and 13 a job's record and running keys with '{job}' for its id.
--- Answers 'ok', 'missing', 'failed', 'paused' (then parked), 'duplicate', 'busy', 'deferred' or the job's state.
+-- processes per user (HTTPOV_USER_MAX_PROCESSES), 12 and 13 a job's record and running keys with '{job}' for its id,
+-- 14 the node, refused ('blocked') if it is in KEYS[11] ('': not asked), 15 '1' to count the attempt in KEYS[12] (one
+-- round trip a batch where there were three: on a slow link each costs the link's round trip), 16 the node's povray
+-- version to pin the job to ('' for none): the first node's is kept, and a node with another is refused
+-- ('povray:<the job's version>', nothing taken).
+-- Answers 'ok' ('ok:<attempts>' when counted), 'missing', 'failed', 'paused' (then parked), 'duplicate', 'busy',
+-- 'deferred', 'blocked', 'povray:<version>' or the job's state.
 local job, lease, running, done, parked, submit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local pending, window, limits, active = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local batch, token, ttl, info, handoff, value = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[7]
@@ -29,6 +34,12 @@ if state == 'paused' then
 end
 if state ~= 'queued' and state ~= 'running' and state ~= 'submitting' then return state end
 if redis.call('HEXISTS', done, batch) == 1 then return 'duplicate' end
+if ARGV[14] ~= '' and redis.call('SISMEMBER', KEYS[11], ARGV[14]) == 1 then return 'blocked' end
+if ARGV[16] and ARGV[16] ~= '' then
+  redis.call('HSETNX', job, 'povray', ARGV[16])
+  local pinned = redis.call('HGET', job, 'povray')
+  if pinned ~= ARGV[16] then return 'povray:' .. pinned end
+end
 local holder = redis.call('GET', lease)
 if holder and holder ~= token and holder ~= handoff then return 'busy' end
 -- --max-processes: the job already runs as many batches as it may; --max-nodes: a node that renders none of the
@@ -98,4 +109,5 @@ redis.call('HSET', running, batch, info)
 if value == token and among(ARGV[10], state) then
   redis.call('HSET', job, 'state', 'running', 'started', ARGV[5])
 end
+if ARGV[15] == '1' then return 'ok:' .. redis.call('HINCRBY', KEYS[12], batch, 1) end
 return 'ok'

@@ -92,5 +92,5 @@ def test_the_unsent_notes_go_with_their_job(store):
     store.top_up(spec.id, 2)
     store.unsent(spec.id, dict.fromkeys(BATCHES, False), confirm=0.3, forget=60)
     assert store.r.exists(store.keys.unseen(spec.id))
-    store.drop_jobs([spec])
+    store.drop_jobs([spec.id], {spec.id: spec.history})
     assert list(store.r.scan_iter(match=store.keys.everything())) == [store.keys.schema()]

@@ -4,13 +4,8 @@ own keys and objects and nothing else. The S3 case runs from tests/integration/t
 from __future__ import annotations
 
 import json
-import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-import redis
 
 from httpov import paths
 from httpov.plan import JobSpec, radiosity_digest
@@ -19,21 +14,10 @@ from httpov.retention import NOT_VALID, apply_retention, delete_job
 from httpov.storage.base import Storage
 from httpov.storage.local import LocalStorage
 from httpov.store import JobStore
-from tests.conftest import REDIS_URL
 
 LONG_AGO = 1000.0  # created and finished then: past any keep-days
 VICTIM = "victim0001"
 SCENE = paths.scene_key("a" * 64)
-
-
-@pytest.fixture
-def store() -> Iterator[JobStore]:
-    prefix = "httpovtest-" + secrets.token_hex(4)
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    yield JobStore(client, prefix)
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
 
 
 def spec(job_id: str, scene_key: str = SCENE, radiosity: str = "prepass") -> JobSpec:

@@ -2,10 +2,8 @@
 and upgraded (httpov.store.version). No workers, no povray: each test has its own key prefix."""
 from __future__ import annotations
 
-import secrets
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,17 +14,6 @@ from httpov.plan import JobSpec
 from httpov.states import JOB_MOVES, JobState, TransitionRefused
 from httpov.store import JobStore, Keys
 from httpov.store import version as schema
-from tests.conftest import REDIS_URL
-
-
-@pytest.fixture
-def store() -> Iterator[JobStore]:
-    prefix = "httpovtest-" + secrets.token_hex(4)
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    yield JobStore(client, prefix)
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
 
 
 def _spec(job_id: str = "j1") -> JobSpec:

@@ -4,28 +4,12 @@ whatever clock its worker stamped it with; the sweeps' bookkeeping expires and g
 from __future__ import annotations
 
 import json
-import secrets
 import time
-from collections.abc import Iterator
-
-import pytest
-import redis
 
 from httpov.plan import JobSpec
 from httpov.store import JobStore
-from tests.conftest import REDIS_URL
 
 BATCHES = ["f000001-000001", "f000002-000002"]
-
-
-@pytest.fixture
-def store() -> Iterator[JobStore]:
-    prefix = "httpovtest-" + secrets.token_hex(4)
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    yield JobStore(client, prefix)
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
 
 
 def _job(store: JobStore) -> JobSpec:

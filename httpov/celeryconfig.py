@@ -39,10 +39,12 @@ broker_connection_max_retries = None
 # rides out) rather than with AttributeError (which stops the worker): see httpov/worker/consumer.py.
 worker_consumer = "httpov.worker.consumer:Consumer"
 
-# Flower and `celery events` see tasks when a worker receives, starts and finishes them. No "sent" events: one
-# per batch doubles the messages a 10,000-batch submit writes (measured 2.4 s -> 1.5 s), and the job's own state
-# in Redis already says what is queued.
-worker_send_task_events = True
+# No task events unless someone watches (Celery's own default): each event is a round trip to Redis for the
+# node, three a batch, which a node far from Redis pays in full (docs/PERFORMANCE.md, a slow link: 7.2x -> 5.4x
+# at 250 ms). Flower turns them on in every worker it reaches, every few seconds, while it runs; `celery -A httpov
+# control enable_events` does for `celery events`. No "sent" events either: one per batch doubles the messages a
+# 10,000-batch submit writes (measured 2.4 s -> 1.5 s), and the job's own state in Redis already says what is queued.
+worker_send_task_events = False
 task_send_sent_event = False
 task_track_started = True
 

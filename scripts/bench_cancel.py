@@ -66,8 +66,9 @@ def trial(client: Client, work: Path, n: int) -> tuple[float, float, float]:
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="httpov-bench-cancel-") as tmp, embedded_redis(Path(tmp)) as url:
         work = Path(tmp)
-        settings = Settings.from_env({}).with_(broker_url=url, state_url=url, storage=str(work / "storage"),
-                                               cache_dir=work / "cache", queue="bench-cancel")
+        settings = Settings.from_env({"HOME": str(work)}).with_(
+            broker_url=url, state_url=url, storage=str(work / "storage"), cache_dir=work / "cache",
+            queue="bench-cancel")
         client = Client(settings, make_app(settings))
         worker = start_worker(settings, 2, "bench", work / "worker.log")
         try:

@@ -80,7 +80,8 @@ def run(url: str, tmp: Path, delay_ms: float, trial: int) -> dict:
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     name = f"b{int(delay_ms)}t{trial}"
     here = Settings.from_env({"HTTPOV_BROKER_URL": url, "HTTPOV_STORAGE": str(tmp / "storage"),
-                              "HTTPOV_PREFIX": name, "HTTPOV_QUEUE": name, "HTTPOV_CACHE_DIR": str(tmp / "cache")})
+                              "HTTPOV_PREFIX": name, "HTTPOV_QUEUE": name, "HTTPOV_CACHE_DIR": str(tmp / "cache"),
+                              "HOME": str(tmp)})
     client = Client(here, make_app(here))
     r = redis.Redis.from_url(url, decode_responses=True)
     logs = [tmp / f"{name}-node{n}.log" for n in range(2)]
@@ -126,7 +127,7 @@ def main() -> None:
                       f"{one['requeues']} requeue warnings, {one['twice']} rendered twice, {one['taken']} found "
                       f"taken, {one['commands'] / one['batches']:.0f} commands a batch", flush=True)
     base = statistics.median(r["seconds"] for r in results[delays[0]])
-    processes = ARGS.processes or Settings.from_env({}).render_processes  # (the nodes' default)
+    processes = ARGS.processes or Settings.from_env({"HOME": "/"}).render_processes  # (the nodes' default)
     print(f"{ARGS.frames} frames at 32x24 in {results[delays[0]][0]['batches']} batches, 2 nodes x {processes} render "
           f"processes ({ROOT}):")
     for delay, runs in results.items():

@@ -130,14 +130,17 @@ def test_httpov_flower_keeps_its_login_against_a_conf_of_ones_own(settings, tmp_
 def test_flower_lists_a_jobs_tasks_with_job_batch_and_frames(tmp_path, settings, client, workers, flower):
     assert api(flower + "/api/tasks", auth=None)[0] == 401  # basic auth guards the API too
     workers(concurrency=2, name="fnode")
-    # task events are on in celeryconfig (and Flower turns them on in every worker it reaches); wait until
-    # Flower knows the render node so that it is listening before the job's tasks are sent
+    # task events are off in celeryconfig (each costs the node a round trip to Redis): Flower turns them on in
+    # every worker it reaches, every 5 s while it runs. Wait until Flower knows the render node, then turn them on
+    # as Flower's timer does, with the node's reply, so that events flow before the job's tasks are sent.
 
     def knows_node() -> bool:
         status, body = api(flower + "/api/workers?refresh=1")
         return status == 200 and any(name.startswith("fnode@") for name in json.loads(body))
 
     wait_for(knows_node, 60, "flower to see the render node")
+    replies = client.celery.control.enable_events(reply=True, timeout=10)
+    assert any(name.startswith("fnode@") for reply in replies for name in reply), replies
 
     scene = write_scene(tmp_path / "fl", TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF4\n")
     sub = client.submit(scene, count=2)

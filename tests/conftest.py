@@ -22,6 +22,7 @@ import redis
 
 from httpov.broker import QueueLayout, key_prefix
 from httpov.settings import Settings
+from httpov.store import JobStore
 
 REDIS_URL = os.environ.get("HTTPOV_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -116,6 +117,17 @@ def private_settings(folder: Path, **overrides: object) -> Iterator[Settings]:
                    queue=tag, cache_dir=folder / "cache", **overrides)
     client = redis.Redis.from_url(REDIS_URL)
     keys = list(client.scan_iter(match=f"{tag}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture
+def store() -> Iterator[JobStore]:
+    """A JobStore on the real Redis under a prefix no other test uses; every key under it is removed afterwards."""
+    prefix = "httpovtest-" + secrets.token_hex(4)
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    yield JobStore(client, prefix)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
 

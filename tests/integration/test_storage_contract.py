@@ -20,7 +20,6 @@ from httpov.storage.s3 import S3Storage
 from tests.conftest import wait_for
 from tests.s3server import apply_env, make_bucket, moto_thread
 from tests.store.test_retention import check_forged_sweep
-from tests.store.test_retention import store as store  # noqa: F401 (the fixture: a JobStore of its own prefix)
 
 pytestmark = pytest.mark.integration
 

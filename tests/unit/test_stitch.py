@@ -468,7 +468,8 @@ try:
     print("STITCHED")
 except RenderError as exc:
     print("REFUSED", exc)
-print("PEAK", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# VmHWM: this process image's own peak (ru_maxrss also counts the forking parent's memory, kept across exec)
+print("PEAK", next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) // 1024)
 """
 
 

@@ -26,6 +26,7 @@ from httpov.errors import (
     SceneError,
     UnknownIniKeyError,
 )
+from httpov.ini_keys import unknown_key_warnings
 from httpov.options import SubmitOptions
 from httpov.outage import through_outage
 from httpov.plan import (
@@ -217,9 +218,10 @@ class Client:
                 radiosity = radiosity_cache != "off" and mentions_radiosity(names, zf.read)
             typos = scene.typos  # 'Widht: did you mean Width?': warned of, kept with the job; refused when strict
             if typos and options.strict:
-                raise UnknownIniKeyError(f"the scene's ini has a key that is no POV-Ray ini option: {'; '.join(typos)}",
+                said = "; ".join(unknown_key_warnings(scene.unknown, ignored=False))
+                raise UnknownIniKeyError(f"the scene's ini has a key that is no POV-Ray ini option: {said}",
                                          hint="correct the key in the ini, or submit without strict to render with "
-                                              "the line ignored")
+                                              "its line ignored")
             scene_key = paths.scene_key(archive.file_sha256(zip_path))
             self.store.ping()
             self.storage.check()

@@ -53,18 +53,20 @@ def suggest(key: str) -> str | None:
     return _BY_LOWER[close[0]] if close else None
 
 
-def unknown_key_warning(key: str) -> str:
-    """One line about an ini key POV-Ray has no option of: 'Widht: did you mean Width?' (the key shown safely)."""
+def unknown_key_warning(key: str, ignored: bool = True) -> str:
+    """One line about an ini key POV-Ray has no option of: 'Widht: did you mean Width?' (the key shown safely),
+    saying that its line is ignored unless `ignored` is False (a strict submit refuses the scene instead)."""
     name = shown(key[:MAX_KEY_SHOWN]) + ("..." if len(key) > MAX_KEY_SHOWN else "")
     guess = suggest(key)
     ask = f"did you mean {guess}?" if guess else "POV-Ray has no ini option of that name"
-    return f"{name}: {ask} (the ini's line is ignored)"
+    return f"{name}: {ask}" + (" (the ini's line is ignored)" if ignored else "")
 
 
-def unknown_key_warnings(keys: list[str]) -> list[str]:
+def unknown_key_warnings(keys: list[str], ignored: bool = True) -> list[str]:
     """The warnings for the ini's unknown keys, each named once (in the ini's order), at most MAX_NAMED of them."""
     unique = list(dict.fromkeys(keys))
-    lines = [unknown_key_warning(key) for key in unique[:MAX_NAMED]]
+    lines = [unknown_key_warning(key, ignored) for key in unique[:MAX_NAMED]]
     if len(unique) > MAX_NAMED:
-        lines.append(f"and {len(unique) - MAX_NAMED} more ini key(s) POV-Ray has no option of (ignored)")
+        lines.append(f"and {len(unique) - MAX_NAMED} more ini key(s) POV-Ray has no option of"
+                     + (" (ignored)" if ignored else ""))
     return lines

@@ -111,7 +111,9 @@ def test_an_ini_typo_is_named_with_a_suggestion_and_strict_refuses_it(settings, 
     scene = write_scene(tmp_path / "typo", TINY_ANIMATION, "Widht=640\nWidth=16\nHeight=16\n+KFI1 +KFF1\n")
     refused = _run(settings, "submit", str(scene), "--strict")
     assert refused.exit_code == 3, refused.output
-    assert "Widht: did you mean Width?" in refused.stderr and "Traceback" not in refused.output
+    assert ("httpov: error: the scene's ini has a key that is no POV-Ray ini option: Widht: did you mean Width?\n"
+            in refused.stderr and "ignored" not in refused.stderr.splitlines()[0])
+    assert "Traceback" not in refused.output
     assert _queued(settings) == 0  # nothing recorded or queued ...
     assert not list(Path(settings.storage).glob("**/*.zip"))  # ... nor stored
     warned = _run(settings, "submit", str(scene))

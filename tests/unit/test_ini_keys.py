@@ -16,6 +16,7 @@ from httpov.scene import ALLOWED_OPTIONS, SWITCHES, parse_ini
 def test_a_typo_gets_povrays_spelling_of_the_option_it_misspells(typo: str, meant: str) -> None:
     assert suggest(typo) == meant
     assert unknown_key_warning(typo) == f"{typo}: did you mean {meant}? (the ini's line is ignored)"
+    assert unknown_key_warning(typo, ignored=False) == f"{typo}: did you mean {meant}?"  # a strict submit's refusal
 
 
 @pytest.mark.parametrize("key", ["Width", "width", "WIDTH", "Antialias_Threshold", "bits_per_colour", "Clock",

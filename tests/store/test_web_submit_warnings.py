@@ -87,7 +87,7 @@ def test_the_job_page_lists_the_ini_typo_for_its_owner_and_for_another_account(s
     status, _, page = server.http("GET", f"/jobs/{job}", {"Cookie": bob, "Accept": "text/html"})
     assert status == 200 and warnings_on(page) == [TYPO]
     assert 'id="no-pictures"' in page and 'id="pause"' not in page and 'id="delete"' not in page
-    # the JSON a script reads keeps the line in the job's history; a job without typos lists none
+    # the JSON a script reads keeps the line in the job's history (kind "warning"), as Redis does
     status, view = call(server, "GET", f"/api/jobs/{job}", add(settings, server, "alice"))
     assert status == 200 and isinstance(view, dict)
     assert [(h["kind"], h["what"]) for h in view["history"]] == [("warning", TYPO)]

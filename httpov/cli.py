@@ -99,22 +99,25 @@ def cli(ctx: click.Context, server: str | None) -> None:
 @click.option("--max-processes", type=int, help="At most this many render processes on the job at once.")
 @click.option("--max-nodes", type=int, help="At most this many render nodes on the job at once.")
 @click.option("--pool", help="Render only on nodes of this render pool (HTTPOV_POOLS on the node).")
+@click.option("--strict", is_flag=True, help="Refuse a scene whose ini has a key that is no POV-Ray ini option "
+              "(a typo such as Widht=640; exit 3, nothing queued) instead of warning of it.")
 @click.pass_context
 def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | None, slices: int | None,
            slice_rows: int | None, name: str | None, time_limit: int | None, priority: int, wait: bool,
            radiosity_cache: str, any_povray: bool, user: str | None, max_processes: int | None,
-           max_nodes: int | None, pool: str | None) -> None:
+           max_nodes: int | None, pool: str | None, strict: bool) -> None:
     """Queue SCENE (a .zip, a folder, or a .ini/.pov file) for rendering."""
     options = _submit_options(ctx.obj, name=name, frames=frames, count=count, slices=slices, slice_rows=slice_rows,
                               priority=priority, time_limit=time_limit, radiosity_cache=radiosity_cache,
                               any_povray=any_povray, user=user, max_processes=max_processes, pool=pool,
-                              max_nodes=max_nodes)
+                              max_nodes=max_nodes, strict=strict)
     client = _client(ctx)
     sub = client.submit(scene, options)
     click.echo(f"job {sub.describe()}")
     click.echo(f"scene {'uploaded' if sub.uploaded else 'already stored'} as {sub.spec.scene_key}")
     for item in sub.ignored:
-        click.echo(f"warning: ignored ini option {shown(repr(item))} (httpov sets it, or it is not allowed)", err=True)
+        click.echo(f"warning: ignored ini option {shown(repr(item)[:80])} (httpov sets it, or does not allow it)",
+                   err=True)
     for note in sub.notes:
         click.echo(f"note: {shown(note)}", err=True)
     for warning in sub.warnings:

@@ -24,7 +24,9 @@ from httpov.errors import (
     JobStateError,
     ResultError,
     SceneError,
+    UnknownIniKeyError,
 )
+from httpov.ini_keys import unknown_key_warnings
 from httpov.options import SubmitOptions
 from httpov.outage import through_outage
 from httpov.plan import (
@@ -190,7 +192,9 @@ class Client:
         its height, the farm's limits on frames and batches) is checked here, by plan_job. `scene_file`: the .ini
         or .pov of a zip to render, as when a user names one file of a folder (`httpov --server` sends it so).
         The owner's limits (httpov.user_limits: max jobs, max priority) are checked first: ForbiddenError naming the
-        limit. `who`: who submits (None: the local operator)."""
+        limit. `who`: who submits (None: the local operator). An ini key that is no POV-Ray option (a typo:
+        httpov.ini_keys) is warned of ('Widht: did you mean Width?', in Submission.warnings and the job's history),
+        or with `options.strict` refused (UnknownIniKeyError) before anything is stored."""
         if given and options is not None:
             raise TypeError("give the submit options as a SubmitOptions or as keywords, not both")
         if options is None:
@@ -212,6 +216,12 @@ class Client:
             with zipfile.ZipFile(zip_path) as zf:
                 layout, scene = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
                 radiosity = radiosity_cache != "off" and mentions_radiosity(names, zf.read)
+            typos = scene.typos  # 'Widht: did you mean Width?': warned of, kept with the job; refused when strict
+            if typos and options.strict:
+                said = "; ".join(unknown_key_warnings(scene.unknown, ignored=False))
+                raise UnknownIniKeyError(f"the scene's ini has a key that is no POV-Ray ini option: {said}",
+                                         hint="correct the key in the ini, or submit without strict to render with "
+                                              "its line ignored")
             scene_key = paths.scene_key(archive.file_sha256(zip_path))
             self.store.ping()
             self.storage.check()
@@ -235,12 +245,13 @@ class Client:
                         self.store.scene_deleted(key)
                 raise
         queue = self.settings.pool_queue(pool) if pool else ""
-        self._queue_job(spec, user=owner, queue=queue, max_processes=options.max_processes or 0,
-                        max_nodes=options.max_nodes or 0, submitted_by=who.name, operator=who.operator)
-        warnings = []
+        warnings = list(typos)  # kept with the job (its history), so that its page says them too
         if pool and pool not in self.store.live_pools(within=self.settings.live_node_seconds):
             warnings.append(f"no live render node is in pool {pool!r}: the job waits until one joins "
                             f"(HTTPOV_POOLS={pool} on a render node)")
+        self._queue_job(spec, user=owner, queue=queue, max_processes=options.max_processes or 0,
+                        max_nodes=options.max_nodes or 0, submitted_by=who.name, operator=who.operator,
+                        warnings=warnings)
         return Submission(spec, uploaded, scene.ignored, _choices(layout, spec) + notes, warnings)
 
     def _plan_radiosity(self, spec: JobSpec, mode: str) -> list[str]:
@@ -268,14 +279,15 @@ class Client:
                 + " (--radiosity-cache off: none)"]
 
     def _queue_job(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,
-                   max_nodes: int = 0, submitted_by: str = "", operator: bool = False) -> None:
+                   max_nodes: int = 0, submitted_by: str = "", operator: bool = False,
+                   warnings: list[str] | None = None) -> None:
         """Record the job unlisted with its batches pending, queue its first window of them (the render nodes top it
         up as batches end: httpov.dispatch), then list it; an interrupted submit (Ctrl-C, an error) fails the job
         so nodes drop what was queued, and a client that dies lets its submit lease run out."""
         # a slice waiting for its frame's radiosity pre-pass is put on the pending list by that pre-pass
         self.store.create(spec, user=user, queue=queue, max_processes=max_processes,
                           pending=waiting_for_prepass(spec, spec.batches), max_nodes=max_nodes,
-                          submitted_by=submitted_by, operator=operator)
+                          submitted_by=submitted_by, operator=operator, warnings=warnings)
         sent = [0]
 
         def sending(count: int) -> None:

@@ -41,6 +41,12 @@ class SceneError(HttpovError):
     exit_code = 3
 
 
+class UnknownIniKeyError(SceneError):
+    """The scene's ini has a key that is no POV-Ray ini option (a typo), and submit was asked to be strict."""
+
+    exit_code = 3
+
+
 class ArchiveError(SceneError):
     """A scene archive is corrupt, hostile (absolute paths, '..', links) or past a size limit."""
 

@@ -20,6 +20,7 @@ from httpov.celery_main import ARGV as CELERY
 from httpov.errors import BadInputError, BrokerUnavailableError
 from httpov.settings import Settings, env_name
 from httpov.store.keys import Keys
+from httpov.text import shown
 
 if TYPE_CHECKING:
     from httpov.options import SubmitOptions
@@ -143,6 +144,8 @@ def render_locally(settings: Settings, scene: Path, options: SubmitOptions | Non
         say(f"job {sub.describe()}")
         for note in sub.notes:
             say(f"note: {note}")
+        for warning in sub.warnings:  # an ini key that is no POV-Ray option: 'Widht: did you mean Width?'
+            say(f"warning: {shown(warning)}")
         proc = start_worker(settings, workers, f"local{os.getpid()}", tmp / "worker.log")
         stack.callback(stop_worker, proc)
         say(f"rendering with {workers} local render process(es)")

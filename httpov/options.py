@@ -1,5 +1,5 @@
-"""Submit options (frames, batch size, slices, priority, name, user, pool, caps, time limit, radiosity cache): one
-typed object, checked in one place for the CLI, the web form, the JSON API and `httpov render`."""
+"""Submit options (frames, batch size, slices, priority, name, user, pool, caps, time limit, radiosity cache, strict
+ini): one typed object, checked in one place for the CLI, the web form, the JSON API and `httpov render`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -109,7 +109,7 @@ def _radiosity_cache(value: object, settings: Settings) -> str:
     return str(mode)
 
 
-def _any_povray(value: object, settings: Settings) -> bool:
+def _flag(value: object, settings: Settings) -> bool:
     if not isinstance(value, bool):
         raise _Refused(f"{{0}} must be true or false, got {_q(value)}")
     return value
@@ -159,6 +159,7 @@ class SubmitOptions:
     pool: str | None = None  # only render nodes of this pool (HTTPOV_POOLS) take its batches
     max_processes: int | None = None  # at most this many of its batches render at once
     max_nodes: int | None = None  # on at most this many render nodes at once
+    strict: bool = False  # refuse a scene whose ini has a key that is no POV-Ray option (default: warn of it)
 
     @classmethod
     def parse(cls, raw: Mapping[str, object], settings: Settings) -> SubmitOptions:
@@ -187,8 +188,8 @@ class SubmitOptions:
 
 _RULES: dict[str, Callable[[object, Settings], object]] = {
     "name": _name, "frames": _at_least_1, "count": _at_least_1, "slices": _at_least_1, "slice_rows": _at_least_1,
-    "priority": _priority, "time_limit": _time_limit, "radiosity_cache": _radiosity_cache, "any_povray": _any_povray,
-    "user": _user, "pool": _pool, "max_processes": _at_least_1, "max_nodes": _at_least_1,
+    "priority": _priority, "time_limit": _time_limit, "radiosity_cache": _radiosity_cache, "any_povray": _flag,
+    "user": _user, "pool": _pool, "max_processes": _at_least_1, "max_nodes": _at_least_1, "strict": _flag,
 }
 #: Fields a form sends as text, where an empty field means "not given".
 _BLANK_IS_UNSET = {"frames", "count", "slices", "slice_rows", "priority", "time_limit", "radiosity_cache",

@@ -245,8 +245,9 @@ class RemoteClient:
                 value = getattr(options, key)
                 if value is not None:
                     fields[key] = str(value)
-            if options.any_povray:
-                fields["any_povray"] = "1"
+            for flag in ("any_povray", "strict"):
+                if getattr(options, flag):
+                    fields[flag] = "1"
             if prefer is not None:  # the .ini or .pov the user named, among the folder's others
                 fields["scene_file"] = prefer
             boundary = "httpov-" + secrets.token_hex(16)

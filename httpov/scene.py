@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from httpov.errors import SceneError
+from httpov.ini_keys import is_ini_key, unknown_key_warnings
 
 # Options a scene may set, by their canonical ini name. Everything httpov controls itself (output file, display,
 # frame subset, rows and columns, threads) and every shell-out command is absent, so a scene cannot set it.
@@ -39,10 +40,19 @@ _KEY_VALUE = re.compile(r"^([A-Za-z_]\w*)\s*=\s*(.*)$")
 
 @dataclass
 class SceneOptions:
-    """The allow-listed options of a scene, and the warnings about what was dropped."""
+    """The allow-listed options of a scene, and the warnings about what was dropped: `ignored`, the options POV-Ray
+    knows that httpov sets itself or does not allow, and switches it does not take; `unknown`, the keys of
+    `Key=Value` lines that are no POV-Ray ini option at all (a typo: see `typos`)."""
 
     options: dict[str, str | list[str]] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+
+    @property
+    def typos(self) -> list[str]:
+        """A warning per unknown key, with POV-Ray's option it most likely misspells ('Widht: did you mean
+        Width?')."""
+        return unknown_key_warnings(self.unknown)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         value = self.options.get(name)
@@ -93,7 +103,9 @@ def parse_ini(text: str) -> SceneOptions:
 
 def _take(result: SceneOptions, key: str, value: str, text: str) -> None:
     name = ALLOWED_OPTIONS.get(key.lower())
-    if name is None:
+    if name is None and not is_ini_key(key):
+        result.unknown.append(key)
+    elif name is None:
         result.ignored.append(text)
     else:
         result.set(name, value)

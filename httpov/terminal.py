@@ -96,9 +96,11 @@ def job_panel(j: JobView) -> RenderableType:
             nodes.add_row(Text("  " + shown(node)[:29]), str(n.batches_done), f"{n.frames_done:g}",
                           Text(shown(", ".join(n.running)) or "-"))
         parts.append(nodes)
-    for event in j.history:  # what was rendered again (retry --frames), which batch hung, and when
+    for event in j.history:  # what was rendered again (retry --frames), which batch hung, what submit warned of
+        warning = "warning: " if event.get("kind") == "warning" else ""
         parts.append(Text(f"  {time.strftime('%Y-%m-%d %H:%M', time.localtime(event['at']))} "
-                          f"{shown(event['what'])}", style="yellow" if event.get("kind") == "hang" else ""))
+                          f"{warning}{shown(event['what'])}",
+                          style="yellow" if event.get("kind") in ("hang", "warning") else ""))
     parts.extend(Text(shown(note), style="yellow") for note in j.notes)
     for f in j.failure_groups():
         retried = not f.final and not j.ended  # a finished job retries nothing

@@ -134,7 +134,7 @@ class JobView:
     povray: str | None = None  # the povray version the job renders with (the first node's), None with any_povray
     any_povray: bool = False
     versions: list[dict[str, Any]] = field(default_factory=list)  # povray/httpov versions of its done batches
-    history: list[HistoryLine] = field(default_factory=list)  # what was rendered again, and when
+    history: list[HistoryLine] = field(default_factory=list)  # what was rendered again, hung, warned of at submit
     user: str = ""  # whose job it is: its owner (the account that submitted it, or submit --user)
     max_processes: int | None = None  # submit --max-processes
     max_nodes: int | None = None  # submit --max-nodes
@@ -190,6 +190,12 @@ class JobView:
     def hangs(self) -> list[HistoryLine]:
         """The job's hung batches (RenderNode._hung): which, on which node, and why povray was killed."""
         return [line for line in self.history if line.get("kind") == "hang"]
+
+    @property
+    def warnings(self) -> list[HistoryLine]:
+        """What submit warned of and kept with the job: the ini's keys that are no POV-Ray option ('Widht: did you
+        mean Width?')."""
+        return [line for line in self.history if line.get("kind") == "warning"]
 
     def failure_groups(self) -> list[FailureGroup]:
         return failure_groups(self.failed)

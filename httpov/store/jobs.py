@@ -152,15 +152,17 @@ class JobStore:
     # jobs
     def create(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,
                pending: list[str] | None = None, max_nodes: int = 0, submitted_by: str = "",
-               operator: bool = False) -> None:
+               operator: bool = False, warnings: list[str] | None = None) -> None:
         """Record a job in state 'submitting', every batch on its pending list (see top_up): listed nowhere until
         `publish`, and failed by the first node that meets one of its batches once its submit lease (renewed by
         `keep_submitting`) has run out. `queue`: the Celery queue its batches go to ('' for the default one);
         `max_processes`: at most this many of its batches queued or running at once (0: no limit); `max_nodes`: at
         most this many render nodes render it at once (0: no limit); `pending`: the batches to put on its pending
         list (default: all of them); `user`: its owner; `submitted_by`: who submitted it (an admin for `user`, or
-        with `operator` the CLI with direct Redis access)."""
+        with `operator` the CLI with direct Redis access); `warnings`: what submit warned of (the ini's unknown keys),
+        kept in the job's history (kind 'warning') for its page."""
         pending = spec.batches if pending is None else pending
+        created = time.time()
         def run() -> None:
             pipe = self.r.pipeline()
             pipe.hset(self.keys.job(spec.id), mapping={
@@ -172,6 +174,10 @@ class JobStore:
             pipe.delete(self.keys.pending(spec.id), self.keys.window(spec.id))
             for start in range(0, len(pending), 1000):
                 pipe.rpush(self.keys.pending(spec.id), *pending[start:start + 1000])
+            pipe.delete(self.keys.history(spec.id))
+            if warnings:
+                pipe.rpush(self.keys.history(spec.id), *(json.dumps({"at": created, "what": text, "kind": "warning"})
+                                                         for text in warnings))
             pipe.set(self.keys.submit_lease(spec.id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000))
             record_schema(pipe, self.keys)  # a new farm's first job
             if not spec.slices:  # whole-frame batches measure frame times for later jobs of this scene
@@ -195,7 +201,8 @@ class JobStore:
         `keep_seconds`. Answers 'ok', or the state of a job that got past 'submitting' (left alone)."""
         keys = [self.keys.job(job_id), self.keys.submit_lease(job_id)]
         keys += [self.keys.job_part(job_id, part)
-                 for part in ("done", "running", "failed", "attempts", "parked", "frames", "pending", "window")]
+                 for part in ("done", "running", "failed", "attempts", "parked", "frames", "pending", "window",
+                              "history")]
         return self._call(lambda: self._abandon(keys=keys, args=[time.time(), reason, keep_seconds,
                                                                    _words(_GONE_FROM)]))
 

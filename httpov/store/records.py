@@ -69,7 +69,8 @@ class HistoryLine(TypedDict):
 
     at: float
     what: str
-    kind: NotRequired[str]  # 'hang': a batch hung and its povray was killed (shown on the job's page)
+    kind: NotRequired[str]  # 'hang': a batch hung and its povray was killed; 'warning': what submit warned of (the
+    # ini's unknown keys); both shown on the job's page
 
 
 class Batches(TypedDict):

@@ -27,8 +27,8 @@ CONTROLS = ("cancel", "pause", "resume", "retry")
 #: dashes); the scene zip comes in the field `scene`. The field `user` (the job's owner) is the signed-in account's
 #: (or the token's account's) own name unless an admin names another.
 SUBMIT_FIELDS = ("name", "frames", "count", "slices", "priority", "radiosity_cache", "slice_rows", "time_limit",
-                 "max_processes", "max_nodes", "pool", "any_povray")
-#: How a form or script says yes to a flag (any_povray).
+                 "max_processes", "max_nodes", "pool", "any_povray", "strict")
+#: How a form or script says yes to a flag (any_povray, strict).
 YES = ("1", "true", "yes", "on")
 #: Who a reader of a `--public-read` page is, signed in as nobody: a viewer no account can be (not a name).
 PUBLIC = Identity("(public)", Role.VIEWER)
@@ -60,8 +60,9 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
     require(who(), Action.SUBMIT)  # a viewer: 403 before the upload is looked at
     client = web().client
     given: dict[str, object] = {field: form[field] for field in SUBMIT_FIELDS if form.get(field)}  # empty: not given
-    if "any_povray" in given:
-        given["any_povray"] = str(given["any_povray"]).strip().lower() in YES
+    for flag in ("any_povray", "strict"):
+        if flag in given:
+            given[flag] = str(given[flag]).strip().lower() in YES
     # the job is the signed-in account's or the token's account's (a farm-wide token's: `token`'s); an admin may
     # name another owner (Client.submit refuses anyone else)
     given["user"] = form.get("user") or who().name

@@ -80,7 +80,7 @@ def job(job: str):
     return render_template("job.html", job=view, frames=source.frames(job, who=who()) if pictures else [],
                            failures=view.failure_groups(), video=pictures and _video_available(), pictures=pictures,
                            hangs=[(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(h["at"])), h["what"])
-                                  for h in view.hangs])
+                                  for h in view.hangs], warnings=[w["what"] for w in view.warnings])
 
 
 @pages.post("/jobs/<job>/<action>")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
 
 import pytest
 import redis
@@ -104,3 +105,23 @@ def test_a_zip_without_ini_says_what_it_renders_and_several_povs_are_listed(sett
     assert result.exit_code == 3
     assert "several .pov files (a.pov, b.pov): add a pov.ini with Input_File_Name" in result.output
     assert _queued(settings) == before
+
+
+def test_an_ini_typo_is_named_with_a_suggestion_and_strict_refuses_it(settings, tmp_path):
+    scene = write_scene(tmp_path / "typo", TINY_ANIMATION, "Widht=640\nWidth=16\nHeight=16\n+KFI1 +KFF1\n")
+    refused = _run(settings, "submit", str(scene), "--strict")
+    assert refused.exit_code == 3, refused.output
+    assert ("httpov: error: the scene's ini has a key that is no POV-Ray ini option: Widht: did you mean Width?\n"
+            in refused.stderr and "ignored" not in refused.stderr.splitlines()[0])
+    assert "Traceback" not in refused.output
+    assert _queued(settings) == 0  # nothing recorded or queued ...
+    assert not list(Path(settings.storage).glob("**/*.zip"))  # ... nor stored
+    warned = _run(settings, "submit", str(scene))
+    assert warned.exit_code == 0, warned.output
+    assert "warning: Widht: did you mean Width? (the ini's line is ignored)" in warned.stderr
+    assert "ignored ini option" not in warned.output  # no longer 'httpov sets it, or it is not allowed'
+    job = warned.stdout.split()[1].rstrip(":")
+    assert "at 16x16" in warned.stdout
+    status = _run(settings, "status", job)  # kept with the job: its status says it too
+    assert status.exit_code == 0 and "warning: Widht: did you mean Width?" in status.output
+

@@ -247,3 +247,20 @@ def _counting(method, calls: list[str], what: str):
             calls.append(f"{what} {args[0] if args and what == 'command' else ''}")
         return method(self, *args, **kwargs)
     return counted
+
+
+def test_submits_warnings_are_kept_in_the_jobs_history_and_expire_with_an_abandoned_submit(store: JobStore):
+    """What submit warned of (an ini typo) is written with the record, read back as the view's warnings; a submit
+    interrupted before publish lets it expire with the job's other keys (nothing kept forever)."""
+    from httpov.view import job_view
+
+    said = "Widht: did you mean Width? (the ini's line is ignored)"
+    store.create(_spec(), user="u", warnings=[said])
+    store.note("j1", "frames 1 rendered again")
+    assert [(h["what"], h.get("kind")) for h in job_view(store, "j1").history] == [
+        (said, "warning"), ("frames 1 rendered again", None)]
+    assert [h["what"] for h in job_view(store, "j1").warnings] == [said]
+    assert store.abandon("j1", "interrupted", keep_seconds=60) == "ok"
+    assert 0 < store.r.ttl(store.keys.history("j1")) <= 60
+    store.create(_spec("j2"), user="u")
+    assert not store.r.exists(store.keys.history("j2")) and job_view(store, "j2").warnings == []

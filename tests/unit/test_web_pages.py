@@ -54,3 +54,17 @@ def test_the_job_page_shows_its_hangs_and_the_nodes_page_each_nodes_hung_batches
             "hung_last_hour": 1, "fault": None}
     html = _render("nodes.html", nodes=[node], now=1.0)
     assert "<th>Hung (1 h)</th>" in html and '<td class="hung">1</td>' in html
+
+
+def test_the_job_page_lists_what_submit_warned_of_escaped():
+    said = "Widht: did you mean Width? (the ini's line is ignored)"
+    view = replace(VIEW, history=[{"at": 0.0, "what": said, "kind": "warning"},
+                                  {"at": 1.0, "what": "<img src=x>: no such option", "kind": "warning"},
+                                  {"at": 60.0, "what": "frame 2 hung", "kind": "hang"}])
+    assert [w["what"] for w in view.warnings] == [said, "<img src=x>: no such option"]
+    html = _render("job.html", job=view, frames=[], failures=[], video=False,
+                   warnings=[w["what"] for w in view.warnings])
+    assert "<h2>Warnings at submit</h2>" in html
+    assert "Widht: did you mean Width? (the ini&#39;s line is ignored)" in html
+    assert "&lt;img src=x&gt;" in html and "<img src=x>" not in html and "frame 2 hung" not in html
+    assert "Warnings at submit" not in _render("job.html", job=VIEW, frames=[], failures=[], video=False, warnings=[])

@@ -40,6 +40,7 @@ from httpov.web.api import (
     web,
     who,
 )
+from httpov.web.confirm import DESTRUCTIVE, check_confirmed, confirmation
 from httpov.web.source import GRID_THUMB_SIZE, job_id
 
 pages = Blueprint("pages", __name__)
@@ -77,15 +78,34 @@ def job(job: str):
     view = source.job(job, who=who())
     # another's job: its progress only, no pictures (DOWNLOAD is the owner's and the admins')
     pictures = allowed(who(), Action.DOWNLOAD, view.user)
-    return render_template("job.html", job=view, frames=source.frames(job, who=who()) if pictures else [],
-                           failures=view.failure_groups(), video=pictures and _video_available(), pictures=pictures,
+    # the destructive buttons' confirmations, as dialogs (for whoever may act: the page offers no button otherwise)
+    confirms = [confirmation(action, view) for action, needs in DESTRUCTIVE.items()
+                if g.get("user") is not None and allowed(who(), needs, view.user)]
+    return render_template("job.html", job=view, confirms=confirms,
+                           frames=source.frames(job, who=who()) if pictures else [], failures=view.failure_groups(),
+                           video=pictures and _video_available(), pictures=pictures,
                            hangs=[(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(h["at"])), h["what"])
                                   for h in view.hangs])
 
 
+@pages.get("/jobs/<job>/confirm/<action>")
+def confirm_job(job: str, action: str):
+    """The confirmation a destructive button (delete, cancel) asks first, as a page of its own: what the job's page
+    shows in a dialog when its script runs, and what a browser without script (or a link) gets."""
+    if action not in DESTRUCTIVE:
+        abort(404)
+    job = job_id(job)
+    authorize(web().client.store, who(), DESTRUCTIVE[action], job)  # another's job: 403, nothing said of it
+    return render_template("confirm.html", c=confirmation(action, web().source.job(job, who=who())))
+
+
 @pages.post("/jobs/<job>/<action>")
 def control_job(job: str, action: str):
-    """The job page's buttons: the API's calls, then back to the page with what happened (or why not)."""
+    """The job page's buttons: the API's calls, then back to the page with what happened (or why not). Delete and
+    cancel act only on a POST that carries their confirmation (400 otherwise: nothing done)."""
+    if action in DESTRUCTIVE:
+        authorize(web().client.store, who(), DESTRUCTIVE[action], job_id(job))
+        check_confirmed(action, job_id(job), request.form)
     try:
         if action == "delete":
             delete(job)

@@ -1,4 +1,5 @@
-"""The confirmation the pages ask before a destructive job action (delete, cancel): what it names and what goes."""
+"""The confirmation the pages ask before a destructive action (delete or cancel a job, revoke a token): what it names,
+what goes and what stays, and the check that a POST carries it."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -7,22 +8,23 @@ from dataclasses import dataclass, field
 from httpov.access import Action
 from httpov.errors import BadInputError
 from httpov.view import JobView
+from httpov.web.tokens import Token
 
 #: The job actions a page confirms first, and what httpov.access asks of whoever confirms them.
 DESTRUCTIVE = {"delete": Action.DELETE, "cancel": Action.CONTROL}
-#: The form field a confirmed POST carries: the job's id, as the confirmation named it.
+#: The form field a confirmed POST carries: the job's (or token's) id, as the confirmation named it.
 FIELD = "confirm"
 _LIVE = ("queued", "running", "paused")
 
 
 @dataclass
 class Confirmation:
-    """One destructive action on one job: the question, what goes and what stays (each a (what, count or None)
-    pair: a page keeps a live job's counts up to date), and the button that does it; `blocked` says why the job's
-    state does not allow it (then there is no button, only the reason)."""
+    """One destructive action on one job (or token, its `target`): the question, what goes and what stays (each a
+    (what, count or None) pair: a page keeps a live job's counts up to date), and the button that does it;
+    `blocked` says why the job's state does not allow it (then there is no button, only the reason)."""
 
     action: str
-    job: str
+    target: str
     name: str
     state: str
     question: str
@@ -77,12 +79,23 @@ def confirmation(action: str, view: JobView) -> Confirmation:
     raise ValueError(f"{action!r} is not a destructive action")
 
 
-def check_confirmed(action: str, job: str, form: Mapping[str, str]) -> None:
-    """BadInputError (400, nothing done) unless the POST of `action` on `job` carries the confirmation naming it: a
-    stray form post, an old link or a script's guess cannot destroy a job."""
+def token_confirmation(token: Token) -> Confirmation:
+    """What the confirmation of revoking `token` says."""
+    who = f"{token.id} of {token.account}" + (f" ({token.label})" if token.label else "")
+    return Confirmation("revoke", token.id, token.label, "", f"Revoke token {who}?", f"Revoke token {token.id}",
+                        goes=[(f"the token: every script that sends it is refused from its next request, as "
+                               f"{token.account}", None)],
+                        stays=[(f"{token.account}'s account, jobs and other tokens; nothing brings this token back "
+                                "(make a new one, and give it to the scripts)", None)])
+
+
+def check_confirmed(action: str, target: str, form: Mapping[str, str], what: str = "job") -> None:
+    """BadInputError (400, nothing done) unless the POST of `action` on the job (or token: `what`) `target` carries
+    the confirmation naming it: a stray form post, an old link or a script's guess cannot destroy anything."""
     given = form.get(FIELD)
-    if given != job:
+    if given != target:
         said = "lacks" if not given else "has the wrong"
-        raise BadInputError(f"refused: this request to {action} job {job} {said} confirmation (the field "
-                            f"'{FIELD}' naming the job); nothing was done",
-                            hint=f"use the {action.capitalize()} button on the job's page and confirm there")
+        page = "the job's page" if what == "job" else "the tokens page"
+        raise BadInputError(f"refused: this request to {action} {what} {target} {said} confirmation (the field "
+                            f"'{FIELD}' naming the {what}); nothing was done",
+                            hint=f"use the {action.capitalize()} button on {page} and confirm there")

@@ -32,6 +32,7 @@ from httpov.web.api import (
     create_token,
     delete,
     requester,
+    revocable,
     revoke_token,
     serve_download,
     set_priority,
@@ -40,7 +41,7 @@ from httpov.web.api import (
     web,
     who,
 )
-from httpov.web.confirm import DESTRUCTIVE, check_confirmed, confirmation
+from httpov.web.confirm import DESTRUCTIVE, check_confirmed, confirmation, token_confirmation
 from httpov.web.source import GRID_THUMB_SIZE, job_id
 
 pages = Blueprint("pages", __name__)
@@ -96,7 +97,9 @@ def confirm_job(job: str, action: str):
         abort(404)
     job = job_id(job)
     authorize(web().client.store, who(), DESTRUCTIVE[action], job)  # another's job: 403, nothing said of it
-    return render_template("confirm.html", c=confirmation(action, web().source.job(job, who=who())))
+    return render_template("confirm.html", c=confirmation(action, web().source.job(job, who=who())),
+                           post_url=url_for("pages.control_job", job=job, action=action),
+                           back_url=url_for("pages.job", job=job))
 
 
 @pages.post("/jobs/<job>/<action>")
@@ -156,12 +159,23 @@ def tokens():
             errors, code = exc.errors, 400
     who = requester()
     admin = who is not None and allowed(who, Action.ADMIN)
-    return render_template("tokens.html", tokens=account_tokens(), made=made, errors=errors, admin=admin,
-                           when=when, form=request.form), code
+    listed = account_tokens()
+    return render_template("tokens.html", tokens=listed, made=made, errors=errors, admin=admin, when=when,
+                           form=request.form, confirms=[token_confirmation(t) for t in listed]), code
+
+
+@pages.get("/tokens/<token_id>/confirm")
+def confirm_revoke(token_id: str):
+    """Revoking a token asks first, as deleting a job does (a dialog on the tokens page; this page without script):
+    the requester's own token, or anyone's for an admin (403 otherwise)."""
+    found = revocable(token_id)
+    return render_template("confirm.html", c=token_confirmation(found),
+                           post_url=url_for("pages.revoke", token_id=found.id), back_url=url_for("pages.tokens"))
 
 
 @pages.post("/tokens/<token_id>/revoke")
 def revoke(token_id: str):
+    check_confirmed("revoke", token_id, request.form, what="token")  # 400 without it: nothing revoked
     try:
         found = revoke_token(token_id)
         flash(f"token {found.id} ({found.label or 'no label'}) of {found.account} revoked")

@@ -408,6 +408,33 @@ def test_cancel_and_delete_ask_first_in_the_page_and_act_only_when_confirmed(far
     assert errors == [], errors
 
 
+def test_revoking_a_token_asks_first_in_the_page(farm, page):
+    seen = len(CONSOLE)
+    page.goto("/tokens")
+    page.fill("#label", "laptop")
+    page.click("#make-token")
+    token = page.inner_text("#token-value")
+    row = page.locator("#tokens tr.token").last
+    token_id = row.get_attribute("data-token")
+    dialog = page.locator(f"#confirm-revoke-{token_id}")
+    row.locator("button.revoke").click()
+    assert dialog.is_visible() and f"Revoke token {token_id} of alice (laptop)?" in dialog.inner_text()
+    assert focused(page) == f"Revoke token {token_id}"
+    page.keyboard.press("Escape")
+    assert not dialog.is_visible()
+    row.locator("button.revoke").click()
+    dialog.locator(".keep").click()
+    assert not dialog.is_visible()
+    assert farm.http("GET", "/api/jobs", {"Authorization": f"Bearer {token}"})[0] == 200  # kept
+    row.locator("button.revoke").click()
+    with page.expect_navigation():
+        dialog.locator(".do").click()
+    assert f"token {token_id} (laptop) of alice revoked" in page.inner_text(".flash")
+    assert farm.http("GET", "/api/jobs", {"Authorization": f"Bearer {token}"})[0] == 401
+    errors = [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")]
+    assert errors == [], errors
+
+
 def test_a_hostile_povray_log_stays_inert_text(farm, page, api, tmp_path):
     pov = f'#version 3.7;\n#error "{HOSTILE_LOG}"\n'
     scene = scene_zip(tmp_path / "evil", pov, "Width=8\nHeight=8\n")

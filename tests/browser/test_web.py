@@ -372,7 +372,19 @@ def test_cancel_and_delete_ask_first_in_the_page_and_act_only_when_confirmed(far
     page.click("#cancel")
     page.click("#confirm-cancel .keep")
     assert not dialog.is_visible() and farm.state(job) == "paused"
+    # the job moves on while its page is open (resumed elsewhere): the dialog drawn for 'paused' would say what no
+    # longer holds, so Cancel opens the server's confirmation page, drawn now, instead
+    farm.client.resume(job)
+    page.wait_for_selector("#job[data-state=running]", state="attached")
+    with page.expect_navigation():
+        page.click("#cancel")
+    assert page.url.startswith(f"{farm.url}/jobs/{job}/confirm/cancel")
+    assert f"Cancel job slow one ({job})?" in page.inner_text("#confirm-cancel")
+    assert focused(page) == f"Cancel job slow one ({job})"  # autofocus
+    page.click("#confirm-cancel .keep")
+    assert page.url == f"{farm.url}/jobs/{job}" and farm.state(job) == "running"
     page.click("#cancel")
+    assert dialog.is_visible()
     with page.expect_navigation():
         page.keyboard.press("Enter")  # confirmed from the keyboard
     page.wait_for_selector("#job .state.cancelled")

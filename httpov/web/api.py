@@ -186,15 +186,28 @@ def create_token(label: str | None, account: str | None = None) -> tuple[str, An
     return token, made
 
 
+def revocable(token_id: str) -> Any:
+    """The token `token_id`, once the requester may revoke it: their own, or anyone's for an admin (ForbiddenError
+    otherwise)."""
+    who = _signed_in()
+    found = web().tokens.find(token_id)
+    _may_revoke(who, found)
+    return found
+
+
+def _may_revoke(who: Identity, found: Any) -> None:
+    if found.account != who.name and not allowed(who, Action.ADMIN):
+        raise ForbiddenError(f"{shown(who.name)} may not revoke token {found.id}: it is another account's",
+                             hint="revoke your own tokens; an admin can revoke anyone's")
+
+
 def revoke_token(token_id: str) -> Any:
     """Revoke the requester's own token `token_id`; an admin may revoke anyone's (ForbiddenError: nothing revoked)."""
     who = _signed_in()
     with recording(web().client.audit, who, "token.remove", detail=f"token {token_id}") as entry:
         found = web().tokens.find(token_id)
         entry.detail = found.described
-        if found.account != who.name and not allowed(who, Action.ADMIN):
-            raise ForbiddenError(f"{shown(who.name)} may not revoke token {found.id}: it is another account's",
-                                 hint="revoke your own tokens; an admin can revoke anyone's")
+        _may_revoke(who, found)
         web().tokens.revoke(found)
     log.info("%s revoked API token %s of %s", shown(who.name), found.id, shown(found.account))
     return found

@@ -47,7 +47,7 @@ from httpov.web.uploads import UPLOADS, UploadSlots, body_refusal, too_many
 #: Reached without signing in: the login form itself and the stylesheet and script it loads.
 OPEN = ("pages.login", "static")
 #: Read only by a signed-in account (or a token), even with --public-read: its API tokens; the audit log (admins).
-SIGNED_IN = ("pages.tokens", "api.list_tokens", "pages.audit", "api.audit")
+SIGNED_IN = ("pages.tokens", "pages.confirm_revoke", "api.list_tokens", "pages.audit", "api.audit")
 #: Who a request with a farm-wide token (HTTPOV_WEB_TOKENS, --tokens; deprecated) acts as: an admin of no account.
 FARM_TOKEN_USER = "token"  # Gate.token_identity
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "

@@ -32,6 +32,7 @@ from httpov.web.api import (
     create_token,
     delete,
     requester,
+    revocable,
     revoke_token,
     serve_download,
     set_priority,
@@ -40,6 +41,7 @@ from httpov.web.api import (
     web,
     who,
 )
+from httpov.web.confirm import DESTRUCTIVE, check_confirmed, confirmation, token_confirmation
 from httpov.web.source import GRID_THUMB_SIZE, job_id
 
 pages = Blueprint("pages", __name__)
@@ -77,15 +79,36 @@ def job(job: str):
     view = source.job(job, who=who())
     # another's job: its progress only, no pictures (DOWNLOAD is the owner's and the admins')
     pictures = allowed(who(), Action.DOWNLOAD, view.user)
-    return render_template("job.html", job=view, frames=source.frames(job, who=who()) if pictures else [],
-                           failures=view.failure_groups(), video=pictures and _video_available(), pictures=pictures,
+    # the destructive buttons' confirmations, as dialogs (for whoever may act: the page offers no button otherwise)
+    confirms = [confirmation(action, view) for action, needs in DESTRUCTIVE.items()
+                if g.get("user") is not None and allowed(who(), needs, view.user)]
+    return render_template("job.html", job=view, confirms=confirms,
+                           frames=source.frames(job, who=who()) if pictures else [], failures=view.failure_groups(),
+                           video=pictures and _video_available(), pictures=pictures,
                            hangs=[(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(h["at"])), h["what"])
                                   for h in view.hangs], warnings=[w["what"] for w in view.warnings])
 
 
+@pages.get("/jobs/<job>/confirm/<action>")
+def confirm_job(job: str, action: str):
+    """The confirmation a destructive button (delete, cancel) asks first, as a page of its own: what the job's page
+    shows in a dialog when its script runs, and what a browser without script (or a link) gets."""
+    if action not in DESTRUCTIVE:
+        abort(404)
+    job = job_id(job)
+    authorize(web().client.store, who(), DESTRUCTIVE[action], job)  # another's job: 403, nothing said of it
+    return render_template("confirm.html", c=confirmation(action, web().source.job(job, who=who())),
+                           post_url=url_for("pages.control_job", job=job, action=action),
+                           back_url=url_for("pages.job", job=job))
+
+
 @pages.post("/jobs/<job>/<action>")
 def control_job(job: str, action: str):
-    """The job page's buttons: the API's calls, then back to the page with what happened (or why not)."""
+    """The job page's buttons: the API's calls, then back to the page with what happened (or why not). Delete and
+    cancel act only on a POST that carries their confirmation (400 otherwise: nothing done)."""
+    if action in DESTRUCTIVE:
+        authorize(web().client.store, who(), DESTRUCTIVE[action], job_id(job))
+        check_confirmed(action, job_id(job), request.form)
     try:
         if action == "delete":
             delete(job)
@@ -136,12 +159,23 @@ def tokens():
             errors, code = exc.errors, 400
     who = requester()
     admin = who is not None and allowed(who, Action.ADMIN)
-    return render_template("tokens.html", tokens=account_tokens(), made=made, errors=errors, admin=admin,
-                           when=when, form=request.form), code
+    listed = account_tokens()
+    return render_template("tokens.html", tokens=listed, made=made, errors=errors, admin=admin, when=when,
+                           form=request.form, confirms=[token_confirmation(t) for t in listed]), code
+
+
+@pages.get("/tokens/<token_id>/confirm")
+def confirm_revoke(token_id: str):
+    """Revoking a token asks first, as deleting a job does (a dialog on the tokens page; this page without script):
+    the requester's own token, or anyone's for an admin (403 otherwise)."""
+    found = revocable(token_id)
+    return render_template("confirm.html", c=token_confirmation(found),
+                           post_url=url_for("pages.revoke", token_id=found.id), back_url=url_for("pages.tokens"))
 
 
 @pages.post("/tokens/<token_id>/revoke")
 def revoke(token_id: str):
+    check_confirmed("revoke", token_id, request.form, what="token")  # 400 without it: nothing revoked
     try:
         found = revoke_token(token_id)
         flash(f"token {found.id} ({found.label or 'no label'}) of {found.account} revoked")

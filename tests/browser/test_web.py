@@ -1,6 +1,7 @@
 """`httpov web` as a real process (cheroot), a real render node and povray, driven by the system's Chromium through
 Playwright: one browser session for the whole module. Log in, submit, watch a job finish live, open a frame, cancel
-another job; control without a login or without the CSRF token changes nothing; hostile names and logs stay inert."""
+and delete another job (each asks first, in the page); control without a login or without the CSRF token changes
+nothing; hostile names and logs stay inert."""
 from __future__ import annotations
 
 import http.client
@@ -32,6 +33,7 @@ PASSWORD = "correct horse battery"
 # plan.check_name refuses '/' and '\\' and control characters, not markup: a name may be any of this
 HOSTILE_NAME = '<img src=x onerror="window.pwned=1"> & <b>bold'
 DIALOGS: list[str] = []
+CONSOLE: list[tuple[str, str]] = []  # (type, text) of each console message and uncaught error of the module's page
 HOSTILE_LOG = "<img src=x onerror=window.pwned=2><script>window.pwned=3</script>"
 
 
@@ -124,6 +126,8 @@ def page(browser, farm):
     context = b.new_context(base_url=farm.url, viewport={"width": 1000, "height": 700})
     page = context.new_page()
     page.on("dialog", lambda d: (DIALOGS.append(d.message), d.dismiss()))  # an alert() would be a script run
+    page.on("console", lambda m: CONSOLE.append((m.type, m.text)))  # a CSP refusal is an error here
+    page.on("pageerror", lambda e: CONSOLE.append(("pageerror", str(e))))
     yield page
     context.close()
 
@@ -342,18 +346,105 @@ def test_a_post_without_the_csrf_token_is_refused(farm, page):
     assert farm.state(job) == "paused"
 
 
-def test_cancel_a_job_in_the_browser(farm, page):
+def focused(page: Any) -> str:
+    """The text of the element that has the keyboard's focus."""
+    return page.evaluate("document.activeElement ? document.activeElement.textContent.trim() : ''")
+
+
+def test_cancel_and_delete_ask_first_in_the_page_and_act_only_when_confirmed(farm, page):
     job = farm.jobs["slow"]
+    seen = len(CONSOLE)
     page.goto(f"/jobs/{job}")
-    assert page.inner_text("h1 .name") == "slow one"
+    assert page.inner_text("h1 .name") == "slow one" and farm.state(job) == "paused"
     not_blank(page.screenshot(), "job-cancel")
+    # Cancel opens a dialog in the page that names the job and what goes; the focus is on the button that acts
+    dialog = page.locator("#confirm-cancel")
     page.click("#cancel")
+    assert dialog.is_visible()
+    said = dialog.inner_text()
+    assert f"Cancel job slow one ({job})?" in said
+    assert "dropped from the queue" in said and "povrays are killed" in said
+    assert "frames already rendered, kept" in said
+    assert focused(page) == f"Cancel job slow one ({job})"
+    not_blank(page.screenshot(), "job-cancel-confirm")
+    page.keyboard.press("Escape")  # closes it: nothing done, the focus back on Cancel
+    assert not dialog.is_visible() and focused(page) == "Cancel" and farm.state(job) == "paused"
+    page.click("#cancel")
+    page.click("#confirm-cancel .keep")
+    assert not dialog.is_visible() and farm.state(job) == "paused"
+    # the job moves on while its page is open (resumed elsewhere): the dialog drawn for 'paused' would say what no
+    # longer holds, so Cancel opens the server's confirmation page, drawn now, instead
+    farm.client.resume(job)
+    page.wait_for_selector("#job[data-state=running]", state="attached")
+    with page.expect_navigation():
+        page.click("#cancel")
+    assert page.url.startswith(f"{farm.url}/jobs/{job}/confirm/cancel")
+    assert f"Cancel job slow one ({job})?" in page.inner_text("#confirm-cancel")
+    assert focused(page) == f"Cancel job slow one ({job})"  # autofocus
+    page.click("#confirm-cancel .keep")
+    assert page.url == f"{farm.url}/jobs/{job}" and farm.state(job) == "running"
+    page.click("#cancel")
+    assert dialog.is_visible()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")  # confirmed from the keyboard
     page.wait_for_selector("#job .state.cancelled")
     assert "cancel done, now cancelled" in page.inner_text(".flash")
     assert farm.state(job) == "cancelled"
     page.click("#resume")  # not allowed from cancelled: said on the page, nothing changed
     assert "not paused" in page.inner_text(".flash.error")
     assert farm.state(job) == "cancelled"
+
+    # Delete: what goes (frames, storage, record), Escape keeps the job, the dialog's button deletes it
+    dialog = page.locator("#confirm-delete")
+    page.click("#delete")
+    said = dialog.inner_text()
+    assert f"Delete job slow one ({job})?" in said and "rendered frames" in said and "storage" in said
+    assert "cannot be undone" in said and focused(page) == f"Delete job slow one ({job})"
+    page.keyboard.press("Escape")
+    assert not dialog.is_visible() and job in farm.client.store.job_ids()
+    page.click("#delete")
+    with page.expect_navigation():
+        page.click("#confirm-delete .do")
+    assert page.url == farm.url + "/" and f"job {job} deleted" in page.inner_text(".flash")
+    assert job not in farm.client.store.job_ids()
+
+    # without script (or from a link), the confirmation is a page of its own; 'Keep the job' goes back
+    green = farm.jobs["green"]
+    page.goto(f"/jobs/{green}/confirm/delete")
+    assert f"Delete job {HOSTILE_NAME} ({green})" in page.inner_text("#confirm-delete")
+    assert focused(page) == f"Delete job {HOSTILE_NAME} ({green})"  # autofocus
+    inert(page)
+    page.click("#confirm-delete .keep")
+    assert page.url == f"{farm.url}/jobs/{green}" and farm.state(green) == "done"
+    errors = [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")]
+    assert errors == [], errors
+
+
+def test_revoking_a_token_asks_first_in_the_page(farm, page):
+    seen = len(CONSOLE)
+    page.goto("/tokens")
+    page.fill("#label", "laptop")
+    page.click("#make-token")
+    token = page.inner_text("#token-value")
+    row = page.locator("#tokens tr.token").last
+    token_id = row.get_attribute("data-token")
+    dialog = page.locator(f"#confirm-revoke-{token_id}")
+    row.locator("button.revoke").click()
+    assert dialog.is_visible() and f"Revoke token {token_id} of alice (laptop)?" in dialog.inner_text()
+    assert focused(page) == f"Revoke token {token_id}"
+    page.keyboard.press("Escape")
+    assert not dialog.is_visible()
+    row.locator("button.revoke").click()
+    dialog.locator(".keep").click()
+    assert not dialog.is_visible()
+    assert farm.http("GET", "/api/jobs", {"Authorization": f"Bearer {token}"})[0] == 200  # kept
+    row.locator("button.revoke").click()
+    with page.expect_navigation():
+        dialog.locator(".do").click()
+    assert f"token {token_id} (laptop) of alice revoked" in page.inner_text(".flash")
+    assert farm.http("GET", "/api/jobs", {"Authorization": f"Bearer {token}"})[0] == 401
+    errors = [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")]
+    assert errors == [], errors
 
 
 def test_a_hostile_povray_log_stays_inert_text(farm, page, api, tmp_path):

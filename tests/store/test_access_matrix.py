@@ -219,8 +219,9 @@ WRITES = {
     "retry frames": ("done", "POST", "/api/jobs/{job}/retry", {"frames": "1"}),
     "priority": ("queued", "POST", "/api/jobs/{job}/priority", {"priority": "7"}),  # 9: admins only (limits)
     "delete": ("cancelled", "DELETE", "/api/jobs/{job}", {}),
-    "delete (page)": ("cancelled", "POST", "/jobs/{job}/delete", {}),
-    "cancel (page)": ("queued", "POST", "/jobs/{job}/cancel", {}),
+    # the page's delete and cancel act only with their confirmation (tests/store/test_web_confirm.py)
+    "delete (page)": ("cancelled", "POST", "/jobs/{job}/delete", {"confirm": "{job}"}),
+    "cancel (page)": ("queued", "POST", "/jobs/{job}/cancel", {"confirm": "{job}"}),
 }
 
 
@@ -232,7 +233,8 @@ def test_writes(farm, name, what, whose):
     job = farm.job(OWNERS[whose], state)
     before = farm.record(job)
     page = "(page)" in what
-    answer = farm.sessions[name].request(method, farm.url + path.format(job=job), data=form, timeout=30,
+    answer = farm.sessions[name].request(method, farm.url + path.format(job=job), timeout=30,
+                                         data={field: value.format(job=job) for field, value in form.items()},
                                          allow_redirects=False, headers={"Accept": "text/html"} if page else {})
     allowed = ROLES[name] == "admin" or (ROLES[name] == "user" and whose == "own")
     if not allowed:

@@ -1,7 +1,8 @@
 """Accounts' API tokens against one real `httpov web` process (cheroot) and the real CLI: a token made with
 `httpov web-token add` acts as its account (its jobs are that account's), `list` shows its last use and never the
 token, Redis keeps only its digest; revoking it (CLI, API, page) or removing its account stops it at the next request;
-another account's token cannot revoke it (403, it still works); the farm-wide token is an admin of no account."""
+another account's token cannot revoke it (403, it still works); the page's Revoke asks first (a POST without the
+confirmation naming the token is 400); the farm-wide token is an admin of no account."""
 from __future__ import annotations
 
 import hashlib
@@ -165,8 +166,11 @@ def test_another_accounts_token_cannot_revoke_it_and_an_admin_can(settings, serv
     cookie = (headers.get("Set-Cookie") or cookie).split(";")[0]
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     form = {"Cookie": cookie, "Accept": "text/html", "Content-Type": "application/x-www-form-urlencoded"}
-    status, _, _ = server.http("POST", f"/tokens/{row['id']}/revoke", form, f"csrf_token={csrf}".encode())
+    status, _, _ = server.http("POST", f"/tokens/{row['id']}/revoke", form,
+                               f"csrf_token={csrf}&confirm={row['id']}".encode())
     assert status == 403 and call(server, "GET", "/api/jobs", erin)[0] == 200
+    status, _, page = server.http("GET", f"/tokens/{row['id']}/confirm", {"Cookie": cookie, "Accept": "text/html"})
+    assert status == 403 and "another account&#39;s" in page and "Revoke token" not in page  # nor its confirmation
     # the farm-wide token is an admin (of no account): it sees and revokes everyone's
     status, every = call(server, "GET", "/api/tokens", FARM_TOKEN)
     assert status == 200 and {"erin", "bob"} <= {t["account"] for t in every}
@@ -214,7 +218,15 @@ def test_the_page_makes_a_token_shown_once_and_revokes_it(settings, server):
     status, _, again = server.http("GET", "/tokens", {"Cookie": cookie, "Accept": "text/html"})
     [row] = listed(settings, "gina")
     assert status == 200 and token not in again and row["id"] in again and "laptop" in again
-    status, headers, _ = server.http("POST", f"/tokens/{row['id']}/revoke", form, f"csrf_token={csrf}".encode())
+    # Revoke asks first: a POST without the confirmation naming the token is refused, and revokes nothing
+    status, _, refused = server.http("POST", f"/tokens/{row['id']}/revoke", form, f"csrf_token={csrf}".encode())
+    assert status == 400 and f"this request to revoke token {row['id']} lacks confirmation" in refused
+    assert call(server, "GET", "/api/jobs", token)[0] == 200
+    status, _, asked = server.http("GET", f"/tokens/{row['id']}/confirm", {"Cookie": cookie, "Accept": "text/html"})
+    assert status == 200 and f"Revoke token {row['id']} of gina (laptop)?" in asked and "refused" in asked
+    assert f'id="confirm-revoke-{row["id"]}"' in again  # the tokens page's dialog says the same
+    status, headers, _ = server.http("POST", f"/tokens/{row['id']}/revoke", form,
+                                     f"csrf_token={csrf}&confirm={row['id']}".encode())
     assert status == 302 and headers["Location"] == "/tokens"
     assert call(server, "GET", "/api/jobs", token)[0] == 401
     # and the API for a script: a token made there is shown once, in the answer

@@ -96,10 +96,21 @@ function cell(row, text) {
   row.appendChild(td);
 }
 
+function confirmCounts(j) {  // as httpov.web.confirm.counts: the numbers a confirmation names
+  const running = Object.keys(j.batches_running || {}).length;
+  const left = j.batches_total - j.batches_done - (j.batches_failed || []).length - running;
+  return {frames_done: j.frames_done, running: running, left: Math.max(0, left)};
+}
+
 async function pollJob(box) {
   const id = box.dataset.job;
   const j = await getJSON("/api/jobs/" + encodeURIComponent(id));
   update(box, j);
+  const numbers = confirmCounts(j);
+  for (const el of document.querySelectorAll("dialog [data-count]")) {
+    const text = String(numbers[el.dataset.count]);
+    if (el.textContent !== text) el.textContent = text;
+  }
   const nodes = document.getElementById("nodes");
   const rows = Object.entries(j.nodes || {}).map(([node, n]) => {
     const tr = document.createElement("tr");
@@ -147,7 +158,28 @@ async function pollJob(box) {
   }
 }
 
+// A destructive button (data-dialog) opens its confirmation as a modal <dialog> in the page: focus on the button that
+// acts, Escape or "Keep the job" closes it and gives the focus back. Without script, or once the job's state has
+// changed since the page was drawn (the dialog would say what no longer holds), the button's GET form opens the
+// server's confirmation page instead.
+function confirmDialogs() {
+  const box = document.getElementById("job");
+  for (const opener of document.querySelectorAll("[data-dialog]")) {
+    const dialog = document.getElementById(opener.dataset.dialog);
+    if (!dialog || typeof dialog.showModal !== "function") continue;
+    opener.addEventListener("click", (event) => {
+      if (box && box.dataset.state !== dialog.dataset.state) return;
+      event.preventDefault();
+      dialog.showModal();
+      (dialog.querySelector(".do") || dialog.querySelector(".keep")).focus();
+    });
+    dialog.querySelector(".keep").addEventListener("click", () => dialog.close());
+    dialog.addEventListener("close", () => opener.focus());
+  }
+}
+
 function start() {
+  confirmDialogs();
   for (const part of document.querySelectorAll(".bar [data-w]")) part.style.width = part.dataset.w + "%";
   const every = 1000 * Math.max(1, Number(document.body.dataset.refresh) || 3);
   const jobs = document.querySelector("[data-live=jobs]");

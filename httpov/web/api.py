@@ -251,7 +251,12 @@ def show_job(job: str):
 
 @api.get("/jobs/<job>/frames")
 def list_frames(job: str):
-    return jsonify(web().source.frames(job, who=who()))
+    """The rendered frame numbers, in order; `page=N` those of the job page's page N only (its live grid)."""
+    source = web().source
+    if request.args.get("page"):
+        frame_page = source.frame_page(job, request.args.get("page"), who=who())
+        return jsonify(sorted(frame_page.rendered))
+    return jsonify(source.frames(job, who=who()))
 
 
 @api.get("/jobs/<job>/results.zip")

@@ -127,6 +127,10 @@ def test_a_job_page_lists_its_frames_in_frame_order_100_a_page(server, job):
     assert f'rel="prev" href="/jobs/{job}?page=1"'.encode() in second
     assert b'rel="next"' not in third
     assert b'loading="lazy"' in first
+    # the live grid asks for its page's rendered frames only
+    frames = {n: get(server, f"/api/jobs/{job}/frames?page={n}", "bob", accept="application/json") for n in (2, 3, 4)}
+    assert json.loads(frames[2][2]) == list(range(101, 201)) and json.loads(frames[3][2]) == []
+    assert frames[4][0] == 404
 
 
 @pytest.mark.parametrize(("page", "code", "said"), [("4", 404, b"no page 4"), ("99999", 404, b"pages 1-3"),

@@ -111,7 +111,8 @@ async function pollJob(box) {
   nodes.replaceChildren(...rows);
   if (String(j.frames_done) !== box.dataset.frames && box.dataset.pictures) {
     box.dataset.frames = String(j.frames_done);
-    const frames = await getJSON("/api/jobs/" + encodeURIComponent(id) + "/frames");
+    const page = document.getElementById("frames").dataset.page || "1";  // this page's rendered frames only
+    const frames = await getJSON("/api/jobs/" + encodeURIComponent(id) + "/frames?page=" + encodeURIComponent(page));
     for (const n of frames) {  // only this page's frames, each in its own place: the grid stays in frame order
       const slot = document.getElementById("frame-" + n);
       if (!slot || !slot.classList.contains("pending")) continue;

@@ -196,6 +196,10 @@ def test_the_jobs_page_lists_50_jobs_a_page_newest_first(server, client, setting
         cards.append(re.findall(rb'<div class="job" id="job-([A-Za-z0-9_-]+)"', body))
     assert [c.decode() for c in cards[0]] == newest_first[:50]
     assert [c.decode() for c in cards[1]] == newest_first[50:100]
+    _, _, filtered = get(server, "/?user=bob&page=2", "carol")  # a filter reads jobs until the page is found
+    assert [c.decode() for c in re.findall(rb'<div class="job" id="job-([A-Za-z0-9_-]+)"', filtered)] == \
+        newest_first[50:100]
+    assert b'href="/?user=bob"' in filtered  # the newer page keeps the filter
     status, _, body = get(server, "/?page=99", "carol")
     assert status == 404 and b"no page 99" in body
     assert get(server, "/?page=x", "carol")[0] == 400

@@ -350,12 +350,12 @@ class Client:
         return job_view(self.store, job_id, live_within=self.settings.live_node_seconds)
 
     def views(self, states: list[str] | None = None, name: str | None = None, user: str | None = None,
-              limit: int | None = None, who: Identity | None = None) -> list[JobView]:
-        """`httpov status`: the newest `limit` jobs (None: all) in `states`, named like `name`, of `user`, oldest
-        first: everyone's, for anyone who may VIEW."""
+              limit: int | None = None, who: Identity | None = None, skip: int = 0) -> list[JobView]:
+        """`httpov status`: the newest `limit` jobs (None: all) in `states`, named like `name`, of `user`, after the
+        newest `skip` of them, oldest first: everyone's, for anyone who may VIEW."""
         require(who or local_operator(), Action.VIEW)
         return overview(self.store, states=states, name=name, user=user, limit=limit,
-                        live_within=self.settings.live_node_seconds)
+                        live_within=self.settings.live_node_seconds, skip=skip)
 
     def job_count(self, who: Identity | None = None) -> int:
         """How many jobs the farm lists."""

@@ -59,6 +59,12 @@ class JobNotFoundError(HttpovError):
     exit_code = 4
 
 
+class PageNotFoundError(HttpovError):
+    """A page number past the last page of a job's frames (the web's ?page=N)."""
+
+    exit_code = 4
+
+
 class TokenNotFoundError(HttpovError):
     """No API token has the id the user named (revoked already, or a typo)."""
 

@@ -303,16 +303,19 @@ def node_faults(store: JobStore, within: float, now: float | None = None) -> lis
 
 def overview(store: JobStore, now: float | None = None, *, states: Collection[str] | None = None,
              name: str | None = None, user: str | None = None, limit: int | None = None,
-             live_within: float | None = None) -> list[JobView]:
+             live_within: float | None = None, skip: int = 0) -> list[JobView]:
     """job_view of the jobs in `states`, whose name matches the shell-style pattern `name` and of `user`: the newest
-    `limit` of them (None: all), oldest first. Jobs are read newest first, as many at once as are still wanted
-    (one round trip for an unfiltered `httpov status`), until enough are found."""
+    `limit` of them (None: all) after the newest `skip` (a page of the web's jobs), oldest first. Jobs are read newest
+    first, as many at once as are still wanted (one round trip for an unfiltered `httpov status`), until enough are
+    found; with no filter, the `skip` newest are not read at all."""
     now = time.time() if now is None else now
     newest_first = store.job_ids()[::-1]
+    if not states and name is None and user is None:
+        newest_first, skip = newest_first[skip:], 0
     chosen: list[JobView] = []
     start = 0
     while start < len(newest_first) and (limit is None or len(chosen) < limit):
-        wanted = len(newest_first) if limit is None else max(limit - len(chosen), _OVERVIEW_READ)
+        wanted = len(newest_first) if limit is None else max(limit + skip - len(chosen), _OVERVIEW_READ)
         ids = newest_first[start:start + wanted]
         start += len(ids)
         snapshots = store.snapshots(ids)
@@ -322,6 +325,9 @@ def overview(store: JobStore, now: float | None = None, *, states: Collection[st
             view = from_snapshot(*snapshots[job_id], now=now)
             if (states and view.state not in states) or (user is not None and view.user != user) or \
                     (name is not None and not fnmatch.fnmatchcase(view.name, name)):
+                continue
+            if skip:
+                skip -= 1
                 continue
             chosen.append(view)
             if limit is not None and len(chosen) >= limit:

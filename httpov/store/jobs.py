@@ -460,6 +460,11 @@ class JobStore:
                 NODE_BATCHES_SECONDS, *frames]
         return self._call(lambda: self._finish(keys=keys, args=args))
 
+    def done(self, job_id: str) -> dict[str, DoneInfo]:
+        """The done records of every done batch (one HGETALL: not the rest of the job's batches)."""
+        raw = self._call(lambda: self.r.hgetall(self.keys.done(job_id)))
+        return {k: json.loads(v) for k, v in raw.items()}
+
     def done_infos(self, job_id: str, batch_ids: list[str]) -> dict[str, DoneInfo | None]:
         """The done records of these batches (None for one not done), in one HMGET."""
         raw = self._call(lambda: self.r.hmget(self.keys.done(job_id), batch_ids)) if batch_ids else []

@@ -239,15 +239,19 @@ def audit_records(args: Mapping[str, str]) -> list[Record]:
 
 @api.get("/jobs")
 def list_jobs():
-    """`httpov status --json`: every job (or the newest `limit`), oldest first; `state` may list several states,
-    comma-separated, `name` is a shell-style pattern. X-Httpov-Jobs says how many jobs the farm lists in all."""
+    """`httpov status --json`: every job (or the newest `limit`, after the newest `skip`: a page of the jobs page),
+    oldest first; `state` may list several states, comma-separated, `name` is a shell-style pattern. X-Httpov-Jobs
+    says how many jobs the farm lists in all."""
     client = web().client
     states = [s.strip() for s in (request.args.get("state") or "").split(",") if s.strip()] or None
     limit = request.args.get("limit") or None
     if limit is not None and (not limit.isdigit() or int(limit) < 1):
         raise FieldError({"limit": f"must be a whole number of at least 1, got {limit[:20]!r}"})
+    skip = request.args.get("skip") or "0"
+    if not skip.isdigit() or len(skip) > 9:
+        raise FieldError({"skip": f"must be a whole number, got {skip[:20]!r}"})
     views = client.views(states, request.args.get("name") or None, request.args.get("user") or None,
-                         int(limit) if limit else None, who=who())
+                         int(limit) if limit else None, who=who(), skip=int(skip))
     response = jsonify([view.to_json() for view in views])
     response.headers["X-Httpov-Jobs"] = str(client.job_count(who=who()))
     return response
@@ -260,7 +264,12 @@ def show_job(job: str):
 
 @api.get("/jobs/<job>/frames")
 def list_frames(job: str):
-    return jsonify(web().source.frames(job, who=who()))
+    """The rendered frame numbers, in order; `page=N` those of the job page's page N only (its live grid)."""
+    source = web().source
+    if request.args.get("page"):
+        frame_page = source.frame_page(job, request.args.get("page"), who=who())
+        return jsonify(sorted(frame_page.rendered))
+    return jsonify(source.frames(job, who=who()))
 
 
 @api.get("/jobs/<job>/results.zip")

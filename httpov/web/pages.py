@@ -21,7 +21,7 @@ from flask import (
 
 from httpov.access import Action, allowed, require
 from httpov.client import authorize
-from httpov.errors import BadInputError, FieldError, JobStateError, TokenNotFoundError
+from httpov.errors import BadInputError, FieldError, JobStateError, PageNotFoundError, TokenNotFoundError
 from httpov.states import JobState
 from httpov.text import shown
 from httpov.web.api import (
@@ -42,10 +42,11 @@ from httpov.web.api import (
     who,
 )
 from httpov.web.confirm import DESTRUCTIVE, check_confirmed, confirmation, token_confirmation
-from httpov.web.source import GRID_THUMB_SIZE, job_id
+from httpov.web.source import GRID_THUMB_SIZE, JOBS_PER_PAGE, job_id, page_number
 
 pages = Blueprint("pages", __name__)
 log = logging.getLogger("httpov.web")
+THUMB_MAX_AGE = 365 * 86400  # seconds a browser keeps a frame's thumbnail asked for with its tag (?v=)
 STATES = tuple(state.value for state in JobState if state not in (JobState.SUBMITTING, JobState.DELETING))
 
 
@@ -61,8 +62,14 @@ def jobs():
     if state and state not in STATES:
         state = ""
     user = (request.args.get("user") or "").strip()[:64]
-    views = web().source.jobs(state or None, user or None, who=who())
-    return render_template("jobs.html", jobs=list(reversed(views)), state=state, states=STATES, user_filter=user)
+    number = page_number(request.args.get("page"), None, "the jobs")
+    # one page, newest first: one more than a page is read to know whether an older page follows
+    views = web().source.jobs(state or None, user or None, who=who(), skip=(number - 1) * JOBS_PER_PAGE,
+                              limit=JOBS_PER_PAGE + 1)[::-1]
+    if number > 1 and not views:
+        raise PageNotFoundError(f"there is no page {number} of jobs{' ' + state if state else ''}")
+    return render_template("jobs.html", jobs=views[:JOBS_PER_PAGE], state=state, states=STATES, user_filter=user,
+                           page=number, older=len(views) > JOBS_PER_PAGE, per_page=JOBS_PER_PAGE)
 
 
 @pages.get("/nodes")
@@ -82,9 +89,10 @@ def job(job: str):
     # the destructive buttons' confirmations, as dialogs (for whoever may act: the page offers no button otherwise)
     confirms = [confirmation(action, view) for action, needs in DESTRUCTIVE.items()
                 if g.get("user") is not None and allowed(who(), needs, view.user)]
-    return render_template("job.html", job=view, confirms=confirms,
-                           frames=source.frames(job, who=who()) if pictures else [], failures=view.failure_groups(),
-                           video=pictures and _video_available(), pictures=pictures,
+    # one page of the grid, in frame order (a bad ?page= is 400, one past the last 404, pictures or not)
+    frames = source.frame_page(job, request.args.get("page"), who=who())
+    return render_template("job.html", job=view, confirms=confirms, frames=frames,
+                           failures=view.failure_groups(), video=pictures and _video_available(), pictures=pictures,
                            hangs=[(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(h["at"])), h["what"])
                                   for h in view.hangs], warnings=[w["what"] for w in view.warnings])
 
@@ -276,7 +284,20 @@ def latest_thumbnail(job: str):
 
 @pages.get("/jobs/<job>/thumbs/<int:frame>.png")
 def frame_thumbnail(job: str, frame: int):
-    return png(web().source.thumbnail(job, frame, GRID_THUMB_SIZE, who=who()))
+    """A frame's thumbnail in the grid, with its tag (the result it was read from) as ETag: a browser asking again
+    with it gets 304, nothing read from storage. Asked for with its current tag (?v=, as the page links it), it is
+    cached for good: a frame rendered again is a new result, a new tag, a new address."""
+    found = web().source.tagged_thumbnail(job, frame, GRID_THUMB_SIZE, who=who(),
+                                          known=[t.strip('"') for t in request.if_none_match.as_set()])
+    if found is None:
+        return png(None)
+    tag, data = found
+    response = Response(status=304) if data is None else png(data)
+    if tag:
+        response.set_etag(tag)
+        response.headers["Cache-Control"] = (f"private, max-age={THUMB_MAX_AGE}, immutable"
+                                             if request.args.get("v") == tag else "private, no-cache")
+    return response
 
 
 @pages.get("/jobs/<job>/frames/<int:frame>.png")

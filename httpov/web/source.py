@@ -4,18 +4,21 @@ method asks httpov.client.authorize first, as the Client's do: a job's progress 
 for whoever may DOWNLOAD them (a user: only of their own jobs)."""
 from __future__ import annotations
 
+import hashlib
 import io
+import math
 import re
 import threading
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from httpov.access import Action, Identity, local_operator, require
 from httpov.archive import copy_member
 from httpov.client import authorize
-from httpov.errors import ArchiveError, JobNotFoundError, ResultError
+from httpov.errors import ArchiveError, BadInputError, JobNotFoundError, PageNotFoundError, ResultError
 from httpov.media import check_frame, frame_bytes, frame_number, thumbnail_png
 from httpov.paths import batch_key, frames_prefix
 from httpov.plan import Batch
@@ -28,6 +31,8 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 THUMB_SIZE = 320
 GRID_THUMB_SIZE = 160
 _CACHED = 4096  # thumbnails (or refusals) kept in memory
+FRAMES_PER_PAGE = 100  # frames on a page of a job's grid (?page=N)
+JOBS_PER_PAGE = 50  # jobs on a page of the jobs page (?page=N), newest first
 
 
 def job_id(raw: str) -> str:
@@ -35,6 +40,52 @@ def job_id(raw: str) -> str:
     if not _JOB_ID.match(raw):
         raise JobNotFoundError(f"{shown(raw[:40])!r} is not a job id")
     return raw
+
+
+@dataclass
+class FramePage:
+    """One page of a job's frame grid: frames `first`..`last` of the job, in order, page `number` of `pages`;
+    `rendered` maps each rendered frame of the page to its tag (the result it was read from, '' when unknown:
+    a stitched frame)."""
+
+    number: int
+    pages: int
+    first: int
+    last: int
+    rendered: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def frames(self) -> range:
+        return range(self.first, self.last + 1)
+
+    def links(self, around: int = 2) -> list[int | None]:
+        """Page numbers to link to: the first, the last and those within `around` of this one; None for a gap."""
+        near = range(max(1, self.number - around), min(self.pages, self.number + around) + 1)
+        wanted = sorted({1, self.pages, *near})
+        out: list[int | None] = []
+        for n in wanted:
+            if out and n - (out[-1] or 0) > 1:
+                out.append(None)
+            out.append(n)
+        return out
+
+
+def page_number(raw: str | None, pages: int | None, what: str) -> int:
+    """The page `raw` names (1 when none): BadInputError (400) unless a whole number from 1, PageNotFoundError
+    (404) past the last of `pages` (None: not known yet). `what`: what is paged, for the message."""
+    if raw is None or raw == "":
+        return 1
+    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+        raise BadInputError(f"page {shown(raw[:20])!r} is not a page number: {what} are on pages 1-{pages or 'N'}")
+    number = int(raw)
+    if pages is not None and number > pages:
+        raise PageNotFoundError(f"there is no page {number}: {what} are on pages 1-{pages}")
+    return number
+
+
+def _tag(key: str, member: str | int) -> str:
+    """A short name of one stored frame (a result's storage key and the frame in it): a new result, a new tag."""
+    return hashlib.sha256(f"{key}\0{member}".encode()).hexdigest()[:16]
 
 
 class StatusSource:
@@ -56,11 +107,13 @@ class StatusSource:
         return self._storage
 
     # job views: the same JobView as `httpov status` (its to_json() is `status --json` and the API's)
-    def jobs(self, state: str | None = None, user: str | None = None, who: Identity | None = None) -> list[JobView]:
-        """Every job, oldest first; only those in `state` and of `user` when given."""
+    def jobs(self, state: str | None = None, user: str | None = None, who: Identity | None = None,
+             skip: int = 0, limit: int | None = None) -> list[JobView]:
+        """Every job (or the newest `limit` after the newest `skip`), oldest first; only those in `state` and of
+        `user` when given."""
         require(who or local_operator(), Action.VIEW)
         return overview(self.store, states=[state] if state else None, user=user or None,
-                        live_within=self.live_within)
+                        live_within=self.live_within, skip=skip, limit=limit)
 
     def job(self, job: str, who: Identity | None = None) -> JobView:
         authorize(self.store, who, Action.VIEW, job_id(job))
@@ -72,6 +125,29 @@ class StatusSource:
         authorize(self.store, who, Action.VIEW, job_id(job))
         return [int(f) for f in self.store.batches(job_id(job))["frames"]]
 
+    def frame_page(self, job: str, raw_page: str | None, who: Identity | None = None,
+                   per_page: int = FRAMES_PER_PAGE) -> FramePage:
+        """Page `raw_page` (?page=N; none: the first) of the job's frames in frame order, with the rendered ones'
+        tags (progress: whoever may VIEW the job; the pictures themselves are asked for DOWNLOAD)."""
+        authorize(self.store, who, Action.VIEW, job_id(job))
+        spec = self.store.spec(job)
+        pages = max(1, math.ceil(spec.frame_count / per_page))
+        number = page_number(raw_page, pages, f"job {job}'s frames")
+        first = spec.first + (number - 1) * per_page
+        page = FramePage(number, pages, first, min(spec.last, first + per_page - 1))
+        if spec.slices:
+            done = set(self.store.batches(job)["frames"])
+            page.rendered = {n: "" for n in page.frames if n in done}
+            return page
+        for batch, info in self.store.done(job).items():
+            held = Batch.from_id(batch)
+            if held.prepass or held.last < page.first or held.first > page.last:
+                continue
+            key = batch_key(job, batch, info.get("result", ""))
+            for n in range(max(held.first, page.first), min(held.last, page.last) + 1):
+                page.rendered[n] = _tag(key, n)
+        return page
+
     def _where(self, job: str, frame: int | None) -> tuple[str, str | int] | None:
         """(storage key, '' for a stitched frame or the frame number inside a batch zip, or '*' for its newest)."""
         spec = self.store.spec(job)
@@ -80,7 +156,7 @@ class StatusSource:
             if frame is not None:
                 keys = [k for k in keys if frame_number(PurePosixPath(k).name) == frame]
             return (max(keys, key=lambda k: frame_number(PurePosixPath(k).name)), "") if keys else None
-        done = {b: info for b, info in self.store.batches(job)["done"].items()
+        done = {b: info for b, info in self.store.done(job).items()
                 if not Batch.from_id(b).prepass}  # a radiosity pre-pass renders no frame of the job
         if frame is None:
             if not done:
@@ -106,8 +182,21 @@ class StatusSource:
         page's refreshes do not download and unpack it again; a newer result of the job is tried afresh."""
         authorize(self.store, who, Action.DOWNLOAD, job_id(job))
         where = self._where(job_id(job), frame)
+        return None if where is None else self._thumbnail(job, frame, size, where)
+
+    def tagged_thumbnail(self, job: str, frame: int, size: int = GRID_THUMB_SIZE, who: Identity | None = None,
+                         known: Collection[str] = ()) -> tuple[str, bytes | None] | None:
+        """(tag, PNG) of one frame's thumbnail; the PNG is None when the tag is among `known` (the browser's copy is
+        still this frame's: nothing is read from storage). None when the frame is not rendered. The tag is the one
+        frame_page gives the frame; '' for a stitched frame (no tag: it keeps its storage name)."""
+        authorize(self.store, who, Action.DOWNLOAD, job_id(job))
+        where = self._where(job_id(job), frame)
         if where is None:
             return None
+        tag = _tag(*where) if where[1] != "" else ""  # a stitched frame keeps its name when rendered again
+        return tag, None if tag and tag in known else self._thumbnail(job, frame, size, where)
+
+    def _thumbnail(self, job: str, frame: int | None, size: int, where: tuple[str, str | int]) -> bytes:
         cache_key = (job, frame, size)
         with self._lock:
             cached = self._thumbs.get(cache_key)

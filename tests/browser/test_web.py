@@ -202,6 +202,7 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
     page.evaluate("window.sameDocument = true")
     page.wait_for_selector("#job .state.done", timeout=180_000)
     page.wait_for_function("document.querySelectorAll('#frames a.frame').length === 3", timeout=30_000)
+    assert page.eval_on_selector_all("#frames .frame", "all => all.map(e => e.id)") == ["frame-1", "frame-2", "frame-3"]
     assert page.evaluate("window.sameDocument") is True, "the page reloaded"
     assert "3/3 frames done" in page.inner_text("#job .counts")
     inert(page)

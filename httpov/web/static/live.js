@@ -64,6 +64,8 @@ async function pollJobs(box) {
   const query = new URLSearchParams();
   if (box.dataset.state) query.set("state", box.dataset.state);
   if (box.dataset.user) query.set("user", box.dataset.user);
+  if (box.dataset.limit) query.set("limit", box.dataset.limit);  // the jobs of this page only
+  if (box.dataset.skip && box.dataset.skip !== "0") query.set("skip", box.dataset.skip);
   const jobs = await getJSON("/api/jobs" + (query.toString() ? "?" + query.toString() : ""));
   const ids = new Set(jobs.map((j) => j.id));
   const shown = new Set(Array.from(box.querySelectorAll("[data-job]"), (el) => el.dataset.job));
@@ -120,21 +122,25 @@ async function pollJob(box) {
   nodes.replaceChildren(...rows);
   if (String(j.frames_done) !== box.dataset.frames && box.dataset.pictures) {
     box.dataset.frames = String(j.frames_done);
-    const frames = await getJSON("/api/jobs/" + encodeURIComponent(id) + "/frames");
-    const grid = document.getElementById("frames");
-    for (const n of frames) {
-      if (document.getElementById("frame-" + n)) continue;
+    const page = document.getElementById("frames").dataset.page || "1";  // this page's rendered frames only
+    const frames = await getJSON("/api/jobs/" + encodeURIComponent(id) + "/frames?page=" + encodeURIComponent(page));
+    for (const n of frames) {  // only this page's frames, each in its own place: the grid stays in frame order
+      const slot = document.getElementById("frame-" + n);
+      if (!slot || !slot.classList.contains("pending")) continue;
       const a = document.createElement("a");
       a.className = "frame";
       a.id = "frame-" + n;
       a.href = "/jobs/" + encodeURIComponent(id) + "/frames/" + n + ".png";
       const img = document.createElement("img");
+      img.loading = "lazy";
+      img.width = 160;
+      img.height = 120;
       img.src = "/jobs/" + encodeURIComponent(id) + "/thumbs/" + n + ".png";
       img.alt = "frame " + n;
       const label = document.createElement("span");
       label.textContent = String(n);
       a.append(img, label);
-      grid.appendChild(a);
+      slot.replaceWith(a);
     }
   }
   if (j.state !== box.dataset.state) {

@@ -1,0 +1,209 @@
+"""Big jobs on one real `httpov web --public-read` process (cheroot, real Redis, local storage): a job's page lists its
+frames in frame order, 100 a page (?page=N), whatever order its batches finished in; a big job's page stays small;
+a bad page number is 400 and one past the last 404; thumbnails carry their result's tag (ETag: 304 when the browser's
+copy is current, cached for good when asked with the tag the page links); the jobs page lists 50 jobs a page. Another
+user sees a job's progress and pages, never its pictures (403). No render node: frames are stored and recorded as a
+render node would."""
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+import zipfile
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from httpov import paths
+from httpov.settings import Settings
+from tests.conftest import private_settings, write_scene
+from tests.store.test_web_signin import PASSWORD, Server
+
+SIDE = 8  # pixels: the frames
+PER_BATCH = 50
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> Iterator[Settings]:
+    with private_settings(tmp_path_factory.mktemp("big-jobs")) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings):
+    from httpov.celery import make_app
+    from httpov.client import Client
+
+    return Client(settings, make_app(settings))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, settings: Settings) -> Iterator[Server]:
+    from httpov.web.auth import add_user
+
+    folder = tmp_path_factory.mktemp("big-jobs-web")
+    for name in ("bob", "carol"):
+        add_user(folder / "accounts", name, PASSWORD, "user")
+    started = Server(folder, settings, "--public-read")
+    started.cookies = {name: started.session(name) for name in ("bob", "carol")}  # type: ignore[attr-defined]
+    yield started
+    started.stop()
+
+
+def _png(n: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (SIDE, SIDE), (n % 256, 0, 0)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _finish(client, job: str, batch: str, store_zip: bool = True) -> None:
+    """Store (unless not `store_zip`) and record one batch as a render node does, with a result name of its own."""
+    first, last = (int(part[1:]) for part in batch.split("-")[:2])
+    result = f"r{first}"
+    if store_zip:
+        zipped = io.BytesIO()
+        with zipfile.ZipFile(zipped, "w") as zf:
+            for n in range(first, last + 1):
+                zf.writestr(f"scene_{n:04d}.png", _png(n))
+        client.storage.put_bytes(paths.batch_key(job, batch, result), zipped.getvalue())
+    assert client.store.start_batch(job, batch, result, "n@h", 60.0) == "ok"
+    client.store.finish_batch(job, batch, {"node": "n@h", "seconds": 0.1, "frames": last - first + 1,
+                                           "finished": time.time(), "result": result},
+                              list(range(first, last + 1)), result)
+
+
+def _job(client, folder, frames: int, batches: slice, store_zip: bool = True) -> str:
+    """bob's job of `frames` frames, PER_BATCH a batch; the batches `batches` picks of them (in that order) done."""
+    scene = write_scene(folder, "#version 3.7;\nbackground { color rgb <0, 1, 0> }\n",
+                        f"Width={SIDE}\nHeight={SIDE}\nInitial_Frame=1\nFinal_Frame={frames}\n")
+    job = client.submit(scene, user="bob", count=PER_BATCH).spec.id
+    client.store.transition(job, "running")
+    for batch in client.store.spec(job).batches[batches]:
+        _finish(client, job, batch, store_zip)
+    return job
+
+
+@pytest.fixture(scope="module")
+def job(client, tmp_path_factory) -> str:
+    """bob's 250-frame job, its batches finished newest first, the last one (201-250) not at all."""
+    return _job(client, tmp_path_factory.mktemp("scene"), 250, slice(3, None, -1))
+
+
+def get(server: Server, path: str, who: str | None, headers: dict[str, str] | None = None,
+        accept: str = "text/html") -> tuple[int, dict[str, str], bytes]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    sent = {"Accept": accept, **(headers or {})}
+    if who:
+        sent["Cookie"] = server.cookies[who]  # type: ignore[attr-defined]
+    try:
+        conn.request("GET", path, headers=sent)
+        response = conn.getresponse()
+        return response.status, dict(response.headers), response.read()
+    finally:
+        conn.close()
+
+
+def grid(page: bytes) -> list[tuple[str, int]]:
+    """The frame grid's places in page order: ('a', n) for a rendered frame (a link), ('span', n) for one to come."""
+    return [(kind.decode(), int(n)) for kind, n in re.findall(rb'<(a|span) class="frame[^"]*" id="frame-(\d+)"', page)]
+
+
+def test_a_job_page_lists_its_frames_in_frame_order_100_a_page(server, job):
+    status, _, first = get(server, f"/jobs/{job}", "bob")
+    assert status == 200, first[:500]
+    assert grid(first) == [("a", n) for n in range(1, 101)]  # in order, though 151-200 finished first
+    status, _, second = get(server, f"/jobs/{job}?page=2", "bob")
+    assert status == 200
+    assert grid(second) == [("a", n) for n in range(101, 201)]
+    status, _, third = get(server, f"/jobs/{job}?page=3", "bob")
+    assert grid(third) == [("span", n) for n in range(201, 251)]  # not rendered yet: places kept for them
+    for page, html in ((1, first), (2, second), (3, third)):
+        assert f'aria-current="page" href="/jobs/{job}?page={page}"'.encode() in html
+    assert f'rel="next" href="/jobs/{job}?page=2"'.encode() in first
+    assert f'rel="prev" href="/jobs/{job}?page=1"'.encode() in second
+    assert b'rel="next"' not in third
+    assert b'loading="lazy"' in first
+    # the live grid asks for its page's rendered frames only
+    frames = {n: get(server, f"/api/jobs/{job}/frames?page={n}", "bob", accept="application/json") for n in (2, 3, 4)}
+    assert json.loads(frames[2][2]) == list(range(101, 201)) and json.loads(frames[3][2]) == []
+    assert frames[4][0] == 404
+
+
+@pytest.mark.parametrize(("page", "code", "said"), [("4", 404, b"no page 4"), ("99999", 404, b"pages 1-3"),
+                                                    ("0", 400, b"not a page number"), ("two", 400, b"pages 1-3")])
+def test_a_page_number_out_of_range_is_refused_clearly(server, job, page, code, said):
+    status, _, body = get(server, f"/jobs/{job}?page={page}", "bob")
+    assert status == code, body[:500]
+    assert said in body
+
+
+def test_a_big_jobs_page_is_bounded(server, client, tmp_path):
+    big = _job(client, tmp_path / "big", 2000, slice(None), store_zip=False)  # 2000 frames rendered
+    status, _, body = get(server, f"/jobs/{big}", "bob")
+    assert status == 200
+    assert len(grid(body)) == 100
+    assert len(body) < 60_000, len(body)
+    status, _, last = get(server, f"/jobs/{big}?page=20", "bob")
+    assert grid(last)[-1] == ("a", 2000)
+
+
+def test_a_thumbnail_carries_its_results_tag_and_is_cached_for_good_at_the_pages_address(server, job):
+    _, _, page = get(server, f"/jobs/{job}?page=2", "bob")
+    link = re.search(rb'src="(/jobs/' + job.encode() + rb'/thumbs/150\.png\?v=([0-9a-f]+))"', page)
+    assert link, page[:2000]
+    address, tag = link.group(1).decode(), link.group(2).decode()
+    status, headers, body = get(server, address, "bob")
+    assert status == 200 and body.startswith(b"\x89PNG")
+    assert headers["ETag"] == f'"{tag}"'
+    assert "immutable" in headers["Cache-Control"] and "private" in headers["Cache-Control"]
+    with Image.open(io.BytesIO(body)) as image:
+        assert image.getpixel((0, 0))[:3] == (150, 0, 0)  # frame 150's own picture
+    status, headers, body = get(server, f"/jobs/{job}/thumbs/150.png", "bob", {"If-None-Match": f'"{tag}"'})
+    assert status == 304 and body == b""
+    assert headers["Cache-Control"] == "private, no-cache"  # no tag in the address: asked again each time
+    status, _, body = get(server, f"/jobs/{job}/thumbs/150.png", "bob", {"If-None-Match": '"elsewhere"'})
+    assert status == 200 and body.startswith(b"\x89PNG")
+
+
+def test_another_user_sees_the_pages_but_not_the_pictures(server, job):
+    status, _, page = get(server, f"/jobs/{job}?page=2", "carol")
+    assert status == 200
+    assert grid(page) == [] and b'id="no-pictures"' in page
+    assert get(server, f"/jobs/{job}?page=4", "carol")[0] == 404
+    _, _, own = get(server, f"/jobs/{job}?page=2", "bob")
+    address = re.search(rb'src="(/jobs/[^"]+/thumbs/150\.png[^"]*)"', own).group(1).decode()  # type: ignore[union-attr]
+    for who in ("carol", None):
+        status, headers, body = get(server, address, who, accept="application/json")
+        assert status == 403, (who, body[:300])
+        assert "immutable" not in headers.get("Cache-Control", "")
+        assert get(server, f"/jobs/{job}/frames/150.png", who, accept="application/json")[0] == 403
+
+
+def test_the_jobs_page_lists_50_jobs_a_page_newest_first(server, client, settings, tmp_path):
+    scene = write_scene(tmp_path / "one", "#version 3.7;\nbackground { color rgb <0, 1, 0> }\n",
+                        f"Width={SIDE}\nHeight={SIDE}\n")
+    for _ in range(55):
+        client.submit(scene, user="bob", count=1)
+    newest_first = client.store.job_ids()[::-1]
+    cards = []
+    for page in (1, 2):
+        status, _, body = get(server, f"/?page={page}" if page > 1 else "/", "carol")
+        assert status == 200, body[:300]
+        cards.append(re.findall(rb'<div class="job" id="job-([A-Za-z0-9_-]+)"', body))
+    assert [c.decode() for c in cards[0]] == newest_first[:50]
+    assert [c.decode() for c in cards[1]] == newest_first[50:100]
+    _, _, filtered = get(server, "/?user=bob&page=2", "carol")  # a filter reads jobs until the page is found
+    assert [c.decode() for c in re.findall(rb'<div class="job" id="job-([A-Za-z0-9_-]+)"', filtered)] == \
+        newest_first[50:100]
+    assert b'href="/?user=bob"' in filtered  # the newer page keeps the filter
+    status, _, body = get(server, "/?page=99", "carol")
+    assert status == 404 and b"no page 99" in body
+    assert get(server, "/?page=x", "carol")[0] == 400
+    # the page's live updates ask for that page's jobs only
+    status, _, body = get(server, "/api/jobs?limit=50&skip=50", "carol", accept="application/json")
+    assert status == 200
+    assert {v["id"] for v in json.loads(body)} == set(newest_first[50:100])

@@ -484,6 +484,7 @@ class Client:
             self.store.transition(job_id, JobState.PAUSED)
         except TransitionRefused as exc:
             raise JobStateError(f"job {job_id} is {exc.current}: only a queued or running job pauses") from exc
+        self.store.note(job_id, "paused", kind="pause")  # its elapsed time stops until resume (eta.active_seconds)
         self.store.park_pending(job_id)  # what was never sent is set aside at once
 
     @audited("resume", done=_requeued)
@@ -494,6 +495,7 @@ class Client:
             self.store.transition(job_id, JobState.RUNNING, only_from=(JobState.PAUSED,))
         except TransitionRefused as exc:
             raise JobStateError(f"job {job_id} is {exc.current}, not paused") from exc
+        self.store.note(job_id, "resumed", kind="resume")
         spec = self.store.spec(job_id)
         parked = self.store.unpark(job_id)
         if len(self.store.batches(job_id)["done"]) >= len(spec.batches):  # its last batches finished while paused
@@ -514,10 +516,13 @@ class Client:
         if frames is not None and not spec.first <= frames[0] <= frames[1] <= spec.last:
             raise BadInputError(f"--frames {frames[0]}-{frames[1]}: job {job_id} renders frames "
                                 f"{spec.first}-{spec.last}")
+        ended = self.store.record(job_id).get("finished")
         try:
             self.store.transition(job_id, JobState.RUNNING, only_from=FINISHED)
         except TransitionRefused as exc:
             raise JobStateError(f"job {job_id} is {exc.current}: wait for it to finish or cancel it") from exc
+        if ended:  # the time it lay finished is no time it rendered (eta.active_seconds)
+            self.store.note(job_id, "retried", kind="retry", since=float(ended))
         batches = self.store.batches(job_id)
         pinned = self.store.record(job_id).get("povray")
         if pinned and not any(info.get("povray") == pinned for info in batches["done"].values()):

@@ -3,7 +3,7 @@ who renders what (httpov.view builds a job's view from it)."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from httpov.plan import Batch, JobSpec, work_units
@@ -210,6 +210,30 @@ def estimate(spec: JobSpec, state: str, batches: Mapping[str, Any], now: float, 
         "running": running_view,
         "nodes": dict(sorted(nodes.items())),
     }
+
+
+def active_seconds(started: float, end: float, history: Sequence[Mapping[str, Any]]) -> float:
+    """Seconds from `started` to `end` that the job was live: without the time it lay paused (a 'pause' line until
+    the next 'resume', or until `end` if none came) and the gaps between finishing and a retry ('retry' lines,
+    from `since` to `at`). Lines before `started` count from `started`; lines are in the order they were written."""
+    gaps: list[tuple[float, float]] = []
+    paused_at: float | None = None
+    for line in history:
+        kind, at = line.get("kind"), float(line.get("at", 0.0))
+        if kind == "pause" and paused_at is None:
+            paused_at = at
+        elif kind == "resume" and paused_at is not None:
+            gaps.append((paused_at, at))
+            paused_at = None
+        elif kind == "retry" and line.get("since") is not None:
+            if paused_at is not None:  # paused, then cancelled, then retried: the pause ended with the job
+                gaps.append((paused_at, float(line["since"])))
+                paused_at = None
+            gaps.append((float(line["since"]), at))
+    if paused_at is not None:
+        gaps.append((paused_at, end))
+    left_out = sum(max(0.0, min(b, end) - max(a, started)) for a, b in gaps)
+    return max(0.0, end - started - left_out)
 
 
 def duration(seconds: float | None) -> str:

@@ -50,13 +50,13 @@ def bar(view: JobView, width: int) -> Text:
 def status_table(views: list[JobView]) -> Table:
     """Every job on one row: `httpov status`."""
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
-    for name, justify in (("JOB", "left"), ("NAME", "left"), ("OWNER", "left"), ("STATE", "left"), ("PROGRESS", "left"),
+    for name, justify in (("JOB", "left"), ("NAME", "left"), ("OWNER", "left"), ("PRI", "right"), ("STATE", "left"), ("PROGRESS", "left"),
                           ("FRAMES", "right"), ("FAILED", "right"), ("FR/S", "right"), ("ETA", "right"),
                           ("CREATED", "left")):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for j in views:
         progress = bar(j, 10).append(f" {j.percent:>3}%")
-        table.add_row(Text(shown(j.id)), Text(shown(j.name)[:17]), Text(shown(j.user or "-")[:16]),
+        table.add_row(Text(shown(j.id)), Text(shown(j.name)[:17]), Text(shown(j.user or "-")[:16]), str(j.priority),
                       Text(j.state, style=_state_style(j.state)),
                       progress, f"{j.frames_done}/{j.frames_total}", str(j.frames_failed), f"{j.rate_recent:.2f}",
                       j.eta_text, time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created)))

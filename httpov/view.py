@@ -208,7 +208,7 @@ def from_snapshot(record: JobRecord, spec: JobSpec, batches: Batches, now: float
     created = float(record["created"])
     started = float(record.get("started") or created)
     finished = float(record["finished"]) if record.get("finished") else None
-    elapsed = (finished or now) - started
+    elapsed = eta.active_seconds(started, finished or now, batches.get("history", []))  # not paused, not waiting
     done = len(batches["frames"])
     errors = [record["error"]] if record.get("error") else []
     errors += [line for v in final_failures.values() for line in [v["error"], *v["lines"]]]

@@ -762,9 +762,11 @@ class JobStore:
                       ["SREM", self.keys.frames(job_id), *frames],
                       *([["DEL", *(self.keys.slices(job_id, f) for f in frames)]] if sliced else []))
 
-    def note(self, job_id: str, text: str, kind: str | None = None) -> None:
-        """Add a line to the job's history (shown by `httpov status JOB`); `kind` 'hang' marks a hung batch."""
-        line: dict[str, Any] = {"at": time.time(), "what": text, **({"kind": kind} if kind else {})}
+    def note(self, job_id: str, text: str, kind: str | None = None, since: float | None = None) -> None:
+        """Add a line to the job's history (shown by `httpov status JOB`); `kind` 'hang' marks a hung batch, 'pause',
+        'resume' and 'retry' (with `since`, when the job had finished) the time its elapsed time leaves out."""
+        line: dict[str, Any] = {"at": time.time(), "what": text, **({"kind": kind} if kind else {}),
+                                **({"since": since} if since is not None else {})}
         self._guarded(job_id, ["RPUSH", self.keys.history(job_id), json.dumps(line)])
 
     def attempts(self, job_id: str, batch_id: str) -> int:

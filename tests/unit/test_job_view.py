@@ -70,3 +70,12 @@ def test_a_hung_batch_shows_in_the_view_and_in_status():
     assert [h["what"] for h in view.hangs] == ["frame 3 hung on a@h: no progress for 120 s"]
     assert JobView.from_json(json.loads(json.dumps(view.to_json()))).hangs == view.hangs  # `httpov --server`
     assert "frame 3 hung on a@h: no progress for 120 s" in job_text(view)
+
+
+def test_elapsed_time_leaves_out_the_time_the_job_lay_paused():
+    record, spec, records = _snapshot()
+    records["history"] = [{"at": 1000.2, "what": "paused", "kind": "pause"},
+                          {"at": 1001.2, "what": "resumed", "kind": "resume"}]
+    view = from_snapshot(record, spec, records, now=1001.5)
+    assert view.elapsed == 0.5  # 1.5 s since it started, 1 s of it paused
+    assert view.rate == 2.0  # its one frame over the time it was live

@@ -1,0 +1,32 @@
+"""A job's elapsed time on a real Redis: pause, resume and retry write the lines that leave their gaps out."""
+from __future__ import annotations
+
+import pytest
+
+from httpov.view import job_view
+from tests.conftest import TINY_ANIMATION, write_scene
+
+
+@pytest.fixture
+def scene(tmp_path):
+    return write_scene(tmp_path / "tiny", TINY_ANIMATION, "Width=16\nHeight=16\n+KFI1 +KFF2\n")
+
+
+def test_pause_resume_and_retry_are_kept_and_their_gaps_are_left_out_of_elapsed(client, scene):
+    job = client.submit(scene, name="shot").spec.id
+    client.pause(job)
+    client.resume(job)
+    client.pause(job)
+    client.cancel(job)
+    cancelled_at = float(client.store.record(job)["finished"])
+    client.retry(job)
+    history = client.store.batches(job)["history"]
+    assert [(line.get("kind"), line["what"]) for line in history] == [
+        ("pause", "paused"), ("resume", "resumed"), ("pause", "paused"), ("retry", "retried")]
+    assert history[-1]["since"] == cancelled_at
+    pauses = history[1]["at"] - history[0]["at"]
+    view = job_view(client.store, job, now=history[-1]["at"] + 100.0)
+    started = float(client.store.record(job).get("started") or client.store.record(job)["created"])
+    lay = history[-1]["at"] - history[2]["at"]  # paused, cancelled and retried: none of it rendering time
+    assert view.elapsed == pytest.approx(history[-1]["at"] + 100.0 - started - pauses - lay, abs=0.002)
+    assert view.elapsed < 100.5

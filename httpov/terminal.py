@@ -90,10 +90,10 @@ def job_panel(j: JobView) -> RenderableType:
         nodes = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
         nodes.add_column("  NODE", no_wrap=True)
         nodes.add_column("BATCHES", justify="right")
-        nodes.add_column("FRAMES", justify="right")
+        nodes.add_column("RENDERED", justify="right")
         nodes.add_column("RENDERING")
         for node, n in j.nodes.items():
-            nodes.add_row(Text("  " + shown(node)[:29]), str(n.batches_done), f"{n.frames_done:g}",
+            nodes.add_row(Text("  " + shown(node)[:29]), str(n.batches_done), n.work or f"{n.frames_done:g}",
                           Text(shown(", ".join(n.running)) or "-"))
         parts.append(nodes)
     for event in j.history:  # what was rendered again (retry --frames), which batch hung, what submit warned of

@@ -35,9 +35,10 @@ class NodeWork:
     """What one render node did for the job, and what it renders now (batch labels)."""
 
     batches_done: int
-    frames_done: float
+    frames_done: float  # in frames: a slice counts as its share of a frame (for sums; people read `work`)
     seconds: float
     running: list[str]
+    work: str = ""  # for people: '3 frames', '40 of 64 rows', '2 frames and 40 of 64 rows' (eta.work_text)
 
 
 @dataclass

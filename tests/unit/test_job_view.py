@@ -41,7 +41,7 @@ def test_the_view_is_typed_and_its_json_has_the_status_keys():
     assert (view.frames_done, view.frames_failed, view.batches_requeued) == (1, 1, 1)
     assert view.running == [RunningBatch(batch="f000002-000002", label="frame 2", node="b@h", elapsed=0.5,
                                          expected=1.0, progress=0.5, retrying=False)]
-    assert view.nodes["a@h"] == NodeWork(batches_done=1, frames_done=1.0, seconds=1.0, running=[])
+    assert view.nodes["a@h"] == NodeWork(batches_done=1, frames_done=1.0, seconds=1.0, running=[], work="1 frame")
     assert view.failed[0] == FailedBatch(batch="f000003-000003", label="frame 3", node="a@h",
                                          error="povray failed: x", lines=["x"], final=True, at=1001.5)
     data = json.loads(json.dumps(view.to_json()))

@@ -103,7 +103,7 @@ async function pollJob(box) {
   const nodes = document.getElementById("nodes");
   const rows = Object.entries(j.nodes || {}).map(([node, n]) => {
     const tr = document.createElement("tr");
-    [node, n.batches_done, n.frames_done, (n.running || []).join(", ") || "-"].forEach((v) => cell(tr, String(v)));
+    [node, n.batches_done, n.work || n.frames_done, (n.running || []).join(", ") || "-"].forEach((v) => cell(tr, String(v)));
     return tr;
   });
   nodes.replaceChildren(...rows);

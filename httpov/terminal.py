@@ -126,7 +126,7 @@ def _eta_line(j: JobView) -> str:
     line += f", ETA {j.eta_text}"
     if j.eta_at and j.state in (JobState.QUEUED, JobState.RUNNING):
         line += time.strftime(" (at %H:%M:%S)", time.localtime(j.eta_at))
-    elif j.idle:
+    elif j.stalled:
         line += " (no render node is taking this job's batches now)"
     return line
 

@@ -251,7 +251,7 @@ def eta_text(j: JobView) -> str:
         text = f"ETA {j.eta_text}"
         if j.eta_at:
             text += time.strftime(" (at %H:%M:%S)", time.localtime(j.eta_at))
-        elif j.idle:
+        elif j.stalled:  # idle for a while: right after submit, or between two batches, it is not
             text += " (no render node is taking its batches)"
         return text
     if j.state == JobState.DONE and j.finished:

@@ -1,8 +1,10 @@
-"""A job's elapsed time on a real Redis: pause, resume and retry write the lines that leave their gaps out."""
+"""A job's clock on a real Redis: pause, resume and retry write the lines whose gaps elapsed leaves out; a job is
+stalled only when nothing took its batches for longer than the live-node window."""
 from __future__ import annotations
 
 import pytest
 
+from httpov.terminal import _eta_line
 from httpov.view import job_view
 from tests.conftest import TINY_ANIMATION, write_scene
 
@@ -30,3 +32,16 @@ def test_pause_resume_and_retry_are_kept_and_their_gaps_are_left_out_of_elapsed(
     lay = history[-1]["at"] - history[2]["at"]  # paused, cancelled and retried: none of it rendering time
     assert view.elapsed == pytest.approx(history[-1]["at"] + 100.0 - started - pauses - lay, abs=0.002)
     assert view.elapsed < 100.5
+
+
+def test_a_job_just_submitted_is_idle_but_not_stalled_until_the_live_node_window_passed(client, scene):
+    job = client.submit(scene, name="shot").spec.id  # no render node: nobody takes its batches
+    created = float(client.store.record(job)["created"])
+    now = job_view(client.store, job, now=created + 1.0, live_within=30.0)
+    assert now.idle and not now.stalled
+    later = job_view(client.store, job, now=created + 31.0, live_within=30.0)
+    assert later.stalled and "no render node is taking" in _eta_line(later)
+    client.pause(job)
+    client.resume(job)  # resumed: its batches were just queued again, so it is not stalled yet
+    resumed = client.store.batches(job)["history"][-1]["at"]
+    assert not job_view(client.store, job, now=resumed + 1.0, live_within=30.0).stalled

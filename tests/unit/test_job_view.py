@@ -18,6 +18,7 @@ STATUS_KEYS = [
     "max_processes", "max_nodes", "queue", "pool", "pool_live",
     "submitted_by", "submitted_by_operator",  # who submitted the job for its owner `user` (#24: owners)
     "notes",
+    "idle_since", "stalled",  # #26: a job idle for a while (no render node takes its batches), not just after submit
 ]
 
 
@@ -79,3 +80,13 @@ def test_elapsed_time_leaves_out_the_time_the_job_lay_paused():
     view = from_snapshot(record, spec, records, now=1001.5)
     assert view.elapsed == 0.5  # 1.5 s since it started, 1 s of it paused
     assert view.rate == 2.0  # its one frame over the time it was live
+
+
+def test_idle_since_is_the_last_time_a_batch_started_or_ended():
+    record, spec, records = _snapshot()
+    assert from_snapshot(record, spec, records, now=1001.5).idle_since == 1001.5  # the failure at 1001.5
+    records["running"] = {}
+    records["failed"] = {}
+    records["history"] = [{"at": 1003.0, "what": "resumed", "kind": "resume"}]
+    view = from_snapshot(record, spec, records, now=1004.0)
+    assert view.idle and view.idle_since == 1003.0 and not view.stalled

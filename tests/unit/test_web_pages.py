@@ -14,7 +14,7 @@ VIEW = JobView(id="j1", name="sliced <radiosity>", state="running", frames_total
                elapsed=3.0, rate=0.0, errors=[], nodes_blocked=[], radiosity_cache="prepass",
                prepass=Prepass(kind="radiosity", total=2, done=1, running=1, failed=0), eta_seconds=None, eta_at=None,
                frame_seconds=None, overhead_factor=1.0, rate_recent=0.0, render_processes=0, frames_running=0,
-               batches_queued=8, running=[], nodes={}, failed=[])
+               batches_queued=8, running=[], nodes={}, failed=[], stalled=True)
 
 
 def _render(template: str, **context) -> str:
@@ -30,6 +30,8 @@ def test_both_pages_show_the_pre_pass_stage_as_status_does_and_escape_the_name()
         assert "pre-pass: radiosity 1/2 (1 rendering)" in html
         assert "sliced &lt;radiosity&gt;" in html and "<radiosity>" not in html
         assert "ETA ? (no render node is taking its batches)" in html
+    idle = replace(VIEW, stalled=False)  # idle for a moment (just submitted, between batches): nothing to say
+    assert "no render node" not in _render("jobs.html", jobs=[idle], state="", states=())
     plain = replace(VIEW, prepass=None)
     assert "pre-pass" not in _render("job.html", job=plain, frames=[], failures=[], video=False)
 

@@ -16,7 +16,7 @@ function etaText(j) {  // as the page's eta_text
   if (j.state === "queued" || j.state === "running") {
     let text = "ETA " + duration(j.eta_seconds);
     if (j.eta_at) text += " (at " + clock(j.eta_at) + ")";
-    else if (!(j.running || []).length && j.batches_queued) text += " (no render node is taking its batches)";
+    else if (j.stalled) text += " (no render node is taking its batches)";
     return text;
   }
   if (j.state === "done" && j.finished) return "finished at " + clock(j.finished);

@@ -50,9 +50,9 @@ def bar(view: JobView, width: int) -> Text:
 def status_table(views: list[JobView]) -> Table:
     """Every job on one row: `httpov status`."""
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
-    for name, justify in (("JOB", "left"), ("NAME", "left"), ("OWNER", "left"), ("PRI", "right"), ("STATE", "left"), ("PROGRESS", "left"),
-                          ("FRAMES", "right"), ("FAILED", "right"), ("FR/S", "right"), ("ETA", "right"),
-                          ("CREATED", "left")):
+    for name, justify in (("JOB", "left"), ("NAME", "left"), ("OWNER", "left"), ("PRI", "right"), ("STATE", "left"),
+                          ("PROGRESS", "left"), ("FRAMES", "right"), ("FAILED", "right"), ("FR/S", "right"),
+                          ("ETA", "right"), ("CREATED", "left")):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for j in views:
         progress = bar(j, 10).append(f" {j.percent:>3}%")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import heapq
 import random
 
-from httpov.eta import active_seconds, cost_model, duration, work_text, estimate, measured_rate, schedule, work_units
+from httpov.eta import active_seconds, cost_model, duration, estimate, measured_rate, schedule, work_text, work_units
 from httpov.plan import Batch, JobSpec
 
 

@@ -98,6 +98,7 @@ class NodeInfo(TypedDict, total=False):
     httpov: str
     started: float
     fault: str  # 'disk full (cache folder, N MiB free)' while the node hands batches back (httpov.worker.room)
+    storage_error: str  # why the node could not reach the farm's storage at its last check (httpov.worker.reaper)
 
 
 class Share(NamedTuple):

@@ -121,7 +121,7 @@ class RenderNode:
             outcome = Outcome("missing")
         if outcome.status in ("failed", "retry"):  # `httpov nodes`: batches failed lately (finish_batch counts done)
             with contextlib.suppress(HttpovError):
-                self.store.count_batch(node, "failed")
+                self.store.count_batch(node, "failed", error=outcome.detail)
                 if outcome.hung:
                     self.store.count_batch(node, "hung")
         if outcome.status != "missing":  # a deleted job's batches are said once per job, below

@@ -1,5 +1,5 @@
-"""A job's clock on a real Redis: pause, resume and retry write the lines whose gaps elapsed leaves out; a job is
-stalled only when nothing took its batches for longer than the live-node window."""
+"""What a person looks for, on a real Redis: pause, resume and retry write the lines whose gaps elapsed leaves
+out; a job is stalled only when nothing took its batches for a while; a node's failed batches say why."""
 from __future__ import annotations
 
 import pytest
@@ -45,3 +45,14 @@ def test_a_job_just_submitted_is_idle_but_not_stalled_until_the_live_node_window
     client.resume(job)  # resumed: its batches were just queued again, so it is not stalled yet
     resumed = client.store.batches(job)["history"][-1]["at"]
     assert not job_view(client.store, job, now=resumed + 1.0, live_within=30.0).stalled
+
+
+def test_a_nodes_last_failed_batch_says_why_in_httpov_nodes(client):
+    from httpov.nodes import farm_nodes
+
+    client.store.heartbeat("bad@h", 1, info={"host": "h"})
+    client.store.count_batch("bad@h", "failed", error="storage /nope: no such folder: scenes/abc\nmore")
+    client.store.count_batch("bad@h", "failed", error="storage /nope: no such folder: scenes/def")
+    client.store.count_batch("bad@h", "failed")  # a failure that said nothing keeps the last reason
+    node = {n["node"]: n for n in farm_nodes(client.store, 60.0)}["bad@h"]
+    assert node["failed_last_hour"] == 3 and node["last_error"] == "storage /nope: no such folder: scenes/def"

@@ -216,10 +216,11 @@ def env_name(field_name: str) -> str:
 OTHER_VARIABLES = (CONFIG_ENV, "HTTPOV_ENV_FILE", "HTTPOV_PREFIX_DIR")
 
 
-def unknown_variables(env: Mapping[str, str]) -> list[str]:
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
     """A warning for each HTTPOV_ variable in `env` that no setting reads (a typo is otherwise ignored in
     silence), naming the closest real one: 'HTTPOV_STORGE is no httpov setting and is ignored: did you mean
     HTTPOV_STORAGE?'."""
+    env = os.environ if env is None else env
     known = [env_name(f.name) for f in fields(Settings)] + list(OTHER_VARIABLES)
     said = []
     for name in sorted(env):

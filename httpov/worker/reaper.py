@@ -54,7 +54,7 @@ class Reaper(bootsteps.StartStopStep):
         node = (worker.app, store, settings, worker.hostname, int(worker.concurrency or 0),
                 self._pools(worker, settings), info)
 
-        for warning in unknown_variables(os.environ):  # HTTPOV_STORGE: said at start, not silently ignored
+        for warning in unknown_variables():  # HTTPOV_STORGE: said at start, not silently ignored
             log.warning("httpov: %s", warning)
         threading.Thread(target=self._check_storage, args=(settings,), name="httpov storage check",
                          daemon=True).start()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from httpov.errors import BadInputError, BrokerUnavailableError, HttpovError
+from httpov.errors import BadInputError, BrokerUnavailableError, HttpovError, OptionError, flag
 from httpov.settings import Settings
 from httpov.states import JobState
 from httpov.text import shown
@@ -28,7 +27,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except HttpovError as exc:
-            click.echo(f"httpov: error: {shown(exc)}", err=True)
+            said = exc.said(flag) if isinstance(exc, OptionError) else str(exc)  # fields as the flags typed
+            click.echo(f"httpov: error: {shown(said)}", err=True)
             if exc.hint:
                 click.echo(f"hint: {shown(exc.hint)}", err=True)
             ctx.exit(exc.exit_code)
@@ -594,7 +594,8 @@ def _each(ctx: click.Context, jobs: tuple[str, ...], act) -> None:
         try:
             click.echo(act(job))
         except HttpovError as exc:
-            click.echo(f"httpov: error: {shown(exc)}", err=True)
+            said = exc.said(flag) if isinstance(exc, OptionError) else str(exc)  # fields as the flags typed
+            click.echo(f"httpov: error: {shown(said)}", err=True)
             if exc.hint:
                 click.echo(f"hint: {shown(exc.hint)}", err=True)
             failed = failed or exc
@@ -801,7 +802,7 @@ def config_command(ctx: click.Context) -> None:
     in URLs are masked."""
     from httpov.settings import SECRETS, default_config_path, env_name, masked, resolve, unknown_variables
 
-    for warning in unknown_variables(os.environ):  # HTTPOV_STORGE would otherwise be ignored in silence
+    for warning in unknown_variables():  # HTTPOV_STORGE would otherwise be ignored in silence
         click.echo(f"httpov: warning: {warning}", err=True)
     found = resolve()
     if found.config is None:

@@ -22,6 +22,7 @@ from httpov.errors import (
     ForbiddenError,
     JobFailedError,
     JobStateError,
+    OptionError,
     ResultError,
     SceneError,
     UnknownIniKeyError,
@@ -436,7 +437,7 @@ class Client:
         authorize(self.store, who, Action.DOWNLOAD, job_id)
         spec = self.store.spec(job_id)
         if frame is not None and not spec.first <= frame <= spec.last:
-            raise BadInputError(f"--frame {frame}: job {job_id} renders frames {spec.first}-{spec.last}")
+            raise OptionError.of("frame", f"{{0}} {frame}: job {job_id} renders frames {spec.first}-{spec.last}")
         chosen = [b for b in spec.batches if frame is None or frame in Batch.from_id(b).frames]
         recorded = self.store.batches(job_id)
         failures, done = recorded["failed"], recorded["done"]
@@ -514,8 +515,8 @@ class Client:
         authorize(self.store, who, Action.CONTROL, job_id)
         spec = self.store.spec(job_id)
         if frames is not None and not spec.first <= frames[0] <= frames[1] <= spec.last:
-            raise BadInputError(f"--frames {frames[0]}-{frames[1]}: job {job_id} renders frames "
-                                f"{spec.first}-{spec.last}")
+            raise OptionError.of("frames", f"{{0}} {frames[0]}-{frames[1]}: job {job_id} renders frames "
+                                           f"{spec.first}-{spec.last}")
         ended = self.store.record(job_id).get("finished")
         try:
             self.store.transition(job_id, JobState.RUNNING, only_from=FINISHED)

@@ -561,7 +561,8 @@ class Client:
         state = self.store.state(job_id)
         if state in (*LIVE, JobState.PAUSED):
             if not force:
-                raise JobStateError(f"job {job_id} is {state}: cancel it first, or delete it with --force")
+                raise JobStateError(f"job {job_id} is {state}: cancel it before deleting it",  # the page's words
+                                    hint=f"`httpov delete --force {job_id}` cancels it first")  # the CLI's
             with contextlib.suppress(JobStateError):  # finished meanwhile
                 self.cancel(job_id, who)
         return delete_job(self.store, self.storage, job_id)

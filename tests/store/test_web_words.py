@@ -92,3 +92,15 @@ def test_a_bad_retry_names_the_frames_field_and_another_account_is_refused_first
     # the CLI says the same with its flags
     done = CliRunner().invoke(cli, ["retry", job, "--frames", "5-9"], env=worker_env(settings))
     assert done.exit_code == 2 and f"--frames 5-9: job {job} renders frames 1-1" in done.output, done.output
+
+
+def test_deleting_a_live_job_says_to_cancel_it_in_the_pages_words(settings, server, scene):
+    token = add(settings, server, "alice")
+    body, kind = multipart({"name": "live"}, scene)
+    status, made = call(server, "POST", "/api/jobs", token, body, {"Content-Type": kind})
+    assert status == 201, made
+    status, refused = call(server, "DELETE", f"/api/jobs/{made['id']}", token)
+    assert status == 409 and "is queued: cancel it before deleting it" in refused["error"], refused
+    _in_web_words(refused["error"])
+    done = CliRunner().invoke(cli, ["delete", made["id"]], env=worker_env(settings))
+    assert done.exit_code == 4 and f"`httpov delete --force {made['id']}` cancels it first" in done.output

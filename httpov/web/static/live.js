@@ -73,6 +73,10 @@ async function pollJobs(box) {
   }
   for (const j of jobs) {
     const card = document.getElementById("job-" + j.id);
+    if (j.state === "failed" && !card.querySelector(".why")) {
+      location.reload();  // it failed meanwhile: the server writes why on its card
+      return;
+    }
     update(card, j);
     if (String(j.frames_done) !== card.dataset.frames && j.frames_done && card.dataset.pictures) {
       card.dataset.frames = String(j.frames_done);

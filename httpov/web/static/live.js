@@ -50,6 +50,7 @@ function update(root, j) {
   setText(root, ".batches", j.batches_done + "/" + j.batches_total);
   setText(root, ".prepass", prepassText(j.prepass));
   setText(root, ".notes", (j.notes || []).join(" · "));
+  setText(root, ".priority", "priority " + j.priority);  // a job card's (set-priority changes it)
   const state = root.querySelector(".state");
   if (state) { state.textContent = j.state; state.className = "state " + j.state; }
 }

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from httpov.errors import BadInputError, BrokerUnavailableError, HttpovError
+from httpov.errors import BadInputError, BrokerUnavailableError, HttpovError, OptionError, flag
 from httpov.settings import Settings
 from httpov.states import JobState
 from httpov.text import shown
@@ -27,7 +27,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except HttpovError as exc:
-            click.echo(f"httpov: error: {shown(exc)}", err=True)
+            said = exc.said(flag) if isinstance(exc, OptionError) else str(exc)  # fields as the flags typed
+            click.echo(f"httpov: error: {shown(said)}", err=True)
             if exc.hint:
                 click.echo(f"hint: {shown(exc.hint)}", err=True)
             ctx.exit(exc.exit_code)
@@ -593,7 +594,8 @@ def _each(ctx: click.Context, jobs: tuple[str, ...], act) -> None:
         try:
             click.echo(act(job))
         except HttpovError as exc:
-            click.echo(f"httpov: error: {shown(exc)}", err=True)
+            said = exc.said(flag) if isinstance(exc, OptionError) else str(exc)  # fields as the flags typed
+            click.echo(f"httpov: error: {shown(said)}", err=True)
             if exc.hint:
                 click.echo(f"hint: {shown(exc.hint)}", err=True)
             failed = failed or exc
@@ -670,9 +672,13 @@ def nodes(ctx: click.Context, as_json: bool) -> None:
                    f"{shown(n['httpov'] or '?')[:8]:<9}{n['done_last_hour']:>8}{n['failed_last_hour']:>10}"
                    f"{n.get('hung_last_hour', 0):>8}"
                    f"{now - n['last_seen']:>7.0f}s  {shown(rendering) or '-'}")
-    for n in found:
+    for n in found:  # why a node takes no batch, or fails those it takes
         if n.get("fault"):
             click.echo(f"node {shown(n['node'])}: {shown(n['fault'])}")
+        if n.get("storage_error"):
+            click.echo(f"node {shown(n['node'])}: storage check failed: {shown(n['storage_error'])}")
+        if n.get("last_error") and n.get("failed_last_hour"):
+            click.echo(f"node {shown(n['node'])}: last failed batch: {shown(n['last_error'])}")
 
 
 @cli.command()
@@ -794,8 +800,10 @@ def audit(ctx: click.Context, user: str | None, job: str | None, since: str | No
 def config_command(ctx: click.Context) -> None:
     """Print the settings in effect and where each came from (environment, config file, default); passwords
     in URLs are masked."""
-    from httpov.settings import SECRETS, default_config_path, env_name, masked, resolve
+    from httpov.settings import SECRETS, default_config_path, env_name, masked, resolve, unknown_variables
 
+    for warning in unknown_variables():  # HTTPOV_STORGE would otherwise be ignored in silence
+        click.echo(f"httpov: warning: {warning}", err=True)
     found = resolve()
     if found.config is None:
         click.echo(f"config file: none ({shown(str(default_config_path()))} does not exist)")

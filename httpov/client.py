@@ -22,6 +22,7 @@ from httpov.errors import (
     ForbiddenError,
     JobFailedError,
     JobStateError,
+    OptionError,
     ResultError,
     SceneError,
     UnknownIniKeyError,
@@ -436,7 +437,7 @@ class Client:
         authorize(self.store, who, Action.DOWNLOAD, job_id)
         spec = self.store.spec(job_id)
         if frame is not None and not spec.first <= frame <= spec.last:
-            raise BadInputError(f"--frame {frame}: job {job_id} renders frames {spec.first}-{spec.last}")
+            raise OptionError.of("frame", f"{{0}} {frame}: job {job_id} renders frames {spec.first}-{spec.last}")
         chosen = [b for b in spec.batches if frame is None or frame in Batch.from_id(b).frames]
         recorded = self.store.batches(job_id)
         failures, done = recorded["failed"], recorded["done"]
@@ -484,6 +485,7 @@ class Client:
             self.store.transition(job_id, JobState.PAUSED)
         except TransitionRefused as exc:
             raise JobStateError(f"job {job_id} is {exc.current}: only a queued or running job pauses") from exc
+        self.store.note(job_id, "paused", kind="pause")  # its elapsed time stops until resume (eta.active_seconds)
         self.store.park_pending(job_id)  # what was never sent is set aside at once
 
     @audited("resume", done=_requeued)
@@ -494,6 +496,7 @@ class Client:
             self.store.transition(job_id, JobState.RUNNING, only_from=(JobState.PAUSED,))
         except TransitionRefused as exc:
             raise JobStateError(f"job {job_id} is {exc.current}, not paused") from exc
+        self.store.note(job_id, "resumed", kind="resume")
         spec = self.store.spec(job_id)
         parked = self.store.unpark(job_id)
         if len(self.store.batches(job_id)["done"]) >= len(spec.batches):  # its last batches finished while paused
@@ -512,12 +515,15 @@ class Client:
         authorize(self.store, who, Action.CONTROL, job_id)
         spec = self.store.spec(job_id)
         if frames is not None and not spec.first <= frames[0] <= frames[1] <= spec.last:
-            raise BadInputError(f"--frames {frames[0]}-{frames[1]}: job {job_id} renders frames "
-                                f"{spec.first}-{spec.last}")
+            raise OptionError.of("frames", f"{{0}} {frames[0]}-{frames[1]}: job {job_id} renders frames "
+                                           f"{spec.first}-{spec.last}")
+        ended = self.store.record(job_id).get("finished")
         try:
             self.store.transition(job_id, JobState.RUNNING, only_from=FINISHED)
         except TransitionRefused as exc:
             raise JobStateError(f"job {job_id} is {exc.current}: wait for it to finish or cancel it") from exc
+        if ended:  # the time it lay finished is no time it rendered (eta.active_seconds)
+            self.store.note(job_id, "retried", kind="retry", since=float(ended))
         batches = self.store.batches(job_id)
         pinned = self.store.record(job_id).get("povray")
         if pinned and not any(info.get("povray") == pinned for info in batches["done"].values()):
@@ -555,7 +561,8 @@ class Client:
         state = self.store.state(job_id)
         if state in (*LIVE, JobState.PAUSED):
             if not force:
-                raise JobStateError(f"job {job_id} is {state}: cancel it first, or delete it with --force")
+                raise JobStateError(f"job {job_id} is {state}: cancel it before deleting it",  # the page's words
+                                    hint=f"`httpov delete --force {job_id}` cancels it first")  # the CLI's
             with contextlib.suppress(JobStateError):  # finished meanwhile
                 self.cancel(job_id, who)
         return delete_job(self.store, self.storage, job_id)

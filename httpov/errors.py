@@ -1,6 +1,9 @@
 """Every failure a user of httpov can meet, one class each, with the CLI exit code it maps to."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 
 class HttpovError(Exception):
     """Root of httpov's errors: a one-line message a user can act on."""
@@ -33,6 +36,48 @@ class FieldError(BadInputError):
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("; ".join(f"{name}: {text}" for name, text in errors.items()))
         self.errors = errors
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an option. `text` is a str.format template whose {0}, {1}... are the names of
+    `fields` (the first is the field it is said beside); each surface names fields its own way: `--max-nodes` on
+    the command line, `max_nodes` in the web form and the API. Values in `text` have their braces doubled."""
+
+    fields: tuple[str, ...]
+    text: str
+    hint: str | None = None
+
+    @property
+    def field(self) -> str:
+        return self.fields[0]
+
+    def said(self, name: Callable[[str], str] = str) -> str:
+        return self.text.format(*map(name, self.fields))
+
+
+class OptionError(FieldError):
+    """Options (of submit, retry...) out of range or malformed: every problem found, each naming its field. Its
+    message names the fields as the web form and the API do; the CLI says them as flags (`said(flag)`)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = tuple(problems)
+        BadInputError.__init__(self, self.said(), next((p.hint for p in problems if p.hint), None))
+        self.errors = {p.field: p.said() for p in problems}
+
+    @classmethod
+    def of(cls, field: str, text: str, hint: str | None = None) -> OptionError:
+        """One problem of one field: `text` a template whose {0} is the field's name (values' braces doubled)."""
+        return cls([Problem((field,), text, hint)])
+
+    def said(self, name: Callable[[str], str] = str) -> str:
+        """Every problem in one line, each field named by `name`."""
+        return "; ".join(p.said(name) for p in self.problems)
+
+
+def flag(field: str) -> str:
+    """A field as the command line names it: 'slice_rows' -> '--slice-rows'."""
+    return "--" + field.replace("_", "-")
 
 
 class SceneError(HttpovError):

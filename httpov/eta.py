@@ -3,7 +3,7 @@ who renders what (httpov.view builds a job's view from it)."""
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from httpov.plan import Batch, JobSpec, work_units
@@ -184,18 +184,30 @@ def estimate(spec: JobSpec, state: str, batches: Mapping[str, Any], now: float, 
         eta = schedule(slot_free, [predict(b) for b in queued])
 
     nodes: dict[str, dict[str, Any]] = {}
+    rows: dict[str, int] = {}  # rows a node rendered in slices (a frame's share each)
+    whole: dict[str, int] = {}  # frames it rendered whole
+
+    def node(name: str) -> dict[str, Any]:
+        return nodes.setdefault(name, {"batches_done": 0, "frames_done": 0.0, "seconds": 0.0, "running": []})
+
     for batch_id, info in done.items():
-        n = nodes.setdefault(info.get("node", "?"), {"batches_done": 0, "frames_done": 0.0, "seconds": 0.0,
-                                                     "running": []})
+        name = info.get("node", "?")
+        n = node(name)
         n["batches_done"] += 1
         n["frames_done"] += work_units(batch_id, height)
         n["seconds"] += float(info.get("seconds", 0.0))
+        b = Batch.from_id(batch_id)
+        if not b.prepass:
+            if b.rows is None:
+                whole[name] = whole.get(name, 0) + b.last - b.first + 1
+            else:
+                rows[name] = rows.get(name, 0) + (b.last - b.first + 1) * (b.rows[1] - b.rows[0] + 1)
     for item in running_view:
-        nodes.setdefault(item["node"], {"batches_done": 0, "frames_done": 0.0, "seconds": 0.0,
-                                        "running": []})["running"].append(item["label"])
-    for n in nodes.values():
+        node(item["node"])["running"].append(item["label"])
+    for name, n in nodes.items():
         n["frames_done"] = round(n["frames_done"], 3)
         n["seconds"] = round(n["seconds"], 3)
+        n["work"] = work_text(whole.get(name, 0), rows.get(name, 0), height)
 
     frames_running = sorted({f for b in running for f in Batch.from_id(b).frames})
     return {
@@ -210,6 +222,41 @@ def estimate(spec: JobSpec, state: str, batches: Mapping[str, Any], now: float, 
         "running": running_view,
         "nodes": dict(sorted(nodes.items())),
     }
+
+
+def work_text(frames: int, rows: int, height: int) -> str:
+    """What a render node rendered of a job, for people: '3 frames', '40 of 64 rows', '2 frames and 40 of 64 rows'
+    (`rows` of sliced frames `height` rows high, counted in whole frames' worth and the rows left over)."""
+    if height > 0 and rows:
+        frames, rows = frames + rows // height, rows % height
+    parts = [f"{frames} frame{'' if frames == 1 else 's'}"] if frames or not rows else []
+    if rows:
+        parts.append(f"{rows} of {height} rows")
+    return " and ".join(parts)
+
+
+def active_seconds(started: float, end: float, history: Sequence[Mapping[str, Any]]) -> float:
+    """Seconds from `started` to `end` that the job was live: without the time it lay paused (a 'pause' line until
+    the next 'resume', or until `end` if none came) and the gaps between finishing and a retry ('retry' lines,
+    from `since` to `at`). Lines before `started` count from `started`; lines are in the order they were written."""
+    gaps: list[tuple[float, float]] = []
+    paused_at: float | None = None
+    for line in history:
+        kind, at = line.get("kind"), float(line.get("at", 0.0))
+        if kind == "pause" and paused_at is None:
+            paused_at = at
+        elif kind == "resume" and paused_at is not None:
+            gaps.append((paused_at, at))
+            paused_at = None
+        elif kind == "retry" and line.get("since") is not None:
+            if paused_at is not None:  # paused, then cancelled, then retried: the pause ended with the job
+                gaps.append((paused_at, float(line["since"])))
+                paused_at = None
+            gaps.append((float(line["since"]), at))
+    if paused_at is not None:
+        gaps.append((paused_at, end))
+    left_out = sum(max(0.0, min(b, end) - max(a, started)) for a, b in gaps)
+    return max(0.0, end - started - left_out)
 
 
 def duration(seconds: float | None) -> str:

@@ -40,5 +40,9 @@ def farm_nodes(store: JobStore, lease_seconds: float, now: float | None = None) 
             "hung_last_hour": counts.get(node, {}).get("hung", 0),
             # why it takes no batch now: 'disk full (cache folder, N MiB free)' (httpov.worker.room), else None
             "fault": record.get("fault") if seen[node] >= live_since else None,
+            # why its latest batch of the last hour failed (a wrong storage path, povray's error), else None
+            "last_error": counts.get(node, {}).get("last_error") or None,
+            # why its storage check at start (and again each minute while failing) failed, else None
+            "storage_error": record.get("storage_error") if seen[node] >= live_since else None,
         })
     return nodes

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from httpov.access import NAME, NAME_RULE
-from httpov.errors import BadInputError, FieldError
+from httpov.errors import BadInputError, OptionError, Problem
 from httpov.plan import RADIOSITY_MODES, check_name
 from httpov.settings import Settings, check_pool
 from httpov.text import shown
@@ -17,36 +17,7 @@ from httpov.text import shown
 USER_NAME = NAME
 PRIORITIES = (0, 9)  # lowest, highest
 
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the options. `text` is a str.format template whose {0}, {1}... are the names of
-    `fields` (the first is the field it is said beside); each surface names fields its own way: `--max-nodes` on
-    the command line, `max_nodes` in the web form and the API. Values in `text` have their braces doubled."""
-
-    fields: tuple[str, ...]
-    text: str
-    hint: str | None = None
-
-    @property
-    def field(self) -> str:
-        return self.fields[0]
-
-    def said(self, name: Callable[[str], str] = str) -> str:
-        return self.text.format(*map(name, self.fields))
-
-
-class OptionError(FieldError):
-    """Submit options out of range or malformed: every problem found, each naming its field."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = tuple(problems)
-        BadInputError.__init__(self, self.said(), next((p.hint for p in problems if p.hint), None))
-        self.errors = {p.field: p.said() for p in problems}
-
-    def said(self, name: Callable[[str], str] = str) -> str:
-        """Every problem in one line, each field named by `name`."""
-        return "; ".join(p.said(name) for p in self.problems)
+__all__ = ["OptionError", "Problem", "SubmitOptions", "parse_priority"]  # the first two live in httpov.errors
 
 
 class _Refused(Exception):

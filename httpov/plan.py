@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from httpov.errors import BadInputError, SceneError
+from httpov.errors import BadInputError, OptionError, Problem, SceneError
 from httpov.paths import JOB_ID, SCENE_KEY  # noqa: F401 (plan.JOB_ID, plan.SCENE_KEY: where they were first)
 from httpov.scene import SceneLayout, SceneOptions
 
@@ -106,9 +106,9 @@ def parse_frame_range(text: str) -> tuple[int, int]:
     try:
         span = (int(first), int(last) if sep else int(first))
     except ValueError:
-        raise BadInputError(f"--frames {text!r}: give a frame (7) or a range (5-9)") from None
+        raise OptionError.of("frames", f"{{0}} {_braced(repr(text))}: give a frame (7) or a range (5-9)") from None
     if span[0] > span[1]:
-        raise BadInputError(f"--frames {text!r}: the first frame comes after the last")
+        raise OptionError.of("frames", f"{{0}} {_braced(repr(text))}: the first frame comes after the last")
     return span
 
 
@@ -117,7 +117,7 @@ def frame_range(options: SceneOptions, frames: int | None = None) -> FrameRange:
     initial = options.integer("Initial_Frame", 1)
     if frames is not None:
         if frames <= 0:
-            raise BadInputError(f"--frames must be at least 1, got {frames}")
+            raise OptionError.of("frames", f"{{0}} must be at least 1, got {frames}")
         final = initial + frames - 1
     else:
         final = options.integer("Final_Frame", initial)
@@ -176,7 +176,7 @@ def adaptive_count(frame_count: int, per_frame: float | None, target: float = TA
 def split(frames: FrameRange, count: int, row_slices: list[tuple[int, int]] | None = None) -> list[Batch]:
     """Batches of `count` frames; with slices, one batch per (frame, slice) instead."""
     if count <= 0:
-        raise BadInputError(f"--count must be at least 1, got {count}")
+        raise OptionError.of("count", f"{{0}} must be at least 1, got {count}")
     if row_slices:
         return [Batch(f, f, rows) for f in range(frames.first, frames.last + 1) for rows in row_slices]
     return [
@@ -363,12 +363,13 @@ def plan_slices(
         raise BadInputError(f"render block size must be at least {MIN_RENDER_BLOCK_SIZE} (povray's minimum), "
                             f"got {block}")
     if (slices is None) == (rows is None):
-        raise BadInputError("give exactly one of --slices and --slice-rows")
+        raise OptionError([Problem(("slices", "slice_rows"), "give exactly one of {0} and {1}")])
     blocks = -(-height // block)  # ceil: the last block may be short
     if slices is not None:
-        _check_positive_int("--slices", slices)
+        _check_positive_int("slices", slices, option=True)
         if slices > height:
-            raise BadInputError(f"cannot cut {height} rows into {slices} slices: --slices must be at most the height")
+            raise OptionError.of("slices", f"cannot cut {height} rows into {slices} slices: {{0}} must be at most "
+                                           "the height")
         count = min(slices, blocks)
         ends: list[int] = []
         previous = 0
@@ -379,7 +380,7 @@ def plan_slices(
             previous = k
     else:
         assert rows is not None
-        _check_positive_int("--slice-rows", rows)
+        _check_positive_int("slice_rows", rows, option=True)
         step = max(1, (2 * rows + block) // (2 * block)) * block  # round(rows / block) blocks, at least one
         ends = list(range(step, height, step))
     ends.append(height)
@@ -403,11 +404,21 @@ def slice_options(first: int, last: int, height: int) -> list[str]:
     return [f"+SR{first}", f"+ER{last}"]
 
 
-def _check_positive_int(name: str, value: Any) -> None:
+def _check_positive_int(name: str, value: Any, option: bool = False) -> None:
+    """A whole number of at least 1; `option`: `name` is a submit option's field (OptionError: each surface names
+    it its own way), else BadInputError."""
+    problem = None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadInputError(f"{name} must be a whole number, got {value!r}")
-    if value <= 0:
-        raise BadInputError(f"{name} must be at least 1, got {value}")
+        problem = f"{{0}} must be a whole number, got {_braced(repr(value))}"
+    elif value <= 0:
+        problem = f"{{0}} must be at least 1, got {value}"
+    if problem is not None:
+        raise OptionError.of(name, problem) if option else BadInputError(problem.format(name))
+
+
+def _braced(text: str) -> str:
+    """`text` as it reads inside a Problem's format template (braces doubled)."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 # Radiosity pre-pass (docs/RADIOSITY.md). A sliced radiosity frame rendered slice by slice runs povray's pretrace

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from httpov.archive import ArchiveLimits
 from httpov.errors import BadInputError, HomeUnsetError
+from httpov.text import shown
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 #: URL schemes of each Redis setting: Celery's broker takes redis:// and rediss://; job state (redis-py) a unix
@@ -208,6 +209,27 @@ def check_server(url: str, where: str = "--server") -> None:
 def env_name(field_name: str) -> str:
     """The environment variable of a Settings field: HTTPOV_ and its name in capitals."""
     return f"HTTPOV_{field_name.upper()}"
+
+
+#: HTTPOV_ variables that are no setting but are read by name: the config file's, and the render node kit's
+#: (workers/: its environment file and install prefix). HTTPOV_TEST_* belong to the test suite.
+OTHER_VARIABLES = (CONFIG_ENV, "HTTPOV_ENV_FILE", "HTTPOV_PREFIX_DIR")
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each HTTPOV_ variable in `env` that no setting reads (a typo is otherwise ignored in
+    silence), naming the closest real one: 'HTTPOV_STORGE is no httpov setting and is ignored: did you mean
+    HTTPOV_STORAGE?'."""
+    env = os.environ if env is None else env
+    known = [env_name(f.name) for f in fields(Settings)] + list(OTHER_VARIABLES)
+    said = []
+    for name in sorted(env):
+        if not name.startswith("HTTPOV_") or name in known or name.startswith("HTTPOV_TEST_"):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        said.append(f"{shown(name)} is no httpov setting and is ignored"
+                    + (f": did you mean {close[0]}?" if close else " (`httpov config` lists the settings)"))
+    return said
 
 
 def default_render_processes(threads: int) -> int:

@@ -50,13 +50,13 @@ def bar(view: JobView, width: int) -> Text:
 def status_table(views: list[JobView]) -> Table:
     """Every job on one row: `httpov status`."""
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
-    for name, justify in (("JOB", "left"), ("NAME", "left"), ("OWNER", "left"), ("STATE", "left"), ("PROGRESS", "left"),
-                          ("FRAMES", "right"), ("FAILED", "right"), ("FR/S", "right"), ("ETA", "right"),
-                          ("CREATED", "left")):
+    for name, justify in (("JOB", "left"), ("NAME", "left"), ("OWNER", "left"), ("PRI", "right"), ("STATE", "left"),
+                          ("PROGRESS", "left"), ("FRAMES", "right"), ("FAILED", "right"), ("FR/S", "right"),
+                          ("ETA", "right"), ("CREATED", "left")):
         table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for j in views:
         progress = bar(j, 10).append(f" {j.percent:>3}%")
-        table.add_row(Text(shown(j.id)), Text(shown(j.name)[:17]), Text(shown(j.user or "-")[:16]),
+        table.add_row(Text(shown(j.id)), Text(shown(j.name)[:17]), Text(shown(j.user or "-")[:16]), str(j.priority),
                       Text(j.state, style=_state_style(j.state)),
                       progress, f"{j.frames_done}/{j.frames_total}", str(j.frames_failed), f"{j.rate_recent:.2f}",
                       j.eta_text, time.strftime("%Y-%m-%d %H:%M", time.localtime(j.created)))
@@ -90,10 +90,10 @@ def job_panel(j: JobView) -> RenderableType:
         nodes = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), show_edge=False, header_style="bold")
         nodes.add_column("  NODE", no_wrap=True)
         nodes.add_column("BATCHES", justify="right")
-        nodes.add_column("FRAMES", justify="right")
+        nodes.add_column("RENDERED", justify="right")
         nodes.add_column("RENDERING")
         for node, n in j.nodes.items():
-            nodes.add_row(Text("  " + shown(node)[:29]), str(n.batches_done), f"{n.frames_done:g}",
+            nodes.add_row(Text("  " + shown(node)[:29]), str(n.batches_done), n.work or f"{n.frames_done:g}",
                           Text(shown(", ".join(n.running)) or "-"))
         parts.append(nodes)
     for event in j.history:  # what was rendered again (retry --frames), which batch hung, what submit warned of
@@ -126,7 +126,7 @@ def _eta_line(j: JobView) -> str:
     line += f", ETA {j.eta_text}"
     if j.eta_at and j.state in (JobState.QUEUED, JobState.RUNNING):
         line += time.strftime(" (at %H:%M:%S)", time.localtime(j.eta_at))
-    elif j.idle:
+    elif j.stalled:
         line += " (no render node is taking this job's batches now)"
     return line
 

@@ -35,9 +35,10 @@ class NodeWork:
     """What one render node did for the job, and what it renders now (batch labels)."""
 
     batches_done: int
-    frames_done: float
+    frames_done: float  # in frames: a slice counts as its share of a frame (for sums; people read `work`)
     seconds: float
     running: list[str]
+    work: str = ""  # for people: '3 frames', '40 of 64 rows', '2 frames and 40 of 64 rows' (eta.work_text)
 
 
 @dataclass
@@ -146,6 +147,11 @@ class JobView:
     # why a live job waits: 'waiting for storage: <why>' (the farm's storage failed its batches), and 'node X: disk
     # full (cache folder, N MiB free)' for each live node that hands batches back for want of room
     notes: list[str] = field(default_factory=list)
+    # when a batch of it last started or ended, or it was submitted, resumed or retried (what `stalled` counts from)
+    idle_since: float | None = None
+    # idle for longer than the farm's live-node window (about three leases): its batches wait and no render node has
+    # taken one for that long (set by job_view and overview; a job between two batches is idle, not stalled)
+    stalled: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The view as `httpov status --json` and the page's /api/jobs print it."""
@@ -208,7 +214,7 @@ def from_snapshot(record: JobRecord, spec: JobSpec, batches: Batches, now: float
     created = float(record["created"])
     started = float(record.get("started") or created)
     finished = float(record["finished"]) if record.get("finished") else None
-    elapsed = (finished or now) - started
+    elapsed = eta.active_seconds(started, finished or now, batches.get("history", []))  # not paused, not waiting
     done = len(batches["frames"])
     errors = [record["error"]] if record.get("error") else []
     errors += [line for v in final_failures.values() for line in [v["error"], *v["lines"]]]
@@ -242,7 +248,18 @@ def from_snapshot(record: JobRecord, spec: JobSpec, batches: Batches, now: float
         max_nodes=int(record.get("max_nodes") or 0) or None,
         queue=record.get("queue", ""), pool=record.get("queue", "").partition(".pool.")[2],
         notes=[record["waiting"]] if record.get("waiting") and record["state"] not in FINISHED else [],
+        idle_since=_last_activity(created, record, batches),
     )
+
+
+def _last_activity(created: float, record: JobRecord, batches: Batches) -> float:
+    """When a batch of the job last started or ended, or the job was submitted, started, resumed or retried."""
+    times = [created, float(record.get("started") or 0.0)]
+    times += [float(info.get("started", 0.0)) for info in batches["running"].values()]
+    times += [float(info.get("finished", 0.0)) for info in batches["done"].values()]
+    times += [float(info.get("at") or 0.0) for info in batches["failed"].values()]
+    times += [float(line["at"]) for line in batches.get("history", []) if line.get("kind") in ("resume", "retry")]
+    return max(times)
 
 
 def _known(kind: type, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -272,14 +289,16 @@ def job_view(store: JobStore, job_id: str, now: float | None = None, *, live_wit
     """The job as it is now, read from Redis in one snapshot; for a live job sent to a render pool, whether any
     live render node is in that pool. `live_within`: the farm's Settings.live_node_seconds (None: the default
     lease's), the same window the dispatcher counts render processes in."""
-    view = from_snapshot(*store.snapshot(job_id), now=time.time() if now is None else now)
-    _add_farm_notes(store, [view], live_within)
+    now = time.time() if now is None else now
+    view = from_snapshot(*store.snapshot(job_id), now=now)
+    _add_farm_notes(store, [view], live_within, now)
     return view
 
 
-def _add_farm_notes(store: JobStore, views: list[JobView], live_within: float | None) -> None:
+def _add_farm_notes(store: JobStore, views: list[JobView], live_within: float | None, now: float) -> None:
     """What the farm says about live jobs, read once for all `views`: whether a live render node is in the
-    job's render pool, and the faults of live render nodes (a full disk)."""
+    job's render pool, the faults of live render nodes (a full disk), and whether the job is stalled (idle for
+    longer than the live-node window)."""
     live = [view for view in views if not view.ended]
     if not live:
         return
@@ -287,6 +306,7 @@ def _add_farm_notes(store: JobStore, views: list[JobView], live_within: float | 
     pools = store.live_pools(within=within) if any(view.pool for view in live) else set()
     faults = node_faults(store, within)
     for view in live:
+        view.stalled = view.idle and now - (view.idle_since or view.created) >= within
         if view.pool:
             view.pool_live = view.pool in pools
         view.notes += faults
@@ -332,7 +352,7 @@ def overview(store: JobStore, now: float | None = None, *, states: Collection[st
             chosen.append(view)
             if limit is not None and len(chosen) >= limit:
                 break
-    _add_farm_notes(store, chosen, live_within)
+    _add_farm_notes(store, chosen, live_within, now)
     return chosen[::-1]
 
 

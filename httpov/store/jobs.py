@@ -58,6 +58,8 @@ SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua")
                         "held_since", "fair_share")}
 #: How long a node's finished batches are counted (`httpov nodes`: the last hour's).
 NODE_BATCHES_SECONDS = 3600.0
+#: The characters of a failed batch's error kept with a node's outcome (`httpov nodes`' last error).
+NODE_ERROR_CHARS = 300
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
 
@@ -595,21 +597,22 @@ class JobStore:
             return gone
         return self._call(run)
 
-    def count_batch(self, node: str, outcome: str, window: float = NODE_BATCHES_SECONDS) -> None:
+    def count_batch(self, node: str, outcome: str, window: float = NODE_BATCHES_SECONDS, error: str = "") -> None:
         """Note that `node` finished a batch ('failed'; 'hung' besides 'failed'; finish_batch counts 'done') now;
-        kept for `window` seconds (`httpov nodes`)."""
+        kept for `window` seconds (`httpov nodes`), with why it failed (`error`, its first line, cut at 300)."""
         key, now = self.keys.node_batches(node), time.time()
+        why = error.strip().split("\n", 1)[0][:NODE_ERROR_CHARS] if error.strip() else ""
         def run() -> None:
             pipe = self.r.pipeline(transaction=False)
-            pipe.zadd(key, {f"{outcome}:{now}:{secrets.token_hex(4)}": now})
+            pipe.zadd(key, {f"{outcome}:{now}:{secrets.token_hex(4)}" + (f":{why}" if why else ""): now})
             pipe.zremrangebyscore(key, "-inf", now - window)
             pipe.expire(key, int(window) + 60)
             pipe.execute()
         self._call(run)
 
-    def node_batches(self, nodes: list[str], window: float = 3600.0) -> dict[str, dict[str, int]]:
+    def node_batches(self, nodes: list[str], window: float = 3600.0) -> dict[str, dict[str, Any]]:
         """Batches each node finished in the last `window` seconds: {'done': n, 'failed': n, 'hung': n} (a hung
-        batch also counts as failed)."""
+        batch also counts as failed), and 'last_error': why its latest failed batch failed ('' if none said)."""
         def run() -> list[list[str]]:
             pipe = self.r.pipeline(transaction=False)
             for node in nodes:
@@ -618,7 +621,10 @@ class JobStore:
         counts = {}
         for node, events in zip(nodes, self._call(run) if nodes else []):
             kinds = [event.split(":", 1)[0] for event in events]
-            counts[node] = {"done": kinds.count("done"), "failed": kinds.count("failed"), "hung": kinds.count("hung")}
+            errors = [event.split(":", 3)[3] for event in events
+                      if event.startswith("failed:") and event.count(":") >= 3]
+            counts[node] = {"done": kinds.count("done"), "failed": kinds.count("failed"), "hung": kinds.count("hung"),
+                            "last_error": errors[-1] if errors else ""}  # events come oldest first
         return counts
 
     def live_pools(self, within: float) -> set[str]:
@@ -767,9 +773,11 @@ class JobStore:
                       ["SREM", self.keys.frames(job_id), *frames],
                       *([["DEL", *(self.keys.slices(job_id, f) for f in frames)]] if sliced else []))
 
-    def note(self, job_id: str, text: str, kind: str | None = None) -> None:
-        """Add a line to the job's history (shown by `httpov status JOB`); `kind` 'hang' marks a hung batch."""
-        line: dict[str, Any] = {"at": time.time(), "what": text, **({"kind": kind} if kind else {})}
+    def note(self, job_id: str, text: str, kind: str | None = None, since: float | None = None) -> None:
+        """Add a line to the job's history (shown by `httpov status JOB`); `kind` 'hang' marks a hung batch, 'pause',
+        'resume' and 'retry' (with `since`, when the job had finished) the time its elapsed time leaves out."""
+        line: dict[str, Any] = {"at": time.time(), "what": text, **({"kind": kind} if kind else {}),
+                                **({"since": since} if since is not None else {})}
         self._guarded(job_id, ["RPUSH", self.keys.history(job_id), json.dumps(line)])
 
     def attempts(self, job_id: str, batch_id: str) -> int:

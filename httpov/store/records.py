@@ -70,7 +70,8 @@ class HistoryLine(TypedDict):
     at: float
     what: str
     kind: NotRequired[str]  # 'hang': a batch hung and its povray was killed; 'warning': what submit warned of (the
-    # ini's unknown keys); both shown on the job's page
+    # ini's unknown keys); both shown on the job's page. 'pause', 'resume', 'retry': left out of its elapsed time
+    since: NotRequired[float]  # of a 'retry': when the job had finished (the gap until `at` is no rendering time)
 
 
 class Batches(TypedDict):
@@ -97,6 +98,7 @@ class NodeInfo(TypedDict, total=False):
     httpov: str
     started: float
     fault: str  # 'disk full (cache folder, N MiB free)' while the node hands batches back (httpov.worker.room)
+    storage_error: str  # why the node could not reach the farm's storage at its last check (httpov.worker.reaper)
 
 
 class Share(NamedTuple):

@@ -84,9 +84,11 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
             return client.submit(path, options, scene_file=form.get("scene_file") or None, who=who())
         except SceneError as exc:  # ArchiveError too: the zip is the problem
             raise FieldError({"scene": as_sent(str(exc), path, upload.filename)}) from None
-        except BadInputError as exc:  # what only the scene decides (--slices past its height): said as the CLI says it
-            field = next((f for f in SUBMIT_FIELDS if str(exc).startswith(f"--{f.replace('_', '-')}")), "scene")
-            raise FieldError({field: as_sent(str(exc), path, upload.filename)}) from None
+        except OptionError as exc:  # what only the scene decides (slices past its height): said beside its field
+            raise FieldError({field: as_sent(text, path, upload.filename)
+                              for field, text in exc.errors.items()}) from None
+        except BadInputError as exc:  # the scene's own values (its size past HTTPOV_MAX_WIDTH)
+            raise FieldError({"scene": as_sent(str(exc), path, upload.filename)}) from None
 
 
 #: The server's temporary folder and anything under it, as an error message may name them.
@@ -110,10 +112,7 @@ def control(action: str, job: str, frames: str | None = None) -> dict[str, Any]:
     if frames:
         if action != "retry":
             raise FieldError({"frames": f"only retry takes frames, not {action}"})
-        try:
-            span = parse_frame_range(frames)
-        except BadInputError as exc:
-            raise FieldError({"frames": str(exc)}) from None
+        span = parse_frame_range(frames)  # OptionError, a FieldError: 'frames 'x': give a frame (7) or a range (5-9)'
         result = client.retry(job, frames=span, who=who())
     else:
         result = getattr(client, action)(job, who=who())

@@ -100,6 +100,8 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
     app.session_interface = _SessionInterface()
     app.extensions["httpov"] = web
     app.jinja_env.globals["eta_text"] = eta_text
+    app.jinja_env.globals["failure_line"] = failure_line
+    app.jinja_env.globals["shown"] = shown
     # every value a template prints: control characters written out (httpov.text.shown), then HTML-escaped
     app.jinja_env.finalize = lambda value: value if isinstance(value, Markup) or not isinstance(value, str) \
         else shown(value)
@@ -250,12 +252,20 @@ def eta_text(j: JobView) -> str:
         text = f"ETA {j.eta_text}"
         if j.eta_at:
             text += time.strftime(" (at %H:%M:%S)", time.localtime(j.eta_at))
-        elif j.idle:
+        elif j.stalled:  # idle for a while: right after submit, or between two batches, it is not
             text += " (no render node is taking its batches)"
         return text
     if j.state == JobState.DONE and j.finished:
         return time.strftime("finished at %H:%M:%S", time.localtime(j.finished))
     return j.state
+
+
+def failure_line(j: JobView) -> str:
+    """Why a failed job failed, in one line for its card: the first line of its first error (a batch's, or the job's
+    own for an interrupted submit), cut at 200 characters; 'no error was recorded' when none was."""
+    first = next((line for line in j.errors if line.strip()), "")
+    line = first.strip().splitlines()[0] if first.strip() else "no error was recorded"
+    return line if len(line) <= 200 else line[:199] + "…"
 
 
 def _upload_refused(code: int, message: str) -> Any:

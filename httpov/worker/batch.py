@@ -121,7 +121,7 @@ class RenderNode:
             outcome = Outcome("missing")
         if outcome.status in ("failed", "retry"):  # `httpov nodes`: batches failed lately (finish_batch counts done)
             with contextlib.suppress(HttpovError):
-                self.store.count_batch(node, "failed")
+                self.store.count_batch(node, "failed", error=outcome.detail)
                 if outcome.hung:
                     self.store.count_batch(node, "hung")
         if outcome.status != "missing":  # a deleted job's batches are said once per job, below
@@ -288,8 +288,8 @@ class RenderNode:
             return Outcome("waiting", retry_in=wait, detail=f"{node}: {fault}")
         if not targets and povray_version is not None:
             message = (f"no live render node has povray {povray_version}, the version this job renders with (the "
-                       f"first node's; this node has {self.povray_version}); `submit --any-povray` lets any "
-                       "version render a job")
+                       f"first node's; this node has {self.povray_version}); a job submitted with 'any povray' "
+                       "may be rendered by any version")
             self.store.fail_batch(job_id, batch_id, message, [], final=True, node=node)
             return Outcome("failed", detail=message)
         if not targets:

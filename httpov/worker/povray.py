@@ -127,7 +127,7 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     def watch() -> bool:
         now = time.monotonic()
         if time_limit is not None and now - started > time_limit:
-            why.append(f"the batch ran past the job's time limit of {time_limit:g} s (submit --time-limit); "
+            why.append(f"the batch ran past the job's time limit of {time_limit:g} s (set at submit: its time limit); "
                        "povray was stopped")
             return False
         if hang_limit is not None and now - started > hang_limit[0]:

@@ -11,9 +11,10 @@ from celery import bootsteps
 
 from httpov.dispatch import sweep
 from httpov.retention import apply_retention
-from httpov.settings import Settings
+from httpov.settings import Settings, unknown_variables
 from httpov.storage import Storage, open_storage
 from httpov.store import JobStore, open_store
+from httpov.text import shown
 from httpov.worker import povray, room
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 NODES_FORGOTTEN = 86400.0
 #: Seconds between two retention sweeps of the farm (HTTPOV_KEEP_DAYS): one node does each.
 RETENTION_EVERY = 600.0
+#: Seconds between two checks of the farm's storage while it does not answer this node.
+STORAGE_CHECK_EVERY = 60.0
 
 
 class Reaper(bootsteps.StartStopStep):
@@ -37,6 +40,7 @@ class Reaper(bootsteps.StartStopStep):
         self.thread: threading.Thread | None = None
         self.stopping = threading.Event()
         self.storage: Storage | None = None
+        self.storage_error: str | None = None  # why the farm's storage failed this node's last check (its heartbeat)
 
     def start(self, worker):
         settings = Settings.from_env()
@@ -50,6 +54,11 @@ class Reaper(bootsteps.StartStopStep):
         node = (worker.app, store, settings, worker.hostname, int(worker.concurrency or 0),
                 self._pools(worker, settings), info)
 
+        for warning in unknown_variables():  # HTTPOV_STORGE: said at start, not silently ignored
+            log.warning("httpov: %s", warning)
+        threading.Thread(target=self._check_storage, args=(settings,), name="httpov storage check",
+                         daemon=True).start()
+
         def run() -> None:  # one sweep at a time, each a period after the last began (a slow one is not run twice)
             began = time.monotonic()
             while not self.stopping.wait(max(0.0, settings.sweep_seconds - (time.monotonic() - began))):
@@ -60,6 +69,21 @@ class Reaper(bootsteps.StartStopStep):
                     log.exception("httpov: sweep failed")
         self.thread = threading.Thread(target=run, name="httpov sweep", daemon=True)
         self.thread.start()
+
+    def _check_storage(self, settings: Settings) -> None:
+        """Whether the farm's storage answers (a wrong path, an unreachable S3), at start and each
+        STORAGE_CHECK_EVERY seconds until it does: the heartbeat carries why not, for `httpov nodes` and its page.
+        In a thread of its own: an unreachable S3 takes its timeouts, which must not delay the heartbeat."""
+        while True:
+            try:
+                open_storage(settings.storage).check()
+                self.storage_error = None
+                return
+            except Exception as exc:  # whatever it is, the node says it instead of failing batches silently
+                self.storage_error = shown(f"{settings.storage}: {type(exc).__name__}: {exc}")[:300]
+                log.warning("httpov: the farm's storage does not answer: %s", self.storage_error)
+            if self.stopping.wait(STORAGE_CHECK_EVERY):
+                return
 
     @staticmethod
     def _pools(worker, settings: Settings) -> list[str]:
@@ -75,6 +99,8 @@ class Reaper(bootsteps.StartStopStep):
                pools: list[str], info: dict) -> None:
         fault = room.disk_fault(settings.cache_dir, settings.min_free_mb)  # said with every heartbeat while true
         info = {**info, "fault": fault} if fault else info
+        if self.storage_error:
+            info = {**info, "storage_error": self.storage_error}
         try:
             sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
                   settings.sweep_seconds, node, processes, pools, info, user_cap=settings.user_max_processes or 0)

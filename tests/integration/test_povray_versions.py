@@ -84,5 +84,5 @@ def test_a_job_whose_povray_is_gone_fails_saying_so(tmp_path: Path, settings: Se
     workers(concurrency=1, name="other", settings_=settings.with_(povray=str(_other_povray(tmp_path / "pov"))))
     wait_for(lambda: client.store.state(sub.spec.id) == "failed", 120, "the job to fail")
     status = CliRunner().invoke(cli, ["status", sub.spec.id, "--json"], env=worker_env(settings)).output
-    assert "no live render node has povray 3.6.1" in status and "--any-povray" in status
+    assert "no live render node has povray 3.6.1" in status and "submitted with 'any povray'" in status
     assert client.store.batches(sub.spec.id)["done"] == {}

@@ -209,6 +209,22 @@ def test_the_jobs_list_shows_everyones_progress_and_owner_but_only_allowed_thumb
     assert mine and {j["user"] for j in mine} == {"bob"}
 
 
+def test_the_jobs_list_shows_each_jobs_user_and_priority_and_why_a_failed_job_failed_to_every_reader(farm):
+    job = farm.client.submit(farm.scene, user="bob", count=1, priority=7).spec.id
+    batch = farm.client.store.spec(job).batches[0]
+    farm.client.store.fail_batch(job, batch, "povray failed: <img src=x> \x1b[31mparse error\nsecond line",
+                                 ["<b>log</b>"], True, "n@h")
+    assert farm.client.store.state(job) == "failed"
+    for name in ROLES:  # another user's failed job: its progress, owner, priority and why are anyone's to read
+        page = farm.sessions[name].get(f"{farm.url}/", headers={"Accept": "text/html"}, timeout=30).text
+        card = page[page.index(f'id="job-{job}"'):]
+        card = card[:card.index('<div class="job"') if '<div class="job"' in card else len(card)]
+        assert "user bob</span>" in card and "priority 7</span>" in card, name
+        assert 'why: <span class="error">povray failed: &lt;img src=x&gt; \\x1b[31mparse error</span>' in card, name
+        assert "second line" not in card and "<img src=x>" not in card
+    farm.client.delete(job)
+
+
 # --- writes: the owner's and the admins'; a refused one changes nothing --------------------------------------
 #: action -> (state the job is in first, method, path, form, what it is)
 WRITES = {

@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.errors import BadInputError
+from httpov.errors import OptionError, flag
 from httpov.plan import plan_slices
 
 
@@ -46,5 +46,8 @@ def test_help_texts_say_what_each_option_does():
     ({"slices": 99}, "--slices must be at most the height"),
 ])
 def test_messages_name_options_as_they_are_typed(kwargs, message):
-    with pytest.raises(BadInputError, match=message):
+    with pytest.raises(OptionError) as raised:
         plan_slices(64, **kwargs)
+    assert message in raised.value.said(flag)  # as the CLI says it
+    web = str(raised.value)  # as the web form and the API say it: the field's name, no flag
+    assert "--" not in web and message.replace("--slice-rows", "slice_rows").replace("--slices", "slices") in web

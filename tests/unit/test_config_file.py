@@ -193,3 +193,17 @@ def test_the_cli_without_home_exits_with_the_reason(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "httpov: error: HOME is not set (nor XDG_CONFIG_HOME)" in result.output
     assert "hint: set HOME" in result.output and "Traceback" not in result.output
+
+
+def test_a_misspelt_httpov_variable_is_named_with_the_closest_setting(tmp_path: Path) -> None:
+    from httpov.settings import unknown_variables
+
+    env = {"HTTPOV_STORGE": "/x", "HTTPOV_QUEUE": "q", "HTTPOV_CONFIG": "/c", "HTTPOV_TEST_REDIS": "1",
+           "HTTPOV_ZZZ\x1b": "1", "PATH": "/bin"}
+    assert unknown_variables(env) == [
+        "HTTPOV_STORGE is no httpov setting and is ignored: did you mean HTTPOV_STORAGE?",
+        "HTTPOV_ZZZ\\x1b is no httpov setting and is ignored (`httpov config` lists the settings)"]
+    result = CliRunner().invoke(cli, ["config"], env={**_config(tmp_path, ""), "HTTPOV_STORGE": "/x"})
+    assert result.exit_code == 0, result.output
+    assert "httpov: warning: HTTPOV_STORGE is no httpov setting and is ignored: did you mean HTTPOV_STORAGE?" \
+        in result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 import heapq
 import random
 
-from httpov.eta import cost_model, duration, estimate, measured_rate, schedule, work_units
+from httpov.eta import active_seconds, cost_model, duration, estimate, measured_rate, schedule, work_text, work_units
 from httpov.plan import Batch, JobSpec
 
 
@@ -152,3 +152,36 @@ def test_a_finished_job_shows_its_frames_over_its_whole_time_not_its_last_burst(
     live = estimate(spec_for(batches), "running", records, now=1090.0, started=1000.0)
     assert live["rate_recent"] > 2 * result["rate_recent"]  # while it runs: the recent rate
 
+
+
+def test_active_seconds_leave_out_pauses_and_the_gap_before_a_retry():
+    assert active_seconds(100.0, 160.0, []) == 60.0
+    paused = [{"at": 110.0, "what": "paused", "kind": "pause"}, {"at": 140.0, "what": "resumed", "kind": "resume"}]
+    assert active_seconds(100.0, 160.0, paused) == 30.0
+    assert active_seconds(100.0, 160.0, paused[:1]) == 10.0  # paused still: its clock stopped at the pause
+    retried = [{"at": 200.0, "what": "retried", "kind": "retry", "since": 150.0}]
+    assert active_seconds(100.0, 230.0, retried) == 80.0  # 50 s rendering, 50 s lying failed, 30 s again
+    # paused, cancelled at 130, retried at 300: only 10 s before the pause and 20 s after the retry rendered
+    both = [paused[0], {"at": 300.0, "what": "retried", "kind": "retry", "since": 130.0}]
+    assert active_seconds(100.0, 320.0, both) == 30.0
+    # a pause while queued, before the first batch started, is no gap of its rendering time
+    early = [{"at": 50.0, "what": "paused", "kind": "pause"}, {"at": 90.0, "what": "resumed", "kind": "resume"}]
+    assert active_seconds(100.0, 130.0, early) == 30.0
+    warnings = [{"at": 120.0, "what": "Widht: did you mean Width?", "kind": "warning"}]
+    assert active_seconds(100.0, 130.0, warnings) == 30.0
+
+
+
+def test_a_nodes_work_reads_in_whole_frames_and_rows_never_as_a_fraction():
+    assert work_text(3, 0, 64) == "3 frames" and work_text(1, 0, 64) == "1 frame" and work_text(0, 0, 64) == "0 frames"
+    assert work_text(0, 4, 15) == "4 of 15 rows"
+    assert work_text(0, 30, 15) == "2 frames" and work_text(1, 34, 15) == "3 frames and 4 of 15 rows"
+
+
+def test_the_per_node_work_of_a_sliced_job_says_rows():
+    spec = spec_for([Batch(1, 1, (1, 4)), Batch(1, 1, (5, 15))], height=15)
+    done = {Batch(1, 1, (1, 4)).id: {"node": "a@h", "seconds": 1.0, "finished": 10.0},
+            Batch(1, 1, (5, 15)).id: {"node": "b@h", "seconds": 1.0, "finished": 11.0}}
+    nodes = estimate(spec, "done", {"done": done, "running": {}}, 12.0, 0.0, 12.0)["nodes"]
+    assert nodes["a@h"]["work"] == "4 of 15 rows" and nodes["b@h"]["work"] == "11 of 15 rows"
+    assert nodes["a@h"]["frames_done"] == 0.267  # the share, for sums

@@ -18,6 +18,7 @@ STATUS_KEYS = [
     "max_processes", "max_nodes", "queue", "pool", "pool_live",
     "submitted_by", "submitted_by_operator",  # who submitted the job for its owner `user` (#24: owners)
     "notes",
+    "idle_since", "stalled",  # #26: a job idle for a while (no render node takes its batches), not just after submit
 ]
 
 
@@ -41,7 +42,7 @@ def test_the_view_is_typed_and_its_json_has_the_status_keys():
     assert (view.frames_done, view.frames_failed, view.batches_requeued) == (1, 1, 1)
     assert view.running == [RunningBatch(batch="f000002-000002", label="frame 2", node="b@h", elapsed=0.5,
                                          expected=1.0, progress=0.5, retrying=False)]
-    assert view.nodes["a@h"] == NodeWork(batches_done=1, frames_done=1.0, seconds=1.0, running=[])
+    assert view.nodes["a@h"] == NodeWork(batches_done=1, frames_done=1.0, seconds=1.0, running=[], work="1 frame")
     assert view.failed[0] == FailedBatch(batch="f000003-000003", label="frame 3", node="a@h",
                                          error="povray failed: x", lines=["x"], final=True, at=1001.5)
     data = json.loads(json.dumps(view.to_json()))
@@ -70,3 +71,22 @@ def test_a_hung_batch_shows_in_the_view_and_in_status():
     assert [h["what"] for h in view.hangs] == ["frame 3 hung on a@h: no progress for 120 s"]
     assert JobView.from_json(json.loads(json.dumps(view.to_json()))).hangs == view.hangs  # `httpov --server`
     assert "frame 3 hung on a@h: no progress for 120 s" in job_text(view)
+
+
+def test_elapsed_time_leaves_out_the_time_the_job_lay_paused():
+    record, spec, records = _snapshot()
+    records["history"] = [{"at": 1000.2, "what": "paused", "kind": "pause"},
+                          {"at": 1001.2, "what": "resumed", "kind": "resume"}]
+    view = from_snapshot(record, spec, records, now=1001.5)
+    assert view.elapsed == 0.5  # 1.5 s since it started, 1 s of it paused
+    assert view.rate == 2.0  # its one frame over the time it was live
+
+
+def test_idle_since_is_the_last_time_a_batch_started_or_ended():
+    record, spec, records = _snapshot()
+    assert from_snapshot(record, spec, records, now=1001.5).idle_since == 1001.5  # the failure at 1001.5
+    records["running"] = {}
+    records["failed"] = {}
+    records["history"] = [{"at": 1003.0, "what": "resumed", "kind": "resume"}]
+    view = from_snapshot(record, spec, records, now=1004.0)
+    assert view.idle and view.idle_since == 1003.0 and not view.stalled

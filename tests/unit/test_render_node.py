@@ -59,7 +59,7 @@ class FakeStore:
         self.povray = getattr(self, "povray", None) or version  # the first node's version
         return self.povray
 
-    def count_batch(self, node: str, outcome: str) -> None:
+    def count_batch(self, node: str, outcome: str, error: str = "") -> None:
         self.counted = [*getattr(self, "counted", []), outcome]  # `httpov nodes`, not part of `calls`
 
     def start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",

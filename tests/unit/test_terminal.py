@@ -30,7 +30,7 @@ def test_a_job_name_with_rich_markup_prints_literally_and_without_escape_codes()
     assert "\x1b" not in text and "\r" not in text
     header, row = text.splitlines()[:2]
     # the owner's column (#24: every job has an owner, shown everywhere)
-    assert header.split() == ["JOB", "NAME", "OWNER", "STATE", "PROGRESS", "FRAMES", "FAILED", "FR/S", "ETA",
+    assert header.split() == ["JOB", "NAME", "OWNER", "PRI", "STATE", "PROGRESS", "FRAMES", "FAILED", "FR/S", "ETA",
                               "CREATED"]
     assert row.startswith("j1 ") and "[##xx......]  25%" in row and "1/4" in row
     assert "failed: frame 3 on a@h: povray failed: x" in text and "    | x" in text

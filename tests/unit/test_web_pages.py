@@ -14,7 +14,7 @@ VIEW = JobView(id="j1", name="sliced <radiosity>", state="running", frames_total
                elapsed=3.0, rate=0.0, errors=[], nodes_blocked=[], radiosity_cache="prepass",
                prepass=Prepass(kind="radiosity", total=2, done=1, running=1, failed=0), eta_seconds=None, eta_at=None,
                frame_seconds=None, overhead_factor=1.0, rate_recent=0.0, render_processes=0, frames_running=0,
-               batches_queued=8, running=[], nodes={}, failed=[])
+               batches_queued=8, running=[], nodes={}, failed=[], stalled=True)
 
 
 def _render(template: str, **context) -> str:
@@ -30,6 +30,8 @@ def test_both_pages_show_the_pre_pass_stage_as_status_does_and_escape_the_name()
         assert "pre-pass: radiosity 1/2 (1 rendering)" in html
         assert "sliced &lt;radiosity&gt;" in html and "<radiosity>" not in html
         assert "ETA ? (no render node is taking its batches)" in html
+    idle = replace(VIEW, stalled=False)  # idle for a moment (just submitted, between batches): nothing to say
+    assert "no render node" not in _render("jobs.html", jobs=[idle], state="", states=())
     plain = replace(VIEW, prepass=None)
     assert "pre-pass" not in _render("job.html", job=plain, frames=[], failures=[], video=False)
 
@@ -68,3 +70,16 @@ def test_the_job_page_lists_what_submit_warned_of_escaped():
     assert "Widht: did you mean Width? (the ini&#39;s line is ignored)" in html
     assert "&lt;img src=x&gt;" in html and "<img src=x>" not in html and "frame 2 hung" not in html
     assert "Warnings at submit" not in _render("job.html", job=VIEW, frames=[], failures=[], video=False, warnings=[])
+
+
+def test_the_nodes_page_says_why_a_node_fails_its_batches_escaped():
+    node = {"node": "a@h", "state": "up", "host": "h", "processes": 1, "cores": 2, "povray": "3.7", "httpov": "1",
+            "started": 0.0, "last_seen": 0.0, "rendering": [], "done_last_hour": 0, "failed_last_hour": 4,
+            "hung_last_hour": 0, "fault": None, "last_error": "scene <b>x</b> not in storage \x1b[2J",
+            "storage_error": "/nope: FileNotFoundError: <i>"}
+    html = _render("nodes.html", nodes=[node], now=1.0)
+    assert 'last failed batch: <span class="error last-error">scene &lt;b&gt;x&lt;/b&gt; not in storage \\x1b[2J' \
+        in html
+    assert 'storage check failed: <span class="error storage-error">/nope: FileNotFoundError: &lt;i&gt;' in html
+    quiet = _render("nodes.html", nodes=[{**node, "last_error": None, "storage_error": None}], now=1.0)
+    assert "last failed batch" not in quiet and "storage check" not in quiet

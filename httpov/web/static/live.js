@@ -16,7 +16,7 @@ function etaText(j) {  // as the page's eta_text
   if (j.state === "queued" || j.state === "running") {
     let text = "ETA " + duration(j.eta_seconds);
     if (j.eta_at) text += " (at " + clock(j.eta_at) + ")";
-    else if (!(j.running || []).length && j.batches_queued) text += " (no render node is taking its batches)";
+    else if (j.stalled) text += " (no render node is taking its batches)";
     return text;
   }
   if (j.state === "done" && j.finished) return "finished at " + clock(j.finished);
@@ -50,6 +50,7 @@ function update(root, j) {
   setText(root, ".batches", j.batches_done + "/" + j.batches_total);
   setText(root, ".prepass", prepassText(j.prepass));
   setText(root, ".notes", (j.notes || []).join(" · "));
+  setText(root, ".priority", "priority " + j.priority);  // a job card's (set-priority changes it)
   const state = root.querySelector(".state");
   if (state) { state.textContent = j.state; state.className = "state " + j.state; }
 }
@@ -75,6 +76,10 @@ async function pollJobs(box) {
   }
   for (const j of jobs) {
     const card = document.getElementById("job-" + j.id);
+    if (j.state === "failed" && !card.querySelector(".why")) {
+      location.reload();  // it failed meanwhile: the server writes why on its card
+      return;
+    }
     update(card, j);
     if (String(j.frames_done) !== card.dataset.frames && j.frames_done && card.dataset.pictures) {
       card.dataset.frames = String(j.frames_done);
@@ -116,7 +121,7 @@ async function pollJob(box) {
   const nodes = document.getElementById("nodes");
   const rows = Object.entries(j.nodes || {}).map(([node, n]) => {
     const tr = document.createElement("tr");
-    [node, n.batches_done, n.frames_done, (n.running || []).join(", ") || "-"].forEach((v) => cell(tr, String(v)));
+    [node, n.batches_done, n.work || n.frames_done, (n.running || []).join(", ") || "-"].forEach((v) => cell(tr, String(v)));
     return tr;
   });
   nodes.replaceChildren(...rows);

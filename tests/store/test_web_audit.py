@@ -19,7 +19,7 @@ from httpov.archive import ArchiveLimits, pack_scene
 from httpov.audit import AuditLog
 from httpov.settings import Settings
 from tests.conftest import REDIS_URL, private_settings, write_scene
-from tests.store.test_web_signin import PASSWORD, Server
+from tests.store.test_web_signin import Server, serving
 from tests.store.test_web_tokens import SCENE, add, call, multipart
 
 ADMIN_TOKEN = "farm-wide-" + secrets.token_urlsafe(24)
@@ -34,15 +34,9 @@ def settings(tmp_path_factory) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, settings: Settings) -> Iterator[Server]:
-    from httpov.web.auth import add_user
-
     folder = tmp_path_factory.mktemp("audit-web")
-    for name in ("alice", "bob"):
-        add_user(folder / "accounts", name, PASSWORD)
     (folder / "farm-tokens").write_text(f"{ADMIN_TOKEN}\n")
-    started = Server(folder, settings, "--tokens", str(folder / "farm-tokens"))  # alice, bob: users
-    yield started
-    started.stop()
+    yield from serving(folder, settings, ("alice", "bob"), "--tokens", str(folder / "farm-tokens"))
 
 
 @pytest.fixture(scope="module")

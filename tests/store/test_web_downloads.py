@@ -18,7 +18,7 @@ from PIL import Image
 from httpov import paths
 from httpov.settings import Settings
 from tests.conftest import private_settings, wait_for, write_scene
-from tests.store.test_web_signin import PASSWORD, Server
+from tests.store.test_web_signin import Server, serving
 
 SIDE = 8  # pixels: the frames
 
@@ -39,15 +39,8 @@ def client(settings: Settings):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, settings: Settings) -> Iterator[Server]:
-    from httpov.web.auth import add_user
-
-    folder = tmp_path_factory.mktemp("downloads-web")
-    for name in ("bob", "carol"):
-        add_user(folder / "accounts", name, PASSWORD, "user")
-    started = Server(folder, settings, "--public-read")
-    started.cookies = {name: started.session(name) for name in ("bob", "carol")}  # type: ignore[attr-defined]
-    yield started
-    started.stop()
+    yield from serving(tmp_path_factory.mktemp("downloads-web"), settings, ("bob", "carol"), "--public-read",
+                       signed_in=True)
 
 
 def _png(colour: tuple[int, int, int]) -> bytes:

@@ -25,6 +25,21 @@ PASSWORD = "correct horse battery"
 HOSTILE = "evil' from 10.9.9.9 (1 of 5 in 600 s)\nforged line \x1b[31mred"
 
 
+def serving(folder: Path, settings: Settings, users: tuple[str, ...], *args: str,
+            signed_in: bool = False) -> Iterator[Server]:
+    """A module's `httpov web` in `folder`: these accounts (role user; alice too only when none is named), the
+    server's own `args`, and with `signed_in` each account's session cookie in `server.cookies`; stopped after."""
+    from httpov.web.auth import add_user
+
+    for name in users:
+        add_user(folder / "accounts", name, PASSWORD)
+    started = Server(folder, settings, *args)
+    if signed_in:
+        started.cookies = {name: started.session(name) for name in users}  # type: ignore[attr-defined]
+    yield started
+    started.stop()
+
+
 class Server:
     """One `httpov web` process (its own accounts file, with alice) and requests to it, no cookie jar."""
 

@@ -17,7 +17,7 @@ from httpov.archive import ArchiveLimits, pack_scene
 from httpov.settings import Settings
 from httpov.store.keys import Keys
 from tests.conftest import REDIS_URL, private_settings, write_scene
-from tests.store.test_web_signin import PASSWORD, Server
+from tests.store.test_web_signin import Server, serving
 from tests.store.test_web_tokens import SCENE, add, call, multipart
 
 TYPO = "Widht: did you mean Width? (the ini's line is ignored)"
@@ -31,14 +31,7 @@ def settings(tmp_path_factory) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, settings: Settings) -> Iterator[Server]:
-    from httpov.web.auth import add_user
-
-    folder = tmp_path_factory.mktemp("warnings-web")
-    for name in ("alice", "bob"):
-        add_user(folder / "accounts", name, PASSWORD)
-    started = Server(folder, settings)
-    yield started
-    started.stop()
+    yield from serving(tmp_path_factory.mktemp("warnings-web"), settings, ("alice", "bob"))
 
 
 @pytest.fixture(scope="module")

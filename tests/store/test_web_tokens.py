@@ -22,7 +22,7 @@ from httpov.cli import cli
 from httpov.local_farm import worker_env
 from httpov.settings import Settings
 from tests.conftest import REDIS_URL, private_settings, write_scene
-from tests.store.test_web_signin import PASSWORD, Server
+from tests.store.test_web_signin import PASSWORD, Server, serving
 
 FARM_TOKEN = "farm-wide-" + secrets.token_urlsafe(24)
 SCENE = """
@@ -41,15 +41,9 @@ def settings(tmp_path_factory) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, settings: Settings) -> Iterator[Server]:
-    from httpov.web.auth import add_user
-
     folder = tmp_path_factory.mktemp("tokens-web")
-    for name in ("bob", "carol", "dave", "erin"):
-        add_user(folder / "accounts", name, PASSWORD)
     (folder / "farm-tokens").write_text(f"# the old way\n{FARM_TOKEN}\n")
-    started = Server(folder, settings, "--tokens", str(folder / "farm-tokens"))
-    yield started
-    started.stop()
+    yield from serving(folder, settings, ("bob", "carol", "dave", "erin"), "--tokens", str(folder / "farm-tokens"))
 
 
 def run(settings: Settings, *args: str) -> Result:

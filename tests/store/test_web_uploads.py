@@ -17,7 +17,7 @@ import pytest
 from httpov.archive import ArchiveLimits, pack_scene
 from httpov.settings import Settings
 from tests.conftest import private_settings, wait_for, write_scene
-from tests.store.test_web_signin import PASSWORD, Server
+from tests.store.test_web_signin import PASSWORD, Server, serving
 from tests.store.test_web_tokens import SCENE, add, multipart
 
 HUGE = 10 * 1024**4  # 10 TiB: a server that read such a body before answering would never answer
@@ -31,14 +31,7 @@ def settings(tmp_path_factory) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, settings: Settings) -> Iterator[Server]:
-    from httpov.web.auth import add_user
-
-    folder = tmp_path_factory.mktemp("uploads-web")
-    for name in ("alice", "bob"):
-        add_user(folder / "accounts", name, PASSWORD)
-    started = Server(folder, settings)
-    yield started
-    started.stop()
+    yield from serving(tmp_path_factory.mktemp("uploads-web"), settings, ("alice", "bob"))
 
 
 @pytest.fixture(scope="module")

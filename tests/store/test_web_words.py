@@ -17,7 +17,7 @@ from httpov.cli import cli
 from httpov.local_farm import worker_env
 from httpov.settings import Settings
 from tests.conftest import private_settings, write_scene
-from tests.store.test_web_signin import PASSWORD, Server
+from tests.store.test_web_signin import Server, serving
 from tests.store.test_web_submit_warnings import submit_form
 from tests.store.test_web_tokens import SCENE, add, call, multipart
 
@@ -30,14 +30,7 @@ def settings(tmp_path_factory) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, settings: Settings) -> Iterator[Server]:
-    from httpov.web.auth import add_user
-
-    folder = tmp_path_factory.mktemp("words-web")
-    for name in ("alice", "bob"):
-        add_user(folder / "accounts", name, PASSWORD)
-    started = Server(folder, settings)
-    yield started
-    started.stop()
+    yield from serving(tmp_path_factory.mktemp("words-web"), settings, ("alice", "bob"))
 
 
 @pytest.fixture(scope="module")

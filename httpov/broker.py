@@ -4,7 +4,7 @@ httpov reads and edits kombu's Redis keys itself: the stranded and unsent sweeps
 queue's lists and in the table of messages taken and not acked, a priority change or a joining job takes queued
 messages back, and a render node opens kombu channels with one private method overridden. None of that is kombu's
 or Celery's public API. Each assumption is written here once, as an `ASSUMPTION <name>:` comment, and checked against
-the installed releases by tests/integration/test_broker_contract.py (one test per name); pyproject.toml pins the
+the installed releases by tests/store/test_broker_contract.py (one test per name); pyproject.toml pins the
 releases that test covers. The rest of httpov calls the functions below and never spells a kombu key.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from kombu import Connection
 
 #: The releases the contract test was run against: (lowest, first untested) for kombu and for Celery. pyproject.toml
-#: pins the same ranges; widen both only after tests/integration/test_broker_contract.py passed on the new release.
+#: pins the same ranges; widen both only after tests/store/test_broker_contract.py passed on the new release.
 KOMBU_TESTED = ((5, 7), (5, 8))
 CELERY_TESTED = ((5, 7), (5, 8))
 

@@ -26,8 +26,8 @@ CONTROLS = ("cancel", "pause", "resume", "retry")
 #: Submit's options a form or a script may send, as text (SubmitOptions' names, as the CLI's flags without the
 #: dashes); the scene zip comes in the field `scene`. The field `user` (the job's owner) is the signed-in account's
 #: (or the token's account's) own name unless an admin names another.
-SUBMIT_FIELDS = ("name", "frames", "count", "slices", "priority", "radiosity_cache", "slice_rows", "time_limit",
-                 "max_processes", "max_nodes", "pool", "any_povray", "strict")
+SUBMIT_FIELDS = ("name", "frames", "width", "height", "count", "slices", "priority", "radiosity_cache", "slice_rows",
+                 "time_limit", "max_processes", "max_nodes", "pool", "any_povray", "strict")
 #: How a form or script says yes to a flag (any_povray, strict).
 YES = ("1", "true", "yes", "on")
 #: Who a reader of a `--public-read` page is, signed in as nobody: a viewer no account can be (not a name).

@@ -91,6 +91,39 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
             raise FieldError({"scene": as_sent(str(exc), path, upload.filename)}) from None
 
 
+def submit_choices() -> dict[str, Any]:
+    """What the submit form offers in its lists: the priorities this account may give a job (up to its max priority:
+    httpov.user_limits; every one for an admin), the radiosity cache's modes, the live render pools, and the longest
+    time limit (HTTPOV_TASK_TIME_LIMIT)."""
+    from httpov.plan import RADIOSITY_MODES
+
+    client, identity = web().client, who()
+    top = 9 if identity.admin else client.user_limits_of(identity.name).max_priority
+    return {"priorities": list(range(0, top + 1)), "radiosity_modes": RADIOSITY_MODES,
+            "pools": sorted(client.store.live_pools(within=client.settings.live_node_seconds)),
+            "max_time_limit": client.settings.task_time_limit}
+
+
+def priority_refused(form: Mapping[str, str]) -> str | None:
+    """Why the form's priority is past what its owner may give (httpov.user_limits' max priority), to be said beside
+    the field before the upload is looked at; None when it is not (or is no number: SubmitOptions says that)."""
+    from httpov import user_limits
+
+    identity = who()
+    owner = form.get("user") or identity.name
+    if identity.admin or owner != identity.name or not (form.get("priority") or "").strip():
+        return None  # an admin may; naming another owner is refused (403) by Client.submit itself
+    try:
+        priority = parse_priority(form["priority"])
+    except OptionError:
+        return None
+    try:
+        user_limits.check_priority(web().client.user_limits_of(owner), priority, owner, identity)
+    except ForbiddenError as exc:
+        return str(exc)
+    return None
+
+
 #: The server's temporary folder and anything under it, as an error message may name them.
 _TEMPORARY = re.compile(re.escape(tempfile.gettempdir().rstrip("/")) + r"/[^\s:'\"]*")
 

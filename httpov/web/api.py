@@ -16,6 +16,7 @@ from httpov.audit import DEFAULT_LIMIT, MAX_LIMIT, Record, recording
 from httpov.errors import BadInputError, FieldError, ForbiddenError, SceneError
 from httpov.options import OptionError, SubmitOptions, parse_priority
 from httpov.plan import parse_frame_range, safe_name
+from httpov.preview import ScenePreview
 from httpov.text import shown
 from httpov.web.source import job_id
 
@@ -55,9 +56,8 @@ def wants_json() -> bool:
             or "text/html" not in request.headers.get("Accept", ""))
 
 
-def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
-    """Client.submit of an uploaded scene zip with the CLI's options from form fields; FieldError names the field."""
-    require(who(), Action.SUBMIT)  # a viewer: 403 before the upload is looked at
+def _form_options(upload: Any, form: Mapping[str, str]) -> SubmitOptions:
+    """The submit options of form fields, and the upload there: FieldError naming each field in the wrong."""
     client = web().client
     given: dict[str, object] = {field: form[field] for field in SUBMIT_FIELDS if form.get(field)}  # empty: not given
     for flag in ("any_povray", "strict"):
@@ -75,6 +75,35 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
         errors["scene"] = "choose a scene zip (the field `scene`)"
     if errors:
         raise FieldError(errors)
+    return options
+
+
+def check_upload(upload: Any, form: Mapping[str, str]) -> ScenePreview:
+    """What submitting the uploaded scene zip with the form's options would render (httpov.preview), nothing stored
+    or queued; FieldError names the field."""
+    from httpov.preview import preview
+
+    require(who(), Action.SUBMIT)
+    options = _form_options(upload, form)
+    with tempfile.TemporaryDirectory(prefix="httpov-upload-") as tmp:
+        path = Path(tmp) / "scene.zip"  # never the uploaded name: that is data, not a path
+        upload.save(path)
+        try:
+            return preview(path, options, web().client.settings)
+        except SceneError as exc:
+            raise FieldError({"scene": as_sent(str(exc), path, upload.filename)}) from None
+        except OptionError as exc:
+            raise FieldError({field: as_sent(text, path, upload.filename)
+                              for field, text in exc.errors.items()}) from None
+        except BadInputError as exc:
+            raise FieldError({"scene": as_sent(str(exc), path, upload.filename)}) from None
+
+
+def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
+    """Client.submit of an uploaded scene zip with the CLI's options from form fields; FieldError names the field."""
+    require(who(), Action.SUBMIT)  # a viewer: 403 before the upload is looked at
+    client = web().client
+    options = _form_options(upload, form)
     if options.name is None:  # the upload's file name, as the CLI names a job after its scene, made safe
         options = replace(options, name=safe_name(PurePosixPath(upload.filename.replace("\\", "/")).stem))
     with tempfile.TemporaryDirectory(prefix="httpov-upload-") as tmp:

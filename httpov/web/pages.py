@@ -28,6 +28,7 @@ from httpov.web.api import (
     CONTROLS,
     account_tokens,
     audit_records,
+    check_upload,
     control,
     create_token,
     delete,
@@ -148,6 +149,10 @@ def submit():
         try:
             if refused:
                 raise FieldError({"priority": refused})
+            if request.form.get("check"):  # 'Check scene': what the ini asks for, nothing queued
+                preview = check_upload(request.files.get("scene"), request.form)
+                return render_template("submit.html", errors={}, form=request.form, preview=preview,
+                                       **submit_choices())
             submission = submit_upload(request.files.get("scene"), request.form)
         except FieldError as exc:
             errors = exc.errors

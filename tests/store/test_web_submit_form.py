@@ -137,3 +137,26 @@ def test_a_priority_past_the_accounts_limit_is_said_beside_its_field(settings, s
     said = re.search(r'<span class="error" id="width-error">(.*?)</span>', page, re.S)
     assert said and "width must be at least 1, got 0" in html.unescape(said.group(1)), page
     assert 'value="0"' in page and job_keys(settings) == before
+
+
+def test_check_scene_says_what_the_ini_asks_for_and_queues_nothing(settings, server, tmp_path):
+    folder = tmp_path / "clocked"
+    write_scene(folder, SCENE, "Widht=64\nWidth=16\nHeight=16\nInitial_Frame=1\nFinal_Frame=5\nInitial_Clock=0\n"
+                               "Final_Clock=2\nAntialias=on\nAntialias_Threshold=0.3\n")
+    scene = tmp_path / "clocked.zip"
+    pack_scene(folder, scene, ArchiveLimits())
+    alice = server.session("alice")
+    before = job_keys(settings)
+    stored = sorted(Path(settings.storage).glob("**/*"))
+    status, _, page = submit_form(server, alice, scene, check="1", height="8", slices="1")
+    assert status == 200, page
+    said = {what: html.unescape(value) for what, value in re.findall(r'<dd id="preview-(\w+)">(.*?)</dd>', page)}
+    assert said["size"] == "16x8"  # the ini's width, the form's height
+    assert said["frames"] == "1-5 (5 of the animation's 1-5)"
+    assert said["clock"] == "0 to 2"
+    assert said["antialias"] == "on (threshold 0.3)"
+    assert said["batches"] == "5 (1 row slice(s) a frame)"
+    assert "Widht: did you mean Width?" in html.unescape(page)
+    assert job_keys(settings) == before and sorted(Path(settings.storage).glob("**/*")) == stored
+    status, _, page = submit_form(server, alice, scene, check="1", width="0")  # an error beside its field
+    assert status == 400 and 'id="width-error"' in page

@@ -81,6 +81,8 @@ def cli(ctx: click.Context, server: str | None) -> None:
 @cli.command()
 @click.argument("scene", type=click.Path(path_type=Path))
 @click.option("--frames", type=int, help="Frames in the animation (sets Final_Frame); default: the ini's range.")
+@click.option("--width", type=int, help="Image width in pixels, instead of the ini's Width (the ini is not edited).")
+@click.option("--height", type=int, help="Image height in pixels, instead of the ini's Height.")
 @click.option("--count", type=int, help="Frames per batch (one task each); default: adaptive, about 2.5 s of "
               "rendering per batch from this scene's measured frame times (at most 4 for a new scene).")
 @click.option("--slices", type=int, help="Split each frame into this many row slices, stitched afterwards.")
@@ -103,12 +105,13 @@ def cli(ctx: click.Context, server: str | None) -> None:
 @click.option("--strict", is_flag=True, help="Refuse a scene whose ini has a key that is no POV-Ray ini option "
               "(a typo such as Widht=640; exit 3, nothing queued) instead of warning of it.")
 @click.pass_context
-def submit(ctx: click.Context, scene: Path, frames: int | None, count: int | None, slices: int | None,
-           slice_rows: int | None, name: str | None, time_limit: int | None, priority: int, wait: bool,
-           radiosity_cache: str, any_povray: bool, user: str | None, max_processes: int | None,
-           max_nodes: int | None, pool: str | None, strict: bool) -> None:
+def submit(ctx: click.Context, scene: Path, frames: int | None, width: int | None, height: int | None,
+           count: int | None, slices: int | None, slice_rows: int | None, name: str | None, time_limit: int | None,
+           priority: int, wait: bool, radiosity_cache: str, any_povray: bool, user: str | None,
+           max_processes: int | None, max_nodes: int | None, pool: str | None, strict: bool) -> None:
     """Queue SCENE (a .zip, a folder, or a .ini/.pov file) for rendering."""
-    options = _submit_options(ctx.obj, name=name, frames=frames, count=count, slices=slices, slice_rows=slice_rows,
+    options = _submit_options(ctx.obj, name=name, frames=frames, width=width, height=height, count=count, slices=slices,
+                              slice_rows=slice_rows,
                               priority=priority, time_limit=time_limit, radiosity_cache=radiosity_cache,
                               any_povray=any_povray, user=user, max_processes=max_processes, pool=pool,
                               max_nodes=max_nodes, strict=strict)

@@ -311,11 +311,12 @@ class Client:
         """plan_job, with the scene's measured frame time (earlier jobs of the same scene at the same size, read from
         their done batches) when frames per batch are to follow it."""
         measured = (0.0, 0, 0)
+        size = (options.width, options.height)  # --width/--height: instead of the ini's
         if scene_key and options.count is None and options.slices is None and options.slice_rows is None:
-            measured = self.store.frame_times(history_key(scene_key, *image_size(scene)))
+            measured = self.store.frame_times(history_key(scene_key, *image_size(scene, size)))
         return plan_job(layout, scene, self.settings, name=name, scene_key=scene_key, frames=options.frames,
                         count=options.count, slices=options.slices, slice_rows=options.slice_rows,
-                        priority=options.priority, measured=measured)
+                        priority=options.priority, size=size, measured=measured)
 
     # looking at jobs
     def wait(self, job_id: str, on_progress: Progress | None = None, poll: float = 0.5,

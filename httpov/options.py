@@ -1,5 +1,6 @@
-"""Submit options (frames, batch size, slices, priority, name, user, pool, caps, time limit, radiosity cache, strict
-ini): one typed object, checked in one place for the CLI, the web form, the JSON API and `httpov render`."""
+"""Submit options (frames, image size, batch size, slices, priority, name, user, pool, caps, time limit, radiosity
+cache, strict ini): one typed object, checked in one place for the CLI, the web form, the JSON API and `httpov
+render`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -119,6 +120,8 @@ class SubmitOptions:
 
     name: str | None = None  # display text only (default: the scene's name)
     frames: int | None = None  # frames in the animation (sets Final_Frame)
+    width: int | None = None  # image width in pixels, instead of the ini's (HTTPOV_MAX_WIDTH, HTTPOV_MAX_PIXELS)
+    height: int | None = None  # image height in pixels, instead of the ini's (HTTPOV_MAX_HEIGHT, HTTPOV_MAX_PIXELS)
     count: int | None = None  # frames per batch
     slices: int | None = None  # row slices per frame ...
     slice_rows: int | None = None  # ... or rows per slice
@@ -158,13 +161,14 @@ class SubmitOptions:
 
 
 _RULES: dict[str, Callable[[object, Settings], object]] = {
-    "name": _name, "frames": _at_least_1, "count": _at_least_1, "slices": _at_least_1, "slice_rows": _at_least_1,
+    "name": _name, "frames": _at_least_1, "width": _at_least_1, "height": _at_least_1,
+    "count": _at_least_1, "slices": _at_least_1, "slice_rows": _at_least_1,
     "priority": _priority, "time_limit": _time_limit, "radiosity_cache": _radiosity_cache, "any_povray": _flag,
     "user": _user, "pool": _pool, "max_processes": _at_least_1, "max_nodes": _at_least_1, "strict": _flag,
 }
 #: Fields a form sends as text, where an empty field means "not given".
-_BLANK_IS_UNSET = {"frames", "count", "slices", "slice_rows", "priority", "time_limit", "radiosity_cache",
-                   "max_processes", "max_nodes"}
+_BLANK_IS_UNSET = {"frames", "width", "height", "count", "slices", "slice_rows", "priority", "time_limit",
+                   "radiosity_cache", "max_processes", "max_nodes"}
 
 
 def parse_priority(value: object) -> int:

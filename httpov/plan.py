@@ -144,10 +144,11 @@ def _subset(value: str | None, initial: int, final: int, default: int) -> int:
     return int(number)
 
 
-def image_size(options: SceneOptions) -> tuple[int, int]:
-    """Width and height in pixels the ini asks for (POV-Ray's 320x240 when it names none)."""
-    width = options.integer("Width", DEFAULT_WIDTH)
-    height = options.integer("Height", DEFAULT_HEIGHT)
+def image_size(options: SceneOptions, size: tuple[int | None, int | None] = (None, None)) -> tuple[int, int]:
+    """Width and height in pixels the ini asks for (POV-Ray's 320x240 when it names none), each replaced by `size`'s
+    where given (submit --width/--height)."""
+    width = options.integer("Width", DEFAULT_WIDTH) if size[0] is None else size[0]
+    height = options.integer("Height", DEFAULT_HEIGHT) if size[1] is None else size[1]
     if width <= 0 or height <= 0:
         raise SceneError(f"the ini asks for a {width}x{height} image")
     return width, height
@@ -470,16 +471,26 @@ def radiosity_digest(spec: JobSpec, frame: int) -> str:
 
 def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, name: str, scene_key: str = "",
              frames: int | None = None, count: int | None = None, slices: int | None = None,
-             slice_rows: int | None = None, priority: int = 5, measured: tuple[float, int, int] = (0.0, 0, 0),
+             slice_rows: int | None = None, priority: int = 5,
+             size: tuple[int | None, int | None] = (None, None), measured: tuple[float, int, int] = (0.0, 0, 0),
              job_id: str | None = None, created: float | None = None) -> JobSpec:
     """A job split into batches, checked against the farm's limits: its frame range (`frames` sets Final_Frame),
-    image size, row slices (`slices` or `slice_rows`), and frames per batch. Without `count`, frames per batch
+    image size (the ini's, or `size`'s width and height where given: submit --width/--height), row slices (`slices`
+    or `slice_rows`), and frames per batch. Without `count`, frames per batch
     follow the scene's measured frame time (`measured`: JobStore.frame_times of history_key(scene_key, w, h))."""
     from httpov import limits
 
     fr = frame_range(options, frames)
-    width, height = image_size(options)
-    limits.check_image(width, height, settings)
+    width, height = image_size(options, size)
+    try:
+        limits.check_image(width, height, settings)
+    except SceneError as exc:  # a size given with the job, not the ini's: said as that option's problem
+        given = [name for name, value in zip(("width", "height"), size) if value is not None]
+        if not given:
+            raise
+        field = "height" if given == ["height"] or height > settings.max_height >= width else "width"
+        said = str(exc).replace("the scene asks", "the job asks").replace("{", "{{").replace("}", "}}")
+        raise OptionError.of(field, "{0}: " + said, exc.hint) from None
     limits.check_work(fr.count, 0, settings)
     row_slices = None
     if slices is not None or slice_rows is not None:

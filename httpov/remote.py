@@ -240,8 +240,8 @@ class RemoteClient:
                 layout, _ = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
             fields = {"name": options.name or _default_name(Path(source), layout), "priority": str(options.priority),
                       "radiosity_cache": options.radiosity_cache}
-            for key in ("frames", "count", "slices", "slice_rows", "time_limit", "user", "pool", "max_processes",
-                        "max_nodes"):
+            for key in ("frames", "width", "height", "count", "slices", "slice_rows", "time_limit", "user", "pool",
+                        "max_processes", "max_nodes"):
                 value = getattr(options, key)
                 if value is not None:
                     fields[key] = str(value)

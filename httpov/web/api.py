@@ -16,6 +16,7 @@ from httpov.audit import DEFAULT_LIMIT, MAX_LIMIT, Record, recording
 from httpov.errors import BadInputError, FieldError, ForbiddenError, SceneError
 from httpov.options import OptionError, SubmitOptions, parse_priority
 from httpov.plan import parse_frame_range, safe_name
+from httpov.preview import ScenePreview
 from httpov.text import shown
 from httpov.web.source import job_id
 
@@ -26,8 +27,8 @@ CONTROLS = ("cancel", "pause", "resume", "retry")
 #: Submit's options a form or a script may send, as text (SubmitOptions' names, as the CLI's flags without the
 #: dashes); the scene zip comes in the field `scene`. The field `user` (the job's owner) is the signed-in account's
 #: (or the token's account's) own name unless an admin names another.
-SUBMIT_FIELDS = ("name", "frames", "count", "slices", "priority", "radiosity_cache", "slice_rows", "time_limit",
-                 "max_processes", "max_nodes", "pool", "any_povray", "strict")
+SUBMIT_FIELDS = ("name", "frames", "width", "height", "count", "slices", "priority", "radiosity_cache", "slice_rows",
+                 "time_limit", "max_processes", "max_nodes", "pool", "any_povray", "strict")
 #: How a form or script says yes to a flag (any_povray, strict).
 YES = ("1", "true", "yes", "on")
 #: Who a reader of a `--public-read` page is, signed in as nobody: a viewer no account can be (not a name).
@@ -55,9 +56,8 @@ def wants_json() -> bool:
             or "text/html" not in request.headers.get("Accept", ""))
 
 
-def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
-    """Client.submit of an uploaded scene zip with the CLI's options from form fields; FieldError names the field."""
-    require(who(), Action.SUBMIT)  # a viewer: 403 before the upload is looked at
+def _form_options(upload: Any, form: Mapping[str, str]) -> SubmitOptions:
+    """The submit options of form fields, and the upload there: FieldError naming each field in the wrong."""
     client = web().client
     given: dict[str, object] = {field: form[field] for field in SUBMIT_FIELDS if form.get(field)}  # empty: not given
     for flag in ("any_povray", "strict"):
@@ -75,6 +75,35 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
         errors["scene"] = "choose a scene zip (the field `scene`)"
     if errors:
         raise FieldError(errors)
+    return options
+
+
+def check_upload(upload: Any, form: Mapping[str, str]) -> ScenePreview:
+    """What submitting the uploaded scene zip with the form's options would render (httpov.preview), nothing stored
+    or queued; FieldError names the field."""
+    from httpov.preview import preview
+
+    require(who(), Action.SUBMIT)
+    options = _form_options(upload, form)
+    with tempfile.TemporaryDirectory(prefix="httpov-upload-") as tmp:
+        path = Path(tmp) / "scene.zip"  # never the uploaded name: that is data, not a path
+        upload.save(path)
+        try:
+            return preview(path, options, web().client.settings)
+        except SceneError as exc:
+            raise FieldError({"scene": as_sent(str(exc), path, upload.filename)}) from None
+        except OptionError as exc:
+            raise FieldError({field: as_sent(text, path, upload.filename)
+                              for field, text in exc.errors.items()}) from None
+        except BadInputError as exc:
+            raise FieldError({"scene": as_sent(str(exc), path, upload.filename)}) from None
+
+
+def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
+    """Client.submit of an uploaded scene zip with the CLI's options from form fields; FieldError names the field."""
+    require(who(), Action.SUBMIT)  # a viewer: 403 before the upload is looked at
+    client = web().client
+    options = _form_options(upload, form)
     if options.name is None:  # the upload's file name, as the CLI names a job after its scene, made safe
         options = replace(options, name=safe_name(PurePosixPath(upload.filename.replace("\\", "/")).stem))
     with tempfile.TemporaryDirectory(prefix="httpov-upload-") as tmp:
@@ -89,6 +118,39 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
                               for field, text in exc.errors.items()}) from None
         except BadInputError as exc:  # the scene's own values (its size past HTTPOV_MAX_WIDTH)
             raise FieldError({"scene": as_sent(str(exc), path, upload.filename)}) from None
+
+
+def submit_choices() -> dict[str, Any]:
+    """What the submit form offers in its lists: the priorities this account may give a job (up to its max priority:
+    httpov.user_limits; every one for an admin), the radiosity cache's modes, the live render pools, and the longest
+    time limit (HTTPOV_TASK_TIME_LIMIT)."""
+    from httpov.plan import RADIOSITY_MODES
+
+    client, identity = web().client, who()
+    top = 9 if identity.admin else client.user_limits_of(identity.name).max_priority
+    return {"priorities": list(range(0, top + 1)), "radiosity_modes": RADIOSITY_MODES,
+            "pools": sorted(client.store.live_pools(within=client.settings.live_node_seconds)),
+            "max_time_limit": client.settings.task_time_limit}
+
+
+def priority_refused(form: Mapping[str, str]) -> str | None:
+    """Why the form's priority is past what its owner may give (httpov.user_limits' max priority), to be said beside
+    the field before the upload is looked at; None when it is not (or is no number: SubmitOptions says that)."""
+    from httpov import user_limits
+
+    identity = who()
+    owner = form.get("user") or identity.name
+    if identity.admin or owner != identity.name or not (form.get("priority") or "").strip():
+        return None  # an admin may; naming another owner is refused (403) by Client.submit itself
+    try:
+        priority = parse_priority(form["priority"])
+    except OptionError:
+        return None
+    try:
+        user_limits.check_priority(web().client.user_limits_of(owner), priority, owner, identity)
+    except ForbiddenError as exc:
+        return str(exc)
+    return None
 
 
 #: The server's temporary folder and anything under it, as an error message may name them.

@@ -28,14 +28,17 @@ from httpov.web.api import (
     CONTROLS,
     account_tokens,
     audit_records,
+    check_upload,
     control,
     create_token,
     delete,
+    priority_refused,
     requester,
     revocable,
     revoke_token,
     serve_download,
     set_priority,
+    submit_choices,
     submit_upload,
     wants_json,
     web,
@@ -142,14 +145,22 @@ def submit():
     require(who(), Action.SUBMIT)  # a viewer: 403
     errors: dict[str, str] = {}
     if request.method == "POST":
+        refused = priority_refused(request.form)  # past the account's max priority: beside the field, not a 403 page
         try:
+            if refused:
+                raise FieldError({"priority": refused})
+            if request.form.get("check"):  # 'Check scene': what the ini asks for, nothing queued
+                preview = check_upload(request.files.get("scene"), request.form)
+                return render_template("submit.html", errors={}, form=request.form, preview=preview,
+                                       **submit_choices())
             submission = submit_upload(request.files.get("scene"), request.form)
         except FieldError as exc:
             errors = exc.errors
         else:
             flash(f"job {submission.describe()}")
             return redirect(url_for("pages.job", job=submission.spec.id))
-    return render_template("submit.html", errors=errors, form=request.form), 400 if errors else 200
+    return (render_template("submit.html", errors=errors, form=request.form, **submit_choices()),
+            400 if errors else 200)
 
 
 @pages.route("/tokens", methods=["GET", "POST"])

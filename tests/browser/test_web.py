@@ -193,9 +193,16 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
     page.set_input_files("#scene", str(scene_zip(tmp_path / "green", GREEN, "Width=32\nHeight=24\n+KFI1 +KFF3\n")))
     page.fill("#name", HOSTILE_NAME)
     page.fill("#count", "1")
+    page.select_option("#priority", "6")  # typed fields: lists of what this account may choose, numbers
+    page.select_option("#radiosity_cache", "off")
+    page.select_option("#pool", "")
+    page.fill("#time_limit", "120")
+    page.fill("#max_processes", "2")
     page.click("#submit")
     assert "/jobs/" in page.url, page.content()
     job = page.url.rsplit("/", 1)[1]
+    spec = farm.client.store.spec(job)
+    assert (spec.priority, spec.time_limit, spec.width, spec.height) == (6, 120, 32, 24)
     farm.jobs["green"] = job
     assert page.inner_text("h1 .name") == HOSTILE_NAME
     # the job's page follows it by polling the API: no reload, the state and the frame grid change in place
@@ -250,13 +257,13 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
 def test_the_submit_form_shows_each_error_beside_its_field_and_queues_nothing(farm, page):
     before = farm.client.store.job_ids()
     page.goto("/submit")
-    page.fill("#frames", "three")
-    page.fill("#priority", "12")
+    page.fill("#frames", "0")
+    page.fill("#width", "-3")
     page.click("#submit")
-    assert "must be a whole number" in page.inner_text("#frames-error")
-    assert "between 0 and 9" in page.inner_text("#priority-error")
+    assert "must be at least 1, got 0" in page.inner_text("#frames-error")
+    assert "must be at least 1, got -3" in page.inner_text("#width-error")
     assert "choose a scene zip" in page.inner_text("#scene-error")
-    assert page.input_value("#frames") == "three"  # what the user typed is kept
+    assert page.input_value("#frames") == "0"  # what the user typed is kept
     not_blank(page.screenshot(), "submit-errors")
     assert farm.client.store.job_ids() == before
 

@@ -125,3 +125,29 @@ def test_an_ini_typo_is_named_with_a_suggestion_and_strict_refuses_it(settings, 
     status = _run(settings, "status", job)  # kept with the job: its status says it too
     assert status.exit_code == 0 and "warning: Widht: did you mean Width?" in status.output
 
+
+
+def test_width_and_height_override_the_ini_size_without_editing_it(settings, client, scene):
+    result = _run(settings, "submit", str(scene), "--width", "24", "--height", "12")
+    assert result.exit_code == 0, result.output
+    assert "at 24x12" in result.stdout
+    job = result.stdout.split()[1].rstrip(":")
+    spec = client.store.spec(job)
+    assert (spec.width, spec.height) == (24, 12)
+    assert (spec.options["Width"], spec.options["Height"]) == ("16", "16")  # the ini itself is as it was
+    only = _run(settings, "submit", str(scene), "--height", "8")  # one of the two: the ini's other one stays
+    assert only.exit_code == 0 and "at 16x8" in only.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--width", "0"], "--width must be at least 1, got 0"),
+    (["--height", "-3"], "--height must be at least 1, got -3"),
+    (["--width", "20000"], "HTTPOV_MAX_WIDTH"),
+    (["--width", "9000", "--height", "9000"], "HTTPOV_MAX_PIXELS"),
+])
+def test_a_bad_width_or_height_is_refused_with_nothing_stored(settings, scene, args, message):
+    result = _run(settings, "submit", str(scene), *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert _queued(settings) == 0
+    assert not list(Path(settings.storage).glob("**/*.zip"))

@@ -148,6 +148,13 @@ def test_the_cli_names_its_flag_and_exits_2(tmp_path, command: str, args: list[s
     assert result.output.startswith(f"httpov: error: {flag}") and "Traceback" not in result.output
 
 
+class _Pools:
+    """A store that knows only the live render pools (the form lists them)."""
+
+    def live_pools(self, within: float) -> set[str]:
+        return {"gpu"}
+
+
 class _NoSubmit:
     """A client whose submit must not be reached: the options are refused first."""
 
@@ -160,7 +167,9 @@ class _NoSubmit:
 def _post(path: str, fields: dict[str, Any], accept: str) -> Any:
     from httpov.web import Gate, Web, create_app
 
-    app = create_app(Web(client=_NoSubmit(), source=None, gate=Gate(None, ["tok"])))  # type: ignore[arg-type]
+    client = _NoSubmit()
+    app = create_app(Web(client=client, source=None, gate=Gate(None, ["tok"])))  # type: ignore[arg-type]
+    client.store = _Pools()  # type: ignore[attr-defined]  # after create_app: no sessions nor tokens to keep
     data = {**fields, "scene": (io.BytesIO(b"PK"), "scene.zip")}
     return app.test_client().post(path, data=data, content_type="multipart/form-data",
                                   headers={"Authorization": "Bearer tok", "Accept": accept})
@@ -181,3 +190,4 @@ def test_the_web_form_shows_the_error_beside_its_field() -> None:
     html = page.get_data(as_text=True)
     beside = re.search(r'id="frames-error">([^<]*)<', html)
     assert beside and beside.group(1) == "frames must be a whole number, got &#39;three&#39;"
+    assert '<option value="gpu">gpu</option>' in html  # the live pools, to choose from

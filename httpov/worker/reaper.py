@@ -56,8 +56,17 @@ class Reaper(bootsteps.StartStopStep):
 
         for warning in unknown_variables():  # HTTPOV_STORGE: said at start, not silently ignored
             log.warning("httpov: %s", warning)
-        threading.Thread(target=self._check_storage, args=(settings,), name="httpov storage check",
-                         daemon=True).start()
+        # The storage is opened here, on the worker's main thread, before any thread of ours runs: its modules
+        # (boto3's) are imported now, never by a thread while the pool forks its render processes (a child forked
+        # amid another thread's import waits on that module's lock for ever, and never starts a batch).
+        try:
+            storage: Storage | None = open_storage(settings.storage)
+        except Exception as exc:
+            storage, self.storage_error = None, shown(f"{settings.storage}: {type(exc).__name__}: {exc}")[:300]
+            log.warning("httpov: the farm's storage cannot be opened: %s", self.storage_error)
+        if storage is not None:
+            threading.Thread(target=self._check_storage, args=(storage, settings.storage), name="httpov storage check",
+                             daemon=True).start()
 
         def run() -> None:  # one sweep at a time, each a period after the last began (a slow one is not run twice)
             began = time.monotonic()
@@ -70,17 +79,17 @@ class Reaper(bootsteps.StartStopStep):
         self.thread = threading.Thread(target=run, name="httpov sweep", daemon=True)
         self.thread.start()
 
-    def _check_storage(self, settings: Settings) -> None:
+    def _check_storage(self, storage: Storage, named: str) -> None:
         """Whether the farm's storage answers (a wrong path, an unreachable S3), at start and each
         STORAGE_CHECK_EVERY seconds until it does: the heartbeat carries why not, for `httpov nodes` and its page.
         In a thread of its own: an unreachable S3 takes its timeouts, which must not delay the heartbeat."""
         while True:
             try:
-                open_storage(settings.storage).check()
+                storage.check()
                 self.storage_error = None
                 return
             except Exception as exc:  # whatever it is, the node says it instead of failing batches silently
-                self.storage_error = shown(f"{settings.storage}: {type(exc).__name__}: {exc}")[:300]
+                self.storage_error = shown(f"{named}: {type(exc).__name__}: {exc}")[:300]
                 log.warning("httpov: the farm's storage does not answer: %s", self.storage_error)
             if self.stopping.wait(STORAGE_CHECK_EVERY):
                 return

@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -39,23 +38,14 @@ def _frame(n: int) -> bytes:
 
 def _finished_job(client, scene: Path) -> str:
     """A job of FRAMES frames, every batch stored and recorded done as a render node does it."""
-    from httpov import paths
+    from tests.stored import store_batch
 
     job = client.submit(scene, count=PER_BATCH).spec.id
     client.store.transition(job, "running")
     for batch in client.store.spec(job).batches:
         first, last = (int(part[1:]) for part in batch.split("-")[:2])
-        zipped = io.BytesIO()
-        with zipfile.ZipFile(zipped, "w") as zf:
-            for n in range(first, last + 1):
-                zf.writestr(f"bench_{n:03d}.png", _frame(n))
-            zf.writestr(f"{batch}.log", "povray's log\n")
-        result = secrets.token_hex(4)
-        client.storage.put_bytes(paths.batch_key(job, batch, result), zipped.getvalue())
-        assert client.store.start_batch(job, batch, result, "bench@node", 600.0) == "ok"
-        client.store.finish_batch(job, batch, {"node": "bench@node", "seconds": 0.1, "frames": last - first + 1,
-                                               "finished": time.time(), "result": result},
-                                  list(range(first, last + 1)), result)
+        store_batch(client, job, batch, {f"bench_{n:03d}.png": _frame(n) for n in range(first, last + 1)},
+                    secrets.token_hex(4), node="bench@node")
     assert client.store.state(job) == "done", client.store.state(job)
     return job
 

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -54,24 +53,15 @@ def _scene(folder: Path, frames: int, width: int, height: int) -> Path:
 
 def _finished_job(client, scene: Path, per_batch: int, width: int, height: int, distinct: bool) -> str:
     """A job of the scene's frames, every batch stored and recorded done as a render node does it."""
-    from httpov import paths
+    from tests.stored import store_batch
 
     job = client.submit(scene, count=per_batch).spec.id
     client.store.transition(job, "running")
     same = _png(width, height, 0)
     for batch in client.store.spec(job).batches:
         first, last = (int(part[1:]) for part in batch.split("-")[:2])
-        zipped = io.BytesIO()
-        with zipfile.ZipFile(zipped, "w") as zf:
-            for n in range(first, last + 1):
-                zf.writestr(f"scene_{n:05d}.png", _png(width, height, n) if distinct else same)
-            zf.writestr(f"{batch}.log", "povray's log\n")
-        result = secrets.token_hex(4)
-        client.storage.put_bytes(paths.batch_key(job, batch, result), zipped.getvalue())
-        assert client.store.start_batch(job, batch, result, "bench@node", 600.0) == "ok"
-        client.store.finish_batch(job, batch, {"node": "bench@node", "seconds": 0.1, "frames": last - first + 1,
-                                               "finished": time.time(), "result": result},
-                                  list(range(first, last + 1)), result)
+        frames = {f"scene_{n:05d}.png": _png(width, height, n) if distinct else same for n in range(first, last + 1)}
+        store_batch(client, job, batch, frames, secrets.token_hex(4), node="bench@node")
     assert client.store.state(job) == "done", client.store.state(job)
     return job
 

@@ -9,17 +9,15 @@ from __future__ import annotations
 import io
 import json
 import re
-import time
-import zipfile
 from collections.abc import Iterator
 
 import pytest
 from PIL import Image
 
-from httpov import paths
 from httpov.settings import Settings
 from tests.conftest import private_settings, write_scene
 from tests.store.test_web_signin import Server, serving
+from tests.stored import store_batch
 
 SIDE = 8  # pixels: the frames
 PER_BATCH = 50
@@ -54,17 +52,8 @@ def _png(n: int) -> bytes:
 def _finish(client, job: str, batch: str, store_zip: bool = True) -> None:
     """Store (unless not `store_zip`) and record one batch as a render node does, with a result name of its own."""
     first, last = (int(part[1:]) for part in batch.split("-")[:2])
-    result = f"r{first}"
-    if store_zip:
-        zipped = io.BytesIO()
-        with zipfile.ZipFile(zipped, "w") as zf:
-            for n in range(first, last + 1):
-                zf.writestr(f"scene_{n:04d}.png", _png(n))
-        client.storage.put_bytes(paths.batch_key(job, batch, result), zipped.getvalue())
-    assert client.store.start_batch(job, batch, result, "n@h", 60.0) == "ok"
-    client.store.finish_batch(job, batch, {"node": "n@h", "seconds": 0.1, "frames": last - first + 1,
-                                           "finished": time.time(), "result": result},
-                              list(range(first, last + 1)), result)
+    frames = {f"scene_{n:04d}.png": _png(n) for n in range(first, last + 1)} if store_zip else None
+    store_batch(client, job, batch, frames, f"r{first}", log=False)
 
 
 def _job(client, folder, frames: int, batches: slice, store_zip: bool = True) -> str:

@@ -19,6 +19,7 @@ from httpov import paths
 from httpov.settings import Settings
 from tests.conftest import private_settings, wait_for, write_scene
 from tests.store.test_web_signin import Server, serving
+from tests.stored import store_batch
 
 SIDE = 8  # pixels: the frames
 
@@ -52,16 +53,9 @@ def _png(colour: tuple[int, int, int]) -> bytes:
 def _render(client, job: str, colour: tuple[int, int, int], result: str) -> None:
     """Store and record the job's one batch as a render node does (its own result name), in `colour`."""
     batch = client.store.spec(job).batches[0]
-    zipped = io.BytesIO()
-    with zipfile.ZipFile(zipped, "w") as zf:
-        zf.writestr("scene_1.png", _png(colour))
-        zf.writestr(f"{batch}.log", "povray's log\n")
-    client.storage.put_bytes(paths.batch_key(job, batch, result), zipped.getvalue())
     if client.store.state(job) != "running":
         client.store.transition(job, "running")
-    assert client.store.start_batch(job, batch, result, "n@h", 60.0) == "ok"
-    client.store.finish_batch(job, batch, {"node": "n@h", "seconds": 0.1, "frames": 1, "finished": time.time(),
-                                           "result": result}, [1], result)
+    store_batch(client, job, batch, {"scene_1.png": _png(colour)}, result)
     assert client.store.state(job) == "done"
 
 

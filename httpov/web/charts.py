@@ -1,7 +1,8 @@
 """The pictures of the web pages, as geometry for inline SVG (templates/charts.html): a job's timeline (its batches
 on each render node over time, failures and retries marked) and the farm's use (processes busy on each node over the
 last hours). Pure: computed from records already read, no I/O. Bounded whatever the job's size: at most `max_lanes`
-lanes (the least busy nodes merged into one), bars closer than a pixel merged, marks counted per few pixels."""
+lanes (the least busy nodes merged into one), bars closer than a pixel merged, marks counted per few pixels, and
+at most MAX_BARS of each in a lane (closer ones merged until they fit)."""
 from __future__ import annotations
 
 import time
@@ -17,6 +18,7 @@ GAP = 4  # between lanes
 AXIS = 18  # room for the time axis below the lanes
 MAX_LANES = 12  # at most this many lanes: the least busy nodes beyond are merged into one
 MARK_PX = 4  # marks within this many units are counted as one
+MAX_BARS = 60  # at most this many bars (and marks) of a kind in a lane: wider gaps are merged until they fit
 NAME_CHARS = 24  # a node's name as a label (whole in its title)
 TICKS = 5
 
@@ -25,10 +27,8 @@ TICKS = 5
 class Bar:
     x: float
     width: float
-    kind: str  # 'done', 'running'; a farm use bar: 'busy'
+    kind: str  # 'done', 'running'
     title: str
-    y: float = 0.0  # a farm use bar: its top (it rises with the processes busy)
-    height: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class Lane:
     y: float
     bars: list[Bar] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
+    area: str = ""  # the farm's use: an SVG path of its processes busy over time
+    note: str = ""  # the farm's use: what the lane shows, in words
 
     @property
     def label(self) -> str:
@@ -89,22 +91,37 @@ def _lanes_of(busy: Mapping[str, float], max_lanes: int) -> tuple[list[str], dic
 
 
 def _merged(spans: list[tuple[float, float, str]], x0: float, scale: float, lane: str, origin: float) -> list[Bar]:
-    """Spans (start, end, kind; seconds from `origin`) as bars, those of a kind closer than a unit merged (with how
-    many batches each)."""
+    """Spans (start, end, kind; seconds from `origin`) as bars, those of a kind less than a unit apart merged (with
+    how many batches each); then the narrowest gaps closed while a lane would have more than MAX_BARS of a kind."""
     bars: list[Bar] = []
     for kind in ("done", "running"):
-        run: list[float] | None = None  # x from, x to, batches, time from, time to (from the chart's start)
-        for start, end, _ in sorted(s for s in spans if s[2] == kind):
-            sx, ex = start * scale, end * scale
-            if run is not None and sx <= run[1] + 1.0:
-                run[1], run[2], run[4] = max(run[1], ex), run[2] + 1, max(run[4], end)
-                continue
-            if run is not None:
-                bars.append(_bar(run, x0, kind, lane, origin))
-            run = [sx, ex, 1, start, end]
-        if run is not None:
-            bars.append(_bar(run, x0, kind, lane, origin))
+        runs = _runs(sorted(s for s in spans if s[2] == kind), scale, 1.0)
+        if len(runs) > MAX_BARS:  # the narrowest gaps closed until MAX_BARS are left
+            closed = set(sorted(range(len(runs) - 1),
+                                key=lambda i: (runs[i + 1][0] - runs[i][1], i))[:len(runs) - MAX_BARS])
+            joined = [runs[0]]
+            for i, run in enumerate(runs[1:]):
+                if i in closed:
+                    last = joined[-1]
+                    last[1], last[2], last[4] = max(last[1], run[1]), last[2] + run[2], max(last[4], run[4])
+                else:
+                    joined.append(run)
+            runs = joined
+        bars += [_bar(run, x0, kind, lane, origin) for run in runs]
     return bars
+
+
+def _runs(ordered: list[tuple[float, float, str]], scale: float, gap: float) -> list[list[float]]:
+    """Ordered spans merged when less than `gap` units apart: [x from, x to, batches, time from, time to]."""
+    runs: list[list[float]] = []
+    for start, end, _ in ordered:
+        sx, ex = start * scale, end * scale
+        if runs and sx <= runs[-1][1] + gap:
+            run = runs[-1]
+            run[1], run[2], run[4] = max(run[1], ex), run[2] + 1, max(run[4], end)
+        else:
+            runs.append([sx, ex, 1, start, end])
+    return runs
 
 
 def _bar(run: list[float], x0: float, kind: str, lane: str, origin: float) -> Bar:
@@ -116,9 +133,14 @@ def _bar(run: list[float], x0: float, kind: str, lane: str, origin: float) -> Ba
 
 def _marks(points: list[tuple[float, str, str]], x0: float, scale: float, lane: str, origin: float) -> list[Mark]:
     """Points (at: seconds from `origin`, kind, what) as marks, those of a kind within MARK_PX units counted as one."""
-    buckets: dict[tuple[str, int], list[tuple[float, str]]] = {}
-    for at, kind, what in points:
-        buckets.setdefault((kind, int(at * scale // MARK_PX)), []).append((at, what))
+    step = float(MARK_PX)
+    while True:  # wider buckets while a lane would have more than MAX_BARS marks
+        buckets: dict[tuple[str, int], list[tuple[float, str]]] = {}
+        for at, kind, what in points:
+            buckets.setdefault((kind, int(at * scale // step)), []).append((at, what))
+        if len(buckets) <= MAX_BARS:
+            break
+        step *= 2
     marks = []
     for (kind, _), found in sorted(buckets.items(), key=lambda item: (item[0][1], item[0][0])):
         found.sort()
@@ -183,11 +205,36 @@ def job_timeline(batches: Batches, now: float, width: float = WIDTH, max_lanes: 
                  ticks=_ticks(start, start + span, width), summary=summary)
 
 
+def _area(steps: list[tuple[float, float, float]], start: float, scale: float, base: float) -> str:
+    """An SVG path's `d`: the steps (from, to, share of LANE) as one outline standing on `base`, equal neighbours
+    joined, down to the base across a gap: a few characters a minute, whatever the lane holds."""
+    out: list[str] = []
+    x_end, y_now = None, base
+    for a, b, share in steps:
+        xa, xb, y = round(LABEL + (a - start) * scale, 1), round(LABEL + (b - start) * scale, 1), \
+            round(base - LANE * share, 1)
+        if x_end is None or xa - x_end > 0.5:  # the first step, or one after a gap: from the base
+            if x_end is not None:
+                out.append(f"V{base}")
+            out.append(f"M{xa} {base}")
+            y_now = base
+        if y != y_now:
+            out.append(f"V{y}")
+            y_now = y
+        if out[-1].startswith("H"):  # level with the last step: one line
+            out.pop()
+        out.append(f"H{xb}")
+        x_end = xb
+    if out:
+        out.append(f"V{base}Z")
+    return "".join(out)
+
+
 def farm_use(samples: Mapping[str, list[tuple[float, float]]], processes: Mapping[str, int], now: float,
              hours: float, width: float = WIDTH, max_lanes: int = MAX_LANES) -> Chart | None:
     """Processes busy on each render node over the last `hours` (None when no node said): `samples` are each node's
-    (minute's start, mean processes busy in it); a bar's height is the share of the node's `processes` busy, equal
-    neighbours merged. Nodes beyond `max_lanes` share one lane (their processes summed)."""
+    (minute's start, mean processes busy in it); each lane one outline (Lane.area), its height the share of the
+    node's `processes` busy, in eighths. Nodes beyond `max_lanes` share one lane (their processes summed)."""
     start = now - hours * 3600
     kept = {node: [(at, busy) for at, busy in s if at >= start - 60] for node, s in samples.items()}
     kept = {node: s for node, s in kept.items() if s}
@@ -203,29 +250,15 @@ def farm_use(samples: Mapping[str, list[tuple[float, float]]], processes: Mappin
         for n in nodes:
             for at, busy in kept[n]:
                 minutes[at] = minutes.get(at, 0.0) + busy
-        run: list[float] | None = None  # from, to, level
-        levels = []
+        steps = []  # (from, to, share busy) of each minute in the picture
         for at in sorted(minutes):
-            level = round(min(1.0, minutes[at] / capacity) * 8) / 8  # in eighths: equal neighbours merge
             a, b = max(at, start), min(at + 60, now)
-            if b <= a:
-                continue
-            if run is not None and run[2] == level and a - run[1] <= 1:
-                run[1] = b
-                continue
-            if run is not None:
-                levels.append(run)
-            run = [a, b, level]
-        if run is not None:
-            levels.append(run)
-        for a, b, level in levels:
-            if not level:
-                continue
-            height = round(LANE * level, 1)
-            lane.bars.append(Bar(x=round(LABEL + (a - start) * scale, 1), width=round(max(1.0, (b - a) * scale), 1),
-                                 kind="busy", y=round(lane.y + LANE - height, 1), height=height,
-                                 title=f"{lane.name}: {level * capacity:g} of {capacity} processes busy, "
-                                       f"{_clock(a)}-{_clock(b)} UTC"))
+            if b > a:
+                steps.append((a, b, round(min(1.0, minutes[at] / capacity) * 8) / 8))  # in eighths
+        lane.area = _area(steps, start, scale, float(lane.y + LANE))
+        peak = max(minutes.values())
+        lane.note = (f"{lane.name}: {sum(minutes.values()) / len(minutes):.1f} of {capacity} processes busy on "
+                     f"average, {peak:g} at most")
     mean = {n: sum(b for _, b in s) / len(s) for n, s in kept.items()}
     summary = (f"processes busy on {len(kept)} render node{'s' if len(kept) != 1 else ''} over the last {hours:g} "
                f"hours, from {_clock(start)} to {_clock(now)} UTC: "

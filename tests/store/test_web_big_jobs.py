@@ -243,6 +243,9 @@ def test_the_nodes_page_draws_the_farms_use(server, client):
     status, _, page = get(server, "/nodes", "carol")
     assert status == 200
     use = _lanes(page, "farm-use")["use@h"]
-    heights = [float(h) for h in re.findall(rb'class="busy"[^>]* height="([\d.]+)"', use)]
-    assert heights == [11.0, 22.0]  # 2 of 4 processes busy, then 4 of 4
-    assert b"2 of 4 processes busy" in use and b"processes busy on 1 render node over the last 6 hours" in page
+    top = float(re.search(rb'<rect x="[\d.]+" y="([\d.]+)"', use).group(1))  # type: ignore[union-attr]
+    outline = re.search(rb'<path class="busy" d="M[\d.]+ ([\d.]+)V([\d.]+)H[\d.]+V([\d.]+)H', use)
+    assert outline, use  # from the lane's base, up to half its height (2 of 4 busy), then to its top (4 of 4)
+    assert [float(y) - top for y in outline.groups()] == [22.0, 11.0, 0.0]
+    assert b"3.0 of 4 processes busy on average, 4 at most" in use
+    assert b"processes busy on 1 render node over the last 6 hours" in page

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from httpov.web.charts import LABEL, MARK_PX, MAX_LANES, WIDTH, farm_use, job_timeline
+from httpov.web.charts import LABEL, MAX_BARS, MAX_LANES, WIDTH, farm_use, job_timeline
 from httpov.worker.reaper import UseMeter
 
 T0 = 1_700_000_000.0
@@ -50,8 +50,8 @@ def test_a_requeued_batch_is_marked_retried_and_no_record_no_picture():
 
 
 def test_a_big_job_is_bounded_lanes_merged_bars_and_marks_counted():
-    """10,000 batches on 40 nodes: at most MAX_LANES lanes (the least busy nodes in one), bars closer than a unit
-    merged, failures within MARK_PX counted as one mark: the markup stays small."""
+    """10,000 batches on 40 nodes: at most MAX_LANES lanes (the least busy nodes in one), at most MAX_BARS bars and
+    marks of a kind in a lane (closer ones merged, failures counted): the markup stays small."""
     done, failed = {}, {}
     for i in range(10_000):
         node = f"node{i % 40:02d}@h"
@@ -62,9 +62,7 @@ def test_a_big_job_is_bounded_lanes_merged_bars_and_marks_counted():
     chart = job_timeline(batches(done=done, failed=failed), now=T0 + 800)
     assert chart is not None
     assert len(chart.lanes) == MAX_LANES and chart.lanes[-1].name == f"{40 - MAX_LANES + 1} other nodes"
-    bars = sum(len(lane.bars) for lane in chart.lanes)
-    marks = sum(len(lane.marks) for lane in chart.lanes)
-    assert bars <= MAX_LANES * WIDTH / 2 and marks <= MAX_LANES * WIDTH / MARK_PX + MAX_LANES
+    assert all(len(lane.bars) <= MAX_BARS and len(lane.marks) <= MAX_BARS for lane in chart.lanes)
     assert sum(m.count for lane in chart.lanes for m in lane.marks) == len(failed)  # every failure still counted
     others = chart.lanes[-1]
     assert all(bar.x >= LABEL and bar.x + bar.width <= LABEL + WIDTH + 1 for bar in others.bars)
@@ -76,19 +74,31 @@ def test_long_names_are_cut_in_labels_only():
     assert chart is not None and chart.lanes[0].name == name and len(chart.lanes[0].label) == 24
 
 
-def test_farm_use_bars_rise_with_the_processes_busy():
+def test_farm_use_rises_with_the_processes_busy():
     now = T0 + 3600
     minute = now - now % 60
-    samples = {"a@h": [(minute - 120, 2.0), (minute - 60, 2.0), (minute, 4.0)],
+    samples = {"a@h": [(minute - 240, 1.0), (minute - 120, 2.0), (minute - 60, 2.0), (minute, 4.0)],
                "b@h": [(now - 7 * 3600, 1.0)]}  # older than the picture: left out
     chart = farm_use(samples, {"a@h": 4, "b@h": 2}, now=now, hours=1)
     assert chart is not None and [lane.name for lane in chart.lanes] == ["a@h"]
-    half, full = chart.lanes[0].bars  # the two equal minutes merged into one bar
-    assert (half.height, full.height) == (11.0, 22.0)
-    assert half.width == round(120 * WIDTH / 3600, 1)
-    assert half.y == chart.lanes[0].y + 11.0 and "2 of 4 processes busy" in half.title
-    assert "a@h 2.7 of 4 on average" in chart.summary
+    lane = chart.lanes[0]
+    x = [round(LABEL + (at - (now - 3600)) * WIDTH / 3600, 1) for at in (minute - 240, minute - 180, minute - 120)]
+    # a quarter busy for a minute, nothing said for one (down to the base), half for two minutes, then all
+    x.append(round(LABEL + (minute - (now - 3600)) * WIDTH / 3600, 1))
+    assert lane.area == f"M{x[0]} 22.0V16.5H{x[1]}V22.0M{x[2]} 22.0V11.0H{x[3]}V0.0H{LABEL + WIDTH:.1f}V22.0Z"
+    assert lane.note == "a@h: 2.2 of 4 processes busy on average, 4 at most"
+    assert "a@h 2.2 of 4 on average" in chart.summary
     assert farm_use({"b@h": [(now - 7 * 3600, 1.0)]}, {}, now=now, hours=1) is None
+
+
+def test_farm_use_stays_small_whatever_the_farm():
+    """40 nodes, a different share busy every minute for 6 hours: 12 lanes, each one path of a few KiB."""
+    now = T0
+    samples = {f"n{i:02d}@h": [(now - now % 60 - m * 60, float((m * 7 + i) % 9)) for m in range(360)]
+               for i in range(40)}
+    chart = farm_use(samples, {f"n{i:02d}@h": 8 for i in range(40)}, now=now, hours=6)
+    assert chart is not None and len(chart.lanes) == MAX_LANES
+    assert max(len(lane.area) for lane in chart.lanes) < 12_000 and all(not lane.bars for lane in chart.lanes)
 
 
 def test_the_meter_gives_each_minute_its_mean():
@@ -97,3 +107,12 @@ def test_the_meter_gives_each_minute_its_mean():
     assert meter.add(T0 + 1.5, 4)[1] == 3.0
     later = T0 - T0 % 60 + 60
     assert meter.add(later + 1, 1) == (later, 1.0)  # a new minute starts afresh
+
+
+def test_bars_far_apart_are_merged_until_a_lane_holds_max_bars():
+    done = {f"f{i}-{i}": {"node": "a@h", "started": T0 + i * 10, "finished": T0 + i * 10 + 1} for i in range(200)}
+    chart = job_timeline(batches(done=done), now=T0 + 2000)
+    assert chart is not None
+    bars = chart.lanes[0].bars
+    assert len(bars) == MAX_BARS  # 200 bars 3.6 units apart: the narrowest gaps (here the first) closed
+    assert sum(int(bar.title.split(": ")[1].split(" ")[0]) for bar in bars) == 200  # every batch still counted

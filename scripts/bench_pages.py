@@ -118,11 +118,21 @@ def _charts(client, job: str) -> None:
     shapes = sum(len(lane.bars) + len(lane.marks) for lane in chart.lanes)
     print(f"{'timeline of 10,000 batches (pure)':<34} median {statistics.median(times):6.3f} s   "
           f"{len(chart.lanes)} lanes, {shapes} bars and marks")
+    from httpov.web.source import StatusSource
+
+    source = StatusSource(client.store, lambda: client.storage, client.settings.live_node_seconds)
+    for label, call in (("job view alone (as before)", source.job), ("job view + timeline", source.job_with_timeline)):
+        times = []
+        for _ in range(ARGS.trials):
+            started = time.monotonic()
+            call(job)
+            times.append(time.monotonic() - started)
+        print(f"{label:<34} median {statistics.median(times):6.3f} s   (10,000-batch job, in this process)")
     started = time.monotonic()
     use = farm_use(*client.store.node_use(time.time() - 6 * 3600), now=time.time(), hours=6)
     assert use is not None
     print(f"{'farm use, 40 nodes x 6 h (read+draw)':<34} once   {time.monotonic() - started:6.3f} s   "
-          f"{len(use.lanes)} lanes, {sum(len(lane.bars) for lane in use.lanes)} bars")
+          f"{len(use.lanes)} lanes, {sum(len(lane.area) for lane in use.lanes) / 1024:.1f} KiB of outlines")
 
 
 def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, bytes]:

@@ -485,6 +485,8 @@ def test_the_nodes_page_and_the_user_filter(farm, page, api):
     # on this node), drawn with no console error (the page's CSP allows no inline style or script)
     assert page.locator("#farm-use svg[role=img] g.lane[data-node^='webnode@']").is_visible()
     page.goto(f"/jobs/{farm.jobs['green']}")
+    records = farm.client.store.done(farm.jobs["green"]).values()  # the node noted when each batch began
+    assert all(r["started"] <= r["finished"] for r in records) and len(records) == 3
     assert page.locator("#timeline g.lane[data-node^='webnode@'] rect.done").count() >= 1
     assert count(not_blank(page.locator("#timeline").screenshot(), "timeline"), (0x3A, 0x7D, 0x44)) > 100
     assert [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")] == []

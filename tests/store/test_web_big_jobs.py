@@ -249,3 +249,7 @@ def test_the_nodes_page_draws_the_farms_use(server, client):
     assert [float(y) - top for y in outline.groups()] == [22.0, 11.0, 0.0]
     assert b"3.0 of 4 processes busy on average, 4 at most" in use
     assert b"processes busy on 1 render node over the last 6 hours" in page
+    from tests.webapp import page as app_page  # without --public-read, nobody signed in sees no node
+
+    status, body = app_page(client, "/nodes", public_read=False)
+    assert status in (302, 401) and "use@h" not in body and "farm-use" not in body

@@ -74,8 +74,6 @@ def _timeline_job(client, scene: Path, nodes: int) -> str:
     recorded done (no zip stored) on one of `nodes` render nodes of 4 processes each, as a farm of them would have
     rendered it over the last hours (each batch 20-60 s; every 50th a second attempt); the last 20 failed once and
     left failed."""
-    from tests.stored import store_batch
-
     job = client.submit(scene, count=1).spec.id
     client.store.transition(job, "running")
     ids = client.store.spec(job).batches
@@ -84,9 +82,11 @@ def _timeline_job(client, scene: Path, nodes: int) -> str:
         slot = min(range(len(free)), key=free.__getitem__)
         start, seconds = free[slot], 20.0 + (i * 37) % 41
         free[slot] = start + seconds + 0.5
-        store_batch(client, job, batch, None, f"r{i}", node=f"node{slot // 4:02d}@bench",
-                    record={"started": start, "finished": start + seconds, "seconds": seconds,
-                            "attempt": 2 if i % 50 == 0 else 1})
+        node, frame = f"node{slot // 4:02d}@bench", int(batch.split("-")[0][1:])
+        assert client.store.start_batch(job, batch, f"r{i}", node, 600.0) == "ok"
+        client.store.finish_batch(job, batch, {"node": node, "seconds": seconds, "frames": 1, "started": start,
+                                               "finished": start + seconds, "attempt": 2 if i % 50 == 0 else 1,
+                                               "result": f"r{i}"}, [frame], f"r{i}")
     for i, batch in enumerate(ids[-20:]):
         node = f"node{i:02d}@bench"
         assert client.store.start_batch(job, batch, f"t{i}", node, 600.0) == "ok"

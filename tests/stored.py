@@ -11,10 +11,9 @@ from httpov import paths
 
 
 def store_batch(client: Any, job: str, batch: str, frames: dict[str, bytes] | None, result: str,
-                log: bool = True, node: str = "n@h", record: dict[str, Any] | None = None) -> None:
+                log: bool = True, node: str = "n@h") -> None:
     """Store the batch's zip under its own `result` name (`frames`: member name -> PNG bytes, then the batch's log
-    unless not `log`; nothing stored when None) and record the batch done, as a render node does (`record`: fields
-    of its done record other than now's, e.g. when it started and finished)."""
+    unless not `log`; nothing stored when None) and record the batch done, as a render node does."""
     first, last = (int(part[1:]) for part in batch.split("-")[:2])
     if frames is not None:
         zipped = io.BytesIO()
@@ -26,5 +25,5 @@ def store_batch(client: Any, job: str, batch: str, frames: dict[str, bytes] | No
         client.storage.put_bytes(paths.batch_key(job, batch, result), zipped.getvalue())
     assert client.store.start_batch(job, batch, result, node, 600.0) == "ok"
     client.store.finish_batch(job, batch, {"node": node, "seconds": 0.1, "frames": last - first + 1,
-                                           "finished": time.time(), "result": result, **(record or {})},
+                                           "finished": time.time(), "result": result},
                               list(range(first, last + 1)), result)

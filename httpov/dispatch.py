@@ -158,12 +158,14 @@ def top_up(celery: Celery, store: JobStore, job_id: str, queue: str, lease_secon
 
 def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max_attempts: int, every: float,
           node: str | None = None, processes: int = 0, pools: list[str] | None = None,
-          info: dict[str, Any] | None = None, user_cap: int = 0) -> list[tuple[str, str]]:
+          info: dict[str, Any] | None = None, user_cap: int = 0,
+          busy: tuple[float, float] | None = None) -> list[tuple[str, str]]:
     """Requeue batches whose render node is gone, then top up every live job's window; a render node passes its
-    name, render processes, pools and record (`httpov nodes`), which also tells the others it is alive. Used by the
+    name, render processes, pools and record (`httpov nodes`), which also tells the others it is alive, and its
+    processes busy this minute (`busy`, JobStore.heartbeat). Used by the
     worker's reaper (with the worker's own app) and by waiting clients; `user_cap` as for windows."""
     if node:
-        store.heartbeat(node, processes, pools, info)
+        store.heartbeat(node, processes, pools, info, busy)
 
     def requeue(job_id: str, batch_ids: list[str]) -> None:  # still in the job's window: sent as they are
         enqueue(celery, store.spec(job_id), batch_ids, store.queue_of(job_id) or queue,

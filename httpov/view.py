@@ -285,12 +285,14 @@ def _prepass(spec: JobSpec, batches: Batches) -> Prepass | None:
                    failed=sum(1 for i in ids if i in batches["failed"] and batches["failed"][i].get("final")))
 
 
-def job_view(store: JobStore, job_id: str, now: float | None = None, *, live_within: float | None = None) -> JobView:
-    """The job as it is now, read from Redis in one snapshot; for a live job sent to a render pool, whether any
-    live render node is in that pool. `live_within`: the farm's Settings.live_node_seconds (None: the default
-    lease's), the same window the dispatcher counts render processes in."""
+def job_view(store: JobStore, job_id: str, now: float | None = None, *, live_within: float | None = None,
+             snapshot: tuple[JobRecord, JobSpec, Batches] | None = None) -> JobView:
+    """The job as it is now, read from Redis in one snapshot (or from `snapshot`, JobStore.snapshot's, already
+    read); for a live job sent to a render pool, whether any live render node is in that pool. `live_within`: the
+    farm's Settings.live_node_seconds (None: the default lease's), the same window the dispatcher counts render
+    processes in."""
     now = time.time() if now is None else now
-    view = from_snapshot(*store.snapshot(job_id), now=now)
+    view = from_snapshot(*(snapshot or store.snapshot(job_id)), now=now)
     _add_farm_notes(store, [view], live_within, now)
     return view
 

@@ -2,12 +2,15 @@
 local storage (#26 item 3).
 
 Jobs are stored and recorded as render nodes leave them (nothing is rendered): a finished job of 10,000 frames
-(8x8 pixels, batches of 100), a finished job of 1000 frames (96x72, batches of 50) and one-frame finished jobs up to
-500 jobs in all. Reports, for the 10,000-frame job's page and the jobs page, the median and worst server time
-(wall time of a GET on this machine's loopback, `--trials` times) and the HTML size; then the time headless Chromium
-(Playwright, /usr/bin/chromium) takes to load the 1000-frame job's page fully (its `load` event, and the network idle
-after it), cold (a new browser context: no cached thumbnail) and again in the same context. `--repo` measures another
-checkout (e.g. main's) with the same procedure.
+(8x8 pixels, batches of 100), a finished job of 10,000 batches of one frame each on 40 render nodes, every 50th
+failed once (its page's timeline; no zip stored), 40 nodes with 6 hours of use (the nodes page's picture), a
+finished job of 1000 frames (96x72, batches of 50) and one-frame finished jobs up to 500 jobs in all. Reports, for
+the 10,000-frame job's page, the 10,000-batch job's page, the nodes page and the jobs page, the median and worst
+server time (wall time of a GET on this machine's loopback, `--trials` times) and the HTML size; the pictures' own
+work (the timeline of 10,000 batches, the farm's use); then the time headless Chromium (Playwright,
+/usr/bin/chromium) takes to load the 1000-frame job's page fully (its `load` event, and the network idle after it),
+cold (a new browser context: no cached thumbnail) and again in the same context. `--repo` measures another checkout
+(e.g. main's) with the same procedure.
 
     python scripts/bench_pages.py [--jobs 500] [--trials 7] [--repo /work/main]
 """
@@ -64,6 +67,72 @@ def _finished_job(client, scene: Path, per_batch: int, width: int, height: int, 
         store_batch(client, job, batch, frames, secrets.token_hex(4), node="bench@node")
     assert client.store.state(job) == "done", client.store.state(job)
     return job
+
+
+def _timeline_job(client, scene: Path, nodes: int) -> str:
+    """A job of the scene's frames, a batch a frame (10,000 batches: the job page's timeline at its biggest), each
+    recorded done (no zip stored) on one of `nodes` render nodes of 4 processes each, as a farm of them would have
+    rendered it over the last hours (each batch 20-60 s; every 50th a second attempt); the last 20 failed once and
+    left failed."""
+    job = client.submit(scene, count=1).spec.id
+    client.store.transition(job, "running")
+    ids = client.store.spec(job).batches
+    free = [time.time() - 3 * 3600.0] * (nodes * 4)  # each process's next start
+    for i, batch in enumerate(ids[:-20]):
+        slot = min(range(len(free)), key=free.__getitem__)
+        start, seconds = free[slot], 20.0 + (i * 37) % 41
+        free[slot] = start + seconds + 0.5
+        node, frame = f"node{slot // 4:02d}@bench", int(batch.split("-")[0][1:])
+        assert client.store.start_batch(job, batch, f"r{i}", node, 600.0) == "ok"
+        client.store.finish_batch(job, batch, {"node": node, "seconds": seconds, "frames": 1, "started": start,
+                                               "finished": start + seconds, "attempt": 2 if i % 50 == 0 else 1,
+                                               "result": f"r{i}"}, [frame], f"r{i}")
+    for i, batch in enumerate(ids[-20:]):
+        node = f"node{i:02d}@bench"
+        assert client.store.start_batch(job, batch, f"t{i}", node, 600.0) == "ok"
+        client.store.fail_batch(job, batch, "povray failed: bench", [], final=False, node=node)
+    client.store.transition(job, "done")
+    return job
+
+
+def _busy_nodes(client, nodes: int) -> None:
+    """`nodes` render nodes, each with a sample of its processes busy for every minute of the last 6 hours."""
+    now = time.time()
+    for n in range(nodes):
+        for minute in range(360):
+            at = now - now % 60 - minute * 60
+            client.store.heartbeat(f"node{n:02d}@bench", processes=8, busy=(at, (minute * 7 + n) % 9))
+
+
+def _charts(client, job: str) -> None:
+    """The pictures' own work, in this process: the 10,000-batch job's timeline from its records (read once)."""
+    from httpov.web.charts import farm_use, job_timeline
+
+    batches = client.store.batches(job)
+    times = []
+    for _ in range(ARGS.trials):
+        started = time.monotonic()
+        chart = job_timeline(batches, time.time())
+        times.append(time.monotonic() - started)
+    assert chart is not None
+    shapes = sum(len(lane.bars) + len(lane.marks) for lane in chart.lanes)
+    print(f"{'timeline of 10,000 batches (pure)':<34} median {statistics.median(times):6.3f} s   "
+          f"{len(chart.lanes)} lanes, {shapes} bars and marks")
+    from httpov.web.source import StatusSource
+
+    source = StatusSource(client.store, lambda: client.storage, client.settings.live_node_seconds)
+    for label, call in (("job view alone (as before)", source.job), ("job view + timeline", source.job_with_timeline)):
+        times = []
+        for _ in range(ARGS.trials):
+            started = time.monotonic()
+            call(job)
+            times.append(time.monotonic() - started)
+        print(f"{label:<34} median {statistics.median(times):6.3f} s   (10,000-batch job, in this process)")
+    started = time.monotonic()
+    use = farm_use(*client.store.node_use(time.time() - 6 * 3600), now=time.time(), hours=6)
+    assert use is not None
+    print(f"{'farm use, 40 nodes x 6 h (read+draw)':<34} once   {time.monotonic() - started:6.3f} s   "
+          f"{len(use.lanes)} lanes, {sum(len(lane.area) for lane in use.lanes) / 1024:.1f} KiB of outlines")
 
 
 def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -125,6 +194,11 @@ def main() -> None:
         started = time.monotonic()
         huge = _finished_job(client, _scene(tmp / "huge", 10_000, 8, 8), 100, 8, 8, distinct=False)
         big = _finished_job(client, _scene(tmp / "big", 1000, 96, 72), 50, 96, 72, distinct=True)
+        timeline = _timeline_job(client, _scene(tmp / "timeline", 10_000, 8, 8), 40)
+        try:
+            _busy_nodes(client, 40)
+        except TypeError:  # --repo of a release before the farm's use was kept
+            pass
         small = _scene(tmp / "small", 1, 8, 8)
         for _ in range(ARGS.jobs - 2):
             _finished_job(client, small, 1, 8, 8, distinct=False)
@@ -149,6 +223,10 @@ def main() -> None:
                     raise SystemExit("httpov web did not answer:\n" + log.read_text())
                 time.sleep(0.1)
             _timed(port, f"/jobs/{huge}", headers, "10,000-frame job's page")
+            _timed(port, f"/jobs/{timeline}", headers, "10,000-batch job's page (timeline)")
+            _timed(port, "/nodes", headers, "nodes page, 40 nodes (use, 6 h)")
+            if (ROOT / "httpov" / "web" / "charts.py").exists():
+                _charts(client, timeline)
             _timed(port, "/", headers, f"jobs page, {ARGS.jobs} jobs")
             _browser(port, token, f"/jobs/{big}")
         finally:

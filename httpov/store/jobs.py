@@ -60,6 +60,7 @@ SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua")
 NODE_BATCHES_SECONDS = 3600.0
 #: The characters of a failed batch's error kept with a node's outcome (`httpov nodes`' last error).
 NODE_ERROR_CHARS = 300
+NODE_USE_SECONDS = 6 * 3600.0  # how long a render node's processes busy are kept (node-use:<node>, a sample a minute)
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
 
@@ -555,12 +556,20 @@ class JobStore:
         return set(self._call(lambda: self.r.smembers(self.keys.blocked(job_id))))
 
     def heartbeat(self, node: str, processes: int = 0, pools: list[str] | None = None,
-                  info: dict[str, Any] | None = None) -> None:
+                  info: dict[str, Any] | None = None, busy: tuple[float, float] | None = None) -> None:
         """A render node says it is alive (every lease sweep), how many render processes it runs, the render
-        pools it takes batches of, and its record (host, cores, povray and httpov versions: `httpov nodes`)."""
+        pools it takes batches of, and its record (host, cores, povray and httpov versions: `httpov nodes`);
+        `busy`: (a minute's start, its processes busy on average so far), that minute's one sample of node-use."""
         def run() -> None:
             pipe = self.r.pipeline()
-            pipe.zadd(self.keys.nodes(), {node: time.time()})
+            now = time.time()
+            pipe.zadd(self.keys.nodes(), {node: now})
+            if busy is not None:
+                key, minute = self.keys.node_use(node), float(busy[0])
+                pipe.zremrangebyscore(key, minute, minute)  # the minute's earlier sample: replaced
+                pipe.zadd(key, {f"{minute:.0f}:{busy[1]:.2f}": minute})
+                pipe.zremrangebyscore(key, "-inf", now - NODE_USE_SECONDS)
+                pipe.expire(key, int(NODE_USE_SECONDS) + 60)
             record_schema(pipe, self.keys)  # a new farm's first node
             if processes:
                 pipe.hset(self.keys.node_processes(), node, processes)
@@ -593,6 +602,7 @@ class JobStore:
                 pipe.hdel(self.keys.node_processes(), *gone)
                 pipe.hdel(self.keys.node_pools(), *gone)
                 pipe.delete(*(self.keys.node_batches(node) for node in gone))
+                pipe.delete(*(self.keys.node_use(node) for node in gone))
                 pipe.execute()
             return gone
         return self._call(run)
@@ -626,6 +636,23 @@ class JobStore:
             counts[node] = {"done": kinds.count("done"), "failed": kinds.count("failed"), "hung": kinds.count("hung"),
                             "last_error": errors[-1] if errors else ""}  # events come oldest first
         return counts
+
+    def node_use(self, since: float) -> tuple[dict[str, list[tuple[float, float]]], dict[str, int]]:
+        """Each render node seen since `since`: its processes busy a minute (minute's start, mean busy) since then,
+        oldest first, and its render processes (as it said at heartbeat)."""
+        def run() -> tuple[list[str], list[Any], list[Any]]:
+            nodes = self.r.zrangebyscore(self.keys.nodes(), since, "+inf")
+            if not nodes:
+                return [], [], []
+            pipe = self.r.pipeline(transaction=False)
+            for node in nodes:
+                pipe.zrangebyscore(self.keys.node_use(node), since - 60, "+inf")
+            samples = pipe.execute()
+            return nodes, samples, self.r.hmget(self.keys.node_processes(), nodes)
+        nodes, samples, processes = self._call(run)
+        use = {node: [(float(m.split(":")[0]), float(m.split(":")[1])) for m in found]
+               for node, found in zip(nodes, samples)}
+        return use, {node: int(n or 0) for node, n in zip(nodes, processes)}
 
     def live_pools(self, within: float) -> set[str]:
         """The render pools of the render nodes seen in the last `within` seconds."""

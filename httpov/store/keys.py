@@ -206,6 +206,11 @@ class Keys:
         """Sorted set with an expiry: the batches a render node finished in the last hour ('done:<at>:<nonce>')."""
         return f"{self.prefix}:node-batches:{node}"
 
+    def node_use(self, node: str) -> str:
+        """Sorted set with an expiry: a render node's processes busy, one '<minute>:<busy>' per minute (its mean over
+        the minute, at its start) for the last hours (the nodes page's picture)."""
+        return f"{self.prefix}:node-use:{node}"
+
     # per-user limits
     def user_limits(self) -> str:
         """Hash: user name (or '*', everyone without one) -> their limits (JSON, httpov.user_limits.UserLimits)."""

@@ -47,6 +47,7 @@ class DoneInfo(TypedDict, total=False):
     seconds: float  # povray's time on the batch
     frames: int  # frames it rendered (0 for a radiosity pre-pass)
     finished: float
+    started: float  # when its execution took the batch (absent from older releases: finished less seconds)
     attempt: int
     povray: str | None  # the povray version that rendered it
     httpov: str  # the render node's httpov version

@@ -44,12 +44,14 @@ from httpov.web.api import (
     web,
     who,
 )
+from httpov.web.charts import farm_use
 from httpov.web.confirm import DESTRUCTIVE, check_confirmed, confirmation, token_confirmation
 from httpov.web.source import GRID_THUMB_SIZE, JOBS_PER_PAGE, job_id, page_number
 
 pages = Blueprint("pages", __name__)
 log = logging.getLogger("httpov.web")
 THUMB_MAX_AGE = 365 * 86400  # seconds a browser keeps a frame's thumbnail asked for with its tag (?v=)
+USE_HOURS = 6  # the nodes page's picture of the farm's use: its last hours (node-use keeps 6)
 STATES = tuple(state.value for state in JobState if state not in (JobState.SUBMITTING, JobState.DELETING))
 
 
@@ -80,13 +82,15 @@ def nodes():
     """The render nodes, as `httpov nodes` lists them."""
     from httpov.web.api import nodes as farm_nodes
 
-    return render_template("nodes.html", nodes=farm_nodes(), now=time.time())  # NODES: checked by farm_nodes
+    listed, now = farm_nodes(), time.time()  # NODES: checked by farm_nodes
+    use = farm_use(*web().client.store.node_use(now - USE_HOURS * 3600), now=now, hours=USE_HOURS)
+    return render_template("nodes.html", nodes=listed, now=now, use=use)
 
 
 @pages.get("/jobs/<job>")
 def job(job: str):
     source = web().source
-    view = source.job(job, who=who())
+    view, timeline = source.job_with_timeline(job, who=who())
     # another's job: its progress only, no pictures (DOWNLOAD is the owner's and the admins')
     pictures = allowed(who(), Action.DOWNLOAD, view.user)
     # the destructive buttons' confirmations, as dialogs (for whoever may act: the page offers no button otherwise)
@@ -94,7 +98,7 @@ def job(job: str):
                 if g.get("user") is not None and allowed(who(), needs, view.user)]
     # one page of the grid, in frame order (a bad ?page= is 400, one past the last 404, pictures or not)
     frames = source.frame_page(job, request.args.get("page"), who=who())
-    return render_template("job.html", job=view, confirms=confirms, frames=frames,
+    return render_template("job.html", job=view, confirms=confirms, frames=frames, timeline=timeline,
                            failures=view.failure_groups(), video=pictures and _video_available(), pictures=pictures,
                            hangs=[(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(h["at"])), h["what"])
                                   for h in view.hangs], warnings=[w["what"] for w in view.warnings])

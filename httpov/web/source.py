@@ -9,6 +9,7 @@ import io
 import math
 import re
 import threading
+import time
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Collection
@@ -26,6 +27,7 @@ from httpov.storage import Storage
 from httpov.store import JobStore
 from httpov.text import shown
 from httpov.view import JobView, job_view, overview
+from httpov.web.charts import Chart, job_timeline
 
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 THUMB_SIZE = 320
@@ -118,6 +120,14 @@ class StatusSource:
     def job(self, job: str, who: Identity | None = None) -> JobView:
         authorize(self.store, who, Action.VIEW, job_id(job))
         return job_view(self.store, job_id(job), live_within=self.live_within)
+
+    def job_with_timeline(self, job: str, who: Identity | None = None) -> tuple[JobView, Chart | None]:
+        """The job's view and its timeline (charts.job_timeline: progress, for whoever may VIEW it), from one read."""
+        authorize(self.store, who, Action.VIEW, job_id(job))
+        now = time.time()
+        snapshot = self.store.snapshot(job_id(job))
+        return (job_view(self.store, job_id(job), now, live_within=self.live_within, snapshot=snapshot),
+                job_timeline(snapshot[2], now))
 
     # frames
     def frames(self, job: str, who: Identity | None = None) -> list[int]:

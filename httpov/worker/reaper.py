@@ -27,6 +27,29 @@ RETENTION_EVERY = 600.0
 STORAGE_CHECK_EVERY = 60.0
 
 
+class UseMeter:
+    """A render node's processes busy, sampled at each sweep, as the mean of each minute so far: the heartbeat
+    carries it (node-use:<node>, the nodes page's picture of the farm's use)."""
+
+    def __init__(self) -> None:
+        self.minute, self.total, self.samples = 0.0, 0.0, 0
+
+    def add(self, now: float, busy: int) -> tuple[float, float]:
+        """Note `busy` processes at `now`: (the minute's start, its mean so far)."""
+        minute = now - now % 60
+        if minute != self.minute:
+            self.minute, self.total, self.samples = minute, 0.0, 0
+        self.total, self.samples = self.total + busy, self.samples + 1
+        return minute, self.total / self.samples
+
+
+def busy_processes() -> int:
+    """The tasks this worker runs now (Celery's own count of its active requests: one per busy process)."""
+    from celery.worker import state
+
+    return len(state.active_requests)
+
+
 class Reaper(bootsteps.StartStopStep):
     """A worker bootstep: every Settings.sweep_seconds, say this node is alive and sweep, queueing through the
     worker's own Celery app. The sweep runs in a thread of its own, never on the worker's event loop: a sweep is a
@@ -41,6 +64,7 @@ class Reaper(bootsteps.StartStopStep):
         self.stopping = threading.Event()
         self.storage: Storage | None = None
         self.storage_error: str | None = None  # why the farm's storage failed this node's last check (its heartbeat)
+        self.use = UseMeter()
 
     def start(self, worker):
         settings = Settings.from_env()
@@ -112,7 +136,8 @@ class Reaper(bootsteps.StartStopStep):
             info = {**info, "storage_error": self.storage_error}
         try:
             sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
-                  settings.sweep_seconds, node, processes, pools, info, user_cap=settings.user_max_processes or 0)
+                  settings.sweep_seconds, node, processes, pools, info, user_cap=settings.user_max_processes or 0,
+                  busy=self.use.add(time.time(), busy_processes()))
             if store.claim("sweep:nodes", 60.0):
                 store.forget_nodes(NODES_FORGOTTEN)
         except Exception as exc:  # Redis down for a moment: the next sweep tries again

@@ -476,10 +476,20 @@ def test_a_hostile_povray_log_stays_inert_text(farm, page, api, tmp_path):
 
 
 def test_the_nodes_page_and_the_user_filter(farm, page, api):
+    seen = len(CONSOLE)
     page.goto("/nodes")
     row = page.locator("#nodes tr.node").first
     assert row.locator(".name").inner_text().startswith("webnode@") and row.locator(".state").inner_text() == "up"
     not_blank(page.screenshot(), "nodes")
+    # the pictures, inline SVG: the node's use (its heartbeats' samples) and the green job's timeline (its batches
+    # on this node), drawn with no console error (the page's CSP allows no inline style or script)
+    assert page.locator("#farm-use svg[role=img] g.lane[data-node^='webnode@']").is_visible()
+    page.goto(f"/jobs/{farm.jobs['green']}")
+    records = farm.client.store.done(farm.jobs["green"]).values()  # the node noted when each batch began
+    assert all(r["started"] <= r["finished"] for r in records) and len(records) == 3
+    assert page.locator("#timeline g.lane[data-node^='webnode@'] rect.done").count() >= 1
+    assert count(not_blank(page.locator("#timeline").screenshot(), "timeline"), (0x3A, 0x7D, 0x44)) > 100
+    assert [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")] == []
     mine = api.get("/api/jobs?user=alice").json()  # jobs submitted in the browser are the signed-in user's
     assert mine and {j["user"] for j in mine} == {"alice"}
     assert api.get("/api/jobs?user=nobody").json() == []

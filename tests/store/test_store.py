@@ -264,3 +264,21 @@ def test_submits_warnings_are_kept_in_the_jobs_history_and_expire_with_an_abando
     assert 0 < store.r.ttl(store.keys.history("j1")) <= 60
     store.create(_spec("j2"), user="u")
     assert not store.r.exists(store.keys.history("j2")) and job_view(store, "j2").warnings == []
+
+
+def test_a_nodes_use_is_a_sample_a_minute_for_six_hours_and_goes_with_the_node(store: JobStore):
+    """node-use:<node> (the nodes page's picture): one sample a minute (the last of it replaces the earlier), older
+    than 6 hours trimmed, the key expiring with them, and forgotten with the node."""
+    from httpov.store.jobs import NODE_USE_SECONDS
+
+    now = time.time()
+    minute = now - now % 60
+    store.heartbeat("a@host", 2, busy=(minute - NODE_USE_SECONDS - 120, 1.0))  # older than 6 hours: trimmed
+    store.heartbeat("a@host", 2, busy=(minute - 60, 0.5))
+    store.heartbeat("a@host", 2, busy=(minute, 1.0))
+    store.heartbeat("a@host", 2, busy=(minute, 1.5))
+    assert store.node_use(now - NODE_USE_SECONDS) == ({"a@host": [(minute - 60, 0.5), (minute, 1.5)]}, {"a@host": 2})
+    key = store.keys.node_use("a@host")
+    assert 0 < store.r.ttl(key) <= NODE_USE_SECONDS + 60 and store.r.zcard(key) == 2
+    assert store.forget_nodes(-1.0) == ["a@host"] and not store.r.exists(key)
+    assert store.node_use(now - NODE_USE_SECONDS) == ({}, {})

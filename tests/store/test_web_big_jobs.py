@@ -189,3 +189,67 @@ def test_the_jobs_page_lists_50_jobs_a_page_newest_first(server, client, setting
     status, _, body = get(server, "/api/jobs?limit=50&skip=50", "carol", accept="application/json")
     assert status == 200
     assert {v["id"] for v in json.loads(body)} == set(newest_first[50:100])
+
+
+def _lanes(page: bytes, figure: str) -> dict[str, bytes]:
+    """The picture `figure`'s lanes: node -> its markup."""
+    svg = re.search(rb'<figure class="chart" id="' + figure.encode() + rb'">(.*?)</figure>', page, re.S)
+    assert svg, page[-2000:]
+    return {node.decode(): body for node, body in re.findall(rb'<g class="lane" data-node="([^"]*)">(.*?)</g>',
+                                                               svg.group(1), re.S)}
+
+
+def test_a_job_page_draws_its_timeline_with_failures_and_retries(server, client, tmp_path):
+    """The job page's timeline from the stored records: a lane per node, a failure and a retry marked where they
+    happened; a node's name is text (escaped); anyone who may see the job's progress sees it, nobody else."""
+    scene = write_scene(tmp_path, "#version 3.7;\nbackground { color rgb <0, 1, 0> }\n",
+                        f"Width={SIDE}\nHeight={SIDE}\nInitial_Frame=1\nFinal_Frame=4\n")
+    job = client.submit(scene, user="bob", count=1).spec.id
+    client.store.transition(job, "running")
+    b1, b2, b3, b4 = client.store.spec(job).batches
+    store_batch(client, job, b1, None, "r1", node="n1@h")
+    store_batch(client, job, b2, None, "r2", node="<b>n2</b>@h")
+    assert client.store.start_batch(job, b3, "t3", "n1@h", 600.0) == "ok"
+    client.store.fail_batch(job, b3, "povray said no", [], final=False, node="n1@h")
+    client.store.count_requeue(job, b4)  # lost with its node once, then done on n2
+    store_batch(client, job, b4, None, "r4", node="<b>n2</b>@h")
+    for who in ("bob", "carol", None):  # the owner, another user, a --public-read reader: progress, all the same
+        status, _, page = get(server, f"/jobs/{job}", who)
+        assert status == 200, page[:300]
+        lanes = _lanes(page, "timeline")
+        assert sorted(lanes) == ["&lt;b&gt;n2&lt;/b&gt;@h", "n1@h"], who  # the name escaped, never markup
+        n1, n2 = lanes["n1@h"], lanes["&lt;b&gt;n2&lt;/b&gt;@h"]
+        assert n1.count(b'class="mark failed"') == 1 and b"batch " + b3.encode() + b" failed" in n1
+        assert n2.count(b'class="mark retried"') == 1 and b'class="mark failed"' not in n2
+        assert n1.count(b'class="done"') == 1 and n2.count(b'class="done"') >= 1
+        assert b'role="img"' in page and b"3 batches done and 0 rendering on 2 render nodes, 1 failed, 1 retried" \
+            in page  # its text alternative
+    from tests.webapp import page as app_page  # a farm's web without --public-read: nobody signed in sees nothing
+
+    status, body = app_page(client, f"/jobs/{job}", public_read=False)
+    assert status in (302, 401) and "timeline" not in body and "n1@h" not in body
+
+
+def test_the_nodes_page_draws_the_farms_use(server, client):
+    """Each render node's processes busy a minute, as its heartbeats said (node-use), drawn on the nodes page."""
+    import time
+
+    now = time.time()
+    minute = now - now % 60
+    client.store.heartbeat("use@h", processes=4, busy=(minute - 60, 2.0))
+    client.store.heartbeat("use@h", processes=4, busy=(minute, 1.0))
+    client.store.heartbeat("use@h", processes=4, busy=(minute, 4.0))  # the minute's mean so far: replaces the last
+    assert client.store.node_use(now - 3600)[0]["use@h"] == [(minute - 60, 2.0), (minute, 4.0)]
+    status, _, page = get(server, "/nodes", "carol")
+    assert status == 200
+    use = _lanes(page, "farm-use")["use@h"]
+    top = float(re.search(rb'<rect x="[\d.]+" y="([\d.]+)"', use).group(1))  # type: ignore[union-attr]
+    outline = re.search(rb'<path class="busy" d="M[\d.]+ ([\d.]+)V([\d.]+)H[\d.]+V([\d.]+)H', use)
+    assert outline, use  # from the lane's base, up to half its height (2 of 4 busy), then to its top (4 of 4)
+    assert [float(y) - top for y in outline.groups()] == [22.0, 11.0, 0.0]
+    assert b"3.0 of 4 processes busy on average, 4 at most" in use
+    assert b"processes busy on 1 render node over the last 6 hours" in page
+    from tests.webapp import page as app_page  # without --public-read, nobody signed in sees no node
+
+    status, body = app_page(client, "/nodes", public_read=False)
+    assert status in (302, 401) and "use@h" not in body and "farm-use" not in body

@@ -32,7 +32,9 @@ def test_the_job_a_key_belongs_to():
     owned = [K.job("j1"), K.done("j1"), K.slices("j1", 2), K.lease("j1", "b"), K.submit_lease("j1"),
              K.requeued_mark("j1", "b", "t"), K.claim("reissue:j1:b:t")]
     assert {K.owner(key) for key in owned} == {"j1"}
-    shared = [K.jobs(), K.nodes(), K.claim("sweep:leases"), K.frame_history("j1"), K.scene_refs("j1"), "other:job:j1"]
+    assert K.node_use("n@h") == "httpov:node-use:n@h"  # the nodes page's picture of the farm's use
+    shared = [K.jobs(), K.nodes(), K.node_use("j1"), K.claim("sweep:leases"), K.frame_history("j1"),
+              K.scene_refs("j1"), "other:job:j1"]
     assert [K.owner(key) for key in shared] == [None] * len(shared)
 
 

@@ -245,6 +245,8 @@ class RemoteClient:
                 value = getattr(options, key)
                 if value is not None:
                     fields[key] = str(value)
+            if options.notify:
+                fields["notify"] = " ".join(options.notify)
             for flag in ("any_povray", "strict"):
                 if getattr(options, flag):
                     fields[flag] = "1"

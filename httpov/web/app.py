@@ -44,6 +44,7 @@ from httpov.web.sessions import Sessions
 from httpov.web.source import StatusSource
 from httpov.web.tokens import Tokens, bearer
 from httpov.web.uploads import UPLOADS, UploadSlots, body_refusal, too_many
+from httpov.webhooks import Deliverer
 
 #: Reached without signing in: the login form itself and the stylesheet and script it loads.
 OPEN = ("pages.login", "static")
@@ -328,6 +329,8 @@ def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int =
         raise HttpovError(f"cannot listen on {host}:{port}: {exc.strerror or (said[-1] if said else exc)}",
                           hint="pick another --port, or stop what is using this one") from None
     address = f"[{host}]" if ":" in host else host
+    redis = getattr(web.client.store, "r", None)  # None: a test's stand-in store
+    webhooks = Deliverer.of(redis, web.client.settings).start() if redis is not None else None  # httpov.webhooks
     if ready:
         ready(f"http://{address}:{server.bind_addr[1]}/")
     try:
@@ -335,6 +338,8 @@ def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int =
     except KeyboardInterrupt:
         pass
     finally:
+        if webhooks is not None:
+            webhooks.stop()
         server.watchdog.stop()
         server.stop()
         if web.downloads is not None:

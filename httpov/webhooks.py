@@ -112,7 +112,7 @@ class Deliverer:
     @classmethod
     def of(cls, client: redis.Redis, settings: Settings) -> Deliverer:
         return cls(client, settings.prefix, settings.webhook_urls, settings.webhook_secret,
-                   settings.webhook_retry_seconds)
+                   settings.webhook_retry_seconds, timeout=min(POST_TIMEOUT, settings.webhook_retry_seconds))
 
     def start(self) -> Deliverer:
         """Run in a thread of its own; the consumer group is made first (if Redis answers), so that every event

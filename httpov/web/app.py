@@ -302,13 +302,14 @@ def is_loopback(host: str) -> bool:
 
 def log_to_stderr() -> None:
     """httpov.web's log lines (failed sign-ins) on stderr, with the time, as the server's other output."""
-    log = logging.getLogger("httpov.web")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s httpov web: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    for name in ("httpov.web", "httpov.webhooks"):  # and the webhooks' deliverer's (a receiver dropped)
+        log = logging.getLogger(name)
+        if not log.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s httpov web: %(message)s"))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+            log.propagate = False
 
 
 def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int = 512 * 1024**2,

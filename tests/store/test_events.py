@@ -181,3 +181,31 @@ def test_a_notify_url_that_is_no_http_url_is_refused_naming_it(server, tokens, t
                               env={"HTTPOV_PREFIX": "unused-" + secrets.token_hex(3)})
     assert done.exit_code != 0 and "http:// or https://" in done.output, done.output
 
+
+
+def test_every_move_of_a_job_is_one_event_and_an_interrupted_submit_fails_with_its_reason(store):
+    from httpov.access import Identity, Role
+    from httpov.events import EventLog
+    from tests.store.test_store import _spec
+
+    store.create(_spec("j1"), user="carol", notify=["https://hooks.example.com/x"])
+    store.publish("j1")
+    for new in (JobState.PAUSED, JobState.RUNNING, JobState.CANCELLED, JobState.RUNNING, JobState.CANCELLED,
+                JobState.DELETING, JobState.DELETING):  # pause, resume, cancel, retry, cancel, delete, a delete rerun
+        store.transition("j1", new)
+    with pytest.raises(TransitionRefused):
+        store.transition("j1", JobState.PAUSED)  # refused: no event
+    store.create(_spec("j2"), user="carol")
+    assert store.abandon("j2", "the submit was interrupted") == "ok"
+
+    log = EventLog(store.r, store.p)
+    viewer = Identity("vic", Role.VIEWER)  # another account, of the least role: every job's events are its to see
+    seen = [(e.job, e.kind, e.owner, e.detail) for e in log.events(viewer)]
+    assert seen == [("j1", "submitted", "carol", ""), ("j1", "paused", "carol", ""), ("j1", "resumed", "carol", ""),
+                    ("j1", "cancelled", "carol", ""), ("j1", "retried", "carol", ""), ("j1", "cancelled", "carol", ""),
+                    ("j1", "deleted", "carol", ""),
+                    ("j2", "submitted", "carol", ""), ("j2", "failed", "carol", "the submit was interrupted")]
+    assert [e.kind for e in log.events(viewer, job="j2")] == ["submitted", "failed"]
+    first = log.events(viewer, limit=1)
+    assert [e.kind for e in first] == ["failed"]  # the newest
+    assert [e.kind for e in log.events(viewer, after=first[0].id)] == []

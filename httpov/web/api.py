@@ -4,8 +4,9 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -466,6 +467,27 @@ def clear_limits(name: str):
 #: first: each holds one of the server's few threads; the client (a browser's EventSource) resumes with
 #: Last-Event-ID. A keep-alive comment is sent after each STREAM_WAIT seconds with no event.
 STREAM_SECONDS, STREAM_EVENTS, STREAM_WAIT = 60.0, 1000, 15.0
+#: Event streams one `httpov web` serves at once (of its 8 threads); one more is answered 503 with Retry-After.
+STREAMS_AT_ONCE = 2
+
+
+class _Held:
+    """A response's chunks holding one of `slots` until the server closes the response: ended, failed, or its client
+    gone (noticed at the next keep-alive), whether or not it was ever iterated."""
+
+    def __init__(self, chunks: Iterator[bytes], slots: threading.BoundedSemaphore) -> None:
+        self.chunks, self.slots, self.held = chunks, slots, True
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks
+
+    def close(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots.release()
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
 
 
 @api.get("/events")
@@ -481,10 +503,14 @@ def events():
     except BadInputError as exc:
         raise FieldError({"after": str(exc)}) from None
     if "text/event-stream" in request.headers.get("Accept", ""):
-        until = time.time() + STREAM_SECONDS
-        stream = sse(client.follow_events(job, after, STREAM_WAIT, until, who=asker), STREAM_EVENTS)
-        return Response(stream, mimetype="text/event-stream", headers={"Cache-Control": "no-store",
-                                                                         "X-Accel-Buffering": "no"})
+        slots = current_app.extensions.setdefault("httpov-event-streams", threading.BoundedSemaphore(STREAMS_AT_ONCE))
+        if not slots.acquire(blocking=False):
+            return jsonify({"error": f"this server streams events to {STREAMS_AT_ONCE} clients at once already: "
+                                     "try again in a few seconds"}), 503, {"Retry-After": "5"}
+        stream = sse(client.follow_events(job, after, STREAM_WAIT, time.time() + STREAM_SECONDS, who=asker),
+                     STREAM_EVENTS)
+        return Response(_Held(stream, slots), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
     limit = request.args.get("limit") or str(EVENTS_LIMIT)
     if not limit.isdigit() or not 1 <= int(limit) <= EVENTS_MAX:
         raise FieldError({"limit": f"must be a whole number from 1 to {EVENTS_MAX}, got {limit[:20]!r}"})

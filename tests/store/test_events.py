@@ -123,7 +123,7 @@ def test_a_jobs_events_are_recorded_once_in_order_and_read_alike_by_api_and_cli(
     assert [line.split()[2] for line in later.output.splitlines()] == ["done", "deleted"]
 
 
-def test_the_event_stream_resumes_after_last_event_id(server, tokens, job):
+def test_the_event_stream_resumes_after_last_event_id_and_is_bounded(server, tokens, job):
     status, owners = call(server, "GET", f"/api/events?job={job}", tokens["alice"])
     assert status == 200
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
@@ -143,6 +143,19 @@ def test_the_event_stream_resumes_after_last_event_id(server, tokens, job):
             elif line and not line.startswith((":", "retry:")):
                 key, _, value = line.partition(": ")
                 frame[key] = value
+        # each stream holds one of the server's few threads: past STREAMS_AT_ONCE (2) at once, 503 and Retry-After
+        second, third = (http.client.HTTPConnection("127.0.0.1", server.port, timeout=30) for _ in range(2))
+        try:
+            headers = {"Authorization": f"Bearer {tokens['bob']}", "Accept": "text/event-stream"}
+            second.request("GET", "/api/events", headers=headers)
+            assert second.getresponse().status == 200
+            third.request("GET", "/api/events", headers=headers)
+            refused = third.getresponse()
+            assert refused.status == 503 and refused.headers["Retry-After"] == "5"
+            assert "at once" in refused.read().decode()
+        finally:
+            second.close()
+            third.close()
     finally:
         conn.close()
     assert [f["id"] for f in frames] == [e["id"] for e in owners[2:]]

@@ -222,3 +222,27 @@ def test_every_move_of_a_job_is_one_event_and_an_interrupted_submit_fails_with_i
     first = log.events(viewer, limit=1)
     assert [e.kind for e in first] == ["failed"]  # the newest
     assert [e.kind for e in log.events(viewer, after=first[0].id)] == []
+
+
+def test_a_deliverer_that_dies_mid_retry_leaves_its_event_to_the_next_which_sends_it(store):
+    from httpov.webhooks import GROUP, Deliverer
+
+    live = Receiver()
+    first = second = None
+    try:
+        first = Deliverer(store.r, store.p, [f"{live.url}/flaky"], None, retry_seconds=60.0).start()
+        store.r.xadd(store.keys.events(), {"kind": "done", "job": "j9", "owner": "o", "detail": "", "notify": "[]"})
+        wait_for(lambda: live.refused, 10, "the first try (answered 500)")
+        first.stop()  # dies during its back-off: the event is neither sent nor acknowledged
+        assert live.events("/flaky") == []
+        assert store.r.xpending(store.keys.events(), GROUP)["pending"] == 1
+        store.r.delete(store.keys.claim("webhooks"))  # its claim runs out
+        second = Deliverer(store.r, store.p, [f"{live.url}/flaky"], None, retry_seconds=60.0).start()
+        wait_for(lambda: live.events("/flaky"), 10, "the next deliverer to send the event again")
+        assert [e["kind"] for e in live.events("/flaky")] == ["done"]
+        wait_for(lambda: store.r.xpending(store.keys.events(), GROUP)["pending"] == 0, 10, "the event acknowledged")
+    finally:
+        for deliverer in (first, second):
+            if deliverer is not None:
+                deliverer.stop()
+        live.close()

@@ -15,6 +15,7 @@ class Receiver:
     def __init__(self, hang: bool = False) -> None:
         self.posts: list[tuple[str, dict[str, str], bytes]] = []
         self.arrived: list[float] = []  # when each POST came (time.monotonic)
+        self.when: dict[str, float] = {}  # event id -> when its POST was answered 2xx
         self.refused: list[str] = []
         self.released = threading.Event()
         receiver = self
@@ -32,6 +33,7 @@ class Receiver:
                     self.send_response(500)
                 else:
                     receiver.posts.append((self.path, dict(self.headers), body))
+                    receiver.when[event_id] = time.monotonic()
                     self.send_response(204)
                 self.end_headers()
 

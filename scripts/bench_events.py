@@ -56,7 +56,8 @@ def main() -> None:
         events = client.xlen(store.keys.events())
         size = client.memory_usage(store.keys.events()) or 0
         print(f"recording: {args.jobs} jobs, {events} events in {took:.2f} s: {args.jobs * 5 / took:.0f} moves/s "
-              f"(create, publish, pause, resume, cancel; all but publish an event), {size / max(events, 1):.0f} bytes of stream per event")
+              f"(create, publish, pause, resume, cancel; all but publish an event), "
+              f"{size / max(events, 1):.0f} bytes of stream per event")
 
         deliverer = Deliverer(client, prefix, [f"{hung.url}/dead", f"{live.url}/live"], "secret",
                               retry_seconds=5.0, timeout=1.0).start()

@@ -200,8 +200,9 @@ class JobStore:
     def publish(self, job_id: str) -> str:
         """Every batch is queued: list the job and let the sweepers watch it; answers the state it was in."""
         return self._call(lambda: self._publish(
-            keys=[self.keys.job(job_id), self.keys.jobs(), self.keys.active(), self.keys.submit_lease(job_id)],
-            args=[job_id, _words(_PUBLISHED_FROM), _words(FINISHED)]))
+            keys=[self.keys.job(job_id), self.keys.jobs(), self.keys.active(), self.keys.submit_lease(job_id),
+                  self.keys.events()],
+            args=[job_id, _words(_PUBLISHED_FROM), _words(FINISHED), MAX_EVENTS]))
 
     def abandon(self, job_id: str, reason: str, keep_seconds: int = 86400) -> str:
         """Fail a job whose submit was interrupted, so nodes drop its queued batches; its keys expire after
@@ -232,15 +233,16 @@ class JobStore:
             raise _missing(job_id)
         return state
 
-    def transition(self, job_id: str, new: JobState, only_from: tuple[JobState, ...] | None = None) -> None:
+    def transition(self, job_id: str, new: JobState, only_from: tuple[JobState, ...] | None = None,
+                   detail: str = "") -> None:
         """Move the job to state `new` if httpov.states.JOB_MOVES allows it from the state it is in (narrowed to
         `only_from`: resume moves a job to 'running' only from 'paused'); TransitionRefused, naming both states and
-        changing nothing, if not."""
+        changing nothing, if not. The move is recorded as the job's event (httpov.events), with `detail`."""
         mode = "finish" if new in FINISHED else "live" if new in LIVE else ""
         keys = [self.keys.job(job_id), self.keys.active(), self.keys.running(job_id), self.keys.stops()]
         keys.append(self.keys.events())
         args = [new, mode, time.time(), job_id, self.keys.lease_prefix(job_id), _words(FINISHED), MAX_EVENTS,
-                *allowed_from(new, only_from)]
+                detail, *allowed_from(new, only_from)]
         result = self._call(lambda: self._transition(keys=keys, args=args))
         if result == "missing":
             raise _missing(job_id)
@@ -509,7 +511,7 @@ class JobStore:
                        "job", job_id, "owner", owner or "", "detail", detail, "notify", notify or "[]"])
         if final:
             with contextlib.suppress(TransitionRefused):  # finished meanwhile
-                self.transition(job_id, JobState.FAILED)
+                self.transition(job_id, JobState.FAILED, detail=detail)
 
     def failure(self, job_id: str, batch_id: str) -> FailedInfo | None:
         """The batch's last failure, if it has one (it is forgotten once the batch is done)."""

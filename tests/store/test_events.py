@@ -196,7 +196,7 @@ def test_a_notify_url_that_is_no_http_url_is_refused_naming_it(server, tokens, t
 
 
 
-def test_every_move_of_a_job_is_one_event_and_an_interrupted_submit_fails_with_its_reason(store):
+def test_every_move_of_a_job_is_one_event_and_a_failure_says_why(store):
     from httpov.access import Identity, Role
     from httpov.events import EventLog
     from tests.store.test_store import _spec
@@ -211,16 +211,24 @@ def test_every_move_of_a_job_is_one_event_and_an_interrupted_submit_fails_with_i
     store.create(_spec("j2"), user="carol")
     assert store.abandon("j2", "the submit was interrupted") == "ok"
 
+    store.create(_spec("j3"), user="carol")  # a batch starts before its submit is over, then fails for good
+    assert store.start_batch("j3", "f000001-000001", "t", "n@h", 60.0) == "ok"
+    assert store.publish("j3") == "submitting"
+    store.fail_batch("j3", "f000001-000001", "povray: out of memory", [], True, "n@h")
+
     log = EventLog(store.r, store.p)
     viewer = Identity("vic", Role.VIEWER)  # another account, of the least role: every job's events are its to see
     seen = [(e.job, e.kind, e.owner, e.detail) for e in log.events(viewer)]
     assert seen == [("j1", "submitted", "carol", ""), ("j1", "paused", "carol", ""), ("j1", "resumed", "carol", ""),
                     ("j1", "cancelled", "carol", ""), ("j1", "retried", "carol", ""), ("j1", "cancelled", "carol", ""),
                     ("j1", "deleted", "carol", ""),
-                    ("j2", "submitted", "carol", ""), ("j2", "failed", "carol", "the submit was interrupted")]
+                    ("j2", "submitted", "carol", ""), ("j2", "failed", "carol", "the submit was interrupted"),
+                    ("j3", "submitted", "carol", ""), ("j3", "started", "carol", ""),
+                    ("j3", "batch-failed", "carol", "batch f000001-000001: povray: out of memory"),
+                    ("j3", "failed", "carol", "batch f000001-000001: povray: out of memory")]
     assert [e.kind for e in log.events(viewer, job="j2")] == ["submitted", "failed"]
     first = log.events(viewer, limit=1)
-    assert [e.kind for e in first] == ["failed"]  # the newest
+    assert [(e.job, e.kind) for e in first] == [("j3", "failed")]  # the newest
     assert [e.kind for e in log.events(viewer, after=first[0].id)] == []
 
 

@@ -7,7 +7,8 @@
 -- on the stops channel (KEYS[4], the job id): render nodes rendering its batches stop their povrays at once.
 -- The move is recorded as a job event (KEYS[5], capped at ARGV[7] entries): done, failed, cancelled, paused, resumed
 -- (paused -> running), retried (finished -> running), deleted (the first move to deleting); in this step, so once.
--- KEYS: 1 job record, 2 the active set, 3 running, 4 the stops channel, 5 the events stream. ARGV[8..]: the states
+-- The event's detail is ARGV[8] (a final failure's batch and error), else a failed job's `error`.
+-- KEYS: 1 job record, 2 the active set, 3 running, 4 the stops channel, 5 the events stream. ARGV[9..]: the states
 -- the job may move from. Answers 'ok', 'missing', or the state the job stays in.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
@@ -15,9 +16,9 @@ local function finished(s) return string.find(ARGV[6], ' ' .. s .. ' ', 1, true)
 local function event(kind)
   local record = redis.call('HMGET', KEYS[1], 'user', 'notify', 'error')
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', 'kind', kind, 'job', ARGV[4], 'owner', record[1] or '',
-             'detail', (kind == 'failed' and record[3]) or '', 'notify', record[2] or '')
+             'detail', (ARGV[8] ~= '' and ARGV[8]) or (kind == 'failed' and record[3]) or '', 'notify', record[2] or '')
 end
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   if state == ARGV[i] then
     redis.call('HSET', KEYS[1], 'state', ARGV[1])
     if ARGV[2] == 'finish' then

@@ -239,6 +239,9 @@ def test_a_jobs_events_from_the_render_node_arrive_in_order_at_its_notify_url(fa
         events = [json.loads(line) for line in listed.stdout.splitlines()]
         assert [e["kind"] for e in events] == ["submitted", "started", "done"]  # two batches: one start, one done
         assert {e["owner"] for e in events} == {"alice"}
+        remote = farm.remote("events", "--job", job, "--json")  # through the API, as another account sees them too
+        assert remote.exit_code == 0 and remote.stdout == listed.stdout
+        assert farm.remote("events", "--job", job, "--json", token=farm.bob).stdout == listed.stdout
         wait_for(lambda: len(receiver.events("/hook")) >= 3, 20, "the job's webhook to get its events")
         assert receiver.events("/hook") == events
     finally:

@@ -13,6 +13,7 @@ import http.server
 import json
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -230,6 +231,10 @@ def test_every_move_of_a_job_is_one_event_and_a_failure_says_why(store):
     first = log.events(viewer, limit=1)
     assert [(e.job, e.kind) for e in first] == [("j3", "failed")]  # the newest
     assert [e.kind for e in log.events(viewer, after=first[0].id)] == []
+    # following (`httpov events --follow`): what came after an event, then None for each wait with nothing new
+    submitted = next(e for e in log.events(viewer, job="j3") if e.kind == "submitted")
+    followed = list(log.follow(viewer, "j3", after=submitted.id, wait=0.1, until=time.time() + 0.3))
+    assert [e.kind for e in followed if e is not None] == ["started", "batch-failed", "failed"] and followed[-1] is None
 
 
 def test_a_deliverer_that_dies_mid_retry_leaves_its_event_to_the_next_which_sends_it(store):

@@ -114,7 +114,6 @@ class Settings:
     # (also the longest silence while a request comes in)
     web_request_seconds: float = 10.0
     web_upload_min_rate: int = 64 * 1024  # bytes per second a request's body must average (else cut off, 408)
-    # `httpov --server URL`: the CLI through a farm's web API with an account's token, no broker password
     # job events' webhooks (httpov.webhooks): the farm-wide URLs every event is POSTed to, comma or space separated;
     # the secret each POST is signed with (HMAC-SHA256); how long a receiver that fails is retried before its event
     # is dropped; the only hosts `submit --notify` may name ('' for any)
@@ -122,6 +121,7 @@ class Settings:
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_retry_seconds: float = 600.0
     notify_hosts: str = ""
+    # `httpov --server URL`: the CLI through a farm's web API with an account's token, no broker password
     server: str | None = None  # the URL of `httpov web` (http:// or https://)
     token: str | None = field(default=None, repr=False)  # the bearer token sent to it (HTTPOV_TOKEN)
 

@@ -24,12 +24,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 
 from httpov.events import event, notify_urls
 from httpov.settings import Settings
 from httpov.store.keys import Keys
+from httpov.text import shown
 
 log = logging.getLogger("httpov.webhooks")
 
@@ -51,6 +53,15 @@ MAX_URLS = 32
 def sign(body: bytes, secret: str) -> str:
     """The signature header's value for `body`."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def where(url: str) -> str:
+    """A webhook URL as a log line names it: its scheme, host and port (its path and query, which often hold the
+    receiver's own secret, and any user:password are left out), control characters written out."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return shown(f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/...")
 
 
 def payload(entry_id: str, fields: Mapping[str, str]) -> bytes:
@@ -90,8 +101,8 @@ class _Url:
             wait = min(wait * 2, MAX_BACKOFF)
         if self.deliverer.stopping.is_set():
             return  # not dropped: unacknowledged, the next deliverer sends it again
-        log.warning("httpov: webhook %s: event %s dropped after %d tries in %g s: %s", self.url, entry_id, tries,
-                    self.deliverer.retry_seconds, why)
+        log.warning("httpov: webhook %s: event %s dropped after %d tries in %g s: %s", where(self.url), entry_id,
+                    tries, self.deliverer.retry_seconds, why)
 
 
 class Deliverer:

@@ -29,7 +29,7 @@ MIN_BATCH_MEMORY_MB = 512
 #: The environment variable naming the config file (the default is `default_config_path`).
 CONFIG_ENV = "HTTPOV_CONFIG"
 #: Settings that are secrets as a whole: `httpov config` shows them as ***, and Settings' repr leaves them out.
-SECRETS = ("web_tokens", "token", "webhook_secret")
+SECRETS = ("web_tokens", "token", "webhooks", "webhook_secret")
 #: How a yes/no setting may be written in the environment (click's words; any case); TOML takes true and false.
 _BOOLEANS = {"1": True, "yes": True, "true": True, "on": True, "t": True, "y": True,
              "0": False, "no": False, "false": False, "off": False, "f": False, "n": False}
@@ -117,7 +117,7 @@ class Settings:
     # job events' webhooks (httpov.webhooks): the farm-wide URLs every event is POSTed to, comma or space separated;
     # the secret each POST is signed with (HMAC-SHA256); how long a receiver that fails is retried before its event
     # is dropped; the only hosts `submit --notify` may name ('' for any)
-    webhooks: str = ""
+    webhooks: str = field(default="", repr=False)  # secret: a webhook URL's path is often the receiver's key
     webhook_secret: str | None = field(default=None, repr=False)
     webhook_retry_seconds: float = 600.0
     notify_hosts: str = ""

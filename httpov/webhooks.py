@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import os
@@ -48,6 +49,8 @@ CLAIM_SECONDS = 15.0
 READ_COUNT, READ_BLOCK = 100, 1.0
 #: URLs (farm and job ones together) one event goes to at most.
 MAX_URLS = 32
+#: A URL's queue and thread are let go after this many seconds with nothing to send.
+URL_IDLE_SECONDS = 60.0
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -78,14 +81,20 @@ class _Url:
         threading.Thread(target=self._run, name="httpov webhook", daemon=True).start()
 
     def _run(self) -> None:
-        stop = self.deliverer.stopping
+        stop, idle = self.deliverer.stopping, time.monotonic()
         while not stop.is_set():
             try:
                 entry_id, body, deadline = self.queue.get(timeout=1.0)
             except queue.Empty:
+                if time.monotonic() - idle > URL_IDLE_SECONDS and self.deliverer.forget(self):
+                    return  # a job's own URL is not kept (nor its thread) once its events are sent
                 continue
-            self._deliver(entry_id, body, deadline)
+            try:
+                self._deliver(entry_id, body, deadline)
+            except Exception:  # never the end of this URL's thread; the event counts as dropped
+                log.exception("httpov: webhook %s: event %s dropped", where(self.url), entry_id)
             self.deliverer.sent(entry_id)
+            idle = time.monotonic()
 
     def _deliver(self, entry_id: str, body: bytes, deadline: float) -> None:
         wait, tries = FIRST_BACKOFF, 0
@@ -203,10 +212,19 @@ class Deliverer:
             body, deadline = payload(entry_id, fields), time.monotonic() + self.retry_seconds
             with self._lock:
                 self._left[entry_id] = len(urls)
-            for url in urls:
-                if url not in self._queues:
-                    self._queues[url] = _Url(self, url)
-                self._queues[url].queue.put((entry_id, body, deadline))
+                for url in urls:
+                    if url not in self._queues:
+                        self._queues[url] = _Url(self, url)
+                    self._queues[url].queue.put((entry_id, body, deadline))
+
+    def forget(self, sender: _Url) -> bool:
+        """Let an idle URL's queue go, unless an event came for it meanwhile (then False: it goes on)."""
+        with self._lock:
+            if not sender.queue.empty():
+                return False
+            if self._queues.get(sender.url) is sender:
+                del self._queues[sender.url]
+            return True
 
     def sent(self, entry_id: str) -> None:
         """One URL has had the event (delivered or dropped): acknowledged once every URL has."""
@@ -233,7 +251,7 @@ class Deliverer:
                 return None if 200 <= response.status < 300 else f"HTTP {response.status}"
         except urllib.error.HTTPError as exc:
             return f"HTTP {exc.code}"
-        except (OSError, ValueError) as exc:  # refused, timed out, a bad URL
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, timed out, cut off, a bad URL
             return f"{type(exc).__name__}: {exc}"
 
 

@@ -10,6 +10,7 @@ deliverer that dies leaves its events pending, and the next one takes them over 
 render node's batches and a submit never wait for a webhook."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -164,6 +165,9 @@ class Deliverer:
             except redis.RedisError as exc:  # Redis away for a while: try again, the events wait in the stream
                 log.warning("httpov: webhooks: %s", exc)
                 self._held = False
+                if "NOGROUP" in str(exc):  # the stream was lost (a Redis restarted empty): from its new start
+                    with contextlib.suppress(redis.RedisError):
+                        self._group()
                 self.stopping.wait(2.0)
 
     def _hold(self) -> None:

@@ -53,7 +53,7 @@ def _client(ctx: click.Context) -> Any:
 #: The commands that run through a farm's web API with --server; every other one acts on the farm directly (Redis,
 #: its files, its processes) and is refused with --server.
 REMOTE_COMMANDS = ("submit", "status", "watch", "fetch", "cancel", "pause", "resume", "retry", "priority", "delete",
-                   "nodes", "config")
+                   "nodes", "config", "events")
 
 
 @click.group(cls=_Group)
@@ -104,17 +104,20 @@ def cli(ctx: click.Context, server: str | None) -> None:
 @click.option("--pool", help="Render only on nodes of this render pool (HTTPOV_POOLS on the node).")
 @click.option("--strict", is_flag=True, help="Refuse a scene whose ini has a key that is no POV-Ray ini option "
               "(a typo such as Widht=640; exit 3, nothing queued) instead of warning of it.")
+@click.option("--notify", "notify", multiple=True, metavar="URL", help="POST the job's events to this http(s) URL "
+              "(signed with HTTPOV_WEBHOOK_SECRET); may be given up to 4 times.")
 @click.pass_context
 def submit(ctx: click.Context, scene: Path, frames: int | None, width: int | None, height: int | None,
            count: int | None, slices: int | None, slice_rows: int | None, name: str | None, time_limit: int | None,
            priority: int, wait: bool, radiosity_cache: str, any_povray: bool, user: str | None,
-           max_processes: int | None, max_nodes: int | None, pool: str | None, strict: bool) -> None:
+           max_processes: int | None, max_nodes: int | None, pool: str | None, strict: bool,
+           notify: tuple[str, ...]) -> None:
     """Queue SCENE (a .zip, a folder, or a .ini/.pov file) for rendering."""
     options = _submit_options(ctx.obj, name=name, frames=frames, width=width, height=height, count=count, slices=slices,
                               slice_rows=slice_rows,
                               priority=priority, time_limit=time_limit, radiosity_cache=radiosity_cache,
                               any_povray=any_povray, user=user, max_processes=max_processes, pool=pool,
-                              max_nodes=max_nodes, strict=strict)
+                              max_nodes=max_nodes, strict=strict, notify=notify or None)
     client = _client(ctx)
     sub = client.submit(scene, options)
     click.echo(f"job {sub.describe()}")
@@ -758,6 +761,45 @@ def limits_clear(ctx: click.Context, name: str) -> None:
     """Remove NAME's entry: the * entry and the farm settings apply to them again."""
     had = _client(ctx).clear_limits(name)
     click.echo(f"{shown(name)}: " + ("entry removed" if had else "had no entry"))
+
+
+@cli.command()
+@click.option("--job", help="Only this job's events.")
+@click.option("--after", metavar="ID", help="Only the events after this event id (the first --limit of them).")
+@click.option("--limit", type=click.IntRange(min=1), help="The newest N events (default 50), newest last.")
+@click.option("--follow", is_flag=True, help="Then print each new event as it comes, until interrupted.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object a line (id, at, kind, job, owner, "
+              "detail).")
+@click.pass_context
+def events(ctx: click.Context, job: str | None, after: str | None, limit: int | None, follow: bool,
+           as_json: bool) -> None:
+    """Job events in order: submitted, started, batch-failed, paused, resumed, retried, done, failed, cancelled,
+    deleted (kept HTTPOV_KEEP_DAYS days)."""
+    from httpov.events import DEFAULT_LIMIT, MAX_LIMIT, check_id
+
+    if limit is not None and limit > MAX_LIMIT:
+        raise BadInputError(f"--limit {limit}: at most {MAX_LIMIT}")
+    if after is not None:
+        check_id(after)
+    client = _client(ctx)
+    found = client.events(job, after, limit or DEFAULT_LIMIT)
+
+    def say(event: Any) -> None:
+        if as_json:
+            click.echo(json.dumps(event.to_json()))
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.at))
+            click.echo(f"{when}  {event.kind:<12}  {shown(event.job)}  {shown(event.owner) or '-'}"
+                       f"{'  ' + shown(event.detail) if event.detail else ''}")
+    for event in found:
+        say(event)
+    if not follow:
+        if not found and not as_json:
+            click.echo("no event matches" if job or after else "no job event yet")
+        return
+    for event in client.follow_events(job, found[-1].id if found else after):
+        if event is not None:
+            say(event)
 
 
 @cli.command()

@@ -27,6 +27,8 @@ from httpov.errors import (
     SceneError,
     UnknownIniKeyError,
 )
+from httpov.events import DEFAULT_LIMIT as EVENTS_LIMIT
+from httpov.events import Event, EventLog
 from httpov.ini_keys import unknown_key_warnings
 from httpov.options import SubmitOptions
 from httpov.outage import through_outage
@@ -169,6 +171,23 @@ class Client:
         redis = getattr(self.store, "r", None)  # None: a test's stand-in store
         return AuditLog(redis, self.store.p, self.settings.keep_days) if redis is not None else None
 
+    @functools.cached_property
+    def event_log(self) -> EventLog:
+        """The job events (httpov.events), in the job store's Redis; HTTPOV_KEEP_DAYS bounds them."""
+        return EventLog(self.store.r, self.store.p, self.settings.keep_days)
+
+    def events(self, job_id: str | None = None, after: str | None = None, limit: int = EVENTS_LIMIT,
+               who: Identity | None = None) -> list[Event]:
+        """The job events `who` may see (of `job_id`), oldest first: the `limit` after event id `after`, or the newest
+        `limit`."""
+        return self.event_log.events(who or local_operator(), job_id, after, limit)
+
+    def follow_events(self, job_id: str | None = None, after: str | None = None, wait: float = 5.0,
+                      until: float | None = None, who: Identity | None = None) -> Iterator[Event | None]:
+        """The job events `who` may see as they come (after event id `after`, else from now on); None after each
+        `wait` seconds with none, until the time `until` (None: for ever)."""
+        return self.event_log.follow(who or local_operator(), job_id, after, wait, until)
+
     @property
     def storage(self) -> Storage:
         if self._storage is None:
@@ -252,7 +271,7 @@ class Client:
                             f"(HTTPOV_POOLS={pool} on a render node)")
         self._queue_job(spec, user=owner, queue=queue, max_processes=options.max_processes or 0,
                         max_nodes=options.max_nodes or 0, submitted_by=who.name, operator=who.operator,
-                        warnings=warnings)
+                        warnings=warnings, notify=list(options.notify))
         return Submission(spec, uploaded, scene.ignored, _choices(layout, spec) + notes, warnings)
 
     def _plan_radiosity(self, spec: JobSpec, mode: str) -> list[str]:
@@ -281,14 +300,14 @@ class Client:
 
     def _queue_job(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,
                    max_nodes: int = 0, submitted_by: str = "", operator: bool = False,
-                   warnings: list[str] | None = None) -> None:
+                   warnings: list[str] | None = None, notify: list[str] | None = None) -> None:
         """Record the job unlisted with its batches pending, queue its first window of them (the render nodes top it
         up as batches end: httpov.dispatch), then list it; an interrupted submit (Ctrl-C, an error) fails the job
         so nodes drop what was queued, and a client that dies lets its submit lease run out."""
         # a slice waiting for its frame's radiosity pre-pass is put on the pending list by that pre-pass
         self.store.create(spec, user=user, queue=queue, max_processes=max_processes,
                           pending=waiting_for_prepass(spec, spec.batches), max_nodes=max_nodes,
-                          submitted_by=submitted_by, operator=operator, warnings=warnings)
+                          submitted_by=submitted_by, operator=operator, warnings=warnings, notify=notify)
         sent = [0]
 
         def sending(count: int) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from httpov.access import NAME, NAME_RULE
 from httpov.errors import BadInputError, OptionError, Problem
 from httpov.plan import RADIOSITY_MODES, check_name
-from httpov.settings import Settings, check_pool
+from httpov.settings import Settings, check_notify, check_pool
 from httpov.text import shown
 
 #: A job's owner (submit --user): the one name rule of accounts and owners, as it shows in `httpov status` and keys
@@ -102,6 +102,16 @@ def _user(value: object, settings: Settings) -> str:
     return value
 
 
+def _notify(value: object, settings: Settings) -> tuple[str, ...]:
+    urls = value.split() if isinstance(value, str) else value  # a form's text: URLs separated by spaces or lines
+    if not isinstance(urls, (list, tuple)) or not all(isinstance(url, str) for url in urls):
+        raise _Refused(f"{{0}} must be a list of URLs, got {_q(value)}")
+    try:
+        return tuple(check_notify(list(urls), settings.notify_hosts))
+    except BadInputError as exc:
+        raise _Refused(_literal(str(exc).replace("--notify ", "{0} ")), exc.hint) from None
+
+
 def _pool(value: object, settings: Settings) -> str:
     if not isinstance(value, str):
         raise _Refused(f"{{0}}: a pool name is text, got {_q(value)}")
@@ -134,6 +144,7 @@ class SubmitOptions:
     max_processes: int | None = None  # at most this many of its batches render at once
     max_nodes: int | None = None  # on at most this many render nodes at once
     strict: bool = False  # refuse a scene whose ini has a key that is no POV-Ray option (default: warn of it)
+    notify: tuple[str, ...] = ()  # webhook URLs the farm POSTs the job's events to (httpov.webhooks)
 
     @classmethod
     def parse(cls, raw: Mapping[str, object], settings: Settings) -> SubmitOptions:
@@ -165,10 +176,11 @@ _RULES: dict[str, Callable[[object, Settings], object]] = {
     "count": _at_least_1, "slices": _at_least_1, "slice_rows": _at_least_1,
     "priority": _priority, "time_limit": _time_limit, "radiosity_cache": _radiosity_cache, "any_povray": _flag,
     "user": _user, "pool": _pool, "max_processes": _at_least_1, "max_nodes": _at_least_1, "strict": _flag,
+    "notify": _notify,
 }
 #: Fields a form sends as text, where an empty field means "not given".
 _BLANK_IS_UNSET = {"frames", "width", "height", "count", "slices", "slice_rows", "priority", "time_limit",
-                   "radiosity_cache", "max_processes", "max_nodes"}
+                   "radiosity_cache", "max_processes", "max_nodes", "notify"}
 
 
 def parse_priority(value: object) -> int:

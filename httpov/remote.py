@@ -31,6 +31,7 @@ from httpov.errors import (
     ServerUnavailableError,
     TokenRefusedError,
 )
+from httpov.events import Event
 from httpov.outage import through_outage
 from httpov.plan import JobSpec
 from httpov.settings import Settings
@@ -245,6 +246,8 @@ class RemoteClient:
                 value = getattr(options, key)
                 if value is not None:
                     fields[key] = str(value)
+            if options.notify:
+                fields["notify"] = " ".join(options.notify)
             for flag in ("any_povray", "strict"):
                 if getattr(options, flag):
                     fields[flag] = "1"
@@ -285,6 +288,31 @@ class RemoteClient:
 
     def state(self, job_id: str) -> str:
         return self.view(job_id).state
+
+    def events(self, job_id: str | None = None, after: str | None = None, limit: int = 50) -> list[Event]:
+        """GET /api/events: the job events the token's account may see, oldest first."""
+        query = urlencode({k: v for k, v in (("job", job_id), ("after", after), ("limit", str(limit))) if v})
+        return [Event(**{f: item[f] for f in ("id", "at", "kind", "job", "owner", "detail")})
+                for item in self._json("GET", f"/api/events?{query}")]
+
+    def follow_events(self, job_id: str | None = None, after: str | None = None, wait: float = 2.0,
+                      until: float | None = None) -> Iterator[Event | None]:
+        """The events after `after` (None: from now on) as they come: the JSON list asked every `wait` seconds (not
+        the event stream, which holds one of the server's few stream slots); None after a look with none."""
+        from httpov.events import MAX_LIMIT
+
+        last = after
+        if last is None:
+            newest = self.events(job_id, limit=1)
+            last = newest[-1].id if newest else "0-0"
+        while until is None or time.time() < until:
+            found = self.events(job_id, last, MAX_LIMIT)
+            yield from found
+            if found:
+                last = found[-1].id
+            else:
+                yield None
+                time.sleep(wait)
 
     def follow(self, job_id: str, poll: float = 1.0, timeout: float | None = None,
                on_outage: Callable[[str], None] | None = None) -> Iterator[JobView]:

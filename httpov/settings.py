@@ -29,7 +29,7 @@ MIN_BATCH_MEMORY_MB = 512
 #: The environment variable naming the config file (the default is `default_config_path`).
 CONFIG_ENV = "HTTPOV_CONFIG"
 #: Settings that are secrets as a whole: `httpov config` shows them as ***, and Settings' repr leaves them out.
-SECRETS = ("web_tokens", "token")
+SECRETS = ("web_tokens", "token", "webhooks", "webhook_secret")
 #: How a yes/no setting may be written in the environment (click's words; any case); TOML takes true and false.
 _BOOLEANS = {"1": True, "yes": True, "true": True, "on": True, "t": True, "y": True,
              "0": False, "no": False, "false": False, "off": False, "f": False, "n": False}
@@ -114,6 +114,13 @@ class Settings:
     # (also the longest silence while a request comes in)
     web_request_seconds: float = 10.0
     web_upload_min_rate: int = 64 * 1024  # bytes per second a request's body must average (else cut off, 408)
+    # job events' webhooks (httpov.webhooks): the farm-wide URLs every event is POSTed to, comma or space separated;
+    # the secret each POST is signed with (HMAC-SHA256); how long a receiver that fails is retried before its event
+    # is dropped; the only hosts `submit --notify` may name ('' for any)
+    webhooks: str = field(default="", repr=False)  # secret: a webhook URL's path is often the receiver's key
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_retry_seconds: float = 600.0
+    notify_hosts: str = ""
     # `httpov --server URL`: the CLI through a farm's web API with an account's token, no broker password
     server: str | None = None  # the URL of `httpov web` (http:// or https://)
     token: str | None = field(default=None, repr=False)  # the bearer token sent to it (HTTPOV_TOKEN)
@@ -128,6 +135,11 @@ class Settings:
         if self.batch_max_memory_mb < MIN_BATCH_MEMORY_MB:
             raise BadInputError(f"HTTPOV_BATCH_MAX_MEMORY_MB must be at least {MIN_BATCH_MEMORY_MB} (povray needs "
                                 f"about 400 MiB of address space to start), got {self.batch_max_memory_mb}")
+        if self.webhooks:
+            try:
+                check_notify(self.webhook_urls, max_urls=None)
+            except BadInputError as exc:
+                raise BadInputError(f"HTTPOV_WEBHOOKS: {exc}".replace("--notify ", "")) from None
         if self.web_builds < 1:
             raise BadInputError(f"HTTPOV_WEB_BUILDS must be at least 1, got {self.web_builds}")
 
@@ -159,6 +171,11 @@ class Settings:
         return live_node_window(self.lease_seconds)
 
     @property
+    def webhook_urls(self) -> list[str]:
+        """HTTPOV_WEBHOOKS as a list."""
+        return self.webhooks.replace(",", " ").split()
+
+    @property
     def pool_names(self) -> list[str]:
         """The render pools of HTTPOV_POOLS."""
         return [p.strip() for p in self.pools.split(",") if p.strip()]
@@ -185,6 +202,35 @@ def live_node_window(lease_seconds: float) -> float:
 
 
 _POOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+#: A --notify URL's length, and how many one job may have.
+MAX_URL = 2000
+MAX_NOTIFY = 4
+
+
+def check_notify(urls: list[str] | tuple[str, ...], allowed_hosts: str = "",
+                 max_urls: int | None = MAX_NOTIFY) -> list[str]:
+    """`submit --notify` URLs, checked: http:// or https:// with a host (the farm POSTs to them: no file:, no
+    other scheme), at most MAX_NOTIFY, and with HTTPOV_NOTIFY_HOSTS set only to those hosts. BadInputError
+    naming the URL otherwise."""
+    if max_urls is not None and len(urls) > max_urls:
+        raise BadInputError(f"at most {max_urls} --notify URLs, got {len(urls)}")
+    hosts = {h.strip().lower() for h in allowed_hosts.replace(",", " ").split() if h.strip()}
+    for url in urls:
+        said = shown(repr(url)[:80])
+        try:
+            parts = urlsplit(url) if isinstance(url, str) and len(url) <= MAX_URL else None
+            host = parts.hostname if parts else None
+        except ValueError:
+            parts, host = None, None
+        if parts is None or parts.scheme.lower() not in ("http", "https") or not host:
+            raise BadInputError(f"--notify {said}: give an http:// or https:// URL with a host",
+                                hint="the farm POSTs each event of the job to it")
+        if hosts and host.lower() not in hosts:
+            raise BadInputError(f"--notify {said}: this farm sends webhooks only to "
+                                f"{', '.join(sorted(hosts))} (HTTPOV_NOTIFY_HOSTS)")
+    return list(urls)
 
 
 def check_pool(pool: str, where: str = "--pool") -> None:

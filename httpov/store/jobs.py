@@ -63,6 +63,8 @@ NODE_ERROR_CHARS = 300
 NODE_USE_SECONDS = 6 * 3600.0  # how long a render node's processes busy are kept (node-use:<node>, a sample a minute)
 #: How long a scene stays marked as being deleted if its deleter dies before it is done.
 SCENE_DELETE_SECONDS = 60.0
+#: The job events stream's length cap (approximate; httpov.events trims it by age too).
+MAX_EVENTS = 100_000
 
 
 class JobStore:
@@ -155,7 +157,7 @@ class JobStore:
     # jobs
     def create(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,
                pending: list[str] | None = None, max_nodes: int = 0, submitted_by: str = "",
-               operator: bool = False, warnings: list[str] | None = None) -> None:
+               operator: bool = False, warnings: list[str] | None = None, notify: list[str] | None = None) -> None:
         """Record a job in state 'submitting', every batch on its pending list (see top_up): listed nowhere until
         `publish`, and failed by the first node that meets one of its batches once its submit lease (renewed by
         `keep_submitting`) has run out. `queue`: the Celery queue its batches go to ('' for the default one);
@@ -163,7 +165,8 @@ class JobStore:
         most this many render nodes render it at once (0: no limit); `pending`: the batches to put on its pending
         list (default: all of them); `user`: its owner; `submitted_by`: who submitted it (an admin for `user`, or
         with `operator` the CLI with direct Redis access); `warnings`: what submit warned of (the ini's unknown keys),
-        kept in the job's history (kind 'warning') for its page."""
+        kept in the job's history (kind 'warning') for its page; `notify`: the job's webhook URLs. Its 'submitted'
+        event is recorded in the same step (httpov.events)."""
         pending = spec.batches if pending is None else pending
         created = time.time()
         def run() -> None:
@@ -172,8 +175,10 @@ class JobStore:
                 "spec": json.dumps(spec.to_dict()), "state": JobState.SUBMITTING, "created": spec.created,
                 "total": len(spec.batches), "user": user, "queue": queue, "max_processes": max_processes,
                 "max_nodes": max_nodes, "priority": spec.priority, "submitted_by": submitted_by,
-                "operator": int(operator),
+                "operator": int(operator), "notify": json.dumps(notify or []),
             })
+            pipe.xadd(self.keys.events(), {"kind": "submitted", "job": spec.id, "owner": user, "detail": "",
+                                           "notify": json.dumps(notify or [])}, maxlen=MAX_EVENTS, approximate=True)
             pipe.delete(self.keys.pending(spec.id), self.keys.window(spec.id))
             for start in range(0, len(pending), 1000):
                 pipe.rpush(self.keys.pending(spec.id), *pending[start:start + 1000])
@@ -196,18 +201,19 @@ class JobStore:
     def publish(self, job_id: str) -> str:
         """Every batch is queued: list the job and let the sweepers watch it; answers the state it was in."""
         return self._call(lambda: self._publish(
-            keys=[self.keys.job(job_id), self.keys.jobs(), self.keys.active(), self.keys.submit_lease(job_id)],
-            args=[job_id, _words(_PUBLISHED_FROM), _words(FINISHED)]))
+            keys=[self.keys.job(job_id), self.keys.jobs(), self.keys.active(), self.keys.submit_lease(job_id),
+                  self.keys.events()],
+            args=[job_id, _words(_PUBLISHED_FROM), _words(FINISHED), MAX_EVENTS]))
 
     def abandon(self, job_id: str, reason: str, keep_seconds: int = 86400) -> str:
         """Fail a job whose submit was interrupted, so nodes drop its queued batches; its keys expire after
         `keep_seconds`. Answers 'ok', or the state of a job that got past 'submitting' (left alone)."""
-        keys = [self.keys.job(job_id), self.keys.submit_lease(job_id)]
+        keys = [self.keys.job(job_id), self.keys.submit_lease(job_id), self.keys.events()]
         keys += [self.keys.job_part(job_id, part)
                  for part in ("done", "running", "failed", "attempts", "parked", "frames", "pending", "window",
                               "history")]
         return self._call(lambda: self._abandon(keys=keys, args=[time.time(), reason, keep_seconds,
-                                                                   _words(_GONE_FROM)]))
+                                                                   _words(_GONE_FROM), job_id, MAX_EVENTS]))
 
     def spec(self, job_id: str) -> JobSpec:
         raw = self._call(lambda: self.r.hget(self.keys.job(job_id), "spec"))
@@ -228,14 +234,16 @@ class JobStore:
             raise _missing(job_id)
         return state
 
-    def transition(self, job_id: str, new: JobState, only_from: tuple[JobState, ...] | None = None) -> None:
+    def transition(self, job_id: str, new: JobState, only_from: tuple[JobState, ...] | None = None,
+                   detail: str = "") -> None:
         """Move the job to state `new` if httpov.states.JOB_MOVES allows it from the state it is in (narrowed to
         `only_from`: resume moves a job to 'running' only from 'paused'); TransitionRefused, naming both states and
-        changing nothing, if not."""
+        changing nothing, if not. The move is recorded as the job's event (httpov.events), with `detail`."""
         mode = "finish" if new in FINISHED else "live" if new in LIVE else ""
         keys = [self.keys.job(job_id), self.keys.active(), self.keys.running(job_id), self.keys.stops()]
-        args = [new, mode, time.time(), job_id, self.keys.lease_prefix(job_id), _words(FINISHED),
-                *allowed_from(new, only_from)]
+        keys.append(self.keys.events())
+        args = [new, mode, time.time(), job_id, self.keys.lease_prefix(job_id), _words(FINISHED), MAX_EVENTS,
+                detail, *allowed_from(new, only_from)]
         result = self._call(lambda: self._transition(keys=keys, args=args))
         if result == "missing":
             raise _missing(job_id)
@@ -392,10 +400,10 @@ class JobStore:
             keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id),
                   self.keys.done(job_id), self.keys.parked(job_id), self.keys.submit_lease(job_id),
                   self.keys.pending(job_id), self.keys.window(job_id), self.keys.user_limits(), self.keys.active(),
-                  self.keys.blocked(job_id), self.keys.attempts(job_id)],
+                  self.keys.blocked(job_id), self.keys.attempts(job_id), self.keys.events()],
             args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE, _words(_GONE_FROM),
                   _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}"),
-                  node if check_node else "", "1" if check_node else "0", povray],
+                  node if check_node else "", "1" if check_node else "0", povray, MAX_EVENTS, job_id],
         ))
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
@@ -496,11 +504,15 @@ class JobStore:
         failure = FailedInfo(error=error, lines=lines[-20:], node=node, final=final, at=time.time())
         if hangs:
             failure["hangs"] = hangs
+        owner, notify = self._call(lambda: self.r.hmget(self.keys.job(job_id), "user", "notify"))
+        detail = f"batch {batch_id}: {error}"[:NODE_ERROR_CHARS]
         self._guarded(job_id, ["HSET", self.keys.failed(job_id), batch_id, json.dumps(failure)],
-                      ["HDEL", self.keys.running(job_id), batch_id], ["DEL", self.keys.lease(job_id, batch_id)])
+                      ["HDEL", self.keys.running(job_id), batch_id], ["DEL", self.keys.lease(job_id, batch_id)],
+                      ["XADD", self.keys.events(), "MAXLEN", "~", MAX_EVENTS, "*", "kind", "batch-failed",
+                       "job", job_id, "owner", owner or "", "detail", detail, "notify", notify or "[]"])
         if final:
             with contextlib.suppress(TransitionRefused):  # finished meanwhile
-                self.transition(job_id, JobState.FAILED)
+                self.transition(job_id, JobState.FAILED, detail=detail)
 
     def failure(self, job_id: str, batch_id: str) -> FailedInfo | None:
         """The batch's last failure, if it has one (it is forgotten once the batch is done)."""

@@ -241,3 +241,9 @@ class Keys:
     def audit(self) -> str:
         """Stream: who did what to which job, token or account, when, from where, done or refused (httpov.audit)."""
         return f"{self.prefix}:audit"
+
+    # job events
+    def events(self) -> str:
+        """Stream: job events (submitted, started, batch-failed, done, failed, cancelled, deleted...) in order, each
+        written by the step that made it happen; its consumer group 'webhooks' delivers them (httpov.events)."""
+        return f"{self.prefix}:events"

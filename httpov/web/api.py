@@ -4,16 +4,21 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request, send_file
+from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
 
 from httpov.access import Action, Identity, Role, allowed, require
 from httpov.audit import DEFAULT_LIMIT, MAX_LIMIT, Record, recording
 from httpov.errors import BadInputError, FieldError, ForbiddenError, SceneError
+from httpov.events import DEFAULT_LIMIT as EVENTS_LIMIT
+from httpov.events import MAX_LIMIT as EVENTS_MAX
+from httpov.events import check_id, sse
 from httpov.options import OptionError, SubmitOptions, parse_priority
 from httpov.plan import parse_frame_range, safe_name
 from httpov.preview import ScenePreview
@@ -28,7 +33,7 @@ CONTROLS = ("cancel", "pause", "resume", "retry")
 #: dashes); the scene zip comes in the field `scene`. The field `user` (the job's owner) is the signed-in account's
 #: (or the token's account's) own name unless an admin names another.
 SUBMIT_FIELDS = ("name", "frames", "width", "height", "count", "slices", "priority", "radiosity_cache", "slice_rows",
-                 "time_limit", "max_processes", "max_nodes", "pool", "any_povray", "strict")
+                 "time_limit", "max_processes", "max_nodes", "pool", "any_povray", "strict", "notify")
 #: How a form or script says yes to a flag (any_povray, strict).
 YES = ("1", "true", "yes", "on")
 #: Who a reader of a `--public-read` page is, signed in as nobody: a viewer no account can be (not a name).
@@ -456,6 +461,60 @@ def set_limits(name: str):
 @api.delete("/limits/<name>")
 def clear_limits(name: str):
     return jsonify({"name": name, "removed": web().client.clear_limits(name, who=identity())})
+
+
+#: An event stream (GET /api/events as text/event-stream) ends after this many seconds or events, whichever comes
+#: first: each holds one of the server's few threads; the client (a browser's EventSource) resumes with
+#: Last-Event-ID. A keep-alive comment is sent after each STREAM_WAIT seconds with no event.
+STREAM_SECONDS, STREAM_EVENTS, STREAM_WAIT = 60.0, 1000, 15.0
+#: Event streams one `httpov web` serves at once (of its 8 threads); one more is answered 503 with Retry-After.
+STREAMS_AT_ONCE = 2
+
+
+class _Held:
+    """A response's chunks holding one of `slots` until the server closes the response: ended, failed, or its client
+    gone (noticed at the next keep-alive), whether or not it was ever iterated."""
+
+    def __init__(self, chunks: Iterator[bytes], slots: threading.BoundedSemaphore) -> None:
+        self.chunks, self.slots, self.held = chunks, slots, True
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks
+
+    def close(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots.release()
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+
+
+@api.get("/events")
+def events():
+    """Job events the caller may see, oldest first: ?job=ID, ?after=ID, ?limit=N (a JSON list), or with Accept:
+    text/event-stream a server-sent event stream of what comes after Last-Event-ID (or ?after=ID; else from now on),
+    ending after STREAM_SECONDS or STREAM_EVENTS."""
+
+    client, asker, job = web().client, who(), request.args.get("job") or None
+    after = request.headers.get("Last-Event-ID") or request.args.get("after") or None
+    try:
+        after = check_id(after) if after is not None else None
+    except BadInputError as exc:
+        raise FieldError({"after": str(exc)}) from None
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        slots = current_app.extensions.setdefault("httpov-event-streams", threading.BoundedSemaphore(STREAMS_AT_ONCE))
+        if not slots.acquire(blocking=False):
+            return jsonify({"error": f"this server streams events to {STREAMS_AT_ONCE} clients at once already: "
+                                     "try again in a few seconds"}), 503, {"Retry-After": "5"}
+        stream = sse(client.follow_events(job, after, STREAM_WAIT, time.time() + STREAM_SECONDS, who=asker),
+                     STREAM_EVENTS)
+        return Response(_Held(stream, slots), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    limit = request.args.get("limit") or str(EVENTS_LIMIT)
+    if not limit.isdigit() or not 1 <= int(limit) <= EVENTS_MAX:
+        raise FieldError({"limit": f"must be a whole number from 1 to {EVENTS_MAX}, got {limit[:20]!r}"})
+    return jsonify([e.to_json() for e in client.events(job, after, int(limit), who=asker)])
 
 
 @api.get("/audit")

@@ -44,6 +44,7 @@ from httpov.web.sessions import Sessions
 from httpov.web.source import StatusSource
 from httpov.web.tokens import Tokens, bearer
 from httpov.web.uploads import UPLOADS, UploadSlots, body_refusal, too_many
+from httpov.webhooks import Deliverer
 
 #: Reached without signing in: the login form itself and the stylesheet and script it loads.
 OPEN = ("pages.login", "static")
@@ -301,13 +302,14 @@ def is_loopback(host: str) -> bool:
 
 def log_to_stderr() -> None:
     """httpov.web's log lines (failed sign-ins) on stderr, with the time, as the server's other output."""
-    log = logging.getLogger("httpov.web")
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s httpov web: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    for name in ("httpov.web", "httpov.webhooks"):  # and the webhooks' deliverer's (a receiver dropped)
+        log = logging.getLogger(name)
+        if not log.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s httpov web: %(message)s"))
+            log.addHandler(handler)
+            log.setLevel(logging.INFO)
+            log.propagate = False
 
 
 def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int = 512 * 1024**2,
@@ -328,6 +330,8 @@ def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int =
         raise HttpovError(f"cannot listen on {host}:{port}: {exc.strerror or (said[-1] if said else exc)}",
                           hint="pick another --port, or stop what is using this one") from None
     address = f"[{host}]" if ":" in host else host
+    redis = getattr(web.client.store, "r", None)  # None: a test's stand-in store
+    webhooks = Deliverer.of(redis, web.client.settings).start() if redis is not None else None  # httpov.webhooks
     if ready:
         ready(f"http://{address}:{server.bind_addr[1]}/")
     try:
@@ -335,6 +339,8 @@ def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int =
     except KeyboardInterrupt:
         pass
     finally:
+        if webhooks is not None:
+            webhooks.stop()
         server.watchdog.stop()
         server.stop()
         if web.downloads is not None:

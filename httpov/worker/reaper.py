@@ -15,6 +15,7 @@ from httpov.settings import Settings, unknown_variables
 from httpov.storage import Storage, open_storage
 from httpov.store import JobStore, open_store
 from httpov.text import shown
+from httpov.webhooks import Deliverer
 from httpov.worker import povray, room
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class Reaper(bootsteps.StartStopStep):
         self.thread: threading.Thread | None = None
         self.stopping = threading.Event()
         self.storage: Storage | None = None
+        self.webhooks: Deliverer | None = None
         self.storage_error: str | None = None  # why the farm's storage failed this node's last check (its heartbeat)
         self.use = UseMeter()
 
@@ -102,6 +104,7 @@ class Reaper(bootsteps.StartStopStep):
                     log.exception("httpov: sweep failed")
         self.thread = threading.Thread(target=run, name="httpov sweep", daemon=True)
         self.thread.start()
+        self.webhooks = Deliverer.of(store.r, settings).start()  # one process of the farm delivers: see webhooks.py
 
     def _check_storage(self, storage: Storage, named: str) -> None:
         """Whether the farm's storage answers (a wrong path, an unreachable S3), at start and each
@@ -152,5 +155,7 @@ class Reaper(bootsteps.StartStopStep):
 
     def stop(self, worker):
         self.stopping.set()
+        if self.webhooks is not None:
+            self.webhooks.stop()
         if self.thread is not None:
             self.thread.join(timeout=1.0)

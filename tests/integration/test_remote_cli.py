@@ -22,6 +22,7 @@ from httpov.local_farm import free_port, start_worker, stop_worker, worker_env
 from httpov.settings import Settings
 from tests.conftest import REDIS_URL, TINY_ANIMATION, pixels, wait_for, write_scene
 from tests.integration.faults import slow_scene
+from tests.receiver import Receiver
 
 #: Of a job's --json, what may differ between two reads a moment apart (the clock moves on, nodes report).
 TIME_DEPENDENT = {"elapsed", "rate", "eta_seconds", "eta_at", "rate_recent", "frame_seconds", "overhead_factor",
@@ -224,3 +225,24 @@ def test_the_ini_the_user_names_is_the_one_rendered(farm: Farm, tmp_path: Path) 
     job = submitted.stdout.split()[1].rstrip(":")
     assert json.loads(farm.direct("status", job, "--json").stdout)["width"] == 40
     assert farm.remote("delete", job, "--force").exit_code == 0
+
+
+def test_a_jobs_events_from_the_render_node_arrive_in_order_at_its_notify_url(farm: Farm, tmp_path: Path) -> None:
+    receiver = Receiver()
+    try:
+        scene = write_scene(tmp_path / "tiny", TINY_ANIMATION, "Width=16\nHeight=8\n+KFI1 +KFF2\n")
+        submitted = farm.remote("submit", str(scene), "--count", "1", "--notify", f"{receiver.url}/hook", "--wait")
+        assert submitted.exit_code == 0
+        job = submitted.stdout.split()[1].rstrip(":")
+        listed = farm.direct("events", "--job", job, "--json")
+        assert listed.exit_code == 0
+        events = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert [e["kind"] for e in events] == ["submitted", "started", "done"]  # two batches: one start, one done
+        assert {e["owner"] for e in events} == {"alice"}
+        remote = farm.remote("events", "--job", job, "--json")  # through the API, as another account sees them too
+        assert remote.exit_code == 0 and remote.stdout == listed.stdout
+        assert farm.remote("events", "--job", job, "--json", token=farm.bob).stdout == listed.stdout
+        wait_for(lambda: len(receiver.events("/hook")) >= 3, 20, "the job's webhook to get its events")
+        assert receiver.events("/hook") == events
+    finally:
+        receiver.close()

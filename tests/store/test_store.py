@@ -27,7 +27,8 @@ def _everything(store: JobStore) -> dict[str, Any]:
     for key in store.r.scan_iter(match=store.keys.everything(), count=1000):
         kind = store.r.type(key)
         out[key] = {"hash": store.r.hgetall, "list": lambda k: store.r.lrange(k, 0, -1), "set": store.r.smembers,
-                    "zset": lambda k: store.r.zrange(k, 0, -1, withscores=True), "string": store.r.get}[kind](key)
+                    "zset": lambda k: store.r.zrange(k, 0, -1, withscores=True), "string": store.r.get,
+                    "stream": lambda k: store.r.xrange(k)}[kind](key)
     return out
 
 

@@ -5,6 +5,7 @@ a priority past the account's max priority is said beside its field, nothing rec
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,7 +91,7 @@ def test_every_field_is_offered_typed_and_reaches_the_job(settings, server, clie
 
     fields = {"name": "every-field", "frames": "2", "width": "24", "height": "96", "slices": "3", "priority": "7",
               "radiosity_cache": "off", "pool": "gpu", "time_limit": "30", "max_processes": "2", "max_nodes": "1",
-              "any_povray": "1", "strict": "1"}
+              "any_povray": "1", "strict": "1", "notify": "https://hooks.example.com/a http://127.0.0.1:9/b"}
     status, headers, page = submit_form(server, alice, scene, **fields)
     assert status == 302, page
     job = headers["Location"].rsplit("/", 1)[1]
@@ -100,6 +101,7 @@ def test_every_field_is_offered_typed_and_reaches_the_job(settings, server, clie
     record = redis.Redis.from_url(REDIS_URL, decode_responses=True).hgetall(Keys(settings.prefix).job(job))
     assert record["user"] == "alice" and record["queue"] == settings.pool_queue("gpu")
     assert (record["max_processes"], record["max_nodes"]) == ("2", "1")
+    assert json.loads(record["notify"]) == ["https://hooks.example.com/a", "http://127.0.0.1:9/b"]
 
 
 def test_a_plain_user_may_not_name_another_owner(settings, server, scene):

@@ -80,7 +80,9 @@ def test_every_setting_can_come_from_the_file(tmp_path: Path) -> None:
                        web_accounts=Path("/srv/accounts"), web_token_file=Path("/srv/tokens"), web_tokens="a" * 16,
                        web_behind_proxy=True, web_sign_in_attempts=3, web_sign_in_window=60,
                        server="https://farm.example.com:8443/httpov", token="t" * 16,
-                       user_max_processes=4, user_max_jobs=5, user_max_priority=6)
+                       user_max_processes=4, user_max_jobs=5, user_max_priority=6,
+                       webhooks="https://hooks.example.com/a", webhook_secret="s" * 16,
+                       webhook_retry_seconds=30.0, notify_hosts="hooks.example.com")
     lines = []
     for f in fields(Settings):
         value = getattr(changed, f.name)

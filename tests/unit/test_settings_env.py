@@ -24,7 +24,9 @@ def test_to_env_gives_back_every_setting(tmp_path: Path) -> None:
                        token="t" * 16, user_max_processes=4, user_max_jobs=5, user_max_priority=6,
                        stop_poll_seconds=0.25, no_progress_seconds=30.0, batch_time_factor=5.0,
                        batch_time_floor=60.0, web_builds=5, web_uploads_per_account=3, web_request_seconds=4.5,
-                       web_upload_min_rate=1000)
+                       web_upload_min_rate=1000,
+                       webhooks="https://hooks.example.com/a", webhook_secret="s" * 16,
+                       webhook_retry_seconds=30.0, notify_hosts="hooks.example.com")
     assert all(getattr(changed, f.name) != getattr(Settings(), f.name) for f in fields(Settings))
     assert Settings.from_env(changed.to_env() | {"HOME": str(tmp_path)}) == changed
 

@@ -2,7 +2,8 @@
 -- A paused job's batch is parked here, in the same step, so a resume can never miss it. The lease may also be
 -- held by this task's own retry hand-off ('retry:<task id>'), which the retry takes over.
 -- KEYS: 1 job record, 2 the batch's lease, 3 running, 4 done, 5 parked, 6 submit lease, 7 pending, 8 window,
--- 9 the per-user limits (hash), 10 the active jobs (set), 11 the job's blocked nodes (set), 12 attempts (hash).
+-- 9 the per-user limits (hash), 10 the active jobs (set), 11 the job's blocked nodes (set), 12 attempts (hash),
+-- 13 the events stream (the job's first start is its 'started' event; a dead submit's failure its 'failed').
 -- ARGV: 1 batch id, 2 the execution's token, 3 lease seconds, 4 running info (JSON), 5 now, 6 the hand-off the
 -- lease may hold, 7 the value the lease is set to (the token, or the hand-off when a blocked node gives the batch
 -- back), 8 the error of a job whose submit stopped, 9 states (' a b ') from which such a job fails, 10 states from
@@ -11,7 +12,7 @@
 -- 14 the node, refused ('blocked') if it is in KEYS[11] ('': not asked), 15 '1' to count the attempt in KEYS[12] (one
 -- round trip a batch where there were three: on a slow link each costs the link's round trip), 16 the node's povray
 -- version to pin the job to ('' for none): the first node's is kept, and a node with another is refused
--- ('povray:<the job's version>', nothing taken).
+-- ('povray:<the job's version>', nothing taken), 17 the events stream's cap, 18 the job id.
 -- Answers 'ok' ('ok:<attempts>' when counted), 'missing', 'failed', 'paused' (then parked), 'duplicate', 'busy',
 -- 'deferred', 'blocked', 'povray:<version>' or the job's state.
 local job, lease, running, done, parked, submit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -19,10 +20,16 @@ local pending, window, limits, active = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local batch, token, ttl, info, handoff, value = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[7]
 local state = redis.call('HGET', job, 'state')
 if not state then return 'missing' end
+local function event(kind, detail)
+  local record = redis.call('HMGET', job, 'user', 'notify')
+  redis.call('XADD', KEYS[13], 'MAXLEN', '~', ARGV[17], '*', 'kind', kind, 'job', ARGV[18],
+             'owner', record[1] or '', 'detail', detail, 'notify', record[2] or '')
+end
 local function among(words, s) return string.find(words, ' ' .. s .. ' ', 1, true) ~= nil end
 if state == 'submitting' then
   if redis.call('EXISTS', submit) == 0 and among(ARGV[9], state) then  -- its client died mid-submit: it never ends
     redis.call('HSET', job, 'state', 'failed', 'finished', ARGV[5], 'error', ARGV[8])
+    event('failed', ARGV[8])
     return 'failed'
   end
   redis.call('HSETNX', job, 'started', ARGV[5])
@@ -108,6 +115,7 @@ redis.call('SET', lease, value, 'PX', math.floor(ttl * 1000))
 redis.call('HSET', running, batch, info)
 if value == token and among(ARGV[10], state) then
   redis.call('HSET', job, 'state', 'running', 'started', ARGV[5])
+  event('started', '')
 end
 if ARGV[15] == '1' then return 'ok:' .. redis.call('HINCRBY', KEYS[12], batch, 1) end
 return 'ok'

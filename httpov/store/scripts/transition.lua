@@ -5,12 +5,20 @@
 -- and `retry` starts with none for the sweepers to requeue, nor a stale 'waiting for storage' note. A job reopened
 -- by `retry` notes when: older messages of its batches are stale. A job that moves to a finished state is announced
 -- on the stops channel (KEYS[4], the job id): render nodes rendering its batches stop their povrays at once.
--- KEYS: 1 job record, 2 the active set, 3 running, 4 the stops channel. Answers 'ok', 'missing', or the state the
--- job stays in.
+-- The move is recorded as a job event (KEYS[5], capped at ARGV[7] entries): done, failed, cancelled, paused, resumed
+-- (paused -> running), retried (finished -> running), deleted (the first move to deleting); in this step, so once.
+-- The event's detail is ARGV[8] (a final failure's batch and error), else a failed job's `error`.
+-- KEYS: 1 job record, 2 the active set, 3 running, 4 the stops channel, 5 the events stream. ARGV[9..]: the states
+-- the job may move from. Answers 'ok', 'missing', or the state the job stays in.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
 local function finished(s) return string.find(ARGV[6], ' ' .. s .. ' ', 1, true) ~= nil end
-for i = 7, #ARGV do
+local function event(kind)
+  local record = redis.call('HMGET', KEYS[1], 'user', 'notify', 'error')
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', 'kind', kind, 'job', ARGV[4], 'owner', record[1] or '',
+             'detail', (ARGV[8] ~= '' and ARGV[8]) or (kind == 'failed' and record[3]) or '', 'notify', record[2] or '')
+end
+for i = 9, #ARGV do
   if state == ARGV[i] then
     redis.call('HSET', KEYS[1], 'state', ARGV[1])
     if ARGV[2] == 'finish' then
@@ -29,6 +37,10 @@ for i = 7, #ARGV do
       redis.call('HDEL', KEYS[1], 'waiting')  -- no job waits for storage once it ends, nor when it starts again
     end
     if finished(ARGV[1]) then redis.call('PUBLISH', KEYS[4], ARGV[4]) end
+    local new = ARGV[1]
+    if new == 'running' then new = (state == 'paused' and 'resumed') or (finished(state) and 'retried') or '' end
+    if new == 'deleting' then new = (state ~= 'deleting' and 'deleted') or '' end
+    if new ~= '' and new ~= state then event(new) end
     return 'ok'
   end
 end

@@ -403,6 +403,12 @@ def list_nodes():
     return jsonify(nodes())
 
 
+@api.post("/nodes/<node>/drain")
+def drain_node(node: str):
+    """Tell a render node to drain (admins): it takes no new batch, finishes those it renders and exits."""
+    return jsonify({"node": web().client.drain_node(node, who=identity()), "draining": True})
+
+
 @api.get("/tokens")
 def list_tokens():
     return jsonify([t.to_json() for t in account_tokens()])

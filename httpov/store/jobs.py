@@ -591,6 +591,10 @@ class JobStore:
         """Render nodes told to drain that have not stopped yet -> when they were told."""
         return {node: float(at) for node, at in self._call(lambda: self.r.hgetall(self.keys.node_drain())).items()}
 
+    def node_started(self, node: str) -> None:
+        """A render node starts: a drain mark left by its last run (killed before it stopped cleanly) is stale."""
+        self._call(lambda: self.r.hdel(self.keys.node_drain(), node))
+
     def node_stopped(self, node: str, info: dict[str, Any]) -> None:
         """A render node stopped cleanly (drained, or stopped by its service manager): its drain mark goes, and its
         record says when it stopped (`httpov nodes`: 'stopped', not 'lost'), until it starts again."""

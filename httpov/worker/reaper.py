@@ -54,6 +54,8 @@ class Reaper(bootsteps.StartStopStep):
             store.load_scripts()
         except Exception as exc:  # Redis away: each script is loaded at its first use instead
             log.warning("httpov: could not load the Lua scripts into Redis: %s", exc)
+        with contextlib.suppress(Exception):  # Redis away: a stale mark would drain it again at its first sweep
+            store.node_started(worker.hostname)
         info = {"host": socket.gethostname(), "processes": worker.concurrency, "cores": os.cpu_count(),
                 "povray": povray.version(settings.povray), "httpov": povray.httpov_version(), "started": time.time()}
         node = (worker.app, store, settings, worker.hostname, int(worker.concurrency or 0),

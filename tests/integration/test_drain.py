@@ -48,6 +48,7 @@ def _finished_there(tmp_path: Path, settings: Settings, client, alpha: subproces
     batches = client.store.batches(job)
     done_by = {b: info["node"].split("@")[0] for b, info in batches["done"].items()}
     assert done_by[batch] == "alpha" and len(done_by) == 3 and set(done_by.values()) == {"alpha", "beta"}
+    assert list(done_by.values()).count("alpha") == 1  # took no batch after the one it was rendering
     assert view.batches_requeued == 0 and not batches.get("requeued") and not batches["failed"]
     assert {int(n) for n in batches["attempts"].values()} == {1}, batches["attempts"]
     wait_for(lambda: queue_drained(settings), 30, "every message acknowledged")
@@ -78,4 +79,11 @@ def test_sigterm_finishes_the_batch_there_and_exits_0(tmp_path: Path, settings: 
     alpha, job, batch = _rendering_on_both(tmp_path, settings, client, workers)
     os.kill(alpha.pid, signal.SIGTERM)
     _finished_there(tmp_path, settings, client, alpha, job, batch)
+
+    # a node killed past its stop timeout leaves its mark: started again, it renders instead of draining at once
+    name = _nodes(settings)["alpha"]["node"]
+    client.store.drain_node(name)
+    again = workers(concurrency=1, name="alpha")
+    wait_for(lambda: _nodes(settings)["alpha"]["state"] == "up", 60, "alpha to start again, up")
+    assert again.poll() is None and not client.store.draining()
 

@@ -412,6 +412,9 @@ def test_only_an_admin_drains_a_render_node_and_every_role_reads_the_backlog(far
     assert done.status_code == 302 and node in farm.client.store.draining()
     states = {n["node"]: n["state"] for n in ada.get(f"{farm.url}/api/nodes", timeout=30).json()}
     assert states[node] == "draining"
+    remote = CliRunner().invoke(cli, ["--server", farm.url, "nodes", "drain", node.split("@")[0]],
+                                env={"HTTPOV_TOKEN": farm.token})  # the CLI through the API (an admin's token)
+    assert remote.exit_code == 0 and f"node {node} is draining" in remote.output, remote.output
 
     before = {name: farm.sessions[name].get(f"{farm.url}/api/backlog", timeout=30).json() for name in ROLES}
     farm.job("bob")

@@ -656,11 +656,14 @@ def prune(ctx: click.Context, older_than: str, states: str, dry_run: bool) -> No
     click.echo(f"{len(found)} job(s) {'would be ' if dry_run else ''}deleted")
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_context
 def nodes(ctx: click.Context, as_json: bool) -> None:
-    """The render nodes: up or lost, host, processes, cores, versions, what each renders, its last hour."""
+    """The render nodes: up, draining, stopped or lost, host, processes, cores, versions, what each renders, its
+    last hour. `httpov nodes drain NODE` (admins) lets a node finish its batches and exit."""
+    if ctx.invoked_subcommand is not None:
+        return
     found = _client(ctx).nodes()
     if as_json:
         click.echo(json.dumps(found, indent=2))
@@ -685,6 +688,17 @@ def nodes(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"node {shown(n['node'])}: storage check failed: {shown(n['storage_error'])}")
         if n.get("last_error") and n.get("failed_last_hour"):
             click.echo(f"node {shown(n['node'])}: last failed batch: {shown(n['last_error'])}")
+
+
+@nodes.command("drain")
+@click.argument("node")
+@click.pass_context
+def drain_node(ctx: click.Context, node: str) -> None:
+    """Let NODE (its full name, or the part before '@') take no new batch, finish those it renders and exit 0
+    (admins). Its batches are not requeued: they finish there; the other nodes take the rest."""
+    found = _client(ctx).drain_node(node)
+    click.echo(f"node {shown(found)} is draining: it finishes the batches it renders, then exits "
+               "(`httpov nodes` shows it draining, then stopped)")
 
 
 @cli.command()

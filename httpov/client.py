@@ -402,6 +402,17 @@ class Client:
         require(who or local_operator(), Action.NODES)
         return farm_nodes(self.store, self.settings.lease_seconds)
 
+    @audited("node.drain", lambda given: str(given["node"]))
+    def drain_node(self, node: str, who: Identity | None = None) -> str:
+        """`httpov nodes drain NODE` (admins): the node takes no new batch, finishes those it renders and exits
+        (httpov.worker.reaper). NODE is its full name or the part before '@'; answers the full name."""
+        from httpov.nodes import node_named
+
+        require(who or local_operator(), Action.ADMIN)
+        found = node_named(self.nodes(who), node)
+        self.store.drain_node(found)
+        return found
+
     def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None,
               who: Identity | None = None) -> list[Path]:
         """Download every rendered frame as a PNG into `output` and the batch logs (failed batches' too) into

@@ -116,6 +116,12 @@ class TokenNotFoundError(HttpovError):
     exit_code = 4
 
 
+class NodeNotFoundError(HttpovError):
+    """No render node seen in the last hour has the name the user named."""
+
+    exit_code = 4
+
+
 class JobStateError(HttpovError):
     """The job is in a state that does not allow the operation (e.g. resume a finished job)."""
 

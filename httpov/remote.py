@@ -343,6 +343,9 @@ class RemoteClient:
     def nodes(self) -> list[dict[str, Any]]:
         return list(self._json("GET", "/api/nodes"))
 
+    def drain_node(self, node: str) -> str:
+        return str(self._json("POST", f"/api/nodes/{quote(node, safe='')}/drain", {})["node"])
+
     def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None) -> list[Path]:
         """The job's frames into `output` and its logs into `output/logs`, as Client.fetch: one zip of them
         downloaded to disk in chunks, each member checked against the job's frame size before it is unpacked."""

@@ -390,3 +390,25 @@ def failure_groups(failed: list[FailedBatch]) -> list[FailureGroup]:
 
 def _some(items: list[str], shown: int = 3) -> str:
     return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def backlog(store: JobStore) -> dict[str, Any]:
+    """The work to scale render nodes by (README, "Scaling render nodes"), for the default queue ('default') and
+    each render pool ('pools'): 'waiting', the batches of live jobs neither done, failed for good nor running (on
+    Celery's queue or, most of them, on their jobs' pending lists: the queue holds only each job's window);
+    'running', the batches rendering now; 'work', the two together (a render process each). Paused jobs' batches
+    wait for nobody and are not counted."""
+    now = time.time()
+    pools: dict[str, dict[str, int]] = {}
+    for record, spec, batches in store.snapshots(store.active_ids()).values():
+        view = from_snapshot(record, spec, batches, now)
+        if view.state not in (JobState.QUEUED, JobState.RUNNING, JobState.SUBMITTING):
+            continue
+        counts = pools.setdefault(view.pool, {"waiting": 0, "running": 0, "work": 0})
+        running = len(view.batches_running)
+        waiting = max(view.batches_total - view.batches_done - len(view.batches_failed) - running, 0)
+        counts["waiting"] += waiting
+        counts["running"] += running
+        counts["work"] += waiting + running
+    default = pools.pop("", {"waiting": 0, "running": 0, "work": 0})
+    return {"default": default, "pools": pools}

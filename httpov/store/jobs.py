@@ -603,6 +603,29 @@ class JobStore:
         seen, info = self._call(run)
         return dict(seen), {node: json.loads(raw) for node, raw in info.items()}
 
+    def drain_node(self, node: str) -> None:
+        """Tell a render node to drain: its sweep sees the mark within a sweep period, it takes no new batch,
+        finishes those it renders and exits (httpov.worker.reaper)."""
+        self._call(lambda: self.r.hsetnx(self.keys.node_drain(), node, time.time()))
+
+    def draining(self) -> dict[str, float]:
+        """Render nodes told to drain that have not stopped yet -> when they were told."""
+        return {node: float(at) for node, at in self._call(lambda: self.r.hgetall(self.keys.node_drain())).items()}
+
+    def node_started(self, node: str) -> None:
+        """A render node starts: a drain mark left by its last run (killed before it stopped cleanly) is stale."""
+        self._call(lambda: self.r.hdel(self.keys.node_drain(), node))
+
+    def node_stopped(self, node: str, info: dict[str, Any]) -> None:
+        """A render node stopped cleanly (drained, or stopped by its service manager): its drain mark goes, and its
+        record says when it stopped (`httpov nodes`: 'stopped', not 'lost'), until it starts again."""
+        def run() -> None:
+            pipe = self.r.pipeline()
+            pipe.hdel(self.keys.node_drain(), node)
+            pipe.hset(self.keys.node_info(), node, json.dumps({**info, "stopped": time.time()}))
+            pipe.execute()
+        self._call(run)
+
     def forget_nodes(self, not_seen_for: float) -> list[str]:
         """Drop the records of render nodes not seen for `not_seen_for` seconds (the sweep does)."""
         def run() -> list[str]:
@@ -613,6 +636,7 @@ class JobStore:
                 pipe.hdel(self.keys.node_info(), *gone)
                 pipe.hdel(self.keys.node_processes(), *gone)
                 pipe.hdel(self.keys.node_pools(), *gone)
+                pipe.hdel(self.keys.node_drain(), *gone)
                 pipe.delete(*(self.keys.node_batches(node) for node in gone))
                 pipe.delete(*(self.keys.node_use(node) for node in gone))
                 pipe.execute()

@@ -202,6 +202,11 @@ class Keys:
         """Hash: render node -> its record (JSON: host, cores, povray and httpov versions)."""
         return f"{self.prefix}:node-info"
 
+    def node_drain(self) -> str:
+        """Hash: render node -> when it was told to drain (`httpov nodes drain`, or its own SIGTERM): it takes no new
+        batch, finishes the ones it renders and exits."""
+        return f"{self.prefix}:node-drain"
+
     def node_batches(self, node: str) -> str:
         """Sorted set with an expiry: the batches a render node finished in the last hour ('done:<at>:<nonce>')."""
         return f"{self.prefix}:node-batches:{node}"

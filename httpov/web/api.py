@@ -408,6 +408,22 @@ def list_nodes():
     return jsonify(nodes())
 
 
+@api.get("/backlog")
+def backlog():
+    """The batches waiting for a render node (httpov.view.backlog): what KEDA's metrics-api scaler reads
+    (docker/k8s/scaledobject.yaml)."""
+    from httpov.view import backlog as farm_backlog
+
+    require(who(), Action.NODES)
+    return jsonify(farm_backlog(web().client.store))
+
+
+@api.post("/nodes/<node>/drain")
+def drain_node(node: str):
+    """Tell a render node to drain (admins): it takes no new batch, finishes those it renders and exits."""
+    return jsonify({"node": web().client.drain_node(node, who=identity()), "draining": True})
+
+
 @api.get("/tokens")
 def list_tokens():
     return jsonify([t.to_json() for t in account_tokens()])

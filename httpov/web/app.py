@@ -27,6 +27,7 @@ from httpov.errors import (
     JobFailedError,
     JobNotFoundError,
     JobStateError,
+    NodeNotFoundError,
     PageNotFoundError,
     ResultError,
     TokenNotFoundError,
@@ -232,7 +233,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
                 return render_template("outage.html", message=message), 503
             return _refuse(503, message, exc.hint, kind=type(exc).__name__)
         code = 503
-        if isinstance(exc, (JobNotFoundError, TokenNotFoundError, PageNotFoundError)):
+        if isinstance(exc, (JobNotFoundError, TokenNotFoundError, PageNotFoundError, NodeNotFoundError)):
             code = 404
         elif isinstance(exc, BadInputError):
             code = 400

@@ -89,13 +89,27 @@ def token_confirmation(token: Token) -> Confirmation:
                                 "(make a new one, and give it to the scripts)", None)])
 
 
+def node_confirmation(node: dict) -> Confirmation:
+    """What the confirmation of draining a render node (httpov.nodes.farm_nodes' entry) says."""
+    name, running = node["node"], len(node.get("rendering") or [])
+    made = Confirmation("drain", name, name, node["state"], f"Drain render node {name}?", f"Drain {name}",
+                        goes=[("the node, once the batches it renders are done: it takes no new batch and exits "
+                               "(its service manager may start it again)", None)],
+                        stays=[("the batches it renders now: they finish there, nothing is requeued", Count(
+                            "running", running)),
+                               ("every job: the other render nodes take their batches", None)])
+    if node["state"] != "up":
+        made.blocked = f"render node {name} is {node['state']}: only a node that is up is drained"
+    return made
+
+
 def check_confirmed(action: str, target: str, form: Mapping[str, str], what: str = "job") -> None:
     """BadInputError (400, nothing done) unless the POST of `action` on the job (or token: `what`) `target` carries
     the confirmation naming it: a stray form post, an old link or a script's guess cannot destroy anything."""
     given = form.get(FIELD)
     if given != target:
         said = "lacks" if not given else "has the wrong"
-        page = "the job's page" if what == "job" else "the tokens page"
+        page = {"job": "the job's page", "node": "the nodes page"}.get(what, "the tokens page")
         raise BadInputError(f"refused: this request to {action} {what} {target} {said} confirmation (the field "
                             f"'{FIELD}' naming the {what}); nothing was done",
                             hint=f"use the {action.capitalize()} button on {page} and confirm there")

@@ -45,7 +45,7 @@ from httpov.web.api import (
     who,
 )
 from httpov.web.charts import farm_use
-from httpov.web.confirm import DESTRUCTIVE, check_confirmed, confirmation, token_confirmation
+from httpov.web.confirm import DESTRUCTIVE, check_confirmed, confirmation, node_confirmation, token_confirmation
 from httpov.web.source import GRID_THUMB_SIZE, JOBS_PER_PAGE, job_id, page_number
 
 pages = Blueprint("pages", __name__)
@@ -82,9 +82,37 @@ def nodes():
     """The render nodes, as `httpov nodes` lists them."""
     from httpov.web.api import nodes as farm_nodes
 
-    listed, now = farm_nodes(), time.time()  # NODES: checked by farm_nodes
+    found, now = farm_nodes(), time.time()  # NODES: checked by farm_nodes
     use = farm_use(*web().client.store.node_use(now - USE_HOURS * 3600), now=now, hours=USE_HOURS)
-    return render_template("nodes.html", nodes=listed, now=now, use=use)
+    asking = requester()
+    confirms = [node_confirmation(n) for n in found if n["state"] == "up"] \
+        if asking is not None and allowed(asking, Action.ADMIN) else []  # the Drain buttons: admins'
+    return render_template("nodes.html", nodes=found, now=now, use=use, confirms=confirms)
+
+
+def _node(name: str) -> dict:
+    from httpov.nodes import node_named
+    from httpov.web.api import nodes as farm_nodes
+
+    require(who(), Action.ADMIN)
+    found = farm_nodes()
+    wanted = node_named(found, name)
+    return next(n for n in found if n["node"] == wanted)
+
+
+@pages.get("/nodes/<node>/confirm-drain")
+def confirm_drain(node: str):
+    """Draining a render node asks first (a dialog on the nodes page; this page without script): admins only."""
+    return render_template("confirm.html", c=node_confirmation(_node(node)),
+                           post_url=url_for("pages.drain", node=node), back_url=url_for("pages.nodes"))
+
+
+@pages.post("/nodes/<node>/drain")
+def drain(node: str):
+    check_confirmed("drain", node, request.form, what="node")  # 400 without it: nothing marked
+    name = web().client.drain_node(node, who=who())
+    flash(f"render node {name} is draining: it finishes the batches it renders, then exits")
+    return redirect(url_for("pages.nodes"))
 
 
 @pages.get("/jobs/<job>")

@@ -271,6 +271,7 @@ class RenderNode:
         if state not in LIVE:
             return Outcome(state)
         targets = self.store.live_nodes(within=self.settings.live_node_seconds) - blocked - {node}
+        targets -= set(self.store.draining())  # nodes about to exit take no batch by name
         _, records = self.store.nodes()
         targets = {n for n in targets if not records.get(n, {}).get("fault")}  # nodes that said they have no room
         if povray_version is not None:

@@ -1,13 +1,16 @@
 """The worker's lease sweeper: every worker sweeps for expired leases (httpov.dispatch.sweep), so none is special."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
 import time
 
 from celery import bootsteps
+from celery.signals import worker_shutdown
 
 from httpov.dispatch import sweep
 from httpov.retention import apply_retention
@@ -67,6 +70,8 @@ class Reaper(bootsteps.StartStopStep):
         self.webhooks: Deliverer | None = None
         self.storage_error: str | None = None  # why the farm's storage failed this node's last check (its heartbeat)
         self.use = UseMeter()
+        self.draining = False  # told to drain (or stopping): SIGTERM sent to itself, warm shutdown under way
+        self.said: tuple[JobStore, str, dict] | None = None  # its store, name and record, for node_stopped at exit
 
     def start(self, worker):
         settings = Settings.from_env()
@@ -75,10 +80,14 @@ class Reaper(bootsteps.StartStopStep):
             store.load_scripts()
         except Exception as exc:  # Redis away: each script is loaded at its first use instead
             log.warning("httpov: could not load the Lua scripts into Redis: %s", exc)
+        with contextlib.suppress(Exception):  # Redis away: a stale mark would drain it again at its first sweep
+            store.node_started(worker.hostname)
         info = {"host": socket.gethostname(), "processes": worker.concurrency, "cores": os.cpu_count(),
                 "povray": povray.version(settings.povray), "httpov": povray.httpov_version(), "started": time.time()}
         node = (worker.app, store, settings, worker.hostname, int(worker.concurrency or 0),
                 self._pools(worker, settings), info)
+        self.said = (store, worker.hostname, info)
+        worker_shutdown.connect(self._stopped, weak=False)
 
         for warning in unknown_variables():  # HTTPOV_STORGE: said at start, not silently ignored
             log.warning("httpov: %s", warning)
@@ -133,6 +142,7 @@ class Reaper(bootsteps.StartStopStep):
 
     def _sweep(self, celery, store: JobStore, settings: Settings, node: str, processes: int,
                pools: list[str], info: dict) -> None:
+        self._drain_if_told(store, node)
         fault = room.disk_fault(settings.cache_dir, settings.min_free_mb)  # said with every heartbeat while true
         info = {**info, "fault": fault} if fault else info
         if self.storage_error:
@@ -153,9 +163,43 @@ class Reaper(bootsteps.StartStopStep):
             except Exception as exc:
                 log.warning("httpov: deleting jobs older than HTTPOV_KEEP_DAYS failed: %s", exc)
 
+    def _drain_if_told(self, store: JobStore, node: str) -> None:
+        """Drain if told to (`httpov nodes drain`): a SIGTERM to this worker, Celery's warm shutdown, as a service
+        manager's stop does: the node stops consuming at once, the messages it took and has not started go back
+        to the queue as they were (kombu restores unacked messages when its channel closes; no attempt counted,
+        no lease), its running batches finish and are recorded done, and the worker exits 0."""
+        if self.draining:
+            return
+        try:
+            told = node in store.draining()
+        except Exception:  # Redis away: the next sweep looks again
+            return
+        if told:
+            self.draining = True
+            log.warning("httpov: told to drain: taking no new batch, finishing those running, then exiting")
+            os.kill(os.getpid(), signal.SIGTERM)
+
     def stop(self, worker):
+        """The warm shutdown begins (a drain, or SIGTERM): the node marks itself draining (`httpov nodes`) and keeps
+        its heartbeat and sweep while its running batches finish; they stop at exit (_stopped). Celery's cold
+        shutdown calls no stop here: the sweep thread dies with the process."""
+        if self.said is not None and not self.draining:
+            self.draining = True
+            store, node, _ = self.said
+            with contextlib.suppress(Exception):  # Redis away: nothing to tell
+                store.drain_node(node)
+
+    def _stopped(self, **_: object) -> None:
+        """Celery's worker_shutdown signal, after the warm shutdown waited for every running batch: the node says it
+        stopped cleanly (its drain mark goes) and its sweep ends."""
         self.stopping.set()
         if self.webhooks is not None:
             self.webhooks.stop()
         if self.thread is not None:
             self.thread.join(timeout=1.0)
+        if self.said is not None:
+            store, node, info = self.said
+            try:
+                store.node_stopped(node, info)
+            except Exception as exc:
+                log.warning("httpov: could not record that this node stopped: %s", exc)

@@ -510,3 +510,42 @@ def test_the_login_and_jobs_pages_are_drawn(farm, browser):
         assert anonymous.locator("#signin").is_visible()
     finally:
         context.close()
+
+
+def test_an_admin_drains_the_render_node_from_the_nodes_page_after_confirming(farm, page, browser):
+    """Last in the module: the module's render node drains and exits. Alice (a user) has no Drain button."""
+    from httpov.web.auth import add_user
+
+    seen = len(CONSOLE)
+    page.goto("/nodes")
+    assert page.locator("#nodes button.drain").count() == 0
+    add_user(farm.accounts, "ada", PASSWORD, "admin")
+    _, b = browser
+    context = b.new_context(base_url=farm.url)
+    try:
+        admin = context.new_page()
+        admin.on("console", lambda m: CONSOLE.append((m.type, m.text)))
+        admin.goto("/login")
+        admin.fill("#user", "ada")
+        admin.fill("#password", PASSWORD)
+        admin.click("#signin")
+        admin.goto("/nodes")
+        row = admin.locator("#nodes tr.node").first
+        node = row.get_attribute("data-node")
+        dialog = admin.locator(f'[id="confirm-drain-{node}"]')
+        row.locator("button.drain").click()
+        assert dialog.is_visible() and f"Drain render node {node}?" in dialog.inner_text()
+        dialog.locator(".keep").click()
+        assert not dialog.is_visible() and not farm.client.store.draining()
+        row.locator("button.drain").click()
+        with admin.expect_navigation():
+            dialog.locator(".do").click()
+        assert f"render node {node} is draining" in admin.inner_text(".flash")
+        wait_for(lambda: farm.procs[0].poll() is not None, 60, "the drained node to exit")
+        assert farm.procs[0].returncode == 0
+        admin.goto("/nodes")
+        assert admin.locator("#nodes tr.node .state").first.inner_text() == "stopped"
+    finally:
+        context.close()
+    errors = [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")]
+    assert errors == [], errors

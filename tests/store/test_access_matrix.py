@@ -386,3 +386,38 @@ def test_the_cli_with_direct_redis_access_acts_as_an_admin_and_readme_says_so(fa
         farm.client.logs(made, who=Identity("uma", Role.USER))
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "direct Redis access is admin-level" in readme
+
+
+def test_only_an_admin_drains_a_render_node_and_every_role_reads_the_backlog(farm):
+    """The Drain button (admins only) asks first and marks the node; the API refuses users and viewers (nothing
+    marked). GET /api/backlog, what KEDA scales render nodes on, counts each new job's batches for every role."""
+    node = f"drn{secrets.token_hex(2)}@host"
+    farm.client.store.heartbeat(node, 2, [], {"host": "host"})
+    drainable = f'data-dialog="confirm-drain-{node}"'
+    for name in ("uma", "vic"):
+        assert drainable not in farm.sessions[name].get(f"{farm.url}/nodes", headers={"Accept": "text/html"}).text
+        refused = farm.sessions[name].post(f"{farm.url}/api/nodes/{node}/drain", timeout=30)
+        assert refused.status_code == 403 and f"{name} ({ROLES[name]}) may not admin" in refused.json()["error"]
+        assert farm.sessions[name].get(f"{farm.url}/nodes/{node}/confirm-drain").status_code == 403
+    assert node not in farm.client.store.draining()
+
+    ada = farm.sessions["ada"]
+    page = ada.get(f"{farm.url}/nodes", headers={"Accept": "text/html"}).text
+    assert drainable in page and f'<dialog class="confirm" id="confirm-drain-{node}"' in page
+    assert f"Drain render node {node}?" in ada.get(f"{farm.url}/nodes/{node}/confirm-drain", timeout=30).text
+    unconfirmed = ada.post(f"{farm.url}/nodes/{node}/drain", data={}, allow_redirects=False, timeout=30)
+    assert unconfirmed.status_code == 400 and node not in farm.client.store.draining()
+    assert ada.post(f"{farm.url}/api/nodes/nosuch/drain", timeout=30).status_code == 404
+    done = ada.post(f"{farm.url}/nodes/{node}/drain", data={"confirm": node}, allow_redirects=False, timeout=30)
+    assert done.status_code == 302 and node in farm.client.store.draining()
+    states = {n["node"]: n["state"] for n in ada.get(f"{farm.url}/api/nodes", timeout=30).json()}
+    assert states[node] == "draining"
+    remote = CliRunner().invoke(cli, ["--server", farm.url, "nodes", "drain", node.split("@")[0]],
+                                env={"HTTPOV_TOKEN": farm.token})  # the CLI through the API (an admin's token)
+    assert remote.exit_code == 0 and f"node {node} is draining" in remote.output, remote.output
+
+    before = {name: farm.sessions[name].get(f"{farm.url}/api/backlog", timeout=30).json() for name in ROLES}
+    farm.job("bob")
+    for name in ROLES:
+        now = farm.sessions[name].get(f"{farm.url}/api/backlog", timeout=30).json()
+        assert now["default"]["work"] == before[name]["default"]["work"] + 1 and now["pools"] == {}

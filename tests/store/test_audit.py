@@ -186,3 +186,13 @@ def test_a_hostile_name_is_shown_escaped_and_given_unchanged_as_json(settings, t
     records = audit(settings)
     assert records[0]["name"] == HOSTILE and records[0]["address"] == "10.0.0.9\x1b[2J"
     assert records[1]["detail"] == f"for {HOSTILE}" and records[1]["outcome"] == "refused"
+
+
+def test_a_node_drain_is_recorded(settings):
+    from httpov.store import open_store
+
+    open_store(settings).heartbeat("alpha@host", 2, [], {"host": "host"})
+    assert run(settings, "nodes", "drain", "alpha").exit_code == 0
+    assert run(settings, "nodes", "drain", "gamma").exit_code == 4  # no such node up
+    assert [(r["action"], r["outcome"], r["detail"]) for r in audit(settings)] == [
+        ("node.drain", "done", "alpha"), ("node.drain", "refused", "gamma")]

@@ -55,6 +55,9 @@ class FakeStore:
     def live_nodes(self, within: float) -> set[str]:
         return set(self.live)
 
+    def draining(self) -> dict[str, float]:
+        return dict(getattr(self, "drained", {}))
+
     def pin_povray(self, job_id: str, version: str) -> str | None:
         self.povray = getattr(self, "povray", None) or version  # the first node's version
         return self.povray
@@ -257,7 +260,8 @@ def test_an_unexpected_exception_on_the_node_counts_as_transient(farm):
 def test_a_blocked_node_hands_the_batch_to_a_live_node_that_is_not(farm):
     node, store, fake, _ = farm
     store.blocked_nodes = {NODE}
-    store.live = {NODE, "celery@b"}
+    store.live = {NODE, "celery@b", "celery@draining"}
+    store.drained = {"celery@draining": 1.0}  # about to exit: takes no batch by name
     outcome = _run(node)
     assert outcome.status == "handback" and outcome.send_to == "celery@b"
     assert store.calls == [("start_batch", BATCH, NODE, True)]  # the lease left for the hand-off, nothing else

@@ -871,6 +871,30 @@ class JobStore:
         pipe.smembers(self.keys.blocked(job_id))
         pipe.lrange(self.keys.history(job_id), 0, -1)
 
+    def stamps(self, job_ids: list[str], ended: frozenset[str] = frozenset()) -> str:
+        """A digest that changes whenever the farm's job list or a view of one of `job_ids` changes (a live page's
+        cheap check, httpov.web.live): in one round trip of O(1) reads, never the spec or the done batches
+        themselves. Jobs in `ended` (done, failed, cancelled when last read) are checked by their record only: only a
+        retry or a priority changes them. Time alone (an ETA, a stall) does not change it."""
+        record = [name for name in JobRecord.__annotations__ if name != "spec"]
+
+        def run() -> list[Any]:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zcard(self.keys.jobs())
+            pipe.zrange(self.keys.jobs(), -1, -1)
+            for job_id in job_ids:
+                pipe.hmget(self.keys.job(job_id), record)
+                if job_id in ended:
+                    continue
+                for part in ("done", "failed", "attempts", "requeued"):
+                    pipe.hlen(self.keys.job_part(job_id, part))
+                pipe.hgetall(self.keys.running(job_id))  # a few entries: the batches rendering now
+                for key in (self.keys.parked(job_id), self.keys.frames(job_id), self.keys.blocked(job_id)):
+                    pipe.scard(key)
+                pipe.llen(self.keys.history(job_id))
+            return pipe.execute()
+        return hashlib.sha256(json.dumps(self._call(run), sort_keys=True).encode()).hexdigest()
+
     def record(self, job_id: str) -> JobRecord:
         raw = self._call(lambda: self.r.hgetall(self.keys.job(job_id)))
         if not raw:

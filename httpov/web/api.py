@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request, send_file
+from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, session
 
 from httpov.access import Action, Identity, Role, allowed, require
 from httpov.audit import DEFAULT_LIMIT, MAX_LIMIT, Record, recording
@@ -18,7 +18,10 @@ from httpov.options import OptionError, SubmitOptions, parse_priority
 from httpov.plan import parse_frame_range, safe_name
 from httpov.preview import ScenePreview
 from httpov.text import shown
+from httpov.web.server import WATCH_KEY
 from httpov.web.source import job_id
+from httpov.web.stream import REFUSED, run, waiter
+from httpov.web.tokens import bearer
 
 api = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger("httpov.web")
@@ -298,12 +301,8 @@ def audit_records(args: Mapping[str, str]) -> list[Record]:
                                       limit=limit or DEFAULT_LIMIT)
 
 
-@api.get("/jobs")
-def list_jobs():
-    """`httpov status --json`: every job (or the newest `limit`, after the newest `skip`: a page of the jobs page),
-    oldest first; `state` may list several states, comma-separated, `name` is a shell-style pattern. X-Httpov-Jobs
-    says how many jobs the farm lists in all."""
-    client = web().client
+def _list_args() -> tuple[list[str] | None, int | None, int]:
+    """GET /api/jobs's `state` (several, comma-separated), `limit` and `skip`; FieldError names a wrong one."""
     states = [s.strip() for s in (request.args.get("state") or "").split(",") if s.strip()] or None
     limit = request.args.get("limit") or None
     if limit is not None and (not limit.isdigit() or int(limit) < 1):
@@ -311,8 +310,18 @@ def list_jobs():
     skip = request.args.get("skip") or "0"
     if not skip.isdigit() or len(skip) > 9:
         raise FieldError({"skip": f"must be a whole number, got {skip[:20]!r}"})
+    return states, int(limit) if limit else None, int(skip)
+
+
+@api.get("/jobs")
+def list_jobs():
+    """`httpov status --json`: every job (or the newest `limit`, after the newest `skip`: a page of the jobs page),
+    oldest first; `state` may list several states, comma-separated, `name` is a shell-style pattern. X-Httpov-Jobs
+    says how many jobs the farm lists in all."""
+    client = web().client
+    states, limit, skip = _list_args()
     views = client.views(states, request.args.get("name") or None, request.args.get("user") or None,
-                         int(limit) if limit else None, who=who(), skip=int(skip))
+                         limit, who=who(), skip=skip)
     response = jsonify([view.to_json() for view in views])
     response.headers["X-Httpov-Jobs"] = str(client.job_count(who=who()))
     return response
@@ -321,6 +330,54 @@ def list_jobs():
 @api.get("/jobs/<job>")
 def show_job(job: str):
     return jsonify(web().source.job(job, who=who()).to_json())
+
+
+def still_signed_in() -> Any:
+    """A check, for a stream to ask again later, that its asker is still signed in: their session is still in Redis
+    (not signed out or expired, the account's password and role unchanged), or their token is not revoked."""
+    w, name = web(), g.get("user")
+    if name is None:
+        return lambda: True  # a --public-read reader: nobody to sign out
+    header = request.headers.get("Authorization") or ""
+    if g.get("farm_token"):
+        return lambda: w.gate.token_ok(header)
+    if g.get("bearer"):
+        token = bearer(header)
+        return lambda: w.tokens.account(token, w.gate.accounts()) == name
+    sid = session.get("sid")
+    return lambda: w.sessions.user(sid, w.gate.accounts()) == name
+
+
+def live(feed: Any, name: str) -> Any:
+    """A text/event-stream of `feed`'s news as events `name` (httpov.web.stream.run), once the server has a stream to
+    spare for this account (else 429: the page polls). The stream's place is given back when it ends."""
+    w, account = web(), who().name
+    refused = w.streams.take(account)
+    if refused is not None:
+        return jsonify({"error": refused}), REFUSED, {"Retry-After": str(w.refresh)}
+    watch = request.environ.get(WATCH_KEY)  # cheroot's: the connection's socket, to see the client leave
+    events = run(feed.news, still_signed_in(), name, w.stream_timing, waiter(getattr(watch, "sock", None)))
+    response = Response(events, mimetype="text/event-stream")
+    response.headers["X-Accel-Buffering"] = "no"  # a proxy in front sends each event as it comes
+    response.call_on_close(lambda: w.streams.give(account))
+    return response
+
+
+@api.get("/stream/jobs")
+def stream_jobs():
+    """The events `jobs` of GET /api/jobs's JSON (same `state`, `user`, `limit`, `skip`), each time it changes."""
+    from httpov.web.live import jobs_feed
+
+    states, limit, skip = _list_args()
+    return live(jobs_feed(web().client, who(), states, request.args.get("user") or None, limit, skip), "jobs")
+
+
+@api.get("/stream/jobs/<job>")
+def stream_job(job: str):
+    """The events `job` of GET /api/jobs/ID's JSON, each time it changes, for whoever may see the job."""
+    from httpov.web.live import job_feed
+
+    return live(job_feed(web().source, job_id(job), who()), "job")
 
 
 @api.get("/jobs/<job>/frames")

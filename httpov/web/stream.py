@@ -63,6 +63,8 @@ class Streams:
     def take(self, account: str) -> str | None:
         """One stream for `account`: None when it is taken, else why not (the caller answers REFUSED)."""
         with self._lock:
+            if self.total == 0:
+                return "live streams are off (HTTPOV_WEB_STREAMS=0): the page polls instead"
             if sum(self._held.values()) >= self.total:
                 return (f"this server holds {self.total} live streams already (HTTPOV_WEB_STREAMS): "
                         "the page polls instead")

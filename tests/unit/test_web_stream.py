@@ -26,6 +26,7 @@ def test_streams_are_bounded_per_account_and_in_all():
     assert "HTTPOV_WEB_STREAMS" in (streams.take("dave") or "")
     streams.give("bob")
     assert streams.held() == 2 and streams.take("dave") is None
+    assert "off (HTTPOV_WEB_STREAMS=0)" in (Streams(0, 2).take("bob") or "")
 
 
 class Clock:
@@ -62,3 +63,13 @@ def test_a_stream_ends_when_its_asker_may_no_longer_see_it_or_its_client_left_or
     def away() -> str:
         raise BrokerUnavailableError("Redis is away")
     assert list(run(away, lambda: True, "job", Timing(), clock.wait, clock)) == [event("", "hello", retry_ms=3000)]
+
+
+def test_the_streams_setting_leaves_threads_for_ordinary_requests():
+    from httpov.errors import BadInputError
+    from httpov.settings import Settings
+
+    assert Settings().web_streams == 4 and Settings(web_streams=0).web_streams == 0  # 0: the pages poll
+    for wrong in (-1, 7):
+        with pytest.raises(BadInputError, match="HTTPOV_WEB_STREAMS must be 0 to 6"):
+            Settings(web_streams=wrong)

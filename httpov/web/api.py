@@ -369,7 +369,8 @@ def stream_jobs():
     from httpov.web.live import jobs_feed
 
     states, limit, skip = _list_args()
-    return live(jobs_feed(web().client, who(), states, request.args.get("user") or None, limit, skip), "jobs")
+    feed = jobs_feed(web().client, who(), states, request.args.get("user") or None, limit, skip, web().refresh)
+    return live(feed, "jobs")
 
 
 @api.get("/stream/jobs/<job>")
@@ -377,7 +378,7 @@ def stream_job(job: str):
     """The events `job` of GET /api/jobs/ID's JSON, each time it changes, for whoever may see the job."""
     from httpov.web.live import job_feed
 
-    return live(job_feed(web().source, job_id(job), who()), "job")
+    return live(job_feed(web().source, job_id(job), who(), web().refresh), "job")
 
 
 @api.get("/jobs/<job>/frames")

@@ -1,8 +1,8 @@
 """Live pages' event streams on one real `httpov web` process (cheroot, real Redis), read with a plain HTTP client:
 a job's event arrives when a batch is recorded done, without asking again; the streams are bounded per account and
 in all (429: the page polls, and polling still answers); a stream ends when its session does; anonymous readers and
-bad tokens get nothing, an unknown job 404; the watchdog of slow requests leaves a stream be. No render node:
-batches are recorded as a render node does."""
+bad tokens get nothing, an unknown job 404; the watchdog of slow requests leaves a stream be; the store's stamp of a
+job changes with what its page shows. No render node: batches are recorded as a render node does."""
 from __future__ import annotations
 
 import http.client
@@ -37,7 +37,9 @@ def client(settings: Settings):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, settings: Settings) -> Iterator[Server]:
-    yield from serving(tmp_path_factory.mktemp("live-web"), settings, ("bob", "carol", "dave"), signed_in=True)
+    # a view is read at most every second (--refresh 1: a polling page's pace), else on a change of its stamp
+    yield from serving(tmp_path_factory.mktemp("live-web"), settings, ("bob", "carol", "dave"), "--refresh", "1",
+                       signed_in=True)
 
 
 @pytest.fixture
@@ -185,3 +187,27 @@ def test_a_stream_ends_when_its_session_does(server, job):
     finally:
         stream.close()
     assert server.http("GET", f"/api/jobs/{job}", cookie(server, "dave"))[0] == 401
+
+
+def test_the_stamp_changes_with_what_a_page_shows_and_only_then(client, job, tmp_path):
+    store = client.store
+    seen = [store.stamps([job])]
+
+    def changed() -> bool:
+        seen.append(store.stamps([job]))
+        return seen[-1] != seen[-2]
+    assert not changed()  # nothing happened
+    store.transition(job, "running")
+    assert changed()
+    batch = store.spec(job).batches[0]
+    assert store.start_batch(job, batch, "r0", "n@h", 600.0) == "ok"
+    assert changed()  # a batch rendering
+    assert not changed()
+    client.set_priority(job, 7)
+    assert changed()
+    client.pause(job)
+    assert changed()
+    scene = write_scene(tmp_path / "other", "#version 3.7;\n", "Width=8\nHeight=8\n")
+    client.submit(scene, user="carol", count=1)
+    assert changed()  # the job list grew
+

@@ -73,3 +73,51 @@ def test_the_streams_setting_leaves_threads_for_ordinary_requests():
     for wrong in (-1, 7):
         with pytest.raises(BadInputError, match="HTTPOV_WEB_STREAMS must be 0 to 6"):
             Settings(web_streams=wrong)
+
+
+class View:
+    def __init__(self, state: str, done: int) -> None:
+        self.id, self.state, self.done = "j1", state, done
+        self.ended = state == "done"
+
+    def to_json(self) -> dict[str, object]:
+        return {"id": self.id, "state": self.state, "frames_done": self.done}
+
+
+class Store:
+    def __init__(self) -> None:
+        self.stamp, self.asked = "s0", []
+
+    def stamps(self, ids: list[str], ended: frozenset[str]) -> str:
+        self.asked.append((tuple(ids), ended))
+        return self.stamp
+
+
+def test_a_feed_reads_again_only_on_a_new_stamp_and_no_oftener_than_a_polling_page():
+    from httpov.web.live import Feed
+
+    clock, store, reads = Clock(), Store(), []
+    now = {"view": View("running", 0)}
+
+    def read() -> list[View]:
+        reads.append(clock.now)
+        return [now["view"]]
+    feed = Feed(store, read, one=True, gap=3.0, full_every=15.0, clock=clock)
+    assert feed.news() == '{"id": "j1", "state": "running", "frames_done": 0}' and reads == [0.0]
+    clock.now = 2.0
+    now["view"] = View("running", 1)
+    store.stamp = "s1"
+    assert feed.news() is None and len(store.asked) == 1  # within the gap: not even a stamp
+    clock.now = 3.0
+    assert feed.news() == '{"id": "j1", "state": "running", "frames_done": 1}' and reads == [0.0, 3.0]
+    clock.now = 7.0
+    assert feed.news() is None and reads == [0.0, 3.0]  # the same stamp: nothing read
+    clock.now = 18.0
+    assert feed.news() is None and reads == [0.0, 3.0, 18.0]  # read after 15 s: the same JSON is not sent again
+    now["view"] = View("done", 2)
+    store.stamp = "s2"
+    clock.now = 21.0
+    assert '"state": "done"' in (feed.news() or "")
+    clock.now = 24.0
+    feed.news()
+    assert store.asked[-1] == (("j1",), frozenset({"j1"}))  # an ended job: its record alone is stamped

@@ -2,7 +2,7 @@
 3 s, as static/live.js polls) against its event stream (GET /api/stream/jobs/ID, /api/stream/jobs?limit=50), on a
 real `httpov web` process over a private redis-server (#26 item 9).
 
-The farm holds a live job of 1000 frames in 100 batches (half of them done) and 49 finished one-frame jobs; while a
+The farm holds a live job of 3000 frames in 300 batches (100 of them done) and 49 finished one-frame jobs; while a
 page is open, one more batch of the live job is recorded done every `--every` s (as a render node would). For each
 way and page, over `--seconds`: the commands Redis processed, the bytes it sent and its CPU time, less those of the
 same run with no page open (the recording's own writes), per minute. The requests carry a farm-wide token, which
@@ -74,10 +74,10 @@ def main() -> None:
             job = client.submit(small, count=1).spec.id
             client.store.transition(job, "running")
             store_batch(client, job, client.store.spec(job).batches[0], None, "r")
-        live = client.submit(_scene(tmp / "live", 1000), count=10).spec.id
+        live = client.submit(_scene(tmp / "live", 3000), count=10).spec.id
         client.store.transition(live, "running")
         batches = iter(client.store.spec(live).batches)
-        for _ in range(50):
+        for _ in range(100):
             store_batch(client, live, next(batches), None, "r")
         token = secrets.token_urlsafe(24)
         port = free_port()
@@ -105,15 +105,17 @@ def main() -> None:
                 every `--every` s; and how many updates the page had."""
                 stop = threading.Event()
                 seen = [0]
-                worker = threading.Thread(target=page, args=(stop, seen)) if page else None
+                worker = threading.Thread(target=page, args=(stop, seen), daemon=True) if page else None
                 commands, sent, cpu = _redis_counts(r)
                 started = time.monotonic()
                 if worker:
                     worker.start()
-                while time.monotonic() - started < ARGS.seconds:
-                    time.sleep(ARGS.every)
-                    store_batch(client, live, next(batches), None, "r")
-                stop.set()
+                try:
+                    while time.monotonic() - started < ARGS.seconds:
+                        time.sleep(ARGS.every)
+                        store_batch(client, live, next(batches), None, "r")
+                finally:
+                    stop.set()
                 if worker:
                     worker.join()
                 elapsed = time.monotonic() - started
@@ -136,7 +138,7 @@ def main() -> None:
                     response = conn.getresponse()
                     assert response.status == 200, response.read()
                     sock = conn.sock
-                    threading.Thread(target=lambda: (stop.wait(), sock.shutdown(socket.SHUT_RDWR))).start()
+                    threading.Thread(target=lambda: (stop.wait(), sock.shutdown(socket.SHUT_RDWR)), daemon=True).start()
                     try:
                         while line := response.readline():
                             seen[0] += line.startswith(b"data: {") or line.startswith(b"data: [")

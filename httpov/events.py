@@ -143,20 +143,3 @@ def check_id(text: str) -> str:
 
 def _sees(who: Identity, found: Event, job: str | None) -> bool:
     return (job is None or found.job == job) and allowed(who, Action.VIEW, found.owner)
-
-
-def sse(events: Iterator[Event | None], most: int) -> Iterator[bytes]:
-    """Server-sent events framing of `events` (at most `most`, then the stream ends and the browser or client
-    resumes with Last-Event-ID): one `id:` and JSON `data:` frame each (its `kind` inside); a comment line as a
-    keep-alive for each None."""
-    sent = 0
-    yield b"retry: 2000\n\n"
-    for found in events:
-        if found is None:
-            yield b": keep-alive\n\n"
-            continue
-        data = json.dumps(found.to_json(), separators=(",", ":"))  # one line: json.dumps escapes newlines
-        yield f"id: {found.id}\ndata: {data}\n\n".encode()
-        sent += 1
-        if sent >= most:
-            return

@@ -26,6 +26,10 @@ LIMITS = ("max_width", "max_height", "max_pixels", "max_frames", "max_batches", 
 #: The least HTTPOV_BATCH_MAX_MEMORY_MB: povray 3.7 needs about 400 MiB of address space to start at all (measured;
 #: below that it fails in odd ways, "Attempt to free NULL pointer" or an abort, on any scene).
 MIN_BATCH_MEMORY_MB = 512
+#: The threads of `httpov web`'s server, and how many of them live pages' event streams may hold (the rest answer
+#: ordinary requests).
+WEB_THREADS = 8
+MAX_WEB_STREAMS = WEB_THREADS - 2
 #: The environment variable naming the config file (the default is `default_config_path`).
 CONFIG_ENV = "HTTPOV_CONFIG"
 #: Settings that are secrets as a whole: `httpov config` shows them as ***, and Settings' repr leaves them out.
@@ -110,6 +114,9 @@ class Settings:
     web_sign_in_window: int = 600  # seconds the failed sign-ins are counted over
     web_builds: int = 2  # downloads (frames zip, contact sheet, video) `httpov web` builds at once
     web_uploads_per_account: int = 2  # scene uploads one account may have under way at once (429 past it)
+    # live pages' event streams one `httpov web` holds open at once, each on one of its 8 threads (past it, or 0:
+    # the pages poll); at most 6, so that ordinary requests keep 2 threads
+    web_streams: int = 4
     # seconds a client has to send a request's headers, and a body's grace before HTTPOV_WEB_UPLOAD_MIN_RATE holds
     # (also the longest silence while a request comes in)
     web_request_seconds: float = 10.0
@@ -142,6 +149,9 @@ class Settings:
                 raise BadInputError(f"HTTPOV_WEBHOOKS: {exc}".replace("--notify ", "")) from None
         if self.web_builds < 1:
             raise BadInputError(f"HTTPOV_WEB_BUILDS must be at least 1, got {self.web_builds}")
+        if not 0 <= self.web_streams <= MAX_WEB_STREAMS:
+            raise BadInputError(f"HTTPOV_WEB_STREAMS must be 0 to {MAX_WEB_STREAMS} (each stream holds one of the "
+                                f"web server's {WEB_THREADS} threads), got {self.web_streams}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -55,7 +55,7 @@ assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTI
 SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua").read_text()
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
                         "transition", "guarded", "use_scene", "drop_scene", "finish_batch", "idle_in_window", "unsent",
-                        "held_since", "fair_share")}
+                        "held_since", "fair_share", "stamp")}
 #: How long a node's finished batches are counted (`httpov nodes`: the last hour's).
 NODE_BATCHES_SECONDS = 3600.0
 #: The characters of a failed batch's error kept with a node's outcome (`httpov nodes`' last error).
@@ -90,6 +90,7 @@ class JobStore:
         self._unsent = client.register_script(SCRIPTS["unsent"])
         self._held_since = client.register_script(SCRIPTS["held_since"])
         self._fair_share = client.register_script(SCRIPTS["fair_share"])
+        self._stamp = client.register_script(SCRIPTS["stamp"])
 
     def load_scripts(self) -> None:
         """Load every Lua script into Redis in one round trip (a render node does at start): a script's first call
@@ -934,6 +935,20 @@ class JobStore:
         pipe.smembers(self.keys.blocked(job_id))
         pipe.lrange(self.keys.history(job_id), 0, -1)
 
+    def stamps(self, job_ids: list[str], ended: frozenset[str] = frozenset()) -> str:
+        """A digest that changes whenever the farm's job list or what a view of one of `job_ids` shows changes (a
+        live page's cheap check, httpov.web.live): one command (stamp.lua), O(1) reads a job, never its spec or its
+        done batches. Jobs in `ended` (done, failed or cancelled when last read) are checked by their record alone:
+        only a retry, a priority or a deletion changes them. Time alone (an ETA, a stall) does not change it."""
+        fields = [name for name in JobRecord.__annotations__ if name != "spec"]
+        keys = [self.keys.jobs()]
+        for job_id in job_ids:
+            keys += [self.keys.job(job_id), *(self.keys.job_part(job_id, part) for part in STAMPED),
+                     self.keys.parked(job_id), self.keys.frames(job_id), self.keys.blocked(job_id),
+                     self.keys.history(job_id)]
+        args = [len(fields), *("1" if job_id in ended else "0" for job_id in job_ids), *fields]
+        return str(self._call(lambda: self._stamp(keys=keys, args=args)))
+
     def record(self, job_id: str) -> JobRecord:
         raw = self._call(lambda: self.r.hgetall(self.keys.job(job_id)))
         if not raw:
@@ -985,6 +1000,8 @@ class JobStore:
         return self._call(run)
 
 
+#: The job's hashes stamp.lua counts (after its record), and the one it reads whole: its running batches.
+STAMPED = ("done", "failed", "attempts", "requeued", "running")
 #: How many replies JobStore._queue_batches adds to a pipeline.
 _BATCH_READS = 9
 

@@ -6,12 +6,13 @@ from pathlib import Path
 
 from httpov.errors import BadInputError
 from httpov.settings import Settings
-from httpov.web.app import Web, create_app, is_loopback
+from httpov.web.app import STREAMS_PER_ACCOUNT, Web, create_app, is_loopback
 from httpov.web.app import serve as _serve
 from httpov.web.auth import Gate, SharedSignInLimit, migrate_accounts
 from httpov.web.server import Bounds
 from httpov.web.sessions import Sessions
 from httpov.web.source import StatusSource
+from httpov.web.stream import Streams
 
 __all__ = ["Gate", "StatusSource", "Web", "create_app", "is_loopback", "open_web", "serve"]
 
@@ -30,7 +31,8 @@ def open_web(settings: Settings, gate: Gate, refresh: int = 3, behind_proxy: boo
     source = StatusSource(client.store, lambda: client.storage, settings.live_node_seconds)
     return Web(client=client, source=source, gate=gate, refresh=refresh, behind_proxy=behind_proxy,
                sessions=Sessions(client.store.r, settings.prefix),
-               uploads_per_account=settings.web_uploads_per_account)
+               uploads_per_account=settings.web_uploads_per_account,
+               streams=Streams(settings.web_streams, STREAMS_PER_ACCOUNT))
 
 
 def serve(settings: Settings, gate: Gate, host: str = "127.0.0.1", port: int = 8080, refresh: int = 3,

@@ -4,26 +4,28 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
+from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, session
 
 from httpov.access import Action, Identity, Role, allowed, require
 from httpov.audit import DEFAULT_LIMIT, MAX_LIMIT, Record, recording
 from httpov.errors import BadInputError, FieldError, ForbiddenError, SceneError
 from httpov.events import DEFAULT_LIMIT as EVENTS_LIMIT
 from httpov.events import MAX_LIMIT as EVENTS_MAX
-from httpov.events import check_id, sse
+from httpov.events import check_id
 from httpov.options import OptionError, SubmitOptions, parse_priority
 from httpov.plan import parse_frame_range, safe_name
 from httpov.preview import ScenePreview
 from httpov.text import shown
+from httpov.web.server import WATCH_KEY
 from httpov.web.source import job_id
+from httpov.web.stream import REFUSED, job_events, run, waiter
+from httpov.web.tokens import bearer
 
 api = Blueprint("api", __name__, url_prefix="/api")
 log = logging.getLogger("httpov.web")
@@ -303,12 +305,8 @@ def audit_records(args: Mapping[str, str]) -> list[Record]:
                                       limit=limit or DEFAULT_LIMIT)
 
 
-@api.get("/jobs")
-def list_jobs():
-    """`httpov status --json`: every job (or the newest `limit`, after the newest `skip`: a page of the jobs page),
-    oldest first; `state` may list several states, comma-separated, `name` is a shell-style pattern. X-Httpov-Jobs
-    says how many jobs the farm lists in all."""
-    client = web().client
+def _list_args() -> tuple[list[str] | None, int | None, int]:
+    """GET /api/jobs's `state` (several, comma-separated), `limit` and `skip`; FieldError names a wrong one."""
     states = [s.strip() for s in (request.args.get("state") or "").split(",") if s.strip()] or None
     limit = request.args.get("limit") or None
     if limit is not None and (not limit.isdigit() or int(limit) < 1):
@@ -316,8 +314,18 @@ def list_jobs():
     skip = request.args.get("skip") or "0"
     if not skip.isdigit() or len(skip) > 9:
         raise FieldError({"skip": f"must be a whole number, got {skip[:20]!r}"})
+    return states, int(limit) if limit else None, int(skip)
+
+
+@api.get("/jobs")
+def list_jobs():
+    """`httpov status --json`: every job (or the newest `limit`, after the newest `skip`: a page of the jobs page),
+    oldest first; `state` may list several states, comma-separated, `name` is a shell-style pattern. X-Httpov-Jobs
+    says how many jobs the farm lists in all."""
+    client = web().client
+    states, limit, skip = _list_args()
     views = client.views(states, request.args.get("name") or None, request.args.get("user") or None,
-                         int(limit) if limit else None, who=who(), skip=int(skip))
+                         limit, who=who(), skip=skip)
     response = jsonify([view.to_json() for view in views])
     response.headers["X-Httpov-Jobs"] = str(client.job_count(who=who()))
     return response
@@ -326,6 +334,55 @@ def list_jobs():
 @api.get("/jobs/<job>")
 def show_job(job: str):
     return jsonify(web().source.job(job, who=who()).to_json())
+
+
+def still_signed_in() -> Any:
+    """A check, for a stream to ask again later, that its asker is still signed in: their session is still in Redis
+    (not signed out or expired, the account's password and role unchanged), or their token is not revoked."""
+    w, name = web(), g.get("user")
+    if name is None:
+        return lambda: True  # a --public-read reader: nobody to sign out
+    header = request.headers.get("Authorization") or ""
+    if g.get("farm_token"):
+        return lambda: w.gate.token_ok(header)
+    if g.get("bearer"):
+        token = bearer(header)
+        return lambda: w.tokens.account(token, w.gate.accounts()) == name
+    sid = session.get("sid")
+    return lambda: w.sessions.user(sid, w.gate.accounts()) == name
+
+
+def live(feed: Any, name: str) -> Any:
+    """A text/event-stream of `feed`'s news as events `name` (httpov.web.stream.run), once the server has a stream to
+    spare for this account (else 429: the page polls). The stream's place is given back when it ends."""
+    w, account = web(), who().name
+    refused = w.streams.take(account)
+    if refused is not None:
+        return jsonify({"error": refused}), REFUSED, {"Retry-After": str(w.refresh)}
+    watch = request.environ.get(WATCH_KEY)  # cheroot's: the connection's socket, to see the client leave
+    events = run(feed.news, still_signed_in(), name, w.stream_timing, waiter(getattr(watch, "sock", None)))
+    response = Response(events, mimetype="text/event-stream")
+    response.headers["X-Accel-Buffering"] = "no"  # a proxy in front sends each event as it comes
+    response.call_on_close(lambda: w.streams.give(account))
+    return response
+
+
+@api.get("/stream/jobs")
+def stream_jobs():
+    """The events `jobs` of GET /api/jobs's JSON (same `state`, `user`, `limit`, `skip`), each time it changes."""
+    from httpov.web.live import jobs_feed
+
+    states, limit, skip = _list_args()
+    feed = jobs_feed(web().client, who(), states, request.args.get("user") or None, limit, skip, web().refresh)
+    return live(feed, "jobs")
+
+
+@api.get("/stream/jobs/<job>")
+def stream_job(job: str):
+    """The events `job` of GET /api/jobs/ID's JSON, each time it changes, for whoever may see the job."""
+    from httpov.web.live import job_feed
+
+    return live(job_feed(web().source, job_id(job), who(), web().refresh), "job")
 
 
 @api.get("/jobs/<job>/frames")
@@ -480,30 +537,10 @@ def clear_limits(name: str):
 
 
 #: An event stream (GET /api/events as text/event-stream) ends after this many seconds or events, whichever comes
-#: first: each holds one of the server's few threads; the client (a browser's EventSource) resumes with
-#: Last-Event-ID. A keep-alive comment is sent after each STREAM_WAIT seconds with no event.
+#: first: it holds one of the server's few threads (and one of its live streams: httpov.web.stream.Streams, as the
+#: pages' do); the client (a browser's EventSource) resumes with Last-Event-ID. A keep-alive comment is sent after
+#: each STREAM_WAIT seconds with no event.
 STREAM_SECONDS, STREAM_EVENTS, STREAM_WAIT = 60.0, 1000, 15.0
-#: Event streams one `httpov web` serves at once (of its 8 threads); one more is answered 503 with Retry-After.
-STREAMS_AT_ONCE = 2
-
-
-class _Held:
-    """A response's chunks holding one of `slots` until the server closes the response: ended, failed, or its client
-    gone (noticed at the next keep-alive), whether or not it was ever iterated."""
-
-    def __init__(self, chunks: Iterator[bytes], slots: threading.BoundedSemaphore) -> None:
-        self.chunks, self.slots, self.held = chunks, slots, True
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self.chunks
-
-    def close(self) -> None:
-        if self.held:
-            self.held = False
-            self.slots.release()
-        close = getattr(self.chunks, "close", None)
-        if close is not None:
-            close()
 
 
 @api.get("/events")
@@ -519,14 +556,17 @@ def events():
     except BadInputError as exc:
         raise FieldError({"after": str(exc)}) from None
     if "text/event-stream" in request.headers.get("Accept", ""):
-        slots = current_app.extensions.setdefault("httpov-event-streams", threading.BoundedSemaphore(STREAMS_AT_ONCE))
-        if not slots.acquire(blocking=False):
-            return jsonify({"error": f"this server streams events to {STREAMS_AT_ONCE} clients at once already: "
-                                     "try again in a few seconds"}), 503, {"Retry-After": "5"}
-        stream = sse(client.follow_events(job, after, STREAM_WAIT, time.time() + STREAM_SECONDS, who=asker),
+        w, account = web(), asker.name
+        refused = w.streams.take(account)  # the same bound as the live pages' streams
+        if refused is not None:
+            return jsonify({"error": refused.replace("the page polls", "try again later")}), REFUSED, \
+                {"Retry-After": str(w.refresh)}
+        frames = job_events(client.follow_events(job, after, STREAM_WAIT, time.time() + STREAM_SECONDS, who=asker),
                      STREAM_EVENTS)
-        return Response(_Held(stream, slots), mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        response = Response(frames, mimetype="text/event-stream",
+                            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        response.call_on_close(lambda: w.streams.give(account))  # ended, failed or its client gone
+        return response
     limit = request.args.get("limit") or str(EVENTS_LIMIT)
     if not limit.isdigit() or not 1 <= int(limit) <= EVENTS_MAX:
         raise FieldError({"limit": f"must be a whole number from 1 to {EVENTS_MAX}, got {limit[:20]!r}"})

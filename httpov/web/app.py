@@ -9,7 +9,7 @@ import secrets
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
@@ -33,6 +33,7 @@ from httpov.errors import (
     TokenNotFoundError,
 )
 from httpov.outage import NOTICE
+from httpov.settings import WEB_THREADS
 from httpov.states import JobState
 from httpov.text import shown
 from httpov.view import JobView
@@ -43,6 +44,7 @@ from httpov.web.pages import pages
 from httpov.web.server import Bounds, TooSlow, make_server
 from httpov.web.sessions import Sessions
 from httpov.web.source import StatusSource
+from httpov.web.stream import Streams, Timing
 from httpov.web.tokens import Tokens, bearer
 from httpov.web.uploads import UPLOADS, UploadSlots, body_refusal, too_many
 from httpov.webhooks import Deliverer
@@ -53,6 +55,8 @@ OPEN = ("pages.login", "static")
 SIGNED_IN = ("pages.tokens", "pages.confirm_revoke", "api.list_tokens", "pages.audit", "api.audit")
 #: Who a request with a farm-wide token (HTTPOV_WEB_TOKENS, --tokens; deprecated) acts as: an admin of no account.
 FARM_TOKEN_USER = "token"  # Gate.token_identity
+#: Live pages' event streams one account may hold open in one server (HTTPOV_WEB_STREAMS bounds them all).
+STREAMS_PER_ACCOUNT = 2
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
@@ -70,6 +74,8 @@ class Web:
     tokens: Tokens | None = None  # accounts' API tokens (Redis); made from the client's store when not given
     downloads: Downloads | None = None  # the jobs' downloads and their builders; made from the client when not given
     uploads_per_account: int = 2  # scene uploads one account may have under way at once (429 past it)
+    streams: Streams = field(default_factory=lambda: Streams(4, STREAMS_PER_ACCOUNT))  # live pages' event streams
+    stream_timing: Timing = field(default_factory=Timing)
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -314,7 +320,7 @@ def log_to_stderr() -> None:
 
 
 def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int = 512 * 1024**2,
-          ready: Callable[[str], None] | None = None, threads: int = 8, bounds: Bounds | None = None) -> None:
+          ready: Callable[[str], None] | None = None, threads: int = WEB_THREADS, bounds: Bounds | None = None) -> None:
     """Serve the app with cheroot (httpov.web.server) until interrupted; `ready` is told the URL once it listens.
 
     Request bodies stream to the app, so who asks and how much they send are decided from the headers before a

@@ -205,10 +205,11 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
     assert (spec.priority, spec.time_limit, spec.width, spec.height) == (6, 120, 32, 24)
     farm.jobs["green"] = job
     assert page.inner_text("h1 .name") == HOSTILE_NAME
-    # the job's page follows it by polling the API: no reload, the state and the frame grid change in place
+    # the job's page follows it by the server's events: no reload, the state and the frame grid change in place
     page.evaluate("window.sameDocument = true")
     page.wait_for_selector("#job .state.done", timeout=180_000)
     page.wait_for_function("document.querySelectorAll('#frames a.frame').length === 3", timeout=30_000)
+    assert page.get_attribute("#job", "data-feed") == "events"
     assert page.eval_on_selector_all("#frames .frame", "all => all.map(e => e.id)") == ["frame-1", "frame-2", "frame-3"]
     assert page.evaluate("window.sameDocument") is True, "the page reloaded"
     assert "3/3 frames done" in page.inner_text("#job .counts")
@@ -354,6 +355,25 @@ def test_a_post_without_the_csrf_token_is_refused(farm, page):
     assert farm.state(job) == "paused"
 
 
+def test_the_job_page_polls_when_its_event_stream_fails(farm, page):
+    job = farm.jobs["slow"]
+    assert farm.state(job) == "paused"
+    seen = len(CONSOLE)
+    page.route("**/api/stream/**", lambda route: route.fulfill(status=204))  # a server that sends no stream
+    try:
+        page.goto(f"/jobs/{job}")
+        page.wait_for_selector("#job[data-feed=poll]", state="attached")
+        farm.client.resume(job)
+        page.wait_for_selector("#job .state.running")  # polled (every second: --refresh 1)
+        farm.client.pause(job)
+        page.wait_for_selector("#job .state.paused")
+        assert page.get_attribute("#job", "data-feed") == "poll"
+    finally:
+        page.unroute("**/api/stream/**")
+    errors = [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")]
+    assert errors == [], errors
+
+
 def focused(page: Any) -> str:
     """The text of the element that has the keyboard's focus."""
     return page.evaluate("document.activeElement ? document.activeElement.textContent.trim() : ''")
@@ -384,6 +404,7 @@ def test_cancel_and_delete_ask_first_in_the_page_and_act_only_when_confirmed(far
     # longer holds, so Cancel opens the server's confirmation page, drawn now, instead
     farm.client.resume(job)
     page.wait_for_selector("#job[data-state=running]", state="attached")
+    assert page.get_attribute("#job", "data-feed") == "events"  # pushed: the page did not poll
     with page.expect_navigation():
         page.click("#cancel")
     assert page.url.startswith(f"{farm.url}/jobs/{job}/confirm/cancel")

@@ -154,6 +154,7 @@ def farm(tmp_path_factory):
 READS = {
     "job page": ("/jobs/{job}", "view"),
     "job JSON": ("/api/jobs/{job}", "view"),
+    "job stream": ("/api/stream/jobs/{job}", "view"),  # its live page's events: the job JSON as it changes
     "frame numbers": ("/api/jobs/{job}/frames", "view"),
     "frame": ("/jobs/{job}/frames/1.png", "download"),
     "frame thumbnail": ("/jobs/{job}/thumbs/1.png", "download"),
@@ -180,12 +181,21 @@ def test_reads(farm, name, what, whose):
     answers = []
 
     def answered() -> bool:  # a download is built once, off the request: 202 with Retry-After until it is
+        if what == "job stream":  # its first event, then closed (429 while the streams of the last test end)
+            with farm.sessions[name].get(farm.url + path.format(job=job), timeout=30, stream=True) as got:
+                got.first = next((line[6:] for line in got.iter_lines(decode_unicode=True)  # type: ignore[attr-defined]
+                                  if line.startswith("data: {")), None)
+            answers.append(got)
+            return got.status_code != 429
         answers.append(farm.sessions[name].get(farm.url + path.format(job=job), headers=html, timeout=30))
         return answers[-1].status_code != 202 or "download" not in path
     wait_for(answered, 60, f"{what} to be built")
     answer = answers[-1]
     assert answer.status_code == _expected(name, kind, whose), (name, what, whose, answer.text[:300])
-    if answer.status_code == 403:
+    if what == "job stream":
+        assert answer.headers["Content-Type"].startswith("text/event-stream")
+        assert json.loads(answer.first)["user"] == OWNERS[whose]  # type: ignore[attr-defined]
+    elif answer.status_code == 403:
         assert f"{name} ({ROLES[name]}) may not download job {job} (owned by {OWNERS[whose]})" in answer.json()["error"]
     elif what == "job JSON":
         assert answer.json()["user"] == OWNERS[whose]  # the owner, as `status --json` says it

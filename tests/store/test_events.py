@@ -144,19 +144,20 @@ def test_the_event_stream_resumes_after_last_event_id_and_is_bounded(server, tok
             elif line and not line.startswith((":", "retry:")):
                 key, _, value = line.partition(": ")
                 frame[key] = value
-        # each stream holds one of the server's few threads: past STREAMS_AT_ONCE (2) at once, 503 and Retry-After
-        second, third = (http.client.HTTPConnection("127.0.0.1", server.port, timeout=30) for _ in range(2))
+        # each stream holds one of the server's few threads: an account's third at once is answered 429, Retry-After
+        second, third, fourth = (http.client.HTTPConnection("127.0.0.1", server.port, timeout=30) for _ in range(3))
         try:
             headers = {"Authorization": f"Bearer {tokens['bob']}", "Accept": "text/event-stream"}
-            second.request("GET", "/api/events", headers=headers)
-            assert second.getresponse().status == 200
-            third.request("GET", "/api/events", headers=headers)
-            refused = third.getresponse()
-            assert refused.status == 503 and refused.headers["Retry-After"] == "5"
-            assert "at once" in refused.read().decode()
+            for held in (second, third):
+                held.request("GET", "/api/events", headers=headers)
+                assert held.getresponse().status == 200
+            fourth.request("GET", "/api/events", headers=headers)
+            refused = fourth.getresponse()
+            assert refused.status == 429 and refused.headers["Retry-After"]
+            assert "bob has 2 live streams open already: try again later" in refused.read().decode()
         finally:
-            second.close()
-            third.close()
+            for conn_ in (second, third, fourth):
+                conn_.close()
     finally:
         conn.close()
     assert [f["id"] for f in frames] == [e["id"] for e in owners[2:]]

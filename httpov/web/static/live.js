@@ -1,4 +1,7 @@
-// Live updates of the jobs page and a job's page by polling the JSON API (GET /api/jobs, /api/jobs/ID).
+// Live updates of the jobs page and a job's page: pushed by the server as events (EventSource on GET /api/stream/jobs,
+// /api/stream/jobs/ID: the JSON of GET /api/jobs, /api/jobs/ID, each time it changes), or, when the browser or the
+// server has no stream for the page (refused: too many open; ended: signed out), by polling that JSON. The page's live
+// box says which in data-feed: "events" or "poll".
 // Every value from the API is set as text (textContent) or as an attribute: never parsed as markup.
 "use strict";
 
@@ -61,13 +64,16 @@ async function getJSON(url) {
   return response.json();
 }
 
-async function pollJobs(box) {
+function jobsQuery(box) {
   const query = new URLSearchParams();
   if (box.dataset.state) query.set("state", box.dataset.state);
   if (box.dataset.user) query.set("user", box.dataset.user);
   if (box.dataset.limit) query.set("limit", box.dataset.limit);  // the jobs of this page only
   if (box.dataset.skip && box.dataset.skip !== "0") query.set("skip", box.dataset.skip);
-  const jobs = await getJSON("/api/jobs" + (query.toString() ? "?" + query.toString() : ""));
+  return query.toString() ? "?" + query.toString() : "";
+}
+
+async function showJobs(box, jobs) {
   const ids = new Set(jobs.map((j) => j.id));
   const shown = new Set(Array.from(box.querySelectorAll("[data-job]"), (el) => el.dataset.job));
   if (ids.size !== shown.size || [...ids].some((id) => !shown.has(id))) {
@@ -109,9 +115,8 @@ function confirmCounts(j) {  // as httpov.web.confirm.counts: the numbers a conf
   return {frames_done: j.frames_done, running: running, left: Math.max(0, left)};
 }
 
-async function pollJob(box) {
+async function showJob(box, j) {
   const id = box.dataset.job;
-  const j = await getJSON("/api/jobs/" + encodeURIComponent(id));
   update(box, j);
   const numbers = confirmCounts(j);
   for (const el of document.querySelectorAll("dialog [data-count]")) {
@@ -189,19 +194,44 @@ function confirmDialogs() {
   }
 }
 
+// The page's news as events while the server streams them; polling every `every` ms from the moment it does not
+// (no EventSource, the stream refused or ended for good). One update at a time, in the order they came.
+function follow(box, stream, poll, show, name, every) {
+  let queue = Promise.resolve();
+  const later = (data) => { queue = queue.then(() => show(box, data)).catch(() => { /* the next one mends it */ }); };
+  let polling = false;
+  const fallBack = () => {
+    if (polling) return;
+    polling = true;
+    box.dataset.feed = "poll";
+    const tick = async () => {
+      try { await show(box, await getJSON(poll)); } catch (e) { /* an outage or a restart: the next tick tries again */ }
+      setTimeout(tick, every);
+    };
+    setTimeout(tick, every);
+  };
+  if (typeof EventSource !== "function") { fallBack(); return; }
+  const source = new EventSource(stream);
+  source.addEventListener(name, (e) => { box.dataset.feed = "events"; later(JSON.parse(e.data)); });
+  source.addEventListener("end", () => { source.close(); fallBack(); });  // signed out: polling says so
+  source.addEventListener("error", () => {  // a stream that ended reconnects by itself; a refused one is closed
+    if (source.readyState === EventSource.CLOSED) fallBack();
+  });
+}
+
 function start() {
   confirmDialogs();
   for (const part of document.querySelectorAll(".bar [data-w]")) part.style.width = part.dataset.w + "%";
   const every = 1000 * Math.max(1, Number(document.body.dataset.refresh) || 3);
   const jobs = document.querySelector("[data-live=jobs]");
   const job = document.querySelector("[data-live=job]");
-  const poll = jobs ? () => pollJobs(jobs) : job ? () => pollJob(job) : null;
-  if (!poll) return;
-  const tick = async () => {
-    try { await poll(); } catch (e) { /* an outage or a restart: the next tick tries again */ }
-    setTimeout(tick, every);
-  };
-  setTimeout(tick, every);
+  if (jobs) {
+    const query = jobsQuery(jobs);
+    follow(jobs, "/api/stream/jobs" + query, "/api/jobs" + query, showJobs, "jobs", every);
+  } else if (job) {
+    const id = encodeURIComponent(job.dataset.job);
+    follow(job, "/api/stream/jobs/" + id, "/api/jobs/" + id, showJob, "job", every);
+  }
 }
 
 document.addEventListener("DOMContentLoaded", start);

@@ -27,6 +27,9 @@ class JobRecord(TypedDict, total=False):
     reopened: str  # when `httpov retry` reopened it: messages of its batches taken before are stale
     error: str  # why it failed, when a batch did not say (an interrupted submit)
     povray: str  # the povray version it is rendered with (the first node's)
+    after: str  # submit --after: the job ids it waits for, comma-separated (state 'waiting' until they are done)
+    after_frames: str  # submit --after-frames: the job whose frame N must be done before its frame N is sent
+    after_anyway: str  # '1': submit --after-anyway, it is released even if a job it waits for fails or is cancelled
     waiting: str  # 'waiting for storage: <why>' while the farm's storage fails its batches (gone once one is stored)
 
 
@@ -46,6 +49,7 @@ class DoneInfo(TypedDict, total=False):
     node: str
     seconds: float  # povray's time on the batch
     frames: int  # frames it rendered (0 for a radiosity pre-pass)
+    started: float  # when the execution that rendered it took it (absent before job dependencies)
     finished: float
     attempt: int
     povray: str | None  # the povray version that rendered it

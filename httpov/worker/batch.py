@@ -176,6 +176,7 @@ class RenderNode:
             return Outcome("deferred")
         if status != "ok":
             return Outcome(status)  # duplicate, busy elsewhere, cancelled, failed, done, missing
+        began = time.time()
         try:
             with LeaseKeeper(self.store, job_id, batch_id, execution, lease,
                              poll=self.settings.stop_poll_seconds) as keeper:
@@ -213,7 +214,8 @@ class RenderNode:
             return self._failed(spec, batch, handoff, node, attempt, error)
         self._waits, self._storage_failed = 0, False
         frames_done = 0 if batch.prepass else batch.last - batch.first + 1  # a pre-pass renders no frame of the job
-        info = DoneInfo(node=node, seconds=round(seconds, 3), frames=frames_done, finished=time.time(), attempt=attempt,
+        info = DoneInfo(node=node, seconds=round(seconds, 3), frames=frames_done, started=began, finished=time.time(),
+                        attempt=attempt,
                         povray=self.povray_version, httpov=povray.httpov_version(), result=result)
 
         stored = [batch_key(job_id, batch_id, result)]

@@ -135,7 +135,9 @@ def settle(store: JobStore, job_id: str) -> bool:
     states = {other: _state(store, other) for other in after.others}
     bad = [other for other in after.others if states[other] not in (JobState.DONE, *_LIVE_OR_WAITING)]
     if bad and not after.anyway:
-        store.set_error(job_id, _why(bad[0], states[bad[0]]))
+        why = _why(bad[0], states[bad[0]])
+        store.set_error(job_id, why)  # its errors (API, JobFailedError) and its history (status, its page)
+        store.note(job_id, why, kind="after")
         try:
             store.transition(job_id, JobState.FAILED)
         except TransitionRefused:  # cancelled or failed meanwhile

@@ -172,12 +172,5 @@ _LIVE_OR_WAITING = (JobState.SUBMITTING, JobState.WAITING, JobState.QUEUED, JobS
 
 
 def waits_for(store: JobStore, job_id: str) -> list[str]:
-    """The dependent jobs that wait for job `job_id` (whole or its frames)."""
-    out = []
-    for dependent in store.dependent_ids():
-        try:
-            if job_id in After.of(store.record(dependent)).others:
-                out.append(dependent)
-        except JobNotFoundError:
-            continue
-    return out
+    """The dependent jobs that wait for job `job_id` (whole or its frames): one round trip for all of them."""
+    return [dependent for dependent, others in store.waiting_on().items() if job_id in others]

@@ -211,6 +211,18 @@ class JobStore:
         """The jobs that wait for other jobs or hold batches for their frames (httpov.after)."""
         return sorted(self._call(lambda: self.r.smembers(self.keys.dependent())))
 
+    def waiting_on(self) -> dict[str, set[str]]:
+        """Every dependent job and the jobs it waits for (its record's `after` and `after_frames`), in one round
+        trip (SMEMBERS, then one pipeline of HMGETs); a job gone meanwhile waits on nothing."""
+        def run() -> dict[str, set[str]]:
+            ids = sorted(self.r.smembers(self.keys.dependent()))
+            pipe = self.r.pipeline()
+            for job_id in ids:
+                pipe.hmget(self.keys.job(job_id), "after", "after_frames")
+            return {job_id: {j for field in fields for j in (field or "").split(",") if j}
+                    for job_id, fields in zip(ids, pipe.execute())}
+        return self._call(run)
+
     def held(self, job_id: str) -> set[str]:
         """The batches a job keeps off its pending list until the other job's same frames are done."""
         return self._call(lambda: self.r.smembers(self.keys.held(job_id)))

@@ -10,7 +10,7 @@ from httpov.access import Identity, Role
 from httpov.after import After, check, settle
 from httpov.broker import QueueLayout, queued_or_held
 from httpov.cli import cli
-from httpov.errors import BadInputError
+from httpov.errors import BadInputError, JobStateError
 from httpov.local_farm import worker_env
 from httpov.states import JobState
 from tests.conftest import write_scene
@@ -95,3 +95,21 @@ def test_after_frames_holds_the_frames_not_done(client, scene, tmp_path):
     assert sorted(store.batches(b)["done"]) == [] and not settle(store, b)  # frames 4, 5: A has none, they go
     store.transition(a, JobState.DONE)
     assert settle(store, b) and not store.held(b) and b not in store.dependent_ids()
+
+
+def test_deleting_or_cancelling_the_job_waited_for_fails_whole_and_frame_waiters(client, scene):
+    a = client.submit(scene, count=1, who=ALICE).spec.id
+    b = client.submit(scene, count=1, after=a, who=ALICE).spec.id
+    c = client.submit(scene, count=1, after_frames=a, who=ALICE).spec.id
+    with pytest.raises(JobStateError):  # a waiting job is deleted only --force (cancelled first), as a live one
+        client.delete(b, who=ALICE)
+    client.delete(a, force=True, who=ALICE)  # cancelled, then gone: its waiters fail with the first reason met
+    assert client.store.state(b) == client.store.state(c) == JobState.FAILED
+    assert client.view(b, who=ALICE).errors == [f"job {a} that it waits for (--after) was cancelled"]
+    assert not client.store.dependent_ids()
+    d = client.submit(scene, count=1, who=ALICE).spec.id
+    e = client.submit(scene, count=1, after=d, who=ALICE).spec.id
+    client.store.transition(d, JobState.CANCELLED)
+    client.store.transition(d, JobState.DELETING)  # as a delete cut short before its waiters were settled
+    client.reap()
+    assert client.view(e, who=ALICE).errors == [f"job {d} that it waits for (--after) was deleted"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from httpov import archive, paths, results, user_limits
 from httpov.access import Action, Identity, check_name, local_operator, require
-from httpov.after import After, settle, to_hold
+from httpov.after import After, settle, to_hold, waits_for
 from httpov.after import check as check_after
 from httpov.audit import AuditLog, Entry, age, audited
 from httpov.errors import (
@@ -502,7 +502,10 @@ class Client:
         self._settle_waiters(job_id)  # jobs waiting for it fail (or, --after-anyway, go on) now, not at a sweep
 
     def _settle_waiters(self, job_id: str) -> None:
-        """Release or fail the jobs that wait for job `job_id` (httpov.after); the sweeps do it otherwise."""
+        """Release or fail the jobs that wait for job `job_id` (httpov.after); the sweeps do it otherwise. Celery
+        is imported (to queue those released) only when a job waits: cancel stays a cheap command."""
+        if not waits_for(self.store, job_id):
+            return
         from httpov.dispatch import settle_dependents
 
         settle_dependents(self.celery, self.store, self.settings.queue, self.settings.lease_seconds, of=job_id,

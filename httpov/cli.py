@@ -102,6 +102,12 @@ def cli(ctx: click.Context, server: str | None) -> None:
 @click.option("--max-processes", type=int, help="At most this many render processes on the job at once.")
 @click.option("--max-nodes", type=int, help="At most this many render nodes on the job at once.")
 @click.option("--pool", help="Render only on nodes of this render pool (HTTPOV_POOLS on the node).")
+@click.option("--after", "after", help="JOB[,JOB...]: wait (state waiting, no render process, nothing queued) until "
+              "these jobs are done; if one fails or is cancelled this job fails with the reason.")
+@click.option("--after-frames", help="JOB: send frame N once frame N of JOB is done (a post-process job on a render "
+              "job); frames JOB does not render go at once.")
+@click.option("--after-anyway", is_flag=True, help="With --after/--after-frames: go on even if a job it waits for "
+              "fails, is cancelled or is deleted (default: fail too).")
 @click.option("--strict", is_flag=True, help="Refuse a scene whose ini has a key that is no POV-Ray ini option "
               "(a typo such as Widht=640; exit 3, nothing queued) instead of warning of it.")
 @click.option("--notify", "notify", multiple=True, metavar="URL", help="POST the job's events to this http(s) URL "
@@ -111,13 +117,14 @@ def submit(ctx: click.Context, scene: Path, frames: int | None, width: int | Non
            count: int | None, slices: int | None, slice_rows: int | None, name: str | None, time_limit: int | None,
            priority: int, wait: bool, radiosity_cache: str, any_povray: bool, user: str | None,
            max_processes: int | None, max_nodes: int | None, pool: str | None, strict: bool,
-           notify: tuple[str, ...]) -> None:
+           notify: tuple[str, ...], after: str | None, after_frames: str | None, after_anyway: bool) -> None:
     """Queue SCENE (a .zip, a folder, or a .ini/.pov file) for rendering."""
     options = _submit_options(ctx.obj, name=name, frames=frames, width=width, height=height, count=count, slices=slices,
                               slice_rows=slice_rows,
                               priority=priority, time_limit=time_limit, radiosity_cache=radiosity_cache,
                               any_povray=any_povray, user=user, max_processes=max_processes, pool=pool,
-                              max_nodes=max_nodes, strict=strict, notify=notify or None)
+                              max_nodes=max_nodes, strict=strict, notify=notify or None, after=after,
+                              after_frames=after_frames, after_anyway=after_anyway)
     client = _client(ctx)
     sub = client.submit(scene, options)
     click.echo(f"job {sub.describe()}")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from httpov import archive, paths, results, user_limits
 from httpov.access import Action, Identity, check_name, local_operator, require
+from httpov.after import After, settle, to_hold, waits_for
+from httpov.after import check as check_after
 from httpov.audit import AuditLog, Entry, age, audited
 from httpov.errors import (
     ArchiveError,
@@ -228,6 +230,9 @@ class Client:
         check_name(owner, "job owner")  # an account named before the one name rule (`_ops`) cannot own jobs
         pool, radiosity_cache = options.pool, options.radiosity_cache
         self.check_user_limits(owner, options.priority, who)
+        after = After(options.after, options.after_frames or "", options.after_anyway)
+        if after:  # an unknown or hidden job is refused before anything is read or stored
+            check_after(self.store, who, after)
         limits = limits or self.settings.archive_limits()
         with tempfile.TemporaryDirectory(prefix="httpov-submit-") as tmp:
             zip_path, prefer, names = _scene_archive(Path(source), Path(tmp), limits)
@@ -271,7 +276,11 @@ class Client:
                             f"(HTTPOV_POOLS={pool} on a render node)")
         self._queue_job(spec, user=owner, queue=queue, max_processes=options.max_processes or 0,
                         max_nodes=options.max_nodes or 0, submitted_by=who.name, operator=who.operator,
-                        warnings=warnings, notify=list(options.notify))
+                        warnings=warnings, notify=list(options.notify), after=after, who=who)
+        if after.jobs:
+            notes.append(f"waits for job(s) {', '.join(after.jobs)} to be done (state waiting)")
+        if after.frames:
+            notes.append(f"each frame waits for the same frame of job {after.frames}")
         return Submission(spec, uploaded, scene.ignored, _choices(layout, spec) + notes, warnings)
 
     def _plan_radiosity(self, spec: JobSpec, mode: str) -> list[str]:
@@ -300,14 +309,25 @@ class Client:
 
     def _queue_job(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,
                    max_nodes: int = 0, submitted_by: str = "", operator: bool = False,
-                   warnings: list[str] | None = None, notify: list[str] | None = None) -> None:
+                   warnings: list[str] | None = None, notify: list[str] | None = None, after: After | None = None,
+                   who: Identity | None = None) -> None:
         """Record the job unlisted with its batches pending, queue its first window of them (the render nodes top it
         up as batches end: httpov.dispatch), then list it; an interrupted submit (Ctrl-C, an error) fails the job
         so nodes drop what was queued, and a client that dies lets its submit lease run out."""
+        after = after or After()
+        held: list[str] = []
+        if after:  # submit --after: published 'waiting', nothing pending; --after-frames: frames not done held
+            check_after(self.store, who or local_operator(), after, spec.id)
+            if after.frames and spec.radiosity != "off":
+                raise BadInputError("--after-frames: a job with a radiosity pre-pass cannot wait for another "
+                                    "job's frames", hint="submit it with --radiosity-cache off")
+            held = to_hold(self.store, spec, after.frames) if after.frames else []
+        pending = [] if after.jobs else [b for b in spec.batches if b not in set(held)]
         # a slice waiting for its frame's radiosity pre-pass is put on the pending list by that pre-pass
         self.store.create(spec, user=user, queue=queue, max_processes=max_processes,
-                          pending=waiting_for_prepass(spec, spec.batches), max_nodes=max_nodes,
-                          submitted_by=submitted_by, operator=operator, warnings=warnings, notify=notify)
+                          pending=waiting_for_prepass(spec, pending), max_nodes=max_nodes,
+                          submitted_by=submitted_by, operator=operator, warnings=warnings, notify=notify,
+                          after=after.fields() if after else None, held=held)
         sent = [0]
 
         def sending(count: int) -> None:
@@ -316,6 +336,8 @@ class Client:
         try:
             sent[0] = self._top_up(spec, sending)
             self.store.publish(spec.id)
+            if after and settle(self.store, spec.id):  # what it waits for is done already (or was meanwhile)
+                self._top_up(spec)
         except BaseException as exc:
             with contextlib.suppress(Exception):  # Redis gone too: the submit lease runs out instead
                 if self.store.abandon(spec.id, f"the submit was interrupted ({type(exc).__name__}) after about "
@@ -507,6 +529,17 @@ class Client:
             self.store.transition(job_id, JobState.CANCELLED)
         except TransitionRefused as exc:
             raise JobStateError(f"job {job_id} is already {exc.current}") from exc
+        self._settle_waiters(job_id)  # jobs waiting for it fail (or, --after-anyway, go on) now, not at a sweep
+
+    def _settle_waiters(self, job_id: str) -> None:
+        """Release or fail the jobs that wait for job `job_id` (httpov.after); the sweeps do it otherwise. Celery
+        is imported (to queue those released) only when a job waits: cancel stays a cheap command."""
+        if not waits_for(self.store, job_id):
+            return
+        from httpov.dispatch import settle_dependents
+
+        settle_dependents(self.celery, self.store, self.settings.queue, self.settings.lease_seconds, of=job_id,
+                          user_cap=self.settings.user_max_processes or 0)
 
     @audited("pause")
     def pause(self, job_id: str, who: Identity | None = None) -> None:
@@ -590,13 +623,16 @@ class Client:
 
         authorize(self.store, who, Action.DELETE, job_id)
         state = self.store.state(job_id)
-        if state in (*LIVE, JobState.PAUSED):
+        if state in (*LIVE, JobState.PAUSED, JobState.WAITING):
             if not force:
                 raise JobStateError(f"job {job_id} is {state}: cancel it before deleting it",  # the page's words
                                     hint=f"`httpov delete --force {job_id}` cancels it first")  # the CLI's
             with contextlib.suppress(JobStateError):  # finished meanwhile
                 self.cancel(job_id, who)
-        return delete_job(self.store, self.storage, job_id)
+        self._settle_waiters(job_id)  # a job done: its waiters go on before it is gone (after: they would fail)
+        deleted = delete_job(self.store, self.storage, job_id)
+        self._settle_waiters(job_id)  # jobs still waiting for it fail: it is gone
+        return deleted
 
     @audited("prune", _prune_asked, _pruned)
     def prune(self, older_than: float, states: tuple[str, ...] = FINISHED, dry_run: bool = False,

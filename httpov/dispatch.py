@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from httpov.after import settle, waits_for
 from httpov.broker import QueueLayout, take_queued
 from httpov.plan import Batch, JobSpec
 from httpov.settings import live_node_window
@@ -170,6 +171,7 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
     def requeue(job_id: str, batch_ids: list[str]) -> None:  # still in the job's window: sent as they are
         enqueue(celery, store.spec(job_id), batch_ids, store.queue_of(job_id) or queue,
                 requeued=True)  # ahead of the job's others
+    settle_dependents(celery, store, queue, lease_seconds, user_cap=user_cap)  # a settler that died strands none
     layout = QueueLayout.of(celery)
     reissued = reap(store, layout, requeue, lease_seconds, max_attempts, every=every)
     if not every or store.claim("sweep:top-up", every * 0.8):  # one sweeper per `every` fills the windows
@@ -184,6 +186,22 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
             log.warning("httpov: batch %s of job %s was taken for its window and never sent; sent now", batch_id,
                         job_id)
     return reissued
+
+
+def settle_dependents(celery: Celery, store: JobStore, queue: str, lease_seconds: float, of: str | None = None,
+                      user_cap: int = 0) -> list[str]:
+    """Release or fail the jobs that wait for other jobs (httpov.after), every one or only those waiting for job
+    `of` (one just ended or with a batch just done), and top up those released; answers the ids released."""
+    released = []
+    for job_id in waits_for(store, of) if of else store.dependent_ids():
+        try:
+            if settle(store, job_id):
+                released.append(job_id)
+                make_room(celery, store, job_id, queue, lease_seconds, user_cap)
+                top_up(celery, store, job_id, queue, lease_seconds, user_cap=user_cap)
+        except Exception as exc:  # the next sweep settles it again
+            log.warning("httpov: could not settle job %s that waits for others: %s", job_id, exc)
+    return released
 
 
 def reprioritize(celery: Celery, store: JobStore, job_id: str, queue: str, priority: int) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 from httpov.access import NAME, NAME_RULE
 from httpov.errors import BadInputError, OptionError, Problem
+from httpov.paths import JOB_ID
 from httpov.plan import RADIOSITY_MODES, check_name
 from httpov.settings import Settings, check_notify, check_pool
 from httpov.text import shown
@@ -87,6 +88,26 @@ def _flag(value: object, settings: Settings) -> bool:
     return value
 
 
+def _job_ids(value: object, settings: Settings) -> tuple[str, ...]:
+    """Job ids, as a list or comma-separated text ('a1b2,c3d4')."""
+    words = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else None
+    if words is None:
+        raise _Refused(f"{{0}}: job ids are text, got {_q(value)}")
+    ids = tuple(dict.fromkeys(str(w).strip() for w in words if str(w).strip()))
+    wrong = [w for w in ids if not JOB_ID.match(w)]
+    if wrong or not ids:
+        raise _Refused(f"{{0}}: {_q(wrong[0]) if wrong else 'nothing'} is not a job id",
+                       "give job ids as `httpov status` lists them, comma-separated")
+    return ids
+
+
+def _job_id(value: object, settings: Settings) -> str:
+    ids = _job_ids(value, settings)
+    if len(ids) != 1:
+        raise _Refused("{0} names one job, got " + _literal(", ".join(ids)))
+    return ids[0]
+
+
 def _name(value: object, settings: Settings) -> str:
     try:
         check_name(value)  # the rule a render node applies to the job record too
@@ -143,6 +164,9 @@ class SubmitOptions:
     pool: str | None = None  # only render nodes of this pool (HTTPOV_POOLS) take its batches
     max_processes: int | None = None  # at most this many of its batches render at once
     max_nodes: int | None = None  # on at most this many render nodes at once
+    after: tuple[str, ...] = ()  # job ids: it waits (state 'waiting') until they are done
+    after_frames: str | None = None  # a job id: its frame N is sent once that job's frame N is done
+    after_anyway: bool = False  # released even if a job it waits for fails or is cancelled (default: it fails too)
     strict: bool = False  # refuse a scene whose ini has a key that is no POV-Ray option (default: warn of it)
     notify: tuple[str, ...] = ()  # webhook URLs the farm POSTs the job's events to (httpov.webhooks)
 
@@ -176,11 +200,11 @@ _RULES: dict[str, Callable[[object, Settings], object]] = {
     "count": _at_least_1, "slices": _at_least_1, "slice_rows": _at_least_1,
     "priority": _priority, "time_limit": _time_limit, "radiosity_cache": _radiosity_cache, "any_povray": _flag,
     "user": _user, "pool": _pool, "max_processes": _at_least_1, "max_nodes": _at_least_1, "strict": _flag,
-    "notify": _notify,
+    "notify": _notify, "after": _job_ids, "after_frames": _job_id, "after_anyway": _flag,
 }
 #: Fields a form sends as text, where an empty field means "not given".
 _BLANK_IS_UNSET = {"frames", "width", "height", "count", "slices", "slice_rows", "priority", "time_limit",
-                   "radiosity_cache", "max_processes", "max_nodes", "notify"}
+                   "radiosity_cache", "max_processes", "max_nodes", "notify", "after", "after_frames"}
 
 
 def parse_priority(value: object) -> int:

@@ -242,13 +242,15 @@ class RemoteClient:
             fields = {"name": options.name or _default_name(Path(source), layout), "priority": str(options.priority),
                       "radiosity_cache": options.radiosity_cache}
             for key in ("frames", "width", "height", "count", "slices", "slice_rows", "time_limit", "user", "pool",
-                        "max_processes", "max_nodes"):
+                        "max_processes", "max_nodes", "after_frames"):
                 value = getattr(options, key)
                 if value is not None:
                     fields[key] = str(value)
             if options.notify:
                 fields["notify"] = " ".join(options.notify)
-            for flag in ("any_povray", "strict"):
+            if options.after:
+                fields["after"] = ",".join(options.after)
+            for flag in ("any_povray", "strict", "after_anyway"):
                 if getattr(options, flag):
                     fields[flag] = "1"
             if prefer is not None:  # the .ini or .pov the user named, among the folder's others

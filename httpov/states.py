@@ -11,6 +11,7 @@ class JobState(StrEnum):
     """The `state` field of a job's record (str values: stored records and JSON keep their plain words)."""
 
     SUBMITTING = "submitting"  # its client is queueing its batches: listed nowhere yet, its first batches may render
+    WAITING = "waiting"  # submit --after: until the jobs it names are done; no batch pending, not in the active set
     QUEUED = "queued"  # every batch queued, none started yet
     RUNNING = "running"  # a batch has started
     PAUSED = "paused"  # batches not yet sent are parked, queued ones are parked as they come up; running ones finish
@@ -31,7 +32,9 @@ _JOB_VALUES = frozenset(state.value for state in JobState)
 JOB_MOVES: dict[JobState, frozenset[JobState]] = {
     # publish (queued, or running if a batch started meanwhile); a node meeting a dead submit lease, or the
     # interrupted submit itself (failed); pause, cancel; the last batch done or a final failure
-    _J.SUBMITTING: frozenset({_J.QUEUED, _J.RUNNING, _J.PAUSED, _J.CANCELLED, _J.DONE, _J.FAILED}),
+    _J.SUBMITTING: frozenset({_J.QUEUED, _J.RUNNING, _J.WAITING, _J.PAUSED, _J.CANCELLED, _J.DONE, _J.FAILED}),
+    # the jobs it waits for are done (released: queued); one of them failed, was cancelled or deleted; cancel
+    _J.WAITING: frozenset({_J.QUEUED, _J.FAILED, _J.CANCELLED}),
     _J.QUEUED: frozenset({_J.RUNNING, _J.PAUSED, _J.CANCELLED, _J.DONE, _J.FAILED}),  # a node starts a batch; ...
     _J.RUNNING: frozenset({_J.PAUSED, _J.CANCELLED, _J.DONE, _J.FAILED}),
     # resume; cancel; its last running batches end while it is paused
@@ -85,6 +88,7 @@ class BatchState(StrEnum):
     PENDING = "pending"  # on the job's pending list, not yet sent (job:<id>:pending, a list)
     QUEUED = "queued"  # sent to its Celery queue and not yet started: in the job's window (job:<id>:window, a zset)
     RUNNING = "running"  # a task holds its lease (job:<id>:running, a hash of running infos; lease:<id>:<batch>)
+    HELD = "held"  # submit --after-frames: its frames of the other job are not done yet (job:<id>:held, a set)
     PARKED = "parked"  # set aside while its job is paused (job:<id>:parked, a set); resume pends it again
     FAILED = "failed"  # its last attempt failed (job:<id>:failed, a hash): retried unless the failure was final
     DONE = "done"  # rendered and stored (job:<id>:done, a hash of done infos); it stays done
@@ -100,6 +104,7 @@ BATCH_MOVES: dict[BatchState, frozenset[BatchState]] = {
     _B.QUEUED: frozenset({_B.RUNNING, _B.PENDING, _B.PARKED}),
     # rendered; an attempt failed; its node was lost (the lease sweep requeues it) or it was handed back (queued)
     _B.RUNNING: frozenset({_B.DONE, _B.FAILED, _B.QUEUED}),
+    _B.HELD: frozenset({_B.PENDING}),  # the other job's frames are done (or it ended): pended
     _B.PARKED: frozenset({_B.PENDING}),  # resume, retry
     # its failure stays recorded until it is done: its Celery retry starts it again; `httpov retry` pends it
     _B.FAILED: frozenset({_B.RUNNING, _B.PENDING}),

@@ -144,6 +144,8 @@ class JobView:
     pool_live: bool | None = None  # whether a live render node is in that pool (None: no pool, or finished)
     submitted_by: str = ""  # who submitted it (an admin or operator for `user`); '' for jobs of older releases
     submitted_by_operator: bool = False  # by the CLI with direct Redis access
+    after: list[str] = field(default_factory=list)  # submit --after: the jobs it waits for (state 'waiting')
+    after_frames: str = ""  # submit --after-frames: the job whose frame N its frame N waits for
     # why a live job waits: 'waiting for storage: <why>' (the farm's storage failed its batches), and 'node X: disk
     # full (cache folder, N MiB free)' for each live node that hands batches back for want of room
     notes: list[str] = field(default_factory=list)
@@ -247,9 +249,23 @@ def from_snapshot(record: JobRecord, spec: JobSpec, batches: Batches, now: float
         max_processes=int(record.get("max_processes") or 0) or None,
         max_nodes=int(record.get("max_nodes") or 0) or None,
         queue=record.get("queue", ""), pool=record.get("queue", "").partition(".pool.")[2],
-        notes=[record["waiting"]] if record.get("waiting") and record["state"] not in FINISHED else [],
+        after=[j for j in (record.get("after") or "").split(",") if j], after_frames=record.get("after_frames", ""),
+        notes=_notes(record),
         idle_since=_last_activity(created, record, batches),
     )
+
+
+def _notes(record: JobRecord) -> list[str]:
+    """Why a live job waits: for storage (record `waiting`), for the jobs of submit --after, for another job's frames
+    (submit --after-frames)."""
+    if record["state"] in FINISHED:
+        return []
+    notes = [record["waiting"]] if record.get("waiting") else []
+    if record["state"] == JobState.WAITING and record.get("after"):
+        notes.append(f"waiting for job(s) {record['after'].replace(',', ', ')} to be done")
+    if record.get("after_frames"):
+        notes.append(f"each frame waits for the same frame of job {record['after_frames']}")
+    return notes
 
 
 def _last_activity(created: float, record: JobRecord, batches: Batches) -> float:

@@ -55,7 +55,7 @@ assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTI
 SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua").read_text()
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
                         "transition", "guarded", "use_scene", "drop_scene", "finish_batch", "idle_in_window", "unsent",
-                        "held_since", "fair_share", "stamp")}
+                        "held_since", "fair_share", "stamp", "release")}
 #: How long a node's finished batches are counted (`httpov nodes`: the last hour's).
 NODE_BATCHES_SECONDS = 3600.0
 #: The characters of a failed batch's error kept with a node's outcome (`httpov nodes`' last error).
@@ -91,6 +91,7 @@ class JobStore:
         self._held_since = client.register_script(SCRIPTS["held_since"])
         self._fair_share = client.register_script(SCRIPTS["fair_share"])
         self._stamp = client.register_script(SCRIPTS["stamp"])
+        self._release = client.register_script(SCRIPTS["release"])
 
     def load_scripts(self) -> None:
         """Load every Lua script into Redis in one round trip (a render node does at start): a script's first call
@@ -158,7 +159,8 @@ class JobStore:
     # jobs
     def create(self, spec: JobSpec, user: str = "", queue: str = "", max_processes: int = 0,
                pending: list[str] | None = None, max_nodes: int = 0, submitted_by: str = "",
-               operator: bool = False, warnings: list[str] | None = None, notify: list[str] | None = None) -> None:
+               operator: bool = False, warnings: list[str] | None = None, notify: list[str] | None = None,
+               after: dict[str, str] | None = None, held: list[str] | None = None) -> None:
         """Record a job in state 'submitting', every batch on its pending list (see top_up): listed nowhere until
         `publish`, and failed by the first node that meets one of its batches once its submit lease (renewed by
         `keep_submitting`) has run out. `queue`: the Celery queue its batches go to ('' for the default one);
@@ -166,8 +168,10 @@ class JobStore:
         most this many render nodes render it at once (0: no limit); `pending`: the batches to put on its pending
         list (default: all of them); `user`: its owner; `submitted_by`: who submitted it (an admin for `user`, or
         with `operator` the CLI with direct Redis access); `warnings`: what submit warned of (the ini's unknown keys),
-        kept in the job's history (kind 'warning') for its page; `notify`: the job's webhook URLs. Its 'submitted'
-        event is recorded in the same step (httpov.events)."""
+        kept in the job's history (kind 'warning') for its page; `notify`: the job's webhook URLs; `after`: its
+        dependencies as record fields (after, after_frames, after_anyway: httpov.after), which list it among the
+        dependent jobs; `held`: batches kept off the pending list until the frames they wait for are done
+        (httpov.after). Its 'submitted' event is recorded in the same step (httpov.events)."""
         pending = spec.batches if pending is None else pending
         created = time.time()
         def run() -> None:
@@ -180,7 +184,12 @@ class JobStore:
             })
             pipe.xadd(self.keys.events(), {"kind": "submitted", "job": spec.id, "owner": user, "detail": "",
                                            "notify": json.dumps(notify or [])}, maxlen=MAX_EVENTS, approximate=True)
-            pipe.delete(self.keys.pending(spec.id), self.keys.window(spec.id))
+            pipe.delete(self.keys.pending(spec.id), self.keys.window(spec.id), self.keys.held(spec.id))
+            if after:
+                pipe.hset(self.keys.job(spec.id), mapping=after)
+                pipe.sadd(self.keys.dependent(), spec.id)
+            if held:
+                pipe.sadd(self.keys.held(spec.id), *held)
             for start in range(0, len(pending), 1000):
                 pipe.rpush(self.keys.pending(spec.id), *pending[start:start + 1000])
             pipe.delete(self.keys.history(spec.id))
@@ -205,6 +214,43 @@ class JobStore:
             keys=[self.keys.job(job_id), self.keys.jobs(), self.keys.active(), self.keys.submit_lease(job_id),
                   self.keys.events()],
             args=[job_id, _words(_PUBLISHED_FROM), _words(FINISHED), MAX_EVENTS]))
+
+    def dependent_ids(self) -> list[str]:
+        """The jobs that wait for other jobs or hold batches for their frames (httpov.after)."""
+        return sorted(self._call(lambda: self.r.smembers(self.keys.dependent())))
+
+    def waiting_on(self) -> dict[str, set[str]]:
+        """Every dependent job and the jobs it waits for (its record's `after` and `after_frames`), in one round
+        trip (SMEMBERS, then one pipeline of HMGETs); a job gone meanwhile waits on nothing."""
+        def run() -> dict[str, set[str]]:
+            ids = sorted(self.r.smembers(self.keys.dependent()))
+            pipe = self.r.pipeline()
+            for job_id in ids:
+                pipe.hmget(self.keys.job(job_id), "after", "after_frames")
+            return {job_id: {j for field in fields for j in (field or "").split(",") if j}
+                    for job_id, fields in zip(ids, pipe.execute())}
+        return self._call(run)
+
+    def held(self, job_id: str) -> set[str]:
+        """The batches a job keeps off its pending list until the other job's same frames are done."""
+        return self._call(lambda: self.r.smembers(self.keys.held(job_id)))
+
+    def release_held(self, job_id: str, batch_ids: list[str], whole_job: bool, last: bool) -> str:
+        """Pend batches a dependent job held back, atomically (scripts/release.lua): `whole_job`, a 'waiting' job
+        becomes 'queued' with `batch_ids` pending (answers the state of a job that was not waiting: left alone);
+        else those of `batch_ids` still held are pended. `last`: it depends on nothing more. Answers 'ok'."""
+        keys = [self.keys.job(job_id), self.keys.pending(job_id), self.keys.held(job_id), self.keys.active(),
+                self.keys.dependent()]
+        return self._call(lambda: self._release(keys=keys, args=["job" if whole_job else "frames",
+                                                                 "1" if last else "0", job_id, *batch_ids]))
+
+    def forget_dependent(self, job_id: str) -> None:
+        """The job depends on nothing more (released, failed or gone): the sweepers stop settling it."""
+        self._call(lambda: self.r.srem(self.keys.dependent(), job_id))
+
+    def set_error(self, job_id: str, error: str) -> None:
+        """Say why a job failed when no batch says it (the record's `error`)."""
+        self._guarded(job_id, ["HSET", self.keys.job(job_id), "error", error])
 
     def abandon(self, job_id: str, reason: str, keep_seconds: int = 86400) -> str:
         """Fail a job whose submit was interrupted, so nodes drop its queued batches; its keys expire after

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 #: The parts of a job that are keys of their own (`<prefix>:job:<id>:<part>`), with their Redis types.
 JOB_PARTS = {
     "pending": "list", "window": "zset", "done": "hash", "failed": "hash", "running": "hash", "attempts": "hash",
-    "requeued": "hash", "parked": "set", "frames": "set", "blocked": "set", "node_failures": "hash",
+    "requeued": "hash", "parked": "set", "held": "set", "frames": "set", "blocked": "set", "node_failures": "hash",
     "history": "list", "unseen": "hash",
 }
 
@@ -43,6 +43,12 @@ class Keys:
     def active(self) -> str:
         """Set: the published jobs that are not finished (the sweepers look only at these)."""
         return f"{self.prefix}:active"
+
+    def dependent(self) -> str:
+        """Set: the jobs that wait for other jobs (state 'waiting', submit --after) or hold batches until the other
+        job's frames are done (submit --after-frames); the sweepers settle each (httpov.after) until it is released
+        or failed."""
+        return f"{self.prefix}:dependent"
 
     def stops(self) -> str:
         """Pub/sub channel: a job id, published when the job moves to a finished state (cancel, delete --force, a
@@ -87,6 +93,11 @@ class Keys:
     def requeued(self, job_id: str) -> str:
         """Hash: batch id -> how often the lease sweep requeued it."""
         return self.job_part(job_id, "requeued")
+
+    def held(self, job_id: str) -> str:
+        """Set: batches kept off the pending list until the same frames of the job named by submit --after-frames
+        are done (httpov.after)."""
+        return self.job_part(job_id, "held")
 
     def parked(self, job_id: str) -> str:
         """Set: batches set aside while the job is paused."""

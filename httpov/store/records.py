@@ -27,6 +27,9 @@ class JobRecord(TypedDict, total=False):
     reopened: str  # when `httpov retry` reopened it: messages of its batches taken before are stale
     error: str  # why it failed, when a batch did not say (an interrupted submit)
     povray: str  # the povray version it is rendered with (the first node's)
+    after: str  # submit --after: the job ids it waits for, comma-separated (state 'waiting' until they are done)
+    after_frames: str  # submit --after-frames: the job whose frame N must be done before its frame N is sent
+    after_anyway: str  # '1': submit --after-anyway, it is released even if a job it waits for fails or is cancelled
     waiting: str  # 'waiting for storage: <why>' while the farm's storage fails its batches (gone once one is stored)
 
 

@@ -35,8 +35,9 @@ CONTROLS = ("cancel", "pause", "resume", "retry")
 #: dashes); the scene zip comes in the field `scene`. The field `user` (the job's owner) is the signed-in account's
 #: (or the token's account's) own name unless an admin names another.
 SUBMIT_FIELDS = ("name", "frames", "width", "height", "count", "slices", "priority", "radiosity_cache", "slice_rows",
-                 "time_limit", "max_processes", "max_nodes", "pool", "any_povray", "strict", "notify")
-#: How a form or script says yes to a flag (any_povray, strict).
+                 "time_limit", "max_processes", "max_nodes", "pool", "any_povray", "strict", "notify", "after",
+                 "after_frames", "after_anyway")
+#: How a form or script says yes to a flag (any_povray, strict, after_anyway).
 YES = ("1", "true", "yes", "on")
 #: Who a reader of a `--public-read` page is, signed in as nobody: a viewer no account can be (not a name).
 PUBLIC = Identity("(public)", Role.VIEWER)
@@ -67,7 +68,7 @@ def _form_options(upload: Any, form: Mapping[str, str]) -> SubmitOptions:
     """The submit options of form fields, and the upload there: FieldError naming each field in the wrong."""
     client = web().client
     given: dict[str, object] = {field: form[field] for field in SUBMIT_FIELDS if form.get(field)}  # empty: not given
-    for flag in ("any_povray", "strict"):
+    for flag in ("any_povray", "strict", "after_anyway"):
         if flag in given:
             given[flag] = str(given[flag]).strip().lower() in YES
     # the job is the signed-in account's or the token's account's (a farm-wide token's: `token`'s); an admin may

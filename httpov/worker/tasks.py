@@ -12,7 +12,7 @@ from celery.signals import worker_process_init
 from celery.utils import worker_direct
 
 from httpov.celery import app
-from httpov.dispatch import celery_priority, job_window, top_up
+from httpov.dispatch import celery_priority, job_window, settle_dependents, top_up
 from httpov.plan import JobSpec
 from httpov.settings import Settings
 from httpov.storage import open_storage
@@ -73,6 +73,12 @@ def render_batch(self: NodeTask, job_id: str, batch: str, label: str = "") -> st
                    limit=limit, user_cap=user_cap)
         except Exception as exc:  # the batch is stored and recorded; the next sweep tops the job up instead
             log.warning("httpov: could not top up job %s after batch %s: %s", job_id, batch, exc)
+    if outcome.status in ("rendered", "failed"):  # jobs waiting for this one's frames or end go on at once
+        try:
+            settle_dependents(self.app, node.store, node.settings.queue, node.settings.lease_seconds, of=job_id,
+                              user_cap=user_cap)
+        except Exception as exc:  # the next sweep settles them
+            log.warning("httpov: could not settle the jobs waiting for job %s: %s", job_id, exc)
     if outcome.send_to is not None:  # same task id: the new node takes over the hand-off lease left for it
         self.apply_async(kwargs={"job_id": job_id, "batch": batch, "label": label}, task_id=self.request.id,
                          queue=worker_direct(outcome.send_to), priority=celery_priority(node.spec(job_id)))

@@ -162,3 +162,23 @@ def test_check_scene_says_what_the_ini_asks_for_and_queues_nothing(settings, ser
     assert job_keys(settings) == before and sorted(Path(settings.storage).glob("**/*")) == stored
     status, _, page = submit_form(server, alice, scene, check="1", width="0")  # an error beside its field
     assert status == 400 and 'id="width-error"' in page
+
+
+def test_after_from_the_form_waits_and_another_users_job_is_refused(settings, server, client, scene):
+    alice, bob = server.session("alice"), server.session("bob")
+    status, headers, page = submit_form(server, alice, scene, name="first")
+    assert status == 302, page
+    first = headers["Location"].rsplit("/", 1)[1]
+    status, headers, page = submit_form(server, alice, scene, name="second", after=first, after_anyway="1")
+    assert status == 302, page
+    second = headers["Location"].rsplit("/", 1)[1]
+    assert client.store.state(second) == "waiting"
+    record = client.store.record(second)
+    assert (record["after"], record["after_anyway"]) == (first, "1")
+    status, _, page = server.http("GET", f"/jobs/{second}", {"Cookie": bob, "Accept": "text/html"})
+    assert status == 200 and f"waiting for job(s) {first} to be done" in page  # a viewer of it sees what it waits for
+    before = job_keys(settings)
+    for job in (first, "0123456789ab"):  # alice's job and no job: bob gets the same words
+        status, _, page = submit_form(server, bob, scene, name="bobs", after=job, priority="3")
+        assert status == 400 and f"--after: there is no job {job} of bob&#39;s" in page, page
+    assert job_keys(settings) == before

@@ -17,6 +17,7 @@ STATUS_KEYS = [
     "batches_queued", "running", "nodes", "failed", "povray", "any_povray", "versions", "history", "user",
     "max_processes", "max_nodes", "queue", "pool", "pool_live",
     "submitted_by", "submitted_by_operator",  # who submitted the job for its owner `user` (#24: owners)
+    "after", "after_frames",  # #29: the jobs it waits for (submit --after, --after-frames)
     "notes",
     "idle_since", "stalled",  # #26: a job idle for a while (no render node takes its batches), not just after submit
 ]

@@ -24,7 +24,8 @@ J = JobState
 #: The table spelled out pair by pair, as the code moves jobs (client, store scripts, retention).
 JOB_PAIRS = {
     (J.SUBMITTING, J.QUEUED), (J.SUBMITTING, J.RUNNING), (J.SUBMITTING, J.PAUSED), (J.SUBMITTING, J.CANCELLED),
-    (J.SUBMITTING, J.DONE), (J.SUBMITTING, J.FAILED),
+    (J.SUBMITTING, J.DONE), (J.SUBMITTING, J.FAILED), (J.SUBMITTING, J.WAITING),
+    (J.WAITING, J.QUEUED), (J.WAITING, J.FAILED), (J.WAITING, J.CANCELLED),
     (J.QUEUED, J.RUNNING), (J.QUEUED, J.PAUSED), (J.QUEUED, J.CANCELLED), (J.QUEUED, J.DONE), (J.QUEUED, J.FAILED),
     (J.RUNNING, J.PAUSED), (J.RUNNING, J.CANCELLED), (J.RUNNING, J.DONE), (J.RUNNING, J.FAILED),
     (J.PAUSED, J.RUNNING), (J.PAUSED, J.CANCELLED), (J.PAUSED, J.DONE), (J.PAUSED, J.FAILED),
@@ -38,7 +39,7 @@ BATCH_PAIRS = {
     (B.PENDING, B.QUEUED), (B.PENDING, B.PARKED),
     (B.QUEUED, B.RUNNING), (B.QUEUED, B.PENDING), (B.QUEUED, B.PARKED),
     (B.RUNNING, B.DONE), (B.RUNNING, B.FAILED), (B.RUNNING, B.QUEUED),
-    (B.PARKED, B.PENDING),
+    (B.PARKED, B.PENDING), (B.HELD, B.PENDING),
     (B.FAILED, B.RUNNING), (B.FAILED, B.PENDING),
     (B.DONE, B.PENDING),
 }
@@ -84,7 +85,7 @@ def test_a_narrowed_move_must_be_in_the_table():
 
 
 def test_states_are_the_plain_words_stored_in_redis():
-    assert [s.value for s in JobState] == ["submitting", "queued", "running", "paused", "done", "failed",
+    assert [s.value for s in JobState] == ["submitting", "waiting", "queued", "running", "paused", "done", "failed",
                                            "cancelled", "deleting"]
     assert f"{J.DONE}" == "done" and J.DONE == "done" and "done" in FINISHED
     assert LIVE == ("submitting", "queued", "running")

@@ -654,6 +654,13 @@ def prune(ctx: click.Context, older_than: str, states: str, dry_run: bool) -> No
 
 
 @cli.command()
+@click.pass_context
+def metrics(ctx: click.Context) -> None:
+    """The farm's Prometheus metrics in the text exposition format (a scrape without `httpov web`)."""
+    click.echo(_client(ctx).metrics().decode(), nl=False)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_context
 def nodes(ctx: click.Context, as_json: bool) -> None:

@@ -383,6 +383,13 @@ class Client:
         require(who or local_operator(), Action.NODES)
         return farm_nodes(self.store, self.settings.lease_seconds)
 
+    def metrics(self, who: Identity | None = None) -> bytes:
+        """`httpov metrics`, `/metrics`: the farm's Prometheus metrics, read from Redis now (httpov.metrics)."""
+        from httpov.metrics import exposition
+
+        require(who or local_operator(), Action.NODES)
+        return exposition(self.store, self.settings.live_node_seconds)
+
     def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None,
               who: Identity | None = None) -> list[Path]:
         """Download every rendered frame as a PNG into `output` and the batch logs (failed batches' too) into

@@ -206,6 +206,12 @@ class Keys:
         """Sorted set with an expiry: the batches a render node finished in the last hour ('done:<at>:<nonce>')."""
         return f"{self.prefix}:node-batches:{node}"
 
+    # metrics
+    def metrics(self) -> str:
+        """Hash: the farm's counters that outlive jobs (httpov.metrics): batches done and their frames, povray's
+        seconds in histogram buckets, failed attempts by reason (httpov.store.records.METRIC_FIELDS)."""
+        return f"{self.prefix}:metrics"
+
     # per-user limits
     def user_limits(self) -> str:
         """Hash: user name (or '*', everyone without one) -> their limits (JSON, httpov.user_limits.UserLimits)."""

@@ -53,7 +53,7 @@ def _client(ctx: click.Context) -> Any:
 #: The commands that run through a farm's web API with --server; every other one acts on the farm directly (Redis,
 #: its files, its processes) and is refused with --server.
 REMOTE_COMMANDS = ("submit", "status", "watch", "fetch", "cancel", "pause", "resume", "retry", "priority", "delete",
-                   "nodes", "config")
+                   "nodes", "metrics", "config")
 
 
 @click.group(cls=_Group)

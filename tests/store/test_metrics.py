@@ -104,6 +104,11 @@ def test_metrics_show_the_farm_as_redis_holds_it(settings, client, server, tmp_p
     result = CliRunner().invoke(cli, ["metrics"], env=worker_env(settings))
     assert result.exit_code == 0, result.output
     assert samples(result.stdout) == got
+    # and through the web API with a token (`httpov --server`), as a user without Redis runs it
+    remote = {"HTTPOV_SERVER": f"http://127.0.0.1:{server.port}", "HTTPOV_TOKEN": token}
+    result = CliRunner().invoke(cli, ["metrics"], env={**worker_env(settings), **remote})
+    assert result.exit_code == 0, result.output
+    assert samples(result.stdout) == got
 
     # a viewer's session reads them too; an anonymous reader (the page is public) or an unknown token does not
     add_user(server.accounts, "vic", PASSWORD, role="viewer")

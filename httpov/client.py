@@ -541,7 +541,8 @@ class Client:
         else:
             wanted = set(range(frames[0], frames[1] + 1))
             todo = [b for b in spec.batches if wanted & set(Batch.from_id(b).frames)]
-            self.store.render_again(job_id, todo, sorted(wanted), bool(spec.slices))
+            freed = sum(int(batches["done"][b].get("bytes", 0)) for b in todo if b in batches["done"])
+            self.store.render_again(job_id, todo, sorted(wanted), bool(spec.slices), freed)
             for batch_id in todo:  # no record names these results now: each new one is stored under its own name
                 if batch_id in batches["done"]:
                     with contextlib.suppress(ResultError):  # a result that is not one name: nothing of the job's

@@ -811,10 +811,13 @@ class JobStore:
             pipe.execute()
         self._call(run)
 
-    def render_again(self, job_id: str, batch_ids: list[str], frames: list[int], sliced: bool) -> None:
+    def render_again(self, job_id: str, batch_ids: list[str], frames: list[int], sliced: bool,
+                     freed: int = 0) -> None:
         """Forget that these batches and frames are done (`httpov retry --frames`), so that they render again and
-        the job is done once they have; a sliced frame forgets its done slices, to be stitched anew."""
+        the job is done once they have; a sliced frame forgets its done slices, to be stitched anew. `freed`: the
+        bytes of their results, deleted by the caller (taken off the job's `stored_bytes`, the metrics')."""
         self._guarded(job_id, *([["HDEL", self.keys.done(job_id), *batch_ids]] if batch_ids else []),
+                      *([["HINCRBY", self.keys.job(job_id), "stored_bytes", -freed]] if freed else []),
                       ["SREM", self.keys.frames(job_id), *frames],
                       *([["DEL", *(self.keys.slices(job_id, f) for f in frames)]] if sliced else []))
 

@@ -110,6 +110,12 @@ def test_metrics_show_the_farm_as_redis_holds_it(settings, client, server, tmp_p
     assert result.exit_code == 0, result.output
     assert samples(result.stdout) == got
 
+    # `retry --frames` deletes the results it renders again: their bytes leave the count
+    first = int(done.batches[0].split("-")[0][1:])
+    before = client.storage.size("jobs/")
+    assert client.retry(done.id, frames=(first, first)) == 1 and client.storage.size("jobs/") < before
+    assert samples(client.metrics().decode())[("httpov_storage_bytes", ())] == client.storage.size("jobs/") > 0
+
     # a viewer's session reads them too; an anonymous reader (the page is public) or an unknown token does not
     add_user(server.accounts, "vic", PASSWORD, role="viewer")
     assert server.http("GET", "/metrics", {"Cookie": server.session("vic")})[0] == 200

@@ -18,7 +18,7 @@ from httpov.cli import cli
 from httpov.local_farm import worker_env
 from httpov.settings import Settings
 from httpov.web.auth import add_user
-from tests.conftest import private_settings, write_scene
+from tests.conftest import private_settings, wait_for, write_scene
 from tests.store.test_web_signin import PASSWORD, Server, serving
 from tests.store.test_web_tokens import add
 from tests.stored import store_batch
@@ -122,3 +122,19 @@ def test_metrics_show_the_farm_as_redis_holds_it(settings, client, server, tmp_p
     status, _, body = server.http("GET", "/metrics")
     assert status == 401 and "Bearer" in body
     assert server.http("GET", "/metrics", {"Authorization": "Bearer httpov_" + "x" * 43})[0] == 401
+
+
+def test_a_batch_whose_node_was_lost_too_often_counts_as_node_lost(client, tmp_path):
+    from httpov.broker import QueueLayout
+    from httpov.sweep import reap
+
+    one = write_scene(tmp_path / "one", "#version 3.7;\nbackground { rgb 1 }\n", "Width=4\nHeight=4\n")
+    spec = client.submit(one, user="bob", count=1).spec
+    before = samples(client.metrics().decode())[("httpov_batch_failures_total", (("reason", "node_lost"),))]
+    assert client.store.start_batch(spec.id, spec.batches[0], "t", "dead@h", 0.05) == "ok"  # its lease: 50 ms
+    client.store.add_attempt(spec.id, spec.batches[0])
+    wait_for(lambda: client.store.lost_batches(spec.id), 10, "the lease to run out")
+    reap(client.store, QueueLayout.of(client.celery), lambda *_: None, lease_seconds=1.0, max_attempts=1)
+    assert client.store.state(spec.id) == "failed"
+    got = samples(client.metrics().decode())
+    assert got[("httpov_batch_failures_total", (("reason", "node_lost"),))] == before + 1

@@ -36,9 +36,9 @@ def families(counts: FarmCounts, live_within: float, now: float) -> Iterator[Any
     yield jobs
 
     batches = GaugeMetricFamily("httpov_batches", "Batches of the active jobs: pending (waiting in Redis), queued "
-                                "(sent to Celery), running (leased by a render node), by render pool ('' the "
-                                "default queue).", labels=["state", "pool"])
-    per_pool: dict[str, list[int]] = {}
+                                "(sent to Celery, not started), running (leased by a render node), by render pool "
+                                "('' the default queue).", labels=["state", "pool"])
+    per_pool: dict[str, list[int]] = {"": [0, 0, 0]}  # the default queue always: a farm at rest shows zeros
     for queue, pending, queued, running in counts["batches"]:
         sums = per_pool.setdefault(queue.rpartition(".pool.")[2] if queue else "", [0, 0, 0])
         for i, n in enumerate((pending, queued, running)):

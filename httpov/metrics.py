@@ -49,7 +49,7 @@ def families(counts: FarmCounts, live_within: float, now: float) -> Iterator[Any
     yield batches
 
     raw = counts["counters"]
-    yield CounterMetricFamily("httpov_frames_rendered", "Frames rendered by batches recorded done.",
+    yield CounterMetricFamily("httpov_frames_rendered", "Frames rendered (each once all its slices are stitched).",
                               value=int(raw.get("frames", 0)))
     cumulative, buckets = 0, []
     for bound in (*BATCH_SECONDS_BUCKETS, float("inf")):  # the hash counts each bucket alone: added up here

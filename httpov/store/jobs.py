@@ -471,7 +471,7 @@ class JobStore:
         entry = f"done:{now}:{secrets.token_hex(4)}" if node else ""
         seconds = float(info.get("seconds", 0.0))
         args = [batch_id, token, json.dumps(info), info.get("result", ""), _words(FINISHED), mode, entry, now,
-                NODE_BATCHES_SECONDS, int(info.get("frames", 0)), seconds, bucket_field(seconds),
+                NODE_BATCHES_SECONDS, seconds, bucket_field(seconds),
                 int(info.get("bytes", 0)), *frames]
         return self._call(lambda: self._finish(keys=keys, args=args))
 

@@ -208,8 +208,9 @@ class Keys:
 
     # metrics
     def metrics(self) -> str:
-        """Hash: the farm's counters that outlive jobs (httpov.metrics): batches done and their frames, povray's
-        seconds in histogram buckets, failed attempts by reason (httpov.store.records.METRIC_FIELDS)."""
+        """Hash: the farm's counters that outlive jobs (httpov.metrics): frames of batches done, povray's seconds
+        (their sum, and batches per histogram bucket: records.bucket_field), failed attempts by reason
+        (records.failure_field)."""
         return f"{self.prefix}:metrics"
 
     # per-user limits

@@ -53,7 +53,7 @@ def _client(ctx: click.Context) -> Any:
 #: The commands that run through a farm's web API with --server; every other one acts on the farm directly (Redis,
 #: its files, its processes) and is refused with --server.
 REMOTE_COMMANDS = ("submit", "status", "watch", "fetch", "cancel", "pause", "resume", "retry", "priority", "delete",
-                   "nodes", "config", "events")
+                   "nodes", "metrics", "config", "events")
 
 
 @click.group(cls=_Group)
@@ -661,6 +661,13 @@ def prune(ctx: click.Context, older_than: str, states: str, dry_run: bool) -> No
         click.echo(f"{'would delete' if dry_run else 'deleted'} {shown(job.job_id)} {shown(job.name)[:30]} "
                    f"{job.state} finished {when}")
     click.echo(f"{len(found)} job(s) {'would be ' if dry_run else ''}deleted")
+
+
+@cli.command()
+@click.pass_context
+def metrics(ctx: click.Context) -> None:
+    """The farm's Prometheus metrics in the text exposition format (a scrape without `httpov web`)."""
+    click.echo(_client(ctx).metrics().decode(), nl=False)
 
 
 @cli.group(invoke_without_command=True)

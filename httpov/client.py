@@ -435,6 +435,13 @@ class Client:
         self.store.drain_node(found)
         return found
 
+    def metrics(self, who: Identity | None = None) -> bytes:
+        """`httpov metrics`, `/metrics`: the farm's Prometheus metrics, read from Redis now (httpov.metrics)."""
+        from httpov.metrics import exposition
+
+        require(who or local_operator(), Action.NODES)
+        return exposition(self.store, self.settings.live_node_seconds)
+
     def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None,
               who: Identity | None = None) -> list[Path]:
         """Download every rendered frame as a PNG into `output` and the batch logs (failed batches' too) into
@@ -597,7 +604,8 @@ class Client:
         else:
             wanted = set(range(frames[0], frames[1] + 1))
             todo = [b for b in spec.batches if wanted & set(Batch.from_id(b).frames)]
-            self.store.render_again(job_id, todo, sorted(wanted), bool(spec.slices))
+            freed = sum(int(batches["done"][b].get("bytes", 0)) for b in todo if b in batches["done"])
+            self.store.render_again(job_id, todo, sorted(wanted), bool(spec.slices), freed)
             for batch_id in todo:  # no record names these results now: each new one is stored under its own name
                 if batch_id in batches["done"]:
                     with contextlib.suppress(ResultError):  # a result that is not one name: nothing of the job's

@@ -348,6 +348,16 @@ class RemoteClient:
     def drain_node(self, node: str) -> str:
         return str(self._json("POST", f"/api/nodes/{quote(node, safe='')}/drain", {})["node"])
 
+    def metrics(self) -> bytes:
+        """The farm's Prometheus metrics, from the server's /metrics."""
+        conn, response = self._send("GET", "/metrics", None, {})
+        try:
+            return response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise ServerUnavailableError(f"the server {self.server} stopped answering: {exc}") from None
+        finally:
+            conn.close()
+
     def fetch(self, job_id: str, output: Path, on_file: Callable[[int, int], None] | None = None) -> list[Path]:
         """The job's frames into `output` and its logs into `output/logs`, as Client.fetch: one zip of them
         downloaded to disk in chunks, each member checked against the job's frame size before it is unpacked."""

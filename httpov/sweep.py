@@ -32,7 +32,7 @@ def reap(store: JobStore, layout: QueueLayout, requeue: Callable[[str, list[str]
             attempts = store.attempts(job_id, batch_id)
             if attempts >= max_attempts and not info.get("retrying") and not info.get("handed_back"):
                 store.fail_batch(job_id, batch_id, f"render node lost {attempts} times (last: {info.get('node')})",
-                                 [], final=True, node="reaper")
+                                 [], final=True, node="reaper", reason="node_lost")
                 continue
             # before the running entry goes: the lost task's message, still in kombu's unacked table, is then
             # never taken for a stranded one and queued a second time

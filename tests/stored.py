@@ -15,6 +15,7 @@ def store_batch(client: Any, job: str, batch: str, frames: dict[str, bytes] | No
     """Store the batch's zip under its own `result` name (`frames`: member name -> PNG bytes, then the batch's log
     unless not `log`; nothing stored when None) and record the batch done, as a render node does."""
     first, last = (int(part[1:]) for part in batch.split("-")[:2])
+    size = 0
     if frames is not None:
         zipped = io.BytesIO()
         with zipfile.ZipFile(zipped, "w") as zf:
@@ -23,7 +24,8 @@ def store_batch(client: Any, job: str, batch: str, frames: dict[str, bytes] | No
             if log:
                 zf.writestr(f"{batch}.log", "povray's log\n")
         client.storage.put_bytes(paths.batch_key(job, batch, result), zipped.getvalue())
+        size = len(zipped.getvalue())
     assert client.store.start_batch(job, batch, result, node, 600.0) == "ok"
     client.store.finish_batch(job, batch, {"node": node, "seconds": 0.1, "frames": last - first + 1,
-                                           "finished": time.time(), "result": result},
+                                           "finished": time.time(), "result": result, "bytes": size},
                               list(range(first, last + 1)), result)

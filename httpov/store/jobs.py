@@ -20,7 +20,18 @@ from httpov.errors import BrokerUnavailableError, HttpovError, JobNotFoundError
 from httpov.plan import JobSpec, check_record
 from httpov.states import FINISHED, LIVE, JobState, TransitionRefused, allowed_from
 from httpov.store.keys import Keys
-from httpov.store.records import Batches, DoneInfo, FailedInfo, JobRecord, NodeInfo, RunningInfo, Share
+from httpov.store.records import (
+    Batches,
+    DoneInfo,
+    FailedInfo,
+    FarmCounts,
+    JobRecord,
+    NodeInfo,
+    RunningInfo,
+    Share,
+    bucket_field,
+    failure_field,
+)
 from httpov.store.version import ensure as ensure_schema
 from httpov.store.version import record as record_schema
 
@@ -511,11 +522,13 @@ class JobStore:
                node: str = "") -> list:
         keys = [self.keys.job(job_id), self.keys.lease(job_id, batch_id)]
         keys += [self.keys.job_part(job_id, part) for part in ("running", "done", "frames", "failed", "window")]
-        keys.append(self.keys.node_batches(node))
+        keys += [self.keys.node_batches(node), self.keys.metrics()]
         now = time.time()
         entry = f"done:{now}:{secrets.token_hex(4)}" if node else ""
+        seconds = float(info.get("seconds", 0.0))
         args = [batch_id, token, json.dumps(info), info.get("result", ""), _words(FINISHED), mode, entry, now,
-                NODE_BATCHES_SECONDS, *frames]
+                NODE_BATCHES_SECONDS, seconds, bucket_field(seconds),
+                int(info.get("bytes", 0)), *frames]
         return self._call(lambda: self._finish(keys=keys, args=args))
 
     def done(self, job_id: str) -> dict[str, DoneInfo]:
@@ -545,9 +558,10 @@ class JobStore:
         return int(self._guarded(job_id, ["SADD", key, batch_id], ["SCARD", key])[1])
 
     def fail_batch(self, job_id: str, batch_id: str, error: str, lines: list[str], final: bool, node: str,
-                   hangs: int = 0) -> None:
+                   hangs: int = 0, reason: str = "render") -> None:
         """Record a failed attempt; a final failure fails the job (its other batches are then skipped). `hangs`:
-        the times the batch hung so far, kept with it (RenderNode._hung tries a batch that hung once more)."""
+        the times the batch hung so far, kept with it (RenderNode._hung tries a batch that hung once more).
+        `reason`: its category (records.FAILURE_REASONS), counted in the farm's metrics in the same step."""
         failure = FailedInfo(error=error, lines=lines[-20:], node=node, final=final, at=time.time())
         if hangs:
             failure["hangs"] = hangs
@@ -556,7 +570,8 @@ class JobStore:
         self._guarded(job_id, ["HSET", self.keys.failed(job_id), batch_id, json.dumps(failure)],
                       ["HDEL", self.keys.running(job_id), batch_id], ["DEL", self.keys.lease(job_id, batch_id)],
                       ["XADD", self.keys.events(), "MAXLEN", "~", MAX_EVENTS, "*", "kind", "batch-failed",
-                       "job", job_id, "owner", owner or "", "detail", detail, "notify", notify or "[]"])
+                       "job", job_id, "owner", owner or "", "detail", detail, "notify", notify or "[]"],
+                      ["HINCRBY", self.keys.metrics(), failure_field(reason), 1])
         if final:
             with contextlib.suppress(TransitionRefused):  # finished meanwhile
                 self.transition(job_id, JobState.FAILED, detail=detail)
@@ -688,6 +703,36 @@ class JobStore:
                 pipe.delete(*(self.keys.node_use(node) for node in gone))
                 pipe.execute()
             return gone
+        return self._call(run)
+
+    def farm_counts(self) -> FarmCounts:
+        """What the farm's metrics show (httpov.metrics), in two round trips whatever the number of jobs: the job
+        lists, counters and nodes, then each job's state, queue and stored bytes and each active job's batch counts."""
+        def run() -> FarmCounts:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zrange(self.keys.jobs(), 0, -1)
+            pipe.smembers(self.keys.active())
+            pipe.hgetall(self.keys.metrics())
+            pipe.zrange(self.keys.nodes(), 0, -1, withscores=True)
+            ids, active, counters, nodes = pipe.execute()
+            live = sorted(active)
+            pipe = self.r.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(self.keys.job(job_id), "state", "queue", "stored_bytes")
+            for job_id in live:
+                pipe.hget(self.keys.job(job_id), "queue")
+                pipe.llen(self.keys.pending(job_id))
+                pipe.zcard(self.keys.window(job_id))
+                pipe.hlen(self.keys.running(job_id))
+            replies = pipe.execute() if ids or live else []
+            records, counts = replies[:len(ids)], replies[len(ids):]
+            return FarmCounts(
+                jobs=[(state, queue or "", int(stored or 0)) for state, queue, stored in records if state],
+                # a started batch stays in the window until it ends (the window bounds the batches out): queued are
+                # those of the window not running
+                batches=[(counts[i] or "", int(counts[i + 1]), max(0, int(counts[i + 2]) - int(counts[i + 3])),
+                          int(counts[i + 3])) for i in range(0, len(counts), 4)],
+                counters=counters, nodes=dict(nodes))
         return self._call(run)
 
     def count_batch(self, node: str, outcome: str, window: float = NODE_BATCHES_SECONDS, error: str = "") -> None:
@@ -876,10 +921,13 @@ class JobStore:
             pipe.execute()
         self._call(run)
 
-    def render_again(self, job_id: str, batch_ids: list[str], frames: list[int], sliced: bool) -> None:
+    def render_again(self, job_id: str, batch_ids: list[str], frames: list[int], sliced: bool,
+                     freed: int = 0) -> None:
         """Forget that these batches and frames are done (`httpov retry --frames`), so that they render again and
-        the job is done once they have; a sliced frame forgets its done slices, to be stitched anew."""
+        the job is done once they have; a sliced frame forgets its done slices, to be stitched anew. `freed`: the
+        bytes of their results, deleted by the caller (taken off the job's `stored_bytes`, the metrics')."""
         self._guarded(job_id, *([["HDEL", self.keys.done(job_id), *batch_ids]] if batch_ids else []),
+                      *([["HINCRBY", self.keys.job(job_id), "stored_bytes", -freed]] if freed else []),
                       ["SREM", self.keys.frames(job_id), *frames],
                       *([["DEL", *(self.keys.slices(job_id, f) for f in frames)]] if sliced else []))
 

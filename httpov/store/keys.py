@@ -227,6 +227,13 @@ class Keys:
         the minute, at its start) for the last hours (the nodes page's picture)."""
         return f"{self.prefix}:node-use:{node}"
 
+    # metrics
+    def metrics(self) -> str:
+        """Hash: the farm's counters that outlive jobs (httpov.metrics): frames of batches done, povray's seconds
+        (their sum, and batches per histogram bucket: records.bucket_field), failed attempts by reason
+        (records.failure_field)."""
+        return f"{self.prefix}:metrics"
+
     # per-user limits
     def user_limits(self) -> str:
         """Hash: user name (or '*', everyone without one) -> their limits (JSON, httpov.user_limits.UserLimits)."""

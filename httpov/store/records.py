@@ -31,6 +31,7 @@ class JobRecord(TypedDict, total=False):
     after_frames: str  # submit --after-frames: the job whose frame N must be done before its frame N is sent
     after_anyway: str  # '1': submit --after-anyway, it is released even if a job it waits for fails or is cancelled
     waiting: str  # 'waiting for storage: <why>' while the farm's storage fails its batches (gone once one is stored)
+    stored_bytes: str  # bytes of the batch zips its done batches stored (finish_batch adds each; httpov.metrics)
 
 
 class RunningInfo(TypedDict, total=False):
@@ -55,6 +56,7 @@ class DoneInfo(TypedDict, total=False):
     povray: str | None  # the povray version that rendered it
     httpov: str  # the render node's httpov version
     result: str  # which execution's zip is the batch's result (paths.batch_key); absent: the fixed name
+    bytes: int  # the size of that zip
 
 
 class FailedInfo(TypedDict, total=False):
@@ -114,3 +116,34 @@ class Share(NamedTuple):
     created: float
     max_processes: int  # 0: no cap
     queue: str  # '' for the default queue, else its render pool's
+
+
+class FarmCounts(TypedDict):
+    """What httpov.metrics shows, as JobStore.farm_counts reads it at one scrape."""
+
+    jobs: list[tuple[str, str, int]]  # every listed job: (state, queue, stored bytes)
+    batches: list[tuple[str, int, int, int]]  # every active job: (queue, pending, queued, running)
+    counters: dict[str, str]  # the `metrics` hash
+    nodes: dict[str, float]  # render node -> when last seen
+
+
+#: Upper bounds (seconds) of the batch duration histogram's buckets (povray's time on a batch; `+Inf` past the last).
+BATCH_SECONDS_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0)
+
+#: Why a batch attempt failed, as a category (the metric's label; never povray's own text): `render` povray or the
+#: scene failed (its own error, a time limit), `transient` an error tried again (crash, storage), `hung` povray
+#: stopped making progress, `node_lost` its node vanished too often, `no_node` no live node may render it (blocked
+#: everywhere, another povray version), `invalid_record` the job's record failed its check.
+FAILURE_REASONS = ("render", "transient", "hung", "node_lost", "no_node", "invalid_record")
+
+
+def bucket_field(seconds: float) -> str:
+    """The `metrics` hash field counting batches whose povray time falls in the bucket of `seconds` (not cumulative:
+    httpov.metrics adds them up): `le:<bound>`, or `le:+Inf`."""
+    bound = next((b for b in BATCH_SECONDS_BUCKETS if seconds <= b), None)
+    return f"le:{bound:g}" if bound is not None else "le:+Inf"
+
+
+def failure_field(reason: str) -> str:
+    """The `metrics` hash field counting failed attempts of `reason` (one of FAILURE_REASONS, else `other`)."""
+    return f"failed:{reason if reason in FAILURE_REASONS else 'other'}"

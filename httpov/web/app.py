@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, Response, g, jsonify, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
@@ -32,6 +32,7 @@ from httpov.errors import (
     ResultError,
     TokenNotFoundError,
 )
+from httpov.metrics import CONTENT_TYPE
 from httpov.outage import NOTICE
 from httpov.settings import WEB_THREADS
 from httpov.states import JobState
@@ -51,8 +52,9 @@ from httpov.webhooks import Deliverer
 
 #: Reached without signing in: the login form itself and the stylesheet and script it loads.
 OPEN = ("pages.login", "static")
-#: Read only by a signed-in account (or a token), even with --public-read: its API tokens; the audit log (admins).
-SIGNED_IN = ("pages.tokens", "pages.confirm_revoke", "api.list_tokens", "pages.audit", "api.audit")
+#: Read only by a signed-in account (or a token), even with --public-read: its API tokens; the audit log (admins);
+#: the farm's Prometheus metrics (any role).
+SIGNED_IN = ("pages.tokens", "pages.confirm_revoke", "api.list_tokens", "pages.audit", "api.audit", "metrics")
 #: Who a request with a farm-wide token (HTTPOV_WEB_TOKENS, --tokens; deprecated) acts as: an admin of no account.
 FARM_TOKEN_USER = "token"  # Gate.token_identity
 #: Live pages' event streams one account may hold open in one server (HTTPOV_WEB_STREAMS bounds them all).
@@ -190,6 +192,11 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
                 return _refuse(401, "sign in first, or send Authorization: Bearer TOKEN")
             return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
         return None
+
+    @app.get("/metrics")
+    def metrics() -> Any:
+        """The farm's Prometheus metrics (httpov.metrics), read from Redis now."""
+        return Response(web.client.metrics(g.identity), content_type=CONTENT_TYPE)
 
     @app.after_request
     def headers(response: Any) -> Any:

@@ -183,7 +183,7 @@ class RenderNode:
                 if self._storage_failed:  # one probe rather than a render whose result cannot be stored
                     self.storage.check()
                     self._storage_failed = False
-                seconds = self._render_and_store(spec, batch, keeper, result)
+                seconds, stored_bytes = self._render_and_store(spec, batch, keeper, result)
                 if batch.prepass:  # queued before it is recorded done: a node lost in between leaves it to redo
                     self._release(spec, batch)
         except Stopped as stop:
@@ -215,8 +215,8 @@ class RenderNode:
         self._waits, self._storage_failed = 0, False
         frames_done = 0 if batch.prepass else batch.last - batch.first + 1  # a pre-pass renders no frame of the job
         info = DoneInfo(node=node, seconds=round(seconds, 3), frames=frames_done, finished=time.time(), started=began,
-                        attempt=attempt,
-                        povray=self.povray_version, httpov=povray.httpov_version(), result=result)
+                        attempt=attempt, povray=self.povray_version, httpov=povray.httpov_version(), result=result,
+                        bytes=stored_bytes)
 
         stored = [batch_key(job_id, batch_id, result)]
 
@@ -250,7 +250,7 @@ class RenderNode:
         """A job record that httpov did not write (or a corrupt one) fails its job, without a lease or a file."""
         message = f"the job record is not valid, nothing was rendered: {exc}"
         where = batch_id if isinstance(batch_id, str) and _BATCH_ID.match(batch_id) else "record"
-        self.store.fail_batch(job_id, where, message, [], final=True, node=node)
+        self.store.fail_batch(job_id, where, message, [], final=True, node=node, reason="invalid_record")
         return Outcome("failed", detail=message)
 
     def _hand_back(self, job_id: str, batch_id: str, execution: str, handoff: str, node: str,
@@ -293,14 +293,15 @@ class RenderNode:
             message = (f"no live render node has povray {povray_version}, the version this job renders with (the "
                        f"first node's; this node has {self.povray_version}); a job submitted with 'any povray' "
                        "may be rendered by any version")
-            self.store.fail_batch(job_id, batch_id, message, [], final=True, node=node)
+            self.store.fail_batch(job_id, batch_id, message, [], final=True, node=node, reason="no_node")
             return Outcome("failed", detail=message)
         if not targets:
             failed = self.store.batches(job_id)["failed"]
             last = max(failed.values(), key=lambda f: f.get("at", 0), default={"error": "", "lines": []})
             message = (f"every live render node has failed this job repeatedly ({', '.join(sorted(blocked))}); "
                        f"last error: {last['error']}")
-            self.store.fail_batch(job_id, batch_id, message, list(last.get("lines") or []), final=True, node=node)
+            self.store.fail_batch(job_id, batch_id, message, list(last.get("lines") or []), final=True, node=node,
+                                  reason="no_node")
             return Outcome("failed", detail=message)
         # Send the batch straight to a node that may render it: put back on the shared queue, it would most
         # likely come straight back to this idle node. Should that node die first, the lease runs out and the
@@ -338,7 +339,9 @@ class RenderNode:
         self.store.wait_for_storage(spec.id, batch.id, handoff, node, wait + self.settings.lease_seconds, str(exc))
         return Outcome("waiting", retry_in=wait, detail=f"waiting for storage: {exc}")
 
-    def _render_and_store(self, spec: JobSpec, batch: Batch, lease: LeaseKeeper, result: str) -> float:
+    def _render_and_store(self, spec: JobSpec, batch: Batch, lease: LeaseKeeper,
+                          result: str) -> tuple[float, int]:
+        """Render the batch and store its zip: povray's seconds and the zip's bytes."""
         stopped: list[str] = []
 
         class KeepGoing:  # asked every povray tick (half a second), and at once when the job's stop is announced
@@ -402,7 +405,7 @@ class RenderNode:
                     zf.writestr(f"{batch.id}.log", (f"httpov: {refused}\n" if refused else "") + output.log,
                                 zipfile.ZIP_DEFLATED)
                 self.storage.put_file(batch_key(spec.id, batch.id, result), archive)
-                return output.seconds
+                return output.seconds, archive.stat().st_size
             except (Stopped, NodeFaultError):
                 raise
             except Exception as exc:  # measured now, before the work folder is removed
@@ -452,9 +455,11 @@ class RenderNode:
         self.store.note(spec.id, f"{batch.label} hung on {node}: {exc}", kind="hang")
         if hangs > 1:
             message = f"{exc} (the batch hung {hangs} times, last on {node}, before on {earlier})"
-            self.store.fail_batch(spec.id, batch.id, message, lines, final=True, node=node, hangs=hangs)
+            self.store.fail_batch(spec.id, batch.id, message, lines, final=True, node=node, hangs=hangs,
+                                  reason="hung")
             return Outcome("failed", detail=message, hung=True)
-        self.store.fail_batch(spec.id, batch.id, str(exc), lines, final=False, node=node, hangs=hangs)
+        self.store.fail_batch(spec.id, batch.id, str(exc), lines, final=False, node=node, hangs=hangs,
+                              reason="hung")
         _, records = self.store.nodes()
         targets = {n for n in self.store.live_nodes(within=self.settings.live_node_seconds)
                    - self.store.blocked(spec.id) - {node} if not records.get(n, {}).get("fault")}
@@ -484,12 +489,14 @@ class RenderNode:
                 message = f"{exc} (the same failure on {nodes} render nodes)"
             elif attempt < self.settings.max_attempts:
                 backoff = get_exponential_backoff_interval(factor=1, retries=attempt, maximum=RETRY_BACKOFF_MAX)
-                self.store.fail_batch(spec.id, batch.id, str(exc), lines, final=False, node=node)
+                self.store.fail_batch(spec.id, batch.id, str(exc), lines, final=False, node=node,
+                                      reason="transient")
                 self.store.hold_for_retry(spec.id, batch.id, handoff, node, backoff + self.settings.lease_seconds)
                 return Outcome("retry", retry_in=backoff, detail=str(exc))
             else:
                 message = f"{exc} (failed {attempt} times)"
-        self.store.fail_batch(spec.id, batch.id, message, lines, final=True, node=node)
+        self.store.fail_batch(spec.id, batch.id, message, lines, final=True, node=node,
+                              reason="transient" if transient else "render")
         return Outcome("failed", detail=message)
 
     @cached_property

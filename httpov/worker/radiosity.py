@@ -163,16 +163,16 @@ class Farm:
     cache: SceneCache
 
     def prepass(self, spec: JobSpec, batch: Batch, scene_dir: Path, render: Callable[..., RenderOutput],
-                result: str) -> float:
+                result: str) -> tuple[float, int]:
         """A frame's radiosity pre-pass: a probe at 8x6 with the scene's own settings says whether radiosity is on;
         if so the whole image without AA saves povray's radiosity cache, stored for every slice to load, else an
         empty file is stored (the slices then render as without a pre-pass); the stored file's SHA-256 is recorded
         in Redis, the only content a slice loads. A cache a pre-pass of this farm stored already (an earlier job, or
         this batch's own run on a node lost before it was recorded) is reused if it still has its recorded hash; a
-        file under the key without one (planted) is rendered over. Answers povray's seconds."""
+        file under the key without one (planted) is rendered over. Answers povray's seconds and the bytes stored."""
         key = radiosity_key(radiosity_digest(spec, batch.first))
         if self._stored(key):
-            return 0.0
+            return 0.0, 0
         probe = render(probe_options(), PROBE_SIZE)
         seconds, logs = probe.seconds, [probe.log]
         found = uses_radiosity(probe.log)
@@ -193,7 +193,7 @@ class Farm:
         with zipfile.ZipFile(archive, "w") as zf:
             zf.writestr(f"{batch.id}.log", "\n".join(logs), zipfile.ZIP_DEFLATED)
         self.storage.put_file(batch_key(spec.id, batch.id, result), archive)
-        return seconds
+        return seconds, archive.stat().st_size
 
     def _stored(self, key: str) -> bool:
         """Whether `key` holds the radiosity cache a pre-pass of this farm recorded (fetched into the node's cache,

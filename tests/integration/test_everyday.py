@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 import redis
 from click.testing import CliRunner
 
@@ -13,6 +14,7 @@ from httpov.local_farm import worker_env
 from httpov.plan import Batch
 from httpov.view import job_view
 from tests.conftest import PARSE_ERROR, pixels, povray_direct, wait_for, write_scene
+from tests.store.test_metrics import samples as metric_samples
 
 DECLARED = """#version 3.7;
 global_settings { assumed_gamma 1 }
@@ -37,6 +39,14 @@ def test_declare_on_a_switch_line_and_a_declare_line_render_as_povray_does(tmp_p
     for n, image in enumerate(images, 1):
         assert pixels(image) == pixels(tmp_path / "ref" / f"ref{n}.png")
     assert sub.ignored == []
+    # the render nodes' batches moved the farm's metrics (Prometheus), in the step that recorded them done
+    got = metric_samples(client.metrics().decode())
+    done = client.store.done(sub.spec.id)
+    assert got[("httpov_frames_rendered_total", ())] == 2 and got[("httpov_batch_seconds_count", ())] == 2
+    assert got[("httpov_batch_seconds_sum", ())] == pytest.approx(sum(d["seconds"] for d in done.values()))
+    assert got[("httpov_batch_seconds_bucket", (("le", "+Inf"),))] == 2
+    assert got[("httpov_storage_bytes", ())] == client.storage.size("jobs/") > 0
+    assert got[("httpov_jobs", (("state", "done"),))] == 1 and got[("httpov_nodes", (("state", "up"),))] == 1
 
 
 MISSING_IMAGE = """#version 3.7;
@@ -98,6 +108,7 @@ def test_a_failed_job_fetches_its_logs_and_has_no_frames_to_show(tmp_path, setti
         assert f"hint: `httpov status {sub.spec.id}` shows why" in result.output
     logs = list((tmp_path / "out" / "logs").iterdir())
     assert [p.name for p in logs] == [f"{Batch(1, 2).id}.failed.log"]
+    assert metric_samples(client.metrics().decode())[("httpov_batch_failures_total", (("reason", "render"),))] == 1
     assert "Parse Error" in logs[0].read_text()
 
 

@@ -12,6 +12,7 @@ from httpov.cli import cli
 from httpov.local_farm import worker_env
 from httpov.paths import frame_key
 from tests.conftest import AA_SENSITIVE, pixels, write_scene
+from tests.store.test_metrics import samples as metric_samples
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +82,9 @@ def test_sliced_animation_through_the_cli_matches_one_povray(tmp_path, settings,
         assert pixels(tmp_path / "out" / f"anim_{n:04d}.png") == pixels(tmp_path / "ref" / f"ref{n}.png"), \
             f"stitched frame {n} differs from one povray render of the animation"
     assert pixels(tmp_path / "out" / "anim_0001.png") != pixels(tmp_path / "out" / "anim_0002.png")
+    # `httpov metrics`: two frames (each once, when stitched, not once per slice), six batches timed
+    got = metric_samples(runner.invoke(cli, ["metrics"], env=env).stdout)
+    assert got[("httpov_frames_rendered_total", ())] == 2 and got[("httpov_batch_seconds_count", ())] == 6
 
 
 def test_a_frame_is_stitched_as_soon_as_its_slices_are_in(tmp_path, settings, client, workers):

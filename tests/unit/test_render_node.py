@@ -94,9 +94,9 @@ class FakeStore:
         return len(nodes), False
 
     def fail_batch(self, job_id: str, batch_id: str, error: str, lines: list[str], final: bool, node: str,
-                   hangs: int = 0) -> None:
+                   hangs: int = 0, reason: str = "render") -> None:
         self.failed[batch_id] = {"error": error, "lines": lines, "final": final, "node": node, "at": 1.0,
-                                 **({"hangs": hangs} if hangs else {})}
+                                 "reason": reason, **({"hangs": hangs} if hangs else {})}
         self.calls.append(("fail_batch", batch_id, final))
 
     def failure(self, job_id: str, batch_id: str) -> dict[str, Any] | None:
@@ -220,7 +220,7 @@ def test_a_scene_error_fails_the_job_at_once_and_keeps_povrays_log(farm):
     outcome = _run(node)
     assert outcome.status == "failed" and outcome.retry_in is None
     assert store.failed[BATCH] == {"error": "povray failed: Parse Error: x", "lines": ["Parse Error: x"],
-                                   "final": True, "node": NODE, "at": 1.0}
+                                   "final": True, "node": NODE, "at": 1.0, "reason": "render"}
     assert "record_failure" not in store.written()  # the scene's fault, not the node's
     assert (storage.root / failed_log_key(JOB, BATCH)).read_text() == "povray's log\n"
 
@@ -239,6 +239,7 @@ def test_a_transient_failure_is_retried_with_back_off_until_the_attempts_run_out
     outcome = _run(node)  # attempt 3 of max_attempts 3
     assert outcome.status == "failed" and outcome.retry_in is None
     assert store.failed[BATCH]["final"] is True and store.failed[BATCH]["error"].endswith("(failed 3 times)")
+    assert store.failed[BATCH]["reason"] == "transient"  # the metrics' category
 
 
 def test_the_same_failure_on_several_nodes_fails_the_job_before_its_attempts_run_out(farm):
@@ -405,7 +406,7 @@ def test_a_hung_batch_goes_to_another_live_node_and_a_second_hang_fails_the_job(
     outcome = _run(node)
     assert (outcome.status, outcome.send_to, outcome.hung, outcome.retry_in) == ("retry", "celery@b", True, None)
     assert store.failed[BATCH] == {"error": HUNG, "lines": ["a line"], "final": False, "node": NODE, "at": 1.0,
-                                   "hangs": 1}
+                                   "hangs": 1, "reason": "hung"}
     assert store.calls[-1] == ("start_batch", BATCH, NODE, True)  # the lease left for the other node's hand-off
     assert store.history == [{"what": f"frames 1-2 hung on {NODE}: {HUNG}", "kind": "hang"}]
     assert store.counted == ["failed", "hung"]  # `httpov nodes` and the nodes page

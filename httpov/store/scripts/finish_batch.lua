@@ -6,10 +6,11 @@
 -- record naming this execution's result already (this call retried after a lost reply) answers as a first call.
 -- A recorded batch is also counted in its node's batches of the last hour (`httpov nodes`), in the same round trip.
 -- KEYS: 1 job record, 2 the batch's lease, 3 running, 4 done, 5 frames, 6 failed, 7 window, 8 the node's batches
--- (zset; JobStore.count_batch's).
+-- (zset; JobStore.count_batch's), 9 the farm's metrics (hash: counters httpov.metrics reads).
 -- ARGV: 1 batch id, 2 token, 3 DoneInfo (JSON), 4 its result name, 5 finished states (' a b '), 6 'check' (only say
 -- whether the batch is still ours: {'ours'}, writing nothing) or 'record', 7 the node's count entry ('' for none),
--- 8 now, 9 seconds the count is kept, 10.. frames done.
+-- 8 now, 9 seconds the count is kept, 10 povray's seconds, 11 its histogram bucket's field, 12 the bytes of its
+-- zip, 13.. frames done (a sliced frame's once stitched; the metrics count each frame newly done).
 -- Answers {'missing'}, {'lost'}, {'ours'} or {'ok', batches done, total}.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing'} end
@@ -37,12 +38,17 @@ end
 if not ours then return {'lost'} end
 if ARGV[6] == 'check' then return {'ours'} end
 redis.call('HSET', KEYS[4], batch, ARGV[3])
-for i = 10, #ARGV do redis.call('SADD', KEYS[5], ARGV[i]) end
+local added = 0
+for i = 13, #ARGV do added = added + redis.call('SADD', KEYS[5], ARGV[i]) end
 redis.call('HDEL', KEYS[3], batch)
 redis.call('HDEL', KEYS[6], batch)
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[7], batch)
 redis.call('HDEL', KEYS[1], 'waiting')  -- a batch was stored: the farm's storage is back
+redis.call('HINCRBY', KEYS[1], 'stored_bytes', ARGV[12])
+redis.call('HINCRBY', KEYS[9], 'frames', added)
+redis.call('HINCRBYFLOAT', KEYS[9], 'seconds', ARGV[10])
+redis.call('HINCRBY', KEYS[9], ARGV[11], 1)
 if ARGV[7] ~= '' then
   local now, keep = tonumber(ARGV[8]), tonumber(ARGV[9])
   redis.call('ZADD', KEYS[8], now, ARGV[7])

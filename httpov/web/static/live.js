@@ -135,7 +135,7 @@ async function pollJob(box) {
       const a = document.createElement("a");
       a.className = "frame";
       a.id = "frame-" + n;
-      a.href = "/jobs/" + encodeURIComponent(id) + "/frames/" + n + ".png";
+      a.href = "/jobs/" + encodeURIComponent(id) + "/frames/" + n;  // the frame viewer
       const img = document.createElement("img");
       img.loading = "lazy";
       img.width = 160;

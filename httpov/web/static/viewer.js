@@ -10,6 +10,8 @@
   const picture = document.getElementById("picture");
   const image = document.getElementById("image");
   const zoom = document.getElementById("zoom");
+  const first = Number(box.dataset.first), last = Number(box.dataset.last);
+  let wanted = Number(box.dataset.frame);  // the frame last asked for: keys pressed quickly step from it
 
   function actual() { return picture.classList.contains("actual"); }
 
@@ -17,14 +19,16 @@
     return "/jobs/" + encodeURIComponent(job) + "/frames/" + frame + (actual() ? "?size=actual" : "");
   }
 
-  function link(el, frame) {  // a previous/next link, or a dead one at the job's first or last frame
-    if (frame === null || frame === undefined) {
-      el.removeAttribute("href");
-      el.setAttribute("aria-disabled", "true");
-    } else {
-      el.href = pageUrl(frame);
-      el.removeAttribute("aria-disabled");
-      el.dataset.frame = String(frame);
+  function relink(frame) {  // previous/next links around `frame`, dead ones at the job's first or last frame
+    for (const [id, to] of [["prev", frame - 1], ["next", frame + 1]]) {
+      const el = document.getElementById(id);
+      if (to < first || to > last) {
+        el.removeAttribute("href");
+        el.setAttribute("aria-disabled", "true");
+      } else {
+        el.href = pageUrl(to);
+        el.removeAttribute("aria-disabled");
+      }
     }
   }
 
@@ -34,10 +38,7 @@
     zoom.textContent = toActual ? "fit" : "1:1";
     const frame = Number(box.dataset.frame);
     zoom.href = "/jobs/" + encodeURIComponent(job) + "/frames/" + frame + (toActual ? "" : "?size=actual");
-    for (const id of ["prev", "next"]) {
-      const el = document.getElementById(id);
-      if (el.dataset.frame) link(el, Number(el.dataset.frame));
-    }
+    relink(frame);
     history.replaceState({frame: frame}, "", pageUrl(frame));
   }
 
@@ -54,8 +55,7 @@
     document.title = document.title.replace(/frame \d+$/, "frame " + f.frame);
     const back = document.getElementById("job-link");
     back.href = "/jobs/" + encodeURIComponent(job) + "?page=" + f.grid_page + "#frame-" + f.frame;
-    link(document.getElementById("prev"), f.prev);
-    link(document.getElementById("next"), f.next);
+    relink(f.frame);
     const full = document.getElementById("full");
     if (f.rendered) { full.href = f.png; full.removeAttribute("aria-disabled"); }
     else { full.removeAttribute("href"); full.setAttribute("aria-disabled", "true"); }
@@ -117,25 +117,27 @@
     try {
       const response = await fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}});
       if (!response.ok) throw new Error(url + ": " + response.status);
-      show(await response.json());
+      const f = await response.json();
+      if (frame !== wanted) return;  // another frame was asked for meanwhile: its answer shows
+      show(f);
       if (push) history.pushState({frame: frame}, "", pageUrl(frame));
     } catch (e) {
       location.href = pageUrl(frame);  // the server's page says what went wrong (signed out, deleted, ...)
     }
   }
 
-  function step(id) {
-    const el = document.getElementById(id);
-    if (el.hasAttribute("href")) go(Number(el.dataset.frame), true);
+  function step(by) {
+    const to = wanted + by;
+    if (to < first || to > last) return;
+    wanted = to;
+    go(to, true);
   }
 
-  for (const id of ["prev", "next"]) {
-    const el = document.getElementById(id);
-    if (el.hasAttribute("href")) el.dataset.frame = String(Number(box.dataset.frame) + (id === "prev" ? -1 : 1));
-    el.addEventListener("click", (event) => {
+  for (const [id, by] of [["prev", -1], ["next", 1]]) {
+    document.getElementById(id).addEventListener("click", (event) => {
       if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;  // a new tab: the link
       event.preventDefault();
-      step(id);
+      step(by);
     });
   }
   zoom.addEventListener("click", (event) => {
@@ -146,13 +148,13 @@
   document.addEventListener("keydown", (event) => {
     if (event.altKey || event.ctrlKey || event.metaKey || event.defaultPrevented) return;
     if (event.target.closest && event.target.closest("input, textarea, select, [contenteditable]")) return;
-    if (event.key === "ArrowLeft") { event.preventDefault(); step("prev"); }
-    else if (event.key === "ArrowRight") { event.preventDefault(); step("next"); }
+    if (event.key === "ArrowLeft") { event.preventDefault(); step(-1); }
+    else if (event.key === "ArrowRight") { event.preventDefault(); step(1); }
     else if (event.key === "f" || event.key === "F") { event.preventDefault(); setZoom(!actual()); }
   });
   window.addEventListener("popstate", (event) => {
     const frame = event.state && event.state.frame;
-    if (typeof frame === "number" && frame !== Number(box.dataset.frame)) go(frame, false);
+    if (typeof frame === "number" && frame !== wanted) { wanted = frame; go(frame, false); }
   });
   history.replaceState({frame: Number(box.dataset.frame)}, "", location.href);
 })();

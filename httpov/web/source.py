@@ -87,8 +87,8 @@ class FramePart:
     frames: int  # frames the batch rendered
     finished: float | None
     rows: tuple[int, int] | None
-    lines: list[str]
-    lines_left_out: int  # earlier lines of the log not shown
+    lines: list[str]  # the frame's part of the log (frame_lines)
+    lines_left_out: int  # earlier lines of it not shown
     log_error: str = ""  # why no log is shown ('' when it is)
 
     @property
@@ -144,10 +144,27 @@ class FrameDetail:
                 "next": self.next, "grid_page": self.grid_page(), "parts": [p.to_json() for p in self.parts]}
 
 
-def log_tail(text: str, lines: int = LOG_LINES, chars: int = LOG_LINE_CHARS) -> tuple[list[str], int]:
-    """The last `lines` non-empty lines of a log, each with its control characters written out and cut to `chars`
-    characters; and how many earlier lines were left out."""
-    kept = [line for line in text.splitlines() if line.strip()]
+_RENDERING = re.compile(r"^\s*Rendering frame (\d+) of \d+")
+
+
+def frame_lines(lines: list[str], index: int) -> list[str]:
+    """The lines of a batch's povray log about its `index`th frame (1-based): povray starts each frame of a run with
+    'Rendering frame K of N' (K counts the run's frames); what comes before the first is the first frame's. All of
+    them when the log has no such part (one frame, or povray stopped before)."""
+    part, parts = 1, dict[int, list[str]]()
+    for line in lines:
+        found = _RENDERING.match(line)
+        if found:
+            part = int(found.group(1))
+        parts.setdefault(part, []).append(line)
+    return parts.get(index) or lines
+
+
+def log_tail(text: str, index: int = 1, lines: int = LOG_LINES,
+             chars: int = LOG_LINE_CHARS) -> tuple[list[str], int]:
+    """The last `lines` non-empty lines of the `index`th frame's part of a log (frame_lines), each with its control
+    characters written out and cut to `chars` characters; and how many earlier lines of it were left out."""
+    kept = frame_lines([line for line in text.splitlines() if line.strip()], index)
     tail = [shown(line[:chars]) + ("…" if len(line) > chars else "") for line in kept[-lines:]]
     return tail, max(0, len(kept) - lines)
 
@@ -181,7 +198,8 @@ class StatusSource:
         # (job, frame or None for the latest, size): (result key, PNG or why it was refused)
         self._thumbs: OrderedDict[tuple[str, int | None, int], tuple[str, bytes | ResultError]] = OrderedDict()
         self._lock = threading.Lock()
-        self._logs: OrderedDict[str, tuple[list[str], int, str]] = OrderedDict()  # result key: log_tail, error
+        # (result key, frame of the batch): log_tail, or why there is no log
+        self._logs: OrderedDict[tuple[str, int], tuple[list[str], int, str]] = OrderedDict()
 
     @property
     def storage(self) -> Storage:
@@ -246,23 +264,25 @@ class StatusSource:
         detail = FrameDetail(job, frame, spec.first, spec.last, spec.width, spec.height, bool(spec.slices), rendered)
         for batch in holding:
             info, held = done[batch], Batch.from_id(batch)
-            lines, left_out, error = self._log(batch_key(job, batch, info.get("result", "")), batch)
+            lines, left_out, error = self._log(batch_key(job, batch, info.get("result", "")), batch,
+                                               frame - held.first + 1)
             detail.parts.append(FramePart(batch, held.label, shown(info.get("node", "?")), info.get("seconds"),
                                           info.get("frames", len(held.frames)), info.get("finished"), held.rows,
                                           lines, left_out, error))
         return detail
 
-    def _log(self, key: str, batch: str) -> tuple[list[str], int, str]:
-        """The last lines of the povray log in a batch's result zip (read and checked as `httpov logs` reads it),
-        how many were left out, and why there is none ('' when there is); remembered per result."""
+    def _log(self, key: str, batch: str, index: int) -> tuple[list[str], int, str]:
+        """The last lines of the batch's `index`th frame's part of the povray log in its result zip (read and checked
+        as `httpov logs` reads it), how many were left out, and why there is none ('' when there is); remembered
+        per result and frame."""
         with self._lock:
-            if key in self._logs:
-                return self._logs[key]
+            if (key, index) in self._logs:
+                return self._logs[key, index]
         try:
             with zipfile.ZipFile(io.BytesIO(self.storage.get_bytes(key))) as zf:
                 out = io.BytesIO()
                 copy_member(zf, zf.getinfo(f"{batch}.log"), out, key, LOG_MAX_BYTES)
-            found: tuple[list[str], int, str] = (*log_tail(out.getvalue().decode("utf-8", "replace")), "")
+            found: tuple[list[str], int, str] = (*log_tail(out.getvalue().decode("utf-8", "replace"), index), "")
         except FileNotFoundError:
             return [], 0, "its result is not in storage"  # not remembered: it may be stored again
         except KeyError:
@@ -270,7 +290,7 @@ class StatusSource:
         except (ArchiveError, zipfile.BadZipFile) as exc:
             found = [], 0, f"its result was refused: {shown(exc)}"
         with self._lock:
-            self._logs[key] = found
+            self._logs[key, index] = found
             while len(self._logs) > _CACHED_LOGS:
                 self._logs.popitem(last=False)
         return found

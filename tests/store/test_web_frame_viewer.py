@@ -25,7 +25,9 @@ from tests.stored import store_batch
 SIDE = 8
 SCENE = "#version 3.7;\nbackground { color rgb <0, 1, 0> }\n"
 HOSTILE = "<script>window.pwned=1</script> & \x1b]0;title\x07"
-LOG = "".join(f"line {n}\n" for n in range(1, 101)) + HOSTILE + "\n" + "x" * 1000 + "\n"
+# povray's log of a run of two frames: each frame's part starts 'Rendering frame K of N'
+SECOND = ["Rendering frame 2 of 2", *(f"line {n}" for n in range(1, 101)), HOSTILE, "x" * 1000]
+LOG = "\n".join(["banner", "Rendering frame 1 of 2", "frame one's line", *SECOND]) + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +95,14 @@ def test_the_viewer_shows_a_frame_what_rendered_it_and_its_log(server, job):
     assert "/static/viewer.js" in page
     # povray's log: its last lines only, each cut short, markup and control characters shown as text
     log = re.search(r'<pre class="povlog">(.*?)</pre>', page, re.S).group(1).splitlines()
-    assert len(log) == LOG_LINES and log[0] == f"line {102 - LOG_LINES + 1}" and f"(last {LOG_LINES} lines)" in page
+    assert len(log) == LOG_LINES and log[0] == SECOND[-LOG_LINES] and f"(last {LOG_LINES} lines)" in page
     assert log[-2] == "&lt;script&gt;window.pwned=1&lt;/script&gt; &amp; \\x1b]0;title\\x07"
     assert log[-1] == "x" * LOG_LINE_CHARS + "…"
     assert "<script>window" not in page and "\x1b" not in page
     # the ends of the job and a frame not rendered yet
     first = get(server, f"/jobs/{job}/frames/1?size=actual", "bob")[2].decode()
+    assert re.search(r'<pre class="povlog">(.*?)</pre>', first, re.S).group(1).splitlines() == [
+        "banner", "Rendering frame 1 of 2", "frame one&#39;s line"]  # the first frame's part of the batch's log
     assert 'id="prev" rel="prev" aria-disabled="true"' in first and f'href="/jobs/{job}/frames/2?size=actual"' in first
     assert 'class="actual"' in first and f'id="zoom" href="/jobs/{job}/frames/1">fit<' in first
     status, _, raw = get(server, f"/jobs/{job}/frames/3", "bob")
@@ -120,7 +124,7 @@ def test_the_viewer_json_and_the_full_png(server, job):
     assert frame["png"] == f"/jobs/{job}/frames/2.png" and frame["page"] == f"/jobs/{job}/frames/2"
     [part] = frame["parts"]
     assert (part["label"], part["node"], part["rows"], part["frames"]) == ("frames 1-2", "alpha@h", None, 2)
-    assert len(part["lines"]) == LOG_LINES and part["lines_left_out"] == 102 - LOG_LINES
+    assert len(part["lines"]) == LOG_LINES and part["lines_left_out"] == len(SECOND) - LOG_LINES
     assert part["lines"][-2].startswith("<script>") and "\x1b" not in part["lines"][-2]  # text: the page sets it so
     status, headers, png = get(server, frame["png"], "bob", accept="image/png")
     assert status == 200 and headers["Content-Type"] == "image/png"

@@ -37,7 +37,7 @@ FRAMES_PER_PAGE = 100  # frames on a page of a job's grid (?page=N)
 JOBS_PER_PAGE = 50  # jobs on a page of the jobs page (?page=N), newest first
 LOG_LINES = 40  # the last lines of a batch's povray log the frame viewer shows
 LOG_LINE_CHARS = 300  # each cut to this many characters
-_CACHED_LOGS = 256  # batch logs' last lines kept in memory
+_CACHED_LOGS = 1024  # frames' log lines kept in memory (at most 40 lines of 300 characters each)
 
 
 def job_id(raw: str) -> str:
@@ -147,26 +147,23 @@ class FrameDetail:
 _RENDERING = re.compile(r"^\s*Rendering frame (\d+) of \d+")
 
 
-def frame_lines(lines: list[str], index: int) -> list[str]:
-    """The lines of a batch's povray log about its `index`th frame (1-based): povray starts each frame of a run with
-    'Rendering frame K of N' (K counts the run's frames); what comes before the first is the first frame's. All of
-    them when the log has no such part (one frame, or povray stopped before)."""
+def frame_parts(lines: list[str]) -> dict[int, list[str]]:
+    """A batch's povray log split by frame, K (1-based, counting the run's frames) -> its lines: povray starts each
+    frame of a run with 'Rendering frame K of N'; what comes before the first is the first frame's."""
     part, parts = 1, dict[int, list[str]]()
     for line in lines:
         found = _RENDERING.match(line)
         if found:
             part = int(found.group(1))
         parts.setdefault(part, []).append(line)
-    return parts.get(index) or lines
+    return parts
 
 
-def log_tail(text: str, index: int = 1, lines: int = LOG_LINES,
-             chars: int = LOG_LINE_CHARS) -> tuple[list[str], int]:
-    """The last `lines` non-empty lines of the `index`th frame's part of a log (frame_lines), each with its control
-    characters written out and cut to `chars` characters; and how many earlier lines of it were left out."""
-    kept = frame_lines([line for line in text.splitlines() if line.strip()], index)
-    tail = [shown(line[:chars]) + ("…" if len(line) > chars else "") for line in kept[-lines:]]
-    return tail, max(0, len(kept) - lines)
+def log_tail(lines: list[str], most: int = LOG_LINES, chars: int = LOG_LINE_CHARS) -> tuple[list[str], int]:
+    """The last `most` of these log lines, each with its control characters written out and cut to `chars`
+    characters; and how many earlier ones were left out."""
+    tail = [shown(line[:chars]) + ("…" if len(line) > chars else "") for line in lines[-most:]]
+    return tail, max(0, len(lines) - most)
 
 
 def page_number(raw: str | None, pages: int | None, what: str) -> int:
@@ -265,16 +262,17 @@ class StatusSource:
         for batch in holding:
             info, held = done[batch], Batch.from_id(batch)
             lines, left_out, error = self._log(batch_key(job, batch, info.get("result", "")), batch,
-                                               frame - held.first + 1)
+                                               frame - held.first + 1, len(held.frames))
             detail.parts.append(FramePart(batch, held.label, shown(info.get("node", "?")), info.get("seconds"),
                                           info.get("frames", len(held.frames)), info.get("finished"), held.rows,
                                           lines, left_out, error))
         return detail
 
-    def _log(self, key: str, batch: str, index: int) -> tuple[list[str], int, str]:
-        """The last lines of the batch's `index`th frame's part of the povray log in its result zip (read and checked
-        as `httpov logs` reads it), how many were left out, and why there is none ('' when there is); remembered
-        per result and frame."""
+    def _log(self, key: str, batch: str, index: int, count: int) -> tuple[list[str], int, str]:
+        """The last lines of the `index`th frame's part (frame_parts; all of it when it has none: one frame, or
+        povray stopped before) of the povray log in the result zip of a batch of `count` frames, read and checked
+        as `httpov logs` reads it; how many were left out, and why there is none ('' when there is). Every frame's
+        part is remembered at once: the zip is read once for all its frames."""
         with self._lock:
             if (key, index) in self._logs:
                 return self._logs[key, index]
@@ -282,18 +280,21 @@ class StatusSource:
             with zipfile.ZipFile(io.BytesIO(self.storage.get_bytes(key))) as zf:
                 out = io.BytesIO()
                 copy_member(zf, zf.getinfo(f"{batch}.log"), out, key, LOG_MAX_BYTES)
-            found: tuple[list[str], int, str] = (*log_tail(out.getvalue().decode("utf-8", "replace"), index), "")
+            lines = [line for line in out.getvalue().decode("utf-8", "replace").splitlines() if line.strip()]
+            parts = frame_parts(lines)
+            found = {i: (*log_tail(parts.get(i) or lines), "") for i in range(1, count + 1)}
         except FileNotFoundError:
             return [], 0, "its result is not in storage"  # not remembered: it may be stored again
         except KeyError:
-            found = [], 0, "its result holds no log"
+            found = dict.fromkeys(range(1, count + 1), ([], 0, "its result holds no log"))
         except (ArchiveError, zipfile.BadZipFile) as exc:
-            found = [], 0, f"its result was refused: {shown(exc)}"
+            found = dict.fromkeys(range(1, count + 1), ([], 0, f"its result was refused: {shown(exc)}"))
         with self._lock:
-            self._logs[key, index] = found
+            for i, part in found.items():
+                self._logs[key, i] = part
             while len(self._logs) > _CACHED_LOGS:
                 self._logs.popitem(last=False)
-        return found
+        return found[index]
 
     def _where(self, job: str, frame: int | None) -> tuple[str, str | int] | None:
         """(storage key, '' for a stitched frame or the frame number inside a batch zip, or '*' for its newest)."""

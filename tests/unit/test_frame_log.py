@@ -2,22 +2,19 @@
 control characters written out."""
 from __future__ import annotations
 
-from httpov.web.source import frame_lines, log_tail
+from httpov.web.source import frame_parts, log_tail
 
 RUN = ["POV-Ray 3.7", "Rendering frame 1 of 3", "one", "Rendering frame 1 of 3", "one more", "Rendering frame 2 of 3",
        "two", "Rendering frame 3 of 3", "three"]
 
 
 def test_each_frame_gets_its_part_of_a_batch_log():
-    assert frame_lines(RUN, 1) == RUN[:5]  # the banner before the first frame is the first frame's
-    assert frame_lines(RUN, 2) == ["Rendering frame 2 of 3", "two"]
-    assert frame_lines(RUN, 3) == ["Rendering frame 3 of 3", "three"]
-    assert frame_lines(RUN, 4) == RUN  # povray stopped before it: the whole log
-    assert frame_lines(["parsing", "done"], 1) == ["parsing", "done"]  # a one-frame run has no parts
+    assert frame_parts(RUN) == {1: RUN[:5],  # the banner before the first frame is the first frame's
+                                2: ["Rendering frame 2 of 3", "two"], 3: ["Rendering frame 3 of 3", "three"]}
+    assert frame_parts(["parsing", "done"]) == {1: ["parsing", "done"]}  # a one-frame run: all of it
 
 
 def test_the_tail_is_bounded_and_inert():
-    text = "\n".join(f"line {n}" for n in range(100)) + "\n\n\x1b[2Jcleared\n" + "y" * 50 + "\r\n"
-    lines, left_out = log_tail(text, 1, lines=5, chars=10)
+    lines, left_out = log_tail([*(f"line {n}" for n in range(100)), "\x1b[2Jcleared", "y" * 50], most=5, chars=10)
     assert lines == ["line 97", "line 98", "line 99", "\\x1b[2Jcleare…", "yyyyyyyyyy…"]
-    assert left_out == 97  # empty lines do not count
+    assert left_out == 97

@@ -295,6 +295,23 @@ def test_the_frame_viewer_fits_shows_1_to_1_and_steps_with_the_arrow_keys_in_the
     page.goto(f"/jobs/{job}/frames/3?size=actual")  # the server's page as script found it
     assert page.locator("#image").bounding_box()["width"] == 32
     inert(page)
+    # a sliced frame, rendered by the module's node in two slices: which node rendered which rows, over the picture
+    sliced = farm.client.submit(write_scene(farm.tmp / "sliced", GREEN, "Width=16\nHeight=64\n"), user="alice",
+                                slices=2).spec.id
+    wait_for(lambda: farm.state(sliced) == "done", 120, "the sliced frame to be rendered")
+    page.goto(f"/jobs/{sliced}/frames/1")
+    page.wait_for_selector("#slices.placed")
+    shown = page.locator("#image").bounding_box()
+    bands = [page.locator("#slices .slice").nth(i).bounding_box() for i in range(2)]
+    labels = page.locator("#slices .slice").all_inner_texts()
+    assert [label.split("webnode")[0] for label in labels] == ["rows 1-32: ", "rows 33-64: "], labels
+    height = shown["height"]  # fit: the frame is as tall as its box, the bands split it where the slices meet
+    assert abs(bands[0]["y"] - shown["y"]) < 1 and abs(bands[0]["height"] - height / 2) < 1
+    assert abs(bands[1]["y"] - (shown["y"] + height / 2)) < 1 and abs(bands[1]["height"] - height / 2) < 1
+    page.keyboard.press("f")  # 1:1: the bands follow the frame's own 64 rows
+    page.wait_for_function("() => document.getElementById('slices').getBoundingClientRect().height === 64")
+    not_blank(page.screenshot(), "viewer-sliced")
+    farm.client.delete(sliced)  # the module's later tests count its jobs
     errors = [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")]
     assert errors == [], errors
 

@@ -155,6 +155,7 @@ def test_a_sliced_frame_says_which_node_rendered_which_rows(server, sliced):
     page = get(server, f"/jobs/{sliced}/frames/1", "bob")[2].decode()
     assert "which node rendered which rows" in page
     assert "<td>1-32</td><td>alpha@h</td>" in page and "<td>33-64</td><td>beta@h</td>" in page
+    assert '<div class="slice" data-first="33" data-last="64"><span>rows 33-64: beta@h</span></div>' in page
     status, _, png = get(server, frame["png"], "bob", accept="image/png")
     with Image.open(io.BytesIO(png)) as image:  # the stitched frame
         assert status == 200 and image.convert("RGB").getpixel((0, 63)) == (0, 0, 255)

@@ -39,7 +39,41 @@
     const frame = Number(box.dataset.frame);
     zoom.href = "/jobs/" + encodeURIComponent(job) + "/frames/" + frame + (toActual ? "" : "?size=actual");
     relink(frame);
+    place();
     history.replaceState({frame: frame}, "", pageUrl(frame));
+  }
+
+  // a sliced frame's slices over the picture where it is drawn (fit letterboxes it; 1:1 is its pixels)
+  function place() {
+    const map = document.getElementById("slices");
+    if (!map.children.length || image.hidden || !image.naturalHeight) { map.classList.remove("placed"); return; }
+    const w = image.clientWidth, h = image.clientHeight, nw = image.naturalWidth, nh = image.naturalHeight;
+    const scale = actual() ? 1 : Math.min(w / nw, h / nh);
+    map.style.left = (image.offsetLeft + (w - nw * scale) / 2) + "px";
+    map.style.top = (image.offsetTop + (h - nh * scale) / 2) + "px";
+    map.style.width = (nw * scale) + "px";
+    map.style.height = (nh * scale) + "px";
+    for (const band of map.children) {
+      const first = Number(band.dataset.first), last = Number(band.dataset.last);
+      band.style.top = (100 * (first - 1) / nh) + "%";
+      band.style.height = (100 * (last - first + 1) / nh) + "%";
+    }
+    map.classList.add("placed");
+  }
+
+  function slices(parts) {
+    const bands = parts.filter((p) => p.rows).map((p) => {
+      const band = document.createElement("div");
+      band.className = "slice";
+      band.dataset.first = String(p.rows[0]);
+      band.dataset.last = String(p.rows[1]);
+      const label = document.createElement("span");
+      label.textContent = "rows " + p.rows[0] + "-" + p.rows[1] + ": " + p.node;
+      band.appendChild(label);
+      return band;
+    });
+    document.getElementById("slices").replaceChildren(...bands);
+    place();
   }
 
   function cell(row, text, span) {
@@ -79,6 +113,7 @@
       rows.push(tr);
     }
     document.getElementById("parts").replaceChildren(...rows);
+    slices(f.parts);
 
     const logs = [];
     for (const p of f.parts) {
@@ -156,5 +191,8 @@
     const frame = event.state && event.state.frame;
     if (typeof frame === "number" && frame !== wanted) { wanted = frame; go(frame, false); }
   });
+  image.addEventListener("load", place);
+  window.addEventListener("resize", place);
+  if (image.complete) place();
   history.replaceState({frame: Number(box.dataset.frame)}, "", location.href);
 })();

@@ -11,9 +11,10 @@ from httpov import paths
 
 
 def store_batch(client: Any, job: str, batch: str, frames: dict[str, bytes] | None, result: str,
-                log: bool = True, node: str = "n@h") -> None:
+                log: bool | str = True, node: str = "n@h") -> None:
     """Store the batch's zip under its own `result` name (`frames`: member name -> PNG bytes, then the batch's log
-    unless not `log`; nothing stored when None) and record the batch done, as a render node does."""
+    unless not `log`, `log` itself when a text; nothing stored when None) and record the batch done, as a render
+    node does."""
     first, last = (int(part[1:]) for part in batch.split("-")[:2])
     size = 0
     if frames is not None:
@@ -22,7 +23,7 @@ def store_batch(client: Any, job: str, batch: str, frames: dict[str, bytes] | No
             for name, data in frames.items():
                 zf.writestr(name, data)
             if log:
-                zf.writestr(f"{batch}.log", "povray's log\n")
+                zf.writestr(f"{batch}.log", log if isinstance(log, str) else "povray's log\n")
         client.storage.put_bytes(paths.batch_key(job, batch, result), zipped.getvalue())
         size = len(zipped.getvalue())
     assert client.store.start_batch(job, batch, result, node, 600.0) == "ok"

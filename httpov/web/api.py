@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, session
+from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, session, url_for
 
 from httpov.access import Action, Identity, Role, allowed, require
 from httpov.audit import DEFAULT_LIMIT, MAX_LIMIT, Record, recording
@@ -394,6 +394,14 @@ def list_frames(job: str):
         frame_page = source.frame_page(job, request.args.get("page"), who=who())
         return jsonify(sorted(frame_page.rendered))
     return jsonify(source.frames(job, who=who()))
+
+
+@api.get("/jobs/<job>/frames/<int:frame>")
+def frame_detail(job: str, frame: int):
+    """What the frame viewer shows of one frame (its page's data, for static/viewer.js's in-page navigation)."""
+    detail = web().source.frame_detail(job, frame, who=who())
+    return jsonify({**detail.to_json(), "png": url_for("pages.frame", job=detail.job, frame=frame),
+                    "page": url_for("pages.frame_view", job=detail.job, frame=frame)})
 
 
 @api.get("/jobs/<job>/results.zip")

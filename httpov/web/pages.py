@@ -343,6 +343,17 @@ def frame_thumbnail(job: str, frame: int):
     return response
 
 
+@pages.get("/jobs/<job>/frames/<int:frame>")
+def frame_view(job: str, frame: int):
+    """The frame viewer: frame N large (fit, or 1:1 with ?size=actual), previous/next links, the batch, node, render
+    time and povray log lines of what rendered it (a sliced frame: which node rendered which rows), and a link to
+    the full PNG. static/viewer.js adds the arrow keys, the fit/1:1 toggle in place and in-page navigation."""
+    source = web().source
+    detail = source.frame_detail(job, frame, who=who())  # another's job: 403, before anything is said of it
+    return render_template("frame.html", job=source.job(job, who=who()), f=detail,
+                           actual=request.args.get("size") == "actual")
+
+
 @pages.get("/jobs/<job>/frames/<int:frame>.png")
 def frame(job: str, frame: int):
     return png(web().source.frame_png(job, frame, who=who()))

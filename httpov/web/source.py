@@ -23,6 +23,7 @@ from httpov.errors import ArchiveError, BadInputError, JobNotFoundError, PageNot
 from httpov.media import check_frame, frame_bytes, frame_number, thumbnail_png
 from httpov.paths import batch_key, frames_prefix
 from httpov.plan import Batch
+from httpov.results import LOG_MAX_BYTES
 from httpov.storage import Storage
 from httpov.store import JobStore
 from httpov.text import shown
@@ -35,6 +36,9 @@ GRID_THUMB_SIZE = 160
 _CACHED = 4096  # thumbnails (or refusals) kept in memory
 FRAMES_PER_PAGE = 100  # frames on a page of a job's grid (?page=N)
 JOBS_PER_PAGE = 50  # jobs on a page of the jobs page (?page=N), newest first
+LOG_LINES = 40  # the last lines of a batch's povray log the frame viewer shows
+LOG_LINE_CHARS = 300  # each cut to this many characters
+_CACHED_LOGS = 1024  # frames' log lines kept in memory (at most 40 lines of 300 characters each)
 
 
 def job_id(raw: str) -> str:
@@ -72,6 +76,97 @@ class FramePage:
         return out
 
 
+@dataclass
+class FramePart:
+    """One done batch holding a frame (a sliced frame: one per slice): who rendered it, how long it took, and the
+    last lines of povray's log of the batch (untrusted text: control characters written out, lines bounded)."""
+
+    batch: str
+    label: str
+    node: str
+    seconds: float | None  # povray's time on the whole batch
+    frames: int  # frames the batch rendered
+    finished: float | None
+    rows: tuple[int, int] | None
+    lines: list[str]  # the frame's part of the log (frame_lines)
+    lines_left_out: int  # earlier lines of it not shown
+    log_error: str = ""  # why no log is shown ('' when it is)
+
+    @property
+    def time_text(self) -> str:
+        """povray's time: '2.0 s', or of a batch of several frames '6.0 s for 3 frames (2.0 s a frame)'."""
+        if self.seconds is None:
+            return "?"
+        if self.frames > 1:
+            return f"{self.seconds:.1f} s for {self.frames} frames ({self.seconds / self.frames:.1f} s a frame)"
+        return f"{self.seconds:.1f} s"
+
+    @property
+    def finished_text(self) -> str:
+        return "?" if self.finished is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.finished))
+
+    def to_json(self) -> dict[str, object]:
+        return {"time_text": self.time_text, "finished_text": self.finished_text, "batch": self.batch,
+                "label": self.label, "node": self.node, "seconds": self.seconds,
+                "frames": self.frames, "finished": self.finished, "rows": list(self.rows) if self.rows else None,
+                "lines": self.lines, "lines_left_out": self.lines_left_out, "log_error": self.log_error}
+
+
+@dataclass
+class FrameDetail:
+    """What the frame viewer shows of frame `frame` of a job (frames `first`..`last`): whether it is rendered, and
+    the done batches that rendered it (a sliced frame's slices, top rows first)."""
+
+    job: str
+    frame: int
+    first: int
+    last: int
+    width: int
+    height: int
+    sliced: bool
+    rendered: bool
+    parts: list[FramePart] = field(default_factory=list)
+
+    @property
+    def prev(self) -> int | None:
+        return self.frame - 1 if self.frame > self.first else None
+
+    @property
+    def next(self) -> int | None:
+        return self.frame + 1 if self.frame < self.last else None
+
+    def grid_page(self, per_page: int = FRAMES_PER_PAGE) -> int:
+        """The page of the job's frame grid this frame is on."""
+        return (self.frame - self.first) // per_page + 1
+
+    def to_json(self) -> dict[str, object]:
+        return {"job": self.job, "frame": self.frame, "first": self.first, "last": self.last, "width": self.width,
+                "height": self.height, "sliced": self.sliced, "rendered": self.rendered, "prev": self.prev,
+                "next": self.next, "grid_page": self.grid_page(), "parts": [p.to_json() for p in self.parts]}
+
+
+_RENDERING = re.compile(r"^\s*Rendering frame (\d+) of \d+")
+
+
+def frame_parts(lines: list[str]) -> dict[int, list[str]]:
+    """A batch's povray log split by frame, K (1-based, counting the run's frames) -> its lines: povray starts each
+    frame of a run with 'Rendering frame K of N'; what comes before the first is the first frame's."""
+    part, parts = 1, dict[int, list[str]]()
+    for line in lines:
+        found = _RENDERING.match(line)
+        if found:
+            part = int(found.group(1))
+        parts.setdefault(part, []).append(line)
+    return parts
+
+
+def log_tail(lines: list[str], most: int = LOG_LINES, chars: int = LOG_LINE_CHARS) -> tuple[list[str], int]:
+    """The last `most` of these log lines, each with its control characters written out and cut to `chars`
+    characters; and how many earlier ones were left out."""
+    tail = [shown(line[:chars]) + ("…" if len(line) > chars else "") for line in lines[-most:]]
+    return tail, max(0, len(lines) - most)
+
+
 def page_number(raw: str | None, pages: int | None, what: str) -> int:
     """The page `raw` names (1 when none): BadInputError (400) unless a whole number from 1, PageNotFoundError
     (404) past the last of `pages` (None: not known yet). `what`: what is paged, for the message."""
@@ -101,6 +196,8 @@ class StatusSource:
         # (job, frame or None for the latest, size): (result key, PNG or why it was refused)
         self._thumbs: OrderedDict[tuple[str, int | None, int], tuple[str, bytes | ResultError]] = OrderedDict()
         self._lock = threading.Lock()
+        # (result key, frame of the batch): log_tail, or why there is no log
+        self._logs: OrderedDict[tuple[str, int], tuple[list[str], int, str]] = OrderedDict()
 
     @property
     def storage(self) -> Storage:
@@ -157,6 +254,56 @@ class StatusSource:
             for n in range(max(held.first, page.first), min(held.last, page.last) + 1):
                 page.rendered[n] = _tag(key, n)
         return page
+
+    def frame_detail(self, job: str, frame: int, who: Identity | None = None) -> FrameDetail:
+        """Frame `frame` of the job for the viewer: whether it is rendered, which batches rendered it (node, time,
+        rows of a slice) and their povray logs' last lines; for whoever may DOWNLOAD the job's pictures (logs are
+        files of the job, as `httpov logs` reads them). PageNotFoundError for a frame the job does not render."""
+        authorize(self.store, who, Action.DOWNLOAD, job_id(job))
+        spec = self.store.spec(job)
+        if not spec.first <= frame <= spec.last:
+            raise PageNotFoundError(f"job {job} has no frame {frame}: it renders frames {spec.first}-{spec.last}")
+        done = self.store.done(job)
+        holding = sorted((b for b in done if not Batch.from_id(b).prepass and frame in Batch.from_id(b).frames),
+                         key=lambda b: Batch.from_id(b).rows or (0, 0))
+        rendered = (frame in self.store.batches(job)["frames"]) if spec.slices else bool(holding)
+        detail = FrameDetail(job, frame, spec.first, spec.last, spec.width, spec.height, bool(spec.slices), rendered)
+        for batch in holding:
+            info, held = done[batch], Batch.from_id(batch)
+            lines, left_out, error = self._log(batch_key(job, batch, info.get("result", "")), batch,
+                                               frame - held.first + 1, len(held.frames))
+            detail.parts.append(FramePart(batch, held.label, shown(info.get("node", "?")), info.get("seconds"),
+                                          info.get("frames", len(held.frames)), info.get("finished"), held.rows,
+                                          lines, left_out, error))
+        return detail
+
+    def _log(self, key: str, batch: str, index: int, count: int) -> tuple[list[str], int, str]:
+        """The last lines of the `index`th frame's part (frame_parts; all of it when it has none: one frame, or
+        povray stopped before) of the povray log in the result zip of a batch of `count` frames, read and checked
+        as `httpov logs` reads it; how many were left out, and why there is none ('' when there is). Every frame's
+        part is remembered at once: the zip is read once for all its frames."""
+        with self._lock:
+            if (key, index) in self._logs:
+                return self._logs[key, index]
+        try:
+            with zipfile.ZipFile(io.BytesIO(self.storage.get_bytes(key))) as zf:
+                out = io.BytesIO()
+                copy_member(zf, zf.getinfo(f"{batch}.log"), out, key, LOG_MAX_BYTES)
+            lines = [line for line in out.getvalue().decode("utf-8", "replace").splitlines() if line.strip()]
+            parts = frame_parts(lines)
+            found = {i: (*log_tail(parts.get(i) or lines), "") for i in range(1, count + 1)}
+        except FileNotFoundError:
+            return [], 0, "its result is not in storage"  # not remembered: it may be stored again
+        except KeyError:
+            found = dict.fromkeys(range(1, count + 1), ([], 0, "its result holds no log"))
+        except (ArchiveError, zipfile.BadZipFile) as exc:
+            found = dict.fromkeys(range(1, count + 1), ([], 0, f"its result was refused: {shown(exc)}"))
+        with self._lock:
+            for i, part in found.items():
+                self._logs[key, i] = part
+            while len(self._logs) > _CACHED_LOGS:
+                self._logs.popitem(last=False)
+        return found[index]
 
     def _where(self, job: str, frame: int | None) -> tuple[str, str | int] | None:
         """(storage key, '' for a stitched frame or the frame number inside a batch zip, or '*' for its newest)."""

@@ -220,7 +220,7 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
 
     with page.expect_navigation():
         page.click("#frame-2")
-    assert page.url.endswith(f"/jobs/{job}/frames/2.png")
+    assert page.url.endswith(f"/jobs/{job}/frames/2")  # the frame viewer: test_the_frame_viewer_...
     frame = page.context.request.get(f"/jobs/{job}/frames/2.png")
     with Image.open(io.BytesIO(frame.body())) as image:
         assert frame.headers["content-type"] == "image/png" and image.size == (32, 24)
@@ -253,6 +253,68 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
     assert sheet.ok and Image.open(io.BytesIO(sheet.body())).size[0] >= 2 * 32
     video = download("video.mp4")
     assert video.ok and video.body()[4:8] == b"ftyp", video.text()[:200]  # an MP4 (imageio-ffmpeg is in the test extra)
+
+
+def test_the_frame_viewer_fits_shows_1_to_1_and_steps_with_the_arrow_keys_in_the_page(farm, page):
+    job = farm.jobs["green"]  # frames 1-3 of 32x24, one a batch, rendered by webnode
+    seen = len(CONSOLE)
+    page.goto(f"/jobs/{job}")
+    with page.expect_navigation():
+        page.click("#frame-2")
+    # functions, not expressions: Playwright evals an expression in the page, which the page's CSP refuses
+    loaded = "() => document.getElementById('image').complete && document.getElementById('image').naturalWidth === 32"
+    page.wait_for_function(loaded)
+    assert page.inner_text("#frame-number") == "2" and page.get_by_text(HOSTILE_NAME, exact=True).is_visible()
+    assert "webnode" in page.inner_text("#parts") and "frame 2" in page.inner_text("#parts")
+    assert page.inner_text("#logs pre.povlog").strip(), "povray's log of the batch is not shown"
+    assert page.get_attribute("#full", "href") == f"/jobs/{job}/frames/2.png"
+    fit = page.locator("#image").bounding_box()
+    assert fit["width"] > 32 * 4, "fit does not scale the 32-pixel frame to the window"
+    shot = not_blank(page.screenshot(), "viewer-fit")
+    scale = min(fit["width"] / 32, fit["height"] / 24)  # fit keeps the frame's shape
+    assert count(shot, (0, 255, 0)) >= 0.9 * 32 * 24 * scale**2, "the frame is not shown large"
+    page.evaluate("window.sameDocument = true")
+    page.keyboard.press("f")  # 1:1: its own pixels, the page's address says so (a reload keeps it)
+    assert page.locator("#image").bounding_box()["width"] == 32 and page.url.endswith("/frames/2?size=actual")
+    assert page.inner_text("#zoom") == "fit"
+    page.keyboard.press("ArrowRight")  # the next frame, in the page, still 1:1
+    page.wait_for_function("() => document.getElementById('frame-number').textContent === '3'")
+    page.wait_for_function(loaded)
+    assert page.url.endswith(f"/jobs/{job}/frames/3?size=actual") and "frame 3" in page.inner_text("#parts")
+    assert page.get_attribute("#next", "aria-disabled") == "true"
+    page.keyboard.press("ArrowRight")  # the last frame: nowhere to go
+    page.keyboard.press("ArrowLeft")  # twice at once: the second steps from the frame the first asked for
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("() => document.getElementById('frame-number').textContent === '1'")
+    assert page.get_attribute("#prev", "aria-disabled") == "true" and "frame 1" in page.inner_text("#parts")
+    page.go_back()  # the browser's history follows the frames shown (2 was skipped over)
+    page.wait_for_function("() => document.getElementById('frame-number').textContent === '3'")
+    page.focus("#zoom")  # the toggle is a link: the keyboard reaches it
+    page.keyboard.press("Enter")
+    assert page.locator("#image").bounding_box()["width"] == fit["width"] and page.inner_text("#zoom") == "1:1"
+    assert page.evaluate("window.sameDocument") is True, "the viewer reloaded the page"
+    page.goto(f"/jobs/{job}/frames/3?size=actual")  # the server's page as script found it
+    assert page.locator("#image").bounding_box()["width"] == 32
+    inert(page)
+    # a sliced frame, rendered by the module's node in two slices: which node rendered which rows, over the picture
+    sliced = farm.client.submit(write_scene(farm.tmp / "sliced", GREEN, "Width=16\nHeight=64\n"), user="alice",
+                                slices=2).spec.id
+    wait_for(lambda: farm.state(sliced) == "done", 120, "the sliced frame to be rendered")
+    page.goto(f"/jobs/{sliced}/frames/1")
+    page.wait_for_selector("#slices.placed")
+    shown = page.locator("#image").bounding_box()
+    bands = [page.locator("#slices .slice").nth(i).bounding_box() for i in range(2)]
+    labels = page.locator("#slices .slice").all_inner_texts()
+    assert [label.split("webnode")[0] for label in labels] == ["rows 1-32: ", "rows 33-64: "], labels
+    height = shown["height"]  # fit: the frame is as tall as its box, the bands split it where the slices meet
+    assert abs(bands[0]["y"] - shown["y"]) < 1 and abs(bands[0]["height"] - height / 2) < 1
+    assert abs(bands[1]["y"] - (shown["y"] + height / 2)) < 1 and abs(bands[1]["height"] - height / 2) < 1
+    page.keyboard.press("f")  # 1:1: the bands follow the frame's own 64 rows
+    page.wait_for_function("() => document.getElementById('slices').getBoundingClientRect().height === 64")
+    not_blank(page.screenshot(), "viewer-sliced")
+    farm.client.delete(sliced)  # the module's later tests count its jobs
+    errors = [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")]
+    assert errors == [], errors
 
 
 def test_the_submit_form_shows_each_error_beside_its_field_and_queues_nothing(farm, page):

@@ -157,6 +157,8 @@ READS = {
     "job stream": ("/api/stream/jobs/{job}", "view"),  # its live page's events: the job JSON as it changes
     "frame numbers": ("/api/jobs/{job}/frames", "view"),
     "frame": ("/jobs/{job}/frames/1.png", "download"),
+    "frame viewer": ("/jobs/{job}/frames/1", "download"),  # the frame, its node and povray's log
+    "frame viewer JSON": ("/api/jobs/{job}/frames/1", "download"),
     "frame thumbnail": ("/jobs/{job}/thumbs/1.png", "download"),
     "latest thumbnail": ("/thumb/{job}.png", "download"),
     "frames zip": ("/jobs/{job}/download/frames.zip", "download"),

@@ -140,7 +140,7 @@ async function showJob(box, j) {
       const a = document.createElement("a");
       a.className = "frame";
       a.id = "frame-" + n;
-      a.href = "/jobs/" + encodeURIComponent(id) + "/frames/" + n + ".png";
+      a.href = "/jobs/" + encodeURIComponent(id) + "/frames/" + n;  // the frame viewer
       const img = document.createElement("img");
       img.loading = "lazy";
       img.width = 160;

@@ -54,11 +54,14 @@ def _cli(settings: Settings, *args: str) -> Any:
 
 def _redis_state(prefix: str) -> dict[str, Any]:
     """Every lasting key under the test's prefix and its value; keys with an expiry (claims, Celery's mutex) go by
-    themselves; the times of heartbeats and of kombu's bindings change on their own (their names are kept)."""
+    themselves; the times of heartbeats and of kombu's bindings change on their own (their names are kept); the
+    farm's records of what was done (the audit log, the job events, the metrics' counters) outlive its jobs."""
     r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    keys = Keys(prefix)
+    kept = {keys.audit(), keys.events(), keys.metrics()}
     state: dict[str, Any] = {}
     for key in r.scan_iter(match=f"{prefix}:*", count=1000):
-        if r.ttl(key) != -1 or key == Keys(prefix).audit():  # the audit log keeps what was done (HTTPOV_KEEP_DAYS)
+        if r.ttl(key) != -1 or key in kept:
             continue
         kind = r.type(key)
         if kind == "hash":

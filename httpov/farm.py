@@ -133,15 +133,17 @@ class Farm:
     def __repr__(self) -> str:
         return f"Farm(server={self.settings.server!r})" if self.remote else "Farm(direct)"
 
-    def submit(self, scene: Path | str, *, frames: int | None = None, after: Iterable[Job | str] = (),
+    def submit(self, scene: Path | str, *, frames: int | None = None, after: Job | str | Iterable[Job | str] = (),
                after_frames: Job | str | None = None, after_anyway: bool = False, **options: Any) -> Job:
         """Queue `scene` (a .zip, a folder, or a .ini/.pov file) as `httpov submit` does; answers its Job.
 
-        `frames`: frames in the animation; `after`: jobs it waits for (state waiting) until they are done, failing
-        if one fails unless `after_anyway`; `after_frames`: a job whose frame N must be done before its frame N.
-        Every other option of `httpov submit` by its field name (width, height, count, slices, name, priority,
-        time_limit, pool, notify, ...: httpov.options.SubmitOptions), checked as the CLI checks them (OptionError)."""
-        given: dict[str, Any] = {**options, "frames": frames, "after": [_job_id(j) for j in after] or None,
+        `frames`: frames in the animation; `after`: a job or jobs (or 'ID,ID') it waits for (state waiting) until
+        they are done, failing if one fails unless `after_anyway`; `after_frames`: a job whose frame N must be done
+        before its frame N. Every other option of `httpov submit` by its field name (width, height, count, slices,
+        name, priority, time_limit, pool, notify, ...: httpov.options.SubmitOptions), checked as the CLI checks them
+        (OptionError)."""
+        waits = [after] if isinstance(after, Job) else after.split(",") if isinstance(after, str) else list(after)
+        given: dict[str, Any] = {**options, "frames": frames, "after": [_job_id(j) for j in waits] or None,
                                  "after_frames": _job_id(after_frames) if after_frames is not None else None,
                                  "after_anyway": after_anyway}
         parsed = SubmitOptions.parse({k: v for k, v in given.items() if v is not None}, self.settings)
@@ -172,13 +174,15 @@ class Farm:
     def cancel(self, job: Job | str) -> None:
         self.client.cancel(_job_id(job), **self._who)
 
-    def events(self, *jobs: Job | str, after: str | None = None, limit: int = MAX_LIMIT, follow: bool = False,
+    def events(self, *jobs: Job | str, after: str | None = None, limit: int | None = None, follow: bool = False,
                timeout: float | None = None) -> Iterator[Event]:
-        """Job events this account may see, oldest first: of `jobs` (none: every job's), the newest `limit` (or
-        those after event id `after`). With `follow`, then each new one as it comes, until every job named has
+        """Job events this account may see, oldest first: of `jobs` (none: every job's), the newest `limit` (of each
+        job named, by default all its events up to 10,000; of every job, 50), or those after event id `after`. With
+        `follow`, then each new one as it comes, until every job named has
         ended (done, failed, cancelled, deleted) or `timeout` seconds have passed (None: no limit; with no job
         named, only the timeout ends it)."""
         ids = [_job_id(j) for j in jobs]
+        limit = limit or (MAX_LIMIT if ids else DEFAULT_LIMIT)
         until = None if timeout is None else time.time() + timeout
         source: Iterable[Event | None]
         if len(ids) > 1:  # what happened so far, job by job (one read each), then every event as it comes

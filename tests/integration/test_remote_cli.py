@@ -260,7 +260,7 @@ def test_the_python_api_chains_two_jobs_as_the_pipeline_example_does(farm: Farm,
     from httpov import Farm as Api
     from httpov import Job
     from httpov.access import Identity, Role
-    from httpov.errors import BadInputError, ForbiddenError, JobFailedError
+    from httpov.errors import BadInputError, ForbiddenError, JobFailedError, OptionError
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("HTTPOV_")}
     env.update({"HTTPOV_SERVER": farm.url, "HTTPOV_TOKEN": farm.token, "HTTPOV_BROKER_URL": "redis://127.0.0.1:1/0",
@@ -306,8 +306,14 @@ def test_the_python_api_chains_two_jobs_as_the_pipeline_example_does(farm: Farm,
         Api(settings=farm.settings.with_(server=farm.url), who=Identity("bob", Role.USER))
 
     scene = write_scene(tmp_path / "tiny", TINY_ANIMATION, "Width=16\nHeight=8\n")
+    jobs = len(alice.jobs())
+    with pytest.raises(OptionError, match="width must be at least 1, got 0"):
+        alice.submit(scene, width=0)
+    with pytest.raises(TypeError, match="not a submit option: widht"):
+        alice.submit(scene, widht=16)
+    assert len(alice.jobs()) == jobs  # nothing queued
     held = alice.submit(scene, pool="nowhere")  # no node in that pool: it stays queued, nothing renders
-    waiting = alice.submit(scene, after=[held])
+    waiting = alice.submit(scene, after=held)
     assert alice.view(waiting).state == "waiting" and "nowhere" in held.warnings[0]
     with pytest.raises(ForbiddenError):
         bob.cancel(held)

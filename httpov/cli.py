@@ -37,17 +37,16 @@ class _Group(click.Group):
 def _client(ctx: click.Context) -> Any:
     """The one place the CLI chooses how it reaches the farm: through its web API with a token when a server is
     set (--server, HTTPOV_SERVER, `server` in the config file), else Redis and storage directly (an operator's)."""
-    if ctx.obj.server:
-        from httpov.remote import RemoteClient
-        from httpov.terminal import Transfer
+    from httpov.farm import connect
 
-        client = RemoteClient(ctx.obj, Transfer)
-        if client.token_in_clear:
-            click.echo(f"warning: the token goes unencrypted to {shown(client.server)}: use https://", err=True)
-        return client
-    from httpov.client import Client
+    if not ctx.obj.server:
+        return connect(ctx.obj)
+    from httpov.terminal import Transfer
 
-    return Client(ctx.obj)  # its Celery app is built only by the commands that queue batches
+    client = connect(ctx.obj, Transfer)
+    if client.token_in_clear:
+        click.echo(f"warning: the token goes unencrypted to {shown(client.server)}: use https://", err=True)
+    return client
 
 
 #: The commands that run through a farm's web API with --server; every other one acts on the farm directly (Redis,
@@ -809,25 +808,21 @@ def events(ctx: click.Context, job: str | None, after: str | None, limit: int | 
         raise BadInputError(f"--limit {limit}: at most {MAX_LIMIT}")
     if after is not None:
         check_id(after)
-    client = _client(ctx)
-    found = client.events(job, after, limit or DEFAULT_LIMIT)
+    from httpov.farm import event_stream
 
-    def say(event: Any) -> None:
+    shown_any = False
+    for event in event_stream(_client(ctx), job, after, limit or DEFAULT_LIMIT, follow):
+        if event is None:
+            continue
+        shown_any = True
         if as_json:
             click.echo(json.dumps(event.to_json()))
         else:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.at))
             click.echo(f"{when}  {event.kind:<12}  {shown(event.job)}  {shown(event.owner) or '-'}"
                        f"{'  ' + shown(event.detail) if event.detail else ''}")
-    for event in found:
-        say(event)
-    if not follow:
-        if not found and not as_json:
-            click.echo("no event matches" if job or after else "no job event yet")
-        return
-    for event in client.follow_events(job, found[-1].id if found else after):
-        if event is not None:
-            say(event)
+    if not shown_any and not as_json and not follow:
+        click.echo("no event matches" if job or after else "no job event yet")
 
 
 @cli.command()

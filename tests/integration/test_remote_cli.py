@@ -246,3 +246,79 @@ def test_a_jobs_events_from_the_render_node_arrive_in_order_at_its_notify_url(fa
         assert receiver.events("/hook") == events
     finally:
         receiver.close()
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_the_python_api_chains_two_jobs_as_the_pipeline_example_does(farm: Farm, tmp_path: Path) -> None:
+    """examples/pipeline.py through the module's `httpov web` as alice (Farm.from_env: HTTPOV_SERVER and
+    HTTPOV_TOKEN, a broker URL that reaches nothing): the final job waits for the preview, both render, the events
+    come in order, the frames are fetched at each job's size. Then the same jobs through Farm objects: bob's (over
+    the API) and an account's with direct Redis access may see them but neither fetch nor cancel them; a job after
+    a cancelled one fails, and its wait says so."""
+    from httpov import Farm as Api
+    from httpov import Job
+    from httpov.access import Identity, Role
+    from httpov.errors import BadInputError, ForbiddenError, JobFailedError, OptionError
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HTTPOV_")}
+    env.update({"HTTPOV_SERVER": farm.url, "HTTPOV_TOKEN": farm.token, "HTTPOV_BROKER_URL": "redis://127.0.0.1:1/0",
+                "XDG_CONFIG_HOME": str(farm.home)})
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, str(EXAMPLES / "pipeline.py"), str(EXAMPLES / "spinner"), "--out",
+                          str(out), "--width", "24", "--height", "16", "--frames", "2"], env=env, capture_output=True,
+                         text=True, timeout=180)
+    print(run.stdout, run.stderr)
+    assert run.returncode == 0
+    lines = run.stdout.splitlines()
+    preview, final = lines[0].split()[1].rstrip(":"), lines[1].split()[1].rstrip(":")
+    assert lines[1].endswith(f"2 frame(s) at 24x16, after {preview}")
+    events = [tuple(line.split()[1:3]) for line in lines if line.startswith("event ")]
+    assert [kind for kind, job in events if job == preview] == ["submitted", "started", "done"]
+    assert [kind for kind, job in events if job == final] == ["submitted", "started", "done"]
+    assert events.index(("started", final)) > events.index(("done", preview))  # the final waited for the preview
+    assert lines[-2:] == [f"preview {preview} done: 2 frame(s) in {out / 'preview'}",
+                          f"final {final} done: 2 frame(s) in {out / 'final'}"]
+    for name, size in (("preview", (12, 8)), ("final", (24, 16))):
+        frames = sorted((out / name).glob("*.png"))
+        assert len(frames) == 2
+        for frame in frames:
+            width, height, rows = pixels(frame)[:3]
+            assert (width, height) == size and len(set(rows)) > 1  # a picture, not a blank
+
+    alice = Api(farm.url, farm.token, settings=Settings())
+    bob = Api(server=farm.url, token=farm.bob, settings=Settings())
+    direct_bob = Api(settings=farm.settings, who=Identity("bob", Role.USER))
+    for someone in (bob, direct_bob):
+        job = someone.job(final)  # anyone may see a job's progress
+        assert isinstance(job, Job) and (job.width, job.height, job.frames, job.view().state) == (24, 16, 2, "done")
+        with pytest.raises(ForbiddenError, match="bob \\(user\\) may not"):
+            job.fetch(tmp_path / "bobs")
+        with pytest.raises(ForbiddenError):
+            someone.cancel(preview)
+    assert not list((tmp_path / "bobs").glob("*.png"))
+    operator = Api(settings=farm.settings)  # direct access, the local operator: the same interface, the same answers
+    assert operator.view(final).to_json()["frames_done"] == alice.view(final).frames_done == 2
+    assert [e.kind for e in operator.events(final)] == [e.kind for e in alice.job(final).events()] == \
+        ["submitted", "started", "done"]
+    with pytest.raises(BadInputError, match="the token says who you are"):
+        Api(settings=farm.settings.with_(server=farm.url), who=Identity("bob", Role.USER))
+
+    scene = write_scene(tmp_path / "tiny", TINY_ANIMATION, "Width=16\nHeight=8\n")
+    jobs = len(alice.jobs())
+    with pytest.raises(OptionError, match="width must be at least 1, got 0"):
+        alice.submit(scene, width=0)
+    with pytest.raises(TypeError, match="not a submit option: widht"):
+        alice.submit(scene, widht=16)
+    assert len(alice.jobs()) == jobs  # nothing queued
+    held = alice.submit(scene, pool="nowhere")  # no node in that pool: it stays queued, nothing renders
+    waiting = alice.submit(scene, after=held)
+    assert alice.view(waiting).state == "waiting" and "nowhere" in held.warnings[0]
+    with pytest.raises(ForbiddenError):
+        bob.cancel(held)
+    held.cancel()
+    with pytest.raises(JobFailedError, match=f"job {waiting.id} failed"):
+        waiting.wait(timeout=30)
+    assert [e.kind for e in alice.events(held, waiting, follow=True, timeout=30)] == \
+        ["submitted", "submitted", "cancelled", "failed"]

@@ -37,3 +37,18 @@ def test_the_configuration_table_names_every_setting():
 
     table = set(re.findall(r"^\| `(HTTPOV_\w+)` \|", README, re.M))
     assert {env_name(f.name) for f in fields(Settings)} | {CONFIG_ENV} == table
+
+
+def test_the_python_api_example_compiles_and_calls_what_farm_and_job_have():
+    import ast
+
+    from httpov import Farm, Job
+
+    blocks = re.findall(r"^```python\n(.*?)^```", README, re.M | re.S)
+    assert blocks and "from httpov import Farm" in blocks[0]
+    tree = ast.parse(blocks[0])
+    called = {(node.value.id, node.attr) for node in ast.walk(tree)
+              if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)}
+    kinds = {"Farm": Farm, "farm": Farm, "preview": Job, "final": Job}
+    assert {(name, attr) for name, attr in called if name in kinds and not hasattr(kinds[name], attr)} == set()
+    assert {name for name, _ in called} >= {"farm", "final"}

@@ -195,7 +195,8 @@ function confirmDialogs() {
 }
 
 // The page's news as events while the server streams them; polling every `every` ms from the moment it does not
-// (no EventSource, the stream refused or ended for good). One update at a time, in the order they came.
+// (no EventSource, no stream to spare when the page was drawn, the stream refused or ended for good). One update at
+// a time, in the order they came.
 function follow(box, stream, poll, show, name, every) {
   let queue = Promise.resolve();
   const later = (data) => { queue = queue.then(() => show(box, data)).catch(() => { /* the next one mends it */ }); };
@@ -210,7 +211,9 @@ function follow(box, stream, poll, show, name, every) {
     };
     setTimeout(tick, every);
   };
-  if (typeof EventSource !== "function") { fallBack(); return; }
+  // no EventSource, or the server said when it drew the page that it has no stream to spare (HTTPOV_WEB_STREAMS=0,
+  // or its bound reached): polling from the start, with no refused request for the console to show as an error
+  if (typeof EventSource !== "function" || document.body.dataset.streams === "off") { fallBack(); return; }
   const source = new EventSource(stream);
   source.addEventListener(name, (e) => { box.dataset.feed = "events"; later(JSON.parse(e.data)); });
   source.addEventListener("end", () => { source.close(); fallBack(); });  // signed out: polling says so

@@ -218,16 +218,20 @@ class StatusSource:
                         live_within=self.live_within, skip=skip, limit=limit)
 
     def job(self, job: str, who: Identity | None = None) -> JobView:
-        authorize(self.store, who, Action.VIEW, job_id(job))
-        return job_view(self.store, job_id(job), live_within=self.live_within)
+        """The job's view (GET /api/jobs/ID, the live pages' feed): a finished job's is remembered (see _viewed)."""
+        return self._viewed(job, who, timeline=False)[0]
 
     def job_with_timeline(self, job: str, who: Identity | None = None) -> tuple[JobView, Chart | None]:
         """The job's view and its timeline (charts.job_timeline: progress, for whoever may VIEW it), from one read."""
+        return self._viewed(job, who, timeline=True)
+
+    def _viewed(self, job: str, who: Identity | None, timeline: bool) -> tuple[JobView, Chart | None]:
+        """The job's view, and its timeline when asked for (a live job's) or finished. A finished job changes only by
+        a retry or a deletion (its record: JobStore.stamps reads that alone), so its view and timeline are remembered
+        under its stamp, read before the snapshot: a change between the two leaves an older stamp remembered, and the
+        next request reads the job again. A live job's view moves with time (its ETA, a stall): read each time."""
         job = job_id(job)
         authorize(self.store, who, Action.VIEW, job)
-        # a finished job changes only by a retry or a deletion (its record: JobStore.stamps reads that alone), so
-        # its view and timeline are remembered under its stamp, read before the snapshot: a change between the two
-        # leaves an older stamp remembered, and the next request reads the job again
         stamp = self.store.stamps([job], ended=frozenset([job]))
         with self._lock:
             cached = self._finished.get(job)
@@ -236,14 +240,14 @@ class StatusSource:
         now = time.time()
         snapshot = self.store.snapshot(job)
         view = job_view(self.store, job, now, live_within=self.live_within, snapshot=snapshot)
-        timeline = job_timeline(snapshot[2], now)
-        if view.ended:  # a live job's view moves with time (its ETA, a stall): read afresh each time
+        chart = job_timeline(snapshot[2], now) if timeline or view.ended else None
+        if view.ended:
             with self._lock:
-                self._finished[job] = (stamp, view, timeline)
+                self._finished[job] = (stamp, view, chart)
                 self._finished.move_to_end(job)
                 while len(self._finished) > _CACHED_VIEWS:
                     self._finished.popitem(last=False)
-        return view, timeline
+        return view, chart
 
     # frames
     def frames(self, job: str, who: Identity | None = None) -> list[int]:

@@ -441,6 +441,35 @@ def focused(page: Any) -> str:
     return page.evaluate("document.activeElement ? document.activeElement.textContent.trim() : ''")
 
 
+def test_the_job_page_polls_at_once_when_the_server_has_no_stream_to_spare(farm, page):
+    """A page drawn when the server had no event stream to spare (HTTPOV_WEB_STREAMS=0, or its bound reached: the
+    body's data-streams says so, tests/store/test_web_live.py) polls from the start: no stream is asked for, so no
+    refusal (429) shows in the console as an error."""
+    job = farm.jobs["slow"]
+    assert farm.state(job) == "paused"
+    seen, asked = len(CONSOLE), []
+
+    def drawn_without_streams(route: Any) -> None:  # this page as such a server draws it
+        response = route.fetch()
+        route.fulfill(response=response, body=response.text().replace('data-streams="on"', 'data-streams="off"'))
+    page.route(f"**/jobs/{job}", drawn_without_streams)
+    page.route("**/api/stream/**", lambda route: (asked.append(route.request.url), route.fulfill(status=429)))
+    try:
+        page.goto(f"/jobs/{job}")
+        assert page.get_attribute("body", "data-streams") == "off"
+        page.wait_for_selector("#job[data-feed=poll]", state="attached")
+        farm.client.resume(job)
+        page.wait_for_selector("#job .state.running")  # polled
+        farm.client.pause(job)
+        page.wait_for_selector("#job .state.paused")
+    finally:
+        page.unroute("**/api/stream/**")
+        page.unroute(f"**/jobs/{job}")
+    assert asked == []
+    errors = [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")]
+    assert errors == [], errors
+
+
 def test_cancel_and_delete_ask_first_in_the_page_and_act_only_when_confirmed(farm, page):
     job = farm.jobs["slow"]
     seen = len(CONSOLE)

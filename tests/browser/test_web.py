@@ -213,6 +213,13 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
     assert page.eval_on_selector_all("#frames .frame", "all => all.map(e => e.id)") == ["frame-1", "frame-2", "frame-3"]
     assert page.evaluate("window.sameDocument") is True, "the page reloaded"
     assert "3/3 frames done" in page.inner_text("#job .counts")
+    # its timeline, not there when the page was drawn (no batch had started), drawn as batches ended (live.js)
+    from playwright.sync_api import expect
+
+    expect(page.locator("#timeline figcaption")).to_contain_text("3 batches done and 0 rendering on 1 render node",
+                                                                  timeout=15_000)
+    assert page.locator("#timeline-section").is_visible()
+    assert page.eval_on_selector_all("#timeline g.lane rect.done", "all => all.length") >= 1
     inert(page)
     shot = not_blank(page.screenshot(full_page=True), "job")
     assert count(shot, (0, 255, 0)) >= 3 * 120 * 90, "the frame thumbnails are not on the page"

@@ -224,10 +224,17 @@ def test_a_job_page_draws_its_timeline_with_failures_and_retries(server, client,
         assert n1.count(b'class="done"') == 1 and n2.count(b'class="done"') >= 1
         assert b'role="img"' in page and b"3 batches done and 0 rendering on 2 render nodes, 1 failed, 1 retried" \
             in page  # its text alternative
+        status, _, drawn = get(server, f"/api/jobs/{job}/timeline", who, accept="application/json")
+        assert status == 200  # its geometry, for the live page to draw again: the same lanes, names as data
+        chart = json.loads(drawn)
+        assert [lane["name"] for lane in chart["lanes"]] == ["<b>n2</b>@h", "n1@h"]
+        assert chart["summary"].startswith("3 batches done and 0 rendering on 2 render nodes, 1 failed, 1 retried")
     from tests.webapp import page as app_page  # a farm's web without --public-read: nobody signed in sees nothing
 
     status, body = app_page(client, f"/jobs/{job}", public_read=False)
     assert status in (302, 401) and "timeline" not in body and "n1@h" not in body
+    status, body = app_page(client, f"/api/jobs/{job}/timeline", public_read=False)
+    assert status == 401 and "n1@h" not in body
 
 
 def test_the_nodes_page_draws_the_farms_use(server, client):

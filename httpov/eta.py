@@ -142,7 +142,11 @@ def estimate(spec: JobSpec, state: str, batches: Mapping[str, Any], now: float, 
     done, running = batches.get("done", {}), batches.get("running", {})
     final_failed = {b for b, info in batches.get("failed", {}).items() if info.get("final")}
     height = spec.height
-    model = cost_model(done, height)
+    queued = [b for b in spec.batches if b not in done and b not in running and b not in final_failed]
+    framed = [b for b in queued if work_units(b, height) > 0] or sorted(b for b in running if work_units(b, height) > 0)
+    # the cost model predicts batches still to end: a finished job with none (a done one) has no use for it, and a big
+    # job's page is spared going over every record twice more for it
+    model = cost_model(done, height) if running or framed or state not in FINISHED else None
     factor = overhead_factor(done, len(running)) if model is not None else 1.0
     predict = (lambda b: model(b) * factor) if model is not None else None  # noqa: E731
     if state in FINISHED and finished is not None:  # a finished job: its frames over its whole time
@@ -167,8 +171,6 @@ def estimate(spec: JobSpec, state: str, batches: Mapping[str, Any], now: float, 
             "progress": round(min(0.99, elapsed / expected), 3) if expected else None,
             "retrying": bool(info.get("retrying")),
         })
-    queued = [b for b in spec.batches if b not in done and b not in running and b not in final_failed]
-    framed = [b for b in queued if work_units(b, height) > 0] or sorted(b for b in running if work_units(b, height) > 0)
     upcoming = framed[0] if framed else None
     per_frame = (predict(upcoming) / work_units(upcoming, height) if predict is not None and upcoming
                  else smoothed_frame_seconds(done, height))

@@ -8,6 +8,7 @@ import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -87,17 +88,23 @@ class Batch:
 
     @classmethod
     def from_id(cls, batch_id: str) -> Batch:
-        parts = batch_id.split("-")
-        try:
-            first, last = int(parts[0][1:]), int(parts[1])
-            if len(parts) == 3 and parts[2] == PREPASS_SUFFIX:
-                return cls(first, last, prepass=True)
-            if len(parts) not in (2, 4):
-                raise ValueError(batch_id)
-            rows = (int(parts[2][1:]), int(parts[3])) if len(parts) == 4 else None
-        except (IndexError, ValueError):
-            raise BadInputError(f"{batch_id!r} is not a batch id") from None
-        return cls(first, last, rows)
+        return _batch_of(batch_id)
+
+
+@lru_cache(maxsize=1 << 16)
+def _batch_of(batch_id: str) -> Batch:
+    """Batch.from_id, remembered: a big job's views parse each of its ids several times (a Batch is immutable)."""
+    parts = batch_id.split("-")
+    try:
+        first, last = int(parts[0][1:]), int(parts[1])
+        if len(parts) == 3 and parts[2] == PREPASS_SUFFIX:
+            return Batch(first, last, prepass=True)
+        if len(parts) not in (2, 4):
+            raise ValueError(batch_id)
+        rows = (int(parts[2][1:]), int(parts[3])) if len(parts) == 4 else None
+    except (IndexError, ValueError):
+        raise BadInputError(f"{batch_id!r} is not a batch id") from None
+    return Batch(first, last, rows)
 
 
 def parse_frame_range(text: str) -> tuple[int, int]:

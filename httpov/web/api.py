@@ -337,6 +337,14 @@ def show_job(job: str):
     return jsonify(web().source.job(job, who=who()).to_json())
 
 
+@api.get("/jobs/<job>/timeline")
+def job_timeline(job: str):
+    """The job page's timeline (httpov.web.charts.job_timeline) as geometry, null before any batch started: the
+    live page draws it again as batches end; for whoever may see the job's progress."""
+    chart = web().source.job_with_timeline(job, who=who())[1]
+    return jsonify(None if chart is None else chart.to_json())
+
+
 def still_signed_in() -> Any:
     """A check, for a stream to ask again later, that its asker is still signed in: their session is still in Redis
     (not signed out or expired, the account's password and role unchanged), or their token is not revoked."""

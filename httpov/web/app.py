@@ -215,7 +215,8 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
             """What the page offers: only what httpov.access allows (the views check again)."""
             return allowed(identity, Action(action), owner)
         return {"user": g.get("user"), "role": identity.role if g.get("user") else "", "may": may,
-                "refresh": web.refresh, "public_read": web.gate.public_read}
+                "refresh": web.refresh, "public_read": web.gate.public_read,
+                "streams": web.streams.spare(identity.name)}  # a live page's event stream would be given now
 
     @app.errorhandler(CSRFError)
     def csrf_refused(exc: CSRFError) -> Any:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from httpov.store.records import Batches
 
@@ -68,6 +69,12 @@ class Chart:
     @property
     def axis_y(self) -> float:
         return self.height - AXIS
+
+    def to_json(self) -> dict[str, Any]:
+        """The geometry as GET /api/jobs/ID/timeline sends it: what templates/charts.html draws, for static/live.js
+        to draw again (each value set as an attribute or as text, never as markup)."""
+        return {**asdict(self), "axis_y": self.axis_y,
+                "lanes": [{**asdict(lane), "label": lane.label} for lane in self.lanes]}
 
 
 def _clock(at: float) -> str:

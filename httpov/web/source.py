@@ -39,6 +39,7 @@ JOBS_PER_PAGE = 50  # jobs on a page of the jobs page (?page=N), newest first
 LOG_LINES = 40  # the last lines of a batch's povray log the frame viewer shows
 LOG_LINE_CHARS = 300  # each cut to this many characters
 _CACHED_LOGS = 1024  # frames' log lines kept in memory (at most 40 lines of 300 characters each)
+_CACHED_VIEWS = 16  # finished jobs' views and timelines kept in memory (each a few KiB of figures and shapes)
 
 
 def job_id(raw: str) -> str:
@@ -198,6 +199,8 @@ class StatusSource:
         self._lock = threading.Lock()
         # (result key, frame of the batch): log_tail, or why there is no log
         self._logs: OrderedDict[tuple[str, int], tuple[list[str], int, str]] = OrderedDict()
+        # finished job: (its stamp when read, its view, its timeline)
+        self._finished: OrderedDict[str, tuple[str, JobView, Chart | None]] = OrderedDict()
 
     @property
     def storage(self) -> Storage:
@@ -215,16 +218,36 @@ class StatusSource:
                         live_within=self.live_within, skip=skip, limit=limit)
 
     def job(self, job: str, who: Identity | None = None) -> JobView:
-        authorize(self.store, who, Action.VIEW, job_id(job))
-        return job_view(self.store, job_id(job), live_within=self.live_within)
+        """The job's view (GET /api/jobs/ID, the live pages' feed): a finished job's is remembered (see _viewed)."""
+        return self._viewed(job, who, timeline=False)[0]
 
     def job_with_timeline(self, job: str, who: Identity | None = None) -> tuple[JobView, Chart | None]:
         """The job's view and its timeline (charts.job_timeline: progress, for whoever may VIEW it), from one read."""
-        authorize(self.store, who, Action.VIEW, job_id(job))
+        return self._viewed(job, who, timeline=True)
+
+    def _viewed(self, job: str, who: Identity | None, timeline: bool) -> tuple[JobView, Chart | None]:
+        """The job's view, and its timeline when asked for (a live job's) or finished. A finished job changes only by
+        a retry or a deletion (its record: JobStore.stamps reads that alone), so its view and timeline are remembered
+        under its stamp, read before the snapshot: a change between the two leaves an older stamp remembered, and the
+        next request reads the job again. A live job's view moves with time (its ETA, a stall): read each time."""
+        job = job_id(job)
+        authorize(self.store, who, Action.VIEW, job)
+        stamp = self.store.stamps([job], ended=frozenset([job]))
+        with self._lock:
+            cached = self._finished.get(job)
+        if cached is not None and cached[0] == stamp:
+            return cached[1], cached[2]
         now = time.time()
-        snapshot = self.store.snapshot(job_id(job))
-        return (job_view(self.store, job_id(job), now, live_within=self.live_within, snapshot=snapshot),
-                job_timeline(snapshot[2], now))
+        snapshot = self.store.snapshot(job)
+        view = job_view(self.store, job, now, live_within=self.live_within, snapshot=snapshot)
+        chart = job_timeline(snapshot[2], now) if timeline or view.ended else None
+        if view.ended:
+            with self._lock:
+                self._finished[job] = (stamp, view, chart)
+                self._finished.move_to_end(job)
+                while len(self._finished) > _CACHED_VIEWS:
+                    self._finished.popitem(last=False)
+        return view, chart
 
     # frames
     def frames(self, job: str, who: Identity | None = None) -> list[int]:
@@ -246,10 +269,14 @@ class StatusSource:
             done = set(self.store.batches(job)["frames"])
             page.rendered = {n: "" for n in page.frames if n in done}
             return page
-        for batch, info in self.store.done(job).items():
-            held = Batch.from_id(batch)
-            if held.prepass or held.last < page.first or held.first > page.last:
+        # the done records of the page's batches only (one HMGET): a page's work, whatever the job's size
+        held_by = {b: Batch.from_id(b) for b in spec.batches}
+        wanted = [b for b, held in held_by.items()
+                  if not held.prepass and held.last >= page.first and held.first <= page.last]
+        for batch, info in self.store.done_infos(job, wanted).items():
+            if info is None:
                 continue
+            held = held_by[batch]
             key = batch_key(job, batch, info.get("result", ""))
             for n in range(max(held.first, page.first), min(held.last, page.last) + 1):
                 page.rendered[n] = _tag(key, n)

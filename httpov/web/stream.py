@@ -78,6 +78,12 @@ class Streams:
             self._held[account] += 1
             return None
 
+    def spare(self, account: str) -> bool:
+        """Whether `account` would be given a stream now: a page drawn while none is spare polls from the start, and
+        its browser never meets the refusal (a 429 its console would show as an error)."""
+        with self._lock:
+            return sum(self._held.values()) < self.total and self._held[account] < self.per_account
+
     def give(self, account: str) -> None:
         with self._lock:
             self._held[account] -= 1

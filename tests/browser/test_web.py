@@ -213,6 +213,13 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
     assert page.eval_on_selector_all("#frames .frame", "all => all.map(e => e.id)") == ["frame-1", "frame-2", "frame-3"]
     assert page.evaluate("window.sameDocument") is True, "the page reloaded"
     assert "3/3 frames done" in page.inner_text("#job .counts")
+    # its timeline, not there when the page was drawn (no batch had started), drawn as batches ended (live.js)
+    from playwright.sync_api import expect
+
+    expect(page.locator("#timeline figcaption")).to_contain_text("3 batches done and 0 rendering on 1 render node",
+                                                                  timeout=15_000)
+    assert page.locator("#timeline-section").is_visible()
+    assert page.eval_on_selector_all("#timeline g.lane rect.done", "all => all.length") >= 1
     inert(page)
     shot = not_blank(page.screenshot(full_page=True), "job")
     assert count(shot, (0, 255, 0)) >= 3 * 120 * 90, "the frame thumbnails are not on the page"
@@ -439,6 +446,35 @@ def test_the_job_page_polls_when_its_event_stream_fails(farm, page):
 def focused(page: Any) -> str:
     """The text of the element that has the keyboard's focus."""
     return page.evaluate("document.activeElement ? document.activeElement.textContent.trim() : ''")
+
+
+def test_the_job_page_polls_at_once_when_the_server_has_no_stream_to_spare(farm, page):
+    """A page drawn when the server had no event stream to spare (HTTPOV_WEB_STREAMS=0, or its bound reached: the
+    body's data-streams says so, tests/store/test_web_live.py) polls from the start: no stream is asked for, so no
+    refusal (429) shows in the console as an error."""
+    job = farm.jobs["slow"]
+    assert farm.state(job) == "paused"
+    seen, asked = len(CONSOLE), []
+
+    def drawn_without_streams(route: Any) -> None:  # this page as such a server draws it
+        response = route.fetch()
+        route.fulfill(response=response, body=response.text().replace('data-streams="on"', 'data-streams="off"'))
+    page.route(f"**/jobs/{job}", drawn_without_streams)
+    page.route("**/api/stream/**", lambda route: (asked.append(route.request.url), route.fulfill(status=429)))
+    try:
+        page.goto(f"/jobs/{job}")
+        assert page.get_attribute("body", "data-streams") == "off"
+        page.wait_for_selector("#job[data-feed=poll]", state="attached")
+        farm.client.resume(job)
+        page.wait_for_selector("#job .state.running")  # polled
+        farm.client.pause(job)
+        page.wait_for_selector("#job .state.paused")
+    finally:
+        page.unroute("**/api/stream/**")
+        page.unroute(f"**/jobs/{job}")
+    assert asked == []
+    errors = [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")]
+    assert errors == [], errors
 
 
 def test_cancel_and_delete_ask_first_in_the_page_and_act_only_when_confirmed(farm, page):

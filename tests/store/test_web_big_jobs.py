@@ -224,10 +224,17 @@ def test_a_job_page_draws_its_timeline_with_failures_and_retries(server, client,
         assert n1.count(b'class="done"') == 1 and n2.count(b'class="done"') >= 1
         assert b'role="img"' in page and b"3 batches done and 0 rendering on 2 render nodes, 1 failed, 1 retried" \
             in page  # its text alternative
+        status, _, drawn = get(server, f"/api/jobs/{job}/timeline", who, accept="application/json")
+        assert status == 200  # its geometry, for the live page to draw again: the same lanes, names as data
+        chart = json.loads(drawn)
+        assert [lane["name"] for lane in chart["lanes"]] == ["<b>n2</b>@h", "n1@h"]
+        assert chart["summary"].startswith("3 batches done and 0 rendering on 2 render nodes, 1 failed, 1 retried")
     from tests.webapp import page as app_page  # a farm's web without --public-read: nobody signed in sees nothing
 
     status, body = app_page(client, f"/jobs/{job}", public_read=False)
     assert status in (302, 401) and "timeline" not in body and "n1@h" not in body
+    status, body = app_page(client, f"/api/jobs/{job}/timeline", public_read=False)
+    assert status == 401 and "n1@h" not in body
 
 
 def test_the_nodes_page_draws_the_farms_use(server, client):
@@ -253,3 +260,41 @@ def test_the_nodes_page_draws_the_farms_use(server, client):
 
     status, body = app_page(client, "/nodes", public_read=False)
     assert status in (302, 401) and "use@h" not in body and "farm-use" not in body
+
+
+def test_a_finished_jobs_page_is_read_again_after_a_retry(server, client, tmp_path):
+    """A finished job's view and timeline are remembered by the web server under the job's stamp: its page shows
+    what it is after a retry and after the retried batch is done, never the page remembered before. Another user
+    sees the same progress and may not retry it."""
+    from httpov.access import Identity, Role
+    from httpov.errors import ForbiddenError
+
+    scene = write_scene(tmp_path, "#version 3.7;\nbackground { color rgb <0, 1, 0> }\n",
+                        f"Width={SIDE}\nHeight={SIDE}\nInitial_Frame=1\nFinal_Frame=3\n")
+    job = client.submit(scene, user="bob", count=1).spec.id
+    client.store.transition(job, "running")
+    b1, b2, b3 = client.store.spec(job).batches
+    store_batch(client, job, b1, None, "r1", node="n1@h")
+    store_batch(client, job, b2, None, "r2", node="n1@h")
+    assert client.store.start_batch(job, b3, "t3", "n2@h", 600.0) == "ok"
+    client.store.fail_batch(job, b3, "povray said no", [], final=True, node="n2@h")
+
+    def shown(who: str) -> tuple[str, int, bytes]:
+        status, _, page = get(server, f"/jobs/{job}", who)
+        assert status == 200, page[:300]
+        found = re.search(rb'data-frames="(\d+)" data-state="(\w+)"', page)
+        assert found, page[:1000]
+        return found.group(2).decode(), int(found.group(1)), page
+
+    for _ in range(2):  # read, then remembered: the same either way
+        assert shown("bob")[:2] == ("failed", 2)
+    with pytest.raises(ForbiddenError):
+        client.retry(job, who=Identity("carol", Role.USER))
+    assert shown("carol")[:2] == ("failed", 2)
+    assert client.retry(job, who=Identity("bob", Role.USER)) == 1
+    assert shown("bob")[:2] == ("running", 2)
+    store_batch(client, job, b3, None, "r3", node="n2@h")
+    state, done, page = shown("carol")
+    assert (state, done) == ("done", 3)
+    assert b"3 batches done and 0 rendering on 2 render nodes" in page  # the timeline, drawn again
+    assert shown("bob")[:2] == ("done", 3)

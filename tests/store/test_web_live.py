@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import time
 from collections.abc import Iterator
 
@@ -150,10 +151,18 @@ def test_the_bound_refuses_extra_streams_and_polling_still_answers(server, job):
             return True
         again.close()
         return False
+    def streams_said(who: str) -> str:  # what the job's page tells its script (live.js polls at once when "off")
+        status, _, body = server.http("GET", f"/jobs/{job}", {**cookie(server, who), "Accept": "text/html"})
+        assert status == 200, body[:300]
+        found = re.search(r'<body [^>]*data-streams="(on|off)"', body)
+        assert found, body[:500]
+        return found.group(1)
     try:
         wait_for(reopened, 10, "a place for bob's stream (the last test's closed)")
+        assert streams_said("bob") == "on"
         opened.append(Stream(server, path, cookie(server, "bob")))
         assert [s.status for s in opened] == [200, 200]
+        assert (streams_said("bob"), streams_said("carol")) == ("off", "on")  # bob's 2 an account are open
         refused = Stream(server, path, cookie(server, "bob"))  # a third of bob's: past 2 an account
         assert refused.status == 429 and "polls instead" in json.loads(refused.response.read())["error"]
         refused.close()
@@ -162,6 +171,7 @@ def test_the_bound_refuses_extra_streams_and_polling_still_answers(server, job):
         refused = Stream(server, path, cookie(server, "carol"))  # past HTTPOV_WEB_STREAMS in all
         assert refused.status == 429 and "HTTPOV_WEB_STREAMS" in json.loads(refused.response.read())["error"]
         refused.close()
+        assert streams_said("dave") == "off"  # the server's bound is reached: dave's page polls from the start
         for who in ("bob", "carol"):  # the threads left answer the page's polling
             status, _, body = server.http("GET", f"/api/jobs/{job}", cookie(server, who))
             assert status == 200 and json.loads(body)["id"] == job

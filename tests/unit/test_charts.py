@@ -38,6 +38,9 @@ def test_lanes_bars_and_marks_from_the_records():
     assert chart.summary.startswith("3 batches done and 1 rendering on 2 render nodes, 1 failed, 1 retried")
     assert chart.height > 2 * 22 and chart.width == LABEL + WIDTH
     assert [label for _, label in chart.ticks][0] == "22:13:20"  # T0 in UTC
+    drawn = chart.to_json()  # GET /api/jobs/ID/timeline's: what live.js draws again
+    assert [lane["label"] for lane in drawn["lanes"]] == ["a@h", "b@h"] and drawn["axis_y"] == chart.axis_y
+    assert drawn["lanes"][0]["marks"][0]["title"] == a.marks[0].title and drawn["left"] == LABEL
 
 
 def test_a_requeued_batch_is_marked_retried_and_no_record_no_picture():

@@ -22,11 +22,13 @@ def test_streams_are_bounded_per_account_and_in_all():
     streams = Streams(total=3, per_account=2)
     assert streams.take("bob") is None and streams.take("bob") is None
     assert "bob has 2" in (streams.take("bob") or "")
+    assert not streams.spare("bob") and streams.spare("carol")  # what a page drawn now says (data-streams)
     assert streams.take("carol") is None
     assert "HTTPOV_WEB_STREAMS" in (streams.take("dave") or "")
+    assert not streams.spare("dave")
     streams.give("bob")
-    assert streams.held() == 2 and streams.take("dave") is None
-    assert "off (HTTPOV_WEB_STREAMS=0)" in (Streams(0, 2).take("bob") or "")
+    assert streams.held() == 2 and streams.spare("dave") and streams.take("dave") is None
+    assert "off (HTTPOV_WEB_STREAMS=0)" in (Streams(0, 2).take("bob") or "") and not Streams(0, 2).spare("bob")
 
 
 class Clock:

@@ -115,9 +115,87 @@ function confirmCounts(j) {  // as httpov.web.confirm.counts: the numbers a conf
   return {frames_done: j.frames_done, running: running, left: Math.max(0, left)};
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(parent, tag, attributes, text) {  // an SVG element: attributes and text, never markup
+  const el = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes || {})) el.setAttribute(name, String(value));
+  if (text !== undefined) {
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = text;
+    el.appendChild(title);
+  }
+  parent.appendChild(el);
+  return el;
+}
+
+function drawTimeline(section, c) {  // as templates/charts.html's chart(): the geometry of GET /api/jobs/ID/timeline
+  const figure = document.createElement("figure");
+  figure.className = "chart";
+  figure.id = "timeline";
+  const root = svg(figure, "svg", {role: "img", "aria-labelledby": "timeline-title timeline-desc", width: c.width,
+    height: c.height, viewBox: "0 0 " + c.width + " " + c.height, "font-family": "sans-serif", "font-size": 11});
+  svg(root, "title", {id: "timeline-title"}).textContent = section.dataset.title;
+  svg(root, "desc", {id: "timeline-desc"}).textContent = c.summary;
+  for (const lane of c.lanes) {
+    const g = svg(root, "g", {class: "lane", "data-node": lane.name}, lane.note || lane.name);
+    svg(g, "rect", {x: c.left, y: lane.y, width: c.width - c.left, height: 22, fill: "#e4e4e4"});
+    svg(g, "text", {x: c.left - 6, y: lane.y + 15, "text-anchor": "end", fill: "#333"}).textContent = lane.label;
+    for (const b of lane.bars) {
+      svg(g, "rect", {class: b.kind, x: b.x, y: lane.y + 2, width: b.width, height: 18,
+        fill: b.kind === "done" ? "#3a7d44" : "#6fa8dc"}, b.title);
+    }
+    for (const m of lane.marks) {
+      const failed = m.kind === "failed";
+      svg(g, "rect", {class: "mark " + m.kind, "data-count": m.count, x: m.x - 1.5, y: failed ? lane.y : lane.y + 11,
+        width: 3, height: failed ? 22 : 11, fill: failed ? "#c62828" : "#ef8f00", stroke: "#fff",
+        "stroke-width": 0.5}, m.title);
+    }
+  }
+  svg(root, "line", {x1: c.left, y1: c.axis_y, x2: c.width, y2: c.axis_y, stroke: "#999"});
+  c.ticks.forEach(([x, label], i) => {
+    const anchor = i === 0 ? "start" : (i === c.ticks.length - 1 ? "end" : "middle");
+    svg(root, "text", {x: x, y: c.height - 4, "text-anchor": anchor, fill: "#555"}).textContent = label;
+  });
+  const caption = document.createElement("figcaption");
+  caption.className = "muted";
+  caption.textContent = c.summary + " (" + section.dataset.legend + ")";
+  figure.appendChild(caption);
+  const old = document.getElementById("timeline");
+  if (old) old.replaceWith(figure); else section.appendChild(figure);
+  section.hidden = false;
+}
+
+// The timeline is drawn again when the job's batches done, failed or running change: at most every TIMELINE_EVERY ms
+// (a change meanwhile is drawn when that time is up; the job's end at once), one GET of its geometry each time.
+const TIMELINE_EVERY = 5000;
+const ENDED = ["done", "failed", "cancelled"];
+const timeline = {seen: null, at: 0, timer: null};
+
+function followTimeline(id, j) {
+  const section = document.getElementById("timeline-section");
+  const seen = [j.batches_done, (j.failed || []).length, Object.keys(j.batches_running || {}).join(), j.state].join("|");
+  if (!section || seen === timeline.seen) return;
+  if (timeline.seen === null) { timeline.seen = seen; return; }  // as the page was drawn
+  timeline.seen = seen;
+  const ended = ENDED.includes(j.state);
+  if (timeline.timer && !ended) return;  // drawn when the time is up
+  clearTimeout(timeline.timer);
+  const draw = async () => {
+    timeline.timer = null;
+    timeline.at = Date.now();
+    try {
+      const c = await getJSON("/api/jobs/" + encodeURIComponent(id) + "/timeline");
+      if (c) drawTimeline(section, c);
+    } catch (e) { /* the next change tries again */ }
+  };
+  timeline.timer = setTimeout(draw, ended ? 0 : Math.max(0, timeline.at + TIMELINE_EVERY - Date.now()));
+}
+
 async function showJob(box, j) {
   const id = box.dataset.job;
   update(box, j);
+  followTimeline(id, j);
   const numbers = confirmCounts(j);
   for (const el of document.querySelectorAll("dialog [data-count]")) {
     const text = String(numbers[el.dataset.count]);
@@ -195,7 +273,8 @@ function confirmDialogs() {
 }
 
 // The page's news as events while the server streams them; polling every `every` ms from the moment it does not
-// (no EventSource, the stream refused or ended for good). One update at a time, in the order they came.
+// (no EventSource, no stream to spare when the page was drawn, the stream refused or ended for good). One update at
+// a time, in the order they came.
 function follow(box, stream, poll, show, name, every) {
   let queue = Promise.resolve();
   const later = (data) => { queue = queue.then(() => show(box, data)).catch(() => { /* the next one mends it */ }); };
@@ -210,7 +289,9 @@ function follow(box, stream, poll, show, name, every) {
     };
     setTimeout(tick, every);
   };
-  if (typeof EventSource !== "function") { fallBack(); return; }
+  // no EventSource, or the server said when it drew the page that it has no stream to spare (HTTPOV_WEB_STREAMS=0,
+  // or its bound reached): polling from the start, with no refused request for the console to show as an error
+  if (typeof EventSource !== "function" || document.body.dataset.streams === "off") { fallBack(); return; }
   const source = new EventSource(stream);
   source.addEventListener(name, (e) => { box.dataset.feed = "events"; later(JSON.parse(e.data)); });
   source.addEventListener("end", () => { source.close(); fallBack(); });  // signed out: polling says so

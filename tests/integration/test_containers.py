@@ -5,14 +5,19 @@ them. Without podman the tests are skipped, except under CI (CI set), where that
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
+from httpov.cli import cli
+from httpov.local_farm import free_port
 from httpov.settings import Settings
 from tests.conftest import pixels, povray_direct, wait_for
 
@@ -20,20 +25,22 @@ pytestmark = pytest.mark.container
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "spinner"
+COMPOSE = REPO / "docker" / "compose.yaml"
 NODE_IMAGE = "localhost/httpov-node"
 BUILD_SECONDS = 900  # a fresh machine: the base image, the Redis stand-in and the node image, downloads included
 TINY = ["--frames", "2", "--width", "32", "--height", "24", "--count", "1"]  # the example, 2 frames at 32x24
 
 
-def podman_env() -> dict[str, str]:
+def podman_env(**extra: str) -> dict[str, str]:
     """The environment podman runs in: this repository's containers.conf unless the caller names one."""
-    return {**os.environ, "CONTAINERS_CONF": os.environ.get("CONTAINERS_CONF", str(REPO / ".ci" / "containers.conf"))}
+    conf = os.environ.get("CONTAINERS_CONF", str(REPO / ".ci" / "containers.conf"))
+    return {**os.environ, "CONTAINERS_CONF": conf, **extra}
 
 
 def podman(*args: str, timeout: float = 120, check: bool = True, stdin: str | None = None,
-           tool: str = "podman", cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([tool, *args], capture_output=True, text=True, timeout=timeout, env=podman_env(),
-                            input=stdin, cwd=cwd)
+           tool: str = "podman", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([tool, *args], capture_output=True, text=True, timeout=timeout,
+                            env=podman_env(**(env or {})), input=stdin)
     if check and result.returncode != 0:
         raise AssertionError(f"$ {tool} {' '.join(args)} -> {result.returncode}\n{result.stdout}{result.stderr}")
     return result
@@ -110,3 +117,69 @@ def test_node_image_renders_the_example_against_the_test_redis(tmp_path: Path, s
         assert (final.state, final.frames_done, final.frames_failed) == ("done", 2, 0), final
         assert client.store.owner(job) == "render"  # the image's user submitted it
         _same_as_povray(scene, client.fetch(job, tmp_path / "frames"), tmp_path)
+
+
+class ComposeFarm:
+    """docker/compose.yaml brought up by podman-compose as a project of its own, its web interface on a free
+    loopback port; the CLI talks to it as a user does, with a server URL and a token."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.project = "httpovtest" + secrets.token_hex(4)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.home = tmp / "home"  # no config file of the machine's user is read
+        self.home.mkdir()
+
+    def compose(self, *args: str, stdin: str | None = None, timeout: float = 180) -> str:
+        return podman("-p", self.project, "-f", str(COMPOSE), *args, tool="podman-compose", stdin=stdin,
+                      timeout=timeout, env={"WEB_PORT": str(self.port)}).stdout
+
+    def accounts(self, *names: str) -> list[str]:
+        """Accounts in the web container's accounts volume and an API token each, made as the README says
+        (`compose run --rm web httpov web-user add NAME`, `web-token add NAME`), in one container."""
+        steps = [f"printf %s {secrets.token_hex(8)} | httpov web-user add {name} --password-stdin" for name in names]
+        steps += [f"httpov web-token add {name}" for name in names]
+        made = self.compose("run", "--rm", "-T", "web", "sh", "-c", " && ".join(steps))
+        tokens = [line for line in made.splitlines() if line.startswith("httpov_")]
+        assert len(tokens) == len(names), made
+        return tokens
+
+    def remote(self, token: str, *args: str) -> Result:
+        env = {"HTTPOV_SERVER": self.url, "HTTPOV_TOKEN": token, "HTTPOV_BROKER_URL": "redis://127.0.0.1:1/0",
+               "XDG_CONFIG_HOME": str(self.home)}
+        result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+        print(f"$ httpov {' '.join(args)} -> {result.exit_code}\n{result.stdout}{result.stderr}")
+        return result
+
+    def down(self) -> None:
+        for service in ("web_1", "node_1"):
+            print(podman("logs", f"{self.project}_{service}", check=False).stdout[-3000:])
+        with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
+            self.compose("down", "--volumes", "-t", "0")
+        podman("network", "rm", "-f", f"{self.project}_default", check=False)
+
+
+def test_compose_farm_renders_the_example_through_its_web_interface(tmp_path: Path, images: None) -> None:
+    """`compose run web httpov web-user add`, `web-token add`, `compose up -d`: Redis, two render nodes and the
+    web interface on the storage volume; a user's `httpov --server` submits the example and fetches povray's
+    pixels, and another user may not touch the job."""
+    farm = ComposeFarm(tmp_path)
+    try:
+        alice, bob = farm.accounts("alice", "bob")
+        farm.compose("up", "-d")
+
+        def two_nodes() -> bool:
+            listed = farm.remote(alice, "nodes", "--json")
+            return listed.exit_code == 0 and len(json.loads(listed.stdout)) == 2
+        wait_for(two_nodes, 120, "the web interface to answer and list the two render nodes")
+
+        scene = _example(tmp_path)
+        submitted = farm.remote(alice, "submit", str(scene), *TINY, "--wait")
+        assert submitted.exit_code == 0
+        job = submitted.stdout.split()[1].rstrip(":")
+        refused = farm.remote(bob, "cancel", job)
+        assert refused.exit_code == 10 and "bob (user) may not" in refused.stderr
+        assert farm.remote(alice, "fetch", job, "--output", str(tmp_path / "frames")).exit_code == 0
+        _same_as_povray(scene, sorted((tmp_path / "frames").glob("*.png")), tmp_path)
+    finally:
+        farm.down()

@@ -50,10 +50,13 @@ def podman(*args: str, timeout: float = 120, check: bool = True, stdin: str | No
 def images(tmp_path_factory: pytest.TempPathFactory) -> None:
     """The images built (waiting for .ci/run's background build, or building them here); a failed build fails
     the tests with its log."""
-    if shutil.which("podman") is None:
+    missing = [tool for tool in ("podman", "podman-compose") if shutil.which(tool) is None]
+    if missing:
         if os.environ.get("CI"):
-            pytest.fail("podman is not installed: CI must run the container tests (.ci/run installs it)")
-        pytest.skip("podman is not installed (apt-get install podman podman-compose mmdebstrap, or run .ci/run)")
+            pytest.fail(f"{' and '.join(missing)} not installed: CI must run the container tests (.ci/run installs "
+                        "them)")
+        pytest.skip(f"{' and '.join(missing)} not installed (apt-get install podman podman-compose mmdebstrap "
+                    "runc, or run .ci/run)")
     given = os.environ.get("HTTPOV_TEST_IMAGES")
     if given:
         folder = Path(given)

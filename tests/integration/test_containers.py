@@ -157,6 +157,9 @@ class ComposeFarm:
     def down(self) -> None:
         for service in ("web_1", "node_1"):
             print(podman("logs", f"{self.project}_{service}", check=False).stdout[-3000:])
+        ours = podman("ps", "-aq", "--filter", f"label=io.podman.compose.project={self.project}", check=False)
+        if ours.stdout.split():  # all at once (compose down stops them one by one), then down removes the rest
+            podman("rm", "-f", "-t", "0", *ours.stdout.split(), check=False)
         with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
             self.compose("down", "--volumes", "-t", "0")
         podman("network", "rm", "-f", f"{self.project}_default", check=False)

@@ -38,6 +38,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         folder = item.path.resolve().relative_to(TESTS).parts[0]
         if folder in LAYERS:
             item.add_marker(folder)
+    # The container tests last: .ci/run builds their images in the background meanwhile (pytest-xdist hands files
+    # out in this order), so no test process waits on that build while other tests could run.
+    items[:] = sorted(items, key=lambda item: item.get_closest_marker("container") is not None)
 
 
 def redis_answers(url: str) -> bool:

@@ -9,26 +9,54 @@ import yaml
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 
 
-def test_compose_wires_redis_nodes_flower_and_s3():
+def test_compose_wires_redis_nodes_and_web_on_a_shared_storage_volume():
+    """compose.yaml alone is a working farm (tests/integration/test_containers.py runs it): storage on a volume
+    the nodes and the web interface share, nothing published beyond this machine, Redis not at all."""
     compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"redis", "node", "flower", "s3", "web"} <= set(services)
+    assert set(services) == {"redis", "node", "web"}
+    _local_ports_and_known_dependencies(services)
+    assert "ports" not in services["redis"]
+    node, web = services["node"], services["web"]
+    assert (DOCKER / node["build"]["context"]).resolve() == DOCKER.parent  # built from the repository root
+    assert (DOCKER.parent / node["build"]["dockerfile"]).is_file()
+    assert node["environment"]["HTTPOV_BROKER_URL"] == "redis://redis:6379/0"
+    storage = node["environment"]["HTTPOV_STORAGE"]
+    assert f"storage:{storage}" in node["volumes"] and f"storage:{storage}" in web["volumes"]
+    assert "storage" in compose["volumes"]
+    assert web["environment"]["HTTPOV_STORAGE"] == storage
+    assert "seccomp=unconfined" in node["security_opt"]
+    assert node["command"][:4] == ["celery", "-A", "httpov", "worker"]
+    assert web["command"][:2] == ["httpov", "web"] and "--public-read" not in web["command"]
+    accounts = web["environment"]["HTTPOV_WEB_ACCOUNTS"]
+    assert any(v.endswith(":" + str(Path(accounts).parent)) for v in web["volumes"]), "accounts on a volume"
+    assert not any(accounts.startswith(v.split(":")[1]) for v in node["volumes"]), "nodes never see the hashes"
+
+
+def test_compose_s3_and_flower_overrides():
+    """compose.s3.yaml moves storage to S3 (MinIO, its bucket made first) for nodes and web alike;
+    compose.flower.yaml adds Flower behind basic auth."""
+    base = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
+    s3 = yaml.safe_load((DOCKER / "compose.s3.yaml").read_text())["services"]
+    for name in ("node", "web"):
+        env = {**base[name]["environment"], **s3[name]["environment"]}
+        assert env["HTTPOV_STORAGE"].startswith("s3://") and env["AWS_ENDPOINT_URL"] == "http://s3:9000"
+        assert env["HTTPOV_BROKER_URL"] == base[name]["environment"]["HTTPOV_BROKER_URL"]
+    assert s3["web"]["environment"]["HTTPOV_WEB_ACCOUNTS"] == base["web"]["environment"]["HTTPOV_WEB_ACCOUNTS"]
+    assert "s3-bucket" in s3["node"]["depends_on"]
+    _local_ports_and_known_dependencies({**base, **s3})
+    flower = yaml.safe_load((DOCKER / "compose.flower.yaml").read_text())["services"]
+    _local_ports_and_known_dependencies({**base, **flower})
+    command = " ".join(flower["flower"]["command"])
+    assert "celery -A httpov flower" in command and "--basic-auth=" in command
+
+
+def _local_ports_and_known_dependencies(services: dict) -> None:
     for name, service in services.items():
         deps = service.get("depends_on", [])
         assert set(deps) <= set(services), f"{name} depends on an unknown service"
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond this machine"
-    node = services["node"]
-    assert (DOCKER / node["build"]["context"]).resolve() == DOCKER.parent  # built from the repository root
-    assert (DOCKER.parent / node["build"]["dockerfile"]).is_file()
-    assert node["environment"]["HTTPOV_BROKER_URL"] == "redis://redis:6379/0"
-    assert node["environment"]["HTTPOV_STORAGE"].startswith("s3://")
-    assert node["environment"]["AWS_ENDPOINT_URL"] == "http://s3:9000"
-    assert "seccomp=unconfined" in node["security_opt"]
-    assert node["command"][:4] == ["celery", "-A", "httpov", "worker"]
-    flower = " ".join(services["flower"]["command"])
-    assert "celery -A httpov flower" in flower and "--basic-auth=" in flower
-    assert services["flower"]["environment"] == node["environment"]
 
 
 def test_render_node_image_has_povray_bubblewrap_and_httpov_and_drops_root():

@@ -208,7 +208,7 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
     # the job's page follows it by the server's events: no reload, the state and the frame grid change in place
     page.evaluate("window.sameDocument = true")
     page.wait_for_selector("#job .state.done", timeout=180_000)
-    page.wait_for_function("document.querySelectorAll('#frames a.frame').length === 3", timeout=30_000)
+    page.wait_for_function("() => document.querySelectorAll('#frames a.frame').length === 3", timeout=30_000)
     assert page.get_attribute("#job", "data-feed") == "events"
     assert page.eval_on_selector_all("#frames .frame", "all => all.map(e => e.id)") == ["frame-1", "frame-2", "frame-3"]
     assert page.evaluate("window.sameDocument") is True, "the page reloaded"
@@ -235,7 +235,7 @@ def test_log_in_submit_watch_it_finish_live_and_open_a_frame(farm, page, tmp_pat
 
     page.goto("/")
     page.wait_for_selector(f"#job-{job} img.thumb")
-    page.wait_for_function(f"document.querySelector('#job-{job} img.thumb').naturalWidth > 0")
+    page.wait_for_function(f"() => document.querySelector('#job-{job} img.thumb').naturalWidth > 0")
     shot = not_blank(page.screenshot(), "jobs")
     assert page.get_by_text(HOSTILE_NAME, exact=True).first.is_visible()
     assert count(shot, (0, 255, 0)) >= 0.9 * 192 * 144, "the latest frame's thumbnail is not on the jobs page"

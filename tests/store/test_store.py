@@ -308,3 +308,29 @@ def test_a_node_without_the_spec_takes_its_batch_and_reads_the_spec_in_one_round
     assert store.take_batch("j1", "f000001-000001", "t/4", "b@host", 60.0, with_spec=True)[0] == "busy"
     assert store.take_batch("gone", "f000001-000001", "t/5", "b@host", 60.0, with_spec=True) == ("missing", 0, None)
     assert store.take_batch("j1", "f000002-000002", "t/6", "a@host", 60.0, povray="3.7.0") == ("ok", 1, None)
+
+
+def test_a_recorded_batch_tops_its_job_up_and_says_if_jobs_wait_in_the_same_round_trip(store: JobStore,
+                                                                                        monkeypatch):
+    """record_batch (scripts/finish_batch.lua): a render node's record of its batch also moves the job's next
+    batches into its window (as top_up) and says whether any job waits for others (httpov.after), in one call."""
+    store.create(_spec())
+    store.publish("j1")
+    store.pend("j1", _spec().batches, front=False, replace=True)
+    assert store.top_up("j1", 1) == ("", ["f000001-000001"])
+    assert store.start_batch("j1", "f000001-000001", "t/1", "a@host", 60.0) == "ok"
+    store.load_scripts()
+    sent: list[str] = []
+    monkeypatch.setattr(redis.Redis, "execute_command", _counting(redis.Redis.execute_command, sent, "command"))
+    from httpov.store.records import DoneInfo
+
+    recorded = store.record_batch("j1", "f000001-000001", DoneInfo(node="a@host", result="r"), [1], "t/1",
+                                  node="a@host", top_up=1)
+    assert len(sent) == 1, sent
+    assert recorded == ("ok", False, ("", ["f000002-000002"])) and store.window_size("j1") == 1
+    store.r.sadd(store.keys.dependent(), "j9")  # a job that waits for others
+    assert store.start_batch("j1", "f000002-000002", "t/2", "a@host", 60.0) == "ok"
+    assert store.record_batch("j1", "f000002-000002", DoneInfo(node="a@host", result="s"), [2], "t/2",
+                              top_up=1) == ("done", True, ("", []))  # the last one: nothing left to top up
+    late = store.record_batch("j1", "f000002-000002", DoneInfo(node="a@host", result="x"), [2], "t/3")
+    assert late == ("lost", False, None)

@@ -18,6 +18,7 @@ from httpov.plan import Batch, JobSpec
 from httpov.settings import Settings
 from httpov.storage.local import LocalStorage
 from httpov.store import JobStore
+from httpov.store.jobs import Recorded
 from httpov.worker import room
 from httpov.worker.batch import SAME_FAILURE_NODES, RenderNode
 from httpov.worker.povray import RenderOutput, frame_file
@@ -128,6 +129,10 @@ class FakeStore:
         self.calls.append(("finish_batch", batch_id, frames))
         self.result = info["result"]
         return getattr(self, "finish_answer", "done")
+
+    def record_batch(self, job_id: str, batch_id: str, info: dict[str, Any], frames: list[int], token: str,
+                     node: str = "", top_up: int | None = None) -> Recorded:
+        return Recorded(self.finish_batch(job_id, batch_id, info, frames, token, node))
 
     def release(self, job_id: str, batch_id: str) -> None:
         self.calls.append(("release", batch_id))

@@ -11,16 +11,24 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from queue import Queue
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import redis
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.json import dumps
 
 if TYPE_CHECKING:
     from celery import Celery
     from kombu import Connection
+
+log = logging.getLogger(__name__)
 
 #: The releases the contract test was run against: (lowest, first untested) for kombu and for Celery. pyproject.toml
 #: pins the same ranges; widen both only after tests/store/test_broker_contract.py passed on the new release.
@@ -197,8 +205,81 @@ def take_queued(r: redis.Redis, layout: QueueLayout, queue: str, job_id: str, mo
     return taken
 
 
+class QoS(kombu_redis.QoS):
+    """kombu's ack emulation on Redis (the unacked table a render node's taken messages wait in until they are acked,
+    which the stranded and unsent sweeps read), with its writes sent from a thread of their own, in order, instead
+    of holding up the consumer's loop for a round trip each.
+
+    kombu writes a taken message's unacked entry before it hands the message on, and the consumer asks Redis for the
+    next message only after that: on a slow link to Redis each message cost a render node two round trips, one
+    message at a time (the BRPOP and this write), and each ack a third. Here the entry is queued for the writer
+    thread and the message goes on at once; the ack's removal is queued behind it (never before the entry it
+    removes); a reject, a hand-back of unacked messages (the channel closing) and the visibility restore wait until
+    every queued write is done. The entry goes out as soon as before: what Redis holds and when is unchanged."""
+
+    # ASSUMPTION unacked-writes: kombu's Redis QoS writes a taken message's entry in `append(message, delivery_tag)`
+    # (ZADD unacked_index, HSET unacked [message._raw, exchange, routing key] as JSON), removes it in
+    # `ack(delivery_tag)` with `_remove_from_indices(tag).execute()`, and otherwise keeps virtual.QoS's bookkeeping
+    # (the prefetch count) through virtual.QoS.append and virtual.QoS.ack; a Channel's `QoS` attribute names its class.
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._writes: Queue[Callable[[], object]] = Queue()
+        self._writer: threading.Thread | None = None
+
+    def _queue(self, write: Callable[[], object]) -> None:
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write, name="httpov unacked writes", daemon=True)
+            self._writer.start()
+        self._writes.put(write)
+
+    def _write(self) -> None:
+        while True:
+            write = self._writes.get()
+            try:
+                write()
+            except Exception as exc:  # Redis away: as kombu's own write would have, the message lives on in memory
+                log.warning("httpov: could not update the broker's table of unacked messages: %s", exc)
+            finally:
+                self._writes.task_done()
+
+    def drain(self) -> None:
+        """Wait until every queued write is done."""
+        if self._writer is not None:
+            self._writes.join()
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        delivery = message.delivery_info
+        entry = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        at = time.time()
+
+        def write() -> None:
+            with self.pipe_or_acquire() as pipe:
+                pipe.zadd(self.unacked_index_key, {delivery_tag: at}).hset(self.unacked_key, delivery_tag,
+                                                                             entry).execute()
+        self._queue(write)
+        virtual.QoS.append(self, message, delivery_tag)
+
+    def ack(self, delivery_tag: str) -> None:
+        self._queue(lambda: self._remove_from_indices(delivery_tag).execute())
+        virtual.QoS.ack(self, delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        self.drain()
+        super().reject(delivery_tag, requeue)
+
+    def restore_unacked(self, client: Any = None) -> None:
+        self.drain()
+        super().restore_unacked(client)
+
+    def restore_visible(self, *args: Any, **kwargs: Any) -> None:
+        self.drain()
+        super().restore_visible(*args, **kwargs)
+
+
 class Channel(kombu_redis.Channel):
-    """kombu's Redis channel, except that once its broker connection is closed, asking it for a new connection pool
+    """kombu's Redis channel, with httpov's QoS (its unacked table written off the consumer's loop), and except that
+    once its broker connection is closed, asking it for a new connection pool
     raises a connection error instead of AttributeError.
 
     When Redis goes away while a batch renders and the consumer waits in BRPOP for the next one, kombu closes the
@@ -209,6 +290,8 @@ class Channel(kombu_redis.Channel):
     As a connection error, Celery reconnects, and the ack is logged as "Couldn't ack"; the message stays in kombu's
     unacked table, where the stranded sweep settles it (httpov.sweep.stranded: dropped once its batch is done).
     """
+
+    QoS = QoS
 
     # ASSUMPTION connparams: kombu's Redis channel builds every connection pool's parameters in the private method
     # `_connparams(self, asynchronous=False)`, which returns a dict and reads the broker's address through

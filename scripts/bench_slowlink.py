@@ -38,8 +38,11 @@ parser.add_argument("--timeout", type=float, default=600.0, help="seconds a job 
 parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parent.parent)
 ARGS = parser.parse_args()
 ROOT = ARGS.repo.resolve()
-os.chdir(ROOT)  # `python -m celery -A httpov` imports httpov from the working directory
+os.chdir(ROOT)
 sys.path.insert(0, str(ROOT))
+# the render nodes (httpov.celery_main, which ignores the working directory) import httpov from the measured checkout
+# too, not from the one installed in the environment
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
 BENCH_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(1, str(BENCH_ROOT))  # tests.latency, should the measured checkout not have it
 

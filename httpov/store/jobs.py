@@ -10,7 +10,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -76,6 +76,16 @@ NODE_USE_SECONDS = 6 * 3600.0  # how long a render node's processes busy are kep
 SCENE_DELETE_SECONDS = 60.0
 #: The job events stream's length cap (approximate; httpov.events trims it by age too).
 MAX_EVENTS = 100_000
+
+
+class Recorded(NamedTuple):
+    """What JobStore.record_batch did: `status` as finish_batch answers it; whether any job waits for others (then
+    the recorder settles them: httpov.after); the job's queue and the batches a top-up asked with the record moved
+    into its window (to be sent now), or None."""
+
+    status: str
+    dependents: bool = False
+    sent: tuple[str, list[str]] | None = None
 
 
 class JobStore:
@@ -277,6 +287,11 @@ class JobStore:
         raw = self._call(lambda: self.r.hget(self.keys.job(job_id), "spec"))
         if raw is None:
             raise _missing(job_id)
+        return self.parse_spec(raw)
+
+    @staticmethod
+    def parse_spec(raw: str) -> JobSpec:
+        """A job's spec as its record stores it (JSON)."""
         return JobSpec.from_dict(json.loads(raw))
 
     def owner(self, job_id: str) -> str:
@@ -439,19 +454,27 @@ class JobStore:
         return self._start_batch(job_id, batch_id, token, node, lease, handoff, hand_back, user_max_processes)
 
     def take_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
-                   user_max_processes: int = 0, povray: str = "") -> tuple[str, int]:
+                   user_max_processes: int = 0, povray: str = "",
+                   with_spec: bool = False) -> tuple[str, int, str | None]:
         """start_batch for a render node about to render the batch, in the same round trip: 'blocked' (nothing
         taken) if the node is blocked from the job; given `povray`, the job pinned to that version if it has none
         yet (as pin_povray), or 'povray:<the job's version>' (nothing taken) for another; and on 'ok' the start
-        counted in the batch's attempts. Answers (status, attempts: 0 unless 'ok')."""
+        counted in the batch's attempts. With `with_spec` (a node that has not read the job's spec yet), the spec
+        comes in the same round trip, as stored (JSON, not checked: JobStore.parse_spec and plan.check_record are the
+        caller's), and `povray` is not pinned for a job whose spec allows any povray. Answers (status, attempts: 0
+        unless 'ok', the spec or None: not asked for, or no record)."""
         reply = self._start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes,
-                                  check_node=True, povray=povray)
+                                  check_node=True, povray=povray, with_spec=with_spec)
+        spec = None
+        if with_spec:
+            reply, spec = reply
         if reply.startswith("ok:"):
-            return "ok", int(reply[3:])
-        return reply, 0
+            return "ok", int(reply[3:]), spec
+        return reply, 0, spec
 
     def _start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str,
-                     hand_back: bool, user_max_processes: int, check_node: bool = False, povray: str = "") -> str:
+                     hand_back: bool, user_max_processes: int, check_node: bool = False, povray: str = "",
+                     with_spec: bool = False) -> Any:
         value = handoff if hand_back else token
         info = json.dumps(RunningInfo(node=node, started=time.time(), token=value, handed_back=hand_back))
         return self._call(lambda: self._start(
@@ -461,7 +484,8 @@ class JobStore:
                   self.keys.blocked(job_id), self.keys.attempts(job_id), self.keys.events()],
             args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE, _words(_GONE_FROM),
                   _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}"),
-                  node if check_node else "", "1" if check_node else "0", povray, MAX_EVENTS, job_id],
+                  node if check_node else "", "1" if check_node else "0", povray, MAX_EVENTS, job_id,
+                  "1" if with_spec else "0"],
         ))
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
@@ -496,20 +520,28 @@ class JobStore:
         with it), 'ok', or 'lost' (another execution took the batch over, or finished it: nothing is recorded and
         this execution's zip must go). Given `node`, a recorded batch is counted as that node's (count_batch), in
         the same round trip. JobNotFoundError, writing nothing, if the job's record is gone."""
-        reply = self._fence(job_id, batch_id, token, info, "record", frames, node)
+        return self.record_batch(job_id, batch_id, info, frames, token, node).status
+
+    def record_batch(self, job_id: str, batch_id: str, info: DoneInfo, frames: list[int], token: str,
+                     node: str = "", top_up: int | None = None) -> Recorded:
+        """finish_batch, answering also whether any job waits for others (httpov.after) and, given `top_up` (the
+        job's window, as top_up takes it), the job topped up in the same round trip (its queue and the batches the
+        caller must now send; None when not asked, or the batch was not recorded)."""
+        reply = self._fence(job_id, batch_id, token, info, "record", frames, node, top_up)
         if reply[0] == "missing":
             raise _missing(job_id)
         if reply[0] == "lost":
-            return "lost"
-        done, total = reply[1:]
-        if int(done) >= int(total):
+            return Recorded("lost")
+        done, total, dependents = (int(n) for n in reply[1:4])
+        sent = (reply[4], list(reply[5:])) if len(reply) > 4 else None
+        if done >= total:
             # a batch that was running when the job was paused still counts: the last one ends the job
             try:
                 self.transition(job_id, JobState.DONE)
             except TransitionRefused:  # failed, cancelled or done meanwhile
-                return "ok"
-            return "done"
-        return "ok"
+                return Recorded("ok", dependents > 0, sent)
+            return Recorded("done", dependents > 0, sent)
+        return Recorded("ok", dependents > 0, sent)
 
     def owns(self, job_id: str, batch_id: str, token: str, result: str) -> bool:
         """Whether execution `token` (its result `result`) still owns the batch, as finish_batch would judge it now."""
@@ -519,16 +551,16 @@ class JobStore:
         return reply[0] != "lost"
 
     def _fence(self, job_id: str, batch_id: str, token: str, info: DoneInfo, mode: str, frames: list[int],
-               node: str = "") -> list:
+               node: str = "", top_up: int | None = None) -> list:
         keys = [self.keys.job(job_id), self.keys.lease(job_id, batch_id)]
         keys += [self.keys.job_part(job_id, part) for part in ("running", "done", "frames", "failed", "window")]
-        keys += [self.keys.node_batches(node), self.keys.metrics()]
+        keys += [self.keys.node_batches(node), self.keys.metrics(), self.keys.pending(job_id), self.keys.dependent()]
         now = time.time()
         entry = f"done:{now}:{secrets.token_hex(4)}" if node else ""
         seconds = float(info.get("seconds", 0.0))
         args = [batch_id, token, json.dumps(info), info.get("result", ""), _words(FINISHED), mode, entry, now,
                 NODE_BATCHES_SECONDS, seconds, bucket_field(seconds),
-                int(info.get("bytes", 0)), *frames]
+                int(info.get("bytes", 0)), "" if top_up is None else top_up, *frames]
         return self._call(lambda: self._finish(keys=keys, args=args))
 
     def done(self, job_id: str) -> dict[str, DoneInfo]:

@@ -37,6 +37,7 @@ from httpov.settings import Settings
 from httpov.states import LIVE, JobState
 from httpov.storage import Storage
 from httpov.store import JobStore
+from httpov.store.jobs import Recorded
 from httpov.store.records import DoneInfo
 from httpov.text import shown
 from httpov.worker import povray, radiosity, room, stitch
@@ -78,6 +79,9 @@ class Outcome:
     detail: str = ""
     send_to: str | None = None  # queue the batch on this render node's own queue (Celery's worker_direct)
     hung: bool = False  # povray hung (no progress, or past the batch's derived time limit) and was killed
+    dependents: bool = True  # jobs may wait for this one (httpov.after): settle them (a record says if any do)
+    sent: tuple[str, list[str]] | None = None  # 'rendered': the job's queue and its batches topped up with the record,
+    # to be sent now (None: no top-up was done with it)
 
 
 class RenderNode:
@@ -101,22 +105,31 @@ class RenderNode:
     def spec(self, job_id: str) -> JobSpec:
         """The job's record, checked (plan.check_record) before any use: Redis may hold a forged one."""
         if job_id not in self._specs:
-            spec = check_record(job_id, self.store.spec(job_id))
-            limits.check_image(spec.width, spec.height, self.settings)  # this node's own limits
-            self._specs[job_id] = spec
+            self._check_spec(job_id, self.store.spec(job_id))
         return self._specs[job_id]
 
-    def run(self, job_id: str, batch_id: str, token: str, node: str) -> Outcome:
+    def _check_spec(self, job_id: str, spec: JobSpec) -> JobSpec:
+        """Check a job's spec as read (plan.check_record and this node's own limits) and keep it: a job's spec is
+        read once per job and render process."""
+        spec = check_record(job_id, spec)
+        limits.check_image(spec.width, spec.height, self.settings)  # this node's own limits
+        self._specs[job_id] = spec
+        return spec
+
+    def run(self, job_id: str, batch_id: str, token: str, node: str,
+            window: Callable[[], int | None] | None = None) -> Outcome:
         """Render one batch; every outcome but 'rendered', 'retry' and 'handback' leaves the queue as it found it.
 
         `token` is the Celery task id, which a retry of the task keeps and a redelivered message repeats; each
         execution leases the batch under its own token, so a duplicate delivery finds the batch busy instead of
         rendering it a second time, while a retry takes over the hand-off its failed attempt left.
         A job whose record is gone (deleted, or lost with a Redis restarted empty) is dropped: 'missing', said once
-        per job in the log, and nothing written to Redis."""
+        per job in the log, and nothing written to Redis.
+        `window`, asked when the batch is recorded: the job's window, which the record then tops up in the same
+        round trip (Outcome.sent); None (or no `window`) for no top-up."""
         started = time.monotonic()
         try:
-            outcome = self._run(job_id, batch_id, token, node)
+            outcome = self._run(job_id, batch_id, token, node, window)
         except JobNotFoundError:
             outcome = Outcome("missing")
         if outcome.status in ("failed", "retry"):  # `httpov nodes`: batches failed lately (finish_batch counts done)
@@ -137,31 +150,48 @@ class RenderNode:
                             "its batches are dropped", job_id)
         return outcome
 
-    def _run(self, job_id: str, batch_id: str, token: str, node: str) -> Outcome:
+    def _run(self, job_id: str, batch_id: str, token: str, node: str,
+             window: Callable[[], int | None] | None) -> Outcome:
         lease = self.settings.lease_seconds
         handoff = f"retry:{token}"
         result = secrets.token_hex(4)  # this execution's own name for its zip: never a name another one wrote
         execution = f"{token}/{result}"  # its lease's value, the fence its result is recorded behind
-        try:  # before any lease or file: every field of the record and the message this node acts on
-            spec = self.spec(job_id)
-        except JobNotFoundError:
-            return Outcome("missing")
-        except (SceneError, BadInputError) as exc:
-            return self._refuse_job(job_id, batch_id, node, exc)
-        try:
-            batch = check_batch(spec, batch_id)
-        except BadInputError as exc:
-            return Outcome("refused", detail=str(exc))  # a message no one planned: dropped, the job goes on
+        spec: JobSpec | None = self._specs.get(job_id)
+        batch: Batch | None = None
+        if spec is not None:  # read before: the message this node acts on is checked before any lease or file
+            try:
+                batch = check_batch(spec, batch_id)
+            except BadInputError as exc:
+                return Outcome("refused", detail=str(exc))  # a message no one planned: dropped, the job goes on
         fault = room.disk_fault(self.settings.cache_dir, self.settings.min_free_mb)
         if fault:  # no room for a frame here: before any lease, the batch goes to a node that has some
             return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
                                    fault=fault)
-        pin = (self.povray_version if not spec.any_povray and job_id not in self._ours
+        pin = (self.povray_version if (spec is None or not spec.any_povray) and job_id not in self._ours
                and self.povray_version != "unknown" else "")
         # one round trip: refused if this node is blocked from the job or (`pin`) the job renders with another
-        # povray, else the job pinned to this node's povray if it has none yet, the lease taken and the start counted
-        status, attempt = self.store.take_batch(job_id, batch_id, execution, node, lease, handoff,
-                                                user_max_processes=self.settings.user_max_processes or 0, povray=pin)
+        # povray, else the job pinned to this node's povray if it has none yet, the lease taken and the start
+        # counted; and the job's spec with it when this process has not read it yet (its first batch of the job)
+        status, attempt, raw = self.store.take_batch(job_id, batch_id, execution, node, lease, handoff,
+                                                     user_max_processes=self.settings.user_max_processes or 0,
+                                                     povray=pin, with_spec=spec is None)
+        if spec is None:
+            if raw is None:
+                return Outcome("missing")
+            try:  # checked before any file: a forged record or message gives back what it took and acts on nothing
+                spec = self._check_spec(job_id, self.store.parse_spec(raw))
+            except (SceneError, BadInputError, ValueError) as exc:
+                if status == "ok":
+                    self.store.release(job_id, batch_id)
+                return self._refuse_job(job_id, batch_id, node,
+                                        exc if isinstance(exc, HttpovError) else SceneError(f"{exc}"))
+            try:
+                batch = check_batch(spec, batch_id)
+            except BadInputError as exc:
+                if status == "ok":
+                    self.store.release(job_id, batch_id)
+                return Outcome("refused", detail=str(exc))
+        assert batch is not None  # (checked against the spec, read before or with the take)
         if status == "blocked":
             return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id))
         if status.startswith("povray:"):  # its pixels would differ: a node with the job's povray renders it
@@ -220,14 +250,15 @@ class RenderNode:
 
         stored = [batch_key(job_id, batch_id, result)]
 
-        def record() -> str:
+        def record() -> Recorded:
             if batch.prepass:
                 frames: list[int] = []
             else:
                 frames = (self._stitch_if_complete(spec, batch, execution, result) if spec.slices
                           else list(batch.frames))
             stored.extend(frame_key(job_id, povray.frame_file(spec.name, f, spec.final)) for f in frames if spec.slices)
-            return self.store.finish_batch(job_id, batch_id, info, frames, execution, node=node)
+            return self.store.record_batch(job_id, batch_id, info, frames, execution, node=node,
+                                           top_up=None if window is None else window())
         try:  # the render is stored: ride out a Redis restart rather than render it again
             recorded = through_outage(record, max(self.settings.outage_seconds, 3 * lease))
         except JobNotFoundError:  # the job was deleted while this batch rendered: nothing of it may stay behind
@@ -235,16 +266,17 @@ class RenderNode:
                 self.storage.delete(key)
             raise
         except _Lost:
-            recorded = "lost"
+            recorded = Recorded("lost")
         except RenderError as exc:  # the frame could not be stitched yet
             self.storage.delete(stored[0])
             return self._failed(spec, batch, handoff, node, attempt, exc)
-        if recorded == "lost":  # its lease was taken over: the batch's result is another execution's, left alone
+        if recorded.status == "lost":  # its lease was taken over: the batch's result is another execution's, left alone
             self.storage.delete(stored[0])
             return Outcome("discarded", detail=f"{batch.label}: this execution lost its lease (its node was frozen "
                                                "or cut off past it) and the batch was taken over; its output is "
                                                "discarded, the stored result is the other execution's")
-        return Outcome("rendered", detail=f"{batch.label} in {seconds:.1f}s")
+        return Outcome("rendered", detail=f"{batch.label} in {seconds:.1f}s", dependents=recorded.dependents,
+                       sent=recorded.sent)
 
     def _refuse_job(self, job_id: str, batch_id: str, node: str, exc: HttpovError) -> Outcome:
         """A job record that httpov did not write (or a corrupt one) fails its job, without a lease or a file."""

@@ -12,7 +12,7 @@ from celery.signals import worker_process_init
 from celery.utils import worker_direct
 
 from httpov.celery import app
-from httpov.dispatch import celery_priority, job_window, settle_dependents, top_up
+from httpov.dispatch import celery_priority, enqueue, job_window, settle_dependents, top_up
 from httpov.plan import JobSpec
 from httpov.settings import Settings
 from httpov.storage import open_storage
@@ -60,20 +60,28 @@ def render_batch(self: NodeTask, job_id: str, batch: str, label: str = "") -> st
     """Render one batch of a job (`label` only makes Flower readable: 'frames 1-5', 'frame 3 rows 1-32')."""
     node = self.node
     user_cap = node.settings.user_max_processes or 0
-    # the job's window (fair share's reads, one round trip) is read while the batch renders, not after it
+    # the job's window (fair share's reads, one round trip) is read while the batch renders, not after it, and the
+    # record of the batch tops the job up with it in the same round trip
     window: Future[int] = self.reader.submit(job_window, node.store, node.settings.lease_seconds, job_id, user_cap)
-    outcome = node.run(job_id, batch, token=self.request.id, node=self.request.hostname or "local")
+
+    def limit() -> int | None:
+        try:
+            return window.result()
+        except Exception:  # read again below
+            return None
+    outcome = node.run(job_id, batch, token=self.request.id, node=self.request.hostname or "local", window=limit)
     if outcome.status == "rendered":  # the job's next batch goes on the queue before this process asks for one
         try:
-            try:
-                limit: int | None = window.result()
-            except Exception:  # read again below
-                limit = None
-            top_up(self.app, node.store, job_id, node.settings.queue, node.settings.lease_seconds, node.spec(job_id),
-                   limit=limit, user_cap=user_cap)
+            if outcome.sent is None:  # not topped up with the record
+                top_up(self.app, node.store, job_id, node.settings.queue, node.settings.lease_seconds,
+                       node.spec(job_id), limit=limit(), user_cap=user_cap)
+            elif outcome.sent[1]:
+                own, batch_ids = outcome.sent
+                enqueue(self.app, node.spec(job_id), batch_ids, own or node.settings.queue)
         except Exception as exc:  # the batch is stored and recorded; the next sweep tops the job up instead
             log.warning("httpov: could not top up job %s after batch %s: %s", job_id, batch, exc)
-    if outcome.status in ("rendered", "failed"):  # jobs waiting for this one's frames or end go on at once
+    if outcome.status in ("rendered", "failed") and outcome.dependents:  # jobs waiting for this one's frames or
+        # end go on at once (a recorded batch says whether any job waits for others)
         try:
             settle_dependents(self.app, node.store, node.settings.queue, node.settings.lease_seconds, of=job_id,
                               user_cap=user_cap)

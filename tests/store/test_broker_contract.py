@@ -238,3 +238,39 @@ def test_consumer_connection(app) -> None:
             "which httpov.worker.consumer.Consumer overrides or calls")
     assert "self.connection_for_read(" in inspect.getsource(CeleryConsumer.connect), \
         "ASSUMPTION consumer-connection: Celery's worker Consumer no longer connects through connection_for_read"
+
+
+def test_unacked_writes(settings, app, r, connection) -> None:
+    """httpov.broker.QoS writes kombu's unacked table from a thread: the same entry as kombu's, removed by the ack
+    after it, handed back when the channel closes."""
+    for name, expected in (("append", ["self", "message", "delivery_tag"]), ("ack", ["self", "delivery_tag"])):
+        method = kombu_redis.QoS.__dict__.get(name)
+        assert method is not None and list(inspect.signature(method).parameters) == expected, \
+            f"ASSUMPTION unacked-writes: kombu's Redis QoS no longer defines {name}({', '.join(expected)})"
+    source = inspect.getsource(kombu_redis.QoS.append) + inspect.getsource(kombu_redis.QoS.ack)
+    for call in ("zadd(self.unacked_index_key", "hset(self.unacked_key", "dumps([message._raw, EX, RK])",
+                 "super().append(message, delivery_tag)", "self._remove_from_indices(delivery_tag).execute()",
+                 "super().ack(delivery_tag)"):
+        assert call in source, f"ASSUMPTION unacked-writes: kombu's Redis QoS append/ack no longer does {call}"
+    assert kombu_redis.Channel.QoS is kombu_redis.QoS, \
+        "ASSUMPTION unacked-writes: kombu's Redis Channel no longer names its QoS class in its QoS attribute"
+    layout = QueueLayout.of(app)
+    enqueue(app, _spec("jobwrites"), _batches(5, 6), settings.queue)
+    broker.open_restart_safe_channels(connection)
+    message = _take(app, connection, settings.queue)
+    qos = connection.default_channel.qos
+    assert isinstance(qos, broker.QoS)
+    qos.drain()
+    tag = message.delivery_tag
+    [[found]] = list(broker.held_before(r, layout, time.time() + 1))  # as kombu's own entry (test_unacked_table)
+    assert (found.tag, found.message.job_id, found.message.batch_id) == (tag, "jobwrites", _batches(5)[0])
+    assert json.loads(r.hget(layout.unacked, tag))[1:] == [message.delivery_info["exchange"],
+                                                            message.delivery_info["routing_key"]]
+    message.ack()
+    qos.drain()
+    assert not r.exists(layout.unacked) and not r.exists(layout.unacked_index)
+    _take(app, connection, settings.queue)
+    connection.default_channel.close()  # hands back what it holds, its entry written first
+    rest = [m.batch_id for key in layout.lists(settings.queue)
+            for m in map(broker.render_message, r.lrange(key, 0, -1)) if m]
+    assert rest == _batches(6) and not r.exists(layout.unacked)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
@@ -16,31 +15,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from httpov.cli import cli
 from httpov.local_farm import worker_env
-from httpov.settings import Settings
 from httpov.web.auth import add_user
-from tests.conftest import private_settings, wait_for, write_scene
-from tests.store.test_web_signin import PASSWORD, Server, serving
+from tests.conftest import wait_for, write_scene
+from tests.store.test_web_signin import PASSWORD
 from tests.store.test_web_tokens import add
 from tests.stored import store_batch
+from tests.webapp import web_farm
 
-
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory) -> Iterator[Settings]:
-    with private_settings(tmp_path_factory.mktemp("metrics")) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(settings: Settings):
-    from httpov.celery import make_app
-    from httpov.client import Client
-
-    return Client(settings, make_app(settings))
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, settings: Settings) -> Iterator[Server]:
-    yield from serving(tmp_path_factory.mktemp("metrics-web"), settings, ("bob",), "--public-read")
+settings, client, server = web_farm("metrics", ("bob",), "--public-read")
 
 
 def _png() -> bytes:

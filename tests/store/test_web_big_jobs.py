@@ -9,38 +9,20 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 from PIL import Image
 
-from httpov.settings import Settings
-from tests.conftest import private_settings, write_scene
-from tests.store.test_web_signin import Server, serving
+from tests.conftest import write_scene
+from tests.store.test_web_signin import Server
 from tests.stored import store_batch
+from tests.webapp import web_farm
 
 SIDE = 8  # pixels: the frames
 PER_BATCH = 50
 
 
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory) -> Iterator[Settings]:
-    with private_settings(tmp_path_factory.mktemp("big-jobs")) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(settings: Settings):
-    from httpov.celery import make_app
-    from httpov.client import Client
-
-    return Client(settings, make_app(settings))
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, settings: Settings) -> Iterator[Server]:
-    yield from serving(tmp_path_factory.mktemp("big-jobs-web"), settings, ("bob", "carol"), "--public-read",
-                       signed_in=True)
+settings, client, server = web_farm("big-jobs", ("bob", "carol"), "--public-read", signed_in=True)
 
 
 def _png(n: int) -> bytes:

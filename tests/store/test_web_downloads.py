@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import time
 import zipfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,32 +15,15 @@ import pytest
 from PIL import Image
 
 from httpov import paths
-from httpov.settings import Settings
-from tests.conftest import private_settings, wait_for, write_scene
-from tests.store.test_web_signin import Server, serving
+from tests.conftest import wait_for, write_scene
+from tests.store.test_web_signin import Server
 from tests.stored import store_batch
+from tests.webapp import web_farm
 
 SIDE = 8  # pixels: the frames
 
 
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory) -> Iterator[Settings]:
-    with private_settings(tmp_path_factory.mktemp("downloads")) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(settings: Settings):
-    from httpov.celery import make_app
-    from httpov.client import Client
-
-    return Client(settings, make_app(settings))
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, settings: Settings) -> Iterator[Server]:
-    yield from serving(tmp_path_factory.mktemp("downloads-web"), settings, ("bob", "carol"), "--public-read",
-                       signed_in=True)
+settings, client, server = web_farm("downloads", ("bob", "carol"), "--public-read", signed_in=True)
 
 
 def _png(colour: tuple[int, int, int]) -> bytes:

@@ -8,19 +8,17 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 from PIL import Image
 
 from httpov.paths import frame_key
-from httpov.settings import Settings
 from httpov.web.source import LOG_LINE_CHARS, LOG_LINES
 from httpov.worker.povray import frame_file
-from tests.conftest import private_settings, write_scene
+from tests.conftest import write_scene
 from tests.store.test_web_big_jobs import get
-from tests.store.test_web_signin import Server, serving
 from tests.stored import store_batch
+from tests.webapp import web_farm
 
 SIDE = 8
 SCENE = "#version 3.7;\nbackground { color rgb <0, 1, 0> }\n"
@@ -30,24 +28,7 @@ SECOND = ["Rendering frame 2 of 2", *(f"line {n}" for n in range(1, 101)), HOSTI
 LOG = "\n".join(["banner", "Rendering frame 1 of 2", "frame one's line", *SECOND]) + "\n"
 
 
-@pytest.fixture(scope="module")
-def settings(tmp_path_factory) -> Iterator[Settings]:
-    with private_settings(tmp_path_factory.mktemp("viewer")) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def client(settings: Settings):
-    from httpov.celery import make_app
-    from httpov.client import Client
-
-    return Client(settings, make_app(settings))
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, settings: Settings) -> Iterator[Server]:
-    yield from serving(tmp_path_factory.mktemp("viewer-web"), settings, ("bob", "carol"), "--public-read",
-                       signed_in=True)
+settings, client, server = web_farm("viewer", ("bob", "carol"), "--public-read", signed_in=True)
 
 
 def _png(colour: tuple[int, int, int], height: int = SIDE) -> bytes:

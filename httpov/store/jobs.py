@@ -287,11 +287,6 @@ class JobStore:
         raw = self._call(lambda: self.r.hget(self.keys.job(job_id), "spec"))
         if raw is None:
             raise _missing(job_id)
-        return self.parse_spec(raw)
-
-    @staticmethod
-    def parse_spec(raw: str) -> JobSpec:
-        """A job's spec as its record stores it (JSON)."""
         return JobSpec.from_dict(json.loads(raw))
 
     def owner(self, job_id: str) -> str:
@@ -454,27 +449,19 @@ class JobStore:
         return self._start_batch(job_id, batch_id, token, node, lease, handoff, hand_back, user_max_processes)
 
     def take_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
-                   user_max_processes: int = 0, povray: str = "",
-                   with_spec: bool = False) -> tuple[str, int, str | None]:
+                   user_max_processes: int = 0, povray: str = "") -> tuple[str, int]:
         """start_batch for a render node about to render the batch, in the same round trip: 'blocked' (nothing
         taken) if the node is blocked from the job; given `povray`, the job pinned to that version if it has none
         yet (as pin_povray), or 'povray:<the job's version>' (nothing taken) for another; and on 'ok' the start
-        counted in the batch's attempts. With `with_spec` (a node that has not read the job's spec yet), the spec
-        comes in the same round trip, as stored (JSON, not checked: JobStore.parse_spec and plan.check_record are the
-        caller's), and `povray` is not pinned for a job whose spec allows any povray. Answers (status, attempts: 0
-        unless 'ok', the spec or None: not asked for, or no record)."""
+        counted in the batch's attempts. Answers (status, attempts: 0 unless 'ok')."""
         reply = self._start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes,
-                                  check_node=True, povray=povray, with_spec=with_spec)
-        spec = None
-        if with_spec:
-            reply, spec = reply
+                                  check_node=True, povray=povray)
         if reply.startswith("ok:"):
-            return "ok", int(reply[3:]), spec
-        return reply, 0, spec
+            return "ok", int(reply[3:])
+        return reply, 0
 
     def _start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str,
-                     hand_back: bool, user_max_processes: int, check_node: bool = False, povray: str = "",
-                     with_spec: bool = False) -> Any:
+                     hand_back: bool, user_max_processes: int, check_node: bool = False, povray: str = "") -> str:
         value = handoff if hand_back else token
         info = json.dumps(RunningInfo(node=node, started=time.time(), token=value, handed_back=hand_back))
         return self._call(lambda: self._start(
@@ -484,8 +471,7 @@ class JobStore:
                   self.keys.blocked(job_id), self.keys.attempts(job_id), self.keys.events()],
             args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE, _words(_GONE_FROM),
                   _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}"),
-                  node if check_node else "", "1" if check_node else "0", povray, MAX_EVENTS, job_id,
-                  "1" if with_spec else "0"],
+                  node if check_node else "", "1" if check_node else "0", povray, MAX_EVENTS, job_id],
         ))
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:

@@ -105,16 +105,10 @@ class RenderNode:
     def spec(self, job_id: str) -> JobSpec:
         """The job's record, checked (plan.check_record) before any use: Redis may hold a forged one."""
         if job_id not in self._specs:
-            self._check_spec(job_id, self.store.spec(job_id))
+            spec = check_record(job_id, self.store.spec(job_id))
+            limits.check_image(spec.width, spec.height, self.settings)  # this node's own limits
+            self._specs[job_id] = spec
         return self._specs[job_id]
-
-    def _check_spec(self, job_id: str, spec: JobSpec) -> JobSpec:
-        """Check a job's spec as read (plan.check_record and this node's own limits) and keep it: a job's spec is
-        read once per job and render process."""
-        spec = check_record(job_id, spec)
-        limits.check_image(spec.width, spec.height, self.settings)  # this node's own limits
-        self._specs[job_id] = spec
-        return spec
 
     def run(self, job_id: str, batch_id: str, token: str, node: str,
             window: Callable[[], int | None] | None = None) -> Outcome:
@@ -156,42 +150,26 @@ class RenderNode:
         handoff = f"retry:{token}"
         result = secrets.token_hex(4)  # this execution's own name for its zip: never a name another one wrote
         execution = f"{token}/{result}"  # its lease's value, the fence its result is recorded behind
-        spec: JobSpec | None = self._specs.get(job_id)
-        batch: Batch | None = None
-        if spec is not None:  # read before: the message this node acts on is checked before any lease or file
-            try:
-                batch = check_batch(spec, batch_id)
-            except BadInputError as exc:
-                return Outcome("refused", detail=str(exc))  # a message no one planned: dropped, the job goes on
+        try:  # before any lease or file: every field of the record and the message this node acts on
+            spec = self.spec(job_id)
+        except JobNotFoundError:
+            return Outcome("missing")
+        except (SceneError, BadInputError) as exc:
+            return self._refuse_job(job_id, batch_id, node, exc)
+        try:
+            batch = check_batch(spec, batch_id)
+        except BadInputError as exc:
+            return Outcome("refused", detail=str(exc))  # a message no one planned: dropped, the job goes on
         fault = room.disk_fault(self.settings.cache_dir, self.settings.min_free_mb)
         if fault:  # no room for a frame here: before any lease, the batch goes to a node that has some
             return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
                                    fault=fault)
-        pin = (self.povray_version if (spec is None or not spec.any_povray) and job_id not in self._ours
+        pin = (self.povray_version if not spec.any_povray and job_id not in self._ours
                and self.povray_version != "unknown" else "")
         # one round trip: refused if this node is blocked from the job or (`pin`) the job renders with another
-        # povray, else the job pinned to this node's povray if it has none yet, the lease taken and the start
-        # counted; and the job's spec with it when this process has not read it yet (its first batch of the job)
-        status, attempt, raw = self.store.take_batch(job_id, batch_id, execution, node, lease, handoff,
-                                                     user_max_processes=self.settings.user_max_processes or 0,
-                                                     povray=pin, with_spec=spec is None)
-        if spec is None:
-            if raw is None:
-                return Outcome("missing")
-            try:  # checked before any file: a forged record or message gives back what it took and acts on nothing
-                spec = self._check_spec(job_id, self.store.parse_spec(raw))
-            except (SceneError, BadInputError, ValueError) as exc:
-                if status == "ok":
-                    self.store.release(job_id, batch_id)
-                return self._refuse_job(job_id, batch_id, node,
-                                        exc if isinstance(exc, HttpovError) else SceneError(f"{exc}"))
-            try:
-                batch = check_batch(spec, batch_id)
-            except BadInputError as exc:
-                if status == "ok":
-                    self.store.release(job_id, batch_id)
-                return Outcome("refused", detail=str(exc))
-        assert batch is not None  # (checked against the spec, read before or with the take)
+        # povray, else the job pinned to this node's povray if it has none yet, the lease taken and the start counted
+        status, attempt = self.store.take_batch(job_id, batch_id, execution, node, lease, handoff,
+                                                user_max_processes=self.settings.user_max_processes or 0, povray=pin)
         if status == "blocked":
             return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id))
         if status.startswith("povray:"):  # its pixels would differ: a node with the job's povray renders it

@@ -285,31 +285,6 @@ def test_a_nodes_use_is_a_sample_a_minute_for_six_hours_and_goes_with_the_node(s
     assert store.node_use(now - NODE_USE_SECONDS) == ({}, {})
 
 
-def test_a_node_without_the_spec_takes_its_batch_and_reads_the_spec_in_one_round_trip(store: JobStore,
-                                                                                        monkeypatch):
-    """take_batch's spec (scripts/start_batch.lua, ARGV[19]): the spec as stored with the take's answer, whatever
-    the answer; the povray pin is skipped for a job that allows any povray and kept for the others; a job gone
-    answers 'missing' and no spec."""
-    store.create(_spec())
-    store.publish("j1")
-    store.create(JobSpec(**{**_spec("j2").to_dict(), "any_povray": True}))
-    store.publish("j2")
-    store.load_scripts()  # (as a render process does as it starts)
-    sent: list[str] = []
-    monkeypatch.setattr(redis.Redis, "execute_command", _counting(redis.Redis.execute_command, sent, "command"))
-    status, attempt, raw = store.take_batch("j1", "f000001-000001", "t/1", "a@host", 60.0, povray="3.7.0",
-                                            with_spec=True)
-    assert len(sent) == 1 and (status, attempt) == ("ok", 1) and raw is not None, sent
-    assert store.parse_spec(raw) == _spec() and store.r.hget(store.keys.job("j1"), "povray") == "3.7.0"
-    status, _, raw = store.take_batch("j1", "f000002-000002", "t/2", "b@host", 60.0, povray="3.8.0", with_spec=True)
-    assert status == "povray:3.7.0" and raw is not None and store.parse_spec(raw).id == "j1"
-    assert store.take_batch("j2", "f000001-000001", "t/3", "b@host", 60.0, povray="3.8.0", with_spec=True)[0] == "ok"
-    assert store.r.hget(store.keys.job("j2"), "povray") is None  # any povray: never pinned
-    assert store.take_batch("j1", "f000001-000001", "t/4", "b@host", 60.0, with_spec=True)[0] == "busy"
-    assert store.take_batch("gone", "f000001-000001", "t/5", "b@host", 60.0, with_spec=True) == ("missing", 0, None)
-    assert store.take_batch("j1", "f000002-000002", "t/6", "a@host", 60.0, povray="3.7.0") == ("ok", 1, None)
-
-
 def test_a_recorded_batch_tops_its_job_up_and_says_if_jobs_wait_in_the_same_round_trip(store: JobStore,
                                                                                         monkeypatch):
     """record_batch (scripts/finish_batch.lua): a render node's record of its batch also moves the job's next

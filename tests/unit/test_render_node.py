@@ -17,7 +17,6 @@ from httpov.paths import batch_key, failed_log_key
 from httpov.plan import Batch, JobSpec
 from httpov.settings import Settings
 from httpov.storage.local import LocalStorage
-from httpov.store import JobStore
 from httpov.store.jobs import Recorded
 from httpov.worker import room
 from httpov.worker.batch import SAME_FAILURE_NODES, RenderNode
@@ -34,7 +33,6 @@ class FakeStore:
 
     def __init__(self, spec: JobSpec) -> None:
         self.spec_ = spec
-        self.record = spec.id  # the job whose record this store holds (its spec may name another: forged)
         self.job_state = "queued"
         self.start_answer = "ok"
         self.blocked_nodes: set[str] = set()
@@ -74,23 +72,13 @@ class FakeStore:
         return self.start_answer
 
     def take_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
-                   user_max_processes: int = 0, povray: str = "",
-                   with_spec: bool = False) -> tuple[str, int, str | None]:
-        spec = None
-        if with_spec:  # as scripts/start_batch.lua: the spec as stored, and no pin for a job that allows any povray
-            if job_id != self.record:
-                return "missing", 0, None
-            spec = "spec_"  # (parse_spec: the test's own object, which some tests change between batches)
-            povray = "" if self.spec_.any_povray else povray
+                   user_max_processes: int = 0, povray: str = "") -> tuple[str, int]:
         if node in self.blocked_nodes:  # as scripts/start_batch.lua: refused before anything is taken
-            return "blocked", 0, spec
+            return "blocked", 0
         if povray and self.pin_povray(job_id, povray) != povray:
-            return f"povray:{self.povray}", 0, spec
+            return f"povray:{self.povray}", 0
         status = self.start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes)
-        return (status, self.add_attempt(job_id, batch_id), spec) if status == "ok" else (status, 0, spec)
-
-    def parse_spec(self, raw: str) -> JobSpec:
-        return self.spec_ if raw == "spec_" else JobStore.parse_spec(raw)
+        return (status, self.add_attempt(job_id, batch_id)) if status == "ok" else (status, 0)
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
         return self.job_state
@@ -502,20 +490,3 @@ def test_a_forged_slice_zip_fails_the_stitching_batch_with_the_bound_named(tmp_p
     assert error.startswith(f"cannot stitch {frame}: result refused: {batch_key(JOB, ids[0], 'other')}: member "), error
     assert "would unpack to 67108864 bytes, more than the" in error and store.failed[ids[1]]["final"]
     assert not storage.exists(frame_key(JOB, frame)) and "finish_batch" not in store.written()
-
-
-def test_a_forged_record_or_message_read_with_the_take_gives_back_what_it_took_and_renders_nothing(farm):
-    """A process's first batch of a job reads the spec with its take (one round trip): checked before any file,
-    a forged record fails the job and an unplanned batch is dropped, either way with the lease given back; once the
-    spec is known, an unplanned batch is dropped before any take."""
-    node, store, fake, _ = farm
-    outcome = node.run(JOB, "f000009-000009", token="task-1", node=NODE)  # a message no one planned
-    assert outcome.status == "refused" and fake.runs == 0
-    assert store.written() == ["start_batch", "release"]
-    store.calls.clear()
-    assert node.run(JOB, "f000009-000009", token="task-2", node=NODE).status == "refused" and store.calls == []
-    forged = RenderNode(node.settings, store, node.storage, node.cache, povray_render=fake)  # type: ignore[arg-type]
-    store.spec_ = JobSpec(**{**store.spec_.to_dict(), "id": "another"})  # the record names another job
-    outcome = forged.run(JOB, BATCH, token="task-3", node=NODE)
-    assert outcome.status == "failed" and "names job 'another'" in outcome.detail and fake.runs == 0
-    assert store.written() == ["start_batch", "release", "fail_batch"] and store.failed["f000001-000002"]["final"]

@@ -12,122 +12,110 @@
 -- 14 the node, refused ('blocked') if it is in KEYS[11] ('': not asked), 15 '1' to count the attempt in KEYS[12] (one
 -- round trip a batch where there were three: on a slow link each costs the link's round trip), 16 the node's povray
 -- version to pin the job to ('' for none): the first node's is kept, and a node with another is refused
--- ('povray:<the job's version>', nothing taken), 17 the events stream's cap, 18 the job id, 19 '1': a render node
--- that has not read the job's spec yet: answered with it (saves it a round trip before its first batch of a job), and
--- the povray pin (16) skipped for a job whose spec allows any povray.
+-- ('povray:<the job's version>', nothing taken), 17 the events stream's cap, 18 the job id.
 -- Answers 'ok' ('ok:<attempts>' when counted), 'missing', 'failed', 'paused' (then parked), 'duplicate', 'busy',
--- 'deferred', 'blocked', 'povray:<version>' or the job's state; with ARGV[19] '1', {that, the spec (JSON) or false}.
+-- 'deferred', 'blocked', 'povray:<version>' or the job's state.
 local job, lease, running, done, parked, submit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local pending, window, limits, active = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local batch, token, ttl, info, handoff, value = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[7]
-local function start()
-  local state = redis.call('HGET', job, 'state')
-  if not state then return 'missing' end
-  local function event(kind, detail)
-    local record = redis.call('HMGET', job, 'user', 'notify')
-    redis.call('XADD', KEYS[13], 'MAXLEN', '~', ARGV[17], '*', 'kind', kind, 'job', ARGV[18],
-               'owner', record[1] or '', 'detail', detail, 'notify', record[2] or '')
-  end
-  local function among(words, s) return string.find(words, ' ' .. s .. ' ', 1, true) ~= nil end
-  if state == 'submitting' then
-    if redis.call('EXISTS', submit) == 0 and among(ARGV[9], state) then  -- its client died mid-submit: it never ends
-      redis.call('HSET', job, 'state', 'failed', 'finished', ARGV[5], 'error', ARGV[8])
-      event('failed', ARGV[8])
-      return 'failed'
-    end
-    redis.call('HSETNX', job, 'started', ARGV[5])
-  end
-  if state == 'paused' then
-    redis.call('SADD', parked, batch)
-    redis.call('ZREM', window, batch)
-    return 'paused'
-  end
-  if state ~= 'queued' and state ~= 'running' and state ~= 'submitting' then return state end
-  if redis.call('HEXISTS', done, batch) == 1 then return 'duplicate' end
-  if ARGV[14] ~= '' and redis.call('SISMEMBER', KEYS[11], ARGV[14]) == 1 then return 'blocked' end
-  local function any_povray()  -- the spec's any_povray, for a node that has not read the spec (ARGV[19])
-    if ARGV[19] ~= '1' then return false end
-    local ok, spec = pcall(cjson.decode, redis.call('HGET', job, 'spec') or '')
-    return ok and type(spec) == 'table' and spec['any_povray'] == true
-  end
-  if ARGV[16] and ARGV[16] ~= '' and not any_povray() then
-    redis.call('HSETNX', job, 'povray', ARGV[16])
-    local pinned = redis.call('HGET', job, 'povray')
-    if pinned ~= ARGV[16] then return 'povray:' .. pinned end
-  end
-  local holder = redis.call('GET', lease)
-  if holder and holder ~= token and holder ~= handoff then return 'busy' end
-  -- --max-processes: the job already runs as many batches as it may; --max-nodes: a node that renders none of the
-  -- job's batches takes one only while fewer nodes do. Either way the batch goes back to the front of its pending
-  -- list, sent again by a top-up when one of the running batches ends.
-  if not holder and redis.call('HEXISTS', running, batch) == 0 then
-    local cap = tonumber(redis.call('HGET', job, 'max_processes') or '0') or 0
-    local deferred = cap > 0 and redis.call('HLEN', running) >= cap
-    local node_cap = tonumber(redis.call('HGET', job, 'max_nodes') or '0') or 0
-    if not deferred and node_cap > 0 then
-      local me, seen, count, here = cjson.decode(info)['node'], {}, 0, false
-      for _, raw in ipairs(redis.call('HVALS', running)) do
-        local ok, record = pcall(cjson.decode, raw)
-        local other = ok and record['node'] or ''
-        if other == me then here = true end
-        if not seen[other] then seen[other] = true; count = count + 1 end
-      end
-      deferred = not here and count >= node_cap
-    end
-    -- The owner's max processes (httpov.user_limits: their entry, else '*', else the farm's setting), over all of
-    -- their jobs. Counted here, in the step that adds the running entry, so that no two starts can both pass: exact.
-    -- It reads the running hashes of the active jobs the owner has: a few commands per active job, only for a user
-    -- with a cap. (A per-user running counter would be O(1) but must be kept by every script and command that
-    -- removes a running entry -- finish, fail, release, reclaim, transitions, delete -- and one missed path would
-    -- leak the count and lock the user out; this needs no state of its own.)
-    if not deferred then
-      local user = redis.call('HGET', job, 'user') or ''
-      local user_cap = nil
-      for _, who in ipairs({user, '*'}) do
-        local raw = redis.call('HGET', limits, who)
-        if raw and user_cap == nil then
-          local ok, entry = pcall(cjson.decode, raw)
-          if ok and type(entry) == 'table' and type(entry['max_processes']) == 'number' then
-            user_cap = entry['max_processes']
-          end
-        end
-      end
-      user_cap = user_cap or tonumber(ARGV[11]) or 0
-      if user_cap > 0 then
-        local function key(template, id)
-          local a, b = string.find(template, '{job}', 1, true)
-          return string.sub(template, 1, a - 1) .. id .. string.sub(template, b + 1)
-        end
-        local count, counted = 0, false
-        for _, id in ipairs(redis.call('SMEMBERS', active)) do
-          local record = key(ARGV[12], id)
-          if record == job then counted = true end
-          if redis.call('HGET', record, 'user') == user then
-            count = count + redis.call('HLEN', key(ARGV[13], id))
-          end
-        end
-        -- a job is listed as active once its first window is queued: until then its own batches count here (another
-        -- job of the user, within those few milliseconds of its submit, does not)
-        if not counted then count = count + redis.call('HLEN', running) end
-        deferred = count >= user_cap
-      end
-    end
-    if deferred then
-      redis.call('ZREM', window, batch)
-      redis.call('LREM', pending, 0, batch)
-      redis.call('LPUSH', pending, batch)
-      return 'deferred'
-    end
-  end
-  redis.call('SET', lease, value, 'PX', math.floor(ttl * 1000))
-  redis.call('HSET', running, batch, info)
-  if value == token and among(ARGV[10], state) then
-    redis.call('HSET', job, 'state', 'running', 'started', ARGV[5])
-    event('started', '')
-  end
-  if ARGV[15] == '1' then return 'ok:' .. redis.call('HINCRBY', KEYS[12], batch, 1) end
-  return 'ok'
+local state = redis.call('HGET', job, 'state')
+if not state then return 'missing' end
+local function event(kind, detail)
+  local record = redis.call('HMGET', job, 'user', 'notify')
+  redis.call('XADD', KEYS[13], 'MAXLEN', '~', ARGV[17], '*', 'kind', kind, 'job', ARGV[18],
+             'owner', record[1] or '', 'detail', detail, 'notify', record[2] or '')
 end
-local status = start()
-if ARGV[19] == '1' then return {status, redis.call('HGET', job, 'spec') or false} end
-return status
+local function among(words, s) return string.find(words, ' ' .. s .. ' ', 1, true) ~= nil end
+if state == 'submitting' then
+  if redis.call('EXISTS', submit) == 0 and among(ARGV[9], state) then  -- its client died mid-submit: it never ends
+    redis.call('HSET', job, 'state', 'failed', 'finished', ARGV[5], 'error', ARGV[8])
+    event('failed', ARGV[8])
+    return 'failed'
+  end
+  redis.call('HSETNX', job, 'started', ARGV[5])
+end
+if state == 'paused' then
+  redis.call('SADD', parked, batch)
+  redis.call('ZREM', window, batch)
+  return 'paused'
+end
+if state ~= 'queued' and state ~= 'running' and state ~= 'submitting' then return state end
+if redis.call('HEXISTS', done, batch) == 1 then return 'duplicate' end
+if ARGV[14] ~= '' and redis.call('SISMEMBER', KEYS[11], ARGV[14]) == 1 then return 'blocked' end
+if ARGV[16] and ARGV[16] ~= '' then
+  redis.call('HSETNX', job, 'povray', ARGV[16])
+  local pinned = redis.call('HGET', job, 'povray')
+  if pinned ~= ARGV[16] then return 'povray:' .. pinned end
+end
+local holder = redis.call('GET', lease)
+if holder and holder ~= token and holder ~= handoff then return 'busy' end
+-- --max-processes: the job already runs as many batches as it may; --max-nodes: a node that renders none of the
+-- job's batches takes one only while fewer nodes do. Either way the batch goes back to the front of its pending
+-- list, sent again by a top-up when one of the running batches ends.
+if not holder and redis.call('HEXISTS', running, batch) == 0 then
+  local cap = tonumber(redis.call('HGET', job, 'max_processes') or '0') or 0
+  local deferred = cap > 0 and redis.call('HLEN', running) >= cap
+  local node_cap = tonumber(redis.call('HGET', job, 'max_nodes') or '0') or 0
+  if not deferred and node_cap > 0 then
+    local me, seen, count, here = cjson.decode(info)['node'], {}, 0, false
+    for _, raw in ipairs(redis.call('HVALS', running)) do
+      local ok, record = pcall(cjson.decode, raw)
+      local other = ok and record['node'] or ''
+      if other == me then here = true end
+      if not seen[other] then seen[other] = true; count = count + 1 end
+    end
+    deferred = not here and count >= node_cap
+  end
+  -- The owner's max processes (httpov.user_limits: their entry, else '*', else the farm's setting), over all of
+  -- their jobs. Counted here, in the step that adds the running entry, so that no two starts can both pass: exact.
+  -- It reads the running hashes of the active jobs the owner has: a few commands per active job, only for a user
+  -- with a cap. (A per-user running counter would be O(1) but must be kept by every script and command that
+  -- removes a running entry -- finish, fail, release, reclaim, transitions, delete -- and one missed path would
+  -- leak the count and lock the user out; this needs no state of its own.)
+  if not deferred then
+    local user = redis.call('HGET', job, 'user') or ''
+    local user_cap = nil
+    for _, who in ipairs({user, '*'}) do
+      local raw = redis.call('HGET', limits, who)
+      if raw and user_cap == nil then
+        local ok, entry = pcall(cjson.decode, raw)
+        if ok and type(entry) == 'table' and type(entry['max_processes']) == 'number' then
+          user_cap = entry['max_processes']
+        end
+      end
+    end
+    user_cap = user_cap or tonumber(ARGV[11]) or 0
+    if user_cap > 0 then
+      local function key(template, id)
+        local a, b = string.find(template, '{job}', 1, true)
+        return string.sub(template, 1, a - 1) .. id .. string.sub(template, b + 1)
+      end
+      local count, counted = 0, false
+      for _, id in ipairs(redis.call('SMEMBERS', active)) do
+        local record = key(ARGV[12], id)
+        if record == job then counted = true end
+        if redis.call('HGET', record, 'user') == user then
+          count = count + redis.call('HLEN', key(ARGV[13], id))
+        end
+      end
+      -- a job is listed as active once its first window is queued: until then its own batches count here (another
+      -- job of the user, within those few milliseconds of its submit, does not)
+      if not counted then count = count + redis.call('HLEN', running) end
+      deferred = count >= user_cap
+    end
+  end
+  if deferred then
+    redis.call('ZREM', window, batch)
+    redis.call('LREM', pending, 0, batch)
+    redis.call('LPUSH', pending, batch)
+    return 'deferred'
+  end
+end
+redis.call('SET', lease, value, 'PX', math.floor(ttl * 1000))
+redis.call('HSET', running, batch, info)
+if value == token and among(ARGV[10], state) then
+  redis.call('HSET', job, 'state', 'running', 'started', ARGV[5])
+  event('started', '')
+end
+if ARGV[15] == '1' then return 'ok:' .. redis.call('HINCRBY', KEYS[12], batch, 1) end
+return 'ok'

@@ -85,16 +85,9 @@ def main() -> None:
                                 "--accounts", str(tmp / "accounts")], env=env, stdout=open(log, "wb"),
                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if _get(port, "/", {"Accept": "text/html"})[0] == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("httpov web did not answer:\n" + log.read_text())
-                time.sleep(0.1)
+            from tests.webapp import wait_answering
+
+            wait_answering(lambda: _get(port, "/", {"Accept": "text/html"})[0], log)
             bearer = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             asks = [(jobs[n % JOBS], ("video.mp4", "frames.zip")[(n // JOBS) % 2]) for n in range(REQUESTS)]
             answers: dict[int, int] = {}

@@ -64,6 +64,7 @@ def main() -> None:
     from httpov.local_farm import embedded_redis, free_port, stop_worker, worker_env
     from httpov.settings import Settings
     from tests.stored import store_batch
+    from tests.webapp import wait_answering
 
     with tempfile.TemporaryDirectory(prefix="httpov-bench-live-") as name, embedded_redis(Path(name)) as url:
         tmp = Path(name)
@@ -89,16 +90,7 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         r = client.store.r
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if _get(port, "/api/jobs?limit=1", headers)[0] == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("httpov web did not answer:\n" + log.read_text())
-                time.sleep(0.1)
+            wait_answering(lambda: _get(port, "/api/jobs?limit=1", headers)[0], log)
 
             def run(page: Callable | None) -> tuple[float, float, float, int]:
                 """Commands, bytes and Redis's CPU ms per minute while `page` runs for --seconds with a batch done

@@ -216,16 +216,9 @@ def main() -> None:
                                stderr=subprocess.STDOUT, start_new_session=True)
         headers = {"Authorization": f"Bearer {token}", "Accept": "text/html"}
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if _get(port, "/", headers)[0] == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("httpov web did not answer:\n" + log.read_text())
-                time.sleep(0.1)
+            from tests.webapp import wait_answering
+
+            wait_answering(lambda: _get(port, "/", headers)[0], log)
             _timed(port, f"/jobs/{huge}", headers, "10,000-frame job's page")
             _timed(port, f"/jobs/{timeline}", headers, "10,000-batch job's page (timeline)")
             _timed(port, "/nodes", headers, "nodes page, 40 nodes (use, 6 h)")

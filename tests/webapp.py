@@ -1,6 +1,8 @@
 """The web interface's real Flask app over a real Client (Redis, storage), driven through Flask's test client."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -44,3 +46,20 @@ def web_farm(name: str, users: tuple[str, ...], *args: str, signed_in: bool = Fa
         yield from serving(tmp_path_factory.mktemp(f"{name}-web"), settings, users, *args, signed_in=signed_in)
 
     return settings, client, server
+
+
+def wait_answering(status: Callable[[], int], log: Path, seconds: float = 30.0) -> None:
+    """Wait until a just-started `httpov web` answers `status()` (a GET's status) with 200; SystemExit with its log
+    (`log`) after `seconds`. For the benchmarks that start one (scripts/bench_pages.py, bench_live.py, ...)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if status() == 200:
+                return
+        except OSError:  # not listening yet
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("httpov web did not answer:\n" + log.read_text())
+        time.sleep(0.1)

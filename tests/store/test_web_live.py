@@ -97,8 +97,24 @@ def cookie(server: Server, who: str) -> dict[str, str]:
     return {"Cookie": server.cookies[who]}  # type: ignore[attr-defined]
 
 
+def place(server: Server, path: str, who: str) -> Stream:
+    """A stream of `who`'s once the server has a place for it: a stream closed by the test before is given back
+    within the server's next check (1 s), so a test that opens one first waits for it rather than racing it."""
+    opened: list[Stream] = []
+
+    def given() -> bool:
+        stream = Stream(server, path, cookie(server, who))
+        if stream.status == 429:
+            stream.close()
+            return False
+        opened.append(stream)
+        return True
+    wait_for(given, 10, f"a place for {who}'s stream (the last test's closed)")
+    return opened[0]
+
+
 def test_an_event_arrives_when_a_batch_is_recorded_done_without_asking_again(server, client, job):
-    stream = Stream(server, f"/api/stream/jobs/{job}", cookie(server, "bob"))
+    stream = place(server, f"/api/stream/jobs/{job}", "bob")
     try:
         assert stream.status == 200 and stream.headers["Content-Type"].startswith("text/event-stream")
         assert stream.headers["Cache-Control"] == "no-store"
@@ -187,7 +203,7 @@ def test_the_bound_refuses_extra_streams_and_polling_still_answers(server, job):
 def test_a_stream_ends_when_its_session_does(server, job):
     from httpov.web.auth import add_user
 
-    stream = Stream(server, f"/api/stream/jobs/{job}", cookie(server, "dave"))
+    stream = place(server, f"/api/stream/jobs/{job}", "dave")
     try:
         assert stream.status == 200
         stream.until("job")

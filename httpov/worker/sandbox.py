@@ -250,7 +250,18 @@ def script_interpreter(program: str) -> str | None:
 
 
 def library_dirs(program: str) -> tuple[str, ...]:
-    """The folders holding the shared libraries `program` loads (from ldd), outermost only, real paths."""
+    """The folders holding the shared libraries `program` loads (from ldd), outermost only, real paths: asked once
+    per render process and version of the program (its inode, size and modification time), not once per batch (ldd
+    is a process of its own: about 4 ms of CPU a batch for povray, twice that for a script and its interpreter)."""
+    try:
+        found = os.stat(program)
+    except OSError:  # no such program: starting it says so (povray.render)
+        return ()
+    return _library_dirs(program, (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=16)
+def _library_dirs(program: str, version: tuple[int, ...]) -> tuple[str, ...]:
     import subprocess
 
     try:

@@ -173,28 +173,17 @@ def prepare_sandbox(
             raise ValueError(f"home_dir must be apart from scene_dir and out_dir: {inner} vs {outer}")
 
     conf_path = home / "povray.conf"
-    conf_path.write_text(povray_conf([INCLUDE_DIR], [scene, out]))
+    conf = povray_conf([INCLUDE_DIR], [scene, out])
+    conf_path.write_text(conf)
     for version in POVRAY_VERSIONS:
         user_conf = home / f".povray/{version}/povray.conf"
         user_conf.parent.mkdir(parents=True, exist_ok=True)
-        user_conf.write_text(conf_path.read_text())
+        user_conf.write_text(conf)
     povini_path = home / "povray.ini"
     povini_path.write_text(povray_ini())
 
     env = {"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "HOME": str(home), "POVINI": str(povini_path)}
-    wrapper = [found, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
-    for shared in SHARED_DIRS:
-        wrapper += ["--ro-bind-try", str(shared), str(shared)]
-    for name in _SYSTEM_DIRS:
-        host = Path("/", name)
-        if host.is_symlink():
-            wrapper += ["--symlink", os.readlink(host), str(host)]
-        elif host.is_dir():
-            wrapper += ["--ro-bind", str(host), str(host)]
-    wrapper += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache", "--tmpfs", "/dev"]
-    for device in DEVICES:
-        wrapper += ["--dev-bind", f"/dev/{device}", f"/dev/{device}"]
-    wrapper += ["--remount-ro", "/dev"]
+    wrapper = [found, *_system_view()]
     for version in POVRAY_VERSIONS:  # the system conf povray reads is ours too
         wrapper += ["--ro-bind", str(conf_path), f"/etc/povray/{version}/povray.conf"]
     wrapper += ["--ro-bind", str(home), str(home)]
@@ -202,6 +191,26 @@ def prepare_sandbox(
         wrapper += ["--bind", str(rw), str(rw)]
     wrapper += ["--chdir", str(scene)]  # argv() adds its binds, then makes the root read-only
     return Sandbox(scene, out, home, limits, env, conf_path, povini_path, tuple(wrapper), _load_prctl())
+
+
+@functools.cache
+def _system_view() -> tuple[str, ...]:
+    """bwrap's options for what every sandbox shows of the host (the same for every batch: built once per process):
+    nothing shared, the shared folders and system folders read-only, a /dev of DEVICES only."""
+    view = ["--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
+    for shared in SHARED_DIRS:
+        view += ["--ro-bind-try", str(shared), str(shared)]
+    for name in _SYSTEM_DIRS:
+        host = Path("/", name)
+        if host.is_symlink():
+            view += ["--symlink", os.readlink(host), str(host)]
+        elif host.is_dir():
+            view += ["--ro-bind", str(host), str(host)]
+    view += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache", "--tmpfs", "/dev"]
+    for device in DEVICES:
+        view += ["--dev-bind", f"/dev/{device}", f"/dev/{device}"]
+    view += ["--remount-ro", "/dev"]
+    return tuple(view)
 
 
 def povray_conf(read_dirs: Sequence[Path], write_dirs: Sequence[Path]) -> str:

@@ -151,7 +151,7 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
         try:
             args = [*povray_args(spec, batch, ini, out_dir, threads), *(extra or [])]
             proc = subprocess.Popen(box.argv([povray, *args]),
-                                    cwd=scene_dir, env=box.env, preexec_fn=box.preexec, start_new_session=True,
+                                    cwd=scene_dir, env=box.env, preexec_fn=box.preexec_fn, start_new_session=True,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         except FileNotFoundError:
             raise RenderError(f"povray executable {povray!r} not found on this node", transient=True) from None

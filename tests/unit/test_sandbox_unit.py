@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,20 @@ def test_preexec_sets_limits_and_parent_death_signal(three) -> None:
     out = subprocess.run([sys.executable, "-c", CHILD], preexec_fn=box.preexec, capture_output=True,
                          text=True, check=True).stdout.split()
     assert out == [str(3 * GiB), str(5 * 1024**2), "7", "0", str(int(signal.SIGKILL))]
+
+
+def test_prlimit_sets_the_same_limits_so_popen_need_not_fork_the_render_process(three) -> None:
+    limits = RenderLimits(memory_bytes=3 * GiB, output_bytes=5 * 1024**2, cpu_seconds=7)
+    box = prepare_sandbox(*three, limits)
+    assert box.launcher and box.preexec_fn is None, "prlimit (util-linux) is on every Debian machine"
+    argv = box.argv(["povray"])
+    assert argv[:len(box.launcher)] == list(box.launcher) and argv[len(box.launcher)].endswith("bwrap")
+    assert "--die-with-parent" in argv  # what ties bwrap to the render process without preexec's prctl
+    out = subprocess.run([*box.launcher, sys.executable, "-c", CHILD], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[:4] == [str(3 * GiB), str(5 * 1024**2), "7", "0"]
+    bare = replace(box, launcher=())  # no prlimit: the limits are set between fork and exec, as before
+    assert bare.preexec_fn == bare.preexec and bare.argv(["povray"])[0].endswith("bwrap")
 
 
 def test_explain_exit(three) -> None:

@@ -320,7 +320,10 @@ def main() -> None:
             elif kind == "worker":
                 ratio = [a["tree_ms"] / b["tree_ms"] for a, b in pairs]
             else:
-                ratio = [statistics.median(a["rss"]) / statistics.median(b["rss"]) for a, b in pairs]
+                for measure in ("rss", "pss", "uss"):
+                    ratio = [statistics.median(a[measure]) / statistics.median(b[measure]) for a, b in pairs]
+                    print(f"idle {measure.upper()}: this / other per turn {_spread(ratio)}")
+                continue
             print(f"{kind}: this / other per turn {_spread(ratio)}")
 
 

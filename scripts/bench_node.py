@@ -17,6 +17,7 @@ so that a before and an after are measured taking turns in one run):
     python scripts/bench_node.py --turns 3                       # node, worker and idle, this checkout
     python scripts/bench_node.py --turns 3 --repo /tmp/base      # the same, a checkout of `--repo` taking turns
     python scripts/bench_node.py --only node --profile 20        # and a cProfile top-20 of RenderNode.run
+    python scripts/bench_node.py --only node --sleep 2 --batches 10   # batches that last, as povray's do
 """
 from __future__ import annotations
 
@@ -36,9 +37,9 @@ TINY = '#version 3.7;\ncamera { location <0, 0, -3> look_at 0 }\nsphere { 0, 1 p
 MiB = 1024 * 1024
 
 
-def _stub(tmp: Path) -> Path:
+def _stub(tmp: Path, sleep: float = 0.0) -> Path:
     path = tmp / "httpov-bench-stub"
-    path.write_text(STUB.read_text())
+    path.write_text(STUB.read_text().replace("\nSLEEP=0\n", f"\nSLEEP={sleep:g}\n", 1))
     path.chmod(0o755)
     return path
 
@@ -63,7 +64,7 @@ def _cpu(times: os.times_result) -> tuple[float, float]:
     return times.user + times.system, times.children_user + times.children_system
 
 
-def measure_node(batches: int, profile: int) -> dict:
+def measure_node(batches: int, profile: int, sleep: float = 0.0) -> dict:
     """In this process: a RenderNode rendering `batches` stub batches; CPU seconds per batch."""
     from httpov.celery import make_app
     from httpov.client import Client
@@ -76,7 +77,7 @@ def measure_node(batches: int, profile: int) -> dict:
     warm = 5
     with tempfile.TemporaryDirectory(prefix="httpov-bench-node-") as name, embedded_redis(Path(name)) as url:
         tmp = Path(name)
-        stub = _stub(tmp)
+        stub = _stub(tmp, sleep)
         settings = _settings(url, tmp, stub)
         client = Client(settings, make_app(settings))
         sub = client.submit(_scene(tmp, warm + 2 * batches), count=1)
@@ -240,7 +241,7 @@ def _loaded_libraries(pid: int) -> list[str]:
 
 def child(args: argparse.Namespace) -> None:
     if args.only == "node":
-        result = measure_node(args.batches, args.profile)
+        result = measure_node(args.batches, args.profile, args.sleep)
     elif args.only == "worker":
         result = measure_worker(args.batches, 2)
     else:
@@ -255,7 +256,7 @@ def _turn(kind: str, repo: Path, args: argparse.Namespace) -> dict:
     env = {**os.environ, "PYTHONPATH": str(repo)}
     argv = [sys.executable, "-P", str(Path(__file__).resolve()), "--child", "--only", kind,
             "--batches", str(args.batches), "--profile", str(args.profile if kind == "node" else 0),
-            "--settle", str(args.settle)]
+            "--settle", str(args.settle), "--sleep", str(args.sleep)]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
     if done.returncode != 0:
         raise SystemExit(f"{kind} on {repo} failed:\n{done.stderr[-3000:]}")
@@ -277,6 +278,8 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=3, help="turns of each checkout (default 3)")
     parser.add_argument("--repo", type=Path, help="another checkout, measured taking turns with this one")
     parser.add_argument("--profile", type=int, default=0, help="print a cProfile top-N of RenderNode.run")
+    parser.add_argument("--sleep", type=float, default=0.0,
+                        help="node: seconds the stub sleeps per frame, as povray would render (default 0)")
     parser.add_argument("--settle", type=float, default=5.0, help="idle: seconds without CPU before reading")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -141,6 +141,10 @@ def test_progress_stalls_only_when_cpu_and_output_stand_still_for_the_window():
     assert not any(watched.stalled(6, t) for t in (3.5, 4.0, 4.5)) and watched.stalled(6, 5.0)
     assert not watched.stalled(6, 11.0), "a watcher frozen past half a window (and 5 s) starts counting again"
     assert watched.stalled(6, 13.0)
+    long = Progress(2**22 + 1, 120.0, now=0.0)  # the default window: a /proc scan every 5 s, not every tick
+    assert not long.stalled(5, 0.5) and long.last == 0.0, "no sample half a second in"
+    assert not long.stalled(5, 5.0) and long.last == 5.0
+    assert not any(long.stalled(5, 5.0 + t / 2) for t in range(1, 229)) and long.stalled(5, 125.0)
     busy = Progress(os.getsid(0), 2.0, now=0.0)  # this test's own session: its CPU moves as it runs
     assert not busy.stalled(1, 0.5)
     for now in (1.0, 1.5, 2.0, 2.5, 3.0):

@@ -47,6 +47,8 @@ DEVICES = ("null", "zero", "full", "random", "urandom")
 _SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 _PR_SET_PDEATHSIG = 1
+#: Host folders a sandbox folder may never be in (compared as text: the path is resolved first).
+_FORBIDDEN_DIRS = tuple(f"/{name}" for name in ("usr", "proc", "dev", "sys", "etc", *_SYSTEM_DIRS))
 
 
 @dataclass(frozen=True)
@@ -264,8 +266,8 @@ def _existing_dir(path: str | os.PathLike[str], name: str) -> Path:
     resolved = Path(path).resolve()
     if not resolved.is_dir():
         raise ValueError(f"{name} {path} is not an existing directory")
-    system = [Path("/", name) for name in ("usr", "proc", "dev", "sys", "etc", *_SYSTEM_DIRS)]
-    if resolved == Path("/") or any(resolved.is_relative_to(d) for d in system):
+    text = str(resolved)
+    if resolved == Path("/") or any(text == d or text.startswith(d + "/") for d in _FORBIDDEN_DIRS):
         raise ValueError(f"{name} {resolved} is not allowed as a sandbox directory")
     return resolved
 

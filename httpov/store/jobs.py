@@ -1143,8 +1143,9 @@ def _batches(replies: list[Any]) -> Batches:
 class StopListener:
     """A subscription to the stops channel for one job (JobStore.listen_for_stop); close it when done."""
 
-    #: Subscriptions a store keeps for its next listeners (one per thread that listens at once).
-    KEEP = 2
+    #: Subscriptions a store keeps for its next listener: one, so that a render process holds at most two (its
+    #: batch's, and the one its previous batch's keeper gives back within a second), as it could before.
+    KEEP = 1
 
     def __init__(self, store: JobStore, pubsub: redis.client.PubSub, job_id: str) -> None:
         self._store, self._pubsub, self._job_id = store, pubsub, job_id

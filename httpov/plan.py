@@ -533,8 +533,8 @@ def batch_time_limit(done: dict[str, dict[str, Any]], height: int, batch_id: str
     its finished batches, times the batch's frames (a slice: its share of a frame), at least `floor` seconds. None
     before any batch of the job finished, and for a pre-pass (it renders no frame of the job)."""
     units = work_units(batch_id, height)
-    costs = sorted(float(info["seconds"]) / work_units(b, height) for b, info in done.items()
-                   if "seconds" in info and work_units(b, height) > 0)
+    costs = sorted(float(info["seconds"]) / units_done for b, info in done.items()
+                   if "seconds" in info and (units_done := work_units(b, height)) > 0)
     if not costs or units <= 0:
         return None
     middle = len(costs) // 2

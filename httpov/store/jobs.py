@@ -113,6 +113,7 @@ class JobStore:
         self._fair_share = client.register_script(SCRIPTS["fair_share"])
         self._stamp = client.register_script(SCRIPTS["stamp"])
         self._release = client.register_script(SCRIPTS["release"])
+        self._kept_listeners: list[redis.client.PubSub] = []  # subscriptions to the stops channel no batch uses now
 
     def load_scripts(self) -> None:
         """Load every Lua script into Redis in one round trip (a render node does at start): a script's first call
@@ -481,7 +482,12 @@ class JobStore:
 
     def listen_for_stop(self, job_id: str) -> StopListener:
         """Subscribe to the stops channel (Keys.stops) for `job_id`: a job moved to a finished state is announced
-        there the moment it happens. BrokerUnavailableError if Redis does not answer."""
+        there the moment it happens. BrokerUnavailableError if Redis does not answer.
+        A closed listener's subscription is kept for the next one (a render process listens for each batch it
+        renders, one after another): no connection, handshake and SUBSCRIBE per batch. A stop announced between
+        two listeners is read by the next one, which only looks at its own job's."""
+        with contextlib.suppress(IndexError):
+            return StopListener(self, self._kept_listeners.pop(), job_id)
         pubsub = self.r.pubsub(ignore_subscribe_messages=True)
         try:
             self._call(lambda: pubsub.subscribe(self.keys.stops()))
@@ -1137,20 +1143,37 @@ def _batches(replies: list[Any]) -> Batches:
 class StopListener:
     """A subscription to the stops channel for one job (JobStore.listen_for_stop); close it when done."""
 
+    #: Subscriptions a store keeps for its next listener: one, so that a render process holds at most two (its
+    #: batch's, and the one its previous batch's keeper gives back within a second), as it could before.
+    KEEP = 1
+
     def __init__(self, store: JobStore, pubsub: redis.client.PubSub, job_id: str) -> None:
         self._store, self._pubsub, self._job_id = store, pubsub, job_id
+        self._lost = self._closed = False
 
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the job's stop: True the moment it is announced, False if it was not.
         BrokerUnavailableError if the subscription is lost (messages may have been missed meanwhile)."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            message = self._store._call(lambda: self._pubsub.get_message(timeout=left))
+            try:
+                message = self._store._call(lambda: self._pubsub.get_message(timeout=left))
+            except BrokerUnavailableError:
+                self._lost = True
+                raise
             if message is not None and message.get("data") == self._job_id:
                 return True
         return False
 
     def close(self) -> None:
+        """Done listening: the subscription is kept for the store's next listener, unless it was lost."""
+        if self._closed:
+            return
+        self._closed = True
+        kept = self._store._kept_listeners
+        if not self._lost and self._pubsub.subscribed and len(kept) < self.KEEP:
+            kept.append(self._pubsub)
+            return
         with contextlib.suppress(redis.RedisError, OSError):
             self._pubsub.close()
 

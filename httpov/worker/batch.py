@@ -59,6 +59,10 @@ HAND_BACK_LEASES = 3
 RETRY_BACKOFF_MAX = 60
 #: The longest wait, in leases, between two tries of a batch held for the farm's storage or for a node's room.
 WAIT_LEASES_MAX = 2
+#: Done batches a render process samples to derive a batch's time limit (the job's median time per frame) ...
+DONE_SAMPLE = 64
+#: ... and how long it uses a full sample before it reads a new one (not once a batch: a round trip and 64 records).
+SAMPLE_SECONDS = 60.0
 
 
 class Stopped(Exception):
@@ -101,6 +105,7 @@ class RenderNode:
         self._ours: set[str] = set()  # jobs rendered with this node's povray version
         self._waits = 0  # batches this process held for storage or room in a row (their back-off)
         self._storage_failed = False  # the farm's storage failed this process's last upload or download
+        self._samples: dict[str, tuple[float, dict[str, dict]]] = {}  # job -> (read at, its full done sample)
 
     def spec(self, job_id: str) -> JobSpec:
         """The job's record, checked (plan.check_record) before any use: Redis may hold a forged one."""
@@ -138,6 +143,7 @@ class RenderNode:
                            shown(node), why)
         if outcome.status == "missing":
             self._specs.pop(job_id, None)
+            self._samples.pop(job_id, None)
             if job_id not in self._gone:
                 self._gone.add(job_id)
                 log.warning("httpov: job %s is gone from Redis (deleted, or Redis restarted without its data): "
@@ -444,13 +450,28 @@ class RenderNode:
     def _hang_limit(self, spec: JobSpec, batch: Batch) -> tuple[float, str] | None:
         """The batch's own time limit, from a sample of the job's finished batches (batch_time_limit), with
         the settings that make it; None before any batch of the job finished (the node's limit applies)."""
-        seconds = batch_time_limit(self.store.done_sample(spec.id), spec.height, batch.id,
+        seconds = batch_time_limit(self._done_sample(spec.id), spec.height, batch.id,
                                    self.settings.batch_time_factor, self.settings.batch_time_floor)
         if seconds is None:
             return None
         return seconds, (f"{self.settings.batch_time_factor:g} times the job's median measured time per frame, at "
                          f"least {self.settings.batch_time_floor:g} s: HTTPOV_BATCH_TIME_FACTOR, "
                          "HTTPOV_BATCH_TIME_FLOOR")
+
+    def _done_sample(self, job_id: str) -> dict[str, dict]:
+        """A random sample of the job's done batches: read again for each batch until it is full (the first
+        batches' times move the median most), then kept SAMPLE_SECONDS, for the jobs this process renders lately."""
+        now = time.monotonic()
+        kept = self._samples.get(job_id)
+        if kept is not None and now - kept[0] < SAMPLE_SECONDS:
+            return kept[1]
+        sample = self.store.done_sample(job_id, DONE_SAMPLE)
+        if len(sample) >= DONE_SAMPLE:
+            self._samples.pop(job_id, None)
+            self._samples[job_id] = (now, sample)
+            while len(self._samples) > 16:  # the oldest read first
+                self._samples.pop(next(iter(self._samples)))
+        return sample
 
     def _hung(self, spec: JobSpec, batch: Batch, execution: str, handoff: str, node: str,
               exc: RenderHungError) -> Outcome:

@@ -179,6 +179,28 @@ def test_a_finishing_transition_announces_the_jobs_stop(store: JobStore):
         listener.close()
 
 
+def test_a_render_process_listens_for_stops_on_one_kept_subscription(store: JobStore):
+    """A listener's subscription serves the next batch's (no connection and SUBSCRIBE per batch): a stop announced
+    in between wakes the next listener of that job, and no other job's."""
+    _started(store, "t/1")
+    first = store.listen_for_stop("j1")
+    assert not first.wait(0.05)
+    first.close()
+    store.transition("j1", JobState.CANCELLED)  # announced while no batch listens
+    other = store.listen_for_stop("j2")
+    try:
+        assert not other.wait(0.2), "j1's stop is not j2's"
+    finally:
+        other.close()
+    second = store.listen_for_stop("j1")
+    try:
+        assert second._pubsub is first._pubsub, "the same subscription: no new connection to Redis"
+        store.r.publish(store.keys.stops(), "j1")  # as a transition to a finished state announces it
+        assert second.wait(5.0)
+    finally:
+        second.close()
+
+
 def test_a_hang_is_kept_with_its_batch_in_the_jobs_history_and_on_its_nodes_count(store: JobStore):
     """What RenderNode._hung writes, read back from Redis: the batch's failure with its hang count, the job's history
     line of kind 'hang' (the job page's Hangs), the node's hung batches of the last hour (the nodes page); and the

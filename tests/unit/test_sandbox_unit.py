@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,20 @@ def test_preexec_sets_limits_and_parent_death_signal(three) -> None:
     assert out == [str(3 * GiB), str(5 * 1024**2), "7", "0", str(int(signal.SIGKILL))]
 
 
+def test_prlimit_sets_the_same_limits_so_popen_need_not_fork_the_render_process(three) -> None:
+    limits = RenderLimits(memory_bytes=3 * GiB, output_bytes=5 * 1024**2, cpu_seconds=7)
+    box = prepare_sandbox(*three, limits)
+    assert box.launcher and box.preexec_fn is None, "prlimit (util-linux) is on every Debian machine"
+    argv = box.argv(["povray"])
+    assert argv[:len(box.launcher)] == list(box.launcher) and argv[len(box.launcher)].endswith("bwrap")
+    assert "--die-with-parent" in argv  # what ties bwrap to the render process without preexec's prctl
+    out = subprocess.run([*box.launcher, sys.executable, "-c", CHILD], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[:4] == [str(3 * GiB), str(5 * 1024**2), "7", "0"]
+    bare = replace(box, launcher=())  # no prlimit: the limits are set between fork and exec, as before
+    assert bare.preexec_fn == bare.preexec and bare.argv(["povray"])[0].endswith("bwrap")
+
+
 def test_explain_exit(three) -> None:
     box = prepare_sandbox(*three)
     assert "output limit" in (box.explain_exit(128 + signal.SIGXFSZ) or "")
@@ -126,6 +141,10 @@ def test_progress_stalls_only_when_cpu_and_output_stand_still_for_the_window():
     assert not any(watched.stalled(6, t) for t in (3.5, 4.0, 4.5)) and watched.stalled(6, 5.0)
     assert not watched.stalled(6, 11.0), "a watcher frozen past half a window (and 5 s) starts counting again"
     assert watched.stalled(6, 13.0)
+    long = Progress(2**22 + 1, 120.0, now=0.0)  # the default window: a /proc scan every 5 s, not every tick
+    assert not long.stalled(5, 0.5) and long.last == 0.0, "no sample half a second in"
+    assert not long.stalled(5, 5.0) and long.last == 5.0
+    assert not any(long.stalled(5, 5.0 + t / 2) for t in range(1, 229)) and long.stalled(5, 125.0)
     busy = Progress(os.getsid(0), 2.0, now=0.0)  # this test's own session: its CPU moves as it runs
     assert not busy.stalled(1, 0.5)
     for now in (1.0, 1.5, 2.0, 2.5, 3.0):

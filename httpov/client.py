@@ -575,7 +575,8 @@ class Client:
         if len(self.store.batches(job_id)["done"]) >= len(spec.batches):  # its last batches finished while paused
             with contextlib.suppress(TransitionRefused):
                 self.store.transition(job_id, JobState.DONE, only_from=(JobState.RUNNING,))
-        self.store.pend(job_id, waiting_for_prepass(spec, parked))  # first in line again, sent as the window allows
+        # first in line again, sent as the window allows
+        self.store.pend(job_id, waiting_for_prepass(spec, handout_order(spec, parked)))
         self._top_up(spec)
         return len(parked)
 

@@ -59,3 +59,14 @@ def test_a_retry_of_frames_pends_them_coarse_to_fine_again(client, scene):
     pending = _pending(client, job)
     assert window == [11, 21, 30] and sorted(window + pending) == list(range(11, 31))
     assert {(f - 11) * 10 // 20 for f in window + pending[:7]} == set(range(10))
+
+
+def test_a_resumed_job_pends_what_was_set_aside_coarse_to_fine(client, scene):
+    job = client.submit(scene, count=1, who=ALICE).spec.id
+    client.pause(job, who=ALICE)
+    client.resume(job, who=ALICE)
+    window = {Batch.from_id(b).first for b in client.store.r.zrange(client.store.keys.window(job), 0, -1)}
+    pending = _pending(client, job)
+    assert sorted([*window, *pending]) == list(range(1, 42))
+    assert len(pending) > 20 and pending != sorted(pending)  # not first to last
+    assert {(f - 1) * 10 // 41 for f in pending[:12]} == set(range(10))  # the parked ones, coarse-to-fine again

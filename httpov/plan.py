@@ -172,7 +172,11 @@ def frame_seconds(seconds: float, frames: int, batches: int) -> float | None:
 
 def adaptive_count(frame_count: int, per_frame: float | None, target: float = TARGET_TASK_SECONDS,
                    min_batches: int = MIN_BATCHES) -> int:
-    """Frames per task: about `target` seconds of povray each, but at least `min_batches` tasks per job.
+    """Frames per task: about `target` seconds of povray each, but at least `min_batches` tasks per job. A job that
+    `min_batches` tasks of at most twice `target` seconds hold gets exactly that one round of tasks rather than two
+    or more shorter ones: a render process pays povray's start once per task, and a second round pays it again
+    (measured on `diffuse`, 26 frames: one round of 4-frame tasks took 0.71-0.90x the time of two rounds of 2-frame
+    ones, docs/PERFORMANCE.md).
 
     Without a measurement (`per_frame` None) a task gets at most FIRST_MAX_COUNT frames."""
     spread = math.ceil(frame_count / min_batches)
@@ -180,6 +184,8 @@ def adaptive_count(frame_count: int, per_frame: float | None, target: float = TA
         wanted = FIRST_MAX_COUNT
     else:
         wanted = math.floor(max(target - POVRAY_START_SECONDS, per_frame) / per_frame)
+        if wanted < spread and POVRAY_START_SECONDS + spread * per_frame <= 2 * target:
+            wanted = spread  # one round
     return max(1, min(wanted, spread))
 
 

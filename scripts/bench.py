@@ -58,6 +58,7 @@ class SceneResult:
     b: list[float] = field(default_factory=list)  # httpov, submit to last frame stored
     b1: list[float] = field(default_factory=list)  # the same with one render process per core
     bf: list[float] = field(default_factory=list)  # b with the batches handed out first to last (--order)
+    bc: list[float] = field(default_factory=list)  # b with --count frames per batch instead of adaptive (--count)
     counts: list[int] = field(default_factory=list)  # frames per task httpov chose
     cpu: float = 0.0  # CPU seconds of the whole animation in one +WT1 process
     floor: list[float] = field(default_factory=list)  # every frame its own povray, all at once
@@ -153,11 +154,12 @@ def warm_up(client: Client, tmp: Path) -> None:
 
 
 def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None, repeat: int,
-                 say, order: bool = False, b1: bool = True) -> list[SceneResult]:
+                 say, order: bool = False, b1: bool = True, count: int | None = None) -> list[SceneResult]:
     """a, c and floor of each scene, b with `processes` render processes (None: a bare `celery -A httpov worker`,
     as users type it), b1 with one process per core (Celery's own default, what a bare worker ran before
     HTTPOV_RENDER_PROCESSES) and with `order` bf, b's worker with HTTPOV_BATCH_ORDER=frames (first to last, not
-    the preview order), all taking turns in the same run (b and bf in alternating order)."""
+    the preview order) and with `count` bc, b's worker with that many frames per batch, all taking turns in the same
+    run (b and bf or bc in alternating order)."""
     cores = os.cpu_count() or 1
     results = [SceneResult(scene) for scene in scenes]
     for res in results:
@@ -168,6 +170,8 @@ def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None
         configs: list[tuple[str, int | None, dict]] = [("b", processes, {})]
         if order:
             configs.insert(rep % 2, ("bf", processes, {"batch_order": "frames"}))
+        if count:
+            configs.insert(rep % 2, ("bc", processes, {}))
         if b1:
             configs.append(("b1", cores, {}))
         for label, concurrency, changes in configs:
@@ -177,7 +181,7 @@ def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None
                 client = Client(settings, make_app(settings))
                 warm_up(client, tmp)
                 for res in results:
-                    seconds, job = run_job(client, res.scene.folder)
+                    seconds, job = run_job(client, res.scene.folder, **({"count": count} if label == "bc" else {}))
                     getattr(res, label).append(seconds)
                     if label == "b":
                         res.counts.append(client.store.spec(job).count)
@@ -189,6 +193,7 @@ def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None
             res.floor.append(floor(scene, tmp / "out" / scene.name / "floor"))
             say(f"  {scene.name} run {rep + 1}: a={res.a[-1]:.2f}s b={res.b[-1]:.2f}s (count {res.counts[-1]}) "
                 + (f"bf={res.bf[-1]:.2f}s b/bf={res.b[-1] / res.bf[-1]:.3f} " if res.bf else "")
+                + (f"bc={res.bc[-1]:.2f}s b/bc={res.b[-1] / res.bc[-1]:.3f} " if res.bc else "")
                 + (f"b1={res.b1[-1]:.2f}s " if res.b1 else "")
                 + f"floor={res.floor[-1]:.2f}s b/floor={res.b[-1] / res.floor[-1]:.2f} b/a={res.b[-1] / res.a[-1]:.2f}")
     return results
@@ -337,6 +342,7 @@ def write_report(path: Path, command: str, scenes: list[SceneResult], orch: dict
             f"{r.scene.name} b/floor {spread([b / f for b, f in zip(r.b, r.floor)])}, "
             f"b/a {spread([b / a for b, a in zip(r.b, r.a)])}"
             + (f", b/bf (the preview order's cost) {spread([b / f for b, f in zip(r.b, r.bf)])}" if r.bf else "")
+            + (f", b/bc (adaptive count / a fixed one) {spread([b / c for b, c in zip(r.b, r.bc)])}" if r.bc else "")
             for r in scenes), ""]
     if orch:
         lines += ["## Orchestration cost (no-op renderer)", "",
@@ -380,6 +386,8 @@ def main() -> None:
     parser.add_argument("--order", action="store_true",
                         help="also bf: b with HTTPOV_BATCH_ORDER=frames, to measure the preview order's cost")
     parser.add_argument("--no-b1", action="store_true", help="skip b1 (one render process per core)")
+    parser.add_argument("--count", type=int, default=None,
+                        help="also bc: b with this many frames per batch instead of httpov's adaptive choice")
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks of the orchestration job")
     parser.add_argument("--orch-processes", type=int, default=4 * (os.cpu_count() or 1))
     parser.add_argument("--scale-workers", type=int, default=4)
@@ -400,7 +408,7 @@ def main() -> None:
                 say("animations:")
                 built_in = tuple(args.scene or BUILT_IN)
                 scenes = bench_scenes(url, tmp, prepare_scenes(tmp, args.scenes, built_in), args.processes,
-                                      args.repeat, say, order=args.order, b1=not args.no_b1)
+                                      args.repeat, say, order=args.order, b1=not args.no_b1, count=args.count)
             if "orchestration" in only:
                 say("orchestration:")
                 orch = bench_orchestration(url, tmp, args.tasks, args.orch_processes, say)

@@ -96,6 +96,13 @@ def test_measured_frame_time_sets_about_target_seconds_per_batch():
     assert adaptive_count(16, 0.01) == 2  # never fewer than 8 batches
 
 
+def test_adaptive_count_gives_a_short_job_one_round_of_tasks_not_two():
+    # diffuse's 26 frames on a busy node (0.75 s a frame): 8 tasks of 4 frames (3.7 s each), not 13 of 2 in 2 rounds
+    assert adaptive_count(26, 0.75) == 4
+    assert adaptive_count(26, 1.2) == 1  # 4 frames would be 5.5 s a task: past twice the target, rounds it is
+    assert adaptive_count(200, 0.75) == 2  # a long job keeps its short tasks (25 a round would be 19 s)
+
+
 def test_frame_seconds_is_net_of_povray_start():
     assert frame_seconds(0, 0, 0) is None
     assert frame_seconds(10.0, 10, 2) == (10.0 - 1.4) / 10

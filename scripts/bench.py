@@ -337,7 +337,8 @@ def write_report(path: Path, command: str, scenes: list[SceneResult], orch: dict
                          f"{', '.join(map(str, r.counts))} |")
         lines += ["", "Each run: " + "; ".join(
             f"{r.scene.name} b = {', '.join(f'{x:.2f}' for x in r.b)} s, b1 = {', '.join(f'{x:.2f}' for x in r.b1)} s"
-            + (f", bf = {', '.join(f'{x:.2f}' for x in r.bf)} s" if r.bf else "") for r in scenes), "",
+            + (f", bf = {', '.join(f'{x:.2f}' for x in r.bf)} s" if r.bf else "")
+            + (f", bc = {', '.join(f'{x:.2f}' for x in r.bc)} s" if r.bc else "") for r in scenes), "",
             "Ratios within each repetition, median (min-max): " + "; ".join(
             f"{r.scene.name} b/floor {spread([b / f for b, f in zip(r.b, r.floor)])}, "
             f"b/a {spread([b / a for b, a in zip(r.b, r.a)])}"

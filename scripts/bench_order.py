@@ -4,8 +4,8 @@
 
 One real `celery -A httpov worker` with the node's defaults (a bare worker: HTTPOV_RENDER_PROCESSES) renders Debian's
 `diffuse` sample animation (povray-examples) stretched to --frames frames, submitted again and again, the two orders
-taking turns (preview, frames, frames, preview, ...), all with --count frames per batch (what adaptive batching
-gives this scene on 8 render processes; fixed so that both orders get the same batches). An untimed submit first
+taking turns (preview, frames, frames, preview, ...), all with --count frames per batch (fixed, so that both
+orders get the same batches). An untimed submit first
 puts the scene in the node's cache. For each job: wall time from submit to its record saying done, and,
 from polling its done batches, which tenths of the timeline hold a rendered frame once 10% of its frames are done,
 and when every tenth first held one (as a share of the job's time). Runs on a private redis-server.

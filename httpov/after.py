@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from httpov.access import Action, Identity, require
 from httpov.errors import BadInputError, ForbiddenError, JobNotFoundError
-from httpov.plan import PREPASS_SUFFIX, Batch, JobSpec, waiting_for_prepass
+from httpov.plan import PREPASS_SUFFIX, Batch, JobSpec, handout_order, waiting_for_prepass
 from httpov.states import FINISHED, JobState, TransitionRefused
 from httpov.store import JobStore
 from httpov.store.records import JobRecord
@@ -152,17 +152,18 @@ def settle(store: JobStore, job_id: str) -> bool:
     if state == JobState.WAITING:
         if not all(other in ended for other in after.jobs):
             return False
-        pend = [b for b in spec.batches if b not in held]  # the held ones: below, as the other's frames say
+        # the held ones: below, as the other's frames say
+        pend = handout_order(spec, [b for b in spec.batches if b not in held])
         if store.release_held(job_id, waiting_for_prepass(spec, pend), whole_job=True, last=not held) != "ok":
             return False
         pended = True
     if not after.frames or not held:
         return pended
     if frames_over:
-        release = sorted(held)
+        release = handout_order(spec, sorted(held))
     else:
         done = frames_done(store, store.spec(after.frames))
-        release = sorted(b for b in held if all(f in done for f in Batch.from_id(b).frames))
+        release = handout_order(spec, sorted(b for b in held if all(f in done for f in Batch.from_id(b).frames)))
     if release or frames_over:
         store.release_held(job_id, release, whole_job=False, last=frames_over)
     return pended or bool(release)

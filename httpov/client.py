@@ -38,6 +38,7 @@ from httpov.plan import (
     Batch,
     JobSpec,
     check_spec,
+    handout_order,
     history_key,
     image_size,
     plan_job,
@@ -253,6 +254,7 @@ class Client:
             spec = self._plan(layout, scene, options.name or _default_name(Path(source), layout), options, scene_key)
             spec.time_limit = options.time_limit
             spec.any_povray = options.any_povray
+            spec.order = self.settings.batch_order
             notes = self._plan_radiosity(spec, radiosity_cache if radiosity else "off")
             if radiosity_cache == "shared" and not radiosity:
                 notes.append("--radiosity-cache shared: no file of the scene names radiosity, nothing to share")
@@ -322,7 +324,7 @@ class Client:
                 raise BadInputError("--after-frames: a job with a radiosity pre-pass cannot wait for another "
                                     "job's frames", hint="submit it with --radiosity-cache off")
             held = to_hold(self.store, spec, after.frames) if after.frames else []
-        pending = [] if after.jobs else [b for b in spec.batches if b not in set(held)]
+        pending = [] if after.jobs else handout_order(spec, [b for b in spec.batches if b not in set(held)])
         # a slice waiting for its frame's radiosity pre-pass is put on the pending list by that pre-pass
         self.store.create(spec, user=user, queue=queue, max_processes=max_processes,
                           pending=waiting_for_prepass(spec, pending), max_nodes=max_nodes,
@@ -573,7 +575,8 @@ class Client:
         if len(self.store.batches(job_id)["done"]) >= len(spec.batches):  # its last batches finished while paused
             with contextlib.suppress(TransitionRefused):
                 self.store.transition(job_id, JobState.DONE, only_from=(JobState.RUNNING,))
-        self.store.pend(job_id, waiting_for_prepass(spec, parked))  # first in line again, sent as the window allows
+        # first in line again, sent as the window allows
+        self.store.pend(job_id, waiting_for_prepass(spec, handout_order(spec, parked)))
         self._top_up(spec)
         return len(parked)
 
@@ -616,7 +619,7 @@ class Client:
         self.store.reset_failures(job_id, todo)  # attempts, failures and the job's node blocklist
         self.store.unpark(job_id)
         # a fresh window: older messages of the job are stale
-        self.store.pend(job_id, waiting_for_prepass(spec, todo), replace=True)
+        self.store.pend(job_id, waiting_for_prepass(spec, handout_order(spec, todo)), replace=True)
         if not todo:
             with contextlib.suppress(TransitionRefused):
                 self.store.transition(job_id, JobState.DONE, only_from=(JobState.RUNNING,))

@@ -89,7 +89,9 @@ def ffmpeg_exe() -> str:
 def encode(images: Sequence[Path], output: Path, fps: float = 24.0, on_frame: Progress | None = None,
            max_pixels: int = MAX_PIXELS) -> Path:
     """Encode the frames in frame order into `output`: H.264 MP4 (`.mp4`) or an animated GIF (`.gif`); a frame of
-    more than `max_pixels` is refused (ResultError) before it is decoded."""
+    more than `max_pixels` is refused (ResultError) before it is decoded. A frame missing between two rendered ones
+    (not rendered yet: a running job hands its batches out coarse-to-fine; or failed) is filled by holding the frame
+    before it, so the video keeps the animation's timing: a job 10% done already plays the whole animation."""
     output = Path(output)
     suffix = output.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
@@ -114,12 +116,16 @@ def encode(images: Sequence[Path], output: Path, fps: float = 24.0, on_frame: Pr
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stdin is not None
     try:
+        numbers = [frame_number(path) for path in frames]
         for n, path in enumerate(frames, 1):
             with open_frame(path, max_pixels) as image:
                 if image.size != (width, height):
                     raise BadInputError(f"{path.name} is {image.size[0]}x{image.size[1]}, the first frame "
                                         f"{width}x{height}: frames of one video must have one size")
-                proc.stdin.write(_rgb(image).tobytes())
+                pixels = _rgb(image).tobytes()
+            held = numbers[n] - numbers[n - 1] if n < len(frames) else 1  # itself and the missing frames after it
+            for _ in range(max(1, held)):
+                proc.stdin.write(pixels)
             if on_frame:
                 on_frame(n, len(frames))
         proc.stdin.close()

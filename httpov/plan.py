@@ -7,6 +7,7 @@ import math
 import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import PurePosixPath
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from httpov.errors import BadInputError, OptionError, Problem, SceneError
 from httpov.paths import JOB_ID, SCENE_KEY  # noqa: F401 (plan.JOB_ID, plan.SCENE_KEY: where they were first)
 from httpov.scene import SceneLayout, SceneOptions
+from httpov.settings import BATCH_ORDERS
 
 if TYPE_CHECKING:
     from httpov.settings import Settings
@@ -170,7 +172,11 @@ def frame_seconds(seconds: float, frames: int, batches: int) -> float | None:
 
 def adaptive_count(frame_count: int, per_frame: float | None, target: float = TARGET_TASK_SECONDS,
                    min_batches: int = MIN_BATCHES) -> int:
-    """Frames per task: about `target` seconds of povray each, but at least `min_batches` tasks per job.
+    """Frames per task: about `target` seconds of povray each, but at least `min_batches` tasks per job. A job that
+    `min_batches` tasks of at most twice `target` seconds hold gets exactly that one round of tasks rather than two
+    or more shorter ones: a render process pays povray's start once per task, and a second round pays it again
+    (measured on `diffuse`, 26 frames: one round of 4-frame tasks took 0.71-0.90x the time of two rounds of 2-frame
+    ones, docs/PERFORMANCE.md).
 
     Without a measurement (`per_frame` None) a task gets at most FIRST_MAX_COUNT frames."""
     spread = math.ceil(frame_count / min_batches)
@@ -178,6 +184,8 @@ def adaptive_count(frame_count: int, per_frame: float | None, target: float = TA
         wanted = FIRST_MAX_COUNT
     else:
         wanted = math.floor(max(target - POVRAY_START_SECONDS, per_frame) / per_frame)
+        if wanted < spread and POVRAY_START_SECONDS + spread * per_frame <= 2 * target:
+            wanted = spread  # one round
     return max(1, min(wanted, spread))
 
 
@@ -191,6 +199,69 @@ def split(frames: FrameRange, count: int, row_slices: list[tuple[int, int]] | No
         Batch(start, min(start + count - 1, frames.last))
         for start in range(frames.first, frames.last + 1, count)
     ]
+
+
+#: preview_order's first level after the first and last batch: fifths (its middle first), then tenths, twentieths...
+_FIRST_BINS = 5
+
+
+def preview_order(batch_ids: Sequence[str]) -> list[str]:
+    """A job's batches in the order to hand them out so that the frames done early cover the whole animation:
+    the first and last batch, then one batch in each fifth of the timeline (the middle first), then in each tenth
+    not yet covered, each twentieth, and so on (the batch nearest each such bin's centre). A batch keeps its
+    neighbouring frames (povray's start is paid once per batch); the batches of one frame range (a sliced frame's
+    slices, a radiosity pre-pass before its slices) stay together in their given order. After the first 10 batches
+    (10% of a job of 100 or more) every tenth of the timeline holds a rendered frame."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    for batch_id in batch_ids:
+        batch = Batch.from_id(batch_id)
+        groups.setdefault((batch.first, batch.last), []).append(batch_id)
+    spans = sorted(groups)
+    if len(spans) <= 2:
+        return [b for span in spans for b in groups[span]]
+    start = spans[0][0]
+    length = spans[-1][1] - start + 1
+    middles = [(first + last) / 2 - start for first, last in spans]  # frame offsets, ascending
+    order = _coarse_to_fine(middles, length)
+    return [b for i in order for b in groups[spans[i]]]
+
+
+def handout_order(spec: JobSpec, batch_ids: Sequence[str]) -> list[str]:
+    """Batches of job `spec` in the order they go on its pending list: preview_order, or as given (frame order) for
+    a job submitted with HTTPOV_BATCH_ORDER=frames."""
+    return preview_order(batch_ids) if spec.order == "preview" else list(batch_ids)
+
+
+def _coarse_to_fine(positions: list[float], length: float) -> list[int]:
+    """Indices of `positions` (ascending, each within 0..length) in preview order (see preview_order)."""
+    n = len(positions)
+    order, chosen = [0, n - 1], {0, n - 1}
+    bins = _FIRST_BINS
+    while len(order) < n:
+        bin_of = [min(bins - 1, int(p * bins / length)) for p in positions]
+        covered = {bin_of[i] for i in chosen}
+        nearest: dict[int, int] = {}
+        for i in range(n):
+            b = bin_of[i]
+            if i in chosen or b in covered:
+                continue
+            centre = (b + 0.5) * length / bins
+            if b not in nearest or abs(positions[i] - centre) < abs(positions[nearest[b]] - centre):
+                nearest[b] = i
+        width = (bins - 1).bit_length()
+        for b in sorted(nearest, key=lambda b: (_reversed_bits(b, width), b)):  # spread over the timeline
+            order.append(nearest[b])
+            chosen.add(nearest[b])
+        if bins >= 4 * n:  # positions closer than any bin (cannot happen for distinct frame ranges)
+            order += [i for i in range(n) if i not in chosen]
+            break
+        bins *= 2
+    return order
+
+
+def _reversed_bits(value: int, width: int) -> int:
+    """`value`'s lowest `width` bits in reverse order (bit-reversal: 1, 2, 3 of 3 bits -> 4, 2, 6)."""
+    return int(format(value, f"0{width}b")[::-1], 2) if width else 0
 
 
 def history_key(scene_key: str, width: int, height: int) -> str:
@@ -222,6 +293,7 @@ class JobSpec:
     time_limit: int | None = None  # seconds a batch may run (submit --time-limit), within the node's own limit
     radiosity: str = "off"  # RADIOSITY_PLANS: whether slices (or frames) load a radiosity pre-pass's cache
     any_povray: bool = False  # False: every batch rendered by the povray version of the first node (its pixels)
+    order: str = "preview"  # BATCH_ORDERS: how its batches are handed out (handout_order)
 
     @property
     def history(self) -> str:
@@ -279,6 +351,8 @@ def check_spec(spec: JobSpec) -> None:
     check_name(spec.name)
     if not isinstance(spec.any_povray, bool):
         raise SceneError(f"any_povray {spec.any_povray!r} is not true or false")
+    if spec.order not in BATCH_ORDERS:
+        raise SceneError(f"batch order {spec.order!r} is not one of {', '.join(BATCH_ORDERS)}")
     if not isinstance(spec.id, str) or not JOB_ID.match(spec.id):
         raise SceneError(f"job id {spec.id!r} is not a job id")
     if not isinstance(spec.scene_key, str) or not SCENE_KEY.match(spec.scene_key):

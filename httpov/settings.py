@@ -15,6 +15,10 @@ from httpov.archive import ArchiveLimits
 from httpov.errors import BadInputError, HomeUnsetError
 from httpov.text import shown
 
+#: HTTPOV_BATCH_ORDER: 'preview' hands a job's batches out coarse-to-fine over its animation
+#: (httpov.plan.preview_order), 'frames' first to last.
+BATCH_ORDERS = ("preview", "frames")
+
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 #: URL schemes of each Redis setting: Celery's broker takes redis:// and rediss://; job state (redis-py) a unix
 #: socket too.
@@ -85,6 +89,9 @@ class Settings:
     batch_time_floor: float = 600.0
     redis_ca: str | None = None
     render_processes: int = field(default_factory=lambda: default_render_processes(1))
+    # how a submitted job's batches are handed out (httpov.plan.BATCH_ORDERS): 'preview' coarse-to-fine over the
+    # animation, so the frames done early cover all of it; 'frames' first to last
+    batch_order: str = "preview"
     celery_config: str | None = None
     batch_max_bytes: int = 1024**3  # bytes one batch may write (its frames and the scene's #write together)
     batch_max_files: int = 1000  # files one batch may create
@@ -147,6 +154,9 @@ class Settings:
                 check_notify(self.webhook_urls, max_urls=None)
             except BadInputError as exc:
                 raise BadInputError(f"HTTPOV_WEBHOOKS: {exc}".replace("--notify ", "")) from None
+        if self.batch_order not in BATCH_ORDERS:
+            raise BadInputError(f"HTTPOV_BATCH_ORDER must be one of {', '.join(BATCH_ORDERS)}, got "
+                                f"{self.batch_order!r}")
         if self.web_builds < 1:
             raise BadInputError(f"HTTPOV_WEB_BUILDS must be at least 1, got {self.web_builds}")
         if not 0 <= self.web_streams <= MAX_WEB_STREAMS:

@@ -3,6 +3,7 @@
     python scripts/bench.py                      # everything, writes docs/PERFORMANCE.md
     python scripts/bench.py path/to/scene.ini    # also a scene of your own (a folder, .ini or .pov)
     python scripts/bench.py --only scenes        # or: orchestration, scale
+    python scripts/bench.py --only scenes --scene diffuse --order --no-b1   # the preview order's cost (bf)
 
 Runs on a private redis-server (httpov.local_farm.embedded_redis), so the shared Redis and other jobs are untouched.
 """
@@ -32,7 +33,9 @@ from httpov.local_farm import embedded_redis, start_worker, stop_worker  # noqa:
 from httpov.settings import Settings, default_render_processes  # noqa: E402
 
 STUB = ROOT / "scripts" / "povray-stub.sh"
-AMBIENT = Path("/usr/share/doc/povray/examples/animations/ambient")
+ANIMATIONS = Path("/usr/share/doc/povray/examples/animations")  # Debian's povray-examples
+#: Debian's sample animations measured at 320x240 when povray-examples is installed (issue #30 names `diffuse`).
+BUILT_IN = ("spinner", "ambient", "diffuse")
 TINY = """#version 3.7;
 camera { location <0, 0, -4> look_at 0 }
 light_source { <2, 4, -3> rgb 1 }
@@ -54,6 +57,8 @@ class SceneResult:
     a: list[float] = field(default_factory=list)  # povray +WT<cores>, whole animation
     b: list[float] = field(default_factory=list)  # httpov, submit to last frame stored
     b1: list[float] = field(default_factory=list)  # the same with one render process per core
+    bf: list[float] = field(default_factory=list)  # b with the batches handed out first to last (--order)
+    bc: list[float] = field(default_factory=list)  # b with --count frames per batch instead of adaptive (--count)
     counts: list[int] = field(default_factory=list)  # frames per task httpov chose
     cpu: float = 0.0  # CPU seconds of the whole animation in one +WT1 process
     floor: list[float] = field(default_factory=list)  # every frame its own povray, all at once
@@ -84,17 +89,20 @@ def frame_count(folder: Path) -> tuple[int, str]:
     return frame_range(options).count, f"{width}x{height}"
 
 
-def prepare_scenes(tmp: Path, extra: list[str]) -> list[Scene]:
-    """examples/spinner, Debian's `ambient` at 320x240 when povray-examples is installed, and the user's."""
+def prepare_scenes(tmp: Path, extra: list[str], built_in: tuple[str, ...] = BUILT_IN) -> list[Scene]:
+    """examples/spinner, Debian's `ambient` and `diffuse` at 320x240 when povray-examples is installed (those of
+    `built_in`), and the user's."""
     scenes = []
-    spinner = tmp / "scenes" / "spinner"
-    shutil.copytree(ROOT / "examples" / "spinner", spinner)
-    scenes.append(Scene("spinner", spinner))
-    if AMBIENT.is_dir():
-        folder = tmp / "scenes" / "ambient"
-        shutil.copytree(AMBIENT, folder)
-        (folder / "pov.ini").write_text((folder / "ambient.ini").read_text() + "\nWidth=320\nHeight=240\n")
-        scenes.append(Scene("ambient", folder))
+    if "spinner" in built_in:
+        spinner = tmp / "scenes" / "spinner"
+        shutil.copytree(ROOT / "examples" / "spinner", spinner)
+        scenes.append(Scene("spinner", spinner))
+    for name in built_in:
+        if name != "spinner" and (ANIMATIONS / name).is_dir():
+            folder = tmp / "scenes" / name
+            shutil.copytree(ANIMATIONS / name, folder)
+            (folder / "pov.ini").write_text((folder / f"{name}.ini").read_text() + "\nWidth=320\nHeight=240\n")
+            scenes.append(Scene(name, folder))
     for given in extra:
         path = Path(given).resolve()
         source = path if path.is_dir() else path.parent
@@ -146,10 +154,12 @@ def warm_up(client: Client, tmp: Path) -> None:
 
 
 def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None, repeat: int,
-                 say) -> list[SceneResult]:
+                 say, order: bool = False, b1: bool = True, count: int | None = None) -> list[SceneResult]:
     """a, c and floor of each scene, b with `processes` render processes (None: a bare `celery -A httpov worker`,
-    as users type it) and b1 with one process per core (Celery's own default, what a bare worker ran before
-    HTTPOV_RENDER_PROCESSES), the two workers taking turns in the same run."""
+    as users type it), b1 with one process per core (Celery's own default, what a bare worker ran before
+    HTTPOV_RENDER_PROCESSES) and with `order` bf, b's worker with HTTPOV_BATCH_ORDER=frames (first to last, not
+    the preview order) and with `count` bc, b's worker with that many frames per batch, all taking turns in the same
+    run (b and bf or bc in alternating order)."""
     cores = os.cpu_count() or 1
     results = [SceneResult(scene) for scene in scenes]
     for res in results:
@@ -157,19 +167,24 @@ def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None
         povray(res.scene, tmp / "out" / res.scene.name / "cpu", "+WT1", *size_args(res.scene))
         res.cpu = children_cpu() - c0
     for rep in range(repeat):
-        for label, concurrency in (("b", processes), ("b1", cores)):
-            settings = settings_for(url, tmp, f"scenes-{label}")
+        configs: list[tuple[str, int | None, dict]] = [("b", processes, {})]
+        if order:
+            configs.insert(rep % 2, ("bf", processes, {"batch_order": "frames"}))
+        if count:
+            configs.insert(rep % 2, ("bc", processes, {}))
+        if b1:
+            configs.append(("b1", cores, {}))
+        for label, concurrency, changes in configs:
+            settings = settings_for(url, tmp, f"scenes-{label}", **changes)
             worker = start_worker(settings, concurrency, f"bench-{label}", tmp / f"scenes-{label}-worker.log")
             try:
                 client = Client(settings, make_app(settings))
                 warm_up(client, tmp)
                 for res in results:
-                    seconds, job = run_job(client, res.scene.folder)
+                    seconds, job = run_job(client, res.scene.folder, **({"count": count} if label == "bc" else {}))
+                    getattr(res, label).append(seconds)
                     if label == "b":
-                        res.b.append(seconds)
                         res.counts.append(client.store.spec(job).count)
-                    else:
-                        res.b1.append(seconds)
             finally:
                 stop_worker(worker)
         for res in results:
@@ -177,8 +192,16 @@ def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None
             res.a.append(povray(scene, tmp / "out" / scene.name / "a", f"+WT{cores}", *size_args(scene)))
             res.floor.append(floor(scene, tmp / "out" / scene.name / "floor"))
             say(f"  {scene.name} run {rep + 1}: a={res.a[-1]:.2f}s b={res.b[-1]:.2f}s (count {res.counts[-1]}) "
-                f"b1={res.b1[-1]:.2f}s floor={res.floor[-1]:.2f}s")
+                + (f"bf={res.bf[-1]:.2f}s b/bf={res.b[-1] / res.bf[-1]:.3f} " if res.bf else "")
+                + (f"bc={res.bc[-1]:.2f}s b/bc={res.b[-1] / res.bc[-1]:.3f} " if res.bc else "")
+                + (f"b1={res.b1[-1]:.2f}s " if res.b1 else "")
+                + f"floor={res.floor[-1]:.2f}s b/floor={res.b[-1] / res.floor[-1]:.2f} b/a={res.b[-1] / res.a[-1]:.2f}")
     return results
+
+
+def spread(values: list[float]) -> str:
+    """'median (min-max)' of per-run figures."""
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})" if values else "-"
 
 
 def floor(scene: Scene, out: Path) -> float:
@@ -306,13 +329,21 @@ def write_report(path: Path, command: str, scenes: list[SceneResult], orch: dict
                   "| count per run |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in scenes:
-            a, b, b1, fl = (statistics.median(x) for x in (r.a, r.b, r.b1, r.floor))
+            a, b, fl = (statistics.median(x) for x in (r.a, r.b, r.floor))
+            b1 = statistics.median(r.b1) if r.b1 else float("nan")
             c = r.cpu / cores
             lines.append(f"| {r.scene.name} | {r.scene.frames} | {r.scene.size} | {a:.2f} | {b:.2f} | {b1:.2f} | "
                          f"{c:.2f} | {fl:.2f} | {b / a:.2f} | {b1 / a:.2f} | {b / c:.2f} | {fl / c:.2f} | "
                          f"{', '.join(map(str, r.counts))} |")
         lines += ["", "Each run: " + "; ".join(
             f"{r.scene.name} b = {', '.join(f'{x:.2f}' for x in r.b)} s, b1 = {', '.join(f'{x:.2f}' for x in r.b1)} s"
+            + (f", bf = {', '.join(f'{x:.2f}' for x in r.bf)} s" if r.bf else "")
+            + (f", bc = {', '.join(f'{x:.2f}' for x in r.bc)} s" if r.bc else "") for r in scenes), "",
+            "Ratios within each repetition, median (min-max): " + "; ".join(
+            f"{r.scene.name} b/floor {spread([b / f for b, f in zip(r.b, r.floor)])}, "
+            f"b/a {spread([b / a for b, a in zip(r.b, r.a)])}"
+            + (f", b/bf (the preview order's cost) {spread([b / f for b, f in zip(r.b, r.bf)])}" if r.bf else "")
+            + (f", b/bc (adaptive count / a fixed one) {spread([b / c for b, c in zip(r.b, r.bc)])}" if r.bc else "")
             for r in scenes), ""]
     if orch:
         lines += ["## Orchestration cost (no-op renderer)", "",
@@ -351,6 +382,13 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=None,
                         help="render processes for the animations (default: a bare worker, HTTPOV_RENDER_PROCESSES)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--scene", choices=BUILT_IN, action="append",
+                        help="built-in animations to measure (default: all of them)")
+    parser.add_argument("--order", action="store_true",
+                        help="also bf: b with HTTPOV_BATCH_ORDER=frames, to measure the preview order's cost")
+    parser.add_argument("--no-b1", action="store_true", help="skip b1 (one render process per core)")
+    parser.add_argument("--count", type=int, default=None,
+                        help="also bc: b with this many frames per batch instead of httpov's adaptive choice")
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks of the orchestration job")
     parser.add_argument("--orch-processes", type=int, default=4 * (os.cpu_count() or 1))
     parser.add_argument("--scale-workers", type=int, default=4)
@@ -369,7 +407,9 @@ def main() -> None:
         with embedded_redis(tmp) as url:
             if "scenes" in only:
                 say("animations:")
-                scenes = bench_scenes(url, tmp, prepare_scenes(tmp, args.scenes), args.processes, args.repeat, say)
+                built_in = tuple(args.scene or BUILT_IN)
+                scenes = bench_scenes(url, tmp, prepare_scenes(tmp, args.scenes, built_in), args.processes,
+                                      args.repeat, say, order=args.order, b1=not args.no_b1, count=args.count)
             if "orchestration" in only:
                 say("orchestration:")
                 orch = bench_orchestration(url, tmp, args.tasks, args.orch_processes, say)

@@ -32,7 +32,15 @@ from httpov.errors import (
 )
 from httpov.outage import through_outage
 from httpov.paths import batch_key, failed_log_key, frame_key
-from httpov.plan import Batch, JobSpec, batch_time_limit, check_batch, check_record, released_by
+from httpov.plan import (
+    Batch,
+    JobSpec,
+    batch_time_limit,
+    check_batch,
+    check_record,
+    handout_order,
+    released_by,
+)
 from httpov.settings import Settings
 from httpov.states import LIVE, JobState
 from httpov.storage import Storage
@@ -437,7 +445,7 @@ class RenderNode:
                               transient=True)
         waiting = released_by(spec, batch)
         done = self.store.batches(spec.id)["done"]
-        self.release(spec, [b for b in waiting if b not in done])
+        self.release(spec, handout_order(spec, [b for b in waiting if b not in done]))
 
     def _keep_failed_log(self, spec: JobSpec, batch: Batch, log: Path) -> None:
         """Store povray's log of a failed attempt for `httpov fetch`; the render error matters more than this."""

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from httpov.cli import cli
 from httpov.local_farm import worker_env
+from httpov.plan import preview_order
 from httpov.store.keys import Keys
 from httpov.view import job_view
 from tests.conftest import TINY_ANIMATION, wait_for, write_scene
@@ -181,12 +182,14 @@ def test_a_users_new_job_takes_back_the_surplus_their_older_job_had_queued(tmp_p
     queued right behind its first."""
     scene = write_scene(tmp_path / "mr", TINY_ANIMATION, TINY)
     big = client.submit(scene, frames=10, count=1, user="alice", name="big").spec
-    assert _queued(client, settings) == {big.id: big.batches[:3]}
+    order = preview_order(big.batches)  # handed out coarse-to-fine (HTTPOV_BATCH_ORDER)
+    assert _queued(client, settings) == {big.id: order[:3]}
     small = client.submit(scene, frames=3, count=1, user="alice", name="small").spec
-    assert _queued(client, settings) == {big.id: big.batches[:1], small.id: small.batches[:2]}
-    assert client.store.r.lrange(Keys(settings.prefix).pending(big.id), 0, -1) == big.batches[1:]
+    small_order = preview_order(small.batches)
+    assert _queued(client, settings) == {big.id: order[:1], small.id: small_order[:2]}
+    assert client.store.r.lrange(Keys(settings.prefix).pending(big.id), 0, -1) == order[1:]
     other = client.submit(scene, frames=3, count=1, user="bob", name="other").spec  # another user takes nothing
-    assert _queued(client, settings)[big.id] == big.batches[:1]
+    assert _queued(client, settings)[big.id] == order[:1]
     workers(concurrency=2)
     for job in (big, small, other):
         assert client.wait(job.id, timeout=180).frames_done == len(job.batches)

@@ -96,6 +96,13 @@ def test_measured_frame_time_sets_about_target_seconds_per_batch():
     assert adaptive_count(16, 0.01) == 2  # never fewer than 8 batches
 
 
+def test_adaptive_count_gives_a_short_job_one_round_of_tasks_not_two():
+    # diffuse's 26 frames on a busy node (0.75 s a frame): 8 tasks of 4 frames (3.7 s each), not 13 of 2 in 2 rounds
+    assert adaptive_count(26, 0.75) == 4
+    assert adaptive_count(26, 1.2) == 1  # 4 frames would be 5.5 s a task: past twice the target, rounds it is
+    assert adaptive_count(200, 0.75) == 2  # a long job keeps its short tasks (25 a round would be 19 s)
+
+
 def test_frame_seconds_is_net_of_povray_start():
     assert frame_seconds(0, 0, 0) is None
     assert frame_seconds(10.0, 10, 2) == (10.0 - 1.4) / 10
@@ -129,3 +136,63 @@ def test_a_batch_time_limit_is_a_multiple_of_the_jobs_median_frame_time_with_a_f
     assert batch_time_limit(done, 48, Batch(6, 6, (1, 12)).id, factor=20, floor=1) == 20 * 2.5 / 4  # a quarter
     assert batch_time_limit({}, 48, Batch(6, 6).id, factor=20, floor=1) is None  # nothing measured yet
     assert batch_time_limit(done, 48, Batch(6, 6, prepass=True).id, factor=20, floor=1) is None
+
+
+def _frames_done(order: list[str]) -> set[int]:
+    return {f for batch_id in order for f in Batch.from_id(batch_id).frames}
+
+
+@pytest.mark.parametrize("frames,count", [(100, 1), (1000, 1), (1000, 4), (250, 2), (26, 1), (10_000, 7)])
+def test_preview_order_covers_every_tenth_after_ten_percent(frames, count):
+    from httpov.plan import FrameRange, preview_order
+
+    planned = [b.id for b in split(FrameRange(1, frames, 1, frames), count)]
+    order = preview_order(planned)
+    assert sorted(order) == sorted(planned)  # every batch once, each still its neighbouring frames
+    seen = _frames_done(order[:max(10, -(-len(planned) // 10))])
+    tenths = {(f - 1) * 10 // frames for f in seen}
+    assert tenths == set(range(10))
+
+
+def test_preview_order_starts_first_last_middle():
+    from httpov.plan import FrameRange, preview_order
+
+    order = preview_order([b.id for b in split(FrameRange(1, 101, 1, 101), 1)])
+    assert [Batch.from_id(b).first for b in order[:3]] == [1, 101, 51]
+
+
+@given(st.integers(1, 400), st.integers(1, 9), st.integers(1, 50))
+def test_preview_order_is_a_permutation_keeping_batches_whole(frames, count, start):
+    from httpov.plan import FrameRange, preview_order
+
+    planned = [b.id for b in split(FrameRange(start, start + frames - 1, start, start + frames - 1), count)]
+    order = preview_order(planned)
+    assert sorted(order) == sorted(planned)
+    starts = sorted(Batch.from_id(b).first for b in order[:min(len(order), 10)])
+    assert starts[0] == start and Batch.from_id(order[min(1, len(order) - 1)]).last == start + frames - 1  # first, last
+    if len(planned) >= 10:  # one in each tenth: no gap wider than two tenths
+        assert max(b - a for a, b in zip(starts, starts[1:])) <= 2 * frames / 10 + count
+
+
+def test_preview_order_keeps_a_frames_slices_together_in_their_order():
+    from httpov.plan import FrameRange, preview_order
+
+    planned = [b.id for b in split(FrameRange(1, 30, 1, 30), 1, [(1, 32), (33, 64), (65, 70)])]
+    order = preview_order(planned)
+    assert sorted(order) == sorted(planned)
+    for n in range(0, len(order), 3):
+        group = [Batch.from_id(b) for b in order[n:n + 3]]
+        assert {b.first for b in group} == {group[0].first}
+        assert [b.rows for b in group] == [(1, 32), (33, 64), (65, 70)]
+    assert [Batch.from_id(b).first for b in order[:6:3]] == [1, 30]
+
+
+def test_frames_order_keeps_the_planned_order():
+    from httpov.plan import FrameRange, JobSpec, handout_order
+
+    planned = [b.id for b in split(FrameRange(1, 40, 1, 40), 4)]
+    spec = JobSpec(id="0123456789", name="n", scene_key="", root="", pov="s.pov", options={}, initial=1, final=40,
+                   first=1, last=40, width=8, height=8, count=4, batches=planned)
+    assert handout_order(spec, planned) != planned
+    spec.order = "frames"
+    assert handout_order(spec, planned) == planned

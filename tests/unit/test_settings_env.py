@@ -5,6 +5,8 @@ import ast
 from dataclasses import fields
 from pathlib import Path
 
+import pytest
+
 import httpov
 from httpov.local_farm import worker_env
 from httpov.settings import Settings
@@ -26,7 +28,8 @@ def test_to_env_gives_back_every_setting(tmp_path: Path) -> None:
                        batch_time_floor=60.0, web_builds=5, web_uploads_per_account=3, web_request_seconds=4.5,
                        web_upload_min_rate=1000,
                        webhooks="https://hooks.example.com/a", webhook_secret="s" * 16,
-                       webhook_retry_seconds=30.0, notify_hosts="hooks.example.com", web_streams=2)
+                       webhook_retry_seconds=30.0, notify_hosts="hooks.example.com", web_streams=2,
+                       batch_order="frames")
     assert all(getattr(changed, f.name) != getattr(Settings(), f.name) for f in fields(Settings))
     assert Settings.from_env(changed.to_env() | {"HOME": str(tmp_path)}) == changed
 
@@ -67,3 +70,12 @@ def test_only_settings_reads_the_environment() -> None:
              if lines and name != "httpov/settings.py" and name not in ENVIRONMENT_ALLOWED}
     assert wrong == {}, f"read the environment outside httpov/settings.py (put it in Settings): {wrong}"
     assert all(len(reads[name]) == 1 for name in ENVIRONMENT_ALLOWED)
+
+
+def test_a_batch_order_that_is_not_one_is_refused_by_name(tmp_path: Path) -> None:
+    from httpov.errors import BadInputError
+
+    assert Settings.from_env({"HOME": str(tmp_path)}).batch_order == "preview"
+    assert Settings.from_env({"HOME": str(tmp_path), "HTTPOV_BATCH_ORDER": "frames"}).batch_order == "frames"
+    with pytest.raises(BadInputError, match="HTTPOV_BATCH_ORDER must be one of preview, frames, got 'random'"):
+        Settings.from_env({"HOME": str(tmp_path), "HTTPOV_BATCH_ORDER": "random"})

@@ -1,0 +1,72 @@
+"""The order a job's batches are handed out in (HTTPOV_BATCH_ORDER), on the real Redis without render nodes: what a
+submit queues first and leaves pending, what a retry pends again, and that another user's job keeps its share."""
+from __future__ import annotations
+
+import pytest
+
+from httpov.access import Identity, Role
+from httpov.broker import QueueLayout, render_message
+from httpov.client import Client
+from httpov.plan import Batch
+from tests.conftest import write_scene
+
+ALICE, BOB = Identity("alice", Role.USER), Identity("bob", Role.USER)
+
+
+@pytest.fixture
+def scene(tmp_path):
+    return write_scene(tmp_path / "s", "#version 3.7;\nbackground { color rgb <clock, 1, 0> }\n",
+                       "Width=8\nHeight=6\nInitial_Frame=1\nFinal_Frame=41\nInitial_Clock=0\nFinal_Clock=1\n")
+
+
+def _queued(client: Client, job_id: str) -> list[int]:
+    """The first frame of each of the job's batches in Celery's queue, in the order render nodes take them (kombu
+    LPUSHes, a worker BRPOPs: the list read from its end)."""
+    layout = QueueLayout.of(client.celery)
+    found = []
+    for key in layout.lists(client.settings.queue):
+        for raw in reversed(client.store.r.lrange(key, 0, -1)):
+            message = render_message(raw)
+            if message is not None and message[0] == job_id:
+                found.append(Batch.from_id(message[1]).first)
+    return found
+
+
+def _pending(client: Client, job_id: str) -> list[int]:
+    return [Batch.from_id(b).first for b in client.store.r.lrange(client.store.keys.pending(job_id), 0, -1)]
+
+
+def test_a_job_is_handed_out_coarse_to_fine_and_with_frames_first_to_last(client, scene):
+    job = client.submit(scene, count=1, who=ALICE).spec.id
+    handed = _queued(client, job) + _pending(client, job)
+    assert sorted(handed) == list(range(1, 42))
+    assert handed[:3] == [1, 41, 21]  # no node has said how many processes it runs: a window of 3
+    assert {(f - 1) * 10 // 41 for f in handed[:10]} == set(range(10))  # every tenth within the first 10 batches
+    assert client.store.spec(job).order == "preview"
+
+    frames = Client(client.settings.with_(batch_order="frames"), client.celery)
+    other = frames.submit(scene, count=4, who=BOB).spec.id
+    assert _queued(frames, other) + _pending(frames, other) == list(range(1, 42, 4))
+    assert _queued(client, job) and _queued(frames, other)  # each user's job has its window (fair share)
+
+
+def test_a_retry_of_frames_pends_them_coarse_to_fine_again(client, scene):
+    job = client.submit(scene, count=1, who=ALICE).spec.id
+    client.cancel(job, who=ALICE)
+    client.retry(job, frames=(11, 30), who=ALICE)
+    # the window of the cancelled job's messages is replaced (those still queued are dropped by the nodes)
+    window = sorted(Batch.from_id(b).first for b in client.store.r.zrange(client.store.keys.window(job), 0, -1))
+    pending = _pending(client, job)
+    assert window == [11, 21, 30] and sorted(window + pending) == list(range(11, 31))
+    assert {(f - 11) * 10 // 20 for f in window + pending[:7]} == set(range(10))
+
+
+def test_a_resumed_job_pends_what_was_set_aside_coarse_to_fine(client, scene):
+    job = client.submit(scene, count=1, who=ALICE).spec.id
+    client.pause(job, who=ALICE)
+    client.resume(job, who=ALICE)
+    window = {Batch.from_id(b).first for b in client.store.r.zrange(client.store.keys.window(job), 0, -1)}
+    pending = _pending(client, job)
+    assert sorted([*window, *pending]) == list(range(1, 42))
+    assert len(pending) > 20 and pending != sorted(pending)  # not first to last
+    assert {(f - 1) * 10 // 41 for f in pending[:12]} == set(range(10))  # the parked ones, coarse-to-fine again

@@ -79,6 +79,11 @@ class Settings:
     task_time_limit: int = 6 * 3600
     # a povray whose CPU time, log and output all stood still this long is killed as hung (httpov.worker.povray)
     no_progress_seconds: float = 120.0
+    # a running batch saves povray's render state (and its finished frames) to storage this often, so that a batch
+    # requeued after its node was lost continues from it (httpov.worker.checkpoint); 0: never
+    checkpoint_seconds: float = 60.0
+    # ... and not more often than keeps the time spent saving under this share of the time spent rendering
+    checkpoint_share: float = 0.05
     # a batch's own time limit: this many times the job's median measured seconds per frame (times its frames),
     # at least batch_time_floor seconds; before any batch of the job finished, only task_time_limit applies
     batch_time_factor: float = 20.0

@@ -80,7 +80,7 @@ class FakeStore:
         status = self.start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes)
         return (status, self.add_attempt(job_id, batch_id)) if status == "ok" else (status, 0)
 
-    def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
+    def refresh(self, job_id: str, batch_id: str, token: str, lease: float, progress: float | None = None) -> str:
         return self.job_state
 
     def add_attempt(self, job_id: str, batch_id: str, by: int = 1) -> int:
@@ -166,7 +166,7 @@ class FakePovray:
     def __call__(self, povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int, keep_going: Any,
                  limits: Any = None, time_limit: float | None = None, extra: list[str] | None = None,
                  size: tuple[int, int] | None = None, no_progress: float | None = None,
-                 hang_limit: tuple[float, str] | None = None) -> RenderOutput:
+                 hang_limit: tuple[float, str] | None = None, watcher: Any = None) -> RenderOutput:
         self.runs += 1
         self.watch = (no_progress, hang_limit)
         assert (workdir / "scene" / "scene.pov").read_text() == "// a scene"

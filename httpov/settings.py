@@ -81,7 +81,7 @@ class Settings:
     no_progress_seconds: float = 120.0
     # a running batch saves povray's render state (and its finished frames) to storage this often, so that a batch
     # requeued after its node was lost continues from it (httpov.worker.checkpoint); 0: never
-    checkpoint_seconds: float = 60.0
+    checkpoint_seconds: float = 10.0
     # ... and not more often than keeps the time spent saving under this share of the time spent rendering
     checkpoint_share: float = 0.05
     # a batch's own time limit: this many times the job's median measured seconds per frame (times its frames),

@@ -93,8 +93,10 @@ def reference(base: Settings, work: Path, source: Path) -> tuple[float, tuple]:
         trial.close()
 
 
-def killed_at_75(base: Settings, work: Path, source: Path, full: float, mode: str) -> tuple[float, float, tuple]:
-    """(povray's share at the kill, seconds from the kill to the job done, the frame's pixels)."""
+def killed_at_75(base: Settings, work: Path, source: Path, full: float,
+                 mode: str) -> tuple[float, float, tuple, dict]:
+    """(povray's share at the kill, seconds from the kill to the job done, the frame's pixels, the checkpoint's
+    record at the kill: {} for none)."""
     trial = Trial(base, work, **({"checkpoint_seconds": 0.0} if mode == "restart" else {}))
     try:
         victim = trial.node("victim")
@@ -111,10 +113,11 @@ def killed_at_75(base: Settings, work: Path, source: Path, full: float, mode: st
             time.sleep(0.05)
         killed = time.monotonic()
         os.killpg(victim.pid, signal.SIGKILL)
+        saved = trial.client.store.checkpoint(job, batch) or {}
         trial.client.wait(job, timeout=900, poll=0.1)
         took = time.monotonic() - killed
         (image,) = trial.client.fetch(job, trial.work / "out")
-        return share, took, pixels(image)
+        return share, took, pixels(image), saved
     finally:
         trial.close()
 
@@ -135,13 +138,14 @@ def main() -> None:
         full, ref = reference(base, work, source)
         print(f"uninterrupted: T = {full:.1f} s of povray", flush=True)
         ratios: dict[str, list[float]] = {m: [] for m in args.modes}
-        print(f"{'mode':>8} {'share at kill':>14} {'kill->done s':>13} {'/ T':>6} {'pixels':>10}", flush=True)
+        print(f"{'mode':>8} {'share at kill':>14} {'checkpoint at':>14} {'its bytes':>10} {'kill->done s':>13} "
+              f"{'/ T':>6} {'pixels':>10}", flush=True)
         for _ in range(args.repeat):
             for mode in args.modes:
-                share, took, got = killed_at_75(base, work, source, full, mode)
+                share, took, got, saved = killed_at_75(base, work, source, full, mode)
                 ratios[mode].append(took / full)
-                print(f"{mode:>8} {share:>14.2f} {took:>13.1f} {took / full:>6.2f} "
-                      f"{'identical' if got == ref else 'DIFFERENT':>10}", flush=True)
+                print(f"{mode:>8} {share:>14.2f} {saved.get('fraction', 0):>14.2f} {saved.get('bytes', 0):>10} "
+                      f"{took:>13.1f} {took / full:>6.2f} {'identical' if got == ref else 'DIFFERENT':>10}", flush=True)
         for mode, values in ratios.items():
             print(f"{mode}: kill->done / T median {statistics.median(values):.2f} "
                   f"(min {min(values):.2f}, max {max(values):.2f}, {len(values)} runs)", flush=True)

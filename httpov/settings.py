@@ -365,7 +365,7 @@ def resolve(env: Mapping[str, str] | None = None) -> Resolved:
             origins[f.name] = str(path)
         else:
             continue
-        values[f.name] = _parse(str(f.type), raw, where)
+        values[f.name] = _parse(str(f.type), raw, where, zero=f.name in ZERO_MEANS_OFF)
         if f.name in URL_SCHEMES:
             _check_url(where, f.name, values[f.name])
         if f.name == "server":
@@ -384,8 +384,13 @@ def resolve(env: Mapping[str, str] | None = None) -> Resolved:
     return Resolved(Settings(**values), origins, path)
 
 
-def _parse(kind: str, raw: Any, where: str) -> Any:
-    """A setting's value from a string (environment) or a TOML value, by the type of its Settings field."""
+#: Numeric settings whose 0 turns their feature off (every other number must be greater than 0).
+ZERO_MEANS_OFF = {"checkpoint_seconds"}
+
+
+def _parse(kind: str, raw: Any, where: str, zero: bool = False) -> Any:
+    """A setting's value from a string (environment) or a TOML value, by the type of its Settings field; `zero`,
+    0 is allowed (ZERO_MEANS_OFF)."""
     optional = kind.endswith("| None")
     kind = kind.removesuffix("| None").strip()
     if kind == "bool":
@@ -404,8 +409,8 @@ def _parse(kind: str, raw: Any, where: str) -> Any:
         value = number(raw)
     except ValueError:
         raise BadInputError(f"{where}={raw!r} is not a number") from None
-    if value <= 0:
-        raise BadInputError(f"{where} must be greater than 0, got {raw}")
+    if value < 0 or (value == 0 and not zero):
+        raise BadInputError(f"{where} must be {'0 or more' if zero else 'greater than 0'}, got {raw}")
     return value if not optional or value else None
 
 

@@ -5,6 +5,8 @@ import ast
 from dataclasses import fields
 from pathlib import Path
 
+import pytest
+
 import httpov
 from httpov.local_farm import worker_env
 from httpov.settings import Settings
@@ -68,3 +70,14 @@ def test_only_settings_reads_the_environment() -> None:
              if lines and name != "httpov/settings.py" and name not in ENVIRONMENT_ALLOWED}
     assert wrong == {}, f"read the environment outside httpov/settings.py (put it in Settings): {wrong}"
     assert all(len(reads[name]) == 1 for name in ENVIRONMENT_ALLOWED)
+
+
+def test_checkpoints_are_turned_off_with_0_and_other_numbers_must_stay_above_it(tmp_path: Path) -> None:
+    from httpov.errors import BadInputError
+    from httpov.settings import resolve
+
+    home = {"HOME": str(tmp_path)}  # no config file there
+    assert resolve({**home, "HTTPOV_CHECKPOINT_SECONDS": "0"}).settings.checkpoint_seconds == 0.0
+    for name, raw in (("HTTPOV_CHECKPOINT_SECONDS", "-1"), ("HTTPOV_NO_PROGRESS_SECONDS", "0")):
+        with pytest.raises(BadInputError, match=name):
+            resolve({**home, name: raw})

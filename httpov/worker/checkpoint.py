@@ -95,6 +95,11 @@ class Checkpoints:
             options.append("+C")
         log.info("httpov: %s continues from the checkpoint node %s saved: %s", self.batch.label,
                  shown(resumed.node), self.describe())
+        try:  # the job's history (`httpov status JOB`, the job's page): what was not rendered again
+            self.store.note(self.spec.id, f"{self.batch.label} continued on {self.node} from the checkpoint "
+                                          f"{resumed.node} saved: {self.describe()}")
+        except HttpovError:
+            pass
         return options
 
     def describe(self) -> str:

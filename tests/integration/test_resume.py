@@ -2,6 +2,7 @@
 with real workers, real povray and real storage: its frames equal an uninterrupted render pixel for pixel."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import zipfile
@@ -43,6 +44,8 @@ def test_a_killed_nodes_batch_continues_from_its_checkpoint_elsewhere(tmp_path, 
     with zipfile.ZipFile(Path(settings.storage) / batch_key(job, batch, done["result"])) as zf:
         said = zf.read(f"{batch}.log").decode()
     assert "frame 1 finished; frame 2 continued from" in said and "Continued trace......On" in said, said[:600]
+    history = [json.loads(line)["what"] for line in client.store.r.lrange(client.store.keys.history(job), 0, -1)]
+    assert any("continued on rescuer@" in line and "saved: frame 1 finished" in line for line in history), history
     # done: the checkpoint is gone from storage and Redis
     assert client.store.checkpoint(job, batch) is None
     assert not (Path(settings.storage) / checkpoint_key(job, batch)).exists()

@@ -25,6 +25,7 @@ class Records:
 
     def __init__(self) -> None:
         self.saved: dict[str, Any] = {}
+        self.history: list[str] = []
         self.owner = "exec-a"
 
     def save_checkpoint(self, job_id: str, batch_id: str, token: str, info: Any) -> str:
@@ -38,6 +39,9 @@ class Records:
 
     def drop_checkpoint(self, job_id: str, batch_id: str) -> None:
         self.saved.pop(batch_id, None)
+
+    def note(self, job_id: str, text: str, kind: str | None = None) -> None:
+        self.history.append(text)
 
 
 @pytest.fixture
@@ -80,6 +84,7 @@ def test_a_saved_checkpoint_resumes_after_the_finished_frames_with_the_state(tmp
     assert sorted(p.name for p in again.iterdir()) == ["frame01.png", "frame02.pov-state"]
     assert (again / "frame02.pov-state").read_bytes() == b"povray state" * 100
     assert reader.describe().startswith("frame 1 finished; frame 2 continued from")
+    assert farm[1].history == [f"frames 1-3 continued on node-a from the checkpoint node-a saved: {reader.describe()}"]
 
     reader.discard()
     assert farm[1].saved == {} and not farm[2].exists(checkpoint_key(JOB, BATCH.id))

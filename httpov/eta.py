@@ -149,6 +149,14 @@ def estimate(spec: JobSpec, state: str, batches: Mapping[str, Any], now: float, 
     model = cost_model(done, height) if running or framed or state not in FINISHED else None
     factor = overhead_factor(done, len(running)) if model is not None else 1.0
     predict = (lambda b: model(b) * factor) if model is not None else None  # noqa: E731
+    # povray's own word on each running batch: the share of its pixels rendered (its node's lease refresh)
+    rendered = {b: _share(info.get("progress")) for b, info in running.items()}
+    if predict is None and state not in FINISHED:  # no batch done yet: the running batches' pace, as povray says it
+        paces = sorted(max(0.0, now - float(info.get("started", now))) / share / work_units(b, height)
+                       for b, info in running.items() if (share := rendered[b]) and work_units(b, height) > 0)
+        if paces:
+            pace = paces[len(paces) // 2]
+            predict = lambda b: pace * work_units(b, height)  # noqa: E731
     if state in FINISHED and finished is not None:  # a finished job: its frames over its whole time
         span = finished - started
         rate = sum(work_units(b, height) for b in done) / span if span > 0 else 0.0
@@ -160,7 +168,10 @@ def estimate(spec: JobSpec, state: str, batches: Mapping[str, Any], now: float, 
     for batch_id, info in sorted(running.items()):
         elapsed = max(0.0, now - float(info.get("started", now)))
         expected = predict(batch_id) if predict is not None else None
-        if expected is not None and elapsed > expected:
+        share = rendered[batch_id]
+        if share:  # povray said how far it is: the batch ends at this pace
+            expected = elapsed / share
+        elif expected is not None and elapsed > expected:
             # running longer than expected: frames got heavier; assume it is at most half way
             expected = 2 * elapsed
         remaining = max(0.0, expected - elapsed) if expected is not None else None
@@ -168,8 +179,10 @@ def estimate(spec: JobSpec, state: str, batches: Mapping[str, Any], now: float, 
         running_view.append({
             "batch": batch_id, "label": Batch.from_id(batch_id).label, "node": info.get("node", "?"),
             "elapsed": round(elapsed, 1), "expected": round(expected, 1) if expected is not None else None,
-            "progress": round(min(0.99, elapsed / expected), 3) if expected else None,
+            "progress": (round(min(0.99, share), 3) if share is not None
+                         else round(min(0.99, elapsed / expected), 3) if expected else None),
             "retrying": bool(info.get("retrying")),
+            "rendered": share,
         })
     upcoming = framed[0] if framed else None
     per_frame = (predict(upcoming) / work_units(upcoming, height) if predict is not None and upcoming
@@ -205,7 +218,8 @@ def estimate(spec: JobSpec, state: str, batches: Mapping[str, Any], now: float, 
             else:
                 rows[name] = rows.get(name, 0) + (b.last - b.first + 1) * (b.rows[1] - b.rows[0] + 1)
     for item in running_view:
-        node(item["node"])["running"].append(item["label"])
+        share = item["rendered"]
+        node(item["node"])["running"].append(item["label"] + (f" ({share:.0%})" if share is not None else ""))
     for name, n in nodes.items():
         n["frames_done"] = round(n["frames_done"], 3)
         n["seconds"] = round(n["seconds"], 3)
@@ -220,6 +234,8 @@ def estimate(spec: JobSpec, state: str, batches: Mapping[str, Any], now: float, 
         "rate_recent": round(rate, 4),
         "render_processes": len(running),
         "frames_running": len(frames_running),
+        # frames' worth of the running batches povray rendered: 0.36 for a frame 36% rendered (the job's percent)
+        "frames_rendering": round(sum(share * work_units(b, height) for b, share in rendered.items() if share), 3),
         "batches_queued": len(queued),
         "running": running_view,
         "nodes": dict(sorted(nodes.items())),
@@ -271,3 +287,10 @@ def duration(seconds: float | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _share(value: object) -> float | None:
+    """A running batch's rendered share as its node wrote it (0-1), or None for none or anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        return None
+    return float(value)

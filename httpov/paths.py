@@ -92,6 +92,12 @@ def failed_log_key(job_id: str, batch_id: str) -> str:
     return f"{logs_prefix(job_id)}{batch_id}.failed.log"
 
 
+def checkpoint_key(job_id: str, batch_id: str) -> str:
+    """A running batch's latest checkpoint (httpov.worker.checkpoint): one per batch, replaced as it is saved again,
+    deleted when the batch is done and with its job."""
+    return f"{job_prefix(job_id)}checkpoints/{batch_id}.zip"
+
+
 def radiosity_key(digest: str) -> str:
     """A radiosity pre-pass's cache (povray's Radiosity_File_Name file), stored once per scene, options, size and
     frame (plan.radiosity_digest); an empty file says the scene renders without radiosity."""

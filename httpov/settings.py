@@ -83,6 +83,11 @@ class Settings:
     task_time_limit: int = 6 * 3600
     # a povray whose CPU time, log and output all stood still this long is killed as hung (httpov.worker.povray)
     no_progress_seconds: float = 120.0
+    # a running batch saves povray's render state (and its finished frames) to storage this often, so that a batch
+    # requeued after its node was lost continues from it (httpov.worker.checkpoint); 0: never
+    checkpoint_seconds: float = 10.0
+    # ... and not more often than keeps the time spent saving under this share of the time spent rendering
+    checkpoint_share: float = 0.05
     # a batch's own time limit: this many times the job's median measured seconds per frame (times its frames),
     # at least batch_time_floor seconds; before any batch of the job finished, only task_time_limit applies
     batch_time_factor: float = 20.0
@@ -370,7 +375,7 @@ def resolve(env: Mapping[str, str] | None = None) -> Resolved:
             origins[f.name] = str(path)
         else:
             continue
-        values[f.name] = _parse(str(f.type), raw, where)
+        values[f.name] = _parse(str(f.type), raw, where, zero=f.name in ZERO_MEANS_OFF)
         if f.name in URL_SCHEMES:
             _check_url(where, f.name, values[f.name])
         if f.name == "server":
@@ -389,8 +394,13 @@ def resolve(env: Mapping[str, str] | None = None) -> Resolved:
     return Resolved(Settings(**values), origins, path)
 
 
-def _parse(kind: str, raw: Any, where: str) -> Any:
-    """A setting's value from a string (environment) or a TOML value, by the type of its Settings field."""
+#: Numeric settings whose 0 turns their feature off (every other number must be greater than 0).
+ZERO_MEANS_OFF = {"checkpoint_seconds"}
+
+
+def _parse(kind: str, raw: Any, where: str, zero: bool = False) -> Any:
+    """A setting's value from a string (environment) or a TOML value, by the type of its Settings field; `zero`,
+    0 is allowed (ZERO_MEANS_OFF)."""
     optional = kind.endswith("| None")
     kind = kind.removesuffix("| None").strip()
     if kind == "bool":
@@ -409,8 +419,8 @@ def _parse(kind: str, raw: Any, where: str) -> Any:
         value = number(raw)
     except ValueError:
         raise BadInputError(f"{where}={raw!r} is not a number") from None
-    if value <= 0:
-        raise BadInputError(f"{where} must be greater than 0, got {raw}")
+    if value < 0 or (value == 0 and not zero):
+        raise BadInputError(f"{where} must be {'0 or more' if zero else 'greater than 0'}, got {raw}")
     return value if not optional or value else None
 
 

@@ -28,6 +28,7 @@ class RunningBatch:
     expected: float | None
     progress: float | None
     retrying: bool
+    rendered: float | None = None  # the share of its pixels povray rendered, as its node last said (None: unsaid)
 
 
 @dataclass
@@ -154,6 +155,7 @@ class JobView:
     # idle for longer than the farm's live-node window (about three leases): its batches wait and no render node has
     # taken one for that long (set by job_view and overview; a job between two batches is idle, not stalled)
     stalled: bool = False
+    frames_rendering: float = 0.0  # frames' worth of the running batches povray rendered (0.36: a frame 36% done)
 
     def to_json(self) -> dict[str, Any]:
         """The view as `httpov status --json` and the page's /api/jobs print it."""
@@ -178,7 +180,8 @@ class JobView:
 
     @property
     def percent(self) -> int:
-        return 100 * self.frames_done // max(1, self.frames_total)
+        return int(100 * (self.frames_done + min(self.frames_rendering, self.frames_running))
+                   // max(1, self.frames_total))
 
     @property
     def eta_text(self) -> str:
@@ -235,7 +238,7 @@ def from_snapshot(record: JobRecord, spec: JobSpec, batches: Batches, now: float
         eta_seconds=estimate["eta_seconds"], eta_at=estimate["eta_at"], frame_seconds=estimate["frame_seconds"],
         overhead_factor=estimate["overhead_factor"], rate_recent=estimate["rate_recent"],
         render_processes=estimate["render_processes"], frames_running=estimate["frames_running"],
-        batches_queued=estimate["batches_queued"],
+        batches_queued=estimate["batches_queued"], frames_rendering=estimate["frames_rendering"],
         running=[RunningBatch(**item) for item in estimate["running"]],
         nodes={node: NodeWork(**work) for node, work in estimate["nodes"].items()},
         failed=[FailedBatch(batch=b, label=Batch.from_id(b).label, node=info.get("node", "?"),

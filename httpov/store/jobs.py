@@ -22,6 +22,7 @@ from httpov.states import FINISHED, LIVE, JobState, TransitionRefused, allowed_f
 from httpov.store.keys import Keys
 from httpov.store.records import (
     Batches,
+    CheckpointInfo,
     DoneInfo,
     FailedInfo,
     FarmCounts,
@@ -66,7 +67,7 @@ assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTI
 SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua").read_text()
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
                         "transition", "guarded", "use_scene", "drop_scene", "finish_batch", "idle_in_window", "unsent",
-                        "held_since", "fair_share", "stamp", "release")}
+                        "held_since", "fair_share", "stamp", "release", "checkpoint")}
 #: How long a node's finished batches are counted (`httpov nodes`: the last hour's).
 NODE_BATCHES_SECONDS = 3600.0
 #: The characters of a failed batch's error kept with a node's outcome (`httpov nodes`' last error).
@@ -97,6 +98,7 @@ class JobStore:
         self.keys = Keys(prefix)
         self._start = client.register_script(SCRIPTS["start_batch"])
         self._refresh = client.register_script(SCRIPTS["refresh"])
+        self._checkpoint = client.register_script(SCRIPTS["checkpoint"])
         self._transition = client.register_script(SCRIPTS["transition"])
         self._reclaim = client.register_script(SCRIPTS["reclaim"])
         self._guard = client.register_script(SCRIPTS["guarded"])
@@ -475,10 +477,33 @@ class JobStore:
                   node if check_node else "", "1" if check_node else "0", povray, MAX_EVENTS, job_id],
         ))
 
-    def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
-        """Extend the lease; answers the job's state, or 'lost' if another task took the batch."""
+    def refresh(self, job_id: str, batch_id: str, token: str, lease: float, progress: float | None = None) -> str:
+        """Extend the lease; answers the job's state, or 'lost' if another task took the batch. `progress`, the share
+        of the batch rendered so far (0-1), goes into its running info in the same call (`status`, the ETA)."""
+        said = "" if progress is None else f"{min(1.0, max(0.0, progress)):.4f}"
         return self._call(lambda: self._refresh(
-            keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id)], args=[token, lease]))
+            keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id)],
+            args=[token, lease, batch_id, said]))
+
+    def save_checkpoint(self, job_id: str, batch_id: str, token: str, info: CheckpointInfo) -> str:
+        """Name the batch's latest checkpoint, only while execution `token` holds its lease (scripts/checkpoint.lua):
+        'ok', 'lost' or 'missing'."""
+        return str(self._call(lambda: self._checkpoint(
+            keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.checkpoints(job_id)],
+            args=[token, batch_id, json.dumps(info)])))
+
+    def checkpoint(self, job_id: str, batch_id: str) -> CheckpointInfo | None:
+        """The batch's latest checkpoint's info, or None (none saved, or an unreadable record)."""
+        raw = self._call(lambda: self.r.hget(self.keys.checkpoints(job_id), batch_id))
+        try:
+            info = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+        return info if isinstance(info, dict) else None  # type: ignore[return-value]
+
+    def drop_checkpoint(self, job_id: str, batch_id: str) -> None:
+        """Forget the batch's checkpoint (done, or refused)."""
+        self._call(lambda: self.r.hdel(self.keys.checkpoints(job_id), batch_id))
 
     def listen_for_stop(self, job_id: str) -> StopListener:
         """Subscribe to the stops channel (Keys.stops) for `job_id`: a job moved to a finished state is announced

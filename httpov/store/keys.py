@@ -12,7 +12,7 @@ from dataclasses import dataclass
 JOB_PARTS = {
     "pending": "list", "window": "zset", "done": "hash", "failed": "hash", "running": "hash", "attempts": "hash",
     "requeued": "hash", "parked": "set", "held": "set", "frames": "set", "blocked": "set", "node_failures": "hash",
-    "history": "list", "unseen": "hash",
+    "history": "list", "unseen": "hash", "checkpoints": "hash",
 }
 
 
@@ -85,6 +85,11 @@ class Keys:
     def running(self, job_id: str) -> str:
         """Hash: batch id -> its running info (JSON, httpov.store.records.RunningInfo)."""
         return self.job_part(job_id, "running")
+
+    def checkpoints(self, job_id: str) -> str:
+        """Hash: batch id -> its latest checkpoint's info (JSON, httpov.store.records.CheckpointInfo), written by the
+        execution that stored it while it held the batch's lease."""
+        return self.job_part(job_id, "checkpoints")
 
     def attempts(self, job_id: str) -> str:
         """Hash: batch id -> how often it was started."""

@@ -42,6 +42,20 @@ class RunningInfo(TypedDict, total=False):
     token: Required[str]  # the lease's value: the execution's token, or a retry's hand-off ('retry:<task id>')
     handed_back: bool  # a node blocked from the job gave the batch back
     retrying: bool  # held for the task's retry (hold_for_retry)
+    progress: float  # the share of the batch povray rendered (0-1), as its node last said with a lease refresh
+
+
+class CheckpointInfo(TypedDict, total=False):
+    """A value of the hash `<prefix>:job:<id>:checkpoints` (Keys.checkpoints)."""
+
+    sha256: Required[str]  # of the stored zip (paths.checkpoint_key): a node refuses any other content
+    bytes: Required[int]
+    povray: Required[str]  # the povray version that wrote the state: another version starts over
+    node: str
+    saved: float  # when
+    frames: list[int]  # the batch's frames finished in it
+    frame: int  # the frame whose render state it holds (0: none)
+    fraction: float  # the share of that frame's pixels the state holds, as povray's log said when it was saved
 
 
 class DoneInfo(TypedDict, total=False):

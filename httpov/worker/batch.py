@@ -50,6 +50,7 @@ from httpov.store.records import DoneInfo
 from httpov.text import shown
 from httpov.worker import povray, radiosity, room, stitch
 from httpov.worker.cache import SceneCache
+from httpov.worker.checkpoint import Checkpoints
 from httpov.worker.lease import LeaseKeeper
 from httpov.worker.sandbox import RenderLimits
 
@@ -205,7 +206,7 @@ class RenderNode:
                 if self._storage_failed:  # one probe rather than a render whose result cannot be stored
                     self.storage.check()
                     self._storage_failed = False
-                seconds, stored_bytes = self._render_and_store(spec, batch, keeper, result)
+                seconds, stored_bytes = self._render_and_store(spec, batch, keeper, result, execution, node)
                 if batch.prepass:  # queued before it is recorded done: a node lost in between leaves it to redo
                     self._release(spec, batch)
         except Stopped as stop:
@@ -364,9 +365,15 @@ class RenderNode:
         return Outcome("waiting", retry_in=wait, detail=f"waiting for storage: {exc}")
 
     def _render_and_store(self, spec: JobSpec, batch: Batch, lease: LeaseKeeper,
-                          result: str) -> tuple[float, int]:
-        """Render the batch and store its zip: povray's seconds and the zip's bytes."""
+                          result: str, execution: str = "", node: str = "") -> tuple[float, int]:
+        """Render the batch and store its zip: povray's seconds and the zip's bytes. A batch continues from its
+        latest checkpoint, if one was saved by an execution that lost it (httpov.worker.checkpoint), and saves its
+        own while it renders; a resumed run that fails starts over from the beginning."""
         stopped: list[str] = []
+        checkpoints = None if batch.prepass else Checkpoints(
+            self.store, self.storage, spec, batch, execution, node, self.povray_version,
+            self.settings.checkpoint_seconds, self.settings.checkpoint_share, self.limits.output_bytes,
+            on_progress=lease)
 
         class KeepGoing:  # asked every povray tick (half a second), and at once when the job's stop is announced
             fileno = staticmethod(lease.fileno)  # readable when it is (povray._wait selects on it)
@@ -409,7 +416,7 @@ class RenderNode:
                         return self.povray_render(self.settings.povray, spec, batch, workdir,
                                                   self.settings.render_threads, KeepGoing(), self.limits,
                                                   spec.time_limit, extra, size, self.settings.no_progress_seconds,
-                                                  hang_limit)
+                                                  hang_limit, watcher=checkpoints if size is None else None)
                     except RenderError:
                         if stopped:
                             raise Stopped(stopped[0]) from None
@@ -421,14 +428,33 @@ class RenderNode:
                 extra, refused = None, ""
                 if spec.radiosity != "off" and (spec.slices or spec.radiosity == "shared"):
                     extra, refused = farm.load(spec, batch, workdir / "scene")
-                output = render(extra)
+                try:
+                    output = render(extra)
+                except RenderError as exc:
+                    if checkpoints is None or checkpoints.resumed is None:
+                        raise
+                    log.warning("httpov: %s failed when continued from its checkpoint (%s): it renders from the "
+                                "start", batch.label, shown(str(exc)))
+                    checkpoints.refused = (f"continuing {batch.label} from its checkpoint failed ({exc}): it "
+                                           "rendered from the start")
+                    checkpoints.resume = False
+                    checkpoints.discard()
+                    output = render(extra)
+                if checkpoints is not None and checkpoints.resumed is not None:
+                    refused = "\n".join(x for x in (refused, f"continued from the checkpoint node "
+                                                             f"{shown(checkpoints.resumed.node)} saved: "
+                                                             f"{checkpoints.describe()}") if x)
+                elif checkpoints is not None and checkpoints.refused:
+                    refused = "\n".join(x for x in (refused, checkpoints.refused) if x)
                 archive = workdir / f"{batch.id}.zip"
                 with zipfile.ZipFile(archive, "w") as zf:
                     for frame, image in sorted(output.images.items()):
                         zf.write(image, povray.frame_file(spec.name, frame, spec.final), zipfile.ZIP_STORED)
-                    zf.writestr(f"{batch.id}.log", (f"httpov: {refused}\n" if refused else "") + output.log,
-                                zipfile.ZIP_DEFLATED)
+                    zf.writestr(f"{batch.id}.log", "".join(f"httpov: {line}\n" for line in refused.splitlines())
+                                + output.log, zipfile.ZIP_DEFLATED)
                 self.storage.put_file(batch_key(spec.id, batch.id, result), archive)
+                if checkpoints is not None and (checkpoints.saved or checkpoints.resumed is not None):
+                    checkpoints.discard()  # its result is stored: nothing to continue from any more
                 return output.seconds, archive.stat().st_size
             except (Stopped, NodeFaultError):
                 raise

@@ -25,7 +25,11 @@ class LeaseKeeper:
     def __init__(self, store: JobStore, job_id: str, batch_id: str, token: str, lease: float,
                  poll: float | None = None) -> None:
         self.state: str = JobState.RUNNING
-        self._refresh = lambda: store.refresh(job_id, batch_id, token, lease)
+        #: the share of the batch rendered so far (0-1), set by the render as povray reports its rows; each refresh
+        #: writes it into the batch's running info (`status`, the ETA, the job's page)
+        self.progress: float | None = None
+        self._refresh = lambda: (store.refresh(job_id, batch_id, token, lease) if self.progress is None
+                                 else store.refresh(job_id, batch_id, token, lease, progress=self.progress))
         self._listen = lambda: store.listen_for_stop(job_id)
         self._read_state = lambda: store.state(job_id)
         self._every = lease / 4

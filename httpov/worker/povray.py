@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from httpov.errors import RenderError, RenderHungError
 from httpov.plan import PATH_OPTIONS, Batch, JobSpec, inside_path, safe_name, slice_options
@@ -27,6 +28,55 @@ _OUT_OF_MEMORY = re.compile(r"bad_alloc|thread_resource_error|out of memory", re
 CONTROLLED = {"Width", "Height", "Initial_Frame", "Final_Frame", "Subset_Start_Frame", "Subset_End_Frame"}
 ALLOWED = set(ALLOWED_OPTIONS.values())
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+_RENDERED = re.compile(rb"Rendered (\d+) of (\d+) pixels")
+_FRAME_OF = re.compile(rb"Rendering frame (\d+) of (\d+)")
+
+
+class RunProgress:
+    """How far one povray run got, from its log read as it grows: the frame it renders (1-based within the run,
+    0 before the first) and the share of that frame's pixels done ('Rendered 30720 of 43200 pixels')."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.frame = 0
+        self.fraction = 0.0
+        self._offset = 0
+        self._tail = b""
+
+    def update(self) -> RunProgress:
+        """Read what povray wrote since the last call."""
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(self._offset)
+                new = f.read(1 << 20)
+        except OSError:
+            return self
+        self._offset += len(new)
+        text = self._tail + new
+        cut = max(text.rfind(b"\r"), text.rfind(b"\n"))
+        self._tail = text[cut + 1:][-200:] if cut >= 0 else text[-200:]
+        for match in re.finditer(_FRAME_OF.pattern + b"|" + _RENDERED.pattern, text[:cut + 1] if cut >= 0 else b""):
+            if match.group(1) is not None:
+                self.frame, self.fraction = max(self.frame, int(match.group(1))), 0.0
+            else:
+                done, of = int(match.group(3)), int(match.group(4))
+                self.frame = max(self.frame, 1)
+                self.fraction = min(1.0, done / of) if of > 0 else 0.0
+        return self
+
+
+class Watcher(Protocol):
+    """Told of a run as it starts and as it goes (httpov.worker.checkpoint.Checkpoints)."""
+
+    def start(self, out_dir: Path) -> list[str]:
+        """Before povray starts, its output folder made: povray options to add (continuing a saved render)."""
+        ...
+
+    def tick(self, out_dir: Path, run: RunProgress) -> None:
+        """While povray runs (every tick of the render's wait)."""
+        ...
 
 
 @dataclass
@@ -102,7 +152,7 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
            keep_going: Callable[[], bool], limits: RenderLimits | None = None,
            time_limit: float | None = None, extra: list[str] | None = None,
            size: tuple[int, int] | None = None, no_progress: float | None = None,
-           hang_limit: tuple[float, str] | None = None) -> RenderOutput:
+           hang_limit: tuple[float, str] | None = None, watcher: Watcher | None = None) -> RenderOutput:
     """Render `batch` with the scene copied in workdir/scene; raise RenderError with the log's error lines.
 
     povray writes into a folder of its own whose name the scene cannot guess; only the frames of the batch are
@@ -112,7 +162,7 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     is the image size they ask for when it is not the job's (a probe). `no_progress` (seconds): povray is killed
     as hung when its CPU time, its log and its output all stood still that long (RenderHungError); `hang_limit`
     (seconds, why): a time limit past which the batch is taken for hung too (one derived from the job's measured
-    frame times)."""
+    frame times). `watcher` is told of the run's start (its options come last) and of its progress."""
     limits = limits or RenderLimits()
     scene_dir, out_dir, home = workdir / "scene", workdir / f"out-{secrets.token_hex(8)}", workdir / "home"
     out_dir.mkdir()
@@ -126,9 +176,13 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     why: list[str] = []
     hung: list[str] = []
     progress: Progress | None = None
+    run = RunProgress(log_path)
+    resume = watcher.start(out_dir) if watcher is not None else []
 
     def watch() -> bool:
         now = time.monotonic()
+        if watcher is not None:
+            watcher.tick(out_dir, run.update())
         if time_limit is not None and now - started > time_limit:
             why.append(f"the batch ran past the job's time limit of {time_limit:g} s (set at submit: its time limit); "
                        "povray was stopped")
@@ -149,7 +203,7 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
 
     with open(log_path, "wb") as log:
         try:
-            args = [*povray_args(spec, batch, ini, out_dir, threads), *(extra or [])]
+            args = [*povray_args(spec, batch, ini, out_dir, threads), *(extra or []), *resume]
             proc = subprocess.Popen(box.argv([povray, *args]),
                                     cwd=scene_dir, env=box.env, preexec_fn=box.preexec_fn, start_new_session=True,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

@@ -331,3 +331,31 @@ def test_a_recorded_batch_tops_its_job_up_and_says_if_jobs_wait_in_the_same_roun
                               top_up=1) == ("done", True, ("", []))  # the last one: nothing left to top up
     late = store.record_batch("j1", "f000002-000002", DoneInfo(node="a@host", result="x"), [2], "t/3")
     assert late == ("lost", False, None)
+
+
+def test_povrays_progress_rides_the_lease_refresh_and_only_the_lease_holder_names_a_checkpoint(store: JobStore):
+    """refresh.lua writes the share povray rendered into the batch's running info with the renewal (nothing for an
+    execution that lost the lease); checkpoint.lua records a checkpoint only for the lease's holder; both go with the
+    job."""
+    batch = "f000001-000001"
+    _started(store, "exec/1")
+    assert store.refresh("j1", batch, "exec/1", 60.0, progress=0.364) == "running"
+    running = store.running("j1")[batch]
+    assert running["progress"] == 0.364 and running["node"] == "a@host" and running["token"] == "exec/1"
+    assert store.refresh("j1", batch, "exec/1", 60.0) == "running"  # none said: the last one stays
+    assert store.running("j1")[batch]["progress"] == 0.364
+    info = {"sha256": "a" * 64, "bytes": 10, "povray": "3.7.0.10", "node": "a@host", "frames": [], "frame": 1,
+            "fraction": 0.36}
+    assert store.save_checkpoint("j1", batch, "exec/1", info) == "ok"  # type: ignore[arg-type]
+    assert store.checkpoint("j1", batch) == info
+
+    store.r.set(store.keys.lease("j1", batch), "exec/2")  # the batch taken over by another execution
+    assert store.refresh("j1", batch, "exec/1", 60.0, progress=0.9) == "lost"
+    assert store.running("j1")[batch]["progress"] == 0.364
+    assert store.save_checkpoint("j1", batch, "exec/1", {**info, "fraction": 0.9}) == "lost"  # type: ignore[arg-type]
+    assert store.checkpoint("j1", batch) == info
+    store.drop_checkpoint("j1", batch)
+    assert store.checkpoint("j1", batch) is None
+    assert store.save_checkpoint("j1", batch, "exec/2", info) == "ok"  # type: ignore[arg-type]
+    store.drop_jobs(["j1"])
+    assert store.checkpoint("j1", batch) is None and not store.r.exists(store.keys.checkpoints("j1"))

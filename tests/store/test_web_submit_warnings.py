@@ -106,3 +106,28 @@ def test_the_api_answers_the_warning_and_strict_refuses_the_scene(settings, serv
     assert said and "Widht: did you mean Width?" in html.unescape(said.group(1)), page
     assert 'id="strict" name="strict" value="1" checked' in page
     assert job_keys(settings) == before and sorted(Path(settings.storage).glob("**/*")) == stored
+
+
+def test_a_running_frames_povray_progress_shows_on_the_job_page_for_its_owner_and_another_account(settings, server,
+                                                                                                   scene):
+    """A still whose only batch a render node reported 36% rendered (the share its lease refresh carries): the job's
+    page says so to its owner and to any account that may look at its progress, and the API's JSON has it."""
+    from httpov.store import JobStore
+
+    alice = server.session("alice")
+    status, headers, page = submit_form(server, alice, scene, name="progress")
+    assert status == 302, page
+    job = headers["Location"].rsplit("/", 1)[1]
+    store = JobStore(redis.Redis.from_url(REDIS_URL, decode_responses=True), settings.prefix)
+    (batch,) = store.spec(job).batches
+    assert store.start_batch(job, batch, "exec/1", "node-a@h", 60.0) == "ok"  # a render node took it
+    assert store.refresh(job, batch, "exec/1", 60.0, progress=0.36) == "running"
+    for who in ("alice", "bob"):
+        status, _, page = server.http("GET", f"/jobs/{job}", {"Cookie": server.session(who), "Accept": "text/html"})
+        assert status == 200
+        counts = re.search(r'<span class="counts">(.*?)</span>', page, re.S)
+        assert counts and "0/1 frames done, 0 failed, 1 rendering; 36% rendered" in html.unescape(counts.group(1))
+        assert "frame 1 (36%)" in page, who
+    status, view = call(server, "GET", f"/api/jobs/{job}", add(settings, server, "bob"))
+    assert status == 200 and isinstance(view, dict)
+    assert view["frames_rendering"] == 0.36 and view["running"][0]["rendered"] == 0.36

@@ -185,3 +185,25 @@ def test_the_per_node_work_of_a_sliced_job_says_rows():
     nodes = estimate(spec, "done", {"done": done, "running": {}}, 12.0, 0.0, 12.0)["nodes"]
     assert nodes["a@h"]["work"] == "4 of 15 rows" and nodes["b@h"]["work"] == "11 of 15 rows"
     assert nodes["a@h"]["frames_done"] == 0.267  # the share, for sums
+
+
+def test_povrays_row_progress_shows_a_two_hour_frame_part_done():
+    """A 1-frame job's only batch, 36% rendered after 43 minutes as its node said: the ETA, the job's percent and the
+    node's line come from povray's own progress, with no batch done yet to learn a pace from."""
+    from httpov.view import from_snapshot
+
+    batch = Batch(1, 1)
+    spec = spec_for([batch])
+    running = {batch.id: {"node": "a@h", "started": 1000.0, "progress": 0.36}}
+    est = estimate(spec, "running", {"done": {}, "running": running, "failed": {}}, now=1000.0 + 2592, started=1000.0)
+    assert est["running"][0]["progress"] == 0.36 and est["frames_rendering"] == 0.36
+    assert abs(est["eta_seconds"] - 2592 * 0.64 / 0.36) < 1
+    assert est["nodes"]["a@h"]["running"] == ["frame 1 (36%)"]
+    record = {"state": "running", "created": "1000", "started": "1000", "spec": "", "error": ""}
+    view = from_snapshot(record, spec, {"done": {}, "running": running, "failed": {}, "frames": [], "requeued": {},
+                                        "blocked": []}, now=1000.0 + 2592)
+    assert (view.percent, view.frames_done, view.eta_seconds is not None) == (36, 0, True)
+    # a value no node writes is ignored
+    running[batch.id]["progress"] = "36%"
+    est = estimate(spec, "running", {"done": {}, "running": running, "failed": {}}, now=3592.0, started=1000.0)
+    assert (est["running"][0]["progress"], est["frames_rendering"], est["eta_seconds"]) == (None, 0, None)

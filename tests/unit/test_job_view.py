@@ -20,6 +20,7 @@ STATUS_KEYS = [
     "after", "after_frames",  # #29: the jobs it waits for (submit --after, --after-frames)
     "notes",
     "idle_since", "stalled",  # #26: a job idle for a while (no render node takes its batches), not just after submit
+    "frames_rendering",  # #28: frames' worth of the running batches povray rendered (a frame 36% done: 0.36)
 ]
 
 

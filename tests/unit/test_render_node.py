@@ -80,7 +80,7 @@ class FakeStore:
         status = self.start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes)
         return (status, self.add_attempt(job_id, batch_id)) if status == "ok" else (status, 0)
 
-    def refresh(self, job_id: str, batch_id: str, token: str, lease: float) -> str:
+    def refresh(self, job_id: str, batch_id: str, token: str, lease: float, progress: float | None = None) -> str:
         return self.job_state
 
     def add_attempt(self, job_id: str, batch_id: str, by: int = 1) -> int:
@@ -166,7 +166,7 @@ class FakePovray:
     def __call__(self, povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int, keep_going: Any,
                  limits: Any = None, time_limit: float | None = None, extra: list[str] | None = None,
                  size: tuple[int, int] | None = None, no_progress: float | None = None,
-                 hang_limit: tuple[float, str] | None = None) -> RenderOutput:
+                 hang_limit: tuple[float, str] | None = None, watcher: Any = None) -> RenderOutput:
         self.runs += 1
         self.watch = (no_progress, hang_limit)
         assert (workdir / "scene" / "scene.pov").read_text() == "// a scene"
@@ -490,3 +490,41 @@ def test_a_forged_slice_zip_fails_the_stitching_batch_with_the_bound_named(tmp_p
     assert error.startswith(f"cannot stitch {frame}: result refused: {batch_key(JOB, ids[0], 'other')}: member "), error
     assert "would unpack to 67108864 bytes, more than the" in error and store.failed[ids[1]]["final"]
     assert not storage.exists(frame_key(JOB, frame)) and "finish_batch" not in store.written()
+
+
+def test_a_checkpoint_povray_cannot_continue_from_is_dropped_and_the_batch_renders_from_the_start(farm, tmp_path):
+    """A trusted checkpoint whose state makes povray fail (a state of another image size aborted povray here): the
+    same execution renders the batch again from the start, says so in the batch's log, and forgets the checkpoint."""
+    import hashlib
+
+    from httpov.paths import checkpoint_key
+
+    node, store, fake, storage = farm
+    node.__dict__["povray_version"] = "3.7.0.10"
+    archive = tmp_path / "saved.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("frame1.pov-state", b"a state povray aborts on")
+    storage.put_file(checkpoint_key(JOB, BATCH), archive)
+    saved = {"sha256": hashlib.sha256(archive.read_bytes()).hexdigest(), "bytes": archive.stat().st_size,
+             "povray": "3.7.0.10", "node": "celery@gone", "frames": [], "frame": 1, "fraction": 0.5}
+    store.checkpoint = lambda job_id, batch_id: saved if batch_id == BATCH else None  # type: ignore[attr-defined]
+    store.drop_checkpoint = lambda job_id, batch_id: store.calls.append(("drop_checkpoint", batch_id))  # type: ignore[attr-defined]
+    runs: list[list[str]] = []
+
+    def povray_render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, *args: Any, watcher: Any = None,
+                      **kw: Any) -> RenderOutput:
+        out = workdir / f"out{len(runs)}"
+        out.mkdir()
+        runs.append(watcher.start(out))
+        if "+C" in runs[-1]:
+            assert (out / "frame1.pov-state").read_bytes() == b"a state povray aborts on"
+            raise RenderError("povray was killed by signal 6", transient=True)
+        return fake(povray, spec, batch, workdir, *args)
+
+    node.povray_render = povray_render
+    outcome = _run(node)
+    assert outcome.status == "rendered" and runs == [["+C"], []]
+    assert ("drop_checkpoint", BATCH) in store.calls and not storage.exists(checkpoint_key(JOB, BATCH))
+    with zipfile.ZipFile(storage.root / batch_key(JOB, BATCH, store.result)) as zf:
+        said = zf.read(f"{BATCH}.log").decode()
+    assert "continuing frames 1-2 from its checkpoint failed (povray was killed by signal 6)" in said, said

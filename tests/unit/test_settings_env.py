@@ -24,7 +24,8 @@ def test_to_env_gives_back_every_setting(tmp_path: Path) -> None:
                        web_token_file=Path("/srv/tokens"), web_tokens="a" * 16 + ",b" * 16, web_behind_proxy=True,
                        web_sign_in_attempts=3, web_sign_in_window=60, server="https://farm.example.com",
                        token="t" * 16, user_max_processes=4, user_max_jobs=5, user_max_priority=6,
-                       stop_poll_seconds=0.25, no_progress_seconds=30.0, batch_time_factor=5.0,
+                       stop_poll_seconds=0.25, no_progress_seconds=30.0, checkpoint_seconds=20.0,
+                       checkpoint_share=0.1, batch_time_factor=5.0,
                        batch_time_floor=60.0, web_builds=5, web_uploads_per_account=3, web_request_seconds=4.5,
                        web_upload_min_rate=1000,
                        webhooks="https://hooks.example.com/a", webhook_secret="s" * 16,
@@ -79,3 +80,14 @@ def test_a_batch_order_that_is_not_one_is_refused_by_name(tmp_path: Path) -> Non
     assert Settings.from_env({"HOME": str(tmp_path), "HTTPOV_BATCH_ORDER": "frames"}).batch_order == "frames"
     with pytest.raises(BadInputError, match="HTTPOV_BATCH_ORDER must be one of preview, frames, got 'random'"):
         Settings.from_env({"HOME": str(tmp_path), "HTTPOV_BATCH_ORDER": "random"})
+
+
+def test_checkpoints_are_turned_off_with_0_and_other_numbers_must_stay_above_it(tmp_path: Path) -> None:
+    from httpov.errors import BadInputError
+    from httpov.settings import resolve
+
+    home = {"HOME": str(tmp_path)}  # no config file there
+    assert resolve({**home, "HTTPOV_CHECKPOINT_SECONDS": "0"}).settings.checkpoint_seconds == 0.0
+    for name, raw in (("HTTPOV_CHECKPOINT_SECONDS", "-1"), ("HTTPOV_NO_PROGRESS_SECONDS", "0")):
+        with pytest.raises(BadInputError, match=name):
+            resolve({**home, name: raw})

@@ -46,8 +46,11 @@ function update(root, j) {
   root.querySelector(".bar .done").style.width = done.toFixed(2) + "%";
   root.querySelector(".bar .failed").style.width = failed.toFixed(2) + "%";
   root.querySelector(".bar .run").style.width = run.toFixed(2) + "%";
+  // povray's row progress of the running frames (a 2-hour frame 36% rendered): the job's share rendered so far
+  const rendering = Math.min(j.frames_rendering || 0, j.frames_running || 0);
   setText(root, ".counts", j.frames_done + "/" + j.frames_total + " frames done, " + j.frames_failed + " failed, "
-          + (j.frames_running || 0) + " rendering");
+          + (j.frames_running || 0) + " rendering"
+          + (rendering ? "; " + Math.floor(100 * (j.frames_done + rendering) / total) + "% rendered" : ""));
   setText(root, ".rate", (j.rate_recent || 0).toFixed(2) + " frames/s");
   setText(root, ".eta", etaText(j));
   setText(root, ".batches", j.batches_done + "/" + j.batches_total);

@@ -67,6 +67,9 @@ SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua")
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
                         "transition", "guarded", "use_scene", "drop_scene", "finish_batch", "idle_in_window", "unsent",
                         "held_since", "fair_share", "stamp", "release")}
+#: How long fair share keeps the live nodes' render processes summed (scripts/fair_share.lua): every batch reads
+#: them, and summing them read every live node's record (at 10,000 render processes it tripled a batch's Redis CPU).
+FARM_PROCESSES_SECONDS = 1.0
 #: How long a node's finished batches are counted (`httpov nodes`: the last hour's).
 NODE_BATCHES_SECONDS = 3600.0
 #: The characters of a failed batch's error kept with a node's outcome (`httpov nodes`' last error).
@@ -891,19 +894,21 @@ class JobStore:
     def fair_share(self, also: str | None, within: float) -> tuple[dict[str, Share], tuple[int, dict[str, int]],
                                                                      dict[str, str]]:
         """What fair share reads, in one round trip (scripts/fair_share.lua): the shares of the active jobs (and of
-        `also`, not yet listed) as `shares` answers them, the render processes as `render_processes` does, and the
-        per-user limits as `user_limits` does."""
+        `also`, not yet listed) as `shares` answers them, the render processes as `render_processes` does (their
+        sums kept for FARM_PROCESSES_SECONDS: a node that joins counts at once, one lost or changed within that),
+        and the per-user limits as `user_limits` does."""
         keys = [self.keys.active(), self.keys.nodes(), self.keys.user_limits(), self.keys.node_processes(),
-                self.keys.node_pools()]
-        ids, fields, counts, listed, limits = self._call(lambda: self._fair_share(
-            keys=keys, args=[time.time() - within, self.keys.job("{job}"), also or ""]))
+                self.keys.node_pools(), self.keys.farm_processes()]
+        ids, fields, total, pools, limits = self._call(lambda: self._fair_share(
+            keys=keys, args=[time.time() - within, self.keys.job("{job}"), also or "",
+                             int(FARM_PROCESSES_SECONDS * 1000), repr(float(within))]))
         shares: dict[str, Share] = {}
         for n, job_id in enumerate(ids):
             user, priority, created, cap, queue = fields[5 * n:5 * n + 5]
             if created:
                 shares[job_id] = Share(user or "", int(priority or 0), float(created), int(cap or 0), queue or "")
         entries = dict(zip(limits[::2], limits[1::2]))
-        return shares, _processes(counts, listed), entries
+        return shares, (int(total or 0), {pool: int(n) for pool, n in zip(pools[::2], pools[1::2])}), entries
 
     def queue_of(self, job_id: str) -> str:
         """The Celery queue a job's batches go to ('' for the default one)."""

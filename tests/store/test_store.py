@@ -309,3 +309,25 @@ def test_a_recorded_batch_tops_its_job_up_and_says_if_jobs_wait_in_the_same_roun
                               top_up=1) == ("done", True, ("", []))  # the last one: nothing left to top up
     late = store.record_batch("j1", "f000002-000002", DoneInfo(node="a@host", result="x"), [2], "t/3")
     assert late == ("lost", False, None)
+
+
+def test_fair_share_keeps_the_farms_render_processes_summed_and_counts_a_node_that_joins_at_once(store: JobStore):
+    """Every batch reads the farm's render processes (its job's window): summed once a second, not per batch; a node
+    that joins is counted at once, a node's change within FARM_PROCESSES_SECONDS."""
+    from httpov.store.jobs import FARM_PROCESSES_SECONDS
+
+    store.heartbeat("a@h", 4, [])
+    store.heartbeat("b@h", 8, ["gpu", "big"])
+    _, farm, _ = store.fair_share(None, within=30.0)
+    assert farm == (12, {"gpu": 8, "big": 8}) == store.render_processes(30.0)
+    assert store.r.hget(store.keys.farm_processes(), "processes") == "12"
+    store.heartbeat("c@h", 2, ["gpu"])  # joins: counted at the next read
+    assert store.fair_share(None, within=30.0)[1] == (14, {"gpu": 10, "big": 8})
+    store.heartbeat("a@h", 1, [])  # the same nodes: the sums kept are read until they expire
+    assert store.fair_share(None, within=30.0)[1] == (14, {"gpu": 10, "big": 8})
+    assert store.fair_share(None, within=60.0)[1] == (11, {"gpu": 10, "big": 8})  # another live window: summed
+    ttl = store.r.pttl(store.keys.farm_processes())
+    assert 0 < ttl <= FARM_PROCESSES_SECONDS * 1000
+    store.r.zadd(store.keys.nodes(), {"b@h": time.time() - 3600})  # lost: not counted once the sums expire
+    store.r.delete(store.keys.farm_processes())
+    assert store.fair_share(None, within=30.0)[1] == (3, {"gpu": 2}) == store.render_processes(30.0)

@@ -651,11 +651,14 @@ class JobStore:
         return set(self._call(lambda: self.r.smembers(self.keys.blocked(job_id))))
 
     def heartbeat(self, node: str, processes: int = 0, pools: list[str] | None = None,
-                  info: dict[str, Any] | None = None, busy: tuple[float, float] | None = None) -> None:
+                  info: dict[str, Any] | None = None, busy: tuple[float, float] | None = None,
+                  claims: dict[str, float] | None = None) -> set[str]:
         """A render node says it is alive (every lease sweep), how many render processes it runs, the render
         pools it takes batches of, and its record (host, cores, povray and httpov versions: `httpov nodes`);
-        `busy`: (a minute's start, its processes busy on average so far), that minute's one sample of node-use."""
-        def run() -> None:
+        `busy`: (a minute's start, its processes busy on average so far), that minute's one sample of node-use.
+        `claims`: claims to try (name -> seconds, as `claim`) in the same round trip; answers those won. (Every node
+        tries the sweeps' claims every period: one round trip each was half of what an idle node sent Redis.)"""
+        def run() -> set[str]:
             pipe = self.r.pipeline()
             now = time.time()
             pipe.zadd(self.keys.nodes(), {node: now})
@@ -672,8 +675,12 @@ class JobStore:
                 pipe.hset(self.keys.node_pools(), node, ",".join(pools))
             if info is not None:
                 pipe.hset(self.keys.node_info(), node, json.dumps(info))
-            pipe.execute()
-        self._call(run)
+            names = list(claims or {})
+            for name in names:
+                pipe.set(self.keys.claim(name), "1", nx=True, px=int((claims or {})[name] * 1000))
+            replies = pipe.execute()
+            return {name for name, won in zip(names, replies[len(replies) - len(names):]) if won}
+        return self._call(run)
 
     def nodes(self) -> tuple[dict[str, float], dict[str, NodeInfo]]:
         """Every render node that ever said it is alive: when it was last seen, and its record."""

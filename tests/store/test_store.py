@@ -331,3 +331,15 @@ def test_fair_share_keeps_the_farms_render_processes_summed_and_counts_a_node_th
     store.r.zadd(store.keys.nodes(), {"b@h": time.time() - 3600})  # lost: not counted once the sums expire
     store.r.delete(store.keys.farm_processes())
     assert store.fair_share(None, within=30.0)[1] == (3, {"gpu": 2}) == store.render_processes(30.0)
+
+
+def test_a_heartbeat_tries_the_sweeps_claims_in_its_round_trip_and_one_node_wins_each(store: JobStore):
+    from httpov.sweep import claims
+
+    tried = claims(lease_seconds=8.0, every=1.0)
+    assert store.heartbeat("a@h", 4, [], claims=tried) == set(tried)
+    assert store.heartbeat("b@h", 4, [], claims=tried) == set()  # this period's are a@h's
+    assert store.live_nodes(within=30.0) == {"a@h", "b@h"}
+    store.r.delete(store.keys.claim("sweep:leases"))  # its period over
+    assert store.heartbeat("b@h", 4, [], claims=tried) == {"sweep:leases"}
+    assert store.heartbeat("b@h", 4, []) == set()

@@ -174,12 +174,12 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
     def requeue(job_id: str, batch_ids: list[str]) -> None:  # still in the job's window: sent as they are
         enqueue(celery, store.spec(job_id), batch_ids, store.queue_of(job_id) or queue,
                 requeued=True)  # ahead of the job's others
-    settle_dependents(celery, store, queue, lease_seconds, user_cap=user_cap)  # a settler that died strands none
-    layout = QueueLayout.of(celery)
-    reissued = reap(store, layout, requeue, lease_seconds, max_attempts, every=every, won=won)
-
     def claim(name: str, seconds: float) -> bool:
         return name in won if won is not None else store.claim(name, seconds)
+    if won is None or claim("sweep:dependents", every * 0.8):  # one node a period: a settler that died strands none
+        settle_dependents(celery, store, queue, lease_seconds, user_cap=user_cap)
+    layout = QueueLayout.of(celery)
+    reissued = reap(store, layout, requeue, lease_seconds, max_attempts, every=every, won=won)
     if not every or claim("sweep:top-up", every * 0.8):  # one sweeper per `every` fills the windows
         for job_id, limit in windows(store, lease_seconds, user_cap=user_cap).items():
             top_up(celery, store, job_id, queue, lease_seconds, limit=limit)

@@ -61,7 +61,7 @@ def claims(lease_seconds: float, every: float) -> dict[str, float]:
     """The claims one sweep may win (name -> seconds), which a render node tries with its heartbeat in one round trip
     (JobStore.heartbeat) and passes to `reap` and dispatch.sweep as `won`."""
     return {"sweep:leases": every * 0.8, "sweep:stranded": lease_seconds, "sweep:top-up": every * 0.8,
-            "sweep:unsent": lease_seconds}
+            "sweep:unsent": lease_seconds, "sweep:dependents": every * 0.8}
 
 
 def task_of(token: str) -> str:

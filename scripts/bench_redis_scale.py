@@ -423,6 +423,38 @@ def phase_idle(farm: Farm, processes: int, per_node: int, seconds: float, sample
     return measured(farm.r, drivers, seconds, warm=2.0), driven / processes
 
 
+def real_node(url: str, per_node: int, seconds: float, tmp: Path) -> None:
+    """What one real idle render node (`celery -A httpov worker`, --per-node processes, no batch) sends Redis."""
+    from httpov.local_farm import start_worker, stop_worker
+
+    settings = Settings(broker_url=url, state_url=url, prefix=PREFIX, queue=QUEUE, storage=str(tmp / "storage"),
+                        cache_dir=tmp / "cache")
+    r = redis.Redis.from_url(url, decode_responses=True)
+    r.flushdb()
+    worker = start_worker(settings, per_node, "idle", tmp / "worker.log")
+    try:
+        deadline = time.monotonic() + 60
+        while not r.zcard(f"{PREFIX}:nodes") and time.monotonic() < deadline:  # its first sweep: it is up
+            time.sleep(0.2)
+        time.sleep(2.0)
+        before, cpu0 = redis_counts(r)
+        began = time.monotonic()
+        time.sleep(seconds)
+        after, cpu1 = redis_counts(r)
+        elapsed = time.monotonic() - began
+        connections = len(r.client_list()) - 1  # (this one)
+    finally:
+        stop_worker(worker)
+    commands = after - before
+    commands.pop("info", None)
+    total = sum(commands.values())
+    print(f"\na real idle render node of {per_node} processes (celery -A httpov worker, {elapsed:.0f} s): "
+          f"{total / elapsed:.1f} commands/s, Redis CPU {1e6 * (cpu1 - cpu0) / elapsed:.0f} us/s; per process "
+          f"{total / elapsed / per_node:.2f} commands/s, {1e6 * (cpu1 - cpu0) / elapsed / per_node:.0f} us/s")
+    print("    commands/s: " + ", ".join(f"{name} {n / elapsed:.2f}" for name, n in commands.most_common(14)))
+    print(f"    connections it holds open: {connections} (a rendering process adds its stops subscription)")
+
+
 def show_commands(m: Measure, per: float, label: str, top: int = 12) -> None:
     items = sorted(m.commands.items(), key=lambda kv: -kv[1])[:top]
     print(f"    commands per {label}: " + ", ".join(f"{name} {n / per:.2f}" for name, n in items))
@@ -441,11 +473,19 @@ def main() -> None:
     parser.add_argument("--poll", choices=["no", "yes", "both"], default="no",
                         help="whether a rendering process reads its job's state every tick while subscribed to the "
                              "stops channel (yes: before this change; both: each, taking turns)")
+    parser.add_argument("--real-node", type=float, default=0.0,
+                        help="also measure a real idle `celery -A httpov worker` for this many seconds")
     parser.add_argument("--task-seconds", default="2.5,10,60", help="batch lengths for the knee table")
     args = parser.parse_args()
     sizes = [int(n) for n in args.processes.split(",")]
     with tempfile.TemporaryDirectory(prefix="httpov-bench-scale-") as tmp, embedded_redis(Path(tmp)) as url:
         farm = Farm(url, args.lease, args.threads)
+        _, cpu0 = redis_counts(farm.r)
+        time.sleep(5.0)
+        _, cpu1 = redis_counts(farm.r)
+        print(f"redis-server with no client: {1e6 * (cpu1 - cpu0) / 5:.0f} us of CPU a second (not subtracted below)")
+        if args.real_node:
+            real_node(url, args.per_node, args.real_node, Path(tmp))
         print(f"lease {args.lease:g} s (renewed every {args.lease / 4:g} s), job state read every "
               f"{farm.settings.stop_poll_seconds:g} s, sweep every {farm.settings.sweep_seconds:g} s, "
               f"{args.per_node} processes a node; {args.threads} driver threads; {args.seconds:g} s a phase")

@@ -68,7 +68,8 @@ def test_a_stop_announced_before_the_subscription_is_seen_at_once():
     store.job_state = "cancelled"  # cancelled between the take and the keeper's start: its message went unheard
     with LeaseKeeper(store, "j", "b", "t", lease=60.0, poll=30.0) as keeper:
         wait_for(lambda: not keeper.live, 5, "the keeper to see the job cancelled")
-        assert keeper.state == "cancelled" and keeper.woken()
+        assert keeper.state == "cancelled"
+        wait_for(keeper.woken, 5, "the render to be woken")
     assert store.calls["refresh"] == 0
 
 
@@ -78,7 +79,7 @@ def test_a_deaf_keeper_polls_the_state_every_tick_and_stops_a_cancelled_render()
         wait_for(lambda: store.calls["state"] >= 5, 5, "the keeper to poll the job's state")
         store.job_state = "cancelled"
         wait_for(lambda: not keeper.live, 5, "the keeper to see the job cancelled")
-        assert keeper.woken()
+        wait_for(keeper.woken, 5, "the render to be woken")
     assert store.calls["refresh"] == 0
 
 

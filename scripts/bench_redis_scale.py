@@ -9,9 +9,9 @@ processes do and when, so the traffic per simulated process is what a real one s
   as httpov.broker.QoS writes it), the job's window (dispatch.job_window: the fair-share script), the job's spec
   (once per job and process), take_batch (start_batch.lua), the stop subscription (SUBSCRIBE/UNSUBSCRIBE, on one
   connection per driver thread), the done sample for the hang limit, then the lease renewed every lease / 4
-  (refresh.lua) and the job's state read every HTTPOV_STOP_POLL_SECONDS while it "renders" for --render seconds,
-  then record_batch (finish_batch.lua, with the top-up), dispatch.enqueue of the batches it moved, and the ack
-  (MULTI ZREM HDEL EXEC);
+  (refresh.lua) while it "renders" (with --poll yes also the job's state every HTTPOV_STOP_POLL_SECONDS, as
+  render processes did before they relied on the stop subscription), then record_batch (finish_batch.lua, with
+  the top-up), dispatch.enqueue of the batches it moved, and the ack (MULTI ZREM HDEL EXEC);
 - a render node (--per-node processes): every sweep period what worker/reaper.py does (the drain check,
   dispatch.sweep with its heartbeat, sweep:nodes claim) and, every 5 s, the webhooks deliverer's claim;
 - an idle node: its consumer's BRPOP, once a second (kombu's brpop_timeout) when the queue is empty.
@@ -486,8 +486,8 @@ def main() -> None:
         print(f"redis-server with no client: {1e6 * (cpu1 - cpu0) / 5:.0f} us of CPU a second (not subtracted below)")
         if args.real_node:
             real_node(url, args.per_node, args.real_node, Path(tmp))
-        print(f"lease {args.lease:g} s (renewed every {args.lease / 4:g} s), job state read every "
-              f"{farm.settings.stop_poll_seconds:g} s, sweep every {farm.settings.sweep_seconds:g} s, "
+        print(f"lease {args.lease:g} s (renewed every {args.lease / 4:g} s), job state read every tick: {args.poll} "
+              f"({farm.settings.stop_poll_seconds:g} s), sweep every {farm.settings.sweep_seconds:g} s, "
               f"{args.per_node} processes a node; {args.threads} driver threads; {args.seconds:g} s a phase")
         submits = []
         flows: dict[int, list[Measure]] = {n: [] for n in sizes}

@@ -902,8 +902,8 @@ class JobStore:
                                                                      dict[str, str]]:
         """What fair share reads, in one round trip (scripts/fair_share.lua): the shares of the active jobs (and of
         `also`, not yet listed) as `shares` answers them, the render processes as `render_processes` does (their
-        sums kept for FARM_PROCESSES_SECONDS: a node that joins counts at once, one lost or changed within that),
-        and the per-user limits as `user_limits` does."""
+        sums kept for FARM_PROCESSES_SECONDS while as many nodes are live: a node that joins or is lost counts at
+        once, a node's changed processes within that), and the per-user limits as `user_limits` does."""
         keys = [self.keys.active(), self.keys.nodes(), self.keys.user_limits(), self.keys.node_processes(),
                 self.keys.node_pools(), self.keys.farm_processes()]
         ids, fields, total, pools, limits = self._call(lambda: self._fair_share(

@@ -211,7 +211,7 @@ class Keys:
 
     def farm_processes(self) -> str:
         """Hash: the render processes of the live nodes, summed (`processes`, `pool:<name>`), with the live window and
-        node count they were summed for: fair share's reads, kept for a second (scripts/fair_share.lua)."""
+        live node count they were summed for: fair share's reads, kept for a second (scripts/fair_share.lua)."""
         return f"{self.prefix}:farm-processes"
 
     def node_info(self) -> str:

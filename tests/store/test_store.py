@@ -313,7 +313,7 @@ def test_a_recorded_batch_tops_its_job_up_and_says_if_jobs_wait_in_the_same_roun
 
 def test_fair_share_keeps_the_farms_render_processes_summed_and_counts_a_node_that_joins_at_once(store: JobStore):
     """Every batch reads the farm's render processes (its job's window): summed once a second, not per batch; a node
-    that joins is counted at once, a node's change within FARM_PROCESSES_SECONDS."""
+    that joins or is lost is counted at once, a node's change of processes within FARM_PROCESSES_SECONDS."""
     from httpov.store.jobs import FARM_PROCESSES_SECONDS
 
     store.heartbeat("a@h", 4, [])
@@ -328,8 +328,7 @@ def test_fair_share_keeps_the_farms_render_processes_summed_and_counts_a_node_th
     assert store.fair_share(None, within=60.0)[1] == (11, {"gpu": 10, "big": 8})  # another live window: summed
     ttl = store.r.pttl(store.keys.farm_processes())
     assert 0 < ttl <= FARM_PROCESSES_SECONDS * 1000
-    store.r.zadd(store.keys.nodes(), {"b@h": time.time() - 3600})  # lost: not counted once the sums expire
-    store.r.delete(store.keys.farm_processes())
+    store.r.zadd(store.keys.nodes(), {"b@h": time.time() - 3600})  # lost: no longer counted, at once
     assert store.fair_share(None, within=30.0)[1] == (3, {"gpu": 2}) == store.render_processes(30.0)
 
 

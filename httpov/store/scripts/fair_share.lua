@@ -4,8 +4,8 @@
 -- since ARGV[1] (all of them, and each pool's), and the per-user limits.
 -- The render processes are summed over every live node: read once per batch, that read grew with the farm (1,250
 -- nodes: 3,750 values a batch). The sums are kept in KEYS[6] for ARGV[4] ms and used while the live window is the
--- same (ARGV[5]) and the nodes zset holds as many nodes (a node that joins is counted at once; a node lost, or one
--- that changed its processes, within ARGV[4] ms).
+-- same (ARGV[5]) and as many nodes are live (ZCOUNT: a node that joins, comes back or is lost is counted at once;
+-- one that changed its processes within ARGV[4] ms).
 -- KEYS: 1 active jobs, 2 nodes (zset), 3 per-user limits (hash), 4 node processes (hash), 5 node pools (hash),
 -- 6 the sums kept (hash).
 -- ARGV: 1 seen since (a time, as the heartbeats stamp them), 2 a job's record key with '{job}' for its id, 3 a job id
@@ -25,7 +25,7 @@ for _, id in ipairs(ids) do
   end
 end
 local keep = tonumber(ARGV[4])
-local count = redis.call('ZCARD', KEYS[2])
+local count = redis.call('ZCOUNT', KEYS[2], ARGV[1], '+inf')
 if keep > 0 then
   local kept = redis.call('HGETALL', KEYS[6])
   local sums = {}

@@ -29,7 +29,7 @@ from httpov.broker import QueueLayout, take_queued
 from httpov.plan import Batch, JobSpec
 from httpov.settings import live_node_window
 from httpov.store import JobStore, Share
-from httpov.sweep import reap, unsent
+from httpov.sweep import claims, reap, unsent
 from httpov.user_limits import Limits, UserLimits, resolve, user_budgets
 
 if TYPE_CHECKING:
@@ -165,19 +165,25 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
     name, render processes, pools and record (`httpov nodes`), which also tells the others it is alive, and its
     processes busy this minute (`busy`, JobStore.heartbeat). Used by the
     worker's reaper (with the worker's own app) and by waiting clients; `user_cap` as for windows."""
+    won: set[str] | None = None  # the claims below, tried in the heartbeat's round trip (one period's: `every`)
     if node:
-        store.heartbeat(node, processes, pools, info, busy)
+        tried = claims(lease_seconds, every) if every else None
+        said = store.heartbeat(node, processes, pools, info, busy, claims=tried)
+        won = said if tried else None
 
     def requeue(job_id: str, batch_ids: list[str]) -> None:  # still in the job's window: sent as they are
         enqueue(celery, store.spec(job_id), batch_ids, store.queue_of(job_id) or queue,
                 requeued=True)  # ahead of the job's others
-    settle_dependents(celery, store, queue, lease_seconds, user_cap=user_cap)  # a settler that died strands none
+    def claim(name: str, seconds: float) -> bool:
+        return name in won if won is not None else store.claim(name, seconds)
+    if won is None or claim("sweep:dependents", every * 0.8):  # one node a period: a settler that died strands none
+        settle_dependents(celery, store, queue, lease_seconds, user_cap=user_cap)
     layout = QueueLayout.of(celery)
-    reissued = reap(store, layout, requeue, lease_seconds, max_attempts, every=every)
-    if not every or store.claim("sweep:top-up", every * 0.8):  # one sweeper per `every` fills the windows
+    reissued = reap(store, layout, requeue, lease_seconds, max_attempts, every=every, won=won)
+    if not every or claim("sweep:top-up", every * 0.8):  # one sweeper per `every` fills the windows
         for job_id, limit in windows(store, lease_seconds, user_cap=user_cap).items():
             top_up(celery, store, job_id, queue, lease_seconds, limit=limit)
-    if store.claim("sweep:unsent", lease_seconds):  # a top-up whose sender died before sending: send it now
+    if claim("sweep:unsent", lease_seconds):  # a top-up whose sender died before sending: send it now
         jobs = store.active_ids()
         queues = sorted({queue} | {store.queue_of(job_id) for job_id in jobs} - {""})
         for job_id, batch_id in unsent(store, layout, queues, min_age=2 * lease_seconds, confirm=lease_seconds / 2):

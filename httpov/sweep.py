@@ -16,13 +16,16 @@ REQUEUED_MEMORY = 24 * 3600.0
 
 
 def reap(store: JobStore, layout: QueueLayout, requeue: Callable[[str, list[str]], None], lease_seconds: float,
-         max_attempts: int, every: float = 0.0) -> list[tuple[str, str]]:
+         max_attempts: int, every: float = 0.0, won: set[str] | None = None) -> list[tuple[str, str]]:
     """Requeue each running batch whose lease expired (a batch lost too often fails its job), then, once per lease,
     settle the messages of workers that died holding them (see `stranded`; `layout`: where kombu keeps them).
     Whoever sweeps first in each `every` seconds does the lease sweep for the whole cluster: its cost does not grow
-    with the number of render nodes."""
+    with the number of render nodes. `won`: the claims this sweeper already tried (see `claims`), if it did."""
+
+    def claim(name: str, seconds: float) -> bool:
+        return name in won if won is not None else store.claim(name, seconds)
     reissued: list[tuple[str, str]] = []
-    ours = not every or store.claim("sweep:leases", every * 0.8)
+    ours = not every or claim("sweep:leases", every * 0.8)
     for job_id in store.active_ids() if ours else []:
         for batch_id, info in store.lost_batches(job_id).items():
             token = info.get("token", "")
@@ -44,7 +47,7 @@ def reap(store: JobStore, layout: QueueLayout, requeue: Callable[[str, list[str]
             reissued.append((job_id, batch_id))
             log.warning("httpov: batch %s of job %s lost its render node %s; requeued", batch_id, job_id,
                         info.get("node"))
-    if store.claim("sweep:stranded", lease_seconds):
+    if claim("sweep:stranded", lease_seconds):
         for job_id, batch_id in stranded(store, layout, min_age=2 * lease_seconds):
             requeue(job_id, [batch_id])
             store.count_requeue(job_id, batch_id)
@@ -52,6 +55,13 @@ def reap(store: JobStore, layout: QueueLayout, requeue: Callable[[str, list[str]
             log.warning("httpov: batch %s of job %s was taken by a worker that died before starting it; requeued",
                         batch_id, job_id)
     return reissued
+
+
+def claims(lease_seconds: float, every: float) -> dict[str, float]:
+    """The claims one sweep may win (name -> seconds), which a render node tries with its heartbeat in one round trip
+    (JobStore.heartbeat) and passes to `reap` and dispatch.sweep as `won`."""
+    return {"sweep:leases": every * 0.8, "sweep:stranded": lease_seconds, "sweep:top-up": every * 0.8,
+            "sweep:unsent": lease_seconds, "sweep:dependents": every * 0.8}
 
 
 def task_of(token: str) -> str:

@@ -68,6 +68,9 @@ SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua")
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
                         "transition", "guarded", "use_scene", "drop_scene", "finish_batch", "idle_in_window", "unsent",
                         "held_since", "fair_share", "stamp", "release", "checkpoint")}
+#: How long fair share keeps the live nodes' render processes summed (scripts/fair_share.lua): every batch reads
+#: them, and summing them read every live node's record (at 10,000 render processes it tripled a batch's Redis CPU).
+FARM_PROCESSES_SECONDS = 1.0
 #: How long a node's finished batches are counted (`httpov nodes`: the last hour's).
 NODE_BATCHES_SECONDS = 3600.0
 #: The characters of a failed batch's error kept with a node's outcome (`httpov nodes`' last error).
@@ -679,11 +682,14 @@ class JobStore:
         return set(self._call(lambda: self.r.smembers(self.keys.blocked(job_id))))
 
     def heartbeat(self, node: str, processes: int = 0, pools: list[str] | None = None,
-                  info: dict[str, Any] | None = None, busy: tuple[float, float] | None = None) -> None:
+                  info: dict[str, Any] | None = None, busy: tuple[float, float] | None = None,
+                  claims: dict[str, float] | None = None) -> set[str]:
         """A render node says it is alive (every lease sweep), how many render processes it runs, the render
         pools it takes batches of, and its record (host, cores, povray and httpov versions: `httpov nodes`);
-        `busy`: (a minute's start, its processes busy on average so far), that minute's one sample of node-use."""
-        def run() -> None:
+        `busy`: (a minute's start, its processes busy on average so far), that minute's one sample of node-use.
+        `claims`: claims to try (name -> seconds, as `claim`) in the same round trip; answers those won. (Every node
+        tries the sweeps' claims every period: one round trip each was half of what an idle node sent Redis.)"""
+        def run() -> set[str]:
             pipe = self.r.pipeline()
             now = time.time()
             pipe.zadd(self.keys.nodes(), {node: now})
@@ -700,8 +706,12 @@ class JobStore:
                 pipe.hset(self.keys.node_pools(), node, ",".join(pools))
             if info is not None:
                 pipe.hset(self.keys.node_info(), node, json.dumps(info))
-            pipe.execute()
-        self._call(run)
+            names = list(claims or {})
+            for name in names:
+                pipe.set(self.keys.claim(name), "1", nx=True, px=int((claims or {})[name] * 1000))
+            replies = pipe.execute()
+            return {name for name, won in zip(names, replies[len(replies) - len(names):]) if won}
+        return self._call(run)
 
     def nodes(self) -> tuple[dict[str, float], dict[str, NodeInfo]]:
         """Every render node that ever said it is alive: when it was last seen, and its record."""
@@ -922,19 +932,21 @@ class JobStore:
     def fair_share(self, also: str | None, within: float) -> tuple[dict[str, Share], tuple[int, dict[str, int]],
                                                                      dict[str, str]]:
         """What fair share reads, in one round trip (scripts/fair_share.lua): the shares of the active jobs (and of
-        `also`, not yet listed) as `shares` answers them, the render processes as `render_processes` does, and the
-        per-user limits as `user_limits` does."""
+        `also`, not yet listed) as `shares` answers them, the render processes as `render_processes` does (their
+        sums kept for FARM_PROCESSES_SECONDS while as many nodes are live: a node that joins or is lost counts at
+        once, a node's changed processes within that), and the per-user limits as `user_limits` does."""
         keys = [self.keys.active(), self.keys.nodes(), self.keys.user_limits(), self.keys.node_processes(),
-                self.keys.node_pools()]
-        ids, fields, counts, listed, limits = self._call(lambda: self._fair_share(
-            keys=keys, args=[time.time() - within, self.keys.job("{job}"), also or ""]))
+                self.keys.node_pools(), self.keys.farm_processes()]
+        ids, fields, total, pools, limits = self._call(lambda: self._fair_share(
+            keys=keys, args=[time.time() - within, self.keys.job("{job}"), also or "",
+                             int(FARM_PROCESSES_SECONDS * 1000), repr(float(within))]))
         shares: dict[str, Share] = {}
         for n, job_id in enumerate(ids):
             user, priority, created, cap, queue = fields[5 * n:5 * n + 5]
             if created:
                 shares[job_id] = Share(user or "", int(priority or 0), float(created), int(cap or 0), queue or "")
         entries = dict(zip(limits[::2], limits[1::2]))
-        return shares, _processes(counts, listed), entries
+        return shares, (int(total or 0), {pool: int(n) for pool, n in zip(pools[::2], pools[1::2])}), entries
 
     def queue_of(self, job_id: str) -> str:
         """The Celery queue a job's batches go to ('' for the default one)."""

@@ -214,6 +214,11 @@ class Keys:
         """Hash: render node -> its render pools, comma-separated."""
         return f"{self.prefix}:node_pools"
 
+    def farm_processes(self) -> str:
+        """Hash: the render processes of the live nodes, summed (`processes`, `pool:<name>`), with the live window and
+        live node count they were summed for: fair share's reads, kept for a second (scripts/fair_share.lua)."""
+        return f"{self.prefix}:farm-processes"
+
     def node_info(self) -> str:
         """Hash: render node -> its record (JSON: host, cores, povray and httpov versions)."""
         return f"{self.prefix}:node-info"

@@ -20,7 +20,12 @@ class LeaseKeeper:
     runs and the zip uploads, so a short lease never runs out under a live render; `state` is the job's state at
     the last refresh, or 'lost' once another execution took the batch. Between refreshes it listens on the stops
     channel (JobStore.listen_for_stop): when the job is cancelled (or failed) its `fileno()` becomes readable, so
-    whoever waits on povray asks at once whether to go on (httpov.worker.povray._wait). Use as a context manager."""
+    whoever waits on povray asks at once whether to go on (httpov.worker.povray._wait). Use as a context manager.
+
+    The job's state is read every `poll` seconds only while the keeper cannot hear the channel (Redis would not
+    subscribe it, or the subscription dropped: messages may have been missed), and once just after subscribing (a
+    stop announced before that was not heard). While subscribed, each refresh reads it anyway: polling then cost
+    Redis two reads a second per rendering process, most of the farm's Redis load (docs/PERFORMANCE.md)."""
 
     def __init__(self, store: JobStore, job_id: str, batch_id: str, token: str, lease: float,
                  poll: float | None = None) -> None:
@@ -64,6 +69,8 @@ class LeaseKeeper:
                 listener = self._listen()
             except (BrokerUnavailableError, AttributeError):  # Redis out of reach (or a store without pub/sub): poll
                 pass
+            if listener is not None:
+                self._look()  # a stop announced between the take and the subscription
             due = time.monotonic() + self._every
             poll_due = time.monotonic() + (self._poll or self._every)
             while self.live and not self._stop.is_set():
@@ -76,21 +83,20 @@ class LeaseKeeper:
                         # Redis restarting or out of reach: keep rendering. Should the lease run out meanwhile,
                         # another node may take the batch: its result is then fenced off (finish_batch).
                         continue
-                elif self._poll and poll_due - time.monotonic() <= 0:
+                elif listener is None and self._poll and poll_due - time.monotonic() <= 0:
                     # here, not in the render's wait: on a slow link a read there held up the notice of povray's end
                     poll_due = time.monotonic() + self._poll
                     self._look()
                 elif listener is None:
                     self._stop.wait(min(left, poll_due - time.monotonic()) if self._poll else left)
                 else:
-                    if self._poll:
-                        left = min(left, poll_due - time.monotonic())
                     try:
                         if listener.wait(min(left, LISTEN_SLICE)):
                             self._wake()
-                    except BrokerUnavailableError:  # the poll of the job's state (HTTPOV_STOP_POLL_SECONDS) stays
+                    except BrokerUnavailableError:  # deaf from now on: the job's state is polled instead
                         listener.close()
                         listener = None
+                        poll_due = time.monotonic()
             if not self.live:  # cancelled, failed or taken over, as the refresh said: wake the render now too
                 self._wake()
         finally:

@@ -359,3 +359,36 @@ def test_povrays_progress_rides_the_lease_refresh_and_only_the_lease_holder_name
     assert store.save_checkpoint("j1", batch, "exec/2", info) == "ok"  # type: ignore[arg-type]
     store.drop_jobs(["j1"])
     assert store.checkpoint("j1", batch) is None and not store.r.exists(store.keys.checkpoints("j1"))
+
+
+def test_fair_share_keeps_the_farms_render_processes_summed_and_counts_a_node_that_joins_at_once(store: JobStore):
+    """Every batch reads the farm's render processes (its job's window): summed once a second, not per batch; a node
+    that joins or is lost is counted at once, a node's change of processes within FARM_PROCESSES_SECONDS."""
+    from httpov.store.jobs import FARM_PROCESSES_SECONDS
+
+    store.heartbeat("a@h", 4, [])
+    store.heartbeat("b@h", 8, ["gpu", "big"])
+    _, farm, _ = store.fair_share(None, within=30.0)
+    assert farm == (12, {"gpu": 8, "big": 8}) == store.render_processes(30.0)
+    assert store.r.hget(store.keys.farm_processes(), "processes") == "12"
+    store.heartbeat("c@h", 2, ["gpu"])  # joins: counted at the next read
+    assert store.fair_share(None, within=30.0)[1] == (14, {"gpu": 10, "big": 8})
+    store.heartbeat("a@h", 1, [])  # the same nodes: the sums kept are read until they expire
+    assert store.fair_share(None, within=30.0)[1] == (14, {"gpu": 10, "big": 8})
+    assert store.fair_share(None, within=60.0)[1] == (11, {"gpu": 10, "big": 8})  # another live window: summed
+    ttl = store.r.pttl(store.keys.farm_processes())
+    assert 0 < ttl <= FARM_PROCESSES_SECONDS * 1000
+    store.r.zadd(store.keys.nodes(), {"b@h": time.time() - 3600})  # lost: no longer counted, at once
+    assert store.fair_share(None, within=30.0)[1] == (3, {"gpu": 2}) == store.render_processes(30.0)
+
+
+def test_a_heartbeat_tries_the_sweeps_claims_in_its_round_trip_and_one_node_wins_each(store: JobStore):
+    from httpov.sweep import claims
+
+    tried = claims(lease_seconds=8.0, every=1.0)
+    assert store.heartbeat("a@h", 4, [], claims=tried) == set(tried)
+    assert store.heartbeat("b@h", 4, [], claims=tried) == set()  # this period's are a@h's
+    assert store.live_nodes(within=30.0) == {"a@h", "b@h"}
+    store.r.delete(store.keys.claim("sweep:leases"))  # its period over
+    assert store.heartbeat("b@h", 4, [], claims=tried) == {"sweep:leases"}
+    assert store.heartbeat("b@h", 4, []) == set()

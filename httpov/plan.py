@@ -396,6 +396,91 @@ def plan_slices(
     return list(zip(starts, ends))
 
 
+#: submit --slices auto (docs/PERFORMANCE.md "Slices sized by the farm"): this many slices per live render process,
+#: so that the last slices to finish are short next to the frame (a greedy farm ends within one slice of the ideal).
+SLICES_PER_PROCESS = 4
+#: ... but no slice shorter than this many seconds of povray when the scene's cost is known: each slice pays
+#: povray's start and the scene's parse again.
+MIN_SLICE_SECONDS = 1.0
+#: Render processes assumed while no render node has said how many it runs (as dispatch.MIN_PROCESSES).
+ASSUMED_PROCESSES = 2
+#: The word --slices takes for "sized by the farm".
+AUTO = "auto"
+
+
+def auto_slice_count(height: int, processes: int, frame_seconds: float | None = None,
+                     block: int = RENDER_BLOCK_SIZE) -> int:
+    """How many slices --slices auto cuts a frame into: SLICES_PER_PROCESS per live render process, at most one per
+    render block; when the frame's cost is known, no more than makes slices of MIN_SLICE_SECONDS (and never fewer
+    than the processes, so every process has a slice)."""
+    processes = max(1, processes or ASSUMED_PROCESSES)
+    count = SLICES_PER_PROCESS * processes
+    if frame_seconds is not None:
+        count = min(count, max(processes, math.floor(frame_seconds / MIN_SLICE_SECONDS)))
+    return max(1, min(count, -(-height // block)))
+
+
+def slice_costs(done: list[tuple[str, float]], height: int) -> list[float] | None:
+    """A frame's cost row by row (seconds of povray, net of its start, per row) from done slices of earlier jobs of
+    the same scene at the same size: (batch id, seconds) pairs. Each slice's time is spread evenly over its rows; a
+    row several slices covered gets their mean. None when no slice covered every row (nothing to plan from)."""
+    total, times = [0.0] * height, [0] * height
+    for batch_id, seconds in done:
+        batch = Batch.from_id(batch_id)
+        if batch.rows is None or batch.prepass or not 1 <= batch.rows[0] <= batch.rows[1] <= height:
+            continue
+        rows = batch.rows[1] - batch.rows[0] + 1
+        per_row = max(0.0, seconds - POVRAY_START_SECONDS) / rows / (batch.last - batch.first + 1)
+        for row in range(batch.rows[0] - 1, batch.rows[1]):
+            total[row] += per_row
+            times[row] += 1
+    if not all(times):
+        return None
+    return [t / n for t, n in zip(total, times)]
+
+
+def even_cost_slices(costs: list[float], count: int, block: int = RENDER_BLOCK_SIZE) -> list[tuple[int, int]]:
+    """Rows 1..len(costs) cut on the block grid into at most `count` slices whose costliest is as cheap as the grid
+    allows (`costs`: seconds per row): a cheap band (a sky) becomes one slice, a costly one several. A slice holds
+    at least one block, so a single costly block bounds it."""
+    height = len(costs)
+    blocks = [sum(costs[start:start + block]) for start in range(0, height, block)]
+    count = max(1, min(count, len(blocks)))
+    if sum(blocks) <= 0:
+        return plan_slices(height, slices=count, block=block)
+
+    def cut(cap: float) -> list[int]:  # greedy: each slice takes blocks while it stays within cap; its ends
+        ends, held = [], 0.0
+        for index, cost in enumerate(blocks):
+            if index and held + cost > cap:
+                ends.append(index)
+                held = 0.0
+            held += cost
+        return ends
+    low, high = max(blocks), sum(blocks)  # the best cap lies between: bisect it
+    for _ in range(60):
+        middle = (low + high) / 2
+        if len(cut(middle)) + 1 <= count:
+            high = middle
+        else:
+            low = middle
+    bounds = [end * block for end in cut(high)] + [height]
+    starts = [1] + [b + 1 for b in bounds[:-1]]
+    return list(zip(starts, bounds))
+
+
+def auto_slices(height: int, processes: int, costs: list[float] | None = None, frame_seconds: float | None = None,
+                block: int = RENDER_BLOCK_SIZE) -> list[tuple[int, int]]:
+    """--slices auto: the frame cut for the live render processes. With the scene's measured cost per row (from its
+    earlier sliced renders, see slice_costs) the slices are of equal cost, and no more than make MIN_SLICE_SECONDS
+    each; without, SLICES_PER_PROCESS per process of equal rows (fewer if the scene's whole frames' measured time,
+    `frame_seconds`, makes them shorter than MIN_SLICE_SECONDS), so that a costly band of rows is itself cut into
+    several slices and the last slice to finish is short."""
+    if costs is not None and len(costs) == height:
+        return even_cost_slices(costs, auto_slice_count(height, processes, sum(costs), block), block)
+    return plan_slices(height, slices=auto_slice_count(height, processes, frame_seconds, block), block=block)
+
+
 def slice_options(first: int, last: int, height: int) -> list[str]:
     """povray options that render rows first..last (1-based, inclusive) of an image `height` rows high.
 
@@ -477,13 +562,15 @@ def radiosity_digest(spec: JobSpec, frame: int) -> str:
 
 
 def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, name: str, scene_key: str = "",
-             frames: int | None = None, count: int | None = None, slices: int | None = None,
+             frames: int | None = None, count: int | None = None, slices: int | str | None = None,
              slice_rows: int | None = None, priority: int = 5,
              size: tuple[int | None, int | None] = (None, None), measured: tuple[float, int, int] = (0.0, 0, 0),
-             job_id: str | None = None, created: float | None = None) -> JobSpec:
+             job_id: str | None = None, created: float | None = None, processes: int = 0,
+             slice_times: list[tuple[str, float]] | None = None) -> JobSpec:
     """A job split into batches, checked against the farm's limits: its frame range (`frames` sets Final_Frame),
     image size (the ini's, or `size`'s width and height where given: submit --width/--height), row slices (`slices`
-    or `slice_rows`), and frames per batch. Without `count`, frames per batch
+    or `slice_rows`; `slices` 'auto': auto_slices for the farm's live render `processes` and the scene's done slices
+    of earlier jobs, `slice_times`: JobStore.slice_times), and frames per batch. Without `count`, frames per batch
     follow the scene's measured frame time (`measured`: JobStore.frame_times of history_key(scene_key, w, h))."""
     from httpov import limits
 
@@ -500,8 +587,10 @@ def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, 
         raise OptionError.of(field, "{0}: " + said, exc.hint) from None
     limits.check_work(fr.count, 0, settings)
     row_slices = None
-    if slices is not None or slice_rows is not None:
-        row_slices = plan_slices(height, slices=slices, rows=slice_rows)
+    if slices == AUTO:
+        row_slices = auto_slices(height, processes, slice_costs(slice_times or [], height), frame_seconds(*measured))
+    elif slices is not None or slice_rows is not None:
+        row_slices = plan_slices(height, slices=slices if isinstance(slices, int) else None, rows=slice_rows)
     if row_slices:
         count = count or 1
     else:

@@ -357,10 +357,11 @@ class Client:
         if scene_key and options.count is None and options.slices in (None, AUTO) and options.slice_rows is None:
             measured = self.store.frame_times(history_key(scene_key, *image_size(scene, size)))
         processes, slice_times = 0, None
-        if options.slices == AUTO:  # sized by the farm: its live render processes, the scene's cost row by row
+        if options.count is None and options.slice_rows is None and options.slices in (None, AUTO):
+            # sized by the farm: its live render processes (an animation's tail, auto slices), ...
             everyone, pools = self.store.render_processes(within=self.settings.live_node_seconds)
             processes = pools.get(options.pool, 0) if options.pool else everyone
-            if scene_key:
+            if scene_key and options.slices == AUTO:  # ... and the scene's cost row by row
                 slice_times = self.store.slice_times(history_key(scene_key, *image_size(scene, size)))
         return plan_job(layout, scene, self.settings, name=name, scene_key=scene_key, frames=options.frames,
                         count=options.count, slices=options.slices, slice_rows=options.slice_rows,

@@ -181,16 +181,41 @@ def adaptive_count(frame_count: int, per_frame: float | None, target: float = TA
     return max(1, min(wanted, spread))
 
 
-def split(frames: FrameRange, count: int, row_slices: list[tuple[int, int]] | None = None) -> list[Batch]:
-    """Batches of `count` frames; with slices, one batch per (frame, slice) instead."""
+def split(frames: FrameRange, count: int, row_slices: list[tuple[int, int]] | None = None,
+          tail: int = 0) -> list[Batch]:
+    """Batches of `count` frames; with slices, one batch per (frame, slice) instead. `tail`: the render processes
+    the job is planned for, whose last batches shrink (tail_sizes) so that they end together."""
     if count <= 0:
         raise OptionError.of("count", f"{{0}} must be at least 1, got {count}")
     if row_slices:
         return [Batch(f, f, rows) for f in range(frames.first, frames.last + 1) for rows in row_slices]
+    if tail > 0:
+        batches, start = [], frames.first
+        for size in tail_sizes(frames.count, count, tail):
+            batches.append(Batch(start, start + size - 1))
+            start += size
+        return batches
     return [
         Batch(start, min(start + count - 1, frames.last))
         for start in range(frames.first, frames.last + 1, count)
     ]
+
+
+#: The tail of an animation (docs/PERFORMANCE.md "The animation's tail"): a batch holds at most the frames left /
+#: (TAIL_SHARE x the render processes), so the last batches shrink to one frame and the processes end together
+#: (guided self-scheduling) instead of the job waiting for the last full batch of its costliest frames.
+TAIL_SHARE = 2
+
+
+def tail_sizes(frames: int, count: int, processes: int) -> list[int]:
+    """Frames in each batch, in order: `count` each until the frames left, shared between TAIL_SHARE x `processes`,
+    come to less; then that share (at least one frame)."""
+    sizes, left = [], frames
+    while left > 0:
+        size = max(1, min(count, left, math.ceil(left / (TAIL_SHARE * max(1, processes)))))
+        sizes.append(size)
+        left -= size
+    return sizes
 
 
 def history_key(scene_key: str, width: int, height: int) -> str:
@@ -571,7 +596,8 @@ def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, 
     image size (the ini's, or `size`'s width and height where given: submit --width/--height), row slices (`slices`
     or `slice_rows`; `slices` 'auto': auto_slices for the farm's live render `processes` and the scene's done slices
     of earlier jobs, `slice_times`: JobStore.slice_times), and frames per batch. Without `count`, frames per batch
-    follow the scene's measured frame time (`measured`: JobStore.frame_times of history_key(scene_key, w, h))."""
+    follow the scene's measured frame time (`measured`: JobStore.frame_times of history_key(scene_key, w, h)), and
+    the last batches shrink for the live render `processes` (tail_sizes)."""
     from httpov import limits
 
     fr = frame_range(options, frames)
@@ -591,12 +617,15 @@ def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, 
         row_slices = auto_slices(height, processes, slice_costs(slice_times or [], height), frame_seconds(*measured))
     elif slices is not None or slice_rows is not None:
         row_slices = plan_slices(height, slices=slices if isinstance(slices, int) else None, rows=slice_rows)
+    tail = 0
     if row_slices:
         count = count or 1
-    else:
-        count = count or adaptive_count(fr.count, frame_seconds(*measured))
+    elif count is None:  # adaptive: its last batches shrink for the live render processes (a --count is exact)
+        count, tail = adaptive_count(fr.count, frame_seconds(*measured)), processes or ASSUMED_PROCESSES
     limits.check_work(fr.count, limits.planned_batches(fr.count, count, len(row_slices or [])), settings)
-    batches = split(fr, count, row_slices)
+    batches = split(fr, count, row_slices, tail)
+    if tail:  # a few more batches than planned_batches said
+        limits.check_work(fr.count, len(batches), settings)
     return JobSpec(
         id=job_id or secrets.token_hex(5), name=name, scene_key=scene_key, root=layout.root, pov=layout.pov,
         options=options.options, initial=fr.initial, final=fr.final, first=fr.first, last=fr.last,

@@ -13,7 +13,9 @@ planned now (the last batches smaller), alternating.
 Each wall time runs from submit to the last frame stored, on a real `celery -A httpov worker` (started and warmed
 up before the clock runs). The ideal is the scene's CPU time (povray +WT1 on the whole image or animation, user +
 system of the child) divided by the render processes, and, on a machine with fewer cores than render processes,
-by the cores: no farm beats that. Uses the Redis on HTTPOV_BROKER_URL (default 127.0.0.1:6379) with a private key
+by the cores: no farm beats that. On a shared machine the cores we get vary, so each round also measures the ideal
+under its load: the render processes each rendering the whole scene at once, that wall time divided by their number;
+every ratio is to its round's ideal. Uses the Redis on HTTPOV_BROKER_URL (default 127.0.0.1:6379) with a private key
 prefix and queue, or starts its own; storage and cache go to a temp folder.
 """
 from __future__ import annotations
@@ -108,31 +110,40 @@ def main() -> None:
         client.wait(client.submit(tiny, slices=2, name="warmup").spec.id, timeout=600)  # the node said it lives
 
         animation = f"Initial_Frame=1\nFinal_Frame={args.frames}\nInitial_Clock=0\nFinal_Clock=1\n"
-        cpu = _cpu_seconds(scene("cpu", "" if still else animation), tmp)
+        cpu = _cpu_seconds(scene("cpu", "" if still else animation), tmp)  # its ini: the whole scene
         cores = os.cpu_count() or 1
         ideal = cpu / min(args.concurrency, cores)
         print(f"{args.mode} {width}x{height}: CPU {cpu:.2f}s (povray +WT1); {args.concurrency} render processes "
               f"on {cores} cores: ideal CPU/processes {cpu / args.concurrency:.2f}s, CPU/min(processes, cores) "
               f"{ideal:.2f}s", flush=True)
         times: dict[str, list[float]] = {}
+        ratios: dict[str, list[float]] = {}
+        ideals: list[float] = []
         for round_ in range(args.repeat):
             if still:
                 configs = [("slices 4", scene(f"four{round_}"), {"slices": 4}),
                            ("auto, first", scene(f"auto{round_}"), {"slices": "auto"}),
                            ("auto, planned from the first", scene(f"auto{round_}"), {"slices": "auto"})]
             else:
-                configs = [(f"count {args.count} fixed", scene(f"fixed{round_}", animation), {"count": args.count,
-                                                                                             "tail": "off"}),
-                           ("tail shrinking", scene(f"tail{round_}", animation), {"count": args.count})]
+                configs = [(f"--count {args.count}", scene(f"fixed{round_}", animation), {"count": args.count}),
+                           ("adaptive, tail shrinking", scene(f"tail{round_}", animation), {})]
+            # The ideal under this round's load: the render processes each rendering the whole scene at once, the
+            # wall time divided by their number (one scene's CPU spread perfectly over them, on the cores we get).
+            now = _parallel_seconds(scene("cpu", "" if still else animation), tmp, args.concurrency) / args.concurrency
+            ideals.append(now)
+            print(f"round {round_ + 1} ideal under this load: {now:.2f}s", flush=True)
             for label, folder, options in configs:
                 seconds, batches = run(folder, **options)
                 times.setdefault(label, []).append(seconds)
+                ratios.setdefault(label, []).append(seconds / now)
                 print(f"round {round_ + 1} {label}: {seconds:.2f}s ({batches} batches), "
-                      f"{seconds / ideal:.2f}x the ideal", flush=True)
+                      f"{seconds / now:.2f}x this round's ideal", flush=True)
+        print(f"ideal under load: median {statistics.median(ideals):.2f}s (min {min(ideals):.2f}, max "
+              f"{max(ideals):.2f})")
         for label, values in times.items():
-            ratios = [v / ideal for v in values]
-            print(f"{label}: median {statistics.median(values):.2f}s, {statistics.median(ratios):.2f}x the ideal "
-                  f"(min {min(ratios):.2f}, max {max(ratios):.2f}) over {len(values)} runs")
+            print(f"{label}: median {statistics.median(values):.2f}s (min {min(values):.2f}, max {max(values):.2f}); "
+                  f"{statistics.median(ratios[label]):.2f}x the round's ideal (min {min(ratios[label]):.2f}, "
+                  f"max {max(ratios[label]):.2f}) over {len(values)} runs")
 
 
 def _cpu_seconds(folder: Path, tmp: Path) -> float:
@@ -142,6 +153,16 @@ def _cpu_seconds(folder: Path, tmp: Path) -> float:
                    capture_output=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _parallel_seconds(folder: Path, tmp: Path, processes: int) -> float:
+    """Wall seconds of `processes` povray +WT1 each rendering the whole scene, all at once."""
+    started = time.perf_counter()
+    procs = [subprocess.Popen(["povray", "pov.ini", "-D", "+WT1", f"+O{tmp}/par{n}.png"], cwd=folder,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for n in range(processes)]
+    if any(p.wait() for p in procs):
+        raise SystemExit("povray failed on the benchmark scene")
+    return time.perf_counter() - started
 
 
 def _forget(client: Client, tag: str) -> None:

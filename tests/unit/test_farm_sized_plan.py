@@ -1,4 +1,5 @@
-"""Unit tests: --slices auto, slices sized by the farm's render processes and the scene's measured cost by row."""
+"""Unit tests: plans sized by the farm: --slices auto (the render processes, the scene's measured cost by row) and
+an animation's last batches shrinking for the render processes."""
 from __future__ import annotations
 
 from hypothesis import given
@@ -10,8 +11,11 @@ from httpov.plan import (
     auto_slice_count,
     auto_slices,
     even_cost_slices,
+    frame_range,
     plan_job,
     slice_costs,
+    split,
+    tail_sizes,
 )
 from httpov.scene import SceneLayout, parse_ini
 from httpov.settings import Settings
@@ -87,3 +91,28 @@ def test_plan_job_slices_auto_from_the_farm_and_the_history():
     history = [(Batch(1, 1, rows).id, 0.7 + (20.0 if rows[0] > 540 else 0.01)) for rows in spec.slices or []]
     again = plan_job(layout, scene, settings, name="s", slices="auto", processes=3, slice_times=history)
     assert again.slices and again.slices[0][1] >= 512 and all(b - a < 64 for a, b in again.slices[1:])
+
+
+def test_the_last_batches_shrink_to_one_frame_for_the_processes():
+    assert tail_sizes(24, 3, processes=4) == [3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1]
+    assert tail_sizes(3, 4, processes=2) == [1, 1, 1]
+    assert tail_sizes(200, 4, processes=2)[:40] == [4] * 40  # only the last frames are cut finer
+
+
+@given(st.integers(1, 500), st.integers(1, 30), st.integers(0, 64))
+def test_a_shrinking_tail_renders_every_frame_once_in_order(frames, count, processes):
+    fr = frame_range(parse_ini(f"Initial_Frame=3\nFinal_Frame={frames + 2}\n"))
+    batches = split(fr, count, tail=processes or 1)
+    assert [f for b in batches for f in b.frames] == list(range(3, frames + 3))
+    sizes = [b.last - b.first + 1 for b in batches]
+    assert max(sizes) <= count and sizes == sorted(sizes, reverse=True) and sizes[-1] == 1
+
+
+def test_an_adaptive_animation_shrinks_its_tail_and_a_given_count_is_kept():
+    layout, settings = SceneLayout(root="", pov="scene.pov", ini=None), Settings()
+    scene = parse_ini("Width=32\nHeight=24\nInitial_Frame=1\nFinal_Frame=24\n")
+    adaptive = plan_job(layout, scene, settings, name="a", processes=4)
+    assert adaptive.count == 3 and adaptive.batches[:3] == ["f000001-000003", "f000004-000006", "f000007-000009"]
+    assert adaptive.batches[-2:] == ["f000023-000023", "f000024-000024"] and len(adaptive.batches) == 14
+    given = plan_job(layout, scene, settings, name="a", count=3, processes=4)
+    assert given.batches == [f"f{n:06d}-{n + 2:06d}" for n in range(1, 25, 3)]

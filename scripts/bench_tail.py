@@ -5,10 +5,12 @@
 
 still: a frame with an empty sky over its top three quarters and reflective spheres under an area light below (the
 bottom quarter holds about 90% of its CPU time), rendered with `--slices 4`, `--slices auto` on a scene the farm
-has not sliced before, and `--slices auto` again (planned from the first auto run's measured slices), the three
-alternating. animation: frames whose cost grows about 10x over the animation (the camera tilts down from the sky
-into the spheres), rendered with whole-frame batches as planned before the tail shrank (`--count` fixed) and as
-planned now (the last batches smaller), alternating.
+has not sliced before, `--slices 4` again (the same scene: stored and in the node's cache, as a control for the
+next) and `--slices auto` again (planned from the first auto run's measured slices), the four alternating.
+animation: frames whose cost grows about 10x over the animation (the camera tilts down from the sky into the
+spheres), rendered with `--count N` (every batch N frames, as adaptive batches were planned before the tail shrank)
+and with the default (adaptive: N frames a batch for a new scene of 24 frames, the last batches smaller),
+alternating.
 
 Each wall time runs from submit to the last frame stored, on a real `celery -A httpov worker` (started and warmed
 up before the clock runs). The ideal is the scene's CPU time (povray +WT1 on the whole image or animation, user +
@@ -123,6 +125,7 @@ def main() -> None:
             if still:
                 configs = [("slices 4", scene(f"four{round_}"), {"slices": 4}),
                            ("auto, first", scene(f"auto{round_}"), {"slices": "auto"}),
+                           ("slices 4, again", scene(f"four{round_}"), {"slices": 4}),
                            ("auto, planned from the first", scene(f"auto{round_}"), {"slices": "auto"})]
             else:
                 configs = [(f"--count {args.count}", scene(f"fixed{round_}", animation), {"count": args.count}),

@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=3, help="animation: frames per batch of the fixed plan")
     parser.add_argument("--concurrency", type=int, default=4, help="render processes on the node")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each runs every configuration once")
+    parser.add_argument("--also", type=int, nargs="*", default=[], metavar="N",
+                        help="still: also render with --slices N (a new scene each), for each N given")
     parser.add_argument("--load-ideal", action="store_true", help="measure the ideal under each round's load too "
                         "(the render processes each rendering the whole scene at once: slow for an animation)")
     args = parser.parse_args()
@@ -129,6 +131,7 @@ def main() -> None:
                            ("auto, first", scene(f"auto{round_}"), {"slices": "auto"}),
                            ("slices 4, again", scene(f"four{round_}"), {"slices": 4}),
                            ("auto, planned from the first", scene(f"auto{round_}"), {"slices": "auto"})]
+                configs += [(f"slices {n}", scene(f"n{n}-{round_}"), {"slices": n}) for n in args.also]
             else:
                 configs = [(f"--count {args.count}", scene(f"fixed{round_}", animation), {"count": args.count}),
                            ("adaptive, tail shrinking", scene(f"tail{round_}", animation), {})]

@@ -120,14 +120,14 @@ def test_bad_slice_counts_are_refused_before_anything_is_queued(tmp_path, settin
 
 def test_slices_auto_cuts_for_the_live_processes_then_for_the_scenes_measured_rows(tmp_path, settings, client,
                                                                                     workers):
-    """--slices auto: 4 slices per live render process on a new scene; the next job of the same scene at the same
+    """--slices auto: 2 slices per live render process on a new scene; the next job of the same scene at the same
     size is cut from the first one's measured slices; both stitch to one povray's pixels."""
     scene = write_scene(tmp_path / "auto", SCENE, "Width=24\nHeight=160\nAntialias=on\nAntialias_Threshold=0.3\n")
     workers(concurrency=1)
     wait_for(lambda: client.store.render_processes(within=settings.live_node_seconds)[0] == 1, 60,
              "the render node's heartbeat")
     first = client.submit(scene, slices="auto")
-    assert first.spec.slices == plan_slices(160, slices=4)  # 4 for one process, on the 32-row grid
+    assert first.spec.slices == plan_slices(160, slices=2)  # 2 for one process, on the 32-row grid
     assert client.wait(first.spec.id, timeout=180).state == "done"
     done = client.store.batches(first.spec.id)["done"]
     costs = slice_costs([(batch, info["seconds"]) for batch, info in done.items()], 160)

@@ -25,25 +25,26 @@ def _cost(slices: list[tuple[int, int]], costs: list[float]) -> list[float]:
     return [sum(costs[first - 1:last]) for first, last in slices]
 
 
-def test_four_slices_a_process_on_the_block_grid_without_a_measurement():
+def test_two_slices_a_process_on_the_block_grid_without_a_measurement():
     slices = auto_slices(720, processes=4)
-    assert len(slices) == 16
+    assert len(slices) == 8
     assert all(last % 32 == 0 for _, last in slices[:-1]) and slices[-1][1] == 720 and slices[0][0] == 1
 
 
 def test_a_frame_has_at_most_one_slice_per_render_block():
     assert auto_slice_count(100, processes=8) == 4
     assert auto_slice_count(20, processes=8) == 1
+    assert auto_slice_count(100, processes=1) == 2
 
 
 def test_no_live_node_plans_for_two_processes():
-    assert auto_slice_count(720, processes=0) == 8
+    assert auto_slice_count(720, processes=0) == 4
 
 
 def test_a_cheap_frame_is_cut_into_no_more_slices_than_the_processes():
     assert auto_slice_count(720, processes=4, frame_seconds=0.5) == 4  # one slice a process still
-    assert auto_slice_count(720, processes=4, frame_seconds=9.6) == 9  # slices of at least a second
-    assert auto_slice_count(720, processes=4, frame_seconds=600) == 16
+    assert auto_slice_count(720, processes=4, frame_seconds=6.6) == 6  # slices of at least a second
+    assert auto_slice_count(720, processes=4, frame_seconds=600) == 8
 
 
 def test_a_sky_above_detail_becomes_one_cheap_slice_and_many_costly_ones():
@@ -51,7 +52,7 @@ def test_a_sky_above_detail_becomes_one_cheap_slice_and_many_costly_ones():
     slices = auto_slices(720, processes=4, costs=costs)
     assert slices[0][0] == 1 and slices[0][1] >= 512  # the sky in one slice
     spent = _cost(slices, costs)
-    assert max(spent) <= 3.3 and len(slices) <= 16  # a block of detail (3.2 s) is the finest cut
+    assert max(spent) <= 3.3 and len(slices) <= 8  # a block of detail (3.2 s) is the finest cut
     even = _cost(auto_slices(720, processes=4), costs)
     assert max(even) >= 1.9 * max(spent)  # slices of equal rows: the costliest is about twice as costly
 
@@ -87,7 +88,7 @@ def test_plan_job_slices_auto_from_the_farm_and_the_history():
     scene = parse_ini("Width=64\nHeight=720\n")
     layout = SceneLayout(root="", pov="scene.pov", ini=None)
     spec = plan_job(layout, scene, settings, name="s", slices=options.slices, processes=3)
-    assert len(spec.slices or []) == 12 and len(spec.batches) == 12
+    assert len(spec.slices or []) == 6 and len(spec.batches) == 6
     history = [(Batch(1, 1, rows).id, 0.7 + (20.0 if rows[0] > 540 else 0.01)) for rows in spec.slices or []]
     again = plan_job(layout, scene, settings, name="s", slices="auto", processes=3, slice_times=history)
     assert again.slices and again.slices[0][1] >= 512 and all(b - a < 64 for a, b in again.slices[1:])

@@ -309,3 +309,22 @@ def test_a_recorded_batch_tops_its_job_up_and_says_if_jobs_wait_in_the_same_roun
                               top_up=1) == ("done", True, ("", []))  # the last one: nothing left to top up
     late = store.record_batch("j1", "f000002-000002", DoneInfo(node="a@host", result="x"), [2], "t/3")
     assert late == ("lost", False, None)
+
+
+def test_a_sliced_jobs_done_slices_time_later_jobs_of_its_scene_and_go_with_it(store: JobStore):
+    """Slices are filed apart from whole-frame jobs (a slice is no frame time): --slices auto reads them back."""
+    sliced = JobSpec(id="s1", name="n", scene_key="k", root="", pov="p.pov", options={}, initial=1, final=1, first=1,
+                     last=1, width=8, height=64, count=1, slices=[(1, 32), (33, 64)],
+                     batches=["f000001-000001-r00001-00032", "f000001-000001-r00033-00064"])
+    store.create(sliced)
+    store.create(_spec("w1"))  # a whole-frame job of the same scene at another size
+    store.publish("s1")
+    for batch, seconds in zip(sliced.batches, (0.9, 4.5)):
+        assert store.start_batch("s1", batch, f"t-{batch}", "a@host", 60.0) == "ok"
+        done = store.finish_batch("s1", batch, {"node": "a@host", "seconds": seconds}, [], f"t-{batch}")
+        assert done in ("ok", "done")  # 'done': the job's last batch
+    assert sorted(store.slice_times(sliced.history)) == [("f000001-000001-r00001-00032", 0.9),
+                                                         ("f000001-000001-r00033-00064", 4.5)]
+    assert store.frame_times(sliced.history) == (0.0, 0, 0)  # not counted as frames
+    store.drop_jobs(["s1"], {"s1": sliced.history})
+    assert store.slice_times(sliced.history) == [] and store.r.exists(store.keys.slice_history(sliced.history)) == 0

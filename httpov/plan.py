@@ -626,8 +626,8 @@ def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, 
         count, tail = adaptive_count(fr.count, frame_seconds(*measured)), processes or ASSUMED_PROCESSES
     limits.check_work(fr.count, limits.planned_batches(fr.count, count, len(row_slices or [])), settings)
     batches = split(fr, count, row_slices, tail)
-    if tail:  # a few more batches than planned_batches said
-        limits.check_work(fr.count, len(batches), settings)
+    if len(batches) > settings.max_batches:  # the tail's extra batches would pass the farm's limit: none then
+        batches = split(fr, count, row_slices)
     return JobSpec(
         id=job_id or secrets.token_hex(5), name=name, scene_key=scene_key, root=layout.root, pov=layout.pov,
         options=options.options, initial=fr.initial, final=fr.final, first=fr.first, last=fr.last,

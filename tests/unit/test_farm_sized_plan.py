@@ -117,3 +117,9 @@ def test_an_adaptive_animation_shrinks_its_tail_and_a_given_count_is_kept():
     assert adaptive.batches[-2:] == ["f000023-000023", "f000024-000024"] and len(adaptive.batches) == 14
     given = plan_job(layout, scene, settings, name="a", count=3, processes=4)
     assert given.batches == [f"f{n:06d}-{n + 2:06d}" for n in range(1, 25, 3)]
+
+
+def test_no_shrinking_tail_past_the_farms_batch_limit():
+    layout, scene = SceneLayout(root="", pov="scene.pov", ini=None), parse_ini("Initial_Frame=1\nFinal_Frame=40\n")
+    spec = plan_job(layout, scene, Settings().with_(max_batches=10), name="a", processes=4)
+    assert spec.count == 4 and len(spec.batches) == 10  # 10 batches of 4: the tail would have made 18

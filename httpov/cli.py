@@ -84,7 +84,8 @@ def cli(ctx: click.Context, server: str | None) -> None:
 @click.option("--height", type=int, help="Image height in pixels, instead of the ini's Height.")
 @click.option("--count", type=int, help="Frames per batch (one task each); default: adaptive, about 2.5 s of "
               "rendering per batch from this scene's measured frame times (at most 4 for a new scene).")
-@click.option("--slices", type=int, help="Split each frame into this many row slices, stitched afterwards.")
+@click.option("--slices", metavar="N|auto", help="Split each frame into this many row slices, stitched afterwards; "
+              "auto: as many as the live render processes need, of equal cost when this scene was sliced before.")
 @click.option("--slice-rows", type=int, help="Rows per slice, instead of --slices.")
 @click.option("--name", help="Job name, display text only (default: the scene's name).")
 @click.option("--time-limit", type=int, help="Seconds a batch may run (at most HTTPOV_TASK_TIME_LIMIT).")
@@ -113,7 +114,7 @@ def cli(ctx: click.Context, server: str | None) -> None:
               "(signed with HTTPOV_WEBHOOK_SECRET); may be given up to 4 times.")
 @click.pass_context
 def submit(ctx: click.Context, scene: Path, frames: int | None, width: int | None, height: int | None,
-           count: int | None, slices: int | None, slice_rows: int | None, name: str | None, time_limit: int | None,
+           count: int | None, slices: str | None, slice_rows: int | None, name: str | None, time_limit: int | None,
            priority: int, wait: bool, radiosity_cache: str, any_povray: bool, user: str | None,
            max_processes: int | None, max_nodes: int | None, pool: str | None, strict: bool,
            notify: tuple[str, ...], after: str | None, after_frames: str | None, after_anyway: bool) -> None:
@@ -555,11 +556,12 @@ def web_token_remove(ctx: click.Context, token_id: str) -> None:
 @click.option("--workers", type=int, help="Render processes on this machine (default: 4 per core).")
 @click.option("--frames", type=int, help="Frames in the animation (sets Final_Frame); default: the ini's range.")
 @click.option("--count", type=int, help="Frames per batch; default: adaptive, as for submit.")
-@click.option("--slices", type=int, help="Split each frame into this many row slices, stitched afterwards.")
+@click.option("--slices", metavar="N|auto", help="Split each frame into this many row slices, stitched afterwards "
+              "(auto: sized by the render processes).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Default: ./out/<name>/")
 @click.pass_context
 def render(ctx: click.Context, scene: Path, workers: int | None, frames: int | None, count: int | None,
-           slices: int | None, output: Path | None) -> None:
+           slices: str | None, output: Path | None) -> None:
     """Render SCENE on this machine alone: Redis, render nodes and all, started and stopped for you."""
     from httpov.local_farm import render_locally
     from httpov.terminal import JobProgress

@@ -35,6 +35,7 @@ from httpov.ini_keys import unknown_key_warnings
 from httpov.options import SubmitOptions
 from httpov.outage import through_outage
 from httpov.plan import (
+    AUTO,
     Batch,
     JobSpec,
     check_spec,
@@ -355,11 +356,19 @@ class Client:
         their done batches) when frames per batch are to follow it."""
         measured = (0.0, 0, 0)
         size = (options.width, options.height)  # --width/--height: instead of the ini's
-        if scene_key and options.count is None and options.slices is None and options.slice_rows is None:
+        if scene_key and options.count is None and options.slices in (None, AUTO) and options.slice_rows is None:
             measured = self.store.frame_times(history_key(scene_key, *image_size(scene, size)))
+        processes, slice_times = 0, None
+        if options.count is None and options.slice_rows is None and options.slices in (None, AUTO):
+            # sized by the farm: its live render processes (an animation's tail, auto slices), ...
+            everyone, pools = self.store.render_processes(within=self.settings.live_node_seconds)
+            processes = pools.get(options.pool, 0) if options.pool else everyone
+            if scene_key and options.slices == AUTO:  # ... and the scene's cost row by row
+                slice_times = self.store.slice_times(history_key(scene_key, *image_size(scene, size)))
         return plan_job(layout, scene, self.settings, name=name, scene_key=scene_key, frames=options.frames,
                         count=options.count, slices=options.slices, slice_rows=options.slice_rows,
-                        priority=options.priority, size=size, measured=measured)
+                        priority=options.priority, size=size, measured=measured, processes=processes,
+                        slice_times=slice_times)
 
     # looking at jobs
     def wait(self, job_id: str, on_progress: Progress | None = None, poll: float = 0.5,

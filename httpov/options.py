@@ -10,7 +10,7 @@ from typing import Any
 from httpov.access import NAME, NAME_RULE
 from httpov.errors import BadInputError, OptionError, Problem
 from httpov.paths import JOB_ID
-from httpov.plan import RADIOSITY_MODES, check_name
+from httpov.plan import AUTO, RADIOSITY_MODES, check_name
 from httpov.settings import Settings, check_notify, check_pool
 from httpov.text import shown
 
@@ -57,6 +57,17 @@ def _at_least_1(value: object, settings: Settings) -> int:
     if number < 1:
         raise _Refused(f"{{0}} must be at least 1, got {number}")
     return number
+
+
+def _slices(value: object, settings: Settings) -> int | str:
+    """Row slices per frame, or 'auto' (sized by the farm: plan.auto_slices)."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    try:
+        _whole(value)
+    except _Refused:
+        raise _Refused(f"{{0}} must be a whole number or {AUTO}, got {_q(value)}") from None
+    return _at_least_1(value, settings)
 
 
 def _priority(value: object, settings: Settings | None = None) -> int:
@@ -154,7 +165,7 @@ class SubmitOptions:
     width: int | None = None  # image width in pixels, instead of the ini's (HTTPOV_MAX_WIDTH, HTTPOV_MAX_PIXELS)
     height: int | None = None  # image height in pixels, instead of the ini's (HTTPOV_MAX_HEIGHT, HTTPOV_MAX_PIXELS)
     count: int | None = None  # frames per batch
-    slices: int | None = None  # row slices per frame ...
+    slices: int | str | None = None  # row slices per frame, or 'auto' (sized by the live farm) ...
     slice_rows: int | None = None  # ... or rows per slice
     priority: int = 5  # 0 (lowest) to 9 (highest)
     time_limit: int | None = None  # seconds a batch may run, at most HTTPOV_TASK_TIME_LIMIT
@@ -197,7 +208,7 @@ class SubmitOptions:
 
 _RULES: dict[str, Callable[[object, Settings], object]] = {
     "name": _name, "frames": _at_least_1, "width": _at_least_1, "height": _at_least_1,
-    "count": _at_least_1, "slices": _at_least_1, "slice_rows": _at_least_1,
+    "count": _at_least_1, "slices": _slices, "slice_rows": _at_least_1,
     "priority": _priority, "time_limit": _time_limit, "radiosity_cache": _radiosity_cache, "any_povray": _flag,
     "user": _user, "pool": _pool, "max_processes": _at_least_1, "max_nodes": _at_least_1, "strict": _flag,
     "notify": _notify, "after": _job_ids, "after_frames": _job_id, "after_anyway": _flag,

@@ -189,12 +189,20 @@ def adaptive_count(frame_count: int, per_frame: float | None, target: float = TA
     return max(1, min(wanted, spread))
 
 
-def split(frames: FrameRange, count: int, row_slices: list[tuple[int, int]] | None = None) -> list[Batch]:
-    """Batches of `count` frames; with slices, one batch per (frame, slice) instead."""
+def split(frames: FrameRange, count: int, row_slices: list[tuple[int, int]] | None = None,
+          tail: int = 0) -> list[Batch]:
+    """Batches of `count` frames; with slices, one batch per (frame, slice) instead. `tail`: the render processes
+    the job is planned for, whose last batches shrink (tail_sizes) so that they end together."""
     if count <= 0:
         raise OptionError.of("count", f"{{0}} must be at least 1, got {count}")
     if row_slices:
         return [Batch(f, f, rows) for f in range(frames.first, frames.last + 1) for rows in row_slices]
+    if tail > 0:
+        batches, start = [], frames.first
+        for size in tail_sizes(frames.count, count, tail):
+            batches.append(Batch(start, start + size - 1))
+            start += size
+        return batches
     return [
         Batch(start, min(start + count - 1, frames.last))
         for start in range(frames.first, frames.last + 1, count)
@@ -262,6 +270,22 @@ def _coarse_to_fine(positions: list[float], length: float) -> list[int]:
 def _reversed_bits(value: int, width: int) -> int:
     """`value`'s lowest `width` bits in reverse order (bit-reversal: 1, 2, 3 of 3 bits -> 4, 2, 6)."""
     return int(format(value, f"0{width}b")[::-1], 2) if width else 0
+
+#: The tail of an animation (docs/PERFORMANCE.md "The animation's tail"): a batch holds at most the frames left /
+#: (TAIL_SHARE x the render processes), so the last batches shrink to one frame and the processes end together
+#: (guided self-scheduling) instead of the job waiting for the last full batch of its costliest frames.
+TAIL_SHARE = 2
+
+
+def tail_sizes(frames: int, count: int, processes: int) -> list[int]:
+    """Frames in each batch, in order: `count` each until the frames left, shared between TAIL_SHARE x `processes`,
+    come to less; then that share (at least one frame)."""
+    sizes, left = [], frames
+    while left > 0:
+        size = max(1, min(count, left, math.ceil(left / (TAIL_SHARE * max(1, processes)))))
+        sizes.append(size)
+        left -= size
+    return sizes
 
 
 def history_key(scene_key: str, width: int, height: int) -> str:
@@ -470,6 +494,93 @@ def plan_slices(
     return list(zip(starts, ends))
 
 
+#: submit --slices auto (docs/PERFORMANCE.md "Slices sized by the farm"): this many slices per live render process,
+#: so that the last slices to finish are short next to the frame (a greedy farm ends within one slice of the ideal).
+#: Render processes outnumber cores (4 per core by default), so 2 a process is 8 a core; measured with 4 processes on
+#: 2 cores, 8 slices of a still took 0.85-0.94x the wall time of 16 (each slice costs a start, a parse, a full image).
+SLICES_PER_PROCESS = 2
+#: ... but no slice shorter than this many seconds of povray when the scene's cost is known: each slice pays
+#: povray's start and the scene's parse again.
+MIN_SLICE_SECONDS = 1.0
+#: Render processes assumed while no render node has said how many it runs (as dispatch.MIN_PROCESSES).
+ASSUMED_PROCESSES = 2
+#: The word --slices takes for "sized by the farm".
+AUTO = "auto"
+
+
+def auto_slice_count(height: int, processes: int, frame_seconds: float | None = None,
+                     block: int = RENDER_BLOCK_SIZE) -> int:
+    """How many slices --slices auto cuts a frame into: SLICES_PER_PROCESS per live render process, at most one per
+    render block; when the frame's cost is known, no more than makes slices of MIN_SLICE_SECONDS (and never fewer
+    than the processes, so every process has a slice)."""
+    processes = max(1, processes or ASSUMED_PROCESSES)
+    count = SLICES_PER_PROCESS * processes
+    if frame_seconds is not None:
+        count = min(count, max(processes, math.floor(frame_seconds / MIN_SLICE_SECONDS)))
+    return max(1, min(count, -(-height // block)))
+
+
+def slice_costs(done: list[tuple[str, float]], height: int) -> list[float] | None:
+    """A frame's cost row by row (seconds of povray, net of its start, per row) from done slices of earlier jobs of
+    the same scene at the same size: (batch id, seconds) pairs. Each slice's time is spread evenly over its rows; a
+    row several slices covered gets their mean. None when no slice covered every row (nothing to plan from)."""
+    total, times = [0.0] * height, [0] * height
+    for batch_id, seconds in done:
+        batch = Batch.from_id(batch_id)
+        if batch.rows is None or batch.prepass or not 1 <= batch.rows[0] <= batch.rows[1] <= height:
+            continue
+        rows = batch.rows[1] - batch.rows[0] + 1
+        per_row = max(0.0, seconds - POVRAY_START_SECONDS) / rows / (batch.last - batch.first + 1)
+        for row in range(batch.rows[0] - 1, batch.rows[1]):
+            total[row] += per_row
+            times[row] += 1
+    if not all(times):
+        return None
+    return [t / n for t, n in zip(total, times)]
+
+
+def even_cost_slices(costs: list[float], count: int, block: int = RENDER_BLOCK_SIZE) -> list[tuple[int, int]]:
+    """Rows 1..len(costs) cut on the block grid into at most `count` slices whose costliest is as cheap as the grid
+    allows (`costs`: seconds per row): a cheap band (a sky) becomes one slice, a costly one several. A slice holds
+    at least one block, so a single costly block bounds it."""
+    height = len(costs)
+    blocks = [sum(costs[start:start + block]) for start in range(0, height, block)]
+    count = max(1, min(count, len(blocks)))
+    if sum(blocks) <= 0:
+        return plan_slices(height, slices=count, block=block)
+
+    def cut(cap: float) -> list[int]:  # greedy: each slice takes blocks while it stays within cap; its ends
+        ends, held = [], 0.0
+        for index, cost in enumerate(blocks):
+            if index and held + cost > cap:
+                ends.append(index)
+                held = 0.0
+            held += cost
+        return ends
+    low, high = max(blocks), sum(blocks)  # the best cap lies between: bisect it
+    for _ in range(60):
+        middle = (low + high) / 2
+        if len(cut(middle)) + 1 <= count:
+            high = middle
+        else:
+            low = middle
+    bounds = [end * block for end in cut(high)] + [height]
+    starts = [1] + [b + 1 for b in bounds[:-1]]
+    return list(zip(starts, bounds))
+
+
+def auto_slices(height: int, processes: int, costs: list[float] | None = None, frame_seconds: float | None = None,
+                block: int = RENDER_BLOCK_SIZE) -> list[tuple[int, int]]:
+    """--slices auto: the frame cut for the live render processes. With the scene's measured cost per row (from its
+    earlier sliced renders, see slice_costs) the slices are of equal cost, and no more than make MIN_SLICE_SECONDS
+    each; without, SLICES_PER_PROCESS per process of equal rows (fewer if the scene's whole frames' measured time,
+    `frame_seconds`, makes them shorter than MIN_SLICE_SECONDS), so that a costly band of rows is itself cut into
+    several slices and the last slice to finish is short."""
+    if costs is not None and len(costs) == height:
+        return even_cost_slices(costs, auto_slice_count(height, processes, sum(costs), block), block)
+    return plan_slices(height, slices=auto_slice_count(height, processes, frame_seconds, block), block=block)
+
+
 def slice_options(first: int, last: int, height: int) -> list[str]:
     """povray options that render rows first..last (1-based, inclusive) of an image `height` rows high.
 
@@ -551,14 +662,17 @@ def radiosity_digest(spec: JobSpec, frame: int) -> str:
 
 
 def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, name: str, scene_key: str = "",
-             frames: int | None = None, count: int | None = None, slices: int | None = None,
+             frames: int | None = None, count: int | None = None, slices: int | str | None = None,
              slice_rows: int | None = None, priority: int = 5,
              size: tuple[int | None, int | None] = (None, None), measured: tuple[float, int, int] = (0.0, 0, 0),
-             job_id: str | None = None, created: float | None = None) -> JobSpec:
+             job_id: str | None = None, created: float | None = None, processes: int = 0,
+             slice_times: list[tuple[str, float]] | None = None) -> JobSpec:
     """A job split into batches, checked against the farm's limits: its frame range (`frames` sets Final_Frame),
     image size (the ini's, or `size`'s width and height where given: submit --width/--height), row slices (`slices`
-    or `slice_rows`), and frames per batch. Without `count`, frames per batch
-    follow the scene's measured frame time (`measured`: JobStore.frame_times of history_key(scene_key, w, h))."""
+    or `slice_rows`; `slices` 'auto': auto_slices for the farm's live render `processes` and the scene's done slices
+    of earlier jobs, `slice_times`: JobStore.slice_times), and frames per batch. Without `count`, frames per batch
+    follow the scene's measured frame time (`measured`: JobStore.frame_times of history_key(scene_key, w, h)), and
+    the last batches shrink for the live render `processes` (tail_sizes)."""
     from httpov import limits
 
     fr = frame_range(options, frames)
@@ -574,14 +688,19 @@ def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, 
         raise OptionError.of(field, "{0}: " + said, exc.hint) from None
     limits.check_work(fr.count, 0, settings)
     row_slices = None
-    if slices is not None or slice_rows is not None:
-        row_slices = plan_slices(height, slices=slices, rows=slice_rows)
+    if slices == AUTO:
+        row_slices = auto_slices(height, processes, slice_costs(slice_times or [], height), frame_seconds(*measured))
+    elif slices is not None or slice_rows is not None:
+        row_slices = plan_slices(height, slices=slices if isinstance(slices, int) else None, rows=slice_rows)
+    tail = 0
     if row_slices:
         count = count or 1
-    else:
-        count = count or adaptive_count(fr.count, frame_seconds(*measured))
+    elif count is None:  # adaptive: its last batches shrink for the live render processes (a --count is exact)
+        count, tail = adaptive_count(fr.count, frame_seconds(*measured)), processes or ASSUMED_PROCESSES
     limits.check_work(fr.count, limits.planned_batches(fr.count, count, len(row_slices or [])), settings)
-    batches = split(fr, count, row_slices)
+    batches = split(fr, count, row_slices, tail)
+    if len(batches) > settings.max_batches:  # the tail's extra batches would pass the farm's limit: none then
+        batches = split(fr, count, row_slices)
     return JobSpec(
         id=job_id or secrets.token_hex(5), name=name, scene_key=scene_key, root=layout.root, pov=layout.pov,
         options=options.options, initial=fr.initial, final=fr.final, first=fr.first, last=fr.last,

@@ -225,9 +225,9 @@ class JobStore:
                                                          for text in warnings))
             pipe.set(self.keys.submit_lease(spec.id), "1", px=int(SUBMIT_LEASE_SECONDS * 1000))
             record_schema(pipe, self.keys)  # a new farm's first job
-            if not spec.slices:  # whole-frame batches measure frame times for later jobs of this scene
-                history = self.keys.frame_history(spec.history)
-                pipe.lpush(history, spec.id).ltrim(history, 0, 7)
+            # whole-frame batches measure frame times for later jobs of this scene, slices its cost row by row
+            history = (self.keys.slice_history if spec.slices else self.keys.frame_history)(spec.history)
+            pipe.lpush(history, spec.id).ltrim(history, 0, 7)
             pipe.execute()
         self._call(run)
 
@@ -438,6 +438,7 @@ class JobStore:
             pipe.srem(self.keys.active(), *ids)
             for job_id, history in (histories or {}).items():
                 pipe.lrem(self.keys.frame_history(history), 0, job_id)
+                pipe.lrem(self.keys.slice_history(history), 0, job_id)
             pipe.execute()
             return counts
         return self._call(run)
@@ -1132,6 +1133,27 @@ class JobStore:
                 found[job_id] = (cast(JobRecord, record), JobSpec.from_dict(json.loads(record["spec"])),
                                  _batches(parts))
         return found
+
+    def slice_times(self, history: str, keep: int = 4, sample: int = 512) -> list[tuple[str, float]]:
+        """(batch id, seconds) of done slices of the last `keep` sliced jobs filed under `history` (one scene at one
+        size; at most `sample` slices each, a frame has at most a few dozen): what plan.slice_costs reads a frame's
+        cost row by row from."""
+        key = self.keys.slice_history(history)
+
+        def run() -> list[tuple[str, float]]:
+            earlier = self.r.lrange(key, 0, keep - 1)
+            if not earlier:
+                return []
+            pipe = self.r.pipeline()
+            for other in earlier:
+                pipe.hrandfield(self.keys.done(other), sample, withvalues=True)
+            found = []
+            for records in pipe.execute():
+                for batch_id, value in zip((records or [])[::2], (records or [])[1::2]):
+                    with contextlib.suppress(ValueError, TypeError, AttributeError):
+                        found.append((batch_id, float(json.loads(value).get("seconds", 0.0))))
+            return found
+        return self._call(run)
 
     def frame_times(self, history: str, keep: int = 8, sample: int = 64) -> tuple[float, int, int]:
         """Measured (seconds, frames, batches) summed over done batches of the last `keep` jobs filed under

@@ -183,6 +183,11 @@ class Keys:
         """List: the last 8 jobs of one scene at one size (JobSpec.history), whose done batches time later jobs."""
         return f"{self.prefix}:history:{history}"
 
+    def slice_history(self, history: str) -> str:
+        """List: the last 8 sliced jobs of one scene at one size, whose done slices give later jobs' --slices auto
+        the frame's cost row by row."""
+        return f"{self.prefix}:slicehistory:{history}"
+
     # shared scenes
     def scene_refs(self, scene_key: str) -> str:
         """Set: the jobs holding a reference to a stored scene zip (or radiosity cache)."""

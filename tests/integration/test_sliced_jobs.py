@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from httpov.cli import cli
 from httpov.local_farm import worker_env
 from httpov.paths import frame_key
-from tests.conftest import AA_SENSITIVE, pixels, write_scene
+from httpov.plan import auto_slices, plan_slices, slice_costs
+from tests.conftest import AA_SENSITIVE, pixels, wait_for, write_scene
 from tests.store.test_metrics import samples as metric_samples
 
 pytestmark = pytest.mark.integration
@@ -115,3 +116,27 @@ def test_bad_slice_counts_are_refused_before_anything_is_queued(tmp_path, settin
     assert "httpov: error:" in result.output and message in result.output
     assert client.store.job_ids() == []
     assert not (Path(settings.storage) / "scenes").exists()
+
+
+def test_slices_auto_cuts_for_the_live_processes_then_for_the_scenes_measured_rows(tmp_path, settings, client,
+                                                                                    workers):
+    """--slices auto: 2 slices per live render process on a new scene; the next job of the same scene at the same
+    size is cut from the first one's measured slices; both stitch to one povray's pixels."""
+    scene = write_scene(tmp_path / "auto", SCENE, "Width=24\nHeight=160\nAntialias=on\nAntialias_Threshold=0.3\n")
+    workers(concurrency=1)
+    wait_for(lambda: client.store.render_processes(within=settings.live_node_seconds)[0] == 1, 60,
+             "the render node's heartbeat")
+    first = client.submit(scene, slices="auto")
+    assert first.spec.slices == plan_slices(160, slices=2)  # 2 for one process, on the 32-row grid
+    assert client.wait(first.spec.id, timeout=180).state == "done"
+    done = client.store.batches(first.spec.id)["done"]
+    costs = slice_costs([(batch, info["seconds"]) for batch, info in done.items()], 160)
+    assert costs is not None  # every row measured
+
+    second = client.submit(scene, slices="auto")
+    assert second.spec.slices == auto_slices(160, 1, costs)  # planned from what the first job measured
+    assert client.wait(second.spec.id, timeout=180).state == "done"
+    povray_reference(scene, tmp_path / "ref")
+    for sub in (first, second):
+        images = client.fetch(sub.spec.id, tmp_path / sub.spec.id)
+        assert pixels(images[0]) == pixels(tmp_path / "ref" / "ref.png"), "a stitched still differs from povray's"

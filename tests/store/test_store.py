@@ -392,3 +392,22 @@ def test_a_heartbeat_tries_the_sweeps_claims_in_its_round_trip_and_one_node_wins
     store.r.delete(store.keys.claim("sweep:leases"))  # its period over
     assert store.heartbeat("b@h", 4, [], claims=tried) == {"sweep:leases"}
     assert store.heartbeat("b@h", 4, []) == set()
+
+
+def test_a_sliced_jobs_done_slices_time_later_jobs_of_its_scene_and_go_with_it(store: JobStore):
+    """Slices are filed apart from whole-frame jobs (a slice is no frame time): --slices auto reads them back."""
+    sliced = JobSpec(id="s1", name="n", scene_key="k", root="", pov="p.pov", options={}, initial=1, final=1, first=1,
+                     last=1, width=8, height=64, count=1, slices=[(1, 32), (33, 64)],
+                     batches=["f000001-000001-r00001-00032", "f000001-000001-r00033-00064"])
+    store.create(sliced)
+    store.create(_spec("w1"))  # a whole-frame job of the same scene at another size
+    store.publish("s1")
+    for batch, seconds in zip(sliced.batches, (0.9, 4.5)):
+        assert store.start_batch("s1", batch, f"t-{batch}", "a@host", 60.0) == "ok"
+        done = store.finish_batch("s1", batch, {"node": "a@host", "seconds": seconds}, [], f"t-{batch}")
+        assert done in ("ok", "done")  # 'done': the job's last batch
+    assert sorted(store.slice_times(sliced.history)) == [("f000001-000001-r00001-00032", 0.9),
+                                                         ("f000001-000001-r00033-00064", 4.5)]
+    assert store.frame_times(sliced.history) == (0.0, 0, 0)  # not counted as frames
+    store.drop_jobs(["s1"], {"s1": sliced.history})
+    assert store.slice_times(sliced.history) == [] and store.r.exists(store.keys.slice_history(sliced.history)) == 0

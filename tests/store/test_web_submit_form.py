@@ -77,10 +77,10 @@ def selected(page: str, select: str) -> str | None:
 def test_every_field_is_offered_typed_and_reaches_the_job(settings, server, client, scene):
     alice = server.session("alice")
     page = page_of(server, alice)
-    for name in ("frames", "width", "height", "count", "slices", "slice_rows", "time_limit", "max_processes",
-                 "max_nodes"):
+    for name in ("frames", "width", "height", "count", "slice_rows", "time_limit", "max_processes", "max_nodes"):
         assert re.search(rf'<input type="number" id="{name}" name="{name}" value="" step="1" inputmode="numeric" '
                          r'min="1"', page), name
+    assert '<input type="text" id="slices" name="slices" value="">' in page  # a number, or auto
     assert f'max="{settings.task_time_limit}"' in page
     assert options_of(page, "priority") == [str(p) for p in range(settings.user_max_priority + 1)]
     assert selected(page, "priority") == "5"
@@ -102,6 +102,16 @@ def test_every_field_is_offered_typed_and_reaches_the_job(settings, server, clie
     assert record["user"] == "alice" and record["queue"] == settings.pool_queue("gpu")
     assert (record["max_processes"], record["max_nodes"]) == ("2", "1")
     assert json.loads(record["notify"]) == ["https://hooks.example.com/a", "http://127.0.0.1:9/b"]
+
+
+def test_slices_auto_from_the_form_are_cut_for_the_pools_live_processes(settings, server, client, scene):
+    status, headers, page = submit_form(server, server.session("alice"), scene, name="auto", height="256",
+                                        slices="auto", pool="gpu")
+    assert status == 302, page
+    spec = client.store.spec(headers["Location"].rsplit("/", 1)[1])
+    assert spec.slices == [(1, 64), (65, 128), (129, 192), (193, 256)]  # 2 a process of the pool's live node's 2
+    status, _, page = submit_form(server, server.session("alice"), scene, name="many", slices="many")
+    assert status == 400 and "slices must be a whole number or auto" in html.unescape(page)
 
 
 def test_a_plain_user_may_not_name_another_owner(settings, server, scene):

@@ -34,7 +34,7 @@ def test_help_texts_say_what_each_option_does():
     assert "into OUTPUT" not in _help("fetch") and "into --output" in _help("fetch")
     render = _help("render")
     for option in ("--frames INTEGER Frames in the animation", "--count INTEGER Frames per batch",
-                   "--slices INTEGER Split each frame"):
+                   "--slices N|auto Split each frame"):
         assert option in render
     assert "--port INTEGER TCP port to listen on." in _help("web")
 

@@ -191,3 +191,9 @@ def test_the_web_form_shows_the_error_beside_its_field() -> None:
     beside = re.search(r'id="frames-error">([^<]*)<', html)
     assert beside and beside.group(1) == "frames must be a whole number, got &#39;three&#39;"
     assert '<option value="gpu">gpu</option>' in html  # the live pools, to choose from
+
+
+@pytest.mark.parametrize("value", ["auto", " AUTO "])
+def test_slices_auto_leaves_the_count_to_the_farm(value: str) -> None:
+    assert SubmitOptions.parse({"slices": value}, SETTINGS).slices == "auto"
+    assert _refused({"slices": "many"}).errors == {"slices": "slices must be a whole number or auto, got 'many'"}

@@ -234,10 +234,22 @@ def preview_order(batch_ids: Sequence[str]) -> list[str]:
     return [b for i in order for b in groups[spans[i]]]
 
 
+#: How many batches preview_order hands out as it is (first, last, one per fifth and per tenth of the timeline)
+#: before the rest go largest first: after them every tenth of the animation has a frame on its way.
+PREVIEW_BATCHES = 12
+
+
 def handout_order(spec: JobSpec, batch_ids: Sequence[str]) -> list[str]:
     """Batches of job `spec` in the order they go on its pending list: preview_order, or as given (frame order) for
-    a job submitted with HTTPOV_BATCH_ORDER=frames."""
-    return preview_order(batch_ids) if spec.order == "preview" else list(batch_ids)
+    a job submitted with HTTPOV_BATCH_ORDER=frames. In preview order, past the first PREVIEW_BATCHES the batches
+    of more frames go before those of fewer (a stable sort: the preview order within a size, a frame's slices
+    together), so the tail's shrunken batches (tail_sizes) are handed out last, where they let the processes end
+    together, and not early where the timeline put them."""
+    if spec.order != "preview":
+        return list(batch_ids)
+    order = preview_order(batch_ids)
+    rest = sorted(order[PREVIEW_BATCHES:], key=lambda b: -len(Batch.from_id(b).frames))
+    return order[:PREVIEW_BATCHES] + rest
 
 
 def _coarse_to_fine(positions: list[float], length: float) -> list[int]:
@@ -271,6 +283,7 @@ def _reversed_bits(value: int, width: int) -> int:
     """`value`'s lowest `width` bits in reverse order (bit-reversal: 1, 2, 3 of 3 bits -> 4, 2, 6)."""
     return int(format(value, f"0{width}b")[::-1], 2) if width else 0
 
+
 #: The tail of an animation (docs/PERFORMANCE.md "The animation's tail"): a batch holds at most the frames left /
 #: (TAIL_SHARE x the render processes), so the last batches shrink to one frame and the processes end together
 #: (guided self-scheduling) instead of the job waiting for the last full batch of its costliest frames.
@@ -279,7 +292,11 @@ TAIL_SHARE = 2
 
 def tail_sizes(frames: int, count: int, processes: int) -> list[int]:
     """Frames in each batch, in order: `count` each until the frames left, shared between TAIL_SHARE x `processes`,
-    come to less; then that share (at least one frame)."""
+    come to less; then that share (at least one frame). A job whose batches of `count` all start at once (no more
+    of them than `processes`) keeps them: shrinking them would only add a round of povray starts (adaptive_count's
+    one round)."""
+    if math.ceil(frames / count) <= processes:
+        return [min(count, frames - start) for start in range(0, frames, count)]
     sizes, left = [], frames
     while left > 0:
         size = max(1, min(count, left, math.ceil(left / (TAIL_SHARE * max(1, processes)))))

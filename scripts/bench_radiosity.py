@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import secrets
 import signal
@@ -39,12 +38,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchfarm import node_farm  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
-from httpov.local_farm import embedded_redis, redis_answers, start_worker, stop_worker  # noqa: E402
-from httpov.settings import Settings  # noqa: E402
 
 ROOM = REPO / "scripts" / "research" / "scenes" / "room.pov"
 MODES = ("farm whole", "today", "pre-pass", "reused")
@@ -99,16 +96,7 @@ def main() -> None:
 
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="httpov-bench-rad-")))
-        url = os.environ.get("HTTPOV_BROKER_URL", "redis://127.0.0.1:6379/0")
-        if not redis_answers(url):
-            url = stack.enter_context(embedded_redis(tmp))
-        tag = "httpovbench-" + secrets.token_hex(4)
-        settings = Settings(broker_url=url, state_url=url, storage=str(tmp / "storage"), prefix=tag, queue=tag,
-                            cache_dir=tmp / "cache", render_threads=1)
-        worker = start_worker(settings, args.concurrency, tag, tmp / "worker.log")
-        stack.callback(stop_worker, worker)
-        client = Client(settings, make_app(settings))
-        stack.callback(_forget, client, tag)
+        _, client = node_farm(stack, tmp, args.concurrency)
         warm = _scene(tmp / "warm", 32, 32, "warm-up")
         client.wait(client.submit(warm, slices=1, name="warmup").spec.id, timeout=600)
         if args.fly:
@@ -234,12 +222,6 @@ def _scene(folder: Path, width: int, height: int, comment: str) -> Path:
     (folder / "pov.ini").write_text(f"Input_File_Name=room.pov\nWidth={width}\nHeight={height}\n"
                                     "Antialias=on\nAntialias_Threshold=0.3\n")
     return folder
-
-
-def _forget(client: Client, tag: str) -> None:
-    keys = list(client.store.r.scan_iter(match=f"{tag}:*", count=1000))
-    if keys:
-        client.store.r.delete(*keys)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ the stitched frame is checked pixel for pixel against povray's. Uses the Redis o
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import signal
 import statistics
 import subprocess
@@ -24,10 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from httpov.celery import make_app  # noqa: E402
-from httpov.client import Client  # noqa: E402
-from httpov.local_farm import embedded_redis, redis_answers, start_worker, stop_worker  # noqa: E402
-from httpov.settings import Settings  # noqa: E402
+from benchfarm import node_farm  # noqa: E402
 
 SCENE = """#version 3.7;
 global_settings { assumed_gamma 1.0 max_trace_level 8 }
@@ -64,16 +59,7 @@ def main() -> None:
         (scene / "pov.ini").write_text(f"Input_File_Name=scene.pov\nWidth={args.width}\nHeight={args.height}\n"
                                        "Antialias=on\nAntialias_Threshold=0.1\nAntialias_Depth=3\n")
 
-        url = os.environ.get("HTTPOV_BROKER_URL", "redis://127.0.0.1:6379/0")
-        if not redis_answers(url):
-            url = stack.enter_context(embedded_redis(tmp))
-        tag = "httpovbench-" + secrets.token_hex(4)
-        settings = Settings(broker_url=url, state_url=url, storage=str(tmp / "storage"), prefix=tag, queue=tag,
-                            cache_dir=tmp / "cache", render_threads=1)
-        worker = start_worker(settings, args.concurrency, tag, tmp / "worker.log")
-        stack.callback(stop_worker, worker)
-        client = Client(settings, make_app(settings))
-        stack.callback(_forget, client, tag)
+        _, client = node_farm(stack, tmp, args.concurrency)
 
         # Warm the node up (pool processes forked, imports done) on a tiny scene before timing anything.
         tiny = tmp / "tiny"
@@ -113,12 +99,6 @@ def _pixels(path: Path) -> list:
     import png
 
     return [list(row) for row in png.Reader(filename=str(path)).asDirect()[2]]
-
-
-def _forget(client: Client, tag: str) -> None:
-    keys = list(client.store.r.scan_iter(match=f"{tag}:*", count=1000))
-    if keys:
-        client.store.r.delete(*keys)
 
 
 if __name__ == "__main__":

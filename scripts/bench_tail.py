@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import secrets
 import signal
 import statistics
 import subprocess
@@ -38,11 +37,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from httpov.celery import make_app  # noqa: E402
-from httpov.client import Client  # noqa: E402
-from httpov.local_farm import embedded_redis, redis_answers, start_worker, stop_worker  # noqa: E402
+from benchfarm import node_farm  # noqa: E402
+
 from httpov.options import SubmitOptions  # noqa: E402
-from httpov.settings import Settings  # noqa: E402
 
 # The camera looks at y = 2.6 (still) or tilts from the sky down into the spheres with the clock (animation).
 SCENE = """#version 3.7;
@@ -85,16 +82,7 @@ def main() -> None:
 
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="httpov-bench-")))
-        url = os.environ.get("HTTPOV_BROKER_URL", "redis://127.0.0.1:6379/0")
-        if not redis_answers(url):
-            url = stack.enter_context(embedded_redis(tmp))
-        tag = "httpovbench-" + secrets.token_hex(4)
-        settings = Settings(broker_url=url, state_url=url, storage=str(tmp / "storage"), prefix=tag, queue=tag,
-                            cache_dir=tmp / "cache", render_threads=1)
-        worker = start_worker(settings, args.concurrency, tag, tmp / "worker.log")
-        stack.callback(stop_worker, worker)
-        client = Client(settings, make_app(settings))
-        stack.callback(_forget, client, tag)
+        settings, client = node_farm(stack, tmp, args.concurrency)
 
         def scene(name: str, extra: str = "") -> Path:
             folder = tmp / name
@@ -174,12 +162,6 @@ def _parallel_seconds(folder: Path, tmp: Path, processes: int) -> float:
     if any(p.wait() for p in procs):
         raise SystemExit("povray failed on the benchmark scene")
     return time.perf_counter() - started
-
-
-def _forget(client: Client, tag: str) -> None:
-    keys = list(client.store.r.scan_iter(match=f"{tag}:*", count=1000))
-    if keys:
-        client.store.r.delete(*keys)
 
 
 if __name__ == "__main__":

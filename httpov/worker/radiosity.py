@@ -37,10 +37,19 @@ LOADING_FOOTER = "global_settings { radiosity { pretrace_start 1 pretrace_end 1 
 PROBE_SIZE = (8, 6)
 _NO_RADIOSITY = re.compile(r"^\s*Radiosity Time:\s+No radiosity", re.M)
 _RADIOSITY_TIME = re.compile(r"^\s*Radiosity Time:", re.M)
+#: Printed only when radiosity is on and a ray met a surface: the samples povray computed or reused, in any pass.
+_RADIOSITY_SAMPLES = re.compile(r"^\s*Radiosity samples (?:calculated|reused):\s+([1-9]\d*)", re.M)
 
 
 def uses_radiosity(log: str) -> bool | None:
-    """What a povray log's statistics say: True (radiosity on), False ('No radiosity'), None (no statistics)."""
+    """What a povray log's statistics say: True (radiosity on), False (off), None (no statistics).
+
+    'Radiosity Time' times the pretrace only, and povray runs no pretrace step when `pretrace_start` x the image's
+    larger side is 0.5 pixel or less (view.cpp: steps = floor(log2(start / max(end, 1)) + 1) + 1): at the 8x6 probe
+    that is any `pretrace_start` up to 1/16, such as cornell.pov's 0.04, whose statistics then say 'No radiosity'
+    although the final pass computed radiosity samples. So samples computed or reused count as radiosity too."""
+    if _RADIOSITY_SAMPLES.search(log):
+        return True
     if _NO_RADIOSITY.search(log):
         return False
     return True if _RADIOSITY_TIME.search(log) else None

@@ -95,6 +95,11 @@ def test_the_probe_reads_povrays_render_statistics():
     assert uses_radiosity("Render Time:\n  Photon Time:      No photons\n  Radiosity Time:   No radiosity\n") is False
     assert uses_radiosity("  Radiosity Time:   0 hours  0 minutes  0 seconds (0.028 seconds)\n") is True
     assert uses_radiosity("Parse Error: something\n") is None
+    # cornell.pov at 8x6: its pretrace_start 0.04 runs no pretrace step, but the final pass computed samples
+    cornell = ("Radiosity samples calculated:              398 (1.33 %)\nRadiosity samples reused:"
+               "                29576\n  Radiosity Time:   No radiosity\n")
+    assert uses_radiosity(cornell) is True
+    assert uses_radiosity("Radiosity samples calculated:    0 (0.00 %)\n  Radiosity Time:   No radiosity\n") is False
 
 
 def test_submit_looks_for_the_word_radiosity_in_any_file():

@@ -125,6 +125,22 @@ def test_a_sliced_radiosity_animation_gets_one_pre_pass_per_frame(tmp_path, sett
         assert row_jump(frame, 32) <= 1.5 * row_jump(single, 32), n  # without the pre-pass: 39 dB, jumps 2.2-4.6x
 
 
+def test_a_pretrace_too_coarse_for_the_probe_still_gets_its_pre_pass(tmp_path, settings, client, workers):
+    """cornell.pov's pretrace_start 0.04 runs no pretrace step in the 8x6 probe (issue #27): the node still finds
+    radiosity, stores its samples, and the slices load them (no seam)."""
+    coarse = ROOM.replace("pretrace_start 0.08", "pretrace_start 0.04")
+    assert coarse != ROOM
+    scene = write_scene(tmp_path / "coarse", coarse, "Width=96\nHeight=64\nAntialias=off\n")
+    workers(concurrency=2)
+    sub = client.submit(scene, slices=2)
+    client.wait(sub.spec.id, timeout=180)
+    stored = Path(settings.storage) / radiosity_key(radiosity_digest(sub.spec, 1))
+    assert check_cache(stored) > 100, "the pre-pass found radiosity and stored its samples"
+    povray_direct(scene, tmp_path / "ref")
+    single, frame = tmp_path / "ref" / "ref.png", client.fetch(sub.spec.id, tmp_path / "out")[0]
+    assert row_jump(frame, 32) <= 1.5 * row_jump(single, 32)
+
+
 def test_a_pre_pass_node_killed_mid_pass_does_not_hang_the_job(tmp_path, settings, client, workers):
     settings = settings.with_(lease_seconds=2.0)
     scene = room(tmp_path)

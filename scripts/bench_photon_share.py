@@ -5,7 +5,8 @@
 For each scene (copied with its folder from Debian's povray-examples, --examples) and repetition, alternating:
   today    --slices row slices (+SR/+ER on povray's 32-row grid), each `povray -D +WT1 +A0.3` shooting its own
            photons, two at a time;
-  shared   a pre-pass rendering one row of a copy of the scene with `save_file` put just inside its
+  shared   a pre-pass rendering two rows (+SR1 +ER2: povray reads +ER1 as the fraction 1.0, the whole image) of
+           a copy of the scene with `save_file` put just inside its
            global_settings photons { } block, then the same slices rendering a copy with `load_file` there.
 Reported: povray's own CPU seconds (the "using N thread(s) with X CPU-seconds total" lines: photon, radiosity,
 trace), of which photon shooting, the wall time of the serial pre-pass, the map's size, and whether each stitched
@@ -114,7 +115,7 @@ def main() -> None:
                         pre = (0.0, 0.0, 0.0)
                     else:
                         (folder / "httpov.ph").unlink(missing_ok=True)
-                        pre = povray(folder, saving, "pre.png", size, "+SR1", "+ER1")  # type: ignore[arg-type]
+                        pre = povray(folder, saving, "pre.png", size, "+SR1", "+ER2")  # type: ignore[arg-type]
                         cost = sliced(folder, loading, f"s{rep}", size, parts)  # type: ignore[arg-type]
                     label = f"t{rep}" if mode == "today" else f"s{rep}"
                     same = stitch(folder, parts, label, size[0]) == reference

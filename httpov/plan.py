@@ -42,7 +42,7 @@ RADIOSITY_MODES = ("auto", "off", "shared")
 #: 'shared' (one cache for every frame).
 RADIOSITY_PLANS = ("off", "prepass", "shared")
 #: Bumped whenever the pre-pass recipe changes, so a stored radiosity cache of an older recipe is not reused.
-PREPASS_RECIPE = "rfo-as_off-noaa/1"
+PREPASS_RECIPE = "rfo-as_off-noaa/2"  # 2: detection by samples, empty cache without a real pretrace (#27)
 
 
 @dataclass(frozen=True)

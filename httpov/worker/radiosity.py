@@ -37,13 +37,55 @@ LOADING_FOOTER = "global_settings { radiosity { pretrace_start 1 pretrace_end 1 
 PROBE_SIZE = (8, 6)
 _NO_RADIOSITY = re.compile(r"^\s*Radiosity Time:\s+No radiosity", re.M)
 _RADIOSITY_TIME = re.compile(r"^\s*Radiosity Time:", re.M)
+#: Printed only when radiosity is on and a ray met a surface: the samples povray computed or reused, in any pass.
+_RADIOSITY_SAMPLES = re.compile(r"^\s*Radiosity samples (?:calculated|reused):\s+([1-9]\d*)", re.M)
 
 
 def uses_radiosity(log: str) -> bool | None:
-    """What a povray log's statistics say: True (radiosity on), False ('No radiosity'), None (no statistics)."""
+    """What a povray log's statistics say: True (radiosity on), False (off), None (no statistics).
+
+    'Radiosity Time' times the pretrace only, and povray runs no pretrace step when `pretrace_start` x the image's
+    larger side is 0.5 pixel or less (view.cpp: steps = floor(log2(start / max(end, 1)) + 1) + 1): at the 8x6 probe
+    that is any `pretrace_start` up to 1/16, such as cornell.pov's 0.04, whose statistics then say 'No radiosity'
+    although the final pass computed radiosity samples. So samples computed or reused count as radiosity too."""
+    if _RADIOSITY_SAMPLES.search(log):
+        return True
     if _NO_RADIOSITY.search(log):
         return False
     return True if _RADIOSITY_TIME.search(log) else None
+
+
+#: Below this share of a frame's top-level radiosity samples computed in the pretrace, slices do not depend on a
+#: whole-frame pretrace: the pre-pass stores no cache and the slices render on their own. blocks/stackernight.pov
+#: and stackerday.pov (pretrace_start = pretrace_end = 1: 1 of 11459 samples in the pretrace) came out 36.2 / 46.9
+#: dB from a single render with the cache and 48.1 / 56.5 dB without it, seamless either way; the sample scenes
+#: that need the cache compute 16 % or more of their samples in the pretrace (docs/RADIOSITY.md).
+MIN_PRETRACE_SHARE = 0.01
+_PASS_HEADER = re.compile(r"^\s*Pass\s+Depth 0\b.*$", re.M)
+_PASS_ROW = re.compile(r"^\s*(\d+|Final)((?:\s+\d+)+)\s*$")
+
+
+def pretrace_share(log: str) -> float | None:
+    """The share of the top-level (depth 0) radiosity samples povray computed in its pretrace passes, from the pass
+    table of a render's statistics ('Pass  Depth 0 ... Total' rows '1', '2', ..., 'Final', depth 0 first); None
+    without a table or samples."""
+    headers = list(_PASS_HEADER.finditer(log))
+    if not headers:
+        return None
+    header = headers[-1]
+    pretrace = final = 0
+    for line in log[header.end():].splitlines()[1:]:
+        if line.strip().startswith("-"):
+            continue
+        row = _PASS_ROW.match(line)
+        if row is None:
+            break
+        total = int(row.group(2).split()[0])  # top-level samples: the ones pixels use (deeper ones serve them)
+        if row.group(1) == "Final":
+            final = total
+        else:
+            pretrace += total
+    return pretrace / (pretrace + final) if pretrace + final else None
 
 
 def probe_options() -> list[str]:
@@ -183,8 +225,9 @@ class Farm:
             output = render(prepass_options(scene_dir, spec, cache.name))
             seconds += output.seconds
             logs.append(output.log)
-            if not cache.is_file():
-                cache.write_bytes(b"")  # radiosity on, yet no sample saved: nothing to load
+            share = pretrace_share(output.log)
+            if not cache.is_file() or (share is not None and share < MIN_PRETRACE_SHARE):
+                cache.write_bytes(b"")  # nothing to load, or nothing the slices' own pretraces would change
         else:
             cache.write_bytes(b"")
         self.storage.put_file(key, cache)

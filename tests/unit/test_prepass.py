@@ -20,7 +20,7 @@ from httpov.plan import (
 )
 from httpov.scene import mentions_radiosity
 from httpov.view import Prepass, from_snapshot
-from httpov.worker.radiosity import BadCache, check_cache, uses_radiosity
+from httpov.worker.radiosity import MIN_PRETRACE_SHARE, BadCache, check_cache, pretrace_share, uses_radiosity
 
 SCENE_KEY = "scenes/" + "a" * 64 + ".zip"
 
@@ -95,6 +95,51 @@ def test_the_probe_reads_povrays_render_statistics():
     assert uses_radiosity("Render Time:\n  Photon Time:      No photons\n  Radiosity Time:   No radiosity\n") is False
     assert uses_radiosity("  Radiosity Time:   0 hours  0 minutes  0 seconds (0.028 seconds)\n") is True
     assert uses_radiosity("Parse Error: something\n") is None
+    # cornell.pov at 8x6: its pretrace_start 0.04 runs no pretrace step, but the final pass computed samples
+    cornell = ("Radiosity samples calculated:              398 (1.33 %)\nRadiosity samples reused:"
+               "                29576\n  Radiosity Time:   No radiosity\n")
+    assert uses_radiosity(cornell) is True
+    assert uses_radiosity("Radiosity samples calculated:    0 (0.00 %)\n  Radiosity Time:   No radiosity\n") is False
+
+
+#: The pass tables of povray 3.7.0.10 at 160x120 -A: blocks/stackernight.pov (pretrace 1/1) and radiosity3.pov.
+STACKERNIGHT = """----------------------------------------------------------------------------
+  Pass     Depth 0           Total
+----------------------------------------------------------------------------
+  1              1               1
+  Final      11458           11458
+----------------------------------------------------------------------------
+  Total      11459           11459
+  Weight     1.000
+----------------------------------------------------------------------------
+Render Time:
+"""
+RADIOSITY3 = """  Pass     Depth 0           Total
+----------------------------------------------------------------------------
+  1            130             130
+  2            519             519
+  Final       3433            3433
+----------------------------------------------------------------------------
+  Total       4082            4082
+"""
+CORNELL = """  Pass     Depth 0    Depth 1    Depth 2           Total
+----------------------------------------------------------------------------
+  Final         36        275         87             398
+----------------------------------------------------------------------------
+  Total         36        275         87             398
+"""
+
+
+def test_the_pretrace_share_reads_povrays_pass_table():
+    assert pretrace_share(STACKERNIGHT) == pytest.approx(1 / 11459)
+    assert pretrace_share(STACKERNIGHT) < MIN_PRETRACE_SHARE  # the slices need no whole-frame pretrace
+    assert pretrace_share(RADIOSITY3) == pytest.approx(649 / 4082)
+    assert pretrace_share(RADIOSITY3) > MIN_PRETRACE_SHARE
+    room = ("  Pass     Depth 0    Depth 1           Total\n" + "-" * 76 +  # the research room, pretrace 1/1, 64x48
+            "\n  1              1         40              41\n  Final        221        351             572\n")
+    assert pretrace_share(room) == pytest.approx(1 / 222)
+    assert pretrace_share(CORNELL) == 0.0  # the 8x6 probe: no pretrace step (never read from a probe)
+    assert pretrace_share("Render Time:\n  Radiosity Time:   No radiosity\n") is None
 
 
 def test_submit_looks_for_the_word_radiosity_in_any_file():

@@ -1,0 +1,148 @@
+"""Measure: would one shared photon map save time on POV-Ray's photon sample scenes sliced in rows?
+
+    python scripts/bench_photon_share.py [--size 160x120 --slices 4 --repeat 3 --scenes grenadine,optics]
+
+For each scene (copied with its folder from Debian's povray-examples, --examples) and repetition, alternating:
+  today    --slices row slices (+SR/+ER on povray's 32-row grid), each `povray -D +WT1 +A0.3` shooting its own
+           photons, two at a time;
+  shared   a pre-pass rendering two rows (+SR1 +ER2: povray reads +ER1 as the fraction 1.0, the whole image) of
+           a copy of the scene with `save_file` put just inside its
+           global_settings photons { } block, then the same slices rendering a copy with `load_file` there.
+Reported: povray's own CPU seconds (the "using N thread(s) with X CPU-seconds total" lines: photon, radiosity,
+trace), of which photon shooting, the wall time of the serial pre-pass, the map's size, and whether each stitched
+image is pixel-identical to one `povray -D +WT1` of the whole image. Not httpov code: a measurement of the
+design in docs/RADIOSITY.md section 4 on real sample scenes, to decide whether to build it.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+
+EXAMPLES = Path("/usr/share/doc/povray/examples")
+SCENES = {
+    "grenadine": "advanced/grenadine/grenadine.pov",
+    "optics": "advanced/optics.pov",
+    "glassthing": "lights/glassthing.pov",
+    "phot_met_glass": "lights/phot_met_glass.pov",
+}
+CPU = re.compile(r"using \d+ thread\(s\) with ([\d.]+) CPU-seconds total")
+PHOTON_CPU = re.compile(r"Photon Time:.*\n\s*using \d+ thread\(s\) with ([\d.]+) CPU-seconds total")
+
+
+def povray(folder: Path, scene: str, out: str, size: tuple[int, int], *extra: str) -> tuple[float, float, float]:
+    """(wall, CPU, photon CPU) of one povray run."""
+    started = time.perf_counter()
+    done = subprocess.run(["povray", "-D", "+WT1", f"+W{size[0]}", f"+H{size[1]}", "+A0.3", "+FN", f"+I{scene}",
+                           f"+O{out}", *extra], cwd=folder, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise SystemExit(f"povray failed in {folder}:\n{done.stderr[-2000:]}")
+    log = done.stdout + done.stderr
+    return (time.perf_counter() - started, sum(float(v) for v in CPU.findall(log)),
+            sum(float(v) for v in PHOTON_CPU.findall(log)))
+
+
+def inject(folder: Path, scene: str, name: str, statement: str) -> str:
+    """A copy of the scene with `statement` just inside the photons block of its global_settings."""
+    text = (folder / scene).read_text(errors="replace")
+    block = re.compile(r"photons\s*\{").search(text, text.index("global_settings"))
+    if block is None:
+        raise SystemExit(f"no photons block in {scene}'s global_settings")
+    (folder / name).write_text(text[:block.end()] + f" {statement} " + text[block.end():])
+    return name
+
+
+def rows(size: tuple[int, int], slices: int) -> list[tuple[int, int]]:
+    """Row ranges on povray's 32-row render-block grid (pixel-identical stitching of deterministic scenes)."""
+    per = math.ceil(math.ceil(size[1] / slices) / 32) * 32
+    return [(a, min(a + per - 1, size[1])) for a in range(1, size[1] + 1, per)]
+
+
+def stitch(folder: Path, parts: list[tuple[int, int]], label: str, width: int) -> bytes:
+    pixels = bytearray(Image.open(folder / f"{label}-1.png").convert("RGB").tobytes())
+    line = 3 * width
+    for first, last in parts:
+        part = Image.open(folder / f"{label}-{first}.png").convert("RGB").tobytes()
+        pixels[(first - 1) * line:last * line] = part[(first - 1) * line:last * line]
+    return bytes(pixels)
+
+
+def sliced(folder: Path, scene: str, label: str, size: tuple[int, int], parts: list[tuple[int, int]]) -> list:
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda p: povray(folder, scene, f"{label}-{p[0]}.png", size, f"+SR{p[0]}", f"+ER{p[1]}"),
+                             parts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="160x120")
+    parser.add_argument("--slices", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--scenes", default=",".join(SCENES))
+    parser.add_argument("--examples", type=Path, default=EXAMPLES)
+    args = parser.parse_args()
+    size = tuple(int(v) for v in args.size.split("x"))
+    assert len(size) == 2
+    table = []
+    with tempfile.TemporaryDirectory(prefix="httpov-bench-photons-") as tmp:
+        for name in args.scenes.split(","):
+            source = args.examples / SCENES[name]
+            folder = Path(tmp) / name
+            if source.parent == args.examples / "advanced" or source.parent.name == "lights":
+                folder.mkdir()
+                shutil.copy(source, folder)
+            else:
+                shutil.copytree(source.parent, folder)
+            saving = inject(folder, source.name, "httpov-save.pov", 'save_file "httpov.ph"')
+            loading = inject(folder, source.name, "httpov-load.pov", 'load_file "httpov.ph"')
+            parts = rows(size, args.slices)  # type: ignore[arg-type]
+            single = povray(folder, source.name, "single.png", size)  # type: ignore[arg-type]
+            reference = Image.open(folder / "single.png").convert("RGB").tobytes()
+            runs: dict[str, list] = {"today": [], "shared": []}
+            for rep in range(args.repeat):
+                for mode in ("today", "shared"):
+                    if mode == "today":
+                        cost = sliced(folder, source.name, f"t{rep}", size, parts)  # type: ignore[arg-type]
+                        pre = (0.0, 0.0, 0.0)
+                    else:
+                        (folder / "httpov.ph").unlink(missing_ok=True)
+                        pre = povray(folder, saving, "pre.png", size, "+SR1", "+ER2")  # type: ignore[arg-type]
+                        cost = sliced(folder, loading, f"s{rep}", size, parts)  # type: ignore[arg-type]
+                    label = f"t{rep}" if mode == "today" else f"s{rep}"
+                    same = stitch(folder, parts, label, size[0]) == reference
+                    runs[mode].append({"cpu": pre[1] + sum(c[1] for c in cost), "photon": sum(c[2] for c in cost),
+                                       "pre_wall": pre[0], "pre_cpu": pre[1], "identical": same})
+            mb = (folder / "httpov.ph").stat().st_size / 1e6
+            table.append((name, single, runs, mb))
+            print(name, single, runs, f"{mb:.1f} MB", flush=True)
+    print(f"\n{args.size} +A0.3, {args.slices} slices two at a time, {args.repeat} repetitions alternating "
+          "(median; min-max)\n")
+    print("| scene | single CPU s (photons) | today's slices CPU s (photons) | shared: pre-pass CPU s / wall s "
+          "| shared: total CPU s | shared / today | map MB | stitched = single |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, single, runs, mb in table:
+        today, shared = runs["today"], runs["shared"]
+        ratio = [s["cpu"] / t["cpu"] for s, t in zip(shared, today)]
+        same = all(r["identical"] for r in today + shared)
+        print(f"| {name} | {single[1]:.2f} ({single[2]:.2f}) | {_spread([r['cpu'] for r in today])} "
+              f"({statistics.median(r['photon'] for r in today):.2f}) | "
+              f"{statistics.median(r['pre_cpu'] for r in shared):.2f} / "
+              f"{statistics.median(r['pre_wall'] for r in shared):.2f} | {_spread([r['cpu'] for r in shared])} | "
+              f"{_spread(ratio)} | {mb:.1f} | {'yes' if same else 'no'} |")
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+if __name__ == "__main__":
+    main()

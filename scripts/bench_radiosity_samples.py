@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import secrets
 import shutil
 import signal
@@ -37,12 +36,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_radiosity import _forget, povray_cpu, psnr, row_jump  # noqa: E402
+from bench_radiosity import povray_cpu, psnr, row_jump  # noqa: E402
+from benchfarm import node_farm  # noqa: E402
 
-from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
-from httpov.local_farm import embedded_redis, redis_answers, start_worker, stop_worker  # noqa: E402
-from httpov.settings import Settings  # noqa: E402
 
 EXAMPLES = Path("/usr/share/doc/povray/examples")
 #: The sample stills that render with radiosity (found by rendering each sample that mentions the word; the _36
@@ -131,16 +128,7 @@ def main() -> None:
 
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="httpov-bench-radsamples-")))
-        url = os.environ.get("HTTPOV_BROKER_URL", "redis://127.0.0.1:6379/0")
-        if not redis_answers(url):
-            url = stack.enter_context(embedded_redis(tmp))
-        tag = "httpovbench-" + secrets.token_hex(4)
-        settings = Settings(broker_url=url, state_url=url, storage=str(tmp / "storage"), prefix=tag, queue=tag,
-                            cache_dir=tmp / "cache", render_threads=1)
-        worker = start_worker(settings, args.concurrency, tag, tmp / "worker.log")
-        stack.callback(stop_worker, worker)
-        client = Client(settings, make_app(settings))
-        stack.callback(_forget, client, tag)
+        _, client = node_farm(stack, tmp, args.concurrency)
         for name in names:
             scene = scene_folder(args.examples, SCENES[name], tmp / name, width, height)
             (scene / "httpov-bench.txt").write_text(secrets.token_hex(8))  # never a cache of an earlier run

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import secrets
 import signal
 import statistics
@@ -46,12 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_radiosity import _forget, _spread, povray_cpu, rgb  # noqa: E402
-
-from httpov.celery import make_app  # noqa: E402
-from httpov.client import Client  # noqa: E402
-from httpov.local_farm import embedded_redis, redis_answers, start_worker, stop_worker  # noqa: E402
-from httpov.settings import Settings  # noqa: E402
+from bench_radiosity import _spread, povray_cpu, rgb  # noqa: E402
+from benchfarm import node_farm  # noqa: E402
 
 ROOM = REPO / "scripts" / "research" / "scenes" / "room.pov"
 MODES = ("off", "auto", "shared")
@@ -83,16 +78,7 @@ def main() -> None:
     results: list[dict] = []
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="httpov-bench-flicker-")))
-        url = os.environ.get("HTTPOV_BROKER_URL", "redis://127.0.0.1:6379/0")
-        if not redis_answers(url):
-            url = stack.enter_context(embedded_redis(tmp))
-        tag = "httpovbench-" + secrets.token_hex(4)
-        settings = Settings(broker_url=url, state_url=url, storage=str(tmp / "storage"), prefix=tag, queue=tag,
-                            cache_dir=tmp / "cache", render_threads=1)
-        worker = start_worker(settings, args.concurrency, tag, tmp / "worker.log")
-        stack.callback(stop_worker, worker)
-        client = Client(settings, make_app(settings))
-        stack.callback(_forget, client, tag)
+        _, client = node_farm(stack, tmp, args.concurrency)
         warm = _animation(tmp / "warm", "camera", 32, 32, 2, "warm-up")
         client.wait(client.submit(warm, slices=1, name="warmup").spec.id, timeout=600)
         for scene_name in scenes:

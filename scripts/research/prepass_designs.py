@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,13 +73,15 @@ def main() -> None:
             quality[mode] = d.quality(mode)
         print(rep, {m: round(w[-1], 2) for m, w in walls.items()}, flush=True)
     print(f"\n{args.scene.name} at {width}x{height}, +A0.3, 4 slices, {args.repeat} repetitions (median; min-max)\n")
-    print("| design | wall s | / off | PSNR vs single dB | max edge jump ratio | cache samples |")
-    print("|---|---|---|---|---|---|")
+    print("| design | wall s | / off | of which pre-pass s | PSNR vs single dB | max edge jump ratio | cache samples |")
+    print("|---|---|---|---|---|---|---|")
     for mode, values in walls.items():
         ratio = statistics.median(a / b for a, b in zip(values, walls["off"]))
         psnr_, jump, samples = quality.get(mode, (math.inf, 1.0, 0))
+        pre = d.phase1.get(mode)
+        pre_text = f"{statistics.median(pre):.2f} ({min(pre):.2f}-{max(pre):.2f})" if pre else ""
         print(f"| {mode} | {statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f}) | {ratio:.2f} | "
-              f"{psnr_:.1f} | {jump:.2f} | {samples or ''} |")
+              f"{pre_text} | {psnr_:.1f} | {jump:.2f} | {samples or ''} |")
 
 
 class Designs:
@@ -95,9 +98,10 @@ class Designs:
         self.slices = plan_slices(height, slices=4)
         self.parts = plan_slices(height, slices=parts)
         self.pool = ThreadPoolExecutor(4)
+        self.phase1: dict[str, list[float]] = {}  # wall seconds of each pre-pass (the rest: its slices)
 
     @staticmethod
-    def timed(what) -> float:  # type: ignore[no-untyped-def]
+    def timed(what: Callable[[], object]) -> float:
         started = time.perf_counter()
         what()
         return time.perf_counter() - started
@@ -112,6 +116,7 @@ class Designs:
         list(self.pool.map(self.run, arglists))
 
     def mode(self, mode: str) -> None:
+        started = time.perf_counter()
         for f in self.work.glob("*.rca"):
             f.unlink()
         pre = ["+Ipre.pov", "-A", "+Opre.png", "Radiosity_File_Name=all.rca", "+RFO"]
@@ -141,6 +146,7 @@ class Designs:
                 ["+Ipre.pov", "-A", f"+Opre{i}.png", f"+SR{a}", f"+ER{b}", f"Radiosity_File_Name=p{i}.rca", "+RFO"]
                 for i, (a, b) in enumerate(self.parts)]))
             self.merge()
+        self.phase1.setdefault(mode, []).append(time.perf_counter() - started)
         self.parallel([["+Iload.pov", f"+O{mode}{i}.png", f"+SR{a}", f"+ER{b}", "Radiosity_File_Name=all.rca", "+RFI"]
                        for i, (a, b) in enumerate(self.slices)])
 

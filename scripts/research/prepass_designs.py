@@ -3,7 +3,7 @@
     python scripts/research/prepass_designs.py SCENE.pov [--size 320x240 --repeat 3 --modes serial,parallel,...]
 
 Runs, per repetition and in turn, each as a user would on one 2-core machine (no httpov, no sandbox; up to four
-povray processes at once, like a node of 4 render processes; every povray `+WT1 +A0.3` unless said):
+povray processes at once, like a node of 4 render processes, but pfifo's 8; every povray `+WT1 +A0.3` unless said):
   single    one povray on the whole image: the reference;
   off       4 slices on povray's 32-row grid (httpov.plan.plan_slices), each its own radiosity pretrace;
   serial    the pre-pass before issue #27: the whole image without AA through the pre-pass wrapper
@@ -17,12 +17,16 @@ povray processes at once, like a node of 4 render processes; every povray `+WT1 
   pstop     "parallel-stop": the parallel parts, each interrupted (SIGINT) as soon as its pretrace is over (its
             pixel counter restarts: the final pass begins; povray still writes the .rca), the slices loading the
             concatenation of the parts' files;
+  pfifo     pstop with the slices' povray started at once with the parts, each reading the cache from its own named
+            pipe (mkfifo): povray opens it after its start and parse, and blocks there until the merged cache is
+            written into it, so the slices' start latency overlaps the parts' pretrace;
   margin    no pre-pass: each slice renders --margin rows more on each side (within the image), so its pretrace
             covers the rows around its edges too, and only its own rows are kept (one povray start, not two);
   single2   no pre-pass: one povray +WT2 on the whole image, povray's own spread (samples in another order).
-Prints, per mode, wall seconds (median, min-max), the ratio to `off` (median of per-repetition ratios), PSNR (8-bit
-RGB) of the stitched image against `single`, the largest edge jump ratio (mean |row r - row r-1| at each slice
-edge, stitched / single) and the cache's sample count. Work folders stay in /tmp/httpov-prepass-designs/.
+Prints, per mode, wall seconds (median, min-max), the ratio to `off` (median and min-max of per-repetition ratios),
+the wall seconds of a two-phase design's pre-pass (until its slices' cache is written), PSNR (8-bit RGB) of the
+stitched image against `single`, the largest edge jump ratio (mean |row r - row r-1| at each slice edge, stitched /
+single) and the cache's sample count. Work folders stay in /tmp/httpov-prepass-designs/.
 """
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ from PIL import Image  # noqa: E402
 from httpov.plan import plan_slices  # noqa: E402
 from httpov.worker.radiosity import LOADING_FOOTER, PREPASS_FOOTER, check_cache  # noqa: E402
 
-MODES = ("serial", "parallel", "wt2", "stop", "whole", "pstop", "margin", "single2")
+MODES = ("serial", "parallel", "wt2", "stop", "whole", "pstop", "pfifo", "margin", "single2")
 COUNTER = re.compile(rb"Rendered (\d+) of")
 
 
@@ -73,14 +77,16 @@ def main() -> None:
             quality[mode] = d.quality(mode)
         print(rep, {m: round(w[-1], 2) for m, w in walls.items()}, flush=True)
     print(f"\n{args.scene.name} at {width}x{height}, +A0.3, 4 slices, {args.repeat} repetitions (median; min-max)\n")
+    print("/ off: the median (min-max) of per-repetition ratios to off, measured back to back\n")
     print("| design | wall s | / off | of which pre-pass s | PSNR vs single dB | max edge jump ratio | cache samples |")
     print("|---|---|---|---|---|---|---|")
     for mode, values in walls.items():
-        ratio = statistics.median(a / b for a, b in zip(values, walls["off"]))
+        ratios = [a / b for a, b in zip(values, walls["off"])]
+        ratio = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
         psnr_, jump, samples = quality.get(mode, (math.inf, 1.0, 0))
         pre = d.phase1.get(mode)
         pre_text = f"{statistics.median(pre):.2f} ({min(pre):.2f}-{max(pre):.2f})" if pre else ""
-        print(f"| {mode} | {statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f}) | {ratio:.2f} | "
+        print(f"| {mode} | {statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f}) | {ratio} | "
               f"{pre_text} | {psnr_:.1f} | {jump:.2f} | {samples or ''} |")
 
 
@@ -146,9 +152,30 @@ class Designs:
                 ["+Ipre.pov", "-A", f"+Opre{i}.png", f"+SR{a}", f"+ER{b}", f"Radiosity_File_Name=p{i}.rca", "+RFO"]
                 for i, (a, b) in enumerate(self.parts)]))
             self.merge()
+        elif mode == "pfifo":
+            return self.fifo(started)
         self.phase1.setdefault(mode, []).append(time.perf_counter() - started)
         self.parallel([["+Iload.pov", f"+O{mode}{i}.png", f"+SR{a}", f"+ER{b}", "Radiosity_File_Name=all.rca", "+RFI"]
                        for i, (a, b) in enumerate(self.slices)])
+
+    def fifo(self, started: float) -> None:
+        """pstop, the slices waiting on named pipes for the merged cache from the start."""
+        slices = []
+        for i, (a, b) in enumerate(self.slices):
+            os.mkfifo(self.work / f"f{i}.rca")
+            slices.append(subprocess.Popen(
+                self.base + ["+Iload.pov", f"+Opfifo{i}.png", f"+SR{a}", f"+ER{b}", f"Radiosity_File_Name=f{i}.rca",
+                             "+RFI"], cwd=self.work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL))
+        list(self.pool.map(self.stopped, [
+            ["+Ipre.pov", "-A", f"+Opre{i}.png", f"+SR{a}", f"+ER{b}", f"Radiosity_File_Name=p{i}.rca", "+RFO"]
+            for i, (a, b) in enumerate(self.parts)]))
+        self.merge()
+        self.phase1.setdefault("pfifo", []).append(time.perf_counter() - started)
+        merged = (self.work / "all.rca").read_bytes()
+        list(self.pool.map(lambda i: (self.work / f"f{i}.rca").write_bytes(merged), range(len(self.slices))))
+        if any(proc.wait() for proc in slices):
+            raise SystemExit("a slice reading its cache from a named pipe failed")
 
     def merge(self) -> None:
         """The parts' caches concatenated (povray loads every line; a part that saved nothing adds nothing)."""

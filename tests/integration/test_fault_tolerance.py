@@ -95,15 +95,15 @@ def test_duplicate_and_redelivered_messages_render_nothing_twice(tmp_path, setti
 
 
 def test_time_limit_kills_povray_and_fails_the_batch(tmp_path, settings, client, workers):
-    settings = settings.with_(task_time_limit=33)  # soft limit 3 s; a batch of four slow frames needs ~5 s
-    scene = slow_scene(tmp_path / "tl", 4)
-    sub = client.submit(scene, count=4)
+    settings = settings.with_(task_time_limit=33)  # soft limit 3 s; a batch of eight slow frames needs ~6 s (four
+    scene = slow_scene(tmp_path / "tl", 8)  # took 3.0 s on a quiet machine: the limit raced the batch's end)
+    sub = client.submit(scene, count=8)
     workers(concurrency=1, settings_=settings)
     wait_for(lambda: job_view(client.store, sub.spec.id).state == "failed", 60, "the job to fail on its time limit")
     final = job_view(client.store, sub.spec.id)
     assert any("time limit" in line for line in final.errors), final.errors
     wait_for(lambda: not povray_pids(str(settings.cache_dir)), 5, "povray to be killed")
-    assert client.store.batches(sub.spec.id)["attempts"] == {"f000001-000004": 1}
+    assert client.store.batches(sub.spec.id)["attempts"] == {"f000001-000008": 1}
 
 
 def test_blocklisted_node_hands_batches_back_and_the_job_completes(tmp_path, settings, client, workers):

@@ -45,7 +45,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
+# still_flicker: frame-to-frame change over the pixels the converged render keeps still
 from bench_radiosity import _spread, povray_cpu, rgb  # noqa: E402
+from bench_radiosity import flicker as still_flicker  # noqa: E402
 from benchfarm import node_farm  # noqa: E402
 
 ROOM = REPO / "scripts" / "research" / "scenes" / "room.pov"
@@ -83,7 +85,7 @@ def main() -> None:
         client.wait(client.submit(warm, slices=1, name="warmup").spec.id, timeout=600)
         for scene_name in scenes:
             reference, converged = _references(tmp / f"ref-{scene_name}", scene_name, width, height, args.frames)
-            ref = {"flicker": flicker(reference), "static": static_flicker(reference, converged),
+            ref = {"flicker": flicker(reference), "static": still_flicker(reference, converged),
                    "error": error(reference, converged)}
             print(json.dumps({"scene": scene_name, "reference": ref}), flush=True)
             for rep in range(args.repeat):
@@ -101,7 +103,7 @@ def main() -> None:
                     f = flicker(images)
                     row = {"scene": scene_name, "mode": mode, "rep": rep, "wall": wall, "cpu": cpu, "flicker": f,
                            "reference": ref, "ratio": f / ref["flicker"],
-                           "static": static_flicker(images, converged), "error": error(images, converged),
+                           "static": still_flicker(images, converged), "error": error(images, converged),
                            "psnr": statistics.median(psnr(a, b) for a, b in zip(images, reference))}
                     results.append(row)
                     print(json.dumps(row), flush=True)
@@ -130,21 +132,6 @@ def flicker(images: list[Path]) -> float:
     """Mean absolute change between consecutive frames, over all pixels and channels, averaged over the pairs."""
     frames = [rgb(p)[1] for p in images]
     return statistics.mean(sum(abs(x - y) for x, y in zip(a, b)) / len(a) for a, b in zip(frames, frames[1:]))
-
-
-def static_flicker(images: list[Path], converged: list[Path]) -> float:
-    """Mean frame-to-frame change over the pixels the converged render keeps (nearly) still, over the pairs."""
-    f, c = [rgb(p)[1] for p in images], [rgb(p)[1] for p in converged]
-    pairs = []
-    for i in range(len(f) - 1):
-        a, b, ca, cb = f[i], f[i + 1], c[i], c[i + 1]
-        total = count = 0
-        for p in range(0, len(a), 3):
-            if all(abs(ca[p + k] - cb[p + k]) <= 2 for k in range(3)):
-                total += sum(abs(a[p + k] - b[p + k]) for k in range(3))
-                count += 3
-        pairs.append(total / count if count else 0.0)
-    return statistics.mean(pairs)
 
 
 def error(images: list[Path], converged: list[Path]) -> float:

@@ -158,6 +158,12 @@ def count(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 6) 
     return sum(1 for i in range(0, len(raw), 3) if all(abs(raw[i + k] - colour[k]) <= tolerance for k in range(3)))
 
 
+def closed(dialog: Any) -> bool:
+    """The confirmation dialog closes (Escape, Keep): waited for, as the browser closes it after the key's events."""
+    dialog.wait_for(state="hidden", timeout=5000)
+    return True
+
+
 def inert(page: Any) -> None:
     """Nothing a name or a log holds became an element or ran."""
     assert page.locator("img[src='x']").count() == 0
@@ -496,10 +502,10 @@ def test_cancel_and_delete_ask_first_in_the_page_and_act_only_when_confirmed(far
     assert focused(page) == f"Cancel job slow one ({job})"
     not_blank(page.screenshot(), "job-cancel-confirm")
     page.keyboard.press("Escape")  # closes it: nothing done, the focus back on Cancel
-    assert not dialog.is_visible() and focused(page) == "Cancel" and farm.state(job) == "paused"
+    assert closed(dialog) and focused(page) == "Cancel" and farm.state(job) == "paused"
     page.click("#cancel")
     page.click("#confirm-cancel .keep")
-    assert not dialog.is_visible() and farm.state(job) == "paused"
+    assert closed(dialog) and farm.state(job) == "paused"
     # the job moves on while its page is open (resumed elsewhere): the dialog drawn for 'paused' would say what no
     # longer holds, so Cancel opens the server's confirmation page, drawn now, instead
     farm.client.resume(job)
@@ -530,7 +536,7 @@ def test_cancel_and_delete_ask_first_in_the_page_and_act_only_when_confirmed(far
     assert f"Delete job slow one ({job})?" in said and "rendered frames" in said and "storage" in said
     assert "cannot be undone" in said and focused(page) == f"Delete job slow one ({job})"
     page.keyboard.press("Escape")
-    assert not dialog.is_visible() and job in farm.client.store.job_ids()
+    assert closed(dialog) and job in farm.client.store.job_ids()
     page.click("#delete")
     with page.expect_navigation():
         page.click("#confirm-delete .do")
@@ -562,10 +568,10 @@ def test_revoking_a_token_asks_first_in_the_page(farm, page):
     assert dialog.is_visible() and f"Revoke token {token_id} of alice (laptop)?" in dialog.inner_text()
     assert focused(page) == f"Revoke token {token_id}"
     page.keyboard.press("Escape")
-    assert not dialog.is_visible()
+    assert closed(dialog)
     row.locator("button.revoke").click()
     dialog.locator(".keep").click()
-    assert not dialog.is_visible()
+    assert closed(dialog)
     assert farm.http("GET", "/api/jobs", {"Authorization": f"Bearer {token}"})[0] == 200  # kept
     row.locator("button.revoke").click()
     with page.expect_navigation():
@@ -657,7 +663,7 @@ def test_an_admin_drains_the_render_node_from_the_nodes_page_after_confirming(fa
         row.locator("button.drain").click()
         assert dialog.is_visible() and f"Drain render node {node}?" in dialog.inner_text()
         dialog.locator(".keep").click()
-        assert not dialog.is_visible() and not farm.client.store.draining()
+        assert closed(dialog) and not farm.client.store.draining()
         row.locator("button.drain").click()
         with admin.expect_navigation():
             dialog.locator(".do").click()

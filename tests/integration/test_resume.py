@@ -14,9 +14,10 @@ from tests.integration.faults import SLOW_SCENE, povray_pids
 
 
 def test_a_killed_nodes_batch_continues_from_its_checkpoint_elsewhere(tmp_path, settings, client, workers):
-    # two frames of ~1.5 s each in one batch: the victim finishes frame 1 and saves frame 2's state, then dies
+    # two frames of ~2.5 s each in one batch (at 80x60, ~1 s: the wait below missed frame 2 one time in three):
+    # the victim finishes frame 1 and saves frame 2's state, then dies
     settings = settings.with_(lease_seconds=2.0, checkpoint_seconds=0.5, checkpoint_share=0.5, render_threads=1)
-    scene = write_scene(tmp_path / "slow", SLOW_SCENE, "Width=80\nHeight=60\nAntialias=on\nAntialias_Threshold=0.05\n"
+    scene = write_scene(tmp_path / "slow", SLOW_SCENE, "Width=128\nHeight=96\nAntialias=on\nAntialias_Threshold=0.05\n"
                         "Initial_Frame=1\nFinal_Frame=2\n")
     sub = client.submit(scene, count=2)
     job, (batch,) = sub.spec.id, sub.spec.batches

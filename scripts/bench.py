@@ -2,7 +2,7 @@
 
     python scripts/bench.py                      # everything, writes docs/PERFORMANCE.md
     python scripts/bench.py path/to/scene.ini    # also a scene of your own (a folder, .ini or .pov)
-    python scripts/bench.py --only scenes        # or: orchestration, scale
+    python scripts/bench.py --only scenes        # or: orchestration, scale (prints its tables; --output FILE)
     python scripts/bench.py --only scenes --scene diffuse --order --no-b1   # the preview order's cost (bf)
 
 Runs on a private redis-server (httpov.local_farm.embedded_redis), so the shared Redis and other jobs are untouched.
@@ -303,8 +303,9 @@ def bench_scale(url: str, tmp: Path, workers: int, per_worker: int, sleep: float
     return {"processes": processes, "workers": workers, "frames": frames, "sleep": sleep, "runs": results}
 
 
-def write_report(path: Path, command: str, scenes: list[SceneResult], orch: dict | None, scale: dict | None,
-                 processes: int | None, load: str) -> None:
+def report(command: str, scenes: list[SceneResult], orch: dict | None, scale: dict | None,
+           processes: int | None, load: str) -> str:
+    """The run's tables, in Markdown, headed by the command and the machine."""
     cores = os.cpu_count() or 1
     lines = ["# httpov performance", "",
              f"Measured by `{command}` on {platform.node() or 'this machine'}: {cores} cores, "
@@ -368,11 +369,16 @@ def write_report(path: Path, command: str, scenes: list[SceneResult], orch: dict
             lines.append(f"| {label} | {run['count']} | {run['tasks']} | {run['seconds']:.2f} | "
                          f"{run['ideal']:.2f} | {run['efficiency']:.3f} |")
         lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(path: Path, text: str) -> None:
+    """`text` in place of the head of `path`, keeping what follows its notes marker."""
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = path.read_text() if path.exists() else ""
     marker = "<!-- notes below are kept by scripts/bench.py -->"
     notes = existing[existing.index(marker):] if marker in existing else marker + "\n"
-    path.write_text("\n".join(lines) + "\n" + notes)
+    path.write_text(text + notes)
 
 
 def main() -> None:
@@ -395,7 +401,9 @@ def main() -> None:
     parser.add_argument("--scale-per-worker", type=int, default=8)
     parser.add_argument("--scale-sleep", type=float, default=1.0)
     parser.add_argument("--scale-rounds", type=int, default=16, help="frames per render process")
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "PERFORMANCE.md")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="write the tables into this file's head (default: docs/PERFORMANCE.md for a run of "
+                             "everything; a run with --only prints them, as the file holds the other sections)")
     args = parser.parse_args()
     only = set(args.only or ("scenes", "orchestration", "scale"))
     command = "python scripts/bench.py " + " ".join(sys.argv[1:])
@@ -417,8 +425,13 @@ def main() -> None:
                 say("scale:")
                 scale = bench_scale(url, tmp, args.scale_workers, args.scale_per_worker, args.scale_sleep,
                                     args.scale_rounds, say)
-    write_report(args.output, command.strip(), scenes or [], orch, scale, args.processes, load)
-    say(f"written {args.output}")
+    text = report(command.strip(), scenes or [], orch, scale, args.processes, load)
+    output = args.output or (ROOT / "docs" / "PERFORMANCE.md" if args.only is None else None)
+    if output is None:
+        say(text)
+    else:
+        write_report(output, text)
+        say(f"written {output}")
 
 
 if __name__ == "__main__":

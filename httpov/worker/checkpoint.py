@@ -24,6 +24,7 @@ from httpov.storage import Storage
 from httpov.store import JobStore
 from httpov.store.records import CheckpointInfo
 from httpov.text import shown
+from httpov.worker.lease import LeaseKeeper
 from httpov.worker.povray import RunProgress, check_png
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class Checkpoints:
 
     def __init__(self, store: JobStore, storage: Storage, spec: JobSpec, batch: Batch, execution: str, node: str,
                  povray_version: str, every: float, share: float, max_bytes: int,
-                 on_progress: object = None) -> None:
+                 on_progress: LeaseKeeper | None = None) -> None:
         self.store, self.storage, self.spec, self.batch = store, storage, spec, batch
         self.execution, self.node, self.povray_version = execution, node, povray_version
         self.every, self.share, self.max_bytes = every, max(share, 0.001), max_bytes
@@ -175,7 +176,7 @@ class Checkpoints:
         """povray's progress as its log says (into `progress` and the lease), and a checkpoint saved when due."""
         self.progress = self._batch_share(run)
         if self._on_progress is not None:
-            self._on_progress.progress = self.progress  # type: ignore[attr-defined]
+            self._on_progress.progress = self.progress  # written into the batch's record with its next refresh
         if self.every > 0 and time.monotonic() >= self._due:
             self.save(out_dir)
 

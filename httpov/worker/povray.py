@@ -30,8 +30,8 @@ ALLOWED = set(ALLOWED_OPTIONS.values())
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-_RENDERED = re.compile(rb"Rendered (\d+) of (\d+) pixels")
-_FRAME_OF = re.compile(rb"Rendering frame (\d+) of (\d+)")
+#: povray's progress lines: the frame of the run it starts (groups 1-2), the pixels of the frame done (groups 3-4)
+_PROGRESS = re.compile(rb"Rendering frame (\d+) of (\d+)|Rendered (\d+) of (\d+) pixels")
 
 
 class RunProgress:
@@ -57,7 +57,7 @@ class RunProgress:
         text = self._tail + new
         cut = max(text.rfind(b"\r"), text.rfind(b"\n"))
         self._tail = text[cut + 1:][-200:] if cut >= 0 else text[-200:]
-        for match in re.finditer(_FRAME_OF.pattern + b"|" + _RENDERED.pattern, text[:cut + 1] if cut >= 0 else b""):
+        for match in _PROGRESS.finditer(text[:cut + 1] if cut >= 0 else b""):
             if match.group(1) is not None:
                 self.frame, self.fraction = max(self.frame, int(match.group(1))), 0.0
             else:

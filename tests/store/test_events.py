@@ -11,6 +11,7 @@ import hmac
 import http.client
 import http.server
 import json
+import logging
 import secrets
 import threading
 import time
@@ -262,3 +263,34 @@ def test_a_deliverer_that_dies_mid_retry_leaves_its_event_to_the_next_which_send
             if deliverer is not None:
                 deliverer.stop()
         live.close()
+
+
+def test_a_receiver_that_keeps_failing_is_retried_with_back_off_then_dropped_with_a_log_line(store, caplog):
+    """Every POST answered 500: tried again after 0.5 s, 1 s, 2 s (doubling), never after the retry time; then the
+    event is dropped for that URL with a warning naming the tries, and acknowledged (not sent again)."""
+    from httpov.webhooks import FIRST_BACKOFF, GROUP, Deliverer
+
+    down = Receiver()
+    deliverer = None
+    try:
+        with caplog.at_level(logging.WARNING, logger="httpov.webhooks"):
+            deliverer = Deliverer(store.r, store.p, [f"{down.url}/down"], None, retry_seconds=4.0).start()
+            store.r.xadd(store.keys.events(),
+                         {"kind": "failed", "job": "j7", "owner": "o", "detail": "", "notify": "[]"})
+            wait_for(lambda: any("dropped after" in r.getMessage() for r in caplog.records), 20,
+                     "the event dropped with a log line")
+        tries = list(down.arrived)
+        gaps = [later - earlier for earlier, later in zip(tries, tries[1:])]
+        # tries at about 0, 0.5, 1.5, 3.5 s (a loaded machine only lengthens a gap), none once the 4 s were over
+        assert 3 <= len(tries) <= 5, gaps
+        for n, gap in enumerate(gaps[:3]):
+            assert gap >= FIRST_BACKOFF * 2**n - 0.05, gaps
+        assert tries[-1] - tries[0] < 4.0 + 0.5, gaps
+        (line,) = [r.getMessage() for r in caplog.records if "dropped after" in r.getMessage()]
+        assert f"webhook {down.url}/...: event" in line and f"after {len(tries)} tries in 4 s: HTTP 500" in line
+        assert down.posts == []
+        wait_for(lambda: store.r.xpending(store.keys.events(), GROUP)["pending"] == 0, 10, "the event acknowledged")
+    finally:
+        if deliverer is not None:
+            deliverer.stop()
+        down.close()

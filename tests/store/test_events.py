@@ -294,3 +294,44 @@ def test_a_receiver_that_keeps_failing_is_retried_with_back_off_then_dropped_wit
         if deliverer is not None:
             deliverer.stop()
         down.close()
+
+
+def test_httpov_events_follow_prints_each_new_event_as_it_comes(settings: Settings):
+    """`httpov events --job ID --follow --json` as a process: the job's events so far, then each later one, one JSON
+    object a line, while it keeps running."""
+    import queue
+    import subprocess
+    import sys
+
+    from httpov.local_farm import worker_env
+    from tests.store.test_store import _spec
+
+    store = Client(settings).store
+    job_id = "follow" + secrets.token_hex(3)
+    store.create(_spec(job_id), user="carol")
+    follower = subprocess.Popen([sys.executable, "-m", "httpov.cli", "events", "--job", job_id, "--follow", "--json"],
+                                env=worker_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in follower.stdout or ():
+            lines.put(line)
+    threading.Thread(target=read, daemon=True).start()
+
+    def next_event() -> dict:
+        try:
+            return json.loads(lines.get(timeout=20))
+        except queue.Empty:
+            follower.kill()
+            raise AssertionError(f"no event printed; stderr: {follower.communicate()[1]}") from None
+    try:
+        assert (next_event()["kind"], follower.poll()) == ("submitted", None)
+        store.publish(job_id)
+        store.transition(job_id, JobState.PAUSED)
+        assert next_event() | {"at": 0, "id": ""} == {"id": "", "at": 0, "kind": "paused", "job": job_id,
+                                                      "owner": "carol", "detail": ""}
+        store.transition(job_id, JobState.CANCELLED)
+        assert next_event()["kind"] == "cancelled" and follower.poll() is None  # still following
+    finally:
+        follower.terminate()
+        follower.wait(10)

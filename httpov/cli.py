@@ -687,11 +687,11 @@ def nodes(ctx: click.Context, as_json: bool) -> None:
         click.echo("no render node seen in the last hour: start one with `celery -A httpov worker`")
         return
     now = time.time()
-    click.echo(f"{'NODE':<28}{'STATE':<7}{'HOST':<18}{'PROCS':>6}{'CORES':>6}  {'POVRAY':<20}{'HTTPOV':<9}"
+    click.echo(f"{'NODE':<28}{'STATE':<10}{'HOST':<18}{'PROCS':>6}{'CORES':>6}  {'POVRAY':<20}{'HTTPOV':<9}"
                f"{'DONE/1H':>8}{'FAILED/1H':>10}{'HUNG/1H':>8}{'SEEN':>8}  RENDERING")
     for n in found:
         rendering = ", ".join(f"{r['job']} {r['batch']} ({now - (r['since'] or now):.0f}s)" for r in n["rendering"])
-        click.echo(f"{shown(n['node'])[:27]:<28}{n['state']:<7}{shown(n['host'] or '?')[:17]:<18}"
+        click.echo(f"{shown(n['node'])[:27]:<28}{n['state']:<10}{shown(n['host'] or '?')[:17]:<18}"
                    f"{n['processes'] or '?':>6}{n['cores'] or '?':>6}  {shown(n['povray'] or '?')[:19]:<20}"
                    f"{shown(n['httpov'] or '?')[:8]:<9}{n['done_last_hour']:>8}{n['failed_last_hour']:>10}"
                    f"{n.get('hung_last_hour', 0):>8}"

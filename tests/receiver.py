@@ -10,7 +10,7 @@ from typing import Any
 
 class Receiver:
     """An HTTP server on 127.0.0.1 in a thread: records each POST (path, headers, body); the first POST to `/flaky`
-    is answered 500; with `hang` it answers nothing until closed."""
+    is answered 500, every POST to `/down`; with `hang` it answers nothing until closed."""
 
     def __init__(self, hang: bool = False) -> None:
         self.posts: list[tuple[str, dict[str, str], bytes]] = []
@@ -28,7 +28,7 @@ class Receiver:
                     receiver.released.wait(60)
                     return
                 event_id = json.loads(body)["id"]
-                if self.path == "/flaky" and not receiver.refused:
+                if self.path == "/down" or (self.path == "/flaky" and not receiver.refused):
                     receiver.refused.append(event_id)
                     self.send_response(500)
                 else:

@@ -54,6 +54,11 @@ def _finished_there(tmp_path: Path, settings: Settings, client, alpha: subproces
     wait_for(lambda: queue_drained(settings), 30, "every message acknowledged")
     nodes = _nodes(settings)
     assert (nodes["alpha"]["state"], nodes["beta"]["state"]) == ("stopped", "up")
+    # the table as people read it: the state in its own column, under STATE, the host under HOST
+    table = CliRunner().invoke(cli, ["nodes"], env=worker_env(settings)).output.splitlines()
+    row = next(line for line in table if line.startswith(nodes["alpha"]["node"][:27]))
+    assert row.split()[1] == "stopped" and row.index(" stopped ") + 1 == table[0].index("STATE")
+    assert row[table[0].index("HOST"):].startswith(nodes["alpha"]["host"][:17])
     assert not client.store.draining()
 
 

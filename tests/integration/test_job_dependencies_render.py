@@ -42,3 +42,39 @@ def test_after_and_after_frames_render_in_order_and_a_cancel_fails_the_waiter(tm
     for frame in ("f000001-000001", "f000002-000002", "f000003-000003"):
         assert done_c[frame]["started"] >= done_a[frame]["finished"], frame
     print({f: round(done_c[f]["started"] - done_a[f]["finished"], 3) for f in done_c})
+
+
+def test_a_failed_render_fails_its_waiters_with_the_reason_and_after_anyway_renders(tmp_path, settings, client,
+                                                                                     workers):
+    """A's scene does not parse: povray fails it on a render node, which fails the jobs --after it and
+    --after-frames it with that reason (as its owner and another user see it), while --after-anyway renders."""
+    from httpov.access import Identity, Role
+    from httpov.errors import JobFailedError
+    from tests.conftest import pixels, wait_for
+
+    bob = Identity("bob", Role.USER)
+    scene = write_scene(tmp_path / "s", TINY_ANIMATION, INI)
+    broken = write_scene(tmp_path / "broken", "#version 3.7;\nsphere { <0, 0, 0>, 1 pigment { rgb <1, 0, 0> }\n",
+                         INI)
+    a = client.submit(broken, count=3).spec.id
+    b = client.submit(scene, count=3, after=a).spec.id
+    c = client.submit(scene, count=3, after=a, after_anyway=True).spec.id
+    d = client.submit(scene, count=1, after_frames=a).spec.id
+    assert client.store.state(b) == client.store.state(c) == JobState.WAITING
+    assert not client.store.batches(d)["done"] and client.store.held(d)
+    workers(concurrency=2)
+    try:
+        client.wait(a, timeout=120)
+        raise AssertionError(f"job {a} rendered a scene that does not parse")
+    except JobFailedError:
+        pass
+    wait_for(lambda: client.store.state(b) == client.store.state(d) == JobState.FAILED, 30,
+             "the jobs waiting for the failed one to fail")
+    why = f"job {a} that it waits for (--after) failed"
+    for job in (b, d):
+        assert client.view(job).errors == client.view(job, who=bob).errors == [why]
+        assert not client.store.batches(job)["done"]  # nothing of it rendered
+    assert why in _cli(settings, "status", b).output
+    assert client.wait(c, timeout=120).state == JobState.DONE  # --after-anyway: rendered as if A were done
+    frames = client.fetch(c, tmp_path / "c")
+    assert len(frames) == 3 and all(pixels(f)[:2] == (16, 12) and len(set(pixels(f)[2])) > 1 for f in frames)

@@ -11,6 +11,7 @@ import hmac
 import http.client
 import http.server
 import json
+import logging
 import secrets
 import threading
 import time
@@ -262,3 +263,75 @@ def test_a_deliverer_that_dies_mid_retry_leaves_its_event_to_the_next_which_send
             if deliverer is not None:
                 deliverer.stop()
         live.close()
+
+
+def test_a_receiver_that_keeps_failing_is_retried_with_back_off_then_dropped_with_a_log_line(store, caplog):
+    """Every POST answered 500: tried again after 0.5 s, 1 s, 2 s (doubling), never after the retry time; then the
+    event is dropped for that URL with a warning naming the tries, and acknowledged (not sent again)."""
+    from httpov.webhooks import FIRST_BACKOFF, GROUP, Deliverer
+
+    down = Receiver()
+    deliverer = None
+    try:
+        with caplog.at_level(logging.WARNING, logger="httpov.webhooks"):
+            deliverer = Deliverer(store.r, store.p, [f"{down.url}/down"], None, retry_seconds=4.0).start()
+            store.r.xadd(store.keys.events(),
+                         {"kind": "failed", "job": "j7", "owner": "o", "detail": "", "notify": "[]"})
+            wait_for(lambda: any("dropped after" in r.getMessage() for r in caplog.records), 20,
+                     "the event dropped with a log line")
+        tries = list(down.arrived)
+        gaps = [later - earlier for earlier, later in zip(tries, tries[1:])]
+        # tries at about 0, 0.5, 1.5, 3.5 s (a loaded machine only lengthens a gap), none once the 4 s were over
+        assert 3 <= len(tries) <= 5, gaps
+        for n, gap in enumerate(gaps[:3]):
+            assert gap >= FIRST_BACKOFF * 2**n - 0.05, gaps
+        assert tries[-1] - tries[0] < 4.0 + 0.5, gaps
+        (line,) = [r.getMessage() for r in caplog.records if "dropped after" in r.getMessage()]
+        assert f"webhook {down.url}/...: event" in line and f"after {len(tries)} tries in 4 s: HTTP 500" in line
+        assert down.posts == []
+        wait_for(lambda: store.r.xpending(store.keys.events(), GROUP)["pending"] == 0, 10, "the event acknowledged")
+    finally:
+        if deliverer is not None:
+            deliverer.stop()
+        down.close()
+
+
+def test_httpov_events_follow_prints_each_new_event_as_it_comes(settings: Settings):
+    """`httpov events --job ID --follow --json` as a process: the job's events so far, then each later one, one JSON
+    object a line, while it keeps running."""
+    import queue
+    import subprocess
+    import sys
+
+    from httpov.local_farm import worker_env
+    from tests.store.test_store import _spec
+
+    store = Client(settings).store
+    job_id = "follow" + secrets.token_hex(3)
+    store.create(_spec(job_id), user="carol")
+    follower = subprocess.Popen([sys.executable, "-m", "httpov.cli", "events", "--job", job_id, "--follow", "--json"],
+                                env=worker_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in follower.stdout or ():
+            lines.put(line)
+    threading.Thread(target=read, daemon=True).start()
+
+    def next_event() -> dict:
+        try:
+            return json.loads(lines.get(timeout=20))
+        except queue.Empty:
+            follower.kill()
+            raise AssertionError(f"no event printed; stderr: {follower.communicate()[1]}") from None
+    try:
+        assert (next_event()["kind"], follower.poll()) == ("submitted", None)
+        store.publish(job_id)
+        store.transition(job_id, JobState.PAUSED)
+        assert next_event() | {"at": 0, "id": ""} == {"id": "", "at": 0, "kind": "paused", "job": job_id,
+                                                      "owner": "carol", "detail": ""}
+        store.transition(job_id, JobState.CANCELLED)
+        assert next_event()["kind"] == "cancelled" and follower.poll() is None  # still following
+    finally:
+        follower.terminate()
+        follower.wait(10)

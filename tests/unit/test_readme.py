@@ -52,3 +52,44 @@ def test_the_python_api_example_compiles_and_calls_what_farm_and_job_have():
     kinds = {"Farm": Farm, "farm": Farm, "preview": Job, "final": Job}
     assert {(name, attr) for name, attr in called if name in kinds and not hasattr(kinds[name], attr)} == set()
     assert {name for name, _ in called} >= {"farm", "final"}
+
+
+def test_the_metrics_scrape_config_and_panels_name_what_the_farm_exposes():
+    """README's Prometheus section: its scrape config is valid YAML for httpov web's /metrics with a bearer token, and
+    every metric, label and label value its panel list queries is one a scrape answers."""
+    import yaml
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from httpov.metrics import families
+    from httpov.store.records import FarmCounts
+
+    section = README.split("### Metrics: Prometheus", 1)[1].split("\n### ", 1)[0]
+    (config,) = re.findall(r"^```yaml\n(.*?)^```", section, re.M | re.S)
+    (scrape,) = yaml.safe_load(config)["scrape_configs"]
+    assert scrape["metrics_path"] == "/metrics" and scrape["authorization"]["type"] == "Bearer"
+    assert scrape["static_configs"][0]["targets"]
+
+    panels = [(line, query) for line in re.findall(r"^- (.+)$", section.split("A dashboard's panels:", 1)[1], re.M)
+              for query in re.findall(r"`([^`]+)`", line)]  # a panel's query and an alert's
+    assert len(panels) >= 8, panels
+    counts = FarmCounts(jobs=[("running", "", 1)], batches=[("q.pool.gpu", 1, 1, 1)], counters={},
+                        nodes={"a": 100.0})
+
+    class Farm:
+        def collect(self):
+            return families(counts, live_within=10.0, now=100.0)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Farm())
+    samples = [s for f in text_string_to_metric_families(generate_latest(registry).decode()) for s in f.samples]
+    names = {s.name for s in samples}
+    values = {(label, value) for s in samples for label, value in s.labels.items()}
+    for title, query in panels:
+        used = set(re.findall(r"\bhttpov_\w+", query))
+        assert used and used <= names, (title, used - names)
+        for label, wanted in re.findall(r'(\w+)=~?"([^"]+)"', query):
+            for value in wanted.split("|"):
+                assert (label, value) in values, (title, label, value)
+        for label in re.findall(r"by \((\w+)\)", query):
+            assert any(name == label for name, _ in values), (title, label)

@@ -225,7 +225,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
     @app.errorhandler(FieldError)
     def field_error(exc: FieldError) -> Any:
         field = next(iter(exc.errors))
-        return jsonify({"error": str(exc), "field": field, "errors": exc.errors}), 400
+        return jsonify({"error": str(exc), "field": field, "errors": exc.errors, "kind": "FieldError"}), 400
 
     @app.errorhandler(413)
     def too_large(exc: Any) -> Any:

@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from httpov.access import Action, Identity, require
-from httpov.errors import BadInputError, ForbiddenError, JobNotFoundError
+from httpov.errors import ForbiddenError, JobNotFoundError, OptionError
 from httpov.plan import PREPASS_SUFFIX, Batch, JobSpec, handout_order, waiting_for_prepass
 from httpov.states import FINISHED, JobState, TransitionRefused
 from httpov.store import JobStore
@@ -63,20 +63,24 @@ def check(store: JobStore, who: Identity, after: After, job_id: str = "") -> Non
     """Refuse, before anything is stored, a dependency on a job that does not exist or that `who` may not control
     (another user's: only an admin names anyone's; the same words for both, so the error does not tell whether a
     job of someone else exists), and a cycle (`job_id` among the jobs it would
-    wait for, through theirs: only when ids are reused). BadInputError naming the job."""
+    wait for, through theirs: only when ids are reused). OptionError naming the job, and the option that named it
+    (after or after_frames): each surface says it in its words, `--after` on the command line, `after` beside the
+    web form's field."""
     for other in after.others:
         try:
             require(who, Action.CONTROL, store.owner(other), other)
         except (JobNotFoundError, ForbiddenError):
-            raise BadInputError(f"--after: there is no job {shown(other)} of {shown(who.name)}'s",
-                                hint="name your own jobs, as `httpov status` lists them") from None
+            raise OptionError.of("after" if other in after.jobs else "after_frames",
+                                 f"{{0}}: there is no job {_literal(other)} of {_literal(who.name)}'s",
+                                 hint="name your own jobs, by the ids the job list shows") from None
     seen: set[str] = set()
     todo = list(after.others)
     while todo and len(seen) < MAX_DEPTH:
         other = todo.pop()
         if other == job_id:
-            raise BadInputError(f"--after: job {shown(job_id)} would wait for itself (a cycle through "
-                                f"{', '.join(shown(j) for j in after.others)})")
+            raise OptionError.of("after" if after.jobs else "after_frames",
+                                 f"{{0}}: job {_literal(job_id)} would wait for itself (a cycle through "
+                                 f"{_literal(', '.join(after.others))})")
         if other in seen:
             continue
         seen.add(other)
@@ -113,9 +117,15 @@ def _state(store: JobStore, job_id: str) -> str:
         return GONE
 
 
+def _literal(text: str) -> str:
+    """`text` shown safely, as it reads inside a Problem's format template (braces doubled)."""
+    return shown(text).replace("{", "{{").replace("}", "}}")
+
+
 def _why(other: str, state: str) -> str:
+    """Why a job that waited for `other` failed: the job's error, read on the web as in `httpov status` (no flag)."""
     what = {"failed": "failed", "cancelled": "was cancelled"}.get(state, "was deleted")
-    return f"job {other} that it waits for (--after) {what}"
+    return f"job {other} that it waits for {what}"
 
 
 def settle(store: JobStore, job_id: str) -> bool:

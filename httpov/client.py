@@ -322,8 +322,8 @@ class Client:
         if after:  # submit --after: published 'waiting', nothing pending; --after-frames: frames not done held
             check_after(self.store, who or local_operator(), after, spec.id)
             if after.frames and spec.radiosity != "off":
-                raise BadInputError("--after-frames: a job with a radiosity pre-pass cannot wait for another "
-                                    "job's frames", hint="submit it with --radiosity-cache off")
+                raise OptionError.of("after_frames", "{0}: a job with a radiosity pre-pass cannot wait for "
+                                     "another job's frames", hint="submit it with the radiosity cache off")
             held = to_hold(self.store, spec, after.frames) if after.frames else []
         pending = [] if after.jobs else handout_order(spec, [b for b in spec.batches if b not in set(held)])
         # a slice waiting for its frame's radiosity pre-pass is put on the pending list by that pre-pass

@@ -1,6 +1,7 @@
 """Every failure a user of httpov can meet, one class each, with the CLI exit code it maps to."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,8 +35,15 @@ class FieldError(BadInputError):
     """Fields of a web form or API request are missing or malformed; `errors` maps each field to its message."""
 
     def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{name}: {text}" for name, text in errors.items()))
+        super().__init__("; ".join(_named(name, text) for name, text in errors.items()))
         self.errors = errors
+
+
+def _named(field: str, text: str) -> str:
+    """A field's error `text` with the field named first, once: 'width must be at least 1' and 'after: there is no
+    job a1b2 of bob's' as they are (an OptionError's problems name their field first), 'choose a scene zip' as
+    'scene: choose a scene zip'."""
+    return text if re.match(rf"{re.escape(field)}\b", text) else f"{field}: {text}"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import re
 import secrets
 import ssl
 import tempfile
@@ -27,6 +28,8 @@ from httpov.errors import (
     JobFailedError,
     JobNotFoundError,
     JobStateError,
+    OptionError,
+    Problem,
     ResultError,
     ServerUnavailableError,
     TokenRefusedError,
@@ -78,10 +81,26 @@ def server_error(server: str, status: int, body: Mapping[str, Any]) -> HttpovErr
     kind = _KINDS.get(str(body.get("kind")))
     if kind is None and str(body.get("kind", "")) in ("FieldError", "OptionError"):
         kind = BadInputError
+        fields = body.get("errors")
+        if isinstance(fields, dict) and fields:  # an OptionError again: the CLI says flags (--after: ...) as direct
+            return OptionError([Problem((str(field),), _template(str(field), str(text)), str(hint) if hint else None)
+                                for field, text in fields.items()])
     kind = kind or _BY_STATUS.get(status)
     if kind is None:
         return HttpovError(f"{server} answered HTTP {status}: {message}")
     return kind(message, str(hint) if hint else None)
+
+
+def _template(field: str, text: str) -> str:
+    """A field's error as the server said it ('after: there is no job a1b2 of bob's', 'width must be at least 1') as
+    a Problem's template naming the field first ('{0}: there is no job...'); the scene's (an argument of the CLI, not
+    a flag) as it is."""
+    literal = text.replace("{", "{{").replace("}", "}}")
+    if field == "scene":
+        return literal
+    if re.match(rf"{re.escape(field)}\b", text):
+        return "{0}" + literal[len(field):]
+    return "{0}: " + literal
 
 
 def multipart(fields: Mapping[str, str], file_field: str, file_name: str, boundary: str) -> tuple[bytes, bytes]:

@@ -3,9 +3,11 @@ local storage (#26 item 3).
 
 Jobs are stored and recorded as render nodes leave them (nothing is rendered): a finished job of 10,000 frames
 (8x8 pixels, batches of 100), a finished job of 10,000 batches of one frame each on 40 render nodes, every 50th
-failed once (its page's timeline; no zip stored), 40 nodes with 6 hours of use (the nodes page's picture), a
-finished job of 1000 frames (96x72, batches of 50) and one-frame finished jobs up to 500 jobs in all. Reports, for
-the 10,000-frame job's page, the 10,000-batch job's page, the nodes page and the jobs page, the median and worst
+failed once (its page's timeline; no zip stored), a running job of 10,000 frames in batches of 4, half of them
+done and 80 rendering (a live job's page is read afresh at every request), 40 nodes with 6 hours of use (the nodes
+page's picture), a finished job of 1000 frames (96x72, batches of 50) and one-frame finished jobs up to 500 jobs in
+all. Reports, for the 10,000-frame job's page, the 10,000-batch job's page, the running job's page, the nodes page
+and the jobs page, the median and worst
 server time (wall time of a GET on this machine's loopback, `--trials` times; the first GET apart: a finished job's
 view is remembered by the server after it) and the HTML size; the pictures' own
 work (the timeline of 10,000 batches, the farm's use); then the time headless Chromium (Playwright,
@@ -93,6 +95,27 @@ def _timeline_job(client, scene: Path, nodes: int) -> str:
         assert client.store.start_batch(job, batch, f"t{i}", node, 600.0) == "ok"
         client.store.fail_batch(job, batch, "povray failed: bench", [], final=False, node=node)
     client.store.transition(job, "done")
+    return job
+
+
+def _running_job(client, scene: Path, nodes: int) -> str:
+    """A job of the scene's frames in batches of 4 (the adaptive count's most for a new scene), running: half its
+    batches recorded done (no zip stored) on `nodes` render nodes, 2 a node rendering. A live job's view is read
+    afresh at each request (its ETA moves), so its page is never remembered."""
+    job = client.submit(scene, count=4).spec.id
+    client.store.transition(job, "running")
+    ids = client.store.spec(job).batches
+    now = time.time()
+    for i, batch in enumerate(ids[:len(ids) // 2]):
+        node, first = f"node{i % nodes:02d}@bench", int(batch.split("-")[0][1:])
+        assert client.store.start_batch(job, batch, f"r{i}", node, 600.0) == "ok"
+        start = now - 3600.0 + i
+        client.store.finish_batch(job, batch, {"node": node, "seconds": 8.0, "frames": 4, "started": start,
+                                               "finished": start + 8.0, "attempt": 1, "result": f"r{i}"},
+                                  list(range(first, first + 4)), f"r{i}")
+    for i, batch in enumerate(ids[len(ids) // 2:len(ids) // 2 + 2 * nodes]):
+        assert client.store.start_batch(job, batch, f"s{i}", f"node{i % nodes:02d}@bench", 600.0) == "ok"
+    assert client.store.state(job) == "running"
     return job
 
 
@@ -199,6 +222,7 @@ def main() -> None:
         huge = _finished_job(client, _scene(tmp / "huge", 10_000, 8, 8), 100, 8, 8, distinct=False)
         big = _finished_job(client, _scene(tmp / "big", 1000, 96, 72), 50, 96, 72, distinct=True)
         timeline = _timeline_job(client, _scene(tmp / "timeline", 10_000, 8, 8), 40)
+        running = _running_job(client, _scene(tmp / "running", 10_000, 8, 8), 40)
         try:
             _busy_nodes(client, 40)
         except TypeError:  # --repo of a release before the farm's use was kept
@@ -221,6 +245,7 @@ def main() -> None:
             wait_answering(lambda: _get(port, "/", headers)[0], log)
             _timed(port, f"/jobs/{huge}", headers, "10,000-frame job's page")
             _timed(port, f"/jobs/{timeline}", headers, "10,000-batch job's page (timeline)")
+            _timed(port, f"/jobs/{running}", headers, "running 10,000-frame job's page")
             _timed(port, "/nodes", headers, "nodes page, 40 nodes (use, 6 h)")
             if (ROOT / "httpov" / "web" / "charts.py").exists():
                 _charts(client, timeline)

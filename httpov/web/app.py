@@ -225,7 +225,7 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
     @app.errorhandler(FieldError)
     def field_error(exc: FieldError) -> Any:
         field = next(iter(exc.errors))
-        return jsonify({"error": str(exc), "field": field, "errors": exc.errors}), 400
+        return jsonify({"error": str(exc), "field": field, "errors": exc.errors, "kind": "FieldError"}), 400
 
     @app.errorhandler(413)
     def too_large(exc: Any) -> Any:
@@ -257,9 +257,22 @@ def create_app(web: Web, secret_key: bytes | None = None, max_upload: int = 512 
             code = 403
         elif isinstance(exc, ResultError):  # a hostile or damaged result: refused, and remembered
             code = 422
-        return _refuse(code, str(exc), exc.hint, kind=type(exc).__name__)
+        return _refuse(code, str(exc), exc.hint if wants_json() else page_hint(exc), kind=type(exc).__name__)
 
     return app
+
+
+#: A hint in the command line's words: a command (`httpov status`) or a flag (--force).
+_CLI_WORDS = re.compile(r"`httpov\b|(?:^|[\s(`])--[a-z]")
+
+
+def page_hint(exc: HttpovError) -> str | None:
+    """The hint an error's page shows. The library's hints speak the command line (`httpov status` lists the jobs,
+    `httpov delete --force`): the API keeps them for scripts and `httpov --server`, which shows them; a page says
+    what to do in the browser, or nothing."""
+    if isinstance(exc, JobNotFoundError):
+        return "the jobs page lists the jobs"
+    return None if exc.hint and _CLI_WORDS.search(exc.hint) else exc.hint
 
 
 def eta_text(j: JobView) -> str:

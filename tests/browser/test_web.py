@@ -346,6 +346,171 @@ def test_the_submit_form_shows_each_error_beside_its_field_and_queues_nothing(fa
     assert farm.client.store.job_ids() == before
 
 
+def signed_in(browser: Any, farm: Farm, name: str, role: str) -> Any:
+    """A second browser context, signed in as `name` (an account of `role` made now), its console kept too."""
+    from httpov.web.auth import add_user
+
+    add_user(farm.accounts, name, PASSWORD, role)
+    _, b = browser
+    context = b.new_context(base_url=farm.url, viewport={"width": 1000, "height": 700})
+    other = context.new_page()
+    other.on("console", lambda m: CONSOLE.append((m.type, m.text)))
+    other.on("pageerror", lambda e: CONSOLE.append(("pageerror", str(e))))
+    other.goto("/login")
+    other.fill("#user", name)
+    other.fill("#password", PASSWORD)
+    other.click("#signin")
+    assert f"signed in as {name}" in other.inner_text("header")
+    return other
+
+
+def test_an_admin_checks_the_scene_then_submits_with_every_field(farm, page, browser, tmp_path):
+    """Every option of `httpov submit` in the form, typed, as an admin (the owner field is the admins'): "Check
+    scene" says what the ini asks for with the form's options over it and its typo, queuing nothing; strict refuses
+    the typo; then the job has every field, renders, and its page says the typo."""
+    seen, before = len(CONSOLE), farm.client.store.job_ids()
+    green = farm.jobs["green"]  # done: the new job waits for it (after, after-frames) and is released at once
+    page.goto("/submit")
+    assert page.locator("#user").count() == 0  # alice is a user: no owner field
+    ini = ("Widht=640\nWidth=32\nHeight=24\nInitial_Frame=1\nFinal_Frame=4\nInitial_Clock=0\nFinal_Clock=1\n"
+           "Antialias=on\nAntialias_Threshold=0.2\n")
+    scene = scene_zip(tmp_path / "every", GREEN, ini)
+    admin = signed_in(browser, farm, "ada", "admin")
+    try:
+        admin.goto("/submit")
+        assert admin.eval_on_selector_all("#priority option", "all => all.map(o => o.value)") == [
+            str(p) for p in range(10)]
+        assert admin.eval_on_selector_all("#radiosity_cache option", "all => all.map(o => o.value)") == [
+            "auto", "off", "shared"]
+        assert admin.eval_on_selector_all("#pool option", "all => all.map(o => o.value)") == [""]  # no pool is live
+        for number in ("frames", "width", "height", "count", "slice_rows", "time_limit", "max_processes", "max_nodes"):
+            assert admin.get_attribute(f"#{number}", "type") == "number", number
+
+        def fill(strict: bool) -> None:
+            admin.set_input_files("#scene", str(scene))
+            admin.fill("#name", "every field")
+            admin.fill("#frames", "2")
+            admin.fill("#width", "16")
+            admin.fill("#height", "64")  # two slices of povray's 32-row blocks
+            admin.select_option("#radiosity_cache", "off")
+            admin.set_checked("#strict", strict)
+            admin.fill("#count", "1")
+            admin.fill("#slices", "")
+            admin.fill("#slice_rows", "32")
+            admin.select_option("#priority", "4")
+            admin.select_option("#pool", "")
+            admin.fill("#time_limit", "60")
+            admin.fill("#max_processes", "1")
+            admin.fill("#max_nodes", "1")
+            admin.fill("#notify", "http://127.0.0.1:9/every-field")
+            admin.set_checked("#any_povray", True)
+            admin.fill("#user", "alice")
+            admin.fill("#after", green)
+            admin.fill("#after_frames", green)
+            admin.set_checked("#after_anyway", True)
+
+        fill(strict=False)
+        admin.click("#check")
+        said = {what: admin.inner_text(f"#preview-{what}") for what in ("size", "frames", "clock", "antialias",
+                                                                          "batches")}
+        assert said["size"] == "16x64" and said["frames"].startswith("1-2 (2 of"), said  # the form's over the ini's
+        assert said["clock"] == "0 to 1" and said["antialias"] == "on (threshold 0.2)", said
+        assert said["batches"] == "4 (2 row slice(s) a frame)", said
+        assert "Widht: did you mean Width?" in admin.inner_text("#preview-warnings")
+        assert admin.input_value("#slice_rows") == "32" and admin.input_value("#user") == "alice"  # kept
+        assert farm.client.store.job_ids() == before  # nothing queued
+        not_blank(admin.screenshot(full_page=True), "submit-check")
+
+        errors = [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")]
+        assert errors == [], errors
+
+        fill(strict=True)
+        admin.click("#submit")
+        assert "Widht: did you mean Width?" in admin.inner_text("#scene-error")
+        assert farm.client.store.job_ids() == before
+        seen = len(CONSOLE)  # the refusal's page came with status 400: a browser may log that as an error
+
+        fill(strict=False)
+        with admin.expect_navigation():
+            admin.click("#submit")
+        assert "/jobs/" in admin.url, admin.content()
+        job = admin.url.rsplit("/", 1)[1]
+        spec = farm.client.store.spec(job)
+        assert (spec.name, spec.first, spec.last, spec.width, spec.height) == ("every field", 1, 2, 16, 64)
+        assert (spec.priority, spec.time_limit, spec.any_povray, spec.radiosity) == (4, 60, True, "off")
+        assert spec.slices == [(1, 32), (33, 64)]
+        record = farm.client.store.record(job)
+        assert (record["user"], record["submitted_by"]) == ("alice", "ada")
+        assert (record["max_processes"], record["max_nodes"]) == ("1", "1")
+        assert json.loads(record["notify"]) == ["http://127.0.0.1:9/every-field"]
+        assert (record["after"], record["after_frames"], record["after_anyway"]) == (green, green, "1")
+        assert "Widht: did you mean Width?" in admin.inner_text("#warnings")  # the job page says the typo
+    finally:
+        admin.context.close()
+    wait_for(lambda: farm.state(job) == "done", 120, "the job of every field to render")
+    page.goto(f"/jobs/{job}")  # its owner's page: the typo, the frames
+    assert "Widht: did you mean Width?" in page.inner_text("#warnings") and page.inner_text("#owner") == "alice"
+    assert page.eval_on_selector_all("#frames .frame", "all => all.map(e => e.id)") == ["frame-1", "frame-2"]
+    inert(page)
+    farm.client.delete(job)  # the module's later tests count alice's jobs
+    errors = [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")]
+    assert errors == [], errors
+
+
+def test_a_big_jobs_frames_and_the_jobs_list_are_paged_in_order(farm, page, tmp_path):
+    """120 frames rendered live onto page 2 of their job's page (100 a page), in frame order, no reload; the pager's
+    links by click and keyboard; the jobs page, 50 jobs a page, newest first."""
+    seen = len(CONSOLE)
+    scene = write_scene(tmp_path / "long", GREEN, "Width=8\nHeight=6\nInitial_Frame=1\nFinal_Frame=120\n")
+    job = farm.client.submit(scene, user="alice", count=40, name="long one").spec.id
+    page.goto(f"/jobs/{job}?page=2")  # opened while it renders: its frames come in live, each in its place
+    page.evaluate("window.sameDocument = true")
+    assert page.inner_text("#frames-shown") == "101-120 of 1-120"
+    page.wait_for_function("() => document.querySelectorAll('#frames a.frame').length === 20", timeout=120_000)
+    assert page.eval_on_selector_all("#frames .frame", "all => all.map(e => e.id)") == [
+        f"frame-{n}" for n in range(101, 121)]
+    assert page.evaluate("window.sameDocument") is True, "the page reloaded"
+    wait_for(lambda: farm.state(job) == "done", 120, "the 120 frames to render")
+    with page.expect_navigation():
+        page.locator("nav.pager a[rel=prev]").first.click()
+    assert page.url.endswith(f"/jobs/{job}?page=1")
+    assert page.inner_text("#frames-shown") == "1-100 of 1-120"
+    assert page.eval_on_selector_all("#frames .frame", "all => all.map(e => e.id)") == [
+        f"frame-{n}" for n in range(1, 101)]
+    page.locator("#frame-1").scroll_into_view_if_needed()  # thumbnails load as they come into view
+    page.wait_for_function("() => document.querySelector('#frame-1 img').naturalWidth > 0")
+    not_blank(page.screenshot(), "job-paged")
+    thumbnail = Image.open(io.BytesIO(page.locator("#frame-1 img").screenshot())).convert("RGB")
+    assert thumbnail.width >= 80 and count(thumbnail, (0, 255, 0)) >= 0.9 * thumbnail.width * thumbnail.height
+    page.locator("nav.pager a[rel=next]").first.focus()  # the pager is plain links: the keyboard follows them
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url.endswith(f"/jobs/{job}?page=2") and page.locator("#frames a.frame").count() == 20
+    assert page.context.request.get(f"/jobs/{job}?page=3").status == 404  # past the last page
+
+    parked = [farm.client.submit(scene, user="pager", pool="parked", frames=1, name=f"parked {i}").spec.id
+              for i in range(50)]  # a pool no node takes: they stay queued, newest last
+    try:
+        newest_first = [j["id"] for j in page.context.request.get("/api/jobs").json()][::-1]
+        page.goto("/")
+        first = page.eval_on_selector_all("#jobs .job", "all => all.map(e => e.dataset.job)")
+        assert first == newest_first[:50] and first[:50] == parked[::-1]
+        with page.expect_navigation():
+            page.locator("nav.pager a[rel=next]").first.click()
+        second = page.eval_on_selector_all("#jobs .job", "all => all.map(e => e.dataset.job)")
+        assert second == newest_first[50:] and job in second and "on page 2" in page.inner_text("h1")
+        page.locator("nav.pager a[rel=prev]").first.focus()
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.eval_on_selector_all("#jobs .job", "all => all.map(e => e.dataset.job)") == first
+    finally:
+        for parked_job in parked:
+            farm.client.delete(parked_job, force=True)
+        farm.client.delete(job)  # the module's later tests count alice's jobs
+    errors = [m for m in CONSOLE[seen:] if m[0] in ("error", "pageerror")]
+    assert errors == [], errors
+
+
 def test_the_api_submits_and_reads_with_a_token_and_names_bad_fields(farm, api, tmp_path):
     scene = scene_zip(tmp_path / "slow", SLOW_SCENE, "Width=64\nHeight=48\nAntialias=on\nAntialias_Threshold=0.05\n"
                                                       "Initial_Frame=1\nFinal_Frame=60\n")

@@ -32,7 +32,7 @@ def test_after_and_after_frames_render_in_order_and_a_cancel_fails_the_waiter(tm
     assert _cli(settings, "cancel", x).exit_code == 0  # before any node runs: Y fails at once, with the reason
     assert client.store.state(y_id) == JobState.FAILED
     status = _cli(settings, "status", y_id)
-    assert f"job {x} that it waits for (--after) was cancelled" in status.output
+    assert f"job {x} that it waits for was cancelled" in status.output
     workers(concurrency=2)
     for job in (a, b, c):
         assert client.wait(job, timeout=120).state == JobState.DONE

@@ -155,6 +155,11 @@ def test_control_and_exit_codes_as_with_redis(farm: Farm, tmp_path: Path) -> Non
     assert submitted.exit_code == 0
     job = submitted.stdout.split()[1].rstrip(":")
 
+    # a refusal of a field by the server is said with the flag, as with Redis (the web says the field: test_web_words)
+    unknown = farm.remote("submit", str(slow_scene(tmp_path / "after", 1)), "--after", "0123456789ab")
+    assert unknown.exit_code == 2, unknown.stderr
+    assert unknown.stderr.startswith("httpov: error: --after: there is no job 0123456789ab of alice's\n")
+
     paused = farm.remote("pause", job)
     assert (paused.exit_code, paused.stdout) == (0, f"job {job} paused\n")
     # another user sees alice's job's progress, and may act on none of it: exit 10, nothing changed

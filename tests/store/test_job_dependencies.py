@@ -54,7 +54,7 @@ def test_cancel_fails_the_waiters_with_the_reason_unless_after_anyway(client, sc
     c = client.submit(scene, count=3, after=a, after_anyway=True, who=ALICE).spec.id
     client.cancel(a, who=ALICE)  # settles its waiters at once
     assert client.store.state(b) == JobState.FAILED
-    assert client.view(b, who=ALICE).errors == [f"job {a} that it waits for (--after) was cancelled"]
+    assert client.view(b, who=ALICE).errors == [f"job {a} that it waits for was cancelled"]
     assert client.store.state(c) == JobState.QUEUED and _sent(client, c)
 
 
@@ -66,12 +66,16 @@ def test_unknown_and_another_users_job_are_refused_alike(client, scene):
         with pytest.raises(BadInputError) as refused:
             client.submit(scene, count=3, after=job, who=BOB)
         said[job] = str(refused.value).replace(job, "JOB")
-    assert said[a] == said["0123456789ab"] == "--after: there is no job JOB of bob's"
+    assert said[a] == said["0123456789ab"] == "after: there is no job JOB of bob's"  # the field, as the web says it
     with pytest.raises(BadInputError):
         client.submit(scene, count=3, after_frames=a, who=BOB)
     assert client.store.job_ids() == jobs  # nothing recorded
     result = CliRunner().invoke(cli, ["submit", str(scene), "--after", "not a job!"], env=worker_env(client.settings))
     assert result.exit_code != 0 and "--after: 'not a job!' is not a job id" in result.output
+    for flag in ("--after", "--after-frames"):  # the CLI says the flag
+        result = CliRunner().invoke(cli, ["submit", str(scene), flag, "0123456789ab"], env=worker_env(client.settings))
+        assert result.exit_code == 2 and f"{flag}: there is no job 0123456789ab of " in result.output, result.output
+    assert client.store.job_ids() == jobs
 
 
 def test_cycle_refused(client, scene):
@@ -105,11 +109,11 @@ def test_deleting_or_cancelling_the_job_waited_for_fails_whole_and_frame_waiters
         client.delete(b, who=ALICE)
     client.delete(a, force=True, who=ALICE)  # cancelled, then gone: its waiters fail with the first reason met
     assert client.store.state(b) == client.store.state(c) == JobState.FAILED
-    assert client.view(b, who=ALICE).errors == [f"job {a} that it waits for (--after) was cancelled"]
+    assert client.view(b, who=ALICE).errors == [f"job {a} that it waits for was cancelled"]
     assert not client.store.dependent_ids()
     d = client.submit(scene, count=1, who=ALICE).spec.id
     e = client.submit(scene, count=1, after=d, who=ALICE).spec.id
     client.store.transition(d, JobState.CANCELLED)
     client.store.transition(d, JobState.DELETING)  # as a delete cut short before its waiters were settled
     client.reap()
-    assert client.view(e, who=ALICE).errors == [f"job {d} that it waits for (--after) was deleted"]
+    assert client.view(e, who=ALICE).errors == [f"job {d} that it waits for was deleted"]

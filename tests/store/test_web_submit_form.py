@@ -190,5 +190,7 @@ def test_after_from_the_form_waits_and_another_users_job_is_refused(settings, se
     before = job_keys(settings)
     for job in (first, "0123456789ab"):  # alice's job and no job: bob gets the same words
         status, _, page = submit_form(server, bob, scene, name="bobs", after=job, priority="3")
-        assert status == 400 and f"--after: there is no job {job} of bob&#39;s" in page, page
+        said = re.search(r'<span class="error" id="after-error">(.*?)</span>', page, re.S)  # beside its field
+        assert status == 400 and said, page
+        assert html.unescape(said.group(1)).strip() == f"after: there is no job {job} of bob's"  # no CLI flag
     assert job_keys(settings) == before

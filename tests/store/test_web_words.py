@@ -97,3 +97,18 @@ def test_deleting_a_live_job_says_to_cancel_it_in_the_pages_words(settings, serv
     _in_web_words(refused["error"])
     done = CliRunner().invoke(cli, ["delete", made["id"]], env=worker_env(settings))
     assert done.exit_code == 4 and f"`httpov delete --force {made['id']}` cancels it first" in done.output
+
+
+def test_an_error_page_gives_the_pages_hint_and_the_api_the_command_lines(settings, server):
+    """A page refused by the library (no such job) hints in the browser's words; the API keeps the library's hint,
+    which `httpov --server` shows."""
+    alice = server.session("alice")
+    for path in ("/jobs/0123456789ab", "/jobs/0123456789ab/frames/3", "/jobs/0123456789ab/confirm/delete"):
+        status, _, raw = server.http("GET", path, {"Cookie": alice, "Accept": "text/html"})
+        main = html.unescape(re.search(r"<main>(.*?)</main>", raw, re.S).group(1))
+        assert status == 404 and "no job with id '0123456789ab'" in main, main
+        assert "hint: the jobs page lists the jobs" in main and "httpov" not in main, main
+        _in_web_words(main)
+    status, refused = call(server, "GET", "/api/jobs/0123456789ab", add(settings, server, "alice"))
+    assert status == 404 and refused["kind"] == "JobNotFoundError"
+    assert refused["hint"] == "`httpov status` lists the jobs"

@@ -57,6 +57,21 @@ def test_the_servers_refusals_are_httpovs_errors(status, body, error, code) -> N
         assert "refused the token" in str(found)
 
 
+def test_a_fields_refusal_is_said_with_the_flags_as_the_farms_own_cli_says_it() -> None:
+    """The server names a form's fields (after, slice_rows); `httpov --server` says the flags."""
+    body = {"error": "after: there is no job a1b2 of bob's; slice_rows must be at least 1, got 0",
+            "field": "after", "kind": "FieldError",
+            "errors": {"after": "after: there is no job a1b2 of bob's", "slice_rows": "slice_rows must be at least 1, "
+                       "got 0", "scene": "choose a scene zip"}}
+    found = server_error("https://farm", 400, body)
+    assert isinstance(found, errors.OptionError) and found.exit_code == 2
+    assert found.said(errors.flag) == ("--after: there is no job a1b2 of bob's; --slice-rows must be at least 1, got 0;"
+                                       " choose a scene zip")  # the scene is an argument: its errors name no flag
+    assert str(found) == ("after: there is no job a1b2 of bob's; slice_rows must be at least 1, got 0; "  # the library
+                          "choose a scene zip")
+    assert str(errors.FieldError(body["errors"])) == body["error"] + "; scene: choose a scene zip"  # named once
+
+
 def test_a_view_comes_back_from_its_json() -> None:
     view = from_snapshot(*_snapshot(), now=1001.5)
     again = JobView.from_json(json.loads(json.dumps(view.to_json())))

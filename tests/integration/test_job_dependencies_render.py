@@ -70,7 +70,7 @@ def test_a_failed_render_fails_its_waiters_with_the_reason_and_after_anyway_rend
         pass
     wait_for(lambda: client.store.state(b) == client.store.state(d) == JobState.FAILED, 30,
              "the jobs waiting for the failed one to fail")
-    why = f"job {a} that it waits for (--after) failed"
+    why = f"job {a} that it waits for failed"
     for job in (b, d):
         assert client.view(job).errors == client.view(job, who=bob).errors == [why]
         assert not client.store.batches(job)["done"]  # nothing of it rendered

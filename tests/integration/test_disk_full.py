@@ -136,6 +136,8 @@ def test_full_storage_holds_the_job_blames_no_node_and_it_finishes_once_freed(ti
     assert not client.store.batches(sub.spec.id)["failed"]  # no failed attempt recorded, nothing to block
     status = CliRunner().invoke(cli, ["status", sub.spec.id], env=worker_env(farm), terminal_width=200).output
     assert "waiting for storage: " in status and "will retry" not in status
+    code, html = page(client, f"/jobs/{sub.spec.id}")  # the job page, as anyone who may read the farm sees it
+    assert code == 200 and "waiting for storage: " in html and "No space left on device" in html, html
     (tiny_fs / "ballast").unlink()
     view = client.wait(sub.spec.id, timeout=60)
     assert view.state == "done" and view.frames_done == 4 and view.notes == [] and view.state in FINISHED

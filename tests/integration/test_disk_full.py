@@ -3,6 +3,7 @@ farm's jobs, blaming no node. Real tmpfs filesystems (16 MiB), real render nodes
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from httpov.settings import Settings
 from httpov.states import FINISHED, LIVE
 from httpov.view import job_view
 from tests.conftest import TINY_ANIMATION, wait_for, write_scene
+from tests.webapp import page
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +105,11 @@ def test_a_node_short_of_room_takes_no_batch_and_says_so(tiny_fs, tmp_path, sett
     assert "node full@" in status and fault in status
     table = CliRunner().invoke(cli, ["nodes"], env=worker_env(settings), terminal_width=200).output
     assert f": {fault}" in table
+    # the web pages, as anyone who may read the farm sees them (public read: no account)
+    code, html = page(client, f"/jobs/{sub.spec.id}")
+    assert code == 200 and re.search(rf"node full@\S+: {re.escape(fault)}", html), html
+    code, html = page(client, "/nodes")
+    assert code == 200 and f'<span class="fault">{fault}</span>' in html, html
     workers(concurrency=1, name="roomy")
     view = client.wait(sub.spec.id, timeout=60)
     assert view.state == "done" and view.nodes_blocked == [] and view.notes == []
@@ -129,6 +136,8 @@ def test_full_storage_holds_the_job_blames_no_node_and_it_finishes_once_freed(ti
     assert not client.store.batches(sub.spec.id)["failed"]  # no failed attempt recorded, nothing to block
     status = CliRunner().invoke(cli, ["status", sub.spec.id], env=worker_env(farm), terminal_width=200).output
     assert "waiting for storage: " in status and "will retry" not in status
+    code, html = page(client, f"/jobs/{sub.spec.id}")  # the job page, as anyone who may read the farm sees it
+    assert code == 200 and "waiting for storage: " in html and "No space left on device" in html, html
     (tiny_fs / "ballast").unlink()
     view = client.wait(sub.spec.id, timeout=60)
     assert view.state == "done" and view.frames_done == 4 and view.notes == [] and view.state in FINISHED

@@ -78,7 +78,8 @@ class FailureGroup:
 
 @dataclass
 class Prepass:
-    """A job's pre-pass stage (one radiosity pass per frame, or one for the job, ahead of its slices)."""
+    """A job's pre-pass stage (one radiosity and/or photon pass per frame, or one for the job, ahead of its slices):
+    its kind is 'radiosity', 'photons' or 'radiosity and photons'."""
 
     kind: str
     total: int
@@ -299,7 +300,9 @@ def _prepass(spec: JobSpec, batches: Batches) -> Prepass | None:
     ids = prepass_ids(spec)
     if not ids:
         return None
-    return Prepass(kind="radiosity", total=len(ids), done=sum(1 for i in ids if i in batches["done"]),
+    kinds = [kind for kind, on in (("radiosity", spec.radiosity != "off"), ("photons", spec.photons != "off")) if on]
+    return Prepass(kind=" and ".join(kinds) or "radiosity", total=len(ids),
+                   done=sum(1 for i in ids if i in batches["done"]),
                    running=sum(1 for i in ids if i in batches["running"]),
                    failed=sum(1 for i in ids if i in batches["failed"] and batches["failed"][i].get("final")))
 

@@ -113,3 +113,23 @@ def test_a_photons_block_that_cannot_be_edited_safely_renders_as_before(tmp_path
     assert _same_as_a_single_render(scene, frame, tmp_path)
     logs = _logs(client, sub.spec.id, tmp_path / "out")
     assert len(logs) == 2 and all("Number of photons shot:" in text for text in logs.values())
+
+
+def test_a_radiosity_and_photon_still_shares_both_from_one_pre_pass(tmp_path, settings, client, workers):
+    """One pre-pass per frame: its probe shoots the photons into the map, its radiosity pass loads that map rather
+    than shooting them again, and every slice loads both the map and the radiosity cache."""
+    both = CAUSTICS.replace("max_trace_level 10", "max_trace_level 10\n  radiosity { pretrace_start 0.08 "
+                                                  "pretrace_end 0.02 count 40 }")
+    scene = write_scene(tmp_path / "both", both, INI)
+    workers(concurrency=2)
+    sub = client.submit(scene, slices=2)
+    assert sub.spec.photons == "shared" and sub.spec.radiosity == "prepass"
+    assert [b for b in sub.spec.batches if b.endswith("-pre")] == ["f000001-000001-pre"]
+    assert client.wait(sub.spec.id, timeout=180).state == "done"
+    logs = _logs(client, sub.spec.id, tmp_path / "out")
+    pre = logs.pop("f000001-000001-pre.log")
+    assert pre.count("Number of photons shot:") == 1 and pre.count("Starting the load of photon file") == 1
+    assert len(logs) == 2
+    for name, text in logs.items():
+        assert "Starting the load of photon file" in text and "photons shot" not in text, name
+        assert "Radiosity samples calculated" in text and "refused" not in text, name

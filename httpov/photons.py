@@ -5,9 +5,10 @@ povray takes a photon file only from the scene's own `photons { }` block in `glo
 wrapper's footer) resets every photon setting, an Include_Header is overridden by the scene's block. So the copy
 is the user's .pov with one statement put just after `photons {` of its only `global_settings`, and nothing else
 changed. Anything that could make that block other than the one povray reads is refused: no `global_settings`
-or several, one inside `#if`/`#while`/`#switch`/`#macro` (built by macros, or conditional), a `#` directive or no
-or several `photons` blocks inside it, a scene that names `save_file`/`load_file` itself, and another file of the
-scene that says `global_settings` (an include may set its own photons block)."""
+or several, one inside `#if`/`#while`/`#switch`/`#macro` (built by macros, or conditional), a `#` directive, a
+macro call or no or several `photons` blocks inside it, a scene that names `save_file`/`load_file` itself, and
+another file of the scene whose `global_settings` holds `photons`, a directive or a macro call (an include that
+may set its own photons block)."""
 from __future__ import annotations
 
 import re
@@ -34,16 +35,24 @@ def mentions_photons(names: list[str], read: Callable[[str], bytes]) -> bool:
 
 
 def check_others(names: list[str], read: Callable[[str], bytes]) -> None:
-    """NotShareable if a file of the scene other than its .pov (`names`) could set or name photon settings: it says
-    `global_settings`, `save_file` or `load_file` (an include's block would override the edited one)."""
+    """NotShareable if a file of the scene other than its .pov (`names`) could set or name photon settings: it names
+    `save_file` or `load_file`, or has a `global_settings` block that holds `photons`, a `#` directive or a macro
+    call (a plain block such as `global_settings { assumed_gamma 1.0 }`, grenadine's lemon.inc, is left alone: it
+    does not touch the photons block povray reads)."""
     for name in names:
         if name.endswith("/"):
             continue
         data = read(name)
-        if b"global_settings" in data:
-            raise NotShareable(f"{name} has a global_settings block of its own")
         if any(word in data for word in _FILE_WORDS):
             raise NotShareable(f"{name} names a photon file (save_file or load_file)")
+        if b"global_settings" not in data:
+            continue
+        words = [value for value, _ in _tokens(data.decode("utf-8", "replace"))]
+        for at in (i for i, w in enumerate(words) if w == "global_settings"):
+            why = _unsafe(words, at + 1)
+            if why or "photons" in _block(words, at + 1):
+                raise NotShareable(f"{name} has a global_settings block that may set photons "
+                                   f"({why or 'its own photons block'})")
 
 
 def insertion_point(text: str) -> int:
@@ -80,6 +89,8 @@ def insertion_point(text: str) -> int:
                 break
         elif word.startswith("#"):
             raise NotShareable(f"a {word} directive inside global_settings")
+        elif _is_call(words, i):
+            raise NotShareable(f"a macro call {word}() inside global_settings")
         elif word == "photons" and level == 1:
             blocks.append(i)
     else:
@@ -98,6 +109,42 @@ def edited(text: str, statement: str) -> str:
     photons block of its global_settings; NotShareable if that block cannot be edited safely."""
     at = insertion_point(text)
     return f"{text[:at]} {statement} {text[at:]}"
+
+
+#: POV-Ray's own functions, called with parentheses in a value (a macro call is any other word before '(').
+_FUNCTIONS = {"abs", "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "bitwise_and", "bitwise_or",
+              "bitwise_xor", "ceil", "cos", "cosh", "defined", "degrees", "div", "exp", "floor", "int", "ln", "log",
+              "max", "min", "mod", "pow", "radians", "select", "sin", "sinh", "sqrt", "tan", "tanh", "vdot",
+              "vlength", "vcross", "vnormalize", "vrotate", "vaxis_rotate", "rgb", "rgbf", "rgbt", "rgbft"}
+
+
+def _is_call(words: list[str], at: int) -> bool:
+    word = words[at]
+    return (at + 1 < len(words) and words[at + 1] == "(" and (word[:1].isalpha() or word[:1] == "_")
+            and word not in _FUNCTIONS)
+
+
+def _block(words: list[str], start: int) -> list[str]:
+    """The words of the block that opens at words[start] ('{'), to its closing brace (or the end)."""
+    if start >= len(words) or words[start] != "{":
+        return []
+    level = 0
+    for i in range(start, len(words)):
+        level += (words[i] == "{") - (words[i] == "}")
+        if level == 0:
+            return words[start:i + 1]
+    return words[start:]
+
+
+def _unsafe(words: list[str], start: int) -> str:
+    """Why the block at words[start] could hide photon settings ('' if it cannot): a directive or a macro call."""
+    block = _block(words, start)
+    for i, word in enumerate(block):
+        if word.startswith("#"):
+            return f"a {word} directive inside it"
+        if _is_call(block, i):
+            return f"a macro call {word}() inside it"
+    return "" if block else "no block after it"
 
 
 def _tokens(text: str) -> Iterator[tuple[str, int]]:

@@ -41,6 +41,7 @@ def test_the_statement_goes_just_inside_the_global_photons_block() -> None:
     ("global_settings { photons { spacing 0.1 } photons { count 100 } }", "several photons blocks"),
     ("global_settings {\n#if (Q) photons { spacing 0.1 } #end\n}", "#if directive inside"),
     ("global_settings { #include \"photons.inc\" }", "#include directive inside"),
+    ("global_settings { photons { spacing 0.1 } MorePhotons() }", "macro call MorePhotons"),
     ('global_settings { photons { spacing 0.1 load_file "user.ph" } }', "names a photon file"),
     ('#declare F = "x";\nglobal_settings { photons { spacing 0.1 save_file F } }', "names a photon file"),
     ("global_settings { photons { spacing 0.1 }", "not closed"),
@@ -50,6 +51,11 @@ def test_the_statement_goes_just_inside_the_global_photons_block() -> None:
 def test_a_scene_that_cannot_be_edited_safely_is_refused(scene: str, why: str) -> None:
     with pytest.raises(NotShareable, match=why):
         insertion_point(scene)
+
+
+def test_povray_functions_in_a_value_are_no_macro_calls() -> None:
+    scene = "global_settings { assumed_gamma pow(2.2, 1) photons { spacing max(0.01, 0.02) } }"
+    assert scene[:insertion_point(scene)].endswith("photons {")
 
 
 def test_a_block_after_a_closed_conditional_is_found() -> None:
@@ -62,7 +68,11 @@ def test_other_files_of_the_scene_must_not_set_photons() -> None:
              "scene/": b""}
     check_others(list(files), files.__getitem__)
     assert mentions_photons(list(files), files.__getitem__)
-    for data, why in ((b"global_settings { photons { } }", "global_settings"),
+    files["scene/lemon2.inc"] = b"global_settings{assumed_gamma 1.0}  // grenadine's lemon.inc: no photons"
+    check_others(list(files), files.__getitem__)
+    for data, why in ((b"global_settings { photons { } }", "its own photons block"),
+                      (b"global_settings { max_trace_level 5 Photons() }", "macro call Photons"),
+                      (b"global_settings {\n#include \"p.inc\"\n}", "#include directive"),
                       (b'#declare F = "load_file";', "names a photon file")):
         files["scene/settings.inc"] = data
         with pytest.raises(NotShareable, match=why):

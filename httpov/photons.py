@@ -3,12 +3,14 @@ or why the scene cannot be edited safely (then every slice shoots its own photon
 
 povray takes a photon file only from the scene's own `photons { }` block in `global_settings`: a second block (a
 wrapper's footer) resets every photon setting, an Include_Header is overridden by the scene's block. So the copy
-is the user's .pov with one statement put just after `photons {` of its only `global_settings`, and nothing else
-changed. Anything that could make that block other than the one povray reads is refused: no `global_settings`
-or several, one inside `#if`/`#while`/`#switch`/`#macro` (built by macros, or conditional), a `#` directive, a
-macro call or no or several `photons` blocks inside it, a scene that names `save_file`/`load_file` itself, and
-another file of the scene whose `global_settings` holds `photons`, a directive or a macro call (an include that
-may set its own photons block)."""
+is the user's .pov with one statement put just after `photons {` of the `global_settings` that holds it, and
+nothing else changed. Anything that could make that block other than the one povray reads is refused: no
+`global_settings`, several with `photons`, another that holds a directive or a macro call, the one with `photons`
+inside `#if`/`#while`/`#for`/`#switch`/`#macro` (conditional, or built by a macro) or holding a `#` directive, a
+macro call or no or several `photons` blocks, a scene that names `save_file`/`load_file` itself, and another file
+of the scene whose `global_settings` holds `photons`, a directive or a macro call (an include may set its own
+photons block). A plain `global_settings { assumed_gamma 1.0 }` beside it (optics.pov, grenadine's lemon.inc)
+is harmless."""
 from __future__ import annotations
 
 import re
@@ -65,9 +67,14 @@ def insertion_point(text: str) -> int:
     found = [i for i, w in enumerate(words) if w == "global_settings"]
     if not found:
         raise NotShareable("the scene file has no global_settings block (an include or a macro may set it)")
-    if len(found) > 1:
-        raise NotShareable("the scene file has several global_settings blocks")
-    at = found[0]
+    with_photons = [at for at in found if "photons" in _block(words, at + 1)]
+    for at in found:  # a plain block besides (optics.pov's `global_settings { assumed_gamma 1.0 }`) is harmless
+        why = _unsafe(words, at + 1) if at not in with_photons else ""
+        if why:
+            raise NotShareable(f"a global_settings block of the scene file has {why}")
+    if len(with_photons) > 1:
+        raise NotShareable("the scene file has several global_settings blocks with photons")
+    at = with_photons[0] if with_photons else found[-1]
     depth = 0
     for word in words[:at]:
         if word.startswith("#"):

@@ -32,7 +32,8 @@ def test_the_statement_goes_just_inside_the_global_photons_block() -> None:
 
 @pytest.mark.parametrize("scene, why", [
     ("camera { location -z }", "no global_settings"),
-    ("global_settings { photons { spacing 0.1 } }\nglobal_settings { assumed_gamma 1 }", "several global_settings"),
+    ("global_settings { photons { spacing 0.1 } }\nglobal_settings { photons { count 9 } }", "several global_settings"),
+    ("global_settings { photons { spacing 0.1 } }\nglobal_settings { Gamma() }", "has a macro call Gamma"),
     ("#if (Photons)\nglobal_settings { photons { spacing 0.1 } }\n#end", "inside a #if"),
     ("#macro Settings()\nglobal_settings { photons { spacing 0.1 } }\n#end\nSettings()", "inside a #if"),
     ("#while (I < 1)\n#declare I = I + 1;\n#end\n#switch (Q)\n#case (1)\nglobal_settings { photons { } }\n#end",
@@ -56,6 +57,11 @@ def test_a_scene_that_cannot_be_edited_safely_is_refused(scene: str, why: str) -
 def test_povray_functions_in_a_value_are_no_macro_calls() -> None:
     scene = "global_settings { assumed_gamma pow(2.2, 1) photons { spacing max(0.01, 0.02) } }"
     assert scene[:insertion_point(scene)].endswith("photons {")
+
+
+def test_a_plain_global_settings_beside_the_photons_one_is_harmless() -> None:
+    scene = "global_settings { assumed_gamma 1.0 }\n#include \"colors.inc\"\nglobal_settings { photons { count 9 } }"
+    assert scene[:insertion_point(scene)].endswith("photons {") and insertion_point(scene) > 40
 
 
 def test_a_block_after_a_closed_conditional_is_found() -> None:

@@ -260,6 +260,8 @@ class Client:
             spec.any_povray = options.any_povray
             spec.order = self.settings.batch_order
             notes = self._plan_radiosity(spec, radiosity_cache if radiosity else "off")
+            if after.frames and unshared == "":  # a pre-pass cannot wait for another job's frames: see _queue_job
+                unshared = "--after-frames: a pre-pass cannot wait for another job's frames"
             notes += _plan_photons(spec, unshared)
             if radiosity_cache == "shared" and not radiosity:
                 notes.append("--radiosity-cache shared: no file of the scene names radiosity, nothing to share")

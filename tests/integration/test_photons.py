@@ -9,7 +9,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from httpov.cli import cli
+from httpov.local_farm import worker_env
 from httpov.paths import photon_map_key
 from tests.conftest import pixels, povray_direct, wait_for, write_scene
 
@@ -133,3 +136,14 @@ def test_a_radiosity_and_photon_still_shares_both_from_one_pre_pass(tmp_path, se
     for name, text in logs.items():
         assert "Starting the load of photon file" in text and "photons shot" not in text, name
         assert "Radiosity samples calculated" in text and "refused" not in text, name
+
+
+def test_a_bad_photons_mode_is_refused_and_a_whole_frame_shares_nothing(tmp_path, settings, client):
+    scene = write_scene(tmp_path / "caustics", CAUSTICS, INI)
+    result = CliRunner().invoke(cli, ["submit", str(scene), "--slices", "2", "--photons", "sometimes"],
+                                env=worker_env(settings))
+    print(result.output)
+    assert result.exit_code == 2 and "--photons" in result.output and "sometimes" in result.output
+    whole = client.submit(scene)  # a whole frame shoots its photons once anyway: no pre-pass
+    assert whole.spec.photons == "off" and not any(b.endswith("-pre") for b in whole.spec.batches)
+    client.cancel(whole.spec.id)

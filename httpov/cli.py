@@ -95,6 +95,9 @@ def cli(ctx: click.Context, server: str | None) -> None:
               help="auto: a sliced radiosity frame gets one pre-pass whose cache all its slices load (no bands at "
               "slice edges); shared: one cache for every frame of an animation whose geometry and lights do not "
               "move (less flicker, less time); off: none.")
+@click.option("--photons", metavar="[shared|off]", default="shared", show_default=True,
+              help="shared: a sliced frame's photons are shot once, by a pre-pass, into a map all its slices load "
+              "(the same pixels, less CPU); off: every slice shoots its own. Whole frames always shoot their own.")
 @click.option("--any-povray", is_flag=True, help="Let nodes with any povray version render the job (default: only "
               "the version of the first node that starts it, so that every frame comes from one build).")
 @click.option("--user", help="Whose job this is (default: your login name); the record says an operator submitted "
@@ -115,13 +118,14 @@ def cli(ctx: click.Context, server: str | None) -> None:
 @click.pass_context
 def submit(ctx: click.Context, scene: Path, frames: int | None, width: int | None, height: int | None,
            count: int | None, slices: str | None, slice_rows: int | None, name: str | None, time_limit: int | None,
-           priority: int, wait: bool, radiosity_cache: str, any_povray: bool, user: str | None,
+           priority: int, wait: bool, radiosity_cache: str, photons: str, any_povray: bool, user: str | None,
            max_processes: int | None, max_nodes: int | None, pool: str | None, strict: bool,
            notify: tuple[str, ...], after: str | None, after_frames: str | None, after_anyway: bool) -> None:
     """Queue SCENE (a .zip, a folder, or a .ini/.pov file) for rendering."""
     options = _submit_options(ctx.obj, name=name, frames=frames, width=width, height=height, count=count, slices=slices,
                               slice_rows=slice_rows,
                               priority=priority, time_limit=time_limit, radiosity_cache=radiosity_cache,
+                              photons=photons,
                               any_povray=any_povray, user=user, max_processes=max_processes, pool=pool,
                               max_nodes=max_nodes, strict=strict, notify=notify or None, after=after,
                               after_frames=after_frames, after_anyway=after_anyway)

@@ -34,6 +34,7 @@ from httpov.events import Event, EventLog
 from httpov.ini_keys import unknown_key_warnings
 from httpov.options import SubmitOptions
 from httpov.outage import through_outage
+from httpov.photons import NotShareable, check_others, insertion_point, mentions_photons
 from httpov.plan import (
     AUTO,
     Batch,
@@ -43,6 +44,7 @@ from httpov.plan import (
     history_key,
     image_size,
     plan_job,
+    prepass_ids,
     radiosity_digest,
     safe_name,
     waiting_for_prepass,
@@ -243,6 +245,7 @@ class Client:
             with zipfile.ZipFile(zip_path) as zf:
                 layout, scene = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
                 radiosity = radiosity_cache != "off" and mentions_radiosity(names, zf.read)
+                unshared = _photons_unshared(names, zf.read, layout) if options.photons != "off" else None
             typos = scene.typos  # 'Widht: did you mean Width?': warned of, kept with the job; refused when strict
             if typos and options.strict:
                 said = "; ".join(unknown_key_warnings(scene.unknown, ignored=False))
@@ -257,6 +260,9 @@ class Client:
             spec.any_povray = options.any_povray
             spec.order = self.settings.batch_order
             notes = self._plan_radiosity(spec, radiosity_cache if radiosity else "off")
+            if after.frames and unshared == "":  # a pre-pass cannot wait for another job's frames: see _queue_job
+                unshared = "--after-frames: a pre-pass cannot wait for another job's frames"
+            notes += _plan_photons(spec, unshared)
             if radiosity_cache == "shared" and not radiosity:
                 notes.append("--radiosity-cache shared: no file of the scene names radiosity, nothing to share")
             check_spec(spec)  # what a render node will check again: refuse here, before anything is stored
@@ -810,6 +816,38 @@ def _scene_file(name: str, names: list[str]) -> str:
             not any(n == name or n.count("/") == 1 and n.endswith("/" + name) for n in names):
         raise SceneError(f"the scene has no {shown(name)!r} at its top to render (an .ini or .pov file)")
     return name
+
+
+def _photons_unshared(names: list[str], read: Callable[[str], bytes], layout: SceneLayout) -> str | None:
+    """Why the scene's photons cannot be shared ('' : they can; None: no file of it names photons), by the text of
+    its files (httpov.photons); a render node checks its copy again and its probe says whether photons are shot."""
+    if not mentions_photons(names, read):
+        return None
+    main = layout.root + layout.pov
+    try:
+        check_others([n for n in names if n != main], read)
+        insertion_point(read(main).decode("utf-8", "replace"))
+    except NotShareable as exc:
+        return str(exc)
+    return ""
+
+
+def _plan_photons(spec: JobSpec, unshared: str | None) -> list[str]:
+    """Give each frame of a sliced photon job a pre-pass (the one its radiosity has, or one of its own) whose photon
+    map its slices load; answers notes for the user. Whole frames, and frames of a job that shares one radiosity
+    cache, shoot their own photons (moving lights and objects need them: README, "Photons")."""
+    if unshared is None or not spec.slices:
+        return []
+    if spec.radiosity == "shared":
+        return ["photons are not shared with --radiosity-cache shared: every slice shoots its own"]
+    if unshared or not wrappable(spec.pov):
+        why = unshared or f"the scene file name {spec.pov!r} cannot be included by a wrapper"
+        return [f"photons are not shared ({why}): every slice shoots its own, as a single render does"]
+    spec.photons = "shared"
+    prepasses = {Batch(f, f, prepass=True).id for f in range(spec.first, spec.last + 1)} | set(prepass_ids(spec))
+    spec.batches = sorted(prepasses) + [b for b in spec.batches if b not in prepasses]
+    return ["one pre-pass per frame shoots its photons once into a map its slices load (--photons off: every "
+            "slice shoots its own)"]
 
 
 def _choices(layout: SceneLayout, spec: JobSpec) -> list[str]:

@@ -1,5 +1,5 @@
 """Submit options (frames, image size, batch size, slices, priority, name, user, pool, caps, time limit, radiosity
-cache, strict ini): one typed object, checked in one place for the CLI, the web form, the JSON API and `httpov
+cache, photons, strict ini): one typed object, checked in one place for the CLI, the web form, the JSON API and `httpov
 render`."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from httpov.access import NAME, NAME_RULE
 from httpov.errors import BadInputError, OptionError, Problem
 from httpov.paths import JOB_ID
+from httpov.photons import PHOTON_MODES
 from httpov.plan import AUTO, RADIOSITY_MODES, check_name
 from httpov.settings import Settings, check_notify, check_pool
 from httpov.text import shown
@@ -93,6 +94,13 @@ def _radiosity_cache(value: object, settings: Settings) -> str:
     return str(mode)
 
 
+def _photons(value: object, settings: Settings) -> str:
+    mode = value.strip() if isinstance(value, str) else value
+    if mode not in PHOTON_MODES:
+        raise _Refused(f"{{0}} must be one of {', '.join(PHOTON_MODES)}, got {_q(value)}")
+    return str(mode)
+
+
 def _flag(value: object, settings: Settings) -> bool:
     if not isinstance(value, bool):
         raise _Refused(f"{{0}} must be true or false, got {_q(value)}")
@@ -170,6 +178,7 @@ class SubmitOptions:
     priority: int = 5  # 0 (lowest) to 9 (highest)
     time_limit: int | None = None  # seconds a batch may run, at most HTTPOV_TASK_TIME_LIMIT
     radiosity_cache: str = "auto"  # RADIOSITY_MODES: auto (a pre-pass per sliced frame), shared, off
+    photons: str = "shared"  # PHOTON_MODES: shared (a sliced frame's photons shot once by its pre-pass), off
     any_povray: bool = False  # any node's povray version may render it (default: the first node's only)
     user: str | None = None  # whose job it is
     pool: str | None = None  # only render nodes of this pool (HTTPOV_POOLS) take its batches
@@ -209,13 +218,14 @@ class SubmitOptions:
 _RULES: dict[str, Callable[[object, Settings], object]] = {
     "name": _name, "frames": _at_least_1, "width": _at_least_1, "height": _at_least_1,
     "count": _at_least_1, "slices": _slices, "slice_rows": _at_least_1,
-    "priority": _priority, "time_limit": _time_limit, "radiosity_cache": _radiosity_cache, "any_povray": _flag,
+    "priority": _priority, "time_limit": _time_limit, "radiosity_cache": _radiosity_cache, "photons": _photons,
+    "any_povray": _flag,
     "user": _user, "pool": _pool, "max_processes": _at_least_1, "max_nodes": _at_least_1, "strict": _flag,
     "notify": _notify, "after": _job_ids, "after_frames": _job_id, "after_anyway": _flag,
 }
 #: Fields a form sends as text, where an empty field means "not given".
 _BLANK_IS_UNSET = {"frames", "width", "height", "count", "slices", "slice_rows", "priority", "time_limit",
-                   "radiosity_cache", "max_processes", "max_nodes", "notify", "after", "after_frames"}
+                   "radiosity_cache", "photons", "max_processes", "max_nodes", "notify", "after", "after_frames"}
 
 
 def parse_priority(value: object) -> int:

@@ -98,6 +98,12 @@ def checkpoint_key(job_id: str, batch_id: str) -> str:
     return f"{job_prefix(job_id)}checkpoints/{batch_id}.zip"
 
 
+def photon_map_key(job_id: str, frame: int) -> str:
+    """A sliced frame's photon map (povray's photons save_file), shot once by the frame's pre-pass and loaded by its
+    slices (httpov.worker.photons); the job's own, deleted with it."""
+    return f"{job_prefix(job_id)}photons/f{int(frame):06d}.ph"
+
+
 def radiosity_key(digest: str) -> str:
     """A radiosity pre-pass's cache (povray's Radiosity_File_Name file), stored once per scene, options, size and
     frame (plan.radiosity_digest); an empty file says the scene renders without radiosity."""

@@ -32,7 +32,7 @@ FIRST_MAX_COUNT = 4  # before a scene's frame time is known, keep tasks short: a
 #: Options whose values are paths inside the scene.
 PATH_OPTIONS = ("Input_File_Name", "Library_Path")
 MAX_NAME = 200
-#: The batch id of a frame's radiosity pre-pass ends in this ('f000001-000001-pre').
+#: The batch id of a frame's pre-pass (radiosity, photons) ends in this ('f000001-000001-pre').
 PREPASS_SUFFIX = "pre"
 #: submit --radiosity-cache: 'auto' gives a sliced radiosity job one pre-pass per frame, shared by its slices;
 #: 'off' renders every slice with its own radiosity (bands at the slice edges); 'shared' computes one cache for a
@@ -42,6 +42,9 @@ RADIOSITY_MODES = ("auto", "off", "shared")
 #: 'shared' (one cache for every frame).
 RADIOSITY_PLANS = ("off", "prepass", "shared")
 #: Bumped whenever the pre-pass recipe changes, so a stored radiosity cache of an older recipe is not reused.
+#: How a job's slices get their photons, as recorded in its spec: 'off' (each shoots its own) or 'shared' (each
+#: sliced frame's pre-pass shoots them once into a photon map its slices load: httpov.photons).
+PHOTON_PLANS = ("off", "shared")
 PREPASS_RECIPE = "rfo-as_off-noaa/2"  # 2: detection by samples, empty cache without a real pretrace (#27)
 
 
@@ -62,7 +65,8 @@ class FrameRange:
 @dataclass(frozen=True)
 class Batch:
     """One task: frames first..last, and for a sliced job rows row_first..row_last (1-based, inclusive); or the
-    pre-pass of one frame of a sliced radiosity job (`prepass`), which computes what every slice of it loads."""
+    pre-pass of one frame of a sliced radiosity or photon job (`prepass`), which computes what every slice of it
+    loads (a radiosity cache, a photon map)."""
 
     first: int
     last: int
@@ -81,7 +85,7 @@ class Batch:
         """Human-readable, for Flower and logs."""
         frames = f"frame {self.first}" if self.first == self.last else f"frames {self.first}-{self.last}"
         if self.prepass:
-            return f"{frames} radiosity pre-pass"
+            return f"{frames} pre-pass"
         return frames if self.rows is None else f"{frames} rows {self.rows[0]}-{self.rows[1]}"
 
     @property
@@ -333,6 +337,7 @@ class JobSpec:
     batches: list[str] = field(default_factory=list)
     time_limit: int | None = None  # seconds a batch may run (submit --time-limit), within the node's own limit
     radiosity: str = "off"  # RADIOSITY_PLANS: whether slices (or frames) load a radiosity pre-pass's cache
+    photons: str = "off"  # PHOTON_PLANS: whether a sliced frame's slices load its pre-pass's photon map
     any_povray: bool = False  # False: every batch rendered by the povray version of the first node (its pixels)
     order: str = "preview"  # BATCH_ORDERS: how its batches are handed out (handout_order)
 
@@ -428,6 +433,10 @@ def check_spec(spec: JobSpec) -> None:
         raise SceneError(f"radiosity plan {spec.radiosity!r} is not one of {', '.join(RADIOSITY_PLANS)}")
     if spec.radiosity != "off" and not wrappable(spec.pov):
         raise SceneError(f"the scene file name {spec.pov!r} cannot be included by a radiosity wrapper")
+    if spec.photons not in PHOTON_PLANS:
+        raise SceneError(f"photon plan {spec.photons!r} is not one of {', '.join(PHOTON_PLANS)}")
+    if spec.photons != "off" and (not spec.slices or spec.radiosity == "shared" or not wrappable(spec.pov)):
+        raise SceneError("a shared photon map is only planned for the slices of a frame")
 
 
 def check_record(job_id: str, spec: JobSpec) -> JobSpec:
@@ -444,8 +453,8 @@ def check_batch(spec: JobSpec, batch_id: object) -> Batch:
     if not isinstance(batch_id, str) or not isinstance(spec.batches, list) or batch_id not in spec.batches:
         raise BadInputError(f"batch {batch_id!r} is not one job {spec.id} planned")
     batch = Batch.from_id(batch_id)
-    if batch.prepass and (spec.radiosity == "off" or batch.first != batch.last):
-        raise BadInputError(f"batch {batch_id!r}: job {spec.id} has no radiosity pre-pass of that kind")
+    if batch.prepass and ((spec.radiosity == "off" and spec.photons == "off") or batch.first != batch.last):
+        raise BadInputError(f"batch {batch_id!r}: job {spec.id} has no pre-pass of that kind")
     rows_ok = batch.rows is None or 1 <= batch.rows[0] <= batch.rows[1] <= spec.height
     if not (spec.first <= batch.first <= batch.last <= spec.last) or not rows_ok:
         raise BadInputError(f"batch {batch_id!r} lies outside job {spec.id}'s frames or rows")

@@ -259,7 +259,7 @@ class RemoteClient:
             with zipfile.ZipFile(zip_path) as zf:  # its ini or .pov only: the scene's text, not its assets
                 layout, _ = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
             fields = {"name": options.name or _default_name(Path(source), layout), "priority": str(options.priority),
-                      "radiosity_cache": options.radiosity_cache}
+                      "radiosity_cache": options.radiosity_cache, "photons": options.photons}
             for key in ("frames", "width", "height", "count", "slices", "slice_rows", "time_limit", "user", "pool",
                         "max_processes", "max_nodes", "after_frames"):
                 value = getattr(options, key)

@@ -75,6 +75,9 @@ class Settings:
     # MiB the cache folder's filesystem must have free for the node to take a batch (povray's frame and its
     # state file: a 4K frame needs about 100 MiB); below it the node hands batches back (httpov.worker.room)
     min_free_mb: int = 256
+    # MiB a sliced frame's shared photon map may have (httpov.worker.photons): a pre-pass whose map is bigger
+    # stores none and the slices shoot their own photons (POV-Ray's grenadine sample: 4 MiB)
+    photon_map_mb: int = 256
     povray: str = "povray"
     render_threads: int = 1
     lease_seconds: float = 8.0

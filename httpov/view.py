@@ -78,7 +78,8 @@ class FailureGroup:
 
 @dataclass
 class Prepass:
-    """A job's pre-pass stage (one radiosity pass per frame, or one for the job, ahead of its slices)."""
+    """A job's pre-pass stage (one radiosity and/or photon pass per frame, or one for the job, ahead of its slices):
+    its kind is 'radiosity', 'photons' or 'radiosity and photons'."""
 
     kind: str
     total: int
@@ -156,6 +157,7 @@ class JobView:
     # taken one for that long (set by job_view and overview; a job between two batches is idle, not stalled)
     stalled: bool = False
     frames_rendering: float = 0.0  # frames' worth of the running batches povray rendered (0.36: a frame 36% done)
+    photons: str = "off"  # PHOTON_PLANS: 'shared' when each sliced frame's slices load its pre-pass's photon map
 
     def to_json(self) -> dict[str, Any]:
         """The view as `httpov status --json` and the page's /api/jobs print it."""
@@ -234,7 +236,8 @@ def from_snapshot(record: JobRecord, spec: JobSpec, batches: Batches, now: float
         sliced=bool(spec.slices), width=spec.width, height=spec.height, priority=spec.priority,
         created=created, finished=finished, elapsed=round(elapsed, 3),
         rate=round(done / elapsed, 4) if done and elapsed > 0 else 0.0, errors=errors[:40],
-        nodes_blocked=batches["blocked"], radiosity_cache=spec.radiosity, prepass=_prepass(spec, batches),
+        nodes_blocked=batches["blocked"], radiosity_cache=spec.radiosity, photons=spec.photons,
+        prepass=_prepass(spec, batches),
         eta_seconds=estimate["eta_seconds"], eta_at=estimate["eta_at"], frame_seconds=estimate["frame_seconds"],
         overhead_factor=estimate["overhead_factor"], rate_recent=estimate["rate_recent"],
         render_processes=estimate["render_processes"], frames_running=estimate["frames_running"],
@@ -299,7 +302,9 @@ def _prepass(spec: JobSpec, batches: Batches) -> Prepass | None:
     ids = prepass_ids(spec)
     if not ids:
         return None
-    return Prepass(kind="radiosity", total=len(ids), done=sum(1 for i in ids if i in batches["done"]),
+    kinds = [kind for kind, on in (("radiosity", spec.radiosity != "off"), ("photons", spec.photons != "off")) if on]
+    return Prepass(kind=" and ".join(kinds) or "radiosity", total=len(ids),
+                   done=sum(1 for i in ids if i in batches["done"]),
                    running=sum(1 for i in ids if i in batches["running"]),
                    failed=sum(1 for i in ids if i in batches["failed"] and batches["failed"][i].get("final")))
 

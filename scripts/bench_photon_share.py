@@ -1,6 +1,7 @@
-"""Measure: would one shared photon map save time on POV-Ray's photon sample scenes sliced in rows?
+"""Measure: would one shared photon map save time on POV-Ray's photon sample scenes sliced in rows? And, built, does it?
 
     python scripts/bench_photon_share.py [--size 160x120 --slices 4 --repeat 3 --scenes grenadine,optics]
+    python scripts/bench_photon_share.py --farm [--concurrency 4 --repeat 3 --scenes grenadine,glassthing]
 
 For each scene (copied with its folder from Debian's povray-examples, --examples) and repetition, alternating:
   today    --slices row slices (+SR/+ER on povray's 32-row grid), each `povray -D +WT1 +A0.3` shooting its own
@@ -12,6 +13,13 @@ Reported: povray's own CPU seconds (the "using N thread(s) with X CPU-seconds to
 trace), of which photon shooting, the wall time of the serial pre-pass, the map's size, and whether each stitched
 image is pixel-identical to one `povray -D +WT1` of the whole image. Not httpov code: a measurement of the
 design in docs/RADIOSITY.md section 4 on real sample scenes, to decide whether to build it.
+
+--farm measures the design as built: one real `celery -A httpov worker` of --concurrency render processes (warmed
+up before the clock runs), each scene (a pov.ini of --size, +A0.3) submitted with --slices slices as
+`--photons off` and `--photons shared` in turn, alternating within each repetition; wall time from submit to the
+stitched frame stored, CPU povray's own summed over every run of the job (the pre-pass's probe included) from its
+logs, and whether each stitched frame is pixel-identical to one `povray -D +WT1` of the whole image. Reported as
+the ratio shared / off of each repetition (median; min-max).
 """
 from __future__ import annotations
 
@@ -19,14 +27,21 @@ import argparse
 import math
 import re
 import shutil
+import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
-from PIL import Image
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchfarm import node_farm  # noqa: E402
+from PIL import Image  # noqa: E402
 
 EXAMPLES = Path("/usr/share/doc/povray/examples")
 SCENES = {
@@ -89,19 +104,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scenes", default=",".join(SCENES))
     parser.add_argument("--examples", type=Path, default=EXAMPLES)
+    parser.add_argument("--farm", action="store_true", help="measure the farm's shared photon map (--photons)")
+    parser.add_argument("--concurrency", type=int, default=4, help="--farm: render processes on the node")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     assert len(size) == 2
+    if args.farm:
+        return farm(args, size)  # type: ignore[arg-type]
     table = []
     with tempfile.TemporaryDirectory(prefix="httpov-bench-photons-") as tmp:
         for name in args.scenes.split(","):
             source = args.examples / SCENES[name]
-            folder = Path(tmp) / name
-            if source.parent == args.examples / "advanced" or source.parent.name == "lights":
-                folder.mkdir()
-                shutil.copy(source, folder)
-            else:
-                shutil.copytree(source.parent, folder)
+            folder = copy_scene(args.examples, name, Path(tmp))
             saving = inject(folder, source.name, "httpov-save.pov", 'save_file "httpov.ph"')
             loading = inject(folder, source.name, "httpov-load.pov", 'load_file "httpov.ph"')
             parts = rows(size, args.slices)  # type: ignore[arg-type]
@@ -138,6 +152,73 @@ def main() -> None:
               f"{statistics.median(r['pre_cpu'] for r in shared):.2f} / "
               f"{statistics.median(r['pre_wall'] for r in shared):.2f} | {_spread([r['cpu'] for r in shared])} | "
               f"{_spread(ratio)} | {mb:.1f} | {'yes' if same else 'no'} |")
+
+
+def copy_scene(examples: Path, name: str, tmp: Path) -> Path:
+    """The sample scene `name` copied with its folder (the lights and advanced samples: the file alone)."""
+    source = examples / SCENES[name]
+    folder = tmp / name
+    if source.parent == examples / "advanced" or source.parent.name == "lights":
+        folder.mkdir()
+        shutil.copy(source, folder)
+    else:
+        shutil.copytree(source.parent, folder)
+    return folder
+
+
+def farm(args: argparse.Namespace, size: tuple[int, int]) -> None:
+    """--farm: each scene sliced on one node, --photons off and shared alternating (see the module's docstring)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # still stop the worker when killed
+    table = []
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="httpov-bench-photons-farm-")))
+        _, client = node_farm(stack, tmp, args.concurrency)
+        warm = tmp / "warm"
+        warm.mkdir()
+        (warm / "scene.pov").write_text("camera { location -3*z look_at 0 } sphere { 0, 1 pigment { rgb 1 } }\n")
+        (warm / "pov.ini").write_text("Input_File_Name=scene.pov\nWidth=32\nHeight=32\n")
+        client.wait(client.submit(warm, slices=1, name="warmup").spec.id, timeout=600)
+        for name in args.scenes.split(","):
+            folder = copy_scene(args.examples, name, tmp)
+            (folder / "pov.ini").write_text(f"Input_File_Name={Path(SCENES[name]).name}\nWidth={size[0]}\n"
+                                            f"Height={size[1]}\nAntialias=on\nAntialias_Threshold=0.3\n")
+            done = subprocess.run(["povray", "pov.ini", "-D", "+WT1", "+FN", "+Osingle.png"], cwd=folder,
+                                  capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            reference = Image.open(folder / "single.png").convert("RGB").tobytes()
+            single_cpu = sum(float(v) for v in CPU.findall(done.stdout + done.stderr))
+            runs: dict[str, list[dict]] = {"off": [], "shared": []}
+            notes: set[str] = set()
+            for rep in range(args.repeat):
+                for mode in ("off", "shared") if rep % 2 == 0 else ("shared", "off"):
+                    started = time.perf_counter()
+                    sub = client.submit(folder, slices=args.slices, photons=mode, name=f"{name}-{mode}")
+                    client.wait(sub.spec.id, poll=0.05, timeout=3600)
+                    wall = time.perf_counter() - started
+                    out = tmp / f"out-{sub.spec.id}"
+                    image = client.fetch(sub.spec.id, out)[0]
+                    logs = [log.read_text() for log in (out / "logs").glob("*.log")]
+                    notes.update(n for n in sub.notes if "photon" in n)
+                    runs[mode].append({"wall": wall, "cpu": sum(float(v) for log in logs for v in CPU.findall(log)),
+                                       "identical": Image.open(image).convert("RGB").tobytes() == reference,
+                                       "planned": sub.spec.photons,
+                                       "loaded": sum("Starting the load of photon file" in log for log in logs)})
+                    print(name, mode, runs[mode][-1], flush=True)
+            table.append((name, single_cpu, runs, notes))
+    print(f"\n{args.size} +A0.3, {args.slices} slices, one node of {args.concurrency} render processes, "
+          f"{args.repeat} repetitions, off and shared alternating (median; min-max)\n")
+    print("| scene | single CPU s | off: wall s / CPU s | shared: wall s / CPU s | wall shared/off | CPU shared/off "
+          "| slices loading the map | stitched = single |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, single_cpu, runs, notes in table:
+        off, shared = runs["off"], runs["shared"]
+        same = all(r["identical"] for r in off + shared)
+        print(f"| {name} | {single_cpu:.2f} | {_spread([r['wall'] for r in off])} / {_spread([r['cpu'] for r in off])} "
+              f"| {_spread([r['wall'] for r in shared])} / {_spread([r['cpu'] for r in shared])} "
+              f"| {_spread([s['wall'] / o['wall'] for s, o in zip(shared, off)])} "
+              f"| {_spread([s['cpu'] / o['cpu'] for s, o in zip(shared, off)])} "
+              f"| {statistics.median(r['loaded'] for r in shared):.0f} | {'yes' if same else 'no'} |")
+        for note in sorted(notes):
+            print(f"  {name}: {note}")
 
 
 def _spread(values: list[float]) -> str:

@@ -394,6 +394,14 @@ class JobStore:
         """The content hash a pre-pass of this farm recorded for the stored radiosity cache `key`, or None."""
         return self._call(lambda: self.r.hget(self.keys.radiosity_sha256(), key))
 
+    def record_photon_map(self, job_id: str, frame: int, sha256: str) -> None:
+        """The pre-pass of the job's `frame` stored its photon map with this content hash ('' : it stored none)."""
+        self._call(lambda: self.r.hset(self.keys.photons(job_id), str(frame), sha256))
+
+    def photon_map_sha256(self, job_id: str, frame: int) -> str | None:
+        """The content hash the pre-pass of the job's `frame` recorded for its photon map ('' : none), or None."""
+        return self._call(lambda: self.r.hget(self.keys.photons(job_id), str(frame)))
+
     def forget_cache(self, key: str) -> None:
         """The radiosity cache `key` is being deleted: its hash goes first, so no submit reuses it meanwhile."""
         self._call(lambda: self.r.hdel(self.keys.radiosity_sha256(), key))

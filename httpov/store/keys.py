@@ -12,7 +12,7 @@ from dataclasses import dataclass
 JOB_PARTS = {
     "pending": "list", "window": "zset", "done": "hash", "failed": "hash", "running": "hash", "attempts": "hash",
     "requeued": "hash", "parked": "set", "held": "set", "frames": "set", "blocked": "set", "node_failures": "hash",
-    "history": "list", "unseen": "hash", "checkpoints": "hash",
+    "history": "list", "unseen": "hash", "checkpoints": "hash", "photons": "hash",
 }
 
 
@@ -90,6 +90,12 @@ class Keys:
         """Hash: batch id -> its latest checkpoint's info (JSON, httpov.store.records.CheckpointInfo), written by the
         execution that stored it while it held the batch's lease."""
         return self.job_part(job_id, "checkpoints")
+
+    def photons(self, job_id: str) -> str:
+        """Hash: frame -> SHA-256 of the photon map its pre-pass stored (paths.photon_map_key), '' when the pre-pass
+        stored none (no photons shot, the scene could not be edited, the map too big); a slice loads a map only if
+        the file it downloaded has that hash (httpov.worker.photons)."""
+        return self.job_part(job_id, "photons")
 
     def attempts(self, job_id: str) -> str:
         """Hash: batch id -> how often it was started."""

@@ -34,9 +34,9 @@ CONTROLS = ("cancel", "pause", "resume", "retry")
 #: Submit's options a form or a script may send, as text (SubmitOptions' names, as the CLI's flags without the
 #: dashes); the scene zip comes in the field `scene`. The field `user` (the job's owner) is the signed-in account's
 #: (or the token's account's) own name unless an admin names another.
-SUBMIT_FIELDS = ("name", "frames", "width", "height", "count", "slices", "priority", "radiosity_cache", "slice_rows",
-                 "time_limit", "max_processes", "max_nodes", "pool", "any_povray", "strict", "notify", "after",
-                 "after_frames", "after_anyway")
+SUBMIT_FIELDS = ("name", "frames", "width", "height", "count", "slices", "priority", "radiosity_cache", "photons",
+                 "slice_rows", "time_limit", "max_processes", "max_nodes", "pool", "any_povray", "strict", "notify",
+                 "after", "after_frames", "after_anyway")
 #: How a form or script says yes to a flag (any_povray, strict, after_anyway).
 YES = ("1", "true", "yes", "on")
 #: Who a reader of a `--public-read` page is, signed in as nobody: a viewer no account can be (not a name).
@@ -130,13 +130,15 @@ def submit_upload(upload: Any, form: Mapping[str, str]) -> Any:
 
 def submit_choices() -> dict[str, Any]:
     """What the submit form offers in its lists: the priorities this account may give a job (up to its max priority:
-    httpov.user_limits; every one for an admin), the radiosity cache's modes, the live render pools, and the longest
-    time limit (HTTPOV_TASK_TIME_LIMIT)."""
+    httpov.user_limits; every one for an admin), the radiosity cache's and the photons' modes, the live render
+    pools, and the longest time limit (HTTPOV_TASK_TIME_LIMIT)."""
+    from httpov.photons import PHOTON_MODES
     from httpov.plan import RADIOSITY_MODES
 
     client, identity = web().client, who()
     top = 9 if identity.admin else client.user_limits_of(identity.name).max_priority
     return {"priorities": list(range(0, top + 1)), "radiosity_modes": RADIOSITY_MODES,
+            "photon_modes": PHOTON_MODES,
             "pools": sorted(client.store.live_pools(within=client.settings.live_node_seconds)),
             "max_time_limit": client.settings.task_time_limit}
 

@@ -48,7 +48,7 @@ from httpov.store import JobStore
 from httpov.store.jobs import Recorded
 from httpov.store.records import DoneInfo
 from httpov.text import shown
-from httpov.worker import povray, radiosity, room, stitch
+from httpov.worker import photons, povray, radiosity, room, stitch
 from httpov.worker.cache import SceneCache
 from httpov.worker.checkpoint import Checkpoints
 from httpov.worker.lease import LeaseKeeper
@@ -423,11 +423,18 @@ class RenderNode:
                         self._keep_failed_log(spec, batch, workdir / "render.log")
                         raise
                 farm = radiosity.Farm(self.store, self.storage, self.cache)
+                maps = None if spec.photons == "off" else photons.PhotonMaps(
+                    self.store, self.storage, self.cache, self.settings.photon_map_mb * 2**20)
                 if batch.prepass:
-                    return farm.prepass(spec, batch, workdir / "scene", render, result)
-                extra, refused = None, ""
+                    return farm.prepass(spec, batch, workdir / "scene", render, result, maps)
+                extra, refused, pov = None, "", None
+                if maps is not None and spec.slices:  # a copy of the scene that loads the frame's photon map
+                    pov, refused = maps.load(spec, batch, workdir / "scene")
                 if spec.radiosity != "off" and (spec.slices or spec.radiosity == "shared"):
-                    extra, refused = farm.load(spec, batch, workdir / "scene")
+                    extra, why = farm.load(spec, batch, workdir / "scene", pov)
+                    refused = "\n".join(x for x in (refused, why) if x)
+                if extra is None and pov is not None:
+                    extra = [f"+I{pov}"]
                 try:
                     output = render(extra)
                 except RenderError as exc:

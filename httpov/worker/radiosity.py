@@ -1,5 +1,6 @@
 """A radiosity pre-pass on a render node: the probe, the whole-image pass that saves povray's radiosity cache, and
-the options with which a slice (or frame) loads it, once checked. Measured in docs/RADIOSITY.md."""
+the options with which a slice (or frame) loads it, once checked; the probe also shoots a frame's shared photon map
+(httpov.worker.photons). Measured in docs/RADIOSITY.md."""
 from __future__ import annotations
 
 import contextlib
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from httpov.storage import Storage
     from httpov.store import JobStore
     from httpov.worker.cache import SceneCache
+    from httpov.worker.photons import PhotonMaps
     from httpov.worker.povray import RenderOutput
 
 log = logging.getLogger(__name__)
@@ -88,16 +90,19 @@ def pretrace_share(log: str) -> float | None:
     return pretrace / (pretrace + final) if pretrace + final else None
 
 
-def probe_options() -> list[str]:
-    """A tiny render of the frame with the scene's own settings (no AA): its statistics tell radiosity on or off."""
-    return [f"+W{PROBE_SIZE[0]}", f"+H{PROBE_SIZE[1]}", "-A"]
+def probe_options(scene: str | None = None) -> list[str]:
+    """A tiny render of the frame with the scene's own settings (no AA): its statistics tell radiosity on or off,
+    and whether it shot photons. `scene`: httpov's copy of the .pov to render instead (one that saves its photon
+    map: photons do not depend on the image's size, so the probe shoots the map the slices load)."""
+    return [f"+W{PROBE_SIZE[0]}", f"+H{PROBE_SIZE[1]}", "-A", *([f"+I{scene}"] if scene else [])]
 
 
-def write_wrapper(scene_dir: Path, spec: JobSpec, footer: str) -> str:
-    """A scene beside povray's working folder that includes the job's .pov by the same relative name and appends
-    `footer`; the user's files are not touched. Answers its name, relative to `scene_dir`."""
+def write_wrapper(scene_dir: Path, pov: str, footer: str) -> str:
+    """A scene beside povray's working folder that includes `pov` (the job's .pov, or httpov's copy of it that loads
+    a photon map) by the same relative name and appends `footer`; the user's files are not touched. Answers its
+    name, relative to `scene_dir`."""
     name = f"httpov-radiosity-{secrets.token_hex(6)}.pov"
-    (scene_dir / name).write_text(f'#include "{spec.pov}"\n{footer}\n')
+    (scene_dir / name).write_text(f'#include "{pov}"\n{footer}\n')
     return name
 
 
@@ -106,14 +111,14 @@ def cache_name() -> str:
     return f"httpov-radiosity-{secrets.token_hex(6)}.rca"
 
 
-def prepass_options(scene_dir: Path, spec: JobSpec, rca: str) -> list[str]:
-    """The whole image without antialiasing, saving every radiosity sample to `rca`."""
-    return [f"+I{write_wrapper(scene_dir, spec, PREPASS_FOOTER)}", "-A", f"Radiosity_File_Name={rca}", "+RFO"]
+def prepass_options(scene_dir: Path, pov: str, rca: str) -> list[str]:
+    """The whole image of `pov` without antialiasing, saving every radiosity sample to `rca`."""
+    return [f"+I{write_wrapper(scene_dir, pov, PREPASS_FOOTER)}", "-A", f"Radiosity_File_Name={rca}", "+RFO"]
 
 
-def loading_options(scene_dir: Path, spec: JobSpec, rca: str) -> list[str]:
-    """A slice (or frame) loading the pre-pass's cache `rca`, its own pretrace cut to one pass."""
-    return [f"+I{write_wrapper(scene_dir, spec, LOADING_FOOTER)}", f"Radiosity_File_Name={rca}", "+RFI"]
+def loading_options(scene_dir: Path, pov: str, rca: str) -> list[str]:
+    """A slice (or frame) of `pov` loading the pre-pass's cache `rca`, its own pretrace cut to one pass."""
+    return [f"+I{write_wrapper(scene_dir, pov, LOADING_FOOTER)}", f"Radiosity_File_Name={rca}", "+RFI"]
 
 
 #: POV-Ray's radiosity recursion_limit is 1-20; a sample's depth in the file (1-based) is within it. povray indexes
@@ -205,33 +210,43 @@ class Farm:
     cache: SceneCache
 
     def prepass(self, spec: JobSpec, batch: Batch, scene_dir: Path, render: Callable[..., RenderOutput],
-                result: str) -> tuple[float, int]:
-        """A frame's radiosity pre-pass: a probe at 8x6 with the scene's own settings says whether radiosity is on;
+                result: str, photons: PhotonMaps | None = None) -> tuple[float, int]:
+        """A frame's pre-pass: a probe at 8x6 with the scene's own settings says whether radiosity is on;
         if so the whole image without AA saves povray's radiosity cache, stored for every slice to load, else an
         empty file is stored (the slices then render as without a pre-pass); the stored file's SHA-256 is recorded
         in Redis, the only content a slice loads. A cache a pre-pass of this farm stored already (an earlier job, or
         this batch's own run on a node lost before it was recorded) is reused if it still has its recorded hash; a
-        file under the key without one (planted) is rendered over. Answers povray's seconds and the bytes stored."""
-        key = radiosity_key(radiosity_digest(spec, batch.first))
-        if self._stored(key):
+        file under the key without one (planted) is rendered over. With `photons` (a job sharing photon maps) the
+        probe renders a copy of the scene that saves its photon map, stored for the frame's slices (PhotonMaps),
+        and the radiosity pass loads it. Answers povray's seconds and the bytes stored."""
+        key = radiosity_key(radiosity_digest(spec, batch.first)) if spec.radiosity != "off" else None
+        radiosity = key is not None and not self._stored(key)
+        if not radiosity and photons is None:
             return 0.0, 0
-        probe = render(probe_options(), PROBE_SIZE)
+        saving, photon_map, why = photons.saving(spec, scene_dir) if photons else (None, None, "")
+        probe = render(probe_options(saving), PROBE_SIZE)
         seconds, logs = probe.seconds, [probe.log]
         found = uses_radiosity(probe.log)
         if found is None:
-            raise RenderError("the radiosity probe's povray log has no render statistics", transient=True)
-        cache = scene_dir / cache_name()
-        if found:
-            output = render(prepass_options(scene_dir, spec, cache.name))
-            seconds += output.seconds
-            logs.append(output.log)
-            share = pretrace_share(output.log)
-            if not cache.is_file() or (share is not None and share < MIN_PRETRACE_SHARE):
-                cache.write_bytes(b"")  # nothing to load, or nothing the slices' own pretraces would change
-        else:
-            cache.write_bytes(b"")
-        self.storage.put_file(key, cache)
-        self.store.record_cache(key, file_sha256(cache))
+            raise RenderError("the pre-pass's probe's povray log has no render statistics", transient=True)
+        pov = spec.pov
+        if photons is not None and photon_map is not None:
+            stored = photons.store_map(spec, batch, photon_map, probe.log, why)
+            if stored is not None:  # the radiosity pass loads the map rather than shooting the photons again
+                pov = photons.loading(spec, scene_dir, stored)
+        if radiosity and key is not None:
+            cache = scene_dir / cache_name()
+            if found:
+                output = render(prepass_options(scene_dir, pov, cache.name))
+                seconds += output.seconds
+                logs.append(output.log)
+                share = pretrace_share(output.log)
+                if not cache.is_file() or (share is not None and share < MIN_PRETRACE_SHARE):
+                    cache.write_bytes(b"")  # nothing to load, or nothing the slices' own pretraces would change
+            else:
+                cache.write_bytes(b"")
+            self.storage.put_file(key, cache)
+            self.store.record_cache(key, file_sha256(cache))
         archive = scene_dir.parent / f"{batch.id}.zip"  # povray's logs, fetched with the others
         with zipfile.ZipFile(archive, "w") as zf:
             zf.writestr(f"{batch.id}.log", "\n".join(logs), zipfile.ZIP_DEFLATED)
@@ -250,14 +265,16 @@ class Farm:
         except (FileNotFoundError, ArchiveError):
             return False
 
-    def load(self, spec: JobSpec, batch: Batch, scene_dir: Path) -> tuple[list[str] | None, str]:
+    def load(self, spec: JobSpec, batch: Batch, scene_dir: Path,
+             pov: str | None = None) -> tuple[list[str] | None, str]:
         """povray options that load the frame's radiosity cache (fetched once per node), or None when its pre-pass
         found the scene renders without radiosity; and why the cache was refused ('' if it was not).
 
         Only the content a pre-pass of this farm stored is loaded: the file povray will read must have the SHA-256
         that pre-pass recorded, and be a well-formed cache (check_cache). On any doubt the batch renders without
         it, running its own radiosity pretrace (the frame still right, its slice edges may show), and says so in
-        its log, the job's history and the node's log."""
+        its log, the job's history and the node's log. `pov`: the scene to render (default the job's .pov; httpov's
+        copy of it that loads a photon map)."""
         key = radiosity_key(radiosity_digest(spec, batch.first))
         cache = scene_dir / cache_name()
         try:
@@ -273,4 +290,4 @@ class Farm:
             with contextlib.suppress(HttpovError):
                 self.store.note(spec.id, why)
             return None, why
-        return loading_options(scene_dir, spec, cache.name), ""
+        return loading_options(scene_dir, pov or spec.pov, cache.name), ""

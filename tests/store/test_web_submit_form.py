@@ -85,12 +85,14 @@ def test_every_field_is_offered_typed_and_reaches_the_job(settings, server, clie
     assert options_of(page, "priority") == [str(p) for p in range(settings.user_max_priority + 1)]
     assert selected(page, "priority") == "5"
     assert options_of(page, "radiosity_cache") == ["auto", "off", "shared"]
+    assert options_of(page, "photons") == ["shared", "off"] and selected(page, "photons") == "shared"
     assert options_of(page, "pool") == ["", "gpu"]  # any, and the live pool
     assert 'id="user"' not in page  # the owner field is the admins'
     assert "<script>" not in page  # the Content-Security-Policy allows no inline script
 
     fields = {"name": "every-field", "frames": "2", "width": "24", "height": "96", "slices": "3", "priority": "7",
-              "radiosity_cache": "off", "pool": "gpu", "time_limit": "30", "max_processes": "2", "max_nodes": "1",
+              "radiosity_cache": "off", "photons": "off", "pool": "gpu", "time_limit": "30", "max_processes": "2",
+              "max_nodes": "1",
               "any_povray": "1", "strict": "1", "notify": "https://hooks.example.com/a http://127.0.0.1:9/b"}
     status, headers, page = submit_form(server, alice, scene, **fields)
     assert status == 302, page

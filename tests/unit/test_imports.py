@@ -17,7 +17,7 @@ CLIENT = {"httpov.client", "httpov.view", "httpov.terminal", "httpov.eta", "http
           "httpov.web", "httpov.cli", "httpov.remote", "httpov.farm"}
 PURE = ["httpov.errors", "httpov.text", "httpov.settings", "httpov.limits", "httpov.paths", "httpov.scene",
         "httpov.plan", "httpov.archive", "httpov.files", "httpov.results", "httpov.worker.stitch", "httpov.eta",
-        "httpov.options", "httpov.states", "httpov.access", "httpov.user_limits"]
+        "httpov.options", "httpov.states", "httpov.access", "httpov.user_limits", "httpov.photons"]
 BROKER_LIBRARIES = ("celery", "kombu", "redis")
 #: What code spelling one of kombu's Redis keys would contain (httpov.broker builds them all).
 KOMBU_WORDS = (":kombu:", "unacked", "\x06\x16", "priority_steps")

@@ -21,6 +21,7 @@ STATUS_KEYS = [
     "notes",
     "idle_since", "stalled",  # #26: a job idle for a while (no render node takes its batches), not just after submit
     "frames_rendering",  # #28: frames' worth of the running batches povray rendered (a frame 36% done: 0.36)
+    "photons",  # #27: 'shared' when a sliced frame's slices load its pre-pass's photon map
 ]
 
 

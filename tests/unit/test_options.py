@@ -77,6 +77,13 @@ def test_the_radiosity_cache_is_one_of_its_modes() -> None:
         "radiosity_cache": "radiosity_cache must be one of auto, off, shared, got 'always'"}
 
 
+def test_photons_is_one_of_its_modes() -> None:
+    assert SubmitOptions().photons == "shared"
+    for mode in ("shared", "off"):
+        assert SubmitOptions.parse({"photons": f" {mode} "}, SETTINGS).photons == mode
+    assert _refused({"photons": "always"}).errors == {"photons": "photons must be one of shared, off, got 'always'"}
+
+
 def test_slices_or_rows_per_slice_not_both() -> None:
     error = _refused({"slices": 2, "slice_rows": 32})
     assert error.errors == {"slice_rows": "give exactly one of slices and slice_rows"}

@@ -43,7 +43,7 @@ def spec(frames: int = 1, slices: int = 2, radiosity: str = "prepass", pre: list
 def test_a_pre_pass_batch_id_round_trips_and_says_what_it_is():
     batch = Batch(7, 7, prepass=True)
     assert batch.id == "f000007-000007-pre" and Batch.from_id(batch.id) == batch
-    assert batch.label == "frame 7 radiosity pre-pass"
+    assert batch.label == "frame 7 pre-pass"
     assert Batch.from_id("f000007-000007-r00001-00032") == Batch(7, 7, (1, 32))
     for bad in ("f000007-000007-post", "f000007-000007-r00001", "f000007-000007-pre-x"):
         with pytest.raises(BadInputError):

@@ -34,8 +34,13 @@ def _samples(done: dict[str, dict[str, Any]], height: int) -> list[tuple[float, 
 
 def smoothed_frame_seconds(done: dict[str, dict[str, Any]], height: int) -> float | None:
     """Render seconds per frame, smoothed over finished batches in the order they finished (newest weighs most)."""
+    return _smoothed(_samples(done, height))
+
+
+def _smoothed(samples: list[tuple[float, float, float, float]]) -> float | None:
+    """smoothed_frame_seconds of these samples (_samples')."""
     estimate: float | None = None
-    for _, _, sample, _ in _samples(done, height):
+    for _, _, sample, _ in samples:
         estimate = sample if estimate is None else SMOOTHING * sample + (1 - SMOOTHING) * estimate
     return estimate
 
@@ -51,7 +56,7 @@ def cost_model(done: dict[str, dict[str, Any]], height: int) -> Callable[[str], 
     samples = _samples(done, height)
     if not samples:
         return None
-    recent = smoothed_frame_seconds(done, height) or 0.0
+    recent = _smoothed(samples) or 0.0  # the records gone over once, not once more for the smoothing
     costs = [s[2] for s in samples]
     low, high = 0.5 * min(costs), 2.0 * max(costs)
     line = _trend(samples)

@@ -735,8 +735,10 @@ def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, 
     )
 
 
+@lru_cache(maxsize=1 << 16)
 def work_units(batch_id: str, height: int) -> float:
-    """A batch's work in frames: its frame count, or for a row slice the fraction of a frame it covers."""
+    """A batch's work in frames: its frame count, or for a row slice the fraction of a frame it covers (remembered,
+    as Batch.from_id: a big job's view asks it of each batch three times)."""
     batch = Batch.from_id(batch_id)
     if batch.prepass:  # renders no frame of the job (its time shows in the slices' wait)
         return 0.0

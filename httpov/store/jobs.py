@@ -1120,9 +1120,17 @@ class JobStore:
         return cast(JobRecord, raw)
 
     def snapshot(self, job_id: str) -> tuple[JobRecord, JobSpec, Batches]:
-        """The job's record, spec and batches, read once (status views are built from these)."""
-        record = self.record(job_id)
-        return record, JobSpec.from_dict(json.loads(record["spec"])), self.batches(job_id)
+        """The job's record, spec and batches, read at once (one transaction: one round trip; status views are built
+        from these)."""
+        def run() -> list[Any]:
+            pipe = self.r.pipeline()
+            pipe.hgetall(self.keys.job(job_id))
+            self._queue_batches(pipe, job_id)
+            return pipe.execute()
+        record, *parts = self._call(run)
+        if not record:
+            raise _missing(job_id)
+        return cast(JobRecord, record), JobSpec.from_dict(json.loads(record["spec"])), _batches(parts)
 
     def snapshots(self, job_ids: list[str]) -> dict[str, tuple[JobRecord, JobSpec, Batches]]:
         """snapshot of each of `job_ids` in one round trip (`httpov status`, the jobs page); a job deleted

@@ -27,6 +27,7 @@ def open_web(settings: Settings, gate: Gate, refresh: int = 3, behind_proxy: boo
         raise BadInputError(f"--refresh must be at least 1 second, got {refresh}")
     client = Client(settings)
     client.store.ping()
+    client.store.load_scripts()  # a page's first read of a job is then one EVALSHA, as every later one
     gate.limit = SharedSignInLimit(client.store.r, settings.prefix, gate.limit.attempts, gate.limit.window)
     source = StatusSource(client.store, lambda: client.storage, settings.live_node_seconds)
     return Web(client=client, source=source, gate=gate, refresh=refresh, behind_proxy=behind_proxy,

@@ -340,6 +340,33 @@ def log_to_stderr() -> None:
             log.propagate = False
 
 
+#: Modules a page's first request would import (function-level imports of httpov.web): imported when the server starts.
+_FIRST_IMPORTS = ("httpov.nodes", "httpov.preview", "httpov.retention", "httpov.user_limits", "httpov.web.build",
+                  "httpov.web.live", "httpov.web.tokens")
+
+
+def warm(app: Flask) -> None:
+    """Pay once, before the first request, what the first request of each page would otherwise pay: every template
+    compiled (a job's page took 0.1 s more the first time: job.html and its macros), the lazily imported modules
+    imported, the URL map's matcher built, Pillow's image formats registered (the first thumbnail's) and the ffmpeg
+    binary looked for (a job's page offers its video when there is one: imageio-ffmpeg runs it once to check it)."""
+    import contextlib
+    import importlib
+
+    from PIL import Image
+
+    from httpov import media
+
+    for name in _FIRST_IMPORTS:
+        importlib.import_module(name)
+    Image.preinit()
+    with contextlib.suppress(HttpovError):  # none: the page offers no video, and the server serves all else
+        media.ffmpeg_exe()
+    app.url_map.update()
+    for name in app.jinja_env.list_templates(filter_func=lambda name: name.endswith(".html")):
+        app.jinja_env.get_template(name)
+
+
 def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int = 512 * 1024**2,
           ready: Callable[[str], None] | None = None, threads: int = WEB_THREADS, bounds: Bounds | None = None) -> None:
     """Serve the app with cheroot (httpov.web.server) until interrupted; `ready` is told the URL once it listens.
@@ -351,6 +378,7 @@ def serve(web: Web, host: str = "127.0.0.1", port: int = 8080, max_upload: int =
     taken from the last hop of httpov.web.server.TRUSTED (what the one proxy in front added) and the rest dropped."""
     log_to_stderr()
     app = create_app(web, max_upload=max_upload)
+    warm(app)
     try:
         server = make_server(app, host, port, bounds or Bounds(), threads, web.behind_proxy)
     except OSError as exc:

@@ -264,6 +264,27 @@ def test_the_jobs_overview_reads_them_in_a_few_round_trips_and_filters_like_one_
         assert [v.id for v in overview(store, limit=limit, **filters)] == expected(limit, keep), filters
 
 
+def test_one_jobs_snapshot_is_one_round_trip_and_reads_what_the_overview_reads(store: JobStore, monkeypatch):
+    from httpov.errors import JobNotFoundError
+
+    store.create(_spec())
+    store.publish("j1")
+    assert store.start_batch("j1", "f000001-000001", "t1", "node@h", 30.0) == "ok"
+    store.finish_batch("j1", "f000001-000001", {"node": "node@h", "seconds": 2.0, "frames": 1, "finished": 5.0},
+                       [1], "t1")
+    assert store.start_batch("j1", "f000002-000002", "t2", "node@h", 30.0) == "ok"
+    trips: list[str] = []
+    monkeypatch.setattr(redis.Redis, "execute_command", _counting(redis.Redis.execute_command, trips, "command"))
+    monkeypatch.setattr(redis.client.Pipeline, "execute", _counting(redis.client.Pipeline.execute, trips, "pipeline"))
+    record, spec, batches = store.snapshot("j1")
+    assert len(trips) == 1, trips  # the record and every batch record, in one transaction
+    assert (record, spec, batches) == store.snapshots(["j1"])["j1"]
+    assert record["state"] == "running" and spec.batches == _spec().batches and batches["frames"] == [1]
+    assert list(batches["done"]) == ["f000001-000001"] and list(batches["running"]) == ["f000002-000002"]
+    with pytest.raises(JobNotFoundError, match="no job with id 'gone'"):
+        store.snapshot("gone")
+
+
 def _counting(method, calls: list[str], what: str):
     def counted(self, *args, **kwargs):
         if what == "pipeline" or not isinstance(self, redis.client.Pipeline):

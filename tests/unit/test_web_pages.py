@@ -83,3 +83,31 @@ def test_the_nodes_page_says_why_a_node_fails_its_batches_escaped():
     assert 'storage check failed: <span class="error storage-error">/nope: FileNotFoundError: &lt;i&gt;' in html
     quiet = _render("nodes.html", nodes=[{**node, "last_error": None, "storage_error": None}], now=1.0)
     assert "last failed batch" not in quiet and "storage check" not in quiet
+
+
+def test_a_warmed_app_draws_every_page_from_templates_compiled_at_start():
+    """`httpov web` compiles its templates before it listens (httpov.web.app.warm): the first request of a page
+    loads none (a job's page drew 0.1 s slower the first time), and the pages come out the same."""
+    import re
+
+    from jinja2 import TemplateNotFound
+
+    from httpov.web.app import warm
+
+    def page(html: str) -> str:  # but each app's CSRF token
+        return re.sub(r'data-csrf="[^"]*"', 'data-csrf=""', html)
+
+    expected = page(_render("job.html", job=VIEW, frames=[], failures=[], video=False))
+    app = create_app(Web(client=None, source=None, gate=Gate(public_read=True)))  # type: ignore[arg-type]
+    names = app.jinja_env.list_templates(filter_func=lambda name: name.endswith(".html"))
+    warm(app)
+
+    def gone(environment, template):
+        raise TemplateNotFound(template)  # a template read after warm() would fail here
+
+    app.jinja_env.loader.get_source = gone  # type: ignore[method-assign, union-attr]
+    assert {"job.html", "jobs.html", "nodes.html", "macros.html", "base.html"} <= set(names)
+    for name in names:
+        assert app.jinja_env.get_template(name).name == name
+    with app.test_request_context("/"):
+        assert page(render_template("job.html", job=VIEW, frames=[], failures=[], video=False)) == expected

@@ -50,6 +50,12 @@ class FakeStore:
     def state(self, job_id: str) -> str:
         return self.job_state
 
+    def cut(self, job_id: str, batch_id: str) -> int | None:  # no slice was re-split
+        return None
+
+    def cuts(self, job_id: str) -> dict[str, int]:
+        return {}
+
     def blocked(self, job_id: str) -> set[str]:
         return set(self.blocked_nodes)
 

@@ -484,10 +484,19 @@ class JobStore:
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float, progress: float | None = None) -> str:
         """Extend the lease; answers the job's state, or 'lost' if another task took the batch. `progress`, the share
         of the batch rendered so far (0-1), goes into its running info in the same call (`status`, the ETA)."""
-        said = "" if progress is None else f"{min(1.0, max(0.0, progress)):.4f}"
-        return self._call(lambda: self._refresh(
-            keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id)],
-            args=[token, lease, batch_id, said]))
+        return self.refresh_many([(job_id, batch_id, token, progress)], lease)[0]
+
+    def refresh_many(self, leases: list[tuple[str, str, str, float | None]], lease: float) -> list[str]:
+        """refresh for several running batches (job, batch, token, progress) in one round trip: a render node renews
+        all of its processes' leases at once (httpov.worker.renewal). Answers each one's state, in order."""
+        if not leases:
+            return []
+        keys: list[str] = []
+        args: list[Any] = [lease]
+        for job_id, batch_id, token, progress in leases:
+            keys += [self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id)]
+            args += [token, batch_id, "" if progress is None else f"{min(1.0, max(0.0, progress)):.4f}"]
+        return [str(state) for state in self._call(lambda: self._refresh(keys=keys, args=args))]
 
     def save_checkpoint(self, job_id: str, batch_id: str, token: str, info: CheckpointInfo) -> str:
         """Name the batch's latest checkpoint, only while execution `token` holds its lease (scripts/checkpoint.lua):

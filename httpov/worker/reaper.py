@@ -20,6 +20,7 @@ from httpov.store import JobStore, open_store
 from httpov.text import shown
 from httpov.webhooks import Deliverer
 from httpov.worker import povray, room
+from httpov.worker.renewal import Renewer, lease_folder
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,9 @@ class Reaper(bootsteps.StartStopStep):
                     log.exception("httpov: sweep failed")
         self.thread = threading.Thread(target=run, name="httpov sweep", daemon=True)
         self.thread.start()
+        # the leases of the batches this node's processes render, renewed in one call a period (httpov.worker.renewal),
+        # in a thread of its own: a slow sweep never delays a renewal
+        Renewer(store, lease_folder(settings.cache_dir, worker.hostname), settings.lease_seconds).start(self.stopping)
         self.webhooks = Deliverer.of(store.r, settings).start()  # one process of the farm delivers: see webhooks.py
 
     def _check_storage(self, storage: Storage, named: str) -> None:

@@ -523,9 +523,10 @@ class JobStore:
         there the moment it happens. BrokerUnavailableError if Redis does not answer.
         A closed listener's subscription is kept for the next one (a render process listens for each batch it
         renders, one after another): no connection, handshake and SUBSCRIBE per batch. A stop announced between
-        two listeners is read by the next one, which only looks at its own job's."""
+        two listeners is read by the next one, which only looks at its own job's (and a stop announced after the
+        batch's take is heard by a kept subscription: no read of the job's state is needed, StopListener.kept)."""
         with contextlib.suppress(IndexError):
-            return StopListener(self, self._kept_listeners.pop(), job_id)
+            return StopListener(self, self._kept_listeners.pop(), job_id, kept=True)
         pubsub = self.r.pubsub(ignore_subscribe_messages=True)
         try:
             self._call(lambda: pubsub.subscribe(self.keys.stops()))
@@ -1215,8 +1216,11 @@ class StopListener:
     #: batch's, and the one its previous batch's keeper gives back within a second), as it could before.
     KEEP = 1
 
-    def __init__(self, store: JobStore, pubsub: redis.client.PubSub, job_id: str) -> None:
+    def __init__(self, store: JobStore, pubsub: redis.client.PubSub, job_id: str, kept: bool = False) -> None:
         self._store, self._pubsub, self._job_id = store, pubsub, job_id
+        #: subscribed before this listener was made (an earlier batch's subscription, kept): any stop announced since
+        #: then, this batch's take included, is waiting in it; a new one may have missed one announced before it
+        self.kept = kept
         self._lost = self._closed = False
 
     def wait(self, timeout: float) -> bool:

@@ -25,7 +25,8 @@ class LeaseKeeper:
 
     The job's state is read every `poll` seconds only while the keeper cannot hear the channel (Redis would not
     subscribe it, or the subscription dropped: messages may have been missed), and once just after subscribing (a
-    stop announced before that was not heard). While subscribed, each refresh reads it anyway: polling then cost
+    stop announced before that was not heard; not on the subscription a render process keeps from its last batch,
+    made before this batch was taken). While subscribed, each refresh reads it anyway: polling then cost
     Redis two reads a second per rendering process, most of the farm's Redis load (docs/PERFORMANCE.md).
 
     Given a `note` (httpov.worker.renewal), the keeper touches it at every tick instead, and its node's renewer renews
@@ -77,8 +78,10 @@ class LeaseKeeper:
                 listener = self._listen()
             except (BrokerUnavailableError, AttributeError):  # Redis out of reach (or a store without pub/sub): poll
                 pass
-            if listener is not None:
-                self._look()  # a stop announced between the take and the subscription
+            if listener is not None and not getattr(listener, "kept", False):
+                # a stop announced between the take and the subscription (a subscription kept from an earlier batch
+                # predates the take: it holds any such stop, and no read is needed)
+                self._look()
             due = time.monotonic() + self._every
             poll_due = time.monotonic() + (self._poll or self._every)
             while self.live and not self._stop.is_set():

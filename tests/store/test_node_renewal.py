@@ -125,3 +125,21 @@ def test_a_keeper_whose_node_renews_nothing_renews_its_own_lease(store: JobStore
     with LeaseKeeper(counting, "j1", a, "t/a", 2.0, note=note) as keeper:  # type: ignore[arg-type]
         wait_for(lambda: counting.refreshes >= 3, 10, "the keeper's own refreshes")
         assert keeper.live and _ttl(store, "j1", a) > 1.0
+
+
+def test_a_kept_subscription_hears_a_stop_announced_before_its_next_listener(store: JobStore):
+    """A render process's stops subscription is kept from batch to batch (made before the next take), so the keeper
+    reads no state after subscribing: a stop announced between the take and the listener is still heard."""
+    _job(store, "j1", 1)
+    (b,) = _job(store, "j2", 1)
+    first = store.listen_for_stop("j1")
+    assert not first.kept, "a new subscription may have missed a stop: its keeper reads the job's state once"
+    first.close()
+    assert store.start_batch("j2", b, "t/b", "n1@h", 30.0) == "ok"  # the next batch's take
+    store.transition("j2", JobState.CANCELLED)  # announced before its keeper listens
+    second = store.listen_for_stop("j2")
+    try:
+        assert second.kept
+        assert second.wait(5.0), "the stop announced after the take was heard"
+    finally:
+        second.close()

@@ -71,6 +71,8 @@ SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua")
 #: How long fair share keeps the live nodes' render processes summed (scripts/fair_share.lua): every batch reads
 #: them, and summing them read every live node's record (at 10,000 render processes it tripled a batch's Redis CPU).
 FARM_PROCESSES_SECONDS = 1.0
+#: What JobStore.heartbeat answers, with the claims won, when the node is told to drain (no claim has this name).
+DRAIN = "drain"
 #: How long a node's finished batches are counted (`httpov nodes`: the last hour's).
 NODE_BATCHES_SECONDS = 3600.0
 #: The characters of a failed batch's error kept with a node's outcome (`httpov nodes`' last error).
@@ -698,8 +700,9 @@ class JobStore:
         """A render node says it is alive (every lease sweep), how many render processes it runs, the render
         pools it takes batches of, and its record (host, cores, povray and httpov versions: `httpov nodes`);
         `busy`: (a minute's start, its processes busy on average so far), that minute's one sample of node-use.
-        `claims`: claims to try (name -> seconds, as `claim`) in the same round trip; answers those won. (Every node
-        tries the sweeps' claims every period: one round trip each was half of what an idle node sent Redis.)"""
+        `claims`: claims to try (name -> seconds, as `claim`) in the same round trip; answers those won, and DRAIN
+        if the node is told to drain (`drain_node`), read in the same round trip too. (Every node tries the sweeps'
+        claims every period: one round trip each was half of what an idle node sent Redis.)"""
         def run() -> set[str]:
             pipe = self.r.pipeline()
             now = time.time()
@@ -717,11 +720,14 @@ class JobStore:
                 pipe.hset(self.keys.node_pools(), node, ",".join(pools))
             if info is not None:
                 pipe.hset(self.keys.node_info(), node, json.dumps(info))
+            pipe.hexists(self.keys.node_drain(), node)
             names = list(claims or {})
             for name in names:
                 pipe.set(self.keys.claim(name), "1", nx=True, px=int((claims or {})[name] * 1000))
             replies = pipe.execute()
-            return {name for name, won in zip(names, replies[len(replies) - len(names):]) if won}
+            told = replies[len(replies) - len(names) - 1]
+            return {name for name, won in zip(names, replies[len(replies) - len(names):]) if won} | (
+                {DRAIN} if told else set())
         return self._call(run)
 
     def nodes(self) -> tuple[dict[str, float], dict[str, NodeInfo]]:

@@ -7,13 +7,18 @@ processes do and when, so the traffic per simulated process is what a real one s
 
 - a batch: the consumer's BRPOP over the queue's priority lists and kombu's unacked entry (MULTI ZADD HSET EXEC,
   as httpov.broker.QoS writes it), the job's window (dispatch.job_window: the fair-share script), the job's spec
-  (once per job and process), take_batch (start_batch.lua), the stop subscription (SUBSCRIBE/UNSUBSCRIBE, on one
-  connection per driver thread), the done sample for the hang limit, then the lease renewed every lease / 4
-  (refresh.lua) while it "renders" (with --poll yes also the job's state every HTTPOV_STOP_POLL_SECONDS, as
-  render processes did before they relied on the stop subscription), then record_batch (finish_batch.lua, with
-  the top-up), dispatch.enqueue of the batches it moved, and the ack (MULTI ZREM HDEL EXEC);
-- a render node (--per-node processes): every sweep period what worker/reaper.py does (the drain check,
-  dispatch.sweep with its heartbeat, sweep:nodes claim) and, every 5 s, the webhooks deliverer's claim;
+  (once per job and process), take_batch (start_batch.lua), the stop subscription (a SUBSCRIBE at the process's
+  first batch, on one connection per driver thread: a render process keeps it from batch to batch) and the lease
+  keeper's read of the job's state after subscribing (--before: at every batch; now only on a new subscription),
+  the done sample for the hang limit (until the process holds a full one, then once a minute per job, as
+  RenderNode._done_sample), then the lease renewed every lease / 4 while it "renders": by its node, one refresh.lua
+  call for all of the node's rendering processes (--before: by each process, one call each; with --poll yes also
+  the job's state every HTTPOV_STOP_POLL_SECONDS, as render processes did before they relied on the stop
+  subscription), then record_batch (finish_batch.lua, with the top-up), dispatch.enqueue of the batches it moved,
+  and the ack (MULTI ZREM HDEL EXEC);
+- a render node (--per-node processes): every sweep period what worker/reaper.py does (dispatch.sweep with its
+  heartbeat, which reads the drain mark and tries the sweep:nodes claim; --before: each a round trip of its own)
+  and, every 5 s, the webhooks deliverer's claim;
 - an idle node: its consumer's BRPOP, once a second (kombu's brpop_timeout) when the queue is empty.
 
 Phases, each measured by INFO cpu (used_cpu_sys + used_cpu_user of redis-server) and INFO commandstats, before
@@ -82,6 +87,8 @@ class Proc:
     window: int | None = None
     began: float = 0.0
     rendering: bool = False
+    subscribed: bool = False  # its stops subscription (made at its first batch, kept)
+    samples: dict[str, float] = field(default_factory=dict)  # job -> when it read a full done sample
 
 
 class Driver(threading.Thread):
@@ -106,6 +113,10 @@ class Driver(threading.Thread):
         self.busy: Counter[str] = Counter(p.node for p in procs if p.rendering)  # processes rendering, by node
         self.poll = True  # the lease keeper reads the job's state every stop_poll_seconds while rendering
         self.per_node = 8
+        self.before = False  # the render processes and nodes of the release before node renewal (--before)
+        self.by_node: dict[str, list[Proc]] = {}
+        for proc in procs:
+            self.by_node.setdefault(proc.node, []).append(proc)
 
     def at(self, when: float, what: str, who: Any) -> None:
         self.seq += 1
@@ -118,7 +129,8 @@ class Driver(threading.Thread):
         for n, proc in enumerate(self.procs):
             spread = n / max(1, len(self.procs))
             if proc.rendering:  # set up running (hold): its lease keeper's schedule
-                self.at(now + spread * lease / 4, "renew", proc)
+                if self.before:
+                    self.at(now + spread * lease / 4, "renew", proc)
                 if self.poll:
                     self.at(now + spread * self.settings.stop_poll_seconds, "poll", proc)
             elif not self.idle_nodes:
@@ -128,6 +140,8 @@ class Driver(threading.Thread):
             if self.sweeps:
                 self.at(now + spread * sweep_every, "sweep", node)
                 self.at(now + spread * WEBHOOK_CLAIM_EVERY, "webhooks", node)
+            if not self.before and not self.idle_nodes:
+                self.at(now + spread * lease / 4, "renew_node", node)
         while not self.stop.is_set() and self.events:
             when, _, what, who = self.events[0]
             now = time.monotonic()
@@ -171,12 +185,21 @@ class Driver(threading.Thread):
             self._ack(proc)
             self.at(now, "take", proc)
             return
-        self.pubsub.subscribe(self.store.keys.stops())  # the lease keeper's subscription
-        self.store.done_sample(proc.job)  # RenderNode._hang_limit
+        fresh = not proc.subscribed
+        if fresh:  # the lease keeper's subscription, made at the process's first batch and kept (StopListener)
+            self.pubsub.subscribe(self.store.keys.stops())
+            proc.subscribed = True
+        if self.before or fresh:
+            self.store.state(proc.job)  # the keeper's look after subscribing (LeaseKeeper._look)
+        sampled = proc.samples.get(proc.job)
+        if sampled is None or now - sampled >= 60.0:  # RenderNode._done_sample (SAMPLE_SECONDS)
+            if len(self.store.done_sample(proc.job)) >= 64:
+                proc.samples[proc.job] = now
         proc.began, proc.rendering = now, True
         self.busy[proc.node] += 1
         if self.render is None or self.render > 0:
-            self.at(now + self.settings.lease_seconds / 4, "renew", proc)
+            if self.before:
+                self.at(now + self.settings.lease_seconds / 4, "renew", proc)
             if self.poll:
                 self.at(now + self.settings.stop_poll_seconds, "poll", proc)
             if self.render is not None:
@@ -189,6 +212,13 @@ class Driver(threading.Thread):
         if proc.rendering:
             self.store.refresh(proc.job, proc.batch, proc.token, self.settings.lease_seconds)
             self.at(now + self.settings.lease_seconds / 4, "renew", proc)
+
+    def _renew_node(self, node: str, now: float) -> None:
+        """The node's renewer (httpov.worker.renewal): its rendering processes' leases in one call."""
+        running = [(p.job, p.batch, p.token, None) for p in self.by_node.get(node, []) if p.rendering]
+        if running:
+            self.store.refresh_many(running, self.settings.lease_seconds)
+        self.at(now + self.settings.lease_seconds / 4, "renew_node", node)
 
     def _poll(self, proc: Proc, now: float) -> None:
         if proc.rendering:
@@ -207,7 +237,6 @@ class Driver(threading.Thread):
             own, batch_ids = recorded.sent
             enqueue(self.app, self._spec(proc.job), batch_ids, own or QUEUE)
         self._ack(proc)
-        self.pubsub.unsubscribe(self.store.keys.stops())
         self.at(now, "take", proc)
 
     def _spec(self, job_id: str) -> JobSpec:
@@ -221,12 +250,17 @@ class Driver(threading.Thread):
     # what a render node does
     def _sweep(self, node: str, now: float) -> None:
         s = self.settings
-        self.store.draining()  # reaper._drain_if_told
         busy = self.busy[node]
-        sweep(self.app, self.store, QUEUE, s.lease_seconds, s.max_attempts, s.sweep_seconds, node, self.per_node,
-              [], {"host": "bench", "processes": self.per_node}, busy=(now - now % 60, float(busy)))
-        if self.store.claim("sweep:nodes", 60.0):
-            self.store.forget_nodes(86400.0)
+        if self.before:  # its drain check, dispatch.sweep, then the sweep:nodes claim: three round trips
+            self.store.draining()
+            sweep(self.app, self.store, QUEUE, s.lease_seconds, s.max_attempts, s.sweep_seconds, node, self.per_node,
+                  [], {"host": "bench", "processes": self.per_node}, busy=(now - now % 60, float(busy)))
+            if self.store.claim("sweep:nodes", 60.0):
+                self.store.forget_nodes(86400.0)
+        else:  # both in the heartbeat's round trip
+            sweep(self.app, self.store, QUEUE, s.lease_seconds, s.max_attempts, s.sweep_seconds, node, self.per_node,
+                  [], {"host": "bench", "processes": self.per_node}, busy=(now - now % 60, float(busy)),
+                  on_drain=lambda: None)
         self.at(now + s.sweep_seconds, "sweep", node)
 
     def _webhooks(self, node: str, now: float) -> None:
@@ -328,6 +362,7 @@ class Farm:
         self.store = JobStore(self.r, PREFIX)
         self.store.load_scripts()
         self.jobs = 0
+        self.before = False  # --before
 
     def reset(self) -> None:
         """A clean private Redis for the next phase (FLUSHDB on the benchmark's own redis-server only)."""
@@ -350,7 +385,7 @@ class Farm:
             mine = nodes[t::self.threads]
             d = Driver(self.url, self.settings, [p for p in procs if p.node in set(mine)], mine, render, sweeps,
                        idle_nodes, stop)
-            d.per_node = per_node
+            d.per_node, d.before = per_node, self.before
             drivers.append(d)
         for node in nodes:  # every node has said it is alive: fair share sizes windows by their processes
             self.store.heartbeat(node, per_node, [], {"host": "bench", "processes": per_node})
@@ -473,6 +508,10 @@ def main() -> None:
     parser.add_argument("--poll", choices=["no", "yes", "both"], default="no",
                         help="whether a rendering process reads its job's state every tick while subscribed to the "
                              "stops channel (yes: before this change; both: each, taking turns)")
+    parser.add_argument("--before", action="store_true",
+                        help="simulate the release before node renewal (run it on that release's code): each render "
+                             "process renews its own lease and reads its job's state after every take; each node "
+                             "reads its drain mark and tries sweep:nodes in round trips of their own")
     parser.add_argument("--real-node", type=float, default=0.0,
                         help="also measure a real idle `celery -A httpov worker` for this many seconds")
     parser.add_argument("--task-seconds", default="2.5,10,60", help="batch lengths for the knee table")
@@ -480,13 +519,15 @@ def main() -> None:
     sizes = [int(n) for n in args.processes.split(",")]
     with tempfile.TemporaryDirectory(prefix="httpov-bench-scale-") as tmp, embedded_redis(Path(tmp)) as url:
         farm = Farm(url, args.lease, args.threads)
+        farm.before = args.before
         _, cpu0 = redis_counts(farm.r)
         time.sleep(5.0)
         _, cpu1 = redis_counts(farm.r)
         print(f"redis-server with no client: {1e6 * (cpu1 - cpu0) / 5:.0f} us of CPU a second (not subtracted below)")
         if args.real_node:
             real_node(url, args.per_node, args.real_node, Path(tmp))
-        print(f"lease {args.lease:g} s (renewed every {args.lease / 4:g} s), job state read every tick: {args.poll} "
+        print(f"{'before node renewal (--before)' if args.before else 'node renewal'}: lease {args.lease:g} s "
+              f"(renewed every {args.lease / 4:g} s), job state read every tick: {args.poll} "
               f"({farm.settings.stop_poll_seconds:g} s), sweep every {farm.settings.sweep_seconds:g} s, "
               f"{args.per_node} processes a node; {args.threads} driver threads; {args.seconds:g} s a phase")
         submits = []
@@ -530,9 +571,11 @@ def main() -> None:
             for m, share in runs:
                 driven_n = share * n
                 nodes = max(1, driven_n // args.per_node)
-                want = (driven_n / (lease / 4) + (driven_n / farm.settings.stop_poll_seconds if poll else 0)
+                want = ((driven_n if args.before else nodes) / (lease / 4)
+                        + (driven_n / farm.settings.stop_poll_seconds if poll else 0)
                         + nodes / every + nodes / WEBHOOK_CLAIM_EVERY)
-                got = (m.done["renew"] + m.done["poll"] + m.done["sweep"] + m.done["webhooks"]) / m.seconds
+                got = (m.done["renew"] + m.done["renew_node"] + m.done["poll"] + m.done["sweep"]
+                       + m.done["webhooks"]) / m.seconds
                 scale = want / got if got else 0.0
                 rc.append(1e6 * m.cpu / m.seconds * scale / driven_n)
                 rk.append(sum(m.commands.values()) / m.seconds * scale / driven_n)

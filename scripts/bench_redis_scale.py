@@ -30,8 +30,11 @@ and after:
 - idle: N processes with nothing to render: their nodes' sweeps and consumers' BRPOPs.
 
 This 2-core machine bounds the driver, not Redis: when the driver falls behind the wanted rate, the costs per
-operation measured are scaled to the wanted rate (both are printed). The capacity of one Redis core is then
-extrapolated from the measured costs: batches/s = (1 - N x CPU per running process-second) / CPU per batch.
+operation measured are scaled to the wanted rate (both are printed). The work the farm does once a sweep period
+whatever its size (the lease sweep over every running batch, the top-ups; done by whichever node wins each claim) is
+measured apart, one node sweeping alone over the same farm, and counted once (it was counted once per driven process,
+N / --sample times over). The capacity of one Redis core is then extrapolated from the measured costs: batches/s =
+(1 - the farm-wide sweeps - N x CPU per running process-second) / CPU per batch.
 
     python scripts/bench_redis_scale.py [--processes 100,1000,10000] [--seconds 10] [--repeat 2]
 """
@@ -417,23 +420,34 @@ def phase_flow(farm: Farm, processes: int, per_node: int, farm_size: int, second
     return measured(farm.r, drivers, seconds)
 
 
+def farm_wide(farm: Farm, seconds: float) -> Measure:
+    """The farm's own sweeps, apart from its nodes': one node sweeping every period wins every claim, so it does the
+    work the whole farm does once a period whatever its size (the lease sweep over every running batch, the top-ups,
+    the stranded and unsent sweeps; and redis-server's own cron). Measured apart so that it is counted once, not once
+    per render process as a share of the driven sample would count it (N / --sample times over)."""
+    d = Driver(farm.url, farm.settings, [], ["sweeper@bench"], None, True, False, threading.Event())
+    d.before = farm.before
+    return measured(farm.r, [d], seconds)
+
+
 def phase_hold(farm: Farm, processes: int, per_node: int, seconds: float, sample: int,
-               poll: bool) -> tuple[Measure, float]:
-    """`processes` running batches (each leased, its message in kombu's unacked table), set up directly; the first
-    `sample` processes and their nodes are driven at the real rate, the others' leases last the phase (their nodes'
-    heartbeats are in place: the sweeps see the whole farm). Answers the measure and the share of the farm driven."""
+               poll: bool) -> tuple[Measure, float, Measure]:
+    """`processes` running batches (each leased, its message in kombu's unacked table), set up directly; first the
+    farm-wide sweeps are measured alone (farm_wide), then the first `sample` processes and their nodes are driven at
+    the real rate, the others' leases last the phase (their nodes' heartbeats are in place: the sweeps see the whole
+    farm). Answers the measure, the share of the farm driven and the farm-wide measure."""
     farm.reset()
     driven = min(processes, sample)
     drivers, _ = farm.drivers(driven, per_node, None, sweeps=True, farm_size=processes)
     _, (job_id,) = farm.submit(processes)
     spec = farm.store.spec(job_id)
     procs = {p.name: p for d in drivers for p in d.procs}
-    lease, table, index = farm.settings.lease_seconds, {}, {}
+    table, index = {}, {}
     for n, batch in enumerate(spec.batches):
         task = f"task-{n:06d}"
         token, node = f"{task}/0000", f"node{n // per_node:05d}@bench"
         proc = procs.get(f"p{n}")
-        assert farm.store.start_batch(job_id, batch, token, node, lease if proc else 3600.0) == "ok"
+        assert farm.store.start_batch(job_id, batch, token, node, 3600.0) == "ok"  # (renewed to `lease` when driven)
         body = base64.b64encode(json.dumps([[], {"job_id": job_id, "batch": batch}, {}]).encode()).decode()
         message = {"body": body, "headers": {"task": "httpov.render_batch", "id": task},
                    "properties": {"body_encoding": "base64", "delivery_tag": task}}
@@ -446,16 +460,20 @@ def phase_hold(farm: Farm, processes: int, per_node: int, seconds: float, sample
     for d in drivers:
         d.busy = Counter(p.node for p in d.procs if p.rendering)
         d.poll = poll
-    return measured(farm.r, drivers, seconds), driven / processes
+    wide = farm_wide(farm, seconds)
+    return measured(farm.r, drivers, seconds), driven / processes, wide
 
 
-def phase_idle(farm: Farm, processes: int, per_node: int, seconds: float, sample: int) -> tuple[Measure, float]:
+def phase_idle(farm: Farm, processes: int, per_node: int, seconds: float,
+               sample: int) -> tuple[Measure, float, Measure]:
     """`processes` idle render processes: every node's consumer waits in BRPOP; the nodes of the first `sample`
-    processes sweep (the others' heartbeats are in place). Answers the measure and the share of nodes sweeping."""
+    processes sweep (the others' heartbeats are in place). Answers the measure, the share of nodes sweeping and the
+    farm-wide measure (farm_wide, taken first)."""
     farm.reset()
     driven = min(processes, sample)
     drivers, _ = farm.drivers(driven, per_node, None, sweeps=True, idle_nodes=True, farm_size=processes)
-    return measured(farm.r, drivers, seconds, warm=2.0), driven / processes
+    wide = farm_wide(farm, seconds)
+    return measured(farm.r, drivers, seconds, warm=2.0), driven / processes, wide
 
 
 def real_node(url: str, per_node: int, seconds: float, tmp: Path) -> None:
@@ -532,8 +550,8 @@ def main() -> None:
               f"{args.per_node} processes a node; {args.threads} driver threads; {args.seconds:g} s a phase")
         submits = []
         flows: dict[int, list[Measure]] = {n: [] for n in sizes}
-        holds: dict[tuple[int, bool], list[tuple[Measure, float]]] = {}
-        idles: dict[int, list[tuple[Measure, float]]] = {n: [] for n in sizes}
+        holds: dict[tuple[int, bool], list[tuple[Measure, float, Measure]]] = {}
+        idles: dict[int, list[tuple[Measure, float, Measure]]] = {n: [] for n in sizes}
         polls = [True, False] if args.poll == "both" else [args.poll == "yes"]
         for rep in range(args.repeat):
             farm.reset()
@@ -566,9 +584,10 @@ def main() -> None:
         print(f"\nper render process and second (Redis CPU us, commands): {args.sample} processes driven at the real "
               "rate (scaled to it if the driver fell behind), the costs scaled to the whole farm:")
         run_cost: dict[int, float] = {}
-        for (n, poll), runs in holds.items():
-            rc, rk, rates = [], [], []
-            for m, share in runs:
+        wide_cost: dict[int, float] = {}  # the farm-wide sweeps of a farm of N rendering processes, us/s
+        for (n, poll), hold_runs in holds.items():
+            rc, rk, rates, old, wides = [], [], [], [], []
+            for m, share, wide in hold_runs:
                 driven_n = share * n
                 nodes = max(1, driven_n // args.per_node)
                 want = ((driven_n if args.before else nodes) / (lease / 4)
@@ -577,43 +596,48 @@ def main() -> None:
                 got = (m.done["renew"] + m.done["renew_node"] + m.done["poll"] + m.done["sweep"]
                        + m.done["webhooks"]) / m.seconds
                 scale = want / got if got else 0.0
-                rc.append(1e6 * m.cpu / m.seconds * scale / driven_n)
-                rk.append(sum(m.commands.values()) / m.seconds * scale / driven_n)
+                wides.append(1e6 * wide.cpu / wide.seconds)
+                rc.append(max(0.0, 1e6 * m.cpu / m.seconds - wides[-1]) * scale / driven_n)
+                old.append(1e6 * m.cpu / m.seconds * scale / driven_n)
+                rk.append(max(0.0, sum(m.commands.values()) / m.seconds - sum(wide.commands.values()) / wide.seconds)
+                          * scale / driven_n)
                 rates.append(got / want)
             if poll == polls[-1]:
-                run_cost[n] = statistics.median(rc)
+                run_cost[n], wide_cost[n] = statistics.median(rc), statistics.median(wides)
             print(f"  rendering, N {n:6d}{', state read every tick' if poll else ''}: CPU us {med(rc)}, commands "
-                  f"{med(rk)} (driven at {med(rates)} of the rate)")
-            m, share = runs[-1]
-            show_commands(m, m.seconds * share * n * statistics.median(rates), "process-second", top=10)
+                  f"{med(rk)} (driven at {med(rates)} of the rate); the farm-wide sweeps {med(wides)} us/s "
+                  f"(spread over the driven sample, as this benchmark counted them before: {med(old)} us)")
+            m, share, _ = hold_runs[-1]
+            show_commands(m, m.seconds * share * n * statistics.median(rates), "process-second (sweeps included)",
+                          top=10)
         idle_cost: dict[int, float] = {}
         for n in sizes:
-            ic, ik = [], []
-            for m, share in idles[n]:
+            ic, ik, wides = [], [], []
+            for m, share, wide in idles[n]:
                 nodes = max(1, share * n // args.per_node)
                 want = nodes / every + nodes / WEBHOOK_CLAIM_EVERY + nodes / BRPOP_TIMEOUT
                 got = (m.done["sweep"] + m.done["webhooks"] + m.done["consume"]) / m.seconds
                 scale = want / got if got else 0.0
-                ic.append(1e6 * m.cpu / m.seconds * scale / (share * n))
+                wides.append(1e6 * wide.cpu / wide.seconds)
+                ic.append(max(0.0, 1e6 * m.cpu / m.seconds - wides[-1]) * scale / (share * n))
                 ik.append(sum(m.commands.values()) / m.seconds * scale / (share * n))
-            idle_cost[n] = statistics.median(ic)
-            print(f"  idle, N {n:6d}: CPU us {med(ic)}, commands {med(ik)}")
-            m, share = idles[n][-1]
+            idle_cost[n] = statistics.median(ic) + statistics.median(wides) / n
+            print(f"  idle, N {n:6d}: CPU us {med(ic)} (+ the farm-wide sweeps {med(wides)} us/s), commands {med(ik)}")
+            m, share, _ = idles[n][-1]
             show_commands(m, m.seconds * share * n, "process-second", top=10)
         print("\none Redis core (1,000,000 us/s): batches/s it carries with N render processes rendering "
-              "= (1e6 - N x their CPU us/s) / CPU us per batch at N")
+              "= (1e6 - the farm-wide sweeps - N x their CPU us/s) / CPU us per batch at N")
         for n in sizes:
-            left = 1e6 - n * run_cost[n]
-            print(f"  {n:6d} processes: background {n * run_cost[n] / 1e4:5.1f}% of the core (idle farm "
+            background = wide_cost[n] + n * run_cost[n]
+            print(f"  {n:6d} processes: background {background / 1e4:5.1f}% of the core (idle farm "
                   f"{n * idle_cost[n] / 1e4:.1f}%), per batch {batch_cost[n]:.0f} us: "
-                  f"{max(0.0, left) / batch_cost[n]:6.0f} batches/s at most")
+                  f"{max(0.0, 1e6 - background) / batch_cost[n]:6.0f} batches/s at most")
         big = max(sizes)
         print(f"  a farm of N processes asks N / task seconds batches/s; one core is full (the knee) at "
               f"(costs at N {big}):")
         for task in (float(t) for t in args.task_seconds.split(",")):
-            knee = 1e6 / (run_cost[big] + batch_cost[big] / task)
+            knee = (1e6 - wide_cost[big]) / (run_cost[big] + batch_cost[big] / task)
             print(f"    {task:g} s batches: {knee:8.0f} render processes ({knee / task:6.0f} batches/s)")
-
 
 if __name__ == "__main__":
     main()

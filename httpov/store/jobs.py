@@ -121,6 +121,10 @@ class JobStore:
         self._stamp = client.register_script(SCRIPTS["stamp"])
         self._release = client.register_script(SCRIPTS["release"])
         self._kept_listeners: list[redis.client.PubSub] = []  # subscriptions to the stops channel no batch uses now
+        #: per node, the record and node-use sample its last heartbeat wrote (heartbeat writes them again only when
+        #: they change, or when its node was missing from the nodes zset: Redis restarted empty, or forgot it)
+        self._said: dict[str, tuple[Any, ...]] = {}
+        self._sampled: dict[str, str] = {}
 
     def load_scripts(self) -> None:
         """Load every Lua script into Redis in one round trip (a render node does at start): a script's first call
@@ -702,29 +706,47 @@ class JobStore:
         `busy`: (a minute's start, its processes busy on average so far), that minute's one sample of node-use.
         `claims`: claims to try (name -> seconds, as `claim`) in the same round trip; answers those won, and DRAIN
         if the node is told to drain (`drain_node`), read in the same round trip too. (Every node tries the sweeps'
-        claims every period: one round trip each was half of what an idle node sent Redis.)"""
-        def run() -> set[str]:
-            pipe = self.r.pipeline()
-            now = time.time()
-            pipe.zadd(self.keys.nodes(), {node: now})
-            if busy is not None:
+        claims every period: one round trip each was half of what an idle node sent Redis.)
+        The record (processes, pools, info) and the node-use sample are written when they differ from what this
+        store last wrote for the node: a node's heartbeat each second was a dozen writes of the same values, most of
+        what an idle farm cost Redis. Should the node be missing from the nodes zset (Redis restarted empty, or the
+        node was forgotten), they are written again at once."""
+        said = (processes, None if pools is None else ",".join(pools), None if info is None else json.dumps(info))
+        sample = "" if busy is None else f"{float(busy[0]):.0f}:{busy[1]:.2f}"
+
+        def records(pipe: Any, everything: bool) -> None:
+            if busy is not None and (everything or self._sampled.get(node) != sample):
                 key, minute = self.keys.node_use(node), float(busy[0])
                 pipe.zremrangebyscore(key, minute, minute)  # the minute's earlier sample: replaced
-                pipe.zadd(key, {f"{minute:.0f}:{busy[1]:.2f}": minute})
-                pipe.zremrangebyscore(key, "-inf", now - NODE_USE_SECONDS)
+                pipe.zadd(key, {sample: minute})
+                pipe.zremrangebyscore(key, "-inf", time.time() - NODE_USE_SECONDS)
                 pipe.expire(key, int(NODE_USE_SECONDS) + 60)
-            record_schema(pipe, self.keys)  # a new farm's first node
-            if processes:
-                pipe.hset(self.keys.node_processes(), node, processes)
-            if pools is not None:
-                pipe.hset(self.keys.node_pools(), node, ",".join(pools))
-            if info is not None:
-                pipe.hset(self.keys.node_info(), node, json.dumps(info))
+            if everything or self._said.get(node) != said:
+                record_schema(pipe, self.keys)  # a new farm's first node
+                if processes:
+                    pipe.hset(self.keys.node_processes(), node, processes)
+                if said[1] is not None:
+                    pipe.hset(self.keys.node_pools(), node, said[1])
+                if said[2] is not None:
+                    pipe.hset(self.keys.node_info(), node, said[2])
+
+        def run() -> set[str]:
+            skipped = self._said.get(node) == said or (busy is not None and self._sampled.get(node) == sample)
+            pipe = self.r.pipeline()
+            pipe.zadd(self.keys.nodes(), {node: time.time()})
+            records(pipe, everything=False)
             pipe.hexists(self.keys.node_drain(), node)
             names = list(claims or {})
             for name in names:
                 pipe.set(self.keys.claim(name), "1", nx=True, px=int((claims or {})[name] * 1000))
             replies = pipe.execute()
+            if replies[0] and skipped:  # the node was not listed: what this store wrote of it before may be gone
+                again = self.r.pipeline()
+                records(again, everything=True)
+                again.execute()
+            self._said[node] = said
+            if busy is not None:
+                self._sampled[node] = sample
             told = replies[len(replies) - len(names) - 1]
             return {name for name, won in zip(names, replies[len(replies) - len(names):]) if won} | (
                 {DRAIN} if told else set())
@@ -757,6 +779,7 @@ class JobStore:
     def node_stopped(self, node: str, info: dict[str, Any]) -> None:
         """A render node stopped cleanly (drained, or stopped by its service manager): its drain mark goes, and its
         record says when it stopped (`httpov nodes`: 'stopped', not 'lost'), until it starts again."""
+        self._said.pop(node, None)  # a heartbeat after this one writes the record again
         def run() -> None:
             pipe = self.r.pipeline()
             pipe.hdel(self.keys.node_drain(), node)

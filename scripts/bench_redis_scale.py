@@ -26,7 +26,8 @@ and after:
 
 - submit: jobs of --batches batches each created and published (store.create, publish; the client's path);
 - flow: --flow-processes processes doing batches back to back (--render 0, no sweeps): Redis CPU per batch;
-- hold: N processes, each holding a running batch (renewals and state reads) on N / --per-node nodes that sweep;
+- hold: N processes, each holding a running batch (renewals and state reads) on N / --per-node nodes that sweep
+  (measured over a whole lease, the stranded sweep's period, as the farm-wide sweeps alone are);
 - idle: N processes with nothing to render: their nodes' sweeps and consumers' BRPOPs.
 
 This 2-core machine bounds the driver, not Redis: when the driver falls behind the wanted rate, the costs per
@@ -420,14 +421,14 @@ def phase_flow(farm: Farm, processes: int, per_node: int, farm_size: int, second
     return measured(farm.r, drivers, seconds)
 
 
-def farm_wide(farm: Farm, seconds: float) -> Measure:
+def farm_wide(farm: Farm, seconds: float, warm: float = 1.0) -> Measure:
     """The farm's own sweeps, apart from its nodes': one node sweeping every period wins every claim, so it does the
     work the whole farm does once a period whatever its size (the lease sweep over every running batch, the top-ups,
     the stranded and unsent sweeps; and redis-server's own cron). Measured apart so that it is counted once, not once
     per render process as a share of the driven sample would count it (N / --sample times over)."""
     d = Driver(farm.url, farm.settings, [], ["sweeper@bench"], None, True, False, threading.Event())
     d.before = farm.before
-    return measured(farm.r, [d], seconds)
+    return measured(farm.r, [d], seconds, warm=warm)
 
 
 def phase_hold(farm: Farm, processes: int, per_node: int, seconds: float, sample: int,
@@ -435,7 +436,8 @@ def phase_hold(farm: Farm, processes: int, per_node: int, seconds: float, sample
     """`processes` running batches (each leased, its message in kombu's unacked table), set up directly; first the
     farm-wide sweeps are measured alone (farm_wide), then the first `sample` processes and their nodes are driven at
     the real rate, the others' leases last the phase (their nodes' heartbeats are in place: the sweeps see the whole
-    farm). Answers the measure, the share of the farm driven and the farm-wide measure."""
+    farm); each over a whole lease (the stranded sweep's period). Answers the measure, the share of the farm driven
+    and the farm-wide measure."""
     farm.reset()
     driven = min(processes, sample)
     drivers, _ = farm.drivers(driven, per_node, None, sweeps=True, farm_size=processes)
@@ -460,8 +462,11 @@ def phase_hold(farm: Farm, processes: int, per_node: int, seconds: float, sample
     for d in drivers:
         d.busy = Counter(p.node for p in d.procs if p.rendering)
         d.poll = poll
-    wide = farm_wide(farm, seconds)
-    return measured(farm.r, drivers, seconds), driven / processes, wide
+    # each over a whole lease: the stranded sweep looks at every message held in kombu's unacked table (one per
+    # running batch) once a lease, the first time 2 leases after it stamped them (held_since)
+    lease = farm.settings.lease_seconds
+    wide = farm_wide(farm, lease, warm=2 * lease + 1.0)
+    return measured(farm.r, drivers, lease * max(1, round(seconds / lease))), driven / processes, wide
 
 
 def phase_idle(farm: Farm, processes: int, per_node: int, seconds: float,

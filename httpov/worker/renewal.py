@@ -1,12 +1,15 @@
-"""A render node renews its processes' leases in one Redis call a period: each render process notes the batch it runs
-in a file of the node's lease folder, touched at every tick of its lease keeper, and one thread of the node renews
-every fresh note at once (JobStore.refresh_many) instead of one call per process.
+"""A render node's leases renewed together: one Redis call a period for all of its render processes.
 
-A frozen or hung render process stops touching its note: the node stops renewing it and its batch is requeued when
-the lease runs out, as when the process renewed its own lease. A note's answer that is not live (the job cancelled,
-failed or gone, or the batch taken over: 'lost') is written beside it for the keeper to read at its next tick; the
-stops channel still reaches the render at once. While the node's renewer does not run (a render process outside a
-worker, or the thread gone), its stamp goes stale and each keeper renews its own lease again."""
+Each render process notes the batch it runs in a file of the node's lease folder, touched at every tick of its lease
+keeper, and one thread of the node renews every fresh note at once (JobStore.refresh_many) instead of one call per
+process.
+
+A render process that is frozen, or hung with its keeper's thread, stops touching its note: the node stops renewing it
+and its batch is requeued when the lease runs out, as when the process renewed its own lease. A note's answer that is
+not live (the job cancelled, failed or gone, or the batch taken over: 'lost') is written beside it for the keeper to
+read at its next tick; the stops channel still reaches the render at once. While the node's renewer does not run (a
+render process outside a worker, or the thread gone), its stamp goes stale and each keeper renews its own
+lease again."""
 from __future__ import annotations
 
 import contextlib

@@ -29,7 +29,8 @@ from httpov.broker import QueueLayout, take_queued
 from httpov.plan import Batch, JobSpec
 from httpov.settings import live_node_window
 from httpov.store import JobStore, Share
-from httpov.sweep import claims, reap, unsent
+from httpov.store.jobs import DRAIN
+from httpov.sweep import NODES_FORGOTTEN, claims, reap, unsent
 from httpov.user_limits import Limits, UserLimits, resolve, user_budgets
 
 if TYPE_CHECKING:
@@ -160,16 +161,20 @@ def top_up(celery: Celery, store: JobStore, job_id: str, queue: str, lease_secon
 def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max_attempts: int, every: float,
           node: str | None = None, processes: int = 0, pools: list[str] | None = None,
           info: dict[str, Any] | None = None, user_cap: int = 0,
-          busy: tuple[float, float] | None = None) -> list[tuple[str, str]]:
+          busy: tuple[float, float] | None = None,
+          on_drain: Callable[[], None] | None = None) -> list[tuple[str, str]]:
     """Requeue batches whose render node is gone, then top up every live job's window; a render node passes its
     name, render processes, pools and record (`httpov nodes`), which also tells the others it is alive, and its
-    processes busy this minute (`busy`, JobStore.heartbeat). Used by the
+    processes busy this minute (`busy`, JobStore.heartbeat); `on_drain` is called if the heartbeat finds the node
+    told to drain (`httpov nodes drain`), and the node that wins sweep:nodes forgets the nodes long gone. Used by the
     worker's reaper (with the worker's own app) and by waiting clients; `user_cap` as for windows."""
     won: set[str] | None = None  # the claims below, tried in the heartbeat's round trip (one period's: `every`)
     if node:
         tried = claims(lease_seconds, every) if every else None
         said = store.heartbeat(node, processes, pools, info, busy, claims=tried)
-        won = said if tried else None
+        if DRAIN in said and on_drain is not None:
+            on_drain()
+        won = said - {DRAIN} if tried else None
 
     def requeue(job_id: str, batch_ids: list[str]) -> None:  # still in the job's window: sent as they are
         enqueue(celery, store.spec(job_id), batch_ids, store.queue_of(job_id) or queue,
@@ -191,6 +196,8 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
             reissued.append((job_id, batch_id))
             log.warning("httpov: batch %s of job %s was taken for its window and never sent; sent now", batch_id,
                         job_id)
+    if won is not None and "sweep:nodes" in won:  # one node a minute
+        store.forget_nodes(NODES_FORGOTTEN)
     return reissued
 
 

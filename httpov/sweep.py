@@ -13,6 +13,10 @@ log = logging.getLogger(__name__)
 #: task's message unacked (the visibility timeout: the task's time limit plus an hour, 7 h by default), even if
 #: no render node sweeps for a while.
 REQUEUED_MEMORY = 24 * 3600.0
+#: A render node not seen for this long is dropped from `httpov nodes` (it shows as lost until then, for an hour).
+NODES_FORGOTTEN = 86400.0
+#: One render node a minute forgets the nodes not seen for NODES_FORGOTTEN (the sweep:nodes claim).
+NODES_CLAIM = 60.0
 
 
 def reap(store: JobStore, layout: QueueLayout, requeue: Callable[[str, list[str]], None], lease_seconds: float,
@@ -61,7 +65,7 @@ def claims(lease_seconds: float, every: float) -> dict[str, float]:
     """The claims one sweep may win (name -> seconds), which a render node tries with its heartbeat in one round trip
     (JobStore.heartbeat) and passes to `reap` and dispatch.sweep as `won`."""
     return {"sweep:leases": every * 0.8, "sweep:stranded": lease_seconds, "sweep:top-up": every * 0.8,
-            "sweep:unsent": lease_seconds, "sweep:dependents": every * 0.8}
+            "sweep:unsent": lease_seconds, "sweep:dependents": every * 0.8, "sweep:nodes": NODES_CLAIM}
 
 
 def task_of(token: str) -> str:

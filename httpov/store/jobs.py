@@ -71,6 +71,8 @@ SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua")
 #: How long fair share keeps the live nodes' render processes summed (scripts/fair_share.lua): every batch reads
 #: them, and summing them read every live node's record (at 10,000 render processes it tripled a batch's Redis CPU).
 FARM_PROCESSES_SECONDS = 1.0
+#: What JobStore.heartbeat answers, with the claims won, when the node is told to drain (no claim has this name).
+DRAIN = "drain"
 #: How long a node's finished batches are counted (`httpov nodes`: the last hour's).
 NODE_BATCHES_SECONDS = 3600.0
 #: The characters of a failed batch's error kept with a node's outcome (`httpov nodes`' last error).
@@ -120,6 +122,10 @@ class JobStore:
         self._release = client.register_script(SCRIPTS["release"])
         self._resplit = client.register_script(SCRIPTS["resplit"])
         self._kept_listeners: list[redis.client.PubSub] = []  # subscriptions to the stops channel no batch uses now
+        #: per node, the record and node-use sample its last heartbeat wrote (heartbeat writes them again only when
+        #: they change, or when its node was missing from the nodes zset: Redis restarted empty, or forgot it)
+        self._said: dict[str, tuple[Any, ...]] = {}
+        self._sampled: dict[str, str] = {}
 
     def load_scripts(self) -> None:
         """Load every Lua script into Redis in one round trip (a render node does at start): a script's first call
@@ -493,10 +499,19 @@ class JobStore:
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float, progress: float | None = None) -> str:
         """Extend the lease; answers the job's state, or 'lost' if another task took the batch. `progress`, the share
         of the batch rendered so far (0-1), goes into its running info in the same call (`status`, the ETA)."""
-        said = "" if progress is None else f"{min(1.0, max(0.0, progress)):.4f}"
-        return self._call(lambda: self._refresh(
-            keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id)],
-            args=[token, lease, batch_id, said]))
+        return self.refresh_many([(job_id, batch_id, token, progress)], lease)[0]
+
+    def refresh_many(self, leases: list[tuple[str, str, str, float | None]], lease: float) -> list[str]:
+        """refresh for several running batches (job, batch, token, progress) in one round trip: a render node renews
+        all of its processes' leases at once (httpov.worker.renewal). Answers each one's state, in order."""
+        if not leases:
+            return []
+        keys: list[str] = []
+        args: list[Any] = [lease]
+        for job_id, batch_id, token, progress in leases:
+            keys += [self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id)]
+            args += [token, batch_id, "" if progress is None else f"{min(1.0, max(0.0, progress)):.4f}"]
+        return [str(state) for state in self._call(lambda: self._refresh(keys=keys, args=args))]
 
     def save_checkpoint(self, job_id: str, batch_id: str, token: str, info: CheckpointInfo) -> str:
         """Name the batch's latest checkpoint, only while execution `token` holds its lease (scripts/checkpoint.lua):
@@ -552,9 +567,10 @@ class JobStore:
         there the moment it happens. BrokerUnavailableError if Redis does not answer.
         A closed listener's subscription is kept for the next one (a render process listens for each batch it
         renders, one after another): no connection, handshake and SUBSCRIBE per batch. A stop announced between
-        two listeners is read by the next one, which only looks at its own job's."""
+        two listeners is read by the next one, which only looks at its own job's (and a stop announced after the
+        batch's take is heard by a kept subscription: no read of the job's state is needed, StopListener.kept)."""
         with contextlib.suppress(IndexError):
-            return StopListener(self, self._kept_listeners.pop(), job_id)
+            return StopListener(self, self._kept_listeners.pop(), job_id, kept=True)
         pubsub = self.r.pubsub(ignore_subscribe_messages=True)
         try:
             self._call(lambda: pubsub.subscribe(self.keys.stops()))
@@ -726,30 +742,52 @@ class JobStore:
         """A render node says it is alive (every lease sweep), how many render processes it runs, the render
         pools it takes batches of, and its record (host, cores, povray and httpov versions: `httpov nodes`);
         `busy`: (a minute's start, its processes busy on average so far), that minute's one sample of node-use.
-        `claims`: claims to try (name -> seconds, as `claim`) in the same round trip; answers those won. (Every node
-        tries the sweeps' claims every period: one round trip each was half of what an idle node sent Redis.)"""
-        def run() -> set[str]:
-            pipe = self.r.pipeline()
-            now = time.time()
-            pipe.zadd(self.keys.nodes(), {node: now})
-            if busy is not None:
+        `claims`: claims to try (name -> seconds, as `claim`) in the same round trip; answers those won, and DRAIN
+        if the node is told to drain (`drain_node`), read in the same round trip too. (Every node tries the sweeps'
+        claims every period: one round trip each was half of what an idle node sent Redis.)
+        The record (processes, pools, info) and the node-use sample are written when they differ from what this
+        store last wrote for the node: a node's heartbeat each second was a dozen writes of the same values, most of
+        what an idle farm cost Redis. Should the node be missing from the nodes zset (Redis restarted empty, or the
+        node was forgotten), they are written again at once."""
+        said = (processes, None if pools is None else ",".join(pools), None if info is None else json.dumps(info))
+        sample = "" if busy is None else f"{float(busy[0]):.0f}:{busy[1]:.2f}"
+
+        def records(pipe: Any, everything: bool) -> None:
+            if busy is not None and (everything or self._sampled.get(node) != sample):
                 key, minute = self.keys.node_use(node), float(busy[0])
                 pipe.zremrangebyscore(key, minute, minute)  # the minute's earlier sample: replaced
-                pipe.zadd(key, {f"{minute:.0f}:{busy[1]:.2f}": minute})
-                pipe.zremrangebyscore(key, "-inf", now - NODE_USE_SECONDS)
+                pipe.zadd(key, {sample: minute})
+                pipe.zremrangebyscore(key, "-inf", time.time() - NODE_USE_SECONDS)
                 pipe.expire(key, int(NODE_USE_SECONDS) + 60)
-            record_schema(pipe, self.keys)  # a new farm's first node
-            if processes:
-                pipe.hset(self.keys.node_processes(), node, processes)
-            if pools is not None:
-                pipe.hset(self.keys.node_pools(), node, ",".join(pools))
-            if info is not None:
-                pipe.hset(self.keys.node_info(), node, json.dumps(info))
+            if everything or self._said.get(node) != said:
+                record_schema(pipe, self.keys)  # a new farm's first node
+                if processes:
+                    pipe.hset(self.keys.node_processes(), node, processes)
+                if said[1] is not None:
+                    pipe.hset(self.keys.node_pools(), node, said[1])
+                if said[2] is not None:
+                    pipe.hset(self.keys.node_info(), node, said[2])
+
+        def run() -> set[str]:
+            skipped = self._said.get(node) == said or (busy is not None and self._sampled.get(node) == sample)
+            pipe = self.r.pipeline()
+            pipe.zadd(self.keys.nodes(), {node: time.time()})
+            records(pipe, everything=False)
+            pipe.hexists(self.keys.node_drain(), node)
             names = list(claims or {})
             for name in names:
                 pipe.set(self.keys.claim(name), "1", nx=True, px=int((claims or {})[name] * 1000))
             replies = pipe.execute()
-            return {name for name, won in zip(names, replies[len(replies) - len(names):]) if won}
+            if replies[0] and skipped:  # the node was not listed: what this store wrote of it before may be gone
+                again = self.r.pipeline()
+                records(again, everything=True)
+                again.execute()
+            self._said[node] = said
+            if busy is not None:
+                self._sampled[node] = sample
+            told = replies[len(replies) - len(names) - 1]
+            return {name for name, won in zip(names, replies[len(replies) - len(names):]) if won} | (
+                {DRAIN} if told else set())
         return self._call(run)
 
     def nodes(self) -> tuple[dict[str, float], dict[str, NodeInfo]]:
@@ -779,6 +817,7 @@ class JobStore:
     def node_stopped(self, node: str, info: dict[str, Any]) -> None:
         """A render node stopped cleanly (drained, or stopped by its service manager): its drain mark goes, and its
         record says when it stopped (`httpov nodes`: 'stopped', not 'lost'), until it starts again."""
+        self._said.pop(node, None)  # a heartbeat after this one writes the record again
         def run() -> None:
             pipe = self.r.pipeline()
             pipe.hdel(self.keys.node_drain(), node)
@@ -1252,8 +1291,11 @@ class StopListener:
     #: batch's, and the one its previous batch's keeper gives back within a second), as it could before.
     KEEP = 1
 
-    def __init__(self, store: JobStore, pubsub: redis.client.PubSub, job_id: str) -> None:
+    def __init__(self, store: JobStore, pubsub: redis.client.PubSub, job_id: str, kept: bool = False) -> None:
         self._store, self._pubsub, self._job_id = store, pubsub, job_id
+        #: subscribed before this listener was made (an earlier batch's subscription, kept): any stop announced since
+        #: then, this batch's take included, is waiting in it; a new one may have missed one announced before it
+        self.kept = kept
         self._lost = self._closed = False
 
     def wait(self, timeout: float) -> bool:

@@ -53,6 +53,7 @@ from httpov.worker import photons, povray, radiosity, room, stitch
 from httpov.worker.cache import SceneCache
 from httpov.worker.checkpoint import Checkpoints
 from httpov.worker.lease import LeaseKeeper
+from httpov.worker.renewal import LeaseNote, lease_folder
 from httpov.worker.sandbox import RenderLimits
 
 log = logging.getLogger(__name__)
@@ -211,8 +212,9 @@ class RenderNode:
             return Outcome(status)  # duplicate, busy elsewhere, cancelled, failed, done, missing
         began = time.time()  # the done record's start (the job's timeline)
         try:
+            note = LeaseNote(lease_folder(self.settings.cache_dir, node), job_id, batch_id, execution, lease)
             with LeaseKeeper(self.store, job_id, batch_id, execution, lease,
-                             poll=self.settings.stop_poll_seconds) as keeper:
+                             poll=self.settings.stop_poll_seconds, note=note) as keeper:
                 if self._storage_failed:  # one probe rather than a render whose result cannot be stored
                     self.storage.check()
                     self._storage_failed = False

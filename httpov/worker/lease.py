@@ -10,6 +10,7 @@ import time
 from httpov.errors import BrokerUnavailableError, JobNotFoundError
 from httpov.states import LIVE, JobState
 from httpov.store import JobStore
+from httpov.worker.renewal import LeaseNote, tick
 
 #: The longest the keeper's thread waits for a stop message between two checks of its own stop (its exit).
 LISTEN_SLICE = 1.0
@@ -24,11 +25,17 @@ class LeaseKeeper:
 
     The job's state is read every `poll` seconds only while the keeper cannot hear the channel (Redis would not
     subscribe it, or the subscription dropped: messages may have been missed), and once just after subscribing (a
-    stop announced before that was not heard). While subscribed, each refresh reads it anyway: polling then cost
-    Redis two reads a second per rendering process, most of the farm's Redis load (docs/PERFORMANCE.md)."""
+    stop announced before that was not heard; not on the subscription a render process keeps from its last batch,
+    made before this batch was taken). While subscribed, each refresh reads it anyway: polling then cost
+    Redis two reads a second per rendering process, most of the farm's Redis load (docs/PERFORMANCE.md).
+
+    Given a `note` (httpov.worker.renewal), the keeper touches it at every tick instead, and its node's renewer renews
+    the lease with those of the node's other processes in one call; the node's answer that the job stopped or the
+    batch was lost is read from it at the next tick. While the node's renewer does not run, the keeper refreshes
+    the lease itself as above."""
 
     def __init__(self, store: JobStore, job_id: str, batch_id: str, token: str, lease: float,
-                 poll: float | None = None) -> None:
+                 poll: float | None = None, note: LeaseNote | None = None) -> None:
         self.state: str = JobState.RUNNING
         #: the share of the batch rendered so far (0-1), set by the render as povray reports its rows; each refresh
         #: writes it into the batch's running info (`status`, the ETA, the job's page)
@@ -38,6 +45,8 @@ class LeaseKeeper:
         self._listen = lambda: store.listen_for_stop(job_id)
         self._read_state = lambda: store.state(job_id)
         self._every = lease / 4
+        self._note = note
+        self._tick = tick(lease) if note is not None else None  # the longest wait between two touches of the note
         self._poll = poll  # between refreshes, read the job's state this often (should a stop message be missed)
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
@@ -69,14 +78,25 @@ class LeaseKeeper:
                 listener = self._listen()
             except (BrokerUnavailableError, AttributeError):  # Redis out of reach (or a store without pub/sub): poll
                 pass
-            if listener is not None:
-                self._look()  # a stop announced between the take and the subscription
+            if listener is not None and not getattr(listener, "kept", False):
+                # a stop announced between the take and the subscription (a subscription kept from an earlier batch
+                # predates the take: it holds any such stop, and no read is needed)
+                self._look()
             due = time.monotonic() + self._every
             poll_due = time.monotonic() + (self._poll or self._every)
             while self.live and not self._stop.is_set():
+                noted = False
+                if self._note is not None:  # the node renews the lease while the note is touched
+                    noted = self._note.touch(self.progress)
+                    answer = self._note.answer()
+                    if answer is not None:  # the node's renewal says the job stopped or the batch was lost
+                        self.state = answer
+                        break
                 left = due - time.monotonic()
                 if left <= 0:
                     due = time.monotonic() + self._every
+                    if noted and self._note is not None and self._note.renewed():
+                        continue
                     try:
                         self.state = self._refresh()
                     except BrokerUnavailableError:
@@ -88,10 +108,10 @@ class LeaseKeeper:
                     poll_due = time.monotonic() + self._poll
                     self._look()
                 elif listener is None:
-                    self._stop.wait(min(left, poll_due - time.monotonic()) if self._poll else left)
+                    self._stop.wait(self._capped(min(left, poll_due - time.monotonic()) if self._poll else left))
                 else:
                     try:
-                        if listener.wait(min(left, LISTEN_SLICE)):
+                        if listener.wait(self._capped(min(left, LISTEN_SLICE))):
                             self._wake()
                     except BrokerUnavailableError:  # deaf from now on: the job's state is polled instead
                         listener.close()
@@ -100,10 +120,16 @@ class LeaseKeeper:
             if not self.live:  # cancelled, failed or taken over, as the refresh said: wake the render now too
                 self._wake()
         finally:
+            if self._note is not None:
+                self._note.remove()
             if listener is not None:
                 listener.close()
             os.close(self._wake_w)
             self._let_go()
+
+    def _capped(self, wait: float) -> float:
+        """A wait, no longer than a tick of the note while there is one."""
+        return wait if self._tick is None else min(wait, self._tick)
 
     def _look(self) -> None:
         """Read the job's state (the poll): a job stopped, or gone, ends the keeper and wakes the render."""
@@ -132,4 +158,6 @@ class LeaseKeeper:
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()  # the thread ends within LISTEN_SLICE; nothing waits for it (a late refresh is a no-op)
+        if self._note is not None:  # the node stops renewing the lease now
+            self._note.remove()
         self._let_go()

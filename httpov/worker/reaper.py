@@ -20,12 +20,11 @@ from httpov.store import JobStore, open_store
 from httpov.text import shown
 from httpov.webhooks import Deliverer
 from httpov.worker import povray, room
+from httpov.worker.renewal import Renewer, lease_folder
 from httpov.worker.resplit import resplit_one
 
 log = logging.getLogger(__name__)
 
-#: A render node not seen for this long is dropped from `httpov nodes` (it shows as lost until then, for an hour).
-NODES_FORGOTTEN = 86400.0
 #: Seconds between two retention sweeps of the farm (HTTPOV_KEEP_DAYS): one node does each.
 RETENTION_EVERY = 600.0
 #: Seconds between two checks of the farm's storage while it does not answer this node.
@@ -114,6 +113,9 @@ class Reaper(bootsteps.StartStopStep):
                     log.exception("httpov: sweep failed")
         self.thread = threading.Thread(target=run, name="httpov sweep", daemon=True)
         self.thread.start()
+        # the leases of the batches this node's processes render, renewed in one call a period (httpov.worker.renewal),
+        # in a thread of its own: a slow sweep never delays a renewal
+        Renewer(store, lease_folder(settings.cache_dir, worker.hostname), settings.lease_seconds).start(self.stopping)
         self.webhooks = Deliverer.of(store.r, settings).start()  # one process of the farm delivers: see webhooks.py
 
     def _check_storage(self, storage: Storage, named: str) -> None:
@@ -143,7 +145,6 @@ class Reaper(bootsteps.StartStopStep):
 
     def _sweep(self, celery, store: JobStore, settings: Settings, node: str, processes: int,
                pools: list[str], info: dict) -> None:
-        self._drain_if_told(store, node)
         fault = room.disk_fault(settings.cache_dir, settings.min_free_mb)  # said with every heartbeat while true
         info = {**info, "fault": fault} if fault else info
         if self.storage_error:
@@ -151,9 +152,7 @@ class Reaper(bootsteps.StartStopStep):
         try:
             sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
                   settings.sweep_seconds, node, processes, pools, info, user_cap=settings.user_max_processes or 0,
-                  busy=self.use.add(time.time(), busy_processes()))
-            if store.claim("sweep:nodes", 60.0):
-                store.forget_nodes(NODES_FORGOTTEN)
+                  busy=self.use.add(time.time(), busy_processes()), on_drain=self._drain)
         except Exception as exc:  # Redis down for a moment: the next sweep tries again
             log.warning("httpov: lease sweep failed: %s", exc)
         if settings.resplit and not self.draining and busy_processes() < processes:
@@ -169,21 +168,17 @@ class Reaper(bootsteps.StartStopStep):
             except Exception as exc:
                 log.warning("httpov: deleting jobs older than HTTPOV_KEEP_DAYS failed: %s", exc)
 
-    def _drain_if_told(self, store: JobStore, node: str) -> None:
-        """Drain if told to (`httpov nodes drain`): a SIGTERM to this worker, Celery's warm shutdown, as a service
-        manager's stop does: the node stops consuming at once, the messages it took and has not started go back
-        to the queue as they were (kombu restores unacked messages when its channel closes; no attempt counted,
-        no lease), its running batches finish and are recorded done, and the worker exits 0."""
+    def _drain(self) -> None:
+        """Drain, told to by the heartbeat (`httpov nodes drain`): a SIGTERM to this worker, Celery's warm shutdown,
+        as a service manager's stop does: the node stops consuming at once, the messages it took and has not started
+        go back to the queue as they were (kombu restores unacked messages when its channel closes; no attempt
+        counted, no lease), its running batches finish and are recorded done, and the worker exits 0. (The mark is
+        read in the heartbeat's round trip: one round trip a node and second less than a read of its own.)"""
         if self.draining:
             return
-        try:
-            told = node in store.draining()
-        except Exception:  # Redis away: the next sweep looks again
-            return
-        if told:
-            self.draining = True
-            log.warning("httpov: told to drain: taking no new batch, finishing those running, then exiting")
-            os.kill(os.getpid(), signal.SIGTERM)
+        self.draining = True
+        log.warning("httpov: told to drain: taking no new batch, finishing those running, then exiting")
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def stop(self, worker):
         """The warm shutdown begins (a drain, or SIGTERM): the node marks itself draining (`httpov nodes`) and keeps

@@ -462,7 +462,7 @@ def test_a_big_jobs_frames_and_the_jobs_list_are_paged_in_order(farm, page, tmp_
     links by click and keyboard; the jobs page, 50 jobs a page, newest first."""
     seen = len(CONSOLE)
     scene = write_scene(tmp_path / "long", GREEN, "Width=8\nHeight=6\nInitial_Frame=1\nFinal_Frame=120\n")
-    job = farm.client.submit(scene, user="alice", count=40, name="long one").spec.id
+    job = farm.client.submit(scene, user="alice", count=60, name="long one").spec.id  # both batches at once
     page.goto(f"/jobs/{job}?page=2")  # opened while it renders: its frames come in live, each in its place
     page.evaluate("window.sameDocument = true")
     assert page.inner_text("#frames-shown") == "101-120 of 1-120"

@@ -100,3 +100,19 @@ def test_the_stop_message_wakes_the_render_at_once():
         wait_for(lambda: store.calls["state"] == 1, 5, "the look after subscribing")
         store.listener.announced.set()
         wait_for(keeper.woken, 5, "the render to be woken")
+
+
+class Kept(Listener):
+    """The subscription a render process kept from its last batch: made before this batch was taken."""
+
+    kept = True
+
+
+def test_a_keeper_on_a_kept_subscription_reads_no_state_and_still_hears_the_stop():
+    store = Store()
+    store.listener = Kept()
+    with LeaseKeeper(store, "j", "b", "t", lease=60.0, poll=0.02) as keeper:
+        wait_for(lambda: store.calls["listen"] == 1, 5, "the keeper to listen")
+        store.listener.announced.set()
+        wait_for(keeper.woken, 5, "the render to be woken")
+    assert store.calls == {"listen": 1}, "no read of the job's state: the subscription predates the take"

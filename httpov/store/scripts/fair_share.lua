@@ -14,7 +14,9 @@
 -- ...)}.
 local ids = redis.call('SMEMBERS', KEYS[1])
 table.sort(ids)
-if ARGV[3] ~= '' and redis.call('SISMEMBER', KEYS[1], ARGV[3]) == 0 then ids[#ids + 1] = ARGV[3] end
+local listed = ARGV[3] == ''
+for _, id in ipairs(ids) do listed = listed or id == ARGV[3] end
+if not listed then ids[#ids + 1] = ARGV[3] end
 local a, b = string.find(ARGV[2], '{job}', 1, true)
 local fields = {}
 for _, id in ipairs(ids) do

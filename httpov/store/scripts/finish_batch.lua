@@ -17,7 +17,9 @@
 -- metrics count each frame newly done).
 -- Answers {'missing'}, {'lost'}, {'ours'} or {'ok', batches done, total, dependent jobs, and with a top-up asked of
 -- a live job: its queue, then the batches moved into its window that the caller must now send}.
-local state = redis.call('HGET', KEYS[1], 'state')
+-- the record's fields this script reads, in one call (none of them is written below)
+local record = redis.call('HMGET', KEYS[1], 'state', 'total', 'max_processes', 'queue', 'waiting')
+local state = record[1]
 if not state then return {'missing'} end
 local batch, token = ARGV[1], ARGV[2]
 local function field(raw, name)
@@ -27,15 +29,15 @@ local function field(raw, name)
 end
 local done = redis.call('HGET', KEYS[4], batch)
 local function answer()
-  local out = {'ok', redis.call('HLEN', KEYS[4]), redis.call('HGET', KEYS[1], 'total'), redis.call('SCARD', KEYS[11])}
+  local out = {'ok', redis.call('HLEN', KEYS[4]), record[2], redis.call('SCARD', KEYS[11])}
   if ARGV[13] == '' or (state ~= 'submitting' and state ~= 'queued' and state ~= 'running') then return out end
   local limit = tonumber(ARGV[13])  -- the top-up, as top_up.lua
-  local cap = tonumber(redis.call('HGET', KEYS[1], 'max_processes') or '0') or 0
+  local cap = tonumber(record[3] or '0') or 0
   if cap > 0 and cap < limit then limit = cap end
   local n = redis.call('ZCARD', KEYS[7])
   local t = redis.call('TIME')
   local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-  out[#out + 1] = redis.call('HGET', KEYS[1], 'queue') or ''
+  out[#out + 1] = record[4] or ''
   while n < limit do
     local next = redis.call('LPOP', KEYS[10])
     if not next then break end
@@ -68,7 +70,7 @@ redis.call('HDEL', KEYS[3], batch)
 redis.call('HDEL', KEYS[6], batch)
 redis.call('DEL', KEYS[2])
 redis.call('ZREM', KEYS[7], batch)
-redis.call('HDEL', KEYS[1], 'waiting')  -- a batch was stored: the farm's storage is back
+if record[5] then redis.call('HDEL', KEYS[1], 'waiting') end  -- a batch was stored: the farm's storage is back
 redis.call('HINCRBY', KEYS[1], 'stored_bytes', ARGV[12])
 redis.call('HINCRBY', KEYS[9], 'frames', added)
 redis.call('HINCRBYFLOAT', KEYS[9], 'seconds', ARGV[10])

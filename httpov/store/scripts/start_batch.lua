@@ -18,7 +18,9 @@
 local job, lease, running, done, parked, submit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local pending, window, limits, active = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local batch, token, ttl, info, handoff, value = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6], ARGV[7]
-local state = redis.call('HGET', job, 'state')
+-- the record's fields this script reads, in one call (none of them is written below before it is read)
+local fields = redis.call('HMGET', job, 'state', 'max_processes', 'max_nodes', 'user', 'povray')
+local state = fields[1]
 if not state then return 'missing' end
 local function event(kind, detail)
   local record = redis.call('HMGET', job, 'user', 'notify')
@@ -43,8 +45,11 @@ if state ~= 'queued' and state ~= 'running' and state ~= 'submitting' then retur
 if redis.call('HEXISTS', done, batch) == 1 then return 'duplicate' end
 if ARGV[14] ~= '' and redis.call('SISMEMBER', KEYS[11], ARGV[14]) == 1 then return 'blocked' end
 if ARGV[16] and ARGV[16] ~= '' then
-  redis.call('HSETNX', job, 'povray', ARGV[16])
-  local pinned = redis.call('HGET', job, 'povray')
+  local pinned = fields[5]
+  if not pinned then
+    redis.call('HSET', job, 'povray', ARGV[16])
+    pinned = ARGV[16]
+  end
   if pinned ~= ARGV[16] then return 'povray:' .. pinned end
 end
 local holder = redis.call('GET', lease)
@@ -53,9 +58,9 @@ if holder and holder ~= token and holder ~= handoff then return 'busy' end
 -- job's batches takes one only while fewer nodes do. Either way the batch goes back to the front of its pending
 -- list, sent again by a top-up when one of the running batches ends.
 if not holder and redis.call('HEXISTS', running, batch) == 0 then
-  local cap = tonumber(redis.call('HGET', job, 'max_processes') or '0') or 0
+  local cap = tonumber(fields[2] or '0') or 0
   local deferred = cap > 0 and redis.call('HLEN', running) >= cap
-  local node_cap = tonumber(redis.call('HGET', job, 'max_nodes') or '0') or 0
+  local node_cap = tonumber(fields[3] or '0') or 0
   if not deferred and node_cap > 0 then
     local me, seen, count, here = cjson.decode(info)['node'], {}, 0, false
     for _, raw in ipairs(redis.call('HVALS', running)) do
@@ -73,10 +78,11 @@ if not holder and redis.call('HEXISTS', running, batch) == 0 then
   -- removes a running entry -- finish, fail, release, reclaim, transitions, delete -- and one missed path would
   -- leak the count and lock the user out; this needs no state of its own.)
   if not deferred then
-    local user = redis.call('HGET', job, 'user') or ''
+    local user = fields[4] or ''
     local user_cap = nil
-    for _, who in ipairs({user, '*'}) do
-      local raw = redis.call('HGET', limits, who)
+    local entries = redis.call('HMGET', limits, user, '*')
+    for i = 1, 2 do
+      local raw = entries[i]
       if raw and user_cap == nil then
         local ok, entry = pcall(cjson.decode, raw)
         if ok and type(entry) == 'table' and type(entry['max_processes']) == 'number' then

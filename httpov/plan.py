@@ -761,3 +761,50 @@ def batch_time_limit(done: dict[str, dict[str, Any]], height: int, batch_id: str
     middle = len(costs) // 2
     median = costs[middle] if len(costs) % 2 else (costs[middle - 1] + costs[middle]) / 2
     return max(floor, factor * median * units)
+
+
+# --- the re-split of a running slice (docs/PERFORMANCE.md "The re-split") ---
+#: A running slice is split only when at least this many block rows remain past the block row it renders now.
+RESPLIT_MIN_BLOCK_ROWS = 2
+
+
+def resplit_cut(rows: tuple[int, int], done: float, block: int = RENDER_BLOCK_SIZE,
+                min_blocks: int = RESPLIT_MIN_BLOCK_ROWS) -> int | None:
+    """Where a running slice of rows `rows` (first, last) with the share `done` (0-1) of its pixels rendered ends
+    if it gives its remaining rows' second half to a new slice: a row on the slice's own block grid (the grid
+    starts at its first row: POV-Ray issue #377), past the block row it renders now, so that both halves stitch
+    pixel-identical to one render. None when fewer than `min_blocks` block rows remain past that block row."""
+    first, last = rows
+    height = last - first + 1
+    done_rows = int(max(0.0, min(1.0, done)) * height) // block * block  # whole block rows finished
+    current = min(last, first + done_rows + block - 1)  # the last row of the block row it renders now
+    whole_left = (last - current) // block  # whole block rows past it (a short last block row is not counted)
+    if whole_left < min_blocks:
+        return None
+    return current + (whole_left + 1) // 2 * block  # the odd block row to the slice that goes on
+
+
+def split_batch_id(batch_id: str, cut: int) -> str:
+    """The id of the new slice that renders the rows of slice `batch_id` past `cut`."""
+    batch = Batch.from_id(batch_id)
+    if batch.rows is None or not batch.rows[0] <= cut < batch.rows[1]:
+        raise BadInputError(f"batch {batch_id!r} has no row {cut} to end at")
+    return Batch(batch.first, batch.last, (cut + 1, batch.rows[1])).id
+
+
+def delivered_slices(slices: list[tuple[int, int]], frame: int, cuts: dict[str, int]) -> list[tuple[str, int, int]]:
+    """The slices of `frame` as they are delivered once the re-splits `cuts` (batch id -> the row it now ends at)
+    were made: (batch id, first row, last row) each, in row order. A slice cut at row c delivers rows first..c; the
+    new slice of rows c+1..last (itself perhaps cut again) delivers the rest."""
+    out = []
+    for rows in slices:
+        batch_id = Batch(frame, frame, rows).id
+        while True:
+            first, last = Batch.from_id(batch_id).rows or rows
+            cut = cuts.get(batch_id)
+            if cut is None or not first <= cut < last:
+                out.append((batch_id, first, last))
+                break
+            out.append((batch_id, first, cut))
+            batch_id = Batch(frame, frame, (cut + 1, last)).id
+    return out

@@ -91,6 +91,9 @@ class Settings:
     checkpoint_seconds: float = 10.0
     # ... and not more often than keeps the time spent saving under this share of the time spent rendering
     checkpoint_share: float = 0.05
+    # a node with an idle render process, when its farm has no batch waiting, splits the running slice with the most
+    # rows left: the slice ends early (povray +C), a new slice renders the rest (scripts/resplit.lua)
+    resplit: bool = True
     # a batch's own time limit: this many times the job's median measured seconds per frame (times its frames),
     # at least batch_time_floor seconds; before any batch of the job finished, only task_time_limit applies
     batch_time_factor: float = 20.0

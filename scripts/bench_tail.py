@@ -6,7 +6,9 @@
 still: a frame with an empty sky over its top three quarters and reflective spheres under an area light below (the
 bottom quarter holds about 90% of its CPU time), rendered with `--slices 4`, `--slices auto` on a scene the farm
 has not sliced before, `--slices 4` again (the same scene: stored and in the node's cache, as a control for the
-next) and `--slices auto` again (planned from the first auto run's measured slices), the four alternating.
+next) and `--slices auto` again (planned from the first auto run's measured slices), the four alternating; with
+`--resplit both` (the default) instead `--slices 4` and `--slices auto` on a new scene each, each on a node that
+re-splits the slowest running slice when a process idles (HTTPOV_RESPLIT=1) and on one that does not, alternating.
 animation: frames whose cost grows about 10x over the animation (the camera tilts down from the sky into the
 spheres), rendered with `--count N` (every batch N frames, as adaptive batches were planned before the tail shrank)
 and with the default (adaptive: N frames a batch for a new scene of 24 frames, the last batches smaller),
@@ -72,6 +74,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each runs every configuration once")
     parser.add_argument("--also", type=int, nargs="*", default=[], metavar="N",
                         help="still: also render with --slices N (a new scene each), for each N given")
+    parser.add_argument("--resplit", choices=("both", "on", "off"), default="both",
+                        help="still: run each configuration on a node that re-splits the slowest running slice "
+                             "(HTTPOV_RESPLIT=1), on one that does not, or on both (default: both, alternating)")
     parser.add_argument("--load-ideal", action="store_true", help="measure the ideal under each round's load too "
                         "(the render processes each rendering the whole scene at once: slow for an animation)")
     args = parser.parse_args()
@@ -82,7 +87,13 @@ def main() -> None:
 
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="httpov-bench-")))
-        settings, client = node_farm(stack, tmp, args.concurrency)
+        # one node per re-split setting asked for, each on its own key prefix (neither sees the other's jobs)
+        modes = ["on"] if not still else ["on", "off"] if args.resplit == "both" else [args.resplit]
+        farms = {}
+        for mode in modes:
+            (tmp / mode).mkdir()
+            farms[mode] = node_farm(stack, tmp / mode, args.concurrency, resplit=mode == "on")
+        settings, client = farms[modes[0]]
 
         def scene(name: str, extra: str = "") -> Path:
             folder = tmp / name
@@ -91,17 +102,19 @@ def main() -> None:
             (folder / "pov.ini").write_text(f"Input_File_Name=scene.pov\nWidth={width}\nHeight={height}\n{AA}{extra}")
             return folder
 
-        def run(folder: Path, **options: object) -> tuple[float, int]:
+        def run(folder: Path, mode: str = modes[0], **options: object) -> tuple[float, int]:
+            settings, client = farms[mode]
             started = time.perf_counter()
             sub = client.submit(folder, options=SubmitOptions.parse({"name": folder.name, **options}, settings))
             client.wait(sub.spec.id, poll=0.05, timeout=3600)
-            return time.perf_counter() - started, len(sub.spec.batches)
+            return time.perf_counter() - started, len(client.store.spec(sub.spec.id).batches)  # re-splits included
 
         tiny = tmp / "tiny"
         tiny.mkdir()
         (tiny / "scene.pov").write_text(SCENE.format(tag="tiny", look=STILL_LOOK))
         (tiny / "pov.ini").write_text("Input_File_Name=scene.pov\nWidth=16\nHeight=64\n")
-        client.wait(client.submit(tiny, slices=2, name="warmup").spec.id, timeout=600)  # the node said it lives
+        for _, each in farms.values():  # each node said it lives
+            each.wait(each.submit(tiny, slices=2, name="warmup").spec.id, timeout=600)
 
         animation = f"Initial_Frame=1\nFinal_Frame={args.frames}\nInitial_Clock=0\nFinal_Clock=1\n"
         cpu = _cpu_seconds(scene("cpu", "" if still else animation), tmp)  # its ini: the whole scene
@@ -114,7 +127,13 @@ def main() -> None:
         ratios: dict[str, list[float]] = {}
         ideals: list[float] = []
         for round_ in range(args.repeat):
-            if still:
+            if still and len(modes) == 2:  # a new scene each: no cost profile, the first povray on it
+                configs = [(f"{label}, {said}", scene(f"{tag}{round_}{mode}"), {"slices": n, "mode": mode})
+                           for label, tag, n in (("slices 4", "four", 4), ("auto, new scene", "auto", "auto"))
+                           for mode, said in (("on", "re-split"), ("off", "no re-split"))]
+                configs += [(f"slices {n}, {said}", scene(f"n{n}-{round_}{mode}"), {"slices": n, "mode": mode})
+                            for n in args.also for mode, said in (("on", "re-split"), ("off", "no re-split"))]
+            elif still:
                 configs = [("slices 4", scene(f"four{round_}"), {"slices": 4}),
                            ("auto, first", scene(f"auto{round_}"), {"slices": "auto"}),
                            ("slices 4, again", scene(f"four{round_}"), {"slices": 4}),
@@ -132,7 +151,7 @@ def main() -> None:
                 print(f"round {round_ + 1} ideal under this load: {now:.2f}s", flush=True)
             ideals.append(now)
             for label, folder, options in configs:
-                seconds, batches = run(folder, **options)
+                seconds, batches = run(folder, **options)  # type: ignore[arg-type]
                 times.setdefault(label, []).append(seconds)
                 ratios.setdefault(label, []).append(seconds / now)
                 print(f"round {round_ + 1} {label}: {seconds:.2f}s ({batches} batches), "

@@ -17,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from httpov.errors import BrokerUnavailableError, HttpovError, JobNotFoundError
-from httpov.plan import JobSpec, check_record
+from httpov.plan import Batch, JobSpec, check_record
 from httpov.states import FINISHED, LIVE, JobState, TransitionRefused, allowed_from
 from httpov.store.keys import Keys
 from httpov.store.records import (
@@ -67,7 +67,7 @@ assert _PUBLISHED_FROM == allowed_from(JobState.RUNNING, only=(JobState.SUBMITTI
 SCRIPTS = {name: resources.files("httpov.store").joinpath(f"scripts/{name}.lua").read_text()
            for name in ("start_batch", "publish", "top_up", "park_pending", "abandon", "reclaim", "refresh",
                         "transition", "guarded", "use_scene", "drop_scene", "finish_batch", "idle_in_window", "unsent",
-                        "held_since", "fair_share", "stamp", "release", "checkpoint")}
+                        "held_since", "fair_share", "stamp", "release", "checkpoint", "resplit")}
 #: How long fair share keeps the live nodes' render processes summed (scripts/fair_share.lua): every batch reads
 #: them, and summing them read every live node's record (at 10,000 render processes it tripled a batch's Redis CPU).
 FARM_PROCESSES_SECONDS = 1.0
@@ -120,6 +120,7 @@ class JobStore:
         self._fair_share = client.register_script(SCRIPTS["fair_share"])
         self._stamp = client.register_script(SCRIPTS["stamp"])
         self._release = client.register_script(SCRIPTS["release"])
+        self._resplit = client.register_script(SCRIPTS["resplit"])
         self._kept_listeners: list[redis.client.PubSub] = []  # subscriptions to the stops channel no batch uses now
         #: per node, the record and node-use sample its last heartbeat wrote (heartbeat writes them again only when
         #: they change, or when its node was missing from the nodes zset: Redis restarted empty, or forgot it)
@@ -527,6 +528,35 @@ class JobStore:
         except ValueError:
             return None
         return info if isinstance(info, dict) else None  # type: ignore[return-value]
+
+    def resplit(self, job_id: str, batch_id: str, cut: int, new_id: str, node: str) -> str:
+        """Split running slice `batch_id` at row `cut`: `new_id` renders the rest (scripts/resplit.lua, atomic);
+        'ok', or why not (the job has batches waiting, the slice finished or was cut already...)."""
+        line = json.dumps({"at": time.time(), "what": f"{Batch.from_id(batch_id).label} re-split by {node}: it "
+                                                      f"ends at row {cut}, {Batch.from_id(new_id).label} renders "
+                                                      "the rest", "kind": "resplit"})
+        return str(self._call(lambda: self._resplit(
+            keys=[self.keys.job(job_id), self.keys.running(job_id), self.keys.done(job_id), self.keys.cuts(job_id),
+                  self.keys.pending(job_id), self.keys.window(job_id),
+                  self.keys.slices(job_id, Batch.from_id(new_id).first), self.keys.history(job_id), self.keys.stops()],
+            args=[job_id, batch_id, cut, new_id, line])))
+
+    def cuts(self, job_id: str) -> dict[str, int]:
+        """The job's re-split slices: batch id -> the row it now ends at (one HGETALL)."""
+        raw = self._call(lambda: self.r.hgetall(self.keys.cuts(job_id)))
+        out = {}
+        for key, value in raw.items():
+            with contextlib.suppress(ValueError):
+                out[key.decode() if isinstance(key, bytes) else key] = int(value)
+        return out
+
+    def cut(self, job_id: str, batch_id: str) -> int | None:
+        """The row running slice `batch_id` now ends at, if it was re-split (one HGET)."""
+        raw = self._call(lambda: self.r.hget(self.keys.cuts(job_id), batch_id))
+        try:
+            return int(raw) if raw is not None else None
+        except ValueError:
+            return None
 
     def drop_checkpoint(self, job_id: str, batch_id: str) -> None:
         """Forget the batch's checkpoint (done, or refused)."""

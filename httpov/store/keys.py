@@ -12,7 +12,7 @@ from dataclasses import dataclass
 JOB_PARTS = {
     "pending": "list", "window": "zset", "done": "hash", "failed": "hash", "running": "hash", "attempts": "hash",
     "requeued": "hash", "parked": "set", "held": "set", "frames": "set", "blocked": "set", "node_failures": "hash",
-    "history": "list", "unseen": "hash", "checkpoints": "hash", "photons": "hash",
+    "history": "list", "unseen": "hash", "checkpoints": "hash", "photons": "hash", "cuts": "hash",
 }
 
 
@@ -134,6 +134,11 @@ class Keys:
         """Hash with an expiry: batch id -> when (Redis's clock) the unsent sweep first found it idle in the window
         with its message nowhere (confirmed unsent at a later look, scripts/unsent.lua)."""
         return self.job_part(job_id, "unseen")
+
+    def cuts(self, job_id: str) -> str:
+        """Hash: batch id of a running slice that was re-split -> the row it now ends at (scripts/resplit.lua); the
+        new slice renders the rows past it. The stitch takes each slice's delivered rows from it."""
+        return self.job_part(job_id, "cuts")
 
     def slices(self, job_id: str, frame: int | str) -> str:
         """Set: the batch ids of a sliced frame's slices that are done."""

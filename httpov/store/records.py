@@ -90,7 +90,8 @@ class HistoryLine(TypedDict):
     at: float
     what: str
     kind: NotRequired[str]  # 'hang': a batch hung and its povray was killed; 'warning': what submit warned of (the
-    # ini's unknown keys); both shown on the job's page. 'pause', 'resume', 'retry': left out of its elapsed time
+    # ini's unknown keys); both shown on the job's page. 'pause', 'resume', 'retry': left out of its elapsed time.
+    # 'resplit': a running slice was cut and a new slice renders its rest (scripts/resplit.lua)
     since: NotRequired[float]  # of a 'retry': when the job had finished (the gap until `at` is no rendering time)
 
 

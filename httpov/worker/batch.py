@@ -38,6 +38,7 @@ from httpov.plan import (
     batch_time_limit,
     check_batch,
     check_record,
+    delivered_slices,
     handout_order,
     released_by,
 )
@@ -173,9 +174,18 @@ class RenderNode:
         except (SceneError, BadInputError) as exc:
             return self._refuse_job(job_id, batch_id, node, exc)
         try:
-            batch = check_batch(spec, batch_id)
+            try:
+                batch = check_batch(spec, batch_id)
+            except BadInputError:  # a slice a re-split added since this process read the job: read it again
+                self._specs.pop(job_id, None)
+                spec = self.spec(job_id)
+                batch = check_batch(spec, batch_id)
         except BadInputError as exc:
             return Outcome("refused", detail=str(exc))  # a message no one planned: dropped, the job goes on
+        except JobNotFoundError:
+            return Outcome("missing")
+        except SceneError as exc:
+            return self._refuse_job(job_id, batch_id, node, exc)
         fault = room.disk_fault(self.settings.cache_dir, self.settings.min_free_mb)
         if fault:  # no room for a frame here: before any lease, the batch goes to a node that has some
             return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
@@ -377,12 +387,28 @@ class RenderNode:
             self.settings.checkpoint_seconds, self.settings.checkpoint_share, self.limits.output_bytes,
             on_progress=lease)
 
+        store = self.store
+        # a slice re-split before this execution took it (its node was lost) renders only up to its cut
+        cut = store.cut(spec.id, batch.id) if batch.rows is not None and not batch.prepass else None
+        shown_batch = batch if cut is None or batch.rows is None else Batch(batch.first, batch.last,
+                                                                            (batch.rows[0], cut))
+
         class KeepGoing:  # asked every povray tick (half a second), and at once when the job's stop is announced
             fileno = staticmethod(lease.fileno)  # readable when it is (povray._wait selects on it)
             tick = self.settings.stop_poll_seconds  # and between messages, this often
+            heard: int | None = None  # the row a re-split said this slice now ends at (the same message wakes it)
+
+            def cut(self) -> int | None:
+                return self.heard
 
             def __call__(self) -> bool:
                 if lease.woken():  # the message only wakes the render up: the job's state, read now, decides
+                    if shown_batch.rows is not None and cut is None and self.heard is None:
+                        with contextlib.suppress(HttpovError):
+                            self.heard = store.cut(spec.id, batch.id)
+                            if self.heard is not None:
+                                log.info("httpov: %s re-split: it now ends at row %d, povray continues up to it "
+                                         "(+C)", batch.label, self.heard)
                     return keep_going()
                 if lease.live:  # as the keeper's thread last read it (its refresh and its poll of the state)
                     return True
@@ -415,7 +441,7 @@ class RenderNode:
                 def render(extra: list[str] | None = None,
                            size: tuple[int, int] | None = None) -> povray.RenderOutput:
                     try:
-                        return self.povray_render(self.settings.povray, spec, batch, workdir,
+                        return self.povray_render(self.settings.povray, spec, shown_batch, workdir,
                                                   self.settings.render_threads, KeepGoing(), self.limits,
                                                   spec.time_limit, extra, size, self.settings.no_progress_seconds,
                                                   hang_limit, watcher=checkpoints if size is None else None)
@@ -594,11 +620,14 @@ class RenderNode:
         (the other slices' as their done records name them) and answer [frame]; _Lost, stitching nothing, if this
         execution no longer owns its batch."""
         frame = batch.first
-        if self.store.slice_done(spec.id, frame, batch.id) < len(spec.slices or []):
+        done_slices = self.store.slice_done(spec.id, frame, batch.id)
+        # read after this slice counted itself done: a re-split is refused from then on (scripts/resplit.lua)
+        delivered = delivered_slices(spec.slices or [], frame, self.store.cuts(spec.id))
+        if done_slices < len(delivered):
             return []
         if not self.store.owns(spec.id, batch.id, execution, result):  # a stale slice never replaces the frame
             raise _Lost()
-        pieces = [Batch(frame, frame, rows).id for rows in spec.slices or []]
+        pieces = [piece for piece, _, _ in delivered]
         deadline = time.monotonic() + self.settings.lease_seconds / 2  # well before this execution's lease runs out
         while True:  # another slice's node may be between its slice_done and its finish_batch: a moment
             done = self.store.done_infos(spec.id, [p for p in pieces if p != batch.id])
@@ -610,13 +639,12 @@ class RenderNode:
         name = povray.frame_file(spec.name, frame, spec.final)
         with tempfile.TemporaryDirectory(prefix="httpov-stitch-") as tmp:
             slices = []
-            for rows in spec.slices or []:
-                piece = Batch(frame, frame, rows)
-                stored = result if piece.id == batch.id else (done[piece.id] or {}).get("result", "")
-                key = batch_key(spec.id, piece.id, stored)
-                archive = Path(tmp) / f"{piece.id}.zip"
+            for piece_id, first, last in delivered:  # each slice's delivered rows: a re-split one's up to its cut
+                stored = result if piece_id == batch.id else (done[piece_id] or {}).get("result", "")
+                key = batch_key(spec.id, piece_id, stored)
+                archive = Path(tmp) / f"{piece_id}.zip"
                 self.storage.get_file(key, archive)
-                slices.append((archive, key, rows[0], rows[1]))
+                slices.append((archive, key, first, last))
             whole = Path(tmp) / name
             stitch.stitch_results(slices, name, spec.width, spec.height, whole)  # each zip checked as fetch does
             self.storage.put_file(frame_key(spec.id, name), whole)

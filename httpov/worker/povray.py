@@ -1,6 +1,7 @@
 """Running povray for one batch: the command line, the process tied to its task, and reading its log."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -178,6 +179,10 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     progress: Progress | None = None
     run = RunProgress(log_path)
     resume = watcher.start(out_dir) if watcher is not None else []
+    # a re-split (httpov.store.JobStore.resplit): `keep_going.cut()` names the row this slice now ends at; povray is
+    # interrupted (SIGINT: it writes its .pov-state) and continued with +C up to that row
+    cutter: Callable[[], int | None] | None = getattr(keep_going, "cut", None)
+    cuts: list[int] = []
 
     def watch() -> bool:
         now = time.monotonic()
@@ -199,7 +204,13 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
             hung.append(f"no progress for {no_progress:g} s: povray used no CPU and wrote nothing "
                         "(HTTPOV_NO_PROGRESS_SECONDS); it was killed")
             return False
-        return keep_going()
+        go = keep_going()
+        if go and cutter is not None and not cuts and batch.rows is not None:
+            cut = cutter()
+            if cut is not None and batch.rows[0] <= cut < batch.rows[1]:
+                cuts.append(cut)
+                interrupt(proc, povray)
+        return go
 
     with open(log_path, "wb") as log:
         try:
@@ -212,6 +223,22 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
         if no_progress is not None:
             progress = Progress(proc.pid, no_progress, started)
         returncode = _wait(proc, watch, tick=getattr(keep_going, "tick", 0.5), wake=getattr(keep_going, "fileno", None))
+    if cuts and returncode not in (0, None) and not why and not hung and batch.rows is not None:
+        # interrupted for the re-split: the rows it lacks up to the cut, from its state (from the start without one)
+        state = [] if not (out_dir / "frame.pov-state").exists() else ["+C"]
+        ended = Batch(batch.first, batch.last, (batch.rows[0], cuts[0]))
+        with open(log_path, "ab") as log:
+            log.write(f"\nhttpov: re-split: this slice now ends at row {cuts[0]}; povray continues "
+                      f"{'from its state (+C)' if state else 'from the start'}\n".encode())
+            log.flush()
+            args = [*povray_args(spec, ended, ini, out_dir, threads), *(extra or []), *state]
+            proc = subprocess.Popen(box.argv([povray, *args]),
+                                    cwd=scene_dir, env=box.env, preexec_fn=box.preexec_fn, start_new_session=True,
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            if no_progress is not None:
+                progress = Progress(proc.pid, no_progress, time.monotonic())
+            returncode = _wait(proc, watch, tick=getattr(keep_going, "tick", 0.5),
+                               wake=getattr(keep_going, "fileno", None))
     text = log_path.read_text(errors="replace")
     seconds = time.monotonic() - started
     if hung:  # a hang may be this node's (a stopped or starved process) or the scene's: tried once elsewhere
@@ -358,6 +385,30 @@ def _wait(proc: subprocess.Popen, keep_going: Callable[[], bool], tick: float = 
     finally:
         if pidfd is not None:
             os.close(pidfd)
+
+
+def interrupt(proc: subprocess.Popen, executable: str) -> None:
+    """SIGINT to povray itself, inside its sandbox (its launcher and bwrap share its process group): povray then
+    writes its render state and exits. The whole group is signalled if povray is not found in it."""
+    name = os.path.basename(executable)[:15].encode()
+    found = False
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.find(b"(") + 1:stat.rfind(b")")]
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == proc.pid and comm == name:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry), signal.SIGINT)
+                found = True
+    if not found:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -21,6 +21,7 @@ from httpov.text import shown
 from httpov.webhooks import Deliverer
 from httpov.worker import povray, room
 from httpov.worker.renewal import Renewer, lease_folder
+from httpov.worker.resplit import resplit_one
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,11 @@ class Reaper(bootsteps.StartStopStep):
                   busy=self.use.add(time.time(), busy_processes()), on_drain=self._drain)
         except Exception as exc:  # Redis down for a moment: the next sweep tries again
             log.warning("httpov: lease sweep failed: %s", exc)
+        if settings.resplit and not self.draining and busy_processes() < processes:
+            try:  # a process idles: the slowest running slice of a still may give it half its rows left
+                resplit_one(celery, store, settings.queue, settings.lease_seconds, node, pools)
+            except Exception as exc:
+                log.warning("httpov: re-split failed: %s", exc)
         if settings.keep_days:
             try:
                 if self.storage is None:

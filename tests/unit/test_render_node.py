@@ -50,6 +50,12 @@ class FakeStore:
     def state(self, job_id: str) -> str:
         return self.job_state
 
+    def cut(self, job_id: str, batch_id: str) -> int | None:  # no slice was re-split
+        return None
+
+    def cuts(self, job_id: str) -> dict[str, int]:
+        return {}
+
     def blocked(self, job_id: str) -> set[str]:
         return set(self.blocked_nodes)
 
@@ -528,3 +534,42 @@ def test_a_checkpoint_povray_cannot_continue_from_is_dropped_and_the_batch_rende
     with zipfile.ZipFile(storage.root / batch_key(JOB, BATCH, store.result)) as zf:
         said = zf.read(f"{BATCH}.log").decode()
     assert "continuing frames 1-2 from its checkpoint failed (povray was killed by signal 6)" in said, said
+
+
+def test_a_slice_re_split_before_its_node_was_lost_renders_only_up_to_its_cut(tmp_path):
+    """A requeued slice that was re-split (its node lost after the cut) renders its rows up to the cut only: povray
+    is asked for rows 1-32 of 1-96, the new slice having the rest; its job and its frame wait for the new slice."""
+    from PIL import Image
+
+    slices = [(1, 96), (97, 128)]
+    ids = [Batch(1, 1, rows).id for rows in slices]
+    spec = JobSpec(id=JOB, name="still", scene_key=SCENE, root="", pov="scene.pov", options={}, initial=1, final=1,
+                   first=1, last=1, width=8, height=128, count=1, batches=ids, slices=slices)
+    asked: list[Any] = []
+
+    class CutStore(FakeStore):
+        def cut(self, job_id: str, batch_id: str) -> int | None:
+            return 32 if batch_id == ids[0] else None
+
+        def cuts(self, job_id: str) -> dict[str, int]:
+            return {ids[0]: 32}
+
+        def slice_done(self, job_id: str, frame: int, batch_id: str) -> int:
+            return 2  # of 3 delivered slices: the new one (rows 33-96) is not in
+
+    def povray_render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, *args: Any,
+                      **kwargs: Any) -> RenderOutput:
+        asked.append(batch.rows)
+        Image.new("RGB", (8, 128), (0, 200, 0)).save(workdir / "1.png")
+        return RenderOutput(images={1: workdir / "1.png"}, log="povray's log\n", seconds=0.5)
+
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    settings = Settings(storage=str(tmp_path / "store"), cache_dir=tmp_path / "cache", lease_seconds=4.0)
+    store = CutStore(spec)
+    node = RenderNode(settings, store, LocalStorage(tmp_path / "store"), FakeCache(scene),  # type: ignore[arg-type]
+                      povray_render=povray_render)
+    outcome = node.run(JOB, ids[0], token="task-1", node=NODE)
+    assert outcome.status == "rendered", outcome
+    assert asked == [(1, 32)]
+    assert ("finish_batch", ids[0], []) in store.calls  # recorded done, no frame stitched yet

@@ -1,0 +1,74 @@
+"""The re-split of a still's slowest running slice (issue #28 item 2), with a real Redis, real workers and real povray:
+when a render process idles and no batch waits, the slice with the most rows left ends early (povray interrupted and
+continued with +C up to the cut) and a new slice renders the rest; the frame equals one povray render pixel for
+pixel."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from httpov.access import Identity, Role
+from httpov.paths import batch_key
+from tests.conftest import pixels, povray_direct, write_scene
+
+#: Sky above, costly reflective spheres under a 24x24 area light (no jitter: pixels compare) in the lower half: at
+#: 64x256 the lower slice is about 5 s of one core, the upper one a fraction of a second.
+UNEVEN_SCENE = """
+#version 3.7;
+global_settings { max_trace_level 12 }
+camera { location <0, 0, -8> look_at <0, 0, 0> angle 40 }
+light_source { <-3, 6, -6> color rgb 1 area_light <2, 0, 0>, <0, 0, 2>, 24, 24 }
+background { color rgb <0.3, 0.5, 0.9> }
+#declare I = 0;
+#while (I < 60)
+  sphere { <mod(I, 10) * 0.5 - 2.25, -0.6 - div(I, 10) * 0.45, mod(I * 7, 5)>, 0.3
+           pigment { color rgb <0.9, 0.3 + mod(I, 3) * 0.2, 0.2> } finish { reflection 0.8 } }
+  #declare I = I + 1;
+#end
+"""
+INI = "Width=64\nHeight=256\nAntialias=on\nAntialias_Threshold=0.0\nAntialias_Depth=3\n"
+LOWER, CUT, REST = "f000001-000001-r00129-00256", 224, "f000001-000001-r00225-00256"
+
+
+def test_the_slowest_slice_of_a_still_is_split_when_a_process_idles(tmp_path, settings, client, workers):
+    settings = settings.with_(render_threads=1, resplit=True, checkpoint_seconds=0.0)
+    scene = write_scene(tmp_path / "uneven", UNEVEN_SCENE, INI)
+    sub = client.submit(scene, slices=2)
+    job = sub.spec.id
+    assert sub.spec.slices == [(1, 128), (129, 256)]
+    workers(concurrency=2, name="node", settings_=settings)
+    final = client.wait(job, timeout=180)
+    assert (final.state, final.frames_done, final.frames_total) == ("done", 1, 1)
+
+    # the lower slice was cut at the block row halfway through what it had left (it rendered 129-160 then), the new
+    # slice rendered the rest: three batches done, and the job's record, history and log say so
+    assert client.store.cuts(job) == {LOWER: CUT}
+    done = client.store.batches(job)["done"]
+    assert sorted(done) == sorted([*sub.spec.batches, REST])
+    assert client.store.spec(job).batches.count(REST) == 1
+    log = (tmp_path / "node.log").read_text(errors="replace")
+    assert f"re-split frame 1 rows 129-256 of job {job}: it ends at row {CUT}" in log, log[-3000:]
+    assert "frame 1 rows 129-256 re-split: it now ends at row 224" in log, log[-3000:]
+    with zipfile.ZipFile(Path(settings.storage) / batch_key(job, LOWER, done[LOWER]["result"])) as zf:
+        said = zf.read(f"{LOWER}.log").decode()
+    assert f"re-split: this slice now ends at row {CUT}; povray continues from its state (+C)" in said, said[-2000:]
+    assert "Continued trace" in said
+
+    # what another user sees: three batches, all done, and the split in the job's history
+    seen = client.view(job, who=Identity("bob", Role.USER))
+    assert (seen.batches_total, seen.batches_done, seen.frames_done) == (3, 3, 1)
+    assert any("re-split" in line["what"] for line in seen.history), seen.history
+
+    images = client.fetch(job, tmp_path / "out")
+    povray_direct(scene, tmp_path / "ref")
+    assert pixels(images[0]) == pixels(tmp_path / "ref" / "ref.png")
+
+
+def test_no_split_with_resplit_off(tmp_path, settings, client, workers):
+    settings = settings.with_(render_threads=1, resplit=False, checkpoint_seconds=0.0)
+    scene = write_scene(tmp_path / "uneven", UNEVEN_SCENE, INI)
+    sub = client.submit(scene, slices=2)
+    workers(concurrency=2, name="node", settings_=settings)
+    final = client.wait(sub.spec.id, timeout=180)
+    assert final.state == "done" and client.store.cuts(sub.spec.id) == {}
+    assert sorted(client.store.batches(sub.spec.id)["done"]) == sorted(sub.spec.batches)

@@ -1222,7 +1222,8 @@ class JobStore:
     def slice_times(self, history: str, keep: int = 4, sample: int = 512) -> list[tuple[str, float]]:
         """(batch id, seconds) of done slices of the last `keep` sliced jobs filed under `history` (one scene at one
         size; at most `sample` slices each, a frame has at most a few dozen): what plan.slice_costs reads a frame's
-        cost row by row from."""
+        cost row by row from. A slice that was re-split (its job's cuts) is given as the rows it delivered, which its
+        seconds rendered, not the rows its id names."""
         key = self.keys.slice_history(history)
 
         def run() -> list[tuple[str, float]]:
@@ -1232,11 +1233,18 @@ class JobStore:
             pipe = self.r.pipeline()
             for other in earlier:
                 pipe.hrandfield(self.keys.done(other), sample, withvalues=True)
+                pipe.hgetall(self.keys.cuts(other))
+            replies = pipe.execute()
             found = []
-            for records in pipe.execute():
+            for records, cuts in zip(replies[::2], replies[1::2]):
                 for batch_id, value in zip((records or [])[::2], (records or [])[1::2]):
-                    with contextlib.suppress(ValueError, TypeError, AttributeError):
-                        found.append((batch_id, float(json.loads(value).get("seconds", 0.0))))
+                    with contextlib.suppress(ValueError, TypeError, AttributeError, HttpovError):
+                        seconds = float(json.loads(value).get("seconds", 0.0))
+                        if batch_id in (cuts or {}):
+                            cut, batch = int(cuts[batch_id]), Batch.from_id(batch_id)
+                            if batch.rows and batch.rows[0] <= cut < batch.rows[1]:
+                                batch_id = Batch(batch.first, batch.last, (batch.rows[0], cut)).id
+                        found.append((batch_id, seconds))
             return found
         return self._call(run)
 

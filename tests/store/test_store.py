@@ -432,3 +432,27 @@ def test_a_sliced_jobs_done_slices_time_later_jobs_of_its_scene_and_go_with_it(s
     assert store.frame_times(sliced.history) == (0.0, 0, 0)  # not counted as frames
     store.drop_jobs(["s1"], {"s1": sliced.history})
     assert store.slice_times(sliced.history) == [] and store.r.exists(store.keys.slice_history(sliced.history)) == 0
+
+
+def test_a_resplit_slices_time_is_filed_under_the_rows_it_delivered(store: JobStore):
+    """A slice cut by a re-split rendered only its rows up to the cut: --slices auto reads its seconds for those rows,
+    and the new slice's for the rest, not the cut slice's seconds spread over every row its id names."""
+    sliced = JobSpec(id="s2", name="n", scene_key="k", root="", pov="p.pov", options={}, initial=1, final=1, first=1,
+                     last=1, width=8, height=128, count=1, slices=[(1, 32), (33, 128)],
+                     batches=["f000001-000001-r00001-00032", "f000001-000001-r00033-00128"])
+    store.create(sliced)
+    store.publish("s2")
+    assert store.top_up("s2", 2) == ("", sliced.batches)  # both sent: nothing of the job waits
+    for batch in sliced.batches:
+        assert store.start_batch("s2", batch, f"t-{batch}", "a@host", 60.0) == "ok"
+    new = "f000001-000001-r00097-00128"
+    assert store.resplit("s2", sliced.batches[1], 96, new, "b@host") == "ok"
+    assert store.cuts("s2") == {sliced.batches[1]: 96} and store.cut("s2", sliced.batches[1]) == 96
+    assert store.top_up("s2", 3) == ("", [new])  # the new slice goes out at once
+    assert store.start_batch("s2", new, f"t-{new}", "b@host", 60.0) == "ok"
+    assert store.resplit("s2", sliced.batches[1], 64, "f000001-000001-r00065-00128", "b@host") == "cut"  # once
+    for batch, seconds in ((sliced.batches[0], 0.9), (sliced.batches[1], 3.0), (new, 2.0)):
+        assert store.finish_batch("s2", batch, {"node": "a@host", "seconds": seconds}, [], f"t-{batch}") in ("ok",
+                                                                                                          "done")
+    assert sorted(store.slice_times(sliced.history)) == [("f000001-000001-r00001-00032", 0.9),
+                                                         ("f000001-000001-r00033-00096", 3.0), (new, 2.0)]

@@ -10,7 +10,7 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -335,6 +335,15 @@ def session_cpu_ticks(session: int) -> int:
     """Clock ticks of CPU used by the processes of `session` (user and system, with their reaped children's), read
     from /proc/<pid>/stat; a process that ends meanwhile is skipped."""
     total = 0
+    for _, _, fields in _processes():
+        if len(fields) > 14 and int(fields[3]) == session:
+            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return total
+
+
+def _processes() -> Iterator[tuple[int, bytes, list[bytes]]]:
+    """(pid, command name, the fields of /proc/<pid>/stat after the name: state, ppid, pgrp, session, ...) of every
+    process; one that ends meanwhile is skipped."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -343,10 +352,7 @@ def session_cpu_ticks(session: int) -> int:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 14 and int(fields[3]) == session:
-            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
-    return total
+        yield int(entry.name), stat[stat.find(b"(") + 1:stat.rfind(b")")], stat[stat.rfind(b")") + 2:].split()
 
 
 def _size(path: Path) -> int:
@@ -392,19 +398,10 @@ def interrupt(proc: subprocess.Popen, executable: str) -> None:
     writes its render state and exits. The whole group is signalled if povray is not found in it."""
     name = os.path.basename(executable)[:15].encode()
     found = False
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.find(b"(") + 1:stat.rfind(b")")]
-        fields = stat[stat.rfind(b")") + 2:].split()
+    for pid, comm, fields in _processes():
         if len(fields) > 2 and int(fields[2]) == proc.pid and comm == name:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry), signal.SIGINT)
+                os.kill(pid, signal.SIGINT)
                 found = True
     if not found:
         with contextlib.suppress(ProcessLookupError):

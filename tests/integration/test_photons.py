@@ -59,16 +59,27 @@ def test_a_sliced_photon_still_shoots_once_and_its_slices_load_the_map(tmp_path,
     assert not stored.exists() and client.store.photon_map_sha256(sub.spec.id, 1) is None
 
 
-def test_photons_off_lets_every_slice_shoot_its_own(tmp_path, settings, client, workers):
-    scene = write_scene(tmp_path / "caustics", CAUSTICS, INI)
+def test_slices_shoot_their_own_photons_with_photons_off_or_a_block_that_cannot_be_edited_safely(
+        tmp_path, settings, client, workers):
+    """As before the shared map: --photons off, and a photons block that cannot be edited safely (its
+    global_settings inside #if: submit says why): no pre-pass, every slice shoots its own, the frame is right."""
+    conditional = CAUSTICS.replace("global_settings {", "#if (true)\nglobal_settings {").replace(
+        "camera {", "#end\ncamera {", 1)
+    plain = write_scene(tmp_path / "caustics", CAUSTICS, INI)
+    guarded = write_scene(tmp_path / "guarded", conditional, INI)
     workers(concurrency=2)
-    sub = client.submit(scene, slices=2, photons="off")
-    assert sub.spec.photons == "off" and not any(b.endswith("-pre") for b in sub.spec.batches)
-    client.wait(sub.spec.id, timeout=180)
-    frame = client.fetch(sub.spec.id, tmp_path / "out")[0]
-    assert _same_as_a_single_render(scene, frame, tmp_path)
-    logs = _logs(client, sub.spec.id, tmp_path / "out")
-    assert len(logs) == 2 and all("Number of photons shot:          188033" in text for text in logs.values())
+    off = client.submit(plain, slices=2, photons="off")
+    unsafe = client.submit(guarded, slices=2)
+    assert off.spec.photons == unsafe.spec.photons == "off"
+    assert any("photons are not shared (global_settings is inside a #if" in note for note in unsafe.notes), \
+        unsafe.notes
+    for sub, scene in ((off, plain), (unsafe, guarded)):
+        assert not any(b.endswith("-pre") for b in sub.spec.batches)
+        client.wait(sub.spec.id, timeout=180)
+        frame = client.fetch(sub.spec.id, tmp_path / sub.spec.id)[0]
+        assert _same_as_a_single_render(scene, frame, tmp_path)
+        logs = _logs(client, sub.spec.id, tmp_path / sub.spec.id)
+        assert len(logs) == 2 and all("Number of photons shot:          188033" in text for text in logs.values())
 
 
 def test_a_map_that_is_not_what_the_pre_pass_stored_is_refused(tmp_path, settings, client, workers):
@@ -101,21 +112,6 @@ def test_a_map_that_is_not_what_the_pre_pass_stored_is_refused(tmp_path, setting
         assert "Number of photons shot:" in text and "load of photon file" not in text, name
     refused = _history(client, sub.spec.id, "was refused")
     assert len(refused) == 2 and all("does not match the SHA-256" in line for line in refused), refused
-
-
-def test_a_photons_block_that_cannot_be_edited_safely_renders_as_before(tmp_path, settings, client, workers):
-    conditional = CAUSTICS.replace("global_settings {", "#if (true)\nglobal_settings {").replace(
-        "camera {", "#end\ncamera {", 1)
-    scene = write_scene(tmp_path / "caustics", conditional, INI)
-    workers(concurrency=2)
-    sub = client.submit(scene, slices=2)
-    assert sub.spec.photons == "off" and not any(b.endswith("-pre") for b in sub.spec.batches)
-    assert any("photons are not shared (global_settings is inside a #if" in note for note in sub.notes), sub.notes
-    client.wait(sub.spec.id, timeout=180)
-    frame = client.fetch(sub.spec.id, tmp_path / "out")[0]
-    assert _same_as_a_single_render(scene, frame, tmp_path)
-    logs = _logs(client, sub.spec.id, tmp_path / "out")
-    assert len(logs) == 2 and all("Number of photons shot:" in text for text in logs.values())
 
 
 def test_a_radiosity_and_photon_still_shares_both_from_one_pre_pass(tmp_path, settings, client, workers):

@@ -541,6 +541,32 @@ class JobStore:
                   self.keys.slices(job_id, Batch.from_id(new_id).first), self.keys.history(job_id), self.keys.stops()],
             args=[job_id, batch_id, cut, new_id, line])))
 
+    def resplit_candidates(self) -> dict[str, tuple[str, dict[str, RunningInfo], dict[str, int]]]:
+        """The live jobs a re-split could cut a slice of (all their batches sent: nothing pending), each with its
+        queue, running batches and cuts: two round trips whatever the number of jobs (the reaper asks every sweep
+        while a render process of its node idles)."""
+        def run() -> dict[str, tuple[str, dict[str, RunningInfo], dict[str, int]]]:
+            job_ids = sorted(self.r.smembers(self.keys.active()))
+            if not job_ids:
+                return {}
+            pipe = self.r.pipeline(transaction=False)
+            for job_id in job_ids:
+                pipe.llen(self.keys.pending(job_id))
+                pipe.hget(self.keys.job(job_id), "queue")
+                pipe.hgetall(self.keys.running(job_id))
+                pipe.hgetall(self.keys.cuts(job_id))
+            replies = pipe.execute()
+            found = {}
+            for n, job_id in enumerate(job_ids):
+                pending, queue, running, cuts = replies[4 * n:4 * n + 4]
+                if pending or not running:
+                    continue
+                with contextlib.suppress(ValueError, TypeError):
+                    found[job_id] = (queue or "", {b: json.loads(info) for b, info in running.items()},
+                                     {b: int(row) for b, row in cuts.items()})
+            return found
+        return self._call(run)
+
     def cuts(self, job_id: str) -> dict[str, int]:
         """The job's re-split slices: batch id -> the row it now ends at (one HGETALL)."""
         raw = self._call(lambda: self.r.hgetall(self.keys.cuts(job_id)))

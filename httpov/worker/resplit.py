@@ -8,7 +8,7 @@ import logging
 from celery import Celery
 
 from httpov.dispatch import top_up
-from httpov.errors import BadInputError, HttpovError
+from httpov.errors import BadInputError
 from httpov.plan import Batch, resplit_cut, split_batch_id
 from httpov.store import JobStore
 from httpov.text import shown
@@ -45,17 +45,10 @@ def resplit_one(celery: Celery, store: JobStore, queue: str, lease_seconds: floa
     the default one or one of `pools`) whose batches have all started, and send the new slice; answers its id, or
     None if no slice was split. Called by the reaper while this node has an idle render process."""
     best: tuple[float, str, str, int] | None = None
-    for job_id in store.active_ids():
-        try:
-            own = store.queue_of(job_id)
-            if own and own.rpartition(".pool.")[2] not in pools:
-                continue
-            running = store.running(job_id)
-            if not running:
-                continue
-            found = slowest_slice(running, store.cuts(job_id))
-        except HttpovError:
+    for job_id, (own, running, cuts) in store.resplit_candidates().items():
+        if own and own.rpartition(".pool.")[2] not in pools:
             continue
+        found = slowest_slice(running, cuts)
         if found is not None and (best is None or found[0] > best[0]):
             best = (found[0], job_id, found[1], found[2])
     if best is None:

@@ -445,12 +445,16 @@ def test_a_resplit_slices_time_is_filed_under_the_rows_it_delivered(store: JobSt
     assert store.top_up("s2", 2) == ("", sliced.batches)  # both sent: nothing of the job waits
     for batch in sliced.batches:
         assert store.start_batch("s2", batch, f"t-{batch}", "a@host", 60.0) == "ok"
+    candidates = store.resplit_candidates()  # read by a node with an idle process: every batch sent, both running
+    assert list(candidates) == ["s2"] and candidates["s2"][0] == "" and sorted(candidates["s2"][1]) == sliced.batches
     new = "f000001-000001-r00097-00128"
     assert store.resplit("s2", sliced.batches[1], 96, new, "b@host") == "ok"
+    assert store.resplit_candidates() == {}  # the new slice waits to be sent: nothing to cut meanwhile
     assert store.cuts("s2") == {sliced.batches[1]: 96} and store.cut("s2", sliced.batches[1]) == 96
     assert store.top_up("s2", 3) == ("", [new])  # the new slice goes out at once
     assert store.start_batch("s2", new, f"t-{new}", "b@host", 60.0) == "ok"
     assert store.resplit("s2", sliced.batches[1], 64, "f000001-000001-r00065-00128", "b@host") == "cut"  # once
+    assert store.resplit_candidates()["s2"][2] == {sliced.batches[1]: 96}
     for batch, seconds in ((sliced.batches[0], 0.9), (sliced.batches[1], 3.0), (new, 2.0)):
         assert store.finish_batch("s2", batch, {"node": "a@host", "seconds": seconds}, [], f"t-{batch}") in ("ok",
                                                                                                           "done")

@@ -79,7 +79,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
-    """With pytest-xdist (`-n 2`, as .ci/run runs): the same check, in the controller, on the tests a worker has
+    """With pytest-xdist (`-n 3`, as .ci/run runs): the same check, in the controller, on the tests a worker has
     collected (their folder is their layer)."""
     parts = [nodeid.split("::")[0].split("/") for nodeid in ids]
     missing = _missing_for_layers({p[1] for p in parts if len(p) > 2 and p[0] == "tests" and p[1] in LAYERS})

@@ -73,7 +73,7 @@ def test_each_layer_refuses_to_run_without_what_it_needs_and_only_that(tmp_path:
         assert result.stderr.count(missing) == 1, result.stderr
     assert "skipped" not in result.stdout and "passed" not in result.stdout
 
-    result = _pytest(tmp_path, "-n", "2", "--dist", "loadfile", "tests/store/test_cli_input.py")  # as .ci/run runs
+    result = _pytest(tmp_path, "-n", "3", "--dist", "loadfile", "tests/store/test_cli_input.py")  # as .ci/run runs
     assert result.returncode == 4, result.stdout + result.stderr
     assert f"Redis does not answer at {NO_REDIS}" in result.stdout + result.stderr
     assert "passed" not in result.stdout and "INTERNALERROR" not in result.stdout + result.stderr

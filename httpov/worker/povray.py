@@ -45,6 +45,8 @@ class RunProgress:
         self.fraction = 0.0
         self._offset = 0
         self._tail = b""
+        self._done = 0  # the pixels povray last said it had rendered of the current frame
+        self._restored = 0  # of those, the ones a continued run (+C) took from its state and does not count
 
     def update(self) -> RunProgress:
         """Read what povray wrote since the last call."""
@@ -60,12 +62,20 @@ class RunProgress:
         self._tail = text[cut + 1:][-200:] if cut >= 0 else text[-200:]
         for match in _PROGRESS.finditer(text[:cut + 1] if cut >= 0 else b""):
             if match.group(1) is not None:
-                self.frame, self.fraction = max(self.frame, int(match.group(1))), 0.0
+                if int(match.group(1)) != self.frame:  # a new frame (a continued run says its own frame again)
+                    self.frame, self.fraction = max(self.frame, int(match.group(1))), 0.0
+                    self._done, self._restored = 0, 0
             else:
-                done, of = int(match.group(3)), int(match.group(4))
+                self._done, of = self._restored + int(match.group(3)), int(match.group(4))
                 self.frame = max(self.frame, 1)
-                self.fraction = min(1.0, done / of) if of > 0 else 0.0
+                self.fraction = min(1.0, self._done / of) if of > 0 else 0.0
         return self
+
+    def continued(self) -> None:
+        """povray was interrupted and continues from its state (+C, a re-split's shorter slice): its counter then
+        counts only the pixels it renders itself, out of all of its rows, so the ones it had are added to it."""
+        self.update()
+        self._restored = self._done
 
 
 class Watcher(Protocol):
@@ -226,6 +236,8 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     if cuts and returncode not in (0, None) and not why and not hung and batch.rows is not None:
         # interrupted for the re-split: the rows it lacks up to the cut, from its state (from the start without one)
         state = [] if not (out_dir / "frame.pov-state").exists() else ["+C"]
+        if state:
+            run.continued()  # its progress goes on from where it was, not from 0
         ended = Batch(batch.first, batch.last, (batch.rows[0], cuts[0]))
         with open(log_path, "ab") as log:
             log.write(f"\nhttpov: re-split: this slice now ends at row {cuts[0]}; povray continues "

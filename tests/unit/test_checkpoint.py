@@ -141,3 +141,19 @@ def test_row_progress_is_read_from_povrays_log_as_it_grows(tmp_path):
     with open(log, "ab") as f:
         f.write(b"96 pixels (50%)\rRendering frame 2 of 3\nRendered 3072 of 4096 pixels (75%)\r")
     assert (run.update().frame, run.fraction) == (2, 0.75)
+
+
+def test_a_continued_runs_progress_goes_on_from_the_pixels_it_had(tmp_path):
+    """A re-split slice: povray interrupted at 30720 of its 57600 pixels continues (+C) up to the cut, 38400 pixels;
+    its counter restarts at what it renders itself, so the pixels it had are added (no progress going backwards)."""
+    log = tmp_path / "render.log"
+    log.write_bytes(b"Rendering frame 1 of 1\nRendered 30720 of 57600 pixels (53%)\r")
+    run = RunProgress(log)
+    assert round(run.update().fraction, 3) == 0.533
+    run.continued()
+    with open(log, "ab") as f:
+        f.write(b"\nhttpov: re-split\nRendering frame 1 of 1\nRendered 512 of 38400 pixels (1%)\r")
+    assert round(run.update().fraction, 3) == round(31232 / 38400, 3)
+    with open(log, "ab") as f:
+        f.write(b"Rendered 7680 of 38400 pixels (20%)\r")
+    assert run.update().fraction == 1.0

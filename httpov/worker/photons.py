@@ -47,14 +47,37 @@ def map_name() -> str:
     return f"httpov-photons-{secrets.token_hex(6)}.ph"
 
 
+#: (scene key, .pov) -> why the scene's other files could set photons ('' if they cannot), as check_others found in
+#: the first batch of that scene this render process ran: a scene key names immutable content, and reading every
+#: file of a scene (textures and meshes too) for each slice and twice for each pre-pass is I/O a batch need not repeat.
+_OTHERS_CHECKED: dict[tuple[str, str], str] = {}
+
+
+def _check_others(scene_dir: Path, spec: JobSpec, ours: frozenset[Path]) -> None:
+    """check_others on the scene's files but its .pov (not `ours`), once per scene and .pov in this process."""
+    key = (spec.scene_key, spec.pov)
+    if key not in _OTHERS_CHECKED:
+        pov = scene_dir / spec.pov
+        others = [str(p.relative_to(scene_dir)) for p in sorted(scene_dir.rglob("*"))
+                  if p.is_file() and p != pov and p not in ours]
+        try:
+            check_others(others, lambda name: (scene_dir / name).read_bytes())
+            why = ""
+        except NotShareable as exc:
+            why = str(exc)
+        if len(_OTHERS_CHECKED) >= 256:  # a long-lived node renders many scenes: keep the recent ones
+            _OTHERS_CHECKED.clear()
+        _OTHERS_CHECKED[key] = why
+    if _OTHERS_CHECKED[key]:
+        raise NotShareable(_OTHERS_CHECKED[key])
+
+
 def write_copy(scene_dir: Path, spec: JobSpec, statement: str, ours: frozenset[Path] = frozenset()) -> str:
     """A copy of the job's .pov beside it (its includes found as the original's) with `statement` just inside the
     photons block of its global_settings; its name relative to `scene_dir`. NotShareable if the scene's photons
     block cannot be edited safely (httpov.photons). `ours`: files httpov wrote into the folder (not the scene's)."""
     pov = scene_dir / spec.pov
-    others = [str(p.relative_to(scene_dir)) for p in sorted(scene_dir.rglob("*"))
-              if p.is_file() and p != pov and p not in ours]
-    check_others(others, lambda name: (scene_dir / name).read_bytes())
+    _check_others(scene_dir, spec, ours)
     text = edited(pov.read_bytes().decode("utf-8", "surrogateescape"), statement)
     name = str(PurePosixPath(spec.pov).with_name(f"httpov-photons-{secrets.token_hex(6)}.pov"))
     (scene_dir / name).write_bytes(text.encode("utf-8", "surrogateescape"))

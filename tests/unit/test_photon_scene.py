@@ -112,3 +112,29 @@ def test_a_photon_pre_pass_is_a_batch_only_of_a_sliced_job_that_shares_photons()
                 _spec(photons="shared", radiosity="shared")):
         with pytest.raises(Exception, match="photon"):
             check_spec(bad)
+
+
+def test_a_scenes_other_files_are_checked_once_per_scene_in_a_render_process(tmp_path) -> None:
+    """Each slice (and twice each pre-pass) writes a copy of the scene: its other files, textures and meshes too, are
+    read for the check only the first time a process meets that scene (its key names immutable content)."""
+    from httpov.worker.photons import write_copy
+
+    pov = 'global_settings { photons { count 100 } }\n#include "more.inc"\nsphere { 0, 1 }\n'
+    spec = _spec(scene_key="scenes/" + "1" * 64 + ".zip")
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "scene.pov").write_text(pov)
+    (first / "more.inc").write_text("#declare R = 1;\n")
+    assert 'save_file "m.ph"' in (first / write_copy(first, spec, 'save_file "m.ph"')).read_text()
+    # not read again: the same scene key is the same content, its check remembered (this copy, which a scene key
+    # could never name, would be refused if it were read)
+    (second / "more.inc").write_text("global_settings { photons { spacing 0.1 } }\n")
+    assert 'load_file "m.ph"' in (second / write_copy(second, spec, 'load_file "m.ph"')).read_text()
+    refused, third = _spec(scene_key="scenes/" + "2" * 64 + ".zip"), tmp_path / "c"
+    third.mkdir()
+    (third / "scene.pov").write_text(pov)
+    (third / "more.inc").write_text("global_settings { photons { spacing 0.1 } }\n")
+    for _ in range(2):  # and so is a refusal
+        with pytest.raises(NotShareable, match="more.inc"):
+            write_copy(third, refused, 'save_file "m.ph"')

@@ -24,7 +24,6 @@ the ratio shared / off of each repetition (median; min-max).
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import shutil
 import signal
@@ -40,8 +39,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_radiosity import povray_cpu  # noqa: E402
 from benchfarm import node_farm  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from httpov.photons import NotShareable, edited  # noqa: E402
+from httpov.plan import plan_slices  # noqa: E402
 
 EXAMPLES = Path("/usr/share/doc/povray/examples")
 SCENES = {
@@ -50,7 +53,6 @@ SCENES = {
     "glassthing": "lights/glassthing.pov",
     "phot_met_glass": "lights/phot_met_glass.pov",
 }
-CPU = re.compile(r"using \d+ thread\(s\) with ([\d.]+) CPU-seconds total")
 PHOTON_CPU = re.compile(r"Photon Time:.*\n\s*using \d+ thread\(s\) with ([\d.]+) CPU-seconds total")
 
 
@@ -62,24 +64,18 @@ def povray(folder: Path, scene: str, out: str, size: tuple[int, int], *extra: st
     if done.returncode != 0:
         raise SystemExit(f"povray failed in {folder}:\n{done.stderr[-2000:]}")
     log = done.stdout + done.stderr
-    return (time.perf_counter() - started, sum(float(v) for v in CPU.findall(log)),
-            sum(float(v) for v in PHOTON_CPU.findall(log)))
+    return time.perf_counter() - started, povray_cpu(log), sum(float(v) for v in PHOTON_CPU.findall(log))
 
 
 def inject(folder: Path, scene: str, name: str, statement: str) -> str:
-    """A copy of the scene with `statement` just inside the photons block of its global_settings."""
-    text = (folder / scene).read_text(errors="replace")
-    block = re.compile(r"photons\s*\{").search(text, text.index("global_settings"))
-    if block is None:
-        raise SystemExit(f"no photons block in {scene}'s global_settings")
-    (folder / name).write_text(text[:block.end()] + f" {statement} " + text[block.end():])
+    """A copy of the scene with `statement` just inside the photons block of its global_settings: the farm's own
+    edit (httpov.photons.edited)."""
+    try:
+        text = edited((folder / scene).read_text(errors="replace"), statement)
+    except NotShareable as exc:
+        raise SystemExit(f"{scene}: {exc}") from None
+    (folder / name).write_text(text)
     return name
-
-
-def rows(size: tuple[int, int], slices: int) -> list[tuple[int, int]]:
-    """Row ranges on povray's 32-row render-block grid (pixel-identical stitching of deterministic scenes)."""
-    per = math.ceil(math.ceil(size[1] / slices) / 32) * 32
-    return [(a, min(a + per - 1, size[1])) for a in range(1, size[1] + 1, per)]
 
 
 def stitch(folder: Path, parts: list[tuple[int, int]], label: str, width: int) -> bytes:
@@ -118,7 +114,7 @@ def main() -> None:
             folder = copy_scene(args.examples, name, Path(tmp))
             saving = inject(folder, source.name, "httpov-save.pov", 'save_file "httpov.ph"')
             loading = inject(folder, source.name, "httpov-load.pov", 'load_file "httpov.ph"')
-            parts = rows(size, args.slices)  # type: ignore[arg-type]
+            parts = plan_slices(size[1], slices=args.slices)  # type: ignore[misc]
             single = povray(folder, source.name, "single.png", size)  # type: ignore[arg-type]
             reference = Image.open(folder / "single.png").convert("RGB").tobytes()
             runs: dict[str, list] = {"today": [], "shared": []}
@@ -185,7 +181,7 @@ def farm(args: argparse.Namespace, size: tuple[int, int]) -> None:
             done = subprocess.run(["povray", "pov.ini", "-D", "+WT1", "+FN", "+Osingle.png"], cwd=folder,
                                   capture_output=True, text=True, stdin=subprocess.DEVNULL)
             reference = Image.open(folder / "single.png").convert("RGB").tobytes()
-            single_cpu = sum(float(v) for v in CPU.findall(done.stdout + done.stderr))
+            single_cpu = povray_cpu(done.stdout + done.stderr)
             runs: dict[str, list[dict]] = {"off": [], "shared": []}
             notes: set[str] = set()
             for rep in range(args.repeat):
@@ -198,7 +194,7 @@ def farm(args: argparse.Namespace, size: tuple[int, int]) -> None:
                     image = client.fetch(sub.spec.id, out)[0]
                     logs = [log.read_text() for log in (out / "logs").glob("*.log")]
                     notes.update(n for n in sub.notes if "photon" in n)
-                    runs[mode].append({"wall": wall, "cpu": sum(float(v) for log in logs for v in CPU.findall(log)),
+                    runs[mode].append({"wall": wall, "cpu": sum(povray_cpu(log) for log in logs),
                                        "identical": Image.open(image).convert("RGB").tobytes() == reference,
                                        "planned": sub.spec.photons,
                                        "loaded": sum("Starting the load of photon file" in log for log in logs)})

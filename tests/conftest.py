@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -237,6 +238,15 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
     """Wait until `predicate` holds; past `timeout` seconds, fail naming `what` was awaited."""
     if not wait_until(predicate, timeout):
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def parked_after_the_pre_pass(client: Any, job_id: str, slices: list[str]) -> Callable[[], bool]:
+    """A condition for wait_for: a job paused during its frame 1's pre-pass has that pre-pass done and its `slices`
+    parked (the pre-pass queued them while the job was paused)."""
+    def parked() -> bool:
+        batches = client.store.batches(job_id)
+        return "f000001-000001-pre" in batches["done"] and sorted(batches["parked"]) == sorted(slices)
+    return parked
 
 
 def outlived(since: float, seconds: float) -> Callable[[], bool]:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from httpov.cli import cli
 from httpov.local_farm import worker_env
 from httpov.paths import photon_map_key
-from tests.conftest import pixels, povray_direct, wait_for, write_scene
+from tests.conftest import parked_after_the_pre_pass, pixels, povray_direct, wait_for, write_scene
 
 pytestmark = pytest.mark.integration
 
@@ -93,11 +93,8 @@ def test_a_map_that_is_not_what_the_pre_pass_stored_is_refused(tmp_path, setting
              "the pre-pass to start")
     client.pause(sub.spec.id)
     slices = [b for b in sub.spec.batches if not b.endswith("-pre")]
-
-    def parked_after_the_pre_pass() -> bool:
-        batches = client.store.batches(sub.spec.id)
-        return "f000001-000001-pre" in batches["done"] and sorted(batches["parked"]) == slices
-    wait_for(parked_after_the_pre_pass, 90, "the pre-pass to finish and the slices to be parked")
+    wait_for(parked_after_the_pre_pass(client, sub.spec.id, slices), 90,
+             "the pre-pass to finish and the slices to be parked")
     stored = Path(settings.storage) / photon_map_key(sub.spec.id, 1)
     data = stored.read_bytes()
     stored.write_bytes(data[: len(data) // 2])  # a truncated map: povray would read garbage photons from it

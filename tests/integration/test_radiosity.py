@@ -20,7 +20,15 @@ from httpov.paths import radiosity_key
 from httpov.plan import radiosity_digest
 from httpov.view import job_view
 from httpov.worker.radiosity import check_cache
-from tests.conftest import AA_SENSITIVE, pixels, povray_direct, queue_drained, wait_for, write_scene
+from tests.conftest import (
+    AA_SENSITIVE,
+    parked_after_the_pre_pass,
+    pixels,
+    povray_direct,
+    queue_drained,
+    wait_for,
+    write_scene,
+)
 from tests.integration.faults import povray_pids
 
 pytestmark = pytest.mark.integration
@@ -204,10 +212,8 @@ def test_pause_during_the_pre_pass_parks_its_slices_until_resume(tmp_path, setti
     slices = [b for b in sub.spec.batches if not b.endswith("-pre")]
     # the running pre-pass finishes; the slices it queues are set aside, not rendered (the slices not yet sent are
     # parked at once by the pause: wait for the pre-pass too, which may still be rendering on a busy machine)
-    def parked_after_the_pre_pass() -> bool:
-        batches = client.store.batches(sub.spec.id)
-        return "f000001-000001-pre" in batches["done"] and sorted(batches["parked"]) == slices
-    wait_for(parked_after_the_pre_pass, 60, "the pre-pass to finish and the slices to be parked")
+    wait_for(parked_after_the_pre_pass(client, sub.spec.id, slices), 60,
+             "the pre-pass to finish and the slices to be parked")
     batches = client.store.batches(sub.spec.id)
     assert list(batches["done"]) == ["f000001-000001-pre"] and client.store.state(sub.spec.id) == "paused"
     assert client.resume(sub.spec.id) == 4

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up httpov on a fresh Debian machine and render the example animation on this machine alone.
-# Installs povray, bubblewrap and redis-server from Debian, httpov into ./.venv, then runs
+# Installs povray, bubblewrap, redis-server and gcc (povray's quick waits) from Debian, httpov into ./.venv, then runs
 # `httpov render examples/spinner`: frames land in ./out/spinner/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,7 @@ missing=()
 command -v povray >/dev/null || missing+=(povray povray-includes)
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v cc >/dev/null || missing+=(gcc libc6-dev)  # builds povray's quick waits (httpov/worker/waits.py)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq

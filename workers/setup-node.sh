@@ -23,11 +23,13 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "setup-node.sh: run as root (it installs packages and a service)" >&2; exit 2; }
 
-# 1. What a render node runs: Debian's povray and its include library, bubblewrap, a Python with venv.
+# 1. What a render node runs: Debian's povray and its include library, bubblewrap, a Python with venv, and a C
+#    compiler that builds povray's quick waits (httpov/worker/waits.py).
 need=()
 command -v povray >/dev/null || need+=(povray povray-includes)
 [ -d /usr/share/povray-3.7/include ] || need+=(povray-includes)
 command -v bwrap >/dev/null || need+=(bubblewrap)
+command -v cc >/dev/null || need+=(gcc libc6-dev)
 python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from celery.utils.time import get_exponential_backoff_interval
 
@@ -49,7 +50,7 @@ from httpov.store import JobStore
 from httpov.store.jobs import Recorded
 from httpov.store.records import DoneInfo
 from httpov.text import shown
-from httpov.worker import photons, povray, radiosity, room, stitch
+from httpov.worker import photons, povray, radiosity, room, stitch, waits
 from httpov.worker.cache import SceneCache
 from httpov.worker.checkpoint import Checkpoints
 from httpov.worker.lease import LeaseKeeper
@@ -104,13 +105,14 @@ class RenderNode:
 
     def __init__(self, settings: Settings, store: JobStore, storage: Storage, cache: SceneCache,
                  release: Callable[[JobSpec, list[str]], None] | None = None,
-                 povray_render: Callable[..., povray.RenderOutput] = povray.render) -> None:
+                 povray_render: Callable[..., povray.RenderOutput] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.storage = storage
         self.cache = cache
         self.release = release  # queues batches (dispatch.enqueue): a finished pre-pass's slices
-        self.povray_render = povray_render  # povray.render; unit tests pass a stand-in with its signature
+        # povray.render with this node's quick waits; unit tests pass a stand-in with povray.render's signature
+        self.povray_render = povray_render or self._povray
         self._specs: dict[str, JobSpec] = {}
         self._gone: set[str] = set()  # jobs found gone from Redis, said once each
         self._ours: set[str] = set()  # jobs rendered with this node's povray version
@@ -598,6 +600,17 @@ class RenderNode:
         self.store.fail_batch(spec.id, batch.id, message, lines, final=True, node=node,
                               reason="transient" if transient else "render")
         return Outcome("failed", detail=message)
+
+    def _povray(self, *args: Any, **options: Any) -> povray.RenderOutput:
+        """povray.render with the preload library of the node's quick waits (httpov.worker.waits), when it has one;
+        a povray that crashes with it renders without it in this process from then on (the batch's retry too)."""
+        preload = options["preload"] = waits.library_for(self.settings)
+        try:
+            return povray.render(*args, **options)
+        except RenderError as exc:
+            if preload is not None and "povray crashed" in str(exc):
+                waits.refuse(self.settings, preload, f"povray crashed with it: {exc}")
+            raise
 
     @cached_property
     def povray_version(self) -> str:

@@ -8,19 +8,13 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from httpov.errors import HttpovError
 from httpov.settings import Settings
 from httpov.text import shown
-
-#: An 8x8 scene that needs nothing but povray itself.
-_SCENE = ("camera { location <0, 0, -3> look_at 0 } light_source { <2, 4, -3> rgb 1 } "
-          "sphere { 0, 1 pigment { rgb 1 } }\n")
 
 
 @dataclass
@@ -33,20 +27,13 @@ class Check:
 
 
 def _povray(settings: Settings) -> str:
-    """Render a tiny frame exactly as a batch is rendered: the same povray, sandbox and output checks."""
-    from httpov.plan import Batch, JobSpec
-    from httpov.worker import povray
-    from httpov.worker.sandbox import RenderLimits
+    """Render a tiny frame exactly as a batch is rendered: the same povray, sandbox, output checks and quick waits."""
+    from httpov.worker import waits
 
-    spec = JobSpec(id="health", name="health", scene_key="", root="", pov="check.pov",
-                   options={"Input_File_Name": "check.pov"}, initial=1, final=1, first=1, last=1,
-                   width=8, height=8, count=1, batches=["f000001-000001"])
-    with tempfile.TemporaryDirectory(prefix="httpov-health-") as tmp:
-        (Path(tmp) / "scene").mkdir()
-        (Path(tmp) / "scene" / "check.pov").write_text(_SCENE)
-        output = povray.render(settings.povray, spec, Batch(1, 1), Path(tmp), 1, lambda: True,
-                               RenderLimits.from_settings(settings))
-    return f"rendered an 8x8 frame in its sandbox in {output.seconds:.2f} s"
+    preload = waits.library_for(settings, wait=True)
+    _, seconds = waits.render_check(settings, preload=preload)
+    return (f"rendered an 8x8 frame in its sandbox in {seconds:.2f} s, "
+            f"{'with quick waits' if preload else 'without quick waits (see the node log)'}")
 
 
 def _redis(settings: Settings) -> str:

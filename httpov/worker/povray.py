@@ -163,7 +163,8 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
            keep_going: Callable[[], bool], limits: RenderLimits | None = None,
            time_limit: float | None = None, extra: list[str] | None = None,
            size: tuple[int, int] | None = None, no_progress: float | None = None,
-           hang_limit: tuple[float, str] | None = None, watcher: Watcher | None = None) -> RenderOutput:
+           hang_limit: tuple[float, str] | None = None, watcher: Watcher | None = None,
+           preload: Path | None = None) -> RenderOutput:
     """Render `batch` with the scene copied in workdir/scene; raise RenderError with the log's error lines.
 
     povray writes into a folder of its own whose name the scene cannot guess; only the frames of the batch are
@@ -173,14 +174,15 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     is the image size they ask for when it is not the job's (a probe). `no_progress` (seconds): povray is killed
     as hung when its CPU time, its log and its output all stood still that long (RenderHungError); `hang_limit`
     (seconds, why): a time limit past which the batch is taken for hung too (one derived from the job's measured
-    frame times). `watcher` is told of the run's start (its options come last) and of its progress."""
+    frame times). `watcher` is told of the run's start (its options come last) and of its progress. `preload`: the
+    library povray runs with (httpov.worker.waits), or None."""
     limits = limits or RenderLimits()
     scene_dir, out_dir, home = workdir / "scene", workdir / f"out-{secrets.token_hex(8)}", workdir / "home"
     out_dir.mkdir()
     home.mkdir(exist_ok=True)  # a pre-pass runs povray twice in one work folder (probe, then the pass)
     ini = home / "httpov.ini"
     ini.write_text(scene_ini(spec, scene_dir))
-    box = prepare_sandbox(scene_dir, out_dir, home, limits)
+    box = prepare_sandbox(scene_dir, out_dir, home, limits, preload=preload)
     usage = OutputUsage(limits, (scene_dir, out_dir))
     log_path = workdir / "render.log"
     started = time.monotonic()

@@ -159,6 +159,7 @@ def prepare_sandbox(
     limits: RenderLimits | None = None,
     *,
     bwrap: str = "bwrap",
+    preload: Path | None = None,
 ) -> Sandbox:
     """Write httpov's povray.conf and ini into `home_dir` and return the Sandbox for one povray run.
 
@@ -167,6 +168,8 @@ def prepare_sandbox(
     `home_dir` (read-only), `scene_dir` and `out_dir` (read-write), a read-only /dev of a few device nodes
     (DEVICES). Nothing else is writable, so the batch's byte limit counts all it writes: no tmpfs, no /dev/shm.
     No /tmp, /etc (but povray's conf), /proc, /home, /root or network. Raises RenderError if bwrap is missing.
+    `preload`: a library povray loads (LD_PRELOAD, set inside the sandbox only: httpov.worker.waits), shown
+    read-only at its own path.
     """
     limits = limits or RenderLimits()
     found = shutil.which(bwrap, path=BWRAP_SEARCH_PATH) if "/" not in bwrap else (
@@ -199,6 +202,8 @@ def prepare_sandbox(
     wrapper += ["--ro-bind", str(home), str(home)]
     for rw in sorted({scene, out}, key=lambda p: len(p.parts)):  # parents before children
         wrapper += ["--bind", str(rw), str(rw)]
+    if preload is not None:
+        wrapper += ["--ro-bind", str(preload), str(preload), "--setenv", "LD_PRELOAD", str(preload)]
     wrapper += ["--chdir", str(scene)]  # argv() adds its binds, then makes the root read-only
     return Sandbox(scene, out, home, limits, env, conf_path, povini_path, tuple(wrapper), _load_prctl(),
                    _launcher(limits))

@@ -18,6 +18,7 @@ from httpov.plan import JobSpec
 from httpov.settings import Settings
 from httpov.storage import open_storage
 from httpov.store import open_store
+from httpov.worker import waits
 from httpov.worker.batch import RenderNode, batch_log
 from httpov.worker.cache import SceneCache
 
@@ -101,10 +102,11 @@ def _warm_up(**_: object) -> None:
     """Build a new render process's node (settings, Redis connection, schema check, povray version) in the
     background as the process starts, not when its first batch arrives: on a slow link to Redis that is several
     round trips the first batch would wait for. (Not in the signal itself: Celery gives a starting process only a
-    few seconds.)"""
+    few seconds.) The node's check of its quick waits (httpov.worker.waits) starts here too."""
     def build() -> None:
         with contextlib.suppress(Exception):  # Redis away: built at the first batch, which says why
             _ = render_batch.node.povray_version
+            waits.library_for(render_batch.node.settings)  # the node's check of its quick waits starts now
             render_batch.node.store.warm_up(WARM_CONNECTIONS)
     threading.Thread(target=build, name="httpov warm-up", daemon=True).start()
 

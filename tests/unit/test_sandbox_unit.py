@@ -177,3 +177,16 @@ def test_dev_is_read_only_with_device_nodes_only(three) -> None:
     remount = [argv[i + 1] for i, word in enumerate(argv) if word == "--remount-ro"]
     assert remount == ["/dev", "/"]
     assert argv.index("--remount-ro") > max(i for i, word in enumerate(argv) if word == "--dev-bind")
+
+
+def test_a_preload_library_is_shown_read_only_and_set_for_povray_alone(three: tuple[Path, Path, Path],
+                                                                        tmp_path: Path) -> None:
+    library = tmp_path / "waits.so"
+    library.write_bytes(b"")
+    argv = prepare_sandbox(*three, preload=library).argv(["povray", "x.pov"])
+    at = argv.index("--setenv")
+    assert argv[at:at + 3] == ["--setenv", "LD_PRELOAD", str(library)]  # inside the sandbox: not bwrap's own
+    assert ["--ro-bind", str(library), str(library)] == argv[at - 3:at]
+    assert at < len(argv) - 1 - argv[::-1].index("--")  # a bwrap option, before the command it runs
+    box = prepare_sandbox(*three)
+    assert "LD_PRELOAD" not in box.env and "--setenv" not in box.argv(["povray", "x.pov"])

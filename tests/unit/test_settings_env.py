@@ -26,7 +26,7 @@ def test_to_env_gives_back_every_setting(tmp_path: Path) -> None:
                        web_sign_in_attempts=3, web_sign_in_window=60, server="https://farm.example.com",
                        token="t" * 16, user_max_processes=4, user_max_jobs=5, user_max_priority=6,
                        stop_poll_seconds=0.25, no_progress_seconds=30.0, checkpoint_seconds=20.0,
-                       checkpoint_share=0.1, resplit=False, batch_time_factor=5.0,
+                       checkpoint_share=0.1, resplit=False, quick_waits=False, batch_time_factor=5.0,
                        batch_time_floor=60.0, web_builds=5, web_uploads_per_account=3, web_request_seconds=4.5,
                        web_upload_min_rate=1000,
                        webhooks="https://hooks.example.com/a", webhook_secret="s" * 16,

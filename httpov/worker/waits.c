@@ -1,0 +1,50 @@
+/* httpov's preload library for povray: its idle polls cut short (httpov/worker/waits.py builds and checks it).
+ *
+ * POV-Ray 3.7's front end and back end pass messages through queues that each side polls: condition waits
+ * that time out after 50 ms and sleeps of 10-100 ms. A one-frame render of a trivial scene spends about 0.7 s
+ * in them and 0.25 s a frame more, with a few milliseconds of CPU. Here a timed wait of at most POLL_MAX_NS
+ * ends as a timeout after POLL_NS, and a sleep of at most SLEEP_MAX_NS lasts POLL_NS: the caller polls its
+ * queue again sooner, as it would have later. Longer timed waits are povray's real timeouts and are left
+ * alone (povray 3.7.0.10 crashes when those end early: measured), and a wait never ends as a wake-up that
+ * did not happen (povray 3.7.0.10 crashes on those too). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <time.h>
+
+#define POLL_NS 2000000LL        /* 2 ms */
+#define POLL_MAX_NS 60000000LL   /* 60 ms */
+#define SLEEP_MAX_NS 250000000LL /* 250 ms */
+
+typedef int (*timedwait_fn)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+typedef int (*nanosleep_fn)(const struct timespec *, struct timespec *);
+
+static long long nanos(const struct timespec *t) { return t->tv_sec * 1000000000LL + t->tv_nsec; }
+
+static struct timespec at(long long ns) {
+    struct timespec t = {ns / 1000000000LL, ns % 1000000000LL};
+    return t;
+}
+
+int pthread_cond_timedwait(pthread_cond_t *cond, pthread_mutex_t *mutex, const struct timespec *deadline) {
+    static timedwait_fn real;
+    if (!real) real = (timedwait_fn)dlvsym(RTLD_NEXT, "pthread_cond_timedwait", "GLIBC_2.3.2");
+    if (!real) real = (timedwait_fn)dlsym(RTLD_NEXT, "pthread_cond_timedwait");
+    /* The condition's clock is not known here: a deadline past 2001 is on CLOCK_REALTIME, an earlier one on
+     * CLOCK_MONOTONIC (the clock boost gives povray's conditions). */
+    struct timespec now;
+    clock_gettime(deadline->tv_sec > 1000000000 ? CLOCK_REALTIME : CLOCK_MONOTONIC, &now);
+    long long left = nanos(deadline) - nanos(&now);
+    if (left <= POLL_NS || left > POLL_MAX_NS) return real(cond, mutex, deadline);
+    struct timespec sooner = at(nanos(&now) + POLL_NS);
+    return real(cond, mutex, &sooner);
+}
+
+int nanosleep(const struct timespec *request, struct timespec *remaining) {
+    static nanosleep_fn real;
+    if (!real) real = (nanosleep_fn)dlsym(RTLD_NEXT, "nanosleep");
+    long long want = nanos(request);
+    if (want <= POLL_NS || want > SLEEP_MAX_NS) return real(request, remaining);
+    struct timespec shorter = at(POLL_NS);
+    return real(&shorter, 0);
+}

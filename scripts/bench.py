@@ -31,6 +31,7 @@ from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
 from httpov.local_farm import embedded_redis, start_worker, stop_worker  # noqa: E402
 from httpov.settings import Settings, default_render_processes  # noqa: E402
+from httpov.worker import waits  # noqa: E402
 
 STUB = ROOT / "scripts" / "povray-stub.sh"
 ANIMATIONS = Path("/usr/share/doc/povray/examples/animations")  # Debian's povray-examples
@@ -62,6 +63,7 @@ class SceneResult:
     counts: list[int] = field(default_factory=list)  # frames per task httpov chose
     cpu: float = 0.0  # CPU seconds of the whole animation in one +WT1 process
     floor: list[float] = field(default_factory=list)  # every frame its own povray, all at once
+    floorq: list[float] = field(default_factory=list)  # the same, each povray with httpov's quick waits
 
 
 def children_cpu() -> float:
@@ -162,6 +164,7 @@ def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None
     run (b and bf or bc in alternating order)."""
     cores = os.cpu_count() or 1
     results = [SceneResult(scene) for scene in scenes]
+    library = waits.library_for(settings_for(url, tmp, "waits"), wait=True)  # what b's povray runs with: floorq's too
     for res in results:
         c0 = children_cpu()
         povray(res.scene, tmp / "out" / res.scene.name / "cpu", "+WT1", *size_args(res.scene))
@@ -191,11 +194,14 @@ def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None
             scene = res.scene
             res.a.append(povray(scene, tmp / "out" / scene.name / "a", f"+WT{cores}", *size_args(scene)))
             res.floor.append(floor(scene, tmp / "out" / scene.name / "floor"))
+            if library is not None:
+                res.floorq.append(floor(scene, tmp / "out" / scene.name / "floorq", library))
             say(f"  {scene.name} run {rep + 1}: a={res.a[-1]:.2f}s b={res.b[-1]:.2f}s (count {res.counts[-1]}) "
                 + (f"bf={res.bf[-1]:.2f}s b/bf={res.b[-1] / res.bf[-1]:.3f} " if res.bf else "")
                 + (f"bc={res.bc[-1]:.2f}s b/bc={res.b[-1] / res.bc[-1]:.3f} " if res.bc else "")
                 + (f"b1={res.b1[-1]:.2f}s " if res.b1 else "")
-                + f"floor={res.floor[-1]:.2f}s b/floor={res.b[-1] / res.floor[-1]:.2f} b/a={res.b[-1] / res.a[-1]:.2f}")
+                + f"floor={res.floor[-1]:.2f}s b/floor={res.b[-1] / res.floor[-1]:.2f} b/a={res.b[-1] / res.a[-1]:.2f}"
+                + (f" floorq={res.floorq[-1]:.2f}s b/floorq={res.b[-1] / res.floorq[-1]:.2f}" if res.floorq else ""))
     return results
 
 
@@ -204,15 +210,16 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})" if values else "-"
 
 
-def floor(scene: Scene, out: Path) -> float:
-    """Every frame as its own bare `povray +WT1` process, all started at once."""
+def floor(scene: Scene, out: Path, preload: Path | None = None) -> float:
+    """Every frame as its own bare `povray +WT1` process, all started at once (each with httpov's quick waits
+    preloaded, if given)."""
     out.mkdir(parents=True, exist_ok=True)
     first = 1
     text = (scene.folder / "pov.ini").read_text()
     for line in text.splitlines():
         if line.strip().lower().startswith("initial_frame"):
             first = int(line.split("=", 1)[1].split(";")[0])
-    env = dict(os.environ, HOME=str(out))
+    env = dict(os.environ, HOME=str(out), **({"LD_PRELOAD": str(preload)} if preload else {}))
     started = time.monotonic()
     procs = [subprocess.Popen(["povray", "pov.ini", "-D", "+WT1", f"+O{out}/frame", f"+SF{f}", f"+EF{f}",
                                *size_args(scene)], cwd=scene.folder, env=env,
@@ -342,7 +349,9 @@ def report(command: str, scenes: list[SceneResult], orch: dict | None, scale: di
             + (f", bc = {', '.join(f'{x:.2f}' for x in r.bc)} s" if r.bc else "") for r in scenes), "",
             "Ratios within each repetition, median (min-max): " + "; ".join(
             f"{r.scene.name} b/floor {spread([b / f for b, f in zip(r.b, r.floor)])}, "
-            f"b/a {spread([b / a for b, a in zip(r.b, r.a)])}"
+            + (f"b/floorq (the floor's povrays with quick waits) {spread([b / f for b, f in zip(r.b, r.floorq)])}, "
+               if r.floorq else "")
+            + f"b/a {spread([b / a for b, a in zip(r.b, r.a)])}"
             + (f", b/bf (the preview order's cost) {spread([b / f for b, f in zip(r.b, r.bf)])}" if r.bf else "")
             + (f", b/bc (adaptive count / a fixed one) {spread([b / c for b, c in zip(r.b, r.bc)])}" if r.bc else "")
             for r in scenes), ""]

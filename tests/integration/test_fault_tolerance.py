@@ -246,9 +246,12 @@ def test_a_frozen_nodes_batches_are_requeued_once_and_its_thaw_changes_nothing(t
         final = client.wait(sub.spec.id, timeout=180)
         assert (final.state, final.frames_done) == ("done", 12)
         wait_for(lambda: _unacked_of(settings, sub.spec.id) == 0, 30, "the frozen node's messages to be dropped")
+        # its povrays run on (sessions of their own): it must wake holding finished renders, however soon the
+        # rescuer finished the job
+        wait_for(lambda: not povray_pids(str(tmp_path / "victimcache")), 60, "the frozen node's povrays to end")
     finally:
         thawed = time.time()
-        os.killpg(victim.pid, signal.SIGCONT)  # its povrays ran on meanwhile: it wakes holding finished renders
+        os.killpg(victim.pid, signal.SIGCONT)
     victim_log = tmp_path / "victim.log"
     wait_for(lambda: victim_log.read_text().count("succeeded in") >= 2, 60, "the thawed node to end its tasks")
     log = (tmp_path / "rescuer.log").read_text() + caplog.text

@@ -46,6 +46,9 @@ DEVICES = ("null", "zero", "full", "random", "urandom")
 # Top-level host directories that hold programs and libraries (merged-/usr makes most of them symlinks).
 _SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
+#: Where the sandbox shows a preload library (prepare_sandbox's `preload`), whatever the host's path holds.
+PRELOAD_PATH = "/httpov-preload.so"
+
 _PR_SET_PDEATHSIG = 1
 #: Host folders a sandbox folder may never be in (compared as text: the path is resolved first).
 _FORBIDDEN_DIRS = tuple(f"/{name}" for name in ("usr", "proc", "dev", "sys", "etc", *_SYSTEM_DIRS))
@@ -169,7 +172,7 @@ def prepare_sandbox(
     (DEVICES). Nothing else is writable, so the batch's byte limit counts all it writes: no tmpfs, no /dev/shm.
     No /tmp, /etc (but povray's conf), /proc, /home, /root or network. Raises RenderError if bwrap is missing.
     `preload`: a library povray loads (LD_PRELOAD, set inside the sandbox only: httpov.worker.waits), shown
-    read-only at its own path.
+    read-only at PRELOAD_PATH.
     """
     limits = limits or RenderLimits()
     found = shutil.which(bwrap, path=BWRAP_SEARCH_PATH) if "/" not in bwrap else (
@@ -202,8 +205,8 @@ def prepare_sandbox(
     wrapper += ["--ro-bind", str(home), str(home)]
     for rw in sorted({scene, out}, key=lambda p: len(p.parts)):  # parents before children
         wrapper += ["--bind", str(rw), str(rw)]
-    if preload is not None:
-        wrapper += ["--ro-bind", str(preload), str(preload), "--setenv", "LD_PRELOAD", str(preload)]
+    if preload is not None:  # at a path of its own: the dynamic loader splits LD_PRELOAD at spaces and colons
+        wrapper += ["--ro-bind", str(preload), PRELOAD_PATH, "--setenv", "LD_PRELOAD", PRELOAD_PATH]
     wrapper += ["--chdir", str(scene)]  # argv() adds its binds, then makes the root read-only
     return Sandbox(scene, out, home, limits, env, conf_path, povini_path, tuple(wrapper), _load_prctl(),
                    _launcher(limits))

@@ -19,7 +19,11 @@
 typedef int (*timedwait_fn)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
 typedef int (*nanosleep_fn)(const struct timespec *, struct timespec *);
 
-static long long nanos(const struct timespec *t) { return t->tv_sec * 1000000000LL + t->tv_nsec; }
+/* nanoseconds, saturated so that a far deadline (a year 2262 or later) cannot overflow */
+static long long nanos(const struct timespec *t) {
+    if (t->tv_sec > 9000000000LL) return 9000000000LL * 1000000000LL;
+    return t->tv_sec * 1000000000LL + t->tv_nsec;
+}
 
 static struct timespec at(long long ns) {
     struct timespec t = {ns / 1000000000LL, ns % 1000000000LL};
@@ -46,5 +50,5 @@ int nanosleep(const struct timespec *request, struct timespec *remaining) {
     long long want = nanos(request);
     if (want <= POLL_NS || want > SLEEP_MAX_NS) return real(request, remaining);
     struct timespec shorter = at(POLL_NS);
-    return real(&shorter, 0);
+    return real(&shorter, remaining);  /* interrupted: what is left of the 2 ms */
 }

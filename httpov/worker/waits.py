@@ -65,7 +65,10 @@ def library_for(settings: Settings, wait: bool = False) -> Path | None:
         return None  # no povray at all: rendering says so (povray.render)
     key = (_digest(), _identity(program))
     if key in _decided:
-        return _decided[key]
+        decided = _decided[key]
+        if decided is None or decided.is_file():
+            return decided
+        del _decided[key]  # removed while the node runs (its cache folder cleared): built and checked again
     if script_interpreter(os.path.realpath(program)) is not None:
         _decided[key] = None  # a stand-in renderer: its sleeps are what it is for
         return None
@@ -103,6 +106,8 @@ def _verdict(settings: Settings, key: _Key) -> Path | None:
         verdict = json.loads(_verdict_path(settings, key).read_text())
     except (OSError, ValueError):
         return _UNKNOWN
+    if not isinstance(verdict, dict):
+        return _UNKNOWN
     library = settings.cache_dir / "waits" / f"waits-{key[0]}.so"
     if not verdict.get("ok"):
         return None
@@ -131,7 +136,10 @@ def _decide(settings: Settings, key: _Key) -> Path | None:
             why = _check(settings, library)
         except OSError as exc:
             why = f"{type(exc).__name__}: {exc}"
-        _verdict_path(settings, key).write_text(json.dumps({"ok": why is None, "why": why or ""}))
+        path = _verdict_path(settings, key)
+        written = path.with_name(f".{path.name}.{os.getpid()}")
+        written.write_text(json.dumps({"ok": why is None, "why": why or ""}))
+        os.replace(written, path)  # whole, for the node's other render processes that read it without the lock
         if why is not None:
             log.warning("httpov: povray runs without quick waits (it idles about 0.7 s a run and 0.25 s a frame): "
                         "%s", shown(why))

@@ -2,9 +2,12 @@
 against plain povray, loaded into povray inside the sandbox, and refused where it must be."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +18,7 @@ from httpov.errors import RenderError
 from httpov.plan import Batch, JobSpec
 from httpov.settings import Settings
 from httpov.worker import povray, waits
-from httpov.worker.sandbox import RenderLimits
+from httpov.worker.sandbox import PRELOAD_PATH, RenderLimits
 from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,12 +66,79 @@ def test_povray_runs_with_the_library_and_renders_the_same_pixels(tmp_path: Path
     thread.start()
     maps = ""
     deadline = time.monotonic() + 30
-    while thread.is_alive() and time.monotonic() < deadline and library.name not in maps:
+    while thread.is_alive() and time.monotonic() < deadline and PRELOAD_PATH not in maps:
         maps = "".join(_maps(pid) for pid in _povrays_under(str(work)))
         time.sleep(0.02)
     thread.join(60)
-    assert library.name in maps, "povray ran without the library"
+    assert PRELOAD_PATH in maps, "povray ran without the library"
     assert isinstance(outcome[0], povray.RenderOutput) and list(outcome[0].images) == [1]
+
+
+def test_a_render_node_runs_its_batches_with_the_library(tmp_path: Path, settings: Settings, client, workers) -> None:
+    """Through a real `celery -A httpov worker`: once the node's verdict is in (here decided beforehand, as a node
+    that ran before finds it), povray has the library mapped while it renders a batch, and the job ends done."""
+    library = waits.library_for(settings, wait=True)
+    assert library is not None
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    (folder / "slow.pov").write_text(SLOW_PARSE)
+    (folder / "pov.ini").write_text("Input_File_Name=slow.pov\nWidth=8\nHeight=8\n")
+    workers(concurrency=1)
+    sub = client.submit(folder)
+    maps = ""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and PRELOAD_PATH not in maps and client.store.state(sub.spec.id) != "done":
+        maps = "".join(_maps(pid) for pid in _povrays_under(str(settings.cache_dir)))
+        time.sleep(0.02)
+    assert PRELOAD_PATH in maps, "the node's povray ran without the library"
+    assert client.wait(sub.spec.id, timeout=60).state == "done"
+    assert len(client.fetch(sub.spec.id, tmp_path / "out")) == 1
+
+
+@pytest.mark.parametrize("with_library", [False, True])
+def test_the_library_shortens_short_polls_and_leaves_timeouts_alone(tmp_path: Path, with_library: bool) -> None:
+    """waits.c's own contract, called through libc from a process that preloads it: a condition wait of 50 ms
+    (either clock) ends as a timeout within a few milliseconds, a sleep of 200 ms likewise; a wait of 100 ms and a
+    sleep of 300 ms (povray's real timeouts) last their whole time. Without it every wait lasts its time."""
+    library = waits.library_for(settings_in(tmp_path), wait=True)
+    assert library is not None
+    env = dict(os.environ, **({"LD_PRELOAD": str(library)} if with_library else {}))
+    result = subprocess.run([sys.executable, "-c", _CONTRACT], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    took = json.loads(result.stdout)
+    assert took["wait 50 ms monotonic"][0] == took["wait 50 ms realtime"][0] == errno.ETIMEDOUT
+    assert took["wait 100 ms monotonic"][0] == errno.ETIMEDOUT
+    assert took["wait 100 ms monotonic"][1] >= 0.1 and took["sleep 300 ms"] >= 0.3  # left alone
+    short = [took["wait 50 ms monotonic"][1], took["wait 50 ms realtime"][1], took["sleep 200 ms"]]
+    if with_library:
+        assert max(short) < 0.04, took
+    else:
+        assert min(short) >= 0.05 and took["sleep 200 ms"] >= 0.2, took
+
+
+_CONTRACT = """
+import ctypes, json, time
+libc = ctypes.CDLL(None, use_errno=True)
+class Timespec(ctypes.Structure):
+    _fields_ = [("sec", ctypes.c_long), ("nsec", ctypes.c_long)]
+def sleep(seconds):
+    t = Timespec(0, int(seconds * 1e9)); start = time.monotonic()
+    libc.nanosleep(ctypes.byref(t), None)
+    return time.monotonic() - start
+def wait(seconds, clock):
+    attr, cond, mutex = (ctypes.create_string_buffer(64) for _ in range(3))
+    libc.pthread_condattr_init(attr); libc.pthread_condattr_setclock(attr, clock)
+    libc.pthread_cond_init(cond, attr); libc.pthread_mutex_init(mutex, None); libc.pthread_mutex_lock(mutex)
+    now = Timespec(); libc.clock_gettime(clock, ctypes.byref(now))
+    ns = now.nsec + int(seconds * 1e9)
+    deadline = Timespec(now.sec + ns // 10**9, ns % 10**9); start = time.monotonic()
+    code = libc.pthread_cond_timedwait(cond, mutex, ctypes.byref(deadline))
+    return code, time.monotonic() - start
+MONOTONIC, REALTIME = 1, 0
+print(json.dumps({"wait 50 ms monotonic": wait(0.05, MONOTONIC), "wait 50 ms realtime": wait(0.05, REALTIME),
+                  "wait 100 ms monotonic": wait(0.1, MONOTONIC), "sleep 200 ms": sleep(0.2),
+                  "sleep 300 ms": sleep(0.3)}))
+"""
 
 
 def test_a_batch_never_waits_for_the_check_it_runs_in_the_background(tmp_path: Path) -> None:

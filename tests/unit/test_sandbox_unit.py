@@ -14,6 +14,7 @@ import pytest
 from httpov.errors import RenderError
 from httpov.worker.sandbox import (
     INCLUDE_DIR,
+    PRELOAD_PATH,
     RenderLimits,
     povray_conf,
     povray_ini,
@@ -181,12 +182,14 @@ def test_dev_is_read_only_with_device_nodes_only(three) -> None:
 
 def test_a_preload_library_is_shown_read_only_and_set_for_povray_alone(three: tuple[Path, Path, Path],
                                                                         tmp_path: Path) -> None:
-    library = tmp_path / "waits.so"
+    library = tmp_path / "a cache: with spaces" / "waits.so"  # the loader splits LD_PRELOAD at spaces and colons
+    library.parent.mkdir()
     library.write_bytes(b"")
     argv = prepare_sandbox(*three, preload=library).argv(["povray", "x.pov"])
     at = argv.index("--setenv")
-    assert argv[at:at + 3] == ["--setenv", "LD_PRELOAD", str(library)]  # inside the sandbox: not bwrap's own
-    assert ["--ro-bind", str(library), str(library)] == argv[at - 3:at]
+    assert argv[at:at + 3] == ["--setenv", "LD_PRELOAD", PRELOAD_PATH]  # inside the sandbox: not bwrap's own
+    assert argv[at - 3:at] == ["--ro-bind", str(library), PRELOAD_PATH]
+    assert " " not in PRELOAD_PATH and ":" not in PRELOAD_PATH
     assert at < len(argv) - 1 - argv[::-1].index("--")  # a bwrap option, before the command it runs
     box = prepare_sandbox(*three)
     assert "LD_PRELOAD" not in box.env and "--setenv" not in box.argv(["povray", "x.pov"])

@@ -79,7 +79,7 @@ class Settings:
     # stores none and the slices shoot their own photons (POV-Ray's grenadine sample: 4 MiB)
     photon_map_mb: int = 256
     povray: str = "povray"
-    # povray's idle polls (0.7 s a run, 0.25 s a frame) cut to 2 ms by a preload library the node builds and checks
+    # povray's idle polls (0.7 s a run, 0.25 s a frame) cut short by a preload library the node builds and checks
     # itself (httpov.worker.waits); without a C compiler, or for a povray that fails its check, povray runs as it is
     quick_waits: bool = True
     render_threads: int = 1

@@ -60,6 +60,7 @@ class SceneResult:
     b1: list[float] = field(default_factory=list)  # the same with one render process per core
     bf: list[float] = field(default_factory=list)  # b with the batches handed out first to last (--order)
     bc: list[float] = field(default_factory=list)  # b with --count frames per batch instead of adaptive (--count)
+    bw: list[float] = field(default_factory=list)  # b with povray as it is: HTTPOV_QUICK_WAITS=0 (--waits)
     counts: list[int] = field(default_factory=list)  # frames per task httpov chose
     cpu: float = 0.0  # CPU seconds of the whole animation in one +WT1 process
     floor: list[float] = field(default_factory=list)  # every frame its own povray, all at once
@@ -156,15 +157,17 @@ def warm_up(client: Client, tmp: Path) -> None:
 
 
 def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None, repeat: int,
-                 say, order: bool = False, b1: bool = True, count: int | None = None) -> list[SceneResult]:
+                 say, order: bool = False, b1: bool = True, count: int | None = None,
+                 without_waits: bool = False) -> list[SceneResult]:
     """a, c and floor of each scene, b with `processes` render processes (None: a bare `celery -A httpov worker`,
     as users type it), b1 with one process per core (Celery's own default, what a bare worker ran before
     HTTPOV_RENDER_PROCESSES) and with `order` bf, b's worker with HTTPOV_BATCH_ORDER=frames (first to last, not
     the preview order) and with `count` bc, b's worker with that many frames per batch, all taking turns in the same
-    run (b and bf or bc in alternating order)."""
+    run (b and bf or bc in alternating order); with `without_waits` bw, b's worker with povray as it is
+    (HTTPOV_QUICK_WAITS=0)."""
     cores = os.cpu_count() or 1
     results = [SceneResult(scene) for scene in scenes]
-    library = waits.library_for(settings_for(url, tmp, "waits"), wait=True)  # what b's povray runs with: floorq's too
+    library = waits.library_for(settings_for(url, tmp, "scenes-b"), wait=True)  # b's povray's library: floorq's too
     for res in results:
         c0 = children_cpu()
         povray(res.scene, tmp / "out" / res.scene.name / "cpu", "+WT1", *size_args(res.scene))
@@ -175,10 +178,13 @@ def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None
             configs.insert(rep % 2, ("bf", processes, {"batch_order": "frames"}))
         if count:
             configs.insert(rep % 2, ("bc", processes, {}))
+        if without_waits:
+            configs.insert(rep % 2, ("bw", processes, {"quick_waits": False}))
         if b1:
             configs.append(("b1", cores, {}))
         for label, concurrency, changes in configs:
             settings = settings_for(url, tmp, f"scenes-{label}", **changes)
+            waits.library_for(settings, wait=True)  # the node's check of its quick waits done, as on a node run before
             worker = start_worker(settings, concurrency, f"bench-{label}", tmp / f"scenes-{label}-worker.log")
             try:
                 client = Client(settings, make_app(settings))
@@ -199,6 +205,7 @@ def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None
             say(f"  {scene.name} run {rep + 1}: a={res.a[-1]:.2f}s b={res.b[-1]:.2f}s (count {res.counts[-1]}) "
                 + (f"bf={res.bf[-1]:.2f}s b/bf={res.b[-1] / res.bf[-1]:.3f} " if res.bf else "")
                 + (f"bc={res.bc[-1]:.2f}s b/bc={res.b[-1] / res.bc[-1]:.3f} " if res.bc else "")
+                + (f"bw={res.bw[-1]:.2f}s b/bw={res.b[-1] / res.bw[-1]:.3f} " if res.bw else "")
                 + (f"b1={res.b1[-1]:.2f}s " if res.b1 else "")
                 + f"floor={res.floor[-1]:.2f}s b/floor={res.b[-1] / res.floor[-1]:.2f} b/a={res.b[-1] / res.a[-1]:.2f}"
                 + (f" floorq={res.floorq[-1]:.2f}s b/floorq={res.b[-1] / res.floorq[-1]:.2f}" if res.floorq else ""))
@@ -346,7 +353,8 @@ def report(command: str, scenes: list[SceneResult], orch: dict | None, scale: di
         lines += ["", "Each run: " + "; ".join(
             f"{r.scene.name} b = {', '.join(f'{x:.2f}' for x in r.b)} s, b1 = {', '.join(f'{x:.2f}' for x in r.b1)} s"
             + (f", bf = {', '.join(f'{x:.2f}' for x in r.bf)} s" if r.bf else "")
-            + (f", bc = {', '.join(f'{x:.2f}' for x in r.bc)} s" if r.bc else "") for r in scenes), "",
+            + (f", bc = {', '.join(f'{x:.2f}' for x in r.bc)} s" if r.bc else "")
+            + (f", bw = {', '.join(f'{x:.2f}' for x in r.bw)} s" if r.bw else "") for r in scenes), "",
             "Ratios within each repetition, median (min-max): " + "; ".join(
             f"{r.scene.name} b/floor {spread([b / f for b, f in zip(r.b, r.floor)])}, "
             + (f"b/floorq (the floor's povrays with quick waits) {spread([b / f for b, f in zip(r.b, r.floorq)])}, "
@@ -354,6 +362,7 @@ def report(command: str, scenes: list[SceneResult], orch: dict | None, scale: di
             + f"b/a {spread([b / a for b, a in zip(r.b, r.a)])}"
             + (f", b/bf (the preview order's cost) {spread([b / f for b, f in zip(r.b, r.bf)])}" if r.bf else "")
             + (f", b/bc (adaptive count / a fixed one) {spread([b / c for b, c in zip(r.b, r.bc)])}" if r.bc else "")
+            + (f", b/bw (quick waits / povray as it is) {spread([b / w for b, w in zip(r.b, r.bw)])}" if r.bw else "")
             for r in scenes), ""]
     if orch:
         lines += ["## Orchestration cost (no-op renderer)", "",
@@ -404,6 +413,8 @@ def main() -> None:
     parser.add_argument("--no-b1", action="store_true", help="skip b1 (one render process per core)")
     parser.add_argument("--count", type=int, default=None,
                         help="also bc: b with this many frames per batch instead of httpov's adaptive choice")
+    parser.add_argument("--waits", action="store_true",
+                        help="also bw: b with povray as it is (HTTPOV_QUICK_WAITS=0), taking turns with b")
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks of the orchestration job")
     parser.add_argument("--orch-processes", type=int, default=4 * (os.cpu_count() or 1))
     parser.add_argument("--scale-workers", type=int, default=4)
@@ -415,6 +426,9 @@ def main() -> None:
                              "everything; a run with --only prints them, as the file holds the other sections)")
     args = parser.parse_args()
     only = set(args.only or ("scenes", "orchestration", "scale"))
+    missing = [name for name in args.scene or () if name != "spinner" and not (ANIMATIONS / name).is_dir()]
+    if missing:
+        parser.error(f"no scene {', '.join(missing)} in {ANIMATIONS}: install the Debian package povray-examples")
     command = "python scripts/bench.py " + " ".join(sys.argv[1:])
     load = "/".join(f"{x:.2f}" for x in os.getloadavg())
     say = lambda text: print(text, flush=True)  # noqa: E731
@@ -426,7 +440,8 @@ def main() -> None:
                 say("animations:")
                 built_in = tuple(args.scene or BUILT_IN)
                 scenes = bench_scenes(url, tmp, prepare_scenes(tmp, args.scenes, built_in), args.processes,
-                                      args.repeat, say, order=args.order, b1=not args.no_b1, count=args.count)
+                                      args.repeat, say, order=args.order, b1=not args.no_b1, count=args.count,
+                                      without_waits=args.waits)
             if "orchestration" in only:
                 say("orchestration:")
                 orch = bench_orchestration(url, tmp, args.tasks, args.orch_processes, say)

@@ -29,6 +29,7 @@ from httpov.local_farm import embedded_redis, start_worker, stop_worker  # noqa:
 from httpov.options import SubmitOptions  # noqa: E402
 from httpov.plan import Batch  # noqa: E402
 from httpov.settings import Settings  # noqa: E402
+from httpov.worker import waits  # noqa: E402
 
 DIFFUSE = Path("/usr/share/doc/povray/examples/animations/diffuse")
 
@@ -89,6 +90,7 @@ def main() -> None:
         with embedded_redis(tmp) as url:
             settings = Settings(broker_url=url, state_url=url, storage=str(tmp / "storage"), prefix="order",
                                 queue="order", cache_dir=tmp / "cache", lease_seconds=20.0)
+            waits.library_for(settings, wait=True)  # the node's quick waits checked, as on a node run before
             worker = start_worker(settings, None, "bench-order", tmp / "worker.log")
             try:
                 app = make_app(settings)

@@ -705,6 +705,8 @@ def nodes(ctx: click.Context, as_json: bool) -> None:
             click.echo(f"node {shown(n['node'])}: {shown(n['fault'])}")
         if n.get("storage_error"):
             click.echo(f"node {shown(n['node'])}: storage check failed: {shown(n['storage_error'])}")
+        if n.get("waits_off"):
+            click.echo(f"node {shown(n['node'])}: povray runs without quick waits: {shown(n['waits_off'])}")
         if n.get("last_error") and n.get("failed_last_hour"):
             click.echo(f"node {shown(n['node'])}: last failed batch: {shown(n['last_error'])}")
 

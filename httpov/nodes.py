@@ -47,6 +47,8 @@ def farm_nodes(store: JobStore, lease_seconds: float, now: float | None = None) 
             "last_error": counts.get(node, {}).get("last_error") or None,
             # why its storage check at start (and again each minute while failing) failed, else None
             "storage_error": record.get("storage_error") if seen[node] >= live_since else None,
+            # why its povray runs without quick waits (no C compiler, a failed check: httpov.worker.waits), else None
+            "waits_off": record.get("waits_off") if seen[node] >= live_since else None,
         })
     return nodes
 

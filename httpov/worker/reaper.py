@@ -19,7 +19,7 @@ from httpov.storage import Storage, open_storage
 from httpov.store import JobStore, open_store
 from httpov.text import shown
 from httpov.webhooks import Deliverer
-from httpov.worker import povray, room
+from httpov.worker import povray, room, waits
 from httpov.worker.renewal import Renewer, lease_folder
 from httpov.worker.resplit import resplit_one
 
@@ -149,6 +149,9 @@ class Reaper(bootsteps.StartStopStep):
         info = {**info, "fault": fault} if fault else info
         if self.storage_error:
             info = {**info, "storage_error": self.storage_error}
+        waits_off = waits.off_reason(settings)  # a failed build or check of its quick waits: povray idles
+        if waits_off:
+            info = {**info, "waits_off": shown(waits_off)[:300]}
         try:
             sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
                   settings.sweep_seconds, node, processes, pools, info, user_cap=settings.user_max_processes or 0,

@@ -47,10 +47,10 @@ _SCENE = ("camera { location <0, 0, -3> look_at 0 } light_source { <2, 4, -3> rg
           "sphere { <clock - 0.5, 0, 0>, 1 pigment { checker rgb 1 rgb <1, 0, 0> scale 0.3 } finish { phong 1 } }\n")
 _FRAMES = 3
 
-_Key = tuple[str, tuple]
-# per render process: (source digest, povray's identity) -> the library to preload, or None
-_decided: dict[_Key, Path | None] = {}
-_deciding: set[_Key] = set()  # checks this process started in the background
+_Key = tuple[str, tuple]  # (the source's digest, povray's identity)
+# per render process: (cache folder, key) -> the library to preload, or None
+_decided: dict[tuple[Path, _Key], Path | None] = {}
+_deciding: set[tuple[Path, _Key]] = set()  # checks this process started in the background
 
 
 def library_for(settings: Settings, wait: bool = False) -> Path | None:
@@ -66,23 +66,24 @@ def library_for(settings: Settings, wait: bool = False) -> Path | None:
     if program is None:
         return None  # no povray at all: rendering says so (povray.render)
     key = (_digest(), _identity(program))
-    if key in _decided:
-        decided = _decided[key]
+    memo = (settings.cache_dir, key)
+    if memo in _decided:
+        decided = _decided[memo]
         if decided is None or decided.is_file():
             return decided
-        del _decided[key]  # removed while the node runs (its cache folder cleared): built and checked again
+        del _decided[memo]  # removed while the node runs (its cache folder cleared): built and checked again
     if script_interpreter(os.path.realpath(program)) is not None:
-        _decided[key] = None  # a stand-in renderer: its sleeps are what it is for
+        _decided[memo] = None  # a stand-in renderer: its sleeps are what it is for
         return None
     known = _verdict(settings, key)
     if known is not _UNKNOWN:
-        _decided[key] = known
+        _decided[memo] = known
         return known
     if wait:
-        _decided[key] = _decide(settings, key)
-        return _decided[key]
-    if key not in _deciding:
-        _deciding.add(key)
+        _decided[memo] = _decide(settings, key)
+        return _decided[memo]
+    if memo not in _deciding:
+        _deciding.add(memo)
         threading.Thread(target=_decide_quietly, args=(settings, key), name="httpov quick waits",
                          daemon=True).start()
     return None
@@ -94,9 +95,26 @@ def refuse(settings: Settings, library: Path, why: str) -> None:
     itself (out of memory) must not cost the node its quick waits for good; the self-test decides at its start."""
     program = shutil.which(settings.povray) if "/" not in settings.povray else settings.povray
     if program is not None:
-        _decided[(_digest(), _identity(program))] = None
+        _decided[(settings.cache_dir, (_digest(), _identity(program)))] = None
     log.warning("httpov: povray runs without quick waits (%s) in this render process from now on: %s",
                 library.name, shown(why))
+
+
+def off_reason(settings: Settings) -> str | None:
+    """Why this node's povray runs without quick waits, from its kept verdict (a failed build or check), for its
+    heartbeat (`httpov nodes`, the nodes page); None when they are on, not checked yet, turned off
+    (HTTPOV_QUICK_WAITS=0) or meaningless (no povray, a stand-in renderer that is a script)."""
+    if not settings.quick_waits:
+        return None
+    program = shutil.which(settings.povray) if "/" not in settings.povray else settings.povray
+    if program is None or script_interpreter(os.path.realpath(program)) is not None:
+        return None
+    try:
+        verdict = json.loads(_verdict_path(settings, (_digest(), _identity(program))).read_text())
+    except (OSError, ValueError):
+        return None
+    return str(verdict.get("why") or "its check failed") if isinstance(verdict, dict) and not verdict.get("ok") \
+        else None
 
 
 _UNKNOWN = Path("/nonexistent/unknown")  # no verdict yet
@@ -118,10 +136,10 @@ def _verdict(settings: Settings, key: _Key) -> Path | None:
 
 def _decide_quietly(settings: Settings, key: _Key) -> None:
     try:
-        _decided[key] = _decide(settings, key)
+        _decided[(settings.cache_dir, key)] = _decide(settings, key)
     except Exception as exc:  # a background check: never let it end the render process; povray runs as it is
         log.warning("httpov: povray runs without quick waits: its check failed: %s", shown(str(exc)))
-        _decided[key] = None
+        _decided[(settings.cache_dir, key)] = None
 
 
 def _decide(settings: Settings, key: _Key) -> Path | None:

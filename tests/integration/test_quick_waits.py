@@ -174,6 +174,41 @@ def test_without_a_compiler_povray_runs_as_it_is_and_the_node_says_why(
     assert list(pixels) == [1]
 
 
+def test_a_node_without_quick_waits_says_why_in_httpov_nodes_and_on_its_page(
+        tmp_path: Path, settings: Settings, client, workers, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real node whose check found no compiler (decided here, in its cache folder, as its own first start would)
+    says so in its heartbeat: `httpov nodes` and the nodes page name the reason; a node with them says nothing."""
+    from click.testing import CliRunner
+
+    from httpov.cli import cli
+    from httpov.local_farm import worker_env
+    from tests.webapp import page
+
+    empty = tmp_path / "no-compiler"
+    empty.mkdir()
+    with monkeypatch.context() as m:
+        m.setattr(waits, "COMPILER_PATH", str(empty))
+        assert waits.library_for(settings.with_(cache_dir=tmp_path / "bare"), wait=True) is None
+    assert waits.library_for(settings, wait=True) is not None
+    workers(concurrency=1, name="bare", settings_=settings.with_(cache_dir=tmp_path / "bare"))
+    workers(concurrency=1, name="quick")
+
+    def nodes() -> dict[str, dict]:
+        result = CliRunner().invoke(cli, ["nodes", "--json"], env=worker_env(settings))
+        return {n["node"].split("@")[0]: n for n in json.loads(result.output)}
+    wait_for(lambda: {"bare", "quick"} <= set(nodes()), 30, "both nodes' heartbeats")
+    found = nodes()
+    assert "no C compiler" in found["bare"]["waits_off"] and found["quick"]["waits_off"] is None
+    text = CliRunner().invoke(cli, ["nodes"], env=worker_env(settings)).output
+    assert "node bare@" in text and "povray runs without quick waits: FileNotFoundError: no C compiler" in text
+    assert not any(line.startswith("node quick@") for line in text.splitlines())  # nothing to say of it
+    status, html = page(client, "/nodes")
+    assert status == 200
+    row = html[html.index('<tr class="why" data-node="bare@'):]
+    assert row.index("povray runs without quick waits: ") < row.index("no C compiler") < row.index("</tr>")
+    assert '<tr class="why" data-node="quick@' not in html
+
+
 def test_a_povray_that_fails_its_check_with_the_library_is_refused(tmp_path: Path) -> None:
     settings = settings_in(tmp_path)
     folder = settings.cache_dir / "waits"

@@ -76,13 +76,15 @@ def test_the_nodes_page_says_why_a_node_fails_its_batches_escaped():
     node = {"node": "a@h", "state": "up", "host": "h", "processes": 1, "cores": 2, "povray": "3.7", "httpov": "1",
             "started": 0.0, "last_seen": 0.0, "rendering": [], "done_last_hour": 0, "failed_last_hour": 4,
             "hung_last_hour": 0, "fault": None, "last_error": "scene <b>x</b> not in storage \x1b[2J",
-            "storage_error": "/nope: FileNotFoundError: <i>"}
+            "storage_error": "/nope: FileNotFoundError: <i>", "waits_off": "no C compiler <u>x</u>"}
     html = _render("nodes.html", nodes=[node], now=1.0)
+    assert 'povray runs without quick waits: <span class="waits-off">no C compiler &lt;u&gt;x&lt;/u&gt;' in html
     assert 'last failed batch: <span class="error last-error">scene &lt;b&gt;x&lt;/b&gt; not in storage \\x1b[2J' \
         in html
     assert 'storage check failed: <span class="error storage-error">/nope: FileNotFoundError: &lt;i&gt;' in html
-    quiet = _render("nodes.html", nodes=[{**node, "last_error": None, "storage_error": None}], now=1.0)
-    assert "last failed batch" not in quiet and "storage check" not in quiet
+    quiet = _render("nodes.html", nodes=[{**node, "last_error": None, "storage_error": None, "waits_off": None}],
+                    now=1.0)
+    assert "last failed batch" not in quiet and "storage check" not in quiet and "quick waits" not in quiet
 
 
 def test_a_warmed_app_draws_every_page_from_templates_compiled_at_start():

@@ -120,6 +120,7 @@ class NodeInfo(TypedDict, total=False):
     started: float
     fault: str  # 'disk full (cache folder, N MiB free)' while the node hands batches back (httpov.worker.room)
     storage_error: str  # why the node could not reach the farm's storage at its last check (httpov.worker.reaper)
+    waits_off: str  # why its povray runs without quick waits: their build or check failed (httpov.worker.waits)
     stopped: float  # when it exited cleanly (drained, or SIGTERM), until it starts again (httpov.worker.reaper)
 
 

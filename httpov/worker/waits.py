@@ -35,6 +35,7 @@ from pathlib import Path
 
 from httpov.settings import Settings
 from httpov.text import shown
+from httpov.worker import room
 from httpov.worker.sandbox import script_interpreter
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,8 @@ def library_for(settings: Settings, wait: bool = False) -> Path | None:
     if wait:
         _decided[memo] = _decide(settings, key)
         return _decided[memo]
-    if memo not in _deciding:
+    if memo not in _deciding and not room.disk_fault(settings.cache_dir, settings.min_free_mb):
+        # (a node short of room writes nothing into its cache folder: it checks once it has room again)
         _deciding.add(memo)
         threading.Thread(target=_decide_quietly, args=(settings, key), name="httpov quick waits",
                          daemon=True).start()

@@ -150,6 +150,15 @@ def test_a_batch_never_waits_for_the_check_it_runs_in_the_background(tmp_path: P
     assert waits.library_for(settings) is not None
 
 
+def test_a_node_short_of_room_builds_nothing_until_it_has_room(tmp_path: Path) -> None:
+    short = settings_in(tmp_path, min_free_mb=2**40)  # a cache folder's disk never has that much free
+    assert waits.library_for(short) is None
+    assert not (short.cache_dir / "waits").exists() and not waits._deciding  # nothing written, no check started
+    roomy = short.with_(min_free_mb=1)
+    assert waits.library_for(roomy) is None  # room again: the check starts
+    wait_for(lambda: waits.library_for(roomy) is not None, 60, "the check once there is room")
+
+
 def test_a_node_decides_once_and_keeps_its_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = settings_in(tmp_path)
     first = waits.library_for(settings, wait=True)

@@ -30,10 +30,9 @@ def _povray(settings: Settings) -> str:
     """Render a tiny frame exactly as a batch is rendered: the same povray, sandbox, output checks and quick waits."""
     from httpov.worker import waits
 
-    preload = waits.library_for(settings, wait=True)
+    preload, said = waits.kept(settings)  # what the node decided: the check writes nothing into its cache folder
     _, seconds = waits.render_check(settings, preload=preload)
-    return (f"rendered an 8x8 frame in its sandbox in {seconds:.2f} s, "
-            f"{'with quick waits' if preload else 'without quick waits (see the node log)'}")
+    return f"rendered an 8x8 frame in its sandbox in {seconds:.2f} s, {shown(said)}"
 
 
 def _redis(settings: Settings) -> str:

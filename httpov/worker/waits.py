@@ -102,6 +102,22 @@ def refuse(settings: Settings, library: Path, why: str) -> None:
                 library.name, shown(why))
 
 
+def kept(settings: Settings) -> tuple[Path | None, str]:
+    """The node's kept decision, read without deciding or writing anything (the health check may run as another
+    user than the node, whose cache folder it must not write into): the library, or None, and what to say of it."""
+    if not settings.quick_waits:
+        return None, "without quick waits (HTTPOV_QUICK_WAITS=0)"
+    program = shutil.which(settings.povray) if "/" not in settings.povray else settings.povray
+    if program is None or script_interpreter(os.path.realpath(program)) is not None:
+        return None, "without quick waits (no povray program to preload them into)"
+    found = _verdict(settings, (_digest(), _identity(program)))
+    if found is _UNKNOWN:
+        return None, "without quick waits: not checked yet (the node checks them as it starts)"
+    if found is None:
+        return None, f"without quick waits: {off_reason(settings) or 'their check failed'}"
+    return found, "with quick waits"
+
+
 def off_reason(settings: Settings) -> str | None:
     """Why this node's povray runs without quick waits, from its kept verdict (a failed build or check), for its
     heartbeat (`httpov nodes`, the nodes page); None when they are on, not checked yet, turned off

@@ -150,6 +150,19 @@ def test_a_batch_never_waits_for_the_check_it_runs_in_the_background(tmp_path: P
     assert waits.library_for(settings) is not None
 
 
+def test_the_health_check_says_what_the_node_decided_and_writes_nothing(tmp_path: Path) -> None:
+    from httpov.worker.health import check_node
+
+    settings = settings_in(tmp_path)
+    [povray_check] = [c for c in check_node(settings) if c.name == "povray"]
+    assert povray_check.ok and povray_check.detail.endswith("without quick waits: not checked yet (the node checks "
+                                                           "them as it starts)"), povray_check.detail
+    assert not (settings.cache_dir / "waits").exists()  # the node's folder is the node's
+    assert waits.library_for(settings, wait=True) is not None  # the node decides
+    [povray_check] = [c for c in check_node(settings) if c.name == "povray"]
+    assert povray_check.ok and povray_check.detail.endswith(", with quick waits"), povray_check.detail
+
+
 def test_a_node_short_of_room_builds_nothing_until_it_has_room(tmp_path: Path) -> None:
     short = settings_in(tmp_path, min_free_mb=2**40)  # a cache folder's disk never has that much free
     assert waits.library_for(short) is None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -23,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import children_cpu  # noqa: E402  (scripts/ is on the path: python scripts/bench_waits.py)
+
 from httpov.settings import Settings  # noqa: E402
 from httpov.worker import waits  # noqa: E402
 
@@ -30,11 +31,6 @@ TRIVIAL = ("camera { location <0, 0, -3> look_at 0 } light_source { <2, 4, -3> r
            "sphere { 0, 1 pigment { rgb 1 } }\n")
 CHESS2 = Path("/usr/share/doc/povray/examples/advanced/chess2.pov")
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def run(folder: Path, args: list[str], preload: Path | None, out: str) -> tuple[float, float, float, list[bytes]]:

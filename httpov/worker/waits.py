@@ -60,22 +60,16 @@ def library_for(settings: Settings, wait: bool = False) -> Path | None:
     Decided once per node (cache folder) for a given source and povray program, by a check that takes about a
     second: a node's first batches never wait for it. Until its verdict is in the cache folder they run povray as it
     is, while the check runs in the background (one render process of the node checks, the others read its verdict);
-    `wait`: decide now (the health check, benchmarks, tests)."""
-    if not settings.quick_waits:
+    `wait`: decide now (benchmarks, tests)."""
+    key = _key(settings)
+    if key is None:
         return None
-    program = shutil.which(settings.povray) if "/" not in settings.povray else settings.povray
-    if program is None:
-        return None  # no povray at all: rendering says so (povray.render)
-    key = (_digest(), _identity(program))
     memo = (settings.cache_dir, key)
     if memo in _decided:
         decided = _decided[memo]
         if decided is None or decided.is_file():
             return decided
         del _decided[memo]  # removed while the node runs (its cache folder cleared): built and checked again
-    if script_interpreter(os.path.realpath(program)) is not None:
-        _decided[memo] = None  # a stand-in renderer: its sleeps are what it is for
-        return None
     known = _verdict(settings, key)
     if known is not _UNKNOWN:
         _decided[memo] = known
@@ -95,9 +89,9 @@ def refuse(settings: Settings, library: Path, why: str) -> None:
     """A povray run with `library` crashed: this render process runs povray without it from now on (the batch's
     retry too, should it come here), and says so. Not kept in the cache folder: a scene that crashes povray by
     itself (out of memory) must not cost the node its quick waits for good; the self-test decides at its start."""
-    program = shutil.which(settings.povray) if "/" not in settings.povray else settings.povray
-    if program is not None:
-        _decided[(settings.cache_dir, (_digest(), _identity(program)))] = None
+    key = _key(settings)
+    if key is not None:
+        _decided[(settings.cache_dir, key)] = None
     log.warning("httpov: povray runs without quick waits (%s) in this render process from now on: %s",
                 library.name, shown(why))
 
@@ -105,12 +99,11 @@ def refuse(settings: Settings, library: Path, why: str) -> None:
 def kept(settings: Settings) -> tuple[Path | None, str]:
     """The node's kept decision, read without deciding or writing anything (the health check may run as another
     user than the node, whose cache folder it must not write into): the library, or None, and what to say of it."""
-    if not settings.quick_waits:
-        return None, "without quick waits (HTTPOV_QUICK_WAITS=0)"
-    program = shutil.which(settings.povray) if "/" not in settings.povray else settings.povray
-    if program is None or script_interpreter(os.path.realpath(program)) is not None:
-        return None, "without quick waits (no povray program to preload them into)"
-    found = _verdict(settings, (_digest(), _identity(program)))
+    key = _key(settings)
+    if key is None:
+        return None, ("without quick waits (HTTPOV_QUICK_WAITS=0)" if not settings.quick_waits
+                      else "without quick waits (no povray program to preload them into)")
+    found = _verdict(settings, key)
     if found is _UNKNOWN:
         return None, "without quick waits: not checked yet (the node checks them as it starts)"
     if found is None:
@@ -122,33 +115,43 @@ def off_reason(settings: Settings) -> str | None:
     """Why this node's povray runs without quick waits, from its kept verdict (a failed build or check), for its
     heartbeat (`httpov nodes`, the nodes page); None when they are on, not checked yet, turned off
     (HTTPOV_QUICK_WAITS=0) or meaningless (no povray, a stand-in renderer that is a script)."""
+    key = _key(settings)
+    verdict = _read(settings, key) if key is not None else None
+    return str(verdict.get("why") or "its check failed") if verdict is not None and not verdict.get("ok") else None
+
+
+def _key(settings: Settings) -> _Key | None:
+    """What a decision is kept under: the source's digest and povray's identity; None when there is nothing to
+    decide: quick waits turned off, no povray at all (rendering says so: povray.render), or a stand-in renderer that
+    is a script (its sleeps are what it is for)."""
     if not settings.quick_waits:
         return None
     program = shutil.which(settings.povray) if "/" not in settings.povray else settings.povray
     if program is None or script_interpreter(os.path.realpath(program)) is not None:
         return None
-    try:
-        verdict = json.loads(_verdict_path(settings, (_digest(), _identity(program))).read_text())
-    except (OSError, ValueError):
-        return None
-    return str(verdict.get("why") or "its check failed") if isinstance(verdict, dict) and not verdict.get("ok") \
-        else None
+    return _digest(), _identity(program)
 
 
 _UNKNOWN = Path("/nonexistent/unknown")  # no verdict yet
 
 
-def _verdict(settings: Settings, key: _Key) -> Path | None:
-    """The node's kept verdict: the library, None (refused), or _UNKNOWN (not checked yet)."""
+def _read(settings: Settings, key: _Key) -> dict | None:
+    """The kept verdict, {"ok": ..., "why": ...}, or None (none yet, or unreadable)."""
     try:
         verdict = json.loads(_verdict_path(settings, key).read_text())
     except (OSError, ValueError):
+        return None
+    return verdict if isinstance(verdict, dict) else None
+
+
+def _verdict(settings: Settings, key: _Key) -> Path | None:
+    """The node's kept verdict: the library, None (refused), or _UNKNOWN (not checked yet)."""
+    verdict = _read(settings, key)
+    if verdict is None:
         return _UNKNOWN
-    if not isinstance(verdict, dict):
-        return _UNKNOWN
-    library = settings.cache_dir / "waits" / f"waits-{key[0]}.so"
     if not verdict.get("ok"):
         return None
+    library = _library_path(settings.cache_dir / "waits", key[0])
     return library if library.is_file() else _UNKNOWN
 
 
@@ -188,7 +191,7 @@ def _decide(settings: Settings, key: _Key) -> Path | None:
 
 def _build(folder: Path, digest: str) -> Path:
     """waits.c compiled into folder/waits-<digest>.so (kept: a node builds each version once)."""
-    library = folder / f"waits-{digest}.so"
+    library = _library_path(folder, digest)
     if library.is_file():
         return library
     compiler = shutil.which("cc", path=COMPILER_PATH) or shutil.which("gcc", path=COMPILER_PATH)
@@ -253,6 +256,10 @@ def png_pixels(path: Path) -> bytes:
             idat.append(data[pos + 8:pos + 8 + length])
         pos += 12 + length
     return zlib.decompress(b"".join(idat))
+
+
+def _library_path(folder: Path, digest: str) -> Path:
+    return folder / f"waits-{digest}.so"
 
 
 def _verdict_path(settings: Settings, key: _Key) -> Path:

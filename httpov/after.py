@@ -20,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from httpov.access import Action, Identity, require
-from httpov.errors import ForbiddenError, JobNotFoundError, OptionError
+from httpov.errors import ForbiddenError, JobNotFoundError, OptionError, literal
 from httpov.plan import PREPASS_SUFFIX, Batch, JobSpec, handout_order, waiting_for_prepass
 from httpov.states import FINISHED, JobState, TransitionRefused
 from httpov.store import JobStore
@@ -119,7 +119,7 @@ def _state(store: JobStore, job_id: str) -> str:
 
 def _literal(text: str) -> str:
     """`text` shown safely, as it reads inside a Problem's format template (braces doubled)."""
-    return shown(text).replace("{", "{{").replace("}", "}}")
+    return literal(shown(text))
 
 
 def _why(other: str, state: str) -> str:

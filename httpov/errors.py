@@ -43,7 +43,17 @@ def _named(field: str, text: str) -> str:
     """A field's error `text` with the field named first, once: 'width must be at least 1' and 'after: there is no
     job a1b2 of bob's' as they are (an OptionError's problems name their field first), 'choose a scene zip' as
     'scene: choose a scene zip'."""
-    return text if re.match(rf"{re.escape(field)}\b", text) else f"{field}: {text}"
+    return text if names_field(field, text) else f"{field}: {text}"
+
+
+def names_field(field: str, text: str) -> bool:
+    """Whether an error's `text` starts by naming `field` ('width must be...', 'after: there is no job...')."""
+    return re.match(rf"{re.escape(field)}\b", text) is not None
+
+
+def literal(text: str) -> str:
+    """`text` as it reads inside a Problem's format template: its braces doubled."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 @dataclass(frozen=True)

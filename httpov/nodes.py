@@ -31,9 +31,9 @@ def farm_nodes(store: JobStore, lease_seconds: float, now: float | None = None) 
     counts = store.node_batches(shown)
     nodes = []
     for node in shown:
-        record = info.get(node, {})
+        record, live = info.get(node, {}), seen[node] >= live_since
         nodes.append({
-            "node": node, "state": _state(seen[node] >= live_since, node in draining, dict(record)),
+            "node": node, "state": _state(live, node in draining, dict(record)),
             "host": record.get("host"), "processes": record.get("processes"), "cores": record.get("cores"),
             "povray": record.get("povray"), "httpov": record.get("httpov"), "started": record.get("started"),
             "last_seen": seen[node], "rendering": sorted(rendering.get(node, []), key=lambda r: r["since"] or 0),
@@ -42,13 +42,13 @@ def farm_nodes(store: JobStore, lease_seconds: float, now: float | None = None) 
             # of those, batches whose povray hung (no progress, or past the batch's derived time limit): killed
             "hung_last_hour": counts.get(node, {}).get("hung", 0),
             # why it takes no batch now: 'disk full (cache folder, N MiB free)' (httpov.worker.room), else None
-            "fault": record.get("fault") if seen[node] >= live_since else None,
+            "fault": record.get("fault") if live else None,
             # why its latest batch of the last hour failed (a wrong storage path, povray's error), else None
             "last_error": counts.get(node, {}).get("last_error") or None,
             # why its storage check at start (and again each minute while failing) failed, else None
-            "storage_error": record.get("storage_error") if seen[node] >= live_since else None,
+            "storage_error": record.get("storage_error") if live else None,
             # why its povray runs without quick waits (no C compiler, a failed check: httpov.worker.waits), else None
-            "waits_off": record.get("waits_off") if seen[node] >= live_since else None,
+            "waits_off": record.get("waits_off") if live else None,
         })
     return nodes
 

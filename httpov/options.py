@@ -9,6 +9,7 @@ from typing import Any
 
 from httpov.access import NAME, NAME_RULE
 from httpov.errors import BadInputError, OptionError, Problem
+from httpov.errors import literal as _literal
 from httpov.paths import JOB_ID
 from httpov.photons import PHOTON_MODES
 from httpov.plan import AUTO, RADIOSITY_MODES, check_name
@@ -29,11 +30,6 @@ class _Refused(Exception):
     def __init__(self, text: str, hint: str | None = None) -> None:
         super().__init__(text)
         self.text, self.hint = text, hint
-
-
-def _literal(text: str) -> str:
-    """`text` as it reads inside a Problem's format template."""
-    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _q(value: object) -> str:
@@ -87,18 +83,14 @@ def _time_limit(value: object, settings: Settings) -> int:
     return number
 
 
-def _radiosity_cache(value: object, settings: Settings) -> str:
-    mode = value.strip() if isinstance(value, str) else value
-    if mode not in RADIOSITY_MODES:
-        raise _Refused(f"{{0}} must be one of {', '.join(RADIOSITY_MODES)}, got {_q(value)}")
-    return str(mode)
-
-
-def _photons(value: object, settings: Settings) -> str:
-    mode = value.strip() if isinstance(value, str) else value
-    if mode not in PHOTON_MODES:
-        raise _Refused(f"{{0}} must be one of {', '.join(PHOTON_MODES)}, got {_q(value)}")
-    return str(mode)
+def _one_of(modes: tuple[str, ...]) -> Callable[[object, Settings], str]:
+    """The rule of an option that is one of `modes` (--radiosity-cache, --photons)."""
+    def rule(value: object, settings: Settings) -> str:
+        mode = value.strip() if isinstance(value, str) else value
+        if mode not in modes:
+            raise _Refused(f"{{0}} must be one of {', '.join(modes)}, got {_q(value)}")
+        return str(mode)
+    return rule
 
 
 def _flag(value: object, settings: Settings) -> bool:
@@ -218,8 +210,8 @@ class SubmitOptions:
 _RULES: dict[str, Callable[[object, Settings], object]] = {
     "name": _name, "frames": _at_least_1, "width": _at_least_1, "height": _at_least_1,
     "count": _at_least_1, "slices": _slices, "slice_rows": _at_least_1,
-    "priority": _priority, "time_limit": _time_limit, "radiosity_cache": _radiosity_cache, "photons": _photons,
-    "any_povray": _flag,
+    "priority": _priority, "time_limit": _time_limit, "radiosity_cache": _one_of(RADIOSITY_MODES),
+    "photons": _one_of(PHOTON_MODES), "any_povray": _flag,
     "user": _user, "pool": _pool, "max_processes": _at_least_1, "max_nodes": _at_least_1, "strict": _flag,
     "notify": _notify, "after": _job_ids, "after_frames": _job_id, "after_anyway": _flag,
 }

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from httpov.errors import BadInputError, OptionError, Problem, SceneError
+from httpov.errors import BadInputError, OptionError, Problem, SceneError, literal
 from httpov.paths import JOB_ID, SCENE_KEY  # noqa: F401 (plan.JOB_ID, plan.SCENE_KEY: where they were first)
 from httpov.scene import SceneLayout, SceneOptions
 from httpov.settings import BATCH_ORDERS
@@ -41,10 +41,10 @@ RADIOSITY_MODES = ("auto", "off", "shared")
 #: How a job's slices or frames get their radiosity, as recorded in its spec: 'off', 'prepass' (per frame) or
 #: 'shared' (one cache for every frame).
 RADIOSITY_PLANS = ("off", "prepass", "shared")
-#: Bumped whenever the pre-pass recipe changes, so a stored radiosity cache of an older recipe is not reused.
 #: How a job's slices get their photons, as recorded in its spec: 'off' (each shoots its own) or 'shared' (each
 #: sliced frame's pre-pass shoots them once into a photon map its slices load: httpov.photons).
 PHOTON_PLANS = ("off", "shared")
+#: Bumped whenever the pre-pass recipe changes, so a stored radiosity cache of an older recipe is not reused.
 PREPASS_RECIPE = "rfo-as_off-noaa/2"  # 2: detection by samples, empty cache without a real pretrace (#27)
 
 
@@ -119,9 +119,9 @@ def parse_frame_range(text: str) -> tuple[int, int]:
     try:
         span = (int(first), int(last) if sep else int(first))
     except ValueError:
-        raise OptionError.of("frames", f"{{0}} {_braced(repr(text))}: give a frame (7) or a range (5-9)") from None
+        raise OptionError.of("frames", f"{{0}} {literal(repr(text))}: give a frame (7) or a range (5-9)") from None
     if span[0] > span[1]:
-        raise OptionError.of("frames", f"{{0}} {_braced(repr(text))}: the first frame comes after the last")
+        raise OptionError.of("frames", f"{{0}} {literal(repr(text))}: the first frame comes after the last")
     return span
 
 
@@ -628,16 +628,11 @@ def _check_positive_int(name: str, value: Any, option: bool = False) -> None:
     it its own way), else BadInputError."""
     problem = None
     if isinstance(value, bool) or not isinstance(value, int):
-        problem = f"{{0}} must be a whole number, got {_braced(repr(value))}"
+        problem = f"{{0}} must be a whole number, got {literal(repr(value))}"
     elif value <= 0:
         problem = f"{{0}} must be at least 1, got {value}"
     if problem is not None:
         raise OptionError.of(name, problem) if option else BadInputError(problem.format(name))
-
-
-def _braced(text: str) -> str:
-    """`text` as it reads inside a Problem's format template (braces doubled)."""
-    return text.replace("{", "{{").replace("}", "}}")
 
 
 # Radiosity pre-pass (docs/RADIOSITY.md). A sliced radiosity frame rendered slice by slice runs povray's pretrace

@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
-import re
 import secrets
 import ssl
 import tempfile
@@ -95,12 +94,12 @@ def _template(field: str, text: str) -> str:
     """A field's error as the server said it ('after: there is no job a1b2 of bob's', 'width must be at least 1') as
     a Problem's template naming the field first ('{0}: there is no job...'); the scene's (an argument of the CLI, not
     a flag) as it is."""
-    literal = text.replace("{", "{{").replace("}", "}}")
+    said = errors.literal(text)
     if field == "scene":
-        return literal
-    if re.match(rf"{re.escape(field)}\b", text):
-        return "{0}" + literal[len(field):]
-    return "{0}: " + literal
+        return said
+    if errors.names_field(field, text):
+        return "{0}" + said[len(field):]
+    return "{0}: " + said
 
 
 def multipart(fields: Mapping[str, str], file_field: str, file_name: str, boundary: str) -> tuple[bytes, bytes]:

@@ -152,13 +152,14 @@ class Reaper(bootsteps.StartStopStep):
         waits_off = waits.off_reason(settings)  # a failed build or check of its quick waits: povray idles
         if waits_off:
             info = {**info, "waits_off": shown(waits_off)[:300]}
+        busy = busy_processes()
         try:
             sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
                   settings.sweep_seconds, node, processes, pools, info, user_cap=settings.user_max_processes or 0,
-                  busy=self.use.add(time.time(), busy_processes()), on_drain=self._drain)
+                  busy=self.use.add(time.time(), busy), on_drain=self._drain)
         except Exception as exc:  # Redis down for a moment: the next sweep tries again
             log.warning("httpov: lease sweep failed: %s", exc)
-        if settings.resplit and not self.draining and busy_processes() < processes:
+        if settings.resplit and not self.draining and busy < processes:
             try:  # a process idles: the slowest running slice of a still may give it half its rows left
                 resplit_one(celery, store, settings.queue, settings.lease_seconds, node, pools)
             except Exception as exc:

@@ -45,6 +45,7 @@ from PIL import Image  # noqa: E402
 
 from httpov.photons import NotShareable, edited  # noqa: E402
 from httpov.plan import plan_slices  # noqa: E402
+from httpov.worker.photons import loaded_map  # noqa: E402
 
 EXAMPLES = Path("/usr/share/doc/povray/examples")
 SCENES = {
@@ -197,7 +198,7 @@ def farm(args: argparse.Namespace, size: tuple[int, int]) -> None:
                     runs[mode].append({"wall": wall, "cpu": sum(povray_cpu(log) for log in logs),
                                        "identical": Image.open(image).convert("RGB").tobytes() == reference,
                                        "planned": sub.spec.photons,
-                                       "loaded": sum("Starting the load of photon file" in log for log in logs)})
+                                       "loaded": sum(loaded_map(log) for log in logs)})
                     print(name, mode, runs[mode][-1], flush=True)
             table.append((name, single_cpu, runs, notes))
     print(f"\n{args.size} +A0.3, {args.slices} slices, one node of {args.concurrency} render processes, "

@@ -3,6 +3,7 @@
 waiter with the reason (`httpov status` says it)."""
 from __future__ import annotations
 
+import pytest
 from click.testing import CliRunner
 
 from httpov.cli import cli
@@ -63,11 +64,8 @@ def test_a_failed_render_fails_its_waiters_with_the_reason_and_after_anyway_rend
     assert client.store.state(b) == client.store.state(c) == JobState.WAITING
     assert not client.store.batches(d)["done"] and client.store.held(d)
     workers(concurrency=2)
-    try:
+    with pytest.raises(JobFailedError):  # a scene that does not parse
         client.wait(a, timeout=120)
-        raise AssertionError(f"job {a} rendered a scene that does not parse")
-    except JobFailedError:
-        pass
     wait_for(lambda: client.store.state(b) == client.store.state(d) == JobState.FAILED, 30,
              "the jobs waiting for the failed one to fail")
     why = f"job {a} that it waits for failed"

@@ -135,7 +135,6 @@ def test_a_bad_photons_mode_is_refused_and_a_whole_frame_shares_nothing(tmp_path
     scene = write_scene(tmp_path / "caustics", CAUSTICS, INI)
     result = CliRunner().invoke(cli, ["submit", str(scene), "--slices", "2", "--photons", "sometimes"],
                                 env=worker_env(settings))
-    print(result.output)
     assert result.exit_code == 2 and "--photons" in result.output and "sometimes" in result.output
     whole = client.submit(scene)  # a whole frame shoots its photons once anyway: no pre-pass
     assert whole.spec.photons == "off" and not any(b.endswith("-pre") for b in whole.spec.batches)

@@ -238,12 +238,12 @@ def test_sliced_photon_still_stays_pixel_identical(tmp_path, settings, client, w
     scene = write_scene(tmp_path / "caustics", CAUSTICS, "Width=64\nHeight=64\nAntialias=on\n"
                                                          "Antialias_Threshold=0.3\n")
     workers(concurrency=2)
+    povray_direct(scene, tmp_path / "ref")
     for photons in ("off", "shared"):  # every slice shooting its own photons, or loading its frame's shared map
         sub = client.submit(scene, slices=2, photons=photons)
         assert sub.spec.radiosity == "off" and sub.spec.photons == photons
         assert any(b.endswith("-pre") for b in sub.spec.batches) == (photons == "shared")
         client.wait(sub.spec.id, timeout=180)
-        povray_direct(scene, tmp_path / "ref")
         assert pixels(client.fetch(sub.spec.id, tmp_path / photons)[0]) == pixels(tmp_path / "ref" / "ref.png")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from httpov.errors import BadInputError, SceneError
 from httpov.photons import NotShareable, check_others, edited, insertion_point, mentions_photons
 from httpov.plan import Batch, JobSpec, check_batch, check_spec
 from httpov.worker.photons import loaded_map, photons_shot
@@ -106,11 +107,11 @@ def test_a_photon_pre_pass_is_a_batch_only_of_a_sliced_job_that_shares_photons()
     spec = _spec(photons="shared")
     check_spec(spec)
     assert check_batch(spec, "f000001-000001-pre") == Batch(1, 1, prepass=True)
-    with pytest.raises(Exception, match="no pre-pass"):
+    with pytest.raises(BadInputError, match="no pre-pass"):
         check_batch(_spec(), "f000001-000001-pre")
     for bad in (_spec(photons="sometimes"), _spec(photons="shared", slices=None),
                 _spec(photons="shared", radiosity="shared")):
-        with pytest.raises(Exception, match="photon"):
+        with pytest.raises(SceneError, match="photon"):
             check_spec(bad)
 
 

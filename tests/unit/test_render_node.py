@@ -455,8 +455,6 @@ def test_a_forged_slice_zip_fails_the_stitching_batch_with_the_bound_named(tmp_p
     the bound; the node carries on; no frame is stored."""
     import io
 
-    from PIL import Image
-
     from httpov.paths import frame_key
 
     slices = [(1, 8), (9, 16)]
@@ -482,8 +480,7 @@ def test_a_forged_slice_zip_fails_the_stitching_batch_with_the_bound_named(tmp_p
 
     def povray_render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, *args: Any,
                       **kwargs: Any) -> RenderOutput:
-        Image.new("RGB", (8, 16), (0, 200, 0)).save(workdir / "1.png")
-        return RenderOutput(images={1: workdir / "1.png"}, log="povray's log\n", seconds=0.5)
+        return _green_frame(spec, workdir)
 
     scene = tmp_path / "scene"
     scene.mkdir()
@@ -539,7 +536,6 @@ def test_a_checkpoint_povray_cannot_continue_from_is_dropped_and_the_batch_rende
 def test_a_slice_re_split_before_its_node_was_lost_renders_only_up_to_its_cut(tmp_path):
     """A requeued slice that was re-split (its node lost after the cut) renders its rows up to the cut only: povray
     is asked for rows 1-32 of 1-96, the new slice having the rest; its job and its frame wait for the new slice."""
-    from PIL import Image
 
     slices = [(1, 96), (97, 128)]
     ids = [Batch(1, 1, rows).id for rows in slices]
@@ -560,8 +556,7 @@ def test_a_slice_re_split_before_its_node_was_lost_renders_only_up_to_its_cut(tm
     def povray_render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, *args: Any,
                       **kwargs: Any) -> RenderOutput:
         asked.append(batch.rows)
-        Image.new("RGB", (8, 128), (0, 200, 0)).save(workdir / "1.png")
-        return RenderOutput(images={1: workdir / "1.png"}, log="povray's log\n", seconds=0.5)
+        return _green_frame(spec, workdir)
 
     scene = tmp_path / "scene"
     scene.mkdir()
@@ -573,3 +568,11 @@ def test_a_slice_re_split_before_its_node_was_lost_renders_only_up_to_its_cut(tm
     assert outcome.status == "rendered", outcome
     assert asked == [(1, 32)]
     assert ("finish_batch", ids[0], []) in store.calls  # recorded done, no frame stitched yet
+
+
+def _green_frame(spec: JobSpec, workdir: Path) -> RenderOutput:
+    """What a stand-in povray renders of a one-frame job: frame 1, all green, of the job's size."""
+    from PIL import Image
+
+    Image.new("RGB", (spec.width, spec.height), (0, 200, 0)).save(workdir / "1.png")
+    return RenderOutput(images={1: workdir / "1.png"}, log="povray's log\n", seconds=0.5)

@@ -25,11 +25,10 @@ from httpov.store import JobStore
 from httpov.store.records import CheckpointInfo
 from httpov.text import shown
 from httpov.worker.lease import LeaseKeeper
-from httpov.worker.povray import RunProgress, check_png
+from httpov.worker.povray import STATE_FILE, RunProgress, check_png
 
 log = logging.getLogger(__name__)
 
-_STATE = re.compile(r"^frame(\d*)\.pov-state$")
 _FRAME = re.compile(r"^frame(\d*)\.png$")
 
 
@@ -140,7 +139,7 @@ class Checkpoints:
                     raise ValueError("it is larger than a batch may write")
                 frames, state = [], 0
                 for entry in entries:
-                    png, pov = _FRAME.match(entry.filename), _STATE.match(entry.filename)
+                    png, pov = _FRAME.match(entry.filename), STATE_FILE.match(entry.filename)
                     stem = entry.filename.rsplit(".", 1)[0]
                     if not (png or pov) or stem not in names or entry.is_dir():
                         raise ValueError(f"it holds a file the batch does not make: {shown(entry.filename)}")
@@ -196,7 +195,7 @@ class Checkpoints:
         width = len(str(self.spec.final))
         frames, state = [], None
         for path in sorted(out_dir.iterdir()):
-            png, pov = _FRAME.match(path.name), _STATE.match(path.name)
+            png, pov = _FRAME.match(path.name), STATE_FILE.match(path.name)
             if pov:
                 state = path
             elif png:

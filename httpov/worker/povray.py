@@ -29,6 +29,9 @@ _OUT_OF_MEMORY = re.compile(r"bad_alloc|thread_resource_error|out of memory", re
 CONTROLLED = {"Width", "Height", "Initial_Frame", "Final_Frame", "Subset_Start_Frame", "Subset_End_Frame"}
 ALLOWED = set(ALLOWED_OPTIONS.values())
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: The render state povray keeps while it renders (+C continues from it): frame.pov-state, or frame<N>.pov-state
+#: for a frame of an animation (+SF/+EF)
+STATE_FILE = re.compile(r"^frame(\d*)\.pov-state$")
 
 
 #: povray's progress lines: the frame of the run it starts (groups 1-2), the pixels of the frame done (groups 3-4)
@@ -195,6 +198,7 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     # interrupted (SIGINT: it writes its .pov-state) and continued with +C up to that row
     cutter: Callable[[], int | None] | None = getattr(keep_going, "cut", None)
     cuts: list[int] = []
+    proc: subprocess.Popen | None = None  # the povray that runs now
 
     def watch() -> bool:
         now = time.monotonic()
@@ -221,38 +225,39 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
             cut = cutter()
             if cut is not None and batch.rows[0] <= cut < batch.rows[1]:
                 cuts.append(cut)
-                interrupt(proc, povray)
+                if proc is not None:
+                    interrupt(proc, povray)
         return go
 
-    with open(log_path, "wb") as log:
-        try:
-            args = [*povray_args(spec, batch, ini, out_dir, threads), *(extra or []), *resume]
-            proc = subprocess.Popen(box.argv([povray, *args]),
-                                    cwd=scene_dir, env=box.env, preexec_fn=box.preexec_fn, start_new_session=True,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        except FileNotFoundError:
-            raise RenderError(f"povray executable {povray!r} not found on this node", transient=True) from None
-        if no_progress is not None:
-            progress = Progress(proc.pid, no_progress, started)
-        returncode = _wait(proc, watch, tick=getattr(keep_going, "tick", 0.5), wake=getattr(keep_going, "fileno", None))
-    if cuts and returncode not in (0, None) and not why and not hung and batch.rows is not None:
-        # interrupted for the re-split: the rows it lacks up to the cut, from its state (from the start without one)
-        state = [] if not (out_dir / "frame.pov-state").exists() else ["+C"]
-        if state:
-            run.continued()  # its progress goes on from where it was, not from 0
-        ended = Batch(batch.first, batch.last, (batch.rows[0], cuts[0]))
-        with open(log_path, "ab") as log:
-            log.write(f"\nhttpov: re-split: this slice now ends at row {cuts[0]}; povray continues "
-                      f"{'from its state (+C)' if state else 'from the start'}\n".encode())
-            log.flush()
-            args = [*povray_args(spec, ended, ini, out_dir, threads), *(extra or []), *state]
-            proc = subprocess.Popen(box.argv([povray, *args]),
-                                    cwd=scene_dir, env=box.env, preexec_fn=box.preexec_fn, start_new_session=True,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    def run_povray(rendered: Batch, more: list[str], mode: str, note: str = "") -> int | None:
+        """Run povray on `rendered` with the options `more` last, its log in log_path (opened with `mode`, after
+        `note`); its exit code, None if watch() stopped it."""
+        nonlocal proc, progress
+        with open(log_path, mode) as log:
+            if note:
+                log.write(note.encode())
+                log.flush()
+            try:
+                args = [*povray_args(spec, rendered, ini, out_dir, threads), *(extra or []), *more]
+                proc = subprocess.Popen(box.argv([povray, *args]),
+                                        cwd=scene_dir, env=box.env, preexec_fn=box.preexec_fn, start_new_session=True,
+                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            except FileNotFoundError:
+                raise RenderError(f"povray executable {povray!r} not found on this node", transient=True) from None
             if no_progress is not None:
                 progress = Progress(proc.pid, no_progress, time.monotonic())
-            returncode = _wait(proc, watch, tick=getattr(keep_going, "tick", 0.5),
-                               wake=getattr(keep_going, "fileno", None))
+            return _wait(proc, watch, tick=getattr(keep_going, "tick", 0.5), wake=getattr(keep_going, "fileno", None))
+
+    returncode = run_povray(batch, resume, "wb")
+    if cuts and returncode not in (0, None) and not why and not hung and batch.rows is not None:
+        # interrupted for the re-split: the rows it lacks up to the cut, from its state (from the start without one;
+        # an animation's frame keeps its state as frame<N>.pov-state)
+        state = ["+C"] if any(STATE_FILE.match(path.name) for path in out_dir.iterdir()) else []
+        if state:
+            run.continued()  # its progress goes on from where it was, not from 0
+        returncode = run_povray(Batch(batch.first, batch.last, (batch.rows[0], cuts[0])), state, "ab",
+                                f"\nhttpov: re-split: this slice now ends at row {cuts[0]}; povray continues "
+                                f"{'from its state (+C)' if state else 'from the start'}\n")
     text = log_path.read_text(errors="replace")
     seconds = time.monotonic() - started
     if hung:  # a hang may be this node's (a stopped or starved process) or the scene's: tried once elsewhere

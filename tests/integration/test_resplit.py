@@ -9,6 +9,8 @@ from pathlib import Path
 
 from httpov.access import Identity, Role
 from httpov.paths import batch_key
+from httpov.plan import Batch, JobSpec
+from httpov.worker import povray
 from tests.conftest import pixels, povray_direct, write_scene
 
 #: Sky above, costly reflective spheres under a 24x24 area light (no jitter: pixels compare) in the lower half: at
@@ -72,3 +74,41 @@ def test_no_split_with_resplit_off(tmp_path, settings, client, workers):
     final = client.wait(sub.spec.id, timeout=180)
     assert final.state == "done" and client.store.cuts(sub.spec.id) == {}
     assert sorted(client.store.batches(sub.spec.id)["done"]) == sorted(sub.spec.batches)
+
+
+class CutOnceStateIsKept:
+    """povray.render's keep_going, whose `cut()` ends the slice at `row` once povray has written its render state
+    (frame<N>.pov-state for a frame of an animation): as a re-split asks of a running slice."""
+
+    def __init__(self, workdir: Path, row: int) -> None:
+        self.workdir, self.row, self.asked = workdir, row, 0
+
+    def __call__(self) -> bool:
+        return True
+
+    def cut(self) -> int | None:
+        self.asked += 1
+        kept = [p for p in self.workdir.glob("out-*/*.pov-state") if p.stat().st_size > 0]
+        return self.row if kept else None
+
+
+def test_an_animation_frames_slice_cut_by_a_re_split_continues_from_its_state(tmp_path):
+    """A slice of frame 2 of an animation keeps its state as frame2.pov-state: cut, it continues from it (+C) up to
+    the cut instead of rendering its rows again from the first, and its rows equal a render of those rows alone."""
+    spec = JobSpec(id="j", name="anim", scene_key="scenes/" + "0" * 64 + ".zip", root="", pov="scene.pov",
+                   options={"Input_File_Name": "scene.pov"},
+                   initial=1, final=2, first=1, last=2, width=64, height=256, count=2, slices=[(1, 128), (129, 256)])
+
+    outputs = {}
+    for name, batch, cut_at in (("cut", Batch(2, 2, (129, 256)), CUT), ("whole", Batch(2, 2, (129, CUT)), None)):
+        work = tmp_path / name
+        (work / "scene").mkdir(parents=True)
+        (work / "scene" / "scene.pov").write_text(UNEVEN_SCENE.replace("<0, 0, -8>", "<0, clock * 0.1, -8>"))
+        keep_going = CutOnceStateIsKept(work, cut_at) if cut_at else (lambda: True)
+        outputs[name] = povray.render("povray", spec, batch, work, 1, keep_going, time_limit=120)
+        if cut_at:
+            assert keep_going.asked > 0
+    said = outputs["cut"].log
+    assert f"re-split: this slice now ends at row {CUT}; povray continues from its state (+C)" in said, said[-2000:]
+    assert "Continued trace" in said, said[-2000:]
+    assert pixels(outputs["cut"].images[2]) == pixels(outputs["whole"].images[2])

@@ -529,9 +529,10 @@ class JobStore:
             return None
         return info if isinstance(info, dict) else None  # type: ignore[return-value]
 
-    def resplit(self, job_id: str, batch_id: str, cut: int, new_id: str, node: str) -> str:
+    def resplit(self, job_id: str, batch_id: str, cut: int, new_id: str, node: str, window: int) -> str:
         """Split running slice `batch_id` at row `cut`: `new_id` renders the rest (scripts/resplit.lua, atomic);
-        'ok', or why not (the job has batches waiting, the slice finished or was cut already...)."""
+        'ok', or why not (the job has batches waiting, its `window` (httpov.dispatch.windows) is full, the slice
+        finished or was cut already...)."""
         line = json.dumps({"at": time.time(), "what": f"{Batch.from_id(batch_id).label} re-split by {node}: it "
                                                       f"ends at row {cut}, {Batch.from_id(new_id).label} renders "
                                                       "the rest", "kind": "resplit"})
@@ -539,7 +540,7 @@ class JobStore:
             keys=[self.keys.job(job_id), self.keys.running(job_id), self.keys.done(job_id), self.keys.cuts(job_id),
                   self.keys.pending(job_id), self.keys.window(job_id),
                   self.keys.slices(job_id, Batch.from_id(new_id).first), self.keys.history(job_id), self.keys.stops()],
-            args=[job_id, batch_id, cut, new_id, line])))
+            args=[job_id, batch_id, cut, new_id, line, window])))
 
     def resplit_candidates(self) -> dict[str, tuple[str, dict[str, RunningInfo], dict[str, int]]]:
         """The live jobs a re-split could cut a slice of (all their batches sent: nothing pending), each with its

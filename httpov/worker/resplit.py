@@ -7,7 +7,7 @@ import logging
 
 from celery import Celery
 
-from httpov.dispatch import top_up
+from httpov.dispatch import top_up, windows
 from httpov.errors import BadInputError
 from httpov.plan import Batch, resplit_cut, split_batch_id
 from httpov.store import JobStore
@@ -40,26 +40,31 @@ def slowest_slice(running: dict, cuts: dict[str, int]) -> tuple[float, str, int]
 
 
 def resplit_one(celery: Celery, store: JobStore, queue: str, lease_seconds: float, node: str,
-                pools: list[str]) -> str | None:
+                pools: list[str], user_cap: int = 0) -> str | None:
     """Split the running slice with the most rows left among the live sliced jobs this node may render (their queue
-    the default one or one of `pools`) whose batches have all started, and send the new slice; answers its id, or
-    None if no slice was split. Called by the reaper while this node has an idle render process."""
-    best: tuple[float, str, str, int] | None = None
+    the default one or one of `pools`) whose batches have all started and whose window (their share of the farm, their
+    user's cap) has room for one more, and send the new slice; answers its id, or
+    None if no slice was split. Called by the reaper while this node has an idle render process; the new slice is
+    sent within the job's window like any batch (`user_cap`: the farm's default processes per user, as for
+    httpov.dispatch.windows)."""
+    found = []
     for job_id, (own, running, cuts) in store.resplit_candidates().items():
         if own and own.rpartition(".pool.")[2] not in pools:
             continue
-        found = slowest_slice(running, cuts)
-        if found is not None and (best is None or found[0] > best[0]):
-            best = (found[0], job_id, found[1], found[2])
-    if best is None:
+        slowest = slowest_slice(running, cuts)
+        if slowest is not None:
+            found.append((slowest[0], job_id, slowest[1], slowest[2]))
+    if not found:
         return None
-    _, job_id, batch_id, cut = best
-    new_id = split_batch_id(batch_id, cut)
-    said = store.resplit(job_id, batch_id, cut, new_id, node)
-    if said != "ok":
-        log.debug("httpov: no re-split of %s of job %s: %s", batch_id, job_id, said)
-        return None
-    log.info("httpov: re-split %s of job %s: it ends at row %d, %s renders the rest", Batch.from_id(batch_id).label,
-             shown(job_id), cut, Batch.from_id(new_id).label)
-    top_up(celery, store, job_id, queue, lease_seconds)
-    return new_id
+    room = windows(store, lease_seconds, user_cap=user_cap)  # a job at its share (or its user's cap) is not split
+    for _, job_id, batch_id, cut in sorted(found, reverse=True):
+        new_id = split_batch_id(batch_id, cut)
+        said = store.resplit(job_id, batch_id, cut, new_id, node, room.get(job_id, 0))
+        if said != "ok":
+            log.debug("httpov: no re-split of %s of job %s: %s", batch_id, job_id, said)
+            continue
+        log.info("httpov: re-split %s of job %s: it ends at row %d, %s renders the rest",
+                 Batch.from_id(batch_id).label, shown(job_id), cut, Batch.from_id(new_id).label)
+        top_up(celery, store, job_id, queue, lease_seconds, user_cap=user_cap)
+        return new_id
+    return None

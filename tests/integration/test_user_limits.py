@@ -180,3 +180,27 @@ def test_a_users_max_processes_1_never_runs_two_of_their_batches_at_once(tmp_pat
     assert [final.frames_done for final in finals] == [4, 4, 8]
     assert most[0] == 1, f"{most[0]} of alice's batches ran at once (sampled {samples[0]} times)"
     assert bob_most[0] >= 2, "bob's job, not limited, never ran two batches at once"
+
+
+def test_a_re_split_never_takes_a_user_past_their_max_processes(tmp_path, settings, client):
+    """A node with an idle render process splits the slowest running slice of a still (issue #28 item 2), but not
+    one of a user at their max processes: the new slice would run a third batch of alice's at once. Bob's job, with
+    fewer rows left and no cap, is split instead."""
+    from httpov.plan import split_batch_id
+    from httpov.worker.resplit import resplit_one
+
+    client.store.heartbeat("n@a", 4, [])
+    client.set_limits("alice", max_processes=2)
+    jobs = {}
+    for user, height in (("alice", 512), ("bob", 256)):
+        scene = write_scene(tmp_path / user, TINY_ANIMATION, f"Width=8\nHeight={height}\n")
+        jobs[user] = client.submit(scene, slices=2, user=user).spec
+        for batch in jobs[user].batches:
+            assert _start(client, jobs[user].id, batch) == "ok"
+    split = resplit_one(client.celery, client.store, settings.queue, settings.lease_seconds, "n@b", [])
+    alice, bob = jobs["alice"], jobs["bob"]
+    assert client.store.cuts(alice.id) == {}, "alice is at her 2 processes"
+    assert client.store.spec(alice.id).batches == alice.batches
+    (cut_slice, cut), = client.store.cuts(bob.id).items()  # one of bob's two slices, each with 128 rows left
+    assert cut_slice in bob.batches and split == split_batch_id(cut_slice, cut)
+    assert client.store.window_size(bob.id) == 3, "bob's new slice is sent at once"

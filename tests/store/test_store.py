@@ -448,12 +448,15 @@ def test_a_resplit_slices_time_is_filed_under_the_rows_it_delivered(store: JobSt
     candidates = store.resplit_candidates()  # read by a node with an idle process: every batch sent, both running
     assert list(candidates) == ["s2"] and candidates["s2"][0] == "" and sorted(candidates["s2"][1]) == sliced.batches
     new = "f000001-000001-r00097-00128"
-    assert store.resplit("s2", sliced.batches[1], 96, new, "b@host") == "ok"
+    # a window with no room for a third batch (the job's share, or its user's cap, is two processes): no split
+    assert store.resplit("s2", sliced.batches[1], 96, new, "b@host", 2) == "no room"
+    assert store.cuts("s2") == {} and store.r.llen(store.keys.pending("s2")) == 0
+    assert store.resplit("s2", sliced.batches[1], 96, new, "b@host", 3) == "ok"
     assert store.resplit_candidates() == {}  # the new slice waits to be sent: nothing to cut meanwhile
     assert store.cuts("s2") == {sliced.batches[1]: 96} and store.cut("s2", sliced.batches[1]) == 96
     assert store.top_up("s2", 3) == ("", [new])  # the new slice goes out at once
     assert store.start_batch("s2", new, f"t-{new}", "b@host", 60.0) == "ok"
-    assert store.resplit("s2", sliced.batches[1], 64, "f000001-000001-r00065-00128", "b@host") == "cut"  # once
+    assert store.resplit("s2", sliced.batches[1], 64, "f000001-000001-r00065-00128", "b@host", 9) == "cut"  # once
     assert store.resplit_candidates()["s2"][2] == {sliced.batches[1]: 96}
     for batch, seconds in ((sliced.batches[0], 0.9), (sliced.batches[1], 3.0), (new, 2.0)):
         assert store.finish_batch("s2", batch, {"node": "a@host", "seconds": seconds}, [], f"t-{batch}") in ("ok",

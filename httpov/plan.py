@@ -7,7 +7,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import PurePosixPath
@@ -27,6 +27,7 @@ DEFAULT_WIDTH, DEFAULT_HEIGHT = 320, 240  # POV-Ray's own defaults when an ini n
 # hidden by running more render processes than cores), short enough that the tail of a job stays short.
 TARGET_TASK_SECONDS = 2.5
 POVRAY_START_SECONDS = 0.7  # povray's idle start, paid once per task; measured frame times are net of it
+QUICK_START_SECONDS = 0.1  # the same with the node's quick waits (httpov.worker.waits; scripts/bench_waits.py)
 MIN_BATCHES = 8  # a short job is still spread over this many tasks (a 2-core node runs 8 render processes)
 FIRST_MAX_COUNT = 4  # before a scene's frame time is known, keep tasks short: a heavy scene stays parallel
 #: Options whose values are paths inside the scene.
@@ -167,11 +168,19 @@ def image_size(options: SceneOptions, size: tuple[int | None, int | None] = (Non
     return width, height
 
 
+def net_seconds(info: Mapping[str, Any]) -> float:
+    """A done batch's seconds of povray net of povray's start: its record's seconds less the start its node paid
+    (its `start`: POVRAY_START_SECONDS, or QUICK_START_SECONDS with quick waits; a record of a release before it
+    has none and is taken for the first)."""
+    return float(info.get("seconds", 0.0)) - float(info.get("start", POVRAY_START_SECONDS))
+
+
 def frame_seconds(seconds: float, frames: int, batches: int) -> float | None:
-    """Seconds of povray per frame, net of its start, from done batches (None when nothing was measured)."""
+    """Seconds of povray per frame from done batches' seconds net of povray's start (net_seconds), their frames and
+    their number (None when nothing was measured)."""
     if frames <= 0 or batches <= 0:
         return None
-    return max(0.01, (seconds - batches * POVRAY_START_SECONDS) / frames)
+    return max(0.01, seconds / frames)
 
 
 def adaptive_count(frame_count: int, per_frame: float | None, target: float = TARGET_TASK_SECONDS,
@@ -547,16 +556,17 @@ def auto_slice_count(height: int, processes: int, frame_seconds: float | None = 
 
 
 def slice_costs(done: list[tuple[str, float]], height: int) -> list[float] | None:
-    """A frame's cost row by row (seconds of povray, net of its start, per row) from done slices of earlier jobs of
-    the same scene at the same size: (batch id, seconds) pairs. Each slice's time is spread evenly over its rows; a
-    row several slices covered gets their mean. None when no slice covered every row (nothing to plan from)."""
+    """A frame's cost row by row (seconds of povray per row) from done slices of earlier jobs of the same scene at the
+    same size: (batch id, seconds net of povray's start: net_seconds) pairs. Each slice's time is spread evenly over
+    its rows; a row several slices covered gets their mean. None when no slice covered every row (nothing to plan
+    from)."""
     total, times = [0.0] * height, [0] * height
     for batch_id, seconds in done:
         batch = Batch.from_id(batch_id)
         if batch.rows is None or batch.prepass or not 1 <= batch.rows[0] <= batch.rows[1] <= height:
             continue
         rows = batch.rows[1] - batch.rows[0] + 1
-        per_row = max(0.0, seconds - POVRAY_START_SECONDS) / rows / (batch.last - batch.first + 1)
+        per_row = max(0.0, seconds) / rows / (batch.last - batch.first + 1)
         for row in range(batch.rows[0] - 1, batch.rows[1]):
             total[row] += per_row
             times[row] += 1

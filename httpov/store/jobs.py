@@ -17,7 +17,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from httpov.errors import BrokerUnavailableError, HttpovError, JobNotFoundError
-from httpov.plan import Batch, JobSpec, check_record
+from httpov.plan import Batch, JobSpec, check_record, net_seconds
 from httpov.states import FINISHED, LIVE, JobState, TransitionRefused, allowed_from
 from httpov.store.keys import Keys
 from httpov.store.records import (
@@ -1247,10 +1247,10 @@ class JobStore:
         return found
 
     def slice_times(self, history: str, keep: int = 4, sample: int = 512) -> list[tuple[str, float]]:
-        """(batch id, seconds) of done slices of the last `keep` sliced jobs filed under `history` (one scene at one
-        size; at most `sample` slices each, a frame has at most a few dozen): what plan.slice_costs reads a frame's
-        cost row by row from. A slice that was re-split (its job's cuts) is given as the rows it delivered, which its
-        seconds rendered, not the rows its id names."""
+        """(batch id, seconds net of povray's start: plan.net_seconds) of done slices of the last `keep` sliced jobs
+        filed under `history` (one scene at one size; at most `sample` slices each, a frame has at most a few dozen):
+        what plan.slice_costs reads a frame's cost row by row from. A slice that was re-split (its job's cuts) is
+        given as the rows it delivered, which its seconds rendered, not the rows its id names."""
         key = self.keys.slice_history(history)
 
         def run() -> list[tuple[str, float]]:
@@ -1266,7 +1266,7 @@ class JobStore:
             for records, cuts in zip(replies[::2], replies[1::2]):
                 for batch_id, value in zip((records or [])[::2], (records or [])[1::2]):
                     with contextlib.suppress(ValueError, TypeError, AttributeError, HttpovError):
-                        seconds = float(json.loads(value).get("seconds", 0.0))
+                        seconds = net_seconds(json.loads(value))
                         if batch_id in (cuts or {}):
                             cut, batch = int(cuts[batch_id]), Batch.from_id(batch_id)
                             if batch.rows and batch.rows[0] <= cut < batch.rows[1]:
@@ -1276,8 +1276,9 @@ class JobStore:
         return self._call(run)
 
     def frame_times(self, history: str, keep: int = 8, sample: int = 64) -> tuple[float, int, int]:
-        """Measured (seconds, frames, batches) summed over done batches of the last `keep` jobs filed under
-        `history` (one scene at one size, see JobSpec.history; at most `sample` batches each)."""
+        """Measured (seconds of povray net of its start: plan.net_seconds, frames, batches) summed over done batches
+        of the last `keep` jobs filed under `history` (one scene at one size, see JobSpec.history; at most `sample`
+        batches each)."""
         key = self.keys.frame_history(history)
 
         def run() -> tuple[float, int, int]:
@@ -1290,7 +1291,7 @@ class JobStore:
                 for records in pipe.execute():
                     for value in (records or [])[1::2]:
                         info = json.loads(value)
-                        seconds += float(info.get("seconds", 0.0))
+                        seconds += net_seconds(info)
                         frames += int(info.get("frames", 0))
                         batches += 1
             return seconds, frames, batches

@@ -63,6 +63,7 @@ class DoneInfo(TypedDict, total=False):
 
     node: str
     seconds: float  # povray's time on the batch
+    start: float  # of it, povray's start as the node ran it (plan.POVRAY_START_SECONDS or QUICK_START_SECONDS)
     frames: int  # frames it rendered (0 for a radiosity pre-pass)
     finished: float
     started: float  # when its execution took the batch (absent from older releases: finished less seconds)

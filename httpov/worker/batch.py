@@ -34,6 +34,8 @@ from httpov.errors import (
 from httpov.outage import through_outage
 from httpov.paths import batch_key, failed_log_key, frame_key
 from httpov.plan import (
+    POVRAY_START_SECONDS,
+    QUICK_START_SECONDS,
     Batch,
     JobSpec,
     batch_time_limit,
@@ -118,6 +120,7 @@ class RenderNode:
         self._ours: set[str] = set()  # jobs rendered with this node's povray version
         self._waits = 0  # batches this process held for storage or room in a row (their back-off)
         self._storage_failed = False  # the farm's storage failed this process's last upload or download
+        self._started_povray = 0.0  # seconds of povray's start the batch in hand paid (its done record's `start`)
         self._samples: dict[str, tuple[float, dict[str, dict]]] = {}  # job -> (read at, its full done sample)
 
     def spec(self, job_id: str) -> JobSpec:
@@ -220,6 +223,7 @@ class RenderNode:
                 if self._storage_failed:  # one probe rather than a render whose result cannot be stored
                     self.storage.check()
                     self._storage_failed = False
+                self._started_povray = 0.0
                 seconds, stored_bytes = self._render_and_store(spec, batch, keeper, result, execution, node)
                 if batch.prepass:  # queued before it is recorded done: a node lost in between leaves it to redo
                     self._release(spec, batch)
@@ -251,7 +255,8 @@ class RenderNode:
             return self._failed(spec, batch, handoff, node, attempt, error)
         self._waits, self._storage_failed = 0, False
         frames_done = 0 if batch.prepass else batch.last - batch.first + 1  # a pre-pass renders no frame of the job
-        info = DoneInfo(node=node, seconds=round(seconds, 3), frames=frames_done, finished=time.time(), started=began,
+        info = DoneInfo(node=node, seconds=round(seconds, 3), start=round(self._started_povray, 3), frames=frames_done,
+                        finished=time.time(), started=began,
                         attempt=attempt, povray=self.povray_version, httpov=povray.httpov_version(), result=result,
                         bytes=stored_bytes)
 
@@ -605,6 +610,7 @@ class RenderNode:
         """povray.render with the preload library of the node's quick waits (httpov.worker.waits), when it has one;
         a povray that crashes with it renders without it in this process from then on (the batch's retry too)."""
         preload = options["preload"] = waits.library_for(self.settings)
+        self._started_povray += POVRAY_START_SECONDS if preload is None else QUICK_START_SECONDS  # for frame times
         try:
             return povray.render(*args, **options)
         except RenderError as exc:

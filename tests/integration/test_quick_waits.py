@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from httpov.errors import RenderError
-from httpov.plan import Batch, JobSpec
+from httpov.plan import QUICK_START_SECONDS, Batch, JobSpec
 from httpov.settings import Settings
 from httpov.worker import povray, waits
 from httpov.worker.sandbox import PRELOAD_PATH, RenderLimits
@@ -93,6 +93,9 @@ def test_a_render_node_runs_its_batches_with_the_library(tmp_path: Path, setting
     assert PRELOAD_PATH in maps, "the node's povray ran without the library"
     assert client.wait(sub.spec.id, timeout=60).state == "done"
     assert len(client.fetch(sub.spec.id, tmp_path / "out")) == 1
+    # its done record says povray's start was the short one: later jobs of the scene plan from its net frame time
+    done = client.store.batches(sub.spec.id)["done"]
+    assert [info["start"] for info in done.values()] == [QUICK_START_SECONDS]
 
 
 @pytest.mark.parametrize("with_library", [False, True])

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from httpov.cli import cli
 from httpov.local_farm import worker_env
 from httpov.paths import frame_key
-from httpov.plan import auto_slices, plan_slices, slice_costs
+from httpov.plan import auto_slices, net_seconds, plan_slices, slice_costs
 from tests.conftest import AA_SENSITIVE, pixels, wait_for, write_scene
 from tests.store.test_metrics import samples as metric_samples
 
@@ -130,7 +130,7 @@ def test_slices_auto_cuts_for_the_live_processes_then_for_the_scenes_measured_ro
     assert first.spec.slices == plan_slices(160, slices=2)  # 2 for one process, on the 32-row grid
     assert client.wait(first.spec.id, timeout=180).state == "done"
     done = client.store.batches(first.spec.id)["done"]
-    costs = slice_costs([(batch, info["seconds"]) for batch, info in done.items()], 160)
+    costs = slice_costs([(batch, net_seconds(info)) for batch, info in done.items()], 160)
     assert costs is not None  # every row measured
 
     second = client.submit(scene, slices="auto")

@@ -70,7 +70,7 @@ def test_even_cost_slices_cover_every_row_once_on_the_grid(costs, count):
 
 
 def test_the_cost_by_row_comes_from_earlier_slices_net_of_povrays_start():
-    done = [(Batch(1, 1, (1, 64)).id, 0.7 + 6.4), (Batch(1, 1, (65, 96)).id, 0.7 + 0.32),
+    done = [(Batch(1, 1, (1, 64)).id, 6.4), (Batch(1, 1, (65, 96)).id, 0.32),  # net of povray's start
             (Batch(1, 1, prepass=True).id, 30.0), (Batch(1, 3).id, 9.0)]
     costs = slice_costs(done, 96)
     assert costs is not None
@@ -91,7 +91,7 @@ def test_plan_job_slices_auto_from_the_farm_and_the_history():
     layout = SceneLayout(root="", pov="scene.pov", ini=None)
     spec = plan_job(layout, scene, settings, name="s", slices=options.slices, processes=3)
     assert len(spec.slices or []) == 6 and len(spec.batches) == 6
-    history = [(Batch(1, 1, rows).id, 0.7 + (20.0 if rows[0] > 540 else 0.01)) for rows in spec.slices or []]
+    history = [(Batch(1, 1, rows).id, 20.0 if rows[0] > 540 else 0.01) for rows in spec.slices or []]
     again = plan_job(layout, scene, settings, name="s", slices="auto", processes=3, slice_times=history)
     assert again.slices and again.slices[0][1] >= 512 and all(b - a < 64 for a, b in again.slices[1:])
 

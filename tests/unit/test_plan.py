@@ -6,7 +6,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from httpov.errors import OptionError, SceneError, flag
-from httpov.plan import Batch, adaptive_count, batch_time_limit, frame_range, frame_seconds, image_size, split
+from httpov.plan import (
+    Batch,
+    adaptive_count,
+    batch_time_limit,
+    frame_range,
+    frame_seconds,
+    image_size,
+    net_seconds,
+    split,
+)
 from httpov.scene import parse_ini
 
 
@@ -103,10 +112,14 @@ def test_adaptive_count_gives_a_short_job_one_round_of_tasks_not_two():
     assert adaptive_count(200, 0.75) == 2  # a long job keeps its short tasks (25 a round would be 19 s)
 
 
-def test_frame_seconds_is_net_of_povray_start():
+def test_frame_seconds_is_net_of_povray_start_as_each_node_ran_it():
     assert frame_seconds(0, 0, 0) is None
-    assert frame_seconds(10.0, 10, 2) == (10.0 - 1.4) / 10
-    assert frame_seconds(1.0, 10, 2) == 0.01
+    assert frame_seconds(8.6, 10, 2) == 0.86
+    assert frame_seconds(-0.4, 10, 2) == 0.01
+    # a record says the start its node paid: povray's own, or the much shorter one with quick waits
+    assert net_seconds({"seconds": 1.3, "start": 0.1}) == pytest.approx(1.2)
+    assert net_seconds({"seconds": 1.3, "start": 0.7}) == pytest.approx(0.6)
+    assert net_seconds({"seconds": 1.3}) == pytest.approx(0.6), "a record from before: povray's own start"
 
 
 def test_plan_job_splits_checks_and_adapts_to_measured_frame_times():

@@ -93,6 +93,13 @@ class Batch:
     def frames(self) -> range:
         return range(self.first, self.last + 1)
 
+    def ending_at(self, cut: int | None) -> Batch:
+        """This slice as a re-split left it, ending at row `cut` (JobStore.cuts); itself when it is no slice, or
+        `cut` is None or not one of its rows before its last."""
+        if cut is None or self.rows is None or not self.rows[0] <= cut < self.rows[1]:
+            return self
+        return Batch(self.first, self.last, (self.rows[0], cut))
+
     @classmethod
     def from_id(cls, batch_id: str) -> Batch:
         return _batch_of(batch_id)

@@ -564,18 +564,13 @@ class JobStore:
                     continue
                 with contextlib.suppress(ValueError, TypeError):
                     found[job_id] = (queue or "", {b: json.loads(info) for b, info in running.items()},
-                                     {b: int(row) for b, row in cuts.items()})
+                                     _cut_rows(cuts))
             return found
         return self._call(run)
 
     def cuts(self, job_id: str) -> dict[str, int]:
         """The job's re-split slices: batch id -> the row it now ends at (one HGETALL)."""
-        raw = self._call(lambda: self.r.hgetall(self.keys.cuts(job_id)))
-        out = {}
-        for key, value in raw.items():
-            with contextlib.suppress(ValueError):
-                out[key.decode() if isinstance(key, bytes) else key] = int(value)
-        return out
+        return _cut_rows(self._call(lambda: self.r.hgetall(self.keys.cuts(job_id))))
 
     def cut(self, job_id: str, batch_id: str) -> int | None:
         """The row running slice `batch_id` now ends at, if it was re-split (one HGET)."""
@@ -1263,15 +1258,12 @@ class JobStore:
                 pipe.hgetall(self.keys.cuts(other))
             replies = pipe.execute()
             found = []
-            for records, cuts in zip(replies[::2], replies[1::2]):
+            for records, raw in zip(replies[::2], replies[1::2]):
+                cuts = _cut_rows(raw)
                 for batch_id, value in zip((records or [])[::2], (records or [])[1::2]):
                     with contextlib.suppress(ValueError, TypeError, AttributeError, HttpovError):
-                        seconds = net_seconds(json.loads(value))
-                        if batch_id in (cuts or {}):
-                            cut, batch = int(cuts[batch_id]), Batch.from_id(batch_id)
-                            if batch.rows and batch.rows[0] <= cut < batch.rows[1]:
-                                batch_id = Batch(batch.first, batch.last, (batch.rows[0], cut)).id
-                        found.append((batch_id, seconds))
+                        found.append((Batch.from_id(batch_id).ending_at(cuts.get(batch_id)).id,
+                                      net_seconds(json.loads(value))))
             return found
         return self._call(run)
 
@@ -1296,6 +1288,16 @@ class JobStore:
                         batches += 1
             return seconds, frames, batches
         return self._call(run)
+
+
+def _cut_rows(raw: dict[Any, Any] | None) -> dict[str, int]:
+    """A job's cuts hash as Redis answers it (Keys.cuts: batch id -> the row it now ends at), its entries that hold
+    no row number left out."""
+    out = {}
+    for key, value in (raw or {}).items():
+        with contextlib.suppress(ValueError, TypeError):
+            out[key.decode() if isinstance(key, bytes) else key] = int(value)
+    return out
 
 
 #: The job's hashes stamp.lua counts (after its record), and the one it reads whole: its running batches.

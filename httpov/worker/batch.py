@@ -397,8 +397,7 @@ class RenderNode:
         store = self.store
         # a slice re-split before this execution took it (its node was lost) renders only up to its cut
         cut = store.cut(spec.id, batch.id) if batch.rows is not None and not batch.prepass else None
-        shown_batch = batch if cut is None or batch.rows is None else Batch(batch.first, batch.last,
-                                                                            (batch.rows[0], cut))
+        shown_batch = batch.ending_at(cut)
 
         class KeepGoing:  # asked every povray tick (half a second), and at once when the job's stop is announced
             fileno = staticmethod(lease.fileno)  # readable when it is (povray._wait selects on it)

@@ -255,7 +255,7 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
         state = ["+C"] if any(STATE_FILE.match(path.name) for path in out_dir.iterdir()) else []
         if state:
             run.continued()  # its progress goes on from where it was, not from 0
-        returncode = run_povray(Batch(batch.first, batch.last, (batch.rows[0], cuts[0])), state, "ab",
+        returncode = run_povray(batch.ending_at(cuts[0]), state, "ab",
                                 f"\nhttpov: re-split: this slice now ends at row {cuts[0]}; povray continues "
                                 f"{'from its state (+C)' if state else 'from the start'}\n")
     text = log_path.read_text(errors="replace")

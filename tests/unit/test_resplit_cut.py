@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from httpov.errors import BadInputError
-from httpov.plan import delivered_slices, resplit_cut, split_batch_id
+from httpov.plan import Batch, delivered_slices, resplit_cut, split_batch_id
 from httpov.worker.resplit import slowest_slice
 
 
@@ -31,6 +31,15 @@ def test_the_new_slice_renders_the_rows_past_the_cut():
             split_batch_id("f000001-000001-r00001-00128", bad)
     with pytest.raises(BadInputError):
         split_batch_id("f000001-000004", 2)
+
+
+def test_a_cut_slice_renders_up_to_its_cut_and_anything_else_stays_as_it_is():
+    sliced = Batch(2, 2, (65, 256))
+    assert sliced.ending_at(128) == Batch(2, 2, (65, 128)) and sliced.ending_at(65) == Batch(2, 2, (65, 65))
+    for no_cut in (None, 64, 256, 300):  # none, before its rows, its last row, past it: nothing to end early
+        assert sliced.ending_at(no_cut) is sliced
+    assert Batch(1, 4).ending_at(2) == Batch(1, 4)  # frames, not a slice
+    assert Batch(1, 1, prepass=True).ending_at(2) == Batch(1, 1, prepass=True)
 
 
 def test_each_slice_delivers_its_rows_up_to_its_cut_and_cut_slices_chain():

@@ -34,7 +34,7 @@ from httpov.events import Event, EventLog
 from httpov.ini_keys import unknown_key_warnings
 from httpov.options import SubmitOptions
 from httpov.outage import through_outage
-from httpov.photons import NotShareable, check_others, insertion_point, mentions_photons
+from httpov.photons import NotShareable, check_others, insertion_point
 from httpov.plan import (
     AUTO,
     Batch,
@@ -51,7 +51,7 @@ from httpov.plan import (
     wrappable,
 )
 from httpov.references import shared_keys, use_shared
-from httpov.scene import SceneLayout, SceneOptions, locate_scene, mentions_radiosity
+from httpov.scene import SceneLayout, SceneOptions, locate_scene, mentions
 from httpov.settings import Settings
 from httpov.states import FINISHED, LIVE, JobState, TransitionRefused
 from httpov.storage import Storage, open_storage
@@ -244,8 +244,10 @@ class Client:
                 prefer = _scene_file(scene_file, names)
             with zipfile.ZipFile(zip_path) as zf:
                 layout, scene = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
-                radiosity = radiosity_cache != "off" and mentions_radiosity(names, zf.read)
-                unshared = _photons_unshared(names, zf.read, layout) if options.photons != "off" else None
+                named = mentions(names, zf.read)  # each file read once
+                radiosity = radiosity_cache != "off" and "radiosity" in named
+                unshared = _photons_unshared(names, zf.read, layout) if options.photons != "off" and \
+                    "photons" in named else None
             typos = scene.typos  # 'Widht: did you mean Width?': warned of, kept with the job; refused when strict
             if typos and options.strict:
                 said = "; ".join(unknown_key_warnings(scene.unknown, ignored=False))
@@ -818,11 +820,9 @@ def _scene_file(name: str, names: list[str]) -> str:
     return name
 
 
-def _photons_unshared(names: list[str], read: Callable[[str], bytes], layout: SceneLayout) -> str | None:
-    """Why the scene's photons cannot be shared ('' : they can; None: no file of it names photons), by the text of
-    its files (httpov.photons); a render node checks its copy again and its probe says whether photons are shot."""
-    if not mentions_photons(names, read):
-        return None
+def _photons_unshared(names: list[str], read: Callable[[str], bytes], layout: SceneLayout) -> str:
+    """Why the photons of a scene that names them cannot be shared ('': they can), by the text of its files
+    (httpov.photons); a render node checks its copy again and its probe says whether photons are shot."""
     main = layout.root + layout.pov
     try:
         check_others([n for n in names if n != main], read)

@@ -30,12 +30,6 @@ class NotShareable(ValueError):
     """A scene whose photons block cannot be found or edited safely: its slices shoot their own photons."""
 
 
-def mentions_photons(names: list[str], read: Callable[[str], bytes]) -> bool:
-    """Whether any file of the scene holds the word 'photons': without it no scene shoots photons (a render
-    node's probe settles whether it does)."""
-    return any(b"photons" in read(name) for name in names if not name.endswith("/"))
-
-
 def check_others(names: list[str], read: Callable[[str], bytes]) -> None:
     """NotShareable if a file of the scene other than its .pov (`names`) could set or name photon settings: it names
     `save_file` or `load_file`, or has a `global_settings` block that holds `photons`, a `#` directive or a macro

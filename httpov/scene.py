@@ -203,8 +203,20 @@ def _root(files: list[str]) -> str:
     return ""
 
 
-def mentions_radiosity(names: list[str], read: Callable[[str], bytes]) -> bool:
-    """Whether any file of the scene holds the word 'radiosity' (any case): without it no scene can turn radiosity
-    on (the keyword, or a macro of POV-Ray's rad_def.inc, whose arguments name it too). A render node's probe
-    settles the rest: a mention in a comment, `#if`, or Quality below 9 all render without radiosity."""
-    return any(b"radiosity" in read(name).lower() for name in names if not name.endswith("/"))
+def mentions(names: list[str], read: Callable[[str], bytes]) -> set[str]:
+    """Which of 'radiosity' and 'photons' the scene's files mention, each file read once. Without 'radiosity' (any
+    case: the keyword, or a macro of POV-Ray's rad_def.inc, whose arguments name it too) no scene turns radiosity
+    on; without 'photons' none shoots photons. A render node's probe settles the rest: a mention in a comment,
+    `#if`, or Quality below 9 all render without them."""
+    found: set[str] = set()
+    for name in names:
+        if name.endswith("/"):
+            continue
+        data = read(name)
+        if b"photons" in data:
+            found.add("photons")
+        if b"radiosity" in data.lower():
+            found.add("radiosity")
+        if len(found) == 2:
+            break
+    return found

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from httpov.errors import BadInputError, SceneError
-from httpov.photons import NotShareable, check_others, edited, insertion_point, mentions_photons
+from httpov.photons import NotShareable, check_others, edited, insertion_point
 from httpov.plan import Batch, JobSpec, check_batch, check_spec
+from httpov.scene import mentions
 from httpov.worker.photons import loaded_map, photons_shot
 
 SCENE = """#version 3.7;
@@ -74,7 +75,7 @@ def test_other_files_of_the_scene_must_not_set_photons() -> None:
     files = {"scene/lemon.inc": b"#declare Lemon = sphere { 0, 1 }", "scene/tex.png": b"\x89PNG photons",
              "scene/": b""}
     check_others(list(files), files.__getitem__)
-    assert mentions_photons(list(files), files.__getitem__)
+    assert mentions(list(files), files.__getitem__) == {"photons"}
     files["scene/lemon2.inc"] = b"global_settings{assumed_gamma 1.0}  // grenadine's lemon.inc: no photons"
     check_others(list(files), files.__getitem__)
     for data, why in ((b"global_settings { photons { } }", "its own photons block"),
@@ -84,7 +85,9 @@ def test_other_files_of_the_scene_must_not_set_photons() -> None:
         files["scene/settings.inc"] = data
         with pytest.raises(NotShareable, match=why):
             check_others(list(files), files.__getitem__)
-    assert not mentions_photons(["a.pov"], lambda name: b"sphere { 0, 1 }")
+    assert mentions(["a.pov"], lambda name: b"sphere { 0, 1 }") == set()
+    assert mentions(["a.pov", "b.inc"], {"a.pov": b"photons {}", "b.inc": b"Radiosity {}"}.__getitem__) == {
+        "photons", "radiosity"}
 
 
 def test_povrays_photon_statistics() -> None:

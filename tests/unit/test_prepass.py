@@ -18,7 +18,7 @@ from httpov.plan import (
     waiting_for_prepass,
     wrappable,
 )
-from httpov.scene import mentions_radiosity
+from httpov.scene import mentions
 from httpov.view import Prepass, from_snapshot
 from httpov.worker.radiosity import MIN_PRETRACE_SHARE, BadCache, check_cache, pretrace_share, uses_radiosity
 
@@ -145,8 +145,8 @@ def test_the_pretrace_share_reads_povrays_pass_table():
 def test_submit_looks_for_the_word_radiosity_in_any_file():
     files = {"scene.pov": b"#include \"light.inc\"\n", "light.inc": b"global_settings { Radiosity { } }",
              "pov.ini": b"Input_File_Name=scene.pov"}
-    assert mentions_radiosity(list(files), files.__getitem__)
-    assert not mentions_radiosity(["scene.pov", "pov.ini"], files.__getitem__)
+    assert mentions(list(files), files.__getitem__) == {"radiosity"}
+    assert mentions(["scene.pov", "pov.ini"], files.__getitem__) == set()
 
 
 def test_the_pre_pass_counts_no_frame_and_status_shows_its_stage():

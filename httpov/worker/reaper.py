@@ -161,7 +161,7 @@ class Reaper(bootsteps.StartStopStep):
             log.warning("httpov: lease sweep failed: %s", exc)
         if settings.resplit and not self.draining and busy < processes:
             try:  # a process idles: the slowest running slice of a still may give it half its rows left
-                resplit_one(celery, store, settings.queue, settings.lease_seconds, node, pools,
+                resplit_one(celery, store, settings.queue, settings.lease_seconds, node, pools, settings.sweep_seconds,
                             user_cap=settings.user_max_processes or 0)
             except Exception as exc:
                 log.warning("httpov: re-split failed: %s", exc)

@@ -11,6 +11,7 @@ from httpov.access import Identity, Role
 from httpov.paths import batch_key
 from httpov.plan import Batch, JobSpec
 from httpov.worker import povray
+from httpov.worker.resplit import resplit_one
 from tests.conftest import pixels, povray_direct, write_scene
 
 #: Sky above, costly reflective spheres under a 24x24 area light (no jitter: pixels compare) in the lower half: at
@@ -112,3 +113,24 @@ def test_an_animation_frames_slice_cut_by_a_re_split_continues_from_its_state(tm
     assert f"re-split: this slice now ends at row {CUT}; povray continues from its state (+C)" in said, said[-2000:]
     assert "Continued trace" in said, said[-2000:]
     assert pixels(outputs["cut"].images[2]) == pixels(outputs["whole"].images[2])
+
+
+def test_one_idle_node_of_a_pool_set_looks_for_a_slice_to_split_each_sweep_period(tmp_path, settings, client):
+    """Every idle render process of a farm asking Redis for every live job's running batches each second would be
+    most of Redis's work on a farm of thousands: one node of those consuming the same pools looks each period."""
+    client.store.heartbeat("n@a", 4, [])
+    jobs = []
+    for name in ("one", "two"):
+        scene = write_scene(tmp_path / name, UNEVEN_SCENE, INI)
+        spec = client.submit(scene, slices=2).spec
+        for batch in spec.batches:
+            assert client.store.start_batch(spec.id, batch, f"t-{batch}", "n@a", 30.0) == "ok"
+        jobs.append(spec.id)
+
+    def split_by(node: str, pools: list[str]) -> str | None:
+        return resplit_one(client.celery, client.store, settings.queue, settings.lease_seconds, node, pools, 30.0)
+    assert split_by("n@b", []) is not None, "the first idle node of the period looks, and splits a slice"
+    assert split_by("n@c", []) is None, "another with the same pools waits for the next period"
+    assert sum(len(client.store.cuts(job)) for job in jobs) == 1
+    assert split_by("n@d", ["gpu"]) is not None, "a node of other pools looks for itself"
+    assert all(len(client.store.cuts(job)) == 1 for job in jobs)

@@ -30,7 +30,7 @@ from httpov.plan import Batch, JobSpec
 from httpov.settings import live_node_window
 from httpov.store import JobStore, Share
 from httpov.store.jobs import DRAIN
-from httpov.sweep import NODES_FORGOTTEN, claims, reap, unsent
+from httpov.sweep import NODES_FORGOTTEN, claims, reap, resplit_claim, unsent
 from httpov.user_limits import Limits, UserLimits, resolve, user_budgets
 
 if TYPE_CHECKING:
@@ -162,15 +162,21 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
           node: str | None = None, processes: int = 0, pools: list[str] | None = None,
           info: dict[str, Any] | None = None, user_cap: int = 0,
           busy: tuple[float, float] | None = None,
-          on_drain: Callable[[], None] | None = None) -> list[tuple[str, str]]:
+          on_drain: Callable[[], None] | None = None,
+          resplit: Callable[[], object] | None = None) -> list[tuple[str, str]]:
     """Requeue batches whose render node is gone, then top up every live job's window; a render node passes its
     name, render processes, pools and record (`httpov nodes`), which also tells the others it is alive, and its
     processes busy this minute (`busy`, JobStore.heartbeat); `on_drain` is called if the heartbeat finds the node
     told to drain (`httpov nodes drain`), and the node that wins sweep:nodes forgets the nodes long gone. Used by the
-    worker's reaper (with the worker's own app) and by waiting clients; `user_cap` as for windows."""
+    worker's reaper (with the worker's own app) and by waiting clients; `user_cap` as for windows. `resplit`: a node
+    with an idle render process passes its look for a slice to re-split, run last if it wins its pools' claim
+    (resplit_claim)."""
     won: set[str] | None = None  # the claims below, tried in the heartbeat's round trip (one period's: `every`)
+    looks = resplit_claim(pools or [])
     if node:
         tried = claims(lease_seconds, every) if every else None
+        if tried is not None and resplit is not None:
+            tried[looks] = every * 0.8
         said = store.heartbeat(node, processes, pools, info, busy, claims=tried)
         if DRAIN in said and on_drain is not None:
             on_drain()
@@ -198,6 +204,8 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
                         job_id)
     if won is not None and "sweep:nodes" in won:  # one node a minute
         store.forget_nodes(NODES_FORGOTTEN)
+    if resplit is not None and claim(looks, every * 0.8):  # one idle node of a pool set a period
+        resplit()
     return reissued
 
 

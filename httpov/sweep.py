@@ -19,6 +19,14 @@ NODES_FORGOTTEN = 86400.0
 NODES_CLAIM = 60.0
 
 
+def resplit_claim(pools: list[str]) -> str:
+    """The claim one of the render nodes with an idle process that consume the same pools wins each sweep period to
+    look for a running slice to re-split (httpov.worker.resplit): the look reads every live job's running batches and
+    cuts, four commands a job, which every idle node doing it every second would make most of Redis's work on a farm
+    of thousands of processes at the tail of its jobs (scripts/bench_resplit_look.py)."""
+    return "sweep:resplit:" + ",".join(sorted(pools))
+
+
 def reap(store: JobStore, layout: QueueLayout, requeue: Callable[[str, list[str]], None], lease_seconds: float,
          max_attempts: int, every: float = 0.0, won: set[str] | None = None) -> list[tuple[str, str]]:
     """Requeue each running batch whose lease expired (a batch lost too often fails its job), then, once per lease,

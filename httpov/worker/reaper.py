@@ -153,18 +153,20 @@ class Reaper(bootsteps.StartStopStep):
         if waits_off:
             info = {**info, "waits_off": shown(waits_off)[:300]}
         busy = busy_processes()
-        try:
-            sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
-                  settings.sweep_seconds, node, processes, pools, info, user_cap=settings.user_max_processes or 0,
-                  busy=self.use.add(time.time(), busy), on_drain=self._drain)
-        except Exception as exc:  # Redis down for a moment: the next sweep tries again
-            log.warning("httpov: lease sweep failed: %s", exc)
-        if settings.resplit and not self.draining and busy < processes:
-            try:  # a process idles: the slowest running slice of a still may give it half its rows left
-                resplit_one(celery, store, settings.queue, settings.lease_seconds, node, pools, settings.sweep_seconds,
+
+        def resplit() -> None:  # a process idles: the slowest running slice of a still may give it half its rows left
+            try:
+                resplit_one(celery, store, settings.queue, settings.lease_seconds, node, pools,
                             user_cap=settings.user_max_processes or 0)
             except Exception as exc:
                 log.warning("httpov: re-split failed: %s", exc)
+        try:
+            sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
+                  settings.sweep_seconds, node, processes, pools, info, user_cap=settings.user_max_processes or 0,
+                  busy=self.use.add(time.time(), busy), on_drain=self._drain,
+                  resplit=resplit if settings.resplit and not self.draining and busy < processes else None)
+        except Exception as exc:  # Redis down for a moment: the next sweep tries again
+            log.warning("httpov: lease sweep failed: %s", exc)
         if settings.keep_days:
             try:
                 if self.storage is None:

@@ -39,24 +39,15 @@ def slowest_slice(running: dict, cuts: dict[str, int]) -> tuple[float, str, int]
     return best
 
 
-def resplit_claim(pools: list[str]) -> str:
-    """The claim one of the idle nodes consuming the same pools wins each sweep period to look for a slice to split:
-    the look reads every live job's running batches (JobStore.resplit_candidates), which thousands of idle render
-    processes each doing it every second would make the bulk of Redis's work."""
-    return "sweep:resplit:" + ",".join(sorted(pools))
-
-
 def resplit_one(celery: Celery, store: JobStore, queue: str, lease_seconds: float, node: str,
-                pools: list[str], every: float, user_cap: int = 0) -> str | None:
+                pools: list[str], user_cap: int = 0) -> str | None:
     """Split the running slice with the most rows left among the live sliced jobs this node may render (their queue
     the default one or one of `pools`) whose batches have all started and whose window (their share of the farm, their
     user's cap) has room for one more, and send the new slice; answers its id, or
     None if no slice was split. Called by the reaper while this node has an idle render process; the new slice is
     sent within the job's window like any batch (`user_cap`: the farm's default processes per user, as for
-    httpov.dispatch.windows). One node of those in the same pools looks each sweep period (`every` seconds; 0: this
-    caller looks whatever the others did)."""
-    if every and not store.claim(resplit_claim(pools), every * 0.8):
-        return None
+    httpov.dispatch.windows). The reaper calls it through dispatch.sweep, when the node wins its pools' claim
+    (sweep.resplit_claim)."""
     found = []
     for job_id, (own, running, cuts) in store.resplit_candidates().items():
         if own and own.rpartition(".pool.")[2] not in pools:

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 from httpov.access import Identity, Role
+from httpov.dispatch import sweep
 from httpov.paths import batch_key
 from httpov.plan import Batch, JobSpec
 from httpov.worker import povray
@@ -117,7 +118,8 @@ def test_an_animation_frames_slice_cut_by_a_re_split_continues_from_its_state(tm
 
 def test_one_idle_node_of_a_pool_set_looks_for_a_slice_to_split_each_sweep_period(tmp_path, settings, client):
     """Every idle render process of a farm asking Redis for every live job's running batches each second would be
-    most of Redis's work on a farm of thousands: one node of those consuming the same pools looks each period."""
+    most of Redis's work on a farm of thousands: one node of those consuming the same pools wins the look each period,
+    its claim tried in its heartbeat's round trip."""
     client.store.heartbeat("n@a", 4, [])
     jobs = []
     for name in ("one", "two"):
@@ -127,10 +129,14 @@ def test_one_idle_node_of_a_pool_set_looks_for_a_slice_to_split_each_sweep_perio
             assert client.store.start_batch(spec.id, batch, f"t-{batch}", "n@a", 30.0) == "ok"
         jobs.append(spec.id)
 
-    def split_by(node: str, pools: list[str]) -> str | None:
-        return resplit_one(client.celery, client.store, settings.queue, settings.lease_seconds, node, pools, 30.0)
-    assert split_by("n@b", []) is not None, "the first idle node of the period looks, and splits a slice"
-    assert split_by("n@c", []) is None, "another with the same pools waits for the next period"
+    def sweep_of(node: str, pools: list[str]) -> list[str | None]:
+        looked: list[str | None] = []
+        sweep(client.celery, client.store, settings.queue, settings.lease_seconds, settings.max_attempts, 30.0,
+              node, 4, pools, resplit=lambda: looked.append(resplit_one(
+                  client.celery, client.store, settings.queue, settings.lease_seconds, node, pools)))
+        return looked
+    assert [bool(split) for split in sweep_of("n@b", [])] == [True], "the first idle node of the period splits"
+    assert sweep_of("n@c", []) == [], "another of the same pools does not look until the next period"
     assert sum(len(client.store.cuts(job)) for job in jobs) == 1
-    assert split_by("n@d", ["gpu"]) is not None, "a node of other pools looks for itself"
+    assert [bool(split) for split in sweep_of("n@d", ["gpu"])] == [True], "a node of other pools looks for itself"
     assert all(len(client.store.cuts(job)) == 1 for job in jobs)

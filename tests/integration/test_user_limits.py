@@ -197,7 +197,7 @@ def test_a_re_split_never_takes_a_user_past_their_max_processes(tmp_path, settin
         jobs[user] = client.submit(scene, slices=2, user=user).spec
         for batch in jobs[user].batches:
             assert _start(client, jobs[user].id, batch) == "ok"
-    split = resplit_one(client.celery, client.store, settings.queue, settings.lease_seconds, "n@b", [], 0.0)
+    split = resplit_one(client.celery, client.store, settings.queue, settings.lease_seconds, "n@b", [])
     alice, bob = jobs["alice"], jobs["bob"]
     assert client.store.cuts(alice.id) == {}, "alice is at her 2 processes"
     assert client.store.spec(alice.id).batches == alice.batches

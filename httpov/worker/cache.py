@@ -80,6 +80,21 @@ class SceneCache:
         with self._held(name, lambda final: self._fetch(storage, key, name, final, keep)) as final:
             yield final / "data"
 
+    def copy_file(self, storage: Storage, key: str, sha256: str | None, target: Path) -> None:
+        """Copy a stored file a pre-pass recorded (use_file: `key` with the hash `sha256`) to `target`, the copy
+        povray reads, and check that copy's hash again; ArchiveError (nothing left at `target`) if no hash was
+        recorded or either does not match, FileNotFoundError if it is not stored."""
+        try:
+            if sha256 is None:
+                raise ArchiveError("no pre-pass recorded its SHA-256")
+            with self.use_file(storage, key, sha256) as stored:
+                shutil.copyfile(stored, target)
+            if file_sha256(target) != sha256:  # the copy povray reads, after the node's cache
+                raise ArchiveError("the copy does not match the SHA-256 its pre-pass recorded")
+        except (ArchiveError, FileNotFoundError):
+            target.unlink(missing_ok=True)
+            raise
+
     @contextlib.contextmanager
     def _held(self, name: str, fetch: Callable[[Path], None]) -> Iterator[Path]:
         """Yield the cache entry `name`, fetched into place by `fetch(final)` by the first process that needs it,

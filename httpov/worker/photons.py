@@ -7,7 +7,6 @@ import contextlib
 import logging
 import re
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -145,13 +144,8 @@ class PhotonMaps:
             return None, ""
         target = scene_dir / map_name()
         try:
-            if sha256 is None:
-                raise ArchiveError("no pre-pass of this job recorded its SHA-256")
             scene = write_copy(scene_dir, spec, f'load_file "{target.name}"')  # before the map is in the folder
-            with self.cache.use_file(self.storage, key, sha256) as stored:
-                shutil.copyfile(stored, target)
-            if file_sha256(target) != sha256:
-                raise ArchiveError("the copy does not match the SHA-256 its pre-pass recorded")
+            self.cache.copy_file(self.storage, key, sha256, target)
             if target.stat().st_size > self.max_bytes:
                 raise ArchiveError(f"it is over HTTPOV_PHOTON_MAP_MB ({self.max_bytes // 2**20} MiB)")
             return scene, ""

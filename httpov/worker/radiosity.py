@@ -8,7 +8,6 @@ import logging
 import math
 import re
 import secrets
-import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,15 +139,10 @@ def fetch_checked(cache: SceneCache, storage: Storage, key: str, sha256: str | N
     the content the farm's pre-pass recorded (`sha256`) and well formed (check_cache); False, nothing at `target`,
     for an empty cache (the pre-pass found no radiosity). BadCache on any doubt, FileNotFoundError if not stored."""
     try:
-        if sha256 is None:
-            raise BadCache("no pre-pass of this farm recorded its SHA-256")
         try:
-            with cache.use_file(storage, key, sha256) as stored:
-                shutil.copyfile(stored, target)
+            cache.copy_file(storage, key, sha256, target)
         except ArchiveError as exc:
             raise BadCache(str(exc)) from None
-        if file_sha256(target) != sha256:  # the copy povray reads, after the node's cache
-            raise BadCache("the copy does not match the SHA-256 its pre-pass recorded")
         if target.stat().st_size == 0:
             target.unlink()
             return False

@@ -609,9 +609,11 @@ class RenderNode:
         """povray.render with the preload library of the node's quick waits (httpov.worker.waits), when it has one;
         a povray that crashes with it renders without it in this process from then on (the batch's retry too)."""
         preload = options["preload"] = waits.library_for(self.settings)
-        self._started_povray += POVRAY_START_SECONDS if preload is None else QUICK_START_SECONDS  # for frame times
         try:
-            return povray.render(*args, **options)
+            output = povray.render(*args, **options)
+            # the starts its seconds include, taken off them for the scene's frame times (plan.net_seconds)
+            self._started_povray += output.runs * (POVRAY_START_SECONDS if preload is None else QUICK_START_SECONDS)
+            return output
         except RenderError as exc:
             if preload is not None and "povray crashed" in str(exc):
                 waits.refuse(self.settings, preload, f"povray crashed with it: {exc}")

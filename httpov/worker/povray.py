@@ -100,6 +100,7 @@ class RenderOutput:
     images: dict[int, Path]
     log: str
     seconds: float
+    runs: int = 1  # povray runs it took (2: a slice a re-split cut, continued with +C), each paying povray's start
 
 
 def version(executable: str) -> str:
@@ -199,6 +200,7 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     cutter: Callable[[], int | None] | None = getattr(keep_going, "cut", None)
     cuts: list[int] = []
     proc: subprocess.Popen | None = None  # the povray that runs now
+    runs = 0  # povrays started
 
     def watch() -> bool:
         now = time.monotonic()
@@ -232,7 +234,8 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     def run_povray(rendered: Batch, more: list[str], mode: str, note: str = "") -> int | None:
         """Run povray on `rendered` with the options `more` last, its log in log_path (opened with `mode`, after
         `note`); its exit code, None if watch() stopped it."""
-        nonlocal proc, progress
+        nonlocal proc, progress, runs
+        runs += 1
         with open(log_path, mode) as log:
             if note:
                 log.write(note.encode())
@@ -285,7 +288,7 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     width, height = size or (spec.width, spec.height)
     for frame, image in images.items():
         check_png(image, width, height, frame)
-    return RenderOutput(images, text, seconds)
+    return RenderOutput(images, text, seconds, runs)
 
 
 class OutputUsage:

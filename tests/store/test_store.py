@@ -435,6 +435,21 @@ def test_a_sliced_jobs_done_slices_time_later_jobs_of_its_scene_and_go_with_it(s
     assert store.slice_times(sliced.history) == [] and store.r.exists(store.keys.slice_history(sliced.history)) == 0
 
 
+def test_frame_times_are_net_of_the_povray_start_each_batch_paid(store: JobStore):
+    """A node with quick waits paid 0.1 s of povray's start a batch, one without 0.7 s, a record from before says
+    nothing (0.7 s): the scene's later jobs plan from what the frames took."""
+    spec = _spec("w1")
+    store.create(spec)
+    store.publish("w1")
+    infos = ({"seconds": 0.6, "start": 0.1}, {"seconds": 1.2})
+    for batch, info in zip(spec.batches, infos):
+        assert store.start_batch("w1", batch, f"t-{batch}", "a@host", 60.0) == "ok"
+        info = {"node": "a@host", "frames": 1, **info}
+        assert store.finish_batch("w1", batch, info, [], f"t-{batch}") in ("ok", "done")
+    seconds, frames, batches = store.frame_times(spec.history)
+    assert (seconds, frames, batches) == (pytest.approx(0.5 + 0.5), 2, 2)
+
+
 def test_a_resplit_slices_time_is_filed_under_the_rows_it_delivered(store: JobStore):
     """A slice cut by a re-split rendered only its rows up to the cut: --slices auto reads its seconds for those rows,
     and the new slice's for the rest, not the cut slice's seconds spread over every row its id names."""

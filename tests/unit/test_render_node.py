@@ -14,7 +14,7 @@ import pytest
 
 from httpov.errors import JobNotFoundError, RenderError, RenderHungError, StorageError
 from httpov.paths import batch_key, failed_log_key
-from httpov.plan import Batch, JobSpec
+from httpov.plan import POVRAY_START_SECONDS, QUICK_START_SECONDS, Batch, JobSpec
 from httpov.settings import Settings
 from httpov.storage.local import LocalStorage
 from httpov.store.jobs import Recorded
@@ -576,3 +576,27 @@ def _green_frame(spec: JobSpec, workdir: Path) -> RenderOutput:
 
     Image.new("RGB", (spec.width, spec.height), (0, 200, 0)).save(workdir / "1.png")
     return RenderOutput(images={1: workdir / "1.png"}, log="povray's log\n", seconds=0.5)
+
+
+@pytest.mark.parametrize(("library", "runs", "start"), [
+    (None, 1, POVRAY_START_SECONDS),  # povray as it is
+    ("/httpov-preload.so", 1, QUICK_START_SECONDS),  # with the node's quick waits
+    ("/httpov-preload.so", 2, 2 * QUICK_START_SECONDS),  # a slice a re-split cut: povray ran twice
+])
+def test_a_done_record_says_the_povray_starts_its_seconds_include(farm, monkeypatch, library, runs, start):
+    """Later jobs of the scene plan from frame times net of povray's start (plan.net_seconds): the done record says
+    what the batch paid, by how its node ran povray and how many times."""
+    from dataclasses import replace
+
+    from httpov.worker import povray, waits
+
+    node, store, fake, _ = farm
+    monkeypatch.setattr(waits, "library_for", lambda settings: None if library is None else Path(library))
+    monkeypatch.setattr(povray, "render", lambda *args, preload=None, **kw: replace(fake(*args, **kw), runs=runs))
+    infos: list[dict[str, Any]] = []
+    finish = store.finish_batch
+    store.finish_batch = lambda job_id, batch_id, info, *rest: infos.append(info) or finish(  # type: ignore[method-assign]
+        job_id, batch_id, info, *rest)
+    node.povray_render = node._povray
+    assert _run(node).status == "rendered"
+    assert [info["start"] for info in infos] == [pytest.approx(start)] and infos[0]["seconds"] == 0.5

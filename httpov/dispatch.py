@@ -170,7 +170,7 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
     told to drain (`httpov nodes drain`), and the node that wins sweep:nodes forgets the nodes long gone. Used by the
     worker's reaper (with the worker's own app) and by waiting clients; `user_cap` as for windows. `resplit`: a node
     with an idle render process passes its look for a slice to re-split, run last if it wins its pools' claim
-    (resplit_claim)."""
+    (resplit_claim; without `every`, always), even when the rest of the sweep failed."""
     won: set[str] | None = None  # the claims below, tried in the heartbeat's round trip (one period's: `every`)
     looks = resplit_claim(pools or [])
     if node:
@@ -182,6 +182,16 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
             on_drain()
         won = said - {DRAIN} if tried else None
 
+    try:
+        return _sweep(celery, store, queue, lease_seconds, max_attempts, every, user_cap, won)
+    finally:  # whatever the rest of the sweep met: no other node looks this period once this one won the claim
+        if resplit is not None and (looks in won if won is not None else not every or store.claim(looks, every * 0.8)):
+            resplit()
+
+
+def _sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max_attempts: int, every: float,
+           user_cap: int, won: set[str] | None) -> list[tuple[str, str]]:
+    """sweep()'s work after the heartbeat: the claims `won` with it (None: each is claimed on its own)."""
     def requeue(job_id: str, batch_ids: list[str]) -> None:  # still in the job's window: sent as they are
         enqueue(celery, store.spec(job_id), batch_ids, store.queue_of(job_id) or queue,
                 requeued=True)  # ahead of the job's others
@@ -204,8 +214,6 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
                         job_id)
     if won is not None and "sweep:nodes" in won:  # one node a minute
         store.forget_nodes(NODES_FORGOTTEN)
-    if resplit is not None and claim(looks, every * 0.8):  # one idle node of a pool set a period
-        resplit()
     return reissued
 
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import pytest
+
+from httpov import dispatch
 from httpov.access import Identity, Role
 from httpov.dispatch import sweep
 from httpov.paths import batch_key
@@ -116,7 +119,8 @@ def test_an_animation_frames_slice_cut_by_a_re_split_continues_from_its_state(tm
     assert pixels(outputs["cut"].images[2]) == pixels(outputs["whole"].images[2])
 
 
-def test_one_idle_node_of_a_pool_set_looks_for_a_slice_to_split_each_sweep_period(tmp_path, settings, client):
+def test_one_idle_node_of_a_pool_set_looks_for_a_slice_to_split_each_sweep_period(tmp_path, settings, client,
+                                                                                   monkeypatch):
     """Every idle render process of a farm asking Redis for every live job's running batches each second would be
     most of Redis's work on a farm of thousands: one node of those consuming the same pools wins the look each period,
     its claim tried in its heartbeat's round trip."""
@@ -129,9 +133,9 @@ def test_one_idle_node_of_a_pool_set_looks_for_a_slice_to_split_each_sweep_perio
             assert client.store.start_batch(spec.id, batch, f"t-{batch}", "n@a", 30.0) == "ok"
         jobs.append(spec.id)
 
-    def sweep_of(node: str, pools: list[str]) -> list[str | None]:
-        looked: list[str | None] = []
-        sweep(client.celery, client.store, settings.queue, settings.lease_seconds, settings.max_attempts, 30.0,
+    def sweep_of(node: str, pools: list[str], every: float = 30.0, looked: list | None = None) -> list[str | None]:
+        looked = [] if looked is None else looked
+        sweep(client.celery, client.store, settings.queue, settings.lease_seconds, settings.max_attempts, every,
               node, 4, pools, resplit=lambda: looked.append(resplit_one(
                   client.celery, client.store, settings.queue, settings.lease_seconds, node, pools)))
         return looked
@@ -140,3 +144,13 @@ def test_one_idle_node_of_a_pool_set_looks_for_a_slice_to_split_each_sweep_perio
     assert sum(len(client.store.cuts(job)) for job in jobs) == 1
     assert [bool(split) for split in sweep_of("n@d", ["gpu"])] == [True], "a node of other pools looks for itself"
     assert all(len(client.store.cuts(job)) == 1 for job in jobs)
+    assert len(sweep_of("n@e", [], every=0.0)) == 1, "a sweep with no period claims nothing: it looks"
+
+    # the rest of the sweep failing (Redis gone mid-sweep) does not cost the period's look the node won
+    def broken(*args, **kwargs):
+        raise ConnectionError("Redis went away mid-sweep")
+    monkeypatch.setattr(dispatch, "_sweep", broken)
+    looked: list = []
+    with pytest.raises(ConnectionError):
+        sweep_of("n@f", ["cpu"], looked=looked)
+    assert len(looked) == 1

@@ -244,7 +244,7 @@ class Client:
                 prefer = _scene_file(scene_file, names)
             with zipfile.ZipFile(zip_path) as zf:
                 layout, scene = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"), prefer)
-                named = mentions(names, zf.read)  # each file read once
+                named = mentions(names, zf.read) if radiosity_cache != "off" or options.photons != "off" else set()
                 radiosity = radiosity_cache != "off" and "radiosity" in named
                 unshared = _photons_unshared(names, zf.read, layout) if options.photons != "off" and \
                     "photons" in named else None

@@ -74,3 +74,8 @@ def redis_server(folder: Path, port: int, persist: bool) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, start_new_session=True)
     wait_for(lambda: redis_answers(f"redis://127.0.0.1:{port}/0"), 20, "redis-server to start")
     return proc
+
+
+def running_on(client, job_id: str) -> dict[str, str]:
+    """The job's running batches and the node each runs on."""
+    return {b: info["node"] for b, info in client.store.running(job_id).items()}

@@ -4,9 +4,11 @@ requeued batch goes ahead of its job's queued ones. (Split from test_fault_toler
 longest stretch of one test process.)"""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -19,6 +21,21 @@ from httpov.store.keys import Keys
 from httpov.view import job_view
 from tests.conftest import kombu_layout, wait_for, write_scene
 from tests.integration.faults import SLOW_SCENE, frames_in_results, povray_pids, running_on, slow_scene
+
+
+@contextlib.contextmanager
+def frozen(victim, log: Path) -> Iterator[list[float]]:
+    """The render node `victim` frozen (SIGSTOP) for the block and woken (SIGCONT) after it, whatever happened; yields
+    a list that then holds when it was woken. After a block that passed, waits for the woken node (its log `log`) to
+    end its two tasks."""
+    thawed: list[float] = []
+    os.killpg(victim.pid, signal.SIGSTOP)
+    try:
+        yield thawed
+    finally:
+        thawed.append(time.time())
+        os.killpg(victim.pid, signal.SIGCONT)
+    wait_for(lambda: log.read_text().count("succeeded in") >= 2, 60, "the thawed node to end its tasks")
 
 
 def _unacked_of(settings, job_id: str) -> int:
@@ -62,19 +79,14 @@ def test_a_frozen_nodes_batches_are_requeued_once_and_its_thaw_changes_nothing(t
     workers(concurrency=1, name="rescuer", settings_=settings)
     wait_for(lambda: len(running_on(client, sub.spec.id)) == 3, 60, "the rescuer to take the third batch")
     lost = {b for b, node in running_on(client, sub.spec.id).items() if node.startswith("victim@")}
-    os.killpg(victim.pid, signal.SIGSTOP)  # frozen, not dead: its messages stay taken, its leases run out
-    try:
+    # frozen, not dead: its messages stay taken, its leases run out
+    with frozen(victim, tmp_path / "victim.log") as thawed:
         final = client.wait(sub.spec.id, timeout=180)
         assert (final.state, final.frames_done) == ("done", 12)
         wait_for(lambda: _unacked_of(settings, sub.spec.id) == 0, 30, "the frozen node's messages to be dropped")
         # its povrays run on (sessions of their own): it must wake holding finished renders, however soon the
         # rescuer finished the job
         wait_for(lambda: not povray_pids(str(tmp_path / "victimcache")), 60, "the frozen node's povrays to end")
-    finally:
-        thawed = time.time()
-        os.killpg(victim.pid, signal.SIGCONT)
-    victim_log = tmp_path / "victim.log"
-    wait_for(lambda: victim_log.read_text().count("succeeded in") >= 2, 60, "the thawed node to end its tasks")
     log = (tmp_path / "rescuer.log").read_text() + caplog.text
     assert "died before starting it" not in log, "a batch the lease sweep requeued was queued a second time"
     batches = client.store.batches(sub.spec.id)
@@ -84,8 +96,9 @@ def test_a_frozen_nodes_batches_are_requeued_once_and_its_thaw_changes_nothing(t
     # node's output replaced nothing (today's fence: its lease was taken over), it was discarded, and it says so
     for b in lost:
         result = Path(settings.storage) / batch_key(sub.spec.id, b, batches["done"][b].get("result", ""))
-        assert result.stat().st_mtime < thawed, f"batch {b}'s stored result was written by the thawed node"
-    assert victim_log.read_text().count("discarded") >= len(lost), "the woken node says its output was discarded"
+        assert result.stat().st_mtime < thawed[0], f"batch {b}'s stored result was written by the thawed node"
+    said = (tmp_path / "victim.log").read_text()
+    assert said.count("discarded") >= len(lost), "the woken node says its output was discarded"
     names = frames_in_results(Path(settings.storage), sub.spec.id)
     assert names == [f"frozen_{n:04d}.png" for n in range(1, 13)], "each frame exactly once in the results"
 
@@ -97,22 +110,16 @@ def test_a_frozen_nodes_slices_stitch_nothing_on_thaw(tmp_path, settings, client
     sub = client.submit(write_scene(tmp_path / "still", SLOW_SCENE, ini), slices=2)  # two slices of ~5 s
     victim = workers(concurrency=2, name="victim", settings_=settings.with_(cache_dir=tmp_path / "victimcache"))
     wait_for(lambda: len(povray_pids(str(tmp_path / "victimcache"))) >= 2, 60, "the victim to render both slices")
-    os.killpg(victim.pid, signal.SIGSTOP)  # its povrays run on: it wakes holding finished slices
-    try:
+    with frozen(victim, tmp_path / "victim.log") as thawed:  # its povrays run on: it wakes holding finished slices
         workers(concurrency=2, name="rescuer", settings_=settings)
         final = client.wait(sub.spec.id, timeout=120)
         assert final.state == "done"
         wait_for(lambda: not povray_pids(str(tmp_path / "victimcache")), 60, "the frozen node's povrays to end")
-    finally:
-        thawed = time.time()
-        os.killpg(victim.pid, signal.SIGCONT)
-    victim_log = tmp_path / "victim.log"
-    wait_for(lambda: victim_log.read_text().count("succeeded in") >= 2, 60, "the thawed node to end its tasks")
     done = client.store.batches(sub.spec.id)["done"]
     assert all(info["node"].startswith("rescuer@") for info in done.values())
     frames = list((Path(settings.storage) / "jobs" / sub.spec.id / "frames").iterdir())
-    assert len(frames) == 1 and frames[0].stat().st_mtime < thawed, "the thawed node stitched the frame again"
-    assert victim_log.read_text().count("discarded") >= 2
+    assert len(frames) == 1 and frames[0].stat().st_mtime < thawed[0], "the thawed node stitched the frame again"
+    assert (tmp_path / "victim.log").read_text().count("discarded") >= 2
     assert len(list((Path(settings.storage) / "jobs" / sub.spec.id / "batches").iterdir())) == 2
 
 

@@ -185,8 +185,12 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
     try:
         return _sweep(celery, store, queue, lease_seconds, max_attempts, every, user_cap, won)
     finally:  # whatever the rest of the sweep met: no other node looks this period once this one won the claim
-        if resplit is not None and (looks in won if won is not None else not every or store.claim(looks, every * 0.8)):
-            resplit()
+        if resplit is not None:
+            try:
+                if looks in won if won is not None else not every or store.claim(looks, every * 0.8):
+                    resplit()
+            except Exception as exc:  # never in place of the sweep's own error, nor losing what it requeued
+                log.warning("httpov: re-split failed: %s", exc)
 
 
 def _sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max_attempts: int, every: float,

@@ -155,11 +155,8 @@ class Reaper(bootsteps.StartStopStep):
         busy = busy_processes()
 
         def resplit() -> None:  # a process idles: the slowest running slice of a still may give it half its rows left
-            try:
-                resplit_one(celery, store, settings.queue, settings.lease_seconds, node, pools,
-                            user_cap=settings.user_max_processes or 0)
-            except Exception as exc:
-                log.warning("httpov: re-split failed: %s", exc)
+            resplit_one(celery, store, settings.queue, settings.lease_seconds, node, pools,
+                        user_cap=settings.user_max_processes or 0)
         try:
             sweep(celery, store, settings.queue, settings.lease_seconds, settings.max_attempts,
                   settings.sweep_seconds, node, processes, pools, info, user_cap=settings.user_max_processes or 0,

@@ -154,3 +154,10 @@ def test_one_idle_node_of_a_pool_set_looks_for_a_slice_to_split_each_sweep_perio
     with pytest.raises(ConnectionError):
         sweep_of("n@f", ["cpu"], looked=looked)
     assert len(looked) == 1
+
+    # ... and a look that fails itself is logged, never raised in place of the sweep's own error
+    def failing_look() -> None:
+        raise KeyError("the look's own fault")
+    with pytest.raises(ConnectionError):
+        sweep(client.celery, client.store, settings.queue, settings.lease_seconds, settings.max_attempts, 30.0,
+              "n@g", 4, ["gpu2"], resplit=failing_look)

@@ -187,10 +187,16 @@ def sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max
     finally:  # whatever the rest of the sweep met: no other node looks this period once this one won the claim
         if resplit is not None:
             try:
-                if looks in won if won is not None else not every or store.claim(looks, every * 0.8):
+                if not every or _claimed(store, won, looks, every * 0.8):
                     resplit()
             except Exception as exc:  # never in place of the sweep's own error, nor losing what it requeued
                 log.warning("httpov: re-split failed: %s", exc)
+
+
+def _claimed(store: JobStore, won: set[str] | None, name: str, seconds: float) -> bool:
+    """Whether this sweep holds claim `name`: among those `won` with the heartbeat, or (None: no heartbeat tried them)
+    claimed now for `seconds`."""
+    return name in won if won is not None else store.claim(name, seconds)
 
 
 def _sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, max_attempts: int, every: float,
@@ -200,7 +206,7 @@ def _sweep(celery: Celery, store: JobStore, queue: str, lease_seconds: float, ma
         enqueue(celery, store.spec(job_id), batch_ids, store.queue_of(job_id) or queue,
                 requeued=True)  # ahead of the job's others
     def claim(name: str, seconds: float) -> bool:
-        return name in won if won is not None else store.claim(name, seconds)
+        return _claimed(store, won, name, seconds)
     if won is None or claim("sweep:dependents", every * 0.8):  # one node a period: a settler that died strands none
         settle_dependents(celery, store, queue, lease_seconds, user_cap=user_cap)
     layout = QueueLayout.of(celery)

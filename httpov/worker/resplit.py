@@ -42,12 +42,10 @@ def slowest_slice(running: dict, cuts: dict[str, int]) -> tuple[float, str, int]
 def resplit_one(celery: Celery, store: JobStore, queue: str, lease_seconds: float, node: str,
                 pools: list[str], user_cap: int = 0) -> str | None:
     """Split the running slice with the most rows left among the live sliced jobs this node may render (their queue
-    the default one or one of `pools`) whose batches have all started and whose window (their share of the farm, their
-    user's cap) has room for one more, and send the new slice; answers its id, or
-    None if no slice was split. Called by the reaper while this node has an idle render process; the new slice is
-    sent within the job's window like any batch (`user_cap`: the farm's default processes per user, as for
-    httpov.dispatch.windows). The reaper calls it through dispatch.sweep, when the node wins its pools' claim
-    (sweep.resplit_claim)."""
+    the default one or one of `pools`) whose batches have all started and whose window (their share of the farm,
+    their user's cap: `user_cap` as for httpov.dispatch.windows) has room for one more, and send the new slice within
+    that window; answers its id, or None if no slice was split. The reaper calls it through dispatch.sweep while this
+    node has an idle render process and has won its pools' claim (sweep.resplit_claim)."""
     found = []
     for job_id, (own, running, cuts) in store.resplit_candidates().items():
         if own and own.rpartition(".pool.")[2] not in pools:
@@ -66,6 +64,6 @@ def resplit_one(celery: Celery, store: JobStore, queue: str, lease_seconds: floa
             continue
         log.info("httpov: re-split %s of job %s: it ends at row %d, %s renders the rest",
                  Batch.from_id(batch_id).label, shown(job_id), cut, Batch.from_id(new_id).label)
-        top_up(celery, store, job_id, queue, lease_seconds, user_cap=user_cap)
+        top_up(celery, store, job_id, queue, lease_seconds, limit=room[job_id])
         return new_id
     return None

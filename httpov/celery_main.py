@@ -7,6 +7,11 @@ folder, say), Celery would run that file instead of httpov. httpov therefore sta
 `python -P -m httpov.celery_main ARGS` (-P: no current folder on sys.path), with Celery's own addition turned off.
 A `celery -A httpov worker` typed by hand is Celery's, not httpov's: run it in a folder no one else can write to
 (README, Security; the node kit's unit sets its own working directory).
+
+`-A httpov worker ARGS` runs Celery's worker command alone. Celery's umbrella command imports every subcommand and
+every installed `celery.commands` plugin before it reads its arguments: Flower with tornado and prometheus_client,
+prompt_toolkit for `celery shell`. That took 0.34 s of CPU at each start and 16 MiB in the worker's main process,
+pages each render process forked from it then holds (docs/PERFORMANCE.md, "A render node's cost per batch").
 """
 from __future__ import annotations
 
@@ -31,10 +36,23 @@ def main() -> None:
     if sys.path and sys.path[0] in ("", "."):  # run without -P: take the current folder off the path all the same
         del sys.path[0]
     no_import_from_cwd()
+    if sys.argv[1:4] == ["-A", "httpov", "worker"]:
+        worker(sys.argv[4:])
     from celery.__main__ import main as celery_main
 
     sys.argv[0] = "celery"
     celery_main()
+
+
+def worker(args: list[str]) -> None:
+    """`celery -A httpov worker ARGS` as Celery's umbrella command runs it (its `celery` callback with only `-A`:
+    the app in a CLIContext), without importing the umbrella's other commands; exits with the worker's code."""
+    from celery.app.utils import find_app
+    from celery.bin.base import CLIContext
+    from celery.bin.worker import worker as command
+
+    context = CLIContext(app=find_app("httpov"), no_color=False, workdir=None, quiet=False)
+    command.main(args=args, prog_name="celery worker", obj=context)  # click exits with the worker's code
 
 
 if __name__ == "__main__":

@@ -5,22 +5,28 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import urllib.request
 import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 from click.testing import CliRunner
 
+from httpov.celery import make_app
 from httpov.cli import cli
-from httpov.local_farm import free_port, stop_worker, worker_env
+from httpov.client import Client
+from httpov.local_farm import free_port, start_worker, stop_worker, worker_env
+from httpov.settings import Settings
 from httpov.store.keys import Keys
 from httpov.view import job_view
 from tests.bombs import bomb_png
-from tests.conftest import TINY_ANIMATION, pixels, povray_direct, queue_drained, wait_for, write_scene
+from tests.conftest import TINY_ANIMATION, pixels, povray_direct, private_settings, queue_drained, wait_for, write_scene
 
 
 def test_scene_ini_cannot_override_what_httpov_sets(tmp_path, client, workers):
@@ -548,46 +554,71 @@ def test_batches_may_render_before_the_last_is_queued(tmp_path, settings, client
 
 # --- results are data from other machines: decompression bombs are refused before they are unpacked ------
 
-def _swap_result(settings, job: str, member: str, data: bytes, compress: int = zipfile.ZIP_DEFLATED) -> str:
-    """Replace the job's only batch zip in storage by one holding `data` as `member` (what a hostile node stores)."""
-    [key] = (Path(settings.storage) / "jobs" / job / "batches").glob("*.zip")
-    with zipfile.ZipFile(key, "w", compress) as zf:
-        zf.writestr(member, data)
-    return key.name
+@dataclass(frozen=True)
+class Rendered:
+    """A finished one-frame 64x48 job: its farm's settings and client, its id and the path of its stored batch zip."""
+    settings: Settings
+    client: Client
+    job: str
+    result: Path
+
+
+@pytest.fixture(scope="module")
+def _rendered_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rendered, bytes]]:
+    """The job whose result the bomb tests swap, rendered once for the module (a node's start and a render took
+    each test 2-3.5 s), and its batch zip's bytes as the node stored them. Its node is killed once the job is done:
+    fetching and the web pages need none."""
+    folder = tmp_path_factory.mktemp("bombed")
+    with private_settings(folder, lease_seconds=4.0, max_attempts=3, task_time_limit=600) as settings:
+        node = start_worker(settings, 1, "node0", folder / "node0.log")
+        try:
+            client = Client(settings, make_app(settings))
+            sub = client.submit(write_scene(folder / "bombed", TINY_ANIMATION, "Width=64\nHeight=48\n"))
+            assert client.wait(sub.spec.id, poll=0.1, timeout=90).state == "done"
+        finally:
+            stop_worker(node, signal.SIGKILL)
+        [result] = (Path(settings.storage) / "jobs" / sub.spec.id / "batches").glob("*.zip")
+        yield Rendered(settings, client, sub.spec.id, result), result.read_bytes()
 
 
 @pytest.fixture
-def rendered(tmp_path, settings, client, workers):
-    """A finished one-frame 64x48 job."""
-    workers(concurrency=1)
-    sub = client.submit(write_scene(tmp_path / "bombed", TINY_ANIMATION, "Width=64\nHeight=48\n"))
-    assert client.wait(sub.spec.id, timeout=90).state == "done"
-    return sub.spec.id
+def rendered(_rendered_once: tuple[Rendered, bytes]) -> Rendered:
+    """The module's finished job, its batch zip put back as its node stored it (an earlier test swapped it)."""
+    job, stored = _rendered_once
+    job.result.write_bytes(stored)
+    return job
 
 
-def test_fetch_refuses_a_member_bigger_than_a_frame(tmp_path, settings, rendered):
-    _swap_result(settings, rendered, "bombed_0001.png", bytes(64 * 1024**2))  # 64 MiB of zeros, a 64 KB zip
-    result = CliRunner().invoke(cli, ["fetch", rendered, "-o", str(tmp_path / "out")], env=worker_env(settings))
+def _swap_result(rendered: Rendered, member: str, data: bytes, compress: int = zipfile.ZIP_DEFLATED) -> None:
+    """Replace the job's only batch zip in storage by one holding `data` as `member` (what a hostile node stores)."""
+    with zipfile.ZipFile(rendered.result, "w", compress) as zf:
+        zf.writestr(member, data)
+
+
+def test_fetch_refuses_a_member_bigger_than_a_frame(tmp_path, rendered):
+    _swap_result(rendered, "bombed_0001.png", bytes(64 * 1024**2))  # 64 MiB of zeros, a 64 KB zip
+    result = CliRunner().invoke(cli, ["fetch", rendered.job, "-o", str(tmp_path / "out")],
+                                env=worker_env(rendered.settings))
     assert result.exit_code == 9, result.output
     assert "would unpack to 67108864 bytes, more than the" in result.output
     assert not (tmp_path / "out" / "bombed_0001.png").exists()
 
 
-def test_fetch_refuses_too_many_members(tmp_path, settings, rendered):
-    [key] = (Path(settings.storage) / "jobs" / rendered / "batches").glob("*.zip")
-    with zipfile.ZipFile(key, "w") as zf:
+def test_fetch_refuses_too_many_members(tmp_path, rendered):
+    with zipfile.ZipFile(rendered.result, "w") as zf:
         for n in range(50):
             zf.writestr(f"x{n}.log", "")
-    result = CliRunner().invoke(cli, ["fetch", rendered, "-o", str(tmp_path / "out")], env=worker_env(settings))
+    result = CliRunner().invoke(cli, ["fetch", rendered.job, "-o", str(tmp_path / "out")],
+                                env=worker_env(rendered.settings))
     assert result.exit_code == 9 and "holds 50 files, more than its 1 frame(s)" in result.output, result.output
 
 
 @pytest.mark.parametrize("args", [["--contact-sheet", "sheet.png"], ["--video", "v.gif"], ["-o", "out"]])
-def test_fetch_and_media_refuse_a_png_bigger_than_the_job_planned(tmp_path, settings, rendered, args):
+def test_fetch_and_media_refuse_a_png_bigger_than_the_job_planned(tmp_path, rendered, args):
     """A 400-megapixel PNG of 50 KB (it crashed the contact sheet with a traceback)."""
-    _swap_result(settings, rendered, "bombed_0001.png", bomb_png(20_000, 20_000), zipfile.ZIP_STORED)
+    _swap_result(rendered, "bombed_0001.png", bomb_png(20_000, 20_000), zipfile.ZIP_STORED)
     args = [a if not a.endswith((".png", ".gif", "out")) else str(tmp_path / a) for a in args]
-    result = CliRunner().invoke(cli, ["fetch", rendered, *args], env=worker_env(settings))
+    result = CliRunner().invoke(cli, ["fetch", rendered.job, *args], env=worker_env(rendered.settings))
     assert result.exit_code == 9, result.output
     assert "is 20000x20000, not a 64x48 frame of its job: refused" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -606,33 +637,33 @@ def test_media_checks_png_size_before_decoding(tmp_path):
         media.encode([frame], tmp_path / "v.gif", max_pixels=1000)
 
 
-def test_web_thumbnail_refuses_a_bomb_once_and_remembers(tmp_path, settings, client, rendered):
+def test_web_thumbnail_refuses_a_bomb_once_and_remembers(tmp_path, rendered):
     from httpov import web
     from httpov.errors import ResultError
     from httpov.storage import open_storage
 
-    _swap_result(settings, rendered, "bombed_0001.png", bomb_png(20_000, 20_000), zipfile.ZIP_STORED)
+    _swap_result(rendered, "bombed_0001.png", bomb_png(20_000, 20_000), zipfile.ZIP_STORED)
 
-    class Counting(type(open_storage(settings.storage))):  # the real local storage, counting downloads
+    class Counting(type(open_storage(rendered.settings.storage))):  # the real local storage, counting downloads
         downloads = 0
 
         def get_bytes(self, key):
             Counting.downloads += 1
             return super().get_bytes(key)
 
-    source = web.StatusSource(client.store, Counting(settings.storage))
+    source = web.StatusSource(rendered.client.store, Counting(rendered.settings.storage))
     for _ in range(3):  # three page refreshes
         with pytest.raises(ResultError, match="20000x20000"):
-            source.thumbnail(rendered)
+            source.thumbnail(rendered.job)
     assert Counting.downloads == 1
     from tests.webapp import web_app
 
     # with a token (an admin): a --public-read reader is a viewer, who may see no job's pictures (#24)
     token = "t" * 20
     bearer = {"Authorization": f"Bearer {token}"}
-    browser = web_app(client, source, tokens=(token,)).test_client()
-    for path in (f"/thumb/{rendered}.png", f"/jobs/{rendered}/thumbs/1.png"):
+    browser = web_app(rendered.client, source, tokens=(token,)).test_client()
+    for path in (f"/thumb/{rendered.job}.png", f"/jobs/{rendered.job}/thumbs/1.png"):
         response = browser.get(path, headers=bearer)
         assert response.status_code == 422 and b"refused" in response.data, path
     assert Counting.downloads == 2  # the latest frame's thumbnail, and frame 1's in the grid: each refused once
-    assert browser.get(f"/thumb/{rendered}.png", headers=bearer).status_code == 422 and Counting.downloads == 2
+    assert browser.get(f"/thumb/{rendered.job}.png", headers=bearer).status_code == 422 and Counting.downloads == 2

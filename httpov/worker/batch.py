@@ -50,7 +50,7 @@ from httpov.states import LIVE, JobState
 from httpov.storage import Storage
 from httpov.store import JobStore
 from httpov.store.jobs import Recorded
-from httpov.store.records import DoneInfo
+from httpov.store.records import DoneInfo, NodeInfo
 from httpov.text import shown
 from httpov.worker import photons, povray, radiosity, room, stitch, waits
 from httpov.worker.cache import SceneCache
@@ -297,6 +297,16 @@ class RenderNode:
         self.store.fail_batch(job_id, where, message, [], final=True, node=node, reason="invalid_record")
         return Outcome("failed", detail=message)
 
+    def _others(self, node: str, blocked: set[str]) -> tuple[set[str], dict[str, NodeInfo]]:
+        """The live nodes other than `node` and `blocked` that may be sent a batch by name, and every node's record:
+        not stopped (a node stops cleanly and keeps its heartbeat's time), not draining (about to exit), not short
+        of room (its record's fault: disk full, out of memory)."""
+        seen = self.store.live_nodes(within=self.settings.live_node_seconds) - blocked - {node}
+        seen -= set(self.store.draining())
+        _, records = self.store.nodes()
+        unfit = {n for n, record in records.items() if record.get("stopped") or record.get("fault")}
+        return seen - unfit, records
+
     def _hand_back(self, job_id: str, batch_id: str, execution: str, handoff: str, node: str,
                    blocked: set[str], povray_version: str | None = None, fault: str | None = None,
                    started: bool = False) -> Outcome:
@@ -314,10 +324,7 @@ class RenderNode:
             return Outcome("parked")
         if state not in LIVE:
             return Outcome(state)
-        targets = self.store.live_nodes(within=self.settings.live_node_seconds) - blocked - {node}
-        targets -= set(self.store.draining())  # nodes about to exit take no batch by name
-        _, records = self.store.nodes()
-        targets = {n for n in targets if not records.get(n, {}).get("fault")}  # nodes that said they have no room
+        targets, records = self._others(node, blocked)
         if povray_version is not None:
             targets = {n for n in targets if records.get(n, {}).get("povray") == povray_version}
         if not targets and fault:
@@ -566,9 +573,7 @@ class RenderNode:
             return Outcome("failed", detail=message, hung=True)
         self.store.fail_batch(spec.id, batch.id, str(exc), lines, final=False, node=node, hangs=hangs,
                               reason="hung")
-        _, records = self.store.nodes()
-        targets = {n for n in self.store.live_nodes(within=self.settings.live_node_seconds)
-                   - self.store.blocked(spec.id) - {node} if not records.get(n, {}).get("fault")}
+        targets, _ = self._others(node, self.store.blocked(spec.id))
         if not targets:  # this node is the farm: tried again here, after a lease
             wait = self.settings.lease_seconds
             self.store.hold_for_retry(spec.id, batch.id, handoff, node, 2 * wait)

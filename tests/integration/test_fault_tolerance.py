@@ -11,10 +11,10 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from httpov.cli import cli
-from httpov.local_farm import free_port, worker_env
+from httpov.local_farm import free_port, stop_worker, worker_env
 from httpov.store.keys import Keys
 from httpov.view import job_view
-from tests.conftest import outlived, pixels, povray_direct, queue_drained, wait_for, write_scene
+from tests.conftest import TINY_ANIMATION, outlived, pixels, povray_direct, queue_drained, wait_for, write_scene
 from tests.integration.faults import (
     crash_script,
     frames_in_results,
@@ -115,6 +115,29 @@ def test_blocklisted_node_hands_batches_back_and_the_job_completes(tmp_path, set
     failures = client.store.r.hgetall(Keys(settings.prefix).node_failures(sub.spec.id))
     assert {k.split("@")[0]: int(v) for k, v in failures.items()} == {"bad": 2}, "blocked after 2 failures"
     assert frames_in_results(Path(settings.storage), sub.spec.id) == [f"bl_{n:04d}.png" for n in range(1, 7)]
+
+
+def test_a_blocked_node_sends_no_batch_to_a_node_that_stopped_cleanly(tmp_path, settings, client, workers):
+    """A node stopped cleanly keeps its last heartbeat's time for live_node_seconds: the blocked node must not pick
+    it to send batches to (nothing consumes its queue; the job waited leases for them, then failed all the same)."""
+    import socket
+
+    from httpov.broker import QueueLayout
+    from httpov.celery import make_app
+
+    good = workers(concurrency=1, name="good")
+    wait_for(lambda: _node_ready(client, "good"), 30, "the good node to start")
+    stop_worker(good)  # SIGTERM: Celery's warm shutdown, the node's record says 'stopped'
+    good_name = f"good@{socket.gethostname()}"
+    wait_for(lambda: client.store.nodes()[1].get(good_name, {}).get("stopped"), 30, "the good node's stop")
+    assert _node_ready(client, "good"), "the stopped node no longer counts as seen: this test shows nothing"
+    workers(concurrency=1, name="bad", settings_=settings.with_(povray=str(crash_script(tmp_path / "crashing"))))
+    sub = client.submit(write_scene(tmp_path / "st", TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF3\n"), count=1)
+    wait_for(lambda: job_view(client.store, sub.spec.id).state == "failed", 60, "the blocked node to fail the job")
+    errors = job_view(client.store, sub.spec.id).errors
+    assert any(e.startswith("every live render node has failed this job repeatedly (bad@") for e in errors), errors
+    layout = QueueLayout.of(make_app(settings))
+    assert sum(client.store.r.llen(key) for key in layout.lists(f"{good_name}.dq2")) == 0, "a batch was sent to it"
 
 
 def test_a_handed_back_batch_reaches_the_named_nodes_own_queue(tmp_path, settings, workers):

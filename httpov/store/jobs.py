@@ -53,6 +53,28 @@ _CONNECTION_PARAMETERS = inspect.signature(redis.connection.AbstractConnection._
 _NO_CLIENT_INFO: dict[str, Any] = ({"driver_info": None} if "driver_info" in _CONNECTION_PARAMETERS
                                    else {"lib_name": None, "lib_version": None} if "lib_name" in _CONNECTION_PARAMETERS
                                    else {})
+
+
+class _Refused(Exception):
+    """A refused password on its way past redis-py's Retry (_Retry)."""
+
+
+class _Retry(Retry):
+    """redis-py's Retry, but a refused password is final: redis-py's AuthenticationError is a ConnectionError, so a
+    wrong password was tried again with back-off, seconds before the user was told."""
+
+    def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any], *args: Any, **kwargs: Any) -> T:
+        def attempt() -> T:
+            try:
+                return do()
+            except redis.AuthenticationError as exc:
+                raise _Refused(exc) from exc
+        try:
+            return super().call_with_retry(attempt, fail, *args, **kwargs)
+        except _Refused as refused:
+            raise refused.args[0] from None
+
+
 #: A submitting client renews its job's submit lease this often (in batches queued) and for this long.
 SUBMIT_LEASE_SECONDS = 60.0
 _GONE = "the submit stopped before every batch was queued (the client was interrupted or died)"
@@ -144,7 +166,7 @@ class JobStore:
         but for attempt and failure counters, which a retried reply lost in transit may count twice."""
         tls = {"ssl_ca_certs": ca} if ca and url.startswith("rediss://") else {}
         client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30,
-                                      retry=Retry(REDIS_BACKOFF, REDIS_RETRIES),
+                                      retry=_Retry(REDIS_BACKOFF, REDIS_RETRIES),
                                       retry_on_error=[redis.ConnectionError, redis.TimeoutError], **tls,
                                       **_NO_CLIENT_INFO)
         return cls(client, prefix)

@@ -194,6 +194,18 @@ def test_redis_with_tls_and_password(tmp_path, settings, tls_redis, workers):
     denied = CliRunner().invoke(cli, ["status"], env=no_password)
     assert denied.exit_code == 5 and "password" in denied.output
 
+    # a wrong password is refused once: never tried again with back-off as a dropped connection is
+    server = redis.Redis.from_url(f"{url}?ssl_ca_certs={ca}", decode_responses=True)
+
+    def refusals() -> int:  # Redis's ACL log counts failed AUTHs (one entry per user and client)
+        return sum(int(entry["count"]) for entry in server.acl_log() if entry["reason"] == "auth")
+    before = refusals()
+    wrong = dict(env, HTTPOV_BROKER_URL=f"rediss://:wrong@127.0.0.1:{port}/0",
+                 HTTPOV_STATE_URL=f"rediss://:wrong@127.0.0.1:{port}/0")
+    denied = CliRunner().invoke(cli, ["status"], env=wrong)
+    assert denied.exit_code == 5 and "wrong or missing password" in denied.output, denied.output
+    assert refusals() - before == 1
+
 
 # --- job names, forged records and messages, outputs, limits (issue #11) ---------------------------------------
 

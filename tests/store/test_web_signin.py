@@ -18,7 +18,7 @@ import pytest
 
 from httpov.local_farm import free_port, stop_worker, worker_env
 from httpov.settings import Settings
-from tests.conftest import wait_for
+from tests.conftest import private_settings, wait_for
 
 PASSWORD = "correct horse battery"
 # a name is data: quotes, a newline and a terminal escape must not forge or colour a log line
@@ -141,6 +141,15 @@ def start(tmp_path: Path, settings: Settings) -> Iterator:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One plain server for the module's tests of sessions and `next`, which need no server of their own: its limit
+    is set out of reach, so that no test's failed sign-in from this address counts against another's (the limit is
+    the other tests' subject, each on its own server and Redis prefix)."""
+    with private_settings(tmp_path_factory.mktemp("site")) as settings:
+        yield from serving(tmp_path_factory.mktemp("site-web"), settings, (), "--sign-in-attempts", "1000")
+
+
 def test_the_sixth_sign_in_is_refused_even_with_the_right_password_until_the_window_has_passed(start):
     server = start("--sign-in-window", "6")  # longer than the attempts below take, short to wait out
     for _ in range(5):
@@ -227,8 +236,7 @@ def test_behind_proxy_over_https_makes_the_session_cookie_secure(start):
     assert status == 200 and cookie_flags(headers) == {"httponly", "path=/", "samesite=lax"}
 
 
-def test_signing_out_ends_the_session_server_side(start):
-    server = start()
+def test_signing_out_ends_the_session_server_side(server):
     cookie = server.session()
     status, headers, page = server.http("GET", "/", {"Cookie": cookie, "Accept": "text/html"})
     assert status == 200, page
@@ -246,20 +254,21 @@ def test_signing_out_ends_the_session_server_side(start):
     assert server.api_status(other) == 200  # signing out here is not signing out there
 
 
-def test_a_new_password_or_the_accounts_removal_ends_its_sessions_at_once(start):
+def test_a_new_password_or_the_accounts_removal_ends_its_sessions_at_once(server):
     from httpov.web.auth import add_user
 
-    server = start()
+    # carol and bob are this test's own accounts on the module's server: alice is the other tests'
+    add_user(server.accounts, "carol", PASSWORD)
     add_user(server.accounts, "bob", PASSWORD)
-    alice = [server.session(), server.session()]
+    carol = [server.session("carol"), server.session("carol")]
     bob = server.session("bob")
-    assert [server.api_status(c) for c in (*alice, bob)] == [200, 200, 200]
-    add_user(server.accounts, "alice", "a new password")  # `httpov web-user add alice` again
-    assert [server.api_status(c) for c in alice] == [401, 401]
-    assert server.page_status(alice[0]) == (302, "/login?next=/")
+    assert [server.api_status(c) for c in (*carol, bob)] == [200, 200, 200]
+    add_user(server.accounts, "carol", "a new password")  # `httpov web-user add carol` again
+    assert [server.api_status(c) for c in carol] == [401, 401]
+    assert server.page_status(carol[0]) == (302, "/login?next=/")
     assert server.api_status(bob) == 200
-    assert server.api_status(server.session("alice", "a new password")) == 200
-    assert server.sign_in("alice", PASSWORD)[0] == 401
+    assert server.api_status(server.session("carol", "a new password")) == 200
+    assert server.sign_in("carol", PASSWORD)[0] == 401
 
     lines = [line for line in server.accounts.read_text().splitlines() if not line.startswith("bob:")]
     server.accounts.write_text("\n".join(lines) + "\n")  # bob's account removed
@@ -283,14 +292,12 @@ def test_a_restart_keeps_the_sessions_and_the_key_is_kept_beside_the_accounts(st
 @pytest.mark.parametrize("target", ["/%09/evil.example", "//evil.example", "/%5Cevil.example", "/%5C/evil.example",
                                     "https://evil.example", "https:evil.example", "/%0a/evil.example",
                                     "/%0d%0aSet-Cookie:%20x=1", "%2F%2Fevil.example", "/%20/evil.example"])
-def test_next_sends_a_signed_in_user_only_to_a_path_on_this_site(start, target):
-    server = start()
+def test_next_sends_a_signed_in_user_only_to_a_path_on_this_site(server, target):
     status, headers, page = server.sign_in("alice", PASSWORD, path=f"/login?next={target}")
     assert status == 302 and headers["Location"] == "/", (status, headers["Location"], page[:300])
 
 
-def test_next_keeps_a_path_on_this_site(start):
-    server = start()
+def test_next_keeps_a_path_on_this_site(server):
     status, headers, _ = server.sign_in("alice", PASSWORD, path="/login?next=/jobs/abc%3Fx%3D1")
     assert status == 302 and headers["Location"] == "/jobs/abc?x=1"
 

@@ -13,6 +13,9 @@ NO_REDIS = "redis://127.0.0.1:1/0"  # port 1: nothing answers
 CALLER = {"HTTPOV_BROKER_URL": "redis://caller.invalid:6379/0", "HTTPOV_STATE_URL": "redis://caller.invalid:6379/0",
           "HTTPOV_STORAGE": "/nonexistent/caller", "HTTPOV_PREFIX": "caller", "HTTPOV_QUEUE": "caller",
           "HTTPOV_LEASE_SECONDS": "not a number", "HTTPOV_CONFIG": "/nonexistent/caller.toml"}
+# for the runs that collect no property test: loading hypothesis's plugin (it imports hypothesis) is half of such a
+# run's second, and of each of its xdist workers'
+NO_HYPOTHESIS = ("-p", "no:hypothesispytest")
 
 
 def _pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -54,26 +57,28 @@ def test_the_unit_marker_selects_the_unit_folder_and_needs_nothing_either(tmp_pa
 
 
 def test_each_layer_refuses_to_run_without_what_it_needs_and_only_that(tmp_path: Path) -> None:
-    result = _pytest(tmp_path, "tests/store/test_cli_input.py")  # no Redis, no povray: store only asks for Redis
+    # no Redis, no povray: store only asks for Redis
+    result = _pytest(tmp_path, *NO_HYPOTHESIS, "tests/store/test_cli_input.py")
     assert result.returncode == 4, result.stdout + result.stderr  # pytest's usage error, never a skip
     assert f"Redis does not answer at {NO_REDIS}" in result.stderr and "povray" not in result.stderr
     assert "skipped" not in result.stdout and "passed" not in result.stdout
 
     (tmp_path / "povray").symlink_to("/bin/true")  # povray "installed": Redis is what is missing
-    result = _pytest(tmp_path, "tests/integration/test_workers_kit.py")
+    result = _pytest(tmp_path, *NO_HYPOTHESIS, "tests/integration/test_workers_kit.py")
     assert result.returncode == 4, result.stdout + result.stderr
     assert f"Redis does not answer at {NO_REDIS}" in result.stderr
     assert "povray" not in result.stderr and "chromium" not in result.stderr
     (tmp_path / "povray").unlink()
 
-    result = _pytest(tmp_path, "-m", "integration or browser", "tests/integration/test_workers_kit.py",
+    result = _pytest(tmp_path, *NO_HYPOTHESIS, "-m", "integration or browser", "tests/integration/test_workers_kit.py",
                      "tests/browser")
     assert result.returncode == 4, result.stdout + result.stderr
     for missing in ("povray is not installed", "Redis does not answer", "chromium is not installed"):
         assert result.stderr.count(missing) == 1, result.stderr
     assert "skipped" not in result.stdout and "passed" not in result.stdout
 
-    result = _pytest(tmp_path, "-n", "3", "--dist", "loadfile", "tests/store/test_cli_input.py")  # as .ci/run runs
+    result = _pytest(tmp_path, *NO_HYPOTHESIS, "-n", "3", "--dist", "loadfile",  # as .ci/run runs
+                     "tests/store/test_cli_input.py")
     assert result.returncode == 4, result.stdout + result.stderr
     assert f"Redis does not answer at {NO_REDIS}" in result.stdout + result.stderr
     assert "passed" not in result.stdout and "INTERNALERROR" not in result.stdout + result.stderr

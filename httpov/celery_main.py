@@ -51,6 +51,7 @@ def worker(args: list[str]) -> None:
     from celery.bin.base import CLIContext
     from celery.bin.worker import worker as command
 
+    sys.argv = [*ARGV[1:], "-A", "httpov", "worker", *args]  # what a restart (SIGHUP) runs again: this command
     context = CLIContext(app=find_app("httpov"), no_color=False, workdir=None, quiet=False)
     command.main(args=args, prog_name="celery worker", obj=context)  # click exits with the worker's code
 

@@ -79,7 +79,8 @@ def test_a_render_node_waiting_for_a_batch_survives_a_redis_restart(tmp_path, se
         settings = settings.with_(broker_url=url, state_url=url, lease_seconds=3.0)
         client = Client(settings, make_app(settings))
         node = workers(concurrency=2, name="node", settings_=settings)
-        first = client.submit(slow_scene(tmp_path / "long", 4), count=4)  # one batch: a render process stays free
+        # one batch of two frames, in flight over the stop, and a render process free
+        first = client.submit(slow_scene(tmp_path / "long", 2), count=2)
         wait_for(lambda: len(client.store.running(first.spec.id)) == 1 and _waiting_in_brpop(url), 60,
                  "one batch rendering while the node waits in BRPOP for another")
 
@@ -91,8 +92,8 @@ def test_a_render_node_waiting_for_a_batch_survives_a_redis_restart(tmp_path, se
         wait_until(lambda: "Connection to broker lost" in log.read_text(errors="replace"), 15)
         server = redis_server(data, port, persist=True)
 
-        second = client.submit(slow_scene(tmp_path / "after", 2), count=1)
-        for sub, frames in ((first, 4), (second, 2)):
+        second = client.submit(slow_scene(tmp_path / "after", 1), count=1)
+        for sub, frames in ((first, 2), (second, 1)):
             final = client.wait(sub.spec.id, timeout=60)
             assert (final.state, final.frames_done) == ("done", frames)
         text = log.read_text(errors="replace")

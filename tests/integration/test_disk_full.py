@@ -1,5 +1,5 @@
 """Issue #31, items 1 and 2: a node's full disk is the node's fault, not the job's; full shared storage holds the
-farm's jobs, blaming no node. Real tmpfs filesystems (16 MiB), real render nodes, real povray."""
+farm's jobs, blaming no node. Real tmpfs filesystems (4 MiB), real render nodes, real povray."""
 from __future__ import annotations
 
 import contextlib
@@ -25,20 +25,20 @@ from tests.webapp import page
 pytestmark = pytest.mark.integration
 
 MIB = 1024**2
-#: A 2000x2000 frame: povray's state file beside its output (10 bytes a pixel) fills 16 MiB at a fifth of it.
-BIG_FRAME = "Width=2000\nHeight=2000\nAntialias=off\n"
+#: A 1000x1000 frame: povray's state file beside its output (10 bytes a pixel) fills 4 MiB well before its end.
+BIG_FRAME = "Width=1000\nHeight=1000\nAntialias=off\n"
 SMALL_ANIMATION = "Width=64\nHeight=48\nInitial_Frame=1\nFinal_Frame=4\nInitial_Clock=0\nFinal_Clock=1\n"
 
 
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A real 16 MiB tmpfs (root mounts it), unmounted at teardown."""
+    """A real 4 MiB tmpfs (root mounts it), unmounted at teardown."""
     where = tmp_path / "tiny"
     where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(where)], capture_output=True,
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True,
                              text=True)
     if mounted.returncode != 0:
-        pytest.fail(f"these tests mount a 16 MiB tmpfs and need root: {mounted.stderr.strip()}")
+        pytest.fail(f"these tests mount a 4 MiB tmpfs and need root: {mounted.stderr.strip()}")
     try:
         yield where
     finally:
@@ -67,9 +67,9 @@ def _nodes(settings: Settings) -> dict[str, dict]:
 
 
 def test_a_render_that_fills_a_nodes_disk_is_rendered_by_another_node(tiny_fs, tmp_path, settings, client, workers):
-    """The node's cache on 16 MiB: povray's state file fills it and povray says "Frontend halted render". Not the
+    """The node's cache on 4 MiB: povray's state file fills it and povray says "Frontend halted render". Not the
     scene's failure: the batch waits (no other node yet), then goes to the node with room; nothing is blocked."""
-    full = settings.with_(cache_dir=tiny_fs / "cache", min_free_mb=1)  # it takes the batch: 16 MiB free
+    full = settings.with_(cache_dir=tiny_fs / "cache", min_free_mb=1)  # it takes the batch: 4 MiB free
     workers(concurrency=1, name="full", settings_=full)
     wait_for(lambda: "full" in _nodes(settings), 30, "the small node to say it is alive")
     sub = client.submit(write_scene(tmp_path / "big", TINY_ANIMATION, BIG_FRAME), count=1)
@@ -89,13 +89,13 @@ def test_a_render_that_fills_a_nodes_disk_is_rendered_by_another_node(tiny_fs, t
 def test_a_node_short_of_room_takes_no_batch_and_says_so(tiny_fs, tmp_path, settings, client, workers):
     """Below HTTPOV_MIN_FREE_MB the node renders nothing: `httpov nodes` and the job's status say why, and the job
     waits for a node with room."""
-    _fill(tiny_fs / "ballast", leave_mib=4)
-    full = settings.with_(cache_dir=tiny_fs / "cache", min_free_mb=8)
+    _fill(tiny_fs / "ballast", leave_mib=2)
+    full = settings.with_(cache_dir=tiny_fs / "cache", min_free_mb=3)
     workers(concurrency=1, name="full", settings_=full)
     wait_for(lambda: (_nodes(settings).get("full") or {}).get("fault"), 30, "the small node to say it has no room")
     fault = _nodes(settings)["full"]["fault"]
     assert fault.startswith("disk full (cache folder, ") and fault.endswith(" MiB free)")
-    assert int(fault.split(", ")[1].split()[0]) <= 4
+    assert int(fault.split(", ")[1].split()[0]) <= 2
     sub = client.submit(write_scene(tmp_path / "anim", TINY_ANIMATION, SMALL_ANIMATION), count=2)
     wait_for(lambda: "disk full" in _log(tmp_path, "full"), 30, "the small node to hand a batch back")
     view = job_view(client.store, sub.spec.id)
@@ -118,7 +118,7 @@ def test_a_node_short_of_room_takes_no_batch_and_says_so(tiny_fs, tmp_path, sett
 
 
 def test_full_storage_holds_the_job_blames_no_node_and_it_finishes_once_freed(tiny_fs, tmp_path, settings, workers):
-    """The farm's storage on 16 MiB, filled after the scene is stored: every batch's upload fails. The job waits
+    """The farm's storage on 4 MiB, filled after the scene is stored: every batch's upload fails. The job waits
     and says why; no node is blocked, nothing fails; once there is room again the job finishes."""
     farm = settings.with_(storage=str(tiny_fs / "storage"))
     client = Client(farm, make_app(farm))

@@ -120,7 +120,9 @@ def test_a_node_short_of_room_takes_no_batch_and_says_so(tiny_fs, tmp_path, sett
 def test_full_storage_holds_the_job_blames_no_node_and_it_finishes_once_freed(tiny_fs, tmp_path, settings, workers):
     """The farm's storage on 4 MiB, filled after the scene is stored: every batch's upload fails. The job waits
     and says why; no node is blocked, nothing fails; once there is room again the job finishes."""
-    farm = settings.with_(storage=str(tiny_fs / "storage"))
+    # 2 s leases: a batch held for storage is tried again within 4 s (two leases), where the default 4 s leases let
+    # the back-off reach 8 s and the job waited that long after the room came back
+    farm = settings.with_(storage=str(tiny_fs / "storage"), lease_seconds=2.0)
     client = Client(farm, make_app(farm))
     sub = client.submit(write_scene(tmp_path / "anim", TINY_ANIMATION, SMALL_ANIMATION), count=1)
     _fill(tiny_fs / "ballast")

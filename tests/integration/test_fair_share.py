@@ -225,9 +225,12 @@ def test_batches_taken_for_a_window_but_never_sent_are_sent_by_the_sweep(tmp_pat
         def _send(self, spec, batch_ids, *rest):
             return super()._send(spec, batch_ids[1:], *rest)  # the first batch's message is never sent
 
+    # 1 s leases: the unsent sweep sends a batch idle in the window for two leases, seen unsent at two looks a
+    # lease apart, where the default 4 s leases made the job wait 12-16 s for it
+    settings = settings.with_(lease_seconds=1.0)
     dropping = Dropping(settings, make_app(settings))
     sub = dropping.submit(write_scene(tmp_path / "lost", TINY_ANIMATION, TINY), frames=3, count=1)
-    workers(concurrency=1)
+    workers(concurrency=1, settings_=settings)
     final = dropping.wait(sub.spec.id, timeout=120)
     assert final.frames_done == 3
     assert sub.spec.batches[0] in dropping.store.batches(sub.spec.id)["done"]

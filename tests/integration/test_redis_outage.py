@@ -79,8 +79,7 @@ def test_a_render_node_waiting_for_a_batch_survives_a_redis_restart(tmp_path, se
         settings = settings.with_(broker_url=url, state_url=url, lease_seconds=3.0)
         client = Client(settings, make_app(settings))
         node = workers(concurrency=2, name="node", settings_=settings)
-        # one batch of two frames, in flight over the stop, and a render process free
-        first = client.submit(slow_scene(tmp_path / "long", 2), count=2)
+        first = client.submit(slow_scene(tmp_path / "long", 4), count=4)  # one batch: a render process stays free
         wait_for(lambda: len(client.store.running(first.spec.id)) == 1 and _waiting_in_brpop(url), 60,
                  "one batch rendering while the node waits in BRPOP for another")
 
@@ -92,8 +91,8 @@ def test_a_render_node_waiting_for_a_batch_survives_a_redis_restart(tmp_path, se
         wait_until(lambda: "Connection to broker lost" in log.read_text(errors="replace"), 15)
         server = redis_server(data, port, persist=True)
 
-        second = client.submit(slow_scene(tmp_path / "after", 1), count=1)
-        for sub, frames in ((first, 2), (second, 1)):
+        second = client.submit(slow_scene(tmp_path / "after", 2), count=1)
+        for sub, frames in ((first, 4), (second, 2)):
             final = client.wait(sub.spec.id, timeout=60)
             assert (final.state, final.frames_done) == ("done", frames)
         text = log.read_text(errors="replace")
@@ -138,10 +137,8 @@ def test_waiting_commands_and_the_page_ride_out_a_redis_restart(tmp_path, settin
     out.mkdir()
     procs: list[subprocess.Popen] = []
     try:
-        # at the stop, submit's job has two frames done and two in flight (their leases run out in the outage), and
-        # render's two frames, one after the other on its one process, are not both done: each has work left after it
-        submit = _cli(settings, out / "submit", "submit", str(slow_scene(tmp_path / "w", 4)), "--count", "1", "--wait")
-        render = _cli(settings, out / "render", "render", str(slow_scene(tmp_path / "r", 2)), "--count", "1",
+        submit = _cli(settings, out / "submit", "submit", str(slow_scene(tmp_path / "w", 8)), "--count", "1", "--wait")
+        render = _cli(settings, out / "render", "render", str(slow_scene(tmp_path / "r", 6)), "--count", "1",
                       "--workers", "1", "--output", str(tmp_path / "rendered"))
         web_port = free_port()
         web = _cli(settings, out / "web", "web", "--port", str(web_port), "--refresh", "1", "--public-read")
@@ -170,9 +167,9 @@ def test_waiting_commands_and_the_page_ride_out_a_redis_restart(tmp_path, settin
             assert proc.wait(180) == 0, (out / f"{name}.err").read_text()[-2000:]
             said = (out / f"{name}.err").read_text().count("Redis unreachable, retrying")
             assert said == 1, f"{name} said it {said} times: {(out / f'{name}.err').read_text()[-2000:]}"
-        assert job_view(client.store, job).frames_done == 4
+        assert job_view(client.store, job).frames_done == 8
         assert "done" in (out / "watch.out").read_text().split("\n\n")[-2]  # its last view
-        assert len(list((tmp_path / "rendered").glob("*.png"))) == 2
+        assert len(list((tmp_path / "rendered").glob("*.png"))) == 6
         status, page = _get(f"http://127.0.0.1:{web_port}/")
         assert status == 200 and f"job-{job}" in page and "Redis unreachable" not in page
     finally:

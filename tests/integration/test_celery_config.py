@@ -174,15 +174,17 @@ def test_httpov_render_and_flower_start_celery_through_the_guard(tmp_path: Path,
 
 def test_a_worker_httpov_starts_loads_celerys_worker_command_alone(tmp_path: Path) -> None:
     """httpov.celery_main runs `-A httpov worker` without Celery's umbrella command, which imports every other
-    command and every installed plugin first (Flower and tornado, prompt_toolkit): 0.34 s of CPU a start and 12 MiB
-    in every render process. The worker's own options are still Celery's, and a restart runs the same command."""
+    command and every installed plugin first (Flower and tornado, prompt_toolkit: docs/PERFORMANCE.md). The worker's
+    options and their CELERY_WORKER_* variables are still Celery's, nothing is imported from the current folder, and
+    a restart runs the same command."""
     from httpov.celery_main import ARGV
 
+    folder = _planted_folder(tmp_path)
     report = ("import atexit, sys; atexit.register(lambda: print(sys.argv, sorted(m for m in ('celery.bin.celery', "
               "'flower', 'tornado', 'prompt_toolkit') if m in sys.modules))); from httpov.celery_main import main; "
               "main()")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    shown = subprocess.run([ARGV[0], "-P", "-c", report, "-A", "httpov", "worker", "--help"], cwd=tmp_path, env=env,
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("CELERY_")}
+    shown = subprocess.run([ARGV[0], "-P", "-c", report, "-A", "httpov", "worker", "--help"], cwd=folder, env=env,
                            capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert "Usage: celery worker" in shown.stdout and "--concurrency" in shown.stdout, shown.stdout
@@ -190,7 +192,7 @@ def test_a_worker_httpov_starts_loads_celerys_worker_command_alone(tmp_path: Pat
     # it once was `python celery ...`, a file named celery in the current folder
     argv = ["-P", "-m", "httpov.celery_main", "-A", "httpov", "worker", "--help"]
     assert shown.stdout.strip().splitlines()[-1] == f"{argv} []", shown.stdout[-300:]
-    refused = subprocess.run([*ARGV, "-A", "httpov", "worker", "--concurrency", "none"], cwd=tmp_path, env=env,
-                             capture_output=True, text=True)
+    refused = subprocess.run([*ARGV, "-A", "httpov", "worker"], cwd=folder,
+                             env=dict(env, CELERY_WORKER_CONCURRENCY="none"), capture_output=True, text=True)
     assert refused.returncode == 2 and "Invalid value for '-c' / '--concurrency'" in refused.stderr, refused.stderr
-
+    assert sorted(p.name for p in folder.iterdir()) == ["celeryconfig.py", "httpov.py"], "a planted file ran"

@@ -130,14 +130,17 @@ def test_a_blocked_node_sends_no_batch_to_a_node_that_stopped_cleanly(tmp_path, 
     stop_worker(good)  # SIGTERM: Celery's warm shutdown, the node's record says 'stopped'
     good_name = f"good@{socket.gethostname()}"
     wait_for(lambda: client.store.nodes()[1].get(good_name, {}).get("stopped"), 30, "the good node's stop")
-    assert _node_ready(client, "good"), "the stopped node no longer counts as seen: this test shows nothing"
-    workers(concurrency=1, name="bad", settings_=settings.with_(povray=str(crash_script(tmp_path / "crashing"))))
+    # the blocked node's live window is three of its leases: 24 s, for the hand-backs below to fall within it
+    bad = settings.with_(lease_seconds=8.0, povray=str(crash_script(tmp_path / "crashing")))
+    workers(concurrency=1, name="bad", settings_=bad)
     sub = client.submit(write_scene(tmp_path / "st", TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF3\n"), count=1)
     wait_for(lambda: job_view(client.store, sub.spec.id).state == "failed", 60, "the blocked node to fail the job")
     errors = job_view(client.store, sub.spec.id).errors
     assert any(e.startswith("every live render node has failed this job repeatedly (bad@") for e in errors), errors
     layout = QueueLayout.of(make_app(settings))
     assert sum(client.store.r.llen(key) for key in layout.lists(f"{good_name}.dq2")) == 0, "a batch was sent to it"
+    handed = max(float(f["at"]) for f in client.store.batches(sub.spec.id)["failed"].values())
+    assert handed - client.store.nodes()[0][good_name] < bad.live_node_seconds, "the stopped node's window had passed"
 
 
 def test_a_handed_back_batch_reaches_the_named_nodes_own_queue(tmp_path, settings, workers):

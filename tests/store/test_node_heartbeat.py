@@ -65,3 +65,24 @@ def test_the_heartbeat_writes_a_nodes_record_only_when_it_changes_or_is_gone(sto
     store.node_stopped("a@h", {"host": "h"})
     store.heartbeat("a@h", 4, ["big"], {"host": "h", "fault": "disk full"}, busy=(minute, 3.0))
     assert "stopped" not in json.loads(store.r.hget(store.keys.node_info(), "a@h")), "a heartbeat after a stop"
+
+
+def test_a_node_hands_a_batch_only_to_live_nodes_that_may_take_one(store: JobStore, tmp_path):
+    """RenderNode._others, the targets of a hand-back (blocked, another povray, no room) and of a hung batch: the
+    nodes seen within the live window, but not the asking node, nor one blocked from the job, one told to drain,
+    one that stopped cleanly (its last heartbeat still in the window) or one that said it has no room."""
+    from httpov.storage import LocalStorage
+    from httpov.worker.batch import RenderNode
+    from httpov.worker.cache import SceneCache
+
+    settings = Settings(prefix=store.p, queue=store.p, cache_dir=tmp_path / "cache")
+    node = RenderNode(settings, store, LocalStorage(tmp_path / "store"), SceneCache(tmp_path / "cache", 1 << 20))
+    for name in ("me", "ok", "blocked", "draining", "stopped", "full"):
+        store.heartbeat(f"{name}@h", 2, [], {"host": "h"})
+    store.heartbeat("full@h", 2, [], {"host": "h", "fault": "disk full (cache folder, 3 MiB free)"})
+    store.drain_node("draining@h")
+    store.node_stopped("stopped@h", {"host": "h"})
+    assert "stopped@h" in store.live_nodes(within=settings.live_node_seconds), "seen within the window, stopped"
+    targets, records = node._others("me@h", {"blocked@h"})
+    assert targets == {"ok@h"}
+    assert records["stopped@h"]["stopped"] and records["full@h"]["fault"]

@@ -89,6 +89,9 @@ def test_a_render_node_waiting_for_a_batch_survives_a_redis_restart(tmp_path, se
         # Redis stays away until the node has seen it gone (at once, nearly always), so that its channel cannot hand
         # the message back; should its event loop be held up elsewhere, Redis comes back after a while all the same
         wait_until(lambda: "Connection to broker lost" in log.read_text(errors="replace"), 15)
+        # ... and has tried to reach it again: in 0.2 s, then at most a second apart (httpov.worker.consumer), where
+        # kombu's own back-off waited 2, 4, 6 ... 30 s
+        wait_until(lambda: "Cannot connect to redis" in log.read_text(errors="replace"), 15)
         server = redis_server(data, port, persist=True)
 
         second = client.submit(slow_scene(tmp_path / "after", 2), count=1)
@@ -97,6 +100,9 @@ def test_a_render_node_waiting_for_a_batch_survives_a_redis_restart(tmp_path, se
             assert (final.state, final.frames_done) == ("done", frames)
         text = log.read_text(errors="replace")
         assert node.poll() is None and "Unrecoverable error" not in text, text[-3000:]
+        # Celery says "Trying again now" for a wait under a second ("in 2.00 seconds" with kombu's back-off)
+        lost = text[text.index("Cannot connect to redis"):]
+        assert lost.splitlines()[1].startswith("Trying again now"), lost[:300]
         # the first batch's message, taken before the restart, leaves kombu's table: acked, or dropped by the sweep
         table = redis.Redis.from_url(url, decode_responses=True)
         wait_for(lambda: not any(first.spec.id in raw for raw in table.hvals(kombu_layout(settings).unacked)),

@@ -19,6 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchfarm import until  # noqa: E402
+
 from httpov.celery import make_app  # noqa: E402
 from httpov.client import Client  # noqa: E402
 from httpov.local_farm import free_port, start_worker, stop_worker  # noqa: E402
@@ -27,19 +29,11 @@ from tests.conftest import TINY_ANIMATION, write_scene  # noqa: E402
 from tests.integration.faults import redis_server  # noqa: E402
 
 
-def _until(predicate, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("timed out")
-        time.sleep(0.02)
-
-
 def _started(client: Client, work: Path, name: str) -> float:
     """Seconds from submit to the one-frame job's batch taken by a node (running or done)."""
     began = time.monotonic()
     sub = client.submit(write_scene(work / name, TINY_ANIMATION, "Width=16\nHeight=12\n+KFI1 +KFF1\n"), count=1)
-    _until(lambda: client.store.running(sub.spec.id) or client.store.batches(sub.spec.id)["done"], 180)
+    until(lambda: client.store.running(sub.spec.id) or client.store.batches(sub.spec.id)["done"], 180)
     return time.monotonic() - began
 
 
@@ -57,7 +51,7 @@ def trial(base: Settings, outage: float, work: Path) -> tuple[float, float]:
     try:
         client = Client(settings, make_app(settings))
         node = start_worker(settings, 1, "node", folder / "node.log")
-        _until(lambda: client.store.live_nodes(10), 60)
+        until(lambda: client.store.live_nodes(10), 60)
         floor = _started(client, folder, "before")
         redis.terminate()
         redis.wait()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,15 @@ from httpov.client import Client
 from httpov.local_farm import embedded_redis, redis_answers, start_worker, stop_worker
 from httpov.settings import Settings
 from httpov.worker import waits
+
+
+def until(predicate: Callable[[], object], timeout: float) -> None:
+    """Poll `predicate` every 20 ms until it holds; TimeoutError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out")
+        time.sleep(0.02)
 
 
 def node_farm(stack: ExitStack, tmp: Path, concurrency: int, **overrides: Any) -> tuple[Settings, Client]:

@@ -12,14 +12,13 @@ A `celery -A httpov worker` typed by hand is Celery's, not httpov's: run it in a
 every installed `celery.commands` plugin before it reads its arguments (Flower with tornado and prometheus_client,
 click_repl and prompt_toolkit for `celery amqp`): CPU at each start and memory in the worker's main process that
 each render process forked from it then holds (measured in docs/PERFORMANCE.md, "A render node's cost per batch").
-The worker command reads the same CELERY_WORKER_* variables and NO_COLOR as under the umbrella; the umbrella's own
-options (-b, --config, --loader...) and their CELERY_* variables are not httpov's to take: its settings name the
-broker (httpov.celery).
+The worker command reads the same CELERY_WORKER_* variables as under the umbrella; the umbrella's own options (-b,
+--config, --loader, --no-color...) and their variables (CELERY_BROKER, NO_COLOR...) are not httpov's to take: its
+settings name the broker (httpov.celery).
 """
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 
 #: How httpov starts Celery's command line: the arguments go after these.
@@ -57,8 +56,7 @@ def worker(args: list[str]) -> None:
     from celery.bin.worker import worker as command
 
     sys.argv = [*ARGV[1:], "-A", "httpov", "worker", *args]  # what a restart (SIGHUP) runs again: this command
-    no_color = os.environ.get("NO_COLOR", "").lower() not in ("", "0", "false", "f", "no", "n", "off")  # click's
-    context = CLIContext(app=find_app("httpov"), no_color=no_color, workdir=None, quiet=False)
+    context = CLIContext(app=find_app("httpov"), no_color=False, workdir=None, quiet=False)
     command.main(args=args, prog_name="celery worker", obj=context, auto_envvar_prefix="CELERY_WORKER")  # exits
 
 

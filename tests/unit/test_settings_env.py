@@ -44,6 +44,8 @@ def test_a_local_worker_gets_the_settings_of_its_client() -> None:
 #: Where httpov may touch os.environ outside settings.py, and why.
 ENVIRONMENT_ALLOWED = {
     "httpov/local_farm.py": "worker_env: the environment of a worker it starts, its HTTPOV_* replaced by to_env()",
+    "httpov/celery_main.py": "the worker command's own CELERY_WORKER_* variables, read by click as Celery's umbrella "
+                             "command has them read",
 }
 
 

@@ -3,16 +3,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
+import ssl
 import threading
 import time
 
+import redis
 from celery import bootsteps
 from celery.signals import worker_shutdown
 
 from httpov.dispatch import sweep
+from httpov.errors import BrokerUnavailableError
 from httpov.retention import apply_retention
 from httpov.settings import Settings, unknown_variables
 from httpov.storage import Storage, open_storage
@@ -29,6 +33,30 @@ log = logging.getLogger(__name__)
 RETENTION_EVERY = 600.0
 #: Seconds between two checks of the farm's storage while it does not answer this node.
 STORAGE_CHECK_EVERY = 60.0
+#: A node started before Redis tries it this often, and says it waits at most every WAIT_LOG_EVERY seconds.
+WAIT_FOR_REDIS_SECONDS = 1.0
+WAIT_LOG_EVERY = 30.0
+
+
+def open_store_once_up(settings: Settings) -> JobStore:
+    """The farm's store, once Redis answers: a node started before Redis (a machine booting, Redis restarting) waits
+    for it, as Celery's consumer waits for the broker, saying so at most every WAIT_LOG_EVERY seconds, where it
+    exited with a traceback. What waiting cannot mend (a refused password, a certificate that does not verify, a
+    schema it does not know) still stops the node at once."""
+    said = -math.inf
+    while True:
+        try:
+            return open_store(settings)
+        except BrokerUnavailableError as exc:
+            cause = exc.__cause__
+            reason = getattr(cause, "__cause__", None) or getattr(cause, "__context__", None)
+            if isinstance(cause, redis.AuthenticationError) or isinstance(reason, ssl.SSLError) \
+                    or not isinstance(cause, (redis.ConnectionError, redis.TimeoutError)):
+                raise
+            if time.monotonic() - said >= WAIT_LOG_EVERY:
+                said = time.monotonic()
+                log.warning("httpov: waiting for Redis: %s", exc)
+            time.sleep(WAIT_FOR_REDIS_SECONDS)
 
 
 class UseMeter:
@@ -75,7 +103,7 @@ class Reaper(bootsteps.StartStopStep):
 
     def start(self, worker):
         settings = Settings.from_env()
-        store = open_store(settings)
+        store = open_store_once_up(settings)
         try:
             store.load_scripts()
         except Exception as exc:  # Redis away: each script is loaded at its first use instead

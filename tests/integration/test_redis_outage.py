@@ -217,3 +217,32 @@ def test_a_connection_dropped_mid_command_is_absorbed_by_the_store_client(settin
     finally:
         thread.join(20)
     assert killed == [1]
+
+
+def test_a_node_started_before_redis_waits_for_it_and_then_renders(tmp_path, settings, workers):
+    """A machine that boots its render node before Redis: the node says it waits (once, not a line a second) and
+    takes batches once Redis answers, where it exited on an unrecoverable error."""
+    from httpov.celery import make_app
+    from httpov.client import Client
+
+    port = free_port()
+    data = tmp_path / "redis"
+    data.mkdir()
+    url = f"redis://127.0.0.1:{port}/0"
+    settings = settings.with_(broker_url=url, state_url=url)
+    node = workers(concurrency=1, name="early", settings_=settings)
+    log = tmp_path / "early.log"
+    wait_for(lambda: "httpov: waiting for Redis: cannot reach Redis" in log.read_text(errors="replace"), 30,
+             "the node to say it waits for Redis")
+    server = redis_server(data, port, persist=False)
+    try:
+        client = Client(settings, make_app(settings))
+        sub = client.submit(slow_scene(tmp_path / "late", 1), count=1)
+        final = client.wait(sub.spec.id, timeout=60)
+        assert (final.state, final.frames_done) == ("done", 1)
+        text = log.read_text(errors="replace")
+        assert node.poll() is None and "Unrecoverable error" not in text, text[-3000:]
+        assert text.count("waiting for Redis") == 1, text[-3000:]
+    finally:
+        server.terminate()
+        server.wait(20)

@@ -13,7 +13,9 @@ import time
 
 import redis
 from celery import bootsteps
+from celery.exceptions import WorkerShutdown, WorkerTerminate
 from celery.signals import worker_shutdown
+from celery.worker import state as worker_state
 
 from httpov.dispatch import sweep
 from httpov.errors import BrokerUnavailableError
@@ -42,7 +44,7 @@ def open_store_once_up(settings: Settings) -> JobStore:
     """The farm's store, once Redis answers: a node started before Redis (a machine booting, Redis restarting) waits
     for it, as Celery's consumer waits for the broker, saying so at most every WAIT_LOG_EVERY seconds, where it
     exited with a traceback. What waiting cannot mend (a refused password, a certificate that does not verify, a
-    schema it does not know) still stops the node at once."""
+    schema it does not know) still stops the node at once, and so does a SIGTERM while it waits."""
     said = -math.inf
     while True:
         try:
@@ -56,7 +58,13 @@ def open_store_once_up(settings: Settings) -> JobStore:
             if time.monotonic() - said >= WAIT_LOG_EVERY:
                 said = time.monotonic()
                 log.warning("httpov: waiting for Redis: %s", exc)
-            time.sleep(WAIT_FOR_REDIS_SECONDS)
+            deadline = time.monotonic() + WAIT_FOR_REDIS_SECONDS
+            while time.monotonic() < deadline:  # a SIGTERM meanwhile (Celery's handler sets a flag) stops it
+                if worker_state.should_terminate is not None:
+                    raise WorkerTerminate(worker_state.should_terminate) from None
+                if worker_state.should_stop is not None:
+                    raise WorkerShutdown(worker_state.should_stop) from None
+                time.sleep(0.1)
 
 
 class UseMeter:

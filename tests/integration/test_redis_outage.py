@@ -221,7 +221,7 @@ def test_a_connection_dropped_mid_command_is_absorbed_by_the_store_client(settin
 
 def test_a_node_started_before_redis_waits_for_it_and_then_renders(tmp_path, settings, workers):
     """A machine that boots its render node before Redis: the node says it waits (once, not a line a second) and
-    takes batches once Redis answers, where it exited on an unrecoverable error."""
+    takes batches once Redis answers, where it exited on an unrecoverable error; stopped while it waits, it exits."""
     from httpov.celery import make_app
     from httpov.client import Client
 
@@ -231,9 +231,13 @@ def test_a_node_started_before_redis_waits_for_it_and_then_renders(tmp_path, set
     url = f"redis://127.0.0.1:{port}/0"
     settings = settings.with_(broker_url=url, state_url=url)
     node = workers(concurrency=1, name="early", settings_=settings)
+    stopped = workers(concurrency=1, name="stopped", settings_=settings)
     log = tmp_path / "early.log"
-    wait_for(lambda: "httpov: waiting for Redis: cannot reach Redis" in log.read_text(errors="replace"), 30,
-             "the node to say it waits for Redis")
+    said = "httpov: waiting for Redis: cannot reach Redis"
+    logs = [log, tmp_path / "stopped.log"]
+    wait_for(lambda: all(said in path.read_text(errors="replace") for path in logs), 30, "the nodes to say they wait")
+    stopped.send_signal(signal.SIGTERM)  # a node stopped while it waits: a warm shutdown, exit 0
+    assert stopped.wait(20) == 0
     server = redis_server(data, port, persist=False)
     try:
         client = Client(settings, make_app(settings))

@@ -206,7 +206,8 @@ def _done(client, job_id: str, limit: float = 600.0) -> None:  # noqa: ANN001
 
 
 def measure_idle(settle: float) -> dict:
-    """A bare `celery -A httpov worker` (default concurrency), idle: its render processes' memory."""
+    """A render node as httpov starts one (start_worker: `celery -A httpov worker` through httpov.celery_main, the
+    default concurrency), idle: its render processes' memory."""
     from httpov.local_farm import embedded_redis, start_worker, stop_worker
 
     with tempfile.TemporaryDirectory(prefix="httpov-bench-idle-") as name, embedded_redis(Path(name)) as url:

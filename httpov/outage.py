@@ -6,9 +6,11 @@ exponential back-off (Retry(ExponentialBackoff()), httpov.store.jobs.REDIS_RETRI
 caller ever sees it. A restart lasts seconds to minutes, longer than a single command should block: only the commands
 that wait anyway ride it out, here, for up to HTTPOV_OUTAGE_SECONDS (`wait`, `watch`, the status page, and a
 render node recording a batch it already stored); every other command fails at once with a clear
-BrokerUnavailableError."""
+BrokerUnavailableError. What no wait mends (`lasting`: a refused password, a certificate that does not verify)
+fails at once everywhere."""
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -23,15 +25,32 @@ T = TypeVar("T")
 NOTICE = "Redis unreachable, retrying"
 
 
+def lasting(exc: BaseException) -> bool:
+    """Whether a Redis error is one no wait mends: a refused password (or none given where one is asked), a server
+    certificate that does not verify, anywhere in its chain of causes. A dropped or refused connection, a timeout or
+    Redis still loading its data pass with time."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a chain of causes is short; never follow a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, (redis.AuthenticationError, redis.ResponseError, ssl.SSLCertVerificationError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def through_outage(fn: Callable[[], T], seconds: float, on_outage: Callable[[str], None] | None = None,
                    pause: float = 1.0) -> T:
     """fn(), called again every `pause` seconds while Redis does not answer, for up to `seconds` from the first
-    failure (then its BrokerUnavailableError goes up); `on_outage` is told once, at the first failure."""
+    failure (then its BrokerUnavailableError goes up; at once for what no wait mends: `lasting`); `on_outage` is
+    told once, at the first failure."""
     deadline = None
     while True:
         try:
             return fn()
         except (BrokerUnavailableError, redis.ConnectionError, redis.TimeoutError) as exc:  # BusyLoadingError too
+            if lasting(exc):
+                raise
             now = time.monotonic()
             if deadline is None:
                 deadline = now + seconds

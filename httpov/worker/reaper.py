@@ -7,11 +7,9 @@ import math
 import os
 import signal
 import socket
-import ssl
 import threading
 import time
 
-import redis
 from celery import bootsteps
 from celery.exceptions import WorkerShutdown, WorkerTerminate
 from celery.signals import worker_shutdown
@@ -19,6 +17,7 @@ from celery.worker import state as worker_state
 
 from httpov.dispatch import sweep
 from httpov.errors import BrokerUnavailableError
+from httpov.outage import lasting
 from httpov.retention import apply_retention
 from httpov.settings import Settings, unknown_variables
 from httpov.storage import Storage, open_storage
@@ -43,17 +42,14 @@ WAIT_LOG_EVERY = 30.0
 def open_store_once_up(settings: Settings) -> JobStore:
     """The farm's store, once Redis answers: a node started before Redis (a machine booting, Redis restarting) waits
     for it, as Celery's consumer waits for the broker, saying so at most every WAIT_LOG_EVERY seconds, where it
-    exited with a traceback. What waiting cannot mend (a refused password, a certificate that does not verify, a
-    schema it does not know) still stops the node at once, and so does a SIGTERM while it waits."""
+    exited with a traceback. What waiting cannot mend (httpov.outage.lasting; a schema it does not know) still stops
+    the node at once, and so does a SIGTERM while it waits."""
     said = -math.inf
     while True:
         try:
             return open_store(settings)
         except BrokerUnavailableError as exc:
-            cause = exc.__cause__
-            reason = getattr(cause, "__cause__", None) or getattr(cause, "__context__", None)
-            if isinstance(cause, redis.AuthenticationError) or isinstance(reason, ssl.SSLError) \
-                    or not isinstance(cause, (redis.ConnectionError, redis.TimeoutError)):
+            if lasting(exc):
                 raise
             if time.monotonic() - said >= WAIT_LOG_EVERY:
                 said = time.monotonic()

@@ -42,3 +42,22 @@ def test_other_errors_pass_at_once():
     with pytest.raises(JobNotFoundError):
         through_outage(fn, 60, pause=0)
     assert len(calls) == 1
+
+
+def test_what_no_wait_mends_passes_at_once():
+    """A refused password (redis-py's AuthenticationError is a ConnectionError) or a certificate that does not verify:
+    no outage to ride out, however long the caller would wait."""
+    import ssl
+
+    from httpov.outage import lasting
+
+    refused = BrokerUnavailableError("wrong or missing password")
+    refused.__cause__ = redis.AuthenticationError("invalid username-password pair")
+    fn, calls = _flaky(1, refused)
+    with pytest.raises(BrokerUnavailableError):
+        through_outage(fn, 60, pause=0)
+    assert len(calls) == 1
+    unverified = redis.ConnectionError("certificate verify failed")
+    unverified.__cause__ = ssl.SSLCertVerificationError("certificate verify failed")
+    assert lasting(unverified) and lasting(redis.AuthenticationError("no"))
+    assert not lasting(redis.ConnectionError("refused")) and not lasting(BrokerUnavailableError("cannot reach Redis"))

@@ -35,13 +35,14 @@ class Consumer(CeleryConsumer):
         # `conn.ensure_connection(errback, max_retries, callback=...)`, leaving the intervals to kombu's defaults;
         # its errback logs each try (an error line per try: one every 30 s at most, as with kombu's back-off).
         connect = conn.ensure_connection
-        said = [-math.inf]
+        said = -math.inf
 
         def quick(errback: Callable[..., object] | None = None, *args: object, **kwargs: object) -> Connection:
             def now_and_then(exc: Exception, interval: float) -> object:
-                if errback is None or time.monotonic() - said[0] < LOG_EVERY_SECONDS:
+                nonlocal said
+                if errback is None or time.monotonic() - said < LOG_EVERY_SECONDS:
                     return None
-                said[0] = time.monotonic()
+                said = time.monotonic()
                 return errback(exc, interval)
             return connect(now_and_then, *args, interval_start=RECONNECT_FIRST_SECONDS,
                            interval_step=RECONNECT_FIRST_SECONDS, interval_max=RECONNECT_MAX_SECONDS, **kwargs)

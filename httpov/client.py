@@ -260,7 +260,6 @@ class Client:
             spec = self._plan(layout, scene, options.name or _default_name(Path(source), layout), options, scene_key)
             spec.time_limit = options.time_limit
             spec.any_povray = options.any_povray
-            spec.order = self.settings.batch_order
             notes = self._plan_radiosity(spec, radiosity_cache if radiosity else "off")
             if after.frames and unshared == "":  # a pre-pass cannot wait for another job's frames: see _queue_job
                 unshared = "--after-frames: a pre-pass cannot wait for another job's frames"

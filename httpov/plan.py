@@ -1,6 +1,7 @@
 """Splitting a job into batches: frame ranges of an animation, row slices of each frame."""
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -261,15 +262,84 @@ PREVIEW_BATCHES = 12
 
 def handout_order(spec: JobSpec, batch_ids: Sequence[str]) -> list[str]:
     """Batches of job `spec` in the order they go on its pending list: preview_order, or as given (frame order) for
-    a job submitted with HTTPOV_BATCH_ORDER=frames. In preview order, past the first PREVIEW_BATCHES the batches
-    of more frames go before those of fewer (a stable sort: the preview order within a size, a frame's slices
-    together), so the tail's shrunken batches (tail_sizes) are handed out last, where they let the processes end
-    together, and not early where the timeline put them."""
+    a job submitted with HTTPOV_BATCH_ORDER=frames. In preview order the job's preview frames (preview_frames) lead,
+    coarse-to-fine, then preview_order of the rest, the batches of more frames before those of fewer (a stable sort:
+    the preview order within a size, a frame's slices together): the tail's shrunken batches (tail_sizes) are handed
+    out last, where they let the processes end together, and not early where the timeline put them, and what runs
+    beside the lead ends after it. Without a lead, the first PREVIEW_BATCHES keep their place."""
     if spec.order != "preview":
         return list(batch_ids)
-    order = preview_order(batch_ids)
-    rest = sorted(order[PREVIEW_BATCHES:], key=lambda b: -len(Batch.from_id(b).frames))
-    return order[:PREVIEW_BATCHES] + rest
+    lead = _preview_lead(batch_ids)
+    led = set(lead)
+    order = preview_order([b for b in batch_ids if b not in led])
+    keep = 0 if lead else PREVIEW_BATCHES
+    rest = sorted(order[keep:], key=lambda b: -len(Batch.from_id(b).frames))
+    return lead + order[:keep] + rest
+
+
+#: A job of at least this many frames in batches of several frames gets preview frames (preview_frames): with fewer,
+#: 10% of its frames cannot hold one frame in each tenth of its timeline.
+PREVIEW_MIN_FRAMES = 100
+
+
+def preview_frames(batches: list[Batch], frames: FrameRange) -> list[Batch]:
+    """`batches` (an animation's, frames first to last) laid out again so that each tenth of the timeline holds a
+    one-frame batch, which handout_order hands out first: once 10% of the job's frames are done, every tenth of the
+    animation has one, whatever the batch size (preview_order alone needs 100 or more batches). The sizes of `batches`
+    are kept, largest first along the timeline, and the first batch that starts in a tenth is one of its one-frame
+    batches (a tail's, tail_sizes: at no batch more), or a frame cut off the smallest (one batch more: ten for
+    batches of one size); no batch runs over a whole tenth. A job of fewer than PREVIEW_MIN_FRAMES frames, or whose
+    batches are single frames, or slices, is kept as it is."""
+    if frames.count < PREVIEW_MIN_FRAMES or all(b.first == b.last or b.rows is not None or b.prepass
+                                                for b in batches):
+        return batches
+    left = sorted(len(b.frames) for b in batches)  # the sizes not laid out yet, ascending: they add up to the frames
+
+    def take(most: int) -> int:
+        """The largest size left up to `most`; else the smallest cut to `most`, its rest put back."""
+        at = bisect.bisect_right(left, most)
+        if at:
+            return left.pop(at - 1)
+        bisect.insort(left, left.pop(0) - most)
+        return most
+
+    tenths = _tenths(frames.first, frames.last)
+    out: list[Batch] = []
+    frame, shown = frames.first, -1  # the last tenth given its one-frame batch
+    while frame <= frames.last:
+        tenth = (frame - frames.first) * 10 // frames.count
+        if tenth > shown:
+            size, shown = take(1), tenth
+        else:  # ends before the next tenth's last frame, so that a batch starts in it
+            size = take(tenths[tenth + 1][1] - frame if tenth < 9 else frames.last - frame + 1)
+        out.append(Batch(frame, frame + size - 1))
+        frame += size
+    return out
+
+
+def _tenths(first: int, last: int) -> list[tuple[int, int]]:
+    """The frames (first, last) of each tenth of the timeline first..last (a frame f is in tenth (f - first) * 10 //
+    its frames), for a timeline of at least 10 frames."""
+    n = last - first + 1
+    starts = [first + -(-k * n // 10) for k in range(11)]
+    return [(starts[k], starts[k + 1] - 1) for k in range(10)]
+
+
+def _preview_lead(batch_ids: Sequence[str]) -> list[str]:
+    """The preview frames among `batch_ids` (preview_frames), coarse-to-fine over the timeline: the first one-frame
+    batch in each tenth of the span of `batch_ids` (a retry's frames, a resumed job's parked ones), when that span is
+    at least PREVIEW_MIN_FRAMES frames and some batch holds several; none otherwise (preview_order covers it)."""
+    whole = [b for b in map(Batch.from_id, batch_ids) if b.rows is None and not b.prepass]
+    if all(b.first == b.last for b in whole):
+        return []
+    first, last = min(b.first for b in whole), max(b.last for b in whole)
+    if last - first + 1 < PREVIEW_MIN_FRAMES:
+        return []
+    singles = sorted(b.first for b in whole if b.first == b.last)
+    frames = [f for lo, hi in _tenths(first, last) for f in singles[bisect.bisect_left(singles, lo):][:1] if f <= hi]
+    order = _coarse_to_fine([float(f - first) for f in frames], float(last - first + 1)) if len(frames) > 2 else \
+        range(len(frames))
+    return [Batch(frames[i], frames[i]).id for i in order]
 
 
 def _coarse_to_fine(positions: list[float], length: float) -> list[int]:
@@ -739,11 +809,15 @@ def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, 
     batches = split(fr, count, row_slices, tail)
     if len(batches) > settings.max_batches:  # the tail's extra batches would pass the farm's limit: none then
         batches = split(fr, count, row_slices)
+    if settings.batch_order == "preview" and (processes or ASSUMED_PROCESSES) < len(batches) <= \
+            settings.max_batches - 20:  # one round of the processes starts every batch at once: no preview to give
+        batches = preview_frames(batches, fr)  # none more with a tail, about ten more without
     return JobSpec(
         id=job_id or secrets.token_hex(5), name=name, scene_key=scene_key, root=layout.root, pov=layout.pov,
         options=options.options, initial=fr.initial, final=fr.final, first=fr.first, last=fr.last,
         width=width, height=height, count=count, slices=row_slices, priority=priority,
         created=time.time() if created is None else created, batches=[b.id for b in batches],
+        order=settings.batch_order,
     )
 
 

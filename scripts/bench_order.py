@@ -4,8 +4,9 @@
 
 One real `celery -A httpov worker` with the node's defaults (a bare worker: HTTPOV_RENDER_PROCESSES) renders Debian's
 `diffuse` sample animation (povray-examples) stretched to --frames frames, submitted again and again, the two orders
-taking turns (preview, frames, frames, preview, ...), all with --count frames per batch (fixed, so that both
-orders get the same batches). An untimed submit first
+taking turns (preview, frames, frames, preview, ...), all with --count frames per batch (--count 0: the adaptive
+count a submit without one gets). In preview order a job of 100 frames or more also renders one frame of each tenth
+on its own (plan.preview_frames): its cost is part of what is measured. An untimed submit first
 puts the scene in the node's cache. For each job: wall time from submit to its record saying done, and,
 from polling its done batches, which tenths of the timeline hold a rendered frame once 10% of its frames are done,
 and when every tenth first held one (as a share of the job's time). Runs on a private redis-server.
@@ -37,7 +38,7 @@ DIFFUSE = Path("/usr/share/doc/povray/examples/animations/diffuse")
 def timed_job(client: Client, folder: Path, frames: int, count: int, poll: float = 0.05) -> dict:
     """Submit, watch the done batches until the job is done; answers its seconds and what it showed when."""
     t0 = time.time()
-    sub = client.submit(folder, SubmitOptions(frames=frames, count=count))
+    sub = client.submit(folder, SubmitOptions(frames=frames, count=count or None))
     spec, seen = sub.spec, {}
     while True:
         record = client.store.record(spec.id)
@@ -60,6 +61,8 @@ def timed_job(client: Client, folder: Path, frames: int, count: int, poll: float
             tenths_at_10 = len(tenths)
         if all_tenths_at is None and len(tenths) == 10:
             all_tenths_at = seen[batch_id] / total
+    if os.environ.get("BENCH_ORDER_TRACE"):
+        print(" ".join(f"{Batch.from_id(b).label}@{t:.2f}" for b, t in sorted(seen.items(), key=lambda i: i[1])[:12]))
     return {"seconds": total, "tenths_at_10": tenths_at_10 or 0, "all_tenths_at": all_tenths_at or 1.0,
             "count": spec.count, "batches": len(spec.batches)}
 
@@ -73,7 +76,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=104, help="frames of the job (diffuse has 26)")
     parser.add_argument("--width", type=int, default=160)
     parser.add_argument("--height", type=int, default=120)
-    parser.add_argument("--count", type=int, default=4, help="frames per batch")
+    parser.add_argument("--count", type=int, default=4,
+                        help="frames per batch; 0: the node's adaptive count (the default a user gets)")
     parser.add_argument("--pairs", type=int, default=5, help="timed jobs of each order, taking turns")
     args = parser.parse_args()
     if not DIFFUSE.is_dir():
@@ -108,7 +112,8 @@ def main() -> None:
             finally:
                 stop_worker(worker)
     ratios = [p["seconds"] / f["seconds"] for p, f in zip(runs["preview"], runs["frames"])]
-    say(f"diffuse {args.frames} frames at {args.width}x{args.height}, {args.count} per batch, {args.pairs} pairs")
+    per = f"{args.count} per batch" if args.count else "adaptive frames per batch"
+    say(f"diffuse {args.frames} frames at {args.width}x{args.height}, {per}, {args.pairs} pairs")
     say(f"wall time preview/frames, per pair: {spread(ratios)}")
     for order in ("preview", "frames"):
         say(f"{order}: seconds {spread([r['seconds'] for r in runs[order]])}; tenths with a frame at 10% of frames "

@@ -22,14 +22,7 @@ def scene(tmp_path):
 def _queued(client: Client, job_id: str) -> list[int]:
     """The first frame of each of the job's batches in Celery's queue, in the order render nodes take them (kombu
     LPUSHes, a worker BRPOPs: the list read from its end)."""
-    layout = QueueLayout.of(client.celery)
-    found = []
-    for key in layout.lists(client.settings.queue):
-        for raw in reversed(client.store.r.lrange(key, 0, -1)):
-            message = render_message(raw)
-            if message is not None and message[0] == job_id:
-                found.append(Batch.from_id(message[1]).first)
-    return found
+    return [Batch.from_id(b).first for b in _queued_ids(client, job_id)]
 
 
 def _pending(client: Client, job_id: str) -> list[int]:
@@ -70,3 +63,24 @@ def test_a_resumed_job_pends_what_was_set_aside_coarse_to_fine(client, scene):
     assert sorted([*window, *pending]) == list(range(1, 42))
     assert len(pending) > 20 and pending != sorted(pending)  # not first to last
     assert {(f - 1) * 10 // 41 for f in pending[:12]} == set(range(10))  # the parked ones, coarse-to-fine again
+
+
+def test_a_job_of_several_frames_a_batch_leads_with_one_frame_of_each_tenth(client, tmp_path):
+    scene = write_scene(tmp_path / "long", "#version 3.7;\nbackground { color rgb <clock, 1, 0> }\n",
+                        "Width=8\nHeight=6\nInitial_Frame=1\nFinal_Frame=120\nInitial_Clock=0\nFinal_Clock=1\n")
+    job = client.submit(scene, count=4, who=ALICE).spec.id
+    handed = [Batch.from_id(b) for b in _queued_ids(client, job) + client.store.r.lrange(
+        client.store.keys.pending(job), 0, -1)]
+    assert sorted(f for b in handed for f in b.frames) == list(range(1, 121))  # every frame once
+    assert len(handed) == 30 + 8 and all(b.first == b.last for b in handed[:10])  # ten frames: 8% of the job
+    assert {(b.first - 1) * 10 // 120 for b in handed[:10]} == set(range(10))
+    frames = Client(client.settings.with_(batch_order="frames"), client.celery)
+    other = frames.submit(scene, count=4, who=BOB).spec
+    assert other.batches == [Batch(f, f + 3).id for f in range(1, 121, 4)]  # first to last: no frame on its own
+
+
+def _queued_ids(client: Client, job_id: str) -> list[str]:
+    layout = QueueLayout.of(client.celery)
+    return [message[1] for key in layout.lists(client.settings.queue)
+            for raw in reversed(client.store.r.lrange(key, 0, -1))
+            if (message := render_message(raw)) is not None and message[0] == job_id]

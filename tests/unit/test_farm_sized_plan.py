@@ -120,10 +120,14 @@ def test_in_preview_order_the_tails_small_batches_are_handed_out_last():
     scene = parse_ini("Width=32\nHeight=24\nInitial_Frame=1\nFinal_Frame=400\n")
     spec = plan_job(layout, scene, settings, name="a", processes=4, measured=(40.0, 100, 4))  # 0.37 s a frame
     order = handout_order(spec, spec.batches)
-    assert sorted(order) == sorted(spec.batches) and order[:2] == [spec.batches[0], spec.batches[-1]]
+    assert sorted(order) == sorted(spec.batches) and order[0] == spec.batches[0] == "f000001-000001"
     sizes = [len(Batch.from_id(b).frames) for b in order]
-    assert min(sizes[:PREVIEW_BATCHES]) == 1  # the preview's last batch is the tail's
-    assert sizes[PREVIEW_BATCHES:] == sorted(sizes[PREVIEW_BATCHES:], reverse=True) and sizes[-1] == 1
+    assert sizes[:10] == [1] * 10  # the preview frames (preview_frames), one in each tenth
+    assert {(Batch.from_id(b).first - 1) * 10 // 400 for b in order[:10]} == set(range(10))
+    rest = sizes[10:]  # behind the preview frames, largest first: what runs beside them ends after them
+    assert rest == sorted(rest, reverse=True) and rest[-1] == 1 and spec.batches[-1] in order[-20:]
+    starts = [Batch.from_id(b).first for b in order[10:10 + PREVIEW_BATCHES]]  # spread over the timeline
+    assert {(f - 1) * 5 // 400 for f in starts} == set(range(5))
     frames = handout_order(dataclasses.replace(spec, order="frames"), spec.batches)
     assert frames == spec.batches
 

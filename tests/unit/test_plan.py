@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from httpov.errors import OptionError, SceneError, flag
 from httpov.plan import (
     Batch,
+    FrameRange,
     adaptive_count,
     batch_time_limit,
     frame_range,
@@ -199,6 +200,78 @@ def test_preview_order_keeps_a_frames_slices_together_in_their_order():
         assert {b.first for b in group} == {group[0].first}
         assert [b.rows for b in group] == [(1, 32), (33, 64), (65, 70)]
     assert [Batch.from_id(b).first for b in order[:6:3]] == [1, 30]
+
+
+def _first_tenth_of_frames(order: list[str], frames: int) -> set[int]:
+    """The frames of the batches handed out first, as long as they hold at most 10% of the job's `frames`."""
+    seen: set[int] = set()
+    for batch_id in order:
+        more = set(Batch.from_id(batch_id).frames)
+        if len(seen) + len(more) > frames / 10:
+            break
+        seen |= more
+    return seen
+
+
+def _spec(batches: list[Batch], first: int, last: int, count: int, order: str = "preview"):
+    from httpov.plan import JobSpec
+
+    return JobSpec(id="0123456789", name="n", scene_key="", root="", pov="s.pov", options={}, initial=first,
+                   final=last, first=first, last=last, width=8, height=8, count=count,
+                   batches=[b.id for b in batches], order=order)
+
+
+@given(st.integers(100, 3000), st.integers(2, 60), st.integers(0, 16), st.integers(1, 50))
+def test_preview_frames_cover_every_tenth_once_ten_percent_is_done_whatever_the_batch_size(frames, count, tail,
+                                                                                          start):
+    from httpov.plan import FrameRange, handout_order, preview_frames
+
+    fr = FrameRange(start, start + frames - 1, start, start + frames - 1)
+    planned = split(fr, count, tail=tail)
+    batches = preview_frames(planned, fr)
+    assert [f for b in batches for f in b.frames] == list(fr_frames := range(fr.first, fr.last + 1))  # each once
+    sizes = sorted(len(b.frames) for b in planned)
+    more = 10 if count <= frames // 10 else 20  # a frame cut off a batch in each tenth; two where one spans a tenth
+    assert max(len(b.frames) for b in batches) <= count and len(planned) <= len(batches) <= len(planned) + more
+    if sizes.count(1) >= 10:  # a tail's one-frame batches are the preview frames: the same sizes, no batch more
+        assert sorted(len(b.frames) for b in batches) == sizes
+    order = handout_order(_spec(batches, fr.first, fr.last, count), [b.id for b in batches])
+    assert sorted(order) == sorted(b.id for b in batches)
+    assert {(f - start) * 10 // frames for f in _first_tenth_of_frames(order, frames)} == set(range(10))
+    assert len(fr_frames) == frames
+
+
+def test_preview_frames_leave_short_jobs_single_frames_and_slices_as_they_are():
+    from httpov.plan import FrameRange, preview_frames
+
+    short = FrameRange(1, 99, 1, 99)
+    assert preview_frames(split(short, 4), short) == split(short, 4)  # 10% of 99 frames cannot hold ten tenths
+    long = FrameRange(1, 400, 1, 400)
+    assert preview_frames(split(long, 1), long) == split(long, 1)
+    sliced = split(long, 1, [(1, 4), (5, 8)])
+    assert preview_frames(sliced, long) == sliced
+
+
+def test_a_job_planned_in_frames_order_gets_no_preview_frames_and_a_retry_leads_with_its_own():
+    from httpov.plan import handout_order, plan_job
+    from httpov.scene import SceneLayout
+    from httpov.settings import Settings
+
+    layout, scene = SceneLayout(root="", pov="s.pov", ini=None), parse_ini("Initial_Frame=1\nFinal_Frame=200\n")
+    frames = plan_job(layout, scene, Settings().with_(batch_order="frames"), name="n", count=5)
+    assert frames.order == "frames" and frames.batches == [b.id for b in split(FrameRange(1, 200, 1, 200), 5)]
+    preview = plan_job(layout, scene, Settings(), name="n", count=5)
+    assert preview.order == "preview" and len(preview.batches) == 40 + 8  # a frame of each tenth on its own
+    singles = [Batch.from_id(b).first for b in preview.batches if len(Batch.from_id(b).frames) == 1]
+    assert [(f - 1) // 20 for f in singles] == list(range(10))
+    assert [f for b in preview.batches for f in Batch.from_id(b).frames] == list(range(1, 201))
+    retried = [b for b in preview.batches if 31 <= Batch.from_id(b).first <= 190]  # retry --frames 31-190
+    order = handout_order(preview, retried)
+    inside = [f for f in singles if 31 <= f <= 190]  # a preview frame every 20 frames: one in a tenth of 31-190
+    lead = [Batch.from_id(b).first for b in order[:len(inside)]]
+    assert len(inside) >= 7 and sorted(lead) == inside and lead[:2] == [inside[0], inside[-1]]
+    assert len(Batch.from_id(order[len(inside)]).frames) > 1
+    assert sorted(order) == sorted(retried)
 
 
 def test_frames_order_keeps_the_planned_order():

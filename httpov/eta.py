@@ -21,15 +21,23 @@ TREND_MIN_R2 = 0.6
 
 
 def _samples(done: dict[str, dict[str, Any]], height: int) -> list[tuple[float, float, float, float]]:
-    """(finished, middle frame, seconds per frame, frames) of every finished batch, in the order they finished."""
+    """(finished, middle frame, seconds per frame, frames) of every finished batch, in the order they finished: its
+    seconds net of povray's start, as its node recorded it (_start), per frame."""
     out = []
     for batch_id, info in done.items():
         units = work_units(batch_id, height)
         if units > 0 and "seconds" in info:
             b = Batch.from_id(batch_id)
-            out.append((float(info.get("finished", 0.0)), (b.first + b.last) / 2, float(info["seconds"]) / units,
-                        units))
+            net = max(0.0, float(info["seconds"]) - _start(info))
+            out.append((float(info.get("finished", 0.0)), (b.first + b.last) / 2, net / units, units))
     return sorted(out)
+
+
+def _start(info: Mapping[str, Any]) -> float:
+    """The povray start a done batch's node counted in its seconds (DoneInfo.start; none in a record of a release
+    before it): a batch costs that once, whatever its frames, so a job's one-frame preview batches
+    (plan.preview_frames) do not make its frames look dearer."""
+    return float(info.get("start", 0.0))
 
 
 def smoothed_frame_seconds(done: dict[str, dict[str, Any]], height: int) -> float | None:
@@ -46,7 +54,8 @@ def _smoothed(samples: list[tuple[float, float, float, float]]) -> float | None:
 
 
 def cost_model(done: dict[str, dict[str, Any]], height: int) -> Callable[[str], float] | None:
-    """Predicted render seconds of a batch, from the finished ones; None before any batch finished.
+    """Predicted render seconds of a batch, from the finished ones: povray's start and its frames; None before any
+    batch finished.
 
     When the cost per frame follows the frame number (a scene that grows heavier through the animation),
     a weighted straight line through (frame, seconds per frame) predicts the frames still to come; otherwise
@@ -60,14 +69,16 @@ def cost_model(done: dict[str, dict[str, Any]], height: int) -> Callable[[str], 
     costs = [s[2] for s in samples]
     low, high = 0.5 * min(costs), 2.0 * max(costs)
     line = _trend(samples)
+    starts = [_start(info) for b, info in done.items() if "seconds" in info and work_units(b, height) > 0]
+    start = sum(starts) / len(starts)  # povray's start, paid once a batch
 
     def predict(batch_id: str) -> float:
         units = work_units(batch_id, height)
         if line is None:
-            return recent * units
+            return start + recent * units
         b = Batch.from_id(batch_id)
         slope, intercept = line
-        return min(high, max(low, intercept + slope * (b.first + b.last) / 2)) * units
+        return start + min(high, max(low, intercept + slope * (b.first + b.last) / 2)) * units
 
     return predict
 

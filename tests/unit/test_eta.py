@@ -1,6 +1,7 @@
 """ETA and rate on synthetic farms: the estimate is compared with when the simulated farm really ends."""
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 
@@ -60,6 +61,27 @@ def test_noisy_constant_frames_give_an_eta_close_to_the_truth():
     assert 0.8 * truth <= result["eta_seconds"] <= 1.2 * truth, (result["eta_seconds"], truth)
     assert result["render_processes"] == 4 and len(result["running"]) == 4
     assert 0.6 < result["frame_seconds"] < 2.4
+
+
+def test_a_job_that_starts_with_one_frame_batches_is_not_taken_for_one_of_dear_frames():
+    """A long animation's preview frames (plan.preview_frames) finish first; each paid povray's start (its record's
+    `start`), which its 4-frame batches pay once for four frames, not four times."""
+    from httpov.plan import FrameRange, handout_order, preview_frames, split
+
+    fr = FrameRange(1, 104, 1, 104)
+    laid = preview_frames(split(fr, 4), fr)
+    spec = spec_for(laid)
+    order = [Batch.from_id(b) for b in handout_order(dataclasses.replace(spec, count=4), spec.batches)]
+    start, frame = 0.7, 0.3
+    records, truth = simulate(order, lambda b: start + frame * len(b.frames), slots=8, at=2.0)
+    for info in records["done"].values():
+        info["start"] = start
+    assert len(records["done"]) == 10 and all(len(Batch.from_id(b).frames) == 1 for b in records["done"])
+    result = estimate(spec, "running", records, now=1002.0, started=1000.0)
+    assert 0.8 * truth <= result["eta_seconds"] <= 1.2 * truth, (result["eta_seconds"], truth)
+    for info in records["done"].values():  # a record of a release before `start`: taken as povray's time alone
+        del info["start"]
+    assert estimate(spec, "running", records, now=1002.0, started=1000.0)["eta_seconds"] > 1.5 * truth
 
 
 def test_the_tail_is_not_divided_among_idle_processes():

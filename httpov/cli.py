@@ -82,8 +82,8 @@ def cli(ctx: click.Context, server: str | None) -> None:
 @click.option("--frames", type=int, help="Frames in the animation (sets Final_Frame); default: the ini's range.")
 @click.option("--width", type=int, help="Image width in pixels, instead of the ini's Width (the ini is not edited).")
 @click.option("--height", type=int, help="Image height in pixels, instead of the ini's Height.")
-@click.option("--count", type=int, help="Frames per batch (one task each); default: adaptive, about 2.5 s of "
-              "rendering per batch from this scene's measured frame times (at most 4 for a new scene).")
+@click.option("--count", type=int, help="Frames per batch (one task each), at most; default: adaptive, about 2.5 s "
+              "of rendering per batch from this scene's measured frame times (at most 4 for a new scene).")
 @click.option("--slices", metavar="N|auto", help="Split each frame into this many row slices, stitched afterwards; "
               "auto: as many as the live render processes need, of equal cost when this scene was sliced before.")
 @click.option("--slice-rows", type=int, help="Rows per slice, instead of --slices.")
@@ -559,7 +559,7 @@ def web_token_remove(ctx: click.Context, token_id: str) -> None:
 @click.argument("scene", type=click.Path(path_type=Path))
 @click.option("--workers", type=int, help="Render processes on this machine (default: 4 per core).")
 @click.option("--frames", type=int, help="Frames in the animation (sets Final_Frame); default: the ini's range.")
-@click.option("--count", type=int, help="Frames per batch; default: adaptive, as for submit.")
+@click.option("--count", type=int, help="Frames per batch, at most; default: adaptive, as for submit.")
 @click.option("--slices", metavar="N|auto", help="Split each frame into this many row slices, stitched afterwards "
               "(auto: sized by the render processes).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Default: ./out/<name>/")

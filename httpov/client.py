@@ -89,7 +89,7 @@ class Submission:
     def describe(self) -> str:
         s = self.spec
         what = f"{s.frame_count} frame(s) {s.first}-{s.last}" if s.frame_count > 1 else f"frame {s.first}"
-        how = (f"{len(s.slices)} slice(s) per frame" if s.slices else f"{s.count} frame(s) per batch")
+        how = (f"{len(s.slices)} slice(s) per frame" if s.slices else f"up to {s.count} frame(s) per batch")
         return f"{s.id}: {what} at {s.width}x{s.height}, {how}, {len(s.batches)} batch(es)"
 
 
@@ -365,13 +365,16 @@ class Client:
         size = (options.width, options.height)  # --width/--height: instead of the ini's
         if scene_key and options.count is None and options.slices in (None, AUTO) and options.slice_rows is None:
             measured = self.store.frame_times(history_key(scene_key, *image_size(scene, size)))
-        processes, slice_times = 0, None
-        if options.count is None and options.slice_rows is None and options.slices in (None, AUTO):
-            # sized by the farm: its live render processes (an animation's tail, auto slices), ...
-            everyone, pools = self.store.render_processes(within=self.settings.live_node_seconds)
-            processes = pools.get(options.pool, 0) if options.pool else everyone
-            if scene_key and options.slices == AUTO:  # ... and the scene's cost row by row
-                slice_times = self.store.slice_times(history_key(scene_key, *image_size(scene, size)))
+        slice_times = None
+        # sized by the farm: the live render processes the job can have (an animation's tail, auto slices, whether
+        # its batches all start in one round: plan.preview_frames), ...
+        everyone, pools = self.store.render_processes(within=self.settings.live_node_seconds)
+        processes = pools.get(options.pool, 0) if options.pool else everyone
+        if options.max_processes and processes:
+            processes = min(processes, options.max_processes)
+        if options.count is None and options.slice_rows is None and options.slices == AUTO and scene_key:
+            # ... and the scene's cost row by row
+            slice_times = self.store.slice_times(history_key(scene_key, *image_size(scene, size)))
         return plan_job(layout, scene, self.settings, name=name, scene_key=scene_key, frames=options.frames,
                         count=options.count, slices=options.slices, slice_rows=options.slice_rows,
                         priority=options.priority, size=size, measured=measured, processes=processes,

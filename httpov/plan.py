@@ -287,11 +287,12 @@ def preview_frames(batches: list[Batch], frames: FrameRange) -> list[Batch]:
     one-frame batch, which handout_order hands out first: once 10% of the job's frames are done, every tenth of the
     animation has one, whatever the batch size (preview_order alone needs 100 or more batches). The sizes of `batches`
     are kept, largest first along the timeline, and the first batch that starts in a tenth is one of its one-frame
-    batches (a tail's, tail_sizes: at no batch more), or a frame cut off the smallest (one batch more: ten for
-    batches of one size); no batch runs over a whole tenth. A job of fewer than PREVIEW_MIN_FRAMES frames, or whose
-    batches are single frames, or slices, is kept as it is."""
-    if frames.count < PREVIEW_MIN_FRAMES or all(b.first == b.last or b.rows is not None or b.prepass
-                                                for b in batches):
+    batches (a tail's, tail_sizes: at no batch more), or a frame cut off the smallest (one batch more: at most ten,
+    for batches of one size); no batch runs over a whole tenth. A job of fewer than PREVIEW_MIN_FRAMES frames, of
+    single frames, of slices, or of batches longer than a tenth of it (cut in each tenth, such a job would get
+    several batches more for each it has) is kept as it is."""
+    if frames.count < PREVIEW_MIN_FRAMES or any(b.rows is not None or b.prepass for b in batches) or \
+            all(b.first == b.last for b in batches) or max(len(b.frames) for b in batches) > frames.count // 10:
         return batches
     left = sorted(len(b.frames) for b in batches)  # the sizes not laid out yet, ascending: they add up to the frames
 
@@ -810,8 +811,8 @@ def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, 
     if len(batches) > settings.max_batches:  # the tail's extra batches would pass the farm's limit: none then
         batches = split(fr, count, row_slices)
     if settings.batch_order == "preview" and (processes or ASSUMED_PROCESSES) < len(batches) <= \
-            settings.max_batches - 20:  # one round of the processes starts every batch at once: no preview to give
-        batches = preview_frames(batches, fr)  # none more with a tail, about ten more without
+            settings.max_batches - 10:  # one round of the processes starts every batch at once: no preview to give
+        batches = preview_frames(batches, fr)  # none more with a tail, at most ten more without
     return JobSpec(
         id=job_id or secrets.token_hex(5), name=name, scene_key=scene_key, root=layout.root, pov=layout.pov,
         options=options.options, initial=fr.initial, final=fr.final, first=fr.first, last=fr.last,

@@ -115,7 +115,7 @@ def test_submit_wait_status_and_fetch_as_with_redis(farm: Farm, tmp_path: Path) 
     submitted = farm.remote("submit", str(scene), "--count", "2", "--wait")
     assert submitted.exit_code == 0
     job = submitted.stdout.split()[1].rstrip(":")
-    assert submitted.stdout.startswith(f"job {job}: 3 frame(s) 1-3 at 24x16, 2 frame(s) per batch, 2 batch(es)")
+    assert submitted.stdout.startswith(f"job {job}: 3 frame(s) 1-3 at 24x16, up to 2 frame(s) per batch, 2 batch(es)")
     assert "scene uploaded as scenes/" in submitted.stdout
     assert farm.direct("status", job).exit_code == 0  # the farm has it
 

@@ -84,3 +84,13 @@ def _queued_ids(client: Client, job_id: str) -> list[str]:
     return [message[1] for key in layout.lists(client.settings.queue)
             for raw in reversed(client.store.r.lrange(key, 0, -1))
             if (message := render_message(raw)) is not None and message[0] == job_id]
+
+
+def test_a_given_count_is_laid_out_for_the_live_farm_and_the_jobs_own_cap(client, tmp_path):
+    scene = write_scene(tmp_path / "long", "#version 3.7;\nbackground { color rgb <clock, 1, 0> }\n",
+                        "Width=8\nHeight=6\nInitial_Frame=1\nFinal_Frame=120\n")
+    client.store.heartbeat("big@h", 40, [])  # a live node of 40 render processes: 30 batches of 4 start at once
+    whole = client.submit(scene, count=4, who=ALICE).spec
+    assert whole.batches == [Batch(f, f + 3).id for f in range(1, 121, 4)]  # no frame on its own: nothing to preview
+    capped = client.submit(scene, count=4, max_processes=8, who=BOB).spec  # bob's job runs 8 at a time
+    assert len(capped.batches) == 38 and sum(len(Batch.from_id(b).frames) == 1 for b in capped.batches) == 10

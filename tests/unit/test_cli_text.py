@@ -30,7 +30,7 @@ def _help(*command: str) -> str:
 
 def test_help_texts_say_what_each_option_does():
     assert "a few batches per node" not in _help("submit")
-    assert "--count INTEGER Frames per batch (one task each); default: adaptive" in _help("submit")
+    assert "--count INTEGER Frames per batch (one task each), at most; default: adaptive" in _help("submit")
     assert "into OUTPUT" not in _help("fetch") and "into --output" in _help("fetch")
     render = _help("render")
     for option in ("--frames INTEGER Frames in the animation", "--count INTEGER Frames per batch",

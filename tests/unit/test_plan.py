@@ -231,8 +231,10 @@ def test_preview_frames_cover_every_tenth_once_ten_percent_is_done_whatever_the_
     batches = preview_frames(planned, fr)
     assert [f for b in batches for f in b.frames] == list(fr_frames := range(fr.first, fr.last + 1))  # each once
     sizes = sorted(len(b.frames) for b in planned)
-    more = 10 if count <= frames // 10 else 20  # a frame cut off a batch in each tenth; two where one spans a tenth
-    assert max(len(b.frames) for b in batches) <= count and len(planned) <= len(batches) <= len(planned) + more
+    if max(len(b.frames) for b in planned) > frames // 10:  # longer than a tenth: kept whole (cut, several each)
+        assert batches == planned
+        return
+    assert max(len(b.frames) for b in batches) <= count and len(planned) <= len(batches) <= len(planned) + 10
     if sizes.count(1) >= 10:  # a tail's one-frame batches are the preview frames: the same sizes, no batch more
         assert sorted(len(b.frames) for b in batches) == sizes
     order = handout_order(_spec(batches, fr.first, fr.last, count), [b.id for b in batches])
@@ -250,6 +252,20 @@ def test_preview_frames_leave_short_jobs_single_frames_and_slices_as_they_are():
     assert preview_frames(split(long, 1), long) == split(long, 1)
     sliced = split(long, 1, [(1, 4), (5, 8)])
     assert preview_frames(sliced, long) == sliced
+
+
+def test_preview_frames_only_where_the_batches_do_not_all_start_at_once_and_fit_the_farms_limit():
+    from httpov.plan import plan_job
+    from httpov.scene import SceneLayout
+    from httpov.settings import Settings
+
+    layout, scene = SceneLayout(root="", pov="s.pov", ini=None), parse_ini("Initial_Frame=1\nFinal_Frame=104\n")
+    sizes = {processes: len(plan_job(layout, scene, Settings(), name="n", count=4, processes=processes).batches)
+             for processes in (0, 8, 25, 26, 64)}
+    assert sizes == {0: 34, 8: 34, 25: 34, 26: 26, 64: 26}  # 26 batches of 4: one round for 26 processes or more
+    assert len(plan_job(layout, scene, Settings().with_(max_batches=35), name="n", count=4).batches) == 26
+    assert len(plan_job(layout, scene, Settings().with_(max_batches=36), name="n", count=4).batches) == 34
+    assert len(plan_job(layout, scene, Settings(), name="n", count=11).batches) == 10  # longer than a tenth: whole
 
 
 def test_a_job_planned_in_frames_order_gets_no_preview_frames_and_a_retry_leads_with_its_own():

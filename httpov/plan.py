@@ -266,13 +266,14 @@ def handout_order(spec: JobSpec, batch_ids: Sequence[str]) -> list[str]:
     coarse-to-fine, then preview_order of the rest, the batches of more frames before those of fewer (a stable sort:
     the preview order within a size, a frame's slices together): the tail's shrunken batches (tail_sizes) are handed
     out last, where they let the processes end together, and not early where the timeline put them, and what runs
-    beside the lead ends after it. Without a lead, the first PREVIEW_BATCHES keep their place."""
+    beside the lead ends after it. Unless the lead has a frame in every tenth (a retry's frames may not, nor a job
+    whose only one-frame batches are its tail's), the first PREVIEW_BATCHES of the rest keep their place."""
     if spec.order != "preview":
         return list(batch_ids)
     lead = _preview_lead(batch_ids)
     led = set(lead)
     order = preview_order([b for b in batch_ids if b not in led])
-    keep = 0 if lead else PREVIEW_BATCHES
+    keep = 0 if len(lead) == 10 else PREVIEW_BATCHES  # behind a lead in every tenth, what runs beside it is larger
     rest = sorted(order[keep:], key=lambda b: -len(Batch.from_id(b).frames))
     return lead + order[:keep] + rest
 

@@ -268,6 +268,19 @@ def test_preview_frames_only_where_the_batches_do_not_all_start_at_once_and_fit_
     assert len(plan_job(layout, scene, Settings(), name="n", count=11).batches) == 10  # longer than a tenth: whole
 
 
+def test_a_lead_short_of_every_tenth_leaves_the_coarse_to_fine_start_of_the_rest_in_place():
+    from httpov.plan import PREVIEW_BATCHES, handout_order, preview_frames, preview_order
+
+    fr = FrameRange(1, 150, 1, 150)
+    planned = split(fr, 19, tail=4)  # longer than a tenth: laid out as it is, its tail's one-frame batches at the end
+    assert preview_frames(planned, fr) == planned and len(planned[-1].frames) == 1
+    ids = [b.id for b in planned]
+    order = handout_order(_spec(planned, 1, 150, 19), ids)
+    lead = [b for b in order if len(Batch.from_id(b).frames) == 1][:1]
+    assert order[:1] == lead and order[1:1 + PREVIEW_BATCHES] == preview_order(
+        [b for b in ids if b not in lead])[:PREVIEW_BATCHES]
+
+
 def test_a_job_planned_in_frames_order_gets_no_preview_frames_and_a_retry_leads_with_its_own():
     from httpov.plan import handout_order, plan_job
     from httpov.scene import SceneLayout

@@ -366,19 +366,21 @@ class Client:
         if scene_key and options.count is None and options.slices in (None, AUTO) and options.slice_rows is None:
             measured = self.store.frame_times(history_key(scene_key, *image_size(scene, size)))
         slice_times = None
-        # sized by the farm: the live render processes the job can have (an animation's tail, auto slices, whether
-        # its batches all start in one round: plan.preview_frames), ...
-        everyone, pools = self.store.render_processes(within=self.settings.live_node_seconds)
-        processes = pools.get(options.pool, 0) if options.pool else everyone
-        if options.max_processes and processes:
-            processes = min(processes, options.max_processes)
         if options.count is None and options.slice_rows is None and options.slices == AUTO and scene_key:
-            # ... and the scene's cost row by row
+            # auto slices follow the scene's cost row by row too
             slice_times = self.store.slice_times(history_key(scene_key, *image_size(scene, size)))
         return plan_job(layout, scene, self.settings, name=name, scene_key=scene_key, frames=options.frames,
                         count=options.count, slices=options.slices, slice_rows=options.slice_rows,
-                        priority=options.priority, size=size, measured=measured, processes=processes,
-                        slice_times=slice_times)
+                        priority=options.priority, size=size, measured=measured,
+                        processes=self.job_processes(options), slice_times=slice_times)
+
+    def job_processes(self, options: SubmitOptions) -> int:
+        """The live render processes a job submitted with `options` can have, which plan_job sizes it by (an
+        animation's tail, auto slices, whether its batches all start in one round: plan.preview_frames): its pool's,
+        or the farm's, at most its --max-processes; 0 while no render node is live."""
+        everyone, pools = self.store.render_processes(within=self.settings.live_node_seconds)
+        processes = pools.get(options.pool, 0) if options.pool else everyone
+        return min(processes, options.max_processes) if options.max_processes and processes else processes
 
     # looking at jobs
     def wait(self, job_id: str, on_progress: Progress | None = None, poll: float = 0.5,

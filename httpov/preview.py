@@ -66,16 +66,16 @@ def _antialias(scene: SceneOptions) -> str:
     return "on" + (f" ({', '.join(said)})" if said else "")
 
 
-def preview(zip_path: Path, options: SubmitOptions, settings: Settings) -> ScenePreview:
+def preview(zip_path: Path, options: SubmitOptions, settings: Settings, processes: int = 0) -> ScenePreview:
     """What submitting the scene zip at `zip_path` with `options` would render, checked as submit checks it (the
-    archive's limits, the farm's limits on size, frames and batches: SceneError, OptionError, BadInputError); nothing
-    is stored."""
+    archive's limits, the farm's limits on size, frames and batches: SceneError, OptionError, BadInputError), split
+    for the live render `processes` the job can have (Client.job_processes); nothing is stored."""
     names = archive.check_archive(zip_path, settings.archive_limits())
     with zipfile.ZipFile(zip_path) as zf:
         layout, scene = locate_scene(names, lambda n: zf.read(n).decode("utf-8", "replace"))
     spec = plan_job(layout, scene, settings, name="preview", frames=options.frames, count=options.count,
                     slices=options.slices, slice_rows=options.slice_rows, priority=options.priority,
-                    size=(options.width, options.height))
+                    size=(options.width, options.height), processes=processes)
     start, end = _number(scene, "Initial_Clock", 0.0), _number(scene, "Final_Clock", 1.0)
 
     def clock(frame: int) -> float:

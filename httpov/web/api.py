@@ -97,7 +97,8 @@ def check_upload(upload: Any, form: Mapping[str, str]) -> ScenePreview:
         path = Path(tmp) / "scene.zip"  # never the uploaded name: that is data, not a path
         upload.save(path)
         try:
-            return preview(path, options, web().client.settings)
+            client = web().client
+            return preview(path, options, client.settings, client.job_processes(options))
         except SceneError as exc:
             raise FieldError({"scene": as_sent(str(exc), path, upload.filename)}) from None
         except OptionError as exc:

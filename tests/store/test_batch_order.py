@@ -2,12 +2,17 @@
 submit queues first and leaves pending, what a retry pends again, and that another user's job keeps its share."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from httpov.access import Identity, Role
 from httpov.broker import QueueLayout, render_message
 from httpov.client import Client
+from httpov.options import SubmitOptions
 from httpov.plan import Batch
+from httpov.preview import preview
 from tests.conftest import write_scene
 
 ALICE, BOB = Identity("alice", Role.USER), Identity("bob", Role.USER)
@@ -94,3 +99,7 @@ def test_a_given_count_is_laid_out_for_the_live_farm_and_the_jobs_own_cap(client
     assert whole.batches == [Batch(f, f + 3).id for f in range(1, 121, 4)]  # no frame on its own: nothing to preview
     capped = client.submit(scene, count=4, max_processes=8, who=BOB).spec  # bob's job runs 8 at a time
     assert len(capped.batches) == 38 and sum(len(Batch.from_id(b).frames) == 1 for b in capped.batches) == 10
+    archive = shutil.make_archive(str(tmp_path / "long"), "zip", scene)  # the web form's check says the same
+    for options, batches in ((SubmitOptions(count=4), 30), (SubmitOptions(count=4, max_processes=8), 38)):
+        said = preview(Path(archive), options, client.settings, client.job_processes(options))
+        assert said.batches == batches

@@ -20,16 +20,17 @@ TREND_MIN_BATCHES = 4
 TREND_MIN_R2 = 0.6
 
 
-def _samples(done: dict[str, dict[str, Any]], height: int) -> list[tuple[float, float, float, float]]:
-    """(finished, middle frame, seconds per frame, frames) of every finished batch, in the order they finished: its
-    seconds net of povray's start, as its node recorded it (_start), per frame."""
+def _samples(done: dict[str, dict[str, Any]], height: int) -> list[tuple[float, float, float, float, float]]:
+    """(finished, middle frame, seconds per frame, frames, povray's start) of every finished batch, in the order
+    they finished: its seconds net of the start its node recorded (_start), per frame."""
     out = []
     for batch_id, info in done.items():
         units = work_units(batch_id, height)
         if units > 0 and "seconds" in info:
             b = Batch.from_id(batch_id)
-            net = max(0.0, float(info["seconds"]) - _start(info))
-            out.append((float(info.get("finished", 0.0)), (b.first + b.last) / 2, net / units, units))
+            start = _start(info)
+            net = max(0.0, float(info["seconds"]) - start)
+            out.append((float(info.get("finished", 0.0)), (b.first + b.last) / 2, net / units, units, start))
     return sorted(out)
 
 
@@ -45,10 +46,10 @@ def smoothed_frame_seconds(done: dict[str, dict[str, Any]], height: int) -> floa
     return _smoothed(_samples(done, height))
 
 
-def _smoothed(samples: list[tuple[float, float, float, float]]) -> float | None:
+def _smoothed(samples: list[tuple[float, float, float, float, float]]) -> float | None:
     """smoothed_frame_seconds of these samples (_samples')."""
     estimate: float | None = None
-    for _, _, sample, _ in samples:
+    for _, _, sample, _, _ in samples:
         estimate = sample if estimate is None else SMOOTHING * sample + (1 - SMOOTHING) * estimate
     return estimate
 
@@ -69,8 +70,7 @@ def cost_model(done: dict[str, dict[str, Any]], height: int) -> Callable[[str], 
     costs = [s[2] for s in samples]
     low, high = 0.5 * min(costs), 2.0 * max(costs)
     line = _trend(samples)
-    starts = [_start(info) for b, info in done.items() if "seconds" in info and work_units(b, height) > 0]
-    start = sum(starts) / len(starts)  # povray's start, paid once a batch
+    start = sum(s[4] for s in samples) / len(samples)  # povray's start, paid once a batch
 
     def predict(batch_id: str) -> float:
         units = work_units(batch_id, height)
@@ -83,7 +83,7 @@ def cost_model(done: dict[str, dict[str, Any]], height: int) -> Callable[[str], 
     return predict
 
 
-def _trend(samples: list[tuple[float, float, float, float]]) -> tuple[float, float] | None:
+def _trend(samples: list[tuple[float, float, float, float, float]]) -> tuple[float, float] | None:
     """(slope, intercept) of seconds per frame against frame number, if the line explains most of the spread."""
     xs = {s[1] for s in samples}
     if len(samples) < TREND_MIN_BATCHES or len(xs) < 3:

@@ -338,7 +338,11 @@ def _preview_lead(batch_ids: Sequence[str]) -> list[str]:
     if last - first + 1 < PREVIEW_MIN_FRAMES:
         return []
     singles = sorted(b.first for b in whole if b.first == b.last)
-    frames = [f for lo, hi in _tenths(first, last) for f in singles[bisect.bisect_left(singles, lo):][:1] if f <= hi]
+    frames = []  # each tenth's first one-frame batch, where it has one
+    for lo, hi in _tenths(first, last):
+        at = bisect.bisect_left(singles, lo)
+        if at < len(singles) and singles[at] <= hi:
+            frames.append(singles[at])
     order = _coarse_to_fine([float(f - first) for f in frames], float(last - first + 1)) if len(frames) > 2 else \
         range(len(frames))
     return [Batch(frames[i], frames[i]).id for i in order]

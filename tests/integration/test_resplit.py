@@ -116,7 +116,10 @@ def test_an_animation_frames_slice_cut_by_a_re_split_continues_from_its_state(tm
     said = outputs["cut"].log
     assert f"re-split: this slice now ends at row {CUT}; povray continues from its state (+C)" in said, said[-2000:]
     assert "Continued trace" in said, said[-2000:]
-    assert pixels(outputs["cut"].images[2]) == pixels(outputs["whole"].images[2])
+    # its rows: 129 to the cut (rows past it that povray rendered before the interrupt reached it are in its PNG too,
+    # and the stitch never takes them: the slice after the cut renders those)
+    cut, whole = pixels(outputs["cut"].images[2]), pixels(outputs["whole"].images[2])
+    assert cut[:2] == whole[:2] and cut[2][128:CUT] == whole[2][128:CUT]
 
 
 def test_one_idle_node_of_a_pool_set_looks_for_a_slice_to_split_each_sweep_period(tmp_path, settings, client,

@@ -9,10 +9,11 @@ import re
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -102,12 +103,30 @@ class Outcome:
     # to be sent now (None: no top-up was done with it)
 
 
+@dataclass
+class Known:
+    """What a node's render slots learn of jobs, shared between them: each job's checked record (read once a node,
+    not once a slot), the jobs pinned to this node's povray version, and the jobs found gone (said once a node)."""
+    specs: dict[str, JobSpec] = field(default_factory=dict)
+    ours: set[str] = field(default_factory=set)
+    gone: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def first_news_of_gone(self, job_id: str) -> bool:
+        """Note `job_id` gone: True the first time (then its loss is said), False after."""
+        with self.lock:
+            first = job_id not in self.gone
+            self.gone.add(job_id)
+        return first
+
+
 class RenderNode:
-    """Everything one render process needs, built once per process and reused for every batch."""
+    """Everything one render slot needs (a thread of the node's threads pool, or a prefork render process), built
+    once per slot and reused for every batch; its settings, store, storage and cache are the node's, shared."""
 
     def __init__(self, settings: Settings, store: JobStore, storage: Storage, cache: SceneCache,
                  release: Callable[[JobSpec, list[str]], None] | None = None,
-                 povray_render: Callable[..., povray.RenderOutput] | None = None) -> None:
+                 povray_render: Callable[..., povray.RenderOutput] | None = None, known: Known | None = None) -> None:
         self.settings = settings
         self.store = store
         self.storage = storage
@@ -115,21 +134,26 @@ class RenderNode:
         self.release = release  # queues batches (dispatch.enqueue): a finished pre-pass's slices
         # povray.render with this node's quick waits; unit tests pass a stand-in with povray.render's signature
         self.povray_render = povray_render or self._povray
-        self._specs: dict[str, JobSpec] = {}
-        self._gone: set[str] = set()  # jobs found gone from Redis, said once each
-        self._ours: set[str] = set()  # jobs rendered with this node's povray version
+        self._known = known or Known()  # the node's, shared by its slots
         self._waits = 0  # batches this process held for storage or room in a row (their back-off)
         self._storage_failed = False  # the farm's storage failed this process's last upload or download
         self._started_povray = 0.0  # seconds of povray's start the batch in hand paid (its done record's `start`)
         self._samples: dict[str, tuple[float, dict[str, dict]]] = {}  # job -> (read at, its full done sample)
 
+    def sibling(self) -> RenderNode:
+        """A RenderNode for another slot of this node: the same settings, store, storage, cache and knowledge of
+        jobs, its own batch state."""
+        return RenderNode(self.settings, self.store, self.storage, self.cache, self.release,
+                          None if self.povray_render == self._povray else self.povray_render, self._known)
+
     def spec(self, job_id: str) -> JobSpec:
         """The job's record, checked (plan.check_record) before any use: Redis may hold a forged one."""
-        if job_id not in self._specs:
+        spec = self._known.specs.get(job_id)
+        if spec is None:
             spec = check_record(job_id, self.store.spec(job_id))
             limits.check_image(spec.width, spec.height, self.settings)  # this node's own limits
-            self._specs[job_id] = spec
-        return self._specs[job_id]
+            self._known.specs[job_id] = spec
+        return spec
 
     def run(self, job_id: str, batch_id: str, token: str, node: str,
             window: Callable[[], int | None] | None = None) -> Outcome:
@@ -158,10 +182,9 @@ class RenderNode:
                            shown(str(job_id)), shown(str(batch_id)), _frames(batch_id), time.monotonic() - started,
                            shown(node), why)
         if outcome.status == "missing":
-            self._specs.pop(job_id, None)
+            self._known.specs.pop(job_id, None)
             self._samples.pop(job_id, None)
-            if job_id not in self._gone:
-                self._gone.add(job_id)
+            if self._known.first_news_of_gone(job_id):
                 log.warning("httpov: job %s is gone from Redis (deleted, or Redis restarted without its data): "
                             "its batches are dropped", job_id)
         return outcome
@@ -182,7 +205,7 @@ class RenderNode:
             try:
                 batch = check_batch(spec, batch_id)
             except BadInputError:  # a slice a re-split added since this process read the job: read it again
-                self._specs.pop(job_id, None)
+                self._known.specs.pop(job_id, None)
                 spec = self.spec(job_id)
                 batch = check_batch(spec, batch_id)
         except BadInputError as exc:
@@ -195,7 +218,7 @@ class RenderNode:
         if fault:  # no room for a frame here: before any lease, the batch goes to a node that has some
             return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
                                    fault=fault)
-        pin = (self.povray_version if not spec.any_povray and job_id not in self._ours
+        pin = (self.povray_version if not spec.any_povray and job_id not in self._known.ours
                and self.povray_version != "unknown" else "")
         # one round trip: refused if this node is blocked from the job or (`pin`) the job renders with another
         # povray, else the job pinned to this node's povray if it has none yet, the lease taken and the start counted
@@ -207,7 +230,7 @@ class RenderNode:
             return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
                                    povray_version=status.removeprefix("povray:"))
         if status == "ok" and pin:
-            self._ours.add(job_id)  # a job's version never changes: pinned once per job and process
+            self._known.ours.add(job_id)  # a job's version never changes: pinned once per job and node
         if status == JobState.PAUSED:
             return Outcome("parked")  # start_batch parked it; resume queues it again
         if status == "deferred":  # --max-processes (the job's or its owner's) reached: back on its pending list,
@@ -614,6 +637,7 @@ class RenderNode:
         """povray.render with the preload library of the node's quick waits (httpov.worker.waits), when it has one;
         a povray that crashes with it renders without it in this process from then on (the batch's retry too)."""
         preload = options["preload"] = waits.library_for(self.settings)
+        options.setdefault("node_limit", self.settings.soft_time_limit)
         try:
             output = povray.render(*args, **options)
             # the starts its seconds include, taken off them for the scene's frame times (plan.net_seconds)
@@ -626,7 +650,7 @@ class RenderNode:
 
     @cached_property
     def povray_version(self) -> str:
-        """This node's povray version (asked once per render process)."""
+        """This node's povray version (povray asked once per process)."""
         return povray.version(self.settings.povray)
 
     @property

@@ -103,8 +103,10 @@ class RenderOutput:
     runs: int = 1  # povray runs it took (2: a slice a re-split cut, continued with +C), each paying povray's start
 
 
+@functools.cache
 def version(executable: str) -> str:
-    """povray's version as it says it ('3.7.0.10.unofficial'), or 'unknown' if it does not say."""
+    """povray's version as it says it ('3.7.0.10.unofficial'), or 'unknown' if it does not say (asked once a
+    process: a node's render slots and its heartbeat share the answer)."""
     try:
         done = subprocess.run([executable, "--version"], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
@@ -168,7 +170,7 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
            time_limit: float | None = None, extra: list[str] | None = None,
            size: tuple[int, int] | None = None, no_progress: float | None = None,
            hang_limit: tuple[float, str] | None = None, watcher: Watcher | None = None,
-           preload: Path | None = None) -> RenderOutput:
+           preload: Path | None = None, node_limit: float | None = None) -> RenderOutput:
     """Render `batch` with the scene copied in workdir/scene; raise RenderError with the log's error lines.
 
     povray writes into a folder of its own whose name the scene cannot guess; only the frames of the batch are
@@ -179,7 +181,9 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     as hung when its CPU time, its log and its output all stood still that long (RenderHungError); `hang_limit`
     (seconds, why): a time limit past which the batch is taken for hung too (one derived from the job's measured
     frame times). `watcher` is told of the run's start (its options come last) and of its progress. `preload`: the
-    library povray runs with (httpov.worker.waits), or None."""
+    library povray runs with (httpov.worker.waits), or None. `node_limit` (seconds) is the render node's own
+    limit (HTTPOV_TASK_TIME_LIMIT less 30 s): Celery's soft time limit does that only in a prefork pool, never in
+    its threads pool (the node's default)."""
     limits = limits or RenderLimits()
     scene_dir, out_dir, home = workdir / "scene", workdir / f"out-{secrets.token_hex(8)}", workdir / "home"
     out_dir.mkdir()
@@ -209,6 +213,10 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
         if time_limit is not None and now - started > time_limit:
             why.append(f"the batch ran past the job's time limit of {time_limit:g} s (set at submit: its time limit); "
                        "povray was stopped")
+            return False
+        if node_limit is not None and now - started > node_limit:
+            why.append(f"the batch ran past the render node's time limit of {node_limit:g} s "
+                       "(HTTPOV_TASK_TIME_LIMIT less 30 s); povray was stopped")
             return False
         if hang_limit is not None and now - started > hang_limit[0]:
             hung.append(f"the batch ran past its time limit of {hang_limit[0]:.0f} s ({hang_limit[1]}); "

@@ -149,6 +149,10 @@ class Reaper(bootsteps.StartStopStep):
         # in a thread of its own: a slow sweep never delays a renewal
         Renewer(store, lease_folder(settings.cache_dir, worker.hostname), settings.lease_seconds).start(self.stopping)
         self.webhooks = Deliverer.of(store.r, settings).start()  # one process of the farm delivers: see webhooks.py
+        if worker.pool_cls.__module__ != "celery.concurrency.prefork":  # render slots that are threads of this process
+            from httpov.worker.tasks import warm_up  # (a prefork render process warms up as it starts)
+
+            warm_up(slots=int(worker.concurrency or 1))
 
     def _check_storage(self, storage: Storage, named: str) -> None:
         """Whether the farm's storage answers (a wrong path, an unreachable S3), at start and each

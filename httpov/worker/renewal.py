@@ -1,15 +1,15 @@
-"""A render node's leases renewed together: one Redis call a period for all of its render processes.
+"""A render node's leases renewed together: one Redis call a period for all of its render slots.
 
-Each render process notes the batch it runs in a file of the node's lease folder, touched at every tick of its lease
-keeper, and one thread of the node renews every fresh note at once (JobStore.refresh_many) instead of one call per
-process.
+Each render slot (a thread of the node's process, or a prefork render process) notes the batch it runs in a file of
+the node's lease folder, touched at every tick of its lease keeper, and one thread of the node renews every fresh
+note at once (JobStore.refresh_many) instead of one call per slot.
 
-A render process that is frozen, or hung with its keeper's thread, stops touching its note: the node stops renewing it
-and its batch is requeued when the lease runs out, as when the process renewed its own lease. A note's answer that is
-not live (the job cancelled, failed or gone, or the batch taken over: 'lost') is written beside it for the keeper to
-read at its next tick; the stops channel still reaches the render at once. While the node's renewer does not run (a
-render process outside a worker, or the thread gone), its stamp goes stale and each keeper renews its own
-lease again."""
+A prefork render process that is frozen, or a keeper's thread that hangs, stops touching its note: the node stops
+renewing it and its batch is requeued when the lease runs out, as when the slot renewed its own lease. A note's
+answer that is not live (the job cancelled, failed or gone, or the batch taken over: 'lost') is written beside it for
+the keeper to read at its next tick; the stops channel still reaches the render at once. While the node's renewer
+does not run (a render node outside a worker, or the thread gone), its stamp goes stale and each keeper renews its
+own lease again."""
 from __future__ import annotations
 
 import contextlib

@@ -23,22 +23,30 @@ from httpov.worker.batch import RenderNode, batch_log
 from httpov.worker.cache import SceneCache
 
 log = logging.getLogger(__name__)
-#: Connections to Redis a render process opens as it starts: its own calls, its lease keeper's refresh and stop
+#: Connections to Redis a render slot opens as it starts: its own calls, its lease keeper's refresh and stop
 #: subscription, and its reads while povray runs.
 WARM_CONNECTIONS = 4
 
 
+class _Slot(threading.local):
+    """What one render slot (a thread of Celery's threads pool, the default, or a prefork render process) keeps
+    from batch to batch: its own RenderNode (a batch's state: its back-off, its povray start) and a thread for
+    the Redis reads made while its batch renders."""
+    node: RenderNode | None = None
+    reader: ThreadPoolExecutor | None = None
+
+
 class NodeTask(Task):
-    """A task that holds its worker process's render node (settings, Redis, storage, scene cache), built on first
-    use: Celery makes one task instance per process."""
+    """A task that holds its render node: the parts a node's slots share (settings, Redis, storage, scene cache,
+    what they know of jobs), built on first use and once a process, and a RenderNode of each slot's own over them
+    (Celery makes one task instance per process; its slots are threads of it, or each a process)."""
+
+    _slot = _Slot()
+    _lock = threading.Lock()
 
     @cached_property
-    def reader(self) -> ThreadPoolExecutor:
-        """A thread of this render process for Redis reads made while a batch renders."""
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="httpov read")
-
-    @cached_property
-    def node(self) -> RenderNode:
+    def _shared(self) -> RenderNode:
+        """The node's shared parts, which each slot's RenderNode is made alike from (RenderNode.sibling)."""
         if logging.getLogger().getEffectiveLevel() == logging.WARNING:
             # a bare `celery -A httpov worker` logs at WARNING: its journal still says what it did, one line a
             # batch (an explicit --loglevel ERROR silences these too)
@@ -51,10 +59,24 @@ class NodeTask(Task):
             top_up(self.app, store, spec.id, settings.queue, settings.lease_seconds, spec,
                    user_cap=settings.user_max_processes or 0)
         store = open_store(settings)
-        return RenderNode(settings, store,
-                          open_storage(settings.storage),
-                          SceneCache(settings.cache_dir, settings.cache_max_bytes, settings.archive_limits()),
-                          release)
+        return RenderNode(settings, store, open_storage(settings.storage),
+                          SceneCache(settings.cache_dir, settings.cache_max_bytes, settings.archive_limits()), release)
+
+    @property
+    def node(self) -> RenderNode:
+        """This slot's render node."""
+        if self._slot.node is None:
+            with self._lock:  # the slots of a node start together: the shared parts are built once
+                shared = self._shared
+            self._slot.node = shared.sibling()
+        return self._slot.node
+
+    @property
+    def reader(self) -> ThreadPoolExecutor:
+        """A thread of this slot for Redis reads made while its batch renders."""
+        if self._slot.reader is None:
+            self._slot.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="httpov read")
+        return self._slot.reader
 
 
 @app.task(name="httpov.render_batch", base=NodeTask, bind=True, max_retries=None)
@@ -98,16 +120,20 @@ def render_batch(self: NodeTask, job_id: str, batch: str, label: str = "") -> st
 
 
 @worker_process_init.connect
-def _warm_up(**_: object) -> None:
-    """Build a new render process's node (settings, Redis connection, schema check, povray version) in the
-    background as the process starts, not when its first batch arrives: on a slow link to Redis that is several
-    round trips the first batch would wait for. (Not in the signal itself: Celery gives a starting process only a
-    few seconds.) The node's check of its quick waits (httpov.worker.waits) starts here too."""
+def warm_up(slots: int = 1, **_: object) -> None:
+    """Build the node's shared parts (settings, Redis connection, schema check, povray version) in the background
+    as a render process starts (prefork), or as the node starts (its threads pool: httpov.worker.reaper), not when
+    the first batch arrives: on a slow link to Redis that is several round trips the first batch would wait for.
+    (Not in the signal itself: Celery gives a starting process only a few seconds.) The node's check of its quick
+    waits (httpov.worker.waits) starts here too. `slots`: the render slots that share this process's Redis
+    connections (its threads pool's size), each opening WARM_CONNECTIONS."""
     def build() -> None:
         with contextlib.suppress(Exception):  # Redis away: built at the first batch, which says why
-            _ = render_batch.node.povray_version
-            waits.library_for(render_batch.node.settings)  # the node's check of its quick waits starts now
-            render_batch.node.store.warm_up(WARM_CONNECTIONS)
+            with NodeTask._lock:
+                node = render_batch._shared
+            _ = node.povray_version
+            waits.library_for(node.settings)  # the node's check of its quick waits starts now
+            node.store.warm_up(WARM_CONNECTIONS * slots)
     threading.Thread(target=build, name="httpov warm-up", daemon=True).start()
 
 

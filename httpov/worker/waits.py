@@ -49,7 +49,7 @@ _SCENE = ("camera { location <0, 0, -3> look_at 0 } light_source { <2, 4, -3> rg
 _FRAMES = 3
 
 _Key = tuple[str, tuple]  # (the source's digest, povray's identity)
-# per render process: (cache folder, key) -> the library to preload, or None
+# per process: (cache folder, key) -> the library to preload, or None
 _decided: dict[tuple[Path, _Key], Path | None] = {}
 _deciding: set[tuple[Path, _Key]] = set()  # checks this process started in the background
 
@@ -86,13 +86,14 @@ def library_for(settings: Settings, wait: bool = False) -> Path | None:
 
 
 def refuse(settings: Settings, library: Path, why: str) -> None:
-    """A povray run with `library` crashed: this render process runs povray without it from now on (the batch's
-    retry too, should it come here), and says so. Not kept in the cache folder: a scene that crashes povray by
-    itself (out of memory) must not cost the node its quick waits for good; the self-test decides at its start."""
+    """A povray run with `library` crashed: this process (the node's, or its prefork render process) runs povray
+    without it from now on (the batch's retry too, should it come here), and says so. Not kept in the cache folder:
+    a scene that crashes povray by itself (out of memory) must not cost the node its quick waits for good; the
+    self-test decides at its start."""
     key = _key(settings)
     if key is not None:
         _decided[(settings.cache_dir, key)] = None
-    log.warning("httpov: povray runs without quick waits (%s) in this render process from now on: %s",
+    log.warning("httpov: povray runs without quick waits (%s) in this process from now on: %s",
                 library.name, shown(why))
 
 

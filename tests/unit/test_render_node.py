@@ -592,7 +592,8 @@ def test_a_done_record_says_the_povray_starts_its_seconds_include(farm, monkeypa
 
     node, store, fake, _ = farm
     monkeypatch.setattr(waits, "library_for", lambda settings: None if library is None else Path(library))
-    monkeypatch.setattr(povray, "render", lambda *args, preload=None, **kw: replace(fake(*args, **kw), runs=runs))
+    monkeypatch.setattr(povray, "render", lambda *args, preload=None, node_limit=None, **kw:
+                        replace(fake(*args, **kw), runs=runs))
     infos: list[dict[str, Any]] = []
     finish = store.finish_batch
     store.finish_batch = lambda job_id, batch_id, info, *rest: infos.append(info) or finish(  # type: ignore[method-assign]

@@ -66,6 +66,7 @@ def apply_settings(celery: Celery, settings: Settings) -> None:
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=settings.soft_time_limit,
         worker_concurrency=settings.render_processes,  # `celery worker --concurrency N` still wins
+        worker_pool=settings.render_pool,  # its render slots: threads (see celeryconfig), or prefork processes
         worker_direct=True,  # each node also consumes <hostname>.dq2: batches handed to it by name (node.py)
         **INVARIANTS,
     )

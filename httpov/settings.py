@@ -18,6 +18,8 @@ from httpov.text import shown
 #: HTTPOV_BATCH_ORDER: 'preview' hands a job's batches out coarse-to-fine over its animation
 #: (httpov.plan.preview_order), 'frames' first to last.
 BATCH_ORDERS = ("preview", "frames")
+#: How a render node runs its render slots (Celery's pool): threads of its one process, or a process each.
+RENDER_POOLS = ("threads", "prefork")
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 #: URL schemes of each Redis setting: Celery's broker takes redis:// and rediss://; job state (redis-py) a unix
@@ -103,6 +105,10 @@ class Settings:
     batch_time_floor: float = 600.0
     redis_ca: str | None = None
     render_processes: int = field(default_factory=lambda: default_render_processes(1))
+    # a node's render slots: 'threads' of its one process (an idle slot costs a thread), or 'prefork', a process each
+    # (46 MiB RSS each when idle; Celery's own time limits then apply too); Celery's `-P` cannot choose prefork
+    # over a configured pool, so this is the one place to choose
+    render_pool: str = "threads"
     # how a submitted job's batches are handed out (httpov.plan.BATCH_ORDERS): 'preview' coarse-to-fine over the
     # animation, so the frames done early cover all of it; 'frames' first to last
     batch_order: str = "preview"
@@ -168,6 +174,9 @@ class Settings:
                 check_notify(self.webhook_urls, max_urls=None)
             except BadInputError as exc:
                 raise BadInputError(f"HTTPOV_WEBHOOKS: {exc}".replace("--notify ", "")) from None
+        if self.render_pool not in RENDER_POOLS:
+            raise BadInputError(f"HTTPOV_RENDER_POOL must be one of {', '.join(RENDER_POOLS)}, got "
+                                f"{self.render_pool!r}")
         if self.batch_order not in BATCH_ORDERS:
             raise BadInputError(f"HTTPOV_BATCH_ORDER must be one of {', '.join(BATCH_ORDERS)}, got "
                                 f"{self.batch_order!r}")

@@ -16,8 +16,8 @@ def test_to_env_gives_back_every_setting(tmp_path: Path) -> None:
     changed = Settings(broker_url="redis://10.0.0.1:6380/2", state_url="redis://10.0.0.2/1", storage="/srv/st",
                        prefix="p", queue="q", cache_dir=Path("/srv/cache"), cache_max_bytes=5, povray="/opt/povray",
                        render_threads=2, lease_seconds=7.5, max_attempts=4, task_time_limit=99, redis_ca="/ca.pem",
-                       render_processes=3, celery_config="site.celery", batch_max_bytes=6, batch_max_files=7,
-                       batch_max_memory_mb=600,
+                       render_processes=3, render_pool="prefork", celery_config="site.celery", batch_max_bytes=6,
+                       batch_max_files=7, batch_max_memory_mb=600,
                        min_free_mb=17, photon_map_mb=64,
                        outage_seconds=8.0, max_width=9, max_height=10, max_pixels=11, max_frames=12,
                        max_batches=13, max_scene_bytes=14, max_scene_files=15, max_scene_depth=16,
@@ -83,6 +83,18 @@ def test_a_batch_order_that_is_not_one_is_refused_by_name(tmp_path: Path) -> Non
     assert Settings.from_env({"HOME": str(tmp_path), "HTTPOV_BATCH_ORDER": "frames"}).batch_order == "frames"
     with pytest.raises(BadInputError, match="HTTPOV_BATCH_ORDER must be one of preview, frames, got 'random'"):
         Settings.from_env({"HOME": str(tmp_path), "HTTPOV_BATCH_ORDER": "random"})
+
+
+def test_a_render_pool_that_is_not_one_is_refused_by_name_and_the_app_runs_the_one_set(tmp_path: Path) -> None:
+    from httpov.celery import make_app
+    from httpov.errors import BadInputError
+
+    assert Settings.from_env({"HOME": str(tmp_path)}).render_pool == "threads"
+    prefork = Settings.from_env({"HOME": str(tmp_path), "HTTPOV_RENDER_POOL": "prefork"})
+    assert make_app(prefork).conf.worker_pool == "prefork"
+    assert make_app(Settings.from_env({"HOME": str(tmp_path)})).conf.worker_pool == "threads"
+    with pytest.raises(BadInputError, match="HTTPOV_RENDER_POOL must be one of threads, prefork, got 'gevent'"):
+        Settings.from_env({"HOME": str(tmp_path), "HTTPOV_RENDER_POOL": "gevent"})
 
 
 def test_checkpoints_are_turned_off_with_0_and_other_numbers_must_stay_above_it(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@
     python scripts/bench.py path/to/scene.ini    # also a scene of your own (a folder, .ini or .pov)
     python scripts/bench.py --only scenes        # or: orchestration, scale (prints its tables; --output FILE)
     python scripts/bench.py --only scenes --scene diffuse --order --no-b1   # the preview order's cost (bf)
+    python scripts/bench.py --only scenes --scene diffuse --prefork --no-b1  # render slots as threads or processes
 
 Runs on a private redis-server (httpov.local_farm.embedded_redis), so the shared Redis and other jobs are untouched.
 """
@@ -61,6 +62,7 @@ class SceneResult:
     bf: list[float] = field(default_factory=list)  # b with the batches handed out first to last (--order)
     bc: list[float] = field(default_factory=list)  # b with --count frames per batch instead of adaptive (--count)
     bw: list[float] = field(default_factory=list)  # b with povray as it is: HTTPOV_QUICK_WAITS=0 (--waits)
+    bp: list[float] = field(default_factory=list)  # b's render slots as processes: HTTPOV_RENDER_POOL=prefork
     counts: list[int] = field(default_factory=list)  # frames per task httpov chose
     cpu: float = 0.0  # CPU seconds of the whole animation in one +WT1 process
     floor: list[float] = field(default_factory=list)  # every frame its own povray, all at once
@@ -158,13 +160,14 @@ def warm_up(client: Client, tmp: Path) -> None:
 
 def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None, repeat: int,
                  say, order: bool = False, b1: bool = True, count: int | None = None,
-                 without_waits: bool = False) -> list[SceneResult]:
+                 without_waits: bool = False, prefork: bool = False) -> list[SceneResult]:
     """a, c and floor of each scene, b with `processes` render processes (None: a bare `celery -A httpov worker`,
     as users type it), b1 with one process per core (Celery's own default, what a bare worker ran before
     HTTPOV_RENDER_PROCESSES) and with `order` bf, b's worker with HTTPOV_BATCH_ORDER=frames (first to last, not
     the preview order) and with `count` bc, b's worker with that many frames per batch, all taking turns in the same
     run (b and bf or bc in alternating order); with `without_waits` bw, b's worker with povray as it is
-    (HTTPOV_QUICK_WAITS=0)."""
+    (HTTPOV_QUICK_WAITS=0); with `prefork` bp, b's worker with a render process a slot (HTTPOV_RENDER_POOL=prefork),
+    where b's slots are threads of its one process."""
     cores = os.cpu_count() or 1
     results = [SceneResult(scene) for scene in scenes]
     library = waits.library_for(settings_for(url, tmp, "scenes-b"), wait=True)  # b's povray's library: floorq's too
@@ -180,6 +183,8 @@ def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None
             configs.insert(rep % 2, ("bc", processes, {}))
         if without_waits:
             configs.insert(rep % 2, ("bw", processes, {"quick_waits": False}))
+        if prefork:
+            configs.insert(rep % 2, ("bp", processes, {"render_pool": "prefork"}))
         if b1:
             configs.append(("b1", cores, {}))
         for label, concurrency, changes in configs:
@@ -206,6 +211,7 @@ def bench_scenes(url: str, tmp: Path, scenes: list[Scene], processes: int | None
                 + (f"bf={res.bf[-1]:.2f}s b/bf={res.b[-1] / res.bf[-1]:.3f} " if res.bf else "")
                 + (f"bc={res.bc[-1]:.2f}s b/bc={res.b[-1] / res.bc[-1]:.3f} " if res.bc else "")
                 + (f"bw={res.bw[-1]:.2f}s b/bw={res.b[-1] / res.bw[-1]:.3f} " if res.bw else "")
+                + (f"bp={res.bp[-1]:.2f}s b/bp={res.b[-1] / res.bp[-1]:.3f} " if res.bp else "")
                 + (f"b1={res.b1[-1]:.2f}s " if res.b1 else "")
                 + f"floor={res.floor[-1]:.2f}s b/floor={res.b[-1] / res.floor[-1]:.2f} b/a={res.b[-1] / res.a[-1]:.2f}"
                 + (f" floorq={res.floorq[-1]:.2f}s b/floorq={res.b[-1] / res.floorq[-1]:.2f}" if res.floorq else ""))
@@ -354,7 +360,8 @@ def report(command: str, scenes: list[SceneResult], orch: dict | None, scale: di
             f"{r.scene.name} b = {', '.join(f'{x:.2f}' for x in r.b)} s, b1 = {', '.join(f'{x:.2f}' for x in r.b1)} s"
             + (f", bf = {', '.join(f'{x:.2f}' for x in r.bf)} s" if r.bf else "")
             + (f", bc = {', '.join(f'{x:.2f}' for x in r.bc)} s" if r.bc else "")
-            + (f", bw = {', '.join(f'{x:.2f}' for x in r.bw)} s" if r.bw else "") for r in scenes), "",
+            + (f", bw = {', '.join(f'{x:.2f}' for x in r.bw)} s" if r.bw else "")
+            + (f", bp = {', '.join(f'{x:.2f}' for x in r.bp)} s" if r.bp else "") for r in scenes), "",
             "Ratios within each repetition, median (min-max): " + "; ".join(
             f"{r.scene.name} b/floor {spread([b / f for b, f in zip(r.b, r.floor)])}, "
             + (f"b/floorq (the floor's povrays with quick waits) {spread([b / f for b, f in zip(r.b, r.floorq)])}, "
@@ -363,6 +370,7 @@ def report(command: str, scenes: list[SceneResult], orch: dict | None, scale: di
             + (f", b/bf (the preview order's cost) {spread([b / f for b, f in zip(r.b, r.bf)])}" if r.bf else "")
             + (f", b/bc (adaptive count / a fixed one) {spread([b / c for b, c in zip(r.b, r.bc)])}" if r.bc else "")
             + (f", b/bw (quick waits / povray as it is) {spread([b / w for b, w in zip(r.b, r.bw)])}" if r.bw else "")
+            + (f", b/bp (threads / prefork) {spread([b / w for b, w in zip(r.b, r.bp)])}" if r.bp else "")
             for r in scenes), ""]
     if orch:
         lines += ["## Orchestration cost (no-op renderer)", "",
@@ -415,6 +423,8 @@ def main() -> None:
                         help="also bc: b with this many frames per batch instead of httpov's adaptive choice")
     parser.add_argument("--waits", action="store_true",
                         help="also bw: b with povray as it is (HTTPOV_QUICK_WAITS=0), taking turns with b")
+    parser.add_argument("--prefork", action="store_true",
+                        help="also bp: b with a render process a slot (HTTPOV_RENDER_POOL=prefork), taking turns")
     parser.add_argument("--tasks", type=int, default=10_000, help="tasks of the orchestration job")
     parser.add_argument("--orch-processes", type=int, default=4 * (os.cpu_count() or 1))
     parser.add_argument("--scale-workers", type=int, default=4)
@@ -441,7 +451,7 @@ def main() -> None:
                 built_in = tuple(args.scene or BUILT_IN)
                 scenes = bench_scenes(url, tmp, prepare_scenes(tmp, args.scenes, built_in), args.processes,
                                       args.repeat, say, order=args.order, b1=not args.no_b1, count=args.count,
-                                      without_waits=args.waits)
+                                      without_waits=args.waits, prefork=args.prefork)
             if "orchestration" in only:
                 say("orchestration:")
                 orch = bench_orchestration(url, tmp, args.tasks, args.orch_processes, say)

@@ -10,9 +10,10 @@ so that a before and an after are measured taking turns in one run):
   so `node - stub` is httpov's cost (Python, sandbox, Redis client) and bwrap's.
 - `worker`: the same job on a real `celery -A httpov worker --concurrency 2`; CPU per batch of the worker's whole
   process tree (main process, pool children, everything they reaped) from /proc, Celery's own included.
-- `idle`: a bare `celery -A httpov worker` (the default concurrency), once its render processes are idle: each
-  pool child's RSS, PSS and USS from /proc/PID/smaps_rollup (RSS counts the pages a child shares copy-on-write
-  with the parent; USS is what the child alone holds, PSS shares the shared pages out among their users).
+- `idle`: a node as httpov starts it (the default pool and concurrency), once idle: RSS, PSS and USS from
+  /proc/PID/smaps_rollup of each process that holds render slots (the threads pool's one process; each child of a
+  prefork pool: RSS counts the pages a child shares copy-on-write with the parent, USS is what it alone holds,
+  PSS shares the shared pages out among their users), and RSS and PSS summed over the node's processes.
 
     python scripts/bench_node.py --turns 3                       # node, worker and idle, this checkout
     python scripts/bench_node.py --turns 3 --repo /tmp/base      # the same, a checkout of `--repo` taking turns
@@ -149,18 +150,20 @@ def _rollup(pid: int) -> dict[str, int]:
 
 
 def _quiet(pgid: int, children: int, seconds: float, limit: float = 120.0) -> dict[int, tuple[int, float, int]]:
-    """Wait until the worker has `children` pool processes and its tree used no CPU for `seconds`."""
+    """Wait until the worker has at least `children` pool processes and its tree used no CPU, and held the same
+    processes, for `seconds`."""
     deadline = time.monotonic() + limit
-    last, since = -1.0, time.monotonic()
+    last, since, seen = -1.0, time.monotonic(), set()
     while time.monotonic() < deadline:
         tree = _tree(pgid)
         cpu = sum(c for _, c, _ in tree.values())
-        if len([p for p, (parent, _, _) in tree.items() if parent == pgid]) >= children and cpu - last < 0.02:
+        if (len([p for p, (parent, _, _) in tree.items() if parent == pgid]) >= children and cpu - last < 0.02
+                and set(tree) == seen):
             if time.monotonic() - since >= seconds:
                 return tree
         else:
             since = time.monotonic()
-        last = cpu
+        last, seen = cpu, set(tree)
         time.sleep(0.5)
     raise SystemExit("the worker did not settle")
 
@@ -207,7 +210,8 @@ def _done(client, job_id: str, limit: float = 600.0) -> None:  # noqa: ANN001
 
 def measure_idle(settle: float) -> dict:
     """A render node as httpov starts one (start_worker: `celery -A httpov worker` through httpov.celery_main, the
-    default concurrency), idle: its render processes' memory."""
+    default pool and concurrency), idle: the memory of each process that holds render slots (the threads pool's
+    one process; a prefork pool's children), and of the whole node."""
     from httpov.local_farm import embedded_redis, start_worker, stop_worker
 
     with tempfile.TemporaryDirectory(prefix="httpov-bench-idle-") as name, embedded_redis(Path(name)) as url:
@@ -215,17 +219,19 @@ def measure_idle(settle: float) -> dict:
         settings = _settings(url, tmp, _stub(tmp))
         worker = start_worker(settings, None, "benchnode", tmp / "worker.log")
         try:
-            tree = _quiet(worker.pid, settings.render_processes, settle)
+            tree = _quiet(worker.pid, 0, settle)
             children = [p for p, (parent, _, _) in tree.items() if parent == worker.pid]
-            rollups = [_rollup(p) for p in children]
+            rollups = [_rollup(p) for p in children or [worker.pid]]  # the processes that hold the render slots
             parent = _rollup(worker.pid)
-            modules = _loaded_libraries(children[0])
+            everything = [_rollup(p) for p in tree]
+            modules = _loaded_libraries((children or [worker.pid])[0])
         finally:
             stop_worker(worker)
-    return {"children": len(children),
+    return {"slots": settings.render_processes, "children": len(children),
             "rss": [r["Rss"] / MiB for r in rollups], "pss": [r["Pss"] / MiB for r in rollups],
             "uss": [(r["Private_Clean"] + r["Private_Dirty"]) / MiB for r in rollups],
-            "parent_rss": parent["Rss"] / MiB, "libraries": modules}
+            "parent_rss": parent["Rss"] / MiB, "node_pss": sum(r["Pss"] for r in everything) / MiB,
+            "node_rss": sum(r["Rss"] for r in everything) / MiB, "libraries": modules}
 
 
 def _loaded_libraries(pid: int) -> list[str]:
@@ -312,9 +318,13 @@ def main() -> None:
                   f"{_spread([r['wall_ms'] for r in rows])}")
         else:
             flat = {m: [v for r in rows for v in r[m]] for m in ("rss", "pss", "uss")}
-            print(f"idle {label}: {rows[0]['children']} render processes, MiB each: RSS {_spread(flat['rss'])}; "
-                  f"PSS {_spread(flat['pss'])}; USS {_spread(flat['uss'])}; parent RSS "
-                  f"{_spread([r['parent_rss'] for r in rows])}; heavy libraries mapped: {rows[0]['libraries']}")
+            print(f"idle {label}: {rows[0]['slots']} render slots in {len(rows[0]['rss'])} process(es) "
+                  f"({rows[0]['children']} pool children), MiB each: RSS {_spread(flat['rss'])}; "
+                  f"PSS {_spread(flat['pss'])}; USS {_spread(flat['uss'])}; main process RSS "
+                  f"{_spread([r['parent_rss'] for r in rows])}; the whole node: RSS summed "
+                  f"{_spread([r['node_rss'] for r in rows])}, PSS summed {_spread([r['node_pss'] for r in rows])}, "
+                  f"PSS a slot {_spread([r['node_pss'] / r['slots'] for r in rows])}; "
+                  f"heavy libraries mapped: {rows[0]['libraries']}")
     if args.repo:
         for kind in args.only or ["node", "worker", "idle"]:
             pairs = list(zip(results[(kind, "this")], results[(kind, "other")], strict=True))
@@ -326,7 +336,11 @@ def main() -> None:
             else:
                 for measure in ("rss", "pss", "uss"):
                     ratio = [statistics.median(a[measure]) / statistics.median(b[measure]) for a, b in pairs]
-                    print(f"idle {measure.upper()}: this / other per turn {_spread(ratio)}")
+                    print(f"idle {measure.upper()} of a process holding slots: this / other per turn "
+                          f"{_spread(ratio)}")
+                for measure in ("node_rss", "node_pss"):
+                    ratio = [a[measure] / b[measure] for a, b in pairs]
+                    print(f"idle {measure}: this / other per turn {_spread(ratio)}")
                 continue
             print(f"{kind}: this / other per turn {_spread(ratio)}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import re
 import secrets
@@ -103,14 +104,38 @@ class Outcome:
     # to be sent now (None: no top-up was done with it)
 
 
+#: povray runs a render slot makes without quick waits after one crashed with them (a prefork render process
+#: was replaced after worker_max_tasks_per_child batches, and its successor had them again).
+WITHOUT_WAITS_RUNS = 200
+#: How long a node trusts a job's record it read: its priority may change (reprioritize) and a re-split adds slices.
+SPEC_SECONDS = 60.0
+#: Records a node keeps, the most recently read (a long-lived node renders many jobs; a big job's record is large).
+KEEP_SPECS = 64
+
+
 @dataclass
 class Known:
-    """What a node's render slots learn of jobs, shared between them: each job's checked record (read once a node,
-    not once a slot), the jobs pinned to this node's povray version, and the jobs found gone (said once a node)."""
-    specs: dict[str, JobSpec] = field(default_factory=dict)
-    ours: set[str] = field(default_factory=set)
+    """What a node's render slots learn of jobs, shared between them: each job's checked record (read once a minute
+    a node, not once a slot), and the jobs found gone (said once a node)."""
+    specs: dict[str, tuple[float, JobSpec]] = field(default_factory=dict)  # job -> (read at, its record)
     gone: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def spec(self, job_id: str) -> JobSpec | None:
+        """The job's record if read within SPEC_SECONDS, else None."""
+        found = self.specs.get(job_id)
+        return found[1] if found is not None and time.monotonic() - found[0] < SPEC_SECONDS else None
+
+    def keep(self, job_id: str, spec: JobSpec) -> None:
+        with self.lock:
+            self.specs.pop(job_id, None)
+            self.specs[job_id] = (time.monotonic(), spec)
+            while len(self.specs) > KEEP_SPECS:  # the oldest read first
+                self.specs.pop(next(iter(self.specs)))
+
+    def forget(self, job_id: str) -> None:
+        with self.lock:
+            self.specs.pop(job_id, None)
 
     def first_news_of_gone(self, job_id: str) -> bool:
         """Note `job_id` gone: True the first time (then its loss is said), False after."""
@@ -138,6 +163,8 @@ class RenderNode:
         self._waits = 0  # batches this process held for storage or room in a row (their back-off)
         self._storage_failed = False  # the farm's storage failed this process's last upload or download
         self._started_povray = 0.0  # seconds of povray's start the batch in hand paid (its done record's `start`)
+        self._deadline = math.inf  # when the batch in hand reaches the node's soft time limit (time.monotonic)
+        self._without_waits = 0  # povray runs this slot has left without quick waits, since one crashed with them
         self._samples: dict[str, tuple[float, dict[str, dict]]] = {}  # job -> (read at, its full done sample)
 
     def sibling(self) -> RenderNode:
@@ -148,11 +175,11 @@ class RenderNode:
 
     def spec(self, job_id: str) -> JobSpec:
         """The job's record, checked (plan.check_record) before any use: Redis may hold a forged one."""
-        spec = self._known.specs.get(job_id)
+        spec = self._known.spec(job_id)
         if spec is None:
             spec = check_record(job_id, self.store.spec(job_id))
             limits.check_image(spec.width, spec.height, self.settings)  # this node's own limits
-            self._known.specs[job_id] = spec
+            self._known.keep(job_id, spec)
         return spec
 
     def run(self, job_id: str, batch_id: str, token: str, node: str,
@@ -182,7 +209,7 @@ class RenderNode:
                            shown(str(job_id)), shown(str(batch_id)), _frames(batch_id), time.monotonic() - started,
                            shown(node), why)
         if outcome.status == "missing":
-            self._known.specs.pop(job_id, None)
+            self._known.forget(job_id)
             self._samples.pop(job_id, None)
             if self._known.first_news_of_gone(job_id):
                 log.warning("httpov: job %s is gone from Redis (deleted, or Redis restarted without its data): "
@@ -205,7 +232,7 @@ class RenderNode:
             try:
                 batch = check_batch(spec, batch_id)
             except BadInputError:  # a slice a re-split added since this process read the job: read it again
-                self._known.specs.pop(job_id, None)
+                self._known.forget(job_id)
                 spec = self.spec(job_id)
                 batch = check_batch(spec, batch_id)
         except BadInputError as exc:
@@ -218,8 +245,7 @@ class RenderNode:
         if fault:  # no room for a frame here: before any lease, the batch goes to a node that has some
             return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
                                    fault=fault)
-        pin = (self.povray_version if not spec.any_povray and job_id not in self._known.ours
-               and self.povray_version != "unknown" else "")
+        pin = self.povray_version if not spec.any_povray and self.povray_version != "unknown" else ""
         # one round trip: refused if this node is blocked from the job or (`pin`) the job renders with another
         # povray, else the job pinned to this node's povray if it has none yet, the lease taken and the start counted
         status, attempt = self.store.take_batch(job_id, batch_id, execution, node, lease, handoff,
@@ -229,8 +255,6 @@ class RenderNode:
         if status.startswith("povray:"):  # its pixels would differ: a node with the job's povray renders it
             return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id),
                                    povray_version=status.removeprefix("povray:"))
-        if status == "ok" and pin:
-            self._known.ours.add(job_id)  # a job's version never changes: pinned once per job and node
         if status == JobState.PAUSED:
             return Outcome("parked")  # start_batch parked it; resume queues it again
         if status == "deferred":  # --max-processes (the job's or its owner's) reached: back on its pending list,
@@ -239,10 +263,15 @@ class RenderNode:
         if status != "ok":
             return Outcome(status)  # duplicate, busy elsewhere, cancelled, failed, done, missing
         began = time.time()  # the done record's start (the job's timeline)
+        # the node's time limits, from the take: povray is stopped past the soft one (the batch fails); past the
+        # hard one the lease is let go, so that a slot stuck outside povray (a hung download or upload) loses its
+        # batch to another node, as a prefork render process Celery killed there did
+        self._deadline = time.monotonic() + self.settings.soft_time_limit
         try:
             note = LeaseNote(lease_folder(self.settings.cache_dir, node), job_id, batch_id, execution, lease)
             with LeaseKeeper(self.store, job_id, batch_id, execution, lease,
-                             poll=self.settings.stop_poll_seconds, note=note) as keeper:
+                             poll=self.settings.stop_poll_seconds, note=note,
+                             until=time.monotonic() + self.settings.task_time_limit) as keeper:
                 if self._storage_failed:  # one probe rather than a render whose result cannot be stored
                     self.storage.check()
                     self._storage_failed = False
@@ -635,9 +664,15 @@ class RenderNode:
 
     def _povray(self, *args: Any, **options: Any) -> povray.RenderOutput:
         """povray.render with the preload library of the node's quick waits (httpov.worker.waits), when it has one;
-        a povray that crashes with it renders without it in this process from then on (the batch's retry too)."""
-        preload = options["preload"] = waits.library_for(self.settings)
-        options.setdefault("node_limit", self.settings.soft_time_limit)
+        a povray that crashes with it renders without it in this slot for its next WITHOUT_WAITS_RUNS runs (the
+        batch's retry too, should it come here): the node's other slots keep it, as a crash may be the scene's."""
+        if self._without_waits > 0:
+            self._without_waits -= 1
+            preload = options["preload"] = None
+        else:
+            preload = options["preload"] = waits.library_for(self.settings)
+        options.setdefault("node_limit", (self._deadline - time.monotonic(), (
+            f"the render node's time limit of {self.settings.soft_time_limit} s (HTTPOV_TASK_TIME_LIMIT less 30 s)")))
         try:
             output = povray.render(*args, **options)
             # the starts its seconds include, taken off them for the scene's frame times (plan.net_seconds)
@@ -645,7 +680,8 @@ class RenderNode:
             return output
         except RenderError as exc:
             if preload is not None and "povray crashed" in str(exc):
-                waits.refuse(self.settings, preload, f"povray crashed with it: {exc}")
+                self._without_waits = WITHOUT_WAITS_RUNS
+                waits.refuse(preload, f"povray crashed with it: {exc}", WITHOUT_WAITS_RUNS)
             raise
 
     @cached_property

@@ -3,6 +3,7 @@ once when its job is stopped."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -11,6 +12,8 @@ from httpov.errors import BrokerUnavailableError, JobNotFoundError
 from httpov.states import LIVE, JobState
 from httpov.store import JobStore
 from httpov.worker.renewal import LeaseNote, tick
+
+log = logging.getLogger(__name__)
 
 #: The longest the keeper's thread waits for a stop message between two checks of its own stop (its exit).
 LISTEN_SLICE = 1.0
@@ -25,8 +28,8 @@ class LeaseKeeper:
 
     The job's state is read every `poll` seconds only while the keeper cannot hear the channel (Redis would not
     subscribe it, or the subscription dropped: messages may have been missed), and once just after subscribing (a
-    stop announced before that was not heard; not on the subscription a render process keeps from its last batch,
-    made before this batch was taken). While subscribed, each refresh reads it anyway: polling then cost
+    stop announced before that was not heard; not on a subscription kept from an earlier batch of the node, made
+    before this batch was taken). While subscribed, each refresh reads it anyway: polling then cost
     Redis two reads a second per rendering process, most of the farm's Redis load (docs/PERFORMANCE.md).
 
     Given a `note` (httpov.worker.renewal), the keeper touches it at every tick instead, and its node's renewer renews
@@ -35,7 +38,7 @@ class LeaseKeeper:
     the lease itself as above."""
 
     def __init__(self, store: JobStore, job_id: str, batch_id: str, token: str, lease: float,
-                 poll: float | None = None, note: LeaseNote | None = None) -> None:
+                 poll: float | None = None, note: LeaseNote | None = None, until: float | None = None) -> None:
         self.state: str = JobState.RUNNING
         #: the share of the batch rendered so far (0-1), set by the render as povray reports its rows; each refresh
         #: writes it into the batch's running info (`status`, the ETA, the job's page)
@@ -48,6 +51,8 @@ class LeaseKeeper:
         self._note = note
         self._tick = tick(lease) if note is not None else None  # the longest wait between two touches of the note
         self._poll = poll  # between refreshes, read the job's state this often (should a stop message be missed)
+        self._until = until  # time.monotonic() past which the lease is let go (the node's hard time limit)
+        self._name = f"{job_id}/{batch_id}"
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -84,7 +89,7 @@ class LeaseKeeper:
                 self._look()
             due = time.monotonic() + self._every
             poll_due = time.monotonic() + (self._poll or self._every)
-            while self.live and not self._stop.is_set():
+            while self.live and not self._stop.is_set() and not self._past_limit():
                 noted = False
                 if self._note is not None:  # the node renews the lease while the note is touched
                     noted = self._note.touch(self.progress)
@@ -126,6 +131,16 @@ class LeaseKeeper:
                 listener.close()
             os.close(self._wake_w)
             self._let_go()
+
+    def _past_limit(self) -> bool:
+        """Past `until`: the batch is let go (its lease no longer renewed: it runs out, and another node renders the
+        batch; this execution's result, should it come, is fenced off). The render is not woken: if it still runs,
+        its own limit stops it (povray's node_limit)."""
+        if self._until is None or time.monotonic() < self._until:
+            return False
+        log.warning("httpov: batch %s ran past the render node's time limit (HTTPOV_TASK_TIME_LIMIT): its lease is "
+                    "let go", self._name)
+        return True
 
     def _capped(self, wait: float) -> float:
         """A wait, no longer than a tick of the note while there is one."""

@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import select
+import shutil
 import signal
 import subprocess
 import time
@@ -103,10 +104,28 @@ class RenderOutput:
     runs: int = 1  # povray runs it took (2: a slice a re-split cut, continued with +C), each paying povray's start
 
 
-@functools.cache
 def version(executable: str) -> str:
-    """povray's version as it says it ('3.7.0.10.unofficial'), or 'unknown' if it does not say (asked once a
-    process: a node's render slots and its heartbeat share the answer)."""
+    """povray's version as it says it ('3.7.0.10.unofficial'), or 'unknown' if it does not say: asked once a process
+    for each program file (its inode, size and modification time: a povray upgraded under a running node is asked
+    again), and again while it does not say."""
+    path = shutil.which(executable) or executable
+    try:
+        found = os.stat(path)
+        identity: tuple = (path, found.st_ino, found.st_size, found.st_mtime_ns)
+    except OSError:
+        return "unknown"
+    known = _versions.get(identity)
+    if known is None:
+        known = _ask_version(path)
+        if known != "unknown":
+            _versions[identity] = known
+    return known
+
+
+_versions: dict[tuple, str] = {}
+
+
+def _ask_version(executable: str) -> str:
     try:
         done = subprocess.run([executable, "--version"], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
@@ -170,7 +189,7 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
            time_limit: float | None = None, extra: list[str] | None = None,
            size: tuple[int, int] | None = None, no_progress: float | None = None,
            hang_limit: tuple[float, str] | None = None, watcher: Watcher | None = None,
-           preload: Path | None = None, node_limit: float | None = None) -> RenderOutput:
+           preload: Path | None = None, node_limit: tuple[float, str] | None = None) -> RenderOutput:
     """Render `batch` with the scene copied in workdir/scene; raise RenderError with the log's error lines.
 
     povray writes into a folder of its own whose name the scene cannot guess; only the frames of the batch are
@@ -181,9 +200,9 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     as hung when its CPU time, its log and its output all stood still that long (RenderHungError); `hang_limit`
     (seconds, why): a time limit past which the batch is taken for hung too (one derived from the job's measured
     frame times). `watcher` is told of the run's start (its options come last) and of its progress. `preload`: the
-    library povray runs with (httpov.worker.waits), or None. `node_limit` (seconds) is the render node's own
-    limit (HTTPOV_TASK_TIME_LIMIT less 30 s): Celery's soft time limit does that only in a prefork pool, never in
-    its threads pool (the node's default)."""
+    library povray runs with (httpov.worker.waits), or None. `node_limit` (seconds left, what limit): the render
+    node's own time limit for the batch, past which povray is stopped and the batch fails (Celery's soft time limit
+    does that only in a prefork pool, never in its threads pool, the node's default)."""
     limits = limits or RenderLimits()
     scene_dir, out_dir, home = workdir / "scene", workdir / f"out-{secrets.token_hex(8)}", workdir / "home"
     out_dir.mkdir()
@@ -214,9 +233,8 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
             why.append(f"the batch ran past the job's time limit of {time_limit:g} s (set at submit: its time limit); "
                        "povray was stopped")
             return False
-        if node_limit is not None and now - started > node_limit:
-            why.append(f"the batch ran past the render node's time limit of {node_limit:g} s "
-                       "(HTTPOV_TASK_TIME_LIMIT less 30 s); povray was stopped")
+        if node_limit is not None and now - started > node_limit[0]:
+            why.append(f"the batch ran past {node_limit[1]}; povray was stopped")
             return False
         if hang_limit is not None and now - started > hang_limit[0]:
             hung.append(f"the batch ran past its time limit of {hang_limit[0]:.0f} s ({hang_limit[1]}); "
@@ -401,11 +419,15 @@ def _wait(proc: subprocess.Popen, keep_going: Callable[[], bool], tick: float = 
         pidfd = os.pidfd_open(proc.pid)
     except OSError:  # no pidfd (old kernel): Popen's polling wait
         pidfd = None
-    waits = [fd for fd in (pidfd, wake() if wake is not None else None) if fd is not None]
+    # poll, not select: a node's one process holds every render slot's descriptors, past select's 1024 on a big node
+    poller = select.poll()
+    for fd in (pidfd, wake() if wake is not None else None):
+        if fd is not None:
+            poller.register(fd, select.POLLIN)
     try:
         while True:
             if pidfd is not None:
-                if pidfd in select.select(waits, [], [], tick)[0]:
+                if any(fd == pidfd for fd, _ in poller.poll(tick * 1000)):
                     return proc.wait()
             else:
                 try:

@@ -66,10 +66,10 @@ def library_for(settings: Settings, wait: bool = False) -> Path | None:
         return None
     memo = (settings.cache_dir, key)
     if memo in _decided:
-        decided = _decided[memo]
+        decided = _decided.get(memo)  # (another slot may drop it meanwhile)
         if decided is None or decided.is_file():
             return decided
-        del _decided[memo]  # removed while the node runs (its cache folder cleared): built and checked again
+        _decided.pop(memo, None)  # removed while the node runs (its cache folder cleared): built and checked again
     known = _verdict(settings, key)
     if known is not _UNKNOWN:
         _decided[memo] = known
@@ -85,16 +85,13 @@ def library_for(settings: Settings, wait: bool = False) -> Path | None:
     return None
 
 
-def refuse(settings: Settings, library: Path, why: str) -> None:
-    """A povray run with `library` crashed: this process (the node's, or its prefork render process) runs povray
-    without it from now on (the batch's retry too, should it come here), and says so. Not kept in the cache folder:
-    a scene that crashes povray by itself (out of memory) must not cost the node its quick waits for good; the
-    self-test decides at its start."""
-    key = _key(settings)
-    if key is not None:
-        _decided[(settings.cache_dir, key)] = None
-    log.warning("httpov: povray runs without quick waits (%s) in this process from now on: %s",
-                library.name, shown(why))
+def refuse(library: Path, why: str, runs: int) -> None:
+    """A povray run with `library` crashed: its render slot runs povray without it for its next `runs` runs (the
+    batch's retry too, should it come there; httpov.worker.batch), and this says so. Neither the node's verdict nor
+    its other slots change: a scene that crashes povray by itself (out of memory) must not cost the node its quick
+    waits for good; the self-test decides at its start."""
+    log.warning("httpov: povray runs without quick waits (%s) in this render slot for its next %d runs: %s",
+                library.name, runs, shown(why))
 
 
 def kept(settings: Settings) -> tuple[Path | None, str]:

@@ -127,6 +127,26 @@ def test_a_keeper_whose_node_renews_nothing_renews_its_own_lease(store: JobStore
         assert keeper.live and _ttl(store, "j1", a) > 1.0
 
 
+def test_a_keeper_lets_its_lease_go_past_the_nodes_time_limit(store: JobStore, tmp_path: Path):
+    """A render slot stuck outside povray (a hung download or upload) keeps its thread, and so its keeper, alive: past
+    the node's hard time limit (`until`) the keeper stops noting and renewing, and the lease runs out for the sweep
+    to requeue the batch, as when Celery killed a prefork render process there."""
+    (a,) = _job(store, "j1", 1)
+    assert store.start_batch("j1", a, "t/a", "n1@h", 1.0) == "ok"
+    folder = lease_folder(tmp_path / "cache", "n1@h")
+    renewer = Renewer(store, folder, 1.0)
+    note = LeaseNote(folder, "j1", a, "t/a", 1.0)
+    with LeaseKeeper(store, "j1", a, "t/a", 1.0, note=note, until=time.monotonic() + 1.5):
+        began = time.monotonic()
+        while time.monotonic() - began < 1.2:  # renewed while within the limit
+            renewer.renew()
+            time.sleep(0.2)
+        assert _ttl(store, "j1", a) > 0.5
+        wait_for(lambda: not note.path.exists(), 5, "the keeper to let its note go")
+        assert renewer.renew() == 0, "nothing left for the node to renew"
+        wait_for(lambda: store.r.get(store.keys.lease("j1", a)) is None, 5, "the lease to run out")
+
+
 def test_a_kept_subscription_hears_a_stop_announced_before_its_next_listener(store: JobStore):
     """A render process's stops subscription is kept from batch to batch (made before the next take), so the keeper
     reads no state after subscribing: a stop announced between the take and the listener is still heard."""

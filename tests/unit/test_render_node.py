@@ -601,3 +601,29 @@ def test_a_done_record_says_the_povray_starts_its_seconds_include(farm, monkeypa
     node.povray_render = node._povray
     assert _run(node).status == "rendered"
     assert [info["start"] for info in infos] == [pytest.approx(start)] and infos[0]["seconds"] == 0.5
+
+
+def test_a_crash_with_quick_waits_leaves_that_slot_without_them_and_its_siblings_with_them(farm, monkeypatch):
+    """A node's slots are threads of one process: the slot whose povray crashed with the preload library renders
+    without it for its next runs (the crash may be the scene's), the node's other slots keep it."""
+    from httpov.worker import povray, waits
+    from httpov.worker.batch import WITHOUT_WAITS_RUNS
+
+    node, _store, fake, _ = farm
+    library = Path("/httpov-preload.so")
+    monkeypatch.setattr(waits, "library_for", lambda settings: library)
+    preloads: list[Path | None] = []
+
+    def render(*args: Any, preload: Path | None = None, node_limit: Any = None, **kw: Any) -> RenderOutput:
+        preloads.append(preload)
+        return fake(*args, **kw)
+    monkeypatch.setattr(povray, "render", render)
+    node.povray_render = node._povray
+    sibling = node.sibling()
+    fake.error = RenderError("povray crashed (segmentation fault)", transient=True)
+    _run(node)
+    fake.error = None
+    assert _run(node).status == "rendered"
+    assert _run(sibling).status == "rendered"
+    assert preloads == [library, None, library], "the crashed slot without the library, its sibling with it"
+    assert node._without_waits == WITHOUT_WAITS_RUNS - 1

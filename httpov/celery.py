@@ -28,6 +28,8 @@ def make_app(settings: Settings | None = None) -> Celery:
 
 #: What no configuration may change: pickle would let anyone who can write to the broker run code on every
 #: render node; late ack and one prefetched task per process are what leases and priorities rely on.
+#: Celery's pool for each HTTPOV_RENDER_POOL.
+POOLS = {"threads": "httpov.worker.pool:ThreadPool", "prefork": "prefork"}
 INVARIANTS = {
     "task_serializer": "json", "result_serializer": "json", "event_serializer": "json",
     "accept_content": ["json"], "result_accept_content": ["json"],
@@ -66,7 +68,7 @@ def apply_settings(celery: Celery, settings: Settings) -> None:
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=settings.soft_time_limit,
         worker_concurrency=settings.render_processes,  # `celery worker --concurrency N` still wins
-        worker_pool=settings.render_pool,  # its render slots: threads (see celeryconfig), or prefork processes
+        worker_pool=POOLS[settings.render_pool],  # its render slots: threads of its process, or prefork processes
         worker_direct=True,  # each node also consumes <hostname>.dq2: batches handed to it by name (node.py)
         **INVARIANTS,
     )

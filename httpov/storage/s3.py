@@ -34,8 +34,9 @@ class S3Storage(Storage):
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.url = f"s3://{bucket}/{self.prefix}"
-        # An endpoint that drops packets fails in about 3 x 10 s instead of botocore's 3 x 60 s.
-        config = Config(retries={"mode": "standard"}, connect_timeout=10)
+        # An endpoint that drops packets fails in about 3 x 10 s instead of botocore's 3 x 60 s. A node's render slots
+        # share one client (threads of one process): its pool keeps more than botocore's 10 connections.
+        config = Config(retries={"mode": "standard"}, connect_timeout=10, max_pool_connections=64)
         self._new_client = lambda: boto3.session.Session().client("s3", config=config)
         self._client, self._pid = self._new_client(), os.getpid()
         self.endpoint = self._client.meta.endpoint_url

@@ -144,6 +144,8 @@ class JobStore:
         self._release = client.register_script(SCRIPTS["release"])
         self._resplit = client.register_script(SCRIPTS["resplit"])
         self._kept_listeners: list[redis.client.PubSub] = []  # subscriptions to the stops channel no batch uses now
+        #: how many of those it keeps (StopListener.close): one a render slot that shares this store
+        self.keep_listeners = 1
         #: per node, the record and node-use sample its last heartbeat wrote (heartbeat writes them again only when
         #: they change, or when its node was missing from the nodes zset: Redis restarted empty, or forgot it)
         self._said: dict[str, tuple[Any, ...]] = {}
@@ -609,8 +611,9 @@ class JobStore:
     def listen_for_stop(self, job_id: str) -> StopListener:
         """Subscribe to the stops channel (Keys.stops) for `job_id`: a job moved to a finished state is announced
         there the moment it happens. BrokerUnavailableError if Redis does not answer.
-        A closed listener's subscription is kept for the next one (a render process listens for each batch it
-        renders, one after another): no connection, handshake and SUBSCRIBE per batch. A stop announced between
+        A closed listener's subscription is kept for the next one (a render slot listens for each batch it
+        renders, one after another; a store keeps `keep_listeners`, one a slot that shares it): no connection,
+        handshake and SUBSCRIBE per batch. A stop announced between
         two listeners is read by the next one, which only looks at its own job's (and a stop announced after the
         batch's take is heard by a kept subscription: no read of the job's state is needed, StopListener.kept)."""
         with contextlib.suppress(IndexError):
@@ -1347,10 +1350,6 @@ def _batches(replies: list[Any]) -> Batches:
 class StopListener:
     """A subscription to the stops channel for one job (JobStore.listen_for_stop); close it when done."""
 
-    #: Subscriptions a store keeps for its next listener: one, so that a render process holds at most two (its
-    #: batch's, and the one its previous batch's keeper gives back within a second), as it could before.
-    KEEP = 1
-
     def __init__(self, store: JobStore, pubsub: redis.client.PubSub, job_id: str, kept: bool = False) -> None:
         self._store, self._pubsub, self._job_id = store, pubsub, job_id
         #: subscribed before this listener was made (an earlier batch's subscription, kept): any stop announced since
@@ -1378,7 +1377,7 @@ class StopListener:
             return
         self._closed = True
         kept = self._store._kept_listeners
-        if not self._lost and self._pubsub.subscribed and len(kept) < self.KEEP:
+        if not self._lost and self._pubsub.subscribed and len(kept) < self._store.keep_listeners:
             kept.append(self._pubsub)
             return
         with contextlib.suppress(redis.RedisError, OSError):

@@ -47,7 +47,7 @@ def map_name() -> str:
 
 
 #: (scene key, .pov) -> why the scene's other files could set photons ('' if they cannot), as check_others found in
-#: the first batch of that scene this render process ran: a scene key names immutable content, and reading every
+#: the first batch of that scene this process ran: a scene key names immutable content, and reading every
 #: file of a scene (textures and meshes too) for each slice and twice for each pre-pass is I/O a batch need not repeat.
 _OTHERS_CHECKED: dict[tuple[str, str], str] = {}
 
@@ -55,7 +55,8 @@ _OTHERS_CHECKED: dict[tuple[str, str], str] = {}
 def _check_others(scene_dir: Path, spec: JobSpec, ours: frozenset[Path]) -> None:
     """check_others on the scene's files but its .pov (not `ours`), once per scene and .pov in this process."""
     key = (spec.scene_key, spec.pov)
-    if key not in _OTHERS_CHECKED:
+    why = _OTHERS_CHECKED.get(key)  # one read: another slot may clear the cache meanwhile
+    if why is None:
         pov = scene_dir / spec.pov
         others = [str(p.relative_to(scene_dir)) for p in sorted(scene_dir.rglob("*"))
                   if p.is_file() and p != pov and p not in ours]
@@ -67,8 +68,8 @@ def _check_others(scene_dir: Path, spec: JobSpec, ours: frozenset[Path]) -> None
         if len(_OTHERS_CHECKED) >= 256:  # a long-lived node renders many scenes: keep the recent ones
             _OTHERS_CHECKED.clear()
         _OTHERS_CHECKED[key] = why
-    if _OTHERS_CHECKED[key]:
-        raise NotShareable(_OTHERS_CHECKED[key])
+    if why:
+        raise NotShareable(why)
 
 
 def write_copy(scene_dir: Path, spec: JobSpec, statement: str, ours: frozenset[Path] = frozenset()) -> str:

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 #: Connections to Redis a render slot opens as it starts: its own calls, its lease keeper's refresh and stop
 #: subscription, and its reads while povray runs.
 WARM_CONNECTIONS = 4
+#: ... at most, for a process of many slots (they are opened as they are needed past these)
+MAX_WARM_CONNECTIONS = 32
 
 
 class _Slot(threading.local):
@@ -43,6 +45,8 @@ class NodeTask(Task):
 
     _slot = _Slot()
     _lock = threading.Lock()
+    #: the render slots of this process: its threads pool's size (httpov.worker.reaper sets it), 1 in prefork
+    slots = 1
 
     @cached_property
     def _shared(self) -> RenderNode:
@@ -59,6 +63,7 @@ class NodeTask(Task):
             top_up(self.app, store, spec.id, settings.queue, settings.lease_seconds, spec,
                    user_cap=settings.user_max_processes or 0)
         store = open_store(settings)
+        store.keep_listeners = self.slots  # a stop subscription kept for each slot's next batch
         return RenderNode(settings, store, open_storage(settings.storage),
                           SceneCache(settings.cache_dir, settings.cache_max_bytes, settings.archive_limits()), release)
 
@@ -120,20 +125,20 @@ def render_batch(self: NodeTask, job_id: str, batch: str, label: str = "") -> st
 
 
 @worker_process_init.connect
-def warm_up(slots: int = 1, **_: object) -> None:
+def warm_up(**_: object) -> None:
     """Build the node's shared parts (settings, Redis connection, schema check, povray version) in the background
     as a render process starts (prefork), or as the node starts (its threads pool: httpov.worker.reaper), not when
     the first batch arrives: on a slow link to Redis that is several round trips the first batch would wait for.
     (Not in the signal itself: Celery gives a starting process only a few seconds.) The node's check of its quick
-    waits (httpov.worker.waits) starts here too. `slots`: the render slots that share this process's Redis
-    connections (its threads pool's size), each opening WARM_CONNECTIONS."""
+    waits (httpov.worker.waits) starts here too. Each of the process's slots (NodeTask.slots) has WARM_CONNECTIONS
+    opened for it, up to MAX_WARM_CONNECTIONS."""
     def build() -> None:
         with contextlib.suppress(Exception):  # Redis away: built at the first batch, which says why
             with NodeTask._lock:
                 node = render_batch._shared
             _ = node.povray_version
             waits.library_for(node.settings)  # the node's check of its quick waits starts now
-            node.store.warm_up(WARM_CONNECTIONS * slots)
+            node.store.warm_up(min(WARM_CONNECTIONS * NodeTask.slots, MAX_WARM_CONNECTIONS))
     threading.Thread(target=build, name="httpov warm-up", daemon=True).start()
 
 

@@ -78,7 +78,7 @@ def test_a_bare_worker_runs_the_default_number_of_render_slots_as_threads(settin
             stats = app.control.inspect(destination=[name], timeout=1.0).stats()
         assert stats, "the bare worker never answered"
         assert stats[name]["pool"]["max-concurrency"] == 3
-        assert stats[name]["pool"]["implementation"] == "celery.concurrency.thread:TaskPool"
+        assert stats[name]["pool"]["implementation"] == "httpov.worker.pool:ThreadPool"
         # idle memory: the whole node, its 3 slots included, once its warm-up is over (about 50 MiB here, where
         # each prefork render process alone held 46 MiB RSS)
         samples: list[tuple[float, int]] = []

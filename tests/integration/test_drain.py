@@ -92,3 +92,18 @@ def test_sigterm_finishes_the_batch_there_and_exits_0(tmp_path: Path, settings: 
     wait_for(lambda: _nodes(settings)["alpha"]["state"] == "up", 60, "alpha to start again, up")
     assert again.poll() is None and not client.store.draining()
 
+
+
+def test_a_cold_shutdown_ends_the_node_at_once_and_another_renders_its_batch(tmp_path: Path, settings: Settings, client,
+                                                                            workers) -> None:
+    """SIGTERM, then SIGQUIT (a second Ctrl+C): the node does not wait for its batch, which Celery's threads pool
+    alone would (it cannot stop a thread); it ends as a killed node does, and its batch is rendered by beta once
+    its lease runs out."""
+    alpha, job, batch = _rendering_on_both(tmp_path, settings, client, workers)
+    os.kill(alpha.pid, signal.SIGTERM)
+    os.kill(alpha.pid, signal.SIGQUIT)
+    assert alpha.wait(30) != 0
+    view = client.wait(job, timeout=120)
+    batches = client.store.batches(job)
+    assert view.state == "done" and batches["done"][batch]["node"].startswith("beta@"), batches["done"][batch]
+    assert batch in batches["requeued"], "its lease ran out: requeued for another node"

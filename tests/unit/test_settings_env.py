@@ -92,7 +92,7 @@ def test_a_render_pool_that_is_not_one_is_refused_by_name_and_the_app_runs_the_o
     assert Settings.from_env({"HOME": str(tmp_path)}).render_pool == "threads"
     prefork = Settings.from_env({"HOME": str(tmp_path), "HTTPOV_RENDER_POOL": "prefork"})
     assert make_app(prefork).conf.worker_pool == "prefork"
-    assert make_app(Settings.from_env({"HOME": str(tmp_path)})).conf.worker_pool == "threads"
+    assert make_app(Settings.from_env({"HOME": str(tmp_path)})).conf.worker_pool == "httpov.worker.pool:ThreadPool"
     with pytest.raises(BadInputError, match="HTTPOV_RENDER_POOL must be one of threads, prefork, got 'gevent'"):
         Settings.from_env({"HOME": str(tmp_path), "HTTPOV_RENDER_POOL": "gevent"})
 

@@ -1,0 +1,35 @@
+"""The render node's threads pool (HTTPOV_RENDER_POOL=threads): Celery's own, whose cold shutdown ends the node."""
+from __future__ import annotations
+
+import logging
+import os
+
+from celery.concurrency.thread import TaskPool as CeleryThreads
+from celery.worker import state
+
+log = logging.getLogger(__name__)
+
+
+class ThreadPool(CeleryThreads):
+    """Celery's threads pool. A thread cannot be stopped from outside, so Celery's cold shutdown (SIGQUIT, a second
+    Ctrl+C), which stops each running task and then the pool, would wait for every running batch to end (and says
+    NotImplementedError first). Here it ends the node at once instead, as a killed node does: its povrays die with
+    it (bubblewrap's --die-with-parent), and their batches' leases run out for other nodes to render them, as the
+    batches of a prefork pool's killed render processes do."""
+
+    def on_stop(self) -> None:
+        """Stop taking batches; wait for those running (a warm shutdown), unless a cold one is asked meanwhile."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for thread in list(self.executor._threads):
+            while thread.is_alive():
+                if state.should_terminate is not None:  # the cold shutdown (Celery sets it, then stops the pool)
+                    log.warning("httpov: cold shutdown: the batches running here are dropped; other nodes render "
+                                "them once their leases run out")
+                    os._exit(1)  # (the log's handler flushed the line; logging.shutdown could wait on a lock here)
+                thread.join(0.5)
+        super(CeleryThreads, self).on_stop()
+
+    def terminate_job(self, pid: int, signal: int | None = None) -> None:
+        """Asked for each running task by a cold shutdown (on_stop then ends the node), or by a revoke with
+        terminate: a batch cannot be stopped alone here (`httpov cancel` stops a job's batches)."""
+        log.info("httpov: a running batch cannot be stopped alone in a node whose render slots are threads")

@@ -48,5 +48,6 @@ worker_send_task_events = False
 task_send_sent_event = False
 task_track_started = True
 
-# Each render process is a child; povray itself is single-threaded per process (see docs/PERFORMANCE.md).
+# A prefork render process (HTTPOV_RENDER_POOL=prefork) is replaced after this many batches; the default's threads
+# are not (Celery's threads pool ignores it): what a node keeps between batches is bounded by httpov itself.
 worker_max_tasks_per_child = 200

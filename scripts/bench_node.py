@@ -10,10 +10,11 @@ so that a before and an after are measured taking turns in one run):
   so `node - stub` is httpov's cost (Python, sandbox, Redis client) and bwrap's.
 - `worker`: the same job on a real `celery -A httpov worker --concurrency 2`; CPU per batch of the worker's whole
   process tree (main process, pool children, everything they reaped) from /proc, Celery's own included.
-- `idle`: a node as httpov starts it (the default pool and concurrency), once idle: RSS, PSS and USS from
-  /proc/PID/smaps_rollup of each process that holds render slots (the threads pool's one process; each child of a
-  prefork pool: RSS counts the pages a child shares copy-on-write with the parent, USS is what it alone holds,
-  PSS shares the shared pages out among their users), and RSS and PSS summed over the node's processes.
+- `idle`: a node as httpov starts it (the default pool and concurrency), idle after a job that kept every slot
+  busy: RSS, PSS and USS from /proc/PID/smaps_rollup of each process that holds render slots (the threads pool's
+  one process; each child of a prefork pool: RSS counts the pages a child shares copy-on-write with the parent,
+  USS is what it alone holds, PSS shares the shared pages out among their users), and RSS and PSS summed over the
+  node's processes.
 
     python scripts/bench_node.py --turns 3                       # node, worker and idle, this checkout
     python scripts/bench_node.py --turns 3 --repo /tmp/base      # the same, a checkout of `--repo` taking turns
@@ -182,7 +183,7 @@ def measure_worker(batches: int, processes: int) -> dict:
         try:
             warm = client.submit(_scene(tmp, 2 * processes), count=1)
             _done(client, warm.spec.id)
-            before = _quiet(worker.pid, processes, 2.0)
+            before = _quiet(worker.pid, 0, 2.0)
             folder = tmp / "job"
             folder.mkdir()
             sub = client.submit(_scene(folder, batches), count=1)
@@ -210,15 +211,20 @@ def _done(client, job_id: str, limit: float = 600.0) -> None:  # noqa: ANN001
 
 def measure_idle(settle: float) -> dict:
     """A render node as httpov starts one (start_worker: `celery -A httpov worker` through httpov.celery_main, the
-    default pool and concurrency), idle: the memory of each process that holds render slots (the threads pool's
-    one process; a prefork pool's children), and of the whole node."""
+    default pool and concurrency), idle after a job that kept every slot busy (two one-frame batches a slot, the
+    stub renderer): the memory of each process that holds render slots (the threads pool's one process; a prefork
+    pool's children), and of the whole node."""
+    from httpov.celery import make_app
+    from httpov.client import Client
     from httpov.local_farm import embedded_redis, start_worker, stop_worker
 
     with tempfile.TemporaryDirectory(prefix="httpov-bench-idle-") as name, embedded_redis(Path(name)) as url:
         tmp = Path(name)
-        settings = _settings(url, tmp, _stub(tmp))
+        settings = _settings(url, tmp, _stub(tmp, sleep=0.5))
         worker = start_worker(settings, None, "benchnode", tmp / "worker.log")
         try:
+            client = Client(settings, make_app(settings))
+            _done(client, client.submit(_scene(tmp, 2 * settings.render_processes), count=1).spec.id)
             tree = _quiet(worker.pid, 0, settle)
             children = [p for p, (parent, _, _) in tree.items() if parent == worker.pid]
             rollups = [_rollup(p) for p in children or [worker.pid]]  # the processes that hold the render slots

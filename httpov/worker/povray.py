@@ -381,11 +381,31 @@ class Progress:
 
 def session_cpu_ticks(session: int) -> int:
     """Clock ticks of CPU used by the processes of `session` (user and system, with their reaped children's), read
-    from /proc/<pid>/stat; a process that ends meanwhile is skipped."""
-    total = 0
-    for _, _, fields in _processes():
-        if len(fields) > 14 and int(fields[3]) == session:
-            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    from /proc/<pid>/stat; a process that ends meanwhile is skipped. The session's tree is walked down from its
+    leader (povray's launcher: /proc/<pid>/task/<tid>/children), not every process of the machine: a node's slots
+    are threads of one process, and each scanning all of /proc cost the node's one interpreter the square of its
+    slots. Where the kernel lists no children, every process is read."""
+    if not os.path.exists(f"/proc/{session}/task/{session}/children"):
+        return sum(sum(int(v) for v in fields[11:15]) for _, _, fields in _processes()
+                   if len(fields) > 14 and int(fields[3]) == session)  # utime, stime, cutime, cstime
+    total, todo, seen = 0, [session], set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+            fields = stat[stat.rfind(b")") + 2:].split()
+            if len(fields) <= 14 or int(fields[3]) != session:  # gone, its pid given to another
+                continue
+            total += sum(int(v) for v in fields[11:15])
+            for task in os.scandir(f"/proc/{pid}/task"):
+                with open(f"{task.path}/children", "rb") as f:
+                    todo.extend(int(child) for child in f.read().split())
+        except OSError:  # ended meanwhile
+            continue
     return total
 
 

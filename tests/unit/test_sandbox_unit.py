@@ -146,13 +146,17 @@ def test_progress_stalls_only_when_cpu_and_output_stand_still_for_the_window():
     assert not long.stalled(5, 0.5) and long.last == 0.0, "no sample half a second in"
     assert not long.stalled(5, 5.0) and long.last == 5.0
     assert not any(long.stalled(5, 5.0 + t / 2) for t in range(1, 229)) and long.stalled(5, 125.0)
-    busy = Progress(os.getsid(0), 2.0, now=0.0)  # this test's own session: its CPU moves as it runs
-    assert not busy.stalled(1, 0.5)
-    for now in (1.0, 1.5, 2.0, 2.5, 3.0):
-        start = time.process_time()
-        while time.process_time() - start < 0.03:  # a few clock ticks of CPU between samples
-            pass
-        assert not busy.stalled(1, now), "a busy process is never stalled"
+    # a session of its own, as povray's launcher has, whose grandchild (as povray under bwrap) does the work
+    spinning = subprocess.Popen(["sh", "-c", "sh -c 'while :; do :; done'"], start_new_session=True)
+    try:
+        busy = Progress(spinning.pid, 2.0, now=0.0)
+        assert not busy.stalled(1, 0.5)
+        for now in (1.0, 1.5, 2.0, 2.5, 3.0):
+            time.sleep(0.05)  # a few clock ticks of the grandchild's CPU between samples
+            assert not busy.stalled(1, now), "a busy process is never stalled"
+    finally:
+        os.killpg(spinning.pid, signal.SIGKILL)
+        spinning.wait()
 
 
 def test_limits_come_from_the_settings_memory_one_setting() -> None:

@@ -141,6 +141,8 @@ class Known:
         """Note `job_id` gone: True the first time (then its loss is said), False after."""
         with self.lock:
             first = job_id not in self.gone
+            if len(self.gone) >= 4096:  # a node lives long: a job gone long ago may be said again
+                self.gone.clear()
             self.gone.add(job_id)
         return first
 
@@ -198,6 +200,10 @@ class RenderNode:
             outcome = self._run(job_id, batch_id, token, node, window)
         except JobNotFoundError:
             outcome = Outcome("missing")
+        finally:  # the next batch reads povray's version again (a slot lives as long as its node: an upgrade, or an
+            # 'unknown' asked again) and has a time limit of its own
+            self.__dict__.pop("povray_version", None)
+            self._deadline = math.inf
         if outcome.status in ("failed", "retry"):  # `httpov nodes`: batches failed lately (finish_batch counts done)
             with contextlib.suppress(HttpovError):
                 self.store.count_batch(node, "failed", error=outcome.detail)
@@ -671,8 +677,11 @@ class RenderNode:
             preload = options["preload"] = None
         else:
             preload = options["preload"] = waits.library_for(self.settings)
-        options.setdefault("node_limit", (self._deadline - time.monotonic(), (
-            f"the render node's time limit of {self.settings.soft_time_limit} s (HTTPOV_TASK_TIME_LIMIT less 30 s)")))
+        limit = f"the render node's time limit of {self.settings.soft_time_limit} s (HTTPOV_TASK_TIME_LIMIT less 30 s)"
+        left = self._deadline - time.monotonic()
+        if left <= 0:  # (a probe and a pass, a checkpoint's render again: no povray started past it)
+            raise RenderError(f"the batch ran past {limit}; povray was not started again", transient=False)
+        options.setdefault("node_limit", (left, limit))
         try:
             output = povray.render(*args, **options)
             # the starts its seconds include, taken off them for the scene's frame times (plan.net_seconds)
@@ -686,7 +695,7 @@ class RenderNode:
 
     @cached_property
     def povray_version(self) -> str:
-        """This node's povray version (povray asked once per process)."""
+        """This node's povray version, read once a batch (povray.version asks povray once a process)."""
         return povray.version(self.settings.povray)
 
     @property

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
 
 from celery.concurrency.thread import TaskPool as CeleryThreads
 from celery.worker import state
@@ -18,12 +20,17 @@ class ThreadPool(CeleryThreads):
     batches of a prefork pool's killed render processes do."""
 
     def on_stop(self) -> None:
-        """Stop taking batches; wait for those running (a warm shutdown), unless a cold one is asked meanwhile."""
+        """Stop taking batches; wait for those running (a warm shutdown), unless a cold one is asked meanwhile, and
+        no longer than the node's hard time limit and a minute: by then each batch that still runs (a slot stuck
+        outside povray, which no thread can stop) has let its lease go (httpov.worker.lease), as prefork's hard
+        limit killed its render process."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+        give_up = time.monotonic() + (self.app.conf.task_time_limit or 0) + 60 if self.app is not None else math.inf
         for thread in list(self.executor._threads):
             while thread.is_alive():
-                if state.should_terminate is not None:  # the cold shutdown (Celery sets it, then stops the pool)
-                    log.warning("httpov: cold shutdown: the batches running here are dropped; other nodes render "
+                if state.should_terminate is not None or time.monotonic() > give_up:  # the cold shutdown (Celery
+                    # sets it, then stops the pool), or a slot that never ends
+                    log.warning("httpov: the node stops without waiting for its running batches: other nodes render "
                                 "them once their leases run out")
                     os._exit(1)  # (the log's handler flushed the line; logging.shutdown could wait on a lock here)
                 thread.join(0.5)

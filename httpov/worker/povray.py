@@ -107,7 +107,7 @@ class RenderOutput:
 def version(executable: str) -> str:
     """povray's version as it says it ('3.7.0.10.unofficial'), or 'unknown' if it does not say: asked once a process
     for each program file (its inode, size and modification time: a povray upgraded under a running node is asked
-    again), and again while it does not say."""
+    again), and again a minute after it did not say."""
     path = shutil.which(executable) or executable
     try:
         found = os.stat(path)
@@ -115,14 +115,12 @@ def version(executable: str) -> str:
     except OSError:
         return "unknown"
     known = _versions.get(identity)
-    if known is None:
-        known = _ask_version(path)
-        if known != "unknown":
-            _versions[identity] = known
-    return known
+    if known is None or (known[0] == "unknown" and time.monotonic() - known[1] > 60):
+        known = _versions[identity] = (_ask_version(path), time.monotonic())
+    return known[0]
 
 
-_versions: dict[tuple, str] = {}
+_versions: dict[tuple, tuple[str, float]] = {}  # the program file's identity -> (its version, when asked)
 
 
 def _ask_version(executable: str) -> str:
@@ -356,8 +354,8 @@ class Progress:
     a session of its own, whose id is the first process's pid) and what it wrote (log and output bytes). It has
     stalled when none of these changed for `window` seconds: a stopped, deadlocked or blocked povray. Samples more
     than half a window (and 5 s) apart start the count again: the watcher itself was stopped (a frozen node).
-    A sample reads every process's stat in /proc (about 2 ms of CPU with 160 processes): one is taken every eighth
-    of the window, at most every 5 s, not at every tick of the render's wait (twice a second)."""
+    A sample reads the stat of each process of the session (session_cpu_ticks): one is taken every eighth of the
+    window, at most every 5 s, not at every tick of the render's wait (twice a second)."""
 
     def __init__(self, session: int, window: float, now: float) -> None:
         self.session = session

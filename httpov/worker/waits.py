@@ -65,8 +65,8 @@ def library_for(settings: Settings, wait: bool = False) -> Path | None:
     if key is None:
         return None
     memo = (settings.cache_dir, key)
-    if memo in _decided:
-        decided = _decided.get(memo)  # (another slot may drop it meanwhile)
+    decided = _decided.get(memo, _UNKNOWN)  # one read: another slot may drop it meanwhile
+    if decided is not _UNKNOWN:
         if decided is None or decided.is_file():
             return decided
         _decided.pop(memo, None)  # removed while the node runs (its cache folder cleared): built and checked again

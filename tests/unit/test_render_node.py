@@ -627,3 +627,22 @@ def test_a_crash_with_quick_waits_leaves_that_slot_without_them_and_its_siblings
     assert _run(sibling).status == "rendered"
     assert preloads == [library, None, library], "the crashed slot without the library, its sibling with it"
     assert node._without_waits == WITHOUT_WAITS_RUNS - 1
+
+
+def test_no_povray_starts_once_the_batch_is_past_the_nodes_time_limit(farm, monkeypatch):
+    """The node's time limit counts from the batch's take, over all of its povray runs (a probe and a pass, a
+    checkpoint's render again): past it, none starts, and the batch fails for good."""
+    import time
+
+    from httpov.worker import povray
+
+    node, *_ = farm
+    started: list[object] = []
+    monkeypatch.setattr(povray, "render", lambda *args, **kw: started.append(kw) or RenderOutput({}, "", 0.0))
+    node._deadline = time.monotonic() - 1
+    with pytest.raises(RenderError, match="ran past the render node's time limit") as raised:
+        node._povray("povray")
+    assert started == [] and not raised.value.transient
+    node._deadline = time.monotonic() + 100
+    node._povray("povray")
+    assert 99 < started[0]["node_limit"][0] <= 100, "the time the batch has left"

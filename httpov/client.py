@@ -360,10 +360,12 @@ class Client:
     def _plan(self, layout: SceneLayout, scene: SceneOptions, name: str, options: SubmitOptions,
               scene_key: str = "") -> JobSpec:
         """plan_job, with the scene's measured frame time (earlier jobs of the same scene at the same size, read from
-        their done batches) when frames per batch are to follow it."""
+        their done batches) when frames per batch are to follow it, or (a --count) whether preview frames pay."""
         measured = (0.0, 0, 0)
         size = (options.width, options.height)  # --width/--height: instead of the ini's
-        if scene_key and options.count is None and options.slices in (None, AUTO) and options.slice_rows is None:
+        frames_only = options.slices is None and options.slice_rows is None
+        if scene_key and options.slice_rows is None and (options.slices in (None, AUTO) and options.count is None
+                                                         or frames_only):
             measured = self.store.frame_times(history_key(scene_key, *image_size(scene, size)))
         slice_times = None
         if options.count is None and options.slice_rows is None and options.slices == AUTO and scene_key:

@@ -281,6 +281,20 @@ def handout_order(spec: JobSpec, batch_ids: Sequence[str]) -> list[str]:
 #: A job of at least this many frames in batches of several frames gets preview frames (preview_frames): with fewer,
 #: 10% of its frames cannot hold one frame in each tenth of its timeline.
 PREVIEW_MIN_FRAMES = 100
+#: The most of its render processes' time a job of one batch size (--count) gives to the batches its preview frames
+#: add (preview_pays).
+PREVIEW_COST = 0.03
+
+
+def preview_pays(frames: int, batches: int, per_frame: float | None) -> bool:
+    """Whether the up to ten batches a job of one batch size (--count) gets more for its preview frames
+    (preview_frames) cost its render processes at most PREVIEW_COST of their time, each paying povray's start
+    (QUICK_START_SECONDS) once more, given the scene's measured seconds `per_frame`. Where frames are so cheap that
+    povray's start is what batching saves, the batches keep their neighbouring frames (they are still handed out
+    coarse-to-fine: handout_order). A scene not measured yet gets its preview frames."""
+    if per_frame is None:
+        return True
+    return 10 * QUICK_START_SECONDS <= PREVIEW_COST * (frames * per_frame + batches * QUICK_START_SECONDS)
 
 
 def preview_frames(batches: list[Batch], frames: FrameRange) -> list[Batch]:
@@ -816,7 +830,8 @@ def plan_job(layout: SceneLayout, options: SceneOptions, settings: Settings, *, 
     if len(batches) > settings.max_batches:  # the tail's extra batches would pass the farm's limit: none then
         batches = split(fr, count, row_slices)
     if settings.batch_order == "preview" and (processes or ASSUMED_PROCESSES) < len(batches) <= \
-            settings.max_batches - 10:  # one round of the processes starts every batch at once: no preview to give
+            settings.max_batches - 10 and (tail or preview_pays(fr.count, len(batches), frame_seconds(*measured))):
+        # (one round of the processes starts every batch at once: no preview to give)
         batches = preview_frames(batches, fr)  # none more with a tail, at most ten more without
     return JobSpec(
         id=job_id or secrets.token_hex(5), name=name, scene_key=scene_key, root=layout.root, pov=layout.pov,

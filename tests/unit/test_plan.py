@@ -267,6 +267,26 @@ def test_preview_frames_only_where_the_batches_do_not_all_start_at_once_and_fit_
     assert len(plan_job(layout, scene, Settings(), name="n", count=11).batches) == 10  # longer than a tenth: whole
 
 
+def test_a_given_count_keeps_its_batches_where_the_preview_frames_would_cost_more_than_their_share():
+    """Batches of one size (--count) get preview frames (up to ten batches more, each paying povray's start again)
+    only where those starts cost at most PREVIEW_COST of the job's measured work: on frames so cheap that povray's
+    start is what batching saves, the batches keep their neighbouring frames, handed out coarse-to-fine. A scene not
+    measured yet gets them."""
+    from httpov.plan import plan_job, preview_pays
+    from httpov.scene import SceneLayout
+    from httpov.settings import Settings
+
+    layout, scene = SceneLayout(root="", pov="s.pov", ini=None), parse_ini("Initial_Frame=1\nFinal_Frame=104\n")
+
+    def batches(measured: tuple[float, int, int]) -> list[str]:
+        return plan_job(layout, scene, Settings(), name="n", count=4, processes=8, measured=measured).batches
+    whole = [b.id for b in split(FrameRange(1, 104, 1, 104), 4)]
+    assert batches((3.0, 30, 8)) == whole  # 0.1 s a frame: 8 batches more would cost 9% of the job
+    assert len(batches((36.0, 30, 8))) == 34  # 1.2 s a frame: they cost 0.8%
+    assert len(batches((0.0, 0, 0))) == 34  # not measured yet
+    assert not preview_pays(104, 26, 0.1) and preview_pays(104, 26, 0.4) and preview_pays(104, 26, None)
+
+
 def test_a_lead_short_of_every_tenth_leaves_the_coarse_to_fine_start_of_the_rest_in_place():
     from httpov.plan import PREVIEW_BATCHES, handout_order, preview_frames, preview_order
 

@@ -26,10 +26,10 @@ def make_app(settings: Settings | None = None) -> Celery:
     return celery
 
 
-#: What no configuration may change: pickle would let anyone who can write to the broker run code on every
-#: render node; late ack and one prefetched task per process are what leases and priorities rely on.
 #: Celery's pool for each HTTPOV_RENDER_POOL.
 POOLS = {"threads": "httpov.worker.pool:ThreadPool", "prefork": "prefork"}
+#: What no configuration may change: pickle would let anyone who can write to the broker run code on every
+#: render node; late ack and one prefetched task per process are what leases and priorities rely on.
 INVARIANTS = {
     "task_serializer": "json", "result_serializer": "json", "event_serializer": "json",
     "accept_content": ["json"], "result_accept_content": ["json"],

@@ -363,9 +363,8 @@ class Client:
         their done batches) when frames per batch are to follow it, or (a --count) whether preview frames pay."""
         measured = (0.0, 0, 0)
         size = (options.width, options.height)  # --width/--height: instead of the ini's
-        frames_only = options.slices is None and options.slice_rows is None
-        if scene_key and options.slice_rows is None and (options.slices in (None, AUTO) and options.count is None
-                                                         or frames_only):
+        if scene_key and options.slice_rows is None and (
+                options.slices is None or options.slices == AUTO and options.count is None):
             measured = self.store.frame_times(history_key(scene_key, *image_size(scene, size)))
         slice_times = None
         if options.count is None and options.slice_rows is None and options.slices == AUTO and scene_key:

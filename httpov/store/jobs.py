@@ -611,11 +611,11 @@ class JobStore:
     def listen_for_stop(self, job_id: str) -> StopListener:
         """Subscribe to the stops channel (Keys.stops) for `job_id`: a job moved to a finished state is announced
         there the moment it happens. BrokerUnavailableError if Redis does not answer.
-        A closed listener's subscription is kept for the next one (a render slot listens for each batch it
-        renders, one after another; a store keeps `keep_listeners`, one a slot that shares it): no connection,
-        handshake and SUBSCRIBE per batch. A stop announced between
-        two listeners is read by the next one, which only looks at its own job's (and a stop announced after the
-        batch's take is heard by a kept subscription: no read of the job's state is needed, StopListener.kept)."""
+        A closed listener's subscription is kept for the next one (a render slot listens for each batch it renders,
+        one after another; a store keeps `keep_listeners`, one a slot that shares it): no connection, handshake and
+        SUBSCRIBE per batch. A stop announced between two listeners is read by the next one, which only looks at its
+        own job's (and a stop announced after the batch's take is heard by a kept subscription: no read of the job's
+        state is needed, StopListener.kept)."""
         with contextlib.suppress(IndexError):
             return StopListener(self, self._kept_listeners.pop(), job_id, kept=True)
         pubsub = self.r.pubsub(ignore_subscribe_messages=True)

@@ -1,9 +1,11 @@
 """The render node's threads pool (HTTPOV_RENDER_POOL=threads): Celery's own, whose cold shutdown ends the node."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import resource
 import time
 
 from celery.concurrency.thread import TaskPool as CeleryThreads
@@ -18,6 +20,20 @@ class ThreadPool(CeleryThreads):
     NotImplementedError first). Here it ends the node at once instead, as a killed node does: its povrays die with
     it (bubblewrap's --die-with-parent), and their batches' leases run out for other nodes to render them, as the
     batches of a prefork pool's killed render processes do."""
+
+    def on_start(self) -> None:
+        """The node's render slots are this process's threads: they share its Redis connections and kept stop
+        subscriptions (NodeTask.slots), built now rather than at the first batch (warm_up), and its open files,
+        about ten a slot, where a systemd service starts with a soft limit of 1024: raised to the hard limit."""
+        from httpov.worker.tasks import NodeTask, warm_up  # (a prefork render process warms up as it starts)
+
+        super().on_start()
+        NodeTask.slots = self.limit
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        warm_up()
 
     def on_stop(self) -> None:
         """Stop taking batches; wait for those running (a warm shutdown), unless a cold one is asked meanwhile, and

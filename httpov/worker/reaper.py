@@ -5,7 +5,6 @@ import contextlib
 import logging
 import math
 import os
-import resource
 import signal
 import socket
 import threading
@@ -87,15 +86,6 @@ def busy_processes() -> int:
     return len(state.active_requests)
 
 
-def _all_descriptors() -> None:
-    """This process's soft limit of open files raised to its hard limit: a node whose slots are threads holds about
-    ten descriptors a slot in one process, where a systemd service starts with a soft limit of 1024."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 class Reaper(bootsteps.StartStopStep):
     """A worker bootstep: every Settings.sweep_seconds, say this node is alive and sweep, queueing through the
     worker's own Celery app. The sweep runs in a thread of its own, never on the worker's event loop: a sweep is a
@@ -159,12 +149,6 @@ class Reaper(bootsteps.StartStopStep):
         # in a thread of its own: a slow sweep never delays a renewal
         Renewer(store, lease_folder(settings.cache_dir, worker.hostname), settings.lease_seconds).start(self.stopping)
         self.webhooks = Deliverer.of(store.r, settings).start()  # one process of the farm delivers: see webhooks.py
-        if worker.pool_cls.__module__ != "celery.concurrency.prefork":  # render slots that are threads of this process
-            from httpov.worker.tasks import NodeTask, warm_up  # (a prefork render process warms up as it starts)
-
-            NodeTask.slots = int(worker.concurrency or 1)
-            _all_descriptors()  # every slot's sockets, pipes and povray's pidfd and log are this process's
-            warm_up()
 
     def _check_storage(self, storage: Storage, named: str) -> None:
         """Whether the farm's storage answers (a wrong path, an unreachable S3), at start and each

@@ -45,7 +45,7 @@ class NodeTask(Task):
 
     _slot = _Slot()
     _lock = threading.Lock()
-    #: the render slots of this process: its threads pool's size (httpov.worker.reaper sets it), 1 in prefork
+    #: the render slots of this process: its threads pool's size (httpov.worker.pool sets it), 1 in prefork
     slots = 1
 
     @cached_property
@@ -127,7 +127,7 @@ def render_batch(self: NodeTask, job_id: str, batch: str, label: str = "") -> st
 @worker_process_init.connect
 def warm_up(**_: object) -> None:
     """Build the node's shared parts (settings, Redis connection, schema check, povray version) in the background
-    as a render process starts (prefork), or as the node starts (its threads pool: httpov.worker.reaper), not when
+    as a render process starts (prefork), or as the node starts (its threads pool: httpov.worker.pool), not when
     the first batch arrives: on a slow link to Redis that is several round trips the first batch would wait for.
     (Not in the signal itself: Celery gives a starting process only a few seconds.) The node's check of its quick
     waits (httpov.worker.waits) starts here too. Each of the process's slots (NodeTask.slots) has WARM_CONNECTIONS

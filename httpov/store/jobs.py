@@ -6,6 +6,7 @@ import hashlib
 import inspect
 import json
 import secrets
+import select
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -1347,6 +1348,10 @@ def _batches(replies: list[Any]) -> Batches:
     }
 
 
+#: What StopListener._next answers when its wait was interrupted.
+_INTERRUPTED = object()
+
+
 class StopListener:
     """A subscription to the stops channel for one job (JobStore.listen_for_stop); close it when done."""
 
@@ -1357,19 +1362,43 @@ class StopListener:
         self.kept = kept
         self._lost = self._closed = False
 
-    def wait(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for the job's stop: True the moment it is announced, False if it was not.
+    def wait(self, timeout: float, interrupt: int | None = None) -> bool:
+        """Wait up to `timeout` seconds for the job's stop: True the moment it is announced, False if it was not, or
+        at once when the file descriptor `interrupt` becomes readable (its batch ended: the keeper then hands the
+        subscription on to the slot's next batch now, not a wait later).
         BrokerUnavailableError if the subscription is lost (messages may have been missed meanwhile)."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
-                message = self._store._call(lambda: self._pubsub.get_message(timeout=left))
+                message = self._next(left, interrupt)
             except BrokerUnavailableError:
                 self._lost = True
                 raise
+            if message is _INTERRUPTED:
+                return False
             if message is not None and message.get("data") == self._job_id:
                 return True
         return False
+
+    def _next(self, timeout: float, interrupt: int | None) -> Any:
+        """The next message within `timeout` seconds, None if none came (or one that is not a message: a
+        subscription's confirmation), or _INTERRUPTED."""
+        connection = self._pubsub.connection
+        sock = getattr(connection, "_sock", None)  # redis-py's socket; None before get_message (re)connects
+        if interrupt is None or sock is None:
+            return self._store._call(lambda: self._pubsub.get_message(timeout=timeout))
+        message = self._store._call(lambda: self._pubsub.get_message(timeout=0))  # what was read already first
+        if message is not None or self._store._call(lambda: connection.can_read(timeout=0)):
+            return message
+        sock = getattr(connection, "_sock", None)
+        if sock is None or sock.fileno() < 0:  # closed meanwhile (Redis away): get_message connects again, or fails
+            return self._store._call(lambda: self._pubsub.get_message(timeout=timeout))
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        poller.register(interrupt, select.POLLIN)
+        if any(ready == interrupt for ready, _ in poller.poll(timeout * 1000)):
+            return _INTERRUPTED
+        return None
 
     def close(self) -> None:
         """Done listening: the subscription is kept for the store's next listener, unless it was lost."""

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 #: The longest the keeper's thread waits for a stop message between two checks of its own stop (its exit).
 LISTEN_SLICE = 1.0
+#: The longest a batch's end waits for its keeper's thread to end.
+EXIT_WAIT = 0.5
 
 
 class LeaseKeeper:
@@ -57,7 +59,9 @@ class LeaseKeeper:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._users, self._lock = 2, threading.Lock()  # the read end is closed by the later of the thread and exit
+        self._halt = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # readable once the batch ended (exit)
+        self._users, self._lock = 2, threading.Lock()  # the read end and the halt: closed by the later of the thread
+        # and exit
         self._thread = threading.Thread(target=self._run, name=f"lease {batch_id}", daemon=True)
 
     @property
@@ -116,7 +120,7 @@ class LeaseKeeper:
                     self._stop.wait(self._capped(min(left, poll_due - time.monotonic()) if self._poll else left))
                 else:
                     try:
-                        if listener.wait(self._capped(min(left, LISTEN_SLICE))):
+                        if listener.wait(self._capped(min(left, LISTEN_SLICE)), interrupt=self._halt):
                             self._wake()
                     except BrokerUnavailableError:  # deaf from now on: the job's state is polled instead
                         listener.close()
@@ -166,13 +170,19 @@ class LeaseKeeper:
             self._users -= 1
             if self._users == 0:
                 os.close(self._wake_r)
+                os.close(self._halt)
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()  # the thread ends within LISTEN_SLICE; nothing waits for it (a late refresh is a no-op)
+        self._stop.set()
+        os.eventfd_write(self._halt, 1)  # the thread's listen ends at once
         if self._note is not None:  # the node stops renewing the lease now
             self._note.remove()
+        # the thread ends at once, its subscription kept for the slot's next batch (JobStore.listen_for_stop): not
+        # left listening for up to LISTEN_SLICE while that batch subscribes anew. A thread held up longer (a refresh
+        # riding out a Redis restart) is not waited for: a late refresh is a no-op.
+        self._thread.join(EXIT_WAIT)
         self._let_go()

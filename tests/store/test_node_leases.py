@@ -163,3 +163,22 @@ def test_a_kept_subscription_hears_a_stop_announced_before_its_next_listener(sto
         assert second.wait(5.0), "the stop announced after the take was heard"
     finally:
         second.close()
+
+
+def test_a_batchs_end_hands_its_stop_subscription_to_the_slots_next_batch(store: JobStore):
+    """A slot's batches follow each other within milliseconds: a keeper that ends hands its subscription back as its
+    batch ends (its listen interrupted), so the next batch's keeper listens on it (no new connection, handshake and
+    SUBSCRIBE, no read of the job's state), and it still hears that batch's stop."""
+    a, b = _job(store, "j1", 2)
+    assert store.start_batch("j1", a, "t/a", "n1@h", 30.0) == "ok"
+    with LeaseKeeper(store, "j1", a, "t/a", 30.0, poll=0.5):
+        wait_for(lambda: store.r.pubsub_numsub(store.keys.stops())[0][1] == 1, 5, "the keeper to subscribe")
+    assert len(store._kept_listeners) == 1, "handed back when the batch ended, not a listen later"
+    kept = store._kept_listeners[0]
+    assert store.start_batch("j1", b, "t/b", "n1@h", 30.0) == "ok"
+    with LeaseKeeper(store, "j1", b, "t/b", 30.0, poll=30.0) as keeper:
+        wait_for(lambda: not store._kept_listeners, 5, "the next keeper to take the subscription")
+        store.transition("j1", JobState.CANCELLED)
+        wait_for(keeper.woken, 5, "the stop to wake the render")
+    assert store._kept_listeners == [kept], "the same subscription, kept again"
+    assert store.r.pubsub_numsub(store.keys.stops())[0][1] == 1

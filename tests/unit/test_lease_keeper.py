@@ -17,7 +17,7 @@ class Listener:
     def __init__(self) -> None:
         self.announced, self.dropped, self.closed = threading.Event(), threading.Event(), False
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float, interrupt: int | None = None) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.dropped.is_set():

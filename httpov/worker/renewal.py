@@ -74,9 +74,13 @@ class LeaseNote:
                 with contextlib.suppress(FileNotFoundError):
                     os.utime(self.path)
                     return True
-            _make(self.folder)
             part = self.path.with_suffix(".part")
-            part.write_text(json.dumps({**self._record, "progress": progress}))
+            text = json.dumps({**self._record, "progress": progress})
+            try:
+                part.write_text(text)
+            except FileNotFoundError:  # the node's first note, or its folder removed meanwhile
+                _make(self.folder)
+                part.write_text(text)
             os.replace(part, self.path)  # the renewer never reads half a note
         except OSError:
             self._written = ""

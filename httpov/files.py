@@ -48,3 +48,33 @@ def _fsync(path: Path, flags: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+#: file -> the text this process last wrote there and the file's (inode, size, mtime) just after (write_once)
+_WRITTEN: dict[str, tuple[str, tuple[int, int, int]]] = {}
+#: how many files write_once remembers: past it, it forgets them all (and writes each once more)
+_REMEMBERED = 256
+
+
+def write_once(path: Path, text: str) -> None:
+    """Write `text` to `path` (and its folder, if it has none), unless the file holds it already as this process
+    last wrote it: checked with one stat (its inode, size and modification time), not a read. For a render slot's
+    files that stay the same from batch to batch (povray's confs, a job's ini)."""
+    key = str(path)
+    known = _WRITTEN.get(key)
+    if known is not None and known[0] == text:
+        with contextlib.suppress(OSError):
+            if _signature(os.stat(key)) == known[1]:
+                return
+    try:
+        path.write_text(text)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if len(_WRITTEN) >= _REMEMBERED:
+        _WRITTEN.clear()
+    _WRITTEN[key] = (text, _signature(os.stat(key)))
+
+
+def _signature(found: os.stat_result) -> tuple[int, int, int]:
+    return found.st_ino, found.st_size, found.st_mtime_ns

@@ -60,6 +60,7 @@ from httpov.worker.checkpoint import Checkpoints
 from httpov.worker.lease import LeaseKeeper
 from httpov.worker.renewal import LeaseNote, lease_folder
 from httpov.worker.sandbox import RenderLimits
+from httpov.worker.workdir import WorkFolder
 
 log = logging.getLogger(__name__)
 #: One INFO line per batch a node handles (job, batch, frames, seconds, node): what the node's journal says it did.
@@ -168,6 +169,7 @@ class RenderNode:
         self._deadline = math.inf  # when the batch in hand reaches the node's soft time limit (time.monotonic)
         self._without_waits = 0  # povray runs this slot has left without quick waits, since one crashed with them
         self._samples: dict[str, tuple[float, dict[str, dict]]] = {}  # job -> (read at, its full done sample)
+        self._work = WorkFolder(settings.cache_dir / "work")  # the slot's own
 
     def sibling(self) -> RenderNode:
         """A RenderNode for another slot of this node: the same settings, store, storage, cache and knowledge of
@@ -501,10 +503,7 @@ class RenderNode:
             return False
 
         hang_limit = None if batch.prepass or spec.time_limit is not None else self._hang_limit(spec, batch)
-        work_root = self.settings.cache_dir / "work"
-        work_root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f"{spec.id}-", dir=work_root) as tmp:
-            workdir = Path(tmp)
+        with self._work.batch() as workdir:
             try:
                 with self.cache.use(self.storage, spec.scene_key) as scene:
                     shutil.copytree(scene / spec.root if spec.root else scene, workdir / "scene", symlinks=False)
@@ -565,7 +564,7 @@ class RenderNode:
             except (Stopped, NodeFaultError):
                 raise
             except Exception as exc:  # measured now, before the work folder is removed
-                fault = room.own_fault(exc, work_root, self.settings.min_free_mb)
+                fault = room.own_fault(exc, self._work.root, self.settings.min_free_mb)
                 if fault:
                     raise NodeFaultError(fault) from exc
                 raise
@@ -682,6 +681,7 @@ class RenderNode:
         if left <= 0:  # (a probe and a pass, a checkpoint's render again: no povray started past it)
             raise RenderError(f"the batch ran past {limit}; povray was not started again", transient=False)
         options.setdefault("node_limit", (left, limit))
+        options.setdefault("home", self._work.home)  # the slot's: its confs stay from batch to batch
         try:
             output = povray.render(*args, **options)
             # the starts its seconds include, taken off them for the scene's frame times (plan.net_seconds)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from httpov.errors import RenderError, RenderHungError
+from httpov.files import write_once
 from httpov.plan import PATH_OPTIONS, Batch, JobSpec, inside_path, safe_name, slice_options
 from httpov.scene import ALLOWED_OPTIONS
 from httpov.worker.sandbox import RenderLimits, prepare_sandbox
@@ -187,7 +188,8 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
            time_limit: float | None = None, extra: list[str] | None = None,
            size: tuple[int, int] | None = None, no_progress: float | None = None,
            hang_limit: tuple[float, str] | None = None, watcher: Watcher | None = None,
-           preload: Path | None = None, node_limit: tuple[float, str] | None = None) -> RenderOutput:
+           preload: Path | None = None, node_limit: tuple[float, str] | None = None,
+           home: Path | None = None) -> RenderOutput:
     """Render `batch` with the scene copied in workdir/scene; raise RenderError with the log's error lines.
 
     povray writes into a folder of its own whose name the scene cannot guess; only the frames of the batch are
@@ -200,13 +202,16 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     frame times). `watcher` is told of the run's start (its options come last) and of its progress. `preload`: the
     library povray runs with (httpov.worker.waits), or None. `node_limit` (seconds left, what limit): the render
     node's own time limit for the batch, past which povray is stopped and the batch fails (Celery's soft time limit
-    does that only in a prefork pool, never in its threads pool, the node's default)."""
+    does that only in a prefork pool, never in its threads pool, the node's default). `home`: the folder of
+    povray's confs and the job's ini (a render slot keeps one for all its batches, apart from `workdir`), or None
+    for workdir/home."""
     limits = limits or RenderLimits()
-    scene_dir, out_dir, home = workdir / "scene", workdir / f"out-{secrets.token_hex(8)}", workdir / "home"
+    scene_dir, out_dir = workdir / "scene", workdir / f"out-{secrets.token_hex(8)}"
+    home = home or workdir / "home"
     out_dir.mkdir()
     home.mkdir(exist_ok=True)  # a pre-pass runs povray twice in one work folder (probe, then the pass)
     ini = home / "httpov.ini"
-    ini.write_text(scene_ini(spec, scene_dir))
+    write_once(ini, scene_ini(spec, scene_dir))
     box = prepare_sandbox(scene_dir, out_dir, home, limits, preload=preload)
     usage = OutputUsage(limits, (scene_dir, out_dir))
     log_path = workdir / "render.log"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from httpov.errors import RenderError
+from httpov.files import write_once
 from httpov.settings import Settings
 
 MiB = 1024**2
@@ -164,7 +165,8 @@ def prepare_sandbox(
     bwrap: str = "bwrap",
     preload: Path | None = None,
 ) -> Sandbox:
-    """Write httpov's povray.conf and ini into `home_dir` and return the Sandbox for one povray run.
+    """Write httpov's povray.conf and ini into `home_dir` (unless it holds them: a render slot keeps its home from
+    batch to batch) and return the Sandbox for one povray run.
 
     Inside the sandbox the scene sees, read-only, of /usr only povray (added by argv()), the folders of its shared
     libraries, its include library and fonts (SHARED_DIRS);
@@ -189,14 +191,14 @@ def prepare_sandbox(
             raise ValueError(f"home_dir must be apart from scene_dir and out_dir: {inner} vs {outer}")
 
     conf_path = home / "povray.conf"
-    conf = povray_conf([INCLUDE_DIR], [scene, out])
-    conf_path.write_text(conf)
+    # the folder of the scene's and the output's (a batch's work folder): the same for every batch of a render slot,
+    # so that the slot's home keeps its confs (write_once), not those of its batch's output folder
+    conf = povray_conf([INCLUDE_DIR], [Path(os.path.commonpath([scene, out]))])
+    write_once(conf_path, conf)
     for version in POVRAY_VERSIONS:
-        user_conf = home / f".povray/{version}/povray.conf"
-        user_conf.parent.mkdir(parents=True, exist_ok=True)
-        user_conf.write_text(conf)
+        write_once(home / f".povray/{version}/povray.conf", conf)
     povini_path = home / "povray.ini"
-    povini_path.write_text(povray_ini())
+    write_once(povini_path, povray_ini())
 
     env = {"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "HOME": str(home), "POVINI": str(povini_path)}
     wrapper = [found, *_system_view()]
@@ -255,7 +257,7 @@ def povray_conf(read_dirs: Sequence[Path], write_dirs: Sequence[Path]) -> str:
     POV-Ray 3.7.0.10's parser of [File I/O Security] is broken (it never recognises the value), so the
     path list does not confine anything on its own; the bwrap mount view does. Shell-out security works.
     """
-    lines = ["; written by httpov for one sandboxed run", "[File I/O Security]", "restricted", "",
+    lines = ["; written by httpov for its sandboxed povray runs", "[File I/O Security]", "restricted", "",
              "[Shellout Security]", "forbidden", "", "[Permitted Paths]"]
     lines += [f'read* = "{d}"' for d in read_dirs]
     lines += [f'read+write* = "{d}"' for d in write_dirs]

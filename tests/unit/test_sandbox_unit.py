@@ -64,11 +64,29 @@ def test_prepare_writes_confs_and_a_closed_environment(three, monkeypatch: pytes
                        "POVINI": str(home.resolve() / "povray.ini")}
     conf = (home / "povray.conf").read_text()
     assert (home / ".povray/3.7/povray.conf").read_text() == conf
-    assert f'read+write* = "{scene.resolve()}"' in conf
+    assert f'read+write* = "{scene.parent.resolve()}"' in conf, "the folder of the scene and the output"
     assert (home / "povray.ini").read_text() == povray_ini()
     argv = box.argv(["povray", "job.ini"])
     assert argv[-3:] == ["--", "povray", "job.ini"]
     assert "--die-with-parent" in argv and "--unshare-all" in argv
+
+
+def test_a_home_kept_from_run_to_run_keeps_its_confs_unless_they_changed(three) -> None:
+    """A render slot's home serves all its batches: the next run's output folder (a new name in the same work
+    folder) does not rewrite its confs; a conf changed since is written again."""
+    scene, out, home = three
+    prepare_sandbox(scene, out, home)
+    files = [home / "povray.conf", home / "povray.ini", *home.glob(".povray/*/povray.conf")]
+    assert len(files) == 4
+    before = {f: f.stat() for f in files}
+    later = scene.parent / "out-2"
+    later.mkdir()
+    prepare_sandbox(scene, later, home)
+    assert {f: f.stat() for f in files} == before, "not written again"
+    (home / ".povray/3.8/povray.conf").write_text("[Shellout Security]\nallowed\n")
+    prepare_sandbox(scene, later, home)
+    assert (home / ".povray/3.8/povray.conf").read_text() == (home / "povray.conf").read_text()
+    assert "forbidden" in (home / ".povray/3.8/povray.conf").read_text()
 
 
 def test_missing_bwrap_is_a_render_error(three) -> None:

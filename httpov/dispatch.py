@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 WINDOW_FACTOR = 1.5
 #: Render processes assumed while no render node has said how many it runs (the sweeps top up as nodes appear).
 MIN_PROCESSES = 2
+#: How long a render node tops its jobs up from the windows it last read (WindowCache).
+WINDOW_CACHE_SECONDS = 0.5
 #: Messages sent per Redis round trip (kombu pipelines the LPUSHes and task-sent events of one batch).
 PUBLISH_BATCH = 500
 
@@ -144,6 +148,33 @@ def _windows(store: JobStore, lease_seconds: float, also: str | None,
 def job_window(store: JobStore, lease_seconds: float, job_id: str, user_cap: int = 0) -> int:
     """One job's window as windows() shares them (0 for a job gone)."""
     return windows(store, lease_seconds, also=job_id, user_cap=user_cap).get(job_id, 0)
+
+
+class WindowCache:
+    """Every live job's window (windows()) as a render node last read it, shared by its slots: a batch that ended
+    within `seconds` of the read tops its job up from it. A node whose batches end every few milliseconds then reads
+    the farm's fair share (a script over every live job) a few times a second, not once a batch; a window that
+    changed meanwhile (a job submitted or finished, a node gone) reaches the node's top-ups that much later."""
+
+    def __init__(self, seconds: float = WINDOW_CACHE_SECONDS) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._read_at = -math.inf
+        self._windows: dict[str, int] = {}
+
+    def fresh(self, job_id: str) -> int | None:
+        """The job's window from the last read if it is fresh and names the job, else None (read it)."""
+        with self._lock:
+            if time.monotonic() - self._read_at < self.seconds:
+                return self._windows.get(job_id)
+        return None
+
+    def read(self, store: JobStore, lease_seconds: float, job_id: str, user_cap: int = 0) -> int:
+        """The job's window, read now with every other live job's (kept for the next `seconds`)."""
+        found = windows(store, lease_seconds, also=job_id, user_cap=user_cap)
+        with self._lock:
+            self._windows, self._read_at = found, time.monotonic()
+        return found.get(job_id, 0)
 
 
 def top_up(celery: Celery, store: JobStore, job_id: str, queue: str, lease_seconds: float,

@@ -13,7 +13,7 @@ from celery.signals import worker_before_create_process, worker_process_init
 from celery.utils import worker_direct
 
 from httpov.celery import app
-from httpov.dispatch import celery_priority, enqueue, job_window, settle_dependents, top_up
+from httpov.dispatch import WindowCache, celery_priority, enqueue, settle_dependents, top_up
 from httpov.plan import JobSpec
 from httpov.settings import Settings
 from httpov.storage import open_storage
@@ -47,6 +47,8 @@ class NodeTask(Task):
     _lock = threading.Lock()
     #: the render slots of this process: its threads pool's size (httpov.worker.pool sets it), 1 in prefork
     slots = 1
+    #: the jobs' windows as this process last read them, for all its slots
+    windows = WindowCache()
 
     @cached_property
     def _shared(self) -> RenderNode:
@@ -89,11 +91,15 @@ def render_batch(self: NodeTask, job_id: str, batch: str, label: str = "") -> st
     """Render one batch of a job (`label` only makes Flower readable: 'frames 1-5', 'frame 3 rows 1-32')."""
     node = self.node
     user_cap = node.settings.user_max_processes or 0
-    # the job's window (fair share's reads, one round trip) is read while the batch renders, not after it, and the
-    # record of the batch tops the job up with it in the same round trip
-    window: Future[int] = self.reader.submit(job_window, node.store, node.settings.lease_seconds, job_id, user_cap)
+    # the job's window (fair share's reads, one round trip) is read while the batch renders, not after it, unless
+    # the node read it lately; the record of the batch tops the job up with it in the same round trip
+    known = self.windows.fresh(job_id)
+    window: Future[int] | None = None if known is not None else self.reader.submit(
+        self.windows.read, node.store, node.settings.lease_seconds, job_id, user_cap)
 
     def limit() -> int | None:
+        if window is None:
+            return known
         try:
             return window.result()
         except Exception:  # read again below

@@ -496,16 +496,17 @@ class JobStore:
         return self._start_batch(job_id, batch_id, token, node, lease, handoff, hand_back, user_max_processes)
 
     def take_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
-                   user_max_processes: int = 0, povray: str = "") -> tuple[str, int]:
+                   user_max_processes: int = 0, povray: str = "") -> Taken:
         """start_batch for a render node about to render the batch, in the same round trip: 'blocked' (nothing
         taken) if the node is blocked from the job; given `povray`, the job pinned to that version if it has none
         yet (as pin_povray), or 'povray:<the job's version>' (nothing taken) for another; and on 'ok' the start
-        counted in the batch's attempts. Answers (status, attempts: 0 unless 'ok')."""
+        counted in the batch's attempts, and whether a checkpoint of the batch is saved (JobStore.checkpoint)."""
         reply = self._start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes,
                                   check_node=True, povray=povray)
         if reply.startswith("ok:"):
-            return "ok", int(reply[3:])
-        return reply, 0
+            attempts, _, saved = reply[3:].partition(":")
+            return Taken("ok", int(attempts), saved == "checkpoint")
+        return Taken(reply, 0, False)
 
     def _start_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str,
                      hand_back: bool, user_max_processes: int, check_node: bool = False, povray: str = "") -> str:
@@ -515,7 +516,8 @@ class JobStore:
             keys=[self.keys.job(job_id), self.keys.lease(job_id, batch_id), self.keys.running(job_id),
                   self.keys.done(job_id), self.keys.parked(job_id), self.keys.submit_lease(job_id),
                   self.keys.pending(job_id), self.keys.window(job_id), self.keys.user_limits(), self.keys.active(),
-                  self.keys.blocked(job_id), self.keys.attempts(job_id), self.keys.events()],
+                  self.keys.blocked(job_id), self.keys.attempts(job_id), self.keys.events(),
+                  self.keys.checkpoints(job_id)],
             args=[batch_id, token, lease, info, time.time(), handoff or token, value, _GONE, _words(_GONE_FROM),
                   _words(_STARTED_FROM), user_max_processes, self.keys.job("{job}"), self.keys.running("{job}"),
                   node if check_node else "", "1" if check_node else "0", povray, MAX_EVENTS, job_id],
@@ -1346,6 +1348,14 @@ def _batches(replies: list[Any]) -> Batches:
         "blocked": sorted(blocked),
         "history": [json.loads(line) for line in history],
     }
+
+
+class Taken(NamedTuple):
+    """JobStore.take_batch's answer: its status ('ok' when the batch is this execution's), the batch's attempts so
+    far (this one included; 0 unless 'ok'), and whether a checkpoint of the batch is saved."""
+    status: str
+    attempt: int
+    checkpoint: bool
 
 
 #: What StopListener._next answers when its wait was interrupted.

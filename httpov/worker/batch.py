@@ -256,8 +256,9 @@ class RenderNode:
         pin = self.povray_version if not spec.any_povray and self.povray_version != "unknown" else ""
         # one round trip: refused if this node is blocked from the job or (`pin`) the job renders with another
         # povray, else the job pinned to this node's povray if it has none yet, the lease taken and the start counted
-        status, attempt = self.store.take_batch(job_id, batch_id, execution, node, lease, handoff,
-                                                user_max_processes=self.settings.user_max_processes or 0, povray=pin)
+        status, attempt, saved = self.store.take_batch(job_id, batch_id, execution, node, lease, handoff,
+                                                       user_max_processes=self.settings.user_max_processes or 0,
+                                                       povray=pin)
         if status == "blocked":
             return self._hand_back(job_id, batch_id, execution, handoff, node, self.store.blocked(job_id))
         if status.startswith("povray:"):  # its pixels would differ: a node with the job's povray renders it
@@ -284,7 +285,7 @@ class RenderNode:
                     self.storage.check()
                     self._storage_failed = False
                 self._started_povray = 0.0
-                seconds, stored_bytes = self._render_and_store(spec, batch, keeper, result, execution, node)
+                seconds, stored_bytes = self._render_and_store(spec, batch, keeper, result, execution, node, saved)
                 if batch.prepass:  # queued before it is recorded done: a node lost in between leaves it to redo
                     self._release(spec, batch)
         except Stopped as stop:
@@ -450,16 +451,17 @@ class RenderNode:
         self.store.wait_for_storage(spec.id, batch.id, handoff, node, wait + self.settings.lease_seconds, str(exc))
         return Outcome("waiting", retry_in=wait, detail=f"waiting for storage: {exc}")
 
-    def _render_and_store(self, spec: JobSpec, batch: Batch, lease: LeaseKeeper,
-                          result: str, execution: str = "", node: str = "") -> tuple[float, int]:
+    def _render_and_store(self, spec: JobSpec, batch: Batch, lease: LeaseKeeper, result: str, execution: str = "",
+                          node: str = "", saved: bool = True) -> tuple[float, int]:
         """Render the batch and store its zip: povray's seconds and the zip's bytes. A batch continues from its
-        latest checkpoint, if one was saved by an execution that lost it (httpov.worker.checkpoint), and saves its
-        own while it renders; a resumed run that fails starts over from the beginning."""
+        latest checkpoint, if one was saved by an execution that lost it (httpov.worker.checkpoint; `saved`: whether
+        the take found one), and saves its own while it renders; a resumed run that fails starts over from the
+        beginning."""
         stopped: list[str] = []
         checkpoints = None if batch.prepass else Checkpoints(
             self.store, self.storage, spec, batch, execution, node, self.povray_version,
             self.settings.checkpoint_seconds, self.settings.checkpoint_share, self.limits.output_bytes,
-            on_progress=lease)
+            on_progress=lease, saved=saved)
 
         store = self.store
         # a slice re-split before this execution took it (its node was lost) renders only up to its cut

@@ -47,16 +47,17 @@ class Checkpoints:
     """One execution's checkpoints of one batch: `start` puts the latest saved one (if trusted) into povray's output
     folder and answers the options that continue from it; `tick`, called while povray runs, follows its progress
     and saves a checkpoint when one is due. `every` seconds (0: never), and at most `share` of the time spent
-    rendering goes into saving."""
+    rendering goes into saving. `saved`: whether a checkpoint of the batch is saved, as its take found (False: none
+    is read)."""
 
     def __init__(self, store: JobStore, storage: Storage, spec: JobSpec, batch: Batch, execution: str, node: str,
                  povray_version: str, every: float, share: float, max_bytes: int,
-                 on_progress: LeaseKeeper | None = None) -> None:
+                 on_progress: LeaseKeeper | None = None, saved: bool = True) -> None:
         self.store, self.storage, self.spec, self.batch = store, storage, spec, batch
         self.execution, self.node, self.povray_version = execution, node, povray_version
         self.every, self.share, self.max_bytes = every, max(share, 0.001), max_bytes
         self.key = checkpoint_key(spec.id, batch.id)
-        self.resume = every > 0  # False once a resumed run failed: start over
+        self.resume = every > 0 and saved  # False once a resumed run failed (start over), or none was saved
         self.resumed: Resumed | None = None
         self.refused = ""  # why a saved checkpoint was not used ('' if none was refused)
         self.progress: float | None = None  # the share of the batch rendered, as povray's log says

@@ -382,6 +382,23 @@ def test_povrays_progress_rides_the_lease_refresh_and_only_the_lease_holder_name
     assert store.checkpoint("j1", batch) is None and not store.r.exists(store.keys.checkpoints("j1"))
 
 
+def test_a_take_says_whether_a_checkpoint_of_its_batch_is_saved(store: JobStore):
+    """A render node reads a batch's checkpoint only when its take (one round trip) says one is saved: none on a
+    batch's first take, one after an execution that lost the batch saved it."""
+    batch = "f000001-000001"
+    store.create(_spec())
+    store.publish("j1")
+    assert store.take_batch("j1", batch, "exec/1", "a@host", 60.0) == ("ok", 1, False)
+    info = {"sha256": "a" * 64, "bytes": 10, "povray": "3.7.0.10", "node": "a@host", "frames": [], "frame": 1,
+            "fraction": 0.36}
+    assert store.save_checkpoint("j1", batch, "exec/1", info) == "ok"  # type: ignore[arg-type]
+    store.r.delete(store.keys.lease("j1", batch))  # its node lost: the lease ran out
+    assert store.take_batch("j1", batch, "exec/2", "b@host", 60.0) == ("ok", 2, True)
+    store.drop_checkpoint("j1", batch)
+    store.r.delete(store.keys.lease("j1", batch))
+    assert store.take_batch("j1", batch, "exec/3", "b@host", 60.0) == ("ok", 3, False)
+
+
 def test_fair_share_keeps_the_farms_render_processes_summed_and_counts_a_node_that_joins_at_once(store: JobStore):
     """Every batch reads the farm's render processes (its job's window): summed once a second, not per batch; a node
     that joins or is lost is counted at once, a node's change of processes within FARM_PROCESSES_SECONDS."""

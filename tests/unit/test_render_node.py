@@ -17,7 +17,7 @@ from httpov.paths import batch_key, failed_log_key
 from httpov.plan import POVRAY_START_SECONDS, QUICK_START_SECONDS, Batch, JobSpec
 from httpov.settings import Settings
 from httpov.storage.local import LocalStorage
-from httpov.store.jobs import Recorded
+from httpov.store.jobs import Recorded, Taken
 from httpov.worker import room
 from httpov.worker.batch import SAME_FAILURE_NODES, RenderNode
 from httpov.worker.povray import RenderOutput, frame_file
@@ -78,13 +78,16 @@ class FakeStore:
         return self.start_answer
 
     def take_batch(self, job_id: str, batch_id: str, token: str, node: str, lease: float, handoff: str = "",
-                   user_max_processes: int = 0, povray: str = "") -> tuple[str, int]:
+                   user_max_processes: int = 0, povray: str = "") -> Taken:
         if node in self.blocked_nodes:  # as scripts/start_batch.lua: refused before anything is taken
-            return "blocked", 0
+            return Taken("blocked", 0, False)
         if povray and self.pin_povray(job_id, povray) != povray:
-            return f"povray:{self.povray}", 0
+            return Taken(f"povray:{self.povray}", 0, False)
         status = self.start_batch(job_id, batch_id, token, node, lease, handoff, False, user_max_processes)
-        return (status, self.add_attempt(job_id, batch_id)) if status == "ok" else (status, 0)
+        if status != "ok":
+            return Taken(status, 0, False)
+        saved = getattr(self, "checkpoint", lambda *_: None)(job_id, batch_id) is not None
+        return Taken(status, self.add_attempt(job_id, batch_id), saved)
 
     def refresh(self, job_id: str, batch_id: str, token: str, lease: float, progress: float | None = None) -> str:
         return self.job_state

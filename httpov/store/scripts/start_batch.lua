@@ -3,7 +3,8 @@
 -- held by this task's own retry hand-off ('retry:<task id>'), which the retry takes over.
 -- KEYS: 1 job record, 2 the batch's lease, 3 running, 4 done, 5 parked, 6 submit lease, 7 pending, 8 window,
 -- 9 the per-user limits (hash), 10 the active jobs (set), 11 the job's blocked nodes (set), 12 attempts (hash),
--- 13 the events stream (the job's first start is its 'started' event; a dead submit's failure its 'failed').
+-- 13 the events stream (the job's first start is its 'started' event; a dead submit's failure its 'failed'), 14 the
+-- job's checkpoints (hash).
 -- ARGV: 1 batch id, 2 the execution's token, 3 lease seconds, 4 running info (JSON), 5 now, 6 the hand-off the
 -- lease may hold, 7 the value the lease is set to (the token, or the hand-off when a blocked node gives the batch
 -- back), 8 the error of a job whose submit stopped, 9 states (' a b ') from which such a job fails, 10 states from
@@ -13,7 +14,8 @@
 -- round trip a batch where there were three: on a slow link each costs the link's round trip), 16 the node's povray
 -- version to pin the job to ('' for none): the first node's is kept, and a node with another is refused
 -- ('povray:<the job's version>', nothing taken), 17 the events stream's cap, 18 the job id.
--- Answers 'ok' ('ok:<attempts>' when counted), 'missing', 'failed', 'paused' (then parked), 'duplicate', 'busy',
+-- Answers 'ok' ('ok:<attempts>' when counted, 'ok:<attempts>:checkpoint' when a checkpoint of the batch is saved
+-- too: the render node reads it only then), 'missing', 'failed', 'paused' (then parked), 'duplicate', 'busy',
 -- 'deferred', 'blocked', 'povray:<version>' or the job's state.
 local job, lease, running, done, parked, submit = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local pending, window, limits, active = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
@@ -123,5 +125,8 @@ if value == token and among(ARGV[10], state) then
   redis.call('HSET', job, 'state', 'running', 'started', ARGV[5])
   event('started', '')
 end
-if ARGV[15] == '1' then return 'ok:' .. redis.call('HINCRBY', KEYS[12], batch, 1) end
+if ARGV[15] == '1' then
+  local saved = redis.call('HEXISTS', KEYS[14], batch) == 1 and ':checkpoint' or ''
+  return 'ok:' .. redis.call('HINCRBY', KEYS[12], batch, 1) .. saved
+end
 return 'ok'

@@ -8,7 +8,6 @@ import math
 import random
 import re
 import secrets
-import shutil
 import tempfile
 import threading
 import time
@@ -60,7 +59,7 @@ from httpov.worker.checkpoint import Checkpoints
 from httpov.worker.lease import LeaseKeeper
 from httpov.worker.renewal import LeaseNote, lease_folder
 from httpov.worker.sandbox import RenderLimits
-from httpov.worker.workdir import WorkFolder
+from httpov.worker.workdir import WorkFolder, link_scene
 
 log = logging.getLogger(__name__)
 #: One INFO line per batch a node handles (job, batch, frames, seconds, node): what the node's journal says it did.
@@ -508,7 +507,7 @@ class RenderNode:
         with self._work.batch() as workdir:
             try:
                 with self.cache.use(self.storage, spec.scene_key) as scene:
-                    shutil.copytree(scene / spec.root if spec.root else scene, workdir / "scene", symlinks=False)
+                    link_scene(scene / spec.root if spec.root else scene, workdir / "scene")
 
                 def render(extra: list[str] | None = None,
                            size: tuple[int, int] | None = None) -> povray.RenderOutput:

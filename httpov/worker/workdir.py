@@ -1,10 +1,11 @@
 """A render slot's work folder under the node's cache folder: povray's home, kept for all the slot's batches (its
-confs are written once), and the folder of the batch in hand (the scene's copy, povray's output and log, the zip),
-removed when the batch ends. A slot folder left by a render process that is gone (a node killed mid-batch) is
-removed when the next one is made."""
+confs are written once), and the folder of the batch in hand (the scene's files linked from the node's cache,
+povray's output and log, the zip), removed when the batch ends. A slot folder left by a render process that is gone
+(a node killed mid-batch) is removed when the next one is made."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 #: A slot folder's name: this prefix, the render process's pid, a dash, random letters (tempfile.mkdtemp).
 PREFIX = "slot-"
 _SLOT = re.compile(rf"{PREFIX}(\d+)-")
+#: The write bits a scene's cached files lose before they are linked into a batch's work folder.
+READ_ONLY_MASK = 0o222
 
 
 class WorkFolder:
@@ -51,6 +54,31 @@ class WorkFolder:
             self._folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=self.root))
             self._pid = os.getpid()
         return self._folder
+
+
+def link_scene(source: Path, target: Path) -> None:
+    """`target`, a new folder of the scene in the node's cache at `source`: its files hard links to the cached ones,
+    made read-only (no file is copied: the cache's are the same for every batch of the scene), in folders of the
+    batch's own (the scene writes new files beside its own: povray's #write). A file of the scene the scene itself
+    tries to write over is refused by povray, in its sandbox too (its capabilities dropped, root included). A cache
+    on another filesystem than the work folder has its files copied."""
+    os.mkdir(target)
+    with os.scandir(source) as entries:
+        for entry in entries:
+            into = os.path.join(target, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                link_scene(Path(entry.path), Path(into))
+                continue
+            mode = entry.stat(follow_symlinks=False).st_mode  # (the extraction made no symlinks or devices)
+            if mode & READ_ONLY_MASK:
+                os.chmod(entry.path, mode & ~READ_ONLY_MASK & 0o7777)
+            try:
+                os.link(entry.path, into)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+                shutil.copyfile(entry.path, into)
+                os.chmod(into, 0o444)
 
 
 def sweep(root: Path) -> None:

@@ -303,6 +303,25 @@ def test_a_scene_cannot_replace_or_add_outputs(tmp_path, settings, client, worke
     assert pixels(images[0]) == pixels(tmp_path / "ref" / "ref1.png"), "the scene replaced its frame"
 
 
+def test_a_scene_cannot_write_over_its_own_files_in_the_nodes_cache(tmp_path, settings, client, workers):
+    """A batch's scene files are the node's cached ones, linked read-only (no copy a batch): a scene that writes over
+    a file of its own fails with povray's message, and the node's cached file is as it was for the scene's next
+    batches; its new files go to its batch alone."""
+    pov = TINY_ANIMATION + '#fopen F "made.txt" write #write (F, "new\\n") #fclose F\n' \
+                           '#fopen G "data.txt" write #write (G, "forged\\n") #fclose G\n'
+    scene = write_scene(tmp_path / "own", pov, "Width=8\nHeight=8\n")
+    (scene / "data.txt").write_text("42\n")
+    workers(concurrency=1)
+    sub = client.submit(scene)
+    wait_for(lambda: client.store.state(sub.spec.id) in ("failed", "done"), 90, "the job to end")
+    progress = job_view(client.store, sub.spec.id)
+    assert progress.state == "failed"
+    assert any("data.txt" in line for line in progress.errors), progress.errors
+    cached = list((settings.cache_dir / "scenes").glob("*/data.txt"))
+    assert [p.read_text() for p in cached] == ["42\n"]
+    assert not list((settings.cache_dir / "scenes").glob("*/made.txt"))
+
+
 @pytest.mark.parametrize("limit, body, words", [
     ({"batch_max_bytes": 200_000}, '#for (I, 1, 3) #fopen F concat("big", str(I, 0, 0), ".txt") write '
                                    '#for (J, 1, 2500) #write (F, "0123456789012345678901234567890123456789\\n") '
@@ -333,12 +352,13 @@ def test_library_path_outside_the_scene_is_refused_at_submit(tmp_path, settings)
     assert not Path(settings.storage).exists() or not any(Path(settings.storage).rglob("*.zip"))
 
 
-def _povray_of(job_id: str) -> list[int]:
-    """Processes whose command line names the job (povray runs in a work folder named after it)."""
+def _povray_of(settings) -> list[int]:  # noqa: ANN001
+    """Processes whose command line names the node's work folder (povray, its sandbox and launcher run in it)."""
     found = []
+    work = str(settings.cache_dir / "work").encode()
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and job_id.encode() in (proc / "cmdline").read_bytes():
+            if proc.name.isdigit() and work in (proc / "cmdline").read_bytes():
                 found.append(int(proc.name))
         except OSError:
             continue
@@ -363,7 +383,7 @@ def test_a_job_time_limit_stops_an_endless_parse(tmp_path, settings, client, wor
     assert progress.state == "failed"
     assert any("time limit of 2 s" in line for line in progress.errors), progress.errors
     assert client.store.attempts(job_id, client.store.spec(job_id).batches[0]) == 1, "a limit is final"
-    wait_for(lambda: not _povray_of(job_id), 10, "povray to be gone")
+    wait_for(lambda: not _povray_of(settings), 10, "povray to be gone")
 
 
 def test_the_node_time_limit_message_names_the_soft_limit(tmp_path, settings, client, workers):
@@ -373,7 +393,7 @@ def test_the_node_time_limit_message_names_the_soft_limit(tmp_path, settings, cl
     progress = job_view(client.store, sub.spec.id)
     assert progress.state == "failed"
     assert any("time limit of 2 s" in line for line in progress.errors), progress.errors
-    wait_for(lambda: not _povray_of(sub.spec.id), 10, "povray to be gone")
+    wait_for(lambda: not _povray_of(settings), 10, "povray to be gone")
 
 
 # --- control sequences from names and povray messages never reach a terminal or page raw -------------------

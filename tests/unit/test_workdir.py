@@ -51,3 +51,22 @@ def test_the_folders_of_slots_whose_process_is_gone_are_removed(tmp_path: Path):
     assert alive.exists() and (root / "other").exists()
     mine = [p for p in root.iterdir() if p.name.startswith(f"slot-{os.getpid()}-")]
     assert len(mine) == 1
+
+
+def test_a_batchs_scene_links_the_cached_files_read_only_in_folders_of_its_own(tmp_path: Path):
+    """No scene file is copied for a batch: its work folder links the node's cached ones, read-only; its folders are
+    its own, so the batch writes new files there and the cache keeps none of them."""
+    from httpov.worker.workdir import link_scene
+
+    cached = tmp_path / "cache" / "scene"
+    (cached / "maps").mkdir(parents=True)
+    (cached / "scene.pov").write_text("sphere")
+    (cached / "maps" / "wood.png").write_bytes(b"png")
+    link_scene(cached, tmp_path / "batch")
+    for name in ("scene.pov", "maps/wood.png"):
+        mine, theirs = (tmp_path / "batch" / name).stat(), (cached / name).stat()
+        assert (mine.st_ino, mine.st_dev) == (theirs.st_ino, theirs.st_dev), f"{name} is the cached file"
+        assert mine.st_mode & 0o777 == 0o444
+    (tmp_path / "batch" / "maps" / "new.txt").write_text("written by the scene")
+    assert sorted(p.name for p in (cached / "maps").iterdir()) == ["wood.png"]
+    assert (tmp_path / "batch" / "maps").stat().st_ino != (cached / "maps").stat().st_ino

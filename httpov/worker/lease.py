@@ -52,6 +52,9 @@ class LeaseKeeper:
         self._every = lease / 4
         self._note = note
         self._tick = tick(lease) if note is not None else None  # the longest wait between two touches of the note
+        # the note is first written a tick after the take (the lease the take set runs a whole `lease`, the node's
+        # renewer passes every lease / 4): a batch shorter than that writes and removes no note
+        self._note_from = time.monotonic() + (self._tick or 0.0)
         self._poll = poll  # between refreshes, read the job's state this often (should a stop message be missed)
         self._until = until  # time.monotonic() past which the lease is let go (the node's hard time limit)
         self._name = f"{job_id}/{batch_id}"
@@ -95,7 +98,8 @@ class LeaseKeeper:
             poll_due = time.monotonic() + (self._poll or self._every)
             while self.live and not self._stop.is_set() and not self._past_limit():
                 noted = False
-                if self._note is not None:  # the node renews the lease while the note is touched
+                if self._note is not None and time.monotonic() >= self._note_from:
+                    # the node renews the lease while the note is touched
                     noted = self._note.touch(self.progress)
                     answer = self._note.answer()
                     if answer is not None:  # the node's renewal says the job stopped or the batch was lost
@@ -147,8 +151,11 @@ class LeaseKeeper:
         return True
 
     def _capped(self, wait: float) -> float:
-        """A wait, no longer than a tick of the note while there is one."""
-        return wait if self._tick is None else min(wait, self._tick)
+        """A wait, no longer than a tick of the note while there is one (up to its first touch, before)."""
+        if self._tick is None:
+            return wait
+        first = self._note_from - time.monotonic()
+        return min(wait, self._tick, first) if first > 0 else min(wait, self._tick)
 
     def _look(self) -> None:
         """Read the job's state (the poll): a job stopped, or gone, ends the keeper and wakes the render."""

@@ -13,6 +13,7 @@ own lease again."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -34,6 +35,7 @@ STAMP = "renewer"
 FORGET_LEASES = 4.0
 
 
+@functools.lru_cache(maxsize=64)  # asked at every batch
 def lease_folder(cache_dir: Path, node: str) -> Path:
     """The lease folder of render node `node` (its Celery hostname) under the node's cache folder."""
     return Path(cache_dir) / "leases" / re.sub(r"[^A-Za-z0-9@._-]", "_", node)
@@ -62,6 +64,7 @@ class LeaseNote:
         self.path, self.answer_path = folder / f"{name}.lease", folder / f"{name}.state"
         self._record = {"job": job_id, "batch": batch_id, "token": token}
         self._written: float | None | str = ""  # the progress the note holds ('': none written yet)
+        self._tried = False  # whether it was ever written (else there is nothing to remove)
         self.closed = False
 
     def touch(self, progress: float | None) -> bool:
@@ -74,6 +77,7 @@ class LeaseNote:
                 with contextlib.suppress(FileNotFoundError):
                     os.utime(self.path)
                     return True
+            self._tried = True
             part = self.path.with_suffix(".part")
             text = json.dumps({**self._record, "progress": progress})
             try:
@@ -105,6 +109,8 @@ class LeaseNote:
     def remove(self) -> None:
         """The batch ended: its note goes (the node stops renewing it)."""
         self.closed = True
+        if not self._tried:
+            return
         for path in (self.path, self.answer_path, self.path.with_suffix(".part")):
             with contextlib.suppress(OSError):
                 path.unlink()

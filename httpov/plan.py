@@ -860,13 +860,24 @@ def batch_time_limit(done: dict[str, dict[str, Any]], height: int, batch_id: str
     """A batch's own time limit from the job's measured frame times: `factor` times the median seconds per frame of
     its finished batches, times the batch's frames (a slice: its share of a frame), at least `floor` seconds. None
     before any batch of the job finished, and for a pre-pass (it renders no frame of the job)."""
-    units = work_units(batch_id, height)
+    return time_limit(unit_median(done, height), height, batch_id, factor, floor)
+
+
+def unit_median(done: dict[str, dict[str, Any]], height: int) -> float | None:
+    """The median seconds per frame (work_units) of the job's finished batches `done`; None before any."""
     costs = sorted(float(info["seconds"]) / units_done for b, info in done.items()
                    if "seconds" in info and (units_done := work_units(b, height)) > 0)
-    if not costs or units <= 0:
+    if not costs:
         return None
     middle = len(costs) // 2
-    median = costs[middle] if len(costs) % 2 else (costs[middle - 1] + costs[middle]) / 2
+    return costs[middle] if len(costs) % 2 else (costs[middle - 1] + costs[middle]) / 2
+
+
+def time_limit(median: float | None, height: int, batch_id: str, factor: float, floor: float) -> float | None:
+    """batch_time_limit from the job's median seconds per frame (unit_median)."""
+    units = work_units(batch_id, height)
+    if median is None or units <= 0:
+        return None
     return max(floor, factor * median * units)
 
 

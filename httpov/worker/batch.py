@@ -39,12 +39,13 @@ from httpov.plan import (
     QUICK_START_SECONDS,
     Batch,
     JobSpec,
-    batch_time_limit,
     check_batch,
     check_record,
     delivered_slices,
     handout_order,
     released_by,
+    time_limit,
+    unit_median,
 )
 from httpov.settings import Settings
 from httpov.states import LIVE, JobState
@@ -167,7 +168,7 @@ class RenderNode:
         self._started_povray = 0.0  # seconds of povray's start the batch in hand paid (its done record's `start`)
         self._deadline = math.inf  # when the batch in hand reaches the node's soft time limit (time.monotonic)
         self._without_waits = 0  # povray runs this slot has left without quick waits, since one crashed with them
-        self._samples: dict[str, tuple[float, dict[str, dict]]] = {}  # job -> (read at, its full done sample)
+        self._samples: dict[str, tuple[float, float | None]] = {}  # job -> (read at, the median of a full sample)
         self._work = WorkFolder(settings.cache_dir / "work")  # the slot's own
 
     def sibling(self) -> RenderNode:
@@ -590,28 +591,30 @@ class RenderNode:
     def _hang_limit(self, spec: JobSpec, batch: Batch) -> tuple[float, str] | None:
         """The batch's own time limit, from a sample of the job's finished batches (batch_time_limit), with
         the settings that make it; None before any batch of the job finished (the node's limit applies)."""
-        seconds = batch_time_limit(self._done_sample(spec.id), spec.height, batch.id,
-                                   self.settings.batch_time_factor, self.settings.batch_time_floor)
+        seconds = time_limit(self._unit_median(spec.id, spec.height), spec.height, batch.id,
+                             self.settings.batch_time_factor, self.settings.batch_time_floor)
         if seconds is None:
             return None
         return seconds, (f"{self.settings.batch_time_factor:g} times the job's median measured time per frame, at "
                          f"least {self.settings.batch_time_floor:g} s: HTTPOV_BATCH_TIME_FACTOR, "
                          "HTTPOV_BATCH_TIME_FLOOR")
 
-    def _done_sample(self, job_id: str) -> dict[str, dict]:
-        """A random sample of the job's done batches: read again for each batch until it is full (the first
-        batches' times move the median most), then kept SAMPLE_SECONDS, for the jobs this process renders lately."""
+    def _unit_median(self, job_id: str, height: int) -> float | None:
+        """The job's median seconds per frame (plan.unit_median) in a random sample of its done batches: read again
+        for each batch until the sample is full (the first batches' times move the median most), then kept
+        SAMPLE_SECONDS, for the jobs this process renders lately."""
         now = time.monotonic()
         kept = self._samples.get(job_id)
         if kept is not None and now - kept[0] < SAMPLE_SECONDS:
             return kept[1]
         sample = self.store.done_sample(job_id, DONE_SAMPLE)
+        median = unit_median(sample, height)
         if len(sample) >= DONE_SAMPLE:
             self._samples.pop(job_id, None)
-            self._samples[job_id] = (now, sample)
+            self._samples[job_id] = (now, median)
             while len(self._samples) > 16:  # the oldest read first
                 self._samples.pop(next(iter(self._samples)))
-        return sample
+        return median
 
     def _hung(self, spec: JobSpec, batch: Batch, execution: str, handoff: str, node: str,
               exc: RenderHungError) -> Outcome:

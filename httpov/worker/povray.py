@@ -271,9 +271,8 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
                 log.flush()
             try:
                 args = [*povray_args(spec, rendered, ini, out_dir, threads), *(extra or []), *more]
-                proc = subprocess.Popen(box.argv([povray, *args]),
-                                        cwd=scene_dir, env=box.env, preexec_fn=box.preexec_fn, start_new_session=True,
-                                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                proc = box.start([povray, *args], cwd=scene_dir, stdin=subprocess.DEVNULL, stdout=log,
+                                 stderr=subprocess.STDOUT)
             except FileNotFoundError:
                 raise RenderError(f"povray executable {povray!r} not found on this node", transient=True) from None
             if no_progress is not None:
@@ -385,7 +384,7 @@ class Progress:
 def session_cpu_ticks(session: int) -> int:
     """Clock ticks of CPU used by the processes of `session` (user and system, with their reaped children's), read
     from /proc/<pid>/stat; a process that ends meanwhile is skipped. The session's tree is walked down from its
-    leader (povray's launcher: /proc/<pid>/task/<tid>/children), not every process of the machine: a node's slots
+    leader (bwrap: /proc/<pid>/task/<tid>/children), not every process of the machine: a node's slots
     are threads of one process, and each scanning all of /proc cost the node's one interpreter the square of its
     slots. Where the kernel lists no children, every process is read."""
     if not os.path.exists(f"/proc/{session}/task/{session}/children"):
@@ -469,7 +468,7 @@ def _wait(proc: subprocess.Popen, keep_going: Callable[[], bool], tick: float = 
 
 
 def interrupt(proc: subprocess.Popen, executable: str) -> None:
-    """SIGINT to povray itself, inside its sandbox (its launcher and bwrap share its process group): povray then
+    """SIGINT to povray itself, inside its sandbox (bwrap and it share a process group): povray then
     writes its render state and exits. The whole group is signalled if povray is not found in it."""
     name = os.path.basename(executable)[:15].encode()
     found = False

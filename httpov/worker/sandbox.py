@@ -1,15 +1,19 @@
 """Confine one povray run: a bubblewrap filesystem view, httpov's own povray.conf/ini, and resource limits."""
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import functools
+import json
 import os
 import resource
+import select
 import shutil
 import signal
-from collections.abc import Callable, Sequence
+import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from httpov.errors import RenderError
 from httpov.files import write_once
@@ -50,7 +54,8 @@ _SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 #: Where the sandbox shows a preload library (prepare_sandbox's `preload`), whatever the host's path holds.
 PRELOAD_PATH = "/httpov-preload.so"
 
-_PR_SET_PDEATHSIG = 1
+#: The longest bubblewrap may take to make the sandbox's first process (its --info-fd says its pid).
+INFO_SECONDS = 30
 #: Host folders a sandbox folder may never be in (compared as text: the path is resolved first).
 _FORBIDDEN_DIRS = tuple(f"/{name}" for name in ("usr", "proc", "dev", "sys", "etc", *_SYSTEM_DIRS))
 
@@ -76,6 +81,15 @@ class RenderLimits:
         return cls(memory_bytes=settings.batch_max_memory_mb * MiB, output_bytes=settings.batch_max_bytes,
                    output_files=settings.batch_max_files)
 
+    def rlimits(self) -> list[tuple[int, tuple[int, int]]]:
+        """The limits as setrlimit/prlimit take them: no core files, the address space, the size of any file it
+        writes, and the CPU seconds (SIGXCPU, then SIGKILL 5 s later) when there are some."""
+        limits = [(resource.RLIMIT_CORE, (0, 0)), (resource.RLIMIT_AS, (self.memory_bytes, self.memory_bytes)),
+                  (resource.RLIMIT_FSIZE, (self.output_bytes, self.output_bytes))]
+        if self.cpu_seconds is not None:
+            limits.append((resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds + 5)))
+        return limits
+
     def out_of_memory(self) -> str:
         """The reason a batch gives when povray ran out of its address space."""
         return (f"povray ran out of memory: a batch may use {self.memory_bytes // MiB} MiB "
@@ -84,7 +98,7 @@ class RenderLimits:
 
 @dataclass(frozen=True)
 class Sandbox:
-    """Everything needed to start povray confined: `argv()`, `env` and `preexec` for subprocess.Popen."""
+    """Everything needed to start povray confined: `start()` (or `argv()` and `env` for a caller's own Popen)."""
 
     scene_dir: Path
     out_dir: Path
@@ -94,11 +108,10 @@ class Sandbox:
     conf_path: Path
     povini_path: Path
     wrapper: tuple[str, ...] = field(repr=False)
-    _prctl: Callable[..., int] | None = field(default=None, repr=False, compare=False)
-    launcher: tuple[str, ...] = field(default=(), repr=False)  # prlimit and the limits, or () for `preexec`
 
-    def argv(self, command: Sequence[str]) -> list[str]:
-        """`command` (povray and its arguments) wrapped in bwrap; paths in it must lie in the three dirs."""
+    def argv(self, command: Sequence[str], *bwrap: str) -> list[str]:
+        """`command` (povray and its arguments) wrapped in bwrap (and bwrap's options `bwrap`); paths in it must lie
+        in the three dirs."""
         if not command:
             raise ValueError("empty command")
         exe = command[0]
@@ -116,27 +129,37 @@ class Sandbox:
             programs.append(os.path.realpath(interpreter))
         for folder in sorted({folder for program in programs for folder in library_dirs(program)}, key=len):
             extra += ["--ro-bind", folder, folder]
-        return [*self.launcher, *self.wrapper, *extra, "--remount-ro", "/", "--", exe, *command[1:]]
+        return [*self.wrapper, *extra, *bwrap, "--remount-ro", "/", "--", exe, *command[1:]]
 
-    @property
-    def preexec_fn(self) -> Callable[[], None] | None:
-        """What subprocess.Popen must run between fork and exec: nothing when prlimit, first on argv(), sets the
-        limits (Popen then starts the sandbox with vfork, not a fork of the whole render process: about 2.5 ms of
-        CPU less a batch; bwrap's --die-with-parent ties it to the render process), else `preexec`."""
-        return None if self.launcher else self.preexec
-
-    def preexec(self) -> None:
-        """Runs in the child between fork and exec: resource limits, then die with the parent."""
-        limits = self.limits
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.output_bytes, limits.output_bytes))
-        if limits.cpu_seconds is not None:
-            resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
-        if self._prctl is not None:
-            ulong = ctypes.c_ulong
-            if self._prctl(_PR_SET_PDEATHSIG, ulong(signal.SIGKILL), ulong(0), ulong(0), ulong(0)) != 0:
-                raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    def start(self, command: Sequence[str], **popen: Any) -> subprocess.Popen:
+        """Start `command` in the sandbox (subprocess.Popen's other arguments in `popen`; it runs in a session of its
+        own). bwrap holds it until the batch's limits are set on bwrap's first process inside (prlimit(2), from
+        here), which povray and all it starts inherit: no launcher process, and no fork of the render process
+        (Popen starts bwrap with vfork). bwrap's --die-with-parent ties it to the render process.
+        RenderError, with nothing left running, if the limits cannot be set."""
+        info_r, info_w = os.pipe()
+        hold_r, hold_w = os.pipe()
+        try:
+            try:
+                proc = subprocess.Popen(self.argv(command, "--info-fd", str(info_w), "--block-fd", str(hold_r)),
+                                        pass_fds=(info_w, hold_r), start_new_session=True, env=self.env, **popen)
+            finally:
+                os.close(info_w)
+                os.close(hold_r)
+            pid = _child_pid(info_r)
+            if pid is None:  # bwrap failed before it started anything: its exit status and message say why
+                return proc
+            try:
+                for limit, value in self.limits.rlimits():
+                    resource.prlimit(pid, limit, value)
+            except OSError as exc:
+                _kill(proc)
+                raise RenderError(f"cannot set the batch's limits on its sandbox: {exc}", transient=True) from None
+            os.write(hold_w, b"1")  # go on
+            return proc
+        finally:
+            os.close(info_r)
+            os.close(hold_w)
 
     def explain_exit(self, returncode: int) -> str | None:
         """A one-line reason for a limit-related exit status of the wrapped povray, or None."""
@@ -210,25 +233,31 @@ def prepare_sandbox(
     if preload is not None:  # at a path of its own: the dynamic loader splits LD_PRELOAD at spaces and colons
         wrapper += ["--ro-bind", str(preload), PRELOAD_PATH, "--setenv", "LD_PRELOAD", PRELOAD_PATH]
     wrapper += ["--chdir", str(scene)]  # argv() adds its binds, then makes the root read-only
-    return Sandbox(scene, out, home, limits, env, conf_path, povini_path, tuple(wrapper), _load_prctl(),
-                   _launcher(limits))
+    return Sandbox(scene, out, home, limits, env, conf_path, povini_path, tuple(wrapper))
 
 
-def _launcher(limits: RenderLimits) -> tuple[str, ...]:
-    """prlimit (util-linux) setting `limits` on itself before it runs bwrap in its place, as `preexec` would; ()
-    where there is no prlimit."""
-    found = _prlimit()
-    if found is None:
-        return ()
-    words = [found, "--core=0", f"--as={limits.memory_bytes}", f"--fsize={limits.output_bytes}"]
-    if limits.cpu_seconds is not None:
-        words.append(f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 5}")
-    return (*words, "--")
+def _child_pid(info: int) -> int | None:
+    """The pid of bwrap's first process in the sandbox, from bwrap's --info-fd (JSON, written as that process is
+    made); None if bwrap ended without writing it. RenderError if bwrap says nothing for INFO_SECONDS."""
+    data = b""
+    poller = select.poll()
+    poller.register(info, select.POLLIN)
+    while True:
+        if not poller.poll(INFO_SECONDS * 1000):
+            raise RenderError(f"bubblewrap did not start the sandbox within {INFO_SECONDS} s", transient=True)
+        chunk = os.read(info, 4096)
+        if not chunk:
+            return None
+        data += chunk
+        with contextlib.suppress(ValueError):
+            found = json.loads(data).get("child-pid")
+            return found if isinstance(found, int) else None
 
 
-@functools.cache
-def _prlimit() -> str | None:
-    return shutil.which("prlimit", path=BWRAP_SEARCH_PATH)
+def _kill(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @functools.cache
@@ -309,8 +338,6 @@ def library_dirs(program: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=16)
 def _library_dirs(program: str, version: tuple[int, ...]) -> tuple[str, ...]:
-    import subprocess
-
     try:
         listing = subprocess.run(["ldd", program], capture_output=True, text=True, timeout=30,
                                  env={"PATH": BWRAP_SEARCH_PATH, "LANG": "C"}).stdout
@@ -324,13 +351,3 @@ def _library_dirs(program: str, version: tuple[int, ...]) -> tuple[str, ...]:
             found.add(os.path.dirname(os.path.realpath(path)))
     folders = sorted(found, key=len)
     return tuple(f for i, f in enumerate(folders) if not any(f.startswith(o + "/") for o in folders[:i]))
-
-
-@functools.cache
-def _load_prctl() -> Callable[..., int] | None:
-    """libc's prctl, loaded in the parent so the child does no dlopen between fork and exec."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl
-    except (OSError, AttributeError):  # pragma: no cover - not Linux/glibc
-        return None

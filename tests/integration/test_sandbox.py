@@ -50,12 +50,15 @@ def write_scene(dirs: Dirs, body: str, name: str = "scene.pov") -> str:
 
 def run(box: Sandbox, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Start povray exactly as the render code does."""
-    proc = subprocess.run(
-        box.argv(["povray", *args]), cwd=box.scene_dir, env=box.env, preexec_fn=box.preexec,
-        start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=timeout,
-    )
-    return proc
+    proc = box.start(["povray", *args], cwd=box.scene_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                     text=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out)
 
 
 def render(box: Sandbox, scene: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -351,9 +354,8 @@ import signal, subprocess, sys
 from httpov.worker.sandbox import prepare_sandbox
 scene, out, home, name = sys.argv[1:5]
 box = prepare_sandbox(scene, out, home)
-subprocess.Popen(box.argv(["povray", "-D", "+W16", "+H16", name, "+O" + out + "/image.png"]),
-                 cwd=box.scene_dir, env=box.env, preexec_fn=box.preexec, start_new_session=True,
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+box.start(["povray", "-D", "+W16", "+H16", name, "+O" + out + "/image.png"], cwd=box.scene_dir,
+          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print("started", flush=True)
 signal.pause()  # a worker busy with its batch, until it is killed
 """
@@ -397,9 +399,8 @@ def test_killing_the_process_group_kills_povray(dirs: Dirs) -> None:
     name = f"endless-{uuid.uuid4().hex}.pov"
     write_scene(dirs, "#while (true) #end\n", name)
     box = prepare_sandbox(dirs.scene, dirs.out, dirs.home)
-    proc = subprocess.Popen(box.argv(["povray", "-D", "+W16", "+H16", name, f"+O{dirs.out}/image.png"]),
-                            cwd=box.scene_dir, env=box.env, preexec_fn=box.preexec, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = box.start(["povray", "-D", "+W16", "+H16", name, f"+O{dirs.out}/image.png"], cwd=box.scene_dir,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: processes_naming(name, 0, povray_only=True), 10, "povray to start")
         os.killpg(proc.pid, signal.SIGKILL)

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
-import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -109,35 +108,16 @@ def test_home_dir_must_stay_apart(three) -> None:
         prepare_sandbox(scene, out, home / "missing")
 
 
-CHILD = """
-import ctypes, resource
-sig = ctypes.c_int()
-ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)
-print(resource.getrlimit(resource.RLIMIT_AS)[0], resource.getrlimit(resource.RLIMIT_FSIZE)[0],
-      resource.getrlimit(resource.RLIMIT_CPU)[0], resource.getrlimit(resource.RLIMIT_CORE)[0], sig.value)
-"""
-
-
-def test_preexec_sets_limits_and_parent_death_signal(three) -> None:
+def test_the_limits_bind_what_runs_in_the_sandbox_with_no_launcher_process(three) -> None:
+    """bwrap holds the sandbox until the limits are set on its first process inside, which the command inherits:
+    bwrap is the process Popen starts (no prlimit launcher, no fork of the render process)."""
     limits = RenderLimits(memory_bytes=3 * GiB, output_bytes=5 * 1024**2, cpu_seconds=7)
     box = prepare_sandbox(*three, limits)
-    out = subprocess.run([sys.executable, "-c", CHILD], preexec_fn=box.preexec, capture_output=True,
-                         text=True, check=True).stdout.split()
-    assert out == [str(3 * GiB), str(5 * 1024**2), "7", "0", str(int(signal.SIGKILL))]
-
-
-def test_prlimit_sets_the_same_limits_so_popen_need_not_fork_the_render_process(three) -> None:
-    limits = RenderLimits(memory_bytes=3 * GiB, output_bytes=5 * 1024**2, cpu_seconds=7)
-    box = prepare_sandbox(*three, limits)
-    assert box.launcher and box.preexec_fn is None, "prlimit (util-linux) is on every Debian machine"
-    argv = box.argv(["povray"])
-    assert argv[:len(box.launcher)] == list(box.launcher) and argv[len(box.launcher)].endswith("bwrap")
-    assert "--die-with-parent" in argv  # what ties bwrap to the render process without preexec's prctl
-    out = subprocess.run([*box.launcher, sys.executable, "-c", CHILD], capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert out[:4] == [str(3 * GiB), str(5 * 1024**2), "7", "0"]
-    bare = replace(box, launcher=())  # no prlimit: the limits are set between fork and exec, as before
-    assert bare.preexec_fn == bare.preexec and bare.argv(["povray"])[0].endswith("bwrap")
+    assert box.argv(["sh"])[0].endswith("/bwrap") and "--die-with-parent" in box.argv(["sh"])
+    proc = box.start(["sh", "-c", "ulimit -v; ulimit -f; ulimit -t; ulimit -c"], stdout=subprocess.PIPE, text=True)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and out.split() == [str(3 * GiB // 1024), str(5 * 1024**2 // 512), "7", "0"]
+    assert resource.getrlimit(resource.RLIMIT_AS)[0] != 3 * GiB, "the render process keeps its own limits"
 
 
 def test_explain_exit(three) -> None:

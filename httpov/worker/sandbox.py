@@ -133,33 +133,46 @@ class Sandbox:
 
     def start(self, command: Sequence[str], **popen: Any) -> subprocess.Popen:
         """Start `command` in the sandbox (subprocess.Popen's other arguments in `popen`; it runs in a session of its
-        own). bwrap holds it until the batch's limits are set on bwrap's first process inside (prlimit(2), from
-        here), which povray and all it starts inherit: no launcher process, and no fork of the render process
-        (Popen starts bwrap with vfork). bwrap's --die-with-parent ties it to the render process.
-        RenderError, with nothing left running, if the limits cannot be set."""
+        own). The scene's files it shares with the node's cache (hard links: httpov.worker.workdir.link_scene) are
+        each bound read-only over themselves, so that nothing in the sandbox, their owner included, can change or
+        chmod them. bwrap holds the sandbox until the batch's limits are set on its first process inside
+        (prlimit(2), from here), which povray and all it starts inherit: no launcher process, and no fork of the
+        render process (Popen starts bwrap with vfork). bwrap's --die-with-parent ties it to the render process.
+        Should anything fail before the sandbox is let go, bwrap is killed (nothing runs without its limits):
+        RenderError, or, when bwrap ended by itself, the process, whose exit status and log say why."""
+        binds = os.memfd_create("httpov-binds", os.MFD_CLOEXEC)  # as many as the scene has files: not in argv
         info_r, info_w = os.pipe()
         hold_r, hold_w = os.pipe()
         try:
+            _write_all(binds, b"".join(b"--ro-bind\0%s\0%s\0" % (path, path) for path in _shared_files(self.scene_dir)))
+            os.lseek(binds, 0, os.SEEK_SET)
             try:
-                proc = subprocess.Popen(self.argv(command, "--info-fd", str(info_w), "--block-fd", str(hold_r)),
-                                        pass_fds=(info_w, hold_r), start_new_session=True, env=self.env, **popen)
+                proc = subprocess.Popen(
+                    self.argv(command, "--args", str(binds), "--info-fd", str(info_w), "--block-fd", str(hold_r)),
+                    pass_fds=(binds, info_w, hold_r), start_new_session=True, env=self.env, **popen)
             finally:
                 os.close(info_w)
                 os.close(hold_r)
-            pid = _child_pid(info_r)
-            if pid is None:  # bwrap failed before it started anything: its exit status and message say why
-                return proc
             try:
+                pid = _child_pid(info_r)
+                if pid is None:  # bwrap failed before it started anything (its log says why), or said no pid
+                    _kill(proc)
+                    return proc
                 for limit, value in self.limits.rlimits():
                     resource.prlimit(pid, limit, value)
+                os.write(hold_w, b"1")  # go on
+            except (ProcessLookupError, BrokenPipeError):  # bwrap's setup failed meanwhile: its log says why
+                _kill(proc)
             except OSError as exc:
                 _kill(proc)
                 raise RenderError(f"cannot set the batch's limits on its sandbox: {exc}", transient=True) from None
-            os.write(hold_w, b"1")  # go on
+            except BaseException:
+                _kill(proc)
+                raise
             return proc
         finally:
-            os.close(info_r)
-            os.close(hold_w)
+            for fd in (binds, info_r, hold_w):
+                os.close(fd)
 
     def explain_exit(self, returncode: int) -> str | None:
         """A one-line reason for a limit-related exit status of the wrapped povray, or None."""
@@ -252,6 +265,23 @@ def _child_pid(info: int) -> int | None:
         with contextlib.suppress(ValueError):
             found = json.loads(data).get("child-pid")
             return found if isinstance(found, int) else None
+
+
+def _shared_files(scene: Path) -> list[bytes]:
+    """The files in `scene` that are linked from elsewhere (more than one link: the node's cached scene)."""
+    found = []
+    with os.scandir(scene) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                found += _shared_files(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_nlink > 1:
+                found.append(os.fsencode(entry.path))
+    return found
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def _kill(proc: subprocess.Popen) -> None:

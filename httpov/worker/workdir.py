@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-#: A slot folder's name: this prefix, the render process's pid, a dash, random letters (tempfile.mkdtemp).
+#: A slot folder's name: this prefix, the render process's pid, a dash, random letters (tempfile.mkdtemp). Its pid
+#: says whose it is to a person; whether it is in use is its lock's to say.
 PREFIX = "slot-"
 _SLOT = re.compile(rf"{PREFIX}(\d+)-")
-#: The write bits a scene's cached files lose before they are linked into a batch's work folder.
-READ_ONLY_MASK = 0o222
+#: The lock file of a slot folder: held (flock) by the render process that uses the folder, for as long as it lives.
+LOCK = ".lock"
 
 
 class WorkFolder:
@@ -27,6 +30,7 @@ class WorkFolder:
         self.root = root
         self._folder: Path | None = None
         self._pid = 0  # the process that made _folder (a prefork render process makes its own)
+        self._lock = -1  # the descriptor of its lock (held till the process ends)
 
     @property
     def home(self) -> Path:
@@ -39,8 +43,10 @@ class WorkFolder:
         folder = self._own() / "batch"
         try:
             folder.mkdir()
-        except FileExistsError:  # what a removal that failed left behind
+        except FileExistsError:  # what a removal that failed left behind: set aside (gone with the slot folder)
             shutil.rmtree(folder, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                folder.rename(folder.with_name(f"stale-{os.urandom(6).hex()}"))
             folder.mkdir()
         try:
             yield folder
@@ -51,16 +57,20 @@ class WorkFolder:
         if self._folder is None or self._pid != os.getpid() or not self._folder.is_dir():
             self.root.mkdir(parents=True, exist_ok=True)
             sweep(self.root)
-            self._folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=self.root))
-            self._pid = os.getpid()
+            folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=self.root))
+            if self._lock >= 0:  # the folder it replaces (removed meanwhile), or one its parent process made
+                os.close(self._lock)
+            self._lock = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # held while it lives
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+            self._folder, self._pid = folder, os.getpid()
         return self._folder
 
 
 def link_scene(source: Path, target: Path) -> None:
-    """`target`, a new folder of the scene in the node's cache at `source`: its files hard links to the cached ones,
-    made read-only (no file is copied: the cache's are the same for every batch of the scene), in folders of the
-    batch's own (the scene writes new files beside its own: povray's #write). A file of the scene the scene itself
-    tries to write over is refused by povray, in its sandbox too (its capabilities dropped, root included). A cache
+    """`target`, a new folder of the scene in the node's cache at `source`: its files hard links to the cached ones
+    (no file is copied: the cache's are the same for every batch of the scene), in folders of the batch's own (the
+    scene writes new files beside its own: povray's #write). The sandbox binds each linked file read-only over itself
+    (httpov.worker.sandbox.Sandbox.start): nothing povray runs can change the cache's files, nor chmod them. A cache
     on another filesystem than the work folder has its files copied."""
     os.mkdir(target)
     with os.scandir(source) as entries:
@@ -69,32 +79,37 @@ def link_scene(source: Path, target: Path) -> None:
             if entry.is_dir(follow_symlinks=False):
                 link_scene(Path(entry.path), Path(into))
                 continue
-            mode = entry.stat(follow_symlinks=False).st_mode  # (the extraction made no symlinks or devices)
-            if mode & READ_ONLY_MASK:
-                os.chmod(entry.path, mode & ~READ_ONLY_MASK & 0o7777)
-            try:
+            try:  # (the extraction made no symlinks or devices)
                 os.link(entry.path, into)
             except OSError as exc:
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                     raise
-                shutil.copyfile(entry.path, into)
-                os.chmod(into, 0o444)
+                shutil.copyfile(entry.path, into)  # the batch's own copy
 
 
 def sweep(root: Path) -> None:
-    """Remove the slot folders in `root` whose render process is gone."""
+    """Remove the slot folders in `root` whose render process is gone: no process holds their lock (whatever its
+    pid namespace: nodes in containers may share a cache folder). One without a lock file is a process's that was
+    making it, or died as it did: removed once it is a minute old."""
     with contextlib.suppress(OSError), os.scandir(root) as entries:
         for entry in entries:
-            found = _SLOT.match(entry.name)
-            if found and not _alive(int(found.group(1))):
+            if _SLOT.match(entry.name) and not _held(Path(entry.path)):
                 shutil.rmtree(entry.path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def _held(folder: Path) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        with contextlib.suppress(OSError):
+            return time.time() - folder.stat().st_mtime < 60
         return False
-    except PermissionError:  # another user's process
+    except OSError:  # another user's folder: left alone
         return True
-    return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

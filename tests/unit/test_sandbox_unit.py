@@ -120,6 +120,54 @@ def test_the_limits_bind_what_runs_in_the_sandbox_with_no_launcher_process(three
     assert resource.getrlimit(resource.RLIMIT_AS)[0] != 3 * GiB, "the render process keeps its own limits"
 
 
+def test_nothing_in_the_sandbox_can_change_a_scene_file_linked_from_the_nodes_cache(three, tmp_path: Path) -> None:
+    """A batch's scene files are hard links to the node's cached ones (workdir.link_scene): the sandbox binds each
+    read-only over itself, so a process inside (an exploited povray: their owner) can neither write nor chmod
+    them; the scene's own new files it writes."""
+    scene, out, home = three
+    cached = tmp_path / "cached.pov"
+    cached.write_text("sphere\n")
+    mode = cached.stat().st_mode
+    os.link(cached, scene / "scene.pov")
+    box = prepare_sandbox(scene, out, home)
+    script = "chmod u+w scene.pov; echo forged > scene.pov; chmod 666 scene.pov; echo new > made.txt; true"
+    proc = box.start(["sh", "-c", script], cwd=scene, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    said, _ = proc.communicate(timeout=30)
+    assert cached.read_text() == "sphere\n" and cached.stat().st_mode == mode, said
+    assert "Read-only file system" in said, said
+    assert (scene / "made.txt").read_text() == "new\n"
+
+
+@pytest.mark.parametrize("failure, raised", [(PermissionError(1, "Operation not permitted"), RenderError),
+                                             (ArithmeticError("an exception raised into the thread"),
+                                              ArithmeticError)])
+def test_a_sandbox_whose_limits_cannot_be_set_never_runs(three, monkeypatch: pytest.MonkeyPatch, failure, raised):
+    """Whatever stops the limits from being set (an error, an exception raised into the render meanwhile), bwrap is
+    killed with all it started before start() answers: its command never runs without them."""
+    import uuid
+
+    from httpov.worker import sandbox
+
+    scene, out, home = three
+    box = prepare_sandbox(scene, out, home)
+
+    def refused(pid: int, limit: int, value: tuple[int, int]) -> None:
+        raise failure
+    monkeypatch.setattr(sandbox.resource, "prlimit", refused)
+    marker = uuid.uuid4().hex
+    with pytest.raises(raised):
+        box.start(["sh", "-c", f"echo ran > ran.txt; sleep 30 # {marker}"], cwd=scene)
+    running = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline_has(p, marker)]
+    assert not running and not (scene / "ran.txt").exists()
+
+
+def _cmdline_has(proc: Path, marker: str) -> bool:
+    try:
+        return marker.encode() in (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def test_explain_exit(three) -> None:
     box = prepare_sandbox(*three)
     assert "output limit" in (box.explain_exit(128 + signal.SIGXFSZ) or "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,22 +41,43 @@ def test_a_batch_folder_goes_when_its_batch_fails(tmp_path: Path):
 
 
 def test_the_folders_of_slots_whose_process_is_gone_are_removed(tmp_path: Path):
+    """A slot folder is in use while a process holds its lock, whatever that process's pid or pid namespace: the
+    folders of processes gone (and those never finished, once a minute old) are removed as a slot starts."""
     root = tmp_path / "work"
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    dead, alive = root / f"slot-{gone}-abc", root / f"slot-{os.getppid()}-def"
-    for folder in (dead, alive, root / "other"):
+    other = WorkFolder(root)
+    live = other.home.parent  # another slot's, in use
+    gone, unfinished, making = root / "slot-1-gone", root / "slot-2-unfinished", root / "slot-3-making"
+    for folder in (gone, unfinished, making, root / "other"):
         (folder / "batch").mkdir(parents=True)
-    assert WorkFolder(root).home.parent.parent == root  # a slot's first use makes its folder
-    assert not dead.exists(), "its process is gone"
-    assert alive.exists() and (root / "other").exists()
-    mine = [p for p in root.iterdir() if p.name.startswith(f"slot-{os.getpid()}-")]
-    assert len(mine) == 1
+    (gone / ".lock").touch()  # its process ended: no lock held
+    os.utime(unfinished, (time.time() - 120, time.time() - 120))
+    mine = WorkFolder(root).home.parent  # a slot's first use makes its folder
+    assert not gone.exists() and not unfinished.exists()
+    assert live.exists() and making.exists() and (root / "other").exists() and mine.exists()
+    held = subprocess.run([sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
+                           "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)", str(mine / ".lock")])
+    assert held.returncode != 0, "its lock is held while its process lives"
 
 
-def test_a_batchs_scene_links_the_cached_files_read_only_in_folders_of_its_own(tmp_path: Path):
-    """No scene file is copied for a batch: its work folder links the node's cached ones, read-only; its folders are
-    its own, so the batch writes new files there and the cache keeps none of them."""
+def test_a_batch_folder_that_cannot_be_removed_is_set_aside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A batch folder its removal left (what a scene's process made unremovable) does not stop the slot: the next
+    batch gets a new empty one, the old one set aside in the slot folder (removed with it)."""
+    from httpov.worker import workdir
+
+    work = WorkFolder(tmp_path / "work")
+    monkeypatch.setattr(workdir.shutil, "rmtree", lambda *args, **kwargs: None)  # nothing can be removed
+    with work.batch() as folder:
+        (folder / "left.txt").write_text("x")
+    assert (folder / "left.txt").exists()
+    with work.batch() as again:
+        assert again == folder and not any(again.iterdir())
+    stale = [p for p in folder.parent.iterdir() if p.name.startswith("stale-")]
+    assert [sorted(q.name for q in p.iterdir()) for p in stale] == [["left.txt"]]
+
+
+def test_a_batchs_scene_links_the_cached_files_in_folders_of_its_own(tmp_path: Path):
+    """No scene file is copied for a batch: its work folder links the node's cached ones; its folders are its own,
+    so the batch writes new files there and the cache keeps none of them."""
     from httpov.worker.workdir import link_scene
 
     cached = tmp_path / "cache" / "scene"
@@ -66,7 +88,6 @@ def test_a_batchs_scene_links_the_cached_files_read_only_in_folders_of_its_own(t
     for name in ("scene.pov", "maps/wood.png"):
         mine, theirs = (tmp_path / "batch" / name).stat(), (cached / name).stat()
         assert (mine.st_ino, mine.st_dev) == (theirs.st_ino, theirs.st_dev), f"{name} is the cached file"
-        assert mine.st_mode & 0o777 == 0o444
     (tmp_path / "batch" / "maps" / "new.txt").write_text("written by the scene")
     assert sorted(p.name for p in (cached / "maps").iterdir()) == ["wood.png"]
     assert (tmp_path / "batch" / "maps").stat().st_ino != (cached / "maps").stat().st_ino

@@ -182,7 +182,7 @@ class Driver(threading.Thread):
             proc.specs.add(proc.job)
             pin = POVRAY
         proc.token = f"{message.task_id}/{self.seq:08x}"
-        status, _ = self.store.take_batch(proc.job, proc.batch, proc.token, proc.node, self.settings.lease_seconds,
+        status, *_ = self.store.take_batch(proc.job, proc.batch, proc.token, proc.node, self.settings.lease_seconds,
                                           f"retry:{message.task_id}", povray=pin)
         if status != "ok":
             self.done[f"take:{status}"] += 1

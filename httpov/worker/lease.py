@@ -191,5 +191,7 @@ class LeaseKeeper:
         # the thread ends at once, its subscription kept for the slot's next batch (JobStore.listen_for_stop): not
         # left listening for up to LISTEN_SLICE while that batch subscribes anew. A thread held up longer (a refresh
         # riding out a Redis restart) is not waited for: a late refresh is a no-op.
-        self._thread.join(EXIT_WAIT)
-        self._let_go()
+        try:
+            self._thread.join(EXIT_WAIT)
+        finally:
+            self._let_go()

@@ -140,38 +140,41 @@ class Sandbox:
         render process (Popen starts bwrap with vfork). bwrap's --die-with-parent ties it to the render process.
         Should anything fail before the sandbox is let go, bwrap is killed (nothing runs without its limits):
         RenderError, or, when bwrap ended by itself, the process, whose exit status and log say why."""
-        binds = os.memfd_create("httpov-binds", os.MFD_CLOEXEC)  # as many as the scene has files: not in argv
-        info_r, info_w = os.pipe()
-        hold_r, hold_w = os.pipe()
+        opened: list[int] = []
+        proc: subprocess.Popen | None = None
+        released = False
         try:
+            binds = os.memfd_create("httpov-binds", os.MFD_CLOEXEC)  # as many as the scene has files: not in argv
+            opened.append(binds)
+            info_r, info_w = os.pipe()
+            opened += [info_r, info_w]
+            hold_r, hold_w = os.pipe()
+            opened += [hold_r, hold_w]
             _write_all(binds, b"".join(b"--ro-bind\0%s\0%s\0" % (path, path) for path in _shared_files(self.scene_dir)))
             os.lseek(binds, 0, os.SEEK_SET)
+            proc = subprocess.Popen(
+                self.argv(command, "--args", str(binds), "--info-fd", str(info_w), "--block-fd", str(hold_r)),
+                pass_fds=(binds, info_w, hold_r), start_new_session=True, env=self.env, **popen)
+            for fd in (info_w, hold_r):  # bwrap's ends: its info ends with it
+                opened.remove(fd)
+                os.close(fd)
+            pid = _child_pid(info_r)
+            if pid is None:  # bwrap failed before it started anything (its log says why), or said no pid
+                return proc
             try:
-                proc = subprocess.Popen(
-                    self.argv(command, "--args", str(binds), "--info-fd", str(info_w), "--block-fd", str(hold_r)),
-                    pass_fds=(binds, info_w, hold_r), start_new_session=True, env=self.env, **popen)
-            finally:
-                os.close(info_w)
-                os.close(hold_r)
-            try:
-                pid = _child_pid(info_r)
-                if pid is None:  # bwrap failed before it started anything (its log says why), or said no pid
-                    _kill(proc)
-                    return proc
                 for limit, value in self.limits.rlimits():
                     resource.prlimit(pid, limit, value)
                 os.write(hold_w, b"1")  # go on
+                released = True
             except (ProcessLookupError, BrokenPipeError):  # bwrap's setup failed meanwhile: its log says why
-                _kill(proc)
+                pass
             except OSError as exc:
-                _kill(proc)
                 raise RenderError(f"cannot set the batch's limits on its sandbox: {exc}", transient=True) from None
-            except BaseException:
-                _kill(proc)
-                raise
             return proc
         finally:
-            for fd in (binds, info_r, hold_w):
+            if proc is not None and not released:  # whatever stopped it: nothing runs without its limits
+                _kill(proc)
+            for fd in opened:
                 os.close(fd)
 
     def explain_exit(self, returncode: int) -> str | None:

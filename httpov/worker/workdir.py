@@ -19,6 +19,8 @@ from pathlib import Path
 #: says whose it is to a person; whether it is in use is its lock's to say.
 PREFIX = "slot-"
 _SLOT = re.compile(rf"{PREFIX}(\d+)-")
+#: The most files of a scene a batch links from the node's cache (link_scene): past them it copies the scene.
+LINKED_FILES = 256
 #: The lock file of a slot folder: held (flock) by the render process that uses the folder, for as long as it lives.
 LOCK = ".lock"
 
@@ -44,14 +46,14 @@ class WorkFolder:
         try:
             folder.mkdir()
         except FileExistsError:  # what a removal that failed left behind: set aside (gone with the slot folder)
-            shutil.rmtree(folder, ignore_errors=True)
+            remove(folder)
             with contextlib.suppress(FileNotFoundError):
                 folder.rename(folder.with_name(f"stale-{os.urandom(6).hex()}"))
             folder.mkdir()
         try:
             yield folder
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove(folder)
 
     def _own(self) -> Path:
         if self._folder is None or self._pid != os.getpid() or not self._folder.is_dir():
@@ -70,39 +72,72 @@ def link_scene(source: Path, target: Path) -> None:
     """`target`, a new folder of the scene in the node's cache at `source`: its files hard links to the cached ones
     (no file is copied: the cache's are the same for every batch of the scene), in folders of the batch's own (the
     scene writes new files beside its own: povray's #write). The sandbox binds each linked file read-only over itself
-    (httpov.worker.sandbox.Sandbox.start): nothing povray runs can change the cache's files, nor chmod them. A cache
-    on another filesystem than the work folder has its files copied."""
+    (httpov.worker.sandbox.Sandbox.start): nothing povray runs can change the cache's files, nor chmod them. A scene
+    of more than LINKED_FILES files (a bind each, and bwrap takes at most 9000 arguments), or a cache on another
+    filesystem than the work folder, has its files copied."""
+    files, folders = _tree(source)
+    if len(files) > LINKED_FILES:  # each linked file is a bind of the sandbox: a scene of many files is copied
+        shutil.copytree(source, target, symlinks=False)
+        return
     os.mkdir(target)
-    with os.scandir(source) as entries:
-        for entry in entries:
-            into = os.path.join(target, entry.name)
-            if entry.is_dir(follow_symlinks=False):
-                link_scene(Path(entry.path), Path(into))
-                continue
-            try:  # (the extraction made no symlinks or devices)
-                os.link(entry.path, into)
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                    raise
-                shutil.copyfile(entry.path, into)  # the batch's own copy
+    for folder in folders:
+        os.mkdir(target / folder)
+    for name in files:  # (the extraction made no symlinks or devices)
+        try:
+            os.link(source / name, target / name)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            shutil.copyfile(source / name, target / name)  # the batch's own copy
+
+
+def _tree(root: Path) -> tuple[list[str], list[str]]:
+    """The files and the folders under `root`, as paths relative to it (a folder before what it holds)."""
+    files: list[str] = []
+    folders: list[str] = []
+
+    def walk(folder: Path, prefix: str) -> None:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(prefix + entry.name)
+                    walk(Path(entry.path), f"{prefix}{entry.name}/")
+                else:
+                    files.append(prefix + entry.name)
+    walk(root, "")
+    return files, folders
 
 
 def sweep(root: Path) -> None:
     """Remove the slot folders in `root` whose render process is gone: no process holds their lock (whatever its
-    pid namespace: nodes in containers may share a cache folder). One without a lock file is a process's that was
-    making it, or died as it did: removed once it is a minute old."""
+    pid namespace: nodes in containers may share a cache folder), and none is less than a minute old (its process
+    may not have taken its lock yet)."""
     with contextlib.suppress(OSError), os.scandir(root) as entries:
         for entry in entries:
             if _SLOT.match(entry.name) and not _held(Path(entry.path)):
-                shutil.rmtree(entry.path, ignore_errors=True)
+                remove(Path(entry.path))
+
+
+def remove(folder: Path) -> None:
+    """Remove `folder` and all it holds, folders whose permissions a process in the sandbox took away included."""
+    def retry(function: object, path: str, _: object) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(path), 0o700)
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.chmod(path, 0o700)
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+    shutil.rmtree(folder, onerror=retry)
 
 
 def _held(folder: Path) -> bool:
+    with contextlib.suppress(OSError):  # one just made, whose process may not hold its lock yet
+        if time.time() - folder.stat().st_mtime < 60:
+            return True
     try:
         fd = os.open(folder / LOCK, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
-        with contextlib.suppress(OSError):
-            return time.time() - folder.stat().st_mtime < 60
         return False
     except OSError:  # another user's folder: left alone
         return True

@@ -42,7 +42,7 @@ def test_a_batch_folder_goes_when_its_batch_fails(tmp_path: Path):
 
 def test_the_folders_of_slots_whose_process_is_gone_are_removed(tmp_path: Path):
     """A slot folder is in use while a process holds its lock, whatever that process's pid or pid namespace: the
-    folders of processes gone (and those never finished, once a minute old) are removed as a slot starts."""
+    folders of processes gone (and those never finished) are removed as a slot starts, once a minute old."""
     root = tmp_path / "work"
     other = WorkFolder(root)
     live = other.home.parent  # another slot's, in use
@@ -50,7 +50,8 @@ def test_the_folders_of_slots_whose_process_is_gone_are_removed(tmp_path: Path):
     for folder in (gone, unfinished, making, root / "other"):
         (folder / "batch").mkdir(parents=True)
     (gone / ".lock").touch()  # its process ended: no lock held
-    os.utime(unfinished, (time.time() - 120, time.time() - 120))
+    for old in (gone, unfinished):
+        os.utime(old, (time.time() - 120, time.time() - 120))
     mine = WorkFolder(root).home.parent  # a slot's first use makes its folder
     assert not gone.exists() and not unfinished.exists()
     assert live.exists() and making.exists() and (root / "other").exists() and mine.exists()
@@ -91,3 +92,33 @@ def test_a_batchs_scene_links_the_cached_files_in_folders_of_its_own(tmp_path: P
     (tmp_path / "batch" / "maps" / "new.txt").write_text("written by the scene")
     assert sorted(p.name for p in (cached / "maps").iterdir()) == ["wood.png"]
     assert (tmp_path / "batch" / "maps").stat().st_ino != (cached / "maps").stat().st_ino
+
+
+def test_a_scene_of_many_files_is_copied_not_linked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Each linked file is a bind of the sandbox (bwrap takes at most 9000 arguments): past LINKED_FILES the scene
+    is copied, as every scene was before."""
+    from httpov.worker import workdir
+
+    cached = tmp_path / "cache" / "scene"
+    cached.mkdir(parents=True)
+    for n in range(5):
+        (cached / f"tex{n}.png").write_bytes(b"png")
+    monkeypatch.setattr(workdir, "LINKED_FILES", 4)
+    workdir.link_scene(cached, tmp_path / "batch")
+    assert sorted(p.name for p in (tmp_path / "batch").iterdir()) == [f"tex{n}.png" for n in range(5)]
+    assert all(p.stat().st_nlink == 1 for p in cached.iterdir()), "copies: nothing of the cache to protect"
+
+
+def test_povray_making_a_symbolic_link_ends_its_batch(tmp_path: Path):
+    """POV-Ray's language makes no links: one in the batch's folders after (or while) povray runs is povray itself
+    made to, and the node, which reads and writes there, would follow it out of the sandbox."""
+    from httpov.worker.povray import OutputUsage
+    from httpov.worker.sandbox import RenderLimits
+
+    scene, out = tmp_path / "scene", tmp_path / "out"
+    scene.mkdir()
+    out.mkdir()
+    usage = OutputUsage(RenderLimits(), (scene, out))
+    assert usage.over() is None
+    (out / "frame1.pov-state").symlink_to("/etc/passwd")
+    assert "symbolic link (frame1.pov-state)" in (usage.over() or "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import time
 import zipfile
@@ -217,10 +218,10 @@ class Checkpoints:
         state_frame = self.batch.first + len(frames)
         archive = out_dir.parent / "checkpoint.zip"
         try:
-            with zipfile.ZipFile(archive, "w") as zf:
+            with zipfile.ZipFile(archive, "w") as zf:  # read as povray's own files: never through a link it made
                 for _, path in frames:
-                    zf.write(path, path.name, zipfile.ZIP_STORED)
-                zf.writestr(state.name, state.read_bytes(), zipfile.ZIP_DEFLATED, compresslevel=1)
+                    zf.writestr(path.name, _own_file(path), zipfile.ZIP_STORED)
+                zf.writestr(state.name, _own_file(state), zipfile.ZIP_DEFLATED, compresslevel=1)
             size = archive.stat().st_size
             if size > self.max_bytes:
                 raise StorageError(f"a checkpoint of {size} bytes is larger than a batch may write")
@@ -260,3 +261,10 @@ def _sha256(path: Path) -> str:
 
 def _span(frames: list[int]) -> str:
     return str(frames[0]) if len(frames) == 1 else f"{frames[0]}-{frames[-1]}"
+
+
+def _own_file(path: Path) -> bytes:
+    """The bytes of a file povray wrote (OSError if it is a symbolic link: povray itself was made to make one)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()

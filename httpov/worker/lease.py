@@ -185,13 +185,13 @@ class LeaseKeeper:
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        os.eventfd_write(self._halt, 1)  # the thread's listen ends at once
-        if self._note is not None:  # the node stops renewing the lease now
-            self._note.remove()
-        # the thread ends at once, its subscription kept for the slot's next batch (JobStore.listen_for_stop): not
-        # left listening for up to LISTEN_SLICE while that batch subscribes anew. A thread held up longer (a refresh
-        # riding out a Redis restart) is not waited for: a late refresh is a no-op.
         try:
+            os.eventfd_write(self._halt, 1)  # the thread's listen ends at once
+            if self._note is not None:  # the node stops renewing the lease now
+                self._note.remove()
+            # the thread ends at once, its subscription kept for the slot's next batch (JobStore.listen_for_stop):
+            # not left listening for up to LISTEN_SLICE while that batch subscribes anew. A thread held up longer (a
+            # refresh riding out a Redis restart) is not waited for: a late refresh is a no-op.
             self._thread.join(EXIT_WAIT)
         finally:
             self._let_go()

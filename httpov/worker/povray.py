@@ -9,6 +9,7 @@ import secrets
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from httpov.errors import RenderError, RenderHungError
 from httpov.files import write_once
 from httpov.plan import PATH_OPTIONS, Batch, JobSpec, inside_path, safe_name, slice_options
 from httpov.scene import ALLOWED_OPTIONS
+from httpov.text import shown
 from httpov.worker.sandbox import RenderLimits, prepare_sandbox
 
 _ERROR = re.compile(r"error", re.I)
@@ -325,24 +327,33 @@ class OutputUsage:
     def __init__(self, limits: RenderLimits, folders: tuple[Path, ...]) -> None:
         self.limits = limits
         self.folders = folders
+        self.link = ""  # a symbolic link found in the folders (none can be a scene's: see over())
         self.base = self._measure()
         self.last = self.base
 
     def _measure(self) -> tuple[int, int]:
         size = files = 0
         for folder in self.folders:
-            for root, _, names in os.walk(folder):
-                for name in names:
+            for root, folders, names in os.walk(folder):
+                for name in (*names, *folders):
                     try:
-                        size += os.lstat(os.path.join(root, name)).st_size
+                        found = os.lstat(os.path.join(root, name))
                     except OSError:
                         continue
-                    files += 1
+                    if stat.S_ISLNK(found.st_mode):
+                        self.link = self.link or os.path.relpath(os.path.join(root, name), folder)
+                    if name in names:
+                        size += found.st_size
+                        files += 1
         return size, files
 
     def over(self) -> str | None:
-        """Why the run is past a limit, or None."""
+        """Why the run is past a limit, or None. A symbolic link in its folders ends it too: POV-Ray's language
+        makes none, so povray itself was made to, and the node would follow it out of the sandbox."""
         size, files = self.last = self._measure()
+        if self.link:
+            return (f"povray made a symbolic link ({shown(self.link)}) in the batch's folders, which a scene cannot: "
+                    "refused")
         added, made = size - self.base[0], files - self.base[1]
         if added > self.limits.output_bytes:
             return (f"the batch wrote {added} bytes, more than its limit of {self.limits.output_bytes} "
@@ -437,6 +448,8 @@ def _wait(proc: subprocess.Popen, keep_going: Callable[[], bool], tick: float = 
     """Wait for povray, waking the moment it exits (a pidfd), the moment `wake()` (a file descriptor: the lease
     keeper's, readable when the job's stop is announced) is readable, and at least every `tick` seconds to ask
     `keep_going`; kill its whole process group when told to stop or when we are interrupted."""
+    if proc.returncode is not None:  # already reaped (a sandbox that failed to start): its pid may be another's
+        return proc.returncode
     try:
         pidfd = os.pidfd_open(proc.pid)
     except OSError:  # no pidfd (old kernel): Popen's polling wait

@@ -157,3 +157,15 @@ def test_a_continued_runs_progress_goes_on_from_the_pixels_it_had(tmp_path):
     with open(log, "ab") as f:
         f.write(b"Rendered 7680 of 38400 pixels (20%)\r")
     assert run.update().fraction == 1.0
+
+
+def test_a_checkpoint_never_reads_through_a_link_povray_made(tmp_path):
+    """A checkpoint's frames and state are read as povray's own files: a symbolic link povray was made to put in
+    their place is not followed (its target would be stored for the job)."""
+    from httpov.worker.checkpoint import _own_file
+
+    (tmp_path / "frame1.pov-state").write_bytes(b"state")
+    assert _own_file(tmp_path / "frame1.pov-state") == b"state"
+    (tmp_path / "frame2.pov-state").symlink_to(tmp_path / "frame1.pov-state")
+    with pytest.raises(OSError):
+        _own_file(tmp_path / "frame2.pov-state")

@@ -182,3 +182,23 @@ def test_a_batchs_end_hands_its_stop_subscription_to_the_slots_next_batch(store:
         wait_for(keeper.woken, 5, "the stop to wake the render")
     assert store._kept_listeners == [kept], "the same subscription, kept again"
     assert store.r.pubsub_numsub(store.keys.stops())[0][1] == 1
+
+
+def test_a_nodes_slots_top_up_from_the_windows_it_read_lately(store: JobStore, monkeypatch):
+    """The fair share's windows (a script over every live job) are read once for a node's slots and serve the
+    batches that end within WINDOW_CACHE_SECONDS; a job not in that read, or a read older than that, is read again."""
+    from httpov import dispatch
+
+    _job(store, "j1", 4)
+    store.heartbeat("n1@h", 2, [])
+    reads = []
+    real = dispatch.windows
+    monkeypatch.setattr(dispatch, "windows", lambda *args, **kwargs: reads.append(1) or real(*args, **kwargs))
+    cache = dispatch.WindowCache(seconds=0.3)
+    assert cache.fresh("j1") is None, "nothing read yet"
+    window = cache.read(store, 8.0, "j1")
+    assert window >= 1 and len(reads) == 1
+    assert cache.fresh("j1") == window and cache.fresh("j2") is None, "j2 was not in that read"
+    _job(store, "j2", 1)
+    wait_for(lambda: cache.fresh("j1") is None, 5, "the read to be older than its seconds")
+    assert cache.read(store, 8.0, "j2") >= 1 and len(reads) == 2 and cache.fresh("j1") is not None

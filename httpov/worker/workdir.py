@@ -21,6 +21,8 @@ PREFIX = "slot-"
 _SLOT = re.compile(rf"{PREFIX}(\d+)-")
 #: The most files of a scene a batch links from the node's cache (link_scene): past them it copies the scene.
 LINKED_FILES = 256
+#: The name a slot folder has until its lock is held.
+MAKING = ".making-"
 #: The lock file of a slot folder: held (flock) by the render process that uses the folder, for as long as it lives.
 LOCK = ".lock"
 
@@ -59,11 +61,14 @@ class WorkFolder:
         if self._folder is None or self._pid != os.getpid() or not self._folder.is_dir():
             self.root.mkdir(parents=True, exist_ok=True)
             sweep(self.root)
-            folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=self.root))
             if self._lock >= 0:  # the folder it replaces (removed meanwhile), or one its parent process made
                 os.close(self._lock)
-            self._lock = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # held while it lives
+                self._lock = -1
+            made = Path(tempfile.mkdtemp(prefix=f"{MAKING}{os.getpid()}-", dir=self.root))
+            self._lock = os.open(made / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # held while it lives
             fcntl.flock(self._lock, fcntl.LOCK_EX)
+            folder = made.with_name(PREFIX + made.name.removeprefix(MAKING))
+            os.rename(made, folder)  # a slot folder is locked from the moment it has its name
             self._folder, self._pid = folder, os.getpid()
         return self._folder
 
@@ -110,11 +115,11 @@ def _tree(root: Path) -> tuple[list[str], list[str]]:
 
 def sweep(root: Path) -> None:
     """Remove the slot folders in `root` whose render process is gone: no process holds their lock (whatever its
-    pid namespace: nodes in containers may share a cache folder), and none is less than a minute old (its process
-    may not have taken its lock yet)."""
+    pid namespace: nodes in containers may share a cache folder); and those a process was making, or one without a
+    lock, once a minute old."""
     with contextlib.suppress(OSError), os.scandir(root) as entries:
         for entry in entries:
-            if _SLOT.match(entry.name) and not _held(Path(entry.path)):
+            if (_SLOT.match(entry.name) or entry.name.startswith(MAKING)) and not _held(Path(entry.path)):
                 remove(Path(entry.path))
 
 
@@ -132,9 +137,10 @@ def remove(folder: Path) -> None:
 
 
 def _held(folder: Path) -> bool:
-    with contextlib.suppress(OSError):  # one just made, whose process may not hold its lock yet
-        if time.time() - folder.stat().st_mtime < 60:
-            return True
+    if folder.name.startswith(MAKING) or not (folder / LOCK).exists():  # its process may be making it
+        with contextlib.suppress(OSError):
+            return time.time() - folder.stat().st_mtime < 60
+        return False
     try:
         fd = os.open(folder / LOCK, os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:

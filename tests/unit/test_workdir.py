@@ -42,19 +42,19 @@ def test_a_batch_folder_goes_when_its_batch_fails(tmp_path: Path):
 
 def test_the_folders_of_slots_whose_process_is_gone_are_removed(tmp_path: Path):
     """A slot folder is in use while a process holds its lock, whatever that process's pid or pid namespace: the
-    folders of processes gone (and those never finished) are removed as a slot starts, once a minute old."""
+    folders of processes gone are removed as a slot starts, and those a process was making once a minute old."""
     root = tmp_path / "work"
     other = WorkFolder(root)
     live = other.home.parent  # another slot's, in use
-    gone, unfinished, making = root / "slot-1-gone", root / "slot-2-unfinished", root / "slot-3-making"
+    gone, unfinished, making = root / "slot-1-gone", root / ".making-2-unfinished", root / ".making-3-now"
     for folder in (gone, unfinished, making, root / "other"):
         (folder / "batch").mkdir(parents=True)
-    (gone / ".lock").touch()  # its process ended: no lock held
-    for old in (gone, unfinished):
-        os.utime(old, (time.time() - 120, time.time() - 120))
+    (gone / ".lock").touch()  # its process ended: no lock held (however recent its folder)
+    os.utime(unfinished, (time.time() - 120, time.time() - 120))
     mine = WorkFolder(root).home.parent  # a slot's first use makes its folder
     assert not gone.exists() and not unfinished.exists()
     assert live.exists() and making.exists() and (root / "other").exists() and mine.exists()
+    assert mine.name.startswith(f"slot-{os.getpid()}-") and not any(root.glob(f".making-{os.getpid()}-*"))
     held = subprocess.run([sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
                            "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)", str(mine / ".lock")])
     assert held.returncode != 0, "its lock is held while its process lives"

@@ -22,7 +22,7 @@ from httpov.files import write_once
 from httpov.plan import PATH_OPTIONS, Batch, JobSpec, inside_path, safe_name, slice_options
 from httpov.scene import ALLOWED_OPTIONS
 from httpov.text import shown
-from httpov.worker.sandbox import RenderLimits, prepare_sandbox
+from httpov.worker.sandbox import RenderLimits, kill_group, prepare_sandbox
 
 _ERROR = re.compile(r"error", re.I)
 _WARNING = re.compile(r"Possible Parse Error|warning", re.I)
@@ -335,14 +335,14 @@ class OutputUsage:
         size = files = 0
         for folder in self.folders:
             for root, folders, names in os.walk(folder):
-                for name in (*names, *folders):
+                for name, is_file in [*((n, True) for n in names), *((n, False) for n in folders)]:
                     try:
                         found = os.lstat(os.path.join(root, name))
                     except OSError:
                         continue
                     if stat.S_ISLNK(found.st_mode):
                         self.link = self.link or os.path.relpath(os.path.join(root, name), folder)
-                    if name in names:
+                    if is_file:
                         size += found.st_size
                         files += 1
         return size, files
@@ -493,18 +493,6 @@ def interrupt(proc: subprocess.Popen, executable: str) -> None:
     if not found:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT)
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL povray's process group at once (a stopped render has nothing to save) and reap it."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=5.0)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def collect(out_dir: Path, spec: JobSpec, batch: Batch) -> dict[int, Path]:

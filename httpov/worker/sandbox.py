@@ -173,7 +173,7 @@ class Sandbox:
             return proc
         finally:
             if proc is not None and not released:  # whatever stopped it: nothing runs without its limits
-                _kill(proc)
+                kill_group(proc)
             for fd in opened:
                 os.close(fd)
 
@@ -287,10 +287,13 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data):]
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a sandbox's process group at once (bwrap, povray and all they started: a stopped render has nothing
+    to save) and reap it."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5.0)
 
 
 @functools.cache

@@ -177,6 +177,77 @@ def release(r: redis.Redis, layout: QueueLayout, tag: str) -> bool:
     return bool(r.pipeline().zrem(layout.unacked_index, tag).hdel(layout.unacked, tag).execute()[1])
 
 
+#: take_next's script: the first message in the lists (KEYS, the one served first first), if it is a render_batch
+#: message to run now, taken off its list; answered with the index of its list (1-based) and the message.
+_TAKE_NEXT = """
+for i, key in ipairs(KEYS) do
+  local raw = redis.call('LINDEX', key, -1)
+  if raw then
+    local ok, message = pcall(cjson.decode, raw)
+    if not ok or type(message) ~= 'table' or type(message.headers) ~= 'table' then return false end
+    local h = message.headers
+    if h.task ~= ARGV[1] or (h.eta ~= nil and h.eta ~= cjson.null)
+        or (h.expires ~= nil and h.expires ~= cjson.null) then
+      return false
+    end
+    redis.call('RPOP', key)
+    return {i, raw}
+  end
+end
+return false
+"""
+_take_next: list[Any] = []  # the script, registered once (each call names its client)
+
+
+def consumed_lists(layout: QueueLayout, queues: Iterable[str]) -> list[str]:
+    """The Redis lists of a worker's queues in the order its consumer looks at them: every queue's list of the first
+    priority step, then of the next step, ..."""
+    # ASSUMPTION consumer-order: with queue_order_strategy "priority", kombu's Redis consumer BRPOPs every list of
+    # its queues at once, listed priority step by priority step (each step's lists of all its queues, in the order
+    # they are consumed, which stays: with a global_keyprefix kombu's cycle never rotates), so Redis answers the
+    # oldest message (LPUSHed: at the right) of the first list that holds one.
+    per_queue = [layout.lists(queue) for queue in queues]
+    return [lists[step] for step in range(len(layout.priority_steps)) for lists in per_queue]
+
+
+class NextMessages:
+    """A render slot's own look at its worker's queues: the message the worker's consumer would take next, taken in
+    one round trip (take_next)."""
+
+    def __init__(self, layout: QueueLayout, queues: Iterable[str]) -> None:
+        self.queues = list(queues)
+        self.lists = consumed_lists(layout, self.queues)
+
+    def take(self, r: redis.Redis) -> tuple[str, RenderMessage] | None:
+        """The next render_batch message to run now and its queue (taken off it), or None (take_next)."""
+        found = take_next(r, self.lists)
+        return None if found is None else (self.queues[found[0] % len(self.queues)], found[1])
+
+
+def take_next(r: redis.Redis, lists: list[str]) -> tuple[int, RenderMessage] | None:
+    """Take the message a worker's consumer would take next from its `lists` (consumed_lists), in one round trip,
+    if it is a render_batch message to run now: answers the index of its list and what it asks. None when the lists
+    are empty, or the next message is one to leave to the consumer (another task's, one held for a countdown or with
+    an expiry), which stays where it is.
+
+    A message taken here is in no unacked table: if its taker dies before leasing its batch, the batch sits in its
+    job's window with no message, which the unsent sweep finds and sends again (httpov.sweep.unsent)."""
+    if not lists:
+        return None
+    if not _take_next:
+        _take_next.append(r.register_script(_TAKE_NEXT))
+    # ASSUMPTION message-layout (see render_message); the headers 'eta' and 'expires' are null unless a countdown or
+    # an expiry was asked
+    reply = _take_next[0](keys=lists, args=[RENDER_TASK], client=r)
+    if not reply:
+        return None
+    message = render_message(reply[1])
+    if message is None:  # a render_batch message without a job and a batch: Celery's worker would fail it too
+        log.warning("httpov: a render_batch message naming no job and batch was taken off the queue and dropped")
+        return None
+    return int(reply[0]) - 1, message
+
+
 def queued_or_held(r: redis.Redis, layout: QueueLayout, queues: Iterable[str]) -> set[tuple[str, str]]:
     """(job id, batch id) of every render_batch message waiting in the queues' lists or held in kombu's unacked
     table, read in one round trip. A message a worker moves from a list to the table meanwhile may be missed."""

@@ -29,6 +29,7 @@ class ThreadPool(CeleryThreads):
 
         super().on_start()
         NodeTask.slots = self.limit
+        NodeTask.goes_on = True  # a slot goes on with the queue's next messages (its time is not Celery's to limit)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != hard:
             with contextlib.suppress(ValueError, OSError):

@@ -5,21 +5,25 @@ import contextlib
 import gc
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 
 from celery import Task
 from celery.signals import worker_before_create_process, worker_process_init
 from celery.utils import worker_direct
+from celery.worker import state as worker_state
 
+from httpov.broker import NextMessages, QueueLayout
 from httpov.celery import app
 from httpov.dispatch import WindowCache, celery_priority, enqueue, settle_dependents, top_up
-from httpov.plan import JobSpec
+from httpov.plan import Batch, JobSpec
 from httpov.settings import Settings
 from httpov.storage import open_storage
 from httpov.store import open_store
+from httpov.text import shown
 from httpov.worker import waits
-from httpov.worker.batch import RenderNode, batch_log
+from httpov.worker.batch import Outcome, RenderNode, batch_log
 from httpov.worker.cache import SceneCache
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,7 @@ class _Slot(threading.local):
     the Redis reads made while its batch renders."""
     node: RenderNode | None = None
     reader: ThreadPoolExecutor | None = None
+    messages: NextMessages | None = None
 
 
 class NodeTask(Task):
@@ -49,6 +54,9 @@ class NodeTask(Task):
     slots = 1
     #: the jobs' windows as this process last read them, for all its slots
     windows = WindowCache()
+    #: whether a slot goes on with the queue's next messages after a batch (go_on): in the node's threads pool
+    #: (httpov.worker.pool sets it), not in prefork, whose render processes Celery's time limits stop by the task
+    goes_on = False
 
     @cached_property
     def _shared(self) -> RenderNode:
@@ -78,6 +86,89 @@ class NodeTask(Task):
             self._slot.node = shared.sibling()
         return self._slot.node
 
+    def render(self, job_id: str, batch: str, token: str) -> Outcome:
+        """Render one batch under lease token `token` (its message's task id), then top its job up and settle the
+        jobs waiting for it; answers the outcome, whose retry or hand-back is for the caller to send."""
+        node = self.node
+        user_cap = node.settings.user_max_processes or 0
+        # the job's window (fair share's reads, one round trip) is read while the batch renders, not after it,
+        # unless the node read it lately; the record of the batch tops the job up with it in the same round trip
+        known = self.windows.fresh(job_id)
+        window: Future[int] | None = None if known is not None else self.reader.submit(
+            self.windows.read, node.store, node.settings.lease_seconds, job_id, user_cap)
+
+        def limit() -> int | None:
+            if window is None:
+                return known
+            try:
+                return window.result()
+            except Exception:  # read again below
+                return None
+        outcome = node.run(job_id, batch, token=token, node=self.request.hostname or "local", window=limit)
+        if outcome.status == "rendered":  # the job's next batch goes on the queue before this slot asks for one
+            try:
+                if outcome.sent is None:  # not topped up with the record
+                    top_up(self.app, node.store, job_id, node.settings.queue, node.settings.lease_seconds,
+                           node.spec(job_id), limit=limit(), user_cap=user_cap)
+                elif outcome.sent[1]:
+                    own, batch_ids = outcome.sent
+                    enqueue(self.app, node.spec(job_id), batch_ids, own or node.settings.queue)
+            except Exception as exc:  # the batch is stored and recorded; the next sweep tops the job up instead
+                log.warning("httpov: could not top up job %s after batch %s: %s", job_id, batch, exc)
+        if outcome.status in ("rendered", "failed") and outcome.dependents:  # jobs waiting for this one's frames or
+            # end go on at once (a recorded batch says whether any job waits for others)
+            try:
+                settle_dependents(self.app, node.store, node.settings.queue, node.settings.lease_seconds, of=job_id,
+                                  user_cap=user_cap)
+            except Exception as exc:  # the next sweep settles them
+                log.warning("httpov: could not settle the jobs waiting for job %s: %s", job_id, exc)
+        return outcome
+
+    def go_on(self) -> int:
+        """After a rendered batch, a render slot of the node's threads pool (`goes_on`) takes the next messages of
+        its node's queues itself (broker.NextMessages: the one Celery's consumer would take next, in one round trip)
+        and renders them, for up to a lease (its own message, acked when it returns, is then never old enough for
+        the stranded sweep to look at), while each is rendered and the node is not shutting down or draining;
+        answers how many it took. A batch so taken skips what Celery's consumer, its acks and its task trace cost a
+        message (docs/PERFORMANCE.md). The order is the queues', as the consumer's would be: a slot never goes
+        before another job's messages. Anything else next on the queue (a countdown's, another task's) ends it:
+        Celery's consumer takes it."""
+        if not self.goes_on:
+            return 0
+        if self._slot.messages is None:
+            self._slot.messages = NextMessages(QueueLayout.of(self.app), self.app.amqp.queues.consume_from or {})
+        until, taken = time.monotonic() + self.node.settings.lease_seconds, 0
+        while time.monotonic() < until and worker_state.should_stop is None and worker_state.should_terminate is None:
+            try:
+                found = self._slot.messages.take(self.node.store.r)
+            except Exception as exc:  # Redis away: Celery's consumer rides it out
+                log.warning("httpov: could not take the next batch from the queue: %s", exc)
+                return taken
+            if found is None:
+                return taken
+            queue, message = found
+            taken += 1
+            try:
+                outcome = self.render(message.job_id, message.batch_id, message.task_id)
+            except Exception as exc:  # its lease runs out (or it was never taken) and a sweep sends it again
+                log.warning("httpov: batch %s of job %s failed on this node: %s", message.batch_id, message.job_id,
+                            shown(f"{type(exc).__name__}: {exc}"))
+                return taken
+            if outcome.send_to is not None or outcome.retry_in is not None:  # sent again as Celery's retry would:
+                # under its task id, to the node named or back to the queue it came from
+                kwargs = {"job_id": message.job_id, "batch": message.batch_id,
+                          "label": Batch.from_id(message.batch_id).label}
+                try:
+                    self.apply_async(kwargs=kwargs, task_id=message.task_id, countdown=outcome.retry_in,
+                                     queue=worker_direct(outcome.send_to) if outcome.send_to is not None else queue,
+                                     priority=celery_priority(self.node.spec(message.job_id)))
+                except Exception as exc:  # its hand-off lease runs out and the lease sweep sends it again
+                    log.warning("httpov: could not send batch %s of job %s again: %s", message.batch_id,
+                                message.job_id, exc)
+            if outcome.status != "rendered":
+                return taken
+        return taken
+
     @property
     def reader(self) -> ThreadPoolExecutor:
         """A thread of this slot for Redis reads made while its batch renders."""
@@ -88,46 +179,17 @@ class NodeTask(Task):
 
 @app.task(name="httpov.render_batch", base=NodeTask, bind=True, max_retries=None)
 def render_batch(self: NodeTask, job_id: str, batch: str, label: str = "") -> str:
-    """Render one batch of a job (`label` only makes Flower readable: 'frames 1-5', 'frame 3 rows 1-32')."""
-    node = self.node
-    user_cap = node.settings.user_max_processes or 0
-    # the job's window (fair share's reads, one round trip) is read while the batch renders, not after it, unless
-    # the node read it lately; the record of the batch tops the job up with it in the same round trip
-    known = self.windows.fresh(job_id)
-    window: Future[int] | None = None if known is not None else self.reader.submit(
-        self.windows.read, node.store, node.settings.lease_seconds, job_id, user_cap)
-
-    def limit() -> int | None:
-        if window is None:
-            return known
-        try:
-            return window.result()
-        except Exception:  # read again below
-            return None
-    outcome = node.run(job_id, batch, token=self.request.id, node=self.request.hostname or "local", window=limit)
-    if outcome.status == "rendered":  # the job's next batch goes on the queue before this process asks for one
-        try:
-            if outcome.sent is None:  # not topped up with the record
-                top_up(self.app, node.store, job_id, node.settings.queue, node.settings.lease_seconds,
-                       node.spec(job_id), limit=limit(), user_cap=user_cap)
-            elif outcome.sent[1]:
-                own, batch_ids = outcome.sent
-                enqueue(self.app, node.spec(job_id), batch_ids, own or node.settings.queue)
-        except Exception as exc:  # the batch is stored and recorded; the next sweep tops the job up instead
-            log.warning("httpov: could not top up job %s after batch %s: %s", job_id, batch, exc)
-    if outcome.status in ("rendered", "failed") and outcome.dependents:  # jobs waiting for this one's frames or
-        # end go on at once (a recorded batch says whether any job waits for others)
-        try:
-            settle_dependents(self.app, node.store, node.settings.queue, node.settings.lease_seconds, of=job_id,
-                              user_cap=user_cap)
-        except Exception as exc:  # the next sweep settles them
-            log.warning("httpov: could not settle the jobs waiting for job %s: %s", job_id, exc)
+    """Render one batch of a job (`label` only makes Flower readable: 'frames 1-5', 'frame 3 rows 1-32'); once it
+    is rendered, the slot goes on with the next messages of the queue itself (NodeTask.go_on)."""
+    outcome = self.render(job_id, batch, self.request.id)
     if outcome.send_to is not None:  # same task id: the new node takes over the hand-off lease left for it
         self.apply_async(kwargs={"job_id": job_id, "batch": batch, "label": label}, task_id=self.request.id,
-                         queue=worker_direct(outcome.send_to), priority=celery_priority(node.spec(job_id)))
+                         queue=worker_direct(outcome.send_to), priority=celery_priority(self.node.spec(job_id)))
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
-    return f"{outcome.status}: {outcome.detail}" if outcome.detail else outcome.status
+    said = f"{outcome.status}: {outcome.detail}" if outcome.detail else outcome.status
+    more = self.go_on() if outcome.status == "rendered" else 0
+    return f"{said}; then {more} more taken from the queue" if more else said
 
 
 @worker_process_init.connect

@@ -274,3 +274,69 @@ def test_unacked_writes(settings, app, r, connection) -> None:
     rest = [m.batch_id for key in layout.lists(settings.queue)
             for m in map(broker.render_message, r.lrange(key, 0, -1)) if m]
     assert rest == _batches(6) and not r.exists(layout.unacked)
+
+
+def _taken_by_kombu(app: Celery, queues: list[str]) -> list[tuple[str, str]]:
+    """(job, batch) of every message of the queues in the order a worker's consumer takes them: one at a time
+    (prefetch 1, as a busy render node asks), each acked before the next."""
+    got: list[kombu.Message] = []
+    taken: list[tuple[str, str]] = []
+    with app.connection_for_read() as connection, kombu.Consumer(
+            connection.default_channel, queues=[app.amqp.queues[q] for q in queues], accept=["json"],
+            callbacks=[lambda _, message: got.append(message)], no_ack=False) as consumer:
+        consumer.qos(prefetch_count=1)
+        while True:
+            try:
+                connection.drain_events(timeout=0.5)
+            except TimeoutError:
+                return taken
+            message = got.pop()
+            taken.append((message.payload[1]["job_id"], message.payload[1]["batch"]))
+            message.ack()
+
+
+def _fill(app: Celery, queues: list[str]) -> None:
+    """Three jobs' messages at three priorities on two queues, sent interleaved."""
+    for n in range(1, 4):
+        for priority in (2, 8, 5):
+            for queue in queues:
+                enqueue(app, _spec(f"p{priority}-{queue[-1]}", priority), _batches(n), queue)
+
+
+def test_consumer_order(settings, app, r) -> None:
+    """A render slot that goes on with the queue's next message (broker.NextMessages) takes the messages in the very
+    order Celery's consumer would: by priority step, then by queue, the oldest first."""
+    queues = [settings.queue, settings.pool_queue("b")]
+    _fill(app, queues)
+    by_kombu = _taken_by_kombu(app, queues)
+    assert len(by_kombu) == 18
+    _fill(app, queues)
+    messages = broker.NextMessages(QueueLayout.of(app), queues)
+    by_slot = []
+    while (found := messages.take(r)) is not None:
+        by_slot.append((found[1].job_id, found[1].batch_id))
+    assert by_slot == by_kombu, ("ASSUMPTION consumer-order: kombu's Redis consumer no longer takes messages by "
+                                 f"priority step, then queue:\nkombu {by_kombu}\nhttpov {by_slot}")
+
+
+def test_take_next_leaves_what_is_not_to_run_now(settings, app, r) -> None:
+    """A message held for a countdown (a retry's back-off), or another task's, is the consumer's to take: the slot's
+    take answers None and leaves it, and everything behind it, where it is."""
+    layout = QueueLayout.of(app)
+    lists = broker.consumed_lists(layout, [settings.queue])
+    assert broker.take_next(r, lists) is None  # empty
+    app.send_task(broker.RENDER_TASK, kwargs={"job_id": "jobeta", "batch": _batches(1)[0]}, queue=settings.queue,
+                  countdown=30, priority=celery_priority(_spec("jobeta")))
+    enqueue(app, _spec("jobafter"), _batches(2), settings.queue)
+    assert broker.take_next(r, lists) is None, \
+        "ASSUMPTION message-layout: Celery's message no longer says it waits for a countdown in its 'eta' header"
+    app.send_task("httpov.other", queue=settings.queue, priority=0)  # ahead of both
+    assert broker.take_next(r, lists) is None
+    queued = sorted(m.job_id for key in lists for m in map(broker.render_message, r.lrange(key, 0, -1)) if m)
+    assert queued == ["jobafter", "jobeta"] and sum(r.llen(key) for key in lists) == 3
+    for key in lists:
+        r.delete(key)
+    enqueue(app, _spec("jobnow"), _batches(3), settings.queue)
+    found = broker.take_next(r, lists)
+    assert found is not None and (found[1].job_id, found[1].batch_id) == ("jobnow", _batches(3)[0])
+    assert sum(r.llen(key) for key in lists) == 0

@@ -686,6 +686,7 @@ class RenderNode:
             raise RenderError(f"the batch ran past {limit}; povray was not started again", transient=False)
         options.setdefault("node_limit", (left, limit))
         options.setdefault("home", self._work.home)  # the slot's: its confs stay from batch to batch
+        options.setdefault("out", self._work.out)  # and its batch folder's output folder
         try:
             output = povray.render(*args, **options)
             # the starts its seconds include, taken off them for the scene's frame times (plan.net_seconds)

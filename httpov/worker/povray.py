@@ -23,6 +23,7 @@ from httpov.plan import PATH_OPTIONS, Batch, JobSpec, inside_path, safe_name, sl
 from httpov.scene import ALLOWED_OPTIONS
 from httpov.text import shown
 from httpov.worker.sandbox import RenderLimits, kill_group, prepare_sandbox
+from httpov.worker.workdir import empty
 
 _ERROR = re.compile(r"error", re.I)
 _WARNING = re.compile(r"Possible Parse Error|warning", re.I)
@@ -191,7 +192,7 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
            size: tuple[int, int] | None = None, no_progress: float | None = None,
            hang_limit: tuple[float, str] | None = None, watcher: Watcher | None = None,
            preload: Path | None = None, node_limit: tuple[float, str] | None = None,
-           home: Path | None = None) -> RenderOutput:
+           home: Path | None = None, out: Path | None = None) -> RenderOutput:
     """Render `batch` with the scene copied in workdir/scene; raise RenderError with the log's error lines.
 
     povray writes into a folder of its own whose name the scene cannot guess; only the frames of the batch are
@@ -206,11 +207,15 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     node's own time limit for the batch, past which povray is stopped and the batch fails (Celery's soft time limit
     does that only in a prefork pool, never in its threads pool, the node's default). `home`: the folder of
     povray's confs and the job's ini (a render slot keeps one for all its batches, apart from `workdir`), or None
-    for workdir/home."""
+    for workdir/home. `out`: povray's output folder in `workdir` (a render slot keeps one, its name as hard to guess),
+    emptied first (of what an earlier run of the batch left: a pre-pass's probe); None, or one that cannot be
+    emptied, for a new one."""
     limits = limits or RenderLimits()
-    scene_dir, out_dir = workdir / "scene", workdir / f"out-{secrets.token_hex(8)}"
+    scene_dir, out_dir = workdir / "scene", out
+    if out_dir is None or not empty(out_dir):
+        out_dir = workdir / f"out-{secrets.token_hex(8)}"
+        out_dir.mkdir()
     home = home or workdir / "home"
-    out_dir.mkdir()
     home.mkdir(exist_ok=True)  # a pre-pass runs povray twice in one work folder (probe, then the pass)
     ini = home / "httpov.ini"
     write_once(ini, scene_ini(spec, scene_dir))

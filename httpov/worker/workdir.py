@@ -1,7 +1,8 @@
 """A render slot's work folder under the node's cache folder: povray's home, kept for all the slot's batches (its
 confs are written once), and the folder of the batch in hand (the scene's files linked from the node's cache,
-povray's output and log, the zip), removed when the batch ends. A slot folder left by a render process that is gone
-(a node killed mid-batch) is removed when the next one is made."""
+povray's output and log, the zip), emptied when the batch ends: its scene and output folders are kept for the
+slot's next batch, empty (a new folder costs the filesystem more than the files of a small batch). A slot folder left
+by a render process that is gone (a node killed mid-batch) is removed when the next one is made."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +10,7 @@ import errno
 import fcntl
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -35,6 +37,8 @@ class WorkFolder:
         self._folder: Path | None = None
         self._pid = 0  # the process that made _folder (a prefork render process makes its own)
         self._lock = -1  # the descriptor of its lock (held till the process ends)
+        self._empty = False  # the batch folder holds its empty scene and output folders only (the last batch's end)
+        self._out = ""  # the name of the batch folder's output folder
 
     @property
     def home(self) -> Path:
@@ -43,19 +47,29 @@ class WorkFolder:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[Path]:
-        """The batch's work folder, new and empty; removed with all it holds when the batch ends."""
+        """The batch's work folder, holding an empty `scene` folder and the output folder (`out`), and nothing else;
+        emptied when the batch ends (if that fails, it is made anew for the next one)."""
         folder = self._own() / "batch"
-        try:
+        if not self._empty:
+            if folder.exists():  # what a removal that failed left behind: set aside (gone with the slot folder)
+                remove(folder)
+                with contextlib.suppress(FileNotFoundError):
+                    folder.rename(folder.with_name(f"stale-{os.urandom(6).hex()}"))
+            self._out = f"out-{secrets.token_hex(8)}"  # a name the scene cannot guess (povray.render)
             folder.mkdir()
-        except FileExistsError:  # what a removal that failed left behind: set aside (gone with the slot folder)
-            remove(folder)
-            with contextlib.suppress(FileNotFoundError):
-                folder.rename(folder.with_name(f"stale-{os.urandom(6).hex()}"))
-            folder.mkdir()
+            (folder / "scene").mkdir()
+            (folder / self._out).mkdir()
+        self._empty = False
         try:
             yield folder
         finally:
-            remove(folder)
+            keep = ("scene", self._out)
+            self._empty = empty(folder, keep) and all(os.path.isdir(folder / name) for name in keep)
+
+    @property
+    def out(self) -> Path:
+        """The output folder of the batch in hand (povray.render's `out`)."""
+        return self._own() / "batch" / self._out
 
     def _own(self) -> Path:
         if self._folder is None or self._pid != os.getpid() or not self._folder.is_dir():
@@ -69,12 +83,13 @@ class WorkFolder:
             fcntl.flock(self._lock, fcntl.LOCK_EX)
             folder = made.with_name(PREFIX + made.name.removeprefix(MAKING))
             os.rename(made, folder)  # a slot folder is locked from the moment it has its name
-            self._folder, self._pid = folder, os.getpid()
+            self._folder, self._pid, self._empty = folder, os.getpid(), False
         return self._folder
 
 
 def link_scene(source: Path, target: Path) -> None:
-    """`target`, a new folder of the scene in the node's cache at `source`: its files hard links to the cached ones
+    """`target`, an empty folder (or none) made the scene in the node's cache at `source`: its files hard links to the
+    cached ones
     (no file is copied: the cache's are the same for every batch of the scene), in folders of the batch's own (the
     scene writes new files beside its own: povray's #write). The sandbox binds each linked file read-only over itself
     (httpov.worker.sandbox.Sandbox.start): nothing povray runs can change the cache's files, nor chmod them. A scene
@@ -82,9 +97,10 @@ def link_scene(source: Path, target: Path) -> None:
     filesystem than the work folder, has its files copied."""
     files, folders = _tree(source)
     if len(files) > LINKED_FILES:  # each linked file is a bind of the sandbox: a scene of many files is copied
-        shutil.copytree(source, target, symlinks=False)
+        shutil.copytree(source, target, symlinks=False, dirs_exist_ok=True)
         return
-    os.mkdir(target)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(target)
     for folder in folders:
         os.mkdir(target / folder)
     for name in files:  # (the extraction made no symlinks or devices)
@@ -121,6 +137,28 @@ def sweep(root: Path) -> None:
         for entry in entries:
             if (_SLOT.match(entry.name) or entry.name.startswith(MAKING)) and not _held(Path(entry.path)):
                 remove(Path(entry.path))
+
+
+def empty(folder: Path, keep: tuple[str, ...] = ()) -> bool:
+    """Remove everything in `folder` but the folders named in `keep`, which are emptied (and made the slot's to write
+    again, whatever a process in the sandbox made of their permissions); a symbolic link is removed, never followed.
+    False if something could not be removed: then `folder` and all it holds are removed (remove)."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name in keep:
+                        os.chmod(entry.path, 0o700)
+                        if not empty(Path(entry.path)):
+                            raise OSError(f"{entry.path} could not be emptied")
+                    else:
+                        shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+        return True
+    except OSError:
+        remove(folder)
+        return False
 
 
 def remove(folder: Path) -> None:

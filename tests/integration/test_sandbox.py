@@ -309,6 +309,24 @@ def test_an_ordinary_scene_renders_and_a_greedy_one_meets_the_memory_setting(dir
     assert any("bad_alloc" in line for line in caught.value.lines), caught.value.lines
 
 
+def test_a_kept_output_folder_holds_only_the_runs_own_output(dirs: Dirs) -> None:
+    """A render slot's output folder is kept from run to run (httpov.worker.workdir): what an earlier run left there
+    (a pre-pass's probe) is gone before povray starts, so it is neither taken for the batch's frames nor counted in
+    its bytes (HTTPOV_BATCH_MAX_BYTES, 64 KiB here, less than what was left)."""
+    (dirs.out / "left.png").write_bytes(b"x" * 100_000)
+    (dirs.out / "sub").mkdir()
+    (dirs.out / "sub" / "deep.txt").write_text("left")
+    scene = write_scene(dirs, "background { color rgb <0, 0, 1> }\n")
+    spec = JobSpec(id="j", name="still", scene_key="scenes/" + "0" * 64 + ".zip", root="", pov=scene,
+                   options={"Input_File_Name": scene}, initial=1, final=1, first=1, last=1, width=16, height=16,
+                   count=1)
+    limits = RenderLimits.from_settings(Settings(batch_max_bytes=64 * 1024))
+    output = povray.render("povray", spec, Batch(1, 1), dirs.root, 1, lambda: True, limits, time_limit=30,
+                           out=dirs.out)
+    assert output.images[1].parent == dirs.out and pixel(output.images[1]) == (0, 0, 255)
+    assert sorted(p.name for p in dirs.out.iterdir()) == [output.images[1].name]
+
+
 def test_output_size_limit_stops_a_runaway_writer(dirs: Dirs) -> None:
     limit = 64 * 1024
     box = prepare_sandbox(dirs.scene, dirs.out, dirs.home, RenderLimits(output_bytes=limit))

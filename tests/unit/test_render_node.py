@@ -595,7 +595,7 @@ def test_a_done_record_says_the_povray_starts_its_seconds_include(farm, monkeypa
 
     node, store, fake, _ = farm
     monkeypatch.setattr(waits, "library_for", lambda settings: None if library is None else Path(library))
-    monkeypatch.setattr(povray, "render", lambda *args, preload=None, node_limit=None, home=None, **kw:
+    monkeypatch.setattr(povray, "render", lambda *args, preload=None, node_limit=None, home=None, out=None, **kw:
                         replace(fake(*args, **kw), runs=runs))
     infos: list[dict[str, Any]] = []
     finish = store.finish_batch
@@ -617,7 +617,7 @@ def test_a_crash_with_quick_waits_leaves_that_slot_without_them_and_its_siblings
     monkeypatch.setattr(waits, "library_for", lambda settings: library)
     preloads: list[Path | None] = []
 
-    def render(*args: Any, preload: Path | None = None, node_limit: Any = None, home: Any = None,
+    def render(*args: Any, preload: Path | None = None, node_limit: Any = None, home: Any = None, out: Any = None,
                **kw: Any) -> RenderOutput:
         preloads.append(preload)
         return fake(*args, **kw)

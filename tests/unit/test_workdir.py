@@ -13,31 +13,54 @@ import pytest
 from httpov.worker.workdir import WorkFolder
 
 
-def test_a_slot_keeps_its_home_and_empties_each_batchs_folder(tmp_path: Path):
+def _contents(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_a_slot_keeps_its_home_and_its_batch_folders_and_empties_them(tmp_path: Path):
+    """A batch gets the slot's batch folder holding an empty scene folder and an empty output folder, and nothing
+    else; what the batch put there goes when it ends, the folders themselves stay for the next batch (a new folder
+    costs the filesystem more than a small batch's files)."""
     work = WorkFolder(tmp_path / "work")
     home = work.home
     (home / "povray.conf").parent.mkdir(parents=True, exist_ok=True)
     (home / "povray.conf").write_text("kept")
-    folders = []
+    kept = []
     for _ in range(2):
         with work.batch() as folder:
-            assert folder.is_dir() and not any(folder.iterdir()), "new and empty"
-            (folder / "scene").mkdir()
+            out = work.out
+            assert out.parent == folder and out.name.startswith("out-") and len(out.name) > 12
+            assert _contents(folder) == sorted(["scene", out.name]), "nothing but the two, empty"
             (folder / "scene" / "scene.pov").write_text("x")
-            folders.append(folder)
-        assert not folder.exists(), "removed with all it holds"
-    assert folders[0] == folders[1] and folders[0].parent == home.parent
+            (folder / "scene" / "inc").mkdir()
+            (folder / "scene" / "inc" / "a.inc").write_text("x")
+            (out / "frame.png").write_text("x")
+            (folder / "render.log").write_text("x")
+            (folder / "radiosity").mkdir()
+            kept.append((folder, out, (folder / "scene").stat().st_ino, out.stat().st_ino))
+        assert _contents(folder) == sorted(["scene", out.name]), "emptied"
+    assert kept[0] == kept[1] and kept[0][0].parent == home.parent, "the same folders: none made again"
     assert (home / "povray.conf").read_text() == "kept" and work.home == home
 
 
-def test_a_batch_folder_goes_when_its_batch_fails(tmp_path: Path):
+def test_a_failed_batchs_files_go_and_a_scene_cannot_keep_its_folders_from_the_next(tmp_path: Path):
+    """A batch that fails leaves nothing either; folders whose permissions a process in the sandbox took away are the
+    slot's to write again, and a symbolic link planted there is removed, not followed."""
     work = WorkFolder(tmp_path / "work")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("x")
     with pytest.raises(RuntimeError), work.batch() as folder:
         (folder / "render.log").write_text("x")
+        (folder / "scene" / "link").symlink_to(outside, target_is_directory=True)
+        (folder / "scene").chmod(0o500)
+        work.out.chmod(0)
         raise RuntimeError("povray failed")
-    assert not folder.exists()
+    assert _contents(folder) == sorted(["scene", work.out.name])
+    assert (folder / "scene").stat().st_mode & 0o777 == 0o700 and work.out.stat().st_mode & 0o777 == 0o700
+    assert (outside / "precious").exists()
     with work.batch() as again:
-        assert again == folder and not any(again.iterdir())
+        assert again == folder and _contents(again) == sorted(["scene", work.out.name])
 
 
 def test_the_folders_of_slots_whose_process_is_gone_are_removed(tmp_path: Path):
@@ -60,20 +83,23 @@ def test_the_folders_of_slots_whose_process_is_gone_are_removed(tmp_path: Path):
     assert held.returncode != 0, "its lock is held while its process lives"
 
 
-def test_a_batch_folder_that_cannot_be_removed_is_set_aside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A batch folder its removal left (what a scene's process made unremovable) does not stop the slot: the next
-    batch gets a new empty one, the old one set aside in the slot folder (removed with it)."""
+def test_a_batch_folder_that_cannot_be_emptied_is_set_aside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A batch folder that could be neither emptied nor removed (what a scene's process made unremovable) does not
+    stop the slot: the next batch gets a new one, the old one set aside in the slot folder (removed with it)."""
     from httpov.worker import workdir
 
     work = WorkFolder(tmp_path / "work")
     monkeypatch.setattr(workdir.shutil, "rmtree", lambda *args, **kwargs: None)  # nothing can be removed
+    monkeypatch.setattr(workdir.os, "unlink", lambda *args, **kwargs: (_ for _ in ()).throw(PermissionError(1, "no")))
     with work.batch() as folder:
         (folder / "left.txt").write_text("x")
+        first_out = work.out
     assert (folder / "left.txt").exists()
     with work.batch() as again:
-        assert again == folder and not any(again.iterdir())
+        assert again == folder and _contents(again) == sorted(["scene", work.out.name])
+        assert work.out != first_out, "a new folder, a new name"
     stale = [p for p in folder.parent.iterdir() if p.name.startswith("stale-")]
-    assert [sorted(q.name for q in p.iterdir()) for p in stale] == [["left.txt"]]
+    assert len(stale) == 1 and "left.txt" in _contents(stale[0])
 
 
 def test_a_batchs_scene_links_the_cached_files_in_folders_of_its_own(tmp_path: Path):

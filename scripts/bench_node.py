@@ -9,7 +9,8 @@ so that a before and an after are measured taking turns in one run):
   anything else it starts); `stub` is the stub alone, run directly by the same process the same number of times,
   so `node - stub` is httpov's cost (Python, sandbox, Redis client) and bwrap's.
 - `worker`: the same job on a real `celery -A httpov worker --concurrency 2`; CPU per batch of the worker's whole
-  process tree (main process, pool children, everything they reaped) from /proc, Celery's own included.
+  process tree (main process, pool children, everything they reaped) from /proc, Celery's own included, and of the
+  stub alone run as many times (`tree less stub`: all but the renderer's own CPU).
 - `idle`: a node as httpov starts it (the default pool and concurrency), idle after a job that kept every slot
   busy: RSS, PSS and USS from /proc/PID/smaps_rollup of each process that holds render slots (the threads pool's
   one process; each child of a prefork pool: RSS counts the pages a child shares copy-on-write with the parent,
@@ -99,29 +100,34 @@ def measure_node(batches: int, profile: int, sleep: float = 0.0) -> dict:
             run(batch_id)
         wall = time.perf_counter() - wall0
         own1, kids1 = _cpu(os.times())
-        with tempfile.TemporaryDirectory(dir=tmp) as out:  # the stub alone, as many times
-            s0 = _cpu(os.times())[1]
-            for n in range(batches):
-                subprocess.run([str(stub), f"+O{out}/frame", "+W1", "+H1", "+KFI1", f"+KFF{batches}", f"+SF{n + 1}",
-                                f"+EF{n + 1}"], check=True, stdout=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"})
-            stub_cpu = _cpu(os.times())[1] - s0
+        stub_cpu = _stub_alone(stub, batches, tmp)
         top = ""
         if profile:
             import cProfile
             import io
             import pstats
 
-            profiler = cProfile.Profile()
+            profiler = cProfile.Profile(time.thread_time)
             profiler.enable()
             for batch_id in ids[warm + batches:]:
                 run(batch_id)
             profiler.disable()
             text = io.StringIO()
-            for order in ("cumulative", "tottime"):  # where the wall time goes, then where the CPU is spent
+            for order in ("cumulative", "tottime"):  # the slot's CPU (its thread's): by call, then by function
                 pstats.Stats(profiler, stream=text).sort_stats(order).print_stats(profile)
             top = text.getvalue()
     return {"own_ms": 1000 * (own1 - own0) / batches, "children_ms": 1000 * (kids1 - kids0) / batches,
             "stub_ms": 1000 * stub_cpu / batches, "wall_ms": 1000 * wall / batches, "profile": top}
+
+
+def _stub_alone(stub: Path, batches: int, tmp: Path) -> float:
+    """CPU seconds of the stub run directly `batches` times, as a batch runs it (what povray costs the stub's way)."""
+    with tempfile.TemporaryDirectory(dir=tmp) as out:
+        s0 = _cpu(os.times())[1]
+        for n in range(batches):
+            subprocess.run([str(stub), f"+O{out}/frame", "+W1", "+H1", "+KFI1", f"+KFF{batches}", f"+SF{n + 1}",
+                            f"+EF{n + 1}"], check=True, stdout=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"})
+        return _cpu(os.times())[1] - s0
 
 
 def _tree(pgid: int) -> dict[int, tuple[int, float, int]]:
@@ -177,7 +183,8 @@ def measure_worker(batches: int, processes: int) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="httpov-bench-worker-") as name, embedded_redis(Path(name)) as url:
         tmp = Path(name)
-        settings = _settings(url, tmp, _stub(tmp))
+        stub = _stub(tmp)
+        settings = _settings(url, tmp, stub)
         client = Client(settings, make_app(settings))
         worker = start_worker(settings, processes, "benchnode", tmp / "worker.log")
         try:
@@ -193,9 +200,10 @@ def measure_worker(batches: int, processes: int) -> dict:
             after = _tree(worker.pid)
         finally:
             stop_worker(worker)
+        stub_cpu = _stub_alone(stub, batches, tmp)
     # a pool child replaced meanwhile (worker_max_tasks_per_child) is in its parent's reaped CPU by now
     cpu = sum(c for _, c, _ in after.values()) - sum(c for _, c, _ in before.values())
-    return {"tree_ms": 1000 * cpu / batches, "wall_ms": 1000 * wall / batches}
+    return {"tree_ms": 1000 * cpu / batches, "stub_ms": 1000 * stub_cpu / batches, "wall_ms": 1000 * wall / batches}
 
 
 def _done(client, job_id: str, limit: float = 600.0) -> None:  # noqa: ANN001
@@ -320,7 +328,9 @@ def main() -> None:
                   f"{_spread([r['children_ms'] for r in rows])}; stub alone {_spread([r['stub_ms'] for r in rows])}; "
                   f"node less stub {_spread(net)}; wall {_spread([r['wall_ms'] for r in rows])}")
         elif kind == "worker":
-            print(f"worker {label}: process tree CPU ms/batch {_spread([r['tree_ms'] for r in rows])}; wall ms/batch "
+            print(f"worker {label}: process tree CPU ms/batch {_spread([r['tree_ms'] for r in rows])}; stub alone "
+                  f"{_spread([r['stub_ms'] for r in rows])}; tree less stub "
+                  f"{_spread([r['tree_ms'] - r['stub_ms'] for r in rows])}; wall ms/batch "
                   f"{_spread([r['wall_ms'] for r in rows])}")
         else:
             flat = {m: [v for r in rows for v in r[m]] for m in ("rss", "pss", "uss")}
@@ -339,6 +349,8 @@ def main() -> None:
                                                                               - b["stub_ms"]) for a, b in pairs]
             elif kind == "worker":
                 ratio = [a["tree_ms"] / b["tree_ms"] for a, b in pairs]
+                net = [(a["tree_ms"] - a["stub_ms"]) / (b["tree_ms"] - b["stub_ms"]) for a, b in pairs]
+                print(f"worker tree less stub: this / other per turn {_spread(net)}")
             else:
                 for measure in ("rss", "pss", "uss"):
                     ratio = [statistics.median(a[measure]) / statistics.median(b[measure]) for a, b in pairs]

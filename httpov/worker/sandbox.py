@@ -10,6 +10,7 @@ import select
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,9 @@ _SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 #: Where the sandbox shows a preload library (prepare_sandbox's `preload`), whatever the host's path holds.
 PRELOAD_PATH = "/httpov-preload.so"
 
+#: How long a render process trusts where it found a program (povray, bwrap) and the real paths it resolved (the
+#: programs', the slot's folders'): the same every batch, a search of PATH and an lstat of each part of each path.
+LOOKUP_SECONDS = 60.0
 #: The longest bubblewrap may take to make the sandbox's first process (its --info-fd says its pid).
 INFO_SECONDS = 30
 #: Host folders a sandbox folder may never be in (compared as text: the path is resolved first).
@@ -116,17 +120,17 @@ class Sandbox:
             raise ValueError("empty command")
         exe = command[0]
         extra: list[str] = []
-        found = shutil.which(exe, path=self.env["PATH"]) if "/" not in exe else exe
+        found = _which(exe, self.env["PATH"]) if "/" not in exe else exe
         if found is None:
             raise RenderError(f"{exe!r} not found on the sandbox PATH {self.env['PATH']}")
-        real = os.path.realpath(found)
+        real = _realpath(found)
         extra = ["--ro-bind", real, found]  # just the program, where the sandbox's PATH (or its path) finds it
         programs = [real]
         interpreter = script_interpreter(real)
         if interpreter is not None:  # a renderer that is a script (a stand-in for povray): its #! program too
-            inner = os.path.join(os.path.realpath(os.path.dirname(interpreter)), os.path.basename(interpreter))
-            extra += ["--ro-bind", os.path.realpath(interpreter), inner]
-            programs.append(os.path.realpath(interpreter))
+            inner = os.path.join(_realpath(os.path.dirname(interpreter)), os.path.basename(interpreter))
+            extra += ["--ro-bind", _realpath(interpreter), inner]
+            programs.append(_realpath(interpreter))
         for folder in sorted({folder for program in programs for folder in library_dirs(program)}, key=len):
             extra += ["--ro-bind", folder, folder]
         return [*self.wrapper, *extra, *bwrap, "--remount-ro", "/", "--", exe, *command[1:]]
@@ -216,7 +220,7 @@ def prepare_sandbox(
     read-only at PRELOAD_PATH.
     """
     limits = limits or RenderLimits()
-    found = shutil.which(bwrap, path=BWRAP_SEARCH_PATH) if "/" not in bwrap else (
+    found = _which(bwrap, BWRAP_SEARCH_PATH) if "/" not in bwrap else (
         bwrap if os.access(bwrap, os.X_OK) else None)
     if found is None:
         raise RenderError(
@@ -338,7 +342,7 @@ def povray_ini(library_paths: Sequence[Path] = LIBRARY_PATHS) -> str:
 
 
 def _existing_dir(path: str | os.PathLike[str], name: str) -> Path:
-    resolved = Path(path).resolve()
+    resolved = Path(_realpath(os.fspath(path)))
     if not resolved.is_dir():
         raise ValueError(f"{name} {path} is not an existing directory")
     text = str(resolved)
@@ -359,6 +363,28 @@ def script_interpreter(program: str) -> str | None:
         return None
     words = head[2:].split(b"\n", 1)[0].split()
     return words[0].decode("utf-8", "replace") if words and words[0].startswith(b"/") else None
+
+
+def _which(program: str, path: str) -> str | None:
+    """shutil.which, looked up again once every LOOKUP_SECONDS (see _realpath)."""
+    return _which_in(program, path, int(time.monotonic() // LOOKUP_SECONDS))
+
+
+@functools.lru_cache(maxsize=16)
+def _which_in(program: str, path: str, _period: int) -> str | None:
+    return shutil.which(program, path=path)
+
+
+def _realpath(path: str) -> str:
+    """os.path.realpath, resolved again once every LOOKUP_SECONDS: the same few paths every batch (povray, bwrap, the
+    slot's kept folders: httpov.worker.workdir), an lstat for each of their parts; a program moved (an upgrade) is
+    found where it went within that time."""
+    return _realpath_in(path, int(time.monotonic() // LOOKUP_SECONDS))
+
+
+@functools.lru_cache(maxsize=256)
+def _realpath_in(path: str, _period: int) -> str:
+    return os.path.realpath(path)
 
 
 def library_dirs(program: str) -> tuple[str, ...]:

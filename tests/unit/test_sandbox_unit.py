@@ -245,3 +245,31 @@ def test_a_preload_library_is_shown_read_only_and_set_for_povray_alone(three: tu
     assert at < len(argv) - 1 - argv[::-1].index("--")  # a bwrap option, before the command it runs
     box = prepare_sandbox(*three)
     assert "LD_PRELOAD" not in box.env and "--setenv" not in box.argv(["povray", "x.pov"])
+
+
+def test_a_program_moved_is_found_where_it_went_within_a_lookup_period(tmp_path: Path, monkeypatch) -> None:
+    """Where a render process found a program, and the real paths it resolved, are looked up once every
+    LOOKUP_SECONDS, not once a batch: within that they stand, past it a program moved (an upgrade) is found anew."""
+    from httpov.worker import sandbox
+
+    now = [1000.0]
+    monkeypatch.setattr(sandbox.time, "monotonic", lambda: now[0])
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        folder.mkdir()
+    program = first / "httpov-test-renderer"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    link = tmp_path / "current"
+    link.symlink_to(first)
+    search = f"{first}:{second}"
+    assert sandbox._which(program.name, search) == str(program)
+    assert sandbox._realpath(str(link)) == str(first)
+    program.rename(second / program.name)
+    link.unlink()
+    link.symlink_to(second)
+    assert sandbox._which(program.name, search) == str(program), "trusted within the period"
+    assert sandbox._realpath(str(link)) == str(first)
+    now[0] += sandbox.LOOKUP_SECONDS
+    assert sandbox._which(program.name, search) == str(second / program.name)
+    assert sandbox._realpath(str(link)) == str(second)

@@ -2,7 +2,8 @@
 
 httpov reads and edits kombu's Redis keys itself: the stranded and unsent sweeps look for a batch's message in a
 queue's lists and in the table of messages taken and not acked, a priority change or a joining job takes queued
-messages back, and a render node opens kombu channels with one private method overridden. None of that is kombu's
+messages back, a render slot queues its top-up's messages and takes its next message as a worker's consumer would,
+and a render node opens kombu channels with one private method overridden. None of that is kombu's
 or Celery's public API. Each assumption is written here once, as an `ASSUMPTION <name>:` comment, and checked against
 the installed releases by tests/store/test_broker_contract.py (one test per name); pyproject.toml pins the
 releases that test covers. The rest of httpov calls the functions below and never spells a kombu key.
@@ -14,6 +15,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from queue import Queue
@@ -85,6 +87,11 @@ class QueueLayout:
         # list of the highest priority step s <= p: the queue's own name for step 0, '<queue><sep><s>' for the
         # others, e.g. '<queue>\x06\x163' with kombu's defaults, '<queue>:3' with celeryconfig's sep.
         return [self.key(f"{queue}{self.sep}{step}" if step else queue) for step in self.priority_steps]
+
+    def list_for(self, queue: str, priority: int) -> str:
+        """The Redis list of a queue for a message of this (Celery) priority (see ASSUMPTION priority-lists)."""
+        step = max((s for s in self.priority_steps if s <= priority), default=self.priority_steps[0])
+        return self.lists(queue)[self.priority_steps.index(step)]
 
     @property
     def unacked(self) -> str:
@@ -177,10 +184,16 @@ def release(r: redis.Redis, layout: QueueLayout, tag: str) -> bool:
     return bool(r.pipeline().zrem(layout.unacked_index, tag).hdel(layout.unacked, tag).execute()[1])
 
 
-#: take_next's script: the first message in the lists (KEYS, the one served first first), if it is a render_batch
-#: message to run now, taken off its list; answered with the index of its list (1-based) and the message.
+#: take_next's script: first the messages ARGV[4..] LPUSHed on the lists KEYS[#KEYS - ARGV[2] + 1 ..], then (ARGV[3]
+#: '1') the first message in the other lists (the one served first first), if it is a render_batch message (ARGV[1])
+#: to run now, taken off its list; answered with the index of its list (1-based) and the message.
 _TAKE_NEXT = """
-for i, key in ipairs(KEYS) do
+local pushed = tonumber(ARGV[2])
+local lists = #KEYS - pushed
+for i = 1, pushed do redis.call('LPUSH', KEYS[lists + i], ARGV[3 + i]) end
+if ARGV[3] ~= '1' then return false end
+for i = 1, lists do
+  local key = KEYS[i]
   local raw = redis.call('LINDEX', key, -1)
   if raw then
     local ok, message = pcall(cjson.decode, raw)
@@ -212,33 +225,85 @@ def consumed_lists(layout: QueueLayout, queues: Iterable[str]) -> list[str]:
 
 class NextMessages:
     """A render slot's own look at its worker's queues: the message the worker's consumer would take next, taken in
-    one round trip (take_next)."""
+    one round trip (take_next), with the messages the slot's last batch queued (`pending`) sent first."""
 
     def __init__(self, layout: QueueLayout, queues: Iterable[str]) -> None:
         self.queues = list(queues)
         self.lists = consumed_lists(layout, self.queues)
+        self.pending: list[tuple[str, str]] = []  # (list, message) to send with the next take, in order
 
     def take(self, r: redis.Redis) -> tuple[str, RenderMessage] | None:
-        """The next render_batch message to run now and its queue (taken off it), or None (take_next)."""
-        found = take_next(r, self.lists)
+        """Send the pending messages, then take the next render_batch message to run now: it and its queue (taken
+        off it), or None (take_next)."""
+        found = take_next(r, self.lists, self.pending)
+        self.pending.clear()
         return None if found is None else (self.queues[found[0] % len(self.queues)], found[1])
 
+    def send(self, r: redis.Redis) -> None:
+        """Send the pending messages, taking none."""
+        if self.pending:
+            take_next(r, [], self.pending, take=False)
+            self.pending.clear()
 
-def take_next(r: redis.Redis, lists: list[str]) -> tuple[int, RenderMessage] | None:
+
+class RenderMessages:
+    """render_batch messages as `celery.send_task` and kombu's Redis transport write them (dispatch.enqueue), built
+    here: a render slot's top-up queues its job's next batch in the round trip that takes the slot's next message
+    (NextMessages), where Celery's send_task cost about 1 ms of CPU a message (docs/PERFORMANCE.md)."""
+
+    def __init__(self, layout: QueueLayout, origin: str, reply_to: str) -> None:
+        self.layout = layout
+        self.origin = origin  # as Celery says who sent a message: 'gen<pid>@<host>' (celery.utils.nodenames)
+        self.reply_to = reply_to  # the sending app's thread_oid
+
+    def new(self, job_id: str, batch_id: str, label: str, queue: str, priority: int,
+            task_id: str | None = None) -> tuple[str, str]:
+        """A message asking render_batch(job_id, batch_id, label) on `queue` at Celery priority `priority`: the
+        Redis list it goes on and its JSON."""
+        # ASSUMPTION message-writing: Celery's message protocol 2 (its documented headers, the body [args, kwargs,
+        # embed] as JSON) in kombu's Redis envelope (the body base64-encoded, the delivery's routing and tag in the
+        # properties), exactly as send_task and kombu write one for the default exchange: checked field by field
+        # against kombu's own by tests/store/test_broker_contract.py
+        task_id = task_id or str(uuid.uuid4())
+        kwargs = {"job_id": job_id, "batch": batch_id, "label": label}
+        kwargsrepr = repr(kwargs)
+        body = json.dumps([[], kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
+        message = {
+            "body": base64.b64encode(body.encode()).decode(),
+            "content-encoding": "utf-8", "content-type": "application/json",
+            "headers": {"lang": "py", "task": RENDER_TASK, "id": task_id, "shadow": None, "eta": None,
+                        "expires": None, "group": None, "group_index": None, "retries": 0,
+                        "timelimit": [None, None], "root_id": task_id, "parent_id": None, "argsrepr": "()",
+                        "kwargsrepr": kwargsrepr, "origin": self.origin, "ignore_result": None,
+                        "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {}},
+            "properties": {"correlation_id": task_id, "reply_to": self.reply_to, "argsrepr": "()",
+                           "kwargsrepr": kwargsrepr, "delivery_mode": 2,
+                           "delivery_info": {"exchange": "", "routing_key": queue}, "priority": priority,
+                           "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())},
+        }
+        return self.layout.list_for(queue, priority), dumps(message)
+
+
+def take_next(r: redis.Redis, lists: list[str], push: Iterable[tuple[str, str]] = (),
+              take: bool = True) -> tuple[int, RenderMessage] | None:
     """Take the message a worker's consumer would take next from its `lists` (consumed_lists), in one round trip,
     if it is a render_batch message to run now: answers the index of its list and what it asks. None when the lists
     are empty, or the next message is one to leave to the consumer (another task's, one held for a countdown or with
-    an expiry), which stays where it is.
+    an expiry), which stays where it is. `push`: (list, message) to queue first, in the same round trip (a top-up's
+    messages, RenderMessages.new); with `take` False, only that.
 
     A message taken here is in no unacked table: if its taker dies before leasing its batch, the batch sits in its
     job's window with no message, which the unsent sweep finds and sends again (httpov.sweep.unsent)."""
-    if not lists:
+    pushed = list(push)
+    if not (lists and take) and not pushed:
         return None
     if not _take_next:
         _take_next.append(r.register_script(_TAKE_NEXT))
     # ASSUMPTION message-layout (see render_message); the headers 'eta' and 'expires' are null unless a countdown or
     # an expiry was asked
-    reply = _take_next[0](keys=lists, args=[RENDER_TASK], client=r)
+    reply = _take_next[0](keys=[*lists, *(key for key, _ in pushed)],
+                          args=[RENDER_TASK, len(pushed), "1" if take else "0", *(raw for _, raw in pushed)],
+                          client=r)
     if not reply:
         return None
     message = render_message(reply[1])

@@ -12,9 +12,10 @@ from functools import cached_property
 from celery import Task
 from celery.signals import worker_before_create_process, worker_process_init
 from celery.utils import worker_direct
+from celery.utils.nodenames import anon_nodename
 from celery.worker import state as worker_state
 
-from httpov.broker import NextMessages, QueueLayout
+from httpov.broker import NextMessages, QueueLayout, RenderMessages
 from httpov.celery import app
 from httpov.dispatch import WindowCache, celery_priority, enqueue, settle_dependents, top_up
 from httpov.plan import Batch, JobSpec
@@ -41,6 +42,7 @@ class _Slot(threading.local):
     node: RenderNode | None = None
     reader: ThreadPoolExecutor | None = None
     messages: NextMessages | None = None
+    builder: RenderMessages | None = None
 
 
 class NodeTask(Task):
@@ -112,7 +114,10 @@ class NodeTask(Task):
                            node.spec(job_id), limit=limit(), user_cap=user_cap)
                 elif outcome.sent[1]:
                     own, batch_ids = outcome.sent
-                    enqueue(self.app, node.spec(job_id), batch_ids, own or node.settings.queue)
+                    if self.goes_on:  # sent in the round trip of the slot's next take (go_on)
+                        self._queue_up(node.spec(job_id), batch_ids, own or node.settings.queue)
+                    else:
+                        enqueue(self.app, node.spec(job_id), batch_ids, own or node.settings.queue)
             except Exception as exc:  # the batch is stored and recorded; the next sweep tops the job up instead
                 log.warning("httpov: could not top up job %s after batch %s: %s", job_id, batch, exc)
         if outcome.status in ("rendered", "failed") and outcome.dependents:  # jobs waiting for this one's frames or
@@ -132,15 +137,23 @@ class NodeTask(Task):
         answers how many it took. A batch so taken skips what Celery's consumer, its acks and its task trace cost a
         message (docs/PERFORMANCE.md). The order is the queues', as the consumer's would be: a slot never goes
         before another job's messages. Anything else next on the queue (a countdown's, another task's) ends it:
-        Celery's consumer takes it."""
+        Celery's consumer takes it. Each take first queues what the last batch's top-up moved (_queue_up), in the
+        same round trip; what is left to queue when the slot stops is sent then."""
         if not self.goes_on:
             return 0
-        if self._slot.messages is None:
-            self._slot.messages = NextMessages(QueueLayout.of(self.app), self.app.amqp.queues.consume_from or {})
+        try:
+            return self._go_on(self.messages)
+        finally:  # the last batch's top-up, unless a take sent it
+            try:
+                self.messages.send(self.node.store.r)
+            except Exception as exc:  # the unsent sweep sends them (httpov.sweep.unsent)
+                log.warning("httpov: could not queue the next batches: %s", exc)
+
+    def _go_on(self, messages: NextMessages) -> int:
         until, taken = time.monotonic() + self.node.settings.lease_seconds, 0
         while time.monotonic() < until and worker_state.should_stop is None and worker_state.should_terminate is None:
             try:
-                found = self._slot.messages.take(self.node.store.r)
+                found = messages.take(self.node.store.r)
             except Exception as exc:  # Redis away: Celery's consumer rides it out
                 log.warning("httpov: could not take the next batch from the queue: %s", exc)
                 return taken
@@ -168,6 +181,22 @@ class NodeTask(Task):
             if outcome.status != "rendered":
                 return taken
         return taken
+
+    @property
+    def messages(self) -> NextMessages:
+        """This slot's look at its node's queues (go_on)."""
+        if self._slot.messages is None:
+            self._slot.messages = NextMessages(QueueLayout.of(self.app), self.app.amqp.queues.consume_from or {})
+        return self._slot.messages
+
+    def _queue_up(self, spec: JobSpec, batch_ids: list[str], queue: str) -> None:
+        """The job's batches topped up, to be sent with the slot's next take (NextMessages.pending): messages built
+        as Celery's send_task builds them (broker.RenderMessages), about 1 ms of CPU a message less."""
+        if self._slot.builder is None:
+            self._slot.builder = RenderMessages(QueueLayout.of(self.app), anon_nodename(), self.app.thread_oid)
+        priority = celery_priority(spec)
+        self.messages.pending += [self._slot.builder.new(spec.id, batch_id, Batch.from_id(batch_id).label, queue,
+                                                         priority) for batch_id in batch_ids]
 
     @property
     def reader(self) -> ThreadPoolExecutor:

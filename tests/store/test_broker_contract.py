@@ -16,6 +16,7 @@ import kombu
 import pytest
 import redis
 from celery import Celery
+from celery.utils.nodenames import anon_nodename
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.transport import redis as kombu_redis
 
@@ -340,3 +341,52 @@ def test_take_next_leaves_what_is_not_to_run_now(settings, app, r) -> None:
     found = broker.take_next(r, lists)
     assert found is not None and (found[1].job_id, found[1].batch_id) == ("jobnow", _batches(3)[0])
     assert sum(r.llen(key) for key in lists) == 0
+
+
+def test_message_writing(settings, app, r) -> None:
+    """A render slot builds its top-up's messages itself (broker.RenderMessages): each is the message Celery's
+    send_task and kombu write for the same batch (dispatch.enqueue), field for field but its delivery tag, on the
+    same list; and a worker's consumer takes and decodes it as its own."""
+    layout = QueueLayout.of(app)
+    builder = broker.RenderMessages(layout, anon_nodename(), app.thread_oid)
+    for priority in (0, 4, 9):
+        spec = _spec(f"jobwrite{priority}", priority)
+        enqueue(app, spec, _batches(7), settings.queue)
+        key = layout.lists(settings.queue)[celery_priority(spec)]
+        [raw] = r.lrange(key, 0, -1)
+        r.delete(key)
+        by_kombu = json.loads(raw)
+        task_id = by_kombu["headers"]["id"]
+        list_key, ours = builder.new(spec.id, _batches(7)[0], Batch.from_id(_batches(7)[0]).label, settings.queue,
+                                     celery_priority(spec), task_id=task_id)
+        by_httpov = json.loads(ours)
+        assert by_httpov["properties"].pop("delivery_tag") != by_kombu["properties"].pop("delivery_tag")
+        assert (list_key, by_httpov) == (key, by_kombu), (
+            f"ASSUMPTION message-writing: kombu and Celery no longer write a render_batch message as httpov does:\n"
+            f"kombu  {key} {by_kombu}\nhttpov {list_key} {by_httpov}")
+    key, raw = builder.new("jobread", _batches(8)[0], "frame 8", settings.queue, 4)
+    broker.take_next(r, [], [(key, raw)], take=False)
+    with app.connection_for_read() as connection:
+        message = _take(app, connection, settings.queue)
+        args, kwargs, _ = message.decode()
+        assert (args, kwargs, message.headers["task"], message.headers["id"]) == (
+            [], {"job_id": "jobread", "batch": _batches(8)[0], "label": "frame 8"}, broker.RENDER_TASK,
+            json.loads(raw)["headers"]["id"])
+        message.ack()
+
+
+def test_a_take_sends_its_pending_messages_first(settings, app, r) -> None:
+    """The messages a slot's top-up queued go on their lists in the round trip of its next take, before it: with the
+    queue empty, the slot takes the first of them, the rest wait in their order."""
+    layout = QueueLayout.of(app)
+    builder = broker.RenderMessages(layout, anon_nodename(), app.thread_oid)
+    messages = broker.NextMessages(layout, [settings.queue])
+    messages.pending += [builder.new("jobpend", batch, "", settings.queue, 4) for batch in _batches(1, 2, 3)]
+    found = messages.take(r)
+    assert found is not None and (found[0], found[1].batch_id) == (settings.queue, _batches(1)[0])
+    assert messages.pending == []
+    left = [m.batch_id for m in map(broker.render_message, r.lrange(layout.list_for(settings.queue, 4), 0, -1))]
+    assert left == _batches(3, 2)
+    messages.pending.append(builder.new("jobpend", _batches(4)[0], "", settings.queue, 4))
+    messages.send(r)
+    assert messages.pending == [] and r.llen(layout.list_for(settings.queue, 4)) == 3

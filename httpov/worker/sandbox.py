@@ -11,9 +11,10 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from httpov.errors import RenderError
@@ -108,7 +109,7 @@ class Sandbox:
     out_dir: Path
     home_dir: Path
     limits: RenderLimits
-    env: dict[str, str]
+    env: Mapping[str, str]
     conf_path: Path
     povini_path: Path
     wrapper: tuple[str, ...] = field(repr=False)
@@ -119,20 +120,7 @@ class Sandbox:
         if not command:
             raise ValueError("empty command")
         exe = command[0]
-        extra: list[str] = []
-        found = _which(exe, self.env["PATH"]) if "/" not in exe else exe
-        if found is None:
-            raise RenderError(f"{exe!r} not found on the sandbox PATH {self.env['PATH']}")
-        real = _realpath(found)
-        extra = ["--ro-bind", real, found]  # just the program, where the sandbox's PATH (or its path) finds it
-        programs = [real]
-        interpreter = script_interpreter(real)
-        if interpreter is not None:  # a renderer that is a script (a stand-in for povray): its #! program too
-            inner = os.path.join(_realpath(os.path.dirname(interpreter)), os.path.basename(interpreter))
-            extra += ["--ro-bind", _realpath(interpreter), inner]
-            programs.append(_realpath(interpreter))
-        for folder in sorted({folder for program in programs for folder in library_dirs(program)}, key=len):
-            extra += ["--ro-bind", folder, folder]
+        extra = _program_binds(exe, self.env["PATH"], int(time.monotonic() // LOOKUP_SECONDS))
         return [*self.wrapper, *extra, *bwrap, "--remount-ro", "/", "--", exe, *command[1:]]
 
     def start(self, command: Sequence[str], **popen: Any) -> subprocess.Popen:
@@ -229,22 +217,29 @@ def prepare_sandbox(
         )
     scene, out, home = (_existing_dir(p, name) for p, name in
                         ((scene_dir, "scene_dir"), (out_dir, "out_dir"), (home_dir, "home_dir")))
+    box, conf = _sandbox(found, scene, out, home, limits, preload)
+    write_once(box.conf_path, conf)
+    for version in POVRAY_VERSIONS:
+        write_once(home / f".povray/{version}/povray.conf", conf)
+    write_once(box.povini_path, povray_ini())
+    return box
+
+
+@functools.lru_cache(maxsize=64)
+def _sandbox(bwrap: str, scene: Path, out: Path, home: Path, limits: RenderLimits,
+             preload: Path | None) -> tuple[Sandbox, str]:
+    """prepare_sandbox's Sandbox and povray.conf for these (resolved) folders: made once for a render slot's kept
+    folders (httpov.worker.workdir), not once a batch."""
     for inner, outer in ((home, scene), (home, out), (scene, home), (out, home)):
         if inner == outer or outer in inner.parents:
             raise ValueError(f"home_dir must be apart from scene_dir and out_dir: {inner} vs {outer}")
-
     conf_path = home / "povray.conf"
     # the folder of the scene's and the output's (a batch's work folder): the same for every batch of a render slot,
     # so that the slot's home keeps its confs (write_once), not those of its batch's output folder
     conf = povray_conf([INCLUDE_DIR], [Path(os.path.commonpath([scene, out]))])
-    write_once(conf_path, conf)
-    for version in POVRAY_VERSIONS:
-        write_once(home / f".povray/{version}/povray.conf", conf)
     povini_path = home / "povray.ini"
-    write_once(povini_path, povray_ini())
-
-    env = {"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "HOME": str(home), "POVINI": str(povini_path)}
-    wrapper = [found, *_system_view()]
+    env = MappingProxyType({"PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "HOME": str(home), "POVINI": str(povini_path)})
+    wrapper = [bwrap, *_system_view()]
     for version in POVRAY_VERSIONS:  # the system conf povray reads is ours too
         wrapper += ["--ro-bind", str(conf_path), f"/etc/povray/{version}/povray.conf"]
     wrapper += ["--ro-bind", str(home), str(home)]
@@ -253,7 +248,27 @@ def prepare_sandbox(
     if preload is not None:  # at a path of its own: the dynamic loader splits LD_PRELOAD at spaces and colons
         wrapper += ["--ro-bind", str(preload), PRELOAD_PATH, "--setenv", "LD_PRELOAD", PRELOAD_PATH]
     wrapper += ["--chdir", str(scene)]  # argv() adds its binds, then makes the root read-only
-    return Sandbox(scene, out, home, limits, env, conf_path, povini_path, tuple(wrapper))
+    return Sandbox(scene, out, home, limits, env, conf_path, povini_path, tuple(wrapper)), conf
+
+
+@functools.lru_cache(maxsize=16)
+def _program_binds(exe: str, path: str, _period: int) -> tuple[str, ...]:
+    """bwrap's binds of program `exe` (found on `path` unless it names its own), its #! interpreter if it is a
+    script, and the folders of their shared libraries: looked up again once every LOOKUP_SECONDS (`_period`)."""
+    found = shutil.which(exe, path=path) if "/" not in exe else exe
+    if found is None:
+        raise RenderError(f"{exe!r} not found on the sandbox PATH {path}")
+    real = os.path.realpath(found)
+    extra = ["--ro-bind", real, found]  # just the program, where the sandbox's PATH (or its path) finds it
+    programs = [real]
+    interpreter = script_interpreter(real)
+    if interpreter is not None:  # a renderer that is a script (a stand-in for povray): its #! program too
+        inner = os.path.join(os.path.realpath(os.path.dirname(interpreter)), os.path.basename(interpreter))
+        extra += ["--ro-bind", os.path.realpath(interpreter), inner]
+        programs.append(os.path.realpath(interpreter))
+    for folder in sorted({folder for program in programs for folder in library_dirs(program)}, key=len):
+        extra += ["--ro-bind", folder, folder]
+    return tuple(extra)
 
 
 def _child_pid(info: int) -> int | None:

@@ -184,31 +184,44 @@ def release(r: redis.Redis, layout: QueueLayout, tag: str) -> bool:
     return bool(r.pipeline().zrem(layout.unacked_index, tag).hdel(layout.unacked, tag).execute()[1])
 
 
-#: take_next's script: first the messages ARGV[4..] LPUSHed on the lists KEYS[#KEYS - ARGV[2] + 1 ..], then (ARGV[3]
-#: '1') the first message in the other lists (the one served first first), if it is a render_batch message (ARGV[1])
-#: to run now, taken off its list; answered with the index of its list (1-based) and the message.
+#: take_next's script: first the messages ARGV[5..] LPUSHed on the lists KEYS[#KEYS - ARGV[2] .. #KEYS - 1], then
+#: (ARGV[3] '1') the first message in the other lists (the one served first first), if it is a render_batch message
+#: (ARGV[1]) to run now, taken off its list; answered with the index of its list (1-based) and the message. What it
+#: answers is kept ARGV[4] ms under KEYS[#KEYS], the call's own mark: the same call again (a client repeating it
+#: after a lost reply) answers that and does nothing more.
 _TAKE_NEXT = """
+local mark = KEYS[#KEYS]
+local seen = redis.call('GET', mark)
+if seen then
+  if seen == '' then return false end
+  return cjson.decode(seen)
+end
 local pushed = tonumber(ARGV[2])
-local lists = #KEYS - pushed
-for i = 1, pushed do redis.call('LPUSH', KEYS[lists + i], ARGV[3 + i]) end
-if ARGV[3] ~= '1' then return false end
-for i = 1, lists do
-  local key = KEYS[i]
-  local raw = redis.call('LINDEX', key, -1)
-  if raw then
-    local ok, message = pcall(cjson.decode, raw)
-    if not ok or type(message) ~= 'table' or type(message.headers) ~= 'table' then return false end
-    local h = message.headers
-    if h.task ~= ARGV[1] or (h.eta ~= nil and h.eta ~= cjson.null)
-        or (h.expires ~= nil and h.expires ~= cjson.null) then
-      return false
+local lists = #KEYS - 1 - pushed
+for i = 1, pushed do redis.call('LPUSH', KEYS[lists + i], ARGV[4 + i]) end
+local reply = false
+if ARGV[3] == '1' then
+  for i = 1, lists do
+    local raw = redis.call('LINDEX', KEYS[i], -1)
+    if raw then
+      local ok, message = pcall(cjson.decode, raw)
+      if ok and type(message) == 'table' and type(message.headers) == 'table' then
+        local h = message.headers
+        if h.task == ARGV[1] and (h.eta == nil or h.eta == cjson.null)
+            and (h.expires == nil or h.expires == cjson.null) then
+          redis.call('RPOP', KEYS[i])
+          reply = {i, raw}
+        end
+      end
+      break
     end
-    redis.call('RPOP', key)
-    return {i, raw}
   end
 end
-return false
+redis.call('SET', mark, reply and cjson.encode(reply) or '', 'PX', ARGV[4])
+return reply
 """
+#: How long a take's answer is kept under its mark (take_next): a client repeats a call within seconds.
+TAKE_MARK_MS = 60_000
 _take_next: list[Any] = []  # the script, registered once (each call names its client)
 
 
@@ -225,25 +238,28 @@ def consumed_lists(layout: QueueLayout, queues: Iterable[str]) -> list[str]:
 
 class NextMessages:
     """A render slot's own look at its worker's queues: the message the worker's consumer would take next, taken in
-    one round trip (take_next), with the messages the slot's last batch queued (`pending`) sent first."""
+    one round trip (take_next), with the messages the slot's last batch queued (`pending`) sent first. `mark` names
+    a take's mark from its id (Keys.take_mark)."""
 
-    def __init__(self, layout: QueueLayout, queues: Iterable[str]) -> None:
+    def __init__(self, layout: QueueLayout, queues: Iterable[str], mark: Callable[[str], str]) -> None:
         self.queues = list(queues)
         self.lists = consumed_lists(layout, self.queues)
+        self.mark = mark
         self.pending: list[tuple[str, str]] = []  # (list, message) to send with the next take, in order
 
     def take(self, r: redis.Redis) -> tuple[str, RenderMessage] | None:
         """Send the pending messages, then take the next render_batch message to run now: it and its queue (taken
-        off it), or None (take_next)."""
-        found = take_next(r, self.lists, self.pending)
-        self.pending.clear()
+        off it), or None (take_next). Should the call fail, the pending messages are not sent again: their batches
+        wait in their job's window with no message, which the unsent sweep sends (httpov.sweep.unsent)."""
+        pending, self.pending = self.pending, []
+        found = take_next(r, self.lists, self.mark(uuid.uuid4().hex), pending)
         return None if found is None else (self.queues[found[0] % len(self.queues)], found[1])
 
     def send(self, r: redis.Redis) -> None:
-        """Send the pending messages, taking none."""
-        if self.pending:
-            take_next(r, [], self.pending, take=False)
-            self.pending.clear()
+        """Send the pending messages, taking none (as `take`, should it fail)."""
+        pending, self.pending = self.pending, []
+        if pending:
+            take_next(r, [], self.mark(uuid.uuid4().hex), pending, take=False)
 
 
 class RenderMessages:
@@ -284,13 +300,15 @@ class RenderMessages:
         return self.layout.list_for(queue, priority), dumps(message)
 
 
-def take_next(r: redis.Redis, lists: list[str], push: Iterable[tuple[str, str]] = (),
+def take_next(r: redis.Redis, lists: list[str], mark: str, push: Iterable[tuple[str, str]] = (),
               take: bool = True) -> tuple[int, RenderMessage] | None:
     """Take the message a worker's consumer would take next from its `lists` (consumed_lists), in one round trip,
     if it is a render_batch message to run now: answers the index of its list and what it asks. None when the lists
     are empty, or the next message is one to leave to the consumer (another task's, one held for a countdown or with
     an expiry), which stays where it is. `push`: (list, message) to queue first, in the same round trip (a top-up's
-    messages, RenderMessages.new); with `take` False, only that.
+    messages, RenderMessages.new); with `take` False, only that. `mark`: a key of this call's own (Keys.take_mark of
+    a new id), under which Redis keeps its answer for TAKE_MARK_MS: the store's client repeats a call whose reply was
+    lost, and that repeat neither queues the messages again nor takes a second message.
 
     A message taken here is in no unacked table: if its taker dies before leasing its batch, the batch sits in its
     job's window with no message, which the unsent sweep finds and sends again (httpov.sweep.unsent)."""
@@ -301,13 +319,13 @@ def take_next(r: redis.Redis, lists: list[str], push: Iterable[tuple[str, str]] 
         _take_next.append(r.register_script(_TAKE_NEXT))
     # ASSUMPTION message-layout (see render_message); the headers 'eta' and 'expires' are null unless a countdown or
     # an expiry was asked
-    reply = _take_next[0](keys=[*lists, *(key for key, _ in pushed)],
-                          args=[RENDER_TASK, len(pushed), "1" if take else "0", *(raw for _, raw in pushed)],
-                          client=r)
+    reply = _take_next[0](keys=[*lists, *(key for key, _ in pushed), mark],
+                          args=[RENDER_TASK, len(pushed), "1" if take else "0", TAKE_MARK_MS,
+                                *(raw for _, raw in pushed)], client=r)
     if not reply:
         return None
     message = render_message(reply[1])
-    if message is None:  # a render_batch message without a job and a batch: Celery's worker would fail it too
+    if message is None:  # not dispatch.enqueue's (no job_id and batch keywords): nothing httpov can render
         log.warning("httpov: a render_batch message naming no job and batch was taken off the queue and dropped")
         return None
     return int(reply[0]) - 1, message

@@ -186,6 +186,11 @@ class Keys:
         return rest.split(":", 1)[0]
 
     # claims and frame-time histories
+    def take_mark(self, call: str) -> str:
+        """String with an expiry: what a render slot's take of its next message (broker.take_next) answered, under
+        the take's own id, so that the take repeated after a lost reply answers the same and does nothing again."""
+        return f"{self.prefix}:take:{call}"
+
     def claim(self, name: str) -> str:
         """String with an expiry: a one-shot claim, e.g. 'sweep:leases' or 'reissue:<job>:<batch>:<token>'."""
         return f"{self.prefix}:claim:{name}"

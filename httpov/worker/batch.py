@@ -505,7 +505,7 @@ class RenderNode:
             return False
 
         hang_limit = None if batch.prepass or spec.time_limit is not None else self._hang_limit(spec, batch)
-        with self._work.batch() as workdir:
+        with self._work.batch(spec.id) as workdir:
             try:
                 with self.cache.use(self.storage, spec.scene_key) as scene:
                     link_scene(scene / spec.root if spec.root else scene, workdir / "scene")

@@ -207,9 +207,9 @@ def render(povray: str, spec: JobSpec, batch: Batch, workdir: Path, threads: int
     node's own time limit for the batch, past which povray is stopped and the batch fails (Celery's soft time limit
     does that only in a prefork pool, never in its threads pool, the node's default). `home`: the folder of
     povray's confs and the job's ini (a render slot keeps one for all its batches, apart from `workdir`), or None
-    for workdir/home. `out`: povray's output folder in `workdir` (a render slot keeps one, its name as hard to guess),
-    emptied first (of what an earlier run of the batch left: a pre-pass's probe); None, or one that cannot be
-    emptied, for a new one."""
+    for workdir/home. `out`: povray's output folder in `workdir` (a render slot keeps one for a job's batches, its
+    name as hard to guess, though the job's own log may name it), emptied first (of what an earlier run of the batch
+    left: a pre-pass's probe); None, or one that cannot be emptied, for a new one."""
     limits = limits or RenderLimits()
     scene_dir, out_dir = workdir / "scene", out
     if out_dir is None or not empty(out_dir):

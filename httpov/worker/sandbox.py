@@ -120,7 +120,11 @@ class Sandbox:
         if not command:
             raise ValueError("empty command")
         exe = command[0]
-        extra = _program_binds(exe, self.env["PATH"], int(time.monotonic() // LOOKUP_SECONDS))
+        period = int(time.monotonic() // LOOKUP_SECONDS)
+        extra = _program_binds(exe, self.env["PATH"], period)
+        if not os.path.exists(extra[1]):  # moved meanwhile (an upgrade): looked up again now
+            _program_binds.cache_clear()
+            extra = _program_binds(exe, self.env["PATH"], period)
         return [*self.wrapper, *extra, *bwrap, "--remount-ro", "/", "--", exe, *command[1:]]
 
     def start(self, command: Sequence[str], **popen: Any) -> subprocess.Popen:
@@ -225,11 +229,11 @@ def prepare_sandbox(
     return box
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=1024)
 def _sandbox(bwrap: str, scene: Path, out: Path, home: Path, limits: RenderLimits,
              preload: Path | None) -> tuple[Sandbox, str]:
     """prepare_sandbox's Sandbox and povray.conf for these (resolved) folders: made once for a render slot's kept
-    folders (httpov.worker.workdir), not once a batch."""
+    folders (httpov.worker.workdir), not once a batch (room for a thousand slots' folders)."""
     for inner, outer in ((home, scene), (home, out), (scene, home), (out, home)):
         if inner == outer or outer in inner.parents:
             raise ValueError(f"home_dir must be apart from scene_dir and out_dir: {inner} vs {outer}")
@@ -397,7 +401,7 @@ def _realpath(path: str) -> str:
     return _realpath_in(path, int(time.monotonic() // LOOKUP_SECONDS))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=4096)
 def _realpath_in(path: str, _period: int) -> str:
     return os.path.realpath(path)
 

@@ -114,7 +114,7 @@ class NodeTask(Task):
                            node.spec(job_id), limit=limit(), user_cap=user_cap)
                 elif outcome.sent[1]:
                     own, batch_ids = outcome.sent
-                    if self.goes_on:  # sent in the round trip of the slot's next take (go_on)
+                    if self.going_on:  # sent in the round trip of the slot's next take (go_on)
                         self._queue_up(node.spec(job_id), batch_ids, own or node.settings.queue)
                     else:
                         enqueue(self.app, node.spec(job_id), batch_ids, own or node.settings.queue)
@@ -130,16 +130,17 @@ class NodeTask(Task):
         return outcome
 
     def go_on(self) -> int:
-        """After a rendered batch, a render slot of the node's threads pool (`goes_on`) takes the next messages of
+        """After a rendered batch, a render slot of the node's threads pool (`going_on`) takes the next messages of
         its node's queues itself (broker.NextMessages: the one Celery's consumer would take next, in one round trip)
-        and renders them, for up to a lease (its own message, acked when it returns, is then never old enough for
-        the stranded sweep to look at), while each is rendered and the node is not shutting down or draining;
-        answers how many it took. A batch so taken skips what Celery's consumer, its acks and its task trace cost a
-        message (docs/PERFORMANCE.md). The order is the queues', as the consumer's would be: a slot never goes
-        before another job's messages. Anything else next on the queue (a countdown's, another task's) ends it:
-        Celery's consumer takes it. Each take first queues what the last batch's top-up moved (_queue_up), in the
-        same round trip; what is left to queue when the slot stops is sent then."""
-        if not self.goes_on:
+        and renders them, for up to a lease (its own message is acked when it returns: should that take long, the
+        stranded sweep finds its batch done and lets it go), while each is rendered, the node is not shutting down
+        or draining, and Celery has no request waiting for a free slot (a retry whose back-off ended, a batch handed
+        to this node); answers how many it took. A batch so taken skips what Celery's consumer, its acks and its
+        task trace cost a message (docs/PERFORMANCE.md). The order is the queues', as the consumer's would be: a
+        slot never goes before another job's messages. Anything else next on the queue (a countdown's, another
+        task's) ends it: Celery's consumer takes it. Each take first queues what the last batch's top-up moved
+        (_queue_up), in the same round trip; what is left to queue when the slot stops is sent then."""
+        if not self.going_on:
             return 0
         try:
             return self._go_on(self.messages)
@@ -152,6 +153,8 @@ class NodeTask(Task):
     def _go_on(self, messages: NextMessages) -> int:
         until, taken = time.monotonic() + self.node.settings.lease_seconds, 0
         while time.monotonic() < until and worker_state.should_stop is None and worker_state.should_terminate is None:
+            if len(worker_state.reserved_requests) > len(worker_state.active_requests):  # (active ones are reserved)
+                return taken  # Celery holds a request for a free slot: this slot goes back to it
             try:
                 found = messages.take(self.node.store.r)
             except Exception as exc:  # Redis away: Celery's consumer rides it out
@@ -183,10 +186,17 @@ class NodeTask(Task):
         return taken
 
     @property
+    def going_on(self) -> bool:
+        """Whether this slot goes on with its queues' next messages (go_on): in the threads pool (`goes_on`), and
+        when the job state's Redis is the broker's (HTTPOV_STATE_URL unset), where those messages are."""
+        return self.goes_on and self.node.settings.state_url == self.node.settings.broker_url
+
+    @property
     def messages(self) -> NextMessages:
         """This slot's look at its node's queues (go_on)."""
         if self._slot.messages is None:
-            self._slot.messages = NextMessages(QueueLayout.of(self.app), self.app.amqp.queues.consume_from or {})
+            self._slot.messages = NextMessages(QueueLayout.of(self.app), self.app.amqp.queues.consume_from or {},
+                                               self.node.store.keys.take_mark)
         return self._slot.messages
 
     def _queue_up(self, spec: JobSpec, batch_ids: list[str], queue: str) -> None:

@@ -38,6 +38,7 @@ class WorkFolder:
         self._pid = 0  # the process that made _folder (a prefork render process makes its own)
         self._lock = -1  # the descriptor of its lock (held till the process ends)
         self._empty = False  # the batch folder holds its empty scene and output folders only (the last batch's end)
+        self._job = ""  # the job of the last batch: another job's batch gets new folders
         self._out = ""  # the name of the batch folder's output folder
 
     @property
@@ -46,20 +47,26 @@ class WorkFolder:
         return self._own() / "home"
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[Path]:
+    def batch(self, job: str = "") -> Iterator[Path]:
         """The batch's work folder, holding an empty `scene` folder and the output folder (`out`), and nothing else;
-        emptied when the batch ends (if that fails, it is made anew for the next one)."""
+        emptied when the batch ends, and kept for the next batch of the same `job` (another job's, or the next batch
+        after a folder that could not be emptied, gets new ones: nothing a scene did to its folders, their extended
+        attributes or flags, reaches another job)."""
         folder = self._own() / "batch"
-        if not self._empty:
-            if folder.exists():  # what a removal that failed left behind: set aside (gone with the slot folder)
-                remove(folder)
+        if not self._empty or job != self._job:
+            if folder.exists():  # the last job's, or what an emptying that failed left: gone, or set aside (gone
+                # with the slot folder) if it cannot be removed
+                with contextlib.suppress(Exception):  # (whatever it holds: a tree too deep to walk, too)
+                    remove(folder)
                 with contextlib.suppress(FileNotFoundError):
                     folder.rename(folder.with_name(f"stale-{os.urandom(6).hex()}"))
-            self._out = f"out-{secrets.token_hex(8)}"  # a name the scene cannot guess (povray.render)
+            # a name the scene cannot guess (povray.render), new with each job the slot renders (the job's own log
+            # may name it)
+            self._out = f"out-{secrets.token_hex(8)}"
             folder.mkdir()
             (folder / "scene").mkdir()
             (folder / self._out).mkdir()
-        self._empty = False
+        self._empty, self._job = False, job
         try:
             yield folder
         finally:
@@ -142,22 +149,20 @@ def sweep(root: Path) -> None:
 def empty(folder: Path, keep: tuple[str, ...] = ()) -> bool:
     """Remove everything in `folder` but the folders named in `keep`, which are emptied (and made the slot's to write
     again, whatever a process in the sandbox made of their permissions); a symbolic link is removed, never followed.
-    False if something could not be removed: then `folder` and all it holds are removed (remove)."""
+    False if something could not be removed (WorkFolder.batch then removes or sets aside the whole folder)."""
     try:
         with os.scandir(folder) as entries:
             for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.name in keep:
-                        os.chmod(entry.path, 0o700)
-                        if not empty(Path(entry.path)):
-                            raise OSError(f"{entry.path} could not be emptied")
-                    else:
-                        shutil.rmtree(entry.path)
+                if entry.is_dir(follow_symlinks=False) and entry.name in keep:
+                    os.chmod(entry.path, 0o700)
+                    if not empty(Path(entry.path)):
+                        return False
+                elif entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
                 else:
                     os.unlink(entry.path)
         return True
-    except OSError:
-        remove(folder)
+    except Exception:  # (a tree too deep to walk is a RecursionError)
         return False
 
 

@@ -19,6 +19,8 @@ from celery import Celery
 from celery.utils.nodenames import anon_nodename
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.transport import redis as kombu_redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 import httpov
 from httpov import broker
@@ -27,6 +29,7 @@ from httpov.celery import make_app
 from httpov.dispatch import celery_priority, enqueue
 from httpov.plan import Batch, JobSpec
 from httpov.settings import Settings
+from httpov.store.keys import Keys
 from httpov.worker.consumer import Consumer
 from tests.conftest import REDIS_URL
 
@@ -312,7 +315,7 @@ def test_consumer_order(settings, app, r) -> None:
     by_kombu = _taken_by_kombu(app, queues)
     assert len(by_kombu) == 18
     _fill(app, queues)
-    messages = broker.NextMessages(QueueLayout.of(app), queues)
+    messages = broker.NextMessages(QueueLayout.of(app), queues, Keys(settings.prefix).take_mark)
     by_slot = []
     while (found := messages.take(r)) is not None:
         by_slot.append((found[1].job_id, found[1].batch_id))
@@ -325,22 +328,71 @@ def test_take_next_leaves_what_is_not_to_run_now(settings, app, r) -> None:
     take answers None and leaves it, and everything behind it, where it is."""
     layout = QueueLayout.of(app)
     lists = broker.consumed_lists(layout, [settings.queue])
-    assert broker.take_next(r, lists) is None  # empty
+    mark = Keys(settings.prefix).take_mark
+    assert broker.take_next(r, lists, mark("1")) is None  # empty
     app.send_task(broker.RENDER_TASK, kwargs={"job_id": "jobeta", "batch": _batches(1)[0]}, queue=settings.queue,
                   countdown=30, priority=celery_priority(_spec("jobeta")))
     enqueue(app, _spec("jobafter"), _batches(2), settings.queue)
-    assert broker.take_next(r, lists) is None, \
+    assert broker.take_next(r, lists, mark("2")) is None, \
         "ASSUMPTION message-layout: Celery's message no longer says it waits for a countdown in its 'eta' header"
     app.send_task("httpov.other", queue=settings.queue, priority=0)  # ahead of both
-    assert broker.take_next(r, lists) is None
+    assert broker.take_next(r, lists, mark("3")) is None
     queued = sorted(m.job_id for key in lists for m in map(broker.render_message, r.lrange(key, 0, -1)) if m)
     assert queued == ["jobafter", "jobeta"] and sum(r.llen(key) for key in lists) == 3
     for key in lists:
         r.delete(key)
     enqueue(app, _spec("jobnow"), _batches(3), settings.queue)
-    found = broker.take_next(r, lists)
+    found = broker.take_next(r, lists, mark("4"))
     assert found is not None and (found[1].job_id, found[1].batch_id) == ("jobnow", _batches(3)[0])
     assert sum(r.llen(key) for key in lists) == 0
+    app.send_task(broker.RENDER_TASK, kwargs={"job_id": "jobexp", "batch": _batches(5)[0]}, queue=settings.queue,
+                  expires=600, priority=celery_priority(_spec("jobexp")))
+    assert broker.take_next(r, lists, mark("5")) is None, \
+        "ASSUMPTION message-layout: Celery's message no longer says it expires in its 'expires' header"
+    for key in lists:
+        r.delete(key)
+    r.lpush(lists[0], "not json {")  # nothing Celery wrote: its consumer's to reject
+    assert broker.take_next(r, lists, mark("6")) is None and r.llen(lists[0]) == 1
+
+
+def test_a_take_repeated_after_a_lost_reply_does_nothing_again(settings, app, r) -> None:
+    """The store's client repeats a call whose reply was lost: the same take (its mark) answers what it answered,
+    and neither queues its messages again nor takes a second message."""
+    layout = QueueLayout.of(app)
+    lists = broker.consumed_lists(layout, [settings.queue])
+    builder = broker.RenderMessages(layout, anon_nodename(), app.thread_oid)
+    enqueue(app, _spec("jobonce"), _batches(1, 2), settings.queue)
+    pushed = [builder.new("jobonce", _batches(3)[0], "", settings.queue, celery_priority(_spec("jobonce")))]
+    mark = Keys(settings.prefix).take_mark("once")
+    first = broker.take_next(r, lists, mark, pushed)
+    again = broker.take_next(r, lists, mark, pushed)
+    assert first is not None and first == again and first[1].batch_id == _batches(1)[0]
+    queued = [m.batch_id for key in lists for m in map(broker.render_message, r.lrange(key, 0, -1)) if m]
+    assert queued == _batches(3, 2), "queued once, taken once"
+    assert 0 < r.pttl(mark) <= broker.TAKE_MARK_MS
+    empty = Keys(settings.prefix).take_mark("none")
+    for key in lists:
+        r.delete(key)
+    assert broker.take_next(r, lists, empty) is None
+    enqueue(app, _spec("jobonce"), _batches(4), settings.queue)
+    assert broker.take_next(r, lists, empty) is None, "a repeat answers as the call did"
+
+
+def test_a_take_that_fails_never_sends_its_messages_again(settings, app, r) -> None:
+    """Should a slot's take fail (Redis away), its pending messages are dropped, not sent again with a later take
+    (their batches wait in the window for the unsent sweep, which may have sent them by then)."""
+    layout = QueueLayout.of(app)
+    builder = broker.RenderMessages(layout, anon_nodename(), app.thread_oid)
+    messages = broker.NextMessages(layout, [settings.queue], Keys(settings.prefix).take_mark)
+    messages.pending.append(builder.new("jobfail", _batches(1)[0], "", settings.queue, 4))
+    away = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    with pytest.raises(redis.ConnectionError):
+        messages.take(away)
+    assert messages.pending == []
+    messages.pending.append(builder.new("jobfail", _batches(2)[0], "", settings.queue, 4))
+    with pytest.raises(redis.ConnectionError):
+        messages.send(away)
+    assert messages.pending == [] and messages.take(r) is None
 
 
 def test_message_writing(settings, app, r) -> None:
@@ -365,7 +417,7 @@ def test_message_writing(settings, app, r) -> None:
             f"ASSUMPTION message-writing: kombu and Celery no longer write a render_batch message as httpov does:\n"
             f"kombu  {key} {by_kombu}\nhttpov {list_key} {by_httpov}")
     key, raw = builder.new("jobread", _batches(8)[0], "frame 8", settings.queue, 4)
-    broker.take_next(r, [], [(key, raw)], take=False)
+    broker.take_next(r, [], Keys(settings.prefix).take_mark("write"), [(key, raw)], take=False)
     with app.connection_for_read() as connection:
         message = _take(app, connection, settings.queue)
         args, kwargs, _ = message.decode()
@@ -380,7 +432,7 @@ def test_a_take_sends_its_pending_messages_first(settings, app, r) -> None:
     queue empty, the slot takes the first of them, the rest wait in their order."""
     layout = QueueLayout.of(app)
     builder = broker.RenderMessages(layout, anon_nodename(), app.thread_oid)
-    messages = broker.NextMessages(layout, [settings.queue])
+    messages = broker.NextMessages(layout, [settings.queue], Keys(settings.prefix).take_mark)
     messages.pending += [builder.new("jobpend", batch, "", settings.queue, 4) for batch in _batches(1, 2, 3)]
     found = messages.take(r)
     assert found is not None and (found[0], found[1].batch_id) == (settings.queue, _batches(1)[0])

@@ -148,3 +148,37 @@ def test_povray_making_a_symbolic_link_ends_its_batch(tmp_path: Path):
     assert usage.over() is None
     (out / "frame1.pov-state").symlink_to("/etc/passwd")
     assert "symbolic link (frame1.pov-state)" in (usage.over() or "")
+
+
+def test_another_jobs_batch_gets_new_folders(tmp_path: Path):
+    """The kept folders serve one job's batches: a batch of another job gets a new batch folder with a new output
+    folder's name, so that nothing one job's scene did to its folders (their extended attributes or flags, which
+    emptying them leaves) reaches another job."""
+    work = WorkFolder(tmp_path / "work")
+    seen = []
+    for job in ("a", "a", "b"):
+        with work.batch(job) as folder:
+            seen.append(((folder / "scene").stat().st_ino, work.out.name))
+            (folder / "scene" / "scene.pov").write_text(job)
+    assert seen[0] == seen[1], "kept for the same job"
+    assert seen[2][1] != seen[1][1] and _contents(folder) == sorted(["scene", work.out.name])
+
+
+def test_a_tree_too_deep_to_walk_is_set_aside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Whatever stops the emptying (a tree too deep for rmtree's recursion: RecursionError, not OSError), the slot
+    goes on: its next batch gets new folders, the old one set aside in the slot folder."""
+    from httpov.worker import workdir
+
+    work = WorkFolder(tmp_path / "work")
+    with work.batch("a") as folder:
+        (folder / "scene" / "deep").mkdir()
+
+    def deep(*args: object, **kwargs: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+    monkeypatch.setattr(workdir.shutil, "rmtree", deep)
+    with work.batch("a") as folder:
+        (folder / "scene" / "deep").mkdir()
+    with work.batch("a") as again:
+        assert again == folder and _contents(again) == sorted(["scene", work.out.name])
+    stale = [p for p in folder.parent.iterdir() if p.name.startswith("stale-")]
+    assert len(stale) == 1 and "scene/deep" in _contents(stale[0])

@@ -19,6 +19,7 @@ from httpov.local_farm import worker_env
 from httpov.paths import batch_key
 from httpov.store.keys import Keys
 from httpov.view import job_view
+from httpov.worker import waits
 from tests.conftest import kombu_layout, wait_for, write_scene
 from tests.integration.faults import SLOW_SCENE, frames_in_results, povray_pids, running_on, slow_scene
 
@@ -36,6 +37,13 @@ def frozen(victim, log: Path) -> Iterator[list[float]]:
         thawed.append(time.time())
         os.killpg(victim.pid, signal.SIGCONT)
     wait_for(lambda: log.read_text().count("succeeded in") >= 2, 60, "the thawed node to end its tasks")
+
+
+def _waits_checked(settings) -> bool:
+    """The node's check of its quick waits, which renders with povray as the node starts, is over: a povray of that
+    check whose sandbox the node had not let go yet (its limits are set first) would wait for the frozen node, not
+    run on as a batch's povray does."""
+    return "not checked yet" not in waits.kept(settings)[1]
 
 
 def _unacked_of(settings, job_id: str) -> int:
@@ -73,8 +81,10 @@ def test_a_lost_batch_is_requeued_once_however_long_it_waits(tmp_path, settings,
 def test_a_frozen_nodes_batches_are_requeued_once_and_its_thaw_changes_nothing(tmp_path, settings, client, workers,
                                                                               caplog):
     settings = settings.with_(lease_seconds=2.0)
+    victim_settings = settings.with_(cache_dir=tmp_path / "victimcache")
+    victim = workers(concurrency=2, name="victim", settings_=victim_settings)
+    wait_for(lambda: _waits_checked(victim_settings), 60, "the victim's check of its quick waits")
     sub = client.submit(slow_scene(tmp_path / "frozen", 12), count=4)  # three batches of ~5 s
-    victim = workers(concurrency=2, name="victim", settings_=settings.with_(cache_dir=tmp_path / "victimcache"))
     wait_for(lambda: len(running_on(client, sub.spec.id)) == 2, 60, "the victim to render two batches")
     workers(concurrency=1, name="rescuer", settings_=settings)
     wait_for(lambda: len(running_on(client, sub.spec.id)) == 3, 60, "the rescuer to take the third batch")
@@ -107,8 +117,10 @@ def test_a_frozen_nodes_slices_stitch_nothing_on_thaw(tmp_path, settings, client
     """A stale slice neither records itself nor stitches its frame over the one its job's live node stitched."""
     settings = settings.with_(lease_seconds=2.0)
     ini = "Width=192\nHeight=144\nAntialias=on\nAntialias_Threshold=0.05\nInitial_Frame=1\nFinal_Frame=1\n"
+    victim_settings = settings.with_(cache_dir=tmp_path / "victimcache")
+    victim = workers(concurrency=2, name="victim", settings_=victim_settings)
+    wait_for(lambda: _waits_checked(victim_settings), 60, "the victim's check of its quick waits")
     sub = client.submit(write_scene(tmp_path / "still", SLOW_SCENE, ini), slices=2)  # two slices of ~5 s
-    victim = workers(concurrency=2, name="victim", settings_=settings.with_(cache_dir=tmp_path / "victimcache"))
     wait_for(lambda: len(povray_pids(str(tmp_path / "victimcache"))) >= 2, 60, "the victim to render both slices")
     with frozen(victim, tmp_path / "victim.log") as thawed:  # its povrays run on: it wakes holding finished slices
         workers(concurrency=2, name="rescuer", settings_=settings)

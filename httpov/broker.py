@@ -186,9 +186,10 @@ def release(r: redis.Redis, layout: QueueLayout, tag: str) -> bool:
 
 #: take_next's script: first the messages ARGV[5..] LPUSHed on the lists KEYS[#KEYS - ARGV[2] .. #KEYS - 1], then
 #: (ARGV[3] '1') the first message in the other lists (the one served first first), if it is a render_batch message
-#: (ARGV[1]) to run now, taken off its list; answered with the index of its list (1-based) and the message. What it
-#: answers is kept ARGV[4] ms under KEYS[#KEYS], the call's own mark: the same call again (a client repeating it
-#: after a lost reply) answers that and does nothing more.
+#: (ARGV[1]) to run now, taken off its list; answered with the index of its list (1-based) and the message. What a
+#: call that queued or took something answers is kept ARGV[4] ms under KEYS[#KEYS], the call's own mark: the same
+#: call again (a client repeating it after a lost reply) answers that and does nothing more. An idle node's take
+#: (its lists empty: no list key exists) costs Redis two commands, not one a list.
 _TAKE_NEXT = """
 local mark = KEYS[#KEYS]
 local seen = redis.call('GET', mark)
@@ -200,7 +201,7 @@ local pushed = tonumber(ARGV[2])
 local lists = #KEYS - 1 - pushed
 for i = 1, pushed do redis.call('LPUSH', KEYS[lists + i], ARGV[4 + i]) end
 local reply = false
-if ARGV[3] == '1' then
+if ARGV[3] == '1' and lists > 0 and redis.call('EXISTS', unpack(KEYS, 1, lists)) > 0 then
   for i = 1, lists do
     local raw = redis.call('LINDEX', KEYS[i], -1)
     if raw then
@@ -217,7 +218,9 @@ if ARGV[3] == '1' then
     end
   end
 end
-redis.call('SET', mark, reply and cjson.encode(reply) or '', 'PX', ARGV[4])
+if reply or pushed > 0 then  -- (a repeat of a call that changed nothing may answer anew)
+  redis.call('SET', mark, reply and cjson.encode(reply) or '', 'PX', ARGV[4])
+end
 return reply
 """
 #: How long a take's answer is kept under its mark (take_next): a client repeats a call within seconds.
@@ -298,6 +301,14 @@ class RenderMessages:
                            "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())},
         }
         return self.layout.list_for(queue, priority), dumps(message)
+
+
+def load_take_script(r: redis.Redis) -> None:
+    """Load take_next's script into Redis ahead of a node's first take (a render node as it starts): the first call
+    would find it missing and load it first, two round trips more on a slow link."""
+    if not _take_next:
+        _take_next.append(r.register_script(_TAKE_NEXT))
+    r.script_load(_TAKE_NEXT)
 
 
 def take_next(r: redis.Redis, lists: list[str], mark: str, push: Iterable[tuple[str, str]] = (),

@@ -15,7 +15,7 @@ from celery.utils import worker_direct
 from celery.utils.nodenames import anon_nodename
 from celery.worker import state as worker_state
 
-from httpov.broker import NextMessages, QueueLayout, RenderMessages
+from httpov.broker import NextMessages, QueueLayout, RenderMessages, load_take_script
 from httpov.celery import app
 from httpov.dispatch import WindowCache, celery_priority, enqueue, settle_dependents, top_up
 from httpov.plan import Batch, JobSpec
@@ -246,6 +246,8 @@ def warm_up(**_: object) -> None:
             _ = node.povray_version
             waits.library_for(node.settings)  # the node's check of its quick waits starts now
             node.store.warm_up(min(WARM_CONNECTIONS * NodeTask.slots, MAX_WARM_CONNECTIONS))
+            if NodeTask.goes_on:  # its slots' takes (go_on) find their script loaded
+                load_take_script(node.store.r)
     threading.Thread(target=build, name="httpov warm-up", daemon=True).start()
 
 

@@ -228,6 +228,13 @@ TAKE_MARK_MS = 60_000
 _take_next: list[Any] = []  # the script, registered once (each call names its client)
 
 
+def _take_script(r: redis.Redis) -> Any:
+    """take_next's script, registered with the first client that asks (each call names its own)."""
+    if not _take_next:
+        _take_next.append(r.register_script(_TAKE_NEXT))
+    return _take_next[0]
+
+
 def consumed_lists(layout: QueueLayout, queues: Iterable[str]) -> list[str]:
     """The Redis lists of a worker's queues in the order its consumer looks at them: every queue's list of the first
     priority step, then of the next step, ..."""
@@ -306,9 +313,7 @@ class RenderMessages:
 def load_take_script(r: redis.Redis) -> None:
     """Load take_next's script into Redis ahead of a node's first take (a render node as it starts): the first call
     would find it missing and load it first, two round trips more on a slow link."""
-    if not _take_next:
-        _take_next.append(r.register_script(_TAKE_NEXT))
-    r.script_load(_TAKE_NEXT)
+    r.script_load(_take_script(r).script)
 
 
 def take_next(r: redis.Redis, lists: list[str], mark: str, push: Iterable[tuple[str, str]] = (),
@@ -326,11 +331,9 @@ def take_next(r: redis.Redis, lists: list[str], mark: str, push: Iterable[tuple[
     pushed = list(push)
     if not (lists and take) and not pushed:
         return None
-    if not _take_next:
-        _take_next.append(r.register_script(_TAKE_NEXT))
     # ASSUMPTION message-layout (see render_message); the headers 'eta' and 'expires' are null unless a countdown or
     # an expiry was asked
-    reply = _take_next[0](keys=[*lists, *(key for key, _ in pushed), mark],
+    reply = _take_script(r)(keys=[*lists, *(key for key, _ in pushed), mark],
                           args=[RENDER_TASK, len(pushed), "1" if take else "0", TAKE_MARK_MS,
                                 *(raw for _, raw in pushed)], client=r)
     if not reply:

@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -120,11 +120,10 @@ class Sandbox:
         if not command:
             raise ValueError("empty command")
         exe = command[0]
-        period = int(time.monotonic() // LOOKUP_SECONDS)
-        extra = _program_binds(exe, self.env["PATH"], period)
+        extra = _looked_up(_program_binds, exe, self.env["PATH"])
         if not os.path.exists(extra[1]):  # moved meanwhile (an upgrade): looked up again now
-            _program_binds.cache_clear()
-            extra = _program_binds(exe, self.env["PATH"], period)
+            _kept.cache_clear()
+            extra = _looked_up(_program_binds, exe, self.env["PATH"])
         return [*self.wrapper, *extra, *bwrap, "--remount-ro", "/", "--", exe, *command[1:]]
 
     def start(self, command: Sequence[str], **popen: Any) -> subprocess.Popen:
@@ -255,10 +254,9 @@ def _sandbox(bwrap: str, scene: Path, out: Path, home: Path, limits: RenderLimit
     return Sandbox(scene, out, home, limits, env, conf_path, povini_path, tuple(wrapper)), conf
 
 
-@functools.lru_cache(maxsize=16)
-def _program_binds(exe: str, path: str, _period: int) -> tuple[str, ...]:
+def _program_binds(exe: str, path: str) -> tuple[str, ...]:
     """bwrap's binds of program `exe` (found on `path` unless it names its own), its #! interpreter if it is a
-    script, and the folders of their shared libraries: looked up again once every LOOKUP_SECONDS (`_period`)."""
+    script, and the folders of their shared libraries (Sandbox.argv looks them up once every LOOKUP_SECONDS)."""
     found = shutil.which(exe, path=path) if "/" not in exe else exe
     if found is None:
         raise RenderError(f"{exe!r} not found on the sandbox PATH {path}")
@@ -385,25 +383,29 @@ def script_interpreter(program: str) -> str | None:
 
 
 def _which(program: str, path: str) -> str | None:
-    """shutil.which, looked up again once every LOOKUP_SECONDS (see _realpath)."""
-    return _which_in(program, path, int(time.monotonic() // LOOKUP_SECONDS))
+    """shutil.which, looked up again once every LOOKUP_SECONDS (_looked_up)."""
+    return _looked_up(_which_on, program, path)
 
 
-@functools.lru_cache(maxsize=16)
-def _which_in(program: str, path: str, _period: int) -> str | None:
+def _which_on(program: str, path: str) -> str | None:
     return shutil.which(program, path=path)
 
 
 def _realpath(path: str) -> str:
-    """os.path.realpath, resolved again once every LOOKUP_SECONDS: the same few paths every batch (povray, bwrap, the
-    slot's kept folders: httpov.worker.workdir), an lstat for each of their parts; a program moved (an upgrade) is
-    found where it went within that time."""
-    return _realpath_in(path, int(time.monotonic() // LOOKUP_SECONDS))
+    """os.path.realpath, resolved again once every LOOKUP_SECONDS (_looked_up)."""
+    return _looked_up(os.path.realpath, path)
+
+
+def _looked_up(function: Callable[..., Any], *args: str) -> Any:
+    """function(*args), asked again once every LOOKUP_SECONDS: the same few lookups every batch (where povray and bwrap
+    are, the real paths of the slot's kept folders: httpov.worker.workdir), a search of PATH or an lstat for each part
+    of a path; a program moved (an upgrade) is found where it went within that time."""
+    return _kept(function, args, int(time.monotonic() // LOOKUP_SECONDS))
 
 
 @functools.lru_cache(maxsize=4096)
-def _realpath_in(path: str, _period: int) -> str:
-    return os.path.realpath(path)
+def _kept(function: Callable[..., Any], args: tuple[str, ...], _period: int) -> Any:
+    return function(*args)
 
 
 def library_dirs(program: str) -> tuple[str, ...]:
